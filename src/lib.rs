@@ -1,0 +1,20 @@
+//! cohort: a thread-per-core, multi-Raft consensus engine.
+//!
+//! The layers, lowest first (an arrow means "is used by"; nothing points back down):
+//!
+//! ```text
+//!   raft (pure consensus core)   wal (per-core log)   wire (frames)   kv (state machine)
+//!          │                          │                   │                │
+//!          │                          │              transport            │
+//!          └──────────────┬───────────┴───────────────────┴────────────────┘
+//!                       shard (per-core event loop) ── node (process) ── main.rs
+//!   sim (deterministic simulator) drives raft (+ kv) with fake time, network and disk.
+//! ```
+//!
+//! Where to look for an idea:
+//! - election, replication, reads, membership: [`raft`] (`src/raft/`)
+//! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
+#![deny(unsafe_code)]
+
+pub mod raft;
+pub mod sim;

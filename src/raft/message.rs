@@ -1,0 +1,134 @@
+//! The messages Raft replicas exchange, as plain Rust values (the wire format lives in
+//! `src/wire` and converts to and from these).
+
+use bytes::Bytes;
+
+use super::types::{Entry, LogIndex, NodeId, Snapshot, Term};
+
+/// One message between two replicas of the same group. The group itself is not named here:
+/// the shard that drives the core knows which group a message belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term (for `PreVoteRequest`: the term it would campaign in).
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// Leader → follower: entries that follow `(prev_log_index, prev_log_term)`.
+    AppendRequest(AppendRequest),
+    /// Follower → leader: the outcome of an append (or of a snapshot install).
+    AppendResponse(AppendResponse),
+    /// Pre-candidate → all: would you vote for me in `term`? Changes no state.
+    PreVoteRequest(VoteRequest),
+    PreVoteResponse(VoteResponse),
+    /// Candidate → all: vote for me in `term`.
+    VoteRequest(VoteRequest),
+    VoteResponse(VoteResponse),
+    /// Leader → follower: I am alive; here is the commit index you may apply up to.
+    Heartbeat(Heartbeat),
+    HeartbeatResponse(HeartbeatResponse),
+    /// Leader → follower: replace your log with this snapshot.
+    InstallSnapshot(Snapshot),
+    /// Leader → transferee: start an election now (leadership transfer).
+    TimeoutNow,
+    /// Follower → leader: confirm leadership and tell me the commit index for a read.
+    ReadIndexRequest {
+        ctx: u64,
+    },
+    /// Leader → follower: the read with `ctx` may be served once applied up to `index`.
+    ReadIndexResponse {
+        ctx: u64,
+        index: LogIndex,
+    },
+    /// Follower → leader: proposals forwarded on behalf of clients of the follower.
+    ForwardProposal {
+        data: Vec<Bytes>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub prev_log_index: LogIndex,
+    pub prev_log_term: Term,
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub commit: LogIndex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendResponse {
+    /// On success: the follower's log matches the leader's up to `index`.
+    /// On reject: `index` is the rejected `prev_log_index`.
+    pub index: LogIndex,
+    pub reject: bool,
+    /// On reject: the follower's best guess of where the logs may match (its last index, or
+    /// the first index of the conflicting term), and the term of its entry there. The leader
+    /// uses both to skip a whole conflicting term per round trip.
+    pub reject_hint: LogIndex,
+    pub hint_term: Term,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteRequest {
+    pub last_log_index: LogIndex,
+    pub last_log_term: Term,
+    /// Set when the election was started by a leadership transfer: voters disregard the
+    /// leader lease they would otherwise protect.
+    pub transfer: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteResponse {
+    pub reject: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The leader's commit index, capped at what this follower is known to hold.
+    pub commit: LogIndex,
+    /// The read round this heartbeat confirms (0: none).
+    pub read_round: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    /// Echo of `Heartbeat::read_round`.
+    pub read_round: u64,
+}
+
+impl MessageBody {
+    /// Payload bytes carried, for byte-bounded inflight windows.
+    pub fn payload_bytes(&self) -> u64 {
+        match self {
+            MessageBody::AppendRequest(append) => {
+                append.entries.iter().map(Entry::size_bytes).sum()
+            }
+            MessageBody::InstallSnapshot(snapshot) => snapshot.data.len() as u64,
+            MessageBody::ForwardProposal { data } => data.iter().map(|d| d.len() as u64).sum(),
+            _ => 0,
+        }
+    }
+
+    /// A short name for logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MessageBody::AppendRequest(_) => "AppendRequest",
+            MessageBody::AppendResponse(_) => "AppendResponse",
+            MessageBody::PreVoteRequest(_) => "PreVoteRequest",
+            MessageBody::PreVoteResponse(_) => "PreVoteResponse",
+            MessageBody::VoteRequest(_) => "VoteRequest",
+            MessageBody::VoteResponse(_) => "VoteResponse",
+            MessageBody::Heartbeat(_) => "Heartbeat",
+            MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndexRequest { .. } => "ReadIndexRequest",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::ForwardProposal { .. } => "ForwardProposal",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Deterministic simulator: many replicas in one thread over a faulty network and disk.
