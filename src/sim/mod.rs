@@ -1,1 +1,19 @@
 //! Deterministic simulator: many replicas in one thread over a faulty network and disk.
+//!
+//! [`Cluster`] runs the replicas of one group on simulated nodes: a seeded network that
+//! drops, duplicates, delays, reorders and partitions; disks that keep only what a completed
+//! Ready wrote (a crash loses the Ready in flight); and a [`Checker`] that verifies Raft's
+//! safety properties after every step. [`run`] drives a seeded random workload over it.
+//! A failure prints `SEED=<n>`; `COHORT_SIM_SEED=<n>` replays exactly that run.
+
+mod checker;
+mod cluster;
+mod disk;
+mod network;
+mod workload;
+
+pub use checker::Checker;
+pub use cluster::{Cluster, ConfigFn, SimNode};
+pub use disk::{Disk, StateMachine};
+pub use network::{Network, NetworkFaults};
+pub use workload::{SimFailure, SimOptions, SimReport, run};

@@ -1,0 +1,388 @@
+//! The replica's log in memory: entries after the last snapshot, with commit, apply and
+//! persistence cursors.
+//!
+//! The core keeps every entry since the last compaction in memory (the caller bounds that by
+//! snapshotting); the WAL is where they are made durable. Cursors, all monotonic except
+//! where a follower truncates a conflicting suffix:
+//!
+//! ```text
+//!   snapshot_index < applied <= committed <= last_index
+//!   persisted <= last_index           (durable on this node, as the caller acknowledged)
+//!   unstable_from: first index not yet handed to the caller to persist
+//! ```
+
+use std::collections::VecDeque;
+
+use super::types::{Entry, LogIndex, Term};
+
+#[derive(Debug)]
+pub(crate) struct RaftLog {
+    snapshot_index: LogIndex,
+    snapshot_term: Term,
+    /// `entries[i].index == snapshot_index + 1 + i`.
+    entries: VecDeque<Entry>,
+    pub(crate) committed: LogIndex,
+    /// Highest index the caller has applied (acknowledged through `advance`).
+    pub(crate) applied: LogIndex,
+    /// Highest index the caller has made durable.
+    pub(crate) persisted: LogIndex,
+    /// First index not yet handed out for persistence.
+    pub(crate) unstable_from: LogIndex,
+}
+
+impl RaftLog {
+    /// A log restored from durable state: everything in it is persisted.
+    pub(crate) fn restore(
+        snapshot_index: LogIndex,
+        snapshot_term: Term,
+        entries: Vec<Entry>,
+        committed: LogIndex,
+    ) -> RaftLog {
+        for (offset, entry) in entries.iter().enumerate() {
+            assert_eq!(
+                entry.index,
+                snapshot_index.plus(offset as u64 + 1),
+                "restored entries must follow the snapshot without gaps"
+            );
+        }
+        let mut log = RaftLog {
+            snapshot_index,
+            snapshot_term,
+            entries: entries.into(),
+            committed: LogIndex::ZERO,
+            applied: snapshot_index,
+            persisted: LogIndex::ZERO,
+            unstable_from: LogIndex::ZERO,
+        };
+        log.persisted = log.last_index();
+        log.unstable_from = log.last_index().next();
+        // A persisted commit index beyond the log can only come from a corrupt store.
+        log.committed = committed.max(snapshot_index).min(log.last_index());
+        log
+    }
+
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.snapshot_index
+    }
+
+    pub(crate) fn first_index(&self) -> LogIndex {
+        self.snapshot_index.next()
+    }
+
+    pub(crate) fn last_index(&self) -> LogIndex {
+        self.snapshot_index.plus(self.entries.len() as u64)
+    }
+
+    pub(crate) fn last_term(&self) -> Term {
+        self.entries.back().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    /// The term of the entry at `index`, if the log still knows it.
+    pub(crate) fn term(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        if index <= self.snapshot_index {
+            return None;
+        }
+        self.entries
+            .get((index.0 - self.snapshot_index.0 - 1) as usize)
+    }
+
+    pub(crate) fn matches(&self, index: LogIndex, term: Term) -> bool {
+        self.term(index) == Some(term)
+    }
+
+    /// Raft's election restriction: is a log ending at (index, term) at least as up to date
+    /// as ours?
+    pub(crate) fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    /// The leader appends its own new entry.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.index, self.last_index().next());
+        self.entries.push_back(entry);
+    }
+
+    /// A follower takes entries that follow `(prev_index, prev_term)` from the leader.
+    /// Returns the index of the last entry now known to match the leader, or `None` if the
+    /// logs do not match at `prev_index`.
+    pub(crate) fn try_append(
+        &mut self,
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: &[Entry],
+    ) -> Option<LogIndex> {
+        if prev_index < self.snapshot_index {
+            // Everything up to our snapshot is committed and so matches; skip that part.
+            let skip = (self.snapshot_index.0 - prev_index.0) as usize;
+            if skip > entries.len() {
+                return Some(prev_index.plus(entries.len() as u64));
+            }
+            let prev_term = if skip == 0 {
+                prev_term
+            } else {
+                entries[skip - 1].term
+            };
+            return self
+                .try_append(self.snapshot_index, prev_term, &entries[skip..])
+                .map(|_| prev_index.plus(entries.len() as u64));
+        }
+        if !self.matches(prev_index, prev_term) {
+            return None;
+        }
+        let last_new = prev_index.plus(entries.len() as u64);
+        let conflict = entries.iter().position(|e| !self.matches(e.index, e.term));
+        if let Some(position) = conflict {
+            let first_new = entries[position].index;
+            assert!(
+                first_new > self.committed,
+                "a leader asked to overwrite committed entry {first_new} (committed {})",
+                self.committed
+            );
+            self.truncate_from(first_new);
+            for entry in &entries[position..] {
+                self.entries.push_back(entry.clone());
+            }
+        }
+        Some(last_new)
+    }
+
+    /// Drops entries at and after `index` (a follower discarding a conflicting suffix).
+    fn truncate_from(&mut self, index: LogIndex) {
+        debug_assert!(index > self.snapshot_index);
+        let keep = (index.0 - self.snapshot_index.0 - 1) as usize;
+        self.entries.truncate(keep);
+        self.persisted = self.persisted.min(index.prev());
+        self.unstable_from = self.unstable_from.min(index);
+    }
+
+    /// Entries from `from` on, at most `entries_max` and (past the first) `bytes_max` bytes.
+    /// Payloads are shared, not copied. `from` must be above the snapshot.
+    pub(crate) fn slice(&self, from: LogIndex, entries_max: usize, bytes_max: u64) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut index = from;
+        while let Some(entry) = self.entry(index) {
+            if out.len() == entries_max
+                || (!out.is_empty() && bytes + entry.size_bytes() > bytes_max)
+            {
+                break;
+            }
+            bytes += entry.size_bytes();
+            out.push(entry.clone());
+            index = index.next();
+        }
+        out
+    }
+
+    /// Entries not yet handed out for persistence; marks them handed out.
+    pub(crate) fn take_unstable(&mut self) -> Vec<Entry> {
+        let from = self.unstable_from.max(self.first_index());
+        let out = self.slice(from, usize::MAX, u64::MAX);
+        self.unstable_from = self.last_index().next();
+        out
+    }
+
+    pub(crate) fn has_unstable(&self) -> bool {
+        self.unstable_from <= self.last_index()
+    }
+
+    /// The caller reports entries up to `(index, term)` durable. If the log was truncated
+    /// meanwhile and no longer holds that entry, nothing is credited (the new suffix will be
+    /// persisted by a later Ready).
+    pub(crate) fn persisted_to(&mut self, index: LogIndex, term: Term) {
+        if index > self.persisted && self.matches(index, term) {
+            self.persisted = index;
+        }
+    }
+
+    pub(crate) fn commit_to(&mut self, index: LogIndex) -> bool {
+        if index > self.committed {
+            assert!(
+                index <= self.last_index(),
+                "commit {index} beyond last index {}",
+                self.last_index()
+            );
+            self.committed = index;
+            return true;
+        }
+        false
+    }
+
+    /// For fast backtracking: the last index at or below `index` whose term is at most
+    /// `term`, and that term. Unknown terms (compacted or beyond the log) stop the search.
+    pub(crate) fn find_conflict_by_term(&self, index: LogIndex, term: Term) -> (LogIndex, Term) {
+        let mut index = index.min(self.last_index());
+        loop {
+            match self.term(index) {
+                Some(t) if t > term => index = index.prev(),
+                Some(t) => return (index, t),
+                None => return (index, Term::ZERO),
+            }
+        }
+    }
+
+    /// Drop entries up to `index` (inclusive): the caller snapshotted the state there.
+    pub(crate) fn compact(&mut self, index: LogIndex) {
+        assert!(
+            index <= self.applied,
+            "compact({index}) beyond applied {}",
+            self.applied
+        );
+        if index <= self.snapshot_index {
+            return;
+        }
+        let term = self.term(index).expect("applied entry is in the log");
+        let drop = (index.0 - self.snapshot_index.0) as usize;
+        self.entries.drain(..drop);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+    }
+
+    /// Replace the whole log by a snapshot received from the leader.
+    pub(crate) fn install_snapshot(&mut self, index: LogIndex, term: Term) {
+        self.entries.clear();
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.committed = index;
+        self.applied = index;
+        self.persisted = self.persisted.min(index);
+        self.unstable_from = index.next();
+    }
+
+    /// Entries committed but not yet handed out for applying, from `applying_from`.
+    pub(crate) fn committed_from(&self, applying_from: LogIndex) -> Vec<Entry> {
+        let from = applying_from.max(self.first_index());
+        if from > self.committed {
+            return Vec::new();
+        }
+        let count = (self.committed.0 - from.0 + 1) as usize;
+        self.slice(from, count, u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::raft::types::EntryKind;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![index as u8]),
+        }
+    }
+
+    fn log_with_terms(terms: &[u64]) -> RaftLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| entry(i as u64 + 1, t))
+            .collect();
+        RaftLog::restore(LogIndex(0), Term(0), entries, LogIndex(0))
+    }
+
+    #[test]
+    fn conflicting_suffix_is_replaced() {
+        let mut log = log_with_terms(&[1, 1, 2, 2]);
+        let new = [entry(3, 3), entry(4, 3), entry(5, 3)];
+        assert_eq!(
+            log.try_append(LogIndex(2), Term(1), &new),
+            Some(LogIndex(5))
+        );
+        assert_eq!(log.last_index(), LogIndex(5));
+        assert_eq!(log.term(LogIndex(3)), Some(Term(3)));
+        assert_eq!(
+            log.persisted,
+            LogIndex(2),
+            "persistence must not cover the replaced suffix"
+        );
+        assert_eq!(log.unstable_from, LogIndex(3));
+    }
+
+    #[test]
+    fn mismatched_prev_is_refused() {
+        let mut log = log_with_terms(&[1, 1]);
+        assert_eq!(log.try_append(LogIndex(2), Term(2), &[entry(3, 2)]), None);
+        assert_eq!(log.try_append(LogIndex(5), Term(1), &[]), None);
+        assert_eq!(log.last_index(), LogIndex(2));
+    }
+
+    #[test]
+    fn stale_duplicate_append_does_not_truncate() {
+        let mut log = log_with_terms(&[1, 1, 1, 1]);
+        // An old, shorter append arriving late must not cut entries 3 and 4.
+        assert_eq!(
+            log.try_append(LogIndex(0), Term(0), &[entry(1, 1), entry(2, 1)]),
+            Some(LogIndex(2))
+        );
+        assert_eq!(log.last_index(), LogIndex(4));
+    }
+
+    #[test]
+    fn append_below_snapshot_skips_the_compacted_part() {
+        let mut log = log_with_terms(&[1, 1, 1]);
+        log.committed = LogIndex(3);
+        log.applied = LogIndex(3);
+        log.compact(LogIndex(2));
+        let new = [entry(2, 1), entry(3, 1), entry(4, 2)];
+        assert_eq!(
+            log.try_append(LogIndex(1), Term(1), &new),
+            Some(LogIndex(4))
+        );
+        assert_eq!(log.last_index(), LogIndex(4));
+        assert_eq!(log.term(LogIndex(4)), Some(Term(2)));
+    }
+
+    #[test]
+    fn find_conflict_by_term_skips_a_whole_term() {
+        let log = log_with_terms(&[1, 1, 4, 4, 4, 5]);
+        assert_eq!(
+            log.find_conflict_by_term(LogIndex(6), Term(3)),
+            (LogIndex(2), Term(1))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(LogIndex(9), Term(4)),
+            (LogIndex(5), Term(4))
+        );
+        assert_eq!(
+            log.find_conflict_by_term(LogIndex(6), Term(0)),
+            (LogIndex(0), Term(0))
+        );
+    }
+
+    #[test]
+    fn slice_respects_entry_and_byte_limits() {
+        let log = log_with_terms(&[1; 10]);
+        assert_eq!(log.slice(LogIndex(1), 3, u64::MAX).len(), 3);
+        let one = entry(1, 1).size_bytes();
+        assert_eq!(log.slice(LogIndex(1), 100, one * 2).len(), 2);
+        assert_eq!(
+            log.slice(LogIndex(1), 100, 1).len(),
+            1,
+            "one entry always travels"
+        );
+        assert!(log.slice(LogIndex(11), 100, u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn persisted_to_ignores_a_replaced_entry() {
+        let mut log = log_with_terms(&[1, 1]);
+        log.persisted = LogIndex(0);
+        log.persisted_to(LogIndex(2), Term(9));
+        assert_eq!(log.persisted, LogIndex(0));
+        log.persisted_to(LogIndex(2), Term(1));
+        assert_eq!(log.persisted, LogIndex(2));
+    }
+}

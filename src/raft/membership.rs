@@ -1,0 +1,80 @@
+//! Applying committed conf changes to the replica: members, progress, and stepping down.
+
+use super::confchange::ConfChange;
+use super::replica::Replica;
+use super::types::{ConfState, EntryKind, LogIndex, NodeId, Role};
+
+impl Replica {
+    /// Take in every conf change in the log up to `upto` not yet reflected.
+    pub(crate) fn apply_conf_changes_up_to(&mut self, upto: LogIndex) {
+        let mut index = self.conf_index.next().max(self.log.first_index());
+        while index <= upto {
+            let data = match self.log.entry(index) {
+                Some(entry) if entry.kind == EntryKind::ConfChange => Some(entry.data.clone()),
+                Some(_) => None,
+                None => break,
+            };
+            if let Some(data) = data {
+                self.apply_conf_entry(index, &data);
+            }
+            index = index.next();
+        }
+    }
+
+    /// A committed conf change at `index` is applied. One that does not decode or does not
+    /// fit the current configuration is a no-op on every replica alike (they all see the
+    /// same configuration before it), so the group stays consistent.
+    pub(crate) fn apply_conf_entry(&mut self, index: LogIndex, data: &bytes::Bytes) {
+        if index <= self.conf_index {
+            return;
+        }
+        self.conf_index = index;
+        let Ok(change) = ConfChange::decode(data) else {
+            return;
+        };
+        let Ok(next) = change.apply_to(&self.conf) else {
+            return;
+        };
+        self.switch_to_conf(next);
+    }
+
+    fn switch_to_conf(&mut self, next: ConfState) {
+        self.conf = next;
+        let members = self.conf.members();
+        self.progress.retain(|p| members.contains(&p.id));
+        for member in members {
+            if self.progress_of(member).is_none() {
+                let progress = self.new_progress(member);
+                self.progress.push(progress);
+            }
+        }
+        if self.role != Role::Leader {
+            return;
+        }
+        if !self.conf.is_voter(self.id) && self.config.step_down_on_removal {
+            self.become_follower(self.term, NodeId::NONE);
+            return;
+        }
+        if self
+            .lead_transferee
+            .is_some_and(|to| !self.conf.is_voter(to))
+        {
+            self.lead_transferee = None;
+        }
+        // The quorum changed: the commit index may move, and new members need appends.
+        self.maybe_commit();
+        self.broadcast_pending = true;
+    }
+
+    /// A leader in an auto-leave joint config proposes leaving it once entering is applied.
+    pub(crate) fn maybe_leave_joint(&mut self) {
+        if self.role == Role::Leader
+            && self.conf.is_joint()
+            && self.conf.auto_leave
+            && self.log.applied >= self.pending_conf_index
+        {
+            self.append_own(EntryKind::ConfChange, ConfChange::leave_joint().encode());
+            self.pending_conf_index = self.log.last_index();
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! What the leader knows about each follower: how far it matches, what is in flight.
+
+use std::collections::VecDeque;
+
+use super::types::{LogIndex, NodeId};
+
+/// How the leader sends to one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Where the logs match is unknown: send one append at a time and wait for its answer.
+    Probe,
+    /// The logs match up to `match_index`: stream appends optimistically, bounded by the
+    /// inflight window.
+    Replicate,
+    /// The follower needs a snapshot at `index`; nothing else is sent until it is installed
+    /// or `ticks_waited` passes the retry limit.
+    Snapshot { index: LogIndex, ticks_waited: u32 },
+}
+
+/// The appends in flight to one follower, each recorded by its last index and its bytes.
+#[derive(Debug)]
+pub(crate) struct Inflights {
+    appends: VecDeque<(LogIndex, u64)>,
+    bytes: u64,
+    appends_max: usize,
+    bytes_max: u64,
+}
+
+impl Inflights {
+    pub(crate) fn new(appends_max: usize, bytes_max: u64) -> Inflights {
+        Inflights {
+            appends: VecDeque::new(),
+            bytes: 0,
+            appends_max,
+            bytes_max,
+        }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.appends.len() >= self.appends_max || self.bytes >= self.bytes_max
+    }
+
+    pub(crate) fn add(&mut self, last_index: LogIndex, bytes: u64) {
+        debug_assert!(
+            self.appends
+                .back()
+                .is_none_or(|&(last, _)| last < last_index)
+        );
+        self.appends.push_back((last_index, bytes));
+        self.bytes += bytes;
+    }
+
+    /// Everything up to `index` has been acknowledged.
+    pub(crate) fn free_up_to(&mut self, index: LogIndex) {
+        while let Some(&(last, bytes)) = self.appends.front() {
+            if last > index {
+                break;
+            }
+            self.bytes -= bytes;
+            self.appends.pop_front();
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.appends.clear();
+        self.bytes = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.appends.len()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Progress {
+    pub(crate) id: NodeId,
+    pub(crate) match_index: LogIndex,
+    pub(crate) next_index: LogIndex,
+    pub(crate) state: ProgressState,
+    /// In `Probe`: an append was sent and its answer is awaited.
+    pub(crate) probe_sent: bool,
+    /// Heard from since the last CheckQuorum round.
+    pub(crate) recent_active: bool,
+    pub(crate) inflights: Inflights,
+    /// Highest heartbeat round this follower has answered.
+    pub(crate) acked_round: u64,
+    /// Highest commit index sent to this follower in an append (saves empty appends).
+    pub(crate) commit_sent: LogIndex,
+}
+
+impl Progress {
+    pub(crate) fn new(id: NodeId, next_index: LogIndex, inflights: Inflights) -> Progress {
+        Progress {
+            id,
+            match_index: LogIndex::ZERO,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            recent_active: true,
+            inflights,
+            acked_round: 0,
+            commit_sent: LogIndex::ZERO,
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        // After a snapshot, resume right after it; otherwise right after the known match.
+        self.next_index = match self.state {
+            ProgressState::Snapshot { index, .. } => self.match_index.max(index).next(),
+            _ => self.match_index.next(),
+        };
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    pub(crate) fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next_index = self.match_index.next();
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    pub(crate) fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot {
+            index,
+            ticks_waited: 0,
+        };
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// Should the leader hold back appends to this follower?
+    pub(crate) fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot { .. } => true,
+        }
+    }
+
+    /// The follower acknowledged entries up to `index`. Returns whether that was news.
+    pub(crate) fn maybe_update(&mut self, index: LogIndex) -> bool {
+        let updated = index > self.match_index;
+        if updated {
+            self.match_index = index;
+            self.probe_sent = false;
+        }
+        self.next_index = self.next_index.max(index.next());
+        updated
+    }
+
+    /// The follower rejected an append at `rejected`; it may match at or below `hint`.
+    /// Returns false for a stale rejection (one the leader has already moved past).
+    pub(crate) fn maybe_decrease_to(&mut self, rejected: LogIndex, hint: LogIndex) -> bool {
+        if self.state == ProgressState::Replicate {
+            if rejected <= self.match_index {
+                return false;
+            }
+            self.next_index = self.match_index.next();
+            return true;
+        }
+        if self.next_index.prev() != rejected {
+            return false;
+        }
+        self.next_index = rejected
+            .min(hint.next())
+            .max(self.match_index.next())
+            .max(LogIndex(1));
+        self.probe_sent = false;
+        true
+    }
+
+    /// Record an append just sent that ends at `last_index` and carries `bytes`.
+    pub(crate) fn sent_append(&mut self, last_index: LogIndex, entries: usize, bytes: u64) {
+        match self.state {
+            ProgressState::Replicate => {
+                if entries > 0 {
+                    self.next_index = last_index.next();
+                    self.inflights.add(last_index, bytes);
+                }
+            }
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot { .. } => {
+                unreachable!("no appends while a snapshot is pending")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> Progress {
+        Progress::new(NodeId(2), LogIndex(11), Inflights::new(2, 1000))
+    }
+
+    #[test]
+    fn inflight_window_pauses_replication_until_acked() {
+        let mut p = progress();
+        p.match_index = LogIndex(10);
+        p.become_replicate();
+        p.sent_append(LogIndex(12), 2, 100);
+        assert!(!p.is_paused());
+        p.sent_append(LogIndex(14), 2, 100);
+        assert!(p.is_paused(), "two appends in flight fill a window of two");
+        assert!(p.maybe_update(LogIndex(12)));
+        p.inflights.free_up_to(LogIndex(12));
+        assert!(!p.is_paused());
+        assert_eq!(p.next_index, LogIndex(15));
+    }
+
+    #[test]
+    fn probe_sends_one_append_at_a_time() {
+        let mut p = progress();
+        assert!(!p.is_paused());
+        p.sent_append(LogIndex(11), 1, 10);
+        assert!(p.is_paused());
+    }
+
+    #[test]
+    fn stale_rejection_is_ignored() {
+        let mut p = progress();
+        assert!(
+            !p.maybe_decrease_to(LogIndex(5), LogIndex(5)),
+            "next-1 is 10, not 5"
+        );
+        assert!(p.maybe_decrease_to(LogIndex(10), LogIndex(3)));
+        assert_eq!(p.next_index, LogIndex(4));
+    }
+
+    #[test]
+    fn byte_limit_fills_the_window_too() {
+        let mut p = progress();
+        p.become_replicate();
+        p.sent_append(LogIndex(20), 10, 1000);
+        assert!(p.is_paused());
+    }
+}

@@ -1,0 +1,217 @@
+//! The Ready/advance contract: everything the caller must do, in order, after a turn.
+
+use super::message::Message;
+use super::replica::{ReadState, Replica};
+use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot, Term};
+
+/// Work the caller must do, in this order:
+/// 1. Persist: if `snapshot` is set, store it (it replaces the whole log); then write
+///    `entries` (if the first one's index is at or below the last index written before, the
+///    log from that index on is replaced) and `hard_state`. Sync if `must_sync`.
+/// 2. Send `messages_now` at once, even before step 1 is durable (this is how a leader
+///    writes its own log in parallel with replication); send `messages_after_persist` only
+///    once step 1 is durable (they promise votes and acknowledged appends).
+/// 3. Apply `snapshot` (if any) to the state machine, then the `committed` entries.
+///    Serve each read in `reads` once applied up to its index; fail those in `reads_aborted`.
+/// 4. Call `advance(ready.ack())`. Calling `ready()` again before that is a bug (asserted).
+///
+/// Between `ready()` and `advance()` the replica may still be stepped, ticked and proposed
+/// to; what that produces comes in the next Ready.
+#[must_use = "a Ready carries durability obligations"]
+#[derive(Debug, Default)]
+pub struct Ready {
+    soft_state: Option<(Role, NodeId)>,
+    hard_state: Option<HardState>,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    must_sync: bool,
+    messages_now: Vec<Message>,
+    messages_after_persist: Vec<Message>,
+    committed: Vec<Entry>,
+    reads: Vec<ReadState>,
+    reads_aborted: Vec<u64>,
+    ack: ReadyAck,
+}
+
+/// What the caller hands back to `advance` once a Ready's obligations are done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadyAck {
+    persisted: Option<(LogIndex, Term)>,
+    snapshot_index: Option<LogIndex>,
+    applied: Option<LogIndex>,
+}
+
+impl Ready {
+    /// The role and leader, when they changed since the last Ready.
+    pub fn soft_state(&self) -> Option<(Role, NodeId)> {
+        self.soft_state
+    }
+    pub fn hard_state(&self) -> Option<HardState> {
+        self.hard_state
+    }
+    pub fn must_sync(&self) -> bool {
+        self.must_sync
+    }
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+    pub fn committed(&self) -> &[Entry] {
+        &self.committed
+    }
+    pub fn reads(&self) -> &[ReadState] {
+        &self.reads
+    }
+    pub fn reads_aborted(&self) -> &[u64] {
+        &self.reads_aborted
+    }
+    pub fn take_snapshot(&mut self) -> Option<Snapshot> {
+        self.snapshot.take()
+    }
+    pub fn take_entries(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.entries)
+    }
+    pub fn take_messages_now(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages_now)
+    }
+    pub fn take_messages_after_persist(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages_after_persist)
+    }
+    pub fn take_committed(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.committed)
+    }
+    pub fn take_reads(&mut self) -> Vec<ReadState> {
+        std::mem::take(&mut self.reads)
+    }
+    pub fn ack(&self) -> ReadyAck {
+        self.ack
+    }
+}
+
+impl Replica {
+    /// Is there anything for the caller to do? False while a Ready is in flight.
+    pub fn has_ready(&self) -> bool {
+        if self.ready_in_flight {
+            return false;
+        }
+        let leader_work =
+            self.role == Role::Leader && (self.broadcast_pending || self.reads.has_unassigned());
+        leader_work
+            || !self.messages_now.is_empty()
+            || !self.messages_after_persist.is_empty()
+            || self.log.has_unstable()
+            || self.snapshot_to_persist.is_some()
+            || self.log.committed > self.log.applied
+            || !self.reads.ready.is_empty()
+            || !self.reads.aborted.is_empty()
+            || self.hard_state() != self.hard_state_handed_out
+            || (self.role, self.leader) != self.soft_state_handed_out
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    /// Collect the work of this turn. The end of a turn is also when the leader sends what
+    /// the turn produced: one append per follower for all proposals, one heartbeat round
+    /// for all new reads.
+    pub fn ready(&mut self) -> Ready {
+        assert!(
+            !self.ready_in_flight,
+            "node {}: ready() called again before advance()",
+            self.id
+        );
+        if self.role == Role::Leader {
+            if self.reads.has_unassigned() {
+                self.heartbeat_elapsed = 0;
+                self.broadcast_heartbeat();
+            }
+            if self.broadcast_pending {
+                self.broadcast_pending = false;
+                self.broadcast_append();
+            }
+        }
+        let snapshot = self.snapshot_to_persist.take();
+        let entries = self.log.take_unstable();
+        let hard_state = self.hard_state();
+        let previous = self.hard_state_handed_out;
+        let must_sync = snapshot.is_some()
+            || !entries.is_empty()
+            || hard_state.term != previous.term
+            || hard_state.vote != previous.vote;
+        let committed = self.log.committed_from(self.log.applied.next());
+        self.note_committed(&committed);
+        let soft_state = (self.role, self.leader);
+        let ack = ReadyAck {
+            persisted: entries.last().map(|e| (e.index, e.term)),
+            snapshot_index: snapshot.as_ref().map(|s| s.meta.index),
+            applied: committed.last().map(|e| e.index),
+        };
+        let ready = Ready {
+            soft_state: (soft_state != self.soft_state_handed_out).then_some(soft_state),
+            hard_state: (hard_state != previous).then_some(hard_state),
+            snapshot,
+            entries,
+            must_sync,
+            messages_now: std::mem::take(&mut self.messages_now),
+            messages_after_persist: std::mem::take(&mut self.messages_after_persist),
+            committed,
+            reads: std::mem::take(&mut self.reads.ready),
+            reads_aborted: std::mem::take(&mut self.reads.aborted),
+            ack,
+        };
+        self.hard_state_handed_out = hard_state;
+        self.soft_state_handed_out = soft_state;
+        self.ready_in_flight = true;
+        ready
+    }
+
+    fn note_committed(&mut self, committed: &[Entry]) {
+        let mut bytes = 0;
+        for entry in committed {
+            if entry.kind == EntryKind::ConfChange {
+                self.conf_entries_applying.push(entry.index);
+            }
+            bytes += entry.size_bytes();
+        }
+        if self.role == Role::Leader {
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// The caller finished the obligations of the last Ready.
+    pub fn advance(&mut self, ack: ReadyAck) {
+        assert!(
+            self.ready_in_flight,
+            "node {}: advance() without a Ready in flight",
+            self.id
+        );
+        self.ready_in_flight = false;
+        if let Some(index) = ack.snapshot_index
+            && index == self.log.snapshot_index()
+        {
+            self.log.persisted = self.log.persisted.max(index);
+        }
+        if let Some((index, term)) = ack.persisted {
+            self.log.persisted_to(index, term);
+        }
+        for index in std::mem::take(&mut self.conf_entries_applying) {
+            if let Some(data) = self.log.entry(index).map(|e| e.data.clone()) {
+                self.apply_conf_entry(index, &data);
+            }
+        }
+        if let Some(applied) = ack.applied {
+            self.log.applied = self.log.applied.max(applied.min(self.log.committed));
+        }
+        if self.role == Role::Leader {
+            self.leader_persisted();
+            self.maybe_leave_joint();
+        }
+    }
+}

@@ -1,0 +1,674 @@
+//! One replica of one Raft group: its state, its public interface and its role changes.
+//!
+//! The handlers live beside this file: `election.rs` (votes), `replication.rs` (appends,
+//! heartbeats, snapshots, commit), `reads.rs` (ReadIndex and lease reads), `membership.rs`
+//! (conf changes) and `ready.rs` (the Ready/advance contract).
+
+use bytes::Bytes;
+
+use super::confchange::{ConfChange, ConfChangeKind};
+use super::config::{Config, ConfigError};
+use super::errors::{CompactError, ProposeError, ReadError, StepError, TransferError};
+use super::log::RaftLog;
+use super::message::{Message, MessageBody};
+use super::progress::{Inflights, Progress, ProgressState};
+use super::reads::ReadQueue;
+use super::rng::Prng;
+use super::types::{
+    ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot, SnapshotMeta, Term,
+};
+
+/// What a replica finds on its disk when it starts.
+#[derive(Clone, Debug, Default)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    /// The latest snapshot; index 0 when the log was never compacted.
+    pub snapshot: Snapshot,
+    /// The entries after the snapshot, in order.
+    pub entries: Vec<Entry>,
+}
+
+impl Persisted {
+    /// The state every initial member of a new group starts from: one committed entry at
+    /// index 1 that makes `voters` the members. All initial members must use the same list.
+    pub fn bootstrap(voters: &[NodeId]) -> Persisted {
+        let changes = voters
+            .iter()
+            .map(|&node| super::confchange::ConfChangeSingle {
+                kind: ConfChangeKind::AddVoter,
+                node,
+            });
+        let cc = ConfChange {
+            changes: changes.collect(),
+            ..ConfChange::leave_joint()
+        };
+        Persisted {
+            hard_state: HardState {
+                term: Term(1),
+                vote: NodeId::NONE,
+                commit: LogIndex(1),
+            },
+            snapshot: Snapshot::default(),
+            entries: vec![Entry {
+                term: Term(1),
+                index: LogIndex(1),
+                kind: EntryKind::ConfChange,
+                data: cc.encode(),
+            }],
+        }
+    }
+
+    /// A node that joins an existing group: it learns everything from the leader.
+    pub fn empty() -> Persisted {
+        Persisted::default()
+    }
+}
+
+/// The outcome of a successful proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proposed {
+    /// Appended to the leader's log at `first..=last` in `term`; committed once applied.
+    Appended {
+        first: LogIndex,
+        last: LogIndex,
+        term: Term,
+    },
+    /// Sent to the leader `to`; the caller learns the outcome by watching applied entries.
+    Forwarded { to: NodeId },
+}
+
+/// A read that may be served once the state machine has applied `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    pub ctx: u64,
+    pub index: LogIndex,
+}
+
+/// A snapshot of a replica's state for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub vote: NodeId,
+    pub leader: NodeId,
+    pub commit: LogIndex,
+    pub applied: LogIndex,
+    pub persisted: LogIndex,
+    pub last_index: LogIndex,
+    pub snapshot_index: LogIndex,
+    pub conf_state: ConfState,
+    /// Per follower (leader only).
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub match_index: LogIndex,
+    pub next_index: LogIndex,
+    pub state: ProgressState,
+    pub inflight_appends: usize,
+    pub recent_active: bool,
+}
+
+/// One replica of one group. See the module docs of `crate::raft` for the contract.
+#[derive(Debug)]
+pub struct Replica {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) rng: Prng,
+    pub(crate) term: Term,
+    pub(crate) vote: NodeId,
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) log: RaftLog,
+    pub(crate) conf: ConfState,
+    /// Highest conf-change entry reflected in `conf`.
+    pub(crate) conf_index: LogIndex,
+    /// Per member (self included), rebuilt on every role change.
+    pub(crate) progress: Vec<Progress>,
+    /// Votes received in the current (pre-)election.
+    pub(crate) votes: Vec<(NodeId, bool)>,
+    pub(crate) ticks: u64,
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) election_timeout_randomized: u32,
+    pub(crate) lead_transferee: Option<NodeId>,
+    /// Index of the latest conf change proposed by this leader; no other until it applies.
+    pub(crate) pending_conf_index: LogIndex,
+    pub(crate) uncommitted_bytes: u64,
+    pub(crate) reads: ReadQueue,
+    /// The newest snapshot (index 0 when none), kept to send to followers behind the log.
+    pub(crate) snapshot: Snapshot,
+    /// A snapshot installed from the leader, to hand out in the next Ready.
+    pub(crate) snapshot_to_persist: Option<Snapshot>,
+    pub(crate) messages_now: Vec<Message>,
+    pub(crate) messages_after_persist: Vec<Message>,
+    /// Appends must be offered to every follower at the next `ready()`.
+    pub(crate) broadcast_pending: bool,
+    pub(crate) hard_state_handed_out: HardState,
+    pub(crate) soft_state_handed_out: (Role, NodeId),
+    pub(crate) ready_in_flight: bool,
+    pub(crate) conf_entries_applying: Vec<LogIndex>,
+}
+
+impl Replica {
+    /// Starts a replica from what its disk holds. `rng_seed` drives its election timeouts.
+    pub fn new(
+        config: Config,
+        rng_seed: u64,
+        persisted: Persisted,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        let Persisted {
+            hard_state,
+            snapshot,
+            entries,
+        } = persisted;
+        let log = RaftLog::restore(
+            snapshot.meta.index,
+            snapshot.meta.term,
+            entries,
+            hard_state.commit,
+        );
+        let mut replica = Replica {
+            id: config.id,
+            rng: Prng::new(rng_seed),
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: NodeId::NONE,
+            conf: snapshot.meta.conf_state.clone(),
+            conf_index: snapshot.meta.index,
+            progress: Vec::new(),
+            votes: Vec::new(),
+            ticks: 0,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout_randomized: config.election_timeout_ticks,
+            lead_transferee: None,
+            pending_conf_index: LogIndex::ZERO,
+            uncommitted_bytes: 0,
+            reads: ReadQueue::default(),
+            snapshot,
+            snapshot_to_persist: None,
+            messages_now: Vec::new(),
+            messages_after_persist: Vec::new(),
+            broadcast_pending: false,
+            hard_state_handed_out: hard_state,
+            soft_state_handed_out: (Role::Follower, NodeId::NONE),
+            ready_in_flight: false,
+            conf_entries_applying: Vec::new(),
+            log,
+            config,
+        };
+        // Committed conf changes are final: take them in now so the replica knows its group
+        // before the application replays the entries.
+        replica.apply_conf_changes_up_to(replica.log.committed);
+        replica.reset_progress();
+        replica.randomize_election_timeout();
+        Ok(replica)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    /// The leader this replica believes in, or `NodeId::NONE`.
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+    pub fn commit(&self) -> LogIndex {
+        self.log.committed
+    }
+    pub fn applied(&self) -> LogIndex {
+        self.log.applied
+    }
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf
+    }
+    /// The entry at `index`, if still in memory (for tests and the simulator's checker).
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.log.snapshot_index()
+    }
+
+    /// Advance logical time by one tick.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Start an election now (with a pre-vote round if configured), as if the election
+    /// timeout had passed.
+    pub fn campaign(&mut self) {
+        if self.role != Role::Leader && self.is_promotable() {
+            self.start_election(self.first_election_round());
+        }
+    }
+
+    /// Take one message from a peer. Messages for an older term, duplicates and reordered
+    /// messages are handled; a message that breaks the protocol's shape is refused.
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        validate(&message, self.id)?;
+        if message.term > self.term {
+            if !self.on_higher_term(&message) {
+                return Ok(());
+            }
+        } else if message.term < self.term {
+            self.on_lower_term(&message);
+            return Ok(());
+        }
+        match message.body {
+            MessageBody::PreVoteRequest(_) | MessageBody::VoteRequest(_) => {
+                self.on_vote_request(&message);
+                Ok(())
+            }
+            _ => match self.role {
+                Role::Leader => self.step_leader(message),
+                Role::Candidate | Role::PreCandidate => self.step_candidate(message),
+                Role::Follower => self.step_follower(message),
+            },
+        }
+    }
+
+    /// Propose one command.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
+        self.propose_batch(vec![data])
+    }
+
+    /// Propose a batch of commands; on the leader they take consecutive indexes.
+    pub fn propose_batch(&mut self, batch: Vec<Bytes>) -> Result<Proposed, ProposeError> {
+        assert!(
+            !batch.is_empty(),
+            "propose_batch needs at least one command"
+        );
+        if self.role != Role::Leader {
+            if self.leader.is_none() || !self.config.forward_proposals {
+                return Err(ProposeError::NotLeader {
+                    leader_hint: self.leader_hint(),
+                });
+            }
+            let to = self.leader;
+            self.send_now(to, MessageBody::ForwardProposal { data: batch });
+            return Ok(Proposed::Forwarded { to });
+        }
+        if self.lead_transferee.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        let bytes: u64 = batch
+            .iter()
+            .map(|d| d.len() as u64 + super::types::ENTRY_OVERHEAD_BYTES)
+            .sum();
+        let limit = self.config.uncommitted_bytes_max;
+        if limit > 0 && self.uncommitted_bytes > 0 && self.uncommitted_bytes + bytes > limit {
+            return Err(ProposeError::Backpressure {
+                uncommitted_bytes: self.uncommitted_bytes,
+                uncommitted_bytes_max: limit,
+            });
+        }
+        let first = self.log.last_index().next();
+        for data in batch {
+            self.append_own(EntryKind::Normal, data);
+        }
+        self.uncommitted_bytes += bytes;
+        Ok(Proposed::Appended {
+            first,
+            last: self.log.last_index(),
+            term: self.term,
+        })
+    }
+
+    /// Propose a membership change (leader only; one at a time).
+    pub fn propose_conf_change(&mut self, change: &ConfChange) -> Result<LogIndex, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader_hint(),
+            });
+        }
+        if self.lead_transferee.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        if self.pending_conf_index > self.log.applied {
+            return Err(ProposeError::ConfChangePending {
+                index: self.pending_conf_index,
+            });
+        }
+        change
+            .apply_to(&self.conf)
+            .map_err(ProposeError::InvalidConfChange)?;
+        self.append_own(EntryKind::ConfChange, change.encode());
+        self.pending_conf_index = self.log.last_index();
+        Ok(self.pending_conf_index)
+    }
+
+    /// Ask for a linearizable read. The answer comes in a later Ready as a `ReadState`
+    /// with this `ctx` (which the caller keeps unique); serve the read once the state
+    /// machine has applied the returned index.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+        if self.role == Role::Leader {
+            return self.leader_read(ctx, self.id);
+        }
+        if self.leader.is_none() {
+            return Err(ReadError::NoLeader);
+        }
+        self.send_now(self.leader, MessageBody::ReadIndexRequest { ctx });
+        Ok(())
+    }
+
+    /// Hand leadership to `to`. Completion shows as `to` becoming leader; the transfer is
+    /// abandoned after an election timeout.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader_hint: self.leader_hint(),
+            });
+        }
+        if to == self.id {
+            return Ok(());
+        }
+        if !self.conf.is_voter(to) {
+            return Err(TransferError::NotAVoter { node: to });
+        }
+        if self.lead_transferee == Some(to) {
+            return Ok(());
+        }
+        self.lead_transferee = Some(to);
+        self.election_elapsed = 0;
+        // Once TimeoutNow is out, voters may elect `to` inside this leader's lease.
+        self.reads.lease_anchor_tick = None;
+        let caught_up = self
+            .progress_of(to)
+            .is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            self.send_now(to, MessageBody::TimeoutNow);
+        } else {
+            self.maybe_send_append(to, true);
+        }
+        Ok(())
+    }
+
+    /// The caller snapshotted its state machine at `index` (≤ applied) into `data`: drop
+    /// the entries it covers and keep the snapshot to send to followers that need it.
+    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+        if index > self.log.applied {
+            return Err(CompactError::BeyondApplied {
+                index,
+                applied: self.log.applied,
+            });
+        }
+        if index <= self.log.snapshot_index() {
+            return Err(CompactError::AlreadyCompacted {
+                index,
+                snapshot_index: self.log.snapshot_index(),
+            });
+        }
+        if self.conf_index > index {
+            // The membership at `index` is older than the one in force; snapshot later.
+            return Err(CompactError::ConfChangeAhead {
+                index,
+                conf_index: self.conf_index,
+            });
+        }
+        let term = self
+            .log
+            .term(index)
+            .expect("applied entries above the snapshot are in the log");
+        self.log.compact(index);
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf_state: self.conf.clone(),
+        };
+        self.snapshot = Snapshot { meta, data };
+        Ok(())
+    }
+
+    /// The latest snapshot this replica holds (index 0 when it never compacted).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The transport could not reach `to`: send to it cautiously (one probe at a time).
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        if let Some(progress) = self.progress_mut(to)
+            && progress.state == ProgressState::Replicate
+        {
+            progress.become_probe();
+        }
+    }
+
+    /// The snapshot stream to `to` ended; on failure the leader retries from a probe.
+    pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
+        if let Some(progress) = self.progress_mut(to)
+            && matches!(progress.state, ProgressState::Snapshot { .. })
+        {
+            if !delivered {
+                // Resume right after the known match, not after the lost snapshot.
+                progress.state = ProgressState::Probe;
+            }
+            progress.become_probe();
+            // Wait for the follower's next heartbeat answer before probing again.
+            progress.probe_sent = true;
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let peers = if self.role == Role::Leader {
+            self.progress
+                .iter()
+                .filter(|p| p.id != self.id)
+                .map(|p| PeerStatus {
+                    id: p.id,
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    state: p.state,
+                    inflight_appends: p.inflights.len(),
+                    recent_active: p.recent_active,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.log.committed,
+            applied: self.log.applied,
+            persisted: self.log.persisted,
+            last_index: self.log.last_index(),
+            snapshot_index: self.log.snapshot_index(),
+            conf_state: self.conf.clone(),
+            peers,
+        }
+    }
+
+    // ---- shared helpers -------------------------------------------------------------
+
+    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
+        (!self.leader.is_none()).then_some(self.leader)
+    }
+
+    pub(crate) fn is_promotable(&self) -> bool {
+        self.conf.is_voter(self.id)
+    }
+
+    pub(crate) fn send_now(&mut self, to: NodeId, body: MessageBody) {
+        self.messages_now.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    /// Messages that promise something about this node's durable state (a vote, an
+    /// acknowledged append) leave only after the Ready they came with is persisted.
+    pub(crate) fn send_after_persist(&mut self, to: NodeId, body: MessageBody) {
+        self.messages_after_persist.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    pub(crate) fn progress_of(&self, id: NodeId) -> Option<&Progress> {
+        self.progress.iter().find(|p| p.id == id)
+    }
+
+    pub(crate) fn progress_mut(&mut self, id: NodeId) -> Option<&mut Progress> {
+        self.progress.iter_mut().find(|p| p.id == id)
+    }
+
+    pub(crate) fn new_progress(&self, id: NodeId) -> Progress {
+        let inflights = Inflights::new(
+            self.config.inflight_appends_max,
+            self.config.inflight_bytes_max,
+        );
+        Progress::new(id, self.log.last_index().next(), inflights)
+    }
+
+    /// Fresh progress for every member, as at the start of a term.
+    pub(crate) fn reset_progress(&mut self) {
+        self.progress = self
+            .conf
+            .members()
+            .into_iter()
+            .map(|id| self.new_progress(id))
+            .collect();
+        let (id, persisted) = (self.id, self.log.persisted);
+        if let Some(own) = self.progress_mut(id) {
+            own.match_index = persisted;
+        }
+    }
+
+    pub(crate) fn randomize_election_timeout(&mut self) {
+        let base = self.config.election_timeout_ticks;
+        self.election_timeout_randomized = base + self.rng.below(u64::from(base)) as u32;
+    }
+
+    /// Forget the role of this term: timers, votes, transfers and waiting reads.
+    fn reset(&mut self, term: Term) {
+        if term != self.term {
+            self.term = term;
+            self.vote = NodeId::NONE;
+        }
+        self.leader = NodeId::NONE;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomize_election_timeout();
+        self.votes.clear();
+        self.lead_transferee = None;
+        self.uncommitted_bytes = 0;
+        self.broadcast_pending = false;
+        self.reads.abort_all();
+        self.reset_progress();
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    pub(crate) fn become_pre_candidate(&mut self) {
+        // A pre-candidate changes neither term nor vote: it only asks.
+        self.votes.clear();
+        self.role = Role::PreCandidate;
+        self.leader = NodeId::NONE;
+        self.election_elapsed = 0;
+        self.randomize_election_timeout();
+    }
+
+    pub(crate) fn become_candidate(&mut self) {
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "node {} term {}: leader cannot campaign",
+            self.id,
+            self.term
+        );
+        self.reset(self.term.next());
+        self.vote = self.id;
+        self.role = Role::Candidate;
+    }
+
+    pub(crate) fn become_leader(&mut self) {
+        assert_ne!(
+            self.role,
+            Role::Follower,
+            "node {} term {}: follower cannot lead",
+            self.id,
+            self.term
+        );
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = self.id;
+        let id = self.id;
+        if let Some(own) = self.progress_mut(id) {
+            own.become_replicate();
+        }
+        // Conf changes from earlier terms may still be unapplied: allow no new one before.
+        self.pending_conf_index = self.log.last_index();
+        // An entry of this term lets the leader commit (and learn the commit of) earlier terms.
+        self.append_own(EntryKind::Empty, Bytes::new());
+    }
+
+    /// The leader appends an entry of its own and offers it to followers at the next Ready.
+    pub(crate) fn append_own(&mut self, kind: EntryKind, data: Bytes) {
+        let entry = Entry {
+            term: self.term,
+            index: self.log.last_index().next(),
+            kind,
+            data,
+        };
+        self.log.push(entry);
+        self.broadcast_pending = true;
+        // A single-voter group commits as soon as its own log is durable (in `advance`).
+    }
+}
+
+/// Refuse messages whose shape is impossible, so no handler has to guess.
+fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
+    if message.to != own_id {
+        return Err(StepError::WrongRecipient { to: message.to });
+    }
+    if message.from.is_none() || message.from == own_id {
+        return Err(StepError::Malformed("sender is none or self"));
+    }
+    if let MessageBody::AppendRequest(append) = &message.body {
+        let mut expected = append.prev_log_index.next();
+        for entry in &append.entries {
+            if entry.index != expected {
+                return Err(StepError::Malformed(
+                    "append entries are not consecutive after prev",
+                ));
+            }
+            if entry.term < append.prev_log_term || entry.term > message.term {
+                return Err(StepError::Malformed("append entry term out of order"));
+            }
+            expected = expected.next();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! Replicas of one group on simulated nodes, driven step by step: the harness for
+//! scenario tests and for the randomized simulator.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::raft::{
+    Config, EntryKind, LogIndex, Message, NodeId, Persisted, Prng, ProposeError, Proposed,
+    ReadError, Ready, Replica, Role, Term,
+};
+
+use super::checker::Checker;
+use super::disk::{Disk, StateMachine};
+use super::network::{Network, NetworkFaults};
+
+/// One simulated machine: a replica while it is up, and always its disk.
+pub struct SimNode {
+    pub id: NodeId,
+    pub replica: Option<Replica>,
+    pub disk: Disk,
+    pub state: StateMachine,
+    /// Payloads of the normal entries this node applied, by index.
+    pub applied: BTreeMap<LogIndex, Bytes>,
+    /// Reads answered here: ctx → index.
+    pub reads_answered: BTreeMap<u64, LogIndex>,
+    in_flight: Option<(Ready, u64)>,
+    recorded_commit: LogIndex,
+    led_term: Term,
+    restarts: u64,
+}
+
+impl SimNode {
+    pub fn is_up(&self) -> bool {
+        self.replica.is_some()
+    }
+}
+
+pub type ConfigFn = Box<dyn Fn(NodeId) -> Config>;
+
+pub struct Cluster {
+    pub nodes: Vec<SimNode>,
+    pub network: Network,
+    pub checker: Checker,
+    pub rng: Prng,
+    pub now: u64,
+    /// Ready persistence completes after `0..=persist_delay_max` time units.
+    pub persist_delay_max: u64,
+    config: ConfigFn,
+    seed: u64,
+    next_read_ctx: u64,
+    /// ctx → (node, highest index committed anywhere when asked).
+    reads_asked: BTreeMap<u64, (NodeId, LogIndex)>,
+    /// Print every delivered message from this time on (debugging a seed).
+    pub trace_from: Option<u64>,
+}
+
+impl Cluster {
+    /// `voters` nodes bootstrap the group (ids 1..=voters); `spares` more nodes (the next
+    /// ids) start empty and can be added by conf changes.
+    pub fn new(voters: u64, spares: u64, seed: u64, config: ConfigFn) -> Cluster {
+        let initial: Vec<NodeId> = (1..=voters).map(NodeId).collect();
+        let mut rng = Prng::new(seed);
+        let mut nodes = Vec::new();
+        for id in (1..=voters + spares).map(NodeId) {
+            let persisted = if id.0 <= voters {
+                Persisted::bootstrap(&initial)
+            } else {
+                Persisted::empty()
+            };
+            let replica = Replica::new(config(id), rng.next_u64(), persisted.clone())
+                .expect("valid test config");
+            nodes.push(SimNode {
+                id,
+                replica: Some(replica),
+                disk: Disk::from_persisted(persisted),
+                state: StateMachine::default(),
+                applied: BTreeMap::new(),
+                reads_answered: BTreeMap::new(),
+                in_flight: None,
+                recorded_commit: LogIndex::ZERO,
+                led_term: Term::ZERO,
+                restarts: 0,
+            });
+        }
+        Cluster {
+            nodes,
+            network: Network::new(NetworkFaults::NONE),
+            checker: Checker::default(),
+            rng,
+            now: 0,
+            persist_delay_max: 0,
+            config,
+            seed,
+            next_read_ctx: 1,
+            reads_asked: BTreeMap::new(),
+            trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
+                .ok()
+                .and_then(|t| t.parse().ok()),
+        }
+    }
+
+    /// LAN defaults with every feature on and small limits, for tests.
+    pub fn test_config(id: NodeId) -> Config {
+        let mut config = Config::new(id);
+        config.append_entries_max = 8;
+        config.inflight_appends_max = 4;
+        config.snapshot_retry_ticks = 20;
+        config
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[(id.0 - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[(id.0 - 1) as usize]
+    }
+
+    /// The replica of a node that is up.
+    pub fn replica(&self, id: NodeId) -> &Replica {
+        self.node(id)
+            .replica
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {id} is down"))
+    }
+
+    pub fn replica_mut(&mut self, id: NodeId) -> &mut Replica {
+        self.node_mut(id)
+            .replica
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {id} is down"))
+    }
+
+    /// The leader of the highest term among nodes that are up.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .filter(|r| r.role() == Role::Leader)
+            .max_by_key(|r| r.term())
+            .map(Replica::id)
+    }
+
+    pub fn campaign(&mut self, id: NodeId) -> Result<(), String> {
+        self.replica_mut(id).campaign();
+        self.after_input(id)
+    }
+
+    pub fn tick(&mut self, id: NodeId) -> Result<(), String> {
+        if let Some(replica) = self.node_mut(id).replica.as_mut() {
+            replica.tick();
+            self.after_input(id)?;
+        }
+        Ok(())
+    }
+
+    pub fn propose(&mut self, id: NodeId, data: &[u8]) -> Result<Proposed, ProposeError> {
+        let result = self.replica_mut(id).propose(Bytes::copy_from_slice(data));
+        self.after_input(id).expect("checks after propose");
+        result
+    }
+
+    /// Ask node `id` for a linearizable read; returns its ctx (see `SimNode::reads_answered`).
+    pub fn read(&mut self, id: NodeId) -> Result<u64, ReadError> {
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let committed = self.highest_commit();
+        self.replica_mut(id).read_index(ctx)?;
+        self.reads_asked.insert(ctx, (id, committed));
+        self.after_input(id).expect("checks after read");
+        Ok(ctx)
+    }
+
+    fn highest_commit(&self) -> LogIndex {
+        let live = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(Replica::commit)
+            .max();
+        live.unwrap_or(LogIndex::ZERO)
+            .max(self.checker.max_committed())
+    }
+
+    /// Checks that follow any input to a replica.
+    fn after_input(&mut self, id: NodeId) -> Result<(), String> {
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        let Some(replica) = node.replica.as_ref() else {
+            return Ok(());
+        };
+        if replica.role() == Role::Leader && node.led_term != replica.term() {
+            node.led_term = replica.term();
+            let replica = self.nodes[(id.0 - 1) as usize]
+                .replica
+                .as_ref()
+                .expect("up");
+            self.checker.on_leader(replica)?;
+        }
+        Ok(())
+    }
+
+    pub fn deliver(&mut self, message: Message) -> Result<(), String> {
+        let to = message.to;
+        if self.trace_from.is_some_and(|t| self.now >= t) {
+            eprintln!("t={} {:?}", self.now, message);
+        }
+        if to.0 == 0 || to.0 as usize > self.nodes.len() {
+            return Ok(());
+        }
+        let Some(replica) = self.node_mut(to).replica.as_mut() else {
+            return Ok(());
+        };
+        let name = message.body.name();
+        let from = message.from;
+
+        replica
+            .step(message)
+            .map_err(|e| format!("node {to} refused {name} from {from}: {e}"))?;
+        self.after_input(to)
+    }
+
+    /// Hand out the node's Ready, if it has one and none is in flight.
+    pub fn process_ready(&mut self, id: NodeId) -> Result<bool, String> {
+        let delay = if self.persist_delay_max == 0 {
+            0
+        } else {
+            self.rng.below(self.persist_delay_max + 1)
+        };
+        let now = self.now;
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        let Some(replica) = node.replica.as_mut() else {
+            return Ok(false);
+        };
+        if node.in_flight.is_some() || !replica.has_ready() {
+            return Ok(false);
+        }
+        let mut ready = replica.ready();
+        for message in ready.take_messages_now() {
+            self.network.send(now, message, &mut self.rng);
+        }
+        self.node_mut(id).in_flight = Some((ready, now + delay));
+        self.after_input(id)?;
+        if delay == 0 {
+            self.complete_persist(id)?;
+        }
+        Ok(true)
+    }
+
+    /// The in-flight Ready of `id` became durable: finish its obligations and advance.
+    pub fn complete_persist(&mut self, id: NodeId) -> Result<(), String> {
+        let now = self.now;
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        let Some((mut ready, _)) = node.in_flight.take() else {
+            return Ok(());
+        };
+        if let Some(snapshot) = ready.take_snapshot() {
+            node.state = StateMachine::decode(&snapshot.data);
+            node.disk.install_snapshot(snapshot);
+            self.checker.on_apply(id, node.state)?;
+        }
+        node.disk
+            .append(&ready.take_entries())
+            .map_err(|e| format!("node {id}: {e}"))?;
+        if let Some(hard_state) = ready.hard_state() {
+            node.disk.hard_state = hard_state;
+        }
+        for entry in ready.take_committed() {
+            node.state.apply(&entry);
+            self.checker.on_apply(id, node.state)?;
+            if entry.kind == EntryKind::Normal {
+                node.applied.insert(entry.index, entry.data.clone());
+            }
+        }
+        for read in ready.take_reads() {
+            node.reads_answered.insert(read.ctx, read.index);
+            if let Some((_, committed)) = self.reads_asked.remove(&read.ctx) {
+                self.checker.on_read(id, read.index, committed)?;
+            }
+        }
+        for message in ready.take_messages_after_persist() {
+            self.network.send(now, message, &mut self.rng);
+        }
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        let replica = node
+            .replica
+            .as_mut()
+            .expect("a node with a Ready in flight is up");
+        replica.advance(ready.ack());
+        let from = node.recorded_commit;
+        node.recorded_commit = replica.commit();
+        self.checker.on_commit(replica, from)?;
+        self.after_input(id)
+    }
+
+    /// Complete every persist that is due by `now`.
+    pub fn complete_due_persists(&mut self) -> Result<(), String> {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index]
+                .in_flight
+                .as_ref()
+                .is_some_and(|(_, due)| *due <= self.now)
+            {
+                let id = self.nodes[index].id;
+                self.complete_persist(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deliver messages and hand out Readies until nothing moves (time does not pass and
+    /// nobody ticks). Partitions and crashed nodes drop what is sent to them.
+    pub fn stabilize(&mut self) -> Result<(), String> {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            for id in self.ids() {
+                if self.node(id).in_flight.is_some() {
+                    self.complete_persist(id)?;
+                    moved = true;
+                }
+                moved |= self.process_ready(id)?;
+            }
+            self.now += 1;
+            while let Some(message) = self.network.next_due(self.now) {
+                self.deliver(message)?;
+                moved = true;
+            }
+            if !moved && self.network.is_idle() {
+                return Ok(());
+            }
+        }
+        Err("stabilize: the cluster did not settle after 100000 rounds".to_string())
+    }
+
+    /// Tick every live node `ticks` times, stabilizing after each tick.
+    pub fn tick_all(&mut self, ticks: u32) -> Result<(), String> {
+        for _ in 0..ticks {
+            for id in self.ids() {
+                self.tick(id)?;
+            }
+            self.stabilize()?;
+        }
+        Ok(())
+    }
+
+    /// Crash `id`: its memory and any write not yet durable are lost; its disk stays.
+    pub fn crash(&mut self, id: NodeId) {
+        let node = self.node_mut(id);
+        node.replica = None;
+        node.in_flight = None;
+        node.state = StateMachine::default();
+        node.led_term = Term::ZERO;
+    }
+
+    /// Restart `id` from its disk.
+    pub fn restart(&mut self, id: NodeId) -> Result<(), String> {
+        let config = (self.config)(id);
+        let seed = self.seed
+            ^ (id.0 << 32)
+            ^ self
+                .node(id)
+                .restarts
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9);
+        let node = self.node_mut(id);
+        node.restarts += 1;
+        let persisted = node.disk.to_persisted();
+        node.state = StateMachine::decode(&persisted.snapshot.data);
+        node.recorded_commit = LogIndex::ZERO;
+        let replica = Replica::new(config, seed, persisted).map_err(|e| e.to_string())?;
+        // Whatever the disk says is committed must agree with what was committed before.
+        self.checker.on_commit(&replica, LogIndex::ZERO)?;
+        let node = self.node_mut(id);
+        node.recorded_commit = replica.commit();
+        node.replica = Some(replica);
+        Ok(())
+    }
+
+    /// Cut `id` off from every other node.
+    pub fn isolate(&mut self, id: NodeId) {
+        let others: Vec<NodeId> = self.ids().into_iter().filter(|&n| n != id).collect();
+        self.network.partition(&[id], &others);
+    }
+
+    pub fn heal(&mut self) {
+        self.network.heal();
+    }
+
+    pub fn check_log_matching(&self) -> Result<(), String> {
+        let replicas: Vec<&Replica> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .collect();
+        self.checker.check_log_matching(&replicas)
+    }
+
+    /// Snapshot node `id`'s state machine and compact its log (and disk) up to it.
+    pub fn compact(&mut self, id: NodeId) -> Result<bool, String> {
+        let node = self.node_mut(id);
+        let (Some(replica), None) = (node.replica.as_mut(), node.in_flight.as_ref()) else {
+            return Ok(false);
+        };
+        if node.state.applied != replica.applied() {
+            return Ok(false);
+        }
+        if replica
+            .compact(node.state.applied, node.state.encode())
+            .is_err()
+        {
+            return Ok(false);
+        }
+        let snapshot = replica.snapshot().clone();
+        node.disk.install_snapshot(snapshot);
+        Ok(true)
+    }
+}

@@ -1,0 +1,333 @@
+//! The randomized simulation: a seeded mix of client load, membership changes, leadership
+//! transfers, crashes, partitions and compaction over a faulty network, checked at every
+//! step, followed by a healed phase that must converge.
+
+use std::fmt;
+
+use crate::raft::{
+    ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, NodeId, Prng, Role,
+};
+
+use super::cluster::Cluster;
+use super::network::NetworkFaults;
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    /// Time units of faulty operation before the healing phase.
+    pub steps: u64,
+    pub voters: u64,
+    /// Nodes outside the group at the start, available to membership changes.
+    pub spares: u64,
+    pub faults: NetworkFaults,
+    pub persist_delay_max: u64,
+    /// Time units per tick.
+    pub tick_interval: u64,
+    pub membership_changes: bool,
+    pub lease_reads: bool,
+}
+
+impl SimOptions {
+    /// A mix that varies with the seed: faults, lease reads and sizes all change.
+    pub fn for_seed(seed: u64) -> SimOptions {
+        let mut rng = Prng::new(seed ^ 0x5EED);
+        SimOptions {
+            seed,
+            steps: 5_000 + rng.below(10_000),
+            voters: 3 + 2 * rng.below(2),
+            spares: 2,
+            faults: NetworkFaults {
+                drop_permille: rng.below(100),
+                duplicate_permille: rng.below(50),
+                delay_max: 1 + rng.below(30),
+            },
+            persist_delay_max: rng.below(20),
+            tick_interval: 10,
+            membership_changes: true,
+            lease_reads: rng.chance(1, 2),
+        }
+    }
+}
+
+/// What a passing run did, for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    pub elections: u64,
+    pub committed: u64,
+    pub reads_checked: u64,
+    pub messages: u64,
+    pub crashes: u64,
+    pub conf_changes: u64,
+}
+
+/// A violated property, with everything needed to replay it.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    pub seed: u64,
+    pub now: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SEED={} failed at time {}: {}\nreplay: COHORT_SIM_SEED={} cargo test --test sim_sweep replay_one_seed -- --nocapture",
+            self.seed, self.now, self.reason, self.seed
+        )
+    }
+}
+
+/// Run one seed. Deterministic: the same options give the same run.
+pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
+    let lease_reads = options.lease_reads;
+    let config = Box::new(move |id| {
+        let mut config = Cluster::test_config(id);
+        config.lease_reads = lease_reads;
+        config
+    });
+    let mut cluster = Cluster::new(options.voters, options.spares, options.seed, config);
+    cluster.network.faults = options.faults;
+    cluster.persist_delay_max = options.persist_delay_max;
+    let mut driver = Driver {
+        options,
+        report: SimReport::default(),
+        payload_counter: 0,
+    };
+    let fail = |cluster: &Cluster, reason: String| SimFailure {
+        seed: options.seed,
+        now: cluster.now,
+        reason,
+    };
+    for _ in 0..options.steps {
+        driver
+            .step(&mut cluster, true)
+            .map_err(|r| fail(&cluster, r))?;
+    }
+    driver.heal(&mut cluster).map_err(|r| fail(&cluster, r))?;
+    let mut report = driver.report;
+    report.elections = cluster.checker.elections;
+    report.committed = cluster.checker.max_committed().0;
+    report.reads_checked = cluster.checker.reads_checked;
+    report.messages = cluster.network.sent;
+    Ok(report)
+}
+
+struct Driver<'a> {
+    options: &'a SimOptions,
+    report: SimReport,
+    payload_counter: u64,
+}
+
+impl Driver<'_> {
+    /// One time unit: maybe a random event, then deliveries, persists, ticks and Readies.
+    /// While healing there are no events: the cluster only settles.
+    fn step(&mut self, cluster: &mut Cluster, events: bool) -> Result<(), String> {
+        cluster.now += 1;
+        if events {
+            self.random_event(cluster)?;
+        }
+        while let Some(message) = cluster.network.next_due(cluster.now) {
+            cluster.deliver(message)?;
+        }
+        cluster.complete_due_persists()?;
+        for id in cluster.ids() {
+            // Nodes tick out of phase, like real machines.
+            if (cluster.now + id.0 * 3) % self.options.tick_interval == 0 {
+                cluster.tick(id)?;
+            }
+            cluster.process_ready(id)?;
+        }
+        if cluster.now % 64 == 0 {
+            cluster.check_log_matching()?;
+        }
+        Ok(())
+    }
+
+    fn random_event(&mut self, cluster: &mut Cluster) -> Result<(), String> {
+        let roll = cluster.rng.below(1000);
+        let ids = cluster.ids();
+        let pick = |rng: &mut Prng| ids[rng.below(ids.len() as u64) as usize];
+        match roll {
+            0..=149 => {
+                let id = pick(&mut cluster.rng);
+                if cluster.node(id).is_up() {
+                    self.payload_counter += 1;
+                    let mut payload = self.payload_counter.to_le_bytes().to_vec();
+                    payload.resize(8 + cluster.rng.below(56) as usize, 0xAB);
+                    let _ = cluster.propose(id, &payload);
+                }
+            }
+            150..=189 => {
+                let id = pick(&mut cluster.rng);
+                if cluster.node(id).is_up() {
+                    let _ = cluster.read(id);
+                }
+            }
+            190..=194 if self.options.membership_changes => self.conf_change(cluster)?,
+            195..=197 => {
+                if let Some(leader) = cluster.leader() {
+                    let to = pick(&mut cluster.rng);
+                    let _ = cluster.replica_mut(leader).transfer_leader(to);
+                }
+            }
+            198..=202 => {
+                let id = pick(&mut cluster.rng);
+                if cluster.node(id).is_up() {
+                    cluster.compact(id)?;
+                }
+            }
+            203..=204 => {
+                let id = pick(&mut cluster.rng);
+                let down = cluster.nodes.iter().filter(|n| !n.is_up()).count();
+                if cluster.node(id).is_up() && down < 2 {
+                    cluster.crash(id);
+                    self.report.crashes += 1;
+                }
+            }
+            205..=209 => {
+                let id = pick(&mut cluster.rng);
+                if !cluster.node(id).is_up() {
+                    cluster.restart(id)?;
+                }
+            }
+            210..=211 => {
+                let mut side_a = Vec::new();
+                let mut side_b = Vec::new();
+                for id in cluster.ids() {
+                    if cluster.rng.chance(1, 2) {
+                        side_a.push(id)
+                    } else {
+                        side_b.push(id)
+                    }
+                }
+                cluster.network.partition(&side_a, &side_b);
+            }
+            212..=216 => cluster.heal(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// At the leader, propose a random membership change (the core refuses invalid ones).
+    fn conf_change(&mut self, cluster: &mut Cluster) -> Result<(), String> {
+        let Some(leader) = cluster.leader() else {
+            return Ok(());
+        };
+        let ids = cluster.ids();
+        let rng = &mut cluster.rng;
+        let node = ids[rng.below(ids.len() as u64) as usize];
+        let kind = match rng.below(3) {
+            0 => ConfChangeKind::AddVoter,
+            1 => ConfChangeKind::AddLearner,
+            _ => ConfChangeKind::Remove,
+        };
+        let mut changes = vec![ConfChangeSingle { kind, node }];
+        if rng.chance(1, 3) {
+            let other = ids[rng.below(ids.len() as u64) as usize];
+            if other != node {
+                changes.push(ConfChangeSingle {
+                    kind: ConfChangeKind::AddVoter,
+                    node: other,
+                });
+            }
+        }
+        let transition = if rng.chance(1, 4) {
+            ConfChangeTransition::Explicit
+        } else {
+            ConfChangeTransition::Auto
+        };
+        let replica = cluster.replica_mut(leader);
+        // Keep at least three voters so that the group can survive a crash.
+        let voters_after = replica.conf_state().voters.len() as i64
+            + changes
+                .iter()
+                .map(|c| {
+                    if c.kind == ConfChangeKind::Remove {
+                        -1
+                    } else {
+                        0
+                    }
+                })
+                .sum::<i64>();
+        let change = if replica.conf_state().is_joint() {
+            ConfChange::leave_joint()
+        } else if voters_after < 3 {
+            return Ok(());
+        } else {
+            ConfChange {
+                changes,
+                transition,
+                context: bytes::Bytes::new(),
+            }
+        };
+        if replica.propose_conf_change(&change).is_ok() {
+            self.report.conf_changes += 1;
+        }
+        Ok(())
+    }
+
+    /// Heal everything, restart every node, and require the group to converge: one leader,
+    /// and every member applied up to the leader's last entry.
+    fn heal(&mut self, cluster: &mut Cluster) -> Result<(), String> {
+        cluster.heal();
+        cluster.network.faults = NetworkFaults {
+            drop_permille: 0,
+            duplicate_permille: 0,
+            delay_max: 3,
+        };
+        for id in cluster.ids() {
+            if !cluster.node(id).is_up() {
+                cluster.restart(id)?;
+            }
+        }
+        let limit = cluster.now + 200 * self.options.tick_interval * 10;
+        let mut leave_joint_asked = false;
+        while cluster.now < limit {
+            self.step(cluster, false)?;
+            if let Some(leader) = cluster.leader() {
+                let replica = cluster.replica(leader);
+                if replica.conf_state().is_joint()
+                    && !replica.conf_state().auto_leave
+                    && !leave_joint_asked
+                {
+                    leave_joint_asked = cluster
+                        .replica_mut(leader)
+                        .propose_conf_change(&ConfChange::leave_joint())
+                        .is_ok();
+                }
+                if self.converged(cluster, leader) {
+                    return cluster.check_log_matching();
+                }
+            }
+        }
+        let states: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| {
+                let s = r.status();
+                format!(
+                    "{}:{} t{} c{} a{} last{} {:?} {:?}",
+                    s.id, s.role, s.term, s.commit, s.applied, s.last_index, s.conf_state, s.peers
+                )
+            })
+            .collect();
+        Err(format!(
+            "liveness: the healed cluster did not converge: {}",
+            states.join(" | ")
+        ))
+    }
+
+    fn converged(&self, cluster: &Cluster, leader: NodeId) -> bool {
+        let replica = cluster.replica(leader);
+        if replica.role() != Role::Leader || replica.commit() != replica.last_index() {
+            return false;
+        }
+        let target = replica.last_index();
+        replica.conf_state().members().iter().all(|&member| {
+            let node = cluster.node(member);
+            node.is_up() && node.state.applied == target
+        })
+    }
+}
