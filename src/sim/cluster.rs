@@ -51,6 +51,9 @@ pub struct Cluster {
     next_read_ctx: u64,
     /// ctx → (node, highest index committed anywhere when asked).
     reads_asked: BTreeMap<u64, (NodeId, LogIndex)>,
+    /// Chance that a node crashes right after handing out a Ready that must be synced,
+    /// before the sync completes.
+    pub crash_in_sync_window_permille: u64,
     /// Print every delivered message from this time on (debugging a seed).
     pub trace_from: Option<u64>,
 }
@@ -94,6 +97,7 @@ impl Cluster {
             seed,
             next_read_ctx: 1,
             reads_asked: BTreeMap::new(),
+            crash_in_sync_window_permille: 0,
             trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
                 .ok()
                 .and_then(|t| t.parse().ok()),
@@ -240,11 +244,18 @@ impl Cluster {
             return Ok(false);
         }
         let mut ready = replica.ready();
+        let must_sync = ready.must_sync();
         for message in ready.take_messages_now() {
             self.network.send(now, message, &mut self.rng);
         }
         self.node_mut(id).in_flight = Some((ready, now + delay));
         self.after_input(id)?;
+        let down = self.nodes.iter().filter(|n| !n.is_up()).count();
+        if must_sync && down < 2 && self.rng.chance(self.crash_in_sync_window_permille, 1000) {
+            // The worst moment to crash: messages are out, the write is not durable.
+            self.crash(id);
+            return Ok(true);
+        }
         if delay == 0 {
             self.complete_persist(id)?;
         }

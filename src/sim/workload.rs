@@ -25,12 +25,16 @@ pub struct SimOptions {
     pub tick_interval: u64,
     pub membership_changes: bool,
     pub lease_reads: bool,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub crash_in_sync_window_permille: u64,
 }
 
 impl SimOptions {
     /// A mix that varies with the seed: faults, lease reads and sizes all change.
     pub fn for_seed(seed: u64) -> SimOptions {
         let mut rng = Prng::new(seed ^ 0x5EED);
+        let lease_reads = rng.chance(1, 2);
         SimOptions {
             seed,
             steps: 5_000 + rng.below(10_000),
@@ -41,10 +45,13 @@ impl SimOptions {
                 duplicate_permille: rng.below(50),
                 delay_max: 1 + rng.below(30),
             },
-            persist_delay_max: rng.below(20),
+            persist_delay_max: rng.below(60),
             tick_interval: 10,
             membership_changes: true,
-            lease_reads: rng.chance(1, 2),
+            lease_reads,
+            pre_vote: rng.chance(1, 2),
+            check_quorum: lease_reads || rng.chance(1, 2),
+            crash_in_sync_window_permille: rng.below(30),
         }
     }
 }
@@ -80,15 +87,19 @@ impl fmt::Display for SimFailure {
 
 /// Run one seed. Deterministic: the same options give the same run.
 pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
-    let lease_reads = options.lease_reads;
+    let (lease_reads, pre_vote, check_quorum) =
+        (options.lease_reads, options.pre_vote, options.check_quorum);
     let config = Box::new(move |id| {
         let mut config = Cluster::test_config(id);
         config.lease_reads = lease_reads;
+        config.pre_vote = pre_vote;
+        config.check_quorum = check_quorum;
         config
     });
     let mut cluster = Cluster::new(options.voters, options.spares, options.seed, config);
     cluster.network.faults = options.faults;
     cluster.persist_delay_max = options.persist_delay_max;
+    cluster.crash_in_sync_window_permille = options.crash_in_sync_window_permille;
     let mut driver = Driver {
         options,
         report: SimReport::default(),
@@ -104,6 +115,7 @@ pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
             .step(&mut cluster, true)
             .map_err(|r| fail(&cluster, r))?;
     }
+    cluster.crash_in_sync_window_permille = 0;
     driver.heal(&mut cluster).map_err(|r| fail(&cluster, r))?;
     let mut report = driver.report;
     report.elections = cluster.checker.elections;
@@ -177,7 +189,7 @@ impl Driver<'_> {
                     cluster.compact(id)?;
                 }
             }
-            203..=204 => {
+            203..=214 => {
                 let id = pick(&mut cluster.rng);
                 let down = cluster.nodes.iter().filter(|n| !n.is_up()).count();
                 if cluster.node(id).is_up() && down < 2 {
@@ -185,13 +197,13 @@ impl Driver<'_> {
                     self.report.crashes += 1;
                 }
             }
-            205..=209 => {
+            215..=234 => {
                 let id = pick(&mut cluster.rng);
                 if !cluster.node(id).is_up() {
                     cluster.restart(id)?;
                 }
             }
-            210..=211 => {
+            235..=239 => {
                 let mut side_a = Vec::new();
                 let mut side_b = Vec::new();
                 for id in cluster.ids() {
@@ -203,7 +215,7 @@ impl Driver<'_> {
                 }
                 cluster.network.partition(&side_a, &side_b);
             }
-            212..=216 => cluster.heal(),
+            240..=249 => cluster.heal(),
             _ => {}
         }
         Ok(())
