@@ -18,3 +18,5 @@
 
 pub mod raft;
 pub mod sim;
+pub mod transport;
+pub mod wire;

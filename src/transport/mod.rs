@@ -1,0 +1,1 @@
+//! The per-core TCP transport between nodes (see `transport/mod.rs`).

@@ -1,0 +1,720 @@
+//! Conversion between the Raft core's messages and the wire tables.
+//!
+//! This is the only file that knows both `cohort::raft` and the generated tables, so when
+//! the core's types gain a field, this file (and its round-trip test) is all that changes.
+//!
+//! Copies: encoding writes each entry payload once, into the outgoing flatbuffer. Decoding
+//! copies none: the caller hands in the whole received frame as [`Bytes`], and every
+//! payload becomes a [`Bytes::slice_ref`] of it (a reference count, no memcpy).
+
+use std::fmt;
+
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
+
+use crate::raft::{
+    AppendRequest, AppendResponse, ConfState, Entry, EntryKind, GroupId, Heartbeat,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
+};
+
+use super::fb;
+use super::frame::{FrameError, frame_header_for, open_frame};
+use super::handshake::{ClusterId, Handshake};
+use super::limits::{
+    FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_MAGIC, RAFT_MESSAGES_PER_FRAME_MAX,
+};
+
+/// A Raft message and the group it belongs to: the unit the transport moves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub group: GroupId,
+    pub message: Message,
+}
+
+/// Why a verified frame still makes no sense as a cohort frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentError {
+    HandshakeMagicWrong {
+        magic: u32,
+    },
+    /// A union tag this build does not know (a newer peer, or garbage that verified).
+    UnionUnknown {
+        union: &'static str,
+        tag: u8,
+    },
+    /// A message without a body.
+    BodyMissing {
+        message_index: usize,
+    },
+    EntryKindUnknown {
+        tag: u8,
+    },
+    TooManyMessages {
+        messages: usize,
+        messages_max: usize,
+    },
+}
+
+impl fmt::Display for ContentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContentError::HandshakeMagicWrong { magic } => {
+                write!(
+                    f,
+                    "handshake magic {magic:#010x}, expected {HANDSHAKE_MAGIC:#010x}"
+                )
+            }
+            ContentError::UnionUnknown { union, tag } => write!(f, "unknown {union} tag {tag}"),
+            ContentError::BodyMissing { message_index } => {
+                write!(f, "message {message_index} of the batch has no body")
+            }
+            ContentError::EntryKindUnknown { tag } => write!(f, "unknown entry kind {tag}"),
+            ContentError::TooManyMessages {
+                messages,
+                messages_max,
+            } => {
+                write!(
+                    f,
+                    "{messages} messages in one frame, at most {messages_max}"
+                )
+            }
+        }
+    }
+}
+
+/// Why a received frame was refused: its bytes ([`FrameError`]) or its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Frame(FrameError),
+    Content(ContentError),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Frame(error) => error.fmt(f),
+            DecodeError::Content(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<FrameError> for DecodeError {
+    fn from(error: FrameError) -> Self {
+        DecodeError::Frame(error)
+    }
+}
+
+impl From<ContentError> for DecodeError {
+    fn from(error: ContentError) -> Self {
+        DecodeError::Content(error)
+    }
+}
+
+/// Why messages could not be encoded. Both are bugs of the caller's batching, reported
+/// instead of panicking so the transport can drop the batch and log it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    TooLarge {
+        body_bytes: usize,
+        body_bytes_max: usize,
+    },
+    TooManyMessages {
+        messages: usize,
+        messages_max: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::TooLarge {
+                body_bytes,
+                body_bytes_max,
+            } => {
+                write!(
+                    f,
+                    "frame body of {body_bytes} bytes over the maximum {body_bytes_max}"
+                )
+            }
+            EncodeError::TooManyMessages {
+                messages,
+                messages_max,
+            } => {
+                write!(
+                    f,
+                    "{messages} messages for one frame, at most {messages_max}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// A decoded frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodedFrame {
+    Handshake(Handshake),
+    /// The messages of one peer core's loop turn, for any number of groups.
+    Raft(Vec<Envelope>),
+    /// Client traffic: verified, but not converted here (the client server reads the
+    /// tables in place with [`open_frame`]).
+    ClientRequests,
+    ClientResponses,
+}
+
+/// Checks and decodes one whole frame (header and body, exactly). Entry payloads, snapshot
+/// data and forwarded proposals in the result are slices of `frame`.
+pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
+    let root = open_frame(frame)?;
+    match root.body_type() {
+        fb::FrameBody::Handshake => {
+            let handshake = root.body_as_handshake().ok_or(FrameError::BodyUnknown)?;
+            Ok(DecodedFrame::Handshake(decode_handshake(handshake)?))
+        }
+        fb::FrameBody::RaftBatch => {
+            let batch = root.body_as_raft_batch().ok_or(FrameError::BodyUnknown)?;
+            Ok(DecodedFrame::Raft(decode_raft_batch(frame, batch)?))
+        }
+        fb::FrameBody::ClientRequestBatch => Ok(DecodedFrame::ClientRequests),
+        fb::FrameBody::ClientResponseBatch => Ok(DecodedFrame::ClientResponses),
+        other => Err(ContentError::UnionUnknown {
+            union: "FrameBody",
+            tag: other.0,
+        }
+        .into()),
+    }
+}
+
+fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentError> {
+    if handshake.magic() != HANDSHAKE_MAGIC {
+        return Err(ContentError::HandshakeMagicWrong {
+            magic: handshake.magic(),
+        });
+    }
+    Ok(Handshake {
+        protocol_version: handshake.protocol_version(),
+        cluster_id: ClusterId(handshake.cluster_id()),
+        node_id: NodeId(handshake.node_id()),
+        core_index: handshake.core_index(),
+    })
+}
+
+fn decode_raft_batch(
+    frame: &Bytes,
+    batch: fb::RaftBatch<'_>,
+) -> Result<Vec<Envelope>, ContentError> {
+    let Some(messages) = batch.messages() else {
+        return Ok(Vec::new());
+    };
+    if messages.len() > RAFT_MESSAGES_PER_FRAME_MAX {
+        return Err(ContentError::TooManyMessages {
+            messages: messages.len(),
+            messages_max: RAFT_MESSAGES_PER_FRAME_MAX,
+        });
+    }
+    let mut envelopes = Vec::with_capacity(messages.len());
+    for (message_index, message) in messages.iter().enumerate() {
+        envelopes.push(Envelope {
+            group: GroupId(message.group()),
+            message: Message {
+                from: NodeId(message.from()),
+                to: NodeId(message.to()),
+                term: Term(message.term()),
+                body: decode_body(frame, message, message_index)?,
+            },
+        });
+    }
+    Ok(envelopes)
+}
+
+fn decode_body(
+    frame: &Bytes,
+    message: fb::RaftMessage<'_>,
+    message_index: usize,
+) -> Result<MessageBody, ContentError> {
+    let missing = ContentError::BodyMissing { message_index };
+    let body = match message.body_type() {
+        fb::RaftBody::AppendRequest => {
+            let append = message.body_as_append_request().ok_or(missing)?;
+            MessageBody::AppendRequest(decode_append(frame, append)?)
+        }
+        fb::RaftBody::AppendResponse => {
+            let response = message.body_as_append_response().ok_or(missing)?;
+            MessageBody::AppendResponse(AppendResponse {
+                index: LogIndex(response.index()),
+                reject: response.reject(),
+                reject_hint: LogIndex(response.reject_hint()),
+                hint_term: Term(response.hint_term()),
+            })
+        }
+        fb::RaftBody::PreVoteRequest => MessageBody::PreVoteRequest(decode_vote(
+            message.body_as_pre_vote_request().ok_or(missing)?,
+        )),
+        fb::RaftBody::PreVoteResponse => {
+            let response = message.body_as_pre_vote_response().ok_or(missing)?;
+            MessageBody::PreVoteResponse(VoteResponse {
+                reject: response.reject(),
+            })
+        }
+        fb::RaftBody::VoteRequest => {
+            MessageBody::VoteRequest(decode_vote(message.body_as_vote_request().ok_or(missing)?))
+        }
+        fb::RaftBody::VoteResponse => {
+            let response = message.body_as_vote_response().ok_or(missing)?;
+            MessageBody::VoteResponse(VoteResponse {
+                reject: response.reject(),
+            })
+        }
+        fb::RaftBody::Heartbeat => {
+            let heartbeat = message.body_as_heartbeat().ok_or(missing)?;
+            MessageBody::Heartbeat(Heartbeat {
+                commit: LogIndex(heartbeat.commit()),
+                read_round: heartbeat.read_round(),
+            })
+        }
+        fb::RaftBody::HeartbeatResponse => {
+            let response = message.body_as_heartbeat_response().ok_or(missing)?;
+            MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: response.read_round(),
+            })
+        }
+        fb::RaftBody::InstallSnapshot => {
+            let snapshot = message.body_as_install_snapshot().ok_or(missing)?;
+            MessageBody::InstallSnapshot(decode_snapshot(frame, snapshot))
+        }
+        fb::RaftBody::TimeoutNow => {
+            message.body_as_timeout_now().ok_or(missing)?;
+            MessageBody::TimeoutNow
+        }
+        fb::RaftBody::ReadIndexRequest => {
+            let request = message.body_as_read_index_request().ok_or(missing)?;
+            MessageBody::ReadIndexRequest { ctx: request.ctx() }
+        }
+        fb::RaftBody::ReadIndexResponse => {
+            let response = message.body_as_read_index_response().ok_or(missing)?;
+            MessageBody::ReadIndexResponse {
+                ctx: response.ctx(),
+                index: LogIndex(response.index()),
+            }
+        }
+        fb::RaftBody::ForwardProposal => {
+            let forward = message.body_as_forward_proposal().ok_or(missing)?;
+            let data = forward
+                .proposals()
+                .map(|proposals| proposals.iter().map(|p| payload(frame, p.data())).collect())
+                .unwrap_or_default();
+            MessageBody::ForwardProposal { data }
+        }
+        fb::RaftBody::NONE => return Err(missing),
+        other => {
+            return Err(ContentError::UnionUnknown {
+                union: "RaftBody",
+                tag: other.0,
+            });
+        }
+    };
+    Ok(body)
+}
+
+/// A payload vector as a slice of the received frame (no copy). `vector` was read from a
+/// flatbuffer verified inside `frame`, so it lies within `frame` and `slice_ref` cannot panic.
+fn payload(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes {
+    match vector {
+        Some(vector) if !vector.is_empty() => frame.slice_ref(vector.bytes()),
+        _ => Bytes::new(),
+    }
+}
+
+fn decode_append(
+    frame: &Bytes,
+    append: fb::AppendRequest<'_>,
+) -> Result<AppendRequest, ContentError> {
+    let mut entries = Vec::with_capacity(append.entries().map_or(0, |e| e.len()));
+    for entry in append.entries().iter().flat_map(|e| e.iter()) {
+        let kind = EntryKind::from_u8(entry.kind().0).ok_or(ContentError::EntryKindUnknown {
+            tag: entry.kind().0,
+        })?;
+        entries.push(Entry {
+            term: Term(entry.term()),
+            index: LogIndex(entry.index()),
+            kind,
+            data: payload(frame, entry.data()),
+        });
+    }
+    Ok(AppendRequest {
+        prev_log_index: LogIndex(append.prev_log_index()),
+        prev_log_term: Term(append.prev_log_term()),
+        entries,
+        commit: LogIndex(append.commit()),
+    })
+}
+
+fn decode_vote(vote: fb::VoteRequest<'_>) -> VoteRequest {
+    VoteRequest {
+        last_log_index: LogIndex(vote.last_log_index()),
+        last_log_term: Term(vote.last_log_term()),
+        transfer: vote.transfer(),
+    }
+}
+
+fn node_ids(ids: Option<flatbuffers::Vector<'_, u64>>) -> Vec<NodeId> {
+    ids.map(|ids| ids.iter().map(NodeId).collect())
+        .unwrap_or_default()
+}
+
+fn decode_snapshot(frame: &Bytes, snapshot: fb::InstallSnapshot<'_>) -> Snapshot {
+    let conf_state = snapshot
+        .conf_state()
+        .map(|conf| ConfState {
+            voters: node_ids(conf.voters()),
+            voters_outgoing: node_ids(conf.voters_outgoing()),
+            learners: node_ids(conf.learners()),
+            learners_next: node_ids(conf.learners_next()),
+            auto_leave: conf.auto_leave(),
+        })
+        .unwrap_or_default();
+    Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(snapshot.index()),
+            term: Term(snapshot.term()),
+            conf_state,
+        },
+        data: payload(frame, snapshot.data()),
+    }
+}
+
+// ---- encoding -------------------------------------------------------------------------------
+
+type Builder = FlatBufferBuilder<'static>;
+
+/// Builds frames. Keep one per connection and reuse it: its buffers keep their capacity, so a
+/// warm encoder does not allocate.
+pub struct FrameEncoder {
+    fbb: Builder,
+    header: [u8; FRAME_HEADER_BYTES],
+    messages: Vec<WIPOffset<fb::RaftMessage<'static>>>,
+    entries: Vec<WIPOffset<fb::Entry<'static>>>,
+    proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
+}
+
+impl Default for FrameEncoder {
+    fn default() -> Self {
+        FrameEncoder::new()
+    }
+}
+
+impl FrameEncoder {
+    pub fn new() -> FrameEncoder {
+        FrameEncoder {
+            fbb: Builder::with_capacity(64 << 10),
+            header: [0; FRAME_HEADER_BYTES],
+            messages: Vec::new(),
+            entries: Vec::new(),
+            proposals: Vec::new(),
+        }
+    }
+
+    /// The header of the last encoded frame; write it, then [`FrameEncoder::body`].
+    pub fn header(&self) -> &[u8; FRAME_HEADER_BYTES] {
+        &self.header
+    }
+
+    /// The flatbuffer of the last encoded frame.
+    pub fn body(&self) -> &[u8] {
+        self.fbb.finished_data()
+    }
+
+    /// Header and body in one buffer (a copy; for tests and tools, not the data path).
+    pub fn to_frame_vec(&self) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + self.body().len());
+        frame.extend_from_slice(&self.header);
+        frame.extend_from_slice(self.body());
+        frame
+    }
+
+    /// Encodes a frame whose body `build` writes into the builder (for the client protocol
+    /// and tests; the Raft and handshake frames have their own methods).
+    pub fn encode_with(
+        &mut self,
+        build: impl FnOnce(&mut Builder) -> (fb::FrameBody, WIPOffset<UnionWIPOffset>),
+    ) -> Result<(), EncodeError> {
+        self.fbb.reset();
+        let (body_type, body) = build(&mut self.fbb);
+        self.finish(body_type, body)
+    }
+
+    fn finish(
+        &mut self,
+        body_type: fb::FrameBody,
+        body: WIPOffset<UnionWIPOffset>,
+    ) -> Result<(), EncodeError> {
+        let frame = fb::Frame::create(
+            &mut self.fbb,
+            &fb::FrameArgs {
+                body_type,
+                body: Some(body),
+            },
+        );
+        self.fbb.finish_minimal(frame);
+        let body_bytes = self.fbb.finished_data().len();
+        if body_bytes > FRAME_BODY_BYTES_MAX {
+            return Err(EncodeError::TooLarge {
+                body_bytes,
+                body_bytes_max: FRAME_BODY_BYTES_MAX,
+            });
+        }
+        self.header = frame_header_for(self.fbb.finished_data());
+        Ok(())
+    }
+
+    pub fn encode_handshake(&mut self, handshake: &Handshake) -> Result<(), EncodeError> {
+        self.encode_with(|fbb| {
+            let table = fb::Handshake::create(
+                fbb,
+                &fb::HandshakeArgs {
+                    magic: HANDSHAKE_MAGIC,
+                    protocol_version: handshake.protocol_version,
+                    cluster_id: handshake.cluster_id.0,
+                    node_id: handshake.node_id.0,
+                    core_index: handshake.core_index,
+                },
+            );
+            (fb::FrameBody::Handshake, table.as_union_value())
+        })
+    }
+
+    /// Encodes the messages of any number of groups into one frame.
+    pub fn encode_raft<'a>(
+        &mut self,
+        envelopes: impl ExactSizeIterator<Item = &'a Envelope>,
+    ) -> Result<(), EncodeError> {
+        let messages = envelopes.len();
+        if messages > RAFT_MESSAGES_PER_FRAME_MAX {
+            return Err(EncodeError::TooManyMessages {
+                messages,
+                messages_max: RAFT_MESSAGES_PER_FRAME_MAX,
+            });
+        }
+        self.fbb.reset();
+        self.messages.clear();
+        let mut payload_bytes = 0usize;
+        for envelope in envelopes {
+            // Refuse before the builder grows past the frame (it panics at 2 GiB).
+            payload_bytes =
+                payload_bytes.saturating_add(envelope.message.body.payload_bytes() as usize);
+            if payload_bytes > FRAME_BODY_BYTES_MAX {
+                return Err(EncodeError::TooLarge {
+                    body_bytes: payload_bytes,
+                    body_bytes_max: FRAME_BODY_BYTES_MAX,
+                });
+            }
+            let message = encode_message(
+                &mut self.fbb,
+                &mut self.entries,
+                &mut self.proposals,
+                envelope,
+            );
+            self.messages.push(message);
+        }
+        let messages = self.fbb.create_vector(&self.messages);
+        let batch = fb::RaftBatch::create(
+            &mut self.fbb,
+            &fb::RaftBatchArgs {
+                messages: Some(messages),
+            },
+        );
+        self.finish(fb::FrameBody::RaftBatch, batch.as_union_value())
+    }
+}
+
+fn bytes_vector(
+    fbb: &mut Builder,
+    data: &[u8],
+) -> Option<WIPOffset<flatbuffers::Vector<'static, u8>>> {
+    (!data.is_empty()).then(|| fbb.create_vector(data))
+}
+
+fn encode_message(
+    fbb: &mut Builder,
+    entries: &mut Vec<WIPOffset<fb::Entry<'static>>>,
+    proposals: &mut Vec<WIPOffset<fb::Proposal<'static>>>,
+    envelope: &Envelope,
+) -> WIPOffset<fb::RaftMessage<'static>> {
+    let message = &envelope.message;
+    let (body_type, body) = match &message.body {
+        MessageBody::AppendRequest(append) => (
+            fb::RaftBody::AppendRequest,
+            encode_append(fbb, entries, append).as_union_value(),
+        ),
+        MessageBody::AppendResponse(response) => {
+            let args = fb::AppendResponseArgs {
+                index: response.index.0,
+                reject: response.reject,
+                reject_hint: response.reject_hint.0,
+                hint_term: response.hint_term.0,
+            };
+            (
+                fb::RaftBody::AppendResponse,
+                fb::AppendResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::PreVoteRequest(vote) => (fb::RaftBody::PreVoteRequest, encode_vote(fbb, vote)),
+        MessageBody::PreVoteResponse(vote) => {
+            let args = fb::VoteResponseArgs {
+                reject: vote.reject,
+            };
+            (
+                fb::RaftBody::PreVoteResponse,
+                fb::VoteResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::VoteRequest(vote) => (fb::RaftBody::VoteRequest, encode_vote(fbb, vote)),
+        MessageBody::VoteResponse(vote) => {
+            let args = fb::VoteResponseArgs {
+                reject: vote.reject,
+            };
+            (
+                fb::RaftBody::VoteResponse,
+                fb::VoteResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::Heartbeat(heartbeat) => {
+            let args = fb::HeartbeatArgs {
+                commit: heartbeat.commit.0,
+                read_round: heartbeat.read_round,
+            };
+            (
+                fb::RaftBody::Heartbeat,
+                fb::Heartbeat::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::HeartbeatResponse(response) => {
+            let args = fb::HeartbeatResponseArgs {
+                read_round: response.read_round,
+            };
+            (
+                fb::RaftBody::HeartbeatResponse,
+                fb::HeartbeatResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::InstallSnapshot(snapshot) => (
+            fb::RaftBody::InstallSnapshot,
+            encode_snapshot(fbb, snapshot).as_union_value(),
+        ),
+        MessageBody::TimeoutNow => {
+            let args = fb::TimeoutNowArgs {};
+            (
+                fb::RaftBody::TimeoutNow,
+                fb::TimeoutNow::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::ReadIndexRequest { ctx } => {
+            let args = fb::ReadIndexRequestArgs { ctx: *ctx };
+            (
+                fb::RaftBody::ReadIndexRequest,
+                fb::ReadIndexRequest::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            let args = fb::ReadIndexResponseArgs {
+                ctx: *ctx,
+                index: index.0,
+            };
+            (
+                fb::RaftBody::ReadIndexResponse,
+                fb::ReadIndexResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::ForwardProposal { data } => {
+            proposals.clear();
+            for proposal in data {
+                let data = bytes_vector(fbb, proposal);
+                proposals.push(fb::Proposal::create(fbb, &fb::ProposalArgs { data }));
+            }
+            let proposals = Some(fbb.create_vector(proposals));
+            let args = fb::ForwardProposalArgs { proposals };
+            (
+                fb::RaftBody::ForwardProposal,
+                fb::ForwardProposal::create(fbb, &args).as_union_value(),
+            )
+        }
+    };
+    let args = fb::RaftMessageArgs {
+        group: envelope.group.0,
+        from: message.from.0,
+        to: message.to.0,
+        term: message.term.0,
+        body_type,
+        body: Some(body),
+    };
+    fb::RaftMessage::create(fbb, &args)
+}
+
+fn encode_append(
+    fbb: &mut Builder,
+    entries: &mut Vec<WIPOffset<fb::Entry<'static>>>,
+    append: &AppendRequest,
+) -> WIPOffset<fb::AppendRequest<'static>> {
+    entries.clear();
+    for entry in &append.entries {
+        let data = bytes_vector(fbb, &entry.data);
+        let args = fb::EntryArgs {
+            index: entry.index.0,
+            term: entry.term.0,
+            kind: fb::EntryKind(entry.kind as u8),
+            data,
+        };
+        entries.push(fb::Entry::create(fbb, &args));
+    }
+    let entries = Some(fbb.create_vector(entries));
+    let args = fb::AppendRequestArgs {
+        prev_log_index: append.prev_log_index.0,
+        prev_log_term: append.prev_log_term.0,
+        commit: append.commit.0,
+        entries,
+    };
+    fb::AppendRequest::create(fbb, &args)
+}
+
+fn encode_vote(fbb: &mut Builder, vote: &VoteRequest) -> WIPOffset<UnionWIPOffset> {
+    let args = fb::VoteRequestArgs {
+        last_log_index: vote.last_log_index.0,
+        last_log_term: vote.last_log_term.0,
+        transfer: vote.transfer,
+    };
+    fb::VoteRequest::create(fbb, &args).as_union_value()
+}
+
+fn id_vector(
+    fbb: &mut Builder,
+    ids: &[NodeId],
+) -> Option<WIPOffset<flatbuffers::Vector<'static, u64>>> {
+    (!ids.is_empty()).then(|| fbb.create_vector_from_iter(ids.iter().map(|id| id.0)))
+}
+
+fn encode_snapshot(
+    fbb: &mut Builder,
+    snapshot: &Snapshot,
+) -> WIPOffset<fb::InstallSnapshot<'static>> {
+    let conf = &snapshot.meta.conf_state;
+    let conf_args = fb::ConfStateArgs {
+        voters: id_vector(fbb, &conf.voters),
+        voters_outgoing: id_vector(fbb, &conf.voters_outgoing),
+        learners: id_vector(fbb, &conf.learners),
+        learners_next: id_vector(fbb, &conf.learners_next),
+        auto_leave: conf.auto_leave,
+    };
+    let conf_state = Some(fb::ConfState::create(fbb, &conf_args));
+    let data = bytes_vector(fbb, &snapshot.data);
+    let args = fb::InstallSnapshotArgs {
+        index: snapshot.meta.index.0,
+        term: snapshot.meta.term.0,
+        conf_state,
+        data,
+    };
+    fb::InstallSnapshot::create(fbb, &args)
+}

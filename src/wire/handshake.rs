@@ -1,0 +1,142 @@
+//! The handshake: the first frame each side of a connection sends, and what it must say.
+
+use crate::raft::NodeId;
+
+use super::limits::PROTOCOL_VERSION;
+
+/// The cluster a node belongs to, chosen when the cluster is created. Two clusters on one
+/// network must never exchange messages: their groups and terms are unrelated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClusterId(pub u64);
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    pub protocol_version: u16,
+    pub cluster_id: ClusterId,
+    pub node_id: NodeId,
+    pub core_index: u16,
+}
+
+impl Handshake {
+    /// The handshake this build sends.
+    pub fn current(cluster_id: ClusterId, node_id: NodeId, core_index: u16) -> Handshake {
+        Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id,
+            node_id,
+            core_index,
+        }
+    }
+}
+
+/// Why a peer's handshake was refused; the connection is closed with this as the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    VersionUnsupported {
+        version: u16,
+        version_supported: u16,
+    },
+    ClusterWrong {
+        cluster_id: ClusterId,
+        cluster_id_expected: ClusterId,
+    },
+    NodeUnknown {
+        node_id: NodeId,
+    },
+    NodeUnexpected {
+        node_id: NodeId,
+        node_id_expected: NodeId,
+    },
+    CoreMismatch {
+        core_index: u16,
+        core_index_expected: u16,
+    },
+    /// The first frame was something else than a handshake.
+    NotAHandshake {
+        kind: &'static str,
+    },
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::VersionUnsupported {
+                version,
+                version_supported,
+            } => {
+                write!(
+                    f,
+                    "protocol version {version}, this node speaks {version_supported}"
+                )
+            }
+            HandshakeError::ClusterWrong {
+                cluster_id,
+                cluster_id_expected,
+            } => {
+                write!(
+                    f,
+                    "cluster id {}, expected {}",
+                    cluster_id.0, cluster_id_expected.0
+                )
+            }
+            HandshakeError::NodeUnknown { node_id } => write!(f, "node {node_id} is not a peer"),
+            HandshakeError::NodeUnexpected {
+                node_id,
+                node_id_expected,
+            } => {
+                write!(
+                    f,
+                    "node {node_id} answered, expected node {node_id_expected}"
+                )
+            }
+            HandshakeError::CoreMismatch {
+                core_index,
+                core_index_expected,
+            } => {
+                write!(f, "core {core_index}, expected core {core_index_expected}")
+            }
+            HandshakeError::NotAHandshake { kind } => {
+                write!(f, "first frame is a {kind}, not a handshake")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+impl Handshake {
+    /// Checks a peer's handshake against what this node expects: the same version and
+    /// cluster, the same core index, and a node id `is_peer` accepts.
+    pub fn check(
+        &self,
+        expected_cluster: ClusterId,
+        expected_core: u16,
+        is_peer: impl Fn(NodeId) -> bool,
+    ) -> Result<(), HandshakeError> {
+        if self.protocol_version != PROTOCOL_VERSION {
+            return Err(HandshakeError::VersionUnsupported {
+                version: self.protocol_version,
+                version_supported: PROTOCOL_VERSION,
+            });
+        }
+        if self.cluster_id != expected_cluster {
+            return Err(HandshakeError::ClusterWrong {
+                cluster_id: self.cluster_id,
+                cluster_id_expected: expected_cluster,
+            });
+        }
+        if self.core_index != expected_core {
+            return Err(HandshakeError::CoreMismatch {
+                core_index: self.core_index,
+                core_index_expected: expected_core,
+            });
+        }
+        if !is_peer(self.node_id) {
+            return Err(HandshakeError::NodeUnknown {
+                node_id: self.node_id,
+            });
+        }
+        Ok(())
+    }
+}

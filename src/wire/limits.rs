@@ -1,0 +1,115 @@
+//! Every limit of the wire format and the transport, with the reason for its value.
+//!
+//! Cluster-wide limits (they shape the bytes on the wire and must agree on every node) come
+//! first; per-process defaults of the transport (queue depths, buffer sizes, backoff) follow
+//! and can be overridden per process through [`crate::transport::TransportConfig`].
+
+// ---- cluster-wide: the frame format --------------------------------------------------------
+
+/// `length u32 | crc32 u32 | version u8 | reserved [u8; 3]`.
+pub const FRAME_HEADER_BYTES: usize = 12;
+
+/// The only frame version this build speaks; a frame with another version byte is refused.
+pub const FRAME_VERSION: u8 = 1;
+
+/// The largest flatbuffer one frame may carry. A receiver allocates at most this much per
+/// connection for a frame, so it bounds memory per peer; it must hold the largest append
+/// batch the Raft core builds plus its message headers, and the largest snapshot message.
+/// 16 MiB keeps a node with 64 peer connections under 1 GiB of receive buffers in the worst
+/// case while leaving an append batch room for thousands of entries.
+pub const FRAME_BODY_BYTES_MAX: usize = 16 << 20;
+
+/// Raft messages the sender packs into one frame: enough that a frame of 64-byte messages
+/// amortises its header and syscall, few enough that one frame is a bounded unit of work.
+pub const RAFT_MESSAGES_PER_FRAME_MAX: usize = 16_384;
+
+/// Client requests in one frame, and operations in one request: a client batch is applied
+/// as one entry, so it must stay far below the frame size.
+pub const CLIENT_REQUESTS_PER_FRAME_MAX: usize = 4_096;
+pub const CLIENT_OPERATIONS_PER_REQUEST_MAX: usize = 1_024;
+
+// ---- cluster-wide: the verifier -------------------------------------------------------------
+
+/// Deepest table nesting of any valid frame: Frame → RaftBatch → RaftMessage →
+/// InstallSnapshot → ConfState (or AppendRequest → Entry) is 5; Frame → ClientResponseBatch → ClientResponse →
+/// ResultItem → Error is 5. One level of slack for an appended field; anything deeper is an
+/// attack on the verifier's recursion.
+pub const VERIFIER_DEPTH_MAX: usize = 6;
+
+/// Tables the verifier will visit in one frame. A reachable table occupies at least 8 bytes
+/// (its vtable offset and the offset that points at it), so an honest frame has at most
+/// one table per 8 bytes; a crafted frame that points many offsets at one table is cut off
+/// here, which keeps verification linear in the frame size.
+pub const VERIFIER_TABLES_MAX: usize = FRAME_BODY_BYTES_MAX / 8;
+
+/// Bytes the verifier may look at, counting shared parts (vtables, aliased vectors) once per
+/// reference. An honest frame stays below 2× its size (vtables are shared between tables of
+/// one type); a crafted DAG that points many offsets at one big vector would not.
+pub const VERIFIER_APPARENT_BYTES_MAX: usize = 2 * FRAME_BODY_BYTES_MAX;
+
+const _: () = assert!(
+    FRAME_BODY_BYTES_MAX <= u32::MAX as usize,
+    "length field is a u32"
+);
+const _: () = assert!(
+    2 + RAFT_MESSAGES_PER_FRAME_MAX * 3 <= VERIFIER_TABLES_MAX,
+    "a full frame of small messages must pass the verifier"
+);
+
+// ---- cluster-wide: the handshake ------------------------------------------------------------
+
+/// "COHT": the first four bytes a cohort node expects from a peer.
+pub const HANDSHAKE_MAGIC: u32 = 0x434F_4854;
+
+/// Incremented on every incompatible change of a table not marked frozen in the schema.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+// ---- per process: the transport -------------------------------------------------------------
+
+/// Bytes queued for one peer before `send` reports backpressure. A dead peer costs at most
+/// this much memory; 32 MiB is two full frames, so a healthy peer is never throttled by it.
+pub const PEER_QUEUE_BYTES_MAX: usize = 32 << 20;
+
+/// Messages queued for one peer before `send` reports backpressure (bounds the queue when the
+/// messages are tiny and the byte bound alone would admit millions).
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 262_144;
+
+/// Bytes the sender packs into one frame before it starts the next one, well under
+/// [`FRAME_BODY_BYTES_MAX`] so the flatbuffer overhead of the messages always fits.
+pub const FRAME_PAYLOAD_BYTES_TARGET: usize = 4 << 20;
+
+/// Frames one vectored write may carry (two buffers each: header and body). The kernel's
+/// `IOV_MAX` is 1024; a write is split into several when a turn produces more frames.
+pub const FRAMES_PER_WRITE_MAX: usize = 64;
+
+/// Socket send and receive buffer sizes: large enough that a full frame is in flight without
+/// waiting for the peer to read, small enough for thousands of connections.
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// What the receiver reads per `read` call; a frame larger than this grows the buffer up to
+/// [`FRAME_HEADER_BYTES`] + [`FRAME_BODY_BYTES_MAX`], never beyond.
+pub const RECEIVE_CHUNK_BYTES: usize = 256 << 10;
+
+/// Received batches waiting for the shard; past this the readers stop reading and TCP pushes
+/// back on the peers.
+pub const INBOX_BATCHES_MAX: usize = 1_024;
+
+/// Reconnect backoff: first delay, cap, and the jitter fraction (±) applied to every delay so
+/// that a restarted node is not hit by all its peers at the same instant.
+pub const RECONNECT_DELAY_MS_MIN: u64 = 10;
+pub const RECONNECT_DELAY_MS_MAX: u64 = 2_000;
+pub const RECONNECT_JITTER_PERCENT: u64 = 25;
+
+/// A peer must complete its handshake within this long, or it is disconnected (a silent
+/// connection would otherwise hold a slot forever).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+const _: () = assert!(FRAME_PAYLOAD_BYTES_TARGET * 2 <= FRAME_BODY_BYTES_MAX);
+const _: () = assert!(RECEIVE_CHUNK_BYTES <= FRAME_BODY_BYTES_MAX);
+const _: () = assert!(RECONNECT_DELAY_MS_MIN <= RECONNECT_DELAY_MS_MAX);
+const _: () = assert!(RECONNECT_JITTER_PERCENT < 100);
+
+/// The largest message (`MessageBody::payload_bytes`) the transport accepts to send: half a
+/// frame, so the message, its flatbuffer overhead and its membership lists always fit one.
+/// The Raft core's append and snapshot-chunk byte limits must stay below this.
+pub const MESSAGE_PAYLOAD_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX / 2;
