@@ -28,6 +28,9 @@ pub struct SimOptions {
     pub pre_vote: bool,
     pub check_quorum: bool,
     pub crash_in_sync_window_permille: u64,
+    /// Small appends make the quorum's match index cross old-term entries one at a time,
+    /// which is what an old-term commit by counting needs to go wrong (Raft paper, figure 8).
+    pub append_entries_max: usize,
 }
 
 impl SimOptions {
@@ -52,6 +55,7 @@ impl SimOptions {
             pre_vote: rng.chance(1, 2),
             check_quorum: lease_reads || rng.chance(1, 2),
             crash_in_sync_window_permille: rng.below(30),
+            append_entries_max: 1 + rng.below(8) as usize,
         }
     }
 }
@@ -89,11 +93,13 @@ impl fmt::Display for SimFailure {
 pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
     let (lease_reads, pre_vote, check_quorum) =
         (options.lease_reads, options.pre_vote, options.check_quorum);
+    let append_entries_max = options.append_entries_max;
     let config = Box::new(move |id| {
         let mut config = Cluster::test_config(id);
         config.lease_reads = lease_reads;
         config.pre_vote = pre_vote;
         config.check_quorum = check_quorum;
+        config.append_entries_max = append_entries_max;
         config
     });
     let mut cluster = Cluster::new(options.voters, options.spares, options.seed, config);
