@@ -187,3 +187,116 @@ fn check_pair(a: &Replica, b: &Replica) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker must reject each violation it claims to catch; otherwise a green sweep
+    //! proves nothing.
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::raft::{Config, EntryKind, HardState, Persisted};
+
+    /// A replica of `voters` whose log is the bootstrap entry plus `terms` (one entry per
+    /// term, payload `data`), committed up to `commit`.
+    fn replica(
+        id: u64,
+        voters: &[u64],
+        terms: &[u64],
+        data: &'static [u8],
+        commit: u64,
+    ) -> Replica {
+        let voters: Vec<NodeId> = voters.iter().map(|&v| NodeId(v)).collect();
+        let mut persisted = Persisted::bootstrap(&voters);
+        for (i, &term) in terms.iter().enumerate() {
+            persisted.entries.push(Entry {
+                term: Term(term),
+                index: LogIndex(2 + i as u64),
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(data),
+            });
+        }
+        let term = Term(terms.last().copied().unwrap_or(1));
+        persisted.hard_state = HardState {
+            term,
+            vote: NodeId::NONE,
+            commit: LogIndex(commit),
+        };
+        let mut config = Config::new(NodeId(id));
+        config.pre_vote = false;
+        Replica::new(config, id, persisted).unwrap()
+    }
+
+    #[test]
+    fn two_leaders_of_one_term_are_caught() {
+        let mut checker = Checker::default();
+        for id in [1, 2] {
+            // Each is the sole voter of its own (disjoint) group, so each wins term 2 alone.
+            let mut leader = replica(id, &[id], &[], b"", 1);
+            leader.campaign();
+            let ready = leader.ready();
+            leader.advance(ready.ack());
+            assert_eq!(leader.role(), Role::Leader);
+            let result = checker.on_leader(&leader);
+            assert_eq!(result.is_err(), id == 2, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn a_committed_entry_that_changes_is_caught() {
+        let mut checker = Checker::default();
+        let a = replica(1, &[1, 2, 3], &[2], b"a", 2);
+        let b = replica(2, &[1, 2, 3], &[3], b"a", 2);
+        checker.on_commit(&a, LogIndex::ZERO).unwrap();
+        let error = checker.on_commit(&b, LogIndex::ZERO).unwrap_err();
+        assert!(error.contains("committed entry changed"), "{error}");
+        // Same term, other payload: caught as well.
+        let c = replica(3, &[1, 2, 3], &[2], b"c", 2);
+        assert!(checker.on_commit(&c, LogIndex::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_leader_missing_a_committed_entry_is_caught() {
+        let mut checker = Checker::default();
+        let follower = replica(1, &[1, 2, 3], &[2, 2], b"a", 3);
+        checker.on_commit(&follower, LogIndex::ZERO).unwrap();
+        let mut leader = replica(2, &[2], &[2], b"a", 1);
+        leader.campaign();
+        let ready = leader.ready();
+        leader.advance(ready.ack());
+        let error = checker.on_leader(&leader).unwrap_err();
+        assert!(error.contains("leader completeness"), "{error}");
+    }
+
+    #[test]
+    fn diverging_logs_below_a_common_entry_are_caught() {
+        let checker = Checker::default();
+        let a = replica(1, &[1, 2, 3], &[2, 3], b"a", 1);
+        let b = replica(2, &[1, 2, 3], &[2, 3], b"b", 1);
+        let error = checker.check_log_matching(&[&a, &b]).unwrap_err();
+        assert!(error.contains("log matching"), "{error}");
+        let c = replica(3, &[1, 2, 3], &[2, 3], b"a", 1);
+        checker.check_log_matching(&[&a, &c]).unwrap();
+    }
+
+    #[test]
+    fn different_states_at_one_index_and_stale_reads_are_caught() {
+        let mut checker = Checker::default();
+        let state = |hash| StateMachine {
+            applied: LogIndex(5),
+            hash,
+        };
+        checker.on_apply(NodeId(1), state(10)).unwrap();
+        checker.on_apply(NodeId(2), state(10)).unwrap();
+        assert!(checker.on_apply(NodeId(3), state(11)).is_err());
+        checker
+            .on_read(NodeId(1), LogIndex(5), LogIndex(5))
+            .unwrap();
+        assert!(
+            checker
+                .on_read(NodeId(1), LogIndex(4), LogIndex(5))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! Stories of the Raft core, one per test: each drives a simulated cluster (no faults unless
+//! the story adds them) through a situation and checks what a user of the group would see.
+//! The simulator's safety checker runs under every story as well.
+
+use bytes::Bytes;
+use cohort::raft::{
+    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, Config,
+    Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, ProposeError,
+    Proposed, Replica, Role, Term, TransferError, VoteResponse,
+};
+use cohort::sim::Cluster;
+
+const SEED: u64 = 7;
+
+fn cluster(voters: u64, spares: u64, tweak: fn(&mut Config)) -> Cluster {
+    Cluster::new(
+        voters,
+        spares,
+        SEED,
+        Box::new(move |id| {
+            let mut config = Cluster::test_config(id);
+            tweak(&mut config);
+            config
+        }),
+    )
+}
+
+/// Tick until some node leads; panics if none does within a generous number of timeouts.
+fn elect(cluster: &mut Cluster) -> NodeId {
+    for _ in 0..500 {
+        if let Some(leader) = cluster.leader() {
+            return leader;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    panic!("no leader after 500 ticks");
+}
+
+/// Tick until a node other than `old` leads.
+fn elect_other_than(cluster: &mut Cluster, old: NodeId) -> NodeId {
+    for _ in 0..500 {
+        if let Some(leader) = cluster.leader().filter(|&l| l != old) {
+            return leader;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    panic!("no leader other than {old} after 500 ticks");
+}
+
+fn followers(cluster: &Cluster, leader: NodeId) -> Vec<NodeId> {
+    let ids = cluster.ids().into_iter();
+    ids.filter(|&id| id != leader && cluster.node(id).is_up())
+        .collect()
+}
+
+/// Propose `data` at `leader` and run the cluster until it is applied everywhere it can be.
+fn write(cluster: &mut Cluster, leader: NodeId, data: &str) -> LogIndex {
+    let Proposed::Appended { last, .. } = cluster.propose(leader, data.as_bytes()).unwrap() else {
+        panic!("{leader} forwarded a proposal it should have appended");
+    };
+    cluster.stabilize().unwrap();
+    last
+}
+
+fn applied(cluster: &Cluster, id: NodeId) -> Vec<String> {
+    let payloads = cluster.node(id).applied.values();
+    payloads
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+fn change(changes: &[(ConfChangeKind, u64)]) -> ConfChange {
+    ConfChange {
+        changes: changes
+            .iter()
+            .map(|&(kind, node)| ConfChangeSingle {
+                kind,
+                node: NodeId(node),
+            })
+            .collect(),
+        transition: ConfChangeTransition::Auto,
+        context: Bytes::new(),
+    }
+}
+
+#[test]
+fn three_nodes_elect_one_leader_and_apply_writes_in_the_same_order() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    for i in 0..20 {
+        write(&mut cluster, leader, &format!("w{i}"));
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+    for id in cluster.ids() {
+        assert_eq!(applied(&cluster, id), expected, "node {id}");
+    }
+    cluster.check_log_matching().unwrap();
+}
+
+#[test]
+fn pre_vote_keeps_a_cut_off_follower_from_disturbing_the_leader() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let term = cluster.replica(leader).term();
+    let loner = followers(&cluster, leader)[0];
+    cluster.isolate(loner);
+    cluster.tick_all(100).unwrap();
+    // Ten election timeouts alone: pre-votes fail, so the term never moves.
+    assert_eq!(cluster.replica(loner).term(), term);
+    cluster.heal();
+    cluster.tick_all(20).unwrap();
+    assert_eq!(cluster.leader(), Some(leader));
+    assert_eq!(cluster.replica(leader).term(), term);
+}
+
+#[test]
+fn without_pre_vote_the_same_follower_does_disturb_the_leader() {
+    // The control for the story above: the test would notice if pre-vote did nothing.
+    let mut cluster = cluster(3, 0, |c| c.pre_vote = false);
+    let leader = elect(&mut cluster);
+    let term = cluster.replica(leader).term();
+    let loner = followers(&cluster, leader)[0];
+    cluster.isolate(loner);
+    cluster.tick_all(100).unwrap();
+    assert!(cluster.replica(loner).term() > term);
+}
+
+#[test]
+fn check_quorum_makes_a_cut_off_leader_step_down() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let old = elect(&mut cluster);
+    cluster.isolate(old);
+    let new = elect_other_than(&mut cluster, old);
+    cluster.tick_all(30).unwrap();
+    assert_ne!(cluster.replica(old).role(), Role::Leader);
+    // Back on the network, the old leader follows and learns what it missed.
+    cluster.heal();
+    let index = write(&mut cluster, new, "after the partition");
+    cluster.tick_all(5).unwrap();
+    assert_eq!(cluster.replica(old).leader(), new);
+    assert!(cluster.replica(old).commit() >= index);
+}
+
+#[test]
+fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
+    // Node 1 holds entries 2 and 3 from term 1 that never committed. It becomes leader of
+    // term 2 and appends its no-op at 4. A follower that matches only up to 3 makes a quorum
+    // for 3, but 3 is from term 1: counting replicas must not commit it (Raft §5.4.2).
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut persisted = Persisted::bootstrap(&voters);
+    for index in 2..=3 {
+        persisted.entries.push(Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: Bytes::from_static(b"old"),
+        });
+    }
+    persisted.hard_state = HardState {
+        term: Term(1),
+        vote: NodeId::NONE,
+        commit: LogIndex(1),
+    };
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let mut leader = Replica::new(config, SEED, persisted).unwrap();
+    leader.campaign();
+    let persist = |replica: &mut Replica| {
+        let ready = replica.ready();
+        replica.advance(ready.ack());
+    };
+    persist(&mut leader);
+    let message = |from: u64, body| Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(2),
+        body,
+    };
+    let vote = VoteResponse { reject: false };
+    leader
+        .step(message(2, MessageBody::VoteResponse(vote)))
+        .unwrap();
+    assert_eq!(leader.role(), Role::Leader);
+    persist(&mut leader);
+    assert_eq!(leader.last_index(), LogIndex(4));
+
+    let ack = |index| AppendResponse {
+        index: LogIndex(index),
+        reject: false,
+        reject_hint: LogIndex::ZERO,
+        hint_term: Term::ZERO,
+    };
+    leader
+        .step(message(2, MessageBody::AppendResponse(ack(3))))
+        .unwrap();
+    assert_eq!(
+        leader.commit(),
+        LogIndex(1),
+        "term-1 entry committed by counting"
+    );
+    leader
+        .step(message(2, MessageBody::AppendResponse(ack(4))))
+        .unwrap();
+    assert_eq!(
+        leader.commit(),
+        LogIndex(4),
+        "the term-2 entry commits, and 2..3 with it"
+    );
+}
+
+#[test]
+fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let old = elect(&mut cluster);
+    write(&mut cluster, old, "before");
+    let target = followers(&cluster, old)[1];
+    cluster.replica_mut(old).transfer_leader(target).unwrap();
+    assert_eq!(
+        cluster.propose(old, b"during"),
+        Err(ProposeError::TransferInProgress)
+    );
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.leader(), Some(target));
+    write(&mut cluster, target, "after");
+    assert_eq!(applied(&cluster, old), ["before", "after"]);
+}
+
+#[test]
+fn transfer_to_a_node_outside_the_voters_is_refused() {
+    let mut cluster = cluster(3, 1, |_| {});
+    let leader = elect(&mut cluster);
+    assert_eq!(
+        cluster.replica_mut(leader).transfer_leader(NodeId(4)),
+        Err(TransferError::NotAVoter { node: NodeId(4) })
+    );
+}
+
+#[test]
+fn joint_consensus_replaces_a_voter_while_writes_go_on() {
+    let mut cluster = cluster(3, 1, |_| {});
+    let leader = elect(&mut cluster);
+    let leaving = followers(&cluster, leader)[0];
+    let index = cluster
+        .replica_mut(leader)
+        .propose_conf_change(&change(&[
+            (ConfChangeKind::AddVoter, 4),
+            (ConfChangeKind::Remove, leaving.0),
+        ]))
+        .unwrap();
+    // Two voters change at once: the leader enters the joint configuration first.
+    cluster.stabilize().unwrap();
+    write(&mut cluster, leader, "during the change");
+    cluster.tick_all(5).unwrap();
+    let conf = cluster.replica(leader).conf_state().clone();
+    assert!(
+        conf.voters_outgoing.is_empty(),
+        "joint config left: {conf:?}"
+    );
+    let mut voters = conf.voters.clone();
+    voters.sort();
+    let mut expected: Vec<NodeId> = [leader, NodeId(4)]
+        .into_iter()
+        .chain(
+            followers(&cluster, leader)
+                .into_iter()
+                .filter(|&f| f != leaving && f != NodeId(4)),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(voters, expected);
+    assert!(cluster.replica(NodeId(4)).commit() > index);
+    write(&mut cluster, leader, "after the change");
+    assert_eq!(
+        applied(&cluster, NodeId(4)),
+        ["during the change", "after the change"]
+    );
+}
+
+#[test]
+fn a_learner_catches_up_without_voting_and_is_then_promoted() {
+    let mut cluster = cluster(3, 1, |_| {});
+    let leader = elect(&mut cluster);
+    for i in 0..10 {
+        write(&mut cluster, leader, &format!("w{i}"));
+    }
+    let learner = NodeId(4);
+    let add = ConfChange::single(ConfChangeKind::AddLearner, learner);
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&add)
+        .unwrap();
+    cluster.tick_all(5).unwrap();
+    assert_eq!(applied(&cluster, learner).len(), 10);
+    assert!(
+        cluster
+            .replica(leader)
+            .conf_state()
+            .learners
+            .contains(&learner)
+    );
+    // A learner never campaigns, however long it hears nothing.
+    cluster.isolate(learner);
+    cluster.tick_all(50).unwrap();
+    assert_eq!(cluster.replica(learner).role(), Role::Follower);
+    cluster.heal();
+    cluster.tick_all(5).unwrap();
+
+    let promote = ConfChange::single(ConfChangeKind::AddVoter, learner);
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&promote)
+        .unwrap();
+    cluster.tick_all(5).unwrap();
+    let conf = cluster.replica(leader).conf_state().clone();
+    assert!(conf.voters.contains(&learner) && !conf.learners.contains(&learner));
+    // Four voters: losing one original still leaves a quorum that includes the new voter.
+    let other = followers(&cluster, leader)
+        .into_iter()
+        .find(|&f| f != learner)
+        .unwrap();
+    cluster.crash(other);
+    write(&mut cluster, leader, "with the promoted voter");
+    assert_eq!(
+        applied(&cluster, learner).last().unwrap(),
+        "with the promoted voter"
+    );
+}
+
+#[test]
+fn removing_the_leader_hands_the_group_to_the_others() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let old = elect(&mut cluster);
+    let remove = ConfChange::single(ConfChangeKind::Remove, old);
+    cluster
+        .replica_mut(old)
+        .propose_conf_change(&remove)
+        .unwrap();
+    cluster.stabilize().unwrap();
+    let new = elect_other_than(&mut cluster, old);
+    assert!(!cluster.replica(new).conf_state().voters.contains(&old));
+    assert_ne!(cluster.replica(old).role(), Role::Leader);
+    write(&mut cluster, new, "after the removal");
+    for id in followers(&cluster, new).into_iter().filter(|&f| f != old) {
+        assert_eq!(applied(&cluster, id), ["after the removal"]);
+    }
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let behind = followers(&cluster, leader)[0];
+    cluster.crash(behind);
+    for i in 0..30 {
+        write(&mut cluster, leader, &format!("w{i}"));
+    }
+    assert!(cluster.compact(leader).unwrap());
+    let snapshot_index = cluster.replica(leader).snapshot_index();
+    cluster.restart(behind).unwrap();
+    cluster.tick_all(20).unwrap();
+    let follower = cluster.replica(behind);
+    assert_eq!(follower.snapshot_index(), snapshot_index);
+    assert_eq!(follower.commit(), cluster.replica(leader).commit());
+    assert_eq!(cluster.node(behind).state, cluster.node(leader).state);
+    // Replication goes on from the log after the snapshot.
+    write(&mut cluster, leader, "after the snapshot");
+    assert_eq!(applied(&cluster, behind), ["after the snapshot"]);
+}
+
+#[test]
+fn compaction_beyond_applied_is_refused() {
+    let mut cluster = cluster(1, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let applied = cluster.replica(leader).applied();
+    let result = cluster
+        .replica_mut(leader)
+        .compact(applied.plus(5), Bytes::new());
+    assert!(result.is_err());
+}
+
+#[test]
+fn one_heartbeat_round_confirms_a_whole_batch_of_reads() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let index = write(&mut cluster, leader, "x");
+    let sent_before = cluster.network.sent;
+    let reads: Vec<u64> = (0..50).map(|_| cluster.read(leader).unwrap()).collect();
+    cluster.stabilize().unwrap();
+    // One heartbeat to each follower and one answer from each: four messages for 50 reads.
+    assert_eq!(cluster.network.sent - sent_before, 4);
+    for ctx in reads {
+        assert_eq!(cluster.node(leader).reads_answered.get(&ctx), Some(&index));
+    }
+}
+
+#[test]
+fn lease_reads_are_served_without_a_round_trip() {
+    let mut cluster = cluster(3, 0, |c| c.lease_reads = true);
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    cluster.tick_all(3).unwrap();
+    let sent_before = cluster.network.sent;
+    let ctx = cluster.read(leader).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.network.sent, sent_before);
+    assert!(cluster.node(leader).reads_answered.contains_key(&ctx));
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_does_not_serve_a_lease_read() {
+    let mut cluster = cluster(3, 0, |c| c.lease_reads = true);
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    cluster.isolate(leader);
+    // Nine ticks: past the lease (election timeout 10 − drift 2), short of the CheckQuorum
+    // verdict, which needs a whole election timeout without a quorum.
+    cluster.tick_all(9).unwrap();
+    assert_eq!(cluster.replica(leader).role(), Role::Leader);
+    let ctx = cluster.read(leader).unwrap();
+    cluster.stabilize().unwrap();
+    assert!(!cluster.node(leader).reads_answered.contains_key(&ctx));
+    // Healed, the read is confirmed by a heartbeat round instead.
+    cluster.heal();
+    cluster.tick_all(2).unwrap();
+    assert!(cluster.node(leader).reads_answered.contains_key(&ctx));
+}
+
+#[test]
+fn a_read_at_a_follower_is_confirmed_by_the_leader() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let index = write(&mut cluster, leader, "x");
+    let follower = followers(&cluster, leader)[0];
+    let ctx = cluster.read(follower).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(
+        cluster.node(follower).reads_answered.get(&ctx),
+        Some(&index)
+    );
+}
+
+#[test]
+fn proposals_at_a_follower_are_forwarded_to_the_leader() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let follower = followers(&cluster, leader)[0];
+    assert_eq!(
+        cluster.propose(follower, b"via a follower"),
+        Ok(Proposed::Forwarded { to: leader })
+    );
+    cluster.stabilize().unwrap();
+    for id in cluster.ids() {
+        assert_eq!(applied(&cluster, id), ["via a follower"]);
+    }
+}
+
+#[test]
+fn proposals_at_a_follower_are_refused_with_a_hint_when_forwarding_is_off() {
+    let mut cluster = cluster(3, 0, |c| c.forward_proposals = false);
+    let leader = elect(&mut cluster);
+    let follower = followers(&cluster, leader)[0];
+    assert_eq!(
+        cluster.propose(follower, b"x"),
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
+}
+
+#[test]
+fn uncommitted_bytes_past_the_limit_are_pushed_back() {
+    let mut cluster = cluster(3, 0, |c| c.uncommitted_bytes_max = 1_000);
+    let leader = elect(&mut cluster);
+    cluster.isolate(leader);
+    let mut accepted = 0;
+    let error = loop {
+        match cluster.propose(leader, &[7; 100]) {
+            Ok(_) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(accepted < 100, "no backpressure after {accepted} proposals");
+    };
+    assert!(
+        matches!(error, ProposeError::Backpressure { .. }),
+        "{error:?}"
+    );
+    // Each entry also counts its header, so fewer than ten 100 B proposals fit in 1000 B.
+    assert!(
+        (5..=10).contains(&accepted),
+        "{accepted} proposals of 100 B in 1000 B"
+    );
+}
+
+#[test]
+fn too_many_pending_reads_are_pushed_back() {
+    let mut cluster = cluster(3, 0, |c| c.pending_reads_max = 3);
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    cluster.isolate(leader);
+    for _ in 0..3 {
+        cluster.read(leader).unwrap();
+    }
+    assert!(cluster.read(leader).is_err());
+}
+
+#[test]
+fn committed_writes_survive_a_whole_cluster_restart() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    for i in 0..10 {
+        write(&mut cluster, leader, &format!("w{i}"));
+    }
+    let committed = cluster.replica(leader).commit();
+    for id in cluster.ids() {
+        cluster.crash(id);
+    }
+    for id in cluster.ids() {
+        cluster.restart(id).unwrap();
+    }
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "after the restart");
+    assert!(cluster.replica(leader).commit() > committed);
+    let mut expected: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
+    expected.push("after the restart".into());
+    for id in cluster.ids() {
+        assert_eq!(applied(&cluster, id), expected, "node {id}");
+    }
+}
