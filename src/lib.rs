@@ -16,6 +16,7 @@
 //! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
 #![deny(unsafe_code)]
 
+pub mod kv;
 pub mod raft;
 pub mod sim;
 pub mod transport;

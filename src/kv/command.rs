@@ -1,0 +1,438 @@
+//! The replicated command: one client request as it sits in a Raft entry, and its checks.
+//!
+//! Byte layout (little-endian), chosen so a replica reads it in place:
+//!
+//! ```text
+//! command := client_id u64 | sequence u64 | first_unacked u64 | op_count u16 | op*
+//! op      := kind u8 | key_len u16 | key | body
+//! body    := ()                                   for Get, Delete
+//!          | value_len u32 | value                for Put, PutIfAbsent
+//!          | has_expected u8 | [exp_len u32 | expected] | value_len u32 | value   for Cas
+//! ```
+//!
+//! `first_unacked` is the lowest sequence the client still waits for: the state machine may
+//! forget its replies to everything below (Raft thesis §6.3).
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::limits::{KEY_BYTES_MAX, OPERATIONS_PER_COMMAND_MAX, VALUE_BYTES_MAX};
+
+/// One operation of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Get {
+        key: Bytes,
+    },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    /// Write `value` only if the key currently holds `expected` (`None`: the key is absent).
+    CompareAndSwap {
+        key: Bytes,
+        expected: Option<Bytes>,
+        value: Bytes,
+    },
+    /// Write `value` only if the key is absent: the single-value agreement of a register.
+    PutIfAbsent {
+        key: Bytes,
+        value: Bytes,
+    },
+}
+
+impl Op {
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Op::Get { key }
+            | Op::Put { key, .. }
+            | Op::Delete { key }
+            | Op::CompareAndSwap { key, .. }
+            | Op::PutIfAbsent { key, .. } => key,
+        }
+    }
+
+    pub fn is_read(&self) -> bool {
+        matches!(self, Op::Get { .. })
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Op::Get { .. } => 0,
+            Op::Put { .. } => 1,
+            Op::Delete { .. } => 2,
+            Op::CompareAndSwap { .. } => 3,
+            Op::PutIfAbsent { .. } => 4,
+        }
+    }
+
+    /// Check the sizes a client may send.
+    pub fn validate(&self) -> Result<(), CommandError> {
+        let key = self.key();
+        if key.is_empty() {
+            return Err(CommandError::EmptyKey);
+        }
+        if key.len() > KEY_BYTES_MAX {
+            return Err(CommandError::KeyTooLarge { bytes: key.len() });
+        }
+        let values = match self {
+            Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => [Some(value), None],
+            Op::CompareAndSwap {
+                expected, value, ..
+            } => [Some(value), expected.as_ref()],
+            Op::Get { .. } | Op::Delete { .. } => [None, None],
+        };
+        for value in values.into_iter().flatten() {
+            if value.len() > VALUE_BYTES_MAX {
+                return Err(CommandError::ValueTooLarge { bytes: value.len() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One client request: applied atomically and at most once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub client_id: u64,
+    pub sequence: u64,
+    pub first_unacked: u64,
+    pub ops: Vec<Op>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    EmptyKey,
+    KeyTooLarge {
+        bytes: usize,
+    },
+    ValueTooLarge {
+        bytes: usize,
+    },
+    TooManyOperations {
+        count: usize,
+    },
+    NoOperations,
+    /// The sequence numbers make no sense (zero, or acked beyond the request itself).
+    BadSequence {
+        sequence: u64,
+        first_unacked: u64,
+    },
+    /// The bytes of an entry are not a command (a bug or a corrupt log: never a client error,
+    /// since every command is checked before it is proposed).
+    Malformed(&'static str),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::EmptyKey => write!(f, "a key must not be empty"),
+            CommandError::KeyTooLarge { bytes } => {
+                write!(
+                    f,
+                    "key of {bytes} bytes is over the limit of {KEY_BYTES_MAX}"
+                )
+            }
+            CommandError::ValueTooLarge { bytes } => {
+                write!(
+                    f,
+                    "value of {bytes} bytes is over the limit of {VALUE_BYTES_MAX}"
+                )
+            }
+            CommandError::TooManyOperations { count } => write!(
+                f,
+                "{count} operations in one request; the limit is {OPERATIONS_PER_COMMAND_MAX}"
+            ),
+            CommandError::NoOperations => write!(f, "a request needs at least one operation"),
+            CommandError::BadSequence {
+                sequence,
+                first_unacked,
+            } => write!(
+                f,
+                "sequence {sequence} with first unacknowledged {first_unacked}: sequences start \
+                 at 1 and the first unacknowledged one cannot be above the request's own"
+            ),
+            CommandError::Malformed(what) => write!(f, "malformed command: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl Command {
+    /// Check everything a client controls; a command that passes encodes and decodes.
+    pub fn validate(&self) -> Result<(), CommandError> {
+        if self.ops.is_empty() {
+            return Err(CommandError::NoOperations);
+        }
+        if self.ops.len() > OPERATIONS_PER_COMMAND_MAX {
+            return Err(CommandError::TooManyOperations {
+                count: self.ops.len(),
+            });
+        }
+        if self.sequence == 0 || self.first_unacked == 0 || self.first_unacked > self.sequence {
+            return Err(CommandError::BadSequence {
+                sequence: self.sequence,
+                first_unacked: self.first_unacked,
+            });
+        }
+        self.ops.iter().try_for_each(Op::validate)
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.ops.iter().all(Op::is_read)
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let payload: usize = self
+            .ops
+            .iter()
+            .map(|op| {
+                8 + op.key().len()
+                    + match op {
+                        Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => 4 + value.len(),
+                        Op::CompareAndSwap {
+                            expected, value, ..
+                        } => 9 + expected.as_ref().map_or(0, Bytes::len) + value.len(),
+                        Op::Get { .. } | Op::Delete { .. } => 0,
+                    }
+            })
+            .sum();
+        let mut out = BytesMut::with_capacity(26 + payload);
+        out.put_u64_le(self.client_id);
+        out.put_u64_le(self.sequence);
+        out.put_u64_le(self.first_unacked);
+        out.put_u16_le(self.ops.len() as u16);
+        for op in &self.ops {
+            out.put_u8(op.kind());
+            out.put_u16_le(op.key().len() as u16);
+            out.put_slice(op.key());
+            match op {
+                Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => put_blob(&mut out, value),
+                Op::CompareAndSwap {
+                    expected, value, ..
+                } => {
+                    out.put_u8(u8::from(expected.is_some()));
+                    if let Some(expected) = expected {
+                        put_blob(&mut out, expected);
+                    }
+                    put_blob(&mut out, value);
+                }
+                Op::Get { .. } | Op::Delete { .. } => {}
+            }
+        }
+        out.freeze()
+    }
+
+    /// Read a command from an entry's payload. Keys and values are slices of `data`.
+    pub fn decode(data: &Bytes) -> Result<Command, CommandError> {
+        let mut reader = Reader { data, at: 0 };
+        let client_id = reader.u64()?;
+        let sequence = reader.u64()?;
+        let first_unacked = reader.u64()?;
+        let count = usize::from(reader.u16()?);
+        let mut ops = Vec::with_capacity(count.min(OPERATIONS_PER_COMMAND_MAX));
+        for _ in 0..count {
+            let kind = reader.u8()?;
+            let key_len = usize::from(reader.u16()?);
+            let key = reader.take(key_len)?;
+            let op = match kind {
+                0 => Op::Get { key },
+                1 => Op::Put {
+                    key,
+                    value: reader.blob()?,
+                },
+                2 => Op::Delete { key },
+                3 => {
+                    let expected = match reader.u8()? {
+                        0 => None,
+                        1 => Some(reader.blob()?),
+                        _ => return Err(CommandError::Malformed("compare-and-swap flag")),
+                    };
+                    Op::CompareAndSwap {
+                        key,
+                        expected,
+                        value: reader.blob()?,
+                    }
+                }
+                4 => Op::PutIfAbsent {
+                    key,
+                    value: reader.blob()?,
+                },
+                _ => return Err(CommandError::Malformed("unknown operation kind")),
+            };
+            ops.push(op);
+        }
+        if reader.at != data.len() {
+            return Err(CommandError::Malformed("trailing bytes"));
+        }
+        let command = Command {
+            client_id,
+            sequence,
+            first_unacked,
+            ops,
+        };
+        command.validate()?;
+        Ok(command)
+    }
+}
+
+fn put_blob(out: &mut BytesMut, blob: &[u8]) {
+    out.put_u32_le(blob.len() as u32);
+    out.put_slice(blob);
+}
+
+struct Reader<'a> {
+    data: &'a Bytes,
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, len: usize) -> Result<Bytes, CommandError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.data.len())
+            .ok_or(CommandError::Malformed("truncated"))?;
+        let slice = self.data.slice(self.at..end);
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CommandError> {
+        let end = self.at + N;
+        let bytes = self
+            .data
+            .get(self.at..end)
+            .ok_or(CommandError::Malformed("truncated"))?;
+        self.at = end;
+        Ok(bytes.try_into().expect("N bytes"))
+    }
+
+    fn u8(&mut self) -> Result<u8, CommandError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, CommandError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, CommandError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn blob(&mut self) -> Result<Bytes, CommandError> {
+        let len = u32::from_le_bytes(self.array()?) as usize;
+        if len > VALUE_BYTES_MAX {
+            return Err(CommandError::ValueTooLarge { bytes: len });
+        }
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn sample() -> Command {
+        Command {
+            client_id: 9,
+            sequence: 5,
+            first_unacked: 3,
+            ops: vec![
+                Op::Put {
+                    key: b("k"),
+                    value: b("v"),
+                },
+                Op::Get { key: b("k") },
+                Op::Delete { key: b("d") },
+                Op::CompareAndSwap {
+                    key: b("c"),
+                    expected: None,
+                    value: b("1"),
+                },
+                Op::CompareAndSwap {
+                    key: b("c"),
+                    expected: Some(b("1")),
+                    value: b("2"),
+                },
+                Op::PutIfAbsent {
+                    key: b("p"),
+                    value: b(""),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn every_operation_round_trips() {
+        let command = sample();
+        assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(Command::decode(&bytes.slice(..len)).is_err(), "{len}");
+        }
+        let mut longer = BytesMut::from(&bytes[..]);
+        longer.put_u8(0);
+        assert!(Command::decode(&longer.freeze()).is_err());
+    }
+
+    #[test]
+    fn limits_are_checked_with_clear_errors() {
+        let mut command = sample();
+        command.ops = vec![Op::Put {
+            key: Bytes::from(vec![1; KEY_BYTES_MAX + 1]),
+            value: b("v"),
+        }];
+        assert_eq!(
+            command.validate(),
+            Err(CommandError::KeyTooLarge {
+                bytes: KEY_BYTES_MAX + 1
+            })
+        );
+        command.ops = vec![Op::Put {
+            key: b("k"),
+            value: Bytes::from(vec![1; VALUE_BYTES_MAX + 1]),
+        }];
+        let error = command.validate().unwrap_err();
+        assert!(error.to_string().contains("over the limit"), "{error}");
+        command.ops = vec![Op::Get { key: b("") }];
+        assert_eq!(command.validate(), Err(CommandError::EmptyKey));
+        command.ops = vec![];
+        assert_eq!(command.validate(), Err(CommandError::NoOperations));
+        command.ops = vec![Op::Get { key: b("k") }; OPERATIONS_PER_COMMAND_MAX + 1];
+        assert!(matches!(
+            command.validate(),
+            Err(CommandError::TooManyOperations { .. })
+        ));
+        command.ops = vec![Op::Get { key: b("k") }];
+        command.first_unacked = command.sequence + 1;
+        assert!(matches!(
+            command.validate(),
+            Err(CommandError::BadSequence { .. })
+        ));
+    }
+
+    #[test]
+    fn values_are_slices_of_the_entry_not_copies() {
+        let bytes = sample().encode();
+        let decoded = Command::decode(&bytes).unwrap();
+        let Op::Put { value, .. } = &decoded.ops[0] else {
+            panic!()
+        };
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&value.as_ptr()));
+    }
+}

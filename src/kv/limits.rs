@@ -1,0 +1,22 @@
+//! Limits of the key-value state machine, with the reason for each value.
+
+/// Keys index a hash map and travel in every reply: 4 KiB covers composite keys (tenant,
+/// table, row) with room to spare and keeps a key a small fraction of a Raft entry.
+pub const KEY_BYTES_MAX: usize = 4 << 10;
+
+/// A value is copied into the state machine and replicated as one entry: 1 MiB keeps one
+/// write far below the wire's 16 MiB frame limit (`wire::limits`) and the WAL's segment size.
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+
+/// Operations in one request (applied atomically as one entry): matches the wire's limit.
+pub const OPERATIONS_PER_COMMAND_MAX: usize =
+    crate::wire::limits::CLIENT_OPERATIONS_PER_REQUEST_MAX;
+
+/// Client sessions one group remembers. Past it, the least recently active are forgotten and
+/// their clients get `SessionExpired` (they must start over with a new client id).
+pub const SESSIONS_MAX: usize = 65_536;
+
+/// Replies one session keeps for requests its client has not acknowledged yet: the most
+/// requests one client may have outstanding. Past it the oldest reply is dropped, and a retry
+/// of that request is answered `SessionExpired`, never applied twice.
+pub const REPLIES_PER_SESSION_MAX: usize = 4_096;

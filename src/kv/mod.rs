@@ -1,0 +1,16 @@
+//! The replicated key-value state machine: commands as they sit in Raft entries, their
+//! application with exactly-once client sessions, and snapshots for log compaction.
+//!
+//! Operations: get, put, delete, compare-and-swap and put-if-absent, in batches applied
+//! atomically. Reads may also be served outside the log ([`KvStore::get`]) once the caller has
+//! established the consistency it needs (ReadIndex, lease, or none for stale reads).
+
+mod command;
+pub mod limits;
+mod session;
+mod snapshot;
+mod store;
+
+pub use command::{Command, CommandError, Op};
+pub use snapshot::SnapshotError;
+pub use store::{KvStore, OpResult, Reply};
