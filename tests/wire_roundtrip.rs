@@ -111,6 +111,7 @@ fn client_request_batch_verifies_and_reads_in_place() {
                     client_id: 42,
                     sequence: 7,
                     consistency: fb::ReadConsistency::Lease,
+                    first_unacked: 5,
                     operations: Some(operations),
                 },
             );

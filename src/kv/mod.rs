@@ -7,6 +7,7 @@
 
 mod command;
 pub mod limits;
+pub mod proto;
 mod session;
 mod snapshot;
 mod store;

@@ -3947,6 +3947,7 @@ impl<'a> ClientRequest<'a> {
   pub const VT_SEQUENCE: ::flatbuffers::VOffsetT = 6;
   pub const VT_CONSISTENCY: ::flatbuffers::VOffsetT = 8;
   pub const VT_OPERATIONS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_FIRST_UNACKED: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3958,6 +3959,7 @@ impl<'a> ClientRequest<'a> {
     args: &'args ClientRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClientRequest<'bldr>> {
     let mut builder = ClientRequestBuilder::new(_fbb);
+    builder.add_first_unacked(args.first_unacked);
     builder.add_sequence(args.sequence);
     builder.add_client_id(args.client_id);
     if let Some(x) = args.operations { builder.add_operations(x); }
@@ -3994,6 +3996,13 @@ impl<'a> ClientRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OperationItem>>>>(ClientRequest::VT_OPERATIONS, None)}
   }
+  #[inline]
+  pub fn first_unacked(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClientRequest::VT_FIRST_UNACKED, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClientRequest<'_> {
@@ -4006,6 +4015,7 @@ impl ::flatbuffers::Verifiable for ClientRequest<'_> {
      .visit_field::<u64>("sequence", Self::VT_SEQUENCE, false)?
      .visit_field::<ReadConsistency>("consistency", Self::VT_CONSISTENCY, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OperationItem>>>>("operations", Self::VT_OPERATIONS, false)?
+     .visit_field::<u64>("first_unacked", Self::VT_FIRST_UNACKED, false)?
      .finish();
     Ok(())
   }
@@ -4015,6 +4025,7 @@ pub struct ClientRequestArgs<'a> {
     pub sequence: u64,
     pub consistency: ReadConsistency,
     pub operations: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OperationItem<'a>>>>>,
+    pub first_unacked: u64,
 }
 impl<'a> Default for ClientRequestArgs<'a> {
   #[inline]
@@ -4024,6 +4035,7 @@ impl<'a> Default for ClientRequestArgs<'a> {
       sequence: 0,
       consistency: ReadConsistency::Linearizable,
       operations: None,
+      first_unacked: 0,
     }
   }
 }
@@ -4050,6 +4062,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClientRequestBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClientRequest::VT_OPERATIONS, operations);
   }
   #[inline]
+  pub fn add_first_unacked(&mut self, first_unacked: u64) {
+    self.fbb_.push_slot::<u64>(ClientRequest::VT_FIRST_UNACKED, first_unacked, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClientRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClientRequestBuilder {
@@ -4071,6 +4087,7 @@ impl ::core::fmt::Debug for ClientRequest<'_> {
       ds.field("sequence", &self.sequence());
       ds.field("consistency", &self.consistency());
       ds.field("operations", &self.operations());
+      ds.field("first_unacked", &self.first_unacked());
       ds.finish()
   }
 }
@@ -4439,6 +4456,7 @@ impl<'a> ::flatbuffers::Follow<'a> for NotLeader<'a> {
 
 impl<'a> NotLeader<'a> {
   pub const VT_LEADER_HINT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LEADER_ADDRESS: ::flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4447,10 +4465,11 @@ impl<'a> NotLeader<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args NotLeaderArgs
+    args: &'args NotLeaderArgs<'args>
   ) -> ::flatbuffers::WIPOffset<NotLeader<'bldr>> {
     let mut builder = NotLeaderBuilder::new(_fbb);
     builder.add_leader_hint(args.leader_hint);
+    if let Some(x) = args.leader_address { builder.add_leader_address(x); }
     builder.finish()
   }
 
@@ -4462,6 +4481,13 @@ impl<'a> NotLeader<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(NotLeader::VT_LEADER_HINT, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn leader_address(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NotLeader::VT_LEADER_ADDRESS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for NotLeader<'_> {
@@ -4471,18 +4497,21 @@ impl ::flatbuffers::Verifiable for NotLeader<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<u64>("leader_hint", Self::VT_LEADER_HINT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader_address", Self::VT_LEADER_ADDRESS, false)?
      .finish();
     Ok(())
   }
 }
-pub struct NotLeaderArgs {
+pub struct NotLeaderArgs<'a> {
     pub leader_hint: u64,
+    pub leader_address: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
-impl<'a> Default for NotLeaderArgs {
+impl<'a> Default for NotLeaderArgs<'a> {
   #[inline]
   fn default() -> Self {
     NotLeaderArgs {
       leader_hint: 0,
+      leader_address: None,
     }
   }
 }
@@ -4495,6 +4524,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NotLeaderBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_leader_hint(&mut self, leader_hint: u64) {
     self.fbb_.push_slot::<u64>(NotLeader::VT_LEADER_HINT, leader_hint, 0);
+  }
+  #[inline]
+  pub fn add_leader_address(&mut self, leader_address: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NotLeader::VT_LEADER_ADDRESS, leader_address);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NotLeaderBuilder<'a, 'b, A> {
@@ -4515,6 +4548,7 @@ impl ::core::fmt::Debug for NotLeader<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("NotLeader");
       ds.field("leader_hint", &self.leader_hint());
+      ds.field("leader_address", &self.leader_address());
       ds.finish()
   }
 }
