@@ -11,6 +11,7 @@ pub mod proto;
 mod session;
 mod snapshot;
 mod store;
+pub mod topology;
 
 pub use command::{Command, CommandError, Op};
 pub use snapshot::SnapshotError;

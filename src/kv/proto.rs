@@ -102,6 +102,22 @@ fn bytes_of(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes
     }
 }
 
+/// What a client may send a node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFrame {
+    Requests(Vec<Result<Request, Refused>>),
+    TopologyRequest,
+}
+
+/// Decode a frame from a client: a topology request or a batch of requests.
+pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
+    let root = open_frame(frame)?;
+    if root.body_as_topology_request().is_some() {
+        return Ok(ClientFrame::TopologyRequest);
+    }
+    decode_requests(frame).map(ClientFrame::Requests)
+}
+
 /// Decode a frame of client requests. The frame as a whole is refused (close the connection)
 /// only if its bytes are bad; each request is accepted or refused on its own.
 pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, DecodeError> {

@@ -634,15 +634,17 @@ pub struct OperationResultUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_FRAME_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_FRAME_BODY: u8 = 4;
+pub const ENUM_MAX_FRAME_BODY: u8 = 6;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 5] = [
+pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 7] = [
   FrameBody::NONE,
   FrameBody::Handshake,
   FrameBody::RaftBatch,
   FrameBody::ClientRequestBatch,
   FrameBody::ClientResponseBatch,
+  FrameBody::TopologyRequest,
+  FrameBody::Topology,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -655,15 +657,19 @@ impl FrameBody {
   pub const RaftBatch: Self = Self(2);
   pub const ClientRequestBatch: Self = Self(3);
   pub const ClientResponseBatch: Self = Self(4);
+  pub const TopologyRequest: Self = Self(5);
+  pub const Topology: Self = Self(6);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 6;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Handshake,
     Self::RaftBatch,
     Self::ClientRequestBatch,
     Self::ClientResponseBatch,
+    Self::TopologyRequest,
+    Self::Topology,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -673,6 +679,8 @@ impl FrameBody {
       Self::RaftBatch => Some("RaftBatch"),
       Self::ClientRequestBatch => Some("ClientRequestBatch"),
       Self::ClientResponseBatch => Some("ClientResponseBatch"),
+      Self::TopologyRequest => Some("TopologyRequest"),
+      Self::Topology => Some("Topology"),
       _ => None,
     }
   }
@@ -5246,6 +5254,344 @@ impl ::core::fmt::Debug for ClientResponseBatch<'_> {
       ds.finish()
   }
 }
+pub enum TopologyRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopologyRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopologyRequest<'a> {
+  type Inner = TopologyRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopologyRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopologyRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args TopologyRequestArgs
+  ) -> ::flatbuffers::WIPOffset<TopologyRequest<'bldr>> {
+    let mut builder = TopologyRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for TopologyRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopologyRequestArgs {
+}
+impl<'a> Default for TopologyRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    TopologyRequestArgs {
+    }
+  }
+}
+
+pub struct TopologyRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopologyRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopologyRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopologyRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopologyRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopologyRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopologyRequest");
+      ds.finish()
+  }
+}
+pub enum MemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Member<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Member<'a> {
+  type Inner = Member<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Member<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CLIENT_ADDRESS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Member { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Member<'bldr>> {
+    let mut builder = MemberBuilder::new(_fbb);
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.client_address { builder.add_client_address(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Member::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn client_address(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Member::VT_CLIENT_ADDRESS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Member<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_address", Self::VT_CLIENT_ADDRESS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MemberArgs<'a> {
+    pub node_id: u64,
+    pub client_address: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MemberArgs {
+      node_id: 0,
+      client_address: None,
+    }
+  }
+}
+
+pub struct MemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(Member::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_client_address(&mut self, client_address: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Member::VT_CLIENT_ADDRESS, client_address);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Member<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Member<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Member");
+      ds.field("node_id", &self.node_id());
+      ds.field("client_address", &self.client_address());
+      ds.finish()
+  }
+}
+pub enum TopologyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Topology<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Topology<'a> {
+  type Inner = Topology<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Topology<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CORES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Topology { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopologyArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Topology<'bldr>> {
+    let mut builder = TopologyBuilder::new(_fbb);
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.members { builder.add_members(x); }
+    builder.add_groups(args.groups);
+    builder.add_cores(args.cores);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Topology::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn cores(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Topology::VT_CORES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn groups(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Topology::VT_GROUPS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member>>>>(Topology::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Topology<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<u16>("cores", Self::VT_CORES, false)?
+     .visit_field::<u32>("groups", Self::VT_GROUPS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Member>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopologyArgs<'a> {
+    pub node_id: u64,
+    pub cores: u16,
+    pub groups: u32,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member<'a>>>>>,
+}
+impl<'a> Default for TopologyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopologyArgs {
+      node_id: 0,
+      cores: 0,
+      groups: 0,
+      members: None,
+    }
+  }
+}
+
+pub struct TopologyBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopologyBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(Topology::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_cores(&mut self, cores: u16) {
+    self.fbb_.push_slot::<u16>(Topology::VT_CORES, cores, 0);
+  }
+  #[inline]
+  pub fn add_groups(&mut self, groups: u32) {
+    self.fbb_.push_slot::<u32>(Topology::VT_GROUPS, groups, 0);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Member<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Topology::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopologyBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopologyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Topology<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Topology<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Topology");
+      ds.field("node_id", &self.node_id());
+      ds.field("cores", &self.cores());
+      ds.field("groups", &self.groups());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
 pub enum FrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5355,6 +5701,36 @@ impl<'a> Frame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_topology_request(&self) -> Option<TopologyRequest<'a>> {
+    if self.body_type() == FrameBody::TopologyRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TopologyRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_topology(&self) -> Option<Topology<'a>> {
+    if self.body_type() == FrameBody::Topology {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Topology::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -5369,6 +5745,8 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
           FrameBody::RaftBatch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RaftBatch>>("FrameBody::RaftBatch", pos),
           FrameBody::ClientRequestBatch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClientRequestBatch>>("FrameBody::ClientRequestBatch", pos),
           FrameBody::ClientResponseBatch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClientResponseBatch>>("FrameBody::ClientResponseBatch", pos),
+          FrameBody::TopologyRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopologyRequest>>("FrameBody::TopologyRequest", pos),
+          FrameBody::Topology => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Topology>>("FrameBody::Topology", pos),
           _ => Ok(()),
         }
      })?
@@ -5446,6 +5824,20 @@ impl ::core::fmt::Debug for Frame<'_> {
         },
         FrameBody::ClientResponseBatch => {
           if let Some(x) = self.body_as_client_response_batch() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::TopologyRequest => {
+          if let Some(x) = self.body_as_topology_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::Topology => {
+          if let Some(x) = self.body_as_topology() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

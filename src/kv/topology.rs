@@ -1,0 +1,141 @@
+//! How keys map to groups and groups to cores and ports, and the frames that tell a client.
+
+use bytes::Bytes;
+
+use crate::wire::frame::open_frame;
+use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
+
+/// A cluster as clients see it. Identical on every node, except `node_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// The node that answered.
+    pub node_id: u64,
+    pub cores: u16,
+    pub groups: u32,
+    /// (node id, client address of its core 0); core c listens on that port + c.
+    pub members: Vec<(u64, String)>,
+}
+
+/// The group that owns `key`: FNV-1a (64-bit) modulo the group count. Stable across
+/// releases: changing it would move every key.
+pub fn group_of(key: &[u8], groups: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in key {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(groups.max(1))) as u32
+}
+
+/// The core of every node that runs `group`.
+pub fn core_of(group: u32, cores: u16) -> u16 {
+    (group % u32::from(cores.max(1))) as u16
+}
+
+impl Topology {
+    /// Where node `node_id` serves the clients of `group`, if it is a member.
+    pub fn address_of(&self, node_id: u64, group: u32) -> Option<String> {
+        let (_, base) = self.members.iter().find(|(id, _)| *id == node_id)?;
+        let core = core_of(group, self.cores);
+        port_plus(base, core)
+    }
+}
+
+/// `host:port` with `offset` added to the port.
+pub fn port_plus(address: &str, offset: u16) -> Option<String> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    Some(format!("{host}:{}", port.checked_add(offset)?))
+}
+
+pub fn encode_topology_request(encoder: &mut FrameEncoder) -> Result<(), EncodeError> {
+    encoder.encode_with(|fbb| {
+        let table = fb::TopologyRequest::create(fbb, &fb::TopologyRequestArgs {});
+        (fb::FrameBody::TopologyRequest, table.as_union_value())
+    })
+}
+
+pub fn encode_topology(encoder: &mut FrameEncoder, topology: &Topology) -> Result<(), EncodeError> {
+    encoder.encode_with(|fbb| {
+        let members: Vec<_> = topology
+            .members
+            .iter()
+            .map(|(node_id, address)| {
+                let client_address = Some(fbb.create_string(address));
+                let args = fb::MemberArgs {
+                    node_id: *node_id,
+                    client_address,
+                };
+                fb::Member::create(fbb, &args)
+            })
+            .collect();
+        let members = Some(fbb.create_vector(&members));
+        let args = fb::TopologyArgs {
+            node_id: topology.node_id,
+            cores: topology.cores,
+            groups: topology.groups,
+            members,
+        };
+        let table = fb::Topology::create(fbb, &args);
+        (fb::FrameBody::Topology, table.as_union_value())
+    })
+}
+
+pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
+    let root = open_frame(frame)?;
+    let table = root.body_as_topology().ok_or(FrameError::BodyUnknown)?;
+    let members = table.members().unwrap_or_default();
+    Ok(Topology {
+        node_id: table.node_id(),
+        cores: table.cores(),
+        groups: table.groups(),
+        members: members
+            .iter()
+            .map(|m| {
+                (
+                    m.node_id(),
+                    m.client_address().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_spread_over_groups_and_the_mapping_is_stable() {
+        // Pinned values: a change here moves every key of every existing cluster.
+        assert_eq!(
+            group_of(b"", 1024),
+            (0xcbf2_9ce4_8422_2325u64 % 1024) as u32
+        );
+        assert_eq!(group_of(b"a", 7), (0xaf63_dc4c_8601_ec8cu64 % 7) as u32);
+        let mut counts = [0u32; 8];
+        for i in 0..8000 {
+            counts[group_of(format!("key{i}").as_bytes(), 8) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn topology_round_trips_and_names_the_core_port() {
+        let topology = Topology {
+            node_id: 2,
+            cores: 4,
+            groups: 64,
+            members: vec![(1, "127.0.0.1:7100".into()), (2, "127.0.0.1:7200".into())],
+        };
+        let mut encoder = FrameEncoder::new();
+        encode_topology(&mut encoder, &topology).unwrap();
+        let decoded = decode_topology(&Bytes::from(encoder.to_frame_vec())).unwrap();
+        assert_eq!(decoded, topology);
+        assert_eq!(topology.address_of(2, 6).as_deref(), Some("127.0.0.1:7202"));
+        assert_eq!(topology.address_of(3, 6), None);
+    }
+}
