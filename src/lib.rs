@@ -18,6 +18,7 @@
 
 pub mod kv;
 pub mod raft;
+pub mod shard;
 pub mod sim;
 pub mod transport;
 pub mod wire;

@@ -1,0 +1,271 @@
+//! One Raft group on a core: its replica, its key-value state, and the clients waiting on it.
+//!
+//! No I/O here: the core loop feeds requests and Readies in and takes replies out, so this
+//! file holds the whole client-facing logic of a group and is tested without sockets.
+
+use std::collections::HashMap;
+
+use crate::kv::proto::{Consistency, ErrorCode, Outcome, Request, Response};
+use crate::kv::{KvStore, Op, Reply};
+use crate::raft::{Entry, EntryKind, NodeId, ProposeError, ReadError, Ready, Replica, Role, Term};
+
+/// A client connection of this core, as the loop numbers them.
+pub type ConnId = u64;
+
+/// A reply for the client on connection `conn`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub conn: ConnId,
+    pub response: Response,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    conn: ConnId,
+    request: Request,
+}
+
+pub struct Group {
+    pub replica: Replica,
+    pub kv: KvStore,
+    /// Writes proposed here, by (client, sequence), with the term they were proposed in:
+    /// answered when applied.
+    writes: HashMap<(u64, u64), (ConnId, Term)>,
+    /// Reads waiting for their ReadIndex round, by ctx.
+    reads_unconfirmed: HashMap<u64, PendingRead>,
+    /// Reads confirmed at an index the state machine has not reached yet.
+    reads_confirmed: Vec<(u64, PendingRead)>,
+    next_ctx: u64,
+    /// Where each node serves the clients of this group, for NotLeader hints.
+    client_address: Box<dyn Fn(NodeId) -> String>,
+}
+
+impl Group {
+    pub fn new(replica: Replica, client_address: Box<dyn Fn(NodeId) -> String>) -> Group {
+        Group {
+            replica,
+            kv: KvStore::new(),
+            writes: HashMap::new(),
+            reads_unconfirmed: HashMap::new(),
+            reads_confirmed: Vec::new(),
+            next_ctx: 1,
+            client_address,
+        }
+    }
+
+    /// Clients waiting on this group (for tests and shutdown).
+    pub fn waiting(&self) -> usize {
+        self.writes.len() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
+    }
+
+    fn not_leader(&self, request: &Request) -> Response {
+        let leader = self.replica.leader();
+        let address = if leader.is_none() {
+            String::new()
+        } else {
+            (self.client_address)(leader)
+        };
+        response(
+            request,
+            Outcome::NotLeader {
+                leader: leader.0,
+                address,
+            },
+        )
+    }
+
+    /// A request for this group arrived on `conn`. Returns an answer now, or None if the
+    /// answer comes later (after commit, or after the read is confirmed).
+    pub fn handle(&mut self, conn: ConnId, request: Request) -> Option<Answer> {
+        let answer = |response| Some(Answer { conn, response });
+        if request.command.is_read_only() {
+            if request.consistency == Consistency::Stale {
+                return answer(self.serve_read(&request));
+            }
+            if self.replica.role() != Role::Leader {
+                return answer(self.not_leader(&request));
+            }
+            let ctx = self.next_ctx;
+            self.next_ctx += 1;
+            return match self.replica.read_index(ctx) {
+                Ok(()) => {
+                    self.reads_unconfirmed
+                        .insert(ctx, PendingRead { conn, request });
+                    None
+                }
+                Err(ReadError::NoLeader) => answer(self.not_leader(&request)),
+                Err(error @ ReadError::Backpressure { .. }) => answer(error_response(
+                    &request,
+                    ErrorCode::Busy,
+                    &error.to_string(),
+                )),
+            };
+        }
+        if self.replica.role() != Role::Leader {
+            return answer(self.not_leader(&request));
+        }
+        match self.replica.propose(request.command.encode()) {
+            Ok(_) => {
+                let key = (request.command.client_id, request.command.sequence);
+                self.writes.insert(key, (conn, self.replica.term()));
+                None
+            }
+            Err(ProposeError::NotLeader { .. }) => answer(self.not_leader(&request)),
+            Err(error) => answer(error_response(
+                &request,
+                ErrorCode::Busy,
+                &format!("{error:?}"),
+            )),
+        }
+    }
+
+    fn serve_read(&self, request: &Request) -> Response {
+        let results = request
+            .command
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Get { key } => self.kv.get(key),
+                _ => unreachable!("read-only request"),
+            })
+            .collect();
+        response(request, Outcome::Results(results))
+    }
+
+    /// The durable part of `ready` is done: apply its committed entries and serve what they
+    /// make servable. Call before `advance`. Errors are fatal for the group (corrupt log).
+    pub fn apply_ready(&mut self, ready: &mut Ready, out: &mut Vec<Answer>) -> Result<(), String> {
+        if let Some(snapshot) = ready.take_snapshot()
+            && !snapshot.data.is_empty()
+        {
+            self.kv = KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?;
+        }
+        for entry in ready.take_committed() {
+            self.apply_entry(&entry, out)?;
+        }
+        for read in ready.take_reads() {
+            if let Some(pending) = self.reads_unconfirmed.remove(&read.ctx) {
+                self.reads_confirmed.push((read.index.0, pending));
+            }
+        }
+        for &ctx in ready.reads_aborted() {
+            if let Some(pending) = self.reads_unconfirmed.remove(&ctx) {
+                let response = self.not_leader(&pending.request);
+                out.push(Answer {
+                    conn: pending.conn,
+                    response,
+                });
+            }
+        }
+        let applied = self.kv.applied_index();
+        let mut i = 0;
+        while i < self.reads_confirmed.len() {
+            if self.reads_confirmed[i].0 <= applied {
+                let (_, pending) = self.reads_confirmed.swap_remove(i);
+                let response = self.serve_read(&pending.request);
+                out.push(Answer {
+                    conn: pending.conn,
+                    response,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        if ready.soft_state().is_some() {
+            self.leadership_changed(out);
+        }
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, entry: &Entry, out: &mut Vec<Answer>) -> Result<(), String> {
+        let index = entry.index.0;
+        if index <= self.kv.applied_index() {
+            return Ok(());
+        }
+        if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+            self.kv.skip(index);
+            return Ok(());
+        }
+        let (command, reply) = self
+            .kv
+            .apply(index, &entry.data)
+            .map_err(|e| format!("entry {index}: {e}"))?;
+        if let Some((conn, _)) = self.writes.remove(&(command.client_id, command.sequence)) {
+            let outcome = match reply {
+                Reply::Results(results) => Outcome::Results(results),
+                Reply::SessionExpired => Outcome::Error {
+                    code: ErrorCode::SessionExpired,
+                    message: "the client session expired; start over with a new client id"
+                        .to_string(),
+                },
+            };
+            out.push(Answer {
+                conn,
+                response: Response {
+                    client_id: command.client_id,
+                    sequence: command.sequence,
+                    outcome,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The role or leader changed. Writes proposed in an earlier term may still commit, or be
+    /// replaced: tell their clients to retry at the leader. Exactly-once sessions make the
+    /// retry safe: a write that did commit is answered from the session, not applied twice.
+    fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
+        let (leader, term) = (self.replica.leader(), self.replica.term());
+        let address = if leader.is_none() {
+            String::new()
+        } else {
+            (self.client_address)(leader)
+        };
+        let leading = self.replica.role() == Role::Leader;
+        let stale: Vec<(u64, u64)> = self
+            .writes
+            .iter()
+            .filter(|(_, (_, proposed))| !leading || *proposed < term)
+            .map(|(&key, _)| key)
+            .collect();
+        for key @ (client_id, sequence) in stale {
+            let (conn, _) = self.writes.remove(&key).expect("listed");
+            out.push(Answer {
+                conn,
+                response: Response {
+                    client_id,
+                    sequence,
+                    outcome: Outcome::NotLeader {
+                        leader: leader.0,
+                        address: address.clone(),
+                    },
+                },
+            });
+        }
+    }
+
+    /// A client connection closed: forget what it waits for.
+    pub fn forget_conn(&mut self, conn: ConnId) {
+        self.writes.retain(|_, (c, _)| *c != conn);
+        self.reads_unconfirmed.retain(|_, p| p.conn != conn);
+        self.reads_confirmed.retain(|(_, p)| p.conn != conn);
+    }
+}
+
+fn response(request: &Request, outcome: Outcome) -> Response {
+    Response {
+        client_id: request.command.client_id,
+        sequence: request.command.sequence,
+        outcome,
+    }
+}
+
+fn error_response(request: &Request, code: ErrorCode, message: &str) -> Response {
+    response(
+        request,
+        Outcome::Error {
+            code,
+            message: message.to_string(),
+        },
+    )
+}

@@ -1,0 +1,6 @@
+//! A core's share of the node: its Raft groups, their key-value state, and the event loop
+//! that drives them with the core's WAL and connections.
+
+pub mod group;
+
+pub use group::{Answer, ConnId, Group};

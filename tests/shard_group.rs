@@ -1,0 +1,197 @@
+//! A group's client-facing logic on three in-memory replicas: writes answered at commit,
+//! retries answered once, reads at each consistency, hints from followers, and clients told
+//! to retry when leadership moves.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use cohort::kv::proto::{Consistency, Outcome, Request};
+use cohort::kv::{Command, Op, OpResult};
+use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
+use cohort::shard::{Answer, Group};
+
+struct Trio {
+    groups: Vec<Group>,
+    queue: VecDeque<Message>,
+    answers: Vec<Answer>,
+}
+
+impl Trio {
+    fn new() -> Trio {
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let groups = voters
+            .iter()
+            .map(|&id| {
+                let mut config = Config::new(id);
+                // Elections on demand: no pre-vote, and no lease that makes voters refuse.
+                config.pre_vote = false;
+                config.check_quorum = false;
+                let replica = Replica::new(config, id.0, Persisted::bootstrap(&voters)).unwrap();
+                Group::new(replica, Box::new(|leader| format!("node{leader}:7000")))
+            })
+            .collect();
+        let mut trio = Trio {
+            groups,
+            queue: VecDeque::new(),
+            answers: Vec::new(),
+        };
+        trio.groups[0].replica.campaign();
+        trio.pump();
+        assert_eq!(trio.groups[0].replica.role(), Role::Leader);
+        trio
+    }
+
+    /// Persist (instantly), send, apply and advance until nothing moves.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for group in &mut self.groups {
+                if !group.replica.has_ready() {
+                    continue;
+                }
+                moved = true;
+                let mut ready = group.replica.ready();
+                self.queue.extend(ready.take_messages_now());
+                let _durable = ready.take_entries();
+                self.queue.extend(ready.take_messages_after_persist());
+                group.apply_ready(&mut ready, &mut self.answers).unwrap();
+                group.replica.advance(ready.ack());
+            }
+            while let Some(message) = self.queue.pop_front() {
+                moved = true;
+                let to = (message.to.0 - 1) as usize;
+                self.groups[to].replica.step(message).unwrap();
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Hand `request` to node `node` on connection 9 and run until it settles.
+    fn ask(&mut self, node: usize, request: Request) -> Vec<Outcome> {
+        if let Some(answer) = self.groups[node].handle(9, request) {
+            self.answers.push(answer);
+        }
+        self.pump();
+        self.answers.drain(..).map(|a| a.response.outcome).collect()
+    }
+}
+
+fn request(sequence: u64, consistency: Consistency, ops: Vec<Op>) -> Request {
+    Request {
+        command: Command {
+            client_id: 77,
+            sequence,
+            first_unacked: sequence,
+            ops,
+        },
+        consistency,
+    }
+}
+
+fn put(key: &str, value: &str) -> Op {
+    Op::Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    }
+}
+
+fn get(key: &str) -> Op {
+    Op::Get {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+    }
+}
+
+fn value(v: &str) -> Outcome {
+    Outcome::Results(vec![OpResult::Value(Bytes::copy_from_slice(v.as_bytes()))])
+}
+
+#[test]
+fn a_write_is_answered_once_committed_and_its_retry_is_not_applied_twice() {
+    let mut trio = Trio::new();
+    let cas = Op::CompareAndSwap {
+        key: Bytes::from_static(b"k"),
+        expected: None,
+        value: Bytes::from_static(b"first"),
+    };
+    let write = request(1, Consistency::Linearizable, vec![cas]);
+    assert_eq!(
+        trio.ask(0, write.clone()),
+        [Outcome::Results(vec![OpResult::Written])]
+    );
+    // The reply was lost; the retry commits again but is answered from the session.
+    assert_eq!(
+        trio.ask(0, write),
+        [Outcome::Results(vec![OpResult::Written])]
+    );
+    for group in &trio.groups {
+        assert_eq!(
+            group.kv.get(b"k"),
+            OpResult::Value(Bytes::from_static(b"first"))
+        );
+    }
+}
+
+#[test]
+fn a_follower_points_writes_and_linearizable_reads_at_the_leader() {
+    let mut trio = Trio::new();
+    let hint = Outcome::NotLeader {
+        leader: 1,
+        address: "node1:7000".into(),
+    };
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    assert_eq!(trio.ask(1, write), std::slice::from_ref(&hint));
+    let read = request(2, Consistency::Linearizable, vec![get("a")]);
+    assert_eq!(trio.ask(2, read), [hint]);
+}
+
+#[test]
+fn reads_at_each_consistency() {
+    let mut trio = Trio::new();
+    trio.ask(
+        0,
+        request(1, Consistency::Linearizable, vec![put("a", "1")]),
+    );
+    let linearizable = request(2, Consistency::Linearizable, vec![get("a")]);
+    assert_eq!(trio.ask(0, linearizable), [value("1")]);
+    // A stale read is served by any replica from what it applied.
+    let stale = request(3, Consistency::Stale, vec![get("a"), get("missing")]);
+    assert_eq!(
+        trio.ask(2, stale),
+        [Outcome::Results(vec![
+            OpResult::Value(Bytes::from_static(b"1")),
+            OpResult::NotFound
+        ])]
+    );
+}
+
+#[test]
+fn a_leader_that_steps_down_tells_its_waiting_writers_to_retry() {
+    let mut trio = Trio::new();
+    // The write is proposed but its appends never arrive.
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    assert!(trio.groups[0].handle(9, write).is_none());
+    assert_eq!(trio.groups[0].waiting(), 1);
+    let mut ready = trio.groups[0].replica.ready();
+    let _lost = ready.take_messages_now();
+    trio.groups[0]
+        .apply_ready(&mut ready, &mut trio.answers)
+        .unwrap();
+    trio.groups[0].replica.advance(ready.ack());
+    // Node 2 takes over (node 1 hears of the new term and steps down).
+    trio.groups[1].replica.campaign();
+    trio.pump();
+    assert_eq!(trio.groups[1].replica.role(), Role::Leader);
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    // Node 1 stepped down on node 2's vote request, before it knew who would win: no hint,
+    // so the client asks around.
+    assert_eq!(
+        outcomes,
+        [Outcome::NotLeader {
+            leader: 0,
+            address: String::new()
+        }]
+    );
+    assert_eq!(trio.groups[0].waiting(), 0);
+}
