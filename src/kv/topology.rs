@@ -6,13 +6,16 @@ use crate::wire::frame::open_frame;
 use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 /// A cluster as clients see it. Identical on every node, except `node_id`.
+///
+/// Ports: a node has one base address `host:P`; its core c takes peer connections on
+/// `P + 2c` and client connections on `P + 2c + 1` ([`peer_address`], [`client_address`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
     /// The node that answered.
     pub node_id: u64,
     pub cores: u16,
     pub groups: u32,
-    /// (node id, client address of its core 0); core c listens on that port + c.
+    /// (node id, base address of the node).
     pub members: Vec<(u64, String)>,
 }
 
@@ -36,16 +39,26 @@ impl Topology {
     /// Where node `node_id` serves the clients of `group`, if it is a member.
     pub fn address_of(&self, node_id: u64, group: u32) -> Option<String> {
         let (_, base) = self.members.iter().find(|(id, _)| *id == node_id)?;
-        let core = core_of(group, self.cores);
-        port_plus(base, core)
+        client_address(base, core_of(group, self.cores))
     }
 }
 
-/// `host:port` with `offset` added to the port.
-pub fn port_plus(address: &str, offset: u16) -> Option<String> {
+/// Where core `core` of the node at `base` takes client connections.
+pub fn client_address(base: &str, core: u16) -> Option<String> {
+    port_plus(base, 2 * u32::from(core) + 1)
+}
+
+/// Where core `core` of the node at `base` takes connections from its peers' core `core`.
+pub fn peer_address(base: &str, core: u16) -> Option<String> {
+    port_plus(base, 2 * u32::from(core))
+}
+
+/// `host:port` with `offset` added to the port; None if it is not `host:port` or overflows.
+fn port_plus(address: &str, offset: u32) -> Option<String> {
     let (host, port) = address.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    Some(format!("{host}:{}", port.checked_add(offset)?))
+    let port = u16::try_from(u32::from(port) + offset).ok()?;
+    Some(format!("{host}:{port}"))
 }
 
 pub fn encode_topology_request(encoder: &mut FrameEncoder) -> Result<(), EncodeError> {
@@ -135,7 +148,11 @@ mod tests {
         encode_topology(&mut encoder, &topology).unwrap();
         let decoded = decode_topology(&Bytes::from(encoder.to_frame_vec())).unwrap();
         assert_eq!(decoded, topology);
-        assert_eq!(topology.address_of(2, 6).as_deref(), Some("127.0.0.1:7202"));
+        // Group 6 lives on core 2: client port 7200 + 2·2 + 1.
+        assert_eq!(topology.address_of(2, 6).as_deref(), Some("127.0.0.1:7205"));
         assert_eq!(topology.address_of(3, 6), None);
+        assert_eq!(peer_address("[::1]:7000", 3).as_deref(), Some("[::1]:7006"));
+        assert_eq!(client_address("h:65535", 0), None);
+        assert_eq!(client_address("no-port", 0), None);
     }
 }
