@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod kv;
+pub mod node;
 pub mod raft;
 pub mod shard;
 pub mod sim;

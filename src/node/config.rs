@@ -1,0 +1,226 @@
+//! What a node is told at start, checked before anything is opened or bound.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::kv::topology::{client_address, peer_address};
+use crate::raft::NodeId;
+
+/// When the WAL is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fdatasync before anything that depends on the write is sent or acknowledged.
+    Always,
+    /// Never sync: a crash of every replica at once may lose acknowledged writes. For
+    /// separating the cost of the disk from the cost of the engine in benchmarks.
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    /// Every member (this node included) with its base address `host:P`; core c listens for
+    /// peers on `P + 2c` and for clients on `P + 2c + 1`.
+    pub members: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub cores: u16,
+    pub groups: u32,
+    /// Pin core c's executor to CPU c (off in tests, where nodes share a machine).
+    pub pin_cores: bool,
+    pub tick: Duration,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub sync: SyncMode,
+    pub lease_reads: bool,
+    /// WAL segment size in bytes.
+    pub segment_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Parse `1=host:port,2=host:port,…`.
+pub fn parse_members(spec: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut members = BTreeMap::new();
+    for item in spec.split(',').filter(|s| !s.is_empty()) {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| error(format!("--peers: `{item}` is not ID=HOST:PORT")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| error(format!("--peers: node id `{id}` is not a number")))?;
+        if id == 0 {
+            return Err(error("--peers: node id 0 is reserved (it means \"none\")"));
+        }
+        if members
+            .insert(NodeId(id), address.trim().to_string())
+            .is_some()
+        {
+            return Err(error(format!("--peers: node {id} is named twice")));
+        }
+    }
+    Ok(members)
+}
+
+impl NodeConfig {
+    /// Check everything that can be checked without touching the machine.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.members.contains_key(&self.id) {
+            return Err(error(format!(
+                "--id {} is not among --peers ({} listed): list every member, this node too",
+                self.id,
+                self.members.len()
+            )));
+        }
+        if self.cores == 0 || self.groups == 0 {
+            return Err(error("--cores and --groups must be at least 1"));
+        }
+        if self.groups < u32::from(self.cores) {
+            return Err(error(format!(
+                "--groups {} is below --cores {}: some cores would have nothing to do",
+                self.groups, self.cores
+            )));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= 2 * self.heartbeat_ticks {
+            return Err(error(format!(
+                "--election-ticks ({}) must be more than twice --heartbeat-ticks ({}), \
+                 which must be at least 1",
+                self.election_ticks, self.heartbeat_ticks
+            )));
+        }
+        if self.tick.is_zero() {
+            return Err(error("--tick-ms must be at least 1"));
+        }
+        for (id, base) in &self.members {
+            let last_core = self.cores - 1;
+            for address in [peer_address(base, 0), client_address(base, last_core)] {
+                let address = address.ok_or_else(|| {
+                    error(format!(
+                        "member {id}: `{base}` is not HOST:PORT with room for {} ports above it",
+                        2 * self.cores
+                    ))
+                })?;
+                resolve(&address)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn base(&self, id: NodeId) -> &str {
+        &self.members[&id]
+    }
+
+    /// Where core `core` of node `id` takes peer connections.
+    pub fn peer_addr(&self, id: NodeId, core: u16) -> Result<SocketAddr, ConfigError> {
+        let address = peer_address(self.base(id), core)
+            .ok_or_else(|| error(format!("member {id}: bad address")))?;
+        resolve(&address)
+    }
+
+    /// Where core `core` of node `id` takes client connections.
+    pub fn client_addr(&self, id: NodeId, core: u16) -> Result<SocketAddr, ConfigError> {
+        let address = client_address(self.base(id), core)
+            .ok_or_else(|| error(format!("member {id}: bad address")))?;
+        resolve(&address)
+    }
+
+    /// The groups core `core` runs: every group g with g % cores == core.
+    pub fn groups_of_core(&self, core: u16) -> impl Iterator<Item = u32> + use<> {
+        let cores = u32::from(self.cores);
+        (u32::from(core)..self.groups).step_by(cores as usize)
+    }
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, ConfigError> {
+    address
+        .to_socket_addrs()
+        .map_err(|e| error(format!("cannot resolve `{address}`: {e}")))?
+        .next()
+        .ok_or_else(|| error(format!("`{address}` resolves to nothing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            id: NodeId(1),
+            cluster_id: 1,
+            members: parse_members("1=127.0.0.1:7000,2=127.0.0.1:7100,3=127.0.0.1:7200").unwrap(),
+            data_dir: PathBuf::from("/tmp/x"),
+            cores: 2,
+            groups: 5,
+            pin_cores: false,
+            tick: Duration::from_millis(10),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            sync: SyncMode::Always,
+            lease_reads: false,
+            segment_bytes: 64 << 20,
+        }
+    }
+
+    #[test]
+    fn a_good_config_passes_and_places_ports_and_groups() {
+        let config = config();
+        config.validate().unwrap();
+        assert_eq!(config.peer_addr(NodeId(2), 1).unwrap().port(), 7102);
+        assert_eq!(config.client_addr(NodeId(2), 1).unwrap().port(), 7103);
+        assert_eq!(config.groups_of_core(0).collect::<Vec<_>>(), [0, 2, 4]);
+        assert_eq!(config.groups_of_core(1).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let cases: Vec<(fn(&mut NodeConfig), &str)> = vec![
+            (|c| c.id = NodeId(9), "not among --peers"),
+            (|c| c.cores = 0, "at least 1"),
+            (|c| c.groups = 1, "below --cores"),
+            (|c| c.election_ticks = 4, "more than twice"),
+            (
+                |c| {
+                    c.members.insert(NodeId(4), "nowhere".into());
+                },
+                "not HOST:PORT",
+            ),
+        ];
+        for (breakage, expected) in cases {
+            let mut config = config();
+            breakage(&mut config);
+            let message = config.validate().unwrap_err().0;
+            assert!(message.contains(expected), "{message}");
+        }
+        assert!(
+            parse_members("1=a:1,1=b:2")
+                .unwrap_err()
+                .0
+                .contains("twice")
+        );
+        assert!(
+            parse_members("x=a:1")
+                .unwrap_err()
+                .0
+                .contains("not a number")
+        );
+        assert!(parse_members("0=a:1").unwrap_err().0.contains("reserved"));
+        assert!(parse_members("a:1").unwrap_err().0.contains("ID=HOST:PORT"));
+    }
+}

@@ -1,0 +1,5 @@
+//! A cohort process: its configuration, one executor per core, and its shutdown.
+
+pub mod config;
+
+pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
