@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn bad_configs_say_what_is_wrong() {
-        let cases: Vec<(fn(&mut NodeConfig), &str)> = vec![
+        type Breakage = fn(&mut NodeConfig);
+        let cases: Vec<(Breakage, &str)> = vec![
             (|c| c.id = NodeId(9), "not among --peers"),
             (|c| c.cores = 0, "at least 1"),
             (|c| c.groups = 1, "below --cores"),
