@@ -2,5 +2,6 @@
 //! that drives them with the core's WAL and connections.
 
 pub mod group;
+pub mod inbox;
 
 pub use group::{Answer, ConnId, Group};

@@ -1,0 +1,133 @@
+//! The core loop's inbox: many producer tasks on the same thread, one consumer that takes
+//! everything at once. Bounded: a full inbox makes producers wait, so a flood of client
+//! frames pushes back on the sockets instead of growing memory.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+struct State<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    consumer: Option<Waker>,
+    producers: Vec<Waker>,
+    closed: bool,
+}
+
+/// A handle to the inbox; clone it for each producer.
+pub struct Inbox<T> {
+    state: Rc<RefCell<State<T>>>,
+}
+
+impl<T> Clone for Inbox<T> {
+    fn clone(&self) -> Self {
+        Inbox {
+            state: Rc::clone(&self.state),
+        }
+    }
+}
+
+impl<T> Inbox<T> {
+    pub fn new(capacity: usize) -> Inbox<T> {
+        Inbox {
+            state: Rc::new(RefCell::new(State {
+                items: VecDeque::new(),
+                capacity: capacity.max(1),
+                consumer: None,
+                producers: Vec::new(),
+                closed: false,
+            })),
+        }
+    }
+
+    /// Add an item, waiting while the inbox is full. False once the inbox is closed.
+    pub async fn push(&self, item: T) -> bool {
+        let mut item = Some(item);
+        poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            if state.closed {
+                return Poll::Ready(false);
+            }
+            if state.items.len() >= state.capacity {
+                state.producers.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            state.items.push_back(item.take().expect("pushed once"));
+            if let Some(waker) = state.consumer.take() {
+                waker.wake();
+            }
+            Poll::Ready(true)
+        })
+        .await
+    }
+
+    /// Add an item even if the inbox is full (for the loop's own timers and control, which
+    /// must never wait behind client traffic).
+    pub fn push_now(&self, item: T) {
+        let mut state = self.state.borrow_mut();
+        state.items.push_back(item);
+        if let Some(waker) = state.consumer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Wait until there is at least one item, then take all of them.
+    pub async fn take_all(&self, into: &mut Vec<T>) {
+        poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            if state.items.is_empty() {
+                state.consumer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            into.extend(state.items.drain(..));
+            for waker in state.producers.drain(..) {
+                waker.wake();
+            }
+            Poll::Ready(())
+        })
+        .await
+    }
+
+    /// Refuse further pushes and release waiting producers.
+    pub fn close(&self) {
+        let mut state = self.state.borrow_mut();
+        state.closed = true;
+        for waker in state.producers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Context;
+
+    #[test]
+    fn a_full_inbox_makes_producers_wait_until_the_consumer_takes() {
+        let inbox = Inbox::new(2);
+        block_on(async {
+            assert!(inbox.push(1).await);
+            assert!(inbox.push(2).await);
+        });
+        let mut third = pin!(inbox.push(3));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(third.as_mut().poll(&mut cx).is_pending());
+        let mut taken = Vec::new();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [1, 2]);
+        assert_eq!(third.as_mut().poll(&mut cx), Poll::Ready(true));
+        inbox.push_now(4);
+        taken.clear();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [3, 4]);
+        inbox.close();
+        assert!(!block_on(inbox.push(5)));
+    }
+}
