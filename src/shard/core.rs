@@ -1,0 +1,272 @@
+//! The event loop of one core: every group of the core, one log, one set of peer
+//! connections, the core's clients.
+//!
+//! One turn of the loop:
+//! 1. take everything that arrived (peer batches, client requests, ticks) and step, tick or
+//!    hand it to the groups; a turn's proposals to one group become one append;
+//! 2. take every group's Ready; send the leaders' appends at once (`messages_now`) and stage
+//!    every group's entries and hard state in the log;
+//! 3. one sync for all groups (group commit), unless durability is off;
+//! 4. send what waited for durability (votes, follower acks), apply committed entries, serve
+//!    confirmed reads, answer clients, advance.
+//!
+//! Nothing here blocks: the only await inside a turn is the sync, and inputs that arrive
+//! meanwhile wait in the inbox for the next turn.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+
+use crate::kv::proto::{ErrorCode, Outcome, Refused, Request, Response};
+use crate::kv::topology::{core_of, group_of};
+use crate::raft::{GroupId, Ready, Role};
+use crate::wire::Envelope;
+
+use super::group::{Answer, ConnId, Group};
+use super::inbox::Inbox;
+
+/// What the core loop persists to. One instance per core, shared by all its groups.
+pub trait CoreLog {
+    /// Stage what `ready` asks to persist for `group` (written, not yet durable).
+    fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()>;
+    /// Make everything staged so far durable, for every group at once. An error is fatal:
+    /// the core stops rather than acknowledge what may not be on disk.
+    fn sync(&mut self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// Where the core loop sends Raft messages. Sending never waits: a message that cannot be
+/// queued is dropped (Raft resends), and the peer is reported unreachable.
+pub trait CoreNet {
+    /// Queue `envelope`; false if it was dropped.
+    fn send(&mut self, envelope: Envelope) -> bool;
+}
+
+/// Everything that reaches the loop.
+pub enum Input {
+    /// Raft messages from a peer's same core.
+    Peer(Vec<Envelope>),
+    /// A client connection opened; its replies go to `outbox`.
+    Connected {
+        conn: ConnId,
+        outbox: Inbox<Vec<Response>>,
+    },
+    Requests {
+        conn: ConnId,
+        requests: Vec<Result<Request, Refused>>,
+    },
+    Disconnected(ConnId),
+    Tick,
+    /// Finish in-flight work, sync, and return.
+    Stop,
+}
+
+/// Which groups exist and how many there are in the cluster.
+pub struct CoreShape {
+    pub core: u16,
+    pub cores: u16,
+    pub groups_total: u32,
+    /// Durability on (`--sync always`) or off.
+    pub sync: bool,
+}
+
+pub struct Core<L, N> {
+    shape: CoreShape,
+    groups: BTreeMap<u32, Group>,
+    log: L,
+    net: N,
+    inbox: Inbox<Input>,
+    outboxes: HashMap<ConnId, Inbox<Vec<Response>>>,
+    /// Called with (group, role, leader id, term) whenever a group's role changes.
+    on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
+}
+
+impl<L: CoreLog, N: CoreNet> Core<L, N> {
+    pub fn new(
+        shape: CoreShape,
+        groups: BTreeMap<u32, Group>,
+        log: L,
+        net: N,
+        inbox: Inbox<Input>,
+        on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
+    ) -> Self {
+        Core {
+            shape,
+            groups,
+            log,
+            net,
+            inbox,
+            outboxes: HashMap::new(),
+            on_role,
+        }
+    }
+
+    pub fn groups(&self) -> &BTreeMap<u32, Group> {
+        &self.groups
+    }
+
+    /// Run until `Input::Stop` (Ok) or a fatal error of the log or a group (Err).
+    pub async fn run(mut self) -> Result<Self, String> {
+        let mut inputs = Vec::new();
+        let mut answers = Vec::new();
+        loop {
+            self.inbox.take_all(&mut inputs).await;
+            let mut stop = false;
+            for input in inputs.drain(..) {
+                stop |= self.handle(input, &mut answers);
+            }
+            self.turn(&mut answers).await?;
+            self.deliver(&mut answers);
+            if stop {
+                self.inbox.close();
+                // Drain what is already accepted so no client waits on a dead loop.
+                self.turn(&mut answers).await?;
+                self.deliver(&mut answers);
+                return Ok(self);
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input, answers: &mut Vec<Answer>) -> bool {
+        match input {
+            Input::Peer(envelopes) => {
+                for Envelope { group, message } in envelopes {
+                    // A message for a group this core does not run is a misrouted peer:
+                    // dropped, like any message Raft may lose.
+                    if let Some(g) = self.groups.get_mut(&group.0)
+                        && let Err(error) = g.replica.step(message)
+                    {
+                        tracing::debug!(group = group.0, %error, "message refused");
+                    }
+                }
+            }
+            Input::Connected { conn, outbox } => {
+                self.outboxes.insert(conn, outbox);
+            }
+            Input::Requests { conn, requests } => {
+                for request in requests {
+                    let answer = match request {
+                        Ok(request) => self.route(conn, request),
+                        Err(refused) => Some(Answer {
+                            conn,
+                            response: refused.response(),
+                        }),
+                    };
+                    answers.extend(answer);
+                }
+            }
+            Input::Disconnected(conn) => {
+                self.outboxes.remove(&conn);
+                for group in self.groups.values_mut() {
+                    group.forget_conn(conn);
+                }
+            }
+            Input::Tick => {
+                for group in self.groups.values_mut() {
+                    group.replica.tick();
+                }
+            }
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    /// Hand a request to the group that owns all of its keys.
+    fn route(&mut self, conn: ConnId, request: Request) -> Option<Answer> {
+        let total = self.shape.groups_total;
+        let mut keys = request.command.ops.iter().map(|op| group_of(op.key(), total));
+        let group = keys.next().expect("validated: at least one operation");
+        let refuse = |message: String| {
+            let response = Response {
+                client_id: request.command.client_id,
+                sequence: request.command.sequence,
+                outcome: Outcome::Error {
+                    code: ErrorCode::Malformed,
+                    message,
+                },
+            };
+            Some(Answer { conn, response })
+        };
+        if keys.any(|g| g != group) {
+            return refuse("the keys of one request must belong to one group".to_string());
+        }
+        match self.groups.get_mut(&group) {
+            Some(g) => g.handle(conn, request),
+            None => refuse(format!(
+                "group {group} lives on core {}, not core {}: ask the topology again",
+                core_of(group, self.shape.cores),
+                self.shape.core
+            )),
+        }
+    }
+
+    /// Steps 2–4 of the loop for every group with work.
+    async fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        let mut readies: Vec<(u32, Ready)> = Vec::new();
+        let mut must_sync = false;
+        for (&id, group) in &mut self.groups {
+            if !group.replica.has_ready() {
+                continue;
+            }
+            let mut ready = group.replica.ready();
+            for message in ready.take_messages_now() {
+                let to = message.to;
+                let envelope = Envelope {
+                    group: GroupId(id),
+                    message,
+                };
+                if !self.net.send(envelope) {
+                    group.replica.report_unreachable(to);
+                }
+            }
+            self.log
+                .stage(GroupId(id), &ready)
+                .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
+            must_sync |= ready.must_sync();
+            readies.push((id, ready));
+        }
+        if must_sync && self.shape.sync {
+            self.log
+                .sync()
+                .await
+                .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+        }
+        for (id, mut ready) in readies {
+            let group = self.groups.get_mut(&id).expect("listed above");
+            for message in ready.take_messages_after_persist() {
+                let to = message.to;
+                let envelope = Envelope {
+                    group: GroupId(id),
+                    message,
+                };
+                if !self.net.send(envelope) {
+                    group.replica.report_unreachable(to);
+                }
+            }
+            if let Some((role, leader)) = ready.soft_state() {
+                (self.on_role)(id, role, leader.0, group.replica.term().0);
+            }
+            group
+                .apply_ready(&mut ready, answers)
+                .map_err(|e| format!("group {id}: {e}"))?;
+            group.replica.advance(ready.ack());
+        }
+        Ok(())
+    }
+
+    /// Send every answer to its connection, one batch per connection.
+    fn deliver(&mut self, answers: &mut Vec<Answer>) {
+        let mut by_conn: HashMap<ConnId, Vec<Response>> = HashMap::new();
+        for answer in answers.drain(..) {
+            by_conn
+                .entry(answer.conn)
+                .or_default()
+                .push(answer.response);
+        }
+        for (conn, responses) in by_conn {
+            // A connection that closed meanwhile has no outbox: its client retries.
+            if let Some(outbox) = self.outboxes.get(&conn) {
+                outbox.push_now(responses);
+            }
+        }
+    }
+}
