@@ -16,6 +16,8 @@
 //! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
 #![deny(unsafe_code)]
 
+pub mod client;
+pub mod clock;
 pub mod kv;
 pub mod node;
 pub mod raft;

@@ -173,7 +173,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Hand a request to the group that owns all of its keys.
     fn route(&mut self, conn: ConnId, request: Request) -> Option<Answer> {
         let total = self.shape.groups_total;
-        let mut keys = request.command.ops.iter().map(|op| group_of(op.key(), total));
+        let mut keys = request
+            .command
+            .ops
+            .iter()
+            .map(|op| group_of(op.key(), total));
         let group = keys.next().expect("validated: at least one operation");
         let refuse = |message: String| {
             let response = Response {

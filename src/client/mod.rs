@@ -1,0 +1,7 @@
+//! The Rust client of a cohort cluster (used by the `cohort` client commands, the demo and
+//! the load generator). It runs on a glommio executor.
+
+mod conn;
+mod session;
+
+pub use session::{Client, ClientError, ClientOptions};

@@ -1,0 +1,314 @@
+//! A client of a cohort cluster: routes each request to the core that owns its keys, follows
+//! leader hints, retries with the same sequence number (so nothing is applied twice), and
+//! caches leaders per group.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::future;
+
+use crate::kv::proto::{
+    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
+};
+use crate::kv::topology::{
+    Topology, client_address, decode_topology, encode_topology_request, group_of,
+};
+use crate::kv::{Command, CommandError, Op, OpResult};
+use crate::raft::Prng;
+use crate::wire::FrameEncoder;
+
+use super::conn::Conn;
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Base addresses (`host:P`) of some members; the first that answers gives the topology.
+    pub seeds: Vec<String>,
+    /// How long one attempt waits for its answer before trying another node.
+    pub attempt_timeout: Duration,
+    /// How long a request may take in all, retries included.
+    pub request_timeout: Duration,
+    /// Seeds the client id and the choice of nodes to try.
+    pub seed: u64,
+}
+
+impl ClientOptions {
+    pub fn new(seeds: Vec<String>, seed: u64) -> ClientOptions {
+        ClientOptions {
+            seeds,
+            attempt_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            seed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// No seed answered with a topology.
+    NoCluster(String),
+    /// The request broke a limit or made no sense; retrying will not help.
+    Invalid(String),
+    /// The cluster refused it (session expired, malformed, too large).
+    Refused { code: ErrorCode, message: String },
+    /// No answer within the request timeout; the write may or may not have been applied
+    /// (a retry with the same client would find out without applying it twice).
+    Timeout { attempts: u32, last_error: String },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NoCluster(why) => write!(f, "no cluster member answered: {why}"),
+            ClientError::Invalid(why) => write!(f, "invalid request: {why}"),
+            ClientError::Refused { code, message } => write!(f, "refused ({code:?}): {message}"),
+            ClientError::Timeout {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "no answer after {attempts} attempts (last: {last_error}); the outcome is unknown"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<CommandError> for ClientError {
+    fn from(error: CommandError) -> Self {
+        ClientError::Invalid(error.to_string())
+    }
+}
+
+pub struct Client {
+    options: ClientOptions,
+    topology: Topology,
+    client_id: u64,
+    next_sequence: u64,
+    leaders: HashMap<u32, u64>,
+    conns: HashMap<String, Conn>,
+    encoder: FrameEncoder,
+    rng: Prng,
+}
+
+impl Client {
+    /// Ask the seeds for the cluster's topology.
+    pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
+        let mut rng = Prng::new(options.seed);
+        let mut encoder = FrameEncoder::new();
+        encode_topology_request(&mut encoder).expect("an empty frame fits");
+        let mut errors = Vec::new();
+        for seed in &options.seeds {
+            let Some(address) = client_address(seed, 0) else {
+                errors.push(format!("{seed}: not HOST:PORT"));
+                continue;
+            };
+            let attempt = async {
+                let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
+                conn.send(&encoder).await?;
+                let frame = conn.recv().await?;
+                decode_topology(&frame).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })
+            };
+            match with_timeout(options.attempt_timeout, attempt).await {
+                Ok(topology) => {
+                    // Client ids must not collide: mix the seed with the process id.
+                    let client_id = rng.next_u64() ^ (u64::from(std::process::id()) << 32) | 1;
+                    return Ok(Client {
+                        topology,
+                        client_id,
+                        next_sequence: 1,
+                        leaders: HashMap::new(),
+                        conns: HashMap::new(),
+                        encoder,
+                        rng,
+                        options,
+                    });
+                }
+                Err(error) => errors.push(format!("{address}: {error}")),
+            }
+        }
+        Err(ClientError::NoCluster(errors.join("; ")))
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Run `ops` atomically (all keys must belong to one group).
+    pub async fn execute(
+        &mut self,
+        ops: Vec<Op>,
+        consistency: Consistency,
+    ) -> Result<Vec<OpResult>, ClientError> {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let request = Request {
+            command: Command {
+                client_id: self.client_id,
+                sequence,
+                // One request at a time: everything before this one has its answer.
+                first_unacked: sequence,
+                ops,
+            },
+            consistency,
+        };
+        request.command.validate()?;
+        let groups = self.topology.groups;
+        let group = group_of(request.command.ops[0].key(), groups);
+        if request
+            .command
+            .ops
+            .iter()
+            .any(|op| group_of(op.key(), groups) != group)
+        {
+            return Err(ClientError::Invalid(
+                "the keys of one request must belong to one group".to_string(),
+            ));
+        }
+        encode_requests(&mut self.encoder, std::slice::from_ref(&request))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let deadline = crate::clock::now() + self.options.request_timeout;
+        let mut node = self.leader_guess(group);
+        let mut attempts = 0;
+        let mut last_error = String::new();
+        while crate::clock::now() < deadline {
+            attempts += 1;
+            let Some(address) = self.topology.address_of(node, group) else {
+                node = self.other_member(node);
+                continue;
+            };
+            match self.attempt(&address, sequence).await {
+                Ok(Outcome::Results(results)) => {
+                    self.leaders.insert(group, node);
+                    return Ok(results);
+                }
+                Ok(Outcome::NotLeader { leader, .. }) if leader != 0 && leader != node => {
+                    node = leader;
+                    last_error = format!("node {node} is not the leader");
+                }
+                Ok(Outcome::NotLeader { .. }) => {
+                    // No leader known (an election is on): wait a little, ask someone else.
+                    last_error = "no leader known".to_string();
+                    self.pause().await;
+                    node = self.other_member(node);
+                }
+                Ok(Outcome::Error {
+                    code: ErrorCode::Busy,
+                    message,
+                }) => {
+                    last_error = message;
+                    self.pause().await;
+                }
+                Ok(Outcome::Error { code, message }) => {
+                    return Err(ClientError::Refused { code, message });
+                }
+                Err(error) => {
+                    self.conns.remove(&address);
+                    last_error = format!("{address}: {error}");
+                    self.pause().await;
+                    node = self.other_member(node);
+                }
+            }
+        }
+        Err(ClientError::Timeout {
+            attempts,
+            last_error,
+        })
+    }
+
+    async fn attempt(&mut self, address: &str, sequence: u64) -> std::io::Result<Outcome> {
+        let timeout = self.options.attempt_timeout;
+        if !self.conns.contains_key(address) {
+            let conn = with_timeout(timeout, Conn::connect(address, timeout)).await?;
+            self.conns.insert(address.to_string(), conn);
+        }
+        let conn = self.conns.get_mut(address).expect("inserted");
+        let encoder = &self.encoder;
+        let exchange = async {
+            conn.send(encoder).await?;
+            loop {
+                let frame = conn.recv().await?;
+                let responses = decode_responses(&frame).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })?;
+                // Answers to earlier attempts that timed out are skipped.
+                if let Some(response) = responses.into_iter().find(|r| r.sequence == sequence) {
+                    return Ok(response.outcome);
+                }
+            }
+        };
+        with_timeout(timeout, exchange).await
+    }
+
+    fn leader_guess(&mut self, group: u32) -> u64 {
+        match self.leaders.get(&group) {
+            Some(&node) => node,
+            None => {
+                let members = &self.topology.members;
+                members[self.rng.below(members.len() as u64) as usize].0
+            }
+        }
+    }
+
+    fn other_member(&mut self, not: u64) -> u64 {
+        let members = &self.topology.members;
+        if members.len() == 1 {
+            return members[0].0;
+        }
+        loop {
+            let candidate = members[self.rng.below(members.len() as u64) as usize].0;
+            if candidate != not {
+                return candidate;
+            }
+        }
+    }
+
+    /// A short jittered wait before the next attempt, so retries do not hammer an election.
+    async fn pause(&mut self) {
+        let pause = Duration::from_millis(5 + self.rng.below(20));
+        glommio::timer::sleep(pause).await;
+    }
+
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        let op = Op::Put {
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+        };
+        self.execute(vec![op], Consistency::Linearizable)
+            .await
+            .map(drop)
+    }
+
+    pub async fn get(
+        &mut self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let op = Op::Get {
+            key: Bytes::copy_from_slice(key),
+        };
+        match self.execute(vec![op], consistency).await?.pop() {
+            Some(OpResult::Value(value)) => Ok(Some(value)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `work`, or a timeout error after `timeout`.
+async fn with_timeout<T>(
+    timeout: Duration,
+    work: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    future::or(work, async {
+        glommio::timer::sleep(timeout).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))
+    })
+    .await
+}
