@@ -1,0 +1,178 @@
+//! The client port of one core: accept connections, read request frames into the core's
+//! inbox, write the core's answers back, one frame per batch.
+//!
+//! A client that sends bytes that are not a valid frame is disconnected with the reason
+//! logged; a request that is valid as bytes but breaks a limit is answered with an error.
+//! Neither touches the node's state.
+//!
+//! A client may open with a topology request (answered at once, from the node's static
+//! topology); after that, or from the start, a connection carries request batches only.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::kv::proto::{ClientFrame, Response, decode_client_frame, encode_responses};
+use crate::kv::topology::{Topology, encode_topology};
+use crate::shard::ConnId;
+use crate::shard::core::Input;
+use crate::shard::inbox::Inbox;
+use crate::wire::limits::FRAME_HEADER_BYTES;
+use crate::wire::{FrameEncoder, FrameHeader};
+
+/// Frames a connection may have waiting for the core loop: past it, the reader stops reading
+/// and TCP pushes back on the client.
+const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// Accept client connections until the listener fails or the inbox closes.
+pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<Topology>) {
+    let next_conn = Rc::new(Cell::new(1u64));
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "client accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = next_conn.get();
+        next_conn.set(conn + 1);
+        let inbox = inbox.clone();
+        let topology = Rc::clone(&topology);
+        glommio::spawn_local(serve_conn(conn, stream, inbox, topology)).detach();
+    }
+}
+
+async fn serve_conn(
+    conn: ConnId,
+    mut stream: TcpStream,
+    inbox: Inbox<Input>,
+    topology: Rc<Topology>,
+) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let first = match opening(&mut stream, &mut buffer, &topology).await {
+        Ok(first) => first,
+        Err(reason) => {
+            tracing::info!(conn, %peer, %reason, "client connection closed");
+            return;
+        }
+    };
+    let outbox: Inbox<Vec<Response>> = Inbox::new(RESPONSE_BATCHES_QUEUED_MAX);
+    if !inbox
+        .push(Input::Connected {
+            conn,
+            outbox: outbox.clone(),
+        })
+        .await
+    {
+        return;
+    }
+    let (reader, writer) = futures_lite::io::split(stream);
+    let writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
+    if let Err(reason) = read_requests(conn, reader, buffer, first, &inbox).await {
+        tracing::info!(conn, %peer, %reason, "client connection closed");
+    }
+    outbox.close();
+    inbox.push_now(Input::Disconnected(conn));
+    // Cancels the writer: nobody is left to read what it would write.
+    drop(writing);
+}
+
+/// Answer topology requests at the start of a connection; return the first other frame.
+async fn opening(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    topology: &Topology,
+) -> Result<Bytes, String> {
+    loop {
+        let frame = next_frame(stream, buffer).await?;
+        if decode_client_frame(&frame) != Ok(ClientFrame::TopologyRequest) {
+            return Ok(frame);
+        }
+        let mut encoder = FrameEncoder::new();
+        encode_topology(&mut encoder, topology).map_err(|e| e.to_string())?;
+        let written = async {
+            stream.write_all(encoder.header()).await?;
+            stream.write_all(encoder.body()).await?;
+            stream.flush().await
+        };
+        written.await.map_err(|e| format!("write failed: {e}"))?;
+    }
+}
+
+async fn read_requests(
+    conn: ConnId,
+    mut reader: impl AsyncRead + Unpin,
+    mut buffer: BytesMut,
+    first: Bytes,
+    inbox: &Inbox<Input>,
+) -> Result<(), String> {
+    let mut frame = first;
+    loop {
+        match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
+            ClientFrame::TopologyRequest => {
+                return Err("a topology request may only open a connection".to_string());
+            }
+            ClientFrame::Requests(requests) => {
+                if !inbox.push(Input::Requests { conn, requests }).await {
+                    return Err("the node is shutting down".to_string());
+                }
+            }
+        }
+        frame = next_frame(&mut reader, &mut buffer).await?;
+    }
+}
+
+async fn next_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> Result<Bytes, String> {
+    loop {
+        let header = FrameHeader::parse(buffer).map_err(|e| format!("bad frame header: {e}"))?;
+        if let Some(header) = header
+            && buffer.len() >= header.frame_bytes()
+        {
+            return Ok(buffer.split_to(header.frame_bytes()).freeze());
+        }
+        let want = header.map_or(FRAME_HEADER_BYTES, |h| h.frame_bytes());
+        let start = buffer.len();
+        buffer.resize(start + (want - start).max(READ_CHUNK_BYTES), 0);
+        let read = reader.read(&mut buffer[start..]).await;
+        buffer.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Err("closed by the client".to_string()),
+            Ok(_) => {}
+            Err(error) => return Err(format!("read failed: {error}")),
+        }
+    }
+}
+
+async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Response>>) {
+    let mut encoder = FrameEncoder::new();
+    let mut batches = Vec::new();
+    loop {
+        outbox.take_all(&mut batches).await;
+        let responses: Vec<Response> = batches.drain(..).flatten().collect();
+        if encode_responses(&mut encoder, &responses).is_err() {
+            tracing::warn!(answers = responses.len(), "answers too large for one frame");
+            continue;
+        }
+        let written = async {
+            writer.write_all(encoder.header()).await?;
+            writer.write_all(encoder.body()).await?;
+            writer.flush().await
+        };
+        if written.await.is_err() {
+            return;
+        }
+    }
+}
