@@ -14,6 +14,9 @@
 //! Where to look for an idea:
 //! - election, replication, reads, membership: [`raft`] (`src/raft/`)
 //! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
+//! - frames, handshake and conversion of messages: [`wire`] (`src/wire/`)
+//! - connections between the cores of nodes: [`transport`] (`src/transport/`)
+//! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]
 #![deny(unsafe_code)]
 
 pub mod client;
@@ -23,5 +26,6 @@ pub mod node;
 pub mod raft;
 pub mod shard;
 pub mod sim;
+pub mod sys;
 pub mod transport;
 pub mod wire;

@@ -1,1 +1,241 @@
-//! The per-core TCP transport between nodes (see `transport/mod.rs`).
+//! The per-core TCP transport between nodes: one connection per peer, batched writes, bounded
+//! queues, verified frames.
+//!
+//! Each core of a node runs one [`Transport`] on its glommio executor. It listens on the
+//! core's own address and keeps one connection to the same-numbered core of every peer; that
+//! connection carries the Raft messages of every group of the core in both directions (each
+//! message names its group, see [`Envelope`]).
+//!
+//! ```text
+//!   shard ── send(peer, envelope) ──▶ PeerQueue (bounded) ─▶ writer: one batch per loop turn
+//!                                                              ─▶ frames ─▶ one write
+//!   shard ◀── recv() ◀── inbox (bounded) ◀── reader: read, split frames, verify, decode
+//! ```
+//!
+//! **Who dials.** Of two nodes, the one with the smaller id dials and the other accepts, so
+//! a pair has exactly one connection and no tie to break when both start at once. A node with
+//! a larger id that dials is refused ([`CloseReason::DialedByLargerId`]). The dialer owns
+//! reconnection: after a failure it waits a capped, jittered, seeded backoff
+//! (`backoff.rs`) and dials again; the acceptor simply waits, and a new connection from a
+//! peer replaces the old one (a restarted peer dials before the old socket times out).
+//!
+//! **Handshake.** The dialer sends its handshake first; the acceptor checks version, cluster,
+//! core index and that the node is a known peer with a smaller id, then answers with its own,
+//! which the dialer checks names the node it dialed. A refused connection is closed with the
+//! reason logged (`tracing`, warn level) and counted in [`TransportStats::connections_refused`];
+//! the listener keeps serving. See `connection.rs`.
+//!
+//! **Sending.** [`Transport::send`] never blocks: it queues the message for its peer and wakes
+//! that peer's writer, or answers [`SendError::Full`] when the queue is at its bound in bytes
+//! or messages (a slow, dead or disconnected peer), so memory stays bounded and Raft sees the
+//! peer as unreachable. Messages queue while a peer is disconnected and leave when it
+//! connects. The writer runs after the shard's turn, takes everything queued, and writes it
+//! as one frame with one write (more only past the frame bounds of `wire::limits`); the
+//! frame is written from the encoder's buffer without another copy (`framing.rs`). Each peer
+//! has its own writer task, so a stalled peer never delays another.
+//!
+//! **Receiving.** The reader reads into a buffer, splits whole frames off it as `Bytes`,
+//! checks each (length bound before allocation, checksum, flatbuffers verifier, content),
+//! checks every message is from this peer to this node, and hands the batch to the inbox;
+//! entry payloads are slices of the receive buffer, not copies. Any bad frame closes that
+//! connection with the reason logged; nothing else is touched. When the inbox is full the
+//! readers stop reading and TCP pushes back on the peers.
+//!
+//! **Sockets** (`socket.rs`): TCP_NODELAY, fixed send and receive buffers, keepalive, set
+//! with socket2 before connect or listen. Every bound is in `wire::limits` or
+//! [`TransportConfig`].
+//!
+//! A transport must be started on a glommio executor thread, and its executor needs locked
+//! memory: call [`crate::sys::raise_memlock_limit`] once at process start.
+//!
+//! ```no_run
+//! # use std::collections::BTreeMap;
+//! # use cohort::raft::NodeId;
+//! # use cohort::wire::ClusterId;
+//! # use cohort::transport::{Transport, TransportConfig};
+//! cohort::sys::raise_memlock_limit().expect("locked memory for io_uring");
+//! glommio::LocalExecutor::default().run(async {
+//!     let peers = BTreeMap::from([(NodeId(2), "10.0.0.2:7000".parse().unwrap())]);
+//!     let config = TransportConfig::new(
+//!         NodeId(1), 0, ClusterId(42), "0.0.0.0:7000".parse().unwrap(), peers);
+//!     let transport = Transport::start(config).expect("listen");
+//!     // transport.send(NodeId(2), envelope)?; let inbound = transport.recv().await;
+//!     transport.close().await;
+//! });
+//! ```
+
+mod accept;
+mod backoff;
+mod config;
+mod connection;
+mod dial;
+mod framing;
+mod queue;
+mod reason;
+mod shared;
+mod signal;
+mod socket;
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalReceiver};
+
+use crate::raft::NodeId;
+use crate::wire::Envelope;
+
+pub use backoff::Backoff;
+pub use config::{ConfigError, HANDSHAKES_PENDING_MAX, TransportConfig};
+pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
+pub use reason::CloseReason;
+pub use shared::{Inbound, TransportStats};
+
+use shared::{Peer, Shared};
+
+/// Why a transport did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Listen { addr: SocketAddr, error: io::Error },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(error) => error.fmt(f),
+            StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// One core's connections to the same core of every peer. See the module doc.
+pub struct Transport {
+    shared: Rc<Shared>,
+    inbox: LocalReceiver<Inbound>,
+    local_addr: SocketAddr,
+}
+
+impl Transport {
+    /// Validates `config`, listens, and starts dialing the peers with larger ids. Must be
+    /// called on a glommio executor thread; the transport's tasks run on that executor.
+    pub fn start(config: TransportConfig) -> Result<Transport, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let listen = |error| StartError::Listen {
+            addr: config.listen_addr,
+            error,
+        };
+        let listener =
+            socket::listen(config.listen_addr, config.socket_buffer_bytes).map_err(listen)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|error| listen(error.into()))?;
+        let (inbox_sender, inbox) = local_channel::new_bounded(config.inbox_batches_max);
+        let peers = config
+            .peers
+            .iter()
+            .map(|(&id, &addr)| (id, Rc::new(Peer::new(id, addr, &config))))
+            .collect();
+        let shared = Rc::new(Shared {
+            config,
+            peers,
+            inbox: inbox_sender,
+            shutdown: Default::default(),
+            tasks_live: Cell::new(0),
+            handshakes_pending: Cell::new(0),
+            stats: Cell::default(),
+        });
+        shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
+        let node_id = shared.config.node_id;
+        for peer in shared.peers.values().filter(|peer| peer.id > node_id) {
+            shared.spawn(dial::dial_loop(Rc::clone(&shared), Rc::clone(peer)));
+        }
+        Ok(Transport {
+            shared,
+            inbox,
+            local_addr,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when the config asked for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.shared.config.node_id
+    }
+
+    /// Queues `envelope` for `peer`; it leaves with everything else queued this loop turn.
+    /// Never blocks. On error the message is dropped (see [`SendError`]).
+    pub fn send(&self, peer: NodeId, envelope: Envelope) -> Result<(), SendError> {
+        if self.shared.shutdown.is_stopped() {
+            return Err(SendError::Closed);
+        }
+        let Some(target) = self.shared.peers.get(&peer) else {
+            return Err(SendError::PeerUnknown { peer });
+        };
+        let queued = target.queue.borrow_mut().push(envelope);
+        match &queued {
+            Ok(()) => target.work.notify(),
+            Err(SendError::Full { .. }) => {
+                self.shared.count(|stats| stats.sends_refused_full += 1);
+            }
+            Err(_) => {}
+        }
+        queued
+    }
+
+    /// The next received batch of messages, waiting for one. `None` once closed.
+    pub async fn recv(&self) -> Option<Inbound> {
+        self.inbox.recv().await
+    }
+
+    /// The next received batch if one is waiting, without waiting.
+    pub fn try_recv(&self) -> Option<Inbound> {
+        futures_lite::future::block_on(futures_lite::future::poll_once(self.inbox.recv())).flatten()
+    }
+
+    /// Whether a connection to `peer` has completed its handshake and not failed since.
+    pub fn is_connected(&self, peer: NodeId) -> bool {
+        self.shared
+            .peers
+            .get(&peer)
+            .is_some_and(|peer| peer.connection.borrow().is_some())
+    }
+
+    /// Messages and bytes (as charged by the bound) queued for `peer`.
+    pub fn queued(&self, peer: NodeId) -> Option<(usize, usize)> {
+        let peer = self.shared.peers.get(&peer)?;
+        let queue = peer.queue.borrow();
+        Some((queue.len(), queue.bytes()))
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        self.shared.stats.get()
+    }
+
+    /// Stops listening and closes every connection, and returns once all the transport's
+    /// tasks have ended (so its port can be bound again).
+    pub async fn close(self) {
+        self.shared.shutdown.stop();
+        while self.shared.tasks_live.get() > 0 {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        for peer in self.shared.peers.values() {
+            peer.connection.borrow_mut().take();
+        }
+    }
+}
+
+impl Drop for Transport {
+    /// Dropping without [`Transport::close`] stops the tasks too, in the background.
+    fn drop(&mut self) {
+        self.shared.shutdown.stop();
+    }
+}

@@ -396,6 +396,9 @@ type Builder = FlatBufferBuilder<'static>;
 pub struct FrameEncoder {
     fbb: Builder,
     header: [u8; FRAME_HEADER_BYTES],
+    /// Where [`FrameEncoder::frame_in_place`] wrote a header into the builder's free space;
+    /// zeroed again before the next frame, because the builder's padding relies on it.
+    header_in_place_at: Option<usize>,
     messages: Vec<WIPOffset<fb::RaftMessage<'static>>>,
     entries: Vec<WIPOffset<fb::Entry<'static>>>,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
@@ -412,6 +415,7 @@ impl FrameEncoder {
         FrameEncoder {
             fbb: Builder::with_capacity(64 << 10),
             header: [0; FRAME_HEADER_BYTES],
+            header_in_place_at: None,
             messages: Vec::new(),
             entries: Vec::new(),
             proposals: Vec::new(),
@@ -428,6 +432,28 @@ impl FrameEncoder {
         self.fbb.finished_data()
     }
 
+    /// Header and body of the last encoded frame as one slice, without a copy: the header is
+    /// written into the builder's free space just before the body. `None` in the rare case
+    /// that the builder has fewer than [`FRAME_HEADER_BYTES`] free bytes there; write
+    /// [`FrameEncoder::header`] and [`FrameEncoder::body`] then.
+    pub fn frame_in_place(&mut self) -> Option<&[u8]> {
+        let header = self.header;
+        let (buffer, body_at) = self.fbb.mut_finished_buffer();
+        let header_at = body_at.checked_sub(FRAME_HEADER_BYTES)?;
+        buffer[header_at..body_at].copy_from_slice(&header);
+        self.header_in_place_at = Some(header_at);
+        Some(&buffer[header_at..])
+    }
+
+    /// Resets the builder for the next frame.
+    fn reset(&mut self) {
+        if let Some(header_at) = self.header_in_place_at.take() {
+            let (buffer, _) = self.fbb.mut_finished_buffer();
+            buffer[header_at..header_at + FRAME_HEADER_BYTES].fill(0);
+        }
+        self.fbb.reset();
+    }
+
     /// Header and body in one buffer (a copy; for tests and tools, not the data path).
     pub fn to_frame_vec(&self) -> Vec<u8> {
         let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + self.body().len());
@@ -442,7 +468,7 @@ impl FrameEncoder {
         &mut self,
         build: impl FnOnce(&mut Builder) -> (fb::FrameBody, WIPOffset<UnionWIPOffset>),
     ) -> Result<(), EncodeError> {
-        self.fbb.reset();
+        self.reset();
         let (body_type, body) = build(&mut self.fbb);
         self.finish(body_type, body)
     }
@@ -499,7 +525,7 @@ impl FrameEncoder {
                 messages_max: RAFT_MESSAGES_PER_FRAME_MAX,
             });
         }
-        self.fbb.reset();
+        self.reset();
         self.messages.clear();
         let mut payload_bytes = 0usize;
         for envelope in envelopes {

@@ -1,0 +1,123 @@
+//! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
+//! memory limit, and handing sockets tuned with socket2 to glommio.
+//!
+//! This is the only file outside the WAL's mapping code allowed `unsafe`; each block says why
+//! it is sound.
+
+use std::io;
+use std::os::fd::IntoRawFd;
+
+/// Bytes of locked memory a glommio executor needs: its io_uring rings plus the `io_memory`
+/// it registers with the kernel (10 MiB by default). 512 MiB leaves room for many executors.
+pub const MEMLOCK_BYTES_WANTED: u64 = 512 << 20;
+
+/// Raises `RLIMIT_MEMLOCK` so glommio executors can lock their io_uring memory.
+///
+/// The soft limit is raised to at least [`MEMLOCK_BYTES_WANTED`], and the hard limit with it
+/// when the process may do so (`CAP_SYS_RESOURCE`). A limit already high enough is left
+/// alone, and so is a process with `CAP_IPC_LOCK`, which io_uring does not charge. The error
+/// names the limit and how to raise it by hand.
+pub fn raise_memlock_limit() -> io::Result<()> {
+    let current = memlock_limit()?;
+    if current.rlim_cur == libc::RLIM_INFINITY || current.rlim_cur >= MEMLOCK_BYTES_WANTED {
+        return Ok(());
+    }
+    let hard_enough =
+        current.rlim_max == libc::RLIM_INFINITY || current.rlim_max >= MEMLOCK_BYTES_WANTED;
+    let wanted = libc::rlimit {
+        rlim_cur: MEMLOCK_BYTES_WANTED,
+        rlim_max: if hard_enough {
+            current.rlim_max
+        } else {
+            MEMLOCK_BYTES_WANTED
+        },
+    };
+    let Err(error) = set_memlock_limit(&wanted) else {
+        return Ok(());
+    };
+    // Raising the hard limit needs CAP_SYS_RESOURCE, which containers often drop; but a
+    // process with CAP_IPC_LOCK is exempt from the io_uring accounting the limit governs.
+    if has_capability(CAP_IPC_LOCK) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        error.kind(),
+        format!(
+            "cannot raise RLIMIT_MEMLOCK from {} to {MEMLOCK_BYTES_WANTED} bytes ({error}); \
+             glommio's io_uring needs locked memory: run `ulimit -l unlimited` as root, \
+             or set `memlock` in /etc/security/limits.conf or LimitMEMLOCK= in the unit",
+            current.rlim_cur
+        ),
+    ))
+}
+
+/// The capability number of CAP_IPC_LOCK (linux/capability.h).
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process holds capability `bit` in its effective set, read from
+/// /proc/self/status (no capget binding needed).
+fn has_capability(bit: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << bit) != 0)
+}
+
+fn memlock_limit() -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable local.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if rc == 0 {
+        Ok(limit)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_memlock_limit(limit: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: setrlimit reads one `rlimit` through a pointer to a live local; it has no other
+    // effect on memory.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, limit) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Hands a bound, listening socket tuned with socket2 to glommio, which can only build its
+/// listener itself (without our socket options) or from a raw descriptor.
+///
+/// Must be called on a glommio executor thread (the listener registers with its reactor).
+pub fn glommio_listener(socket: socket2::Socket) -> glommio::net::TcpListener {
+    use std::os::fd::FromRawFd;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is an open, bound, listening TCP socket whose ownership `into_raw_fd` just
+    // gave up, so the listener becomes its only owner and closes it exactly once.
+    #[allow(unsafe_code)]
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+    listener
+}
+
+/// Hands a TCP socket tuned with socket2 (connected or connecting) to glommio. glommio 0.9
+/// converts only from its own socket2 release (0.4), not ours, so the descriptor is passed.
+///
+/// Must be called on a glommio executor thread.
+pub fn glommio_stream(socket: socket2::Socket) -> glommio::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is an open TCP socket whose ownership `into_raw_fd` just gave up, so the
+    // stream becomes its only owner and closes it exactly once.
+    #[allow(unsafe_code)]
+    let stream = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
+    stream
+}

@@ -1,0 +1,129 @@
+//! What one core's transport is told at start: who it is, where it listens, who its peers are,
+//! and the per-process bounds (defaults from `wire::limits`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::raft::NodeId;
+use crate::wire::ClusterId;
+use crate::wire::limits::{
+    HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX,
+    PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
+    RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES,
+};
+
+/// Connections that may be in their handshake at once; past this, new connections are closed
+/// at once. A peer completes its handshake in one round trip, so only strangers queue here.
+pub const HANDSHAKES_PENDING_MAX: usize = 64;
+
+/// The configuration of one core's transport. Build it with [`TransportConfig::new`] and
+/// override the bounds where needed; [`TransportConfig::validate`] runs at start.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// This node. Peers with a larger id are dialed by this node; peers with a smaller id dial
+    /// it (see the module doc).
+    pub node_id: NodeId,
+    /// The core index this transport serves; the peer's handshake must name the same one.
+    pub core_index: u16,
+    pub cluster_id: ClusterId,
+    /// Where this core listens for its peers (port 0: any free port, see
+    /// [`super::Transport::local_addr`]).
+    pub listen_addr: SocketAddr,
+    /// Every peer of this core, with the address of its same-numbered core. Must not name
+    /// `node_id` itself.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Queued bytes per peer before `send` answers `Full`: what a dead peer may cost.
+    pub peer_queue_bytes_max: usize,
+    /// Queued messages per peer before `send` answers `Full`.
+    pub peer_queue_messages_max: usize,
+    /// Received frames waiting for [`super::Transport::recv`]; past it the readers stop
+    /// reading and TCP pushes back on the peers.
+    pub inbox_batches_max: usize,
+    /// SO_SNDBUF and SO_RCVBUF of every connection.
+    pub socket_buffer_bytes: usize,
+    /// How long a connection may take to exchange handshakes (and, for a dialer, to connect).
+    pub handshake_timeout: Duration,
+    pub reconnect_delay_min: Duration,
+    pub reconnect_delay_max: Duration,
+    /// Each reconnect delay is moved by up to ± this percentage, drawn from a PRNG seeded with
+    /// `jitter_seed` (and the two node ids), so restarts replay and peers do not dial in step.
+    pub reconnect_jitter_percent: u64,
+    pub jitter_seed: u64,
+}
+
+impl TransportConfig {
+    /// A configuration with the default bounds of `wire::limits`.
+    pub fn new(
+        node_id: NodeId,
+        core_index: u16,
+        cluster_id: ClusterId,
+        listen_addr: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+    ) -> TransportConfig {
+        TransportConfig {
+            node_id,
+            core_index,
+            cluster_id,
+            listen_addr,
+            peers,
+            peer_queue_bytes_max: PEER_QUEUE_BYTES_MAX,
+            peer_queue_messages_max: PEER_QUEUE_MESSAGES_MAX,
+            inbox_batches_max: INBOX_BATCHES_MAX,
+            socket_buffer_bytes: SOCKET_BUFFER_BYTES,
+            handshake_timeout: Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+            reconnect_delay_min: Duration::from_millis(RECONNECT_DELAY_MS_MIN),
+            reconnect_delay_max: Duration::from_millis(RECONNECT_DELAY_MS_MAX),
+            reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
+            jitter_seed: 0,
+        }
+    }
+
+    /// Checks the relations the transport relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError { reason });
+        if self.node_id.is_none() {
+            return fail("node id 0 means \"no node\"".into());
+        }
+        if self.peers.contains_key(&self.node_id) {
+            return fail(format!("node {} lists itself as a peer", self.node_id));
+        }
+        if let Some(peer) = self.peers.keys().find(|peer| peer.is_none()) {
+            return fail(format!("peer id {peer} means \"no node\""));
+        }
+        if self.peer_queue_bytes_max < MESSAGE_PAYLOAD_BYTES_MAX {
+            return fail(format!(
+                "peer_queue_bytes_max {} is below the largest message, {MESSAGE_PAYLOAD_BYTES_MAX} bytes",
+                self.peer_queue_bytes_max
+            ));
+        }
+        if self.peer_queue_messages_max == 0 || self.inbox_batches_max == 0 {
+            return fail("queue bounds must be positive".into());
+        }
+        if self.handshake_timeout.is_zero() || self.reconnect_delay_min.is_zero() {
+            return fail("handshake timeout and reconnect delay must be positive".into());
+        }
+        if self.reconnect_delay_min > self.reconnect_delay_max {
+            return fail("reconnect_delay_min is above reconnect_delay_max".into());
+        }
+        if self.reconnect_jitter_percent >= 100 {
+            return fail("reconnect_jitter_percent must be below 100".into());
+        }
+        Ok(())
+    }
+}
+
+/// A configuration the transport refuses to start with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transport configuration: {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,268 @@
+//! One established peer connection: the handshake that opens it (dialing or accepted), and
+//! the reader and writer that serve it until it fails, is replaced, or the transport stops.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::future::or;
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::net::TcpStream;
+
+use crate::raft::NodeId;
+use crate::wire::handshake::HandshakeError;
+use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame};
+
+use super::framing::{FrameReader, FrameWriter, ReadFrameError};
+use super::reason::CloseReason;
+use super::shared::{Inbound, Peer, Shared};
+use super::signal::Stop;
+use super::socket;
+
+/// The largest handshake frame accepted: a handshake is about 60 bytes, and a stranger must
+/// not make us allocate a full frame before it has said who it is.
+const HANDSHAKE_FRAME_BYTES_MAX: usize = 512;
+
+/// The writer's batch vector keeps at most this capacity between turns, so one burst does
+/// not pin its memory for the life of the connection.
+const BATCH_CAPACITY_RETAINED_MAX: usize = 65_536;
+
+/// Runs `future`, or gives up with [`CloseReason::HandshakeTimeout`] after `limit`.
+pub(super) async fn with_timeout<T>(
+    limit: Duration,
+    future: impl Future<Output = Result<T, CloseReason>>,
+) -> Result<T, CloseReason> {
+    or(future, async {
+        glommio::timer::sleep(limit).await;
+        Err(CloseReason::HandshakeTimeout)
+    })
+    .await
+}
+
+async fn send_handshake<S: AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: &mut S,
+) -> Result<(), CloseReason> {
+    let config = &shared.config;
+    let ours = Handshake::current(config.cluster_id, config.node_id, config.core_index);
+    let mut encoder = FrameEncoder::new();
+    encoder
+        .encode_handshake(&ours)
+        .expect("a handshake is a few dozen bytes and always fits a frame");
+    stream.write_all(&encoder.to_frame_vec()).await?;
+    Ok(())
+}
+
+async fn receive_handshake<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    reader: &mut FrameReader,
+) -> Result<Handshake, CloseReason> {
+    let frame = match reader.read_frame(stream).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err(CloseReason::PeerClosed),
+        Err(ReadFrameError::Io(error)) => return Err(error.into()),
+        Err(ReadFrameError::Frame(error)) => return Err(error.into()),
+    };
+    match decode_frame(&frame)? {
+        DecodedFrame::Handshake(handshake) => Ok(handshake),
+        other => Err(HandshakeError::NotAHandshake {
+            kind: frame_kind(&other),
+        }
+        .into()),
+    }
+}
+
+fn frame_kind(frame: &DecodedFrame) -> &'static str {
+    match frame {
+        DecodedFrame::Handshake(_) => "handshake",
+        DecodedFrame::Raft(_) => "raft batch",
+        DecodedFrame::ClientRequests => "client request",
+        DecodedFrame::ClientResponses => "client response",
+    }
+}
+
+/// Connects to `peer` and exchanges handshakes: ours first, then theirs, which must name the
+/// peer we dialed. Returns the stream and the reader holding any bytes after the handshake.
+pub(super) async fn dial(
+    shared: &Shared,
+    peer: &Peer,
+) -> Result<(TcpStream, FrameReader), CloseReason> {
+    let config = &shared.config;
+    let mut stream = socket::dial(peer.addr, config.socket_buffer_bytes)?;
+    send_handshake(shared, &mut stream).await?;
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
+    let theirs = receive_handshake(&mut stream, &mut reader).await?;
+    theirs.check(config.cluster_id, config.core_index, |_| true)?;
+    if theirs.node_id != peer.id {
+        return Err(HandshakeError::NodeUnexpected {
+            node_id: theirs.node_id,
+            node_id_expected: peer.id,
+        }
+        .into());
+    }
+    reader.allow_full_frames();
+    Ok((stream, reader))
+}
+
+/// Reads and checks the handshake of an accepted connection, and answers with ours only if
+/// it passes (a refused peer learns nothing about this node).
+pub(super) async fn accept(
+    shared: &Shared,
+    mut stream: TcpStream,
+) -> Result<(Rc<Peer>, TcpStream, FrameReader), CloseReason> {
+    let config = &shared.config;
+    let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
+    let theirs = receive_handshake(&mut stream, &mut reader).await?;
+    theirs.check(config.cluster_id, config.core_index, |node_id| {
+        shared.peers.contains_key(&node_id)
+    })?;
+    if theirs.node_id > config.node_id {
+        return Err(CloseReason::DialedByLargerId {
+            node_id: theirs.node_id,
+        });
+    }
+    send_handshake(shared, &mut stream).await?;
+    reader.allow_full_frames();
+    let peer = Rc::clone(&shared.peers[&theirs.node_id]);
+    Ok((peer, stream, reader))
+}
+
+/// Serves an established connection until it fails or a newer connection of the same peer
+/// replaces it; returns why it ended. The caller logs the reason.
+pub(super) async fn run(
+    shared: &Shared,
+    peer: &Peer,
+    stream: TcpStream,
+    reader: FrameReader,
+) -> CloseReason {
+    let stop = Rc::new(Stop::default());
+    if let Some(previous) = peer.connection.replace(Some(Rc::clone(&stop))) {
+        previous.stop();
+    }
+    shared.count(|stats| stats.connections_established += 1);
+    tracing::info!(
+        node = %shared.config.node_id,
+        core = shared.config.core_index,
+        peer = %peer.id,
+        "peer connection established"
+    );
+    let (read_half, write_half) = futures_lite::io::split(stream);
+    let serve = or(
+        read_loop(shared, peer.id, read_half, reader),
+        write_loop(shared, peer, write_half),
+    );
+    let superseded = async {
+        stop.stopped().await;
+        CloseReason::Superseded
+    };
+    let reason = or(serve, superseded).await;
+    let mut slot = peer.connection.borrow_mut();
+    if slot
+        .as_ref()
+        .is_some_and(|current| Rc::ptr_eq(current, &stop))
+    {
+        *slot = None;
+    }
+    reason
+}
+
+async fn read_loop(
+    shared: &Shared,
+    peer: NodeId,
+    mut stream: ReadHalf<TcpStream>,
+    mut reader: FrameReader,
+) -> CloseReason {
+    loop {
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => return error.into(),
+            };
+            if let Err(reason) = deliver(shared, peer, &frame).await {
+                return reason;
+            }
+        }
+        match reader.fill(&mut stream).await {
+            Ok(0) => return CloseReason::PeerClosed,
+            Ok(_) => {}
+            Err(error) => return error.into(),
+        }
+    }
+}
+
+/// Decodes one frame and hands its messages to the inbox, waiting while the inbox is full
+/// (which stops this reader, and TCP then stops the peer).
+async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), CloseReason> {
+    let envelopes = match decode_frame(frame)? {
+        DecodedFrame::Raft(envelopes) => envelopes,
+        other => {
+            return Err(CloseReason::FrameUnexpected {
+                kind: frame_kind(&other),
+            });
+        }
+    };
+    let node = shared.config.node_id;
+    let misaddressed = envelopes
+        .iter()
+        .find(|envelope| envelope.message.from != peer || envelope.message.to != node);
+    if let Some(envelope) = misaddressed {
+        return Err(CloseReason::MessageMisaddressed {
+            from: envelope.message.from,
+            to: envelope.message.to,
+        });
+    }
+    let messages = envelopes.len() as u64;
+    shared.count(|stats| {
+        stats.frames_received += 1;
+        stats.messages_received += messages;
+    });
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let inbound = Inbound {
+        from: peer,
+        envelopes,
+    };
+    shared
+        .inbox
+        .send(inbound)
+        .await
+        .map_err(|_| CloseReason::Shutdown)
+}
+
+/// Waits for queued messages, takes all of them, and writes them as one batch: everything
+/// queued during a loop turn of the shard leaves in one write.
+async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStream>) -> CloseReason {
+    let mut writer = FrameWriter::new();
+    let mut batch = Vec::new();
+    loop {
+        while peer.queue.borrow().is_empty() {
+            peer.work.notified().await;
+        }
+        peer.queue.borrow_mut().take_into(&mut batch);
+        let outcome = match writer.write_batch(&mut stream, &batch).await {
+            Ok(outcome) => outcome,
+            Err(error) => return error.into(),
+        };
+        shared.count(|stats| {
+            stats.frames_sent += outcome.frames as u64;
+            stats.messages_sent += outcome.messages_written as u64;
+            stats.messages_dropped_unencodable += outcome.messages_dropped as u64;
+        });
+        if let Some(error) = outcome.encode_error {
+            tracing::error!(
+                node = %shared.config.node_id,
+                peer = %peer.id,
+                dropped = outcome.messages_dropped,
+                %error,
+                "messages dropped: they do not fit a frame"
+            );
+        }
+        batch.clear();
+        if batch.capacity() > BATCH_CAPACITY_RETAINED_MAX {
+            batch = Vec::new();
+        }
+    }
+}

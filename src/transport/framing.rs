@@ -1,0 +1,231 @@
+//! Bytes ↔ frames on one connection: the receive buffer that splits frames off as `Bytes`
+//! (so decoded payloads can borrow it), and the encoder side that turns a batch of queued
+//! messages into as few frames, and writes, as the frame bounds allow.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::wire::limits::{
+    FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_TARGET,
+    RAFT_MESSAGES_PER_FRAME_MAX, RECEIVE_CHUNK_BYTES,
+};
+use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader};
+
+/// The smallest read offered to the kernel. Reads start here and double while they come back
+/// full, up to [`RECEIVE_CHUNK_BYTES`]; a quiet connection so zeroes (see [`FrameReader::fill`])
+/// 16 KiB per read, a streaming one reads 256 KiB at a time.
+const READ_BYTES_MIN: usize = 16 << 10;
+
+/// The receive side of a connection: bytes read from the socket, split into whole frames.
+pub struct FrameReader {
+    buffer: BytesMut,
+    /// Frames announcing more than this are refused before any allocation for them: the
+    /// handshake allows a few hundred bytes, established connections a full frame.
+    frame_bytes_max: usize,
+    read_bytes_next: usize,
+}
+
+impl FrameReader {
+    pub fn new(frame_bytes_max: usize) -> FrameReader {
+        assert!(frame_bytes_max <= FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        FrameReader {
+            buffer: BytesMut::new(),
+            frame_bytes_max,
+            read_bytes_next: READ_BYTES_MIN,
+        }
+    }
+
+    /// After the handshake: accept frames up to the wire's maximum.
+    pub fn allow_full_frames(&mut self) {
+        self.frame_bytes_max = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX;
+    }
+
+    /// Splits the next whole frame off the buffer, if one has arrived. Its header is checked
+    /// (length bound, version) here; checksum and verifier run when it is decoded.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(header) = FrameHeader::parse(&self.buffer)? else {
+            return Ok(None);
+        };
+        let frame_bytes = header.frame_bytes();
+        if frame_bytes > self.frame_bytes_max {
+            return Err(FrameError::TooLarge {
+                length_bytes: header.body_bytes as u64,
+                length_bytes_max: (self.frame_bytes_max - FRAME_HEADER_BYTES) as u64,
+            });
+        }
+        if self.buffer.len() < frame_bytes {
+            return Ok(None);
+        }
+        Ok(Some(self.buffer.split_to(frame_bytes).freeze()))
+    }
+
+    /// The bytes still missing from the frame at the front of the buffer, when its header
+    /// has arrived and been checked by [`FrameReader::next_frame`].
+    fn missing_bytes(&self) -> usize {
+        match FrameHeader::parse(&self.buffer) {
+            Ok(Some(header)) => header.frame_bytes().saturating_sub(self.buffer.len()),
+            _ => 0,
+        }
+    }
+
+    /// Reads once from `stream` into the buffer. `Ok(0)`: the peer closed the connection.
+    ///
+    /// The read target must be initialised memory (`AsyncRead` takes `&mut [u8]` and the
+    /// crate forbids `unsafe`), so the offered space is zeroed first; the read size adapts
+    /// to what the connection delivers to keep that memset small on quiet connections.
+    pub async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> io::Result<usize> {
+        let offered = self.read_bytes_next.max(self.missing_bytes());
+        let filled = self.buffer.len();
+        self.buffer.reserve(offered);
+        self.buffer.resize(filled + offered, 0);
+        let result = stream.read(&mut self.buffer[filled..]).await;
+        let read = *result.as_ref().unwrap_or(&0);
+        self.buffer.truncate(filled + read);
+        self.read_bytes_next = if read == offered {
+            (offered * 2).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
+        } else {
+            (read * 2).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
+        };
+        result
+    }
+
+    /// Reads until a whole frame has arrived. `Ok(None)`: the peer closed first.
+    pub async fn read_frame<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<Option<Bytes>, ReadFrameError> {
+        loop {
+            if let Some(frame) = self.next_frame().map_err(ReadFrameError::Frame)? {
+                return Ok(Some(frame));
+            }
+            if self.fill(stream).await.map_err(ReadFrameError::Io)? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ReadFrameError {
+    Io(io::Error),
+    Frame(FrameError),
+}
+
+/// The send side of a connection: encodes batches of messages into frames and writes them.
+pub struct FrameWriter {
+    encoder: FrameEncoder,
+    /// Used only when a frame cannot be written in place (see
+    /// [`FrameEncoder::frame_in_place`]).
+    copy: Vec<u8>,
+}
+
+/// What one [`FrameWriter::write_batch`] did.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub frames: usize,
+    pub messages_written: usize,
+    /// Messages dropped because they could not be encoded (a bug of the sender's sizes,
+    /// logged by the caller); the connection stays up.
+    pub messages_dropped: usize,
+    pub encode_error: Option<EncodeError>,
+}
+
+impl Default for FrameWriter {
+    fn default() -> Self {
+        FrameWriter::new()
+    }
+}
+
+impl FrameWriter {
+    pub fn new() -> FrameWriter {
+        FrameWriter {
+            encoder: FrameEncoder::new(),
+            copy: Vec::new(),
+        }
+    }
+
+    /// Encodes `batch` into as few frames as the frame bounds allow and writes each with one
+    /// write. A batch within [`RAFT_MESSAGES_PER_FRAME_MAX`] messages and
+    /// [`FRAME_PAYLOAD_BYTES_TARGET`] payload bytes (one loop turn of a healthy peer) is one
+    /// frame and one write; larger batches are a few large writes, which costs nothing.
+    pub async fn write_batch<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        batch: &[Envelope],
+    ) -> io::Result<WriteOutcome> {
+        let mut outcome = WriteOutcome::default();
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let chunk_len = frame_chunk_len(rest);
+            let (chunk, after) = rest.split_at(chunk_len);
+            rest = after;
+            if let Err(error) = self.encoder.encode_raft(chunk.iter()) {
+                outcome.messages_dropped += chunk.len();
+                outcome.encode_error = Some(error);
+                continue;
+            }
+            match self.encoder.frame_in_place() {
+                Some(frame) => stream.write_all(frame).await?,
+                None => {
+                    self.copy.clear();
+                    self.copy.extend_from_slice(self.encoder.header());
+                    self.copy.extend_from_slice(self.encoder.body());
+                    stream.write_all(&self.copy).await?;
+                }
+            }
+            outcome.frames += 1;
+            outcome.messages_written += chunk.len();
+        }
+        Ok(outcome)
+    }
+}
+
+/// How many messages from the front of `messages` go into the next frame: at least one, and
+/// then as many as fit [`RAFT_MESSAGES_PER_FRAME_MAX`] and [`FRAME_PAYLOAD_BYTES_TARGET`].
+fn frame_chunk_len(messages: &[Envelope]) -> usize {
+    let mut payload_bytes = 0u64;
+    let mut len = 0;
+    for envelope in messages.iter().take(RAFT_MESSAGES_PER_FRAME_MAX) {
+        payload_bytes += envelope.message.body.payload_bytes();
+        if len > 0 && payload_bytes > FRAME_PAYLOAD_BYTES_TARGET as u64 {
+            break;
+        }
+        len += 1;
+    }
+    debug_assert!(messages.is_empty() || len > 0);
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{GroupId, Message, MessageBody, NodeId, Snapshot, Term};
+
+    fn snapshot_message(data_bytes: usize) -> Envelope {
+        let snapshot = Snapshot {
+            data: Bytes::from(vec![7u8; data_bytes]),
+            ..Snapshot::default()
+        };
+        Envelope {
+            group: GroupId(3),
+            message: Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body: MessageBody::InstallSnapshot(snapshot),
+            },
+        }
+    }
+
+    #[test]
+    fn chunks_respect_the_payload_target_and_take_at_least_one() {
+        let big = snapshot_message(FRAME_PAYLOAD_BYTES_TARGET / 2 + 1);
+        let batch = vec![big.clone(), big.clone(), big];
+        assert_eq!(frame_chunk_len(&batch), 1);
+        let small = snapshot_message(16);
+        let many = vec![small; RAFT_MESSAGES_PER_FRAME_MAX + 5];
+        assert_eq!(frame_chunk_len(&many), RAFT_MESSAGES_PER_FRAME_MAX);
+    }
+}

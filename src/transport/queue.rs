@@ -1,0 +1,172 @@
+//! The bounded queue of messages waiting to be written to one peer, and why `send` refuses.
+
+use std::fmt;
+
+use crate::raft::NodeId;
+use crate::wire::Envelope;
+use crate::wire::limits::MESSAGE_PAYLOAD_BYTES_MAX;
+
+/// What a message costs in the queue beyond its payload: roughly its encoded header (ids,
+/// term, indexes, flatbuffer tables). Charging it keeps a queue of tiny messages bounded in
+/// bytes too, not only in count.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 64;
+
+/// Why [`super::Transport::send`] did not queue a message. The message is dropped; Raft
+/// retransmits what matters, and treats a peer that keeps answering `Full` as unreachable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The peer is not in this transport's configuration.
+    PeerUnknown { peer: NodeId },
+    /// The peer's queue is at its bound: the peer is slow, dead or disconnected.
+    Full {
+        peer: NodeId,
+        queued_bytes: usize,
+        queued_messages: usize,
+    },
+    /// The message could never fit a frame.
+    MessageTooLarge {
+        payload_bytes: u64,
+        payload_bytes_max: usize,
+    },
+    /// The transport was closed.
+    Closed,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::PeerUnknown { peer } => write!(f, "node {peer} is not a peer"),
+            SendError::Full {
+                peer,
+                queued_bytes,
+                queued_messages,
+            } => write!(
+                f,
+                "queue to node {peer} is full ({queued_messages} messages, {queued_bytes} bytes)"
+            ),
+            SendError::MessageTooLarge {
+                payload_bytes,
+                payload_bytes_max,
+            } => write!(
+                f,
+                "message payload of {payload_bytes} bytes over the maximum {payload_bytes_max}"
+            ),
+            SendError::Closed => f.write_str("transport closed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Messages for one peer, in order, bounded in bytes and in count.
+pub struct PeerQueue {
+    peer: NodeId,
+    messages: Vec<Envelope>,
+    bytes: usize,
+    bytes_max: usize,
+    messages_max: usize,
+}
+
+impl PeerQueue {
+    pub fn new(peer: NodeId, bytes_max: usize, messages_max: usize) -> PeerQueue {
+        assert!(
+            bytes_max >= MESSAGE_PAYLOAD_BYTES_MAX + MESSAGE_OVERHEAD_BYTES,
+            "the largest message must fit an empty queue"
+        );
+        assert!(messages_max > 0, "a queue must hold a message");
+        PeerQueue {
+            peer,
+            messages: Vec::new(),
+            bytes: 0,
+            bytes_max,
+            messages_max,
+        }
+    }
+
+    /// Queues `envelope`, or refuses it without queueing when a bound would be crossed.
+    pub fn push(&mut self, envelope: Envelope) -> Result<(), SendError> {
+        let payload_bytes = envelope.message.body.payload_bytes();
+        if payload_bytes > MESSAGE_PAYLOAD_BYTES_MAX as u64 {
+            return Err(SendError::MessageTooLarge {
+                payload_bytes,
+                payload_bytes_max: MESSAGE_PAYLOAD_BYTES_MAX,
+            });
+        }
+        let cost = payload_bytes as usize + MESSAGE_OVERHEAD_BYTES;
+        if self.messages.len() >= self.messages_max || self.bytes + cost > self.bytes_max {
+            return Err(SendError::Full {
+                peer: self.peer,
+                queued_bytes: self.bytes,
+                queued_messages: self.messages.len(),
+            });
+        }
+        self.messages.push(envelope);
+        self.bytes += cost;
+        Ok(())
+    }
+
+    /// Moves every queued message to the end of `into` (the writer's batch), emptying the
+    /// queue. Swapping keeps both vectors' capacity, so a warm writer does not allocate.
+    pub fn take_into(&mut self, into: &mut Vec<Envelope>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.messages, into);
+        } else {
+            into.append(&mut self.messages);
+        }
+        self.bytes = 0;
+        debug_assert!(self.messages.is_empty());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{GroupId, Message, MessageBody, Term};
+
+    fn envelope() -> Envelope {
+        Envelope {
+            group: GroupId(1),
+            message: Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body: MessageBody::TimeoutNow,
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_keeps_what_it_has() {
+        let mut queue = PeerQueue::new(NodeId(2), MESSAGE_PAYLOAD_BYTES_MAX * 2, 3);
+        for _ in 0..3 {
+            queue.push(envelope()).expect("room for three");
+        }
+        let refused = queue.push(envelope());
+        assert!(matches!(
+            refused,
+            Err(SendError::Full {
+                queued_messages: 3,
+                ..
+            })
+        ));
+        assert_eq!(queue.len(), 3);
+        let mut batch = Vec::new();
+        queue.take_into(&mut batch);
+        assert_eq!(batch.len(), 3);
+        assert!(queue.is_empty());
+        assert_eq!(queue.bytes(), 0);
+        queue.push(envelope()).expect("room again once taken");
+    }
+}

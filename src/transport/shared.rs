@@ -1,0 +1,123 @@
+//! The state the tasks of one core's transport share: the configuration, the peers with their
+//! queues, the inbox, the shutdown switch and the counters.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use glommio::channels::local_channel::LocalSender;
+
+use crate::raft::NodeId;
+use crate::wire::Envelope;
+
+use super::config::TransportConfig;
+use super::queue::PeerQueue;
+use super::reason::CloseReason;
+use super::signal::{Notify, Stop};
+
+/// One received frame's messages, all from the same peer, for any number of groups. Entry
+/// payloads are slices of the receive buffer.
+#[derive(Debug)]
+pub struct Inbound {
+    pub from: NodeId,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// Counters of one transport since it started (see [`super::Transport::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Connections that completed their handshake.
+    pub connections_established: u64,
+    /// Established connections that ended, for any reason.
+    pub connections_closed: u64,
+    /// Connections closed because of what the peer sent: a refused handshake, a bad frame, a
+    /// misaddressed message (each also logged with its reason).
+    pub connections_refused: u64,
+    pub frames_sent: u64,
+    pub messages_sent: u64,
+    pub frames_received: u64,
+    pub messages_received: u64,
+    /// `send` calls answered `Full`.
+    pub sends_refused_full: u64,
+    /// Messages the writer could not encode (a sender bug; logged).
+    pub messages_dropped_unencodable: u64,
+}
+
+pub(super) struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub queue: RefCell<PeerQueue>,
+    /// Wakes the writer of the current connection when the queue gains messages.
+    pub work: Notify,
+    /// The stop switch of the current connection, if one is established.
+    pub connection: RefCell<Option<Rc<Stop>>>,
+}
+
+impl Peer {
+    pub fn new(id: NodeId, addr: SocketAddr, config: &TransportConfig) -> Peer {
+        Peer {
+            id,
+            addr,
+            queue: RefCell::new(PeerQueue::new(
+                id,
+                config.peer_queue_bytes_max,
+                config.peer_queue_messages_max,
+            )),
+            work: Notify::default(),
+            connection: RefCell::new(None),
+        }
+    }
+}
+
+pub(super) struct Shared {
+    pub config: TransportConfig,
+    pub peers: BTreeMap<NodeId, Rc<Peer>>,
+    pub inbox: LocalSender<Inbound>,
+    pub shutdown: Stop,
+    pub tasks_live: Cell<usize>,
+    pub handshakes_pending: Cell<usize>,
+    pub stats: Cell<TransportStats>,
+}
+
+impl Shared {
+    pub fn count(&self, update: impl FnOnce(&mut TransportStats)) {
+        let mut stats = self.stats.get();
+        update(&mut stats);
+        self.stats.set(stats);
+    }
+
+    /// Spawns a task of this transport: it ends when `task` does or at shutdown, whichever
+    /// comes first (dropping `task`, and with it any socket it holds).
+    pub fn spawn(self: &Rc<Self>, task: impl Future<Output = ()> + 'static) {
+        let shared = Rc::clone(self);
+        shared.tasks_live.set(shared.tasks_live.get() + 1);
+        glommio::spawn_local(async move {
+            futures_lite::future::or(task, shared.shutdown.stopped()).await;
+            shared.tasks_live.set(shared.tasks_live.get() - 1);
+        })
+        .detach();
+    }
+
+    /// Logs the end of an established connection, or the refusal of one, and counts it.
+    /// `peer` names the peer: its node id, or its address before a handshake said who it is.
+    pub fn log_close(&self, peer: impl fmt::Display, established: bool, reason: &CloseReason) {
+        let core = self.config.core_index;
+        let node = self.config.node_id;
+        if established {
+            self.count(|stats| stats.connections_closed += 1);
+        }
+        if reason.is_peer_fault() {
+            self.count(|stats| stats.connections_refused += 1);
+            tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
+        } else if matches!(reason, CloseReason::Shutdown | CloseReason::Superseded) {
+            tracing::debug!(%node, core, %peer, %reason, "peer connection closed");
+        } else if established {
+            tracing::info!(%node, core, %peer, %reason, "peer connection closed");
+        } else {
+            tracing::debug!(%node, core, %peer, %reason, "peer connection failed");
+        }
+    }
+}
