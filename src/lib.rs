@@ -14,9 +14,11 @@
 //! Where to look for an idea:
 //! - election, replication, reads, membership: [`raft`] (`src/raft/`)
 //! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
+//! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 #![deny(unsafe_code)]
 
 pub mod raft;
 pub mod sim;
 pub mod transport;
+pub mod wal;
 pub mod wire;
