@@ -17,6 +17,7 @@
 //! - frames, handshake and conversion of messages: [`wire`] (`src/wire/`)
 //! - connections between the cores of nodes: [`transport`] (`src/transport/`)
 //! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]
+//! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 #![deny(unsafe_code)]
 
 pub mod client;
@@ -28,4 +29,5 @@ pub mod shard;
 pub mod sim;
 pub mod sys;
 pub mod transport;
+pub mod wal;
 pub mod wire;

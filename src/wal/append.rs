@@ -1,0 +1,175 @@
+//! Placing records: room in the active segment, rotation onto the prepared next segment, the
+//! checkpoint that opens every segment, and preparing the next segment ahead of need.
+
+use super::errors::WalError;
+use super::format::{
+    RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
+    encode_segment_header, put_record_header, seal_record,
+};
+use super::log::Wal;
+use super::payload::{self, CHECKPOINT_GROUP_BYTES, CHECKPOINT_PREFIX_BYTES, CheckpointGroup};
+use super::storage::Storage;
+
+/// The group field of records that belong to no group (checkpoints).
+const NO_GROUP: u64 = 0;
+
+impl<S: Storage> Wal<S> {
+    pub(super) fn record_header(
+        &self,
+        kind: RecordKind,
+        group: u64,
+        len_bytes: usize,
+    ) -> RecordHeader {
+        RecordHeader {
+            len_bytes: len_bytes as u32,
+            kind,
+            lsn: self.next_lsn,
+            durable_lsn: self.durable_lsn,
+            group,
+        }
+    }
+
+    /// Makes room for a record of `len_bytes` at the cursor, rotating if the active segment is
+    /// full. A record never spans segments.
+    pub(super) fn reserve(&mut self, len_bytes: usize) -> Result<(), WalError> {
+        // A segment recovered from disk keeps the size it was created with.
+        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
+        if self.cursor + align_up(len_bytes) <= segment_bytes {
+            return Ok(());
+        }
+        let size_bytes_max = segment_bytes - SEGMENT_HEADER_BYTES - self.checkpoint_footprint();
+        if align_up(len_bytes) > size_bytes_max {
+            return Err(WalError::RecordTooLarge {
+                size_bytes: len_bytes as u64,
+                size_bytes_max: size_bytes_max as u64,
+            });
+        }
+        self.rotate()
+    }
+
+    /// Moves the cursor past a record just sealed at it.
+    pub(super) fn advance(&mut self, len_bytes: usize) {
+        self.cursor += align_up(len_bytes);
+        self.next_lsn += 1;
+        self.stats.records += 1;
+        let active = self.active();
+        if self.unsynced_segments.last() != Some(&active) {
+            self.unsynced_segments.push(active);
+        }
+    }
+
+    pub(super) fn mark_group_unsynced(&mut self, group: u64) {
+        let log = self.groups.entry(group).or_default();
+        if !log.unsynced {
+            log.unsynced = true;
+            self.unsynced_groups.push(group);
+        }
+    }
+
+    /// Writes a record whose payload is one small slice.
+    pub(super) fn write_small(
+        &mut self,
+        kind: RecordKind,
+        group: u64,
+        payload: &[u8],
+    ) -> Result<(), WalError> {
+        let len_bytes = RECORD_HEADER_BYTES + payload.len();
+        self.reserve(len_bytes)?;
+        self.put_record(kind, group, payload);
+        self.mark_group_unsynced(group);
+        Ok(())
+    }
+
+    /// Writes a record at the cursor; the caller made room.
+    fn put_record(&mut self, kind: RecordKind, group: u64, payload: &[u8]) {
+        let len_bytes = RECORD_HEADER_BYTES + payload.len();
+        let (seq, start) = (self.active(), self.cursor);
+        let header = self.record_header(kind, group, len_bytes);
+        let record = self.storage.slot(seq, start..start + len_bytes);
+        put_record_header(record, &header);
+        record[RECORD_HEADER_BYTES..].copy_from_slice(payload);
+        seal_record(record, seq);
+        self.advance(len_bytes);
+    }
+
+    fn checkpoint_footprint(&self) -> usize {
+        align_up(
+            RECORD_HEADER_BYTES
+                + CHECKPOINT_PREFIX_BYTES
+                + self.groups.len() * CHECKPOINT_GROUP_BYTES,
+        )
+    }
+
+    /// Restates every group's hard state and snapshot at the cursor (the start of a segment).
+    pub(super) fn write_checkpoint(&mut self) -> Result<(), WalError> {
+        let lines: Vec<CheckpointGroup> = self
+            .groups
+            .iter()
+            .map(|(&group, log)| CheckpointGroup {
+                group,
+                hard_state: log.hard_state,
+                snapshot: log.snapshot,
+            })
+            .collect();
+        let bytes = payload::checkpoint(&lines);
+        let room = self.storage.size_bytes(self.active()) as usize - self.cursor;
+        if align_up(RECORD_HEADER_BYTES + bytes.len()) > room {
+            return Err(WalError::RecordTooLarge {
+                size_bytes: (RECORD_HEADER_BYTES + bytes.len()) as u64,
+                size_bytes_max: room as u64,
+            });
+        }
+        self.put_record(RecordKind::Checkpoint, NO_GROUP, &bytes);
+        Ok(())
+    }
+
+    /// Switches appends to the next segment, which starts with a checkpoint.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.prepared.is_none() {
+            // `prepare_next` was not called in time: pay for the preparation on the hot path.
+            self.stats.rotation_stalls += 1;
+            self.prepare_next()?;
+        }
+        let next = self.prepared.take().expect("prepared above");
+        assert_eq!(next, self.active() + 1, "prepared segment out of sequence");
+        self.segments.push_back(next);
+        self.cursor = SEGMENT_HEADER_BYTES;
+        self.stats.rotations += 1;
+        self.write_checkpoint()?;
+        self.note_reclaimable();
+        Ok(())
+    }
+
+    /// True when the next segment is not prepared yet: the shard should call `prepare_next`
+    /// at an idle moment, so the rotation that needs it does not stall.
+    pub fn needs_prepare(&self) -> bool {
+        self.prepared.is_none()
+    }
+
+    /// Prepares the segment after the active one: allocated, zero-filled, header written,
+    /// durable, mapped and pre-faulted (or a reclaimed segment renamed, which skips all that).
+    /// Slow (milliseconds for 64 MiB): call it off the hot path.
+    pub fn prepare_next(&mut self) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        if self.prepared.is_some() {
+            return Ok(());
+        }
+        let next = self.active() + 1;
+        let header = encode_segment_header(next, self.config.segment_bytes);
+        if let Err(source) = self
+            .storage
+            .create(next, self.config.segment_bytes, &header)
+        {
+            return Err(self.poison_segment_io(next, source));
+        }
+        self.prepared = Some(next);
+        Ok(())
+    }
+
+    /// A segment operation failed with an unknown effect on disk: poison.
+    pub(super) fn poison_segment_io(&mut self, seq: u64, source: std::io::Error) -> WalError {
+        let file = self.storage.locate(seq);
+        self.poisoned = Some(format!("segment operation on {file} failed: {source}"));
+        WalError::SegmentIo { file, source }
+    }
+}

@@ -1,0 +1,336 @@
+//! The WAL itself: appends, group-commit syncs, reads, rotation and compaction over a
+//! [`Storage`]. The rules it follows are the spec in `mod.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+
+use super::errors::{WalError, WalOpenError};
+use super::format::{
+    RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, encode_segment_header,
+    put_record_header, seal_record,
+};
+use super::index::{EntryLoc, GroupLog};
+use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
+use super::recovery::{RecoveryReport, recover};
+use super::storage::Storage;
+use super::types::{GroupState, HardState, SnapshotMarker, WalEntry};
+
+/// Settings that shape the files; validated by `Wal::open`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalConfig {
+    /// Size of every segment file. Larger: fewer rotations and checkpoints, more disk held by
+    /// a segment that is mostly dead. Bounds the largest append batch. At most 4 GiB (entry
+    /// offsets are u32), at least 4 KiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> WalConfig {
+        WalConfig {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+
+impl WalConfig {
+    fn validate(&self) -> Result<(), WalOpenError> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
+            || self.segment_bytes % 4096 != 0
+        {
+            return Err(WalOpenError::Config {
+                reason: format!(
+                    "segment_bytes {} must be a multiple of 4096 in {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                    self.segment_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Counters for tests, benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    pub records: u64,
+    pub syncs: u64,
+    pub rotations: u64,
+    /// Rotations that had to prepare the next segment on the spot (`prepare_next` was late).
+    pub rotation_stalls: u64,
+    pub segments_recycled: u64,
+    pub segments_removed: u64,
+}
+
+/// One write-ahead log shared by all groups of a core.
+pub struct Wal<S: Storage> {
+    pub(super) storage: S,
+    pub(super) config: WalConfig,
+    pub(super) groups: BTreeMap<u64, GroupLog>,
+    /// Live segments, ascending; the back one is active.
+    pub(super) segments: VecDeque<u64>,
+    /// The segment after the active one, when prepared.
+    pub(super) prepared: Option<u64>,
+    /// Where the next record goes in the active segment.
+    pub(super) cursor: usize,
+    pub(super) next_lsn: u64,
+    /// Every record below this lsn is durable.
+    pub(super) durable_lsn: u64,
+    /// Segments written since the last `begin_sync`, ascending.
+    pub(super) unsynced_segments: Vec<u64>,
+    pub(super) unsynced_groups: Vec<u64>,
+    /// Segments below `.1` may go once records below lsn `.0` are durable.
+    pub(super) reclaim_pending: VecDeque<(u64, u64)>,
+    pub(super) poisoned: Option<String>,
+    pub(super) stats: WalStats,
+    pub(super) recovery: RecoveryReport,
+}
+
+impl<S: Storage> Wal<S> {
+    /// Opens the WAL on `storage`, recovering what it holds (see the spec for the rules), or
+    /// creates an empty one.
+    pub async fn open(mut storage: S, config: WalConfig) -> Result<Wal<S>, WalOpenError> {
+        config.validate()?;
+        let recovered = recover(&mut storage).await?;
+        let mut wal = Wal {
+            storage,
+            config,
+            groups: recovered.groups,
+            segments: recovered.segments.into(),
+            prepared: None,
+            cursor: recovered.cursor,
+            next_lsn: recovered.next_lsn,
+            durable_lsn: recovered.next_lsn,
+            unsynced_segments: Vec::new(),
+            unsynced_groups: Vec::new(),
+            reclaim_pending: VecDeque::new(),
+            poisoned: None,
+            stats: WalStats::default(),
+            recovery: recovered.report,
+        };
+        if wal.segments.is_empty() {
+            let header = encode_segment_header(1, config.segment_bytes);
+            let file = wal.storage.locate(1);
+            wal.storage
+                .create(1, config.segment_bytes, &header)
+                .map_err(|source| WalOpenError::Io { file, source })?;
+            wal.segments.push_back(1);
+            wal.cursor = SEGMENT_HEADER_BYTES;
+        }
+        if wal.cursor == SEGMENT_HEADER_BYTES {
+            // Every segment starts with a checkpoint, so no older segment is ever needed for
+            // a hard state or a snapshot marker.
+            wal.write_checkpoint().map_err(|err| WalOpenError::Config {
+                reason: format!("the checkpoint of all groups does not fit a segment: {err}"),
+            })?;
+        }
+        Ok(wal)
+    }
+
+    /// What recovery saw and did when this WAL was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Every record below this lsn is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.durable_lsn
+    }
+
+    /// The groups this WAL holds something for, ascending.
+    pub fn groups(&self) -> impl Iterator<Item = (u64, GroupState)> + '_ {
+        self.groups.iter().map(|(&g, log)| (g, log.state()))
+    }
+
+    pub fn group(&self, group: u64) -> Option<GroupState> {
+        self.groups.get(&group).map(GroupLog::state)
+    }
+
+    /// The term of entry `index`, if it is live (or the snapshot's term at its index).
+    pub fn term(&self, group: u64, index: u64) -> Option<u64> {
+        let log = self.groups.get(&group)?;
+        if index == log.snapshot.index {
+            return Some(log.snapshot.term);
+        }
+        log.get(index).map(|e| e.term)
+    }
+
+    pub(super) fn check_poisoned(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(cause) => Err(WalError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn active(&self) -> u64 {
+        *self
+            .segments
+            .back()
+            .expect("an open WAL has an active segment")
+    }
+
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Appends entries `first_index..` of `group`, each `(term, payload)`, as one record: after
+    /// a crash they come back all or none. `first_index` may go back into the log (a follower
+    /// overwriting a conflicting suffix) but not past its end nor into the snapshot.
+    pub fn append_entries(
+        &mut self,
+        group: u64,
+        first_index: u64,
+        entries: &[(u64, &[u8])],
+    ) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (last_index, snapshot_index) = self
+            .groups
+            .get(&group)
+            .map_or((0, 0), |log| (log.last_index(), log.snapshot.index));
+        if first_index <= snapshot_index || first_index > last_index + 1 {
+            return Err(WalError::NotContiguous {
+                group,
+                first_index,
+                last_index,
+                snapshot_index,
+            });
+        }
+        let len_bytes = RECORD_HEADER_BYTES
+            + ENTRIES_PREFIX_BYTES
+            + entries
+                .iter()
+                .map(|(_, p)| ENTRY_PREFIX_BYTES + p.len())
+                .sum::<usize>();
+        self.reserve(len_bytes)?;
+        let (seq, start) = (self.active(), self.cursor);
+        let header = self.record_header(RecordKind::Entries, group, len_bytes);
+        // Build the record in place in the map: the payloads are copied once, here.
+        let record = self.storage.slot(seq, start..start + len_bytes);
+        put_record_header(record, &header);
+        let mut at = RECORD_HEADER_BYTES;
+        let prefix = payload::entries_prefix(first_index, entries.len() as u32);
+        record[at..at + ENTRIES_PREFIX_BYTES].copy_from_slice(&prefix);
+        at += ENTRIES_PREFIX_BYTES;
+        let log = self.groups.entry(group).or_default();
+        log.begin_append(first_index);
+        for &(term, bytes) in entries {
+            let prefix = payload::entry_prefix(term, bytes.len() as u32);
+            record[at..at + ENTRY_PREFIX_BYTES].copy_from_slice(&prefix);
+            at += ENTRY_PREFIX_BYTES;
+            record[at..at + bytes.len()].copy_from_slice(bytes);
+            log.push(EntryLoc {
+                term,
+                segment_seq: seq,
+                offset: (start + at) as u32,
+                len_bytes: bytes.len() as u32,
+            });
+            at += bytes.len();
+        }
+        debug_assert_eq!(at, len_bytes);
+        seal_record(record, seq);
+        if !log.unsynced {
+            log.unsynced = true;
+            self.unsynced_groups.push(group);
+        }
+        self.advance(len_bytes);
+        Ok(())
+    }
+
+    /// Records `group`'s hard state.
+    pub fn set_hard_state(&mut self, group: u64, state: HardState) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        self.write_small(RecordKind::HardState, group, &payload::hard_state(state))?;
+        self.groups.entry(group).or_default().hard_state = Some(state);
+        Ok(())
+    }
+
+    /// Drops `group`'s entries from `from_index` on (a follower's conflicting suffix).
+    pub fn truncate(&mut self, group: u64, from_index: u64) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let Some(log) = self.groups.get(&group) else {
+            return Ok(());
+        };
+        if from_index <= log.snapshot.index {
+            return Err(WalError::BelowSnapshot {
+                group,
+                index: from_index,
+                snapshot_index: log.snapshot.index,
+            });
+        }
+        if from_index > log.last_index() {
+            return Ok(());
+        }
+        self.write_small(RecordKind::Truncate, group, &payload::truncate(from_index))?;
+        self.groups
+            .get_mut(&group)
+            .expect("checked")
+            .truncate(from_index);
+        self.note_reclaimable();
+        Ok(())
+    }
+
+    /// Records that `group` snapshotted at `index` (of `term`): entries up to `index` are dead,
+    /// later ones stay. A segment whose entries are all dead is reclaimed once this is durable.
+    pub fn mark_snapshot(&mut self, group: u64, index: u64, term: u64) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let snapshot_index = self.groups.get(&group).map_or(0, |log| log.snapshot.index);
+        if index < snapshot_index {
+            return Err(WalError::SnapshotRegress {
+                group,
+                index,
+                snapshot_index,
+            });
+        }
+        let marker = SnapshotMarker { index, term };
+        self.write_small(RecordKind::Snapshot, group, &payload::snapshot(marker))?;
+        self.groups.entry(group).or_default().set_snapshot(marker);
+        self.note_reclaimable();
+        Ok(())
+    }
+
+    /// Appends the live entries of `group` in `range` to `out`. Payloads are views of the
+    /// segment map (no copy); unsynced entries are readable too.
+    pub fn entries(
+        &self,
+        group: u64,
+        range: Range<u64>,
+        out: &mut Vec<WalEntry>,
+    ) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let log = self.groups.get(&group);
+        let (first_index, last_index) = log.map_or((1, 0), |l| (l.first_index(), l.last_index()));
+        for index in range {
+            let loc = log
+                .and_then(|l| l.get(index))
+                .ok_or(WalError::Unavailable {
+                    group,
+                    index,
+                    first_index,
+                    last_index,
+                })?;
+            let start = loc.offset as usize;
+            out.push(WalEntry {
+                index,
+                term: loc.term,
+                payload: self
+                    .storage
+                    .view(loc.segment_seq, start..start + loc.len_bytes as usize),
+            });
+        }
+        Ok(())
+    }
+}

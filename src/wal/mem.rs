@@ -1,0 +1,273 @@
+//! An in-memory storage that keeps written and synced bytes apart and, at a simulated crash,
+//! does to the unsynced bytes what a power loss may do: lose them, keep them, tear them sector
+//! by sector, zero them, or flip a bit. For tests and the simulator.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::ops::Range;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::storage::{SegmentSyncer, Storage};
+
+/// The unit a disk writes atomically: a torn write keeps or loses whole sectors.
+pub const SECTOR_BYTES: usize = 512;
+
+/// What a crash does to bytes written since their segment's last completed sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashFault {
+    /// Every unsynced byte is lost (the old content comes back).
+    LoseUnsynced,
+    /// Every unsynced byte happened to reach the disk.
+    KeepUnsynced,
+    /// Each unsynced sector independently keeps the new bytes, the old ones, or zeros where it
+    /// changed.
+    TornSectors,
+    /// Every unsynced byte reads back as zero (a sector's synced bytes survive).
+    ZeroUnsynced,
+    /// The unsynced bytes reach the disk, but one bit of one of them is flipped.
+    FlipUnsyncedBit,
+}
+
+impl CrashFault {
+    pub const ALL: [CrashFault; 5] = [
+        CrashFault::LoseUnsynced,
+        CrashFault::KeepUnsynced,
+        CrashFault::TornSectors,
+        CrashFault::ZeroUnsynced,
+        CrashFault::FlipUnsyncedBit,
+    ];
+}
+
+/// An in-memory disk. The WAL owns it (a test takes it back with `Wal::into_storage` to
+/// crash it and reopen); only the synced bytes are shared, with the syncers in flight.
+#[derive(Default)]
+pub struct MemStorage {
+    /// What the WAL wrote, by segment: the "page cache".
+    written: BTreeMap<u64, Vec<u8>>,
+    shared: Rc<RefCell<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// What reached the disk, by segment.
+    synced: BTreeMap<u64, Vec<u8>>,
+    fail_next_sync: bool,
+    syncs_completed: u64,
+}
+
+impl MemStorage {
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// The next sync fails with an I/O error (and syncs nothing).
+    pub fn fail_next_sync(&self) {
+        self.shared.borrow_mut().fail_next_sync = true;
+    }
+
+    /// Syncs completed so far.
+    pub fn syncs_completed(&self) -> u64 {
+        self.shared.borrow().syncs_completed
+    }
+
+    /// Simulates a power loss: applies `fault` to the unsynced bytes of every segment, after
+    /// which what is left counts as synced. `seed` drives the random choices.
+    pub fn crash(&mut self, fault: CrashFault, seed: u64) {
+        let mut rng = SplitMix(seed);
+        let mut shared = self.shared.borrow_mut();
+        for (seq, written) in &mut self.written {
+            let synced = shared
+                .synced
+                .get_mut(seq)
+                .expect("every segment has synced bytes");
+            crash_segment(written, synced, fault, &mut rng);
+        }
+    }
+
+    /// Flips bits of a segment's bytes, synced or not (media corruption, not a crash).
+    pub fn corrupt(&mut self, seq: u64, offset: usize, xor: u8) {
+        self.written
+            .get_mut(&seq)
+            .expect("corrupt: no such segment")[offset] ^= xor;
+        self.shared
+            .borrow_mut()
+            .synced
+            .get_mut(&seq)
+            .expect("synced")[offset] ^= xor;
+    }
+
+    /// Deletes a segment behind the WAL's back (an operator's mistake, a lost file).
+    pub fn lose_segment(&mut self, seq: u64) {
+        self.written.remove(&seq);
+        self.shared.borrow_mut().synced.remove(&seq);
+    }
+
+    /// The segment sequence numbers present.
+    pub fn segment_seqs(&self) -> Vec<u64> {
+        self.written.keys().copied().collect()
+    }
+
+    /// A segment's current (written) bytes.
+    pub fn segment_bytes(&self, seq: u64) -> &[u8] {
+        &self.written[&seq]
+    }
+
+    fn segment_mut(&mut self, seq: u64) -> &mut Vec<u8> {
+        self.written
+            .get_mut(&seq)
+            .unwrap_or_else(|| panic!("segment {seq} does not exist"))
+    }
+}
+
+fn crash_segment(written: &mut [u8], synced: &mut Vec<u8>, fault: CrashFault, rng: &mut SplitMix) {
+    let sectors = written.len().div_ceil(SECTOR_BYTES);
+    let dirty: Vec<usize> = (0..sectors)
+        .filter(|&s| {
+            written[sector_range(written.len(), s)] != synced[sector_range(synced.len(), s)]
+        })
+        .collect();
+    let flip = match fault {
+        CrashFault::FlipUnsyncedBit if !dirty.is_empty() => {
+            let range = sector_range(written.len(), dirty[rng.below(dirty.len())]);
+            let changed: Vec<usize> = range.filter(|&i| written[i] != synced[i]).collect();
+            Some((changed[rng.below(changed.len())], 1u8 << rng.below(8)))
+        }
+        _ => None,
+    };
+    for &s in &dirty {
+        let range = sector_range(written.len(), s);
+        let choice = match fault {
+            CrashFault::LoseUnsynced => 1,
+            CrashFault::KeepUnsynced | CrashFault::FlipUnsyncedBit => 0,
+            CrashFault::ZeroUnsynced => 2,
+            CrashFault::TornSectors => rng.next() % 3,
+        };
+        match choice {
+            0 => {}
+            1 => written[range.clone()].copy_from_slice(&synced[range]),
+            // Zeros where the sector changed: the synced bytes that share the sector survive,
+            // as they do on a disk that writes sectors atomically.
+            _ => {
+                for i in range {
+                    if written[i] != synced[i] {
+                        written[i] = 0;
+                    }
+                }
+            }
+        }
+    }
+    if let Some((byte, bit)) = flip {
+        written[byte] ^= bit;
+    }
+    synced.clear();
+    synced.extend_from_slice(written);
+}
+
+fn sector_range(len: usize, s: usize) -> Range<usize> {
+    s * SECTOR_BYTES..((s + 1) * SECTOR_BYTES).min(len)
+}
+
+impl Storage for MemStorage {
+    type Syncer = MemSyncer;
+
+    fn list(&mut self) -> io::Result<Vec<u64>> {
+        Ok(self.segment_seqs())
+    }
+
+    fn create(&mut self, seq: u64, size_bytes: u64, header: &[u8]) -> io::Result<()> {
+        let mut bytes = vec![0u8; usize::try_from(size_bytes).map_err(io::Error::other)?];
+        bytes[..header.len()].copy_from_slice(header);
+        self.shared.borrow_mut().synced.insert(seq, bytes.clone());
+        let previous = self.written.insert(seq, bytes);
+        assert!(previous.is_none(), "create: segment {seq} exists");
+        Ok(())
+    }
+
+    fn recycle(&mut self, old_seq: u64, new_seq: u64, header: &[u8]) -> io::Result<bool> {
+        if self.written.contains_key(&new_seq) {
+            return Ok(false);
+        }
+        let mut written = self
+            .written
+            .remove(&old_seq)
+            .expect("recycle: no such segment");
+        let mut shared = self.shared.borrow_mut();
+        let mut synced = shared.synced.remove(&old_seq).expect("synced");
+        written[..header.len()].copy_from_slice(header);
+        synced[..header.len()].copy_from_slice(header);
+        self.written.insert(new_seq, written);
+        shared.synced.insert(new_seq, synced);
+        Ok(true)
+    }
+
+    fn remove(&mut self, seq: u64) -> io::Result<()> {
+        self.lose_segment(seq);
+        Ok(())
+    }
+
+    fn size_bytes(&self, seq: u64) -> u64 {
+        self.written[&seq].len() as u64
+    }
+
+    fn view(&self, seq: u64, range: Range<usize>) -> Bytes {
+        Bytes::copy_from_slice(&self.written[&seq][range])
+    }
+
+    fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8] {
+        &mut self.segment_mut(seq)[range]
+    }
+
+    fn locate(&self, seq: u64) -> String {
+        format!("mem:{seq:020}.wal")
+    }
+
+    fn syncer(&self, seq: u64) -> MemSyncer {
+        MemSyncer {
+            shared: Rc::clone(&self.shared),
+            seq,
+            bytes: self.written[&seq].clone(),
+        }
+    }
+}
+
+/// Makes the bytes a segment held when the sync was issued its synced bytes, unless a failure
+/// was injected.
+pub struct MemSyncer {
+    shared: Rc<RefCell<Shared>>,
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+impl SegmentSyncer for MemSyncer {
+    async fn sync(self) -> io::Result<()> {
+        let mut shared = self.shared.borrow_mut();
+        if std::mem::take(&mut shared.fail_next_sync) {
+            return Err(io::Error::other("injected fdatasync failure"));
+        }
+        shared.syncs_completed += 1;
+        if let Some(synced) = shared.synced.get_mut(&self.seq) {
+            *synced = self.bytes;
+        }
+        Ok(())
+    }
+}
+
+/// A small deterministic generator for the crash choices (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}

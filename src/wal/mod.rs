@@ -1,0 +1,156 @@
+//! The write-ahead log of one core: memory-mapped segments shared by all its Raft groups, one
+//! sync per batch for all of them, and a recovery that never forgets a synced record.
+//!
+//! This comment is the WAL's specification. The code follows it; the tests check it.
+//!
+//! # What it stores
+//!
+//! Per group (a `u64` id): entries (index, term, payload bytes), the last hard state (term,
+//! vote, commit), the last snapshot marker (index, term), and truncations of a suffix. The
+//! WAL knows nothing of Raft; the shard translates. The operations are [`Wal::append_entries`]
+//! (a run of consecutive entries, which may overwrite a suffix), [`Wal::set_hard_state`],
+//! [`Wal::truncate`], [`Wal::mark_snapshot`], [`Wal::sync`] (or `begin_sync`/`finish_sync`),
+//! and [`Wal::entries`] to read back. After [`Wal::open`], [`Wal::groups`] says what recovery
+//! rebuilt for each group.
+//!
+//! # Files
+//!
+//! A directory of segments `<seq>.wal`, `seq` counting up from 1 with no holes (the oldest
+//! ones are removed as they die). Every segment has the same size (`WalConfig::segment_bytes`,
+//! 64 MiB by default), is created at full size and filled with zeros (real writes, so an
+//! fdatasync after an overwrite flushes data only, with no extent conversion in the journal),
+//! and is mapped `MAP_SHARED` for its whole life. The file is never shortened while mapped.
+//!
+//! ## Segment header (64 bytes at offset 0, little endian)
+//!
+//! ```text
+//! 0   8  magic "COHORTWL"
+//! 8   4  format version (1)
+//! 12  4  crc32 of bytes 0..12 and 16..64
+//! 16  8  seq (must equal the file name's)
+//! 24  8  segment size in bytes
+//! 32 32  zero
+//! ```
+//!
+//! The header is written and synced when the segment is prepared, before any record goes in.
+//!
+//! ## Record (at offsets that are multiples of 8, from offset 64 on)
+//!
+//! ```text
+//! 0   4  len: header + payload bytes (the record then pads with zeros to a multiple of 8)
+//! 4   4  crc32 of: the segment's seq (8 bytes, not stored), bytes 0..4, bytes 8..len
+//! 8   1  kind: 1 entries, 2 hard state, 3 snapshot, 4 truncate, 5 checkpoint
+//! 9   7  zero
+//! 16  8  lsn: log sequence number, +1 per record across segments
+//! 24  8  durable_lsn: every record below this lsn was durable when this one was written
+//! 32  8  group
+//! 40     payload (layouts in `format::RecordKind`)
+//! ```
+//!
+//! Entries: `first_index, count`, then per entry `term, len, payload`. A batch of entries is
+//! one record: after a crash it comes back whole or not at all. The first record of every
+//! segment is a checkpoint that restates the hard state and snapshot of every group, so an
+//! older segment is never needed for them.
+//!
+//! Why 8-byte alignment: a record header starts at a multiple of 8, so its length field never
+//! straddles a 512-byte sector and is never torn by itself. Why a salted checksum: a recycled
+//! file still holds records of its earlier life; salted with another seq, they never verify.
+//!
+//! # Write protocol
+//!
+//! 1. An append reserves room at the cursor of the active segment (rotating if the record
+//!    does not fit), builds the record in place in the map (the payload's only copy), seals
+//!    it with its crc and moves the cursor. Nothing is durable yet; reads see it at once.
+//! 2. A sync issues `fdatasync` on every segment written since the previous sync, oldest
+//!    first, through glommio's io_uring on the file store. One sync covers every group of the
+//!    core (group commit); it reports each group's durable last index and term.
+//! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
+//!    that names the cause. The kernel may have dropped the dirty pages and cleared the error,
+//!    so retrying could report success for lost data (the "fsyncgate" lesson). Restart and
+//!    let recovery read what is really on disk.
+//! 4. Rotation moves to the prepared next segment (see [`Wal::prepare_next`], called by the
+//!    shard when idle, so rotation itself costs a checkpoint record and no system call) and
+//!    writes the checkpoint first.
+//! 5. Compaction: `mark_snapshot(g, i)` kills `g`'s entries up to `i`. Once that is durable,
+//!    every segment older than the oldest one holding a live entry of any group is reclaimed,
+//!    oldest first: renamed to become the next prepared segment (skipping the zero-fill) when
+//!    none is prepared and no reader holds a view of it, else removed. Removals and renames
+//!    are followed by an fsync of the directory, so a removed segment never comes back.
+//!
+//! # What we assume of the medium
+//!
+//! - After `fdatasync` on a file returns success, the bytes written to it before the call,
+//!   through `write(2)` or through a `MAP_SHARED` map, survive power loss. On Linux the shared
+//!   map is the file's page cache: a store to a clean mapped page takes a write-protect fault
+//!   that marks the page dirty, and writeback re-protects it, so fdatasync on the descriptor
+//!   finds every page written through the map; `msync` adds nothing (and is slower).
+//! - Bytes written since the last completed sync may, after a crash, be present, absent,
+//!   zero, or any mix of those per 512-byte sector. Synced bytes do not change in a crash.
+//! - Media corruption (a flipped bit in synced data) is rare but possible, and must be
+//!   detected, never silently accepted: every record and header is checksummed.
+//! - The directory belongs to this process alone; nobody else shortens or writes our files.
+//!
+//! # Recovery
+//!
+//! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
+//! version it does not know: refuse), then replays records from the first segment on while
+//! each verifies and carries the next lsn. Where the replay of a segment stops, the decision
+//! table in `decision.rs` chooses, from five facts, between: the segment simply ended (the
+//! next one continues the lsn sequence); the log ended cleanly (zeros); a torn tail (drop it);
+//! and refusing to open. A torn tail and mid-log corruption look alike at the stop; what tells
+//! them apart is the durable lsn stamped in every record: if any record that verifies after
+//! the stop says the record expected at the stop was already durable when it was written,
+//! the stop is damage to synced data, and `open` fails with the file, the offset and what
+//! truncating would lose. Otherwise everything from the stop on was written after the last
+//! sync that any surviving record knows of — one unsynced batch — and is dropped: the valid
+//! records left after the stop are zeroed (so a later, shorter write never exposes them),
+//! the kept segments are synced (a process crash leaves unsynced data in the page cache), and
+//! later segments are removed.
+//!
+//! The residual blind spot, stated honestly: corruption of the *last* synced batch, after
+//! which nothing else was written, leaves no later record to prove it was synced. Such damage
+//! is taken for a torn tail and that batch is dropped. Raft's quorum still holds those entries
+//! on other nodes, but this node forgets that it acknowledged them. Closing the gap needs a
+//! second durable write per sync (a superblock with the synced length), which would double the
+//! sync cost; we choose not to pay it.
+//!
+//! Finally every group's live entries must follow its snapshot without a hole; a hole means a
+//! segment holding live entries is lost, and `open` refuses.
+//!
+//! # Layers
+//!
+//! ```text
+//!   log.rs, append.rs, sync.rs   the Wal: API, placement and rotation, group commit, reclaim
+//!   index.rs                     per-group index, shared by appends and recovery replay
+//!   recovery.rs, decision.rs     the scan and its decision table
+//!   format.rs, payload.rs        byte layouts, checksums
+//!   storage.rs                   the trait under it all
+//!   file.rs, mmap.rs             files + shared maps + io_uring fdatasync (mmap.rs: all unsafe)
+//!   mem.rs                       in-memory storage with crash faults, for tests and the sim
+//! ```
+
+mod append;
+mod decision;
+mod errors;
+mod file;
+mod format;
+mod index;
+mod log;
+mod mem;
+mod mmap;
+mod payload;
+mod recovery;
+mod storage;
+mod sync;
+mod types;
+
+pub use decision::{STOP_TABLE, StopAction, StopFacts};
+pub use errors::{WalError, WalOpenError};
+pub use file::{FileStore, FileSyncer, SyncMode};
+pub use format::{RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+pub use log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, Wal, WalConfig, WalStats};
+pub use mem::{CrashFault, MemStorage, MemSyncer, SECTOR_BYTES};
+pub use recovery::RecoveryReport;
+pub use storage::{SegmentSyncer, Storage};
+pub use sync::{SyncDone, SyncTicket};
+pub use types::{GroupDurable, GroupState, HardState, SnapshotMarker, SyncReport, WalEntry};

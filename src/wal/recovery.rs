@@ -1,0 +1,411 @@
+//! Recovery on open: scan every segment, verify every record, rebuild the group indexes, and
+//! decide at the end of the log, by the table in `decision.rs`, whether to truncate or refuse.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::decision::{StopAction, StopFacts, decide};
+use super::errors::WalOpenError;
+use super::format::{
+    RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
+    SegmentHeaderState, decode_record, decode_segment_header, segment_header_size,
+};
+use super::index::{EntryLoc, GroupLog};
+use super::payload::{self, Payload};
+use super::storage::{SegmentSyncer, Storage};
+
+/// What recovery rebuilt.
+pub struct Recovered {
+    pub groups: BTreeMap<u64, GroupLog>,
+    /// Live segments, ascending; the last one is where appends go on. Empty for a new WAL.
+    pub segments: Vec<u64>,
+    /// Offset in the last segment where the next record goes.
+    pub cursor: usize,
+    /// The sequence number of the next record.
+    pub next_lsn: u64,
+    pub report: RecoveryReport,
+}
+
+/// What recovery saw and did, for the log line a node prints at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments_scanned: usize,
+    pub records_replayed: u64,
+    /// The action at the end of the log (`EndOfLog` or `TruncateTornTail`) and its reason.
+    pub end_action: Option<StopAction>,
+    pub end_reason: &'static str,
+    /// Segments after the end of the log that were removed (unused or unsynced).
+    pub segments_discarded: Vec<u64>,
+}
+
+/// Valid records found by scanning every aligned offset of a range.
+#[derive(Clone, Copy, Debug, Default)]
+struct Found {
+    count: u64,
+    durable_lsn_max: u64,
+    /// End of the furthest valid record.
+    end_offset: usize,
+}
+
+impl Found {
+    fn merge(self, other: Found) -> Found {
+        Found {
+            count: self.count + other.count,
+            durable_lsn_max: self.durable_lsn_max.max(other.durable_lsn_max),
+            end_offset: self.end_offset.max(other.end_offset),
+        }
+    }
+}
+
+fn scan_for_valid(bytes: &[u8], seq: u64, from: usize) -> Found {
+    let mut found = Found::default();
+    let mut at = from;
+    while at + RECORD_HEADER_BYTES <= bytes.len() {
+        if let Some(header) = decode_record(bytes, at, seq) {
+            found.count += 1;
+            found.durable_lsn_max = found.durable_lsn_max.max(header.durable_lsn);
+            found.end_offset = at + header.len_bytes as usize;
+        }
+        at += RECORD_ALIGN_BYTES;
+    }
+    found
+}
+
+fn io_error(file: String) -> impl FnOnce(std::io::Error) -> WalOpenError {
+    move |source| WalOpenError::Io { file, source }
+}
+
+/// Recovers the WAL on `storage`. See the module doc of `wal` for the rules.
+pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenError> {
+    let seqs = storage
+        .list()
+        .map_err(io_error("segment directory".into()))?;
+    let segments: Vec<Bytes> = seqs
+        .iter()
+        .map(|&seq| storage.view(seq, 0..storage.size_bytes(seq) as usize))
+        .collect();
+    check_headers(storage, &seqs, &segments)?;
+    let mut recovered = Recovered {
+        groups: BTreeMap::new(),
+        segments: Vec::new(),
+        cursor: SEGMENT_HEADER_BYTES,
+        next_lsn: 1,
+        report: RecoveryReport::default(),
+    };
+    if seqs.is_empty() {
+        return Ok(recovered);
+    }
+    if decode_segment_header(&segments[0], seqs[0]) != SegmentHeaderState::Valid {
+        // An interrupted creation of the first segment leaves no record anywhere.
+        let any = (0..seqs.len()).any(|i| scan_for_valid(&segments[i], seqs[i], 0).count > 0);
+        if any {
+            return Err(WalOpenError::CorruptSegmentHeader {
+                file: storage.locate(seqs[0]),
+            });
+        }
+        drop(segments);
+        discard_after(storage, &seqs, None, &mut recovered.report)?;
+        return Ok(recovered);
+    }
+    let mut expected: Option<u64> = None;
+    let mut i = 0;
+    loop {
+        let (seq, bytes) = (seqs[i], &segments[i]);
+        recovered.report.segments_scanned += 1;
+        let stop = replay_segment(storage, seq, bytes, &mut expected, &mut recovered)?;
+        let (facts, found_here) = stop_facts(&seqs, &segments, i, stop, expected);
+        let row = decide(&facts);
+        match row.action {
+            StopAction::SegmentEnd => {
+                i += 1;
+                if decode_segment_header(&segments[i], seqs[i]) != SegmentHeaderState::Valid {
+                    return Err(WalOpenError::CorruptSegmentHeader {
+                        file: storage.locate(seqs[i]),
+                    });
+                }
+            }
+            StopAction::EndOfLog | StopAction::TruncateTornTail => {
+                recovered.report.end_action = Some(row.action);
+                recovered.report.end_reason = row.why;
+                recovered.cursor = stop;
+                recovered.next_lsn = expected.unwrap_or(1);
+                check_contiguous(storage, seqs[0], &recovered.groups)?;
+                drop(segments);
+                finish(storage, &seqs, i, stop, found_here, &mut recovered).await?;
+                return Ok(recovered);
+            }
+            StopAction::Refuse => {
+                let lsn = expected.unwrap_or(1);
+                return Err(WalOpenError::MidLogCorruption {
+                    file: storage.locate(seq),
+                    offset: stop as u64,
+                    lsn,
+                    lost: format!(
+                        "every record from lsn {lsn} on ({}), although a later record states \
+                         that the log was durable up to lsn {}",
+                        row.why,
+                        later_durable(&seqs, &segments, i, stop) - 1
+                    ),
+                });
+            }
+            StopAction::Impossible => {
+                panic!(
+                    "recovery computed contradictory facts {facts:?} ({})",
+                    row.why
+                )
+            }
+        }
+    }
+}
+
+/// Every group's live entries must start right after its snapshot: a hole means a segment
+/// holding live entries was lost.
+fn check_contiguous<S: Storage>(
+    storage: &S,
+    first_seq: u64,
+    groups: &BTreeMap<u64, GroupLog>,
+) -> Result<(), WalOpenError> {
+    match groups.iter().find(|(_, log)| !log.is_contiguous()) {
+        None => Ok(()),
+        Some((group, log)) => Err(WalOpenError::Inconsistent {
+            file: storage.locate(first_seq),
+            offset: 0,
+            reason: format!(
+                "group {group}: entries start at {} but its snapshot ends at {}: entries \
+                 between them are missing from the log",
+                log.first_index(),
+                log.snapshot.index
+            ),
+        }),
+    }
+}
+
+/// Refuses versions we do not read and holes in the sequence of segments.
+fn check_headers<S: Storage>(
+    storage: &S,
+    seqs: &[u64],
+    segments: &[Bytes],
+) -> Result<(), WalOpenError> {
+    for (&seq, bytes) in seqs.iter().zip(segments) {
+        match decode_segment_header(bytes, seq) {
+            SegmentHeaderState::UnsupportedVersion { version } => {
+                return Err(WalOpenError::UnsupportedVersion {
+                    file: storage.locate(seq),
+                    version,
+                });
+            }
+            SegmentHeaderState::Valid if segment_header_size(bytes) != bytes.len() as u64 => {
+                return Err(WalOpenError::SegmentSizeMismatch {
+                    file: storage.locate(seq),
+                    size_bytes: bytes.len() as u64,
+                    size_bytes_in_header: segment_header_size(bytes),
+                });
+            }
+            _ => {}
+        }
+    }
+    for pair in seqs.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(WalOpenError::MissingSegment {
+                file: storage.locate(pair[0] + 1),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Replays the records of one segment that verify and carry the expected lsn; returns the
+/// offset where that stops.
+fn replay_segment<S: Storage>(
+    storage: &S,
+    seq: u64,
+    bytes: &[u8],
+    expected: &mut Option<u64>,
+    recovered: &mut Recovered,
+) -> Result<usize, WalOpenError> {
+    let mut at = SEGMENT_HEADER_BYTES;
+    while let Some(header) = decode_record(bytes, at, seq) {
+        if expected.is_some_and(|lsn| header.lsn != lsn) {
+            break;
+        }
+        let payload = &bytes[at + RECORD_HEADER_BYTES..at + header.len_bytes as usize];
+        apply(&mut recovered.groups, seq, at, &header, payload).map_err(|reason| {
+            WalOpenError::Inconsistent {
+                file: storage.locate(seq),
+                offset: at as u64,
+                reason,
+            }
+        })?;
+        recovered.report.records_replayed += 1;
+        *expected = Some(header.lsn + 1);
+        at += header.footprint_bytes();
+    }
+    Ok(at)
+}
+
+/// The facts of the decision table at `stop` in segment `i`, and the valid records found after
+/// the stop in segment `i` itself.
+fn stop_facts(
+    seqs: &[u64],
+    segments: &[Bytes],
+    i: usize,
+    stop: usize,
+    expected: Option<u64>,
+) -> (StopFacts, Found) {
+    let here = scan_for_valid(&segments[i], seqs[i], stop);
+    let next_first = (i + 1 < seqs.len())
+        .then(|| decode_record(&segments[i + 1], SEGMENT_HEADER_BYTES, seqs[i + 1]))
+        .flatten();
+    let next_segment_continues = next_first.is_some_and(|h| Some(h.lsn) == expected);
+    let later = match next_first {
+        // The usual end of a full segment: the table's answer no longer depends on what the
+        // later segments hold, and they are about to be replayed record by record, so skip
+        // scanning them here (that would make opening quadratic in the segment count).
+        Some(first) if next_segment_continues && here.count == 0 => Found {
+            count: 1,
+            durable_lsn_max: first.durable_lsn,
+            end_offset: 0,
+        },
+        _ => (i + 1..seqs.len())
+            .map(|j| scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES))
+            .fold(Found::default(), Found::merge),
+    };
+    let all = here.merge(later);
+    let stop_end = (stop + RECORD_HEADER_BYTES).min(segments[i].len());
+    let facts = StopFacts {
+        next_segment_continues,
+        valid_record_later_in_segment: here.count > 0,
+        valid_record_later: all.count > 0,
+        // A fresh WAL's records start at lsn 1: no record can prove anything below it.
+        later_record_proves_durable: all.durable_lsn_max > expected.unwrap_or(1),
+        stop_is_zero: segments[i]
+            .get(stop..stop_end)
+            .is_none_or(|b| b.iter().all(|&x| x == 0)),
+    };
+    (facts, here)
+}
+
+fn later_durable(seqs: &[u64], segments: &[Bytes], i: usize, stop: usize) -> u64 {
+    let mut found = scan_for_valid(&segments[i], seqs[i], stop);
+    for j in i + 1..seqs.len() {
+        found = found.merge(scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES));
+    }
+    found.durable_lsn_max
+}
+
+/// Ends the log at `stop` of segment `i`: erases valid records left after the stop (so a
+/// later, shorter write never exposes them), makes the kept prefix durable (it may sit only
+/// in the page cache after a process crash), then removes the later segments.
+async fn finish<S: Storage>(
+    storage: &mut S,
+    seqs: &[u64],
+    i: usize,
+    stop: usize,
+    found_here: Found,
+    recovered: &mut Recovered,
+) -> Result<(), WalOpenError> {
+    if found_here.end_offset > stop {
+        storage.write(seqs[i], stop, &vec![0u8; found_here.end_offset - stop]);
+    }
+    for &seq in &seqs[..=i] {
+        let file = storage.locate(seq);
+        storage.syncer(seq).sync().await.map_err(io_error(file))?;
+    }
+    discard_after(storage, seqs, Some(i), &mut recovered.report)?;
+    recovered.segments = seqs[..=i].to_vec();
+    Ok(())
+}
+
+/// Removes the segments after index `last_kept`, newest first so a crash midway leaves a
+/// sequence without holes.
+fn discard_after<S: Storage>(
+    storage: &mut S,
+    seqs: &[u64],
+    last_kept: Option<usize>,
+    report: &mut RecoveryReport,
+) -> Result<(), WalOpenError> {
+    let first_dropped = last_kept.map_or(0, |i| i + 1);
+    for &seq in seqs[first_dropped..].iter().rev() {
+        let file = storage.locate(seq);
+        storage.remove(seq).map_err(io_error(file))?;
+        report.segments_discarded.push(seq);
+    }
+    Ok(())
+}
+
+/// Applies one verified record to the group indexes, exactly as the live WAL did.
+fn apply(
+    groups: &mut BTreeMap<u64, GroupLog>,
+    seq: u64,
+    offset: usize,
+    header: &RecordHeader,
+    payload: &[u8],
+) -> Result<(), String> {
+    if header.durable_lsn > header.lsn {
+        return Err(format!(
+            "record {} claims lsn {} was durable before it was written",
+            header.lsn, header.durable_lsn
+        ));
+    }
+    let decoded = payload::decode(header.kind, payload)
+        .ok_or_else(|| format!("{:?} record verifies but does not parse", header.kind))?;
+    let log = || GroupLog::new();
+    match decoded {
+        Payload::Entries {
+            first_index,
+            entries,
+        } => {
+            if first_index == 0 {
+                return Err("entries start at index 0".into());
+            }
+            let base = offset + RECORD_HEADER_BYTES;
+            let group = groups.entry(header.group).or_insert_with(log);
+            group.append(
+                first_index,
+                entries.iter().map(|&(term, at, len)| EntryLoc {
+                    term,
+                    segment_seq: seq,
+                    offset: (base + at) as u32,
+                    len_bytes: len as u32,
+                }),
+            );
+        }
+        Payload::HardState(state) => {
+            groups.entry(header.group).or_insert_with(log).hard_state = Some(state);
+        }
+        Payload::Snapshot(marker) => {
+            apply_snapshot(groups.entry(header.group).or_insert_with(log), marker)?;
+        }
+        Payload::Truncate { from_index } => {
+            groups
+                .entry(header.group)
+                .or_insert_with(log)
+                .truncate(from_index);
+        }
+        Payload::Checkpoint(lines) => {
+            for line in lines {
+                let group = groups.entry(line.group).or_insert_with(log);
+                if line.hard_state.is_some() {
+                    group.hard_state = line.hard_state;
+                }
+                apply_snapshot(group, line.snapshot)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_snapshot(
+    group: &mut GroupLog,
+    marker: super::types::SnapshotMarker,
+) -> Result<(), String> {
+    if marker.index < group.snapshot.index {
+        return Err(format!(
+            "snapshot {} is older than snapshot {} before it",
+            marker.index, group.snapshot.index
+        ));
+    }
+    group.set_snapshot(marker);
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The storage trait under the WAL: fixed-size segments addressed by sequence number.
+//!
+//! The WAL's logic (encoding, index, rotation, compaction, recovery) is written once against
+//! this trait; [`super::FileStore`] implements it with files, shared memory maps and io_uring
+//! syncs, [`super::MemStorage`] in memory with injected faults. Every method but `sync` is
+//! synchronous: writes are memcpys into a map, and the file-system calls (create, recycle,
+//! remove) are control-path operations the shard schedules off the hot path (`prepare_next`,
+//! compaction). `sync` is the one slow operation on the hot path, so it is a future that owns
+//! what it needs: the WAL can go on appending while it runs.
+
+use std::future::Future;
+use std::io;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+/// Makes one segment's written bytes durable. Owned, so it can outlive a borrow of the WAL.
+pub trait SegmentSyncer: 'static {
+    /// Completes once every byte written to the segment before the call is durable (on the
+    /// file store: an fdatasync of the segment file issued through io_uring). An error means
+    /// the durability of those bytes is unknown; the WAL poisons itself and never retries.
+    fn sync(self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// Segments of one WAL. Contract for every method: `seq` names a segment that exists (listed,
+/// created or recycled, and not removed); a violation is a bug of the WAL and may panic.
+pub trait Storage {
+    type Syncer: SegmentSyncer;
+
+    /// Sequence numbers of the segments present, ascending. Opens them for reading and writing.
+    fn list(&mut self) -> io::Result<Vec<u64>>;
+
+    /// Creates segment `seq` of `size_bytes`: allocated, zero-filled, its header written, all
+    /// of it durable (contents and name), and mapped so the first write does not fault.
+    fn create(&mut self, seq: u64, size_bytes: u64, header: &[u8]) -> io::Result<()>;
+
+    /// Renames segment `old_seq` to `new_seq` (keeping its allocation and mapping) and writes
+    /// `header` at its start, durably. Older records stay in the file: the checksum salt makes
+    /// them garbage to the new sequence number. Returns `Ok(false)` and does nothing when the
+    /// segment cannot be reused now (a reader still holds a view of it).
+    fn recycle(&mut self, old_seq: u64, new_seq: u64, header: &[u8]) -> io::Result<bool>;
+
+    /// Removes segment `seq` durably: once this returns, it does not come back after a crash.
+    /// Views handed out earlier stay readable.
+    fn remove(&mut self, seq: u64) -> io::Result<()>;
+
+    /// The segment's size in bytes.
+    fn size_bytes(&self, seq: u64) -> u64;
+
+    /// A view of `range` of the segment without copying where the medium allows it. The WAL
+    /// asks only for ranges it will not write again while the view can live (written records
+    /// behind the append cursor); `write` must never touch a range covered by a live view.
+    fn view(&self, seq: u64, range: Range<usize>) -> Bytes;
+
+    /// A writable window onto `range` of the segment (the map itself, on the file store), for
+    /// the WAL to build a record in place: what it writes there is visible to `view` at once
+    /// and durable only after a `sync` of the segment completes. No live view may cover the
+    /// range (see `view`).
+    fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8];
+
+    /// Copies `data` into the segment at `offset`.
+    fn write(&mut self, seq: u64, offset: usize, data: &[u8]) {
+        self.slot(seq, offset..offset + data.len())
+            .copy_from_slice(data);
+    }
+
+    /// Where segment `seq` lives, for error messages (a file path).
+    fn locate(&self, seq: u64) -> String;
+
+    /// A handle that syncs segment `seq`.
+    fn syncer(&self, seq: u64) -> Self::Syncer;
+}

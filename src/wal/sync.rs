@@ -1,0 +1,172 @@
+//! Group commit: one sync makes every record appended before it durable, for all groups;
+//! then segments whose records are all dead are reclaimed.
+
+use std::io;
+
+use super::errors::WalError;
+use super::format::encode_segment_header;
+use super::log::Wal;
+use super::storage::{SegmentSyncer, Storage};
+use super::types::{GroupDurable, SyncReport};
+
+/// A sync in flight: the syncers to run, and what to report when they are done. Running it
+/// borrows nothing of the WAL, so appends go on meanwhile (they ride the next sync).
+#[must_use = "a sync ticket must be waited on and handed to finish_sync"]
+pub struct SyncTicket<Y: SegmentSyncer> {
+    syncers: Vec<(u64, String, Y)>,
+    pending: PendingSync,
+}
+
+/// What a completed ticket hands back to `finish_sync`.
+pub struct SyncDone {
+    pending: PendingSync,
+    result: Result<(), (String, io::Error)>,
+}
+
+struct PendingSync {
+    lsn_end: u64,
+    groups: Vec<GroupDurable>,
+}
+
+impl<Y: SegmentSyncer> SyncTicket<Y> {
+    /// Runs the segment syncs, oldest segment first; stops at the first failure.
+    pub async fn wait(self) -> SyncDone {
+        for (_, file, syncer) in self.syncers {
+            if let Err(err) = syncer.sync().await {
+                return SyncDone {
+                    pending: self.pending,
+                    result: Err((file, err)),
+                };
+            }
+        }
+        SyncDone {
+            pending: self.pending,
+            result: Ok(()),
+        }
+    }
+}
+
+impl<S: Storage> Wal<S> {
+    /// Starts a sync of everything appended so far. Await `ticket.wait()` (it borrows nothing
+    /// of the WAL, so appends may go on and ride the next sync), then hand the result to
+    /// `finish_sync`. Tickets must be finished in the order they were begun.
+    pub fn begin_sync(&mut self) -> Result<SyncTicket<S::Syncer>, WalError> {
+        self.check_poisoned()?;
+        let syncers = self
+            .unsynced_segments
+            .drain(..)
+            .map(|seq| (seq, self.storage.locate(seq), self.storage.syncer(seq)))
+            .collect();
+        let groups = self
+            .unsynced_groups
+            .drain(..)
+            .map(|group| {
+                let log = self.groups.get_mut(&group).expect("unsynced groups exist");
+                log.unsynced = false;
+                GroupDurable {
+                    group,
+                    last_index: log.last_index(),
+                    last_term: log.last_term(),
+                }
+            })
+            .collect();
+        Ok(SyncTicket {
+            syncers,
+            pending: PendingSync {
+                lsn_end: self.next_lsn,
+                groups,
+            },
+        })
+    }
+
+    /// Completes a sync: on success reports what became durable and reclaims dead segments;
+    /// on failure poisons the WAL (the data's fate is unknown; fsync is never retried).
+    pub fn finish_sync(&mut self, done: SyncDone) -> Result<SyncReport, WalError> {
+        self.check_poisoned()?;
+        if let Err((file, source)) = done.result {
+            self.poisoned = Some(format!("fdatasync of {file} failed: {source}"));
+            return Err(WalError::SyncFailed { file, source });
+        }
+        assert!(
+            done.pending.lsn_end >= self.durable_lsn,
+            "sync tickets finished out of order: {} after {}",
+            done.pending.lsn_end,
+            self.durable_lsn
+        );
+        self.durable_lsn = done.pending.lsn_end;
+        self.stats.syncs += 1;
+        self.reclaim()?;
+        Ok(SyncReport {
+            durable_lsn: self.durable_lsn,
+            groups: done.pending.groups,
+        })
+    }
+
+    /// Makes everything appended so far durable with one sync of the segments written since
+    /// the last one (group commit), and reports per group how far its log is durable.
+    pub async fn sync(&mut self) -> Result<SyncReport, WalError> {
+        let ticket = self.begin_sync()?;
+        let done = ticket.wait().await;
+        self.finish_sync(done)
+    }
+
+    /// Remembers that segments before the oldest one holding a live entry are dead, once
+    /// what was written so far (the snapshot marker, the checkpoint) is durable.
+    pub(super) fn note_reclaimable(&mut self) {
+        let active = self.active();
+        let keep_from = self
+            .groups
+            .values()
+            .filter_map(|log| log.oldest_segment())
+            .min()
+            .map_or(active, |seq| seq.min(active));
+        let front = *self.segments.front().expect("an active segment");
+        let known = self.reclaim_pending.back().map_or(front, |&(_, k)| k);
+        if keep_from > known {
+            self.reclaim_pending.push_back((self.next_lsn, keep_from));
+        }
+    }
+
+    /// Removes (or recycles as the next segment) the dead segments whose death is durable,
+    /// oldest first, so the segments left never have a hole.
+    fn reclaim(&mut self) -> Result<(), WalError> {
+        let mut keep_from = None;
+        while let Some(&(lsn, seq)) = self.reclaim_pending.front() {
+            if lsn > self.durable_lsn {
+                break;
+            }
+            keep_from = Some(seq);
+            self.reclaim_pending.pop_front();
+        }
+        let Some(keep_from) = keep_from else {
+            return Ok(());
+        };
+        while let Some(&seq) = self.segments.front() {
+            if seq >= keep_from || seq == self.active() {
+                break;
+            }
+            self.segments.pop_front();
+            self.unsynced_segments.retain(|&s| s != seq);
+            let next = self.active() + 1;
+            let reused = if self.prepared.is_none() {
+                let header = encode_segment_header(next, self.config.segment_bytes);
+                match self.storage.recycle(seq, next, &header) {
+                    Ok(reused) => reused,
+                    Err(source) => return Err(self.poison_segment_io(seq, source)),
+                }
+            } else {
+                false
+            };
+            if reused {
+                self.prepared = Some(next);
+                self.stats.segments_recycled += 1;
+            } else {
+                if let Err(source) = self.storage.remove(seq) {
+                    return Err(self.poison_segment_io(seq, source));
+                }
+                self.stats.segments_removed += 1;
+            }
+        }
+        Ok(())
+    }
+}
