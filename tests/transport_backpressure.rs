@@ -107,6 +107,11 @@ fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
              {accepted_for_2} accepted, {messages} still queued"
         );
         assert_eq!(node3.stats().messages_received as usize, sent_to_3);
+        // The healthy peer's queue is drained; the stuck one stays over half full.
+        node1.drained(NodeId(3)).await.expect("open");
+        node1.wait_for_room(NodeId(3)).await.expect("open");
+        let (_, stuck_bytes) = node1.queued(NodeId(2)).expect("a peer");
+        assert!(stuck_bytes > QUEUE_BYTES_MAX / 2);
         node1.close().await;
         node3.close().await;
         fake.cancel();
