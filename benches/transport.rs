@@ -1,1 +1,254 @@
-fn main() {}
+//! Loopback throughput of the transport against raw TCP moving the same bytes, in one run.
+//!
+//! Two workloads, each a stream of Raft appends (one entry each) from node 1 to node 2:
+//! 64-byte payloads in turns of 1,024 messages, and 16 KiB payloads in turns of 32. For each:
+//!
+//! - raw: a plain glommio socket pair; the sender writes, per turn, the exact bytes the
+//!   transport writes for that turn (one pre-encoded frame), the receiver reads and counts;
+//! - transport: node 1 `send`s each message and ends its loop turn; node 2 `recv`s batches,
+//!   so the figure includes building messages, encoding, checksums, the verifier, decoding.
+//!
+//! Sender and receiver run on separate executors pinned to CPUs 0 and 1. Each figure is the
+//! median of three runs. Run with `cargo bench --bench transport`.
+
+// Benchmarks measure wall time; the clock module's rule is for the engine, not for this.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cohort::raft::{AppendRequest, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody};
+use cohort::raft::{NodeId, Term};
+use cohort::transport::{SendError, Transport, TransportConfig};
+use cohort::wire::{ClusterId, Envelope, FrameEncoder};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+
+const CLUSTER: ClusterId = ClusterId(7);
+const RUNS: usize = 3;
+
+#[derive(Clone, Copy)]
+struct Workload {
+    name: &'static str,
+    payload_bytes: usize,
+    messages_per_turn: usize,
+    messages: usize,
+}
+
+const WORKLOADS: [Workload; 2] = [
+    Workload {
+        name: "64 B messages",
+        payload_bytes: 64,
+        messages_per_turn: 1_024,
+        messages: 2_097_152,
+    },
+    Workload {
+        name: "16 KiB messages",
+        payload_bytes: 16 << 10,
+        messages_per_turn: 32,
+        messages: 98_304,
+    },
+];
+
+fn envelope(payload: &Bytes, index: u64) -> Envelope {
+    Envelope {
+        group: GroupId((index % 64) as u32),
+        message: Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::AppendRequest(AppendRequest {
+                prev_log_index: LogIndex(index - 1),
+                prev_log_term: Term(3),
+                entries: vec![Entry {
+                    term: Term(3),
+                    index: LogIndex(index),
+                    kind: EntryKind::Normal,
+                    data: payload.clone(),
+                }],
+                commit: LogIndex(index - 1),
+            }),
+        },
+    }
+}
+
+/// The bytes the transport writes for one turn of `workload`: one frame.
+fn turn_frame(workload: &Workload, payload: &Bytes) -> Vec<u8> {
+    let turn: Vec<Envelope> = (1..=workload.messages_per_turn as u64)
+        .map(|index| envelope(payload, index))
+        .collect();
+    let mut encoder = FrameEncoder::new();
+    encoder
+        .encode_raft(turn.iter())
+        .expect("a turn fits a frame");
+    encoder.to_frame_vec()
+}
+
+fn executor(cpu: usize) -> LocalExecutorBuilder {
+    LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .io_memory(1 << 20)
+        .name("bench")
+}
+
+/// Seconds from the sender's first write to the receiver's last byte.
+fn raw_run(workload: Workload, payload: Bytes) -> f64 {
+    let frame = turn_frame(&workload, &payload);
+    let turns = workload.messages / workload.messages_per_turn;
+    let total_bytes = frame.len() * turns;
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let receiver = executor(1)
+        .spawn(move || async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("publish");
+            let mut stream = listener.accept().await.expect("accept");
+            let mut buffer = vec![0u8; 256 << 10];
+            let mut received = 0;
+            while received < total_bytes {
+                let read = stream.read(&mut buffer).await.expect("read");
+                assert!(read > 0, "raw sender closed early");
+                received += read;
+            }
+            Instant::now()
+        })
+        .expect("receiver executor");
+    let addr = addr_rx.recv().expect("receiver address");
+    let sender = executor(0)
+        .spawn(move || async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let start = Instant::now();
+            for _ in 0..turns {
+                stream.write_all(&frame).await.expect("write");
+            }
+            start
+        })
+        .expect("sender executor");
+    let start = sender.join().expect("sender");
+    let end = receiver.join().expect("receiver");
+    end.duration_since(start).as_secs_f64()
+}
+
+fn transport_run(workload: Workload, payload: Bytes) -> f64 {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let receiver = executor(1)
+        .spawn(move || async move {
+            let peers = BTreeMap::from([(NodeId(1), "127.0.0.1:9".parse().expect("addr"))]);
+            let listen = "127.0.0.1:0".parse().expect("addr");
+            let node2 =
+                Transport::start(TransportConfig::new(NodeId(2), 0, CLUSTER, listen, peers))
+                    .expect("node 2");
+            addr_tx.send(node2.local_addr()).expect("publish");
+            let mut received = 0;
+            while received < workload.messages {
+                let batch = node2.recv().await.expect("inbox open");
+                received += batch.envelopes.len();
+            }
+            let end = Instant::now();
+            done_tx.send(()).expect("done");
+            if std::env::var_os("COHORT_BENCH_VERBOSE").is_some() {
+                eprintln!("receiver: {:?}", node2.stats());
+            }
+            node2.close().await;
+            end
+        })
+        .expect("receiver executor");
+    let addr = addr_rx.recv().expect("receiver address");
+    let sender = executor(0)
+        .spawn(move || async move {
+            let peers = BTreeMap::from([(NodeId(2), addr)]);
+            let listen = "127.0.0.1:0".parse().expect("addr");
+            let node1 =
+                Transport::start(TransportConfig::new(NodeId(1), 0, CLUSTER, listen, peers))
+                    .expect("node 1");
+            while !node1.is_connected(NodeId(2)) {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            let start = Instant::now();
+            let mut index = 0u64;
+            let mut full = 0u64;
+            while (index as usize) < workload.messages {
+                let turn_end = index + workload.messages_per_turn as u64;
+                while index < turn_end {
+                    match node1.send(NodeId(2), envelope(&payload, index + 1)) {
+                        Ok(()) => index += 1,
+                        // Backpressure: wait for the writer to drain, then retry.
+                        Err(SendError::Full { .. }) => {
+                            full += 1;
+                            node1.wait_for_room(NodeId(2)).await.expect("open");
+                        }
+                        Err(other) => panic!("send: {other}"),
+                    }
+                }
+                // End of the loop turn. A shard would now wait for its next input; here
+                // the next input is "the writer took this turn", which keeps the same
+                // batching as the raw run: one turn per write, one turn in the queue.
+                node1.drained(NodeId(2)).await.expect("open");
+            }
+            while done_rx.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            if std::env::var_os("COHORT_BENCH_VERBOSE").is_some() {
+                eprintln!("sender: {:?} full={full}", node1.stats());
+            }
+            node1.close().await;
+            (start, full)
+        })
+        .expect("sender executor");
+    let (start, _full) = sender.join().expect("sender");
+    let end = receiver.join().expect("receiver");
+    end.duration_since(start).as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    cohort::sys::raise_memlock_limit().expect("locked memory for io_uring");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("transport vs raw TCP on loopback ({cpus} CPUs; sender on CPU 0, receiver on CPU 1)");
+    // `COHORT_BENCH_ONLY=small|large` runs one workload (for profiling).
+    let only = std::env::var("COHORT_BENCH_ONLY").unwrap_or_default();
+    for workload in WORKLOADS {
+        let small = workload.payload_bytes < 1024;
+        if (only == "small" && !small) || (only == "large" && small) {
+            continue;
+        }
+        let payload = Bytes::from(vec![0xA5; workload.payload_bytes]);
+        let frame = turn_frame(&workload, &payload);
+        let wire_bytes = frame.len() as f64 / workload.messages_per_turn as f64;
+        let mut raw = Vec::new();
+        let mut transport = Vec::new();
+        for _ in 0..RUNS {
+            raw.push(raw_run(workload, payload.clone()));
+            transport.push(transport_run(workload, payload.clone()));
+        }
+        let messages = workload.messages as f64;
+        let (raw_s, transport_s) = (median(raw), median(transport));
+        let mb = |seconds: f64| messages * workload.payload_bytes as f64 / seconds / 1e6;
+        println!(
+            "{:>16}: {} msgs in turns of {}, {:.0} wire bytes/msg",
+            workload.name, workload.messages, workload.messages_per_turn, wire_bytes
+        );
+        println!(
+            "{:>16}  raw        {:>10.0} msgs/s  {:>8.0} MB/s payload",
+            "",
+            messages / raw_s,
+            mb(raw_s)
+        );
+        println!(
+            "{:>16}  transport  {:>10.0} msgs/s  {:>8.0} MB/s payload  = {:.0}% of raw",
+            "",
+            messages / transport_s,
+            mb(transport_s),
+            100.0 * raw_s / transport_s
+        );
+    }
+}

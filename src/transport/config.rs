@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::raft::NodeId;
 use crate::wire::ClusterId;
+
+use super::queue::MESSAGE_OVERHEAD_BYTES;
 use crate::wire::limits::{
     HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX,
     PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
@@ -92,9 +94,10 @@ impl TransportConfig {
         if let Some(peer) = self.peers.keys().find(|peer| peer.is_none()) {
             return fail(format!("peer id {peer} means \"no node\""));
         }
-        if self.peer_queue_bytes_max < MESSAGE_PAYLOAD_BYTES_MAX {
+        let message_bytes_max = MESSAGE_PAYLOAD_BYTES_MAX + MESSAGE_OVERHEAD_BYTES;
+        if self.peer_queue_bytes_max < message_bytes_max {
             return fail(format!(
-                "peer_queue_bytes_max {} is below the largest message, {MESSAGE_PAYLOAD_BYTES_MAX} bytes",
+                "peer_queue_bytes_max {} is below the largest message, {message_bytes_max} bytes",
                 self.peer_queue_bytes_max
             ));
         }

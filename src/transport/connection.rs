@@ -174,6 +174,7 @@ async fn read_loop(
     mut reader: FrameReader,
 ) -> CloseReason {
     loop {
+        let mut delivered = false;
         loop {
             let frame = match reader.next_frame() {
                 Ok(Some(frame)) => frame,
@@ -183,6 +184,13 @@ async fn read_loop(
             if let Err(reason) = deliver(shared, peer, &frame).await {
                 return reason;
             }
+            delivered = true;
+        }
+        if delivered {
+            // Let the consumer run before the next read: once it has dropped the frames,
+            // the receive buffer is ours alone again and the next read reuses it (already
+            // faulted in) instead of allocating fresh pages. One yield per read, not a loop.
+            futures_lite::future::yield_now().await;
         }
         match reader.fill(&mut stream).await {
             Ok(0) => return CloseReason::PeerClosed,
@@ -242,6 +250,7 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
             peer.work.notified().await;
         }
         peer.queue.borrow_mut().take_into(&mut batch);
+        peer.room.notify();
         let outcome = match writer.write_batch(&mut stream, &batch).await {
             Ok(outcome) => outcome,
             Err(error) => return error.into(),

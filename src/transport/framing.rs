@@ -76,9 +76,13 @@ impl FrameReader {
     /// crate forbids `unsafe`), so the offered space is zeroed first; the read size adapts
     /// to what the connection delivers to keep that memset small on quiet connections.
     pub async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> io::Result<usize> {
-        let offered = self.read_bytes_next.max(self.missing_bytes());
+        // Room for the whole frame in progress (reserving touches no memory), but at most a
+        // chunk offered (and zeroed) per read: a large frame arrives over several reads, and
+        // re-zeroing all of its missing bytes on each would cost more than the reads.
+        let missing = self.missing_bytes();
+        let offered = self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES));
         let filled = self.buffer.len();
-        self.buffer.reserve(offered);
+        self.buffer.reserve(offered.max(missing));
         self.buffer.resize(filled + offered, 0);
         let result = stream.read(&mut self.buffer[filled..]).await;
         let read = *result.as_ref().unwrap_or(&0);

@@ -29,7 +29,10 @@
 //! that peer's writer, or answers [`SendError::Full`] when the queue is at its bound in bytes
 //! or messages (a slow, dead or disconnected peer), so memory stays bounded and Raft sees the
 //! peer as unreachable. Messages queue while a peer is disconnected and leave when it
-//! connects. The writer runs after the shard's turn, takes everything queued, and writes it
+//! connects. After `Full`, wait with [`Transport::wait_for_room`], never by yielding in a
+//! loop: glommio polls for I/O only when no task is runnable (or once per preempt period,
+//! 100 ms by default), so a task that keeps yielding starves every socket of its executor.
+//! The writer runs after the shard's turn, takes everything queued, and writes it
 //! as one frame with one write (more only past the frame bounds of `wire::limits`); the
 //! frame is written from the encoder's buffer without another copy (`framing.rs`). Each peer
 //! has its own writer task, so a stalled peer never delays another.
@@ -189,6 +192,43 @@ impl Transport {
             Err(_) => {}
         }
         queued
+    }
+
+    /// Waits until `peer`'s queue is at most half full (in bytes and in messages): what a
+    /// sender does after [`SendError::Full`] instead of retrying in a loop. Never resolves
+    /// while the peer stays unreachable, so race it with the caller's own timer.
+    ///
+    /// One task at a time may wait on a given peer (with this or [`Transport::drained`]).
+    pub async fn wait_for_room(&self, peer: NodeId) -> Result<(), SendError> {
+        self.wait_for_queue(peer, |queue| queue.is_half_empty())
+            .await
+    }
+
+    /// Waits until the writer has taken everything queued for `peer` (it is being written to
+    /// the socket or has been). Same rules as [`Transport::wait_for_room`].
+    pub async fn drained(&self, peer: NodeId) -> Result<(), SendError> {
+        self.wait_for_queue(peer, |queue| queue.is_empty()).await
+    }
+
+    async fn wait_for_queue(
+        &self,
+        peer: NodeId,
+        ready: impl Fn(&queue::PeerQueue) -> bool,
+    ) -> Result<(), SendError> {
+        let Some(target) = self.shared.peers.get(&peer) else {
+            return Err(SendError::PeerUnknown { peer });
+        };
+        let wait = async {
+            while !ready(&target.queue.borrow()) {
+                target.room.notified().await;
+            }
+            Ok(())
+        };
+        let closed = async {
+            self.shared.shutdown.stopped().await;
+            Err(SendError::Closed)
+        };
+        futures_lite::future::or(wait, closed).await
     }
 
     /// The next received batch of messages, waiting for one. `None` once closed.

@@ -117,6 +117,12 @@ impl PeerQueue {
         debug_assert!(self.messages.is_empty());
     }
 
+    /// At most half full in bytes and in messages: where a sender that met `Full` resumes,
+    /// so it resumes with room for a whole burst rather than one message.
+    pub fn is_half_empty(&self) -> bool {
+        self.bytes <= self.bytes_max / 2 && self.messages.len() <= self.messages_max / 2
+    }
+
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }

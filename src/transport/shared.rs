@@ -52,6 +52,8 @@ pub(super) struct Peer {
     pub queue: RefCell<PeerQueue>,
     /// Wakes the writer of the current connection when the queue gains messages.
     pub work: Notify,
+    /// Wakes a task waiting for room in the queue when the writer has taken messages.
+    pub room: Notify,
     /// The stop switch of the current connection, if one is established.
     pub connection: RefCell<Option<Rc<Stop>>>,
 }
@@ -67,6 +69,7 @@ impl Peer {
                 config.peer_queue_messages_max,
             )),
             work: Notify::default(),
+            room: Notify::default(),
             connection: RefCell::new(None),
         }
     }

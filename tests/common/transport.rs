@@ -163,3 +163,37 @@ pub async fn read_until_closed(stream: &mut TcpStream, guard: Duration) -> Vec<u
     assert!(closed, "the transport did not close the connection");
     received
 }
+
+/// Reads one whole frame from a raw stream (the transport's handshake answer, say).
+pub async fn read_one_frame(stream: &mut TcpStream) -> Bytes {
+    use cohort::wire::FrameHeader;
+    let mut frame = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(header) = FrameHeader::parse(&frame).expect("a valid header") {
+            if frame.len() >= header.frame_bytes() {
+                frame.truncate(header.frame_bytes());
+                return Bytes::from(frame);
+            }
+        }
+        let read = stream.read(&mut buffer).await.expect("reads");
+        assert!(read > 0, "closed before a whole frame arrived");
+        frame.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// Connects to `addr` as `node` with a valid handshake and checks the answer names
+/// `expected`. Returns the stream, ready for frames.
+pub async fn raw_peer(addr: SocketAddr, node: u64, expected: u64) -> TcpStream {
+    let ours = Handshake::current(CLUSTER, NodeId(node), 0);
+    let mut stream = raw_connect(addr, &handshake_frame(&ours)).await;
+    let answer = read_one_frame(&mut stream).await;
+    match cohort::wire::decode_frame(&answer).expect("a valid answer") {
+        cohort::wire::DecodedFrame::Handshake(theirs) => {
+            assert_eq!(theirs.node_id, NodeId(expected));
+            assert_eq!(theirs.cluster_id, CLUSTER);
+        }
+        other => panic!("expected a handshake, got {other:?}"),
+    }
+    stream
+}

@@ -1,0 +1,119 @@
+//! A peer that never reads fills its bounded queue, `send` then answers `Full`, memory stays
+//! bounded, and the other peers of the node are not slowed down.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cohort::raft::NodeId;
+use cohort::transport::{MESSAGE_OVERHEAD_BYTES, SendError, Transport};
+use cohort::wire::Handshake;
+use common::transport::{
+    CLUSTER, append, config, handshake_frame, loopback_any_port, read_one_frame, receive,
+    run_executor, unused_addr,
+};
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpListener;
+
+const GUARD: Duration = Duration::from_secs(20);
+const QUEUE_BYTES_MAX: usize = 9 << 20;
+const MESSAGE_BYTES: usize = 16 << 10;
+/// Rounds of sending before giving up on seeing `Full`: far more bytes than the queue bound
+/// plus every buffer on the way (a hang guard, not a timing assertion).
+const ROUNDS_MAX: u64 = 5_000;
+const MESSAGES_PER_ROUND: u64 = 16;
+
+/// Goal: a peer that stops reading costs bounded memory and never stalls the others.
+/// Method: node 1 dials a fake node 2 that completes the handshake and then never reads, and
+/// a real node 3. Each round, node 1 sends 16 KiB messages to both and ends its loop turn.
+/// Sends to node 2 must eventually answer `Full` with the queue within its bound, and keep
+/// answering `Full`; every message to node 3 must arrive, also after node 2 is full.
+#[test]
+fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
+    run_executor(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("fake node 2 listens");
+        let fake_addr = listener.local_addr().expect("address");
+        let fake = glommio::spawn_local(async move {
+            let mut stream = listener.accept().await.expect("node 1 dials");
+            read_one_frame(&mut stream).await;
+            let answer = handshake_frame(&Handshake::current(CLUSTER, NodeId(2), 0));
+            stream.write_all(&answer).await.expect("answers");
+            // Never read again; hold the connection open until the test ends.
+            glommio::timer::sleep(Duration::from_secs(3_600)).await;
+            drop(stream);
+        })
+        .detach();
+
+        let node3 = Transport::start(config(3, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 3 starts");
+        let mut node1_config = config(
+            1,
+            loopback_any_port(),
+            &[(2, fake_addr), (3, node3.local_addr())],
+        );
+        node1_config.peer_queue_bytes_max = QUEUE_BYTES_MAX;
+        node1_config.socket_buffer_bytes = 64 << 10;
+        let node1 = Transport::start(node1_config).expect("node 1 starts");
+
+        let data = Bytes::from(vec![0xAB; MESSAGE_BYTES]);
+        let mut index = 0u64;
+        let mut sent_to_3 = 0usize;
+        let mut accepted_for_2 = 0usize;
+        let mut full_rounds = 0;
+        for _round in 0..ROUNDS_MAX {
+            for _ in 0..MESSAGES_PER_ROUND {
+                index += 1;
+                match node1.send(NodeId(2), append(1, 2, 0, index, data.clone())) {
+                    Ok(()) => accepted_for_2 += 1,
+                    Err(SendError::Full {
+                        queued_bytes,
+                        queued_messages,
+                        ..
+                    }) => {
+                        assert!(queued_bytes <= QUEUE_BYTES_MAX);
+                        assert!(queued_messages > 0);
+                        full_rounds += 1;
+                        break;
+                    }
+                    Err(other) => panic!("unexpected {other}"),
+                }
+            }
+            node1
+                .send(NodeId(3), append(1, 3, 1, index, data.clone()))
+                .expect("node 3 reads, so its queue never fills");
+            sent_to_3 += 1;
+            // Node 3's messages arrive while node 2 is stuck.
+            receive(&node3, 1, GUARD).await;
+            if full_rounds >= 20 {
+                break;
+            }
+        }
+        assert!(
+            full_rounds >= 20,
+            "sends to a peer that never reads must answer Full"
+        );
+        let (messages, bytes) = node1.queued(NodeId(2)).expect("a peer");
+        assert!(bytes <= QUEUE_BYTES_MAX);
+        assert!(messages * (MESSAGE_BYTES + MESSAGE_OVERHEAD_BYTES) <= QUEUE_BYTES_MAX);
+        assert!(node1.stats().sends_refused_full >= 20);
+        assert!(
+            node1.is_connected(NodeId(2)),
+            "a slow peer is not a failed one"
+        );
+        assert!(
+            accepted_for_2 > messages,
+            "the writer took messages for node 2 (its write then blocked): \
+             {accepted_for_2} accepted, {messages} still queued"
+        );
+        assert_eq!(node3.stats().messages_received as usize, sent_to_3);
+        // The healthy peer's queue is drained; the stuck one stays over half full.
+        node1.drained(NodeId(3)).await.expect("open");
+        node1.wait_for_room(NodeId(3)).await.expect("open");
+        let (_, stuck_bytes) = node1.queued(NodeId(2)).expect("a peer");
+        assert!(stuck_bytes > QUEUE_BYTES_MAX / 2);
+        node1.close().await;
+        node3.close().await;
+        fake.cancel();
+    });
+}

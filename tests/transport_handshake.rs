@@ -1,0 +1,145 @@
+//! A refused handshake closes that connection with a logged reason and leaves the listener
+//! serving: wrong cluster, wrong version, unknown node, wrong core, a larger id dialing,
+//! a first frame that is not a handshake, garbage, and silence.
+
+mod common;
+
+use std::time::Duration;
+
+use cohort::raft::NodeId;
+use cohort::transport::Transport;
+use cohort::wire::{ClusterId, Handshake};
+use common::transport::{
+    CLUSTER, append, config, handshake_frame, loopback_any_port, payload, raft_frame, raw_connect,
+    read_until_closed, receive, run_executor, unused_addr,
+};
+
+const GUARD: Duration = Duration::from_secs(20);
+
+/// Goal: each kind of bad opening is refused without an answer and without disturbing the
+/// node. Method: node 2 (peers 1 and 3) gets one raw connection per bad opening; each must be
+/// closed with nothing sent back, and counted as refused. Then real nodes 1 and 3 connect to
+/// node 2 and exchange messages with it.
+#[test]
+fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
+    run_executor(|| async {
+        let node3 = Transport::start(config(3, loopback_any_port(), &[(2, unused_addr())]))
+            .expect("node 3 starts");
+        let mut node2_config = config(
+            2,
+            loopback_any_port(),
+            &[(1, unused_addr()), (3, node3.local_addr())],
+        );
+        node2_config.handshake_timeout = Duration::from_millis(200);
+        let node2 = Transport::start(node2_config).expect("node 2 starts");
+        let addr = node2.local_addr();
+
+        let good = Handshake::current(CLUSTER, NodeId(1), 0);
+        let bad_openings: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "wrong cluster",
+                handshake_frame(&Handshake {
+                    cluster_id: ClusterId(CLUSTER.0 + 1),
+                    ..good
+                }),
+            ),
+            (
+                "wrong version",
+                handshake_frame(&Handshake {
+                    protocol_version: good.protocol_version + 1,
+                    ..good
+                }),
+            ),
+            (
+                "unknown node",
+                handshake_frame(&Handshake {
+                    node_id: NodeId(77),
+                    ..good
+                }),
+            ),
+            (
+                "wrong core",
+                handshake_frame(&Handshake {
+                    core_index: 5,
+                    ..good
+                }),
+            ),
+            (
+                "larger id dialing",
+                handshake_frame(&Handshake {
+                    node_id: NodeId(3),
+                    ..good
+                }),
+            ),
+            (
+                "raft frame first",
+                raft_frame(&[append(1, 2, 0, 1, payload(1, 0, 1))]),
+            ),
+            (
+                "garbage",
+                b"GET / HTTP/1.1\r\nHost: cohort\r\n\r\n".to_vec(),
+            ),
+        ];
+        let refusals = bad_openings.len() as u64;
+        for (what, bytes) in bad_openings {
+            let mut stream = raw_connect(addr, &bytes).await;
+            let answer = read_until_closed(&mut stream, GUARD).await;
+            assert!(answer.is_empty(), "{what}: refused peers get no answer");
+        }
+        // Silence: closed once the handshake time is up (not counted as the peer's fault).
+        let mut silent = raw_connect(addr, &[]).await;
+        assert!(read_until_closed(&mut silent, GUARD).await.is_empty());
+        assert_eq!(node2.stats().connections_refused, refusals);
+        assert_eq!(node2.stats().connections_established, 1, "only node 3");
+
+        let node1 =
+            Transport::start(config(1, loopback_any_port(), &[(2, addr)])).expect("node 1 starts");
+        node1
+            .send(NodeId(2), append(1, 2, 4, 1, payload(1, 4, 1)))
+            .expect("queued");
+        node3
+            .send(NodeId(2), append(3, 2, 5, 1, payload(3, 5, 1)))
+            .expect("queued");
+        let batches = receive(&node2, 2, GUARD).await;
+        let mut senders: Vec<NodeId> = batches.iter().map(|batch| batch.from).collect();
+        senders.sort();
+        assert_eq!(senders, vec![NodeId(1), NodeId(3)]);
+        node2
+            .send(NodeId(1), append(2, 1, 4, 1, payload(2, 4, 1)))
+            .expect("queued");
+        assert_eq!(receive(&node1, 1, GUARD).await[0].from, NodeId(2));
+        for node in [node1, node2, node3] {
+            node.close().await;
+        }
+    });
+}
+
+/// Goal: a dialer refuses an acceptor that is not the node it dialed. Method: node 1 dials
+/// "node 2" at an address where node 3 of the same cluster listens (a stale address book);
+/// node 1 must never count a connection to node 2 as established.
+#[test]
+fn a_dialer_refuses_the_wrong_node_at_its_peers_address() {
+    run_executor(|| async {
+        let node3 = Transport::start(config(3, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 3 starts");
+        let node1 = Transport::start(config(
+            1,
+            loopback_any_port(),
+            &[(2, node3.local_addr()), (3, node3.local_addr())],
+        ))
+        .expect("node 1 starts");
+        // Node 1's own connection to node 3 comes up; the one meant for node 2 is refused by
+        // node 1 (wrong node answered) every time it is tried.
+        common::transport::wait_until("node 1 reaches node 3", GUARD, || {
+            node1.is_connected(NodeId(3))
+        })
+        .await;
+        common::transport::wait_until("a refusal of the wrong node", GUARD, || {
+            node1.stats().connections_refused >= 2
+        })
+        .await;
+        assert!(!node1.is_connected(NodeId(2)));
+        node1.close().await;
+        node3.close().await;
+    });
+}
