@@ -20,6 +20,7 @@
 //! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod kv;

@@ -121,3 +121,14 @@ pub fn glommio_stream(socket: socket2::Socket) -> glommio::net::TcpStream {
     let stream = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
     stream
 }
+
+/// Asks process `pid` to stop gracefully (SIGTERM). Errors (it already exited) are ignored:
+/// the caller waits for the process either way.
+pub fn send_sigterm(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(pid, libc::SIGTERM) };
+}

@@ -3,5 +3,7 @@
 
 mod conn;
 mod session;
+mod status;
 
 pub use session::{Client, ClientError, ClientOptions};
+pub use status::cluster_status;

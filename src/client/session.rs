@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::kv::proto::{
-    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
+    Consistency, ErrorCode, Outcome, Request, Response, decode_responses, encode_requests,
 };
 use crate::kv::topology::{
     Topology, client_address, decode_topology, encode_topology_request, group_of,
@@ -85,8 +85,12 @@ impl From<CommandError> for ClientError {
 pub struct Client {
     options: ClientOptions,
     topology: Topology,
+    /// The base of this client's ids. Exactly-once sessions live in each group's state
+    /// machine, so each group sees its own client id (a hash of base and group) with its own
+    /// sequence numbers 1, 2, 3, …; reads, which never touch a session, use one more id.
     client_id: u64,
-    next_sequence: u64,
+    /// Next sequence per derived client id.
+    sequences: HashMap<u64, u64>,
     leaders: HashMap<u32, u64>,
     conns: HashMap<String, Conn>,
     encoder: FrameEncoder,
@@ -116,11 +120,12 @@ impl Client {
             match with_timeout(options.attempt_timeout, attempt).await {
                 Ok(topology) => {
                     // Client ids must not collide: mix the seed with the process id.
-                    let client_id = rng.next_u64() ^ (u64::from(std::process::id()) << 32) | 1;
+                    // Ids must not collide between clients: mix the seed with the process id.
+                    let client_id = rng.next_u64() ^ u64::from(std::process::id()) << 32;
                     return Ok(Client {
                         topology,
                         client_id,
-                        next_sequence: 1,
+                        sequences: HashMap::new(),
                         leaders: HashMap::new(),
                         conns: HashMap::new(),
                         encoder,
@@ -134,6 +139,21 @@ impl Client {
         Err(ClientError::NoCluster(errors.join("; ")))
     }
 
+    /// [`Client::connect`], retried until `patience` runs out (a cluster that is starting).
+    pub async fn connect_retrying(
+        options: ClientOptions,
+        patience: Duration,
+    ) -> Result<Client, ClientError> {
+        let deadline = crate::clock::now() + patience;
+        loop {
+            match Client::connect(options.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(error) if crate::clock::now() >= deadline => return Err(error),
+                Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
@@ -144,11 +164,26 @@ impl Client {
         ops: Vec<Op>,
         consistency: Consistency,
     ) -> Result<Vec<OpResult>, ClientError> {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
+        let Some(first) = ops.first() else {
+            return Err(ClientError::Invalid(
+                "a request needs an operation".to_string(),
+            ));
+        };
+        let group = group_of(first.key(), self.topology.groups);
+        let read_only = ops.iter().all(Op::is_read);
+        // A 64-bit hash of (base, group), or of (base, reads): collisions are negligible.
+        let tag = if read_only {
+            u64::MAX
+        } else {
+            u64::from(group)
+        };
+        let client_id = Prng::new(self.client_id ^ tag.rotate_left(32)).next_u64();
+        let next = self.sequences.entry(client_id).or_insert(1);
+        let sequence = *next;
+        *next += 1;
         let request = Request {
             command: Command {
-                client_id: self.client_id,
+                client_id,
                 sequence,
                 // One request at a time: everything before this one has its answer.
                 first_unacked: sequence,
@@ -158,7 +193,6 @@ impl Client {
         };
         request.command.validate()?;
         let groups = self.topology.groups;
-        let group = group_of(request.command.ops[0].key(), groups);
         if request
             .command
             .ops
@@ -181,7 +215,7 @@ impl Client {
                 node = self.other_member(node);
                 continue;
             };
-            match self.attempt(&address, sequence).await {
+            match self.attempt(&address, client_id, sequence).await {
                 Ok(Outcome::Results(results)) => {
                     self.leaders.insert(group, node);
                     return Ok(results);
@@ -220,7 +254,12 @@ impl Client {
         })
     }
 
-    async fn attempt(&mut self, address: &str, sequence: u64) -> std::io::Result<Outcome> {
+    async fn attempt(
+        &mut self,
+        address: &str,
+        client_id: u64,
+        sequence: u64,
+    ) -> std::io::Result<Outcome> {
         let timeout = self.options.attempt_timeout;
         if !self.conns.contains_key(address) {
             let conn = with_timeout(timeout, Conn::connect(address, timeout)).await?;
@@ -236,7 +275,8 @@ impl Client {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
                 })?;
                 // Answers to earlier attempts that timed out are skipped.
-                if let Some(response) = responses.into_iter().find(|r| r.sequence == sequence) {
+                let mine = |r: &Response| r.client_id == client_id && r.sequence == sequence;
+                if let Some(response) = responses.into_iter().find(mine) {
                     return Ok(response.outcome);
                 }
             }
@@ -299,7 +339,7 @@ impl Client {
 }
 
 /// `work`, or a timeout error after `timeout`.
-async fn with_timeout<T>(
+pub(crate) async fn with_timeout<T>(
     timeout: Duration,
     work: impl Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {

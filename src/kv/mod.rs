@@ -10,6 +10,7 @@ pub mod limits;
 pub mod proto;
 mod session;
 mod snapshot;
+pub mod status;
 mod store;
 pub mod topology;
 

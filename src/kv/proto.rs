@@ -107,6 +107,7 @@ fn bytes_of(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes
 pub enum ClientFrame {
     Requests(Vec<Result<Request, Refused>>),
     TopologyRequest,
+    StatusRequest,
 }
 
 /// Decode a frame from a client: a topology request or a batch of requests.
@@ -114,6 +115,9 @@ pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
     let root = open_frame(frame)?;
     if root.body_as_topology_request().is_some() {
         return Ok(ClientFrame::TopologyRequest);
+    }
+    if root.body_as_status_request().is_some() {
+        return Ok(ClientFrame::StatusRequest);
     }
     decode_requests(frame).map(ClientFrame::Requests)
 }

@@ -5,8 +5,9 @@
 //! logged; a request that is valid as bytes but breaks a limit is answered with an error.
 //! Neither touches the node's state.
 //!
-//! A client may open with a topology request (answered at once, from the node's static
-//! topology); after that, or from the start, a connection carries request batches only.
+//! A client may open with topology requests (answered at once, from the node's static
+//! topology) and status requests (answered by the core loop); after that, or from the
+//! start, a connection carries request batches only.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -16,6 +17,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::proto::{ClientFrame, Response, decode_client_frame, encode_responses};
+use crate::kv::status::encode_status;
 use crate::kv::topology::{Topology, encode_topology};
 use crate::shard::ConnId;
 use crate::shard::core::Input;
@@ -59,7 +61,7 @@ async fn serve_conn(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let first = match opening(&mut stream, &mut buffer, &topology).await {
+    let first = match opening(&mut stream, &mut buffer, &topology, &inbox).await {
         Ok(first) => first,
         Err(reason) => {
             tracing::info!(conn, %peer, %reason, "client connection closed");
@@ -87,19 +89,32 @@ async fn serve_conn(
     drop(writing);
 }
 
-/// Answer topology requests at the start of a connection; return the first other frame.
+/// Answer topology and status requests at the start of a connection; return the first other
+/// frame.
 async fn opening(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     topology: &Topology,
+    inbox: &Inbox<Input>,
 ) -> Result<Bytes, String> {
     loop {
         let frame = next_frame(stream, buffer).await?;
-        if decode_client_frame(&frame) != Ok(ClientFrame::TopologyRequest) {
-            return Ok(frame);
-        }
         let mut encoder = FrameEncoder::new();
-        encode_topology(&mut encoder, topology).map_err(|e| e.to_string())?;
+        match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                encode_topology(&mut encoder, topology).map_err(|e| e.to_string())?;
+            }
+            Ok(ClientFrame::StatusRequest) => {
+                let reply = Inbox::new(1);
+                if !inbox.push(Input::Status(reply.clone())).await {
+                    return Err("the node is shutting down".to_string());
+                }
+                let mut rows = Vec::new();
+                reply.take_all(&mut rows).await;
+                encode_status(&mut encoder, &rows[0]).map_err(|e| e.to_string())?;
+            }
+            _ => return Ok(frame),
+        }
         let written = async {
             stream.write_all(encoder.header()).await?;
             stream.write_all(encoder.body()).await?;
@@ -119,8 +134,8 @@ async fn read_requests(
     let mut frame = first;
     loop {
         match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
-            ClientFrame::TopologyRequest => {
-                return Err("a topology request may only open a connection".to_string());
+            ClientFrame::TopologyRequest | ClientFrame::StatusRequest => {
+                return Err("topology and status requests may only open a connection".to_string());
             }
             ClientFrame::Requests(requests) => {
                 if !inbox.push(Input::Requests { conn, requests }).await {

@@ -2,5 +2,10 @@
 
 pub mod clients;
 pub mod config;
+mod executor;
+mod log;
+mod runtime;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
+pub use executor::on_one_executor;
+pub use runtime::run;

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 
 use crate::kv::proto::{ErrorCode, Outcome, Refused, Request, Response};
+use crate::kv::status::{CoreRows, GroupRow};
 use crate::kv::topology::{core_of, group_of};
 use crate::raft::{GroupId, Ready, Role};
 use crate::wire::Envelope;
@@ -32,6 +33,8 @@ pub trait CoreLog {
     /// Make everything staged so far durable, for every group at once. An error is fatal:
     /// the core stops rather than acknowledge what may not be on disk.
     fn sync(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
+    fn maintain(&mut self) -> io::Result<()>;
 }
 
 /// Where the core loop sends Raft messages. Sending never waits: a message that cannot be
@@ -55,6 +58,8 @@ pub enum Input {
         requests: Vec<Result<Request, Refused>>,
     },
     Disconnected(ConnId),
+    /// `cohort status`: put this core's rows into the box.
+    Status(Inbox<CoreRows>),
     Tick,
     /// Finish in-flight work, sync, and return.
     Stop,
@@ -62,6 +67,7 @@ pub enum Input {
 
 /// Which groups exist and how many there are in the cluster.
 pub struct CoreShape {
+    pub node_id: u64,
     pub core: u16,
     pub cores: u16,
     pub groups_total: u32,
@@ -116,6 +122,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
             self.turn(&mut answers).await?;
             self.deliver(&mut answers);
+            self.log
+                .maintain()
+                .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
             if stop {
                 self.inbox.close();
                 // Drain what is already accepted so no client waits on a dead loop.
@@ -159,6 +168,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 for group in self.groups.values_mut() {
                     group.forget_conn(conn);
                 }
+            }
+            Input::Status(reply) => {
+                let groups = self
+                    .groups
+                    .iter()
+                    .map(|(&id, g)| GroupRow::from_status(id, &g.replica.status()))
+                    .collect();
+                reply.push_now(CoreRows {
+                    node_id: self.shape.node_id,
+                    core: self.shape.core,
+                    groups,
+                });
             }
             Input::Tick => {
                 for group in self.groups.values_mut() {

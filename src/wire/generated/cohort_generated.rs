@@ -634,10 +634,10 @@ pub struct OperationResultUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_FRAME_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_FRAME_BODY: u8 = 6;
+pub const ENUM_MAX_FRAME_BODY: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 7] = [
+pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 9] = [
   FrameBody::NONE,
   FrameBody::Handshake,
   FrameBody::RaftBatch,
@@ -645,6 +645,8 @@ pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 7] = [
   FrameBody::ClientResponseBatch,
   FrameBody::TopologyRequest,
   FrameBody::Topology,
+  FrameBody::StatusRequest,
+  FrameBody::CoreStatus,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -659,9 +661,11 @@ impl FrameBody {
   pub const ClientResponseBatch: Self = Self(4);
   pub const TopologyRequest: Self = Self(5);
   pub const Topology: Self = Self(6);
+  pub const StatusRequest: Self = Self(7);
+  pub const CoreStatus: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Handshake,
@@ -670,6 +674,8 @@ impl FrameBody {
     Self::ClientResponseBatch,
     Self::TopologyRequest,
     Self::Topology,
+    Self::StatusRequest,
+    Self::CoreStatus,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -681,6 +687,8 @@ impl FrameBody {
       Self::ClientResponseBatch => Some("ClientResponseBatch"),
       Self::TopologyRequest => Some("TopologyRequest"),
       Self::Topology => Some("Topology"),
+      Self::StatusRequest => Some("StatusRequest"),
+      Self::CoreStatus => Some("CoreStatus"),
       _ => None,
     }
   }
@@ -5592,6 +5600,593 @@ impl ::core::fmt::Debug for Topology<'_> {
       ds.finish()
   }
 }
+pub enum StatusRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StatusRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for StatusRequest<'a> {
+  type Inner = StatusRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> StatusRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    StatusRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args StatusRequestArgs
+  ) -> ::flatbuffers::WIPOffset<StatusRequest<'bldr>> {
+    let mut builder = StatusRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for StatusRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StatusRequestArgs {
+}
+impl<'a> Default for StatusRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    StatusRequestArgs {
+    }
+  }
+}
+
+pub struct StatusRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StatusRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StatusRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    StatusRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<StatusRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for StatusRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("StatusRequest");
+      ds.finish()
+  }
+}
+pub enum PeerProgressOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PeerProgress<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PeerProgress<'a> {
+  type Inner = PeerProgress<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PeerProgress<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MATCH_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NEXT_INDEX: ::flatbuffers::VOffsetT = 8;
+  pub const VT_INFLIGHT: ::flatbuffers::VOffsetT = 10;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PeerProgress { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PeerProgressArgs
+  ) -> ::flatbuffers::WIPOffset<PeerProgress<'bldr>> {
+    let mut builder = PeerProgressBuilder::new(_fbb);
+    builder.add_next_index(args.next_index);
+    builder.add_match_index(args.match_index);
+    builder.add_node_id(args.node_id);
+    builder.add_inflight(args.inflight);
+    builder.add_state(args.state);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn match_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_MATCH_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn next_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_NEXT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn inflight(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PeerProgress::VT_INFLIGHT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(PeerProgress::VT_STATE, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PeerProgress<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<u64>("match_index", Self::VT_MATCH_INDEX, false)?
+     .visit_field::<u64>("next_index", Self::VT_NEXT_INDEX, false)?
+     .visit_field::<u32>("inflight", Self::VT_INFLIGHT, false)?
+     .visit_field::<u8>("state", Self::VT_STATE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PeerProgressArgs {
+    pub node_id: u64,
+    pub match_index: u64,
+    pub next_index: u64,
+    pub inflight: u32,
+    pub state: u8,
+}
+impl<'a> Default for PeerProgressArgs {
+  #[inline]
+  fn default() -> Self {
+    PeerProgressArgs {
+      node_id: 0,
+      match_index: 0,
+      next_index: 0,
+      inflight: 0,
+      state: 0,
+    }
+  }
+}
+
+pub struct PeerProgressBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PeerProgressBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_match_index(&mut self, match_index: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_MATCH_INDEX, match_index, 0);
+  }
+  #[inline]
+  pub fn add_next_index(&mut self, next_index: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_NEXT_INDEX, next_index, 0);
+  }
+  #[inline]
+  pub fn add_inflight(&mut self, inflight: u32) {
+    self.fbb_.push_slot::<u32>(PeerProgress::VT_INFLIGHT, inflight, 0);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: u8) {
+    self.fbb_.push_slot::<u8>(PeerProgress::VT_STATE, state, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PeerProgressBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PeerProgressBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PeerProgress<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PeerProgress<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PeerProgress");
+      ds.field("node_id", &self.node_id());
+      ds.field("match_index", &self.match_index());
+      ds.field("next_index", &self.next_index());
+      ds.field("inflight", &self.inflight());
+      ds.field("state", &self.state());
+      ds.finish()
+  }
+}
+pub enum GroupStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupStatus<'a> {
+  type Inner = GroupStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupStatus<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ROLE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TERM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_COMMIT: ::flatbuffers::VOffsetT = 12;
+  pub const VT_APPLIED: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LAST_INDEX: ::flatbuffers::VOffsetT = 16;
+  pub const VT_PEERS: ::flatbuffers::VOffsetT = 18;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupStatus<'bldr>> {
+    let mut builder = GroupStatusBuilder::new(_fbb);
+    builder.add_last_index(args.last_index);
+    builder.add_applied(args.applied);
+    builder.add_commit(args.commit);
+    builder.add_term(args.term);
+    builder.add_leader(args.leader);
+    if let Some(x) = args.peers { builder.add_peers(x); }
+    builder.add_group(args.group);
+    builder.add_role(args.role);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupStatus::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn role(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(GroupStatus::VT_ROLE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_TERM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn commit(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_COMMIT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn applied(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_APPLIED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn last_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_LAST_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn peers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PeerProgress<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PeerProgress>>>>(GroupStatus::VT_PEERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<u8>("role", Self::VT_ROLE, false)?
+     .visit_field::<u64>("leader", Self::VT_LEADER, false)?
+     .visit_field::<u64>("term", Self::VT_TERM, false)?
+     .visit_field::<u64>("commit", Self::VT_COMMIT, false)?
+     .visit_field::<u64>("applied", Self::VT_APPLIED, false)?
+     .visit_field::<u64>("last_index", Self::VT_LAST_INDEX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PeerProgress>>>>("peers", Self::VT_PEERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupStatusArgs<'a> {
+    pub group: u32,
+    pub role: u8,
+    pub leader: u64,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub peers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PeerProgress<'a>>>>>,
+}
+impl<'a> Default for GroupStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupStatusArgs {
+      group: 0,
+      role: 0,
+      leader: 0,
+      term: 0,
+      commit: 0,
+      applied: 0,
+      last_index: 0,
+      peers: None,
+    }
+  }
+}
+
+pub struct GroupStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(GroupStatus::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_role(&mut self, role: u8) {
+    self.fbb_.push_slot::<u8>(GroupStatus::VT_ROLE, role, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_LEADER, leader, 0);
+  }
+  #[inline]
+  pub fn add_term(&mut self, term: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_TERM, term, 0);
+  }
+  #[inline]
+  pub fn add_commit(&mut self, commit: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_COMMIT, commit, 0);
+  }
+  #[inline]
+  pub fn add_applied(&mut self, applied: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_APPLIED, applied, 0);
+  }
+  #[inline]
+  pub fn add_last_index(&mut self, last_index: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_LAST_INDEX, last_index, 0);
+  }
+  #[inline]
+  pub fn add_peers(&mut self, peers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<PeerProgress<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupStatus::VT_PEERS, peers);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupStatus");
+      ds.field("group", &self.group());
+      ds.field("role", &self.role());
+      ds.field("leader", &self.leader());
+      ds.field("term", &self.term());
+      ds.field("commit", &self.commit());
+      ds.field("applied", &self.applied());
+      ds.field("last_index", &self.last_index());
+      ds.field("peers", &self.peers());
+      ds.finish()
+  }
+}
+pub enum CoreStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CoreStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CoreStatus<'a> {
+  type Inner = CoreStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CoreStatus<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CORE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CoreStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CoreStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CoreStatus<'bldr>> {
+    let mut builder = CoreStatusBuilder::new(_fbb);
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.add_core(args.core);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CoreStatus::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn core(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(CoreStatus::VT_CORE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus>>>>(CoreStatus::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CoreStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<u16>("core", Self::VT_CORE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupStatus>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CoreStatusArgs<'a> {
+    pub node_id: u64,
+    pub core: u16,
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus<'a>>>>>,
+}
+impl<'a> Default for CoreStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CoreStatusArgs {
+      node_id: 0,
+      core: 0,
+      groups: None,
+    }
+  }
+}
+
+pub struct CoreStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CoreStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(CoreStatus::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_core(&mut self, core: u16) {
+    self.fbb_.push_slot::<u16>(CoreStatus::VT_CORE, core, 0);
+  }
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupStatus<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CoreStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CoreStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CoreStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CoreStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CoreStatus");
+      ds.field("node_id", &self.node_id());
+      ds.field("core", &self.core());
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
 pub enum FrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5731,6 +6326,36 @@ impl<'a> Frame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_status_request(&self) -> Option<StatusRequest<'a>> {
+    if self.body_type() == FrameBody::StatusRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StatusRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_core_status(&self) -> Option<CoreStatus<'a>> {
+    if self.body_type() == FrameBody::CoreStatus {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CoreStatus::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -5747,6 +6372,8 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
           FrameBody::ClientResponseBatch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClientResponseBatch>>("FrameBody::ClientResponseBatch", pos),
           FrameBody::TopologyRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopologyRequest>>("FrameBody::TopologyRequest", pos),
           FrameBody::Topology => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Topology>>("FrameBody::Topology", pos),
+          FrameBody::StatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StatusRequest>>("FrameBody::StatusRequest", pos),
+          FrameBody::CoreStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CoreStatus>>("FrameBody::CoreStatus", pos),
           _ => Ok(()),
         }
      })?
@@ -5838,6 +6465,20 @@ impl ::core::fmt::Debug for Frame<'_> {
         },
         FrameBody::Topology => {
           if let Some(x) = self.body_as_topology() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::StatusRequest => {
+          if let Some(x) = self.body_as_status_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::CoreStatus => {
+          if let Some(x) = self.body_as_core_status() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,133 @@
+//! `cohort put|get|delete|cas`: one request against a running cluster, printed plainly.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+
+use crate::client::{Client, ClientOptions};
+use crate::kv::proto::Consistency;
+use crate::kv::{Op, OpResult};
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Base address (HOST:PORT) of one or more members, comma-separated.
+    #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Give up after this many milliseconds (retries included).
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReadMode {
+    /// Confirmed by the leader with a heartbeat round (ReadIndex).
+    Linearizable,
+    /// The leader's lease (needs `--lease-reads` on the nodes; otherwise ReadIndex).
+    Lease,
+    /// Whatever the asked node has applied.
+    Stale,
+}
+
+impl From<ReadMode> for Consistency {
+    fn from(mode: ReadMode) -> Consistency {
+        match mode {
+            ReadMode::Linearizable => Consistency::Linearizable,
+            ReadMode::Lease => Consistency::Lease,
+            ReadMode::Stale => Consistency::Stale,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum KvCommand {
+    Put {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+        read: ReadMode,
+    },
+    Delete {
+        key: String,
+    },
+    Cas {
+        key: String,
+        expected: Option<String>,
+        value: String,
+    },
+}
+
+fn bytes(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Run one command; the text to print, or the error.
+pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
+    let seed = u64::from(std::process::id());
+    let mut options = ClientOptions::new(target.nodes.clone(), seed);
+    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    crate::node::on_one_executor("cohort-client", move || async move {
+        let mut client = Client::connect(options).await.map_err(|e| e.to_string())?;
+        let (op, consistency) = match command {
+            KvCommand::Put { key, value } => (
+                Op::Put {
+                    key: bytes(&key),
+                    value: bytes(&value),
+                },
+                Consistency::Linearizable,
+            ),
+            KvCommand::Get { key, read } => (Op::Get { key: bytes(&key) }, read.into()),
+            KvCommand::Delete { key } => {
+                (Op::Delete { key: bytes(&key) }, Consistency::Linearizable)
+            }
+            KvCommand::Cas {
+                key,
+                expected,
+                value,
+            } => (
+                Op::CompareAndSwap {
+                    key: bytes(&key),
+                    expected: expected.as_deref().map(bytes),
+                    value: bytes(&value),
+                },
+                Consistency::Linearizable,
+            ),
+        };
+        let mut results = client
+            .execute(vec![op], consistency)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match results.pop() {
+            Some(OpResult::Value(value)) => String::from_utf8_lossy(&value).into_owned(),
+            Some(OpResult::NotFound) => "(not found)".to_string(),
+            Some(OpResult::Written) => "OK".to_string(),
+            Some(OpResult::ConditionFailed { current: None }) => {
+                "condition failed: the key has no value".to_string()
+            }
+            Some(OpResult::ConditionFailed {
+                current: Some(value),
+            }) => format!(
+                "condition failed: the value is {}",
+                String::from_utf8_lossy(&value)
+            ),
+            None => "(no result)".to_string(),
+        })
+    })?
+}
+
+/// `cohort status`: the table of every group of every member.
+pub fn status(target: &Target) -> Result<String, String> {
+    let mut options = ClientOptions::new(target.nodes.clone(), u64::from(std::process::id()));
+    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
+        crate::client::cluster_status(options).await
+    })?
+    .map_err(|e| e.to_string())?;
+    let mut table = crate::kv::status::render(&rows);
+    for line in missing {
+        table += &format!("unreachable: {line}\n");
+    }
+    Ok(table)
+}

@@ -1,0 +1,195 @@
+//! A 3-node cluster of `cohort serve` child processes on loopback, for the demo, the load
+//! generator's embedded mode, and the end-to-end tests (which kill and restart nodes).
+
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::raft::Prng;
+
+use super::serve::SyncFlag;
+
+pub const NODES: u64 = 3;
+
+/// Killed (SIGKILL) if dropped without [`LocalCluster::stop`].
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    /// Base address of node i + 1.
+    pub bases: Vec<String>,
+    exe: PathBuf,
+    args: Vec<Vec<String>>,
+    children: Vec<Option<Child>>,
+}
+
+impl LocalCluster {
+    /// Start `exe serve` three times on free loopback ports, data under `dir`.
+    pub fn start(
+        exe: &Path,
+        dir: &Path,
+        cores: u16,
+        groups: u32,
+        sync: SyncFlag,
+    ) -> Result<LocalCluster, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let ports_per_node = 2 * cores;
+        let base = free_port_run(NODES as u16 * ports_per_node)?;
+        let bases: Vec<String> = (0..NODES as u16)
+            .map(|i| format!("127.0.0.1:{}", base + i * ports_per_node))
+            .collect();
+        let peers: Vec<String> = bases
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{}={b}", i + 1))
+            .collect();
+        let sync = match sync {
+            SyncFlag::Always => "always",
+            SyncFlag::Never => "never",
+        };
+        let args = (1..=NODES)
+            .map(|id| {
+                let data = dir.join(format!("node-{id}"));
+                [
+                    "serve",
+                    "--id",
+                    &id.to_string(),
+                    "--peers",
+                    &peers.join(","),
+                    "--data-dir",
+                    &data.to_string_lossy(),
+                    "--cores",
+                    &cores.to_string(),
+                    "--groups",
+                    &groups.to_string(),
+                    "--sync",
+                    sync,
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .collect();
+        let mut cluster = LocalCluster {
+            dir: dir.to_path_buf(),
+            bases,
+            exe: exe.to_path_buf(),
+            args,
+            children: (0..NODES).map(|_| None).collect(),
+        };
+        for id in 1..=NODES {
+            cluster.restart(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Start node `id` (1-based) again with the same flags and data; appends to its log.
+    pub fn restart(&mut self, id: u64) -> Result<(), String> {
+        let index = (id - 1) as usize;
+        if self.children[index].is_some() {
+            return Err(format!("node {id} is running"));
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .map_err(|e| format!("cannot open the log of node {id}: {e}"))?;
+        let child = Command::new(&self.exe)
+            .args(&self.args[index])
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start node {id}: {e}"))?;
+        self.children[index] = Some(child);
+        Ok(())
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}.log"))
+    }
+
+    /// What node `id` printed so far.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    /// SIGKILL node `id`: no shutdown, no final sync.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children[(id - 1) as usize].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM node `id` and wait for it; an error if it did not exit cleanly.
+    pub fn terminate(&mut self, id: u64) -> Result<(), String> {
+        let Some(mut child) = self.children[(id - 1) as usize].take() else {
+            return Ok(());
+        };
+        crate::sys::send_sigterm(child.id());
+        match child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("node {id} exited with {status}")),
+            Err(error) => Err(format!("node {id}: {error}")),
+        }
+    }
+
+    /// Nodes that exited on their own, with their status.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut exited = Vec::new();
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                exited.push(format!("node {} exited ({status})", i + 1));
+            }
+        }
+        exited
+    }
+
+    /// SIGTERM every running node and wait; errors name nodes that did not exit cleanly.
+    pub fn stop(mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for child in self.children.iter().flatten() {
+            crate::sys::send_sigterm(child.id());
+        }
+        for (i, child) in self.children.iter_mut().enumerate() {
+            let Some(mut child) = child.take() else {
+                continue;
+            };
+            match child.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => problems.push(format!("node {} exited with {status}", i + 1)),
+                Err(error) => problems.push(format!("node {}: {error}", i + 1)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A run of `count` consecutive free TCP ports on loopback.
+fn free_port_run(count: u16) -> Result<u16, String> {
+    // Clusters started by one process (tests run in parallel) must not draw the same ports.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut rng = Prng::new(u64::from(std::process::id()) << 16 ^ call);
+    for _ in 0..200 {
+        let base = 20_000 + rng.below(30_000) as u16;
+        let free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    Err(format!("no run of {count} free ports found on 127.0.0.1"))
+}

@@ -1,0 +1,6 @@
+//! The `cohort` command line: flags, and what each subcommand runs.
+
+pub mod client_cmd;
+pub mod demo;
+pub mod local_cluster;
+pub mod serve;

@@ -1,0 +1,200 @@
+//! A running node: one glommio executor per core, each with its groups, WAL, peer transport,
+//! client port and ticker; SIGTERM or Ctrl-C stops them all gracefully.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::kv::topology::Topology;
+use crate::raft::{Config, NodeId, Replica, Role};
+use crate::shard::Group;
+use crate::shard::core::{Core, CoreNet, CoreShape, Input};
+use crate::shard::inbox::Inbox;
+use crate::transport::{Transport, TransportConfig};
+use crate::wire::{ClusterId, Envelope};
+
+use super::config::{NodeConfig, SyncMode};
+use super::log::WalLog;
+
+/// Inputs waiting for the core loop before producers must wait (client readers, peers).
+const INBOX_CAPACITY: usize = 4096;
+
+/// Run the node until a signal stops it. Returns once every core has synced and stopped.
+pub fn run(config: NodeConfig) -> Result<(), String> {
+    config.validate().map_err(|e| e.to_string())?;
+    crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    let config = Arc::new(config);
+    let mut executors = Vec::new();
+    for core in 0..config.cores {
+        let placement = if config.pin_cores {
+            Placement::Fixed(usize::from(core))
+        } else {
+            Placement::Unbound
+        };
+        let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
+        let executor = LocalExecutorBuilder::new(placement)
+            .name(&format!("cohort-core-{core}"))
+            .spawn(move || async move { run_core(&config, core, stop).await })
+            .map_err(|e| format!("core {core}: cannot start its executor: {e}"))?;
+        executors.push(executor);
+    }
+    let mut failures = Vec::new();
+    for (core, executor) in executors.into_iter().enumerate() {
+        match executor.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                failures.push(error);
+                // One core failing stops the node: the others must not go on half a node.
+                stop.store(true, Ordering::SeqCst);
+            }
+            Err(error) => failures.push(format!("core {core}: executor failed: {error}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+struct TransportNet(Rc<Transport>);
+
+impl CoreNet for TransportNet {
+    fn send(&mut self, envelope: Envelope) -> bool {
+        self.0.send(envelope.message.to, envelope).is_ok()
+    }
+}
+
+fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
+    let mut raft = Config::new(id);
+    raft.election_timeout_ticks = config.election_ticks;
+    raft.heartbeat_interval_ticks = config.heartbeat_ticks;
+    raft.lease_reads = config.lease_reads;
+    // Clients follow NotLeader hints; forwarding would hide the leader from them.
+    raft.forward_proposals = false;
+    raft
+}
+
+async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let voters: Vec<NodeId> = config.members.keys().copied().collect();
+    let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
+    let dir = config.data_dir.join(format!("core-{core}"));
+    let (log, recovered) = WalLog::open(&dir, config, &group_ids, &voters).await?;
+    let topology = Rc::new(Topology {
+        node_id: config.id.0,
+        cores: config.cores,
+        groups: config.groups,
+        members: config
+            .members
+            .iter()
+            .map(|(id, base)| (id.0, base.clone()))
+            .collect(),
+    });
+    let mut groups = BTreeMap::new();
+    for (group, persisted) in recovered {
+        let seed = config.id.0 << 32 ^ u64::from(group) ^ u64::from(std::process::id()) << 48;
+        let replica = Replica::new(raft_config(config, config.id), seed, persisted)
+            .map_err(|e| format!("group {group}: {e}"))?;
+        let topology = Rc::clone(&topology);
+        let address = Box::new(move |leader: NodeId| {
+            topology.address_of(leader.0, group).unwrap_or_default()
+        });
+        groups.insert(group, Group::new(replica, address));
+    }
+
+    let peers = config
+        .members
+        .keys()
+        .filter(|&&id| id != config.id)
+        .map(|&id| config.peer_addr(id, core).map(|addr| (id, addr)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let listen = config
+        .peer_addr(config.id, core)
+        .map_err(|e| e.to_string())?;
+    let mut transport_config =
+        TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
+    transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
+    let transport =
+        Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
+    let client_addr = config
+        .client_addr(config.id, core)
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(client_addr)
+        .map_err(|e| format!("core {core}: cannot listen for clients on {client_addr}: {e}"))?;
+    say(&format!(
+        "node {} core {core}: peers on {listen}, clients on {client_addr}, groups {:?}",
+        config.id,
+        group_ids.iter().collect::<Vec<_>>()
+    ));
+
+    let inbox = Inbox::new(INBOX_CAPACITY);
+    let tasks = [
+        glommio::spawn_local(receive_peers(Rc::clone(&transport), inbox.clone())),
+        glommio::spawn_local(super::clients::serve(listener, inbox.clone(), topology)),
+        glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
+    ];
+    let shape = CoreShape {
+        node_id: config.id.0,
+        core,
+        cores: config.cores,
+        groups_total: config.groups,
+        sync: config.sync == SyncMode::Always,
+    };
+    let node = config.id;
+    let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {
+        if role == Role::Leader || role == Role::Follower {
+            say(&format!(
+                "node {node} group {group}: {role} in term {term} (leader {leader})"
+            ));
+        }
+    });
+    let net = TransportNet(Rc::clone(&transport));
+    let result = Core::new(shape, groups, log, net, inbox, on_role)
+        .run()
+        .await;
+    drop(tasks);
+    if let Ok(transport) = Rc::try_unwrap(transport) {
+        transport.close().await;
+    }
+    result.map(|_| say(&format!("node {node} core {core}: stopped")))
+}
+
+async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
+    while let Some(inbound) = transport.recv().await {
+        if !inbox.push(Input::Peer(inbound.envelopes)).await {
+            return;
+        }
+    }
+}
+
+async fn tick(every: std::time::Duration, inbox: Inbox<Input>, stop: Arc<AtomicBool>) {
+    loop {
+        glommio::timer::sleep(every).await;
+        if stop.load(Ordering::SeqCst) {
+            inbox.push_now(Input::Stop);
+            return;
+        }
+        inbox.push_now(Input::Tick);
+    }
+}
+
+/// One line on stdout, flushed at once: operators and tests read it from a pipe or a file,
+/// where stdout would otherwise sit in a block buffer.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}

@@ -1,0 +1,299 @@
+//! End to end: three `cohort serve` processes on loopback, real glommio, real TCP, real WAL
+//! files. Writes, linearizable reads from every node, a leader killed mid-load, a whole
+//! cluster restart, a follower catching up, and hostile clients.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cohort::cli::local_cluster::LocalCluster;
+use cohort::cli::serve::SyncFlag;
+use cohort::client::{Client, ClientError, ClientOptions};
+use cohort::kv::proto::{
+    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
+};
+use cohort::kv::{Command, Op};
+use cohort::wire::{FrameEncoder, FrameHeader};
+
+const GROUPS: u32 = 6;
+
+fn start(name: &str) -> LocalCluster {
+    let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
+    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always).expect("cluster starts")
+}
+
+fn finish(cluster: LocalCluster) {
+    let dir = cluster.dir.clone();
+    cluster.stop().expect("every node exits cleanly on SIGTERM");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Run `work` with a client of `bases` on a glommio executor.
+fn with_client<T: Send + 'static>(
+    bases: &[String],
+    seed: u64,
+    work: impl AsyncFnOnce(&mut Client) -> T + Send + 'static,
+) -> T {
+    let bases = bases.to_vec();
+    cohort::node::on_one_executor("test-client", move || async move {
+        let mut options = ClientOptions::new(bases, seed);
+        options.request_timeout = Duration::from_secs(20);
+        options.attempt_timeout = Duration::from_millis(500);
+        let mut client = Client::connect_retrying(options, Duration::from_secs(20))
+            .await
+            .expect("the cluster answers");
+        work(&mut client).await
+    })
+    .expect("client executor")
+}
+
+#[allow(clippy::disallowed_methods)]
+fn wait_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// The node that most recently became leader of group 0 (from the nodes' own logs).
+fn leader_of_group_0(cluster: &LocalCluster) -> u64 {
+    for _ in 0..200 {
+        if let Some(leader) = logged_leader_of_group_0(cluster) {
+            return leader;
+        }
+        wait_ms(50);
+    }
+    panic!("no node logged that it leads group 0");
+}
+
+fn logged_leader_of_group_0(cluster: &LocalCluster) -> Option<u64> {
+    let mut best = (0, 0);
+    for id in 1..=3 {
+        for line in cluster.log(id).lines() {
+            let prefix = format!("node {id} group 0: leader in term ");
+            if let Some(rest) = line.strip_prefix(&prefix) {
+                let term: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                best = best.max((term, id));
+            }
+        }
+    }
+    (best.1 != 0).then_some(best.1)
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{i}").into_bytes()
+}
+
+#[test]
+fn writes_on_one_node_are_read_linearizably_on_every_node() {
+    let cluster = start("rw");
+    let bases = cluster.bases.clone();
+    with_client(&bases, 1, async |client| {
+        for i in 0..60 {
+            client
+                .put(&key(i), format!("v{i}").as_bytes())
+                .await
+                .unwrap();
+        }
+    });
+    // A client that only knows node n finds every group's leader through node n's hints.
+    for (n, base) in bases.iter().enumerate() {
+        let only = vec![base.clone()];
+        let values = with_client(&only, 10 + n as u64, async |client| {
+            let mut values = Vec::new();
+            for i in 0..60 {
+                values.push(
+                    client
+                        .get(&key(i), Consistency::Linearizable)
+                        .await
+                        .unwrap(),
+                );
+            }
+            values
+        });
+        for (i, value) in values.into_iter().enumerate() {
+            assert_eq!(
+                value,
+                Some(Bytes::from(format!("v{i}"))),
+                "node {n}, key {i}"
+            );
+        }
+    }
+    // `cohort status`: every group has a leader, and that leader sees both followers.
+    let bases_for_status = bases.clone();
+    let (rows, missing) = cohort::node::on_one_executor("status", move || async move {
+        cohort::client::cluster_status(ClientOptions::new(bases_for_status, 9)).await
+    })
+    .unwrap()
+    .unwrap();
+    assert!(missing.is_empty(), "{missing:?}");
+    assert_eq!(rows.len(), 3, "one core on each of three nodes");
+    for group in 0..GROUPS {
+        let leaders: Vec<_> = rows
+            .iter()
+            .flat_map(|core| &core.groups)
+            .filter(|g| g.group == group && g.role == "leader")
+            .collect();
+        assert_eq!(leaders.len(), 1, "group {group}: {leaders:?}");
+        assert_eq!(leaders[0].peers.len(), 2, "group {group}");
+    }
+    let table = cohort::kv::status::render(&rows);
+    assert!(table.contains("replicate"), "{table}");
+    finish(cluster);
+}
+
+#[test]
+fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
+    let mut cluster = start("kill");
+    let bases = cluster.bases.clone();
+    with_client(&bases, 2, async |client| {
+        client.put(b"warm", b"up").await.unwrap()
+    });
+    // The leader of group 0 is killed without warning while a client writes.
+    let victim = leader_of_group_0(&cluster);
+    let writer = {
+        let bases = bases.clone();
+        std::thread::spawn(move || {
+            with_client(&bases, 3, async |client| {
+                let mut acked = BTreeMap::new();
+                for i in 0..120 {
+                    let value = format!("v{i}");
+                    client.put(&key(i), value.as_bytes()).await.unwrap();
+                    acked.insert(i, value);
+                }
+                acked
+            })
+        })
+    };
+    wait_ms(150);
+    cluster.kill(victim);
+    let acked = writer
+        .join()
+        .expect("the writer finishes: a new leader took over");
+    // The killed node comes back and catches up from its peers' logs.
+    cluster.restart(victim).unwrap();
+    let expected = acked.clone();
+    let only_victim = vec![bases[(victim - 1) as usize].clone()];
+    with_client(&only_victim, 4, async move |client| {
+        for (i, value) in &expected {
+            let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
+            // A stale read at the restarted node: it has caught up once every value is there.
+            if got.as_deref() != Some(value.as_bytes()) {
+                let fresh = client
+                    .get(&key(*i), Consistency::Linearizable)
+                    .await
+                    .unwrap();
+                assert_eq!(fresh.as_deref(), Some(value.as_bytes()), "key {i}");
+            }
+        }
+    });
+    // Stop everything gracefully, start again: every acknowledged write is still there.
+    for id in 1..=3 {
+        cluster.terminate(id).expect("clean stop");
+    }
+    for id in 1..=3 {
+        cluster.restart(id).unwrap();
+    }
+    with_client(&bases, 5, async move |client| {
+        for (i, value) in &acked {
+            let got = client
+                .get(&key(*i), Consistency::Linearizable)
+                .await
+                .unwrap();
+            assert_eq!(
+                got.as_deref(),
+                Some(value.as_bytes()),
+                "key {i} after restart"
+            );
+        }
+    });
+    finish(cluster);
+}
+
+#[test]
+fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
+    let cluster = start("bad");
+    let bases = cluster.bases.clone();
+    with_client(&bases, 7, async |client| {
+        client.put(b"k", b"up").await.unwrap()
+    });
+    // Garbage bytes at a client port: the connection is closed, nothing else happens.
+    let client_port = cohort::kv::topology::client_address(&bases[0], 0).unwrap();
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&client_port).unwrap();
+        stream.write_all(&[0xFF; 64]).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(
+            stream.read(&mut buf).unwrap_or(0),
+            0,
+            "closed without an answer"
+        );
+    }
+    // A value over the limit, sent by a client that does not check: refused with TooLarge,
+    // and the node goes on serving.
+    let refused = raw_request(
+        &client_port,
+        Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![0; cohort::kv::limits::VALUE_BYTES_MAX + 1]),
+        },
+    );
+    assert!(
+        matches!(
+            &refused,
+            Outcome::Error {
+                code: ErrorCode::TooLarge,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    with_client(&bases, 6, async |client| {
+        client
+            .put(b"k", b"fine")
+            .await
+            .expect("the node still serves");
+        let error = client
+            .execute(
+                vec![Op::Get { key: Bytes::new() }],
+                Consistency::Linearizable,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Invalid(_)), "{error}");
+    });
+    finish(cluster);
+}
+
+/// Send one request on a plain socket, skipping every client-side check; return the answer.
+fn raw_request(address: &str, op: Op) -> Outcome {
+    use std::io::{Read, Write};
+    let request = Request {
+        command: Command {
+            client_id: 99,
+            sequence: 1,
+            first_unacked: 1,
+            ops: vec![op],
+        },
+        consistency: Consistency::Linearizable,
+    };
+    let mut encoder = FrameEncoder::new();
+    encode_requests(&mut encoder, &[request]).unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(&encoder.to_frame_vec()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut header = [0; cohort::wire::limits::FRAME_HEADER_BYTES];
+    stream.read_exact(&mut header).unwrap();
+    let parsed = FrameHeader::parse(&header).unwrap().unwrap();
+    let mut frame = header.to_vec();
+    frame.resize(parsed.frame_bytes(), 0);
+    stream.read_exact(&mut frame[header.len()..]).unwrap();
+    let mut responses = decode_responses(&Bytes::from(frame)).unwrap();
+    responses.pop().unwrap().outcome
+}
