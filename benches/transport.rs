@@ -9,7 +9,10 @@
 //!   so the figure includes building messages, encoding, checksums, the verifier, decoding.
 //!
 //! Sender and receiver run on separate executors pinned to CPUs 0 and 1. Each figure is the
-//! median of three runs. Run with `cargo bench --bench transport`.
+//! median of three runs, raw and transport interleaved so both see the same machine. A last
+//! line per workload gives the wire codec's own rate on one core (no sockets): the ceiling
+//! the transport cannot pass. Run with `cargo bench --bench transport`
+//! (`COHORT_BENCH_ONLY=small|large` for one workload, `COHORT_BENCH_VERBOSE=1` for counters).
 
 // Benchmarks measure wall time; the clock module's rule is for the engine, not for this.
 #![allow(clippy::disallowed_methods)]
@@ -205,6 +208,30 @@ fn transport_run(workload: Workload, payload: Bytes) -> f64 {
     end.duration_since(start).as_secs_f64()
 }
 
+/// Messages per second one core can encode, and verify + decode, with the wire codec alone
+/// (no sockets, no transport): the ceiling the transport's figures should be read against.
+fn codec_ceiling(workload: &Workload, payload: &Bytes) -> (f64, f64) {
+    let turn: Vec<Envelope> = (1..=workload.messages_per_turn as u64)
+        .map(|index| envelope(payload, index))
+        .collect();
+    let rounds = (workload.messages / workload.messages_per_turn / 4).max(1);
+    let mut encoder = FrameEncoder::new();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        encoder.encode_raft(turn.iter()).expect("encodes");
+        std::hint::black_box(encoder.body());
+    }
+    let encode_s = start.elapsed().as_secs_f64();
+    let frame = Bytes::from(encoder.to_frame_vec());
+    let start = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(cohort::wire::decode_frame(&frame).expect("decodes"));
+    }
+    let decode_s = start.elapsed().as_secs_f64();
+    let messages = (rounds * workload.messages_per_turn) as f64;
+    (messages / encode_s, messages / decode_s)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -249,6 +276,11 @@ fn main() {
             messages / transport_s,
             mb(transport_s),
             100.0 * raw_s / transport_s
+        );
+        let (encode_rate, decode_rate) = codec_ceiling(&workload, &payload);
+        println!(
+            "{:>16}  codec alone, one core: encode {:.0} msgs/s, verify+decode {:.0} msgs/s",
+            "", encode_rate, decode_rate
         );
     }
 }

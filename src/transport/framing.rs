@@ -223,6 +223,78 @@ mod tests {
         }
     }
 
+    /// Delivers at most `chunk` bytes per read, as a slow socket would.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let end = (self.at + self.chunk.min(buf.len())).min(self.bytes.len());
+            let read = end - self.at;
+            buf[..read].copy_from_slice(&self.bytes[self.at..end]);
+            self.at = end;
+            std::task::Poll::Ready(Ok(read))
+        }
+    }
+
+    fn frame_of(envelopes: &[Envelope]) -> Vec<u8> {
+        let mut encoder = FrameEncoder::new();
+        encoder.encode_raft(envelopes.iter()).expect("encodes");
+        encoder.to_frame_vec()
+    }
+
+    #[test]
+    fn frames_split_across_any_reads_come_out_whole() {
+        let frames = [
+            frame_of(&[snapshot_message(3)]),
+            frame_of(&[snapshot_message(700), snapshot_message(1)]),
+            frame_of(&[snapshot_message(40_000)]),
+        ];
+        let stream: Vec<u8> = frames.concat();
+        for chunk in [1, 5, 12, 13, 4096, 1 << 20] {
+            let mut trickle = Trickle {
+                bytes: stream.clone(),
+                at: 0,
+                chunk,
+            };
+            let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            for expected in &frames {
+                let frame = futures_lite::future::block_on(reader.read_frame(&mut trickle))
+                    .expect("valid frames")
+                    .expect("not closed yet");
+                assert_eq!(&frame[..], &expected[..], "chunk {chunk}");
+            }
+            let end = futures_lite::future::block_on(reader.read_frame(&mut trickle));
+            assert!(
+                matches!(end, Ok(None)),
+                "chunk {chunk}: closed after the last frame"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_readers_limit_is_refused_from_its_header() {
+        let frame = frame_of(&[snapshot_message(1_000)]);
+        let mut reader = FrameReader::new(512);
+        let mut trickle = Trickle {
+            bytes: frame[..FRAME_HEADER_BYTES].to_vec(),
+            at: 0,
+            chunk: 64,
+        };
+        let refused = futures_lite::future::block_on(reader.read_frame(&mut trickle));
+        assert!(matches!(
+            refused,
+            Err(ReadFrameError::Frame(FrameError::TooLarge { .. }))
+        ));
+    }
+
     #[test]
     fn chunks_respect_the_payload_target_and_take_at_least_one() {
         let big = snapshot_message(FRAME_PAYLOAD_BYTES_TARGET / 2 + 1);

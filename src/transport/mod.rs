@@ -35,7 +35,9 @@
 //! The writer runs after the shard's turn, takes everything queued, and writes it
 //! as one frame with one write (more only past the frame bounds of `wire::limits`); the
 //! frame is written from the encoder's buffer without another copy (`framing.rs`). Each peer
-//! has its own writer task, so a stalled peer never delays another.
+//! has its own writer task, so a stalled peer never delays another. Delivery is
+//! at-most-once: messages a writer had taken when its connection failed are lost, which Raft
+//! tolerates (it retransmits from its progress state).
 //!
 //! **Receiving.** The reader reads into a buffer, splits whole frames off it as `Bytes`,
 //! checks each (length bound before allocation, checksum, flatbuffers verifier, content),
