@@ -3,20 +3,18 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
-use crate::wire::limits::FRAME_HEADER_BYTES;
-use crate::wire::{FrameEncoder, FrameHeader};
+use crate::transport::{FrameReader, ReadFrameError};
+use crate::wire::FrameEncoder;
+use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
 pub struct Conn {
     stream: TcpStream,
-    buffer: BytesMut,
+    reader: FrameReader,
 }
-
-/// Bytes read from the socket per read call when a frame needs more.
-const READ_CHUNK_BYTES: usize = 64 << 10;
 
 impl Conn {
     pub async fn connect(address: &str, timeout: Duration) -> io::Result<Conn> {
@@ -31,7 +29,7 @@ impl Conn {
         stream.set_nodelay(true).map_err(io::Error::from)?;
         Ok(Conn {
             stream,
-            buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            reader: FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX),
         })
     }
 
@@ -44,33 +42,17 @@ impl Conn {
 
     /// Read one whole frame (not yet verified: the decoders open it).
     pub async fn recv(&mut self) -> io::Result<Bytes> {
-        loop {
-            let header = FrameHeader::parse(&self.buffer)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            if let Some(header) = header
-                && self.buffer.len() >= header.frame_bytes()
-            {
-                return Ok(self.buffer.split_to(header.frame_bytes()).freeze());
-            }
-            let want = header.map_or(FRAME_HEADER_BYTES, |h| h.frame_bytes());
-            let start = self.buffer.len();
-            self.buffer
-                .resize(start + (want - start).max(READ_CHUNK_BYTES), 0);
-            let read = self.stream.read(&mut self.buffer[start..]).await;
-            let read = match read {
-                Ok(read) => read,
-                Err(error) => {
-                    self.buffer.truncate(start);
-                    return Err(error);
-                }
-            };
-            self.buffer.truncate(start + read);
-            if read == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the node closed the connection",
-                ));
-            }
+        match self.reader.read_frame(&mut self.stream).await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the node closed the connection",
+            )),
+            Err(ReadFrameError::Io(error)) => Err(error),
+            Err(ReadFrameError::Frame(error)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                error.to_string(),
+            )),
         }
     }
 }

@@ -12,8 +12,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::proto::{ClientFrame, Response, decode_client_frame, encode_responses};
@@ -22,13 +22,13 @@ use crate::kv::topology::{Topology, encode_topology};
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
-use crate::wire::limits::FRAME_HEADER_BYTES;
-use crate::wire::{FrameEncoder, FrameHeader};
+use crate::transport::{FrameReader, ReadFrameError};
+use crate::wire::FrameEncoder;
+use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
 /// Frames a connection may have waiting for the core loop: past it, the reader stops reading
 /// and TCP pushes back on the client.
 const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
-const READ_CHUNK_BYTES: usize = 64 << 10;
 
 /// Accept client connections until the listener fails or the inbox closes.
 pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<Topology>) {
@@ -60,7 +60,7 @@ async fn serve_conn(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buffer = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     let first = match opening(&mut stream, &mut buffer, &topology, &inbox).await {
         Ok(first) => first,
         Err(reason) => {
@@ -93,7 +93,7 @@ async fn serve_conn(
 /// frame.
 async fn opening(
     stream: &mut TcpStream,
-    buffer: &mut BytesMut,
+    buffer: &mut FrameReader,
     topology: &Topology,
     inbox: &Inbox<Input>,
 ) -> Result<Bytes, String> {
@@ -127,7 +127,7 @@ async fn opening(
 async fn read_requests(
     conn: ConnId,
     mut reader: impl AsyncRead + Unpin,
-    mut buffer: BytesMut,
+    mut buffer: FrameReader,
     first: Bytes,
     inbox: &Inbox<Input>,
 ) -> Result<(), String> {
@@ -149,25 +149,13 @@ async fn read_requests(
 
 async fn next_frame(
     reader: &mut (impl AsyncRead + Unpin),
-    buffer: &mut BytesMut,
+    frames: &mut FrameReader,
 ) -> Result<Bytes, String> {
-    loop {
-        let header = FrameHeader::parse(buffer).map_err(|e| format!("bad frame header: {e}"))?;
-        if let Some(header) = header
-            && buffer.len() >= header.frame_bytes()
-        {
-            return Ok(buffer.split_to(header.frame_bytes()).freeze());
-        }
-        let want = header.map_or(FRAME_HEADER_BYTES, |h| h.frame_bytes());
-        let start = buffer.len();
-        buffer.resize(start + (want - start).max(READ_CHUNK_BYTES), 0);
-        let read = reader.read(&mut buffer[start..]).await;
-        buffer.truncate(start + *read.as_ref().unwrap_or(&0));
-        match read {
-            Ok(0) => return Err("closed by the client".to_string()),
-            Ok(_) => {}
-            Err(error) => return Err(format!("read failed: {error}")),
-        }
+    match frames.read_frame(reader).await {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err("closed by the client".to_string()),
+        Err(ReadFrameError::Io(error)) => Err(format!("read failed: {error}")),
+        Err(ReadFrameError::Frame(error)) => Err(format!("bad frame: {error}")),
     }
 }
 
