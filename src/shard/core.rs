@@ -20,7 +20,7 @@ use std::io;
 use crate::kv::proto::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::kv::status::{CoreRows, GroupRow};
 use crate::kv::topology::{core_of, group_of};
-use crate::raft::{GroupId, Ready, Role};
+use crate::raft::{GroupId, Message, Ready, Role};
 use crate::wire::Envelope;
 
 use super::group::{Answer, ConnId, Group};
@@ -233,16 +233,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             let mut ready = group.replica.ready();
-            for message in ready.take_messages_now() {
-                let to = message.to;
-                let envelope = Envelope {
-                    group: GroupId(id),
-                    message,
-                };
-                if !self.net.send(envelope) {
-                    group.replica.report_unreachable(to);
-                }
-            }
+            send_all(&mut self.net, id, group, ready.take_messages_now());
             self.log
                 .stage(GroupId(id), &ready)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
@@ -257,16 +248,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         for (id, mut ready) in readies {
             let group = self.groups.get_mut(&id).expect("listed above");
-            for message in ready.take_messages_after_persist() {
-                let to = message.to;
-                let envelope = Envelope {
-                    group: GroupId(id),
-                    message,
-                };
-                if !self.net.send(envelope) {
-                    group.replica.report_unreachable(to);
-                }
-            }
+            send_all(
+                &mut self.net,
+                id,
+                group,
+                ready.take_messages_after_persist(),
+            );
             if let Some((role, leader)) = ready.soft_state() {
                 (self.on_role)(id, role, leader.0, group.replica.term().0);
             }
@@ -292,6 +279,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if let Some(outbox) = self.outboxes.get(&conn) {
                 outbox.push_now(responses);
             }
+        }
+    }
+}
+
+/// Send `messages` of group `id`; a peer whose queue refuses one is reported unreachable, so
+/// the leader stops streaming to it until it answers again.
+fn send_all(net: &mut impl CoreNet, id: u32, group: &mut Group, messages: Vec<Message>) {
+    for message in messages {
+        let to = message.to;
+        let envelope = Envelope {
+            group: GroupId(id),
+            message,
+        };
+        if !net.send(envelope) {
+            group.replica.report_unreachable(to);
         }
     }
 }
