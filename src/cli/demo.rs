@@ -19,9 +19,12 @@ use super::serve::SyncFlag;
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Concurrent clients, each with one request outstanding.
+    /// Concurrent clients, each with one batch outstanding.
     #[arg(long, default_value_t = 64)]
     pub clients: u32,
+    /// Requests each client sends at once (one frame per node core it touches).
+    #[arg(long, default_value_t = 16)]
+    pub batch: u32,
     /// Seconds of load.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
@@ -69,12 +72,29 @@ pub fn run_load(bases: &[String], args: &DemoArgs) -> Result<LoadReport, String>
             seconds: args.seconds as f64,
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }));
-        // Connect (and wait for leaders) before the clock starts.
+        // Connect before the clock starts, and wait until every group has a leader: the
+        // figures are of a running cluster, not of its first election.
         let mut clients = Vec::new();
         for i in 0..args.clients {
             let options = ClientOptions::new(bases.clone(), u64::from(i) << 20 | 7);
             let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
             clients.push(client.map_err(|e| e.to_string())?);
+        }
+        let groups = clients[0].topology().groups;
+        let mut seen = vec![false; groups as usize];
+        let mut warm_up = Vec::new();
+        for i in 0.. {
+            if warm_up.len() == seen.len() {
+                break;
+            }
+            let key = Bytes::from(format!("warm-up-{i}"));
+            let group = crate::kv::topology::group_of(&key, groups) as usize;
+            if !std::mem::replace(&mut seen[group], true) {
+                warm_up.push((vec![Op::Get { key }], Consistency::Linearizable));
+            }
+        }
+        for result in clients[0].execute_batch(warm_up).await {
+            result.map_err(|e| format!("warm-up: {e}"))?;
         }
         let start = crate::clock::now();
         let end = start + Duration::from_secs(args.seconds);
@@ -109,28 +129,34 @@ async fn drive(
     let mut rng = Prng::new(seed ^ 0xD3A0);
     let value = Bytes::from(vec![b'v'; args.value_bytes]);
     while crate::clock::now() < end {
-        let key = Bytes::from(format!("key-{}", rng.below(args.keys.max(1))));
-        let (ops, consistency) = if rng.below(100) < args.read_percent {
-            (vec![Op::Get { key }], Consistency::Linearizable)
-        } else {
-            let op = Op::Put {
-                key,
-                value: value.clone(),
-            };
-            (vec![op], Consistency::Linearizable)
-        };
+        let requests = (0..args.batch.max(1))
+            .map(|_| {
+                let key = Bytes::from(format!("key-{}", rng.below(args.keys.max(1))));
+                if rng.below(100) < args.read_percent {
+                    (vec![Op::Get { key }], Consistency::Linearizable)
+                } else {
+                    let op = Op::Put {
+                        key,
+                        value: value.clone(),
+                    };
+                    (vec![op], Consistency::Linearizable)
+                }
+            })
+            .collect();
         let started = crate::clock::now();
-        let result = client.execute(ops, consistency).await;
+        let results = client.execute_batch(requests).await;
         let micros = started.elapsed().as_micros() as u64;
         let mut report = report.borrow_mut();
-        match result {
-            Ok(_) => {
-                report.requests += 1;
-                let _ = report.latency_us.record(micros.max(1));
-            }
-            Err(error) => {
-                report.errors += 1;
-                report.first_error.get_or_insert_with(|| error.to_string());
+        for result in results {
+            match result {
+                Ok(_) => {
+                    report.requests += 1;
+                    let _ = report.latency_us.record(micros.max(1));
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    report.first_error.get_or_insert_with(|| error.to_string());
+                }
             }
         }
     }
@@ -148,8 +174,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
     let mut cluster = LocalCluster::start(&exe, &dir, args.cores, args.groups, args.sync)?;
     println!(
-        "load: {} clients, {} s, {}% linearizable reads, {} B values, {} keys",
-        args.clients, args.seconds, args.read_percent, args.value_bytes, args.keys
+        "load: {} clients × batches of {}, {} s, {}% linearizable reads, {} B values, {} keys",
+        args.clients, args.batch, args.seconds, args.read_percent, args.value_bytes, args.keys
     );
     let load = run_load(&cluster.bases, args);
     let exited = cluster.exited();

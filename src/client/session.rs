@@ -2,7 +2,7 @@
 //! leader hints, retries with the same sequence number (so nothing is applied twice), and
 //! caches leaders per group.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::kv::proto::{
-    Consistency, ErrorCode, Outcome, Request, Response, decode_responses, encode_requests,
+    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
 };
 use crate::kv::topology::{
     Topology, client_address, decode_topology, encode_topology_request, group_of,
@@ -79,6 +79,33 @@ impl std::error::Error for ClientError {}
 impl From<CommandError> for ClientError {
     fn from(error: CommandError) -> Self {
         ClientError::Invalid(error.to_string())
+    }
+}
+
+/// One request of a batch on its way: where it is being sent, and whether it is answered.
+struct Slot {
+    request: Request,
+    group: u32,
+    node: Option<u64>,
+    done: bool,
+}
+
+impl Slot {
+    fn done() -> Slot {
+        Slot {
+            request: Request {
+                command: Command {
+                    client_id: 0,
+                    sequence: 0,
+                    first_unacked: 0,
+                    ops: Vec::new(),
+                },
+                consistency: Consistency::Stale,
+            },
+            group: 0,
+            node: None,
+            done: true,
+        }
     }
 }
 
@@ -164,12 +191,146 @@ impl Client {
         ops: Vec<Op>,
         consistency: Consistency,
     ) -> Result<Vec<OpResult>, ClientError> {
+        let mut results = self.execute_batch(vec![(ops, consistency)]).await;
+        results.pop().expect("one result per request")
+    }
+
+    /// Run many requests at once, each atomic on its own (its keys in one group). Requests
+    /// for the same core of the same node travel in one frame, and their answers come back
+    /// in one, so a batch costs a few syscalls instead of a few per request. Results come
+    /// back in the order of `requests`.
+    pub async fn execute_batch(
+        &mut self,
+        requests: Vec<(Vec<Op>, Consistency)>,
+    ) -> Vec<Result<Vec<OpResult>, ClientError>> {
+        let mut slots: Vec<Slot> = Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<Result<Vec<OpResult>, ClientError>>> = Vec::new();
+        for (ops, consistency) in requests {
+            match self.prepare(ops, consistency) {
+                Ok(slot) => {
+                    results.push(None);
+                    slots.push(slot);
+                }
+                Err(error) => {
+                    results.push(Some(Err(error)));
+                    slots.push(Slot::done());
+                }
+            }
+        }
+        // Everything before this batch has its answer: each id's lowest sequence here is the
+        // first one still unacknowledged.
+        let mut first_unacked: HashMap<u64, u64> = HashMap::new();
+        for slot in slots.iter().filter(|s| !s.done) {
+            let id = slot.request.command.client_id;
+            let lowest = first_unacked.entry(id).or_insert(u64::MAX);
+            *lowest = (*lowest).min(slot.request.command.sequence);
+        }
+        for slot in slots.iter_mut().filter(|s| !s.done) {
+            slot.request.command.first_unacked = first_unacked[&slot.request.command.client_id];
+        }
+        let deadline = crate::clock::now() + self.options.request_timeout;
+        let mut attempts = 0;
+        let mut last_error = String::new();
+        while slots.iter().any(|s| !s.done) && crate::clock::now() < deadline {
+            attempts += 1;
+            // One frame per address, with every request that goes there.
+            let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+                let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
+                slot.node = Some(node);
+                match self.topology.address_of(node, slot.group) {
+                    Some(address) => by_address.entry(address).or_default().push(i),
+                    None => slot.node = Some(self.other_member(node)),
+                }
+            }
+            let mut pause = false;
+            for (address, members) in by_address {
+                let frame: Vec<Request> =
+                    members.iter().map(|&i| slots[i].request.clone()).collect();
+                match self.exchange(&address, &frame).await {
+                    Ok(outcomes) => {
+                        for (&i, outcome) in members.iter().zip(outcomes) {
+                            let slot = &mut slots[i];
+                            let node = slot.node.expect("routed");
+                            match outcome {
+                                Some(Outcome::Results(answer)) => {
+                                    self.leaders.insert(slot.group, node);
+                                    results[i] = Some(Ok(answer));
+                                    slot.done = true;
+                                }
+                                Some(Outcome::NotLeader { leader, .. })
+                                    if leader != 0 && leader != node =>
+                                {
+                                    slot.node = Some(leader);
+                                    last_error = format!("node {node} is not the leader");
+                                }
+                                Some(Outcome::NotLeader { .. }) => {
+                                    // No leader known (an election is on): ask someone else.
+                                    last_error = "no leader known".to_string();
+                                    slot.node = Some(self.other_member(node));
+                                    pause = true;
+                                }
+                                Some(Outcome::Error {
+                                    code: ErrorCode::Busy,
+                                    message,
+                                }) => {
+                                    last_error = message;
+                                    pause = true;
+                                }
+                                Some(Outcome::Error { code, message }) => {
+                                    results[i] = Some(Err(ClientError::Refused { code, message }));
+                                    slot.done = true;
+                                }
+                                None => {
+                                    last_error = format!("{address}: no answer in time");
+                                    slot.node = Some(self.other_member(node));
+                                    pause = true;
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        self.conns.remove(&address);
+                        last_error = format!("{address}: {error}");
+                        for &i in &members {
+                            let node = slots[i].node.expect("routed");
+                            slots[i].node = Some(self.other_member(node));
+                        }
+                        pause = true;
+                    }
+                }
+            }
+            if pause {
+                self.pause().await;
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(ClientError::Timeout {
+                        attempts,
+                        last_error: last_error.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Check a request and give it its client id and sequence (kept across retries).
+    fn prepare(&mut self, ops: Vec<Op>, consistency: Consistency) -> Result<Slot, ClientError> {
         let Some(first) = ops.first() else {
             return Err(ClientError::Invalid(
                 "a request needs an operation".to_string(),
             ));
         };
-        let group = group_of(first.key(), self.topology.groups);
+        let groups = self.topology.groups;
+        let group = group_of(first.key(), groups);
+        if ops.iter().any(|op| group_of(op.key(), groups) != group) {
+            return Err(ClientError::Invalid(
+                "the keys of one request must belong to one group".to_string(),
+            ));
+        }
         let read_only = ops.iter().all(Op::is_read);
         // A 64-bit hash of (base, group), or of (base, reads): collisions are negligible.
         let tag = if read_only {
@@ -180,108 +341,77 @@ impl Client {
         let client_id = Prng::new(self.client_id ^ tag.rotate_left(32)).next_u64();
         let next = self.sequences.entry(client_id).or_insert(1);
         let sequence = *next;
-        *next += 1;
         let request = Request {
             command: Command {
                 client_id,
                 sequence,
-                // One request at a time: everything before this one has its answer.
                 first_unacked: sequence,
                 ops,
             },
             consistency,
         };
         request.command.validate()?;
-        let groups = self.topology.groups;
-        if request
-            .command
-            .ops
-            .iter()
-            .any(|op| group_of(op.key(), groups) != group)
-        {
-            return Err(ClientError::Invalid(
-                "the keys of one request must belong to one group".to_string(),
-            ));
-        }
-        encode_requests(&mut self.encoder, std::slice::from_ref(&request))
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let deadline = crate::clock::now() + self.options.request_timeout;
-        let mut node = self.leader_guess(group);
-        let mut attempts = 0;
-        let mut last_error = String::new();
-        while crate::clock::now() < deadline {
-            attempts += 1;
-            let Some(address) = self.topology.address_of(node, group) else {
-                node = self.other_member(node);
-                continue;
-            };
-            match self.attempt(&address, client_id, sequence).await {
-                Ok(Outcome::Results(results)) => {
-                    self.leaders.insert(group, node);
-                    return Ok(results);
-                }
-                Ok(Outcome::NotLeader { leader, .. }) if leader != 0 && leader != node => {
-                    node = leader;
-                    last_error = format!("node {node} is not the leader");
-                }
-                Ok(Outcome::NotLeader { .. }) => {
-                    // No leader known (an election is on): wait a little, ask someone else.
-                    last_error = "no leader known".to_string();
-                    self.pause().await;
-                    node = self.other_member(node);
-                }
-                Ok(Outcome::Error {
-                    code: ErrorCode::Busy,
-                    message,
-                }) => {
-                    last_error = message;
-                    self.pause().await;
-                }
-                Ok(Outcome::Error { code, message }) => {
-                    return Err(ClientError::Refused { code, message });
-                }
-                Err(error) => {
-                    self.conns.remove(&address);
-                    last_error = format!("{address}: {error}");
-                    self.pause().await;
-                    node = self.other_member(node);
-                }
-            }
-        }
-        Err(ClientError::Timeout {
-            attempts,
-            last_error,
+        *next += 1;
+        Ok(Slot {
+            request,
+            group,
+            node: None,
+            done: false,
         })
     }
 
-    async fn attempt(
+    /// Send `requests` to `address` in one frame and collect their answers (None for one
+    /// that got no answer within the attempt timeout).
+    async fn exchange(
         &mut self,
         address: &str,
-        client_id: u64,
-        sequence: u64,
-    ) -> std::io::Result<Outcome> {
+        requests: &[Request],
+    ) -> std::io::Result<Vec<Option<Outcome>>> {
         let timeout = self.options.attempt_timeout;
         if !self.conns.contains_key(address) {
             let conn = with_timeout(timeout, Conn::connect(address, timeout)).await?;
             self.conns.insert(address.to_string(), conn);
         }
+        encode_requests(&mut self.encoder, requests)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let conn = self.conns.get_mut(address).expect("inserted");
-        let encoder = &self.encoder;
-        let exchange = async {
-            conn.send(encoder).await?;
-            loop {
+        conn.send(&self.encoder).await?;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
+        let mut missing = requests.len();
+        let wanted: HashMap<(u64, u64), usize> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.command.client_id, r.command.sequence), i))
+            .collect();
+        let collect = async {
+            while missing > 0 {
                 let frame = conn.recv().await?;
                 let responses = decode_responses(&frame).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
                 })?;
                 // Answers to earlier attempts that timed out are skipped.
-                let mine = |r: &Response| r.client_id == client_id && r.sequence == sequence;
-                if let Some(response) = responses.into_iter().find(mine) {
-                    return Ok(response.outcome);
+                for response in responses {
+                    let key = (response.client_id, response.sequence);
+                    if let Some(&i) = wanted.get(&key)
+                        && outcomes[i].is_none()
+                    {
+                        outcomes[i] = Some(response.outcome);
+                        missing -= 1;
+                    }
                 }
             }
+            Ok::<(), std::io::Error>(())
         };
-        with_timeout(timeout, exchange).await
+        match with_timeout(timeout, collect).await {
+            Ok(()) => Ok(outcomes),
+            // Some answers came, some did not: the connection may be stuck; drop it, keep
+            // what arrived.
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                self.conns.remove(address);
+                Ok(outcomes)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     fn leader_guess(&mut self, group: u32) -> u64 {
