@@ -83,8 +83,10 @@ fn main() -> ExitCode {
             };
         }
         Command::Serve(args) => {
+            use std::io::IsTerminal;
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_max_level(tracing::Level::INFO)
                 .init();
             let result = args.to_config().and_then(cohort::node::run);

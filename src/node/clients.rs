@@ -30,6 +30,9 @@ use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 /// and TCP pushes back on the client.
 const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
 
+/// The end of every well-behaved connection: not worth a log line.
+const CLOSED_BY_CLIENT: &str = "closed by the client";
+
 /// Accept client connections until the listener fails or the inbox closes.
 pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<Topology>) {
     let next_conn = Rc::new(Cell::new(1u64));
@@ -64,7 +67,9 @@ async fn serve_conn(
     let first = match opening(&mut stream, &mut buffer, &topology, &inbox).await {
         Ok(first) => first,
         Err(reason) => {
-            tracing::info!(conn, %peer, %reason, "client connection closed");
+            if reason != CLOSED_BY_CLIENT {
+                tracing::info!(conn, %peer, %reason, "client connection closed");
+            }
             return;
         }
     };
@@ -80,8 +85,12 @@ async fn serve_conn(
     }
     let (reader, writer) = futures_lite::io::split(stream);
     let writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
-    if let Err(reason) = read_requests(conn, reader, buffer, first, &inbox).await {
-        tracing::info!(conn, %peer, %reason, "client connection closed");
+    match read_requests(conn, reader, buffer, first, &inbox).await {
+        Err(reason) if reason == CLOSED_BY_CLIENT => {
+            tracing::debug!(conn, %peer, "client connection closed by the client");
+        }
+        Err(reason) => tracing::info!(conn, %peer, %reason, "client connection closed"),
+        Ok(()) => {}
     }
     outbox.close();
     inbox.push_now(Input::Disconnected(conn));
@@ -153,7 +162,7 @@ async fn next_frame(
 ) -> Result<Bytes, String> {
     match frames.read_frame(reader).await {
         Ok(Some(frame)) => Ok(frame),
-        Ok(None) => Err("closed by the client".to_string()),
+        Ok(None) => Err(CLOSED_BY_CLIENT.to_string()),
         Err(ReadFrameError::Io(error)) => Err(format!("read failed: {error}")),
         Err(ReadFrameError::Frame(error)) => Err(format!("bad frame: {error}")),
     }
