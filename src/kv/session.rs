@@ -68,8 +68,13 @@ impl Sessions {
         session.last_index = index;
         session.first_unacked = session.first_unacked.max(first_unacked);
         session.replies.insert(sequence, reply);
-        let keep = session.replies.split_off(&session.first_unacked);
-        session.replies = keep;
+        // Forget what the client acknowledged (usually one reply, so no new map is built).
+        while let Some(entry) = session.replies.first_entry() {
+            if *entry.key() >= session.first_unacked {
+                break;
+            }
+            entry.remove();
+        }
         while session.replies.len() > REPLIES_PER_SESSION_MAX {
             let (oldest, _) = session.replies.pop_first().expect("non-empty");
             session.first_unacked = oldest + 1;
