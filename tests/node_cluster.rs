@@ -18,11 +18,13 @@ use cohort::wire::{FrameEncoder, FrameHeader};
 
 const GROUPS: u32 = 6;
 
+/// A cluster with 1 MiB WAL segments, so the tests rotate, build segments off the loop and
+/// recover across several segments.
 fn start(name: &str) -> LocalCluster {
     let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always).expect("cluster starts")
+    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always, 1).expect("cluster starts")
 }
 
 fn finish(cluster: LocalCluster) {

@@ -322,3 +322,47 @@ fn unknown_format_version_is_refused_naming_it() {
     }
     fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn segments_built_off_the_loop_are_adopted_without_a_rotation_stall() {
+    let dir = temp_dir("built");
+    let mut written = Vec::new();
+    {
+        let store = FileStore::open(&dir, SyncMode::Blocking).unwrap();
+        let mut wal = block_on(Wal::open(store, config())).unwrap();
+        let mut index = 1;
+        for _ in 0..40 {
+            // What the node does between loop turns: build the next segment elsewhere (here,
+            // inline), offer it, and let `prepare_next` adopt it.
+            if let Some((seq, size_bytes, header)) = wal.next_segment_plan() {
+                let built = wal.storage().build_job(seq, size_bytes, header)().unwrap();
+                wal.storage_mut().offer_built(built);
+                wal.prepare_next().unwrap();
+            }
+            for _ in 0..80 {
+                let data = payload(1, index);
+                wal.append_entries(1, index, &[(1, &data[..])]).unwrap();
+                written.push(data);
+                index += 1;
+            }
+            block_on(wal.sync()).unwrap();
+        }
+        let stats = wal.stats();
+        assert!(stats.rotations >= 5, "{stats:?}");
+        assert_eq!(stats.rotation_stalls, 0, "{stats:?}");
+    }
+    // No temporary file is left behind, and a reopen finds every synced entry.
+    let leftovers: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !name.ends_with(".wal"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let wal = reopen(&dir).unwrap();
+    let entries = read_all(&wal, 1);
+    assert_eq!(entries.len(), written.len());
+    for (entry, data) in entries.iter().zip(&written) {
+        assert_eq!(&entry.payload[..], &data[..]);
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

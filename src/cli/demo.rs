@@ -46,6 +46,9 @@ pub struct DemoArgs {
     /// WAL durability of the nodes.
     #[arg(long, value_enum, default_value_t = SyncFlag::Always)]
     pub sync: SyncFlag,
+    /// WAL segment size of the nodes, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub segment_mib: u64,
     /// Keep the data folder and the nodes' logs instead of deleting them.
     #[arg(long)]
     pub keep: bool,
@@ -172,7 +175,14 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         dir.display()
     );
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
-    let mut cluster = LocalCluster::start(&exe, &dir, args.cores, args.groups, args.sync)?;
+    let mut cluster = LocalCluster::start(
+        &exe,
+        &dir,
+        args.cores,
+        args.groups,
+        args.sync,
+        args.segment_mib,
+    )?;
     println!(
         "load: {} clients × batches of {}, {} s, {}% linearizable reads, {} B values, {} keys",
         args.clients, args.batch, args.seconds, args.read_percent, args.value_bytes, args.keys

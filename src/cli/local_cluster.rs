@@ -24,13 +24,15 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Start `exe serve` three times on free loopback ports, data under `dir`.
+    /// Start `exe serve` three times on free loopback ports, data under `dir`, WAL segments
+    /// of `segment_mib` MiB.
     pub fn start(
         exe: &Path,
         dir: &Path,
         cores: u16,
         groups: u32,
         sync: SyncFlag,
+        segment_mib: u64,
     ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ports_per_node = 2 * cores;
@@ -64,6 +66,8 @@ impl LocalCluster {
                     &groups.to_string(),
                     "--sync",
                     sync,
+                    "--segment-mib",
+                    &segment_mib.to_string(),
                 ]
                 .map(String::from)
                 .to_vec()

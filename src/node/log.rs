@@ -5,9 +5,11 @@
 //! entry kind must survive a restart. Prefixing costs one copy of each entry into a reused
 //! scratch buffer before the WAL's own copy into the map.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -15,7 +17,7 @@ use crate::raft::{
     Entry, EntryKind, GroupId, HardState, LogIndex, NodeId, Persisted, Ready, Snapshot, Term,
 };
 use crate::shard::core::CoreLog;
-use crate::wal::{FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry};
+use crate::wal::{BuiltSegment, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry};
 
 use super::config::NodeConfig;
 
@@ -23,6 +25,8 @@ pub struct WalLog {
     wal: Wal<FileStore>,
     scratch: Vec<u8>,
     ranges: Vec<(u64, std::ops::Range<usize>)>,
+    /// The next segment, being built on a blocking thread; `Some(result)` once done.
+    building: Option<Rc<RefCell<Option<io::Result<BuiltSegment>>>>>,
 }
 
 fn io_error(error: impl std::fmt::Display) -> io::Error {
@@ -50,6 +54,7 @@ impl WalLog {
             wal,
             scratch: Vec::new(),
             ranges: Vec::new(),
+            building: None,
         };
         let mut recovered = BTreeMap::new();
         let mut bootstrapped = false;
@@ -69,7 +74,8 @@ impl WalLog {
         if bootstrapped {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
         }
-        log.maintain().map_err(|e| e.to_string())?;
+        // The first next segment is built here, before the node serves anyone.
+        log.wal.prepare_next().map_err(|e| e.to_string())?;
         Ok((log, recovered))
     }
 
@@ -180,9 +186,33 @@ impl CoreLog for WalLog {
         self.wal.sync().await.map(drop).map_err(io_error)
     }
 
+    /// Keeps a next segment ready without stalling the loop: the slow part (zero-filling,
+    /// syncing and mapping 64 MiB) runs on glommio's blocking thread; the loop only renames
+    /// the finished file into place. If a rotation comes first, the WAL builds the segment
+    /// itself (counted in its `rotation_stalls`) and the late build is discarded.
     fn maintain(&mut self) -> io::Result<()> {
-        if self.wal.needs_prepare() {
-            self.wal.prepare_next().map_err(io_error)?;
+        if let Some(done) = self
+            .building
+            .as_ref()
+            .and_then(|slot| slot.borrow_mut().take())
+        {
+            self.building = None;
+            self.wal.storage_mut().offer_built(done?);
+            if self.wal.needs_prepare() {
+                self.wal.prepare_next().map_err(io_error)?;
+            }
+        }
+        if self.building.is_none()
+            && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
+        {
+            let job = self.wal.storage().build_job(seq, size_bytes, header);
+            let slot = Rc::new(RefCell::new(None));
+            self.building = Some(Rc::clone(&slot));
+            glommio::spawn_local(async move {
+                let built = glommio::executor().spawn_blocking(job).await;
+                *slot.borrow_mut() = Some(built);
+            })
+            .detach();
         }
         Ok(())
     }

@@ -140,6 +140,17 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
+    /// The segment `prepare_next` would create now, as (sequence, size, header), so a caller
+    /// can build it elsewhere first (see `FileStore::build_job`).
+    pub fn next_segment_plan(&self) -> Option<(u64, u64, Vec<u8>)> {
+        if self.prepared.is_some() || self.poisoned.is_some() {
+            return None;
+        }
+        let next = self.active() + 1;
+        let header = encode_segment_header(next, self.config.segment_bytes);
+        Some((next, self.config.segment_bytes, header.to_vec()))
+    }
+
     /// True when the next segment is not prepared yet: the shard should call `prepare_next`
     /// at an idle moment, so the rotation that needs it does not stall.
     pub fn needs_prepare(&self) -> bool {

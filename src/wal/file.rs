@@ -31,6 +31,18 @@ pub struct FileStore {
     dir: PathBuf,
     mode: SyncMode,
     segments: BTreeMap<u64, Segment>,
+    /// A next segment built off the loop thread, waiting for `create` to adopt it.
+    built: Option<BuiltSegment>,
+}
+
+/// A segment file built (zero-filled, header written, synced, mapped and pre-faulted) under a
+/// temporary name `<seq>.wal.building` that recovery never reads.
+pub struct BuiltSegment {
+    seq: u64,
+    size_bytes: u64,
+    path: PathBuf,
+    file: File,
+    map: Arc<Mapping>,
 }
 
 struct Segment {
@@ -57,6 +69,7 @@ impl FileStore {
             dir,
             mode,
             segments: BTreeMap::new(),
+            built: None,
         })
     }
 
@@ -82,6 +95,76 @@ impl FileStore {
     /// Makes the directory's entries (created, renamed, removed files) durable.
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// Work that builds segment `seq` off the loop thread (see [`BuiltSegment`]): run the
+    /// returned closure on a blocking thread, hand its result to [`FileStore::offer_built`],
+    /// and the next `create(seq)` adopts it instead of writing 64 MiB on the loop.
+    pub fn build_job(
+        &self,
+        seq: u64,
+        size_bytes: u64,
+        header: Vec<u8>,
+    ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
+        let dir = self.dir.clone();
+        move || {
+            let path = Self::segment_path(&dir, seq).with_extension("wal.building");
+            // A leftover of a crash mid-build is garbage: start over.
+            let _ = fs::remove_file(&path);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+            let mut at = 0u64;
+            while at < size_bytes {
+                let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+                file.write_all_at(&zeros[..chunk], at)?;
+                at += chunk as u64;
+            }
+            file.write_all_at(&header, 0)?;
+            file.sync_data()?;
+            let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
+            let map = Mapping::map(&file, len)?;
+            Ok(BuiltSegment {
+                seq,
+                size_bytes,
+                path,
+                file,
+                map,
+            })
+        }
+    }
+
+    /// A segment built by a [`FileStore::build_job`]; `create` adopts it if it is still wanted.
+    pub fn offer_built(&mut self, built: BuiltSegment) {
+        if let Some(stale) = self.built.replace(built) {
+            let _ = fs::remove_file(&stale.path);
+        }
+    }
+
+    /// The built segment for `seq`, renamed into place and durable, if one was offered.
+    fn adopt_built(&mut self, seq: u64, size_bytes: u64) -> io::Result<Option<Segment>> {
+        let Some(built) = self.built.take() else {
+            return Ok(None);
+        };
+        if built.seq != seq || built.size_bytes != size_bytes {
+            let _ = fs::remove_file(&built.path);
+            return Ok(None);
+        }
+        // The file is complete and synced under its temporary name; the rename makes it the
+        // segment, and the directory sync makes the name durable.
+        fs::rename(&built.path, self.path(seq))?;
+        self.sync_dir()?;
+        Ok(Some(Segment {
+            map: Some(built.map),
+            size_bytes,
+            fd: Rc::new(SegmentFd {
+                file: built.file,
+                glommio: OnceCell::new(),
+            }),
+        }))
     }
 
     fn open_segment(&self, seq: u64) -> io::Result<Segment> {
@@ -134,6 +217,10 @@ impl Storage for FileStore {
     }
 
     fn create(&mut self, seq: u64, size_bytes: u64, header: &[u8]) -> io::Result<()> {
+        if let Some(segment) = self.adopt_built(seq, size_bytes)? {
+            self.segments.insert(seq, segment);
+            return Ok(());
+        }
         let path = self.path(seq);
         let file = OpenOptions::new()
             .read(true)

@@ -137,6 +137,11 @@ impl<S: Storage> Wal<S> {
         self.stats
     }
 
+    /// The storage, for handing it work done elsewhere (a segment built off the loop).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
     pub fn storage(&self) -> &S {
         &self.storage
     }
