@@ -61,10 +61,17 @@ struct SegmentFd {
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
 impl FileStore {
-    /// A store over `dir`, created if missing.
+    /// A store over `dir`, created if missing. Segments a crash left half-built (see
+    /// [`FileStore::build_job`]) were never part of the log and are deleted.
     pub fn open(dir: impl AsRef<Path>, mode: SyncMode) -> io::Result<FileStore> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)?;
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().ends_with(".wal.building") {
+                fs::remove_file(entry.path())?;
+            }
+        }
         Ok(FileStore {
             dir,
             mode,
