@@ -1,7 +1,16 @@
-//! The real storage: one pre-zeroed file per segment in a directory, mapped shared and
-//! writable, made durable by fdatasync through glommio's io_uring.
+//! The real storage: one pre-zeroed file per segment in a directory, mapped shared for
+//! reading, written with one `pwrite` per sync, made durable by fdatasync through glommio's
+//! io_uring.
+//!
+//! Writes are staged: the WAL builds its records in a per-segment buffer (`slot`), and the
+//! buffer goes to the page cache in one `pwrite` when a sync begins (`syncer`). Storing
+//! through the shared map instead costs a write-protect fault per 4 KiB page (ext4's
+//! `page_mkwrite`) and a write-protect pass over the mapping at every writeback, which
+//! measured 7–14× the raw fdatasync latency for a small batch; the staged path pays one
+//! memcpy into the page cache per batch. Reads (`view`) come from the map, or, for staged
+//! bytes not written yet, are copied out of the buffer.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -50,6 +59,31 @@ struct Segment {
     map: Option<Arc<Mapping>>,
     size_bytes: u64,
     fd: Rc<SegmentFd>,
+    /// Bytes written by the WAL and not yet handed to the file.
+    staged: RefCell<Staged>,
+}
+
+/// A contiguous run of the segment, from file offset `start`, held in memory until a sync.
+#[derive(Default)]
+struct Staged {
+    start: usize,
+    bytes: Vec<u8>,
+}
+
+impl Staged {
+    fn end(&self) -> usize {
+        self.start + self.bytes.len()
+    }
+
+    /// Writes the run to `file` (into the page cache: no wait for the disk) and empties it.
+    fn flush(&mut self, file: &File) -> io::Result<()> {
+        if !self.bytes.is_empty() {
+            file.write_all_at(&self.bytes, self.start as u64)?;
+            self.start = self.end();
+            self.bytes.clear();
+        }
+        Ok(())
+    }
 }
 
 struct SegmentFd {
@@ -68,7 +102,11 @@ impl FileStore {
         fs::create_dir_all(&dir)?;
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
-            if entry.file_name().to_string_lossy().ends_with(".wal.building") {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".wal.building")
+            {
                 fs::remove_file(entry.path())?;
             }
         }
@@ -171,6 +209,7 @@ impl FileStore {
                 file: built.file,
                 glommio: OnceCell::new(),
             }),
+            staged: RefCell::default(),
         }))
     }
 
@@ -195,6 +234,7 @@ impl FileStore {
                 file,
                 glommio: OnceCell::new(),
             }),
+            staged: RefCell::default(),
         })
     }
 }
@@ -267,6 +307,7 @@ impl Storage for FileStore {
         fs::rename(self.path(old_seq), self.path(new_seq))?;
         self.sync_dir()?;
         let segment = self.segments.remove(&old_seq).expect("checked above");
+        *segment.staged.borrow_mut() = Staged::default();
         segment.fd.file.write_all_at(header, 0)?;
         segment.fd.file.sync_data()?;
         self.segments.insert(new_seq, segment);
@@ -284,7 +325,23 @@ impl Storage for FileStore {
     }
 
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes {
-        match &self.segment(seq).map {
+        let segment = self.segment(seq);
+        let staged = segment.staged.borrow();
+        if !range.is_empty() && range.end > staged.start && !staged.bytes.is_empty() {
+            // Not in the file yet (or straddling): assemble from the map and the buffer.
+            let mut out = Vec::with_capacity(range.len());
+            if range.start < staged.start {
+                let map = segment.map.as_ref().expect("a staged segment is mapped");
+                out.extend_from_slice(&map.view(range.start..staged.start));
+            }
+            let from = range.start.max(staged.start) - staged.start;
+            let to = range.end.min(staged.end()) - staged.start;
+            out.extend_from_slice(&staged.bytes[from..to]);
+            // Past the staged run the file holds zeros (never written since creation).
+            out.resize(range.len(), 0);
+            return Bytes::from(out);
+        }
+        match &segment.map {
             Some(map) => map.view(range),
             None => {
                 assert!(range.is_empty(), "view {range:?} of an empty segment {seq}");
@@ -294,19 +351,45 @@ impl Storage for FileStore {
     }
 
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8] {
-        let map = self.segment(seq).map.as_ref();
-        map.unwrap_or_else(|| panic!("write to the empty segment {seq}"))
-            .slot(range)
+        let segment = self
+            .segments
+            .get_mut(&seq)
+            .unwrap_or_else(|| panic!("segment {seq} is not open"));
+        assert!(
+            range.end as u64 <= segment.size_bytes,
+            "slot {range:?} past segment {seq} ({} bytes)",
+            segment.size_bytes
+        );
+        let staged = segment.staged.get_mut();
+        if staged.bytes.is_empty() {
+            staged.start = range.start;
+        }
+        assert!(
+            range.start >= staged.start,
+            "slot {range:?} of segment {seq} behind the staged run at {}",
+            staged.start
+        );
+        // A gap before the range is zero, as the pre-zeroed file is there.
+        let end = range.end - staged.start;
+        if staged.bytes.len() < end {
+            staged.bytes.resize(end, 0);
+        }
+        &mut staged.bytes[range.start - staged.start..end]
     }
 
     fn locate(&self, seq: u64) -> String {
         self.path(seq).display().to_string()
     }
 
+    /// Hands the staged bytes to the page cache now (one `pwrite`), so the map shows them;
+    /// the returned syncer makes them durable.
     fn syncer(&self, seq: u64) -> FileSyncer {
+        let segment = self.segment(seq);
+        let written = segment.staged.borrow_mut().flush(&segment.fd.file);
         FileSyncer {
-            fd: Rc::clone(&self.segment(seq).fd),
+            fd: Rc::clone(&segment.fd),
             mode: self.mode,
+            written,
         }
     }
 }
@@ -315,16 +398,18 @@ impl Storage for FileStore {
 pub struct FileSyncer {
     fd: Rc<SegmentFd>,
     mode: SyncMode,
+    /// The outcome of writing the staged bytes: a failure fails the sync.
+    written: io::Result<()>,
 }
 
 impl SegmentSyncer for FileSyncer {
     async fn sync(self) -> io::Result<()> {
+        self.written?;
         match self.mode {
             SyncMode::Blocking => self.fd.file.sync_data(),
             SyncMode::IoUring => {
-                // On Linux the shared map *is* the file's page cache: a store through the map
-                // dirties the page (write-protect fault, page_mkwrite), so fdatasync on the
-                // descriptor writes it back like any write(2); no msync is needed.
+                // The staged bytes went in with pwrite(2) when this syncer was made; fdatasync
+                // on the descriptor writes them back.
                 let file = match self.fd.glommio.get() {
                     Some(file) => Rc::clone(file),
                     None => {

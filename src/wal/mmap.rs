@@ -1,4 +1,4 @@
-//! The only unsafe code of the WAL: a shared writable map of a segment file, and handing a
+//! The only unsafe code of the WAL: a shared read-only map of a segment file, and handing a
 //! file descriptor to glommio.
 #![allow(unsafe_code)]
 
@@ -11,50 +11,33 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 
-/// A `MAP_SHARED` writable map of a whole segment file.
+/// A `MAP_SHARED` read-only map of a whole segment file (writes go through `pwrite`, see
+/// `file.rs`).
 ///
 /// Invariants that make the unsafe blocks below sound, upheld by the WAL and `FileStore`:
 /// 1. The file is ours alone (the data dir belongs to one process) and is never shortened
-///    while mapped, so every address in `0..len` stays backed by the file: no SIGBUS. Segments
-///    are created at full size and pre-zeroed, so a write never needs a block allocation
-///    either (no SIGBUS on a full disk).
-/// 2. Bytes are written only by the single thread that owns the WAL, through raw pointers,
-///    and only at ranges no live [`Mapping::view`] covers: the WAL writes at or after its
-///    append cursor and views only cover records behind it; a mapping is recycled (written
-///    from the start again) only when no view holds it (`Arc::strong_count == 1`).
+///    while mapped, so every address in `0..len` stays backed by the file: no SIGBUS.
+/// 2. The file's bytes change (by `pwrite` from the thread that owns the WAL) only at ranges
+///    no live [`Mapping::view`] covers: the WAL writes at or after its append cursor and views
+///    only cover records behind it; a segment is recycled (written from the start again)
+///    only when no view holds its map (`Arc::strong_count == 1`).
 pub struct Mapping {
     raw: MmapRaw,
 }
 
 impl Mapping {
-    /// Maps `len` bytes of `file` and pre-faults them (`MAP_POPULATE`) so the hot path takes
-    /// no major fault; the first write to a page then costs only a minor write fault.
+    /// Maps `len` bytes of `file` and pre-faults them (`MAP_POPULATE`) so reads take no major
+    /// fault.
     pub fn map(file: &File, len: usize) -> io::Result<Arc<Mapping>> {
-        let raw = MmapOptions::new().len(len).populate().map_raw(file)?;
+        let raw = MmapOptions::new()
+            .len(len)
+            .populate()
+            .map_raw_read_only(file)?;
         Ok(Arc::new(Mapping { raw }))
     }
 
     pub fn len(&self) -> usize {
         self.raw.len()
-    }
-
-    /// A writable window onto `range`, for building a record in place. Panics when the range
-    /// leaves the map (a WAL bug). The only caller is `FileStore::slot`, which holds
-    /// `&mut FileStore` for the window's lifetime, so no two windows are alive at once.
-    #[allow(clippy::mut_from_ref)]
-    pub fn slot(&self, range: Range<usize>) -> &mut [u8] {
-        assert!(
-            range.start <= range.end && range.end <= self.len(),
-            "slot {range:?} past the map ({})",
-            self.len()
-        );
-        // SAFETY: the range is inside the map (asserted) and the map stays valid while `self`
-        // lives (invariant 1). No other reference to these bytes exists: only this thread
-        // writes, one window at a time (the caller's `&mut FileStore`), and no live view
-        // covers a range the WAL writes (invariant 2).
-        unsafe {
-            std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(range.start), range.len())
-        }
     }
 
     /// A `Bytes` over `range` that keeps the map alive: a read with no copy.
