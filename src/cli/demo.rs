@@ -174,6 +174,12 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         args.sync,
         dir.display()
     );
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let fdatasync = super::disk::fdatasync_median_micros(&dir, 200)
+        .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
+    println!(
+        "raw limit: 4 KiB write + fdatasync in that folder takes {fdatasync} µs (median of 200)"
+    );
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
     let mut cluster = LocalCluster::start(
         &exe,

@@ -2,5 +2,6 @@
 
 pub mod client_cmd;
 pub mod demo;
+pub mod disk;
 pub mod local_cluster;
 pub mod serve;
