@@ -85,7 +85,7 @@ async fn serve_conn(
     }
     let (reader, writer) = futures_lite::io::split(stream);
     let writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
-    match read_requests(conn, reader, buffer, first, &inbox).await {
+    match read_requests(conn, reader, buffer, first, &inbox, &outbox).await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {
             tracing::debug!(conn, %peer, "client connection closed by the client");
         }
@@ -139,6 +139,7 @@ async fn read_requests(
     mut buffer: FrameReader,
     first: Bytes,
     inbox: &Inbox<Input>,
+    outbox: &Inbox<Vec<Response>>,
 ) -> Result<(), String> {
     let mut frame = first;
     loop {
@@ -151,6 +152,11 @@ async fn read_requests(
                     return Err("the node is shutting down".to_string());
                 }
             }
+        }
+        if outbox.is_closed() {
+            return Err(format!(
+                "the client left {RESPONSE_BATCHES_QUEUED_MAX} answer batches unread"
+            ));
         }
         frame = next_frame(&mut reader, &mut buffer).await?;
     }

@@ -276,8 +276,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         for (conn, responses) in by_conn {
             // A connection that closed meanwhile has no outbox: its client retries.
-            if let Some(outbox) = self.outboxes.get(&conn) {
-                outbox.push_now(responses);
+            let Some(outbox) = self.outboxes.get(&conn) else {
+                continue;
+            };
+            // A client that keeps asking but does not read its answers fills its outbox: cut
+            // it off rather than hold its answers without bound.
+            if outbox.try_push(responses).is_err() {
+                outbox.close();
+                self.outboxes.remove(&conn);
             }
         }
     }

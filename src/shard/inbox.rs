@@ -63,6 +63,23 @@ impl<T> Inbox<T> {
         .await
     }
 
+    /// Add an item if there is room; give it back if the inbox is full or closed.
+    pub fn try_push(&self, item: T) -> Result<(), T> {
+        let mut state = self.state.borrow_mut();
+        if state.closed || state.items.len() >= state.capacity {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        if let Some(waker) = state.consumer.take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
     /// Add an item even if the inbox is full (for the loop's own timers and control, which
     /// must never wait behind client traffic).
     pub fn push_now(&self, item: T) {
@@ -127,7 +144,15 @@ mod tests {
         taken.clear();
         block_on(inbox.take_all(&mut taken));
         assert_eq!(taken, [3, 4]);
+        assert_eq!(inbox.try_push(7), Ok(()));
+        assert_eq!(inbox.try_push(8), Ok(()));
+        assert_eq!(inbox.try_push(9), Err(9), "full at two");
+        taken.clear();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [7, 8]);
         inbox.close();
+        assert!(inbox.is_closed());
         assert!(!block_on(inbox.push(5)));
+        assert_eq!(inbox.try_push(6), Err(6));
     }
 }
