@@ -1,0 +1,202 @@
+//! The core loop's ordering of obligations, seen from outside: a leader's appends leave
+//! before its own write is synced (replication in parallel with the local write), while a
+//! follower's acknowledgement and a granted vote leave only after the sync that makes them
+//! true. The log and network are recorders; the loop is the real one.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::rc::Rc;
+
+use cohort::raft::{
+    AppendRequest, Config, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId,
+    Persisted, Ready, Replica, Term, VoteRequest, VoteResponse,
+};
+use cohort::shard::Group;
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
+use cohort::shard::inbox::Inbox;
+use cohort::wire::Envelope;
+use futures_lite::future::block_on;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Staged,
+    Synced,
+    Sent(&'static str),
+}
+
+type Events = Rc<RefCell<Vec<Event>>>;
+
+struct RecordingLog(Events);
+
+impl CoreLog for RecordingLog {
+    fn stage(&mut self, _group: GroupId, ready: &Ready) -> io::Result<()> {
+        if !ready.entries().is_empty() || ready.hard_state().is_some() {
+            self.0.borrow_mut().push(Event::Staged);
+        }
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().push(Event::Synced);
+        Ok(())
+    }
+
+    fn maintain(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct RecordingNet(Events);
+
+impl CoreNet for RecordingNet {
+    fn send(&mut self, envelope: Envelope) -> bool {
+        self.0
+            .borrow_mut()
+            .push(Event::Sent(envelope.message.body.name()));
+        true
+    }
+}
+
+/// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
+fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(id));
+    config.pre_vote = false;
+    let replica = Replica::new(config, id, Persisted::bootstrap(&voters)).unwrap();
+    let groups = BTreeMap::from([(0, Group::new(replica, Box::new(|_| String::new())))]);
+    let shape = CoreShape {
+        node_id: id,
+        core: 0,
+        cores: 1,
+        groups_total: 1,
+        sync,
+    };
+    let inbox = Inbox::new(64);
+    let core = Core::new(
+        shape,
+        groups,
+        RecordingLog(Rc::clone(events)),
+        RecordingNet(Rc::clone(events)),
+        inbox.clone(),
+        Box::new(|_, _, _, _| {}),
+    );
+    (core, inbox)
+}
+
+fn from(sender: u64, to: u64, term: u64, body: MessageBody) -> Input {
+    let message = Message {
+        from: NodeId(sender),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    };
+    Input::Peer(vec![Envelope {
+        group: GroupId(0),
+        message,
+    }])
+}
+
+/// Run the loop over `inputs` and return what happened, in order.
+fn run(id: u64, sync: bool, inputs: Vec<Input>) -> Vec<Event> {
+    let events = Events::default();
+    let (core, inbox) = core(id, sync, &events);
+    for input in inputs {
+        inbox.push_now(input);
+    }
+    inbox.push_now(Input::Stop);
+    block_on(core.run()).map(drop).unwrap();
+    events.take()
+}
+
+fn position(events: &[Event], wanted: &Event) -> usize {
+    events
+        .iter()
+        .position(|e| e == wanted)
+        .unwrap_or_else(|| panic!("{wanted:?} never happened: {events:?}"))
+}
+
+#[test]
+fn a_follower_acknowledges_an_append_only_after_the_sync() {
+    let append = AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            kind: EntryKind::Empty,
+            data: Default::default(),
+        }],
+        commit: LogIndex(1),
+    };
+    let events = run(
+        2,
+        true,
+        vec![from(1, 2, 2, MessageBody::AppendRequest(append))],
+    );
+    let staged = position(&events, &Event::Staged);
+    let synced = position(&events, &Event::Synced);
+    let acked = position(&events, &Event::Sent("AppendResponse"));
+    assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+#[test]
+fn a_vote_is_granted_only_after_the_sync() {
+    let request = VoteRequest {
+        last_log_index: LogIndex(1),
+        last_log_term: Term(1),
+        transfer: false,
+    };
+    let events = run(
+        2,
+        true,
+        vec![from(3, 2, 2, MessageBody::VoteRequest(request))],
+    );
+    let synced = position(&events, &Event::Synced);
+    let granted = position(&events, &Event::Sent("VoteResponse"));
+    assert!(synced < granted, "{events:?}");
+}
+
+#[test]
+fn a_leader_sends_its_appends_before_its_own_write_is_synced() {
+    let events = Events::default();
+    let (mut core, inbox) = core(1, true, &events);
+    // One tick per loop turn until node 1 campaigns.
+    for _ in 0..100 {
+        if events.borrow().contains(&Event::Sent("VoteRequest")) {
+            break;
+        }
+        inbox.push_now(Input::Tick);
+        inbox.push_now(Input::Stop);
+        core = block_on(core.run()).unwrap();
+    }
+    let term = core.groups()[&0].replica.term().0;
+    events.borrow_mut().clear();
+    // Node 2's vote makes it leader; it appends its no-op, and the appends to 2 and 3 leave
+    // in that turn before the sync of the no-op.
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    inbox.push_now(from(2, 1, term, vote));
+    inbox.push_now(Input::Stop);
+    block_on(core.run()).map(drop).unwrap();
+    let events = events.take();
+    let staged = position(&events, &Event::Staged);
+    let appended = position(&events, &Event::Sent("AppendRequest"));
+    let synced = position(&events, &Event::Synced);
+    assert!(staged < synced && appended < synced, "{events:?}");
+}
+
+#[test]
+fn with_sync_off_nothing_waits_for_a_sync() {
+    let request = VoteRequest {
+        last_log_index: LogIndex(1),
+        last_log_term: Term(1),
+        transfer: false,
+    };
+    let events = run(
+        2,
+        false,
+        vec![from(3, 2, 2, MessageBody::VoteRequest(request))],
+    );
+    assert!(!events.contains(&Event::Synced), "{events:?}");
+    position(&events, &Event::Sent("VoteResponse"));
+}
