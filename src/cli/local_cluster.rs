@@ -189,7 +189,9 @@ fn free_port_run(count: u16) -> Result<u16, String> {
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut rng = Prng::new(u64::from(std::process::id()) << 16 ^ call);
     for _ in 0..200 {
-        let base = 20_000 + rng.below(30_000) as u16;
+        // Below Linux's default ephemeral range (32768–60999), so the kernel does not hand
+        // one of these ports to an outgoing connection between this check and the bind.
+        let base = 20_000 + rng.below(12_000) as u16;
         let free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return Ok(base);
