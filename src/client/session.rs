@@ -160,7 +160,9 @@ impl Client {
                         options,
                     });
                 }
-                Err(error) => errors.push(format!("{address}: {error}")),
+                Err(error) => {
+                    errors.push(format!("{seed} (clients of core 0 at {address}): {error}"))
+                }
             }
         }
         Err(ClientError::NoCluster(errors.join("; ")))
