@@ -82,31 +82,11 @@ impl From<CommandError> for ClientError {
     }
 }
 
-/// One request of a batch on its way: where it is being sent, and whether it is answered.
+/// One request of a batch on its way, and where it is being sent.
 struct Slot {
     request: Request,
     group: u32,
     node: Option<u64>,
-    done: bool,
-}
-
-impl Slot {
-    fn done() -> Slot {
-        Slot {
-            request: Request {
-                command: Command {
-                    client_id: 0,
-                    sequence: 0,
-                    first_unacked: 0,
-                    ops: Vec::new(),
-                },
-                consistency: Consistency::Stale,
-            },
-            group: 0,
-            node: None,
-            done: true,
-        }
-    }
 }
 
 pub struct Client {
@@ -205,39 +185,49 @@ impl Client {
         &mut self,
         requests: Vec<(Vec<Op>, Consistency)>,
     ) -> Vec<Result<Vec<OpResult>, ClientError>> {
-        let mut slots: Vec<Slot> = Vec::with_capacity(requests.len());
+        // A slot per request while it waits for its answer; None once answered or refused.
+        let mut slots: Vec<Option<Slot>> = Vec::with_capacity(requests.len());
         let mut results: Vec<Option<Result<Vec<OpResult>, ClientError>>> = Vec::new();
         for (ops, consistency) in requests {
             match self.prepare(ops, consistency) {
                 Ok(slot) => {
                     results.push(None);
-                    slots.push(slot);
+                    slots.push(Some(slot));
                 }
                 Err(error) => {
                     results.push(Some(Err(error)));
-                    slots.push(Slot::done());
+                    slots.push(None);
                 }
             }
         }
         // Everything before this batch has its answer: each id's lowest sequence here is the
         // first one still unacknowledged.
         let mut first_unacked: HashMap<u64, u64> = HashMap::new();
-        for slot in slots.iter().filter(|s| !s.done) {
+        for slot in slots.iter().flatten() {
             let id = slot.request.command.client_id;
             let lowest = first_unacked.entry(id).or_insert(u64::MAX);
             *lowest = (*lowest).min(slot.request.command.sequence);
         }
-        for slot in slots.iter_mut().filter(|s| !s.done) {
+        for slot in slots.iter_mut().flatten() {
             slot.request.command.first_unacked = first_unacked[&slot.request.command.client_id];
         }
         let deadline = crate::clock::now() + self.options.request_timeout;
         let mut attempts = 0;
         let mut last_error = String::new();
-        while slots.iter().any(|s| !s.done) && crate::clock::now() < deadline {
+        loop {
+            for (slot, result) in slots.iter_mut().zip(&results) {
+                if result.is_some() {
+                    *slot = None;
+                }
+            }
+            if slots.iter().all(Option::is_none) || crate::clock::now() >= deadline {
+                break;
+            }
             attempts += 1;
             // One frame per address, with every request that goes there.
             let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            for (i, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+            let pending = slots.iter_mut().enumerate();
+            for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
                 let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
                 slot.node = Some(node);
                 match self.topology.address_of(node, slot.group) {
@@ -247,18 +237,21 @@ impl Client {
             }
             let mut pause = false;
             for (address, members) in by_address {
-                let frame: Vec<Request> =
-                    members.iter().map(|&i| slots[i].request.clone()).collect();
+                let frame: Vec<Request> = members
+                    .iter()
+                    .filter_map(|&i| slots[i].as_ref().map(|s| s.request.clone()))
+                    .collect();
                 match self.exchange(&address, &frame).await {
                     Ok(outcomes) => {
                         for (&i, outcome) in members.iter().zip(outcomes) {
-                            let slot = &mut slots[i];
+                            let Some(slot) = slots[i].as_mut() else {
+                                continue;
+                            };
                             let node = slot.node.expect("routed");
                             match outcome {
                                 Some(Outcome::Results(answer)) => {
                                     self.leaders.insert(slot.group, node);
                                     results[i] = Some(Ok(answer));
-                                    slot.done = true;
                                 }
                                 Some(Outcome::NotLeader { leader, .. })
                                     if leader != 0 && leader != node =>
@@ -281,7 +274,6 @@ impl Client {
                                 }
                                 Some(Outcome::Error { code, message }) => {
                                     results[i] = Some(Err(ClientError::Refused { code, message }));
-                                    slot.done = true;
                                 }
                                 None => {
                                     last_error = format!("{address}: no answer in time");
@@ -295,8 +287,10 @@ impl Client {
                         self.conns.remove(&address);
                         last_error = format!("{address}: {error}");
                         for &i in &members {
-                            let node = slots[i].node.expect("routed");
-                            slots[i].node = Some(self.other_member(node));
+                            if let Some(slot) = slots[i].as_mut() {
+                                let node = slot.node.expect("routed");
+                                slot.node = Some(self.other_member(node));
+                            }
                         }
                         pause = true;
                     }
@@ -358,7 +352,6 @@ impl Client {
             request,
             group,
             node: None,
-            done: false,
         })
     }
 
