@@ -21,10 +21,15 @@ const GROUPS: u32 = 6;
 /// A cluster with 1 MiB WAL segments, so the tests rotate, build segments off the loop and
 /// recover across several segments.
 fn start(name: &str) -> LocalCluster {
+    start_with(name, 100_000)
+}
+
+fn start_with(name: &str, snapshot_entries: u64) -> LocalCluster {
     let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always, 1).expect("cluster starts")
+    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always, 1, snapshot_entries)
+        .expect("cluster starts")
 }
 
 fn finish(cluster: LocalCluster) {
@@ -298,4 +303,103 @@ fn raw_request(address: &str, op: Op) -> Outcome {
     stream.read_exact(&mut frame[header.len()..]).unwrap();
     let mut responses = decode_responses(&Bytes::from(frame)).unwrap();
     responses.pop().unwrap().outcome
+}
+
+fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
+    let mut cluster = start_with("snap", 50);
+    let bases = cluster.bases.clone();
+    with_client(&bases, 19, async |client| {
+        client.put(b"warm", b"up").await.unwrap()
+    });
+    // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth).
+    cluster.kill(3);
+    with_client(&bases, 20, async |client| {
+        for round in 0..60u64 {
+            let batch = (0..50)
+                .map(|i| {
+                    let op = Op::Put {
+                        key: Bytes::from(key(round * 50 + i)),
+                        value: Bytes::from(vec![b'x'; 1000]),
+                    };
+                    (vec![op], Consistency::Linearizable)
+                })
+                .collect();
+            for result in client.execute_batch(batch).await {
+                result.unwrap();
+            }
+        }
+    });
+    for id in 1..=2 {
+        let core = cluster.dir.join(format!("node-{id}")).join("core-0");
+        let segments = files_ending(&core, ".wal");
+        assert!(segments <= 3, "node {id} keeps {segments} segments");
+        assert!(
+            files_ending(&core, ".snap") > 0,
+            "node {id} wrote no snapshot"
+        );
+    }
+    // Back up, node 3 is behind the start of its peers' logs: only a snapshot helps.
+    let core3 = cluster.dir.join("node-3").join("core-0");
+    let snapshots_before = files_ending(&core3, ".snap");
+    cluster.restart(3).unwrap();
+    let mut last_table = String::new();
+    let caught_up = (0..400).any(|_| {
+        let bases = bases.clone();
+        let (rows, _) = cohort::node::on_one_executor("status", move || async move {
+            cohort::client::cluster_status(ClientOptions::new(bases, 21)).await
+        })
+        .unwrap()
+        .unwrap();
+        last_table = cohort::kv::status::render(&rows);
+        let done = (0..GROUPS).all(|group| {
+            let of = |node| {
+                rows.iter()
+                    .find(|core| core.node_id == node)
+                    .and_then(|core| core.groups.iter().find(|g| g.group == group))
+            };
+            let leader = rows
+                .iter()
+                .flat_map(|core| &core.groups)
+                .find(|g| g.group == group && g.role == "leader");
+            matches!((leader, of(3)), (Some(l), Some(n3)) if n3.applied >= l.commit && l.commit > 1)
+        });
+        if !done {
+            wait_ms(50);
+        }
+        done
+    });
+    assert!(caught_up, "node 3 did not catch up:\n{last_table}");
+    assert!(
+        files_ending(&core3, ".snap") > snapshots_before,
+        "node 3 caught up without installing a snapshot"
+    );
+    // And the whole cluster restarts from snapshots plus WAL tails.
+    for id in 1..=3 {
+        cluster.terminate(id).expect("clean stop");
+    }
+    for id in 1..=3 {
+        cluster.restart(id).unwrap();
+    }
+    with_client(&bases, 22, async |client| {
+        for i in [0, 1234, 2999] {
+            let got = client
+                .get(&key(i), Consistency::Linearizable)
+                .await
+                .unwrap();
+            assert_eq!(got.map(|v| v.len()), Some(1000), "key {i}");
+        }
+    });
+    finish(cluster);
 }

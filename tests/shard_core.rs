@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use cohort::raft::{
     AppendRequest, Config, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId,
-    Persisted, Ready, Replica, Term, VoteRequest, VoteResponse,
+    Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
@@ -39,6 +39,10 @@ impl CoreLog for RecordingLog {
 
     async fn sync(&mut self) -> io::Result<()> {
         self.0.borrow_mut().push(Event::Synced);
+        Ok(())
+    }
+
+    fn snapshot_taken(&mut self, _group: GroupId, _snapshot: &Snapshot) -> io::Result<()> {
         Ok(())
     }
 
@@ -71,6 +75,7 @@ fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNe
         cores: 1,
         groups_total: 1,
         sync,
+        snapshot_entries: 0,
     };
     let inbox = Inbox::new(64);
     let core = Core::new(

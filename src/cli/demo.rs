@@ -49,6 +49,9 @@ pub struct DemoArgs {
     /// WAL segment size of the nodes, in MiB.
     #[arg(long, default_value_t = 64)]
     pub segment_mib: u64,
+    /// Entries per group between snapshots (0: never).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_entries: u64,
     /// Keep the data folder and the nodes' logs instead of deleting them.
     #[arg(long)]
     pub keep: bool,
@@ -188,6 +191,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         args.groups,
         args.sync,
         args.segment_mib,
+        args.snapshot_entries,
     )?;
     println!(
         "load: {} clients × batches of {}, {} s, {}% linearizable reads, {} B values, {} keys",

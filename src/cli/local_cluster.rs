@@ -25,7 +25,7 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Start `exe serve` three times on free loopback ports, data under `dir`, WAL segments
-    /// of `segment_mib` MiB.
+    /// of `segment_mib` MiB, a snapshot every `snapshot_entries` entries per group.
     pub fn start(
         exe: &Path,
         dir: &Path,
@@ -33,6 +33,7 @@ impl LocalCluster {
         groups: u32,
         sync: SyncFlag,
         segment_mib: u64,
+        snapshot_entries: u64,
     ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ports_per_node = 2 * cores;
@@ -68,6 +69,8 @@ impl LocalCluster {
                     sync,
                     "--segment-mib",
                     &segment_mib.to_string(),
+                    "--snapshot-entries",
+                    &snapshot_entries.to_string(),
                 ]
                 .map(String::from)
                 .to_vec()

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 64)]
     pub segment_mib: u64,
+    /// Snapshot a group's state and compact its log once this many entries were applied since
+    /// its last snapshot (0: never; the WAL then grows without bound).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_entries: u64,
 }
 
 impl ServeArgs {
@@ -80,6 +84,7 @@ impl ServeArgs {
             },
             lease_reads: self.lease_reads,
             segment_bytes: self.segment_mib << 20,
+            snapshot_entries: self.snapshot_entries,
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

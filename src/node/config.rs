@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub lease_reads: bool,
     /// WAL segment size in bytes.
     pub segment_bytes: u64,
+    /// Entries applied since a group's last snapshot before it takes the next (0: never).
+    pub snapshot_entries: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +177,7 @@ mod tests {
             sync: SyncMode::Always,
             lease_reads: false,
             segment_bytes: 64 << 20,
+            snapshot_entries: 100_000,
         }
     }
 

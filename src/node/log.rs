@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -17,11 +17,15 @@ use crate::raft::{
     Entry, EntryKind, GroupId, HardState, LogIndex, NodeId, Persisted, Ready, Snapshot, Term,
 };
 use crate::shard::core::CoreLog;
+
+use super::snapshot_file;
 use crate::wal::{BuiltSegment, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry};
 
 use super::config::NodeConfig;
 
 pub struct WalLog {
+    /// The core's folder: WAL segments and one snapshot file per group.
+    dir: PathBuf,
     wal: Wal<FileStore>,
     scratch: Vec<u8>,
     ranges: Vec<(u64, std::ops::Range<usize>)>,
@@ -51,6 +55,7 @@ impl WalLog {
             .await
             .map_err(|e| format!("WAL in {}: {e}", dir.display()))?;
         let mut log = WalLog {
+            dir: dir.to_path_buf(),
             wal,
             scratch: Vec::new(),
             ranges: Vec::new(),
@@ -79,39 +84,86 @@ impl WalLog {
         Ok((log, recovered))
     }
 
+    /// What group `group` left on disk: its latest snapshot file (if any) and the WAL's
+    /// entries after it. None for a group never seen.
     fn recover(&self, group: u32) -> Result<Option<Persisted>, String> {
-        let Some(state) = self.wal.group(u64::from(group)) else {
-            return Ok(None);
+        let state = self.wal.group(u64::from(group));
+        let snapshot = snapshot_file::read(&self.dir, group)?;
+        let marker = state.map_or(0, |s| s.snapshot.index);
+        let snapshot = match snapshot {
+            // The marker is written only after its file is durable: a file older than the
+            // marker means the file was replaced or damaged.
+            Some(s) if s.meta.index.0 < marker => {
+                return Err(format!(
+                    "group {group}: the WAL says a snapshot at {marker} was taken, but the \
+                     snapshot file holds {}",
+                    s.meta.index
+                ));
+            }
+            Some(s) => s,
+            None if marker > 0 => {
+                return Err(format!(
+                    "group {group}: the WAL says a snapshot at {marker} was taken, but its file \
+                     is missing from {}",
+                    self.dir.display()
+                ));
+            }
+            None => Snapshot::default(),
         };
-        if state.snapshot.index > 0 {
-            return Err(format!(
-                "group {group}: the WAL holds a snapshot marker at {}, and this build does not \
-                 restore snapshots yet",
-                state.snapshot.index
-            ));
-        }
+        let Some(state) = state else {
+            if snapshot.meta.index.0 == 0 {
+                return Ok(None);
+            }
+            // Crashed after the first snapshot file and before any WAL record of the group.
+            return Ok(Some(Persisted {
+                hard_state: HardState {
+                    term: snapshot.meta.term,
+                    vote: NodeId::NONE,
+                    commit: snapshot.meta.index,
+                },
+                snapshot,
+                entries: Vec::new(),
+            }));
+        };
         let mut raw = Vec::new();
-        self.wal
-            .entries(
-                u64::from(group),
-                state.first_index..state.last_index + 1,
-                &mut raw,
-            )
-            .map_err(|e| format!("group {group}: {e}"))?;
+        let first = state.first_index.max(snapshot.meta.index.0 + 1);
+        if first <= state.last_index {
+            self.wal
+                .entries(u64::from(group), first..state.last_index + 1, &mut raw)
+                .map_err(|e| format!("group {group}: {e}"))?;
+        }
         let entries = raw
             .into_iter()
             .map(|e| decode_entry(group, e))
             .collect::<Result<Vec<_>, _>>()?;
-        let hard_state = state.hard_state.unwrap_or_default();
+        let stored = state.hard_state.unwrap_or_default();
         Ok(Some(Persisted {
             hard_state: HardState {
-                term: Term(hard_state.term),
-                vote: NodeId(hard_state.vote),
-                commit: LogIndex(hard_state.commit),
+                term: Term(stored.term).max(snapshot.meta.term),
+                vote: NodeId(stored.vote),
+                commit: LogIndex(stored.commit).max(snapshot.meta.index),
             },
-            snapshot: Snapshot::default(),
+            snapshot,
             entries,
         }))
+    }
+
+    /// Make `snapshot` of `group` the base of its log: the file first (durable), then the WAL
+    /// marker that lets the segments holding older entries go.
+    fn install(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
+        snapshot_file::write(&self.dir, group, snapshot)?;
+        let (index, term) = (snapshot.meta.index.0, snapshot.meta.term.0);
+        // Entries after the snapshot belong to the log it replaced, unless they agree with it.
+        let last = self.wal.group(u64::from(group)).map_or(0, |s| s.last_index);
+        let keeps_tail = last > index && self.wal.term(u64::from(group), index) == Some(term);
+        if last > index && !keeps_tail {
+            self.wal
+                .truncate(u64::from(group), index + 1)
+                .map_err(io_error)?;
+        }
+        self.wal
+            .mark_snapshot(u64::from(group), index, term)
+            .map_err(io_error)
     }
 
     fn write(
@@ -173,13 +225,15 @@ fn decode_entry(group: u32, entry: WalEntry) -> Result<Entry, String> {
 
 impl CoreLog for WalLog {
     fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
-        if ready.snapshot().is_some() {
-            return Err(io::Error::other(format!(
-                "group {}: received a snapshot, and this build does not store snapshots yet",
-                group.0
-            )));
+        if let Some(snapshot) = ready.snapshot() {
+            // A snapshot from the leader replaces the log before this Ready's entries.
+            self.install(group.0, snapshot)?;
         }
         self.write(group.0, ready.entries(), ready.hard_state())
+    }
+
+    fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
+        self.install(group.0, snapshot)
     }
 
     async fn sync(&mut self) -> io::Result<()> {

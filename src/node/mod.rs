@@ -5,6 +5,7 @@ pub mod config;
 mod executor;
 mod log;
 mod runtime;
+mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
 pub use executor::on_one_executor;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::kv::KvStore;
 use crate::kv::topology::Topology;
 use crate::raft::{Config, NodeId, Replica, Role};
 use crate::shard::Group;
@@ -103,6 +104,12 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     });
     let mut groups = BTreeMap::new();
     for (group, persisted) in recovered {
+        let kv = if persisted.snapshot.data.is_empty() {
+            KvStore::new()
+        } else {
+            KvStore::decode_snapshot(&persisted.snapshot.data)
+                .map_err(|e| format!("group {group}: {e}"))?
+        };
         let seed = config.id.0 << 32 ^ u64::from(group) ^ u64::from(std::process::id()) << 48;
         let replica = Replica::new(raft_config(config, config.id), seed, persisted)
             .map_err(|e| format!("group {group}: {e}"))?;
@@ -110,7 +117,9 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         let address = Box::new(move |leader: NodeId| {
             topology.address_of(leader.0, group).unwrap_or_default()
         });
-        groups.insert(group, Group::new(replica, address));
+        let mut state = Group::new(replica, address);
+        state.kv = kv;
+        groups.insert(group, state);
     }
 
     let peers = config
@@ -151,6 +160,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         cores: config.cores,
         groups_total: config.groups,
         sync: config.sync == SyncMode::Always,
+        snapshot_entries: config.snapshot_entries,
     };
     let node = config.id;
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {

@@ -20,7 +20,7 @@ use std::io;
 use crate::kv::proto::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::kv::status::{CoreRows, GroupRow};
 use crate::kv::topology::{core_of, group_of};
-use crate::raft::{GroupId, Message, Ready, Role};
+use crate::raft::{GroupId, Message, Ready, Role, Snapshot};
 use crate::wire::Envelope;
 
 use super::group::{Answer, ConnId, Group};
@@ -33,6 +33,9 @@ pub trait CoreLog {
     /// Make everything staged so far durable, for every group at once. An error is fatal:
     /// the core stops rather than acknowledge what may not be on disk.
     fn sync(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// Group `group` compacted its log into `snapshot` (taken from its state machine): store
+    /// it and let the log drop what it covers.
+    fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
 }
@@ -73,6 +76,9 @@ pub struct CoreShape {
     pub groups_total: u32,
     /// Durability on (`--sync always`) or off.
     pub sync: bool,
+    /// Snapshot a group once this many entries were applied since its last snapshot
+    /// (0: never).
+    pub snapshot_entries: u64,
 }
 
 pub struct Core<L, N> {
@@ -261,8 +267,33 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .apply_ready(&mut ready, answers)
                 .map_err(|e| format!("group {id}: {e}"))?;
             group.replica.advance(ready.ack());
+            self.maybe_snapshot(id)?;
         }
         Ok(())
+    }
+
+    /// Compact group `id`'s log into a snapshot of its state machine once enough entries were
+    /// applied since the last one.
+    fn maybe_snapshot(&mut self, id: u32) -> Result<(), String> {
+        let every = self.shape.snapshot_entries;
+        let group = self.groups.get_mut(&id).expect("a group of this core");
+        let applied = group.replica.applied();
+        let since = applied.0 - group.replica.snapshot_index().0;
+        if every == 0 || since < every || group.kv.applied_index() != applied.0 {
+            return Ok(());
+        }
+        // A membership change above `applied` makes the core refuse; a later turn retries.
+        if group
+            .replica
+            .compact(applied, group.kv.encode_snapshot())
+            .is_err()
+        {
+            return Ok(());
+        }
+        let snapshot = group.replica.snapshot().clone();
+        self.log
+            .snapshot_taken(GroupId(id), &snapshot)
+            .map_err(|e| format!("group {id}: storing its snapshot failed: {e}"))
     }
 
     /// Send every answer to its connection, one batch per connection.
