@@ -15,7 +15,7 @@ use crate::raft::{Config, NodeId, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
-use crate::transport::{Transport, TransportConfig};
+use crate::transport::{SendError, Transport, TransportConfig};
 use crate::wire::{ClusterId, Envelope};
 
 use super::config::{NodeConfig, SyncMode};
@@ -73,7 +73,21 @@ struct TransportNet(Rc<Transport>);
 
 impl CoreNet for TransportNet {
     fn send(&mut self, envelope: Envelope) -> bool {
-        self.0.send(envelope.message.to, envelope).is_ok()
+        let (group, to, kind) = (
+            envelope.group.0,
+            envelope.message.to,
+            envelope.message.body.name(),
+        );
+        match self.0.send(to, envelope) {
+            Ok(()) => true,
+            // A full queue is a slow peer: Raft resends. A message that can never fit a frame
+            // (a snapshot of a state over the frame limit) would be resent forever: say so.
+            Err(error @ SendError::MessageTooLarge { .. }) => {
+                tracing::warn!(group, to = to.0, kind, %error, "message dropped");
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
 
