@@ -46,6 +46,10 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
+    fn snapshot_in_flight(&self, _group: GroupId) -> bool {
+        false
+    }
+
     fn maintain(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -31,7 +31,12 @@ pub struct WalLog {
     ranges: Vec<(u64, std::ops::Range<usize>)>,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Rc<RefCell<Option<io::Result<BuiltSegment>>>>>,
+    /// Snapshots taken here, being written on a blocking thread: group → (index, term,
+    /// `Some(result)` once written). Their WAL markers follow once the files are durable.
+    snapshots_writing: BTreeMap<u32, SnapshotWrite>,
 }
+
+type SnapshotWrite = (u64, u64, Rc<RefCell<Option<io::Result<()>>>>);
 
 fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
@@ -48,6 +53,13 @@ impl WalLog {
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
         let store = FileStore::open(dir, WalSync::IoUring)
             .map_err(|e| format!("cannot open the WAL in {}: {e}", dir.display()))?;
+        // A snapshot write cut by a crash left only its temporary file: never part of the state.
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.to_string_lossy().ends_with(".snap.tmp") {
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
         let wal_config = WalConfig {
             segment_bytes: config.segment_bytes,
         };
@@ -60,6 +72,7 @@ impl WalLog {
             scratch: Vec::new(),
             ranges: Vec::new(),
             building: None,
+            snapshots_writing: BTreeMap::new(),
         };
         let mut recovered = BTreeMap::new();
         let mut bootstrapped = false;
@@ -148,6 +161,32 @@ impl WalLog {
         }))
     }
 
+    /// Write the WAL marker of every snapshot whose file became durable, unless a newer
+    /// snapshot (one received from the leader) was installed meanwhile.
+    fn finish_snapshot_writes(&mut self) -> io::Result<()> {
+        let done: Vec<u32> = self
+            .snapshots_writing
+            .iter()
+            .filter(|(_, (_, _, slot))| slot.borrow().is_some())
+            .map(|(&group, _)| group)
+            .collect();
+        for group in done {
+            let (index, term, slot) = self.snapshots_writing.remove(&group).expect("listed");
+            let written = slot.borrow_mut().take().expect("done");
+            written.map_err(|e| io::Error::other(format!("group {group}: snapshot file: {e}")))?;
+            let marker = self
+                .wal
+                .group(u64::from(group))
+                .map_or(0, |state| state.snapshot.index);
+            if index > marker {
+                self.wal
+                    .mark_snapshot(u64::from(group), index, term)
+                    .map_err(io_error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Make `snapshot` of `group` the base of its log: the file first (durable), then the WAL
     /// marker that lets the segments holding older entries go.
     fn install(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
@@ -232,8 +271,26 @@ impl CoreLog for WalLog {
         self.write(group.0, ready.entries(), ready.hard_state())
     }
 
+    /// The file is written on glommio's blocking thread (encoding happened on the loop; the
+    /// write and its fsyncs need not); `maintain` writes the WAL marker once it is durable.
+    /// Until then the WAL keeps the entries the snapshot covers, so a crash loses nothing.
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
-        self.install(group.0, snapshot)
+        let slot = Rc::new(RefCell::new(None));
+        let meta = (snapshot.meta.index.0, snapshot.meta.term.0);
+        self.snapshots_writing
+            .insert(group.0, (meta.0, meta.1, Rc::clone(&slot)));
+        let (dir, snapshot, id) = (self.dir.clone(), snapshot.clone(), group.0);
+        glommio::spawn_local(async move {
+            let job = move || snapshot_file::write(&dir, id, &snapshot);
+            let written = glommio::executor().spawn_blocking(job).await;
+            *slot.borrow_mut() = Some(written);
+        })
+        .detach();
+        Ok(())
+    }
+
+    fn snapshot_in_flight(&self, group: GroupId) -> bool {
+        self.snapshots_writing.contains_key(&group.0)
     }
 
     async fn sync(&mut self) -> io::Result<()> {
@@ -245,6 +302,7 @@ impl CoreLog for WalLog {
     /// the finished file into place. If a rotation comes first, the WAL builds the segment
     /// itself (counted in its `rotation_stalls`) and the late build is discarded.
     fn maintain(&mut self) -> io::Result<()> {
+        self.finish_snapshot_writes()?;
         if let Some(done) = self
             .building
             .as_ref()

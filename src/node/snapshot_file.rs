@@ -8,10 +8,12 @@
 //! auto_leave u8 | data_len u64 | data | crc32 u32
 //! ```
 //!
-//! Write protocol: write `group-<g>.snap.tmp`, fsync it, rename over `group-<g>.snap`, fsync
-//! the directory. The WAL's snapshot marker is written only after that, so a marker never
-//! names a snapshot that is not on disk; a crash in between leaves a file newer than the
-//! marker, which recovery prefers.
+//! Files are named by group and index, `group-<g>-<index>.snap`, so two writes of one group
+//! (one taken locally on a blocking thread, one received from the leader) never replace each
+//! other: the newest index wins. Write protocol: write `<name>.tmp`, fsync it, rename it to
+//! `<name>`, fsync the directory, then delete the group's older files. The WAL's snapshot
+//! marker is written only after that, so a marker never names a snapshot that is not on disk;
+//! a crash in between leaves a file newer than the marker, which recovery prefers.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -23,11 +25,30 @@ use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 4] = b"CSN1";
 
-fn path(dir: &Path, group: u32) -> PathBuf {
-    dir.join(format!("group-{group}.snap"))
+fn path(dir: &Path, group: u32, index: u64) -> PathBuf {
+    dir.join(format!("group-{group}-{index:020}.snap"))
 }
 
-/// Store `snapshot` of `group` durably, replacing the previous one.
+/// The indexes of the snapshot files of `group` in `dir`, ascending.
+fn indexes(dir: &Path, group: u32) -> io::Result<Vec<u64>> {
+    let prefix = format!("group-{group}-");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(index) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".snap"))
+            .and_then(|digits| digits.parse::<u64>().ok())
+        {
+            found.push(index);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Store `snapshot` of `group` durably; older snapshots of the group are deleted after.
 pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let mut out = BytesMut::with_capacity(64 + snapshot.data.len());
     out.put_slice(MAGIC);
@@ -49,24 +70,33 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     out.put_slice(&snapshot.data);
     let crc = crc32fast::hash(&out);
     out.put_u32_le(crc);
-    let final_path = path(dir, group);
+    let index = snapshot.meta.index.0;
+    let final_path = path(dir, group, index);
     let temp = final_path.with_extension("snap.tmp");
     let mut file = File::create(&temp)?;
     file.write_all(&out)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&temp, &final_path)?;
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
+        let _ = fs::remove_file(path(dir, group, older));
+    }
+    Ok(())
 }
 
-/// The stored snapshot of `group`, if any. A damaged file is an error naming it.
+/// The newest stored snapshot of `group`, if any. A damaged file is an error naming it.
 pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
-    let file = path(dir, group);
-    let bytes = match fs::read(&file) {
-        Ok(bytes) => Bytes::from(bytes),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("{}: {error}", file.display())),
+    let newest = indexes(dir, group)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .pop();
+    let Some(index) = newest else {
+        return Ok(None);
     };
+    let file = path(dir, group, index);
+    let bytes = fs::read(&file)
+        .map(Bytes::from)
+        .map_err(|error| format!("{}: {error}", file.display()))?;
     decode(&bytes, group).map(Some).map_err(|what| {
         format!(
             "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
@@ -152,13 +182,20 @@ mod tests {
         assert_eq!(read(&dir, 5), Ok(None));
         write(&dir, 5, &snapshot).unwrap();
         assert_eq!(read(&dir, 5), Ok(Some(snapshot.clone())));
-        let file = path(&dir, 5);
+        // A newer one wins and the older is deleted; an older one written late does not win.
+        let mut newer = snapshot.clone();
+        newer.meta.index = LogIndex(50);
+        write(&dir, 5, &newer).unwrap();
+        assert_eq!(indexes(&dir, 5).unwrap(), [50]);
+        write(&dir, 5, &snapshot).unwrap();
+        assert_eq!(read(&dir, 5), Ok(Some(newer.clone())));
+        let file = path(&dir, 5, 50);
         let mut bytes = fs::read(&file).unwrap();
         bytes[30] ^= 1;
         fs::write(&file, &bytes).unwrap();
         let error = read(&dir, 5).unwrap_err();
         assert!(
-            error.contains("group-5.snap") && error.contains("checksum"),
+            error.contains("group-5-") && error.contains("checksum"),
             "{error}"
         );
         fs::remove_dir_all(&dir).unwrap();

@@ -36,6 +36,8 @@ pub trait CoreLog {
     /// Group `group` compacted its log into `snapshot` (taken from its state machine): store
     /// it and let the log drop what it covers.
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
+    /// A snapshot of `group` is still being stored: take no other until it is.
+    fn snapshot_in_flight(&self, group: GroupId) -> bool;
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
 }
@@ -279,7 +281,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let group = self.groups.get_mut(&id).expect("a group of this core");
         let applied = group.replica.applied();
         let since = applied.0 - group.replica.snapshot_index().0;
-        if every == 0 || since < every || group.kv.applied_index() != applied.0 {
+        if every == 0
+            || since < every
+            || group.kv.applied_index() != applied.0
+            || self.log.snapshot_in_flight(GroupId(id))
+        {
             return Ok(());
         }
         // A membership change above `applied` makes the core refuse; a later turn retries.
