@@ -18,6 +18,7 @@
 //! - connections between the cores of nodes: [`transport`] (`src/transport/`)
 //! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]
 //! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
+//! - the replicated key-value state machine: [`kv`]; the client protocol over it: [`proto`]
 #![deny(unsafe_code)]
 
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod clock;
 pub mod kv;
 pub mod node;
+pub mod proto;
 pub mod raft;
 pub mod shard;
 pub mod sim;

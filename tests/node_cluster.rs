@@ -10,10 +10,10 @@ use bytes::Bytes;
 use cohort::cli::local_cluster::LocalCluster;
 use cohort::cli::serve::SyncFlag;
 use cohort::client::{Client, ClientError, ClientOptions};
-use cohort::kv::proto::{
+use cohort::kv::{Command, Op};
+use cohort::proto::client::{
     Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
 };
-use cohort::kv::{Command, Op};
 use cohort::wire::{FrameEncoder, FrameHeader};
 
 const GROUPS: u32 = 6;
@@ -144,7 +144,7 @@ fn writes_on_one_node_are_read_linearizably_on_every_node() {
         assert_eq!(leaders.len(), 1, "group {group}: {leaders:?}");
         assert_eq!(leaders[0].peers.len(), 2, "group {group}");
     }
-    let table = cohort::kv::status::render(&rows);
+    let table = cohort::proto::status::render(&rows);
     assert!(table.contains("replicate"), "{table}");
     finish(cluster);
 }
@@ -225,7 +225,7 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
         client.put(b"k", b"up").await.unwrap()
     });
     // Garbage bytes at a client port: the connection is closed, nothing else happens.
-    let client_port = cohort::kv::topology::client_address(&bases[0], 0).unwrap();
+    let client_port = cohort::proto::topology::client_address(&bases[0], 0).unwrap();
     {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&client_port).unwrap();
@@ -362,7 +362,7 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
         })
         .unwrap()
         .unwrap();
-        last_table = cohort::kv::status::render(&rows);
+        last_table = cohort::proto::status::render(&rows);
         let done = (0..GROUPS).all(|group| {
             let of = |node| {
                 rows.iter()

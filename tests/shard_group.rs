@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use cohort::kv::proto::{Consistency, Outcome, Request};
 use cohort::kv::{Command, Op, OpResult};
+use cohort::proto::client::{Consistency, Outcome, Request};
 use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
 use cohort::shard::{Answer, Group};
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 
 use crate::client::{Client, ClientOptions};
-use crate::kv::proto::Consistency;
 use crate::kv::{Op, OpResult};
+use crate::proto::client::Consistency;
 
 #[derive(Args, Debug)]
 pub struct Target {
@@ -125,7 +125,7 @@ pub fn status(target: &Target) -> Result<String, String> {
         crate::client::cluster_status(options).await
     })?
     .map_err(|e| e.to_string())?;
-    let mut table = crate::kv::status::render(&rows);
+    let mut table = crate::proto::status::render(&rows);
     for line in missing {
         table += &format!("unreachable: {line}\n");
     }

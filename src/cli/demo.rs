@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::{Client, ClientOptions};
 use crate::kv::Op;
-use crate::kv::proto::Consistency;
+use crate::proto::client::Consistency;
 use crate::raft::Prng;
 
 use super::local_cluster::LocalCluster;
@@ -94,7 +94,7 @@ pub fn run_load(bases: &[String], args: &DemoArgs) -> Result<LoadReport, String>
                 break;
             }
             let key = Bytes::from(format!("warm-up-{i}"));
-            let group = crate::kv::topology::group_of(&key, groups) as usize;
+            let group = crate::proto::topology::group_of(&key, groups) as usize;
             if !std::mem::replace(&mut seen[group], true) {
                 warm_up.push((vec![Op::Get { key }], Consistency::Linearizable));
             }

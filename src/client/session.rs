@@ -9,13 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::future;
 
-use crate::kv::proto::{
+use crate::kv::{Command, CommandError, Op, OpResult};
+use crate::proto::client::{
     Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
 };
-use crate::kv::topology::{
+use crate::proto::topology::{
     Topology, client_address, decode_topology, encode_topology_request, group_of,
 };
-use crate::kv::{Command, CommandError, Op, OpResult};
 use crate::raft::Prng;
 use crate::wire::FrameEncoder;
 

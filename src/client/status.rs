@@ -1,7 +1,7 @@
 //! `cohort status`: ask every core of every member for the state of its groups.
 
-use crate::kv::status::{CoreRows, decode_status, encode_status_request};
-use crate::kv::topology::client_address;
+use crate::proto::status::{CoreRows, decode_status, encode_status_request};
+use crate::proto::topology::client_address;
 use crate::wire::FrameEncoder;
 
 use super::conn::Conn;

@@ -8,9 +8,10 @@ pub const KEY_BYTES_MAX: usize = 4 << 10;
 /// write far below the wire's 16 MiB frame limit (`wire::limits`) and the WAL's segment size.
 pub const VALUE_BYTES_MAX: usize = 1 << 20;
 
-/// Operations in one request (applied atomically as one entry): matches the wire's limit.
-pub const OPERATIONS_PER_COMMAND_MAX: usize =
-    crate::wire::limits::CLIENT_OPERATIONS_PER_REQUEST_MAX;
+/// Operations in one request, applied atomically as one entry: enough for any sane batch, few
+/// enough that one entry stays a bounded unit of work. The wire's per-request limit must not
+/// be larger (checked where the two meet, `proto::client`).
+pub const OPERATIONS_PER_COMMAND_MAX: usize = 1_024;
 
 /// Client sessions one group remembers. Past it, the least recently active are forgotten and
 /// their clients get `SessionExpired` (they must start over with a new client id).

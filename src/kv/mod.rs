@@ -7,12 +7,9 @@
 
 mod command;
 pub mod limits;
-pub mod proto;
 mod session;
 mod snapshot;
-pub mod status;
 mod store;
-pub mod topology;
 
 pub use command::{Command, CommandError, Op};
 pub use snapshot::SnapshotError;

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::kv::proto::{ClientFrame, Response, decode_client_frame, encode_responses};
-use crate::kv::status::encode_status;
-use crate::kv::topology::{Topology, encode_topology};
+use crate::proto::client::{ClientFrame, Response, decode_client_frame, encode_responses};
+use crate::proto::status::encode_status;
+use crate::proto::topology::{Topology, encode_topology};
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;

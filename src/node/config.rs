@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::kv::topology::{client_address, peer_address};
+use crate::proto::topology::{client_address, peer_address};
 use crate::raft::NodeId;
 
 /// When the WAL is made durable.

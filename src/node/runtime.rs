@@ -10,7 +10,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::kv::KvStore;
-use crate::kv::topology::Topology;
+use crate::proto::topology::Topology;
 use crate::raft::{Config, NodeId, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};

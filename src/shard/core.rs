@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 
-use crate::kv::proto::{ErrorCode, Outcome, Refused, Request, Response};
-use crate::kv::status::{CoreRows, GroupRow};
-use crate::kv::topology::{core_of, group_of};
+use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
+use crate::proto::status::{CoreRows, GroupRow};
+use crate::proto::topology::{core_of, group_of};
 use crate::raft::{GroupId, Message, Ready, Role, Snapshot};
 use crate::wire::Envelope;
 

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use crate::kv::proto::{Consistency, ErrorCode, Outcome, Request, Response};
 use crate::kv::{KvStore, Op, Reply};
+use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use crate::raft::{Entry, EntryKind, NodeId, ProposeError, ReadError, Ready, Replica, Role, Term};
 
 /// A client connection of this core, as the loop numbers them.

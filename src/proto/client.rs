@@ -11,8 +11,14 @@ use crate::wire::frame::open_frame;
 use crate::wire::limits::CLIENT_REQUESTS_PER_FRAME_MAX;
 use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
-use super::command::{Command, CommandError, Op};
-use super::store::OpResult;
+use crate::kv::limits::OPERATIONS_PER_COMMAND_MAX;
+use crate::kv::{Command, CommandError, Op, OpResult};
+use crate::wire::limits::CLIENT_OPERATIONS_PER_REQUEST_MAX;
+
+const _: () = assert!(
+    CLIENT_OPERATIONS_PER_REQUEST_MAX <= OPERATIONS_PER_COMMAND_MAX,
+    "a request the wire lets through must fit one command"
+);
 
 /// How fresh the reads of a request must be. Writes are always linearizable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +159,7 @@ fn decode_request(frame: &Bytes, request: fb::ClientRequest<'_>) -> Result<Reque
         _ => return Err(refuse(CommandError::Malformed("unknown read consistency"))),
     };
     let items = request.operations().unwrap_or_default();
-    if items.len() > super::limits::OPERATIONS_PER_COMMAND_MAX {
+    if items.len() > OPERATIONS_PER_COMMAND_MAX {
         return Err(refuse(CommandError::TooManyOperations {
             count: items.len(),
         }));
@@ -501,7 +507,7 @@ mod tests {
         let mut bad = good.clone();
         bad.command.ops = vec![Op::Put {
             key: b("k"),
-            value: Bytes::from(vec![0; super::super::limits::VALUE_BYTES_MAX + 1]),
+            value: Bytes::from(vec![0; crate::kv::limits::VALUE_BYTES_MAX + 1]),
         }];
         let mut encoder = FrameEncoder::new();
         encode_requests(&mut encoder, &[bad, good.clone()]).unwrap();

@@ -1,0 +1,7 @@
+//! The client protocol on the wire: requests and responses as key-value commands and replies
+//! (`client`), the cluster's layout that clients route by (`topology`), and `cohort status`
+//! (`status`). It sits above `kv` and `wire`, which know nothing of each other.
+
+pub mod client;
+pub mod status;
+pub mod topology;
