@@ -9,6 +9,8 @@
 //!          └──────────────┬───────────┴───────────────────┴────────────────┘
 //!                       shard (per-core event loop) ── node (process) ── main.rs
 //!   sim (deterministic simulator) drives raft (+ kv) with fake time, network and disk.
+//!   proto (client protocol) joins wire and kv for shard, node and client; kv and wire never
+//!   import each other.
 //! ```
 //!
 //! Where to look for an idea:
