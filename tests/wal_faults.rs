@@ -1,8 +1,12 @@
 //! The WAL on the in-memory faulty storage: crash at every sync point, corruption in the
 //! middle of the log, a failed sync, a lost segment, compaction and group-commit reports.
 
+mod common;
+
+use common::wal::read_all;
+
 use cohort::wal::{
-    CrashFault, HardState, MemStorage, StopAction, Wal, WalConfig, WalEntry, WalError, WalOpenError,
+    CrashFault, HardState, MemStorage, StopAction, Wal, WalConfig, WalError, WalOpenError,
 };
 use futures_lite::future::block_on;
 
@@ -43,16 +47,6 @@ fn write_batch(wal: &mut Wal<MemStorage>, batch: u64) {
     }
 }
 
-fn read(wal: &Wal<MemStorage>, group: u64) -> Vec<WalEntry> {
-    let Some(state) = wal.group(group) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    wal.entries(group, state.first_index..state.last_index + 1, &mut out)
-        .expect("read");
-    out
-}
-
 #[test]
 fn crash_at_every_sync_point_keeps_every_synced_record_and_invents_nothing() {
     // Goal: for each sync point c and each crash fault, after a crash that hits the batch
@@ -74,7 +68,7 @@ fn crash_at_every_sync_point_keeps_every_synced_record_and_invents_nothing() {
             let wal = open(storage)
                 .unwrap_or_else(|e| panic!("cut {cut}, {fault:?}: reopen failed: {e}"));
             for group in 0..GROUPS {
-                let entries = read(&wal, group);
+                let entries = read_all(&wal, group);
                 let last = entries.len() as u64;
                 assert!(
                     last == cut || last == cut + 1,
@@ -236,7 +230,7 @@ fn snapshots_reclaim_dead_segments_and_reopen_keeps_live_entries() {
             (BATCHES - 1, BATCHES)
         );
         assert_eq!(state.hard_state.map(|h| h.term), Some(BATCHES));
-        let entries = read(&wal, group);
+        let entries = read_all(&wal, group);
         assert_eq!(entries[1].payload, payload(group, BATCHES));
     }
 }

@@ -2,11 +2,15 @@
 //! files (cut, zeroed tail, flipped byte, missing segment, wrong magic or version), each with
 //! its documented outcome and a message naming the file, never a panic.
 
+mod common;
+
+use common::wal::read_all;
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use cohort::wal::{FileStore, HardState, SyncMode, Wal, WalConfig, WalEntry, WalOpenError};
+use cohort::wal::{FileStore, HardState, SyncMode, Wal, WalConfig, WalOpenError};
 use futures_lite::future::block_on;
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -46,16 +50,6 @@ fn on_glommio<T>(fut: impl Future<Output = T>) -> T {
 
 fn payload(group: u64, index: u64) -> Vec<u8> {
     vec![(group * 16 + index) as u8; 100 + (index % 50) as usize]
-}
-
-fn read_all(wal: &Wal<FileStore>, group: u64) -> Vec<WalEntry> {
-    let Some(state) = wal.group(group) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    wal.entries(group, state.first_index..state.last_index + 1, &mut out)
-        .expect("read");
-    out
 }
 
 #[test]

@@ -14,22 +14,8 @@ const GROUPS: u64 = 3;
 const SEEDS: u64 = 300;
 const STEPS: usize = 400;
 
-/// SplitMix64: the test's only randomness, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The test's only randomness, seeded (the project's SplitMix64).
+type Rng = cohort::raft::Prng;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -115,7 +101,7 @@ fn random_op(rng: &mut Rng, groups: &[ModelGroup]) -> Op {
                 .map(|_| {
                     let len_max = if rng.below(8) == 0 { 900 } else { 60 };
                     let len = rng.below(len_max) as usize;
-                    let fill = rng.next() as u8;
+                    let fill = rng.next_u64() as u8;
                     (term, vec![fill; len])
                 })
                 .collect();
@@ -232,7 +218,7 @@ impl Coverage {
 }
 
 fn run_seed(seed: u64, coverage: &mut Coverage) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let config = WalConfig {
         segment_bytes: 8192,
     };

@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests: proptest strategies for Raft messages.
+//! Helpers shared by the integration tests: proptest strategies for Raft messages, transport
+//! peers, reading a WAL back.
 #![allow(dead_code)]
 
 pub mod messages;
 pub mod transport;
+pub mod wal;
