@@ -23,6 +23,7 @@
 //! - the replicated key-value state machine: [`kv`]; the client protocol over it: [`proto`]
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -1,9 +1,10 @@
-//! The `cohort` binary: run a node, a local demo cluster, client commands.
+//! The `cohort` binary: run a node, a local demo cluster, the load generator, client commands.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cohort::cli::bench::{self, BenchCommand, SweepCommand};
 use cohort::cli::client_cmd::{self, KvCommand, ReadMode, Target};
 use cohort::cli::demo::{self, DemoArgs};
 use cohort::cli::serve::ServeArgs;
@@ -23,6 +24,9 @@ struct Cli {
 enum Command {
     /// Start a local 3-node cluster under load and print throughput and latency.
     Demo(DemoArgs),
+    /// Load a cluster (a running one, or a local one it starts) and report throughput,
+    /// latency percentiles, per-node and per-group shares, JSON, .hgrm files and SVG plots.
+    Bench(Box<BenchCommand>),
     /// Run a node of a cluster until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
     /// Write a value.
@@ -78,6 +82,18 @@ fn main() -> ExitCode {
     let (target, command) = match cli.command {
         Command::Demo(args) => {
             return match demo::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
+        Command::Bench(command) => {
+            let result = match &command.sweep {
+                None => bench::run(&command.args),
+                Some(SweepCommand::Sweep { vary, values, args }) => {
+                    bench::sweep(*vary, values, args)
+                }
+            };
+            return match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
             };

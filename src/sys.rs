@@ -1,5 +1,6 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
-//! memory limit, and handing sockets tuned with socket2 to glommio.
+//! memory limit, handing sockets tuned with socket2 to glommio, and a second descriptor of a
+//! glommio socket.
 //!
 //! This is the only file outside the WAL's mapping code allowed `unsafe`; each block says why
 //! it is sound.
@@ -120,6 +121,22 @@ pub fn glommio_stream(socket: socket2::Socket) -> glommio::net::TcpStream {
     #[allow(unsafe_code)]
     let stream = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
     stream
+}
+
+/// A second descriptor of `stream`'s socket, so its owner can shut the connection down
+/// (waking a task blocked reading it) without owning the stream.
+pub fn socket_handle(stream: &glommio::net::TcpStream) -> io::Result<socket2::Socket> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: dup(2) takes an integer; `stream` is borrowed, so its descriptor is open.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    #[allow(unsafe_code)]
+    let socket = unsafe { socket2::Socket::from_raw_fd(fd) };
+    Ok(socket)
 }
 
 /// Asks process `pid` to stop gracefully (SIGTERM). Errors (it already exited) are ignored:

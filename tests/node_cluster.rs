@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cohort::cli::local_cluster::LocalCluster;
-use cohort::cli::serve::SyncFlag;
+use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientError, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{
@@ -28,8 +27,13 @@ fn start_with(name: &str, snapshot_entries: u64) -> LocalCluster {
     let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    LocalCluster::start(&exe, &dir, 1, GROUPS, SyncFlag::Always, 1, snapshot_entries)
-        .expect("cluster starts")
+    let flags = NodeFlags {
+        groups: GROUPS,
+        segment_mib: 1,
+        snapshot_entries,
+        ..NodeFlags::default()
+    };
+    LocalCluster::start(&exe, &dir, &flags).expect("cluster starts")
 }
 
 fn finish(cluster: LocalCluster) {

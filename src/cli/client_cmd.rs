@@ -69,7 +69,7 @@ pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
     let mut options = ClientOptions::new(target.nodes.clone(), seed);
     options.request_timeout = Duration::from_millis(target.timeout_ms);
     crate::node::on_one_executor("cohort-client", move || async move {
-        let mut client = Client::connect(options).await.map_err(|e| e.to_string())?;
+        let client = Client::connect(options).await.map_err(|e| e.to_string())?;
         let (op, consistency) = match command {
             KvCommand::Put { key, value } => (
                 Op::Put {

@@ -7,11 +7,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use clap::Args;
+
 use crate::raft::Prng;
 
 use super::serve::SyncFlag;
 
 pub const NODES: u64 = 3;
+
+/// The `serve` flags every node of a local cluster gets.
+#[derive(Args, Clone, Debug)]
+pub struct NodeFlags {
+    /// Cores per node.
+    #[arg(long, default_value_t = 1)]
+    pub cores: u16,
+    /// Raft groups.
+    #[arg(long, default_value_t = 8)]
+    pub groups: u32,
+    /// WAL durability of the nodes.
+    #[arg(long, value_enum, default_value_t = SyncFlag::Always)]
+    pub sync: SyncFlag,
+    /// WAL segment size of the nodes, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub segment_mib: u64,
+    /// Entries per group between snapshots (0: never).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_entries: u64,
+    /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).
+    #[arg(long)]
+    pub lease_reads: bool,
+}
+
+impl Default for NodeFlags {
+    fn default() -> NodeFlags {
+        NodeFlags {
+            cores: 1,
+            groups: 8,
+            sync: SyncFlag::Always,
+            segment_mib: 64,
+            snapshot_entries: 100_000,
+            lease_reads: false,
+        }
+    }
+}
 
 /// Killed (SIGKILL) if dropped without [`LocalCluster::stop`].
 pub struct LocalCluster {
@@ -24,19 +62,11 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Start `exe serve` three times on free loopback ports, data under `dir`, WAL segments
-    /// of `segment_mib` MiB, a snapshot every `snapshot_entries` entries per group.
-    pub fn start(
-        exe: &Path,
-        dir: &Path,
-        cores: u16,
-        groups: u32,
-        sync: SyncFlag,
-        segment_mib: u64,
-        snapshot_entries: u64,
-    ) -> Result<LocalCluster, String> {
+    /// Start `exe serve` three times on free loopback ports, data under `dir`, each with
+    /// `flags`.
+    pub fn start(exe: &Path, dir: &Path, flags: &NodeFlags) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let ports_per_node = 2 * cores;
+        let ports_per_node = 2 * flags.cores;
         let base = free_port_run(NODES as u16 * ports_per_node)?;
         let bases: Vec<String> = (0..NODES as u16)
             .map(|i| format!("127.0.0.1:{}", base + i * ports_per_node))
@@ -46,14 +76,14 @@ impl LocalCluster {
             .enumerate()
             .map(|(i, b)| format!("{}={b}", i + 1))
             .collect();
-        let sync = match sync {
+        let sync = match flags.sync {
             SyncFlag::Always => "always",
             SyncFlag::Never => "never",
         };
         let args = (1..=NODES)
             .map(|id| {
                 let data = dir.join(format!("node-{id}"));
-                [
+                let mut args = [
                     "serve",
                     "--id",
                     &id.to_string(),
@@ -62,18 +92,22 @@ impl LocalCluster {
                     "--data-dir",
                     &data.to_string_lossy(),
                     "--cores",
-                    &cores.to_string(),
+                    &flags.cores.to_string(),
                     "--groups",
-                    &groups.to_string(),
+                    &flags.groups.to_string(),
                     "--sync",
                     sync,
                     "--segment-mib",
-                    &segment_mib.to_string(),
+                    &flags.segment_mib.to_string(),
                     "--snapshot-entries",
-                    &snapshot_entries.to_string(),
+                    &flags.snapshot_entries.to_string(),
                 ]
                 .map(String::from)
-                .to_vec()
+                .to_vec();
+                if flags.lease_reads {
+                    args.push("--lease-reads".to_string());
+                }
+                args
             })
             .collect();
         let mut cluster = LocalCluster {

@@ -1,5 +1,6 @@
 //! The `cohort` command line: flags, and what each subcommand runs.
 
+pub mod bench;
 pub mod client_cmd;
 pub mod demo;
 pub mod disk;

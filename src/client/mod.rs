@@ -1,9 +1,10 @@
 //! The Rust client of a cohort cluster (used by the `cohort` client commands, the demo and
 //! the load generator). It runs on a glommio executor.
 
+mod channel;
 mod conn;
 mod session;
 mod status;
 
-pub use session::{Client, ClientError, ClientOptions};
+pub use session::{Answer, Client, ClientError, ClientOptions};
 pub use status::cluster_status;

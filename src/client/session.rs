@@ -2,23 +2,24 @@
 //! leader hints, retries with the same sequence number (so nothing is applied twice), and
 //! caches leaders per group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future;
 
 use crate::kv::{Command, CommandError, Op, OpResult};
-use crate::proto::client::{
-    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
-};
+use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, encode_requests};
 use crate::proto::topology::{
     Topology, client_address, decode_topology, encode_topology_request, group_of,
 };
 use crate::raft::Prng;
 use crate::wire::FrameEncoder;
 
+use super::channel::Channel;
 use super::conn::Conn;
 
 #[derive(Clone, Debug)]
@@ -89,17 +90,39 @@ struct Slot {
     node: Option<u64>,
 }
 
+/// The answer to one request of a batch, and which node gave it.
+#[derive(Debug)]
+pub struct Answer {
+    pub result: Result<Vec<OpResult>, ClientError>,
+    /// The node whose answer ended the request (None when none did).
+    pub node: Option<u64>,
+}
+
+/// A client, cheap to clone: the clones share connections, leader hints and sessions, so many
+/// tasks of one executor can have requests in flight on the same connections at once.
+#[derive(Clone)]
 pub struct Client {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
     options: ClientOptions,
     topology: Topology,
     /// The base of this client's ids. Exactly-once sessions live in each group's state
     /// machine, so each group sees its own client id (a hash of base and group) with its own
     /// sequence numbers 1, 2, 3, …; reads, which never touch a session, use one more id.
     client_id: u64,
+    state: RefCell<State>,
+}
+
+struct State {
     /// Next sequence per derived client id.
     sequences: HashMap<u64, u64>,
+    /// Sequences sent and not yet answered, per derived client id: the lowest is what a
+    /// request tells the state machine as its `first_unacked`.
+    unanswered: HashMap<u64, BTreeSet<u64>>,
     leaders: HashMap<u32, u64>,
-    conns: HashMap<String, Conn>,
+    channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
     rng: Prng,
 }
@@ -126,18 +149,24 @@ impl Client {
             };
             match with_timeout(options.attempt_timeout, attempt).await {
                 Ok(topology) => {
-                    // Client ids must not collide: mix the seed with the process id.
                     // Ids must not collide between clients: mix the seed with the process id.
                     let client_id = rng.next_u64() ^ u64::from(std::process::id()) << 32;
-                    return Ok(Client {
-                        topology,
-                        client_id,
+                    let state = State {
                         sequences: HashMap::new(),
+                        unanswered: HashMap::new(),
                         leaders: HashMap::new(),
-                        conns: HashMap::new(),
+                        channels: HashMap::new(),
                         encoder,
                         rng,
+                    };
+                    let inner = Inner {
+                        topology,
+                        client_id,
+                        state: RefCell::new(state),
                         options,
+                    };
+                    return Ok(Client {
+                        inner: Rc::new(inner),
                     });
                 }
                 Err(error) => {
@@ -164,17 +193,17 @@ impl Client {
     }
 
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.inner.topology
     }
 
     /// Run `ops` atomically (all keys must belong to one group).
     pub async fn execute(
-        &mut self,
+        &self,
         ops: Vec<Op>,
         consistency: Consistency,
     ) -> Result<Vec<OpResult>, ClientError> {
-        let mut results = self.execute_batch(vec![(ops, consistency)]).await;
-        results.pop().expect("one result per request")
+        let mut answers = self.execute_batch_traced(vec![(ops, consistency)]).await;
+        answers.pop().expect("one answer per request").result
     }
 
     /// Run many requests at once, each atomic on its own (its keys in one group). Requests
@@ -182,117 +211,133 @@ impl Client {
     /// in one, so a batch costs a few syscalls instead of a few per request. Results come
     /// back in the order of `requests`.
     pub async fn execute_batch(
-        &mut self,
+        &self,
         requests: Vec<(Vec<Op>, Consistency)>,
     ) -> Vec<Result<Vec<OpResult>, ClientError>> {
+        let answers = self.execute_batch_traced(requests).await;
+        answers.into_iter().map(|answer| answer.result).collect()
+    }
+
+    /// [`Client::execute_batch`], telling for each request which node answered it.
+    pub async fn execute_batch_traced(&self, requests: Vec<(Vec<Op>, Consistency)>) -> Vec<Answer> {
         // A slot per request while it waits for its answer; None once answered or refused.
         let mut slots: Vec<Option<Slot>> = Vec::with_capacity(requests.len());
-        let mut results: Vec<Option<Result<Vec<OpResult>, ClientError>>> = Vec::new();
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
         for (ops, consistency) in requests {
             match self.prepare(ops, consistency) {
                 Ok(slot) => {
-                    results.push(None);
+                    answers.push(None);
                     slots.push(Some(slot));
                 }
                 Err(error) => {
-                    results.push(Some(Err(error)));
+                    answers.push(Some(Answer {
+                        result: Err(error),
+                        node: None,
+                    }));
                     slots.push(None);
                 }
             }
         }
-        // Everything before this batch has its answer: each id's lowest sequence here is the
-        // first one still unacknowledged.
-        let mut first_unacked: HashMap<u64, u64> = HashMap::new();
-        for slot in slots.iter().flatten() {
-            let id = slot.request.command.client_id;
-            let lowest = first_unacked.entry(id).or_insert(u64::MAX);
-            *lowest = (*lowest).min(slot.request.command.sequence);
-        }
-        for slot in slots.iter_mut().flatten() {
-            slot.request.command.first_unacked = first_unacked[&slot.request.command.client_id];
-        }
-        let deadline = crate::clock::now() + self.options.request_timeout;
+        let options = &self.inner.options;
+        let deadline = crate::clock::now() + options.request_timeout;
         let mut attempts = 0;
         let mut last_error = String::new();
         loop {
-            for (slot, result) in slots.iter_mut().zip(&results) {
-                if result.is_some() {
-                    *slot = None;
+            for (slot, answer) in slots.iter_mut().zip(&answers) {
+                if answer.is_some()
+                    && let Some(slot) = slot.take()
+                {
+                    self.answered(&slot.request);
                 }
             }
             if slots.iter().all(Option::is_none) || crate::clock::now() >= deadline {
                 break;
             }
             attempts += 1;
-            // One frame per address, with every request that goes there.
-            let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            let pending = slots.iter_mut().enumerate();
-            for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
-                let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
-                slot.node = Some(node);
-                match self.topology.address_of(node, slot.group) {
-                    Some(address) => by_address.entry(address).or_default().push(i),
-                    None => slot.node = Some(self.other_member(node)),
+            let mut pause = false;
+            // Send everything first, one frame per address, then collect every answer: the
+            // nodes work on all of them at once.
+            let mut sent = Vec::new();
+            for (address, members) in self.route(&mut slots) {
+                match self.send(&address, &members, &slots).await {
+                    Ok(channel) => sent.push((address, channel, members)),
+                    Err(error) => {
+                        last_error = format!("{address}: {error}");
+                        self.reroute(&members, &mut slots);
+                        pause = true;
+                    }
                 }
             }
-            let mut pause = false;
-            for (address, members) in by_address {
-                let frame: Vec<Request> = members
-                    .iter()
-                    .filter_map(|&i| slots[i].as_ref().map(|s| s.request.clone()))
-                    .collect();
-                match self.exchange(&address, &frame).await {
-                    Ok(outcomes) => {
-                        for (&i, outcome) in members.iter().zip(outcomes) {
-                            let Some(slot) = slots[i].as_mut() else {
-                                continue;
-                            };
-                            let node = slot.node.expect("routed");
-                            match outcome {
-                                Some(Outcome::Results(answer)) => {
-                                    self.leaders.insert(slot.group, node);
-                                    results[i] = Some(Ok(answer));
-                                }
-                                Some(Outcome::NotLeader { leader, .. })
-                                    if leader != 0 && leader != node =>
-                                {
-                                    slot.node = Some(leader);
-                                    last_error = format!("node {node} is not the leader");
-                                }
-                                Some(Outcome::NotLeader { .. }) => {
-                                    // No leader known (an election is on): ask someone else.
-                                    last_error = "no leader known".to_string();
-                                    slot.node = Some(self.other_member(node));
-                                    pause = true;
-                                }
-                                Some(Outcome::Error {
-                                    code: ErrorCode::Busy,
-                                    message,
-                                }) => {
-                                    last_error = message;
-                                    pause = true;
-                                }
-                                Some(Outcome::Error { code, message }) => {
-                                    results[i] = Some(Err(ClientError::Refused { code, message }));
-                                }
-                                None => {
-                                    last_error = format!("{address}: no answer in time");
-                                    slot.node = Some(self.other_member(node));
-                                    pause = true;
-                                }
-                            }
+            let attempt_end = crate::clock::now() + options.attempt_timeout;
+            for (address, channel, members) in sent {
+                for i in members {
+                    let Some(slot) = slots[i].as_mut() else {
+                        continue;
+                    };
+                    let key = (
+                        slot.request.command.client_id,
+                        slot.request.command.sequence,
+                    );
+                    let node = slot.node.expect("routed");
+                    let wait = attempt_end.saturating_duration_since(crate::clock::now());
+                    let answer = future::or(async { Some(channel.answer(key).await) }, async {
+                        glommio::timer::sleep(wait).await;
+                        None
+                    })
+                    .await;
+                    match answer {
+                        Some(Ok(Outcome::Results(result))) => {
+                            self.inner
+                                .state
+                                .borrow_mut()
+                                .leaders
+                                .insert(slot.group, node);
+                            answers[i] = Some(Answer {
+                                result: Ok(result),
+                                node: Some(node),
+                            });
                         }
-                    }
-                    Err(error) => {
-                        self.conns.remove(&address);
-                        last_error = format!("{address}: {error}");
-                        for &i in &members {
-                            if let Some(slot) = slots[i].as_mut() {
-                                let node = slot.node.expect("routed");
-                                slot.node = Some(self.other_member(node));
-                            }
+                        Some(Ok(Outcome::NotLeader { leader, .. }))
+                            if leader != 0 && leader != node =>
+                        {
+                            slot.node = Some(leader);
+                            last_error = format!("node {node} is not the leader");
                         }
-                        pause = true;
+                        Some(Ok(Outcome::NotLeader { .. })) => {
+                            // No leader known (an election is on): ask someone else.
+                            last_error = "no leader known".to_string();
+                            slot.node = Some(self.other_member(node));
+                            pause = true;
+                        }
+                        Some(Ok(Outcome::Error {
+                            code: ErrorCode::Busy,
+                            message,
+                        })) => {
+                            last_error = message;
+                            pause = true;
+                        }
+                        Some(Ok(Outcome::Error { code, message })) => {
+                            answers[i] = Some(Answer {
+                                result: Err(ClientError::Refused { code, message }),
+                                node: Some(node),
+                            });
+                        }
+                        Some(Err(reason)) => {
+                            last_error = format!("{address}: {reason}");
+                            self.drop_channel(&address, &channel);
+                            slot.node = Some(self.other_member(node));
+                            pause = true;
+                        }
+                        None => {
+                            channel.forget(key);
+                            last_error = format!("{address}: no answer in time");
+                            // A connection that said nothing for a whole attempt is stuck.
+                            if channel.is_dead(options.attempt_timeout) {
+                                self.drop_channel(&address, &channel);
+                            }
+                            slot.node = Some(self.other_member(node));
+                            pause = true;
+                        }
                     }
                 }
             }
@@ -300,27 +345,105 @@ impl Client {
                 self.pause().await;
             }
         }
-        results
+        for slot in slots.into_iter().flatten() {
+            self.answered(&slot.request);
+        }
+        answers
             .into_iter()
-            .map(|result| {
-                result.unwrap_or_else(|| {
-                    Err(ClientError::Timeout {
+            .map(|answer| {
+                answer.unwrap_or_else(|| Answer {
+                    result: Err(ClientError::Timeout {
                         attempts,
                         last_error: last_error.clone(),
-                    })
+                    }),
+                    node: None,
                 })
             })
             .collect()
     }
 
+    /// The waiting slots grouped by the address each goes to next.
+    fn route(&self, slots: &mut [Option<Slot>]) -> BTreeMap<String, Vec<usize>> {
+        let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let pending = slots.iter_mut().enumerate();
+        for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
+            let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
+            slot.node = Some(node);
+            match self.inner.topology.address_of(node, slot.group) {
+                Some(address) => by_address.entry(address).or_default().push(i),
+                None => slot.node = Some(self.other_member(node)),
+            }
+        }
+        by_address
+    }
+
+    fn reroute(&self, members: &[usize], slots: &mut [Option<Slot>]) {
+        for &i in members {
+            if let Some(slot) = slots[i].as_mut() {
+                let node = slot.node.expect("routed");
+                slot.node = Some(self.other_member(node));
+            }
+        }
+    }
+
+    /// Queue the requests of `members` to `address` in one frame.
+    async fn send(
+        &self,
+        address: &str,
+        members: &[usize],
+        slots: &[Option<Slot>],
+    ) -> std::io::Result<Rc<Channel>> {
+        let channel = self.channel(address).await?;
+        let requests: Vec<&Request> = members
+            .iter()
+            .filter_map(|&i| slots[i].as_ref().map(|s| &s.request))
+            .collect();
+        let mut state = self.inner.state.borrow_mut();
+        encode_requests(&mut state.encoder, requests.iter().copied())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let keys = requests
+            .iter()
+            .map(|r| (r.command.client_id, r.command.sequence));
+        if let Err(reason) = channel.send(&state.encoder, keys) {
+            drop(state);
+            self.drop_channel(address, &channel);
+            return Err(std::io::Error::other(reason));
+        }
+        Ok(channel)
+    }
+
+    /// The open connection to `address`, or a new one.
+    async fn channel(&self, address: &str) -> std::io::Result<Rc<Channel>> {
+        if let Some(channel) = self.inner.state.borrow().channels.get(address) {
+            return Ok(Rc::clone(channel));
+        }
+        let timeout = self.inner.options.attempt_timeout;
+        let channel = Rc::new(with_timeout(timeout, Channel::connect(address, timeout)).await?);
+        // Another task may have connected meanwhile: keep the first.
+        let mut state = self.inner.state.borrow_mut();
+        let kept = state.channels.entry(address.to_string()).or_insert(channel);
+        Ok(Rc::clone(kept))
+    }
+
+    fn drop_channel(&self, address: &str, channel: &Rc<Channel>) {
+        let mut state = self.inner.state.borrow_mut();
+        if state
+            .channels
+            .get(address)
+            .is_some_and(|c| Rc::ptr_eq(c, channel))
+        {
+            state.channels.remove(address);
+        }
+    }
+
     /// Check a request and give it its client id and sequence (kept across retries).
-    fn prepare(&mut self, ops: Vec<Op>, consistency: Consistency) -> Result<Slot, ClientError> {
+    fn prepare(&self, ops: Vec<Op>, consistency: Consistency) -> Result<Slot, ClientError> {
         let Some(first) = ops.first() else {
             return Err(ClientError::Invalid(
                 "a request needs an operation".to_string(),
             ));
         };
-        let groups = self.topology.groups;
+        let groups = self.inner.topology.groups;
         let group = group_of(first.key(), groups);
         if ops.iter().any(|op| group_of(op.key(), groups) != group) {
             return Err(ClientError::Invalid(
@@ -334,20 +457,30 @@ impl Client {
         } else {
             u64::from(group)
         };
-        let client_id = Prng::new(self.client_id ^ tag.rotate_left(32)).next_u64();
-        let next = self.sequences.entry(client_id).or_insert(1);
-        let sequence = *next;
+        let client_id = Prng::new(self.inner.client_id ^ tag.rotate_left(32)).next_u64();
+        let mut state = self.inner.state.borrow_mut();
+        let sequence = *state.sequences.get(&client_id).unwrap_or(&1);
+        let unanswered = state.unanswered.get(&client_id);
+        // Everything below the lowest unanswered sequence has its answer.
+        let first_unacked = unanswered
+            .and_then(|set| set.first().copied())
+            .map_or(sequence, |lowest| lowest.min(sequence));
         let request = Request {
             command: Command {
                 client_id,
                 sequence,
-                first_unacked: sequence,
+                first_unacked,
                 ops,
             },
             consistency,
         };
         request.command.validate()?;
-        *next += 1;
+        state.sequences.insert(client_id, sequence + 1);
+        state
+            .unanswered
+            .entry(client_id)
+            .or_default()
+            .insert(sequence);
         Ok(Slot {
             request,
             group,
@@ -355,77 +488,38 @@ impl Client {
         })
     }
 
-    /// Send `requests` to `address` in one frame and collect their answers (None for one
-    /// that got no answer within the attempt timeout).
-    async fn exchange(
-        &mut self,
-        address: &str,
-        requests: &[Request],
-    ) -> std::io::Result<Vec<Option<Outcome>>> {
-        let timeout = self.options.attempt_timeout;
-        if !self.conns.contains_key(address) {
-            let conn = with_timeout(timeout, Conn::connect(address, timeout)).await?;
-            self.conns.insert(address.to_string(), conn);
-        }
-        encode_requests(&mut self.encoder, requests)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let conn = self.conns.get_mut(address).expect("inserted");
-        conn.send(&self.encoder).await?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
-        let mut missing = requests.len();
-        let wanted: HashMap<(u64, u64), usize> = requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.command.client_id, r.command.sequence), i))
-            .collect();
-        let collect = async {
-            while missing > 0 {
-                let frame = conn.recv().await?;
-                let responses = decode_responses(&frame).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                })?;
-                // Answers to earlier attempts that timed out are skipped.
-                for response in responses {
-                    let key = (response.client_id, response.sequence);
-                    if let Some(&i) = wanted.get(&key)
-                        && outcomes[i].is_none()
-                    {
-                        outcomes[i] = Some(response.outcome);
-                        missing -= 1;
-                    }
-                }
+    /// `request` is finished with (answered, refused or given up): it no longer holds back
+    /// `first_unacked`.
+    fn answered(&self, request: &Request) {
+        let mut state = self.inner.state.borrow_mut();
+        let id = request.command.client_id;
+        if let Some(set) = state.unanswered.get_mut(&id) {
+            set.remove(&request.command.sequence);
+            if set.is_empty() {
+                state.unanswered.remove(&id);
             }
-            Ok::<(), std::io::Error>(())
-        };
-        match with_timeout(timeout, collect).await {
-            Ok(()) => Ok(outcomes),
-            // Some answers came, some did not: the connection may be stuck; drop it, keep
-            // what arrived.
-            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-                self.conns.remove(address);
-                Ok(outcomes)
-            }
-            Err(error) => Err(error),
         }
     }
 
-    fn leader_guess(&mut self, group: u32) -> u64 {
-        match self.leaders.get(&group) {
+    fn leader_guess(&self, group: u32) -> u64 {
+        let mut state = self.inner.state.borrow_mut();
+        match state.leaders.get(&group) {
             Some(&node) => node,
             None => {
-                let members = &self.topology.members;
-                members[self.rng.below(members.len() as u64) as usize].0
+                let members = &self.inner.topology.members;
+                members[state.rng.below(members.len() as u64) as usize].0
             }
         }
     }
 
-    fn other_member(&mut self, not: u64) -> u64 {
-        let members = &self.topology.members;
+    fn other_member(&self, not: u64) -> u64 {
+        let members = &self.inner.topology.members;
         if members.len() == 1 {
             return members[0].0;
         }
+        let mut state = self.inner.state.borrow_mut();
         loop {
-            let candidate = members[self.rng.below(members.len() as u64) as usize].0;
+            let candidate = members[state.rng.below(members.len() as u64) as usize].0;
             if candidate != not {
                 return candidate;
             }
@@ -433,12 +527,12 @@ impl Client {
     }
 
     /// A short jittered wait before the next attempt, so retries do not hammer an election.
-    async fn pause(&mut self) {
-        let pause = Duration::from_millis(5 + self.rng.below(20));
+    async fn pause(&self) {
+        let pause = Duration::from_millis(5 + self.inner.state.borrow_mut().rng.below(20));
         glommio::timer::sleep(pause).await;
     }
 
-    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
         let op = Op::Put {
             key: Bytes::copy_from_slice(key),
             value: Bytes::copy_from_slice(value),
@@ -449,7 +543,7 @@ impl Client {
     }
 
     pub async fn get(
-        &mut self,
+        &self,
         key: &[u8],
         consistency: Consistency,
     ) -> Result<Option<Bytes>, ClientError> {

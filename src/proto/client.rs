@@ -209,12 +209,12 @@ fn decode_request(frame: &Bytes, request: fb::ClientRequest<'_>) -> Result<Reque
 }
 
 /// Encode requests into one frame (the client's side).
-pub fn encode_requests(
+pub fn encode_requests<'a>(
     encoder: &mut FrameEncoder,
-    requests: &[Request],
+    requests: impl IntoIterator<Item = &'a Request>,
 ) -> Result<(), EncodeError> {
     encoder.encode_with(|fbb| {
-        let mut offsets = Vec::with_capacity(requests.len());
+        let mut offsets = Vec::new();
         for request in requests {
             let mut items = Vec::with_capacity(request.command.ops.len());
             for op in &request.command.ops {

@@ -1,0 +1,276 @@
+//! Drives load through the Rust client: a closed loop (each client keeps `depth` batches in
+//! flight) or an open loop (requests meant to start at a fixed rate, latency measured from
+//! each one's intended start so a stalled server cannot hide behind a stalled generator).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+
+use crate::client::{Client, ClientOptions};
+use crate::kv::Op;
+use crate::proto::client::Consistency;
+use crate::proto::topology::group_of;
+use crate::raft::Prng;
+
+use super::keys::{Distribution, KeyChooser};
+use super::recorder::Recorder;
+
+/// The load of one run.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub clients: u32,
+    /// Batches each client keeps in flight (closed loop), or may have in flight (open loop).
+    pub depth: u32,
+    /// Requests per batch: one frame per node core they touch.
+    pub batch: u32,
+    /// Requests per second in all (open loop); None: closed loop.
+    pub rate_per_s: Option<f64>,
+    pub keys: u64,
+    pub distribution: Distribution,
+    pub zipf_theta: f64,
+    pub value_bytes: usize,
+    /// Percent of requests that are reads (the rest are puts).
+    pub read_percent: u64,
+    pub read: Consistency,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Print a line per second.
+    pub live: bool,
+    pub seed: u64,
+}
+
+/// What a run saw.
+pub struct Run {
+    pub recorder: Recorder,
+    /// Seconds measured (warm-up excluded).
+    pub seconds: f64,
+    pub groups: u32,
+    pub members: Vec<(u64, String)>,
+}
+
+/// Runs `load` against the cluster that `seeds` belong to, on a fresh executor thread.
+pub fn run(seeds: Vec<String>, load: Load) -> Result<Run, String> {
+    crate::node::on_one_executor("cohort-bench", move || run_here(seeds, load))?
+}
+
+async fn run_here(seeds: Vec<String>, load: Load) -> Result<Run, String> {
+    // Connect before the clock starts, and wait until every group has a leader: the figures
+    // are of a running cluster, not of its first election.
+    let mut clients = Vec::new();
+    for i in 0..load.clients {
+        let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
+        let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
+        clients.push(client.map_err(|e| e.to_string())?);
+    }
+    let topology = clients[0].topology().clone();
+    touch_every_group(&clients[0], topology.groups).await?;
+
+    let start = crate::clock::now();
+    let measured = start + load.warmup;
+    let end = measured + load.duration;
+    let recorder = Rc::new(RefCell::new(Recorder::new(measured)));
+    let keys = Rc::new(KeyChooser::new(
+        load.distribution,
+        load.keys,
+        load.zipf_theta,
+    ));
+    let ticker = glommio::spawn_local(tick(Rc::clone(&recorder), measured, end, load.live));
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let source = Source {
+            rng: Prng::new(load.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            keys: Rc::clone(&keys),
+            value: Bytes::from(vec![b'v'; load.value_bytes]),
+            load: load.clone(),
+            groups: topology.groups,
+        };
+        let recorder = Rc::clone(&recorder);
+        tasks.extend(match load.rate_per_s {
+            None => closed_loop(client, source, end, recorder),
+            Some(rate) => {
+                let first = start + Duration::from_secs_f64(i as f64 / rate);
+                let every = Duration::from_secs_f64(f64::from(load.clients) / rate);
+                vec![glommio::spawn_local(open_loop(
+                    client, source, first, every, end, recorder,
+                ))]
+            }
+        });
+    }
+    for task in tasks {
+        task.await;
+    }
+    ticker.await;
+    let recorder = Rc::try_unwrap(recorder)
+        .map_err(|_| "load tasks still running".to_string())?
+        .into_inner();
+    let seconds = (recorder.timeline.last().map_or(0.0, |s| s.at_s)).max(1e-9);
+    Ok(Run {
+        recorder,
+        seconds,
+        groups: topology.groups,
+        members: topology.members,
+    })
+}
+
+/// One linearizable read in every group, so every group has a leader before the clock runs.
+async fn touch_every_group(client: &Client, groups: u32) -> Result<(), String> {
+    let mut seen = vec![false; groups as usize];
+    let mut reads = Vec::new();
+    for i in 0.. {
+        if reads.len() == seen.len() {
+            break;
+        }
+        let key = Bytes::from(format!("warm-up-{i}"));
+        let group = group_of(&key, groups) as usize;
+        if !std::mem::replace(&mut seen[group], true) {
+            reads.push((vec![Op::Get { key }], Consistency::Linearizable));
+        }
+    }
+    for result in client.execute_batch(reads).await {
+        result.map_err(|e| format!("before the run, a read in every group: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Makes the requests of one client.
+struct Source {
+    rng: Prng,
+    keys: Rc<KeyChooser>,
+    value: Bytes,
+    load: Load,
+    groups: u32,
+}
+
+type Requests = Vec<(Vec<Op>, Consistency)>;
+
+impl Source {
+    /// `count` requests, and the group of each.
+    fn batch(&mut self, count: usize) -> (Requests, Vec<u32>) {
+        let mut requests = Vec::with_capacity(count);
+        let mut groups = Vec::with_capacity(count);
+        for _ in 0..count {
+            let key = Bytes::from(format!("key-{}", self.keys.next(&mut self.rng)));
+            groups.push(group_of(&key, self.groups));
+            if self.rng.below(100) < self.load.read_percent {
+                requests.push((vec![Op::Get { key }], self.load.read));
+            } else {
+                let value = self.value.clone();
+                requests.push((vec![Op::Put { key, value }], Consistency::Linearizable));
+            }
+        }
+        (requests, groups)
+    }
+}
+
+fn closed_loop(
+    client: Client,
+    source: Source,
+    end: Instant,
+    recorder: Rc<RefCell<Recorder>>,
+) -> Vec<glommio::Task<()>> {
+    let (depth, batch) = (source.load.depth, source.load.batch as usize);
+    let source = Rc::new(RefCell::new(source));
+    (0..depth)
+        .map(|_| {
+            let (client, source, recorder) =
+                (client.clone(), Rc::clone(&source), Rc::clone(&recorder));
+            glommio::spawn_local(async move {
+                while crate::clock::now() < end {
+                    let (requests, groups) = source.borrow_mut().batch(batch);
+                    let sent = crate::clock::now();
+                    let answers = client.execute_batch_traced(requests).await;
+                    let done = crate::clock::now();
+                    let mut recorder = recorder.borrow_mut();
+                    for (answer, group) in answers.into_iter().zip(groups) {
+                        match answer.result {
+                            Ok(_) => recorder.answered(group, answer.node, sent, sent, done),
+                            Err(error) => recorder.failed(group, sent, &error),
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Requests of one client meant to start at `first`, `first + every`, … until `end`; each
+/// batch of the ones that are due goes out as soon as one of the `depth` slots is free.
+async fn open_loop(
+    client: Client,
+    mut source: Source,
+    first: Instant,
+    every: Duration,
+    end: Instant,
+    recorder: Rc<RefCell<Recorder>>,
+) {
+    let slots = Rc::new(Semaphore::new(u64::from(source.load.depth)));
+    let batch = source.load.batch as usize;
+    let mut next = first;
+    while next < end {
+        let now = crate::clock::now();
+        if next > now {
+            glommio::timer::sleep(next - now).await;
+        }
+        let permit = slots
+            .acquire_static_permit(1)
+            .await
+            .expect("the semaphore is never closed");
+        // Everything due by now, up to a batch; its latency counts from when it was due.
+        let now = crate::clock::now();
+        let mut intended = Vec::with_capacity(batch);
+        while next <= now && next < end && intended.len() < batch {
+            intended.push(next);
+            next += every;
+        }
+        let (requests, groups) = source.batch(intended.len());
+        let (client, recorder) = (client.clone(), Rc::clone(&recorder));
+        glommio::spawn_local(async move {
+            let sent = crate::clock::now();
+            let answers = client.execute_batch_traced(requests).await;
+            let done = crate::clock::now();
+            drop(permit);
+            let mut recorder = recorder.borrow_mut();
+            for ((answer, group), intended) in answers.into_iter().zip(groups).zip(intended) {
+                match answer.result {
+                    Ok(_) => recorder.answered(group, answer.node, intended, sent, done),
+                    Err(error) => recorder.failed(group, intended, &error),
+                }
+            }
+        })
+        .detach();
+    }
+    // Every batch holds a slot until answered: all slots back means all answered.
+    let all = slots.acquire(u64::from(source.load.depth)).await;
+    all.expect("the semaphore is never closed");
+}
+
+/// Close an interval every second of the measured run, and print it when `live`.
+async fn tick(recorder: Rc<RefCell<Recorder>>, measured: Instant, end: Instant, live: bool) {
+    let now = crate::clock::now();
+    if measured > now {
+        glommio::timer::sleep(measured - now).await;
+    }
+    let mut next = measured;
+    while next < end {
+        next = (next + Duration::from_secs(1)).min(end);
+        let now = crate::clock::now();
+        if next > now {
+            glommio::timer::sleep(next - now).await;
+        }
+        let second = recorder.borrow_mut().close_interval(crate::clock::now());
+        if live {
+            println!(
+                "{:>6.1} s  {:>10.0} req/s  p50 {:>9}  p99 {:>9}  max {:>9}  errors {}",
+                second.at_s,
+                second.requests_per_s,
+                super::report::duration_text(second.p50_us),
+                super::report::duration_text(second.p99_us),
+                super::report::duration_text(second.max_us),
+                second.errors
+            );
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The load generator behind `cohort bench`: closed- and open-loop load through the Rust
+//! client, HDR latency histograms (coordinated omission corrected in the open loop), per-node
+//! and per-group breakdowns, reports (table, JSON, .hgrm) and SVG plots, and a null server
+//! that measures the generator's own ceiling.
+//!
+//! ```text
+//!   driver ──▶ client ──▶ cluster (or null_server)
+//!     │
+//!     ▼
+//!   recorder (histograms, timeline, shares) ──▶ report (table, JSON, .hgrm), plot (SVG)
+//! ```
+
+pub mod driver;
+pub mod keys;
+pub mod null_server;
+pub mod plot;
+pub mod recorder;
+pub mod report;

@@ -1,0 +1,210 @@
+//! SVG plots of a run (latency by percentile; throughput and p99 over time) and of a sweep
+//! (the throughput–latency curve), drawn with plotters.
+
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use super::recorder::Second;
+
+const SIZE: (u32, u32) = (900, 540);
+
+fn plot_error(path: &Path, error: impl std::fmt::Display) -> String {
+    format!("cannot draw {}: {error}", path.display())
+}
+
+/// The percentile of x = log10(1 / (1 - p)), as a label: 0 → 0%, 1 → 90%, 2 → 99%, …
+fn percentile_label(x: &f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    match p {
+        p if p < 1.0 => "0%".to_string(),
+        p if p < 99.0 => format!("{p:.0}%"),
+        p => {
+            let digits = (x.round() as usize).saturating_sub(2);
+            format!("{p:.digits$}%")
+        }
+    }
+}
+
+/// Latency (ms) by percentile, HdrHistogram style: the x axis stretches the tail, so 99%,
+/// 99.9% and 99.99% are equally far apart. One line per (name, histogram).
+pub fn latency_by_percentile(
+    path: &Path,
+    title: &str,
+    lines: &[(&str, &Histogram<u64>)],
+) -> Result<(), String> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = lines
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(name, histogram)| {
+            let points = histogram
+                .iter_quantiles(5)
+                .filter(|step| step.quantile_iterated_to() < 1.0)
+                .map(|step| {
+                    let x = (1.0 / (1.0 - step.quantile_iterated_to())).log10();
+                    (x, step.value_iterated_to() as f64 / 1e3)
+                })
+                .collect();
+            (*name, points)
+        })
+        .collect();
+    let x_max = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .fold(2.0f64, f64::max)
+        .ceil();
+    let y_max = lines.iter().map(|(_, h)| h.max()).max().unwrap_or(1) as f64 / 1e3 * 1.05;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max.max(0.001))
+        .map_err(|e| plot_error(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_labels(x_max as usize + 1)
+        .x_label_formatter(&percentile_label)
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    for (i, (name, points)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| plot_error(path, e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    root.present().map_err(|e| plot_error(path, e))
+}
+
+/// Throughput (top) and p99 latency (bottom), one point per second.
+pub fn timeline(path: &Path, title: &str, seconds: &[Second]) -> Result<(), String> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| plot_error(path, e))?;
+    let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 10);
+    let x_max = seconds.last().map_or(1.0, |s| s.at_s).max(1.0);
+    let panels = [
+        (
+            &top,
+            "requests/s",
+            seconds.iter().map(|s| (s.at_s, s.requests_per_s)).collect(),
+        ),
+        (
+            &bottom,
+            "p99 (ms)",
+            seconds
+                .iter()
+                .map(|s| (s.at_s, s.p99_us as f64 / 1e3))
+                .collect(),
+        ),
+    ];
+    for (i, (area, label, points)) in panels.into_iter().enumerate() {
+        let points: Vec<(f64, f64)> = points;
+        let y_max = points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max.max(1e-3))
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc(label)
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| plot_error(path, e))?;
+    }
+    root.present().map_err(|e| plot_error(path, e))
+}
+
+/// One point per run: throughput (x) against p50 and p99 latency (y), each point labelled
+/// with the value of the swept setting.
+pub fn sweep(path: &Path, title: &str, points: &[(String, f64, u64, u64)]) -> Result<(), String> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let x_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let y_max = points.iter().map(|p| p.3).max().unwrap_or(1) as f64 / 1e3 * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max.max(1e-3))
+        .map_err(|e| plot_error(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("throughput (requests/s)")
+        .y_desc("latency (ms)")
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    let lines = [("p50", 0usize), ("p99", 1usize)];
+    for (name, which) in lines {
+        let color = Palette99::pick(which).to_rgba();
+        let series: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.1, [p.2, p.3][which] as f64 / 1e3))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
+            .map_err(|e| plot_error(path, e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(series.iter().zip(points).map(|(&(x, y), point)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 3, color.filled())
+                    + Text::new(point.0.clone(), (5, -12), ("sans-serif", 12))
+            }))
+            .map_err(|e| plot_error(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    root.present().map_err(|e| plot_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_labels_name_the_tail() {
+        let labels: Vec<String> = [0.0, 1.0, 2.0, 3.0, 4.0]
+            .iter()
+            .map(percentile_label)
+            .collect();
+        assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+    }
+}

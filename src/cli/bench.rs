@@ -1,0 +1,518 @@
+//! `cohort bench`: load against a running cluster (`--nodes`) or a local 3-node cluster it
+//! starts itself; the summary table, the JSON report, .hgrm files and SVG plots; the
+//! generator's ceiling against a null server. `cohort bench sweep` runs a series of these.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::bench::driver::{self, Load, Run};
+use crate::bench::keys::Distribution;
+use crate::bench::null_server::NullServer;
+use crate::bench::plot;
+use crate::bench::recorder::Percentiles;
+use crate::bench::report::{self, Ceiling, Report, duration_text, share_rows};
+use crate::kv::limits::{KEY_BYTES_MAX, REPLIES_PER_SESSION_MAX, VALUE_BYTES_MAX};
+
+use super::client_cmd::ReadMode;
+use super::local_cluster::{LocalCluster, NodeFlags};
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub sweep: Option<SweepCommand>,
+    #[command(flatten)]
+    pub args: BenchArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SweepCommand {
+    /// Run one bench per value of a setting and plot throughput against latency, one point
+    /// per run: where latency turns up is the knee.
+    Sweep {
+        /// The setting to vary.
+        #[arg(long, value_enum)]
+        vary: Vary,
+        /// Its values, in order (e.g. 1,4,16,64,256).
+        #[arg(long, value_delimiter = ',', required = true)]
+        values: Vec<String>,
+        #[command(flatten)]
+        args: BenchArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum Vary {
+    Clients,
+    Depth,
+    Batch,
+    /// The open loop's rate (requests/s).
+    Rate,
+    /// Raft groups (a local cluster is started for each value).
+    Groups,
+    ValueBytes,
+    ReadPercent,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Base addresses (HOST:PORT, as given to `serve --listen`) of members of a running
+    /// cluster. Without it, a local 3-node cluster is started and stopped afterwards.
+    #[arg(long, value_delimiter = ',', conflicts_with = "NodeFlags")]
+    pub nodes: Vec<String>,
+    /// Clients; each has its own connections and exactly-once sessions.
+    #[arg(long, default_value_t = 16)]
+    pub clients: u32,
+    /// Batches each client keeps in flight (closed loop), or may have in flight (open loop).
+    #[arg(long, default_value_t = 4)]
+    pub depth: u32,
+    /// Requests per batch (sent together, one frame per node core they go to).
+    #[arg(long, default_value_t = 16)]
+    pub batch: u32,
+    /// Open loop: requests per second in all, each one's latency measured from when it was
+    /// due (coordinated omission corrected). Without it: a closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// How keys are drawn.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    pub distribution: Distribution,
+    /// Skew of the zipfian distribution (0 < θ < 1; YCSB uses 0.99).
+    #[arg(long, default_value_t = 0.99)]
+    pub zipf_theta: f64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 16)]
+    pub value_bytes: usize,
+    /// Percent of requests that are reads (the rest are puts).
+    #[arg(long, default_value_t = 10)]
+    pub read_percent: u64,
+    /// How fresh reads must be.
+    #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
+    pub read: ReadMode,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_seconds: f64,
+    /// Seconds of the same load against a null server (answers without replicating) to
+    /// measure the generator's own ceiling; 0 skips it.
+    #[arg(long, default_value_t = 3.0)]
+    pub ceiling_seconds: f64,
+    /// Folder for the JSON report, .hgrm files and SVG plots.
+    #[arg(long, default_value = "cohort-bench")]
+    pub out: PathBuf,
+    /// Seeds the keys and the read/write mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// No line per second.
+    #[arg(long)]
+    pub quiet: bool,
+    /// The local cluster's nodes (without --nodes).
+    #[command(flatten, next_help_heading = "Local cluster (without --nodes)")]
+    pub local: NodeFlags,
+}
+
+/// Outstanding requests per client and group must stay under what a session remembers.
+const IN_FLIGHT_PER_CLIENT_MAX: u64 = REPLIES_PER_SESSION_MAX as u64 / 4;
+
+impl BenchArgs {
+    /// The load these flags describe, or what is wrong with them.
+    pub fn load(&self) -> Result<Load, String> {
+        let positive = [
+            ("--clients", u64::from(self.clients)),
+            ("--depth", u64::from(self.depth)),
+            ("--batch", u64::from(self.batch)),
+            ("--keys", self.keys),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{flag} must be at least 1"));
+        }
+        let in_flight = u64::from(self.depth) * u64::from(self.batch);
+        if in_flight > IN_FLIGHT_PER_CLIENT_MAX {
+            return Err(format!(
+                "--depth × --batch is {in_flight}, more than {IN_FLIGHT_PER_CLIENT_MAX} requests \
+                 in flight per client (a node remembers {REPLIES_PER_SESSION_MAX} answers per \
+                 session); use more --clients instead"
+            ));
+        }
+        if self.read_percent > 100 {
+            return Err(format!(
+                "--read-percent is {}, at most 100",
+                self.read_percent
+            ));
+        }
+        if self.value_bytes > VALUE_BYTES_MAX {
+            return Err(format!(
+                "--value-bytes is {}, more than the {VALUE_BYTES_MAX} bytes a value may have",
+                self.value_bytes
+            ));
+        }
+        if format!("key-{}", self.keys - 1).len() > KEY_BYTES_MAX {
+            return Err("--keys is too large for the key format".into());
+        }
+        if !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
+            return Err(format!(
+                "--zipf-theta is {}, must be between 0 and 1 (exclusive)",
+                self.zipf_theta
+            ));
+        }
+        let seconds = |flag: &str, value: f64, least: f64| {
+            if value.is_finite() && value >= least && value <= 86_400.0 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(format!(
+                    "{flag} is {value}, must be between {least} and 86400"
+                ))
+            }
+        };
+        let duration = seconds("--seconds", self.seconds, 1.0)?;
+        let warmup = seconds("--warmup-seconds", self.warmup_seconds, 0.0)?;
+        seconds("--ceiling-seconds", self.ceiling_seconds, 0.0)?;
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate >= 1.0)
+        {
+            return Err(format!("--rate is {rate}, must be at least 1 request/s"));
+        }
+        if let Some(bad) = self.nodes.iter().find(|n| !is_host_port(n)) {
+            return Err(format!("--nodes: {bad:?} is not HOST:PORT"));
+        }
+        Ok(Load {
+            clients: self.clients,
+            depth: self.depth,
+            batch: self.batch,
+            rate_per_s: self.rate,
+            keys: self.keys,
+            distribution: self.distribution,
+            zipf_theta: self.zipf_theta,
+            value_bytes: self.value_bytes,
+            read_percent: self.read_percent,
+            read: self.read.into(),
+            warmup,
+            duration,
+            live: !self.quiet,
+            seed: self.seed,
+        })
+    }
+
+    fn with(&self, vary: Vary, value: &str) -> Result<BenchArgs, String> {
+        let mut args = self.clone();
+        let bad = |e: &dyn std::fmt::Display| format!("--values: {value:?} for {vary:?}: {e}");
+        match vary {
+            Vary::Clients => args.clients = value.parse().map_err(|e| bad(&e))?,
+            Vary::Depth => args.depth = value.parse().map_err(|e| bad(&e))?,
+            Vary::Batch => args.batch = value.parse().map_err(|e| bad(&e))?,
+            Vary::Rate => args.rate = Some(value.parse().map_err(|e| bad(&e))?),
+            Vary::Groups => args.local.groups = value.parse().map_err(|e| bad(&e))?,
+            Vary::ValueBytes => args.value_bytes = value.parse().map_err(|e| bad(&e))?,
+            Vary::ReadPercent => args.read_percent = value.parse().map_err(|e| bad(&e))?,
+        }
+        if vary == Vary::Groups && !args.nodes.is_empty() {
+            return Err("--vary groups needs a local cluster (no --nodes)".into());
+        }
+        if vary == Vary::Groups && args.local.groups == 0 {
+            return Err("--values: a cluster needs at least 1 group".into());
+        }
+        Ok(args)
+    }
+}
+
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// Where the load goes: a running cluster, or a local one started for the run.
+struct Target {
+    seeds: Vec<String>,
+    local: Option<(LocalCluster, PathBuf)>,
+    description: serde_json::Value,
+    raw_fdatasync_us: Option<u64>,
+}
+
+impl Target {
+    fn open(args: &BenchArgs) -> Result<Target, String> {
+        if !args.nodes.is_empty() {
+            return Ok(Target {
+                seeds: args.nodes.clone(),
+                local: None,
+                description: json!({ "nodes": args.nodes }),
+                raw_fdatasync_us: None,
+            });
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "cohort-bench-{}-{}",
+            std::process::id(),
+            crate::clock::now().elapsed().as_nanos() ^ u128::from(args.local.groups)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let fdatasync = super::disk::fdatasync_median_micros(&dir, 200)
+            .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
+        let flags = &args.local;
+        let cluster = LocalCluster::start(&exe, &dir, flags)?;
+        let description = json!({
+            "local": { "nodes": super::local_cluster::NODES, "cores": flags.cores,
+                       "groups": flags.groups, "sync": format!("{:?}", flags.sync).to_lowercase(),
+                       "segment_mib": flags.segment_mib, "snapshot_entries": flags.snapshot_entries,
+                       "lease_reads": flags.lease_reads },
+        });
+        Ok(Target {
+            seeds: cluster.bases.clone(),
+            local: Some((cluster, dir)),
+            description,
+            raw_fdatasync_us: Some(fdatasync),
+        })
+    }
+
+    fn words(&self, args: &BenchArgs) -> String {
+        match &self.local {
+            Some(_) => format!(
+                "a local cluster of 3 nodes × {} core(s), {} groups, sync {:?}",
+                args.local.cores, args.local.groups, args.local.sync
+            ),
+            None => format!("the cluster of {}", self.seeds.join(",")),
+        }
+    }
+
+    /// Stop a local cluster; an error if a node had died or did not stop cleanly.
+    fn close(self) -> Result<(), String> {
+        let Some((mut cluster, dir)) = self.local else {
+            return Ok(());
+        };
+        let exited = cluster.exited();
+        let stopped = cluster.stop();
+        if !exited.is_empty() {
+            return Err(format!(
+                "{} during the run; logs kept in {}",
+                exited.join("; "),
+                dir.display()
+            ));
+        }
+        stopped.map_err(|e| format!("{e}; logs kept in {}", dir.display()))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
+
+/// A run and its ceiling.
+struct Measured {
+    report: Report,
+    run: Run,
+    ceiling: Option<Run>,
+}
+
+fn describe(load: &Load) -> String {
+    let shape = format!(
+        "{} clients × {} batches of {} in flight",
+        load.clients, load.depth, load.batch
+    );
+    let reads = format!(
+        "{}% {:?} reads, {} B values, {} {:?} keys",
+        load.read_percent, load.read, load.value_bytes, load.keys, load.distribution
+    );
+    match load.rate_per_s {
+        None => format!("closed loop, {shape}; {reads}"),
+        Some(rate) => format!(
+            "open loop at {rate:.0} requests/s ({} clients, up to {} batches of {} in flight \
+             each); {reads}",
+            load.clients, load.depth, load.batch
+        ),
+    }
+    .replace("Linearizable", "linearizable")
+    .replace("Lease", "lease")
+    .replace("Stale", "stale")
+    .replace("Uniform", "uniform")
+    .replace("Zipfian", "zipfian")
+}
+
+fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, String> {
+    let title = format!(
+        "cohort bench: {} for {:.1} s after {:.1} s of warm-up, against {}",
+        describe(load),
+        load.duration.as_secs_f64(),
+        load.warmup.as_secs_f64(),
+        target.words(args)
+    );
+    if load.live {
+        println!("{title}");
+    }
+    let description = target.description.clone();
+    let raw_fdatasync_us = target.raw_fdatasync_us;
+    let run = driver::run(target.seeds.clone(), load.clone());
+    let closed = target.close();
+    let run = run?;
+    closed?;
+    let ceiling = if args.ceiling_seconds > 0.0 {
+        let null = NullServer::start(run.groups, None)?;
+        let mut ceiling_load = load.clone();
+        ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
+        ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
+        ceiling_load.live = false;
+        Some(driver::run(vec![null.base.clone()], ceiling_load)?)
+    } else {
+        None
+    };
+    let recorder = &run.recorder;
+    let report = Report {
+        cohort_version: env!("CARGO_PKG_VERSION"),
+        title,
+        cluster: description,
+        load: json!({
+            "clients": load.clients, "depth": load.depth, "batch": load.batch,
+            "rate_per_s": load.rate_per_s, "keys": load.keys, "distribution": load.distribution,
+            "zipf_theta": load.zipf_theta, "value_bytes": load.value_bytes,
+            "read_percent": load.read_percent,
+            "read": format!("{:?}", load.read).to_lowercase(),
+            "warmup_s": load.warmup.as_secs_f64(), "duration_s": load.duration.as_secs_f64(),
+            "seed": load.seed,
+        }),
+        seconds: run.seconds,
+        requests: recorder.requests,
+        requests_per_s: recorder.requests as f64 / run.seconds,
+        errors: recorder.errors.clone(),
+        error_examples: recorder.error_examples.clone(),
+        latency: Percentiles::of(&recorder.latency_us),
+        service_time: Percentiles::of(&recorder.service_us),
+        timeline: recorder.timeline.clone(),
+        per_node: share_rows(&recorder.per_node, recorder.requests),
+        per_group: share_rows(&recorder.per_group, recorder.requests),
+        ceiling: ceiling.as_ref().map(|c| Ceiling {
+            seconds: c.seconds,
+            requests_per_s: c.recorder.requests as f64 / c.seconds,
+            latency: Percentiles::of(&c.recorder.latency_us),
+        }),
+        raw_fdatasync_us,
+    };
+    Ok(Measured {
+        report,
+        run,
+        ceiling,
+    })
+}
+
+/// Write the JSON report, the .hgrm files and the plots of `measured` into `out`.
+fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut written = Vec::new();
+    let mut write = |name: &str, text: String| -> Result<(), String> {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+    let recorder = &measured.run.recorder;
+    let json = serde_json::to_string_pretty(&measured.report).map_err(|e| e.to_string())?;
+    write("report.json", json)?;
+    write("latency.hgrm", report::hgrm(&recorder.latency_us))?;
+    let open_loop = measured.report.service_time != measured.report.latency;
+    if open_loop {
+        write("service-time.hgrm", report::hgrm(&recorder.service_us))?;
+    }
+    if let Some(ceiling) = &measured.ceiling {
+        write("ceiling.hgrm", report::hgrm(&ceiling.recorder.latency_us))?;
+    }
+    let mut lines = vec![("requests (from intended start)", &recorder.latency_us)];
+    if open_loop {
+        lines.push(("service time (from send)", &recorder.service_us));
+    }
+    if let Some(ceiling) = &measured.ceiling {
+        lines.push((
+            "null server (generator ceiling)",
+            &ceiling.recorder.latency_us,
+        ));
+    }
+    let latency_svg = out.join("latency.svg");
+    plot::latency_by_percentile(&latency_svg, "latency by percentile", &lines)?;
+    let timeline_svg = out.join("timeline.svg");
+    let timeline = &recorder.timeline;
+    plot::timeline(&timeline_svg, "throughput and p99, per second", timeline)?;
+    written.extend([latency_svg, timeline_svg]);
+    Ok(written)
+}
+
+/// `cohort bench`.
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let load = args.load()?;
+    let target = Target::open(args)?;
+    let measured = measure(args, &load, target)?;
+    print!("{}", report::summary(&measured.report));
+    let written = write_files(&args.out, &measured)?;
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("files       {}", names.join(", "));
+    Ok(())
+}
+
+/// `cohort bench sweep`.
+pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), String> {
+    let points: Vec<BenchArgs> = values
+        .iter()
+        .map(|value| args.with(vary, value))
+        .collect::<Result<_, _>>()?;
+    for point in &points {
+        point.load()?;
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let mut rows = Vec::new();
+    let mut reports = Vec::new();
+    for (value, point) in values.iter().zip(&points) {
+        let mut load = point.load()?;
+        load.live = false;
+        println!("-- {vary:?} = {value}");
+        let measured = measure(point, &load, Target::open(point)?)?;
+        print!("{}", report::summary(&measured.report));
+        let dir = args.out.join(format!("{vary:?}-{value}").to_lowercase());
+        write_files(&dir, &measured)?;
+        let r = &measured.report;
+        rows.push((
+            value.clone(),
+            r.requests_per_s,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            r.latency.p999_us,
+            r.errors.values().sum::<u64>(),
+            r.ceiling.as_ref().map(|c| c.requests_per_s),
+        ));
+        reports.push(json!({ "value": value, "report": measured.report }));
+    }
+    let vary_name = format!("{vary:?}").to_lowercase();
+    println!("\nsweep of {vary_name}");
+    println!(
+        "{:>12} {:>14} {:>10} {:>10} {:>10} {:>8} {:>16}",
+        vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "ceiling req/s"
+    );
+    for (value, throughput, p50, p99, p999, errors, ceiling) in &rows {
+        let ceiling = ceiling.map_or("-".to_string(), |c| format!("{c:.0}"));
+        println!(
+            "{value:>12} {throughput:>14.0} {:>10} {:>10} {:>10} {errors:>8} {ceiling:>16}",
+            duration_text(*p50),
+            duration_text(*p99),
+            duration_text(*p999)
+        );
+    }
+    let json_path = args.out.join("sweep.json");
+    let json = json!({ "vary": vary_name, "points": reports });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, text).map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let svg_path = args.out.join("sweep.svg");
+    let points: Vec<(String, f64, u64, u64)> = rows
+        .iter()
+        .map(|r| (format!("{vary_name}={}", r.0), r.1, r.2, r.3))
+        .collect();
+    plot::sweep(
+        &svg_path,
+        &format!("throughput vs latency, varying {vary_name}"),
+        &points,
+    )?;
+    println!(
+        "files       {}, {}",
+        json_path.display(),
+        svg_path.display()
+    );
+    Ok(())
+}
