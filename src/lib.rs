@@ -10,7 +10,7 @@
 //!                       shard (per-core event loop) ── node (process) ── main.rs
 //!   sim (deterministic simulator) drives raft (+ kv) with fake time, network and disk.
 //!   proto (client protocol) joins wire and kv for shard, node and client; kv and wire never
-//!   import each other.
+//!   import each other. bench (load generator) drives client; the CLI drives node and bench.
 //! ```
 //!
 //! Where to look for an idea:
@@ -21,6 +21,7 @@
 //! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]
 //! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 //! - the replicated key-value state machine: [`kv`]; the client protocol over it: [`proto`]
+//! - the load generator behind `cohort bench` (histograms, reports, plots): [`bench`]
 #![deny(unsafe_code)]
 
 pub mod bench;
