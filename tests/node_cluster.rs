@@ -407,3 +407,64 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
     });
     finish(cluster);
 }
+
+/// How many groups each node says it leads (node id → count), when every group has exactly
+/// one leader; None while an election or a handover is under way or a node is silent.
+fn leaders_per_node(bases: &[String]) -> Option<BTreeMap<u64, usize>> {
+    let bases = bases.to_vec();
+    let (rows, _missing) = cohort::node::on_one_executor("status", move || async move {
+        let mut options = ClientOptions::new(bases, 31);
+        options.attempt_timeout = Duration::from_millis(300);
+        cohort::client::cluster_status(options).await
+    })
+    .ok()?
+    .ok()?;
+    let mut per_node = BTreeMap::new();
+    let mut per_group = BTreeMap::new();
+    for core in &rows {
+        for group in core.groups.iter().filter(|g| g.role == "leader") {
+            *per_node.entry(core.node_id).or_insert(0) += 1;
+            *per_group.entry(group.group).or_insert(0) += 1;
+        }
+    }
+    let one_each = per_group.len() == GROUPS as usize && per_group.values().all(|&n| n == 1);
+    one_each.then_some(per_node)
+}
+
+fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64) {
+    let want: BTreeMap<u64, usize> = want.iter().copied().collect();
+    let mut seen = None;
+    for _ in 0..patience_s * 5 {
+        seen = leaders_per_node(bases);
+        if seen.as_ref() == Some(&want) {
+            return;
+        }
+        wait_ms(200);
+    }
+    panic!("leaders per node: wanted {want:?}, last seen {seen:?}");
+}
+
+#[test]
+fn leaders_spread_evenly_and_spread_again_after_a_node_restarts() {
+    // Six groups on three nodes: a fair share is two each, whoever won the elections.
+    let mut cluster = start("balance");
+    let bases = cluster.bases.clone();
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    // Node 1 down: its groups elect leaders on 2 and 3, which keep them (node 1, the only
+    // node under its share, cannot take one).
+    cluster.kill(1);
+    wait_for_leaders(&bases, &[(2, 3), (3, 3)], 30);
+    // Back up and caught up, node 1 is handed its share again.
+    cluster.restart(1).unwrap();
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    assert!(
+        cluster
+            .log(2)
+            .contains("leader balance: handing the group over")
+            || cluster
+                .log(3)
+                .contains("leader balance: handing the group over"),
+        "a handover is logged"
+    );
+    finish(cluster);
+}

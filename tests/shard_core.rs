@@ -80,6 +80,8 @@ fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNe
         groups_total: 1,
         sync,
         snapshot_entries: 0,
+        leader_balance_margin: None,
+        balance_every_ticks: 20,
     };
     let inbox = Inbox::new(64);
     let core = Core::new(

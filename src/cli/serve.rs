@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// its last snapshot (0: never; the WAL then grows without bound).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
+    /// Leader balancing: while this node leads more than ⌈groups / nodes⌉ of a core's groups
+    /// plus this many, it hands one at a time to the node that leads the fewest.
+    #[arg(long, default_value_t = 0)]
+    pub leader_balance_margin: u32,
+    /// No leader balancing: leaders stay where elections put them.
+    #[arg(long)]
+    pub no_leader_balance: bool,
 }
 
 impl ServeArgs {
@@ -85,6 +92,7 @@ impl ServeArgs {
             lease_reads: self.lease_reads,
             segment_bytes: self.segment_mib << 20,
             snapshot_entries: self.snapshot_entries,
+            leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

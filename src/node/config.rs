@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// Entries applied since a group's last snapshot before it takes the next (0: never).
     pub snapshot_entries: u64,
+    /// Hand leaderships over while this node leads more than its share of a core's groups
+    /// plus this many (None: never).
+    pub leader_balance_margin: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,6 +181,7 @@ mod tests {
             lease_reads: false,
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
+            leader_balance_margin: Some(0),
         }
     }
 

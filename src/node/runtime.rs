@@ -175,6 +175,9 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         groups_total: config.groups,
         sync: config.sync == SyncMode::Always,
         snapshot_entries: config.snapshot_entries,
+        leader_balance_margin: config.leader_balance_margin,
+        // A handover ends (done or abandoned) within an election timeout.
+        balance_every_ticks: 2 * config.election_ticks,
     };
     let node = config.id;
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {

@@ -20,9 +20,10 @@ use std::io;
 use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
-use crate::raft::{GroupId, Message, Ready, Role, Snapshot};
+use crate::raft::{GroupId, Message, NodeId, ProgressState, Ready, Role, Snapshot};
 use crate::wire::Envelope;
 
+use super::balance::{GroupView, pick_handover};
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 
@@ -81,6 +82,10 @@ pub struct CoreShape {
     /// Snapshot a group once this many entries were applied since its last snapshot
     /// (0: never).
     pub snapshot_entries: u64,
+    /// Leader balancing (see [`super::balance`]): the margin over a fair share, or None.
+    pub leader_balance_margin: Option<u32>,
+    /// Ticks between two looks at the leaders' spread.
+    pub balance_every_ticks: u32,
 }
 
 pub struct Core<L, N> {
@@ -92,6 +97,7 @@ pub struct Core<L, N> {
     outboxes: HashMap<ConnId, Inbox<Vec<Response>>>,
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
+    ticks: u64,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -111,6 +117,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             inbox,
             outboxes: HashMap::new(),
             on_role,
+            ticks: 0,
         }
     }
 
@@ -193,10 +200,55 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 for group in self.groups.values_mut() {
                     group.replica.tick();
                 }
+                self.ticks += 1;
+                let every = u64::from(self.shape.balance_every_ticks.max(1));
+                if self.ticks % every == 0 {
+                    self.balance_leaders();
+                }
             }
             Input::Stop => return true,
         }
         false
+    }
+
+    /// Hand one group's leadership to another node if this node leads too many of this core's
+    /// groups ([`super::balance`]).
+    fn balance_leaders(&mut self) {
+        let Some(margin) = self.shape.leader_balance_margin else {
+            return;
+        };
+        let me = self.shape.node_id;
+        let views: Vec<GroupView> = self
+            .groups
+            .iter()
+            .map(|(&id, g)| {
+                let status = g.replica.status();
+                let ready_successors = status
+                    .peers
+                    .iter()
+                    .filter(|p| p.recent_active && p.state == ProgressState::Replicate)
+                    .map(|p| p.id.0)
+                    .collect();
+                GroupView {
+                    group: id,
+                    leader: status.leader.0,
+                    voters: status.conf_state.voters.iter().map(|v| v.0).collect(),
+                    ready_successors,
+                }
+            })
+            .collect();
+        let Some((group, to)) = pick_handover(me, &views, margin) else {
+            return;
+        };
+        let replica = &mut self
+            .groups
+            .get_mut(&group)
+            .expect("a group of this core")
+            .replica;
+        match replica.transfer_leader(NodeId(to)) {
+            Ok(()) => tracing::info!(group, to, "leader balance: handing the group over"),
+            Err(error) => tracing::debug!(group, to, %error, "leader balance: no handover"),
+        }
     }
 
     /// Hand a request to the group that owns all of its keys.

@@ -1,0 +1,146 @@
+//! Leader balancing: each node leads about 1/N of the groups of each core, so every node's
+//! cores share the leaders' work (proposals, appends to every follower, reads).
+//!
+//! Each core decides alone, from what its own replicas know: how many of its groups each
+//! voter leads. A node that leads more than its fair share (⌈groups / voters⌉) plus a margin
+//! hands one group to the voter that leads the fewest, if that voter is below its fair share
+//! and is following the group's log closely (recently heard from, replicating). Only a
+//! leader hands off, one group at a time per core, so every node doing this converges: the
+//! overloaded shed, the underloaded receive, and nobody gets more than its share.
+
+use std::collections::BTreeMap;
+
+/// What a core knows of one of its groups.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub group: u32,
+    /// The leader this replica follows (0: none known).
+    pub leader: u64,
+    pub voters: Vec<u64>,
+    /// When this node leads: the voters that could take over now (recently heard from and
+    /// replicating, not probing or receiving a snapshot).
+    pub ready_successors: Vec<u64>,
+}
+
+/// The group node `me` should hand over, and to whom; None when the spread is fine, an
+/// election is on somewhere, or no voter below its share could take one now.
+pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32, u64)> {
+    if groups.iter().any(|g| g.leader == 0) {
+        return None;
+    }
+    let mut led: BTreeMap<u64, u32> = BTreeMap::new();
+    for group in groups {
+        for &voter in &group.voters {
+            led.entry(voter).or_insert(0);
+        }
+    }
+    for group in groups {
+        *led.entry(group.leader).or_insert(0) += 1;
+    }
+    let voters = led.len() as u32;
+    let fair = (groups.len() as u32).div_ceil(voters.max(1));
+    if led.get(&me).copied().unwrap_or(0) <= fair + margin {
+        return None;
+    }
+    // The least loaded first; ties by id, so every node agrees on the order.
+    let mut takers: Vec<(u32, u64)> = led
+        .iter()
+        .filter(|&(&node, &count)| node != me && count < fair)
+        .map(|(&node, &count)| (count, node))
+        .collect();
+    takers.sort_unstable();
+    takers.into_iter().find_map(|(_, taker)| {
+        groups
+            .iter()
+            .find(|g| g.leader == me && g.ready_successors.contains(&taker))
+            .map(|g| (g.group, taker))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(group: u32, leader: u64) -> GroupView {
+        GroupView {
+            group,
+            leader,
+            voters: vec![1, 2, 3],
+            ready_successors: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn the_node_leading_everything_hands_a_group_to_the_idlest() {
+        // Node 2 leads 7 of 8 groups, node 1 leads 1, node 3 none: node 2 gives its first
+        // group to node 3.
+        let mut groups: Vec<GroupView> = (0..8).map(|g| view(g, 2)).collect();
+        groups[0].leader = 1;
+        assert_eq!(pick_handover(2, &groups, 0), Some((1, 3)));
+        // The others lead no more than their share: they keep what they have.
+        assert_eq!(pick_handover(1, &groups, 0), None);
+        assert_eq!(pick_handover(3, &groups, 0), None);
+    }
+
+    #[test]
+    fn repeated_handovers_converge_to_an_even_spread() {
+        let mut groups: Vec<GroupView> = (0..8).map(|g| view(g, 1)).collect();
+        let mut handovers = 0;
+        loop {
+            let picks: Vec<(u32, u64)> = [1, 2, 3]
+                .iter()
+                .filter_map(|&me| pick_handover(me, &groups, 0))
+                .collect();
+            if picks.is_empty() {
+                break;
+            }
+            for (group, to) in picks {
+                groups[group as usize].leader = to;
+                handovers += 1;
+            }
+            assert!(handovers <= 8, "handovers never stop");
+        }
+        let count = |node| groups.iter().filter(|g| g.leader == node).count();
+        let mut counts = [count(1), count(2), count(3)];
+        counts.sort_unstable();
+        assert_eq!(counts, [2, 3, 3]);
+        assert_eq!(handovers, 5, "each handover moved one group closer to even");
+    }
+
+    #[test]
+    fn within_the_margin_nothing_moves() {
+        // 5, 2, 1 of 8: node 1 leads 5, fair share 3, margin 2 allows it.
+        let leaders = [1, 1, 1, 1, 1, 2, 2, 3];
+        let groups: Vec<GroupView> = leaders
+            .iter()
+            .enumerate()
+            .map(|(g, &l)| view(g as u32, l))
+            .collect();
+        assert_eq!(pick_handover(1, &groups, 2), None);
+        assert_eq!(pick_handover(1, &groups, 1), Some((0, 3)));
+    }
+
+    #[test]
+    fn nothing_moves_during_an_election_or_to_a_voter_that_lags() {
+        let mut groups: Vec<GroupView> = (0..6).map(|g| view(g, 1)).collect();
+        groups[3].leader = 0;
+        assert_eq!(pick_handover(1, &groups, 0), None);
+        groups[3].leader = 1;
+        // Nodes 2 and 3 lead nothing, but neither can take over anywhere: nothing moves.
+        // Then node 3 catches up in group 5, and gets it.
+        for group in &mut groups {
+            group.ready_successors = vec![];
+        }
+        assert_eq!(pick_handover(1, &groups, 0), None);
+        groups[5].ready_successors = vec![3];
+        assert_eq!(pick_handover(1, &groups, 0), Some((5, 3)));
+    }
+
+    #[test]
+    fn a_voter_with_no_groups_counts_toward_the_share() {
+        // Two groups, three voters: the fair share is one each; a node leading both hands
+        // one over, to the lower id of the two idle ones.
+        let groups = vec![view(0, 3), view(1, 3)];
+        assert_eq!(pick_handover(3, &groups, 0), Some((0, 1)));
+    }
+}
