@@ -57,6 +57,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Leadership operations.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
     /// Write VALUE only if the key holds EXPECTED (or, with --absent, has no value).
     Cas {
         key: String,
@@ -67,6 +70,21 @@ enum Command {
         #[arg(long)]
         absent: bool,
         value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaderCommand {
+    /// Hand a group's leadership to a node; returns once that node leads it, or fails.
+    Transfer {
+        /// The group.
+        #[arg(long)]
+        group: u32,
+        /// The node id to hand it to.
+        #[arg(long)]
+        to: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -108,6 +126,15 @@ fn main() -> ExitCode {
             let result = args.to_config().and_then(cohort::node::run);
             return match result {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
+        Command::Leader(LeaderCommand::Transfer { group, to, target }) => {
+            return match client_cmd::transfer_leader(&target, group, to) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
                 Err(error) => fail(&error),
             };
         }

@@ -468,3 +468,91 @@ fn leaders_spread_evenly_and_spread_again_after_a_node_restarts() {
     );
     finish(cluster);
 }
+
+fn cohort_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(args)
+        .output()
+        .expect("cohort runs")
+}
+
+#[test]
+fn leadership_moves_on_request_under_load_and_bad_transfers_are_refused() {
+    let cluster = start("transfer");
+    let bases = cluster.bases.clone();
+    let from = leader_of_group_0(&cluster);
+    let to = from % 3 + 1;
+    // Writes to group 0 keep coming while its leadership moves.
+    let writer_bases = bases.clone();
+    let writer = std::thread::spawn(move || {
+        with_client(&writer_bases, 41, async |client| {
+            let mut written = Vec::new();
+            for i in 0..2_000u64 {
+                let key = key(i);
+                if cohort::proto::topology::group_of(&key, GROUPS) != 0 {
+                    continue;
+                }
+                client.put(&key, b"during-transfer").await.unwrap();
+                written.push(key);
+            }
+            written
+        })
+    });
+    wait_ms(50);
+    let output = cohort_cli(&[
+        "leader",
+        "transfer",
+        "--group",
+        "0",
+        "--to",
+        &to.to_string(),
+        "--nodes",
+        &bases[0],
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("group 0: node {to} leads it now")),
+        "{stdout}"
+    );
+    assert!(
+        cluster
+            .log(to)
+            .contains(&format!("node {to} group 0: leader in term")),
+        "node {to} logged no leadership of group 0"
+    );
+    let written = writer
+        .join()
+        .expect("every write during the transfer was acknowledged");
+    let values = with_client(&bases, 42, async move |client| {
+        let mut values = Vec::new();
+        for key in &written {
+            values.push(client.get(key, Consistency::Linearizable).await.unwrap());
+        }
+        values
+    });
+    assert!(!values.is_empty());
+    assert!(
+        values
+            .iter()
+            .all(|v| v.as_deref() == Some(&b"during-transfer"[..]))
+    );
+
+    for (args, expected) in [
+        (["--group", "0", "--to", "9"], "node 9 is not a member"),
+        (["--group", "99", "--to", "1"], "group 99 does not exist"),
+    ] {
+        let mut all = vec!["leader", "transfer"];
+        all.extend(args);
+        all.extend(["--nodes", &bases[1]]);
+        let output = cohort_cli(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{all:?} succeeded");
+        assert!(stderr.contains(expected), "{all:?}: {stderr}");
+    }
+    finish(cluster);
+}

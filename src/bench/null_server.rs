@@ -130,8 +130,8 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
                 let responses: Vec<Response> = requests.iter().map(answer).collect();
                 encode_responses(&mut encoder, &responses)
             }
-            // Status and garbage: a null server has nothing to say.
-            Ok(ClientFrame::StatusRequest) | Err(_) => return,
+            // Status, transfers and garbage: a null server has nothing to say.
+            Ok(ClientFrame::StatusRequest | ClientFrame::TransferLeader { .. }) | Err(_) => return,
         };
         if encoded.is_err() {
             return;

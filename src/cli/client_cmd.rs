@@ -1,4 +1,5 @@
-//! `cohort put|get|delete|cas`: one request against a running cluster, printed plainly.
+//! `cohort put|get|delete|cas|status|leader transfer`: one request against a running cluster,
+//! printed plainly.
 
 use std::time::Duration;
 
@@ -130,4 +131,17 @@ pub fn status(target: &Target) -> Result<String, String> {
         table += &format!("unreachable: {line}\n");
     }
     Ok(table)
+}
+
+/// `cohort leader transfer`: hand `group` to node `to` and wait until it leads.
+pub fn transfer_leader(target: &Target, group: u32, to: u64) -> Result<String, String> {
+    let mut options = ClientOptions::new(target.nodes.clone(), u64::from(std::process::id()));
+    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    let took = crate::node::on_one_executor("cohort-transfer", move || async move {
+        crate::client::transfer_leader(options, group, to).await
+    })??;
+    Ok(format!(
+        "group {group}: node {to} leads it now ({:.1} ms)",
+        took.as_secs_f64() * 1e3
+    ))
 }

@@ -5,6 +5,8 @@ mod channel;
 mod conn;
 mod session;
 mod status;
+mod transfer;
 
 pub use session::{Answer, Client, ClientError, ClientOptions};
 pub use status::cluster_status;
+pub use transfer::transfer_leader;

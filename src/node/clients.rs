@@ -6,8 +6,8 @@
 //! Neither touches the node's state.
 //!
 //! A client may open with topology requests (answered at once, from the node's static
-//! topology) and status requests (answered by the core loop); after that, or from the
-//! start, a connection carries request batches only.
+//! topology), status requests and leader transfers (answered by the core loop); after that,
+//! or from the start, a connection carries request batches only.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -19,6 +19,7 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::proto::client::{ClientFrame, Response, decode_client_frame, encode_responses};
 use crate::proto::status::encode_status;
 use crate::proto::topology::{Topology, encode_topology};
+use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
@@ -122,6 +123,20 @@ async fn opening(
                 reply.take_all(&mut rows).await;
                 encode_status(&mut encoder, &rows[0]).map_err(|e| e.to_string())?;
             }
+            Ok(ClientFrame::TransferLeader { group, to }) => {
+                let reply = Inbox::new(1);
+                let input = Input::TransferLeader {
+                    group,
+                    to,
+                    reply: reply.clone(),
+                };
+                if !inbox.push(input).await {
+                    return Err("the node is shutting down".to_string());
+                }
+                let mut outcomes = Vec::new();
+                reply.take_all(&mut outcomes).await;
+                encode_transfer_outcome(&mut encoder, &outcomes[0]).map_err(|e| e.to_string())?;
+            }
             _ => return Ok(frame),
         }
         let written = async {
@@ -144,8 +159,12 @@ async fn read_requests(
     let mut frame = first;
     loop {
         match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
-            ClientFrame::TopologyRequest | ClientFrame::StatusRequest => {
-                return Err("topology and status requests may only open a connection".to_string());
+            ClientFrame::TopologyRequest
+            | ClientFrame::StatusRequest
+            | ClientFrame::TransferLeader { .. } => {
+                return Err(
+                    "topology, status and transfer requests may only open a connection".to_string(),
+                );
             }
             ClientFrame::Requests(requests) => {
                 if !inbox.push(Input::Requests { conn, requests }).await {

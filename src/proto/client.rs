@@ -114,6 +114,11 @@ pub enum ClientFrame {
     Requests(Vec<Result<Request, Refused>>),
     TopologyRequest,
     StatusRequest,
+    /// Hand `group`'s leadership to node `to`.
+    TransferLeader {
+        group: u32,
+        to: u64,
+    },
 }
 
 /// Decode a frame from a client: a topology request or a batch of requests.
@@ -124,6 +129,12 @@ pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
     }
     if root.body_as_status_request().is_some() {
         return Ok(ClientFrame::StatusRequest);
+    }
+    if let Some(transfer) = root.body_as_transfer_leader_request() {
+        return Ok(ClientFrame::TransferLeader {
+            group: transfer.group(),
+            to: transfer.to(),
+        });
     }
     decode_requests(frame).map(ClientFrame::Requests)
 }

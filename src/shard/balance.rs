@@ -2,9 +2,9 @@
 //! cores share the leaders' work (proposals, appends to every follower, reads).
 //!
 //! Each core decides alone, from what its own replicas know: how many of its groups each
-//! voter leads. A node that leads more than its fair share (⌈groups / voters⌉) plus a margin
-//! hands one group to the voter that leads the fewest, if that voter is below its fair share
-//! and is following the group's log closely (recently heard from, replicating). Only a
+//! voter leads. A node that leads more than its fair share (⌈groups / voters up⌉) plus a
+//! margin hands one group to the voter that leads the fewest, if that voter is below its fair
+//! share and is following the group's log closely (recently heard from, replicating). Only a
 //! leader hands off, one group at a time per core, so every node doing this converges: the
 //! overloaded shed, the underloaded receive, and nobody gets more than its share.
 
@@ -16,7 +16,6 @@ pub struct GroupView {
     pub group: u32,
     /// The leader this replica follows (0: none known).
     pub leader: u64,
-    pub voters: Vec<u64>,
     /// When this node leads: the voters that could take over now (recently heard from and
     /// replicating, not probing or receiving a snapshot).
     pub ready_successors: Vec<u64>,
@@ -28,14 +27,17 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
     if groups.iter().any(|g| g.leader == 0) {
         return None;
     }
+    // The voters known to be up: this node, every leader, and every voter following one of
+    // this node's groups closely. A node that is down does not count toward the shares.
     let mut led: BTreeMap<u64, u32> = BTreeMap::new();
-    for group in groups {
-        for &voter in &group.voters {
-            led.entry(voter).or_insert(0);
-        }
-    }
+    led.insert(me, 0);
     for group in groups {
         *led.entry(group.leader).or_insert(0) += 1;
+        if group.leader == me {
+            for &voter in &group.ready_successors {
+                led.entry(voter).or_insert(0);
+            }
+        }
     }
     let voters = led.len() as u32;
     let fair = (groups.len() as u32).div_ceil(voters.max(1));
@@ -65,7 +67,6 @@ mod tests {
         GroupView {
             group,
             leader,
-            voters: vec![1, 2, 3],
             ready_successors: vec![1, 2, 3],
         }
     }
@@ -134,6 +135,22 @@ mod tests {
         assert_eq!(pick_handover(1, &groups, 0), None);
         groups[5].ready_successors = vec![3];
         assert_eq!(pick_handover(1, &groups, 0), Some((5, 3)));
+    }
+
+    #[test]
+    fn a_voter_that_is_down_does_not_count_toward_the_shares() {
+        // Node 1 is down (no leader's follower list has it): the share is 3 of 6 each for
+        // nodes 2 and 3, so node 2, leading 4, hands one to node 3.
+        let mut groups: Vec<GroupView> = (0..6).map(|g| view(g, 2)).collect();
+        for group in &mut groups {
+            group.ready_successors = vec![3];
+        }
+        groups[0].leader = 3;
+        groups[1].leader = 3;
+        assert_eq!(pick_handover(2, &groups, 0), Some((2, 3)));
+        groups[2].leader = 3;
+        assert_eq!(pick_handover(2, &groups, 0), None);
+        assert_eq!(pick_handover(3, &groups, 0), None);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::io;
 use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
-use crate::raft::{GroupId, Message, NodeId, ProgressState, Ready, Role, Snapshot};
+use crate::proto::transfer::TransferOutcome;
+use crate::raft::{GroupId, Message, NodeId, ProgressState, Ready, Role, Snapshot, TransferError};
 use crate::wire::Envelope;
 
 use super::balance::{GroupView, pick_handover};
@@ -66,6 +67,13 @@ pub enum Input {
     Disconnected(ConnId),
     /// `cohort status`: put this core's rows into the box.
     Status(Inbox<CoreRows>),
+    /// `cohort leader transfer`: hand `group` to node `to`; the outcome goes into the box
+    /// once the transfer completed or failed.
+    TransferLeader {
+        group: u32,
+        to: u64,
+        reply: Inbox<TransferOutcome>,
+    },
     Tick,
     /// Finish in-flight work, sync, and return.
     Stop,
@@ -98,6 +106,8 @@ pub struct Core<L, N> {
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
     ticks: u64,
+    /// Transfers asked for and not finished: (group, to, give up after this tick, reply).
+    transfers: Vec<(u32, u64, u64, Inbox<TransferOutcome>)>,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -118,6 +128,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             outboxes: HashMap::new(),
             on_role,
             ticks: 0,
+            transfers: Vec::new(),
         }
     }
 
@@ -201,14 +212,59 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     group.replica.tick();
                 }
                 self.ticks += 1;
+                self.finish_transfers();
                 let every = u64::from(self.shape.balance_every_ticks.max(1));
                 if self.ticks % every == 0 {
                     self.balance_leaders();
                 }
             }
+            Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
             Input::Stop => return true,
         }
         false
+    }
+
+    fn start_transfer(&mut self, group: u32, to: u64, reply: Inbox<TransferOutcome>) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            let why = format!("group {group} does not live on core {}", self.shape.core);
+            reply.push_now(TransferOutcome::Failed(why));
+            return;
+        };
+        match g.replica.transfer_leader(NodeId(to)) {
+            Ok(()) => {
+                // A handover ends (done or abandoned) within an election timeout.
+                let give_up = self.ticks + u64::from(self.shape.balance_every_ticks.max(1));
+                self.transfers.push((group, to, give_up, reply));
+                self.finish_transfers();
+            }
+            Err(TransferError::NotLeader { leader_hint }) => {
+                reply.push_now(TransferOutcome::NotLeader {
+                    leader: leader_hint.map_or(0, |n| n.0),
+                });
+            }
+            Err(error) => reply.push_now(TransferOutcome::Failed(error.to_string())),
+        }
+    }
+
+    /// Answer the transfers that completed or ran out of time.
+    fn finish_transfers(&mut self) {
+        let ticks = self.ticks;
+        let groups = &self.groups;
+        self.transfers.retain(|(group, to, give_up, reply)| {
+            let leader = groups[group].replica.leader().0;
+            let outcome = if leader == *to {
+                TransferOutcome::Done { leader }
+            } else if ticks > *give_up {
+                TransferOutcome::Failed(format!(
+                    "node {to} did not take over group {group} within an election timeout \
+                     (leader: {leader})"
+                ))
+            } else {
+                return true;
+            };
+            reply.push_now(outcome);
+            false
+        });
     }
 
     /// Hand one group's leadership to another node if this node leads too many of this core's
@@ -232,7 +288,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 GroupView {
                     group: id,
                     leader: status.leader.0,
-                    voters: status.conf_state.voters.iter().map(|v| v.0).collect(),
                     ready_successors,
                 }
             })
@@ -322,6 +377,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .map_err(|e| format!("group {id}: {e}"))?;
             group.replica.advance(ready.ack());
             self.maybe_snapshot(id)?;
+        }
+        if !self.transfers.is_empty() {
+            self.finish_transfers();
         }
         Ok(())
     }

@@ -634,10 +634,10 @@ pub struct OperationResultUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_FRAME_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_FRAME_BODY: u8 = 8;
+pub const ENUM_MAX_FRAME_BODY: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 9] = [
+pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 11] = [
   FrameBody::NONE,
   FrameBody::Handshake,
   FrameBody::RaftBatch,
@@ -647,6 +647,8 @@ pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 9] = [
   FrameBody::Topology,
   FrameBody::StatusRequest,
   FrameBody::CoreStatus,
+  FrameBody::TransferLeaderRequest,
+  FrameBody::TransferLeaderResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -663,9 +665,11 @@ impl FrameBody {
   pub const Topology: Self = Self(6);
   pub const StatusRequest: Self = Self(7);
   pub const CoreStatus: Self = Self(8);
+  pub const TransferLeaderRequest: Self = Self(9);
+  pub const TransferLeaderResponse: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Handshake,
@@ -676,6 +680,8 @@ impl FrameBody {
     Self::Topology,
     Self::StatusRequest,
     Self::CoreStatus,
+    Self::TransferLeaderRequest,
+    Self::TransferLeaderResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -689,6 +695,8 @@ impl FrameBody {
       Self::Topology => Some("Topology"),
       Self::StatusRequest => Some("StatusRequest"),
       Self::CoreStatus => Some("CoreStatus"),
+      Self::TransferLeaderRequest => Some("TransferLeaderRequest"),
+      Self::TransferLeaderResponse => Some("TransferLeaderResponse"),
       _ => None,
     }
   }
@@ -6187,6 +6195,249 @@ impl ::core::fmt::Debug for CoreStatus<'_> {
       ds.finish()
   }
 }
+pub enum TransferLeaderRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransferLeaderRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransferLeaderRequest<'a> {
+  type Inner = TransferLeaderRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransferLeaderRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TO: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransferLeaderRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransferLeaderRequestArgs
+  ) -> ::flatbuffers::WIPOffset<TransferLeaderRequest<'bldr>> {
+    let mut builder = TransferLeaderRequestBuilder::new(_fbb);
+    builder.add_to(args.to);
+    builder.add_group(args.group);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TransferLeaderRequest::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn to(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferLeaderRequest::VT_TO, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransferLeaderRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<u64>("to", Self::VT_TO, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransferLeaderRequestArgs {
+    pub group: u32,
+    pub to: u64,
+}
+impl<'a> Default for TransferLeaderRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    TransferLeaderRequestArgs {
+      group: 0,
+      to: 0,
+    }
+  }
+}
+
+pub struct TransferLeaderRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransferLeaderRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(TransferLeaderRequest::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_to(&mut self, to: u64) {
+    self.fbb_.push_slot::<u64>(TransferLeaderRequest::VT_TO, to, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransferLeaderRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransferLeaderRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransferLeaderRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransferLeaderRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransferLeaderRequest");
+      ds.field("group", &self.group());
+      ds.field("to", &self.to());
+      ds.finish()
+  }
+}
+pub enum TransferLeaderResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransferLeaderResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransferLeaderResponse<'a> {
+  type Inner = TransferLeaderResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransferLeaderResponse<'a> {
+  pub const VT_CODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransferLeaderResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransferLeaderResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TransferLeaderResponse<'bldr>> {
+    let mut builder = TransferLeaderResponseBuilder::new(_fbb);
+    builder.add_leader(args.leader);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_code(args.code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn code(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(TransferLeaderResponse::VT_CODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferLeaderResponse::VT_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransferLeaderResponse::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransferLeaderResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u8>("code", Self::VT_CODE, false)?
+     .visit_field::<u64>("leader", Self::VT_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransferLeaderResponseArgs<'a> {
+    pub code: u8,
+    pub leader: u64,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for TransferLeaderResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TransferLeaderResponseArgs {
+      code: 0,
+      leader: 0,
+      message: None,
+    }
+  }
+}
+
+pub struct TransferLeaderResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransferLeaderResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_code(&mut self, code: u8) {
+    self.fbb_.push_slot::<u8>(TransferLeaderResponse::VT_CODE, code, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: u64) {
+    self.fbb_.push_slot::<u64>(TransferLeaderResponse::VT_LEADER, leader, 0);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransferLeaderResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransferLeaderResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransferLeaderResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransferLeaderResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransferLeaderResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransferLeaderResponse");
+      ds.field("code", &self.code());
+      ds.field("leader", &self.leader());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
 pub enum FrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6356,6 +6607,36 @@ impl<'a> Frame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_transfer_leader_request(&self) -> Option<TransferLeaderRequest<'a>> {
+    if self.body_type() == FrameBody::TransferLeaderRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TransferLeaderRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_transfer_leader_response(&self) -> Option<TransferLeaderResponse<'a>> {
+    if self.body_type() == FrameBody::TransferLeaderResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TransferLeaderResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -6374,6 +6655,8 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
           FrameBody::Topology => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Topology>>("FrameBody::Topology", pos),
           FrameBody::StatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StatusRequest>>("FrameBody::StatusRequest", pos),
           FrameBody::CoreStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CoreStatus>>("FrameBody::CoreStatus", pos),
+          FrameBody::TransferLeaderRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferLeaderRequest>>("FrameBody::TransferLeaderRequest", pos),
+          FrameBody::TransferLeaderResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferLeaderResponse>>("FrameBody::TransferLeaderResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -6479,6 +6762,20 @@ impl ::core::fmt::Debug for Frame<'_> {
         },
         FrameBody::CoreStatus => {
           if let Some(x) = self.body_as_core_status() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::TransferLeaderRequest => {
+          if let Some(x) = self.body_as_transfer_leader_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::TransferLeaderResponse => {
+          if let Some(x) = self.body_as_transfer_leader_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,81 @@
+//! `cohort leader transfer`: find a group's leader and ask it to hand the group to a node;
+//! return once the handover completed or failed.
+
+use std::time::Duration;
+
+use crate::proto::transfer::{TransferOutcome, decode_transfer_outcome, encode_transfer_request};
+use crate::wire::FrameEncoder;
+
+use super::conn::Conn;
+use super::session::{Client, ClientOptions, with_timeout};
+
+/// Hand `group` to node `to`; Ok(how long it took) once `to` leads it.
+pub async fn transfer_leader(
+    options: ClientOptions,
+    group: u32,
+    to: u64,
+) -> Result<Duration, String> {
+    let deadline = crate::clock::now() + options.request_timeout;
+    let attempt_timeout = options.attempt_timeout;
+    let client = Client::connect(options).await.map_err(|e| e.to_string())?;
+    let topology = client.topology().clone();
+    if group >= topology.groups {
+        return Err(format!(
+            "group {group} does not exist (the cluster has groups 0 to {})",
+            topology.groups - 1
+        ));
+    }
+    if !topology.members.iter().any(|(id, _)| *id == to) {
+        let ids: Vec<String> = topology
+            .members
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        return Err(format!(
+            "node {to} is not a member (members: {})",
+            ids.join(", ")
+        ));
+    }
+    let mut encoder = FrameEncoder::new();
+    encode_transfer_request(&mut encoder, group, to).map_err(|e| e.to_string())?;
+    let started = crate::clock::now();
+    // Ask each member in turn until the leader answers; follow its hints.
+    let mut ask = topology.members[0].0;
+    let mut last_error = String::new();
+    while crate::clock::now() < deadline {
+        let Some(address) = topology.address_of(ask, group) else {
+            return Err(format!("node {ask} has no address"));
+        };
+        // The leader answers when the transfer ends: within an election timeout, plus the
+        // time a lagging `to` needs to catch up.
+        let asked = async {
+            let mut conn = Conn::connect(&address, attempt_timeout).await?;
+            conn.send(&encoder).await?;
+            let frame = conn.recv().await?;
+            decode_transfer_outcome(&frame).map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let next = |node: u64| {
+            let members = &topology.members;
+            let at = members.iter().position(|(id, _)| *id == node).unwrap_or(0);
+            members[(at + 1) % members.len()].0
+        };
+        match with_timeout(attempt_timeout * 5, asked).await {
+            Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
+            Ok(TransferOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
+                ask = leader;
+                continue;
+            }
+            Ok(TransferOutcome::NotLeader { .. }) => {
+                last_error = format!("node {ask} knows no leader of group {group}");
+                ask = next(ask);
+            }
+            Ok(TransferOutcome::Failed(why)) => return Err(format!("node {ask}: {why}")),
+            Err(error) => {
+                last_error = format!("node {ask} ({address}): {error}");
+                ask = next(ask);
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("gave up: {last_error}"))
+}
