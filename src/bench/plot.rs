@@ -163,6 +163,7 @@ pub fn sweep(path: &Path, title: &str, points: &[(String, f64, u64, u64)]) -> Re
         .configure_mesh()
         .x_desc("throughput (requests/s)")
         .y_desc("latency (ms)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(|e| plot_error(path, e))?;
     let lines = [("p50", 0usize), ("p99", 1usize)];
