@@ -20,6 +20,15 @@ fn cohort(args: &[&str]) -> Output {
         .expect("cohort runs")
 }
 
+/// Run cohort, which must succeed; its standard output.
+fn cohort_ok(args: &[&str]) -> String {
+    let output = cohort(args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cohort-bench-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -197,7 +206,7 @@ fn a_closed_loop_keeps_depth_times_batch_requests_in_flight() {
 fn a_run_writes_its_report_histograms_and_plots() {
     let server = NullServer::start(8, None).expect("null server");
     let out = out_dir("files");
-    let output = cohort(&[
+    let stdout = cohort_ok(&[
         "bench",
         "--nodes",
         &server.base,
@@ -214,12 +223,6 @@ fn a_run_writes_its_report_histograms_and_plots() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     for expected in [
         "open loop at 2000 requests/s",
         "throughput",
@@ -271,7 +274,7 @@ fn a_run_writes_its_report_histograms_and_plots() {
 fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
     let server = NullServer::start(2, None).expect("null server");
     let out = out_dir("sweep");
-    let output = cohort(&[
+    let stdout = cohort_ok(&[
         "bench",
         "sweep",
         "--vary",
@@ -289,12 +292,6 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert!(stdout.contains("sweep of clients"), "{stdout}");
     let sweep = json(&out.join("sweep.json"));
     let points = sweep["points"].as_array().unwrap();
@@ -318,7 +315,7 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
 #[test]
 fn a_run_against_a_local_cluster_reports_every_node() {
     let out = out_dir("cluster");
-    let output = cohort(&[
+    cohort_ok(&[
         "bench",
         "--seconds",
         "2",
@@ -339,12 +336,6 @@ fn a_run_against_a_local_cluster_reports_every_node() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let report = json(&out.join("report.json"));
     assert!(report["requests"].as_u64().unwrap() > 0);
     assert_eq!(

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::recorder::Second;
@@ -12,6 +13,20 @@ const SIZE: (u32, u32) = (900, 540);
 
 fn plot_error(path: &Path, error: impl std::fmt::Display) -> String {
     format!("cannot draw {}: {error}", path.display())
+}
+
+/// The legend of the labelled series, top left.
+fn draw_legend<'a>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    path: &Path,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| plot_error(path, e))
 }
 
 /// The percentile of x = log10(1 / (1 - p)), as a label: 0 → 0%, 1 → 90%, 2 → 99%, …
@@ -80,13 +95,7 @@ pub fn latency_by_percentile(
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(|e| plot_error(path, e))?;
+    draw_legend(&mut chart, path)?;
     root.present().map_err(|e| plot_error(path, e))
 }
 
@@ -186,13 +195,7 @@ pub fn sweep(path: &Path, title: &str, points: &[(String, f64, u64, u64)]) -> Re
             }))
             .map_err(|e| plot_error(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(|e| plot_error(path, e))?;
+    draw_legend(&mut chart, path)?;
     root.present().map_err(|e| plot_error(path, e))
 }
 

@@ -60,15 +60,7 @@ impl Shared {
 
 impl Channel {
     pub(crate) async fn connect(address: &str, timeout: Duration) -> io::Result<Channel> {
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(address)?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("{address}: no address"))
-            })?;
-        let stream = TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(io::Error::from)?;
-        stream.set_nodelay(true).map_err(io::Error::from)?;
+        let stream = super::conn::dial(address, timeout).await?;
         let socket = crate::sys::socket_handle(&stream)?;
         let shared = Rc::new(RefCell::new(Shared {
             outgoing: Vec::new(),

@@ -11,6 +11,18 @@ use crate::transport::{FrameReader, ReadFrameError};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
+/// A TCP connection to `address` (HOST:PORT) with Nagle off.
+pub(crate) async fn dial(address: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(address)?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{address}: no address")))?;
+    let stream = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(io::Error::from)?;
+    stream.set_nodelay(true).map_err(io::Error::from)?;
+    Ok(stream)
+}
+
 pub struct Conn {
     stream: TcpStream,
     reader: FrameReader,
@@ -18,15 +30,7 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(address: &str, timeout: Duration) -> io::Result<Conn> {
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(address)?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("{address}: no address"))
-            })?;
-        let stream = TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(io::Error::from)?;
-        stream.set_nodelay(true).map_err(io::Error::from)?;
+        let stream = dial(address, timeout).await?;
         Ok(Conn {
             stream,
             reader: FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX),
