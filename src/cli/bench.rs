@@ -31,7 +31,8 @@ pub struct BenchCommand {
 #[derive(Subcommand, Debug, Clone)]
 pub enum SweepCommand {
     /// Run one bench per value of a setting and plot throughput against latency, one point
-    /// per run: where latency turns up is the knee.
+    /// per run: where latency turns up is the knee. Without --nodes, each point gets a fresh
+    /// local cluster.
     Sweep {
         /// The setting to vary.
         #[arg(long, value_enum)]
@@ -51,7 +52,7 @@ pub enum Vary {
     Batch,
     /// The open loop's rate (requests/s).
     Rate,
-    /// Raft groups (a local cluster is started for each value).
+    /// Raft groups (needs a local cluster).
     Groups,
     ValueBytes,
     ReadPercent,
@@ -245,11 +246,10 @@ impl Target {
                 raw_fdatasync_us: None,
             });
         }
-        let dir = std::env::temp_dir().join(format!(
-            "cohort-bench-{}-{}",
-            std::process::id(),
-            crate::clock::now().elapsed().as_nanos() ^ u128::from(args.local.groups)
-        ));
+        // One folder per cluster this process starts (a sweep starts one per point).
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cohort-bench-{}-{run}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let fdatasync = super::disk::fdatasync_median_micros(&dir, 200)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
