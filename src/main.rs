@@ -8,6 +8,7 @@ use cohort::cli::bench::{self, BenchCommand, SweepCommand};
 use cohort::cli::client_cmd::{self, KvCommand, ReadMode, Target};
 use cohort::cli::demo::{self, DemoArgs};
 use cohort::cli::serve::ServeArgs;
+use cohort::proto::members::{MemberOp, check_address};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +61,10 @@ enum Command {
     /// Leadership operations.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Membership: list, add, promote or remove a node (in every group, through joint
+    /// consensus). A new node usually joins by itself: `cohort serve --join`.
+    #[command(subcommand)]
+    Members(MembersCommand),
     /// Write VALUE only if the key holds EXPECTED (or, with --absent, has no value).
     Cas {
         key: String,
@@ -85,6 +90,43 @@ enum LeaderCommand {
         /// The node id to hand it to.
         #[arg(long)]
         to: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Every member, its address, and in how many groups it is a voter or a learner.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Add a node as a learner of every group (it receives the log, it does not vote).
+    Add {
+        /// The new node's id (never one a removed node had).
+        #[arg(long)]
+        id: u64,
+        /// The new node's base address (HOST:PORT), as its `serve --listen` says.
+        #[arg(long)]
+        address: String,
+        /// Then wait until it caught up and make it a voter.
+        #[arg(long)]
+        voter: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a learner that caught up a voter of every group.
+    Promote {
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a node from every group (a group it leads is handed to another voter first).
+    Remove {
+        #[arg(long)]
+        id: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -123,7 +165,7 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_max_level(tracing::Level::INFO)
                 .init();
-            let result = args.to_config().and_then(cohort::node::run);
+            let result = cohort::cli::serve::run(&args);
             return match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
@@ -133,6 +175,38 @@ fn main() -> ExitCode {
             return match client_cmd::transfer_leader(&target, group, to) {
                 Ok(line) => {
                     println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            };
+        }
+        Command::Members(command) => {
+            let result = match command {
+                MembersCommand::List { target } => client_cmd::members_list(&target),
+                MembersCommand::Add {
+                    id,
+                    address,
+                    voter,
+                    target,
+                } => match check_address(&address) {
+                    Ok(()) => client_cmd::members_change(
+                        &target,
+                        id,
+                        MemberOp::AddLearner { address },
+                        voter,
+                    ),
+                    Err(why) => Err(format!("--address: {why}")),
+                },
+                MembersCommand::Promote { id, target } => {
+                    client_cmd::members_change(&target, id, MemberOp::Promote, false)
+                }
+                MembersCommand::Remove { id, target } => {
+                    client_cmd::members_change(&target, id, MemberOp::Remove, false)
+                }
+            };
+            return match result {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(&error),

@@ -2,68 +2,24 @@
 //! files. Writes, linearizable reads from every node, a leader killed mid-load, a whole
 //! cluster restart, a follower catching up, and hostile clients.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
-use cohort::client::{Client, ClientError, ClientOptions};
+use cohort::cli::local_cluster::LocalCluster;
+use cohort::client::{ClientError, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{
     Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
 };
 use cohort::wire::{FrameEncoder, FrameHeader};
+use common::cluster::{GROUPS, cohort_cli, finish, start_with, wait_ms, with_client};
 
-const GROUPS: u32 = 6;
-
-/// A cluster with 1 MiB WAL segments, so the tests rotate, build segments off the loop and
-/// recover across several segments.
+/// A cluster with 1 MiB WAL segments and the default snapshot threshold.
 fn start(name: &str) -> LocalCluster {
     start_with(name, 100_000)
-}
-
-fn start_with(name: &str, snapshot_entries: u64) -> LocalCluster {
-    let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    let flags = NodeFlags {
-        groups: GROUPS,
-        segment_mib: 1,
-        snapshot_entries,
-        ..NodeFlags::default()
-    };
-    LocalCluster::start(&exe, &dir, &flags).expect("cluster starts")
-}
-
-fn finish(cluster: LocalCluster) {
-    let dir = cluster.dir.clone();
-    cluster.stop().expect("every node exits cleanly on SIGTERM");
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Run `work` with a client of `bases` on a glommio executor.
-fn with_client<T: Send + 'static>(
-    bases: &[String],
-    seed: u64,
-    work: impl AsyncFnOnce(&mut Client) -> T + Send + 'static,
-) -> T {
-    let bases = bases.to_vec();
-    cohort::node::on_one_executor("test-client", move || async move {
-        let mut options = ClientOptions::new(bases, seed);
-        options.request_timeout = Duration::from_secs(20);
-        options.attempt_timeout = Duration::from_millis(500);
-        let mut client = Client::connect_retrying(options, Duration::from_secs(20))
-            .await
-            .expect("the cluster answers");
-        work(&mut client).await
-    })
-    .expect("client executor")
-}
-
-#[allow(clippy::disallowed_methods)]
-fn wait_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// The node that most recently became leader of group 0 (from the nodes' own logs).
@@ -467,13 +423,6 @@ fn leaders_spread_evenly_and_spread_again_after_a_node_restarts() {
         "a handover is logged"
     );
     finish(cluster);
-}
-
-fn cohort_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
-        .output()
-        .expect("cohort runs")
 }
 
 #[test]

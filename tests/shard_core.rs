@@ -91,6 +91,7 @@ fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNe
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
         Box::new(|_, _, _, _| {}),
+        Box::new(|_| {}),
     );
     (core, inbox)
 }

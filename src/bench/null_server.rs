@@ -131,7 +131,12 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
                 encode_responses(&mut encoder, &responses)
             }
             // Status, transfers and garbage: a null server has nothing to say.
-            Ok(ClientFrame::StatusRequest | ClientFrame::TransferLeader { .. }) | Err(_) => return,
+            Ok(
+                ClientFrame::StatusRequest
+                | ClientFrame::TransferLeader { .. }
+                | ClientFrame::ChangeMember(_),
+            )
+            | Err(_) => return,
         };
         if encoded.is_err() {
             return;

@@ -1,14 +1,15 @@
-//! `cohort put|get|delete|cas|status|leader transfer`: one request against a running cluster,
-//! printed plainly.
+//! `cohort put|get|delete|cas|status|leader transfer|members`: one request against a running
+//! cluster, printed plainly.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 
-use crate::client::{Client, ClientOptions};
+use crate::client::{Client, ClientOptions, change_membership};
 use crate::kv::{Op, OpResult};
 use crate::proto::client::Consistency;
+use crate::proto::members::{MemberOp, MemberOutcome};
 
 #[derive(Args, Debug)]
 pub struct Target {
@@ -18,6 +19,14 @@ pub struct Target {
     /// Give up after this many milliseconds (retries included).
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+}
+
+impl Target {
+    fn options(&self) -> ClientOptions {
+        let mut options = ClientOptions::new(self.nodes.clone(), u64::from(std::process::id()));
+        options.request_timeout = Duration::from_millis(self.timeout_ms);
+        options
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,8 +129,7 @@ pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
 
 /// `cohort status`: the table of every group of every member.
 pub fn status(target: &Target) -> Result<String, String> {
-    let mut options = ClientOptions::new(target.nodes.clone(), u64::from(std::process::id()));
-    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    let options = target.options();
     let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
         crate::client::cluster_status(options).await
     })?
@@ -135,13 +143,51 @@ pub fn status(target: &Target) -> Result<String, String> {
 
 /// `cohort leader transfer`: hand `group` to node `to` and wait until it leads.
 pub fn transfer_leader(target: &Target, group: u32, to: u64) -> Result<String, String> {
-    let mut options = ClientOptions::new(target.nodes.clone(), u64::from(std::process::id()));
-    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    let options = target.options();
     let took = crate::node::on_one_executor("cohort-transfer", move || async move {
         crate::client::transfer_leader(options, group, to).await
     })??;
     Ok(format!(
         "group {group}: node {to} leads it now ({:.1} ms)",
         took.as_secs_f64() * 1e3
+    ))
+}
+
+/// `cohort members list`: every member, its address, and in how many groups it votes.
+pub fn members_list(target: &Target) -> Result<String, String> {
+    let options = target.options();
+    let (topology, rows) = crate::node::on_one_executor("cohort-members", move || async move {
+        crate::client::membership_view(&options).await
+    })??;
+    Ok(crate::client::render_membership(&topology, &rows))
+}
+
+/// `cohort members add|promote|remove`: make the change in every group, one at a time; with
+/// `then_promote`, an added learner is promoted once it caught up.
+pub fn members_change(
+    target: &Target,
+    node: u64,
+    op: MemberOp,
+    then_promote: bool,
+) -> Result<String, String> {
+    let options = target.options();
+    let verb = op.verb();
+    let started = crate::clock::now();
+    let (voters, learners) = crate::node::on_one_executor("cohort-members", move || async move {
+        let report = |group: u32, _: &MemberOutcome| {
+            eprintln!("group {group}: {verb} node {node}: done");
+        };
+        let mut done = change_membership(&options, node, op, report).await?;
+        if then_promote {
+            let report = |group: u32, _: &MemberOutcome| {
+                eprintln!("group {group}: promote node {node}: done");
+            };
+            done = change_membership(&options, node, MemberOp::Promote, report).await?;
+        }
+        Ok::<_, String>(done)
+    })??;
+    Ok(format!(
+        "{verb} node {node}: done in every group ({:.1} s); voters {voters:?}, learners {learners:?}",
+        started.elapsed().as_secs_f64()
     ))
 }

@@ -1,5 +1,5 @@
 //! A 3-node cluster of `cohort serve` child processes on loopback, for the demo, the load
-//! generator's embedded mode, and the end-to-end tests (which kill and restart nodes).
+//! generator's embedded mode, and the end-to-end tests (which kill, restart and add nodes).
 
 use std::fs::OpenOptions;
 use std::net::TcpListener;
@@ -57,6 +57,7 @@ pub struct LocalCluster {
     /// Base address of node i + 1.
     pub bases: Vec<String>,
     exe: PathBuf,
+    flags: NodeFlags,
     args: Vec<Vec<String>>,
     children: Vec<Option<Child>>,
 }
@@ -76,37 +77,20 @@ impl LocalCluster {
             .enumerate()
             .map(|(i, b)| format!("{}={b}", i + 1))
             .collect();
-        let sync = match flags.sync {
-            SyncFlag::Always => "always",
-            SyncFlag::Never => "never",
-        };
         let args = (1..=NODES)
             .map(|id| {
-                let data = dir.join(format!("node-{id}"));
-                let mut args = [
-                    "serve",
-                    "--id",
-                    &id.to_string(),
-                    "--peers",
-                    &peers.join(","),
-                    "--data-dir",
-                    &data.to_string_lossy(),
-                    "--cores",
-                    &flags.cores.to_string(),
-                    "--groups",
-                    &flags.groups.to_string(),
-                    "--sync",
-                    sync,
-                    "--segment-mib",
-                    &flags.segment_mib.to_string(),
-                    "--snapshot-entries",
-                    &flags.snapshot_entries.to_string(),
-                ]
-                .map(String::from)
-                .to_vec();
-                if flags.lease_reads {
-                    args.push("--lease-reads".to_string());
-                }
+                let mut args = node_args(dir, id, flags);
+                args.extend(
+                    [
+                        "--peers",
+                        &peers.join(","),
+                        "--cores",
+                        &flags.cores.to_string(),
+                        "--groups",
+                        &flags.groups.to_string(),
+                    ]
+                    .map(String::from),
+                );
                 args
             })
             .collect();
@@ -114,6 +98,7 @@ impl LocalCluster {
             dir: dir.to_path_buf(),
             bases,
             exe: exe.to_path_buf(),
+            flags: flags.clone(),
             args,
             children: (0..NODES).map(|_| None).collect(),
         };
@@ -121,6 +106,23 @@ impl LocalCluster {
             cluster.restart(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Start a new node (the next id) on free ports that joins the cluster through `via`
+    /// (a member's id): `serve --join`. Returns its id; it is a voter once its log says
+    /// `node ID: joined`.
+    pub fn join(&mut self, via: u64) -> Result<u64, String> {
+        let id = self.bases.len() as u64 + 1;
+        let base = format!("127.0.0.1:{}", free_port_run(2 * self.flags.cores.max(1))?);
+        let mut args = node_args(&self.dir, id, &self.flags);
+        args.extend(
+            ["--listen", &base, "--join", &self.bases[(via - 1) as usize]].map(String::from),
+        );
+        self.bases.push(base);
+        self.args.push(args);
+        self.children.push(None);
+        self.restart(id)?;
+        Ok(id)
     }
 
     /// Start node `id` (1-based) again with the same flags and data; appends to its log.
@@ -217,6 +219,34 @@ impl Drop for LocalCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// The flags of node `id` that do not depend on how it finds the cluster.
+fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
+    let sync = match flags.sync {
+        SyncFlag::Always => "always",
+        SyncFlag::Never => "never",
+    };
+    let data = dir.join(format!("node-{id}"));
+    let mut args = [
+        "serve",
+        "--id",
+        &id.to_string(),
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--sync",
+        sync,
+        "--segment-mib",
+        &flags.segment_mib.to_string(),
+        "--snapshot-entries",
+        &flags.snapshot_entries.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    if flags.lease_reads {
+        args.push("--lease-reads".to_string());
+    }
+    args
 }
 
 /// A run of `count` consecutive free TCP ports on loopback.

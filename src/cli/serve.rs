@@ -1,11 +1,17 @@
-//! `cohort serve`: the flags of a node, turned into a checked [`NodeConfig`].
+//! `cohort serve`: the flags of a node, turned into a checked [`NodeConfig`]; with `--join`,
+//! the node also makes itself a member of a running cluster.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::client::{ClientOptions, change_membership, fetch_topology};
 use crate::node::{NodeConfig, SyncMode, parse_members};
+use crate::proto::members::{MemberOp, check_address};
 use crate::raft::NodeId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -18,22 +24,36 @@ pub enum SyncFlag {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// This node's id (must appear in --peers).
+    /// This node's id (must appear in --peers; with --join, an id no member has).
     #[arg(long)]
     pub id: u64,
-    /// Every member, this node included: ID=HOST:PORT,… The port is the node's base port:
-    /// core c takes peers on PORT+2c and clients on PORT+2c+1.
-    #[arg(long)]
-    pub peers: String,
+    /// A new cluster's initial members, this node included: ID=HOST:PORT,… The port is the
+    /// node's base port: core c takes peers on PORT+2c and clients on PORT+2c+1. Used only when
+    /// the data dir is new; after that the replicated configuration says who the members are.
+    #[arg(long, required_unless_present = "join", conflicts_with = "join")]
+    pub peers: Option<String>,
+    /// Join the running cluster that the members at these base addresses (HOST:PORT,…)
+    /// belong to (one that answers is enough): become a learner of every group, catch up,
+    /// become a voter. Give it again on every restart of this node (a member stays one).
+    #[arg(long, requires = "listen", value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    /// This node's base address (HOST:PORT) with --join.
+    #[arg(long, requires = "join")]
+    pub listen: Option<String>,
+    /// With --join: how long each group may take to add this node and let it catch up.
+    #[arg(long, default_value_t = 300)]
+    pub join_timeout_s: u64,
     /// Where this node keeps its WAL (one folder per core).
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// Cores (executors) to run; each owns the groups g with g % cores == core.
-    #[arg(long, default_value_t = 1)]
-    pub cores: u16,
-    /// Raft groups the key space is split into (the same on every node).
-    #[arg(long, default_value_t = 4)]
-    pub groups: u32,
+    /// Cores (executors) to run; each owns the groups g with g % cores == core. The same on
+    /// every node [default: 1; with --join: the cluster's].
+    #[arg(long)]
+    pub cores: Option<u16>,
+    /// Raft groups the key space is split into (the same on every node) [default: 4; with
+    /// --join: the cluster's].
+    #[arg(long)]
+    pub groups: Option<u32>,
     /// Pin core c to CPU c.
     #[arg(long)]
     pub pin: bool,
@@ -72,15 +92,121 @@ pub struct ServeArgs {
     pub no_leader_balance: bool,
 }
 
+/// Run `cohort serve`: a member of a new cluster (`--peers`), or a node that joins a running
+/// one (`--join`). Returns once the node stopped.
+pub fn run(args: &ServeArgs) -> Result<(), String> {
+    let Some(seeds) = &args.join else {
+        let peers = args.peers.as_deref().expect("clap: --peers or --join");
+        let members = parse_members(peers).map_err(|e| e.to_string())?;
+        let config = args.to_config(
+            members,
+            true,
+            args.cores.unwrap_or(1),
+            args.groups.unwrap_or(4),
+        )?;
+        return crate::node::run(config);
+    };
+    let listen = args.listen.clone().expect("clap: --join requires --listen");
+    check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
+    let options = ClientOptions::new(seeds.clone(), args.id);
+    let asked = options.clone();
+    let topology = crate::node::on_one_executor("cohort-join", move || async move {
+        fetch_topology(&asked.seeds, asked.attempt_timeout).await
+    })?
+    .map_err(|e| format!("--join {}: {e}", seeds.join(",")))?;
+    for (flag, given, cluster) in [
+        (
+            "--cores",
+            args.cores.map(u32::from),
+            u32::from(topology.cores),
+        ),
+        ("--groups", args.groups, topology.groups),
+    ] {
+        if given.is_some_and(|given| given != cluster) {
+            return Err(format!(
+                "{flag} {} differs from the cluster's {cluster}: leave it out with --join",
+                given.unwrap_or_default()
+            ));
+        }
+    }
+    let mut members: BTreeMap<NodeId, String> = topology
+        .members
+        .iter()
+        .map(|(id, base)| (NodeId(*id), base.clone()))
+        .collect();
+    match members.get(&NodeId(args.id)) {
+        Some(known) if *known != listen => {
+            return Err(format!(
+                "node {} is a member at {known}, not {listen}: a new machine needs a new id \
+                 (remove the old one with `cohort members remove --id {}`)",
+                args.id, args.id
+            ));
+        }
+        _ => members.insert(NodeId(args.id), listen.clone()),
+    };
+    let config = args.to_config(members, false, topology.cores, topology.groups)?;
+    let mut options = options;
+    options.request_timeout = Duration::from_secs(args.join_timeout_s);
+    let (id, failed) = (args.id, Arc::new(Mutex::new(None)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failure, stopper) = (Arc::clone(&failed), Arc::clone(&stop));
+    let joiner = std::thread::Builder::new()
+        .name("cohort-joiner".to_string())
+        .spawn(move || {
+            let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
+                join(&options, id, &listen).await
+            })
+            .and_then(|joined| joined);
+            if let Err(error) = joined {
+                println!("node {id}: joining failed: {error}; stopping");
+                *failure.lock().expect("not poisoned") = Some(error);
+                // A node that could not join is of no use: stop it as SIGTERM would.
+                stopper.store(true, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| format!("cannot start the joiner: {e}"))?;
+    let ran = crate::node::run_until(config, stop);
+    drop(joiner);
+    if let Some(error) = failed.lock().expect("not poisoned").take() {
+        return Err(format!("joining the cluster failed: {error}"));
+    }
+    ran
+}
+
+/// Become a learner of every group, then a voter once caught up, printing each step.
+async fn join(options: &ClientOptions, id: u64, listen: &str) -> Result<(), String> {
+    let say = |line: String| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let address = listen.to_string();
+    change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {}).await?;
+    say(format!("node {id}: learner of every group"));
+    let (voters, _) = change_membership(options, id, MemberOp::Promote, |_, _| {}).await?;
+    say(format!(
+        "node {id}: joined: voter of every group (voters now {voters:?})"
+    ));
+    Ok(())
+}
+
 impl ServeArgs {
-    pub fn to_config(&self) -> Result<NodeConfig, String> {
+    fn to_config(
+        &self,
+        members: BTreeMap<NodeId, String>,
+        bootstrap: bool,
+        cores: u16,
+        groups: u32,
+    ) -> Result<NodeConfig, String> {
         let config = NodeConfig {
             id: NodeId(self.id),
             cluster_id: self.cluster_id,
-            members: parse_members(&self.peers).map_err(|e| e.to_string())?,
+            members,
+            bootstrap,
             data_dir: self.data_dir.clone(),
-            cores: self.cores,
-            groups: self.groups,
+            cores,
+            groups,
             pin_cores: self.pin,
             tick: Duration::from_millis(self.tick_ms),
             election_ticks: self.election_ticks,

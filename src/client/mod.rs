@@ -3,10 +3,12 @@
 
 mod channel;
 mod conn;
+mod members;
 mod session;
 mod status;
 mod transfer;
 
-pub use session::{Answer, Client, ClientError, ClientOptions};
+pub use members::{change_membership, membership_view, render_membership};
+pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};
 pub use status::cluster_status;
 pub use transfer::transfer_leader;

@@ -2,11 +2,11 @@
 //! leader hints, retries with the same sequence number (so nothing is applied twice), and
 //! caches leaders per group.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future;
@@ -107,7 +107,11 @@ pub struct Client {
 
 struct Inner {
     options: ClientOptions,
-    topology: Topology,
+    /// The cluster as last asked; asked again when a hint names a node it lacks or a member
+    /// stops answering (membership changes).
+    topology: RefCell<Topology>,
+    /// When the topology was last asked for: at most one refresh per `REFRESH_EVERY`.
+    refreshed: Cell<Instant>,
     /// The base of this client's ids. Exactly-once sessions live in each group's state
     /// machine, so each group sees its own client id (a hash of base and group) with its own
     /// sequence numbers 1, 2, 3, …; reads, which never touch a session, use one more id.
@@ -131,50 +135,42 @@ impl Client {
     /// Ask the seeds for the cluster's topology.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         let mut rng = Prng::new(options.seed);
-        let mut encoder = FrameEncoder::new();
-        encode_topology_request(&mut encoder).expect("an empty frame fits");
-        let mut errors = Vec::new();
-        for seed in &options.seeds {
-            let Some(address) = client_address(seed, 0) else {
-                errors.push(format!("{seed}: not HOST:PORT"));
-                continue;
-            };
-            let attempt = async {
-                let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
-                conn.send(&encoder).await?;
-                let frame = conn.recv().await?;
-                decode_topology(&frame).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                })
-            };
-            match with_timeout(options.attempt_timeout, attempt).await {
-                Ok(topology) => {
-                    // Ids must not collide between clients: mix the seed with the process id.
-                    let client_id = rng.next_u64() ^ u64::from(std::process::id()) << 32;
-                    let state = State {
-                        sequences: HashMap::new(),
-                        unanswered: HashMap::new(),
-                        leaders: HashMap::new(),
-                        channels: HashMap::new(),
-                        encoder,
-                        rng,
-                    };
-                    let inner = Inner {
-                        topology,
-                        client_id,
-                        state: RefCell::new(state),
-                        options,
-                    };
-                    return Ok(Client {
-                        inner: Rc::new(inner),
-                    });
-                }
-                Err(error) => {
-                    errors.push(format!("{seed} (clients of core 0 at {address}): {error}"))
-                }
-            }
+        let topology = fetch_topology(&options.seeds, options.attempt_timeout).await?;
+        // Ids must not collide between clients: mix the seed with the process id.
+        let client_id = rng.next_u64() ^ u64::from(std::process::id()) << 32;
+        let state = State {
+            sequences: HashMap::new(),
+            unanswered: HashMap::new(),
+            leaders: HashMap::new(),
+            channels: HashMap::new(),
+            encoder: FrameEncoder::new(),
+            rng,
+        };
+        let inner = Inner {
+            topology: RefCell::new(topology),
+            refreshed: Cell::new(crate::clock::now()),
+            client_id,
+            state: RefCell::new(state),
+            options,
+        };
+        Ok(Client {
+            inner: Rc::new(inner),
+        })
+    }
+
+    /// Ask the members (and the seeds) for the topology again, at most once per
+    /// `REFRESH_EVERY`: the membership may have changed.
+    async fn refresh_topology(&self) {
+        let now = crate::clock::now();
+        if now < self.inner.refreshed.get() + REFRESH_EVERY {
+            return;
         }
-        Err(ClientError::NoCluster(errors.join("; ")))
+        self.inner.refreshed.set(now);
+        let mut seeds: Vec<String> = self.topology().members.into_iter().map(|m| m.1).collect();
+        seeds.extend(self.inner.options.seeds.iter().cloned());
+        if let Ok(topology) = fetch_topology(&seeds, self.inner.options.attempt_timeout).await {
+            *self.inner.topology.borrow_mut() = topology;
+        }
     }
 
     /// [`Client::connect`], retried until `patience` runs out (a cluster that is starting).
@@ -192,8 +188,9 @@ impl Client {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.inner.topology
+    /// The cluster as this client last learned it.
+    pub fn topology(&self) -> Topology {
+        self.inner.topology.borrow().clone()
     }
 
     /// Run `ops` atomically (all keys must belong to one group).
@@ -302,6 +299,15 @@ impl Client {
                         {
                             slot.node = Some(leader);
                             last_error = format!("node {node} is not the leader");
+                            // A leader this client never heard of: a new member.
+                            let known = self
+                                .inner
+                                .topology
+                                .borrow()
+                                .members
+                                .iter()
+                                .any(|m| m.0 == leader);
+                            pause |= !known;
                         }
                         Some(Ok(Outcome::NotLeader { .. })) => {
                             // No leader known (an election is on): ask someone else.
@@ -343,6 +349,7 @@ impl Client {
             }
             if pause {
                 self.pause().await;
+                self.refresh_topology().await;
             }
         }
         for slot in slots.into_iter().flatten() {
@@ -369,7 +376,8 @@ impl Client {
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
             let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
             slot.node = Some(node);
-            match self.inner.topology.address_of(node, slot.group) {
+            let address = self.inner.topology.borrow().address_of(node, slot.group);
+            match address {
                 Some(address) => by_address.entry(address).or_default().push(i),
                 None => slot.node = Some(self.other_member(node)),
             }
@@ -443,7 +451,7 @@ impl Client {
                 "a request needs an operation".to_string(),
             ));
         };
-        let groups = self.inner.topology.groups;
+        let groups = self.inner.topology.borrow().groups;
         let group = group_of(first.key(), groups);
         if ops.iter().any(|op| group_of(op.key(), groups) != group) {
             return Err(ClientError::Invalid(
@@ -506,14 +514,14 @@ impl Client {
         match state.leaders.get(&group) {
             Some(&node) => node,
             None => {
-                let members = &self.inner.topology.members;
+                let members = &self.inner.topology.borrow().members;
                 members[state.rng.below(members.len() as u64) as usize].0
             }
         }
     }
 
     fn other_member(&self, not: u64) -> u64 {
-        let members = &self.inner.topology.members;
+        let members = &self.inner.topology.borrow().members;
         if members.len() == 1 {
             return members[0].0;
         }
@@ -558,6 +566,37 @@ impl Client {
 }
 
 /// `work`, or a timeout error after `timeout`.
+/// The least time between two topology requests of one client.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+/// Ask each of `seeds` (base addresses) in turn for the topology; the first answer wins.
+pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topology, ClientError> {
+    let mut encoder = FrameEncoder::new();
+    encode_topology_request(&mut encoder).expect("an empty frame fits");
+    let mut errors = Vec::new();
+    for seed in seeds {
+        let Some(address) = client_address(seed, 0) else {
+            errors.push(format!("{seed}: not HOST:PORT"));
+            continue;
+        };
+        let attempt = async {
+            let mut conn = Conn::connect(&address, timeout).await?;
+            conn.send(&encoder).await?;
+            let frame = conn.recv().await?;
+            decode_topology(&frame)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+        };
+        match with_timeout(timeout, attempt).await {
+            Ok(topology) if topology.members.is_empty() => {
+                errors.push(format!("{seed}: knows no members yet"));
+            }
+            Ok(topology) => return Ok(topology),
+            Err(error) => errors.push(format!("{seed} (clients of core 0 at {address}): {error}")),
+        }
+    }
+    Err(ClientError::NoCluster(errors.join("; ")))
+}
+
 pub(crate) async fn with_timeout<T>(
     timeout: Duration,
     work: impl Future<Output = std::io::Result<T>>,

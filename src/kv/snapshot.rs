@@ -1,11 +1,13 @@
-//! A snapshot of a group's key-value state (data and client sessions) as bytes, and back.
+//! A snapshot of a group's key-value state (data, client sessions, member addresses) as
+//! bytes, and back.
 //!
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
 //! "CKV1" | applied_index u64 | key_count u64 | (key blob | value blob)* |
 //! session_count u64 | (client u64 | first_unacked u64 | last_index u64 | reply_count u32 |
-//!                      (sequence u64 | result_count u32 | result*)*)* | crc32 u32
+//!                      (sequence u64 | result_count u32 | result*)*)* |
+//! member_count u32 | (node u64 | address blob)* | crc32 u32
 //! blob   := len u32 | bytes
 //! result := 0 value-blob | 1 (not found) | 2 (written) | 3 flag u8 [blob] (condition failed)
 //! ```
@@ -20,7 +22,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::session::{Session, Sessions};
 use super::store::{KvStore, OpResult};
 
-const MAGIC: &[u8; 4] = b"CKV1";
+const MAGIC: &[u8; 4] = b"CKV2";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotError(pub &'static str);
@@ -59,6 +61,11 @@ impl KvStore {
                 out.put_u32_le(results.len() as u32);
                 results.iter().for_each(|r| put_result(&mut out, r));
             }
+        }
+        out.put_u32_le(self.members.len() as u32);
+        for (node, address) in &self.members {
+            out.put_u64_le(*node);
+            put_blob(&mut out, address.as_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.put_u32_le(crc);
@@ -104,6 +111,12 @@ impl KvStore {
                 session.replies.insert(sequence, results);
             }
             sessions.by_client.insert(client, session);
+        }
+        for _ in 0..u32_le(&mut r)? {
+            let node = u64_le(&mut r)?;
+            let address = String::from_utf8(blob(&mut r)?.to_vec())
+                .map_err(|_| SnapshotError("a member address is not UTF-8"))?;
+            store.members.insert(node, address);
         }
         if r.has_remaining() {
             return Err(SnapshotError("trailing bytes"));
@@ -200,12 +213,16 @@ mod tests {
             };
             kv.apply(i + 1, &command.encode()).unwrap();
         }
+        let added = vec![(1, "127.0.0.1:7000".to_string()), (4, "h:9".to_string())];
+        kv.apply_membership(51, added, &[]);
+        kv.apply_membership(52, Vec::new(), &[4]);
         kv
     }
 
     #[test]
-    fn a_snapshot_restores_data_and_sessions() {
+    fn a_snapshot_restores_data_sessions_and_members() {
         let kv = populated();
+        assert_eq!(kv.members().len(), 1);
         let bytes = kv.encode_snapshot();
         let restored = KvStore::decode_snapshot(&bytes).unwrap();
         assert_eq!(restored, kv);

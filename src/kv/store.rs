@@ -1,6 +1,6 @@
 //! The replicated key-value state machine of one group: apply committed commands, serve reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
@@ -34,6 +34,9 @@ pub struct KvStore {
     pub(crate) data: HashMap<Bytes, Bytes>,
     pub(crate) sessions: Sessions,
     pub(crate) applied_index: u64,
+    /// Where each member of the group can be reached (node id → base address), as the
+    /// group's conf changes said: part of the replicated state, so it survives compaction.
+    pub(crate) members: BTreeMap<u64, String>,
 }
 
 impl KvStore {
@@ -93,6 +96,25 @@ impl KvStore {
     pub fn skip(&mut self, index: u64) {
         debug_assert!(index > self.applied_index);
         self.applied_index = index;
+    }
+
+    /// Apply the conf change at `index`: `added` nodes with their addresses, `removed` nodes.
+    pub fn apply_membership(&mut self, index: u64, added: Vec<(u64, String)>, removed: &[u64]) {
+        self.skip(index);
+        self.members.extend(added);
+        for node in removed {
+            self.members.remove(node);
+        }
+    }
+
+    /// Keep the addresses of the nodes `keep` says yes to.
+    pub fn retain_members(&mut self, keep: impl Fn(u64) -> bool) {
+        self.members.retain(|&node, _| keep(node));
+    }
+
+    /// Every member's base address, by node id.
+    pub fn members(&self) -> &BTreeMap<u64, String> {
+        &self.members
     }
 
     /// Read without going through the log: the caller decides whether that is linearizable

@@ -5,11 +5,11 @@
 //! logged; a request that is valid as bytes but breaks a limit is answered with an error.
 //! Neither touches the node's state.
 //!
-//! A client may open with topology requests (answered at once, from the node's static
-//! topology), status requests and leader transfers (answered by the core loop); after that,
-//! or from the start, a connection carries request batches only.
+//! A client may open with topology requests (answered at once, from the core's current view
+//! of the members), status requests, leader transfers and membership changes (answered by the
+//! core loop); after that, or from the start, a connection carries request batches only.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::proto::client::{ClientFrame, Response, decode_client_frame, encode_responses};
+use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
 use crate::proto::topology::{Topology, encode_topology};
 use crate::proto::transfer::encode_transfer_outcome;
@@ -35,7 +36,7 @@ const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
 const CLOSED_BY_CLIENT: &str = "closed by the client";
 
 /// Accept client connections until the listener fails or the inbox closes.
-pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<Topology>) {
+pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<RefCell<Topology>>) {
     let next_conn = Rc::new(Cell::new(1u64));
     loop {
         let stream = match listener.accept().await {
@@ -58,7 +59,7 @@ async fn serve_conn(
     conn: ConnId,
     mut stream: TcpStream,
     inbox: Inbox<Input>,
-    topology: Rc<Topology>,
+    topology: Rc<RefCell<Topology>>,
 ) {
     let peer = stream
         .peer_addr()
@@ -104,7 +105,7 @@ async fn serve_conn(
 async fn opening(
     stream: &mut TcpStream,
     buffer: &mut FrameReader,
-    topology: &Topology,
+    topology: &RefCell<Topology>,
     inbox: &Inbox<Input>,
 ) -> Result<Bytes, String> {
     loop {
@@ -112,7 +113,7 @@ async fn opening(
         let mut encoder = FrameEncoder::new();
         match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => {
-                encode_topology(&mut encoder, topology).map_err(|e| e.to_string())?;
+                encode_topology(&mut encoder, &topology.borrow()).map_err(|e| e.to_string())?;
             }
             Ok(ClientFrame::StatusRequest) => {
                 let reply = Inbox::new(1);
@@ -136,6 +137,25 @@ async fn opening(
                 let mut outcomes = Vec::new();
                 reply.take_all(&mut outcomes).await;
                 encode_transfer_outcome(&mut encoder, &outcomes[0]).map_err(|e| e.to_string())?;
+            }
+            Ok(ClientFrame::ChangeMember(change)) => {
+                let outcome = match change {
+                    Ok(change) => {
+                        let reply = Inbox::new(1);
+                        let input = Input::ChangeMember {
+                            change,
+                            reply: reply.clone(),
+                        };
+                        if !inbox.push(input).await {
+                            return Err("the node is shutting down".to_string());
+                        }
+                        let mut outcomes = Vec::new();
+                        reply.take_all(&mut outcomes).await;
+                        outcomes.swap_remove(0)
+                    }
+                    Err(why) => MemberOutcome::Failed(why),
+                };
+                encode_member_outcome(&mut encoder, &outcome).map_err(|e| e.to_string())?;
             }
             _ => return Ok(frame),
         }
@@ -161,9 +181,12 @@ async fn read_requests(
         match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
             ClientFrame::TopologyRequest
             | ClientFrame::StatusRequest
-            | ClientFrame::TransferLeader { .. } => {
+            | ClientFrame::TransferLeader { .. }
+            | ClientFrame::ChangeMember(_) => {
                 return Err(
-                    "topology, status and transfer requests may only open a connection".to_string(),
+                    "topology, status, transfer and membership requests may only open a \
+                     connection"
+                        .to_string(),
                 );
             }
             ClientFrame::Requests(requests) => {

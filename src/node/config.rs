@@ -23,9 +23,14 @@ pub enum SyncMode {
 pub struct NodeConfig {
     pub id: NodeId,
     pub cluster_id: u64,
-    /// Every member (this node included) with its base address `host:P`; core c listens for
-    /// peers on `P + 2c` and for clients on `P + 2c + 1`.
+    /// The members known at start (this node included) with their base addresses `host:P`;
+    /// core c listens for peers on `P + 2c` and for clients on `P + 2c + 1`. Once the node
+    /// runs, the replicated configuration of its groups says who the members are.
     pub members: BTreeMap<NodeId, String>,
+    /// `members` are a new cluster's initial voters: groups never seen start with them. False
+    /// for a node that joins a running cluster: its groups start empty and learn everything,
+    /// their configuration included, from their leaders.
+    pub bootstrap: bool,
     pub data_dir: PathBuf,
     pub cores: u16,
     pub groups: u32,
@@ -170,6 +175,7 @@ mod tests {
             id: NodeId(1),
             cluster_id: 1,
             members: parse_members("1=127.0.0.1:7000,2=127.0.0.1:7100,3=127.0.0.1:7200").unwrap(),
+            bootstrap: true,
             data_dir: PathBuf::from("/tmp/x"),
             cores: 2,
             groups: 5,

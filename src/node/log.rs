@@ -44,12 +44,13 @@ fn io_error(error: impl std::fmt::Display) -> io::Error {
 
 impl WalLog {
     /// Open (or create) the WAL of one core and rebuild each of `groups`; a group the WAL has
-    /// never seen starts from the bootstrap state of `voters`, written and synced here.
+    /// never seen starts from `bootstrap` (the initial members of a new cluster, written and
+    /// synced here, or nothing for a node that joins and learns everything from a leader).
     pub async fn open(
         dir: &Path,
         config: &NodeConfig,
         groups: &BTreeSet<u32>,
-        voters: &[NodeId],
+        bootstrap: &Persisted,
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
         let store = FileStore::open(dir, WalSync::IoUring)
             .map_err(|e| format!("cannot open the WAL in {}: {e}", dir.display()))?;
@@ -79,8 +80,9 @@ impl WalLog {
         for &group in groups {
             let persisted = match log.recover(group)? {
                 Some(persisted) => persisted,
+                None if bootstrap.entries.is_empty() => bootstrap.clone(),
                 None => {
-                    let persisted = Persisted::bootstrap(voters);
+                    let persisted = bootstrap.clone();
                     log.write(group, &persisted.entries, Some(persisted.hard_state))
                         .map_err(|e| format!("group {group}: cannot write its bootstrap: {e}"))?;
                     bootstrapped = true;

@@ -9,4 +9,4 @@ mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
 pub use executor::on_one_executor;
-pub use runtime::run;
+pub use runtime::{run, run_until};

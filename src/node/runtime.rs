@@ -1,7 +1,9 @@
 //! A running node: one glommio executor per core, each with its groups, WAL, peer transport,
 //! client port and ticker; SIGTERM or Ctrl-C stops them all gracefully.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +12,9 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::kv::KvStore;
-use crate::proto::topology::Topology;
-use crate::raft::{Config, NodeId, Replica, Role};
+use crate::proto::members::encode_addresses;
+use crate::proto::topology::{Topology, peer_address};
+use crate::raft::{Config, NodeId, Persisted, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
@@ -26,11 +29,15 @@ const INBOX_CAPACITY: usize = 4096;
 
 /// Run the node until a signal stops it. Returns once every core has synced and stopped.
 pub fn run(config: NodeConfig) -> Result<(), String> {
+    run_until(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`run`], also stopping once `stop` is set.
+pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
@@ -102,20 +109,25 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
 }
 
 async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
-    let voters: Vec<NodeId> = config.members.keys().copied().collect();
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
-    let (log, recovered) = WalLog::open(&dir, config, &group_ids, &voters).await?;
-    let topology = Rc::new(Topology {
+    let bootstrap = if config.bootstrap {
+        let voters: Vec<NodeId> = config.members.keys().copied().collect();
+        let addresses = config
+            .members
+            .iter()
+            .map(|(id, base)| (id.0, base.as_str()));
+        Persisted::bootstrap_with_context(&voters, encode_addresses(addresses))
+    } else {
+        Persisted::empty()
+    };
+    let (log, recovered) = WalLog::open(&dir, config, &group_ids, &bootstrap).await?;
+    let topology = Rc::new(RefCell::new(Topology {
         node_id: config.id.0,
         cores: config.cores,
         groups: config.groups,
-        members: config
-            .members
-            .iter()
-            .map(|(id, base)| (id.0, base.clone()))
-            .collect(),
-    });
+        members: Vec::new(),
+    }));
     let mut groups = BTreeMap::new();
     for (group, persisted) in recovered {
         let kv = if persisted.snapshot.data.is_empty() {
@@ -129,20 +141,31 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             .map_err(|e| format!("group {group}: {e}"))?;
         let topology = Rc::clone(&topology);
         let address = Box::new(move |leader: NodeId| {
-            topology.address_of(leader.0, group).unwrap_or_default()
+            topology
+                .borrow()
+                .address_of(leader.0, group)
+                .unwrap_or_default()
         });
         let mut state = Group::new(replica, address);
         state.kv = kv;
         groups.insert(group, state);
     }
 
-    let peers = config
-        .members
-        .keys()
-        .filter(|&&id| id != config.id)
-        .map(|&id| config.peer_addr(id, core).map(|addr| (id, addr)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    // The members as the groups' snapshots know them, else as the node was told at start.
+    // The first turn replays the log after the snapshots and corrects both (`on_members`).
+    let mut members: BTreeMap<u64, String> = BTreeMap::new();
+    for group in groups.values() {
+        members.extend(group.kv.members().clone());
+    }
+    if members.is_empty() {
+        members = config
+            .members
+            .iter()
+            .map(|(id, base)| (id.0, base.clone()))
+            .collect();
+    }
+    let peers = peer_addresses(&members, config.id, core);
+    set_topology_members(&topology, &members);
     let listen = config
         .peer_addr(config.id, core)
         .map_err(|e| e.to_string())?;
@@ -165,7 +188,11 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let inbox = Inbox::new(INBOX_CAPACITY);
     let tasks = [
         glommio::spawn_local(receive_peers(Rc::clone(&transport), inbox.clone())),
-        glommio::spawn_local(super::clients::serve(listener, inbox.clone(), topology)),
+        glommio::spawn_local(super::clients::serve(
+            listener,
+            inbox.clone(),
+            Rc::clone(&topology),
+        )),
         glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
     ];
     let shape = CoreShape {
@@ -187,8 +214,22 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             ));
         }
     });
+    let on_members = {
+        let (transport, topology) = (Rc::clone(&transport), Rc::clone(&topology));
+        let mut last = members;
+        Box::new(move |members: &BTreeMap<u64, String>| {
+            if *members == last {
+                return;
+            }
+            let ids: Vec<&u64> = members.keys().collect();
+            say(&format!("node {node} core {core}: members {ids:?}"));
+            transport.set_peers(&peer_addresses(members, node, core));
+            set_topology_members(&topology, members);
+            last = members.clone();
+        })
+    };
     let net = TransportNet(Rc::clone(&transport));
-    let result = Core::new(shape, groups, log, net, inbox, on_role)
+    let result = Core::new(shape, groups, log, net, inbox, on_role, on_members)
         .run()
         .await;
     drop(tasks);
@@ -196,6 +237,33 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         transport.close().await;
     }
     result.map(|_| say(&format!("node {node} core {core}: stopped")))
+}
+
+/// Where core `core` of each member but `me` takes peer connections. A member whose address
+/// does not resolve is left out (and logged): it cannot be reached until it is fixed.
+fn peer_addresses(
+    members: &BTreeMap<u64, String>,
+    me: NodeId,
+    core: u16,
+) -> BTreeMap<NodeId, SocketAddr> {
+    let mut peers = BTreeMap::new();
+    for (&id, base) in members.iter().filter(|(id, _)| **id != me.0) {
+        let resolved = peer_address(base, core).and_then(|a| a.to_socket_addrs().ok()?.next());
+        match resolved {
+            Some(address) => {
+                peers.insert(NodeId(id), address);
+            }
+            None => tracing::warn!(node = id, base, "member address does not resolve"),
+        }
+    }
+    peers
+}
+
+fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, String>) {
+    topology.borrow_mut().members = members
+        .iter()
+        .map(|(id, base)| (*id, base.clone()))
+        .collect();
 }
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {

@@ -119,6 +119,8 @@ pub enum ClientFrame {
         group: u32,
         to: u64,
     },
+    /// A membership change of one group, or why the request is not a valid one.
+    ChangeMember(Result<crate::proto::members::MemberChange, String>),
 }
 
 /// Decode a frame from a client: a topology request or a batch of requests.
@@ -135,6 +137,11 @@ pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
             group: transfer.group(),
             to: transfer.to(),
         });
+    }
+    if let Some(change) = root.body_as_member_change_request() {
+        return Ok(ClientFrame::ChangeMember(
+            crate::proto::members::member_change_of(change),
+        ));
     }
     decode_requests(frame).map(ClientFrame::Requests)
 }

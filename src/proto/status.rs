@@ -26,6 +26,11 @@ pub struct GroupRow {
     pub applied: u64,
     pub last_index: u64,
     pub peers: Vec<PeerRow>,
+    /// The group's configuration as this node applied it.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// A membership change is under way (the group runs on its old and new voters).
+    pub joint: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +60,10 @@ fn state_code(state: &ProgressState) -> u8 {
     }
 }
 
+fn ids(nodes: &[crate::raft::NodeId]) -> Vec<u64> {
+    nodes.iter().map(|n| n.0).collect()
+}
+
 impl GroupRow {
     pub fn from_status(group: u32, status: &Status) -> GroupRow {
         GroupRow {
@@ -76,6 +85,9 @@ impl GroupRow {
                     state: STATES[usize::from(state_code(&p.state))],
                 })
                 .collect(),
+            voters: ids(&status.conf_state.voters),
+            learners: ids(&status.conf_state.learners),
+            joint: status.conf_state.is_joint(),
         }
     }
 }
@@ -106,6 +118,8 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
                 })
                 .collect();
             let peers = Some(fbb.create_vector(&peers));
+            let voters = Some(fbb.create_vector(&row.voters));
+            let learners = Some(fbb.create_vector(&row.learners));
             let args = fb::GroupStatusArgs {
                 group: row.group,
                 role: ROLES.iter().position(|r| *r == row.role).unwrap_or(0) as u8,
@@ -115,6 +129,9 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
                 applied: row.applied,
                 last_index: row.last_index,
                 peers,
+                voters,
+                learners,
+                joint: row.joint,
             };
             groups.push(fb::GroupStatus::create(fbb, &args));
         }
@@ -158,6 +175,9 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
                     state: name(&STATES, p.state()),
                 })
                 .collect(),
+            voters: g.voters().map(|v| v.iter().collect()).unwrap_or_default(),
+            learners: g.learners().map(|v| v.iter().collect()).unwrap_or_default(),
+            joint: g.joint(),
         })
         .collect();
     Ok(CoreRows {
@@ -220,6 +240,9 @@ mod tests {
                     inflight: 1,
                     state: "replicate",
                 }],
+                voters: vec![1, 2, 3],
+                learners: vec![4],
+                joint: true,
             }],
         };
         let mut encoder = FrameEncoder::new();

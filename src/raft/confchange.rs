@@ -33,6 +33,10 @@ pub enum ConfChangeTransition {
     Auto = 0,
     /// The caller leaves it by proposing an empty `ConfChange` (e.g. after checks of its own).
     Explicit = 1,
+    /// Always through a joint config, even for a single change; the leader leaves it as with
+    /// `Auto`. What cluster membership operations use: no decision is ever taken by a
+    /// majority of the new config alone before that config is known to a majority of the old.
+    Joint = 2,
 }
 
 /// A membership change. An empty `changes` list means "leave the joint config".
@@ -128,6 +132,7 @@ impl ConfChange {
         let transition = match data[1] {
             0 => ConfChangeTransition::Auto,
             1 => ConfChangeTransition::Explicit,
+            2 => ConfChangeTransition::Joint,
             _ => return Err(malformed("unknown transition")),
         };
         let count = u16::from_le_bytes([data[2], data[3]]) as usize;
@@ -177,11 +182,11 @@ impl ConfChange {
             return Err(ConfChangeError::AlreadyJoint);
         }
         let bootstrap = conf.voters.is_empty();
-        let joint = !bootstrap
-            && (self.changes.len() > 1 || self.transition == ConfChangeTransition::Explicit);
+        let joint =
+            !bootstrap && (self.changes.len() > 1 || self.transition != ConfChangeTransition::Auto);
         if joint {
             next.voters_outgoing = conf.voters.clone();
-            next.auto_leave = self.transition == ConfChangeTransition::Auto;
+            next.auto_leave = self.transition != ConfChangeTransition::Explicit;
         }
         for change in &self.changes {
             apply_single(&mut next, *change);
@@ -312,6 +317,20 @@ mod tests {
         assert!(joint.auto_leave);
         let left = ConfChange::leave_joint().apply_to(&joint).unwrap();
         assert_eq!(left, voters(&[2, 3, 4]));
+    }
+
+    #[test]
+    fn a_joint_transition_makes_even_one_change_joint_and_leaves_it_automatically() {
+        let cc = ConfChange {
+            changes: vec![change(ConfChangeKind::AddVoter, 4)],
+            transition: ConfChangeTransition::Joint,
+            context: Bytes::new(),
+        };
+        assert_eq!(ConfChange::decode(&cc.encode()), Ok(cc.clone()));
+        let joint = cc.apply_to(&voters(&[1, 2, 3])).unwrap();
+        assert_eq!(joint.voters, ids(&[1, 2, 3, 4]));
+        assert_eq!(joint.voters_outgoing, ids(&[1, 2, 3]));
+        assert!(joint.auto_leave);
     }
 
     #[test]

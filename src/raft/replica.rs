@@ -32,6 +32,12 @@ impl Persisted {
     /// The state every initial member of a new group starts from: one committed entry at
     /// index 1 that makes `voters` the members. All initial members must use the same list.
     pub fn bootstrap(voters: &[NodeId]) -> Persisted {
+        Persisted::bootstrap_with_context(voters, bytes::Bytes::new())
+    }
+
+    /// [`Persisted::bootstrap`], with `context` in the conf change (opaque to the core: the
+    /// node layer puts the members' addresses there).
+    pub fn bootstrap_with_context(voters: &[NodeId], context: bytes::Bytes) -> Persisted {
         let changes = voters
             .iter()
             .map(|&node| super::confchange::ConfChangeSingle {
@@ -40,6 +46,7 @@ impl Persisted {
             });
         let cc = ConfChange {
             changes: changes.collect(),
+            context,
             ..ConfChange::leave_joint()
         };
         Persisted {

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 
 use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
+use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
@@ -27,6 +28,7 @@ use crate::wire::Envelope;
 use super::balance::{GroupView, pick_handover};
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
+use super::membership;
 
 /// What the core loop persists to. One instance per core, shared by all its groups.
 pub trait CoreLog {
@@ -74,10 +76,19 @@ pub enum Input {
         to: u64,
         reply: Inbox<TransferOutcome>,
     },
+    /// `cohort members …` for one group; the outcome goes into the box once the group's
+    /// configuration reflects the change, or the change cannot go on here.
+    ChangeMember {
+        change: MemberChange,
+        reply: Inbox<MemberOutcome>,
+    },
     Tick,
     /// Finish in-flight work, sync, and return.
     Stop,
 }
+
+/// Told every member's base address (node id → `host:port`) when they change.
+pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>)>;
 
 /// Which groups exist and how many there are in the cluster.
 pub struct CoreShape {
@@ -108,6 +119,11 @@ pub struct Core<L, N> {
     ticks: u64,
     /// Transfers asked for and not finished: (group, to, give up after this tick, reply).
     transfers: Vec<(u32, u64, u64, Inbox<TransferOutcome>)>,
+    /// Membership changes proposed and not finished: (change, give up after this tick, reply).
+    member_changes: Vec<(MemberChange, u64, Inbox<MemberOutcome>)>,
+    /// Called with every member's base address (the union over this core's groups) when a
+    /// conf change or snapshot changed them.
+    on_members: OnMembers,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -118,6 +134,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         net: N,
         inbox: Inbox<Input>,
         on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
+        on_members: OnMembers,
     ) -> Self {
         Core {
             shape,
@@ -129,6 +146,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             on_role,
             ticks: 0,
             transfers: Vec::new(),
+            member_changes: Vec::new(),
+            on_members,
         }
     }
 
@@ -213,12 +232,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
                 self.ticks += 1;
                 self.finish_transfers();
+                self.finish_member_changes();
                 let every = u64::from(self.shape.balance_every_ticks.max(1));
                 if self.ticks % every == 0 {
                     self.balance_leaders();
                 }
             }
             Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
+            Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
             Input::Stop => return true,
         }
         false
@@ -267,6 +288,59 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
     }
 
+    fn start_member_change(&mut self, change: MemberChange, reply: Inbox<MemberOutcome>) {
+        let Some(g) = self.groups.get_mut(&change.group) else {
+            let why = format!(
+                "group {} does not live on core {}",
+                change.group, self.shape.core
+            );
+            reply.push_now(MemberOutcome::Failed(why));
+            return;
+        };
+        match membership::start(g, self.shape.node_id, &change) {
+            Ok(()) => {
+                // Entering and leaving the joint config take two commits: well within an
+                // election timeout, unless the group is in trouble (then the client asks again).
+                let give_up = self.ticks + u64::from(self.shape.balance_every_ticks.max(1));
+                self.member_changes.push((change, give_up, reply));
+            }
+            Err(outcome) => reply.push_now(outcome),
+        }
+    }
+
+    /// Answer the membership changes that are done, lost their leader, or ran out of time.
+    fn finish_member_changes(&mut self) {
+        let ticks = self.ticks;
+        let groups = &self.groups;
+        self.member_changes.retain(|(change, give_up, reply)| {
+            let outcome = match membership::finished(&groups[&change.group], change) {
+                Some(outcome) => outcome,
+                None if ticks > *give_up => MemberOutcome::Busy(format!(
+                    "the change of group {} is still under way",
+                    change.group
+                )),
+                None => return true,
+            };
+            reply.push_now(outcome);
+            false
+        });
+    }
+
+    /// Tell the node where every member is, if a group's view changed this turn.
+    fn publish_members(&mut self) {
+        let mut changed = false;
+        for group in self.groups.values_mut() {
+            changed |= std::mem::take(&mut group.members_changed);
+        }
+        if changed {
+            let mut members = BTreeMap::new();
+            for group in self.groups.values() {
+                members.extend(group.kv.members().clone());
+            }
+            (self.on_members)(&members);
+        }
+    }
+
     /// Hand one group's leadership to another node if this node leads too many of this core's
     /// groups ([`super::balance`]).
     fn balance_leaders(&mut self) {
@@ -283,6 +357,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .peers
                     .iter()
                     .filter(|p| p.recent_active && p.state == ProgressState::Replicate)
+                    // A learner cannot take over: it does not vote.
+                    .filter(|p| status.conf_state.voters.contains(&p.id))
                     .map(|p| p.id.0)
                     .collect();
                 GroupView {
@@ -376,11 +452,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .apply_ready(&mut ready, answers)
                 .map_err(|e| format!("group {id}: {e}"))?;
             group.replica.advance(ready.ack());
+            if group.members_changed {
+                group.forget_non_members();
+            }
             self.maybe_snapshot(id)?;
         }
         if !self.transfers.is_empty() {
             self.finish_transfers();
         }
+        if !self.member_changes.is_empty() {
+            self.finish_member_changes();
+        }
+        self.publish_members();
         Ok(())
     }
 

@@ -7,7 +7,11 @@ use std::collections::HashMap;
 
 use crate::kv::{KvStore, Op, Reply};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
-use crate::raft::{Entry, EntryKind, NodeId, ProposeError, ReadError, Ready, Replica, Role, Term};
+use crate::proto::members::decode_addresses;
+use crate::raft::{
+    ConfChange, ConfChangeKind, Entry, EntryKind, NodeId, ProposeError, ReadError, Ready, Replica,
+    Role, Term,
+};
 
 /// A client connection of this core, as the loop numbers them.
 pub type ConnId = u64;
@@ -38,6 +42,9 @@ pub struct Group {
     next_ctx: u64,
     /// Where each node serves the clients of this group, for NotLeader hints.
     client_address: Box<dyn Fn(NodeId) -> String>,
+    /// The member addresses changed (a conf change or a snapshot was applied) since the core
+    /// last looked.
+    pub members_changed: bool,
 }
 
 impl Group {
@@ -50,6 +57,7 @@ impl Group {
             reads_confirmed: Vec::new(),
             next_ctx: 1,
             client_address,
+            members_changed: false,
         }
     }
 
@@ -139,6 +147,8 @@ impl Group {
             && !snapshot.data.is_empty()
         {
             self.kv = KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?;
+            self.members_changed = true;
+            tracing::info!(index = snapshot.meta.index.0, "installed a snapshot");
         }
         for entry in ready.take_committed() {
             self.apply_entry(&entry, out)?;
@@ -182,6 +192,10 @@ impl Group {
         if index <= self.kv.applied_index() {
             return Ok(());
         }
+        if entry.kind == EntryKind::ConfChange {
+            self.apply_conf_change(index, &entry.data);
+            return Ok(());
+        }
         if entry.kind != EntryKind::Normal || entry.data.is_empty() {
             self.kv.skip(index);
             return Ok(());
@@ -209,6 +223,50 @@ impl Group {
             });
         }
         Ok(())
+    }
+
+    /// Take the member addresses of the conf change at `index` into the state machine. The
+    /// Raft core applies the change itself; one it refuses (it does not decode, or does not fit
+    /// the configuration) changes no address here either, as far as the core can tell: nodes
+    /// it never added have their addresses dropped by [`Group::forget_non_members`].
+    fn apply_conf_change(&mut self, index: u64, data: &bytes::Bytes) {
+        let Ok(change) = ConfChange::decode(data) else {
+            self.kv.skip(index);
+            return;
+        };
+        let addresses = decode_addresses(&change.context).unwrap_or_else(|why| {
+            tracing::warn!(index, why, "conf change with unreadable member addresses");
+            Vec::new()
+        });
+        let added_by = |node: u64| {
+            change.changes.iter().any(|c| {
+                c.node.0 == node
+                    && matches!(
+                        c.kind,
+                        ConfChangeKind::AddVoter | ConfChangeKind::AddLearner
+                    )
+            })
+        };
+        let added = addresses
+            .into_iter()
+            .filter(|(node, _)| added_by(*node))
+            .collect();
+        let removed: Vec<u64> = change
+            .changes
+            .iter()
+            .filter(|c| c.kind == ConfChangeKind::Remove)
+            .map(|c| c.node.0)
+            .collect();
+        self.kv.apply_membership(index, added, &removed);
+        self.members_changed = true;
+    }
+
+    /// Drop the addresses of nodes that are not members (after the Raft core applied the
+    /// turn's conf changes).
+    pub fn forget_non_members(&mut self) {
+        let members = self.replica.conf_state().members();
+        self.kv
+            .retain_members(|node| members.contains(&NodeId(node)));
     }
 
     /// The role or leader changed. Writes proposed in an earlier term may still commit, or be

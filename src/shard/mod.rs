@@ -5,5 +5,6 @@ pub mod balance;
 pub mod core;
 pub mod group;
 pub mod inbox;
+pub mod membership;
 
 pub use group::{Answer, ConnId, Group};

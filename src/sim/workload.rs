@@ -251,10 +251,10 @@ impl Driver<'_> {
                 });
             }
         }
-        let transition = if rng.chance(1, 4) {
-            ConfChangeTransition::Explicit
-        } else {
-            ConfChangeTransition::Auto
+        let transition = match rng.below(4) {
+            0 => ConfChangeTransition::Explicit,
+            1 => ConfChangeTransition::Joint,
+            _ => ConfChangeTransition::Auto,
         };
         let replica = cluster.replica_mut(leader);
         // Keep at least three voters so that the group can survive a crash.

@@ -115,7 +115,7 @@ pub(super) async fn accept(
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
     theirs.check(config.cluster_id, config.core_index, |node_id| {
-        shared.peers.contains_key(&node_id)
+        shared.peer(node_id).is_some()
     })?;
     if theirs.node_id > config.node_id {
         return Err(CloseReason::DialedByLargerId {
@@ -124,7 +124,10 @@ pub(super) async fn accept(
     }
     send_handshake(shared, &mut stream).await?;
     reader.allow_full_frames();
-    let peer = Rc::clone(&shared.peers[&theirs.node_id]);
+    // Removed while the handshake was under way: refused like any unknown node.
+    let peer = shared
+        .peer(theirs.node_id)
+        .ok_or(CloseReason::PeerRemoved)?;
     Ok((peer, stream, reader))
 }
 
@@ -156,6 +159,11 @@ pub(super) async fn run(
         stop.stopped().await;
         CloseReason::Superseded
     };
+    let removed = async {
+        peer.removed.stopped().await;
+        CloseReason::PeerRemoved
+    };
+    let superseded = or(superseded, removed);
     let reason = or(serve, superseded).await;
     let mut slot = peer.connection.borrow_mut();
     if slot

@@ -81,7 +81,8 @@ mod shared;
 mod signal;
 mod socket;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -149,7 +150,7 @@ impl Transport {
             .collect();
         let shared = Rc::new(Shared {
             config,
-            peers,
+            peers: RefCell::new(peers),
             inbox: inbox_sender,
             shutdown: Default::default(),
             tasks_live: Cell::new(0),
@@ -157,9 +158,9 @@ impl Transport {
             stats: Cell::default(),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
-        let node_id = shared.config.node_id;
-        for peer in shared.peers.values().filter(|peer| peer.id > node_id) {
-            shared.spawn(dial::dial_loop(Rc::clone(&shared), Rc::clone(peer)));
+        let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();
+        for peer in &peers {
+            shared.dial_if_ours(peer);
         }
         Ok(Transport {
             shared,
@@ -183,7 +184,7 @@ impl Transport {
         if self.shared.shutdown.is_stopped() {
             return Err(SendError::Closed);
         }
-        let Some(target) = self.shared.peers.get(&peer) else {
+        let Some(target) = self.shared.peer(peer) else {
             return Err(SendError::PeerUnknown { peer });
         };
         let queued = target.queue.borrow_mut().push(envelope);
@@ -218,7 +219,7 @@ impl Transport {
         peer: NodeId,
         ready: impl Fn(&queue::PeerQueue) -> bool,
     ) -> Result<(), SendError> {
-        let Some(target) = self.shared.peers.get(&peer) else {
+        let Some(target) = self.shared.peer(peer) else {
             return Err(SendError::PeerUnknown { peer });
         };
         let wait = async {
@@ -247,14 +248,13 @@ impl Transport {
     /// Whether a connection to `peer` has completed its handshake and not failed since.
     pub fn is_connected(&self, peer: NodeId) -> bool {
         self.shared
-            .peers
-            .get(&peer)
+            .peer(peer)
             .is_some_and(|peer| peer.connection.borrow().is_some())
     }
 
     /// Messages and bytes (as charged by the bound) queued for `peer`.
     pub fn queued(&self, peer: NodeId) -> Option<(usize, usize)> {
-        let peer = self.shared.peers.get(&peer)?;
+        let peer = self.shared.peer(peer)?;
         let queue = peer.queue.borrow();
         Some((queue.len(), queue.bytes()))
     }
@@ -270,9 +270,48 @@ impl Transport {
         while self.shared.tasks_live.get() > 0 {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
-        for peer in self.shared.peers.values() {
+        for peer in self.shared.peers.borrow().values() {
             peer.connection.borrow_mut().take();
         }
+    }
+
+    /// The peers are now `peers` (this node, if named, is left out): a new peer gets a queue
+    /// (and a dialer, if this node has the smaller id); a peer no longer named has its dialer
+    /// and connection ended and its queue dropped; a peer whose address changed is both.
+    /// Membership changes call this; the peers of a cluster change rarely.
+    pub fn set_peers(&self, peers: &BTreeMap<NodeId, SocketAddr>) {
+        let shared = &self.shared;
+        let me = shared.config.node_id;
+        let mut current = shared.peers.borrow_mut();
+        let gone: Vec<NodeId> = current
+            .iter()
+            .filter(|(id, peer)| peers.get(id) != Some(&peer.addr))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            let peer = current.remove(&id).expect("listed");
+            peer.removed.stop();
+            tracing::info!(node = %me, core = shared.config.core_index, peer = %id, "peer removed");
+        }
+        let mut added = Vec::new();
+        for (&id, &addr) in peers {
+            if id == me || id.is_none() || current.contains_key(&id) {
+                continue;
+            }
+            let peer = Rc::new(Peer::new(id, addr, &shared.config));
+            current.insert(id, Rc::clone(&peer));
+            added.push(peer);
+            tracing::info!(node = %me, core = shared.config.core_index, peer = %id, %addr, "peer added");
+        }
+        drop(current);
+        for peer in &added {
+            shared.dial_if_ours(peer);
+        }
+    }
+
+    /// The peers this transport knows now.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.shared.peers.borrow().keys().copied().collect()
     }
 }
 

@@ -31,6 +31,8 @@ pub enum CloseReason {
     HandshakesPendingFull,
     /// A newer connection of the same peer replaced this one.
     Superseded,
+    /// The peer is no longer a member (see [`super::Transport::set_peers`]).
+    PeerRemoved,
     /// The transport is shutting down.
     Shutdown,
 }
@@ -98,6 +100,7 @@ impl fmt::Display for CloseReason {
                 f.write_str("too many connections in their handshake")
             }
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
+            CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
             CloseReason::Shutdown => f.write_str("transport shutting down"),
         }
     }

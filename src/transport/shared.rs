@@ -56,6 +56,8 @@ pub(super) struct Peer {
     pub room: Notify,
     /// The stop switch of the current connection, if one is established.
     pub connection: RefCell<Option<Rc<Stop>>>,
+    /// Thrown when the peer leaves the membership: its dialer and connection end.
+    pub removed: Stop,
 }
 
 impl Peer {
@@ -71,13 +73,16 @@ impl Peer {
             work: Notify::default(),
             room: Notify::default(),
             connection: RefCell::new(None),
+            removed: Stop::default(),
         }
     }
 }
 
 pub(super) struct Shared {
     pub config: TransportConfig,
-    pub peers: BTreeMap<NodeId, Rc<Peer>>,
+    /// The current peers: those of the config at start, then as [`super::Transport::set_peers`]
+    /// says.
+    pub peers: RefCell<BTreeMap<NodeId, Rc<Peer>>>,
     pub inbox: LocalSender<Inbound>,
     pub shutdown: Stop,
     pub tasks_live: Cell<usize>,
@@ -86,6 +91,25 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    pub fn peer(&self, id: NodeId) -> Option<Rc<Peer>> {
+        self.peers.borrow().get(&id).cloned()
+    }
+
+    /// Starts dialing `peer` if this node is the one that dials it (the smaller id).
+    pub fn dial_if_ours(self: &Rc<Self>, peer: &Rc<Peer>) {
+        if peer.id > self.config.node_id {
+            let (shared, peer) = (Rc::clone(self), Rc::clone(peer));
+            self.spawn(async move {
+                let removed = Rc::clone(&peer);
+                futures_lite::future::or(
+                    super::dial::dial_loop(shared, peer),
+                    removed.removed.stopped(),
+                )
+                .await;
+            });
+        }
+    }
+
     pub fn count(&self, update: impl FnOnce(&mut TransportStats)) {
         let mut stats = self.stats.get();
         update(&mut stats);
@@ -115,7 +139,10 @@ impl Shared {
         if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
             tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
-        } else if matches!(reason, CloseReason::Shutdown | CloseReason::Superseded) {
+        } else if matches!(
+            reason,
+            CloseReason::Shutdown | CloseReason::Superseded | CloseReason::PeerRemoved
+        ) {
             tracing::debug!(%node, core, %peer, %reason, "peer connection closed");
         } else if established {
             tracing::info!(%node, core, %peer, %reason, "peer connection closed");

@@ -634,10 +634,10 @@ pub struct OperationResultUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_FRAME_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_FRAME_BODY: u8 = 10;
+pub const ENUM_MAX_FRAME_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 11] = [
+pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 13] = [
   FrameBody::NONE,
   FrameBody::Handshake,
   FrameBody::RaftBatch,
@@ -649,6 +649,8 @@ pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 11] = [
   FrameBody::CoreStatus,
   FrameBody::TransferLeaderRequest,
   FrameBody::TransferLeaderResponse,
+  FrameBody::MemberChangeRequest,
+  FrameBody::MemberChangeResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -667,9 +669,11 @@ impl FrameBody {
   pub const CoreStatus: Self = Self(8);
   pub const TransferLeaderRequest: Self = Self(9);
   pub const TransferLeaderResponse: Self = Self(10);
+  pub const MemberChangeRequest: Self = Self(11);
+  pub const MemberChangeResponse: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 10;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Handshake,
@@ -682,6 +686,8 @@ impl FrameBody {
     Self::CoreStatus,
     Self::TransferLeaderRequest,
     Self::TransferLeaderResponse,
+    Self::MemberChangeRequest,
+    Self::MemberChangeResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -697,6 +703,8 @@ impl FrameBody {
       Self::CoreStatus => Some("CoreStatus"),
       Self::TransferLeaderRequest => Some("TransferLeaderRequest"),
       Self::TransferLeaderResponse => Some("TransferLeaderResponse"),
+      Self::MemberChangeRequest => Some("MemberChangeRequest"),
+      Self::MemberChangeResponse => Some("MemberChangeResponse"),
       _ => None,
     }
   }
@@ -5874,6 +5882,9 @@ impl<'a> GroupStatus<'a> {
   pub const VT_APPLIED: ::flatbuffers::VOffsetT = 14;
   pub const VT_LAST_INDEX: ::flatbuffers::VOffsetT = 16;
   pub const VT_PEERS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_VOTERS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_LEARNERS: ::flatbuffers::VOffsetT = 22;
+  pub const VT_JOINT: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5890,8 +5901,11 @@ impl<'a> GroupStatus<'a> {
     builder.add_commit(args.commit);
     builder.add_term(args.term);
     builder.add_leader(args.leader);
+    if let Some(x) = args.learners { builder.add_learners(x); }
+    if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.peers { builder.add_peers(x); }
     builder.add_group(args.group);
+    builder.add_joint(args.joint);
     builder.add_role(args.role);
     builder.finish()
   }
@@ -5953,6 +5967,27 @@ impl<'a> GroupStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PeerProgress>>>>(GroupStatus::VT_PEERS, None)}
   }
+  #[inline]
+  pub fn voters(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(GroupStatus::VT_VOTERS, None)}
+  }
+  #[inline]
+  pub fn learners(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(GroupStatus::VT_LEARNERS, None)}
+  }
+  #[inline]
+  pub fn joint(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GroupStatus::VT_JOINT, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupStatus<'_> {
@@ -5969,6 +6004,9 @@ impl ::flatbuffers::Verifiable for GroupStatus<'_> {
      .visit_field::<u64>("applied", Self::VT_APPLIED, false)?
      .visit_field::<u64>("last_index", Self::VT_LAST_INDEX, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PeerProgress>>>>("peers", Self::VT_PEERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
+     .visit_field::<bool>("joint", Self::VT_JOINT, false)?
      .finish();
     Ok(())
   }
@@ -5982,6 +6020,9 @@ pub struct GroupStatusArgs<'a> {
     pub applied: u64,
     pub last_index: u64,
     pub peers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PeerProgress<'a>>>>>,
+    pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub joint: bool,
 }
 impl<'a> Default for GroupStatusArgs<'a> {
   #[inline]
@@ -5995,6 +6036,9 @@ impl<'a> Default for GroupStatusArgs<'a> {
       applied: 0,
       last_index: 0,
       peers: None,
+      voters: None,
+      learners: None,
+      joint: false,
     }
   }
 }
@@ -6037,6 +6081,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupStatus::VT_PEERS, peers);
   }
   #[inline]
+  pub fn add_voters(&mut self, voters: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupStatus::VT_VOTERS, voters);
+  }
+  #[inline]
+  pub fn add_learners(&mut self, learners: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupStatus::VT_LEARNERS, learners);
+  }
+  #[inline]
+  pub fn add_joint(&mut self, joint: bool) {
+    self.fbb_.push_slot::<bool>(GroupStatus::VT_JOINT, joint, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupStatusBuilder {
@@ -6062,6 +6118,9 @@ impl ::core::fmt::Debug for GroupStatus<'_> {
       ds.field("applied", &self.applied());
       ds.field("last_index", &self.last_index());
       ds.field("peers", &self.peers());
+      ds.field("voters", &self.voters());
+      ds.field("learners", &self.learners());
+      ds.field("joint", &self.joint());
       ds.finish()
   }
 }
@@ -6438,6 +6497,317 @@ impl ::core::fmt::Debug for TransferLeaderResponse<'_> {
       ds.finish()
   }
 }
+pub enum MemberChangeRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct MemberChangeRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for MemberChangeRequest<'a> {
+  type Inner = MemberChangeRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> MemberChangeRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ADDRESS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    MemberChangeRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MemberChangeRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<MemberChangeRequest<'bldr>> {
+    let mut builder = MemberChangeRequestBuilder::new(_fbb);
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.address { builder.add_address(x); }
+    builder.add_group(args.group);
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MemberChangeRequest::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn op(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(MemberChangeRequest::VT_OP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(MemberChangeRequest::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn address(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MemberChangeRequest::VT_ADDRESS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for MemberChangeRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<u8>("op", Self::VT_OP, false)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("address", Self::VT_ADDRESS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MemberChangeRequestArgs<'a> {
+    pub group: u32,
+    pub op: u8,
+    pub node_id: u64,
+    pub address: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MemberChangeRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MemberChangeRequestArgs {
+      group: 0,
+      op: 0,
+      node_id: 0,
+      address: None,
+    }
+  }
+}
+
+pub struct MemberChangeRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberChangeRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(MemberChangeRequest::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_op(&mut self, op: u8) {
+    self.fbb_.push_slot::<u8>(MemberChangeRequest::VT_OP, op, 0);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(MemberChangeRequest::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_address(&mut self, address: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberChangeRequest::VT_ADDRESS, address);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberChangeRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MemberChangeRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<MemberChangeRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for MemberChangeRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("MemberChangeRequest");
+      ds.field("group", &self.group());
+      ds.field("op", &self.op());
+      ds.field("node_id", &self.node_id());
+      ds.field("address", &self.address());
+      ds.finish()
+  }
+}
+pub enum MemberChangeResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct MemberChangeResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for MemberChangeResponse<'a> {
+  type Inner = MemberChangeResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> MemberChangeResponse<'a> {
+  pub const VT_CODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VOTERS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LEARNERS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    MemberChangeResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MemberChangeResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<MemberChangeResponse<'bldr>> {
+    let mut builder = MemberChangeResponseBuilder::new(_fbb);
+    builder.add_leader(args.leader);
+    if let Some(x) = args.learners { builder.add_learners(x); }
+    if let Some(x) = args.voters { builder.add_voters(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_code(args.code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn code(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(MemberChangeResponse::VT_CODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(MemberChangeResponse::VT_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MemberChangeResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn voters(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(MemberChangeResponse::VT_VOTERS, None)}
+  }
+  #[inline]
+  pub fn learners(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(MemberChangeResponse::VT_LEARNERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for MemberChangeResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u8>("code", Self::VT_CODE, false)?
+     .visit_field::<u64>("leader", Self::VT_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MemberChangeResponseArgs<'a> {
+    pub code: u8,
+    pub leader: u64,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+}
+impl<'a> Default for MemberChangeResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MemberChangeResponseArgs {
+      code: 0,
+      leader: 0,
+      message: None,
+      voters: None,
+      learners: None,
+    }
+  }
+}
+
+pub struct MemberChangeResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberChangeResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_code(&mut self, code: u8) {
+    self.fbb_.push_slot::<u8>(MemberChangeResponse::VT_CODE, code, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: u64) {
+    self.fbb_.push_slot::<u64>(MemberChangeResponse::VT_LEADER, leader, 0);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberChangeResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_voters(&mut self, voters: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberChangeResponse::VT_VOTERS, voters);
+  }
+  #[inline]
+  pub fn add_learners(&mut self, learners: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberChangeResponse::VT_LEARNERS, learners);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberChangeResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MemberChangeResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<MemberChangeResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for MemberChangeResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("MemberChangeResponse");
+      ds.field("code", &self.code());
+      ds.field("leader", &self.leader());
+      ds.field("message", &self.message());
+      ds.field("voters", &self.voters());
+      ds.field("learners", &self.learners());
+      ds.finish()
+  }
+}
 pub enum FrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6637,6 +7007,36 @@ impl<'a> Frame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_member_change_request(&self) -> Option<MemberChangeRequest<'a>> {
+    if self.body_type() == FrameBody::MemberChangeRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MemberChangeRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_member_change_response(&self) -> Option<MemberChangeResponse<'a>> {
+    if self.body_type() == FrameBody::MemberChangeResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MemberChangeResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -6657,6 +7057,8 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
           FrameBody::CoreStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CoreStatus>>("FrameBody::CoreStatus", pos),
           FrameBody::TransferLeaderRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferLeaderRequest>>("FrameBody::TransferLeaderRequest", pos),
           FrameBody::TransferLeaderResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferLeaderResponse>>("FrameBody::TransferLeaderResponse", pos),
+          FrameBody::MemberChangeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MemberChangeRequest>>("FrameBody::MemberChangeRequest", pos),
+          FrameBody::MemberChangeResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MemberChangeResponse>>("FrameBody::MemberChangeResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -6776,6 +7178,20 @@ impl ::core::fmt::Debug for Frame<'_> {
         },
         FrameBody::TransferLeaderResponse => {
           if let Some(x) = self.body_as_transfer_leader_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::MemberChangeRequest => {
+          if let Some(x) = self.body_as_member_change_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::MemberChangeResponse => {
+          if let Some(x) = self.body_as_member_change_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,186 @@
+//! `cohort members`: change a node's membership in every group (one group at a time, each
+//! at its leader), wait for a learner to catch up, and read the membership back.
+
+use std::time::Duration;
+
+use crate::proto::members::{
+    MemberChange, MemberOp, MemberOutcome, decode_member_outcome, encode_member_change,
+};
+use crate::proto::status::{CoreRows, decode_status, encode_status_request};
+use crate::proto::topology::{Topology, client_address};
+use crate::wire::FrameEncoder;
+
+use super::conn::Conn;
+use super::session::{ClientOptions, fetch_topology, with_timeout};
+
+/// How long to wait between two asks while a group is busy (a change under way, a learner
+/// catching up, a leader handing over).
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Make `op` on `node` in every group of the cluster; `progress` hears each group's outcome.
+/// Returns the last group's configuration (voters, learners). Stops at the first group that
+/// refuses, or that does not finish within the options' request timeout.
+pub async fn change_membership(
+    options: &ClientOptions,
+    node: u64,
+    op: MemberOp,
+    mut progress: impl FnMut(u32, &MemberOutcome),
+) -> Result<(Vec<u64>, Vec<u64>), String> {
+    let mut topology = fetch_topology(&options.seeds, options.attempt_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut last = (Vec::new(), Vec::new());
+    for group in 0..topology.groups {
+        let change = MemberChange {
+            group,
+            node,
+            op: op.clone(),
+        };
+        let outcome = change_group(options, &mut topology, &change).await?;
+        progress(group, &outcome);
+        if let MemberOutcome::Done { voters, learners } = outcome {
+            last = (voters, learners);
+        }
+    }
+    Ok(last)
+}
+
+/// One group's change: ask its leader (following hints), ask again while it is busy.
+async fn change_group(
+    options: &ClientOptions,
+    topology: &mut Topology,
+    change: &MemberChange,
+) -> Result<MemberOutcome, String> {
+    let group = change.group;
+    let deadline = crate::clock::now() + options.request_timeout;
+    let mut encoder = FrameEncoder::new();
+    encode_member_change(&mut encoder, change).map_err(|e| e.to_string())?;
+    let mut ask = topology.members[0].0;
+    let mut last_error = String::new();
+    while crate::clock::now() < deadline {
+        let next = |topology: &Topology, node: u64| {
+            let members = &topology.members;
+            let at = members.iter().position(|(id, _)| *id == node).unwrap_or(0);
+            members[(at + 1) % members.len()].0
+        };
+        let Some(address) = topology.address_of(ask, group) else {
+            // A hint named a node this client has not heard of: a new member.
+            refresh(options, topology).await;
+            ask = if topology.address_of(ask, group).is_some() {
+                ask
+            } else {
+                topology.members[0].0
+            };
+            continue;
+        };
+        // The leader answers once the change is done: two commits, or a handover.
+        let asked = async {
+            let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
+            conn.send(&encoder).await?;
+            let frame = conn.recv().await?;
+            decode_member_outcome(&frame).map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        match with_timeout(options.attempt_timeout * 5, asked).await {
+            Ok(done @ MemberOutcome::Done { .. }) => return Ok(done),
+            Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
+                ask = leader;
+                continue;
+            }
+            Ok(MemberOutcome::NotLeader { .. }) => {
+                last_error = format!("node {ask} knows no leader of group {group}");
+                ask = next(topology, ask);
+            }
+            Ok(MemberOutcome::Busy(why)) => last_error = format!("node {ask}: {why}"),
+            Ok(MemberOutcome::Failed(why)) => return Err(format!("group {group}: {why}")),
+            Err(error) => {
+                last_error = format!("node {ask} ({address}): {error}");
+                ask = next(topology, ask);
+                refresh(options, topology).await;
+            }
+        }
+        glommio::timer::sleep(BUSY_PAUSE).await;
+    }
+    Err(format!(
+        "group {group}: not done within {:?} (last: {last_error})",
+        options.request_timeout
+    ))
+}
+
+/// Ask the members again who the members are.
+async fn refresh(options: &ClientOptions, topology: &mut Topology) {
+    let mut seeds: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
+    seeds.extend(options.seeds.iter().cloned());
+    if let Ok(fresh) = fetch_topology(&seeds, options.attempt_timeout).await {
+        *topology = fresh;
+    }
+}
+
+/// The membership as the first seed that answers sees it: its topology and the state of its
+/// groups (every core's).
+pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<CoreRows>), String> {
+    let topology = fetch_topology(&options.seeds, options.attempt_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = topology
+        .members
+        .iter()
+        .find(|(id, _)| *id == topology.node_id)
+        .map(|(_, base)| base.clone())
+        .ok_or_else(|| format!("node {} does not list itself", topology.node_id))?;
+    let mut encoder = FrameEncoder::new();
+    encode_status_request(&mut encoder).expect("an empty frame fits");
+    let mut rows = Vec::new();
+    for core in 0..topology.cores {
+        let address = client_address(&base, core).ok_or_else(|| format!("bad address {base}"))?;
+        let asked = async {
+            let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
+            conn.send(&encoder).await?;
+            let frame = conn.recv().await?;
+            decode_status(&frame).map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let core_rows = with_timeout(options.attempt_timeout, asked)
+            .await
+            .map_err(|e| format!("node {} core {core} ({address}): {e}", topology.node_id))?;
+        rows.push(core_rows);
+    }
+    Ok((topology, rows))
+}
+
+/// The table `cohort members list` prints: each node, its address, and in how many groups it
+/// votes or learns.
+pub fn render_membership(topology: &Topology, cores: &[CoreRows]) -> String {
+    let groups: Vec<_> = cores.iter().flat_map(|c| &c.groups).collect();
+    let mut nodes: Vec<u64> = groups
+        .iter()
+        .flat_map(|g| g.voters.iter().chain(&g.learners).copied())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let total = groups.len();
+    let mut out = format!(
+        "as node {} sees it ({total} groups)\nnode  address                 voter in  learner in\n",
+        topology.node_id
+    );
+    for node in nodes {
+        let address = topology
+            .members
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map_or("?", |(_, base)| base.as_str());
+        let voter = groups.iter().filter(|g| g.voters.contains(&node)).count();
+        let learner = groups.iter().filter(|g| g.learners.contains(&node)).count();
+        out += &format!("{node:<5} {address:<23} {voter:>3}/{total:<5} {learner:>3}/{total}\n");
+    }
+    let joint: Vec<String> = groups
+        .iter()
+        .filter(|g| g.joint)
+        .map(|g| g.group.to_string())
+        .collect();
+    if !joint.is_empty() {
+        out += &format!(
+            "changing (joint configuration): groups {}\n",
+            joint.join(", ")
+        );
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! A membership change of one group, as its leader runs it: the checks, the conf change it
+//! proposes, and when the change counts as done.
+//!
+//! Every operation is idempotent: asking again for a change that is done answers `Done`, so
+//! a client that lost an answer (or a leader) simply asks again. Voter changes go through a
+//! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself;
+//! a change is done once the group runs on a configuration that is not joint and has it.
+
+use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
+use crate::raft::{
+    ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, NodeId, ProgressState,
+    ProposeError, Role,
+};
+
+use super::group::Group;
+
+/// A learner is promoted only once its log is at most this many entries behind the leader's:
+/// a voter far behind would make the group wait for it, or lose its quorum if another fails.
+pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 1024;
+
+/// Start `change` on this node's replica of its group. `Ok(())`: proposed, watch it with
+/// [`finished`]; `Err(outcome)`: the answer now (done already, not the leader, refused, busy).
+pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), MemberOutcome> {
+    if let MemberOp::AddLearner { address } = &change.op
+        && let Some(known) = group.kv.members().get(&change.node)
+        && known != address
+    {
+        return Err(MemberOutcome::Failed(format!(
+            "node {} is a member at {known}, not {address}: remove it first, or add the new \
+             machine under a new id",
+            change.node
+        )));
+    }
+    if let Some(outcome) = finished(group, change) {
+        return Err(outcome);
+    }
+    let replica = &mut group.replica;
+    let name = change.group;
+    let node = NodeId(change.node);
+    let conf = replica.conf_state().clone();
+    let single = |kind, transition, context| ConfChange {
+        changes: vec![ConfChangeSingle { kind, node }],
+        transition,
+        context,
+    };
+    let proposal = match &change.op {
+        // A learner does not vote: adding one changes no quorum, so it applies directly.
+        MemberOp::AddLearner { address } => single(
+            ConfChangeKind::AddLearner,
+            ConfChangeTransition::Auto,
+            encode_addresses([(change.node, address.as_str())]),
+        ),
+        MemberOp::Promote => {
+            if !conf.is_learner(node) {
+                return Err(MemberOutcome::Failed(format!(
+                    "node {node} is not a learner of group {name}: add it first"
+                )));
+            }
+            let status = replica.status();
+            let behind = status
+                .peers
+                .iter()
+                .find(|p| p.id == node)
+                .map_or(u64::MAX, |p| match p.state {
+                    ProgressState::Replicate if p.recent_active => {
+                        status.last_index.0.saturating_sub(p.match_index.0)
+                    }
+                    _ => u64::MAX,
+                });
+            if behind > PROMOTE_LAG_ENTRIES_MAX {
+                let lag = if behind == u64::MAX {
+                    "not replicating yet".to_string()
+                } else {
+                    format!("{behind} entries behind")
+                };
+                return Err(MemberOutcome::Busy(format!(
+                    "node {node} is {lag} in group {name}: waiting for it to catch up"
+                )));
+            }
+            single(
+                ConfChangeKind::AddVoter,
+                ConfChangeTransition::Joint,
+                Default::default(),
+            )
+        }
+        MemberOp::Remove if node.0 == me => return Err(hand_over(group, me, name)),
+        MemberOp::Remove => {
+            let transition = if conf.is_voter(node) {
+                ConfChangeTransition::Joint
+            } else {
+                ConfChangeTransition::Auto
+            };
+            single(ConfChangeKind::Remove, transition, Default::default())
+        }
+    };
+    match group.replica.propose_conf_change(&proposal) {
+        Ok(_) => Ok(()),
+        Err(ProposeError::NotLeader { leader_hint }) => Err(MemberOutcome::NotLeader {
+            leader: leader_hint.map_or(0, |n| n.0),
+        }),
+        Err(ProposeError::ConfChangePending { index }) => Err(MemberOutcome::Busy(format!(
+            "another membership change of group {name} (entry {index}) is under way"
+        ))),
+        Err(ProposeError::InvalidConfChange(error)) => {
+            Err(MemberOutcome::Failed(format!("group {name}: {error}")))
+        }
+        Err(error) => Err(MemberOutcome::Busy(format!("group {name}: {error:?}"))),
+    }
+}
+
+/// The leader is asked to remove itself: it hands the group to the most caught-up voter
+/// first, and the client asks the new leader again.
+fn hand_over(group: &mut Group, me: u64, name: u32) -> MemberOutcome {
+    let status = group.replica.status();
+    let successor = status
+        .peers
+        .iter()
+        .filter(|p| {
+            p.id.0 != me
+                && p.recent_active
+                && p.state == ProgressState::Replicate
+                && group.replica.conf_state().voters.contains(&p.id)
+        })
+        .max_by_key(|p| p.match_index);
+    let Some(successor) = successor else {
+        return MemberOutcome::Failed(format!(
+            "node {me} leads group {name} and no other voter is caught up to take over"
+        ));
+    };
+    let to = successor.id;
+    match group.replica.transfer_leader(to) {
+        Ok(()) => MemberOutcome::Busy(format!(
+            "node {me} leads group {name}: handing it to node {to} before leaving"
+        )),
+        Err(error) => MemberOutcome::Busy(format!("group {name}: {error}")),
+    }
+}
+
+/// The answer for `change` if there is one now: done, or this node no longer leads.
+pub fn finished(group: &Group, change: &MemberChange) -> Option<MemberOutcome> {
+    let replica = &group.replica;
+    if replica.role() != Role::Leader {
+        return Some(MemberOutcome::NotLeader {
+            leader: replica.leader().0,
+        });
+    }
+    let conf = replica.conf_state();
+    let node = NodeId(change.node);
+    let member = conf.members().contains(&node);
+    let done = match change.op {
+        MemberOp::AddLearner { .. } => member,
+        MemberOp::Promote => conf.voters.contains(&node) && !conf.is_joint(),
+        MemberOp::Remove => !member && !conf.is_joint(),
+    };
+    let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect();
+    done.then(|| MemberOutcome::Done {
+        voters: ids(&conf.voters),
+        learners: ids(&conf.learners),
+    })
+}

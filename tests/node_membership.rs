@@ -1,0 +1,260 @@
+//! End to end, membership on a live cluster of real processes under a steady write load:
+//! grow 3 → 5 with `serve --join` (the new nodes catch up by snapshot), remove the leader,
+//! shrink back to 3, replace a dead node; no acknowledged write is lost, and the cluster
+//! keeps acknowledging writes through every step.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use cohort::cli::local_cluster::LocalCluster;
+use cohort::proto::client::Consistency;
+use common::cluster::{cohort_cli, finish, start_with, wait_ms, with_client};
+
+/// Writes distinct keys until told to stop; counts the acknowledged ones as they come.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    thread: JoinHandle<(Vec<Vec<u8>>, Vec<String>)>,
+}
+
+impl Writer {
+    fn start(bases: &[String]) -> Writer {
+        let (stop, acked) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (bases, stopping, counting) = (bases.to_vec(), Arc::clone(&stop), Arc::clone(&acked));
+        let thread = std::thread::spawn(move || {
+            with_client(&bases, 77, async move |client| {
+                let (mut written, mut failed) = (Vec::new(), Vec::new());
+                let mut i = 0u64;
+                while !stopping.load(Ordering::SeqCst) {
+                    let key = format!("member-test-{i}").into_bytes();
+                    i += 1;
+                    match client.put(&key, &key).await {
+                        Ok(()) => {
+                            written.push(key);
+                            counting.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(error) => failed.push(error.to_string()),
+                    }
+                }
+                (written, failed)
+            })
+        });
+        Writer {
+            stop,
+            acked,
+            thread,
+        }
+    }
+
+    /// Waits until `more` writes beyond the current count are acknowledged: the cluster is
+    /// available.
+    fn expect_progress(&self, more: u64, step: &str) {
+        let from = self.acked.load(Ordering::SeqCst);
+        for _ in 0..300 {
+            if self.acked.load(Ordering::SeqCst) >= from + more {
+                return;
+            }
+            wait_ms(50);
+        }
+        panic!(
+            "after {step}: only {} of {more} more writes acknowledged in 15 s",
+            self.acked.load(Ordering::SeqCst) - from
+        );
+    }
+
+    fn finish(self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let (written, failed) = self.thread.join().expect("the writer ran");
+        // A write may time out (its outcome unknown) while a group changes hands, but most
+        // must go through, and every acknowledged one must be there (checked by the caller).
+        assert!(
+            failed.len() * 100 <= written.len().max(1),
+            "{} of {} writes failed: {:?}",
+            failed.len(),
+            written.len() + failed.len(),
+            failed.first()
+        );
+        written
+    }
+}
+
+/// Every acknowledged key, read linearizably through `bases`, holds its value.
+fn expect_all_there(bases: &[String], written: Vec<Vec<u8>>) {
+    let count = written.len();
+    eprintln!("checking {count} acknowledged writes through {bases:?}");
+    let missing = with_client(bases, 78, async move |client| {
+        let mut missing = Vec::new();
+        for key in written {
+            let value = client.get(&key, Consistency::Linearizable).await.unwrap();
+            if value.as_deref() != Some(&key[..]) {
+                missing.push(String::from_utf8_lossy(&key).to_string());
+            }
+        }
+        missing
+    });
+    assert!(
+        missing.is_empty(),
+        "{} of {count} acknowledged writes lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// Waits until node `id` has logged `line` `times` times in all.
+fn wait_for_log(cluster: &LocalCluster, id: u64, line: &str, times: usize) {
+    for _ in 0..1200 {
+        if cluster.log(id).matches(line).count() >= times {
+            return;
+        }
+        wait_ms(50);
+    }
+    panic!("node {id} never logged `{line}`:\n{}", cluster.log(id));
+}
+
+/// `cohort members …` through `via`; its stdout, or a panic with its stderr.
+fn members(args: &[&str], via: &str) -> String {
+    let mut all = vec!["members"];
+    all.extend(args);
+    all.extend(["--nodes", via, "--timeout-ms", "30000"]);
+    let output = cohort_cli(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{all:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The `members list` rows of nodes that vote in every one of the groups.
+fn full_voters(list: &str) -> Vec<u64> {
+    list.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let node = fields.first()?.parse().ok()?;
+            let (voter, total) = fields.get(2)?.split_once('/')?;
+            (voter == total).then_some(node)
+        })
+        .collect()
+}
+
+/// The node that leads group 0, as `cohort status` through `via` reports it.
+fn leader_of_group_0(via: &str) -> u64 {
+    let output = cohort_cli(&["status", "--nodes", via]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    for line in table.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 4 && fields[2] == "0" && fields[3] == "leader" {
+            return fields[0].parse().unwrap();
+        }
+    }
+    panic!("no leader of group 0 in:\n{table}");
+}
+
+#[test]
+fn the_cluster_grows_to_five_and_shrinks_to_three_under_load_losing_nothing() {
+    // A small snapshot threshold: the joining nodes find their leaders' logs compacted and
+    // catch up by snapshot.
+    let mut cluster = start_with("members-grow", 40);
+    let writer = Writer::start(&cluster.bases);
+    writer.expect_progress(300, "start");
+
+    for _ in 0..2 {
+        let id = cluster.join(1).expect("node starts");
+        let joined = format!("node {id}: joined: voter of every group");
+        wait_for_log(&cluster, id, &joined, 1);
+        writer.expect_progress(100, &format!("node {id} joined"));
+    }
+    let list = members(&["list"], &cluster.bases[0]);
+    assert_eq!(full_voters(&list), [1, 2, 3, 4, 5], "{list}");
+    // The new nodes caught up from snapshots, not from logs replayed from index 1.
+    for id in [4, 5] {
+        assert!(
+            cluster.log(id).contains("installed a snapshot"),
+            "node {id} did not catch up by snapshot:\n{}",
+            cluster.log(id)
+        );
+    }
+
+    // Remove the leader of group 0 (it hands the group over first), then another old node.
+    let leader = leader_of_group_0(&cluster.bases[3]);
+    let out = members(&["remove", "--id", &leader.to_string()], &cluster.bases[3]);
+    assert!(out.contains("done in every group"), "{out}");
+    writer.expect_progress(100, &format!("removing the leader {leader}"));
+    let other = (1..=3).find(|&n| n != leader).unwrap();
+    members(&["remove", "--id", &other.to_string()], &cluster.bases[3]);
+    writer.expect_progress(100, &format!("removing node {other}"));
+    for removed in [leader, other] {
+        cluster
+            .terminate(removed)
+            .expect("a removed node stops cleanly");
+    }
+    writer.expect_progress(100, "stopping the removed nodes");
+
+    let remaining: Vec<u64> = (1..=5).filter(|n| ![leader, other].contains(n)).collect();
+    let list = members(&["list"], &cluster.bases[3]);
+    assert_eq!(full_voters(&list), remaining, "{list}");
+    let bases: Vec<String> = remaining
+        .iter()
+        .map(|&n| cluster.bases[(n - 1) as usize].clone())
+        .collect();
+    expect_all_there(&bases, writer.finish());
+    finish(cluster);
+}
+
+#[test]
+fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
+    let mut cluster = start_with("members-replace", 100_000);
+    let writer = Writer::start(&cluster.bases);
+    writer.expect_progress(300, "start");
+
+    cluster.kill(3);
+    writer.expect_progress(100, "node 3 died");
+    let out = members(&["remove", "--id", "3"], &cluster.bases[0]);
+    assert!(out.contains("voters [1, 2]"), "{out}");
+    writer.expect_progress(100, "removing node 3");
+
+    let id = cluster.join(2).expect("node starts");
+    let joined = format!("node {id}: joined: voter of every group");
+    wait_for_log(&cluster, id, &joined, 1);
+    writer.expect_progress(100, "node 4 joined");
+    // A joined node restarts with the same command: it recovers from its disk and is still
+    // a voter (joining again changes nothing).
+    cluster.terminate(id).expect("node 4 stops cleanly");
+    writer.expect_progress(100, "node 4 stopped");
+    cluster.restart(id).expect("node 4 starts again");
+    wait_for_log(&cluster, id, &joined, 2);
+    writer.expect_progress(100, "node 4 restarted");
+    let list = members(&["list"], &cluster.bases[0]);
+    assert_eq!(full_voters(&list), [1, 2, 4], "{list}");
+
+    // Bad requests get clear errors and change nothing.
+    for (args, expected) in [
+        (vec!["promote", "--id", "9"], "not a learner"),
+        (
+            vec!["add", "--id", "5", "--address", "nowhere"],
+            "HOST:PORT",
+        ),
+        (
+            vec!["add", "--id", "4", "--address", "127.0.0.1:9"],
+            "is a member at",
+        ),
+    ] {
+        let mut all = vec!["members"];
+        all.extend(args.iter().copied());
+        all.extend(["--nodes", &cluster.bases[0]]);
+        let output = cohort_cli(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{all:?} succeeded");
+        assert!(stderr.contains(expected), "{all:?}: {stderr}");
+    }
+    let bases = vec![cluster.bases[0].clone(), cluster.bases[3].clone()];
+    expect_all_there(&bases, writer.finish());
+    finish(cluster);
+}
