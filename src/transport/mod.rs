@@ -19,6 +19,11 @@
 //! (`backoff.rs`) and dials again; the acceptor simply waits, and a new connection from a
 //! peer replaces the old one (a restarted peer dials before the old socket times out).
 //!
+//! **Peers change.** The config names the peers at start; [`Transport::set_peers`] replaces
+//! them as the cluster's membership changes: a new peer gets a queue (and a dialer, if this
+//! node has the smaller id), a removed one has its dialer and connection ended and its
+//! handshakes refused from then on.
+//!
 //! **Handshake.** The dialer sends its handshake first; the acceptor checks version, cluster,
 //! core index and that the node is a known peer with a smaller id, then answers with its own,
 //! which the dialer checks names the node it dialed. A refused connection is closed with the

@@ -1,0 +1,93 @@
+//! Peers change at run time (membership changes): a peer added later is dialed and exchanges
+//! messages; a removed peer's connection ends, sends to it are refused, and it is no longer
+//! accepted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cohort::raft::NodeId;
+use cohort::transport::{SendError, Transport};
+use common::transport::{
+    append, config, loopback_any_port, payload, receive, run_executor, wait_until,
+};
+
+const GUARD: Duration = Duration::from_secs(20);
+
+/// Goal: `set_peers` adds and removes peers of a running transport. Method: node 1 starts
+/// knowing nobody; node 2 knows node 1. Node 1 learns of node 2 (it dials, the smaller id),
+/// they exchange a message each way; then node 1 drops node 2: the connection ends, a send to
+/// node 2 is refused as unknown, and nothing reconnects.
+#[test]
+fn peers_added_and_removed_at_run_time() {
+    run_executor(|| async {
+        let node1 = Transport::start(config(1, loopback_any_port(), &[])).expect("node 1");
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, node1.local_addr())]))
+            .expect("node 2");
+        assert!(matches!(
+            node1.send(NodeId(2), append(1, 2, 0, 1, payload(1, 0, 1))),
+            Err(SendError::PeerUnknown { .. })
+        ));
+
+        node1.set_peers(&BTreeMap::from([
+            (NodeId(1), node1.local_addr()),
+            (NodeId(2), node2.local_addr()),
+        ]));
+        assert_eq!(node1.peers(), [NodeId(2)], "a node is never its own peer");
+        node1
+            .send(NodeId(2), append(1, 2, 0, 1, payload(1, 0, 1)))
+            .expect("queued for the new peer");
+        let got = receive(&node2, 1, GUARD).await;
+        assert_eq!(got[0].from, NodeId(1));
+        node2
+            .send(NodeId(1), append(2, 1, 0, 1, payload(2, 0, 1)))
+            .expect("queued");
+        let got = receive(&node1, 1, GUARD).await;
+        assert_eq!(got[0].from, NodeId(2));
+
+        let refused_before = node1.stats().connections_refused;
+        node1.set_peers(&BTreeMap::new());
+        assert!(node1.peers().is_empty());
+        wait_until("node 2 sees the connection end", GUARD, || {
+            !node2.is_connected(NodeId(1))
+        })
+        .await;
+        assert!(matches!(
+            node1.send(NodeId(2), append(1, 2, 0, 2, payload(1, 0, 2))),
+            Err(SendError::PeerUnknown { .. })
+        ));
+        // Node 2 has the larger id and never dials; node 1 no longer does. Nothing reconnects.
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        assert!(!node2.is_connected(NodeId(1)));
+        assert!(!node1.is_connected(NodeId(2)));
+        assert_eq!(node1.stats().connections_refused, refused_before);
+        node1.close().await;
+        node2.close().await;
+    });
+}
+
+/// Goal: a node that removed a peer refuses that peer's redials. Method: node 1 dials node 2;
+/// node 2 drops node 1 from its peers; node 1 keeps dialing (it still counts node 2 as a
+/// peer) and each handshake is refused as from an unknown node.
+#[test]
+fn a_removed_peer_that_keeps_dialing_is_refused() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[])).expect("node 2");
+        node2.set_peers(&BTreeMap::from([(
+            NodeId(1),
+            "127.0.0.1:9".parse().unwrap(),
+        )]));
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(2, node2.local_addr())]))
+            .expect("node 1");
+        wait_until("node 1 connects", GUARD, || node1.is_connected(NodeId(2))).await;
+        node2.set_peers(&BTreeMap::new());
+        wait_until("node 2 refuses a redial", GUARD, || {
+            node2.stats().connections_refused > 0
+        })
+        .await;
+        assert!(!node2.is_connected(NodeId(1)));
+        node1.close().await;
+        node2.close().await;
+    });
+}
