@@ -223,6 +223,12 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             }
             let ids: Vec<&u64> = members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
+            if !members.contains_key(&node.0) {
+                say(&format!(
+                    "node {node} core {core}: removed from every group of this core; \
+                     this node can be stopped"
+                ));
+            }
             transport.set_peers(&peer_addresses(members, node, core));
             set_topology_members(&topology, members);
             last = members.clone();
