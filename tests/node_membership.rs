@@ -256,5 +256,28 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     }
     let bases = vec![cluster.bases[0].clone(), cluster.bases[3].clone()];
     expect_all_there(&bases, writer.finish());
+
+    // A data dir keeps the layout it was made with: node 1 restarted with other --groups is
+    // refused before it touches anything.
+    cluster.terminate(1).expect("node 1 stops cleanly");
+    let data = cluster.dir.join("node-1");
+    let peers = format!(
+        "1={},2={},3={}",
+        cluster.bases[0], cluster.bases[1], cluster.bases[2]
+    );
+    let output = cohort_cli(&[
+        "serve",
+        "--id",
+        "1",
+        "--peers",
+        &peers,
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--groups",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started with other --groups");
+    assert!(stderr.contains("cannot change"), "{stderr}");
     finish(cluster);
 }

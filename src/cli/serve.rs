@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::client::{ClientOptions, change_membership, fetch_topology};
-use crate::node::{NodeConfig, SyncMode, parse_members};
+use crate::node::{NodeConfig, SyncMode, identity, parse_members};
 use crate::proto::members::{MemberOp, check_address};
 use crate::raft::NodeId;
 
@@ -110,10 +110,25 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
     let options = ClientOptions::new(seeds.clone(), args.id);
     let asked = options.clone();
-    let topology = crate::node::on_one_executor("cohort-join", move || async move {
+    let fetched = crate::node::on_one_executor("cohort-join", move || async move {
         fetch_topology(&asked.seeds, asked.attempt_timeout).await
-    })?
-    .map_err(|e| format!("--join {}: {e}", seeds.join(",")))?;
+    })?;
+    let topology = match (fetched, identity::read(&args.data_dir)?) {
+        (Ok(topology), _) => topology,
+        // A member restarting while its seeds are down: its disk knows the cluster (the
+        // groups' configurations name every member), so it starts from there.
+        (Err(error), Some(recorded)) if recorded.node_id == args.id => {
+            println!(
+                "node {}: --join {}: {error}; starting from the data dir",
+                args.id,
+                seeds.join(",")
+            );
+            let members = BTreeMap::from([(NodeId(args.id), listen)]);
+            let config = args.to_config(members, false, recorded.cores, recorded.groups)?;
+            return crate::node::run(config);
+        }
+        (Err(error), _) => return Err(format!("--join {}: {error}", seeds.join(","))),
+    };
     for (flag, given, cluster) in [
         (
             "--cores",

@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod config;
 mod executor;
+pub mod identity;
 mod log;
 mod runtime;
 mod snapshot_file;

@@ -38,6 +38,13 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let identity = super::identity::Identity {
+        cluster_id: config.cluster_id,
+        node_id: config.id.0,
+        cores: config.cores,
+        groups: config.groups,
+    };
+    super::identity::check_or_record(&config.data_dir, identity)?;
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;

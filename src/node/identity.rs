@@ -1,0 +1,143 @@
+//! The identity of a data dir: which cluster and node it belongs to and the layout its WAL was
+//! written with (cores, groups). Checked at every start: a node restarted with another
+//! `--groups` would map keys to other groups, with another `--cores` would look for groups in
+//! the wrong WAL, and with another `--id` would speak with another node's votes.
+//!
+//! The file is `cohort.id` in the data dir, plain text, one `key=value` per line, written
+//! atomically (temporary file, fsync, rename, fsync of the dir) at the first start.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+const FILE_NAME: &str = "cohort.id";
+const FORMAT: &str = "cohort data dir v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cluster_id: u64,
+    pub node_id: u64,
+    pub cores: u16,
+    pub groups: u32,
+}
+
+impl Identity {
+    fn render(&self) -> String {
+        format!(
+            "{FORMAT}\ncluster_id={}\nnode_id={}\ncores={}\ngroups={}\n",
+            self.cluster_id, self.node_id, self.cores, self.groups
+        )
+    }
+
+    fn parse(text: &str) -> Result<Identity, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(FORMAT) {
+            return Err(format!("does not start with `{FORMAT}`"));
+        }
+        let mut value = |key: &str| -> Result<u64, String> {
+            let line = lines.next().ok_or_else(|| format!("{key} is missing"))?;
+            line.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("`{line}` is not {key}=NUMBER"))
+        };
+        let cluster_id = value("cluster_id")?;
+        let node_id = value("node_id")?;
+        let cores = value("cores")?;
+        let groups = value("groups")?;
+        Ok(Identity {
+            cluster_id,
+            node_id,
+            cores: u16::try_from(cores).map_err(|_| "cores out of range".to_string())?,
+            groups: u32::try_from(groups).map_err(|_| "groups out of range".to_string())?,
+        })
+    }
+}
+
+/// The identity recorded in `dir`, if it has one.
+pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
+    let path = dir.join(FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => Identity::parse(&text)
+            .map(Some)
+            .map_err(|why| format!("{} is damaged: {why}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// Check `dir` was made for `identity`, or record it there if the dir has none yet.
+pub fn check_or_record(dir: &Path, identity: Identity) -> Result<(), String> {
+    match read(dir)? {
+        Some(recorded) if recorded == identity => Ok(()),
+        Some(recorded) => Err(format!(
+            "{} belongs to node {} of cluster {} with --cores {} --groups {}; this node was \
+             started as node {} of cluster {} with --cores {} --groups {} (the layout of a data \
+             dir cannot change: start with the recorded flags, or use an empty dir)",
+            dir.display(),
+            recorded.node_id,
+            recorded.cluster_id,
+            recorded.cores,
+            recorded.groups,
+            identity.node_id,
+            identity.cluster_id,
+            identity.cores,
+            identity.groups
+        )),
+        None => record(dir, identity),
+    }
+}
+
+fn record(dir: &Path, identity: Identity) -> Result<(), String> {
+    let path = dir.join(FILE_NAME);
+    let temporary = dir.join(format!("{FILE_NAME}.tmp"));
+    let fail = |error: std::io::Error| format!("cannot write {}: {error}", path.display());
+    let mut file = File::create(&temporary).map_err(fail)?;
+    file.write_all(identity.render().as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    fs::rename(&temporary, &path).map_err(fail)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            cluster_id: 7,
+            node_id: 2,
+            cores: 4,
+            groups: 64,
+        }
+    }
+
+    #[test]
+    fn recorded_once_then_checked() {
+        let dir = std::env::temp_dir().join(format!("cohort-identity-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read(&dir).unwrap(), None);
+        check_or_record(&dir, identity()).unwrap();
+        assert_eq!(read(&dir).unwrap(), Some(identity()));
+        check_or_record(&dir, identity()).unwrap();
+        let other = Identity {
+            groups: 32,
+            ..identity()
+        };
+        let error = check_or_record(&dir, other).unwrap_err();
+        assert!(
+            error.contains("--groups 64") && error.contains("--groups 32"),
+            "{error}"
+        );
+        fs::write(dir.join(FILE_NAME), "cohort data dir v1\ncluster_id=x\n").unwrap();
+        assert!(read(&dir).unwrap_err().contains("damaged"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_text_round_trips() {
+        assert_eq!(Identity::parse(&identity().render()), Ok(identity()));
+        assert!(Identity::parse("something else").is_err());
+    }
+}
