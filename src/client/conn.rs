@@ -8,8 +8,8 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::transport::{FrameReader, ReadFrameError};
-use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use crate::wire::{DecodeError, FrameEncoder};
 
 /// A TCP connection to `address` (HOST:PORT) with Nagle off.
 pub(crate) async fn dial(address: &str, timeout: Duration) -> io::Result<TcpStream> {
@@ -21,6 +21,25 @@ pub(crate) async fn dial(address: &str, timeout: Duration) -> io::Result<TcpStre
         .map_err(io::Error::from)?;
     stream.set_nodelay(true).map_err(io::Error::from)?;
     Ok(stream)
+}
+
+/// One question on a fresh connection: send the frame `encoder` holds to `address`, read one
+/// frame back and `decode` it, all within `timeout` (the connect alone within
+/// `connect_timeout`).
+pub(crate) async fn exchange<T>(
+    address: &str,
+    encoder: &FrameEncoder,
+    connect_timeout: Duration,
+    timeout: Duration,
+    decode: impl FnOnce(&Bytes) -> Result<T, DecodeError>,
+) -> io::Result<T> {
+    let asked = async {
+        let mut conn = Conn::connect(address, connect_timeout).await?;
+        conn.send(encoder).await?;
+        let frame = conn.recv().await?;
+        decode(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    };
+    super::session::with_timeout(timeout, asked).await
 }
 
 pub struct Conn {

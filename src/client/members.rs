@@ -10,8 +10,8 @@ use crate::proto::status::{CoreRows, decode_status, encode_status_request};
 use crate::proto::topology::{Topology, client_address};
 use crate::wire::FrameEncoder;
 
-use super::conn::Conn;
-use super::session::{ClientOptions, fetch_topology, with_timeout};
+use super::conn::exchange;
+use super::session::{ClientOptions, fetch_topology};
 
 /// How long to wait between two asks while a group is busy (a change under way, a learner
 /// catching up, a leader handing over).
@@ -74,13 +74,15 @@ async fn change_group(
             continue;
         };
         // The leader answers once the change is done: two commits, or a handover.
-        let asked = async {
-            let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
-            conn.send(&encoder).await?;
-            let frame = conn.recv().await?;
-            decode_member_outcome(&frame).map_err(|e| std::io::Error::other(e.to_string()))
-        };
-        match with_timeout(options.attempt_timeout * 5, asked).await {
+        let timeout = options.attempt_timeout;
+        let asked = exchange(
+            &address,
+            &encoder,
+            timeout,
+            timeout * 5,
+            decode_member_outcome,
+        );
+        match asked.await {
             Ok(done @ MemberOutcome::Done { .. }) => return Ok(done),
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
@@ -132,13 +134,8 @@ pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<C
     let mut rows = Vec::new();
     for core in 0..topology.cores {
         let address = client_address(&base, core).ok_or_else(|| format!("bad address {base}"))?;
-        let asked = async {
-            let mut conn = Conn::connect(&address, options.attempt_timeout).await?;
-            conn.send(&encoder).await?;
-            let frame = conn.recv().await?;
-            decode_status(&frame).map_err(|e| std::io::Error::other(e.to_string()))
-        };
-        let core_rows = with_timeout(options.attempt_timeout, asked)
+        let timeout = options.attempt_timeout;
+        let core_rows = exchange(&address, &encoder, timeout, timeout, decode_status)
             .await
             .map_err(|e| format!("node {} core {core} ({address}): {e}", topology.node_id))?;
         rows.push(core_rows);

@@ -20,7 +20,7 @@ use crate::raft::Prng;
 use crate::wire::FrameEncoder;
 
 use super::channel::Channel;
-use super::conn::Conn;
+use super::conn::exchange;
 
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -579,14 +579,7 @@ pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topol
             errors.push(format!("{seed}: not HOST:PORT"));
             continue;
         };
-        let attempt = async {
-            let mut conn = Conn::connect(&address, timeout).await?;
-            conn.send(&encoder).await?;
-            let frame = conn.recv().await?;
-            decode_topology(&frame)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
-        };
-        match with_timeout(timeout, attempt).await {
+        match exchange(&address, &encoder, timeout, timeout, decode_topology).await {
             Ok(topology) if topology.members.is_empty() => {
                 errors.push(format!("{seed}: knows no members yet"));
             }

@@ -4,7 +4,7 @@ use crate::proto::status::{CoreRows, decode_status, encode_status_request};
 use crate::proto::topology::client_address;
 use crate::wire::FrameEncoder;
 
-use super::conn::Conn;
+use super::conn::exchange;
 use super::session::{Client, ClientError, ClientOptions};
 
 /// Rows from every core that answered, and one line per core that did not.
@@ -23,13 +23,7 @@ pub async fn cluster_status(
                 missing.push(format!("node {node}: bad address {base}"));
                 continue;
             };
-            let asked = async {
-                let mut conn = Conn::connect(&address, timeout).await?;
-                conn.send(&encoder).await?;
-                let frame = conn.recv().await?;
-                decode_status(&frame).map_err(|e| std::io::Error::other(e.to_string()))
-            };
-            match super::session::with_timeout(timeout, asked).await {
+            match exchange(&address, &encoder, timeout, timeout, decode_status).await {
                 Ok(core_rows) => rows.push(core_rows),
                 Err(error) => missing.push(format!("node {node} core {core} ({address}): {error}")),
             }

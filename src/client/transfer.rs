@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::proto::transfer::{TransferOutcome, decode_transfer_outcome, encode_transfer_request};
 use crate::wire::FrameEncoder;
 
-use super::conn::Conn;
-use super::session::{Client, ClientOptions, with_timeout};
+use super::conn::exchange;
+use super::session::{Client, ClientOptions};
 
 /// Hand `group` to node `to`; Ok(how long it took) once `to` leads it.
 pub async fn transfer_leader(
@@ -48,18 +48,19 @@ pub async fn transfer_leader(
         };
         // The leader answers when the transfer ends: within an election timeout, plus the
         // time a lagging `to` needs to catch up.
-        let asked = async {
-            let mut conn = Conn::connect(&address, attempt_timeout).await?;
-            conn.send(&encoder).await?;
-            let frame = conn.recv().await?;
-            decode_transfer_outcome(&frame).map_err(|e| std::io::Error::other(e.to_string()))
-        };
+        let asked = exchange(
+            &address,
+            &encoder,
+            attempt_timeout,
+            attempt_timeout * 5,
+            decode_transfer_outcome,
+        );
         let next = |node: u64| {
             let members = &topology.members;
             let at = members.iter().position(|(id, _)| *id == node).unwrap_or(0);
             members[(at + 1) % members.len()].0
         };
-        match with_timeout(attempt_timeout * 5, asked).await {
+        match asked.await {
             Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
             Ok(TransferOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
