@@ -116,42 +116,18 @@ async fn opening(
                 encode_topology(&mut encoder, &topology.borrow()).map_err(|e| e.to_string())?;
             }
             Ok(ClientFrame::StatusRequest) => {
-                let reply = Inbox::new(1);
-                if !inbox.push(Input::Status(reply.clone())).await {
-                    return Err("the node is shutting down".to_string());
-                }
-                let mut rows = Vec::new();
-                reply.take_all(&mut rows).await;
-                encode_status(&mut encoder, &rows[0]).map_err(|e| e.to_string())?;
+                let rows = ask_core(inbox, Input::Status).await?;
+                encode_status(&mut encoder, &rows).map_err(|e| e.to_string())?;
             }
             Ok(ClientFrame::TransferLeader { group, to }) => {
-                let reply = Inbox::new(1);
-                let input = Input::TransferLeader {
-                    group,
-                    to,
-                    reply: reply.clone(),
-                };
-                if !inbox.push(input).await {
-                    return Err("the node is shutting down".to_string());
-                }
-                let mut outcomes = Vec::new();
-                reply.take_all(&mut outcomes).await;
-                encode_transfer_outcome(&mut encoder, &outcomes[0]).map_err(|e| e.to_string())?;
+                let input = |reply| Input::TransferLeader { group, to, reply };
+                let outcome = ask_core(inbox, input).await?;
+                encode_transfer_outcome(&mut encoder, &outcome).map_err(|e| e.to_string())?;
             }
             Ok(ClientFrame::ChangeMember(change)) => {
                 let outcome = match change {
                     Ok(change) => {
-                        let reply = Inbox::new(1);
-                        let input = Input::ChangeMember {
-                            change,
-                            reply: reply.clone(),
-                        };
-                        if !inbox.push(input).await {
-                            return Err("the node is shutting down".to_string());
-                        }
-                        let mut outcomes = Vec::new();
-                        reply.take_all(&mut outcomes).await;
-                        outcomes.swap_remove(0)
+                        ask_core(inbox, |reply| Input::ChangeMember { change, reply }).await?
                     }
                     Err(why) => MemberOutcome::Failed(why),
                 };
@@ -166,6 +142,22 @@ async fn opening(
         };
         written.await.map_err(|e| format!("write failed: {e}"))?;
     }
+}
+
+/// Hand the core loop the input `make` builds around a reply box, and wait for its one reply.
+async fn ask_core<T>(
+    inbox: &Inbox<Input>,
+    make: impl FnOnce(Inbox<T>) -> Input,
+) -> Result<T, String> {
+    let reply = Inbox::new(1);
+    if !inbox.push(make(reply.clone())).await {
+        return Err("the node is shutting down".to_string());
+    }
+    let mut replies = Vec::new();
+    reply.take_all(&mut replies).await;
+    replies
+        .pop()
+        .ok_or_else(|| "the core loop gave no answer".to_string())
 }
 
 async fn read_requests(
