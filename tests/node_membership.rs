@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use cohort::cli::local_cluster::LocalCluster;
-use cohort::proto::client::Consistency;
-use common::cluster::{cohort_cli, finish, start_with, wait_ms, with_client};
+use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
+use cohort::client::ClientError;
+use cohort::proto::client::{Consistency, ErrorCode};
+use common::cluster::{cohort_cli, finish, start_with, start_with_flags, wait_ms, with_client};
 
 /// Writes distinct keys until told to stop; counts the acknowledged ones as they come.
 struct Writer {
@@ -160,8 +161,13 @@ fn leader_of_group_0(via: &str) -> u64 {
 #[test]
 fn the_cluster_grows_to_five_and_shrinks_to_three_under_load_losing_nothing() {
     // A small snapshot threshold: the joining nodes find their leaders' logs compacted and
-    // catch up by snapshot.
-    let mut cluster = start_with("members-grow", 40);
+    // catch up by snapshot, streamed in 1 KiB chunks (a group's state is several KiB).
+    let flags = NodeFlags {
+        snapshot_entries: 40,
+        snapshot_chunk_kib: 1,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_with_flags("members-grow", flags);
     let writer = Writer::start(&cluster.bases);
     writer.expect_progress(300, "start");
 
@@ -279,5 +285,79 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "started with other --groups");
     assert!(stderr.contains("cannot change"), "{stderr}");
+    finish(cluster);
+}
+
+/// Goal: a group whose state is larger than a frame (16 MiB) reaches a joining node: the
+/// snapshot streams in chunks. Method: 40 values of 512 KiB, all in group 0, with a snapshot
+/// every 10 entries; node 4 joins and must catch up by snapshot; with node 2 stopped, every
+/// value is read back linearizably (node 4's replica is needed for a quorum). Also: a value
+/// too large for one entry of the nodes' 1 MiB WAL segments is refused, and nothing breaks.
+#[test]
+fn a_state_larger_than_a_frame_streams_to_a_joining_node() {
+    let mut cluster = start_with("members-big", 10);
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("big-{i}").into_bytes())
+        .filter(|key| cohort::proto::topology::group_of(key, common::cluster::GROUPS) == 0)
+        .take(40)
+        .collect();
+    let value = |key: &[u8]| -> Vec<u8> {
+        let seed = key.iter().map(|&b| u32::from(b)).sum::<u32>();
+        (0..1u32 << 19)
+            .map(|i| (i.wrapping_mul(seed) >> 3) as u8)
+            .collect()
+    };
+    let written = keys.clone();
+    with_client(&cluster.bases, 90, async move |client| {
+        let huge = vec![1u8; 1 << 20];
+        match client.put(&written[0], &huge).await {
+            Err(ClientError::Refused {
+                code: ErrorCode::TooLarge,
+                message,
+            }) => assert!(message.contains("--segment-mib"), "{message}"),
+            other => panic!("a 1 MiB value with 1 MiB segments: {other:?}"),
+        }
+        for key in &written {
+            client.put(key, &value(key)).await.unwrap();
+        }
+    });
+    let id = cluster.join(1).expect("node starts");
+    wait_for_log(
+        &cluster,
+        id,
+        &format!("node {id}: joined: voter of every group"),
+        1,
+    );
+    assert!(
+        cluster.log(id).contains("installed a snapshot"),
+        "node {id} did not catch up by snapshot:\n{}",
+        cluster.log(id)
+    );
+    // The log line is `… installed a snapshot index=I bytes=B`: one larger than a frame.
+    let largest = cluster
+        .log(id)
+        .lines()
+        .filter(|line| line.contains("installed a snapshot"))
+        .filter_map(|line| line.rsplit("bytes=").next()?.trim().parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest > cohort::wire::limits::FRAME_BODY_BYTES_MAX,
+        "the largest snapshot node {id} installed was {largest} bytes"
+    );
+    // Only node 4 and one other remain: reads need node 4's replica in the quorum.
+    cluster.terminate(2).expect("node 2 stops");
+    let bases = vec![cluster.bases[0].clone(), cluster.bases[3].clone()];
+    let wrong = with_client(&bases, 91, async move |client| {
+        let mut wrong = Vec::new();
+        for key in keys {
+            let got = client.get(&key, Consistency::Linearizable).await.unwrap();
+            if got.as_deref() != Some(&value(&key)[..]) {
+                wrong.push(String::from_utf8_lossy(&key).to_string());
+            }
+        }
+        wrong
+    });
+    assert!(wrong.is_empty(), "values lost or damaged: {wrong:?}");
     finish(cluster);
 }

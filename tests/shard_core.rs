@@ -15,6 +15,7 @@ use cohort::raft::{
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
 use cohort::shard::inbox::Inbox;
+use cohort::shard::snapshot_stream::StreamConfig;
 use cohort::wire::Envelope;
 use futures_lite::future::block_on;
 
@@ -80,6 +81,12 @@ fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNe
         groups_total: 1,
         sync,
         snapshot_entries: 0,
+        snapshot_stream: StreamConfig {
+            chunk_bytes: 1 << 20,
+            window_chunks: 4,
+            stall_ticks: 10,
+            abandon_ticks: 100,
+        },
         leader_balance_margin: None,
         balance_every_ticks: 20,
     };

@@ -340,3 +340,29 @@ fn reopen_after_any_crash_shows_a_prefix_with_everything_synced() {
         assert!(coverage.poisoned > 100, "{coverage:?}");
     }
 }
+
+/// Goal: `entries_bytes_max` is exactly what one append may carry. Method: with three groups
+/// logged (a fresh segment's checkpoint names them all), an append of exactly the bound fits
+/// even after the active segment is partly used, and one byte more is refused, not written.
+#[test]
+fn entries_bytes_max_is_the_largest_append_that_fits() {
+    let config = WalConfig {
+        segment_bytes: 8192,
+    };
+    let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh open");
+    for group in 0..GROUPS {
+        wal.append_entries(group, 1, &[(1, b"x")])
+            .expect("small append");
+    }
+    let max = wal.entries_bytes_max(GROUPS as usize);
+    let one_entry = |bytes: usize| vec![7u8; bytes - cohort::wal::ENTRY_PREFIX_BYTES];
+    let too_big = one_entry(max + 1);
+    let err = wal
+        .append_entries(0, 2, &[(1, &too_big)])
+        .expect_err("one byte over the bound");
+    assert!(matches!(err, WalError::RecordTooLarge { .. }), "{err}");
+    let fits = one_entry(max);
+    wal.append_entries(0, 2, &[(1, &fits)])
+        .expect("exactly the bound fits (in a fresh segment)");
+    assert_eq!(wal.group(0).expect("group 0").last_index, 2);
+}

@@ -26,7 +26,7 @@ fn every_message_kind_round_trips() {
         envelopes.iter().map(|e| e.message.body.name()).collect();
     assert_eq!(
         kinds.len(),
-        13,
+        15,
         "the fixture must cover every MessageBody variant"
     );
     let decoded = decode_frame(&encode(&envelopes)).expect("valid frame");
@@ -48,6 +48,7 @@ fn decoded_payloads_borrow_the_receive_buffer() {
         let payloads: Vec<&Bytes> = match &envelope.message.body {
             MessageBody::AppendRequest(append) => append.entries.iter().map(|e| &e.data).collect(),
             MessageBody::InstallSnapshot(snapshot) => vec![&snapshot.data],
+            MessageBody::SnapshotChunk(chunk) => vec![&chunk.data],
             MessageBody::ForwardProposal { data } => data.iter().collect(),
             _ => vec![],
         };

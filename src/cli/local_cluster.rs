@@ -36,6 +36,9 @@ pub struct NodeFlags {
     /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).
     #[arg(long)]
     pub lease_reads: bool,
+    /// Chunk size of the nodes' snapshot streams, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub snapshot_chunk_kib: usize,
 }
 
 impl Default for NodeFlags {
@@ -47,6 +50,7 @@ impl Default for NodeFlags {
             segment_mib: 64,
             snapshot_entries: 100_000,
             lease_reads: false,
+            snapshot_chunk_kib: 1024,
         }
     }
 }
@@ -240,6 +244,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         &flags.segment_mib.to_string(),
         "--snapshot-entries",
         &flags.snapshot_entries.to_string(),
+        "--snapshot-chunk-kib",
+        &flags.snapshot_chunk_kib.to_string(),
     ]
     .map(String::from)
     .to_vec();

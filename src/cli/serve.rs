@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// its last snapshot (0: never; the WAL then grows without bound).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
+    /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
+    #[arg(long, default_value_t = 1024)]
+    pub snapshot_chunk_kib: usize,
     /// Leader balancing: while this node leads more than ⌈groups / nodes⌉ of a core's groups
     /// plus this many, it hands one at a time to the node that leads the fewest.
     #[arg(long, default_value_t = 0)]
@@ -233,6 +236,7 @@ impl ServeArgs {
             lease_reads: self.lease_reads,
             segment_bytes: self.segment_mib << 20,
             snapshot_entries: self.snapshot_entries,
+            snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };
         config.validate().map_err(|e| e.to_string())?;

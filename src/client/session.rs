@@ -3,7 +3,7 @@
 //! caches leaders per group.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -125,6 +125,8 @@ struct State {
     /// Sequences sent and not yet answered, per derived client id: the lowest is what a
     /// request tells the state machine as its `first_unacked`.
     unanswered: HashMap<u64, BTreeSet<u64>>,
+    /// Derived client ids with at least one request applied (so their group holds a session).
+    applied: HashSet<u64>,
     leaders: HashMap<u32, u64>,
     channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
@@ -141,6 +143,7 @@ impl Client {
         let state = State {
             sequences: HashMap::new(),
             unanswered: HashMap::new(),
+            applied: HashSet::new(),
             leaders: HashMap::new(),
             channels: HashMap::new(),
             encoder: FrameEncoder::new(),
@@ -284,11 +287,10 @@ impl Client {
                     .await;
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
-                            self.inner
-                                .state
-                                .borrow_mut()
-                                .leaders
-                                .insert(slot.group, node);
+                            let mut state = self.inner.state.borrow_mut();
+                            state.leaders.insert(slot.group, node);
+                            state.applied.insert(slot.request.command.client_id);
+                            drop(state);
                             answers[i] = Some(Answer {
                                 result: Ok(result),
                                 node: Some(node),
@@ -469,10 +471,17 @@ impl Client {
         let mut state = self.inner.state.borrow_mut();
         let sequence = *state.sequences.get(&client_id).unwrap_or(&1);
         let unanswered = state.unanswered.get(&client_id);
-        // Everything below the lowest unanswered sequence has its answer.
-        let first_unacked = unanswered
-            .and_then(|set| set.first().copied())
-            .map_or(sequence, |lowest| lowest.min(sequence));
+        // Everything below the lowest unanswered sequence has its answer. Until the group
+        // applied one request of this id, its state machine holds no session for it and must
+        // hear "nothing acknowledged" (1): requests refused before they were proposed (too
+        // large, malformed) used up sequence numbers it never saw.
+        let first_unacked = if state.applied.contains(&client_id) {
+            unanswered
+                .and_then(|set| set.first().copied())
+                .map_or(sequence, |lowest| lowest.min(sequence))
+        } else {
+            1
+        };
         let request = Request {
             command: Command {
                 client_id,

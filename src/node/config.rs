@@ -9,6 +9,11 @@ use std::time::Duration;
 use crate::proto::topology::{client_address, peer_address};
 use crate::raft::NodeId;
 
+/// Bounds of a snapshot chunk: at least 1 KiB, and small enough that a chunk and its
+/// message fit one frame with room to spare.
+pub const SNAPSHOT_CHUNK_BYTES_MIN: usize = 1 << 10;
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
+
 /// When the WAL is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -45,6 +50,8 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// Entries applied since a group's last snapshot before it takes the next (0: never).
     pub snapshot_entries: u64,
+    /// Bytes per chunk when a snapshot is streamed to a peer.
+    pub snapshot_chunk_bytes: usize,
     /// Hand leaderships over while this node leads more than its share of a core's groups
     /// plus this many (None: never).
     pub leader_balance_margin: Option<u32>,
@@ -113,6 +120,16 @@ impl NodeConfig {
                 "--election-ticks ({}) must be more than twice --heartbeat-ticks ({}), \
                  which must be at least 1",
                 self.election_ticks, self.heartbeat_ticks
+            )));
+        }
+        if !(SNAPSHOT_CHUNK_BYTES_MIN..=SNAPSHOT_CHUNK_BYTES_MAX)
+            .contains(&self.snapshot_chunk_bytes)
+        {
+            return Err(error(format!(
+                "--snapshot-chunk-kib {} is outside {}..={} (a chunk must fit a frame)",
+                self.snapshot_chunk_bytes >> 10,
+                SNAPSHOT_CHUNK_BYTES_MIN >> 10,
+                SNAPSHOT_CHUNK_BYTES_MAX >> 10
             )));
         }
         if self.tick.is_zero() {
@@ -187,6 +204,7 @@ mod tests {
             lease_reads: false,
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
+            snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: Some(0),
         }
     }
@@ -209,6 +227,10 @@ mod tests {
             (|c| c.cores = 0, "at least 1"),
             (|c| c.groups = 1, "below --cores"),
             (|c| c.election_ticks = 4, "more than twice"),
+            (
+                |c| c.snapshot_chunk_bytes = 64 << 20,
+                "--snapshot-chunk-kib",
+            ),
             (
                 |c| {
                     c.members.insert(NodeId(4), "nowhere".into());

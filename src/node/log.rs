@@ -19,7 +19,9 @@ use crate::raft::{
 use crate::shard::core::CoreLog;
 
 use super::snapshot_file;
-use crate::wal::{BuiltSegment, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry};
+use crate::wal::{
+    BuiltSegment, ENTRY_PREFIX_BYTES, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry,
+};
 
 use super::config::NodeConfig;
 
@@ -27,6 +29,8 @@ pub struct WalLog {
     /// The core's folder: WAL segments and one snapshot file per group.
     dir: PathBuf,
     wal: Wal<FileStore>,
+    /// Groups of this core: a fresh segment's checkpoint has a line for each.
+    groups: usize,
     scratch: Vec<u8>,
     ranges: Vec<(u64, std::ops::Range<usize>)>,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
@@ -70,6 +74,7 @@ impl WalLog {
         let mut log = WalLog {
             dir: dir.to_path_buf(),
             wal,
+            groups: groups.len(),
             scratch: Vec::new(),
             ranges: Vec::new(),
             building: None,
@@ -207,6 +212,14 @@ impl WalLog {
             .map_err(io_error)
     }
 
+    /// The largest entry payload this log takes: what a proposal may be at most.
+    pub fn entry_bytes_max(&self) -> usize {
+        // One entry alone in a record, with its kind byte.
+        self.wal
+            .entries_bytes_max(self.groups)
+            .saturating_sub(ENTRY_PREFIX_BYTES + 1)
+    }
+
     fn write(
         &mut self,
         group: u32,
@@ -228,9 +241,26 @@ impl WalLog {
                 .iter()
                 .map(|(term, range)| (*term, &self.scratch[range.clone()]))
                 .collect();
-            self.wal
-                .append_entries(group, first.index.0, &records)
-                .map_err(io_error)?;
+            // A record never spans segments: a batch larger than one goes in several appends.
+            let bytes_max = self.wal.entries_bytes_max(self.groups);
+            let mut first_index = first.index.0;
+            let mut rest = &records[..];
+            while !rest.is_empty() {
+                let mut bytes = 0;
+                let count = rest
+                    .iter()
+                    .take_while(|(_, payload)| {
+                        bytes += ENTRY_PREFIX_BYTES + payload.len();
+                        bytes <= bytes_max
+                    })
+                    .count()
+                    .max(1);
+                self.wal
+                    .append_entries(group, first_index, &rest[..count])
+                    .map_err(io_error)?;
+                first_index += count as u64;
+                rest = &rest[count..];
+            }
         }
         if let Some(state) = hard_state {
             let state = crate::wal::HardState {

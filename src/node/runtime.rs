@@ -18,11 +18,16 @@ use crate::raft::{Config, NodeId, Persisted, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
+use crate::shard::snapshot_stream::StreamConfig;
 use crate::transport::{SendError, Transport, TransportConfig};
 use crate::wire::{ClusterId, Envelope};
 
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
+
+/// Snapshot chunks in flight to one peer, per group: 4 MiB with the default chunk, well
+/// under a peer queue's bound, so appends of other groups are never stuck behind a snapshot.
+const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
 
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
 const INBOX_CAPACITY: usize = 4096;
@@ -155,6 +160,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         });
         let mut state = Group::new(replica, address);
         state.kv = kv;
+        state.entry_bytes_max = log.entry_bytes_max();
         groups.insert(group, state);
     }
 
@@ -209,6 +215,13 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         groups_total: config.groups,
         sync: config.sync == SyncMode::Always,
         snapshot_entries: config.snapshot_entries,
+        snapshot_stream: StreamConfig {
+            chunk_bytes: config.snapshot_chunk_bytes,
+            window_chunks: SNAPSHOT_WINDOW_CHUNKS,
+            // Resend a quiet window after an election timeout; give a stream up after ten.
+            stall_ticks: u64::from(config.election_ticks),
+            abandon_ticks: 10 * u64::from(config.election_ticks),
+        },
         leader_balance_margin: config.leader_balance_margin,
         // A handover ends (done or abandoned) within an election timeout.
         balance_every_ticks: 2 * config.election_ticks,

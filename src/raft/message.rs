@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::types::{Entry, LogIndex, NodeId, Snapshot, Term};
+use super::types::{Entry, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 /// One message between two replicas of the same group. The group itself is not named here:
 /// the shard that drives the core knows which group a message belongs to.
@@ -48,6 +48,28 @@ pub enum MessageBody {
     ForwardProposal {
         data: Vec<Bytes>,
     },
+    /// Leader → follower: one bounded chunk of a snapshot on its way. The core never sends
+    /// nor takes these: the layer that drives it splits an `InstallSnapshot` into chunks and
+    /// assembles the chunks back into one (see `shard::snapshot_stream`).
+    SnapshotChunk(SnapshotChunk),
+    /// Follower → leader: of the snapshot at `index`, the first `received` bytes arrived; `gap`:
+    /// a chunk after them was missing (or the follower lost what it had), so resend from there.
+    SnapshotAck {
+        index: LogIndex,
+        received: u64,
+        gap: bool,
+    },
+}
+
+/// Bytes `offset..offset + data.len()` of a snapshot of `total` bytes whose crc32 is
+/// `checksum`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub total: u64,
+    pub checksum: u32,
+    pub data: Bytes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +130,7 @@ impl MessageBody {
                 append.entries.iter().map(Entry::size_bytes).sum()
             }
             MessageBody::InstallSnapshot(snapshot) => snapshot.data.len() as u64,
+            MessageBody::SnapshotChunk(chunk) => chunk.data.len() as u64,
             MessageBody::ForwardProposal { data } => data.iter().map(|d| d.len() as u64).sum(),
             _ => 0,
         }
@@ -129,6 +152,8 @@ impl MessageBody {
             MessageBody::ReadIndexRequest { .. } => "ReadIndexRequest",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             MessageBody::ForwardProposal { .. } => "ForwardProposal",
+            MessageBody::SnapshotChunk(_) => "SnapshotChunk",
+            MessageBody::SnapshotAck { .. } => "SnapshotAck",
         }
     }
 }

@@ -273,6 +273,14 @@ impl Replica {
     /// messages are handled; a message that breaks the protocol's shape is refused.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         validate(&message, self.id)?;
+        if matches!(
+            message.body,
+            MessageBody::SnapshotChunk(_) | MessageBody::SnapshotAck { .. }
+        ) {
+            return Err(StepError::Malformed(
+                "snapshot chunks are assembled before they reach the core",
+            ));
+        }
         if message.term > self.term {
             if !self.on_higher_term(&message) {
                 return Ok(());

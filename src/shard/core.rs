@@ -22,13 +22,16 @@ use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
-use crate::raft::{GroupId, Message, NodeId, ProgressState, Ready, Role, Snapshot, TransferError};
+use crate::raft::{
+    GroupId, Message, MessageBody, NodeId, ProgressState, Ready, Role, Snapshot, TransferError,
+};
 use crate::wire::Envelope;
 
 use super::balance::{GroupView, pick_handover};
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::membership;
+use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 
 /// What the core loop persists to. One instance per core, shared by all its groups.
 pub trait CoreLog {
@@ -101,6 +104,8 @@ pub struct CoreShape {
     /// Snapshot a group once this many entries were applied since its last snapshot
     /// (0: never).
     pub snapshot_entries: u64,
+    /// How snapshots are streamed to peers (see [`super::snapshot_stream`]).
+    pub snapshot_stream: StreamConfig,
     /// Leader balancing (see [`super::balance`]): the margin over a fair share, or None.
     pub leader_balance_margin: Option<u32>,
     /// Ticks between two looks at the leaders' spread.
@@ -124,6 +129,7 @@ pub struct Core<L, N> {
     /// Called with every member's base address (the union over this core's groups) when a
     /// conf change or snapshot changed them.
     on_members: OnMembers,
+    streams: SnapshotStreams,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -137,7 +143,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         on_members: OnMembers,
     ) -> Self {
         Core {
-            shape,
             groups,
             log,
             net,
@@ -148,6 +153,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             transfers: Vec::new(),
             member_changes: Vec::new(),
             on_members,
+            streams: SnapshotStreams::new(shape.snapshot_stream),
+            shape,
         }
     }
 
@@ -184,6 +191,28 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         match input {
             Input::Peer(envelopes) => {
                 for Envelope { group, message } in envelopes {
+                    let message = match message.body {
+                        MessageBody::SnapshotChunk(_) => {
+                            let (ack, whole) = self.streams.on_chunk(group.0, message);
+                            if let Some(ack) = ack {
+                                self.net.send(ack);
+                            }
+                            match whole {
+                                Some(whole) => whole,
+                                None => continue,
+                            }
+                        }
+                        MessageBody::SnapshotAck {
+                            index,
+                            received,
+                            gap,
+                        } => {
+                            let from = message.from.0;
+                            self.streams.on_ack(from, group.0, index, received, gap);
+                            continue;
+                        }
+                        _ => message,
+                    };
                     // A message for a group this core does not run is a misrouted peer:
                     // dropped, like any message Raft may lose.
                     if let Some(g) = self.groups.get_mut(&group.0)
@@ -231,6 +260,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     group.replica.tick();
                 }
                 self.ticks += 1;
+                self.streams.tick();
                 self.finish_transfers();
                 self.finish_member_changes();
                 let every = u64::from(self.shape.balance_every_ticks.max(1));
@@ -424,7 +454,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             let mut ready = group.replica.ready();
-            send_all(&mut self.net, id, group, ready.take_messages_now());
+            send_all(
+                &mut self.net,
+                &mut self.streams,
+                id,
+                group,
+                ready.take_messages_now(),
+            );
             self.log
                 .stage(GroupId(id), &ready)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
@@ -441,6 +477,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             let group = self.groups.get_mut(&id).expect("listed above");
             send_all(
                 &mut self.net,
+                &mut self.streams,
                 id,
                 group,
                 ready.take_messages_after_persist(),
@@ -464,6 +501,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.finish_member_changes();
         }
         self.publish_members();
+        let net = &mut self.net;
+        self.streams.pump(|envelope| net.send(envelope));
         Ok(())
     }
 
@@ -520,9 +559,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 }
 
 /// Send `messages` of group `id`; a peer whose queue refuses one is reported unreachable, so
-/// the leader stops streaming to it until it answers again.
-fn send_all(net: &mut impl CoreNet, id: u32, group: &mut Group, messages: Vec<Message>) {
+/// the leader stops streaming to it until it answers again. Snapshots go to their streams.
+fn send_all(
+    net: &mut impl CoreNet,
+    streams: &mut SnapshotStreams,
+    id: u32,
+    group: &mut Group,
+    messages: Vec<Message>,
+) {
     for message in messages {
+        let Some(message) = streams.offer(id, message) else {
+            continue;
+        };
         let to = message.to;
         let envelope = Envelope {
             group: GroupId(id),

@@ -45,6 +45,9 @@ pub struct Group {
     /// The member addresses changed (a conf change or a snapshot was applied) since the core
     /// last looked.
     pub members_changed: bool,
+    /// The largest command the log takes as one entry (the WAL's segments bound it); larger
+    /// writes are refused as too large.
+    pub entry_bytes_max: usize,
 }
 
 impl Group {
@@ -58,6 +61,7 @@ impl Group {
             next_ctx: 1,
             client_address,
             members_changed: false,
+            entry_bytes_max: usize::MAX,
         }
     }
 
@@ -112,7 +116,17 @@ impl Group {
         if self.replica.role() != Role::Leader {
             return answer(self.not_leader(&request));
         }
-        match self.replica.propose(request.command.encode()) {
+        let data = request.command.encode();
+        if data.len() > self.entry_bytes_max {
+            let why = format!(
+                "a write of {} bytes; one log entry holds at most {} with this node's WAL \
+                 segments (--segment-mib)",
+                data.len(),
+                self.entry_bytes_max
+            );
+            return answer(error_response(&request, ErrorCode::TooLarge, &why));
+        }
+        match self.replica.propose(data) {
             Ok(_) => {
                 let key = (request.command.client_id, request.command.sequence);
                 self.writes.insert(key, (conn, self.replica.term()));
@@ -148,7 +162,11 @@ impl Group {
         {
             self.kv = KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?;
             self.members_changed = true;
-            tracing::info!(index = snapshot.meta.index.0, "installed a snapshot");
+            tracing::info!(
+                index = snapshot.meta.index.0,
+                bytes = snapshot.data.len(),
+                "installed a snapshot"
+            );
         }
         for entry in ready.take_committed() {
             self.apply_entry(&entry, out)?;

@@ -6,5 +6,6 @@ pub mod core;
 pub mod group;
 pub mod inbox;
 pub mod membership;
+pub mod snapshot_stream;
 
 pub use group::{Answer, ConnId, Group};

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::errors::{WalError, WalOpenError};
 use super::format::{
-    RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, encode_segment_header,
+    RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, align_up, encode_segment_header,
     put_record_header, seal_record,
 };
 use super::index::{EntryLoc, GroupLog};
@@ -192,6 +192,21 @@ impl<S: Storage> Wal<S> {
     /// Appends entries `first_index..` of `group`, each `(term, payload)`, as one record: after
     /// a crash they come back all or none. `first_index` may go back into the log (a follower
     /// overwriting a conflicting suffix) but not past its end nor into the snapshot.
+    /// The most bytes of entries (`Σ ENTRY_PREFIX_BYTES + payload`) one [`Wal::append_entries`]
+    /// call may carry when the log holds `groups` groups: a record never spans segments, and a
+    /// fresh segment starts with a checkpoint line per group. Callers split larger batches.
+    pub fn entries_bytes_max(&self, groups: usize) -> usize {
+        let groups = groups.max(self.groups.len());
+        let checkpoint = align_up(
+            RECORD_HEADER_BYTES
+                + payload::CHECKPOINT_PREFIX_BYTES
+                + groups * payload::CHECKPOINT_GROUP_BYTES,
+        );
+        (self.config.segment_bytes as usize).saturating_sub(
+            SEGMENT_HEADER_BYTES + checkpoint + RECORD_HEADER_BYTES + ENTRIES_PREFIX_BYTES,
+        )
+    }
+
     pub fn append_entries(
         &mut self,
         group: u64,

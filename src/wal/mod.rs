@@ -162,6 +162,7 @@ pub use file::{BuiltSegment, FileStore, FileSyncer, SyncMode};
 pub use format::{RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 pub use log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, Wal, WalConfig, WalStats};
 pub use mem::{CrashFault, MemStorage, MemSyncer, SECTOR_BYTES};
+pub use payload::ENTRY_PREFIX_BYTES;
 pub use recovery::RecoveryReport;
 pub use storage::{SegmentSyncer, Storage};
 pub use sync::{SyncDone, SyncTicket};

@@ -14,8 +14,8 @@ use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
 
 use crate::raft::{
     AppendRequest, AppendResponse, ConfState, Entry, EntryKind, GroupId, Heartbeat,
-    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term,
-    VoteRequest, VoteResponse,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk,
+    SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 
 use super::fb;
@@ -309,6 +309,18 @@ fn decode_body(
                 .unwrap_or_default();
             MessageBody::ForwardProposal { data }
         }
+        fb::RaftBody::SnapshotChunk => {
+            let chunk = message.body_as_snapshot_chunk().ok_or(missing)?;
+            MessageBody::SnapshotChunk(decode_chunk(frame, chunk))
+        }
+        fb::RaftBody::SnapshotAck => {
+            let ack = message.body_as_snapshot_ack().ok_or(missing)?;
+            MessageBody::SnapshotAck {
+                index: LogIndex(ack.index()),
+                received: ack.received(),
+                gap: ack.gap(),
+            }
+        }
         fb::RaftBody::NONE => return Err(missing),
         other => {
             return Err(ContentError::UnionUnknown {
@@ -366,24 +378,39 @@ fn node_ids(ids: Option<flatbuffers::Vector<'_, u64>>) -> Vec<NodeId> {
         .unwrap_or_default()
 }
 
+fn decode_conf(conf: Option<fb::ConfState<'_>>) -> ConfState {
+    conf.map(|conf| ConfState {
+        voters: node_ids(conf.voters()),
+        voters_outgoing: node_ids(conf.voters_outgoing()),
+        learners: node_ids(conf.learners()),
+        learners_next: node_ids(conf.learners_next()),
+        auto_leave: conf.auto_leave(),
+    })
+    .unwrap_or_default()
+}
+
 fn decode_snapshot(frame: &Bytes, snapshot: fb::InstallSnapshot<'_>) -> Snapshot {
-    let conf_state = snapshot
-        .conf_state()
-        .map(|conf| ConfState {
-            voters: node_ids(conf.voters()),
-            voters_outgoing: node_ids(conf.voters_outgoing()),
-            learners: node_ids(conf.learners()),
-            learners_next: node_ids(conf.learners_next()),
-            auto_leave: conf.auto_leave(),
-        })
-        .unwrap_or_default();
     Snapshot {
         meta: SnapshotMeta {
             index: LogIndex(snapshot.index()),
             term: Term(snapshot.term()),
-            conf_state,
+            conf_state: decode_conf(snapshot.conf_state()),
         },
         data: payload(frame, snapshot.data()),
+    }
+}
+
+fn decode_chunk(frame: &Bytes, chunk: fb::SnapshotChunk<'_>) -> SnapshotChunk {
+    SnapshotChunk {
+        meta: SnapshotMeta {
+            index: LogIndex(chunk.index()),
+            term: Term(chunk.term()),
+            conf_state: decode_conf(chunk.conf_state()),
+        },
+        offset: chunk.offset(),
+        total: chunk.total(),
+        checksum: chunk.checksum(),
+        data: payload(frame, chunk.data()),
     }
 }
 
@@ -668,6 +695,38 @@ fn encode_message(
                 fb::ForwardProposal::create(fbb, &args).as_union_value(),
             )
         }
+        MessageBody::SnapshotChunk(chunk) => {
+            let conf_state = Some(encode_conf(fbb, &chunk.meta.conf_state));
+            let data = bytes_vector(fbb, &chunk.data);
+            let args = fb::SnapshotChunkArgs {
+                index: chunk.meta.index.0,
+                term: chunk.meta.term.0,
+                conf_state,
+                offset: chunk.offset,
+                total: chunk.total,
+                checksum: chunk.checksum,
+                data,
+            };
+            (
+                fb::RaftBody::SnapshotChunk,
+                fb::SnapshotChunk::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::SnapshotAck {
+            index,
+            received,
+            gap,
+        } => {
+            let args = fb::SnapshotAckArgs {
+                index: index.0,
+                received: *received,
+                gap: *gap,
+            };
+            (
+                fb::RaftBody::SnapshotAck,
+                fb::SnapshotAck::create(fbb, &args).as_union_value(),
+            )
+        }
     };
     let args = fb::RaftMessageArgs {
         group: envelope.group.0,
@@ -722,11 +781,7 @@ fn id_vector(
     (!ids.is_empty()).then(|| fbb.create_vector_from_iter(ids.iter().map(|id| id.0)))
 }
 
-fn encode_snapshot(
-    fbb: &mut Builder,
-    snapshot: &Snapshot,
-) -> WIPOffset<fb::InstallSnapshot<'static>> {
-    let conf = &snapshot.meta.conf_state;
+fn encode_conf(fbb: &mut Builder, conf: &ConfState) -> WIPOffset<fb::ConfState<'static>> {
     let conf_args = fb::ConfStateArgs {
         voters: id_vector(fbb, &conf.voters),
         voters_outgoing: id_vector(fbb, &conf.voters_outgoing),
@@ -734,7 +789,14 @@ fn encode_snapshot(
         learners_next: id_vector(fbb, &conf.learners_next),
         auto_leave: conf.auto_leave,
     };
-    let conf_state = Some(fb::ConfState::create(fbb, &conf_args));
+    fb::ConfState::create(fbb, &conf_args)
+}
+
+fn encode_snapshot(
+    fbb: &mut Builder,
+    snapshot: &Snapshot,
+) -> WIPOffset<fb::InstallSnapshot<'static>> {
+    let conf_state = Some(encode_conf(fbb, &snapshot.meta.conf_state));
     let data = bytes_vector(fbb, &snapshot.data);
     let args = fb::InstallSnapshotArgs {
         index: snapshot.meta.index.0,

@@ -12,14 +12,24 @@ pub const GROUPS: u32 = 6;
 /// A cluster with 1 MiB WAL segments, so the tests rotate, build segments off the loop and
 /// recover across several segments; `snapshot_entries` per group between snapshots.
 pub fn start_with(name: &str, snapshot_entries: u64) -> LocalCluster {
+    start_with_flags(
+        name,
+        NodeFlags {
+            snapshot_entries,
+            ..NodeFlags::default()
+        },
+    )
+}
+
+/// A cluster with 1 MiB WAL segments, `GROUPS` groups, and `flags` otherwise.
+pub fn start_with_flags(name: &str, flags: NodeFlags) -> LocalCluster {
     let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
     let flags = NodeFlags {
         groups: GROUPS,
         segment_mib: 1,
-        snapshot_entries,
-        ..NodeFlags::default()
+        ..flags
     };
     LocalCluster::start(&exe, &dir, &flags).expect("cluster starts")
 }

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use cohort::raft::{
     AppendRequest, AppendResponse, ConfState, Entry, EntryKind, GroupId, Heartbeat,
-    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term,
-    VoteRequest, VoteResponse,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk,
+    SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use cohort::wire::Envelope;
 use proptest::collection::vec;
@@ -106,6 +106,22 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
             index: LogIndex(i)
         }),
         vec(payload(), 0..4).prop_map(|data| MessageBody::ForwardProposal { data }),
+        (snapshot(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(snapshot, offset, total, checksum)| MessageBody::SnapshotChunk(SnapshotChunk {
+                meta: snapshot.meta,
+                offset,
+                total,
+                checksum,
+                data: snapshot.data,
+            })
+        ),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(i, received, gap)| {
+            MessageBody::SnapshotAck {
+                index: LogIndex(i),
+                received,
+                gap,
+            }
+        }),
     ]
 }
 
@@ -192,6 +208,22 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
         },
         MessageBody::ForwardProposal {
             data: vec![Bytes::from_static(b"p1"), Bytes::from_static(b"p2")],
+        },
+        MessageBody::SnapshotChunk(SnapshotChunk {
+            meta: SnapshotMeta {
+                index: LogIndex(40),
+                term: Term(3),
+                conf_state: ConfState::default(),
+            },
+            offset: 1 << 20,
+            total: 3 << 20,
+            checksum: 0xdead_beef,
+            data: Bytes::from_static(b"chunk bytes"),
+        }),
+        MessageBody::SnapshotAck {
+            index: LogIndex(40),
+            received: 2 << 20,
+            gap: true,
         },
     ];
     bodies

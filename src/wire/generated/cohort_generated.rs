@@ -104,10 +104,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for EntryKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RAFT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RAFT_BODY: u8 = 13;
+pub const ENUM_MAX_RAFT_BODY: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RAFT_BODY: [RaftBody; 14] = [
+pub const ENUM_VALUES_RAFT_BODY: [RaftBody; 16] = [
   RaftBody::NONE,
   RaftBody::AppendRequest,
   RaftBody::AppendResponse,
@@ -122,6 +122,8 @@ pub const ENUM_VALUES_RAFT_BODY: [RaftBody; 14] = [
   RaftBody::ReadIndexRequest,
   RaftBody::ReadIndexResponse,
   RaftBody::ForwardProposal,
+  RaftBody::SnapshotChunk,
+  RaftBody::SnapshotAck,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -143,9 +145,11 @@ impl RaftBody {
   pub const ReadIndexRequest: Self = Self(11);
   pub const ReadIndexResponse: Self = Self(12);
   pub const ForwardProposal: Self = Self(13);
+  pub const SnapshotChunk: Self = Self(14);
+  pub const SnapshotAck: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 13;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::AppendRequest,
@@ -161,6 +165,8 @@ impl RaftBody {
     Self::ReadIndexRequest,
     Self::ReadIndexResponse,
     Self::ForwardProposal,
+    Self::SnapshotChunk,
+    Self::SnapshotAck,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -179,6 +185,8 @@ impl RaftBody {
       Self::ReadIndexRequest => Some("ReadIndexRequest"),
       Self::ReadIndexResponse => Some("ReadIndexResponse"),
       Self::ForwardProposal => Some("ForwardProposal"),
+      Self::SnapshotChunk => Some("SnapshotChunk"),
+      Self::SnapshotAck => Some("SnapshotAck"),
       _ => None,
     }
   }
@@ -2112,6 +2120,334 @@ impl ::core::fmt::Debug for InstallSnapshot<'_> {
       ds.finish()
   }
 }
+pub enum SnapshotChunkOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SnapshotChunk<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SnapshotChunk<'a> {
+  type Inner = SnapshotChunk<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SnapshotChunk<'a> {
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TERM: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CONF_STATE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TOTAL: ::flatbuffers::VOffsetT = 12;
+  pub const VT_CHECKSUM: ::flatbuffers::VOffsetT = 14;
+  pub const VT_DATA: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SnapshotChunk { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SnapshotChunkArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SnapshotChunk<'bldr>> {
+    let mut builder = SnapshotChunkBuilder::new(_fbb);
+    builder.add_total(args.total);
+    builder.add_offset(args.offset);
+    builder.add_term(args.term);
+    builder.add_index(args.index);
+    if let Some(x) = args.data { builder.add_data(x); }
+    builder.add_checksum(args.checksum);
+    if let Some(x) = args.conf_state { builder.add_conf_state(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotChunk::VT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotChunk::VT_TERM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn conf_state(&self) -> Option<ConfState<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<ConfState>>(SnapshotChunk::VT_CONF_STATE, None)}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotChunk::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn total(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotChunk::VT_TOTAL, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn checksum(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(SnapshotChunk::VT_CHECKSUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn data(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SnapshotChunk::VT_DATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SnapshotChunk<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("index", Self::VT_INDEX, false)?
+     .visit_field::<u64>("term", Self::VT_TERM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<ConfState>>("conf_state", Self::VT_CONF_STATE, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<u64>("total", Self::VT_TOTAL, false)?
+     .visit_field::<u32>("checksum", Self::VT_CHECKSUM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SnapshotChunkArgs<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub conf_state: Option<::flatbuffers::WIPOffset<ConfState<'a>>>,
+    pub offset: u64,
+    pub total: u64,
+    pub checksum: u32,
+    pub data: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for SnapshotChunkArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SnapshotChunkArgs {
+      index: 0,
+      term: 0,
+      conf_state: None,
+      offset: 0,
+      total: 0,
+      checksum: 0,
+      data: None,
+    }
+  }
+}
+
+pub struct SnapshotChunkBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotChunkBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_index(&mut self, index: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotChunk::VT_INDEX, index, 0);
+  }
+  #[inline]
+  pub fn add_term(&mut self, term: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotChunk::VT_TERM, term, 0);
+  }
+  #[inline]
+  pub fn add_conf_state(&mut self, conf_state: ::flatbuffers::WIPOffset<ConfState<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<ConfState>>(SnapshotChunk::VT_CONF_STATE, conf_state);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotChunk::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_total(&mut self, total: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotChunk::VT_TOTAL, total, 0);
+  }
+  #[inline]
+  pub fn add_checksum(&mut self, checksum: u32) {
+    self.fbb_.push_slot::<u32>(SnapshotChunk::VT_CHECKSUM, checksum, 0);
+  }
+  #[inline]
+  pub fn add_data(&mut self, data: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SnapshotChunk::VT_DATA, data);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotChunkBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SnapshotChunkBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SnapshotChunk<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SnapshotChunk<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SnapshotChunk");
+      ds.field("index", &self.index());
+      ds.field("term", &self.term());
+      ds.field("conf_state", &self.conf_state());
+      ds.field("offset", &self.offset());
+      ds.field("total", &self.total());
+      ds.field("checksum", &self.checksum());
+      ds.field("data", &self.data());
+      ds.finish()
+  }
+}
+pub enum SnapshotAckOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SnapshotAck<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SnapshotAck<'a> {
+  type Inner = SnapshotAck<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SnapshotAck<'a> {
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 4;
+  pub const VT_RECEIVED: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GAP: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SnapshotAck { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SnapshotAckArgs
+  ) -> ::flatbuffers::WIPOffset<SnapshotAck<'bldr>> {
+    let mut builder = SnapshotAckBuilder::new(_fbb);
+    builder.add_received(args.received);
+    builder.add_index(args.index);
+    builder.add_gap(args.gap);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotAck::VT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn received(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SnapshotAck::VT_RECEIVED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn gap(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SnapshotAck::VT_GAP, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SnapshotAck<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("index", Self::VT_INDEX, false)?
+     .visit_field::<u64>("received", Self::VT_RECEIVED, false)?
+     .visit_field::<bool>("gap", Self::VT_GAP, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SnapshotAckArgs {
+    pub index: u64,
+    pub received: u64,
+    pub gap: bool,
+}
+impl<'a> Default for SnapshotAckArgs {
+  #[inline]
+  fn default() -> Self {
+    SnapshotAckArgs {
+      index: 0,
+      received: 0,
+      gap: false,
+    }
+  }
+}
+
+pub struct SnapshotAckBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotAckBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_index(&mut self, index: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotAck::VT_INDEX, index, 0);
+  }
+  #[inline]
+  pub fn add_received(&mut self, received: u64) {
+    self.fbb_.push_slot::<u64>(SnapshotAck::VT_RECEIVED, received, 0);
+  }
+  #[inline]
+  pub fn add_gap(&mut self, gap: bool) {
+    self.fbb_.push_slot::<bool>(SnapshotAck::VT_GAP, gap, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotAckBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SnapshotAckBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SnapshotAck<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SnapshotAck<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SnapshotAck");
+      ds.field("index", &self.index());
+      ds.field("received", &self.received());
+      ds.field("gap", &self.gap());
+      ds.finish()
+  }
+}
 pub enum TimeoutNowOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2871,6 +3207,36 @@ impl<'a> RaftMessage<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_snapshot_chunk(&self) -> Option<SnapshotChunk<'a>> {
+    if self.body_type() == RaftBody::SnapshotChunk {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SnapshotChunk::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_snapshot_ack(&self) -> Option<SnapshotAck<'a>> {
+    if self.body_type() == RaftBody::SnapshotAck {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SnapshotAck::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RaftMessage<'_> {
@@ -2898,6 +3264,8 @@ impl ::flatbuffers::Verifiable for RaftMessage<'_> {
           RaftBody::ReadIndexRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadIndexRequest>>("RaftBody::ReadIndexRequest", pos),
           RaftBody::ReadIndexResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadIndexResponse>>("RaftBody::ReadIndexResponse", pos),
           RaftBody::ForwardProposal => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ForwardProposal>>("RaftBody::ForwardProposal", pos),
+          RaftBody::SnapshotChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SnapshotChunk>>("RaftBody::SnapshotChunk", pos),
+          RaftBody::SnapshotAck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SnapshotAck>>("RaftBody::SnapshotAck", pos),
           _ => Ok(()),
         }
      })?
@@ -3066,6 +3434,20 @@ impl ::core::fmt::Debug for RaftMessage<'_> {
         },
         RaftBody::ForwardProposal => {
           if let Some(x) = self.body_as_forward_proposal() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RaftBody::SnapshotChunk => {
+          if let Some(x) = self.body_as_snapshot_chunk() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RaftBody::SnapshotAck => {
+          if let Some(x) = self.body_as_snapshot_ack() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,506 @@
+//! Snapshots on the wire: the Raft core sends and takes a snapshot whole
+//! (`InstallSnapshot`); between nodes it travels as bounded chunks, acknowledged by the
+//! receiver, resumable, and checked with a crc32 of the whole.
+//!
+//! Sender, per (peer, group): the core's `InstallSnapshot` starts a stream that holds the
+//! snapshot's bytes (a reference, not a copy) until the peer acknowledged all of them, however
+//! far the log moves on meanwhile. At most `window_chunks` chunks are unacknowledged at a
+//! time, so a snapshot never fills the peer's queue ahead of other groups' appends. The core
+//! sends the same snapshot again after a while without an answer: that continues the running
+//! stream, never restarts it; a different snapshot replaces a stream only once that stream
+//! has made no progress for `abandon_ticks`. Without progress for `stall_ticks`, the
+//! unacknowledged window is sent again.
+//!
+//! Receiver, per (peer, group): chunks are appended in order; each is answered with the bytes
+//! held so far. A chunk past a hole (chunks lost with a dropped connection) or of a stream the
+//! receiver does not hold (it restarted) is answered with `gap` and the sender resumes from
+//! what the receiver holds, not from the start. A whole snapshot whose crc32 does not match is
+//! dropped and asked for again from byte 0; a matching one goes to the core as one
+//! `InstallSnapshot`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::raft::{
+    GroupId, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk, SnapshotMeta, Term,
+};
+use crate::wire::Envelope;
+
+/// The largest snapshot a receiver assembles (its memory is the group's state anyway).
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 32;
+
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// Bytes per chunk (each chunk is one message, so it must fit a frame).
+    pub chunk_bytes: usize,
+    /// Chunks sent and not yet acknowledged, at most.
+    pub window_chunks: usize,
+    /// Ticks without an acknowledgement before the window is sent again.
+    pub stall_ticks: u64,
+    /// Ticks without progress before a stream is given up (either side).
+    pub abandon_ticks: u64,
+}
+
+struct Outgoing {
+    from: NodeId,
+    term: Term,
+    snapshot: Snapshot,
+    checksum: u32,
+    /// Bytes the receiver said it holds.
+    acked: u64,
+    /// The next byte to send.
+    next: u64,
+    /// Whether a chunk was ever sent (an empty snapshot is one empty chunk).
+    started: bool,
+    progress_tick: u64,
+}
+
+struct Incoming {
+    meta: SnapshotMeta,
+    total: u64,
+    checksum: u32,
+    data: Vec<u8>,
+    progress_tick: u64,
+}
+
+/// Every snapshot stream of one core, both directions.
+pub struct SnapshotStreams {
+    config: StreamConfig,
+    /// By (peer, group).
+    outgoing: BTreeMap<(u64, u32), Outgoing>,
+    incoming: BTreeMap<(u64, u32), Incoming>,
+    ticks: u64,
+}
+
+impl SnapshotStreams {
+    pub fn new(config: StreamConfig) -> SnapshotStreams {
+        SnapshotStreams {
+            config,
+            outgoing: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            ticks: 0,
+        }
+    }
+
+    /// Streams being sent, for tests and status.
+    pub fn sending(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// The core of `group` wants `message` (an `InstallSnapshot`) sent: stream it, or keep
+    /// streaming what is already on its way to that peer. Other messages are returned.
+    pub fn offer(&mut self, group: u32, message: Message) -> Option<Message> {
+        let MessageBody::InstallSnapshot(snapshot) = message.body else {
+            return Some(message);
+        };
+        let key = (message.to.0, group);
+        if let Some(running) = self.outgoing.get_mut(&key) {
+            let idle = self.ticks - running.progress_tick;
+            if running.snapshot.meta.index == snapshot.meta.index
+                || idle < self.config.abandon_ticks
+            {
+                running.term = running.term.max(message.term);
+                return None;
+            }
+        }
+        let checksum = crc32fast::hash(&snapshot.data);
+        let stream = Outgoing {
+            from: message.from,
+            term: message.term,
+            snapshot,
+            checksum,
+            acked: 0,
+            next: 0,
+            started: false,
+            progress_tick: self.ticks,
+        };
+        self.outgoing.insert(key, stream);
+        None
+    }
+
+    /// Send the chunks each stream's window allows; `send` answers false when the peer's queue
+    /// is full (the rest waits for the next call).
+    pub fn pump(&mut self, mut send: impl FnMut(Envelope) -> bool) {
+        let chunk_bytes = self.config.chunk_bytes.max(1) as u64;
+        let window = chunk_bytes * self.config.window_chunks.max(1) as u64;
+        for (&(to, group), stream) in &mut self.outgoing {
+            let total = stream.snapshot.data.len() as u64;
+            while (stream.next < total || !stream.started) && stream.next - stream.acked < window {
+                let end = (stream.next + chunk_bytes).min(total);
+                let chunk = SnapshotChunk {
+                    meta: stream.snapshot.meta.clone(),
+                    offset: stream.next,
+                    total,
+                    checksum: stream.checksum,
+                    data: stream
+                        .snapshot
+                        .data
+                        .slice(stream.next as usize..end as usize),
+                };
+                let envelope = Envelope {
+                    group: GroupId(group),
+                    message: Message {
+                        from: stream.from,
+                        to: NodeId(to),
+                        term: stream.term,
+                        body: MessageBody::SnapshotChunk(chunk),
+                    },
+                };
+                if !send(envelope) {
+                    break;
+                }
+                stream.started = true;
+                stream.next = end;
+            }
+        }
+    }
+
+    /// `from` acknowledged bytes of its stream of `group`.
+    pub fn on_ack(&mut self, from: u64, group: u32, index: LogIndex, received: u64, gap: bool) {
+        let Some(stream) = self.outgoing.get_mut(&(from, group)) else {
+            return;
+        };
+        if stream.snapshot.meta.index != index {
+            return;
+        }
+        let total = stream.snapshot.data.len() as u64;
+        let received = received.min(total);
+        if gap {
+            // Resume from what the receiver holds (less than before if it lost its part).
+            stream.acked = received;
+            stream.next = received;
+            stream.progress_tick = self.ticks;
+        } else if received > stream.acked {
+            stream.acked = received;
+            stream.next = stream.next.max(received);
+            stream.progress_tick = self.ticks;
+        }
+        if stream.started && stream.acked == total && !gap {
+            self.outgoing.remove(&(from, group));
+        }
+    }
+
+    /// A chunk from `from` of `group`. Returns the acknowledgement to send back and, once the
+    /// snapshot is whole and its checksum matches, the `InstallSnapshot` for the core.
+    pub fn on_chunk(
+        &mut self,
+        group: u32,
+        message: Message,
+    ) -> (Option<Envelope>, Option<Message>) {
+        let Message {
+            from,
+            to,
+            term,
+            body: MessageBody::SnapshotChunk(chunk),
+        } = message
+        else {
+            return (None, None);
+        };
+        let key = (from.0, group);
+        let end = chunk.offset.checked_add(chunk.data.len() as u64);
+        if chunk.total > SNAPSHOT_BYTES_MAX || end.is_none_or(|end| end > chunk.total) {
+            tracing::warn!(
+                group,
+                from = from.0,
+                offset = chunk.offset,
+                total = chunk.total,
+                "snapshot chunk out of bounds: dropped"
+            );
+            self.incoming.remove(&key);
+            return (None, None);
+        }
+        let index = chunk.meta.index;
+        let ack = |received: u64, gap: bool| {
+            Some(Envelope {
+                group: GroupId(group),
+                message: Message {
+                    from: to,
+                    to: from,
+                    term,
+                    body: MessageBody::SnapshotAck {
+                        index,
+                        received,
+                        gap,
+                    },
+                },
+            })
+        };
+        let same = self.incoming.get(&key).is_some_and(|held| {
+            held.meta.index == chunk.meta.index
+                && held.meta.term == chunk.meta.term
+                && held.total == chunk.total
+                && held.checksum == chunk.checksum
+        });
+        if !same {
+            if chunk.offset != 0 {
+                // A stream this node does not hold (it restarted, or gave it up): from the start.
+                return (ack(0, true), None);
+            }
+            let fresh = Incoming {
+                meta: chunk.meta.clone(),
+                total: chunk.total,
+                checksum: chunk.checksum,
+                data: Vec::new(),
+                progress_tick: self.ticks,
+            };
+            self.incoming.insert(key, fresh);
+        }
+        let held = self.incoming.get_mut(&key).expect("inserted above");
+        let have = held.data.len() as u64;
+        if chunk.offset > have {
+            return (ack(have, true), None);
+        }
+        let new_from = (have - chunk.offset) as usize;
+        if new_from < chunk.data.len() {
+            held.data.extend_from_slice(&chunk.data[new_from..]);
+            held.progress_tick = self.ticks;
+        }
+        let have = held.data.len() as u64;
+        if have < held.total {
+            return (ack(have, false), None);
+        }
+        let held = self.incoming.remove(&key).expect("held");
+        if crc32fast::hash(&held.data) != held.checksum {
+            tracing::warn!(
+                group,
+                from = from.0,
+                index = index.0,
+                "streamed snapshot fails its checksum: asking for it again"
+            );
+            return (ack(0, true), None);
+        }
+        let snapshot = Snapshot {
+            meta: held.meta,
+            data: Bytes::from(held.data),
+        };
+        let install = Message {
+            from,
+            to,
+            term,
+            body: MessageBody::InstallSnapshot(snapshot),
+        };
+        (ack(have, false), Some(install))
+    }
+
+    /// One tick: resend stalled windows, give up streams without progress for too long.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        let (ticks, config) = (self.ticks, self.config);
+        self.outgoing.retain(|&(to, group), stream| {
+            let idle = ticks - stream.progress_tick;
+            if idle >= config.abandon_ticks {
+                tracing::info!(group, to, "snapshot stream without progress: given up");
+                return false;
+            }
+            if idle > 0 && idle % config.stall_ticks.max(1) == 0 {
+                stream.next = stream.acked;
+            }
+            true
+        });
+        self.incoming
+            .retain(|_, held| ticks - held.progress_tick < config.abandon_ticks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: usize = 10;
+
+    fn streams() -> SnapshotStreams {
+        SnapshotStreams::new(StreamConfig {
+            chunk_bytes: CHUNK,
+            window_chunks: 3,
+            stall_ticks: 5,
+            abandon_ticks: 50,
+        })
+    }
+
+    fn snapshot(index: u64, len: usize) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(index),
+                term: Term(2),
+                ..Default::default()
+            },
+            data: Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>()),
+        }
+    }
+
+    fn install(snapshot: Snapshot) -> Message {
+        Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::InstallSnapshot(snapshot),
+        }
+    }
+
+    fn pump(sender: &mut SnapshotStreams) -> Vec<Envelope> {
+        let mut sent = Vec::new();
+        sender.pump(|envelope| {
+            sent.push(envelope);
+            true
+        });
+        sent
+    }
+
+    /// Deliver `chunks` to `receiver` and their acks back to `sender`; returns what the
+    /// receiver hands its core.
+    fn deliver(
+        sender: &mut SnapshotStreams,
+        receiver: &mut SnapshotStreams,
+        chunks: Vec<Envelope>,
+    ) -> Option<Message> {
+        let mut installed = None;
+        for envelope in chunks {
+            let (ack, whole) = receiver.on_chunk(envelope.group.0, envelope.message);
+            installed = installed.or(whole);
+            let ack = ack.expect("every chunk is answered");
+            let MessageBody::SnapshotAck {
+                index,
+                received,
+                gap,
+            } = ack.message.body
+            else {
+                panic!("an ack");
+            };
+            sender.on_ack(ack.message.from.0, ack.group.0, index, received, gap);
+        }
+        installed
+    }
+
+    fn offsets(chunks: &[Envelope]) -> Vec<u64> {
+        chunks
+            .iter()
+            .map(|e| match &e.message.body {
+                MessageBody::SnapshotChunk(chunk) => chunk.offset,
+                _ => panic!("a chunk"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_travels_in_windowed_chunks_and_arrives_whole() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        let whole = snapshot(9, 95);
+        assert!(sender.offer(4, install(whole.clone())).is_none());
+        let first = pump(&mut sender);
+        assert_eq!(offsets(&first), [0, 10, 20], "a window of three chunks");
+        assert!(pump(&mut sender).is_empty(), "nothing more until acked");
+        let mut installed = deliver(&mut sender, &mut receiver, first);
+        while installed.is_none() {
+            let next = pump(&mut sender);
+            assert!(!next.is_empty(), "the stream stalled");
+            installed = deliver(&mut sender, &mut receiver, next);
+        }
+        let installed = installed.unwrap();
+        assert_eq!(installed.body, MessageBody::InstallSnapshot(whole));
+        assert_eq!((installed.from, installed.term), (NodeId(1), Term(3)));
+        assert_eq!(sender.sending(), 0, "a finished stream is forgotten");
+    }
+
+    #[test]
+    fn chunks_lost_with_a_connection_resume_from_what_the_receiver_holds() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        sender.offer(4, install(snapshot(9, 95)));
+        let window = pump(&mut sender);
+        // The first chunk arrives, then the connection drops with the other two.
+        deliver(&mut sender, &mut receiver, window[..1].to_vec());
+        let next = pump(&mut sender);
+        assert_eq!(offsets(&next), [30], "the window slid by the acked chunk");
+        // 30 arrives past a hole at 10: the receiver says where it is, the sender resumes there.
+        deliver(&mut sender, &mut receiver, next);
+        let resumed = pump(&mut sender);
+        assert_eq!(offsets(&resumed), [10, 20, 30], "resumed at byte 10, not 0");
+        let mut installed = deliver(&mut sender, &mut receiver, resumed);
+        while installed.is_none() {
+            let next = pump(&mut sender);
+            installed = deliver(&mut sender, &mut receiver, next);
+        }
+        assert!(
+            matches!(installed.unwrap().body, MessageBody::InstallSnapshot(s) if s.data.len() == 95)
+        );
+    }
+
+    #[test]
+    fn a_stalled_window_is_sent_again_and_a_dead_stream_given_up() {
+        let mut sender = streams();
+        sender.offer(4, install(snapshot(9, 95)));
+        assert_eq!(pump(&mut sender).len(), 3);
+        for _ in 0..5 {
+            sender.tick();
+        }
+        assert_eq!(
+            offsets(&pump(&mut sender)),
+            [0, 10, 20],
+            "resent after 5 quiet ticks"
+        );
+        for _ in 0..50 {
+            sender.tick();
+        }
+        assert_eq!(sender.sending(), 0);
+    }
+
+    #[test]
+    fn the_core_sending_again_continues_the_stream_and_a_newer_snapshot_waits() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        sender.offer(4, install(snapshot(9, 95)));
+        let window = pump(&mut sender);
+        deliver(&mut sender, &mut receiver, window);
+        // The core retries the same snapshot, then has compacted further: neither restarts
+        // the stream, which keeps its bytes alive and goes on from byte 30.
+        sender.offer(4, install(snapshot(9, 95)));
+        sender.offer(4, install(snapshot(12, 120)));
+        let next = pump(&mut sender);
+        assert_eq!(offsets(&next), [30, 40, 50]);
+        let MessageBody::SnapshotChunk(chunk) = &next[0].message.body else {
+            panic!("a chunk");
+        };
+        assert_eq!(chunk.meta.index, LogIndex(9));
+    }
+
+    #[test]
+    fn a_receiver_that_lost_its_part_or_got_damage_restarts_from_zero() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        sender.offer(4, install(snapshot(9, 25)));
+        let window = pump(&mut sender);
+        deliver(&mut sender, &mut receiver, window[..2].to_vec());
+        // The receiver restarts and loses its part: the next chunk asks for byte 0.
+        let mut receiver = streams();
+        assert!(deliver(&mut sender, &mut receiver, window[2..].to_vec()).is_none());
+        let again = pump(&mut sender);
+        assert_eq!(offsets(&again), [0, 10, 20]);
+        // Damage in transit (past the frame checksum): the whole fails its crc and is asked
+        // for again.
+        let mut damaged = again.clone();
+        if let MessageBody::SnapshotChunk(chunk) = &mut damaged[1].message.body {
+            chunk.data = Bytes::from(vec![0xff; chunk.data.len()]);
+        }
+        assert!(deliver(&mut sender, &mut receiver, damaged).is_none());
+        assert_eq!(offsets(&pump(&mut sender)), [0, 10, 20]);
+    }
+
+    #[test]
+    fn hostile_chunks_are_dropped() {
+        let mut receiver = streams();
+        let chunk = |offset, total, len| Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::SnapshotChunk(SnapshotChunk {
+                meta: SnapshotMeta::default(),
+                offset,
+                total,
+                checksum: 0,
+                data: Bytes::from(vec![0; len]),
+            }),
+        };
+        for (offset, total, len) in [(0, SNAPSHOT_BYTES_MAX + 1, 1), (5, 8, 4), (u64::MAX, 8, 2)] {
+            let (ack, whole) = receiver.on_chunk(0, chunk(offset, total, len));
+            assert!(ack.is_none() && whole.is_none());
+        }
+    }
+}
