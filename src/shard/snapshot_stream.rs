@@ -70,6 +70,10 @@ pub struct SnapshotStreams {
     /// By (peer, group).
     outgoing: BTreeMap<(u64, u32), Outgoing>,
     incoming: BTreeMap<(u64, u32), Incoming>,
+    /// The last stream each (peer, group) completed here: (index, term, checksum, total).
+    /// Chunks of it that arrive late (resent while the final ack was on its way, or lost)
+    /// are answered "all received", not "start over".
+    completed: BTreeMap<(u64, u32), (LogIndex, Term, u32, u64)>,
     ticks: u64,
 }
 
@@ -79,6 +83,7 @@ impl SnapshotStreams {
             config,
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
+            completed: BTreeMap::new(),
             ticks: 0,
         }
     }
@@ -168,6 +173,16 @@ impl SnapshotStreams {
         let received = received.min(total);
         if gap {
             // Resume from what the receiver holds (less than before if it lost its part).
+            if stream.next != received {
+                tracing::info!(
+                    group,
+                    to = from,
+                    index = index.0,
+                    received,
+                    total,
+                    "snapshot stream resumes from the bytes the receiver holds"
+                );
+            }
             stream.acked = received;
             stream.next = received;
             stream.progress_tick = self.ticks;
@@ -232,6 +247,15 @@ impl SnapshotStreams {
                 && held.total == chunk.total
                 && held.checksum == chunk.checksum
         });
+        let stream_id = (
+            chunk.meta.index,
+            chunk.meta.term,
+            chunk.checksum,
+            chunk.total,
+        );
+        if !same && self.completed.get(&key) == Some(&stream_id) {
+            return (ack(chunk.total, false), None);
+        }
         if !same {
             if chunk.offset != 0 {
                 // A stream this node does not hold (it restarted, or gave it up): from the start.
@@ -262,6 +286,7 @@ impl SnapshotStreams {
         }
         let held = self.incoming.remove(&key).expect("held");
         if crc32fast::hash(&held.data) != held.checksum {
+            self.completed.remove(&key);
             tracing::warn!(
                 group,
                 from = from.0,
@@ -270,6 +295,7 @@ impl SnapshotStreams {
             );
             return (ack(0, true), None);
         }
+        self.completed.insert(key, stream_id);
         let snapshot = Snapshot {
             meta: held.meta,
             data: Bytes::from(held.data),
@@ -293,7 +319,14 @@ impl SnapshotStreams {
                 tracing::info!(group, to, "snapshot stream without progress: given up");
                 return false;
             }
-            if idle > 0 && idle % config.stall_ticks.max(1) == 0 {
+            if idle > 0 && idle % config.stall_ticks.max(1) == 0 && stream.next > stream.acked {
+                tracing::info!(
+                    group,
+                    to,
+                    acked = stream.acked,
+                    "snapshot stream stalled: \
+                    sending again from the last acknowledged byte"
+                );
                 stream.next = stream.acked;
             }
             true
@@ -481,6 +514,27 @@ mod tests {
         }
         assert!(deliver(&mut sender, &mut receiver, damaged).is_none());
         assert_eq!(offsets(&pump(&mut sender)), [0, 10, 20]);
+    }
+
+    #[test]
+    fn late_chunks_of_a_finished_stream_finish_it_instead_of_restarting_it() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        sender.offer(4, install(snapshot(9, 25)));
+        let window = pump(&mut sender);
+        // The receiver completes, but its acks are lost (the connection dropped).
+        for envelope in window.clone() {
+            receiver.on_chunk(envelope.group.0, envelope.message);
+        }
+        for _ in 0..5 {
+            sender.tick();
+        }
+        let resent = pump(&mut sender);
+        assert_eq!(offsets(&resent), [0, 10, 20], "the stalled window again");
+        assert!(
+            deliver(&mut sender, &mut receiver, resent).is_none(),
+            "not installed twice"
+        );
+        assert_eq!(sender.sending(), 0, "the stream finished, not restarted");
     }
 
     #[test]
