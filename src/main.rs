@@ -132,6 +132,17 @@ enum MembersCommand {
     },
 }
 
+/// Print a command's result. A reader that went away (`cohort get k | head -c 10`) is not an
+/// error worth a panic: the output was not wanted any more.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => fail(&format!("cannot write the result: {error}")),
+    }
+}
+
 fn fail(error: &str) -> ExitCode {
     eprintln!("cohort: {error}");
     ExitCode::FAILURE
@@ -174,8 +185,7 @@ fn main() -> ExitCode {
         Command::Leader(LeaderCommand::Transfer { group, to, target }) => {
             return match client_cmd::transfer_leader(&target, group, to) {
                 Ok(line) => {
-                    println!("{line}");
-                    ExitCode::SUCCESS
+                    print_out(&line)
                 }
                 Err(error) => fail(&error),
             };
@@ -206,8 +216,7 @@ fn main() -> ExitCode {
             };
             return match result {
                 Ok(text) => {
-                    println!("{}", text.trim_end());
-                    ExitCode::SUCCESS
+                    print_out(text.trim_end())
                 }
                 Err(error) => fail(&error),
             };
@@ -215,8 +224,7 @@ fn main() -> ExitCode {
         Command::Status { target } => {
             return match client_cmd::status(&target) {
                 Ok(table) => {
-                    print!("{table}");
-                    ExitCode::SUCCESS
+                    print_out(table.trim_end())
                 }
                 Err(error) => fail(&error),
             };
@@ -241,8 +249,7 @@ fn main() -> ExitCode {
     };
     match client_cmd::run(&target, command) {
         Ok(output) => {
-            println!("{output}");
-            ExitCode::SUCCESS
+            print_out(&output)
         }
         Err(error) => fail(&error),
     }
