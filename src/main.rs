@@ -184,9 +184,7 @@ fn main() -> ExitCode {
         }
         Command::Leader(LeaderCommand::Transfer { group, to, target }) => {
             return match client_cmd::transfer_leader(&target, group, to) {
-                Ok(line) => {
-                    print_out(&line)
-                }
+                Ok(line) => print_out(&line),
                 Err(error) => fail(&error),
             };
         }
@@ -215,17 +213,13 @@ fn main() -> ExitCode {
                 }
             };
             return match result {
-                Ok(text) => {
-                    print_out(text.trim_end())
-                }
+                Ok(text) => print_out(text.trim_end()),
                 Err(error) => fail(&error),
             };
         }
         Command::Status { target } => {
             return match client_cmd::status(&target) {
-                Ok(table) => {
-                    print_out(table.trim_end())
-                }
+                Ok(table) => print_out(table.trim_end()),
                 Err(error) => fail(&error),
             };
         }
@@ -248,9 +242,7 @@ fn main() -> ExitCode {
         ),
     };
     match client_cmd::run(&target, command) {
-        Ok(output) => {
-            print_out(&output)
-        }
+        Ok(output) => print_out(&output),
         Err(error) => fail(&error),
     }
 }
