@@ -5,6 +5,7 @@
 //! atomically. Reads may also be served outside the log ([`KvStore::get`]) once the caller has
 //! established the consistency it needs (ReadIndex, lease, or none for stale reads).
 
+mod blob;
 mod command;
 pub mod limits;
 mod session;

@@ -19,6 +19,7 @@ use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::blob::Blob;
 use super::session::{Session, Sessions};
 use super::store::{KvStore, OpResult};
 
@@ -40,12 +41,12 @@ impl KvStore {
         let mut out = BytesMut::new();
         out.put_slice(MAGIC);
         out.put_u64_le(self.applied_index);
-        let mut keys: Vec<&Bytes> = self.data.keys().collect();
-        keys.sort_unstable();
-        out.put_u64_le(keys.len() as u64);
-        for key in keys {
+        let mut pairs: Vec<(&Blob, &Blob)> = self.data.iter().collect();
+        pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
+        out.put_u64_le(pairs.len() as u64);
+        for (key, value) in pairs {
             put_blob(&mut out, key);
-            put_blob(&mut out, &self.data[key]);
+            put_blob(&mut out, value);
         }
         let mut clients: Vec<&u64> = self.sessions.by_client.keys().collect();
         clients.sort_unstable();
@@ -92,7 +93,9 @@ impl KvStore {
         for _ in 0..u64_le(&mut r)? {
             let key = blob(&mut r)?;
             let value = blob(&mut r)?;
-            store.data.insert(key, value);
+            store
+                .data
+                .insert(Blob::copy_of(&key), Blob::copy_of(&value));
         }
         let mut sessions = Sessions::default();
         for _ in 0..u64_le(&mut r)? {

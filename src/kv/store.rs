@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+use super::blob::Blob;
 use super::command::{Command, CommandError, Op};
 use super::session::{Admission, Sessions};
 
@@ -31,7 +32,7 @@ pub enum Reply {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
-    pub(crate) data: HashMap<Bytes, Bytes>,
+    pub(crate) data: HashMap<Blob, Blob>,
     pub(crate) sessions: Sessions,
     pub(crate) applied_index: u64,
     /// Where each member of the group can be reached (node id → base address), as the
@@ -121,7 +122,7 @@ impl KvStore {
     /// (after ReadIndex), lease-based or stale.
     pub fn get(&self, key: &[u8]) -> OpResult {
         match self.data.get(key) {
-            Some(value) => OpResult::Value(value.clone()),
+            Some(value) => OpResult::Value(value.to_bytes()),
             None => OpResult::NotFound,
         }
     }
@@ -133,7 +134,7 @@ impl KvStore {
                 self.insert(key, value);
                 OpResult::Written
             }
-            Op::Delete { key } => match self.data.remove(key) {
+            Op::Delete { key } => match self.data.remove(&key[..]) {
                 Some(_) => OpResult::Written,
                 None => OpResult::NotFound,
             },
@@ -142,19 +143,19 @@ impl KvStore {
                 expected,
                 value,
             } => {
-                let current = self.data.get(key);
-                if current == expected.as_ref() {
+                let current = self.data.get(&key[..]);
+                if current.map(|c| &c[..]) == expected.as_deref() {
                     self.insert(key, value);
                     OpResult::Written
                 } else {
                     OpResult::ConditionFailed {
-                        current: current.cloned(),
+                        current: current.map(Blob::to_bytes),
                     }
                 }
             }
-            Op::PutIfAbsent { key, value } => match self.data.get(key) {
+            Op::PutIfAbsent { key, value } => match self.data.get(&key[..]) {
                 Some(current) => OpResult::ConditionFailed {
-                    current: Some(current.clone()),
+                    current: Some(current.to_bytes()),
                 },
                 None => {
                     self.insert(key, value);
@@ -166,12 +167,12 @@ impl KvStore {
 
     /// Keys and values arrive as slices of a whole received entry; copying them here lets
     /// that buffer go instead of pinning it for as long as the key lives.
-    fn insert(&mut self, key: &Bytes, value: &Bytes) {
-        let value = Bytes::copy_from_slice(value);
+    fn insert(&mut self, key: &[u8], value: &[u8]) {
+        let value = Blob::copy_of(value);
         match self.data.get_mut(key) {
             Some(slot) => *slot = value,
             None => {
-                self.data.insert(Bytes::copy_from_slice(key), value);
+                self.data.insert(Blob::copy_of(key), value);
             }
         }
     }
