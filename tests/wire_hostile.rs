@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use cohort::wire::frame::{FrameHeader, frame_header_for};
 use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use cohort::wire::{DecodeError, FrameEncoder, FrameError, decode_frame};
+use cohort::wire::{ContentError, DecodeError, FrameEncoder, FrameError, decode_frame, fb};
 use proptest::prelude::*;
 
 fn encode(envelopes: &[cohort::wire::Envelope]) -> Vec<u8> {
@@ -88,6 +88,81 @@ fn verifier_refuses_a_body_with_a_valid_checksum_but_no_flatbuffer() {
         ),
         "{result:?}"
     );
+}
+
+/// A checksummed frame with one append whose entries end their payloads at `data_ends` in a
+/// data vector of `data_bytes`: what a buggy or hostile peer could send.
+fn append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let headers: Vec<fb::EntryHeader> = data_ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| fb::EntryHeader::new(i as u64 + 1, 1, end, fb::EntryKind::Normal))
+        .collect();
+    let entries = Some(fbb.create_vector(&headers));
+    let data = Some(fbb.create_vector(&vec![7u8; data_bytes]));
+    let append = fb::AppendRequest::create(
+        &mut fbb,
+        &fb::AppendRequestArgs {
+            entries,
+            data,
+            position: Some(&fb::AppendPosition::new(0, 0, 0)),
+        },
+    );
+    let message = fb::RaftMessage::create(
+        &mut fbb,
+        &fb::RaftMessageArgs {
+            header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
+            body_type: fb::RaftBody::AppendRequest,
+            body: Some(append.as_union_value()),
+        },
+    );
+    let messages = Some(fbb.create_vector(&[message]));
+    let batch = fb::RaftBatch::create(&mut fbb, &fb::RaftBatchArgs { messages });
+    let frame = fb::Frame::create(
+        &mut fbb,
+        &fb::FrameArgs {
+            body_type: fb::FrameBody::RaftBatch,
+            body: Some(batch.as_union_value()),
+        },
+    );
+    fbb.finish_minimal(frame);
+    let body = fbb.finished_data();
+    let mut bytes = frame_header_for(body).to_vec();
+    bytes.extend_from_slice(body);
+    Bytes::from(bytes)
+}
+
+/// Goal: an append's entries can only name payload runs inside its data vector, in order.
+/// Method: hand-built frames (valid flatbuffers, valid checksums) with runs past the end or
+/// running backwards are refused with a content error; well-formed ones decode to the runs.
+#[test]
+fn entry_payload_runs_outside_the_data_are_refused() {
+    for (ends, data_bytes) in [
+        (&[5u32, 11][..], 10),
+        (&[6, 4][..], 10),
+        (&[u32::MAX][..], 0),
+    ] {
+        let result = decode_frame(&append_frame(ends, data_bytes));
+        assert!(
+            matches!(
+                result,
+                Err(DecodeError::Content(
+                    ContentError::EntryDataOutOfBounds { .. }
+                ))
+            ),
+            "{ends:?} in {data_bytes} bytes: {result:?}"
+        );
+    }
+    let decoded = decode_frame(&append_frame(&[0, 4, 4, 10], 10)).expect("well-formed");
+    let cohort::wire::DecodedFrame::Raft(envelopes) = decoded else {
+        panic!("a raft batch")
+    };
+    let cohort::raft::MessageBody::AppendRequest(append) = &envelopes[0].message.body else {
+        panic!("an append")
+    };
+    let lengths: Vec<usize> = append.entries.iter().map(|e| e.data.len()).collect();
+    assert_eq!(lengths, [0, 4, 0, 6]);
 }
 
 proptest! {

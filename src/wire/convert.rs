@@ -43,12 +43,22 @@ pub enum ContentError {
         union: &'static str,
         tag: u8,
     },
-    /// A message without a body.
+    /// A message without a body (or an append without its position).
     BodyMissing {
+        message_index: usize,
+    },
+    /// A message without its header (sender, receiver, term, group).
+    HeaderMissing {
         message_index: usize,
     },
     EntryKindUnknown {
         tag: u8,
+    },
+    /// An entry's payload run is not within the append's data (or runs backwards).
+    EntryDataOutOfBounds {
+        start: usize,
+        end: usize,
+        data_bytes: usize,
     },
     TooManyMessages {
         messages: usize,
@@ -69,7 +79,18 @@ impl fmt::Display for ContentError {
             ContentError::BodyMissing { message_index } => {
                 write!(f, "message {message_index} of the batch has no body")
             }
+            ContentError::HeaderMissing { message_index } => {
+                write!(f, "message {message_index} of the batch has no header")
+            }
             ContentError::EntryKindUnknown { tag } => write!(f, "unknown entry kind {tag}"),
+            ContentError::EntryDataOutOfBounds {
+                start,
+                end,
+                data_bytes,
+            } => write!(
+                f,
+                "entry payload {start}..{end} outside the append's {data_bytes} data bytes"
+            ),
             ContentError::TooManyMessages {
                 messages,
                 messages_max,
@@ -218,12 +239,15 @@ fn decode_raft_batch(
     }
     let mut envelopes = Vec::with_capacity(messages.len());
     for (message_index, message) in messages.iter().enumerate() {
+        let header = message
+            .header()
+            .ok_or(ContentError::HeaderMissing { message_index })?;
         envelopes.push(Envelope {
-            group: GroupId(message.group()),
+            group: GroupId(header.group()),
             message: Message {
-                from: NodeId(message.from()),
-                to: NodeId(message.to()),
-                term: Term(message.term()),
+                from: NodeId(header.from()),
+                to: NodeId(header.to()),
+                term: Term(header.term()),
                 body: decode_body(frame, message, message_index)?,
             },
         });
@@ -239,8 +263,9 @@ fn decode_body(
     let missing = ContentError::BodyMissing { message_index };
     let body = match message.body_type() {
         fb::RaftBody::AppendRequest => {
-            let append = message.body_as_append_request().ok_or(missing)?;
-            MessageBody::AppendRequest(decode_append(frame, append)?)
+            let append = message.body_as_append_request().ok_or(missing.clone())?;
+            let position = append.position().ok_or(missing)?;
+            MessageBody::AppendRequest(decode_append(frame, position, append)?)
         }
         fb::RaftBody::AppendResponse => {
             let response = message.body_as_append_response().ok_or(missing)?;
@@ -343,25 +368,43 @@ fn payload(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes 
 
 fn decode_append(
     frame: &Bytes,
+    position: &fb::AppendPosition,
     append: fb::AppendRequest<'_>,
 ) -> Result<AppendRequest, ContentError> {
-    let mut entries = Vec::with_capacity(append.entries().map_or(0, |e| e.len()));
-    for entry in append.entries().iter().flat_map(|e| e.iter()) {
-        let kind = EntryKind::from_u8(entry.kind().0).ok_or(ContentError::EntryKindUnknown {
-            tag: entry.kind().0,
+    let headers = append.entries().unwrap_or_default();
+    let data = append.data().map_or(&[][..], |data| data.bytes());
+    let mut entries = Vec::with_capacity(headers.len());
+    let mut start = 0usize;
+    for header in headers.iter() {
+        let kind = EntryKind::from_u8(header.kind().0).ok_or(ContentError::EntryKindUnknown {
+            tag: header.kind().0,
         })?;
+        let end = header.data_end() as usize;
+        if end < start || end > data.len() {
+            return Err(ContentError::EntryDataOutOfBounds {
+                start,
+                end,
+                data_bytes: data.len(),
+            });
+        }
         entries.push(Entry {
-            term: Term(entry.term()),
-            index: LogIndex(entry.index()),
+            term: Term(header.term()),
+            index: LogIndex(header.index()),
             kind,
-            data: payload(frame, entry.data()),
+            data: if end == start {
+                Bytes::new()
+            } else {
+                // `data` lies within `frame` (it was verified there), so this cannot panic.
+                frame.slice_ref(&data[start..end])
+            },
         });
+        start = end;
     }
     Ok(AppendRequest {
-        prev_log_index: LogIndex(append.prev_log_index()),
-        prev_log_term: Term(append.prev_log_term()),
+        prev_log_index: LogIndex(position.prev_log_index()),
+        prev_log_term: Term(position.prev_log_term()),
         entries,
-        commit: LogIndex(append.commit()),
+        commit: LogIndex(position.commit()),
     })
 }
 
@@ -427,7 +470,7 @@ pub struct FrameEncoder {
     /// zeroed again before the next frame, because the builder's padding relies on it.
     header_in_place_at: Option<usize>,
     messages: Vec<WIPOffset<fb::RaftMessage<'static>>>,
-    entries: Vec<WIPOffset<fb::Entry<'static>>>,
+    scratch: AppendScratch,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
 }
 
@@ -444,7 +487,7 @@ impl FrameEncoder {
             header: [0; FRAME_HEADER_BYTES],
             header_in_place_at: None,
             messages: Vec::new(),
-            entries: Vec::new(),
+            scratch: AppendScratch::default(),
             proposals: Vec::new(),
         }
     }
@@ -567,7 +610,7 @@ impl FrameEncoder {
             }
             let message = encode_message(
                 &mut self.fbb,
-                &mut self.entries,
+                &mut self.scratch,
                 &mut self.proposals,
                 envelope,
             );
@@ -593,7 +636,7 @@ fn bytes_vector(
 
 fn encode_message(
     fbb: &mut Builder,
-    entries: &mut Vec<WIPOffset<fb::Entry<'static>>>,
+    scratch: &mut AppendScratch,
     proposals: &mut Vec<WIPOffset<fb::Proposal<'static>>>,
     envelope: &Envelope,
 ) -> WIPOffset<fb::RaftMessage<'static>> {
@@ -601,7 +644,7 @@ fn encode_message(
     let (body_type, body) = match &message.body {
         MessageBody::AppendRequest(append) => (
             fb::RaftBody::AppendRequest,
-            encode_append(fbb, entries, append).as_union_value(),
+            encode_append(fbb, scratch, append).as_union_value(),
         ),
         MessageBody::AppendResponse(response) => {
             let args = fb::AppendResponseArgs {
@@ -728,39 +771,69 @@ fn encode_message(
             )
         }
     };
+    let header = fb::RaftHeader::new(
+        message.from.0,
+        message.to.0,
+        message.term.0,
+        envelope.group.0,
+    );
     let args = fb::RaftMessageArgs {
-        group: envelope.group.0,
-        from: message.from.0,
-        to: message.to.0,
-        term: message.term.0,
+        header: Some(&header),
         body_type,
         body: Some(body),
     };
     fb::RaftMessage::create(fbb, &args)
 }
 
+/// Buffers an encoder reuses for appends, so a warm encoder does not allocate.
+#[derive(Default)]
+struct AppendScratch {
+    /// Payloads of a multi-entry append, joined before they go into the builder.
+    data: Vec<u8>,
+    headers: Vec<fb::EntryHeader>,
+}
+
+/// Entry headers go in as one vector of structs and payloads as one byte vector: nothing per
+/// entry to build here or to verify at the receiver. One entry's payload is used as it is;
+/// several are joined first.
 fn encode_append(
     fbb: &mut Builder,
-    entries: &mut Vec<WIPOffset<fb::Entry<'static>>>,
+    scratch: &mut AppendScratch,
     append: &AppendRequest,
 ) -> WIPOffset<fb::AppendRequest<'static>> {
-    entries.clear();
-    for entry in &append.entries {
-        let data = bytes_vector(fbb, &entry.data);
-        let args = fb::EntryArgs {
-            index: entry.index.0,
-            term: entry.term.0,
-            kind: fb::EntryKind(entry.kind as u8),
-            data,
-        };
-        entries.push(fb::Entry::create(fbb, &args));
-    }
-    let entries = Some(fbb.create_vector(entries));
+    let data = match append.entries.as_slice() {
+        [] => None,
+        [entry] => bytes_vector(fbb, &entry.data),
+        entries => {
+            scratch.data.clear();
+            entries
+                .iter()
+                .for_each(|entry| scratch.data.extend_from_slice(&entry.data));
+            bytes_vector(fbb, &scratch.data)
+        }
+    };
+    let mut data_end = 0u32;
+    scratch.headers.clear();
+    scratch.headers.extend(append.entries.iter().map(|entry| {
+        // A frame body is far below 4 GiB (FRAME_BODY_BYTES_MAX), so u32 cannot overflow.
+        data_end += entry.data.len() as u32;
+        fb::EntryHeader::new(
+            entry.index.0,
+            entry.term.0,
+            data_end,
+            fb::EntryKind(entry.kind as u8),
+        )
+    }));
+    let entries = (!scratch.headers.is_empty()).then(|| fbb.create_vector(&scratch.headers));
+    let position = fb::AppendPosition::new(
+        append.prev_log_index.0,
+        append.prev_log_term.0,
+        append.commit.0,
+    );
     let args = fb::AppendRequestArgs {
-        prev_log_index: append.prev_log_index.0,
-        prev_log_term: append.prev_log_term.0,
-        commit: append.commit.0,
+        position: Some(&position),
         entries,
+        data,
     };
     fb::AppendRequest::create(fbb, &args)
 }

@@ -31,7 +31,7 @@ pub const CLIENT_OPERATIONS_PER_REQUEST_MAX: usize = 1_024;
 // ---- cluster-wide: the verifier -------------------------------------------------------------
 
 /// Deepest table nesting of any valid frame: Frame → RaftBatch → RaftMessage →
-/// InstallSnapshot → ConfState (or AppendRequest → Entry) is 5; Frame → ClientResponseBatch → ClientResponse →
+/// InstallSnapshot → ConfState is 5; Frame → ClientResponseBatch → ClientResponse →
 /// ResultItem → Error is 5. One level of slack for an appended field; anything deeper is an
 /// attack on the verifier's recursion.
 pub const VERIFIER_DEPTH_MAX: usize = 6;
@@ -61,8 +61,9 @@ const _: () = assert!(
 /// "COHT": the first four bytes a cohort node expects from a peer.
 pub const HANDSHAKE_MAGIC: u32 = 0x434F_4854;
 
-/// Incremented on every incompatible change of a table not marked frozen in the schema.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Incremented on every incompatible change of the tables after the handshake. 2: an append's
+/// entries are a vector of structs and one payload vector, no longer a table each.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 // ---- per process: the transport -------------------------------------------------------------
 

@@ -769,6 +769,547 @@ impl<'a> ::flatbuffers::Verifiable for FrameBody {
 impl ::flatbuffers::SimpleToVerifyInSlice for FrameBody {}
 pub struct FrameBodyUnionTableOffset {}
 
+// struct EntryHeader, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct EntryHeader(pub [u8; 24]);
+impl Default for EntryHeader { 
+  fn default() -> Self { 
+    Self([0; 24])
+  }
+}
+impl ::core::fmt::Debug for EntryHeader {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("EntryHeader")
+      .field("index", &self.index())
+      .field("term", &self.term())
+      .field("data_end", &self.data_end())
+      .field("kind", &self.kind())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for EntryHeader {}
+impl<'a> ::flatbuffers::Follow<'a> for EntryHeader {
+  type Inner = &'a EntryHeader;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a EntryHeader>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a EntryHeader {
+  type Inner = &'a EntryHeader;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<EntryHeader>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for EntryHeader {
+    type Output = EntryHeader;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const EntryHeader as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for EntryHeader {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> EntryHeader {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    index: u64,
+    term: u64,
+    data_end: u32,
+    kind: EntryKind,
+  ) -> Self {
+    let mut s = Self([0; 24]);
+    s.set_index(index);
+    s.set_term(term);
+    s.set_data_end(data_end);
+    s.set_kind(kind);
+    s
+  }
+
+  pub fn index(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_index(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn term(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_term(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn data_end(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_data_end(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn kind(&self) -> EntryKind {
+    let mut mem = ::core::mem::MaybeUninit::<<EntryKind as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[20..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<EntryKind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_kind(&mut self, x: EntryKind) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[20..].as_mut_ptr(),
+        ::core::mem::size_of::<<EntryKind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
+// struct AppendPosition, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct AppendPosition(pub [u8; 24]);
+impl Default for AppendPosition { 
+  fn default() -> Self { 
+    Self([0; 24])
+  }
+}
+impl ::core::fmt::Debug for AppendPosition {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("AppendPosition")
+      .field("prev_log_index", &self.prev_log_index())
+      .field("prev_log_term", &self.prev_log_term())
+      .field("commit", &self.commit())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for AppendPosition {}
+impl<'a> ::flatbuffers::Follow<'a> for AppendPosition {
+  type Inner = &'a AppendPosition;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a AppendPosition>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a AppendPosition {
+  type Inner = &'a AppendPosition;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<AppendPosition>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for AppendPosition {
+    type Output = AppendPosition;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const AppendPosition as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for AppendPosition {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> AppendPosition {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    prev_log_index: u64,
+    prev_log_term: u64,
+    commit: u64,
+  ) -> Self {
+    let mut s = Self([0; 24]);
+    s.set_prev_log_index(prev_log_index);
+    s.set_prev_log_term(prev_log_term);
+    s.set_commit(commit);
+    s
+  }
+
+  pub fn prev_log_index(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_prev_log_index(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn prev_log_term(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_prev_log_term(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn commit(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_commit(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
+// struct RaftHeader, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct RaftHeader(pub [u8; 32]);
+impl Default for RaftHeader { 
+  fn default() -> Self { 
+    Self([0; 32])
+  }
+}
+impl ::core::fmt::Debug for RaftHeader {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("RaftHeader")
+      .field("from", &self.from())
+      .field("to", &self.to())
+      .field("term", &self.term())
+      .field("group", &self.group())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for RaftHeader {}
+impl<'a> ::flatbuffers::Follow<'a> for RaftHeader {
+  type Inner = &'a RaftHeader;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a RaftHeader>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a RaftHeader {
+  type Inner = &'a RaftHeader;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<RaftHeader>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for RaftHeader {
+    type Output = RaftHeader;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const RaftHeader as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for RaftHeader {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> RaftHeader {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    from: u64,
+    to: u64,
+    term: u64,
+    group: u32,
+  ) -> Self {
+    let mut s = Self([0; 32]);
+    s.set_from(from);
+    s.set_to(to);
+    s.set_term(term);
+    s.set_group(group);
+    s
+  }
+
+  pub fn from(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_from(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn to(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_to(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn term(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_term(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn group(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_group(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum HandshakeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -933,153 +1474,6 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.finish()
   }
 }
-pub enum EntryOffset {}
-#[derive(Copy, Clone, PartialEq)]
-
-pub struct Entry<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
-}
-
-impl<'a> ::flatbuffers::Follow<'a> for Entry<'a> {
-  type Inner = Entry<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
-}
-
-impl<'a> Entry<'a> {
-  pub const VT_INDEX: ::flatbuffers::VOffsetT = 4;
-  pub const VT_TERM: ::flatbuffers::VOffsetT = 6;
-  pub const VT_KIND: ::flatbuffers::VOffsetT = 8;
-  pub const VT_DATA: ::flatbuffers::VOffsetT = 10;
-
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Entry { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args EntryArgs<'args>
-  ) -> ::flatbuffers::WIPOffset<Entry<'bldr>> {
-    let mut builder = EntryBuilder::new(_fbb);
-    builder.add_term(args.term);
-    builder.add_index(args.index);
-    if let Some(x) = args.data { builder.add_data(x); }
-    builder.add_kind(args.kind);
-    builder.finish()
-  }
-
-
-  #[inline]
-  pub fn index(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Entry::VT_INDEX, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn term(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Entry::VT_TERM, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn kind(&self) -> EntryKind {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<EntryKind>(Entry::VT_KIND, Some(EntryKind::Normal)).unwrap()}
-  }
-  #[inline]
-  pub fn data(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Entry::VT_DATA, None)}
-  }
-}
-
-impl ::flatbuffers::Verifiable for Entry<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("index", Self::VT_INDEX, false)?
-     .visit_field::<u64>("term", Self::VT_TERM, false)?
-     .visit_field::<EntryKind>("kind", Self::VT_KIND, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
-     .finish();
-    Ok(())
-  }
-}
-pub struct EntryArgs<'a> {
-    pub index: u64,
-    pub term: u64,
-    pub kind: EntryKind,
-    pub data: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-}
-impl<'a> Default for EntryArgs<'a> {
-  #[inline]
-  fn default() -> Self {
-    EntryArgs {
-      index: 0,
-      term: 0,
-      kind: EntryKind::Normal,
-      data: None,
-    }
-  }
-}
-
-pub struct EntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-}
-impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> EntryBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_index(&mut self, index: u64) {
-    self.fbb_.push_slot::<u64>(Entry::VT_INDEX, index, 0);
-  }
-  #[inline]
-  pub fn add_term(&mut self, term: u64) {
-    self.fbb_.push_slot::<u64>(Entry::VT_TERM, term, 0);
-  }
-  #[inline]
-  pub fn add_kind(&mut self, kind: EntryKind) {
-    self.fbb_.push_slot::<EntryKind>(Entry::VT_KIND, kind, EntryKind::Normal);
-  }
-  #[inline]
-  pub fn add_data(&mut self, data: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Entry::VT_DATA, data);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> EntryBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    EntryBuilder {
-      fbb_: _fbb,
-      start_: start,
-    }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Entry<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
-}
-
-impl ::core::fmt::Debug for Entry<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Entry");
-      ds.field("index", &self.index());
-      ds.field("term", &self.term());
-      ds.field("kind", &self.kind());
-      ds.field("data", &self.data());
-      ds.finish()
-  }
-}
 pub enum AppendRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1096,10 +1490,9 @@ impl<'a> ::flatbuffers::Follow<'a> for AppendRequest<'a> {
 }
 
 impl<'a> AppendRequest<'a> {
-  pub const VT_PREV_LOG_INDEX: ::flatbuffers::VOffsetT = 4;
-  pub const VT_PREV_LOG_TERM: ::flatbuffers::VOffsetT = 6;
-  pub const VT_COMMIT: ::flatbuffers::VOffsetT = 8;
-  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 10;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_DATA: ::flatbuffers::VOffsetT = 14;
+  pub const VT_POSITION: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1111,41 +1504,33 @@ impl<'a> AppendRequest<'a> {
     args: &'args AppendRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<AppendRequest<'bldr>> {
     let mut builder = AppendRequestBuilder::new(_fbb);
-    builder.add_commit(args.commit);
-    builder.add_prev_log_term(args.prev_log_term);
-    builder.add_prev_log_index(args.prev_log_index);
+    if let Some(x) = args.position { builder.add_position(x); }
+    if let Some(x) = args.data { builder.add_data(x); }
     if let Some(x) = args.entries { builder.add_entries(x); }
     builder.finish()
   }
 
 
   #[inline]
-  pub fn prev_log_index(&self) -> u64 {
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, EntryHeader>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(AppendRequest::VT_PREV_LOG_INDEX, Some(0)).unwrap()}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, EntryHeader>>>(AppendRequest::VT_ENTRIES, None)}
   }
   #[inline]
-  pub fn prev_log_term(&self) -> u64 {
+  pub fn data(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(AppendRequest::VT_PREV_LOG_TERM, Some(0)).unwrap()}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(AppendRequest::VT_DATA, None)}
   }
   #[inline]
-  pub fn commit(&self) -> u64 {
+  pub fn position(&self) -> Option<&'a AppendPosition> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(AppendRequest::VT_COMMIT, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry<'a>>>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry>>>>(AppendRequest::VT_ENTRIES, None)}
+    unsafe { self._tab.get::<AppendPosition>(AppendRequest::VT_POSITION, None)}
   }
 }
 
@@ -1155,28 +1540,25 @@ impl ::flatbuffers::Verifiable for AppendRequest<'_> {
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<u64>("prev_log_index", Self::VT_PREV_LOG_INDEX, false)?
-     .visit_field::<u64>("prev_log_term", Self::VT_PREV_LOG_TERM, false)?
-     .visit_field::<u64>("commit", Self::VT_COMMIT, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Entry>>>>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, EntryHeader>>>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .visit_field::<AppendPosition>("position", Self::VT_POSITION, false)?
      .finish();
     Ok(())
   }
 }
 pub struct AppendRequestArgs<'a> {
-    pub prev_log_index: u64,
-    pub prev_log_term: u64,
-    pub commit: u64,
-    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry<'a>>>>>,
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, EntryHeader>>>,
+    pub data: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub position: Option<&'a AppendPosition>,
 }
 impl<'a> Default for AppendRequestArgs<'a> {
   #[inline]
   fn default() -> Self {
     AppendRequestArgs {
-      prev_log_index: 0,
-      prev_log_term: 0,
-      commit: 0,
       entries: None,
+      data: None,
+      position: None,
     }
   }
 }
@@ -1187,20 +1569,16 @@ pub struct AppendRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AppendRequestBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_prev_log_index(&mut self, prev_log_index: u64) {
-    self.fbb_.push_slot::<u64>(AppendRequest::VT_PREV_LOG_INDEX, prev_log_index, 0);
-  }
-  #[inline]
-  pub fn add_prev_log_term(&mut self, prev_log_term: u64) {
-    self.fbb_.push_slot::<u64>(AppendRequest::VT_PREV_LOG_TERM, prev_log_term, 0);
-  }
-  #[inline]
-  pub fn add_commit(&mut self, commit: u64) {
-    self.fbb_.push_slot::<u64>(AppendRequest::VT_COMMIT, commit, 0);
-  }
-  #[inline]
-  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Entry<'b >>>>) {
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , EntryHeader>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AppendRequest::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn add_data(&mut self, data: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AppendRequest::VT_DATA, data);
+  }
+  #[inline]
+  pub fn add_position(&mut self, position: &AppendPosition) {
+    self.fbb_.push_slot_always::<&AppendPosition>(AppendRequest::VT_POSITION, position);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AppendRequestBuilder<'a, 'b, A> {
@@ -1220,10 +1598,9 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AppendRequestBuilder<'a, 'b, 
 impl ::core::fmt::Debug for AppendRequest<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("AppendRequest");
-      ds.field("prev_log_index", &self.prev_log_index());
-      ds.field("prev_log_term", &self.prev_log_term());
-      ds.field("commit", &self.commit());
       ds.field("entries", &self.entries());
+      ds.field("data", &self.data());
+      ds.field("position", &self.position());
       ds.finish()
   }
 }
@@ -2943,12 +3320,9 @@ impl<'a> ::flatbuffers::Follow<'a> for RaftMessage<'a> {
 }
 
 impl<'a> RaftMessage<'a> {
-  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
-  pub const VT_FROM: ::flatbuffers::VOffsetT = 6;
-  pub const VT_TO: ::flatbuffers::VOffsetT = 8;
-  pub const VT_TERM: ::flatbuffers::VOffsetT = 10;
   pub const VT_BODY_TYPE: ::flatbuffers::VOffsetT = 12;
   pub const VT_BODY: ::flatbuffers::VOffsetT = 14;
+  pub const VT_HEADER: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2957,47 +3331,16 @@ impl<'a> RaftMessage<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args RaftMessageArgs
+    args: &'args RaftMessageArgs<'args>
   ) -> ::flatbuffers::WIPOffset<RaftMessage<'bldr>> {
     let mut builder = RaftMessageBuilder::new(_fbb);
-    builder.add_term(args.term);
-    builder.add_to(args.to);
-    builder.add_from(args.from);
+    if let Some(x) = args.header { builder.add_header(x); }
     if let Some(x) = args.body { builder.add_body(x); }
-    builder.add_group(args.group);
     builder.add_body_type(args.body_type);
     builder.finish()
   }
 
 
-  #[inline]
-  pub fn group(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(RaftMessage::VT_GROUP, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn from(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(RaftMessage::VT_FROM, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn to(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(RaftMessage::VT_TO, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn term(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(RaftMessage::VT_TERM, Some(0)).unwrap()}
-  }
   #[inline]
   pub fn body_type(&self) -> RaftBody {
     // Safety:
@@ -3011,6 +3354,13 @@ impl<'a> RaftMessage<'a> {
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Table<'a>>>(RaftMessage::VT_BODY, None)}
+  }
+  #[inline]
+  pub fn header(&self) -> Option<&'a RaftHeader> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<RaftHeader>(RaftMessage::VT_HEADER, None)}
   }
   #[inline]
   #[allow(non_snake_case)]
@@ -3245,10 +3595,6 @@ impl ::flatbuffers::Verifiable for RaftMessage<'_> {
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<u32>("group", Self::VT_GROUP, false)?
-     .visit_field::<u64>("from", Self::VT_FROM, false)?
-     .visit_field::<u64>("to", Self::VT_TO, false)?
-     .visit_field::<u64>("term", Self::VT_TERM, false)?
      .visit_union::<RaftBody, _>("body_type", Self::VT_BODY_TYPE, "body", Self::VT_BODY, false, |key, v, pos| {
         match key {
           RaftBody::AppendRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AppendRequest>>("RaftBody::AppendRequest", pos),
@@ -3269,28 +3615,23 @@ impl ::flatbuffers::Verifiable for RaftMessage<'_> {
           _ => Ok(()),
         }
      })?
+     .visit_field::<RaftHeader>("header", Self::VT_HEADER, false)?
      .finish();
     Ok(())
   }
 }
-pub struct RaftMessageArgs {
-    pub group: u32,
-    pub from: u64,
-    pub to: u64,
-    pub term: u64,
+pub struct RaftMessageArgs<'a> {
     pub body_type: RaftBody,
     pub body: Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>>,
+    pub header: Option<&'a RaftHeader>,
 }
-impl<'a> Default for RaftMessageArgs {
+impl<'a> Default for RaftMessageArgs<'a> {
   #[inline]
   fn default() -> Self {
     RaftMessageArgs {
-      group: 0,
-      from: 0,
-      to: 0,
-      term: 0,
       body_type: RaftBody::NONE,
       body: None,
+      header: None,
     }
   }
 }
@@ -3301,28 +3642,16 @@ pub struct RaftMessageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftMessageBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_group(&mut self, group: u32) {
-    self.fbb_.push_slot::<u32>(RaftMessage::VT_GROUP, group, 0);
-  }
-  #[inline]
-  pub fn add_from(&mut self, from: u64) {
-    self.fbb_.push_slot::<u64>(RaftMessage::VT_FROM, from, 0);
-  }
-  #[inline]
-  pub fn add_to(&mut self, to: u64) {
-    self.fbb_.push_slot::<u64>(RaftMessage::VT_TO, to, 0);
-  }
-  #[inline]
-  pub fn add_term(&mut self, term: u64) {
-    self.fbb_.push_slot::<u64>(RaftMessage::VT_TERM, term, 0);
-  }
-  #[inline]
   pub fn add_body_type(&mut self, body_type: RaftBody) {
     self.fbb_.push_slot::<RaftBody>(RaftMessage::VT_BODY_TYPE, body_type, RaftBody::NONE);
   }
   #[inline]
   pub fn add_body(&mut self, body: ::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RaftMessage::VT_BODY, body);
+  }
+  #[inline]
+  pub fn add_header(&mut self, header: &RaftHeader) {
+    self.fbb_.push_slot_always::<&RaftHeader>(RaftMessage::VT_HEADER, header);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RaftMessageBuilder<'a, 'b, A> {
@@ -3342,10 +3671,6 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftMessageBuilder<'a, 'b, A>
 impl ::core::fmt::Debug for RaftMessage<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("RaftMessage");
-      ds.field("group", &self.group());
-      ds.field("from", &self.from());
-      ds.field("to", &self.to());
-      ds.field("term", &self.term());
       ds.field("body_type", &self.body_type());
       match self.body_type() {
         RaftBody::AppendRequest => {
@@ -3458,6 +3783,7 @@ impl ::core::fmt::Debug for RaftMessage<'_> {
           ds.field("body", &x)
         },
       };
+      ds.field("header", &self.header());
       ds.finish()
   }
 }
