@@ -397,7 +397,11 @@ fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64) {
         }
         wait_ms(200);
     }
-    panic!("leaders per node: wanted {want:?}, last seen {seen:?}");
+    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+    panic!(
+        "leaders per node: wanted {want:?}, last seen {seen:?}; cohort status:\n{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use cohort::raft::{
     AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, Config,
-    Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, ProposeError,
-    Proposed, Replica, Role, Term, TransferError, VoteResponse,
+    Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState,
+    ProposeError, Proposed, Replica, Role, Term, TransferError, VoteResponse,
 };
 use cohort::sim::Cluster;
 
@@ -224,6 +224,39 @@ fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile() {
     assert_eq!(cluster.leader(), Some(target));
     write(&mut cluster, target, "after");
     assert_eq!(applied(&cluster, old), ["before", "after"]);
+}
+
+/// Goal: a follower the leader stopped trusting (unreachable, so probing) goes back to
+/// replicating once it answers again, even in a group where nothing is written: the leader
+/// balancer only hands leadership to replicating voters, and an idle group kept such a
+/// follower probing forever (a 1-in-10 stuck balance in tests/node_cluster.rs).
+#[test]
+fn an_unreachable_follower_that_answers_again_replicates_again_in_an_idle_group() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let last = write(&mut cluster, leader, "only write");
+    let follower = followers(&cluster, leader)[0];
+    let state_of = |cluster: &Cluster| {
+        let status = cluster.replica(leader).status();
+        let peer = status.peers.iter().find(|p| p.id == follower).unwrap();
+        (peer.state, peer.match_index)
+    };
+    assert_eq!(state_of(&cluster), (ProgressState::Replicate, last));
+    cluster.replica_mut(leader).report_unreachable(follower);
+    assert_eq!(state_of(&cluster), (ProgressState::Probe, last));
+    // Heartbeats go out and are answered; nothing new is written.
+    let heartbeat_ticks = Cluster::test_config(leader).heartbeat_interval_ticks;
+    for _ in 0..2 {
+        cluster.tick_all(heartbeat_ticks).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(state_of(&cluster), (ProgressState::Replicate, last));
+    cluster
+        .replica_mut(leader)
+        .transfer_leader(follower)
+        .unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.leader(), Some(follower));
 }
 
 #[test]

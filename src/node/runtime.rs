@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::kv::KvStore;
@@ -20,6 +19,7 @@ use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
 use crate::transport::{SendError, Transport, TransportConfig};
+use crate::wire::limits::SOCKET_BUFFER_BYTES;
 use crate::wire::{ClusterId, Envelope};
 
 use super::config::{NodeConfig, SyncMode};
@@ -190,7 +190,9 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let client_addr = config
         .client_addr(config.id, core)
         .map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(client_addr)
+    // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections
+    // just closed on is not "in use") and no SO_REUSEPORT (two nodes must not share a port).
+    let listener = crate::transport::listen(client_addr, SOCKET_BUFFER_BYTES)
         .map_err(|e| format!("core {core}: cannot listen for clients on {client_addr}: {e}"))?;
     say(&format!(
         "node {} core {core}: peers on {listen}, clients on {client_addr}, groups {:?}",
@@ -223,8 +225,12 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             abandon_ticks: 10 * u64::from(config.election_ticks),
         },
         leader_balance_margin: config.leader_balance_margin,
-        // A handover ends (done or abandoned) within an election timeout.
-        balance_every_ticks: 2 * config.election_ticks,
+        // A handover ends (done or abandoned) within an election timeout. One tick more than
+        // two timeouts: a leader forgets which followers are active at every election
+        // timeout of its group (check-quorum), and a look that always fell on that tick
+        // (2 × timeout did, for a group whose leadership began on it) saw no follower ready
+        // and never balanced that group. Coprime periods move the look across all phases.
+        balance_every_ticks: 2 * config.election_ticks + 1,
     };
     let node = config.id;
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {

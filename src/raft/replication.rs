@@ -219,7 +219,11 @@ impl Replica {
             return;
         }
         let was_paused = progress.is_paused();
-        if !progress.maybe_update(response.index) {
+        // A probe answered at the known match also ends probing: the follower holds the log
+        // up to there, nothing more was sent.
+        let probe_confirmed =
+            progress.state == ProgressState::Probe && response.index == progress.match_index;
+        if !progress.maybe_update(response.index) && !probe_confirmed {
             return;
         }
         match progress.state {
@@ -254,11 +258,16 @@ impl Replica {
         progress.acked_round = progress.acked_round.max(response.read_round);
         let behind = progress.match_index < last_index;
         let window_full = progress.state == ProgressState::Replicate && progress.is_paused();
+        // A probing follower is probed even when it holds the whole log (it was probing
+        // because it was unreachable, say): the answer moves it back to replicating, which
+        // an idle group would otherwise never do, and only a replicating voter may be handed
+        // the leadership.
+        let probing = progress.state == ProgressState::Probe;
         if behind && window_full {
             // Every append in the window may have been lost: an empty append finds out
             // (the follower's answer either frees the window or sends us back to probing).
             self.send_empty_append(from);
-        } else if behind {
+        } else if behind || probing {
             self.maybe_send_append(from, true);
         }
         self.confirm_read_rounds();

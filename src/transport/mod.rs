@@ -105,6 +105,7 @@ pub use framing::{FrameReader, ReadFrameError};
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
+pub use socket::listen;
 
 use shared::{Peer, Shared};
 
