@@ -10,15 +10,22 @@
 //! from a new client, so a retry of such a request would apply again. Eviction takes the
 //! least recently active sessions, which such a client is not.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use super::limits::{REPLIES_PER_SESSION_MAX, SESSIONS_MAX};
 use super::store::OpResult;
 
+/// The results of one applied request: shared by the reply and the session's memory of it,
+/// so remembering a reply costs no copy.
+pub type Results = Rc<[OpResult]>;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Session {
-    /// Replies by sequence, for sequences ≥ `first_unacked`.
-    pub(crate) replies: BTreeMap<u64, Vec<OpResult>>,
+    /// Replies in ascending sequence order, for sequences ≥ `first_unacked`: usually a few,
+    /// added at the back and acknowledged from the front, so a ring buffer (one allocation,
+    /// reused) rather than a tree.
+    pub(crate) replies: VecDeque<(u64, Results)>,
     /// Below this the client has its replies (or they were dropped): never apply again.
     pub(crate) first_unacked: u64,
     /// The log index of the session's latest request, for least-recently-active eviction.
@@ -30,7 +37,7 @@ pub(crate) struct Session {
 pub(crate) enum Admission {
     Apply,
     /// Applied before: here is the reply it got.
-    Duplicate(Vec<OpResult>),
+    Duplicate(Results),
     /// Its reply is gone (acknowledged, dropped, or the session was evicted).
     Expired,
 }
@@ -48,9 +55,9 @@ impl Sessions {
             None if first_unacked == 1 => Admission::Apply,
             None => Admission::Expired,
             Some(session) if sequence < session.first_unacked => Admission::Expired,
-            Some(session) => match session.replies.get(&sequence) {
-                Some(reply) => Admission::Duplicate(reply.clone()),
-                None => Admission::Apply,
+            Some(session) => match session.find(sequence) {
+                Ok(at) => Admission::Duplicate(Rc::clone(&session.replies[at].1)),
+                Err(_) => Admission::Apply,
             },
         }
     }
@@ -62,21 +69,26 @@ impl Sessions {
         sequence: u64,
         first_unacked: u64,
         index: u64,
-        reply: Vec<OpResult>,
+        reply: Results,
     ) {
         let session = self.by_client.entry(client_id).or_default();
         session.last_index = index;
         session.first_unacked = session.first_unacked.max(first_unacked);
-        session.replies.insert(sequence, reply);
-        // Forget what the client acknowledged (usually one reply, so no new map is built).
-        while let Some(entry) = session.replies.first_entry() {
-            if *entry.key() >= session.first_unacked {
-                break;
-            }
-            entry.remove();
+        match session.find(sequence) {
+            Ok(at) => session.replies[at].1 = reply,
+            // Usually the back: a client's requests to one group mostly apply in order.
+            Err(at) => session.replies.insert(at, (sequence, reply)),
+        }
+        // Forget what the client acknowledged.
+        while session
+            .replies
+            .front()
+            .is_some_and(|&(sequence, _)| sequence < session.first_unacked)
+        {
+            session.replies.pop_front();
         }
         while session.replies.len() > REPLIES_PER_SESSION_MAX {
-            let (oldest, _) = session.replies.pop_first().expect("non-empty");
+            let (oldest, _) = session.replies.pop_front().expect("non-empty");
             session.first_unacked = oldest + 1;
         }
         if self.by_client.len() > SESSIONS_MAX {
@@ -99,21 +111,47 @@ impl Sessions {
     }
 }
 
+impl Session {
+    /// Where the reply to `sequence` is (`Ok`), or would go (`Err`).
+    fn find(&self, sequence: u64) -> Result<usize, usize> {
+        self.replies.binary_search_by_key(&sequence, |&(s, _)| s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn written() -> Results {
+        Rc::from([OpResult::Written])
+    }
+
+    /// Goal: replies recorded out of sequence order (a retry applied late) are all found.
+    #[test]
+    fn replies_recorded_out_of_order_are_found() {
+        let mut sessions = Sessions::default();
+        for sequence in [3, 1, 2, 5] {
+            sessions.record(9, sequence, 1, sequence, written());
+        }
+        for sequence in [1, 2, 3, 5] {
+            assert_eq!(
+                sessions.admit(9, sequence, 1),
+                Admission::Duplicate(written())
+            );
+        }
+        assert_eq!(sessions.admit(9, 4, 1), Admission::Apply);
+        let order: Vec<u64> = sessions.by_client[&9].replies.iter().map(|r| r.0).collect();
+        assert_eq!(order, [1, 2, 3, 5]);
+    }
 
     #[test]
     fn a_retry_gets_the_first_reply_and_an_acked_request_is_expired() {
         let mut sessions = Sessions::default();
         assert_eq!(sessions.admit(7, 1, 1), Admission::Apply);
-        sessions.record(7, 1, 1, 10, vec![OpResult::Written]);
-        assert_eq!(
-            sessions.admit(7, 1, 1),
-            Admission::Duplicate(vec![OpResult::Written])
-        );
+        sessions.record(7, 1, 1, 10, written());
+        assert_eq!(sessions.admit(7, 1, 1), Admission::Duplicate(written()));
         assert_eq!(sessions.admit(7, 2, 2), Admission::Apply);
-        sessions.record(7, 2, 2, 11, vec![OpResult::NotFound]);
+        sessions.record(7, 2, 2, 11, Rc::from([OpResult::NotFound]));
         // The client acknowledged 1 with request 2: the reply to 1 is gone for good.
         assert_eq!(sessions.admit(7, 1, 1), Admission::Expired);
         assert_eq!(sessions.by_client[&7].replies.len(), 1);
@@ -131,7 +169,7 @@ mod tests {
         let mut sessions = Sessions::default();
         let total = REPLIES_PER_SESSION_MAX as u64 + 5;
         for sequence in 1..=total {
-            sessions.record(1, sequence, 1, sequence, vec![OpResult::Written]);
+            sessions.record(1, sequence, 1, sequence, written());
         }
         assert_eq!(
             sessions.by_client[&1].replies.len(),
@@ -149,7 +187,7 @@ mod tests {
     fn eviction_forgets_the_least_recently_active_sessions() {
         let mut sessions = Sessions::default();
         for client in 0..=SESSIONS_MAX as u64 {
-            sessions.record(client, 1, 1, client, vec![OpResult::Written]);
+            sessions.record(client, 1, 1, client, written());
         }
         assert!(sessions.by_client.len() <= SESSIONS_MAX);
         assert!(!sessions.by_client.contains_key(&0));

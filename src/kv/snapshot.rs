@@ -111,7 +111,14 @@ impl KvStore {
                 let results = (0..count)
                     .map(|_| get_result(&mut r))
                     .collect::<Result<_, _>>()?;
-                session.replies.insert(sequence, results);
+                if session
+                    .replies
+                    .back()
+                    .is_some_and(|&(last, _)| last >= sequence)
+                {
+                    return Err(SnapshotError("session replies out of order"));
+                }
+                session.replies.push_back((sequence, results));
             }
             sessions.by_client.insert(client, session);
         }

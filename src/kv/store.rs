@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::blob::Blob;
 use super::command::{Command, CommandError, Op};
-use super::session::{Admission, Sessions};
+use super::session::{Admission, Results, Sessions};
 
 /// The outcome of one operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum OpResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// One result per operation, in order (applied now, or earlier and remembered).
-    Results(Vec<OpResult>),
+    Results(Results),
     /// The request's reply is no longer known and it was not applied again: the client's
     /// session was evicted or it acknowledged this request already.
     SessionExpired,
@@ -78,14 +78,13 @@ impl KvStore {
                 Admission::Duplicate(results) => Reply::Results(results),
                 Admission::Expired => Reply::SessionExpired,
                 Admission::Apply => {
-                    let results: Vec<OpResult> =
-                        command.ops.iter().map(|op| self.execute(op)).collect();
+                    let results: Results = command.ops.iter().map(|op| self.execute(op)).collect();
                     self.sessions.record(
                         command.client_id,
                         command.sequence,
                         command.first_unacked,
                         index,
-                        results.clone(),
+                        Results::clone(&results),
                     );
                     Reply::Results(results)
                 }
@@ -198,7 +197,7 @@ mod tests {
 
     fn results(reply: Reply) -> Vec<OpResult> {
         match reply {
-            Reply::Results(results) => results,
+            Reply::Results(results) => results.to_vec(),
             Reply::SessionExpired => panic!("session expired"),
         }
     }

@@ -224,7 +224,7 @@ impl Group {
             .map_err(|e| format!("entry {index}: {e}"))?;
         if let Some((conn, _)) = self.writes.remove(&(command.client_id, command.sequence)) {
             let outcome = match reply {
-                Reply::Results(results) => Outcome::Results(results),
+                Reply::Results(results) => Outcome::Results(results.to_vec()),
                 Reply::SessionExpired => Outcome::Error {
                     code: ErrorCode::SessionExpired,
                     message: "the client session expired; start over with a new client id"
