@@ -77,6 +77,7 @@ impl Sessions {
         match session.find(sequence) {
             Ok(at) => session.replies[at].1 = reply,
             // Usually the back: a client's requests to one group mostly apply in order.
+            Err(at) if at == session.replies.len() => session.replies.push_back((sequence, reply)),
             Err(at) => session.replies.insert(at, (sequence, reply)),
         }
         // Forget what the client acknowledged.
@@ -112,9 +113,15 @@ impl Sessions {
 }
 
 impl Session {
-    /// Where the reply to `sequence` is (`Ok`), or would go (`Err`).
+    /// Where the reply to `sequence` is (`Ok`), or would go (`Err`). A new request's
+    /// sequence is past the last one: that case answers without a search.
     fn find(&self, sequence: u64) -> Result<usize, usize> {
-        self.replies.binary_search_by_key(&sequence, |&(s, _)| s)
+        match self.replies.back() {
+            Some(&(last, _)) if last >= sequence => {
+                self.replies.binary_search_by_key(&sequence, |&(s, _)| s)
+            }
+            _ => Err(self.replies.len()),
+        }
     }
 }
 
