@@ -17,7 +17,7 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::kv::{Op, OpResult};
 use crate::proto::client::{ClientFrame, Outcome, Response, decode_client_frame, encode_responses};
 use crate::proto::topology::{Topology, encode_topology};
-use crate::transport::FrameReader;
+use crate::transport::{FrameReader, write_frame};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
@@ -122,6 +122,7 @@ async fn serve(
 async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
     while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
         let encoded = match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &state.topology),
@@ -142,8 +143,7 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
             return;
         }
         let written = async {
-            stream.write_all(encoder.header()).await?;
-            stream.write_all(encoder.body()).await?;
+            write_frame(&mut stream, &mut encoder, &mut copy).await?;
             stream.flush().await
         };
         if written.await.is_err() {

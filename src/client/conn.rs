@@ -58,8 +58,9 @@ impl Conn {
 
     /// Write the frame last encoded by `encoder`.
     pub async fn send(&mut self, encoder: &FrameEncoder) -> io::Result<()> {
-        self.stream.write_all(encoder.header()).await?;
-        self.stream.write_all(encoder.body()).await?;
+        // One write (a copy: this is the control path): header and body in two writes would
+        // reach the node as two segments.
+        self.stream.write_all(&encoder.to_frame_vec()).await?;
         self.stream.flush().await
     }
 

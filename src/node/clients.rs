@@ -24,7 +24,7 @@ use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
-use crate::transport::{FrameReader, ReadFrameError};
+use crate::transport::{FrameReader, ReadFrameError, write_frame};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
@@ -136,8 +136,7 @@ async fn opening(
             _ => return Ok(frame),
         }
         let written = async {
-            stream.write_all(encoder.header()).await?;
-            stream.write_all(encoder.body()).await?;
+            write_frame(stream, &mut encoder, &mut Vec::new()).await?;
             stream.flush().await
         };
         written.await.map_err(|e| format!("write failed: {e}"))?;
@@ -210,6 +209,7 @@ async fn next_frame(
 
 async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Response>>) {
     let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
     let mut batches = Vec::new();
     loop {
         outbox.take_all(&mut batches).await;
@@ -219,8 +219,7 @@ async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Re
             continue;
         }
         let written = async {
-            writer.write_all(encoder.header()).await?;
-            writer.write_all(encoder.body()).await?;
+            write_frame(&mut writer, &mut encoder, &mut copy).await?;
             writer.flush().await
         };
         if written.await.is_err() {

@@ -170,19 +170,30 @@ impl FrameWriter {
                 outcome.encode_error = Some(error);
                 continue;
             }
-            match self.encoder.frame_in_place() {
-                Some(frame) => stream.write_all(frame).await?,
-                None => {
-                    self.copy.clear();
-                    self.copy.extend_from_slice(self.encoder.header());
-                    self.copy.extend_from_slice(self.encoder.body());
-                    stream.write_all(&self.copy).await?;
-                }
-            }
+            write_frame(stream, &mut self.encoder, &mut self.copy).await?;
             outcome.frames += 1;
             outcome.messages_written += chunk.len();
         }
         Ok(outcome)
+    }
+}
+
+/// Writes the frame `encoder` last encoded with one write: in place when the builder has room
+/// for the header before the body (almost always), else through `copy`. Header and body in two
+/// writes would be two segments, and the reader would often wake twice for one frame.
+pub async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    encoder: &mut FrameEncoder,
+    copy: &mut Vec<u8>,
+) -> io::Result<()> {
+    match encoder.frame_in_place() {
+        Some(frame) => stream.write_all(frame).await,
+        None => {
+            copy.clear();
+            copy.extend_from_slice(encoder.header());
+            copy.extend_from_slice(encoder.body());
+            stream.write_all(copy).await
+        }
     }
 }
 

@@ -524,7 +524,8 @@ impl FrameEncoder {
         self.fbb.reset();
     }
 
-    /// Header and body in one buffer (a copy; for tests and tools, not the data path).
+    /// Header and body in one buffer (a copy; for tests, tools and the control path, not the
+    /// data path).
     pub fn to_frame_vec(&self) -> Vec<u8> {
         let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + self.body().len());
         frame.extend_from_slice(&self.header);
