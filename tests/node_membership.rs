@@ -147,15 +147,20 @@ fn full_voters(list: &str) -> Vec<u64> {
         .collect()
 }
 
-/// The node that leads group 0, as `cohort status` through `via` reports it.
+/// The node that leads group 0, as `cohort status` through `via` reports it. Asked again for
+/// up to 10 s: an election or a balancing handover may be under way.
 fn leader_of_group_0(via: &str) -> u64 {
-    let output = cohort_cli(&["status", "--nodes", via]);
-    let table = String::from_utf8_lossy(&output.stdout);
-    for line in table.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() > 4 && fields[2] == "0" && fields[3] == "leader" {
-            return fields[0].parse().unwrap();
+    let mut table = String::new();
+    for _ in 0..100 {
+        let output = cohort_cli(&["status", "--nodes", via]);
+        table = String::from_utf8_lossy(&output.stdout).into_owned();
+        for line in table.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 4 && fields[2] == "0" && fields[3] == "leader" {
+                return fields[0].parse().unwrap();
+            }
         }
+        wait_ms(100);
     }
     panic!("no leader of group 0 in:\n{table}");
 }

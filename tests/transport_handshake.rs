@@ -143,3 +143,19 @@ fn a_dialer_refuses_the_wrong_node_at_its_peers_address() {
         node3.close().await;
     });
 }
+
+/// Goal: a port a node listens on is never shared with a second listener (glommio's own bind
+/// sets SO_REUSEPORT, which would let two nodes split one port's connections silently).
+/// Method: listen on a port, then listen on it again: the second listen must fail.
+#[test]
+fn a_listening_port_is_not_shared() {
+    run_executor(|| async {
+        let first = cohort::transport::listen(loopback_any_port(), 1 << 16).expect("first listen");
+        let addr = first.local_addr().expect("bound address");
+        let second = cohort::transport::listen(addr, 1 << 16);
+        assert_eq!(
+            second.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse)
+        );
+    });
+}
