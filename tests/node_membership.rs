@@ -388,8 +388,9 @@ fn cut_connection(peer_address: &str, as_node: u64) {
 /// Goal: a snapshot stream cut by dropped connections resumes from the bytes the receiver
 /// holds. Method: 20 MiB in group 0; node 4 joins and receives it in 1 KiB chunks while,
 /// every 40 ms, each of its peer connections is taken over by an impostor (so the real one
-/// drops) until it has joined. The leader must log a resend from an acknowledged byte > 0,
-/// the snapshot must arrive whole, and every value must read back with node 4 in the quorum.
+/// drops) until it has installed that snapshot; then it must finish joining. The leader must
+/// log a resend from an acknowledged byte > 0, the snapshot must arrive whole, and every value
+/// must read back with node 4 in the quorum.
 #[test]
 fn a_snapshot_stream_cut_by_dropped_connections_resumes() {
     let flags = NodeFlags {
@@ -414,15 +415,41 @@ fn a_snapshot_stream_cut_by_dropped_connections_resumes() {
     let joined = format!("node {id}: joined: voter of every group");
     let peer_port = cluster.bases[(id - 1) as usize].clone();
     let mut cuts = 0;
-    // Every 40 ms: the stream (about 20 k chunks, four in flight) must not fit between two
-    // cuts, however fast the machine.
-    while !cluster.log(id).contains(&joined) {
-        assert!(cuts < 1500, "node {id} did not join:\n{}", cluster.log(id));
+    // Every 40 ms while group 0's state streams in: the stream (about 20 k chunks, four in
+    // flight) must not fit between two cuts, however fast the machine. Then no more cuts, and
+    // node 4 finishes joining (promotion needs a caught-up learner the leaders can reach).
+    let big_snapshot_installed = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains("installed a snapshot"))
+            .filter_map(|line| line.split("bytes=").nth(1))
+            .filter_map(|bytes| bytes.split_whitespace().next()?.parse::<u64>().ok())
+            .any(|bytes| bytes >= 10 << 20)
+    };
+    while !big_snapshot_installed(&cluster.log(id)) {
+        assert!(
+            cuts < 1500,
+            "node {id} got no snapshot:\n{}",
+            cluster.log(id)
+        );
         wait_ms(40);
         for node in 1..=3 {
             cut_connection(&peer_port, node);
         }
         cuts += 1;
+    }
+    for _ in 0..600 {
+        if cluster.log(id).contains(&joined) {
+            break;
+        }
+        wait_ms(50);
+    }
+    if !cluster.log(id).contains(&joined) {
+        let status = cohort_cli(&["status", "--nodes", &cluster.bases[0]]);
+        panic!(
+            "node {id} did not join:\n{}\ncohort status:\n{}",
+            cluster.log(id),
+            String::from_utf8_lossy(&status.stdout)
+        );
     }
     let resumed_mid_stream = (1..=3).any(|n| {
         cluster.log(n).lines().any(|line| {

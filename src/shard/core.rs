@@ -208,7 +208,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             gap,
                         } => {
                             let from = message.from.0;
-                            self.streams.on_ack(from, group.0, index, received, gap);
+                            // The whole snapshot arrived: the leader probes the follower next
+                            // instead of waiting for its answer to the snapshot, which a
+                            // dropped connection may have lost (it would wait forever: the
+                            // follower has nothing more to say).
+                            if self.streams.on_ack(from, group.0, index, received, gap)
+                                && let Some(g) = self.groups.get_mut(&group.0)
+                            {
+                                g.replica.report_snapshot(NodeId(from), true);
+                            }
                             continue;
                         }
                         _ => message,
@@ -260,7 +268,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     group.replica.tick();
                 }
                 self.ticks += 1;
-                self.streams.tick();
+                for (to, group) in self.streams.tick() {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.replica.report_snapshot(NodeId(to), false);
+                    }
+                }
                 self.finish_transfers();
                 self.finish_member_changes();
                 let every = u64::from(self.shape.balance_every_ticks.max(1));

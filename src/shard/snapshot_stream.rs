@@ -162,12 +162,21 @@ impl SnapshotStreams {
     }
 
     /// `from` acknowledged bytes of its stream of `group`.
-    pub fn on_ack(&mut self, from: u64, group: u32, index: LogIndex, received: u64, gap: bool) {
+    /// Returns true when this acknowledgement completes the stream: the receiver holds the
+    /// whole snapshot (the core is told, as its answer to the snapshot may be lost).
+    pub fn on_ack(
+        &mut self,
+        from: u64,
+        group: u32,
+        index: LogIndex,
+        received: u64,
+        gap: bool,
+    ) -> bool {
         let Some(stream) = self.outgoing.get_mut(&(from, group)) else {
-            return;
+            return false;
         };
         if stream.snapshot.meta.index != index {
-            return;
+            return false;
         }
         let total = stream.snapshot.data.len() as u64;
         let received = received.min(total);
@@ -193,7 +202,9 @@ impl SnapshotStreams {
         }
         if stream.started && stream.acked == total && !gap {
             self.outgoing.remove(&(from, group));
+            return true;
         }
+        false
     }
 
     /// A chunk from `from` of `group`. Returns the acknowledgement to send back and, once the
@@ -310,13 +321,16 @@ impl SnapshotStreams {
     }
 
     /// One tick: resend stalled windows, give up streams without progress for too long.
-    pub fn tick(&mut self) {
+    /// Returns the (peer, group) streams given up, for the core to hear of.
+    pub fn tick(&mut self) -> Vec<(u64, u32)> {
         self.ticks += 1;
         let (ticks, config) = (self.ticks, self.config);
+        let mut given_up = Vec::new();
         self.outgoing.retain(|&(to, group), stream| {
             let idle = ticks - stream.progress_tick;
             if idle >= config.abandon_ticks {
                 tracing::info!(group, to, "snapshot stream without progress: given up");
+                given_up.push((to, group));
                 return false;
             }
             if idle > 0 && idle % config.stall_ticks.max(1) == 0 && stream.next > stream.acked {
@@ -333,6 +347,7 @@ impl SnapshotStreams {
         });
         self.incoming
             .retain(|_, held| ticks - held.progress_tick < config.abandon_ticks);
+        given_up
     }
 }
 
@@ -387,6 +402,16 @@ mod tests {
         receiver: &mut SnapshotStreams,
         chunks: Vec<Envelope>,
     ) -> Option<Message> {
+        deliver_counting(sender, receiver, chunks, &mut 0)
+    }
+
+    /// [`deliver`], counting in `completed` the acks the sender reports as completing it.
+    fn deliver_counting(
+        sender: &mut SnapshotStreams,
+        receiver: &mut SnapshotStreams,
+        chunks: Vec<Envelope>,
+        completed: &mut usize,
+    ) -> Option<Message> {
         let mut installed = None;
         for envelope in chunks {
             let (ack, whole) = receiver.on_chunk(envelope.group.0, envelope.message);
@@ -400,7 +425,9 @@ mod tests {
             else {
                 panic!("an ack");
             };
-            sender.on_ack(ack.message.from.0, ack.group.0, index, received, gap);
+            if sender.on_ack(ack.message.from.0, ack.group.0, index, received, gap) {
+                *completed += 1;
+            }
         }
         installed
     }
@@ -423,16 +450,21 @@ mod tests {
         let first = pump(&mut sender);
         assert_eq!(offsets(&first), [0, 10, 20], "a window of three chunks");
         assert!(pump(&mut sender).is_empty(), "nothing more until acked");
-        let mut installed = deliver(&mut sender, &mut receiver, first);
+        let mut completed = 0;
+        let mut installed = deliver_counting(&mut sender, &mut receiver, first, &mut completed);
         while installed.is_none() {
             let next = pump(&mut sender);
             assert!(!next.is_empty(), "the stream stalled");
-            installed = deliver(&mut sender, &mut receiver, next);
+            installed = deliver_counting(&mut sender, &mut receiver, next, &mut completed);
         }
         let installed = installed.unwrap();
         assert_eq!(installed.body, MessageBody::InstallSnapshot(whole));
         assert_eq!((installed.from, installed.term), (NodeId(1), Term(3)));
         assert_eq!(sender.sending(), 0, "a finished stream is forgotten");
+        assert_eq!(
+            completed, 1,
+            "the last ack, and only it, reports the stream complete"
+        );
     }
 
     #[test]
@@ -471,10 +503,14 @@ mod tests {
             [0, 10, 20],
             "resent after 5 quiet ticks"
         );
-        for _ in 0..50 {
-            sender.tick();
-        }
+        let given_up: Vec<(u64, u32)> = (0..50).flat_map(|_| sender.tick()).collect();
         assert_eq!(sender.sending(), 0);
+        assert_eq!(
+            given_up.len(),
+            1,
+            "the core hears once that the stream was given up"
+        );
+        assert_eq!(given_up[0].1, 4, "group 4");
     }
 
     #[test]
