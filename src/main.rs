@@ -8,6 +8,7 @@ use cohort::cli::bench::{self, BenchCommand, SweepCommand};
 use cohort::cli::client_cmd::{self, KvCommand, ReadMode, Target};
 use cohort::cli::demo::{self, DemoArgs};
 use cohort::cli::serve::ServeArgs;
+use cohort::cli::sim::{self, SimArgs};
 use cohort::proto::members::{MemberOp, check_address};
 
 #[derive(Parser)]
@@ -30,6 +31,10 @@ enum Command {
     Bench(Box<BenchCommand>),
     /// Run a node of a cluster until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Run the deterministic simulator: seeded random runs of a Raft group under crashes,
+    /// partitions, message loss, membership changes and compaction, each checked for Raft's
+    /// safety properties at every step; a failing seed is printed with how to replay it.
+    Sim(SimArgs),
     /// Write a value.
     Put {
         key: String,
@@ -151,6 +156,12 @@ fn fail(error: &str) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (target, command) = match cli.command {
+        Command::Sim(args) => {
+            return match sim::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
         Command::Demo(args) => {
             return match demo::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -6,3 +6,4 @@ pub mod demo;
 pub mod disk;
 pub mod local_cluster;
 pub mod serve;
+pub mod sim;
