@@ -4,7 +4,6 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use clap::Args;
 
@@ -67,7 +66,7 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let started = Instant::now();
+    let started = crate::clock::now();
     let next = AtomicU64::new(args.from);
     let totals = Mutex::new(Totals::default());
     let failures: Mutex<Vec<SimFailure>> = Mutex::new(Vec::new());
