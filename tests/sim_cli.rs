@@ -24,7 +24,8 @@ fn sim_runs_seeds_and_replays_one() {
     let replay = cohort(&["sim", "--seed", "101"]);
     let out = String::from_utf8_lossy(&replay.stdout);
     assert!(replay.status.success(), "{out}");
-    assert!(out.starts_with("seed 101 passed"), "{out}");
+    assert!(out.starts_with("seed 101: SimOptions"), "{out}");
+    assert!(out.contains("seed 101 passed"), "{out}");
     let nothing = cohort(&["sim", "--seeds", "0"]);
     assert!(!nothing.status.success());
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("--seeds must be at least 1"));

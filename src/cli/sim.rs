@@ -51,7 +51,9 @@ impl Totals {
 /// and how to replay it.
 pub fn run(args: &SimArgs) -> Result<(), String> {
     if let Some(seed) = args.seed {
-        let report = run_seed(&SimOptions::for_seed(seed)).map_err(|f| f.to_string())?;
+        let options = SimOptions::for_seed(seed);
+        println!("seed {seed}: {options:?}");
+        let report = run_seed(&options).map_err(|f| f.to_string())?;
         println!("seed {seed} passed: {report:?}");
         return Ok(());
     }
