@@ -74,7 +74,7 @@ mod tests {
     use crate::proto::client::{ClientFrame, decode_client_frame};
 
     fn frame(encoder: &FrameEncoder) -> Bytes {
-        Bytes::from([encoder.header(), encoder.body()].concat())
+        Bytes::from(encoder.to_frame_vec())
     }
 
     #[test]
