@@ -46,6 +46,7 @@ impl Trio {
         loop {
             let mut moved = false;
             for group in &mut self.groups {
+                group.propose_pending(&mut self.answers);
                 if !group.replica.has_ready() {
                     continue;
                 }
@@ -70,9 +71,7 @@ impl Trio {
 
     /// Hand `request` to node `node` on connection 9 and run until it settles.
     fn ask(&mut self, node: usize, request: Request) -> Vec<Outcome> {
-        if let Some(answer) = self.groups[node].handle(9, request) {
-            self.answers.push(answer);
-        }
+        self.groups[node].handle(9, request, &mut self.answers);
         self.pump();
         self.answers.drain(..).map(|a| a.response.outcome).collect()
     }
@@ -171,8 +170,10 @@ fn a_leader_that_steps_down_tells_its_waiting_writers_to_retry() {
     let mut trio = Trio::new();
     // The write is proposed but its appends never arrive.
     let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
-    assert!(trio.groups[0].handle(9, write).is_none());
+    trio.groups[0].handle(9, write, &mut trio.answers);
+    assert!(trio.answers.is_empty());
     assert_eq!(trio.groups[0].waiting(), 1);
+    trio.groups[0].propose_pending(&mut trio.answers);
     let mut ready = trio.groups[0].replica.ready();
     let _lost = ready.take_messages_now();
     trio.groups[0]
@@ -192,6 +193,79 @@ fn a_leader_that_steps_down_tells_its_waiting_writers_to_retry() {
             leader: 0,
             address: String::new()
         }]
+    );
+    assert_eq!(trio.groups[0].waiting(), 0);
+}
+
+#[test]
+fn writes_taken_in_one_turn_commit_as_one_entry_and_each_is_answered() {
+    let mut trio = Trio::new();
+    let last_before = trio.groups[0].replica.last_index();
+    let writes = [("a", "1"), ("b", "2"), ("a", "3")];
+    for (sequence, (key, value)) in (1..).zip(writes) {
+        let write = request(sequence, Consistency::Linearizable, vec![put(key, value)]);
+        trio.groups[0].handle(9, write, &mut trio.answers);
+    }
+    assert!(trio.answers.is_empty(), "answered only once committed");
+    trio.pump();
+    let sequences: Vec<u64> = trio.answers.iter().map(|a| a.response.sequence).collect();
+    assert_eq!(sequences, [1, 2, 3]);
+    for answer in trio.answers.drain(..) {
+        assert_eq!(
+            answer.response.outcome,
+            Outcome::Results(vec![OpResult::Written])
+        );
+    }
+    for group in &trio.groups {
+        assert_eq!(group.replica.last_index().0, last_before.0 + 1, "one entry");
+        assert_eq!(
+            group.kv.get(b"a"),
+            OpResult::Value(Bytes::from_static(b"3"))
+        );
+        assert_eq!(
+            group.kv.get(b"b"),
+            OpResult::Value(Bytes::from_static(b"2"))
+        );
+    }
+}
+
+#[test]
+fn a_turn_s_writes_are_split_into_entries_no_larger_than_the_log_takes() {
+    let mut trio = Trio::new();
+    let one = request(1, Consistency::Linearizable, vec![put("k", "v")]);
+    let bytes = one.command.encoded_len();
+    // Two commands fit in an entry, the third starts a new one.
+    trio.groups[0].entry_bytes_max = 2 * bytes + 1;
+    let last_before = trio.groups[0].replica.last_index();
+    for sequence in 1..=3 {
+        let write = request(sequence, Consistency::Linearizable, vec![put("k", "v")]);
+        trio.groups[0].handle(9, write, &mut trio.answers);
+    }
+    trio.pump();
+    assert_eq!(trio.answers.len(), 3);
+    assert_eq!(trio.groups[2].replica.last_index().0, last_before.0 + 2);
+}
+
+#[test]
+fn pending_writes_of_a_leader_that_lost_its_term_are_told_to_retry() {
+    let mut trio = Trio::new();
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    trio.groups[0].handle(9, write, &mut trio.answers);
+    // Before the turn proposes them, node 2 wins an election (node 1 sees its vote request).
+    trio.groups[1].replica.campaign();
+    let mut ready = trio.groups[1].replica.ready();
+    let mut messages = ready.take_messages_now();
+    messages.extend(ready.take_messages_after_persist());
+    for message in messages {
+        if message.to == NodeId(1) {
+            trio.groups[0].replica.step(message).unwrap();
+        }
+    }
+    trio.groups[0].propose_pending(&mut trio.answers);
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    assert!(
+        matches!(outcomes[..], [Outcome::NotLeader { .. }]),
+        "{outcomes:?}"
     );
     assert_eq!(trio.groups[0].waiting(), 0);
 }

@@ -3,12 +3,18 @@
 //! Byte layout (little-endian), chosen so a replica reads it in place:
 //!
 //! ```text
+//! entry   := command+                             one or more commands, back to back
 //! command := client_id u64 | sequence u64 | first_unacked u64 | op_count u16 | op*
 //! op      := kind u8 | key_len u16 | key | body
 //! body    := ()                                   for Get, Delete
 //!          | value_len u32 | value                for Put, PutIfAbsent
 //!          | has_expected u8 | [exp_len u32 | expected] | value_len u32 | value   for Cas
 //! ```
+//!
+//! A leader packs the writes a group takes in during one loop turn into one entry, so the
+//! costs of an entry (log, WAL record, wire header, compaction) are paid once per batch, not
+//! once per request. Every command is self-delimiting, so an entry of one command is the
+//! same bytes as before batching.
 //!
 //! `first_unacked` is the lowest sequence the client still waits for: the state machine may
 //! forget its replies to everything below (Raft thesis §6.3).
@@ -187,22 +193,34 @@ impl Command {
         self.ops.iter().all(Op::is_read)
     }
 
-    pub fn encode(&self) -> Bytes {
-        let payload: usize = self
+    /// Bytes [`Command::encode_into`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let ops: usize = self
             .ops
             .iter()
             .map(|op| {
-                8 + op.key().len()
+                3 + op.key().len()
                     + match op {
                         Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => 4 + value.len(),
                         Op::CompareAndSwap {
                             expected, value, ..
-                        } => 9 + expected.as_ref().map_or(0, Bytes::len) + value.len(),
+                        } => 5 + expected.as_ref().map_or(0, |e| 4 + e.len()) + value.len(),
                         Op::Get { .. } | Op::Delete { .. } => 0,
                     }
             })
             .sum();
-        let mut out = BytesMut::with_capacity(26 + payload);
+        26 + ops
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
+    /// Append the command to `out` (an entry being built: see the module doc).
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        out.reserve(self.encoded_len());
         out.put_u64_le(self.client_id);
         out.put_u64_le(self.sequence);
         out.put_u64_le(self.first_unacked);
@@ -212,25 +230,49 @@ impl Command {
             out.put_u16_le(op.key().len() as u16);
             out.put_slice(op.key());
             match op {
-                Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => put_blob(&mut out, value),
+                Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => put_blob(out, value),
                 Op::CompareAndSwap {
                     expected, value, ..
                 } => {
                     out.put_u8(u8::from(expected.is_some()));
                     if let Some(expected) = expected {
-                        put_blob(&mut out, expected);
+                        put_blob(out, expected);
                     }
-                    put_blob(&mut out, value);
+                    put_blob(out, value);
                 }
                 Op::Get { .. } | Op::Delete { .. } => {}
             }
         }
-        out.freeze()
     }
 
-    /// Read a command from an entry's payload. Keys and values are slices of `data`.
+    /// Read the one command of `data`. Keys and values are slices of `data`.
     pub fn decode(data: &Bytes) -> Result<Command, CommandError> {
         let mut reader = Reader { data, at: 0 };
+        let command = Command::read(&mut reader)?;
+        if reader.at != data.len() {
+            return Err(CommandError::Malformed("trailing bytes"));
+        }
+        Ok(command)
+    }
+
+    /// Read every command of an entry's payload (see the module doc), in order. Keys and
+    /// values are slices of `data`. An empty payload has none.
+    pub fn decode_each(data: &Bytes) -> impl Iterator<Item = Result<Command, CommandError>> {
+        let mut reader = Reader { data, at: 0 };
+        std::iter::from_fn(move || {
+            if reader.at == reader.data.len() {
+                return None;
+            }
+            let command = Command::read(&mut reader);
+            if command.is_err() {
+                // Nothing after a malformed command can be trusted: stop there.
+                reader.at = reader.data.len();
+            }
+            Some(command)
+        })
+    }
+
+    fn read(reader: &mut Reader) -> Result<Command, CommandError> {
         let client_id = reader.u64()?;
         let sequence = reader.u64()?;
         let first_unacked = reader.u64()?;
@@ -266,9 +308,6 @@ impl Command {
                 _ => return Err(CommandError::Malformed("unknown operation kind")),
             };
             ops.push(op);
-        }
-        if reader.at != data.len() {
-            return Err(CommandError::Malformed("trailing bytes"));
         }
         let command = Command {
             client_id,
@@ -376,6 +415,32 @@ mod tests {
     fn every_operation_round_trips() {
         let command = sample();
         assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
+
+    #[test]
+    fn an_entry_of_several_commands_reads_back_in_order() {
+        let mut second = sample();
+        second.client_id = 10;
+        second.ops.truncate(2);
+        let mut entry = BytesMut::new();
+        sample().encode_into(&mut entry);
+        second.encode_into(&mut entry);
+        assert_eq!(
+            sample().encoded_len() + second.encoded_len(),
+            entry.len(),
+            "encoded_len is exact"
+        );
+        let entry = entry.freeze();
+        let read: Vec<_> = Command::decode_each(&entry).collect();
+        assert_eq!(read, vec![Ok(sample()), Ok(second)]);
+        assert_eq!(Command::decode_each(&Bytes::new()).count(), 0);
+        // A cut anywhere inside the second command is an error, and nothing follows it.
+        let first_len = sample().encoded_len();
+        for len in first_len + 1..entry.len() {
+            let read: Vec<_> = Command::decode_each(&entry.slice(..len)).collect();
+            assert_eq!(read.len(), 2, "{len}");
+            assert!(read[0].is_ok() && read[1].is_err(), "{len}");
+        }
     }
 
     #[test]

@@ -221,7 +221,7 @@ mod tests {
                 first_unacked: 1,
                 ops,
             };
-            kv.apply(i + 1, &command.encode()).unwrap();
+            kv.apply(i + 1, &command.encode(), |_, _| ()).unwrap();
         }
         let added = vec![(1, "127.0.0.1:7000".to_string()), (4, "h:9".to_string())];
         kv.apply_membership(51, added, &[]);

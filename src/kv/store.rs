@@ -58,38 +58,50 @@ impl KvStore {
         self.data.is_empty()
     }
 
-    /// Apply the command in the entry at `index`. Entries must come in log order.
+    /// Apply the commands of the entry at `index` (one or more: see [`super::command`]) in
+    /// order, handing each with its reply to `on_reply`. Entries must come in log order.
     ///
-    /// A payload that is not a command is an error the caller must treat as fatal for the
-    /// group: every command was checked before it was proposed, so it means corruption.
-    pub fn apply(&mut self, index: u64, payload: &Bytes) -> Result<(Command, Reply), CommandError> {
+    /// A payload that is not a run of commands is an error the caller must treat as fatal for
+    /// the group: every command was checked before it was proposed, so it means corruption.
+    pub fn apply(
+        &mut self,
+        index: u64,
+        payload: &Bytes,
+        mut on_reply: impl FnMut(&Command, Reply),
+    ) -> Result<(), CommandError> {
         debug_assert!(
             index > self.applied_index,
             "{index} after {}",
             self.applied_index
         );
-        let command = Command::decode(payload)?;
+        for command in Command::decode_each(payload) {
+            let command = command?;
+            let reply = self.apply_command(index, &command);
+            on_reply(&command, reply);
+        }
         self.applied_index = index;
-        let reply =
-            match self
-                .sessions
-                .admit(command.client_id, command.sequence, command.first_unacked)
-            {
-                Admission::Duplicate(results) => Reply::Results(results),
-                Admission::Expired => Reply::SessionExpired,
-                Admission::Apply => {
-                    let results: Results = command.ops.iter().map(|op| self.execute(op)).collect();
-                    self.sessions.record(
-                        command.client_id,
-                        command.sequence,
-                        command.first_unacked,
-                        index,
-                        Results::clone(&results),
-                    );
-                    Reply::Results(results)
-                }
-            };
-        Ok((command, reply))
+        Ok(())
+    }
+
+    fn apply_command(&mut self, index: u64, command: &Command) -> Reply {
+        match self
+            .sessions
+            .admit(command.client_id, command.sequence, command.first_unacked)
+        {
+            Admission::Duplicate(results) => Reply::Results(results),
+            Admission::Expired => Reply::SessionExpired,
+            Admission::Apply => {
+                let results: Results = command.ops.iter().map(|op| self.execute(op)).collect();
+                self.sessions.record(
+                    command.client_id,
+                    command.sequence,
+                    command.first_unacked,
+                    index,
+                    Results::clone(&results),
+                );
+                Reply::Results(results)
+            }
+        }
     }
 
     /// Mark an entry that carries no command (a leader's no-op, a conf change) as applied.
@@ -179,6 +191,8 @@ impl KvStore {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
     use super::*;
 
     fn b(s: &str) -> Bytes {
@@ -195,6 +209,15 @@ mod tests {
         .encode()
     }
 
+    /// Apply an entry of one command and return its reply.
+    fn apply_one(kv: &mut KvStore, index: u64, entry: &Bytes) -> Reply {
+        let mut replies = Vec::new();
+        kv.apply(index, entry, |_, reply| replies.push(reply))
+            .unwrap();
+        assert_eq!(replies.len(), 1);
+        replies.pop().unwrap()
+    }
+
     fn results(reply: Reply) -> Vec<OpResult> {
         match reply {
             Reply::Results(results) => results.to_vec(),
@@ -209,11 +232,11 @@ mod tests {
             key: b("a"),
             value: b("1"),
         };
-        let (_, reply) = kv.apply(1, &command(1, 1, vec![put])).unwrap();
+        let reply = apply_one(&mut kv, 1, &command(1, 1, vec![put]));
         assert_eq!(results(reply), [OpResult::Written]);
         assert_eq!(kv.get(b"a"), OpResult::Value(b("1")));
         let ops = vec![Op::Delete { key: b("a") }, Op::Delete { key: b("a") }];
-        let (_, reply) = kv.apply(2, &command(1, 2, ops)).unwrap();
+        let reply = apply_one(&mut kv, 2, &command(1, 2, ops));
         assert_eq!(results(reply), [OpResult::Written, OpResult::NotFound]);
         assert_eq!(kv.get(b"a"), OpResult::NotFound);
     }
@@ -225,9 +248,9 @@ mod tests {
             key: b("leader"),
             value: b(value),
         };
-        let (_, reply) = kv.apply(1, &command(1, 1, vec![first("n1")])).unwrap();
+        let reply = apply_one(&mut kv, 1, &command(1, 1, vec![first("n1")]));
         assert_eq!(results(reply), [OpResult::Written]);
-        let (_, reply) = kv.apply(2, &command(2, 1, vec![first("n2")])).unwrap();
+        let reply = apply_one(&mut kv, 2, &command(2, 1, vec![first("n2")]));
         assert_eq!(
             results(reply),
             [OpResult::ConditionFailed {
@@ -239,18 +262,14 @@ mod tests {
             expected: expected.map(b),
             value: b(value),
         };
-        let (_, reply) = kv
-            .apply(3, &command(2, 2, vec![cas(Some("n2"), "x")]))
-            .unwrap();
+        let reply = apply_one(&mut kv, 3, &command(2, 2, vec![cas(Some("n2"), "x")]));
         assert!(matches!(
             results(reply)[0],
             OpResult::ConditionFailed { .. }
         ));
-        let (_, reply) = kv
-            .apply(4, &command(2, 3, vec![cas(Some("n1"), "n2")]))
-            .unwrap();
+        let reply = apply_one(&mut kv, 4, &command(2, 3, vec![cas(Some("n1"), "n2")]));
         assert_eq!(results(reply), [OpResult::Written]);
-        let (_, reply) = kv.apply(5, &command(3, 1, vec![cas(None, "n3")])).unwrap();
+        let reply = apply_one(&mut kv, 5, &command(3, 1, vec![cas(None, "n3")]));
         assert!(matches!(
             results(reply)[0],
             OpResult::ConditionFailed { .. }
@@ -267,9 +286,9 @@ mod tests {
             value: b("v"),
         };
         let entry = command(5, 1, vec![cas]);
-        let (_, first) = kv.apply(1, &entry).unwrap();
+        let first = apply_one(&mut kv, 1, &entry);
         // The reply was lost; the client retries the same request, which commits again.
-        let (_, retry) = kv.apply(2, &entry).unwrap();
+        let retry = apply_one(&mut kv, 2, &entry);
         assert_eq!(first, retry);
         assert_eq!(results(retry), [OpResult::Written]);
     }
@@ -277,7 +296,40 @@ mod tests {
     #[test]
     fn a_corrupt_entry_is_an_error_not_a_panic() {
         let mut kv = KvStore::new();
-        assert!(kv.apply(1, &Bytes::from_static(b"garbage")).is_err());
+        let garbage = Bytes::from_static(b"garbage");
+        assert!(kv.apply(1, &garbage, |_, _| panic!("no reply")).is_err());
         assert_eq!(kv.applied_index(), 0);
+    }
+
+    #[test]
+    fn an_entry_of_several_commands_applies_each_once_in_order() {
+        let mut kv = KvStore::new();
+        let put = |client, sequence, value| Command {
+            client_id: client,
+            sequence,
+            first_unacked: 1,
+            ops: vec![Op::Put {
+                key: b("k"),
+                value: b(value),
+            }],
+        };
+        let mut entry = BytesMut::new();
+        put(1, 1, "a").encode_into(&mut entry);
+        put(2, 1, "b").encode_into(&mut entry);
+        // Client 1's retry of the same request, batched into the same entry: answered from
+        // its session, not applied again (so "b" stays).
+        put(1, 1, "a").encode_into(&mut entry);
+        let mut replies = Vec::new();
+        kv.apply(7, &entry.freeze(), |command, reply| {
+            replies.push((command.client_id, results(reply)))
+        })
+        .unwrap();
+        let written = vec![OpResult::Written];
+        assert_eq!(
+            replies,
+            [(1, written.clone()), (2, written.clone()), (1, written)]
+        );
+        assert_eq!(kv.get(b"k"), OpResult::Value(b("b")));
+        assert_eq!(kv.applied_index(), 7);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! One turn of the loop:
 //! 1. take everything that arrived (peer batches, client requests, ticks) and step, tick or
-//!    hand it to the groups; a turn's proposals to one group become one append;
+//!    hand it to the groups; a turn's writes to one group become one entry, proposed at the
+//!    start of step 2;
 //! 2. take every group's Ready; send the leaders' appends at once (`messages_now`) and stage
 //!    every group's entries and hard state in the log;
 //! 3. one sync for all groups (group commit), unless durability is off;
@@ -235,14 +236,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
             Input::Requests { conn, requests } => {
                 for request in requests {
-                    let answer = match request {
-                        Ok(request) => self.route(conn, request),
-                        Err(refused) => Some(Answer {
+                    match request {
+                        Ok(request) => self.route(conn, request, answers),
+                        Err(refused) => answers.push(Answer {
                             conn,
                             response: refused.response(),
                         }),
-                    };
-                    answers.extend(answer);
+                    }
                 }
             }
             Input::Disconnected(conn) => {
@@ -425,7 +425,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Hand a request to the group that owns all of its keys.
-    fn route(&mut self, conn: ConnId, request: Request) -> Option<Answer> {
+    fn route(&mut self, conn: ConnId, request: Request, answers: &mut Vec<Answer>) {
         let total = self.shape.groups_total;
         let mut keys = request
             .command
@@ -442,23 +442,29 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     message,
                 },
             };
-            Some(Answer { conn, response })
+            Answer { conn, response }
         };
         if keys.any(|g| g != group) {
-            return refuse("the keys of one request must belong to one group".to_string());
+            answers.push(refuse(
+                "the keys of one request must belong to one group".to_string(),
+            ));
+            return;
         }
         match self.groups.get_mut(&group) {
-            Some(g) => g.handle(conn, request),
-            None => refuse(format!(
+            Some(g) => g.handle(conn, request, answers),
+            None => answers.push(refuse(format!(
                 "group {group} lives on core {}, not core {}: ask the topology again",
                 core_of(group, self.shape.cores),
                 self.shape.core
-            )),
+            ))),
         }
     }
 
     /// Steps 2–4 of the loop for every group with work.
     async fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        for group in self.groups.values_mut() {
+            group.propose_pending(answers);
+        }
         let mut readies: Vec<(u32, Ready)> = Vec::new();
         let mut must_sync = false;
         for (&id, group) in &mut self.groups {

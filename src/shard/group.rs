@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use bytes::BytesMut;
+
 use crate::kv::{KvStore, Op, Reply};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use crate::proto::members::decode_addresses;
@@ -35,6 +37,10 @@ pub struct Group {
     /// Writes proposed here, by (client, sequence), with the term they were proposed in:
     /// answered when applied.
     writes: HashMap<(u64, u64), (ConnId, Term)>,
+    /// Writes taken in since the last [`Group::propose_pending`]: the commands of one entry
+    /// (see [`crate::kv::command`]), and who asked for each (conn, client, sequence).
+    pending: BytesMut,
+    pending_writes: Vec<(ConnId, u64, u64)>,
     /// Reads waiting for their ReadIndex round, by ctx.
     reads_unconfirmed: HashMap<u64, PendingRead>,
     /// Reads confirmed at an index the state machine has not reached yet.
@@ -56,6 +62,8 @@ impl Group {
             replica,
             kv: KvStore::new(),
             writes: HashMap::new(),
+            pending: BytesMut::new(),
+            pending_writes: Vec::new(),
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
             next_ctx: 1,
@@ -67,29 +75,35 @@ impl Group {
 
     /// Clients waiting on this group (for tests and shutdown).
     pub fn waiting(&self) -> usize {
-        self.writes.len() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
+        self.writes.len()
+            + self.pending_writes.len()
+            + self.reads_unconfirmed.len()
+            + self.reads_confirmed.len()
     }
 
     fn not_leader(&self, request: &Request) -> Response {
+        response(request, self.not_leader_outcome())
+    }
+
+    /// "Ask the leader", with where it serves clients if this node knows it.
+    fn not_leader_outcome(&self) -> Outcome {
         let leader = self.replica.leader();
         let address = if leader.is_none() {
             String::new()
         } else {
             (self.client_address)(leader)
         };
-        response(
-            request,
-            Outcome::NotLeader {
-                leader: leader.0,
-                address,
-            },
-        )
+        Outcome::NotLeader {
+            leader: leader.0,
+            address,
+        }
     }
 
-    /// A request for this group arrived on `conn`. Returns an answer now, or None if the
-    /// answer comes later (after commit, or after the read is confirmed).
-    pub fn handle(&mut self, conn: ConnId, request: Request) -> Option<Answer> {
-        let answer = |response| Some(Answer { conn, response });
+    /// A request for this group arrived on `conn`. Its answer goes to `out` now, or later:
+    /// after commit, or after the read is confirmed. A write waits in the group's pending
+    /// entry until [`Group::propose_pending`], which the core calls once per loop turn.
+    pub fn handle(&mut self, conn: ConnId, request: Request, out: &mut Vec<Answer>) {
+        let mut answer = |response| out.push(Answer { conn, response });
         if request.command.is_read_only() {
             if request.consistency == Consistency::Stale {
                 return answer(self.serve_read(&request));
@@ -103,7 +117,6 @@ impl Group {
                 Ok(()) => {
                     self.reads_unconfirmed
                         .insert(ctx, PendingRead { conn, request });
-                    None
                 }
                 Err(ReadError::NoLeader) => answer(self.not_leader(&request)),
                 Err(error @ ReadError::Backpressure { .. }) => answer(error_response(
@@ -116,28 +129,54 @@ impl Group {
         if self.replica.role() != Role::Leader {
             return answer(self.not_leader(&request));
         }
-        let data = request.command.encode();
-        if data.len() > self.entry_bytes_max {
+        let bytes = request.command.encoded_len();
+        if bytes > self.entry_bytes_max {
             let why = format!(
-                "a write of {} bytes; one log entry holds at most {} with this node's WAL \
+                "a write of {bytes} bytes; one log entry holds at most {} with this node's WAL \
                  segments (--segment-mib)",
-                data.len(),
                 self.entry_bytes_max
             );
             return answer(error_response(&request, ErrorCode::TooLarge, &why));
         }
-        match self.replica.propose(data) {
+        if self.pending.len() + bytes > self.entry_bytes_max {
+            self.propose_pending(out);
+        }
+        request.command.encode_into(&mut self.pending);
+        let command = &request.command;
+        self.pending_writes
+            .push((conn, command.client_id, command.sequence));
+    }
+
+    /// Propose the writes taken in since the last call as one entry. If the group cannot take
+    /// it (no longer the leader, too much uncommitted), every one of them is answered now.
+    pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
+        if self.pending_writes.is_empty() {
+            return;
+        }
+        let data = self.pending.split().freeze();
+        let refused = match self.replica.propose(data) {
             Ok(_) => {
-                let key = (request.command.client_id, request.command.sequence);
-                self.writes.insert(key, (conn, self.replica.term()));
-                None
+                let term = self.replica.term();
+                for (conn, client_id, sequence) in self.pending_writes.drain(..) {
+                    self.writes.insert((client_id, sequence), (conn, term));
+                }
+                return;
             }
-            Err(ProposeError::NotLeader { .. }) => answer(self.not_leader(&request)),
-            Err(error) => answer(error_response(
-                &request,
-                ErrorCode::Busy,
-                &format!("{error:?}"),
-            )),
+            Err(ProposeError::NotLeader { .. }) => self.not_leader_outcome(),
+            Err(error) => Outcome::Error {
+                code: ErrorCode::Busy,
+                message: format!("{error:?}"),
+            },
+        };
+        for (conn, client_id, sequence) in self.pending_writes.drain(..) {
+            out.push(Answer {
+                conn,
+                response: Response {
+                    client_id,
+                    sequence,
+                    outcome: refused.clone(),
+                },
+            });
         }
     }
 
@@ -218,29 +257,30 @@ impl Group {
             self.kv.skip(index);
             return Ok(());
         }
-        let (command, reply) = self
-            .kv
-            .apply(index, &entry.data)
-            .map_err(|e| format!("entry {index}: {e}"))?;
-        if let Some((conn, _)) = self.writes.remove(&(command.client_id, command.sequence)) {
-            let outcome = match reply {
-                Reply::Results(results) => Outcome::Results(results.to_vec()),
-                Reply::SessionExpired => Outcome::Error {
-                    code: ErrorCode::SessionExpired,
-                    message: "the client session expired; start over with a new client id"
-                        .to_string(),
-                },
-            };
-            out.push(Answer {
-                conn,
-                response: Response {
-                    client_id: command.client_id,
-                    sequence: command.sequence,
-                    outcome,
-                },
-            });
-        }
-        Ok(())
+        let writes = &mut self.writes;
+        self.kv
+            .apply(index, &entry.data, |command, reply| {
+                let Some((conn, _)) = writes.remove(&(command.client_id, command.sequence)) else {
+                    return;
+                };
+                let outcome = match reply {
+                    Reply::Results(results) => Outcome::Results(results.to_vec()),
+                    Reply::SessionExpired => Outcome::Error {
+                        code: ErrorCode::SessionExpired,
+                        message: "the client session expired; start over with a new client id"
+                            .to_string(),
+                    },
+                };
+                out.push(Answer {
+                    conn,
+                    response: Response {
+                        client_id: command.client_id,
+                        sequence: command.sequence,
+                        outcome,
+                    },
+                });
+            })
+            .map_err(|e| format!("entry {index}: {e}"))
     }
 
     /// Take the member addresses of the conf change at `index` into the state machine. The
@@ -291,12 +331,8 @@ impl Group {
     /// replaced: tell their clients to retry at the leader. Exactly-once sessions make the
     /// retry safe: a write that did commit is answered from the session, not applied twice.
     fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
-        let (leader, term) = (self.replica.leader(), self.replica.term());
-        let address = if leader.is_none() {
-            String::new()
-        } else {
-            (self.client_address)(leader)
-        };
+        let term = self.replica.term();
+        let not_leader = self.not_leader_outcome();
         let leading = self.replica.role() == Role::Leader;
         let stale: Vec<(u64, u64)> = self
             .writes
@@ -311,10 +347,7 @@ impl Group {
                 response: Response {
                     client_id,
                     sequence,
-                    outcome: Outcome::NotLeader {
-                        leader: leader.0,
-                        address: address.clone(),
-                    },
+                    outcome: not_leader.clone(),
                 },
             });
         }
@@ -323,6 +356,9 @@ impl Group {
     /// A client connection closed: forget what it waits for.
     pub fn forget_conn(&mut self, conn: ConnId) {
         self.writes.retain(|_, (c, _)| *c != conn);
+        // Their commands stay in the pending entry: a retry on another connection is answered
+        // from the session.
+        self.pending_writes.retain(|(c, ..)| *c != conn);
         self.reads_unconfirmed.retain(|_, p| p.conn != conn);
         self.reads_confirmed.retain(|(_, p)| p.conn != conn);
     }
