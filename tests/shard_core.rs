@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::rc::Rc;
 
+use bytes::Bytes;
+use cohort::kv::{Command, Op};
 use cohort::raft::{
     AppendRequest, Config, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId,
     Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
@@ -24,6 +26,8 @@ enum Event {
     Staged,
     Synced,
     Sent(&'static str),
+    /// A snapshot at this index was handed to the log.
+    SnapshotTaken(u64),
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -43,7 +47,9 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
-    fn snapshot_taken(&mut self, _group: GroupId, _snapshot: &Snapshot) -> io::Result<()> {
+    fn snapshot_taken(&mut self, _group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
+        let index = snapshot.meta.index.0;
+        self.0.borrow_mut().push(Event::SnapshotTaken(index));
         Ok(())
     }
 
@@ -68,7 +74,17 @@ impl CoreNet for RecordingNet {
 }
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
-fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
+fn core(id: u64, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
+    core_snapshotting_at(id, events, 0)
+}
+
+/// As [`core`], snapshotting once the entries applied since the last snapshot hold
+/// `snapshot_log_bytes` (0: never).
+fn core_snapshotting_at(
+    id: u64,
+    events: &Events,
+    snapshot_log_bytes: u64,
+) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
     config.pre_vote = false;
@@ -79,8 +95,8 @@ fn core(id: u64, sync: bool, events: &Events) -> (Core<RecordingLog, RecordingNe
         core: 0,
         cores: 1,
         groups_total: 1,
-        sync,
         snapshot_entries: 0,
+        snapshot_log_bytes,
         snapshot_stream: StreamConfig {
             chunk_bytes: 1 << 20,
             window_chunks: 4,
@@ -117,9 +133,9 @@ fn from(sender: u64, to: u64, term: u64, body: MessageBody) -> Input {
 }
 
 /// Run the loop over `inputs` and return what happened, in order.
-fn run(id: u64, sync: bool, inputs: Vec<Input>) -> Vec<Event> {
+fn run(id: u64, inputs: Vec<Input>) -> Vec<Event> {
     let events = Events::default();
-    let (core, inbox) = core(id, sync, &events);
+    let (core, inbox) = core(id, &events);
     for input in inputs {
         inbox.push_now(input);
     }
@@ -148,11 +164,7 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
         }],
         commit: LogIndex(1),
     };
-    let events = run(
-        2,
-        true,
-        vec![from(1, 2, 2, MessageBody::AppendRequest(append))],
-    );
+    let events = run(2, vec![from(1, 2, 2, MessageBody::AppendRequest(append))]);
     let staged = position(&events, &Event::Staged);
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
@@ -166,11 +178,7 @@ fn a_vote_is_granted_only_after_the_sync() {
         last_log_term: Term(1),
         transfer: false,
     };
-    let events = run(
-        2,
-        true,
-        vec![from(3, 2, 2, MessageBody::VoteRequest(request))],
-    );
+    let events = run(2, vec![from(3, 2, 2, MessageBody::VoteRequest(request))]);
     let synced = position(&events, &Event::Synced);
     let granted = position(&events, &Event::Sent("VoteResponse"));
     assert!(synced < granted, "{events:?}");
@@ -179,7 +187,7 @@ fn a_vote_is_granted_only_after_the_sync() {
 #[test]
 fn a_leader_sends_its_appends_before_its_own_write_is_synced() {
     let events = Events::default();
-    let (mut core, inbox) = core(1, true, &events);
+    let (mut core, inbox) = core(1, &events);
     // One tick per loop turn until node 1 campaigns.
     for _ in 0..100 {
         if events.borrow().contains(&Event::Sent("VoteRequest")) {
@@ -205,17 +213,47 @@ fn a_leader_sends_its_appends_before_its_own_write_is_synced() {
 }
 
 #[test]
-fn with_sync_off_nothing_waits_for_a_sync() {
-    let request = VoteRequest {
-        last_log_index: LogIndex(1),
-        last_log_term: Term(1),
-        transfer: false,
+fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
+    // Two committed entries of one 1 KiB write each reach a follower. A threshold between
+    // one and two of them snapshots at the second; a larger one does not snapshot.
+    let write = |sequence| {
+        let command = Command {
+            client_id: 5,
+            sequence,
+            first_unacked: 1,
+            ops: vec![Op::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from(vec![7; 1024]),
+            }],
+        };
+        Entry {
+            term: Term(2),
+            index: LogIndex(1 + sequence),
+            kind: EntryKind::Normal,
+            data: command.encode(),
+        }
     };
-    let events = run(
-        2,
-        false,
-        vec![from(3, 2, 2, MessageBody::VoteRequest(request))],
-    );
-    assert!(!events.contains(&Event::Synced), "{events:?}");
-    position(&events, &Event::Sent("VoteResponse"));
+    let entry_bytes = write(1).data.len() as u64;
+    let append = || AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![write(1), write(2)],
+        commit: LogIndex(3),
+    };
+    for (threshold, snapshots) in [(entry_bytes * 3 / 2, vec![3]), (entry_bytes * 3, vec![])] {
+        let events = Events::default();
+        let (core, inbox) = core_snapshotting_at(2, &events, threshold);
+        inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append())));
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).map(drop).unwrap();
+        let taken: Vec<u64> = events
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SnapshotTaken(index) => Some(index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taken, snapshots, "threshold {threshold}");
+    }
 }

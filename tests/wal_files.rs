@@ -56,9 +56,21 @@ fn payload(group: u64, index: u64) -> Vec<u8> {
 fn appends_synced_through_io_uring_survive_reopen_and_compaction() {
     // Goal: the production path end to end: map, append, io_uring fdatasync, rotate onto
     // prepared segments, compact, reopen. A view read before compaction stays valid after.
-    let dir = temp_dir("uring");
+    synced_appends_survive_reopen_and_compaction(SyncMode::IoUring, "uring");
+}
+
+#[test]
+fn syncs_without_fdatasync_still_write_the_files_and_reclaim_segments() {
+    // Goal: `--sync never` (PageCache) still hands every record to the file and removes dead
+    // segments: before it existed, a node without syncs kept every record in memory and
+    // every segment on disk.
+    synced_appends_survive_reopen_and_compaction(SyncMode::PageCache, "page-cache");
+}
+
+fn synced_appends_survive_reopen_and_compaction(mode: SyncMode, name: &str) {
+    let dir = temp_dir(name);
     on_glommio(async {
-        let store = FileStore::open(&dir, SyncMode::IoUring).expect("store");
+        let store = FileStore::open(&dir, mode).expect("store");
         let mut wal = Wal::open(store, config()).await.expect("fresh");
         for index in 1..=600 {
             for group in 0..4 {
@@ -92,7 +104,7 @@ fn appends_synced_through_io_uring_survive_reopen_and_compaction() {
         assert_eq!(early.payload, payload(0, 1), "view outlives its segment");
         drop(wal);
 
-        let store = FileStore::open(&dir, SyncMode::IoUring).expect("store");
+        let store = FileStore::open(&dir, mode).expect("store");
         let wal = Wal::open(store, config()).await.expect("reopen");
         for group in 0..4 {
             let entries = read_all(&wal, group);

@@ -260,6 +260,7 @@ impl Target {
             "local": { "nodes": super::local_cluster::NODES, "cores": flags.cores,
                        "groups": flags.groups, "sync": format!("{:?}", flags.sync).to_lowercase(),
                        "segment_mib": flags.segment_mib, "snapshot_entries": flags.snapshot_entries,
+                       "snapshot_log_mib": flags.snapshot_log_mib,
                        "lease_reads": flags.lease_reads },
         });
         Ok(Target {

@@ -33,6 +33,9 @@ pub struct NodeFlags {
     /// Entries per group between snapshots (0: never).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
+    /// MiB of applied entries per group between snapshots (0: no byte bound).
+    #[arg(long, default_value_t = 8)]
+    pub snapshot_log_mib: u64,
     /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).
     #[arg(long)]
     pub lease_reads: bool,
@@ -49,6 +52,7 @@ impl Default for NodeFlags {
             sync: SyncFlag::Always,
             segment_mib: 64,
             snapshot_entries: 100_000,
+            snapshot_log_mib: 8,
             lease_reads: false,
             snapshot_chunk_kib: 1024,
         }
@@ -244,6 +248,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         &flags.segment_mib.to_string(),
         "--snapshot-entries",
         &flags.snapshot_entries.to_string(),
+        "--snapshot-log-mib",
+        &flags.snapshot_log_mib.to_string(),
         "--snapshot-chunk-kib",
         &flags.snapshot_chunk_kib.to_string(),
     ]

@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// its last snapshot (0: never; the WAL then grows without bound).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
+    /// Also snapshot a group once the entries it applied since its last snapshot hold this
+    /// many MiB (0: no byte bound). Bounds the log each group keeps in memory and in the WAL
+    /// whatever the size of the writes (a turn's writes to a group share one entry).
+    #[arg(long, default_value_t = 8)]
+    pub snapshot_log_mib: u64,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
@@ -236,6 +241,7 @@ impl ServeArgs {
             lease_reads: self.lease_reads,
             segment_bytes: self.segment_mib << 20,
             snapshot_entries: self.snapshot_entries,
+            snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };

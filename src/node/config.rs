@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// Entries applied since a group's last snapshot before it takes the next (0: never).
     pub snapshot_entries: u64,
+    /// Bytes of entries applied since a group's last snapshot before it takes the next
+    /// (0: no byte bound).
+    pub snapshot_log_bytes: u64,
     /// Bytes per chunk when a snapshot is streamed to a peer.
     pub snapshot_chunk_bytes: usize,
     /// Hand leaderships over while this node leads more than its share of a core's groups
@@ -204,6 +207,7 @@ mod tests {
             lease_reads: false,
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
+            snapshot_log_bytes: 8 << 20,
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: Some(0),
         }

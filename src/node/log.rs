@@ -23,7 +23,7 @@ use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry,
 };
 
-use super::config::NodeConfig;
+use super::config::{NodeConfig, SyncMode};
 
 pub struct WalLog {
     /// The core's folder: WAL segments and one snapshot file per group.
@@ -56,7 +56,13 @@ impl WalLog {
         groups: &BTreeSet<u32>,
         bootstrap: &Persisted,
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
-        let store = FileStore::open(dir, WalSync::IoUring)
+        let mode = match config.sync {
+            SyncMode::Always => WalSync::IoUring,
+            // Syncs still run (they hand the bytes to the kernel and let dead segments be
+            // reclaimed), without fdatasync.
+            SyncMode::Never => WalSync::PageCache,
+        };
+        let store = FileStore::open(dir, mode)
             .map_err(|e| format!("cannot open the WAL in {}: {e}", dir.display()))?;
         // A snapshot write cut by a crash left only its temporary file: never part of the state.
         for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {

@@ -7,7 +7,8 @@
 //!    start of step 2;
 //! 2. take every group's Ready; send the leaders' appends at once (`messages_now`) and stage
 //!    every group's entries and hard state in the log;
-//! 3. one sync for all groups (group commit), unless durability is off;
+//! 3. one sync for all groups (group commit; with durability off the log only hands its bytes
+//!    to the kernel);
 //! 4. send what waited for durability (votes, follower acks), apply committed entries, serve
 //!    confirmed reads, answer clients, advance.
 //!
@@ -100,11 +101,13 @@ pub struct CoreShape {
     pub core: u16,
     pub cores: u16,
     pub groups_total: u32,
-    /// Durability on (`--sync always`) or off.
-    pub sync: bool,
     /// Snapshot a group once this many entries were applied since its last snapshot
     /// (0: never).
     pub snapshot_entries: u64,
+    /// Snapshot a group once the entries it applied since its last snapshot hold this many
+    /// bytes (0: never for this reason): a byte bound on the log kept in memory and the WAL,
+    /// whatever the size of the writes.
+    pub snapshot_log_bytes: u64,
     /// How snapshots are streamed to peers (see [`super::snapshot_stream`]).
     pub snapshot_stream: StreamConfig,
     /// Leader balancing (see [`super::balance`]): the margin over a fair share, or None.
@@ -485,7 +488,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             must_sync |= ready.must_sync();
             readies.push((id, ready));
         }
-        if must_sync && self.shape.sync {
+        if must_sync {
             self.log
                 .sync()
                 .await
@@ -524,17 +527,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         Ok(())
     }
 
-    /// Compact group `id`'s log into a snapshot of its state machine once enough entries were
-    /// applied since the last one.
+    /// Compact group `id`'s log into a snapshot of its state machine once enough entries, or
+    /// enough bytes of entries, were applied since the last one.
     fn maybe_snapshot(&mut self, id: u32) -> Result<(), String> {
-        let every = self.shape.snapshot_entries;
+        let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = self.groups.get_mut(&id).expect("a group of this core");
         let applied = group.replica.applied();
         let since = applied.0 - group.replica.snapshot_index().0;
-        if every == 0
-            || since < every
-            || group.kv.applied_index() != applied.0
-            || self.log.snapshot_in_flight(GroupId(id))
+        let due = (every > 0 && since >= every)
+            || (every_bytes > 0 && group.applied_bytes_since_snapshot >= every_bytes);
+        if !due || group.kv.applied_index() != applied.0 || self.log.snapshot_in_flight(GroupId(id))
         {
             return Ok(());
         }
@@ -546,6 +548,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         {
             return Ok(());
         }
+        group.applied_bytes_since_snapshot = 0;
         let snapshot = group.replica.snapshot().clone();
         self.log
             .snapshot_taken(GroupId(id), &snapshot)

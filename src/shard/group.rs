@@ -54,6 +54,9 @@ pub struct Group {
     /// The largest command the log takes as one entry (the WAL's segments bound it); larger
     /// writes are refused as too large.
     pub entry_bytes_max: usize,
+    /// Bytes of the entries applied since the last snapshot (taken or installed): the core
+    /// snapshots once there are enough.
+    pub applied_bytes_since_snapshot: u64,
 }
 
 impl Group {
@@ -70,6 +73,7 @@ impl Group {
             client_address,
             members_changed: false,
             entry_bytes_max: usize::MAX,
+            applied_bytes_since_snapshot: 0,
         }
     }
 
@@ -201,6 +205,7 @@ impl Group {
         {
             self.kv = KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?;
             self.members_changed = true;
+            self.applied_bytes_since_snapshot = 0;
             tracing::info!(
                 index = snapshot.meta.index.0,
                 bytes = snapshot.data.len(),
@@ -249,6 +254,7 @@ impl Group {
         if index <= self.kv.applied_index() {
             return Ok(());
         }
+        self.applied_bytes_since_snapshot += entry.data.len() as u64;
         if entry.kind == EntryKind::ConfChange {
             self.apply_conf_change(index, &entry.data);
             return Ok(());

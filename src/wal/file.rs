@@ -33,6 +33,11 @@ pub enum SyncMode {
     IoUring,
     /// A blocking `fdatasync(2)` on the calling thread: for tools and tests without glommio.
     Blocking,
+    /// No fdatasync: a sync only hands the staged bytes to the page cache (`--sync never`).
+    /// What the WAL then calls durable survives a crash of the process, not of the machine;
+    /// after a machine crash, recovery may find records that claim an earlier one durable
+    /// and refuse to open rather than guess.
+    PageCache,
 }
 
 /// Segment files `<seq>.wal` (20 decimal digits) in one directory.
@@ -399,6 +404,7 @@ impl SegmentSyncer for FileSyncer {
     async fn sync(self) -> io::Result<()> {
         self.written?;
         match self.mode {
+            SyncMode::PageCache => Ok(()),
             SyncMode::Blocking => self.fd.file.sync_data(),
             SyncMode::IoUring => {
                 // The staged bytes went in with pwrite(2) when this syncer was made; fdatasync

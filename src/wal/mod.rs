@@ -63,7 +63,10 @@
 //!    it with its crc and moves the cursor. Nothing is durable yet; reads see it at once.
 //! 2. A sync issues `fdatasync` on every segment written since the previous sync, oldest
 //!    first, through glommio's io_uring on the file store. One sync covers every group of the
-//!    core (group commit); it reports each group's durable last index and term.
+//!    core (group commit); it reports each group's durable last index and term. In the
+//!    file store's `PageCache` mode (`--sync never`) a sync only hands the staged bytes to
+//!    the kernel: "durable" then means "survives the process", and dead segments are still
+//!    reclaimed.
 //! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
 //!    that names the cause. The kernel may have dropped the dirty pages and cleared the error,
 //!    so retrying could report success for lost data (the "fsyncgate" lesson). Restart and
