@@ -355,7 +355,7 @@ impl CoreLog for WalLog {
         if self.building.is_none()
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
         {
-            let job = self.wal.storage().build_job(seq, size_bytes, header);
+            let job = self.wal.storage_mut().build_job(seq, size_bytes, header);
             let slot = Rc::new(RefCell::new(None));
             self.building = Some(Rc::clone(&slot));
             glommio::spawn_local(async move {

@@ -47,7 +47,14 @@ pub struct FileStore {
     segments: BTreeMap<u64, Segment>,
     /// A next segment built off the loop thread, waiting for `create` to adopt it.
     built: Option<BuiltSegment>,
+    /// Dead segment files kept for reuse under `<seq>.wal.spare` (a name recovery never
+    /// reads): a new segment made from one only rewrites its header, as its blocks are
+    /// written already, which is all the zero-fill of a fresh file is for.
+    spares: Vec<PathBuf>,
 }
+
+/// Spare files kept at most: enough for the segment being built and the one after it.
+const SPARES_MAX: usize = 2;
 
 /// A segment file built (zero-filled, header written, synced, mapped and pre-faulted) under a
 /// temporary name `<seq>.wal.building` that recovery never reads.
@@ -101,18 +108,20 @@ const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
 impl FileStore {
     /// A store over `dir`, created if missing. Segments a crash left half-built (see
-    /// [`FileStore::build_job`]) were never part of the log and are deleted.
+    /// [`FileStore::build_job`]) were never part of the log and are deleted; spare files
+    /// (see [`FileStore::remove`]) are kept for reuse.
     pub fn open(dir: impl AsRef<Path>, mode: SyncMode) -> io::Result<FileStore> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)?;
+        let mut spares = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".wal.building")
-            {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".wal.building") {
                 fs::remove_file(entry.path())?;
+            } else if name.ends_with(".wal.spare") {
+                spares.push(entry.path());
             }
         }
         Ok(FileStore {
@@ -120,6 +129,7 @@ impl FileStore {
             mode,
             segments: BTreeMap::new(),
             built: None,
+            spares,
         })
     }
 
@@ -151,17 +161,18 @@ impl FileStore {
     /// returned closure on a blocking thread, hand its result to [`FileStore::offer_built`],
     /// and the next `create(seq)` adopts it instead of writing 64 MiB on the loop.
     pub fn build_job(
-        &self,
+        &mut self,
         seq: u64,
         size_bytes: u64,
         header: Vec<u8>,
     ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
         let dir = self.dir.clone();
+        let spare = self.spares.pop();
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
-            let file = write_new_segment(&path, size_bytes, &header)?;
+            let file = make_segment_file(spare, &path, size_bytes, &header)?;
             let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
             let map = Mapping::map(&file, len)?;
             Ok(BuiltSegment {
@@ -260,7 +271,8 @@ impl Storage for FileStore {
             self.segments.insert(seq, segment);
             return Ok(());
         }
-        let file = write_new_segment(&self.path(seq), size_bytes, header)?;
+        let spare = self.spares.pop();
+        let file = make_segment_file(spare, &self.path(seq), size_bytes, header)?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;
@@ -289,9 +301,21 @@ impl Storage for FileStore {
         Ok(true)
     }
 
+    /// Keeps the file as a spare when there is room and no reader maps it (a spare is
+    /// rewritten later, which a view must never see), else deletes it.
     fn remove(&mut self, seq: u64) -> io::Result<()> {
-        self.segments.remove(&seq);
-        fs::remove_file(self.path(seq))?;
+        let segment = self.segments.remove(&seq);
+        let unread = segment
+            .and_then(|segment| segment.map)
+            .is_some_and(|map| Arc::strong_count(&map) == 1);
+        let path = self.path(seq);
+        if unread && self.spares.len() < SPARES_MAX {
+            let spare = path.with_extension("wal.spare");
+            fs::rename(&path, &spare)?;
+            self.spares.push(spare);
+        } else {
+            fs::remove_file(path)?;
+        }
         self.sync_dir()
     }
 
@@ -367,6 +391,30 @@ impl Storage for FileStore {
             written,
         }
     }
+}
+
+/// Makes the file of a new segment at `path` from `spare` if there is one of the right size
+/// (renamed, `header` written over its start, durable: its old records are garbage to the new
+/// sequence number, as in a recycled segment), else as [`write_new_segment`] does.
+fn make_segment_file(
+    spare: Option<PathBuf>,
+    path: &Path,
+    size_bytes: u64,
+    header: &[u8],
+) -> io::Result<File> {
+    if let Some(spare) = spare {
+        fs::rename(&spare, path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        if file.metadata()?.len() == size_bytes {
+            file.write_all_at(header, 0)?;
+            file.sync_data()?;
+            return Ok(file);
+        }
+        // A spare from a run with another segment size.
+        drop(file);
+        fs::remove_file(path)?;
+    }
+    write_new_segment(path, size_bytes, header)
 }
 
 /// Creates the file of a new segment at `path`: zero-filled to `size_bytes`, `header` at its

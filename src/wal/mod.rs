@@ -78,7 +78,10 @@
 //!    every segment older than the oldest one holding a live entry of any group is reclaimed,
 //!    oldest first: renamed to become the next prepared segment (skipping the zero-fill) when
 //!    none is prepared and no reader holds a view of it, else removed. Removals and renames
-//!    are followed by an fsync of the directory, so a removed segment never comes back.
+//!    are followed by an fsync of the directory, so a removed segment never comes back. The
+//!    file store keeps up to two removed files no reader maps as spares (`<seq>.wal.spare`,
+//!    a name recovery never reads) and builds the next segments from them: a header rewrite
+//!    instead of zero-filling 64 MiB.
 //!
 //! # What we assume of the medium
 //!
