@@ -3,7 +3,7 @@
 //! The WAL's logic (encoding, index, rotation, compaction, recovery) is written once against
 //! this trait; [`super::FileStore`] implements it with files, shared memory maps and io_uring
 //! syncs, [`super::MemStorage`] in memory with injected faults. Every method but `sync` is
-//! synchronous: writes are memcpys into a map, and the file-system calls (create, recycle,
+//! synchronous: writes are memcpys into a buffer, and the file-system calls (create, recycle,
 //! remove) are control-path operations the shard schedules off the hot path (`prepare_next`,
 //! compaction). `sync` is the one slow operation on the hot path, so it is a future that owns
 //! what it needs: the WAL can go on appending while it runs.
@@ -52,8 +52,8 @@ pub trait Storage {
     /// behind the append cursor); `write` must never touch a range covered by a live view.
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes;
 
-    /// A writable window onto `range` of the segment (the map itself, on the file store), for
-    /// the WAL to build a record in place: what it writes there is visible to `view` at once
+    /// A writable window onto `range` of the segment (a staging buffer on the file store, the
+    /// segment itself in memory), for the WAL to build a record in place: what it writes there is visible to `view` at once
     /// and durable only after a `sync` of the segment completes. No live view may cover the
     /// range (see `view`).
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8];
