@@ -75,14 +75,15 @@ impl CoreNet for RecordingNet {
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
 fn core(id: u64, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
-    core_snapshotting_at(id, events, 0)
+    core_with(id, events, true, 0)
 }
 
-/// As [`core`], snapshotting once the entries applied since the last snapshot hold
-/// `snapshot_log_bytes` (0: never).
-fn core_snapshotting_at(
+/// As [`core`], with durability on or off, snapshotting once the entries applied since the
+/// last snapshot hold `snapshot_log_bytes` (0: never).
+fn core_with(
     id: u64,
     events: &Events,
+    sync: bool,
     snapshot_log_bytes: u64,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
@@ -95,6 +96,7 @@ fn core_snapshotting_at(
         core: 0,
         cores: 1,
         groups_total: 1,
+        sync,
         snapshot_entries: 0,
         snapshot_log_bytes,
         snapshot_stream: StreamConfig {
@@ -134,8 +136,12 @@ fn from(sender: u64, to: u64, term: u64, body: MessageBody) -> Input {
 
 /// Run the loop over `inputs` and return what happened, in order.
 fn run(id: u64, inputs: Vec<Input>) -> Vec<Event> {
+    run_with(id, true, inputs)
+}
+
+fn run_with(id: u64, sync: bool, inputs: Vec<Input>) -> Vec<Event> {
     let events = Events::default();
-    let (core, inbox) = core(id, &events);
+    let (core, inbox) = core_with(id, &events, sync, 0);
     for input in inputs {
         inbox.push_now(input);
     }
@@ -213,6 +219,25 @@ fn a_leader_sends_its_appends_before_its_own_write_is_synced() {
 }
 
 #[test]
+fn with_sync_off_the_answer_leaves_before_the_log_is_handed_to_the_kernel() {
+    let request = VoteRequest {
+        last_log_index: LogIndex(1),
+        last_log_term: Term(1),
+        transfer: false,
+    };
+    let events = run_with(
+        2,
+        false,
+        vec![from(3, 2, 2, MessageBody::VoteRequest(request))],
+    );
+    // The log is still synced (with durability off that writes to the page cache and lets
+    // dead segments go), only after the vote left.
+    let granted = position(&events, &Event::Sent("VoteResponse"));
+    let synced = position(&events, &Event::Synced);
+    assert!(granted < synced, "{events:?}");
+}
+
+#[test]
 fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
     // Two committed entries of one 1 KiB write each reach a follower. A threshold between
     // one and two of them snapshots at the second; a larger one does not snapshot.
@@ -242,7 +267,7 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
     };
     for (threshold, snapshots) in [(entry_bytes * 3 / 2, vec![3]), (entry_bytes * 3, vec![])] {
         let events = Events::default();
-        let (core, inbox) = core_snapshotting_at(2, &events, threshold);
+        let (core, inbox) = core_with(2, &events, true, threshold);
         inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append())));
         inbox.push_now(Input::Stop);
         block_on(core.run()).map(drop).unwrap();

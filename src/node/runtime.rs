@@ -22,7 +22,7 @@ use crate::transport::{SendError, Transport, TransportConfig};
 use crate::wire::limits::SOCKET_BUFFER_BYTES;
 use crate::wire::{ClusterId, Envelope};
 
-use super::config::NodeConfig;
+use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
 
 /// Snapshot chunks in flight to one peer, per group: 4 MiB with the default chunk, well
@@ -215,6 +215,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         core,
         cores: config.cores,
         groups_total: config.groups,
+        sync: config.sync == SyncMode::Always,
         snapshot_entries: config.snapshot_entries,
         snapshot_log_bytes: config.snapshot_log_bytes,
         snapshot_stream: StreamConfig {

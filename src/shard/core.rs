@@ -7,8 +7,8 @@
 //!    start of step 2;
 //! 2. take every group's Ready; send the leaders' appends at once (`messages_now`) and stage
 //!    every group's entries and hard state in the log;
-//! 3. one sync for all groups (group commit; with durability off the log only hands its bytes
-//!    to the kernel);
+//! 3. one sync for all groups (group commit); with durability off, this sync comes after
+//!    step 4 instead and only hands the log's bytes to the kernel;
 //! 4. send what waited for durability (votes, follower acks), apply committed entries, serve
 //!    confirmed reads, answer clients, advance.
 //!
@@ -101,6 +101,10 @@ pub struct CoreShape {
     pub core: u16,
     pub cores: u16,
     pub groups_total: u32,
+    /// Durability on (`--sync always`): a turn syncs before it sends or applies what depends
+    /// on its writes. Off, the turn acts first and syncs after (a sync then only hands the
+    /// log's bytes to the kernel), keeping that system call off every request's path.
+    pub sync: bool,
     /// Snapshot a group once this many entries were applied since its last snapshot
     /// (0: never).
     pub snapshot_entries: u64,
@@ -178,6 +182,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
             self.turn(&mut answers).await?;
             self.deliver(&mut answers);
+            if !self.shape.sync {
+                self.sync_log().await?;
+            }
             self.log
                 .maintain()
                 .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
@@ -186,6 +193,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 // Drain what is already accepted so no client waits on a dead loop.
                 self.turn(&mut answers).await?;
                 self.deliver(&mut answers);
+                self.sync_log().await?;
                 return Ok(self);
             }
         }
@@ -488,11 +496,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             must_sync |= ready.must_sync();
             readies.push((id, ready));
         }
-        if must_sync {
-            self.log
-                .sync()
-                .await
-                .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+        if must_sync && self.shape.sync {
+            self.sync_log().await?;
         }
         for (id, mut ready) in readies {
             let group = self.groups.get_mut(&id).expect("listed above");
@@ -525,6 +530,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let net = &mut self.net;
         self.streams.pump(|envelope| net.send(envelope));
         Ok(())
+    }
+
+    async fn sync_log(&mut self) -> Result<(), String> {
+        self.log
+            .sync()
+            .await
+            .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))
     }
 
     /// Compact group `id`'s log into a snapshot of its state machine once enough entries, or
