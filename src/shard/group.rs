@@ -154,7 +154,9 @@ impl Group {
     /// Propose the writes taken in since the last call as one entry. If the group cannot take
     /// it (no longer the leader, too much uncommitted), every one of them is answered now.
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
-        if self.pending_writes.is_empty() {
+        // Commands of a connection that closed meanwhile are proposed too: taken in is taken
+        // in, and their clients' retries are answered from the session.
+        if self.pending.is_empty() {
             return;
         }
         let data = self.pending.split().freeze();
@@ -362,8 +364,7 @@ impl Group {
     /// A client connection closed: forget what it waits for.
     pub fn forget_conn(&mut self, conn: ConnId) {
         self.writes.retain(|_, (c, _)| *c != conn);
-        // Their commands stay in the pending entry: a retry on another connection is answered
-        // from the session.
+        // Their commands stay in the pending entry (see `propose_pending`).
         self.pending_writes.retain(|(c, ..)| *c != conn);
         self.reads_unconfirmed.retain(|_, p| p.conn != conn);
         self.reads_confirmed.retain(|(_, p)| p.conn != conn);
