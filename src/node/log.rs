@@ -2,8 +2,8 @@
 //! `Persisted` state, and a first start that writes each group's bootstrap entry.
 //!
 //! Entry payloads in the WAL are `kind u8 | data`: the WAL stores opaque bytes and the Raft
-//! entry kind must survive a restart. Prefixing costs one copy of each entry into a reused
-//! scratch buffer before the WAL's own copy into the map.
+//! entry kind must survive a restart. The kind goes in as the payload's head and the data as
+//! its shared body, so a big entry's bytes reach the page cache with the kernel's copy only.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +20,8 @@ use crate::shard::core::CoreLog;
 
 use super::snapshot_file;
 use crate::wal::{
-    BuiltSegment, ENTRY_PREFIX_BYTES, FileStore, SyncMode as WalSync, Wal, WalConfig, WalEntry,
+    BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncMode as WalSync, Wal, WalConfig,
+    WalEntry,
 };
 
 use super::config::{NodeConfig, SyncMode};
@@ -31,8 +32,6 @@ pub struct WalLog {
     wal: Wal<FileStore>,
     /// Groups of this core: a fresh segment's checkpoint has a line for each.
     groups: usize,
-    scratch: Vec<u8>,
-    ranges: Vec<(u64, std::ops::Range<usize>)>,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Rc<RefCell<Option<io::Result<BuiltSegment>>>>>,
     /// Snapshots taken here, being written on a blocking thread: group → (index, term,
@@ -81,8 +80,6 @@ impl WalLog {
             dir: dir.to_path_buf(),
             wal,
             groups: groups.len(),
-            scratch: Vec::new(),
-            ranges: Vec::new(),
             building: None,
             snapshots_writing: BTreeMap::new(),
         };
@@ -234,18 +231,15 @@ impl WalLog {
     ) -> io::Result<()> {
         let group = u64::from(group);
         if let Some(first) = entries.first() {
-            self.scratch.clear();
-            self.ranges.clear();
-            for entry in entries {
-                let start = self.scratch.len();
-                self.scratch.push(entry.kind as u8);
-                self.scratch.extend_from_slice(&entry.data);
-                self.ranges.push((entry.term.0, start..self.scratch.len()));
-            }
-            let records: Vec<(u64, &[u8])> = self
-                .ranges
+            let records: Vec<(u64, KindAndData)> = entries
                 .iter()
-                .map(|(term, range)| (*term, &self.scratch[range.clone()]))
+                .map(|entry| {
+                    let payload = KindAndData {
+                        kind: [entry.kind as u8],
+                        data: &entry.data,
+                    };
+                    (entry.term.0, payload)
+                })
                 .collect();
             // A record never spans segments: a batch larger than one goes in several appends.
             let bytes_max = self.wal.entries_bytes_max(self.groups);
@@ -277,6 +271,26 @@ impl WalLog {
             self.wal.set_hard_state(group, state).map_err(io_error)?;
         }
         Ok(())
+    }
+}
+
+/// A Raft entry as a WAL payload: the kind byte, then the data, kept by reference.
+struct KindAndData<'a> {
+    kind: [u8; 1],
+    data: &'a Bytes,
+}
+
+impl EntryPayload for KindAndData<'_> {
+    fn head(&self) -> &[u8] {
+        &self.kind
+    }
+
+    fn body(&self) -> &[u8] {
+        self.data
+    }
+
+    fn shared_body(&self) -> Option<&Bytes> {
+        Some(self.data)
     }
 }
 

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::mmap::{Mapping, glommio_file};
-use super::storage::{SegmentSyncer, Storage};
+use super::staged::Staged;
+use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
 
 /// How `FileStore` issues fdatasync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,29 +74,6 @@ struct Segment {
     fd: Rc<SegmentFd>,
     /// Bytes written by the WAL and not yet handed to the file.
     staged: RefCell<Staged>,
-}
-
-/// A contiguous run of the segment, from file offset `start`, held in memory until a sync.
-#[derive(Default)]
-struct Staged {
-    start: usize,
-    bytes: Vec<u8>,
-}
-
-impl Staged {
-    fn end(&self) -> usize {
-        self.start + self.bytes.len()
-    }
-
-    /// Writes the run to `file` (into the page cache: no wait for the disk) and empties it.
-    fn flush(&mut self, file: &File) -> io::Result<()> {
-        if !self.bytes.is_empty() {
-            file.write_all_at(&self.bytes, self.start as u64)?;
-            self.start = self.end();
-            self.bytes.clear();
-        }
-        Ok(())
-    }
 }
 
 struct SegmentFd {
@@ -326,16 +304,14 @@ impl Storage for FileStore {
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes {
         let segment = self.segment(seq);
         let staged = segment.staged.borrow();
-        if !range.is_empty() && range.end > staged.start && !staged.bytes.is_empty() {
+        if !range.is_empty() && range.end > staged.start && !staged.is_empty() {
             // Not in the file yet (or straddling): assemble from the map and the buffer.
             let mut out = Vec::with_capacity(range.len());
             if range.start < staged.start {
                 let map = segment.map.as_ref().expect("a staged segment is mapped");
                 out.extend_from_slice(&map.view(range.start..staged.start));
             }
-            let from = range.start.max(staged.start) - staged.start;
-            let to = range.end.min(staged.end()) - staged.start;
-            out.extend_from_slice(&staged.bytes[from..to]);
+            staged.copy_out(range.start.max(staged.start), range.end, &mut out);
             // Past the staged run the file holds zeros (never written since creation).
             out.resize(range.len(), 0);
             return Bytes::from(out);
@@ -359,21 +335,22 @@ impl Storage for FileStore {
             "slot {range:?} past segment {seq} ({} bytes)",
             segment.size_bytes
         );
-        let staged = segment.staged.get_mut();
-        if staged.bytes.is_empty() {
-            staged.start = range.start;
-        }
-        assert!(
-            range.start >= staged.start,
-            "slot {range:?} of segment {seq} behind the staged run at {}",
-            staged.start
-        );
         // A gap before the range is zero, as the pre-zeroed file is there.
-        let end = range.end - staged.start;
-        if staged.bytes.len() < end {
-            staged.bytes.resize(end, 0);
+        segment.staged.get_mut().slot(range.start, range.end)
+    }
+
+    /// Big shared bodies stay references until the sync's vectored write (see `staged`).
+    fn write_parts(&mut self, seq: u64, offset: usize, parts: &[Part<'_>]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let segment = self.segment(seq);
+        assert!(
+            (offset + len) as u64 <= segment.size_bytes,
+            "record at {offset} of {len} bytes past segment {seq} ({} bytes)",
+            segment.size_bytes
+        );
+        if !segment.staged.borrow_mut().append(offset, parts) {
+            copy_parts(self.slot(seq, offset..offset + len), parts);
         }
-        &mut staged.bytes[range.start - staged.start..end]
     }
 
     fn locate(&self, seq: u64) -> String {

@@ -3,6 +3,8 @@
 //! Everything here is a pure function over byte slices, so recovery can run it on untrusted
 //! bytes: a decoder never panics and never reads out of bounds; it returns `None` instead.
 
+use super::storage::Part;
+
 /// Bytes at the start of every segment file, before the first record.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of every record header; the payload follows.
@@ -94,6 +96,22 @@ pub fn put_record_header(record: &mut [u8], header: &RecordHeader) {
 pub fn seal_record(record: &mut [u8], segment_seq: u64) {
     let crc = record_crc(segment_seq, record);
     record[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// [`record_crc`] of a record given as parts back to back; the first holds the whole header.
+pub fn record_crc_of_parts<'a>(
+    segment_seq: u64,
+    mut parts: impl Iterator<Item = &'a Part<'a>>,
+) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&segment_seq.to_le_bytes());
+    let header = parts.next().expect("a record starts with its header");
+    hasher.update(&header[0..4]);
+    hasher.update(&header[8..]);
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize()
 }
 
 /// The checksum of a record: over the segment's sequence number (so a record left over from

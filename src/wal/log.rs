@@ -7,13 +7,13 @@ use std::ops::Range;
 use super::errors::{WalError, WalOpenError};
 use super::format::{
     RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, align_up, encode_segment_header,
-    put_record_header, seal_record,
+    put_record_header, record_crc_of_parts,
 };
 use super::index::{EntryLoc, GroupLog};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
 use super::recovery::{RecoveryReport, recover};
-use super::storage::Storage;
-use super::types::{GroupState, HardState, SnapshotMarker, WalEntry};
+use super::storage::{Part, Storage};
+use super::types::{EntryPayload, GroupState, HardState, SnapshotMarker, WalEntry};
 
 /// Settings that shape the files; validated by `Wal::open`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct Wal<S: Storage> {
     pub(super) reclaim_pending: VecDeque<(u64, u64)>,
     pub(super) poisoned: Option<String>,
     pub(super) stats: WalStats,
+    /// The bytes of the entries record being built (reused, so no allocation per append).
+    scratch: Vec<u8>,
     pub(super) recovery: RecoveryReport,
 }
 
@@ -106,6 +108,7 @@ impl<S: Storage> Wal<S> {
             unsynced_groups: Vec::new(),
             reclaim_pending: VecDeque::new(),
             poisoned: None,
+            scratch: Vec::new(),
             stats: WalStats::default(),
             recovery: recovered.report,
         };
@@ -207,11 +210,11 @@ impl<S: Storage> Wal<S> {
         )
     }
 
-    pub fn append_entries(
+    pub fn append_entries<P: EntryPayload>(
         &mut self,
         group: u64,
         first_index: u64,
-        entries: &[(u64, &[u8])],
+        entries: &[(u64, P)],
     ) -> Result<(), WalError> {
         self.check_poisoned()?;
         if entries.is_empty() {
@@ -238,34 +241,38 @@ impl<S: Storage> Wal<S> {
         self.reserve(len_bytes)?;
         let (seq, start) = (self.active(), self.cursor);
         let header = self.record_header(RecordKind::Entries, group, len_bytes);
-        // Build the record in place in the map: the payloads are copied once, here.
-        let record = self.storage.slot(seq, start..start + len_bytes);
-        put_record_header(record, &header);
-        let mut at = RECORD_HEADER_BYTES;
-        let prefix = payload::entries_prefix(first_index, entries.len() as u32);
-        record[at..at + ENTRIES_PREFIX_BYTES].copy_from_slice(&prefix);
-        at += ENTRIES_PREFIX_BYTES;
+        // What the WAL writes itself (the header, the prefixes, the entries' heads) goes into
+        // one buffer; the parts interleave its runs with the entries' bodies, which the
+        // storage copies once or keeps by reference until the sync.
+        let mut own = std::mem::take(&mut self.scratch);
+        own.clear();
+        own.resize(RECORD_HEADER_BYTES, 0);
+        put_record_header(&mut own, &header);
+        own.extend_from_slice(&payload::entries_prefix(first_index, entries.len() as u32));
+        let mut runs = Vec::with_capacity(entries.len());
         let log = self.groups.entry(group).or_default();
         log.begin_append(first_index);
-        for &(term, bytes) in entries {
-            let prefix = payload::entry_prefix(term, bytes.len() as u32);
-            record[at..at + ENTRY_PREFIX_BYTES].copy_from_slice(&prefix);
+        let mut at = RECORD_HEADER_BYTES + ENTRIES_PREFIX_BYTES;
+        for (term, payload) in entries {
+            own.extend_from_slice(&payload::entry_prefix(*term, payload.len() as u32));
+            own.extend_from_slice(payload.head());
+            runs.push(own.len());
             at += ENTRY_PREFIX_BYTES;
-            record[at..at + bytes.len()].copy_from_slice(bytes);
             log.push(EntryLoc {
-                term,
+                term: *term,
                 segment_seq: seq,
                 offset: (start + at) as u32,
-                len_bytes: bytes.len() as u32,
+                len_bytes: payload.len() as u32,
             });
-            at += bytes.len();
+            at += payload.len();
         }
         debug_assert_eq!(at, len_bytes);
-        seal_record(record, seq);
-        if !log.unsynced {
-            log.unsynced = true;
-            self.unsynced_groups.push(group);
-        }
+        let crc = record_crc_of_parts(seq, record_parts(&own, &runs, entries).iter());
+        own[4..8].copy_from_slice(&crc.to_le_bytes());
+        self.storage
+            .write_parts(seq, start, &record_parts(&own, &runs, entries));
+        self.scratch = own;
+        self.mark_group_unsynced(group);
         self.advance(len_bytes);
         Ok(())
     }
@@ -353,4 +360,24 @@ impl<S: Storage> Wal<S> {
         }
         Ok(())
     }
+}
+
+/// An entries record as parts: runs of `own` (the header, the prefixes, the heads; run i
+/// ends at `runs[i]`) interleaved with the entries' bodies.
+fn record_parts<'a, P: EntryPayload>(
+    own: &'a [u8],
+    runs: &[usize],
+    entries: &'a [(u64, P)],
+) -> Vec<Part<'a>> {
+    let mut parts = Vec::with_capacity(2 * entries.len());
+    let mut from = 0;
+    for ((_, payload), &to) in entries.iter().zip(runs) {
+        parts.push(Part::Copy(&own[from..to]));
+        parts.push(match payload.shared_body() {
+            Some(shared) => Part::Share(shared),
+            None => Part::Copy(payload.body()),
+        });
+        from = to;
+    }
+    parts
 }

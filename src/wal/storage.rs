@@ -10,9 +10,38 @@
 
 use std::future::Future;
 use std::io;
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
 use bytes::Bytes;
+
+/// A piece of a record handed to [`Storage::write_parts`].
+pub enum Part<'a> {
+    /// Bytes to copy.
+    Copy(&'a [u8]),
+    /// Shared bytes the storage may keep a reference to until the next sync.
+    Share(&'a Bytes),
+}
+
+impl Deref for Part<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Part::Copy(bytes) => bytes,
+            Part::Share(bytes) => bytes,
+        }
+    }
+}
+
+/// Copies `parts` back to back into `slot` (exactly as long as they are together).
+pub(super) fn copy_parts(slot: &mut [u8], parts: &[Part<'_>]) {
+    let mut at = 0;
+    for part in parts {
+        slot[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    debug_assert_eq!(at, slot.len());
+}
 
 /// Makes one segment's written bytes durable. Owned, so it can outlive a borrow of the WAL.
 pub trait SegmentSyncer: 'static {
@@ -57,6 +86,15 @@ pub trait Storage {
     /// and durable only after a `sync` of the segment completes. No live view may cover the
     /// range (see `view`).
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8];
+
+    /// Writes `parts` back to back at `offset` of the segment, as one record the WAL sealed
+    /// already. Shared parts may be kept by reference until the segment's next sync, instead
+    /// of copied (the file store does for big ones). By default everything is copied into
+    /// the `slot`.
+    fn write_parts(&mut self, seq: u64, offset: usize, parts: &[Part<'_>]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        copy_parts(self.slot(seq, offset..offset + len), parts);
+    }
 
     /// Copies `data` into the segment at `offset`.
     fn write(&mut self, seq: u64, offset: usize, data: &[u8]) {

@@ -17,6 +17,44 @@ pub struct SnapshotMarker {
     pub term: u64,
 }
 
+/// An entry's payload as [`super::Wal::append_entries`] takes it: a short head the WAL copies,
+/// then a body it may keep by reference until the next sync instead of copying (when the
+/// body is shared bytes and the storage can write from them: the file store's `writev`).
+/// Read back, the payload is head and body together.
+pub trait EntryPayload {
+    fn head(&self) -> &[u8] {
+        &[]
+    }
+    fn body(&self) -> &[u8];
+    /// The body as shared bytes, if it is: the storage may keep a reference, not a copy.
+    fn shared_body(&self) -> Option<&Bytes> {
+        None
+    }
+    fn len(&self) -> usize {
+        self.head().len() + self.body().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Borrowed bytes: copied.
+impl<T: AsRef<[u8]> + ?Sized> EntryPayload for &T {
+    fn body(&self) -> &[u8] {
+        (*self).as_ref()
+    }
+}
+
+/// Shared bytes: kept by reference where the storage can.
+impl EntryPayload for Bytes {
+    fn body(&self) -> &[u8] {
+        self
+    }
+    fn shared_body(&self) -> Option<&Bytes> {
+        Some(self)
+    }
+}
+
 /// One entry read back from the log. `payload` is a slice of the segment map (no copy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalEntry {
