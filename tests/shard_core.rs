@@ -282,3 +282,57 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
         assert_eq!(taken, snapshots, "threshold {threshold}");
     }
 }
+
+#[test]
+fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
+    // The byte threshold is tiny, but once the state is big, a group snapshots again only
+    // after its log grew by the size of its last snapshot: no rewrite of a big state for
+    // every few bytes of log.
+    let write = |index: u64, value_bytes: usize| {
+        let command = Command {
+            client_id: 5,
+            sequence: index,
+            first_unacked: 1,
+            ops: vec![Op::Put {
+                key: Bytes::from(format!("k{index}")),
+                value: Bytes::from(vec![7; value_bytes]),
+            }],
+        };
+        Entry {
+            term: Term(2),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: command.encode(),
+        }
+    };
+    let append = |entries: Vec<Entry>| {
+        let first = entries[0].index.0;
+        let last = entries.last().unwrap().index;
+        let prev_term = if first == 2 { Term(1) } else { Term(2) };
+        let body = MessageBody::AppendRequest(AppendRequest {
+            prev_log_index: LogIndex(first - 1),
+            prev_log_term: prev_term,
+            entries,
+            commit: last,
+        });
+        from(1, 2, 2, body)
+    };
+    let events = Events::default();
+    let (mut core, inbox) = core_with(2, &events, true, 1);
+    let mut taken = Vec::new();
+    // A 4 KiB state; then 100 bytes of log (less than the state: no snapshot); then 8 KiB.
+    for input in [
+        append(vec![write(2, 2048), write(3, 2048)]),
+        append(vec![write(4, 50)]),
+        append(vec![write(5, 8192)]),
+    ] {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        core = block_on(core.run()).unwrap();
+        taken.extend(events.take().into_iter().filter_map(|e| match e {
+            Event::SnapshotTaken(index) => Some(index),
+            _ => None,
+        }));
+    }
+    assert_eq!(taken, [3, 5]);
+}

@@ -33,7 +33,8 @@ pub struct NodeFlags {
     /// Entries per group between snapshots (0: never).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
-    /// MiB of applied entries per group between snapshots (0: no byte bound).
+    /// MiB of applied entries per group between snapshots, or the last snapshot's size if
+    /// bigger (0: no byte bound).
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
     /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).

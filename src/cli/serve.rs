@@ -84,8 +84,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
     /// Also snapshot a group once the entries it applied since its last snapshot hold this
-    /// many MiB (0: no byte bound). Bounds the log each group keeps in memory and in the WAL
-    /// whatever the size of the writes (a turn's writes to a group share one entry).
+    /// many MiB, or as many bytes as its last snapshot if that is bigger (0: no byte bound).
+    /// Bounds the log each group keeps in memory and in the WAL whatever the size of the
+    /// writes (a turn's writes to a group share one entry), without rewriting a big state
+    /// for every few MiB of log.
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).

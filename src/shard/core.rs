@@ -109,8 +109,10 @@ pub struct CoreShape {
     /// (0: never).
     pub snapshot_entries: u64,
     /// Snapshot a group once the entries it applied since its last snapshot hold this many
-    /// bytes (0: never for this reason): a byte bound on the log kept in memory and the WAL,
-    /// whatever the size of the writes.
+    /// bytes, or as many as its last snapshot if that is bigger (0: never for this reason): a
+    /// byte bound on the log kept in memory and the WAL whatever the size of the writes, that
+    /// never rewrites a big state for every few MiB of log (at most one snapshot's bytes per
+    /// byte of log).
     pub snapshot_log_bytes: u64,
     /// How snapshots are streamed to peers (see [`super::snapshot_stream`]).
     pub snapshot_stream: StreamConfig,
@@ -546,8 +548,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let group = self.groups.get_mut(&id).expect("a group of this core");
         let applied = group.replica.applied();
         let since = applied.0 - group.replica.snapshot_index().0;
+        let state_bytes = group.replica.snapshot().data.len() as u64;
         let due = (every > 0 && since >= every)
-            || (every_bytes > 0 && group.applied_bytes_since_snapshot >= every_bytes);
+            || (every_bytes > 0
+                && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes));
         if !due || group.kv.applied_index() != applied.0 || self.log.snapshot_in_flight(GroupId(id))
         {
             return Ok(());
