@@ -1,6 +1,7 @@
 //! End to end: three `cohort serve` processes on loopback, real glommio, real TCP, real WAL
 //! files. Writes, linearizable reads from every node, a leader killed mid-load, a whole
-//! cluster restart, a follower catching up, and hostile clients.
+//! cluster restart, every process killed at once with fsync off, a follower catching up,
+//! and hostile clients.
 
 mod common;
 
@@ -8,14 +9,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cohort::cli::local_cluster::LocalCluster;
+use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
+use cohort::cli::serve::SyncFlag;
 use cohort::client::{ClientError, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{
     Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
 };
 use cohort::wire::{FrameEncoder, FrameHeader};
-use common::cluster::{GROUPS, cohort_cli, finish, start_with, wait_ms, with_client};
+use common::cluster::{
+    GROUPS, cohort_cli, finish, start_with, start_with_flags, wait_ms, with_client,
+};
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
 fn start(name: &str) -> LocalCluster {
@@ -187,6 +191,44 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
                 Some(value.as_bytes()),
                 "key {i} after restart"
             );
+        }
+    });
+    finish(cluster);
+}
+
+#[test]
+fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stays_up() {
+    // `--sync never` skips fdatasync but still hands the log to the kernel every turn: a
+    // crash of every process (not of the machine) loses nothing acknowledged.
+    let flags = NodeFlags {
+        sync: SyncFlag::Never,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_with_flags("never", flags);
+    let bases = cluster.bases.clone();
+    let acked = with_client(&bases, 6, async |client| {
+        let mut acked = BTreeMap::new();
+        for i in 0..200 {
+            let value = format!("n{i}");
+            client.put(&key(i), value.as_bytes()).await.unwrap();
+            acked.insert(i, value);
+        }
+        acked
+    });
+    wait_ms(200);
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.restart(id).unwrap();
+    }
+    with_client(&bases, 7, async move |client| {
+        for (i, value) in &acked {
+            let got = client
+                .get(&key(*i), Consistency::Linearizable)
+                .await
+                .unwrap();
+            assert_eq!(got.as_deref(), Some(value.as_bytes()), "key {i}");
         }
     });
     finish(cluster);
