@@ -452,6 +452,24 @@ fn shared_payloads_are_written_by_reference_and_read_back_before_and_after_the_s
     let store = FileStore::open(&dir, SyncMode::Blocking).unwrap();
     let mut wal = block_on(Wal::open(store, config())).unwrap();
     let body = |index: u64| Bytes::from(payload(3, index).repeat(1 + (index % 4) as usize * 60));
+    // Every third entry is a small borrowed one, the others shared bodies.
+    let expected = |index: u64| {
+        if index % 3 == 0 {
+            payload(3, index)
+        } else {
+            body(index).to_vec()
+        }
+    };
+    let check = |wal: &Wal<FileStore>, when: &str| {
+        for entry in read_all(wal, 3) {
+            assert_eq!(
+                entry.payload,
+                expected(entry.index),
+                "entry {} {when}",
+                entry.index
+            );
+        }
+    };
     let mut index = 1;
     for round in 0..30 {
         let batch: Vec<(u64, Bytes)> = (index..index + 2).map(|i| (1, body(i))).collect();
@@ -460,39 +478,17 @@ fn shared_payloads_are_written_by_reference_and_read_back_before_and_after_the_s
         let small = payload(3, index);
         wal.append_entries(3, index, &[(1, &small[..])]).unwrap();
         index += 1;
-        let check = |wal: &Wal<FileStore>| {
-            for entry in read_all(wal, 3) {
-                let expected = if entry.index % 3 == 0 {
-                    payload(3, entry.index)
-                } else {
-                    body(entry.index).to_vec()
-                };
-                assert_eq!(entry.payload, expected, "entry {}", entry.index);
-            }
-        };
-        check(&wal);
+        check(&wal, "staged");
         if round % 3 == 2 {
             block_on(wal.sync()).unwrap();
-            check(&wal);
+            check(&wal, "synced");
         }
     }
     block_on(wal.sync()).unwrap();
     drop(wal);
     let wal = reopen(&dir).unwrap();
-    let entries = read_all(&wal, 3);
-    assert_eq!(entries.len() as u64, index - 1);
-    for entry in entries {
-        let expected = if entry.index % 3 == 0 {
-            payload(3, entry.index)
-        } else {
-            body(entry.index).to_vec()
-        };
-        assert_eq!(
-            entry.payload, expected,
-            "entry {} after reopen",
-            entry.index
-        );
-    }
+    assert_eq!(read_all(&wal, 3).len() as u64, index - 1);
+    check(&wal, "after reopen");
     let _ = fs::remove_dir_all(&dir);
 }
 
