@@ -157,7 +157,7 @@ impl LocalCluster {
     }
 
     pub fn log_path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}.log"))
+        log_path(&self.dir, id)
     }
 
     /// What node `id` printed so far.
@@ -181,7 +181,10 @@ impl LocalCluster {
         crate::sys::send_sigterm(child.id());
         match child.wait() {
             Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("node {id} exited with {status}")),
+            Ok(status) => Err(format!(
+                "node {id} exited with {status}; the end of its log:\n{}",
+                log_tail(&self.dir, id)
+            )),
             Err(error) => Err(format!("node {id}: {error}")),
         }
     }
@@ -209,7 +212,11 @@ impl LocalCluster {
             };
             match child.wait() {
                 Ok(status) if status.success() => {}
-                Ok(status) => problems.push(format!("node {} exited with {status}", i + 1)),
+                Ok(status) => problems.push(format!(
+                    "node {} exited with {status}; the end of its log:\n{}",
+                    i + 1,
+                    log_tail(&self.dir, i as u64 + 1)
+                )),
                 Err(error) => problems.push(format!("node {}: {error}", i + 1)),
             }
         }
@@ -228,6 +235,18 @@ impl Drop for LocalCluster {
             let _ = child.wait();
         }
     }
+}
+
+fn log_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("node-{id}.log"))
+}
+
+/// The last lines node `id` printed, for an error message.
+fn log_tail(dir: &Path, id: u64) -> String {
+    const LINES: usize = 15;
+    let log = std::fs::read_to_string(log_path(dir, id)).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(LINES)..].join("\n")
 }
 
 /// The flags of node `id` that do not depend on how it finds the cluster.

@@ -485,6 +485,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             let mut ready = group.replica.ready();
+            // Said before the messages that announce it leave, so a node that heard from the
+            // new leader never sees a log that has not said it yet.
+            if let Some((role, leader)) = ready.soft_state() {
+                (self.on_role)(id, role, leader.0, group.replica.term().0);
+            }
             send_all(
                 &mut self.net,
                 &mut self.streams,
@@ -510,9 +515,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 group,
                 ready.take_messages_after_persist(),
             );
-            if let Some((role, leader)) = ready.soft_state() {
-                (self.on_role)(id, role, leader.0, group.replica.term().0);
-            }
             group
                 .apply_ready(&mut ready, answers)
                 .map_err(|e| format!("group {id}: {e}"))?;
