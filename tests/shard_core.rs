@@ -32,24 +32,29 @@ enum Event {
 
 type Events = Rc<RefCell<Vec<Event>>>;
 
-struct RecordingLog(Events);
+/// Records what the core asks of its log. `holding_old_segments`: the log names group 0 as
+/// keeping old segments alive, every turn.
+struct RecordingLog {
+    events: Events,
+    holding_old_segments: bool,
+}
 
 impl CoreLog for RecordingLog {
     fn stage(&mut self, _group: GroupId, ready: &Ready) -> io::Result<()> {
         if !ready.entries().is_empty() || ready.hard_state().is_some() {
-            self.0.borrow_mut().push(Event::Staged);
+            self.events.borrow_mut().push(Event::Staged);
         }
         Ok(())
     }
 
     async fn sync(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().push(Event::Synced);
+        self.events.borrow_mut().push(Event::Synced);
         Ok(())
     }
 
     fn snapshot_taken(&mut self, _group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
         let index = snapshot.meta.index.0;
-        self.0.borrow_mut().push(Event::SnapshotTaken(index));
+        self.events.borrow_mut().push(Event::SnapshotTaken(index));
         Ok(())
     }
 
@@ -59,6 +64,14 @@ impl CoreLog for RecordingLog {
 
     fn maintain(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+        if self.holding_old_segments {
+            vec![GroupId(0)]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -75,16 +88,18 @@ impl CoreNet for RecordingNet {
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
 fn core(id: u64, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
-    core_with(id, events, true, 0)
+    core_with(id, events, true, 0, false)
 }
 
 /// As [`core`], with durability on or off, snapshotting once the entries applied since the
-/// last snapshot hold `snapshot_log_bytes` (0: never).
+/// last snapshot hold `snapshot_log_bytes` (0: never), with a log that names group 0 as
+/// holding old segments or not.
 fn core_with(
     id: u64,
     events: &Events,
     sync: bool,
     snapshot_log_bytes: u64,
+    holding_old_segments: bool,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
@@ -112,7 +127,10 @@ fn core_with(
     let core = Core::new(
         shape,
         groups,
-        RecordingLog(Rc::clone(events)),
+        RecordingLog {
+            events: Rc::clone(events),
+            holding_old_segments,
+        },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
         Box::new(|_, _, _, _| {}),
@@ -141,7 +159,7 @@ fn run(id: u64, inputs: Vec<Input>) -> Vec<Event> {
 
 fn run_with(id: u64, sync: bool, inputs: Vec<Input>) -> Vec<Event> {
     let events = Events::default();
-    let (core, inbox) = core_with(id, &events, sync, 0);
+    let (core, inbox) = core_with(id, &events, sync, 0, false);
     for input in inputs {
         inbox.push_now(input);
     }
@@ -267,20 +285,54 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
     };
     for (threshold, snapshots) in [(entry_bytes * 3 / 2, vec![3]), (entry_bytes * 3, vec![])] {
         let events = Events::default();
-        let (core, inbox) = core_with(2, &events, true, threshold);
+        let (core, inbox) = core_with(2, &events, true, threshold, false);
         inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append())));
         inbox.push_now(Input::Stop);
         block_on(core.run()).map(drop).unwrap();
-        let taken: Vec<u64> = events
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::SnapshotTaken(index) => Some(index),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(taken, snapshots, "threshold {threshold}");
+        assert_eq!(snapshots_taken(&events), snapshots, "threshold {threshold}");
     }
+}
+
+#[test]
+fn a_group_the_log_names_as_holding_old_segments_snapshots_early_and_only_once() {
+    // No snapshot is due (no entry or byte trigger), but the log says group 0 keeps old
+    // segments alive: the core snapshots it at what it applied, and not again while it
+    // applied nothing new, however many turns the log keeps naming it.
+    let append = AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            kind: EntryKind::Empty,
+            data: Default::default(),
+        }],
+        commit: LogIndex(2),
+    };
+    for (holding, snapshots) in [(true, vec![2]), (false, vec![])] {
+        let events = Events::default();
+        let (mut core, inbox) = core_with(2, &events, true, 0, holding);
+        let mut inputs = vec![from(1, 2, 2, MessageBody::AppendRequest(append.clone()))];
+        inputs.extend((0..3).map(|_| Input::Tick));
+        // One run (a turn and the stop's) per input.
+        for input in inputs {
+            inbox.push_now(input);
+            inbox.push_now(Input::Stop);
+            core = block_on(core.run()).unwrap();
+        }
+        assert_eq!(snapshots_taken(&events), snapshots, "holding {holding}");
+    }
+}
+
+fn snapshots_taken(events: &Events) -> Vec<u64> {
+    events
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SnapshotTaken(index) => Some(index),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -318,7 +370,7 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
         from(1, 2, 2, body)
     };
     let events = Events::default();
-    let (mut core, inbox) = core_with(2, &events, true, 1);
+    let (mut core, inbox) = core_with(2, &events, true, 1, false);
     let mut taken = Vec::new();
     // A 4 KiB state; then 100 bytes of log (less than the state: no snapshot); then 8 KiB.
     for input in [
@@ -329,10 +381,7 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
         inbox.push_now(input);
         inbox.push_now(Input::Stop);
         core = block_on(core.run()).unwrap();
-        taken.extend(events.take().into_iter().filter_map(|e| match e {
-            Event::SnapshotTaken(index) => Some(index),
-            _ => None,
-        }));
+        taken.extend(snapshots_taken(&events));
     }
     assert_eq!(taken, [3, 5]);
 }

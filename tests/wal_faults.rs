@@ -236,6 +236,35 @@ fn snapshots_reclaim_dead_segments_and_reopen_keeps_live_entries() {
 }
 
 #[test]
+fn a_quiet_group_is_named_once_its_old_entry_is_all_that_keeps_old_segments() {
+    // Goal: group 1 writes once, then only group 0 writes and snapshots; group 1's entry
+    // alone keeps the first segment (and every one after it) alive, and the WAL names it.
+    let mut wal = open(MemStorage::new()).expect("fresh");
+    wal.append_entries(1, 1, &[(1, &payload(1, 1))])
+        .expect("append");
+    let mut index = 0;
+    while wal.storage().segment_seqs().len() < 4 {
+        index += 1;
+        wal.append_entries(0, index, &[(1, &payload(0, index))])
+            .expect("append");
+        wal.mark_snapshot(0, index, 1).expect("snapshot");
+        block_on(wal.sync()).expect("sync");
+    }
+    let segments = wal.storage().segment_seqs().len();
+    assert_eq!(wal.groups_holding_old_segments(segments), Vec::<u64>::new());
+    assert_eq!(wal.groups_holding_old_segments(2), vec![1]);
+    // Once group 1 snapshots too, the next sync frees every segment but the newest.
+    wal.mark_snapshot(1, 1, 1).expect("snapshot");
+    block_on(wal.sync()).expect("sync");
+    assert_eq!(wal.groups_holding_old_segments(1), Vec::<u64>::new());
+    assert!(
+        wal.storage().segment_seqs().len() < segments,
+        "{:?}",
+        wal.stats()
+    );
+}
+
+#[test]
 fn one_sync_reports_every_group_written_since_the_last() {
     // Goal: group commit: a single sync covers all groups and says how far each is durable.
     let mut wal = open(MemStorage::new()).expect("fresh");

@@ -3,9 +3,12 @@
 
 use std::fs::OpenOptions;
 use std::net::TcpListener;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use clap::Args;
 
@@ -14,6 +17,9 @@ use crate::raft::Prng;
 use super::serve::SyncFlag;
 
 pub const NODES: u64 = 3;
+
+/// What a node's log says once one of its cores listens (see `node::runtime`).
+const LISTENING: &str = ": peers on ";
 
 /// The `serve` flags every node of a local cluster gets.
 #[derive(Args, Clone, Debug)]
@@ -37,6 +43,10 @@ pub struct NodeFlags {
     /// bigger (0: no byte bound).
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
+    /// MiB of WAL per core above which groups holding old segments snapshot early (see
+    /// `serve --wal-soft-limit-mib`).
+    #[arg(long, default_value_t = 1024)]
+    pub wal_soft_limit_mib: u64,
     /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).
     #[arg(long)]
     pub lease_reads: bool,
@@ -54,6 +64,7 @@ impl Default for NodeFlags {
             segment_mib: 64,
             snapshot_entries: 100_000,
             snapshot_log_mib: 8,
+            wal_soft_limit_mib: 1024,
             lease_reads: false,
             snapshot_chunk_kib: 1024,
         }
@@ -145,6 +156,7 @@ impl LocalCluster {
             .append(true)
             .open(self.log_path(id))
             .map_err(|e| format!("cannot open the log of node {id}: {e}"))?;
+        let listening_before = self.listening_lines(id);
         let child = Command::new(&self.exe)
             .args(&self.args[index])
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -153,6 +165,40 @@ impl LocalCluster {
             .spawn()
             .map_err(|e| format!("cannot start node {id}: {e}"))?;
         self.children[index] = Some(child);
+        self.wait_listening(id, listening_before)
+    }
+
+    /// How many times node `id`'s log says a core of it listens.
+    fn listening_lines(&self, id: u64) -> usize {
+        self.log(id).matches(LISTENING).count()
+    }
+
+    /// Waits until every core of node `id` says it listens (its log had `before` such lines
+    /// before this start). A node that exits first (a port taken, a damaged data dir) is an
+    /// error with the end of its log, so no test goes on with a node short. Runs on the
+    /// thread that launches the cluster, never on an executor: it may sleep.
+    #[allow(clippy::disallowed_methods)]
+    fn wait_listening(&mut self, id: u64, before: usize) -> Result<(), String> {
+        const PATIENCE: Duration = Duration::from_secs(60);
+        let started = crate::clock::now();
+        let index = (id - 1) as usize;
+        while self.listening_lines(id) < before + usize::from(self.flags.cores) {
+            let child = self.children[index].as_mut().expect("just started");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.children[index] = None;
+                return Err(format!(
+                    "node {id} exited at start ({status}); the end of its log:\n{}",
+                    log_tail(&self.dir, id)
+                ));
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(format!(
+                    "node {id} does not listen after {PATIENCE:?}; the end of its log:\n{}",
+                    log_tail(&self.dir, id)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Ok(())
     }
 
@@ -270,6 +316,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         &flags.snapshot_entries.to_string(),
         "--snapshot-log-mib",
         &flags.snapshot_log_mib.to_string(),
+        "--wal-soft-limit-mib",
+        &flags.wal_soft_limit_mib.to_string(),
         "--snapshot-chunk-kib",
         &flags.snapshot_chunk_kib.to_string(),
     ]
@@ -281,18 +329,31 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
     args
 }
 
-/// A run of `count` consecutive free TCP ports on loopback.
+/// A run of `count` consecutive free TCP ports on loopback, none of which this process
+/// handed out before.
 fn free_port_run(count: u16) -> Result<u16, String> {
-    // Clusters started by one process (tests run in parallel) must not draw the same ports.
+    // Clusters started by one process (tests run in parallel) must not share ports: a probe
+    // only sees ports that are bound now, not those of a cluster whose nodes are still
+    // starting or are down for a restart.
+    static HANDED_OUT: Mutex<Vec<Range<u16>>> = Mutex::new(Vec::new());
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut rng = Prng::new(u64::from(std::process::id()) << 16 ^ call);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
         // Below Linux's default ephemeral range (32768–60999), so the kernel does not hand
         // one of these ports to an outgoing connection between this check and the bind.
         let base = 20_000 + rng.below(12_000) as u16;
-        let free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
+        let run = base..base + count;
+        let overlaps = handed_out
+            .iter()
+            .any(|r| r.start < run.end && run.start < r.end);
+        if !overlaps
+            && run
+                .clone()
+                .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            handed_out.push(run);
             return Ok(base);
         }
     }

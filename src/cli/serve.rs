@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// for every few MiB of log.
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
+    /// Once a core's WAL segments hold more than this many MiB, the groups whose old entries
+    /// keep its oldest segments alive snapshot early, so that a quiet group (which would not
+    /// snapshot for a long time) never makes the WAL grow without bound (0: no limit).
+    #[arg(long, default_value_t = 1024)]
+    pub wal_soft_limit_mib: u64,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
@@ -244,6 +249,7 @@ impl ServeArgs {
             segment_bytes: self.segment_mib << 20,
             snapshot_entries: self.snapshot_entries,
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),
+            wal_soft_limit_bytes: self.wal_soft_limit_mib.saturating_mul(1 << 20),
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };

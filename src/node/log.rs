@@ -32,6 +32,8 @@ pub struct WalLog {
     wal: Wal<FileStore>,
     /// Groups of this core: a fresh segment's checkpoint has a line for each.
     groups: usize,
+    /// Segments the WAL may hold before groups that keep old ones alive must snapshot.
+    segments_kept: usize,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Rc<RefCell<Option<io::Result<BuiltSegment>>>>>,
     /// Snapshots taken here, being written on a blocking thread: group → (index, term,
@@ -40,6 +42,17 @@ pub struct WalLog {
 }
 
 type SnapshotWrite = (u64, u64, Rc<RefCell<Option<io::Result<()>>>>);
+
+/// `--wal-soft-limit-mib` in whole segments: at least two (the active one and the one
+/// before), all of them with no limit.
+fn segments_kept(config: &NodeConfig) -> usize {
+    match config.wal_soft_limit_bytes {
+        0 => usize::MAX,
+        limit => usize::try_from(limit / config.segment_bytes.max(1))
+            .unwrap_or(usize::MAX)
+            .max(2),
+    }
+}
 
 fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
@@ -80,6 +93,7 @@ impl WalLog {
             dir: dir.to_path_buf(),
             wal,
             groups: groups.len(),
+            segments_kept: segments_kept(config),
             building: None,
             snapshots_writing: BTreeMap::new(),
         };
@@ -343,6 +357,14 @@ impl CoreLog for WalLog {
 
     fn snapshot_in_flight(&self, group: GroupId) -> bool {
         self.snapshots_writing.contains_key(&group.0)
+    }
+
+    fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+        self.wal
+            .groups_holding_old_segments(self.segments_kept)
+            .into_iter()
+            .map(|group| GroupId(group as u32))
+            .collect()
     }
 
     async fn sync(&mut self) -> io::Result<()> {

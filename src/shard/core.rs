@@ -49,6 +49,10 @@ pub trait CoreLog {
     fn snapshot_in_flight(&self, group: GroupId) -> bool;
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
+    /// The groups whose old entries alone keep the log over its size limit (the log frees
+    /// a segment only once every group is done with it): the core snapshots them early, so
+    /// a quiet group never makes the log grow without bound.
+    fn groups_holding_old_segments(&self) -> Vec<GroupId>;
 }
 
 /// Where the core loop sends Raft messages. Sending never waits: a message that cannot be
@@ -190,6 +194,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.log
                 .maintain()
                 .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
+            for group in self.log.groups_holding_old_segments() {
+                self.snapshot(group.0)?;
+            }
             if stop {
                 self.inbox.close();
                 // Drain what is already accepted so no client waits on a dead loop.
@@ -554,7 +561,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let due = (every > 0 && since >= every)
             || (every_bytes > 0
                 && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes));
-        if !due || group.kv.applied_index() != applied.0 || self.log.snapshot_in_flight(GroupId(id))
+        if due { self.snapshot(id) } else { Ok(()) }
+    }
+
+    /// Snapshot group `id` at its applied index, unless it applied nothing since its last
+    /// snapshot, its state machine lags, or its last snapshot is still being stored.
+    fn snapshot(&mut self, id: u32) -> Result<(), String> {
+        let Some(group) = self.groups.get_mut(&id) else {
+            return Ok(());
+        };
+        let applied = group.replica.applied();
+        if applied == group.replica.snapshot_index()
+            || group.kv.applied_index() != applied.0
+            || self.log.snapshot_in_flight(GroupId(id))
         {
             return Ok(());
         }

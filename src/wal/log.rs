@@ -159,6 +159,22 @@ impl<S: Storage> Wal<S> {
         self.groups.iter().map(|(&g, log)| (g, log.state()))
     }
 
+    /// The groups whose oldest live entry lies outside the newest `segments_kept` segments:
+    /// while one of them keeps it alive, no older segment can be freed. Empty while the WAL
+    /// holds no more than `segments_kept` segments.
+    pub fn groups_holding_old_segments(&self, segments_kept: usize) -> Vec<u64> {
+        let kept = segments_kept.max(1);
+        if self.segments.len() <= kept {
+            return Vec::new();
+        }
+        let oldest_kept = self.segments[self.segments.len() - kept];
+        self.groups
+            .iter()
+            .filter(|(_, log)| log.oldest_segment().is_some_and(|seq| seq < oldest_kept))
+            .map(|(&group, _)| group)
+            .collect()
+    }
+
     pub fn group(&self, group: u64) -> Option<GroupState> {
         self.groups.get(&group).map(GroupLog::state)
     }
