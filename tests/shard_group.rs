@@ -269,3 +269,46 @@ fn pending_writes_of_a_leader_that_lost_its_term_are_told_to_retry() {
     );
     assert_eq!(trio.groups[0].waiting(), 0);
 }
+
+#[test]
+fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuses() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let remove = |node| MemberChange {
+        group: 0,
+        node,
+        op: MemberOp::Remove,
+    };
+    let busy_with = |outcome: Result<(), MemberOutcome>, words: &str| match outcome {
+        Err(MemberOutcome::Busy(why)) => assert!(why.contains(words), "{why}"),
+        other => panic!("wanted Busy({words}), got {other:?}"),
+    };
+    // No follower is replicating (both unreachable): the leader waits, the client asks again.
+    let mut trio = Trio::new();
+    trio.groups[0].replica.report_unreachable(NodeId(2));
+    trio.groups[0].replica.report_unreachable(NodeId(3));
+    busy_with(
+        membership::start(&mut trio.groups[0], 1, &remove(1)),
+        "waiting for another voter to catch up",
+    );
+    // Once they replicate again (a write probes them), it hands the group over.
+    trio.ask(
+        0,
+        request(1, Consistency::Linearizable, vec![put("a", "1")]),
+    );
+    busy_with(
+        membership::start(&mut trio.groups[0], 1, &remove(1)),
+        "handing it to node",
+    );
+    // The only voter has no one to hand over to.
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let replica = Replica::new(config, 1, Persisted::bootstrap(&[NodeId(1)])).unwrap();
+    let mut alone = Group::new(replica, Box::new(|_| String::new()));
+    alone.replica.campaign();
+    assert_eq!(alone.replica.role(), Role::Leader);
+    match membership::start(&mut alone, 1, &remove(1)) {
+        Err(MemberOutcome::Failed(why)) => assert!(why.contains("only voter"), "{why}"),
+        other => panic!("wanted Failed, got {other:?}"),
+    }
+}

@@ -123,8 +123,16 @@ fn hand_over(group: &mut Group, me: u64, name: u32) -> MemberOutcome {
         })
         .max_by_key(|p| p.match_index);
     let Some(successor) = successor else {
-        return MemberOutcome::Failed(format!(
-            "node {me} leads group {name} and no other voter is caught up to take over"
+        let voters = &group.replica.conf_state().voters;
+        if voters.iter().all(|v| v.0 == me) {
+            return MemberOutcome::Failed(format!(
+                "node {me} is the only voter of group {name}: add another before removing it"
+            ));
+        }
+        // A loaded follower may be probing or catching up for a while: the client asks
+        // again until its timeout.
+        return MemberOutcome::Busy(format!(
+            "node {me} leads group {name}: waiting for another voter to catch up to take over"
         ));
     };
     let to = successor.id;
