@@ -84,6 +84,10 @@ impl CoreNet for RecordingNet {
             .push(Event::Sent(envelope.message.body.name()));
         true
     }
+
+    fn take_renewed(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cohort::raft::NodeId;
@@ -85,7 +86,8 @@ fn the_dialer_reconnects_to_a_restarted_acceptor() {
 }
 
 /// Goal: the acceptor takes the new connection of a restarted dialer. Method: nodes 1 and 2
-/// exchange; node 1 closes and a new node 1 starts; both directions must work again.
+/// exchange; node 1 closes and a new node 1 starts; both directions must work again, and
+/// node 2 reports each new connection once.
 #[test]
 fn the_acceptor_takes_a_restarted_dialer() {
     run_executor(|| async {
@@ -95,11 +97,18 @@ fn the_acceptor_takes_a_restarted_dialer() {
         let node1 =
             Transport::start(config(1, loopback_any_port(), &[(2, addr2)])).expect("node 1");
         exchange(&node1, &node2, 1).await;
+        assert_eq!(node2.take_renewed(), BTreeSet::from([NodeId(1)]));
+        assert!(node2.take_renewed().is_empty(), "each renewal is told once");
         node1.close().await;
         let node1 = Transport::start(config(1, loopback_any_port(), &[(2, addr2)]))
             .expect("node 1 restarts");
         exchange(&node1, &node2, 100).await;
         assert_eq!(node2.stats().connections_established, 2);
+        assert_eq!(
+            node2.take_renewed(),
+            BTreeSet::from([NodeId(1)]),
+            "the new connection is told, so senders waiting for acks resend"
+        );
         node1.close().await;
         node2.close().await;
     });

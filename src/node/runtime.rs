@@ -108,6 +108,14 @@ impl CoreNet for TransportNet {
             Err(_) => false,
         }
     }
+
+    fn take_renewed(&mut self) -> Vec<u64> {
+        self.0
+            .take_renewed()
+            .into_iter()
+            .map(|peer| peer.0)
+            .collect()
+    }
 }
 
 fn raft_config(config: &NodeConfig, id: NodeId) -> Config {

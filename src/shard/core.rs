@@ -60,6 +60,9 @@ pub trait CoreLog {
 pub trait CoreNet {
     /// Queue `envelope`; false if it was dropped.
     fn send(&mut self, envelope: Envelope) -> bool;
+    /// The peers whose connection was renewed since the last call: what was in flight to
+    /// them may be lost.
+    fn take_renewed(&mut self) -> Vec<u64>;
 }
 
 /// Everything that reaches the loop.
@@ -288,6 +291,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     group.replica.tick();
                 }
                 self.ticks += 1;
+                // Snapshot chunks in flight on a dropped connection are lost: resend them
+                // now rather than after a stall.
+                for peer in self.net.take_renewed() {
+                    self.streams.resend_to(peer);
+                }
                 for (to, group) in self.streams.tick() {
                     if let Some(g) = self.groups.get_mut(&group) {
                         g.replica.report_snapshot(NodeId(to), false);

@@ -320,6 +320,23 @@ impl SnapshotStreams {
         (ack(have, false), Some(install))
     }
 
+    /// The connection to `to` was renewed: the unacknowledged chunks of every stream to it
+    /// may have gone with the old one, so they are sent again from the last acknowledged
+    /// byte (without waiting for the stall timeout).
+    pub fn resend_to(&mut self, to: u64) {
+        for ((_, group), stream) in self.outgoing.range_mut((to, 0)..=(to, u32::MAX)) {
+            if stream.next > stream.acked {
+                tracing::info!(
+                    group,
+                    to,
+                    acked = stream.acked,
+                    "connection renewed: snapshot stream sending again from the last acknowledged byte"
+                );
+                stream.next = stream.acked;
+            }
+        }
+    }
+
     /// One tick: resend stalled windows, give up streams without progress for too long.
     /// Returns the (peer, group) streams given up, for the core to hear of.
     pub fn tick(&mut self) -> Vec<(u64, u32)> {
@@ -511,6 +528,17 @@ mod tests {
             "the core hears once that the stream was given up"
         );
         assert_eq!(given_up[0].1, 4, "group 4");
+    }
+
+    #[test]
+    fn a_renewed_connection_resends_the_window_at_once() {
+        let mut sender = streams();
+        sender.offer(4, install(snapshot(9, 95)));
+        assert_eq!(pump(&mut sender).len(), 3);
+        sender.resend_to(3);
+        assert!(pump(&mut sender).is_empty(), "another peer's connection");
+        sender.resend_to(2);
+        assert_eq!(offsets(&pump(&mut sender)), [0, 10, 20], "no tick needed");
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub(super) async fn run(
         previous.stop();
     }
     shared.count(|stats| stats.connections_established += 1);
+    shared.renewed.borrow_mut().insert(peer.id);
     tracing::info!(
         node = %shared.config.node_id,
         core = shared.config.core_index,

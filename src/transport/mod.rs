@@ -87,7 +87,7 @@ mod signal;
 mod socket;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -162,6 +162,7 @@ impl Transport {
             tasks_live: Cell::new(0),
             handshakes_pending: Cell::new(0),
             stats: Cell::default(),
+            renewed: RefCell::default(),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();
@@ -249,6 +250,12 @@ impl Transport {
     /// The next received batch if one is waiting, without waiting.
     pub fn try_recv(&self) -> Option<Inbound> {
         futures_lite::future::block_on(futures_lite::future::poll_once(self.inbox.recv())).flatten()
+    }
+
+    /// The peers with a new connection since the last call: what was in flight to them on
+    /// the one before may be lost (a sender that waits for acknowledgements resends now).
+    pub fn take_renewed(&self) -> BTreeSet<NodeId> {
+        std::mem::take(&mut *self.shared.renewed.borrow_mut())
     }
 
     /// Whether a connection to `peer` has completed its handshake and not failed since.

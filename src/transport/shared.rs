@@ -2,7 +2,7 @@
 //! queues, the inbox, the shutdown switch and the counters.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -88,6 +88,9 @@ pub(super) struct Shared {
     pub tasks_live: Cell<usize>,
     pub handshakes_pending: Cell<usize>,
     pub stats: Cell<TransportStats>,
+    /// Peers with a connection established since [`super::Transport::take_renewed`] last
+    /// asked (a set: bounded by the peers, whether anyone asks or not).
+    pub renewed: RefCell<BTreeSet<NodeId>>,
 }
 
 impl Shared {
