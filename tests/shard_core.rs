@@ -9,7 +9,7 @@ use std::io;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use cohort::kv::{Command, Op};
+use cohort::kv::{Command, Op, SnapshotJob};
 use cohort::raft::{
     AppendRequest, Config, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId,
     Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
@@ -37,6 +37,8 @@ type Events = Rc<RefCell<Vec<Event>>>;
 struct RecordingLog {
     events: Events,
     holding_old_segments: bool,
+    /// Snapshots encoded (at once) and not yet taken back by the core.
+    encoded: Vec<(GroupId, LogIndex, Bytes)>,
 }
 
 impl CoreLog for RecordingLog {
@@ -60,6 +62,15 @@ impl CoreLog for RecordingLog {
 
     fn snapshot_in_flight(&self, _group: GroupId) -> bool {
         false
+    }
+
+    fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
+        let index = LogIndex(job.applied_index());
+        self.encoded.push((group, index, job.encode()));
+    }
+
+    fn take_encoded(&mut self) -> Vec<(GroupId, LogIndex, Bytes)> {
+        std::mem::take(&mut self.encoded)
     }
 
     fn maintain(&mut self) -> io::Result<()> {
@@ -134,6 +145,7 @@ fn core_with(
         RecordingLog {
             events: Rc::clone(events),
             holding_old_segments,
+            encoded: Vec::new(),
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),

@@ -13,5 +13,5 @@ mod snapshot;
 mod store;
 
 pub use command::{Command, CommandError, Op};
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotError, SnapshotJob};
 pub use store::{KvStore, OpResult, Reply};

@@ -4,7 +4,7 @@
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
-//! "CKV1" | applied_index u64 | key_count u64 | (key blob | value blob)* |
+//! "CKV2" | applied_index u64 | key_count u64 | (key blob | value blob)* |
 //! session_count u64 | (client u64 | first_unacked u64 | last_index u64 | reply_count u32 |
 //!                      (sequence u64 | result_count u32 | result*)*)* |
 //! member_count u32 | (node u64 | address blob)* | crc32 u32
@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Keys and sessions are written sorted, so two replicas with the same state write the same
-//! bytes.
+//! bytes. [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
+//! reference, the small rest encoded); [`SnapshotJob::encode`] sorts and writes the pairs,
+//! the bulk of the work, on any thread.
 
 use std::fmt;
 
@@ -36,41 +38,81 @@ impl fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
-impl KvStore {
-    pub fn encode_snapshot(&self) -> Bytes {
-        let mut out = BytesMut::new();
+/// A snapshot taken and not yet encoded; `Send`, so it can be encoded off the loop.
+pub struct SnapshotJob {
+    applied_index: u64,
+    pairs: Vec<(Blob, Blob)>,
+    /// Sessions and members, encoded.
+    tail: Bytes,
+}
+
+impl SnapshotJob {
+    /// The log index the snapshot is of.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The snapshot's bytes. Written into one buffer of the exact size: a growing buffer
+    /// copies a big state over and over, and faults in fresh pages each time.
+    pub fn encode(mut self) -> Bytes {
+        self.pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
+        let pairs_bytes: usize = self.pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let total_bytes = MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4;
+        let mut out = BytesMut::with_capacity(total_bytes);
         out.put_slice(MAGIC);
         out.put_u64_le(self.applied_index);
-        let mut pairs: Vec<(&Blob, &Blob)> = self.data.iter().collect();
-        pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
-        out.put_u64_le(pairs.len() as u64);
-        for (key, value) in pairs {
+        out.put_u64_le(self.pairs.len() as u64);
+        for (key, value) in &self.pairs {
             put_blob(&mut out, key);
             put_blob(&mut out, value);
         }
-        let mut clients: Vec<&u64> = self.sessions.by_client.keys().collect();
-        clients.sort_unstable();
-        out.put_u64_le(clients.len() as u64);
-        for client in clients {
-            let session = &self.sessions.by_client[client];
-            out.put_u64_le(*client);
-            out.put_u64_le(session.first_unacked);
-            out.put_u64_le(session.last_index);
-            out.put_u32_le(session.replies.len() as u32);
-            for (sequence, results) in &session.replies {
-                out.put_u64_le(*sequence);
-                out.put_u32_le(results.len() as u32);
-                results.iter().for_each(|r| put_result(&mut out, r));
-            }
-        }
-        out.put_u32_le(self.members.len() as u32);
-        for (node, address) in &self.members {
-            out.put_u64_le(*node);
-            put_blob(&mut out, address.as_bytes());
-        }
+        out.put_slice(&self.tail);
+        debug_assert_eq!(out.len() + 4, total_bytes, "the size computed up front");
         let crc = crc32fast::hash(&out);
         out.put_u32_le(crc);
         out.freeze()
+    }
+}
+
+impl KvStore {
+    pub fn encode_snapshot(&self) -> Bytes {
+        self.snapshot_job().encode()
+    }
+
+    /// What a snapshot of the state now needs, taken without encoding the pairs: a clone of
+    /// each (shared values are referenced, not copied), and the sessions and members (small)
+    /// encoded already.
+    pub fn snapshot_job(&self) -> SnapshotJob {
+        let mut tail = BytesMut::new();
+        let mut clients: Vec<&u64> = self.sessions.by_client.keys().collect();
+        clients.sort_unstable();
+        tail.put_u64_le(clients.len() as u64);
+        for client in clients {
+            let session = &self.sessions.by_client[client];
+            tail.put_u64_le(*client);
+            tail.put_u64_le(session.first_unacked);
+            tail.put_u64_le(session.last_index);
+            tail.put_u32_le(session.replies.len() as u32);
+            for (sequence, results) in &session.replies {
+                tail.put_u64_le(*sequence);
+                tail.put_u32_le(results.len() as u32);
+                results.iter().for_each(|r| put_result(&mut tail, r));
+            }
+        }
+        tail.put_u32_le(self.members.len() as u32);
+        for (node, address) in &self.members {
+            tail.put_u64_le(*node);
+            put_blob(&mut tail, address.as_bytes());
+        }
+        SnapshotJob {
+            applied_index: self.applied_index,
+            pairs: self
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tail: tail.freeze(),
+        }
     }
 
     pub fn decode_snapshot(bytes: &Bytes) -> Result<KvStore, SnapshotError> {

@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::kv::SnapshotJob;
 use crate::raft::{
     Entry, EntryKind, GroupId, HardState, LogIndex, NodeId, Persisted, Ready, Snapshot, Term,
 };
@@ -35,13 +36,19 @@ pub struct WalLog {
     /// Segments the WAL may hold before groups that keep old ones alive must snapshot.
     segments_kept: usize,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
-    building: Option<Rc<RefCell<Option<io::Result<BuiltSegment>>>>>,
+    building: Option<Slot<io::Result<BuiltSegment>>>,
     /// Snapshots taken here, being written on a blocking thread: group → (index, term,
     /// `Some(result)` once written). Their WAL markers follow once the files are durable.
     snapshots_writing: BTreeMap<u32, SnapshotWrite>,
+    /// Snapshots being encoded on a blocking thread: group → (index, `Some(bytes)` once
+    /// done).
+    snapshots_encoding: BTreeMap<u32, (u64, Slot<Bytes>)>,
 }
 
-type SnapshotWrite = (u64, u64, Rc<RefCell<Option<io::Result<()>>>>);
+/// Where a job on glommio's blocking thread leaves its result for the loop to pick up.
+type Slot<T> = Rc<RefCell<Option<T>>>;
+
+type SnapshotWrite = (u64, u64, Slot<io::Result<()>>);
 
 /// `--wal-soft-limit-mib` in whole segments: at least two (the active one and the one
 /// before), all of them with no limit.
@@ -96,6 +103,7 @@ impl WalLog {
             segments_kept: segments_kept(config),
             building: None,
             snapshots_writing: BTreeMap::new(),
+            snapshots_encoding: BTreeMap::new(),
         };
         let mut recovered = BTreeMap::new();
         let mut bootstrapped = false;
@@ -357,6 +365,34 @@ impl CoreLog for WalLog {
 
     fn snapshot_in_flight(&self, group: GroupId) -> bool {
         self.snapshots_writing.contains_key(&group.0)
+            || self.snapshots_encoding.contains_key(&group.0)
+    }
+
+    /// On glommio's blocking thread: sorting and copying a big state would stall every
+    /// group of the core for as long (tens of ms for tens of MB).
+    fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
+        let slot = Rc::new(RefCell::new(None));
+        self.snapshots_encoding
+            .insert(group.0, (job.applied_index(), Rc::clone(&slot)));
+        glommio::spawn_local(async move {
+            let encoded = glommio::executor()
+                .spawn_blocking(move || job.encode())
+                .await;
+            *slot.borrow_mut() = Some(encoded);
+        })
+        .detach();
+    }
+
+    fn take_encoded(&mut self) -> Vec<(GroupId, LogIndex, Bytes)> {
+        let mut encoded = Vec::new();
+        self.snapshots_encoding.retain(|&group, (index, slot)| {
+            let Some(bytes) = slot.borrow_mut().take() else {
+                return true;
+            };
+            encoded.push((GroupId(group), LogIndex(*index), bytes));
+            false
+        });
+        encoded
     }
 
     fn groups_holding_old_segments(&self) -> Vec<GroupId> {

@@ -19,13 +19,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 
+use bytes::Bytes;
+
+use crate::kv::SnapshotJob;
 use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
-    GroupId, Message, MessageBody, NodeId, ProgressState, Ready, Role, Snapshot, TransferError,
+    GroupId, LogIndex, Message, MessageBody, NodeId, ProgressState, Ready, Role, Snapshot,
+    TransferError,
 };
 use crate::wire::Envelope;
 
@@ -42,10 +46,15 @@ pub trait CoreLog {
     /// Make everything staged so far durable, for every group at once. An error is fatal:
     /// the core stops rather than acknowledge what may not be on disk.
     fn sync(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// Encode `job`, a snapshot of `group`'s state machine, where it does not hold up the
+    /// loop; [`CoreLog::take_encoded`] hands the bytes back.
+    fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob);
+    /// The snapshots encoded since the last call: (group, the index each is of, its bytes).
+    fn take_encoded(&mut self) -> Vec<(GroupId, LogIndex, Bytes)>;
     /// Group `group` compacted its log into `snapshot` (taken from its state machine): store
     /// it and let the log drop what it covers.
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
-    /// A snapshot of `group` is still being stored: take no other until it is.
+    /// A snapshot of `group` is still being encoded or stored: take no other until it is.
     fn snapshot_in_flight(&self, group: GroupId) -> bool;
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
@@ -198,7 +207,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .maintain()
                 .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
             for group in self.log.groups_holding_old_segments() {
-                self.snapshot(group.0)?;
+                self.snapshot(group.0);
+            }
+            for (group, index, data) in self.log.take_encoded() {
+                self.compact(group.0, index, data)?;
             }
             if stop {
                 self.inbox.close();
@@ -537,7 +549,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if group.members_changed {
                 group.forget_non_members();
             }
-            self.maybe_snapshot(id)?;
+            self.maybe_snapshot(id);
         }
         if !self.transfers.is_empty() {
             self.finish_transfers();
@@ -558,9 +570,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))
     }
 
-    /// Compact group `id`'s log into a snapshot of its state machine once enough entries, or
-    /// enough bytes of entries, were applied since the last one.
-    fn maybe_snapshot(&mut self, id: u32) -> Result<(), String> {
+    /// Snapshot group `id` once enough entries, or enough bytes of entries, were applied
+    /// since its last snapshot.
+    fn maybe_snapshot(&mut self, id: u32) {
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = self.groups.get_mut(&id).expect("a group of this core");
         let applied = group.replica.applied();
@@ -569,31 +581,42 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let due = (every > 0 && since >= every)
             || (every_bytes > 0
                 && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes));
-        if due { self.snapshot(id) } else { Ok(()) }
+        if due {
+            self.snapshot(id);
+        }
     }
 
-    /// Snapshot group `id` at its applied index, unless it applied nothing since its last
-    /// snapshot, its state machine lags, or its last snapshot is still being stored.
-    fn snapshot(&mut self, id: u32) -> Result<(), String> {
+    /// Take a snapshot of group `id`'s state machine at its applied index and have the log
+    /// encode it off the loop, unless the group applied nothing since its last snapshot,
+    /// its state machine lags, or its last snapshot is still being encoded or stored.
+    fn snapshot(&mut self, id: u32) {
         let Some(group) = self.groups.get_mut(&id) else {
-            return Ok(());
+            return;
         };
         let applied = group.replica.applied();
         if applied == group.replica.snapshot_index()
             || group.kv.applied_index() != applied.0
             || self.log.snapshot_in_flight(GroupId(id))
         {
-            return Ok(());
-        }
-        // A membership change above `applied` makes the core refuse; a later turn retries.
-        if group
-            .replica
-            .compact(applied, group.kv.encode_snapshot())
-            .is_err()
-        {
-            return Ok(());
+            return;
         }
         group.applied_bytes_since_snapshot = 0;
+        self.log
+            .encode_snapshot(GroupId(id), group.kv.snapshot_job());
+    }
+
+    /// The snapshot of group `id` at `index` is encoded: compact the group's log into it and
+    /// have the log store it.
+    fn compact(&mut self, id: u32, index: LogIndex, data: Bytes) -> Result<(), String> {
+        let Some(group) = self.groups.get_mut(&id) else {
+            return Ok(());
+        };
+        // Refused if a leader's snapshot overtook this one meanwhile, or a membership change
+        // above `index` is pending (a later snapshot covers it).
+        if let Err(error) = group.replica.compact(index, data) {
+            tracing::debug!(group = id, %error, "snapshot not used");
+            return Ok(());
+        }
         let snapshot = group.replica.snapshot().clone();
         self.log
             .snapshot_taken(GroupId(id), &snapshot)
