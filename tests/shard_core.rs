@@ -10,9 +10,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
+use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
-    AppendRequest, Config, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId,
-    Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
+    AppendRequest, Config, Entry, EntryKind, GroupId, HeartbeatResponse, LogIndex, Message,
+    MessageBody, NodeId, Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
@@ -400,4 +401,49 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
         taken.extend(snapshots_taken(&events));
     }
     assert_eq!(taken, [3, 5]);
+}
+
+#[test]
+fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused() {
+    // Node 1 leads; node 3 answers its heartbeats (so it keeps its quorum), node 2 never
+    // answers anything, so it never catches up and never gets TimeoutNow. Raft gives each
+    // handover up after an election timeout; the core starts it again twice, then says no.
+    let events = Events::default();
+    let (mut core, inbox) = core(1, &events);
+    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).unwrap()
+    };
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, Input::Tick);
+    }
+    let term = core.groups()[&0].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    core = turn(core, from(3, 1, term, vote));
+    assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
+    let reply = Inbox::new(1);
+    let transfer = Input::TransferLeader {
+        group: 0,
+        to: 2,
+        reply: reply.clone(),
+    };
+    core = turn(core, transfer);
+    let mut outcomes = Vec::new();
+    let mut ticks = 0;
+    while outcomes.is_empty() && ticks < 1000 {
+        core = turn(core, Input::Tick);
+        let heartbeat = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+        core = turn(core, from(3, 1, term, heartbeat));
+        ticks += 1;
+        block_on(futures_lite::future::poll_once(
+            reply.take_all(&mut outcomes),
+        ));
+    }
+    let [TransferOutcome::Failed(why)] = &outcomes[..] else {
+        panic!("wanted one refusal, got {outcomes:?}");
+    };
+    assert!(why.contains("within 3 election timeouts"), "{why}");
+    // Each try lasts `balance_every_ticks` (20 here): three of them, not one.
+    assert!((60..=66).contains(&ticks), "refused after {ticks} ticks");
 }

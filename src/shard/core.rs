@@ -74,6 +74,20 @@ pub trait CoreNet {
     fn take_renewed(&mut self) -> Vec<u64>;
 }
 
+/// Handovers a `cohort leader transfer` may take: Raft gives one up after an election
+/// timeout, and a target that is busy catching up may need another.
+const TRANSFER_ATTEMPTS: u32 = 3;
+
+/// A leadership transfer asked for and not finished.
+struct Transfer {
+    group: u32,
+    to: u64,
+    /// The current attempt is given up after this tick.
+    give_up: u64,
+    attempts_left: u32,
+    reply: Inbox<TransferOutcome>,
+}
+
 /// Everything that reaches the loop.
 pub enum Input {
     /// Raft messages from a peer's same core.
@@ -148,8 +162,8 @@ pub struct Core<L, N> {
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
     ticks: u64,
-    /// Transfers asked for and not finished: (group, to, give up after this tick, reply).
-    transfers: Vec<(u32, u64, u64, Inbox<TransferOutcome>)>,
+    /// Transfers asked for and not finished.
+    transfers: Vec<Transfer>,
     /// Membership changes proposed and not finished: (change, give up after this tick, reply).
     member_changes: Vec<(MemberChange, u64, Inbox<MemberOutcome>)>,
     /// Called with every member's base address (the union over this core's groups) when a
@@ -335,9 +349,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         };
         match g.replica.transfer_leader(NodeId(to)) {
             Ok(()) => {
-                // A handover ends (done or abandoned) within an election timeout.
-                let give_up = self.ticks + u64::from(self.shape.balance_every_ticks.max(1));
-                self.transfers.push((group, to, give_up, reply));
+                self.transfers.push(Transfer {
+                    group,
+                    to,
+                    give_up: self.ticks + self.transfer_ticks(),
+                    attempts_left: TRANSFER_ATTEMPTS - 1,
+                    reply,
+                });
                 self.finish_transfers();
             }
             Err(TransferError::NotLeader { leader_hint }) => {
@@ -349,23 +367,38 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Answer the transfers that completed or ran out of time.
+    /// Raft abandons a handover after an election timeout; one more tick (see
+    /// `balance_every_ticks`).
+    fn transfer_ticks(&self) -> u64 {
+        u64::from(self.shape.balance_every_ticks.max(1))
+    }
+
+    /// Answer the transfers that completed; start again those that ran out of time (a busy
+    /// target may need longer to catch up), up to [`TRANSFER_ATTEMPTS`] in all.
     fn finish_transfers(&mut self) {
-        let ticks = self.ticks;
-        let groups = &self.groups;
-        self.transfers.retain(|(group, to, give_up, reply)| {
-            let leader = groups[group].replica.leader().0;
-            let outcome = if leader == *to {
+        let (ticks, every) = (self.ticks, self.transfer_ticks());
+        let groups = &mut self.groups;
+        self.transfers.retain_mut(|transfer| {
+            let replica = &mut groups
+                .get_mut(&transfer.group)
+                .expect("checked at start")
+                .replica;
+            let (group, to, leader) = (transfer.group, transfer.to, replica.leader().0);
+            let outcome = if leader == to {
                 TransferOutcome::Done { leader }
-            } else if ticks > *give_up {
-                TransferOutcome::Failed(format!(
-                    "node {to} did not take over group {group} within an election timeout \
-                     (leader: {leader})"
-                ))
-            } else {
+            } else if ticks <= transfer.give_up {
                 return true;
+            } else if transfer.attempts_left > 0 && replica.transfer_leader(NodeId(to)).is_ok() {
+                transfer.attempts_left -= 1;
+                transfer.give_up = ticks + every;
+                return true;
+            } else {
+                TransferOutcome::Failed(format!(
+                    "node {to} did not take over group {group} within {TRANSFER_ATTEMPTS} \
+                     election timeouts (leader: {leader})"
+                ))
             };
-            reply.push_now(outcome);
+            transfer.reply.push_now(outcome);
             false
         });
     }
