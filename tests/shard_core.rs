@@ -192,9 +192,10 @@ fn position(events: &[Event], wanted: &Event) -> usize {
         .unwrap_or_else(|| panic!("{wanted:?} never happened: {events:?}"))
 }
 
-#[test]
-fn a_follower_acknowledges_an_append_only_after_the_sync() {
-    let append = AppendRequest {
+/// The leader of term 2 appends its empty entry 2 after the bootstrap entry 1, committing
+/// up to `commit`.
+fn empty_entry_2(commit: LogIndex) -> AppendRequest {
+    AppendRequest {
         prev_log_index: LogIndex(1),
         prev_log_term: Term(1),
         entries: vec![Entry {
@@ -203,8 +204,13 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
             kind: EntryKind::Empty,
             data: Default::default(),
         }],
-        commit: LogIndex(1),
-    };
+        commit,
+    }
+}
+
+#[test]
+fn a_follower_acknowledges_an_append_only_after_the_sync() {
+    let append = empty_entry_2(LogIndex(1));
     let events = run(2, vec![from(1, 2, 2, MessageBody::AppendRequest(append))]);
     let staged = position(&events, &Event::Staged);
     let synced = position(&events, &Event::Synced);
@@ -315,17 +321,7 @@ fn a_group_the_log_names_as_holding_old_segments_snapshots_early_and_only_once()
     // No snapshot is due (no entry or byte trigger), but the log says group 0 keeps old
     // segments alive: the core snapshots it at what it applied, and not again while it
     // applied nothing new, however many turns the log keeps naming it.
-    let append = AppendRequest {
-        prev_log_index: LogIndex(1),
-        prev_log_term: Term(1),
-        entries: vec![Entry {
-            term: Term(2),
-            index: LogIndex(2),
-            kind: EntryKind::Empty,
-            data: Default::default(),
-        }],
-        commit: LogIndex(2),
-    };
+    let append = empty_entry_2(LogIndex(2));
     for (holding, snapshots) in [(true, vec![2]), (false, vec![])] {
         let events = Events::default();
         let (mut core, inbox) = core_with(2, &events, true, 0, holding);
