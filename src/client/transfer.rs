@@ -46,8 +46,8 @@ pub async fn transfer_leader(
         let Some(address) = topology.address_of(ask, group) else {
             return Err(format!("node {ask} has no address"));
         };
-        // The leader answers when the transfer ends: done, or given up after three tries of
-        // an election timeout each (a lagging `to` catches up meanwhile).
+        // The leader answers when the transfer ends: done, or given up after three tries (a
+        // lagging `to` catches up meanwhile).
         let asked = exchange(
             &address,
             &encoder,

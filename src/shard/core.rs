@@ -367,8 +367,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Raft abandons a handover after an election timeout; one more tick (see
-    /// `balance_every_ticks`).
+    /// How long one try of a handover may take: `balance_every_ticks`, longer than the
+    /// election timeout after which Raft abandons it.
     fn transfer_ticks(&self) -> u64 {
         u64::from(self.shape.balance_every_ticks.max(1))
     }
@@ -394,8 +394,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else {
                 TransferOutcome::Failed(format!(
-                    "node {to} did not take over group {group} within {TRANSFER_ATTEMPTS} \
-                     election timeouts (leader: {leader})"
+                    "node {to} did not take over group {group} in {TRANSFER_ATTEMPTS} tries of \
+                     an election timeout each (leader: {leader})"
                 ))
             };
             transfer.reply.push_now(outcome);
