@@ -122,8 +122,13 @@ impl LocalCluster {
             args,
             children: (0..NODES).map(|_| None).collect(),
         };
+        // All three start at once (each builds its first WAL segments), then each is waited for.
+        let mut listening_before = Vec::new();
         for id in 1..=NODES {
-            cluster.restart(id)?;
+            listening_before.push(cluster.spawn(id)?);
+        }
+        for (id, before) in (1..=NODES).zip(listening_before) {
+            cluster.wait_listening(id, before)?;
         }
         Ok(cluster)
     }
@@ -145,8 +150,16 @@ impl LocalCluster {
         Ok(id)
     }
 
-    /// Start node `id` (1-based) again with the same flags and data; appends to its log.
+    /// Start node `id` (1-based) again with the same flags and data, and wait until it
+    /// listens; appends to its log.
     pub fn restart(&mut self, id: u64) -> Result<(), String> {
+        let listening_before = self.spawn(id)?;
+        self.wait_listening(id, listening_before)
+    }
+
+    /// Start the process of node `id`; returns how many times its log said it listens before
+    /// (for [`LocalCluster::wait_listening`]).
+    fn spawn(&mut self, id: u64) -> Result<usize, String> {
         let index = (id - 1) as usize;
         if self.children[index].is_some() {
             return Err(format!("node {id} is running"));
@@ -165,7 +178,7 @@ impl LocalCluster {
             .spawn()
             .map_err(|e| format!("cannot start node {id}: {e}"))?;
         self.children[index] = Some(child);
-        self.wait_listening(id, listening_before)
+        Ok(listening_before)
     }
 
     /// How many times node `id`'s log says a core of it listens.
