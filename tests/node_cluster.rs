@@ -600,3 +600,60 @@ fn leadership_moves_on_request_under_load_and_bad_transfers_are_refused() {
     }
     finish(cluster);
 }
+
+#[test]
+fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
+    // A node restarted right after a crash can find its port still held for a moment (the
+    // kernel tears the old process's io_uring down in the background). It waits, says so,
+    // and starts once the port is free.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let base = holder.local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("cohort-test-port-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            &format!("1={base}"),
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cohort serve starts");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let said = |what: &str| {
+        for _ in 0..400 {
+            if log().contains(what) {
+                return true;
+            }
+            wait_ms(25);
+        }
+        false
+    };
+    assert!(
+        said("is still in use"),
+        "no word of the held port:\n{}",
+        log()
+    );
+    assert!(
+        !log().contains("peers on"),
+        "listening on a held port:\n{}",
+        log()
+    );
+    drop(holder);
+    assert!(
+        said("peers on"),
+        "did not start once the port was free:\n{}",
+        log()
+    );
+    cohort::sys::send_sigterm(node.id());
+    assert!(node.wait().unwrap().success(), "{}", log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

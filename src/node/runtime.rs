@@ -190,14 +190,15 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let listen = config
         .peer_addr(config.id, core)
         .map_err(|e| e.to_string())?;
+    let client_addr = config
+        .client_addr(config.id, core)
+        .map_err(|e| e.to_string())?;
+    wait_for_ports(core, &[listen, client_addr]).await?;
     let mut transport_config =
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
     transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
-    let client_addr = config
-        .client_addr(config.id, core)
-        .map_err(|e| e.to_string())?;
     // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections
     // just closed on is not "in use") and no SO_REUSEPORT (two nodes must not share a port).
     let listener = crate::transport::listen(client_addr, SOCKET_BUFFER_BYTES)
@@ -305,6 +306,39 @@ fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, St
         .iter()
         .map(|(id, base)| (*id, base.clone()))
         .collect();
+}
+
+/// How long a core waits for its ports to come free at start.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until every one of `addrs` can be bound (as the node binds them: SO_REUSEADDR), for
+/// up to [`PORT_WAIT`]. A process of this node killed a moment ago can still hold its
+/// listening sockets: the kernel tears its io_uring down in the background, and an accept in
+/// flight keeps the socket open until then. A port still taken after that is an error.
+async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(), String> {
+    let started = crate::clock::now();
+    let mut said = false;
+    loop {
+        let taken = addrs
+            .iter()
+            .find_map(|addr| match std::net::TcpListener::bind(addr) {
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Some((*addr, error)),
+                _ => None,
+            });
+        let Some((addr, error)) = taken else {
+            return Ok(());
+        };
+        if started.elapsed() >= PORT_WAIT {
+            return Err(format!("core {core}: cannot listen on {addr}: {error}"));
+        }
+        if !said {
+            say(&format!(
+                "core {core}: {addr} is still in use (a process that just ended?): waiting up to {PORT_WAIT:?}"
+            ));
+            said = true;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
