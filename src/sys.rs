@@ -1,6 +1,6 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
-//! memory limit, handing sockets tuned with socket2 to glommio, a second descriptor of a
-//! glommio socket, and writing a file range back to the device.
+//! memory limit, handing sockets tuned with socket2 to glommio, and a second descriptor of a
+//! glommio socket.
 //!
 //! This is the only file outside the WAL's mapping code allowed `unsafe`; each block says why
 //! it is sound.
@@ -148,29 +148,4 @@ pub fn send_sigterm(pid: u32) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(pid, libc::SIGTERM) };
-}
-
-/// Writes `len` bytes of `file` from `offset` back to the device and waits until they are
-/// there (`sync_file_range` with WAIT_BEFORE | WRITE | WAIT_AFTER). Unlike fdatasync it
-/// flushes no metadata and no journal, and the device never sees more than this range at
-/// once: a big file written this way, a chunk at a time, leaves room in the device's queue
-/// for the WAL's syncs instead of flushing tens of MB ahead of them at its end.
-pub fn write_back(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (offset, len) = (
-        i64::try_from(offset).map_err(io::Error::other)?,
-        i64::try_from(len).map_err(io::Error::other)?,
-    );
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: sync_file_range takes a descriptor (open for as long as `file` is borrowed)
-    // and plain integers; it touches no memory of this process.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }

@@ -412,7 +412,7 @@ fn write_new_segment(path: &Path, size_bytes: u64, header: &[u8]) -> io::Result<
         file.write_all_at(&zeros[..chunk], at)?;
         // A chunk at a time to the device, so the WAL's syncs are never queued behind the
         // whole segment's zeros (three nodes on one disk build theirs at the same moment).
-        crate::sys::write_back(&file, at, chunk as u64)?;
+        super::mmap::write_back(&file, at, chunk as u64)?;
         at += chunk as u64;
     }
     file.write_all_at(header, 0)?;
