@@ -51,6 +51,34 @@ fn logged_leader_of_group_0(cluster: &LocalCluster) -> Option<u64> {
     (best.1 != 0).then_some(best.1)
 }
 
+/// Writes `key(i)` = `{prefix}{i}` for i in 0..count, one at a time; returns what was
+/// acknowledged.
+fn put_numbered(bases: &[String], seed: u64, prefix: &str, count: u64) -> BTreeMap<u64, String> {
+    let prefix = prefix.to_string();
+    with_client(bases, seed, async move |client| {
+        let mut acked = BTreeMap::new();
+        for i in 0..count {
+            let value = format!("{prefix}{i}");
+            client.put(&key(i), value.as_bytes()).await.unwrap();
+            acked.insert(i, value);
+        }
+        acked
+    })
+}
+
+/// Every acknowledged write reads back, linearizably.
+fn read_back(bases: &[String], seed: u64, acked: BTreeMap<u64, String>) {
+    with_client(bases, seed, async move |client| {
+        for (i, value) in &acked {
+            let got = client
+                .get(&key(*i), Consistency::Linearizable)
+                .await
+                .unwrap();
+            assert_eq!(got.as_deref(), Some(value.as_bytes()), "key {i}");
+        }
+    });
+}
+
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i}").into_bytes()
 }
@@ -139,17 +167,7 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     let victim = leader_of_group_0(&cluster);
     let writer = {
         let bases = bases.clone();
-        std::thread::spawn(move || {
-            with_client(&bases, 3, async |client| {
-                let mut acked = BTreeMap::new();
-                for i in 0..120 {
-                    let value = format!("v{i}");
-                    client.put(&key(i), value.as_bytes()).await.unwrap();
-                    acked.insert(i, value);
-                }
-                acked
-            })
-        })
+        std::thread::spawn(move || put_numbered(&bases, 3, "v", 120))
     };
     wait_ms(150);
     cluster.kill(victim);
@@ -180,19 +198,7 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     for id in 1..=3 {
         cluster.restart(id).unwrap();
     }
-    with_client(&bases, 5, async move |client| {
-        for (i, value) in &acked {
-            let got = client
-                .get(&key(*i), Consistency::Linearizable)
-                .await
-                .unwrap();
-            assert_eq!(
-                got.as_deref(),
-                Some(value.as_bytes()),
-                "key {i} after restart"
-            );
-        }
-    });
+    read_back(&bases, 5, acked);
     finish(cluster);
 }
 
@@ -206,15 +212,7 @@ fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stay
     };
     let mut cluster = start_with_flags("never", flags);
     let bases = cluster.bases.clone();
-    let acked = with_client(&bases, 6, async |client| {
-        let mut acked = BTreeMap::new();
-        for i in 0..200 {
-            let value = format!("n{i}");
-            client.put(&key(i), value.as_bytes()).await.unwrap();
-            acked.insert(i, value);
-        }
-        acked
-    });
+    let acked = put_numbered(&bases, 6, "n", 200);
     wait_ms(200);
     for id in 1..=3 {
         cluster.kill(id);
@@ -222,15 +220,7 @@ fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stay
     for id in 1..=3 {
         cluster.restart(id).unwrap();
     }
-    with_client(&bases, 7, async move |client| {
-        for (i, value) in &acked {
-            let got = client
-                .get(&key(*i), Consistency::Linearizable)
-                .await
-                .unwrap();
-            assert_eq!(got.as_deref(), Some(value.as_bytes()), "key {i}");
-        }
-    });
+    read_back(&bases, 7, acked);
     finish(cluster);
 }
 
