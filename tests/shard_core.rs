@@ -5,8 +5,11 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::{Future, poll_fn};
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
@@ -40,6 +43,38 @@ struct RecordingLog {
     holding_old_segments: bool,
     /// Snapshots encoded (at once) and not yet taken back by the core.
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
+    /// Syncs end only while this is open.
+    gate: Gate,
+}
+
+/// Holds syncs in flight until opened.
+#[derive(Clone)]
+struct Gate(Rc<RefCell<(bool, Option<Waker>)>>);
+
+impl Gate {
+    fn new(open: bool) -> Gate {
+        Gate(Rc::new(RefCell::new((open, None))))
+    }
+
+    fn open(&self) {
+        let mut state = self.0.borrow_mut();
+        state.0 = true;
+        if let Some(waker) = state.1.take() {
+            waker.wake();
+        }
+    }
+
+    async fn passed(self) {
+        poll_fn(|cx| {
+            let mut state = self.0.borrow_mut();
+            if state.0 {
+                return Poll::Ready(());
+            }
+            state.1 = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 impl CoreLog for RecordingLog {
@@ -50,7 +85,13 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
-    async fn sync(&mut self) -> io::Result<()> {
+    type Synced = ();
+
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
+        Ok(Box::pin(self.gate.clone().passed()))
+    }
+
+    fn finish_sync(&mut self, (): ()) -> io::Result<()> {
         self.events.borrow_mut().push(Event::Synced);
         Ok(())
     }
@@ -104,7 +145,7 @@ impl CoreNet for RecordingNet {
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
 fn core(id: u64, events: &Events) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
-    core_with(id, events, true, 0, false)
+    core_with(id, events, true, 0, false, Gate::new(true))
 }
 
 /// As [`core`], with durability on or off, snapshotting once the entries applied since the
@@ -116,6 +157,7 @@ fn core_with(
     sync: bool,
     snapshot_log_bytes: u64,
     holding_old_segments: bool,
+    gate: Gate,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
@@ -147,6 +189,7 @@ fn core_with(
             events: Rc::clone(events),
             holding_old_segments,
             encoded: Vec::new(),
+            gate,
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
@@ -176,7 +219,7 @@ fn run(id: u64, inputs: Vec<Input>) -> Vec<Event> {
 
 fn run_with(id: u64, sync: bool, inputs: Vec<Input>) -> Vec<Event> {
     let events = Events::default();
-    let (core, inbox) = core_with(id, &events, sync, 0, false);
+    let (core, inbox) = core_with(id, &events, sync, 0, false, Gate::new(true));
     for input in inputs {
         inbox.push_now(input);
     }
@@ -216,6 +259,50 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+#[test]
+fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits() {
+    let events = Events::default();
+    let gate = Gate::new(false);
+    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = empty_entry_2(LogIndex(1));
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let driver = async {
+        let status = Inbox::new(1);
+        inbox.push_now(Input::Status(status.clone()));
+        let mut rows = Vec::new();
+        // The core runs between these yields; a loop that waited for the sync would never
+        // answer.
+        for _ in 0..100 {
+            if status
+                .poll_take_all(&mut Context::from_waker(Waker::noop()), &mut rows)
+                .is_ready()
+            {
+                break;
+            }
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(
+            rows.len(),
+            1,
+            "status answered during the sync: {:?}",
+            events.borrow()
+        );
+        assert_eq!(
+            events.borrow().as_slice(),
+            [Event::Staged],
+            "the append is staged; its sync and its ack wait"
+        );
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
+    core.unwrap();
+    let events = events.take();
+    let synced = position(&events, &Event::Synced);
+    let acked = position(&events, &Event::Sent("AppendResponse"));
+    assert!(synced < acked, "{events:?}");
 }
 
 #[test]
@@ -308,7 +395,7 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
     };
     for (threshold, snapshots) in [(entry_bytes * 3 / 2, vec![3]), (entry_bytes * 3, vec![])] {
         let events = Events::default();
-        let (core, inbox) = core_with(2, &events, true, threshold, false);
+        let (core, inbox) = core_with(2, &events, true, threshold, false, Gate::new(true));
         inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append())));
         inbox.push_now(Input::Stop);
         block_on(core.run()).map(drop).unwrap();
@@ -324,7 +411,7 @@ fn a_group_the_log_names_as_holding_old_segments_snapshots_early_and_only_once()
     let append = empty_entry_2(LogIndex(2));
     for (holding, snapshots) in [(true, vec![2]), (false, vec![])] {
         let events = Events::default();
-        let (mut core, inbox) = core_with(2, &events, true, 0, holding);
+        let (mut core, inbox) = core_with(2, &events, true, 0, holding, Gate::new(true));
         let mut inputs = vec![from(1, 2, 2, MessageBody::AppendRequest(append.clone()))];
         inputs.extend((0..3).map(|_| Input::Tick));
         // One run (a turn and the stop's) per input.
@@ -383,7 +470,7 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
         from(1, 2, 2, body)
     };
     let events = Events::default();
-    let (mut core, inbox) = core_with(2, &events, true, 1, false);
+    let (mut core, inbox) = core_with(2, &events, true, 1, false, Gate::new(true));
     let mut taken = Vec::new();
     // A 4 KiB state; then 100 bytes of log (less than the state: no snapshot); then 8 KiB.
     for input in [

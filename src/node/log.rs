@@ -7,8 +7,10 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -21,8 +23,8 @@ use crate::shard::core::CoreLog;
 
 use super::snapshot_file;
 use crate::wal::{
-    BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncMode as WalSync, Wal, WalConfig,
-    WalEntry,
+    BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
+    WalConfig, WalEntry,
 };
 
 use super::config::{NodeConfig, SyncMode};
@@ -403,8 +405,15 @@ impl CoreLog for WalLog {
             .collect()
     }
 
-    async fn sync(&mut self) -> io::Result<()> {
-        self.wal.sync().await.map(drop).map_err(io_error)
+    type Synced = SyncDone;
+
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = SyncDone>>>> {
+        let ticket = self.wal.begin_sync().map_err(io_error)?;
+        Ok(Box::pin(ticket.wait()))
+    }
+
+    fn finish_sync(&mut self, synced: SyncDone) -> io::Result<()> {
+        self.wal.finish_sync(synced).map(drop).map_err(io_error)
     }
 
     /// Keeps a next segment ready without stalling the loop: the slow part (zero-filling,

@@ -7,17 +7,22 @@
 //!    start of step 2;
 //! 2. take every group's Ready; send the leaders' appends at once (`messages_now`) and stage
 //!    every group's entries and hard state in the log;
-//! 3. one sync for all groups (group commit); with durability off, this sync comes after
-//!    step 4 instead and only hands the log's bytes to the kernel;
-//! 4. send what waited for durability (votes, follower acks), apply committed entries, serve
-//!    confirmed reads, answer clients, advance.
+//! 3. begin one sync for all groups (group commit); with durability off, there is no wait:
+//!    step 4 comes at once, and a sync after it only hands the log's bytes to the kernel;
+//! 4. once the sync ends: send what waited for durability (votes, follower acks), apply
+//!    committed entries, serve confirmed reads, answer clients, advance.
 //!
-//! Nothing here blocks: the only await inside a turn is the sync, and inputs that arrive
-//! meanwhile wait in the inbox for the next turn.
+//! Nothing here blocks, and the loop does not wait for the disk: while a sync is in flight
+//! it goes on with step 1 (stepping the groups, answering what needs no new entry), and
+//! what it gathers meanwhile becomes the next turn's Readies, handed out as soon as the sync
+//! ends. So the disk is always busy with one sync under load, and the CPU work of a turn
+//! overlaps it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::Bytes;
 
@@ -43,9 +48,22 @@ use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 pub trait CoreLog {
     /// Stage what `ready` asks to persist for `group` (written, not yet durable).
     fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()>;
-    /// Make everything staged so far durable, for every group at once. An error is fatal:
-    /// the core stops rather than acknowledge what may not be on disk.
-    fn sync(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// What a sync's future hands back to [`CoreLog::finish_sync`].
+    type Synced: 'static;
+    /// Start making everything staged so far durable, for every group at once (group
+    /// commit). The future borrows nothing of the log, so the loop goes on while it runs;
+    /// hand its output to `finish_sync`, syncs in the order they were begun.
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = Self::Synced>>>>;
+    /// Complete a sync. An error is fatal: the core stops rather than acknowledge what may
+    /// not be on disk.
+    fn finish_sync(&mut self, synced: Self::Synced) -> io::Result<()>;
+    /// Begin a sync, wait for it and finish it.
+    fn sync(&mut self) -> impl Future<Output = io::Result<()>> {
+        async {
+            let synced = self.begin_sync()?.await;
+            self.finish_sync(synced)
+        }
+    }
     /// Encode `job`, a snapshot of `group`'s state machine, where it does not hold up the
     /// loop; [`CoreLog::take_encoded`] hands the bytes back.
     fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob);
@@ -152,7 +170,13 @@ pub struct CoreShape {
     pub balance_every_ticks: u32,
 }
 
-pub struct Core<L, N> {
+/// A sync in flight, and the Readies whose step 4 waits for it.
+struct Persisting<S> {
+    sync: Pin<Box<dyn Future<Output = S>>>,
+    readies: Vec<(u32, Ready)>,
+}
+
+pub struct Core<L: CoreLog, N> {
     shape: CoreShape,
     groups: BTreeMap<u32, Group>,
     log: L,
@@ -170,6 +194,8 @@ pub struct Core<L, N> {
     /// conf change or snapshot changed them.
     on_members: OnMembers,
     streams: SnapshotStreams,
+    /// The sync in flight, if any.
+    persisting: Option<Persisting<L::Synced>>,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -194,6 +220,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             member_changes: Vec::new(),
             on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
+            persisting: None,
             shape,
         }
     }
@@ -207,34 +234,68 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let mut inputs = Vec::new();
         let mut answers = Vec::new();
         loop {
-            self.inbox.take_all(&mut inputs).await;
+            if let Some(synced) = self.next_event(&mut inputs).await {
+                self.finish_persist(synced, &mut answers)?;
+            }
             let mut stop = false;
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
             }
-            self.turn(&mut answers).await?;
-            self.deliver(&mut answers);
-            if !self.shape.sync {
-                self.sync_log().await?;
+            if stop {
+                self.wait_persisted(&mut answers).await?;
             }
-            self.log
-                .maintain()
-                .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
-            for group in self.log.groups_holding_old_segments() {
-                self.snapshot(group.0);
-            }
-            for (group, index, data) in self.log.take_encoded() {
-                self.compact(group.0, index, data)?;
+            // While a sync is in flight, the groups whose Readies wait for it cannot hand
+            // out the next: the loop only steps them, and the next turn starts when it ends.
+            if self.persisting.is_none() {
+                self.upkeep()?;
+                self.turn(&mut answers)?;
             }
             if stop {
                 self.inbox.close();
                 // Drain what is already accepted so no client waits on a dead loop.
-                self.turn(&mut answers).await?;
+                self.wait_persisted(&mut answers).await?;
+                self.upkeep()?;
+                self.turn(&mut answers)?;
+                self.wait_persisted(&mut answers).await?;
                 self.deliver(&mut answers);
                 self.sync_log().await?;
                 return Ok(self);
             }
+            self.deliver(&mut answers);
+            if !self.shape.sync {
+                self.sync_log().await?;
+            }
         }
+    }
+
+    /// Wait for inputs, or for the sync in flight to end (its outcome is returned, and the
+    /// inputs that arrived meanwhile are taken too).
+    async fn next_event(&mut self, inputs: &mut Vec<Input>) -> Option<L::Synced> {
+        let (inbox, persisting) = (&self.inbox, &mut self.persisting);
+        poll_fn(|cx| {
+            if let Some(persisting) = persisting.as_mut()
+                && let Poll::Ready(synced) = persisting.sync.as_mut().poll(cx)
+            {
+                let _ = inbox.poll_take_all(cx, inputs);
+                return Poll::Ready(Some(synced));
+            }
+            inbox.poll_take_all(cx, inputs).map(|()| None)
+        })
+        .await
+    }
+
+    /// Between syncs: keep the log's next segment ready, and take and store snapshots.
+    fn upkeep(&mut self) -> Result<(), String> {
+        self.log
+            .maintain()
+            .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
+        for group in self.log.groups_holding_old_segments() {
+            self.snapshot(group.0);
+        }
+        for (group, index, data) in self.log.take_encoded() {
+            self.compact(group.0, index, data)?;
+        }
+        Ok(())
     }
 
     fn handle(&mut self, input: Input, answers: &mut Vec<Answer>) -> bool {
@@ -533,8 +594,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Steps 2–4 of the loop for every group with work.
-    async fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+    /// Steps 2–3 of the loop for every group with work: hand out the Readies, send what
+    /// need not wait, stage the writes and begin their sync; step 4 comes at once if nothing
+    /// waits for a sync, else when it ends ([`Core::finish_persist`]).
+    fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for group in self.groups.values_mut() {
             group.propose_pending(answers);
         }
@@ -564,8 +627,45 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             readies.push((id, ready));
         }
         if must_sync && self.shape.sync {
-            self.sync_log().await?;
+            let sync = self
+                .log
+                .begin_sync()
+                .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+            self.persisting = Some(Persisting { sync, readies });
+            return Ok(());
         }
+        self.after_persist(readies, answers)
+    }
+
+    /// The sync in flight ended: finish it, then step 4 for the Readies that waited for it.
+    fn finish_persist(
+        &mut self,
+        synced: L::Synced,
+        answers: &mut Vec<Answer>,
+    ) -> Result<(), String> {
+        let persisting = self.persisting.take().expect("a sync was in flight");
+        self.log
+            .finish_sync(synced)
+            .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+        self.after_persist(persisting.readies, answers)
+    }
+
+    /// If a sync is in flight, wait for it and finish it.
+    async fn wait_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        if let Some(persisting) = self.persisting.as_mut() {
+            let synced = persisting.sync.as_mut().await;
+            self.finish_persist(synced, answers)?;
+        }
+        Ok(())
+    }
+
+    /// Step 4 for `readies`, whose writes are durable (or need not be): send what waited
+    /// for them, apply, answer, advance.
+    fn after_persist(
+        &mut self,
+        readies: Vec<(u32, Ready)>,
+        answers: &mut Vec<Answer>,
+    ) -> Result<(), String> {
         for (id, mut ready) in readies {
             let group = self.groups.get_mut(&id).expect("listed above");
             send_all(

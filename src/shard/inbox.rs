@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 struct State<T> {
     items: VecDeque<T>,
@@ -92,19 +92,21 @@ impl<T> Inbox<T> {
 
     /// Wait until there is at least one item, then take all of them.
     pub async fn take_all(&self, into: &mut Vec<T>) {
-        poll_fn(|cx| {
-            let mut state = self.state.borrow_mut();
-            if state.items.is_empty() {
-                state.consumer = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            into.extend(state.items.drain(..));
-            for waker in state.producers.drain(..) {
-                waker.wake();
-            }
-            Poll::Ready(())
-        })
-        .await
+        poll_fn(|cx| self.poll_take_all(cx, into)).await
+    }
+
+    /// Take every item if there is one; otherwise have `cx` woken when one arrives.
+    pub fn poll_take_all(&self, cx: &mut Context<'_>, into: &mut Vec<T>) -> Poll<()> {
+        let mut state = self.state.borrow_mut();
+        if state.items.is_empty() {
+            state.consumer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        into.extend(state.items.drain(..));
+        for waker in state.producers.drain(..) {
+            waker.wake();
+        }
+        Poll::Ready(())
     }
 
     /// Refuse further pushes and release waiting producers.
@@ -123,7 +125,6 @@ mod tests {
     use futures_lite::future::block_on;
     use std::future::Future;
     use std::pin::pin;
-    use std::task::Context;
 
     #[test]
     fn a_full_inbox_makes_producers_wait_until_the_consumer_takes() {
