@@ -13,10 +13,12 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
+use cohort::proto::client::{Consistency, Request};
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
-    AppendRequest, Config, Entry, EntryKind, GroupId, HeartbeatResponse, LogIndex, Message,
-    MessageBody, NodeId, Persisted, Ready, Replica, Snapshot, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, Config, Entry, EntryKind, GroupId, HeartbeatResponse, LogIndex,
+    Message, MessageBody, NodeId, Persisted, Ready, Replica, Snapshot, Term, VoteRequest,
+    VoteResponse,
 };
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
@@ -529,4 +531,87 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
     assert!(why.contains("in 3 tries"), "{why}");
     // Each try lasts `balance_every_ticks` (20 here): three of them, not one.
     assert!((60..=66).contains(&ticks), "refused after {ticks} ticks");
+}
+
+#[test]
+fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
+    // Node 1 leads with node 3's acks; every write or two is enough log for a snapshot.
+    // Node 2 is far behind: once it asks for entries the leader compacted, a snapshot streams
+    // to it. While that stream moves, the leader takes no new snapshot (node 2 then catches up
+    // from the log); once it stalls, snapshots resume.
+    let events = Events::default();
+    let (mut core, inbox) = core_with(1, &events, true, 1, false, Gate::new(true));
+    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).unwrap()
+    };
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, Input::Tick);
+    }
+    let term = core.groups()[&0].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    core = turn(core, from(3, 1, term, vote));
+    let outbox = Inbox::new(1024);
+    core = turn(core, Input::Connected { conn: 1, outbox });
+    let ack = |index: LogIndex| AppendResponse {
+        index,
+        reject: false,
+        reject_hint: LogIndex(0),
+        hint_term: Term(0),
+    };
+    let mut sequence = 0;
+    let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
+        sequence += 1;
+        let command = Command {
+            client_id: 5,
+            sequence,
+            first_unacked: sequence,
+            ops: vec![Op::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from(vec![7; 1024]),
+            }],
+        };
+        let request = Request {
+            command,
+            consistency: Consistency::Linearizable,
+        };
+        let core = turn(
+            core,
+            Input::Requests {
+                conn: 1,
+                requests: vec![Ok(request)],
+            },
+        );
+        let last = core.groups()[&0].replica.last_index();
+        turn(
+            core,
+            from(3, 1, term, MessageBody::AppendResponse(ack(last))),
+        )
+    };
+    for _ in 0..4 {
+        core = write_acked_by_3(core);
+    }
+    assert!(!snapshots_taken(&events).is_empty(), "the leader snapshots");
+    // Node 2 refuses the leader's first append (after entry 1): its log is empty.
+    let behind = AppendResponse {
+        index: LogIndex(1),
+        reject: true,
+        reject_hint: LogIndex(0),
+        hint_term: Term(0),
+    };
+    core = turn(core, from(2, 1, term, MessageBody::AppendResponse(behind)));
+    assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
+    for _ in 0..6 {
+        core = write_acked_by_3(core);
+    }
+    assert_eq!(snapshots_taken(&events), [0u64; 0], "none while streaming");
+    // The stream stalls (node 2 never acknowledges a chunk): snapshots resume.
+    for _ in 0..10 {
+        core = turn(core, Input::Tick);
+    }
+    for _ in 0..2 {
+        core = write_acked_by_3(core);
+    }
+    assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
 }

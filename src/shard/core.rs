@@ -704,8 +704,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Snapshot group `id` once enough entries, or enough bytes of entries, were applied
-    /// since its last snapshot.
+    /// since its last snapshot, unless a snapshot of it is streaming to a follower: compacting
+    /// past the streamed one would leave that follower, once it holds it, a gap that only the
+    /// next snapshot fills, and under steady writes a stream that never catches up (etcd
+    /// keeps entries behind its snapshots for the same reason). The log's size limit still
+    /// snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
     fn maybe_snapshot(&mut self, id: u32) {
+        if self.streams.streaming(id) {
+            return;
+        }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = self.groups.get_mut(&id).expect("a group of this core");
         let applied = group.replica.applied();

@@ -93,6 +93,15 @@ impl SnapshotStreams {
         self.outgoing.len()
     }
 
+    /// Whether a stream of `group` to some peer is making progress (it moved within the last
+    /// `stall_ticks`). A stream to a peer that stopped answering does not count.
+    pub fn streaming(&self, group: u32) -> bool {
+        let recent = self.config.stall_ticks.max(1);
+        self.outgoing
+            .iter()
+            .any(|(&(_, g), stream)| g == group && self.ticks - stream.progress_tick < recent)
+    }
+
     /// The core of `group` wants `message` (an `InstallSnapshot`) sent: stream it, or keep
     /// streaming what is already on its way to that peer. Other messages are returned.
     pub fn offer(&mut self, group: u32, message: Message) -> Option<Message> {
@@ -482,6 +491,39 @@ mod tests {
             completed, 1,
             "the last ack, and only it, reports the stream complete"
         );
+    }
+
+    #[test]
+    fn a_group_is_streaming_while_its_stream_moves_and_not_once_it_stalls_or_ends() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        assert!(!sender.streaming(4));
+        sender.offer(4, install(snapshot(9, 95)));
+        assert!(sender.streaming(4) && !sender.streaming(5));
+        // Acknowledged chunks keep it streaming however long it takes.
+        for _ in 0..3 {
+            for _ in 0..4 {
+                sender.tick();
+            }
+            let window = pump(&mut sender);
+            assert!(deliver(&mut sender, &mut receiver, window).is_none());
+            assert!(sender.streaming(4), "acks arrive");
+        }
+        // A peer that stops answering: not streaming after `stall_ticks` (5) without an ack.
+        for _ in 0..4 {
+            sender.tick();
+        }
+        assert!(sender.streaming(4));
+        sender.tick();
+        assert!(!sender.streaming(4), "stalled");
+        // It answers again: streaming until the stream ends.
+        let mut installed = None;
+        while installed.is_none() {
+            sender.tick();
+            let chunks = pump(&mut sender);
+            installed = deliver(&mut sender, &mut receiver, chunks);
+            assert!(installed.is_some() || sender.streaming(4));
+        }
+        assert!(!sender.streaming(4), "ended");
     }
 
     #[test]
