@@ -4,9 +4,10 @@
 
 use bytes::Bytes;
 use cohort::raft::{
-    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, Config,
-    Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState,
-    ProposeError, Proposed, Replica, Role, Term, TransferError, VoteResponse,
+    AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
+    ConfChangeTransition, Config, Entry, EntryKind, HardState, LogIndex, Message, MessageBody,
+    NodeId, Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Term, TransferError,
+    VoteResponse,
 };
 use cohort::sim::Cluster;
 
@@ -206,6 +207,79 @@ fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
         leader.commit(),
         LogIndex(4),
         "the term-2 entry commits, and 2..3 with it"
+    );
+}
+
+#[test]
+fn committed_entries_durable_before_a_ready_may_be_applied_before_its_sync() {
+    // A leader syncs its batch at 3 while its follower acknowledges the batch at 2: the next
+    // Ready commits 2, which was durable before it, so it may be applied before that Ready's
+    // own write is. A follower's Ready that commits the entries it brings is not.
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let mut leader = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    leader.campaign();
+    let persist = |replica: &mut Replica| {
+        let ready = replica.ready();
+        replica.advance(ready.ack());
+    };
+    persist(&mut leader);
+    let message = |from: u64, to: u64, body| Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(2),
+        body,
+    };
+    let vote = VoteResponse { reject: false };
+    leader
+        .step(message(2, 1, MessageBody::VoteResponse(vote)))
+        .unwrap();
+    assert_eq!(leader.role(), Role::Leader);
+    persist(&mut leader); // the no-op at 2
+    leader.propose(Bytes::from_static(b"a")).unwrap();
+    let in_flight = leader.ready();
+    assert_eq!(in_flight.entries()[0].index, LogIndex(3));
+    assert!(!in_flight.committed_durable(), "nothing committed yet");
+    let ack = AppendResponse {
+        index: LogIndex(2),
+        reject: false,
+        reject_hint: LogIndex::ZERO,
+        hint_term: Term::ZERO,
+    };
+    leader
+        .step(message(2, 1, MessageBody::AppendResponse(ack)))
+        .unwrap();
+    leader.advance(in_flight.ack());
+    leader.propose(Bytes::from_static(b"b")).unwrap();
+    let next = leader.ready();
+    assert_eq!(next.entries()[0].index, LogIndex(4));
+    assert_eq!(next.committed().last().map(|e| e.index), Some(LogIndex(2)));
+    assert!(next.committed_durable());
+    leader.advance(next.ack());
+
+    let mut config = Config::new(NodeId(2));
+    config.pre_vote = false;
+    let mut follower = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    let append = AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            kind: EntryKind::Empty,
+            data: Bytes::new(),
+        }],
+        commit: LogIndex(2),
+    };
+    follower
+        .step(message(1, 2, MessageBody::AppendRequest(append)))
+        .unwrap();
+    let ready = follower.ready();
+    assert_eq!(ready.committed().last().map(|e| e.index), Some(LogIndex(2)));
+    assert!(
+        !ready.committed_durable(),
+        "entry 2 is durable only once this Ready is"
     );
 }
 

@@ -49,30 +49,59 @@ struct RecordingLog {
     gate: Gate,
 }
 
-/// Holds syncs in flight until opened.
+/// Lets syncs in flight end: all of them while open, else as many as it was allowed.
 #[derive(Clone)]
-struct Gate(Rc<RefCell<(bool, Option<Waker>)>>);
+struct Gate(Rc<RefCell<GateState>>);
+
+struct GateState {
+    /// None: open.
+    permits: Option<u32>,
+    waker: Option<Waker>,
+}
 
 impl Gate {
     fn new(open: bool) -> Gate {
-        Gate(Rc::new(RefCell::new((open, None))))
+        let permits = if open { None } else { Some(0) };
+        Gate(Rc::new(RefCell::new(GateState {
+            permits,
+            waker: None,
+        })))
+    }
+
+    fn set(&self, permits: Option<u32>) {
+        let mut state = self.0.borrow_mut();
+        state.permits = permits;
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 
     fn open(&self) {
-        let mut state = self.0.borrow_mut();
-        state.0 = true;
-        if let Some(waker) = state.1.take() {
-            waker.wake();
-        }
+        self.set(None);
+    }
+
+    fn close(&self) {
+        self.set(Some(0));
+    }
+
+    /// Let `syncs` more syncs end.
+    fn allow(&self, syncs: u32) {
+        let permits = self.0.borrow().permits;
+        self.set(permits.map(|p| p + syncs));
     }
 
     async fn passed(self) {
         poll_fn(|cx| {
             let mut state = self.0.borrow_mut();
-            if state.0 {
-                return Poll::Ready(());
+            match &mut state.permits {
+                None => return Poll::Ready(()),
+                Some(permits) if *permits > 0 => {
+                    *permits -= 1;
+                    return Poll::Ready(());
+                }
+                Some(_) => {}
             }
-            state.1 = Some(cx.waker().clone());
+            state.waker = Some(cx.waker().clone());
             Poll::Pending
         })
         .await
@@ -554,35 +583,10 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
     core = turn(core, from(3, 1, term, vote));
     let outbox = Inbox::new(1024);
     core = turn(core, Input::Connected { conn: 1, outbox });
-    let ack = |index: LogIndex| AppendResponse {
-        index,
-        reject: false,
-        reject_hint: LogIndex(0),
-        hint_term: Term(0),
-    };
     let mut sequence = 0;
     let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
         sequence += 1;
-        let command = Command {
-            client_id: 5,
-            sequence,
-            first_unacked: sequence,
-            ops: vec![Op::Put {
-                key: Bytes::from_static(b"k"),
-                value: Bytes::from(vec![7; 1024]),
-            }],
-        };
-        let request = Request {
-            command,
-            consistency: Consistency::Linearizable,
-        };
-        let core = turn(
-            core,
-            Input::Requests {
-                conn: 1,
-                requests: vec![Ok(request)],
-            },
-        );
+        let core = turn(core, put(1, sequence));
         let last = core.groups()[&0].replica.last_index();
         turn(
             core,
@@ -614,4 +618,105 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
         core = write_acked_by_3(core);
     }
     assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
+}
+
+/// A write by client 5 with `sequence`, on connection `conn`.
+fn put(conn: u64, sequence: u64) -> Input {
+    let command = Command {
+        client_id: 5,
+        sequence,
+        first_unacked: sequence,
+        ops: vec![Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![7; 1024]),
+        }],
+    };
+    let request = Request {
+        command,
+        consistency: Consistency::Linearizable,
+    };
+    Input::Requests {
+        conn,
+        requests: vec![Ok(request)],
+    }
+}
+
+/// A follower's acknowledgement of the leader's log up to `index`.
+fn ack(index: LogIndex) -> AppendResponse {
+    AppendResponse {
+        index,
+        reject: false,
+        reject_hint: LogIndex(0),
+        hint_term: Term(0),
+    }
+}
+
+/// Poll `done` between yields to the core, up to 100 times; whether it became true.
+async fn yield_until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        futures_lite::future::yield_now().await;
+    }
+    false
+}
+
+#[test]
+fn a_leader_answers_a_write_acknowledged_during_a_sync_before_the_next_sync_ends() {
+    // Node 1 leads. Its write 1 is durable; node 3 acknowledges it while node 1 syncs write
+    // 2. The turn after that sync commits write 1 and answers it at once, before write 3,
+    // proposed in the same turn, is durable.
+    let events = Events::default();
+    let gate = Gate::new(true);
+    let (mut core, inbox) = core_with(1, &events, true, 0, false, gate.clone());
+    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).unwrap()
+    };
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, Input::Tick);
+    }
+    let term = core.groups()[&0].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    core = turn(core, from(3, 1, term, vote));
+    let outbox = Inbox::new(1024);
+    let connected = Input::Connected {
+        conn: 1,
+        outbox: outbox.clone(),
+    };
+    core = turn(core, connected);
+    core = turn(core, put(1, 1));
+    let write_1 = core.groups()[&0].replica.last_index();
+    gate.close();
+    events.borrow_mut().clear();
+    let synced = || {
+        events
+            .borrow()
+            .iter()
+            .filter(|e| **e == Event::Synced)
+            .count()
+    };
+    let driver = async {
+        inbox.push_now(put(1, 2));
+        assert!(yield_until(|| events.borrow().contains(&Event::Staged)).await);
+        let acked = MessageBody::AppendResponse(ack(write_1));
+        inbox.push_now(from(3, 1, term, acked));
+        inbox.push_now(put(1, 3));
+        gate.allow(1);
+        let answers = RefCell::new(Vec::new());
+        let answered = yield_until(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
+            !answers.borrow().is_empty()
+        })
+        .await;
+        assert!(answered, "write 1 answered: {:?}", events.borrow());
+        assert_eq!(synced(), 1, "write 2 is durable, write 3 not yet");
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
+    core.unwrap();
 }

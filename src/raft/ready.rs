@@ -17,6 +17,12 @@ use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot
 ///
 /// Between `ready()` and `advance()` the replica may still be stepped, ticked and proposed
 /// to; what that produces comes in the next Ready.
+///
+/// One exception to the order: when `committed_durable()` says so, the committed entries
+/// were all durable here before this Ready (none is among its `entries`, no snapshot comes
+/// first), and they may be applied at once, before step 1 is durable. A leader whose followers
+/// acknowledged its last batch while it synced the next one applies that batch without
+/// waiting for another sync.
 #[must_use = "a Ready carries durability obligations"]
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -25,6 +31,7 @@ pub struct Ready {
     snapshot: Option<Snapshot>,
     entries: Vec<Entry>,
     must_sync: bool,
+    committed_durable: bool,
     messages_now: Vec<Message>,
     messages_after_persist: Vec<Message>,
     committed: Vec<Entry>,
@@ -51,6 +58,11 @@ impl Ready {
     }
     pub fn must_sync(&self) -> bool {
         self.must_sync
+    }
+    /// Whether every committed entry was durable on this node before this Ready, so they
+    /// may be applied before this Ready's writes are (see the type's doc).
+    pub fn committed_durable(&self) -> bool {
+        self.committed_durable
     }
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
@@ -146,6 +158,10 @@ impl Replica {
             || hard_state.term != previous.term
             || hard_state.vote != previous.vote;
         let committed = self.log.committed_from(self.log.applied.next());
+        let committed_durable = snapshot.is_none()
+            && committed
+                .last()
+                .is_some_and(|last| last.index <= self.log.persisted);
         self.note_committed(&committed);
         let soft_state = (self.role, self.leader);
         let ack = ReadyAck {
@@ -159,6 +175,7 @@ impl Replica {
             snapshot,
             entries,
             must_sync,
+            committed_durable,
             messages_now: std::mem::take(&mut self.messages_now),
             messages_after_persist: std::mem::take(&mut self.messages_after_persist),
             committed,

@@ -10,7 +10,9 @@
 //! 3. begin one sync for all groups (group commit); with durability off, there is no wait:
 //!    step 4 comes at once, and a sync after it only hands the log's bytes to the kernel;
 //! 4. once the sync ends: send what waited for durability (votes, follower acks), apply
-//!    committed entries, serve confirmed reads, answer clients, advance.
+//!    committed entries, serve confirmed reads, answer clients, advance. Committed entries
+//!    that were durable here before the turn (a leader's batch its followers acknowledged
+//!    while it synced the next) are applied and answered in step 2, without that wait.
 //!
 //! Nothing here blocks, and the loop does not wait for the disk: while a sync is in flight
 //! it goes on with step 1 (stepping the groups, answering what needs no new entry), and
@@ -33,8 +35,8 @@ use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
-    GroupId, LogIndex, Message, MessageBody, NodeId, ProgressState, Ready, Role, Snapshot,
-    TransferError,
+    Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId, ProgressState, Ready, Role,
+    Snapshot, TransferError,
 };
 use crate::wire::Envelope;
 
@@ -631,6 +633,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .log
                 .begin_sync()
                 .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+            // Entries durable here before this turn need not wait for its sync: applied
+            // (and answered) now, while the disk works. Membership changes keep the usual
+            // order (the group's members and the replica's configuration change together).
+            for (id, ready) in &mut readies {
+                let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
+                if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
+                    let group = self.groups.get_mut(id).expect("listed above");
+                    group
+                        .apply_committed(ready, answers)
+                        .map_err(|e| format!("group {id}: {e}"))?;
+                }
+            }
             self.persisting = Some(Persisting { sync, readies });
             return Ok(());
         }

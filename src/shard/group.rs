@@ -214,9 +214,7 @@ impl Group {
                 "installed a snapshot"
             );
         }
-        for entry in ready.take_committed() {
-            self.apply_entry(&entry, out)?;
-        }
+        self.apply_committed(ready, out)?;
         for read in ready.take_reads() {
             if let Some(pending) = self.reads_unconfirmed.remove(&read.ctx) {
                 self.reads_confirmed.push((read.index.0, pending));
@@ -247,6 +245,19 @@ impl Group {
         }
         if ready.soft_state().is_some() {
             self.leadership_changed(out);
+        }
+        Ok(())
+    }
+
+    /// Apply `ready`'s committed entries (once: they are taken out of it) and answer the
+    /// writes among them.
+    pub fn apply_committed(
+        &mut self,
+        ready: &mut Ready,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), String> {
+        for entry in ready.take_committed() {
+            self.apply_entry(&entry, out)?;
         }
         Ok(())
     }

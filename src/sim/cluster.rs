@@ -248,6 +248,9 @@ impl Cluster {
         for message in ready.take_messages_now() {
             self.network.send(now, message, &mut self.rng);
         }
+        if ready.committed_durable() {
+            self.apply_committed(id, &mut ready)?;
+        }
         self.node_mut(id).in_flight = Some((ready, now + delay));
         self.after_input(id)?;
         let down = self.nodes.iter().filter(|n| !n.is_up()).count();
@@ -280,13 +283,8 @@ impl Cluster {
         if let Some(hard_state) = ready.hard_state() {
             node.disk.hard_state = hard_state;
         }
-        for entry in ready.take_committed() {
-            node.state.apply(&entry);
-            self.checker.on_apply(id, node.state)?;
-            if entry.kind == EntryKind::Normal {
-                node.applied.insert(entry.index, entry.data.clone());
-            }
-        }
+        self.apply_committed(id, &mut ready)?;
+        let node = &mut self.nodes[(id.0 - 1) as usize];
         for read in ready.take_reads() {
             node.reads_answered.insert(read.ctx, read.index);
             if let Some((_, committed)) = self.reads_asked.remove(&read.ctx) {
@@ -306,6 +304,19 @@ impl Cluster {
         node.recorded_commit = replica.commit();
         self.checker.on_commit(replica, from)?;
         self.after_input(id)
+    }
+
+    /// Apply `ready`'s committed entries to node `id`'s state machine (once: they are taken).
+    fn apply_committed(&mut self, id: NodeId, ready: &mut Ready) -> Result<(), String> {
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        for entry in ready.take_committed() {
+            node.state.apply(&entry);
+            self.checker.on_apply(id, node.state)?;
+            if entry.kind == EntryKind::Normal {
+                node.applied.insert(entry.index, entry.data.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Complete every persist that is due by `now`.
