@@ -211,10 +211,12 @@ fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
 }
 
 #[test]
-fn committed_entries_durable_before_a_ready_may_be_applied_before_its_sync() {
+fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
     // A leader syncs its batch at 3 while its follower acknowledges the batch at 2: the next
     // Ready commits 2, which was durable before it, so it may be applied before that Ready's
-    // own write is. A follower's Ready that commits the entries it brings is not.
+    // own write is. While that Ready syncs 4, the follower acknowledges 3: durable here, it
+    // is handed out at once (`take_committed_durable`), and 4 only once its Ready is done.
+    // A follower's Ready that commits the entries it brings is not durable before it.
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(1));
     config.pre_vote = false;
@@ -256,7 +258,46 @@ fn committed_entries_durable_before_a_ready_may_be_applied_before_its_sync() {
     assert_eq!(next.entries()[0].index, LogIndex(4));
     assert_eq!(next.committed().last().map(|e| e.index), Some(LogIndex(2)));
     assert!(next.committed_durable());
+    // While 4 syncs, the follower acknowledges 3 and then 4. Entry 3 is durable here and
+    // handed out at once; 4 is not, until its Ready is done.
+    for index in [3, 4] {
+        let ack = AppendResponse {
+            index: LogIndex(index),
+            ..ack
+        };
+        leader
+            .step(message(2, 1, MessageBody::AppendResponse(ack)))
+            .unwrap();
+    }
+    assert_eq!(
+        leader.commit(),
+        LogIndex(3),
+        "4 waits for the leader's own sync"
+    );
+    let taken = leader.take_committed_durable();
+    assert_eq!(
+        taken.iter().map(|e| e.index).collect::<Vec<_>>(),
+        [LogIndex(3)]
+    );
+    assert!(
+        leader.take_committed_durable().is_empty(),
+        "handed out once"
+    );
     leader.advance(next.ack());
+    assert_eq!(
+        leader.applied(),
+        LogIndex(2),
+        "3 counts with the next Ready"
+    );
+    assert_eq!(leader.commit(), LogIndex(4));
+    let last = leader.ready();
+    assert_eq!(
+        last.committed().iter().map(|e| e.index).collect::<Vec<_>>(),
+        [LogIndex(4)],
+        "3 is not handed out again"
+    );
+    leader.advance(last.ack());
+    assert_eq!(leader.applied(), LogIndex(4));
 
     let mut config = Config::new(NodeId(2));
     config.pre_vote = false;
@@ -281,6 +322,7 @@ fn committed_entries_durable_before_a_ready_may_be_applied_before_its_sync() {
         !ready.committed_durable(),
         "entry 2 is durable only once this Ready is"
     );
+    assert!(follower.take_committed_durable().is_empty());
 }
 
 #[test]

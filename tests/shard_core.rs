@@ -49,59 +49,38 @@ struct RecordingLog {
     gate: Gate,
 }
 
-/// Lets syncs in flight end: all of them while open, else as many as it was allowed.
+/// Holds syncs in flight while closed.
 #[derive(Clone)]
-struct Gate(Rc<RefCell<GateState>>);
-
-struct GateState {
-    /// None: open.
-    permits: Option<u32>,
-    waker: Option<Waker>,
-}
+struct Gate(Rc<RefCell<(bool, Option<Waker>)>>);
 
 impl Gate {
     fn new(open: bool) -> Gate {
-        let permits = if open { None } else { Some(0) };
-        Gate(Rc::new(RefCell::new(GateState {
-            permits,
-            waker: None,
-        })))
+        Gate(Rc::new(RefCell::new((open, None))))
     }
 
-    fn set(&self, permits: Option<u32>) {
+    fn set(&self, open: bool) {
         let mut state = self.0.borrow_mut();
-        state.permits = permits;
-        if let Some(waker) = state.waker.take() {
+        state.0 = open;
+        if let Some(waker) = state.1.take() {
             waker.wake();
         }
     }
 
     fn open(&self) {
-        self.set(None);
+        self.set(true);
     }
 
     fn close(&self) {
-        self.set(Some(0));
-    }
-
-    /// Let `syncs` more syncs end.
-    fn allow(&self, syncs: u32) {
-        let permits = self.0.borrow().permits;
-        self.set(permits.map(|p| p + syncs));
+        self.set(false);
     }
 
     async fn passed(self) {
         poll_fn(|cx| {
             let mut state = self.0.borrow_mut();
-            match &mut state.permits {
-                None => return Poll::Ready(()),
-                Some(permits) if *permits > 0 => {
-                    *permits -= 1;
-                    return Poll::Ready(());
-                }
-                Some(_) => {}
+            if state.0 {
+                return Poll::Ready(());
             }
-            state.waker = Some(cx.waker().clone());
+            state.1 = Some(cx.waker().clone());
             Poll::Pending
         })
         .await
@@ -328,8 +307,7 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
         gate.open();
         inbox.push_now(Input::Stop);
     };
-    let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
-    core.unwrap();
+    run_beside(core, driver);
     let events = events.take();
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
@@ -662,11 +640,22 @@ async fn yield_until(done: impl Fn() -> bool) -> bool {
     false
 }
 
-#[test]
-fn a_leader_answers_a_write_acknowledged_during_a_sync_before_the_next_sync_ends() {
-    // Node 1 leads. Its write 1 is durable; node 3 acknowledges it while node 1 syncs write
-    // 2. The turn after that sync commits write 1 and answers it at once, before write 3,
-    // proposed in the same turn, is durable.
+type Outbox = Inbox<Vec<cohort::proto::client::Response>>;
+
+/// Node 1 leading group 0 with node 3's vote, with client connection 1 (its answers go to
+/// `outbox`) and its write 1 durable; then its syncs are held (`gate` closed) and `events`
+/// cleared.
+struct LeaderFixture {
+    core: Core<RecordingLog, RecordingNet>,
+    inbox: Inbox<Input>,
+    outbox: Outbox,
+    events: Events,
+    gate: Gate,
+    term: u64,
+    write_1: LogIndex,
+}
+
+fn leader_with_a_durable_write() -> LeaderFixture {
     let events = Events::default();
     let gate = Gate::new(true);
     let (mut core, inbox) = core_with(1, &events, true, 0, false, gate.clone());
@@ -691,32 +680,76 @@ fn a_leader_answers_a_write_acknowledged_during_a_sync_before_the_next_sync_ends
     let write_1 = core.groups()[&0].replica.last_index();
     gate.close();
     events.borrow_mut().clear();
-    let synced = || {
-        events
-            .borrow()
-            .iter()
-            .filter(|e| **e == Event::Synced)
-            .count()
-    };
-    let driver = async {
-        inbox.push_now(put(1, 2));
-        assert!(yield_until(|| events.borrow().contains(&Event::Staged)).await);
-        let acked = MessageBody::AppendResponse(ack(write_1));
-        inbox.push_now(from(3, 1, term, acked));
-        inbox.push_now(put(1, 3));
-        gate.allow(1);
-        let answers = RefCell::new(Vec::new());
-        let answered = yield_until(|| {
-            let mut cx = Context::from_waker(Waker::noop());
-            let _ = outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
-            !answers.borrow().is_empty()
-        })
-        .await;
-        assert!(answered, "write 1 answered: {:?}", events.borrow());
-        assert_eq!(synced(), 1, "write 2 is durable, write 3 not yet");
-        gate.open();
-        inbox.push_now(Input::Stop);
-    };
+    LeaderFixture {
+        core,
+        inbox,
+        outbox,
+        events,
+        gate,
+        term,
+        write_1,
+    }
+}
+
+/// Run `core` with `driver` beside it on one thread, until the driver stopped it.
+fn run_beside(core: Core<RecordingLog, RecordingNet>, driver: impl Future<Output = ()>) {
     let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
     core.unwrap();
+}
+
+/// Whether an answer reaches `outbox` within 100 yields to the core.
+async fn answered(outbox: &Outbox) -> bool {
+    let answers = RefCell::new(Vec::new());
+    yield_until(|| {
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
+        !answers.borrow().is_empty()
+    })
+    .await
+}
+
+#[test]
+fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
+    // Node 3 acknowledges write 1 while node 1 syncs write 2: write 1 is committed, and
+    // durable here, so it is applied and answered at once.
+    let f = leader_with_a_durable_write();
+    let driver = async {
+        f.inbox.push_now(put(1, 2));
+        assert!(yield_until(|| f.events.borrow().contains(&Event::Staged)).await);
+        let acked = MessageBody::AppendResponse(ack(f.write_1));
+        f.inbox.push_now(from(3, 1, f.term, acked));
+        assert!(
+            answered(&f.outbox).await,
+            "write 1: {:?}",
+            f.events.borrow()
+        );
+        let events = f.events.borrow().clone();
+        assert!(!events.contains(&Event::Synced), "write 2 is not durable");
+        f.gate.open();
+        f.inbox.push_now(Input::Stop);
+    };
+    run_beside(f.core, driver);
+}
+
+#[test]
+fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
+    // Node 3's acknowledgement of write 1 and write 3 arrive together: the turn commits
+    // write 1 and proposes write 3; write 1 is answered before write 3 is durable.
+    let f = leader_with_a_durable_write();
+    let acked = MessageBody::AppendResponse(ack(f.write_1));
+    f.inbox.push_now(from(3, 1, f.term, acked));
+    f.inbox.push_now(put(1, 3));
+    let driver = async {
+        assert!(
+            answered(&f.outbox).await,
+            "write 1: {:?}",
+            f.events.borrow()
+        );
+        let events = f.events.borrow().clone();
+        assert!(events.contains(&Event::Staged), "write 3 staged");
+        assert!(!events.contains(&Event::Synced), "write 3 is not durable");
+        f.gate.open();
+        f.inbox.push_now(Input::Stop);
+    };
+    run_beside(f.core, driver);
 }

@@ -24,6 +24,10 @@ pub(crate) struct RaftLog {
     pub(crate) committed: LogIndex,
     /// Highest index the caller has applied (acknowledged through `advance`).
     pub(crate) applied: LogIndex,
+    /// Highest index handed out for applying (by a Ready, or by
+    /// `Replica::take_committed_durable` while one is in flight); the next to hand out is
+    /// after both this and `applied`.
+    pub(crate) applying: LogIndex,
     /// Highest index the caller has made durable.
     pub(crate) persisted: LogIndex,
     /// First index not yet handed out for persistence.
@@ -51,6 +55,7 @@ impl RaftLog {
             entries: entries.into(),
             committed: LogIndex::ZERO,
             applied: snapshot_index,
+            applying: snapshot_index,
             persisted: LogIndex::ZERO,
             unstable_from: LogIndex::ZERO,
         };
@@ -253,18 +258,30 @@ impl RaftLog {
         self.snapshot_term = term;
         self.committed = index;
         self.applied = index;
+        self.applying = index;
         self.persisted = self.persisted.min(index);
         self.unstable_from = index.next();
     }
 
     /// Entries committed but not yet handed out for applying, from `applying_from`.
     pub(crate) fn committed_from(&self, applying_from: LogIndex) -> Vec<Entry> {
-        let from = applying_from.max(self.first_index());
-        if from > self.committed {
+        self.committed_between(applying_from, self.committed)
+    }
+
+    /// Committed entries from `from` to `to` (both included; `to` at most `committed`).
+    pub(crate) fn committed_between(&self, from: LogIndex, to: LogIndex) -> Vec<Entry> {
+        let from = from.max(self.first_index());
+        let to = to.min(self.committed);
+        if from > to {
             return Vec::new();
         }
-        let count = (self.committed.0 - from.0 + 1) as usize;
+        let count = (to.0 - from.0 + 1) as usize;
         self.slice(from, count, u64::MAX)
+    }
+
+    /// The first index not handed out for applying yet.
+    pub(crate) fn next_to_apply(&self) -> LogIndex {
+        self.applied.max(self.applying).next()
     }
 }
 

@@ -18,11 +18,12 @@ use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot
 /// Between `ready()` and `advance()` the replica may still be stepped, ticked and proposed
 /// to; what that produces comes in the next Ready.
 ///
-/// One exception to the order: when `committed_durable()` says so, the committed entries
-/// were all durable here before this Ready (none is among its `entries`, no snapshot comes
-/// first), and they may be applied at once, before step 1 is durable. A leader whose followers
-/// acknowledged its last batch while it synced the next one applies that batch without
-/// waiting for another sync.
+/// Two exceptions to the order, both for committed entries already durable on this node
+/// (applying them waits for nothing): when `committed_durable()` says so, this Ready's
+/// committed entries may be applied at once, before step 1 is durable; and while a Ready is
+/// in flight, `Replica::take_committed_durable` hands out what was committed meanwhile. So a
+/// leader whose followers acknowledge a batch while it syncs the next answers that batch
+/// without waiting for the sync.
 #[must_use = "a Ready carries durability obligations"]
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -115,7 +116,7 @@ impl Replica {
             || !self.messages_after_persist.is_empty()
             || self.log.has_unstable()
             || self.snapshot_to_persist.is_some()
-            || self.log.committed > self.log.applied
+            || self.log.committed >= self.log.next_to_apply()
             || !self.reads.ready.is_empty()
             || !self.reads.aborted.is_empty()
             || self.hard_state() != self.hard_state_handed_out
@@ -157,7 +158,10 @@ impl Replica {
             || !entries.is_empty()
             || hard_state.term != previous.term
             || hard_state.vote != previous.vote;
-        let committed = self.log.committed_from(self.log.applied.next());
+        let committed = self.log.committed_from(self.log.next_to_apply());
+        if let Some(last) = committed.last() {
+            self.log.applying = last.index;
+        }
         let committed_durable = snapshot.is_none()
             && committed
                 .last()
@@ -167,7 +171,9 @@ impl Replica {
         let ack = ReadyAck {
             persisted: entries.last().map(|e| (e.index, e.term)),
             snapshot_index: snapshot.as_ref().map(|s| s.meta.index),
-            applied: committed.last().map(|e| e.index),
+            // Entries handed out by `take_committed_durable` since the last Ready count too:
+            // they were applied when taken.
+            applied: (self.log.applying > self.log.applied).then_some(self.log.applying),
         };
         let ready = Ready {
             soft_state: (soft_state != self.soft_state_handed_out).then_some(soft_state),
@@ -187,6 +193,30 @@ impl Replica {
         self.soft_state_handed_out = soft_state;
         self.ready_in_flight = true;
         ready
+    }
+
+    /// Committed entries not handed out yet and durable on this node, for the caller to
+    /// apply at once (they count as applied from here on). May be called while a Ready is
+    /// in flight, once the caller applied that Ready's committed entries and installed its
+    /// snapshot (so the order of application holds). Stops before a membership change,
+    /// which comes in a Ready, and gives nothing while a snapshot waits to be handed out.
+    ///
+    /// This is how a leader whose followers acknowledge a batch while it syncs the next
+    /// answers that batch without waiting for the sync.
+    pub fn take_committed_durable(&mut self) -> Vec<Entry> {
+        if self.snapshot_to_persist.is_some() {
+            return Vec::new();
+        }
+        let to = self.log.committed.min(self.log.persisted);
+        let mut entries = self.log.committed_between(self.log.next_to_apply(), to);
+        if let Some(conf) = entries.iter().position(|e| e.kind == EntryKind::ConfChange) {
+            entries.truncate(conf);
+        }
+        if let Some(last) = entries.last() {
+            self.log.applying = last.index;
+        }
+        self.note_committed(&entries);
+        entries
     }
 
     fn note_committed(&mut self, committed: &[Entry]) {

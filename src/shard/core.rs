@@ -11,8 +11,9 @@
 //!    step 4 comes at once, and a sync after it only hands the log's bytes to the kernel;
 //! 4. once the sync ends: send what waited for durability (votes, follower acks), apply
 //!    committed entries, serve confirmed reads, answer clients, advance. Committed entries
-//!    that were durable here before the turn (a leader's batch its followers acknowledged
-//!    while it synced the next) are applied and answered in step 2, without that wait.
+//!    that were durable here before the turn are applied and answered in step 3, and those
+//!    committed while the sync is in flight (a leader's batch its followers acknowledged
+//!    meanwhile) as soon as they are: neither waits for a sync that does not hold them.
 //!
 //! Nothing here blocks, and the loop does not wait for the disk: while a sync is in flight
 //! it goes on with step 1 (stepping the groups, answering what needs no new entry), and
@@ -243,6 +244,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
             }
+            if self.persisting.is_some() {
+                self.apply_committed_meanwhile(&mut answers)?;
+            }
             if stop {
                 self.wait_persisted(&mut answers).await?;
             }
@@ -284,6 +288,32 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             inbox.poll_take_all(cx, inputs).map(|()| None)
         })
         .await
+    }
+
+    /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
+    /// that was durable here, such as a leader's batch its followers acknowledged, rather
+    /// than hold it for the end of the sync. Groups whose Ready in flight still has entries
+    /// to apply or a snapshot to install wait, so the order of application holds.
+    fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        let Some(persisting) = &self.persisting else {
+            return Ok(());
+        };
+        for (&id, group) in &mut self.groups {
+            // The Readies are in group order (taken from this map).
+            if let Ok(at) = persisting.readies.binary_search_by_key(&id, |(g, _)| *g) {
+                let ready = &persisting.readies[at].1;
+                if !ready.committed().is_empty() || ready.snapshot().is_some() {
+                    continue;
+                }
+            }
+            let entries = group.replica.take_committed_durable();
+            if !entries.is_empty() {
+                group
+                    .apply_entries(&entries, answers)
+                    .map_err(|e| format!("group {id}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Between syncs: keep the log's next segment ready, and take and store snapshots.

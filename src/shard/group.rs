@@ -256,8 +256,17 @@ impl Group {
         ready: &mut Ready,
         out: &mut Vec<Answer>,
     ) -> Result<(), String> {
-        for entry in ready.take_committed() {
-            self.apply_entry(&entry, out)?;
+        self.apply_entries(&ready.take_committed(), out)
+    }
+
+    /// Apply committed `entries`, in order, and answer the writes among them.
+    pub fn apply_entries(
+        &mut self,
+        entries: &[Entry],
+        out: &mut Vec<Answer>,
+    ) -> Result<(), String> {
+        for entry in entries {
+            self.apply_entry(entry, out)?;
         }
         Ok(())
     }

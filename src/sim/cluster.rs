@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::raft::{
-    Config, EntryKind, LogIndex, Message, NodeId, Persisted, Prng, ProposeError, Proposed,
+    Config, Entry, EntryKind, LogIndex, Message, NodeId, Persisted, Prng, ProposeError, Proposed,
     ReadError, Ready, Replica, Role, Term,
 };
 
@@ -225,7 +225,23 @@ impl Cluster {
         replica
             .step(message)
             .map_err(|e| format!("node {to} refused {name} from {from}: {e}"))?;
+        self.apply_committed_meanwhile(to)?;
         self.after_input(to)
+    }
+
+    /// As a node's loop does while its sync is in flight: apply what was committed meanwhile
+    /// and is durable, once the Ready in flight has nothing left to apply before it.
+    fn apply_committed_meanwhile(&mut self, id: NodeId) -> Result<(), String> {
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        let (Some(replica), Some((ready, _))) = (node.replica.as_mut(), node.in_flight.as_ref())
+        else {
+            return Ok(());
+        };
+        if !ready.committed().is_empty() || ready.snapshot().is_some() {
+            return Ok(());
+        }
+        let entries = replica.take_committed_durable();
+        self.apply_entries(id, entries)
     }
 
     /// Hand out the node's Ready, if it has one and none is in flight.
@@ -308,8 +324,13 @@ impl Cluster {
 
     /// Apply `ready`'s committed entries to node `id`'s state machine (once: they are taken).
     fn apply_committed(&mut self, id: NodeId, ready: &mut Ready) -> Result<(), String> {
+        self.apply_entries(id, ready.take_committed())
+    }
+
+    /// Apply committed `entries` to node `id`'s state machine, in order.
+    fn apply_entries(&mut self, id: NodeId, entries: Vec<Entry>) -> Result<(), String> {
         let node = &mut self.nodes[(id.0 - 1) as usize];
-        for entry in ready.take_committed() {
+        for entry in entries {
             node.state.apply(&entry);
             self.checker.on_apply(id, node.state)?;
             if entry.kind == EntryKind::Normal {
