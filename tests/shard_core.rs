@@ -600,14 +600,25 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
 
 /// A write by client 5 with `sequence`, on connection `conn`.
 fn put(conn: u64, sequence: u64) -> Input {
+    let put = Op::Put {
+        key: Bytes::from_static(b"k"),
+        value: Bytes::from(vec![7; 1024]),
+    };
+    request(conn, sequence, put)
+}
+
+/// A linearizable read by client 5 with `sequence`, on connection `conn`.
+fn get(conn: u64, sequence: u64) -> Input {
+    let key = Bytes::from_static(b"k");
+    request(conn, sequence, Op::Get { key })
+}
+
+fn request(conn: u64, sequence: u64, op: Op) -> Input {
     let command = Command {
         client_id: 5,
         sequence,
         first_unacked: sequence,
-        ops: vec![Op::Put {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from(vec![7; 1024]),
-        }],
+        ops: vec![op],
     };
     let request = Request {
         command,
@@ -697,13 +708,18 @@ fn run_beside(core: Core<RecordingLog, RecordingNet>, driver: impl Future<Output
     core.unwrap();
 }
 
-/// Whether an answer reaches `outbox` within 100 yields to the core.
-async fn answered(outbox: &Outbox) -> bool {
+/// Whether the answer to client 5's request `sequence` reaches `outbox` within 100 yields
+/// to the core.
+async fn answered(outbox: &Outbox, sequence: u64) -> bool {
     let answers = RefCell::new(Vec::new());
     yield_until(|| {
         let mut cx = Context::from_waker(Waker::noop());
         let _ = outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
-        !answers.borrow().is_empty()
+        answers
+            .borrow()
+            .iter()
+            .flatten()
+            .any(|r| (r.client_id, r.sequence) == (5, sequence))
     })
     .await
 }
@@ -719,7 +735,7 @@ fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
         let acked = MessageBody::AppendResponse(ack(f.write_1));
         f.inbox.push_now(from(3, 1, f.term, acked));
         assert!(
-            answered(&f.outbox).await,
+            answered(&f.outbox, 1).await,
             "write 1: {:?}",
             f.events.borrow()
         );
@@ -741,12 +757,48 @@ fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
     f.inbox.push_now(put(1, 3));
     let driver = async {
         assert!(
-            answered(&f.outbox).await,
+            answered(&f.outbox, 1).await,
             "write 1: {:?}",
             f.events.borrow()
         );
         let events = f.events.borrow().clone();
         assert!(events.contains(&Event::Staged), "write 3 staged");
+        assert!(!events.contains(&Event::Synced), "write 3 is not durable");
+        f.gate.open();
+        f.inbox.push_now(Input::Stop);
+    };
+    run_beside(f.core, driver);
+}
+
+#[test]
+fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
+    // Node 3 acknowledges write 1 (an entry of the leader's term is committed, so it may
+    // serve reads), read 2 and write 3 arrive: the read's heartbeat round leaves with write
+    // 3's append, and write 3's sync is held. Node 3 answers the round: the read is served
+    // at once.
+    let f = leader_with_a_durable_write();
+    let acked = MessageBody::AppendResponse(ack(f.write_1));
+    f.inbox.push_now(from(3, 1, f.term, acked));
+    f.inbox.push_now(get(1, 2));
+    f.inbox.push_now(put(1, 3));
+    let driver = async {
+        assert!(yield_until(|| f.events.borrow().contains(&Event::Sent("Heartbeat"))).await);
+        assert!(
+            !answered(&f.outbox, 2).await,
+            "the round is not answered yet"
+        );
+        // Node 3 has answered every round started so far (they only grow).
+        let round = HeartbeatResponse {
+            read_round: 1 << 20,
+        };
+        f.inbox
+            .push_now(from(3, 1, f.term, MessageBody::HeartbeatResponse(round)));
+        assert!(
+            answered(&f.outbox, 2).await,
+            "read 2: {:?}",
+            f.events.borrow()
+        );
+        let events = f.events.borrow().clone();
         assert!(!events.contains(&Event::Synced), "write 3 is not durable");
         f.gate.open();
         f.inbox.push_now(Input::Stop);

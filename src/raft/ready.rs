@@ -12,7 +12,8 @@ use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot
 ///    writes its own log in parallel with replication); send `messages_after_persist` only
 ///    once step 1 is durable (they promise votes and acknowledged appends).
 /// 3. Apply `snapshot` (if any) to the state machine, then the `committed` entries.
-///    Serve each read in `reads` once applied up to its index; fail those in `reads_aborted`.
+///    Serve each read in `reads` once applied up to its index (that waits for no write of
+///    this Ready); fail those in `reads_aborted`.
 /// 4. Call `advance(ready.ack())`. Calling `ready()` again before that is a bug (asserted).
 ///
 /// Between `ready()` and `advance()` the replica may still be stepped, ticked and proposed
@@ -97,6 +98,9 @@ impl Ready {
     }
     pub fn take_reads(&mut self) -> Vec<ReadState> {
         std::mem::take(&mut self.reads)
+    }
+    pub fn take_reads_aborted(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.reads_aborted)
     }
     pub fn ack(&self) -> ReadyAck {
         self.ack
@@ -217,6 +221,16 @@ impl Replica {
         }
         self.note_committed(&entries);
         entries
+    }
+
+    /// The reads confirmed (each to serve once applied up to its index) and aborted since
+    /// the last Ready, as that Ready would carry them. May be called while a Ready is in
+    /// flight: a read waits for no write to be durable.
+    pub fn take_read_states(&mut self) -> (Vec<ReadState>, Vec<u64>) {
+        (
+            std::mem::take(&mut self.reads.ready),
+            std::mem::take(&mut self.reads.aborted),
+        )
     }
 
     fn note_committed(&mut self, committed: &[Entry]) {

@@ -291,27 +291,32 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
-    /// that was durable here, such as a leader's batch its followers acknowledged, rather
-    /// than hold it for the end of the sync. Groups whose Ready in flight still has entries
-    /// to apply or a snapshot to install wait, so the order of application holds.
+    /// that was durable here, such as a leader's batch its followers acknowledged, and serve
+    /// the reads confirmed meanwhile, rather than hold them for the end of the sync. A group
+    /// whose Ready in flight still has entries to apply or a snapshot to install applies
+    /// nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         let Some(persisting) = &self.persisting else {
             return Ok(());
         };
         for (&id, group) in &mut self.groups {
             // The Readies are in group order (taken from this map).
-            if let Ok(at) = persisting.readies.binary_search_by_key(&id, |(g, _)| *g) {
-                let ready = &persisting.readies[at].1;
-                if !ready.committed().is_empty() || ready.snapshot().is_some() {
-                    continue;
-                }
-            }
-            let entries = group.replica.take_committed_durable();
-            if !entries.is_empty() {
+            let waits = persisting
+                .readies
+                .binary_search_by_key(&id, |(g, _)| *g)
+                .is_ok_and(|at| {
+                    let ready = &persisting.readies[at].1;
+                    !ready.committed().is_empty() || ready.snapshot().is_some()
+                });
+            if !waits {
+                let entries = group.replica.take_committed_durable();
                 group
                     .apply_entries(&entries, answers)
                     .map_err(|e| format!("group {id}: {e}"))?;
             }
+            let (reads, aborted) = group.replica.take_read_states();
+            group.confirm_reads(reads, &aborted, answers);
+            group.serve_confirmed_reads(answers);
         }
         Ok(())
     }
@@ -663,17 +668,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .log
                 .begin_sync()
                 .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
-            // Entries durable here before this turn need not wait for its sync: applied
-            // (and answered) now, while the disk works. Membership changes keep the usual
-            // order (the group's members and the replica's configuration change together).
+            // Entries durable here before this turn, and reads, need not wait for its sync:
+            // applied, served and answered now, while the disk works. Membership changes
+            // keep the usual order (the group's members and the replica's configuration
+            // change together).
             for (id, ready) in &mut readies {
+                let group = self.groups.get_mut(id).expect("listed above");
                 let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
                 if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
-                    let group = self.groups.get_mut(id).expect("listed above");
                     group
                         .apply_committed(ready, answers)
                         .map_err(|e| format!("group {id}: {e}"))?;
                 }
+                group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
+                group.serve_confirmed_reads(answers);
             }
             self.persisting = Some(Persisting { sync, readies });
             return Ok(());

@@ -11,8 +11,8 @@ use crate::kv::{KvStore, Op, Reply};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use crate::proto::members::decode_addresses;
 use crate::raft::{
-    ConfChange, ConfChangeKind, Entry, EntryKind, NodeId, ProposeError, ReadError, Ready, Replica,
-    Role, Term,
+    ConfChange, ConfChangeKind, Entry, EntryKind, NodeId, ProposeError, ReadError, ReadState,
+    Ready, Replica, Role, Term,
 };
 
 /// A client connection of this core, as the loop numbers them.
@@ -215,13 +215,24 @@ impl Group {
             );
         }
         self.apply_committed(ready, out)?;
-        for read in ready.take_reads() {
+        self.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), out);
+        self.serve_confirmed_reads(out);
+        if ready.soft_state().is_some() {
+            self.leadership_changed(out);
+        }
+        Ok(())
+    }
+
+    /// Reads the replica confirmed (to serve once applied up to their index) or aborted
+    /// (answered "not the leader" now).
+    pub fn confirm_reads(&mut self, reads: Vec<ReadState>, aborted: &[u64], out: &mut Vec<Answer>) {
+        for read in reads {
             if let Some(pending) = self.reads_unconfirmed.remove(&read.ctx) {
                 self.reads_confirmed.push((read.index.0, pending));
             }
         }
-        for &ctx in ready.reads_aborted() {
-            if let Some(pending) = self.reads_unconfirmed.remove(&ctx) {
+        for ctx in aborted {
+            if let Some(pending) = self.reads_unconfirmed.remove(ctx) {
                 let response = self.not_leader(&pending.request);
                 out.push(Answer {
                     conn: pending.conn,
@@ -229,6 +240,10 @@ impl Group {
                 });
             }
         }
+    }
+
+    /// Serve the confirmed reads whose index the state machine has applied.
+    pub fn serve_confirmed_reads(&mut self, out: &mut Vec<Answer>) {
         let applied = self.kv.applied_index();
         let mut i = 0;
         while i < self.reads_confirmed.len() {
@@ -243,10 +258,6 @@ impl Group {
                 i += 1;
             }
         }
-        if ready.soft_state().is_some() {
-            self.leadership_changed(out);
-        }
-        Ok(())
     }
 
     /// Apply `ready`'s committed entries (once: they are taken out of it) and answer the

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::raft::{
     Config, Entry, EntryKind, LogIndex, Message, NodeId, Persisted, Prng, ProposeError, Proposed,
-    ReadError, Ready, Replica, Role, Term,
+    ReadError, ReadState, Ready, Replica, Role, Term,
 };
 
 use super::checker::Checker;
@@ -230,18 +230,36 @@ impl Cluster {
     }
 
     /// As a node's loop does while its sync is in flight: apply what was committed meanwhile
-    /// and is durable, once the Ready in flight has nothing left to apply before it.
+    /// and is durable, once the Ready in flight has nothing left to apply before it, and
+    /// answer the reads confirmed meanwhile.
     fn apply_committed_meanwhile(&mut self, id: NodeId) -> Result<(), String> {
         let node = &mut self.nodes[(id.0 - 1) as usize];
         let (Some(replica), Some((ready, _))) = (node.replica.as_mut(), node.in_flight.as_ref())
         else {
             return Ok(());
         };
-        if !ready.committed().is_empty() || ready.snapshot().is_some() {
-            return Ok(());
+        let waits = !ready.committed().is_empty() || ready.snapshot().is_some();
+        let entries = if waits {
+            Vec::new()
+        } else {
+            replica.take_committed_durable()
+        };
+        let (reads, _aborted) = replica.take_read_states();
+        self.apply_entries(id, entries)?;
+        self.answer_reads(id, reads)
+    }
+
+    /// Node `id` answers confirmed reads: the checker holds each read's index against what
+    /// was committed when it was asked.
+    fn answer_reads(&mut self, id: NodeId, reads: Vec<ReadState>) -> Result<(), String> {
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        for read in reads {
+            node.reads_answered.insert(read.ctx, read.index);
+            if let Some((_, committed)) = self.reads_asked.remove(&read.ctx) {
+                self.checker.on_read(id, read.index, committed)?;
+            }
         }
-        let entries = replica.take_committed_durable();
-        self.apply_entries(id, entries)
+        Ok(())
     }
 
     /// Hand out the node's Ready, if it has one and none is in flight.
@@ -300,13 +318,7 @@ impl Cluster {
             node.disk.hard_state = hard_state;
         }
         self.apply_committed(id, &mut ready)?;
-        let node = &mut self.nodes[(id.0 - 1) as usize];
-        for read in ready.take_reads() {
-            node.reads_answered.insert(read.ctx, read.index);
-            if let Some((_, committed)) = self.reads_asked.remove(&read.ctx) {
-                self.checker.on_read(id, read.index, committed)?;
-            }
-        }
+        self.answer_reads(id, ready.take_reads())?;
         for message in ready.take_messages_after_persist() {
             self.network.send(now, message, &mut self.rng);
         }
