@@ -653,11 +653,10 @@ async fn yield_until(done: impl Fn() -> bool) -> bool {
 
 type Outbox = Inbox<Vec<cohort::proto::client::Response>>;
 
-/// Node 1 leading group 0 with node 3's vote, with client connection 1 (its answers go to
-/// `outbox`) and its write 1 durable; then its syncs are held (`gate` closed) and `events`
-/// cleared.
+/// What a test drives a core with: node 1 leading group 0 with node 3's vote, with client
+/// connection 1 (its answers go to `outbox`) and its write 1 durable; then its syncs are
+/// held (`gate` closed) and `events` cleared.
 struct LeaderFixture {
-    core: Core<RecordingLog, RecordingNet>,
     inbox: Inbox<Input>,
     outbox: Outbox,
     events: Events,
@@ -666,7 +665,20 @@ struct LeaderFixture {
     write_1: LogIndex,
 }
 
-fn leader_with_a_durable_write() -> LeaderFixture {
+impl LeaderFixture {
+    /// Whether no sync ended since the fixture was made.
+    fn nothing_synced(&self) -> bool {
+        !self.events.borrow().contains(&Event::Synced)
+    }
+
+    /// Let the syncs end and stop the core.
+    fn release_and_stop(&self) {
+        self.gate.open();
+        self.inbox.push_now(Input::Stop);
+    }
+}
+
+fn leader_with_a_durable_write() -> (Core<RecordingLog, RecordingNet>, LeaderFixture) {
     let events = Events::default();
     let gate = Gate::new(true);
     let (mut core, inbox) = core_with(1, &events, true, 0, false, gate.clone());
@@ -691,15 +703,15 @@ fn leader_with_a_durable_write() -> LeaderFixture {
     let write_1 = core.groups()[&0].replica.last_index();
     gate.close();
     events.borrow_mut().clear();
-    LeaderFixture {
-        core,
+    let fixture = LeaderFixture {
         inbox,
         outbox,
         events,
         gate,
         term,
         write_1,
-    }
+    };
+    (core, fixture)
 }
 
 /// Run `core` with `driver` beside it on one thread, until the driver stopped it.
@@ -728,7 +740,7 @@ async fn answered(outbox: &Outbox, sequence: u64) -> bool {
 fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
     // Node 3 acknowledges write 1 while node 1 syncs write 2: write 1 is committed, and
     // durable here, so it is applied and answered at once.
-    let f = leader_with_a_durable_write();
+    let (core, f) = leader_with_a_durable_write();
     let driver = async {
         f.inbox.push_now(put(1, 2));
         assert!(yield_until(|| f.events.borrow().contains(&Event::Staged)).await);
@@ -739,19 +751,17 @@ fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
             "write 1: {:?}",
             f.events.borrow()
         );
-        let events = f.events.borrow().clone();
-        assert!(!events.contains(&Event::Synced), "write 2 is not durable");
-        f.gate.open();
-        f.inbox.push_now(Input::Stop);
+        assert!(f.nothing_synced(), "write 2 is not durable");
+        f.release_and_stop();
     };
-    run_beside(f.core, driver);
+    run_beside(core, driver);
 }
 
 #[test]
 fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
     // Node 3's acknowledgement of write 1 and write 3 arrive together: the turn commits
     // write 1 and proposes write 3; write 1 is answered before write 3 is durable.
-    let f = leader_with_a_durable_write();
+    let (core, f) = leader_with_a_durable_write();
     let acked = MessageBody::AppendResponse(ack(f.write_1));
     f.inbox.push_now(from(3, 1, f.term, acked));
     f.inbox.push_now(put(1, 3));
@@ -761,13 +771,11 @@ fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
             "write 1: {:?}",
             f.events.borrow()
         );
-        let events = f.events.borrow().clone();
-        assert!(events.contains(&Event::Staged), "write 3 staged");
-        assert!(!events.contains(&Event::Synced), "write 3 is not durable");
-        f.gate.open();
-        f.inbox.push_now(Input::Stop);
+        assert!(f.events.borrow().contains(&Event::Staged), "write 3 staged");
+        assert!(f.nothing_synced(), "write 3 is not durable");
+        f.release_and_stop();
     };
-    run_beside(f.core, driver);
+    run_beside(core, driver);
 }
 
 #[test]
@@ -776,7 +784,7 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
     // serve reads), read 2 and write 3 arrive: the read's heartbeat round leaves with write
     // 3's append, and write 3's sync is held. Node 3 answers the round: the read is served
     // at once.
-    let f = leader_with_a_durable_write();
+    let (core, f) = leader_with_a_durable_write();
     let acked = MessageBody::AppendResponse(ack(f.write_1));
     f.inbox.push_now(from(3, 1, f.term, acked));
     f.inbox.push_now(get(1, 2));
@@ -798,10 +806,8 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
             "read 2: {:?}",
             f.events.borrow()
         );
-        let events = f.events.borrow().clone();
-        assert!(!events.contains(&Event::Synced), "write 3 is not durable");
-        f.gate.open();
-        f.inbox.push_now(Input::Stop);
+        assert!(f.nothing_synced(), "write 3 is not durable");
+        f.release_and_stop();
     };
-    run_beside(f.core, driver);
+    run_beside(core, driver);
 }
