@@ -671,6 +671,22 @@ impl LeaderFixture {
         !self.events.borrow().contains(&Event::Synced)
     }
 
+    /// Node 3 acknowledges the leader's log up to write 1.
+    fn acknowledge_write_1(&self) {
+        let acked = MessageBody::AppendResponse(ack(self.write_1));
+        self.inbox.push_now(from(3, 1, self.term, acked));
+    }
+
+    /// Assert that the answer to client 5's request `sequence` arrives.
+    async fn assert_answered(&self, sequence: u64) {
+        let events = &self.events;
+        assert!(
+            answered(&self.outbox, sequence).await,
+            "request {sequence} not answered: {:?}",
+            events.borrow()
+        );
+    }
+
     /// Let the syncs end and stop the core.
     fn release_and_stop(&self) {
         self.gate.open();
@@ -744,13 +760,8 @@ fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
     let driver = async {
         f.inbox.push_now(put(1, 2));
         assert!(yield_until(|| f.events.borrow().contains(&Event::Staged)).await);
-        let acked = MessageBody::AppendResponse(ack(f.write_1));
-        f.inbox.push_now(from(3, 1, f.term, acked));
-        assert!(
-            answered(&f.outbox, 1).await,
-            "write 1: {:?}",
-            f.events.borrow()
-        );
+        f.acknowledge_write_1();
+        f.assert_answered(1).await;
         assert!(f.nothing_synced(), "write 2 is not durable");
         f.release_and_stop();
     };
@@ -762,15 +773,10 @@ fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
     // Node 3's acknowledgement of write 1 and write 3 arrive together: the turn commits
     // write 1 and proposes write 3; write 1 is answered before write 3 is durable.
     let (core, f) = leader_with_a_durable_write();
-    let acked = MessageBody::AppendResponse(ack(f.write_1));
-    f.inbox.push_now(from(3, 1, f.term, acked));
+    f.acknowledge_write_1();
     f.inbox.push_now(put(1, 3));
     let driver = async {
-        assert!(
-            answered(&f.outbox, 1).await,
-            "write 1: {:?}",
-            f.events.borrow()
-        );
+        f.assert_answered(1).await;
         assert!(f.events.borrow().contains(&Event::Staged), "write 3 staged");
         assert!(f.nothing_synced(), "write 3 is not durable");
         f.release_and_stop();
@@ -785,8 +791,7 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
     // 3's append, and write 3's sync is held. Node 3 answers the round: the read is served
     // at once.
     let (core, f) = leader_with_a_durable_write();
-    let acked = MessageBody::AppendResponse(ack(f.write_1));
-    f.inbox.push_now(from(3, 1, f.term, acked));
+    f.acknowledge_write_1();
     f.inbox.push_now(get(1, 2));
     f.inbox.push_now(put(1, 3));
     let driver = async {
@@ -801,11 +806,7 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
         };
         f.inbox
             .push_now(from(3, 1, f.term, MessageBody::HeartbeatResponse(round)));
-        assert!(
-            answered(&f.outbox, 2).await,
-            "read 2: {:?}",
-            f.events.borrow()
-        );
+        f.assert_answered(2).await;
         assert!(f.nothing_synced(), "write 3 is not durable");
         f.release_and_stop();
     };
