@@ -596,7 +596,10 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
     // A node restarted right after a crash can find its port still held for a moment (the
     // kernel tears the old process's io_uring down in the background). It waits, says so,
     // and starts once the port is free.
-    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    // Both of the node's ports (peers at the base, clients one above) below the ephemeral
+    // range, so no outgoing connection of a test running beside this one takes the second.
+    let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
     let base = holder.local_addr().unwrap();
     let dir = std::env::temp_dir().join(format!("cohort-test-port-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

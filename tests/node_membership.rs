@@ -308,7 +308,7 @@ fn a_state_larger_than_a_frame_streams_to_a_joining_node() {
     let keys: Vec<Vec<u8>> = (0..)
         .map(|i| format!("big-{i}").into_bytes())
         .filter(|key| cohort::proto::topology::group_of(key, common::cluster::GROUPS) == 0)
-        .take(40)
+        .take(48)
         .collect();
     let value = |key: &[u8]| -> Vec<u8> {
         let seed = key.iter().map(|&b| u32::from(b)).sum::<u32>();
@@ -330,6 +330,31 @@ fn a_state_larger_than_a_frame_streams_to_a_joining_node() {
             client.put(key, &value(key)).await.unwrap();
         }
     });
+    // A joining node is sent its leader's last snapshot, which is taken (off the loop) some
+    // entries behind the writes: wait until every node's holds more than a frame.
+    let frame_bytes = cohort::wire::limits::FRAME_BODY_BYTES_MAX as u64;
+    let big_snapshot_on = |node: u64| {
+        let dir = cluster.dir.join(format!("node-{node}/core-0"));
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let size = entry.metadata().map_or(0, |m| m.len());
+                name.starts_with("group-0-") && name.ends_with(".snap") && size > frame_bytes
+            })
+    };
+    for _ in 0..400 {
+        if (1..=3).all(big_snapshot_on) {
+            break;
+        }
+        wait_ms(25);
+    }
+    assert!(
+        (1..=3).all(big_snapshot_on),
+        "no snapshot of group 0 over a frame"
+    );
     let id = cluster.join(1).expect("node starts");
     wait_for_log(
         &cluster,

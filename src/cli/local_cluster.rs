@@ -344,7 +344,7 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
 
 /// A run of `count` consecutive free TCP ports on loopback, none of which this process
 /// handed out before.
-fn free_port_run(count: u16) -> Result<u16, String> {
+pub fn free_port_run(count: u16) -> Result<u16, String> {
     // Clusters started by one process (tests run in parallel) must not share ports: a probe
     // only sees ports that are bound now, not those of a cluster whose nodes are still
     // starting or are down for a restart.
