@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use cohort::raft::{
     AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
-    ConfChangeTransition, Config, Entry, EntryKind, HardState, LogIndex, Message, MessageBody,
-    NodeId, Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Term, TransferError,
-    VoteResponse,
+    ConfChangeTransition, Config, Entry, EntryKind, HardState, HeartbeatResponse, LogIndex,
+    Message, MessageBody, NodeId, Persisted, ProgressState, ProposeError, Proposed, Replica, Role,
+    Term, TransferError, VoteResponse,
 };
 use cohort::sim::Cluster;
 
@@ -554,6 +554,104 @@ fn lease_reads_are_served_without_a_round_trip() {
     cluster.stabilize().unwrap();
     assert_eq!(cluster.network.sent, sent_before);
     assert!(cluster.node(leader).reads_answered.contains_key(&ctx));
+}
+
+#[test]
+fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term() {
+    // Node 1 leads with lease reads and hands the group to node 2. TimeoutNow goes out, but
+    // node 1 never hears of node 2's election (cut off from it) and abandons the transfer
+    // after an election timeout; node 3 still answers its heartbeat rounds. Transfer votes
+    // ignore leases, so node 2 may have been elected inside any lease node 1 took since:
+    // node 1 serves reads only through confirmed rounds for the rest of its term. (Seed
+    // 64666 of the simulator served such a stale lease read.)
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    config.check_quorum = true;
+    config.lease_reads = true;
+    let mut leader = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    leader.campaign();
+    let mut ready = leader.ready();
+    leader.advance(ready.ack());
+    let message = |from: u64, body| Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(2),
+        body,
+    };
+    let vote = VoteResponse { reject: false };
+    leader
+        .step(message(2, MessageBody::VoteResponse(vote)))
+        .unwrap();
+    ready = leader.ready();
+    leader.advance(ready.ack());
+    for follower in [2, 3] {
+        let ack = AppendResponse {
+            index: LogIndex(2),
+            reject: false,
+            reject_hint: LogIndex::ZERO,
+            hint_term: Term::ZERO,
+        };
+        leader
+            .step(message(follower, MessageBody::AppendResponse(ack)))
+            .unwrap();
+    }
+    // A read: answered in this Ready at once (lease), or after a round node 3 confirms.
+    let mut ctx = 0;
+    let mut read = |leader: &mut Replica| -> (bool, bool) {
+        ctx += 1;
+        leader.read_index(ctx).unwrap();
+        let mut ready = leader.ready();
+        let at_once = ready.take_reads().iter().any(|r| r.ctx == ctx);
+        let rounds: Vec<u64> = ready
+            .take_messages_now()
+            .into_iter()
+            .filter_map(|m| match m.body {
+                MessageBody::Heartbeat(h) if m.to == NodeId(3) => Some(h.read_round),
+                _ => None,
+            })
+            .collect();
+        leader.advance(ready.ack());
+        for read_round in rounds {
+            let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round });
+            leader.step(message(3, answer)).unwrap();
+        }
+        let mut ready = leader.ready();
+        let confirmed = ready.take_reads().iter().any(|r| r.ctx == ctx);
+        leader.advance(ready.ack());
+        (at_once, at_once || confirmed)
+    };
+    assert_eq!(
+        read(&mut leader),
+        (false, true),
+        "the first read takes a round"
+    );
+    assert_eq!(
+        read(&mut leader),
+        (true, true),
+        "then the lease serves reads"
+    );
+    leader.transfer_leader(NodeId(2)).unwrap();
+    let mut ready = leader.ready();
+    let timeout_now = ready
+        .take_messages_now()
+        .iter()
+        .any(|m| m.body == MessageBody::TimeoutNow);
+    leader.advance(ready.ack());
+    assert!(timeout_now, "node 2 is caught up: TimeoutNow goes out");
+    // An election timeout later, with node 3 answering, the transfer is abandoned.
+    for _ in 0..10 {
+        leader.tick();
+        let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+        leader.step(message(3, answer)).unwrap();
+    }
+    assert_eq!(leader.role(), Role::Leader);
+    assert_eq!(read(&mut leader), (false, true), "a round, still confirmed");
+    assert_eq!(
+        read(&mut leader),
+        (false, true),
+        "no lease after TimeoutNow, even right after a confirmed round"
+    );
 }
 
 #[test]

@@ -43,6 +43,10 @@ pub(crate) struct ReadQueue {
     /// Local reads dropped because leadership was lost, for the next Ready.
     pub(crate) aborted: Vec<u64>,
     pub(crate) lease_anchor_tick: Option<u64>,
+    /// This leader sent TimeoutNow in its term: its target may be elected inside any lease
+    /// (transfer votes ignore leases), so no lease read until the next term. ReadIndex rounds
+    /// stay safe.
+    pub(crate) lease_forfeited: bool,
 }
 
 impl ReadQueue {
@@ -77,6 +81,7 @@ impl ReadQueue {
         self.round_ticks.clear();
         self.confirmed_round = self.round;
         self.lease_anchor_tick = None;
+        self.lease_forfeited = false;
     }
 }
 
@@ -118,6 +123,7 @@ impl Replica {
             u64::from(self.config.election_timeout_ticks - self.config.lease_clock_drift_ticks);
         self.config.lease_reads
             && self.lead_transferee.is_none()
+            && !self.reads.lease_forfeited
             && self
                 .reads
                 .lease_anchor_tick

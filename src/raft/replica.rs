@@ -411,7 +411,7 @@ impl Replica {
             .progress_of(to)
             .is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
-            self.send_now(to, MessageBody::TimeoutNow);
+            self.send_timeout_now(to);
         } else {
             self.maybe_send_append(to, true);
         }
@@ -597,6 +597,16 @@ impl Replica {
         self.broadcast_pending = false;
         self.reads.abort_all();
         self.reset_progress();
+    }
+
+    /// Tell `to` to campaign now (a leadership transfer). Voters may then elect it inside
+    /// this leader's lease, so the lease is given up for the rest of the term: a transfer
+    /// that times out unseen (the new leader cut off from this one) must not leave this
+    /// node serving lease reads beside a leader that commits.
+    pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        self.reads.lease_forfeited = true;
+        self.reads.lease_anchor_tick = None;
+        self.send_now(to, MessageBody::TimeoutNow);
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {

@@ -244,7 +244,7 @@ impl Replica {
         // The window may have opened: fill it.
         while self.maybe_send_append(from, false) {}
         if caught_up && self.lead_transferee == Some(from) {
-            self.send_now(from, MessageBody::TimeoutNow);
+            self.send_timeout_now(from);
         }
     }
 
