@@ -85,6 +85,46 @@ fn change(changes: &[(ConfChangeKind, u64)]) -> ConfChange {
     }
 }
 
+/// Hand out `replica`'s Ready and report it done at once (persisted, sent, applied).
+fn persist(replica: &mut Replica) {
+    let ready = replica.ready();
+    replica.advance(ready.ack());
+}
+
+/// A message of term 2 from `from` to `to`.
+fn term_2(from: u64, to: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(2),
+        body,
+    }
+}
+
+/// A follower's answer that its log matches the leader's up to `index`.
+fn acked(index: u64) -> MessageBody {
+    MessageBody::AppendResponse(AppendResponse {
+        index: LogIndex(index),
+        reject: false,
+        reject_hint: LogIndex::ZERO,
+        hint_term: Term::ZERO,
+    })
+}
+
+/// Node 1 (`config`, pre-vote off) on `persisted`, made leader of term 2 by node 2's vote,
+/// its empty entry of term 2 persisted.
+fn leader_of_term_2(mut config: Config, persisted: Persisted) -> Replica {
+    config.pre_vote = false;
+    let mut leader = Replica::new(config, SEED, persisted).unwrap();
+    leader.campaign();
+    persist(&mut leader);
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    leader.step(term_2(2, 1, vote)).unwrap();
+    assert_eq!(leader.role(), Role::Leader);
+    persist(&mut leader);
+    leader
+}
+
 #[test]
 fn three_nodes_elect_one_leader_and_apply_writes_in_the_same_order() {
     let mut cluster = cluster(3, 0, |_| {});
@@ -163,46 +203,17 @@ fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
         vote: NodeId::NONE,
         commit: LogIndex(1),
     };
-    let mut config = Config::new(NodeId(1));
-    config.pre_vote = false;
-    let mut leader = Replica::new(config, SEED, persisted).unwrap();
-    leader.campaign();
-    let persist = |replica: &mut Replica| {
-        let ready = replica.ready();
-        replica.advance(ready.ack());
-    };
-    persist(&mut leader);
-    let message = |from: u64, body| Message {
-        from: NodeId(from),
-        to: NodeId(1),
-        term: Term(2),
-        body,
-    };
-    let vote = VoteResponse { reject: false };
-    leader
-        .step(message(2, MessageBody::VoteResponse(vote)))
-        .unwrap();
-    assert_eq!(leader.role(), Role::Leader);
-    persist(&mut leader);
+    let leader_config = Config::new(NodeId(1));
+    let mut leader = leader_of_term_2(leader_config, persisted);
     assert_eq!(leader.last_index(), LogIndex(4));
 
-    let ack = |index| AppendResponse {
-        index: LogIndex(index),
-        reject: false,
-        reject_hint: LogIndex::ZERO,
-        hint_term: Term::ZERO,
-    };
-    leader
-        .step(message(2, MessageBody::AppendResponse(ack(3))))
-        .unwrap();
+    leader.step(term_2(2, 1, acked(3))).unwrap();
     assert_eq!(
         leader.commit(),
         LogIndex(1),
         "term-1 entry committed by counting"
     );
-    leader
-        .step(message(2, MessageBody::AppendResponse(ack(4))))
-        .unwrap();
+    leader.step(term_2(2, 1, acked(4))).unwrap();
     assert_eq!(
         leader.commit(),
         LogIndex(4),
@@ -218,40 +229,12 @@ fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
     // is handed out at once (`take_committed_durable`), and 4 only once its Ready is done.
     // A follower's Ready that commits the entries it brings is not durable before it.
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
-    let mut config = Config::new(NodeId(1));
-    config.pre_vote = false;
-    let mut leader = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
-    leader.campaign();
-    let persist = |replica: &mut Replica| {
-        let ready = replica.ready();
-        replica.advance(ready.ack());
-    };
-    persist(&mut leader);
-    let message = |from: u64, to: u64, body| Message {
-        from: NodeId(from),
-        to: NodeId(to),
-        term: Term(2),
-        body,
-    };
-    let vote = VoteResponse { reject: false };
-    leader
-        .step(message(2, 1, MessageBody::VoteResponse(vote)))
-        .unwrap();
-    assert_eq!(leader.role(), Role::Leader);
-    persist(&mut leader); // the no-op at 2
+    let mut leader = leader_of_term_2(Config::new(NodeId(1)), Persisted::bootstrap(&voters));
     leader.propose(Bytes::from_static(b"a")).unwrap();
     let in_flight = leader.ready();
     assert_eq!(in_flight.entries()[0].index, LogIndex(3));
     assert!(!in_flight.committed_durable(), "nothing committed yet");
-    let ack = AppendResponse {
-        index: LogIndex(2),
-        reject: false,
-        reject_hint: LogIndex::ZERO,
-        hint_term: Term::ZERO,
-    };
-    leader
-        .step(message(2, 1, MessageBody::AppendResponse(ack)))
-        .unwrap();
+    leader.step(term_2(2, 1, acked(2))).unwrap();
     leader.advance(in_flight.ack());
     leader.propose(Bytes::from_static(b"b")).unwrap();
     let next = leader.ready();
@@ -261,13 +244,7 @@ fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
     // While 4 syncs, the follower acknowledges 3 and then 4. Entry 3 is durable here and
     // handed out at once; 4 is not, until its Ready is done.
     for index in [3, 4] {
-        let ack = AppendResponse {
-            index: LogIndex(index),
-            ..ack
-        };
-        leader
-            .step(message(2, 1, MessageBody::AppendResponse(ack)))
-            .unwrap();
+        leader.step(term_2(2, 1, acked(index))).unwrap();
     }
     assert_eq!(
         leader.commit(),
@@ -314,7 +291,7 @@ fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
         commit: LogIndex(2),
     };
     follower
-        .step(message(1, 2, MessageBody::AppendRequest(append)))
+        .step(term_2(1, 2, MessageBody::AppendRequest(append)))
         .unwrap();
     let ready = follower.ready();
     assert_eq!(ready.committed().last().map(|e| e.index), Some(LogIndex(2)));
@@ -566,35 +543,11 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
     // 64666 of the simulator served such a stale lease read.)
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(1));
-    config.pre_vote = false;
     config.check_quorum = true;
     config.lease_reads = true;
-    let mut leader = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
-    leader.campaign();
-    let mut ready = leader.ready();
-    leader.advance(ready.ack());
-    let message = |from: u64, body| Message {
-        from: NodeId(from),
-        to: NodeId(1),
-        term: Term(2),
-        body,
-    };
-    let vote = VoteResponse { reject: false };
-    leader
-        .step(message(2, MessageBody::VoteResponse(vote)))
-        .unwrap();
-    ready = leader.ready();
-    leader.advance(ready.ack());
+    let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
     for follower in [2, 3] {
-        let ack = AppendResponse {
-            index: LogIndex(2),
-            reject: false,
-            reject_hint: LogIndex::ZERO,
-            hint_term: Term::ZERO,
-        };
-        leader
-            .step(message(follower, MessageBody::AppendResponse(ack)))
-            .unwrap();
+        leader.step(term_2(follower, 1, acked(2))).unwrap();
     }
     // A read: answered in this Ready at once (lease), or after a round node 3 confirms.
     let mut ctx = 0;
@@ -614,7 +567,7 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
         leader.advance(ready.ack());
         for read_round in rounds {
             let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round });
-            leader.step(message(3, answer)).unwrap();
+            leader.step(term_2(3, 1, answer)).unwrap();
         }
         let mut ready = leader.ready();
         let confirmed = ready.take_reads().iter().any(|r| r.ctx == ctx);
@@ -643,7 +596,7 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
     for _ in 0..10 {
         leader.tick();
         let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
-        leader.step(message(3, answer)).unwrap();
+        leader.step(term_2(3, 1, answer)).unwrap();
     }
     assert_eq!(leader.role(), Role::Leader);
     assert_eq!(read(&mut leader), (false, true), "a round, still confirmed");
