@@ -3,7 +3,7 @@
 //! (which must be on the disk you care about). Run: `cargo bench --bench wal`.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,26 +62,32 @@ fn raw_write_sync(dir: &Path, chunk_bytes: usize, rounds: usize) -> (f64, f64) {
     )
 }
 
-/// The same 4 KiB write + fdatasync, with the fdatasync issued through the executor's
-/// io_uring as the WAL issues it (the kernel runs it on an io-wq worker thread, so each one
-/// also pays a thread hand-off and wake-up): the limit for a loop that must not block.
-/// Returns mean seconds per write+sync.
-async fn raw_write_uring_sync(dir: &Path, chunk_bytes: usize, rounds: usize) -> f64 {
-    let path = dir.join("raw-uring.bin");
-    let file = prezeroed(&path, chunk_bytes * rounds);
-    let uring = glommio::io::BufferedFile::open(&path)
-        .await
-        .expect("glommio open");
-    let chunk = vec![0xA5u8; chunk_bytes];
+/// The same writes through a descriptor opened O_DIRECT | O_DSYNC: each goes from this
+/// buffer to the device and returns once durable, the kind of write the WAL's syncs issue
+/// (through io_uring). Returns mean seconds per write.
+fn raw_direct_write(dir: &Path, chunk_bytes: usize, rounds: usize) -> f64 {
+    let path = dir.join("raw-direct.bin");
+    drop(prezeroed(&path, chunk_bytes * rounds));
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(&path)
+        .expect("O_DIRECT open");
+    // O_DIRECT wants a block-aligned buffer: the aligned part of a bigger one.
+    let mut backing = vec![0xA5u8; chunk_bytes + 4096];
+    let skip = backing.as_ptr().align_offset(4096);
+    let chunk = &mut backing[skip..skip + chunk_bytes];
     let start = now();
     for round in 0..rounds {
-        file.write_all_at(&chunk, (round * chunk_bytes) as u64)
-            .expect("write");
-        uring.fdatasync().await.expect("fdatasync");
+        file.write_all_at(chunk, (round * chunk_bytes) as u64)
+            .expect("O_DIRECT write");
     }
-    let secs = start.elapsed().as_secs_f64();
-    uring.close().await.expect("close");
-    secs / rounds as f64
+    start.elapsed().as_secs_f64() / rounds as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// memcpy into an already-faulted buffer, MB/s.
@@ -145,6 +151,7 @@ async fn wal_group_commit(
     budget: Duration,
 ) -> (f64, f64, f64) {
     let name = format!("commit-{groups}x{per_group}x{entry_bytes}");
+    let _ = fs::remove_dir_all(dir.join(&name));
     let mut wal = open_wal(dir, &name, 64 * MIB as u64).await;
     // Shared bytes, as the node hands its entries over (the WAL may keep them by reference
     // until the sync's vectored write instead of copying them).
@@ -177,26 +184,31 @@ fn line(what: &str, figure: String, limit: String, ratio: f64) {
     println!("{what:<52} {figure:>16}   limit {limit:>16}   ratio {ratio:>6.2}");
 }
 
+/// Rounds per group-commit shape: each runs the WAL beside fresh raw runs, and the figures
+/// printed are medians of the rounds (this disk's speed drifts by 2× within a minute).
+const ROUNDS: usize = 5;
+
+/// One round of a group-commit shape: the WAL's figures and the raw limits beside them.
+struct Round {
+    /// WAL: seconds per batch, durable entries/s, durable payload MB/s.
+    wal: (f64, f64, f64),
+    /// Seconds per 4 KiB write + fdatasync: "one raw fdatasync".
+    fsync_secs: f64,
+    /// Seconds per write + fdatasync of the batch's payload bytes.
+    batch_secs: f64,
+    /// Seconds per O_DIRECT | O_DSYNC write of the batch's payload bytes.
+    direct_secs: f64,
+}
+
 fn main() {
     let dir = bench_dir();
     println!(
         "WAL benchmark in {} (tmp files, removed at the end)",
         dir.display()
     );
-    let (fsync_secs, _) = raw_write_sync(&dir, 4096, 400);
-    let (batch_secs_raw, seq_mbps) = raw_write_sync(&dir, 256 * 1024, 100);
     let memcpy_small = raw_memcpy(128, 64 * MIB);
     let memcpy_large = raw_memcpy(64 * 1024, 64 * MIB);
-    println!(
-        "raw: 4 KiB write+fdatasync {:.0} µs ({:.0}/s); 256 KiB write+fdatasync {:.0} µs = {:.0} MB/s; \
-         memcpy 128 B {:.0} MB/s, 64 KiB {:.0} MB/s",
-        fsync_secs * 1e6,
-        1.0 / fsync_secs,
-        batch_secs_raw * 1e6,
-        seq_mbps,
-        memcpy_small,
-        memcpy_large
-    );
+    println!("raw: memcpy 128 B {memcpy_small:.0} MB/s, 64 KiB {memcpy_large:.0} MB/s");
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
@@ -205,22 +217,20 @@ fn main() {
     #[allow(unsafe_code)]
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     let executor = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(256 << 10)
+        .io_memory(1 << 20)
         .make()
         .expect("glommio executor");
-    let budget = Duration::from_millis(700);
     executor.run(async {
-        let (appends, mbps) = wal_unsynced(&dir, 64, 400_000).await;
+        let (appends, _) = wal_unsynced(&dir, 64, 400_000).await;
         line(
             "unsynced appends, 1 × 64 B entry each (appends/s)",
             format!("{appends:.0}"),
             format!("{:.0}", memcpy_small * 1e6 / 64.0),
             appends / (memcpy_small * 1e6 / 64.0),
         );
-        let _ = mbps;
         let in_memory = mem_unsynced(64, 400_000).await;
         line(
-            "  same on MemStorage, no map faults (appends/s)",
+            "  same on MemStorage, no file (appends/s)",
             format!("{in_memory:.0}"),
             format!("{appends:.0}"),
             in_memory / appends,
@@ -232,59 +242,70 @@ fn main() {
             format!("{memcpy_large:.0}"),
             mbps / memcpy_large,
         );
-        let uring_secs = raw_write_uring_sync(&dir, 4096, 400).await;
-        let uring_batch_secs = raw_write_uring_sync(&dir, 256 * 1024, 100).await;
-        let uring_mbps = 256.0 * 1024.0 / uring_batch_secs / 1e6;
         println!(
-            "raw: 4 KiB write + fdatasync through io_uring {:.0} µs ({:.2}× the blocking one); \
-             256 KiB {:.0} µs = {:.0} MB/s",
-            uring_secs * 1e6,
-            uring_secs / fsync_secs,
-            uring_batch_secs * 1e6,
-            uring_mbps
+            "group commit: medians of {ROUNDS} rounds; each round runs the WAL beside fresh raw \
+             runs, and a ratio is the median of the rounds' ratios"
         );
         for (groups, per_group, bytes, what) in [
-            (64, 1, 128, "group commit 64 groups × 1 × 128 B"),
-            (1, 64, 128, "group commit 1 group × 64 × 128 B"),
-            (64, 4, 1024, "group commit 64 groups × 4 × 1 KiB"),
-            (1, 256, 1024, "group commit 1 group × 256 × 1 KiB"),
-            (1, 4, 64 * 1024, "group commit 1 group × 4 × 64 KiB"),
+            (64, 1, 128, "64 groups × 1 × 128 B"),
+            (1, 64, 128, "1 group × 64 × 128 B"),
+            (64, 4, 1024, "64 groups × 4 × 1 KiB"),
+            (1, 256, 1024, "1 group × 256 × 1 KiB"),
+            (1, 4, 64 * 1024, "1 group × 4 × 64 KiB"),
         ] {
-            let (secs, entries, mbps) =
-                wal_group_commit(&dir, groups, per_group, bytes, budget).await;
-            line(
-                &format!("{what}: batch latency (µs)"),
-                format!("{:.0}", secs * 1e6),
-                format!("{:.0}", fsync_secs * 1e6),
-                secs / fsync_secs,
-            );
-            line(
-                "  same, against the io_uring write + fdatasync (µs)",
-                format!("{:.0}", secs * 1e6),
-                format!("{:.0}", uring_secs * 1e6),
-                secs / uring_secs,
-            );
-            line(
-                &format!("{what}: durable entries/s"),
-                format!("{entries:.0}"),
-                format!("{:.0}", groups as f64 * per_group as f64 / fsync_secs),
-                entries * fsync_secs / (groups * per_group) as f64,
-            );
-            if bytes >= 1024 {
-                line(
-                    &format!("{what}: durable MB/s"),
-                    format!("{mbps:.0}"),
-                    format!("{seq_mbps:.0}"),
-                    mbps / seq_mbps,
-                );
-                line(
-                    "  same, against 256 KiB writes + io_uring fdatasync",
-                    format!("{mbps:.0}"),
-                    format!("{uring_mbps:.0}"),
-                    mbps / uring_mbps,
-                );
+            let batch_bytes = (groups * per_group) as usize * bytes;
+            let raw_rounds = (16 * MIB / batch_bytes).clamp(20, 400);
+            let mut rounds = Vec::with_capacity(ROUNDS);
+            for _ in 0..ROUNDS {
+                let fsync_secs = raw_write_sync(&dir, 4096, 100).0;
+                let batch_secs = raw_write_sync(&dir, batch_bytes, raw_rounds).0;
+                let direct_secs = raw_direct_write(&dir, batch_bytes, raw_rounds);
+                let wal =
+                    wal_group_commit(&dir, groups, per_group, bytes, Duration::from_millis(250))
+                        .await;
+                rounds.push(Round {
+                    wal,
+                    fsync_secs,
+                    batch_secs,
+                    direct_secs,
+                });
             }
+            report_group_commit(what, groups * per_group, batch_bytes, &rounds);
         }
     });
     fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// Prints one group-commit shape: each WAL figure beside the raw limits of its rounds.
+fn report_group_commit(what: &str, entries_per_batch: u64, batch_bytes: usize, rounds: &[Round]) {
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let wal_secs = med(&|r| r.wal.0);
+    let kib = batch_bytes / 1024;
+    line(
+        &format!("{what}: batch latency (µs)"),
+        format!("{:.0}", wal_secs * 1e6),
+        format!("{:.0}", med(&|r| r.fsync_secs) * 1e6),
+        med(&|r| r.wal.0 / r.fsync_secs),
+    );
+    println!("  (limit: one 4 KiB write + fdatasync)");
+    line(
+        &format!("{what}: durable entries/s"),
+        format!("{:.0}", med(&|r| r.wal.1)),
+        format!("{:.0}", entries_per_batch as f64 / med(&|r| r.batch_secs)),
+        med(&|r| r.wal.1 * r.batch_secs / entries_per_batch as f64),
+    );
+    let mbps = |secs: f64| batch_bytes as f64 / secs / 1e6;
+    line(
+        &format!("{what}: durable MB/s"),
+        format!("{:.0}", med(&|r| r.wal.2)),
+        format!("{:.0}", mbps(med(&|r| r.batch_secs))),
+        med(&|r| r.wal.2 / mbps(r.batch_secs)),
+    );
+    println!("  (limit: {kib} KiB write + fdatasync, the batch's payload, repeated)");
+    line(
+        "  same, against O_DIRECT | O_DSYNC writes",
+        format!("{:.0}", med(&|r| r.wal.2)),
+        format!("{:.0}", mbps(med(&|r| r.direct_secs))),
+        med(&|r| r.wal.2 / mbps(r.direct_secs)),
+    );
 }

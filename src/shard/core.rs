@@ -55,7 +55,7 @@ pub trait CoreLog {
     type Synced: 'static;
     /// Start making everything staged so far durable, for every group at once (group
     /// commit). The future borrows nothing of the log, so the loop goes on while it runs;
-    /// hand its output to `finish_sync`, syncs in the order they were begun.
+    /// hand its output to `finish_sync` before beginning the next sync (one at a time).
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = Self::Synced>>>>;
     /// Complete a sync. An error is fatal: the core stops rather than acknowledge what may
     /// not be on disk.

@@ -1,26 +1,40 @@
 //! The real storage: one pre-zeroed file per segment in a directory, mapped shared for
-//! reading, written with one `pwrite` per sync, made durable by fdatasync through glommio's
-//! io_uring.
+//! reading, written once per sync, made durable through glommio's io_uring.
 //!
 //! Writes are staged: the WAL builds its records in a per-segment buffer (`slot`), and the
-//! buffer goes to the page cache in one `pwrite` when a sync begins (`syncer`). Storing
-//! through the shared map instead costs a write-protect fault per 4 KiB page (ext4's
-//! `page_mkwrite`) and a write-protect pass over the mapping at every writeback, which
-//! measured 7–14× the raw fdatasync latency for a small batch; the staged path pays one
-//! memcpy into the page cache per batch. Reads (`view`) come from the map, or, for staged
-//! bytes not written yet, are copied out of the buffer.
+//! buffer goes to the file when a sync begins (`syncer`). Storing through the shared map
+//! instead costs a write-protect fault per 4 KiB page (ext4's `page_mkwrite`) and a
+//! write-protect pass over the mapping at every writeback, which measured 7–14× the raw
+//! fdatasync latency for a small batch.
+//!
+//! With fdatasync on (`SyncMode::IoUring`), a sync is one O_DIRECT | O_DSYNC write per segment
+//! through io_uring (glommio's `DmaFile`): whole 4 KiB blocks, from the block the previous
+//! write ended in (its bytes come from that write's buffer, kept for the purpose) to the end
+//! of the staged bytes, zero-padded. The kernel hands the buffer straight to the device and
+//! flushes the device's cache when the write is done: no copy into the page cache, no
+//! writeback pass, and no hand-off to an io-wq thread, which a buffered write + fdatasync
+//! through io_uring pays (measured with `cargo bench --bench wal`). Where the file system
+//! refuses O_DIRECT, the store falls back to the buffered write + io_uring fdatasync.
+//!
+//! The other modes write the staged bytes into the page cache with one `pwrite` when the sync
+//! begins (then the map shows them) and fdatasync (`Blocking`) or not (`PageCache`).
+//!
+//! Reads (`view`) come from the map, except bytes the map may not show yet: those of the last
+//! O_DIRECT write (held in its buffer until the next one) and staged bytes, which are copied.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use glommio::io::{DmaBuffer, DmaFile};
 
 use super::mmap::{Mapping, glommio_file};
 use super::staged::Staged;
@@ -29,8 +43,10 @@ use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
 /// How `FileStore` issues fdatasync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
-    /// Through the io_uring of the current glommio executor (the production path). Syncing
-    /// outside a glommio executor thread panics.
+    /// Through the io_uring of the current glommio executor (the production path): an
+    /// O_DIRECT | O_DSYNC write of the staged blocks, or where the file system refuses
+    /// O_DIRECT, a buffered write and an fdatasync. Syncing outside a glommio executor thread
+    /// panics.
     IoUring,
     /// A blocking `fdatasync(2)` on the calling thread: for tools and tests without glommio.
     Blocking,
@@ -45,6 +61,8 @@ pub enum SyncMode {
 pub struct FileStore {
     dir: PathBuf,
     mode: SyncMode,
+    /// Syncs are O_DIRECT | O_DSYNC writes (see the module doc).
+    direct: bool,
     segments: BTreeMap<u64, Segment>,
     /// A next segment built off the loop thread, waiting for `create` to adopt it.
     built: Option<BuiltSegment>,
@@ -53,6 +71,10 @@ pub struct FileStore {
     /// written already, which is all the zero-fill of a fresh file is for.
     spares: Vec<PathBuf>,
 }
+
+/// Offsets and lengths of O_DIRECT writes are multiples of this: the page size, and a multiple
+/// of every logical block size we expect (512 or 4096). Segment sizes are multiples of it.
+const DIRECT_BLOCK_BYTES: usize = 4096;
 
 /// Spare files kept at most: enough for the segment being built and the one after it.
 const SPARES_MAX: usize = 2;
@@ -74,11 +96,127 @@ struct Segment {
     fd: Rc<SegmentFd>,
     /// Bytes written by the WAL and not yet handed to the file.
     staged: RefCell<Staged>,
+    /// The last O_DIRECT write: the map may not show it while it is in flight, and the next
+    /// write starts with the bytes of the block it ended in.
+    last_write: RefCell<Option<DirectWrite>>,
+}
+
+/// The buffer of an O_DIRECT write and where it goes: the file's bytes from `start` on, as
+/// many as the buffer holds, once the write is done.
+struct DirectWrite {
+    start: usize,
+    buf: Rc<DmaBuffer>,
+}
+
+impl DirectWrite {
+    fn end(&self) -> usize {
+        self.start + self.buf.len()
+    }
 }
 
 struct SegmentFd {
     file: File,
     glommio: OnceCell<Rc<glommio::io::BufferedFile>>,
+    direct: OnceCell<Rc<DmaFile>>,
+}
+
+impl SegmentFd {
+    fn new(file: File) -> Rc<SegmentFd> {
+        Rc::new(SegmentFd {
+            file,
+            glommio: OnceCell::new(),
+            direct: OnceCell::new(),
+        })
+    }
+}
+
+impl Segment {
+    fn new(map: Option<Arc<Mapping>>, size_bytes: u64, file: File) -> Segment {
+        Segment {
+            map,
+            size_bytes,
+            fd: SegmentFd::new(file),
+            staged: RefCell::default(),
+            last_write: RefCell::default(),
+        }
+    }
+
+    /// Fills `out` with the segment's bytes of `range`, newest first: staged bytes, then the
+    /// last O_DIRECT write's buffer, then the map below both; zeros past the staged bytes
+    /// (what the file holds there is never read as a record).
+    fn read_into(&self, range: Range<usize>, out: &mut [u8]) {
+        let staged = self.staged.borrow();
+        let last_write = self.last_write.borrow();
+        let mut memory_from = range.end;
+        if !staged.is_empty() {
+            memory_from = memory_from.min(staged.start);
+        }
+        if let Some(write) = last_write.as_ref() {
+            memory_from = memory_from.min(write.start);
+        }
+        out.fill(0);
+        if range.start < memory_from {
+            let map = self.map.as_ref().expect("a written segment is mapped");
+            let below = range.start..memory_from.min(range.end);
+            out[..below.len()].copy_from_slice(&map.view(below));
+        }
+        if let Some(write) = last_write.as_ref() {
+            let (from, to) = (range.start.max(write.start), range.end.min(write.end()));
+            if from < to {
+                out[from - range.start..to - range.start]
+                    .copy_from_slice(&write.buf.as_bytes()[from - write.start..to - write.start]);
+            }
+        }
+        if !staged.is_empty() {
+            let (from, to) = (range.start.max(staged.start), range.end.min(staged.end()));
+            if from < to {
+                staged.copy_out(from, to, &mut out[from - range.start..to - range.start]);
+            }
+        }
+    }
+
+    /// Whether reads of `range` must come from memory (see `read_into`).
+    fn in_memory(&self, range: &Range<usize>) -> bool {
+        let staged = self.staged.borrow();
+        let last_write = self.last_write.borrow();
+        !range.is_empty()
+            && ((!staged.is_empty() && range.end > staged.start)
+                || last_write.as_ref().is_some_and(|w| range.end > w.start))
+    }
+
+    /// Moves the staged bytes into the buffer of an O_DIRECT write of whole blocks, and keeps
+    /// the buffer as `last_write`. Returns the write's file offset and buffer; `None` when
+    /// nothing is staged.
+    fn stage_direct_write(&self) -> Option<(u64, Rc<DmaBuffer>)> {
+        let (start, end) = {
+            let staged = self.staged.borrow();
+            if staged.is_empty() {
+                return None;
+            }
+            (staged.start, staged.end())
+        };
+        let from = start / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES;
+        let to = end.div_ceil(DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+        assert!(
+            to as u64 <= self.size_bytes,
+            "O_DIRECT write to {to} past the segment ({} bytes)",
+            self.size_bytes
+        );
+        let mut buf = glommio::allocate_dma_buffer(to - from);
+        let bytes = buf.as_bytes_mut();
+        // The start of the first block: written before, by the last write or earlier.
+        self.read_into(from..start, &mut bytes[..start - from]);
+        self.staged
+            .borrow_mut()
+            .take_into(&mut bytes[start - from..end - from]);
+        bytes[end - from..].fill(0);
+        let buf = Rc::new(buf);
+        *self.last_write.borrow_mut() = Some(DirectWrite {
+            start: from,
+            buf: Rc::clone(&buf),
+        });
+        Some((from as u64, buf))
+    }
 }
 
 /// Bytes written per `pwrite` while pre-zeroing a new segment.
@@ -102,9 +240,11 @@ impl FileStore {
                 spares.push(entry.path());
             }
         }
+        let direct = mode == SyncMode::IoUring && takes_direct_io(&dir);
         Ok(FileStore {
             dir,
             mode,
+            direct,
             segments: BTreeMap::new(),
             built: None,
             spares,
@@ -146,13 +286,14 @@ impl FileStore {
     ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
         let dir = self.dir.clone();
         let spare = self.spares.pop();
+        let direct = self.direct;
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
-            let file = make_segment_file(spare, &path, size_bytes, &header)?;
+            let file = make_segment_file(spare, &path, size_bytes, &header, direct)?;
             let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
-            let map = Mapping::map(&file, len)?;
+            let map = Mapping::map(&file, len, !direct)?;
             Ok(BuiltSegment {
                 seq,
                 size_bytes,
@@ -183,15 +324,7 @@ impl FileStore {
         // segment, and the directory sync makes the name durable.
         fs::rename(&built.path, self.path(seq))?;
         self.sync_dir()?;
-        Ok(Some(Segment {
-            map: Some(built.map),
-            size_bytes,
-            fd: Rc::new(SegmentFd {
-                file: built.file,
-                glommio: OnceCell::new(),
-            }),
-            staged: RefCell::default(),
-        }))
+        Ok(Some(Segment::new(Some(built.map), size_bytes, built.file)))
     }
 
     fn open_segment(&self, seq: u64) -> io::Result<Segment> {
@@ -206,17 +339,10 @@ impl FileStore {
             Some(Mapping::map(
                 &file,
                 usize::try_from(size_bytes).map_err(io::Error::other)?,
+                !self.direct,
             )?)
         };
-        Ok(Segment {
-            map,
-            size_bytes,
-            fd: Rc::new(SegmentFd {
-                file,
-                glommio: OnceCell::new(),
-            }),
-            staged: RefCell::default(),
-        })
+        Ok(Segment::new(map, size_bytes, file))
     }
 }
 
@@ -250,7 +376,7 @@ impl Storage for FileStore {
             return Ok(());
         }
         let spare = self.spares.pop();
-        let file = make_segment_file(spare, &self.path(seq), size_bytes, header)?;
+        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.direct)?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;
@@ -273,6 +399,7 @@ impl Storage for FileStore {
         self.sync_dir()?;
         let segment = self.segments.remove(&old_seq).expect("checked above");
         *segment.staged.borrow_mut() = Staged::default();
+        *segment.last_write.borrow_mut() = None;
         segment.fd.file.write_all_at(header, 0)?;
         segment.fd.file.sync_data()?;
         self.segments.insert(new_seq, segment);
@@ -303,17 +430,10 @@ impl Storage for FileStore {
 
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes {
         let segment = self.segment(seq);
-        let staged = segment.staged.borrow();
-        if !range.is_empty() && range.end > staged.start && !staged.is_empty() {
-            // Not in the file yet (or straddling): assemble from the map and the buffer.
-            let mut out = Vec::with_capacity(range.len());
-            if range.start < staged.start {
-                let map = segment.map.as_ref().expect("a staged segment is mapped");
-                out.extend_from_slice(&map.view(range.start..staged.start));
-            }
-            staged.copy_out(range.start.max(staged.start), range.end, &mut out);
-            // Past the staged run the file holds zeros (never written since creation).
-            out.resize(range.len(), 0);
+        if segment.in_memory(&range) {
+            // Not in the file yet, or perhaps not visible in the map yet: copied.
+            let mut out = vec![0; range.len()];
+            segment.read_into(range, &mut out);
             return Bytes::from(out);
         }
         match &segment.map {
@@ -357,15 +477,34 @@ impl Storage for FileStore {
         self.path(seq).display().to_string()
     }
 
-    /// Hands the staged bytes to the page cache now (one `pwrite`), so the map shows them;
-    /// the returned syncer makes them durable.
+    /// In direct mode, moves the staged bytes into an O_DIRECT write that the returned syncer
+    /// issues; otherwise hands them to the page cache now (one `pwrite`), so the map shows
+    /// them, and the syncer makes them durable.
     fn syncer(&self, seq: u64) -> FileSyncer {
         let segment = self.segment(seq);
-        let written = segment.staged.borrow_mut().flush(&segment.fd.file);
+        // Older segments take no more writes: once their last one is done (its buffer is
+        // ours alone again), the map shows it and the buffer can go.
+        for (_, older) in self.segments.range(..seq) {
+            let mut last_write = older.last_write.borrow_mut();
+            if last_write
+                .as_ref()
+                .is_some_and(|w| Rc::strong_count(&w.buf) == 1)
+            {
+                *last_write = None;
+            }
+        }
+        let work = if self.direct {
+            SyncWork::Direct {
+                path: self.path(seq),
+                write: segment.stage_direct_write(),
+            }
+        } else {
+            SyncWork::Flushed(segment.staged.borrow_mut().flush(&segment.fd.file))
+        };
         FileSyncer {
             fd: Rc::clone(&segment.fd),
             mode: self.mode,
-            written,
+            work,
         }
     }
 }
@@ -374,6 +513,22 @@ impl Storage for FileStore {
 /// (renamed, `header` written over its start, durable: its old records are garbage to the new
 /// sequence number, as in a recycled segment), else as [`write_new_segment`] does.
 fn make_segment_file(
+    spare: Option<PathBuf>,
+    path: &Path,
+    size_bytes: u64,
+    header: &[u8],
+    direct: bool,
+) -> io::Result<File> {
+    let file = reuse_or_write_segment(spare, path, size_bytes, header)?;
+    if direct {
+        // Its O_DIRECT writes then find no cached page to invalidate; the header's block
+        // stays, as the first write starts with it.
+        super::mmap::drop_cached(&file, DIRECT_BLOCK_BYTES as u64)?;
+    }
+    Ok(file)
+}
+
+fn reuse_or_write_segment(
     spare: Option<PathBuf>,
     path: &Path,
     size_bytes: u64,
@@ -420,32 +575,112 @@ fn write_new_segment(path: &Path, size_bytes: u64, header: &[u8]) -> io::Result<
     Ok(file)
 }
 
+/// Whether files in `dir` can be opened with O_DIRECT (some file systems refuse it), tried
+/// with a scratch file.
+fn takes_direct_io(dir: &Path) -> bool {
+    let probe = dir.join(".direct-io-probe");
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = fs::remove_file(&probe);
+    opened
+}
+
 /// Syncs one segment file; see [`SyncMode`].
 pub struct FileSyncer {
     fd: Rc<SegmentFd>,
     mode: SyncMode,
-    /// The outcome of writing the staged bytes: a failure fails the sync.
-    written: io::Result<()>,
+    work: SyncWork,
+}
+
+enum SyncWork {
+    /// The staged bytes went to the page cache with `pwrite` when the syncer was made: the
+    /// outcome, which fails the sync if it failed.
+    Flushed(io::Result<()>),
+    /// An O_DIRECT | O_DSYNC write of the segment at `path`, at a file offset, if anything
+    /// was staged.
+    Direct {
+        path: PathBuf,
+        write: Option<(u64, Rc<DmaBuffer>)>,
+    },
+}
+
+impl SegmentFd {
+    /// The segment's O_DIRECT | O_DSYNC handle, opened at `path` on first use.
+    async fn direct_file(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
+        if let Some(file) = self.direct.get() {
+            return Ok(Rc::clone(file));
+        }
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(path)
+            .await
+            .map_err(io::Error::from)?;
+        let file = Rc::new(file);
+        let _ = self.direct.set(Rc::clone(&file));
+        Ok(file)
+    }
+
+    /// The descriptor as a glommio file, for io_uring fdatasync.
+    fn uring_file(&self) -> io::Result<Rc<glommio::io::BufferedFile>> {
+        if let Some(file) = self.glommio.get() {
+            return Ok(Rc::clone(file));
+        }
+        let file = Rc::new(glommio_file(&self.file)?);
+        let _ = self.glommio.set(Rc::clone(&file));
+        Ok(file)
+    }
 }
 
 impl SegmentSyncer for FileSyncer {
     async fn sync(self) -> io::Result<()> {
-        self.written?;
-        match self.mode {
-            SyncMode::PageCache => Ok(()),
-            SyncMode::Blocking => self.fd.file.sync_data(),
-            SyncMode::IoUring => {
-                // The staged bytes went in with pwrite(2) when this syncer was made; fdatasync
-                // on the descriptor writes them back.
-                let file = match self.fd.glommio.get() {
-                    Some(file) => Rc::clone(file),
-                    None => {
-                        let file = Rc::new(glommio_file(&self.fd.file)?);
-                        let _ = self.fd.glommio.set(Rc::clone(&file));
-                        file
-                    }
-                };
+        match self.work {
+            SyncWork::Flushed(written) => {
+                written?;
+                match self.mode {
+                    SyncMode::PageCache => Ok(()),
+                    SyncMode::Blocking => self.fd.file.sync_data(),
+                    // fdatasync on the descriptor writes back what the pwrite left in the
+                    // page cache.
+                    SyncMode::IoUring => self
+                        .fd
+                        .uring_file()?
+                        .fdatasync()
+                        .await
+                        .map_err(io::Error::from),
+                }
+            }
+            // Nothing staged; the fdatasync still covers what an earlier process may have
+            // left in the page cache (recovery syncs the segments it keeps).
+            SyncWork::Direct { path, write: None } => {
+                let file = self.fd.direct_file(&path).await?;
                 file.fdatasync().await.map_err(io::Error::from)
+            }
+            SyncWork::Direct {
+                path,
+                write: Some((offset, buf)),
+            } => {
+                let file = self.fd.direct_file(&path).await?;
+                let len = buf.len();
+                let written = file
+                    .write_rc_at(buf, offset)
+                    .await
+                    .map_err(io::Error::from)?;
+                if written != len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!(
+                            "short O_DIRECT write: {written} of {len} bytes at offset {offset}"
+                        ),
+                    ));
+                }
+                Ok(())
             }
         }
     }

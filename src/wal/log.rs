@@ -77,6 +77,10 @@ pub struct Wal<S: Storage> {
     pub(super) next_lsn: u64,
     /// Every record below this lsn is durable.
     pub(super) durable_lsn: u64,
+    /// A sync was begun and not finished yet: the next may not begin (the file store's
+    /// O_DIRECT writes rewrite the block the previous one ended in, so two in flight could
+    /// land in the wrong order).
+    pub(super) sync_in_flight: bool,
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
     pub(super) unsynced_groups: Vec<u64>,
@@ -104,6 +108,7 @@ impl<S: Storage> Wal<S> {
             cursor: recovered.cursor,
             next_lsn: recovered.next_lsn,
             durable_lsn: recovered.next_lsn,
+            sync_in_flight: false,
             unsynced_segments: Vec::new(),
             unsynced_groups: Vec::new(),
             reclaim_pending: VecDeque::new(),

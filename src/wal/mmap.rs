@@ -1,5 +1,6 @@
 //! The only unsafe code of the WAL: a shared read-only map of a segment file, handing a file
-//! descriptor to glommio, and writing a file range back to the device.
+//! descriptor to glommio, writing a file range back to the device, and dropping a file's
+//! cached pages.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -11,28 +12,33 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 
-/// A `MAP_SHARED` read-only map of a whole segment file (writes go through `pwrite`, see
-/// `file.rs`).
+/// A `MAP_SHARED` read-only map of a whole segment file (writes go through `pwrite` or
+/// O_DIRECT writes, see `file.rs`).
 ///
 /// Invariants that make the unsafe blocks below sound, upheld by the WAL and `FileStore`:
 /// 1. The file is ours alone (the data dir belongs to one process) and is never shortened
 ///    while mapped, so every address in `0..len` stays backed by the file: no SIGBUS.
-/// 2. The file's bytes change (by `pwrite` from the thread that owns the WAL) only at ranges
-///    no live [`Mapping::view`] covers: the WAL writes at or after its append cursor and views
-///    only cover records behind it; a segment is recycled (written from the start again)
-///    only when no view holds its map (`Arc::strong_count == 1`).
+/// 2. The file's bytes change (by `pwrite` or an O_DIRECT write issued by the thread that owns
+///    the WAL) only at ranges no live [`Mapping::view`] covers, or to the same bytes: the WAL
+///    writes at or after its append cursor (an O_DIRECT write rewrites the whole block the
+///    cursor is in, with the bytes it already holds) and views only cover records behind it;
+///    a segment is recycled (written from the start again) only when no view holds its map
+///    (`Arc::strong_count == 1`).
 pub struct Mapping {
     raw: MmapRaw,
 }
 
 impl Mapping {
-    /// Maps `len` bytes of `file` and pre-faults them (`MAP_POPULATE`) so reads take no major
-    /// fault.
-    pub fn map(file: &File, len: usize) -> io::Result<Arc<Mapping>> {
-        let raw = MmapOptions::new()
-            .len(len)
-            .populate()
-            .map_raw_read_only(file)?;
+    /// Maps `len` bytes of `file`, pre-faulted (`MAP_POPULATE`) when `populate` so reads take
+    /// no fault. Not for a file written with O_DIRECT: every such write would then have to
+    /// unmap the pages it replaces from the page tables first.
+    pub fn map(file: &File, len: usize, populate: bool) -> io::Result<Arc<Mapping>> {
+        let mut options = MmapOptions::new();
+        options.len(len);
+        if populate {
+            options.populate();
+        }
+        let raw = options.map_raw_read_only(file)?;
         Ok(Arc::new(Mapping { raw }))
     }
 
@@ -103,5 +109,21 @@ pub(super) fn write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Drops the clean cached pages of `file` from `offset` on (`posix_fadvise(DONTNEED)`), so
+/// O_DIRECT writes there find no page to invalidate first. Only a hint: pages still dirty or
+/// mapped stay.
+pub(super) fn drop_cached(file: &File, offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let offset = i64::try_from(offset).map_err(io::Error::other)?;
+    // SAFETY: posix_fadvise takes a descriptor (open for as long as `file` is borrowed) and
+    // plain integers; it touches no memory of this process.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
     }
 }

@@ -20,7 +20,8 @@
 //! 64 MiB by default), is created at full size and filled with zeros (real writes, so an
 //! fdatasync after an overwrite flushes data only, with no extent conversion in the journal;
 //! written back to the device a MiB at a time, so the active segment's syncs never queue
-//! behind a whole segment of zeros), and is mapped `MAP_SHARED` for its whole life. The file is never shortened while mapped.
+//! behind a whole segment of zeros), and is mapped `MAP_SHARED` for its whole life (for
+//! reading). The file is never shortened while mapped.
 //!
 //! ## Segment header (64 bytes at offset 0, little endian)
 //!
@@ -63,17 +64,21 @@
 //!    does not fit), seals the record with its crc and hands it to the storage as parts
 //!    (the WAL's own bytes, and the entries' bodies), then moves the cursor. Nothing is
 //!    durable yet; reads see it at once. On the file store the parts go to a per-segment
-//!    staging buffer (`staged.rs`: copied, except big shared bodies, kept by reference),
-//!    handed to the file with one vectored write when the sync begins (then the read-only
-//!    map shows it): storing through the shared map instead costs a write-protect fault per
-//!    page and a clean pass per writeback (measured: unsynced 64 B appends 3.2 → 6.3 M/s, a
-//!    small group commit 855 → 159 µs).
-//! 2. A sync issues `fdatasync` on every segment written since the previous sync, oldest
-//!    first, through glommio's io_uring on the file store. One sync covers every group of the
-//!    core (group commit); it reports each group's durable last index and term. In the
-//!    file store's `PageCache` mode (`--sync never`) a sync only hands the staged bytes to
-//!    the kernel: "durable" then means "survives the process", and dead segments are still
-//!    reclaimed.
+//!    staging buffer (`staged.rs`: copied, except big shared bodies, kept by reference):
+//!    storing through the shared map instead costs a write-protect fault per page and a clean
+//!    pass per writeback (measured: unsynced 64 B appends 3.2 → 6.3 M/s, a small group commit
+//!    855 → 159 µs).
+//! 2. A sync writes each segment's staged bytes and makes them durable, segments in order,
+//!    oldest first. With fdatasync on, on the file store, that is one O_DIRECT | O_DSYNC
+//!    write per segment through glommio's io_uring: whole 4 KiB blocks from the one the last
+//!    write ended in (its bytes rewritten unchanged, from that write's buffer) to the end of
+//!    the staged bytes, zero-padded (`file.rs`; a file system that refuses O_DIRECT gets a
+//!    `pwrite` and an io_uring fdatasync instead). One sync covers every group of the core
+//!    (group commit) and reports each group's durable last index and term. One sync at a
+//!    time: the next begins once the last is finished, so two writes of the same block are
+//!    never in flight together. In the file store's `PageCache` mode (`--sync never`) a sync
+//!    only hands the staged bytes to the kernel: "durable" then means "survives the process",
+//!    and dead segments are still reclaimed.
 //! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
 //!    that names the cause. The kernel may have dropped the dirty pages and cleared the error,
 //!    so retrying could report success for lost data (the "fsyncgate" lesson). Restart and
@@ -93,10 +98,20 @@
 //! # What we assume of the medium
 //!
 //! - After `fdatasync` on a file returns success, the bytes written to it before the call,
-//!   through `write(2)` or through a `MAP_SHARED` map, survive power loss. On Linux the shared
+//!   through `write(2)` or through a `MAP_SHARED` map, survive power loss; so do the bytes of
+//!   a write through an O_DSYNC descriptor once it returns success. On Linux the shared
 //!   map is the file's page cache: a store to a clean mapped page takes a write-protect fault
 //!   that marks the page dirty, and writeback re-protects it, so fdatasync on the descriptor
 //!   finds every page written through the map; `msync` adds nothing (and is slower).
+//! - A page-cache page of a range written with O_DIRECT is dropped by the kernel once the
+//!   write is done, so the map shows the written bytes from then on (until then the file
+//!   store serves them from the write's buffer). Nothing else writes a segment file through
+//!   the page cache once records go in: its zero-fill and header are written and synced
+//!   before (and a recycled file's new header, before it takes records again).
+//! - Rewriting a block with the bytes it holds does not change them, even if the write is
+//!   torn: each sector ends up old or new, and both agree on those bytes. (A device that
+//!   zeroes a sector torn mid-write would break this, as it breaks any log whose last block is
+//!   written twice, buffered writeback included.)
 //! - Bytes written since the last completed sync may, after a crash, be present, absent,
 //!   zero, or any mix of those per 512-byte sector. Synced bytes do not change in a crash.
 //! - Media corruption (a flipped bit in synced data) is rare but possible, and must be
@@ -132,11 +147,15 @@
 //!
 //! # Known costs
 //!
-//! - A payload byte of a small entry is copied twice before it reaches the page cache: into
-//!   the staging buffer, and by the kernel. With the crc and the zeroing of the buffer this
-//!   is about 70–90 µs of CPU per 256 KiB batch of 1 KiB entries: the gap between the WAL's
-//!   durable MB/s and the raw write+fdatasync figure (`cargo bench --bench wal`). Bodies of
-//!   16 KiB and more skip the first copy; below that an iovec costs as much as the copy.
+//! - A payload byte of a small entry is copied twice on the loop thread: into the staging
+//!   buffer, and into the block-aligned buffer of the sync's O_DIRECT write (no copy by the
+//!   kernel then). Bodies of 16 KiB and more skip the first copy.
+//! - A sync through io_uring costs more than the same blocking write: the kernel finishes an
+//!   O_DSYNC write on a worker (a cache flush after the data) and then wakes the loop, two
+//!   thread hand-offs that a blocking `write` does not pay. `cargo bench --bench wal` prints
+//!   the WAL's figures beside both the blocking write + fdatasync and the blocking O_DIRECT
+//!   | O_DSYNC write of the same bytes; the node hides this cost by working on while a sync
+//!   is in flight.
 //! - `FileStore`'s create, recycle and remove are blocking file-system calls; the WAL makes
 //!   them only in `prepare_next`, in rotation when `prepare_next` was late (counted in
 //!   `WalStats::rotation_stalls`), and in compaction after a sync. The node builds the next
@@ -152,7 +171,8 @@
 //!   recovery.rs, decision.rs     the scan and its decision table
 //!   format.rs, payload.rs        byte layouts, checksums
 //!   storage.rs                   the trait under it all
-//!   file.rs, mmap.rs             files + shared maps + io_uring fdatasync (mmap.rs: all unsafe)
+//!   file.rs, mmap.rs             files + shared maps + O_DIRECT writes through io_uring
+//!                                (mmap.rs: all unsafe)
 //!   mem.rs                       in-memory storage with crash faults, for tests and the sim
 //! ```
 

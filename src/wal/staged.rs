@@ -1,5 +1,6 @@
 //! The file store's staging buffer: a segment's records written since its last sync, held in
-//! memory and handed to the file in one vectored write when the sync begins.
+//! memory and handed to the file when the sync begins (one vectored write to the page cache,
+//! or a copy into the block-aligned buffer of an O_DIRECT write).
 //!
 //! The run is contiguous in the file from `start`. Most of it is owned bytes (headers,
 //! prefixes, small records); big shared entry bodies are kept by reference between them, so
@@ -108,17 +109,42 @@ impl Staged {
         pieces
     }
 
-    /// Appends to `out` the run's bytes of file range `start..end` (within the run).
-    pub(super) fn copy_out(&self, start: usize, end: usize, out: &mut Vec<u8>) {
+    /// Copies the run's bytes of file range `start..end` (within the run) into `out`, which
+    /// is exactly as long.
+    pub(super) fn copy_out(&self, start: usize, end: usize, out: &mut [u8]) {
+        assert_eq!(out.len(), end - start, "copy_out into a wrong-sized buffer");
         let mut at = self.start;
         for piece in self.pieces() {
             let piece_end = at + piece.len();
             let (from, to) = (start.max(at), end.min(piece_end));
             if from < to {
-                out.extend_from_slice(&piece[from - at..to - at]);
+                out[from - start..to - start].copy_from_slice(&piece[from - at..to - at]);
             }
             at = piece_end;
         }
+    }
+
+    /// Copies the whole run into `out`, which is exactly as long, and empties the run.
+    pub(super) fn take_into(&mut self, out: &mut [u8]) {
+        assert_eq!(
+            out.len(),
+            self.end() - self.start,
+            "take_into a wrong-sized buffer"
+        );
+        let mut at = 0;
+        for piece in self.pieces() {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        self.clear();
+    }
+
+    /// Empties the run; the next one starts where it ended.
+    fn clear(&mut self) {
+        self.start = self.end();
+        self.bytes.clear();
+        self.shared.clear();
+        self.shared_bytes = 0;
     }
 
     /// Writes the run to `file` (into the page cache: no wait for the disk) and empties it.
@@ -139,10 +165,7 @@ impl Staged {
                 IoSlice::advance_slices(&mut rest, written);
             }
         }
-        self.start = self.end();
-        self.bytes.clear();
-        self.shared.clear();
-        self.shared_bytes = 0;
+        self.clear();
         Ok(())
     }
 }
@@ -179,7 +202,8 @@ mod tests {
         assert_eq!(staged.end(), 100 + expected.len());
         assert_eq!(staged.shared.len(), 1, "the small body is copied");
         for (from, to) in [(100, 100 + expected.len()), (113, 600), (115, 116)] {
-            let mut out = Vec::new();
+            let to = to.min(staged.end());
+            let mut out = vec![0; to - from];
             staged.copy_out(from, to, &mut out);
             assert_eq!(out, expected[from - 100..to - 100], "{from}..{to}");
         }

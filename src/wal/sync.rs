@@ -49,9 +49,14 @@ impl<Y: SegmentSyncer> SyncTicket<Y> {
 impl<S: Storage> Wal<S> {
     /// Starts a sync of everything appended so far. Await `ticket.wait()` (it borrows nothing
     /// of the WAL, so appends may go on and ride the next sync), then hand the result to
-    /// `finish_sync`. Tickets must be finished in the order they were begun.
+    /// `finish_sync`. One sync at a time: beginning another before finishing this one panics.
     pub fn begin_sync(&mut self) -> Result<SyncTicket<S::Syncer>, WalError> {
         self.check_poisoned()?;
+        assert!(
+            !self.sync_in_flight,
+            "a WAL sync began while another was in flight"
+        );
+        self.sync_in_flight = true;
         let syncers = self
             .unsynced_segments
             .drain(..)
@@ -82,6 +87,7 @@ impl<S: Storage> Wal<S> {
     /// Completes a sync: on success reports what became durable and reclaims dead segments;
     /// on failure poisons the WAL (the data's fate is unknown; fsync is never retried).
     pub fn finish_sync(&mut self, done: SyncDone) -> Result<SyncReport, WalError> {
+        self.sync_in_flight = false;
         self.check_poisoned()?;
         if let Err((file, source)) = done.result {
             self.poisoned = Some(format!("fdatasync of {file} failed: {source}"));
