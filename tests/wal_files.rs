@@ -175,6 +175,15 @@ fn build(dir: &Path, batches: u64) {
     }
 }
 
+/// Five synced batches, then zeros over the last 64 bytes of the last one: a torn tail.
+fn build_with_torn_tail(dir: &Path) {
+    build(dir, 5);
+    let path = segment(dir, 1);
+    let bytes = fs::read(&path).expect("read");
+    let end = bytes.iter().rposition(|&b| b != 0).expect("data") as u64 + 1;
+    patch(&path, end - 64, &[0u8; 64]);
+}
+
 fn reopen(dir: &Path) -> Result<Wal<FileStore>, WalOpenError> {
     let store = FileStore::open(dir, SyncMode::Blocking).expect("store");
     block_on(Wal::open(store, config()))
@@ -220,11 +229,7 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
     // Goal: zeros over the end of the last batch read as a torn tail: open succeeds with the
     // earlier batches, and new appends after it survive another reopen.
     let dir = temp_dir("zeroed");
-    build(&dir, 5);
-    let path = segment(&dir, 1);
-    let bytes = fs::read(&path).expect("read");
-    let end = bytes.iter().rposition(|&b| b != 0).expect("data") as u64 + 1;
-    patch(&path, end - 64, &[0u8; 64]);
+    build_with_torn_tail(&dir);
     let mut wal = reopen(&dir).expect("opens");
     for group in 0..4 {
         let entries = read_all(&wal, group);
@@ -577,11 +582,7 @@ fn a_torn_tail_is_overwritten_by_direct_writes_that_keep_the_records_before_it()
     // that holds kept records (read from the file, not from a previous write's buffer) and
     // zeros; the kept records survive it and another reopen.
     let dir = temp_dir("direct-torn");
-    build(&dir, 5);
-    let path = segment(&dir, 1);
-    let bytes = fs::read(&path).expect("read");
-    let end = bytes.iter().rposition(|&b| b != 0).expect("data") as u64 + 1;
-    patch(&path, end - 64, &[0u8; 64]);
+    build_with_torn_tail(&dir);
     on_glommio(async {
         let store = FileStore::open(&dir, SyncMode::IoUring).expect("store");
         let mut wal = Wal::open(store, config()).await.expect("opens");

@@ -141,47 +141,45 @@ impl Segment {
         }
     }
 
+    /// The lowest offset whose bytes the map may not show yet: the start of the last
+    /// O_DIRECT write or of the staged bytes, if any.
+    fn memory_from(&self) -> Option<usize> {
+        let staged = self.staged.borrow();
+        let staged_from = (!staged.is_empty()).then_some(staged.start);
+        let written_from = self.last_write.borrow().as_ref().map(|w| w.start);
+        staged_from.into_iter().chain(written_from).min()
+    }
+
+    /// Whether reads of `range` must come from memory (see `read_into`).
+    fn in_memory(&self, range: &Range<usize>) -> bool {
+        !range.is_empty() && self.memory_from().is_some_and(|from| range.end > from)
+    }
+
     /// Fills `out` with the segment's bytes of `range`, newest first: staged bytes, then the
     /// last O_DIRECT write's buffer, then the map below both; zeros past the staged bytes
     /// (what the file holds there is never read as a record).
     fn read_into(&self, range: Range<usize>, out: &mut [u8]) {
-        let staged = self.staged.borrow();
-        let last_write = self.last_write.borrow();
-        let mut memory_from = range.end;
-        if !staged.is_empty() {
-            memory_from = memory_from.min(staged.start);
-        }
-        if let Some(write) = last_write.as_ref() {
-            memory_from = memory_from.min(write.start);
-        }
+        let memory_from = self.memory_from().map_or(range.end, |f| f.min(range.end));
         out.fill(0);
         if range.start < memory_from {
             let map = self.map.as_ref().expect("a written segment is mapped");
-            let below = range.start..memory_from.min(range.end);
+            let below = range.start..memory_from;
             out[..below.len()].copy_from_slice(&map.view(below));
         }
-        if let Some(write) = last_write.as_ref() {
+        if let Some(write) = self.last_write.borrow().as_ref() {
             let (from, to) = (range.start.max(write.start), range.end.min(write.end()));
             if from < to {
                 out[from - range.start..to - range.start]
                     .copy_from_slice(&write.buf.as_bytes()[from - write.start..to - write.start]);
             }
         }
+        let staged = self.staged.borrow();
         if !staged.is_empty() {
             let (from, to) = (range.start.max(staged.start), range.end.min(staged.end()));
             if from < to {
                 staged.copy_out(from, to, &mut out[from - range.start..to - range.start]);
             }
         }
-    }
-
-    /// Whether reads of `range` must come from memory (see `read_into`).
-    fn in_memory(&self, range: &Range<usize>) -> bool {
-        let staged = self.staged.borrow();
-        let last_write = self.last_write.borrow();
-        !range.is_empty()
-            && ((!staged.is_empty() && range.end > staged.start)
-                || last_write.as_ref().is_some_and(|w| range.end > w.start))
     }
 
     /// Moves the staged bytes into the buffer of an O_DIRECT write of whole blocks, and keeps
