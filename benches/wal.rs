@@ -177,6 +177,10 @@ async fn wal_group_commit(
         if let Some(done) = futures_lite::future::poll_once(&mut sync).await {
             wal.finish_sync(done).expect("sync");
         } else if pipelined {
+            // glommio hands queued I/O to the kernel when the executor next polls its rings,
+            // which a task that keeps running never lets it do: a 1 µs timer makes this task
+            // wait once, so the write is submitted before the next batch is built.
+            glommio::timer::sleep(Duration::from_micros(1)).await;
             in_flight = Some(sync);
         } else {
             wal.finish_sync(sync.await).expect("sync");
