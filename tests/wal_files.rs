@@ -49,14 +49,34 @@ fn on_glommio<T>(fut: impl Future<Output = T>) -> T {
         .run(fut)
 }
 
+/// `store`, checked to run in the `mode` asked for: a test of O_DIRECT writes must not pass
+/// on the fallback unnoticed (its temp dir must be on a file system that takes O_DIRECT).
+fn checked_mode(store: FileStore, mode: SyncMode) -> FileStore {
+    assert_eq!(
+        store.mode(),
+        mode,
+        "O_DIRECT refused in {}",
+        store.dir().display()
+    );
+    store
+}
+
 fn payload(group: u64, index: u64) -> Vec<u8> {
     vec![(group * 16 + index) as u8; 100 + (index % 50) as usize]
 }
 
 #[test]
-fn appends_synced_through_io_uring_survive_reopen_and_compaction() {
-    // Goal: the production path end to end: map, append, io_uring fdatasync, rotate onto
-    // prepared segments, compact, reopen. A view read before compaction stays valid after.
+fn appends_synced_by_direct_writes_survive_reopen_and_compaction() {
+    // Goal: the production path end to end: map, append, O_DIRECT | O_DSYNC writes through
+    // io_uring, rotate onto prepared segments, compact, reopen. A view read before
+    // compaction stays valid after.
+    synced_appends_survive_reopen_and_compaction(SyncMode::Direct, "direct-compaction");
+}
+
+#[test]
+fn appends_synced_by_io_uring_fdatasync_survive_reopen_and_compaction() {
+    // Goal: the same through the fallback for file systems that refuse O_DIRECT: a pwrite
+    // and an fdatasync through io_uring.
     synced_appends_survive_reopen_and_compaction(SyncMode::IoUring, "uring");
 }
 
@@ -71,7 +91,7 @@ fn syncs_without_fdatasync_still_write_the_files_and_reclaim_segments() {
 fn synced_appends_survive_reopen_and_compaction(mode: SyncMode, name: &str) {
     let dir = temp_dir(name);
     on_glommio(async {
-        let store = FileStore::open(&dir, mode).expect("store");
+        let store = checked_mode(FileStore::open(&dir, mode).expect("store"), mode);
         let mut wal = Wal::open(store, config()).await.expect("fresh");
         for index in 1..=600 {
             for group in 0..4 {
@@ -535,8 +555,10 @@ fn direct_writes_rewrite_their_shared_block_and_read_back_at_every_stage() {
     // rotates writes two segments.
     let dir = temp_dir("direct");
     on_glommio(async {
-        let store = FileStore::open(&dir, SyncMode::IoUring).expect("store");
-        let mut wal = Wal::open(store, config()).await.expect("fresh");
+        let store = FileStore::open(&dir, SyncMode::Direct).expect("store");
+        let mut wal = Wal::open(checked_mode(store, SyncMode::Direct), config())
+            .await
+            .expect("fresh");
         let check = |wal: &Wal<FileStore>, last: u64, when: &str| {
             let entries = read_all(wal, 5);
             assert_eq!(entries.len() as u64, last, "{when}");
@@ -584,8 +606,10 @@ fn a_torn_tail_is_overwritten_by_direct_writes_that_keep_the_records_before_it()
     let dir = temp_dir("direct-torn");
     build_with_torn_tail(&dir);
     on_glommio(async {
-        let store = FileStore::open(&dir, SyncMode::IoUring).expect("store");
-        let mut wal = Wal::open(store, config()).await.expect("opens");
+        let store = FileStore::open(&dir, SyncMode::Direct).expect("store");
+        let mut wal = Wal::open(checked_mode(store, SyncMode::Direct), config())
+            .await
+            .expect("opens");
         let last = wal.group(3).expect("group").last_index;
         wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
             .expect("append");

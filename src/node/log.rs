@@ -78,13 +78,19 @@ impl WalLog {
         bootstrap: &Persisted,
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
         let mode = match config.sync {
-            SyncMode::Always => WalSync::IoUring,
+            SyncMode::Always => WalSync::Direct,
             // Syncs still run (they hand the bytes to the kernel and let dead segments be
             // reclaimed), without fdatasync.
             SyncMode::Never => WalSync::PageCache,
         };
         let store = FileStore::open(dir, mode)
             .map_err(|e| format!("cannot open the WAL in {}: {e}", dir.display()))?;
+        if mode == WalSync::Direct && store.mode() != WalSync::Direct {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the file system refuses O_DIRECT: WAL syncs are a write and an fdatasync"
+            );
+        }
         // A snapshot write cut by a crash left only its temporary file: never part of the state.
         for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
             let path = entry.map_err(|e| e.to_string())?.path();

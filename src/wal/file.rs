@@ -7,17 +7,18 @@
 //! write-protect pass over the mapping at every writeback, which measured 7–14× the raw
 //! fdatasync latency for a small batch.
 //!
-//! With fdatasync on (`SyncMode::IoUring`), a sync is one O_DIRECT | O_DSYNC write per segment
+//! In `SyncMode::Direct` (the node's mode with fsync on), a sync is one O_DIRECT | O_DSYNC write per segment
 //! through io_uring (glommio's `DmaFile`): whole 4 KiB blocks, from the block the previous
 //! write ended in (its bytes come from that write's buffer, kept for the purpose) to the end
 //! of the staged bytes, zero-padded. The kernel hands the buffer straight to the device and
 //! flushes the device's cache when the write is done: no copy into the page cache, no
 //! writeback pass, and no hand-off to an io-wq thread, which a buffered write + fdatasync
 //! through io_uring pays (measured with `cargo bench --bench wal`). Where the file system
-//! refuses O_DIRECT, the store falls back to the buffered write + io_uring fdatasync.
+//! refuses O_DIRECT, the store falls back to `IoUring`.
 //!
 //! The other modes write the staged bytes into the page cache with one `pwrite` when the sync
-//! begins (then the map shows them) and fdatasync (`Blocking`) or not (`PageCache`).
+//! begins (then the map shows them) and fdatasync through io_uring (`IoUring`), blocking
+//! (`Blocking`), or not at all (`PageCache`).
 //!
 //! Reads (`view`) come from the map, except bytes the map may not show yet: those of the last
 //! O_DIRECT write (held in its buffer until the next one) and staged bytes, which are copied.
@@ -40,13 +41,16 @@ use super::mmap::{Mapping, glommio_file};
 use super::staged::Staged;
 use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
 
-/// How `FileStore` issues fdatasync.
+/// How `FileStore` writes a sync's bytes and makes them durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
-    /// Through the io_uring of the current glommio executor (the production path): an
-    /// O_DIRECT | O_DSYNC write of the staged blocks, or where the file system refuses
-    /// O_DIRECT, a buffered write and an fdatasync. Syncing outside a glommio executor thread
-    /// panics.
+    /// One O_DIRECT | O_DSYNC write of the staged blocks per segment, through the io_uring of
+    /// the current glommio executor (the production path; see the module doc). Where the
+    /// file system refuses O_DIRECT, the store runs in `IoUring` mode instead
+    /// ([`FileStore::mode`] says which). Syncing outside a glommio executor thread panics.
+    Direct,
+    /// A `pwrite` of the staged bytes into the page cache, then an fdatasync through the
+    /// io_uring of the current glommio executor. Syncing outside one panics.
     IoUring,
     /// A blocking `fdatasync(2)` on the calling thread: for tools and tests without glommio.
     Blocking,
@@ -238,7 +242,12 @@ impl FileStore {
                 spares.push(entry.path());
             }
         }
-        let direct = mode == SyncMode::IoUring && takes_direct_io(&dir);
+        let mode = if mode == SyncMode::Direct && !takes_direct_io(&dir) {
+            SyncMode::IoUring
+        } else {
+            mode
+        };
+        let direct = mode == SyncMode::Direct;
         Ok(FileStore {
             dir,
             mode,
@@ -247,6 +256,12 @@ impl FileStore {
             built: None,
             spares,
         })
+    }
+
+    /// The mode syncs run in: the one asked for, except `Direct` where the file system
+    /// refuses O_DIRECT (then `IoUring`).
+    pub fn mode(&self) -> SyncMode {
+        self.mode
     }
 
     /// The path of segment `seq`: what open errors name.
@@ -645,8 +660,8 @@ impl SegmentSyncer for FileSyncer {
                     SyncMode::PageCache => Ok(()),
                     SyncMode::Blocking => self.fd.file.sync_data(),
                     // fdatasync on the descriptor writes back what the pwrite left in the
-                    // page cache.
-                    SyncMode::IoUring => self
+                    // page cache. (`Direct` stages no pwrite; it is here for completeness.)
+                    SyncMode::IoUring | SyncMode::Direct => self
                         .fd
                         .uring_file()?
                         .fdatasync()
