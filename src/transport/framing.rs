@@ -13,9 +13,9 @@ use crate::wire::limits::{
 };
 use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader};
 
-/// The smallest read offered to the kernel. Reads start here and double while they come back
-/// full, up to [`RECEIVE_CHUNK_BYTES`]; a quiet connection so zeroes (see [`FrameReader::fill`])
-/// 16 KiB per read, a streaming one reads 256 KiB at a time.
+/// The smallest read offered to the kernel. Reads start here, double while they come back
+/// full, up to [`RECEIVE_CHUNK_BYTES`], and otherwise follow what arrives; a quiet connection
+/// so zeroes (see [`FrameReader::fill`]) 16 KiB per read, a streaming one up to 256 KiB.
 const READ_BYTES_MIN: usize = 16 << 10;
 
 /// The receive side of a connection: bytes read from the socket, split into whole frames.
@@ -87,10 +87,15 @@ impl FrameReader {
         let result = stream.read(&mut self.buffer[filled..]).await;
         let read = *result.as_ref().unwrap_or(&0);
         self.buffer.truncate(filled + read);
+        // A full read may have left more behind: offer twice as much. Otherwise a quarter
+        // more than arrived, room for the stream to speed up without zeroing much that no
+        // read fills. (Twice the last read, as before, zeroed about twice what was read:
+        // 16 KiB messages moved at 45-47% of raw TCP, against 64-96% with this rule, in
+        // alternating runs of `cargo bench --bench transport`.)
         self.read_bytes_next = if read == offered {
             (offered * 2).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
         } else {
-            (read * 2).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
+            (read + read / 4).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
         };
         result
     }
