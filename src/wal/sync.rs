@@ -13,14 +13,15 @@ use super::types::{GroupDurable, SyncReport};
 /// borrows nothing of the WAL, so appends go on meanwhile (they ride the next sync).
 #[must_use = "a sync ticket must be waited on and handed to finish_sync"]
 pub struct SyncTicket<Y: SegmentSyncer> {
-    syncers: Vec<(u64, String, Y)>,
+    syncers: Vec<(u64, Y)>,
     pending: PendingSync,
 }
 
 /// What a completed ticket hands back to `finish_sync`.
 pub struct SyncDone {
     pending: PendingSync,
-    result: Result<(), (String, io::Error)>,
+    /// On failure: the segment whose sync failed, and why.
+    result: Result<(), (u64, io::Error)>,
 }
 
 struct PendingSync {
@@ -31,11 +32,11 @@ struct PendingSync {
 impl<Y: SegmentSyncer> SyncTicket<Y> {
     /// Runs the segment syncs, oldest segment first; stops at the first failure.
     pub async fn wait(self) -> SyncDone {
-        for (_, file, syncer) in self.syncers {
+        for (seq, syncer) in self.syncers {
             if let Err(err) = syncer.sync().await {
                 return SyncDone {
                     pending: self.pending,
-                    result: Err((file, err)),
+                    result: Err((seq, err)),
                 };
             }
         }
@@ -60,7 +61,7 @@ impl<S: Storage> Wal<S> {
         let syncers = self
             .unsynced_segments
             .drain(..)
-            .map(|seq| (seq, self.storage.locate(seq), self.storage.syncer(seq)))
+            .map(|seq| (seq, self.storage.syncer(seq)))
             .collect();
         let groups = self
             .unsynced_groups
@@ -89,7 +90,8 @@ impl<S: Storage> Wal<S> {
     pub fn finish_sync(&mut self, done: SyncDone) -> Result<SyncReport, WalError> {
         self.sync_in_flight = false;
         self.check_poisoned()?;
-        if let Err((file, source)) = done.result {
+        if let Err((seq, source)) = done.result {
+            let file = self.storage.locate(seq);
             self.poisoned = Some(format!("fdatasync of {file} failed: {source}"));
             return Err(WalError::SyncFailed { file, source });
         }
