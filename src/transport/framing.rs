@@ -296,6 +296,24 @@ mod tests {
     }
 
     #[test]
+    fn the_offered_read_doubles_when_filled_and_else_follows_what_came() {
+        // A stream that delivers 100 KiB per read: the offer doubles from 16 KiB while reads
+        // fill it, then settles a quarter above 100 KiB, never at twice what arrives.
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut trickle = Trickle {
+            bytes: vec![0; 2 << 20],
+            at: 0,
+            chunk: 100 << 10,
+        };
+        let mut offers = Vec::new();
+        for _ in 0..6 {
+            futures_lite::future::block_on(reader.fill(&mut trickle)).expect("reads");
+            offers.push(reader.read_bytes_next >> 10);
+        }
+        assert_eq!(offers, [32, 64, 128, 125, 125, 125], "KiB offered next");
+    }
+
+    #[test]
     fn a_frame_over_the_readers_limit_is_refused_from_its_header() {
         let frame = frame_of(&[snapshot_message(1_000)]);
         let mut reader = FrameReader::new(512);
