@@ -7,9 +7,9 @@
 //! write-protect pass over the mapping at every writeback, which measured 7–14× the raw
 //! fdatasync latency for a small batch.
 //!
-//! In `SyncMode::Direct` (the node's mode with fsync on), a sync is one O_DIRECT | O_DSYNC write per segment
-//! through io_uring (glommio's `DmaFile`): whole 4 KiB blocks, from the block the previous
-//! write ended in (its bytes come from that write's buffer, kept for the purpose) to the end
+//! In `SyncMode::Direct` (the node's mode with fsync on), a sync is one O_DIRECT | O_DSYNC
+//! write per segment through io_uring (glommio's `DmaFile`): whole 4 KiB blocks, from the
+//! block the previous write ended in (its bytes come from that write's buffer, kept for the purpose) to the end
 //! of the staged bytes, zero-padded. The kernel hands the buffer straight to the device and
 //! flushes the device's cache when the write is done: no copy into the page cache, no
 //! writeback pass, and no hand-off to an io-wq thread, which a buffered write + fdatasync
@@ -508,7 +508,8 @@ impl Storage for FileStore {
         }
         let work = if self.direct {
             SyncWork::Direct {
-                path: self.path(seq),
+                // Needed to open the O_DIRECT handle on the segment's first sync only.
+                path: segment.fd.direct.get().is_none().then(|| self.path(seq)),
                 write: segment.stage_direct_write(),
             }
         } else {
@@ -614,20 +615,23 @@ enum SyncWork {
     /// The staged bytes went to the page cache with `pwrite` when the syncer was made: the
     /// outcome, which fails the sync if it failed.
     Flushed(io::Result<()>),
-    /// An O_DIRECT | O_DSYNC write of the segment at `path`, at a file offset, if anything
-    /// was staged.
+    /// An O_DIRECT | O_DSYNC write of the segment, at a file offset, if anything was staged;
+    /// `path` to open the segment's handle with, if it is not open yet.
     Direct {
-        path: PathBuf,
+        path: Option<PathBuf>,
         write: Option<(u64, Rc<DmaBuffer>)>,
     },
 }
 
 impl SegmentFd {
     /// The segment's O_DIRECT | O_DSYNC handle, opened at `path` on first use.
-    async fn direct_file(&self, path: &Path) -> io::Result<Rc<DmaFile>> {
+    async fn direct_file(&self, path: Option<&Path>) -> io::Result<Rc<DmaFile>> {
         if let Some(file) = self.direct.get() {
             return Ok(Rc::clone(file));
         }
+        // One sync at a time: the sync that found no handle opens it before the next begins.
+        let path =
+            path.ok_or_else(|| io::Error::other("the segment's O_DIRECT handle is missing"))?;
         let file = glommio::io::OpenOptions::new()
             .read(true)
             .write(true)
@@ -672,14 +676,14 @@ impl SegmentSyncer for FileSyncer {
             // Nothing staged; the fdatasync still covers what an earlier process may have
             // left in the page cache (recovery syncs the segments it keeps).
             SyncWork::Direct { path, write: None } => {
-                let file = self.fd.direct_file(&path).await?;
+                let file = self.fd.direct_file(path.as_deref()).await?;
                 file.fdatasync().await.map_err(io::Error::from)
             }
             SyncWork::Direct {
                 path,
                 write: Some((offset, buf)),
             } => {
-                let file = self.fd.direct_file(&path).await?;
+                let file = self.fd.direct_file(path.as_deref()).await?;
                 let len = buf.len();
                 let written = file
                     .write_rc_at(buf, offset)
