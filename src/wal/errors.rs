@@ -148,7 +148,7 @@ impl fmt::Display for WalError {
             WalError::SyncFailed { file, source } => {
                 write!(
                     f,
-                    "fdatasync of {file} failed: {source}; the WAL is poisoned"
+                    "sync of {file} (its write or its flush to the device) failed: {source}; the WAL is poisoned"
                 )
             }
             WalError::SegmentIo { file, source } => {

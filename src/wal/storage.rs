@@ -46,7 +46,8 @@ pub(super) fn copy_parts(slot: &mut [u8], parts: &[Part<'_>]) {
 /// Makes one segment's written bytes durable. Owned, so it can outlive a borrow of the WAL.
 pub trait SegmentSyncer: 'static {
     /// Completes once every byte written to the segment before the call is durable (on the
-    /// file store: an fdatasync of the segment file issued through io_uring). An error means
+    /// file store: an O_DIRECT | O_DSYNC write, or an fdatasync, issued through io_uring).
+    /// An error means
     /// the durability of those bytes is unknown; the WAL poisons itself and never retries.
     fn sync(self) -> impl Future<Output = io::Result<()>>;
 }

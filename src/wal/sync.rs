@@ -92,7 +92,7 @@ impl<S: Storage> Wal<S> {
         self.check_poisoned()?;
         if let Err((seq, source)) = done.result {
             let file = self.storage.locate(seq);
-            self.poisoned = Some(format!("fdatasync of {file} failed: {source}"));
+            self.poisoned = Some(format!("sync of {file} failed: {source}"));
             return Err(WalError::SyncFailed { file, source });
         }
         assert!(
