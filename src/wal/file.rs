@@ -639,6 +639,13 @@ impl SegmentFd {
             .dma_open(path)
             .await
             .map_err(io::Error::from)?;
+        if file.alignment() > DIRECT_BLOCK_BYTES as u64 {
+            return Err(io::Error::other(format!(
+                "{} wants O_DIRECT writes aligned to {} bytes; the WAL writes {DIRECT_BLOCK_BYTES}-byte blocks",
+                path.display(),
+                file.alignment()
+            )));
+        }
         let file = Rc::new(file);
         let _ = self.direct.set(Rc::clone(&file));
         Ok(file)
