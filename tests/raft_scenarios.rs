@@ -4,12 +4,15 @@
 
 use bytes::Bytes;
 use cohort::raft::{
-    AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
-    ConfChangeTransition, Config, Entry, EntryKind, HardState, HeartbeatResponse, LogIndex,
-    Message, MessageBody, NodeId, Persisted, ProgressState, ProposeError, Proposed, Replica, Role,
-    Term, TransferError, VoteResponse,
+    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, Config,
+    Entry, EntryKind, HardState, HeartbeatResponse, LogIndex, Message, MessageBody, NodeId,
+    Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Term, TransferError,
+    VoteResponse,
 };
 use cohort::sim::Cluster;
+
+mod common;
+use common::messages::empty_entry_2;
 
 const SEED: u64 = 7;
 
@@ -279,17 +282,7 @@ fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
     let mut config = Config::new(NodeId(2));
     config.pre_vote = false;
     let mut follower = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
-    let append = AppendRequest {
-        prev_log_index: LogIndex(1),
-        prev_log_term: Term(1),
-        entries: vec![Entry {
-            term: Term(2),
-            index: LogIndex(2),
-            kind: EntryKind::Empty,
-            data: Bytes::new(),
-        }],
-        commit: LogIndex(2),
-    };
+    let append = empty_entry_2(LogIndex(2));
     follower
         .step(term_2(1, 2, MessageBody::AppendRequest(append)))
         .unwrap();

@@ -27,6 +27,9 @@ use cohort::shard::snapshot_stream::StreamConfig;
 use cohort::wire::Envelope;
 use futures_lite::future::block_on;
 
+mod common;
+use common::messages::empty_entry_2;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
     Staged,
@@ -243,22 +246,6 @@ fn position(events: &[Event], wanted: &Event) -> usize {
         .iter()
         .position(|e| e == wanted)
         .unwrap_or_else(|| panic!("{wanted:?} never happened: {events:?}"))
-}
-
-/// The leader of term 2 appends its empty entry 2 after the bootstrap entry 1, committing
-/// up to `commit`.
-fn empty_entry_2(commit: LogIndex) -> AppendRequest {
-    AppendRequest {
-        prev_log_index: LogIndex(1),
-        prev_log_term: Term(1),
-        entries: vec![Entry {
-            term: Term(2),
-            index: LogIndex(2),
-            kind: EntryKind::Empty,
-            data: Default::default(),
-        }],
-        commit,
-    }
 }
 
 #[test]

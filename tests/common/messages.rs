@@ -240,3 +240,19 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
         })
         .collect()
 }
+
+/// The leader of term 2 appends its empty entry 2 after the bootstrap entry 1, committing
+/// up to `commit`.
+pub fn empty_entry_2(commit: LogIndex) -> AppendRequest {
+    AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            kind: EntryKind::Empty,
+            data: Default::default(),
+        }],
+        commit,
+    }
+}
