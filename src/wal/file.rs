@@ -65,8 +65,6 @@ pub enum SyncMode {
 pub struct FileStore {
     dir: PathBuf,
     mode: SyncMode,
-    /// Syncs are O_DIRECT | O_DSYNC writes (see the module doc).
-    direct: bool,
     segments: BTreeMap<u64, Segment>,
     /// A next segment built off the loop thread, waiting for `create` to adopt it.
     built: Option<BuiltSegment>,
@@ -247,11 +245,9 @@ impl FileStore {
         } else {
             mode
         };
-        let direct = mode == SyncMode::Direct;
         Ok(FileStore {
             dir,
             mode,
-            direct,
             segments: BTreeMap::new(),
             built: None,
             spares,
@@ -262,6 +258,11 @@ impl FileStore {
     /// refuses O_DIRECT (then `IoUring`).
     pub fn mode(&self) -> SyncMode {
         self.mode
+    }
+
+    /// Whether syncs are O_DIRECT | O_DSYNC writes (see the module doc).
+    fn direct(&self) -> bool {
+        self.mode == SyncMode::Direct
     }
 
     /// The path of segment `seq`: what open errors name.
@@ -299,7 +300,7 @@ impl FileStore {
     ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
         let dir = self.dir.clone();
         let spare = self.spares.pop();
-        let direct = self.direct;
+        let direct = self.direct();
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
@@ -352,7 +353,7 @@ impl FileStore {
             Some(Mapping::map(
                 &file,
                 usize::try_from(size_bytes).map_err(io::Error::other)?,
-                !self.direct,
+                !self.direct(),
             )?)
         };
         Ok(Segment::new(map, size_bytes, file))
@@ -389,7 +390,7 @@ impl Storage for FileStore {
             return Ok(());
         }
         let spare = self.spares.pop();
-        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.direct)?;
+        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.direct())?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;
@@ -506,7 +507,7 @@ impl Storage for FileStore {
                 *last_write = None;
             }
         }
-        let work = if self.direct {
+        let work = if self.direct() {
             SyncWork::Direct {
                 // Needed to open the O_DIRECT handle on the segment's first sync only.
                 path: segment.fd.direct.get().is_none().then(|| self.path(seq)),
