@@ -2,8 +2,8 @@
 //! any number of tasks. Frames queued while the writer was busy go out in one write; answers
 //! are matched to their waiters by (client id, sequence), in whatever order they come.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};

@@ -10,7 +10,9 @@
 //! from a new client, so a retry of such a request would apply again. Eviction takes the
 //! least recently active sessions, which such a client is not.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::rc::Rc;
 
 use super::limits::{REPLIES_PER_SESSION_MAX, SESSIONS_MAX};

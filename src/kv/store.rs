@@ -1,6 +1,8 @@
 //! The replicated key-value state machine of one group: apply committed commands, serve reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;

@@ -21,7 +21,9 @@
 //! ends. So the disk is always busy with one sync under load, and the CPU work of a turn
 //! overlaps it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;

@@ -3,7 +3,7 @@
 //! No I/O here: the core loop feeds requests and Readies in and takes replies out, so this
 //! file holds the whole client-facing logic of a group and is tested without sockets.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use bytes::BytesMut;
 
