@@ -105,6 +105,7 @@ fn synced_appends_survive_reopen_and_compaction(mode: SyncMode, name: &str) {
                 wal.prepare_next().expect("prepare");
             }
         }
+        assert_segments_allocated(&dir);
         let early = read_all(&wal, 0).remove(0);
         for group in 0..4 {
             wal.set_hard_state(
@@ -139,6 +140,28 @@ fn synced_appends_survive_reopen_and_compaction(mode: SyncMode, name: &str) {
         }
     });
     fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// Every segment file in `dir` owns disk blocks for its whole size (zero-filled, or
+/// fallocated with fsync off), so no later write can find the disk full.
+fn assert_segments_allocated(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let mut segments = 0;
+    for entry in fs::read_dir(dir).expect("dir") {
+        let entry = entry.expect("entry");
+        if entry.path().extension().is_some_and(|e| e == "wal") {
+            let meta = entry.metadata().expect("metadata");
+            assert_eq!(meta.len(), SEGMENT_BYTES, "{}", entry.path().display());
+            assert!(
+                meta.blocks() * 512 >= SEGMENT_BYTES,
+                "{} holds {} of its {SEGMENT_BYTES} bytes",
+                entry.path().display(),
+                meta.blocks() * 512
+            );
+            segments += 1;
+        }
+    }
+    assert!(segments > 0, "no segment in {}", dir.display());
 }
 
 #[test]

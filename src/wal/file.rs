@@ -1,4 +1,4 @@
-//! The real storage: one pre-zeroed file per segment in a directory, mapped shared for
+//! The real storage: one zero-filled file per segment in a directory, mapped shared for
 //! reading, written once per sync, made durable through glommio's io_uring.
 //!
 //! Writes are staged: the WAL builds its records in a per-segment buffer (`slot`), and the
@@ -300,12 +300,13 @@ impl FileStore {
     ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
         let dir = self.dir.clone();
         let spare = self.spares.pop();
+        let mode = self.mode;
         let direct = self.direct();
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
-            let file = make_segment_file(spare, &path, size_bytes, &header, direct)?;
+            let file = make_segment_file(spare, &path, size_bytes, &header, mode)?;
             let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
             let map = Mapping::map(&file, len, !direct)?;
             Ok(BuiltSegment {
@@ -390,7 +391,7 @@ impl Storage for FileStore {
             return Ok(());
         }
         let spare = self.spares.pop();
-        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.direct())?;
+        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.mode)?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;
@@ -532,10 +533,10 @@ fn make_segment_file(
     path: &Path,
     size_bytes: u64,
     header: &[u8],
-    direct: bool,
+    mode: SyncMode,
 ) -> io::Result<File> {
-    let file = reuse_or_write_segment(spare, path, size_bytes, header)?;
-    if direct {
+    let file = reuse_or_write_segment(spare, path, size_bytes, header, mode)?;
+    if mode == SyncMode::Direct {
         // Its O_DIRECT writes then find no cached page to invalidate; the header's block
         // stays, as the first write starts with it.
         super::mmap::drop_cached(&file, DIRECT_BLOCK_BYTES as u64)?;
@@ -548,6 +549,7 @@ fn reuse_or_write_segment(
     path: &Path,
     size_bytes: u64,
     header: &[u8],
+    mode: SyncMode,
 ) -> io::Result<File> {
     if let Some(spare) = spare {
         fs::rename(&spare, path)?;
@@ -561,29 +563,42 @@ fn reuse_or_write_segment(
         drop(file);
         fs::remove_file(path)?;
     }
-    write_new_segment(path, size_bytes, header)
+    write_new_segment(path, size_bytes, header, mode)
 }
 
-/// Creates the file of a new segment at `path`: zero-filled to `size_bytes`, `header` at its
-/// start, contents durable (the caller makes the name durable). Real zeros rather than
-/// fallocate: an fdatasync after overwriting written blocks flushes only data, while
-/// unwritten (fallocated) extents need a journal commit on first write (DESIGN.md: ≈ 130 µs
-/// vs ≈ 200 µs per 4 KiB append + fdatasync).
-fn write_new_segment(path: &Path, size_bytes: u64, header: &[u8]) -> io::Result<File> {
+/// Creates the file of a new segment at `path`: `size_bytes` of zeros, `header` at its start,
+/// contents durable (the caller makes the name durable).
+///
+/// Where syncs wait for the device, the zeros are written: a sync over written blocks
+/// flushes data only, while an unwritten (fallocated) extent needs a journal commit on its
+/// first write (DESIGN.md: ≈ 130 µs vs ≈ 200 µs per 4 KiB append + fdatasync). In
+/// `PageCache` mode nothing waits for the device, so the blocks are only allocated: the
+/// zeros cost a node 64 MiB of copying into the page cache and of writeback per segment,
+/// about 6% of the CPU of a `cohort bench --sync never` run on two cores.
+fn write_new_segment(
+    path: &Path,
+    size_bytes: u64,
+    header: &[u8],
+    mode: SyncMode,
+) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(path)?;
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
-    let mut at = 0u64;
-    while at < size_bytes {
-        let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
-        file.write_all_at(&zeros[..chunk], at)?;
-        // A chunk at a time to the device, so the WAL's syncs are never queued behind the
-        // whole segment's zeros (three nodes on one disk build theirs at the same moment).
-        super::mmap::write_back(&file, at, chunk as u64)?;
-        at += chunk as u64;
+    if mode == SyncMode::PageCache {
+        super::mmap::allocate(&file, size_bytes)?;
+    } else {
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut at = 0u64;
+        while at < size_bytes {
+            let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+            file.write_all_at(&zeros[..chunk], at)?;
+            // A chunk at a time to the device, so the WAL's syncs are never queued behind
+            // the whole segment's zeros (three nodes on one disk build theirs at once).
+            super::mmap::write_back(&file, at, chunk as u64)?;
+            at += chunk as u64;
+        }
     }
     file.write_all_at(header, 0)?;
     file.sync_data()?;

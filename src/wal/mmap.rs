@@ -112,6 +112,22 @@ pub(super) fn write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// Reserves `len` bytes of disk for `file` from its start (`posix_fallocate`): the blocks
+/// read as zeros and a later write cannot fail for want of space. A file system without
+/// fallocate gets zeros written instead (glibc does that).
+pub(super) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = i64::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: posix_fallocate takes a descriptor (open for as long as `file` is borrowed) and
+    // plain integers; it touches no memory of this process.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 /// Drops the clean cached pages of `file` from `offset` on (`posix_fadvise(DONTNEED)`), so
 /// O_DIRECT writes there find no page to invalidate first. Only a hint: pages still dirty or
 /// mapped stay.
