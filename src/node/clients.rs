@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::proto::client::{ClientFrame, Response, decode_client_frame, encode_responses};
+use crate::proto::client::{
+    ClientFrame, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
+};
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
 use crate::proto::topology::{Topology, encode_topology};
@@ -25,8 +27,10 @@ use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, ReadFrameError, write_frame};
-use crate::wire::FrameEncoder;
-use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use crate::wire::limits::{
+    CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES,
+};
+use crate::wire::{EncodeError, FrameEncoder};
 
 /// Frames a connection may have waiting for the core loop: past it, the reader stops reading
 /// and TCP pushes back on the client.
@@ -214,16 +218,154 @@ async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Re
     loop {
         outbox.take_all(&mut batches).await;
         let responses: Vec<Response> = batches.drain(..).flatten().collect();
-        if encode_responses(&mut encoder, &responses).is_err() {
-            tracing::warn!(answers = responses.len(), "answers too large for one frame");
-            continue;
+        // As many frames as the answers need: at most the response count a frame may carry,
+        // halved while the bytes do not fit (a batch of large reads).
+        let mut parts: Vec<&[Response]> = responses
+            .chunks(CLIENT_RESPONSES_PER_FRAME_MAX)
+            .rev()
+            .collect();
+        while let Some(part) = parts.pop() {
+            if let Err(error) = encode_responses(&mut encoder, part) {
+                if let [response] = part {
+                    encode_too_large(&mut encoder, response, &error);
+                } else {
+                    let (first, rest) = part.split_at(part.len() / 2);
+                    parts.push(rest);
+                    parts.push(first);
+                    continue;
+                }
+            }
+            let written = async {
+                write_frame(&mut writer, &mut encoder, &mut copy).await?;
+                writer.flush().await
+            };
+            if written.await.is_err() {
+                return;
+            }
         }
-        let written = async {
-            write_frame(&mut writer, &mut encoder, &mut copy).await?;
-            writer.flush().await
-        };
-        if written.await.is_err() {
-            return;
+    }
+}
+
+/// Encodes, in place of `response` whose results do not fit one frame, an error that says so:
+/// the client learns why instead of waiting for an answer that never comes.
+fn encode_too_large(encoder: &mut FrameEncoder, response: &Response, error: &EncodeError) {
+    tracing::warn!(
+        client = response.client_id,
+        sequence = response.sequence,
+        %error,
+        "an answer too large for one frame"
+    );
+    let refusal = Response {
+        client_id: response.client_id,
+        sequence: response.sequence,
+        outcome: Outcome::Error {
+            code: ErrorCode::TooLarge,
+            message: format!("the answer does not fit one frame: {error}"),
+        },
+    };
+    encode_responses(encoder, &[refusal]).expect("an error answer fits a frame");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Poll};
+
+    use futures_lite::future::{block_on, poll_once};
+
+    use super::*;
+    use crate::kv::OpResult;
+    use crate::proto::client::decode_responses;
+
+    /// Collects what is written to it.
+    struct Sink(Rc<RefCell<Vec<u8>>>);
+
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bytes: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.borrow_mut().extend_from_slice(bytes);
+            Poll::Ready(Ok(bytes.len()))
         }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn response(sequence: u64, results: Vec<OpResult>) -> Response {
+        Response {
+            client_id: 7,
+            sequence,
+            outcome: Outcome::Results(results),
+        }
+    }
+
+    /// The frames `write_answers` writes for `answers` (one batch taken from the outbox),
+    /// each decoded.
+    fn frames_written(answers: Vec<Response>) -> Vec<Vec<Response>> {
+        let sink = Rc::new(RefCell::new(Vec::new()));
+        let outbox = Inbox::new(4);
+        assert!(outbox.try_push(answers).is_ok());
+        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox));
+        assert!(
+            block_on(poll_once(writing.as_mut())).is_none(),
+            "waits for more"
+        );
+        let mut stream = futures_lite::io::Cursor::new(sink.take());
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut frames = Vec::new();
+        while let Some(frame) = block_on(reader.read_frame(&mut stream)).expect("frame") {
+            frames.push(decode_responses(&frame).expect("decodes"));
+        }
+        frames
+    }
+
+    #[test]
+    fn answers_beyond_a_frame_s_count_go_out_in_more_frames() {
+        // Goal: a node that owes more answers than a frame may carry sends them all, in
+        // order, in as many frames as needed.
+        let answers: Vec<Response> = (1..=CLIENT_RESPONSES_PER_FRAME_MAX as u64 + 5)
+            .map(|sequence| response(sequence, vec![OpResult::Written]))
+            .collect();
+        let frames = frames_written(answers.clone());
+        let counts: Vec<usize> = frames.iter().map(Vec::len).collect();
+        assert_eq!(counts, [CLIENT_RESPONSES_PER_FRAME_MAX, 5]);
+        assert_eq!(frames.concat(), answers);
+    }
+
+    #[test]
+    fn answers_beyond_a_frame_s_bytes_are_split_and_one_that_cannot_fit_is_refused() {
+        // Goal: large reads answered together are split over frames instead of dropped
+        // (they once were, and their clients waited forever); an answer that no frame can
+        // hold comes back as a TooLarge error for its request.
+        let mib = Bytes::from(vec![5u8; 1 << 20]);
+        let values = |n: usize| vec![OpResult::Value(mib.clone()); n];
+        let answers = vec![
+            response(1, values(9)),
+            response(2, values(9)),
+            response(3, values(17)),
+            response(4, vec![OpResult::Written]),
+        ];
+        let frames = frames_written(answers.clone());
+        let counts: Vec<usize> = frames.iter().map(Vec::len).collect();
+        assert_eq!(counts, [1, 1, 1, 1], "halved until each fits");
+        let got = frames.concat();
+        assert_eq!(got[..2], answers[..2]);
+        match &got[2].outcome {
+            Outcome::Error { code, message } => {
+                assert_eq!(*code, ErrorCode::TooLarge);
+                assert!(message.contains("does not fit one frame"), "{message}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!((got[2].client_id, got[2].sequence), (7, 3));
+        assert_eq!(got[3], answers[3]);
     }
 }

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::wire::frame::open_frame;
-use crate::wire::limits::CLIENT_REQUESTS_PER_FRAME_MAX;
+use crate::wire::limits::{CLIENT_REQUESTS_PER_FRAME_MAX, CLIENT_RESPONSES_PER_FRAME_MAX};
 use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 use crate::kv::limits::OPERATIONS_PER_COMMAND_MAX;
@@ -301,14 +301,46 @@ pub fn encode_requests<'a>(
     })
 }
 
-/// Encode responses into one frame (the node's side).
+/// Encode responses into one frame (the node's side): at most
+/// [`CLIENT_RESPONSES_PER_FRAME_MAX`] of them, and no more bytes than a frame holds.
 pub fn encode_responses(
     encoder: &mut FrameEncoder,
     responses: &[Response],
 ) -> Result<(), EncodeError> {
+    if responses.len() > CLIENT_RESPONSES_PER_FRAME_MAX {
+        return Err(EncodeError::TooManyMessages {
+            messages: responses.len(),
+            messages_max: CLIENT_RESPONSES_PER_FRAME_MAX,
+        });
+    }
     encoder.encode_with(|fbb| {
         let mut offsets = Vec::with_capacity(responses.len());
+        // The results of a one-operation write (most answers) are one `[Written]` vector,
+        // written once and pointed at by every response that has them: a flatbuffer may
+        // share a subobject, and the response count bound keeps what the verifier walks
+        // (each reference visits the shared part again) far below its limits.
+        let mut one_written = None;
         for response in responses {
+            if let Outcome::Results(results) = &response.outcome
+                && let [OpResult::Written] = &results[..]
+            {
+                let results = *one_written.get_or_insert_with(|| {
+                    let written = fb::Written::create(fbb, &fb::WrittenArgs {});
+                    let args = fb::ResultItemArgs {
+                        result_type: fb::OperationResult::Written,
+                        result: Some(written.as_union_value()),
+                    };
+                    let item = fb::ResultItem::create(fbb, &args);
+                    fbb.create_vector(&[item])
+                });
+                let args = fb::ClientResponseArgs {
+                    client_id: response.client_id,
+                    sequence: response.sequence,
+                    results: Some(results),
+                };
+                offsets.push(fb::ClientResponse::create(fbb, &args));
+                continue;
+            }
             let mut items = Vec::new();
             let mut push =
                 |fbb: &mut flatbuffers::FlatBufferBuilder<'static>,
@@ -605,5 +637,53 @@ mod tests {
             }
         }
         assert!(decode_responses(&Bytes::from(good)).is_err());
+    }
+
+    fn written(sequence: u64) -> Response {
+        Response {
+            client_id: 9,
+            sequence,
+            outcome: Outcome::Results(vec![OpResult::Written]),
+        }
+    }
+
+    #[test]
+    fn one_write_answers_share_their_results_and_decode_as_their_own() {
+        // Goal: the `[Written]` results of one-operation writes are written once per frame
+        // and shared; each response still decodes to its own, around answers of other kinds.
+        let mut encoder = FrameEncoder::new();
+        encode_responses(&mut encoder, &[written(1)]).unwrap();
+        let one = frame(&encoder).len();
+        let mut responses: Vec<Response> = (1..=100).map(written).collect();
+        responses.insert(
+            50,
+            Response {
+                client_id: 9,
+                sequence: 1000,
+                outcome: Outcome::Results(vec![OpResult::Written, OpResult::NotFound]),
+            },
+        );
+        encode_responses(&mut encoder, &responses).unwrap();
+        assert_eq!(decode_responses(&frame(&encoder)).unwrap(), responses);
+        let only_written: Vec<Response> = (1..=101).map(written).collect();
+        encode_responses(&mut encoder, &only_written).unwrap();
+        let per_response = (frame(&encoder).len() - one) / 100;
+        // A response table alone: its offset in the vector, its vtable offset, two u64
+        // fields and the results offset (alignment aside); unshared results add 24 more.
+        assert!(per_response <= 32, "{per_response} bytes per response");
+    }
+
+    #[test]
+    fn more_responses_than_a_frame_may_carry_are_refused() {
+        let responses: Vec<Response> = (1..=CLIENT_RESPONSES_PER_FRAME_MAX as u64 + 1)
+            .map(written)
+            .collect();
+        let mut encoder = FrameEncoder::new();
+        assert!(matches!(
+            encode_responses(&mut encoder, &responses),
+            Err(EncodeError::TooManyMessages { messages_max, .. })
+                if messages_max == CLIENT_RESPONSES_PER_FRAME_MAX
+        ));
+        encode_responses(&mut encoder, &responses[1..]).unwrap();
     }
 }
