@@ -4,19 +4,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures_lite::future;
 
 use crate::kv::{Command, CommandError, Op, OpResult};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, encode_requests};
 use crate::proto::topology::{
-    Topology, client_address, decode_topology, encode_topology_request, group_of,
+    Topology, client_address, core_of, decode_topology, encode_topology_request, group_of,
 };
 use crate::raft::Prng;
 use crate::wire::FrameEncoder;
@@ -270,7 +269,10 @@ impl Client {
                     }
                 }
             }
-            let attempt_end = crate::clock::now() + options.attempt_timeout;
+            // One timer for the whole attempt, not one per answer: most answers of a batch
+            // are there by the time the first is, and a timer costs a registration with the
+            // reactor each time it is polled.
+            let mut attempt_over = glommio::timer::Timer::new(options.attempt_timeout);
             for (address, channel, members) in sent {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
@@ -281,9 +283,8 @@ impl Client {
                         slot.request.command.sequence,
                     );
                     let node = slot.node.expect("routed");
-                    let wait = attempt_end.saturating_duration_since(crate::clock::now());
                     let answer = future::or(async { Some(channel.answer(key).await) }, async {
-                        glommio::timer::sleep(wait).await;
+                        (&mut attempt_over).await;
                         None
                     })
                     .await;
@@ -375,15 +376,33 @@ impl Client {
 
     /// The waiting slots grouped by the address each goes to next.
     fn route(&self, slots: &mut [Option<Slot>]) -> BTreeMap<String, Vec<usize>> {
-        let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // By node and core first, then one address per place: formatting an address per
+        // slot cost more than the rest of routing.
+        let cores = self.inner.topology.borrow().cores;
+        let mut by_place: BTreeMap<(u64, u16), (u32, Vec<usize>)> = BTreeMap::new();
         let pending = slots.iter_mut().enumerate();
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
             let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
             slot.node = Some(node);
-            let address = self.inner.topology.borrow().address_of(node, slot.group);
+            let place = (node, core_of(slot.group, cores));
+            by_place
+                .entry(place)
+                .or_insert((slot.group, Vec::new()))
+                .1
+                .push(i);
+        }
+        let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for ((node, _), (group, members)) in by_place {
+            let address = self.inner.topology.borrow().address_of(node, group);
             match address {
-                Some(address) => by_address.entry(address).or_default().push(i),
-                None => slot.node = Some(self.other_member(node)),
+                Some(address) => by_address.entry(address).or_default().extend(members),
+                None => {
+                    for i in members {
+                        if let Some(slot) = slots[i].as_mut() {
+                            slot.node = Some(self.other_member(node));
+                        }
+                    }
+                }
             }
         }
         by_address

@@ -1,0 +1,152 @@
+//! The client's attempts against a node that goes silent: a batch waits one attempt timeout
+//! per attempt (one timer for all its requests), retries on a fresh connection, and either
+//! gets its answers there or fails every request with a timeout that says why.
+
+#![allow(clippy::disallowed_methods)] // wall-clock bounds of a whole test, not engine timing
+
+use std::time::{Duration, Instant};
+
+use cohort::bench::null_server::{NullServer, Stall};
+use cohort::client::{Client, ClientError, ClientOptions};
+use cohort::kv::Op;
+use cohort::proto::client::{ClientFrame, Consistency, decode_client_frame};
+use cohort::proto::topology::{Topology, encode_topology};
+use cohort::transport::{FrameReader, write_frame};
+use cohort::wire::FrameEncoder;
+use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+
+fn puts(n: usize) -> Vec<(Vec<Op>, Consistency)> {
+    (0..n)
+        .map(|i| {
+            let op = Op::Put {
+                key: format!("key-{i}").into_bytes().into(),
+                value: b"v".to_vec().into(),
+            };
+            (vec![op], Consistency::Linearizable)
+        })
+        .collect()
+}
+
+/// Runs a batch of `requests` puts with the given timeouts against a node that stalls for
+/// `stall` from its first request on; returns each request's result and the batch's time.
+fn batch_against_stall(
+    stall: Duration,
+    attempt: Duration,
+    request: Duration,
+    requests: usize,
+) -> (Vec<Result<(), ClientError>>, Duration) {
+    let stall = Stall {
+        after: Duration::ZERO,
+        length: stall,
+    };
+    let server = NullServer::start(4, Some(stall)).expect("null server");
+    let base = server.base.clone();
+    let (results, took) = cohort::node::on_one_executor("client-attempts", move || async move {
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = attempt;
+        options.request_timeout = request;
+        let client = Client::connect(options).await.expect("connect");
+        let start = Instant::now();
+        let results = client.execute_batch(puts(requests)).await;
+        let results: Vec<_> = results.into_iter().map(|r| r.map(drop)).collect();
+        (results, start.elapsed())
+    })
+    .expect("executor");
+    drop(server);
+    (results, took)
+}
+
+#[test]
+fn a_batch_retries_after_a_silent_attempt_and_gets_every_answer() {
+    // The first connection stalls for 3 s; the client gives up on it after one attempt
+    // (200 ms) and gets every answer on the next.
+    let (results, took) = batch_against_stall(
+        Duration::from_secs(3),
+        Duration::from_millis(200),
+        Duration::from_secs(20),
+        16,
+    );
+    for result in &results {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert!(
+        took >= Duration::from_millis(200),
+        "no attempt timed out: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "waited out the stall: {took:?}"
+    );
+}
+
+#[test]
+fn a_batch_against_a_node_silent_past_the_request_timeout_fails_each_request_in_time() {
+    let (results, took) =
+        batch_against_silent_node(Duration::from_millis(250), Duration::from_secs(1), 16);
+    assert_eq!(results.len(), 16);
+    for result in &results {
+        match result {
+            Err(ClientError::Timeout {
+                attempts,
+                last_error,
+            }) => {
+                assert!(*attempts >= 2, "{attempts} attempts");
+                assert!(last_error.contains("no answer in time"), "{last_error}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    // The request timeout bounds the batch (plus one attempt and a pause).
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// As [`batch_against_stall`], against a node that tells its topology on every connection
+/// and never answers a request.
+fn batch_against_silent_node(
+    attempt: Duration,
+    request: Duration,
+    requests: usize,
+) -> (Vec<Result<(), ClientError>>, Duration) {
+    cohort::node::on_one_executor("client-silent", move || async move {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let topology = Topology {
+            node_id: 1,
+            cores: 1,
+            groups: 4,
+            members: vec![(1, format!("127.0.0.1:{}", port - 1))],
+        };
+        glommio::spawn_local(async move {
+            while let Ok(stream) = listener.accept().await {
+                glommio::spawn_local(tell_topology_only(stream, topology.clone())).detach();
+            }
+        })
+        .detach();
+        let mut options = ClientOptions::new(vec![format!("127.0.0.1:{}", port - 1)], 5);
+        options.attempt_timeout = attempt;
+        options.request_timeout = request;
+        let client = Client::connect(options).await.expect("connect");
+        let start = Instant::now();
+        let results = client.execute_batch(puts(requests)).await;
+        let results: Vec<_> = results.into_iter().map(|r| r.map(drop)).collect();
+        (results, start.elapsed())
+    })
+    .expect("executor")
+}
+
+async fn tell_topology_only(mut stream: TcpStream, topology: Topology) {
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        if let Ok(ClientFrame::TopologyRequest) = decode_client_frame(&frame) {
+            encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+            write_frame(&mut stream, &mut encoder, &mut copy)
+                .await
+                .expect("write");
+            stream.flush().await.expect("flush");
+        }
+    }
+}
