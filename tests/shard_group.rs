@@ -103,7 +103,7 @@ fn get(key: &str) -> Op {
 }
 
 fn value(v: &str) -> Outcome {
-    Outcome::Results(vec![OpResult::Value(Bytes::copy_from_slice(v.as_bytes()))])
+    Outcome::Results(vec![OpResult::Value(Bytes::copy_from_slice(v.as_bytes()))].into())
 }
 
 #[test]
@@ -117,12 +117,12 @@ fn a_write_is_answered_once_committed_and_its_retry_is_not_applied_twice() {
     let write = request(1, Consistency::Linearizable, vec![cas]);
     assert_eq!(
         trio.ask(0, write.clone()),
-        [Outcome::Results(vec![OpResult::Written])]
+        [Outcome::Results(vec![OpResult::Written].into())]
     );
     // The reply was lost; the retry commits again but is answered from the session.
     assert_eq!(
         trio.ask(0, write),
-        [Outcome::Results(vec![OpResult::Written])]
+        [Outcome::Results(vec![OpResult::Written].into())]
     );
     for group in &trio.groups {
         assert_eq!(
@@ -158,10 +158,13 @@ fn reads_at_each_consistency() {
     let stale = request(3, Consistency::Stale, vec![get("a"), get("missing")]);
     assert_eq!(
         trio.ask(2, stale),
-        [Outcome::Results(vec![
-            OpResult::Value(Bytes::from_static(b"1")),
-            OpResult::NotFound
-        ])]
+        [Outcome::Results(
+            vec![
+                OpResult::Value(Bytes::from_static(b"1")),
+                OpResult::NotFound
+            ]
+            .into()
+        )]
     );
 }
 
@@ -213,7 +216,7 @@ fn writes_taken_in_one_turn_commit_as_one_entry_and_each_is_answered() {
     for answer in trio.answers.drain(..) {
         assert_eq!(
             answer.response.outcome,
-            Outcome::Results(vec![OpResult::Written])
+            Outcome::Results(vec![OpResult::Written].into())
         );
     }
     for group in &trio.groups {

@@ -172,17 +172,17 @@ fn answer(
         Ok(request) => Response {
             client_id: request.command.client_id,
             sequence: request.command.sequence,
-            outcome: Outcome::Results(
-                request
-                    .command
-                    .ops
+            // As a node answers: a one-operation write shares one `[Written]`.
+            outcome: Outcome::Results(match &request.command.ops[..] {
+                [Op::Put { .. }] => crate::kv::written(),
+                ops => ops
                     .iter()
                     .map(|op| match op {
                         Op::Get { .. } => OpResult::NotFound,
                         _ => OpResult::Written,
                     })
                     .collect(),
-            ),
+            }),
         },
         Err(refused) => refused.response(),
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures_lite::future;
 
-use crate::kv::{Command, CommandError, Op, OpResult};
+use crate::kv::{Command, CommandError, Op, OpResult, Results};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, encode_requests};
 use crate::proto::topology::{
     Topology, client_address, core_of, decode_topology, encode_topology_request, group_of,
@@ -94,7 +94,7 @@ struct Slot {
 /// The answer to one request of a batch, and which node gave it.
 #[derive(Debug)]
 pub struct Answer {
-    pub result: Result<Vec<OpResult>, ClientError>,
+    pub result: Result<Results, ClientError>,
     /// The node whose answer ended the request (None when none did).
     pub node: Option<u64>,
 }
@@ -204,7 +204,8 @@ impl Client {
         consistency: Consistency,
     ) -> Result<Vec<OpResult>, ClientError> {
         let mut answers = self.execute_batch_traced(vec![(ops, consistency)]).await;
-        answers.pop().expect("one answer per request").result
+        let answer = answers.pop().expect("one answer per request");
+        answer.result.map(|results| results.to_vec())
     }
 
     /// Run many requests at once, each atomic on its own (its keys in one group). Requests
@@ -216,7 +217,10 @@ impl Client {
         requests: Vec<(Vec<Op>, Consistency)>,
     ) -> Vec<Result<Vec<OpResult>, ClientError>> {
         let answers = self.execute_batch_traced(requests).await;
-        answers.into_iter().map(|answer| answer.result).collect()
+        answers
+            .into_iter()
+            .map(|answer| answer.result.map(|results| results.to_vec()))
+            .collect()
     }
 
     /// [`Client::execute_batch`], telling for each request which node answered it.

@@ -13,5 +13,6 @@ mod snapshot;
 mod store;
 
 pub use command::{Command, CommandError, Op};
+pub use session::Results;
 pub use snapshot::{SnapshotError, SnapshotJob};
-pub use store::{KvStore, OpResult, Reply};
+pub use store::{KvStore, OpResult, Reply, written};

@@ -16,6 +16,11 @@ thread_local! {
     static WRITTEN: Results = Rc::new([OpResult::Written]);
 }
 
+/// `[Written]`, shared: the results of a one-operation write, with no allocation.
+pub fn written() -> Results {
+    WRITTEN.with(Rc::clone)
+}
+
 /// The outcome of one operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResult {
@@ -110,7 +115,7 @@ impl KvStore {
                     [op] => match self.execute(op) {
                         // The common reply, shared: no allocation now, no cold free when the
                         // session forgets it.
-                        OpResult::Written => WRITTEN.with(Rc::clone),
+                        OpResult::Written => written(),
                         result => Rc::new([result]),
                     },
                     ops => ops.iter().map(|op| self.execute(op)).collect(),

@@ -303,7 +303,7 @@ mod tests {
         Response {
             client_id: 7,
             sequence,
-            outcome: Outcome::Results(results),
+            outcome: Outcome::Results(results.into()),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::wire::limits::{CLIENT_REQUESTS_PER_FRAME_MAX, CLIENT_RESPONSES_PER_FR
 use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 use crate::kv::limits::OPERATIONS_PER_COMMAND_MAX;
-use crate::kv::{Command, CommandError, Op, OpResult};
+use crate::kv::{Command, CommandError, Op, OpResult, Results, written};
 use crate::wire::limits::CLIENT_OPERATIONS_PER_REQUEST_MAX;
 
 const _: () = assert!(
@@ -53,8 +53,8 @@ pub enum ErrorCode {
 /// The answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// One result per operation, in order.
-    Results(Vec<OpResult>),
+    /// One result per operation, in order (shared: most writes share one `[Written]`).
+    Results(Results),
     /// Ask `leader` (node id, 0 if unknown) at `address` instead.
     NotLeader {
         leader: u64,
@@ -354,7 +354,7 @@ pub fn encode_responses(
                 };
             match &response.outcome {
                 Outcome::Results(results) => {
-                    for result in results {
+                    for result in results.iter() {
                         let (kind, table) = match result {
                             OpResult::Value(value) => {
                                 let value = Some(fbb.create_vector(value));
@@ -430,6 +430,14 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
     let mut out = Vec::new();
     for response in batch.responses().unwrap_or_default() {
         let items = response.results().unwrap_or_default();
+        if items.len() == 1 && items.get(0).result_type() == fb::OperationResult::Written {
+            out.push(Response {
+                client_id: response.client_id(),
+                sequence: response.sequence(),
+                outcome: Outcome::Results(written()),
+            });
+            continue;
+        }
         let mut results = Vec::with_capacity(items.len());
         let mut whole = None;
         for item in items {
@@ -479,7 +487,7 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
         out.push(Response {
             client_id: response.client_id(),
             sequence: response.sequence(),
-            outcome: whole.unwrap_or(Outcome::Results(results)),
+            outcome: whole.unwrap_or_else(|| Outcome::Results(results.into())),
         });
     }
     Ok(out)
@@ -579,15 +587,18 @@ mod tests {
             Response {
                 client_id: 1,
                 sequence: 2,
-                outcome: Outcome::Results(vec![
-                    OpResult::Value(b("v")),
-                    OpResult::NotFound,
-                    OpResult::Written,
-                    OpResult::ConditionFailed { current: None },
-                    OpResult::ConditionFailed {
-                        current: Some(b("x")),
-                    },
-                ]),
+                outcome: Outcome::Results(
+                    vec![
+                        OpResult::Value(b("v")),
+                        OpResult::NotFound,
+                        OpResult::Written,
+                        OpResult::ConditionFailed { current: None },
+                        OpResult::ConditionFailed {
+                            current: Some(b("x")),
+                        },
+                    ]
+                    .into(),
+                ),
             },
             Response {
                 client_id: 1,
@@ -643,14 +654,15 @@ mod tests {
         Response {
             client_id: 9,
             sequence,
-            outcome: Outcome::Results(vec![OpResult::Written]),
+            outcome: Outcome::Results(vec![OpResult::Written].into()),
         }
     }
 
     #[test]
     fn one_write_answers_share_their_results_and_decode_as_their_own() {
         // Goal: the `[Written]` results of one-operation writes are written once per frame
-        // and shared; each response still decodes to its own, around answers of other kinds.
+        // and shared; each response still decodes to its own, around answers of other kinds,
+        // and decodes to the shared `[Written]` of the receiving thread.
         let mut encoder = FrameEncoder::new();
         encode_responses(&mut encoder, &[written(1)]).unwrap();
         let one = frame(&encoder).len();
@@ -660,11 +672,19 @@ mod tests {
             Response {
                 client_id: 9,
                 sequence: 1000,
-                outcome: Outcome::Results(vec![OpResult::Written, OpResult::NotFound]),
+                outcome: Outcome::Results(vec![OpResult::Written, OpResult::NotFound].into()),
             },
         );
         encode_responses(&mut encoder, &responses).unwrap();
-        assert_eq!(decode_responses(&frame(&encoder)).unwrap(), responses);
+        let decoded = decode_responses(&frame(&encoder)).unwrap();
+        assert_eq!(decoded, responses);
+        // Decoded, they share one `[Written]` again: no allocation per answer.
+        match &decoded[0].outcome {
+            Outcome::Results(results) => {
+                assert!(std::rc::Rc::ptr_eq(results, &crate::kv::written()))
+            }
+            other => panic!("{other:?}"),
+        }
         let only_written: Vec<Response> = (1..=101).map(written).collect();
         encode_responses(&mut encoder, &only_written).unwrap();
         let per_response = (frame(&encoder).len() - one) / 100;

@@ -303,7 +303,7 @@ impl Group {
                     return;
                 };
                 let outcome = match reply {
-                    Reply::Results(results) => Outcome::Results(results.to_vec()),
+                    Reply::Results(results) => Outcome::Results(results),
                     Reply::SessionExpired => Outcome::Error {
                         code: ErrorCode::SessionExpired,
                         message: "the client session expired; start over with a new client id"
