@@ -78,6 +78,66 @@ impl Op {
 
     /// Check the sizes a client may send.
     pub fn validate(&self) -> Result<(), CommandError> {
+        self.as_ref().validate()
+    }
+
+    /// The operation as a view of its bytes.
+    pub fn as_ref(&self) -> OpRef<'_> {
+        match self {
+            Op::Get { key } => OpRef::Get { key },
+            Op::Put { key, value } => OpRef::Put { key, value },
+            Op::Delete { key } => OpRef::Delete { key },
+            Op::CompareAndSwap {
+                key,
+                expected,
+                value,
+            } => OpRef::CompareAndSwap {
+                key,
+                expected: expected.as_deref(),
+                value,
+            },
+            Op::PutIfAbsent { key, value } => OpRef::PutIfAbsent { key, value },
+        }
+    }
+}
+
+/// One operation read in place: its key and values borrow the bytes it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpRef<'a> {
+    Get {
+        key: &'a [u8],
+    },
+    Put {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    CompareAndSwap {
+        key: &'a [u8],
+        expected: Option<&'a [u8]>,
+        value: &'a [u8],
+    },
+    PutIfAbsent {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+}
+
+impl<'a> OpRef<'a> {
+    pub fn key(&self) -> &'a [u8] {
+        match *self {
+            OpRef::Get { key }
+            | OpRef::Put { key, .. }
+            | OpRef::Delete { key }
+            | OpRef::CompareAndSwap { key, .. }
+            | OpRef::PutIfAbsent { key, .. } => key,
+        }
+    }
+
+    /// Check the sizes a client may send.
+    pub fn validate(&self) -> Result<(), CommandError> {
         let key = self.key();
         if key.is_empty() {
             return Err(CommandError::EmptyKey);
@@ -85,12 +145,12 @@ impl Op {
         if key.len() > KEY_BYTES_MAX {
             return Err(CommandError::KeyTooLarge { bytes: key.len() });
         }
-        let values = match self {
-            Op::Put { value, .. } | Op::PutIfAbsent { value, .. } => [Some(value), None],
-            Op::CompareAndSwap {
+        let values = match *self {
+            OpRef::Put { value, .. } | OpRef::PutIfAbsent { value, .. } => [Some(value), None],
+            OpRef::CompareAndSwap {
                 expected, value, ..
-            } => [Some(value), expected.as_ref()],
-            Op::Get { .. } | Op::Delete { .. } => [None, None],
+            } => [Some(value), expected],
+            OpRef::Get { .. } | OpRef::Delete { .. } => [None, None],
         };
         for value in values.into_iter().flatten() {
             if value.len() > VALUE_BYTES_MAX {
@@ -98,6 +158,35 @@ impl Op {
             }
         }
         Ok(())
+    }
+
+    /// The owned operation, its bytes shared with `data` (which must hold them).
+    fn to_op(self, data: &Bytes) -> Op {
+        match self {
+            OpRef::Get { key } => Op::Get {
+                key: data.slice_ref(key),
+            },
+            OpRef::Put { key, value } => Op::Put {
+                key: data.slice_ref(key),
+                value: data.slice_ref(value),
+            },
+            OpRef::Delete { key } => Op::Delete {
+                key: data.slice_ref(key),
+            },
+            OpRef::CompareAndSwap {
+                key,
+                expected,
+                value,
+            } => Op::CompareAndSwap {
+                key: data.slice_ref(key),
+                expected: expected.map(|e| data.slice_ref(e)),
+                value: data.slice_ref(value),
+            },
+            OpRef::PutIfAbsent { key, value } => Op::PutIfAbsent {
+                key: data.slice_ref(key),
+                value: data.slice_ref(value),
+            },
+        }
     }
 }
 
@@ -172,20 +261,7 @@ impl std::error::Error for CommandError {}
 impl Command {
     /// Check everything a client controls; a command that passes encodes and decodes.
     pub fn validate(&self) -> Result<(), CommandError> {
-        if self.ops.is_empty() {
-            return Err(CommandError::NoOperations);
-        }
-        if self.ops.len() > OPERATIONS_PER_COMMAND_MAX {
-            return Err(CommandError::TooManyOperations {
-                count: self.ops.len(),
-            });
-        }
-        if self.sequence == 0 || self.first_unacked == 0 || self.first_unacked > self.sequence {
-            return Err(CommandError::BadSequence {
-                sequence: self.sequence,
-                first_unacked: self.first_unacked,
-            });
-        }
+        check_header(self.ops.len(), self.sequence, self.first_unacked)?;
         self.ops.iter().try_for_each(Op::validate)
     }
 
@@ -248,76 +324,129 @@ impl Command {
     /// Read the one command of `data`. Keys and values are slices of `data`.
     pub fn decode(data: &Bytes) -> Result<Command, CommandError> {
         let mut reader = Reader { data, at: 0 };
-        let command = Command::read(&mut reader)?;
+        let command = CommandRef::read(&mut reader)?;
         if reader.at != data.len() {
             return Err(CommandError::Malformed("trailing bytes"));
         }
-        Ok(command)
+        Ok(command.to_command(data))
     }
+}
 
-    /// Read every command of an entry's payload (see the module doc), in order. Keys and
-    /// values are slices of `data`. An empty payload has none.
-    pub fn decode_each(data: &Bytes) -> impl Iterator<Item = Result<Command, CommandError>> {
+/// Checks what a command says about itself, besides its operations.
+fn check_header(ops: usize, sequence: u64, first_unacked: u64) -> Result<(), CommandError> {
+    if ops == 0 {
+        return Err(CommandError::NoOperations);
+    }
+    if ops > OPERATIONS_PER_COMMAND_MAX {
+        return Err(CommandError::TooManyOperations { count: ops });
+    }
+    if sequence == 0 || first_unacked == 0 || first_unacked > sequence {
+        return Err(CommandError::BadSequence {
+            sequence,
+            first_unacked,
+        });
+    }
+    Ok(())
+}
+
+/// A command read in place from an entry's bytes: its header, and its operations, read
+/// again on demand from bytes that were checked when the command was read. Applying an
+/// entry this way allocates nothing per command and shares no buffer per key.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandRef<'a> {
+    pub client_id: u64,
+    pub sequence: u64,
+    pub first_unacked: u64,
+    count: u16,
+    ops: &'a [u8],
+}
+
+impl<'a> CommandRef<'a> {
+    /// Read every command of an entry's payload (see the module doc), in order. An empty
+    /// payload has none; nothing after a malformed command is read.
+    pub fn read_each(data: &'a [u8]) -> impl Iterator<Item = Result<CommandRef<'a>, CommandError>> {
         let mut reader = Reader { data, at: 0 };
         std::iter::from_fn(move || {
             if reader.at == reader.data.len() {
                 return None;
             }
-            let command = Command::read(&mut reader);
+            let command = CommandRef::read(&mut reader);
             if command.is_err() {
-                // Nothing after a malformed command can be trusted: stop there.
                 reader.at = reader.data.len();
             }
             Some(command)
         })
     }
 
-    fn read(reader: &mut Reader) -> Result<Command, CommandError> {
+    /// The operations, in order.
+    pub fn ops(&self) -> impl Iterator<Item = OpRef<'a>> + use<'a> {
+        let mut reader = Reader {
+            data: self.ops,
+            at: 0,
+        };
+        (0..self.count)
+            .map(move |_| read_op(&mut reader).expect("checked when the command was read"))
+    }
+
+    fn read(reader: &mut Reader<'a>) -> Result<CommandRef<'a>, CommandError> {
         let client_id = reader.u64()?;
         let sequence = reader.u64()?;
         let first_unacked = reader.u64()?;
-        let count = usize::from(reader.u16()?);
-        let mut ops = Vec::with_capacity(count.min(OPERATIONS_PER_COMMAND_MAX));
+        let count = reader.u16()?;
+        check_header(usize::from(count), sequence, first_unacked)?;
+        let start = reader.at;
         for _ in 0..count {
-            let kind = reader.u8()?;
-            let key_len = usize::from(reader.u16()?);
-            let key = reader.take(key_len)?;
-            let op = match kind {
-                0 => Op::Get { key },
-                1 => Op::Put {
-                    key,
-                    value: reader.blob()?,
-                },
-                2 => Op::Delete { key },
-                3 => {
-                    let expected = match reader.u8()? {
-                        0 => None,
-                        1 => Some(reader.blob()?),
-                        _ => return Err(CommandError::Malformed("compare-and-swap flag")),
-                    };
-                    Op::CompareAndSwap {
-                        key,
-                        expected,
-                        value: reader.blob()?,
-                    }
-                }
-                4 => Op::PutIfAbsent {
-                    key,
-                    value: reader.blob()?,
-                },
-                _ => return Err(CommandError::Malformed("unknown operation kind")),
-            };
-            ops.push(op);
+            read_op(reader)?.validate()?;
         }
-        let command = Command {
+        Ok(CommandRef {
             client_id,
             sequence,
             first_unacked,
-            ops,
-        };
-        command.validate()?;
-        Ok(command)
+            count,
+            ops: &reader.data[start..reader.at],
+        })
     }
+
+    /// The owned command, its keys and values shared with `data` (which must hold them).
+    fn to_command(self, data: &Bytes) -> Command {
+        Command {
+            client_id: self.client_id,
+            sequence: self.sequence,
+            first_unacked: self.first_unacked,
+            ops: self.ops().map(|op| op.to_op(data)).collect(),
+        }
+    }
+}
+
+fn read_op<'a>(reader: &mut Reader<'a>) -> Result<OpRef<'a>, CommandError> {
+    let kind = reader.u8()?;
+    let key_len = usize::from(reader.u16()?);
+    let key = reader.take(key_len)?;
+    Ok(match kind {
+        0 => OpRef::Get { key },
+        1 => OpRef::Put {
+            key,
+            value: reader.blob()?,
+        },
+        2 => OpRef::Delete { key },
+        3 => {
+            let expected = match reader.u8()? {
+                0 => None,
+                1 => Some(reader.blob()?),
+                _ => return Err(CommandError::Malformed("compare-and-swap flag")),
+            };
+            OpRef::CompareAndSwap {
+                key,
+                expected,
+                value: reader.blob()?,
+            }
+        }
+        4 => OpRef::PutIfAbsent {
+            key,
+            value: reader.blob()?,
+        },
+        _ => return Err(CommandError::Malformed("unknown operation kind")),
+    })
 }
 
 fn put_blob(out: &mut BytesMut, blob: &[u8]) {
@@ -326,29 +455,24 @@ fn put_blob(out: &mut BytesMut, blob: &[u8]) {
 }
 
 struct Reader<'a> {
-    data: &'a Bytes,
+    data: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> Result<Bytes, CommandError> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CommandError> {
         let end = self
             .at
             .checked_add(len)
             .filter(|&end| end <= self.data.len())
             .ok_or(CommandError::Malformed("truncated"))?;
-        let slice = self.data.slice(self.at..end);
+        let slice = &self.data[self.at..end];
         self.at = end;
         Ok(slice)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], CommandError> {
-        let end = self.at + N;
-        let bytes = self
-            .data
-            .get(self.at..end)
-            .ok_or(CommandError::Malformed("truncated"))?;
-        self.at = end;
+        let bytes = self.take(N)?;
         Ok(bytes.try_into().expect("N bytes"))
     }
 
@@ -364,7 +488,7 @@ impl Reader<'_> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn blob(&mut self) -> Result<Bytes, CommandError> {
+    fn blob(&mut self) -> Result<&'a [u8], CommandError> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         if len > VALUE_BYTES_MAX {
             return Err(CommandError::ValueTooLarge { bytes: len });
@@ -431,13 +555,17 @@ mod tests {
             "encoded_len is exact"
         );
         let entry = entry.freeze();
-        let read: Vec<_> = Command::decode_each(&entry).collect();
-        assert_eq!(read, vec![Ok(sample()), Ok(second)]);
-        assert_eq!(Command::decode_each(&Bytes::new()).count(), 0);
+        let read_each = |data: &Bytes| -> Vec<Result<Command, CommandError>> {
+            CommandRef::read_each(data)
+                .map(|read| read.map(|c| c.to_command(data)))
+                .collect()
+        };
+        assert_eq!(read_each(&entry), vec![Ok(sample()), Ok(second)]);
+        assert_eq!(read_each(&Bytes::new()).len(), 0);
         // A cut anywhere inside the second command is an error, and nothing follows it.
         let first_len = sample().encoded_len();
         for len in first_len + 1..entry.len() {
-            let read: Vec<_> = Command::decode_each(&entry.slice(..len)).collect();
+            let read = read_each(&entry.slice(..len));
             assert_eq!(read.len(), 2, "{len}");
             assert!(read[0].is_ok() && read[1].is_err(), "{len}");
         }

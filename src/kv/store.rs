@@ -8,7 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::blob::Blob;
-use super::command::{Command, CommandError, Op};
+use super::command::{CommandError, CommandRef, OpRef};
 use super::session::{Admission, Results, Sessions};
 
 thread_local! {
@@ -71,7 +71,7 @@ impl KvStore {
         self.data.is_empty()
     }
 
-    /// Apply the commands of the entry at `index` (one or more: see [`Command::decode_each`]) in
+    /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_each`]) in
     /// order, handing each with its reply to `on_reply`. Entries must come in log order.
     ///
     /// A payload that is not a run of commands is an error the caller must treat as fatal for
@@ -79,20 +79,22 @@ impl KvStore {
     pub fn apply(
         &mut self,
         index: u64,
-        payload: &Bytes,
-        mut on_reply: impl FnMut(&Command, Reply),
+        payload: &[u8],
+        mut on_reply: impl FnMut(&CommandRef<'_>, Reply),
     ) -> Result<(), CommandError> {
         debug_assert!(
             index > self.applied_index,
             "{index} after {}",
             self.applied_index
         );
-        let commands = Command::decode_each(payload).collect::<Result<Vec<_>, _>>()?;
+        // Read in place: every command is checked before anything is applied, with no
+        // allocation per command and no buffer shared per key.
+        let commands = CommandRef::read_each(payload).collect::<Result<Vec<_>, _>>()?;
         if commands.len() > 1 {
             // Look every key up once before applying: the lookups are independent, so their
             // cache misses overlap, where the apply loop below would wait for one at a time.
-            for op in commands.iter().flat_map(|c| &c.ops) {
-                std::hint::black_box(self.data.get(&op.key()[..]));
+            for op in commands.iter().flat_map(CommandRef::ops) {
+                std::hint::black_box(self.data.get(op.key()));
             }
         }
         for command in &commands {
@@ -103,7 +105,7 @@ impl KvStore {
         Ok(())
     }
 
-    fn apply_command(&mut self, index: u64, command: &Command) -> Reply {
+    fn apply_command(&mut self, index: u64, command: &CommandRef<'_>) -> Reply {
         match self
             .sessions
             .admit(command.client_id, command.sequence, command.first_unacked)
@@ -111,14 +113,15 @@ impl KvStore {
             Admission::Duplicate(results) => Reply::Results(results),
             Admission::Expired => Reply::SessionExpired,
             Admission::Apply => {
-                let results: Results = match &command.ops[..] {
-                    [op] => match self.execute(op) {
+                let mut ops = command.ops();
+                let results: Results = match (ops.next(), ops.next()) {
+                    (Some(op), None) => match self.execute(op) {
                         // The common reply, shared: no allocation now, no cold free when the
                         // session forgets it.
                         OpResult::Written => written(),
                         result => Rc::new([result]),
                     },
-                    ops => ops.iter().map(|op| self.execute(op)).collect(),
+                    _ => command.ops().map(|op| self.execute(op)).collect(),
                 };
                 self.sessions.record(
                     command.client_id,
@@ -166,24 +169,24 @@ impl KvStore {
         }
     }
 
-    fn execute(&mut self, op: &Op) -> OpResult {
+    fn execute(&mut self, op: OpRef<'_>) -> OpResult {
         match op {
-            Op::Get { key } => self.get(key),
-            Op::Put { key, value } => {
+            OpRef::Get { key } => self.get(key),
+            OpRef::Put { key, value } => {
                 self.insert(key, value);
                 OpResult::Written
             }
-            Op::Delete { key } => match self.data.remove(&key[..]) {
+            OpRef::Delete { key } => match self.data.remove(key) {
                 Some(_) => OpResult::Written,
                 None => OpResult::NotFound,
             },
-            Op::CompareAndSwap {
+            OpRef::CompareAndSwap {
                 key,
                 expected,
                 value,
             } => {
-                let current = self.data.get(&key[..]);
-                if current.map(|c| &c[..]) == expected.as_deref() {
+                let current = self.data.get(key);
+                if current.map(|c| &c[..]) == expected {
                     self.insert(key, value);
                     OpResult::Written
                 } else {
@@ -192,7 +195,7 @@ impl KvStore {
                     }
                 }
             }
-            Op::PutIfAbsent { key, value } => match self.data.get(&key[..]) {
+            OpRef::PutIfAbsent { key, value } => match self.data.get(key) {
                 Some(current) => OpResult::ConditionFailed {
                     current: Some(current.to_bytes()),
                 },
@@ -222,6 +225,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
+    use crate::kv::{Command, Op};
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
