@@ -43,15 +43,8 @@ fn batch_against_stall(
     };
     let server = NullServer::start(4, Some(stall)).expect("null server");
     let base = server.base.clone();
-    let (results, took) = cohort::node::on_one_executor("client-attempts", move || async move {
-        let mut options = ClientOptions::new(vec![base], 5);
-        options.attempt_timeout = attempt;
-        options.request_timeout = request;
-        let client = Client::connect(options).await.expect("connect");
-        let start = Instant::now();
-        let results = client.execute_batch(puts(requests)).await;
-        let results: Vec<_> = results.into_iter().map(|r| r.map(drop)).collect();
-        (results, start.elapsed())
+    let (results, took) = cohort::node::on_one_executor("client-attempts", move || {
+        timed_batch(base, attempt, request, requests)
     })
     .expect("executor");
     drop(server);
@@ -124,16 +117,27 @@ fn batch_against_silent_node(
             }
         })
         .detach();
-        let mut options = ClientOptions::new(vec![format!("127.0.0.1:{}", port - 1)], 5);
-        options.attempt_timeout = attempt;
-        options.request_timeout = request;
-        let client = Client::connect(options).await.expect("connect");
-        let start = Instant::now();
-        let results = client.execute_batch(puts(requests)).await;
-        let results: Vec<_> = results.into_iter().map(|r| r.map(drop)).collect();
-        (results, start.elapsed())
+        let base = format!("127.0.0.1:{}", port - 1);
+        timed_batch(base, attempt, request, requests).await
     })
     .expect("executor")
+}
+
+/// Connects a client to the node at `base` and times one batch of `requests` puts.
+async fn timed_batch(
+    base: String,
+    attempt: Duration,
+    request: Duration,
+    requests: usize,
+) -> (Vec<Result<(), ClientError>>, Duration) {
+    let mut options = ClientOptions::new(vec![base], 5);
+    options.attempt_timeout = attempt;
+    options.request_timeout = request;
+    let client = Client::connect(options).await.expect("connect");
+    let start = Instant::now();
+    let results = client.execute_batch(puts(requests)).await;
+    let results = results.into_iter().map(|r| r.map(drop)).collect();
+    (results, start.elapsed())
 }
 
 async fn tell_topology_only(mut stream: TcpStream, topology: Topology) {
