@@ -37,6 +37,8 @@ enum Event {
     Sent(&'static str),
     /// A snapshot at this index was handed to the log.
     SnapshotTaken(u64),
+    /// A compaction handed the log these entries (their indexes) to free.
+    Released(Vec<u64>),
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -117,6 +119,11 @@ impl CoreLog for RecordingLog {
 
     fn snapshot_in_flight(&self, _group: GroupId) -> bool {
         false
+    }
+
+    fn release(&mut self, entries: Vec<Entry>) {
+        let indexes = entries.iter().map(|e| e.index.0).collect();
+        self.events.borrow_mut().push(Event::Released(indexes));
     }
 
     fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
@@ -395,6 +402,17 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
         inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append())));
         inbox.push_now(Input::Stop);
         block_on(core.run()).map(drop).unwrap();
+        // The entries the snapshot covers go to the log to be freed off the loop.
+        let released: Vec<u64> = events
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Released(indexes) => Some(indexes.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(released.last(), snapshots.last(), "threshold {threshold}");
         assert_eq!(snapshots_taken(&events), snapshots, "threshold {threshold}");
     }
 }

@@ -235,20 +235,22 @@ impl RaftLog {
     }
 
     /// Drop entries up to `index` (inclusive): the caller snapshotted the state there.
-    pub(crate) fn compact(&mut self, index: LogIndex) {
+    /// Returns them: freeing their buffers is the caller's to place.
+    pub(crate) fn compact(&mut self, index: LogIndex) -> Vec<Entry> {
         assert!(
             index <= self.applied,
             "compact({index}) beyond applied {}",
             self.applied
         );
         if index <= self.snapshot_index {
-            return;
+            return Vec::new();
         }
         let term = self.term(index).expect("applied entry is in the log");
         let drop = (index.0 - self.snapshot_index.0) as usize;
-        self.entries.drain(..drop);
+        let dropped = self.entries.drain(..drop).collect();
         self.snapshot_index = index;
         self.snapshot_term = term;
+        dropped
     }
 
     /// Replace the whole log by a snapshot received from the leader.
@@ -352,7 +354,13 @@ mod tests {
         let mut log = log_with_terms(&[1, 1, 1]);
         log.committed = LogIndex(3);
         log.applied = LogIndex(3);
-        log.compact(LogIndex(2));
+        let dropped: Vec<LogIndex> = log.compact(LogIndex(2)).iter().map(|e| e.index).collect();
+        assert_eq!(
+            dropped,
+            [LogIndex(1), LogIndex(2)],
+            "handed back, to be freed elsewhere"
+        );
+        assert!(log.compact(LogIndex(2)).is_empty(), "nothing twice");
         let new = [entry(2, 1), entry(3, 1), entry(4, 2)];
         assert_eq!(
             log.try_append(LogIndex(1), Term(1), &new),

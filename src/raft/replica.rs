@@ -420,7 +420,9 @@ impl Replica {
 
     /// The caller snapshotted its state machine at `index` (≤ applied) into `data`: drop
     /// the entries it covers and keep the snapshot to send to followers that need it.
-    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+    /// Returns the dropped entries, so the caller can free their buffers where that does
+    /// not hold up its loop (thousands of entries can pin megabytes of receive buffers).
+    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<Vec<Entry>, CompactError> {
         if index > self.log.applied {
             return Err(CompactError::BeyondApplied {
                 index,
@@ -444,14 +446,14 @@ impl Replica {
             .log
             .term(index)
             .expect("applied entries above the snapshot are in the log");
-        self.log.compact(index);
+        let dropped = self.log.compact(index);
         let meta = SnapshotMeta {
             index,
             term,
             conf_state: self.conf.clone(),
         };
         self.snapshot = Snapshot { meta, data };
-        Ok(())
+        Ok(dropped)
     }
 
     /// The latest snapshot this replica holds (index 0 when it never compacted).

@@ -79,6 +79,11 @@ pub trait CoreLog {
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
     /// A snapshot of `group` is still being encoded or stored: take no other until it is.
     fn snapshot_in_flight(&self, group: GroupId) -> bool;
+    /// Entries a compaction dropped: free them (and the buffers they hold) where that does
+    /// not hold up the loop. By default, here and now.
+    fn release(&mut self, entries: Vec<Entry>) {
+        drop(entries);
+    }
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
     /// The groups whose old entries alone keep the log over its size limit (the log frees
@@ -807,9 +812,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         };
         // Refused if a leader's snapshot overtook this one meanwhile, or a membership change
         // above `index` is pending (a later snapshot covers it).
-        if let Err(error) = group.replica.compact(index, data) {
-            tracing::debug!(group = id, %error, "snapshot not used");
-            return Ok(());
+        match group.replica.compact(index, data) {
+            Ok(dropped) => self.log.release(dropped),
+            Err(error) => {
+                tracing::debug!(group = id, %error, "snapshot not used");
+                return Ok(());
+            }
         }
         let snapshot = group.replica.snapshot().clone();
         self.log
