@@ -301,14 +301,13 @@ impl FileStore {
         let dir = self.dir.clone();
         let spare = self.spares.pop();
         let mode = self.mode;
-        let direct = self.direct();
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
             let file = make_segment_file(spare, &path, size_bytes, &header, mode)?;
             let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
-            let map = Mapping::map(&file, len, !direct)?;
+            let map = Mapping::map(&file, len, populates(mode))?;
             Ok(BuiltSegment {
                 seq,
                 size_bytes,
@@ -354,7 +353,7 @@ impl FileStore {
             Some(Mapping::map(
                 &file,
                 usize::try_from(size_bytes).map_err(io::Error::other)?,
-                !self.direct(),
+                populates(self.mode),
             )?)
         };
         Ok(Segment::new(map, size_bytes, file))
@@ -603,6 +602,17 @@ fn write_new_segment(
     file.write_all_at(header, 0)?;
     file.sync_data()?;
     Ok(file)
+}
+
+/// Whether a segment's map is pre-faulted (`MAP_POPULATE`) in `mode`: only where its pages
+/// are in the page cache already (zero-filled through it), so populating maps them and
+/// allocates nothing. Not with O_DIRECT writes (see [`Mapping::map`]), and not with fsync off,
+/// where the blocks are fallocated: populating 64 MiB of them allocated and zeroed every
+/// page while holding the process's mmap lock, and the loop's own page faults and mmap calls
+/// waited behind it: a 100-160 ms stall of every request at each node's first rotation under
+/// `cohort bench --sync never`.
+fn populates(mode: SyncMode) -> bool {
+    matches!(mode, SyncMode::IoUring | SyncMode::Blocking)
 }
 
 /// Whether files in `dir` can be opened with O_DIRECT (some file systems refuse it), tried
