@@ -11,10 +11,9 @@ use cohort::client::{Client, ClientError, ClientOptions};
 use cohort::kv::Op;
 use cohort::proto::client::{ClientFrame, Consistency, decode_client_frame};
 use cohort::proto::topology::{Topology, encode_topology};
-use cohort::transport::{FrameReader, write_frame};
+use cohort::transport::{FrameReader, send_frame};
 use cohort::wire::FrameEncoder;
 use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 
 fn puts(n: usize) -> Vec<(Vec<Op>, Consistency)> {
@@ -147,10 +146,9 @@ async fn tell_topology_only(mut stream: TcpStream, topology: Topology) {
     while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
         if let Ok(ClientFrame::TopologyRequest) = decode_client_frame(&frame) {
             encode_topology(&mut encoder, &topology).expect("topology fits a frame");
-            write_frame(&mut stream, &mut encoder, &mut copy)
+            send_frame(&mut stream, &mut encoder, &mut copy)
                 .await
                 .expect("write");
-            stream.flush().await.expect("flush");
         }
     }
 }

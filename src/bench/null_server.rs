@@ -11,13 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::{Op, OpResult};
 use crate::proto::client::{ClientFrame, Outcome, Response, decode_client_frame, encode_responses};
 use crate::proto::topology::{Topology, encode_topology};
-use crate::transport::{FrameReader, write_frame};
+use crate::transport::{FrameReader, send_frame};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
@@ -142,11 +141,10 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
         if encoded.is_err() {
             return;
         }
-        let written = async {
-            write_frame(&mut stream, &mut encoder, &mut copy).await?;
-            stream.flush().await
-        };
-        if written.await.is_err() {
+        if send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .is_err()
+        {
             return;
         }
     }

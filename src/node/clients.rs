@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::proto::client::{
@@ -26,7 +26,7 @@ use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
-use crate::transport::{FrameReader, ReadFrameError, write_frame};
+use crate::transport::{FrameReader, ReadFrameError, send_frame};
 use crate::wire::limits::{
     CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES,
 };
@@ -139,11 +139,9 @@ async fn opening(
             }
             _ => return Ok(frame),
         }
-        let written = async {
-            write_frame(stream, &mut encoder, &mut Vec::new()).await?;
-            stream.flush().await
-        };
-        written.await.map_err(|e| format!("write failed: {e}"))?;
+        send_frame(stream, &mut encoder, &mut Vec::new())
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
     }
 }
 
@@ -235,11 +233,10 @@ async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Re
                     continue;
                 }
             }
-            let written = async {
-                write_frame(&mut writer, &mut encoder, &mut copy).await?;
-                writer.flush().await
-            };
-            if written.await.is_err() {
+            if send_frame(&mut writer, &mut encoder, &mut copy)
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -202,6 +202,16 @@ pub async fn write_frame<S: AsyncWrite + Unpin>(
     }
 }
 
+/// [`write_frame`], then a flush: one answer of a request-reply exchange, sent now.
+pub async fn send_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    encoder: &mut FrameEncoder,
+    copy: &mut Vec<u8>,
+) -> io::Result<()> {
+    write_frame(stream, encoder, copy).await?;
+    stream.flush().await
+}
+
 /// How many messages from the front of `messages` go into the next frame: at least one, and
 /// then as many as fit [`RAFT_MESSAGES_PER_FRAME_MAX`] and [`FRAME_PAYLOAD_BYTES_TARGET`].
 fn frame_chunk_len(messages: &[Envelope]) -> usize {

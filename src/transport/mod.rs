@@ -101,7 +101,7 @@ use crate::wire::Envelope;
 
 pub use backoff::Backoff;
 pub use config::{ConfigError, HANDSHAKES_PENDING_MAX, TransportConfig};
-pub use framing::{FrameReader, ReadFrameError, write_frame};
+pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
