@@ -90,35 +90,14 @@ fn verifier_refuses_a_body_with_a_valid_checksum_but_no_flatbuffer() {
     );
 }
 
-/// A checksummed frame with one append whose entries end their payloads at `data_ends` in a
-/// data vector of `data_bytes`: what a buggy or hostile peer could send.
-fn append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
-    let mut fbb = flatbuffers::FlatBufferBuilder::new();
-    let headers: Vec<fb::EntryHeader> = data_ends
-        .iter()
-        .enumerate()
-        .map(|(i, &end)| fb::EntryHeader::new(i as u64 + 1, 1, end, fb::EntryKind::Normal))
-        .collect();
-    let entries = Some(fbb.create_vector(&headers));
-    let data = Some(fbb.create_vector(&vec![7u8; data_bytes]));
-    let append = fb::AppendRequest::create(
-        &mut fbb,
-        &fb::AppendRequestArgs {
-            entries,
-            data,
-            position: Some(&fb::AppendPosition::new(0, 0, 0)),
-        },
-    );
-    let message = fb::RaftMessage::create(
-        &mut fbb,
-        &fb::RaftMessageArgs {
-            header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
-            body_type: fb::RaftBody::AppendRequest,
-            body: Some(append.as_union_value()),
-        },
-    );
-    let messages = Some(fbb.create_vector(&[message]));
-    let batch = fb::RaftBatch::create(&mut fbb, &fb::RaftBatchArgs { messages });
+type Builder = flatbuffers::FlatBufferBuilder<'static>;
+
+/// A checksummed frame around the batch `build` writes: what a buggy or hostile peer could
+/// send (a valid flatbuffer with a valid checksum).
+fn batch_frame(build: impl FnOnce(&mut Builder) -> fb::RaftBatchArgs<'static>) -> Bytes {
+    let mut fbb = Builder::new();
+    let args = build(&mut fbb);
+    let batch = fb::RaftBatch::create(&mut fbb, &args);
     let frame = fb::Frame::create(
         &mut fbb,
         &fb::FrameArgs {
@@ -133,9 +112,82 @@ fn append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// Goal: an append's entries can only name payload runs inside its data vector, in order.
-/// Method: hand-built frames (valid flatbuffers, valid checksums) with runs past the end or
-/// running backwards are refused with a content error; well-formed ones decode to the runs.
+fn entry_headers(data_ends: &[u32]) -> Vec<fb::EntryHeader> {
+    data_ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| fb::EntryHeader::new(i as u64 + 1, 1, end, fb::EntryKind::Normal))
+        .collect()
+}
+
+fn append_record(entries_end: u32) -> fb::AppendRecord {
+    fb::AppendRecord::new(1, 2, 1, 0, 0, 0, 0, entries_end)
+}
+
+/// A batch of appends in columns: `appends` gives each append's `entries_end`, `data_ends`
+/// the entries' payload ends in a data column of `data_bytes`.
+fn columns_frame(appends: &[u32], data_ends: &[u32], data_bytes: usize) -> Bytes {
+    batch_frame(|fbb| fb::RaftBatchArgs {
+        order: Some(fbb.create_vector(&vec![fb::MessageColumn::Append; appends.len()])),
+        appends: Some(fbb.create_vector(
+            &appends.iter().map(|&end| append_record(end)).collect::<Vec<_>>(),
+        )),
+        append_entries: Some(fbb.create_vector(&entry_headers(data_ends))),
+        append_data: Some(fbb.create_vector(&vec![7u8; data_bytes])),
+        ..Default::default()
+    })
+}
+
+/// A batch with one append as a table (protocol 2's form, still read).
+fn table_append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
+    batch_frame(|fbb| {
+        let entries = Some(fbb.create_vector(&entry_headers(data_ends)));
+        let data = Some(fbb.create_vector(&vec![7u8; data_bytes]));
+        let append = fb::AppendRequest::create(
+            fbb,
+            &fb::AppendRequestArgs {
+                entries,
+                data,
+                position: Some(&fb::AppendPosition::new(0, 0, 0)),
+            },
+        );
+        let message = fb::RaftMessage::create(
+            fbb,
+            &fb::RaftMessageArgs {
+                header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
+                body_type: fb::RaftBody::AppendRequest,
+                body: Some(append.as_union_value()),
+            },
+        );
+        fb::RaftBatchArgs {
+            messages: Some(fbb.create_vector(&[message])),
+            ..Default::default()
+        }
+    })
+}
+
+fn appends(frame: &Bytes) -> Vec<cohort::raft::AppendRequest> {
+    let decoded = decode_frame(frame).expect("well-formed");
+    let cohort::wire::DecodedFrame::Raft(envelopes) = decoded else {
+        panic!("a raft batch")
+    };
+    envelopes
+        .into_iter()
+        .map(|envelope| match envelope.message.body {
+            cohort::raft::MessageBody::AppendRequest(append) => append,
+            other => panic!("an append, not {other:?}"),
+        })
+        .collect()
+}
+
+fn payload_lengths(append: &cohort::raft::AppendRequest) -> Vec<usize> {
+    append.entries.iter().map(|e| e.data.len()).collect()
+}
+
+/// Goal: an append's entries can only name payload runs inside their data vector, in order,
+/// both in a batch's columns and in the table form. Method: hand-built frames (valid
+/// flatbuffers, valid checksums) with runs past the end or running backwards are refused
+/// with a content error; well-formed ones decode to the runs.
 #[test]
 fn entry_payload_runs_outside_the_data_are_refused() {
     for (ends, data_bytes) in [
@@ -143,26 +195,116 @@ fn entry_payload_runs_outside_the_data_are_refused() {
         (&[6, 4][..], 10),
         (&[u32::MAX][..], 0),
     ] {
-        let result = decode_frame(&append_frame(ends, data_bytes));
+        let entries = ends.len() as u32;
+        for frame in [
+            columns_frame(&[entries], ends, data_bytes),
+            table_append_frame(ends, data_bytes),
+        ] {
+            let result = decode_frame(&frame);
+            assert!(
+                matches!(
+                    result,
+                    Err(DecodeError::Content(
+                        ContentError::EntryDataOutOfBounds { .. }
+                    ))
+                ),
+                "{ends:?} in {data_bytes} bytes: {result:?}"
+            );
+        }
+    }
+    let decoded = appends(&table_append_frame(&[0, 4, 4, 10], 10));
+    assert_eq!(payload_lengths(&decoded[0]), [0, 4, 0, 6]);
+    // In columns, the payload runs continue from one append to the next.
+    let decoded = appends(&columns_frame(&[1, 1, 4], &[0, 4, 4, 10], 10));
+    let lengths: Vec<Vec<usize>> = decoded.iter().map(payload_lengths).collect();
+    assert_eq!(lengths, [vec![0], vec![], vec![4, 0, 6]]);
+    let indexes: Vec<u64> = decoded[2].entries.iter().map(|e| e.index.0).collect();
+    assert_eq!(indexes, [2, 3, 4]);
+}
+
+/// Goal: an append in columns can only take entries inside the batch's entry column, in
+/// order. Method: `entries_end`s past the column or running backwards are refused.
+#[test]
+fn append_entry_ranges_outside_the_column_are_refused() {
+    for appends in [&[3u32][..], &[2, 1], &[u32::MAX]] {
+        let result = decode_frame(&columns_frame(appends, &[1, 2], 2));
         assert!(
             matches!(
                 result,
                 Err(DecodeError::Content(
-                    ContentError::EntryDataOutOfBounds { .. }
+                    ContentError::EntriesOutOfBounds { .. }
                 ))
             ),
-            "{ends:?} in {data_bytes} bytes: {result:?}"
+            "appends ending at {appends:?} of 2 entries: {result:?}"
         );
     }
-    let decoded = decode_frame(&append_frame(&[0, 4, 4, 10], 10)).expect("well-formed");
-    let cohort::wire::DecodedFrame::Raft(envelopes) = decoded else {
-        panic!("a raft batch")
-    };
-    let cohort::raft::MessageBody::AppendRequest(append) = &envelopes[0].message.body else {
-        panic!("an append")
-    };
-    let lengths: Vec<usize> = append.entries.iter().map(|e| e.data.len()).collect();
-    assert_eq!(lengths, [0, 4, 0, 6]);
+}
+
+/// Goal: `order` and the columns agree exactly: every item is one message, no item is read
+/// twice or left out, and an unknown column is refused. Method: hand-built batches that
+/// break each rule.
+#[test]
+fn orders_that_disagree_with_the_columns_are_refused() {
+    let response = fb::AppendResponseRecord::new(2, 1, 1, 5, 0, 0, 0, false);
+    // Two appends named, one append and one response present: the second take runs dry.
+    let exhausted = batch_frame(|fbb| fb::RaftBatchArgs {
+        order: Some(fbb.create_vector(&[fb::MessageColumn::Append; 2])),
+        appends: Some(fbb.create_vector(&[append_record(0)])),
+        append_responses: Some(fbb.create_vector(&[response])),
+        ..Default::default()
+    });
+    assert!(matches!(
+        decode_frame(&exhausted),
+        Err(DecodeError::Content(ContentError::ColumnExhausted {
+            column: "appends",
+            message_index: 1
+        }))
+    ));
+    // One message named, two items present: one would be dropped unread.
+    let extra = batch_frame(|fbb| fb::RaftBatchArgs {
+        order: Some(fbb.create_vector(&[fb::MessageColumn::AppendResponse])),
+        appends: Some(fbb.create_vector(&[append_record(0)])),
+        append_responses: Some(fbb.create_vector(&[response])),
+        ..Default::default()
+    });
+    assert!(matches!(
+        decode_frame(&extra),
+        Err(DecodeError::Content(ContentError::ColumnsMismatch {
+            messages: 1,
+            items: 2
+        }))
+    ));
+    // Columns without an order: the order defaults to the tables alone, so they mismatch.
+    let unordered = batch_frame(|fbb| fb::RaftBatchArgs {
+        append_responses: Some(fbb.create_vector(&[response])),
+        ..Default::default()
+    });
+    assert!(matches!(
+        decode_frame(&unordered),
+        Err(DecodeError::Content(ContentError::ColumnsMismatch {
+            messages: 0,
+            items: 1
+        }))
+    ));
+    let unknown = batch_frame(|fbb| fb::RaftBatchArgs {
+        order: Some(fbb.create_vector(&[fb::MessageColumn(9)])),
+        append_responses: Some(fbb.create_vector(&[response])),
+        ..Default::default()
+    });
+    assert!(matches!(
+        decode_frame(&unknown),
+        Err(DecodeError::Content(ContentError::UnionUnknown {
+            union: "MessageColumn",
+            tag: 9
+        }))
+    ));
+    // The well-formed batch decodes.
+    let good = batch_frame(|fbb| fb::RaftBatchArgs {
+        order: Some(fbb.create_vector(&[fb::MessageColumn::AppendResponse])),
+        append_responses: Some(fbb.create_vector(&[response])),
+        ..Default::default()
+    });
+    assert!(decode_frame(&good).is_ok());
 }
 
 proptest! {

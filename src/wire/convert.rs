@@ -1,9 +1,11 @@
 //! Conversion between the Raft core's messages and the wire tables.
 //!
-//! This is the only file that knows both `cohort::raft` and the generated tables, so when
-//! the core's types gain a field, this file (and its round-trip test) is all that changes.
+//! This file and `batch.rs` (the batch's columns) are the only ones that know both
+//! `cohort::raft` and the generated tables, so when the core's types gain a field, they (and
+//! the round-trip test) are all that changes.
 //!
-//! Copies: encoding writes each entry payload once, into the outgoing flatbuffer. Decoding
+//! Copies: encoding copies each entry payload twice: into the batch's payload column, then
+//! into the outgoing flatbuffer (the builder takes a vector from one slice). Decoding
 //! copies none: the caller hands in the whole received frame as [`Bytes`], and every
 //! payload becomes a [`Bytes::slice_ref`] of it (a reference count, no memcpy).
 
@@ -13,11 +15,12 @@ use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
 
 use crate::raft::{
-    AppendRequest, AppendResponse, ConfState, Entry, EntryKind, GroupId, Heartbeat,
-    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk,
-    SnapshotMeta, Term, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, ConfState, GroupId, Heartbeat, HeartbeatResponse, LogIndex,
+    Message, MessageBody, NodeId, Snapshot, SnapshotChunk, SnapshotMeta, Term, VoteRequest,
+    VoteResponse,
 };
 
+use super::batch::{self, Columns};
 use super::fb;
 use super::frame::{FrameError, frame_header_for, open_frame};
 use super::handshake::{ClusterId, Handshake};
@@ -64,6 +67,22 @@ pub enum ContentError {
         messages: usize,
         messages_max: usize,
     },
+    /// A batch's `order` names more items of a column than it has.
+    ColumnExhausted {
+        column: &'static str,
+        message_index: usize,
+    },
+    /// A batch's columns hold another number of items than its `order` names.
+    ColumnsMismatch {
+        messages: usize,
+        items: usize,
+    },
+    /// An append's entry range is not within the batch's entries (or runs backwards).
+    EntriesOutOfBounds {
+        start: usize,
+        end: usize,
+        entries: usize,
+    },
 }
 
 impl fmt::Display for ContentError {
@@ -100,6 +119,25 @@ impl fmt::Display for ContentError {
                     "{messages} messages in one frame, at most {messages_max}"
                 )
             }
+            ContentError::ColumnExhausted {
+                column,
+                message_index,
+            } => write!(
+                f,
+                "message {message_index} of the batch is the next of column {column}, which has no more"
+            ),
+            ContentError::ColumnsMismatch { messages, items } => write!(
+                f,
+                "the batch orders {messages} messages but its columns hold {items}"
+            ),
+            ContentError::EntriesOutOfBounds {
+                start,
+                end,
+                entries,
+            } => write!(
+                f,
+                "append entries {start}..{end} outside the batch's {entries} entries"
+            ),
         }
     }
 }
@@ -198,7 +236,7 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
         }
         fb::FrameBody::RaftBatch => {
             let batch = root.body_as_raft_batch().ok_or(FrameError::BodyUnknown)?;
-            Ok(DecodedFrame::Raft(decode_raft_batch(frame, batch)?))
+            Ok(DecodedFrame::Raft(batch::decode_raft_batch(frame, batch)?))
         }
         fb::FrameBody::ClientRequestBatch => Ok(DecodedFrame::ClientRequests),
         fb::FrameBody::ClientResponseBatch => Ok(DecodedFrame::ClientResponses),
@@ -224,35 +262,24 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
     })
 }
 
-fn decode_raft_batch(
+/// One message of a batch's `messages` (the kinds without a column).
+pub(super) fn decode_table_message(
     frame: &Bytes,
-    batch: fb::RaftBatch<'_>,
-) -> Result<Vec<Envelope>, ContentError> {
-    let Some(messages) = batch.messages() else {
-        return Ok(Vec::new());
-    };
-    if messages.len() > RAFT_MESSAGES_PER_FRAME_MAX {
-        return Err(ContentError::TooManyMessages {
-            messages: messages.len(),
-            messages_max: RAFT_MESSAGES_PER_FRAME_MAX,
-        });
-    }
-    let mut envelopes = Vec::with_capacity(messages.len());
-    for (message_index, message) in messages.iter().enumerate() {
-        let header = message
-            .header()
-            .ok_or(ContentError::HeaderMissing { message_index })?;
-        envelopes.push(Envelope {
-            group: GroupId(header.group()),
-            message: Message {
-                from: NodeId(header.from()),
-                to: NodeId(header.to()),
-                term: Term(header.term()),
-                body: decode_body(frame, message, message_index)?,
-            },
-        });
-    }
-    Ok(envelopes)
+    message: fb::RaftMessage<'_>,
+    message_index: usize,
+) -> Result<Envelope, ContentError> {
+    let header = message
+        .header()
+        .ok_or(ContentError::HeaderMissing { message_index })?;
+    Ok(Envelope {
+        group: GroupId(header.group()),
+        message: Message {
+            from: NodeId(header.from()),
+            to: NodeId(header.to()),
+            term: Term(header.term()),
+            body: decode_body(frame, message, message_index)?,
+        },
+    })
 }
 
 fn decode_body(
@@ -366,6 +393,7 @@ fn payload(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes 
     }
 }
 
+/// An append as a table, as protocol 2 sent them (protocol 3 sends appends in columns).
 fn decode_append(
     frame: &Bytes,
     position: &fb::AppendPosition,
@@ -373,37 +401,10 @@ fn decode_append(
 ) -> Result<AppendRequest, ContentError> {
     let headers = append.entries().unwrap_or_default();
     let data = append.data().map_or(&[][..], |data| data.bytes());
-    let mut entries = Vec::with_capacity(headers.len());
-    let mut start = 0usize;
-    for header in headers.iter() {
-        let kind = EntryKind::from_u8(header.kind().0).ok_or(ContentError::EntryKindUnknown {
-            tag: header.kind().0,
-        })?;
-        let end = header.data_end() as usize;
-        if end < start || end > data.len() {
-            return Err(ContentError::EntryDataOutOfBounds {
-                start,
-                end,
-                data_bytes: data.len(),
-            });
-        }
-        entries.push(Entry {
-            term: Term(header.term()),
-            index: LogIndex(header.index()),
-            kind,
-            data: if end == start {
-                Bytes::new()
-            } else {
-                // `data` lies within `frame` (it was verified there), so this cannot panic.
-                frame.slice_ref(&data[start..end])
-            },
-        });
-        start = end;
-    }
     Ok(AppendRequest {
         prev_log_index: LogIndex(position.prev_log_index()),
         prev_log_term: Term(position.prev_log_term()),
-        entries,
+        entries: batch::decode_entries(frame, headers.iter(), data, &mut 0)?,
         commit: LogIndex(position.commit()),
     })
 }
@@ -459,7 +460,7 @@ fn decode_chunk(frame: &Bytes, chunk: fb::SnapshotChunk<'_>) -> SnapshotChunk {
 
 // ---- encoding -------------------------------------------------------------------------------
 
-type Builder = FlatBufferBuilder<'static>;
+pub(super) type Builder = FlatBufferBuilder<'static>;
 
 /// Builds frames. Keep one per connection and reuse it: its buffers keep their capacity, so a
 /// warm encoder does not allocate.
@@ -469,8 +470,7 @@ pub struct FrameEncoder {
     /// Where [`FrameEncoder::frame_in_place`] wrote a header into the builder's free space;
     /// zeroed again before the next frame, because the builder's padding relies on it.
     header_in_place_at: Option<usize>,
-    messages: Vec<WIPOffset<fb::RaftMessage<'static>>>,
-    scratch: AppendScratch,
+    columns: Columns,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
 }
 
@@ -486,8 +486,7 @@ impl FrameEncoder {
             fbb: Builder::with_capacity(64 << 10),
             header: [0; FRAME_HEADER_BYTES],
             header_in_place_at: None,
-            messages: Vec::new(),
-            scratch: AppendScratch::default(),
+            columns: Columns::default(),
             proposals: Vec::new(),
         }
     }
@@ -597,7 +596,7 @@ impl FrameEncoder {
             });
         }
         self.reset();
-        self.messages.clear();
+        self.columns.clear();
         let mut payload_bytes = 0usize;
         for envelope in envelopes {
             // Refuse before the builder grows past the frame (it panics at 2 GiB).
@@ -609,21 +608,12 @@ impl FrameEncoder {
                     body_bytes_max: FRAME_BODY_BYTES_MAX,
                 });
             }
-            let message = encode_message(
-                &mut self.fbb,
-                &mut self.scratch,
-                &mut self.proposals,
-                envelope,
-            );
-            self.messages.push(message);
+            if !self.columns.push(envelope) {
+                let table = encode_message(&mut self.fbb, &mut self.proposals, envelope);
+                self.columns.push_table(table);
+            }
         }
-        let messages = self.fbb.create_vector(&self.messages);
-        let batch = fb::RaftBatch::create(
-            &mut self.fbb,
-            &fb::RaftBatchArgs {
-                messages: Some(messages),
-            },
-        );
+        let batch = self.columns.build(&mut self.fbb);
         self.finish(fb::FrameBody::RaftBatch, batch.as_union_value())
     }
 }
@@ -635,29 +625,19 @@ fn bytes_vector(
     (!data.is_empty()).then(|| fbb.create_vector(data))
 }
 
+/// A message of a kind without a column (see `batch.rs`) as a table.
 fn encode_message(
     fbb: &mut Builder,
-    scratch: &mut AppendScratch,
     proposals: &mut Vec<WIPOffset<fb::Proposal<'static>>>,
     envelope: &Envelope,
 ) -> WIPOffset<fb::RaftMessage<'static>> {
     let message = &envelope.message;
     let (body_type, body) = match &message.body {
-        MessageBody::AppendRequest(append) => (
-            fb::RaftBody::AppendRequest,
-            encode_append(fbb, scratch, append).as_union_value(),
-        ),
-        MessageBody::AppendResponse(response) => {
-            let args = fb::AppendResponseArgs {
-                index: response.index.0,
-                reject: response.reject,
-                reject_hint: response.reject_hint.0,
-                hint_term: response.hint_term.0,
-            };
-            (
-                fb::RaftBody::AppendResponse,
-                fb::AppendResponse::create(fbb, &args).as_union_value(),
-            )
+        MessageBody::AppendRequest(_)
+        | MessageBody::AppendResponse(_)
+        | MessageBody::Heartbeat(_)
+        | MessageBody::HeartbeatResponse(_) => {
+            unreachable!("Columns::push takes every message of a kind with a column")
         }
         MessageBody::PreVoteRequest(vote) => (fb::RaftBody::PreVoteRequest, encode_vote(fbb, vote)),
         MessageBody::PreVoteResponse(vote) => {
@@ -677,25 +657,6 @@ fn encode_message(
             (
                 fb::RaftBody::VoteResponse,
                 fb::VoteResponse::create(fbb, &args).as_union_value(),
-            )
-        }
-        MessageBody::Heartbeat(heartbeat) => {
-            let args = fb::HeartbeatArgs {
-                commit: heartbeat.commit.0,
-                read_round: heartbeat.read_round,
-            };
-            (
-                fb::RaftBody::Heartbeat,
-                fb::Heartbeat::create(fbb, &args).as_union_value(),
-            )
-        }
-        MessageBody::HeartbeatResponse(response) => {
-            let args = fb::HeartbeatResponseArgs {
-                read_round: response.read_round,
-            };
-            (
-                fb::RaftBody::HeartbeatResponse,
-                fb::HeartbeatResponse::create(fbb, &args).as_union_value(),
             )
         }
         MessageBody::InstallSnapshot(snapshot) => (
@@ -784,59 +745,6 @@ fn encode_message(
         body: Some(body),
     };
     fb::RaftMessage::create(fbb, &args)
-}
-
-/// Buffers an encoder reuses for appends, so a warm encoder does not allocate.
-#[derive(Default)]
-struct AppendScratch {
-    /// Payloads of a multi-entry append, joined before they go into the builder.
-    data: Vec<u8>,
-    headers: Vec<fb::EntryHeader>,
-}
-
-/// Entry headers go in as one vector of structs and payloads as one byte vector: nothing per
-/// entry to build here or to verify at the receiver. One entry's payload is used as it is;
-/// several are joined first.
-fn encode_append(
-    fbb: &mut Builder,
-    scratch: &mut AppendScratch,
-    append: &AppendRequest,
-) -> WIPOffset<fb::AppendRequest<'static>> {
-    let data = match append.entries.as_slice() {
-        [] => None,
-        [entry] => bytes_vector(fbb, &entry.data),
-        entries => {
-            scratch.data.clear();
-            entries
-                .iter()
-                .for_each(|entry| scratch.data.extend_from_slice(&entry.data));
-            bytes_vector(fbb, &scratch.data)
-        }
-    };
-    let mut data_end = 0u32;
-    scratch.headers.clear();
-    scratch.headers.extend(append.entries.iter().map(|entry| {
-        // A frame body is far below 4 GiB (FRAME_BODY_BYTES_MAX), so u32 cannot overflow.
-        data_end += entry.data.len() as u32;
-        fb::EntryHeader::new(
-            entry.index.0,
-            entry.term.0,
-            data_end,
-            fb::EntryKind(entry.kind as u8),
-        )
-    }));
-    let entries = (!scratch.headers.is_empty()).then(|| fbb.create_vector(&scratch.headers));
-    let position = fb::AppendPosition::new(
-        append.prev_log_index.0,
-        append.prev_log_term.0,
-        append.commit.0,
-    );
-    let args = fb::AppendRequestArgs {
-        position: Some(&position),
-        entries,
-        data,
-    };
-    fb::AppendRequest::create(fbb, &args)
 }
 
 fn encode_vote(fbb: &mut Builder, vote: &VoteRequest) -> WIPOffset<UnionWIPOffset> {

@@ -67,8 +67,10 @@ const _: () = assert!(
 pub const HANDSHAKE_MAGIC: u32 = 0x434F_4854;
 
 /// Incremented on every incompatible change of the tables after the handshake. 2: an append's
-/// entries are a vector of structs and one payload vector, no longer a table each.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// entries are a vector of structs and one payload vector, no longer a table each. 3: a batch's
+/// appends, append responses, heartbeats and heartbeat responses travel as columns of structs
+/// (`batch.rs`), no longer as two tables per message.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 // ---- per process: the transport -------------------------------------------------------------
 
