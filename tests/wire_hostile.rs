@@ -129,9 +129,14 @@ fn append_record(entries_end: u32) -> fb::AppendRecord {
 fn columns_frame(appends: &[u32], data_ends: &[u32], data_bytes: usize) -> Bytes {
     batch_frame(|fbb| fb::RaftBatchArgs {
         order: Some(fbb.create_vector(&vec![fb::MessageColumn::Append; appends.len()])),
-        appends: Some(fbb.create_vector(
-            &appends.iter().map(|&end| append_record(end)).collect::<Vec<_>>(),
-        )),
+        appends: Some(
+            fbb.create_vector(
+                &appends
+                    .iter()
+                    .map(|&end| append_record(end))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
         append_entries: Some(fbb.create_vector(&entry_headers(data_ends))),
         append_data: Some(fbb.create_vector(&vec![7u8; data_bytes])),
         ..Default::default()

@@ -16,6 +16,10 @@ pub struct Message {
     pub body: MessageBody,
 }
 
+// Messages move by value through the core's outbox, the shard and the transport's queues:
+// keep them small (the big, rare kinds are boxed).
+const _: () = assert!(std::mem::size_of::<Message>() <= 80);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageBody {
     /// Leader → follower: entries that follow `(prev_log_index, prev_log_term)`.
@@ -31,8 +35,9 @@ pub enum MessageBody {
     /// Leader → follower: I am alive; here is the commit index you may apply up to.
     Heartbeat(Heartbeat),
     HeartbeatResponse(HeartbeatResponse),
-    /// Leader → follower: replace your log with this snapshot.
-    InstallSnapshot(Snapshot),
+    /// Leader → follower: replace your log with this snapshot. Boxed, as is `SnapshotChunk`:
+    /// the two rare kinds would otherwise make every message 200 bytes instead of 80.
+    InstallSnapshot(Box<Snapshot>),
     /// Leader → transferee: start an election now (leadership transfer).
     TimeoutNow,
     /// Follower → leader: confirm leadership and tell me the commit index for a read.
@@ -51,7 +56,7 @@ pub enum MessageBody {
     /// Leader → follower: one bounded chunk of a snapshot on its way. The core never sends
     /// nor takes these: the layer that drives it splits an `InstallSnapshot` into chunks and
     /// assembles the chunks back into one (see `shard::snapshot_stream`).
-    SnapshotChunk(SnapshotChunk),
+    SnapshotChunk(Box<SnapshotChunk>),
     /// Follower → leader: of the snapshot at `index`, the first `received` bytes arrived; `gap`:
     /// a chunk after them was missing (or the follower lost what it had), so resend from there.
     SnapshotAck {

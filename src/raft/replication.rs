@@ -111,7 +111,7 @@ impl Replica {
             }
             MessageBody::InstallSnapshot(snapshot) => {
                 self.heard_from_leader(from);
-                self.on_install_snapshot(from, snapshot);
+                self.on_install_snapshot(from, *snapshot);
             }
             MessageBody::TimeoutNow if self.is_promotable() => {
                 self.start_election(Election::Transfer)
@@ -394,7 +394,7 @@ impl Replica {
         self.progress_mut(to)
             .expect("member")
             .become_snapshot(snapshot.meta.index);
-        self.send_now(to, MessageBody::InstallSnapshot(snapshot));
+        self.send_now(to, MessageBody::InstallSnapshot(Box::new(snapshot)));
         true
     }
 

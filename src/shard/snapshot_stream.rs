@@ -122,7 +122,7 @@ impl SnapshotStreams {
         let stream = Outgoing {
             from: message.from,
             term: message.term,
-            snapshot,
+            snapshot: *snapshot,
             checksum,
             acked: 0,
             next: 0,
@@ -158,7 +158,7 @@ impl SnapshotStreams {
                         from: stream.from,
                         to: NodeId(to),
                         term: stream.term,
-                        body: MessageBody::SnapshotChunk(chunk),
+                        body: MessageBody::SnapshotChunk(Box::new(chunk)),
                     },
                 };
                 if !send(envelope) {
@@ -324,7 +324,7 @@ impl SnapshotStreams {
             from,
             to,
             term,
-            body: MessageBody::InstallSnapshot(snapshot),
+            body: MessageBody::InstallSnapshot(Box::new(snapshot)),
         };
         (ack(have, false), Some(install))
     }
@@ -408,7 +408,7 @@ mod tests {
             from: NodeId(1),
             to: NodeId(2),
             term: Term(3),
-            body: MessageBody::InstallSnapshot(snapshot),
+            body: MessageBody::InstallSnapshot(Box::new(snapshot)),
         }
     }
 
@@ -484,7 +484,10 @@ mod tests {
             installed = deliver_counting(&mut sender, &mut receiver, next, &mut completed);
         }
         let installed = installed.unwrap();
-        assert_eq!(installed.body, MessageBody::InstallSnapshot(whole));
+        assert_eq!(
+            installed.body,
+            MessageBody::InstallSnapshot(Box::new(whole))
+        );
         assert_eq!((installed.from, installed.term), (NodeId(1), Term(3)));
         assert_eq!(sender.sending(), 0, "a finished stream is forgotten");
         assert_eq!(
@@ -650,13 +653,13 @@ mod tests {
             from: NodeId(1),
             to: NodeId(2),
             term: Term(1),
-            body: MessageBody::SnapshotChunk(SnapshotChunk {
+            body: MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
                 meta: SnapshotMeta::default(),
                 offset,
                 total,
                 checksum: 0,
                 data: Bytes::from(vec![0; len]),
-            }),
+            })),
         };
         for (offset, total, len) in [(0, SNAPSHOT_BYTES_MAX + 1, 1), (5, 8, 4), (u64::MAX, 8, 2)] {
             let (ack, whole) = receiver.on_chunk(0, chunk(offset, total, len));

@@ -244,7 +244,7 @@ mod tests {
                 from: NodeId(1),
                 to: NodeId(2),
                 term: Term(1),
-                body: MessageBody::InstallSnapshot(snapshot),
+                body: MessageBody::InstallSnapshot(Box::new(snapshot)),
             },
         }
     }

@@ -4,8 +4,10 @@
 //! `cohort::raft` and the generated tables, so when the core's types gain a field, they (and
 //! the round-trip test) are all that changes.
 //!
-//! Copies: encoding copies each entry payload twice: into the batch's payload column, then
-//! into the outgoing flatbuffer (the builder takes a vector from one slice). Decoding
+//! Copies: encoding copies an entry payload into the outgoing flatbuffer, and before that
+//! into a scratch buffer when it is joined with others (the builder takes a vector from one
+//! slice): the payloads of a batch's append column, or of a multi-entry append table. An
+//! append of one big entry therefore goes as a table (`batch.rs`). Decoding
 //! copies none: the caller hands in the whole received frame as [`Bytes`], and every
 //! payload becomes a [`Bytes::slice_ref`] of it (a reference count, no memcpy).
 
@@ -336,7 +338,7 @@ fn decode_body(
         }
         fb::RaftBody::InstallSnapshot => {
             let snapshot = message.body_as_install_snapshot().ok_or(missing)?;
-            MessageBody::InstallSnapshot(decode_snapshot(frame, snapshot))
+            MessageBody::InstallSnapshot(Box::new(decode_snapshot(frame, snapshot)))
         }
         fb::RaftBody::TimeoutNow => {
             message.body_as_timeout_now().ok_or(missing)?;
@@ -363,7 +365,7 @@ fn decode_body(
         }
         fb::RaftBody::SnapshotChunk => {
             let chunk = message.body_as_snapshot_chunk().ok_or(missing)?;
-            MessageBody::SnapshotChunk(decode_chunk(frame, chunk))
+            MessageBody::SnapshotChunk(Box::new(decode_chunk(frame, chunk)))
         }
         fb::RaftBody::SnapshotAck => {
             let ack = message.body_as_snapshot_ack().ok_or(missing)?;
@@ -471,6 +473,7 @@ pub struct FrameEncoder {
     /// zeroed again before the next frame, because the builder's padding relies on it.
     header_in_place_at: Option<usize>,
     columns: Columns,
+    scratch: AppendScratch,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
 }
 
@@ -487,6 +490,7 @@ impl FrameEncoder {
             header: [0; FRAME_HEADER_BYTES],
             header_in_place_at: None,
             columns: Columns::default(),
+            scratch: AppendScratch::default(),
             proposals: Vec::new(),
         }
     }
@@ -609,7 +613,12 @@ impl FrameEncoder {
                 });
             }
             if !self.columns.push(envelope) {
-                let table = encode_message(&mut self.fbb, &mut self.proposals, envelope);
+                let table = encode_message(
+                    &mut self.fbb,
+                    &mut self.scratch,
+                    &mut self.proposals,
+                    envelope,
+                );
                 self.columns.push_table(table);
             }
         }
@@ -625,19 +634,31 @@ fn bytes_vector(
     (!data.is_empty()).then(|| fbb.create_vector(data))
 }
 
-/// A message of a kind without a column (see `batch.rs`) as a table.
-fn encode_message(
+/// Any message as a table. Batches carry the frequent kinds in columns instead (`batch.rs`
+/// decides which go where).
+pub(super) fn encode_message(
     fbb: &mut Builder,
+    scratch: &mut AppendScratch,
     proposals: &mut Vec<WIPOffset<fb::Proposal<'static>>>,
     envelope: &Envelope,
 ) -> WIPOffset<fb::RaftMessage<'static>> {
     let message = &envelope.message;
     let (body_type, body) = match &message.body {
-        MessageBody::AppendRequest(_)
-        | MessageBody::AppendResponse(_)
-        | MessageBody::Heartbeat(_)
-        | MessageBody::HeartbeatResponse(_) => {
-            unreachable!("Columns::push takes every message of a kind with a column")
+        MessageBody::AppendRequest(append) => (
+            fb::RaftBody::AppendRequest,
+            encode_append(fbb, scratch, append).as_union_value(),
+        ),
+        MessageBody::AppendResponse(response) => {
+            let args = fb::AppendResponseArgs {
+                index: response.index.0,
+                reject: response.reject,
+                reject_hint: response.reject_hint.0,
+                hint_term: response.hint_term.0,
+            };
+            (
+                fb::RaftBody::AppendResponse,
+                fb::AppendResponse::create(fbb, &args).as_union_value(),
+            )
         }
         MessageBody::PreVoteRequest(vote) => (fb::RaftBody::PreVoteRequest, encode_vote(fbb, vote)),
         MessageBody::PreVoteResponse(vote) => {
@@ -657,6 +678,25 @@ fn encode_message(
             (
                 fb::RaftBody::VoteResponse,
                 fb::VoteResponse::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::Heartbeat(heartbeat) => {
+            let args = fb::HeartbeatArgs {
+                commit: heartbeat.commit.0,
+                read_round: heartbeat.read_round,
+            };
+            (
+                fb::RaftBody::Heartbeat,
+                fb::Heartbeat::create(fbb, &args).as_union_value(),
+            )
+        }
+        MessageBody::HeartbeatResponse(response) => {
+            let args = fb::HeartbeatResponseArgs {
+                read_round: response.read_round,
+            };
+            (
+                fb::RaftBody::HeartbeatResponse,
+                fb::HeartbeatResponse::create(fbb, &args).as_union_value(),
             )
         }
         MessageBody::InstallSnapshot(snapshot) => (
@@ -745,6 +785,59 @@ fn encode_message(
         body: Some(body),
     };
     fb::RaftMessage::create(fbb, &args)
+}
+
+/// Buffers an encoder reuses for appends, so a warm encoder does not allocate.
+#[derive(Default)]
+pub(super) struct AppendScratch {
+    /// Payloads of a multi-entry append, joined before they go into the builder.
+    data: Vec<u8>,
+    headers: Vec<fb::EntryHeader>,
+}
+
+/// Entry headers go in as one vector of structs and payloads as one byte vector: nothing per
+/// entry to build here or to verify at the receiver. One entry's payload is used as it is;
+/// several are joined first.
+fn encode_append(
+    fbb: &mut Builder,
+    scratch: &mut AppendScratch,
+    append: &AppendRequest,
+) -> WIPOffset<fb::AppendRequest<'static>> {
+    let data = match append.entries.as_slice() {
+        [] => None,
+        [entry] => bytes_vector(fbb, &entry.data),
+        entries => {
+            scratch.data.clear();
+            entries
+                .iter()
+                .for_each(|entry| scratch.data.extend_from_slice(&entry.data));
+            bytes_vector(fbb, &scratch.data)
+        }
+    };
+    let mut data_end = 0u32;
+    scratch.headers.clear();
+    scratch.headers.extend(append.entries.iter().map(|entry| {
+        // A frame body is far below 4 GiB (FRAME_BODY_BYTES_MAX), so u32 cannot overflow.
+        data_end += entry.data.len() as u32;
+        fb::EntryHeader::new(
+            entry.index.0,
+            entry.term.0,
+            data_end,
+            fb::EntryKind(entry.kind as u8),
+        )
+    }));
+    let entries = (!scratch.headers.is_empty()).then(|| fbb.create_vector(&scratch.headers));
+    let position = fb::AppendPosition::new(
+        append.prev_log_index.0,
+        append.prev_log_term.0,
+        append.commit.0,
+    );
+    let args = fb::AppendRequestArgs {
+        position: Some(&position),
+        entries,
+        data,
+    };
+    fb::AppendRequest::create(fbb, &args)
 }
 
 fn encode_vote(fbb: &mut Builder, vote: &VoteRequest) -> WIPOffset<UnionWIPOffset> {

@@ -98,7 +98,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         })),
         any::<u64>()
             .prop_map(|r| MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: r })),
-        snapshot().prop_map(MessageBody::InstallSnapshot),
+        snapshot().prop_map(|snapshot| MessageBody::InstallSnapshot(Box::new(snapshot))),
         Just(MessageBody::TimeoutNow),
         any::<u64>().prop_map(|ctx| MessageBody::ReadIndexRequest { ctx }),
         (any::<u64>(), any::<u64>()).prop_map(|(ctx, i)| MessageBody::ReadIndexResponse {
@@ -107,13 +107,15 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         }),
         vec(payload(), 0..4).prop_map(|data| MessageBody::ForwardProposal { data }),
         (snapshot(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
-            |(snapshot, offset, total, checksum)| MessageBody::SnapshotChunk(SnapshotChunk {
-                meta: snapshot.meta,
-                offset,
-                total,
-                checksum,
-                data: snapshot.data,
-            })
+            |(snapshot, offset, total, checksum)| MessageBody::SnapshotChunk(Box::new(
+                SnapshotChunk {
+                    meta: snapshot.meta,
+                    offset,
+                    total,
+                    checksum,
+                    data: snapshot.data,
+                }
+            ))
         ),
         (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(i, received, gap)| {
             MessageBody::SnapshotAck {
@@ -186,7 +188,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             read_round: 6,
         }),
         MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 6 }),
-        MessageBody::InstallSnapshot(Snapshot {
+        MessageBody::InstallSnapshot(Box::new(Snapshot {
             meta: SnapshotMeta {
                 index: LogIndex(100),
                 term: Term(4),
@@ -199,7 +201,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
                 },
             },
             data: Bytes::from_static(b"snapshot bytes"),
-        }),
+        })),
         MessageBody::TimeoutNow,
         MessageBody::ReadIndexRequest { ctx: 77 },
         MessageBody::ReadIndexResponse {
@@ -209,7 +211,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
         MessageBody::ForwardProposal {
             data: vec![Bytes::from_static(b"p1"), Bytes::from_static(b"p2")],
         },
-        MessageBody::SnapshotChunk(SnapshotChunk {
+        MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
             meta: SnapshotMeta {
                 index: LogIndex(40),
                 term: Term(3),
@@ -219,7 +221,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             total: 3 << 20,
             checksum: 0xdead_beef,
             data: Bytes::from_static(b"chunk bytes"),
-        }),
+        })),
         MessageBody::SnapshotAck {
             index: LogIndex(40),
             received: 2 << 20,
