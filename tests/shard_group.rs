@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, OpResult};
-use cohort::proto::client::{Consistency, Outcome, Request};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
+
 use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
 use cohort::shard::{Answer, Group};
 
@@ -188,16 +189,17 @@ fn a_leader_that_steps_down_tells_its_waiting_writers_to_retry() {
     trio.pump();
     assert_eq!(trio.groups[1].replica.role(), Role::Leader);
     let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
-    // Node 1 stepped down on node 2's vote request, before it knew who would win: no hint,
-    // so the client asks around.
-    assert_eq!(
-        outcomes,
-        [Outcome::NotLeader {
-            leader: 0,
-            address: String::new()
-        }]
-    );
+    // Node 1 stepped down on node 2's vote request, before it knew who would win; it kept
+    // the write until it heard from the winner, so the client goes straight there.
+    assert_eq!(outcomes, [not_leader(2)]);
     assert_eq!(trio.groups[0].waiting(), 0);
+}
+
+fn not_leader(leader: u64) -> Outcome {
+    Outcome::NotLeader {
+        leader,
+        address: format!("node{leader}:7000"),
+    }
 }
 
 #[test]
@@ -258,19 +260,111 @@ fn pending_writes_of_a_leader_that_lost_its_term_are_told_to_retry() {
     trio.groups[1].replica.campaign();
     let mut ready = trio.groups[1].replica.ready();
     let mut messages = ready.take_messages_now();
+    let _durable = ready.take_entries();
     messages.extend(ready.take_messages_after_persist());
+    trio.groups[1].replica.advance(ready.ack());
     for message in messages {
         if message.to == NodeId(1) {
             trio.groups[0].replica.step(message).unwrap();
         }
     }
+    // No leader known yet: the write is held, not refused.
     trio.groups[0].propose_pending(&mut trio.answers);
+    assert!(trio.answers.is_empty());
+    assert_eq!(trio.groups[0].waiting(), 1);
+    // Node 2 wins and node 1 hears of it: the write is sent there.
+    trio.pump();
+    assert_eq!(trio.groups[1].replica.role(), Role::Leader);
     let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
-    assert!(
-        matches!(outcomes[..], [Outcome::NotLeader { .. }]),
-        "{outcomes:?}"
-    );
+    assert_eq!(outcomes, [not_leader(2)]);
     assert_eq!(trio.groups[0].waiting(), 0);
+}
+
+/// Goal: writes that reach a leader while it hands leadership over wait for the handover
+/// instead of being refused as busy (which made every client pause), then go to the new
+/// leader; if the handover fails, they are proposed. Method: transfers on three replicas,
+/// one completed, one abandoned after an election timeout.
+#[test]
+fn writes_during_a_handover_wait_for_it_and_then_follow_the_new_leader() {
+    let mut trio = Trio::new();
+    trio.groups[0]
+        .replica
+        .transfer_leader(NodeId(2))
+        .expect("node 2 is a caught-up voter");
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    trio.groups[0].handle(9, write, &mut trio.answers);
+    trio.groups[0].propose_pending(&mut trio.answers);
+    assert!(trio.answers.is_empty(), "held, not refused");
+    assert_eq!(trio.groups[0].waiting(), 1);
+    trio.pump();
+    assert_eq!(trio.groups[1].replica.role(), Role::Leader);
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    assert_eq!(outcomes, [not_leader(2)]);
+
+    // A handover to a node that never answers is abandoned after an election timeout; the
+    // write held meanwhile is then proposed and answered with its result.
+    trio.groups[1].replica.report_unreachable(NodeId(3));
+    trio.groups[1]
+        .replica
+        .transfer_leader(NodeId(3))
+        .expect("node 3 is a voter");
+    let write = request(2, Consistency::Linearizable, vec![put("b", "2")]);
+    trio.groups[1].handle(9, write, &mut trio.answers);
+    trio.groups[1].propose_pending(&mut trio.answers);
+    assert_eq!(trio.groups[1].waiting(), 1);
+    let mut ticks = 0;
+    while trio.groups[1].replica.lead_transferee().is_some() {
+        trio.groups[1].replica.tick();
+        // Node 3 hears nothing: drop what node 2 sends it.
+        let mut ready = trio.groups[1].replica.ready();
+        let _dropped = ready.take_messages_now();
+        let _durable = ready.take_entries();
+        let _after = ready.take_messages_after_persist();
+        trio.groups[1].replica.advance(ready.ack());
+        ticks += 1;
+        assert!(ticks < 1_000, "the transfer is abandoned");
+    }
+    assert_eq!(trio.groups[1].replica.role(), Role::Leader);
+    trio.pump();
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Results(vec![OpResult::Written].into())]);
+}
+
+/// Goal: what a group holds during a handover is bounded by one entry; past that, writes
+/// are refused as busy. Method: a handover that is never answered, and writes until full.
+#[test]
+fn a_handover_holds_at_most_one_entry_of_writes() {
+    let mut trio = Trio::new();
+    let one = request(1, Consistency::Linearizable, vec![put("k", "v")]);
+    trio.groups[0].entry_bytes_max = 2 * one.command.encoded_len() + 1;
+    trio.groups[0].replica.report_unreachable(NodeId(2));
+    trio.groups[0]
+        .replica
+        .transfer_leader(NodeId(2))
+        .expect("a voter");
+    for sequence in 1..=3 {
+        let write = request(sequence, Consistency::Linearizable, vec![put("k", "v")]);
+        trio.groups[0].handle(9, write, &mut trio.answers);
+    }
+    assert_eq!(trio.groups[0].waiting(), 2, "two fit one entry");
+    let refused: Vec<(u64, Outcome)> = trio
+        .answers
+        .drain(..)
+        .map(|a| (a.response.sequence, a.response.outcome))
+        .collect();
+    assert!(
+        matches!(
+            &refused[..],
+            [(
+                3,
+                Outcome::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                }
+            )]
+        ),
+        "{refused:?}"
+    );
 }
 
 #[test]

@@ -231,6 +231,11 @@ impl Replica {
     pub fn leader(&self) -> NodeId {
         self.leader
     }
+    /// While this leader hands leadership over: the voter it hands it to. Proposals are
+    /// refused meanwhile ([`ProposeError::TransferInProgress`]).
+    pub fn lead_transferee(&self) -> Option<NodeId> {
+        self.lead_transferee
+    }
     pub fn commit(&self) -> LogIndex {
         self.log.committed
     }

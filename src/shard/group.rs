@@ -144,6 +144,12 @@ impl Group {
         }
         if self.pending.len() + bytes > self.entry_bytes_max {
             self.propose_pending(out);
+            if !self.pending.is_empty() {
+                // Held for a handover (see `propose_pending`) and full: this one must wait.
+                let why = "leadership is being handed over and this group holds all it can";
+                let response = error_response(&request, ErrorCode::Busy, why);
+                return out.push(Answer { conn, response });
+            }
         }
         request.command.encode_into(&mut self.pending);
         let command = &request.command;
@@ -153,10 +159,17 @@ impl Group {
 
     /// Propose the writes taken in since the last call as one entry. If the group cannot take
     /// it (no longer the leader, too much uncommitted), every one of them is answered now.
+    ///
+    /// While the leader hands leadership over (the leader balance does so right after a
+    /// cluster starts), and then while no leader is known, the writes are held instead: the
+    /// handover ends within an election timeout, and then they are proposed here (it failed),
+    /// or answered "not the leader" with the new leader's address, which the client follows
+    /// at once. Refusing them as busy made every client pause and retry, and the first second
+    /// of a run waited ~100 ms.
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
         // Commands of a connection that closed meanwhile are proposed too: taken in is taken
         // in, and their clients' retries are answered from the session.
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.holds_writes() {
             return;
         }
         let data = self.pending.split().freeze();
@@ -184,6 +197,13 @@ impl Group {
                 },
             });
         }
+    }
+
+    /// Writes taken in as the leader wait in `pending` rather than be refused: see
+    /// [`Group::propose_pending`].
+    fn holds_writes(&self) -> bool {
+        self.replica.lead_transferee().is_some()
+            || (self.replica.role() != Role::Leader && self.replica.leader().is_none())
     }
 
     fn serve_read(&self, request: &Request) -> Response {
@@ -369,10 +389,16 @@ impl Group {
     /// The role or leader changed. Writes proposed in an earlier term may still commit, or be
     /// replaced: tell their clients to retry at the leader. Exactly-once sessions make the
     /// retry safe: a write that did commit is answered from the session, not applied twice.
+    /// While no leader is known (an election is on) they wait: "ask the leader" without a
+    /// leader sends the client to another node after a pause, and the election usually ends
+    /// sooner (this runs again then).
     fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
         let term = self.replica.term();
         let not_leader = self.not_leader_outcome();
         let leading = self.replica.role() == Role::Leader;
+        if !leading && self.replica.leader().is_none() {
+            return;
+        }
         let stale: Vec<(u64, u64)> = self
             .writes
             .iter()
