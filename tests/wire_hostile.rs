@@ -228,9 +228,23 @@ fn entry_payload_runs_outside_the_data_are_refused() {
 }
 
 /// Goal: an append in columns can only take entries inside the batch's entry column, in
-/// order. Method: `entries_end`s past the column or running backwards are refused.
+/// order, and none are left over. Method: `entries_end`s past the column or running
+/// backwards are refused, and so are entries or payload bytes no append takes.
 #[test]
 fn append_entry_ranges_outside_the_column_are_refused() {
+    for (appends, data_ends, data_bytes, left) in [
+        (&[1u32][..], &[1u32, 2][..], 2, (1, 1)),
+        (&[2][..], &[1, 2][..], 3, (0, 1)),
+    ] {
+        let result = decode_frame(&columns_frame(appends, data_ends, data_bytes));
+        assert_eq!(
+            result,
+            Err(DecodeError::Content(ContentError::EntriesLeftOver {
+                entries: left.0,
+                data_bytes: left.1
+            })),
+        );
+    }
     for appends in [&[3u32][..], &[2, 1], &[u32::MAX]] {
         let result = decode_frame(&columns_frame(appends, &[1, 2], 2));
         assert!(

@@ -272,6 +272,7 @@ pub(super) fn decode_raft_batch(
         };
         envelopes.push(envelope);
     }
+    entries.finish()?;
     Ok(envelopes)
 }
 
@@ -305,6 +306,21 @@ impl<'a> EntryColumn<'a> {
             next: 0,
             data_at: 0,
         }
+    }
+
+    /// Refuses entries or payload bytes that no append took: every item is used once.
+    fn finish(&self) -> Result<(), ContentError> {
+        let (entries, data_bytes) = (
+            self.headers.len() - self.next,
+            self.data.len() - self.data_at,
+        );
+        if entries > 0 || data_bytes > 0 {
+            return Err(ContentError::EntriesLeftOver {
+                entries,
+                data_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// The entries from where the last append ended to header `end` (exclusive).

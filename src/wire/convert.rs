@@ -85,6 +85,11 @@ pub enum ContentError {
         end: usize,
         entries: usize,
     },
+    /// Entries or payload bytes of a batch's columns that no append took.
+    EntriesLeftOver {
+        entries: usize,
+        data_bytes: usize,
+    },
 }
 
 impl fmt::Display for ContentError {
@@ -139,6 +144,13 @@ impl fmt::Display for ContentError {
             } => write!(
                 f,
                 "append entries {start}..{end} outside the batch's {entries} entries"
+            ),
+            ContentError::EntriesLeftOver {
+                entries,
+                data_bytes,
+            } => write!(
+                f,
+                "{entries} entries and {data_bytes} payload bytes of the batch belong to no append"
             ),
         }
     }
