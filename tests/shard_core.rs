@@ -4,7 +4,6 @@
 //! true. The log and network are recorders; the loop is the real one.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -179,16 +178,34 @@ fn core_with(
     holding_old_segments: bool,
     gate: Gate,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
+    let log = (sync, snapshot_log_bytes, holding_old_segments);
+    core_of_groups(id, events, log, gate, 1)
+}
+
+/// As [`core_with`] (its log settings as one tuple), with groups `0..groups`.
+fn core_of_groups(
+    id: u64,
+    events: &Events,
+    (sync, snapshot_log_bytes, holding_old_segments): (bool, u64, bool),
+    gate: Gate,
+    groups: u32,
+) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
     config.pre_vote = false;
-    let replica = Replica::new(config, id, Persisted::bootstrap(&voters)).unwrap();
-    let groups = BTreeMap::from([(0, Group::new(replica, Box::new(|_| String::new())))]);
+    let groups_total = groups;
+    let groups = (0..groups)
+        .map(|group| {
+            let persisted = Persisted::bootstrap(&voters);
+            let replica = Replica::new(config.clone(), id, persisted).unwrap();
+            (group, Group::new(replica, Box::new(|_| String::new())))
+        })
+        .collect();
     let shape = CoreShape {
         node_id: id,
         core: 0,
         cores: 1,
-        groups_total: 1,
+        groups_total,
         sync,
         snapshot_entries: 0,
         snapshot_log_bytes,
@@ -415,6 +432,58 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
         assert_eq!(released.last(), snapshots.last(), "threshold {threshold}");
         assert_eq!(snapshots_taken(&events), snapshots, "threshold {threshold}");
     }
+}
+
+/// Goal: groups that come due for a snapshot in the same turn take them in successive
+/// turns, one per turn (each clones its pairs on the loop). Method: two groups apply two
+/// 1 KiB writes each in one turn, over the threshold; count snapshots per run of the loop.
+#[test]
+fn groups_due_together_snapshot_one_per_turn() {
+    let write = |sequence: u64| Entry {
+        term: Term(2),
+        index: LogIndex(1 + sequence),
+        kind: EntryKind::Normal,
+        data: Command {
+            client_id: 5,
+            sequence,
+            first_unacked: 1,
+            ops: vec![Op::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from(vec![7; 1024]),
+            }],
+        }
+        .encode(),
+    };
+    let threshold = write(1).data.len() as u64 * 3 / 2;
+    let append = |group| Envelope {
+        group: GroupId(group),
+        message: Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(2),
+            body: MessageBody::AppendRequest(AppendRequest {
+                prev_log_index: LogIndex(1),
+                prev_log_term: Term(1),
+                entries: vec![write(1), write(2)],
+                commit: LogIndex(3),
+            }),
+        },
+    };
+    let events = Events::default();
+    let log = (true, threshold, false);
+    let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2);
+    inbox.push_now(Input::Peer(vec![append(0), append(1)]));
+    inbox.push_now(Input::Stop);
+    core = block_on(core.run()).unwrap();
+    assert_eq!(snapshots_taken(&events), [3], "one of the two");
+    inbox.push_now(Input::Tick);
+    inbox.push_now(Input::Stop);
+    core = block_on(core.run()).unwrap();
+    assert_eq!(snapshots_taken(&events), [3], "the other, a turn later");
+    inbox.push_now(Input::Tick);
+    inbox.push_now(Input::Stop);
+    block_on(core.run()).map(drop).unwrap();
+    assert_eq!(snapshots_taken(&events), Vec::<u64>::new(), "and no more");
 }
 
 #[test]

@@ -21,7 +21,7 @@
 //! ends. So the disk is always busy with one sync under load, and the CPU work of a turn
 //! overlaps it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::{HashMap, HashMapExt};
 use std::future::{Future, poll_fn};
@@ -204,6 +204,9 @@ pub struct Core<L: CoreLog, N> {
     /// conf change or snapshot changed them.
     on_members: OnMembers,
     streams: SnapshotStreams,
+    /// Groups due for a snapshot. Taking one clones the group's pairs on the loop, and groups
+    /// under the same load come due together, so `upkeep` takes one per turn.
+    snapshots_due: BTreeSet<u32>,
     /// The sync in flight, if any.
     persisting: Option<Persisting<L::Synced>>,
 }
@@ -230,6 +233,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             member_changes: Vec::new(),
             on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
+            snapshots_due: BTreeSet::new(),
             persisting: None,
             shape,
         }
@@ -335,6 +339,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
         for group in self.log.groups_holding_old_segments() {
             self.snapshot(group.0);
+        }
+        if let Some(id) = self.snapshots_due.pop_first() {
+            self.snapshot(id);
         }
         for (group, index, data) in self.log.take_encoded() {
             self.compact(group.0, index, data)?;
@@ -741,7 +748,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if group.members_changed {
                 group.forget_non_members();
             }
-            self.maybe_snapshot(id);
+            if self.snapshot_due(id) {
+                self.snapshots_due.insert(id);
+            }
         }
         if !self.transfers.is_empty() {
             self.finish_transfers();
@@ -762,27 +771,24 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))
     }
 
-    /// Snapshot group `id` once enough entries, or enough bytes of entries, were applied
-    /// since its last snapshot, unless a snapshot of it is streaming to a follower: compacting
+    /// Whether group `id` is due for a snapshot: enough entries, or enough bytes of entries,
+    /// were applied since its last one, and no snapshot of it is streaming to a follower: compacting
     /// past the streamed one would leave that follower, once it holds it, a gap that only the
     /// next snapshot fills, and under steady writes a stream that never catches up (etcd
     /// keeps entries behind its snapshots for the same reason). The log's size limit still
     /// snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
-    fn maybe_snapshot(&mut self, id: u32) {
+    fn snapshot_due(&self, id: u32) -> bool {
         if self.streams.streaming(id) {
-            return;
+            return false;
         }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
-        let group = self.groups.get_mut(&id).expect("a group of this core");
+        let group = &self.groups[&id];
         let applied = group.replica.applied();
         let since = applied.0 - group.replica.snapshot_index().0;
         let state_bytes = group.replica.snapshot().data.len() as u64;
-        let due = (every > 0 && since >= every)
+        (every > 0 && since >= every)
             || (every_bytes > 0
-                && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes));
-        if due {
-            self.snapshot(id);
-        }
+                && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes))
     }
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log
