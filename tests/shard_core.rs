@@ -385,34 +385,41 @@ fn with_sync_off_the_answer_leaves_before_the_log_is_handed_to_the_kernel() {
     assert!(granted < synced, "{events:?}");
 }
 
+/// Entry `1 + sequence` of term 2: a client's 1 KiB write.
+fn kib_write(sequence: u64) -> Entry {
+    let command = Command {
+        client_id: 5,
+        sequence,
+        first_unacked: 1,
+        ops: vec![Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![7; 1024]),
+        }],
+    };
+    Entry {
+        term: Term(2),
+        index: LogIndex(1 + sequence),
+        kind: EntryKind::Normal,
+        data: command.encode(),
+    }
+}
+
+/// The leader's append of two 1 KiB writes (entries 2 and 3), both committed.
+fn two_kib_writes() -> AppendRequest {
+    AppendRequest {
+        prev_log_index: LogIndex(1),
+        prev_log_term: Term(1),
+        entries: vec![kib_write(1), kib_write(2)],
+        commit: LogIndex(3),
+    }
+}
+
 #[test]
 fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
     // Two committed entries of one 1 KiB write each reach a follower. A threshold between
     // one and two of them snapshots at the second; a larger one does not snapshot.
-    let write = |sequence| {
-        let command = Command {
-            client_id: 5,
-            sequence,
-            first_unacked: 1,
-            ops: vec![Op::Put {
-                key: Bytes::from_static(b"k"),
-                value: Bytes::from(vec![7; 1024]),
-            }],
-        };
-        Entry {
-            term: Term(2),
-            index: LogIndex(1 + sequence),
-            kind: EntryKind::Normal,
-            data: command.encode(),
-        }
-    };
-    let entry_bytes = write(1).data.len() as u64;
-    let append = || AppendRequest {
-        prev_log_index: LogIndex(1),
-        prev_log_term: Term(1),
-        entries: vec![write(1), write(2)],
-        commit: LogIndex(3),
-    };
+    let entry_bytes = kib_write(1).data.len() as u64;
+    let append = two_kib_writes;
     for (threshold, snapshots) in [(entry_bytes * 3 / 2, vec![3]), (entry_bytes * 3, vec![])] {
         let events = Events::default();
         let (core, inbox) = core_with(2, &events, true, threshold, false, Gate::new(true));
@@ -439,34 +446,14 @@ fn a_group_snapshots_once_the_entries_it_applied_hold_enough_bytes() {
 /// 1 KiB writes each in one turn, over the threshold; count snapshots per run of the loop.
 #[test]
 fn groups_due_together_snapshot_one_per_turn() {
-    let write = |sequence: u64| Entry {
-        term: Term(2),
-        index: LogIndex(1 + sequence),
-        kind: EntryKind::Normal,
-        data: Command {
-            client_id: 5,
-            sequence,
-            first_unacked: 1,
-            ops: vec![Op::Put {
-                key: Bytes::from_static(b"k"),
-                value: Bytes::from(vec![7; 1024]),
-            }],
-        }
-        .encode(),
-    };
-    let threshold = write(1).data.len() as u64 * 3 / 2;
+    let threshold = kib_write(1).data.len() as u64 * 3 / 2;
     let append = |group| Envelope {
         group: GroupId(group),
         message: Message {
             from: NodeId(1),
             to: NodeId(2),
             term: Term(2),
-            body: MessageBody::AppendRequest(AppendRequest {
-                prev_log_index: LogIndex(1),
-                prev_log_term: Term(1),
-                entries: vec![write(1), write(2)],
-                commit: LogIndex(3),
-            }),
+            body: MessageBody::AppendRequest(two_kib_writes()),
         },
     };
     let events = Events::default();

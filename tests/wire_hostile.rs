@@ -95,21 +95,15 @@ type Builder = flatbuffers::FlatBufferBuilder<'static>;
 /// A checksummed frame around the batch `build` writes: what a buggy or hostile peer could
 /// send (a valid flatbuffer with a valid checksum).
 fn batch_frame(build: impl FnOnce(&mut Builder) -> fb::RaftBatchArgs<'static>) -> Bytes {
-    let mut fbb = Builder::new();
-    let args = build(&mut fbb);
-    let batch = fb::RaftBatch::create(&mut fbb, &args);
-    let frame = fb::Frame::create(
-        &mut fbb,
-        &fb::FrameArgs {
-            body_type: fb::FrameBody::RaftBatch,
-            body: Some(batch.as_union_value()),
-        },
-    );
-    fbb.finish_minimal(frame);
-    let body = fbb.finished_data();
-    let mut bytes = frame_header_for(body).to_vec();
-    bytes.extend_from_slice(body);
-    Bytes::from(bytes)
+    let mut encoder = FrameEncoder::new();
+    encoder
+        .encode_with(|fbb| {
+            let args = build(fbb);
+            let batch = fb::RaftBatch::create(fbb, &args);
+            (fb::FrameBody::RaftBatch, batch.as_union_value())
+        })
+        .expect("a small frame");
+    Bytes::from(encoder.to_frame_vec())
 }
 
 fn entry_headers(data_ends: &[u32]) -> Vec<fb::EntryHeader> {

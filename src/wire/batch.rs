@@ -380,7 +380,6 @@ mod tests {
     use super::*;
     use crate::wire::convert::{AppendScratch, DecodedFrame, FrameEncoder, encode_message};
     use crate::wire::decode_frame;
-    use crate::wire::frame::frame_header_for;
 
     fn envelope(group: u32, body: MessageBody) -> Envelope {
         super::envelope(group, 1, 2, 7, body)
@@ -444,25 +443,20 @@ mod tests {
     #[test]
     fn column_kinds_round_trip_as_tables() {
         let sent = column_kinds();
-        let mut fbb = Builder::new();
-        let mut columns = Columns::default();
-        let (mut scratch, mut proposals) = (AppendScratch::default(), Vec::new());
-        for envelope in &sent {
-            let table = encode_message(&mut fbb, &mut scratch, &mut proposals, envelope);
-            columns.push_table(table);
-        }
-        let batch = columns.build(&mut fbb);
-        let frame = fb::Frame::create(
-            &mut fbb,
-            &fb::FrameArgs {
-                body_type: fb::FrameBody::RaftBatch,
-                body: Some(batch.as_union_value()),
-            },
-        );
-        fbb.finish_minimal(frame);
-        let mut bytes = frame_header_for(fbb.finished_data()).to_vec();
-        bytes.extend_from_slice(fbb.finished_data());
-        assert_eq!(decoded(bytes), sent);
+        let mut encoder = FrameEncoder::new();
+        encoder
+            .encode_with(|fbb| {
+                let mut columns = Columns::default();
+                let (mut scratch, mut proposals) = (AppendScratch::default(), Vec::new());
+                for envelope in &sent {
+                    let table = encode_message(fbb, &mut scratch, &mut proposals, envelope);
+                    columns.push_table(table);
+                }
+                let batch = columns.build(fbb);
+                (fb::FrameBody::RaftBatch, batch.as_union_value())
+            })
+            .expect("encodes");
+        assert_eq!(decoded(encoder.to_frame_vec()), sent);
     }
 
     /// Goal: small appends go in the columns, an append of one big entry as a table, and the
