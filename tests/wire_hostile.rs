@@ -227,15 +227,15 @@ fn entry_payload_runs_outside_the_data_are_refused() {
 #[test]
 fn append_entry_ranges_outside_the_column_are_refused() {
     for (appends, data_ends, data_bytes, left) in [
-        (&[1u32][..], &[1u32, 2][..], 2, (1, 1)),
-        (&[2][..], &[1, 2][..], 3, (0, 1)),
+        (&[1u32][..], &[1u32, 2][..], 2, ("append_entries", 1)),
+        (&[2][..], &[1, 2][..], 3, ("append_data", 1)),
     ] {
         let result = decode_frame(&columns_frame(appends, data_ends, data_bytes));
         assert_eq!(
             result,
-            Err(DecodeError::Content(ContentError::EntriesLeftOver {
-                entries: left.0,
-                data_bytes: left.1
+            Err(DecodeError::Content(ContentError::LeftOver {
+                column: left.0,
+                items: left.1
             })),
         );
     }
@@ -244,9 +244,10 @@ fn append_entry_ranges_outside_the_column_are_refused() {
         assert!(
             matches!(
                 result,
-                Err(DecodeError::Content(
-                    ContentError::EntriesOutOfBounds { .. }
-                ))
+                Err(DecodeError::Content(ContentError::RunOutOfBounds {
+                    column: "append_entries",
+                    ..
+                }))
             ),
             "appends ending at {appends:?} of 2 entries: {result:?}"
         );

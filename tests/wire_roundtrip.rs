@@ -73,76 +73,51 @@ fn handshake_round_trips() {
     assert_eq!(decoded, DecodedFrame::Handshake(handshake));
 }
 
-/// Goal: client frames verify and read back in place. Method: a batch with a put and a
-/// linearizable get, opened with `open_frame`.
+/// Goal: client frames verify and read back in place. Method: a request with a put and a
+/// get, encoded by the client's encoder and opened with `open_frame`: its columns hold the
+/// request's fields and the operations' bytes, back to back.
 #[test]
 fn client_request_batch_verifies_and_reads_in_place() {
+    use cohort::kv::{Command, Op};
+    use cohort::proto::client::{Consistency, Request, encode_requests};
+    let request = Request {
+        command: Command {
+            client_id: 42,
+            sequence: 7,
+            first_unacked: 5,
+            ops: vec![
+                Op::Put {
+                    key: Bytes::from_static(b"key"),
+                    value: Bytes::from_static(b"value"),
+                },
+                Op::Get {
+                    key: Bytes::from_static(b"key"),
+                },
+            ],
+        },
+        consistency: Consistency::Lease,
+    };
     let mut encoder = FrameEncoder::new();
-    encoder
-        .encode_with(|fbb| {
-            let key = fbb.create_vector(b"key");
-            let value = fbb.create_vector(b"value");
-            let put = fb::Put::create(
-                fbb,
-                &fb::PutArgs {
-                    key: Some(key),
-                    value: Some(value),
-                },
-            );
-            let put = fb::OperationItem::create(
-                fbb,
-                &fb::OperationItemArgs {
-                    operation_type: fb::Operation::Put,
-                    operation: Some(put.as_union_value()),
-                },
-            );
-            let key = fbb.create_vector(b"key");
-            let get = fb::Get::create(fbb, &fb::GetArgs { key: Some(key) });
-            let get = fb::OperationItem::create(
-                fbb,
-                &fb::OperationItemArgs {
-                    operation_type: fb::Operation::Get,
-                    operation: Some(get.as_union_value()),
-                },
-            );
-            let operations = fbb.create_vector(&[put, get]);
-            let request = fb::ClientRequest::create(
-                fbb,
-                &fb::ClientRequestArgs {
-                    client_id: 42,
-                    sequence: 7,
-                    consistency: fb::ReadConsistency::Lease,
-                    first_unacked: 5,
-                    operations: Some(operations),
-                },
-            );
-            let requests = fbb.create_vector(&[request]);
-            let batch = fb::ClientRequestBatch::create(
-                fbb,
-                &fb::ClientRequestBatchArgs {
-                    requests: Some(requests),
-                },
-            );
-            (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
-        })
-        .expect("encodes");
+    encode_requests(&mut encoder, [&request]).expect("encodes");
     let frame = encoder.to_frame_vec();
     assert_eq!(
         decode_frame(&Bytes::from(frame.clone())),
         Ok(DecodedFrame::ClientRequests)
     );
     let root = cohort::wire::frame::open_frame(&frame).expect("verifies");
-    let request = root
-        .body_as_client_request_batch()
-        .and_then(|b| b.requests())
-        .expect("requests")
-        .get(0);
-    assert_eq!((request.client_id(), request.sequence()), (42, 7));
-    assert_eq!(request.consistency(), fb::ReadConsistency::Lease);
-    let operations = request.operations().expect("operations");
-    let put = operations.get(0).operation_as_put().expect("a put");
-    assert_eq!(put.value().map(|v| v.bytes()), Some(&b"value"[..]));
-    assert_eq!(operations.get(1).operation_type(), fb::Operation::Get);
+    let batch = root.body_as_client_request_batch().expect("requests");
+    let record = batch.records().expect("records").get(0);
+    assert_eq!((record.client_id(), record.sequence()), (42, 7));
+    assert_eq!(record.consistency(), fb::ReadConsistency::Lease);
+    let ops = batch.ops().expect("ops");
+    assert_eq!(record.ops_end(), 2);
+    assert_eq!(ops.get(0).kind(), fb::OpKind::Put);
+    assert_eq!(ops.get(1).kind(), fb::OpKind::Get);
+    let data = batch.data().expect("data").bytes();
+    let put = ops.get(0);
+    let value = &data[put.expected_end() as usize..put.value_end() as usize];
+    assert_eq!(value, b"value");
+    assert_eq!(data, b"keyvaluekey");
 }
 
 proptest! {

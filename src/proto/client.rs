@@ -8,8 +8,10 @@
 use bytes::Bytes;
 
 use crate::wire::frame::open_frame;
-use crate::wire::limits::{CLIENT_REQUESTS_PER_FRAME_MAX, CLIENT_RESPONSES_PER_FRAME_MAX};
-use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
+use crate::wire::limits::{
+    CLIENT_REQUESTS_PER_FRAME_MAX, CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX,
+};
+use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 use crate::kv::limits::OPERATIONS_PER_COMMAND_MAX;
 use crate::kv::{Command, CommandError, Op, OpResult, Results, written};
@@ -100,14 +102,6 @@ impl Refused {
     }
 }
 
-fn bytes_of(frame: &Bytes, vector: Option<flatbuffers::Vector<'_, u8>>) -> Bytes {
-    match vector {
-        // The vector was read from a flatbuffer verified inside `frame`: it lies within it.
-        Some(vector) if !vector.is_empty() => frame.slice_ref(vector.bytes()),
-        _ => Bytes::new(),
-    }
-}
-
 /// What a client may send a node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientFrame {
@@ -153,155 +147,255 @@ pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, D
     let batch = root
         .body_as_client_request_batch()
         .ok_or(FrameError::BodyUnknown)?;
-    let requests = batch.requests().unwrap_or_default();
-    if requests.len() > CLIENT_REQUESTS_PER_FRAME_MAX {
-        return Err(crate::wire::ContentError::TooManyMessages {
-            messages: requests.len(),
+    if batch
+        .requests()
+        .is_some_and(|requests| !requests.is_empty())
+    {
+        let what = "client requests as tables";
+        return Err(ContentError::Obsolete { what }.into());
+    }
+    let records = batch.records().unwrap_or_default();
+    if records.len() > CLIENT_REQUESTS_PER_FRAME_MAX {
+        return Err(ContentError::TooManyMessages {
+            messages: records.len(),
             messages_max: CLIENT_REQUESTS_PER_FRAME_MAX,
         }
         .into());
     }
-    Ok(requests.iter().map(|r| decode_request(frame, r)).collect())
-}
-
-fn decode_request(frame: &Bytes, request: fb::ClientRequest<'_>) -> Result<Request, Refused> {
-    let refuse = |error| Refused {
-        client_id: request.client_id(),
-        sequence: request.sequence(),
-        error,
-    };
-    let consistency = match request.consistency() {
-        fb::ReadConsistency::Linearizable => Consistency::Linearizable,
-        fb::ReadConsistency::Lease => Consistency::Lease,
-        fb::ReadConsistency::Stale => Consistency::Stale,
-        _ => return Err(refuse(CommandError::Malformed("unknown read consistency"))),
-    };
-    let items = request.operations().unwrap_or_default();
-    if items.len() > OPERATIONS_PER_COMMAND_MAX {
-        return Err(refuse(CommandError::TooManyOperations {
-            count: items.len(),
-        }));
-    }
-    let mut ops = Vec::with_capacity(items.len());
-    for item in items {
-        let op = match item.operation_type() {
-            fb::Operation::Get => item.operation_as_get().map(|o| Op::Get {
-                key: bytes_of(frame, o.key()),
-            }),
-            fb::Operation::Put => item.operation_as_put().map(|o| Op::Put {
-                key: bytes_of(frame, o.key()),
-                value: bytes_of(frame, o.value()),
-            }),
-            fb::Operation::Delete => item.operation_as_delete().map(|o| Op::Delete {
-                key: bytes_of(frame, o.key()),
-            }),
-            fb::Operation::CompareAndSwap => {
-                item.operation_as_compare_and_swap()
-                    .map(|o| Op::CompareAndSwap {
-                        key: bytes_of(frame, o.key()),
-                        expected: o.expected().map(|e| bytes_of(frame, Some(e))),
-                        value: bytes_of(frame, o.value()),
-                    })
-            }
-            fb::Operation::PutIfAbsent => {
-                item.operation_as_put_if_absent().map(|o| Op::PutIfAbsent {
-                    key: bytes_of(frame, o.key()),
-                    value: bytes_of(frame, o.value()),
-                })
-            }
+    let mut ops = Column::new(batch.ops(), "ops");
+    let mut data = Runs::new(frame, batch.data(), "data");
+    let mut decoded = Vec::with_capacity(records.len());
+    for record in records.iter() {
+        let refuse = |error| Refused {
+            client_id: record.client_id(),
+            sequence: record.sequence(),
+            error,
+        };
+        let mut request_ops = Vec::new();
+        let mut unknown = false;
+        for op in ops.take(record.ops_end() as usize)? {
+            let key = data.take(op.key_end())?;
+            let expected = data.take(op.expected_end())?;
+            let value = data.take(op.value_end())?;
+            request_ops.push(match op.kind() {
+                fb::OpKind::Get => Op::Get { key },
+                fb::OpKind::Put => Op::Put { key, value },
+                fb::OpKind::Delete => Op::Delete { key },
+                fb::OpKind::CompareAndSwap => Op::CompareAndSwap {
+                    key,
+                    expected: op.has_expected().then_some(expected),
+                    value,
+                },
+                fb::OpKind::PutIfAbsent => Op::PutIfAbsent { key, value },
+                _ => {
+                    unknown = true;
+                    continue;
+                }
+            });
+        }
+        let consistency = match record.consistency() {
+            fb::ReadConsistency::Linearizable => Some(Consistency::Linearizable),
+            fb::ReadConsistency::Lease => Some(Consistency::Lease),
+            fb::ReadConsistency::Stale => Some(Consistency::Stale),
             _ => None,
         };
-        ops.push(op.ok_or_else(|| refuse(CommandError::Malformed("unknown or empty operation")))?);
+        let command = Command {
+            client_id: record.client_id(),
+            sequence: record.sequence(),
+            first_unacked: record.first_unacked(),
+            ops: request_ops,
+        };
+        decoded.push(match consistency {
+            _ if unknown => Err(refuse(CommandError::Malformed("unknown operation"))),
+            None => Err(refuse(CommandError::Malformed("unknown read consistency"))),
+            Some(consistency) => match command.validate() {
+                Ok(()) => Ok(Request {
+                    command,
+                    consistency,
+                }),
+                Err(error) => Err(refuse(error)),
+            },
+        });
     }
-    let command = Command {
-        client_id: request.client_id(),
-        sequence: request.sequence(),
-        first_unacked: request.first_unacked(),
-        ops,
-    };
-    command.validate().map_err(refuse)?;
-    Ok(Request {
-        command,
-        consistency,
-    })
+    ops.finish()?;
+    data.finish()?;
+    Ok(decoded)
 }
 
-/// Encode requests into one frame (the client's side).
+/// Where a decoder stands in a column of structs.
+struct Column<'a, T: flatbuffers::Follow<'a>> {
+    items: flatbuffers::Vector<'a, T>,
+    next: usize,
+    name: &'static str,
+}
+
+impl<'a, T: flatbuffers::Follow<'a> + 'a> Column<'a, T> {
+    fn new(items: Option<flatbuffers::Vector<'a, T>>, name: &'static str) -> Self {
+        Column {
+            items: items.unwrap_or_default(),
+            next: 0,
+            name,
+        }
+    }
+
+    /// The items from where the last run ended to `end`.
+    fn take(&mut self, end: usize) -> Result<impl Iterator<Item = T::Inner> + 'a, ContentError> {
+        let (start, len) = (self.next, self.items.len());
+        if end < start || end > len {
+            let column = self.name;
+            return Err(ContentError::RunOutOfBounds {
+                column,
+                start,
+                end,
+                len,
+            });
+        }
+        self.next = end;
+        let items = self.items;
+        Ok((start..end).map(move |at| items.get(at)))
+    }
+
+    fn finish(&self) -> Result<(), ContentError> {
+        left_over(self.name, self.items.len() - self.next)
+    }
+}
+
+fn left_over(column: &'static str, items: usize) -> Result<(), ContentError> {
+    match items {
+        0 => Ok(()),
+        items => Err(ContentError::LeftOver { column, items }),
+    }
+}
+
+/// Where a decoder stands in a batch's bytes: each run is a slice of the frame (no copy).
+struct Runs<'a> {
+    frame: &'a Bytes,
+    bytes: &'a [u8],
+    next: usize,
+    name: &'static str,
+}
+
+impl<'a> Runs<'a> {
+    fn new(
+        frame: &'a Bytes,
+        bytes: Option<flatbuffers::Vector<'a, u8>>,
+        name: &'static str,
+    ) -> Self {
+        Runs {
+            frame,
+            bytes: bytes.map_or(&[][..], |bytes| bytes.bytes()),
+            next: 0,
+            name,
+        }
+    }
+
+    /// The bytes from where the last run ended to `end`.
+    fn take(&mut self, end: u32) -> Result<Bytes, ContentError> {
+        let (start, end, len) = (self.next, end as usize, self.bytes.len());
+        if end < start || end > len {
+            let column = self.name;
+            return Err(ContentError::RunOutOfBounds {
+                column,
+                start,
+                end,
+                len,
+            });
+        }
+        self.next = end;
+        Ok(match end - start {
+            0 => Bytes::new(),
+            // The vector was verified inside `frame`: it lies within it.
+            _ => self.frame.slice_ref(&self.bytes[start..end]),
+        })
+    }
+
+    fn finish(&self) -> Result<(), ContentError> {
+        left_over(self.name, self.bytes.len() - self.next)
+    }
+}
+
+/// Byte offsets into a batch's data column, as the schema's `u32` ends.
+struct DataColumn(Vec<u8>);
+
+impl DataColumn {
+    /// Appends `bytes` and returns where they end.
+    fn push(&mut self, bytes: &[u8]) -> u32 {
+        self.0.extend_from_slice(bytes);
+        // Callers refuse a batch past FRAME_BODY_BYTES_MAX (far below 4 GiB) before building.
+        self.0.len() as u32
+    }
+
+    /// Refuses a batch whose bytes alone pass what a frame may carry.
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.0.len() > FRAME_BODY_BYTES_MAX {
+            return Err(EncodeError::TooLarge {
+                body_bytes: self.0.len(),
+                body_bytes_max: FRAME_BODY_BYTES_MAX,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Encode requests into one frame (the client's side): in the batch's columns, with no table
+/// per request or operation.
 pub fn encode_requests<'a>(
     encoder: &mut FrameEncoder,
     requests: impl IntoIterator<Item = &'a Request>,
 ) -> Result<(), EncodeError> {
-    encoder.encode_with(|fbb| {
-        let mut offsets = Vec::new();
-        for request in requests {
-            let mut items = Vec::with_capacity(request.command.ops.len());
-            for op in &request.command.ops {
-                let key = Some(fbb.create_vector(op.key()));
-                let (operation_type, operation) = match op {
-                    Op::Get { .. } => (
-                        fb::Operation::Get,
-                        fb::Get::create(fbb, &fb::GetArgs { key }).as_union_value(),
-                    ),
-                    Op::Delete { .. } => (
-                        fb::Operation::Delete,
-                        fb::Delete::create(fbb, &fb::DeleteArgs { key }).as_union_value(),
-                    ),
-                    Op::Put { value, .. } => {
-                        let value = Some(fbb.create_vector(value));
-                        let args = fb::PutArgs { key, value };
-                        (
-                            fb::Operation::Put,
-                            fb::Put::create(fbb, &args).as_union_value(),
-                        )
-                    }
-                    Op::PutIfAbsent { value, .. } => {
-                        let value = Some(fbb.create_vector(value));
-                        let args = fb::PutIfAbsentArgs { key, value };
-                        let table = fb::PutIfAbsent::create(fbb, &args);
-                        (fb::Operation::PutIfAbsent, table.as_union_value())
-                    }
-                    Op::CompareAndSwap {
-                        expected, value, ..
-                    } => {
-                        let expected = expected.as_ref().map(|e| fbb.create_vector(e));
-                        let value = Some(fbb.create_vector(value));
-                        let args = fb::CompareAndSwapArgs {
-                            key,
-                            expected,
-                            value,
-                        };
-                        let table = fb::CompareAndSwap::create(fbb, &args);
-                        (fb::Operation::CompareAndSwap, table.as_union_value())
-                    }
-                };
-                let args = fb::OperationItemArgs {
-                    operation_type,
-                    operation: Some(operation),
-                };
-                items.push(fb::OperationItem::create(fbb, &args));
-            }
-            let operations = Some(fbb.create_vector(&items));
-            let consistency = match request.consistency {
-                Consistency::Linearizable => fb::ReadConsistency::Linearizable,
-                Consistency::Lease => fb::ReadConsistency::Lease,
-                Consistency::Stale => fb::ReadConsistency::Stale,
+    let (mut records, mut ops, mut data) = (Vec::new(), Vec::new(), DataColumn(Vec::new()));
+    for request in requests {
+        for op in &request.command.ops {
+            let key_end = data.push(op.key());
+            let (kind, expected, value) = match op {
+                Op::Get { .. } => (fb::OpKind::Get, None, None),
+                Op::Delete { .. } => (fb::OpKind::Delete, None, None),
+                Op::Put { value, .. } => (fb::OpKind::Put, None, Some(value)),
+                Op::PutIfAbsent { value, .. } => (fb::OpKind::PutIfAbsent, None, Some(value)),
+                Op::CompareAndSwap {
+                    expected, value, ..
+                } => (fb::OpKind::CompareAndSwap, expected.as_ref(), Some(value)),
             };
-            let args = fb::ClientRequestArgs {
-                client_id: request.command.client_id,
-                sequence: request.command.sequence,
-                consistency,
-                operations,
-                first_unacked: request.command.first_unacked,
-            };
-            offsets.push(fb::ClientRequest::create(fbb, &args));
+            let expected_end = data.push(expected.map_or(&[][..], |e| e));
+            let value_end = data.push(value.map_or(&[][..], |v| v));
+            let has_expected = expected.is_some();
+            ops.push(fb::OpRecord::new(
+                key_end,
+                expected_end,
+                value_end,
+                kind,
+                has_expected,
+            ));
         }
-        let requests = Some(fbb.create_vector(&offsets));
-        let batch = fb::ClientRequestBatch::create(fbb, &fb::ClientRequestBatchArgs { requests });
+        let consistency = match request.consistency {
+            Consistency::Linearizable => fb::ReadConsistency::Linearizable,
+            Consistency::Lease => fb::ReadConsistency::Lease,
+            Consistency::Stale => fb::ReadConsistency::Stale,
+        };
+        let command = &request.command;
+        records.push(fb::RequestRecord::new(
+            command.client_id,
+            command.sequence,
+            command.first_unacked,
+            // At most as many operations as a frame has bytes.
+            ops.len() as u32,
+            consistency,
+        ));
+    }
+    data.check()?;
+    encoder.encode_with(|fbb| {
+        let args = fb::ClientRequestBatchArgs {
+            requests: None,
+            records: Some(fbb.create_vector(&records)),
+            ops: Some(fbb.create_vector(&ops)),
+            data: Some(fbb.create_vector(&data.0)),
+        };
+        let batch = fb::ClientRequestBatch::create(fbb, &args);
         (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
     })
 }
 
-/// Encode responses into one frame (the node's side): at most
+/// Encode responses into one frame (the node's side), in the batch's columns: at most
 /// [`CLIENT_RESPONSES_PER_FRAME_MAX`] of them, and no more bytes than a frame holds.
 pub fn encode_responses(
     encoder: &mut FrameEncoder,
@@ -313,105 +407,70 @@ pub fn encode_responses(
             messages_max: CLIENT_RESPONSES_PER_FRAME_MAX,
         });
     }
+    let mut records = Vec::with_capacity(responses.len());
+    let (mut results, mut data) = (Vec::new(), DataColumn(Vec::new()));
+    for response in responses {
+        let mut code = fb::ErrorCode::Unknown;
+        let kind = match &response.outcome {
+            Outcome::Results(outcomes) if matches!(outcomes[..], [OpResult::Written]) => {
+                fb::AnswerKind::Written
+            }
+            Outcome::Results(outcomes) => {
+                for outcome in outcomes.iter() {
+                    let (kind, bytes) = match outcome {
+                        OpResult::Value(value) => (fb::ResultKind::Value, &value[..]),
+                        OpResult::NotFound => (fb::ResultKind::NotFound, &[][..]),
+                        OpResult::Written => (fb::ResultKind::Written, &[][..]),
+                        OpResult::ConditionFailed { current: None } => {
+                            (fb::ResultKind::ConditionFailedAbsent, &[][..])
+                        }
+                        OpResult::ConditionFailed {
+                            current: Some(current),
+                        } => (fb::ResultKind::ConditionFailed, &current[..]),
+                    };
+                    results.push(fb::ResultRecord::new(data.push(bytes), kind));
+                }
+                fb::AnswerKind::Results
+            }
+            Outcome::NotLeader { leader, address } => {
+                data.push(&leader.to_le_bytes());
+                data.push(address.as_bytes());
+                fb::AnswerKind::NotLeader
+            }
+            Outcome::Error {
+                code: error,
+                message,
+            } => {
+                code = match error {
+                    ErrorCode::Unknown => fb::ErrorCode::Unknown,
+                    ErrorCode::Busy => fb::ErrorCode::Busy,
+                    ErrorCode::TooLarge => fb::ErrorCode::TooLarge,
+                    ErrorCode::Malformed => fb::ErrorCode::Malformed,
+                    ErrorCode::SessionExpired => fb::ErrorCode::SessionExpired,
+                    ErrorCode::Timeout => fb::ErrorCode::Timeout,
+                };
+                data.push(message.as_bytes());
+                fb::AnswerKind::Error
+            }
+        };
+        records.push(fb::ResponseRecord::new(
+            response.client_id,
+            response.sequence,
+            // At most as many results as a frame has bytes (checked below).
+            results.len() as u32,
+            data.push(&[]),
+            kind,
+            code,
+        ));
+    }
+    data.check()?;
     encoder.encode_with(|fbb| {
-        let mut offsets = Vec::with_capacity(responses.len());
-        // The results of a one-operation write (most answers) are one `[Written]` vector,
-        // written once and pointed at by every response that has them: a flatbuffer may
-        // share a subobject, and the response count bound keeps what the verifier walks
-        // (each reference visits the shared part again) far below its limits.
-        let mut one_written = None;
-        for response in responses {
-            if let Outcome::Results(results) = &response.outcome
-                && let [OpResult::Written] = &results[..]
-            {
-                let results = *one_written.get_or_insert_with(|| {
-                    let written = fb::Written::create(fbb, &fb::WrittenArgs {});
-                    let args = fb::ResultItemArgs {
-                        result_type: fb::OperationResult::Written,
-                        result: Some(written.as_union_value()),
-                    };
-                    let item = fb::ResultItem::create(fbb, &args);
-                    fbb.create_vector(&[item])
-                });
-                let args = fb::ClientResponseArgs {
-                    client_id: response.client_id,
-                    sequence: response.sequence,
-                    results: Some(results),
-                };
-                offsets.push(fb::ClientResponse::create(fbb, &args));
-                continue;
-            }
-            let mut items = Vec::new();
-            let mut push =
-                |fbb: &mut flatbuffers::FlatBufferBuilder<'static>,
-                 result_type,
-                 result: flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>| {
-                    let args = fb::ResultItemArgs {
-                        result_type,
-                        result: Some(result),
-                    };
-                    items.push(fb::ResultItem::create(fbb, &args));
-                };
-            match &response.outcome {
-                Outcome::Results(results) => {
-                    for result in results.iter() {
-                        let (kind, table) = match result {
-                            OpResult::Value(value) => {
-                                let value = Some(fbb.create_vector(value));
-                                let table = fb::Value::create(fbb, &fb::ValueArgs { value });
-                                (fb::OperationResult::Value, table.as_union_value())
-                            }
-                            OpResult::NotFound => {
-                                let table = fb::NotFound::create(fbb, &fb::NotFoundArgs {});
-                                (fb::OperationResult::NotFound, table.as_union_value())
-                            }
-                            OpResult::Written => {
-                                let table = fb::Written::create(fbb, &fb::WrittenArgs {});
-                                (fb::OperationResult::Written, table.as_union_value())
-                            }
-                            OpResult::ConditionFailed { current } => {
-                                let current = current.as_ref().map(|c| fbb.create_vector(c));
-                                let args = fb::ConditionFailedArgs { current };
-                                let table = fb::ConditionFailed::create(fbb, &args);
-                                (fb::OperationResult::ConditionFailed, table.as_union_value())
-                            }
-                        };
-                        push(fbb, kind, table);
-                    }
-                }
-                Outcome::NotLeader { leader, address } => {
-                    let leader_address = Some(fbb.create_string(address));
-                    let args = fb::NotLeaderArgs {
-                        leader_hint: *leader,
-                        leader_address,
-                    };
-                    let table = fb::NotLeader::create(fbb, &args);
-                    push(fbb, fb::OperationResult::NotLeader, table.as_union_value());
-                }
-                Outcome::Error { code, message } => {
-                    let message = Some(fbb.create_string(message));
-                    let code = match code {
-                        ErrorCode::Unknown => fb::ErrorCode::Unknown,
-                        ErrorCode::Busy => fb::ErrorCode::Busy,
-                        ErrorCode::TooLarge => fb::ErrorCode::TooLarge,
-                        ErrorCode::Malformed => fb::ErrorCode::Malformed,
-                        ErrorCode::SessionExpired => fb::ErrorCode::SessionExpired,
-                        ErrorCode::Timeout => fb::ErrorCode::Timeout,
-                    };
-                    let table = fb::Error::create(fbb, &fb::ErrorArgs { code, message });
-                    push(fbb, fb::OperationResult::Error, table.as_union_value());
-                }
-            }
-            let results = Some(fbb.create_vector(&items));
-            let args = fb::ClientResponseArgs {
-                client_id: response.client_id,
-                sequence: response.sequence,
-                results,
-            };
-            offsets.push(fb::ClientResponse::create(fbb, &args));
-        }
-        let responses = Some(fbb.create_vector(&offsets));
-        let args = fb::ClientResponseBatchArgs { responses };
+        let args = fb::ClientResponseBatchArgs {
+            responses: None,
+            records: Some(fbb.create_vector(&records)),
+            results: Some(fbb.create_vector(&results)),
+            data: Some(fbb.create_vector(&data.0)),
+        };
         let batch = fb::ClientResponseBatch::create(fbb, &args);
         (fb::FrameBody::ClientResponseBatch, batch.as_union_value())
     })
@@ -423,73 +482,79 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
     let batch = root
         .body_as_client_response_batch()
         .ok_or(FrameError::BodyUnknown)?;
-    let unknown = |tag: u8| crate::wire::ContentError::UnionUnknown {
-        union: "OperationResult",
-        tag,
-    };
-    let mut out = Vec::new();
-    for response in batch.responses().unwrap_or_default() {
-        let items = response.results().unwrap_or_default();
-        if items.len() == 1 && items.get(0).result_type() == fb::OperationResult::Written {
-            out.push(Response {
-                client_id: response.client_id(),
-                sequence: response.sequence(),
-                outcome: Outcome::Results(written()),
-            });
-            continue;
-        }
-        let mut results = Vec::with_capacity(items.len());
-        let mut whole = None;
-        for item in items {
-            let kind = item.result_type();
-            let result = match kind {
-                fb::OperationResult::Value => item
-                    .result_as_value()
-                    .map(|v| OpResult::Value(bytes_of(frame, v.value()))),
-                fb::OperationResult::NotFound => Some(OpResult::NotFound),
-                fb::OperationResult::Written => Some(OpResult::Written),
-                fb::OperationResult::ConditionFailed => {
-                    item.result_as_condition_failed()
-                        .map(|c| OpResult::ConditionFailed {
-                            current: c.current().map(|v| bytes_of(frame, Some(v))),
-                        })
-                }
-                fb::OperationResult::NotLeader => {
-                    let table = item.result_as_not_leader().ok_or(unknown(kind.0))?;
-                    whole = Some(Outcome::NotLeader {
-                        leader: table.leader_hint(),
-                        address: table.leader_address().unwrap_or_default().to_string(),
+    if batch
+        .responses()
+        .is_some_and(|responses| !responses.is_empty())
+    {
+        let what = "client responses as tables";
+        return Err(ContentError::Obsolete { what }.into());
+    }
+    let mut results = Column::new(batch.results(), "results");
+    let mut data = Runs::new(frame, batch.data(), "data");
+    let records = batch.records().unwrap_or_default();
+    let mut out = Vec::with_capacity(records.len());
+    for record in records.iter() {
+        let unknown = |union, tag| ContentError::UnionUnknown { union, tag };
+        let outcome = match record.kind() {
+            fb::AnswerKind::Results => {
+                let mut outcomes = Vec::new();
+                for result in results.take(record.results_end() as usize)? {
+                    let bytes = data.take(result.data_end())?;
+                    outcomes.push(match result.kind() {
+                        fb::ResultKind::Value => OpResult::Value(bytes),
+                        fb::ResultKind::NotFound => OpResult::NotFound,
+                        fb::ResultKind::Written => OpResult::Written,
+                        fb::ResultKind::ConditionFailed => OpResult::ConditionFailed {
+                            current: Some(bytes),
+                        },
+                        fb::ResultKind::ConditionFailedAbsent => {
+                            OpResult::ConditionFailed { current: None }
+                        }
+                        other => return Err(unknown("ResultKind", other.0).into()),
                     });
-                    None
                 }
-                fb::OperationResult::Error => {
-                    let table = item.result_as_error().ok_or(unknown(kind.0))?;
-                    let code = match table.code() {
-                        fb::ErrorCode::Busy => ErrorCode::Busy,
-                        fb::ErrorCode::TooLarge => ErrorCode::TooLarge,
-                        fb::ErrorCode::Malformed => ErrorCode::Malformed,
-                        fb::ErrorCode::SessionExpired => ErrorCode::SessionExpired,
-                        fb::ErrorCode::Timeout => ErrorCode::Timeout,
-                        _ => ErrorCode::Unknown,
-                    };
-                    whole = Some(Outcome::Error {
-                        code,
-                        message: table.message().unwrap_or_default().to_string(),
-                    });
-                    None
-                }
-                _ => return Err(unknown(kind.0).into()),
-            };
-            if let Some(result) = result {
-                results.push(result);
+                Outcome::Results(outcomes.into())
             }
-        }
+            // The common answer: the thread's shared `[Written]`, no allocation.
+            fb::AnswerKind::Written => Outcome::Results(written()),
+            fb::AnswerKind::NotLeader => {
+                let run = data.take(record.data_end())?;
+                let (leader, address) =
+                    run.split_at_checked(8)
+                        .ok_or(ContentError::RunOutOfBounds {
+                            column: "data (a leader's id)",
+                            start: 0,
+                            end: 8,
+                            len: run.len(),
+                        })?;
+                Outcome::NotLeader {
+                    leader: u64::from_le_bytes(leader.try_into().expect("8 bytes")),
+                    address: String::from_utf8_lossy(address).into_owned(),
+                }
+            }
+            fb::AnswerKind::Error => Outcome::Error {
+                code: match record.code() {
+                    fb::ErrorCode::Busy => ErrorCode::Busy,
+                    fb::ErrorCode::TooLarge => ErrorCode::TooLarge,
+                    fb::ErrorCode::Malformed => ErrorCode::Malformed,
+                    fb::ErrorCode::SessionExpired => ErrorCode::SessionExpired,
+                    fb::ErrorCode::Timeout => ErrorCode::Timeout,
+                    _ => ErrorCode::Unknown,
+                },
+                message: String::from_utf8_lossy(&data.take(record.data_end())?).into_owned(),
+            },
+            other => return Err(unknown("AnswerKind", other.0).into()),
+        };
+        // Every response ends its bytes where its record says.
+        data.take(record.data_end())?;
         out.push(Response {
-            client_id: response.client_id(),
-            sequence: response.sequence(),
-            outcome: whole.unwrap_or_else(|| Outcome::Results(results.into())),
+            client_id: record.client_id(),
+            sequence: record.sequence(),
+            outcome,
         });
     }
+    results.finish()?;
+    data.finish()?;
     Ok(out)
 }
 
@@ -659,9 +724,9 @@ mod tests {
     }
 
     #[test]
-    fn one_write_answers_share_their_results_and_decode_as_their_own() {
-        // Goal: the `[Written]` results of one-operation writes are written once per frame
-        // and shared; each response still decodes to its own, around answers of other kinds,
+    fn one_write_answers_take_one_record_and_decode_to_the_shared_results() {
+        // Goal: a one-operation write's answer is a record of its own kind (no result
+        // record); each response still decodes to its own, around answers of other kinds,
         // and decodes to the shared `[Written]` of the receiving thread.
         let mut encoder = FrameEncoder::new();
         encode_responses(&mut encoder, &[written(1)]).unwrap();
@@ -688,9 +753,126 @@ mod tests {
         let only_written: Vec<Response> = (1..=101).map(written).collect();
         encode_responses(&mut encoder, &only_written).unwrap();
         let per_response = (frame(&encoder).len() - one) / 100;
-        // A response table alone: its offset in the vector, its vtable offset, two u64
-        // fields and the results offset (alignment aside); unshared results add 24 more.
+        // One ResponseRecord: two u64, two u32 ends, the kind and the error code, padded.
         assert!(per_response <= 32, "{per_response} bytes per response");
+    }
+
+    /// A request batch of hand-made columns: what a buggy or hostile client could send.
+    fn request_columns(ops: &[(u32, u32, u32)], ops_end: u32, data_bytes: usize) -> Bytes {
+        let mut encoder = FrameEncoder::new();
+        encoder
+            .encode_with(|fbb| {
+                let records = [fb::RequestRecord::new(
+                    1,
+                    1,
+                    1,
+                    ops_end,
+                    fb::ReadConsistency::Linearizable,
+                )];
+                let ops: Vec<fb::OpRecord> = ops
+                    .iter()
+                    .map(|&(k, e, v)| fb::OpRecord::new(k, e, v, fb::OpKind::Put, false))
+                    .collect();
+                let args = fb::ClientRequestBatchArgs {
+                    records: Some(fbb.create_vector(&records)),
+                    ops: Some(fbb.create_vector(&ops)),
+                    data: Some(fbb.create_vector(&vec![b'x'; data_bytes])),
+                    ..Default::default()
+                };
+                let batch = fb::ClientRequestBatch::create(fbb, &args);
+                (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
+            })
+            .unwrap();
+        frame(&encoder)
+    }
+
+    fn content_error(result: Result<impl std::fmt::Debug, DecodeError>) -> ContentError {
+        match result {
+            Err(DecodeError::Content(error)) => error,
+            other => panic!("a content error, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_columns_that_disagree_are_refused_whole() {
+        // Goal: a request's operations and bytes can only be runs inside their columns, in
+        // order, with nothing left over; anything else refuses the frame (its structure is
+        // broken, so no request in it can be trusted). Method: hand-made columns.
+        assert!(decode_requests(&request_columns(&[(1, 1, 3)], 1, 3)).is_ok());
+        let out_of_bounds = [
+            (request_columns(&[(1, 1, 3)], 2, 3), "ops"),
+            (request_columns(&[(1, 1, 4)], 1, 3), "data"),
+            (request_columns(&[(2, 1, 3)], 1, 3), "data"),
+        ];
+        for (frame, column) in out_of_bounds {
+            let error = content_error(decode_requests(&frame));
+            assert!(
+                matches!(error, ContentError::RunOutOfBounds { column: c, .. } if c == column),
+                "{error:?}"
+            );
+        }
+        let left_over = [
+            (request_columns(&[(1, 1, 3), (4, 4, 4)], 1, 4), "ops", 1),
+            (request_columns(&[(1, 1, 3)], 1, 5), "data", 2),
+        ];
+        for (frame, column, items) in left_over {
+            let error = content_error(decode_requests(&frame));
+            assert_eq!(error, ContentError::LeftOver { column, items });
+        }
+    }
+
+    #[test]
+    fn the_table_form_of_earlier_clients_is_refused_with_its_name() {
+        let mut encoder = FrameEncoder::new();
+        encoder
+            .encode_with(|fbb| {
+                let args = fb::ClientRequestArgs {
+                    client_id: 1,
+                    sequence: 1,
+                    first_unacked: 1,
+                    ..Default::default()
+                };
+                let request = fb::ClientRequest::create(fbb, &args);
+                let args = fb::ClientRequestBatchArgs {
+                    requests: Some(fbb.create_vector(&[request])),
+                    ..Default::default()
+                };
+                let batch = fb::ClientRequestBatch::create(fbb, &args);
+                (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
+            })
+            .unwrap();
+        let error = content_error(decode_requests(&frame(&encoder)));
+        assert!(matches!(error, ContentError::Obsolete { .. }), "{error:?}");
+        assert!(error.to_string().contains("client requests as tables"));
+    }
+
+    #[test]
+    fn a_not_leader_answer_too_short_for_its_leader_id_is_refused() {
+        let mut encoder = FrameEncoder::new();
+        encoder
+            .encode_with(|fbb| {
+                let record = fb::ResponseRecord::new(
+                    1,
+                    1,
+                    0,
+                    4,
+                    fb::AnswerKind::NotLeader,
+                    fb::ErrorCode::Unknown,
+                );
+                let args = fb::ClientResponseBatchArgs {
+                    records: Some(fbb.create_vector(&[record])),
+                    data: Some(fbb.create_vector(&[1u8, 0, 0, 0])),
+                    ..Default::default()
+                };
+                let batch = fb::ClientResponseBatch::create(fbb, &args);
+                (fb::FrameBody::ClientResponseBatch, batch.as_union_value())
+            })
+            .unwrap();
+        let error = content_error(decode_responses(&frame(&encoder)));
+        assert!(
+            matches!(error, ContentError::RunOutOfBounds { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -310,26 +310,24 @@ impl<'a> EntryColumn<'a> {
 
     /// Refuses entries or payload bytes that no append took: every item is used once.
     fn finish(&self) -> Result<(), ContentError> {
-        let (entries, data_bytes) = (
-            self.headers.len() - self.next,
-            self.data.len() - self.data_at,
-        );
-        if entries > 0 || data_bytes > 0 {
-            return Err(ContentError::EntriesLeftOver {
-                entries,
-                data_bytes,
-            });
+        let left = [
+            ("append_entries", self.headers.len() - self.next),
+            ("append_data", self.data.len() - self.data_at),
+        ];
+        match left.into_iter().find(|&(_, items)| items > 0) {
+            Some((column, items)) => Err(ContentError::LeftOver { column, items }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The entries from where the last append ended to header `end` (exclusive).
     fn take(&mut self, end: usize) -> Result<Vec<Entry>, ContentError> {
         if end < self.next || end > self.headers.len() {
-            return Err(ContentError::EntriesOutOfBounds {
+            return Err(ContentError::RunOutOfBounds {
+                column: "append_entries",
                 start: self.next,
                 end,
-                entries: self.headers.len(),
+                len: self.headers.len(),
             });
         }
         let headers = (self.next..end).map(|at| self.headers.get(at));

@@ -79,16 +79,22 @@ pub enum ContentError {
         messages: usize,
         items: usize,
     },
-    /// An append's entry range is not within the batch's entries (or runs backwards).
-    EntriesOutOfBounds {
+    /// A run of a column (an append's entries, a request's operations or bytes, …) is not
+    /// within the column (or runs backwards).
+    RunOutOfBounds {
+        column: &'static str,
         start: usize,
         end: usize,
-        entries: usize,
+        len: usize,
     },
-    /// Entries or payload bytes of a batch's columns that no append took.
-    EntriesLeftOver {
-        entries: usize,
-        data_bytes: usize,
+    /// Items of a column that no message, request or response took.
+    LeftOver {
+        column: &'static str,
+        items: usize,
+    },
+    /// A form an earlier protocol used and this build no longer reads.
+    Obsolete {
+        what: &'static str,
     },
 }
 
@@ -137,21 +143,21 @@ impl fmt::Display for ContentError {
                 f,
                 "the batch orders {messages} messages but its columns hold {items}"
             ),
-            ContentError::EntriesOutOfBounds {
+            ContentError::RunOutOfBounds {
+                column,
                 start,
                 end,
-                entries,
-            } => write!(
-                f,
-                "append entries {start}..{end} outside the batch's {entries} entries"
-            ),
-            ContentError::EntriesLeftOver {
-                entries,
-                data_bytes,
-            } => write!(
-                f,
-                "{entries} entries and {data_bytes} payload bytes of the batch belong to no append"
-            ),
+                len,
+            } => write!(f, "run {start}..{end} outside the {len} items of {column}"),
+            ContentError::LeftOver { column, items } => {
+                write!(f, "{items} items of {column} belong to nothing")
+            }
+            ContentError::Obsolete { what } => {
+                write!(
+                    f,
+                    "{what} are no longer read (a peer or client of an older protocol)"
+                )
+            }
         }
     }
 }

@@ -28,9 +28,8 @@ pub const RAFT_MESSAGES_PER_FRAME_MAX: usize = 16_384;
 pub const CLIENT_REQUESTS_PER_FRAME_MAX: usize = 4_096;
 pub const CLIENT_OPERATIONS_PER_REQUEST_MAX: usize = 1_024;
 
-/// Client responses in one frame: a node answers more in several frames. Responses share
-/// parts of the flatbuffer (see `proto::client::encode_responses`), which the verifier walks
-/// once per reference; this bound keeps a frame's walk far below the verifier's limits.
+/// Client responses in one frame: a node answers more in several frames, so one frame is a
+/// bounded unit of work for the client that decodes it.
 pub const CLIENT_RESPONSES_PER_FRAME_MAX: usize = CLIENT_REQUESTS_PER_FRAME_MAX;
 
 // ---- cluster-wide: the verifier -------------------------------------------------------------
