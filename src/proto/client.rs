@@ -321,7 +321,13 @@ impl DataColumn {
     /// Appends `bytes` and returns where they end.
     fn push(&mut self, bytes: &[u8]) -> u32 {
         self.0.extend_from_slice(bytes);
-        // Callers refuse a batch past FRAME_BODY_BYTES_MAX (far below 4 GiB) before building.
+        self.end()
+    }
+
+    /// Where the bytes pushed so far end.
+    fn end(&self) -> u32 {
+        // Callers `check` before building a frame, refusing more than FRAME_BODY_BYTES_MAX (far
+        // below 4 GiB): an end truncated here never reaches one.
         self.0.len() as u32
     }
 
@@ -458,7 +464,7 @@ pub fn encode_responses(
             response.sequence,
             // At most as many results as a frame has bytes (checked below).
             results.len() as u32,
-            data.push(&[]),
+            data.end(),
             kind,
             code,
         ));
