@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 
+use crate::wire::columns::{Column, Runs};
 use crate::wire::frame::open_frame;
 use crate::wire::limits::{
     CLIENT_REQUESTS_PER_FRAME_MAX, CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX,
@@ -220,98 +221,6 @@ pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, D
     ops.finish()?;
     data.finish()?;
     Ok(decoded)
-}
-
-/// Where a decoder stands in a column of structs.
-struct Column<'a, T: flatbuffers::Follow<'a>> {
-    items: flatbuffers::Vector<'a, T>,
-    next: usize,
-    name: &'static str,
-}
-
-impl<'a, T: flatbuffers::Follow<'a> + 'a> Column<'a, T> {
-    fn new(items: Option<flatbuffers::Vector<'a, T>>, name: &'static str) -> Self {
-        Column {
-            items: items.unwrap_or_default(),
-            next: 0,
-            name,
-        }
-    }
-
-    /// The items from where the last run ended to `end`.
-    fn take(&mut self, end: usize) -> Result<impl Iterator<Item = T::Inner> + 'a, ContentError> {
-        let (start, len) = (self.next, self.items.len());
-        if end < start || end > len {
-            let column = self.name;
-            return Err(ContentError::RunOutOfBounds {
-                column,
-                start,
-                end,
-                len,
-            });
-        }
-        self.next = end;
-        let items = self.items;
-        Ok((start..end).map(move |at| items.get(at)))
-    }
-
-    fn finish(&self) -> Result<(), ContentError> {
-        left_over(self.name, self.items.len() - self.next)
-    }
-}
-
-fn left_over(column: &'static str, items: usize) -> Result<(), ContentError> {
-    match items {
-        0 => Ok(()),
-        items => Err(ContentError::LeftOver { column, items }),
-    }
-}
-
-/// Where a decoder stands in a batch's bytes: each run is a slice of the frame (no copy).
-struct Runs<'a> {
-    frame: &'a Bytes,
-    bytes: &'a [u8],
-    next: usize,
-    name: &'static str,
-}
-
-impl<'a> Runs<'a> {
-    fn new(
-        frame: &'a Bytes,
-        bytes: Option<flatbuffers::Vector<'a, u8>>,
-        name: &'static str,
-    ) -> Self {
-        Runs {
-            frame,
-            bytes: bytes.map_or(&[][..], |bytes| bytes.bytes()),
-            next: 0,
-            name,
-        }
-    }
-
-    /// The bytes from where the last run ended to `end`.
-    fn take(&mut self, end: u32) -> Result<Bytes, ContentError> {
-        let (start, end, len) = (self.next, end as usize, self.bytes.len());
-        if end < start || end > len {
-            let column = self.name;
-            return Err(ContentError::RunOutOfBounds {
-                column,
-                start,
-                end,
-                len,
-            });
-        }
-        self.next = end;
-        Ok(match end - start {
-            0 => Bytes::new(),
-            // The vector was verified inside `frame`: it lies within it.
-            _ => self.frame.slice_ref(&self.bytes[start..end]),
-        })
-    }
-
-    fn finish(&self) -> Result<(), ContentError> {
-        left_over(self.name, self.bytes.len() - self.next)
-    }
 }
 
 /// Byte offsets into a batch's data column, as the schema's `u32` ends.

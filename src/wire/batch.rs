@@ -16,6 +16,7 @@ use crate::raft::{
     LogIndex, Message, MessageBody, NodeId, Term,
 };
 
+use super::columns::{Column, left_over};
 use super::convert::{Builder, ContentError, Envelope, decode_table_message};
 use super::fb;
 use super::limits::RAFT_MESSAGES_PER_FRAME_MAX;
@@ -291,9 +292,8 @@ fn envelope(group: u32, from: u64, to: u64, term: u64, body: MessageBody) -> Env
 /// The batch's entry headers and payload bytes, consumed append by append.
 struct EntryColumn<'a> {
     frame: &'a Bytes,
-    headers: flatbuffers::Vector<'a, fb::EntryHeader>,
+    headers: Column<'a, fb::EntryHeader>,
     data: &'a [u8],
-    next: usize,
     data_at: usize,
 }
 
@@ -301,39 +301,22 @@ impl<'a> EntryColumn<'a> {
     fn new(frame: &'a Bytes, batch: fb::RaftBatch<'a>) -> Self {
         EntryColumn {
             frame,
-            headers: batch.append_entries().unwrap_or_default(),
+            headers: Column::new(batch.append_entries(), "append_entries"),
             data: batch.append_data().map_or(&[][..], |data| data.bytes()),
-            next: 0,
             data_at: 0,
         }
     }
 
     /// Refuses entries or payload bytes that no append took: every item is used once.
     fn finish(&self) -> Result<(), ContentError> {
-        let left = [
-            ("append_entries", self.headers.len() - self.next),
-            ("append_data", self.data.len() - self.data_at),
-        ];
-        match left.into_iter().find(|&(_, items)| items > 0) {
-            Some((column, items)) => Err(ContentError::LeftOver { column, items }),
-            None => Ok(()),
-        }
+        self.headers.finish()?;
+        left_over("append_data", self.data.len() - self.data_at)
     }
 
     /// The entries from where the last append ended to header `end` (exclusive).
     fn take(&mut self, end: usize) -> Result<Vec<Entry>, ContentError> {
-        if end < self.next || end > self.headers.len() {
-            return Err(ContentError::RunOutOfBounds {
-                column: "append_entries",
-                start: self.next,
-                end,
-                len: self.headers.len(),
-            });
-        }
-        let headers = (self.next..end).map(|at| self.headers.get(at));
-        let entries = decode_entries(self.frame, headers, self.data, &mut self.data_at)?;
-        self.next = end;
-        Ok(entries)
+        let headers = self.headers.take(end)?;
+        decode_entries(self.frame, headers, self.data, &mut self.data_at)
     }
 }
 

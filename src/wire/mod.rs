@@ -7,6 +7,7 @@
 //!   the receive buffer ([`bytes::Bytes::slice_ref`]), never copied.
 //! - `batch`: a Raft batch's columns (the frequent message kinds as vectors of structs) and
 //!   the checks the verifier cannot make on them.
+//! - [`columns`]: reading a batch's columns: runs in order, bounds-checked, none left over.
 //! - [`handshake`]: the first frame of every connection.
 //! - [`limits`]: every bound of the wire and the transport, with its reason.
 //! - [`fb`]: the code flatc generates from `schema/cohort.fbs` (committed, never edited; run
@@ -17,6 +18,7 @@
 //! `convert.rs` and `batch.rs` so the arrow stays two files wide.
 
 mod batch;
+pub mod columns;
 pub mod convert;
 pub mod frame;
 pub mod handshake;
