@@ -1,6 +1,8 @@
 //! WAL benchmark: the disk's raw limits and the WAL's figures, measured in one run and printed
 //! side by side with their ratios. Files go to `COHORT_BENCH_DIR` or the system temp dir
-//! (which must be on the disk you care about). Run: `cargo bench --bench wal`.
+//! (which must be on the disk you care about). Run: `cargo bench --bench wal`;
+//! `COHORT_BENCH_ONLY=<text>` runs only the group-commit shapes whose name holds the text
+//! (`COHORT_BENCH_ONLY="1 KiB"`), for profiling.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -131,6 +133,19 @@ fn raw_memcpy(chunk_bytes: usize, total_bytes: usize) -> f64 {
     total_bytes as f64 / secs / 1e6
 }
 
+/// crc32 (the WAL's checksum) over 64 KiB chunks of `total_bytes`, MB/s.
+fn raw_crc(total_bytes: usize) -> f64 {
+    let data = vec![0x5Au8; total_bytes];
+    let start = now();
+    let mut sum = 0u32;
+    for chunk in data.chunks(64 * 1024) {
+        sum ^= crc32fast::hash(chunk);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::hint::black_box(sum);
+    total_bytes as f64 / secs / 1e6
+}
+
 async fn open_wal(dir: &Path, name: &str, mode: SyncMode, segment_bytes: u64) -> Wal<FileStore> {
     let store = FileStore::open(dir.join(name), mode).expect("store");
     assert_eq!(
@@ -182,13 +197,13 @@ async fn mem_unsynced(entry_bytes: usize, appends: u64) -> f64 {
 }
 
 /// Synced batches: `groups` groups × `per_group` entries of `entry_bytes`, then one sync,
-/// waited for. Returns (mean seconds per batch, durable entries/s, durable payload MB/s).
+/// waited for.
 async fn wal_group_commit(
     dir: &Path,
     (groups, per_group, entry_bytes): (u64, u64, usize),
     mode: SyncMode,
     budget: Duration,
-) -> (f64, f64, f64) {
+) -> WalRun {
     let name = format!("commit-{groups}x{per_group}x{entry_bytes}");
     let _ = fs::remove_dir_all(dir.join(&name));
     let mut wal = open_wal(dir, &name, mode, 64 * MIB as u64).await;
@@ -200,23 +215,41 @@ async fn wal_group_commit(
     let batches_max = (60 * MIB / batch_bytes) as u64;
     let start = now();
     let mut batches = 0u64;
+    let mut staging = Duration::ZERO;
     while batches < batches_max && start.elapsed() < budget {
+        let batch_start = now();
         for group in 0..groups {
             wal.append_entries(group, batches * per_group + 1, &batch)
                 .expect("append");
         }
-        let report = wal.sync().await.expect("sync");
+        let ticket = wal.begin_sync().expect("begin sync");
+        staging += batch_start.elapsed();
+        let report = wal.finish_sync(ticket.wait().await).expect("sync");
         assert_eq!(report.groups.len(), groups as usize);
         batches += 1;
     }
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(wal.stats().rotations, 0, "the run must fit one segment");
     let entries = (batches * groups * per_group) as f64;
-    (
-        secs / batches as f64,
-        entries / secs,
-        entries * entry_bytes as f64 / secs / 1e6,
-    )
+    WalRun {
+        batch_secs: secs / batches as f64,
+        staging_secs: staging.as_secs_f64() / batches as f64,
+        entries_per_sec: entries / secs,
+        mbps: entries * entry_bytes as f64 / secs / 1e6,
+    }
+}
+
+/// The WAL's figures for one group-commit shape.
+struct WalRun {
+    /// Mean seconds per batch: appends, sync, until durable.
+    batch_secs: f64,
+    /// Mean seconds per batch on the loop before the sync is handed to the kernel: the
+    /// appends and `begin_sync` (the copies, checksums and index updates).
+    staging_secs: f64,
+    /// Durable entries per second.
+    entries_per_sec: f64,
+    /// Durable payload MB/s.
+    mbps: f64,
 }
 
 fn line(what: &str, figure: String, limit: String, ratio: f64) {
@@ -229,8 +262,7 @@ const ROUNDS: usize = 5;
 
 /// One round of a group-commit shape: the WAL's figures and the raw limits beside them.
 struct Round {
-    /// WAL: seconds per batch, durable entries/s, durable payload MB/s.
-    wal: (f64, f64, f64),
+    wal: WalRun,
     /// Seconds per 4 KiB write + fdatasync: "one raw fdatasync".
     fsync_secs: f64,
     /// Seconds per write + fdatasync of the batch's payload bytes.
@@ -240,8 +272,8 @@ struct Round {
     /// The same through io_uring.
     direct_uring_secs: f64,
     /// The WAL on the fallback for file systems without O_DIRECT (pwrite + io_uring
-    /// fdatasync): seconds per batch, durable entries/s, durable payload MB/s.
-    fallback: (f64, f64, f64),
+    /// fdatasync).
+    fallback: WalRun,
 }
 
 fn main() {
@@ -252,7 +284,10 @@ fn main() {
     );
     let memcpy_small = raw_memcpy(128, 64 * MIB);
     let memcpy_large = raw_memcpy(64 * 1024, 64 * MIB);
-    println!("raw: memcpy 128 B {memcpy_small:.0} MB/s, 64 KiB {memcpy_large:.0} MB/s");
+    let crc = raw_crc(64 * MIB);
+    println!(
+        "raw: memcpy 128 B {memcpy_small:.0} MB/s, 64 KiB {memcpy_large:.0} MB/s; crc32 {crc:.0} MB/s"
+    );
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
@@ -264,28 +299,11 @@ fn main() {
         .io_memory(1 << 20)
         .make()
         .expect("glommio executor");
+    let only = std::env::var("COHORT_BENCH_ONLY").unwrap_or_default();
     executor.run(async {
-        let (appends, _) = wal_unsynced(&dir, 64, 400_000).await;
-        line(
-            "unsynced appends, 1 × 64 B entry each (appends/s)",
-            format!("{appends:.0}"),
-            format!("{:.0}", memcpy_small * 1e6 / 64.0),
-            appends / (memcpy_small * 1e6 / 64.0),
-        );
-        let in_memory = mem_unsynced(64, 400_000).await;
-        line(
-            "  same on MemStorage, no file (appends/s)",
-            format!("{in_memory:.0}"),
-            format!("{appends:.0}"),
-            in_memory / appends,
-        );
-        let (_, mbps) = wal_unsynced(&dir, 64 * 1024, 700).await;
-        line(
-            "unsynced appends, 64 KiB entries (MB/s vs memcpy)",
-            format!("{mbps:.0}"),
-            format!("{memcpy_large:.0}"),
-            mbps / memcpy_large,
-        );
+        if only.is_empty() {
+            unsynced(&dir, memcpy_small, memcpy_large).await;
+        }
         println!(
             "group commit: medians of {ROUNDS} rounds; each round runs the WAL beside fresh raw \
              runs, and a ratio is the median of the rounds' ratios"
@@ -297,6 +315,9 @@ fn main() {
             (1, 256, 1024, "1 group × 256 × 1 KiB"),
             (1, 4, 64 * 1024, "1 group × 4 × 64 KiB"),
         ] {
+            if !what.contains(&only) {
+                continue;
+            }
             let batch_bytes = (groups * per_group) as usize * bytes;
             let raw_rounds = (16 * MIB / batch_bytes).clamp(20, 400);
             let mut rounds = Vec::with_capacity(ROUNDS);
@@ -318,60 +339,106 @@ fn main() {
                     direct_secs,
                 });
             }
-            report_group_commit(what, groups * per_group, batch_bytes, &rounds);
+            let copy_and_crc_secs =
+                batch_bytes as f64 / (memcpy_large * 1e6) + batch_bytes as f64 / (crc * 1e6);
+            report_group_commit(
+                what,
+                groups * per_group,
+                batch_bytes,
+                copy_and_crc_secs,
+                &rounds,
+            );
         }
     });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// Appends without syncing: small entries against memcpy, and big ones.
+async fn unsynced(dir: &Path, memcpy_small: f64, memcpy_large: f64) {
+    let (appends, _) = wal_unsynced(dir, 64, 400_000).await;
+    line(
+        "unsynced appends, 1 × 64 B entry each (appends/s)",
+        format!("{appends:.0}"),
+        format!("{:.0}", memcpy_small * 1e6 / 64.0),
+        appends / (memcpy_small * 1e6 / 64.0),
+    );
+    let in_memory = mem_unsynced(64, 400_000).await;
+    line(
+        "  same on MemStorage, no file (appends/s)",
+        format!("{in_memory:.0}"),
+        format!("{appends:.0}"),
+        in_memory / appends,
+    );
+    let (_, mbps) = wal_unsynced(dir, 64 * 1024, 700).await;
+    line(
+        "unsynced appends, 64 KiB entries (MB/s vs memcpy)",
+        format!("{mbps:.0}"),
+        format!("{memcpy_large:.0}"),
+        mbps / memcpy_large,
+    );
+}
+
 /// Prints one group-commit shape: each WAL figure beside the raw limits of its rounds.
-fn report_group_commit(what: &str, entries_per_batch: u64, batch_bytes: usize, rounds: &[Round]) {
+fn report_group_commit(
+    what: &str,
+    entries_per_batch: u64,
+    batch_bytes: usize,
+    copy_and_crc_secs: f64,
+    rounds: &[Round],
+) {
     let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
-    let wal_secs = med(&|r| r.wal.0);
+    let wal_secs = med(&|r| r.wal.batch_secs);
     let kib = batch_bytes / 1024;
     line(
         &format!("{what}: batch latency (µs)"),
         format!("{:.0}", wal_secs * 1e6),
         format!("{:.0}", med(&|r| r.fsync_secs) * 1e6),
-        med(&|r| r.wal.0 / r.fsync_secs),
+        med(&|r| r.wal.batch_secs / r.fsync_secs),
     );
     println!("  (limit: one 4 KiB write + fdatasync)");
+    line(
+        "  of it on the loop before the sync is issued (µs)",
+        format!("{:.0}", med(&|r| r.wal.staging_secs) * 1e6),
+        format!("{:.0}", copy_and_crc_secs * 1e6),
+        med(&|r| r.wal.staging_secs) / copy_and_crc_secs,
+    );
+    println!("  (limit: one memcpy and one crc32 of the batch's payload)");
     line(
         "  same, against one write + fdatasync of the batch's payload",
         format!("{:.0}", wal_secs * 1e6),
         format!("{:.0}", med(&|r| r.batch_secs) * 1e6),
-        med(&|r| r.wal.0 / r.batch_secs),
+        med(&|r| r.wal.batch_secs / r.batch_secs),
     );
     line(
         &format!("{what}: durable entries/s"),
-        format!("{:.0}", med(&|r| r.wal.1)),
+        format!("{:.0}", med(&|r| r.wal.entries_per_sec)),
         format!("{:.0}", entries_per_batch as f64 / med(&|r| r.batch_secs)),
-        med(&|r| r.wal.1 * r.batch_secs / entries_per_batch as f64),
+        med(&|r| r.wal.entries_per_sec * r.batch_secs / entries_per_batch as f64),
     );
     let mbps = |secs: f64| batch_bytes as f64 / secs / 1e6;
     line(
         &format!("{what}: durable MB/s"),
-        format!("{:.0}", med(&|r| r.wal.2)),
+        format!("{:.0}", med(&|r| r.wal.mbps)),
         format!("{:.0}", mbps(med(&|r| r.batch_secs))),
-        med(&|r| r.wal.2 / mbps(r.batch_secs)),
+        med(&|r| r.wal.mbps / mbps(r.batch_secs)),
     );
     println!("  (limit: {kib} KiB write + fdatasync, the batch's payload, repeated)");
     line(
         "  same, against O_DIRECT | O_DSYNC writes",
-        format!("{:.0}", med(&|r| r.wal.2)),
+        format!("{:.0}", med(&|r| r.wal.mbps)),
         format!("{:.0}", mbps(med(&|r| r.direct_secs))),
-        med(&|r| r.wal.2 / mbps(r.direct_secs)),
+        med(&|r| r.wal.mbps / mbps(r.direct_secs)),
     );
     line(
         "  same, against O_DIRECT | O_DSYNC writes through io_uring",
-        format!("{:.0}", med(&|r| r.wal.2)),
+        format!("{:.0}", med(&|r| r.wal.mbps)),
         format!("{:.0}", mbps(med(&|r| r.direct_uring_secs))),
-        med(&|r| r.wal.2 / mbps(r.direct_uring_secs)),
+        med(&|r| r.wal.mbps / mbps(r.direct_uring_secs)),
     );
     line(
         "  the WAL on pwrite + io_uring fdatasync (no O_DIRECT)",
-        format!("{:.0}", med(&|r| r.fallback.2)),
+        format!("{:.0}", med(&|r| r.fallback.mbps)),
         format!("{:.0}", mbps(med(&|r| r.batch_secs))),
-        med(&|r| r.fallback.2 / mbps(r.batch_secs)),
+        med(&|r| r.fallback.mbps / mbps(r.batch_secs)),
     );
 }
