@@ -1,5 +1,6 @@
 //! Bytes ↔ frames on one connection: the receive buffer that splits frames off as `Bytes`
-//! (so decoded payloads can borrow it), and the encoder side that turns a batch of queued
+//! (so decoded payloads can borrow them; frames of up to 2 KiB are copied out instead, see
+//! [`COPY_FRAME_BYTES_MAX`]), and the encoder side that turns a batch of queued
 //! messages into as few frames, and writes, as the frame bounds allow.
 
 use std::io;

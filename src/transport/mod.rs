@@ -47,7 +47,8 @@
 //! **Receiving.** The reader reads into a buffer, splits whole frames off it as `Bytes`,
 //! checks each (length bound before allocation, checksum, flatbuffers verifier, content),
 //! checks every message is from this peer to this node, and hands the batch to the inbox;
-//! entry payloads are slices of the receive buffer, not copies. Any bad frame closes that
+//! entry payloads are slices of the frame, not copies (a frame of up to 2 KiB is itself a
+//! copy, so it never pins the receive buffer). Any bad frame closes that
 //! connection with the reason logged; nothing else is touched. When the inbox is full the
 //! readers stop reading and TCP pushes back on the peers.
 //!

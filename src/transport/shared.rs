@@ -19,7 +19,7 @@ use super::reason::CloseReason;
 use super::signal::{Notify, Stop};
 
 /// One received frame's messages, all from the same peer, for any number of groups. Entry
-/// payloads are slices of the receive buffer.
+/// payloads are slices of the frame.
 #[derive(Debug)]
 pub struct Inbound {
     pub from: NodeId,
