@@ -53,13 +53,17 @@ struct RecordingLog {
     gate: Gate,
 }
 
-/// Holds syncs in flight while closed.
+/// Holds syncs in flight while closed, and counts the syncs begun.
 #[derive(Clone)]
-struct Gate(Rc<RefCell<(bool, Option<Waker>)>>);
+struct Gate(Rc<RefCell<(bool, Option<Waker>, usize)>>);
 
 impl Gate {
     fn new(open: bool) -> Gate {
-        Gate(Rc::new(RefCell::new((open, None))))
+        Gate(Rc::new(RefCell::new((open, None, 0))))
+    }
+
+    fn begun(&self) -> usize {
+        self.0.borrow().2
     }
 
     fn set(&self, open: bool) {
@@ -77,18 +81,6 @@ impl Gate {
     fn close(&self) {
         self.set(false);
     }
-
-    async fn passed(self) {
-        poll_fn(|cx| {
-            let mut state = self.0.borrow_mut();
-            if state.0 {
-                return Poll::Ready(());
-            }
-            state.1 = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
 }
 
 impl CoreLog for RecordingLog {
@@ -102,7 +94,19 @@ impl CoreLog for RecordingLog {
     type Synced = ();
 
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
-        Ok(Box::pin(self.gate.clone().passed()))
+        let gate = self.gate.clone();
+        gate.0.borrow_mut().2 += 1;
+        Ok(Box::pin(async move {
+            poll_fn(|cx| {
+                let mut state = gate.0.borrow_mut();
+                if state.0 {
+                    return Poll::Ready(());
+                }
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await
+        }))
     }
 
     fn finish_sync(&mut self, (): ()) -> io::Result<()> {
@@ -323,6 +327,63 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(synced < acked, "{events:?}");
+}
+
+#[test]
+fn a_group_with_no_ready_in_flight_begins_its_own_sync_while_another_is_in_flight() {
+    // Goal: syncs overlap. Group 0's write is held in flight; group 1's write, arriving
+    // meanwhile, is staged and its sync begun at once rather than after group 0's ends;
+    // each acknowledgement still waits for the syncs.
+    let events = Events::default();
+    let gate = Gate::new(false);
+    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2);
+    let append_to = |group: u32| {
+        let Input::Peer(mut envelopes) = from(
+            1,
+            2,
+            2,
+            MessageBody::AppendRequest(empty_entry_2(LogIndex(1))),
+        ) else {
+            unreachable!()
+        };
+        envelopes[0].group = GroupId(group);
+        Input::Peer(envelopes)
+    };
+    inbox.push_now(append_to(0));
+    let driver = async {
+        assert!(
+            yield_until(|| gate.begun() == 1).await,
+            "{:?}",
+            events.borrow()
+        );
+        inbox.push_now(append_to(1));
+        assert!(
+            yield_until(|| gate.begun() == 2).await,
+            "group 1's sync waited for group 0's: {:?}",
+            events.borrow()
+        );
+        assert_eq!(
+            events.borrow().as_slice(),
+            [Event::Staged, Event::Staged],
+            "both writes staged; both acks wait"
+        );
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
+    let events = events.take();
+    let acks: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i] == Event::Sent("AppendResponse"))
+        .collect();
+    let synced: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i] == Event::Synced)
+        .collect();
+    assert_eq!(acks.len(), 2, "{events:?}");
+    // Each ack follows the sync of its write, and the syncs end in the order they began.
+    assert!(
+        synced.len() >= 2 && synced[0] < acks[0] && synced[1] < acks[1],
+        "{events:?}"
+    );
 }
 
 #[test]

@@ -16,12 +16,14 @@
 //!    meanwhile) as soon as they are: neither waits for a sync that does not hold them.
 //!
 //! Nothing here blocks, and the loop does not wait for the disk: while a sync is in flight
-//! it goes on with step 1 (stepping the groups, answering what needs no new entry), and
-//! what it gathers meanwhile becomes the next turn's Readies, handed out as soon as the sync
-//! ends. So the disk is always busy with one sync under load, and the CPU work of a turn
-//! overlaps it.
+//! it goes on with step 1 (stepping the groups, answering what needs no new entry). A group
+//! holds one Ready at a time, so what a group whose Ready waits for a sync gathers
+//! meanwhile becomes its next Ready, handed out once that sync ends; the other groups take
+//! their turns meanwhile, each turn with a sync of its own, up to `SYNCS_IN_FLIGHT_MAX` in
+//! flight (they finish in the order they began). So a write that arrives during a sync does
+//! not wait for it unless its group does, and the CPU work of a turn overlaps the disk.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foldhash::{HashMap, HashMapExt};
 use std::future::{Future, poll_fn};
@@ -183,8 +185,18 @@ pub struct CoreShape {
 /// A sync in flight, and the Readies whose step 4 waits for it.
 struct Persisting<S> {
     sync: Pin<Box<dyn Future<Output = S>>>,
+    /// What the sync handed back once it completed; it is finished when every sync begun
+    /// before it is.
+    synced: Option<S>,
     readies: Vec<(u32, Ready)>,
 }
+
+/// Syncs a core keeps in flight at most. A turn while syncs are in flight hands out the
+/// Readies of the groups that have none in flight (a group holds one Ready at a time), and
+/// begins a sync of its own, so a write that arrives during a sync does not wait for it: the
+/// device runs the syncs side by side (`fio`, 4 KiB O_DIRECT | O_DSYNC writes on this
+/// machine: 5.9 k/s at one in flight, 8.7 k/s at two, 15.9 k/s at four).
+const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
 pub struct Core<L: CoreLog, N> {
     shape: CoreShape,
@@ -207,8 +219,8 @@ pub struct Core<L: CoreLog, N> {
     /// Groups due for a snapshot. Taking one clones the group's pairs on the loop, and groups
     /// under the same load come due together, so `upkeep` takes one per turn.
     snapshots_due: BTreeSet<u32>,
-    /// The sync in flight, if any.
-    persisting: Option<Persisting<L::Synced>>,
+    /// The syncs in flight, oldest first.
+    persisting: VecDeque<Persisting<L::Synced>>,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -234,7 +246,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
             snapshots_due: BTreeSet::new(),
-            persisting: None,
+            persisting: VecDeque::new(),
             shape,
         }
     }
@@ -248,22 +260,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let mut inputs = Vec::new();
         let mut answers = Vec::new();
         loop {
-            if let Some(synced) = self.next_event(&mut inputs).await {
-                self.finish_persist(synced, &mut answers)?;
-            }
+            self.next_event(&mut inputs).await;
+            self.finish_persisted(&mut answers)?;
             let mut stop = false;
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
             }
-            if self.persisting.is_some() {
+            if !self.persisting.is_empty() {
                 self.apply_committed_meanwhile(&mut answers)?;
             }
             if stop {
                 self.wait_persisted(&mut answers).await?;
             }
-            // While a sync is in flight, the groups whose Readies wait for it cannot hand
-            // out the next: the loop only steps them, and the next turn starts when it ends.
-            if self.persisting.is_none() {
+            // A group whose Ready waits for a sync cannot hand out the next: the loop only
+            // steps it until that sync ends. The others take their turn.
+            if self.persisting.len() < SYNCS_IN_FLIGHT_MAX {
                 self.upkeep()?;
                 self.turn(&mut answers)?;
             }
@@ -285,20 +296,31 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Wait for inputs, or for the sync in flight to end (its outcome is returned, and the
-    /// inputs that arrived meanwhile are taken too).
-    async fn next_event(&mut self, inputs: &mut Vec<Input>) -> Option<L::Synced> {
+    /// Wait for inputs, or for the oldest sync in flight to end (the inputs that arrived
+    /// meanwhile are taken too). Every sync in flight is polled, so each is issued at once
+    /// and a later one that completes first keeps its outcome for its turn.
+    async fn next_event(&mut self, inputs: &mut Vec<Input>) {
         let (inbox, persisting) = (&self.inbox, &mut self.persisting);
         poll_fn(|cx| {
-            if let Some(persisting) = persisting.as_mut()
-                && let Poll::Ready(synced) = persisting.sync.as_mut().poll(cx)
-            {
-                let _ = inbox.poll_take_all(cx, inputs);
-                return Poll::Ready(Some(synced));
+            for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
+                if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
+                    p.synced = Some(synced);
+                }
             }
-            inbox.poll_take_all(cx, inputs).map(|()| None)
+            if persisting.front().is_some_and(|p| p.synced.is_some()) {
+                let _ = inbox.poll_take_all(cx, inputs);
+                return Poll::Ready(());
+            }
+            inbox.poll_take_all(cx, inputs)
         })
         .await
+    }
+
+    /// Whether group `id` has a Ready waiting for a sync.
+    fn persisting_group(&self, id: u32) -> bool {
+        self.persisting
+            .iter()
+            .any(|p| p.readies.binary_search_by_key(&id, |(g, _)| *g).is_ok())
     }
 
     /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
@@ -307,18 +329,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// whose Ready in flight still has entries to apply or a snapshot to install applies
     /// nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        let Some(persisting) = &self.persisting else {
-            return Ok(());
-        };
         for (&id, group) in &mut self.groups {
-            // The Readies are in group order (taken from this map).
-            let waits = persisting
-                .readies
-                .binary_search_by_key(&id, |(g, _)| *g)
-                .is_ok_and(|at| {
-                    let ready = &persisting.readies[at].1;
-                    !ready.committed().is_empty() || ready.snapshot().is_some()
-                });
+            // The Readies of a sync are in group order (taken from this map).
+            let waits = self.persisting.iter().any(|p| {
+                p.readies
+                    .binary_search_by_key(&id, |(g, _)| *g)
+                    .is_ok_and(|at| {
+                        let ready = &p.readies[at].1;
+                        !ready.committed().is_empty() || ready.snapshot().is_some()
+                    })
+            });
             if !waits {
                 let entries = group.replica.take_committed_durable();
                 group
@@ -332,7 +352,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         Ok(())
     }
 
-    /// Between syncs: keep the log's next segment ready, and take and store snapshots.
+    /// Keep the log's next segment ready, and take and store snapshots (of groups whose
+    /// Ready waits for no sync).
     fn upkeep(&mut self) -> Result<(), String> {
         self.log
             .maintain()
@@ -340,7 +361,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for group in self.log.groups_holding_old_segments() {
             self.snapshot(group.0);
         }
-        if let Some(id) = self.snapshots_due.pop_first() {
+        let mut due = self.snapshots_due.iter().copied();
+        if let Some(id) = due.find(|&id| !self.persisting_group(id)) {
+            self.snapshots_due.remove(&id);
             self.snapshot(id);
         }
         for (group, index, data) in self.log.take_encoded() {
@@ -653,7 +676,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             group.propose_pending(answers);
         }
         let mut readies: Vec<(u32, Ready)> = Vec::new();
-        let mut must_sync = false;
         for (&id, group) in &mut self.groups {
             if !group.replica.has_ready() {
                 continue;
@@ -674,10 +696,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.log
                 .stage(GroupId(id), &ready)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
-            must_sync |= ready.must_sync();
             readies.push((id, ready));
         }
-        if must_sync && self.shape.sync {
+        if !self.shape.sync {
+            return self.after_persist(readies, answers);
+        }
+        // A Ready that needs no sync (a new commit index, messages, entries durable here
+        // already) goes on now; the others wait for one sync.
+        let (mut readies, now): (Vec<_>, Vec<_>) = readies
+            .into_iter()
+            .partition(|(_, ready)| ready.must_sync());
+        if !readies.is_empty() {
             let sync = self
                 .log
                 .begin_sync()
@@ -697,32 +726,37 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
                 group.serve_confirmed_reads(answers);
             }
-            self.persisting = Some(Persisting { sync, readies });
-            return Ok(());
+            self.persisting.push_back(Persisting {
+                sync,
+                synced: None,
+                readies,
+            });
         }
-        self.after_persist(readies, answers)
+        self.after_persist(now, answers)
     }
 
-    /// The sync in flight ended: finish it, then step 4 for the Readies that waited for it.
-    fn finish_persist(
-        &mut self,
-        synced: L::Synced,
-        answers: &mut Vec<Answer>,
-    ) -> Result<(), String> {
-        let persisting = self.persisting.take().expect("a sync was in flight");
-        self.log
-            .finish_sync(synced)
-            .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
-        self.after_persist(persisting.readies, answers)
-    }
-
-    /// If a sync is in flight, wait for it and finish it.
-    async fn wait_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        if let Some(persisting) = self.persisting.as_mut() {
-            let synced = persisting.sync.as_mut().await;
-            self.finish_persist(synced, answers)?;
+    /// Finish the syncs that ended, oldest first, up to the first still in flight; then
+    /// step 4 for the Readies that waited for each.
+    fn finish_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        while self.persisting.front().is_some_and(|p| p.synced.is_some()) {
+            let persisting = self.persisting.pop_front().expect("checked above");
+            let synced = persisting.synced.expect("checked above");
+            self.log
+                .finish_sync(synced)
+                .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
+            self.after_persist(persisting.readies, answers)?;
         }
         Ok(())
+    }
+
+    /// Wait for every sync in flight and finish them.
+    async fn wait_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        for persisting in &mut self.persisting {
+            if persisting.synced.is_none() {
+                persisting.synced = Some(persisting.sync.as_mut().await);
+            }
+        }
+        self.finish_persisted(answers)
     }
 
     /// Step 4 for `readies`, whose writes are durable (or need not be): send what waited
@@ -793,8 +827,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log
     /// encode it off the loop, unless the group applied nothing since its last snapshot,
-    /// its state machine lags, or its last snapshot is still being encoded or stored.
+    /// its state machine lags, its last snapshot is still being encoded or stored, or a
+    /// Ready of it waits for a sync.
     fn snapshot(&mut self, id: u32) {
+        if self.persisting_group(id) {
+            return;
+        }
         let Some(group) = self.groups.get_mut(&id) else {
             return;
         };

@@ -3,7 +3,7 @@
 
 use super::errors::WalError;
 use super::format::{
-    RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
+    BLOCK_BYTES, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
     encode_segment_header, put_record_header, seal_record,
 };
 use super::log::Wal;
@@ -32,6 +32,7 @@ impl<S: Storage> Wal<S> {
     /// Makes room for a record of `len_bytes` at the cursor, rotating if the active segment is
     /// full. A record never spans segments.
     pub(super) fn reserve(&mut self, len_bytes: usize) -> Result<(), WalError> {
+        self.skip_block_in_flight()?;
         // A segment recovered from disk keeps the size it was created with.
         let segment_bytes = self.storage.size_bytes(self.active()) as usize;
         if self.cursor + align_up(len_bytes) <= segment_bytes {
@@ -45,6 +46,31 @@ impl<S: Storage> Wal<S> {
             });
         }
         self.rotate()
+    }
+
+    /// Where the storage writes whole blocks (`Storage::writes_whole_blocks`) and the last
+    /// sync begun is still in flight, a record placed in the block that sync ended in would
+    /// make the next sync write that block again while the first write may still land after
+    /// it. So the record starts at the next block boundary instead; the gap stays zero (the
+    /// write in flight zero-fills its last block) and recovery skips it (see
+    /// `format::next_in_block_after_zeros`). With no sync in flight, the next write rewrites
+    /// the block from the last one's bytes (see `file.rs`). Where the boundary is the end of
+    /// the segment, the segment rotates.
+    fn skip_block_in_flight(&mut self) -> Result<(), WalError> {
+        if self.syncs_in_flight == 0 || !self.storage.writes_whole_blocks() {
+            return Ok(());
+        }
+        let (seq, end) = self.last_sync_end;
+        let boundary = end.next_multiple_of(BLOCK_BYTES);
+        if seq != self.active() || self.cursor >= boundary {
+            return Ok(());
+        }
+        self.stats.skipped_bytes += (boundary - self.cursor) as u64;
+        if boundary >= self.storage.size_bytes(seq) as usize {
+            return self.rotate();
+        }
+        self.cursor = boundary;
+        Ok(())
     }
 
     /// Moves the cursor past a record just sealed at it.

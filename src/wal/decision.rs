@@ -101,7 +101,7 @@ pub static STOP_TABLE: [Row; 9] = [
     row(
         [F, X, T, F, X],
         StopAction::TruncateTornTail,
-        "records after a torn one, none proving it durable: one unsynced batch",
+        "records after a torn one, none proving it durable: unsynced batches",
     ),
     row(
         [F, F, F, F, T],

@@ -37,6 +37,7 @@ use bytes::Bytes;
 
 use glommio::io::{DmaBuffer, DmaFile};
 
+use super::format::BLOCK_BYTES;
 use super::mmap::{Mapping, glommio_file};
 use super::staged::Staged;
 use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
@@ -74,10 +75,6 @@ pub struct FileStore {
     spares: Vec<PathBuf>,
 }
 
-/// Offsets and lengths of O_DIRECT writes are multiples of this: the page size, and a multiple
-/// of every logical block size we expect (512 or 4096). Segment sizes are multiples of it.
-const DIRECT_BLOCK_BYTES: usize = 4096;
-
 /// Spare files kept at most: enough for the segment being built and the one after it.
 const SPARES_MAX: usize = 2;
 
@@ -98,9 +95,10 @@ struct Segment {
     fd: Rc<SegmentFd>,
     /// Bytes written by the WAL and not yet handed to the file.
     staged: RefCell<Staged>,
-    /// The last O_DIRECT write: the map may not show it while it is in flight, and the next
-    /// write starts with the bytes of the block it ended in.
-    last_write: RefCell<Option<DirectWrite>>,
+    /// O_DIRECT writes, oldest first: those in flight (the map may not show them yet), and
+    /// the last one (the next write starts with the bytes of the block it ended in). Each
+    /// starts at or before the end of the one before, so together they cover one run.
+    writes: RefCell<Vec<DirectWrite>>,
 }
 
 /// The buffer of an O_DIRECT write and where it goes: the file's bytes from `start` on, as
@@ -113,6 +111,11 @@ struct DirectWrite {
 impl DirectWrite {
     fn end(&self) -> usize {
         self.start + self.buf.len()
+    }
+
+    /// Whether the write is still in flight: its syncer holds the buffer too.
+    fn in_flight(&self) -> bool {
+        Rc::strong_count(&self.buf) > 1
     }
 }
 
@@ -139,16 +142,29 @@ impl Segment {
             size_bytes,
             fd: SegmentFd::new(file),
             staged: RefCell::default(),
-            last_write: RefCell::default(),
+            writes: RefCell::default(),
         }
     }
 
-    /// The lowest offset whose bytes the map may not show yet: the start of the last
-    /// O_DIRECT write or of the staged bytes, if any.
+    /// Forgets the writes that are done, oldest first, except the last one while `keep_last`
+    /// (the segment takes more writes): the map shows them now.
+    fn forget_done_writes(&self, keep_last: bool) {
+        let mut writes = self.writes.borrow_mut();
+        let keep = usize::from(keep_last);
+        let done = writes
+            .iter()
+            .take(writes.len().saturating_sub(keep))
+            .take_while(|w| !w.in_flight())
+            .count();
+        writes.drain(..done);
+    }
+
+    /// The lowest offset whose bytes the map may not show yet: the start of the oldest
+    /// O_DIRECT write kept or of the staged bytes, if any.
     fn memory_from(&self) -> Option<usize> {
         let staged = self.staged.borrow();
         let staged_from = (!staged.is_empty()).then_some(staged.start);
-        let written_from = self.last_write.borrow().as_ref().map(|w| w.start);
+        let written_from = self.writes.borrow().first().map(|w| w.start);
         staged_from.into_iter().chain(written_from).min()
     }
 
@@ -158,8 +174,8 @@ impl Segment {
     }
 
     /// Fills `out` with the segment's bytes of `range`, newest first: staged bytes, then the
-    /// last O_DIRECT write's buffer, then the map below both; zeros past the staged bytes
-    /// (what the file holds there is never read as a record).
+    /// buffers of the O_DIRECT writes kept (newer over older), then the map below them all;
+    /// zeros past the staged bytes (what the file holds there is never read as a record).
     fn read_into(&self, range: Range<usize>, out: &mut [u8]) {
         let memory_from = self.memory_from().map_or(range.end, |f| f.min(range.end));
         out.fill(0);
@@ -168,7 +184,7 @@ impl Segment {
             let below = range.start..memory_from;
             out[..below.len()].copy_from_slice(&map.view(below));
         }
-        if let Some(write) = self.last_write.borrow().as_ref() {
+        for write in self.writes.borrow().iter() {
             let (from, to) = (range.start.max(write.start), range.end.min(write.end()));
             if from < to {
                 out[from - range.start..to - range.start]
@@ -185,8 +201,10 @@ impl Segment {
     }
 
     /// Moves the staged bytes into the buffer of an O_DIRECT write of whole blocks, and keeps
-    /// the buffer as `last_write`. Returns the write's file offset and buffer; `None` when
-    /// nothing is staged.
+    /// the buffer in `writes`. Returns the write's file offset and buffer; `None` when
+    /// nothing is staged. The WAL never stages bytes in a block that a write in flight
+    /// covers (`Wal::skip_block_in_flight`): two writes of one block could land in either
+    /// order.
     fn stage_direct_write(&self) -> Option<(u64, Rc<DmaBuffer>)> {
         let (start, end) = {
             let staged = self.staged.borrow();
@@ -195,13 +213,26 @@ impl Segment {
             }
             (staged.start, staged.end())
         };
-        let from = start / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES;
-        let to = end.div_ceil(DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+        let from = start / BLOCK_BYTES * BLOCK_BYTES;
+        let to = end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
         assert!(
             to as u64 <= self.size_bytes,
             "O_DIRECT write to {to} past the segment ({} bytes)",
             self.size_bytes
         );
+        self.forget_done_writes(true);
+        if let Some(busy) = self
+            .writes
+            .borrow()
+            .iter()
+            .find(|w| w.in_flight() && w.end() > from)
+        {
+            panic!(
+                "O_DIRECT write of {from}..{to} overlaps the write of {}..{} in flight",
+                busy.start,
+                busy.end()
+            );
+        }
         let mut buf = glommio::allocate_dma_buffer(to - from);
         let bytes = buf.as_bytes_mut();
         // The start of the first block: written before, by the last write or earlier.
@@ -211,7 +242,7 @@ impl Segment {
             .take_into(&mut bytes[start - from..end - from]);
         bytes[end - from..].fill(0);
         let buf = Rc::new(buf);
-        *self.last_write.borrow_mut() = Some(DirectWrite {
+        self.writes.borrow_mut().push(DirectWrite {
             start: from,
             buf: Rc::clone(&buf),
         });
@@ -413,7 +444,7 @@ impl Storage for FileStore {
         self.sync_dir()?;
         let segment = self.segments.remove(&old_seq).expect("checked above");
         *segment.staged.borrow_mut() = Staged::default();
-        *segment.last_write.borrow_mut() = None;
+        segment.writes.borrow_mut().clear();
         segment.fd.file.write_all_at(header, 0)?;
         segment.fd.file.sync_data()?;
         self.segments.insert(new_seq, segment);
@@ -487,6 +518,10 @@ impl Storage for FileStore {
         }
     }
 
+    fn writes_whole_blocks(&self) -> bool {
+        self.direct()
+    }
+
     fn locate(&self, seq: u64) -> String {
         self.path(seq).display().to_string()
     }
@@ -496,16 +531,10 @@ impl Storage for FileStore {
     /// them, and the syncer makes them durable.
     fn syncer(&self, seq: u64) -> FileSyncer {
         let segment = self.segment(seq);
-        // Older segments take no more writes: once their last one is done (its buffer is
-        // ours alone again), the map shows it and the buffer can go.
+        // Older segments take no more writes: once their writes are done (their buffers
+        // are ours alone again), the map shows them and the buffers can go.
         for (_, older) in self.segments.range(..seq) {
-            let mut last_write = older.last_write.borrow_mut();
-            if last_write
-                .as_ref()
-                .is_some_and(|w| Rc::strong_count(&w.buf) == 1)
-            {
-                *last_write = None;
-            }
+            older.forget_done_writes(false);
         }
         let work = if self.direct() {
             SyncWork::Direct {
@@ -538,7 +567,7 @@ fn make_segment_file(
     if mode == SyncMode::Direct {
         // Its O_DIRECT writes then find no cached page to invalidate; the header's block
         // stays, as the first write starts with it.
-        super::mmap::drop_cached(&file, DIRECT_BLOCK_BYTES as u64)?;
+        super::mmap::drop_cached(&file, BLOCK_BYTES as u64)?;
     }
     Ok(file)
 }
@@ -655,7 +684,8 @@ impl SegmentFd {
         if let Some(file) = self.direct.get() {
             return Ok(Rc::clone(file));
         }
-        // One sync at a time: the sync that found no handle opens it before the next begins.
+        // A syncer made before the handle was open carries the path. Two of them in flight
+        // at once each open one; the first kept serves the later syncs.
         let path =
             path.ok_or_else(|| io::Error::other("the segment's O_DIRECT handle is missing"))?;
         let file = glommio::io::OpenOptions::new()
@@ -665,9 +695,9 @@ impl SegmentFd {
             .dma_open(path)
             .await
             .map_err(io::Error::from)?;
-        if file.alignment() > DIRECT_BLOCK_BYTES as u64 {
+        if file.alignment() > BLOCK_BYTES as u64 {
             return Err(io::Error::other(format!(
-                "{} wants O_DIRECT writes aligned to {} bytes; the WAL writes {DIRECT_BLOCK_BYTES}-byte blocks",
+                "{} wants O_DIRECT writes aligned to {} bytes; the WAL writes {BLOCK_BYTES}-byte blocks",
                 path.display(),
                 file.alignment()
             )));

@@ -11,10 +11,20 @@ pub const SEGMENT_HEADER_BYTES: usize = 64;
 pub const RECORD_HEADER_BYTES: usize = 40;
 /// Records start at multiples of this; the gap after a payload is zero padding.
 pub const RECORD_ALIGN_BYTES: usize = 8;
+/// Offsets and lengths of the file store's O_DIRECT writes are multiples of this: the page
+/// size, and a multiple of every logical block size we expect (512 or 4096). Segment sizes
+/// are multiples of it. Records may skip from zeros to the next multiple of it (format
+/// version 2).
+pub const BLOCK_BYTES: usize = 4096;
 /// `b"COHORTWL"`: the first bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"COHORTWL";
-/// The format this code writes and reads. Any other version is refused at open.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this code writes. Version 2 lets a record start at the next block boundary
+/// (`BLOCK_BYTES`) after zeros (see `next_in_block_after_zeros`); version 1 segments hold no
+/// such skip and are read as well. Any other version is refused at open, so a build that
+/// does not know skips refuses a log that may hold them instead of reading one as a torn tail.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this code reads.
+pub const FORMAT_VERSION_MIN: u32 = 1;
 
 // A record header starts at an aligned offset, so its 4-byte length field never straddles a
 // 512-byte sector: a length is either written or not, never torn (see the spec in mod.rs).
@@ -148,6 +158,27 @@ pub fn decode_record(segment: &[u8], offset: usize, segment_seq: u64) -> Option<
     })
 }
 
+/// Where the scan of a segment goes on after the record that ended at `offset`, when no
+/// record starts there: the next block boundary, if the bytes up to it are all zero and a
+/// record that verifies and carries `expected_lsn` starts at it. The live WAL leaves such a
+/// gap when the block it was in was still being written by a sync in flight. The lsn makes the
+/// skip unambiguous: a torn or missing write before the boundary leaves a record there whose
+/// lsn is not the one expected, or zeros.
+pub fn next_in_block_after_zeros(
+    segment: &[u8],
+    offset: usize,
+    segment_seq: u64,
+    expected_lsn: u64,
+) -> Option<usize> {
+    let boundary = offset.next_multiple_of(BLOCK_BYTES);
+    let gap = segment.get(offset..boundary)?;
+    if gap.is_empty() || gap.iter().any(|&b| b != 0) {
+        return None;
+    }
+    let header = decode_record(segment, boundary, segment_seq)?;
+    (header.lsn == expected_lsn).then_some(boundary)
+}
+
 /// What the first bytes of a segment file say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentHeaderState {
@@ -199,7 +230,7 @@ pub fn decode_segment_header(segment: &[u8], expected_seq: u64) -> SegmentHeader
         return SegmentHeaderState::Garbage;
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
         return SegmentHeaderState::UnsupportedVersion { version };
     }
     let seq = u64_at(header, 16);
@@ -275,6 +306,32 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_gap_is_skipped_only_to_a_block_boundary_holding_the_expected_lsn() {
+        // Goal: the skip recovery takes after a record whose block was still being written
+        // is unambiguous. Method: a record (lsn 7) at the second block, the scan at 200.
+        let mut segment = vec![0u8; 3 * BLOCK_BYTES];
+        let bytes = record(5, b"after the gap");
+        segment[BLOCK_BYTES..BLOCK_BYTES + bytes.len()].copy_from_slice(&bytes);
+        assert_eq!(
+            next_in_block_after_zeros(&segment, 200, 5, 7),
+            Some(BLOCK_BYTES)
+        );
+        assert_eq!(next_in_block_after_zeros(&segment, 200, 5, 8), None, "lsn");
+        assert_eq!(next_in_block_after_zeros(&segment, 200, 6, 7), None, "salt");
+        assert_eq!(
+            next_in_block_after_zeros(&segment, BLOCK_BYTES, 5, 7),
+            None,
+            "no gap at a boundary"
+        );
+        segment[4000] = 1;
+        assert_eq!(
+            next_in_block_after_zeros(&segment, 200, 5, 7),
+            None,
+            "garbage"
+        );
+    }
+
+    #[test]
     fn segment_header_states_are_told_apart() {
         let header = encode_segment_header(4, 1 << 20);
         assert_eq!(decode_segment_header(&header, 4), SegmentHeaderState::Valid);
@@ -293,12 +350,19 @@ mod tests {
             SegmentHeaderState::Garbage
         );
         let mut future = header;
-        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = segment_header_crc(&future);
         future[12..16].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             decode_segment_header(&future, 4),
-            SegmentHeaderState::UnsupportedVersion { version: 2 }
+            SegmentHeaderState::UnsupportedVersion {
+                version: FORMAT_VERSION + 1
+            }
         );
+        let mut old = header;
+        old[8..12].copy_from_slice(&FORMAT_VERSION_MIN.to_le_bytes());
+        let crc = segment_header_crc(&old);
+        old[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_segment_header(&old, 4), SegmentHeaderState::Valid);
     }
 }

@@ -61,6 +61,9 @@ pub struct WalStats {
     pub rotation_stalls: u64,
     pub segments_recycled: u64,
     pub segments_removed: u64,
+    /// Bytes skipped to start a record in a fresh block, because a sync still in flight
+    /// writes the one the cursor was in.
+    pub skipped_bytes: u64,
 }
 
 /// One write-ahead log shared by all groups of a core.
@@ -77,10 +80,12 @@ pub struct Wal<S: Storage> {
     pub(super) next_lsn: u64,
     /// Every record below this lsn is durable.
     pub(super) durable_lsn: u64,
-    /// A sync was begun and not finished yet: the next may not begin (the file store's
-    /// O_DIRECT writes rewrite the block the previous one ended in, so two in flight could
-    /// land in the wrong order).
-    pub(super) sync_in_flight: bool,
+    /// Syncs begun and not finished yet. They finish in the order they began.
+    pub(super) syncs_in_flight: usize,
+    /// Where the last sync begun ended: (segment, cursor). While it is in flight, a record
+    /// placed in the block it ended in starts a fresh block first, where the storage asks
+    /// for that (see `Wal::skip_block_in_flight`).
+    pub(super) last_sync_end: (u64, usize),
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
     pub(super) unsynced_groups: Vec<u64>,
@@ -108,7 +113,8 @@ impl<S: Storage> Wal<S> {
             cursor: recovered.cursor,
             next_lsn: recovered.next_lsn,
             durable_lsn: recovered.next_lsn,
-            sync_in_flight: false,
+            syncs_in_flight: 0,
+            last_sync_end: (0, 0),
             unsynced_segments: Vec::new(),
             unsynced_groups: Vec::new(),
             reclaim_pending: VecDeque::new(),

@@ -2,7 +2,7 @@
 //! does to the unsynced bytes what a power loss may do: lose them, keep them, tear them sector
 //! by sector, zero them, or flip a bit. For tests and the simulator.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::format::BLOCK_BYTES;
 use super::storage::{SegmentSyncer, Storage};
 
 /// The unit a disk writes atomically: a torn write keeps or loses whole sectors.
@@ -43,10 +44,19 @@ impl CrashFault {
 
 /// An in-memory disk. The WAL owns it (a test takes it back with `Wal::into_storage` to
 /// crash it and reopen); only the synced bytes are shared, with the syncers in flight.
+///
+/// A sync carries the units (sectors, or blocks with `with_whole_blocks`) that changed since
+/// the last sync was issued, as they were when it was issued; syncs may be in flight together
+/// and complete in any order.
 #[derive(Default)]
 pub struct MemStorage {
     /// What the WAL wrote, by segment: the "page cache".
     written: BTreeMap<u64, Vec<u8>>,
+    /// What was handed to syncs so far, by segment.
+    handed: RefCell<BTreeMap<u64, Vec<u8>>>,
+    /// Syncs issued so far: each one's number orders its units against other syncs'.
+    issued: Cell<u64>,
+    whole_blocks: bool,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -54,6 +64,8 @@ pub struct MemStorage {
 struct Shared {
     /// What reached the disk, by segment.
     synced: BTreeMap<u64, Vec<u8>>,
+    /// Per segment and unit: the number of the sync whose bytes the disk holds there.
+    synced_by: BTreeMap<u64, Vec<u64>>,
     fail_next_sync: bool,
     syncs_completed: u64,
 }
@@ -61,6 +73,25 @@ struct Shared {
 impl MemStorage {
     pub fn new() -> MemStorage {
         MemStorage::default()
+    }
+
+    /// A storage whose syncs write whole `BLOCK_BYTES` blocks, as the file store's O_DIRECT
+    /// writes do: a sync that completes after a later-issued one holding the same block
+    /// would put old bytes back over new ones, so that panics (the WAL must never let two
+    /// syncs in flight share a block).
+    pub fn with_whole_blocks() -> MemStorage {
+        MemStorage {
+            whole_blocks: true,
+            ..MemStorage::default()
+        }
+    }
+
+    fn unit_bytes(&self) -> usize {
+        if self.whole_blocks {
+            BLOCK_BYTES
+        } else {
+            SECTOR_BYTES
+        }
     }
 
     /// The next sync fails with an I/O error (and syncs nothing).
@@ -85,6 +116,7 @@ impl MemStorage {
                 .expect("every segment has synced bytes");
             crash_segment(written, synced, fault, &mut rng);
         }
+        *self.handed.borrow_mut() = self.written.clone();
     }
 
     /// Flips bits of a segment's bytes, synced or not (media corruption, not a crash).
@@ -92,6 +124,7 @@ impl MemStorage {
         self.written
             .get_mut(&seq)
             .expect("corrupt: no such segment")[offset] ^= xor;
+        self.handed.get_mut().get_mut(&seq).expect("handed")[offset] ^= xor;
         self.shared
             .borrow_mut()
             .synced
@@ -102,7 +135,10 @@ impl MemStorage {
     /// Deletes a segment behind the WAL's back (an operator's mistake, a lost file).
     pub fn lose_segment(&mut self, seq: u64) {
         self.written.remove(&seq);
-        self.shared.borrow_mut().synced.remove(&seq);
+        self.handed.get_mut().remove(&seq);
+        let mut shared = self.shared.borrow_mut();
+        shared.synced.remove(&seq);
+        shared.synced_by.remove(&seq);
     }
 
     /// The segment sequence numbers present.
@@ -180,7 +216,11 @@ impl Storage for MemStorage {
     fn create(&mut self, seq: u64, size_bytes: u64, header: &[u8]) -> io::Result<()> {
         let mut bytes = vec![0u8; usize::try_from(size_bytes).map_err(io::Error::other)?];
         bytes[..header.len()].copy_from_slice(header);
-        self.shared.borrow_mut().synced.insert(seq, bytes.clone());
+        let units = bytes.len().div_ceil(self.unit_bytes());
+        let mut shared = self.shared.borrow_mut();
+        shared.synced.insert(seq, bytes.clone());
+        shared.synced_by.insert(seq, vec![0; units]);
+        self.handed.get_mut().insert(seq, bytes.clone());
         let previous = self.written.insert(seq, bytes);
         assert!(previous.is_none(), "create: segment {seq} exists");
         Ok(())
@@ -196,10 +236,16 @@ impl Storage for MemStorage {
             .expect("recycle: no such segment");
         let mut shared = self.shared.borrow_mut();
         let mut synced = shared.synced.remove(&old_seq).expect("synced");
+        let synced_by = shared.synced_by.remove(&old_seq).expect("synced_by");
         written[..header.len()].copy_from_slice(header);
         synced[..header.len()].copy_from_slice(header);
+        let handed = self.handed.get_mut();
+        let mut handed_bytes = handed.remove(&old_seq).expect("handed");
+        handed_bytes[..header.len()].copy_from_slice(header);
+        handed.insert(new_seq, handed_bytes);
         self.written.insert(new_seq, written);
         shared.synced.insert(new_seq, synced);
+        shared.synced_by.insert(new_seq, synced_by);
         Ok(true)
     }
 
@@ -220,25 +266,50 @@ impl Storage for MemStorage {
         &mut self.segment_mut(seq)[range]
     }
 
+    fn writes_whole_blocks(&self) -> bool {
+        self.whole_blocks
+    }
+
     fn locate(&self, seq: u64) -> String {
         format!("mem:{seq:020}.wal")
     }
 
     fn syncer(&self, seq: u64) -> MemSyncer {
+        let number = self.issued.get() + 1;
+        self.issued.set(number);
+        let unit = self.unit_bytes();
+        let written = &self.written[&seq];
+        let mut handed = self.handed.borrow_mut();
+        let handed = handed.get_mut(&seq).expect("handed");
+        let mut units = Vec::new();
+        for start in (0..written.len()).step_by(unit) {
+            let range = start..(start + unit).min(written.len());
+            if written[range.clone()] != handed[range.clone()] {
+                handed[range.clone()].copy_from_slice(&written[range.clone()]);
+                units.push((start, written[range].to_vec()));
+            }
+        }
         MemSyncer {
             shared: Rc::clone(&self.shared),
             seq,
-            bytes: self.written[&seq].clone(),
+            number,
+            unit,
+            whole_blocks: self.whole_blocks,
+            units,
         }
     }
 }
 
-/// Makes the bytes a segment held when the sync was issued its synced bytes, unless a failure
-/// was injected.
+/// Puts the units a segment held when the sync was issued on the disk, unless a failure was
+/// injected. A unit a later-issued sync already put there is left alone (that sync carried
+/// newer bytes), except with whole blocks, where that is the WAL's bug and panics.
 pub struct MemSyncer {
     shared: Rc<RefCell<Shared>>,
     seq: u64,
-    bytes: Vec<u8>,
+    number: u64,
+    unit: usize,
+    whole_blocks: bool,
+    units: Vec<(usize, Vec<u8>)>,
 }
 
 impl SegmentSyncer for MemSyncer {
@@ -248,8 +319,27 @@ impl SegmentSyncer for MemSyncer {
             return Err(io::Error::other("injected fdatasync failure"));
         }
         shared.syncs_completed += 1;
-        if let Some(synced) = shared.synced.get_mut(&self.seq) {
-            *synced = self.bytes;
+        let Shared {
+            synced, synced_by, ..
+        } = &mut *shared;
+        let (Some(synced), Some(synced_by)) =
+            (synced.get_mut(&self.seq), synced_by.get_mut(&self.seq))
+        else {
+            return Ok(());
+        };
+        for (start, bytes) in self.units {
+            let by = &mut synced_by[start / self.unit];
+            if *by > self.number {
+                assert!(
+                    !self.whole_blocks,
+                    "segment {}: the write of block {start} from sync {} landed after the one \
+                     from sync {by}, which was issued later: two syncs in flight shared a block",
+                    self.seq, self.number
+                );
+                continue;
+            }
+            *by = self.number;
+            synced[start..start + bytes.len()].copy_from_slice(&bytes);
         }
         Ok(())
     }

@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! 0   8  magic "COHORTWL"
-//! 8   4  format version (1)
+//! 8   4  format version (2; version 1, which has no block skips, is read too)
 //! 12  4  crc32 of bytes 0..12 and 16..64
 //! 16  8  seq (must equal the file name's)
 //! 24  8  segment size in bytes
@@ -54,6 +54,12 @@
 //! segment is a checkpoint that restates the hard state and snapshot of every group, so an
 //! older segment is never needed for them.
 //!
+//! A record may also start at the next 4 KiB boundary (`format::BLOCK_BYTES`) when the bytes
+//! between the end of the record before it and that boundary are all zero (format version 2):
+//! the WAL leaves such a gap when the block it was writing in is still being written by a
+//! sync in flight (see the write protocol). The skipped-to record must carry the next lsn, so
+//! a gap never hides a torn write.
+//!
 //! Why 8-byte alignment: a record header starts at a multiple of 8, so its length field never
 //! straddles a 512-byte sector and is never torn by itself. Why a salted checksum: a recycled
 //! file still holds records of its earlier life; salted with another seq, they never verify.
@@ -74,9 +80,13 @@
 //!    write ended in (its bytes rewritten unchanged, from that write's buffer) to the end of
 //!    the staged bytes, zero-padded (`file.rs`; a file system that refuses O_DIRECT gets a
 //!    `pwrite` and an io_uring fdatasync instead). One sync covers every group of the core
-//!    (group commit) and reports each group's durable last index and term. One sync at a
-//!    time: the next begins once the last is finished, so two writes of the same block are
-//!    never in flight together. In the file store's `PageCache` mode (`--sync never`) a sync
+//!    (group commit) and reports each group's durable last index and term. Several syncs
+//!    may be in flight at once (each writes what was appended since the one before); they
+//!    finish in the order they began, and a sync reports durable only what it and every
+//!    sync before it wrote. Two writes of one block are never in flight together: while the
+//!    last sync is in flight, the next record placed in the block that sync ended in starts
+//!    at the next block boundary instead (its last block is zero-filled by that write, and
+//!    recovery skips such a gap). In the file store's `PageCache` mode (`--sync never`) a sync
 //!    only hands the staged bytes to the kernel: "durable" then means "survives the process",
 //!    and dead segments are still reclaimed.
 //! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
@@ -122,7 +132,8 @@
 //!
 //! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
 //! version it does not know: refuse), then replays records from the first segment on while
-//! each verifies and carries the next lsn. Where the replay of a segment stops, the decision
+//! each verifies and carries the next lsn (skipping a zero gap to a block boundary where the
+//! record at the boundary carries it). Where the replay of a segment stops, the decision
 //! table in `decision.rs` chooses, from five facts, between: the segment simply ended (the
 //! next one continues the lsn sequence); the log ended cleanly (zeros); a torn tail (drop it);
 //! and refusing to open. A torn tail and mid-log corruption look alike at the stop; what tells
@@ -130,14 +141,16 @@
 //! the stop says the record expected at the stop was already durable when it was written,
 //! the stop is damage to synced data, and `open` fails with the file, the offset and what
 //! truncating would lose. Otherwise everything from the stop on was written after the last
-//! sync that any surviving record knows of — one unsynced batch — and is dropped: the valid
-//! records left after the stop are zeroed (so a later, shorter write never exposes them),
-//! the kept segments are synced (a process crash leaves unsynced data in the page cache), and
-//! later segments are removed.
+//! sync that any surviving record knows of (unsynced batches, several when syncs overlapped)
+//! and is dropped: the valid records left after the stop are zeroed (so a later, shorter
+//! write never exposes them), the kept segments are synced (a process crash leaves unsynced
+//! data in the page cache), and later segments are removed.
 //!
 //! The residual blind spot, stated honestly: corruption of the *last* synced batch, after
 //! which nothing else was written, leaves no later record to prove it was synced. Such damage
-//! is taken for a torn tail and that batch is dropped. Raft's quorum still holds those entries
+//! is taken for a torn tail and that batch is dropped. With syncs overlapping, the same holds
+//! for the last few batches: those whose syncs were in flight together, as none of their
+//! records knew the others durable. Raft's quorum still holds those entries
 //! on other nodes, but this node forgets that it acknowledged them. Closing the gap needs a
 //! second durable write per sync (a superblock with the synced length), which would double the
 //! sync cost; we choose not to pay it.

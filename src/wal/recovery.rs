@@ -9,7 +9,8 @@ use super::decision::{StopAction, StopFacts, decide};
 use super::errors::WalOpenError;
 use super::format::{
     RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
-    SegmentHeaderState, decode_record, decode_segment_header, segment_header_size,
+    SegmentHeaderState, decode_record, decode_segment_header, next_in_block_after_zeros,
+    segment_header_size,
 };
 use super::index::{EntryLoc, GroupLog};
 use super::payload::{self, Payload};
@@ -215,8 +216,9 @@ fn check_headers<S: Storage>(
     Ok(())
 }
 
-/// Replays the records of one segment that verify and carry the expected lsn; returns the
-/// offset where that stops.
+/// Replays the records of one segment that verify and carry the expected lsn, skipping
+/// zeros to a block boundary where the next one starts there; returns the offset where that
+/// stops.
 fn replay_segment<S: Storage>(
     storage: &S,
     seq: u64,
@@ -225,10 +227,17 @@ fn replay_segment<S: Storage>(
     recovered: &mut Recovered,
 ) -> Result<usize, WalOpenError> {
     let mut at = SEGMENT_HEADER_BYTES;
-    while let Some(header) = decode_record(bytes, at, seq) {
-        if expected.is_some_and(|lsn| header.lsn != lsn) {
-            break;
-        }
+    loop {
+        let header = match decode_record(bytes, at, seq) {
+            Some(header) if expected.is_none_or(|lsn| header.lsn == lsn) => header,
+            _ => match expected.and_then(|lsn| next_in_block_after_zeros(bytes, at, seq, lsn)) {
+                Some(boundary) => {
+                    at = boundary;
+                    continue;
+                }
+                None => break,
+            },
+        };
         let payload = &bytes[at + RECORD_HEADER_BYTES..at + header.len_bytes as usize];
         apply(&mut recovered.groups, seq, at, &header, payload).map_err(|reason| {
             WalOpenError::Inconsistent {

@@ -103,6 +103,14 @@ pub trait Storage {
             .copy_from_slice(data);
     }
 
+    /// Whether a sync writes whole `format::BLOCK_BYTES` blocks, rewriting the block the
+    /// previous write ended in (the file store's O_DIRECT mode). Two such writes of one block
+    /// in flight at once could land in either order, so the WAL starts a record in a fresh
+    /// block while the last sync is in flight. By default false.
+    fn writes_whole_blocks(&self) -> bool {
+        false
+    }
+
     /// Where segment `seq` lives, for error messages (a file path).
     fn locate(&self, seq: u64) -> String;
 

@@ -50,14 +50,12 @@ impl<Y: SegmentSyncer> SyncTicket<Y> {
 impl<S: Storage> Wal<S> {
     /// Starts a sync of everything appended so far. Await `ticket.wait()` (it borrows nothing
     /// of the WAL, so appends may go on and ride the next sync), then hand the result to
-    /// `finish_sync`. One sync at a time: beginning another before finishing this one panics.
+    /// `finish_sync`. Several syncs may be in flight at once (each writes what was appended
+    /// since the one before); finish them in the order they began.
     pub fn begin_sync(&mut self) -> Result<SyncTicket<S::Syncer>, WalError> {
         self.check_poisoned()?;
-        assert!(
-            !self.sync_in_flight,
-            "a WAL sync began while another was in flight"
-        );
-        self.sync_in_flight = true;
+        self.syncs_in_flight += 1;
+        self.last_sync_end = (self.active(), self.cursor);
         let syncers = self
             .unsynced_segments
             .drain(..)
@@ -88,7 +86,10 @@ impl<S: Storage> Wal<S> {
     /// Completes a sync: on success reports what became durable and reclaims dead segments;
     /// on failure poisons the WAL (the data's fate is unknown; fsync is never retried).
     pub fn finish_sync(&mut self, done: SyncDone) -> Result<SyncReport, WalError> {
-        self.sync_in_flight = false;
+        self.syncs_in_flight = self
+            .syncs_in_flight
+            .checked_sub(1)
+            .expect("finish_sync without a sync in flight");
         self.check_poisoned()?;
         if let Err((seq, source)) = done.result {
             let file = self.storage.locate(seq);
