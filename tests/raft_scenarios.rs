@@ -295,6 +295,103 @@ fn committed_entries_already_durable_are_applied_without_waiting_for_a_sync() {
     assert!(follower.take_committed_durable().is_empty());
 }
 
+/// (follower, index) of every entry `ready`'s immediate messages append.
+fn appended(ready: &mut cohort::raft::Ready) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for message in ready.take_messages_now() {
+        if let MessageBody::AppendRequest(append) = &message.body {
+            out.extend(append.entries.iter().map(|e| (message.to.0, e.index.0)));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn a_leader_pipelines_new_proposals_while_its_last_write_syncs() {
+    // Goal: with a Ready in flight, a new proposal comes out at once as a pipelined Ready:
+    // its entry, appended to both followers, and nothing to apply. Advanced in order, the
+    // Readies credit the leader's own log, and the next full Ready applies what committed.
+    // A committed membership change not yet handed out pauses pipelining until then.
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut leader = leader_of_term_2(Config::new(NodeId(1)), Persisted::bootstrap(&voters));
+    for follower in [2, 3] {
+        leader.step(term_2(follower, 1, acked(2))).unwrap();
+    }
+    persist(&mut leader);
+    leader.propose(Bytes::from_static(b"a")).unwrap();
+    let mut first = leader.ready();
+    assert_eq!(appended(&mut first), [(2, 3), (3, 3)]);
+    leader.propose(Bytes::from_static(b"b")).unwrap();
+    assert!(!leader.has_ready(), "a full Ready waits for the advance");
+    assert!(leader.has_pipelined_ready());
+    let mut second = leader.ready();
+    assert_eq!(
+        second
+            .entries()
+            .iter()
+            .map(|e| e.index.0)
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    assert_eq!(
+        appended(&mut second),
+        [(2, 4), (3, 4)],
+        "sent before 3 is durable"
+    );
+    assert!(second.committed().is_empty() && second.snapshot().is_none());
+    for index in [3, 4] {
+        leader.step(term_2(2, 1, acked(index))).unwrap();
+    }
+    assert_eq!(
+        leader.commit(),
+        LogIndex(2),
+        "the leader's own write is not durable"
+    );
+    leader.advance(first.ack());
+    assert_eq!(leader.commit(), LogIndex(3));
+    leader.advance(second.ack());
+    assert_eq!(leader.commit(), LogIndex(4));
+    let mut applied = Vec::new();
+    while leader.has_ready() {
+        let mut ready = leader.ready();
+        applied.extend(ready.take_committed().iter().map(|e| e.index.0));
+        leader.advance(ready.ack());
+    }
+    assert_eq!(applied, [3, 4]);
+
+    // A membership change (5) and a write (6) in flight; both acknowledged; once the first
+    // Ready is done, 5 is committed and waits to be handed out: no pipelining until it is.
+    let change = change(&[(ConfChangeKind::AddLearner, 4)]);
+    assert_eq!(leader.propose_conf_change(&change).unwrap(), LogIndex(5));
+    let first = leader.ready();
+    leader.propose(Bytes::from_static(b"c")).unwrap();
+    let second = leader.ready();
+    for index in [5, 6] {
+        leader.step(term_2(2, 1, acked(index))).unwrap();
+    }
+    leader.advance(first.ack());
+    assert_eq!(leader.commit(), LogIndex(5));
+    leader.propose(Bytes::from_static(b"d")).unwrap();
+    assert!(
+        !leader.has_pipelined_ready(),
+        "the membership change goes first"
+    );
+    leader.advance(second.ack());
+    let ready = leader.ready();
+    let committed: Vec<u64> = ready.committed().iter().map(|e| e.index.0).collect();
+    assert_eq!(committed, [5, 6]);
+    assert_eq!(
+        ready
+            .entries()
+            .iter()
+            .map(|e| e.index.0)
+            .collect::<Vec<_>>(),
+        [7]
+    );
+    leader.advance(ready.ack());
+}
+
 #[test]
 fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile() {
     let mut cluster = cluster(3, 0, |_| {});

@@ -891,6 +891,33 @@ fn a_leader_answers_a_write_acknowledged_during_a_sync_before_that_sync_ends() {
 }
 
 #[test]
+fn a_leader_sends_and_writes_a_new_proposal_while_its_last_write_syncs() {
+    // Goal: pipelined Readies. Write 2's sync is held; write 3, arriving meanwhile, is
+    // appended to the follower and staged at once, not after write 2's sync ends.
+    let (core, f) = leader_with_a_durable_write();
+    let count = |wanted: &Event| f.events.borrow().iter().filter(|e| *e == wanted).count();
+    let appends = || count(&Event::Sent("AppendRequest"));
+    let driver = async {
+        // Node 3 in step with write 1, so the leader streams appends to it.
+        f.acknowledge_write_1();
+        f.assert_answered(1).await;
+        f.events.borrow_mut().clear();
+        f.inbox.push_now(put(1, 2));
+        assert!(yield_until(|| count(&Event::Staged) == 1).await);
+        let after_write_2 = appends();
+        f.inbox.push_now(put(1, 3));
+        assert!(
+            yield_until(|| count(&Event::Staged) == 2 && appends() > after_write_2).await,
+            "write 3 waited for write 2's sync: {:?}",
+            f.events.borrow()
+        );
+        assert!(f.nothing_synced(), "write 2 is still in flight");
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
+#[test]
 fn a_turn_that_commits_a_durable_write_answers_it_before_its_own_sync_ends() {
     // Node 3's acknowledgement of write 1 and write 3 arrive together: the turn commits
     // write 1 and proposes write 3; write 1 is answered before write 3 is durable.

@@ -34,6 +34,7 @@ struct Totals {
     reads_checked: u64,
     crashes: u64,
     conf_changes: u64,
+    readies_pipelined: u64,
 }
 
 impl Totals {
@@ -44,6 +45,7 @@ impl Totals {
         self.reads_checked += report.reads_checked;
         self.crashes += report.crashes;
         self.conf_changes += report.conf_changes;
+        self.readies_pipelined += report.readies_pipelined;
     }
 }
 
@@ -93,14 +95,15 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
     failures.sort_by_key(|f| f.seed);
     println!(
         "cohort sim: {} seeds passed in {:.1} s on {threads} threads: {} elections, {} entries \
-         committed, {} reads checked, {} crashes, {} membership changes",
+         committed, {} reads checked, {} crashes, {} membership changes, {} Readies pipelined",
         totals.seeds,
         started.elapsed().as_secs_f64(),
         totals.elections,
         totals.committed,
         totals.reads_checked,
         totals.crashes,
-        totals.conf_changes
+        totals.conf_changes,
+        totals.readies_pipelined
     );
     match failures.first() {
         None => Ok(()),

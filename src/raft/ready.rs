@@ -14,10 +14,17 @@ use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot
 /// 3. Apply `snapshot` (if any) to the state machine, then the `committed` entries.
 ///    Serve each read in `reads` once applied up to its index (that waits for no write of
 ///    this Ready); fail those in `reads_aborted`.
-/// 4. Call `advance(ready.ack())`. Calling `ready()` again before that is a bug (asserted).
+/// 4. Call `advance(ready.ack())`.
 ///
 /// Between `ready()` and `advance()` the replica may still be stepped, ticked and proposed
-/// to; what that produces comes in the next Ready.
+/// to; what that produces comes in the next Ready. That next Ready is handed out after the
+/// advance (`has_ready`), or before it as a *pipelined* Ready (`has_pipelined_ready`): one
+/// that carries only writes and messages (entries, hard state, `messages_now`,
+/// `messages_after_persist`), never a snapshot, committed entries or reads. So a leader
+/// sends the appends of new proposals while its last write is still syncing, and a follower
+/// writes the next batch while it syncs the last. The caller persists Readies in the order
+/// they were handed out, and does step 2's `messages_after_persist` and step 4 for each in
+/// that order too (a Ready's acks promise the writes of every Ready before it).
 ///
 /// Two exceptions to the order, both for committed entries already durable on this node
 /// (applying them waits for nothing): when `committed_durable()` says so, this Ready's
@@ -108,9 +115,10 @@ impl Ready {
 }
 
 impl Replica {
-    /// Is there anything for the caller to do? False while a Ready is in flight.
+    /// Is there anything for the caller to do? False while a Ready is in flight (see
+    /// `has_pipelined_ready`).
     pub fn has_ready(&self) -> bool {
-        if self.ready_in_flight {
+        if self.readies_in_flight > 0 {
             return false;
         }
         let leader_work =
@@ -127,6 +135,37 @@ impl Replica {
             || (self.role, self.leader) != self.soft_state_handed_out
     }
 
+    /// With Readies in flight: is a pipelined Ready due (see [`Ready`])? Only for new entries
+    /// or messages (a leader's appends, a follower's acks, votes), and never while a snapshot
+    /// waits to be handed out or a committed membership change waits to be applied: those
+    /// come in a full Ready once every Ready in flight is advanced, so pipelining must pause
+    /// for them. (Other committed entries go out through `take_committed_durable`.)
+    pub fn has_pipelined_ready(&self) -> bool {
+        if self.readies_in_flight == 0 || self.snapshot_to_persist.is_some() {
+            return false;
+        }
+        let leader_work =
+            self.role == Role::Leader && (self.broadcast_pending || self.reads.has_unassigned());
+        (leader_work
+            || !self.messages_now.is_empty()
+            || !self.messages_after_persist.is_empty()
+            || self.log.has_unstable())
+            && !self.conf_change_to_apply()
+    }
+
+    /// Whether a committed membership change is not handed out for applying yet.
+    fn conf_change_to_apply(&self) -> bool {
+        let mut index = self.log.next_to_apply();
+        while index <= self.log.committed {
+            match self.log.entry(index) {
+                Some(entry) if entry.kind == EntryKind::ConfChange => return true,
+                Some(_) => index = index.next(),
+                None => return false,
+            }
+        }
+        false
+    }
+
     fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
@@ -138,12 +177,11 @@ impl Replica {
     /// Collect the work of this turn. The end of a turn is also when the leader sends what
     /// the turn produced: one append per follower for all proposals, one heartbeat round
     /// for all new reads.
+    ///
+    /// With Readies in flight this is a pipelined Ready (see [`Ready`]): no snapshot,
+    /// committed entries or reads.
     pub fn ready(&mut self) -> Ready {
-        assert!(
-            !self.ready_in_flight,
-            "node {}: ready() called again before advance()",
-            self.id
-        );
+        let pipelined = self.readies_in_flight > 0;
         if self.role == Role::Leader {
             if self.reads.has_unassigned() {
                 self.heartbeat_elapsed = 0;
@@ -154,7 +192,11 @@ impl Replica {
                 self.broadcast_append();
             }
         }
-        let snapshot = self.snapshot_to_persist.take();
+        let snapshot = if pipelined {
+            None
+        } else {
+            self.snapshot_to_persist.take()
+        };
         let entries = self.log.take_unstable();
         let hard_state = self.hard_state();
         let previous = self.hard_state_handed_out;
@@ -162,7 +204,11 @@ impl Replica {
             || !entries.is_empty()
             || hard_state.term != previous.term
             || hard_state.vote != previous.vote;
-        let committed = self.log.committed_from(self.log.next_to_apply());
+        let committed = if pipelined {
+            Vec::new()
+        } else {
+            self.log.committed_from(self.log.next_to_apply())
+        };
         if let Some(last) = committed.last() {
             self.log.applying = last.index;
         }
@@ -179,7 +225,7 @@ impl Replica {
             // they were applied when taken.
             applied: (self.log.applying > self.log.applied).then_some(self.log.applying),
         };
-        let ready = Ready {
+        let mut ready = Ready {
             soft_state: (soft_state != self.soft_state_handed_out).then_some(soft_state),
             hard_state: (hard_state != previous).then_some(hard_state),
             snapshot,
@@ -189,20 +235,23 @@ impl Replica {
             messages_now: std::mem::take(&mut self.messages_now),
             messages_after_persist: std::mem::take(&mut self.messages_after_persist),
             committed,
-            reads: std::mem::take(&mut self.reads.ready),
-            reads_aborted: std::mem::take(&mut self.reads.aborted),
             ack,
+            ..Ready::default()
         };
+        if !pipelined {
+            ready.reads = std::mem::take(&mut self.reads.ready);
+            ready.reads_aborted = std::mem::take(&mut self.reads.aborted);
+        }
         self.hard_state_handed_out = hard_state;
         self.soft_state_handed_out = soft_state;
-        self.ready_in_flight = true;
+        self.readies_in_flight += 1;
         ready
     }
 
     /// Committed entries not handed out yet and durable on this node, for the caller to
-    /// apply at once (they count as applied from here on). May be called while a Ready is
-    /// in flight, once the caller applied that Ready's committed entries and installed its
-    /// snapshot (so the order of application holds). Stops before a membership change,
+    /// apply at once (they count as applied from here on). May be called while Readies are
+    /// in flight, once the caller applied their committed entries and installed their
+    /// snapshots (so the order of application holds). Stops before a membership change,
     /// which comes in a Ready, and gives nothing while a snapshot waits to be handed out.
     ///
     /// This is how a leader whose followers acknowledge a batch while it syncs the next
@@ -249,11 +298,11 @@ impl Replica {
     /// The caller finished the obligations of the last Ready.
     pub fn advance(&mut self, ack: ReadyAck) {
         assert!(
-            self.ready_in_flight,
+            self.readies_in_flight > 0,
             "node {}: advance() without a Ready in flight",
             self.id
         );
-        self.ready_in_flight = false;
+        self.readies_in_flight -= 1;
         if let Some(index) = ack.snapshot_index
             && index == self.log.snapshot_index()
         {

@@ -156,7 +156,8 @@ pub struct Replica {
     pub(crate) broadcast_pending: bool,
     pub(crate) hard_state_handed_out: HardState,
     pub(crate) soft_state_handed_out: (Role, NodeId),
-    pub(crate) ready_in_flight: bool,
+    /// Readies handed out and not advanced yet (more than one only when pipelined).
+    pub(crate) readies_in_flight: u32,
     pub(crate) conf_entries_applying: Vec<LogIndex>,
 }
 
@@ -205,7 +206,7 @@ impl Replica {
             broadcast_pending: false,
             hard_state_handed_out: hard_state,
             soft_state_handed_out: (Role::Follower, NodeId::NONE),
-            ready_in_flight: false,
+            readies_in_flight: 0,
             conf_entries_applying: Vec::new(),
             log,
             config,

@@ -1,7 +1,7 @@
 //! Replicas of one group on simulated nodes, driven step by step: the harness for
 //! scenario tests and for the randomized simulator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -24,7 +24,9 @@ pub struct SimNode {
     pub applied: BTreeMap<LogIndex, Bytes>,
     /// Reads answered here: ctx → index.
     pub reads_answered: BTreeMap<u64, LogIndex>,
-    in_flight: Option<(Ready, u64)>,
+    /// Readies handed out and not yet durable, oldest first, each with the time its write
+    /// completes (never before an older one's: writes become durable in order).
+    in_flight: VecDeque<(Ready, u64)>,
     recorded_commit: LogIndex,
     led_term: Term,
     restarts: u64,
@@ -54,6 +56,8 @@ pub struct Cluster {
     /// Chance that a node crashes right after handing out a Ready that must be synced,
     /// before the sync completes.
     pub crash_in_sync_window_permille: u64,
+    /// Readies handed out while another of the same node was in flight (pipelined).
+    pub readies_pipelined: u64,
     /// Print every delivered message from this time on (debugging a seed).
     pub trace_from: Option<u64>,
 }
@@ -80,7 +84,7 @@ impl Cluster {
                 state: StateMachine::default(),
                 applied: BTreeMap::new(),
                 reads_answered: BTreeMap::new(),
-                in_flight: None,
+                in_flight: VecDeque::new(),
                 recorded_commit: LogIndex::ZERO,
                 led_term: Term::ZERO,
                 restarts: 0,
@@ -93,6 +97,7 @@ impl Cluster {
             rng,
             now: 0,
             persist_delay_max: 0,
+            readies_pipelined: 0,
             config,
             seed,
             next_read_ctx: 1,
@@ -229,16 +234,21 @@ impl Cluster {
         self.after_input(to)
     }
 
-    /// As a node's loop does while its sync is in flight: apply what was committed meanwhile
-    /// and is durable, once the Ready in flight has nothing left to apply before it, and
-    /// answer the reads confirmed meanwhile.
+    /// As a node's loop does while its syncs are in flight: apply what was committed
+    /// meanwhile and is durable, once the Readies in flight have nothing left to apply before
+    /// it, and answer the reads confirmed meanwhile.
     fn apply_committed_meanwhile(&mut self, id: NodeId) -> Result<(), String> {
         let node = &mut self.nodes[(id.0 - 1) as usize];
-        let (Some(replica), Some((ready, _))) = (node.replica.as_mut(), node.in_flight.as_ref())
-        else {
+        let Some(replica) = node.replica.as_mut() else {
             return Ok(());
         };
-        let waits = !ready.committed().is_empty() || ready.snapshot().is_some();
+        if node.in_flight.is_empty() {
+            return Ok(());
+        }
+        let waits = node
+            .in_flight
+            .iter()
+            .any(|(ready, _)| !ready.committed().is_empty() || ready.snapshot().is_some());
         let entries = if waits {
             Vec::new()
         } else {
@@ -262,7 +272,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Hand out the node's Ready, if it has one and none is in flight.
+    /// Hand out the node's Ready, if it has one: a full one when none is in flight, else a
+    /// pipelined one (see `raft::Ready`).
     pub fn process_ready(&mut self, id: NodeId) -> Result<bool, String> {
         let delay = if self.persist_delay_max == 0 {
             0
@@ -274,7 +285,7 @@ impl Cluster {
         let Some(replica) = node.replica.as_mut() else {
             return Ok(false);
         };
-        if node.in_flight.is_some() || !replica.has_ready() {
+        if !replica.has_ready() && !replica.has_pipelined_ready() {
             return Ok(false);
         }
         let mut ready = replica.ready();
@@ -285,7 +296,12 @@ impl Cluster {
         if ready.committed_durable() {
             self.apply_committed(id, &mut ready)?;
         }
-        self.node_mut(id).in_flight = Some((ready, now + delay));
+        self.readies_pipelined += u64::from(!self.node(id).in_flight.is_empty());
+        let in_flight = &mut self.node_mut(id).in_flight;
+        let due = in_flight
+            .back()
+            .map_or(now + delay, |(_, due)| (now + delay).max(*due));
+        in_flight.push_back((ready, due));
         self.after_input(id)?;
         let down = self.nodes.iter().filter(|n| !n.is_up()).count();
         if must_sync && down < 2 && self.rng.chance(self.crash_in_sync_window_permille, 1000) {
@@ -293,17 +309,17 @@ impl Cluster {
             self.crash(id);
             return Ok(true);
         }
-        if delay == 0 {
+        if due == now {
             self.complete_persist(id)?;
         }
         Ok(true)
     }
 
-    /// The in-flight Ready of `id` became durable: finish its obligations and advance.
+    /// The oldest in-flight Ready of `id` became durable: finish its obligations and advance.
     pub fn complete_persist(&mut self, id: NodeId) -> Result<(), String> {
         let now = self.now;
         let node = &mut self.nodes[(id.0 - 1) as usize];
-        let Some((mut ready, _)) = node.in_flight.take() else {
+        let Some((mut ready, _)) = node.in_flight.pop_front() else {
             return Ok(());
         };
         if let Some(snapshot) = ready.take_snapshot() {
@@ -355,9 +371,9 @@ impl Cluster {
     /// Complete every persist that is due by `now`.
     pub fn complete_due_persists(&mut self) -> Result<(), String> {
         for index in 0..self.nodes.len() {
-            if self.nodes[index]
+            while self.nodes[index]
                 .in_flight
-                .as_ref()
+                .front()
                 .is_some_and(|(_, due)| *due <= self.now)
             {
                 let id = self.nodes[index].id;
@@ -373,7 +389,7 @@ impl Cluster {
         for _ in 0..100_000 {
             let mut moved = false;
             for id in self.ids() {
-                if self.node(id).in_flight.is_some() {
+                while !self.node(id).in_flight.is_empty() {
                     self.complete_persist(id)?;
                     moved = true;
                 }
@@ -406,7 +422,7 @@ impl Cluster {
     pub fn crash(&mut self, id: NodeId) {
         let node = self.node_mut(id);
         node.replica = None;
-        node.in_flight = None;
+        node.in_flight.clear();
         node.state = StateMachine::default();
         node.led_term = Term::ZERO;
     }
@@ -457,7 +473,7 @@ impl Cluster {
     /// Snapshot node `id`'s state machine and compact its log (and disk) up to it.
     pub fn compact(&mut self, id: NodeId) -> Result<bool, String> {
         let node = self.node_mut(id);
-        let (Some(replica), None) = (node.replica.as_mut(), node.in_flight.as_ref()) else {
+        let Some(replica) = node.replica.as_mut().filter(|_| node.in_flight.is_empty()) else {
             return Ok(false);
         };
         if node.state.applied != replica.applied() {

@@ -70,6 +70,7 @@ pub struct SimReport {
     pub messages: u64,
     pub crashes: u64,
     pub conf_changes: u64,
+    pub readies_pipelined: u64,
 }
 
 /// A violated property, with everything needed to replay it.
@@ -129,6 +130,7 @@ pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
     report.committed = cluster.checker.max_committed().0;
     report.reads_checked = cluster.checker.reads_checked;
     report.messages = cluster.network.sent;
+    report.readies_pipelined = cluster.readies_pipelined;
     Ok(report)
 }
 
