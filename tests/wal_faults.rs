@@ -155,6 +155,56 @@ fn corrupt_last_batch_is_taken_for_a_torn_tail() {
 }
 
 #[test]
+fn appends_never_go_over_the_remains_of_a_torn_record() {
+    // Goal: a later write over a torn record's remains, torn in turn by a crash, could put
+    // together a record that verifies and carries the lsn expected there (lsns restart at
+    // the end of the log). So appends go on in a fresh segment. Method: a synced entry, a
+    // hard state that reached the disk with one byte wrong (a torn sector).
+    let mut wal = open(MemStorage::new()).expect("fresh");
+    wal.append_entries(1, 1, &[(1, b"kept".as_slice())])
+        .expect("append");
+    block_on(wal.sync()).expect("sync");
+    let torn_at = 112 + 56; // header 64, checkpoint 48, the entries record 56
+    wal.set_hard_state(
+        1,
+        HardState {
+            term: 1,
+            vote: 1,
+            commit: 1,
+        },
+    )
+    .expect("hard state");
+    let mut storage = wal.into_storage();
+    storage.crash(CrashFault::KeepUnsynced, 1);
+    storage.corrupt(1, torn_at + 50, 0x04);
+    let mut wal = open(storage).expect("opens");
+    let report = wal.recovery_report().clone();
+    assert_eq!(report.end_action, Some(StopAction::TruncateTornTail));
+    assert!(report.end_segment_retired, "{report:?}");
+    wal.set_hard_state(
+        1,
+        HardState {
+            term: 2,
+            vote: 1,
+            commit: 1,
+        },
+    )
+    .expect("hard state");
+    block_on(wal.sync()).expect("sync");
+    assert_eq!(wal.storage().segment_seqs(), [1, 2]);
+    let wal = open(wal.into_storage()).expect("reopens");
+    assert_eq!(read_all(&wal, 1).len(), 1);
+    assert_eq!(
+        wal.group(1).and_then(|g| g.hard_state).map(|h| h.term),
+        Some(2)
+    );
+    assert!(
+        !wal.recovery_report().end_segment_retired,
+        "segment 2 ends in zeros"
+    );
+}
+
+#[test]
 fn failed_sync_poisons_every_later_call() {
     // Goal: after a failed fdatasync the WAL refuses everything, naming the cause, and
     // never reports the unsynced data as durable.

@@ -274,6 +274,9 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
     let dir = temp_dir("zeroed");
     build_with_torn_tail(&dir);
     let mut wal = reopen(&dir).expect("opens");
+    // What is left of the torn record stays unwritten: appends go on in segment 2.
+    assert!(wal.recovery_report().end_segment_retired);
+    assert!(segment(&dir, 2).exists());
     for group in 0..4 {
         let entries = read_all(&wal, group);
         assert!(
@@ -666,17 +669,21 @@ fn overlapping_direct_writes_start_in_fresh_blocks_and_read_back_at_every_stage(
 }
 
 #[test]
-fn a_torn_tail_is_overwritten_by_direct_writes_that_keep_the_records_before_it() {
-    // Goal: after recovery drops a torn tail, the first O_DIRECT write starts inside a block
+fn after_a_reopen_the_first_direct_write_keeps_the_records_of_its_block() {
+    // Goal: after a reopen at a clean end, the first O_DIRECT write starts inside a block
     // that holds kept records (read from the file, not from a previous write's buffer) and
     // zeros; the kept records survive it and another reopen.
-    let dir = temp_dir("direct-torn");
-    build_with_torn_tail(&dir);
+    let dir = temp_dir("direct-reopen");
+    build(&dir, 5);
     on_glommio(async {
         let store = FileStore::open(&dir, SyncMode::Direct).expect("store");
         let mut wal = Wal::open(checked_mode(store, SyncMode::Direct), config())
             .await
             .expect("opens");
+        assert!(
+            !wal.recovery_report().end_segment_retired,
+            "zeros after the end"
+        );
         let last = wal.group(3).expect("group").last_index;
         wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
             .expect("append");

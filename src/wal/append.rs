@@ -150,7 +150,7 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Switches appends to the next segment, which starts with a checkpoint.
-    fn rotate(&mut self) -> Result<(), WalError> {
+    pub(super) fn rotate(&mut self) -> Result<(), WalError> {
         if self.prepared.is_none() {
             // `prepare_next` was not called in time: pay for the preparation on the hot path.
             self.stats.rotation_stalls += 1;

@@ -82,9 +82,9 @@ pub struct Wal<S: Storage> {
     pub(super) durable_lsn: u64,
     /// Syncs begun and not finished yet. They finish in the order they began.
     pub(super) syncs_in_flight: usize,
-    /// Where the last sync begun ended: (segment, cursor). While it is in flight, a record
-    /// placed in the block it ended in starts a fresh block first, where the storage asks
-    /// for that (see `Wal::skip_block_in_flight`).
+    /// Where the last sync begun that wrote the active segment ended: (segment, cursor).
+    /// While syncs are in flight, a record placed in the block it ended in starts a fresh
+    /// block first, where the storage asks for that (see `Wal::skip_block_in_flight`).
     pub(super) last_sync_end: (u64, usize),
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
@@ -132,12 +132,23 @@ impl<S: Storage> Wal<S> {
             wal.segments.push_back(1);
             wal.cursor = SEGMENT_HEADER_BYTES;
         }
-        if wal.cursor == SEGMENT_HEADER_BYTES {
+        let retire = wal.recovery.end_segment_retired;
+        if wal.cursor == SEGMENT_HEADER_BYTES && !retire {
             // Every segment starts with a checkpoint, so no older segment is ever needed for
             // a hard state or a snapshot marker.
             wal.write_checkpoint().map_err(|err| WalOpenError::Config {
                 reason: format!("the checkpoint of all groups does not fit a segment: {err}"),
             })?;
+        }
+        if retire {
+            // Never write over what follows the end of the log (see `RecoveryReport`).
+            let file = wal.storage.locate(wal.active() + 1);
+            wal.prepare_next()
+                .and_then(|()| wal.rotate())
+                .map_err(|err| WalOpenError::Io {
+                    file,
+                    source: std::io::Error::other(err.to_string()),
+                })?;
         }
         Ok(wal)
     }

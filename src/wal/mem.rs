@@ -262,8 +262,16 @@ impl Storage for MemStorage {
         Bytes::copy_from_slice(&self.written[&seq][range])
     }
 
+    /// With whole blocks, the rest of the block a write ends in reads as zero from then on,
+    /// as the file store's O_DIRECT writes zero-pad their last block.
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8] {
-        &mut self.segment_mut(seq)[range]
+        let whole_blocks = self.whole_blocks;
+        let segment = self.segment_mut(seq);
+        if whole_blocks {
+            let block_end = range.end.next_multiple_of(BLOCK_BYTES).min(segment.len());
+            segment[range.end..block_end].fill(0);
+        }
+        &mut segment[range]
     }
 
     fn writes_whole_blocks(&self) -> bool {

@@ -146,6 +146,14 @@
 //! write never exposes them), the kept segments are synced (a process crash leaves unsynced
 //! data in the page cache), and later segments are removed.
 //!
+//! Appends never go over bytes that follow the end of the log: lsns restart there, so a
+//! later write over a torn record's remains, itself torn by a crash, could combine old and
+//! new sectors into a record that verifies and carries the very lsn expected at that offset
+//! (the model test found such a case). So when anything but zeros follows the end in the
+//! last segment (a torn write, or a recycled file's earlier life), the log goes on in a fresh
+//! segment (`RecoveryReport::end_segment_retired`); an empty log, which a next segment could
+//! not continue, has those bytes zeroed instead.
+//!
 //! The residual blind spot, stated honestly: corruption of the *last* synced batch, after
 //! which nothing else was written, leaves no later record to prove it was synced. Such damage
 //! is taken for a torn tail and that batch is dropped. With syncs overlapping, the same holds

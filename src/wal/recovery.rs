@@ -38,6 +38,11 @@ pub struct RecoveryReport {
     pub end_reason: &'static str,
     /// Segments after the end of the log that were removed (unused or unsynced).
     pub segments_discarded: Vec<u64>,
+    /// The last segment held bytes after the end of the log (a torn write, or a recycled
+    /// file's earlier life), so appends go on in a fresh segment: a later write over those
+    /// bytes, torn in a crash, could combine with them into a record that verifies and
+    /// carries the very lsn expected there (lsns restart at the end of the log).
+    pub end_segment_retired: bool,
 }
 
 /// Valid records found by scanning every aligned offset of a range.
@@ -71,6 +76,15 @@ fn scan_for_valid(bytes: &[u8], seq: u64, from: usize) -> Found {
         at += RECORD_ALIGN_BYTES;
     }
     found
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    words.fold(0u64, |or, w| {
+        or | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
+    }) == 0
+        && tail.iter().all(|&b| b == 0)
 }
 
 fn io_error(file: String) -> impl FnOnce(std::io::Error) -> WalOpenError {
@@ -131,9 +145,18 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                 recovered.report.end_reason = row.why;
                 recovered.cursor = stop;
                 recovered.next_lsn = expected.unwrap_or(1);
+                // Bytes after the end: a log that holds a record goes on in a fresh segment;
+                // an empty one (a first checkpoint torn) has them zeroed instead, as a next
+                // segment could not say where the log starts.
+                let dirty = !all_zero(&segments[i][stop..]);
+                recovered.report.end_segment_retired = dirty && expected.is_some();
+                let mut erase = found_here;
+                if dirty && expected.is_none() {
+                    erase.end_offset = segments[i].len();
+                }
                 check_contiguous(storage, seqs[0], &recovered.groups)?;
                 drop(segments);
-                finish(storage, &seqs, i, stop, found_here, &mut recovered).await?;
+                finish(storage, &seqs, i, stop, erase, &mut recovered).await?;
                 return Ok(recovered);
             }
             StopAction::Refuse => {

@@ -55,7 +55,12 @@ impl<S: Storage> Wal<S> {
     pub fn begin_sync(&mut self) -> Result<SyncTicket<S::Syncer>, WalError> {
         self.check_poisoned()?;
         self.syncs_in_flight += 1;
-        self.last_sync_end = (self.active(), self.cursor);
+        // Only a sync that writes the active segment zero-fills the rest of the block it
+        // ends in, which is what lets a record skip to the next block (an empty one, say
+        // right after recovery, leaves that block as the disk has it).
+        if self.unsynced_segments.last() == Some(&self.active()) {
+            self.last_sync_end = (self.active(), self.cursor);
+        }
         let syncers = self
             .unsynced_segments
             .drain(..)
