@@ -47,6 +47,21 @@ fn write_batch(wal: &mut Wal<MemStorage>, batch: u64) {
     }
 }
 
+/// How many entries group `group` holds in `wal`, each checked to be the one written (its
+/// term is its index, its payload `payload(group, index)`).
+fn intact_entries(wal: &Wal<MemStorage>, group: u64, context: &str) -> u64 {
+    let entries = read_all(wal, group);
+    for entry in &entries {
+        assert_eq!(entry.term, entry.index, "{context}, group {group}");
+        assert_eq!(
+            entry.payload,
+            payload(group, entry.index),
+            "{context}, group {group}"
+        );
+    }
+    entries.len() as u64
+}
+
 #[test]
 fn crash_at_every_sync_point_keeps_every_synced_record_and_invents_nothing() {
     // Goal: for each sync point c and each crash fault, after a crash that hits the batch
@@ -68,20 +83,11 @@ fn crash_at_every_sync_point_keeps_every_synced_record_and_invents_nothing() {
             let wal = open(storage)
                 .unwrap_or_else(|e| panic!("cut {cut}, {fault:?}: reopen failed: {e}"));
             for group in 0..GROUPS {
-                let entries = read_all(&wal, group);
-                let last = entries.len() as u64;
+                let last = intact_entries(&wal, group, &format!("cut {cut}, {fault:?}"));
                 assert!(
                     last == cut || last == cut + 1,
                     "cut {cut}, {fault:?}, group {group}: {last} entries"
                 );
-                for entry in &entries {
-                    assert_eq!(entry.term, entry.index, "cut {cut} {fault:?} group {group}");
-                    assert_eq!(
-                        entry.payload,
-                        payload(group, entry.index),
-                        "cut {cut} {fault:?}"
-                    );
-                }
                 if fault == CrashFault::LoseUnsynced {
                     assert_eq!(last, cut, "{fault:?} kept an unsynced entry");
                 }
@@ -393,20 +399,11 @@ fn overlapping_syncs_of_whole_blocks_keep_every_acknowledged_record_through_a_cr
             let wal = block_on(Wal::open(storage, config))
                 .unwrap_or_else(|e| panic!("cut {cut}, {fault:?}: reopen failed: {e}"));
             for group in 0..GROUPS {
-                let entries = read_all(&wal, group);
-                let last = entries.len() as u64;
+                let last = intact_entries(&wal, group, &format!("cut {cut}, {fault:?}"));
                 assert!(
                     (acknowledged..=cut + 1).contains(&last),
                     "cut {cut}, {fault:?}, group {group}: {last} entries, {acknowledged} acknowledged"
                 );
-                for entry in &entries {
-                    assert_eq!(entry.term, entry.index, "cut {cut} {fault:?} group {group}");
-                    assert_eq!(
-                        entry.payload,
-                        payload(group, entry.index),
-                        "cut {cut} {fault:?}"
-                    );
-                }
                 if fault == CrashFault::KeepUnsynced {
                     assert_eq!(
                         last,

@@ -280,7 +280,6 @@ fn run_seed(seed: u64, whole_blocks: bool, coverage: &mut Coverage) {
         MemStorage::new()
     };
     let mut wal = block_on(Wal::open(storage, config)).expect("fresh open");
-    let mut crash_seed = seed;
     let mut in_flight: Vec<InFlight> = Vec::new();
     // The WAL's record count when the last finished sync began (0: none since it opened).
     let mut synced_records = 0;
@@ -332,21 +331,11 @@ fn run_seed(seed: u64, whole_blocks: bool, coverage: &mut Coverage) {
                     "not poisoned"
                 );
                 coverage.poisoned += 1;
-                coverage.add_stats(&wal);
-                wal = crash_and_reopen(
-                    wal,
-                    config,
-                    &mut rng,
-                    &mut crash_seed,
-                    &mut ops,
-                    &mut synced,
-                    step,
-                );
+                wal =
+                    crash_and_reopen(wal, config, &mut rng, &mut ops, &mut synced, step, coverage);
                 synced_records = 0;
-                coverage.note_reopen(&wal);
             }
             _ => {
-                coverage.add_stats(&wal);
                 // Syncs that completed in a row from the oldest (or wrote nothing) are on
                 // disk whole; a crash loses the others (the storage keeps those that
                 // completed after a gap, which recovery must then drop).
@@ -360,36 +349,31 @@ fn run_seed(seed: u64, whole_blocks: bool, coverage: &mut Coverage) {
                 }
                 in_flight.clear();
                 synced = on_disk;
-                wal = crash_and_reopen(
-                    wal,
-                    config,
-                    &mut rng,
-                    &mut crash_seed,
-                    &mut ops,
-                    &mut synced,
-                    step,
-                );
+                wal =
+                    crash_and_reopen(wal, config, &mut rng, &mut ops, &mut synced, step, coverage);
                 synced_records = 0;
-                coverage.note_reopen(&wal);
             }
         }
     }
     coverage.add_stats(&wal);
 }
 
+/// Crashes the storage under `wal` with a random fault, reopens it, and checks it shows a
+/// prefix of `ops` with at least the `synced` first ones; `ops` and `synced` become that
+/// prefix.
 fn crash_and_reopen(
     wal: Wal<MemStorage>,
     config: WalConfig,
     rng: &mut Rng,
-    crash_seed: &mut u64,
     ops: &mut Vec<Op>,
     synced: &mut usize,
     step: usize,
+    coverage: &mut Coverage,
 ) -> Wal<MemStorage> {
+    coverage.add_stats(&wal);
     let mut storage = wal.into_storage();
     let fault = CrashFault::ALL[rng.below(CrashFault::ALL.len() as u64) as usize];
-    *crash_seed = crash_seed.wrapping_add(1);
-    storage.crash(fault, *crash_seed);
+    storage.crash(fault, rng.next_u64());
     let wal = block_on(Wal::open(storage, config))
         .unwrap_or_else(|e| panic!("step {step}: reopen after {fault:?} failed: {e}"));
     let k = matching_prefix(&wal, ops, *synced).unwrap_or_else(|| {
@@ -414,6 +398,7 @@ fn crash_and_reopen(
     }
     ops.truncate(k);
     *synced = k;
+    coverage.note_reopen(&wal);
     wal
 }
 
