@@ -104,6 +104,19 @@ impl WalLog {
         let wal = Wal::open(store, wal_config)
             .await
             .map_err(|e| format!("WAL in {}: {e}", dir.display()))?;
+        let report = wal.recovery_report();
+        if report.segments_scanned > 0 {
+            tracing::info!(
+                dir = %dir.display(),
+                segments = report.segments_scanned,
+                records = report.records_replayed,
+                end = ?report.end_action,
+                why = report.end_reason,
+                discarded = ?report.segments_discarded,
+                retired = report.end_segment_retired,
+                "WAL recovered"
+            );
+        }
         let mut log = WalLog {
             dir: dir.to_path_buf(),
             wal,
