@@ -197,7 +197,9 @@ struct Persisting<S> {
 /// groups' Readies (pipelined ones for groups with a Ready in flight) and begins a sync of
 /// its own, so a write that arrives during a sync does not wait for it: the device runs the
 /// syncs side by side (`fio`, 4 KiB O_DIRECT | O_DSYNC writes on this
-/// machine: 5.9 k/s at one in flight, 8.7 k/s at two, 15.9 k/s at four).
+/// machine: 5.9 k/s at one in flight, 8.7 k/s at two, 15.9 k/s at four). With three nodes
+/// on one disk, 2, 4 and 8 measured the same in `cohort bench --read-percent 0` at light and
+/// full load (two runs each, 2026-11-30).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
 pub struct Core<L: CoreLog, N> {
