@@ -1,6 +1,6 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
-//! memory limit, handing sockets tuned with socket2 to glommio, and a second descriptor of a
-//! glommio socket.
+//! memory limit, handing sockets tuned with socket2 to glommio, a second descriptor of a
+//! glommio socket, and the clock tick /proc counts CPU time in.
 //!
 //! This is the only file outside the WAL's mapping code allowed `unsafe`; each block says why
 //! it is sound.
@@ -66,6 +66,15 @@ fn has_capability(bit: u32) -> bool {
         .find_map(|line| line.strip_prefix("CapEff:"))
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .is_some_and(|mask| mask & (1 << bit) != 0)
+}
+
+/// The unit of the CPU times in /proc (`USER_HZ`, 100 on every Linux ABI cohort runs on;
+/// asked rather than assumed).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf reads a configuration value; it takes no pointers.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
 fn memlock_limit() -> io::Result<libc::rlimit> {

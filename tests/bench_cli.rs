@@ -158,7 +158,8 @@ fn the_open_loop_shows_a_stall_that_measuring_from_the_send_hides() {
         length: Duration::from_millis(400),
     };
     let server = NullServer::start(4, Some(stall)).expect("null server");
-    let run = driver::run(vec![server.base.clone()], load(Some(500.0), 3)).expect("run");
+    let run =
+        driver::run(vec![server.base.clone()], load(Some(500.0), 3), Vec::new()).expect("run");
     let from_intended = Percentiles::of(&run.recorder.latency_us);
     let from_send = Percentiles::of(&run.recorder.service_us);
     // 400 ms of silence at 500 requests/s: about 200 of 1,500 requests were due while the
@@ -188,7 +189,7 @@ fn a_closed_loop_keeps_depth_times_batch_requests_in_flight() {
     let server = NullServer::start(8, None).expect("null server");
     let mut load = load(None, 1);
     (load.clients, load.depth, load.batch) = (3, 4, 8);
-    let run = driver::run(vec![server.base.clone()], load).expect("run");
+    let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
     let recorder = &run.recorder;
     assert!(
         recorder.requests > 1_000,
@@ -354,5 +355,20 @@ fn a_run_against_a_local_cluster_reports_every_node() {
     assert_eq!(answered, report["requests"].as_u64().unwrap());
     assert!(report["raw_fdatasync_us"].as_u64().unwrap() > 0);
     assert_eq!(report["cluster"]["local"]["lease_reads"], true);
+    // The CPU of the generator and of each node, per request, and the machine's.
+    let processes = report["cpu"]["processes"].as_array().unwrap();
+    let names: Vec<&str> = processes
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["generator", "node 1", "node 2", "node 3"]);
+    for p in processes {
+        let us = p["user_us_per_request"].as_f64().unwrap()
+            + p["system_us_per_request"].as_f64().unwrap();
+        assert!(us > 0.0, "{p}");
+    }
+    let machine = &report["cpu"]["machine"];
+    assert!(machine["busy_us_per_request"].as_f64().unwrap() > 0.0);
+    assert!(machine["ceiling_requests_per_s"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(out);
 }

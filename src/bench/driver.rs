@@ -15,6 +15,7 @@ use crate::proto::client::Consistency;
 use crate::proto::topology::group_of;
 use crate::raft::Prng;
 
+use super::cpu::{self, CpuUse, Watched};
 use super::keys::{Distribution, KeyChooser};
 use super::recorder::Recorder;
 
@@ -49,14 +50,30 @@ pub struct Run {
     pub seconds: f64,
     pub groups: u32,
     pub members: Vec<(u64, String)>,
+    /// The CPU of the measured interval: the generator's, the watched processes' and the
+    /// machine's.
+    pub cpu: CpuUse,
 }
 
-/// Runs `load` against the cluster that `seeds` belong to, on a fresh executor thread.
-pub fn run(seeds: Vec<String>, load: Load) -> Result<Run, String> {
-    crate::node::on_one_executor("cohort-bench", move || run_here(seeds, load))?
+/// Runs `load` against the cluster that `seeds` belong to, on a fresh executor thread, and
+/// measures the CPU of the generator and of the `watched` processes (a local cluster's
+/// nodes) over the same interval.
+pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run, String> {
+    crate::node::on_one_executor("cohort-bench", move || run_here(seeds, load, watched))?
 }
 
-async fn run_here(seeds: Vec<String>, load: Load) -> Result<Run, String> {
+async fn run_here(
+    seeds: Vec<String>,
+    load: Load,
+    mut watched: Vec<Watched>,
+) -> Result<Run, String> {
+    watched.insert(
+        0,
+        Watched {
+            name: "generator".to_string(),
+            pid: std::process::id(),
+        },
+    );
     // Connect before the clock starts, and wait until every group has a leader: the figures
     // are of a running cluster, not of its first election.
     let mut clients = Vec::new();
@@ -82,7 +99,13 @@ async fn run_here(seeds: Vec<String>, load: Load) -> Result<Run, String> {
         load.keys,
         load.zipf_theta,
     ));
-    let ticker = glommio::spawn_local(tick(Rc::clone(&recorder), measured, end, load.live));
+    let ticker = glommio::spawn_local(tick(
+        Rc::clone(&recorder),
+        measured,
+        end,
+        load.live,
+        watched.clone(),
+    ));
     let mut tasks = Vec::new();
     for (i, client) in clients.into_iter().enumerate() {
         let source = Source {
@@ -107,16 +130,24 @@ async fn run_here(seeds: Vec<String>, load: Load) -> Result<Run, String> {
     for task in tasks {
         task.await;
     }
-    ticker.await;
+    let (cpu_before, cpu_after) = ticker.await;
     let recorder = Rc::try_unwrap(recorder)
         .map_err(|_| "load tasks still running".to_string())?
         .into_inner();
     let seconds = (recorder.timeline.last().map_or(0.0, |s| s.at_s)).max(1e-9);
+    let cpu = cpu::usage(
+        &watched,
+        &cpu_before,
+        &cpu_after,
+        seconds,
+        recorder.requests,
+    );
     Ok(Run {
         recorder,
         seconds,
         groups: topology.groups,
         members: topology.members,
+        cpu,
     })
 }
 
@@ -253,11 +284,20 @@ async fn open_loop(
 }
 
 /// Close an interval every second of the measured run, and print it when `live`.
-async fn tick(recorder: Rc<RefCell<Recorder>>, measured: Instant, end: Instant, live: bool) {
+/// Closes each second of the timeline (and prints it when `live`); returns CPU samples of
+/// `watched` taken as the measured interval begins and ends.
+async fn tick(
+    recorder: Rc<RefCell<Recorder>>,
+    measured: Instant,
+    end: Instant,
+    live: bool,
+    watched: Vec<Watched>,
+) -> (cpu::Sample, cpu::Sample) {
     let now = crate::clock::now();
     if measured > now {
         glommio::timer::sleep(measured - now).await;
     }
+    let before = cpu::sample(&watched);
     let mut next = measured;
     while next < end {
         next = (next + Duration::from_secs(1)).min(end);
@@ -278,4 +318,5 @@ async fn tick(recorder: Rc<RefCell<Recorder>>, measured: Instant, end: Instant, 
             );
         }
     }
+    (before, cpu::sample(&watched))
 }

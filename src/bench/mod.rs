@@ -1,7 +1,7 @@
 //! The load generator behind `cohort bench`: closed- and open-loop load through the Rust
 //! client, HDR latency histograms (coordinated omission corrected in the open loop), per-node
 //! and per-group breakdowns, reports (table, JSON, .hgrm) and SVG plots, and a null server
-//! that measures the generator's own ceiling.
+//! that measures the generator's own ceiling, and the CPU each request cost.
 //!
 //! ```text
 //!   driver ──▶ client ──▶ cluster (or null_server)
@@ -10,6 +10,7 @@
 //!   recorder (histograms, timeline, shares) ──▶ report (table, JSON, .hgrm), plot (SVG)
 //! ```
 
+pub mod cpu;
 pub mod driver;
 pub mod keys;
 pub mod null_server;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::cpu::CpuUse;
 use super::recorder::{Percentiles, Second, Share};
 
 /// The figures of a run against a null server: the generator's own ceiling.
@@ -55,6 +56,8 @@ pub struct Report {
     pub ceiling: Option<Ceiling>,
     /// Raw 4 KiB write + fdatasync in the data folder, µs (embedded clusters).
     pub raw_fdatasync_us: Option<u64>,
+    /// CPU per request: the generator's, each local node's, and the machine's.
+    pub cpu: CpuUse,
 }
 
 pub fn share_rows<K: Copy + Into<u64>>(shares: &BTreeMap<K, Share>, total: u64) -> Vec<ShareRow> {
@@ -155,6 +158,7 @@ pub fn summary(report: &Report) -> String {
             "raw limit   4 KiB write + fdatasync in the data folder: {us} µs (median of 200)"
         );
     }
+    out.push_str(&super::cpu::summary_lines(&report.cpu));
     out
 }
 

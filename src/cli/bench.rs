@@ -346,7 +346,11 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
     }
     let description = target.description.clone();
     let raw_fdatasync_us = target.raw_fdatasync_us;
-    let run = driver::run(target.seeds.clone(), load.clone());
+    let watched = target
+        .local
+        .as_ref()
+        .map_or_else(Vec::new, |(cluster, _)| cluster.watched());
+    let run = driver::run(target.seeds.clone(), load.clone(), watched);
     let closed = target.close();
     let run = run?;
     closed?;
@@ -356,7 +360,11 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
         ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
         ceiling_load.live = false;
-        Some(driver::run(vec![null.base.clone()], ceiling_load)?)
+        Some(driver::run(
+            vec![null.base.clone()],
+            ceiling_load,
+            Vec::new(),
+        )?)
     } else {
         None
     };
@@ -390,6 +398,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
             latency: Percentiles::of(&c.recorder.latency_us),
         }),
         raw_fdatasync_us,
+        cpu: run.cpu.clone(),
     };
     Ok(Measured {
         report,

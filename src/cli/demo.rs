@@ -88,7 +88,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         "load: {} clients × batches of {}, {} s, {}% linearizable reads, {} B values, {} keys",
         args.clients, args.batch, args.seconds, args.read_percent, args.value_bytes, args.keys
     );
-    let run = driver::run(cluster.bases.clone(), load);
+    let run = driver::run(cluster.bases.clone(), load, cluster.watched());
     let exited = cluster.exited();
     let stopped = cluster.stop();
     let run = run?;
@@ -131,5 +131,6 @@ fn print_run(run: &Run) {
         at(0.999),
         duration_text(h.max())
     );
+    print!("{}", crate::bench::cpu::summary_lines(&run.cpu));
     println!("(`cohort bench` measures more: open loop, percentiles to p99.99, plots, JSON)");
 }

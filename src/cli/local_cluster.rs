@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::bench::cpu::Watched;
 use crate::raft::Prng;
 
 use super::serve::SyncFlag;
@@ -131,6 +132,20 @@ impl LocalCluster {
             cluster.wait_listening(id, before)?;
         }
         Ok(cluster)
+    }
+
+    /// The running nodes' processes, to watch their CPU: "node ID" and its pid.
+    pub fn watched(&self) -> Vec<Watched> {
+        self.children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, child)| {
+                Some(Watched {
+                    name: format!("node {}", i + 1),
+                    pid: child.as_ref()?.id(),
+                })
+            })
+            .collect()
     }
 
     /// Start a new node (the next id) on free ports that joins the cluster through `via`

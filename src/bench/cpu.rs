@@ -1,0 +1,282 @@
+//! Where a run's CPU went: each watched process's user and system time, and the whole
+//! machine's busy, iowait and idle shares, read from /proc at the start and end of the
+//! measured interval and given per answered request.
+//!
+//! CPU per request is the figure that survives a noisy machine: throughput swings with what
+//! else runs, the work a request costs much less. And with the machine's CPU count it gives
+//! the ceiling the CPUs put on throughput at that cost.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// A process to watch: a name for people and its pid.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    pub name: String,
+    pub pid: u32,
+}
+
+/// CPU counters at one moment, in clock ticks.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Per watched process (same order): user and system ticks, `None` once it is gone.
+    processes: Vec<Option<(u64, u64)>>,
+    /// The machine's `cpu` line of /proc/stat: busy (user, nice, system, irq, softirq,
+    /// steal), iowait and idle ticks, summed over its CPUs.
+    machine: Option<MachineTicks>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MachineTicks {
+    /// The `cpuN` lines: the CPUs the ticks are summed over.
+    cpus: usize,
+    busy: u64,
+    iowait: u64,
+    idle: u64,
+}
+
+/// Takes a sample of the watched processes and the machine. Counters that cannot be read
+/// (a process that exited, no /proc) are left out of the result rather than made up.
+pub fn sample(watched: &[Watched]) -> Sample {
+    Sample {
+        processes: watched.iter().map(|w| process_ticks(w.pid)).collect(),
+        machine: machine_ticks(),
+    }
+}
+
+/// One process's share of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessUse {
+    pub name: String,
+    /// CPUs it kept busy on average (1.0: one whole CPU).
+    pub cpus: f64,
+    pub user_us_per_request: f64,
+    pub system_us_per_request: f64,
+}
+
+/// The whole machine's part of the run (everything on it, not only cohort).
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineUse {
+    pub cpus: usize,
+    pub busy_fraction: f64,
+    /// Idle while some task waits for I/O. An executor parked in `io_uring_enter` with
+    /// requests in flight (a socket read) counts here too, so on an io_uring engine this is
+    /// mostly idle time, not a sign of a slow disk.
+    pub iowait_fraction: f64,
+    pub idle_fraction: f64,
+    /// Busy CPU time per answered request, all processes and the kernel's interrupt work.
+    pub busy_us_per_request: f64,
+    /// What the CPUs allow at that cost with all of them busy: `cpus / busy time per request`.
+    pub ceiling_requests_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuUse {
+    pub processes: Vec<ProcessUse>,
+    pub machine: Option<MachineUse>,
+}
+
+/// The CPU of the interval between `before` and `after` (`seconds` long), per request.
+pub fn usage(
+    watched: &[Watched],
+    before: &Sample,
+    after: &Sample,
+    seconds: f64,
+    requests: u64,
+) -> CpuUse {
+    let ticks_per_s = crate::sys::clock_ticks_per_second() as f64;
+    let per_request = |ticks: u64| ticks as f64 / ticks_per_s * 1e6 / requests.max(1) as f64;
+    let processes = watched
+        .iter()
+        .zip(before.processes.iter().zip(&after.processes))
+        .filter_map(|(w, pair)| match pair {
+            (Some((u0, s0)), Some((u1, s1))) => {
+                let (user, system) = (u1.saturating_sub(*u0), s1.saturating_sub(*s0));
+                Some(ProcessUse {
+                    name: w.name.clone(),
+                    cpus: (user + system) as f64 / ticks_per_s / seconds.max(1e-9),
+                    user_us_per_request: per_request(user),
+                    system_us_per_request: per_request(system),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let machine = before.machine.zip(after.machine).map(|(b, a)| {
+        let busy = a.busy.saturating_sub(b.busy);
+        let iowait = a.iowait.saturating_sub(b.iowait);
+        let idle = a.idle.saturating_sub(b.idle);
+        let total = (busy + iowait + idle).max(1) as f64;
+        let cpus = a.cpus;
+        let busy_us_per_request = per_request(busy);
+        MachineUse {
+            cpus,
+            busy_fraction: busy as f64 / total,
+            iowait_fraction: iowait as f64 / total,
+            idle_fraction: idle as f64 / total,
+            busy_us_per_request,
+            ceiling_requests_per_s: cpus as f64 * 1e6 / busy_us_per_request.max(1e-9),
+        }
+    });
+    CpuUse { processes, machine }
+}
+
+/// The summary's lines for `cpu`: a row per process, then the machine.
+pub fn summary_lines(cpu: &CpuUse) -> String {
+    let mut out = String::new();
+    if !cpu.processes.is_empty() {
+        let _ = writeln!(
+            out,
+            "cpu         µs/request      user    system   CPUs busy"
+        );
+        for p in &cpu.processes {
+            let _ = writeln!(
+                out,
+                "  {:<11} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+                p.name,
+                p.user_us_per_request + p.system_us_per_request,
+                p.user_us_per_request,
+                p.system_us_per_request,
+                p.cpus
+            );
+        }
+    }
+    if let Some(m) = &cpu.machine {
+        let _ = writeln!(
+            out,
+            "  machine     {:>8.2} busy in all ({} CPUs: {:.0}% busy, {:.0}% iowait, {:.0}% idle): \
+             at this cost the CPUs allow at most {:.0} requests/s",
+            m.busy_us_per_request,
+            m.cpus,
+            m.busy_fraction * 100.0,
+            m.iowait_fraction * 100.0,
+            m.idle_fraction * 100.0,
+            m.ceiling_requests_per_s
+        );
+    }
+    out
+}
+
+/// User and system ticks of `pid`, all its threads: fields 14 and 15 of /proc/PID/stat,
+/// counted after the command name (which may hold spaces and parentheses).
+fn process_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_process_ticks(&stat)
+}
+
+fn parse_process_ticks(stat: &str) -> Option<(u64, u64)> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime (14) and stime (15) are the 12th and 13th.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some((user, system))
+}
+
+fn machine_ticks() -> Option<MachineTicks> {
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line: user nice system idle iowait irq softirq steal (guest time is already in
+/// user and nice).
+fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = values[..] else {
+        return None;
+    };
+    let cpus = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some(MachineTicks {
+        cpus,
+        busy: user + nice + system + irq + softirq + steal,
+        iowait,
+        idle,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_ticks_are_read_after_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (cohort (x) 1) S 1 4242 4242 0 -1 4194560 3161 0 0 0 \
+                    1234 567 0 0 20 0 9 0 123456 1000000 500 18446744073709551615";
+        assert_eq!(parse_process_ticks(stat), Some((1234, 567)));
+        assert_eq!(parse_process_ticks("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn machine_ticks_split_busy_iowait_and_idle() {
+        let stat = "cpu  100 5 40 800 30 2 3 1 0 0\ncpu0 50 2 20 400 15 1 1 0 0 0\n";
+        let ticks = parse_machine_ticks(stat).unwrap();
+        assert_eq!(
+            (ticks.cpus, ticks.busy, ticks.iowait, ticks.idle),
+            (1, 100 + 5 + 40 + 2 + 3 + 1, 30, 800)
+        );
+        assert!(parse_machine_ticks("cpu0 1 2 3\n").is_none());
+    }
+
+    #[test]
+    fn usage_is_per_request_and_the_ceiling_follows_from_it() {
+        let watched = [Watched {
+            name: "node 1".to_string(),
+            pid: 1,
+        }];
+        let hz = crate::sys::clock_ticks_per_second();
+        let at = |user: u64, system: u64, busy: u64| Sample {
+            processes: vec![Some((user, system))],
+            machine: Some(MachineTicks {
+                cpus: 2,
+                busy,
+                iowait: 0,
+                idle: 0,
+            }),
+        };
+        // One second of user and half a second of system time over 1,000,000 requests.
+        let cpu = usage(
+            &watched,
+            &at(0, 0, 0),
+            &at(hz, hz / 2, 2 * hz),
+            1.0,
+            1_000_000,
+        );
+        let p = &cpu.processes[0];
+        assert!((p.user_us_per_request - 1.0).abs() < 1e-9);
+        assert!((p.system_us_per_request - 0.5).abs() < 1e-9);
+        assert!((p.cpus - 1.5).abs() < 1e-9);
+        let m = cpu.machine.unwrap();
+        assert!((m.busy_us_per_request - 2.0).abs() < 1e-9);
+        assert!((m.ceiling_requests_per_s - 1_000_000.0).abs() < 1e-3);
+        // A process gone by the end is left out, not reported as zero.
+        let gone = Sample {
+            processes: vec![None],
+            machine: None,
+        };
+        assert!(
+            usage(&watched, &at(0, 0, 0), &gone, 1.0, 10)
+                .processes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let me = [Watched {
+            name: "me".to_string(),
+            pid: std::process::id(),
+        }];
+        let s = sample(&me);
+        assert!(s.processes[0].is_some());
+        assert!(s.machine.is_some());
+    }
+}
