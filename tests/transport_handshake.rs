@@ -150,12 +150,20 @@ fn a_dialer_refuses_the_wrong_node_at_its_peers_address() {
 #[test]
 fn a_listening_port_is_not_shared() {
     run_executor(|| async {
-        let first = cohort::transport::listen(loopback_any_port(), 1 << 16).expect("first listen");
+        let first =
+            cohort::transport::listen(loopback_any_port(), socket_options()).expect("first listen");
         let addr = first.local_addr().expect("bound address");
-        let second = cohort::transport::listen(addr, 1 << 16);
+        let second = cohort::transport::listen(addr, socket_options());
         assert_eq!(
             second.err().map(|e| e.kind()),
             Some(std::io::ErrorKind::AddrInUse)
         );
     });
+}
+
+fn socket_options() -> cohort::transport::SocketOptions {
+    cohort::transport::SocketOptions {
+        buffer_bytes: 1 << 16,
+        unacked_timeout: Duration::from_secs(5),
+    }
 }

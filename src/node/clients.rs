@@ -26,7 +26,7 @@ use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
-use crate::transport::{FrameReader, ReadFrameError, send_frame};
+use crate::transport::{FrameReader, ReadFrameError, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{
     CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES,
 };
@@ -40,7 +40,12 @@ const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
 const CLOSED_BY_CLIENT: &str = "closed by the client";
 
 /// Accept client connections until the listener fails or the inbox closes.
-pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<RefCell<Topology>>) {
+pub async fn serve(
+    listener: TcpListener,
+    sockets: SocketOptions,
+    inbox: Inbox<Input>,
+    topology: Rc<RefCell<Topology>>,
+) {
     let next_conn = Rc::new(Cell::new(1u64));
     loop {
         let stream = match listener.accept().await {
@@ -50,7 +55,10 @@ pub async fn serve(listener: TcpListener, inbox: Inbox<Input>, topology: Rc<RefC
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(error) = tune_accepted(&stream, sockets) {
+            tracing::warn!(%error, "client connection refused: cannot set its socket options");
+            continue;
+        }
         let conn = next_conn.get();
         next_conn.set(conn + 1);
         let inbox = inbox.clone();

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -18,8 +19,8 @@ use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
-use crate::transport::{SendError, Transport, TransportConfig};
-use crate::wire::limits::SOCKET_BUFFER_BYTES;
+use crate::transport::{SendError, SocketOptions, Transport, TransportConfig};
+use crate::wire::limits::{SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
 use crate::wire::{ClusterId, Envelope};
 
 use super::config::{NodeConfig, SyncMode};
@@ -201,7 +202,11 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
     // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections
     // just closed on is not "in use") and no SO_REUSEPORT (two nodes must not share a port).
-    let listener = crate::transport::listen(client_addr, SOCKET_BUFFER_BYTES)
+    let client_sockets = SocketOptions {
+        buffer_bytes: SOCKET_BUFFER_BYTES,
+        unacked_timeout: Duration::from_millis(UNACKED_TIMEOUT_MS),
+    };
+    let listener = crate::transport::listen(client_addr, client_sockets)
         .map_err(|e| format!("core {core}: cannot listen for clients on {client_addr}: {e}"))?;
     say(&format!(
         "node {} core {core}: peers on {listen}, clients on {client_addr}, groups {:?}",
@@ -214,6 +219,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         glommio::spawn_local(receive_peers(Rc::clone(&transport), inbox.clone())),
         glommio::spawn_local(super::clients::serve(
             listener,
+            client_sockets,
             inbox.clone(),
             Rc::clone(&topology),
         )),

@@ -27,7 +27,7 @@ pub(super) async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
             shared.log_close(address, false, &CloseReason::HandshakesPendingFull);
             continue;
         }
-        if let Err(error) = socket::tune_accepted(&stream) {
+        if let Err(error) = socket::tune_accepted(&stream, shared.config.socket_options()) {
             shared.log_close(address, false, &error.into());
             continue;
         }

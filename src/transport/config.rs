@@ -10,10 +10,11 @@ use crate::raft::NodeId;
 use crate::wire::ClusterId;
 
 use super::queue::MESSAGE_OVERHEAD_BYTES;
+use super::socket::SocketOptions;
 use crate::wire::limits::{
     HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX,
     PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
-    RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES,
+    RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
 
 /// Connections that may be in their handshake at once; past this, new connections are closed
@@ -47,6 +48,9 @@ pub struct TransportConfig {
     pub socket_buffer_bytes: usize,
     /// How long a connection may take to exchange handshakes (and, for a dialer, to connect).
     pub handshake_timeout: Duration,
+    /// How long sent bytes may go unacknowledged before the connection is closed and
+    /// dialed again (TCP_USER_TIMEOUT; see `wire::limits::UNACKED_TIMEOUT_MS`).
+    pub unacked_timeout: Duration,
     pub reconnect_delay_min: Duration,
     pub reconnect_delay_max: Duration,
     /// Each reconnect delay is moved by up to ± this percentage, drawn from a PRNG seeded with
@@ -75,10 +79,19 @@ impl TransportConfig {
             inbox_batches_max: INBOX_BATCHES_MAX,
             socket_buffer_bytes: SOCKET_BUFFER_BYTES,
             handshake_timeout: Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+            unacked_timeout: Duration::from_millis(UNACKED_TIMEOUT_MS),
             reconnect_delay_min: Duration::from_millis(RECONNECT_DELAY_MS_MIN),
             reconnect_delay_max: Duration::from_millis(RECONNECT_DELAY_MS_MAX),
             reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
             jitter_seed: 0,
+        }
+    }
+
+    /// What the transport's sockets are tuned with.
+    pub fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
+            buffer_bytes: self.socket_buffer_bytes,
+            unacked_timeout: self.unacked_timeout,
         }
     }
 
@@ -107,6 +120,15 @@ impl TransportConfig {
         if self.handshake_timeout.is_zero() || self.reconnect_delay_min.is_zero() {
             return fail("handshake timeout and reconnect delay must be positive".into());
         }
+        // The kernel takes milliseconds in a u32, and zero would mean "the system default".
+        if self.unacked_timeout.is_zero() || self.unacked_timeout.as_millis() > u128::from(u32::MAX)
+        {
+            return fail(format!(
+                "unacked_timeout of {:?} is not between 1 ms and {} ms",
+                self.unacked_timeout,
+                u32::MAX
+            ));
+        }
         if self.reconnect_delay_min > self.reconnect_delay_max {
             return fail("reconnect_delay_min is above reconnect_delay_max".into());
         }
@@ -130,3 +152,41 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TransportConfig {
+        let peers = BTreeMap::from([(NodeId(2), "127.0.0.1:9".parse().unwrap())]);
+        TransportConfig::new(
+            NodeId(1),
+            0,
+            ClusterId(1),
+            "127.0.0.1:0".parse().unwrap(),
+            peers,
+        )
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_bad_bounds_are_refused_with_a_reason() {
+        assert_eq!(config().validate(), Ok(()));
+        let refused = |change: fn(&mut TransportConfig)| {
+            let mut config = config();
+            change(&mut config);
+            config.validate().expect_err("refused").reason
+        };
+        assert!(refused(|c| c.unacked_timeout = Duration::ZERO).contains("unacked_timeout"));
+        let too_long = Duration::from_millis(u64::from(u32::MAX) + 1);
+        let mut config = config();
+        config.unacked_timeout = too_long;
+        assert!(config.validate().is_err());
+        assert!(
+            refused(|c| {
+                c.peers.insert(NodeId(1), c.listen_addr);
+            })
+            .contains("itself")
+        );
+        assert!(refused(|c| c.reconnect_delay_min = c.reconnect_delay_max * 2).contains("above"));
+    }
+}

@@ -52,9 +52,13 @@
 //! connection with the reason logged; nothing else is touched. When the inbox is full the
 //! readers stop reading and TCP pushes back on the peers.
 //!
-//! **Sockets** (`socket.rs`): TCP_NODELAY, fixed send and receive buffers, keepalive, set
-//! with socket2 before connect or listen. Every bound is in `wire::limits` or
-//! [`TransportConfig`].
+//! **Sockets** (`socket.rs`): TCP_NODELAY, fixed send and receive buffers, keepalive, and
+//! TCP_USER_TIMEOUT, set with socket2 before connect or listen. The last closes a connection
+//! whose sent bytes go unacknowledged for `unacked_timeout` (5 s): behind a partition that
+//! drops every segment, or a peer host that died without a reset, the kernel would otherwise
+//! keep it open for about 15 minutes, and after the heal wait for its next retransmission,
+//! which backs off to minutes, before a byte flows again. Every bound is in `wire::limits`
+//! or [`TransportConfig`].
 //!
 //! A transport must be started on a glommio executor thread, and its executor needs locked
 //! memory: call [`crate::sys::raise_memlock_limit`] once at process start.
@@ -106,7 +110,7 @@ pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
-pub use socket::listen;
+pub use socket::{SocketOptions, listen, tune_accepted};
 
 use shared::{Peer, Shared};
 
@@ -145,7 +149,7 @@ impl Transport {
             error,
         };
         let listener =
-            socket::listen(config.listen_addr, config.socket_buffer_bytes).map_err(listen)?;
+            socket::listen(config.listen_addr, config.socket_options()).map_err(listen)?;
         let local_addr = listener
             .local_addr()
             .map_err(|error| listen(error.into()))?;

@@ -24,9 +24,21 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 const KEEPALIVE_PROBES: u32 = 4;
 
-fn tune(socket: &Socket, buffer_bytes: usize) -> io::Result<()> {
+/// What every connection is tuned with.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketOptions {
+    /// SO_SNDBUF and SO_RCVBUF.
+    pub buffer_bytes: usize,
+    /// TCP_USER_TIMEOUT: sent bytes unacknowledged this long close the connection, where the
+    /// kernel would otherwise retransmit with a backoff that reaches minutes before it gives
+    /// up (about 15 minutes). Also bounds keepalive probing of an idle connection.
+    pub unacked_timeout: Duration,
+}
+
+fn tune(socket: &Socket, options: SocketOptions) -> io::Result<()> {
     // Latency over packet count: the sender already coalesces a whole loop turn per write.
     socket.set_nodelay(true)?;
+    let buffer_bytes = options.buffer_bytes;
     socket.set_send_buffer_size(buffer_bytes)?;
     socket.set_recv_buffer_size(buffer_bytes)?;
     let keepalive = TcpKeepalive::new()
@@ -34,19 +46,20 @@ fn tune(socket: &Socket, buffer_bytes: usize) -> io::Result<()> {
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
     socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_user_timeout(Some(options.unacked_timeout))?;
     Ok(())
 }
 
-fn new_socket(addr: SocketAddr, buffer_bytes: usize) -> io::Result<Socket> {
+fn new_socket(addr: SocketAddr, options: SocketOptions) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Set before connect/listen: the window scale is chosen in the SYN.
-    tune(&socket, buffer_bytes)?;
+    tune(&socket, options)?;
     Ok(socket)
 }
 
 /// Binds and listens on `addr`. Must run on a glommio executor thread.
-pub fn listen(addr: SocketAddr, buffer_bytes: usize) -> io::Result<TcpListener> {
-    let socket = new_socket(addr, buffer_bytes)?;
+pub fn listen(addr: SocketAddr, options: SocketOptions) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, options)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
@@ -57,8 +70,8 @@ pub fn listen(addr: SocketAddr, buffer_bytes: usize) -> io::Result<TcpListener> 
 /// the background; the first write waits for it, because the kernel holds writes on a
 /// connecting socket until it is established and reports its error otherwise. Must run on
 /// a glommio executor thread.
-pub fn dial(addr: SocketAddr, buffer_bytes: usize) -> io::Result<TcpStream> {
-    let socket = new_socket(addr, buffer_bytes)?;
+pub fn dial(addr: SocketAddr, options: SocketOptions) -> io::Result<TcpStream> {
+    let socket = new_socket(addr, options)?;
     socket.set_nonblocking(true)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
@@ -68,8 +81,11 @@ pub fn dial(addr: SocketAddr, buffer_bytes: usize) -> io::Result<TcpStream> {
     Ok(crate::sys::glommio_stream(socket))
 }
 
-/// TCP_NODELAY on an accepted connection (Linux inherits the listener's buffer sizes and
-/// keepalive; setting NODELAY again costs nothing and does not rely on inheritance).
-pub fn tune_accepted(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true).map_err(io::Error::from)
+/// TCP_NODELAY and TCP_USER_TIMEOUT on an accepted connection (Linux inherits the
+/// listener's buffer sizes and keepalive; setting these again costs a few system calls per
+/// connection and does not rely on inheritance).
+pub fn tune_accepted(stream: &TcpStream, options: SocketOptions) -> io::Result<()> {
+    stream.set_nodelay(true).map_err(io::Error::from)?;
+    // Through a second descriptor of the same socket: glommio's stream has no such setter.
+    crate::sys::socket_handle(stream)?.set_tcp_user_timeout(Some(options.unacked_timeout))
 }

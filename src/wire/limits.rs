@@ -107,6 +107,13 @@ pub const RECONNECT_DELAY_MS_MIN: u64 = 10;
 pub const RECONNECT_DELAY_MS_MAX: u64 = 2_000;
 pub const RECONNECT_JITTER_PERCENT: u64 = 25;
 
+/// Bytes sent to a peer may go unacknowledged this long before the connection is closed
+/// (TCP_USER_TIMEOUT): a peer behind a partition that drops every segment is then redialed
+/// instead of waiting out the kernel's retransmission backoff, which reaches minutes. A live
+/// peer's kernel acknowledges within a round trip even when its process is busy, so this only
+/// needs to be well above the longest round trip.
+pub const UNACKED_TIMEOUT_MS: u64 = 5_000;
+
 /// A peer must complete its handshake within this long, or it is disconnected (a silent
 /// connection would otherwise hold a slot forever).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;

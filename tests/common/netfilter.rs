@@ -1,0 +1,103 @@
+//! Network partitions on loopback: iptables rules that drop every TCP segment to or from a
+//! port, so the connections through it go silent (no reset, no error) as across a cut cable.
+//!
+//! Needs root and iptables. [`available`] says why not, so a test can say it was skipped;
+//! `.ci/run` installs iptables where it can. Each partition lives in its own chain, named
+//! after this process, and is removed when dropped; chains of processes that are gone (a test
+//! killed midway) are removed before a new one is made, so their rules cannot catch the
+//! ports of later tests.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const CHAIN_PREFIX: &str = "cohort-cut-";
+
+fn iptables(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .output()
+        .map_err(|e| format!("iptables: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Whether partitions can be made here; `Err` says why not.
+pub fn available() -> Result<(), String> {
+    iptables(&["-L", "INPUT", "-n"]).map(|_| ())
+}
+
+/// TCP on loopback to and from `port` is dropped while this lives.
+pub struct Partition {
+    chain: String,
+}
+
+impl Partition {
+    pub fn isolate_port(port: u16) -> Result<Partition, String> {
+        remove_orphans();
+        static MADE: AtomicU32 = AtomicU32::new(0);
+        let chain = format!(
+            "{CHAIN_PREFIX}{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        );
+        iptables(&["-N", &chain])?;
+        let partition = Partition { chain };
+        let port = port.to_string();
+        for side in ["--dport", "--sport"] {
+            iptables(&[
+                "-A",
+                &partition.chain,
+                "-p",
+                "tcp",
+                side,
+                &port,
+                "-j",
+                "DROP",
+            ])?;
+        }
+        // Dropped on arrival (INPUT), not on the way out: a segment OUTPUT drops fails the
+        // sender's transmit, which TCP retries every 500 ms as local congestion, where a
+        // segment lost on the wire is retransmitted with an exponential backoff.
+        iptables(&["-I", "INPUT", "-i", "lo", "-j", &partition.chain])?;
+        Ok(partition)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        remove_chain(&self.chain);
+    }
+}
+
+fn remove_chain(chain: &str) {
+    while iptables(&["-D", "INPUT", "-i", "lo", "-j", chain]).is_ok() {}
+    let _ = iptables(&["-F", chain]);
+    let _ = iptables(&["-X", chain]);
+}
+
+/// Removes the chains of processes that no longer run.
+fn remove_orphans() {
+    let Ok(listing) = iptables(&["-S"]) else {
+        return;
+    };
+    for line in listing.lines() {
+        let Some(chain) = line.strip_prefix("-N ") else {
+            continue;
+        };
+        let Some(rest) = chain.strip_prefix(CHAIN_PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            remove_chain(chain);
+        }
+    }
+}
