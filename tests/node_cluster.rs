@@ -12,13 +12,11 @@ use bytes::Bytes;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::cli::serve::SyncFlag;
 use cohort::client::{ClientError, ClientOptions};
-use cohort::kv::{Command, Op};
-use cohort::proto::client::{
-    Consistency, ErrorCode, Outcome, Request, decode_responses, encode_requests,
-};
-use cohort::wire::{FrameEncoder, FrameHeader};
+use cohort::kv::Op;
+use cohort::proto::client::{Consistency, ErrorCode, Outcome};
 use common::cluster::{
-    GROUPS, cohort_cli, finish, start_with, start_with_flags, wait_ms, with_client,
+    GROUPS, cohort_cli, finish, raw_request, start_with, start_with_flags, wait_for_leaders,
+    wait_ms, with_client,
 };
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
@@ -255,6 +253,7 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
             key: Bytes::from_static(b"k"),
             value: Bytes::from(vec![0; cohort::kv::limits::VALUE_BYTES_MAX + 1]),
         },
+        Consistency::Linearizable,
     );
     assert!(
         matches!(
@@ -281,35 +280,6 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
         assert!(matches!(error, ClientError::Invalid(_)), "{error}");
     });
     finish(cluster);
-}
-
-/// Send one request on a plain socket, skipping every client-side check; return the answer.
-fn raw_request(address: &str, op: Op) -> Outcome {
-    use std::io::{Read, Write};
-    let request = Request {
-        command: Command {
-            client_id: 99,
-            sequence: 1,
-            first_unacked: 1,
-            ops: vec![op],
-        },
-        consistency: Consistency::Linearizable,
-    };
-    let mut encoder = FrameEncoder::new();
-    encode_requests(&mut encoder, &[request]).unwrap();
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(&encoder.to_frame_vec()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut header = [0; cohort::wire::limits::FRAME_HEADER_BYTES];
-    stream.read_exact(&mut header).unwrap();
-    let parsed = FrameHeader::parse(&header).unwrap().unwrap();
-    let mut frame = header.to_vec();
-    frame.resize(parsed.frame_bytes(), 0);
-    stream.read_exact(&mut frame[header.len()..]).unwrap();
-    let mut responses = decode_responses(&Bytes::from(frame)).unwrap();
-    responses.pop().unwrap().outcome
 }
 
 /// `probe()` once `good` holds, or its last value after ten seconds.
@@ -443,46 +413,6 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
         assert_eq!(warm.unwrap().as_deref(), Some(&b"up"[..]));
     });
     finish(cluster);
-}
-
-/// How many groups each node says it leads (node id → count), when every group has exactly
-/// one leader; None while an election or a handover is under way or a node is silent.
-fn leaders_per_node(bases: &[String]) -> Option<BTreeMap<u64, usize>> {
-    let bases = bases.to_vec();
-    let (rows, _missing) = cohort::node::on_one_executor("status", move || async move {
-        let mut options = ClientOptions::new(bases, 31);
-        options.attempt_timeout = Duration::from_millis(300);
-        cohort::client::cluster_status(options).await
-    })
-    .ok()?
-    .ok()?;
-    let mut per_node = BTreeMap::new();
-    let mut per_group = BTreeMap::new();
-    for core in &rows {
-        for group in core.groups.iter().filter(|g| g.role == "leader") {
-            *per_node.entry(core.node_id).or_insert(0) += 1;
-            *per_group.entry(group.group).or_insert(0) += 1;
-        }
-    }
-    let one_each = per_group.len() == GROUPS as usize && per_group.values().all(|&n| n == 1);
-    one_each.then_some(per_node)
-}
-
-fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64) {
-    let want: BTreeMap<u64, usize> = want.iter().copied().collect();
-    let mut seen = None;
-    for _ in 0..patience_s * 5 {
-        seen = leaders_per_node(bases);
-        if seen.as_ref() == Some(&want) {
-            return;
-        }
-        wait_ms(200);
-    }
-    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
-    panic!(
-        "leaders per node: wanted {want:?}, last seen {seen:?}; cohort status:\n{}",
-        String::from_utf8_lossy(&status.stdout)
-    );
 }
 
 #[test]

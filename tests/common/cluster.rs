@@ -1,11 +1,16 @@
 //! Helpers for the end-to-end tests: local clusters of `cohort serve` processes, a client on
 //! its own executor, the `cohort` command line.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientOptions};
+use cohort::kv::{Command, Op};
+use cohort::proto::client::{Consistency, Outcome, Request, decode_responses, encode_requests};
+use cohort::wire::{FrameEncoder, FrameHeader};
 
 pub const GROUPS: u32 = 6;
 
@@ -69,4 +74,74 @@ pub fn cohort_cli(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("cohort runs")
+}
+
+/// Send one request on a plain socket to `address` (a core's client port), skipping every
+/// client-side check and following no hint; return the answer.
+pub fn raw_request(address: &str, op: Op, consistency: Consistency) -> Outcome {
+    use std::io::{Read, Write};
+    let request = Request {
+        command: Command {
+            client_id: 99,
+            sequence: 1,
+            first_unacked: 1,
+            ops: vec![op],
+        },
+        consistency,
+    };
+    let mut encoder = FrameEncoder::new();
+    encode_requests(&mut encoder, &[request]).unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(&encoder.to_frame_vec()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut header = [0; cohort::wire::limits::FRAME_HEADER_BYTES];
+    stream.read_exact(&mut header).unwrap();
+    let parsed = FrameHeader::parse(&header).unwrap().unwrap();
+    let mut frame = header.to_vec();
+    frame.resize(parsed.frame_bytes(), 0);
+    stream.read_exact(&mut frame[header.len()..]).unwrap();
+    let mut responses = decode_responses(&Bytes::from(frame)).unwrap();
+    responses.pop().unwrap().outcome
+}
+
+/// How many groups each node says it leads (node id → count), when every group has exactly
+/// one leader; None while an election or a handover is under way or a node is silent.
+pub fn leaders_per_node(bases: &[String]) -> Option<BTreeMap<u64, usize>> {
+    let bases = bases.to_vec();
+    let (rows, _missing) = cohort::node::on_one_executor("status", move || async move {
+        let mut options = ClientOptions::new(bases, 31);
+        options.attempt_timeout = Duration::from_millis(300);
+        cohort::client::cluster_status(options).await
+    })
+    .ok()?
+    .ok()?;
+    let mut per_node = BTreeMap::new();
+    let mut per_group = BTreeMap::new();
+    for core in &rows {
+        for group in core.groups.iter().filter(|g| g.role == "leader") {
+            *per_node.entry(core.node_id).or_insert(0) += 1;
+            *per_group.entry(group.group).or_insert(0) += 1;
+        }
+    }
+    let one_each = per_group.len() == GROUPS as usize && per_group.values().all(|&n| n == 1);
+    one_each.then_some(per_node)
+}
+
+pub fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64) {
+    let want: BTreeMap<u64, usize> = want.iter().copied().collect();
+    let mut seen = None;
+    for _ in 0..patience_s * 5 {
+        seen = leaders_per_node(bases);
+        if seen.as_ref() == Some(&want) {
+            return;
+        }
+        wait_ms(200);
+    }
+    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+    panic!(
+        "leaders per node: wanted {want:?}, last seen {seen:?}; cohort status:\n{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 }
