@@ -336,9 +336,24 @@ impl FileStore {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
-            let file = make_segment_file(spare, &path, size_bytes, &header, mode)?;
-            let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
-            let map = Mapping::map(&file, len, populates(mode))?;
+            let built =
+                make_segment_file(spare, &path, size_bytes, &header, mode).and_then(|file| {
+                    let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
+                    let map = Mapping::map(&file, len, populates(mode))?;
+                    Ok((file, map))
+                });
+            let (file, map) = built.map_err(|error| {
+                // A half-built file (the disk filled during its zero-fill) would keep the
+                // space it took: give it back.
+                let _ = fs::remove_file(&path);
+                io::Error::new(
+                    error.kind(),
+                    format!(
+                        "cannot make the next WAL segment {} ({size_bytes} bytes): {error}",
+                        path.display()
+                    ),
+                )
+            })?;
             Ok(BuiltSegment {
                 seq,
                 size_bytes,

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: proptest strategies for Raft messages, transport
 //! peers, reading a WAL back, local clusters of real processes,
-//! network partitions.
+//! network partitions, small file systems that fill up.
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod messages;
 pub mod netfilter;
+pub mod tmpfs;
 pub mod transport;
 pub mod wal;
