@@ -16,7 +16,7 @@ use crate::proto::topology::group_of;
 use crate::raft::Prng;
 
 use super::cpu::{self, CpuUse, Watched};
-use super::keys::{Distribution, KeyChooser};
+use super::keys::{Distribution, KeyChooser, Keys};
 use super::recorder::Recorder;
 
 /// The load of one run.
@@ -90,6 +90,8 @@ async fn run_here(
         touch_every_group(client, topology.groups).await?;
     }
 
+    // Made before the clock starts: a million keys take a moment.
+    let names = Rc::new(Keys::new(load.keys, topology.groups));
     let start = crate::clock::now();
     let measured = start + load.warmup;
     let end = measured + load.duration;
@@ -111,9 +113,9 @@ async fn run_here(
         let source = Source {
             rng: Prng::new(load.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             keys: Rc::clone(&keys),
+            names: Rc::clone(&names),
             value: Bytes::from(vec![b'v'; load.value_bytes]),
             load: load.clone(),
-            groups: topology.groups,
         };
         let recorder = Rc::clone(&recorder);
         tasks.extend(match load.rate_per_s {
@@ -175,9 +177,9 @@ async fn touch_every_group(client: &Client, groups: u32) -> Result<(), String> {
 struct Source {
     rng: Prng,
     keys: Rc<KeyChooser>,
+    names: Rc<Keys>,
     value: Bytes,
     load: Load,
-    groups: u32,
 }
 
 type Requests = Vec<(Vec<Op>, Consistency)>;
@@ -188,8 +190,8 @@ impl Source {
         let mut requests = Vec::with_capacity(count);
         let mut groups = Vec::with_capacity(count);
         for _ in 0..count {
-            let key = Bytes::from(format!("key-{}", self.keys.next(&mut self.rng)));
-            groups.push(group_of(&key, self.groups));
+            let (key, group) = self.names.get(self.keys.next(&mut self.rng));
+            groups.push(group);
             if self.rng.below(100) < self.load.read_percent {
                 requests.push((vec![Op::Get { key }], self.load.read));
             } else {

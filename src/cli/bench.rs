@@ -154,7 +154,7 @@ impl BenchArgs {
                 self.value_bytes
             ));
         }
-        if format!("key-{}", self.keys - 1).len() > KEY_BYTES_MAX {
+        if crate::bench::keys::key_name(self.keys - 1).len() > KEY_BYTES_MAX {
             return Err("--keys is too large for the key format".into());
         }
         if !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
