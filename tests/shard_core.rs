@@ -12,11 +12,11 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
-use cohort::proto::client::{Consistency, Request};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
-    AppendRequest, AppendResponse, Config, Entry, EntryKind, GroupId, HeartbeatResponse, LogIndex,
-    Message, MessageBody, NodeId, Persisted, Ready, Replica, Snapshot, Term, VoteRequest,
+    AppendRequest, AppendResponse, Config, Entry, EntryKind, GroupId, Heartbeat, HeartbeatResponse,
+    LogIndex, Message, MessageBody, NodeId, Persisted, Ready, Replica, Snapshot, Term, VoteRequest,
     VoteResponse,
 };
 use cohort::shard::Group;
@@ -51,6 +51,8 @@ struct RecordingLog {
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
     /// Syncs end only while this is open.
     gate: Gate,
+    /// Why the log cannot grow, if a test says it cannot.
+    short_of_space: Option<String>,
 }
 
 /// Holds syncs in flight while closed, and counts the syncs begun.
@@ -142,6 +144,10 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
+    fn short_of_space(&self) -> Option<&str> {
+        self.short_of_space.as_deref()
+    }
+
     fn groups_holding_old_segments(&self) -> Vec<GroupId> {
         if self.holding_old_segments {
             vec![GroupId(0)]
@@ -183,16 +189,18 @@ fn core_with(
     gate: Gate,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let log = (sync, snapshot_log_bytes, holding_old_segments);
-    core_of_groups(id, events, log, gate, 1)
+    core_of_groups(id, events, log, gate, 1, None)
 }
 
-/// As [`core_with`] (its log settings as one tuple), with groups `0..groups`.
+/// As [`core_with`] (its log settings as one tuple), with groups `0..groups`, and a log
+/// that says it cannot grow (`short_of_space`: why) or not.
 fn core_of_groups(
     id: u64,
     events: &Events,
     (sync, snapshot_log_bytes, holding_old_segments): (bool, u64, bool),
     gate: Gate,
     groups: u32,
+    short_of_space: Option<String>,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
@@ -231,6 +239,7 @@ fn core_of_groups(
             holding_old_segments,
             encoded: Vec::new(),
             gate,
+            short_of_space,
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
@@ -286,6 +295,50 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
     assert!(staged < synced && synced < acked, "{events:?}");
 }
 
+/// Goal: a node whose log cannot grow (a full disk) takes in nothing it can refuse, and
+/// still does what costs no log room. Method: a follower's log says it is short of space; an
+/// append with an entry arrives (dropped: nothing staged, no answer, as a lost message), then
+/// a heartbeat (answered), then a client write (refused as busy, with the log's reason).
+#[test]
+fn a_log_short_of_space_drops_appends_and_refuses_writes_but_answers_heartbeats() {
+    let events = Events::default();
+    let why = "cannot make the next WAL segment: no space".to_string();
+    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), Gate::new(true), 1, Some(why));
+    let append = empty_entry_2(LogIndex(1));
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let heartbeat = Heartbeat {
+        commit: LogIndex(0),
+        read_round: 1,
+    };
+    inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
+    let outbox = Inbox::new(16);
+    inbox.push_now(Input::Connected {
+        conn: 1,
+        outbox: outbox.clone(),
+    });
+    inbox.push_now(put(1, 1));
+    inbox.push_now(Input::Stop);
+    block_on(core.run()).map(drop).unwrap();
+    let events = events.take();
+    assert!(
+        !events.contains(&Event::Sent("AppendResponse")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&Event::Sent("HeartbeatResponse")),
+        "{events:?}"
+    );
+    let mut answers = Vec::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = outbox.poll_take_all(&mut cx, &mut answers);
+    let outcomes: Vec<Outcome> = answers.into_iter().flatten().map(|r| r.outcome).collect();
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+            if message.contains("no space")),
+        "{outcomes:?}"
+    );
+}
+
 #[test]
 fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits() {
     let events = Events::default();
@@ -336,7 +389,7 @@ fn a_group_with_no_ready_in_flight_begins_its_own_sync_while_another_is_in_fligh
     // each acknowledgement still waits for the syncs.
     let events = Events::default();
     let gate = Gate::new(false);
-    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2);
+    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2, None);
     let append_to = |group: u32| {
         let Input::Peer(mut envelopes) = from(
             1,
@@ -519,7 +572,7 @@ fn groups_due_together_snapshot_one_per_turn() {
     };
     let events = Events::default();
     let log = (true, threshold, false);
-    let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2);
+    let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2, None);
     inbox.push_now(Input::Peer(vec![append(0), append(1)]));
     inbox.push_now(Input::Stop);
     core = block_on(core.run()).unwrap();

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -39,6 +40,11 @@ pub struct WalLog {
     segments_kept: usize,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Slot<io::Result<BuiltSegment>>>,
+    /// The last build of the next segment failed (the disk is full, most likely): why, and
+    /// when to try again. Until a build succeeds the log takes no new entries it can avoid
+    /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
+    /// the records Raft cannot do without.
+    build_failed: Option<(String, Instant)>,
     /// Snapshots taken here, being written on a blocking thread: group → (index, term,
     /// `Some(result)` once written). Their WAL markers follow once the files are durable.
     snapshots_writing: BTreeMap<u32, SnapshotWrite>,
@@ -51,6 +57,9 @@ pub struct WalLog {
 type Slot<T> = Rc<RefCell<Option<T>>>;
 
 type SnapshotWrite = (u64, u64, Slot<io::Result<()>>);
+
+/// After a failed build of the next segment, the next try waits this long.
+const BUILD_RETRY: Duration = Duration::from_secs(1);
 
 /// `--wal-soft-limit-mib` in whole segments: at least two (the active one and the one
 /// before), all of them with no limit.
@@ -123,6 +132,7 @@ impl WalLog {
             groups: groups.len(),
             segments_kept: segments_kept(config),
             building: None,
+            build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshots_encoding: BTreeMap::new(),
         };
@@ -454,6 +464,13 @@ impl CoreLog for WalLog {
     /// syncing and mapping 64 MiB) runs on glommio's blocking thread; the loop only renames
     /// the finished file into place. If a rotation comes first, the WAL builds the segment
     /// itself (counted in its `rotation_stalls`) and the late build is discarded.
+    fn short_of_space(&self) -> Option<&str> {
+        match &self.build_failed {
+            Some((why, _)) if self.wal.needs_prepare() => Some(why),
+            _ => None,
+        }
+    }
+
     fn maintain(&mut self) -> io::Result<()> {
         self.finish_snapshot_writes()?;
         if let Some(done) = self
@@ -462,12 +479,36 @@ impl CoreLog for WalLog {
             .and_then(|slot| slot.borrow_mut().take())
         {
             self.building = None;
-            self.wal.storage_mut().offer_built(done?);
-            if self.wal.needs_prepare() {
-                self.wal.prepare_next().map_err(io_error)?;
+            match done {
+                Ok(built) => {
+                    if let Some((why, _)) = self.build_failed.take() {
+                        tracing::info!(dir = %self.dir.display(), %why, "the next WAL segment could be made again: taking writes");
+                    }
+                    self.wal.storage_mut().offer_built(built);
+                    if self.wal.needs_prepare() {
+                        self.wal.prepare_next().map_err(io_error)?;
+                    }
+                }
+                Err(error) => {
+                    if self.build_failed.is_none() {
+                        tracing::error!(
+                            dir = %self.dir.display(),
+                            %error,
+                            "cannot make the next WAL segment: taking no writes until it can be \
+                             made (trying again every {BUILD_RETRY:?})"
+                        );
+                    }
+                    let retry_at = crate::clock::now() + BUILD_RETRY;
+                    self.build_failed = Some((error.to_string(), retry_at));
+                }
             }
         }
+        let retry_due = self
+            .build_failed
+            .as_ref()
+            .is_none_or(|(_, at)| crate::clock::now() >= *at);
         if self.building.is_none()
+            && retry_due
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
         {
             let job = self.wal.storage_mut().build_job(seq, size_bytes, header);

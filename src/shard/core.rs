@@ -89,6 +89,13 @@ pub trait CoreLog {
     }
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
+    /// Why the log cannot grow now (its next segment could not be made: a full disk), if
+    /// so. The core then takes no new entries it can refuse (client writes, appends and
+    /// snapshots from leaders, which Raft resends), so the room left goes to the hard
+    /// states and the entries already taken in.
+    fn short_of_space(&self) -> Option<&str> {
+        None
+    }
     /// The groups whose old entries alone keep the log over its size limit (the log frees
     /// a segment only once every group is done with it): the core snapshots them early, so
     /// a quiet group never makes the log grow without bound.
@@ -380,6 +387,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         match input {
             Input::Peer(envelopes) => {
                 for Envelope { group, message } in envelopes {
+                    if needs_log_room(&message.body) && self.log.short_of_space().is_some() {
+                        // Dropped, like any message Raft may lose: the leader sends it again.
+                        continue;
+                    }
                     let message = match message.body {
                         MessageBody::SnapshotChunk(_) => {
                             let (ack, whole) = self.streams.on_chunk(group.0, message);
@@ -425,6 +436,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::Requests { conn, requests } => {
                 for request in requests {
                     match request {
+                        Ok(request)
+                            if !request.command.is_read_only()
+                                && let Some(why) = self.log.short_of_space() =>
+                        {
+                            let message = format!(
+                                "node {} takes no writes while it cannot grow its log: {why}",
+                                self.shape.node_id
+                            );
+                            answers.push(Answer {
+                                conn,
+                                response: Response {
+                                    client_id: request.command.client_id,
+                                    sequence: request.command.sequence,
+                                    outcome: Outcome::Error {
+                                        code: ErrorCode::Busy,
+                                        message,
+                                    },
+                                },
+                            });
+                        }
                         Ok(request) => self.route(conn, request, answers),
                         Err(refused) => answers.push(Answer {
                             conn,
@@ -910,6 +941,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.outboxes.remove(&conn);
             }
         }
+    }
+}
+
+/// A message that would put new entries or a snapshot into the log.
+fn needs_log_room(body: &MessageBody) -> bool {
+    match body {
+        MessageBody::AppendRequest(append) => !append.entries.is_empty(),
+        MessageBody::SnapshotChunk(_) | MessageBody::InstallSnapshot(_) => true,
+        _ => false,
     }
 }
 
