@@ -460,10 +460,6 @@ impl CoreLog for WalLog {
         self.wal.finish_sync(synced).map(drop).map_err(io_error)
     }
 
-    /// Keeps a next segment ready without stalling the loop: the slow part (zero-filling,
-    /// syncing and mapping 64 MiB) runs on glommio's blocking thread; the loop only renames
-    /// the finished file into place. If a rotation comes first, the WAL builds the segment
-    /// itself (counted in its `rotation_stalls`) and the late build is discarded.
     fn short_of_space(&self) -> Option<&str> {
         match &self.build_failed {
             Some((why, _)) if self.wal.needs_prepare() => Some(why),
@@ -471,6 +467,10 @@ impl CoreLog for WalLog {
         }
     }
 
+    /// Keeps a next segment ready without stalling the loop: the slow part (zero-filling,
+    /// syncing and mapping 64 MiB) runs on glommio's blocking thread; the loop only renames
+    /// the finished file into place. If a rotation comes first, the WAL builds the segment
+    /// itself (counted in its `rotation_stalls`) and the late build is discarded.
     fn maintain(&mut self) -> io::Result<()> {
         self.finish_snapshot_writes()?;
         if let Some(done) = self
@@ -482,7 +482,11 @@ impl CoreLog for WalLog {
             match done {
                 Ok(built) => {
                     if let Some((why, _)) = self.build_failed.take() {
-                        tracing::info!(dir = %self.dir.display(), %why, "the next WAL segment could be made again: taking writes");
+                        tracing::info!(
+                            dir = %self.dir.display(),
+                            %why,
+                            "the next WAL segment could be made again: taking writes"
+                        );
                     }
                     self.wal.storage_mut().offer_built(built);
                     if self.wal.needs_prepare() {
