@@ -12,6 +12,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const CHAIN_PREFIX: &str = "cohort-cut-";
 
+/// Chains made by this process so far: each gets its own name.
+static CHAINS_MADE: AtomicU32 = AtomicU32::new(0);
+
+/// A chain name no other chain of this process has, with the pid that orphan removal reads.
+fn fresh_chain() -> String {
+    let n = CHAINS_MADE.fetch_add(1, Ordering::Relaxed);
+    format!("{CHAIN_PREFIX}{}-{n}", std::process::id())
+}
+
 fn iptables(args: &[&str]) -> Result<String, String> {
     let output = Command::new("iptables")
         .arg("-w")
@@ -29,9 +38,14 @@ fn iptables(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Whether partitions can be made here; `Err` says why not.
+/// Whether partitions can be made here (a chain with a TCP port rule can be made and
+/// removed); `Err` says why not.
 pub fn available() -> Result<(), String> {
-    iptables(&["-L", "INPUT", "-n"]).map(|_| ())
+    let probe = fresh_chain();
+    iptables(&["-N", &probe])?;
+    let rule = iptables(&["-A", &probe, "-p", "tcp", "--dport", "9", "-j", "DROP"]);
+    remove_chain(&probe);
+    rule.map(|_| ())
 }
 
 /// TCP on loopback to and from `port` is dropped while this lives.
@@ -42,12 +56,7 @@ pub struct Partition {
 impl Partition {
     pub fn isolate_port(port: u16) -> Result<Partition, String> {
         remove_orphans();
-        static MADE: AtomicU32 = AtomicU32::new(0);
-        let chain = format!(
-            "{CHAIN_PREFIX}{}-{}",
-            std::process::id(),
-            MADE.fetch_add(1, Ordering::Relaxed)
-        );
+        let chain = fresh_chain();
         iptables(&["-N", &chain])?;
         let partition = Partition { chain };
         let port = port.to_string();
