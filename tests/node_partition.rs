@@ -320,3 +320,69 @@ fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_t
     );
     finish(cluster);
 }
+
+/// Goal: a write whose answer is lost is not applied twice when the client retries it.
+/// Method: a client walks a chain of compare-and-swaps on one key (`i` → `i + 1`), each
+/// of which would fail its condition if applied a second time, until told to stop;
+/// meanwhile the answers of the key's leader to its clients are dropped six times for
+/// 0.8 s (the requests still reach it and are applied). Every swap must report success,
+/// and the key must end at the number of swaps.
+#[test]
+fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
+    if let Err(why) = netfilter::available() {
+        eprintln!("skipped: partitions need root and iptables ({why})");
+        return;
+    }
+    let cluster = start_with_flags("lost-answers", NodeFlags::default());
+    let bases = cluster.bases.clone();
+    // Once the leader balance is done, group 0's leader stays where it is.
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    let x = key_in(0, "chain");
+    put(&bases, 1, &x, "0");
+    let leader = (1..=3u64)
+        .find(|&node| led_by(&bases, node).contains(&0))
+        .expect("group 0 has a leader");
+    let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
+        .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
+        .expect("a port");
+    let stop = Arc::new(AtomicBool::new(false));
+    let chain = {
+        let (bases, x, stop) = (bases.clone(), x.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            with_client(&bases, 2, async move |client| {
+                let mut swaps = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let op = Op::CompareAndSwap {
+                        key: Bytes::from(x.clone()),
+                        expected: Some(Bytes::from(swaps.to_string())),
+                        value: Bytes::from((swaps + 1).to_string()),
+                    };
+                    let results = client.execute(vec![op], Consistency::Linearizable).await;
+                    let to = swaps + 1;
+                    assert_eq!(results.unwrap(), [OpResult::Written], "swap {swaps} → {to}");
+                    swaps = to;
+                }
+                swaps
+            })
+        })
+    };
+    for _ in 0..6 {
+        wait_ms(300);
+        let cut = Partition::drop_from_port(client_port).expect("partition");
+        // Longer than the client's attempt timeout (500 ms): it retries meanwhile.
+        wait_ms(800);
+        drop(cut);
+    }
+    wait_ms(500);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = chain.join().expect("every swap succeeded, once");
+    let final_value = {
+        let x = x.clone();
+        with_client(&bases, 3, async move |client| {
+            client.get(&x, Consistency::Linearizable).await.unwrap()
+        })
+    };
+    assert_eq!(final_value.as_deref(), Some(swaps.to_string().as_bytes()));
+    eprintln!("{swaps} swaps, each applied once, across six 0.8 s losses of the leader's answers");
+    finish(cluster);
+}

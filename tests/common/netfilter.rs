@@ -48,20 +48,30 @@ pub fn available() -> Result<(), String> {
     rule.map(|_| ())
 }
 
-/// TCP on loopback to and from `port` is dropped while this lives.
+/// TCP on loopback to or from a port is dropped while this lives.
 pub struct Partition {
     chain: String,
 }
 
 impl Partition {
+    /// Every segment to or from `port`.
     pub fn isolate_port(port: u16) -> Result<Partition, String> {
+        Partition::dropping(port, &["--dport", "--sport"])
+    }
+
+    /// Every segment sent from `port` (a server's answers), none sent to it.
+    pub fn drop_from_port(port: u16) -> Result<Partition, String> {
+        Partition::dropping(port, &["--sport"])
+    }
+
+    fn dropping(port: u16, sides: &[&str]) -> Result<Partition, String> {
         remove_orphans();
         let chain = fresh_chain();
         iptables(&["-N", &chain])?;
         let partition = Partition { chain };
         let port = port.to_string();
-        for side in ["--dport", "--sport"] {
-            iptables(&[
+        for side in sides {
+            let rule = [
                 "-A",
                 &partition.chain,
                 "-p",
@@ -70,7 +80,8 @@ impl Partition {
                 &port,
                 "-j",
                 "DROP",
-            ])?;
+            ];
+            iptables(&rule)?;
         }
         // Dropped on arrival (INPUT), not on the way out: a segment OUTPUT drops fails the
         // sender's transmit, which TCP retries every 500 ms as local congestion, where a
