@@ -1,11 +1,13 @@
-//! End to end under a network partition: three `cohort serve` processes, and every TCP segment
-//! to or from node 3's peer port dropped on loopback (iptables), so node 3, a leader of some
-//! groups, is cut off from its peers while clients still reach it. Needs root and iptables
-//! (see `common::netfilter`); elsewhere it says it was skipped.
+//! End to end under network partitions: three `cohort serve` processes on loopback, and
+//! iptables rules that drop TCP segments to or from one port. Needs root and iptables (see
+//! `common::netfilter`); elsewhere each test says it was skipped.
 //!
-//! What must hold: the majority elects new leaders and acknowledges writes; node 3 answers
-//! no linearizable or lease read with a value the majority has since overwritten; once the
-//! partition heals node 3 catches up; and every acknowledged write reads back.
+//! What must hold when node 3's peer port is cut (node 3 then reaches no peer, while clients
+//! still reach it): the majority elects new leaders and acknowledges writes; node 3 answers
+//! no linearizable or lease read with a value the majority has since overwritten; after the
+//! heal node 3 catches up, from a snapshot if its peers compacted past its log; every
+//! acknowledged write reads back. And when a leader's answers to its clients are lost, a
+//! write the client retries is applied once.
 
 mod common;
 
