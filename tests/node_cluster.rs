@@ -15,8 +15,8 @@ use cohort::client::{ClientError, ClientOptions};
 use cohort::kv::Op;
 use cohort::proto::client::{Consistency, ErrorCode, Outcome};
 use common::cluster::{
-    GROUPS, cohort_cli, finish, raw_request, start_with, start_with_flags, wait_for_leaders,
-    wait_ms, with_client,
+    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, start_with, start_with_flags,
+    wait_for_leaders, wait_ms, with_client,
 };
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
@@ -294,17 +294,6 @@ fn eventually<T>(mut probe: impl FnMut() -> T, good: impl Fn(&T) -> bool) -> T {
     probe()
 }
 
-fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
     // Every 10 entries: a group's writes of one loop turn are one entry, and on a loaded
@@ -330,24 +319,11 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
         .collect();
     // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth).
     cluster.kill(3);
-    let written = keys.clone();
-    with_client(&bases, 20, async move |client| {
-        for round in written.chunks(50) {
-            let batch = round
-                .iter()
-                .map(|key| {
-                    let op = Op::Put {
-                        key: Bytes::from(key.clone()),
-                        value: Bytes::from(vec![b'x'; 1000]),
-                    };
-                    (vec![op], Consistency::Linearizable)
-                })
-                .collect();
-            for result in client.execute_batch(batch).await {
-                result.unwrap();
-            }
-        }
-    });
+    let pairs = keys
+        .iter()
+        .map(|key| (key.clone(), vec![b'x'; 1000]))
+        .collect();
+    put_all(&bases, 20, pairs);
     for id in 1..=2 {
         let core = cluster.dir.join(format!("node-{id}")).join("core-0");
         // The last snapshots are written off the loop and free segments at the next sync

@@ -23,7 +23,8 @@ use cohort::kv::{Op, OpResult};
 use cohort::proto::client::{Consistency, Outcome};
 use cohort::proto::topology::{client_address, group_of, peer_address};
 use common::cluster::{
-    GROUPS, finish, raw_request, start_with_flags, wait_for_leaders, wait_ms, with_client,
+    GROUPS, files_ending, finish, put_all, raw_request, start_with_flags, wait_for_leaders,
+    wait_ms, with_client,
 };
 use common::netfilter::{self, Partition};
 
@@ -103,6 +104,38 @@ fn read_until(
     unreachable!("the cycle never ends")
 }
 
+/// A marker in every group, written after a heal: node 3 has caught up once its own state
+/// holds them all.
+fn write_markers(bases: &[String], seed: u64) -> Vec<(Vec<u8>, String)> {
+    let markers: Vec<(Vec<u8>, String)> = (0..GROUPS)
+        .map(|g| (key_in(g, "marker"), format!("healed-{g}")))
+        .collect();
+    for (key, value) in &markers {
+        put(bases, seed, key, value);
+    }
+    markers
+}
+
+/// Waits until node 3 serves every (key, value) of `pairs` from its own state (stale reads);
+/// panics after `patience_ms`. Prints how long it took.
+fn wait_until_node_3_holds(bases: &[String], pairs: &[&(Vec<u8>, String)], patience_ms: u64) {
+    let holds = |(key, value): &&(Vec<u8>, String)| {
+        let outcome = read_at(bases, CUT, key, Consistency::Stale);
+        matches!(&outcome, Outcome::Results(results)
+            if results[..] == [OpResult::Value(Bytes::from(value.clone()))])
+    };
+    let mut waited_ms = 0;
+    while !pairs.iter().all(holds) {
+        assert!(
+            waited_ms < patience_ms,
+            "node 3 did not catch up within {patience_ms} ms of the heal"
+        );
+        wait_ms(100);
+        waited_ms += 100;
+    }
+    eprintln!("node 3 caught up {waited_ms} ms (to 100 ms) after the markers were acknowledged");
+}
+
 /// Writes numbered keys through every node until `stop`; returns what was acknowledged.
 fn write_until(bases: &[String], seed: u64, stop: Arc<AtomicBool>) -> BTreeMap<Vec<u8>, String> {
     with_client(bases, seed, async move |client| {
@@ -130,8 +163,7 @@ fn write_until(bases: &[String], seed: u64, stop: Arc<AtomicBool>) -> BTreeMap<V
 /// group after the heal, and read every acknowledged write back.
 #[test]
 fn an_isolated_leader_loses_no_acknowledged_write_serves_no_stale_read_and_catches_up() {
-    if let Err(why) = netfilter::available() {
-        eprintln!("skipped: partitions need root and iptables ({why})");
+    if !netfilter::available_or_skip() {
         return;
     }
     let flags = NodeFlags {
@@ -192,31 +224,8 @@ fn an_isolated_leader_loses_no_acknowledged_write_serves_no_stale_read_and_catch
     wait_ms(6_000);
     drop(cut);
 
-    // A marker in every group, written after the heal: node 3 has caught up once its own
-    // state holds them all.
-    let markers: Vec<(Vec<u8>, String)> = (0..GROUPS)
-        .map(|g| (key_in(g, "marker"), format!("healed-{g}")))
-        .collect();
-    for (key, value) in &markers {
-        put(&bases, 4, key, value);
-    }
-    let caught_up = || {
-        markers.iter().all(|(key, value)| {
-            let outcome = read_at(&bases, CUT, key, Consistency::Stale);
-            matches!(&outcome, Outcome::Results(results)
-                if results[..] == [OpResult::Value(Bytes::from(value.clone()))])
-        })
-    };
-    let mut waited_ms = 0;
-    while !caught_up() {
-        assert!(
-            waited_ms < 30_000,
-            "node 3 did not catch up within 30 s of the heal"
-        );
-        wait_ms(100);
-        waited_ms += 100;
-    }
-    eprintln!("node 3 caught up {waited_ms} ms (to 100 ms) after the markers were acknowledged");
+    let markers = write_markers(&bases, 4);
+    wait_until_node_3_holds(&bases, &markers.iter().collect::<Vec<_>>(), 30_000);
 
     stop.store(true, Ordering::Relaxed);
     let mut acked = writer.join().expect("the writer never failed");
@@ -240,8 +249,7 @@ fn an_isolated_leader_loses_no_acknowledged_write_serves_no_stale_read_and_catch
 /// and must have installed a snapshot.
 #[test]
 fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_the_heal() {
-    if let Err(why) = netfilter::available() {
-        eprintln!("skipped: partitions need root and iptables ({why})");
+    if !netfilter::available_or_skip() {
         return;
     }
     let flags = NodeFlags {
@@ -261,32 +269,17 @@ fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_t
     let written: Vec<(Vec<u8>, String)> = (0..3000u64)
         .map(|i| (format!("bulk-{i}").into_bytes(), format!("{i:0>1000}")))
         .collect();
-    let to_write = written.clone();
-    with_client(&majority, 2, async move |client| {
-        for round in to_write.chunks(50) {
-            let batch = round
-                .iter()
-                .map(|(key, value)| {
-                    let op = Op::Put {
-                        key: Bytes::from(key.clone()),
-                        value: Bytes::from(value.clone()),
-                    };
-                    (vec![op], Consistency::Linearizable)
-                })
-                .collect();
-            for result in client.execute_batch(batch).await {
-                result.unwrap();
-            }
-        }
-    });
+    let pairs = written
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone().into_bytes()))
+        .collect();
+    put_all(&majority, 2, pairs);
     for id in 1..=2 {
         let core = cluster.dir.join(format!("node-{id}")).join("core-0");
-        let snapshots = std::fs::read_dir(&core)
-            .expect("core folder")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
-            .count();
-        assert!(snapshots > 0, "node {id} compacted nothing");
+        assert!(
+            files_ending(&core, ".snap") > 0,
+            "node {id} compacted nothing"
+        );
     }
     // Past the 5 s after which the silent connections close: node 3 heals onto new ones.
     while cut_at.elapsed() < Duration::from_secs(7) {
@@ -294,28 +287,9 @@ fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_t
     }
     drop(cut);
 
-    let markers: Vec<(Vec<u8>, String)> = (0..GROUPS)
-        .map(|g| (key_in(g, "marker"), format!("healed-{g}")))
-        .collect();
-    for (key, value) in &markers {
-        put(&bases, 3, key, value);
-    }
-    let sample = written.iter().step_by(97).chain(&markers);
-    let holds = |(key, value): &(Vec<u8>, String)| {
-        let outcome = read_at(&bases, CUT, key, Consistency::Stale);
-        matches!(&outcome, Outcome::Results(results)
-            if results[..] == [OpResult::Value(Bytes::from(value.clone()))])
-    };
-    let mut waited_ms = 0;
-    while !sample.clone().all(holds) {
-        assert!(
-            waited_ms < 60_000,
-            "node 3 did not catch up within 60 s of the heal"
-        );
-        wait_ms(100);
-        waited_ms += 100;
-    }
-    eprintln!("node 3 caught up {waited_ms} ms (to 100 ms) after the markers were acknowledged");
+    let markers = write_markers(&bases, 3);
+    let sample: Vec<_> = written.iter().step_by(97).chain(&markers).collect();
+    wait_until_node_3_holds(&bases, &sample, 60_000);
     assert!(
         cluster.log(CUT).contains("installed a snapshot"),
         "node 3 caught up without a snapshot: the test did not compact past it"
@@ -331,8 +305,7 @@ fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_t
 /// and the key must end at the number of swaps.
 #[test]
 fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
-    if let Err(why) = netfilter::available() {
-        eprintln!("skipped: partitions need root and iptables ({why})");
+    if !netfilter::available_or_skip() {
         return;
     }
     let cluster = start_with_flags("lost-answers", NodeFlags::default());

@@ -145,3 +145,36 @@ pub fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// Files directly in `dir` whose names end with `suffix`.
+pub fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes every (key, value) of `pairs` through a client of `bases`, in batches of 50.
+pub fn put_all(bases: &[String], seed: u64, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
+    with_client(bases, seed, async move |client| {
+        for round in pairs.chunks(50) {
+            let batch = round
+                .iter()
+                .map(|(key, value)| {
+                    let op = Op::Put {
+                        key: Bytes::from(key.clone()),
+                        value: Bytes::from(value.clone()),
+                    };
+                    (vec![op], Consistency::Linearizable)
+                })
+                .collect();
+            for result in client.execute_batch(batch).await {
+                result.unwrap();
+            }
+        }
+    });
+}

@@ -48,6 +48,17 @@ pub fn available() -> Result<(), String> {
     rule.map(|_| ())
 }
 
+/// Whether a test can make partitions; if not, says the test was skipped and why.
+pub fn available_or_skip() -> bool {
+    match available() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipped: partitions need root and iptables ({why})");
+            false
+        }
+    }
+}
+
 /// TCP on loopback to or from a port is dropped while this lives.
 pub struct Partition {
     chain: String,
