@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
-use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
     AppendRequest, AppendResponse, Config, Entry, EntryKind, GroupId, Heartbeat, HeartbeatResponse,
@@ -38,6 +38,8 @@ enum Event {
     SnapshotTaken(u64),
     /// A compaction handed the log these entries (their indexes) to free.
     Released(Vec<u64>),
+    /// The core told its peers whether its log can still grow.
+    SaidLogFull(bool),
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -170,6 +172,10 @@ impl CoreNet for RecordingNet {
     fn take_renewed(&mut self) -> Vec<u64> {
         Vec::new()
     }
+
+    fn set_log_full(&mut self, full: bool) {
+        self.0.borrow_mut().push(Event::SaidLogFull(full));
+    }
 }
 
 /// A core of node `id` running group 0 of a bootstrapped 3-node cluster.
@@ -256,10 +262,20 @@ fn from(sender: u64, to: u64, term: u64, body: MessageBody) -> Input {
         term: Term(term),
         body,
     };
-    Input::Peer(vec![Envelope {
+    let envelope = Envelope {
         group: GroupId(0),
         message,
-    }])
+    };
+    peer(sender, vec![envelope])
+}
+
+/// A batch of `envelopes` from node `sender`, whose log has room.
+fn peer(sender: u64, envelopes: Vec<Envelope>) -> Input {
+    Input::Peer {
+        from: sender,
+        log_full: false,
+        envelopes,
+    }
 }
 
 /// Run the loop over `inputs` and return what happened, in order.
@@ -297,46 +313,182 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
 
 /// Goal: a node whose log cannot grow (a full disk) takes in nothing it can refuse, and
 /// still does what costs no log room. Method: a follower's log says it is short of space; an
-/// append with an entry arrives (dropped: nothing staged, no answer, as a lost message), then
-/// a heartbeat (answered), then a client write (refused as busy, with the log's reason).
+/// append with a write arrives (dropped: nothing staged, no answer, as a lost message), then
+/// a heartbeat (answered), then TimeoutNow (dropped: it must not lead), then a client write
+/// (answered as by any follower: the leader's address, whose log may have room), then a new
+/// leader's empty entry (taken: a few bytes, and the leader cannot commit without it).
 #[test]
-fn a_log_short_of_space_drops_appends_and_refuses_writes_but_answers_heartbeats() {
+fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     let events = Events::default();
     let why = "cannot make the next WAL segment: no space".to_string();
     let (core, inbox) = core_of_groups(2, &events, (true, 0, false), Gate::new(true), 1, Some(why));
-    let append = empty_entry_2(LogIndex(1));
-    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let write = AppendRequest {
+        entries: vec![kib_write(1)],
+        ..empty_entry_2(LogIndex(1))
+    };
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(write)));
     let heartbeat = Heartbeat {
         commit: LogIndex(0),
         read_round: 1,
     };
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
+    inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
     let outbox = Inbox::new(16);
     inbox.push_now(Input::Connected {
         conn: 1,
         outbox: outbox.clone(),
     });
     inbox.push_now(put(1, 1));
+    let empty = empty_entry_2(LogIndex(1));
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(empty)));
     inbox.push_now(Input::Stop);
     block_on(core.run()).map(drop).unwrap();
     let events = events.take();
-    assert!(
-        !events.contains(&Event::Sent("AppendResponse")),
-        "{events:?}"
-    );
+    let acks = events
+        .iter()
+        .filter(|e| **e == Event::Sent("AppendResponse"))
+        .count();
+    assert_eq!(acks, 1, "only the empty entry is taken: {events:?}");
+    assert!(!events.contains(&Event::Sent("VoteRequest")), "{events:?}");
     assert!(
         events.contains(&Event::Sent("HeartbeatResponse")),
         "{events:?}"
     );
-    let mut answers = Vec::new();
-    let mut cx = Context::from_waker(Waker::noop());
-    let _ = outbox.poll_take_all(&mut cx, &mut answers);
-    let outcomes: Vec<Outcome> = answers.into_iter().flatten().map(|r| r.outcome).collect();
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::NotLeader { leader: 1, .. }]),
+        "{outcomes:?}"
+    );
+}
+
+type TestCore = Core<RecordingLog, RecordingNet>;
+
+/// Node 1, elected leader of group 0 with node 3's vote, its log acknowledged by node 3 (node
+/// 2 is silent), with a client connected as connection 1 (answers in the returned outbox).
+/// `short_of_space`: why its log cannot grow, if it cannot. Returns the core, its inbox, the
+/// outbox and the term.
+fn leader_1(
+    events: &Events,
+    short_of_space: Option<String>,
+) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
+    let log = (true, 0, false);
+    let (mut core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space);
+    let turn = |core: TestCore, input: Input| {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).unwrap()
+    };
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, Input::Tick);
+    }
+    let term = core.groups()[&0].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    core = turn(core, from(3, 1, term, vote));
+    assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
+    let last = core.groups()[&0].replica.last_index();
+    core = turn(
+        core,
+        from(3, 1, term, MessageBody::AppendResponse(ack(last))),
+    );
+    let outbox = Inbox::new(16);
+    let connected = Input::Connected {
+        conn: 1,
+        outbox: outbox.clone(),
+    };
+    core = turn(core, connected);
+    (core, inbox, outbox, term)
+}
+
+/// One loop run over `input`.
+fn turn(core: TestCore, inbox: &Inbox<Input>, input: Input) -> TestCore {
+    inbox.push_now(input);
+    inbox.push_now(Input::Stop);
+    block_on(core.run()).unwrap()
+}
+
+/// A heartbeat answer from `sender` to node 1 in `term`, in a batch that says whether
+/// `sender`'s log is full.
+fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {
+    let Input::Peer { envelopes, .. } = from(
+        sender,
+        1,
+        term,
+        MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }),
+    ) else {
+        unreachable!()
+    };
+    Input::Peer {
+        from: sender,
+        log_full,
+        envelopes,
+    }
+}
+
+/// Goal: a leader whose log cannot grow refuses writes, saying why, tells its peers, and
+/// hands its group to a voter that can take over, but not to one whose log is full too.
+/// Method: node 1's log is short of space from the start; it is elected with node 3's
+/// acknowledgements (node 2 is silent). A write is refused as busy. For 20 ticks (a look at
+/// the leaders) node 3 answers heartbeats saying its log is full: no TimeoutNow. For 20 more
+/// it says it has room: node 3 (the only one ready) is told to campaign.
+#[test]
+fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
+    let events = Events::default();
+    let why = "cannot make the next WAL segment: no space".to_string();
+    let (mut core, inbox, outbox, term) = leader_1(&events, Some(why));
+    assert!(events.borrow().contains(&Event::SaidLogFull(true)));
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
     assert!(
         matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
             if message.contains("no space")),
         "{outcomes:?}"
     );
+    for node_3_full in [true, false] {
+        events.borrow_mut().clear();
+        for _ in 0..20 {
+            core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(3, term, node_3_full));
+        }
+        let handed_over = events.borrow().contains(&Event::Sent("TimeoutNow"));
+        assert_eq!(handed_over, !node_3_full, "{:?}", events.borrow());
+    }
+}
+
+/// Goal: a leader with room refuses writes its voters cannot store, saying which, and takes
+/// them again once they can. Method: node 1 leads; nodes 2 and 3 say their logs are full: a
+/// write is refused as busy, naming both. Node 3 says it has room again: the next write is
+/// proposed (staged), not refused.
+#[test]
+fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(core, &inbox, heartbeat_answer(2, term, true));
+    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+            if message.contains("cannot grow") && message.contains("nodes 2, 3")),
+        "{outcomes:?}"
+    );
+    core = turn(core, &inbox, heartbeat_answer(3, term, false));
+    events.borrow_mut().clear();
+    core = turn(core, &inbox, put(1, 2));
+    assert_eq!(take_outcomes(&outbox), []);
+    assert!(
+        events.borrow().contains(&Event::Staged),
+        "{:?}",
+        events.borrow()
+    );
+    drop(core);
+}
+
+/// Every answer the core put into `outbox` so far.
+fn take_outcomes(outbox: &Inbox<Vec<Response>>) -> Vec<Outcome> {
+    let mut answers = Vec::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = outbox.poll_take_all(&mut cx, &mut answers);
+    answers.into_iter().flatten().map(|r| r.outcome).collect()
 }
 
 #[test]
@@ -391,7 +543,7 @@ fn a_group_with_no_ready_in_flight_begins_its_own_sync_while_another_is_in_fligh
     let gate = Gate::new(false);
     let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2, None);
     let append_to = |group: u32| {
-        let Input::Peer(mut envelopes) = from(
+        let Input::Peer { mut envelopes, .. } = from(
             1,
             2,
             2,
@@ -400,7 +552,7 @@ fn a_group_with_no_ready_in_flight_begins_its_own_sync_while_another_is_in_fligh
             unreachable!()
         };
         envelopes[0].group = GroupId(group);
-        Input::Peer(envelopes)
+        peer(1, envelopes)
     };
     inbox.push_now(append_to(0));
     let driver = async {
@@ -573,7 +725,7 @@ fn groups_due_together_snapshot_one_per_turn() {
     let events = Events::default();
     let log = (true, threshold, false);
     let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2, None);
-    inbox.push_now(Input::Peer(vec![append(0), append(1)]));
+    inbox.push_now(peer(1, vec![append(0), append(1)]));
     inbox.push_now(Input::Stop);
     core = block_on(core.run()).unwrap();
     assert_eq!(snapshots_taken(&events), [3], "one of the two");

@@ -170,3 +170,27 @@ fn nodes_on_separate_executors_exchange_both_ways() {
     assert_eq!(received_by_1, traffic(2, 1));
     assert_eq!(received_by_2, traffic(1, 2));
 }
+
+/// Goal: a core whose log cannot grow says so to its peers, and says so no more once it can.
+/// Method: node 1 sends node 2 a message, is told its log is full, sends one more, is told it
+/// has room, sends a third; node 2 sees the flag of each batch as it was when sent.
+#[test]
+fn a_full_log_is_said_in_the_batches_sent_while_it_is_full() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 2 starts");
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(2, node2.local_addr())]))
+            .expect("node 1 starts");
+        let mut seen = Vec::new();
+        for (index, full) in [(1, false), (2, true), (3, false)] {
+            node1.set_log_full(full);
+            let message = append(1, 2, 0, index, payload(1, 0, index));
+            node1.send(NodeId(2), message).expect("queued");
+            let batches = receive(&node2, 1, GUARD).await;
+            seen.extend(batches.iter().map(|b| b.sender_log_full));
+        }
+        assert_eq!(seen, [false, true, false]);
+        node1.close().await;
+        node2.close().await;
+    });
+}

@@ -167,7 +167,7 @@ fn table_append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
 
 fn appends(frame: &Bytes) -> Vec<cohort::raft::AppendRequest> {
     let decoded = decode_frame(frame).expect("well-formed");
-    let cohort::wire::DecodedFrame::Raft(envelopes) = decoded else {
+    let cohort::wire::DecodedFrame::Raft { envelopes, .. } = decoded else {
         panic!("a raft batch")
     };
     envelopes

@@ -30,7 +30,34 @@ fn every_message_kind_round_trips() {
         "the fixture must cover every MessageBody variant"
     );
     let decoded = decode_frame(&encode(&envelopes)).expect("valid frame");
-    assert_eq!(decoded, DecodedFrame::Raft(envelopes));
+    let sender_log_full = false;
+    assert_eq!(
+        decoded,
+        DecodedFrame::Raft {
+            envelopes,
+            sender_log_full
+        }
+    );
+}
+
+/// Goal: a core whose log cannot grow says so in every batch until it can again. Method: one
+/// encoder, told full then not, encodes three batches; each decodes with what it was told.
+#[test]
+fn the_sender_says_whether_its_log_is_full_in_every_batch() {
+    let envelopes = common::messages::one_of_every_kind();
+    let mut encoder = FrameEncoder::new();
+    for full in [true, true, false] {
+        encoder.set_sender_log_full(full);
+        encoder.encode_raft(envelopes.iter()).expect("encodes");
+        let frame = Bytes::from(encoder.to_frame_vec());
+        let Ok(DecodedFrame::Raft {
+            sender_log_full, ..
+        }) = decode_frame(&frame)
+        else {
+            panic!("expected a Raft frame");
+        };
+        assert_eq!(sender_log_full, full);
+    }
 }
 
 /// Goal: decoding copies no payload. Method: every entry, snapshot and proposal payload of a
@@ -38,7 +65,7 @@ fn every_message_kind_round_trips() {
 #[test]
 fn decoded_payloads_borrow_the_receive_buffer() {
     let frame = encode(&common::messages::one_of_every_kind());
-    let DecodedFrame::Raft(envelopes) = decode_frame(&frame).expect("valid frame") else {
+    let DecodedFrame::Raft { envelopes, .. } = decode_frame(&frame).expect("valid frame") else {
         panic!("expected a Raft frame");
     };
     let range = frame.as_ptr_range();
@@ -127,7 +154,8 @@ proptest! {
     #[test]
     fn random_batches_round_trip(batch in common::messages::batch()) {
         let decoded = decode_frame(&encode(&batch)).expect("valid frame");
-        prop_assert_eq!(decoded, DecodedFrame::Raft(batch));
+        let sender_log_full = false;
+        prop_assert_eq!(decoded, DecodedFrame::Raft { envelopes: batch, sender_log_full });
     }
 }
 

@@ -117,6 +117,10 @@ impl CoreNet for TransportNet {
             .map(|peer| peer.0)
             .collect()
     }
+
+    fn set_log_full(&mut self, full: bool) {
+        self.0.set_log_full(full);
+    }
 }
 
 fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
@@ -349,7 +353,12 @@ async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(),
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
     while let Some(inbound) = transport.recv().await {
-        if !inbox.push(Input::Peer(inbound.envelopes)).await {
+        let input = Input::Peer {
+            from: inbound.from.0,
+            log_full: inbound.sender_log_full,
+            envelopes: inbound.envelopes,
+        };
+        if !inbox.push(input).await {
             return;
         }
     }

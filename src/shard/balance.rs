@@ -7,6 +7,10 @@
 //! share and is following the group's log closely (recently heard from, replicating). Only a
 //! leader hands off, one group at a time per core, so every node doing this converges: the
 //! overloaded shed, the underloaded receive, and nobody gets more than its share.
+//!
+//! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
+//! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
+//! every batch, and they leave it out of the voters that could take over.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +61,20 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
             .find(|g| g.leader == me && g.ready_successors.contains(&taker))
             .map(|g| (g.group, taker))
     })
+}
+
+/// For a node whose log cannot grow: each group `me` leads, with the voter to hand it to (the
+/// first that could take over now), skipping `busy` groups (a handover under way).
+pub fn pick_evacuations(
+    me: u64,
+    groups: &[GroupView],
+    busy: impl Fn(u32) -> bool,
+) -> Vec<(u32, u64)> {
+    groups
+        .iter()
+        .filter(|g| g.leader == me && !busy(g.group))
+        .filter_map(|g| Some((g.group, *g.ready_successors.first()?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -159,5 +177,15 @@ mod tests {
         // one over, to the lower id of the two idle ones.
         let groups = vec![view(0, 3), view(1, 3)];
         assert_eq!(pick_handover(3, &groups, 0), Some((0, 1)));
+    }
+
+    #[test]
+    fn a_node_that_cannot_grow_its_log_hands_over_every_group_it_leads() {
+        let mut groups: Vec<GroupView> = (0..4).map(|g| view(g, 2)).collect();
+        groups[1].leader = 1;
+        groups[2].ready_successors = vec![];
+        // Group 2 has no voter ready to take over; group 3 is being handed over already.
+        let picks = pick_evacuations(2, &groups, |g| g == 3);
+        assert_eq!(picks, vec![(0, 1)]);
     }
 }

@@ -46,7 +46,7 @@ use crate::raft::{
 };
 use crate::wire::Envelope;
 
-use super::balance::{GroupView, pick_handover};
+use super::balance::{GroupView, pick_evacuations, pick_handover};
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::membership;
@@ -110,6 +110,9 @@ pub trait CoreNet {
     /// The peers whose connection was renewed since the last call: what was in flight to
     /// them may be lost.
     fn take_renewed(&mut self) -> Vec<u64>;
+    /// Tell the peers, from now on, whether this core's log can no longer grow (they then
+    /// hand it no group and do not count on it to store writes).
+    fn set_log_full(&mut self, full: bool);
 }
 
 /// Handovers a `cohort leader transfer` may take: Raft gives one up after an election
@@ -128,8 +131,12 @@ struct Transfer {
 
 /// Everything that reaches the loop.
 pub enum Input {
-    /// Raft messages from a peer's same core.
-    Peer(Vec<Envelope>),
+    /// Raft messages from a peer's same core, and whether that core's log can no longer grow.
+    Peer {
+        from: u64,
+        log_full: bool,
+        envelopes: Vec<Envelope>,
+    },
     /// A client connection opened; its replies go to `outbox`.
     Connected {
         conn: ConnId,
@@ -221,6 +228,11 @@ pub struct Core<L: CoreLog, N> {
     ticks: u64,
     /// Transfers asked for and not finished.
     transfers: Vec<Transfer>,
+    /// The peers whose same core said, in its last batch, that its log cannot grow: they
+    /// take no new entries and will not lead (see [`CoreNet::set_log_full`]).
+    peers_log_full: BTreeSet<u64>,
+    /// What this core last told its peers about its own log.
+    said_log_full: bool,
     /// Membership changes proposed and not finished: (change, give up after this tick, reply).
     member_changes: Vec<(MemberChange, u64, Inbox<MemberOutcome>)>,
     /// Called with every member's base address (the union over this core's groups) when a
@@ -253,6 +265,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             on_role,
             ticks: 0,
             transfers: Vec::new(),
+            peers_log_full: BTreeSet::new(),
+            said_log_full: false,
             member_changes: Vec::new(),
             on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
@@ -369,6 +383,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         self.log
             .maintain()
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
+        let log_full = self.log.short_of_space().is_some();
+        if log_full != self.said_log_full {
+            self.net.set_log_full(log_full);
+            self.said_log_full = log_full;
+        }
         for group in self.log.groups_holding_old_segments() {
             self.snapshot(group.0);
         }
@@ -385,7 +404,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     fn handle(&mut self, input: Input, answers: &mut Vec<Answer>) -> bool {
         match input {
-            Input::Peer(envelopes) => {
+            Input::Peer {
+                from,
+                log_full,
+                envelopes,
+            } => {
+                if log_full {
+                    self.peers_log_full.insert(from);
+                } else {
+                    self.peers_log_full.remove(&from);
+                }
                 for Envelope { group, message } in envelopes {
                     if needs_log_room(&message.body) && self.log.short_of_space().is_some() {
                         // Dropped, like any message Raft may lose: the leader sends it again.
@@ -436,26 +464,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::Requests { conn, requests } => {
                 for request in requests {
                     match request {
-                        Ok(request)
-                            if !request.command.is_read_only()
-                                && let Some(why) = self.log.short_of_space() =>
-                        {
-                            let message = format!(
-                                "node {} takes no writes while it cannot grow its log: {why}",
-                                self.shape.node_id
-                            );
-                            answers.push(Answer {
-                                conn,
-                                response: Response {
-                                    client_id: request.command.client_id,
-                                    sequence: request.command.sequence,
-                                    outcome: Outcome::Error {
-                                        code: ErrorCode::Busy,
-                                        message,
-                                    },
-                                },
-                            });
-                        }
                         Ok(request) => self.route(conn, request, answers),
                         Err(refused) => answers.push(Answer {
                             conn,
@@ -501,7 +509,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.finish_member_changes();
                 let every = u64::from(self.shape.balance_every_ticks.max(1));
                 if self.ticks % every == 0 {
-                    self.balance_leaders();
+                    self.hand_over_leaders();
                 }
             }
             Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
@@ -626,13 +634,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Hand one group's leadership to another node if this node leads too many of this core's
-    /// groups ([`super::balance`]).
-    fn balance_leaders(&mut self) {
-        let Some(margin) = self.shape.leader_balance_margin else {
-            return;
-        };
+    /// Hand groups to other nodes ([`super::balance`]): every group this node leads while
+    /// its log cannot grow, else one group if this node leads too many of this core's.
+    fn hand_over_leaders(&mut self) {
         let me = self.shape.node_id;
+        let peers_log_full = &self.peers_log_full;
         let views: Vec<GroupView> = self
             .groups
             .iter()
@@ -644,6 +650,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .filter(|p| p.recent_active && p.state == ProgressState::Replicate)
                     // A learner cannot take over: it does not vote.
                     .filter(|p| status.conf_state.voters.contains(&p.id))
+                    .filter(|p| !peers_log_full.contains(&p.id.0))
                     .map(|p| p.id.0)
                     .collect();
                 GroupView {
@@ -653,18 +660,69 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
             })
             .collect();
-        let Some((group, to)) = pick_handover(me, &views, margin) else {
-            return;
+        let short = self.log.short_of_space().is_some();
+        let picks = if short {
+            let groups = &self.groups;
+            pick_evacuations(me, &views, |group| {
+                groups[&group].replica.lead_transferee().is_some()
+            })
+        } else if let Some(margin) = self.shape.leader_balance_margin {
+            pick_handover(me, &views, margin).into_iter().collect()
+        } else {
+            Vec::new()
         };
-        let replica = &mut self
-            .groups
-            .get_mut(&group)
-            .expect("a group of this core")
-            .replica;
-        match replica.transfer_leader(NodeId(to)) {
-            Ok(()) => tracing::info!(group, to, "leader balance: handing the group over"),
-            Err(error) => tracing::debug!(group, to, %error, "leader balance: no handover"),
+        let why = if short {
+            "this node cannot grow its log"
+        } else {
+            "leader balance"
+        };
+        for (group, to) in picks {
+            let replica = &mut self
+                .groups
+                .get_mut(&group)
+                .expect("a group of this core")
+                .replica;
+            match replica.transfer_leader(NodeId(to)) {
+                Ok(()) => tracing::info!(group, to, "{why}: handing the group over"),
+                Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
+            }
         }
+    }
+
+    /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
+    /// or those of a majority of its voters (as their batches say) cannot, so the write
+    /// could not commit.
+    fn no_room_for_writes(&self, id: u32, group: &Group) -> Option<String> {
+        let me = self.shape.node_id;
+        if let Some(why) = self.log.short_of_space() {
+            return Some(format!(
+                "node {me} takes no writes while it cannot grow its log: {why}"
+            ));
+        }
+        if self.peers_log_full.is_empty() {
+            return None;
+        }
+        let conf = group.replica.conf_state();
+        let full = |voter: &NodeId| self.peers_log_full.contains(&voter.0);
+        let stuck = [&conf.voters, &conf.voters_outgoing]
+            .into_iter()
+            .any(|voters| voters.iter().filter(|v| full(v)).count() * 2 >= voters.len().max(1));
+        stuck.then(|| {
+            let nodes: Vec<String> = conf
+                .voters
+                .iter()
+                .chain(&conf.voters_outgoing)
+                .filter(|v| full(v))
+                .map(|v| v.0.to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            format!(
+                "node {me} takes no writes for group {id}: a majority of its voters cannot grow \
+                 their logs (nodes {} say so: a full disk?)",
+                nodes.join(", ")
+            )
+        })
     }
 
     /// Hand a request to the group that owns all of its keys.
@@ -692,6 +750,23 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 "the keys of one request must belong to one group".to_string(),
             ));
             return;
+        }
+        // A follower answers as always (the leader's address), full log or not.
+        let no_room = self
+            .groups
+            .get(&group)
+            .filter(|g| !request.command.is_read_only() && g.replica.role() == Role::Leader)
+            .and_then(|g| self.no_room_for_writes(group, g));
+        if let Some(message) = no_room {
+            let response = Response {
+                client_id: request.command.client_id,
+                sequence: request.command.sequence,
+                outcome: Outcome::Error {
+                    code: ErrorCode::Busy,
+                    message,
+                },
+            };
+            return answers.push(Answer { conn, response });
         }
         match self.groups.get_mut(&group) {
             Some(g) => g.handle(conn, request, answers),
@@ -944,11 +1019,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 }
 
-/// A message that would put new entries or a snapshot into the log.
+/// A message that would put new entries or a snapshot into the log, or ask this node to
+/// lead (a leader that takes no writes serves nobody). A new leader's empty entry (a few
+/// dozen bytes per election) is taken even so: without it, a leader elected while its
+/// followers' logs are full could never commit in its term, nor serve a linearizable read.
 fn needs_log_room(body: &MessageBody) -> bool {
     match body {
-        MessageBody::AppendRequest(append) => !append.entries.is_empty(),
-        MessageBody::SnapshotChunk(_) | MessageBody::InstallSnapshot(_) => true,
+        MessageBody::AppendRequest(append) => {
+            append.entries.iter().any(|e| e.kind != EntryKind::Empty)
+        }
+        MessageBody::SnapshotChunk(_)
+        | MessageBody::InstallSnapshot(_)
+        | MessageBody::TimeoutNow => true,
         _ => false,
     }
 }

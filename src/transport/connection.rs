@@ -76,7 +76,7 @@ async fn receive_handshake<S: AsyncRead + Unpin>(
 fn frame_kind(frame: &DecodedFrame) -> &'static str {
     match frame {
         DecodedFrame::Handshake(_) => "handshake",
-        DecodedFrame::Raft(_) => "raft batch",
+        DecodedFrame::Raft { .. } => "raft batch",
         DecodedFrame::ClientRequests => "client request",
         DecodedFrame::ClientResponses => "client response",
     }
@@ -212,8 +212,11 @@ async fn read_loop(
 /// Decodes one frame and hands its messages to the inbox, waiting while the inbox is full
 /// (which stops this reader, and TCP then stops the peer).
 async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), CloseReason> {
-    let envelopes = match decode_frame(frame)? {
-        DecodedFrame::Raft(envelopes) => envelopes,
+    let (envelopes, sender_log_full) = match decode_frame(frame)? {
+        DecodedFrame::Raft {
+            envelopes,
+            sender_log_full,
+        } => (envelopes, sender_log_full),
         other => {
             return Err(CloseReason::FrameUnexpected {
                 kind: frame_kind(&other),
@@ -241,6 +244,7 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
     let inbound = Inbound {
         from: peer,
         envelopes,
+        sender_log_full,
     };
     shared
         .inbox
@@ -260,6 +264,7 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
         }
         peer.queue.borrow_mut().take_into(&mut batch);
         peer.room.notify();
+        writer.set_sender_log_full(shared.log_full.get());
         let outcome = match writer.write_batch(&mut stream, &batch).await {
             Ok(outcome) => outcome,
             Err(error) => return error.into(),

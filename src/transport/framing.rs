@@ -171,6 +171,11 @@ impl FrameWriter {
         }
     }
 
+    /// Say in every batch from now on whether this core's log can no longer grow.
+    pub fn set_sender_log_full(&mut self, full: bool) {
+        self.encoder.set_sender_log_full(full);
+    }
+
     /// Encodes `batch` into as few frames as the frame bounds allow and writes each with one
     /// write. A batch within [`RAFT_MESSAGES_PER_FRAME_MAX`] messages and
     /// [`FRAME_PAYLOAD_BYTES_TARGET`] payload bytes (one loop turn of a healthy peer) is one

@@ -168,6 +168,7 @@ impl Transport {
             handshakes_pending: Cell::new(0),
             stats: Cell::default(),
             renewed: RefCell::default(),
+            log_full: Cell::new(false),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();
@@ -261,6 +262,12 @@ impl Transport {
     /// the one before may be lost (a sender that waits for acknowledgements resends now).
     pub fn take_renewed(&self) -> BTreeSet<NodeId> {
         std::mem::take(&mut *self.shared.renewed.borrow_mut())
+    }
+
+    /// Tell every peer, in each batch from now on, whether this core's log can no longer grow
+    /// (a full disk): they then hand it no group and do not count on it to store writes.
+    pub fn set_log_full(&self, full: bool) {
+        self.shared.log_full.set(full);
     }
 
     /// Whether a connection to `peer` has completed its handshake and not failed since.

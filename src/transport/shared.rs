@@ -24,6 +24,8 @@ use super::signal::{Notify, Stop};
 pub struct Inbound {
     pub from: NodeId,
     pub envelopes: Vec<Envelope>,
+    /// The sending core's log can no longer grow (see [`super::Transport::set_log_full`]).
+    pub sender_log_full: bool,
 }
 
 /// Counters of one transport since it started (see [`super::Transport::stats`]).
@@ -91,6 +93,8 @@ pub(super) struct Shared {
     /// Peers with a connection established since [`super::Transport::take_renewed`] last
     /// asked (a set: bounded by the peers, whether anyone asks or not).
     pub renewed: RefCell<BTreeSet<NodeId>>,
+    /// Said to every peer in each batch: see [`super::Transport::set_log_full`].
+    pub log_full: Cell<bool>,
 }
 
 impl Shared {

@@ -138,7 +138,11 @@ impl Columns {
 
     /// Writes the columns into `fbb` and returns the batch. A batch of tables alone leaves
     /// out `order`, which then means "`messages`, in order".
-    pub(super) fn build(&self, fbb: &mut Builder) -> WIPOffset<fb::RaftBatch<'static>> {
+    pub(super) fn build(
+        &self,
+        fbb: &mut Builder,
+        sender_log_full: bool,
+    ) -> WIPOffset<fb::RaftBatch<'static>> {
         let columnar = self.order.len() > self.tables.len();
         let args = fb::RaftBatchArgs {
             messages: (!self.tables.is_empty()).then(|| fbb.create_vector(&self.tables)),
@@ -151,6 +155,7 @@ impl Columns {
             heartbeats: (!self.heartbeats.is_empty()).then(|| fbb.create_vector(&self.heartbeats)),
             heartbeat_responses: (!self.heartbeat_responses.is_empty())
                 .then(|| fbb.create_vector(&self.heartbeat_responses)),
+            sender_log_full,
         };
         fb::RaftBatch::create(fbb, &args)
     }
@@ -414,7 +419,7 @@ mod tests {
 
     fn decoded(frame: Vec<u8>) -> Vec<Envelope> {
         match decode_frame(&Bytes::from(frame)) {
-            Ok(DecodedFrame::Raft(envelopes)) => envelopes,
+            Ok(DecodedFrame::Raft { envelopes, .. }) => envelopes,
             other => panic!("a raft batch, not {other:?}"),
         }
     }
@@ -433,7 +438,7 @@ mod tests {
                     let table = encode_message(fbb, &mut scratch, &mut proposals, envelope);
                     columns.push_table(table);
                 }
-                let batch = columns.build(fbb);
+                let batch = columns.build(fbb, false);
                 (fb::FrameBody::RaftBatch, batch.as_union_value())
             })
             .expect("encodes");

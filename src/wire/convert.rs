@@ -237,8 +237,12 @@ impl std::error::Error for EncodeError {}
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodedFrame {
     Handshake(Handshake),
-    /// The messages of one peer core's loop turn, for any number of groups.
-    Raft(Vec<Envelope>),
+    /// The messages of one peer core's loop turn, for any number of groups, and whether that
+    /// core's log can no longer grow (see [`FrameEncoder::set_sender_log_full`]).
+    Raft {
+        envelopes: Vec<Envelope>,
+        sender_log_full: bool,
+    },
     /// Client traffic: verified, but not converted here (the client server reads the
     /// tables in place with [`open_frame`]).
     ClientRequests,
@@ -256,7 +260,10 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
         }
         fb::FrameBody::RaftBatch => {
             let batch = root.body_as_raft_batch().ok_or(FrameError::BodyUnknown)?;
-            Ok(DecodedFrame::Raft(batch::decode_raft_batch(frame, batch)?))
+            Ok(DecodedFrame::Raft {
+                envelopes: batch::decode_raft_batch(frame, batch)?,
+                sender_log_full: batch.sender_log_full(),
+            })
         }
         fb::FrameBody::ClientRequestBatch => Ok(DecodedFrame::ClientRequests),
         fb::FrameBody::ClientResponseBatch => Ok(DecodedFrame::ClientResponses),
@@ -493,6 +500,8 @@ pub struct FrameEncoder {
     columns: Columns,
     scratch: AppendScratch,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
+    /// Said in every Raft batch: see [`FrameEncoder::set_sender_log_full`].
+    sender_log_full: bool,
 }
 
 impl Default for FrameEncoder {
@@ -510,6 +519,7 @@ impl FrameEncoder {
             columns: Columns::default(),
             scratch: AppendScratch::default(),
             proposals: Vec::new(),
+            sender_log_full: false,
         }
     }
 
@@ -605,6 +615,12 @@ impl FrameEncoder {
         })
     }
 
+    /// Say in every Raft batch from now on whether the sending core's log can no longer grow
+    /// (a full disk): its peers then hand it no group and do not count on it to store writes.
+    pub fn set_sender_log_full(&mut self, full: bool) {
+        self.sender_log_full = full;
+    }
+
     /// Encodes the messages of any number of groups into one frame.
     pub fn encode_raft<'a>(
         &mut self,
@@ -640,7 +656,7 @@ impl FrameEncoder {
                 self.columns.push_table(table);
             }
         }
-        let batch = self.columns.build(&mut self.fbb);
+        let batch = self.columns.build(&mut self.fbb, self.sender_log_full);
         self.finish(fb::FrameBody::RaftBatch, batch.as_union_value())
     }
 }

@@ -6135,6 +6135,7 @@ impl<'a> RaftBatch<'a> {
   pub const VT_APPEND_RESPONSES: ::flatbuffers::VOffsetT = 14;
   pub const VT_HEARTBEATS: ::flatbuffers::VOffsetT = 16;
   pub const VT_HEARTBEAT_RESPONSES: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SENDER_LOG_FULL: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6154,6 +6155,7 @@ impl<'a> RaftBatch<'a> {
     if let Some(x) = args.appends { builder.add_appends(x); }
     if let Some(x) = args.order { builder.add_order(x); }
     if let Some(x) = args.messages { builder.add_messages(x); }
+    builder.add_sender_log_full(args.sender_log_full);
     builder.finish()
   }
 
@@ -6214,6 +6216,13 @@ impl<'a> RaftBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, HeartbeatResponseRecord>>>(RaftBatch::VT_HEARTBEAT_RESPONSES, None)}
   }
+  #[inline]
+  pub fn sender_log_full(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(RaftBatch::VT_SENDER_LOG_FULL, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RaftBatch<'_> {
@@ -6230,6 +6239,7 @@ impl ::flatbuffers::Verifiable for RaftBatch<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, AppendResponseRecord>>>("append_responses", Self::VT_APPEND_RESPONSES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, HeartbeatRecord>>>("heartbeats", Self::VT_HEARTBEATS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, HeartbeatResponseRecord>>>("heartbeat_responses", Self::VT_HEARTBEAT_RESPONSES, false)?
+     .visit_field::<bool>("sender_log_full", Self::VT_SENDER_LOG_FULL, false)?
      .finish();
     Ok(())
   }
@@ -6243,6 +6253,7 @@ pub struct RaftBatchArgs<'a> {
     pub append_responses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, AppendResponseRecord>>>,
     pub heartbeats: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, HeartbeatRecord>>>,
     pub heartbeat_responses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, HeartbeatResponseRecord>>>,
+    pub sender_log_full: bool,
 }
 impl<'a> Default for RaftBatchArgs<'a> {
   #[inline]
@@ -6256,6 +6267,7 @@ impl<'a> Default for RaftBatchArgs<'a> {
       append_responses: None,
       heartbeats: None,
       heartbeat_responses: None,
+      sender_log_full: false,
     }
   }
 }
@@ -6298,6 +6310,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftBatchBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RaftBatch::VT_HEARTBEAT_RESPONSES, heartbeat_responses);
   }
   #[inline]
+  pub fn add_sender_log_full(&mut self, sender_log_full: bool) {
+    self.fbb_.push_slot::<bool>(RaftBatch::VT_SENDER_LOG_FULL, sender_log_full, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RaftBatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RaftBatchBuilder {
@@ -6323,6 +6339,7 @@ impl ::core::fmt::Debug for RaftBatch<'_> {
       ds.field("append_responses", &self.append_responses());
       ds.field("heartbeats", &self.heartbeats());
       ds.field("heartbeat_responses", &self.heartbeat_responses());
+      ds.field("sender_log_full", &self.sender_log_full());
       ds.finish()
   }
 }
