@@ -15,7 +15,7 @@ use std::time::Duration;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientOptions};
 use cohort::proto::client::Consistency;
-use common::cluster::{GROUPS, finish, leaders_per_node, wait_for_leaders, wait_ms};
+use common::cluster::{GROUPS, cohort_cli, finish, leaders_per_node, wait_for_leaders, wait_ms};
 use common::tmpfs::Tmpfs;
 
 const DISK_MIB: u64 = 16;
@@ -208,10 +208,10 @@ fn write_past_node_3_filling(
 /// Goal: one full disk does not stop the cluster's writes. Method: node 3's data folder on a
 /// 16 MiB tmpfs, the others on the test machine's disk; 6 groups, two led by each node.
 /// Write 8 KiB values until node 3 says its disk is full, then 1,000 more: each must be
-/// acknowledged within 5 s, so the groups node 3 led must have moved to nodes 1 and 2, and
-/// node 3 must lead nothing while it has no room. Everything reads back. Then grow node 3's
-/// disk: it says so to its peers in its next batches, catches up, and the leader balance
-/// hands it its share again.
+/// acknowledged within 5 s, so the groups node 3 led must have moved to nodes 1 and 2. Node
+/// 3 must lead nothing while it has no room, and `cohort status` must say why. Everything
+/// reads back. Then grow node 3's disk: it says so to its peers in its next batches, catches
+/// up, and the leader balance hands it its share again.
 #[test]
 fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_writes() {
     let dir = std::env::temp_dir().join(format!("cohort-test-onefull-{}", std::process::id()));
@@ -246,6 +246,13 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
     assert!(
         led.as_ref().is_some_and(|led| !led.contains_key(&3)),
         "node 3 still leads with a full disk: {led:?}"
+    );
+    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("3    0    takes no writes: its log cannot grow")
+            && status.contains("No space left on device"),
+        "cohort status does not say node 3's log is full:\n{status}"
     );
     read_back(&bases, 12, 0..written, None);
     assert_eq!(cluster.exited(), Vec::<String>::new(), "a node stopped");

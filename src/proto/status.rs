@@ -38,6 +38,9 @@ pub struct CoreRows {
     pub node_id: u64,
     pub core: u16,
     pub groups: Vec<GroupRow>,
+    /// Why the core's log cannot grow (a full disk), if it cannot: it then takes no writes
+    /// and leads no group.
+    pub log_full: Option<String>,
 }
 
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
@@ -136,10 +139,12 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
             groups.push(fb::GroupStatus::create(fbb, &args));
         }
         let groups = Some(fbb.create_vector(&groups));
+        let log_full = rows.log_full.as_deref().map(|why| fbb.create_string(why));
         let args = fb::CoreStatusArgs {
             node_id: rows.node_id,
             core: rows.core,
             groups,
+            log_full,
         };
         let table = fb::CoreStatus::create(fbb, &args);
         (fb::FrameBody::CoreStatus, table.as_union_value())
@@ -184,6 +189,7 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
         node_id: table.node_id(),
         core: table.core(),
         groups,
+        log_full: table.log_full().map(str::to_string),
     })
 }
 
@@ -192,6 +198,12 @@ pub fn render(cores: &[CoreRows]) -> String {
     let mut out =
         String::from("node core group role          leader term   commit     applied    last\n");
     for core in cores {
+        if let Some(why) = &core.log_full {
+            out += &format!(
+                "{:<4} {:<4} takes no writes: its log cannot grow: {why}\n",
+                core.node_id, core.core
+            );
+        }
         for g in &core.groups {
             out += &format!(
                 "{:<4} {:<4} {:<5} {:<13} {:<6} {:<6} {:<10} {:<10} {}\n",
@@ -244,11 +256,24 @@ mod tests {
                 learners: vec![4],
                 joint: true,
             }],
+            log_full: None,
         };
         let mut encoder = FrameEncoder::new();
         encode_status(&mut encoder, &rows).unwrap();
         let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
         assert_eq!(decoded, rows);
         assert!(render(&[decoded]).contains("replicate"));
+        let full = CoreRows {
+            log_full: Some("cannot make the next WAL segment: No space left".to_string()),
+            ..rows
+        };
+        encode_status(&mut encoder, &full).unwrap();
+        let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
+        assert_eq!(decoded, full);
+        let table = render(&[decoded]);
+        assert!(
+            table.contains("2    1    takes no writes: its log cannot grow: cannot make"),
+            "{table}"
+        );
     }
 }

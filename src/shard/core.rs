@@ -488,6 +488,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     node_id: self.shape.node_id,
                     core: self.shape.core,
                     groups,
+                    log_full: self.log.short_of_space().map(str::to_string),
                 });
             }
             Input::Tick => {

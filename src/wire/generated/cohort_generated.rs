@@ -9413,6 +9413,7 @@ impl<'a> CoreStatus<'a> {
   pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
   pub const VT_CORE: ::flatbuffers::VOffsetT = 6;
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LOG_FULL: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9425,6 +9426,7 @@ impl<'a> CoreStatus<'a> {
   ) -> ::flatbuffers::WIPOffset<CoreStatus<'bldr>> {
     let mut builder = CoreStatusBuilder::new(_fbb);
     builder.add_node_id(args.node_id);
+    if let Some(x) = args.log_full { builder.add_log_full(x); }
     if let Some(x) = args.groups { builder.add_groups(x); }
     builder.add_core(args.core);
     builder.finish()
@@ -9452,6 +9454,13 @@ impl<'a> CoreStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus>>>>(CoreStatus::VT_GROUPS, None)}
   }
+  #[inline]
+  pub fn log_full(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CoreStatus::VT_LOG_FULL, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CoreStatus<'_> {
@@ -9463,6 +9472,7 @@ impl ::flatbuffers::Verifiable for CoreStatus<'_> {
      .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
      .visit_field::<u16>("core", Self::VT_CORE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupStatus>>>>("groups", Self::VT_GROUPS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("log_full", Self::VT_LOG_FULL, false)?
      .finish();
     Ok(())
   }
@@ -9471,6 +9481,7 @@ pub struct CoreStatusArgs<'a> {
     pub node_id: u64,
     pub core: u16,
     pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus<'a>>>>>,
+    pub log_full: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for CoreStatusArgs<'a> {
   #[inline]
@@ -9479,6 +9490,7 @@ impl<'a> Default for CoreStatusArgs<'a> {
       node_id: 0,
       core: 0,
       groups: None,
+      log_full: None,
     }
   }
 }
@@ -9501,6 +9513,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CoreStatusBuilder<'a, 'b, A> 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_GROUPS, groups);
   }
   #[inline]
+  pub fn add_log_full(&mut self, log_full: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_LOG_FULL, log_full);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CoreStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CoreStatusBuilder {
@@ -9521,6 +9537,7 @@ impl ::core::fmt::Debug for CoreStatus<'_> {
       ds.field("node_id", &self.node_id());
       ds.field("core", &self.core());
       ds.field("groups", &self.groups());
+      ds.field("log_full", &self.log_full());
       ds.finish()
   }
 }
