@@ -483,6 +483,40 @@ fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs
     drop(core);
 }
 
+/// Goal: `cohort leader transfer` to a node whose log is full is refused at once, saying
+/// why, rather than after three election timeouts. Method: node 1 leads; node 3 says its log
+/// is full: a transfer to it fails at once. Node 3 says it has room: the next transfer sends
+/// it TimeoutNow.
+#[test]
+fn a_transfer_to_a_node_whose_log_is_full_is_refused_at_once() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    for node_3_full in [true, false] {
+        core = turn(core, &inbox, heartbeat_answer(3, term, node_3_full));
+        events.borrow_mut().clear();
+        let reply = Inbox::new(1);
+        let transfer = Input::TransferLeader {
+            group: 0,
+            to: 3,
+            reply: reply.clone(),
+        };
+        core = turn(core, &inbox, transfer);
+        let mut outcomes = Vec::new();
+        block_on(futures_lite::future::poll_once(
+            reply.take_all(&mut outcomes),
+        ));
+        if node_3_full {
+            assert!(
+                matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
+                "{outcomes:?}"
+            );
+        } else {
+            assert!(outcomes.is_empty(), "{outcomes:?}");
+            assert!(events.borrow().contains(&Event::Sent("TimeoutNow")));
+        }
+    }
+}
+
 /// Every answer the core put into `outbox` so far.
 fn take_outcomes(outbox: &Inbox<Vec<Response>>) -> Vec<Outcome> {
     let mut answers = Vec::new();

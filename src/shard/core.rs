@@ -526,6 +526,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             reply.push_now(TransferOutcome::Failed(why));
             return;
         };
+        if self.peers_log_full.contains(&to) && g.replica.role() == Role::Leader {
+            let why = format!(
+                "node {to} says its log cannot grow (a full disk?): it takes no group until it can"
+            );
+            reply.push_now(TransferOutcome::Failed(why));
+            return;
+        }
         match g.replica.transfer_leader(NodeId(to)) {
             Ok(()) => {
                 self.transfers.push(Transfer {
