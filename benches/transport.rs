@@ -66,12 +66,13 @@ fn envelope(payload: &Bytes, index: u64) -> Envelope {
             body: MessageBody::AppendRequest(AppendRequest {
                 prev_log_index: LogIndex(index - 1),
                 prev_log_term: Term(3),
-                entries: vec![Entry {
+                entries: [Entry {
                     term: Term(3),
                     index: LogIndex(index),
                     kind: EntryKind::Normal,
                     data: payload.clone(),
-                }],
+                }]
+                .into(),
                 commit: LogIndex(index - 1),
             }),
         },

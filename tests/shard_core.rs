@@ -323,7 +323,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     let why = "cannot make the next WAL segment: no space".to_string();
     let (core, inbox) = core_of_groups(2, &events, (true, 0, false), Gate::new(true), 1, Some(why));
     let write = AppendRequest {
-        entries: vec![kib_write(1)],
+        entries: vec![kib_write(1)].into(),
         ..empty_entry_2(LogIndex(1))
     };
     inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(write)));
@@ -709,7 +709,7 @@ fn two_kib_writes() -> AppendRequest {
     AppendRequest {
         prev_log_index: LogIndex(1),
         prev_log_term: Term(1),
-        entries: vec![kib_write(1), kib_write(2)],
+        entries: vec![kib_write(1), kib_write(2)].into(),
         commit: LogIndex(3),
     }
 }
@@ -834,7 +834,7 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
         let body = MessageBody::AppendRequest(AppendRequest {
             prev_log_index: LogIndex(first - 1),
             prev_log_term: prev_term,
-            entries,
+            entries: entries.into(),
             commit: last,
         });
         from(1, 2, 2, body)

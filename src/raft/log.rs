@@ -170,18 +170,22 @@ impl RaftLog {
 
     /// Entries from `from` on, at most `entries_max` and (past the first) `bytes_max` bytes.
     /// Payloads are shared, not copied. `from` must be above the snapshot.
-    pub(crate) fn slice(&self, from: LogIndex, entries_max: usize, bytes_max: u64) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
+    pub(crate) fn slice<C: Default + Extend<Entry>>(
+        &self,
+        from: LogIndex,
+        entries_max: usize,
+        bytes_max: u64,
+    ) -> C {
+        let mut out = C::default();
+        let (mut count, mut bytes) = (0, 0);
         let mut index = from;
         while let Some(entry) = self.entry(index) {
-            if out.len() == entries_max
-                || (!out.is_empty() && bytes + entry.size_bytes() > bytes_max)
-            {
+            if count == entries_max || (count > 0 && bytes + entry.size_bytes() > bytes_max) {
                 break;
             }
             bytes += entry.size_bytes();
-            out.push(entry.clone());
+            count += 1;
+            out.extend(std::iter::once(entry.clone()));
             index = index.next();
         }
         out
@@ -390,15 +394,18 @@ mod tests {
     #[test]
     fn slice_respects_entry_and_byte_limits() {
         let log = log_with_terms(&[1; 10]);
-        assert_eq!(log.slice(LogIndex(1), 3, u64::MAX).len(), 3);
+        assert_eq!(log.slice::<Vec<Entry>>(LogIndex(1), 3, u64::MAX).len(), 3);
         let one = entry(1, 1).size_bytes();
-        assert_eq!(log.slice(LogIndex(1), 100, one * 2).len(), 2);
+        assert_eq!(log.slice::<Vec<Entry>>(LogIndex(1), 100, one * 2).len(), 2);
         assert_eq!(
-            log.slice(LogIndex(1), 100, 1).len(),
+            log.slice::<Vec<Entry>>(LogIndex(1), 100, 1).len(),
             1,
             "one entry always travels"
         );
-        assert!(log.slice(LogIndex(11), 100, u64::MAX).is_empty());
+        assert!(
+            log.slice::<Vec<Entry>>(LogIndex(11), 100, u64::MAX)
+                .is_empty()
+        );
     }
 
     #[test]

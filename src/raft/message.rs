@@ -5,6 +5,10 @@ use bytes::Bytes;
 
 use super::types::{Entry, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
+/// An append's entries: one is held inline (a turn's writes to a group are one entry), more
+/// spill to the heap.
+pub type AppendEntries = smallvec::SmallVec<[Entry; 1]>;
+
 /// One message between two replicas of the same group. The group itself is not named here:
 /// the shard that drives the core knows which group a message belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,8 +21,11 @@ pub struct Message {
 }
 
 // Messages move by value through the core's outbox, the shard and the transport's queues:
-// keep them small (the big, rare kinds are boxed).
-const _: () = assert!(std::mem::size_of::<Message>() <= 80);
+// keep them small (the big, rare kinds are boxed). An append holds one entry inline, which
+// makes a message 120 bytes instead of 80: moving 40 more bytes costs far less than the
+// allocation and free it saves per append on both sides (`cargo bench --bench transport`:
+// verify + decode of 64 B appends 15.9 → 25.6 M/s on one core).
+const _: () = assert!(std::mem::size_of::<Message>() <= 120);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageBody {
@@ -81,7 +88,7 @@ pub struct SnapshotChunk {
 pub struct AppendRequest {
     pub prev_log_index: LogIndex,
     pub prev_log_term: Term,
-    pub entries: Vec<Entry>,
+    pub entries: AppendEntries,
     /// The leader's commit index.
     pub commit: LogIndex,
 }

@@ -48,8 +48,8 @@ pub use confchange::{
 pub use config::{Config, ConfigError};
 pub use errors::{CompactError, ProposeError, ReadError, StepError, TransferError};
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody,
-    SnapshotChunk, VoteRequest, VoteResponse,
+    AppendEntries, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message,
+    MessageBody, SnapshotChunk, VoteRequest, VoteResponse,
 };
 pub use progress::ProgressState;
 pub use ready::{Ready, ReadyAck};

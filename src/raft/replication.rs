@@ -3,7 +3,8 @@
 use super::election::Election;
 use super::errors::StepError;
 use super::message::{
-    AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message, MessageBody,
+    AppendEntries, AppendRequest, AppendResponse, Heartbeat, HeartbeatResponse, Message,
+    MessageBody,
 };
 use super::progress::ProgressState;
 use super::quorum::joint_value;
@@ -334,7 +335,7 @@ impl Replica {
         let entries = if next <= self.log.last_index() {
             self.log.slice(next, entries_max, bytes_max)
         } else {
-            Vec::new()
+            AppendEntries::new()
         };
         if entries.is_empty() && !send_if_empty {
             return false;
@@ -371,7 +372,7 @@ impl Replica {
         let request = AppendRequest {
             prev_log_index,
             prev_log_term,
-            entries: Vec::new(),
+            entries: AppendEntries::new(),
             commit,
         };
         self.send_now(to, MessageBody::AppendRequest(request));

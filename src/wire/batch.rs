@@ -12,8 +12,8 @@ use bytes::Bytes;
 use flatbuffers::WIPOffset;
 
 use crate::raft::{
-    AppendRequest, AppendResponse, Entry, EntryKind, GroupId, Heartbeat, HeartbeatResponse,
-    LogIndex, Message, MessageBody, NodeId, Term,
+    AppendEntries, AppendRequest, AppendResponse, Entry, EntryKind, GroupId, Heartbeat,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Term,
 };
 
 use super::columns::{Column, left_over};
@@ -319,7 +319,7 @@ impl<'a> EntryColumn<'a> {
     }
 
     /// The entries from where the last append ended to header `end` (exclusive).
-    fn take(&mut self, end: usize) -> Result<Vec<Entry>, ContentError> {
+    fn take(&mut self, end: usize) -> Result<AppendEntries, ContentError> {
         let headers = self.headers.take(end)?;
         decode_entries(self.frame, headers, self.data, &mut self.data_at)
     }
@@ -332,8 +332,8 @@ pub(super) fn decode_entries<'a>(
     headers: impl ExactSizeIterator<Item = &'a fb::EntryHeader>,
     data: &[u8],
     data_at: &mut usize,
-) -> Result<Vec<Entry>, ContentError> {
-    let mut entries = Vec::with_capacity(headers.len());
+) -> Result<AppendEntries, ContentError> {
+    let mut entries = AppendEntries::with_capacity(headers.len());
     for header in headers {
         let kind = EntryKind::from_u8(header.kind().0).ok_or(ContentError::EntryKindUnknown {
             tag: header.kind().0,

@@ -75,7 +75,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
                 MessageBody::AppendRequest(AppendRequest {
                     prev_log_index: LogIndex(i),
                     prev_log_term: Term(t),
-                    entries,
+                    entries: entries.into(),
                     commit: LogIndex(c),
                 })
             }
@@ -162,7 +162,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
         MessageBody::AppendRequest(AppendRequest {
             prev_log_index: LogIndex(9),
             prev_log_term: Term(2),
-            entries: vec![entry(10, b"alpha"), entry(11, b""), entry(12, b"gamma")],
+            entries: vec![entry(10, b"alpha"), entry(11, b""), entry(12, b"gamma")].into(),
             commit: LogIndex(8),
         }),
         MessageBody::AppendResponse(AppendResponse {
@@ -249,12 +249,13 @@ pub fn empty_entry_2(commit: LogIndex) -> AppendRequest {
     AppendRequest {
         prev_log_index: LogIndex(1),
         prev_log_term: Term(1),
-        entries: vec![Entry {
+        entries: [Entry {
             term: Term(2),
             index: LogIndex(2),
             kind: EntryKind::Empty,
             data: Default::default(),
-        }],
+        }]
+        .into(),
         commit,
     }
 }

@@ -69,12 +69,13 @@ pub fn append(from: u64, to: u64, group: u32, index: u64, payload: Bytes) -> Env
             body: MessageBody::AppendRequest(AppendRequest {
                 prev_log_index: LogIndex(index - 1),
                 prev_log_term: Term(1),
-                entries: vec![Entry {
+                entries: [Entry {
                     term: Term(1),
                     index: LogIndex(index),
                     kind: EntryKind::Normal,
                     data: payload,
-                }],
+                }]
+                .into(),
                 commit: LogIndex(0),
             }),
         },
