@@ -372,22 +372,13 @@ fn leader_1(
     short_of_space: Option<String>,
 ) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
     let log = (true, 0, false);
-    let (mut core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space);
-    let turn = |core: TestCore, input: Input| {
-        inbox.push_now(input);
-        inbox.push_now(Input::Stop);
-        block_on(core.run()).unwrap()
-    };
-    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
-        core = turn(core, Input::Tick);
-    }
-    let term = core.groups()[&0].replica.term().0;
-    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
-    core = turn(core, from(3, 1, term, vote));
+    let (core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space);
+    let (mut core, term) = elect_1(core, &inbox, events);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let last = core.groups()[&0].replica.last_index();
     core = turn(
         core,
+        &inbox,
         from(3, 1, term, MessageBody::AppendResponse(ack(last))),
     );
     let outbox = Inbox::new(16);
@@ -395,8 +386,19 @@ fn leader_1(
         conn: 1,
         outbox: outbox.clone(),
     };
-    core = turn(core, connected);
+    core = turn(core, &inbox, connected);
     (core, inbox, outbox, term)
+}
+
+/// Node 1's core, ticked until it campaigns, then elected with node 3's vote; returns it and
+/// its term.
+fn elect_1(mut core: TestCore, inbox: &Inbox<Input>, events: &Events) -> (TestCore, u64) {
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, inbox, Input::Tick);
+    }
+    let term = core.groups()[&0].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    (turn(core, inbox, from(3, 1, term, vote)), term)
 }
 
 /// One loop run over `input`.
@@ -862,18 +864,8 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
     // answers anything, so it never catches up and never gets TimeoutNow. Raft gives each
     // handover up after an election timeout; the core starts it again twice, then says no.
     let events = Events::default();
-    let (mut core, inbox) = core(1, &events);
-    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
-        inbox.push_now(input);
-        inbox.push_now(Input::Stop);
-        block_on(core.run()).unwrap()
-    };
-    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
-        core = turn(core, Input::Tick);
-    }
-    let term = core.groups()[&0].replica.term().0;
-    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
-    core = turn(core, from(3, 1, term, vote));
+    let (core, inbox) = core(1, &events);
+    let (mut core, term) = elect_1(core, &inbox, &events);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let reply = Inbox::new(1);
     let transfer = Input::TransferLeader {
@@ -881,13 +873,13 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
         to: 2,
         reply: reply.clone(),
     };
-    core = turn(core, transfer);
+    core = turn(core, &inbox, transfer);
     let mut outcomes = Vec::new();
     let mut ticks = 0;
     while outcomes.is_empty() && ticks < 1000 {
-        core = turn(core, Input::Tick);
+        core = turn(core, &inbox, Input::Tick);
         let heartbeat = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
-        core = turn(core, from(3, 1, term, heartbeat));
+        core = turn(core, &inbox, from(3, 1, term, heartbeat));
         ticks += 1;
         block_on(futures_lite::future::poll_once(
             reply.take_all(&mut outcomes),
@@ -908,27 +900,18 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
     // to it. While that stream moves, the leader takes no new snapshot (node 2 then catches up
     // from the log); once it stalls, snapshots resume.
     let events = Events::default();
-    let (mut core, inbox) = core_with(1, &events, true, 1, false, Gate::new(true));
-    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
-        inbox.push_now(input);
-        inbox.push_now(Input::Stop);
-        block_on(core.run()).unwrap()
-    };
-    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
-        core = turn(core, Input::Tick);
-    }
-    let term = core.groups()[&0].replica.term().0;
-    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
-    core = turn(core, from(3, 1, term, vote));
+    let (core, inbox) = core_with(1, &events, true, 1, false, Gate::new(true));
+    let (mut core, term) = elect_1(core, &inbox, &events);
     let outbox = Inbox::new(1024);
-    core = turn(core, Input::Connected { conn: 1, outbox });
+    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
     let mut sequence = 0;
     let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
         sequence += 1;
-        let core = turn(core, put(1, sequence));
+        let core = turn(core, &inbox, put(1, sequence));
         let last = core.groups()[&0].replica.last_index();
         turn(
             core,
+            &inbox,
             from(3, 1, term, MessageBody::AppendResponse(ack(last))),
         )
     };
@@ -943,7 +926,11 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
         reject_hint: LogIndex(0),
         hint_term: Term(0),
     };
-    core = turn(core, from(2, 1, term, MessageBody::AppendResponse(behind)));
+    core = turn(
+        core,
+        &inbox,
+        from(2, 1, term, MessageBody::AppendResponse(behind)),
+    );
     assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
     for _ in 0..6 {
         core = write_acked_by_3(core);
@@ -951,7 +938,7 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
     assert_eq!(snapshots_taken(&events), [0u64; 0], "none while streaming");
     // The stream stalls (node 2 never acknowledges a chunk): snapshots resume.
     for _ in 0..10 {
-        core = turn(core, Input::Tick);
+        core = turn(core, &inbox, Input::Tick);
     }
     for _ in 0..2 {
         core = write_acked_by_3(core);
@@ -1058,25 +1045,15 @@ impl LeaderFixture {
 fn leader_with_a_durable_write() -> (Core<RecordingLog, RecordingNet>, LeaderFixture) {
     let events = Events::default();
     let gate = Gate::new(true);
-    let (mut core, inbox) = core_with(1, &events, true, 0, false, gate.clone());
-    let turn = |core: Core<RecordingLog, RecordingNet>, input: Input| {
-        inbox.push_now(input);
-        inbox.push_now(Input::Stop);
-        block_on(core.run()).unwrap()
-    };
-    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
-        core = turn(core, Input::Tick);
-    }
-    let term = core.groups()[&0].replica.term().0;
-    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
-    core = turn(core, from(3, 1, term, vote));
+    let (core, inbox) = core_with(1, &events, true, 0, false, gate.clone());
+    let (mut core, term) = elect_1(core, &inbox, &events);
     let outbox = Inbox::new(1024);
     let connected = Input::Connected {
         conn: 1,
         outbox: outbox.clone(),
     };
-    core = turn(core, connected);
-    core = turn(core, put(1, 1));
+    core = turn(core, &inbox, connected);
+    core = turn(core, &inbox, put(1, 1));
     let write_1 = core.groups()[&0].replica.last_index();
     gate.close();
     events.borrow_mut().clear();
