@@ -3,8 +3,9 @@
 //! Two workloads, each a stream of Raft appends (one entry each) from node 1 to node 2:
 //! 64-byte payloads in turns of 1,024 messages, and 16 KiB payloads in turns of 32. For each:
 //!
-//! - raw: a plain glommio socket pair; the sender writes, per turn, the exact bytes the
-//!   transport writes for that turn (one pre-encoded frame), the receiver reads and counts;
+//! - raw: a plain glommio socket pair, tuned as the transport's sockets are (buffer sizes,
+//!   TCP_NODELAY); the sender writes, per turn, the exact bytes the transport writes for that
+//!   turn (one pre-encoded frame), the receiver reads and counts;
 //! - transport: node 1 `send`s each message and ends its loop turn; node 2 `recv`s batches,
 //!   so the figure includes building messages, encoding, checksums, the verifier, decoding.
 //!
@@ -24,10 +25,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cohort::raft::{AppendRequest, Entry, EntryKind, GroupId, LogIndex, Message, MessageBody};
 use cohort::raft::{NodeId, Term};
-use cohort::transport::{SendError, Transport, TransportConfig};
+use cohort::transport::{SendError, SocketOptions, Transport, TransportConfig};
 use cohort::wire::{ClusterId, Envelope, FrameEncoder};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
 const CLUSTER: ClusterId = ClusterId(7);
@@ -98,6 +98,14 @@ fn executor(cpu: usize) -> LocalExecutorBuilder {
 }
 
 /// Seconds from the sender's first write to the receiver's last byte.
+/// The sockets of the raw pair are tuned as the transport's (buffer sizes, TCP_NODELAY): the
+/// same kernel path, so the raw figure is the limit the transport runs against.
+fn raw_socket_options() -> SocketOptions {
+    let peers = BTreeMap::new();
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    TransportConfig::new(NodeId(1), 0, CLUSTER, listen, peers).socket_options()
+}
+
 fn raw_run(workload: Workload, payload: Bytes) -> f64 {
     let frame = turn_frame(&workload, &payload);
     let turns = workload.messages / workload.messages_per_turn;
@@ -105,11 +113,14 @@ fn raw_run(workload: Workload, payload: Bytes) -> f64 {
     let (addr_tx, addr_rx) = mpsc::channel();
     let receiver = executor(1)
         .spawn(move || async move {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let options = raw_socket_options();
+            let listen = "127.0.0.1:0".parse().expect("addr");
+            let listener = cohort::transport::listen(listen, options).expect("listen");
             addr_tx
                 .send(listener.local_addr().expect("addr"))
                 .expect("publish");
             let mut stream = listener.accept().await.expect("accept");
+            cohort::transport::tune_accepted(&stream, options).expect("tune");
             let mut buffer = vec![0u8; 256 << 10];
             let mut received = 0;
             while received < total_bytes {
@@ -123,8 +134,7 @@ fn raw_run(workload: Workload, payload: Bytes) -> f64 {
     let addr = addr_rx.recv().expect("receiver address");
     let sender = executor(0)
         .spawn(move || async move {
-            let mut stream = TcpStream::connect(addr).await.expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
+            let mut stream = cohort::transport::dial(addr, raw_socket_options()).expect("dial");
             let start = Instant::now();
             for _ in 0..turns {
                 stream.write_all(&frame).await.expect("write");

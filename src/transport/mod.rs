@@ -110,7 +110,7 @@ pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
-pub use socket::{SocketOptions, listen, tune_accepted};
+pub use socket::{SocketOptions, dial, listen, tune_accepted};
 
 use shared::{Peer, Shared};
 
