@@ -110,7 +110,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// data folder on a 16 MiB tmpfs, 1 MiB segments, no snapshot until 64 MiB of log, so the
 /// log fills the disk; write distinct 8 KiB values until a write fails. The failure must say
 /// why, every node must still run, every acknowledged write must read back, and no
-/// `.building` file may be left. Then grow the disks: a write must succeed again, without a
+/// `.building` file may be left. Every node, killed, must start again on its full disk, and
+/// everything must read back. Then grow the disks: a write must succeed again, without a
 /// restart, and everything reads back.
 #[test]
 fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves() {
@@ -155,6 +156,16 @@ fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves()
         Vec::<String>::new(),
         "half-built segments left"
     );
+    // The whole cluster, killed on full disks, starts again on them and loses nothing.
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster
+            .restart(id)
+            .expect("a node restarts on its full disk");
+    }
+    read_back(&bases, 5, 0..acked, None);
 
     for disk in &disks {
         disk.resize(4 * DISK_MIB).expect("grow the disk");
@@ -209,9 +220,10 @@ fn write_past_node_3_filling(
 /// 16 MiB tmpfs, the others on the test machine's disk; 6 groups, two led by each node.
 /// Write 8 KiB values until node 3 says its disk is full, then 1,000 more: each must be
 /// acknowledged within 5 s, so the groups node 3 led must have moved to nodes 1 and 2. Node
-/// 3 must lead nothing while it has no room, and `cohort status` must say why. Everything
-/// reads back. Then grow node 3's disk: it says so to its peers in its next batches, catches
-/// up, and the leader balance hands it its share again.
+/// 3 must lead nothing while it has no room. Everything reads back. Node 3, killed, must
+/// start again on its full disk, and `cohort status` must say why it takes no writes. Then
+/// grow node 3's disk: it says so to its peers in its next batches, catches up, and the
+/// leader balance hands it its share again.
 #[test]
 fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_writes() {
     let dir = std::env::temp_dir().join(format!("cohort-test-onefull-{}", std::process::id()));
@@ -247,6 +259,14 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
         led.as_ref().is_some_and(|led| !led.contains_key(&3)),
         "node 3 still leads with a full disk: {led:?}"
     );
+    read_back(&bases, 12, 0..written, None);
+    assert_eq!(cluster.exited(), Vec::<String>::new(), "a node stopped");
+    // Stopped on its full disk, node 3 starts again on it: it recovers its log, takes no
+    // writes, and says why.
+    cluster.kill(3);
+    cluster
+        .restart(3)
+        .expect("node 3 restarts on its full disk");
     let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -254,8 +274,6 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
             && status.contains("No space left on device"),
         "cohort status does not say node 3's log is full:\n{status}"
     );
-    read_back(&bases, 12, 0..written, None);
-    assert_eq!(cluster.exited(), Vec::<String>::new(), "a node stopped");
 
     disk.resize(8 * DISK_MIB).expect("grow the disk");
     wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 40);

@@ -155,9 +155,48 @@ impl WalLog {
         if bootstrapped {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
         }
-        // The first next segment is built here, before the node serves anyone.
-        log.wal.prepare_next().map_err(|e| e.to_string())?;
+        // The first next segment is built here, before the node serves anyone. On a full disk
+        // the node starts anyway, taking no writes, and `maintain` tries again: a node that
+        // could not restart on a full disk would stay down until someone freed space.
+        if let Some((seq, size_bytes, header)) = log.wal.next_segment_plan() {
+            let job = log.wal.storage_mut().build_job(seq, size_bytes, header);
+            let built = glommio::executor().spawn_blocking(job).await;
+            log.segment_built(built).map_err(|e| e.to_string())?;
+        }
         Ok((log, recovered))
+    }
+
+    /// Takes the outcome of building the next segment: puts it in place, or notes why it
+    /// could not be made (taking no writes until a retry succeeds).
+    fn segment_built(&mut self, done: io::Result<BuiltSegment>) -> io::Result<()> {
+        match done {
+            Ok(built) => {
+                if let Some((why, _)) = self.build_failed.take() {
+                    tracing::info!(
+                        dir = %self.dir.display(),
+                        %why,
+                        "the next WAL segment could be made again: taking writes"
+                    );
+                }
+                self.wal.storage_mut().offer_built(built);
+                if self.wal.needs_prepare() {
+                    self.wal.prepare_next().map_err(io_error)?;
+                }
+            }
+            Err(error) => {
+                if self.build_failed.is_none() {
+                    tracing::error!(
+                        dir = %self.dir.display(),
+                        %error,
+                        "cannot make the next WAL segment: taking no writes until it can be \
+                         made (trying again every {BUILD_RETRY:?})"
+                    );
+                }
+                let retry_at = crate::clock::now() + BUILD_RETRY;
+                self.build_failed = Some((error.to_string(), retry_at));
+            }
+        }
+        Ok(())
     }
 
     /// What group `group` left on disk: its latest snapshot file (if any) and the WAL's
@@ -479,33 +518,7 @@ impl CoreLog for WalLog {
             .and_then(|slot| slot.borrow_mut().take())
         {
             self.building = None;
-            match done {
-                Ok(built) => {
-                    if let Some((why, _)) = self.build_failed.take() {
-                        tracing::info!(
-                            dir = %self.dir.display(),
-                            %why,
-                            "the next WAL segment could be made again: taking writes"
-                        );
-                    }
-                    self.wal.storage_mut().offer_built(built);
-                    if self.wal.needs_prepare() {
-                        self.wal.prepare_next().map_err(io_error)?;
-                    }
-                }
-                Err(error) => {
-                    if self.build_failed.is_none() {
-                        tracing::error!(
-                            dir = %self.dir.display(),
-                            %error,
-                            "cannot make the next WAL segment: taking no writes until it can be \
-                             made (trying again every {BUILD_RETRY:?})"
-                        );
-                    }
-                    let retry_at = crate::clock::now() + BUILD_RETRY;
-                    self.build_failed = Some((error.to_string(), retry_at));
-                }
-            }
+            self.segment_built(done)?;
         }
         let retry_due = self
             .build_failed
