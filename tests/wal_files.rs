@@ -301,6 +301,69 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// Goal: a node can start on a full disk even when its last segment must be retired (a torn
+/// tail: appends never go over what follows the end of the log). Method: a torn tail on a
+/// 1 MiB tmpfs, filled to the last byte with a ballast file. The reopen finds no room for a
+/// fresh segment: it zeroes the tail in place instead, the earlier batches read back, and an
+/// append after them survives another reopen (with room again), which finds a clean end.
+/// Needs root (mount); elsewhere it says it was skipped.
+#[test]
+fn a_torn_tail_on_a_full_disk_is_zeroed_in_place_and_the_log_goes_on() {
+    let dir = temp_dir("full-torn");
+    let disk = match common::tmpfs::Tmpfs::mount(&dir, 1) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("skipped: a small disk needs root and mount ({why})");
+            return;
+        }
+    };
+    build_with_torn_tail(&dir);
+    let ballast = dir.join("ballast");
+    let mut file = fs::File::create(&ballast).expect("ballast");
+    let chunk = vec![1u8; 4096];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    drop(file);
+
+    let mut wal = reopen(&dir).expect("opens on a full disk");
+    let report = wal.recovery_report().clone();
+    assert!(
+        !report.end_segment_retired && report.end_tail_zeroed,
+        "{report:?}"
+    );
+    assert!(!segment(&dir, 2).exists(), "a half-made segment is left");
+    for group in 0..4 {
+        let entries = read_all(&wal, group);
+        assert!(
+            entries.len() >= 4,
+            "group {group}: {} entries",
+            entries.len()
+        );
+        for entry in &entries {
+            assert_eq!(entry.payload, payload(group, entry.index));
+        }
+    }
+    let last = wal.group(3).expect("group").last_index;
+    wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
+        .expect("append");
+    block_on(wal.sync()).expect("sync");
+    drop(wal);
+
+    fs::remove_file(&ballast).expect("room again");
+    let wal = reopen(&dir).expect("reopen");
+    let report = wal.recovery_report();
+    assert!(
+        !report.end_segment_retired && !report.end_tail_zeroed,
+        "{report:?}"
+    );
+    assert_eq!(
+        read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
+        Some(b"after".to_vec())
+    );
+    drop(wal);
+    drop(disk);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn flipped_byte_in_the_middle_is_refused_with_file_and_offset() {
     let dir = temp_dir("flip");

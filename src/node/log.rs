@@ -123,6 +123,7 @@ impl WalLog {
                 why = report.end_reason,
                 discarded = ?report.segments_discarded,
                 retired = report.end_segment_retired,
+                tail_zeroed = report.end_tail_zeroed,
                 "WAL recovered"
             );
         }

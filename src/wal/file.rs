@@ -436,7 +436,16 @@ impl Storage for FileStore {
             return Ok(());
         }
         let spare = self.spares.pop();
-        let file = make_segment_file(spare, &self.path(seq), size_bytes, header, self.mode)?;
+        let path = self.path(seq);
+        let file = make_segment_file(spare, &path, size_bytes, header, self.mode).inspect_err(
+            |error| {
+                // A half-made file (the disk filled during its zero-fill) would keep the space
+                // it took; one that was there before is not ours to remove.
+                if error.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = fs::remove_file(&path);
+                }
+            },
+        )?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;

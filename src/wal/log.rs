@@ -12,7 +12,7 @@ use super::format::{
 use super::index::{EntryLoc, GroupLog};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
 use super::recovery::{RecoveryReport, recover};
-use super::storage::{Part, Storage};
+use super::storage::{Part, SegmentSyncer, Storage};
 use super::types::{EntryPayload, GroupState, HardState, SnapshotMarker, WalEntry};
 
 /// Settings that shape the files; validated by `Wal::open`.
@@ -141,16 +141,46 @@ impl<S: Storage> Wal<S> {
             })?;
         }
         if retire {
-            // Never write over what follows the end of the log (see `RecoveryReport`).
-            let file = wal.storage.locate(wal.active() + 1);
-            wal.prepare_next()
-                .and_then(|()| wal.rotate())
-                .map_err(|err| WalOpenError::Io {
-                    file,
-                    source: std::io::Error::other(err.to_string()),
-                })?;
+            wal.retire_end_segment().await?;
         }
         Ok(wal)
+    }
+
+    /// Never write over the bytes that follow the end of the log (see `RecoveryReport`): go
+    /// on in a fresh segment, or, where the disk has no room for one, zero those bytes in
+    /// place and sync them before anything is appended, so a node can start on a full disk.
+    async fn retire_end_segment(&mut self) -> Result<(), WalOpenError> {
+        let next = self.active() + 1;
+        let header = encode_segment_header(next, self.config.segment_bytes);
+        let file = self.storage.locate(next);
+        match self
+            .storage
+            .create(next, self.config.segment_bytes, &header)
+        {
+            Ok(()) => {
+                self.prepared = Some(next);
+                self.rotate().map_err(|err| WalOpenError::Io {
+                    file,
+                    source: std::io::Error::other(err.to_string()),
+                })
+            }
+            Err(source) if source.kind() == std::io::ErrorKind::StorageFull => {
+                let active = self.active();
+                let end = self.storage.size_bytes(active) as usize;
+                self.storage
+                    .write(active, self.cursor, &vec![0u8; end - self.cursor]);
+                let file = self.storage.locate(active);
+                self.storage
+                    .syncer(active)
+                    .sync()
+                    .await
+                    .map_err(|source| WalOpenError::Io { file, source })?;
+                self.recovery.end_segment_retired = false;
+                self.recovery.end_tail_zeroed = true;
+                Ok(())
+            }
+            Err(source) => Err(WalOpenError::Io { file, source }),
+        }
     }
 
     /// What recovery saw and did when this WAL was opened.

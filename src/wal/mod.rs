@@ -152,7 +152,11 @@
 //! (the model test found such a case). So when anything but zeros follows the end in the
 //! last segment (a torn write, or a recycled file's earlier life), the log goes on in a fresh
 //! segment (`RecoveryReport::end_segment_retired`); an empty log, which a next segment could
-//! not continue, has those bytes zeroed instead.
+//! not continue, has those bytes zeroed instead. So does a log on a full disk, where no fresh
+//! segment can be made (`RecoveryReport::end_tail_zeroed`): every byte from the end of the
+//! log to the end of the segment is zeroed and synced before anything is appended, so no
+//! remains are left for a later torn write to combine with, and a node can start on a full
+//! disk.
 //!
 //! The residual blind spot, stated honestly: corruption of the *last* synced batch, after
 //! which nothing else was written, leaves no later record to prove it was synced. Such damage

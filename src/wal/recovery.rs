@@ -43,6 +43,9 @@ pub struct RecoveryReport {
     /// bytes, torn in a crash, could combine with them into a record that verifies and
     /// carries the very lsn expected there (lsns restart at the end of the log).
     pub end_segment_retired: bool,
+    /// Those bytes were zeroed in place and synced instead, as there was no room for a fresh
+    /// segment (a full disk): no remains are left for a later torn write to combine with.
+    pub end_tail_zeroed: bool,
 }
 
 /// Valid records found by scanning every aligned offset of a range.
