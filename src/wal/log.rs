@@ -165,16 +165,24 @@ impl<S: Storage> Wal<S> {
                 })
             }
             Err(source) if source.kind() == std::io::ErrorKind::StorageFull => {
+                // A chunk at a time: a segment's worth of zeros (and their staged copy) per
+                // core would be a burst of memory at start.
+                const CHUNK_BYTES: usize = 1 << 20;
                 let active = self.active();
                 let end = self.storage.size_bytes(active) as usize;
-                self.storage
-                    .write(active, self.cursor, &vec![0u8; end - self.cursor]);
-                let file = self.storage.locate(active);
-                self.storage
-                    .syncer(active)
-                    .sync()
-                    .await
-                    .map_err(|source| WalOpenError::Io { file, source })?;
+                let zeros = vec![0u8; CHUNK_BYTES.min(end - self.cursor)];
+                let mut at = self.cursor;
+                while at < end {
+                    let chunk = zeros.len().min(end - at);
+                    self.storage.write(active, at, &zeros[..chunk]);
+                    let file = self.storage.locate(active);
+                    self.storage
+                        .syncer(active)
+                        .sync()
+                        .await
+                        .map_err(|source| WalOpenError::Io { file, source })?;
+                    at += chunk;
+                }
                 self.recovery.end_segment_retired = false;
                 self.recovery.end_tail_zeroed = true;
                 Ok(())
