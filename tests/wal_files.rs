@@ -206,8 +206,12 @@ fn dead_segment_is_recycled_as_the_next_one_and_reused() {
 
 /// Writes `batches` synced batches of one entry per group (blocking fdatasync, no glommio).
 fn build(dir: &Path, batches: u64) {
+    build_with(dir, batches, config());
+}
+
+fn build_with(dir: &Path, batches: u64, config: WalConfig) {
     let store = FileStore::open(dir, SyncMode::Blocking).expect("store");
-    let mut wal = block_on(Wal::open(store, config())).expect("fresh");
+    let mut wal = block_on(Wal::open(store, config)).expect("fresh");
     for index in 1..=batches {
         for group in 0..4 {
             let bytes = payload(group, index);
@@ -220,7 +224,11 @@ fn build(dir: &Path, batches: u64) {
 
 /// Five synced batches, then zeros over the last 64 bytes of the last one: a torn tail.
 fn build_with_torn_tail(dir: &Path) {
-    build(dir, 5);
+    build_torn_with(dir, config());
+}
+
+fn build_torn_with(dir: &Path, config: WalConfig) {
+    build_with(dir, 5, config);
     let path = segment(dir, 1);
     let bytes = fs::read(&path).expect("read");
     let end = bytes.iter().rposition(|&b| b != 0).expect("data") as u64 + 1;
@@ -228,8 +236,12 @@ fn build_with_torn_tail(dir: &Path) {
 }
 
 fn reopen(dir: &Path) -> Result<Wal<FileStore>, WalOpenError> {
+    reopen_with(dir, config())
+}
+
+fn reopen_with(dir: &Path, config: WalConfig) -> Result<Wal<FileStore>, WalOpenError> {
     let store = FileStore::open(dir, SyncMode::Blocking).expect("store");
-    block_on(Wal::open(store, config()))
+    block_on(Wal::open(store, config))
 }
 
 fn segment(dir: &Path, seq: u64) -> PathBuf {
@@ -303,34 +315,55 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
 
 /// Goal: a node can start on a full disk even when its last segment must be retired (a torn
 /// tail: appends never go over what follows the end of the log). Method: a torn tail on a
-/// 1 MiB tmpfs, filled to the last byte with a ballast file. The reopen finds no room for a
-/// fresh segment: it zeroes the tail in place instead, the earlier batches read back, and an
-/// append after them survives another reopen (with room again), which finds a clean end.
-/// Needs root (mount); elsewhere it says it was skipped.
+/// small tmpfs, with old bytes near the segment's end as a recycled segment holds, the disk
+/// filled to the last byte with a ballast file. The reopen finds no room for a
+/// fresh segment: it zeroes the tail in place instead (one chunk for 64 KiB segments, three
+/// of 1 MiB and a part for 3.5 MiB ones), the earlier batches read back, and an append after
+/// them survives another reopen (with room again), which finds a clean end. Needs root
+/// (mount); elsewhere it says it was skipped.
 #[test]
 fn a_torn_tail_on_a_full_disk_is_zeroed_in_place_and_the_log_goes_on() {
-    let dir = temp_dir("full-torn");
-    let disk = match common::tmpfs::Tmpfs::mount(&dir, 1) {
+    torn_tail_on_a_full_disk("full-torn", config(), 1);
+    let big = WalConfig {
+        segment_bytes: 7 << 19,
+    };
+    torn_tail_on_a_full_disk("full-torn-big", big, 8);
+}
+
+fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64) {
+    let dir = temp_dir(name);
+    let disk = match common::tmpfs::Tmpfs::mount(&dir, disk_mib) {
         Ok(disk) => disk,
         Err(why) => {
             eprintln!("skipped: a small disk needs root and mount ({why})");
             return;
         }
     };
-    build_with_torn_tail(&dir);
+    build_torn_with(&dir, config);
+    // And old bytes near the segment's end, as a recycled segment holds: the last chunk
+    // zeroed must reach them.
+    patch(&segment(&dir, 1), config.segment_bytes - 4096, &[0xab; 100]);
+    let data_end = |dir: &Path| {
+        let bytes = fs::read(segment(dir, 1)).expect("read");
+        bytes.iter().rposition(|&b| b != 0).expect("data") + 1
+    };
+    let torn_end = data_end(&dir);
     let ballast = dir.join("ballast");
     let mut file = fs::File::create(&ballast).expect("ballast");
     let chunk = vec![1u8; 4096];
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
     drop(file);
 
-    let mut wal = reopen(&dir).expect("opens on a full disk");
+    let mut wal = reopen_with(&dir, config).expect("opens on a full disk");
     let report = wal.recovery_report().clone();
     assert!(
         !report.end_segment_retired && report.end_tail_zeroed,
         "{report:?}"
     );
     assert!(!segment(&dir, 2).exists(), "a half-made segment is left");
+    // The torn record's remains after the end of the log are zeros now.
+    let end = data_end(&dir);
+    assert!(end < torn_end, "data ends at {end}, as before the reopen");
     for group in 0..4 {
         let entries = read_all(&wal, group);
         assert!(
@@ -349,7 +382,7 @@ fn a_torn_tail_on_a_full_disk_is_zeroed_in_place_and_the_log_goes_on() {
     drop(wal);
 
     fs::remove_file(&ballast).expect("room again");
-    let wal = reopen(&dir).expect("reopen");
+    let wal = reopen_with(&dir, config).expect("reopen");
     let report = wal.recovery_report();
     assert!(
         !report.end_segment_retired && !report.end_tail_zeroed,
