@@ -82,6 +82,19 @@ fn read_back(bases: &[String], seed: u64, keys: std::ops::Range<u64>, extra: Opt
     .expect("reader executor");
 }
 
+/// A cluster in `dir` with `groups` groups, 1 MiB segments and no snapshot until 64 MiB of
+/// log, so the log is what fills a small disk.
+fn start_on(dir: &Path, groups: u32) -> LocalCluster {
+    let flags = NodeFlags {
+        groups,
+        segment_mib: 1,
+        snapshot_log_mib: 64,
+        ..NodeFlags::default()
+    };
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
+    LocalCluster::start(&exe, dir, &flags).expect("cluster starts")
+}
+
 fn building_files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in walk(dir) {
@@ -125,14 +138,7 @@ fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves()
             }
         }
     }
-    let flags = NodeFlags {
-        groups: 2,
-        segment_mib: 1,
-        snapshot_log_mib: 64,
-        ..NodeFlags::default()
-    };
-    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    let mut cluster = LocalCluster::start(&exe, &dir, &flags).expect("cluster starts");
+    let mut cluster = start_on(&dir, 2);
     let bases = cluster.bases.clone();
 
     let (acked, why) = write_until_refused(&bases);
@@ -223,14 +229,7 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
             return;
         }
     };
-    let flags = NodeFlags {
-        groups: GROUPS,
-        segment_mib: 1,
-        snapshot_log_mib: 64,
-        ..NodeFlags::default()
-    };
-    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    let mut cluster = LocalCluster::start(&exe, &dir, &flags).expect("cluster starts");
+    let mut cluster = start_on(&dir, GROUPS);
     let bases = cluster.bases.clone();
     wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
 

@@ -235,6 +235,26 @@ fn build_torn_with(dir: &Path, config: WalConfig) {
     patch(&path, end - 64, &[0u8; 64]);
 }
 
+/// Every group's entries of a torn-tail build (at least four batches) read back intact; then
+/// one more entry of group 3, "after", is appended and synced, and the WAL closed.
+fn batches_read_back_then_one_more(mut wal: Wal<FileStore>) {
+    for group in 0..4 {
+        let entries = read_all(&wal, group);
+        assert!(
+            entries.len() >= 4,
+            "group {group}: {} entries",
+            entries.len()
+        );
+        for entry in &entries {
+            assert_eq!(entry.payload, payload(group, entry.index));
+        }
+    }
+    let last = wal.group(3).expect("group").last_index;
+    wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
+        .expect("append");
+    block_on(wal.sync()).expect("sync");
+}
+
 fn reopen(dir: &Path) -> Result<Wal<FileStore>, WalOpenError> {
     reopen_with(dir, config())
 }
@@ -285,26 +305,11 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
     // earlier batches, and new appends after it survive another reopen.
     let dir = temp_dir("zeroed");
     build_with_torn_tail(&dir);
-    let mut wal = reopen(&dir).expect("opens");
+    let wal = reopen(&dir).expect("opens");
     // What is left of the torn record stays unwritten: appends go on in segment 2.
     assert!(wal.recovery_report().end_segment_retired);
     assert!(segment(&dir, 2).exists());
-    for group in 0..4 {
-        let entries = read_all(&wal, group);
-        assert!(
-            entries.len() >= 4,
-            "group {group}: {} entries",
-            entries.len()
-        );
-        for entry in &entries {
-            assert_eq!(entry.payload, payload(group, entry.index));
-        }
-    }
-    let last = wal.group(3).expect("group").last_index;
-    wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
-        .expect("append");
-    block_on(wal.sync()).expect("sync");
-    drop(wal);
+    batches_read_back_then_one_more(wal);
     let wal = reopen(&dir).expect("reopen");
     assert_eq!(
         read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
@@ -354,7 +359,7 @@ fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64) {
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
     drop(file);
 
-    let mut wal = reopen_with(&dir, config).expect("opens on a full disk");
+    let wal = reopen_with(&dir, config).expect("opens on a full disk");
     let report = wal.recovery_report().clone();
     assert!(
         !report.end_segment_retired && report.end_tail_zeroed,
@@ -364,22 +369,7 @@ fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64) {
     // The torn record's remains after the end of the log are zeros now.
     let end = data_end(&dir);
     assert!(end < torn_end, "data ends at {end}, as before the reopen");
-    for group in 0..4 {
-        let entries = read_all(&wal, group);
-        assert!(
-            entries.len() >= 4,
-            "group {group}: {} entries",
-            entries.len()
-        );
-        for entry in &entries {
-            assert_eq!(entry.payload, payload(group, entry.index));
-        }
-    }
-    let last = wal.group(3).expect("group").last_index;
-    wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
-        .expect("append");
-    block_on(wal.sync()).expect("sync");
-    drop(wal);
+    batches_read_back_then_one_more(wal);
 
     fs::remove_file(&ballast).expect("room again");
     let wal = reopen_with(&dir, config).expect("reopen");
