@@ -9,12 +9,11 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncWriteExt, future};
 use glommio::net::TcpStream;
 
 use crate::proto::client::{Outcome, decode_responses};
-use crate::transport::{FrameReader, ReadFrameError};
+use crate::transport::{FrameReader, ReadFrameError, ReadHalf, WriteHalf};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
@@ -69,7 +68,7 @@ impl Channel {
             broken: None,
             last_heard: crate::clock::now(),
         }));
-        let (reader, writer) = futures_lite::io::split(stream);
+        let (reader, writer) = crate::transport::split(stream);
         glommio::spawn_local(read_loop(reader, Rc::clone(&shared))).detach();
         glommio::spawn_local(write_loop(writer, Rc::clone(&shared))).detach();
         Ok(Channel { shared, socket })

@@ -97,7 +97,7 @@ async fn serve_conn(
     {
         return;
     }
-    let (reader, writer) = futures_lite::io::split(stream);
+    let (reader, writer) = crate::transport::split(stream);
     let writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
     match read_requests(conn, reader, buffer, first, &inbox, &outbox).await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {

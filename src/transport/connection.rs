@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::or;
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::raft::NodeId;
@@ -15,6 +15,7 @@ use crate::wire::handshake::HandshakeError;
 use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame};
 
 use super::framing::{FrameReader, FrameWriter, ReadFrameError};
+use super::halves::{ReadHalf, WriteHalf};
 use super::reason::CloseReason;
 use super::shared::{Inbound, Peer, Shared};
 use super::signal::Stop;
@@ -151,7 +152,7 @@ pub(super) async fn run(
         peer = %peer.id,
         "peer connection established"
     );
-    let (read_half, write_half) = futures_lite::io::split(stream);
+    let (read_half, write_half) = super::halves::split(stream);
     let serve = or(
         read_loop(shared, peer.id, read_half, reader),
         write_loop(shared, peer, write_half),
