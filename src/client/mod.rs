@@ -7,6 +7,7 @@ mod members;
 mod session;
 mod status;
 mod transfer;
+mod unanswered;
 
 pub use members::{change_membership, membership_view, render_membership};
 pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};

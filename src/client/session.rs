@@ -3,7 +3,7 @@
 //! caches leaders per group.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use crate::wire::FrameEncoder;
 
 use super::channel::Channel;
 use super::conn::exchange;
+use super::unanswered::Unanswered;
 
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -125,7 +126,7 @@ struct State {
     sequences: HashMap<u64, u64>,
     /// Sequences sent and not yet answered, per derived client id: the lowest is what a
     /// request tells the state machine as its `first_unacked`.
-    unanswered: HashMap<u64, BTreeSet<u64>>,
+    unanswered: HashMap<u64, Unanswered>,
     /// Derived client ids with at least one request applied (so their group holds a session).
     applied: HashSet<u64>,
     leaders: HashMap<u32, u64>,
@@ -480,7 +481,10 @@ impl Client {
         };
         let groups = self.inner.topology.borrow().groups;
         let group = group_of(first.key(), groups);
-        if ops.iter().any(|op| group_of(op.key(), groups) != group) {
+        if ops[1..]
+            .iter()
+            .any(|op| group_of(op.key(), groups) != group)
+        {
             return Err(ClientError::Invalid(
                 "the keys of one request must belong to one group".to_string(),
             ));
@@ -502,7 +506,7 @@ impl Client {
         // large, malformed) used up sequence numbers it never saw.
         let first_unacked = if state.applied.contains(&client_id) {
             unanswered
-                .and_then(|set| set.first().copied())
+                .and_then(Unanswered::lowest)
                 .map_or(sequence, |lowest| lowest.min(sequence))
         } else {
             1
@@ -518,11 +522,7 @@ impl Client {
         };
         request.command.validate()?;
         state.sequences.insert(client_id, sequence + 1);
-        state
-            .unanswered
-            .entry(client_id)
-            .or_default()
-            .insert(sequence);
+        state.unanswered.entry(client_id).or_default().add(sequence);
         Ok(Slot {
             request,
             group,
@@ -535,11 +535,8 @@ impl Client {
     fn answered(&self, request: &Request) {
         let mut state = self.inner.state.borrow_mut();
         let id = request.command.client_id;
-        if let Some(set) = state.unanswered.get_mut(&id) {
-            set.remove(&request.command.sequence);
-            if set.is_empty() {
-                state.unanswered.remove(&id);
-            }
+        if let Some(unanswered) = state.unanswered.get_mut(&id) {
+            unanswered.remove(request.command.sequence);
         }
     }
 

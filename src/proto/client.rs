@@ -252,25 +252,46 @@ impl DataColumn {
     }
 }
 
+/// An operation's kind on the wire, and its expected value and value if it has them.
+fn op_parts(op: &Op) -> (fb::OpKind, Option<&Bytes>, Option<&Bytes>) {
+    match op {
+        Op::Get { .. } => (fb::OpKind::Get, None, None),
+        Op::Delete { .. } => (fb::OpKind::Delete, None, None),
+        Op::Put { value, .. } => (fb::OpKind::Put, None, Some(value)),
+        Op::PutIfAbsent { value, .. } => (fb::OpKind::PutIfAbsent, None, Some(value)),
+        Op::CompareAndSwap {
+            expected, value, ..
+        } => (fb::OpKind::CompareAndSwap, expected.as_ref(), Some(value)),
+    }
+}
+
 /// Encode requests into one frame (the client's side): in the batch's columns, with no table
 /// per request or operation.
-pub fn encode_requests<'a>(
-    encoder: &mut FrameEncoder,
-    requests: impl IntoIterator<Item = &'a Request>,
-) -> Result<(), EncodeError> {
-    let (mut records, mut ops, mut data) = (Vec::new(), Vec::new(), DataColumn(Vec::new()));
+pub fn encode_requests<'a, I>(encoder: &mut FrameEncoder, requests: I) -> Result<(), EncodeError>
+where
+    I: IntoIterator<Item = &'a Request>,
+    I::IntoIter: Clone,
+{
+    let requests = requests.into_iter();
+    // The columns sized first: grown by doubling, their reallocations took 3% of the load
+    // generator's CPU in `cohort bench --depth 16 --batch 64`.
+    let (mut request_count, mut op_count, mut data_bytes) = (0, 0, 0);
+    for request in requests.clone() {
+        request_count += 1;
+        op_count += request.command.ops.len();
+        for op in &request.command.ops {
+            let (_, expected, value) = op_parts(op);
+            data_bytes +=
+                op.key().len() + expected.map_or(0, |e| e.len()) + value.map_or(0, |v| v.len());
+        }
+    }
+    let mut records = Vec::with_capacity(request_count);
+    let mut ops = Vec::with_capacity(op_count);
+    let mut data = DataColumn(Vec::with_capacity(data_bytes));
     for request in requests {
         for op in &request.command.ops {
             let key_end = data.push(op.key());
-            let (kind, expected, value) = match op {
-                Op::Get { .. } => (fb::OpKind::Get, None, None),
-                Op::Delete { .. } => (fb::OpKind::Delete, None, None),
-                Op::Put { value, .. } => (fb::OpKind::Put, None, Some(value)),
-                Op::PutIfAbsent { value, .. } => (fb::OpKind::PutIfAbsent, None, Some(value)),
-                Op::CompareAndSwap {
-                    expected, value, ..
-                } => (fb::OpKind::CompareAndSwap, expected.as_ref(), Some(value)),
-            };
+            let (kind, expected, value) = op_parts(op);
             let expected_end = data.push(expected.map_or(&[][..], |e| e));
             let value_end = data.push(value.map_or(&[][..], |v| v));
             let has_expected = expected.is_some();
