@@ -36,6 +36,7 @@ pub struct FrameReader {
     /// one read to the next so that a read zeroes about what the last one used, not the
     /// whole offer (see [`FrameReader::fill`]).
     buffer: BytesMut,
+    /// Bytes of `buffer` received and not split off as frames yet.
     filled: usize,
     /// Frames announcing more than this are refused before any allocation for them: the
     /// handshake allows a few hundred bytes, established connections a full frame.
