@@ -285,7 +285,6 @@ async fn open_loop(
     all.expect("the semaphore is never closed");
 }
 
-/// Close an interval every second of the measured run, and print it when `live`.
 /// Closes each second of the timeline (and prints it when `live`); returns CPU samples of
 /// `watched` taken as the measured interval begins and ends.
 async fn tick(
