@@ -85,9 +85,7 @@ impl<S: Storage> Wal<S> {
     }
 
     pub(super) fn mark_group_unsynced(&mut self, group: u64) {
-        let log = self.groups.entry(group).or_default();
-        if !log.unsynced {
-            log.unsynced = true;
+        if self.groups.entry(group).or_default().mark_unsynced() {
             self.unsynced_groups.push(group);
         }
     }

@@ -7,14 +7,16 @@
 //! write-protect pass over the mapping at every writeback, which measured 7–14× the raw
 //! fdatasync latency for a small batch.
 //!
-//! In `SyncMode::Direct` (the node's mode with fsync on), a sync is one O_DIRECT | O_DSYNC
-//! write per segment through io_uring (glommio's `DmaFile`): whole 4 KiB blocks, from the
-//! block the previous write ended in (its bytes come from that write's buffer, kept for the purpose) to the end
-//! of the staged bytes, zero-padded. The kernel hands the buffer straight to the device and
-//! flushes the device's cache when the write is done: no copy into the page cache, no
-//! writeback pass, and no hand-off to an io-wq thread, which a buffered write + fdatasync
-//! through io_uring pays (measured with `cargo bench --bench wal`). Where the file system
-//! refuses O_DIRECT, the store falls back to `IoUring`.
+//! In `SyncMode::Direct` (the node's mode with fsync on), the staging buffer is the
+//! block-aligned buffer of the next O_DIRECT write (`staged_direct.rs`), and a sync is one
+//! O_DIRECT | O_DSYNC write of it per segment through io_uring (glommio's `DmaFile`): whole
+//! 4 KiB blocks, from the block the previous write ended in (its bytes copied from that
+//! write's buffer, kept for the purpose) to the end of the staged bytes, zero-padded. The
+//! kernel hands the buffer straight to the device and flushes the device's cache when the
+//! write is done: no copy into the page cache, no writeback pass, and no hand-off to an io-wq
+//! thread, which a buffered write + fdatasync through io_uring pays (measured with `cargo
+//! bench --bench wal`). Where the file system refuses O_DIRECT, the store falls back to
+//! `IoUring`.
 //!
 //! The other modes write the staged bytes into the page cache with one `pwrite` when the sync
 //! begins (then the map shows them) and fdatasync through io_uring (`IoUring`), blocking
@@ -39,7 +41,8 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use super::format::BLOCK_BYTES;
 use super::mmap::{Mapping, glommio_file};
-use super::staged::Staged;
+use super::staged::{SHARE_BYTES_MIN, Staged};
+use super::staged_direct::DirectStaged;
 use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
 
 /// How `FileStore` writes a sync's bytes and makes them durable.
@@ -94,7 +97,7 @@ struct Segment {
     size_bytes: u64,
     fd: Rc<SegmentFd>,
     /// Bytes written by the WAL and not yet handed to the file.
-    staged: RefCell<Staged>,
+    staged: RefCell<Stage>,
     /// O_DIRECT writes, oldest first: those in flight (the map may not show them yet), and
     /// the last one (the next write starts with the bytes of the block it ended in). Each
     /// starts at or before the end of the one before, so together they cover one run.
@@ -119,6 +122,51 @@ impl DirectWrite {
     }
 }
 
+/// A segment's staged bytes: a run for the page cache, or the buffer of the next O_DIRECT
+/// write (`SyncMode::Direct`).
+enum Stage {
+    Cache(Staged),
+    Direct(DirectStaged),
+}
+
+impl Stage {
+    fn new(direct: bool) -> Stage {
+        if direct {
+            Stage::Direct(DirectStaged::default())
+        } else {
+            Stage::Cache(Staged::default())
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Stage::Cache(staged) => staged.is_empty(),
+            Stage::Direct(staged) => staged.is_empty(),
+        }
+    }
+
+    fn start(&self) -> usize {
+        match self {
+            Stage::Cache(staged) => staged.start,
+            Stage::Direct(staged) => staged.start,
+        }
+    }
+
+    fn end(&self) -> usize {
+        match self {
+            Stage::Cache(staged) => staged.end(),
+            Stage::Direct(staged) => staged.end(),
+        }
+    }
+
+    fn copy_out(&self, start: usize, end: usize, out: &mut [u8]) {
+        match self {
+            Stage::Cache(staged) => staged.copy_out(start, end, out),
+            Stage::Direct(staged) => staged.copy_out(start, end, out),
+        }
+    }
+}
+
 struct SegmentFd {
     file: File,
     glommio: OnceCell<Rc<glommio::io::BufferedFile>>,
@@ -136,12 +184,12 @@ impl SegmentFd {
 }
 
 impl Segment {
-    fn new(map: Option<Arc<Mapping>>, size_bytes: u64, file: File) -> Segment {
+    fn new(map: Option<Arc<Mapping>>, size_bytes: u64, file: File, direct: bool) -> Segment {
         Segment {
             map,
             size_bytes,
             fd: SegmentFd::new(file),
-            staged: RefCell::default(),
+            staged: RefCell::new(Stage::new(direct)),
             writes: RefCell::default(),
         }
     }
@@ -163,7 +211,7 @@ impl Segment {
     /// O_DIRECT write kept or of the staged bytes, if any.
     fn memory_from(&self) -> Option<usize> {
         let staged = self.staged.borrow();
-        let staged_from = (!staged.is_empty()).then_some(staged.start);
+        let staged_from = (!staged.is_empty()).then_some(staged.start());
         let written_from = self.writes.borrow().first().map(|w| w.start);
         staged_from.into_iter().chain(written_from).min()
     }
@@ -193,28 +241,23 @@ impl Segment {
         }
         let staged = self.staged.borrow();
         if !staged.is_empty() {
-            let (from, to) = (range.start.max(staged.start), range.end.min(staged.end()));
+            let (from, to) = (range.start.max(staged.start()), range.end.min(staged.end()));
             if from < to {
                 staged.copy_out(from, to, &mut out[from - range.start..to - range.start]);
             }
         }
     }
 
-    /// Moves the staged bytes into the buffer of an O_DIRECT write of whole blocks, and keeps
-    /// the buffer in `writes`. Returns the write's file offset and buffer; `None` when
-    /// nothing is staged. The WAL never stages bytes in a block that a write in flight
-    /// covers (`Wal::skip_block_in_flight`): two writes of one block could land in either
-    /// order.
+    /// Hands the staged buffer over as an O_DIRECT write of whole blocks, and keeps it in
+    /// `writes`. Returns the write's file offset and buffer; `None` when nothing is staged.
+    /// The WAL never stages bytes in a block that a write in flight covers
+    /// (`Wal::skip_block_in_flight`): two writes of one block could land in either order.
     fn stage_direct_write(&self) -> Option<(u64, Rc<DmaBuffer>)> {
-        let (start, end) = {
-            let staged = self.staged.borrow();
-            if staged.is_empty() {
-                return None;
-            }
-            (staged.start, staged.end())
+        let (from, buf) = match &mut *self.staged.borrow_mut() {
+            Stage::Direct(staged) => staged.take()?,
+            Stage::Cache(_) => panic!("an O_DIRECT write of a segment staged for the page cache"),
         };
-        let from = start / BLOCK_BYTES * BLOCK_BYTES;
-        let to = end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let to = from + buf.len();
         assert!(
             to as u64 <= self.size_bytes,
             "O_DIRECT write to {to} past the segment ({} bytes)",
@@ -233,14 +276,6 @@ impl Segment {
                 busy.end()
             );
         }
-        let mut buf = glommio::allocate_dma_buffer(to - from);
-        let bytes = buf.as_bytes_mut();
-        // The start of the first block: written before, by the last write or earlier.
-        self.read_into(from..start, &mut bytes[..start - from]);
-        self.staged
-            .borrow_mut()
-            .take_into(&mut bytes[start - from..end - from]);
-        bytes[end - from..].fill(0);
         let buf = Rc::new(buf);
         self.writes.borrow_mut().push(DirectWrite {
             start: from,
@@ -384,7 +419,12 @@ impl FileStore {
         // segment, and the directory sync makes the name durable.
         fs::rename(&built.path, self.path(seq))?;
         self.sync_dir()?;
-        Ok(Some(Segment::new(Some(built.map), size_bytes, built.file)))
+        Ok(Some(Segment::new(
+            Some(built.map),
+            size_bytes,
+            built.file,
+            self.direct(),
+        )))
     }
 
     fn open_segment(&self, seq: u64) -> io::Result<Segment> {
@@ -402,7 +442,7 @@ impl FileStore {
                 populates(self.mode),
             )?)
         };
-        Ok(Segment::new(map, size_bytes, file))
+        Ok(Segment::new(map, size_bytes, file, self.direct()))
     }
 }
 
@@ -467,7 +507,7 @@ impl Storage for FileStore {
         fs::rename(self.path(old_seq), self.path(new_seq))?;
         self.sync_dir()?;
         let segment = self.segments.remove(&old_seq).expect("checked above");
-        *segment.staged.borrow_mut() = Staged::default();
+        *segment.staged.borrow_mut() = Stage::new(self.direct());
         segment.writes.borrow_mut().clear();
         segment.fd.file.write_all_at(header, 0)?;
         segment.fd.file.sync_data()?;
@@ -524,8 +564,27 @@ impl Storage for FileStore {
             "slot {range:?} past segment {seq} ({} bytes)",
             segment.size_bytes
         );
-        // A gap before the range is zero, as the pre-zeroed file is there.
-        segment.staged.get_mut().slot(range.start, range.end)
+        let starts_direct_run =
+            matches!(&*segment.staged.borrow(), Stage::Direct(staged) if staged.is_empty());
+        if starts_direct_run {
+            // A new O_DIRECT run rewrites the block it starts in from the block's start.
+            let head_from = DirectStaged::block_start(range.start);
+            let mut head = [0; BLOCK_BYTES];
+            let head = &mut head[..range.start - head_from];
+            segment.read_into(head_from..range.start, head);
+            if let Stage::Direct(staged) = segment.staged.get_mut() {
+                staged.begin(range.start, head);
+            }
+        }
+        match segment.staged.get_mut() {
+            // A gap before the range is zero, as the pre-zeroed file is there.
+            Stage::Cache(staged) => staged.slot(range.start, range.end),
+            Stage::Direct(staged) => staged.slot(range.start, range.end),
+        }
+    }
+
+    fn shares_part(&self, len_bytes: usize) -> bool {
+        !self.direct() && len_bytes >= SHARE_BYTES_MIN
     }
 
     /// Big shared bodies stay references until the sync's vectored write (see `staged`).
@@ -537,9 +596,12 @@ impl Storage for FileStore {
             "record at {offset} of {len} bytes past segment {seq} ({} bytes)",
             segment.size_bytes
         );
-        if !segment.staged.borrow_mut().append(offset, parts) {
-            copy_parts(self.slot(seq, offset..offset + len), parts);
+        if let Stage::Cache(staged) = &mut *segment.staged.borrow_mut()
+            && staged.append(offset, parts)
+        {
+            return;
         }
+        copy_parts(self.slot(seq, offset..offset + len), parts);
     }
 
     fn writes_whole_blocks(&self) -> bool {
@@ -567,7 +629,10 @@ impl Storage for FileStore {
                 write: segment.stage_direct_write(),
             }
         } else {
-            SyncWork::Flushed(segment.staged.borrow_mut().flush(&segment.fd.file))
+            SyncWork::Flushed(match &mut *segment.staged.borrow_mut() {
+                Stage::Cache(staged) => staged.flush(&segment.fd.file),
+                Stage::Direct(_) => unreachable!("a direct store stages O_DIRECT writes"),
+            })
         };
         FileSyncer {
             fd: Rc::clone(&segment.fd),

@@ -45,6 +45,11 @@ impl GroupLog {
         }
     }
 
+    /// Marks the group written since the last sync began; true if it was not already.
+    pub fn mark_unsynced(&mut self) -> bool {
+        !std::mem::replace(&mut self.unsynced, true)
+    }
+
     /// Last entry, or the snapshot index when there is none.
     pub fn last_index(&self) -> u64 {
         if self.entries.is_empty() {

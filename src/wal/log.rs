@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use super::errors::{WalError, WalOpenError};
 use super::format::{
-    RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, align_up, encode_segment_header,
-    put_record_header, record_crc_of_parts,
+    RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
+    encode_segment_header, put_record_header, record_crc_of_parts, seal_record,
 };
 use super::index::{EntryLoc, GroupLog};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
@@ -317,40 +317,77 @@ impl<S: Storage> Wal<S> {
         self.reserve(len_bytes)?;
         let (seq, start) = (self.active(), self.cursor);
         let header = self.record_header(RecordKind::Entries, group, len_bytes);
-        // What the WAL writes itself (the header, the prefixes, the entries' heads) goes into
-        // one buffer; the parts interleave its runs with the entries' bodies, which the
-        // storage copies once or keeps by reference until the sync.
-        let mut own = std::mem::take(&mut self.scratch);
-        own.clear();
-        own.resize(RECORD_HEADER_BYTES, 0);
-        put_record_header(&mut own, &header);
-        own.extend_from_slice(&payload::entries_prefix(first_index, entries.len() as u32));
-        let mut runs = Vec::with_capacity(entries.len());
         let log = self.groups.entry(group).or_default();
         log.begin_append(first_index);
-        let mut at = RECORD_HEADER_BYTES + ENTRIES_PREFIX_BYTES;
+        let mut at = start + RECORD_HEADER_BYTES + ENTRIES_PREFIX_BYTES;
         for (term, payload) in entries {
-            own.extend_from_slice(&payload::entry_prefix(*term, payload.len() as u32));
-            own.extend_from_slice(payload.head());
-            runs.push(own.len());
             at += ENTRY_PREFIX_BYTES;
             log.push(EntryLoc {
                 term: *term,
                 segment_seq: seq,
-                offset: (start + at) as u32,
+                offset: at as u32,
                 len_bytes: payload.len() as u32,
             });
             at += payload.len();
         }
-        debug_assert_eq!(at, len_bytes);
+        debug_assert_eq!(at, start + len_bytes);
+        if log.mark_unsynced() {
+            self.unsynced_groups.push(group);
+        }
+        let shares = entries.iter().any(|(_, payload)| {
+            payload
+                .shared_body()
+                .is_some_and(|body| self.storage.shares_part(body.len()))
+        });
+        if shares {
+            self.write_entries_as_parts(seq, start, &header, first_index, entries);
+        } else {
+            let record = self.storage.slot(seq, start..start + len_bytes);
+            put_record_header(record, &header);
+            let mut at = RECORD_HEADER_BYTES;
+            let mut put = |bytes: &[u8]| {
+                record[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            put(&payload::entries_prefix(first_index, entries.len() as u32));
+            for (term, payload) in entries {
+                put(&payload::entry_prefix(*term, payload.len() as u32));
+                put(payload.head());
+                put(payload.body());
+            }
+            seal_record(record, seq);
+        }
+        self.advance(len_bytes);
+        Ok(())
+    }
+
+    /// Hands an entries record to the storage as parts: what the WAL writes itself (the
+    /// header, the prefixes, the entries' heads) in one buffer, interleaved with the entries'
+    /// bodies, which the storage keeps by reference where it can until the sync.
+    fn write_entries_as_parts<P: EntryPayload>(
+        &mut self,
+        seq: u64,
+        start: usize,
+        header: &RecordHeader,
+        first_index: u64,
+        entries: &[(u64, P)],
+    ) {
+        let mut own = std::mem::take(&mut self.scratch);
+        own.clear();
+        own.resize(RECORD_HEADER_BYTES, 0);
+        put_record_header(&mut own, header);
+        own.extend_from_slice(&payload::entries_prefix(first_index, entries.len() as u32));
+        let mut runs = Vec::with_capacity(entries.len());
+        for (term, payload) in entries {
+            own.extend_from_slice(&payload::entry_prefix(*term, payload.len() as u32));
+            own.extend_from_slice(payload.head());
+            runs.push(own.len());
+        }
         let crc = record_crc_of_parts(seq, record_parts(&own, &runs, entries).iter());
         own[4..8].copy_from_slice(&crc.to_le_bytes());
         self.storage
             .write_parts(seq, start, &record_parts(&own, &runs, entries));
         self.scratch = own;
-        self.mark_group_unsynced(group);
-        self.advance(len_bytes);
-        Ok(())
     }
 
     /// Records `group`'s hard state.

@@ -67,28 +67,29 @@
 //! # Write protocol
 //!
 //! 1. An append reserves room at the cursor of the active segment (rotating if the record
-//!    does not fit), seals the record with its crc and hands it to the storage as parts
-//!    (the WAL's own bytes, and the entries' bodies), then moves the cursor. Nothing is
-//!    durable yet; reads see it at once. On the file store the parts go to a per-segment
-//!    staging buffer (`staged.rs`: copied, except big shared bodies, kept by reference):
-//!    storing through the shared map instead costs a write-protect fault per page and a clean
-//!    pass per writeback (measured: unsynced 64 B appends 3.2 → 6.3 M/s, a small group commit
-//!    855 → 159 µs).
-//! 2. A sync writes each segment's staged bytes and makes them durable, segments in order,
-//!    oldest first. With fdatasync on, on the file store, that is one O_DIRECT | O_DSYNC
-//!    write per segment through glommio's io_uring: whole 4 KiB blocks from the one the last
-//!    write ended in (its bytes rewritten unchanged, from that write's buffer) to the end of
-//!    the staged bytes, zero-padded (`file.rs`; a file system that refuses O_DIRECT gets a
-//!    `pwrite` and an io_uring fdatasync instead). One sync covers every group of the core
-//!    (group commit) and reports each group's durable last index and term. Several syncs
-//!    may be in flight at once (each writes what was appended since the one before); they
-//!    finish in the order they began, and a sync reports durable only what it and every
-//!    sync before it wrote. Two writes of one block are never in flight together: while the
-//!    last sync is in flight, the next record placed in the block that sync ended in starts
-//!    at the next block boundary instead (its last block is zero-filled by that write, and
-//!    recovery skips such a gap). In the file store's `PageCache` mode (`--sync never`) a sync
-//!    only hands the staged bytes to the kernel: "durable" then means "survives the process",
-//!    and dead segments are still reclaimed.
+//!    does not fit), builds the record in a window the storage lends (`Storage::slot`) and
+//!    seals it with its crc in place, then moves the cursor. Nothing is durable yet; reads
+//!    see it at once. On the file store the window is a per-segment staging buffer: with
+//!    fdatasync on, the block-aligned buffer of the next sync's O_DIRECT write
+//!    (`staged_direct.rs`), so each byte is copied once on the loop; otherwise a run for the
+//!    page cache (`staged.rs`), where a record with big shared bodies is handed over as parts
+//!    instead and the bodies kept by reference until the sync's `writev`. Storing through the
+//!    shared map instead costs a write-protect fault per page and a clean pass per writeback
+//!    (measured: unsynced 64 B appends 3.2 → 6.3 M/s, a small group commit 855 → 159 µs).
+//! 2. A sync writes each segment's staged bytes and makes them durable, segments in order, oldest
+//!    first. With fdatasync on, on the file store, that is one O_DIRECT | O_DSYNC write per segment
+//!    through glommio's io_uring: whole 4 KiB blocks from the one the last write ended in (its
+//!    bytes rewritten unchanged, copied from that write's buffer when the run began) to the end of
+//!    the staged bytes, zero-padded (`file.rs`; a file system that refuses O_DIRECT gets a `pwrite`
+//!    and an io_uring fdatasync instead). One sync covers every group of the core (group commit)
+//!    and reports each group's durable last index and term. Several syncs may be in flight at once
+//!    (each writes what was appended since the one before); they finish in the order they began,
+//!    and a sync reports durable only what it and every sync before it wrote. Two writes of one
+//!    block are never in flight together: while the last sync is in flight, the next record placed
+//!    in the block that sync ended in starts at the next block boundary instead (its last block is
+//!    zero-filled by that write, and recovery skips such a gap). In the file store's `PageCache`
+//!    mode (`--sync never`) a sync only hands the staged bytes to the kernel: "durable" then means
+//!    "survives the process", and dead segments are still reclaimed.
 //! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
 //!    that names the cause. The kernel may have dropped the dirty pages and cleared the error,
 //!    so retrying could report success for lost data (the "fsyncgate" lesson). Restart and
@@ -172,9 +173,10 @@
 //!
 //! # Known costs
 //!
-//! - A payload byte of a small entry is copied twice on the loop thread: into the staging
-//!   buffer, and into the block-aligned buffer of the sync's O_DIRECT write (no copy by the
-//!   kernel then). Bodies of 16 KiB and more skip the first copy.
+//! - A payload byte is read twice on the loop thread: copied into the staging buffer, then
+//!   read by the checksum over the record in place (while in cache). With fdatasync on, the
+//!   kernel copies nothing more. A staging run that outgrows its buffer is copied into one
+//!   twice as big (the next run starts a quarter bigger than the last one needed).
 //! - A sync through io_uring costs more than the same blocking write: the kernel finishes an
 //!   O_DSYNC write on a worker (a cache flush after the data) and then wakes the loop, two
 //!   thread hand-offs that a blocking `write` does not pay. `cargo bench --bench wal` prints
@@ -198,6 +200,7 @@
 //!   storage.rs                   the trait under it all
 //!   file.rs, mmap.rs             files + shared maps + O_DIRECT writes through io_uring
 //!                                (mmap.rs: all unsafe)
+//!   staged.rs, staged_direct.rs  the file store's staging: for the page cache, for O_DIRECT
 //!   mem.rs                       in-memory storage with crash faults, for tests and the sim
 //! ```
 
@@ -213,6 +216,7 @@ mod mmap;
 mod payload;
 mod recovery;
 mod staged;
+mod staged_direct;
 mod storage;
 mod sync;
 mod types;

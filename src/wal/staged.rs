@@ -1,6 +1,6 @@
-//! The file store's staging buffer: a segment's records written since its last sync, held in
-//! memory and handed to the file when the sync begins (one vectored write to the page cache,
-//! or a copy into the block-aligned buffer of an O_DIRECT write).
+//! The file store's staging buffer for the page cache: a segment's records written since its
+//! last sync, held in memory and handed to the file with one vectored write when the sync
+//! begins. (`SyncMode::Direct` stages into the O_DIRECT write's buffer: `staged_direct.rs`.)
 //!
 //! The run is contiguous in the file from `start`. Most of it is owned bytes (headers,
 //! prefixes, small records); big shared entry bodies are kept by reference between them, so
@@ -17,7 +17,7 @@ use super::storage::Part;
 /// Shared bodies shorter than this are copied. Measured with `cargo bench --bench wal`: a
 /// 256 KiB batch of 1 KiB bodies took as long or longer as iovecs (the kernel's cost per
 /// iovec matches a 1 KiB copy); 64 KiB bodies gained 3–12% MB/s by reference.
-const SHARE_BYTES_MIN: usize = 16 << 10;
+pub(super) const SHARE_BYTES_MIN: usize = 16 << 10;
 
 /// Most iovecs one `writev` takes (Linux's IOV_MAX).
 const IOVECS_MAX: usize = 1024;
@@ -122,21 +122,6 @@ impl Staged {
             }
             at = piece_end;
         }
-    }
-
-    /// Copies the whole run into `out`, which is exactly as long, and empties the run.
-    pub(super) fn take_into(&mut self, out: &mut [u8]) {
-        assert_eq!(
-            out.len(),
-            self.end() - self.start,
-            "take_into a wrong-sized buffer"
-        );
-        let mut at = 0;
-        for piece in self.pieces() {
-            out[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
-        self.clear();
     }
 
     /// Empties the run; the next one starts where it ended.

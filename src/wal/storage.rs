@@ -83,10 +83,19 @@ pub trait Storage {
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes;
 
     /// A writable window onto `range` of the segment (a staging buffer on the file store, the
-    /// segment itself in memory), for the WAL to build a record in place: what it writes there is visible to `view` at once
-    /// and durable only after a `sync` of the segment completes. No live view may cover the
-    /// range (see `view`).
+    /// segment itself in memory), for the WAL to build a record in place. The WAL writes every
+    /// byte of it: what the window holds before is unspecified. What it writes there is
+    /// visible to `view` at once and durable only after a `sync` of the segment completes.
+    /// Bytes between records the WAL skips read as zeros. No live view may cover the range
+    /// (see `view`).
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8];
+
+    /// Whether `write_parts` would keep a shared part of `len_bytes` by reference instead of
+    /// copying it. When no part of a record would be, the WAL builds the record in a `slot`
+    /// (one copy of each byte, one checksum pass over the record in place). By default never.
+    fn shares_part(&self, _len_bytes: usize) -> bool {
+        false
+    }
 
     /// Writes `parts` back to back at `offset` of the segment, as one record the WAL sealed
     /// already. Shared parts may be kept by reference until the segment's next sync, instead
