@@ -88,9 +88,14 @@ fn raw_direct_write(dir: &Path, chunk_bytes: usize, rounds: usize) -> f64 {
 }
 
 /// The same O_DIRECT | O_DSYNC writes issued through the executor's io_uring (glommio's
-/// `DmaFile`), as the WAL issues them: the limit for a loop that must not block. Returns
-/// mean seconds per write.
-async fn raw_direct_uring_write(dir: &Path, chunk_bytes: usize, rounds: usize) -> f64 {
+/// `DmaFile`), as the WAL issues them, `depth` of them in flight at once: the limit for a
+/// loop that must not block. Returns mean seconds per write.
+async fn raw_direct_uring_write(
+    dir: &Path,
+    chunk_bytes: usize,
+    rounds: usize,
+    depth: usize,
+) -> f64 {
     let path = dir.join("raw-direct-uring.bin");
     drop(prezeroed(&path, chunk_bytes * rounds));
     let file = glommio::io::OpenOptions::new()
@@ -99,19 +104,36 @@ async fn raw_direct_uring_write(dir: &Path, chunk_bytes: usize, rounds: usize) -
         .dma_open(&path)
         .await
         .expect("O_DIRECT open through glommio");
+    let file = std::rc::Rc::new(file);
     let mut chunk = glommio::allocate_dma_buffer(chunk_bytes);
     chunk.as_bytes_mut().fill(0xA5);
     let chunk = std::rc::Rc::new(chunk);
     let start = now();
+    let mut in_flight = std::collections::VecDeque::new();
+    let finish = |written: glommio::Result<usize, ()>| {
+        assert_eq!(
+            written.expect("O_DIRECT write through io_uring"),
+            chunk_bytes
+        );
+    };
     for round in 0..rounds {
-        let written = file
-            .write_rc_at(std::rc::Rc::clone(&chunk), (round * chunk_bytes) as u64)
-            .await
-            .expect("O_DIRECT write through io_uring");
-        assert_eq!(written, chunk_bytes);
+        if in_flight.len() == depth {
+            finish(in_flight.pop_front().expect("a write in flight").await);
+        }
+        let (file, chunk) = (std::rc::Rc::clone(&file), std::rc::Rc::clone(&chunk));
+        in_flight.push_back(glommio::spawn_local(async move {
+            file.write_rc_at(chunk, (round * chunk_bytes) as u64).await
+        }));
+    }
+    while let Some(write) = in_flight.pop_front() {
+        finish(write.await);
     }
     let secs = start.elapsed().as_secs_f64() / rounds as f64;
-    file.close().await.expect("close");
+    std::rc::Rc::try_unwrap(file)
+        .unwrap_or_else(|_| panic!("a write still holds the file"))
+        .close()
+        .await
+        .expect("close");
     secs
 }
 
@@ -256,6 +278,44 @@ async fn wal_group_commit(
     }
 }
 
+/// The same batches with the next one staged while the last one's sync is in flight, as the
+/// node's loop does: at most two syncs in flight, finished in order. Returns durable MB/s.
+async fn wal_pipelined(
+    dir: &Path,
+    (groups, per_group, entry_bytes): (u64, u64, usize),
+    budget: Duration,
+) -> f64 {
+    let name = format!("pipelined-{groups}x{per_group}x{entry_bytes}");
+    let _ = fs::remove_dir_all(dir.join(&name));
+    let mut wal = open_wal(dir, &name, SyncMode::Direct, 64 * MIB as u64).await;
+    let entry = Bytes::from(vec![0x17u8; entry_bytes]);
+    let batch: Vec<(u64, Bytes)> = (0..per_group).map(|_| (1, entry.clone())).collect();
+    // A batch staged while a sync is in flight starts in a fresh block: up to 4 KiB more.
+    let batch_bytes = (groups * per_group) as usize * (entry_bytes + 72) + 4096;
+    let batches_max = (60 * MIB / batch_bytes) as u64;
+    let start = now();
+    let mut in_flight = None;
+    let mut batches = 0u64;
+    while batches < batches_max && start.elapsed() < budget {
+        for group in 0..groups {
+            wal.append_entries(group, batches * per_group + 1, &batch)
+                .expect("append");
+        }
+        let ticket = wal.begin_sync().expect("begin sync");
+        let sync = glommio::spawn_local(ticket.wait());
+        if let Some(last) = in_flight.replace(sync) {
+            wal.finish_sync(last.await).expect("sync");
+        }
+        batches += 1;
+    }
+    if let Some(last) = in_flight {
+        wal.finish_sync(last.await).expect("sync");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(wal.stats().rotations, 0, "the run must fit one segment");
+    (batches * groups * per_group) as f64 * entry_bytes as f64 / secs / 1e6
+}
+
 /// The WAL's figures for one group-commit shape.
 struct WalRun {
     /// Mean seconds per batch: appends, sync, until durable.
@@ -288,6 +348,10 @@ struct Round {
     direct_secs: f64,
     /// The same through io_uring.
     direct_uring_secs: f64,
+    /// The same with two writes in flight at once.
+    direct_uring2_secs: f64,
+    /// The WAL's durable MB/s with the next batch staged while a sync is in flight.
+    pipelined_mbps: f64,
     /// The WAL on the fallback for file systems without O_DIRECT (pwrite + io_uring
     /// fdatasync).
     fallback: WalRun,
@@ -344,15 +408,21 @@ fn main() {
                 let fsync_secs = raw_write_sync(&dir, 4096, 100).0;
                 let batch_secs = raw_write_sync(&dir, batch_bytes, raw_rounds).0;
                 let direct_secs = raw_direct_write(&dir, batch_bytes, raw_rounds);
-                let direct_uring_secs = raw_direct_uring_write(&dir, batch_bytes, raw_rounds).await;
+                let direct_uring_secs =
+                    raw_direct_uring_write(&dir, batch_bytes, raw_rounds, 1).await;
+                let direct_uring2_secs =
+                    raw_direct_uring_write(&dir, batch_bytes, raw_rounds, 2).await;
                 let shape = (groups, per_group, bytes);
                 let budget = Duration::from_millis(250);
                 let wal = wal_group_commit(&dir, shape, SyncMode::Direct, budget).await;
                 let fallback = wal_group_commit(&dir, shape, SyncMode::IoUring, budget).await;
+                let pipelined_mbps = wal_pipelined(&dir, shape, budget).await;
                 rounds.push(Round {
                     wal,
                     fallback,
+                    pipelined_mbps,
                     direct_uring_secs,
+                    direct_uring2_secs,
                     fsync_secs,
                     batch_secs,
                     direct_secs,
@@ -466,6 +536,22 @@ fn report_group_commit(
         format!("{:.0}", med(&|r| r.wal.mbps)),
         format!("{:.0}", mbps(med(&|r| r.direct_uring_secs))),
         med(&|r| r.wal.mbps / mbps(r.direct_uring_secs)),
+    );
+    line(
+        &format!("{what}, pipelined: durable MB/s"),
+        format!("{:.0}", med(&|r| r.pipelined_mbps)),
+        format!("{:.0}", mbps(med(&|r| r.batch_secs))),
+        med(&|r| r.pipelined_mbps / mbps(r.batch_secs)),
+    );
+    println!(
+        "  (the next batch staged while the last one's sync is in flight, as the node does; \
+         limit: {kib} KiB write + fdatasync, repeated)"
+    );
+    line(
+        "  same, against O_DIRECT | O_DSYNC io_uring writes, 2 in flight",
+        format!("{:.0}", med(&|r| r.pipelined_mbps)),
+        format!("{:.0}", mbps(med(&|r| r.direct_uring2_secs))),
+        med(&|r| r.pipelined_mbps / mbps(r.direct_uring2_secs)),
     );
     line(
         "  the WAL on pwrite + io_uring fdatasync (no O_DIRECT)",
