@@ -755,6 +755,75 @@ fn overlapping_direct_writes_start_in_fresh_blocks_and_read_back_at_every_stage(
 }
 
 #[test]
+fn direct_runs_bigger_than_their_first_buffer_grow_and_read_back_at_every_stage() {
+    // Goal: an O_DIRECT staging run that outgrows its buffer (64 KiB at first, then about
+    // what the last run needed) is copied into a bigger one without losing or moving a byte:
+    // runs of 12–700 KiB, of small and big shared entries, read back whole while staged, in
+    // flight (some syncs overlapping) and after, and after a reopen.
+    let dir = temp_dir("direct-grow");
+    let config = WalConfig {
+        segment_bytes: 16 << 20,
+    };
+    let sized = |index: u64| {
+        let len = match index % 7 {
+            0 => 60 << 10,
+            3 => 17 << 10,
+            _ => 100 + (index % 50) as usize * 37,
+        };
+        bytes::Bytes::from(vec![index as u8; len])
+    };
+    on_glommio(async {
+        let store = FileStore::open(&dir, SyncMode::Direct).expect("store");
+        let mut wal = Wal::open(checked_mode(store, SyncMode::Direct), config)
+            .await
+            .expect("fresh");
+        let check = |wal: &Wal<FileStore>, last: u64, when: &str| {
+            let entries = read_all(wal, 2);
+            assert_eq!(entries.len() as u64, last, "{when}");
+            for entry in entries {
+                assert_eq!(entry.payload, sized(entry.index), "{} {when}", entry.index);
+            }
+        };
+        let mut in_flight = None;
+        let mut index = 0;
+        for run in 1..=24u64 {
+            // Runs of 1 to 40 entries: one ends up far past the buffer the last one left.
+            let count = [1, 40, 3, 25, 40, 2][run as usize % 6];
+            for _ in 0..count {
+                index += 1;
+                wal.append_entries(2, index, &[(1, sized(index))])
+                    .expect("append");
+            }
+            check(&wal, index, "staged");
+            let ticket = wal.begin_sync().expect("begin");
+            check(&wal, index, "in flight");
+            let sync = glommio::spawn_local(ticket.wait());
+            if let Some(last) = in_flight.take() {
+                wal.finish_sync(last.await).expect("sync");
+            }
+            if run % 3 == 0 {
+                // Left in flight while the next run is staged.
+                in_flight = Some(sync);
+            } else {
+                wal.finish_sync(sync.await).expect("sync");
+                check(&wal, index, "synced");
+            }
+        }
+        if let Some(last) = in_flight {
+            wal.finish_sync(last.await).expect("sync");
+        }
+        assert_eq!(wal.stats().rotations, 0, "{:?}", wal.stats());
+    });
+    let wal = reopen_with(&dir, config).expect("reopen");
+    let entries = read_all(&wal, 2);
+    assert_eq!(entries.len(), 24 / 6 * (1 + 40 + 3 + 25 + 40 + 2));
+    for entry in entries {
+        assert_eq!(entry.payload, sized(entry.index));
+    }
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
 fn after_a_reopen_the_first_direct_write_keeps_the_records_of_its_block() {
     // Goal: after a reopen at a clean end, the first O_DIRECT write starts inside a block
     // that holds kept records (read from the file, not from a previous write's buffer) and
