@@ -132,6 +132,31 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
     }
 }
 
+#[test]
+fn the_demo_refuses_bad_flags_before_anything_starts() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--depth", "0"], "must be at least 1"),
+        (
+            &["--depth", "100", "--batch", "100"],
+            "in flight per client",
+        ),
+        (&["--read-percent", "101"], "at most 100"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["demo"];
+        args.extend_from_slice(flags);
+        let output = cohort(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !stdout.contains("cohort demo:"),
+            "{args:?} started: {stdout}"
+        );
+    }
+}
+
 fn load(rate_per_s: Option<f64>, seconds: u64) -> Load {
     Load {
         clients: 1,

@@ -120,7 +120,7 @@ pub struct BenchArgs {
 }
 
 /// Outstanding requests per client and group must stay under what a session remembers.
-const IN_FLIGHT_PER_CLIENT_MAX: u64 = REPLIES_PER_SESSION_MAX as u64 / 4;
+pub(super) const IN_FLIGHT_PER_CLIENT_MAX: u64 = REPLIES_PER_SESSION_MAX as u64 / 4;
 
 impl BenchArgs {
     /// The load these flags describe, or what is wrong with them.
