@@ -51,7 +51,8 @@ pub enum SyncMode {
     /// One O_DIRECT | O_DSYNC write of the staged blocks per segment, through the io_uring of
     /// the current glommio executor (the production path; see the module doc). Where the
     /// file system refuses O_DIRECT, the store runs in `IoUring` mode instead
-    /// ([`FileStore::mode`] says which). Syncing outside a glommio executor thread panics.
+    /// ([`FileStore::mode`] says which). Appending or syncing outside a glommio executor
+    /// thread panics (the staging buffer is the executor's DMA memory).
     Direct,
     /// A `pwrite` of the staged bytes into the page cache, then an fdatasync through the
     /// io_uring of the current glommio executor. Syncing outside one panics.
