@@ -8,22 +8,23 @@ use std::time::{Duration, Instant};
 
 use cohort::bench::null_server::{NullServer, Stall};
 use cohort::client::{Client, ClientError, ClientOptions};
-use cohort::kv::Op;
+use cohort::kv::{Op, Ops};
 use cohort::proto::client::{ClientFrame, Consistency, decode_client_frame};
 use cohort::proto::topology::{Topology, encode_topology};
 use cohort::transport::{FrameReader, send_frame};
 use cohort::wire::FrameEncoder;
 use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use glommio::net::{TcpListener, TcpStream};
+use smallvec::smallvec;
 
-fn puts(n: usize) -> Vec<(Vec<Op>, Consistency)> {
+fn puts(n: usize) -> Vec<(Ops, Consistency)> {
     (0..n)
         .map(|i| {
             let op = Op::Put {
                 key: format!("key-{i}").into_bytes().into(),
                 value: b"v".to_vec().into(),
             };
-            (vec![op], Consistency::Linearizable)
+            (smallvec![op], Consistency::Linearizable)
         })
         .collect()
 }

@@ -25,6 +25,7 @@ use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
 use cohort::wire::Envelope;
 use futures_lite::future::block_on;
+use smallvec::smallvec;
 
 mod common;
 use common::messages::empty_entry_2;
@@ -693,7 +694,7 @@ fn kib_write(sequence: u64) -> Entry {
         client_id: 5,
         sequence,
         first_unacked: 1,
-        ops: vec![Op::Put {
+        ops: smallvec![Op::Put {
             key: Bytes::from_static(b"k"),
             value: Bytes::from(vec![7; 1024]),
         }],
@@ -817,7 +818,7 @@ fn a_big_state_is_snapshotted_again_only_after_as_many_bytes_of_log() {
             client_id: 5,
             sequence: index,
             first_unacked: 1,
-            ops: vec![Op::Put {
+            ops: smallvec![Op::Put {
                 key: Bytes::from(format!("k{index}")),
                 value: Bytes::from(vec![7; value_bytes]),
             }],
@@ -966,7 +967,7 @@ fn request(conn: u64, sequence: u64, op: Op) -> Input {
         client_id: 5,
         sequence,
         first_unacked: sequence,
-        ops: vec![op],
+        ops: smallvec![op],
     };
     let request = Request {
         command,

@@ -84,7 +84,7 @@ fn request(sequence: u64, consistency: Consistency, ops: Vec<Op>) -> Request {
             client_id: 77,
             sequence,
             first_unacked: sequence,
-            ops,
+            ops: ops.into(),
         },
         consistency,
     }

@@ -107,12 +107,13 @@ fn handshake_round_trips() {
 fn client_request_batch_verifies_and_reads_in_place() {
     use cohort::kv::{Command, Op};
     use cohort::proto::client::{Consistency, Request, encode_requests};
+    use smallvec::smallvec;
     let request = Request {
         command: Command {
             client_id: 42,
             sequence: 7,
             first_unacked: 5,
-            ops: vec![
+            ops: smallvec![
                 Op::Put {
                     key: Bytes::from_static(b"key"),
                     value: Bytes::from_static(b"value"),

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use glommio::sync::Semaphore;
 
 use crate::client::{Client, ClientOptions};
-use crate::kv::Op;
+use crate::kv::{Op, Ops};
 use crate::proto::client::Consistency;
 use crate::proto::topology::group_of;
 use crate::raft::Prng;
+use smallvec::smallvec;
 
 use super::cpu::{self, CpuUse, Watched};
 use super::keys::{Distribution, KeyChooser, Keys};
@@ -164,7 +165,7 @@ async fn touch_every_group(client: &Client, groups: u32) -> Result<(), String> {
         let key = Bytes::from(format!("warm-up-{i}"));
         let group = group_of(&key, groups) as usize;
         if !std::mem::replace(&mut seen[group], true) {
-            reads.push((vec![Op::Get { key }], Consistency::Linearizable));
+            reads.push((smallvec![Op::Get { key }], Consistency::Linearizable));
         }
     }
     for result in client.execute_batch(reads).await {
@@ -182,7 +183,7 @@ struct Source {
     load: Load,
 }
 
-type Requests = Vec<(Vec<Op>, Consistency)>;
+type Requests = Vec<(Ops, Consistency)>;
 
 impl Source {
     /// `count` requests, and the group of each.
@@ -193,10 +194,10 @@ impl Source {
             let (key, group) = self.names.get(self.keys.next(&mut self.rng));
             groups.push(group);
             if self.rng.below(100) < self.load.read_percent {
-                requests.push((vec![Op::Get { key }], self.load.read));
+                requests.push((smallvec![Op::Get { key }], self.load.read));
             } else {
                 let value = self.value.clone();
-                requests.push((vec![Op::Put { key, value }], Consistency::Linearizable));
+                requests.push((smallvec![Op::Put { key, value }], Consistency::Linearizable));
             }
         }
         (requests, groups)

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures_lite::future;
 
-use crate::kv::{Command, CommandError, Op, OpResult, Results};
+use crate::kv::{Command, CommandError, Op, OpResult, Ops, Results};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, encode_requests};
 use crate::proto::topology::{
     Topology, client_address, core_of, decode_topology, encode_topology_request, group_of,
@@ -201,10 +201,12 @@ impl Client {
     /// Run `ops` atomically (all keys must belong to one group).
     pub async fn execute(
         &self,
-        ops: Vec<Op>,
+        ops: impl Into<Ops>,
         consistency: Consistency,
     ) -> Result<Vec<OpResult>, ClientError> {
-        let mut answers = self.execute_batch_traced(vec![(ops, consistency)]).await;
+        let mut answers = self
+            .execute_batch_traced(vec![(ops.into(), consistency)])
+            .await;
         let answer = answers.pop().expect("one answer per request");
         answer.result.map(|results| results.to_vec())
     }
@@ -215,7 +217,7 @@ impl Client {
     /// back in the order of `requests`.
     pub async fn execute_batch(
         &self,
-        requests: Vec<(Vec<Op>, Consistency)>,
+        requests: Vec<(Ops, Consistency)>,
     ) -> Vec<Result<Vec<OpResult>, ClientError>> {
         let answers = self.execute_batch_traced(requests).await;
         answers
@@ -225,7 +227,7 @@ impl Client {
     }
 
     /// [`Client::execute_batch`], telling for each request which node answered it.
-    pub async fn execute_batch_traced(&self, requests: Vec<(Vec<Op>, Consistency)>) -> Vec<Answer> {
+    pub async fn execute_batch_traced(&self, requests: Vec<(Ops, Consistency)>) -> Vec<Answer> {
         // A slot per request while it waits for its answer; None once answered or refused.
         let mut slots: Vec<Option<Slot>> = Vec::with_capacity(requests.len());
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
@@ -473,7 +475,7 @@ impl Client {
     }
 
     /// Check a request and give it its client id and sequence (kept across retries).
-    fn prepare(&self, ops: Vec<Op>, consistency: Consistency) -> Result<Slot, ClientError> {
+    fn prepare(&self, ops: Ops, consistency: Consistency) -> Result<Slot, ClientError> {
         let Some(first) = ops.first() else {
             return Err(ClientError::Invalid(
                 "a request needs an operation".to_string(),

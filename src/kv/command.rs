@@ -22,6 +22,7 @@
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::limits::{KEY_BYTES_MAX, OPERATIONS_PER_COMMAND_MAX, VALUE_BYTES_MAX};
 
@@ -190,13 +191,17 @@ impl<'a> OpRef<'a> {
     }
 }
 
+/// A request's operations. Nearly every request has one: it is held inline, so a request
+/// decoded on a node, or built by a client, costs no allocation for its operations.
+pub type Ops = SmallVec<[Op; 1]>;
+
 /// One client request: applied atomically and at most once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     pub client_id: u64,
     pub sequence: u64,
     pub first_unacked: u64,
-    pub ops: Vec<Op>,
+    pub ops: Ops,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -500,6 +505,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smallvec::smallvec;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -510,7 +516,7 @@ mod tests {
             client_id: 9,
             sequence: 5,
             first_unacked: 3,
-            ops: vec![
+            ops: smallvec![
                 Op::Put {
                     key: b("k"),
                     value: b("v"),
@@ -585,7 +591,7 @@ mod tests {
     #[test]
     fn limits_are_checked_with_clear_errors() {
         let mut command = sample();
-        command.ops = vec![Op::Put {
+        command.ops = smallvec![Op::Put {
             key: Bytes::from(vec![1; KEY_BYTES_MAX + 1]),
             value: b("v"),
         }];
@@ -595,22 +601,22 @@ mod tests {
                 bytes: KEY_BYTES_MAX + 1
             })
         );
-        command.ops = vec![Op::Put {
+        command.ops = smallvec![Op::Put {
             key: b("k"),
             value: Bytes::from(vec![1; VALUE_BYTES_MAX + 1]),
         }];
         let error = command.validate().unwrap_err();
         assert!(error.to_string().contains("over the limit"), "{error}");
-        command.ops = vec![Op::Get { key: b("") }];
+        command.ops = smallvec![Op::Get { key: b("") }];
         assert_eq!(command.validate(), Err(CommandError::EmptyKey));
-        command.ops = vec![];
+        command.ops = smallvec![];
         assert_eq!(command.validate(), Err(CommandError::NoOperations));
-        command.ops = vec![Op::Get { key: b("k") }; OPERATIONS_PER_COMMAND_MAX + 1];
+        command.ops = smallvec![Op::Get { key: b("k") }; OPERATIONS_PER_COMMAND_MAX + 1];
         assert!(matches!(
             command.validate(),
             Err(CommandError::TooManyOperations { .. })
         ));
-        command.ops = vec![Op::Get { key: b("k") }];
+        command.ops = smallvec![Op::Get { key: b("k") }];
         command.first_unacked = command.sequence + 1;
         assert!(matches!(
             command.validate(),

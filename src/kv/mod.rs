@@ -12,7 +12,7 @@ mod session;
 mod snapshot;
 mod store;
 
-pub use command::{Command, CommandError, CommandRef, Op, OpRef};
+pub use command::{Command, CommandError, CommandRef, Op, OpRef, Ops};
 pub use session::Results;
 pub use snapshot::{SnapshotError, SnapshotJob};
 pub use store::{KvStore, OpResult, Reply, written};

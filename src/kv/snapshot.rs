@@ -261,7 +261,7 @@ mod tests {
                 client_id: i % 7,
                 sequence: i / 7 + 1,
                 first_unacked: 1,
-                ops,
+                ops: ops.into(),
             };
             kv.apply(i + 1, &command.encode(), |_, _| ()).unwrap();
         }

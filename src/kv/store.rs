@@ -226,6 +226,7 @@ mod tests {
 
     use super::*;
     use crate::kv::{Command, Op};
+    use smallvec::smallvec;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -236,7 +237,7 @@ mod tests {
             client_id,
             sequence,
             first_unacked: sequence,
-            ops,
+            ops: ops.into(),
         }
         .encode()
     }
@@ -340,7 +341,7 @@ mod tests {
             client_id: client,
             sequence,
             first_unacked: 1,
-            ops: vec![Op::Put {
+            ops: smallvec![Op::Put {
                 key: b("k"),
                 value: b(value),
             }],

@@ -15,7 +15,7 @@ use crate::wire::limits::{
 use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 use crate::kv::limits::OPERATIONS_PER_COMMAND_MAX;
-use crate::kv::{Command, CommandError, Op, OpResult, Results, written};
+use crate::kv::{Command, CommandError, Op, OpResult, Ops, Results, written};
 use crate::wire::limits::CLIENT_OPERATIONS_PER_REQUEST_MAX;
 
 const _: () = assert!(
@@ -172,7 +172,7 @@ pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, D
             sequence: record.sequence(),
             error,
         };
-        let mut request_ops = Vec::new();
+        let mut request_ops = Ops::new();
         let mut unknown = false;
         for op in ops.take(record.ops_end() as usize)? {
             let key = data.take(op.key_end())?;
@@ -497,6 +497,7 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smallvec::smallvec;
 
     fn frame(encoder: &FrameEncoder) -> Bytes {
         Bytes::from(encoder.to_frame_vec())
@@ -513,7 +514,7 @@ mod tests {
                 client_id: 3,
                 sequence: 9,
                 first_unacked: 7,
-                ops: vec![
+                ops: smallvec![
                     Op::Put {
                         key: b("k"),
                         value: b("value"),
@@ -559,12 +560,12 @@ mod tests {
                 client_id: 1,
                 sequence: 1,
                 first_unacked: 1,
-                ops: vec![Op::Get { key: b("k") }],
+                ops: smallvec![Op::Get { key: b("k") }],
             },
             consistency: Consistency::Linearizable,
         };
         let mut bad = good.clone();
-        bad.command.ops = vec![Op::Put {
+        bad.command.ops = smallvec![Op::Put {
             key: b("k"),
             value: Bytes::from(vec![0; crate::kv::limits::VALUE_BYTES_MAX + 1]),
         }];
@@ -631,7 +632,7 @@ mod tests {
                 client_id: 1,
                 sequence: 1,
                 first_unacked: 1,
-                ops: vec![Op::Put {
+                ops: smallvec![Op::Put {
                     key: b("key"),
                     value: b("value"),
                 }],

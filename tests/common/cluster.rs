@@ -11,6 +11,7 @@ use cohort::client::{Client, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{Consistency, Outcome, Request, decode_responses, encode_requests};
 use cohort::wire::{FrameEncoder, FrameHeader};
+use smallvec::smallvec;
 
 pub const GROUPS: u32 = 6;
 
@@ -85,7 +86,7 @@ pub fn raw_request(address: &str, op: Op, consistency: Consistency) -> Outcome {
             client_id: 99,
             sequence: 1,
             first_unacked: 1,
-            ops: vec![op],
+            ops: smallvec![op],
         },
         consistency,
     };
@@ -169,7 +170,7 @@ pub fn put_all(bases: &[String], seed: u64, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
                         key: Bytes::from(key.clone()),
                         value: Bytes::from(value.clone()),
                     };
-                    (vec![op], Consistency::Linearizable)
+                    (smallvec![op], Consistency::Linearizable)
                 })
                 .collect();
             for result in client.execute_batch(batch).await {
