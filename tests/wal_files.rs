@@ -164,43 +164,57 @@ fn assert_segments_allocated(dir: &Path) {
     assert!(segments > 0, "no segment in {}", dir.display());
 }
 
+// Goal: with no segment prepared, compaction renames a dead segment into the next one
+// (no zero-fill), the log rotates onto it, and a reopen reads through it.
 #[test]
 fn dead_segment_is_recycled_as_the_next_one_and_reused() {
-    // Goal: with no segment prepared, compaction renames a dead segment into the next one
-    // (no zero-fill), the log rotates onto it, and a reopen reads through it.
-    let dir = temp_dir("recycle");
-    let store = FileStore::open(&dir, SyncMode::Blocking).expect("store");
-    let mut wal = block_on(Wal::open(store, config())).expect("fresh");
-    let mut index = 0;
-    while wal.stats().rotations < 3 {
-        index += 1;
-        wal.append_entries(0, index, &[(1, &payload(0, index))])
-            .expect("append");
-        block_on(wal.sync()).expect("sync");
-    }
-    wal.mark_snapshot(0, index, 1).expect("snapshot");
-    block_on(wal.sync()).expect("sync");
-    assert_eq!(wal.stats().segments_recycled, 1, "{:?}", wal.stats());
-    let stalls = wal.stats().rotation_stalls;
-    let rotations = wal.stats().rotations;
-    while wal.stats().rotations == rotations {
-        index += 1;
-        wal.append_entries(0, index, &[(1, &payload(0, index))])
-            .expect("append");
-    }
-    assert_eq!(
-        wal.stats().rotation_stalls,
-        stalls,
-        "rotated onto the recycled segment"
-    );
-    block_on(wal.sync()).expect("sync");
-    drop(wal);
-    let wal = reopen(&dir).expect("reopen");
-    let entries = read_all(&wal, 0);
-    assert_eq!(entries.last().map(|e| e.index), Some(index));
-    for entry in entries {
-        assert_eq!(entry.payload, payload(0, entry.index));
-    }
+    dead_segment_recycled_in("recycle", SyncMode::Blocking);
+}
+
+/// The same with O_DIRECT writes: the first write into the recycled segment takes its
+/// head block from the header written there, not from the segment's old records.
+#[test]
+fn dead_segment_is_recycled_and_reused_by_direct_writes() {
+    dead_segment_recycled_in("recycle-direct", SyncMode::Direct);
+}
+
+fn dead_segment_recycled_in(name: &str, mode: SyncMode) {
+    let dir = temp_dir(name);
+    on_glommio(async {
+        let mut wal = reopen_in(&dir, config(), mode).await.expect("fresh");
+        let mut index = 0;
+        while wal.stats().rotations < 3 {
+            index += 1;
+            wal.append_entries(0, index, &[(1, &payload(0, index))])
+                .expect("append");
+            wal.sync().await.expect("sync");
+        }
+        wal.mark_snapshot(0, index, 1).expect("snapshot");
+        wal.sync().await.expect("sync");
+        assert_eq!(wal.stats().segments_recycled, 1, "{:?}", wal.stats());
+        let stalls = wal.stats().rotation_stalls;
+        let rotations = wal.stats().rotations;
+        while wal.stats().rotations == rotations {
+            index += 1;
+            wal.append_entries(0, index, &[(1, &payload(0, index))])
+                .expect("append");
+        }
+        assert_eq!(
+            wal.stats().rotation_stalls,
+            stalls,
+            "rotated onto the recycled segment"
+        );
+        wal.sync().await.expect("sync");
+        let entries = read_all(&wal, 0);
+        assert_eq!(entries.last().map(|e| e.index), Some(index));
+        drop(wal);
+        let wal = reopen_in(&dir, config(), mode).await.expect("reopen");
+        let entries = read_all(&wal, 0);
+        assert_eq!(entries.last().map(|e| e.index), Some(index));
+        for entry in entries {
+            assert_eq!(entry.payload, payload(0, entry.index));
+        }
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -237,7 +251,7 @@ fn build_torn_with(dir: &Path, config: WalConfig) {
 
 /// Every group's entries of a torn-tail build (at least four batches) read back intact; then
 /// one more entry of group 3, "after", is appended and synced, and the WAL closed.
-fn batches_read_back_then_one_more(mut wal: Wal<FileStore>) {
+async fn batches_read_back_then_one_more(mut wal: Wal<FileStore>) {
     for group in 0..4 {
         let entries = read_all(&wal, group);
         assert!(
@@ -252,7 +266,7 @@ fn batches_read_back_then_one_more(mut wal: Wal<FileStore>) {
     let last = wal.group(3).expect("group").last_index;
     wal.append_entries(3, last + 1, &[(1, b"after".as_slice())])
         .expect("append");
-    block_on(wal.sync()).expect("sync");
+    wal.sync().await.expect("sync");
 }
 
 fn reopen(dir: &Path) -> Result<Wal<FileStore>, WalOpenError> {
@@ -260,8 +274,18 @@ fn reopen(dir: &Path) -> Result<Wal<FileStore>, WalOpenError> {
 }
 
 fn reopen_with(dir: &Path, config: WalConfig) -> Result<Wal<FileStore>, WalOpenError> {
-    let store = FileStore::open(dir, SyncMode::Blocking).expect("store");
-    block_on(Wal::open(store, config))
+    block_on(reopen_in(dir, config, SyncMode::Blocking))
+}
+
+/// Opens the WAL of `dir` with its syncs in `mode` (checked: O_DIRECT must not fall back).
+/// In `SyncMode::Direct`, recovery's own writes (a torn tail zeroed) are O_DIRECT writes.
+async fn reopen_in(
+    dir: &Path,
+    config: WalConfig,
+    mode: SyncMode,
+) -> Result<Wal<FileStore>, WalOpenError> {
+    let store = checked_mode(FileStore::open(dir, mode).expect("store"), mode);
+    Wal::open(store, config).await
 }
 
 fn segment(dir: &Path, seq: u64) -> PathBuf {
@@ -299,22 +323,33 @@ fn cut_segment_file_is_refused_naming_it() {
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+// Goal: zeros over the end of the last batch read as a torn tail: open succeeds with the
+// earlier batches, and new appends after it survive another reopen.
 #[test]
 fn zeroed_tail_is_truncated_and_the_log_goes_on() {
-    // Goal: zeros over the end of the last batch read as a torn tail: open succeeds with the
-    // earlier batches, and new appends after it survive another reopen.
-    let dir = temp_dir("zeroed");
+    zeroed_tail_in("zeroed", SyncMode::Blocking);
+}
+
+#[test]
+fn zeroed_tail_is_truncated_and_the_log_goes_on_with_direct_writes() {
+    zeroed_tail_in("zeroed-direct", SyncMode::Direct);
+}
+
+fn zeroed_tail_in(name: &str, mode: SyncMode) {
+    let dir = temp_dir(name);
     build_with_torn_tail(&dir);
-    let wal = reopen(&dir).expect("opens");
-    // What is left of the torn record stays unwritten: appends go on in segment 2.
-    assert!(wal.recovery_report().end_segment_retired);
-    assert!(segment(&dir, 2).exists());
-    batches_read_back_then_one_more(wal);
-    let wal = reopen(&dir).expect("reopen");
-    assert_eq!(
-        read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
-        Some(b"after".to_vec())
-    );
+    on_glommio(async {
+        let wal = reopen_in(&dir, config(), mode).await.expect("opens");
+        // What is left of the torn record stays unwritten: appends go on in segment 2.
+        assert!(wal.recovery_report().end_segment_retired);
+        assert!(segment(&dir, 2).exists());
+        batches_read_back_then_one_more(wal).await;
+        let wal = reopen_in(&dir, config(), mode).await.expect("reopen");
+        assert_eq!(
+            read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
+            Some(b"after".to_vec())
+        );
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -328,14 +363,25 @@ fn zeroed_tail_is_truncated_and_the_log_goes_on() {
 /// (mount); elsewhere it says it was skipped.
 #[test]
 fn a_torn_tail_on_a_full_disk_is_zeroed_in_place_and_the_log_goes_on() {
-    torn_tail_on_a_full_disk("full-torn", config(), 1);
+    torn_tail_on_a_full_disk("full-torn", config(), 1, SyncMode::Blocking);
     let big = WalConfig {
         segment_bytes: 7 << 19,
     };
-    torn_tail_on_a_full_disk("full-torn-big", big, 8);
+    torn_tail_on_a_full_disk("full-torn-big", big, 8, SyncMode::Blocking);
 }
 
-fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64) {
+/// The same with O_DIRECT writes: the tail is zeroed through the direct store's staging
+/// buffer, in runs that start behind the last write's end and take their head from the map.
+#[test]
+fn a_torn_tail_on_a_full_disk_is_zeroed_in_place_by_direct_writes() {
+    torn_tail_on_a_full_disk("full-torn-direct", config(), 1, SyncMode::Direct);
+    let big = WalConfig {
+        segment_bytes: 7 << 19,
+    };
+    torn_tail_on_a_full_disk("full-torn-big-direct", big, 8, SyncMode::Direct);
+}
+
+fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64, mode: SyncMode) {
     let dir = temp_dir(name);
     let disk = match common::tmpfs::Tmpfs::mount(&dir, disk_mib) {
         Ok(disk) => disk,
@@ -359,30 +405,33 @@ fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64) {
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
     drop(file);
 
-    let wal = reopen_with(&dir, config).expect("opens on a full disk");
-    let report = wal.recovery_report().clone();
-    assert!(
-        !report.end_segment_retired && report.end_tail_zeroed,
-        "{report:?}"
-    );
-    assert!(!segment(&dir, 2).exists(), "a half-made segment is left");
-    // The torn record's remains after the end of the log are zeros now.
-    let end = data_end(&dir);
-    assert!(end < torn_end, "data ends at {end}, as before the reopen");
-    batches_read_back_then_one_more(wal);
+    on_glommio(async {
+        let wal = reopen_in(&dir, config, mode)
+            .await
+            .expect("opens on a full disk");
+        let report = wal.recovery_report().clone();
+        assert!(
+            !report.end_segment_retired && report.end_tail_zeroed,
+            "{report:?}"
+        );
+        assert!(!segment(&dir, 2).exists(), "a half-made segment is left");
+        // The torn record's remains after the end of the log are zeros now.
+        let end = data_end(&dir);
+        assert!(end < torn_end, "data ends at {end}, as before the reopen");
+        batches_read_back_then_one_more(wal).await;
 
-    fs::remove_file(&ballast).expect("room again");
-    let wal = reopen_with(&dir, config).expect("reopen");
-    let report = wal.recovery_report();
-    assert!(
-        !report.end_segment_retired && !report.end_tail_zeroed,
-        "{report:?}"
-    );
-    assert_eq!(
-        read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
-        Some(b"after".to_vec())
-    );
-    drop(wal);
+        fs::remove_file(&ballast).expect("room again");
+        let wal = reopen_in(&dir, config, mode).await.expect("reopen");
+        let report = wal.recovery_report();
+        assert!(
+            !report.end_segment_retired && !report.end_tail_zeroed,
+            "{report:?}"
+        );
+        assert_eq!(
+            read_all(&wal, 3).last().map(|e| e.payload.to_vec()),
+            Some(b"after".to_vec())
+        );
+    });
     drop(disk);
     let _ = fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,11 @@ use super::format::BLOCK_BYTES;
 /// Capacity of a run's first buffer when no run came before: one batch of small records.
 const FIRST_CAPACITY_BYTES: usize = 64 << 10;
 
+/// The most a run's first buffer starts with. A rare huge run (recovery zeroing a torn tail
+/// of tens of MiB in one write) must not make every later run start that big; a run that
+/// needs more grows.
+const CAPACITY_HINT_BYTES_MAX: usize = 4 << 20;
+
 #[derive(Default)]
 pub(super) struct DirectStaged {
     /// The run's buffer; its byte 0 is file offset `from`. `None` while nothing is staged.
@@ -110,7 +115,7 @@ impl DirectStaged {
         buf.as_bytes_mut()[self.end - self.from..len].fill(0);
         buf.trim_to_size(len);
         // A quarter more than this run needed, so a slightly bigger next run does not grow.
-        self.capacity_hint = round_up(len + len / 4);
+        self.capacity_hint = round_up(len + len / 4).min(CAPACITY_HINT_BYTES_MAX);
         self.start = self.end;
         Some((self.from, buf))
     }
@@ -134,6 +139,13 @@ mod tests {
     #[test]
     fn a_run_grows_keeps_its_head_zeroes_gaps_and_pads_its_last_block() {
         run(async {
+            // The allocator hands out memory as it was left: dirty it first, so the zeroed
+            // gap and the zero padding below are the run's own doing.
+            for bytes in [FIRST_CAPACITY_BYTES, 2 * FIRST_CAPACITY_BYTES] {
+                glommio::allocate_dma_buffer(bytes)
+                    .as_bytes_mut()
+                    .fill(0xFF);
+            }
             let mut staged = DirectStaged::default();
             let head = [5u8; 100];
             let first = BLOCK_BYTES + 100;
@@ -164,6 +176,20 @@ mod tests {
             assert!(staged.is_empty());
             assert_eq!(staged.start, end);
             assert!(staged.take().is_none());
+        });
+    }
+
+    #[test]
+    fn one_huge_run_does_not_make_every_later_run_start_huge() {
+        run(async {
+            let mut staged = DirectStaged::default();
+            staged.begin(0, &[]);
+            staged.slot(0, 5 * CAPACITY_HINT_BYTES_MAX).fill(0);
+            staged.take().expect("a staged run");
+            let end = staged.end();
+            staged.begin(end, &[]);
+            let capacity = staged.buf.as_ref().expect("a run begun").len();
+            assert_eq!(capacity, CAPACITY_HINT_BYTES_MAX);
         });
     }
 }
