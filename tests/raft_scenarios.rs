@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use cohort::raft::{
-    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, Config,
-    Entry, EntryKind, HardState, HeartbeatResponse, LogIndex, Message, MessageBody, NodeId,
-    Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Term, TransferError,
-    VoteResponse,
+    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, ConfState,
+    Config, Entry, EntryKind, HardState, HeartbeatResponse, LogIndex, Message, MessageBody, NodeId,
+    Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, Term,
+    TransferError, VoteResponse,
 };
 use cohort::sim::Cluster;
 
@@ -816,4 +816,97 @@ fn committed_writes_survive_a_whole_cluster_restart() {
     for id in cluster.ids() {
         assert_eq!(applied(&cluster, id), expected, "node {id}");
     }
+}
+
+/// Node 1, the only voter of its group, with node 2 a learner, at term 1.
+fn lone_voter_with_a_learner() -> Replica {
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let conf_state = ConfState {
+        voters: vec![NodeId(1)],
+        learners: vec![NodeId(2)],
+        ..ConfState::default()
+    };
+    let persisted = Persisted {
+        hard_state: HardState {
+            term: Term(1),
+            vote: NodeId::NONE,
+            commit: LogIndex(1),
+        },
+        snapshot: Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(1),
+                term: Term(1),
+                conf_state,
+            },
+            data: Bytes::new(),
+        },
+        entries: Vec::new(),
+    };
+    Replica::new(config, SEED, persisted).unwrap()
+}
+
+fn appends_to_2(messages: &[Message]) -> usize {
+    let to_2 = |m: &&Message| m.to == NodeId(2) && matches!(m.body, MessageBody::AppendRequest(_));
+    messages.iter().filter(to_2).count()
+}
+
+/// A group's only voter wins its election in the step that starts it. Its appends to the
+/// learner carry the new term, so they wait until that term (and the vote) is durable: a
+/// crash before that would bring the node back at the old term to win the same term again,
+/// with a different entry where the learner already holds one of that term. Messages of
+/// Readies pipelined behind the one that writes the term wait too.
+#[test]
+fn a_lone_voter_sends_nothing_of_its_new_term_before_the_term_is_durable() {
+    let mut leader = lone_voter_with_a_learner();
+    leader.campaign();
+    assert_eq!((leader.role(), leader.term()), (Role::Leader, Term(2)));
+    let mut first = leader.ready();
+    assert!(first.must_sync());
+    assert!(first.take_messages_now().is_empty(), "sent before durable");
+    let first_after = first.take_messages_after_persist();
+    assert_eq!(appends_to_2(&first_after), 1, "{first_after:?}");
+
+    // The learner answers the probe while the term is still being written, and a proposal
+    // comes in: the pipelined Ready's append waits as well.
+    leader
+        .step(term_2(2, 1, acked(2)))
+        .expect("the learner's answer");
+    leader.propose(Bytes::from_static(b"x")).expect("proposal");
+    assert!(leader.has_pipelined_ready());
+    let mut second = leader.ready();
+    assert!(second.take_messages_now().is_empty(), "sent before durable");
+    assert!(appends_to_2(&second.take_messages_after_persist()) >= 1);
+    leader.advance(first.ack());
+    leader.advance(second.ack());
+
+    // Once the term is durable, appends leave at once again, while the leader's own write
+    // is still syncing.
+    leader
+        .step(term_2(2, 1, acked(3)))
+        .expect("the learner's answer");
+    leader.propose(Bytes::from_static(b"y")).expect("proposal");
+    let mut third = leader.ready();
+    assert!(third.must_sync());
+    assert!(appends_to_2(&third.take_messages_now()) >= 1);
+}
+
+/// A torn write kept entries of term 3 but lost the hard state that moved the node to term
+/// 3: the node restarts at term 3 with no vote, and writes that before it sends anything.
+#[test]
+fn a_log_ahead_of_its_hard_state_takes_the_term_up_on_restart() {
+    let mut persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+    persisted.hard_state.vote = NodeId(1);
+    persisted.entries.push(Entry {
+        term: Term(3),
+        index: LogIndex(2),
+        kind: EntryKind::Normal,
+        data: Bytes::new(),
+    });
+    let mut node = Replica::new(Config::new(NodeId(1)), SEED, persisted).unwrap();
+    assert_eq!(node.term(), Term(3));
+    let ready = node.ready();
+    let hard_state = ready.hard_state().expect("the term taken up is written");
+    assert_eq!((hard_state.term, hard_state.vote), (Term(3), NodeId::NONE));
+    assert!(ready.must_sync());
 }

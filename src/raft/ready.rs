@@ -10,7 +10,11 @@ use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot
 ///    log from that index on is replaced) and `hard_state`. Sync if `must_sync`.
 /// 2. Send `messages_now` at once, even before step 1 is durable (this is how a leader
 ///    writes its own log in parallel with replication); send `messages_after_persist` only
-///    once step 1 is durable (they promise votes and acknowledged appends).
+///    once step 1 is durable (they promise votes and acknowledged appends). While a new
+///    term or vote is not durable yet, every message waits for it: `messages_now` is then
+///    empty. (A group's only voter wins its election in the step it starts it; its appends
+///    to learners must not carry a term that a crash could make it win again with a
+///    different log.)
 /// 3. Apply `snapshot` (if any) to the state machine, then the `committed` entries.
 ///    Serve each read in `reads` once applied up to its index (that waits for no write of
 ///    this Ready); fail those in `reads_aborted`.
@@ -55,6 +59,8 @@ pub struct ReadyAck {
     persisted: Option<(LogIndex, Term)>,
     snapshot_index: Option<LogIndex>,
     applied: Option<LogIndex>,
+    /// The term and vote this Ready writes, when they changed.
+    term_vote: Option<(Term, NodeId)>,
 }
 
 impl Ready {
@@ -202,8 +208,7 @@ impl Replica {
         let previous = self.hard_state_handed_out;
         let must_sync = snapshot.is_some()
             || !entries.is_empty()
-            || hard_state.term != previous.term
-            || hard_state.vote != previous.vote;
+            || (hard_state.term, hard_state.vote) != (previous.term, previous.vote);
         let committed = if pipelined {
             Vec::new()
         } else {
@@ -218,7 +223,17 @@ impl Replica {
                 .is_some_and(|last| last.index <= self.log.persisted);
         self.note_committed(&committed);
         let soft_state = (self.role, self.leader);
+        let term_vote = (hard_state.term, hard_state.vote);
+        let term_vote_new = term_vote != (previous.term, previous.vote);
+        let mut messages_now = std::mem::take(&mut self.messages_now);
+        let mut messages_after_persist = std::mem::take(&mut self.messages_after_persist);
+        if term_vote != self.term_vote_durable && !messages_now.is_empty() {
+            messages_now.append(&mut messages_after_persist);
+            messages_after_persist = messages_now;
+            messages_now = Vec::new();
+        }
         let ack = ReadyAck {
+            term_vote: term_vote_new.then_some(term_vote),
             persisted: entries.last().map(|e| (e.index, e.term)),
             snapshot_index: snapshot.as_ref().map(|s| s.meta.index),
             // Entries handed out by `take_committed_durable` since the last Ready count too:
@@ -232,8 +247,8 @@ impl Replica {
             entries,
             must_sync,
             committed_durable,
-            messages_now: std::mem::take(&mut self.messages_now),
-            messages_after_persist: std::mem::take(&mut self.messages_after_persist),
+            messages_now,
+            messages_after_persist,
             committed,
             ack,
             ..Ready::default()
@@ -303,6 +318,9 @@ impl Replica {
             self.id
         );
         self.readies_in_flight -= 1;
+        if let Some(term_vote) = ack.term_vote {
+            self.term_vote_durable = term_vote;
+        }
         if let Some(index) = ack.snapshot_index
             && index == self.log.snapshot_index()
         {

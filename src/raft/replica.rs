@@ -155,6 +155,9 @@ pub struct Replica {
     /// Appends must be offered to every follower at the next `ready()`.
     pub(crate) broadcast_pending: bool,
     pub(crate) hard_state_handed_out: HardState,
+    /// The term and vote the caller has made durable (the last Ready advanced that carried
+    /// them). No message of a newer term or vote leaves before they are durable.
+    pub(crate) term_vote_durable: (Term, NodeId),
     pub(crate) soft_state_handed_out: (Role, NodeId),
     /// Readies handed out and not advanced yet (more than one only when pipelined).
     pub(crate) readies_in_flight: u32,
@@ -180,11 +183,20 @@ impl Replica {
             entries,
             hard_state.commit,
         );
+        // A torn write can keep entries of a term whose hard state it lost: a log entry's
+        // term never exceeds the current term, so take the term up (with no vote: a vote
+        // in that term would have been durable before it was sent, so none was).
+        let last_term = log.last_term();
+        let (term, vote) = if last_term > hard_state.term {
+            (last_term, NodeId::NONE)
+        } else {
+            (hard_state.term, hard_state.vote)
+        };
         let mut replica = Replica {
             id: config.id,
             rng: Prng::new(rng_seed),
-            term: hard_state.term,
-            vote: hard_state.vote,
+            term,
+            vote,
             role: Role::Follower,
             leader: NodeId::NONE,
             conf: snapshot.meta.conf_state.clone(),
@@ -205,6 +217,7 @@ impl Replica {
             messages_after_persist: Vec::new(),
             broadcast_pending: false,
             hard_state_handed_out: hard_state,
+            term_vote_durable: (hard_state.term, hard_state.vote),
             soft_state_handed_out: (Role::Follower, NodeId::NONE),
             readies_in_flight: 0,
             conf_entries_applying: Vec::new(),
