@@ -907,3 +907,49 @@ fn after_a_reopen_the_first_direct_write_keeps_the_records_of_its_block() {
     );
     fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Goal: with io_uring fdatasync (the store's mode when O_DIRECT is refused), a sync's
+/// fdatasync waits for the one begun before it on the same segment. Linux reports a file's
+/// write-back error to one fdatasync only: two at once could hand an earlier sync's error
+/// to the later one and let the earlier report success. Method: two syncs begun in order;
+/// the later, driven alone, must not finish while the earlier has not run; once the earlier
+/// finishes (or is dropped), the later does.
+#[test]
+fn io_uring_fdatasyncs_of_a_segment_run_in_the_order_their_syncs_began() {
+    let dir = temp_dir("uring-order");
+    on_glommio(async {
+        let store = checked_mode(
+            FileStore::open(&dir, SyncMode::IoUring).expect("store"),
+            SyncMode::IoUring,
+        );
+        let mut wal = Wal::open(store, config()).await.expect("fresh");
+        for round in 0..2 {
+            wal.append_entries(0, 2 * round + 1, &[(1, &payload(0, 1))])
+                .expect("append");
+            let earlier = wal.begin_sync().expect("sync");
+            wal.append_entries(0, 2 * round + 2, &[(1, &payload(0, 2))])
+                .expect("append");
+            let mut later = Box::pin(wal.begin_sync().expect("sync").wait());
+            let waited = futures_lite::future::or(async { Some((&mut later).await) }, async {
+                glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+                None
+            })
+            .await;
+            assert!(
+                waited.is_none(),
+                "the later sync finished before the earlier ran"
+            );
+            if round == 0 {
+                let done = earlier.wait().await;
+                wal.finish_sync(done).expect("earlier sync");
+            } else {
+                // An earlier sync dropped unrun (its ticket abandoned) holds nothing up.
+                drop(earlier);
+                later.await;
+                break;
+            }
+            wal.finish_sync(later.await).expect("later sync");
+        }
+    });
+    fs::remove_dir_all(&dir).expect("cleanup");
+}

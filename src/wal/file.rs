@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{DmaBuffer, DmaFile};
 
 use super::format::BLOCK_BYTES;
@@ -172,6 +173,9 @@ struct SegmentFd {
     file: File,
     glommio: OnceCell<Rc<glommio::io::BufferedFile>>,
     direct: OnceCell<Rc<DmaFile>>,
+    /// Closed when the fdatasync of the last syncer made finished (or that syncer was
+    /// dropped); see [`FileSyncer::after`].
+    last_fdatasync: RefCell<Option<LocalReceiver<()>>>,
 }
 
 impl SegmentFd {
@@ -180,6 +184,7 @@ impl SegmentFd {
             file,
             glommio: OnceCell::new(),
             direct: OnceCell::new(),
+            last_fdatasync: RefCell::new(None),
         })
     }
 }
@@ -635,10 +640,15 @@ impl Storage for FileStore {
                 Stage::Direct(_) => unreachable!("a direct store stages O_DIRECT writes"),
             })
         };
+        // Queue behind the segment's last fdatasync (see `FileSyncer::after`).
+        let (done, done_seen) = local_channel::new_bounded(1);
+        let after = segment.fd.last_fdatasync.replace(Some(done_seen));
         FileSyncer {
             fd: Rc::clone(&segment.fd),
             mode: self.mode,
             work,
+            after,
+            done,
         }
     }
 }
@@ -754,6 +764,15 @@ pub struct FileSyncer {
     fd: Rc<SegmentFd>,
     mode: SyncMode,
     work: SyncWork,
+    /// Closed once the fdatasync of the segment's syncer made before this one is done: an
+    /// io_uring fdatasync waits for it. Linux reports a write-back error of a file to one
+    /// fdatasync only, whichever checks first; two of them in flight at once could hand the
+    /// error of the earlier sync's pages to the later one, and the earlier would report
+    /// success for bytes the disk lost. One at a time, in the order the syncs began, each
+    /// sees the errors of its own pages.
+    after: Option<LocalReceiver<()>>,
+    /// Dropped when this syncer's fdatasync is done (or it never runs): lets the next go.
+    done: LocalSender<()>,
 }
 
 enum SyncWork {
@@ -818,12 +837,15 @@ impl SegmentSyncer for FileSyncer {
                     SyncMode::Blocking => self.fd.file.sync_data(),
                     // fdatasync on the descriptor writes back what the pwrite left in the
                     // page cache. (`Direct` stages no pwrite; it is here for completeness.)
-                    SyncMode::IoUring | SyncMode::Direct => self
-                        .fd
-                        .uring_file()?
-                        .fdatasync()
-                        .await
-                        .map_err(io::Error::from),
+                    SyncMode::IoUring | SyncMode::Direct => {
+                        if let Some(earlier) = self.after {
+                            // Ends (None) when the earlier syncer's sender is dropped.
+                            earlier.recv().await;
+                        }
+                        let synced = self.fd.uring_file()?.fdatasync().await;
+                        drop(self.done);
+                        synced.map_err(io::Error::from)
+                    }
                 }
             }
             // Nothing staged; the fdatasync still covers what an earlier process may have
