@@ -116,6 +116,17 @@ fn writes_on_one_node_are_read_linearizably_on_every_node() {
             );
         }
     }
+    // A later client with the same seed in the same process (as `cohort put` run twice as
+    // pid 1 of a container) is a new client: its writes are applied, not taken for retries
+    // of the first one's requests.
+    let again = with_client(&bases, 1, async |client| {
+        client.put(&key(0), b"again").await.unwrap();
+        client
+            .get(&key(0), Consistency::Linearizable)
+            .await
+            .unwrap()
+    });
+    assert_eq!(again, Some(Bytes::from_static(b"again")));
     // `cohort status`: every group has a leader, and that leader sees both followers. Leader
     // balancing may be handing a group over at any moment (no leader for a few ms), so the
     // status is asked again until it shows that, for at most 10 s.

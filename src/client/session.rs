@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,8 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// How long a request may take in all, retries included.
     pub request_timeout: Duration,
-    /// Seeds the client id and the choice of nodes to try.
+    /// Seeds the choice of nodes to try. (It is mixed into the client id too, which is
+    /// unique whatever the seed: see `unique_client_id`.)
     pub seed: u64,
 }
 
@@ -135,13 +137,26 @@ struct State {
     rng: Prng,
 }
 
+/// A client id no other client shares, now or later. The state machine keeps each id's last
+/// replies, so a new client that reused an old id would have its first requests taken for
+/// the old client's retries: answered from the old replies and never applied. The seed
+/// and the process id alone do not do (`cohort put` runs as pid 1 in every container, and
+/// pids wrap): this mixes them with the process's random hash keys (drawn from the OS) and
+/// the wall clock, through SipHash.
+fn unique_client_id(seed: u64) -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(seed);
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(crate::clock::wall_nanos());
+    hasher.finish()
+}
+
 impl Client {
     /// Ask the seeds for the cluster's topology.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
-        let mut rng = Prng::new(options.seed);
+        let rng = Prng::new(options.seed);
         let topology = fetch_topology(&options.seeds, options.attempt_timeout).await?;
-        // Ids must not collide between clients: mix the seed with the process id.
-        let client_id = rng.next_u64() ^ u64::from(std::process::id()) << 32;
+        let client_id = unique_client_id(options.seed);
         let state = State {
             sequences: HashMap::new(),
             unanswered: HashMap::new(),
