@@ -910,3 +910,21 @@ fn a_log_ahead_of_its_hard_state_takes_the_term_up_on_restart() {
     assert_eq!((hard_state.term, hard_state.vote), (Term(3), NodeId::NONE));
     assert!(ready.must_sync());
 }
+
+/// With forwarding off (as the node runs), a leader drops a proposal forwarded to it: no
+/// member forwards, and such bytes would reach the state machine unchecked.
+#[test]
+fn a_leader_that_does_not_forward_drops_forwarded_proposals() {
+    for forward in [true, false] {
+        let mut config = Config::new(NodeId(1));
+        config.forward_proposals = forward;
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
+        let last = leader.last_index();
+        let data = vec![Bytes::from_static(b"forwarded")];
+        let forwarded = term_2(2, 1, MessageBody::ForwardProposal { data });
+        leader.step(forwarded).expect("a valid message");
+        let taken = leader.last_index() > last;
+        assert_eq!(taken, forward, "forwarding {forward}");
+    }
+}

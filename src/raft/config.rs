@@ -43,6 +43,9 @@ pub struct Config {
     /// Most ReadIndex requests waiting at once before `ReadError::Backpressure`.
     pub pending_reads_max: usize,
     /// Followers forward proposals to the leader (true) or refuse them with a leader hint.
+    /// Off, a leader also drops proposals forwarded to it: no member sends them, so one that
+    /// arrives comes from outside the protocol, and its bytes reach the state machine
+    /// unchecked by the node's client path.
     pub forward_proposals: bool,
     /// A leader removed from the group by a conf change steps down once it applies it.
     pub step_down_on_removal: bool,

@@ -79,7 +79,9 @@ impl Replica {
                 // The follower learns of a refusal by never hearing back; it retries.
                 let _ = self.leader_read(ctx, from);
             }
-            MessageBody::ForwardProposal { data } if !data.is_empty() => {
+            MessageBody::ForwardProposal { data }
+                if !data.is_empty() && self.config.forward_proposals =>
+            {
                 // Refusals (backpressure, transfer) drop the forwarded batch; the client retries.
                 let _ = self.propose_batch(data);
             }
