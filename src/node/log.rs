@@ -138,22 +138,24 @@ impl WalLog {
             snapshots_encoding: BTreeMap::new(),
         };
         let mut recovered = BTreeMap::new();
-        let mut bootstrapped = false;
+        let mut written = false;
         for &group in groups {
-            let persisted = match log.recover(group)? {
+            let (found, settled) = log.recover(group)?;
+            written |= settled;
+            let persisted = match found {
                 Some(persisted) => persisted,
                 None if bootstrap.entries.is_empty() => bootstrap.clone(),
                 None => {
                     let persisted = bootstrap.clone();
                     log.write(group, &persisted.entries, Some(persisted.hard_state))
                         .map_err(|e| format!("group {group}: cannot write its bootstrap: {e}"))?;
-                    bootstrapped = true;
+                    written = true;
                     persisted
                 }
             };
             recovered.insert(group, persisted);
         }
-        if bootstrapped {
+        if written {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
         }
         // The first next segment is built here, before the node serves anyone. On a full disk
@@ -201,11 +203,14 @@ impl WalLog {
     }
 
     /// What group `group` left on disk: its latest snapshot file (if any) and the WAL's
-    /// entries after it. None for a group never seen.
-    fn recover(&self, group: u32) -> Result<Option<Persisted>, String> {
-        let state = self.wal.group(u64::from(group));
+    /// entries after it (None for a group never seen); and whether the WAL was written to
+    /// settle a snapshot file newer than its marker (the caller then syncs it).
+    fn recover(&mut self, group: u32) -> Result<(Option<Persisted>, bool), String> {
         let snapshot = snapshot_file::read(&self.dir, group)?;
-        let marker = state.map_or(0, |s| s.snapshot.index);
+        let marker = self
+            .wal
+            .group(u64::from(group))
+            .map_or(0, |s| s.snapshot.index);
         let snapshot = match snapshot {
             // The marker is written only after its file is durable: a file older than the
             // marker means the file was replaced or damaged.
@@ -226,20 +231,18 @@ impl WalLog {
             }
             None => Snapshot::default(),
         };
-        let Some(state) = state else {
-            if snapshot.meta.index.0 == 0 {
-                return Ok(None);
-            }
-            // Crashed after the first snapshot file and before any WAL record of the group.
-            return Ok(Some(Persisted {
-                hard_state: HardState {
-                    term: snapshot.meta.term,
-                    vote: NodeId::NONE,
-                    commit: snapshot.meta.index,
-                },
-                snapshot,
-                entries: Vec::new(),
-            }));
+        // A file newer than the marker: the crash came after the file was durable and before
+        // the WAL held its marker (and, for a snapshot from the leader, the truncation of the
+        // log it replaced). Finish that now, as `settle` would have: otherwise the WAL would
+        // refuse the entries after the snapshot (it holds none up to it) and keep every
+        // entry the snapshot made dead.
+        let settled = snapshot.meta.index.0 > marker;
+        if settled {
+            self.settle(group, &snapshot)
+                .map_err(|e| format!("group {group}: settling its snapshot file: {e}"))?;
+        }
+        let Some(state) = self.wal.group(u64::from(group)) else {
+            return Ok((None, false));
         };
         let mut raw = Vec::new();
         let first = state.first_index.max(snapshot.meta.index.0 + 1);
@@ -253,7 +256,7 @@ impl WalLog {
             .map(|e| decode_entry(group, e))
             .collect::<Result<Vec<_>, _>>()?;
         let stored = state.hard_state.unwrap_or_default();
-        Ok(Some(Persisted {
+        let persisted = Persisted {
             hard_state: HardState {
                 term: Term(stored.term).max(snapshot.meta.term),
                 vote: NodeId(stored.vote),
@@ -261,7 +264,8 @@ impl WalLog {
             },
             snapshot,
             entries,
-        }))
+        };
+        Ok((Some(persisted), settled))
     }
 
     /// Write the WAL marker of every snapshot whose file became durable, unless a newer
@@ -294,6 +298,12 @@ impl WalLog {
     /// marker that lets the segments holding older entries go.
     fn install(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
         snapshot_file::write(&self.dir, group, snapshot)?;
+        self.settle(group, snapshot)
+    }
+
+    /// The WAL's part of installing `snapshot`, whose file is durable: drop the entries of
+    /// the log it replaced, then write its marker.
+    fn settle(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
         let (index, term) = (snapshot.meta.index.0, snapshot.meta.term.0);
         // Entries after the snapshot belong to the log it replaced, unless they agree with it.
         let last = self.wal.group(u64::from(group)).map_or(0, |s| s.last_index);
@@ -539,5 +549,140 @@ impl CoreLog for WalLog {
             .detach();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{ConfState, SnapshotMeta};
+
+    const GROUP: u32 = 0;
+
+    fn config(dir: &Path) -> NodeConfig {
+        let members = [
+            (1, "127.0.0.1:7000"),
+            (2, "127.0.0.1:7100"),
+            (3, "127.0.0.1:7200"),
+        ];
+        NodeConfig {
+            id: NodeId(1),
+            cluster_id: 1,
+            members: members
+                .iter()
+                .map(|&(id, base)| (NodeId(id), base.to_string()))
+                .collect(),
+            bootstrap: true,
+            data_dir: dir.to_path_buf(),
+            cores: 1,
+            groups: 1,
+            pin_cores: false,
+            tick: Duration::from_millis(10),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            sync: SyncMode::Never,
+            lease_reads: false,
+            segment_bytes: 1 << 20,
+            snapshot_entries: 0,
+            snapshot_log_bytes: 0,
+            wal_soft_limit_bytes: 0,
+            snapshot_chunk_bytes: 1 << 20,
+            leader_balance_margin: None,
+        }
+    }
+
+    fn entries(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        indexes
+            .map(|index| Entry {
+                term: Term(term),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: Bytes::from(format!("entry {index}")),
+            })
+            .collect()
+    }
+
+    /// Opens the log of `dir` for group 0 (bootstrapped with three voters), runs `work` on it,
+    /// and closes it; returns what the open recovered for the group.
+    fn with_log(dir: &Path, work: fn(&mut WalLog)) -> Persisted {
+        let dir = dir.to_path_buf();
+        crate::node::on_one_executor("wal-log-test", move || async move {
+            let voters = [NodeId(1), NodeId(2), NodeId(3)];
+            let bootstrap = Persisted::bootstrap(&voters);
+            let groups = BTreeSet::from([GROUP]);
+            let (mut log, mut recovered) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
+                .await
+                .expect("open");
+            work(&mut log);
+            log.sync().await.expect("sync");
+            recovered.remove(&GROUP).expect("the group")
+        })
+        .expect("executor")
+    }
+
+    /// The file of a snapshot at `index` of `term`, written as `install` writes it, with
+    /// the crash before the WAL took its marker.
+    fn snapshot_file_alone(dir: &Path, index: u64, term: u64) {
+        let conf_state = ConfState {
+            voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+            ..ConfState::default()
+        };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(index),
+                term: Term(term),
+                conf_state,
+            },
+            data: Bytes::from_static(b"state"),
+        };
+        snapshot_file::write(dir, GROUP, &snapshot).expect("snapshot file");
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cohort-wal-log-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A follower behind the leader's snapshot (its log ends at 4, the snapshot is at 8)
+    /// crashed between the snapshot's file and its WAL marker. The reopen takes the marker
+    /// in, so the entries after the snapshot are taken (the WAL refused them before).
+    #[test]
+    fn a_snapshot_file_ahead_of_the_log_is_settled_on_open() {
+        let dir = temp_dir("ahead");
+        with_log(&dir, |log| {
+            log.write(GROUP, &entries(2..=4, 1), None).expect("write");
+        });
+        snapshot_file_alone(&dir, 8, 2);
+        let recovered = with_log(&dir, |log| {
+            assert_eq!(log.wal.group(u64::from(GROUP)).unwrap().snapshot.index, 8);
+            log.write(GROUP, &entries(9..=9, 2), None)
+                .expect("the entry after the snapshot is taken");
+        });
+        assert_eq!(recovered.snapshot.meta.index, LogIndex(8));
+        assert!(recovered.entries.is_empty());
+        let recovered = with_log(&dir, |_| {});
+        let indexes: Vec<_> = recovered.entries.iter().map(|e| e.index.0).collect();
+        assert_eq!(indexes, [9]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// The leader's snapshot at 5 (term 2) replaced a log whose entries 2..10 are of term 1;
+    /// the crash came before the WAL dropped them. The reopen drops them: they belong to the
+    /// log the snapshot replaced.
+    #[test]
+    fn a_snapshot_file_drops_the_log_it_replaced_on_open() {
+        let dir = temp_dir("replaced");
+        with_log(&dir, |log| {
+            log.write(GROUP, &entries(2..=10, 1), None).expect("write");
+        });
+        snapshot_file_alone(&dir, 5, 2);
+        let recovered = with_log(&dir, |_| {});
+        assert_eq!(recovered.snapshot.meta.index, LogIndex(5));
+        assert!(recovered.entries.is_empty(), "{:?}", recovered.entries);
+        let recovered = with_log(&dir, |_| {});
+        assert!(recovered.entries.is_empty(), "{:?}", recovered.entries);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
