@@ -57,8 +57,10 @@ pub enum ClientError {
     Invalid(String),
     /// The cluster refused it (session expired, malformed, too large).
     Refused { code: ErrorCode, message: String },
-    /// No answer within the request timeout; the write may or may not have been applied
-    /// (a retry with the same client would find out without applying it twice).
+    /// No answer within the request timeout; the write may or may not have been applied. A
+    /// retry is a new request (a new sequence number): if the first was applied, the retry
+    /// applies again, so make retried writes idempotent (a put of the same value) or check
+    /// first.
     Timeout { attempts: u32, last_error: String },
 }
 

@@ -201,15 +201,18 @@ fn put_result(out: &mut BytesMut, result: &OpResult) {
     }
 }
 
+/// A stored reply. Its values are copies, not slices of `r`: a slice would keep the whole
+/// snapshot buffer alive for as long as the session keeps the reply.
 fn get_result(r: &mut Bytes) -> Result<OpResult, SnapshotError> {
+    let owned_blob = |r: &mut Bytes| blob(r).map(|value| Bytes::copy_from_slice(&value));
     Ok(match take(r, 1)?[0] {
-        0 => OpResult::Value(blob(r)?),
+        0 => OpResult::Value(owned_blob(r)?),
         1 => OpResult::NotFound,
         2 => OpResult::Written,
         3 => OpResult::ConditionFailed {
             current: match take(r, 1)?[0] {
                 0 => None,
-                1 => Some(blob(r)?),
+                1 => Some(owned_blob(r)?),
                 _ => return Err(SnapshotError("bad condition flag")),
             },
         },
@@ -280,6 +283,28 @@ mod tests {
         assert_eq!(restored, kv);
         // Same state, same bytes: the layout is deterministic.
         assert_eq!(restored.encode_snapshot(), bytes);
+    }
+
+    #[test]
+    fn restored_replies_hold_no_part_of_the_snapshot_buffer() {
+        let bytes = populated().encode_snapshot();
+        let restored = KvStore::decode_snapshot(&bytes).unwrap();
+        drop(bytes);
+        let mut values = 0;
+        for session in restored.sessions.by_client.values() {
+            for (_, results) in &session.replies {
+                for result in results.iter() {
+                    if let OpResult::ConditionFailed { current: Some(v) } | OpResult::Value(v) =
+                        result
+                        && !v.is_empty()
+                    {
+                        values += 1;
+                        assert!(v.is_unique(), "a reply value shares the snapshot buffer");
+                    }
+                }
+            }
+        }
+        assert!(values > 0, "the snapshot holds replies with values");
     }
 
     #[test]
