@@ -34,7 +34,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 
-use crate::kv::SnapshotJob;
+use crate::kv::{KvStore, SnapshotJob};
 use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
@@ -426,8 +426,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                                 self.net.send(ack);
                             }
                             match whole {
-                                Some(whole) => whole,
-                                None => continue,
+                                Some(whole) if kv_snapshot_fits(group.0, &whole) => whole,
+                                _ => continue,
                             }
                         }
                         MessageBody::SnapshotAck {
@@ -1064,5 +1064,65 @@ fn send_all(
         if !net.send(envelope) {
             group.replica.report_unreachable(to);
         }
+    }
+}
+
+/// Whether a snapshot streamed from a leader (`message`, an `InstallSnapshot`) holds a state
+/// machine this node can load, at the snapshot's own index. Checked before the core takes
+/// it: once taken, it is made durable, and one that failed to load then would stop the
+/// node at every restart. A refused one is dropped, as a lost message is.
+fn kv_snapshot_fits(group: u32, message: &Message) -> bool {
+    let MessageBody::InstallSnapshot(snapshot) = &message.body else {
+        return true;
+    };
+    if snapshot.data.is_empty() {
+        return true;
+    }
+    let index = snapshot.meta.index.0;
+    let why = match KvStore::decode_snapshot(&snapshot.data) {
+        Ok(kv) if kv.applied_index() == index => return true,
+        Ok(kv) => format!("it holds the state at {}", kv.applied_index()),
+        Err(error) => error.to_string(),
+    };
+    tracing::warn!(
+        group,
+        from = message.from.0,
+        index,
+        why,
+        "refused a streamed snapshot whose state machine does not load"
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{NodeId, Snapshot, SnapshotMeta, Term};
+
+    fn install(index: u64, data: Bytes) -> Message {
+        let meta = SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(2),
+            conf_state: Default::default(),
+        };
+        Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(2),
+            body: MessageBody::InstallSnapshot(Box::new(Snapshot { meta, data })),
+        }
+    }
+
+    #[test]
+    fn a_streamed_snapshot_is_taken_only_if_its_state_machine_loads_at_its_index() {
+        let mut kv = KvStore::new();
+        kv.skip(3);
+        let state = kv.encode_snapshot();
+        assert!(kv_snapshot_fits(0, &install(3, state.clone())));
+        assert!(!kv_snapshot_fits(0, &install(4, state)), "another index");
+        let garbage = Bytes::from_static(b"not a state machine");
+        assert!(!kv_snapshot_fits(0, &install(3, garbage)));
+        // No state machine at all (a group's bare log): nothing to check.
+        assert!(kv_snapshot_fits(0, &install(3, Bytes::new())));
     }
 }
