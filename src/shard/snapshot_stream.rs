@@ -64,16 +64,22 @@ struct Incoming {
     progress_tick: u64,
 }
 
+/// What tells a stream apart: its snapshot's (index, term, checksum, total bytes), and the
+/// term of the leader that sent it.
+type StreamId = (LogIndex, Term, u32, u64, Term);
+
 /// Every snapshot stream of one core, both directions.
 pub struct SnapshotStreams {
     config: StreamConfig,
     /// By (peer, group).
     outgoing: BTreeMap<(u64, u32), Outgoing>,
     incoming: BTreeMap<(u64, u32), Incoming>,
-    /// The last stream each (peer, group) completed here: (index, term, checksum, total).
-    /// Chunks of it that arrive late (resent while the final ack was on its way, or lost)
-    /// are answered "all received", not "start over".
-    completed: BTreeMap<(u64, u32), (LogIndex, Term, u32, u64)>,
+    /// The last stream each (peer, group) completed here: (index, term, checksum, total) of
+    /// its snapshot, and the term of the leader that sent it. Chunks of it that arrive late
+    /// (resent while the final ack was on its way, or lost) are answered "all received", not
+    /// "start over". The same snapshot sent in a later term is streamed anew: the core may
+    /// have dropped the one it got (its term had moved past the sender's meanwhile).
+    completed: BTreeMap<(u64, u32), StreamId>,
     ticks: u64,
 }
 
@@ -272,6 +278,7 @@ impl SnapshotStreams {
             chunk.meta.term,
             chunk.checksum,
             chunk.total,
+            term,
         );
         if !same && self.completed.get(&key) == Some(&stream_id) {
             return (ack(chunk.total, false), None);
@@ -644,6 +651,26 @@ mod tests {
             "not installed twice"
         );
         assert_eq!(sender.sending(), 0, "the stream finished, not restarted");
+    }
+
+    #[test]
+    fn a_finished_stream_sent_again_in_a_later_term_is_delivered_again() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        sender.offer(4, install(snapshot(9, 25)));
+        let first = pump(&mut sender);
+        assert!(deliver(&mut sender, &mut receiver, first).is_some());
+        // The receiver's core dropped it (its term had moved on); the same leader, elected
+        // again, sends the same snapshot in its new term.
+        let mut again = install(snapshot(9, 25));
+        again.term = Term(5);
+        let mut sender = streams();
+        sender.offer(4, again);
+        let chunks = pump(&mut sender);
+        let delivered = deliver(&mut sender, &mut receiver, chunks);
+        assert!(
+            delivered.is_some_and(|m| m.term == Term(5)),
+            "streamed anew"
+        );
     }
 
     #[test]
