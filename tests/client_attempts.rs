@@ -4,12 +4,16 @@
 
 #![allow(clippy::disallowed_methods)] // wall-clock bounds of a whole test, not engine timing
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use cohort::bench::null_server::{NullServer, Stall};
 use cohort::client::{Client, ClientError, ClientOptions};
 use cohort::kv::{Op, Ops};
-use cohort::proto::client::{ClientFrame, Consistency, decode_client_frame};
+use cohort::proto::client::{
+    ClientFrame, Consistency, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
+};
 use cohort::proto::topology::{Topology, encode_topology};
 use cohort::transport::{FrameReader, send_frame};
 use cohort::wire::FrameEncoder;
@@ -151,5 +155,110 @@ async fn tell_topology_only(mut stream: TcpStream, topology: Topology) {
                 .await
                 .expect("write");
         }
+    }
+}
+
+/// Answers every requests frame of a connection with `outcomes[n]` for each request (n: the
+/// frame's place among the requests frames the whole node got, the last outcome repeating;
+/// None: no answer), and topology requests with `topology`.
+async fn answer_in_turn(
+    mut stream: TcpStream,
+    topology: Topology,
+    outcomes: Rc<Vec<Option<Outcome>>>,
+    frames: Rc<Cell<usize>>,
+) {
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+            }
+            Ok(ClientFrame::Requests(requests)) => {
+                let n = frames.replace(frames.get() + 1).min(outcomes.len() - 1);
+                let Some(outcome) = &outcomes[n] else {
+                    continue;
+                };
+                let responses: Vec<Response> = requests
+                    .iter()
+                    .map(|request| {
+                        let command = &request.as_ref().expect("a valid request").command;
+                        Response {
+                            client_id: command.client_id,
+                            sequence: command.sequence,
+                            outcome: outcome.clone(),
+                        }
+                    })
+                    .collect();
+                encode_responses(&mut encoder, &responses).expect("answers fit a frame");
+            }
+            _ => continue,
+        }
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// One put against a node that answers its attempts with the `outcomes` made, in turn.
+fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError> {
+    cohort::node::on_one_executor("client-outcomes", move || async move {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let base = format!("127.0.0.1:{}", port - 1);
+        let topology = Topology {
+            node_id: 1,
+            cores: 1,
+            groups: 4,
+            members: vec![(1, base.clone())],
+        };
+        let (outcomes, frames) = (Rc::new(outcomes()), Rc::new(Cell::new(0)));
+        glommio::spawn_local(async move {
+            while let Ok(stream) = listener.accept().await {
+                let serve =
+                    answer_in_turn(stream, topology.clone(), outcomes.clone(), frames.clone());
+                glommio::spawn_local(serve).detach();
+            }
+        })
+        .detach();
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_millis(500);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        let mut results = client.execute_batch(puts(1)).await;
+        results.pop().expect("one result").map(drop)
+    })
+    .expect("executor")
+}
+
+/// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
+/// after an attempt that went unanswered, a refusal leaves the outcome unknown. A "not the
+/// leader" first does not: the node looked at the request and did not take it.
+#[test]
+fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknown() {
+    fn too_large() -> Outcome {
+        Outcome::Error {
+            code: ErrorCode::TooLarge,
+            message: "over this node's limit".to_string(),
+        }
+    }
+    match put_against(|| vec![Some(too_large())]) {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("a first refusal is definite, got {other:?}"),
+    }
+    match put_against(|| vec![Some(not_leader()), Some(too_large())]) {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("a refusal after a redirect is definite, got {other:?}"),
+    }
+    fn not_leader() -> Outcome {
+        Outcome::NotLeader {
+            leader: 0,
+            address: String::new(),
+        }
+    }
+    match put_against(|| vec![None, Some(too_large())]) {
+        Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("an unknown outcome, got {other:?}"),
     }
 }

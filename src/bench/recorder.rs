@@ -188,6 +188,7 @@ pub fn error_kind(error: &ClientError) -> &'static str {
         ClientError::NoCluster(_) => "no-cluster",
         ClientError::Invalid(_) => "invalid",
         ClientError::Timeout { .. } => "timeout",
+        ClientError::Unknown { .. } => "unknown",
         ClientError::Refused { code, .. } => match code {
             ErrorCode::Busy => "busy",
             ErrorCode::TooLarge => "too-large",

@@ -62,6 +62,14 @@ pub enum ClientError {
     /// applies again, so make retried writes idempotent (a put of the same value) or check
     /// first.
     Timeout { attempts: u32, last_error: String },
+    /// The last attempt was refused, but an earlier one may have been taken in (it went
+    /// unanswered, or its connection broke), so the request may have been applied. As with
+    /// a timeout, the outcome is unknown. (A leader that proposed a request and then lost
+    /// its term answers "not the leader", as a follower does; the retry at the next leader
+    /// finds the request applied or applies it, with the same sequence number. Only a
+    /// retry refused before it is looked at, which needs nodes with different limits,
+    /// reports `Refused` for such a request.)
+    Unknown { code: ErrorCode, message: String },
 }
 
 impl fmt::Display for ClientError {
@@ -76,6 +84,11 @@ impl fmt::Display for ClientError {
             } => write!(
                 f,
                 "no answer after {attempts} attempts (last: {last_error}); the outcome is unknown"
+            ),
+            ClientError::Unknown { code, message } => write!(
+                f,
+                "refused ({code:?}): {message}; an earlier attempt may have been applied, so \
+                 the outcome is unknown"
             ),
         }
     }
@@ -94,6 +107,8 @@ struct Slot {
     request: Request,
     group: u32,
     node: Option<u64>,
+    /// An attempt may have been taken in: a refusal after it does not mean "not applied".
+    maybe_taken: bool,
 }
 
 /// The answer to one request of a batch, and which node gave it.
@@ -312,6 +327,8 @@ impl Client {
                         None
                     })
                     .await;
+                    // No answer, or a broken connection: the node may have taken it in.
+                    slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
@@ -352,8 +369,13 @@ impl Client {
                             pause = true;
                         }
                         Some(Ok(Outcome::Error { code, message })) => {
+                            let error = if slot.maybe_taken {
+                                ClientError::Unknown { code, message }
+                            } else {
+                                ClientError::Refused { code, message }
+                            };
                             answers[i] = Some(Answer {
-                                result: Err(ClientError::Refused { code, message }),
+                                result: Err(error),
                                 node: Some(node),
                             });
                         }
@@ -546,6 +568,7 @@ impl Client {
             request,
             group,
             node: None,
+            maybe_taken: false,
         })
     }
 
