@@ -1,41 +1,44 @@
-//! A key or value as the store keeps it: short ones inline in the hash map's slot, long ones
-//! shared. Inline bytes cost no allocation and no pointer to chase: a put of a short key that
-//! is present touches the map's control bytes and one slot, where a heap key and value added
-//! a cache miss each for the key compare and the old value's free (a third of a node's CPU
-//! under `cohort bench` went to those misses).
+//! A key or value as the store keeps it: short ones inline in the table's slot, long ones
+//! shared behind one pointer. Inline bytes cost no allocation and no pointer to chase: a put
+//! of a short key that is present touches one slot (one cache line, see `table.rs`), where a
+//! heap key and value added a cache miss each for the key compare and the old value's free.
+//!
+//! A key and a value share a 64-byte slot: a key keeps up to 38 bytes inline (a UUID in text
+//! fits), a value up to 22 (counters, ids, small records); longer ones are shared `Bytes`.
 
-use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
 
-/// The longest run kept inline: what fits beside the length byte and the enum's tag in the
-/// size of the shared variant (40 bytes in all).
-pub(crate) const INLINE_BYTES_MAX: usize = 38;
+/// Longest key kept inline: with its length byte and the tag, 40 bytes.
+pub(crate) const KEY_INLINE_BYTES_MAX: usize = 38;
+/// Longest value kept inline: with its length byte and the tag, 24 bytes.
+pub(crate) const VALUE_INLINE_BYTES_MAX: usize = 22;
 
+pub(crate) type Key = Blob<KEY_INLINE_BYTES_MAX>;
+pub(crate) type Value = Blob<VALUE_INLINE_BYTES_MAX>;
+
+/// Up to `N` bytes inline; longer runs behind a thin pointer, so the shared case costs 8
+/// bytes of the slot, not the 32 of a `Bytes`.
 #[derive(Clone)]
-pub(crate) enum Blob {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_BYTES_MAX],
-    },
-    Shared(Bytes),
+pub(crate) enum Blob<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
+    Shared(Box<Bytes>),
 }
 
-impl Blob {
+impl<const N: usize> Blob<N> {
     /// A copy of `bytes`: it never pins the buffer they came in (a whole received entry).
-    pub(crate) fn copy_of(bytes: &[u8]) -> Blob {
-        if bytes.len() <= INLINE_BYTES_MAX {
-            let mut inline = [0u8; INLINE_BYTES_MAX];
+    pub(crate) fn copy_of(bytes: &[u8]) -> Blob<N> {
+        if bytes.len() <= N {
+            let mut inline = [0u8; N];
             inline[..bytes.len()].copy_from_slice(bytes);
             Blob::Inline {
                 len: bytes.len() as u8,
                 bytes: inline,
             }
         } else {
-            Blob::Shared(Bytes::copy_from_slice(bytes))
+            Blob::Shared(Box::new(Bytes::copy_from_slice(bytes)))
         }
     }
 
@@ -43,12 +46,21 @@ impl Blob {
     pub(crate) fn to_bytes(&self) -> Bytes {
         match self {
             Blob::Inline { .. } => Bytes::copy_from_slice(self),
-            Blob::Shared(bytes) => bytes.clone(),
+            Blob::Shared(bytes) => Bytes::clone(bytes),
         }
     }
 }
 
-impl Deref for Blob {
+impl<const N: usize> Default for Blob<N> {
+    fn default() -> Blob<N> {
+        Blob::Inline {
+            len: 0,
+            bytes: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> Deref for Blob<N> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -59,28 +71,15 @@ impl Deref for Blob {
     }
 }
 
-impl Borrow<[u8]> for Blob {
-    fn borrow(&self) -> &[u8] {
-        self
-    }
-}
-
-/// Hashes exactly as `[u8]` does, as `Borrow<[u8]>` requires for lookups by slice.
-impl Hash for Blob {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state);
-    }
-}
-
-impl PartialEq for Blob {
-    fn eq(&self, other: &Blob) -> bool {
+impl<const N: usize> PartialEq for Blob<N> {
+    fn eq(&self, other: &Blob<N>) -> bool {
         **self == **other
     }
 }
 
-impl Eq for Blob {}
+impl<const N: usize> Eq for Blob<N> {}
 
-impl fmt::Debug for Blob {
+impl<const N: usize> fmt::Debug for Blob<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&Bytes::copy_from_slice(self), f)
     }
@@ -88,28 +87,30 @@ impl fmt::Debug for Blob {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     #[test]
-    fn short_runs_are_inline_long_ones_shared_and_both_look_up_by_slice() {
-        assert_eq!(std::mem::size_of::<Blob>(), 40);
-        let short = vec![7u8; INLINE_BYTES_MAX];
-        let long = vec![9u8; INLINE_BYTES_MAX + 1];
-        assert!(matches!(Blob::copy_of(&short), Blob::Inline { .. }));
-        assert!(matches!(Blob::copy_of(&long), Blob::Shared(_)));
-        let mut map = HashMap::new();
-        for (i, key) in [&b""[..], b"k", &short, &long].into_iter().enumerate() {
-            map.insert(Blob::copy_of(key), i);
-            assert_eq!(&*Blob::copy_of(key), key);
-            assert_eq!(&Blob::copy_of(key).to_bytes()[..], key);
+    fn short_runs_are_inline_long_ones_shared_and_both_read_back() {
+        assert_eq!(std::mem::size_of::<Key>(), 40);
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        for n in [0, 1, 21, 22, 23, 38, 39, 1000] {
+            let run: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let (key, value) = (Key::copy_of(&run), Value::copy_of(&run));
+            assert_eq!(
+                matches!(key, Blob::Inline { .. }),
+                n <= KEY_INLINE_BYTES_MAX
+            );
+            assert_eq!(
+                matches!(value, Blob::Inline { .. }),
+                n <= VALUE_INLINE_BYTES_MAX
+            );
+            assert_eq!((&key[..], &value[..]), (&run[..], &run[..]));
+            assert_eq!(
+                (&key.to_bytes()[..], &value.to_bytes()[..]),
+                (&run[..], &run[..])
+            );
         }
-        assert_eq!(map.get(&b""[..]), Some(&0));
-        assert_eq!(map.get(&b"k"[..]), Some(&1));
-        assert_eq!(map.get(&short[..]), Some(&2));
-        assert_eq!(map.get(&long[..]), Some(&3));
-        assert_eq!(map.get(&b"x"[..]), None);
-        assert_ne!(Blob::copy_of(b"a"), Blob::copy_of(b"a\0"));
+        assert_ne!(Key::copy_of(b"a"), Key::copy_of(b"a\0"));
+        assert_eq!(&Value::default()[..], b"");
     }
 }

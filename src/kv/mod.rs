@@ -11,6 +11,7 @@ pub mod limits;
 mod session;
 mod snapshot;
 mod store;
+mod table;
 
 pub use command::{Command, CommandError, CommandRef, Op, OpRef, Ops};
 pub use session::Results;

@@ -21,7 +21,7 @@ use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::blob::Blob;
+use super::blob::{Key, Value};
 use super::session::{Session, Sessions};
 use super::store::{KvStore, OpResult};
 
@@ -41,7 +41,7 @@ impl std::error::Error for SnapshotError {}
 /// A snapshot taken and not yet encoded; `Send`, so it can be encoded off the loop.
 pub struct SnapshotJob {
     applied_index: u64,
-    pairs: Vec<(Blob, Blob)>,
+    pairs: Vec<(Key, Value)>,
     /// Sessions and members, encoded.
     tail: Bytes,
 }
@@ -132,12 +132,17 @@ impl KvStore {
             applied_index: u64_le(&mut r)?,
             ..KvStore::default()
         };
-        for _ in 0..u64_le(&mut r)? {
+        let keys = u64_le(&mut r)?;
+        // Each pair takes at least its two lengths: a count beyond that is corrupt, and must
+        // not size the table.
+        if keys > r.remaining() as u64 / 8 {
+            return Err(SnapshotError("more keys than bytes"));
+        }
+        store.data.reserve(keys as usize);
+        for _ in 0..keys {
             let key = blob(&mut r)?;
             let value = blob(&mut r)?;
-            store
-                .data
-                .insert(Blob::copy_of(&key), Blob::copy_of(&value));
+            store.data.insert(&key, Value::copy_of(&value));
         }
         let mut sessions = Sessions::default();
         for _ in 0..u64_le(&mut r)? {

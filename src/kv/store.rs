@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::blob::Blob;
+use super::blob::Value;
 use super::command::{CommandError, CommandRef, OpRef};
 use super::session::{Admission, Results, Sessions};
+use super::table::Table;
 
 thread_local! {
     /// `[Written]`, the reply of most writes.
@@ -45,7 +45,7 @@ pub enum Reply {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
-    pub(crate) data: HashMap<Blob, Blob>,
+    pub(crate) data: Table,
     pub(crate) sessions: Sessions,
     pub(crate) applied_index: u64,
     /// Where each member of the group can be reached (node id → base address), as the
@@ -91,10 +91,10 @@ impl KvStore {
         // allocation per command and no buffer shared per key.
         let commands = CommandRef::read_each(payload).collect::<Result<Vec<_>, _>>()?;
         if commands.len() > 1 {
-            // Look every key up once before applying: the lookups are independent, so their
-            // cache misses overlap, where the apply loop below would wait for one at a time.
+            // Ask for every key's slot before applying: their cache misses overlap, where the
+            // apply loop below would wait for one at a time.
             for op in commands.iter().flat_map(CommandRef::ops) {
-                std::hint::black_box(self.data.get(op.key()));
+                self.data.prefetch(op.key());
             }
         }
         for command in &commands {
@@ -191,7 +191,7 @@ impl KvStore {
                     OpResult::Written
                 } else {
                     OpResult::ConditionFailed {
-                        current: current.map(Blob::to_bytes),
+                        current: current.map(Value::to_bytes),
                     }
                 }
             }
@@ -210,13 +210,7 @@ impl KvStore {
     /// Keys and values arrive as slices of a whole received entry; copying them here lets
     /// that buffer go instead of pinning it for as long as the key lives.
     fn insert(&mut self, key: &[u8], value: &[u8]) {
-        let value = Blob::copy_of(value);
-        match self.data.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => {
-                self.data.insert(Blob::copy_of(key), value);
-            }
-        }
+        self.data.insert(key, Value::copy_of(value));
     }
 }
 
