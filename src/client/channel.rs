@@ -1,6 +1,7 @@
 //! One multiplexed connection to one core of one node: any number of requests in flight from
 //! any number of tasks. Frames queued while the writer was busy go out in one write; answers
-//! are matched to their waiters by (client id, sequence), in whatever order they come.
+//! are matched to their requests by (client id, sequence), in whatever order they come, and
+//! land in the [`Attempt`] that sent them.
 
 use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
@@ -30,29 +31,89 @@ struct Shared {
     /// Frames waiting for the writer.
     outgoing: Vec<u8>,
     writer: Option<Waker>,
-    waiters: HashMap<Key, Waiter>,
+    /// Requests sent and not answered: the attempt each belongs to, and its place there.
+    waiters: HashMap<Key, (Rc<Attempt>, usize)>,
     /// Why the connection is unusable, once it is.
     broken: Option<String>,
     /// When the last frame arrived (or the connection opened).
     last_heard: Instant,
 }
 
+/// The answers to one attempt of a batch, over any number of channels: each request's
+/// answer, or why it will not come, lands in its place as it arrives; the batch wakes once,
+/// when the last one is in. (A waiter per request, looked up on every poll, was a fifth of
+/// the load generator's CPU.)
 #[derive(Default)]
-struct Waiter {
-    outcome: Option<Outcome>,
+pub(crate) struct Attempt {
+    inner: RefCell<AttemptInner>,
+}
+
+#[derive(Default)]
+struct AttemptInner {
+    answers: Vec<Option<Result<Outcome, String>>>,
+    /// Requests sent and not answered yet.
+    waiting: usize,
     waker: Option<Waker>,
+}
+
+impl Attempt {
+    /// An attempt at a batch of `requests`.
+    pub(crate) fn new(requests: usize) -> Rc<Attempt> {
+        let attempt = Attempt::default();
+        attempt
+            .inner
+            .borrow_mut()
+            .answers
+            .resize_with(requests, || None);
+        Rc::new(attempt)
+    }
+
+    fn expect(&self) {
+        self.inner.borrow_mut().waiting += 1;
+    }
+
+    fn deliver(&self, place: usize, answer: Result<Outcome, String>) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.answers[place].is_some() {
+            return;
+        }
+        inner.answers[place] = Some(answer);
+        inner.waiting -= 1;
+        if inner.waiting == 0
+            && let Some(waker) = inner.waker.take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Until every request sent has its answer (or its channel broke).
+    pub(crate) async fn all_answered(&self) {
+        future::poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            if inner.waiting == 0 {
+                return Poll::Ready(());
+            }
+            inner.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The answer to the request at `place`, if it came; or why it will not.
+    pub(crate) fn take(&self, place: usize) -> Option<Result<Outcome, String>> {
+        self.inner.borrow_mut().answers[place].take()
+    }
 }
 
 impl Shared {
     fn break_with(&mut self, reason: String) {
-        self.broken.get_or_insert(reason);
+        // The first reason stands (a read loop that stops after a break adds none).
+        let reason = self.broken.get_or_insert(reason).clone();
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
-        for waiter in self.waiters.values_mut() {
-            if let Some(waker) = waiter.waker.take() {
-                waker.wake();
-            }
+        for (_, (attempt, place)) in self.waiters.drain() {
+            attempt.deliver(place, Err(reason.clone()));
         }
     }
 }
@@ -74,18 +135,21 @@ impl Channel {
         Ok(Channel { shared, socket })
     }
 
-    /// Queue the frame last encoded by `encoder`, carrying the requests `keys`.
+    /// Queue the frame last encoded by `encoder`, carrying the requests `keys`, whose answers
+    /// go to `attempt` at the place given with each.
     pub(crate) fn send(
         &self,
         encoder: &FrameEncoder,
-        keys: impl Iterator<Item = Key>,
+        keys: impl Iterator<Item = (Key, usize)>,
+        attempt: &Rc<Attempt>,
     ) -> Result<(), String> {
         let mut shared = self.shared.borrow_mut();
         if let Some(reason) = &shared.broken {
             return Err(reason.clone());
         }
-        for key in keys {
-            shared.waiters.insert(key, Waiter::default());
+        for (key, place) in keys {
+            attempt.expect();
+            shared.waiters.insert(key, (Rc::clone(attempt), place));
         }
         shared.outgoing.extend_from_slice(encoder.header());
         shared.outgoing.extend_from_slice(encoder.body());
@@ -93,28 +157,6 @@ impl Channel {
             writer.wake();
         }
         Ok(())
-    }
-
-    /// The answer to `key`, or why it will not come.
-    pub(crate) async fn answer(&self, key: Key) -> Result<Outcome, String> {
-        future::poll_fn(|cx| {
-            let mut shared = self.shared.borrow_mut();
-            let broken = shared.broken.clone();
-            let Some(waiter) = shared.waiters.get_mut(&key) else {
-                return Poll::Ready(Err("the request was not sent here".to_string()));
-            };
-            if let Some(outcome) = waiter.outcome.take() {
-                shared.waiters.remove(&key);
-                return Poll::Ready(Ok(outcome));
-            }
-            if let Some(reason) = broken {
-                shared.waiters.remove(&key);
-                return Poll::Ready(Err(reason));
-            }
-            waiter.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
     }
 
     /// Stop waiting for `key` (it timed out); a late answer is dropped.
@@ -155,13 +197,8 @@ async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>)
         shared.last_heard = crate::clock::now();
         for response in responses {
             let key = (response.client_id, response.sequence);
-            if let Some(waiter) = shared.waiters.get_mut(&key)
-                && waiter.outcome.is_none()
-            {
-                waiter.outcome = Some(response.outcome);
-                if let Some(waker) = waiter.waker.take() {
-                    waker.wake();
-                }
+            if let Some((attempt, place)) = shared.waiters.remove(&key) {
+                attempt.deliver(place, Ok(response.outcome));
             }
         }
         if shared.broken.is_some() {

@@ -21,7 +21,7 @@ use crate::proto::topology::{
 use crate::raft::Prng;
 use crate::wire::FrameEncoder;
 
-use super::channel::Channel;
+use super::channel::{Attempt, Channel};
 use super::conn::exchange;
 use super::unanswered::Unanswered;
 
@@ -297,9 +297,10 @@ impl Client {
             let mut pause = false;
             // Send everything first, one frame per address, then collect every answer: the
             // nodes work on all of them at once.
+            let attempt = Attempt::new(slots.len());
             let mut sent = Vec::new();
             for (address, members) in self.route(&mut slots) {
-                match self.send(&address, &members, &slots).await {
+                match self.send(&address, &members, &slots, &attempt).await {
                     Ok(channel) => sent.push((address, channel, members)),
                     Err(error) => {
                         last_error = format!("{address}: {error}");
@@ -308,10 +309,13 @@ impl Client {
                     }
                 }
             }
-            // One timer for the whole attempt, not one per answer: most answers of a batch
-            // are there by the time the first is, and a timer costs a registration with the
-            // reactor each time it is polled.
-            let mut attempt_over = glommio::timer::Timer::new(options.attempt_timeout);
+            // Every answer, or the end of the attempt's time: whatever is missing then went
+            // unanswered.
+            let attempt_over = glommio::timer::Timer::new(options.attempt_timeout);
+            future::or(attempt.all_answered(), async {
+                attempt_over.await;
+            })
+            .await;
             for (address, channel, members) in sent {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
@@ -322,11 +326,7 @@ impl Client {
                         slot.request.command.sequence,
                     );
                     let node = slot.node.expect("routed");
-                    let answer = future::or(async { Some(channel.answer(key).await) }, async {
-                        (&mut attempt_over).await;
-                        None
-                    })
-                    .await;
+                    let answer = attempt.take(i);
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
                     match answer {
@@ -463,25 +463,27 @@ impl Client {
         }
     }
 
-    /// Queue the requests of `members` to `address` in one frame.
+    /// Queue the requests of `members` to `address` in one frame; their answers go to
+    /// `attempt`, each at its place in `slots`.
     async fn send(
         &self,
         address: &str,
         members: &[usize],
         slots: &[Option<Slot>],
+        attempt: &Rc<Attempt>,
     ) -> std::io::Result<Rc<Channel>> {
         let channel = self.channel(address).await?;
-        let requests: Vec<&Request> = members
+        let requests: Vec<(usize, &Request)> = members
             .iter()
-            .filter_map(|&i| slots[i].as_ref().map(|s| &s.request))
+            .filter_map(|&i| slots[i].as_ref().map(|s| (i, &s.request)))
             .collect();
         let mut state = self.inner.state.borrow_mut();
-        encode_requests(&mut state.encoder, requests.iter().copied())
+        encode_requests(&mut state.encoder, requests.iter().map(|(_, r)| *r))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let keys = requests
             .iter()
-            .map(|r| (r.command.client_id, r.command.sequence));
-        if let Err(reason) = channel.send(&state.encoder, keys) {
+            .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
+        if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
             drop(state);
             self.drop_channel(address, &channel);
             return Err(std::io::Error::other(reason));
