@@ -126,7 +126,7 @@ impl<S: Storage> Wal<S> {
 
     /// Restates every group's hard state and snapshot at the cursor (the start of a segment).
     pub(super) fn write_checkpoint(&mut self) -> Result<(), WalError> {
-        let lines: Vec<CheckpointGroup> = self
+        let mut lines: Vec<CheckpointGroup> = self
             .groups
             .iter()
             .map(|(&group, log)| CheckpointGroup {
@@ -135,6 +135,8 @@ impl<S: Storage> Wal<S> {
                 snapshot: log.snapshot,
             })
             .collect();
+        // By group: the same state writes the same bytes (the simulator replays its seeds).
+        lines.sort_unstable_by_key(|line| line.group);
         let bytes = payload::checkpoint(&lines);
         let room = self.storage.size_bytes(self.active()) as usize - self.cursor;
         if align_up(RECORD_HEADER_BYTES + bytes.len()) > room {

@@ -1,7 +1,7 @@
 //! The WAL itself: appends, group-commit syncs, reads, rotation and compaction over a
 //! [`Storage`]. The rules it follows are the spec in `mod.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use super::errors::{WalError, WalOpenError};
@@ -9,7 +9,7 @@ use super::format::{
     RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
     encode_segment_header, put_record_header, record_crc_of_parts, seal_record,
 };
-use super::index::{EntryLoc, GroupLog};
+use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
 use super::recovery::{RecoveryReport, recover};
 use super::storage::{Part, SegmentSyncer, Storage};
@@ -70,7 +70,7 @@ pub struct WalStats {
 pub struct Wal<S: Storage> {
     pub(super) storage: S,
     pub(super) config: WalConfig,
-    pub(super) groups: BTreeMap<u64, GroupLog>,
+    pub(super) groups: Groups,
     /// Live segments, ascending; the back one is active.
     pub(super) segments: VecDeque<u64>,
     /// The segment after the active one, when prepared.
@@ -216,7 +216,9 @@ impl<S: Storage> Wal<S> {
 
     /// The groups this WAL holds something for, ascending.
     pub fn groups(&self) -> impl Iterator<Item = (u64, GroupState)> + '_ {
-        self.groups.iter().map(|(&g, log)| (g, log.state()))
+        let mut groups: Vec<u64> = self.groups.keys().copied().collect();
+        groups.sort_unstable();
+        groups.into_iter().map(|g| (g, self.groups[&g].state()))
     }
 
     /// The groups whose oldest live entry lies outside the newest `segments_kept` segments:
@@ -228,11 +230,14 @@ impl<S: Storage> Wal<S> {
             return Vec::new();
         }
         let oldest_kept = self.segments[self.segments.len() - kept];
-        self.groups
+        let mut groups: Vec<u64> = self
+            .groups
             .iter()
             .filter(|(_, log)| log.oldest_segment().is_some_and(|seq| seq < oldest_kept))
             .map(|(&group, _)| group)
-            .collect()
+            .collect();
+        groups.sort_unstable();
+        groups
     }
 
     pub fn group(&self, group: u64) -> Option<GroupState> {

@@ -1,8 +1,6 @@
 //! Recovery on open: scan every segment, verify every record, rebuild the group indexes, and
 //! decide at the end of the log, by the table in `decision.rs`, whether to truncate or refuse.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
 use super::decision::{StopAction, StopFacts, decide};
@@ -12,13 +10,13 @@ use super::format::{
     SegmentHeaderState, decode_record, decode_segment_header, next_in_block_after_zeros,
     segment_header_size,
 };
-use super::index::{EntryLoc, GroupLog};
+use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, Payload};
 use super::storage::{SegmentSyncer, Storage};
 
 /// What recovery rebuilt.
 pub struct Recovered {
-    pub groups: BTreeMap<u64, GroupLog>,
+    pub groups: Groups,
     /// Live segments, ascending; the last one is where appends go on. Empty for a new WAL.
     pub segments: Vec<u64>,
     /// Offset in the last segment where the next record goes.
@@ -105,7 +103,7 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
         .collect();
     check_headers(storage, &seqs, &segments)?;
     let mut recovered = Recovered {
-        groups: BTreeMap::new(),
+        groups: Groups::default(),
         segments: Vec::new(),
         cursor: SEGMENT_HEADER_BYTES,
         next_lsn: 1,
@@ -191,9 +189,10 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
 fn check_contiguous<S: Storage>(
     storage: &S,
     first_seq: u64,
-    groups: &BTreeMap<u64, GroupLog>,
+    groups: &Groups,
 ) -> Result<(), WalOpenError> {
-    match groups.iter().find(|(_, log)| !log.is_contiguous()) {
+    let broken = groups.iter().filter(|(_, log)| !log.is_contiguous());
+    match broken.min_by_key(|(group, _)| **group) {
         None => Ok(()),
         Some((group, log)) => Err(WalOpenError::Inconsistent {
             file: storage.locate(first_seq),
@@ -371,7 +370,7 @@ fn discard_after<S: Storage>(
 
 /// Applies one verified record to the group indexes, exactly as the live WAL did.
 fn apply(
-    groups: &mut BTreeMap<u64, GroupLog>,
+    groups: &mut Groups,
     seq: u64,
     offset: usize,
     header: &RecordHeader,
