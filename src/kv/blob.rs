@@ -1,13 +1,15 @@
-//! A key or value as the store keeps it: short ones inline in the table's slot, long ones
-//! shared behind one pointer. Inline bytes cost no allocation and no pointer to chase: a put
+//! A key or value as the store keeps it: short ones inline in the table's slot, long ones in
+//! one shared allocation. Inline bytes cost no allocation and no pointer to chase: a put
 //! of a short key that is present touches one slot (one cache line, see `table.rs`), where a
 //! heap key and value added a cache miss each for the key compare and the old value's free.
 //!
 //! A key and a value share a 64-byte slot: a key keeps up to 38 bytes inline (a UUID in text
-//! fits), a value up to 22 (counters, ids, small records); longer ones are shared `Bytes`.
+//! fits), a value up to 22 (counters, ids, small records); longer ones are an `Arc<[u8]>`:
+//! one allocation, one pointer to follow, and a reply shares it instead of copying it.
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -19,17 +21,18 @@ pub(crate) const VALUE_INLINE_BYTES_MAX: usize = 22;
 pub(crate) type Key = Blob<KEY_INLINE_BYTES_MAX>;
 pub(crate) type Value = Blob<VALUE_INLINE_BYTES_MAX>;
 
-/// Up to `N` bytes inline; longer runs behind a thin pointer, so the shared case costs 8
-/// bytes of the slot, not the 32 of a `Bytes`.
+/// Up to `N` bytes inline; longer runs shared, at 16 bytes of the slot (a `Bytes` would
+/// take 32). `Arc`, not `Rc`: a snapshot's pairs are encoded on another thread.
 #[derive(Clone)]
 pub(crate) enum Blob<const N: usize> {
     Inline { len: u8, bytes: [u8; N] },
-    Shared(Box<Bytes>),
+    Shared(Arc<[u8]>),
 }
 
 impl<const N: usize> Blob<N> {
     /// A copy of `bytes`: it never pins the buffer they came in (a whole received entry).
     pub(crate) fn copy_of(bytes: &[u8]) -> Blob<N> {
+        const { assert!(N <= u8::MAX as usize, "the inline length is a byte") };
         if bytes.len() <= N {
             let mut inline = [0u8; N];
             inline[..bytes.len()].copy_from_slice(bytes);
@@ -38,7 +41,7 @@ impl<const N: usize> Blob<N> {
                 bytes: inline,
             }
         } else {
-            Blob::Shared(Box::new(Bytes::copy_from_slice(bytes)))
+            Blob::Shared(Arc::from(bytes))
         }
     }
 
@@ -46,7 +49,7 @@ impl<const N: usize> Blob<N> {
     pub(crate) fn to_bytes(&self) -> Bytes {
         match self {
             Blob::Inline { .. } => Bytes::copy_from_slice(self),
-            Blob::Shared(bytes) => Bytes::clone(bytes),
+            Blob::Shared(bytes) => Bytes::from_owner(Arc::clone(bytes)),
         }
     }
 }

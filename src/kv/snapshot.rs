@@ -138,7 +138,9 @@ impl KvStore {
         if keys > r.remaining() as u64 / 8 {
             return Err(SnapshotError("more keys than bytes"));
         }
-        store.data.reserve(keys as usize);
+        // Sized ahead for what the bytes can hold at 32 per pair, whatever the count says:
+        // a corrupt count must not allocate far more than the snapshot's own size.
+        store.data.reserve((keys as usize).min(r.remaining() / 32));
         for _ in 0..keys {
             let key = blob(&mut r)?;
             let value = blob(&mut r)?;

@@ -109,11 +109,19 @@ impl Table {
 
     /// Sets `key` to `value`, copying the key in if it is new.
     pub(crate) fn insert(&mut self, key: &[u8], value: Value) {
-        self.reserve(1);
         let hash = self.hash(key);
-        match self.find(hash, key) {
+        let found = match self.slots.is_empty() {
+            true => Err(0),
+            false => self.find(hash, key),
+        };
+        match found {
             Ok(at) => self.slots[at].value = value,
-            Err(at) => {
+            Err(mut at) => {
+                // Only a new key may grow the table (an overwrite at full load does not).
+                if (self.len + 1) * LOAD_DENOMINATOR > self.slots.len() * LOAD_NUMERATOR {
+                    self.reserve(1);
+                    at = self.find(hash, key).expect_err("the key is new");
+                }
                 self.tags[at] = tag_of(hash);
                 self.slots[at] = Slot {
                     key: Key::copy_of(key),
@@ -300,6 +308,23 @@ mod tests {
             prop_assert_eq!(&listed, &model);
             prop_assert_eq!(table.clone(), table);
         }
+    }
+
+    /// Goal: a table at full load grows for a new key, never for an overwrite.
+    #[test]
+    fn only_a_new_key_grows_a_full_table() {
+        let mut table = Table::default();
+        let full = SLOTS_MIN * LOAD_NUMERATOR / LOAD_DENOMINATOR;
+        for k in 0..full {
+            table.insert(&k.to_le_bytes(), Value::copy_of(b"v"));
+        }
+        assert_eq!(table.slots.len(), SLOTS_MIN);
+        table.insert(&0usize.to_le_bytes(), Value::copy_of(b"w"));
+        assert_eq!(table.slots.len(), SLOTS_MIN);
+        table.insert(&full.to_le_bytes(), Value::copy_of(b"v"));
+        assert_eq!(table.slots.len(), 2 * SLOTS_MIN);
+        assert_eq!(table.len(), full + 1);
+        check_layout(&table);
     }
 
     /// Goal: removal shifts back a run that wraps past the table's end, and equality ignores
