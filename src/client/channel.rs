@@ -3,7 +3,6 @@
 //! are matched to their requests by (client id, sequence), in whatever order they come, and
 //! land in the [`Attempt`] that sent them.
 
-use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
@@ -18,8 +17,7 @@ use crate::transport::{FrameReader, ReadFrameError, ReadHalf, WriteHalf};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
-/// A request's identity on the wire: (client id, sequence).
-pub(crate) type Key = (u64, u64);
+use super::in_flight::{InFlight, Key};
 
 pub(crate) struct Channel {
     shared: Rc<RefCell<Shared>>,
@@ -32,7 +30,7 @@ struct Shared {
     outgoing: Vec<u8>,
     writer: Option<Waker>,
     /// Requests sent and not answered: the attempt each belongs to, and its place there.
-    waiters: HashMap<Key, (Rc<Attempt>, usize)>,
+    waiters: InFlight<(Rc<Attempt>, usize)>,
     /// Why the connection is unusable, once it is.
     broken: Option<String>,
     /// When the last frame arrived (or the connection opened).
@@ -112,7 +110,7 @@ impl Shared {
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
-        for (_, (attempt, place)) in self.waiters.drain() {
+        for (attempt, place) in self.waiters.drain() {
             attempt.deliver(place, Err(reason.clone()));
         }
     }
@@ -125,7 +123,7 @@ impl Channel {
         let shared = Rc::new(RefCell::new(Shared {
             outgoing: Vec::new(),
             writer: None,
-            waiters: HashMap::new(),
+            waiters: InFlight::default(),
             broken: None,
             last_heard: crate::clock::now(),
         }));
@@ -161,7 +159,7 @@ impl Channel {
 
     /// Stop waiting for `key` (it timed out); a late answer is dropped.
     pub(crate) fn forget(&self, key: Key) {
-        self.shared.borrow_mut().waiters.remove(&key);
+        self.shared.borrow_mut().waiters.remove(key);
     }
 
     /// Unusable, or silent for longer than `patience` while requests waited.
@@ -197,7 +195,7 @@ async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>)
         shared.last_heard = crate::clock::now();
         for response in responses {
             let key = (response.client_id, response.sequence);
-            if let Some((attempt, place)) = shared.waiters.remove(&key) {
+            if let Some((attempt, place)) = shared.waiters.remove(key) {
                 attempt.deliver(place, Ok(response.outcome));
             }
         }

@@ -3,6 +3,7 @@
 
 mod channel;
 mod conn;
+mod in_flight;
 mod members;
 mod session;
 mod status;
