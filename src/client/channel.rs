@@ -17,7 +17,7 @@ use crate::transport::{FrameReader, ReadFrameError, ReadHalf, WriteHalf};
 use crate::wire::FrameEncoder;
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 
-use super::in_flight::{InFlight, Key};
+use crate::proto::in_flight::{InFlight, Key};
 
 pub(crate) struct Channel {
     shared: Rc<RefCell<Shared>>,

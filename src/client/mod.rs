@@ -3,7 +3,6 @@
 
 mod channel;
 mod conn;
-mod in_flight;
 mod members;
 mod session;
 mod status;

@@ -3,6 +3,7 @@
 //! (`status`), `cohort leader transfer` (`transfer`) and `cohort members` (`members`). It sits above `kv` and `wire`, which know nothing of each other.
 
 pub mod client;
+pub mod in_flight;
 pub mod members;
 pub mod status;
 pub mod topology;

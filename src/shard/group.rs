@@ -9,6 +9,7 @@ use bytes::BytesMut;
 
 use crate::kv::{KvStore, Op, Reply};
 use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use crate::proto::in_flight::InFlight;
 use crate::proto::members::decode_addresses;
 use crate::raft::{
     ConfChange, ConfChangeKind, Entry, EntryKind, NodeId, ProposeError, ReadError, ReadState,
@@ -36,7 +37,7 @@ pub struct Group {
     pub kv: KvStore,
     /// Writes proposed here, by (client, sequence), with the term they were proposed in:
     /// answered when applied.
-    writes: HashMap<(u64, u64), (ConnId, Term)>,
+    writes: InFlight<(ConnId, Term)>,
     /// Writes taken in since the last [`Group::propose_pending`]: the commands of one entry
     /// (see [`crate::kv::CommandRef::read_each`]), and who asked for each (conn, client, sequence).
     pending: BytesMut,
@@ -64,7 +65,7 @@ impl Group {
         Group {
             replica,
             kv: KvStore::new(),
-            writes: HashMap::new(),
+            writes: InFlight::default(),
             pending: BytesMut::new(),
             pending_writes: Vec::new(),
             reads_unconfirmed: HashMap::new(),
@@ -319,7 +320,7 @@ impl Group {
         let writes = &mut self.writes;
         self.kv
             .apply(index, &entry.data, |command, reply| {
-                let Some((conn, _)) = writes.remove(&(command.client_id, command.sequence)) else {
+                let Some((conn, _)) = writes.remove((command.client_id, command.sequence)) else {
                     return;
                 };
                 let outcome = match reply {
@@ -403,10 +404,10 @@ impl Group {
             .writes
             .iter()
             .filter(|(_, (_, proposed))| !leading || *proposed < term)
-            .map(|(&key, _)| key)
+            .map(|(key, _)| key)
             .collect();
         for key @ (client_id, sequence) in stale {
-            let (conn, _) = self.writes.remove(&key).expect("listed");
+            let (conn, _) = self.writes.remove(key).expect("listed");
             out.push(Answer {
                 conn,
                 response: Response {
@@ -420,7 +421,7 @@ impl Group {
 
     /// A client connection closed: forget what it waits for.
     pub fn forget_conn(&mut self, conn: ConnId) {
-        self.writes.retain(|_, (c, _)| *c != conn);
+        self.writes.retain(|(c, _)| *c != conn);
         // Their commands stay in the pending entry (see `propose_pending`).
         self.pending_writes.retain(|(c, ..)| *c != conn);
         self.reads_unconfirmed.retain(|_, p| p.conn != conn);

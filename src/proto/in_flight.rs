@@ -1,7 +1,8 @@
-//! A channel's requests in flight, by (client id, sequence): per client id, a window over
-//! sequence numbers.
+//! Requests in flight, by (client id, sequence): per client id, a window over sequence
+//! numbers. A client's channel keeps its unanswered requests here, and a group's leader the
+//! writes it proposed and has not applied yet.
 //!
-//! A client id is one client's sessions with one group, so its requests go out in sequence
+//! A client id is one client's session with one group, so its requests go out in sequence
 //! order and come back in about that order (the group applies them in log order). A window
 //! per id makes adding and taking one an index into a ring buffer that both walk forward,
 //! where one hash map over every (id, sequence) cost a cache miss for each (the load
@@ -13,9 +14,9 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 
 /// A request's identity on the wire: (client id, sequence).
-pub(crate) type Key = (u64, u64);
+pub type Key = (u64, u64);
 
-pub(crate) struct InFlight<T> {
+pub struct InFlight<T> {
     by_id: HashMap<u64, Window<T>>,
 }
 
@@ -36,7 +37,7 @@ impl<T> Default for InFlight<T> {
 
 impl<T> InFlight<T> {
     /// Adds `key`, replacing what it held.
-    pub(crate) fn insert(&mut self, (id, sequence): Key, value: T) {
+    pub fn insert(&mut self, (id, sequence): Key, value: T) {
         let window = self.by_id.entry(id).or_insert_with(|| Window {
             base: sequence,
             slots: VecDeque::new(),
@@ -58,7 +59,7 @@ impl<T> InFlight<T> {
         window.slots[at] = Some(value);
     }
 
-    pub(crate) fn remove(&mut self, (id, sequence): Key) -> Option<T> {
+    pub fn remove(&mut self, (id, sequence): Key) -> Option<T> {
         let window = self.by_id.get_mut(&id)?;
         let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
         let value = window.slots.get_mut(at)?.take()?;
@@ -73,10 +74,47 @@ impl<T> InFlight<T> {
     }
 
     /// Empties it, handing over every value.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.by_id
             .drain()
             .flat_map(|(_, window)| window.slots.into_iter().flatten())
+    }
+
+    /// Every request held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
+        self.by_id.iter().flat_map(|(&id, window)| {
+            let sequences = window.base..;
+            sequences
+                .zip(&window.slots)
+                .filter_map(move |(sequence, slot)| Some(((id, sequence), slot.as_ref()?)))
+        })
+    }
+
+    /// Keeps only the requests `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.by_id.retain(|_, window| {
+            for slot in &mut window.slots {
+                if slot.as_ref().is_some_and(|value| !keep(value)) {
+                    *slot = None;
+                }
+            }
+            while window.slots.front().is_some_and(Option::is_none) {
+                window.slots.pop_front();
+                window.base += 1;
+            }
+            !window.slots.is_empty()
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id
+            .values()
+            .map(|w| w.slots.iter().flatten().count())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
     }
 }
 
@@ -89,26 +127,39 @@ mod tests {
     use super::*;
 
     proptest! {
-        /// Goal: adds and takes in any order (retries of older sequences, sequences sent
-        /// elsewhere, repeats) hold exactly what a plain map does, and emptied windows go.
+        /// Goal: adds, takes and filters in any order (retries of older sequences,
+        /// sequences sent elsewhere, repeats) hold exactly what a plain map does, and
+        /// emptied windows go.
         #[test]
         fn matches_a_hash_map(steps in proptest::collection::vec(
-            (any::<bool>(), 0..3u64, 0..40u64), 1..300,
+            (0..8u8, 0..3u64, 0..40u64), 1..300,
         )) {
             let (mut in_flight, mut model) = (InFlight::default(), HashMap::new());
-            for (value, (add, id, sequence)) in steps.into_iter().enumerate() {
-                if add {
-                    in_flight.insert((id, sequence), value);
-                    model.insert((id, sequence), value);
-                } else {
-                    prop_assert_eq!(
+            for (value, (action, id, sequence)) in steps.into_iter().enumerate() {
+                match action {
+                    0..=3 => {
+                        in_flight.insert((id, sequence), value);
+                        model.insert((id, sequence), value);
+                    }
+                    4..=6 => prop_assert_eq!(
                         in_flight.remove((id, sequence)),
                         model.remove(&(id, sequence))
-                    );
+                    ),
+                    _ => {
+                        // Drop the values of one residue, as a closed connection's go.
+                        let drop = sequence as usize % 3;
+                        in_flight.retain(|v| v % 3 != drop);
+                        model.retain(|_, v| *v % 3 != drop);
+                    }
                 }
                 for window in in_flight.by_id.values() {
                     prop_assert!(window.slots.front().is_some_and(Option::is_some));
                 }
+                let listed: HashMap<Key, usize> =
+                    in_flight.iter().map(|(key, &v)| (key, v)).collect();
+                prop_assert_eq!(&listed, &model);
+                prop_assert_eq!(in_flight.len(), model.len());
+                prop_assert_eq!(in_flight.is_empty(), model.is_empty());
             }
             let mut left: Vec<usize> = in_flight.drain().collect();
             let mut expected: Vec<usize> = model.into_values().collect();
