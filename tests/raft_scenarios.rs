@@ -731,6 +731,61 @@ fn a_read_at_a_follower_is_confirmed_by_the_leader() {
 }
 
 #[test]
+fn without_commit_broadcast_followers_learn_a_commit_from_the_next_heartbeat() {
+    let mut cluster = cluster(3, 0, |c| c.broadcast_commit = false);
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "a");
+    assert_eq!(applied(&cluster, leader), ["a"]);
+    let commit = cluster.replica(leader).commit();
+    for follower in followers(&cluster, leader) {
+        // They hold the entry; no empty append told them it is committed.
+        assert_eq!(cluster.replica(follower).last_index(), commit);
+        assert!(cluster.replica(follower).commit() < commit);
+        assert!(applied(&cluster, follower).is_empty());
+    }
+    let interval = Cluster::test_config(leader).heartbeat_interval_ticks;
+    cluster.tick_all(interval).unwrap();
+    for follower in followers(&cluster, leader) {
+        assert_eq!(applied(&cluster, follower), ["a"]);
+    }
+}
+
+#[test]
+fn without_commit_broadcast_a_read_at_a_follower_still_sees_the_commit() {
+    let mut cluster = cluster(3, 0, |c| c.broadcast_commit = false);
+    let leader = elect(&mut cluster);
+    let index = write(&mut cluster, leader, "x");
+    let follower = followers(&cluster, leader)[0];
+    let ctx = cluster.read(follower).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(
+        cluster.node(follower).reads_answered.get(&ctx),
+        Some(&index)
+    );
+    assert_eq!(applied(&cluster, follower), ["x"]);
+}
+
+#[test]
+fn without_commit_broadcast_a_committed_conf_change_still_goes_out_at_once() {
+    let mut cluster = cluster(3, 1, |c| c.broadcast_commit = false);
+    let leader = elect(&mut cluster);
+    let learner = NodeId(4);
+    let add = ConfChange::single(ConfChangeKind::AddLearner, learner);
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&add)
+        .unwrap();
+    cluster.stabilize().unwrap();
+    for follower in followers(&cluster, leader)
+        .into_iter()
+        .filter(|&f| f != learner)
+    {
+        let conf = cluster.replica(follower).conf_state();
+        assert!(conf.learners.contains(&learner), "{follower}: {conf:?}");
+    }
+}
+
+#[test]
 fn proposals_at_a_follower_are_forwarded_to_the_leader() {
     let mut cluster = cluster(3, 0, |_| {});
     let leader = elect(&mut cluster);

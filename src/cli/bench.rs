@@ -262,7 +262,8 @@ impl Target {
                        "segment_mib": flags.segment_mib, "snapshot_entries": flags.snapshot_entries,
                        "snapshot_log_mib": flags.snapshot_log_mib,
                        "wal_soft_limit_mib": flags.wal_soft_limit_mib,
-                       "lease_reads": flags.lease_reads },
+                       "lease_reads": flags.lease_reads,
+                       "broadcast_commit": flags.broadcast_commit },
         });
         Ok(Target {
             seeds: cluster.bases.clone(),

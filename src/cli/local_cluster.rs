@@ -51,6 +51,9 @@ pub struct NodeFlags {
     /// Serve linearizable reads from the leader's lease (see `serve --lease-reads`).
     #[arg(long)]
     pub lease_reads: bool,
+    /// Send a new commit index to followers at once (see `serve --broadcast-commit`).
+    #[arg(long)]
+    pub broadcast_commit: bool,
     /// Chunk size of the nodes' snapshot streams, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
@@ -67,6 +70,7 @@ impl Default for NodeFlags {
             snapshot_log_mib: 8,
             wal_soft_limit_mib: 1024,
             lease_reads: false,
+            broadcast_commit: false,
             snapshot_chunk_kib: 1024,
         }
     }
@@ -353,6 +357,9 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
     .to_vec();
     if flags.lease_reads {
         args.push("--lease-reads".to_string());
+    }
+    if flags.broadcast_commit {
+        args.push("--broadcast-commit".to_string());
     }
     args
 }

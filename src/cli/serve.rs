@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// below the configured margin).
     #[arg(long)]
     pub lease_reads: bool,
+    /// Send a new commit index to followers at once, as an empty append when no entries are
+    /// waiting. Without it the index rides on the next append or heartbeat: followers apply
+    /// up to one heartbeat later on an idle group, and a lone write costs two messages fewer.
+    #[arg(long)]
+    pub broadcast_commit: bool,
     /// A number shared by every member; nodes of another cluster are refused.
     #[arg(long, default_value_t = 1)]
     pub cluster_id: u64,
@@ -246,6 +251,7 @@ impl ServeArgs {
                 SyncFlag::Never => SyncMode::Never,
             },
             lease_reads: self.lease_reads,
+            broadcast_commit: self.broadcast_commit,
             segment_bytes: self.segment_mib << 20,
             snapshot_entries: self.snapshot_entries,
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),

@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub heartbeat_ticks: u32,
     pub sync: SyncMode,
     pub lease_reads: bool,
+    /// Send a new commit index to followers at once (`raft::Config::broadcast_commit`).
+    pub broadcast_commit: bool,
     /// WAL segment size in bytes.
     pub segment_bytes: u64,
     /// Entries applied since a group's last snapshot before it takes the next (0: never).
@@ -208,6 +210,7 @@ mod tests {
             heartbeat_ticks: 2,
             sync: SyncMode::Always,
             lease_reads: false,
+            broadcast_commit: false,
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
             snapshot_log_bytes: 8 << 20,

@@ -582,6 +582,7 @@ mod tests {
             heartbeat_ticks: 2,
             sync: SyncMode::Never,
             lease_reads: false,
+            broadcast_commit: false,
             segment_bytes: 1 << 20,
             snapshot_entries: 0,
             snapshot_log_bytes: 0,

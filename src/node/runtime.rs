@@ -128,6 +128,7 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft.election_timeout_ticks = config.election_ticks;
     raft.heartbeat_interval_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
+    raft.broadcast_commit = config.broadcast_commit;
     // Clients follow NotLeader hints; forwarding would hide the leader from them.
     raft.forward_proposals = false;
     raft

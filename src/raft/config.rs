@@ -51,6 +51,14 @@ pub struct Config {
     pub step_down_on_removal: bool,
     /// Ticks the leader waits for a snapshot install to be acknowledged before it sends again.
     pub snapshot_retry_ticks: u32,
+    /// Tell followers a new commit index as soon as it advances, with an empty append when
+    /// no entries are waiting (etcd/raft's way). Off, the index rides on the next append or
+    /// heartbeat, at most one heartbeat interval late on an idle group: at low load that
+    /// saves an empty append and its answer per follower per write, which otherwise wake
+    /// every node again right when the next write arrives. Followers then apply later, so
+    /// their stale reads are staler. A conf change still goes out at once: the leader
+    /// broadcasts when it applies one.
+    pub broadcast_commit: bool,
 }
 
 impl Config {
@@ -72,6 +80,7 @@ impl Config {
             forward_proposals: true,
             step_down_on_removal: true,
             snapshot_retry_ticks: 50,
+            broadcast_commit: true,
         }
     }
 

@@ -240,7 +240,7 @@ impl Replica {
         }
         let caught_up = progress.match_index == last_index;
         if self.maybe_commit() {
-            self.broadcast_pending = true;
+            self.broadcast_pending |= self.config.broadcast_commit;
         } else if was_paused {
             self.maybe_send_append(from, true);
         }
@@ -431,7 +431,7 @@ impl Replica {
             own.maybe_update(persisted);
         }
         if self.maybe_commit() {
-            self.broadcast_pending = true;
+            self.broadcast_pending |= self.config.broadcast_commit;
         }
     }
 }

@@ -32,6 +32,7 @@ pub struct SimOptions {
     /// Small appends make the quorum's match index cross old-term entries one at a time,
     /// which is what an old-term commit by counting needs to go wrong (Raft paper, figure 8).
     pub append_entries_max: usize,
+    pub broadcast_commit: bool,
 }
 
 impl SimOptions {
@@ -57,6 +58,7 @@ impl SimOptions {
             check_quorum: lease_reads || rng.chance(1, 2),
             crash_in_sync_window_permille: rng.below(30),
             append_entries_max: 1 + rng.below(8) as usize,
+            broadcast_commit: rng.chance(1, 2),
         }
     }
 }
@@ -95,13 +97,15 @@ impl fmt::Display for SimFailure {
 pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
     let (lease_reads, pre_vote, check_quorum) =
         (options.lease_reads, options.pre_vote, options.check_quorum);
-    let append_entries_max = options.append_entries_max;
+    let (append_entries_max, broadcast_commit) =
+        (options.append_entries_max, options.broadcast_commit);
     let config = Box::new(move |id| {
         let mut config = Cluster::test_config(id);
         config.lease_reads = lease_reads;
         config.pre_vote = pre_vote;
         config.check_quorum = check_quorum;
         config.append_entries_max = append_entries_max;
+        config.broadcast_commit = broadcast_commit;
         config
     });
     let mut cluster = Cluster::new(options.voters, options.spares, options.seed, config);
