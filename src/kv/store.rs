@@ -93,9 +93,8 @@ impl KvStore {
         if commands.len() > 1 {
             // Ask for every key's slot before applying: their cache misses overlap, where the
             // apply loop below would wait for one at a time.
-            for op in commands.iter().flat_map(CommandRef::ops) {
-                self.data.prefetch(op.key());
-            }
+            let ops = commands.iter().flat_map(CommandRef::ops);
+            self.data.prefetch(ops.map(|op| op.key()));
         }
         for command in &commands {
             let reply = self.apply_command(index, command);

@@ -17,6 +17,7 @@ use std::fmt;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use super::blob::{Key, Value};
 
@@ -89,20 +90,30 @@ impl Table {
         Some(&self.slots[at].value)
     }
 
-    /// Asks the CPU for the slot `key` is likely in (the first whose tag matches), without
-    /// waiting for it: a lookup of `key` soon after finds it in cache. Reads only tags.
-    pub(crate) fn prefetch(&self, key: &[u8]) {
+    /// Asks the CPU for the slots of many keys, without waiting: lookups of them soon after
+    /// find them in cache. Two passes, so no miss is waited for: the first asks for the line
+    /// of tags at each key's home, the second reads those tags (in cache by then) and asks
+    /// for the slot the key is likely in (the first whose tag matches).
+    pub(crate) fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
         if self.slots.is_empty() {
             return;
         }
-        let hash = self.hash(key);
-        let (mask, tag) = (self.mask(), tag_of(hash));
-        let mut at = hash as usize & mask;
-        loop {
-            match self.tags[at] {
-                EMPTY => return,
-                found if found == tag => return prefetch_line(&self.slots[at]),
-                _ => at = (at + 1) & mask,
+        let hashes: SmallVec<[u64; 64]> = keys.map(|key| self.hash(key)).collect();
+        let mask = self.mask();
+        for &hash in &hashes {
+            prefetch_line(&self.tags[hash as usize & mask]);
+        }
+        for &hash in &hashes {
+            let (mut at, tag) = (hash as usize & mask, tag_of(hash));
+            loop {
+                match self.tags[at] {
+                    EMPTY => break,
+                    found if found == tag => {
+                        prefetch_line(&self.slots[at]);
+                        break;
+                    }
+                    _ => at = (at + 1) & mask,
+                }
             }
         }
     }
@@ -299,9 +310,10 @@ mod tests {
                 prop_assert_eq!(table.len(), model.len());
             }
             check_layout(&table);
+            let keys: Vec<Vec<u8>> = (0..300).map(key).collect();
+            table.prefetch(keys.iter().map(Vec::as_slice));
             for k in 0..300 {
                 prop_assert_eq!(table.get(&key(k)).map(|v| v.to_vec()), model.get(&key(k)).cloned());
-                table.prefetch(&key(k));
             }
             let listed: HashMap<Vec<u8>, Vec<u8>> =
                 table.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
