@@ -329,7 +329,7 @@ impl Command {
     /// Read the one command of `data`. Keys and values are slices of `data`.
     pub fn decode(data: &Bytes) -> Result<Command, CommandError> {
         let mut reader = Reader { data, at: 0 };
-        let command = CommandRef::read(&mut reader)?;
+        let command = CommandRef::read(&mut reader, |_| {})?;
         if reader.at != data.len() {
             return Err(CommandError::Malformed("trailing bytes"));
         }
@@ -375,12 +375,32 @@ impl<'a> CommandRef<'a> {
             if reader.at == reader.data.len() {
                 return None;
             }
-            let command = CommandRef::read(&mut reader);
+            let command = CommandRef::read(&mut reader, |_| {});
             if command.is_err() {
                 reader.at = reader.data.len();
             }
             Some(command)
         })
+    }
+
+    /// Every command of an entry's payload, as [`CommandRef::read_each`] reads them, with
+    /// their operations, in order, appended to `ops` as they are checked: read once for
+    /// everything the state machine does with them.
+    pub fn read_all(
+        data: &'a [u8],
+        ops: &mut impl Extend<OpRef<'a>>,
+    ) -> Result<Vec<CommandRef<'a>>, CommandError> {
+        let mut reader = Reader { data, at: 0 };
+        let mut commands = Vec::new();
+        while reader.at < reader.data.len() {
+            commands.push(CommandRef::read(&mut reader, |op| ops.extend([op]))?);
+        }
+        Ok(commands)
+    }
+
+    /// How many operations the command holds.
+    pub fn op_count(&self) -> usize {
+        usize::from(self.count)
     }
 
     /// The operations, in order.
@@ -393,7 +413,11 @@ impl<'a> CommandRef<'a> {
             .map(move |_| read_op(&mut reader).expect("checked when the command was read"))
     }
 
-    fn read(reader: &mut Reader<'a>) -> Result<CommandRef<'a>, CommandError> {
+    /// Reads and checks one command, handing each operation to `each_op` once it is checked.
+    fn read(
+        reader: &mut Reader<'a>,
+        mut each_op: impl FnMut(OpRef<'a>),
+    ) -> Result<CommandRef<'a>, CommandError> {
         let client_id = reader.u64()?;
         let sequence = reader.u64()?;
         let first_unacked = reader.u64()?;
@@ -401,7 +425,9 @@ impl<'a> CommandRef<'a> {
         check_header(usize::from(count), sequence, first_unacked)?;
         let start = reader.at;
         for _ in 0..count {
-            read_op(reader)?.validate()?;
+            let op = read_op(reader)?;
+            op.validate()?;
+            each_op(op);
         }
         Ok(CommandRef {
             client_id,
@@ -574,7 +600,18 @@ mod tests {
             let read = read_each(&entry.slice(..len));
             assert_eq!(read.len(), 2, "{len}");
             assert!(read[0].is_ok() && read[1].is_err(), "{len}");
+            assert!(CommandRef::read_all(&entry[..len], &mut Vec::new()).is_err());
         }
+        // `read_all` reads the same commands, and every operation once, in order.
+        let mut ops = Vec::new();
+        let commands = CommandRef::read_all(&entry, &mut ops).unwrap();
+        let counts: Vec<usize> = commands.iter().map(CommandRef::op_count).collect();
+        assert_eq!(counts, [sample().ops.len(), 2]);
+        let each: Vec<OpRef<'_>> = CommandRef::read_each(&entry)
+            .flat_map(|c| c.unwrap().ops())
+            .collect();
+        assert_eq!(ops, each);
+        assert_eq!(ops.len(), sample().ops.len() + 2);
     }
 
     #[test]

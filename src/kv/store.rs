@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::blob::Value;
 use super::command::{CommandError, CommandRef, OpRef};
@@ -88,23 +89,27 @@ impl KvStore {
             self.applied_index
         );
         // Read in place: every command is checked before anything is applied, with no
-        // allocation per command and no buffer shared per key.
-        let commands = CommandRef::read_each(payload).collect::<Result<Vec<_>, _>>()?;
+        // allocation per command and no buffer shared per key, and each operation is read
+        // once, for the prefetch and the apply.
+        let mut ops: SmallVec<[OpRef<'_>; 8]> = SmallVec::new();
+        let commands = CommandRef::read_all(payload, &mut ops)?;
         if commands.len() > 1 {
             // Ask for every key's slot before applying: their cache misses overlap, where the
             // apply loop below would wait for one at a time.
-            let ops = commands.iter().flat_map(CommandRef::ops);
-            self.data.prefetch(ops.map(|op| op.key()));
+            self.data.prefetch(ops.iter().map(OpRef::key));
         }
+        let mut rest = &ops[..];
         for command in &commands {
-            let reply = self.apply_command(index, command);
+            let (mine, after) = rest.split_at(command.op_count());
+            rest = after;
+            let reply = self.apply_command(index, command, mine);
             on_reply(command, reply);
         }
         self.applied_index = index;
         Ok(())
     }
 
-    fn apply_command(&mut self, index: u64, command: &CommandRef<'_>) -> Reply {
+    fn apply_command(&mut self, index: u64, command: &CommandRef<'_>, ops: &[OpRef<'_>]) -> Reply {
         match self
             .sessions
             .admit(command.client_id, command.sequence, command.first_unacked)
@@ -112,15 +117,14 @@ impl KvStore {
             Admission::Duplicate(results) => Reply::Results(results),
             Admission::Expired => Reply::SessionExpired,
             Admission::Apply => {
-                let mut ops = command.ops();
-                let results: Results = match (ops.next(), ops.next()) {
-                    (Some(op), None) => match self.execute(op) {
+                let results: Results = match *ops {
+                    [op] => match self.execute(op) {
                         // The common reply, shared: no allocation now, no cold free when the
                         // session forgets it.
                         OpResult::Written => written(),
                         result => Rc::new([result]),
                     },
-                    _ => command.ops().map(|op| self.execute(op)).collect(),
+                    _ => ops.iter().map(|&op| self.execute(op)).collect(),
                 };
                 self.sessions.record(
                     command.client_id,
