@@ -367,25 +367,10 @@ pub struct CommandRef<'a> {
 }
 
 impl<'a> CommandRef<'a> {
-    /// Read every command of an entry's payload (see the module doc), in order. An empty
-    /// payload has none; nothing after a malformed command is read.
-    pub fn read_each(data: &'a [u8]) -> impl Iterator<Item = Result<CommandRef<'a>, CommandError>> {
-        let mut reader = Reader { data, at: 0 };
-        std::iter::from_fn(move || {
-            if reader.at == reader.data.len() {
-                return None;
-            }
-            let command = CommandRef::read(&mut reader, |_| {});
-            if command.is_err() {
-                reader.at = reader.data.len();
-            }
-            Some(command)
-        })
-    }
-
-    /// Every command of an entry's payload, as [`CommandRef::read_each`] reads them, with
-    /// their operations, in order, appended to `ops` as they are checked: read once for
-    /// everything the state machine does with them.
+    /// Every command of an entry's payload (see the module doc), in order, with their
+    /// operations appended to `ops` as they are checked: read once for everything the state
+    /// machine does with them. An empty payload has none; a malformed command anywhere makes
+    /// the whole payload an error.
     pub fn read_all(
         data: &'a [u8],
         ops: &mut impl Extend<OpRef<'a>>,
@@ -587,31 +572,24 @@ mod tests {
             "encoded_len is exact"
         );
         let entry = entry.freeze();
-        let read_each = |data: &Bytes| -> Vec<Result<Command, CommandError>> {
-            CommandRef::read_each(data)
-                .map(|read| read.map(|c| c.to_command(data)))
-                .collect()
+        let read_all = |data: &Bytes| -> Result<Vec<Command>, CommandError> {
+            let commands = CommandRef::read_all(data, &mut Vec::new())?;
+            Ok(commands.into_iter().map(|c| c.to_command(data)).collect())
         };
-        assert_eq!(read_each(&entry), vec![Ok(sample()), Ok(second)]);
-        assert_eq!(read_each(&Bytes::new()).len(), 0);
-        // A cut anywhere inside the second command is an error, and nothing follows it.
+        assert_eq!(read_all(&entry), Ok(vec![sample(), second]));
+        assert_eq!(read_all(&Bytes::new()), Ok(vec![]));
+        // A cut anywhere inside the second command makes the entry an error.
         let first_len = sample().encoded_len();
         for len in first_len + 1..entry.len() {
-            let read = read_each(&entry.slice(..len));
-            assert_eq!(read.len(), 2, "{len}");
-            assert!(read[0].is_ok() && read[1].is_err(), "{len}");
-            assert!(CommandRef::read_all(&entry[..len], &mut Vec::new()).is_err());
+            assert!(read_all(&entry.slice(..len)).is_err(), "{len}");
         }
-        // `read_all` reads the same commands, and every operation once, in order.
+        // Every operation is handed out once, in order, each command's after the last's.
         let mut ops = Vec::new();
         let commands = CommandRef::read_all(&entry, &mut ops).unwrap();
         let counts: Vec<usize> = commands.iter().map(CommandRef::op_count).collect();
         assert_eq!(counts, [sample().ops.len(), 2]);
-        let each: Vec<OpRef<'_>> = CommandRef::read_each(&entry)
-            .flat_map(|c| c.unwrap().ops())
-            .collect();
+        let each: Vec<OpRef<'_>> = commands.iter().flat_map(CommandRef::ops).collect();
         assert_eq!(ops, each);
-        assert_eq!(ops.len(), sample().ops.len() + 2);
     }
 
     #[test]

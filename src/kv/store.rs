@@ -72,7 +72,7 @@ impl KvStore {
         self.data.is_empty()
     }
 
-    /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_each`]) in
+    /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_all`]) in
     /// order, handing each with its reply to `on_reply`. Entries must come in log order.
     ///
     /// A payload that is not a run of commands is an error the caller must treat as fatal for

@@ -39,7 +39,7 @@ pub struct Group {
     /// answered when applied.
     writes: InFlight<(ConnId, Term)>,
     /// Writes taken in since the last [`Group::propose_pending`]: the commands of one entry
-    /// (see [`crate::kv::CommandRef::read_each`]), and who asked for each (conn, client, sequence).
+    /// (see [`crate::kv::CommandRef::read_all`]), and who asked for each (conn, client, sequence).
     pending: BytesMut,
     pending_writes: Vec<(ConnId, u64, u64)>,
     /// Reads waiting for their ReadIndex round, by ctx.
