@@ -56,6 +56,8 @@ struct RecordingLog {
     gate: Gate,
     /// Why the log cannot grow, if a test says it cannot.
     short_of_space: Option<String>,
+    /// A snapshot taken since the last sync began: like the WAL's marker, it waits for one.
+    snapshot_unsynced: bool,
 }
 
 /// Holds syncs in flight while closed, and counts the syncs begun.
@@ -99,6 +101,7 @@ impl CoreLog for RecordingLog {
     type Synced = ();
 
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
+        self.snapshot_unsynced = false;
         let gate = self.gate.clone();
         gate.0.borrow_mut().2 += 1;
         Ok(Box::pin(async move {
@@ -122,6 +125,7 @@ impl CoreLog for RecordingLog {
     fn snapshot_taken(&mut self, _group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
         let index = snapshot.meta.index.0;
         self.events.borrow_mut().push(Event::SnapshotTaken(index));
+        self.snapshot_unsynced = true;
         Ok(())
     }
 
@@ -145,6 +149,10 @@ impl CoreLog for RecordingLog {
 
     fn maintain(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn wants_sync(&self) -> bool {
+        self.snapshot_unsynced
     }
 
     fn short_of_space(&self) -> Option<&str> {
@@ -247,6 +255,7 @@ fn core_of_groups(
             encoded: Vec::new(),
             gate,
             short_of_space,
+            snapshot_unsynced: false,
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
@@ -795,6 +804,29 @@ fn a_group_the_log_names_as_holding_old_segments_snapshots_early_and_only_once()
         }
         assert_eq!(snapshots_taken(&events), snapshots, "holding {holding}");
     }
+}
+
+#[test]
+fn an_idle_core_syncs_the_snapshot_it_took_without_waiting_for_a_write() {
+    // The follower applies two 1 KiB writes and snapshots at the next turn (a tick). Its log
+    // wants that snapshot synced (a WAL frees old segments only then): the loop begins a
+    // sync though no Ready asks for one, before anything else arrives.
+    let threshold = kib_write(1).data.len() as u64 * 3 / 2;
+    let events = Events::default();
+    let (core, inbox) = core_with(2, &events, true, threshold, false, Gate::new(true));
+    let driver = async {
+        inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(two_kib_writes())));
+        inbox.push_now(Input::Tick);
+        let taken = Event::SnapshotTaken(3);
+        assert!(yield_until(|| events.borrow().contains(&taken)).await);
+        let synced_after = || {
+            let events = events.borrow();
+            events[position(&events, &taken)..].contains(&Event::Synced)
+        };
+        assert!(yield_until(synced_after).await, "{:?}", events.borrow());
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
 }
 
 fn snapshots_taken(events: &Events) -> Vec<u64> {

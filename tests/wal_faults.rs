@@ -265,12 +265,17 @@ fn snapshots_reclaim_dead_segments_and_reopen_keeps_live_entries() {
         write_batch(&mut wal, batch);
         block_on(wal.sync()).expect("sync");
     }
+    assert!(!wal.reclaim_waits_for_sync(), "no segment is dead yet");
     let before = wal.storage().segment_seqs().len();
     for group in 0..GROUPS {
         wal.mark_snapshot(group, BATCHES - 2, BATCHES - 2)
             .expect("snapshot");
     }
-    block_on(wal.sync()).expect("sync");
+    // The markers wait for a sync that nothing else would begin; one begun covers them.
+    assert!(wal.reclaim_waits_for_sync());
+    let ticket = wal.begin_sync().expect("sync");
+    assert!(!wal.reclaim_waits_for_sync());
+    wal.finish_sync(block_on(ticket.wait())).expect("sync");
     let stats = wal.stats();
     assert!(
         stats.segments_recycled + stats.segments_removed > 0,

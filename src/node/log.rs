@@ -499,6 +499,10 @@ impl CoreLog for WalLog {
             .collect()
     }
 
+    fn wants_sync(&self) -> bool {
+        self.wal.reclaim_waits_for_sync()
+    }
+
     type Synced = SyncDone;
 
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = SyncDone>>>> {

@@ -89,6 +89,10 @@ pub trait CoreLog {
     }
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
+    /// Whether the log wrote records of its own (a snapshot's marker) that wait for a sync
+    /// before they take effect (free old segments): the loop then begins one even if no
+    /// Ready asks for it, or on an idle node they would wait for the next write.
+    fn wants_sync(&self) -> bool;
     /// Why the log cannot grow now (its next segment could not be made: a full disk), if
     /// so. The core then takes no new entries it can refuse (client writes, appends and
     /// snapshots from leaders, which Raft resends), so the room left goes to the hard
@@ -840,7 +844,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 None => now.push((id, ready)),
             }
         }
-        if !readies.is_empty() {
+        if !readies.is_empty() || self.log.wants_sync() {
             let sync = self
                 .log
                 .begin_sync()

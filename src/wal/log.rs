@@ -80,6 +80,8 @@ pub struct Wal<S: Storage> {
     pub(super) next_lsn: u64,
     /// Every record below this lsn is durable.
     pub(super) durable_lsn: u64,
+    /// Every record below this lsn is durable or in a sync begun.
+    pub(super) sync_begun_lsn: u64,
     /// Syncs begun and not finished yet. They finish in the order they began.
     pub(super) syncs_in_flight: usize,
     /// Where the last sync begun that wrote the active segment ended: (segment, cursor).
@@ -113,6 +115,7 @@ impl<S: Storage> Wal<S> {
             cursor: recovered.cursor,
             next_lsn: recovered.next_lsn,
             durable_lsn: recovered.next_lsn,
+            sync_begun_lsn: recovered.next_lsn,
             syncs_in_flight: 0,
             last_sync_end: (0, 0),
             unsynced_segments: Vec::new(),

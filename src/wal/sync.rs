@@ -55,6 +55,7 @@ impl<S: Storage> Wal<S> {
     pub fn begin_sync(&mut self) -> Result<SyncTicket<S::Syncer>, WalError> {
         self.check_poisoned()?;
         self.syncs_in_flight += 1;
+        self.sync_begun_lsn = self.next_lsn;
         // Only a sync that writes the active segment zero-fills the rest of the block it
         // ends in, which is what lets a record skip to the next block (an empty one, say
         // right after recovery, leaves that block as the disk has it).
@@ -122,6 +123,16 @@ impl<S: Storage> Wal<S> {
         let ticket = self.begin_sync()?;
         let done = ticket.wait().await;
         self.finish_sync(done)
+    }
+
+    /// Whether dead segments wait for a sync no one has begun: the records that freed them
+    /// (a snapshot marker, a truncation) were written after the last sync began. A caller
+    /// that syncs only for its own writes begins one, or the segments stay on disk until
+    /// its next write, which on an idle node may never come.
+    pub fn reclaim_waits_for_sync(&self) -> bool {
+        self.reclaim_pending
+            .back()
+            .is_some_and(|&(lsn, _)| lsn > self.sync_begun_lsn)
     }
 
     /// Remembers that segments before the oldest one holding a live entry are dead, once
