@@ -379,6 +379,8 @@ fn a_run_against_a_local_cluster_reports_every_node() {
         .sum();
     assert_eq!(answered, report["requests"].as_u64().unwrap());
     assert!(report["raw_fdatasync_us"].as_u64().unwrap() > 0);
+    assert!(report["raw_fdatasync_shared_us"].as_u64().unwrap() > 0);
+    assert_eq!(report["raw_fdatasync_shared_writers"], 3);
     assert_eq!(report["cluster"]["local"]["lease_reads"], true);
     // The CPU of the generator and of each node, per request, and the machine's.
     let processes = report["cpu"]["processes"].as_array().unwrap();

@@ -15,5 +15,6 @@ pub mod driver;
 pub mod keys;
 pub mod null_server;
 pub mod plot;
+pub mod raw_disk;
 pub mod recorder;
 pub mod report;

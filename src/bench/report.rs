@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::raw_disk::RawFdatasync;
+
 use super::cpu::CpuUse;
 use super::recorder::{Percentiles, Second, Share};
 
@@ -54,8 +56,9 @@ pub struct Report {
     pub per_node: Vec<ShareRow>,
     pub per_group: Vec<ShareRow>,
     pub ceiling: Option<Ceiling>,
-    /// Raw 4 KiB write + fdatasync in the data folder, µs (embedded clusters).
-    pub raw_fdatasync_us: Option<u64>,
+    /// Raw 4 KiB write + fdatasync in the data folder (embedded clusters).
+    #[serde(flatten)]
+    pub raw_fdatasync: Option<RawFdatasync>,
     /// CPU per request: the generator's, each local node's, and the machine's.
     pub cpu: CpuUse,
 }
@@ -152,11 +155,8 @@ pub fn summary(report: &Report) -> String {
             100.0 * report.requests_per_s / ceiling.requests_per_s.max(1e-9)
         );
     }
-    if let Some(us) = report.raw_fdatasync_us {
-        let _ = writeln!(
-            out,
-            "raw limit   4 KiB write + fdatasync in the data folder: {us} µs (median of 200)"
-        );
+    if let Some(raw) = &report.raw_fdatasync {
+        let _ = writeln!(out, "raw limit   {}", raw.words());
     }
     out.push_str(&super::cpu::summary_lines(&report.cpu));
     out

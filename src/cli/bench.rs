@@ -12,6 +12,7 @@ use crate::bench::driver::{self, Load, Run};
 use crate::bench::keys::Distribution;
 use crate::bench::null_server::NullServer;
 use crate::bench::plot;
+use crate::bench::raw_disk::RawFdatasync;
 use crate::bench::recorder::Percentiles;
 use crate::bench::report::{self, Ceiling, Report, duration_text, share_rows};
 use crate::kv::limits::{KEY_BYTES_MAX, REPLIES_PER_SESSION_MAX, VALUE_BYTES_MAX};
@@ -233,7 +234,7 @@ struct Target {
     seeds: Vec<String>,
     local: Option<(LocalCluster, PathBuf)>,
     description: serde_json::Value,
-    raw_fdatasync_us: Option<u64>,
+    raw_fdatasync: Option<RawFdatasync>,
 }
 
 impl Target {
@@ -243,7 +244,7 @@ impl Target {
                 seeds: args.nodes.clone(),
                 local: None,
                 description: json!({ "nodes": args.nodes }),
-                raw_fdatasync_us: None,
+                raw_fdatasync: None,
             });
         }
         // One folder per cluster this process starts (a sweep starts one per point).
@@ -251,7 +252,7 @@ impl Target {
         let run = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("cohort-bench-{}-{run}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let fdatasync = super::disk::fdatasync_median_micros(&dir, 200)
+        let fdatasync = RawFdatasync::measure(&dir, super::local_cluster::NODES as usize)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
         let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
         let flags = &args.local;
@@ -269,7 +270,7 @@ impl Target {
             seeds: cluster.bases.clone(),
             local: Some((cluster, dir)),
             description,
-            raw_fdatasync_us: Some(fdatasync),
+            raw_fdatasync: Some(fdatasync),
         })
     }
 
@@ -346,7 +347,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         println!("{title}");
     }
     let description = target.description.clone();
-    let raw_fdatasync_us = target.raw_fdatasync_us;
+    let raw_fdatasync = target.raw_fdatasync;
     let watched = target
         .local
         .as_ref()
@@ -398,7 +399,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
             requests_per_s: c.recorder.requests as f64 / c.seconds,
             latency: Percentiles::of(&c.recorder.latency_us),
         }),
-        raw_fdatasync_us,
+        raw_fdatasync,
         cpu: run.cpu.clone(),
     };
     Ok(Measured {

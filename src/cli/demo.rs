@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::bench::driver::{self, Load, Run};
 use crate::bench::keys::Distribution;
+use crate::bench::raw_disk::RawFdatasync;
 use crate::bench::report::duration_text;
 use crate::proto::client::Consistency;
 
@@ -96,11 +97,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         dir.display()
     );
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let fdatasync = super::disk::fdatasync_median_micros(&dir, 200)
+    let fdatasync = RawFdatasync::measure(&dir, super::local_cluster::NODES as usize)
         .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
-    println!(
-        "raw limit: 4 KiB write + fdatasync in that folder takes {fdatasync} µs (median of 200)"
-    );
+    println!("raw limit: {}", fdatasync.words());
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
     let mut cluster = LocalCluster::start(&exe, &dir, &args.nodes)?;
     println!(

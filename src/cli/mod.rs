@@ -3,7 +3,6 @@
 pub mod bench;
 pub mod client_cmd;
 pub mod demo;
-pub mod disk;
 pub mod local_cluster;
 pub mod serve;
 pub mod sim;
