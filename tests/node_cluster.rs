@@ -509,6 +509,47 @@ fn leadership_moves_on_request_under_load_and_bad_transfers_are_refused() {
 }
 
 #[test]
+fn a_core_that_fails_stops_the_whole_node() {
+    // Core 1 cannot open its WAL (its folder is a file): the node must not go on with core
+    // 0 alone, serving half its groups; it stops at once and says why.
+    let port = cohort::cli::local_cluster::free_port_run(4).expect("four free ports");
+    let dir = std::env::temp_dir().join(format!("cohort-test-core-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data").join("core-1"), b"not a folder").unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve", "--id", "1", "--cores", "2", "--groups", "2", "--peers",
+        ])
+        .arg(format!("1=127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort serve starts");
+    let exited = (0..600).find_map(|_| {
+        let status = node.try_wait().unwrap();
+        if status.is_none() {
+            wait_ms(50);
+        }
+        status
+    });
+    if exited.is_none() {
+        let _ = node.kill();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = exited.unwrap_or_else(|| panic!("still running 30 s later:\n{stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("core-1"),
+        "the failure is not named:\n{stderr}"
+    );
+}
+
+#[test]
 fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
     // A node restarted right after a crash can find its port still held for a moment (the
     // kernel tears the old process's io_uring down in the background). It waits, says so,

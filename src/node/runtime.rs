@@ -66,7 +66,16 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("cohort-core-{core}"))
-            .spawn(move || async move { run_core(&config, core, stop).await })
+            .spawn(move || async move {
+                // However this core ends (an error, a panic, or the stop), the others stop
+                // too: a node never goes on as half a node, serving some of its groups.
+                let _stop_all = StopOnDrop(Arc::clone(&stop));
+                let result = run_core(&config, core, stop).await;
+                if let Err(error) = &result {
+                    tracing::error!(core, %error, "core failed: the node stops");
+                }
+                result
+            })
             .map_err(|e| format!("core {core}: cannot start its executor: {e}"))?;
         executors.push(executor);
     }
@@ -74,11 +83,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
     for (core, executor) in executors.into_iter().enumerate() {
         match executor.join() {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                failures.push(error);
-                // One core failing stops the node: the others must not go on half a node.
-                stop.store(true, Ordering::SeqCst);
-            }
+            Ok(Err(error)) => failures.push(error),
             Err(error) => failures.push(format!("core {core}: executor failed: {error}")),
         }
     }
@@ -86,6 +91,15 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         Ok(())
     } else {
         Err(failures.join("; "))
+    }
+}
+
+/// Sets the node's stop flag when dropped, on a core's way out or while its thread unwinds.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
