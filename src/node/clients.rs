@@ -32,8 +32,8 @@ use crate::wire::limits::{
 };
 use crate::wire::{EncodeError, FrameEncoder};
 
-/// Frames a connection may have waiting for the core loop: past it, the reader stops reading
-/// and TCP pushes back on the client.
+/// Answer batches a connection may have waiting for its writer: past it, the core cuts the
+/// client off (it keeps asking without reading its answers).
 const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
 
 /// The end of every well-behaved connection: not worth a log line.
@@ -98,8 +98,13 @@ async fn serve_conn(
         return;
     }
     let (reader, writer) = crate::transport::split(stream);
-    let writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
-    match read_requests(conn, reader, buffer, first, &inbox, &outbox).await {
+    let mut writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
+    // The connection ends when the client closes it or breaks the protocol, or when the
+    // writer is done: a write failed, or the core cut the client off (its outbox is closed
+    // and drained), which the client then learns at once rather than at its next request.
+    let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox);
+    let ended = futures_lite::future::or(reading, async { Err((&mut writing).await) });
+    match ended.await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {
             tracing::debug!(conn, %peer, "client connection closed by the client");
         }
@@ -197,12 +202,15 @@ async fn read_requests(
             }
         }
         if outbox.is_closed() {
-            return Err(format!(
-                "the client left {RESPONSE_BATCHES_QUEUED_MAX} answer batches unread"
-            ));
+            return Err(cut_off_reason());
         }
         frame = next_frame(&mut reader, &mut buffer).await?;
     }
+}
+
+/// Why the core closed a connection's outbox (see `Core::deliver`).
+fn cut_off_reason() -> String {
+    format!("the client left {RESPONSE_BATCHES_QUEUED_MAX} answer batches unread")
 }
 
 async fn next_frame(
@@ -217,12 +225,19 @@ async fn next_frame(
     }
 }
 
-async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Response>>) {
+/// Writes the answers the core leaves in `outbox` until a write fails or the outbox is
+/// closed and empty; returns why it stopped.
+async fn write_answers(
+    mut writer: impl AsyncWrite + Unpin,
+    outbox: Inbox<Vec<Response>>,
+) -> String {
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
     let mut batches = Vec::new();
     loop {
-        outbox.take_all(&mut batches).await;
+        if !outbox.take_all_until_closed(&mut batches).await {
+            return cut_off_reason();
+        }
         let responses: Vec<Response> = batches.drain(..).flatten().collect();
         // As many frames as the answers need: at most the response count a frame may carry,
         // halved while the bytes do not fit (a batch of large reads).
@@ -241,11 +256,8 @@ async fn write_answers(mut writer: impl AsyncWrite + Unpin, outbox: Inbox<Vec<Re
                     continue;
                 }
             }
-            if send_frame(&mut writer, &mut encoder, &mut copy)
-                .await
-                .is_err()
-            {
-                return;
+            if let Err(error) = send_frame(&mut writer, &mut encoder, &mut copy).await {
+                return format!("write failed: {error}");
             }
         }
     }
@@ -372,5 +384,28 @@ mod tests {
         }
         assert_eq!((got[2].client_id, got[2].sequence), (7, 3));
         assert_eq!(got[3], answers[3]);
+    }
+
+    #[test]
+    fn a_writer_whose_outbox_the_core_closed_writes_what_is_queued_and_ends() {
+        // Goal: a client the core cut off (it asked without reading) gets the answers already
+        // queued, then the connection ends, rather than waiting for the ones dropped.
+        let sink = Rc::new(RefCell::new(Vec::new()));
+        let outbox = Inbox::new(4);
+        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox.clone()));
+        assert!(block_on(poll_once(writing.as_mut())).is_none(), "waits");
+        assert!(
+            outbox
+                .try_push(vec![response(1, vec![OpResult::Written])])
+                .is_ok()
+        );
+        outbox.close();
+        let reason = block_on(poll_once(writing.as_mut())).expect("ends");
+        assert_eq!(reason, cut_off_reason());
+        let mut stream = futures_lite::io::Cursor::new(sink.take());
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let frame = block_on(reader.read_frame(&mut stream)).expect("frame");
+        let answers = decode_responses(&frame.expect("one frame")).expect("decodes");
+        assert_eq!(answers, [response(1, vec![OpResult::Written])]);
     }
 }

@@ -95,7 +95,22 @@ impl<T> Inbox<T> {
         poll_fn(|cx| self.poll_take_all(cx, into)).await
     }
 
-    /// Take every item if there is one; otherwise have `cx` woken when one arrives.
+    /// As [`Inbox::take_all`], but false at once, with nothing taken, once the inbox is
+    /// closed and empty: for a consumer whose producer may close it for good.
+    pub async fn take_all_until_closed(&self, into: &mut Vec<T>) -> bool {
+        poll_fn(|cx| {
+            let state = self.state.borrow();
+            if state.closed && state.items.is_empty() {
+                return Poll::Ready(false);
+            }
+            drop(state);
+            self.poll_take_all(cx, into).map(|()| true)
+        })
+        .await
+    }
+
+    /// Take every item if there is one; otherwise have `cx` woken when one arrives or the
+    /// inbox closes.
     pub fn poll_take_all(&self, cx: &mut Context<'_>, into: &mut Vec<T>) -> Poll<()> {
         let mut state = self.state.borrow_mut();
         if state.items.is_empty() {
@@ -109,11 +124,15 @@ impl<T> Inbox<T> {
         Poll::Ready(())
     }
 
-    /// Refuse further pushes and release waiting producers.
+    /// Refuse further pushes; wake the waiting producers, and the consumer (a consumer
+    /// that takes until closed learns it).
     pub fn close(&self) {
         let mut state = self.state.borrow_mut();
         state.closed = true;
         for waker in state.producers.drain(..) {
+            waker.wake();
+        }
+        if let Some(waker) = state.consumer.take() {
             waker.wake();
         }
     }
@@ -155,5 +174,40 @@ mod tests {
         assert!(inbox.is_closed());
         assert!(!block_on(inbox.push(5)));
         assert_eq!(inbox.try_push(6), Err(6));
+    }
+
+    /// Wakes count how often it was woken.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn closing_wakes_the_consumer_which_takes_what_is_left_then_nothing() {
+        // The writer of a connection the core cut off must learn it while it waits for
+        // answers, or the connection stays open until its client sends again.
+        let inbox: Inbox<u32> = Inbox::new(4);
+        let counter = std::sync::Arc::new(Counter(0.into()));
+        let waker = Waker::from(std::sync::Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let mut taking = pin!(async {
+            let mut taken = Vec::new();
+            while inbox.take_all_until_closed(&mut taken).await {}
+            taken
+        });
+        assert!(taking.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(inbox.try_push(1), Ok(()));
+        assert!(taking.as_mut().poll(&mut cx).is_pending());
+        let woken = counter.0.load(std::sync::atomic::Ordering::SeqCst);
+        inbox.close();
+        assert_eq!(
+            counter.0.load(std::sync::atomic::Ordering::SeqCst),
+            woken + 1,
+            "closing wakes the consumer"
+        );
+        assert_eq!(taking.as_mut().poll(&mut cx), Poll::Ready(vec![1]));
     }
 }
