@@ -606,5 +606,7 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
     );
     cohort::sys::send_sigterm(node.id());
     assert!(node.wait().unwrap().success(), "{}", log());
+    // A clean stop closes the transport and waits for its tasks.
+    assert!(!log().contains("still shared at shutdown"), "{}", log());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -296,14 +296,28 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         })
     };
     let net = TransportNet(Rc::clone(&transport));
+    // The core (dropped here) holds the transport too: in `net` and in `on_members`.
     let result = Core::new(shape, groups, log, net, inbox, on_role, on_members)
         .run()
-        .await;
+        .await
+        .map(drop);
     drop(tasks);
-    if let Ok(transport) = Rc::try_unwrap(transport) {
-        transport.close().await;
+    // A dropped task lets go of its future (and the transport in it) when the executor
+    // next runs it: give them their turns.
+    for _ in 0..16 {
+        if Rc::strong_count(&transport) == 1 {
+            break;
+        }
+        futures_lite::future::yield_now().await;
     }
-    result.map(|_| say(&format!("node {node} core {core}: stopped")))
+    match Rc::try_unwrap(transport) {
+        Ok(transport) => transport.close().await,
+        Err(_) => tracing::warn!(
+            core,
+            "the transport is still shared at shutdown: its connections end with the process"
+        ),
+    }
+    result.map(|()| say(&format!("node {node} core {core}: stopped")))
 }
 
 /// Where core `core` of each member but `me` takes peer connections. A member whose address
