@@ -60,25 +60,54 @@ struct RecordingLog {
     snapshot_unsynced: bool,
 }
 
-/// Holds syncs in flight while closed, and counts the syncs begun.
+/// Holds syncs in flight while closed, and counts the syncs begun; holds snapshot encodes
+/// (they stay in flight) while told to.
 #[derive(Clone)]
-struct Gate(Rc<RefCell<(bool, Option<Waker>, usize)>>);
+struct Gate(Rc<RefCell<GateState>>);
+
+struct GateState {
+    open: bool,
+    waker: Option<Waker>,
+    syncs_begun: usize,
+    /// Encodes held: `Some` while holding.
+    encodes_held: Option<Vec<(GroupId, SnapshotJob)>>,
+    /// Encodes let go, for the log to finish at its next `take_encoded`.
+    encodes_released: Vec<(GroupId, SnapshotJob)>,
+}
 
 impl Gate {
     fn new(open: bool) -> Gate {
-        Gate(Rc::new(RefCell::new((open, None, 0))))
+        Gate(Rc::new(RefCell::new(GateState {
+            open,
+            waker: None,
+            syncs_begun: 0,
+            encodes_held: None,
+            encodes_released: Vec::new(),
+        })))
     }
 
     fn begun(&self) -> usize {
-        self.0.borrow().2
+        self.0.borrow().syncs_begun
     }
 
     fn set(&self, open: bool) {
         let mut state = self.0.borrow_mut();
-        state.0 = open;
-        if let Some(waker) = state.1.take() {
+        state.open = open;
+        if let Some(waker) = state.waker.take() {
             waker.wake();
         }
+    }
+
+    /// Snapshot encodes from now on stay in flight until `release_encodes`.
+    fn hold_encodes(&self) {
+        self.0.borrow_mut().encodes_held = Some(Vec::new());
+    }
+
+    /// Let the held encodes finish, and hold no more.
+    fn release_encodes(&self) {
+        let mut state = self.0.borrow_mut();
+        let held = state.encodes_held.take().unwrap_or_default();
+        state.encodes_released.extend(held);
     }
 
     fn open(&self) {
@@ -103,14 +132,14 @@ impl CoreLog for RecordingLog {
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
         self.snapshot_unsynced = false;
         let gate = self.gate.clone();
-        gate.0.borrow_mut().2 += 1;
+        gate.0.borrow_mut().syncs_begun += 1;
         Ok(Box::pin(async move {
             poll_fn(|cx| {
                 let mut state = gate.0.borrow_mut();
-                if state.0 {
+                if state.open {
                     return Poll::Ready(());
                 }
-                state.1 = Some(cx.waker().clone());
+                state.waker = Some(cx.waker().clone());
                 Poll::Pending
             })
             .await
@@ -129,8 +158,11 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
-    fn snapshot_in_flight(&self, _group: GroupId) -> bool {
-        false
+    fn snapshot_in_flight(&self, group: GroupId) -> bool {
+        let state = self.gate.0.borrow();
+        let held = state.encodes_held.iter().flatten();
+        held.chain(&state.encodes_released)
+            .any(|(g, _)| *g == group)
     }
 
     fn release(&mut self, entries: Vec<Entry>) {
@@ -139,11 +171,20 @@ impl CoreLog for RecordingLog {
     }
 
     fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
+        if let Some(held) = &mut self.gate.0.borrow_mut().encodes_held {
+            held.push((group, job));
+            return;
+        }
         let index = LogIndex(job.applied_index());
         self.encoded.push((group, index, job.encode()));
     }
 
     fn take_encoded(&mut self) -> Vec<(GroupId, LogIndex, Bytes)> {
+        let released = std::mem::take(&mut self.gate.0.borrow_mut().encodes_released);
+        for (group, job) in released {
+            let index = LogIndex(job.applied_index());
+            self.encoded.push((group, index, job.encode()));
+        }
         std::mem::take(&mut self.encoded)
     }
 
@@ -827,6 +868,42 @@ fn an_idle_core_syncs_the_snapshot_it_took_without_waiting_for_a_write() {
         inbox.push_now(Input::Stop);
     };
     run_beside(core, driver);
+}
+
+#[test]
+fn a_group_due_while_its_last_snapshot_is_in_flight_snapshots_once_that_one_is_done() {
+    // The follower applies two 1 KiB writes and snapshots at 3, whose encoding is held; it
+    // applies two more and is due again meanwhile. Once the first snapshot is done, a tick
+    // (no new Ready: a quiet group) takes the second.
+    let threshold = kib_write(1).data.len() as u64 * 3 / 2;
+    let events = Events::default();
+    let gate = Gate::new(true);
+    let (mut core, inbox) = core_with(2, &events, true, threshold, false, gate.clone());
+    gate.hold_encodes();
+    let more = AppendRequest {
+        prev_log_index: LogIndex(3),
+        prev_log_term: Term(2),
+        entries: vec![kib_write(3), kib_write(4)].into(),
+        commit: LogIndex(5),
+    };
+    for input in [
+        from(1, 2, 2, MessageBody::AppendRequest(two_kib_writes())),
+        Input::Tick,
+        from(1, 2, 2, MessageBody::AppendRequest(more)),
+        Input::Tick,
+    ] {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        core = block_on(core.run()).unwrap();
+    }
+    assert_eq!(snapshots_taken(&events), Vec::<u64>::new(), "held");
+    gate.release_encodes();
+    for _ in 0..2 {
+        inbox.push_now(Input::Tick);
+        inbox.push_now(Input::Stop);
+        core = block_on(core.run()).unwrap();
+    }
+    assert_eq!(snapshots_taken(&events), [3, 5]);
 }
 
 fn snapshots_taken(events: &Events) -> Vec<u64> {

@@ -395,8 +395,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for group in self.log.groups_holding_old_segments() {
             self.snapshot(group.0);
         }
+        // A group whose last snapshot is still being encoded or stored stays due: taken off
+        // the list now, it would come back only with its next Ready, which a quiet group
+        // with no followers to heartbeat may never have.
         let mut due = self.snapshots_due.iter().copied();
-        if let Some(id) = due.find(|&id| !self.persisting_group(id)) {
+        let free =
+            |&id: &u32| !self.persisting_group(id) && !self.log.snapshot_in_flight(GroupId(id));
+        if let Some(id) = due.find(free) {
             self.snapshots_due.remove(&id);
             self.snapshot(id);
         }
