@@ -45,8 +45,8 @@ pub struct WalLog {
     /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
     /// the records Raft cannot do without.
     build_failed: Option<(String, Instant)>,
-    /// Snapshots taken here, being written on a blocking thread: group → (index, term,
-    /// `Some(result)` once written). Their WAL markers follow once the files are durable.
+    /// Snapshots taken here, being written on a blocking thread (or waiting to be written
+    /// again after a failed write). Their WAL markers follow once the files are durable.
     snapshots_writing: BTreeMap<u32, SnapshotWrite>,
     /// Snapshots being encoded on a blocking thread: group → (index, `Some(bytes)` once
     /// done).
@@ -56,9 +56,17 @@ pub struct WalLog {
 /// Where a job on glommio's blocking thread leaves its result for the loop to pick up.
 type Slot<T> = Rc<RefCell<Option<T>>>;
 
-type SnapshotWrite = (u64, u64, Slot<io::Result<()>>);
+/// The write of one group's snapshot file.
+struct SnapshotWrite {
+    snapshot: Snapshot,
+    /// `Some(result)` once the write is done.
+    written: Slot<io::Result<()>>,
+    /// After a failed write: when to write it again.
+    retry_at: Option<Instant>,
+}
 
-/// After a failed build of the next segment, the next try waits this long.
+/// After a failed build of the next segment, or a failed write of a snapshot file, the
+/// next try waits this long.
 const BUILD_RETRY: Duration = Duration::from_secs(1);
 
 /// `--wal-soft-limit-mib` in whole segments: at least two (the active one and the one
@@ -70,6 +78,23 @@ fn segments_kept(config: &NodeConfig) -> usize {
             .unwrap_or(usize::MAX)
             .max(2),
     }
+}
+
+/// Writes `snapshot`'s file of `group` on glommio's blocking thread; the result goes to
+/// `written`.
+fn spawn_snapshot_write(
+    dir: &Path,
+    group: u32,
+    snapshot: &Snapshot,
+    written: &Slot<io::Result<()>>,
+) {
+    let (dir, snapshot, written) = (dir.to_path_buf(), snapshot.clone(), Rc::clone(written));
+    glommio::spawn_local(async move {
+        let job = move || snapshot_file::write(&dir, group, &snapshot);
+        let result = glommio::executor().spawn_blocking(job).await;
+        *written.borrow_mut() = Some(result);
+    })
+    .detach();
 }
 
 fn io_error(error: impl std::fmt::Display) -> io::Error {
@@ -269,18 +294,35 @@ impl WalLog {
     }
 
     /// Write the WAL marker of every snapshot whose file became durable, unless a newer
-    /// snapshot (one received from the leader) was installed meanwhile.
+    /// snapshot (one received from the leader) was installed meanwhile. A write that failed
+    /// (a full disk, most likely) is tried again later: the WAL keeps the entries the
+    /// snapshot covers until then, so nothing is lost, and the node goes on.
     fn finish_snapshot_writes(&mut self) -> io::Result<()> {
-        let done: Vec<u32> = self
-            .snapshots_writing
-            .iter()
-            .filter(|(_, (_, _, slot))| slot.borrow().is_some())
-            .map(|(&group, _)| group)
-            .collect();
+        let now = crate::clock::now();
+        let mut done = Vec::new();
+        for (&group, write) in &mut self.snapshots_writing {
+            if write.retry_at.is_some_and(|at| now >= at) {
+                write.retry_at = None;
+                spawn_snapshot_write(&self.dir, group, &write.snapshot, &write.written);
+                continue;
+            }
+            match write.written.borrow_mut().take() {
+                None => {}
+                Some(Ok(())) => done.push(group),
+                Some(Err(error)) => {
+                    tracing::warn!(
+                        group,
+                        %error,
+                        "snapshot file not written; the log keeps what it covers, and the \
+                         write is tried again in {BUILD_RETRY:?}"
+                    );
+                    write.retry_at = Some(now + BUILD_RETRY);
+                }
+            }
+        }
         for group in done {
-            let (index, term, slot) = self.snapshots_writing.remove(&group).expect("listed");
-            let written = slot.borrow_mut().take().expect("done");
-            written.map_err(|e| io::Error::other(format!("group {group}: snapshot file: {e}")))?;
+            let write = self.snapshots_writing.remove(&group).expect("listed");
+            let (index, term) = (write.snapshot.meta.index.0, write.snapshot.meta.term.0);
             let marker = self
                 .wal
                 .group(u64::from(group))
@@ -430,17 +472,14 @@ impl CoreLog for WalLog {
     /// write and its fsyncs need not); `maintain` writes the WAL marker once it is durable.
     /// Until then the WAL keeps the entries the snapshot covers, so a crash loses nothing.
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
-        let slot = Rc::new(RefCell::new(None));
-        let meta = (snapshot.meta.index.0, snapshot.meta.term.0);
-        self.snapshots_writing
-            .insert(group.0, (meta.0, meta.1, Rc::clone(&slot)));
-        let (dir, snapshot, id) = (self.dir.clone(), snapshot.clone(), group.0);
-        glommio::spawn_local(async move {
-            let job = move || snapshot_file::write(&dir, id, &snapshot);
-            let written = glommio::executor().spawn_blocking(job).await;
-            *slot.borrow_mut() = Some(written);
-        })
-        .detach();
+        let written = Rc::new(RefCell::new(None));
+        spawn_snapshot_write(&self.dir, group.0, snapshot, &written);
+        let write = SnapshotWrite {
+            snapshot: snapshot.clone(),
+            written,
+            retry_at: None,
+        };
+        self.snapshots_writing.insert(group.0, write);
         Ok(())
     }
 
@@ -670,6 +709,68 @@ mod tests {
         let recovered = with_log(&dir, |_| {});
         let indexes: Vec<_> = recovered.entries.iter().map(|e| e.index.0).collect();
         assert_eq!(indexes, [9]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A snapshot file that cannot be written (here its temporary path is a folder; on a
+    /// node, a full disk) is not fatal: the log keeps the entries it covers, says the
+    /// snapshot is still in flight, and writes it again later, then takes its marker.
+    #[test]
+    fn a_snapshot_file_that_cannot_be_written_is_written_again_later() {
+        let dir = temp_dir("retry");
+        let work = {
+            let dir = dir.clone();
+            move || async move {
+                let voters = [NodeId(1), NodeId(2), NodeId(3)];
+                let bootstrap = Persisted::bootstrap(&voters);
+                let groups = BTreeSet::from([GROUP]);
+                let (mut log, _) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
+                    .await
+                    .expect("open");
+                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+                log.sync().await.expect("sync");
+                let snapshot = Snapshot {
+                    meta: SnapshotMeta {
+                        index: LogIndex(3),
+                        term: Term(1),
+                        conf_state: ConfState {
+                            voters: voters.to_vec(),
+                            ..ConfState::default()
+                        },
+                    },
+                    data: Bytes::from_static(b"state"),
+                };
+                let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
+                std::fs::create_dir(&blocker).expect("blocker");
+                log.snapshot_taken(GroupId(GROUP), &snapshot)
+                    .expect("taken");
+                let marker = |log: &WalLog| log.wal.group(u64::from(GROUP)).unwrap().snapshot.index;
+                let failed = |log: &WalLog| log.snapshots_writing[&GROUP].retry_at.is_some();
+                // Every wait below ends within BUILD_RETRY (1 s) and a blocking write.
+                for _ in 0..1000 {
+                    log.maintain()
+                        .expect("a failed snapshot write is not fatal");
+                    if failed(&log) {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(failed(&log), "the write never failed");
+                assert!(log.snapshot_in_flight(GroupId(GROUP)));
+                assert_eq!(marker(&log), 0, "no marker before the file");
+                std::fs::remove_dir(&blocker).expect("unblock");
+                for _ in 0..1000 {
+                    log.maintain().expect("maintain");
+                    if !log.snapshot_in_flight(GroupId(GROUP)) {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(marker(&log), 3, "written again, then marked");
+                assert!(snapshot_file::path(&dir, GROUP, 3).exists());
+            }
+        };
+        crate::node::on_one_executor("wal-log-test", work).expect("executor");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

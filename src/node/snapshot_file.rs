@@ -25,7 +25,7 @@ use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 4] = b"CSN1";
 
-fn path(dir: &Path, group: u32, index: u64) -> PathBuf {
+pub(super) fn path(dir: &Path, group: u32, index: u64) -> PathBuf {
     dir.join(format!("group-{group}-{index:020}.snap"))
 }
 
@@ -73,10 +73,15 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let index = snapshot.meta.index.0;
     let final_path = path(dir, group, index);
     let temp = final_path.with_extension("snap.tmp");
-    let mut file = File::create(&temp)?;
-    file.write_all(&out)?;
-    file.sync_all()?;
-    drop(file);
+    let written = File::create(&temp).and_then(|mut file| {
+        file.write_all(&out)?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        // What was written of it would only take room a full disk lacks.
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
     fs::rename(&temp, &final_path)?;
     File::open(dir)?.sync_all()?;
     for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
