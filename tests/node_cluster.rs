@@ -12,11 +12,11 @@ use bytes::Bytes;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::cli::serve::SyncFlag;
 use cohort::client::{ClientError, ClientOptions};
-use cohort::kv::Op;
-use cohort::proto::client::{Consistency, ErrorCode, Outcome};
+use cohort::kv::{Command, Op};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
 use common::cluster::{
-    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, start_with, start_with_flags,
-    wait_for_leaders, wait_ms, with_client,
+    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, raw_requests, start_with,
+    start_with_flags, wait_for_leaders, wait_ms, with_client,
 };
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
@@ -276,6 +276,26 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
         ),
         "{refused:?}"
     );
+    // Two writes of one session in one frame, sequences 1 and 2^62 (a client that does not
+    // check): to every node, so their group's leader takes both in. Its table of writes in
+    // flight once stretched over the gap, and the node died of it.
+    let far_apart = |sequence| Request {
+        command: Command {
+            client_id: 77,
+            sequence,
+            first_unacked: 1,
+            ops: smallvec::smallvec![Op::Put {
+                key: Bytes::from_static(b"far"),
+                value: Bytes::from_static(b"apart"),
+            }],
+        },
+        consistency: Consistency::Linearizable,
+    };
+    for base in &bases {
+        let port = cohort::proto::topology::client_address(base, 0).unwrap();
+        let answers = raw_requests(&port, &[far_apart(1), far_apart(1 << 62)]);
+        assert_eq!(answers.len(), 2, "{answers:?}");
+    }
     with_client(&bases, 6, async |client| {
         client
             .put(b"k", b"fine")

@@ -18,7 +18,15 @@ pub type Key = (u64, u64);
 
 pub struct InFlight<T> {
     by_id: HashMap<u64, Window<T>>,
+    /// Keys that would stretch their id's window past `WINDOW_SEQUENCES_MAX`: a client that
+    /// skipped far ahead, or a hostile one (sequences 1 and 2^62 of one id in one turn once
+    /// made the leader's window allocate without bound, and panic).
+    far: HashMap<Key, T>,
 }
+
+/// Sequences one window spans at most: far more than a client keeps in flight on one
+/// session (the store remembers `REPLIES_PER_SESSION_MAX` replies of each).
+const WINDOW_SEQUENCES_MAX: u64 = 1 << 16;
 
 /// Sequences `base..base + slots.len()` of one id; `None` where a sequence went elsewhere
 /// (another channel) or was answered already. The front slot is always taken.
@@ -31,20 +39,32 @@ impl<T> Default for InFlight<T> {
     fn default() -> InFlight<T> {
         InFlight {
             by_id: HashMap::default(),
+            far: HashMap::default(),
         }
     }
 }
 
 impl<T> InFlight<T> {
     /// Adds `key`, replacing what it held.
-    pub fn insert(&mut self, (id, sequence): Key, value: T) {
+    pub fn insert(&mut self, key: Key, value: T) {
+        let (id, sequence) = key;
+        // The window it would make (a window is never empty), and the last sequences too,
+        // so a window's end never overflows.
+        let span = self.by_id.get(&id).map_or(1, |window| {
+            let end = u128::from(window.base) + window.slots.len() as u128;
+            end.max(u128::from(sequence) + 1) - u128::from(window.base.min(sequence))
+        });
+        if span > u128::from(WINDOW_SEQUENCES_MAX) || sequence > u64::MAX - WINDOW_SEQUENCES_MAX {
+            self.far.insert(key, value);
+            return;
+        }
+        if !self.far.is_empty() {
+            self.far.remove(&key);
+        }
         let window = self.by_id.entry(id).or_insert_with(|| Window {
             base: sequence,
             slots: VecDeque::new(),
         });
-        if window.slots.is_empty() {
-            window.base = sequence;
-        }
         if sequence < window.base {
             // A retry of an older sequence, sent here after later ones.
             for _ in sequence..window.base {
@@ -59,7 +79,15 @@ impl<T> InFlight<T> {
         window.slots[at] = Some(value);
     }
 
-    pub fn remove(&mut self, (id, sequence): Key) -> Option<T> {
+    pub fn remove(&mut self, key: Key) -> Option<T> {
+        match self.remove_from_window(key) {
+            Some(value) => Some(value),
+            None if self.far.is_empty() => None,
+            None => self.far.remove(&key),
+        }
+    }
+
+    fn remove_from_window(&mut self, (id, sequence): Key) -> Option<T> {
         let window = self.by_id.get_mut(&id)?;
         let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
         let value = window.slots.get_mut(at)?.take()?;
@@ -75,23 +103,30 @@ impl<T> InFlight<T> {
 
     /// Empties it, handing over every value.
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        let far = self.far.drain().map(|(_, value)| value);
         self.by_id
             .drain()
             .flat_map(|(_, window)| window.slots.into_iter().flatten())
+            .chain(far)
     }
 
     /// Every request held, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
-        self.by_id.iter().flat_map(|(&id, window)| {
-            let sequences = window.base..;
-            sequences
-                .zip(&window.slots)
-                .filter_map(move |(sequence, slot)| Some(((id, sequence), slot.as_ref()?)))
-        })
+        let far = self.far.iter().map(|(&key, value)| (key, value));
+        self.by_id
+            .iter()
+            .flat_map(|(&id, window)| {
+                let sequences = window.base..;
+                sequences
+                    .zip(&window.slots)
+                    .filter_map(move |(sequence, slot)| Some(((id, sequence), slot.as_ref()?)))
+            })
+            .chain(far)
     }
 
     /// Keeps only the requests `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.far.retain(|_, value| keep(value));
         self.by_id.retain(|_, window| {
             for slot in &mut window.slots {
                 if slot.as_ref().is_some_and(|value| !keep(value)) {
@@ -107,14 +142,16 @@ impl<T> InFlight<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.by_id
+        let windows: usize = self
+            .by_id
             .values()
             .map(|w| w.slots.iter().flatten().count())
-            .sum()
+            .sum();
+        windows + self.far.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.is_empty() && self.far.is_empty()
     }
 }
 
@@ -132,7 +169,13 @@ mod tests {
         /// emptied windows go.
         #[test]
         fn matches_a_hash_map(steps in proptest::collection::vec(
-            (0..8u8, 0..3u64, 0..40u64), 1..300,
+            (0..8u8, 0..3u64, prop_oneof![
+                8 => 0..40u64,
+                // Far from the others: kept aside, never stretching a window.
+                1 => (1u64 << 40)..(1u64 << 40) + 4,
+                1 => (u64::MAX - 3)..=u64::MAX,
+            ]),
+            1..300,
         )) {
             let (mut in_flight, mut model) = (InFlight::default(), HashMap::new());
             for (value, (action, id, sequence)) in steps.into_iter().enumerate() {
@@ -154,6 +197,7 @@ mod tests {
                 }
                 for window in in_flight.by_id.values() {
                     prop_assert!(window.slots.front().is_some_and(Option::is_some));
+                    prop_assert!(window.slots.len() as u64 <= WINDOW_SEQUENCES_MAX);
                 }
                 let listed: HashMap<Key, usize> =
                     in_flight.iter().map(|(key, &v)| (key, v)).collect();

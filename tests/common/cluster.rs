@@ -9,7 +9,9 @@ use bytes::Bytes;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientOptions};
 use cohort::kv::{Command, Op};
-use cohort::proto::client::{Consistency, Outcome, Request, decode_responses, encode_requests};
+use cohort::proto::client::{
+    Consistency, Outcome, Request, Response, decode_responses, encode_requests,
+};
 use cohort::wire::{FrameEncoder, FrameHeader};
 use smallvec::smallvec;
 
@@ -80,7 +82,6 @@ pub fn cohort_cli(args: &[&str]) -> std::process::Output {
 /// Send one request on a plain socket to `address` (a core's client port), skipping every
 /// client-side check and following no hint; return the answer.
 pub fn raw_request(address: &str, op: Op, consistency: Consistency) -> Outcome {
-    use std::io::{Read, Write};
     let request = Request {
         command: Command {
             client_id: 99,
@@ -90,21 +91,32 @@ pub fn raw_request(address: &str, op: Op, consistency: Consistency) -> Outcome {
         },
         consistency,
     };
+    let mut responses = raw_requests(address, &[request]);
+    responses.pop().unwrap().outcome
+}
+
+/// Send `requests` in one frame on a plain socket to `address`, as [`raw_request`]; return
+/// every answer, in the order they came.
+pub fn raw_requests(address: &str, requests: &[Request]) -> Vec<Response> {
+    use std::io::{Read, Write};
     let mut encoder = FrameEncoder::new();
-    encode_requests(&mut encoder, &[request]).unwrap();
+    encode_requests(&mut encoder, requests).unwrap();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.write_all(&encoder.to_frame_vec()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut header = [0; cohort::wire::limits::FRAME_HEADER_BYTES];
-    stream.read_exact(&mut header).unwrap();
-    let parsed = FrameHeader::parse(&header).unwrap().unwrap();
-    let mut frame = header.to_vec();
-    frame.resize(parsed.frame_bytes(), 0);
-    stream.read_exact(&mut frame[header.len()..]).unwrap();
-    let mut responses = decode_responses(&Bytes::from(frame)).unwrap();
-    responses.pop().unwrap().outcome
+    let mut responses = Vec::new();
+    while responses.len() < requests.len() {
+        let mut header = [0; cohort::wire::limits::FRAME_HEADER_BYTES];
+        stream.read_exact(&mut header).unwrap();
+        let parsed = FrameHeader::parse(&header).unwrap().unwrap();
+        let mut frame = header.to_vec();
+        frame.resize(parsed.frame_bytes(), 0);
+        stream.read_exact(&mut frame[header.len()..]).unwrap();
+        responses.extend(decode_responses(&Bytes::from(frame)).unwrap());
+    }
+    responses
 }
 
 /// How many groups each node says it leads (node id → count), when every group has exactly
