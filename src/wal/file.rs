@@ -716,6 +716,22 @@ fn write_new_segment(
         .open(path)?;
     if mode == SyncMode::PageCache {
         super::mmap::allocate(&file, size_bytes)?;
+    } else if mode == SyncMode::Direct {
+        // Straight from one page-aligned buffer of zeros to the device, a chunk per write
+        // (each waits for the device, so the WAL's syncs never queue behind the whole
+        // segment): no copy into the page cache, and no writeback of it, which cost the
+        // nodes about 6% of their CPU under `cohort demo`, where segments fill in seconds.
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        let zeros = memmap2::MmapMut::map_anon(ZERO_CHUNK_BYTES)?;
+        let mut at = 0u64;
+        while at < size_bytes {
+            let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+            direct.write_all_at(&zeros[..chunk], at)?;
+            at += chunk as u64;
+        }
     } else {
         let zeros = vec![0u8; ZERO_CHUNK_BYTES];
         let mut at = 0u64;

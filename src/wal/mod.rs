@@ -19,8 +19,9 @@
 //! ones are removed as they die). Every segment has the same size (`WalConfig::segment_bytes`,
 //! 64 MiB by default), is created at full size and filled with zeros (real writes, so an
 //! fdatasync after an overwrite flushes data only, with no extent conversion in the journal;
-//! written back to the device a MiB at a time, so the active segment's syncs never queue
-//! behind a whole segment of zeros; with fsync off, fallocated blocks that read as zeros),
+//! written to the device a MiB at a time, so the active segment's syncs never queue behind a
+//! whole segment of zeros, and with O_DIRECT writes, by O_DIRECT too, bypassing the page
+//! cache; with fsync off, fallocated blocks that read as zeros),
 //! and is mapped `MAP_SHARED` for its whole life (for reading). The file is never shortened while mapped.
 //!
 //! ## Segment header (64 bytes at offset 0, little endian)
