@@ -429,6 +429,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         continue;
                     }
                     let message = match message.body {
+                        // Never buffered for a group this core does not run: a misrouted
+                        // peer could grow that buffer to the snapshot limit per group id.
+                        MessageBody::SnapshotChunk(_) if !self.groups.contains_key(&group.0) => {
+                            continue;
+                        }
                         MessageBody::SnapshotChunk(_) => {
                             let (ack, whole) = self.streams.on_chunk(group.0, message);
                             if let Some(ack) = ack {
@@ -454,6 +459,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             {
                                 g.replica.report_snapshot(NodeId(from), true);
                             }
+                            continue;
+                        }
+                        // Whole (not streamed) from a peer: checked as a streamed one is.
+                        MessageBody::InstallSnapshot(_) if !kv_snapshot_fits(group.0, &message) => {
                             continue;
                         }
                         _ => message,
