@@ -252,7 +252,7 @@ impl ServeArgs {
             },
             lease_reads: self.lease_reads,
             broadcast_commit: self.broadcast_commit,
-            segment_bytes: self.segment_mib << 20,
+            segment_bytes: self.segment_mib.saturating_mul(1 << 20),
             snapshot_entries: self.snapshot_entries,
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),
             wal_soft_limit_bytes: self.wal_soft_limit_mib.saturating_mul(1 << 20),

@@ -14,6 +14,10 @@ use crate::raft::NodeId;
 pub const SNAPSHOT_CHUNK_BYTES_MIN: usize = 1 << 10;
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
 
+/// `--election-ticks` at most: with the default 10 ms tick, almost three hours. Bounded so
+/// that the timers' arithmetic (twice it, and a random share of it) cannot overflow.
+pub const ELECTION_TICKS_MAX: u32 = 1 << 20;
+
 /// When the WAL is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -123,11 +127,21 @@ impl NodeConfig {
                 self.groups, self.cores
             )));
         }
-        if self.heartbeat_ticks == 0 || self.election_ticks <= 2 * self.heartbeat_ticks {
+        if self.heartbeat_ticks == 0
+            || u64::from(self.election_ticks) <= 2 * u64::from(self.heartbeat_ticks)
+            || self.election_ticks > ELECTION_TICKS_MAX
+        {
             return Err(error(format!(
                 "--election-ticks ({}) must be more than twice --heartbeat-ticks ({}), \
-                 which must be at least 1",
+                 which must be at least 1, and at most {ELECTION_TICKS_MAX}",
                 self.election_ticks, self.heartbeat_ticks
+            )));
+        }
+        let segment_bytes = crate::wal::SEGMENT_BYTES_MIN..=crate::wal::SEGMENT_BYTES_MAX;
+        if !segment_bytes.contains(&self.segment_bytes) || self.segment_bytes % (1 << 20) != 0 {
+            return Err(error(format!(
+                "--segment-mib must be a whole number of MiB in 1..={}",
+                crate::wal::SEGMENT_BYTES_MAX >> 20
             )));
         }
         if !(SNAPSHOT_CHUNK_BYTES_MIN..=SNAPSHOT_CHUNK_BYTES_MAX)
@@ -238,6 +252,10 @@ mod tests {
             (|c| c.cores = 0, "at least 1"),
             (|c| c.groups = 1, "below --cores"),
             (|c| c.election_ticks = 4, "more than twice"),
+            (|c| c.heartbeat_ticks = u32::MAX, "more than twice"),
+            (|c| c.election_ticks = u32::MAX, "at most"),
+            (|c| c.segment_bytes = 0, "--segment-mib"),
+            (|c| c.segment_bytes = 8 << 30, "--segment-mib"),
             (
                 |c| c.snapshot_chunk_bytes = 64 << 20,
                 "--snapshot-chunk-kib",

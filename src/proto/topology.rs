@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::wire::frame::open_frame;
-use crate::wire::{DecodeError, EncodeError, FrameEncoder, FrameError, fb};
+use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
 /// A cluster as clients see it. Identical on every node, except `node_id`.
 ///
@@ -97,6 +97,12 @@ pub fn encode_topology(encoder: &mut FrameEncoder, topology: &Topology) -> Resul
 pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
     let root = open_frame(frame)?;
     let table = root.body_as_topology().ok_or(FrameError::BodyUnknown)?;
+    if table.cores() == 0 || table.groups() == 0 {
+        return Err(DecodeError::Content(ContentError::ShapeEmpty {
+            cores: u64::from(table.cores()),
+            groups: u64::from(table.groups()),
+        }));
+    }
     let members = table.members().unwrap_or_default();
     Ok(Topology {
         node_id: table.node_id(),
@@ -154,5 +160,22 @@ mod tests {
         assert_eq!(peer_address("[::1]:7000", 3).as_deref(), Some("[::1]:7006"));
         assert_eq!(client_address("h:65535", 0), None);
         assert_eq!(client_address("no-port", 0), None);
+    }
+
+    #[test]
+    fn a_topology_of_no_cores_or_no_groups_is_refused() {
+        // A client divides by both, and names the last group as `groups - 1`.
+        for (cores, groups) in [(0, 8), (2, 0)] {
+            let topology = Topology {
+                node_id: 1,
+                cores,
+                groups,
+                members: vec![(1, "127.0.0.1:7100".into())],
+            };
+            let mut encoder = FrameEncoder::new();
+            encode_topology(&mut encoder, &topology).unwrap();
+            let error = decode_topology(&Bytes::from(encoder.to_frame_vec())).unwrap_err();
+            assert!(error.to_string().contains("at least 1"), "{error}");
+        }
     }
 }

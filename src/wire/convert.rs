@@ -96,6 +96,11 @@ pub enum ContentError {
     Obsolete {
         what: &'static str,
     },
+    /// A cluster's shape that cannot be: no cores, or no groups.
+    ShapeEmpty {
+        cores: u64,
+        groups: u64,
+    },
 }
 
 impl fmt::Display for ContentError {
@@ -152,6 +157,10 @@ impl fmt::Display for ContentError {
             ContentError::LeftOver { column, items } => {
                 write!(f, "{items} items of {column} belong to nothing")
             }
+            ContentError::ShapeEmpty { cores, groups } => write!(
+                f,
+                "a cluster of {cores} cores and {groups} groups per node: both must be at least 1"
+            ),
             ContentError::Obsolete { what } => {
                 write!(
                     f,
