@@ -248,6 +248,9 @@ fn core_with(
     core_of_groups(id, events, log, gate, 1, None)
 }
 
+/// The largest entry the cores of these tests take.
+const ENTRY_BYTES_MAX: usize = 1 << 20;
+
 /// As [`core_with`] (its log settings as one tuple), with groups `0..groups`, and a log
 /// that says it cannot grow (`short_of_space`: why) or not.
 fn core_of_groups(
@@ -266,7 +269,10 @@ fn core_of_groups(
         .map(|group| {
             let persisted = Persisted::bootstrap(&voters);
             let replica = Replica::new(config.clone(), id, persisted).unwrap();
-            (group, Group::new(replica, Box::new(|_| String::new())))
+            let mut group_state = Group::new(replica, Box::new(|_| String::new()));
+            // About what a node with 1 MiB WAL segments takes in one entry.
+            group_state.entry_bytes_max = ENTRY_BYTES_MAX;
+            (group, group_state)
         })
         .collect();
     let shape = CoreShape {
@@ -904,6 +910,43 @@ fn a_group_due_while_its_last_snapshot_is_in_flight_snapshots_once_that_one_is_d
         core = block_on(core.run()).unwrap();
     }
     assert_eq!(snapshots_taken(&events), [3, 5]);
+}
+
+#[test]
+fn an_append_with_an_entry_too_large_for_this_log_is_refused_and_the_node_goes_on() {
+    // A leader whose segments are larger (another --segment-mib) may send an entry this
+    // node cannot write: refused before Raft takes it, rather than stop the node when its
+    // log write fails. An append that fits still goes in.
+    let events = Events::default();
+    let (core, inbox) = core(2, &events);
+    let entry = |index, bytes| Entry {
+        term: Term(2),
+        index: LogIndex(index),
+        kind: EntryKind::Normal,
+        data: Bytes::from(vec![1; bytes]),
+    };
+    let append = |entries: Vec<Entry>| {
+        let prev = entries[0].index.0 - 1;
+        MessageBody::AppendRequest(AppendRequest {
+            prev_log_index: LogIndex(prev),
+            prev_log_term: Term(1),
+            entries: entries.into(),
+            commit: LogIndex(1),
+        })
+    };
+    inbox.push_now(from(1, 2, 2, append(vec![entry(2, ENTRY_BYTES_MAX + 1)])));
+    inbox.push_now(Input::Stop);
+    let core = block_on(core.run()).expect("the core goes on");
+    assert_eq!(core.groups()[&0].replica.last_index(), LogIndex(1));
+    assert!(
+        !events.borrow().contains(&Event::Staged),
+        "{:?}",
+        events.borrow()
+    );
+    inbox.push_now(from(1, 2, 2, append(vec![entry(2, ENTRY_BYTES_MAX)])));
+    inbox.push_now(Input::Stop);
+    let core = block_on(core.run()).expect("the core goes on");
+    assert_eq!(core.groups()[&0].replica.last_index(), LogIndex(2));
 }
 
 #[test]

@@ -237,6 +237,9 @@ pub struct Core<L: CoreLog, N> {
     peers_log_full: BTreeSet<u64>,
     /// What this core last told its peers about its own log.
     said_log_full: bool,
+    /// Whether this core said it refused a leader's entry too large for its log (said once:
+    /// the leader sends it again and again).
+    said_entry_too_large: bool,
     /// Membership changes proposed and not finished: (change, give up after this tick, reply).
     member_changes: Vec<(MemberChange, u64, Inbox<MemberOutcome>)>,
     /// Called with every member's base address (the union over this core's groups) when a
@@ -271,6 +274,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             transfers: Vec::new(),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
+            said_entry_too_large: false,
             member_changes: Vec::new(),
             on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
@@ -426,6 +430,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 for Envelope { group, message } in envelopes {
                     if needs_log_room(&message.body) && self.log.short_of_space().is_some() {
                         // Dropped, like any message Raft may lose: the leader sends it again.
+                        continue;
+                    }
+                    if self.entry_too_large(group.0, &message) {
                         continue;
                     }
                     let message = match message.body {
@@ -1019,6 +1026,36 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         self.log
             .snapshot_taken(GroupId(id), &snapshot)
             .map_err(|e| format!("group {id}: storing its snapshot failed: {e}"))
+    }
+
+    /// Whether `message` is a leader's append with an entry larger than this node's log
+    /// takes (nodes started with different `--segment-mib`): refused before Raft takes it
+    /// in, so the node goes on, with a clear word, rather than stop when it writes it.
+    fn entry_too_large(&mut self, group: u32, message: &Message) -> bool {
+        let (MessageBody::AppendRequest(append), Some(g)) =
+            (&message.body, self.groups.get(&group))
+        else {
+            return false;
+        };
+        let Some(entry) = append
+            .entries
+            .iter()
+            .find(|e| e.data.len() > g.entry_bytes_max)
+        else {
+            return false;
+        };
+        if !std::mem::replace(&mut self.said_entry_too_large, true) {
+            tracing::error!(
+                group,
+                leader = message.from.0,
+                index = entry.index.0,
+                bytes = entry.data.len(),
+                bytes_max = g.entry_bytes_max,
+                "refused an entry larger than this node's log takes: every node of a \
+                 cluster must run with the same --segment-mib (said once)"
+            );
+        }
+        true
     }
 
     /// Send every answer to its connection, one batch per connection.
