@@ -38,6 +38,62 @@ fn every_single_bit_flip_is_rejected() {
     }
 }
 
+/// Goal: a term or log index no cluster reaches (one step from overflowing the core's
+/// `+ 1`) is refused at decoding, from a frame otherwise sound. Method: each of a few fields
+/// set just above the bound, in a frame of every message kind.
+#[test]
+fn a_term_or_index_beyond_any_cluster_is_rejected() {
+    use cohort::raft::{LogIndex, MessageBody, Term};
+    use cohort::wire::RAFT_NUMBER_MAX;
+    let over = RAFT_NUMBER_MAX + 1;
+    type Breakage = fn(&mut MessageBody, &mut Term, u64) -> bool;
+    let breakages: [(&str, Breakage); 4] = [
+        ("term", |_, term, over| {
+            *term = Term(over);
+            true
+        }),
+        ("prev_log_index", |body, _, over| match body {
+            MessageBody::AppendRequest(append) => {
+                append.prev_log_index = LogIndex(over);
+                true
+            }
+            _ => false,
+        }),
+        ("index", |body, _, over| match body {
+            MessageBody::AppendResponse(response) => {
+                response.index = LogIndex(over);
+                true
+            }
+            _ => false,
+        }),
+        ("last_log_term", |body, _, over| match body {
+            MessageBody::VoteRequest(vote) => {
+                vote.last_log_term = Term(over);
+                true
+            }
+            _ => false,
+        }),
+    ];
+    let sound = common::messages::one_of_every_kind();
+    assert!(decode_frame(&Bytes::from(encode(&sound))).is_ok());
+    for (what, breakage) in breakages {
+        let mut envelopes = sound.clone();
+        let broken = envelopes.iter_mut().any(|envelope| {
+            let message = &mut envelope.message;
+            breakage(&mut message.body, &mut message.term, over)
+        });
+        assert!(broken, "no message has {what}");
+        match decode_frame(&Bytes::from(encode(&envelopes))) {
+            Err(DecodeError::Content(ContentError::NumberTooLarge {
+                what: said, value, ..
+            })) => {
+                assert_eq!((said, value), (what, over));
+            }
+            other => panic!("{what} above the bound: {other:?}"),
+        }
+    }
+}
+
 /// Goal: a frame cut short is never taken for a frame. Method: every strict prefix.
 #[test]
 fn every_truncation_is_rejected() {

@@ -96,6 +96,13 @@ pub enum ContentError {
     Obsolete {
         what: &'static str,
     },
+    /// A Raft term or log index no cluster reaches (above [`RAFT_NUMBER_MAX`]): from a
+    /// broken or hostile peer, and one step from overflowing the core's arithmetic.
+    NumberTooLarge {
+        what: &'static str,
+        value: u64,
+        message_index: usize,
+    },
     /// A cluster's shape that cannot be: no cores, or no groups.
     ShapeEmpty {
         cores: u64,
@@ -157,6 +164,14 @@ impl fmt::Display for ContentError {
             ContentError::LeftOver { column, items } => {
                 write!(f, "{items} items of {column} belong to nothing")
             }
+            ContentError::NumberTooLarge {
+                what,
+                value,
+                message_index,
+            } => write!(
+                f,
+                "message {message_index} of the batch has {what} {value}, above {RAFT_NUMBER_MAX}"
+            ),
             ContentError::ShapeEmpty { cores, groups } => write!(
                 f,
                 "a cluster of {cores} cores and {groups} groups per node: both must be at least 1"
@@ -269,8 +284,12 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
         }
         fb::FrameBody::RaftBatch => {
             let batch = root.body_as_raft_batch().ok_or(FrameError::BodyUnknown)?;
+            let envelopes = batch::decode_raft_batch(frame, batch)?;
+            for (message_index, envelope) in envelopes.iter().enumerate() {
+                check_numbers(&envelope.message, message_index)?;
+            }
             Ok(DecodedFrame::Raft {
-                envelopes: batch::decode_raft_batch(frame, batch)?,
+                envelopes,
                 sender_log_full: batch.sender_log_full(),
             })
         }
@@ -282,6 +301,65 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
         }
         .into()),
     }
+}
+
+/// The largest term or log index a Raft message may carry: 2^62, which no cluster reaches
+/// (a million entries a second for 146,000 years), and far enough from `u64::MAX` that the
+/// core's `index + 1` and `term + 1` never overflow.
+pub const RAFT_NUMBER_MAX: u64 = 1 << 62;
+
+/// Refuses a message whose term or any log index in it is above [`RAFT_NUMBER_MAX`].
+fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentError> {
+    let check = |what: &'static str, value: u64| {
+        if value > RAFT_NUMBER_MAX {
+            return Err(ContentError::NumberTooLarge {
+                what,
+                value,
+                message_index,
+            });
+        }
+        Ok(())
+    };
+    check("term", message.term.0)?;
+    match &message.body {
+        MessageBody::AppendRequest(append) => {
+            check("prev_log_index", append.prev_log_index.0)?;
+            check("prev_log_term", append.prev_log_term.0)?;
+            check("commit", append.commit.0)?;
+            for entry in append.entries.iter() {
+                check("entry index", entry.index.0)?;
+                check("entry term", entry.term.0)?;
+            }
+        }
+        MessageBody::AppendResponse(response) => {
+            check("index", response.index.0)?;
+            check("reject_hint", response.reject_hint.0)?;
+            check("hint_term", response.hint_term.0)?;
+        }
+        MessageBody::PreVoteRequest(vote) | MessageBody::VoteRequest(vote) => {
+            check("last_log_index", vote.last_log_index.0)?;
+            check("last_log_term", vote.last_log_term.0)?;
+        }
+        MessageBody::Heartbeat(heartbeat) => check("commit", heartbeat.commit.0)?,
+        MessageBody::InstallSnapshot(snapshot) => {
+            check("snapshot index", snapshot.meta.index.0)?;
+            check("snapshot term", snapshot.meta.term.0)?;
+        }
+        MessageBody::SnapshotChunk(chunk) => {
+            check("snapshot index", chunk.meta.index.0)?;
+            check("snapshot term", chunk.meta.term.0)?;
+        }
+        MessageBody::SnapshotAck { index, .. } | MessageBody::ReadIndexResponse { index, .. } => {
+            check("index", index.0)?;
+        }
+        MessageBody::PreVoteResponse(_)
+        | MessageBody::VoteResponse(_)
+        | MessageBody::HeartbeatResponse(_)
+        | MessageBody::TimeoutNow
+        | MessageBody::ReadIndexRequest { .. }
+        | MessageBody::ForwardProposal { .. } => {}
+    }
+    Ok(())
 }
 
 fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentError> {

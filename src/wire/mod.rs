@@ -47,7 +47,8 @@ mod generated;
 pub use generated::cohort::wire::fb;
 
 pub use convert::{
-    ContentError, DecodeError, DecodedFrame, EncodeError, Envelope, FrameEncoder, decode_frame,
+    ContentError, DecodeError, DecodedFrame, EncodeError, Envelope, FrameEncoder, RAFT_NUMBER_MAX,
+    decode_frame,
 };
 pub use frame::{FrameError, FrameHeader};
 pub use handshake::{ClusterId, Handshake};

@@ -10,12 +10,17 @@ use cohort::wire::Envelope;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+/// A term or log index: any a decoder takes (up to `RAFT_NUMBER_MAX`).
+fn number() -> impl Strategy<Value = u64> {
+    0..=cohort::wire::RAFT_NUMBER_MAX
+}
+
 fn payload() -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..200).prop_map(Bytes::from)
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (any::<u64>(), any::<u64>(), 0u8..3, payload()).prop_map(|(term, index, kind, data)| Entry {
+    (number(), number(), 0u8..3, payload()).prop_map(|(term, index, kind, data)| Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::from_u8(kind).expect("0..3 are kinds"),
@@ -29,8 +34,8 @@ fn node_ids() -> impl Strategy<Value = Vec<NodeId>> {
 
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     (
-        any::<u64>(),
-        any::<u64>(),
+        number(),
+        number(),
         node_ids(),
         node_ids(),
         node_ids(),
@@ -59,7 +64,7 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
 }
 
 fn vote_request() -> impl Strategy<Value = VoteRequest> {
-    (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(index, term, transfer)| VoteRequest {
+    (number(), number(), any::<bool>()).prop_map(|(index, term, transfer)| VoteRequest {
         last_log_index: LogIndex(index),
         last_log_term: Term(term),
         transfer,
@@ -70,17 +75,15 @@ fn vote_request() -> impl Strategy<Value = VoteRequest> {
 /// names them all, so a missing one shows up as an uncovered kind).
 pub fn body() -> impl Strategy<Value = MessageBody> {
     prop_oneof![
-        (any::<u64>(), any::<u64>(), vec(entry(), 0..5), any::<u64>()).prop_map(
-            |(i, t, entries, c)| {
-                MessageBody::AppendRequest(AppendRequest {
-                    prev_log_index: LogIndex(i),
-                    prev_log_term: Term(t),
-                    entries: entries.into(),
-                    commit: LogIndex(c),
-                })
-            }
-        ),
-        (any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>()).prop_map(|(i, reject, h, t)| {
+        (number(), number(), vec(entry(), 0..5), number()).prop_map(|(i, t, entries, c)| {
+            MessageBody::AppendRequest(AppendRequest {
+                prev_log_index: LogIndex(i),
+                prev_log_term: Term(t),
+                entries: entries.into(),
+                commit: LogIndex(c),
+            })
+        }),
+        (number(), any::<bool>(), number(), number()).prop_map(|(i, reject, h, t)| {
             MessageBody::AppendResponse(AppendResponse {
                 index: LogIndex(i),
                 reject,
@@ -92,7 +95,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         any::<bool>().prop_map(|reject| MessageBody::PreVoteResponse(VoteResponse { reject })),
         vote_request().prop_map(MessageBody::VoteRequest),
         any::<bool>().prop_map(|reject| MessageBody::VoteResponse(VoteResponse { reject })),
-        (any::<u64>(), any::<u64>()).prop_map(|(c, r)| MessageBody::Heartbeat(Heartbeat {
+        (number(), any::<u64>()).prop_map(|(c, r)| MessageBody::Heartbeat(Heartbeat {
             commit: LogIndex(c),
             read_round: r
         })),
@@ -101,7 +104,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         snapshot().prop_map(|snapshot| MessageBody::InstallSnapshot(Box::new(snapshot))),
         Just(MessageBody::TimeoutNow),
         any::<u64>().prop_map(|ctx| MessageBody::ReadIndexRequest { ctx }),
-        (any::<u64>(), any::<u64>()).prop_map(|(ctx, i)| MessageBody::ReadIndexResponse {
+        (any::<u64>(), number()).prop_map(|(ctx, i)| MessageBody::ReadIndexResponse {
             ctx,
             index: LogIndex(i)
         }),
@@ -117,7 +120,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
                 }
             ))
         ),
-        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(i, received, gap)| {
+        (number(), any::<u64>(), any::<bool>()).prop_map(|(i, received, gap)| {
             MessageBody::SnapshotAck {
                 index: LogIndex(i),
                 received,
@@ -128,14 +131,8 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
 }
 
 pub fn envelope() -> impl Strategy<Value = Envelope> {
-    (
-        any::<u32>(),
-        any::<u64>(),
-        any::<u64>(),
-        any::<u64>(),
-        body(),
-    )
-        .prop_map(|(g, from, to, term, body)| Envelope {
+    (any::<u32>(), any::<u64>(), any::<u64>(), number(), body()).prop_map(
+        |(g, from, to, term, body)| Envelope {
             group: GroupId(g),
             message: Message {
                 from: NodeId(from),
@@ -143,7 +140,8 @@ pub fn envelope() -> impl Strategy<Value = Envelope> {
                 term: Term(term),
                 body,
             },
-        })
+        },
+    )
 }
 
 pub fn batch() -> impl Strategy<Value = Vec<Envelope>> {
