@@ -934,15 +934,9 @@ fn an_append_with_an_entry_too_large_for_this_log_is_refused_and_the_node_goes_o
             commit: LogIndex(1),
         })
     };
-    inbox.push_now(from(1, 2, 2, append(vec![entry(2, ENTRY_BYTES_MAX + 1)])));
-    inbox.push_now(Input::Stop);
-    let core = block_on(core.run()).expect("the core goes on");
+    let too_large = append(vec![entry(2, ENTRY_BYTES_MAX + 1)]);
+    let core = refused_by_follower_2(core, &inbox, &events, too_large);
     assert_eq!(core.groups()[&0].replica.last_index(), LogIndex(1));
-    assert!(
-        !events.borrow().contains(&Event::Staged),
-        "{:?}",
-        events.borrow()
-    );
     inbox.push_now(from(1, 2, 2, append(vec![entry(2, ENTRY_BYTES_MAX)])));
     inbox.push_now(Input::Stop);
     let core = block_on(core.run()).expect("the core goes on");
@@ -968,15 +962,24 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
         data: Bytes::from_static(b"not a key-value state"),
     };
     let body = MessageBody::InstallSnapshot(Box::new(snapshot));
+    let core = refused_by_follower_2(core, &inbox, &events, body);
+    assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(0));
+}
+
+/// Runs node 2's `core` over `body` from leader 1 (term 2): the core goes on, and stages
+/// nothing of it.
+fn refused_by_follower_2(
+    core: TestCore,
+    inbox: &Inbox<Input>,
+    events: &Events,
+    body: MessageBody,
+) -> TestCore {
     inbox.push_now(from(1, 2, 2, body));
     inbox.push_now(Input::Stop);
     let core = block_on(core.run()).expect("the core goes on");
-    assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(0));
-    assert!(
-        !events.borrow().contains(&Event::Staged),
-        "{:?}",
-        events.borrow()
-    );
+    let staged = events.borrow().contains(&Event::Staged);
+    assert!(!staged, "{:?}", events.borrow());
+    core
 }
 
 fn snapshots_taken(events: &Events) -> Vec<u64> {
