@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use cohort::wal::{FileStore, HardState, SyncMode, Wal, WalConfig, WalOpenError};
+use cohort::wal::{FileStore, HardState, Storage, SyncMode, Wal, WalConfig, WalOpenError};
 use futures_lite::future::block_on;
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -626,6 +626,42 @@ fn dead_segments_become_spares_that_later_segments_are_built_from() {
     for entry in entries {
         assert_eq!(entry.payload, payload(1, entry.index));
     }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_spare_is_never_reused_for_a_segment_numbered_at_or_above_its_own() {
+    // Goal: a dead segment kept as a spare is built into a later segment only: its records
+    // are salted with its own number, so in a higher one they never verify. Recovery
+    // discards the segments after the end of the log as spares, and the next segment takes
+    // the first discarded number: rebuilt from that spare by a header rewrite, its old
+    // records would verify and could be replayed after the next crash.
+    let dir = temp_dir("spare-seq");
+    let mut store = FileStore::open(&dir, SyncMode::Blocking).unwrap();
+    let size = config().segment_bytes;
+    let header = [7u8; 64];
+    let old = b"old records of 5";
+    let at_4k = |seq| fs::read(segment(&dir, seq)).unwrap()[4096..4096 + old.len()].to_vec();
+    store.create(5, size, &header).unwrap();
+    patch(&segment(&dir, 5), 4096, old);
+    store.remove(5).unwrap();
+    assert_eq!(inodes(&dir, ".wal.spare").len(), 1, "kept as a spare");
+    store.create(5, size, &header).unwrap();
+    assert_eq!(
+        at_4k(5),
+        vec![0; old.len()],
+        "segment 5 built from the spare of 5"
+    );
+    assert!(inodes(&dir, ".wal.spare").is_empty(), "that spare is gone");
+    // A spare of a lower number is reused, old bytes and all.
+    patch(&segment(&dir, 5), 4096, old);
+    store.remove(5).unwrap();
+    store.create(7, size, &header).unwrap();
+    assert_eq!(
+        at_4k(7),
+        old.to_vec(),
+        "segment 7 not built from the spare of 5"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -371,7 +371,7 @@ impl FileStore {
         header: Vec<u8>,
     ) -> impl FnOnce() -> io::Result<BuiltSegment> + Send + 'static {
         let dir = self.dir.clone();
-        let spare = self.spares.pop();
+        let spare = self.take_spare(seq);
         let mode = self.mode;
         move || {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
@@ -433,6 +433,28 @@ impl FileStore {
         )))
     }
 
+    /// A spare file to build segment `seq` from: only one that held a lower segment. Its
+    /// records, salted with that lower number, never verify in `seq`; those of a spare of
+    /// `seq` itself would (recovery discards the segments after the end of the log through
+    /// `remove`, and the next segment takes the first discarded number), so such a spare,
+    /// or one above, is deleted instead.
+    fn take_spare(&mut self, seq: u64) -> Option<PathBuf> {
+        while let Some(spare) = self.spares.pop() {
+            let held = spare.file_name().and_then(|name| {
+                name.to_str()?
+                    .strip_suffix(".wal.spare")?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if held.is_some_and(|held| held < seq) {
+                return Some(spare);
+            }
+            // Not reusable; if it cannot go now, the next open lists it and tries again.
+            let _ = fs::remove_file(&spare);
+        }
+        None
+    }
+
     fn open_segment(&self, seq: u64) -> io::Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
@@ -481,7 +503,7 @@ impl Storage for FileStore {
             self.segments.insert(seq, segment);
             return Ok(());
         }
-        let spare = self.spares.pop();
+        let spare = self.take_spare(seq);
         let path = self.path(seq);
         let file = make_segment_file(spare, &path, size_bytes, header, self.mode).inspect_err(
             |error| {

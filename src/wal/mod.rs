@@ -105,7 +105,10 @@
 //!    are followed by an fsync of the directory, so a removed segment never comes back. The
 //!    file store keeps up to two removed files no reader maps as spares (`<seq>.wal.spare`,
 //!    a name recovery never reads) and builds the next segments from them: a header rewrite
-//!    instead of zero-filling 64 MiB.
+//!    instead of zero-filling 64 MiB. A spare only ever becomes a segment numbered above the
+//!    one it was, where its old records (salted with the old number) never verify; recovery
+//!    removes the segments after the end of the log the same way, and the next segment
+//!    takes the first of their numbers, so their spares are deleted instead.
 //!
 //! # What we assume of the medium
 //!
