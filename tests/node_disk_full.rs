@@ -91,8 +91,12 @@ fn start_on(dir: &Path, groups: u32) -> LocalCluster {
         snapshot_log_mib: 64,
         ..NodeFlags::default()
     };
+    start_with(dir, &flags)
+}
+
+fn start_with(dir: &Path, flags: &NodeFlags) -> LocalCluster {
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
-    LocalCluster::start(&exe, dir, &flags).expect("cluster starts")
+    LocalCluster::start(&exe, dir, flags).expect("cluster starts")
 }
 
 fn building_files(dir: &Path) -> Vec<String> {
@@ -169,6 +173,60 @@ fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves()
     read_back(&bases, 4, 0..acked + 1, None);
     eprintln!(
         "{acked} writes of {VALUE_BYTES} B acknowledged before the disks filled; refused with: {why}"
+    );
+    finish(cluster);
+    drop(disks);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Goal: with snapshots on, a full disk is as harmless: a snapshot file that cannot be
+/// written is tried again later (it once stopped the node). Method: as above, but each
+/// group snapshots after 1 MiB of log, and the WAL keeps at most 3 MiB before it forces
+/// snapshots, so snapshot files (each the whole state of a group) take most of the disk,
+/// and their writes are the ones that fail first. No node may stop; every acknowledged
+/// write reads back, before and after the disks grow.
+#[test]
+fn full_disks_with_snapshots_on_lose_nothing_and_no_node_stops() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-snapfull-{}", std::process::id()));
+    let mut disks = Vec::new();
+    for id in 1..=3 {
+        match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
+            Ok(disk) => disks.push(disk),
+            Err(why) => {
+                eprintln!("skipped: a small disk needs root and mount ({why})");
+                return;
+            }
+        }
+    }
+    let flags = NodeFlags {
+        groups: 2,
+        segment_mib: 1,
+        snapshot_log_mib: 1,
+        wal_soft_limit_mib: 3,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_with(&dir, &flags);
+    let bases = cluster.bases.clone();
+    let (acked, why) = write_until_refused(&bases);
+    assert!(acked > 0);
+    assert_eq!(
+        cluster.exited(),
+        Vec::<String>::new(),
+        "a node stopped: {why}"
+    );
+    let snapshot_refused = (1..=3).any(|id| cluster.log(id).contains("snapshot file not written"));
+    assert!(
+        snapshot_refused,
+        "no snapshot write failed: the test missed its point"
+    );
+    read_back(&bases, 2, 0..acked, None);
+    for disk in &disks {
+        disk.resize(4 * DISK_MIB).expect("grow the disk");
+    }
+    read_back(&bases, 3, 0..acked, Some(acked));
+    eprintln!(
+        "{acked} writes of {VALUE_BYTES} B acknowledged before the disks filled; refused \
+         with: {why}"
     );
     finish(cluster);
     drop(disks);
