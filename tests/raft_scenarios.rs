@@ -695,6 +695,36 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
 }
 
 #[test]
+fn a_voter_restarted_inside_a_lease_does_not_help_depose_the_leader() {
+    // The leader serves reads from its lease, counting on its voters to refuse other
+    // candidates for an election timeout after they last heard it. A voter that restarts
+    // forgets the leader; if it then voted at once, a follower cut off from the leader
+    // would win with that vote and take writes while the old leader, its lease still
+    // running, served reads that miss them.
+    let mut cluster = cluster(3, 0, |c| {
+        c.lease_reads = true;
+        c.check_quorum = true;
+    });
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    let [restarted, candidate] = followers(&cluster, leader)[..] else {
+        panic!("two followers");
+    };
+    cluster.network.cut_link(leader, candidate);
+    cluster.network.cut_link(candidate, leader);
+    cluster.crash(restarted);
+    cluster.restart(restarted).unwrap();
+    cluster.campaign(candidate).unwrap();
+    cluster.stabilize().unwrap();
+    assert_ne!(
+        cluster.replica(candidate).role(),
+        Role::Leader,
+        "elected by a voter that restarted inside the leader's lease"
+    );
+    assert_eq!(cluster.replica(leader).role(), Role::Leader);
+}
+
+#[test]
 fn a_leader_cut_off_from_its_quorum_does_not_serve_a_lease_read() {
     let mut cluster = cluster(3, 0, |c| c.lease_reads = true);
     let leader = elect(&mut cluster);

@@ -101,11 +101,16 @@ impl Replica {
     }
 
     /// Inside a leader's lease a voter refuses to help depose it (CheckQuorum), unless the
-    /// leader itself asked for the election.
+    /// leader itself asked for the election. With lease reads, a replica started less than
+    /// an election timeout ago counts as inside one too: before a restart it may have
+    /// confirmed a leader whose lease still runs, and which it no longer knows; granting a
+    /// vote then could elect a new leader while the old one serves reads from its lease.
     fn in_lease(&self) -> bool {
+        let timeout = self.config.election_timeout_ticks;
+        let just_started = self.config.lease_reads && self.ticks < u64::from(timeout);
         self.config.check_quorum
-            && !self.leader.is_none()
-            && self.election_elapsed < self.config.election_timeout_ticks
+            && (!self.leader.is_none() || just_started)
+            && self.election_elapsed < timeout
     }
 
     /// A message from a newer term. Returns whether to go on processing it.
