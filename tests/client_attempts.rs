@@ -233,8 +233,9 @@ fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError
 }
 
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
-/// after an attempt that went unanswered, a refusal leaves the outcome unknown. A "not the
-/// leader" first does not: the node looked at the request and did not take it.
+/// after an attempt that went unanswered, or one answered "not the leader" (a leader that
+/// proposed a write and then lost its term answers so, and the write may still commit), a
+/// refusal leaves the outcome unknown.
 #[test]
 fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknown() {
     fn too_large() -> Outcome {
@@ -248,8 +249,8 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
         other => panic!("a first refusal is definite, got {other:?}"),
     }
     match put_against(|| vec![Some(not_leader()), Some(too_large())]) {
-        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
-        other => panic!("a refusal after a redirect is definite, got {other:?}"),
+        Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("a refusal after \"not the leader\" is not definite, got {other:?}"),
     }
     fn not_leader() -> Outcome {
         Outcome::NotLeader {

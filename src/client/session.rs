@@ -63,12 +63,14 @@ pub enum ClientError {
     /// first.
     Timeout { attempts: u32, last_error: String },
     /// The last attempt was refused, but an earlier one may have been taken in (it went
-    /// unanswered, or its connection broke), so the request may have been applied. As with
-    /// a timeout, the outcome is unknown. (A leader that proposed a request and then lost
-    /// its term answers "not the leader", as a follower does; the retry at the next leader
-    /// finds the request applied or applies it, with the same sequence number. Only a
-    /// retry refused before it is looked at, which needs nodes with different limits,
-    /// reports `Refused` for such a request.)
+    /// unanswered, its connection broke, or the node said it was not the leader), so the
+    /// request may have been applied. As with a timeout, the outcome is unknown. (A leader
+    /// that proposed a request and then lost its term answers "not the leader", as a
+    /// follower does. The retry at the next leader, with the same sequence number, usually
+    /// finds the request applied and gets its result, or applies it; but if the store no
+    /// longer holds that result (the client's session was evicted, or thousands of its
+    /// later requests were answered meanwhile) the retry is refused as expired, and that
+    /// refusal says nothing of the first attempt: so it is reported here, not as `Refused`.)
     Unknown { code: ErrorCode, message: String },
 }
 
@@ -327,8 +329,13 @@ impl Client {
                     );
                     let node = slot.node.expect("routed");
                     let answer = attempt.take(i);
-                    // No answer, or a broken connection: the node may have taken it in.
-                    slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
+                    // No answer, or a broken connection: the node may have taken it in. So
+                    // may a node that says it is not the leader: it may have proposed the
+                    // request while it led (see `ClientError::Unknown`).
+                    slot.maybe_taken |= matches!(
+                        answer,
+                        None | Some(Err(_)) | Some(Ok(Outcome::NotLeader { .. }))
+                    );
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
