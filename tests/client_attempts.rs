@@ -233,9 +233,10 @@ fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError
 }
 
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
-/// after an attempt that went unanswered, or one answered "not the leader" (a leader that
-/// proposed a write and then lost its term answers so, and the write may still commit), a
-/// refusal leaves the outcome unknown.
+/// after an attempt that went unanswered, a refusal leaves the outcome unknown. After "not
+/// the leader", a refusal of the request itself (too large) is definite, but one as expired
+/// is not: a leader that proposed the write and then lost its term answers "not the
+/// leader" too, and the write may have been applied since, its result no longer held.
 #[test]
 fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknown() {
     fn too_large() -> Outcome {
@@ -249,8 +250,22 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
         other => panic!("a first refusal is definite, got {other:?}"),
     }
     match put_against(|| vec![Some(not_leader()), Some(too_large())]) {
-        Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
-        other => panic!("a refusal after \"not the leader\" is not definite, got {other:?}"),
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("a refusal after a redirect is definite, got {other:?}"),
+    }
+    match put_against(|| vec![Some(not_leader()), Some(expired())]) {
+        Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("an expired retry after a redirect is not definite, got {other:?}"),
+    }
+    match put_against(|| vec![Some(expired())]) {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("a first refusal as expired is definite, got {other:?}"),
+    }
+    fn expired() -> Outcome {
+        Outcome::Error {
+            code: ErrorCode::SessionExpired,
+            message: "the session is gone".to_string(),
+        }
     }
     fn not_leader() -> Outcome {
         Outcome::NotLeader {

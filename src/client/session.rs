@@ -63,14 +63,16 @@ pub enum ClientError {
     /// first.
     Timeout { attempts: u32, last_error: String },
     /// The last attempt was refused, but an earlier one may have been taken in (it went
-    /// unanswered, its connection broke, or the node said it was not the leader), so the
-    /// request may have been applied. As with a timeout, the outcome is unknown. (A leader
-    /// that proposed a request and then lost its term answers "not the leader", as a
-    /// follower does. The retry at the next leader, with the same sequence number, usually
-    /// finds the request applied and gets its result, or applies it; but if the store no
-    /// longer holds that result (the client's session was evicted, or thousands of its
-    /// later requests were answered meanwhile) the retry is refused as expired, and that
-    /// refusal says nothing of the first attempt: so it is reported here, not as `Refused`.)
+    /// unanswered, or its connection broke), so the request may have been applied. As with
+    /// a timeout, the outcome is unknown. (A leader that proposed a request and then lost
+    /// its term answers "not the leader", as a follower does. The retry at the next leader,
+    /// with the same sequence number, usually finds the request applied and gets its
+    /// result, or applies it; but if the store no longer holds that result (the client's
+    /// session was evicted, or thousands of its later requests were answered meanwhile),
+    /// the retry is refused as expired, which says nothing of the first attempt: such a
+    /// refusal is reported here too. Any other refusal after "not the leader" is
+    /// `Refused`: the request was looked at and refused, as the first one would have been
+    /// by nodes with the same limits.)
     Unknown { code: ErrorCode, message: String },
 }
 
@@ -111,6 +113,9 @@ struct Slot {
     node: Option<u64>,
     /// An attempt may have been taken in: a refusal after it does not mean "not applied".
     maybe_taken: bool,
+    /// An attempt was answered "not the leader", which a leader that proposed the request
+    /// and then lost its term answers too: the request may commit all the same.
+    redirected: bool,
 }
 
 /// The answer to one request of a batch, and which node gave it.
@@ -329,13 +334,9 @@ impl Client {
                     );
                     let node = slot.node.expect("routed");
                     let answer = attempt.take(i);
-                    // No answer, or a broken connection: the node may have taken it in. So
-                    // may a node that says it is not the leader: it may have proposed the
-                    // request while it led (see `ClientError::Unknown`).
-                    slot.maybe_taken |= matches!(
-                        answer,
-                        None | Some(Err(_)) | Some(Ok(Outcome::NotLeader { .. }))
-                    );
+                    // No answer, or a broken connection: the node may have taken it in.
+                    slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
+                    slot.redirected |= matches!(answer, Some(Ok(Outcome::NotLeader { .. })));
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
@@ -376,7 +377,12 @@ impl Client {
                             pause = true;
                         }
                         Some(Ok(Outcome::Error { code, message })) => {
-                            let error = if slot.maybe_taken {
+                            // After "not the leader", a retry refused as expired says nothing
+                            // of the first attempt, which may have been applied: the store no
+                            // longer holds its result (see `ClientError::Unknown`).
+                            let expired_retry =
+                                slot.redirected && code == ErrorCode::SessionExpired;
+                            let error = if slot.maybe_taken || expired_retry {
                                 ClientError::Unknown { code, message }
                             } else {
                                 ClientError::Refused { code, message }
@@ -578,6 +584,7 @@ impl Client {
             group,
             node: None,
             maybe_taken: false,
+            redirected: false,
         })
     }
 
