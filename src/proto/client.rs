@@ -26,9 +26,11 @@ const _: () = assert!(
 /// How fresh the reads of a request must be. Writes are always linearizable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
-    /// Confirmed by a heartbeat round (ReadIndex).
+    /// Confirmed by a heartbeat round (ReadIndex); on a node run with `--lease-reads`, the
+    /// leader serves it from its lease instead while the lease holds, as it does `Lease`.
     Linearizable,
-    /// Served by the leader within its lease (no round trip; relies on bounded clock drift).
+    /// Served by the leader within its lease (no round trip; relies on bounded clock drift)
+    /// where the node runs with `--lease-reads`; elsewhere confirmed as `Linearizable`.
     Lease,
     /// Whatever the node's state machine holds now.
     Stale,
