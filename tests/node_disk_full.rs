@@ -99,6 +99,22 @@ fn start_with(dir: &Path, flags: &NodeFlags) -> LocalCluster {
     LocalCluster::start(&exe, dir, flags).expect("cluster starts")
 }
 
+/// A `DISK_MIB` tmpfs for each of nodes 1 to 3 under `dir`; None (said on stderr) where
+/// mounting needs a root this test does not have.
+fn three_small_disks(dir: &Path) -> Option<Vec<Tmpfs>> {
+    let mut disks = Vec::new();
+    for id in 1..=3 {
+        match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
+            Ok(disk) => disks.push(disk),
+            Err(why) => {
+                eprintln!("skipped: a small disk needs root and mount ({why})");
+                return None;
+            }
+        }
+    }
+    Some(disks)
+}
+
 fn building_files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in walk(dir) {
@@ -132,16 +148,9 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves() {
     let dir = std::env::temp_dir().join(format!("cohort-test-diskfull-{}", std::process::id()));
-    let mut disks = Vec::new();
-    for id in 1..=3 {
-        match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
-            Ok(disk) => disks.push(disk),
-            Err(why) => {
-                eprintln!("skipped: a small disk needs root and mount ({why})");
-                return;
-            }
-        }
-    }
+    let Some(disks) = three_small_disks(&dir) else {
+        return;
+    };
     let mut cluster = start_on(&dir, 2);
     let bases = cluster.bases.clone();
 
@@ -188,16 +197,9 @@ fn full_disks_refuse_writes_serve_reads_lose_nothing_and_recover_by_themselves()
 #[test]
 fn full_disks_with_snapshots_on_lose_nothing_and_no_node_stops() {
     let dir = std::env::temp_dir().join(format!("cohort-test-snapfull-{}", std::process::id()));
-    let mut disks = Vec::new();
-    for id in 1..=3 {
-        match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
-            Ok(disk) => disks.push(disk),
-            Err(why) => {
-                eprintln!("skipped: a small disk needs root and mount ({why})");
-                return;
-            }
-        }
-    }
+    let Some(disks) = three_small_disks(&dir) else {
+        return;
+    };
     let flags = NodeFlags {
         groups: 2,
         segment_mib: 1,
