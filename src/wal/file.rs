@@ -738,34 +738,40 @@ fn write_new_segment(
         .open(path)?;
     if mode == SyncMode::PageCache {
         super::mmap::allocate(&file, size_bytes)?;
-    } else if mode == SyncMode::Direct {
-        // Straight from one page-aligned buffer of zeros to the device, a chunk per write
-        // (each waits for the device, so the WAL's syncs never queue behind the whole
-        // segment): no copy into the page cache, and no writeback of it, which cost the
-        // nodes about 6% of their CPU under `cohort demo`, where segments fill in seconds.
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)?;
-        let zeros = memmap2::MmapMut::map_anon(ZERO_CHUNK_BYTES)?;
-        let mut at = 0u64;
-        while at < size_bytes {
-            let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
-            direct.write_all_at(&zeros[..chunk], at)?;
-            at += chunk as u64;
-        }
-    } else {
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
-        let mut at = 0u64;
-        while at < size_bytes {
-            let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
-            file.write_all_at(&zeros[..chunk], at)?;
-            // A chunk at a time to the device, so the WAL's syncs are never queued behind
-            // the whole segment's zeros (three nodes on one disk build theirs at once).
-            super::mmap::write_back(&file, at, chunk as u64)?;
-            at += chunk as u64;
-        }
+        return finish_segment_file(file, header);
     }
+    // A chunk at a time to the device, so the WAL's syncs are never queued behind the whole
+    // segment's zeros (three nodes on one disk build theirs at once). With O_DIRECT writes,
+    // by O_DIRECT from one page-aligned buffer: no copy into the page cache and no writeback
+    // of it, which cost the nodes about 6% of their CPU under `cohort demo`, where segments
+    // fill in seconds.
+    let direct = match mode {
+        SyncMode::Direct => Some(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)?,
+        ),
+        _ => None,
+    };
+    let zeros = memmap2::MmapMut::map_anon(ZERO_CHUNK_BYTES)?;
+    let mut at = 0u64;
+    while at < size_bytes {
+        let chunk = (size_bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        match &direct {
+            Some(direct) => direct.write_all_at(&zeros[..chunk], at)?,
+            None => {
+                file.write_all_at(&zeros[..chunk], at)?;
+                super::mmap::write_back(&file, at, chunk as u64)?;
+            }
+        }
+        at += chunk as u64;
+    }
+    finish_segment_file(file, header)
+}
+
+/// Writes a new segment's `header` and makes the file's contents durable.
+fn finish_segment_file(file: File, header: &[u8]) -> io::Result<File> {
     file.write_all_at(header, 0)?;
     file.sync_data()?;
     Ok(file)
