@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cohort::bench::null_server::{NullServer, Stall};
 use cohort::client::{Client, ClientError, ClientOptions};
-use cohort::kv::{Op, Ops};
+use cohort::kv::{Op, OpResult, Ops};
 use cohort::proto::client::{
     ClientFrame, Consistency, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
 };
@@ -276,5 +276,85 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
     match put_against(|| vec![None, Some(too_large())]) {
         Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
         other => panic!("an unknown outcome, got {other:?}"),
+    }
+}
+
+/// Answers like a group that forgets each client's session as soon as it applied one of its
+/// requests (as eviction among too many clients does): a first request of an id (first
+/// unacknowledged 1) is written, anything later of that id is refused as expired.
+async fn forget_every_session(mut stream: TcpStream, topology: Topology) {
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+            }
+            Ok(ClientFrame::Requests(requests)) => {
+                let responses: Vec<Response> = requests
+                    .iter()
+                    .map(|request| {
+                        let command = &request.as_ref().expect("a valid request").command;
+                        let outcome = if command.first_unacked == 1 {
+                            Outcome::Results(vec![OpResult::Written].into())
+                        } else {
+                            Outcome::Error {
+                                code: ErrorCode::SessionExpired,
+                                message: "the session is gone".to_string(),
+                            }
+                        };
+                        Response {
+                            client_id: command.client_id,
+                            sequence: command.sequence,
+                            outcome,
+                        }
+                    })
+                    .collect();
+                encode_responses(&mut encoder, &responses).expect("answers fit a frame");
+            }
+            _ => continue,
+        }
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// A client whose session its group forgot goes on under a fresh id: a request refused as
+/// expired at its first attempt (so certainly not applied) is sent again as a new client's,
+/// and later requests use the new id, instead of every request of that group failing for
+/// the rest of the client's life.
+#[test]
+fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
+    let results = cohort::node::on_one_executor("client-renews", move || async move {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let base = format!("127.0.0.1:{}", port - 1);
+        let topology = Topology {
+            node_id: 1,
+            cores: 1,
+            groups: 1,
+            members: vec![(1, base.clone())],
+        };
+        glommio::spawn_local(async move {
+            while let Ok(stream) = listener.accept().await {
+                glommio::spawn_local(forget_every_session(stream, topology.clone())).detach();
+            }
+        })
+        .detach();
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_millis(500);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            results.extend(client.execute_batch(puts(1)).await);
+        }
+        results
+    })
+    .expect("executor");
+    for (round, result) in results.iter().enumerate() {
+        assert!(result.is_ok(), "request {round}: {result:?}");
     }
 }

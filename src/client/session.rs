@@ -116,6 +116,10 @@ struct Slot {
     /// An attempt was answered "not the leader", which a leader that proposed the request
     /// and then lost its term answers too: the request may commit all the same.
     redirected: bool,
+    /// Which of the client's ids the request belongs to: its group's, or the reads'.
+    tag: u64,
+    /// The request was numbered again under a fresh id after its session expired.
+    renewed: bool,
 }
 
 /// The answer to one request of a batch, and which node gave it.
@@ -148,6 +152,9 @@ struct Inner {
 }
 
 struct State {
+    /// The id in use per tag (a group, or the reads): derived from the base at first, a
+    /// fresh one after the group forgot the session of the last.
+    ids: HashMap<u64, u64>,
     /// Next sequence per derived client id.
     sequences: HashMap<u64, u64>,
     /// Sequences sent and not yet answered, per derived client id: the lowest is what a
@@ -182,6 +189,7 @@ impl Client {
         let topology = fetch_topology(&options.seeds, options.attempt_timeout).await?;
         let client_id = unique_client_id(options.seed);
         let state = State {
+            ids: HashMap::new(),
             sequences: HashMap::new(),
             unanswered: HashMap::new(),
             applied: HashSet::new(),
@@ -340,7 +348,11 @@ impl Client {
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
-                            state.leaders.insert(slot.group, node);
+                            // Any member answers a stale read: only other answers name the
+                            // leader.
+                            if slot.request.consistency != Consistency::Stale {
+                                state.leaders.insert(slot.group, node);
+                            }
                             state.applied.insert(slot.request.command.client_id);
                             drop(state);
                             answers[i] = Some(Answer {
@@ -375,6 +387,15 @@ impl Client {
                         })) => {
                             last_error = message;
                             pause = true;
+                        }
+                        // Refused before anything of it was applied: safe to send again as
+                        // a new client.
+                        Some(Ok(Outcome::Error {
+                            code: ErrorCode::SessionExpired,
+                            message,
+                        })) if !(slot.maybe_taken || slot.redirected || slot.renewed) => {
+                            last_error = message;
+                            self.renew(slot);
                         }
                         Some(Ok(Outcome::Error { code, message })) => {
                             // After "not the leader", a retry refused as expired says nothing
@@ -552,8 +573,37 @@ impl Client {
         } else {
             u64::from(group)
         };
-        let client_id = Prng::new(self.inner.client_id ^ tag.rotate_left(32)).next_u64();
+        let mut request = Request {
+            command: Command {
+                // Numbered below, once the request is known to be valid.
+                client_id: 0,
+                sequence: 1,
+                first_unacked: 1,
+                ops,
+            },
+            consistency,
+        };
+        request.command.validate()?;
+        self.number(tag, &mut request.command);
+        Ok(Slot {
+            request,
+            group,
+            node: None,
+            maybe_taken: false,
+            redirected: false,
+            tag,
+            renewed: false,
+        })
+    }
+
+    /// Gives `command` the id in use for `tag` and that id's next sequence.
+    fn number(&self, tag: u64, command: &mut Command) {
         let mut state = self.inner.state.borrow_mut();
+        let base = self.inner.client_id;
+        let client_id = *state
+            .ids
+            .entry(tag)
+            .or_insert_with(|| Prng::new(base ^ tag.rotate_left(32)).next_u64());
         let sequence = *state.sequences.get(&client_id).unwrap_or(&1);
         let unanswered = state.unanswered.get(&client_id);
         // Everything below the lowest unanswered sequence has its answer. Until the group
@@ -567,25 +617,31 @@ impl Client {
         } else {
             1
         };
-        let request = Request {
-            command: Command {
-                client_id,
-                sequence,
-                first_unacked,
-                ops,
-            },
-            consistency,
-        };
-        request.command.validate()?;
         state.sequences.insert(client_id, sequence + 1);
         state.unanswered.entry(client_id).or_default().add(sequence);
-        Ok(Slot {
-            request,
-            group,
-            node: None,
-            maybe_taken: false,
-            redirected: false,
-        })
+        command.client_id = client_id;
+        command.sequence = sequence;
+        command.first_unacked = first_unacked;
+    }
+
+    /// The group forgot the session of `slot`'s id (evicted, among too many clients), so
+    /// every later request of that id would be refused as expired: the id is retired and
+    /// `slot` numbered again under a fresh one, which starts a new session.
+    fn renew(&self, slot: &mut Slot) {
+        let old = slot.request.command.client_id;
+        self.answered(&slot.request);
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if state.ids.get(&slot.tag) == Some(&old) {
+                // Another draw of the same unique stream: as unique as the first.
+                let fresh = Prng::new(old).next_u64();
+                state.ids.insert(slot.tag, fresh);
+                state.sequences.remove(&old);
+                state.applied.remove(&old);
+            }
+        }
+        self.number(slot.tag, &mut slot.request.command);
+        slot.renewed = true;
     }
 
     /// `request` is finished with (answered, refused or given up): it no longer holds back
@@ -595,6 +651,10 @@ impl Client {
         let id = request.command.client_id;
         if let Some(unanswered) = state.unanswered.get_mut(&id) {
             unanswered.remove(request.command.sequence);
+            // A retired id (see `renew`) is forgotten once its last request is answered.
+            if unanswered.lowest().is_none() && !state.sequences.contains_key(&id) {
+                state.unanswered.remove(&id);
+            }
         }
     }
 
