@@ -18,9 +18,10 @@ pub type Key = (u64, u64);
 
 pub struct InFlight<T> {
     by_id: HashMap<u64, Window<T>>,
-    /// Keys that would stretch their id's window past `WINDOW_SEQUENCES_MAX`: a client that
-    /// skipped far ahead, or a hostile one (sequences 1 and 2^62 of one id in one turn once
-    /// made the leader's window allocate without bound, and panic).
+    /// Keys that would make their id's window sparse (see `span_allowed`): a client that
+    /// skipped far ahead, or a hostile one. Sequences 1 and 2^62 of one id in one turn once
+    /// made the leader's window allocate without bound, and panic; sequences 1 and 2^16 of
+    /// each of thousands of ids in one frame, gigabytes.
     far: HashMap<Key, T>,
 }
 
@@ -28,11 +29,24 @@ pub struct InFlight<T> {
 /// session (the store remembers `REPLIES_PER_SESSION_MAX` replies of each).
 const WINDOW_SEQUENCES_MAX: u64 = 1 << 16;
 
+/// Slots a window may have beyond a few per value it holds: room for the gaps of requests
+/// sent elsewhere or refused, so an ordinary client never goes to the side map.
+const WINDOW_SLACK_SEQUENCES: u64 = 64;
+
 /// Sequences `base..base + slots.len()` of one id; `None` where a sequence went elsewhere
 /// (another channel) or was answered already. The front slot is always taken.
 struct Window<T> {
     base: u64,
     slots: VecDeque<Option<T>>,
+    /// Slots that are `Some`.
+    held: usize,
+}
+
+/// The most sequences a window holding `held` values may span once it takes one more: its
+/// memory stays within a few slots per value held (at its peak), whatever sequences come.
+fn span_allowed(held: usize) -> u64 {
+    let dense = WINDOW_SLACK_SEQUENCES.saturating_add(4 * (held as u64 + 1));
+    dense.min(WINDOW_SEQUENCES_MAX)
 }
 
 impl<T> Default for InFlight<T> {
@@ -50,11 +64,12 @@ impl<T> InFlight<T> {
         let (id, sequence) = key;
         // The window it would make (a window is never empty), and the last sequences too,
         // so a window's end never overflows.
-        let span = self.by_id.get(&id).map_or(1, |window| {
+        let (span, allowed) = self.by_id.get(&id).map_or((1, 1), |window| {
             let end = u128::from(window.base) + window.slots.len() as u128;
-            end.max(u128::from(sequence) + 1) - u128::from(window.base.min(sequence))
+            let span = end.max(u128::from(sequence) + 1) - u128::from(window.base.min(sequence));
+            (span, span_allowed(window.held))
         });
-        if span > u128::from(WINDOW_SEQUENCES_MAX) || sequence > u64::MAX - WINDOW_SEQUENCES_MAX {
+        if span > u128::from(allowed) || sequence > u64::MAX - WINDOW_SEQUENCES_MAX {
             self.far.insert(key, value);
             return;
         }
@@ -64,6 +79,7 @@ impl<T> InFlight<T> {
         let window = self.by_id.entry(id).or_insert_with(|| Window {
             base: sequence,
             slots: VecDeque::new(),
+            held: 0,
         });
         if sequence < window.base {
             // A retry of an older sequence, sent here after later ones.
@@ -76,7 +92,9 @@ impl<T> InFlight<T> {
         if at >= window.slots.len() {
             window.slots.resize_with(at + 1, || None);
         }
-        window.slots[at] = Some(value);
+        if window.slots[at].replace(value).is_none() {
+            window.held += 1;
+        }
     }
 
     pub fn remove(&mut self, key: Key) -> Option<T> {
@@ -91,6 +109,7 @@ impl<T> InFlight<T> {
         let window = self.by_id.get_mut(&id)?;
         let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
         let value = window.slots.get_mut(at)?.take()?;
+        window.held -= 1;
         while window.slots.front().is_some_and(Option::is_none) {
             window.slots.pop_front();
             window.base += 1;
@@ -131,6 +150,7 @@ impl<T> InFlight<T> {
             for slot in &mut window.slots {
                 if slot.as_ref().is_some_and(|value| !keep(value)) {
                     *slot = None;
+                    window.held -= 1;
                 }
             }
             while window.slots.front().is_some_and(Option::is_none) {
@@ -142,11 +162,7 @@ impl<T> InFlight<T> {
     }
 
     pub fn len(&self) -> usize {
-        let windows: usize = self
-            .by_id
-            .values()
-            .map(|w| w.slots.iter().flatten().count())
-            .sum();
+        let windows: usize = self.by_id.values().map(|w| w.held).sum();
         windows + self.far.len()
     }
 
@@ -173,6 +189,8 @@ mod tests {
                 8 => 0..40u64,
                 // Far from the others: kept aside, never stretching a window.
                 1 => (1u64 << 40)..(1u64 << 40) + 4,
+                // Past the slack of a sparse window.
+                1 => 100..140u64,
                 1 => (u64::MAX - 3)..=u64::MAX,
             ]),
             1..300,
@@ -198,6 +216,7 @@ mod tests {
                 for window in in_flight.by_id.values() {
                     prop_assert!(window.slots.front().is_some_and(Option::is_some));
                     prop_assert!(window.slots.len() as u64 <= WINDOW_SEQUENCES_MAX);
+                    prop_assert_eq!(window.held, window.slots.iter().flatten().count());
                 }
                 let listed: HashMap<Key, usize> =
                     in_flight.iter().map(|(key, &v)| (key, v)).collect();
@@ -212,5 +231,28 @@ mod tests {
             prop_assert_eq!(left, expected);
             prop_assert!(in_flight.by_id.is_empty());
         }
+    }
+
+    /// Goal: memory follows the requests held, not the sequences they name: ids with two
+    /// writes each, sequences 1 and 2^16 (a frame can carry thousands), keep a slot or so per
+    /// write.
+    #[test]
+    fn sparse_sequences_keep_a_few_slots_per_request() {
+        let mut in_flight = InFlight::default();
+        let ids = 64;
+        for id in 0..ids {
+            in_flight.insert((id, 1), ());
+            in_flight.insert((id, 1 << 16), ());
+        }
+        assert_eq!(in_flight.len(), 2 * ids as usize);
+        let slots: usize = in_flight.by_id.values().map(|w| w.slots.len()).sum();
+        assert!(slots <= 2 * ids as usize, "{slots} slots for {ids} ids");
+        // A client with many writes in flight keeps one dense window.
+        let mut dense = InFlight::default();
+        for sequence in 1..=10_000 {
+            dense.insert((7, sequence), ());
+        }
+        assert!(dense.far.is_empty());
+        assert_eq!(dense.by_id[&7].slots.len(), 10_000);
     }
 }
