@@ -15,8 +15,8 @@ use cohort::client::{ClientError, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
 use common::cluster::{
-    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, raw_requests, start_with,
-    start_with_flags, wait_for_leaders, wait_ms, with_client,
+    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, raw_requests, start_as_given,
+    start_with, start_with_flags, wait_for_leaders, wait_ms, with_client,
 };
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
@@ -309,6 +309,49 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
             .await
             .unwrap_err();
         assert!(matches!(error, ClientError::Invalid(_)), "{error}");
+    });
+    finish(cluster);
+}
+
+/// A write larger than the largest message to a peer (nine 1 MiB values in one request) but
+/// within what the WAL's 32 MiB segments take: refused as too large at once, and the group
+/// goes on. It was taken in, written locally and never sent, so it never committed and its
+/// group stopped for the leader's lifetime.
+#[test]
+fn a_write_larger_than_a_peer_message_is_refused_and_its_group_goes_on() {
+    let flags = NodeFlags {
+        groups: 1,
+        segment_mib: 32,
+        ..NodeFlags::default()
+    };
+    let cluster = start_as_given("huge-write", &flags);
+    let bases = cluster.bases.clone();
+    with_client(&bases, 9, async |client| {
+        let value = Bytes::from(vec![7; cohort::kv::limits::VALUE_BYTES_MAX]);
+        let put = |key: &'static [u8]| Op::Put {
+            key: Bytes::from_static(key),
+            value: value.clone(),
+        };
+        let nine: cohort::kv::Ops = (0..9).map(|_| put(b"big")).collect();
+        let error = client
+            .execute(nine, Consistency::Linearizable)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Refused {
+                    code: ErrorCode::TooLarge,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let four: cohort::kv::Ops = (0..4).map(|_| put(b"big")).collect();
+        client
+            .execute(four, Consistency::Linearizable)
+            .await
+            .expect("a write within the limit commits");
     });
     finish(cluster);
 }

@@ -14,13 +14,13 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::kv::KvStore;
 use crate::proto::members::encode_addresses;
 use crate::proto::topology::{Topology, peer_address};
-use crate::raft::{Config, NodeId, Persisted, Replica, Role};
+use crate::raft::{Config, ENTRY_OVERHEAD_BYTES, NodeId, Persisted, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
 use crate::transport::{SendError, SocketOptions, Transport, TransportConfig};
-use crate::wire::limits::{SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
+use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
 use crate::wire::{ClusterId, Envelope};
 
 use super::config::{NodeConfig, SyncMode};
@@ -32,6 +32,11 @@ const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
 
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
 const INBOX_CAPACITY: usize = 4096;
+
+/// The largest entry a leader can send: alone in an append, within the transport's message
+/// limit. A larger one would be written locally and never reach a follower, so never commit
+/// and stop its group.
+const ENTRY_BYTES_MAX_ON_WIRE: usize = MESSAGE_PAYLOAD_BYTES_MAX - ENTRY_OVERHEAD_BYTES as usize;
 
 /// Run the node until a signal stops it. Returns once every core has synced and stopped.
 pub fn run(config: NodeConfig) -> Result<(), String> {
@@ -188,7 +193,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         });
         let mut state = Group::new(replica, address);
         state.kv = kv;
-        state.entry_bytes_max = log.entry_bytes_max();
+        state.entry_bytes_max = log.entry_bytes_max().min(ENTRY_BYTES_MAX_ON_WIRE);
         groups.insert(group, state);
     }
 

@@ -137,8 +137,8 @@ impl Group {
         let bytes = request.command.encoded_len();
         if bytes > self.entry_bytes_max {
             let why = format!(
-                "a write of {bytes} bytes; one log entry holds at most {} with this node's WAL \
-                 segments (--segment-mib)",
+                "a write of {bytes} bytes; one log entry holds at most {} here (the largest \
+                 message to a peer, or less with small WAL segments, --segment-mib)",
                 self.entry_bytes_max
             );
             return answer(error_response(&request, ErrorCode::TooLarge, &why));

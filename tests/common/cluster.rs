@@ -31,15 +31,20 @@ pub fn start_with(name: &str, snapshot_entries: u64) -> LocalCluster {
 
 /// A cluster with 1 MiB WAL segments, `GROUPS` groups, and `flags` otherwise.
 pub fn start_with_flags(name: &str, flags: NodeFlags) -> LocalCluster {
-    let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
     let flags = NodeFlags {
         groups: GROUPS,
         segment_mib: 1,
         ..flags
     };
-    LocalCluster::start(&exe, &dir, &flags).expect("cluster starts")
+    start_as_given(name, &flags)
+}
+
+/// A cluster with exactly `flags`.
+pub fn start_as_given(name: &str, flags: &NodeFlags) -> LocalCluster {
+    let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cohort"));
+    LocalCluster::start(&exe, &dir, flags).expect("cluster starts")
 }
 
 pub fn finish(cluster: LocalCluster) {
