@@ -9,6 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
@@ -245,14 +246,15 @@ fn core_with(
     gate: Gate,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let log = (sync, snapshot_log_bytes, holding_old_segments);
-    core_of_groups(id, events, log, gate, 1, None)
+    core_of_groups(id, events, log, gate, 1, None, None)
 }
 
 /// The largest entry the cores of these tests take.
 const ENTRY_BYTES_MAX: usize = 1 << 20;
 
-/// As [`core_with`] (its log settings as one tuple), with groups `0..groups`, and a log
-/// that says it cannot grow (`short_of_space`: why) or not.
+/// As [`core_with`] (its log settings as one tuple), with groups `0..groups`, a log that
+/// says it cannot grow (`short_of_space`: why) or not, and ticks from the clock (see
+/// `CoreShape::tick_length`) or from `Input::Tick`.
 fn core_of_groups(
     id: u64,
     events: &Events,
@@ -260,6 +262,7 @@ fn core_of_groups(
     gate: Gate,
     groups: u32,
     short_of_space: Option<String>,
+    tick_length: Option<Duration>,
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
@@ -291,6 +294,7 @@ fn core_of_groups(
         },
         leader_balance_margin: None,
         balance_every_ticks: 20,
+        tick_length,
     };
     let inbox = Inbox::new(64);
     let core = Core::new(
@@ -378,7 +382,15 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
 fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     let events = Events::default();
     let why = "cannot make the next WAL segment: no space".to_string();
-    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), Gate::new(true), 1, Some(why));
+    let (core, inbox) = core_of_groups(
+        2,
+        &events,
+        (true, 0, false),
+        Gate::new(true),
+        1,
+        Some(why),
+        None,
+    );
     let write = AppendRequest {
         entries: vec![kib_write(1)].into(),
         ..empty_entry_2(LogIndex(1))
@@ -429,7 +441,7 @@ fn leader_1(
     short_of_space: Option<String>,
 ) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
     let log = (true, 0, false);
-    let (core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space);
+    let (core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space, None);
     let (mut core, term) = elect_1(core, &inbox, events);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let last = core.groups()[&0].replica.last_index();
@@ -456,6 +468,23 @@ fn elect_1(mut core: TestCore, inbox: &Inbox<Input>, events: &Events) -> (TestCo
     let term = core.groups()[&0].replica.term().0;
     let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
     (turn(core, inbox, from(3, 1, term, vote)), term)
+}
+
+/// A core whose executor stalls: with ticks from the clock, its groups get every tick the
+/// stall spanned at the next turn, before its inputs. A timer task that pushed one tick per
+/// wake-up gave one, so a leader's lease, counted in its ticks, outlived real time.
+#[test]
+#[allow(clippy::disallowed_methods)] // the stall is the point
+fn ticks_from_the_clock_count_a_stall_in_full() {
+    let events = Events::default();
+    let tick = Duration::from_millis(10);
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1, None, Some(tick));
+    let stall = Duration::from_millis(300);
+    std::thread::sleep(stall);
+    // One wake-up, as the timer task gives after a stall.
+    let core = turn(core, &inbox, Input::Tick);
+    assert!(core.ticks() >= 30, "{} ticks after {stall:?}", core.ticks());
 }
 
 /// One loop run over `input`.
@@ -634,7 +663,7 @@ fn a_group_with_no_ready_in_flight_begins_its_own_sync_while_another_is_in_fligh
     // each acknowledgement still waits for the syncs.
     let events = Events::default();
     let gate = Gate::new(false);
-    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2, None);
+    let (core, inbox) = core_of_groups(2, &events, (true, 0, false), gate.clone(), 2, None, None);
     let append_to = |group: u32| {
         let Input::Peer { mut envelopes, .. } = from(
             1,
@@ -817,7 +846,7 @@ fn groups_due_together_snapshot_one_per_turn() {
     };
     let events = Events::default();
     let log = (true, threshold, false);
-    let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2, None);
+    let (mut core, inbox) = core_of_groups(2, &events, log, Gate::new(true), 2, None, None);
     inbox.push_now(peer(1, vec![append(0), append(1)]));
     inbox.push_now(Input::Stop);
     core = block_on(core.run()).unwrap();

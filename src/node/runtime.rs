@@ -271,6 +271,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         // (2 × timeout did, for a group whose leadership began on it) saw no follower ready
         // and never balanced that group. Coprime periods move the look across all phases.
         balance_every_ticks: 2 * config.election_ticks + 1,
+        tick_length: Some(config.tick),
     };
     let node = config.id;
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {
@@ -398,6 +399,8 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
     }
 }
 
+/// Wakes the core once per tick (and tells it to stop after a signal). How many ticks passed
+/// the core counts itself from the clock (`CoreShape::tick_length`): wake-ups run late.
 async fn tick(every: std::time::Duration, inbox: Inbox<Input>, stop: Arc<AtomicBool>) {
     loop {
         glommio::timer::sleep(every).await;

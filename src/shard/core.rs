@@ -31,6 +31,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -51,6 +52,7 @@ use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::membership;
 use super::snapshot_stream::{SnapshotStreams, StreamConfig};
+use super::tick_clock::TickClock;
 
 /// What the core loop persists to. One instance per core, shared by all its groups.
 pub trait CoreLog {
@@ -199,6 +201,10 @@ pub struct CoreShape {
     pub leader_balance_margin: Option<u32>,
     /// Ticks between two looks at the leaders' spread.
     pub balance_every_ticks: u32,
+    /// Some: the groups tick once per this length of the monotonic clock, counted at the
+    /// start of every turn ([`TickClock`]), and `Input::Tick` only wakes the loop. None: once
+    /// per `Input::Tick` (tests drive time by hand).
+    pub tick_length: Option<Duration>,
 }
 
 /// A sync in flight, and the Readies whose step 4 waits for it, in group order; a group's
@@ -230,6 +236,8 @@ pub struct Core<L: CoreLog, N> {
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
     ticks: u64,
+    /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
+    tick_clock: Option<TickClock>,
     /// Transfers asked for and not finished.
     transfers: Vec<Transfer>,
     /// The peers whose same core said, in its last batch, that its log cannot grow: they
@@ -271,6 +279,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             outboxes: HashMap::new(),
             on_role,
             ticks: 0,
+            tick_clock: shape
+                .tick_length
+                .map(|length| TickClock::new(length, crate::clock::now())),
             transfers: Vec::new(),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
@@ -295,6 +306,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         loop {
             self.next_event(&mut inputs).await;
             self.finish_persisted(&mut answers)?;
+            // Time first: a lease read among the inputs must see every tick that passed.
+            if let Some(clock) = &mut self.tick_clock {
+                for _ in 0..clock.owed(crate::clock::now()) {
+                    self.tick();
+                }
+            }
             let mut stop = false;
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
@@ -516,33 +533,42 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     log_full: self.log.short_of_space().map(str::to_string),
                 });
             }
-            Input::Tick => {
-                for group in self.groups.values_mut() {
-                    group.replica.tick();
-                }
-                self.ticks += 1;
-                // Snapshot chunks in flight on a dropped connection are lost: resend them
-                // now rather than after a stall.
-                for peer in self.net.take_renewed() {
-                    self.streams.resend_to(peer);
-                }
-                for (to, group) in self.streams.tick() {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        g.replica.report_snapshot(NodeId(to), false);
-                    }
-                }
-                self.finish_transfers();
-                self.finish_member_changes();
-                let every = u64::from(self.shape.balance_every_ticks.max(1));
-                if self.ticks % every == 0 {
-                    self.hand_over_leaders();
-                }
-            }
+            Input::Tick if self.tick_clock.is_none() => self.tick(),
+            // The clock's ticks were taken at the start of the turn.
+            Input::Tick => {}
             Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
             Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
             Input::Stop => return true,
         }
         false
+    }
+
+    fn tick(&mut self) {
+        for group in self.groups.values_mut() {
+            group.replica.tick();
+        }
+        self.ticks += 1;
+        // Snapshot chunks in flight on a dropped connection are lost: resend them now rather
+        // than after a stall.
+        for peer in self.net.take_renewed() {
+            self.streams.resend_to(peer);
+        }
+        for (to, group) in self.streams.tick() {
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.replica.report_snapshot(NodeId(to), false);
+            }
+        }
+        self.finish_transfers();
+        self.finish_member_changes();
+        let every = u64::from(self.shape.balance_every_ticks.max(1));
+        if self.ticks % every == 0 {
+            self.hand_over_leaders();
+        }
+    }
+
+    /// Ticks the groups have had.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     fn start_transfer(&mut self, group: u32, to: u64, reply: Inbox<TransferOutcome>) {

@@ -7,5 +7,6 @@ pub mod group;
 pub mod inbox;
 pub mod membership;
 pub mod snapshot_stream;
+pub mod tick_clock;
 
 pub use group::{Answer, ConnId, Group};

@@ -1,0 +1,59 @@
+//! Ticks from the monotonic clock: how many a core owes its groups at the start of a turn.
+//!
+//! A timer task that pushes one tick per wake-up falls behind real time: each late wake-up
+//! delays every later tick, and a stall of the executor, however long, yields one tick. A
+//! leader counts its lease in ticks and its voters count the election timeout in theirs, so
+//! a leader whose ticks run slow (the busiest node's do) keeps serving reads from a lease
+//! that has run out in real time, while the others elect a new leader and commit writes the
+//! reads miss. Counting ticks from the clock at the start of every turn, before the turn's
+//! inputs are handled, keeps a replica's ticks within one of real time.
+
+use std::time::{Duration, Instant};
+
+pub struct TickClock {
+    length: Duration,
+    start: Instant,
+    delivered: u64,
+}
+
+impl TickClock {
+    pub fn new(length: Duration, start: Instant) -> TickClock {
+        assert!(!length.is_zero(), "a tick has a length");
+        TickClock {
+            length,
+            start,
+            delivered: 0,
+        }
+    }
+
+    /// Whole ticks elapsed by `now` that were not handed out before; counted as handed out.
+    pub fn owed(&mut self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start);
+        let due = u64::try_from(elapsed.as_nanos() / self.length.as_nanos()).unwrap_or(u64::MAX);
+        let owed = due.saturating_sub(self.delivered);
+        self.delivered += owed;
+        owed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owes_every_whole_tick_once_however_late_it_is_asked() {
+        let start = crate::clock::now();
+        let ms = Duration::from_millis;
+        let mut clock = TickClock::new(ms(10), start);
+        assert_eq!(clock.owed(start), 0);
+        assert_eq!(clock.owed(start + ms(9)), 0);
+        assert_eq!(clock.owed(start + ms(10)), 1);
+        assert_eq!(clock.owed(start + ms(15)), 0);
+        // A stall: every tick it spanned, at once.
+        assert_eq!(clock.owed(start + ms(355)), 34);
+        assert_eq!(clock.owed(start + ms(360)), 1);
+        // A clock read before the start (never, with a monotonic clock) owes nothing.
+        assert_eq!(clock.owed(start), 0);
+        assert_eq!(clock.owed(start + ms(371)), 1);
+    }
+}
