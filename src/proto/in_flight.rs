@@ -67,7 +67,9 @@ impl<T> InFlight<T> {
         let (span, allowed) = self.by_id.get(&id).map_or((1, 1), |window| {
             let end = u128::from(window.base) + window.slots.len() as u128;
             let span = end.max(u128::from(sequence) + 1) - u128::from(window.base.min(sequence));
-            (span, span_allowed(window.held))
+            // A sequence inside the window stays there, however few it holds now.
+            let allowed = span_allowed(window.held).max(window.slots.len() as u64);
+            (span, allowed)
         });
         if span > u128::from(allowed) || sequence > u64::MAX - WINDOW_SEQUENCES_MAX {
             self.far.insert(key, value);
