@@ -11,7 +11,8 @@ use cohort::raft::NodeId;
 use cohort::transport::Transport;
 use cohort::wire::Envelope;
 use common::transport::{
-    append, config, loopback_any_port, payload, receive, run_executor, unused_addr, wait_until,
+    append, config, loopback_any_port, payload, raw_peer, read_one_frame, receive, run_executor,
+    unused_addr, wait_until,
 };
 
 const GUARD: Duration = Duration::from_secs(20);
@@ -112,4 +113,45 @@ fn the_acceptor_takes_a_restarted_dialer() {
         node1.close().await;
         node2.close().await;
     });
+}
+
+/// Goal: when a new connection of a peer replaces one that still looks alive (a half-open
+/// connection after the peer's host froze), what the acceptor sends next leaves on the new
+/// one, though the peer sends nothing. Method: a raw peer 1 connects to node 2 and gets a
+/// message; a second raw connection of peer 1 replaces the first, reads, and must get the
+/// next message. The old connection once put its writer's waker over the new one's as it
+/// ended, and the new writer slept until the peer spoke.
+#[test]
+fn a_replacing_connection_gets_what_is_sent_next_though_its_peer_is_silent() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 2 starts");
+        let addr2 = node2.local_addr();
+        let mut old = raw_peer(addr2, 1, 2).await;
+        node2
+            .send(NodeId(1), append(2, 1, 0, 1, payload(2, 0, 1)))
+            .expect("queued");
+        within(GUARD, read_one_frame(&mut old)).await;
+        let mut new = raw_peer(addr2, 1, 2).await;
+        wait_until("the new connection", GUARD, || {
+            node2.stats().connections_established == 2
+        })
+        .await;
+        node2
+            .send(NodeId(1), append(2, 1, 0, 2, payload(2, 0, 2)))
+            .expect("queued");
+        let frame = within(Duration::from_secs(5), read_one_frame(&mut new)).await;
+        assert!(!frame.is_empty());
+        drop(old);
+        node2.close().await;
+    });
+}
+
+/// `work`'s outcome, or a panic after `guard`.
+async fn within<T>(guard: Duration, work: impl std::future::Future<Output = T>) -> T {
+    let timeout = async {
+        glommio::timer::sleep(guard).await;
+        panic!("nothing within {guard:?}");
+    };
+    futures_lite::future::or(work, timeout).await
 }

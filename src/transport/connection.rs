@@ -143,6 +143,8 @@ pub(super) async fn run(
     let stop = Rc::new(Stop::default());
     if let Some(previous) = peer.connection.replace(Some(Rc::clone(&stop))) {
         previous.stop();
+        // Whatever the old writer was woken for is this one's to send.
+        peer.work.notify();
     }
     shared.count(|stats| stats.connections_established += 1);
     shared.renewed.borrow_mut().insert(peer.id);
@@ -166,7 +168,10 @@ pub(super) async fn run(
         CloseReason::PeerRemoved
     };
     let superseded = or(superseded, removed);
-    let reason = or(serve, superseded).await;
+    // The stop first: a superseded connection must not poll its writer again, which would
+    // put its waker in the peer's one `work` slot over the new connection's and leave the
+    // new writer asleep until the peer happened to send something.
+    let reason = or(superseded, serve).await;
     let mut slot = peer.connection.borrow_mut();
     if slot
         .as_ref()
