@@ -1004,3 +1004,26 @@ fn a_leader_that_does_not_forward_drops_forwarded_proposals() {
         assert_eq!(taken, forward, "forwarding {forward}");
     }
 }
+
+/// A late success of index 0 (a follower's answer to a message of an older term, sent at its
+/// newer term) does not end the probe of a new leader's fresh progress, whose match is 0:
+/// it once made the leader send that follower its whole log from index 1, or a snapshot.
+#[test]
+fn a_stale_answer_of_index_0_does_not_restart_replication_from_the_start() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut leader = leader_of_term_2(Config::new(NodeId(1)), Persisted::bootstrap(&voters));
+    let peer_2 = |leader: &Replica| {
+        let status = leader.status();
+        let peer = status.peers.iter().find(|p| p.id == NodeId(2)).unwrap();
+        (peer.state, peer.match_index)
+    };
+    assert_eq!(peer_2(&leader), (ProgressState::Probe, LogIndex(0)));
+    leader.step(term_2(2, 1, acked(0))).unwrap();
+    assert_eq!(peer_2(&leader), (ProgressState::Probe, LogIndex(0)));
+    let mut ready = leader.ready();
+    assert!(
+        appended(&mut ready).iter().all(|&(to, _)| to != 2),
+        "nothing sent to node 2 from the start"
+    );
+    leader.advance(ready.ack());
+}

@@ -223,9 +223,12 @@ impl Replica {
         }
         let was_paused = progress.is_paused();
         // A probe answered at the known match also ends probing: the follower holds the log
-        // up to there, nothing more was sent.
-        let probe_confirmed =
-            progress.state == ProgressState::Probe && response.index == progress.match_index;
+        // up to there, nothing more was sent. Only the probe actually sent (from the match
+        // on): a new leader's fresh progress has match 0, and a late answer of 0 (to a message
+        // of an older term) once sent it the whole log, or a snapshot.
+        let probe_confirmed = progress.state == ProgressState::Probe
+            && response.index == progress.match_index
+            && response.index == progress.next_index.prev();
         if !progress.maybe_update(response.index) && !probe_confirmed {
             return;
         }
