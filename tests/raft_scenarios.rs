@@ -1027,3 +1027,27 @@ fn a_stale_answer_of_index_0_does_not_restart_replication_from_the_start() {
     );
     leader.advance(ready.ack());
 }
+
+/// Leadership goes only to a voter of the configuration being entered: one that only the
+/// outgoing half of a joint configuration holds would win, step down once the joint
+/// configuration is left, and leave the group leaderless for an election timeout.
+#[test]
+fn leadership_is_not_handed_to_a_voter_on_its_way_out() {
+    let mut cluster = cluster(4, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let leaving = followers(&cluster, leader)[0];
+    let mut removal = change(&[(ConfChangeKind::Remove, leaving.0)]);
+    removal.transition = ConfChangeTransition::Explicit;
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&removal)
+        .unwrap();
+    cluster.stabilize().unwrap();
+    let conf = cluster.replica(leader).conf_state().clone();
+    assert!(conf.voters_outgoing.contains(&leaving), "joint: {conf:?}");
+    assert!(!conf.voters.contains(&leaving), "joint: {conf:?}");
+    assert_eq!(
+        cluster.replica_mut(leader).transfer_leader(leaving),
+        Err(TransferError::NotAVoter { node: leaving })
+    );
+}

@@ -409,3 +409,32 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         other => panic!("wanted Failed, got {other:?}"),
     }
 }
+
+/// Goal: adding a node that a joint configuration is taking out is not "done": it would
+/// leave the group once the joint configuration is left. Method: the leader enters a joint
+/// configuration without node 3 (and stays in it); adding node 3 is then not finished.
+#[test]
+fn adding_a_node_on_its_way_out_is_not_done() {
+    use cohort::proto::members::{MemberChange, MemberOp};
+    use cohort::raft::{ConfChange, ConfChangeKind, ConfChangeTransition};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    let mut removal = ConfChange::single(ConfChangeKind::Remove, NodeId(3));
+    removal.transition = ConfChangeTransition::Explicit;
+    trio.groups[0]
+        .replica
+        .propose_conf_change(&removal)
+        .expect("proposed");
+    trio.pump();
+    let conf = trio.groups[0].replica.conf_state().clone();
+    assert!(conf.voters_outgoing.contains(&NodeId(3)), "joint: {conf:?}");
+    let add = MemberChange {
+        group: 0,
+        node: 3,
+        op: MemberOp::AddLearner {
+            address: "node3:7000".to_string(),
+        },
+    };
+    let outcome = membership::finished(&trio.groups[0], &add);
+    assert!(outcome.is_none(), "{outcome:?}");
+}

@@ -57,7 +57,7 @@ impl Replica {
         }
         if self
             .lead_transferee
-            .is_some_and(|to| !self.conf.is_voter(to))
+            .is_some_and(|to| !self.conf.voters.contains(&to))
         {
             self.lead_transferee = None;
         }

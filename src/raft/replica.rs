@@ -416,7 +416,9 @@ impl Replica {
         if to == self.id {
             return Ok(());
         }
-        if !self.conf.is_voter(to) {
+        // A voter of the configuration being entered: one only the outgoing half of a joint
+        // configuration holds would step down once it is left, leaving the group leaderless.
+        if !self.conf.voters.contains(&to) {
             return Err(TransferError::NotAVoter { node: to });
         }
         if self.lead_transferee == Some(to) {

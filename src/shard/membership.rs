@@ -155,8 +155,13 @@ pub fn finished(group: &Group, change: &MemberChange) -> Option<MemberOutcome> {
     let conf = replica.conf_state();
     let node = NodeId(change.node);
     let member = conf.members().contains(&node);
+    // A member of the configuration that holds once any joint one is left: a node only in
+    // its outgoing half is on its way out, not added.
+    let stays = [&conf.voters, &conf.learners, &conf.learners_next]
+        .into_iter()
+        .any(|nodes| nodes.contains(&node));
     let done = match change.op {
-        MemberOp::AddLearner { .. } => member,
+        MemberOp::AddLearner { .. } => stays,
         MemberOp::Promote => conf.voters.contains(&node) && !conf.is_joint(),
         MemberOp::Remove => !member && !conf.is_joint(),
     };
