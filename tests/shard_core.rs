@@ -59,6 +59,8 @@ struct RecordingLog {
     short_of_space: Option<String>,
     /// A snapshot taken since the last sync began: like the WAL's marker, it waits for one.
     snapshot_unsynced: bool,
+    /// Snapshots received whose state machine loads ("stored" at once), for the core.
+    received: Vec<(GroupId, Message)>,
 }
 
 /// Holds syncs in flight while closed, and counts the syncs begun; holds snapshot encodes
@@ -189,6 +191,18 @@ impl CoreLog for RecordingLog {
         std::mem::take(&mut self.encoded)
     }
 
+    fn receive_snapshot(&mut self, group: GroupId, message: Message) {
+        if let MessageBody::InstallSnapshot(snapshot) = &message.body
+            && cohort::shard::core::snapshot_loads(snapshot).is_ok()
+        {
+            self.received.push((group, message));
+        }
+    }
+
+    fn take_received(&mut self) -> Vec<(GroupId, Message)> {
+        std::mem::take(&mut self.received)
+    }
+
     fn maintain(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -307,6 +321,7 @@ fn core_of_groups(
             gate,
             short_of_space,
             snapshot_unsynced: false,
+            received: Vec::new(),
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),

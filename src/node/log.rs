@@ -6,7 +6,7 @@
 //! its shared body, so a big entry's bytes reach the page cache with the kernel's copy only.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ use bytes::Bytes;
 
 use crate::kv::SnapshotJob;
 use crate::raft::{
-    Entry, EntryKind, GroupId, HardState, LogIndex, NodeId, Persisted, Ready, Snapshot, Term,
+    Entry, EntryKind, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Ready,
+    Snapshot, Term,
 };
 use crate::shard::core::CoreLog;
 
@@ -51,6 +52,20 @@ pub struct WalLog {
     /// Snapshots being encoded on a blocking thread: group → (index, `Some(bytes)` once
     /// done).
     snapshots_encoding: BTreeMap<u32, (u64, Slot<Bytes>)>,
+    /// Snapshots received from peers, being checked and stored on a blocking thread before
+    /// Raft sees them, in the order they came.
+    snapshots_receiving: VecDeque<ReceivedSnapshot>,
+    /// (group, index) of the received snapshots whose files are durable and which Raft may
+    /// install: the Ready that installs one only writes the WAL's part.
+    snapshots_stored: BTreeSet<(u32, u64)>,
+}
+
+/// A snapshot received from a peer: the message, and `Some(outcome)` once its check and the
+/// write of its file are done.
+struct ReceivedSnapshot {
+    group: u32,
+    message: Message,
+    stored: Slot<Result<(), String>>,
 }
 
 /// Where a job on glommio's blocking thread leaves its result for the loop to pick up.
@@ -161,6 +176,8 @@ impl WalLog {
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshots_encoding: BTreeMap::new(),
+            snapshots_receiving: VecDeque::new(),
+            snapshots_stored: BTreeSet::new(),
         };
         let mut recovered = BTreeMap::new();
         let mut written = false;
@@ -462,10 +479,72 @@ fn decode_entry(group: u32, entry: WalEntry) -> Result<Entry, String> {
 impl CoreLog for WalLog {
     fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
         if let Some(snapshot) = ready.snapshot() {
-            // A snapshot from the leader replaces the log before this Ready's entries.
-            self.install(group.0, snapshot)?;
+            // A snapshot from the leader replaces the log before this Ready's entries. Its
+            // file was stored before Raft saw it, unless it came another way.
+            let index = snapshot.meta.index.0;
+            let stored = self.snapshots_stored.remove(&(group.0, index));
+            // Any older one of the group is out of date now.
+            self.snapshots_stored
+                .retain(|&(g, i)| g != group.0 || i > index);
+            if stored {
+                self.settle(group.0, snapshot)?;
+            } else {
+                self.install(group.0, snapshot)?;
+            }
         }
         self.write(group.0, ready.entries(), ready.hard_state())
+    }
+
+    fn receive_snapshot(&mut self, group: GroupId, message: Message) {
+        let stored = Rc::new(RefCell::new(None));
+        let MessageBody::InstallSnapshot(snapshot) = &message.body else {
+            return;
+        };
+        let (dir, snapshot, slot) = (self.dir.clone(), snapshot.clone(), Rc::clone(&stored));
+        glommio::spawn_local(async move {
+            let job = move || {
+                crate::shard::core::snapshot_loads(&snapshot)?;
+                snapshot_file::write(&dir, group.0, &snapshot)
+                    .map_err(|error| format!("its file cannot be written: {error}"))
+            };
+            let outcome = glommio::executor().spawn_blocking(job).await;
+            *slot.borrow_mut() = Some(outcome);
+        })
+        .detach();
+        self.snapshots_receiving.push_back(ReceivedSnapshot {
+            group: group.0,
+            message,
+            stored,
+        });
+    }
+
+    fn take_received(&mut self) -> Vec<(GroupId, Message)> {
+        let mut stored = Vec::new();
+        while let Some(front) = self.snapshots_receiving.front() {
+            let Some(outcome) = front.stored.borrow_mut().take() else {
+                break;
+            };
+            let received = self.snapshots_receiving.pop_front().expect("a front");
+            let (group, message) = (received.group, received.message);
+            let index = match &message.body {
+                MessageBody::InstallSnapshot(snapshot) => snapshot.meta.index.0,
+                _ => unreachable!("only snapshots are received"),
+            };
+            match outcome {
+                Ok(()) => {
+                    self.snapshots_stored.insert((group, index));
+                    stored.push((GroupId(group), message));
+                }
+                Err(why) => tracing::warn!(
+                    group,
+                    from = message.from.0,
+                    index,
+                    why,
+                    "dropped a snapshot from a peer; the leader sends it again"
+                ),
+            }
+        }
+        stored
     }
 
     /// The file is written on glommio's blocking thread (encoding happened on the loop; the
@@ -768,6 +847,74 @@ mod tests {
                 }
                 assert_eq!(marker(&log), 3, "written again, then marked");
                 assert!(snapshot_file::path(&dir, GROUP, 3).exists());
+            }
+        };
+        crate::node::on_one_executor("wal-log-test", work).expect("executor");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A snapshot from a peer is checked and its file written off the loop before Raft sees
+    /// it: one whose file cannot be written (its temporary path is a folder here; on a node,
+    /// a full disk) is dropped, not fatal, and one whose state machine does not load is
+    /// dropped without a file; a good one comes back with its file durable, once.
+    #[test]
+    fn a_received_snapshot_is_stored_before_raft_sees_it_and_dropped_if_it_cannot_be() {
+        let dir = temp_dir("received");
+        let work = {
+            let dir = dir.clone();
+            move || async move {
+                let voters = [NodeId(1), NodeId(2), NodeId(3)];
+                let bootstrap = Persisted::bootstrap(&voters);
+                let groups = BTreeSet::from([GROUP]);
+                let (mut log, _) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
+                    .await
+                    .expect("open");
+                let install = |index: u64, data: Bytes| Message {
+                    from: NodeId(2),
+                    to: NodeId(1),
+                    term: Term(2),
+                    body: MessageBody::InstallSnapshot(Box::new(Snapshot {
+                        meta: SnapshotMeta {
+                            index: LogIndex(index),
+                            term: Term(2),
+                            conf_state: ConfState {
+                                voters: voters.to_vec(),
+                                ..ConfState::default()
+                            },
+                        },
+                        data,
+                    })),
+                };
+                let mut kv = crate::kv::KvStore::new();
+                kv.skip(7);
+                let state = kv.encode_snapshot();
+                let blocker = snapshot_file::path(&dir, GROUP, 7).with_extension("snap.tmp");
+                std::fs::create_dir(&blocker).expect("blocker");
+                log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
+                log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
+                let mut taken = Vec::new();
+                for _ in 0..1000 {
+                    taken.extend(log.take_received());
+                    if log.snapshots_receiving.is_empty() {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(log.snapshots_receiving.is_empty(), "never done");
+                assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
+                assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
+                std::fs::remove_dir(&blocker).expect("unblock");
+                log.receive_snapshot(GroupId(GROUP), install(7, state));
+                for _ in 0..1000 {
+                    taken.extend(log.take_received());
+                    if log.snapshots_receiving.is_empty() {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(taken.len(), 1);
+                assert!(snapshot_file::path(&dir, GROUP, 7).exists());
+                assert!(log.snapshots_stored.contains(&(GROUP, 7)));
             }
         };
         crate::node::on_one_executor("wal-log-test", work).expect("executor");

@@ -84,6 +84,16 @@ pub trait CoreLog {
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
     /// A snapshot of `group` is still being encoded or stored: take no other until it is.
     fn snapshot_in_flight(&self, group: GroupId) -> bool;
+    /// `message`, a whole snapshot a peer sent for `group`, is to be installed: check that
+    /// its state machine loads ([`snapshot_loads`]) and make its file durable where neither
+    /// holds up the loop (a big state took seconds of it, and every group of the core
+    /// stalled); [`CoreLog::take_received`] hands it back for Raft once done. One that does
+    /// not load or cannot be stored (a full disk) is dropped with a warning, as Raft may lose
+    /// any message: the leader sends it again. The Ready that installs it then finds its
+    /// file in place.
+    fn receive_snapshot(&mut self, group: GroupId, message: Message);
+    /// The received snapshots whose files are durable, in the order they were received.
+    fn take_received(&mut self) -> Vec<(GroupId, Message)>;
     /// Entries a compaction dropped: free them (and the buffers they hold) where that does
     /// not hold up the loop. By default, here and now.
     fn release(&mut self, entries: Vec<Entry>) {
@@ -429,6 +439,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for (group, index, data) in self.log.take_encoded() {
             self.compact(group.0, index, data)?;
         }
+        for (group, message) in self.log.take_received() {
+            if let Some(g) = self.groups.get_mut(&group.0)
+                && let Err(error) = g.replica.step(message)
+            {
+                tracing::debug!(group = group.0, %error, "snapshot refused");
+            }
+        }
         Ok(())
     }
 
@@ -463,10 +480,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             if let Some(ack) = ack {
                                 self.net.send(ack);
                             }
-                            match whole {
-                                Some(whole) if kv_snapshot_fits(group.0, &whole) => whole,
-                                _ => continue,
+                            if let Some(whole) = whole {
+                                self.receive_snapshot(group.0, whole);
                             }
+                            continue;
                         }
                         MessageBody::SnapshotAck {
                             index,
@@ -485,8 +502,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             }
                             continue;
                         }
-                        // Whole (not streamed) from a peer: checked as a streamed one is.
-                        MessageBody::InstallSnapshot(_) if !kv_snapshot_fits(group.0, &message) => {
+                        // Whole (not streamed) from a peer: stored as a streamed one is.
+                        MessageBody::InstallSnapshot(_) => {
+                            self.receive_snapshot(group.0, message);
                             continue;
                         }
                         _ => message,
@@ -569,6 +587,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Ticks the groups have had.
     pub fn ticks(&self) -> u64 {
         self.ticks
+    }
+
+    /// A whole snapshot from a peer: stored off the loop first (see
+    /// [`CoreLog::receive_snapshot`]) if Raft may install it; stepped at once if it will not
+    /// (an older term, or one its log already holds committed, which it answers).
+    fn receive_snapshot(&mut self, group: u32, message: Message) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let MessageBody::InstallSnapshot(snapshot) = &message.body else {
+            return;
+        };
+        let replica = &g.replica;
+        if message.term < replica.term() || snapshot.meta.index <= replica.commit() {
+            if let Err(error) = g.replica.step(message) {
+                tracing::debug!(group, %error, "message refused");
+            }
+            return;
+        }
+        self.log.receive_snapshot(GroupId(group), message);
     }
 
     fn start_transfer(&mut self, group: u32, to: u64, reply: Inbox<TransferOutcome>) {
@@ -1152,58 +1190,51 @@ fn send_all(
 /// machine this node can load, at the snapshot's own index. Checked before the core takes
 /// it: once taken, it is made durable, and one that failed to load then would stop the
 /// node at every restart. A refused one is dropped, as a lost message is.
-fn kv_snapshot_fits(group: u32, message: &Message) -> bool {
-    let MessageBody::InstallSnapshot(snapshot) = &message.body else {
-        return true;
-    };
+/// Whether a snapshot from a peer holds a state machine that loads, at the snapshot's own
+/// index: one that does not would be made durable, then stop the node at every restart.
+pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
     if snapshot.data.is_empty() {
-        return true;
+        // No state machine at all (a group's bare log): nothing to check.
+        return Ok(());
     }
     let index = snapshot.meta.index.0;
-    let why = match KvStore::decode_snapshot(&snapshot.data) {
-        Ok(kv) if kv.applied_index() == index => return true,
-        Ok(kv) => format!("it holds the state at {}", kv.applied_index()),
-        Err(error) => error.to_string(),
-    };
-    tracing::warn!(
-        group,
-        from = message.from.0,
-        index,
-        why,
-        "refused a streamed snapshot whose state machine does not load"
-    );
-    false
+    match KvStore::decode_snapshot(&snapshot.data) {
+        Ok(kv) if kv.applied_index() == index => Ok(()),
+        Ok(kv) => Err(format!(
+            "its state machine is at {}, not at its index {index}",
+            kv.applied_index()
+        )),
+        Err(error) => Err(format!("its state machine does not load: {error}")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{NodeId, Snapshot, SnapshotMeta, Term};
+    use crate::raft::{Snapshot, SnapshotMeta, Term};
 
-    fn install(index: u64, data: Bytes) -> Message {
+    fn snapshot(index: u64, data: Bytes) -> Snapshot {
         let meta = SnapshotMeta {
             index: LogIndex(index),
             term: Term(2),
             conf_state: Default::default(),
         };
-        Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: Term(2),
-            body: MessageBody::InstallSnapshot(Box::new(Snapshot { meta, data })),
-        }
+        Snapshot { meta, data }
     }
 
     #[test]
-    fn a_streamed_snapshot_is_taken_only_if_its_state_machine_loads_at_its_index() {
+    fn a_received_snapshot_loads_only_if_its_state_machine_loads_at_its_index() {
         let mut kv = KvStore::new();
         kv.skip(3);
         let state = kv.encode_snapshot();
-        assert!(kv_snapshot_fits(0, &install(3, state.clone())));
-        assert!(!kv_snapshot_fits(0, &install(4, state)), "another index");
+        assert!(snapshot_loads(&snapshot(3, state.clone())).is_ok());
+        assert!(
+            snapshot_loads(&snapshot(4, state)).is_err(),
+            "another index"
+        );
         let garbage = Bytes::from_static(b"not a state machine");
-        assert!(!kv_snapshot_fits(0, &install(3, garbage)));
+        assert!(snapshot_loads(&snapshot(3, garbage)).is_err());
         // No state machine at all (a group's bare log): nothing to check.
-        assert!(kv_snapshot_fits(0, &install(3, Bytes::new())));
+        assert!(snapshot_loads(&snapshot(3, Bytes::new())).is_ok());
     }
 }
