@@ -298,10 +298,16 @@ impl WalLog {
             .map(|e| decode_entry(group, e))
             .collect::<Result<Vec<_>, _>>()?;
         let stored = state.hard_state.unwrap_or_default();
+        // A vote belongs to its term: none in a term raised to the snapshot's.
+        let vote = if snapshot.meta.term > Term(stored.term) {
+            NodeId::NONE
+        } else {
+            NodeId(stored.vote)
+        };
         let persisted = Persisted {
             hard_state: HardState {
                 term: Term(stored.term).max(snapshot.meta.term),
-                vote: NodeId(stored.vote),
+                vote,
                 commit: LogIndex(stored.commit).max(snapshot.meta.index),
             },
             snapshot,
@@ -788,6 +794,27 @@ mod tests {
         let recovered = with_log(&dir, |_| {});
         let indexes: Vec<_> = recovered.entries.iter().map(|e| e.index.0).collect();
         assert_eq!(indexes, [9]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A snapshot file of a later term than the stored hard state (the crash came before the
+    /// term was stored) raises the term, and the vote of the older term does not come along.
+    #[test]
+    fn a_term_raised_to_a_snapshot_file_holds_no_vote() {
+        let dir = temp_dir("vote");
+        with_log(&dir, |log| {
+            let voted = HardState {
+                term: Term(1),
+                vote: NodeId(2),
+                commit: LogIndex(0),
+            };
+            log.write(GROUP, &entries(2..=4, 1), Some(voted))
+                .expect("write");
+        });
+        snapshot_file_alone(&dir, 8, 3);
+        let recovered = with_log(&dir, |_| {});
+        assert_eq!(recovered.hard_state.term, Term(3));
+        assert_eq!(recovered.hard_state.vote, NodeId::NONE);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
