@@ -39,22 +39,59 @@ const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
 /// The end of every well-behaved connection: not worth a log line.
 const CLOSED_BY_CLIENT: &str = "closed by the client";
 
-/// Accept client connections until the listener fails or the inbox closes.
+/// Client connections one core serves at once. Each holds a socket and buffers of up to a
+/// frame; past it a new connection is closed at once, so a flood of clients cannot take
+/// every file descriptor of the process (the peers' listener and the WAL need some too) or
+/// its memory.
+pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
+
+/// After a failed accept (out of file descriptors, most likely), the next waits this long
+/// rather than spin on the same error.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Counts a core's open client connections; one is held per connection.
+struct Open(Rc<Cell<usize>>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Accept client connections until the listener fails or the inbox closes; at most
+/// `connections_max` at once ([`CLIENT_CONNECTIONS_MAX`] on a node).
 pub async fn serve(
     listener: TcpListener,
     sockets: SocketOptions,
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
+    connections_max: usize,
 ) {
     let next_conn = Rc::new(Cell::new(1u64));
+    let open = Rc::new(Cell::new(0usize));
+    let mut said_full = false;
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(%error, "client accept failed");
+                tracing::warn!(%error, "client accept failed; trying again in {ACCEPT_RETRY:?}");
+                glommio::timer::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
+        if open.get() >= connections_max {
+            // Said once per crowd, not once per refused connection.
+            if !said_full {
+                tracing::warn!(
+                    "{connections_max} client connections open on this core: new ones are \
+                     closed at once until some end"
+                );
+            }
+            said_full = true;
+            drop(stream);
+            continue;
+        }
+        said_full = false;
         if let Err(error) = tune_accepted(&stream, sockets) {
             tracing::warn!(%error, "client connection refused: cannot set its socket options");
             continue;
@@ -63,7 +100,13 @@ pub async fn serve(
         next_conn.set(conn + 1);
         let inbox = inbox.clone();
         let topology = Rc::clone(&topology);
-        glommio::spawn_local(serve_conn(conn, stream, inbox, topology)).detach();
+        open.set(open.get() + 1);
+        let held = Open(Rc::clone(&open));
+        glommio::spawn_local(async move {
+            serve_conn(conn, stream, inbox, topology).await;
+            drop(held);
+        })
+        .detach();
     }
 }
 
@@ -293,6 +336,59 @@ mod tests {
     use super::*;
     use crate::kv::OpResult;
     use crate::proto::client::decode_responses;
+
+    /// Past its cap a core closes new client connections at once, and serves new ones again
+    /// once some ended.
+    #[test]
+    fn connections_past_the_cap_are_closed_until_some_end() {
+        use futures_lite::AsyncReadExt;
+        use std::time::Duration;
+        crate::node::on_one_executor("client-cap", || async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let base = format!("127.0.0.1:{}", address.port() - 1);
+            let topology = Topology {
+                node_id: 1,
+                cores: 1,
+                groups: 1,
+                members: vec![(1, base.clone())],
+            };
+            let sockets = SocketOptions {
+                buffer_bytes: 1 << 16,
+                unacked_timeout: Duration::from_secs(10),
+            };
+            let inbox = Inbox::new(64);
+            let topology = Rc::new(RefCell::new(topology));
+            glommio::spawn_local(serve(listener, sockets, inbox, topology, 2)).detach();
+            let first = TcpStream::connect(address).await.expect("connect");
+            let _second = TcpStream::connect(address).await.expect("connect");
+            let mut third = TcpStream::connect(address).await.expect("connect");
+            let mut byte = [0u8; 1];
+            let read =
+                futures_lite::future::or(async { Some(third.read(&mut byte).await) }, async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    None
+                });
+            let read = read.await;
+            assert!(
+                matches!(read, Some(Ok(0) | Err(_))),
+                "the third is closed: {read:?}"
+            );
+            drop(first);
+            let timeout = Duration::from_millis(200);
+            for _ in 0..50 {
+                if crate::client::fetch_topology(std::slice::from_ref(&base), timeout)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("no connection served after the first ended");
+        })
+        .expect("executor");
+    }
 
     /// Collects what is written to it.
     struct Sink(Rc<RefCell<Vec<u8>>>);

@@ -246,6 +246,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             client_sockets,
             inbox.clone(),
             Rc::clone(&topology),
+            super::clients::CLIENT_CONNECTIONS_MAX,
         )),
         glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
     ];
