@@ -1448,3 +1448,39 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
     };
     run_beside(core, driver);
 }
+
+/// Stale reads of client 5 on connection `conn`, sequences `sequences`, in one frame.
+fn stale_gets(conn: u64, sequences: std::ops::RangeInclusive<u64>) -> Input {
+    let requests = sequences
+        .map(|sequence| {
+            let command = Command {
+                client_id: 5,
+                sequence,
+                first_unacked: sequence,
+                ops: smallvec![Op::Get {
+                    key: Bytes::from_static(b"k"),
+                }],
+            };
+            Ok(Request {
+                command,
+                consistency: Consistency::Stale,
+            })
+        })
+        .collect();
+    Input::Requests { conn, requests }
+}
+
+/// A client that asks without reading is cut off once its unread answers (not its batches of
+/// answers, one per turn) pass its outbox's capacity: a batch holds every answer a turn
+/// earned, so counting batches let a client that sent frames packed with reads hold
+/// gigabytes. A first batch fits an empty outbox whatever its size.
+#[test]
+fn a_client_is_cut_off_by_the_answers_it_left_unread_not_by_their_batches() {
+    let events = Events::default();
+    let (core, inbox, outbox, _) = leader_1(&events, None);
+    // The outbox of `leader_1` holds 16.
+    let core = turn(core, &inbox, stale_gets(1, 1..=20));
+    assert!(!outbox.is_closed(), "a first batch fits whatever its size");
+    let _core = turn(core, &inbox, stale_gets(1, 21..=21));
+    assert!(outbox.is_closed(), "21 answers unread: cut off");
+}

@@ -32,9 +32,12 @@ use crate::wire::limits::{
 };
 use crate::wire::{EncodeError, FrameEncoder};
 
-/// Answer batches a connection may have waiting for its writer: past it, the core cuts the
-/// client off (it keeps asking without reading its answers).
-const RESPONSE_BATCHES_QUEUED_MAX: usize = 1024;
+/// Answers a connection may have waiting for its writer (the core hands them over in one
+/// batch per turn, weighed by its answers): past it, the core cuts the client off (it keeps
+/// asking without reading its answers). Counted in answers, not batches: a batch holds
+/// every answer a turn earned, and one per turn of frames packed with reads let a client
+/// that never read hold gigabytes before it was cut off.
+const RESPONSES_QUEUED_MAX: usize = 65_536;
 
 /// The end of every well-behaved connection: not worth a log line.
 const CLOSED_BY_CLIENT: &str = "closed by the client";
@@ -130,7 +133,7 @@ async fn serve_conn(
             return;
         }
     };
-    let outbox: Inbox<Vec<Response>> = Inbox::new(RESPONSE_BATCHES_QUEUED_MAX);
+    let outbox: Inbox<Vec<Response>> = Inbox::new(RESPONSES_QUEUED_MAX);
     if !inbox
         .push(Input::Connected {
             conn,
@@ -253,7 +256,7 @@ async fn read_requests(
 
 /// Why the core closed a connection's outbox (see `Core::deliver`).
 fn cut_off_reason() -> String {
-    format!("the client left {RESPONSE_BATCHES_QUEUED_MAX} answer batches unread")
+    format!("the client left about {RESPONSES_QUEUED_MAX} answers unread")
 }
 
 async fn next_frame(

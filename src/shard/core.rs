@@ -1138,7 +1138,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             };
             // A client that keeps asking but does not read its answers fills its outbox: cut
             // it off rather than hold its answers without bound.
-            if outbox.try_push(responses).is_err() {
+            let weight = responses.len();
+            if outbox.try_push_weighing(responses, weight).is_err() {
                 outbox.close();
                 self.outboxes.remove(&conn);
             }

@@ -10,6 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 struct State<T> {
     items: VecDeque<T>,
+    /// What the items weigh together: one each, unless pushed with a weight.
+    weight: usize,
     capacity: usize,
     consumer: Option<Waker>,
     producers: Vec<Waker>,
@@ -34,6 +36,7 @@ impl<T> Inbox<T> {
         Inbox {
             state: Rc::new(RefCell::new(State {
                 items: VecDeque::new(),
+                weight: 0,
                 capacity: capacity.max(1),
                 consumer: None,
                 producers: Vec::new(),
@@ -50,11 +53,12 @@ impl<T> Inbox<T> {
             if state.closed {
                 return Poll::Ready(false);
             }
-            if state.items.len() >= state.capacity {
+            if state.weight >= state.capacity {
                 state.producers.push(cx.waker().clone());
                 return Poll::Pending;
             }
             state.items.push_back(item.take().expect("pushed once"));
+            state.weight += 1;
             if let Some(waker) = state.consumer.take() {
                 waker.wake();
             }
@@ -65,11 +69,20 @@ impl<T> Inbox<T> {
 
     /// Add an item if there is room; give it back if the inbox is full or closed.
     pub fn try_push(&self, item: T) -> Result<(), T> {
+        self.try_push_weighing(item, 1)
+    }
+
+    /// As [`Inbox::try_push`], for an item that counts as `weight` items (a batch of that
+    /// many answers, say): it fits while the items held weigh at most the capacity with it,
+    /// or if the inbox is empty.
+    pub fn try_push_weighing(&self, item: T, weight: usize) -> Result<(), T> {
         let mut state = self.state.borrow_mut();
-        if state.closed || state.items.len() >= state.capacity {
+        let full = !state.items.is_empty() && state.weight.saturating_add(weight) > state.capacity;
+        if state.closed || full {
             return Err(item);
         }
         state.items.push_back(item);
+        state.weight = state.weight.saturating_add(weight);
         if let Some(waker) = state.consumer.take() {
             waker.wake();
         }
@@ -85,6 +98,7 @@ impl<T> Inbox<T> {
     pub fn push_now(&self, item: T) {
         let mut state = self.state.borrow_mut();
         state.items.push_back(item);
+        state.weight += 1;
         if let Some(waker) = state.consumer.take() {
             waker.wake();
         }
@@ -118,6 +132,7 @@ impl<T> Inbox<T> {
             return Poll::Pending;
         }
         into.extend(state.items.drain(..));
+        state.weight = 0;
         for waker in state.producers.drain(..) {
             waker.wake();
         }
@@ -174,6 +189,24 @@ mod tests {
         assert!(inbox.is_closed());
         assert!(!block_on(inbox.push(5)));
         assert_eq!(inbox.try_push(6), Err(6));
+    }
+
+    #[test]
+    fn weighed_items_fill_it_by_their_weight_and_one_always_fits_an_empty_one() {
+        let inbox = Inbox::new(10);
+        assert_eq!(inbox.try_push_weighing('a', 6), Ok(()));
+        assert_eq!(inbox.try_push_weighing('b', 4), Ok(()));
+        assert_eq!(inbox.try_push_weighing('c', 1), Err('c'), "full at ten");
+        assert_eq!(inbox.try_push('c'), Err('c'));
+        let mut taken = Vec::new();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, ['a', 'b']);
+        assert_eq!(
+            inbox.try_push_weighing('d', 50),
+            Ok(()),
+            "alone, whatever it weighs"
+        );
+        assert_eq!(inbox.try_push('e'), Err('e'));
     }
 
     /// Wakes count how often it was woken.
