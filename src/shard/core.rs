@@ -892,6 +892,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // new leader never sees a log that has not said it yet.
             if let Some((role, leader)) = ready.soft_state() {
                 (self.on_role)(id, role, leader.0, group.replica.term().0);
+                if role != Role::Leader {
+                    // Its snapshots on their way out are a deposed leader's: the followers
+                    // would take them in, then Raft would drop them.
+                    self.streams.stop_group(id);
+                }
             }
             send_all(
                 &mut self.net,

@@ -139,6 +139,11 @@ impl SnapshotStreams {
         None
     }
 
+    /// Stop sending every snapshot of `group` (this node no longer leads it).
+    pub fn stop_group(&mut self, group: u32) {
+        self.outgoing.retain(|&(_, g), _| g != group);
+    }
+
     /// Send the chunks each stream's window allows; `send` answers false when the peer's queue
     /// is full (the rest waits for the next call).
     pub fn pump(&mut self, mut send: impl FnMut(Envelope) -> bool) {
@@ -501,6 +506,21 @@ mod tests {
             completed, 1,
             "the last ack, and only it, reports the stream complete"
         );
+    }
+
+    /// A node that stops leading a group stops its streams of that group's snapshots (the
+    /// followers would take a deposed leader's snapshot in, and Raft drop it), and only
+    /// that group's.
+    #[test]
+    fn stopping_a_group_stops_its_streams_only() {
+        let mut sender = streams();
+        sender.offer(4, install(snapshot(9, 95)));
+        sender.offer(5, install(snapshot(9, 95)));
+        sender.stop_group(4);
+        let sent = pump(&mut sender);
+        assert!(!sent.is_empty());
+        assert!(sent.iter().all(|e| e.group.0 == 5), "only group 5 goes on");
+        assert!(!sender.streaming(4) && sender.streaming(5));
     }
 
     #[test]
