@@ -155,3 +155,51 @@ async fn within<T>(guard: Duration, work: impl std::future::Future<Output = T>) 
     };
     futures_lite::future::or(work, timeout).await
 }
+
+/// Goal: a peer that takes each connection and closes it at once (for a reason that lasts)
+/// is dialed with a growing backoff, not every `reconnect_delay_min`. Method: a raw node 2
+/// answers node 1's handshake and closes, for 1.5 s; the dialer's delays (5 ms doubling to
+/// 200 ms) allow about a dozen connections, where resetting the backoff at every handshake
+/// made hundreds.
+#[test]
+fn a_peer_that_closes_every_connection_at_once_is_dialed_with_a_growing_backoff() {
+    use cohort::wire::Handshake;
+    use common::transport::{CLUSTER, handshake_frame};
+    use futures_lite::AsyncWriteExt;
+    let accepted = run_executor(|| async {
+        let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr2 = listener.local_addr().expect("address");
+        let mut node1_config = config(1, loopback_any_port(), &[(2, addr2)]);
+        node1_config.reconnect_delay_max = Duration::from_millis(200);
+        let node1 = Transport::start(node1_config).expect("node 1 starts");
+        let answer = handshake_frame(&Handshake::current(CLUSTER, NodeId(2), 0));
+        let accepting = async {
+            let mut accepted = 0u32;
+            loop {
+                let mut stream = listener.accept().await.expect("accepts");
+                accepted += 1;
+                read_one_frame(&mut stream).await;
+                let _ = stream.write_all(&answer).await;
+                // Give the dialer the answer before the close.
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                drop(stream);
+                if accepted > 1000 {
+                    return accepted;
+                }
+            }
+        };
+        let counted = futures_lite::future::or(accepting, async {
+            glommio::timer::sleep(Duration::from_millis(1500)).await;
+            0
+        });
+        let _ = counted.await;
+        let established = node1.stats().connections_established;
+        node1.close().await;
+        established
+    });
+    assert!(
+        accepted >= 2,
+        "the dialer connected, then again: {accepted}"
+    );
+    assert!(accepted < 50, "{accepted} connections in 1.5 s");
+}
