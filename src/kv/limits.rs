@@ -21,3 +21,14 @@ pub const SESSIONS_MAX: usize = 65_536;
 /// requests one client may have outstanding. Past it the oldest reply is dropped, and a retry
 /// of that request is answered `SessionExpired`, never applied twice.
 pub const REPLIES_PER_SESSION_MAX: usize = 4_096;
+
+/// Bytes of replies one session keeps (estimated: a fixed cost per operation result plus
+/// the values it holds). Past it the oldest replies are dropped as past the count above: a
+/// client that never acknowledges with writes of a thousand operations each would otherwise
+/// keep 4,096 replies of about 48 KiB each, on every replica and in every snapshot. The
+/// newest reply is always kept.
+pub const REPLY_BYTES_PER_SESSION_MAX: usize = 1 << 20;
+
+/// Bytes of replies all sessions of one group keep together: past it the least recently
+/// active sessions are forgotten, as past `SESSIONS_MAX`.
+pub const SESSION_BYTES_MAX: usize = 64 << 20;

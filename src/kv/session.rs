@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 use std::rc::Rc;
 
-use super::limits::{REPLIES_PER_SESSION_MAX, SESSIONS_MAX};
+use super::limits::{
+    REPLIES_PER_SESSION_MAX, REPLY_BYTES_PER_SESSION_MAX, SESSION_BYTES_MAX, SESSIONS_MAX,
+};
 use super::store::OpResult;
 
 /// The results of one applied request: shared by the reply and the session's memory of it,
@@ -32,6 +34,32 @@ pub(crate) struct Session {
     pub(crate) first_unacked: u64,
     /// The log index of the session's latest request, for least-recently-active eviction.
     pub(crate) last_index: u64,
+    /// What its replies weigh (see [`reply_bytes`]).
+    pub(crate) bytes: usize,
+}
+
+/// The estimated cost of one operation's result beside its value: an enum of a few words,
+/// fixed here rather than taken from the platform, so replicas on any machine weigh (and so
+/// drop) the same replies.
+const RESULT_BYTES: usize = 48;
+
+/// What remembering `reply` costs: a fixed part per result and the bytes of its values
+/// (counted even where they are shared with the store, which they keep alive once the store
+/// moves on).
+pub(crate) fn reply_bytes(reply: &Results) -> usize {
+    reply
+        .iter()
+        .map(|result| {
+            RESULT_BYTES
+                + match result {
+                    OpResult::Value(value) => value.len(),
+                    OpResult::ConditionFailed {
+                        current: Some(value),
+                    } => value.len(),
+                    _ => 0,
+                }
+        })
+        .sum()
 }
 
 /// What to do with a request, decided before it is applied.
@@ -47,6 +75,8 @@ pub(crate) enum Admission {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sessions {
     pub(crate) by_client: HashMap<u64, Session>,
+    /// What all sessions' replies weigh together.
+    pub(crate) bytes: usize,
 }
 
 impl Sessions {
@@ -74,10 +104,15 @@ impl Sessions {
         reply: Results,
     ) {
         let session = self.by_client.entry(client_id).or_default();
+        let before = session.bytes;
         session.last_index = index;
         session.first_unacked = session.first_unacked.max(first_unacked);
+        session.bytes += reply_bytes(&reply);
         match session.find(sequence) {
-            Ok(at) => session.replies[at].1 = reply,
+            Ok(at) => {
+                let old = std::mem::replace(&mut session.replies[at].1, reply);
+                session.bytes -= reply_bytes(&old);
+            }
             // Usually the back: a client's requests to one group mostly apply in order.
             Err(at) if at == session.replies.len() => session.replies.push_back((sequence, reply)),
             Err(at) => session.replies.insert(at, (sequence, reply)),
@@ -88,28 +123,50 @@ impl Sessions {
             .front()
             .is_some_and(|&(sequence, _)| sequence < session.first_unacked)
         {
-            session.replies.pop_front();
+            let (_, gone) = session.replies.pop_front().expect("non-empty");
+            session.bytes -= reply_bytes(&gone);
         }
-        while session.replies.len() > REPLIES_PER_SESSION_MAX {
-            let (oldest, _) = session.replies.pop_front().expect("non-empty");
+        // Past either bound, the oldest replies go: a retry of theirs is expired.
+        while session.replies.len() > REPLIES_PER_SESSION_MAX
+            || (session.bytes > REPLY_BYTES_PER_SESSION_MAX && session.replies.len() > 1)
+        {
+            let (oldest, gone) = session.replies.pop_front().expect("non-empty");
+            session.bytes -= reply_bytes(&gone);
             session.first_unacked = oldest + 1;
         }
-        if self.by_client.len() > SESSIONS_MAX {
-            self.evict();
+        self.bytes = self.bytes - before + session.bytes;
+        if self.by_client.len() > SESSIONS_MAX || self.bytes > SESSION_BYTES_MAX {
+            self.evict(client_id);
         }
     }
 
-    /// Forget the least recently active tenth of the sessions (ties broken by client id, so
-    /// every replica forgets the same ones).
-    fn evict(&mut self) {
+    /// Forget the least recently active sessions (ties broken by client id, so every replica
+    /// forgets the same ones) until a tenth below both bounds, except `keep` (the session
+    /// just written: its client may retry what it was just answered).
+    fn evict(&mut self, keep: u64) {
         let mut by_age: Vec<(u64, u64)> = self
             .by_client
             .iter()
+            .filter(|&(&client, _)| client != keep)
             .map(|(&client, s)| (s.last_index, client))
             .collect();
         by_age.sort_unstable();
-        for &(_, client) in &by_age[..SESSIONS_MAX / 10] {
-            self.by_client.remove(&client);
+        let (count_goal, bytes_goal) = (SESSIONS_MAX / 10 * 9, SESSION_BYTES_MAX / 10 * 9);
+        for (_, client) in by_age {
+            if self.by_client.len() <= count_goal && self.bytes <= bytes_goal {
+                break;
+            }
+            let gone = self.by_client.remove(&client).expect("listed");
+            self.bytes -= gone.bytes;
+        }
+    }
+
+    /// Adds `session`, restored from a snapshot, weighing its replies.
+    pub(crate) fn restore(&mut self, client: u64, mut session: Session) {
+        session.bytes = session.replies.iter().map(|(_, r)| reply_bytes(r)).sum();
+        self.bytes += session.bytes;
+        if let Some(old) = self.by_client.insert(client, session) {
+            self.bytes -= old.bytes;
         }
     }
 }
@@ -190,6 +247,53 @@ mod tests {
             sessions.admit(1, total, 1),
             Admission::Duplicate(_)
         ));
+    }
+
+    /// A client that never acknowledges, with writes of a thousand operations (replies of
+    /// about 48 KiB), keeps about a megabyte of replies, not 4,096 of them; the newest is
+    /// kept whatever it weighs.
+    #[test]
+    fn a_session_keeps_a_bounded_weight_of_replies_and_always_its_newest() {
+        let mut sessions = Sessions::default();
+        let heavy: Results = (0..1_024).map(|_| OpResult::Written).collect();
+        for sequence in 1..=100 {
+            sessions.record(1, sequence, 1, sequence, Rc::clone(&heavy));
+        }
+        let session = &sessions.by_client[&1];
+        assert!(
+            session.bytes <= REPLY_BYTES_PER_SESSION_MAX,
+            "{}",
+            session.bytes
+        );
+        assert_eq!(sessions.bytes, session.bytes);
+        assert_eq!(sessions.admit(1, 1, 1), Admission::Expired);
+        assert!(matches!(sessions.admit(1, 100, 1), Admission::Duplicate(_)));
+        let huge: Results = Rc::from([OpResult::Value(bytes::Bytes::from(vec![0; 2 << 20]))]);
+        sessions.record(1, 101, 1, 101, huge);
+        assert!(matches!(sessions.admit(1, 101, 1), Admission::Duplicate(_)));
+        assert_eq!(sessions.by_client[&1].replies.len(), 1);
+    }
+
+    /// Past the group's byte bound the least recently active sessions go, never the one
+    /// just written.
+    #[test]
+    fn the_sessions_of_a_group_keep_a_bounded_weight() {
+        let mut sessions = Sessions::default();
+        let value = |bytes: usize| -> Results {
+            Rc::from([OpResult::Value(bytes::Bytes::from(vec![0; bytes]))])
+        };
+        let clients = (SESSION_BYTES_MAX / (1 << 19)) as u64 + 10;
+        for client in 0..clients {
+            sessions.record(client, 1, 1, client, value(1 << 19));
+        }
+        assert!(sessions.bytes <= SESSION_BYTES_MAX, "{}", sessions.bytes);
+        let counted: usize = sessions.by_client.values().map(|s| s.bytes).sum();
+        assert_eq!(sessions.bytes, counted);
+        assert!(!sessions.by_client.contains_key(&0), "the oldest went");
+        assert!(sessions.by_client.contains_key(&(clients - 1)));
+        // One session heavier than the bound stays: it is the one just written.
+        sessions.record(7_777, 1, 1, clients, value(SESSION_BYTES_MAX + 1));
+        assert!(sessions.by_client.contains_key(&7_777));
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl KvStore {
                 }
                 session.replies.push_back((sequence, results));
             }
-            sessions.by_client.insert(client, session);
+            sessions.restore(client, session);
         }
         for _ in 0..u32_le(&mut r)? {
             let node = u64_le(&mut r)?;
