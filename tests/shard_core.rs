@@ -1484,3 +1484,43 @@ fn a_client_is_cut_off_by_the_answers_it_left_unread_not_by_their_batches() {
     let _core = turn(core, &inbox, stale_gets(1, 21..=21));
     assert!(outbox.is_closed(), "21 answers unread: cut off");
 }
+
+/// A snapshot chunk is taken in only from a node that may lead the group: of a newer term,
+/// or the known leader of the replica's own term. A deposed leader's stream (an older term)
+/// or another node's would have filled a second buffer of the group, for a snapshot Raft
+/// then drops.
+#[test]
+fn snapshot_chunks_are_taken_only_from_the_groups_leader() {
+    let chunk = |sender: u64, term: u64| {
+        let body = MessageBody::SnapshotChunk(Box::new(SnapshotChunk {
+            meta: SnapshotMeta {
+                index: LogIndex(10),
+                term: Term(1),
+                conf_state: ConfState::default(),
+            },
+            offset: 0,
+            total: 1 << 20,
+            checksum: 0,
+            data: Bytes::from(vec![0; 1 << 10]),
+        }));
+        from(sender, 2, term, body)
+    };
+    for (sender, term, acknowledged) in [(3, 3, false), (1, 2, false), (1, 3, true), (3, 4, true)] {
+        let events = Events::default();
+        let (core, inbox) = core(2, &events);
+        // Node 1 leads in term 3, as node 2 knows.
+        let heartbeat = Heartbeat {
+            commit: LogIndex(0),
+            read_round: 0,
+        };
+        let core = turn(
+            core,
+            &inbox,
+            from(1, 2, 3, MessageBody::Heartbeat(heartbeat)),
+        );
+        events.take();
+        let _core = turn(core, &inbox, chunk(sender, term));
+        let acked = events.borrow().contains(&Event::Sent("SnapshotAck"));
+        assert_eq!(acked, acknowledged, "from {sender} in term {term}");
+    }
+}

@@ -245,6 +245,13 @@ impl Replica {
     pub fn leader(&self) -> NodeId {
         self.leader
     }
+
+    /// Whether `from`, sending in `term`, may lead this group as far as this replica knows:
+    /// a sender of a newer term may; in this term only the known leader (anyone while none
+    /// is known: only a leader sends what this is asked about); in an older term none.
+    pub fn may_lead(&self, from: NodeId, term: Term) -> bool {
+        term > self.term || (term == self.term && (self.leader.is_none() || self.leader == from))
+    }
     /// While this leader hands leadership over: the voter it hands it to. Proposals are
     /// refused meanwhile ([`ProposeError::TransferInProgress`]).
     pub fn lead_transferee(&self) -> Option<NodeId> {

@@ -475,6 +475,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         MessageBody::SnapshotChunk(_) if !self.groups.contains_key(&group.0) => {
                             continue;
                         }
+                        // Nor from a node that does not lead the group in a term as new as
+                        // this replica's: Raft would drop what it sends.
+                        MessageBody::SnapshotChunk(_)
+                            if !self.groups[&group.0]
+                                .replica
+                                .may_lead(message.from, message.term) =>
+                        {
+                            continue;
+                        }
                         MessageBody::SnapshotChunk(_) => {
                             let (ack, whole) = self.streams.on_chunk(group.0, message);
                             if let Some(ack) = ack {

@@ -300,6 +300,9 @@ impl SnapshotStreams {
                 data: Vec::new(),
                 progress_tick: self.ticks,
             };
+            // One snapshot of a group at a time: the newest sender's (a new leader's), not a
+            // deposed one's beside it.
+            self.incoming.retain(|&(_, g), _| g != group);
             self.incoming.insert(key, fresh);
         }
         let held = self.incoming.get_mut(&key).expect("inserted above");
@@ -506,6 +509,24 @@ mod tests {
             completed, 1,
             "the last ack, and only it, reports the stream complete"
         );
+    }
+
+    /// A group holds one incoming snapshot: a new sender's stream (a new leader's) replaces
+    /// the one it was taking in.
+    #[test]
+    fn a_new_senders_stream_replaces_the_one_held_for_the_group() {
+        let (mut old_leader, mut new_leader, mut receiver) = (streams(), streams(), streams());
+        old_leader.offer(4, install(snapshot(9, 95)));
+        let first = pump(&mut old_leader);
+        assert!(deliver(&mut old_leader, &mut receiver, first).is_none());
+        assert_eq!(receiver.incoming.len(), 1);
+        let mut from_3 = install(snapshot(12, 95));
+        from_3.from = NodeId(3);
+        new_leader.offer(4, from_3);
+        let first = pump(&mut new_leader);
+        assert!(deliver(&mut new_leader, &mut receiver, first).is_none());
+        let held: Vec<_> = receiver.incoming.keys().copied().collect();
+        assert_eq!(held, [(3, 4)]);
     }
 
     /// A node that stops leading a group stops its streams of that group's snapshots (the
