@@ -158,9 +158,10 @@ async fn within<T>(guard: Duration, work: impl std::future::Future<Output = T>) 
 
 /// Goal: a peer that takes each connection and closes it at once (for a reason that lasts)
 /// is dialed with a growing backoff, not every `reconnect_delay_min`. Method: a raw node 2
-/// answers node 1's handshake and closes, for 1.5 s; the dialer's delays (5 ms doubling to
-/// 200 ms) allow about a dozen connections, where resetting the backoff at every handshake
-/// made hundreds.
+/// answers node 1's handshake and closes, sending no frame, for 1.5 s; the dialer's delays
+/// (5 ms doubling to 200 ms) allow about a dozen connections, where resetting the backoff
+/// at every handshake made hundreds. (A connection that carried frames starts it over: a
+/// peer that restarted is dialed again at once.)
 #[test]
 fn a_peer_that_closes_every_connection_at_once_is_dialed_with_a_growing_backoff() {
     use cohort::wire::Handshake;

@@ -156,7 +156,7 @@ pub(super) async fn run(
     );
     let (read_half, write_half) = super::halves::split(stream);
     let serve = or(
-        read_loop(shared, peer.id, read_half, reader),
+        read_loop(shared, peer, read_half, reader),
         write_loop(shared, peer, write_half),
     );
     let superseded = async {
@@ -184,7 +184,7 @@ pub(super) async fn run(
 
 async fn read_loop(
     shared: &Shared,
-    peer: NodeId,
+    peer: &Peer,
     mut stream: ReadHalf<TcpStream>,
     mut reader: FrameReader,
 ) -> CloseReason {
@@ -196,9 +196,10 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(error) => return error.into(),
             };
-            if let Err(reason) = deliver(shared, peer, &frame).await {
+            if let Err(reason) = deliver(shared, peer.id, &frame).await {
                 return reason;
             }
+            peer.frames_received.set(peer.frames_received.get() + 1);
             delivered = true;
         }
         if delivered {

@@ -24,13 +24,13 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                 .await;
         match dialed {
             Ok((stream, reader)) => {
-                let started = crate::clock::now();
+                let frames = peer.frames_received.get();
                 let reason = connection::run(&shared, &peer, stream, reader).await;
                 shared.log_close(peer.id, true, &reason);
-                // Only a connection that lasted starts the backoff over: one the peer takes
-                // and closes at once, for a reason that lasts, would otherwise be dialed
-                // again every `reconnect_delay_min`, a warning each time.
-                if crate::clock::now() - started >= config.reconnect_delay_max {
+                // Only a connection that carried frames starts the backoff over: one the peer
+                // takes and closes at once, for a reason that lasts, would otherwise be
+                // dialed again every `reconnect_delay_min`, a warning each time.
+                if peer.frames_received.get() > frames {
                     backoff.reset();
                 }
             }

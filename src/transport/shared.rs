@@ -60,6 +60,9 @@ pub(super) struct Peer {
     pub connection: RefCell<Option<Rc<Stop>>>,
     /// Thrown when the peer leaves the membership: its dialer and connection end.
     pub removed: Stop,
+    /// Frames received from the peer, on any connection: the dialer starts its backoff over
+    /// only after a connection that carried some.
+    pub frames_received: Cell<u64>,
 }
 
 impl Peer {
@@ -76,6 +79,7 @@ impl Peer {
             room: Notify::default(),
             connection: RefCell::new(None),
             removed: Stop::default(),
+            frames_received: Cell::new(0),
         }
     }
 }
