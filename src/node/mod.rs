@@ -5,6 +5,7 @@ pub mod config;
 mod executor;
 pub mod identity;
 mod log;
+mod resolve;
 mod runtime;
 mod snapshot_file;
 

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +12,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::kv::KvStore;
 use crate::proto::members::encode_addresses;
-use crate::proto::topology::{Topology, peer_address};
+use crate::proto::topology::Topology;
 use crate::raft::{Config, ENTRY_OVERHEAD_BYTES, NodeId, Persisted, Replica, Role};
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Input};
@@ -210,7 +209,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             .map(|(id, base)| (id.0, base.clone()))
             .collect();
     }
-    let peers = peer_addresses(&members, config.id, core);
+    let peers = super::resolve::resolve_now(&members, config.id, core);
     set_topology_members(&topology, &members);
     let listen = config
         .peer_addr(config.id, core)
@@ -239,7 +238,18 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     ));
 
     let inbox = Inbox::new(INBOX_CAPACITY);
+    // Members whose names failed to resolve at start are tried again, and later member sets
+    // are resolved, off the loop.
+    let resolving = Inbox::new(16);
+    resolving.push_now(members.clone());
     let tasks = [
+        glommio::spawn_local(super::resolve::keep_peers_resolved(
+            resolving.clone(),
+            Rc::clone(&transport),
+            config.id,
+            core,
+            super::resolve::system_resolve,
+        )),
         glommio::spawn_local(receive_peers(Rc::clone(&transport), inbox.clone())),
         glommio::spawn_local(super::clients::serve(
             listener,
@@ -283,7 +293,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         }
     });
     let on_members = {
-        let (transport, topology) = (Rc::clone(&transport), Rc::clone(&topology));
+        let topology = Rc::clone(&topology);
         let mut last = members;
         Box::new(move |members: &BTreeMap<u64, String>| {
             if *members == last {
@@ -297,7 +307,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
                      this node can be stopped"
                 ));
             }
-            transport.set_peers(&peer_addresses(members, node, core));
+            resolving.push_now(members.clone());
             set_topology_members(&topology, members);
             last = members.clone();
         })
@@ -325,26 +335,6 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         ),
     }
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
-}
-
-/// Where core `core` of each member but `me` takes peer connections. A member whose address
-/// does not resolve is left out (and logged): it cannot be reached until it is fixed.
-fn peer_addresses(
-    members: &BTreeMap<u64, String>,
-    me: NodeId,
-    core: u16,
-) -> BTreeMap<NodeId, SocketAddr> {
-    let mut peers = BTreeMap::new();
-    for (&id, base) in members.iter().filter(|(id, _)| **id != me.0) {
-        let resolved = peer_address(base, core).and_then(|a| a.to_socket_addrs().ok()?.next());
-        match resolved {
-            Some(address) => {
-                peers.insert(NodeId(id), address);
-            }
-            None => tracing::warn!(node = id, base, "member address does not resolve"),
-        }
-    }
-    peers
 }
 
 fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, String>) {
