@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cohort::bench::null_server::{NullServer, Stall};
 use cohort::client::{Client, ClientError, ClientOptions};
-use cohort::kv::{Op, OpResult, Ops};
+use cohort::kv::{Command, Op, OpResult, Ops};
 use cohort::proto::client::{
     ClientFrame, Consistency, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
 };
@@ -107,24 +107,34 @@ fn batch_against_silent_node(
     requests: usize,
 ) -> (Vec<Result<(), ClientError>>, Duration) {
     cohort::node::on_one_executor("client-silent", move || async move {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let topology = Topology {
-            node_id: 1,
-            cores: 1,
-            groups: 4,
-            members: vec![(1, format!("127.0.0.1:{}", port - 1))],
-        };
-        glommio::spawn_local(async move {
-            while let Ok(stream) = listener.accept().await {
-                glommio::spawn_local(tell_topology_only(stream, topology.clone())).detach();
-            }
-        })
-        .detach();
-        let base = format!("127.0.0.1:{}", port - 1);
+        let base = fake_node(4, tell_topology_only);
         timed_batch(base, attempt, request, requests).await
     })
     .expect("executor")
+}
+
+/// A one-node cluster of `groups` groups on loopback, each connection of which `serve` serves
+/// (given the node's topology); returns the node's base address.
+fn fake_node<F>(groups: u32, serve: impl Fn(TcpStream, Topology) -> F + 'static) -> String
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let base = format!("127.0.0.1:{}", port - 1);
+    let topology = Topology {
+        node_id: 1,
+        cores: 1,
+        groups,
+        members: vec![(1, base.clone())],
+    };
+    glommio::spawn_local(async move {
+        while let Ok(stream) = listener.accept().await {
+            glommio::spawn_local(serve(stream, topology.clone())).detach();
+        }
+    })
+    .detach();
+    base
 }
 
 /// Connects a client to the node at `base` and times one batch of `requests` puts.
@@ -162,10 +172,25 @@ async fn tell_topology_only(mut stream: TcpStream, topology: Topology) {
 /// frame's place among the requests frames the whole node got, the last outcome repeating;
 /// None: no answer), and topology requests with `topology`.
 async fn answer_in_turn(
-    mut stream: TcpStream,
+    stream: TcpStream,
     topology: Topology,
     outcomes: Rc<Vec<Option<Outcome>>>,
     frames: Rc<Cell<usize>>,
+) {
+    answer_frames(stream, topology, |commands| {
+        let n = frames.replace(frames.get() + 1).min(outcomes.len() - 1);
+        let outcome = outcomes[n].as_ref()?;
+        Some(vec![outcome.clone(); commands.len()])
+    })
+    .await;
+}
+
+/// Answers topology requests with `topology`, and each requests frame with what `answer`
+/// says of its commands: an outcome for each, or None (no answer).
+async fn answer_frames(
+    mut stream: TcpStream,
+    topology: Topology,
+    mut answer: impl FnMut(&[&Command]) -> Option<Vec<Outcome>>,
 ) {
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     let mut encoder = FrameEncoder::new();
@@ -176,19 +201,20 @@ async fn answer_in_turn(
                 encode_topology(&mut encoder, &topology).expect("topology fits a frame");
             }
             Ok(ClientFrame::Requests(requests)) => {
-                let n = frames.replace(frames.get() + 1).min(outcomes.len() - 1);
-                let Some(outcome) = &outcomes[n] else {
+                let commands: Vec<&Command> = requests
+                    .iter()
+                    .map(|request| &request.as_ref().expect("a valid request").command)
+                    .collect();
+                let Some(outcomes) = answer(&commands) else {
                     continue;
                 };
-                let responses: Vec<Response> = requests
+                let responses: Vec<Response> = commands
                     .iter()
-                    .map(|request| {
-                        let command = &request.as_ref().expect("a valid request").command;
-                        Response {
-                            client_id: command.client_id,
-                            sequence: command.sequence,
-                            outcome: outcome.clone(),
-                        }
+                    .zip(outcomes)
+                    .map(|(command, outcome)| Response {
+                        client_id: command.client_id,
+                        sequence: command.sequence,
+                        outcome,
                     })
                     .collect();
                 encode_responses(&mut encoder, &responses).expect("answers fit a frame");
@@ -204,24 +230,10 @@ async fn answer_in_turn(
 /// One put against a node that answers its attempts with the `outcomes` made, in turn.
 fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError> {
     cohort::node::on_one_executor("client-outcomes", move || async move {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let base = format!("127.0.0.1:{}", port - 1);
-        let topology = Topology {
-            node_id: 1,
-            cores: 1,
-            groups: 4,
-            members: vec![(1, base.clone())],
-        };
         let (outcomes, frames) = (Rc::new(outcomes()), Rc::new(Cell::new(0)));
-        glommio::spawn_local(async move {
-            while let Ok(stream) = listener.accept().await {
-                let serve =
-                    answer_in_turn(stream, topology.clone(), outcomes.clone(), frames.clone());
-                glommio::spawn_local(serve).detach();
-            }
-        })
-        .detach();
+        let base = fake_node(4, move |stream, topology| {
+            answer_in_turn(stream, topology, outcomes.clone(), frames.clone())
+        });
         let mut options = ClientOptions::new(vec![base], 5);
         options.attempt_timeout = Duration::from_millis(500);
         options.request_timeout = Duration::from_secs(5);
@@ -282,43 +294,21 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
 /// Answers like a group that forgets each client's session as soon as it applied one of its
 /// requests (as eviction among too many clients does): a first request of an id (first
 /// unacknowledged 1) is written, anything later of that id is refused as expired.
-async fn forget_every_session(mut stream: TcpStream, topology: Topology) {
-    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-    let mut encoder = FrameEncoder::new();
-    let mut copy = Vec::new();
-    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
-        match decode_client_frame(&frame) {
-            Ok(ClientFrame::TopologyRequest) => {
-                encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+async fn forget_every_session(stream: TcpStream, topology: Topology) {
+    answer_frames(stream, topology, |commands| {
+        let outcome = |command: &&Command| {
+            if command.first_unacked == 1 {
+                Outcome::Results(vec![OpResult::Written].into())
+            } else {
+                Outcome::Error {
+                    code: ErrorCode::SessionExpired,
+                    message: "the session is gone".to_string(),
+                }
             }
-            Ok(ClientFrame::Requests(requests)) => {
-                let responses: Vec<Response> = requests
-                    .iter()
-                    .map(|request| {
-                        let command = &request.as_ref().expect("a valid request").command;
-                        let outcome = if command.first_unacked == 1 {
-                            Outcome::Results(vec![OpResult::Written].into())
-                        } else {
-                            Outcome::Error {
-                                code: ErrorCode::SessionExpired,
-                                message: "the session is gone".to_string(),
-                            }
-                        };
-                        Response {
-                            client_id: command.client_id,
-                            sequence: command.sequence,
-                            outcome,
-                        }
-                    })
-                    .collect();
-                encode_responses(&mut encoder, &responses).expect("answers fit a frame");
-            }
-            _ => continue,
-        }
-        send_frame(&mut stream, &mut encoder, &mut copy)
-            .await
-            .expect("write");
-    }
+        };
+        Some(commands.iter().map(outcome).collect())
+    })
+    .await;
 }
 
 /// A client whose session its group forgot goes on under a fresh id: a request refused as
@@ -328,21 +318,7 @@ async fn forget_every_session(mut stream: TcpStream, topology: Topology) {
 #[test]
 fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
     let results = cohort::node::on_one_executor("client-renews", move || async move {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let base = format!("127.0.0.1:{}", port - 1);
-        let topology = Topology {
-            node_id: 1,
-            cores: 1,
-            groups: 1,
-            members: vec![(1, base.clone())],
-        };
-        glommio::spawn_local(async move {
-            while let Ok(stream) = listener.accept().await {
-                glommio::spawn_local(forget_every_session(stream, topology.clone())).detach();
-            }
-        })
-        .detach();
+        let base = fake_node(1, forget_every_session);
         let mut options = ClientOptions::new(vec![base], 5);
         options.attempt_timeout = Duration::from_millis(500);
         options.request_timeout = Duration::from_secs(5);

@@ -749,6 +749,33 @@ mod tests {
         .expect("executor")
     }
 
+    const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+    /// Opens the log of `dir` for group 0, bootstrapped with three voters.
+    async fn open_log(dir: &Path) -> WalLog {
+        let bootstrap = Persisted::bootstrap(&VOTERS);
+        let groups = BTreeSet::from([GROUP]);
+        let (log, _) = WalLog::open(dir, &config(dir), &groups, &bootstrap)
+            .await
+            .expect("open");
+        log
+    }
+
+    /// Takes what `log` hands back of the snapshots it received until it holds none in
+    /// flight (a blocking write each).
+    async fn take_all_received(log: &mut WalLog) -> Vec<(GroupId, Message)> {
+        let mut taken = Vec::new();
+        for _ in 0..1000 {
+            taken.extend(log.take_received());
+            if log.snapshots_receiving.is_empty() {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(log.snapshots_receiving.is_empty(), "never done");
+        taken
+    }
+
     /// The file of a snapshot at `index` of `term`, written as `install` writes it, with
     /// the crash before the WAL took its marker.
     fn snapshot_file_alone(dir: &Path, index: u64, term: u64) {
@@ -827,12 +854,8 @@ mod tests {
         let work = {
             let dir = dir.clone();
             move || async move {
-                let voters = [NodeId(1), NodeId(2), NodeId(3)];
-                let bootstrap = Persisted::bootstrap(&voters);
-                let groups = BTreeSet::from([GROUP]);
-                let (mut log, _) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
-                    .await
-                    .expect("open");
+                let voters = VOTERS;
+                let mut log = open_log(&dir).await;
                 log.write(GROUP, &entries(2..=5, 1), None).expect("write");
                 log.sync().await.expect("sync");
                 let snapshot = Snapshot {
@@ -890,12 +913,8 @@ mod tests {
         let work = {
             let dir = dir.clone();
             move || async move {
-                let voters = [NodeId(1), NodeId(2), NodeId(3)];
-                let bootstrap = Persisted::bootstrap(&voters);
-                let groups = BTreeSet::from([GROUP]);
-                let (mut log, _) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
-                    .await
-                    .expect("open");
+                let voters = VOTERS;
+                let mut log = open_log(&dir).await;
                 let install = |index: u64, data: Bytes| Message {
                     from: NodeId(2),
                     to: NodeId(1),
@@ -919,26 +938,12 @@ mod tests {
                 std::fs::create_dir(&blocker).expect("blocker");
                 log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
                 log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
-                let mut taken = Vec::new();
-                for _ in 0..1000 {
-                    taken.extend(log.take_received());
-                    if log.snapshots_receiving.is_empty() {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-                assert!(log.snapshots_receiving.is_empty(), "never done");
+                let taken = take_all_received(&mut log).await;
                 assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
                 assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
                 std::fs::remove_dir(&blocker).expect("unblock");
                 log.receive_snapshot(GroupId(GROUP), install(7, state));
-                for _ in 0..1000 {
-                    taken.extend(log.take_received());
-                    if log.snapshots_receiving.is_empty() {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
+                let taken = take_all_received(&mut log).await;
                 assert_eq!(taken.len(), 1);
                 assert!(snapshot_file::path(&dir, GROUP, 7).exists());
                 assert!(log.snapshots_stored.contains(&(GROUP, 7)));
