@@ -1201,12 +1201,10 @@ fn send_all(
     }
 }
 
-/// Whether a snapshot streamed from a leader (`message`, an `InstallSnapshot`) holds a state
-/// machine this node can load, at the snapshot's own index. Checked before the core takes
-/// it: once taken, it is made durable, and one that failed to load then would stop the
-/// node at every restart. A refused one is dropped, as a lost message is.
-/// Whether a snapshot from a peer holds a state machine that loads, at the snapshot's own
-/// index: one that does not would be made durable, then stop the node at every restart.
+/// Whether a snapshot from a peer holds a state machine this node can load, at the
+/// snapshot's own index. Checked before Raft takes it: once taken, it is made durable, and
+/// one that failed to load then would stop the node at every restart. A refused one is
+/// dropped, as a lost message is.
 pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
     if snapshot.data.is_empty() {
         // No state machine at all (a group's bare log): nothing to check.
