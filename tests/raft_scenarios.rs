@@ -1051,3 +1051,48 @@ fn leadership_is_not_handed_to_a_voter_on_its_way_out() {
         Err(TransferError::NotAVoter { node: leaving })
     );
 }
+
+/// A snapshot stream that ends after the leader asked for a newer snapshot (its log
+/// compacted again) moves the follower on from the snapshot it got, not from the newer one
+/// it never received: that made the next probe fail and cost a round trip and another
+/// whole transfer.
+#[test]
+fn a_delivered_snapshot_resumes_the_follower_after_itself_not_after_a_newer_one() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.check_quorum = false;
+    config.snapshot_retry_ticks = 2;
+    let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
+    let peer_2 = |leader: &Replica| {
+        let status = leader.status();
+        let peer = status.peers.iter().find(|p| p.id == NodeId(2)).unwrap();
+        (peer.state, peer.next_index)
+    };
+    // Writes node 3 acknowledges (node 2 is away), applied, then compacted.
+    let write_and_compact = |leader: &mut Replica| {
+        let Ok(Proposed::Appended { last, .. }) = leader.propose(Bytes::from_static(b"w")) else {
+            panic!("a leader appends");
+        };
+        persist(leader);
+        leader.step(term_2(3, 1, acked(last.0))).unwrap();
+        persist(leader);
+        leader.compact(leader.applied(), Bytes::new()).unwrap();
+        leader.applied()
+    };
+    let first = write_and_compact(&mut leader);
+    // Node 2 answers a heartbeat: its log is behind the compaction, so it gets a snapshot.
+    let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+    leader.step(term_2(2, 1, answer)).unwrap();
+    persist(&mut leader);
+    assert!(matches!(peer_2(&leader).0, ProgressState::Snapshot { index, .. } if index == first));
+    // The log compacts again, and the retry asks for the newer snapshot.
+    let second = write_and_compact(&mut leader);
+    for _ in 0..2 {
+        leader.tick();
+    }
+    persist(&mut leader);
+    assert!(matches!(peer_2(&leader).0, ProgressState::Snapshot { index, .. } if index == second));
+    // The first stream ends: node 2 holds the first snapshot.
+    leader.report_snapshot(NodeId(2), Some(first));
+    assert_eq!(peer_2(&leader), (ProgressState::Probe, first.next()));
+}

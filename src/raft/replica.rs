@@ -498,14 +498,18 @@ impl Replica {
         }
     }
 
-    /// The snapshot stream to `to` ended; on failure the leader retries from a probe.
-    pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
+    /// The snapshot stream to `to` ended: `delivered` names the index of the snapshot it got
+    /// whole, None if it failed (the leader then retries from a probe).
+    pub fn report_snapshot(&mut self, to: NodeId, delivered: Option<LogIndex>) {
         if let Some(progress) = self.progress_mut(to)
-            && matches!(progress.state, ProgressState::Snapshot { .. })
+            && let ProgressState::Snapshot { index, .. } = &mut progress.state
         {
-            if !delivered {
+            match delivered {
                 // Resume right after the known match, not after the lost snapshot.
-                progress.state = ProgressState::Probe;
+                None => progress.state = ProgressState::Probe,
+                // Right after what it got: a newer snapshot may have been asked for meanwhile
+                // (the log compacted again), which it does not hold.
+                Some(delivered) => *index = (*index).min(delivered),
             }
             progress.become_probe();
             // Wait for the follower's next heartbeat answer before probing again.

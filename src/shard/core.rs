@@ -507,7 +507,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             if self.streams.on_ack(from, group.0, index, received, gap)
                                 && let Some(g) = self.groups.get_mut(&group.0)
                             {
-                                g.replica.report_snapshot(NodeId(from), true);
+                                g.replica.report_snapshot(NodeId(from), Some(index));
                             }
                             continue;
                         }
@@ -582,7 +582,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         for (to, group) in self.streams.tick() {
             if let Some(g) = self.groups.get_mut(&group) {
-                g.replica.report_snapshot(NodeId(to), false);
+                g.replica.report_snapshot(NodeId(to), None);
             }
         }
         self.finish_transfers();
