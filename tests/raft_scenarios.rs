@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use cohort::raft::{
-    AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, ConfState,
-    Config, Entry, EntryKind, HardState, HeartbeatResponse, LogIndex, Message, MessageBody, NodeId,
-    Persisted, ProgressState, ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, Term,
-    TransferError, VoteResponse,
+    AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
+    ConfChangeTransition, ConfState, Config, Entry, EntryKind, HardState, HeartbeatResponse,
+    LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState, ProposeError, Proposed,
+    Replica, Role, Snapshot, SnapshotMeta, Term, TransferError, VoteResponse,
 };
 use cohort::sim::Cluster;
 
@@ -1095,4 +1095,42 @@ fn a_delivered_snapshot_resumes_the_follower_after_itself_not_after_a_newer_one(
     // The first stream ends: node 2 holds the first snapshot.
     leader.report_snapshot(NodeId(2), Some(first));
     assert_eq!(peer_2(&leader), (ProgressState::Probe, first.next()));
+}
+
+/// A replica that holds a committed conf change it has not applied yet does not campaign (as
+/// etcd's raft): it would count votes with a configuration older than one it knows is
+/// committed. It campaigns once it applied it.
+#[test]
+fn a_replica_with_a_committed_unapplied_conf_change_does_not_campaign() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(2));
+    config.check_quorum = false;
+    let mut follower = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    let add_4 = Entry {
+        term: Term(2),
+        index: LogIndex(2),
+        kind: EntryKind::ConfChange,
+        data: change(&[(ConfChangeKind::AddLearner, 4)]).encode(),
+    };
+    let append = AppendRequest {
+        entries: [add_4].into(),
+        ..empty_entry_2(LogIndex(2))
+    };
+    follower
+        .step(term_2(1, 2, MessageBody::AppendRequest(append)))
+        .unwrap();
+    let applying = follower.ready();
+    for _ in 0..100 {
+        follower.tick();
+    }
+    assert_eq!(
+        follower.role(),
+        Role::Follower,
+        "campaigned before applying"
+    );
+    follower.advance(applying.ack());
+    for _ in 0..100 {
+        follower.tick();
+    }
+    assert_ne!(follower.role(), Role::Follower, "never campaigned");
 }

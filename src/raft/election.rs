@@ -25,6 +25,13 @@ impl Replica {
     }
 
     pub(crate) fn start_election(&mut self, election: Election) {
+        // As etcd's raft: a replica that knows of a committed configuration it has not
+        // applied yet would count votes with an older one. The drivers today apply a
+        // Ready's conf changes before any answer to its vote requests can arrive, but the
+        // Ready contract lets a driver step the replica before it advances.
+        if self.has_unapplied_conf_changes() {
+            return;
+        }
         if election == Election::PreVote {
             self.become_pre_candidate();
         } else {

@@ -21,6 +21,22 @@ impl Replica {
         }
     }
 
+    /// Whether a conf change is committed (or handed out to apply) and not applied yet.
+    pub(crate) fn has_unapplied_conf_changes(&self) -> bool {
+        if !self.conf_entries_applying.is_empty() {
+            return true;
+        }
+        let mut index = self.log.applied.max(self.conf_index).next();
+        while index <= self.log.committed {
+            match self.log.entry(index) {
+                Some(entry) if entry.kind == EntryKind::ConfChange => return true,
+                Some(_) => index = index.next(),
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// A committed conf change at `index` is applied. One that does not decode or does not
     /// fit the current configuration is a no-op on every replica alike (they all see the
     /// same configuration before it), so the group stays consistent.
