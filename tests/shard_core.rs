@@ -303,6 +303,7 @@ fn core_of_groups(
         snapshot_stream: StreamConfig {
             chunk_bytes: 1 << 20,
             window_chunks: 4,
+            peer_window_chunks: 8,
             stall_ticks: 10,
             abandon_ticks: 100,
         },

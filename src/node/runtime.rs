@@ -29,6 +29,10 @@ use super::log::WalLog;
 /// under a peer queue's bound, so appends of other groups are never stuck behind a snapshot.
 const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
 
+/// Snapshot chunks in flight to one peer over all its groups: two streams' windows, 8 MiB
+/// with the default chunk, a quarter of a peer queue's bound.
+const SNAPSHOT_PEER_WINDOW_CHUNKS: usize = 2 * SNAPSHOT_WINDOW_CHUNKS;
+
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
 const INBOX_CAPACITY: usize = 4096;
 
@@ -271,6 +275,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         snapshot_stream: StreamConfig {
             chunk_bytes: config.snapshot_chunk_bytes,
             window_chunks: SNAPSHOT_WINDOW_CHUNKS,
+            peer_window_chunks: SNAPSHOT_PEER_WINDOW_CHUNKS,
             // Resend a quiet window after an election timeout; give a stream up after ten.
             stall_ticks: u64::from(config.election_ticks),
             abandon_ticks: 10 * u64::from(config.election_ticks),

@@ -34,8 +34,13 @@ pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 32;
 pub struct StreamConfig {
     /// Bytes per chunk (each chunk is one message, so it must fit a frame).
     pub chunk_bytes: usize,
-    /// Chunks sent and not yet acknowledged, at most.
+    /// Chunks sent and not yet acknowledged, at most, per stream.
     pub window_chunks: usize,
+    /// Chunks sent and not yet acknowledged to one peer, at most, over all its streams (one
+    /// per group): a node back from a long absence needs a snapshot of every group, and
+    /// their windows together filled its peer queue, so heartbeats and appends of the other
+    /// groups waited behind them (or were refused).
+    pub peer_window_chunks: usize,
     /// Ticks without an acknowledgement before the window is sent again.
     pub stall_ticks: u64,
     /// Ticks without progress before a stream is given up (either side).
@@ -149,9 +154,19 @@ impl SnapshotStreams {
     pub fn pump(&mut self, mut send: impl FnMut(Envelope) -> bool) {
         let chunk_bytes = self.config.chunk_bytes.max(1) as u64;
         let window = chunk_bytes * self.config.window_chunks.max(1) as u64;
+        let peer_window = chunk_bytes * self.config.peer_window_chunks.max(1) as u64;
+        // Bytes in flight to each peer, over its streams.
+        let mut in_flight: BTreeMap<u64, u64> = BTreeMap::new();
+        for (&(to, _), stream) in &self.outgoing {
+            *in_flight.entry(to).or_default() += stream.next - stream.acked;
+        }
         for (&(to, group), stream) in &mut self.outgoing {
             let total = stream.snapshot.data.len() as u64;
-            while (stream.next < total || !stream.started) && stream.next - stream.acked < window {
+            let peer = in_flight.entry(to).or_default();
+            while (stream.next < total || !stream.started)
+                && stream.next - stream.acked < window
+                && *peer < peer_window
+            {
                 let end = (stream.next + chunk_bytes).min(total);
                 let chunk = SnapshotChunk {
                     meta: stream.snapshot.meta.clone(),
@@ -176,6 +191,7 @@ impl SnapshotStreams {
                     break;
                 }
                 stream.started = true;
+                *peer += end - stream.next;
                 stream.next = end;
             }
         }
@@ -402,6 +418,7 @@ mod tests {
         SnapshotStreams::new(StreamConfig {
             chunk_bytes: CHUNK,
             window_chunks: 3,
+            peer_window_chunks: 5,
             stall_ticks: 5,
             abandon_ticks: 50,
         })
@@ -527,6 +544,22 @@ mod tests {
         assert!(deliver(&mut new_leader, &mut receiver, first).is_none());
         let held: Vec<_> = receiver.incoming.keys().copied().collect();
         assert_eq!(held, [(3, 4)]);
+    }
+
+    /// Streams of several groups to one peer share one window: five chunks in flight over
+    /// all of them (three per stream), so a peer that needs many snapshots is not flooded.
+    #[test]
+    fn the_streams_to_one_peer_share_a_window() {
+        let mut sender = streams();
+        for group in 0..4 {
+            sender.offer(group, install(snapshot(9, 95)));
+        }
+        let sent = pump(&mut sender);
+        assert_eq!(sent.len(), 5, "five chunks over four streams");
+        assert!(
+            pump(&mut sender).is_empty(),
+            "nothing more until acknowledged"
+        );
     }
 
     /// A node that stops leading a group stops its streams of that group's snapshots (the
