@@ -160,9 +160,15 @@ impl SnapshotStreams {
         for (&(to, _), stream) in &self.outgoing {
             *in_flight.entry(to).or_default() += stream.next - stream.acked;
         }
+        let now = self.ticks;
         for (&(to, group), stream) in &mut self.outgoing {
             let total = stream.snapshot.data.len() as u64;
             let peer = in_flight.entry(to).or_default();
+            if *peer >= peer_window && stream.next == stream.acked {
+                // Waiting its turn behind the peer's other streams, with nothing of its own
+                // unanswered: not stalled, so neither resent nor given up meanwhile.
+                stream.progress_tick = now;
+            }
             while (stream.next < total || !stream.started)
                 && stream.next - stream.acked < window
                 && *peer < peer_window
@@ -560,6 +566,38 @@ mod tests {
             pump(&mut sender).is_empty(),
             "nothing more until acknowledged"
         );
+    }
+
+    /// A stream that waits its turn behind another to the same peer is neither resent nor
+    /// given up meanwhile, however long the other takes (here 70 ticks against 50 without
+    /// progress to give up); it goes once the other is through.
+    #[test]
+    fn a_stream_waiting_for_the_peers_window_is_not_given_up() {
+        let config = StreamConfig {
+            chunk_bytes: CHUNK,
+            window_chunks: 3,
+            peer_window_chunks: 3,
+            stall_ticks: 5,
+            abandon_ticks: 50,
+        };
+        let (mut sender, mut receiver) = (SnapshotStreams::new(config), streams());
+        sender.offer(0, install(snapshot(9, 200)));
+        sender.offer(1, install(snapshot(9, 95)));
+        let mut delivered = Vec::new();
+        for _ in 0..30 {
+            for _ in 0..10 {
+                assert!(sender.tick().is_empty(), "nothing given up");
+            }
+            let chunks = pump(&mut sender);
+            delivered.extend(chunks.iter().map(|e| e.group.0));
+            deliver(&mut sender, &mut receiver, chunks);
+            if sender.sending() == 0 {
+                break;
+            }
+        }
+        assert_eq!(sender.sending(), 0, "both streams went through");
+        assert_eq!(delivered.iter().filter(|&&g| g == 0).count(), 20);
+        assert_eq!(delivered.iter().filter(|&&g| g == 1).count(), 10);
     }
 
     /// A node that stops leading a group stops its streams of that group's snapshots (the
