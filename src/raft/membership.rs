@@ -23,10 +23,13 @@ impl Replica {
 
     /// Whether a conf change is committed (or handed out to apply) and not applied yet.
     pub(crate) fn has_unapplied_conf_changes(&self) -> bool {
-        if !self.conf_entries_applying.is_empty() {
-            return true;
-        }
-        let mut index = self.log.applied.max(self.conf_index).next();
+        !self.conf_entries_applying.is_empty()
+            || self.conf_change_committed_from(self.log.applied.max(self.conf_index).next())
+    }
+
+    /// Whether the log holds a conf change committed at `from` or after.
+    pub(crate) fn conf_change_committed_from(&self, from: LogIndex) -> bool {
+        let mut index = from;
         while index <= self.log.committed {
             match self.log.entry(index) {
                 Some(entry) if entry.kind == EntryKind::ConfChange => return true,

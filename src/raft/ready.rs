@@ -161,15 +161,7 @@ impl Replica {
 
     /// Whether a committed membership change is not handed out for applying yet.
     fn conf_change_to_apply(&self) -> bool {
-        let mut index = self.log.next_to_apply();
-        while index <= self.log.committed {
-            match self.log.entry(index) {
-                Some(entry) if entry.kind == EntryKind::ConfChange => return true,
-                Some(_) => index = index.next(),
-                None => return false,
-            }
-        }
-        false
+        self.conf_change_committed_from(self.log.next_to_apply())
     }
 
     fn hard_state(&self) -> HardState {
