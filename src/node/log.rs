@@ -779,19 +779,24 @@ mod tests {
     /// The file of a snapshot at `index` of `term`, written as `install` writes it, with
     /// the crash before the WAL took its marker.
     fn snapshot_file_alone(dir: &Path, index: u64, term: u64) {
+        let snapshot = snapshot_at(index, term, Bytes::from_static(b"state"));
+        snapshot_file::write(dir, GROUP, &snapshot).expect("snapshot file");
+    }
+
+    /// A snapshot of the three voters at `index` of `term`, holding `data`.
+    fn snapshot_at(index: u64, term: u64, data: Bytes) -> Snapshot {
         let conf_state = ConfState {
-            voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+            voters: VOTERS.to_vec(),
             ..ConfState::default()
         };
-        let snapshot = Snapshot {
+        Snapshot {
             meta: SnapshotMeta {
                 index: LogIndex(index),
                 term: Term(term),
                 conf_state,
             },
-            data: Bytes::from_static(b"state"),
-        };
-        snapshot_file::write(dir, GROUP, &snapshot).expect("snapshot file");
+            data,
+        }
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -854,21 +859,10 @@ mod tests {
         let work = {
             let dir = dir.clone();
             move || async move {
-                let voters = VOTERS;
                 let mut log = open_log(&dir).await;
                 log.write(GROUP, &entries(2..=5, 1), None).expect("write");
                 log.sync().await.expect("sync");
-                let snapshot = Snapshot {
-                    meta: SnapshotMeta {
-                        index: LogIndex(3),
-                        term: Term(1),
-                        conf_state: ConfState {
-                            voters: voters.to_vec(),
-                            ..ConfState::default()
-                        },
-                    },
-                    data: Bytes::from_static(b"state"),
-                };
+                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
                 let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
                 std::fs::create_dir(&blocker).expect("blocker");
                 log.snapshot_taken(GroupId(GROUP), &snapshot)
@@ -913,23 +907,12 @@ mod tests {
         let work = {
             let dir = dir.clone();
             move || async move {
-                let voters = VOTERS;
                 let mut log = open_log(&dir).await;
                 let install = |index: u64, data: Bytes| Message {
                     from: NodeId(2),
                     to: NodeId(1),
                     term: Term(2),
-                    body: MessageBody::InstallSnapshot(Box::new(Snapshot {
-                        meta: SnapshotMeta {
-                            index: LogIndex(index),
-                            term: Term(2),
-                            conf_state: ConfState {
-                                voters: voters.to_vec(),
-                                ..ConfState::default()
-                            },
-                        },
-                        data,
-                    })),
+                    body: MessageBody::InstallSnapshot(Box::new(snapshot_at(index, 2, data))),
                 };
                 let mut kv = crate::kv::KvStore::new();
                 kv.skip(7);
