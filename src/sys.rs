@@ -148,13 +148,29 @@ pub fn socket_handle(stream: &glommio::net::TcpStream) -> io::Result<socket2::So
     Ok(socket)
 }
 
-/// Asks process `pid` to stop gracefully (SIGTERM). Errors (it already exited) are ignored:
-/// the caller waits for the process either way.
-pub fn send_sigterm(pid: u32) {
+/// The signals cohort sends to processes it started (nodes of a local cluster).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: stop gracefully.
+    Terminate,
+    /// SIGSTOP: freeze at once, as a stalled machine would (tests).
+    Stop,
+    /// SIGCONT: go on after [`Signal::Stop`].
+    Continue,
+}
+
+/// Sends `signal` to process `pid`. Errors (it already exited) are ignored: the caller waits
+/// for the process either way.
+pub fn send_signal(pid: u32, signal: Signal) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
+    let number = match signal {
+        Signal::Terminate => libc::SIGTERM,
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Continue => libc::SIGCONT,
+    };
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     #[allow(unsafe_code)]
-    let _ = unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = unsafe { libc::kill(pid, number) };
 }

@@ -667,7 +667,7 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
         "did not start once the port was free:\n{}",
         log()
     );
-    cohort::sys::send_sigterm(node.id());
+    cohort::sys::send_signal(node.id(), cohort::sys::Signal::Terminate);
     assert!(node.wait().unwrap().success(), "{}", log());
     // A clean stop closes the transport and waits for its tasks.
     assert!(!log().contains("still shared at shutdown"), "{}", log());

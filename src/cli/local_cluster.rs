@@ -251,12 +251,31 @@ impl LocalCluster {
         }
     }
 
+    /// Freeze node `id` (SIGSTOP) until [`LocalCluster::resume`]: a stalled machine, its
+    /// sockets open and its peers unanswered.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, crate::sys::Signal::Stop);
+    }
+
+    /// Let node `id` go on after [`LocalCluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.signal(id, crate::sys::Signal::Continue);
+    }
+
+    fn signal(&self, id: u64, signal: crate::sys::Signal) {
+        if let Some(child) = &self.children[(id - 1) as usize] {
+            crate::sys::send_signal(child.id(), signal);
+        }
+    }
+
     /// SIGTERM node `id` and wait for it; an error if it did not exit cleanly.
     pub fn terminate(&mut self, id: u64) -> Result<(), String> {
         let Some(mut child) = self.children[(id - 1) as usize].take() else {
             return Ok(());
         };
-        crate::sys::send_sigterm(child.id());
+        crate::sys::send_signal(child.id(), crate::sys::Signal::Terminate);
+        // A paused node takes the signal only once it goes on.
+        crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
         match child.wait() {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(format!(
@@ -282,7 +301,8 @@ impl LocalCluster {
     pub fn stop(mut self) -> Result<(), String> {
         let mut problems = Vec::new();
         for child in self.children.iter().flatten() {
-            crate::sys::send_sigterm(child.id());
+            crate::sys::send_signal(child.id(), crate::sys::Signal::Terminate);
+            crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
         }
         for (i, child) in self.children.iter_mut().enumerate() {
             let Some(mut child) = child.take() else {

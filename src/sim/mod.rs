@@ -5,15 +5,19 @@
 //! Ready wrote (a crash loses the Ready in flight); and a [`Checker`] that verifies Raft's
 //! safety properties after every step. [`run`] drives a seeded random workload over it.
 //! A failure prints `SEED=<n>`; `COHORT_SIM_SEED=<n>` replays exactly that run.
+//! [`check_register`] checks a key's client history for linearizability (the end-to-end
+//! history tests use it on real processes).
 
 mod checker;
 mod cluster;
 mod disk;
 mod network;
+mod register;
 mod workload;
 
 pub use checker::Checker;
 pub use cluster::{Cluster, ConfigFn, SimNode};
 pub use disk::{Disk, StateMachine};
 pub use network::{Network, NetworkFaults};
+pub use register::{Operation, RegisterError, RegisterOp, check_register};
 pub use workload::{SimFailure, SimOptions, SimReport, run};
