@@ -31,6 +31,7 @@ use smallvec::smallvec;
 
 const KEYS: usize = 4;
 const CLIENTS: u64 = 4;
+/// How long the nemesis runs; `COHORT_HISTORY_SECONDS` sets a longer soak.
 const NEMESIS_SECONDS: u64 = 20;
 /// Far above what a history of this length needs (a few configurations per operation).
 const CONFIGURATIONS_MAX: usize = 20_000_000;
@@ -268,7 +269,11 @@ fn histories_stay_linearizable(
             })
         })
         .collect();
-    let caused = nemesis(&mut cluster, seed, origin, NEMESIS_SECONDS);
+    let seconds = std::env::var("COHORT_HISTORY_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(NEMESIS_SECONDS);
+    let caused = nemesis(&mut cluster, seed, origin, seconds);
     stop.store(true, Ordering::Relaxed);
     let mut history: History = clients
         .into_iter()

@@ -69,3 +69,16 @@ fn replay_one_seed() {
         Err(failure) => panic!("{failure}"),
     }
 }
+
+/// Goal: a panic inside a run (a broken assertion) is a failure that names its seed, not the
+/// end of the sweep without one. Method: a run whose options the core refuses at start (no
+/// entries per append), which the simulator's setup turns into a panic.
+#[test]
+fn a_panic_inside_a_run_is_reported_with_its_seed() {
+    let mut options = SimOptions::for_seed(7);
+    options.append_entries_max = 0;
+    let failure = run(&options).expect_err("the run panics");
+    let report = failure.to_string();
+    assert!(report.starts_with("SEED=7 failed: panicked"), "{report}");
+    assert!(report.contains("append_entries_max"), "{report}");
+}

@@ -79,22 +79,46 @@ pub struct SimReport {
 #[derive(Clone, Debug)]
 pub struct SimFailure {
     pub seed: u64,
-    pub now: u64,
+    /// The simulated time of the failure; `None` for a panic (its message says where).
+    pub now: Option<u64>,
     pub reason: String,
 }
 
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SEED={} failed", self.seed)?;
+        if let Some(now) = self.now {
+            write!(f, " at time {now}")?;
+        }
         write!(
             f,
-            "SEED={} failed at time {}: {}\nreplay: COHORT_SIM_SEED={} cargo test --test sim_sweep replay_one_seed -- --nocapture",
-            self.seed, self.now, self.reason, self.seed
+            ": {}\nreplay: COHORT_SIM_SEED={} cargo test --test sim_sweep replay_one_seed -- --nocapture",
+            self.reason, self.seed
         )
     }
 }
 
-/// Run one seed. Deterministic: the same options give the same run.
+/// Run one seed. Deterministic: the same options give the same run. A panic inside the run
+/// (a broken assertion of the core) is a failure of this seed too, so that it is reported
+/// with the seed that replays it rather than ending the sweep without one.
 pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_checked(options))).unwrap_or_else(
+        |payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Err(SimFailure {
+                seed: options.seed,
+                now: None,
+                reason: format!("panicked: {message}"),
+            })
+        },
+    )
+}
+
+fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     let (lease_reads, pre_vote, check_quorum) =
         (options.lease_reads, options.pre_vote, options.check_quorum);
     let (append_entries_max, broadcast_commit) =
@@ -119,7 +143,7 @@ pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
     };
     let fail = |cluster: &Cluster, reason: String| SimFailure {
         seed: options.seed,
-        now: cluster.now,
+        now: Some(cluster.now),
         reason,
     };
     for _ in 0..options.steps {
