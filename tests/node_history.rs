@@ -1,7 +1,7 @@
 //! Jepsen-style histories: clients read, write, swap and delete a few keys of a three-node
 //! cluster while a nemesis kills nodes (SIGKILL) and restarts them, freezes them (SIGSTOP: a
-//! stalled machine, whose leases must be over in real time when it wakes) and cuts them off
-//! (iptables, where available); afterwards each key's history (every operation with when it
+//! stalled machine, whose leases must be over in real time when it wakes), cuts them off
+//! (iptables, where available) and hands leadership over under load; afterwards each key's history (every operation with when it
 //! was asked and when, if ever, it was answered) must be linearizable, as checked by
 //! `cohort::sim::check_register`.
 //!
@@ -22,10 +22,10 @@ use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientError, ClientOptions};
 use cohort::kv::{Op, OpResult};
 use cohort::proto::client::Consistency;
-use cohort::proto::topology::peer_address;
+use cohort::proto::topology::{group_of, peer_address};
 use cohort::raft::Prng;
 use cohort::sim::{Operation, RegisterOp, check_register};
-use common::cluster::{finish, start_with_flags, wait_ms};
+use common::cluster::{GROUPS, finish, start_with_flags, wait_ms};
 use common::netfilter::{self, Partition};
 use smallvec::smallvec;
 
@@ -193,8 +193,15 @@ fn run_client(
 }
 
 /// Kills, freezes and cuts off nodes, one fault at a time, each undone before the next,
-/// for `seconds`; returns how many faults of each kind it caused.
-fn nemesis(cluster: &mut LocalCluster, seed: u64, origin: Instant, seconds: u64) -> [u32; 3] {
+/// for `seconds`, and hands the keys' groups to other nodes; returns how many faults of each
+/// kind it caused (kill, freeze, handover, cut).
+fn nemesis(
+    cluster: &mut LocalCluster,
+    keys: &[Bytes],
+    seed: u64,
+    origin: Instant,
+    seconds: u64,
+) -> [u32; 4] {
     let partitions = match netfilter::available() {
         Ok(()) => true,
         Err(why) => {
@@ -203,12 +210,12 @@ fn nemesis(cluster: &mut LocalCluster, seed: u64, origin: Instant, seconds: u64)
         }
     };
     let mut rng = Prng::new(seed);
-    let mut caused = [0; 3];
+    let mut caused = [0; 4];
     let until = micros(origin) + seconds * 1_000_000;
     while micros(origin) < until {
         wait_ms(300 + rng.below(900));
         let id = 1 + rng.below(3);
-        let fault = rng.below(if partitions { 3 } else { 2 }) as usize;
+        let fault = rng.below(if partitions { 4 } else { 3 }) as usize;
         let length_ms = 200 + rng.below(1_500);
         let at = micros(origin);
         caused[fault] += 1;
@@ -224,6 +231,10 @@ fn nemesis(cluster: &mut LocalCluster, seed: u64, origin: Instant, seconds: u64)
                 cluster.pause(id);
                 wait_ms(length_ms);
                 cluster.resume(id);
+            }
+            2 => {
+                eprintln!("{at} µs: hand the keys' groups to node {id}");
+                hand_over(&cluster.bases, keys, id);
             }
             _ => {
                 // Lower ids dial higher ones, so node 3's peer port carries both of its
@@ -242,6 +253,25 @@ fn nemesis(cluster: &mut LocalCluster, seed: u64, origin: Instant, seconds: u64)
         eprintln!("{} µs: healed", micros(origin));
     }
     caused
+}
+
+/// Ask the leader of each key's group to hand it to node `to` (under load, with writes
+/// pending); a handover refused or timed out is reported and left.
+fn hand_over(bases: &[String], keys: &[Bytes], to: u64) {
+    let mut groups: Vec<u32> = keys.iter().map(|k| group_of(k, GROUPS)).collect();
+    groups.dedup();
+    let bases = bases.to_vec();
+    cohort::node::on_one_executor("history-handover", move || async move {
+        for group in groups {
+            let mut options = ClientOptions::new(bases.clone(), 5);
+            options.attempt_timeout = Duration::from_millis(300);
+            options.request_timeout = Duration::from_secs(2);
+            if let Err(why) = cohort::client::transfer_leader(options, group, to).await {
+                eprintln!("  group {group} stays: {why}");
+            }
+        }
+    })
+    .expect("handover executor");
 }
 
 /// Run clients against a cluster with `flags` under the nemesis; check every key's history.
@@ -273,7 +303,7 @@ fn histories_stay_linearizable(
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(NEMESIS_SECONDS);
-    let caused = nemesis(&mut cluster, seed, origin, seconds);
+    let caused = nemesis(&mut cluster, &keys, seed, origin, seconds);
     stop.store(true, Ordering::Relaxed);
     let mut history: History = clients
         .into_iter()
@@ -312,7 +342,7 @@ fn histories_stay_linearizable(
             panic!("{name}: key {key:?} (seed {seed}): {error}");
         }
     }
-    eprintln!("{name}: faults caused (kill, freeze, cut): {caused:?}");
+    eprintln!("{name}: faults caused (kill, freeze, handover, cut): {caused:?}");
     finish(cluster);
 }
 
