@@ -25,7 +25,9 @@ use cohort::proto::client::Consistency;
 use cohort::proto::topology::{group_of, peer_address};
 use cohort::raft::Prng;
 use cohort::sim::{Operation, RegisterOp, check_register};
-use common::cluster::{GROUPS, finish, start_with_flags, wait_ms};
+use common::cluster::{
+    GROUPS, finish, members as members_cli, start_with_flags, wait_for_log, wait_ms,
+};
 use common::netfilter::{self, Partition};
 use smallvec::smallvec;
 
@@ -193,15 +195,13 @@ fn run_client(
 }
 
 /// Kills, freezes and cuts off nodes, one fault at a time, each undone before the next,
-/// for `seconds`, and hands the keys' groups to other nodes; returns how many faults of each
-/// kind it caused (kill, freeze, handover, cut).
-fn nemesis(
-    cluster: &mut LocalCluster,
-    keys: &[Bytes],
-    seed: u64,
-    origin: Instant,
-    seconds: u64,
-) -> [u32; 4] {
+/// and hands the keys' groups to other nodes, for `NEMESIS_SECONDS` (or
+/// `COHORT_HISTORY_SECONDS`); the members stay 1, 2 and 3.
+fn faults(cluster: &mut LocalCluster, keys: &[Bytes], seed: u64, origin: Instant) -> Vec<u64> {
+    let seconds = std::env::var("COHORT_HISTORY_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(NEMESIS_SECONDS);
     let partitions = match netfilter::available() {
         Ok(()) => true,
         Err(why) => {
@@ -252,7 +252,8 @@ fn nemesis(
         }
         eprintln!("{} µs: healed", micros(origin));
     }
-    caused
+    eprintln!("faults caused (kill, freeze, handover, cut): {caused:?}");
+    vec![1, 2, 3]
 }
 
 /// Ask the leader of each key's group to hand it to node `to` (under load, with writes
@@ -275,10 +276,16 @@ fn hand_over(bases: &[String], keys: &[Bytes], to: u64) {
 }
 
 /// Run clients against a cluster with `flags` under the nemesis; check every key's history.
+/// A nemesis: runs faults on the cluster while the clients work on the keys (the seed and
+/// the time line given), and returns the nodes that are members at the end.
+type Nemesis = fn(&mut LocalCluster, &[Bytes], u64, Instant) -> Vec<u64>;
+
+/// Run clients against a cluster with `flags` under `nemesis`; check every key's history.
 fn histories_stay_linearizable(
     name: &str,
     flags: NodeFlags,
     consistencies: &'static [Consistency],
+    nemesis: Nemesis,
 ) {
     let mut cluster = start_with_flags(name, flags);
     let bases = cluster.bases.clone();
@@ -299,11 +306,7 @@ fn histories_stay_linearizable(
             })
         })
         .collect();
-    let seconds = std::env::var("COHORT_HISTORY_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(NEMESIS_SECONDS);
-    let caused = nemesis(&mut cluster, &keys, seed, origin, seconds);
+    let members = nemesis(&mut cluster, &keys, seed, origin);
     stop.store(true, Ordering::Relaxed);
     let mut history: History = clients
         .into_iter()
@@ -311,6 +314,10 @@ fn histories_stay_linearizable(
         .collect();
     // The last word: a read of every key after the faults, which every write that went
     // unanswered and was applied must have reached.
+    let bases: Vec<String> = members
+        .iter()
+        .map(|&id| cluster.bases[id as usize - 1].clone())
+        .collect();
     let last = run_client_reads(&bases, &keys, origin);
     history.extend(last);
     assert!(cluster.exited().is_empty(), "{:?}", cluster.exited());
@@ -342,7 +349,6 @@ fn histories_stay_linearizable(
             panic!("{name}: key {key:?} (seed {seed}): {error}");
         }
     }
-    eprintln!("{name}: faults caused (kill, freeze, handover, cut): {caused:?}");
     finish(cluster);
 }
 
@@ -387,6 +393,7 @@ fn histories_stay_linearizable_through_kills_freezes_and_partitions() {
         "history",
         NodeFlags::default(),
         &[Consistency::Linearizable],
+        faults,
     );
 }
 
@@ -400,5 +407,68 @@ fn histories_with_lease_reads_stay_linearizable_through_kills_freezes_and_partit
         "history-lease",
         flags,
         &[Consistency::Linearizable, Consistency::Lease],
+        faults,
+    );
+}
+
+/// Four rounds of: a new node joins (catching up from a snapshot, as the leaders compact
+/// every 40 entries), one of the older members leaves (handing over the groups it leads)
+/// and stops; a member freezes for a while in each round. The members end as three.
+fn membership_changes(
+    cluster: &mut LocalCluster,
+    _keys: &[Bytes],
+    seed: u64,
+    origin: Instant,
+) -> Vec<u64> {
+    let mut rng = Prng::new(seed);
+    let mut members = vec![1, 2, 3];
+    let say = |what: String| eprintln!("{} µs: {what}", micros(origin));
+    for _ in 0..4 {
+        wait_ms(1_000);
+        let id = cluster.join(members[0]).expect("the new node starts");
+        say(format!("node {id} started, joining"));
+        wait_for_log(
+            cluster,
+            id,
+            &format!("node {id}: joined: voter of every group"),
+            1,
+        );
+        say(format!("node {id} joined"));
+        members.push(id);
+        let frozen = members[rng.below(members.len() as u64) as usize];
+        say(format!("freeze node {frozen} for 500 ms"));
+        cluster.pause(frozen);
+        wait_ms(500);
+        cluster.resume(frozen);
+        wait_ms(500);
+        // One of the older members (never the one that just joined) leaves.
+        let gone = members.remove(rng.below(members.len() as u64 - 1) as usize);
+        let via = cluster.bases[members[0] as usize - 1].clone();
+        say(format!("remove node {gone}"));
+        let out = members_cli(&["remove", "--id", &gone.to_string()], &via);
+        say(format!(
+            "node {gone} removed: {}",
+            out.lines().last().unwrap_or("")
+        ));
+        cluster
+            .terminate(gone)
+            .expect("a removed node stops cleanly");
+    }
+    wait_ms(1_000);
+    members
+}
+
+#[test]
+fn histories_stay_linearizable_while_nodes_join_and_leave() {
+    let flags = NodeFlags {
+        snapshot_entries: 40,
+        snapshot_chunk_kib: 1,
+        ..NodeFlags::default()
+    };
+    histories_stay_linearizable(
+        "history-members",
+        flags,
+        &[Consistency::Linearizable],
+        membership_changes,
     );
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
+use cohort::cli::local_cluster::NodeFlags;
 use cohort::client::ClientError;
 use cohort::proto::client::{Consistency, ErrorCode};
 use cohort::raft::NodeId;
 use cohort::wire::{ClusterId, FrameEncoder, Handshake};
-use common::cluster::{cohort_cli, finish, start_with, start_with_flags, wait_ms, with_client};
+use common::cluster::{
+    cohort_cli, finish, members, start_with, start_with_flags, wait_for_log, wait_ms, with_client,
+};
 
 /// Writes distinct keys until told to stop; counts the acknowledged ones as they come.
 struct Writer {
@@ -107,32 +109,6 @@ fn expect_all_there(bases: &[String], written: Vec<Vec<u8>>) {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-}
-
-/// Waits until node `id` has logged `line` `times` times in all.
-fn wait_for_log(cluster: &LocalCluster, id: u64, line: &str, times: usize) {
-    for _ in 0..1200 {
-        if cluster.log(id).matches(line).count() >= times {
-            return;
-        }
-        wait_ms(50);
-    }
-    panic!("node {id} never logged `{line}`:\n{}", cluster.log(id));
-}
-
-/// `cohort members …` through `via`; its stdout, or a panic with its stderr.
-fn members(args: &[&str], via: &str) -> String {
-    let mut all = vec!["members"];
-    all.extend(args);
-    all.extend(["--nodes", via, "--timeout-ms", "30000"]);
-    let output = cohort_cli(&all);
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{all:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// The `members list` rows of nodes that vote in every one of the groups.

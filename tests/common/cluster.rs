@@ -196,3 +196,29 @@ pub fn put_all(bases: &[String], seed: u64, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
         }
     });
 }
+
+/// Waits until node `id` has logged `line` `times` times in all.
+pub fn wait_for_log(cluster: &LocalCluster, id: u64, line: &str, times: usize) {
+    for _ in 0..1200 {
+        if cluster.log(id).matches(line).count() >= times {
+            return;
+        }
+        wait_ms(50);
+    }
+    panic!("node {id} never logged `{line}`:\n{}", cluster.log(id));
+}
+
+/// `cohort members …` through `via`; its stdout, or a panic with its stderr.
+pub fn members(args: &[&str], via: &str) -> String {
+    let mut all = vec!["members"];
+    all.extend(args);
+    all.extend(["--nodes", via, "--timeout-ms", "30000"]);
+    let output = cohort_cli(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{all:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
