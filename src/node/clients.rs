@@ -15,6 +15,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::proto::client::{
     ClientFrame, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
@@ -26,7 +27,7 @@ use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
-use crate::transport::{FrameReader, ReadFrameError, SocketOptions, send_frame, tune_accepted};
+use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{
     CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES,
 };
@@ -47,6 +48,19 @@ const CLOSED_BY_CLIENT: &str = "closed by the client";
 /// every file descriptor of the process (the peers' listener and the WAL need some too) or
 /// its memory.
 pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
+
+/// Bytes of client frames one core admits at once: announced by a frame header and not yet
+/// in the core's inbox (being read, decoded, or waiting for room in the inbox). A reader
+/// whose frame would pass it waits before it reads the frame's body, leaving the bytes in the
+/// socket, so many clients sending large frames to a busy core push back on their sockets
+/// rather than on the node's memory (4096 readers could otherwise hold a 16 MiB frame each).
+const FRAME_BYTES_ADMITTED_MAX: usize = 64 << 20;
+// Room for three of the largest frames at once.
+const _: () = assert!(FRAME_BYTES_ADMITTED_MAX >= 3 * (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX));
+
+/// A request frame weighs one inbox item per this many bytes, and one more: the core's inbox
+/// (4096 items) so holds at most about 64 MiB of client frames besides its last one.
+const FRAME_BYTES_PER_INBOX_ITEM: usize = 16 << 10;
 
 /// After a failed accept (out of file descriptors, most likely), the next waits this long
 /// rather than spin on the same error.
@@ -72,6 +86,7 @@ pub async fn serve(
 ) {
     let next_conn = Rc::new(Cell::new(1u64));
     let open = Rc::new(Cell::new(0usize));
+    let admitted = Rc::new(Semaphore::new(FRAME_BYTES_ADMITTED_MAX as u64));
     let mut said_full = false;
     loop {
         let stream = match listener.accept().await {
@@ -105,8 +120,9 @@ pub async fn serve(
         let topology = Rc::clone(&topology);
         open.set(open.get() + 1);
         let held = Open(Rc::clone(&open));
+        let admitted = Rc::clone(&admitted);
         glommio::spawn_local(async move {
-            serve_conn(conn, stream, inbox, topology).await;
+            serve_conn(conn, stream, inbox, topology, admitted).await;
             drop(held);
         })
         .detach();
@@ -118,13 +134,14 @@ async fn serve_conn(
     mut stream: TcpStream,
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
+    admitted: Rc<Semaphore>,
 ) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut buffer = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-    let first = match opening(&mut stream, &mut buffer, &topology, &inbox).await {
+    let first = match opening(&mut stream, &mut buffer, &topology, &inbox, &admitted).await {
         Ok(first) => first,
         Err(reason) => {
             if reason != CLOSED_BY_CLIENT {
@@ -148,7 +165,7 @@ async fn serve_conn(
     // The connection ends when the client closes it or breaks the protocol, or when the
     // writer is done: a write failed, or the core cut the client off (its outbox is closed
     // and drained), which the client then learns at once rather than at its next request.
-    let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox);
+    let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox, &admitted);
     let ended = futures_lite::future::or(reading, async { Err((&mut writing).await) });
     match ended.await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {
@@ -164,15 +181,16 @@ async fn serve_conn(
 }
 
 /// Answer topology and status requests at the start of a connection; return the first other
-/// frame.
+/// frame, admitted.
 async fn opening(
     stream: &mut TcpStream,
     buffer: &mut FrameReader,
     topology: &RefCell<Topology>,
     inbox: &Inbox<Input>,
-) -> Result<Bytes, String> {
+    admitted: &Rc<Semaphore>,
+) -> Result<(Bytes, StaticPermit), String> {
     loop {
-        let frame = next_frame(stream, buffer).await?;
+        let (frame, permit) = next_frame(stream, buffer, admitted).await?;
         let mut encoder = FrameEncoder::new();
         match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => {
@@ -196,8 +214,9 @@ async fn opening(
                 };
                 encode_member_outcome(&mut encoder, &outcome).map_err(|e| e.to_string())?;
             }
-            _ => return Ok(frame),
+            _ => return Ok((frame, permit)),
         }
+        drop(permit);
         send_frame(stream, &mut encoder, &mut Vec::new())
             .await
             .map_err(|e| format!("write failed: {e}"))?;
@@ -224,11 +243,12 @@ async fn read_requests(
     conn: ConnId,
     mut reader: impl AsyncRead + Unpin,
     mut buffer: FrameReader,
-    first: Bytes,
+    first: (Bytes, StaticPermit),
     inbox: &Inbox<Input>,
     outbox: &Inbox<Vec<Response>>,
+    admitted: &Rc<Semaphore>,
 ) -> Result<(), String> {
-    let mut frame = first;
+    let (mut frame, mut permit) = first;
     loop {
         match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
             ClientFrame::TopologyRequest
@@ -242,15 +262,19 @@ async fn read_requests(
                 );
             }
             ClientFrame::Requests(requests) => {
-                if !inbox.push(Input::Requests { conn, requests }).await {
+                let weight = 1 + frame.len() / FRAME_BYTES_PER_INBOX_ITEM;
+                let input = Input::Requests { conn, requests };
+                if !inbox.push_weighing(input, weight).await {
                     return Err("the node is shutting down".to_string());
                 }
             }
         }
+        // In the inbox now, weighed there.
+        drop(permit);
         if outbox.is_closed() {
             return Err(cut_off_reason());
         }
-        frame = next_frame(&mut reader, &mut buffer).await?;
+        (frame, permit) = next_frame(&mut reader, &mut buffer, admitted).await?;
     }
 }
 
@@ -259,15 +283,34 @@ fn cut_off_reason() -> String {
     format!("the client left about {RESPONSES_QUEUED_MAX} answers unread")
 }
 
+/// Reads the next frame, admitted by `admitted` for its size before its body is read (see
+/// [`FRAME_BYTES_ADMITTED_MAX`]); the permit gives the bytes back when dropped.
 async fn next_frame(
     reader: &mut (impl AsyncRead + Unpin),
     frames: &mut FrameReader,
-) -> Result<Bytes, String> {
-    match frames.read_frame(reader).await {
-        Ok(Some(frame)) => Ok(frame),
-        Ok(None) => Err(CLOSED_BY_CLIENT.to_string()),
-        Err(ReadFrameError::Io(error)) => Err(format!("read failed: {error}")),
-        Err(ReadFrameError::Frame(error)) => Err(format!("bad frame: {error}")),
+    admitted: &Rc<Semaphore>,
+) -> Result<(Bytes, StaticPermit), String> {
+    let mut permit = None;
+    loop {
+        if permit.is_none()
+            && let Some(bytes) = frames.announced_frame_bytes()
+        {
+            let admit = admitted.acquire_static_permit(bytes as u64).await;
+            permit = Some(admit.map_err(|_| "the node is shutting down".to_string())?);
+        }
+        match frames.next_frame() {
+            Ok(Some(frame)) => {
+                let permit = permit.expect("a whole frame's header was announced first");
+                return Ok((frame, permit));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(format!("bad frame: {error}")),
+        }
+        match frames.fill(reader).await {
+            Ok(0) => return Err(CLOSED_BY_CLIENT.to_string()),
+            Ok(_) => {}
+            Err(error) => return Err(format!("read failed: {error}")),
+        }
     }
 }
 
@@ -391,6 +434,76 @@ mod tests {
             panic!("no connection served after the first ended");
         })
         .expect("executor");
+    }
+
+    /// Goal: a frame that would take a core past the bytes it admits stays in the socket, but
+    /// for the first read that brought its header, until admitted frames are taken in.
+    /// Method: a budget of 64 KiB of which 40 KiB are held, and a connection that sends a
+    /// frame of about 40 KiB.
+    #[test]
+    fn a_frame_past_the_admitted_bytes_waits_unread_until_room_is_made() {
+        use crate::kv::{Command, Op};
+        use crate::proto::client::{Consistency, Request, encode_requests};
+        let request = Request {
+            command: Command {
+                client_id: 1,
+                sequence: 1,
+                first_unacked: 1,
+                ops: smallvec::smallvec![Op::Put {
+                    key: Bytes::from_static(b"k"),
+                    value: Bytes::from(vec![7; 40 << 10]),
+                }],
+            },
+            consistency: Consistency::Linearizable,
+        };
+        let mut encoder = FrameEncoder::new();
+        encode_requests(&mut encoder, &[request]).expect("encodes");
+        let sent = encoder.to_frame_vec();
+        let admitted = Rc::new(Semaphore::new(64 << 10));
+        let held = admitted
+            .try_acquire_static_permit(40 << 10)
+            .expect("room for it");
+        let read = Rc::new(Cell::new(0));
+        let mut socket = Counted {
+            bytes: futures_lite::io::Cursor::new(sent.clone()),
+            read: Rc::clone(&read),
+        };
+        let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut next = pin!(next_frame(&mut socket, &mut frames, &admitted));
+        assert!(block_on(poll_once(next.as_mut())).is_none(), "waits");
+        assert!(
+            read.get() > 0 && read.get() < sent.len() / 2,
+            "read {} of {} bytes",
+            read.get(),
+            sent.len()
+        );
+        drop(held);
+        let (frame, permit) = block_on(next).expect("the frame");
+        assert_eq!(frame[..], sent[..]);
+        assert_eq!(admitted.available(), (64 << 10) - sent.len() as u64);
+        drop(permit);
+        assert_eq!(admitted.available(), 64 << 10);
+    }
+
+    /// Reads from a buffer, counting the bytes read.
+    struct Counted {
+        bytes: futures_lite::io::Cursor<Vec<u8>>,
+        read: Rc<Cell<usize>>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            into: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let this = &mut *self;
+            let result = Pin::new(&mut this.bytes).poll_read(cx, into);
+            if let Poll::Ready(Ok(n)) = result {
+                this.read.set(this.read.get() + n);
+            }
+            result
+        }
     }
 
     /// Collects what is written to it.

@@ -47,6 +47,13 @@ impl<T> Inbox<T> {
 
     /// Add an item, waiting while the inbox is full. False once the inbox is closed.
     pub async fn push(&self, item: T) -> bool {
+        self.push_weighing(item, 1).await
+    }
+
+    /// As [`Inbox::push`], for an item that counts as `weight` items (a frame of that many
+    /// units of bytes, say): it waits while the items held weigh the capacity or more, so
+    /// the inbox holds at most its capacity plus one item's weight.
+    pub async fn push_weighing(&self, item: T, weight: usize) -> bool {
         let mut item = Some(item);
         poll_fn(|cx| {
             let mut state = self.state.borrow_mut();
@@ -58,7 +65,7 @@ impl<T> Inbox<T> {
                 return Poll::Pending;
             }
             state.items.push_back(item.take().expect("pushed once"));
-            state.weight += 1;
+            state.weight = state.weight.saturating_add(weight);
             if let Some(waker) = state.consumer.take() {
                 waker.wake();
             }
@@ -189,6 +196,22 @@ mod tests {
         assert!(inbox.is_closed());
         assert!(!block_on(inbox.push(5)));
         assert_eq!(inbox.try_push(6), Err(6));
+    }
+
+    #[test]
+    fn a_heavy_item_fills_the_inbox_and_the_next_push_waits() {
+        let inbox = Inbox::new(10);
+        block_on(async {
+            assert!(inbox.push(1).await);
+            assert!(inbox.push_weighing(2, 12).await, "fits below the capacity");
+        });
+        let mut third = pin!(inbox.push(3));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(third.as_mut().poll(&mut cx).is_pending(), "weighs 13 of 10");
+        let mut taken = Vec::new();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [1, 2]);
+        assert_eq!(third.as_mut().poll(&mut cx), Poll::Ready(true));
     }
 
     #[test]

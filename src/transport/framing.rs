@@ -85,6 +85,18 @@ impl FrameReader {
         Ok(Some(self.buffer.split_to(frame_bytes).freeze()))
     }
 
+    /// The size of the frame at the front of the buffer, once its header has arrived and
+    /// is valid (an invalid one is [`FrameReader::next_frame`]'s error to report): what a
+    /// reader may admit before it reads the rest.
+    pub fn announced_frame_bytes(&self) -> Option<usize> {
+        match FrameHeader::parse(&self.buffer[..self.filled]) {
+            Ok(Some(header)) if header.frame_bytes() <= self.frame_bytes_max => {
+                Some(header.frame_bytes())
+            }
+            _ => None,
+        }
+    }
+
     /// The bytes still missing from the frame at the front of the buffer, when its header
     /// has arrived and been checked by [`FrameReader::next_frame`].
     fn missing_bytes(&self) -> usize {
