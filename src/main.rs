@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cohort::cli::bench::{self, BenchCommand, SweepCommand};
+use cohort::cli::check::{self, CheckArgs};
 use cohort::cli::client_cmd::{self, KvCommand, ReadMode, Target};
 use cohort::cli::demo::{self, DemoArgs};
 use cohort::cli::serve::ServeArgs;
@@ -35,6 +36,10 @@ enum Command {
     /// partitions, message loss, membership changes and compaction, each checked for Raft's
     /// safety properties at every step; a failing seed is printed with how to replay it.
     Sim(SimArgs),
+    /// Check a running cluster for linearizability: clients read, write, swap and delete
+    /// keys of their own for a while (break the cluster meanwhile), then every key's history
+    /// is checked. Writes keys named cohort-check-<run>-<k>.
+    Check(CheckArgs),
     /// Write a value.
     Put {
         key: String,
@@ -159,6 +164,12 @@ fn main() -> ExitCode {
         Command::Sim(args) => {
             return match sim::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            };
+        }
+        Command::Check(args) => {
+            return match check::run(&args) {
+                Ok(report) => print_out(&report),
                 Err(error) => fail(&error),
             };
         }

@@ -1,14 +1,11 @@
-//! Jepsen-style histories: clients read, write, swap and delete a few keys of a three-node
-//! cluster while a nemesis kills nodes (SIGKILL) and restarts them, freezes them (SIGSTOP: a
-//! stalled machine, whose leases must be over in real time when it wakes), cuts them off
-//! (iptables, where available) and hands leadership over under load; afterwards each key's history (every operation with when it
-//! was asked and when, if ever, it was answered) must be linearizable, as checked by
-//! `cohort::sim::check_register`.
+//! Jepsen-style histories: `cohort check`'s clients read, write, swap and delete a few keys
+//! of a three-node cluster while a nemesis kills nodes (SIGKILL) and restarts them, freezes
+//! them (SIGSTOP: a stalled machine, whose leases must be over in real time when it wakes),
+//! cuts them off (iptables, where available), hands leadership over under load, or adds and
+//! removes members; afterwards each key's history (every operation with when it was asked
+//! and when, if ever, it was answered) must be linearizable (`cohort::cli::check`).
 //!
-//! Values are unique (client and count), so a read names the write it saw. An operation that
-//! got no answer (a timeout, a refusal after an attempt that may have been taken in) may
-//! have taken effect any time after it was asked, or never; reads without an answer are
-//! left out. The runs are random and the nemesis's schedule is printed with times, so a
+//! The runs are random; the seed and the nemesis's schedule are printed with times, so a
 //! failure can be read against it.
 
 mod common;
@@ -18,181 +15,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cohort::cli::check::{CheckClient, History, check_keys, key_names, micros, read_all};
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
-use cohort::client::{Client, ClientError, ClientOptions};
-use cohort::kv::{Op, OpResult};
+use cohort::client::ClientOptions;
 use cohort::proto::client::Consistency;
 use cohort::proto::topology::{group_of, peer_address};
 use cohort::raft::Prng;
-use cohort::sim::{Operation, RegisterOp, check_register};
 use common::cluster::{
-    GROUPS, finish, members as members_cli, start_with_flags, wait_for_log, wait_ms,
+    GROUPS, cohort_cli, finish, members as members_cli, start_with_flags, wait_for_log, wait_ms,
 };
 use common::netfilter::{self, Partition};
-use smallvec::smallvec;
 
 const KEYS: usize = 4;
 const CLIENTS: u64 = 4;
 /// How long the nemesis runs; `COHORT_HISTORY_SECONDS` sets a longer soak.
 const NEMESIS_SECONDS: u64 = 20;
-/// Far above what a history of this length needs (a few configurations per operation).
-const CONFIGURATIONS_MAX: usize = 20_000_000;
-
-/// Microseconds since `origin`: the time line every client and the nemesis share.
-fn micros(origin: Instant) -> u64 {
-    cohort::clock::now().duration_since(origin).as_micros() as u64
-}
-
-fn decode(bytes: &Bytes) -> u64 {
-    let array: [u8; 8] = bytes[..].try_into().unwrap_or_else(|_| {
-        panic!("a read returned {bytes:?}, which no client of this test wrote")
-    });
-    u64::from_le_bytes(array)
-}
-
-fn encode(value: u64) -> Bytes {
-    Bytes::copy_from_slice(&value.to_le_bytes())
-}
-
-/// One client's operations, each with the index of its key.
-type History = Vec<(usize, Operation<u64>)>;
-
-/// What one operation asked, before its answer is known.
-enum Asked {
-    Read,
-    Put(u64),
-    Delete,
-    Swap { expected: Option<u64>, new: u64 },
-}
-
-impl Asked {
-    /// The operation as the history records it, from its answer; `None` for a read without
-    /// an answer, which constrains nothing.
-    fn recorded(
-        self,
-        result: Result<Vec<OpResult>, ClientError>,
-    ) -> Option<(RegisterOp<u64>, bool)> {
-        let first = match result {
-            Ok(mut results) => results.swap_remove(0),
-            Err(ClientError::Invalid(why)) => panic!("the test asked something invalid: {why}"),
-            Err(_) => {
-                let op = match self {
-                    Asked::Read => return None,
-                    Asked::Put(value) => RegisterOp::Write { value: Some(value) },
-                    Asked::Delete => RegisterOp::Write { value: None },
-                    Asked::Swap { expected, new } => RegisterOp::CasWritten { expected, new },
-                };
-                return Some((op, false));
-            }
-        };
-        let op = match (self, first) {
-            (Asked::Read, OpResult::Value(value)) => RegisterOp::Read {
-                saw: Some(decode(&value)),
-            },
-            (Asked::Read, OpResult::NotFound) => RegisterOp::Read { saw: None },
-            (Asked::Put(value), OpResult::Written) => RegisterOp::Write { value: Some(value) },
-            (Asked::Delete, OpResult::Written) => RegisterOp::Delete { found: true },
-            (Asked::Delete, OpResult::NotFound) => RegisterOp::Delete { found: false },
-            (Asked::Swap { expected, new }, OpResult::Written) => {
-                RegisterOp::CasWritten { expected, new }
-            }
-            (Asked::Swap { expected, .. }, OpResult::ConditionFailed { current }) => {
-                RegisterOp::CasFailed {
-                    expected,
-                    current: current.as_ref().map(decode),
-                }
-            }
-            (_, other) => panic!("an answer that does not fit its operation: {other:?}"),
-        };
-        Some((op, true))
-    }
-}
-
-/// A value's client, in its decimal digits above these (client 3's 52nd is 3000000052).
-const VALUES_PER_CLIENT: u64 = 1_000_000_000;
-
-/// Client `client` (1, 2, …) runs random operations on `keys` until `stop`, one at a time;
-/// `seed` picks them. Odd clients give up on a request after 3 s, even ones after 0.8 s (so
-/// that some writes go unanswered while a node is down or frozen).
-fn run_client(
-    bases: Vec<String>,
-    client: u64,
-    seed: u64,
-    keys: Vec<Bytes>,
-    consistencies: &'static [Consistency],
-    origin: Instant,
-    stop: Arc<AtomicBool>,
-) -> History {
-    cohort::node::on_one_executor("history-client", move || async move {
-        let mut options = ClientOptions::new(bases, seed);
-        options.attempt_timeout = Duration::from_millis(300);
-        options.request_timeout = Duration::from_millis(if client % 2 == 1 { 3_000 } else { 800 });
-        let session = Client::connect_retrying(options, Duration::from_secs(20))
-            .await
-            .expect("the cluster answers");
-        let mut rng = Prng::new(seed);
-        let mut last_seen: Vec<Option<u64>> = vec![None; keys.len()];
-        let mut history = History::new();
-        let mut count = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let k = rng.below(keys.len() as u64) as usize;
-            let key = keys[k].clone();
-            count += 1;
-            let new = client * VALUES_PER_CLIENT + count;
-            let (asked, op, consistency) = match rng.below(10) {
-                0..=3 => {
-                    let consistency = consistencies[rng.below(consistencies.len() as u64) as usize];
-                    (Asked::Read, Op::Get { key }, consistency)
-                }
-                4..=6 => {
-                    let value = encode(new);
-                    (
-                        Asked::Put(new),
-                        Op::Put { key, value },
-                        Consistency::Linearizable,
-                    )
-                }
-                7..=8 => {
-                    let expected = last_seen[k];
-                    let value = encode(new);
-                    let op = match expected {
-                        None => Op::PutIfAbsent { key, value },
-                        Some(old) => Op::CompareAndSwap {
-                            key,
-                            expected: Some(encode(old)),
-                            value,
-                        },
-                    };
-                    (Asked::Swap { expected, new }, op, Consistency::Linearizable)
-                }
-                _ => (Asked::Delete, Op::Delete { key }, Consistency::Linearizable),
-            };
-            let invoked_at = micros(origin);
-            let result = session.execute(smallvec![op], consistency).await;
-            let answered_at = micros(origin);
-            let Some((op, answered)) = asked.recorded(result) else {
-                continue;
-            };
-            match &op {
-                RegisterOp::Read { saw } => last_seen[k] = *saw,
-                RegisterOp::CasFailed { current, .. } => last_seen[k] = *current,
-                RegisterOp::Delete { .. } => last_seen[k] = None,
-                _ => {}
-            }
-            history.push((
-                k,
-                Operation {
-                    client,
-                    op,
-                    invoked_at,
-                    answered_at: answered.then_some(answered_at),
-                },
-            ));
-        }
-        history
-    })
-    .expect("client executor")
-}
 
 /// Kills, freezes and cuts off nodes, one fault at a time, each undone before the next,
 /// and hands the keys' groups to other nodes, for `NEMESIS_SECONDS` (or
@@ -281,10 +118,12 @@ fn hand_over(bases: &[String], keys: &[Bytes], to: u64) {
 type Nemesis = fn(&mut LocalCluster, &[Bytes], u64, Instant) -> Vec<u64>;
 
 /// Run clients against a cluster with `flags` under `nemesis`; check every key's history.
+/// Odd clients give up on a request after 3 s, even ones after 0.8 s, so that some writes go
+/// unanswered while a node is down or frozen.
 fn histories_stay_linearizable(
     name: &str,
     flags: NodeFlags,
-    consistencies: &'static [Consistency],
+    consistencies: &[Consistency],
     nemesis: Nemesis,
 ) {
     let mut cluster = start_with_flags(name, flags);
@@ -292,99 +131,49 @@ fn histories_stay_linearizable(
     let origin = cohort::clock::now();
     let seed = cohort::clock::wall_nanos() as u64;
     eprintln!("{name}: seed {seed}");
-    let run = seed % 1_000_000;
-    let keys: Vec<Bytes> = (0..KEYS)
-        .map(|k| Bytes::from(format!("history-{run}-{k}")))
-        .collect();
+    let keys = key_names(seed % 1_000_000, KEYS);
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (bases, keys, stop) = (bases.clone(), keys.clone(), Arc::clone(&stop));
-            let client_seed = seed.wrapping_add(c);
-            std::thread::spawn(move || {
-                run_client(bases, c + 1, client_seed, keys, consistencies, origin, stop)
-            })
+    let clients: Vec<_> = (1..=CLIENTS)
+        .map(|client| {
+            let check = CheckClient {
+                seeds: bases.clone(),
+                client,
+                seed: seed.wrapping_add(client),
+                keys: keys.clone(),
+                consistencies: consistencies.to_vec(),
+                request_timeout: Duration::from_millis(if client % 2 == 1 { 3_000 } else { 800 }),
+            };
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || check.run(origin, stop))
         })
         .collect();
     let members = nemesis(&mut cluster, &keys, seed, origin);
     stop.store(true, Ordering::Relaxed);
-    let mut history: History = clients
-        .into_iter()
-        .flat_map(|c| c.join().expect("client"))
-        .collect();
+    let mut history: History = History::new();
+    for client in clients {
+        history.extend(client.join().expect("client").expect("the client ran"));
+    }
     // The last word: a read of every key after the faults, which every write that went
     // unanswered and was applied must have reached.
     let bases: Vec<String> = members
         .iter()
         .map(|&id| cluster.bases[id as usize - 1].clone())
         .collect();
-    let last = run_client_reads(&bases, &keys, origin);
-    history.extend(last);
+    history.extend(read_all(&bases, &keys, origin).expect("the healed cluster answers"));
     assert!(cluster.exited().is_empty(), "{:?}", cluster.exited());
-
-    for (k, key) in keys.iter().enumerate() {
-        let ops: Vec<Operation<u64>> = history
-            .iter()
-            .filter(|(of, _)| *of == k)
-            .map(|(_, op)| op.clone())
-            .collect();
-        let answered = |f: fn(&RegisterOp<u64>) -> bool| {
-            ops.iter()
-                .filter(|o| o.answered_at.is_some() && f(&o.op))
-                .count()
-        };
-        let reads = answered(|op| matches!(op, RegisterOp::Read { .. }));
-        let writes =
-            answered(|op| matches!(op, RegisterOp::Write { .. } | RegisterOp::Delete { .. }));
-        let swapped = answered(|op| matches!(op, RegisterOp::CasWritten { .. }));
-        let unanswered = ops.iter().filter(|o| o.answered_at.is_none()).count();
-        eprintln!(
-            "{name}: key {key:?}: {} operations: {reads} reads, {writes} writes and deletes, \
-             {swapped} swaps done, {unanswered} without an answer",
-            ops.len()
-        );
+    let counts = match check_keys(&keys, &history) {
+        Ok(counts) => counts,
+        Err(error) => panic!("{name} (seed {seed}): {error}"),
+    };
+    for (key, count) in keys.iter().zip(&counts) {
+        eprintln!("{name}: {key:?}: {count:?}");
         // A history too thin proves little: the load must have gone on through the faults.
-        assert!(reads >= 20 && writes >= 20 && swapped >= 5, "key {key:?}");
-        if let Err(error) = check_register(&ops, CONFIGURATIONS_MAX) {
-            panic!("{name}: key {key:?} (seed {seed}): {error}");
-        }
+        assert!(
+            count.reads >= 20 && count.writes >= 20 && count.swaps_written >= 5,
+            "{key:?}: {count:?}"
+        );
     }
     finish(cluster);
-}
-
-/// One read of each key, with a long patience: the history's last operations.
-fn run_client_reads(bases: &[String], keys: &[Bytes], origin: Instant) -> History {
-    let (bases, keys) = (bases.to_vec(), keys.to_vec());
-    cohort::node::on_one_executor("history-last-reads", move || async move {
-        let mut options = ClientOptions::new(bases, 7);
-        options.request_timeout = Duration::from_secs(30);
-        let session = Client::connect_retrying(options, Duration::from_secs(30))
-            .await
-            .expect("the cluster answers");
-        let mut history = History::new();
-        for (k, key) in keys.into_iter().enumerate() {
-            let invoked_at = micros(origin);
-            let result = session
-                .execute(smallvec![Op::Get { key }], Consistency::Linearizable)
-                .await;
-            let answered_at = micros(origin);
-            let (op, answered) = Asked::Read
-                .recorded(result)
-                .expect("the healed cluster answers a read");
-            assert!(answered);
-            history.push((
-                k,
-                Operation {
-                    client: 0,
-                    op,
-                    invoked_at,
-                    answered_at: Some(answered_at),
-                },
-            ));
-        }
-        history
-    })
-    .expect("reader executor")
 }
 
 #[test]
@@ -471,4 +260,33 @@ fn histories_stay_linearizable_while_nodes_join_and_leave() {
         &[Consistency::Linearizable],
         membership_changes,
     );
+}
+
+/// Goal: `cohort check` works from the command line against a running cluster, and refuses
+/// what it cannot check. Method: a healthy cluster, two seconds of four clients.
+#[test]
+fn cohort_check_finds_a_healthy_cluster_linearizable_and_refuses_stale_reads() {
+    let cluster = start_with_flags("history-cli", NodeFlags::default());
+    let base = cluster.bases[0].clone();
+    let output = cohort_cli(&["check", "--seconds", "2", "--nodes", &base]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{stdout}");
+    assert_eq!(stdout.matches("): linearizable").count(), 4, "{stdout}");
+    assert!(
+        stdout.contains("every key's history is linearizable"),
+        "{stdout}"
+    );
+    let output = cohort_cli(&["check", "--read", "stale", "--nodes", &base]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("stale reads are not linearizable"),
+        "{stderr}"
+    );
+    finish(cluster);
 }

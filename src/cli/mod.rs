@@ -1,6 +1,7 @@
 //! The `cohort` command line: flags, and what each subcommand runs.
 
 pub mod bench;
+pub mod check;
 pub mod client_cmd;
 pub mod demo;
 pub mod local_cluster;

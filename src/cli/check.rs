@@ -1,0 +1,380 @@
+//! `cohort check`: a Jepsen-style check of a running cluster. Clients read, write,
+//! compare-and-swap and delete a few keys of their own for a while (break the cluster
+//! meanwhile: kill, freeze, cut off nodes), then each key's history (every operation with
+//! when it was asked and when, if ever, it was answered) is checked for linearizability by
+//! [`crate::sim::check_register`]. `tests/node_history.rs` runs it under a nemesis.
+//!
+//! Values are unique (client and count), so a read names the write it saw. An operation
+//! without an answer (a timeout, a refusal after an attempt that may have been taken in) may
+//! have taken effect any time after it was asked, or never; reads without an answer are left
+//! out. The keys are named `cohort-check-<run>-<k>`, new for each run; the check leaves them
+//! behind, with whatever value they hold last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use smallvec::smallvec;
+
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::kv::{Op, OpResult};
+use crate::proto::client::Consistency;
+use crate::raft::Prng;
+use crate::sim::{Operation, RegisterOp, check_register};
+
+use super::client_cmd::{ReadMode, Target};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// How long the clients run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Clients, each with one request at a time.
+    #[arg(long, default_value_t = 4)]
+    pub clients: u64,
+    /// Keys the clients share (each is checked on its own).
+    #[arg(long, default_value_t = 4)]
+    pub keys: usize,
+    /// How reads are served (stale reads are not linearizable, so not checked).
+    #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
+    pub read: ReadMode,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// A value's client, in its decimal digits above these (client 3's 52nd is 3000000052).
+pub const VALUES_PER_CLIENT: u64 = 1_000_000_000;
+
+/// Far above what a history of millions of operations needs (a few configurations each).
+const CONFIGURATIONS_MAX: usize = 50_000_000;
+
+/// Operations, each with the index of its key.
+pub type History = Vec<(usize, Operation<u64>)>;
+
+/// Microseconds since `origin`: the time line every client shares.
+pub fn micros(origin: Instant) -> u64 {
+    crate::clock::now().duration_since(origin).as_micros() as u64
+}
+
+/// The keys of run `run`.
+pub fn key_names(run: u64, count: usize) -> Vec<Bytes> {
+    (0..count)
+        .map(|k| Bytes::from(format!("cohort-check-{run}-{k}")))
+        .collect()
+}
+
+fn decode(bytes: &Bytes) -> Result<u64, String> {
+    let array: [u8; 8] = bytes[..]
+        .try_into()
+        .map_err(|_| format!("a read returned {bytes:?}, which no client of this check wrote"))?;
+    Ok(u64::from_le_bytes(array))
+}
+
+fn encode(value: u64) -> Bytes {
+    Bytes::copy_from_slice(&value.to_le_bytes())
+}
+
+/// What one operation asked, before its answer is known.
+enum Asked {
+    Read,
+    Put(u64),
+    Delete,
+    Swap { expected: Option<u64>, new: u64 },
+}
+
+impl Asked {
+    /// The operation as the history records it, from its answer, and whether it was
+    /// answered; `None` for a read without an answer, which constrains nothing.
+    fn recorded(
+        self,
+        result: Result<Vec<OpResult>, ClientError>,
+    ) -> Result<Option<(RegisterOp<u64>, bool)>, String> {
+        let first = match result {
+            Ok(mut results) if !results.is_empty() => results.swap_remove(0),
+            Ok(_) => return Err("an answer without a result".to_string()),
+            Err(ClientError::Invalid(why)) => return Err(format!("an invalid request: {why}")),
+            Err(_) => {
+                let op = match self {
+                    Asked::Read => return Ok(None),
+                    Asked::Put(value) => RegisterOp::Write { value: Some(value) },
+                    Asked::Delete => RegisterOp::Write { value: None },
+                    Asked::Swap { expected, new } => RegisterOp::CasWritten { expected, new },
+                };
+                return Ok(Some((op, false)));
+            }
+        };
+        let op = match (self, first) {
+            (Asked::Read, OpResult::Value(value)) => RegisterOp::Read {
+                saw: Some(decode(&value)?),
+            },
+            (Asked::Read, OpResult::NotFound) => RegisterOp::Read { saw: None },
+            (Asked::Put(value), OpResult::Written) => RegisterOp::Write { value: Some(value) },
+            (Asked::Delete, OpResult::Written) => RegisterOp::Delete { found: true },
+            (Asked::Delete, OpResult::NotFound) => RegisterOp::Delete { found: false },
+            (Asked::Swap { expected, new }, OpResult::Written) => {
+                RegisterOp::CasWritten { expected, new }
+            }
+            (Asked::Swap { expected, .. }, OpResult::ConditionFailed { current }) => {
+                let current = current.as_ref().map(decode).transpose()?;
+                RegisterOp::CasFailed { expected, current }
+            }
+            (_, other) => {
+                return Err(format!(
+                    "an answer that does not fit its operation: {other:?}"
+                ));
+            }
+        };
+        Ok(Some((op, true)))
+    }
+}
+
+/// One client of a check.
+#[derive(Clone, Debug)]
+pub struct CheckClient {
+    pub seeds: Vec<String>,
+    /// 1, 2, …: the high digits of its values.
+    pub client: u64,
+    /// Picks its operations and the nodes it tries.
+    pub seed: u64,
+    pub keys: Vec<Bytes>,
+    pub consistencies: Vec<Consistency>,
+    /// How long one request may take, retries included.
+    pub request_timeout: Duration,
+}
+
+impl CheckClient {
+    /// Runs random operations on the keys, one at a time, until `stop`, on an executor of
+    /// its own (call it on a thread of its own); returns what happened.
+    pub fn run(self, origin: Instant, stop: Arc<AtomicBool>) -> Result<History, String> {
+        crate::node::on_one_executor("check-client", move || async move {
+            let mut options = ClientOptions::new(self.seeds.clone(), self.seed);
+            options.attempt_timeout = Duration::from_millis(300).min(self.request_timeout);
+            options.request_timeout = self.request_timeout;
+            let session = Client::connect_retrying(options, Duration::from_secs(20))
+                .await
+                .map_err(|e| format!("client {}: {e}", self.client))?;
+            self.operate(&session, origin, &stop).await
+        })?
+    }
+
+    async fn operate(
+        &self,
+        session: &Client,
+        origin: Instant,
+        stop: &AtomicBool,
+    ) -> Result<History, String> {
+        let mut rng = Prng::new(self.seed);
+        let mut last_seen: Vec<Option<u64>> = vec![None; self.keys.len()];
+        let mut history = History::new();
+        let mut count = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let k = rng.below(self.keys.len() as u64) as usize;
+            let key = self.keys[k].clone();
+            count += 1;
+            let new = self.client * VALUES_PER_CLIENT + count;
+            let linearizable = Consistency::Linearizable;
+            let (asked, op, consistency) = match rng.below(10) {
+                0..=3 => {
+                    let pick = rng.below(self.consistencies.len() as u64) as usize;
+                    (Asked::Read, Op::Get { key }, self.consistencies[pick])
+                }
+                4..=6 => {
+                    let value = encode(new);
+                    (Asked::Put(new), Op::Put { key, value }, linearizable)
+                }
+                7..=8 => {
+                    let expected = last_seen[k];
+                    let value = encode(new);
+                    let op = match expected {
+                        None => Op::PutIfAbsent { key, value },
+                        Some(old) => Op::CompareAndSwap {
+                            key,
+                            expected: Some(encode(old)),
+                            value,
+                        },
+                    };
+                    (Asked::Swap { expected, new }, op, linearizable)
+                }
+                _ => (Asked::Delete, Op::Delete { key }, linearizable),
+            };
+            let invoked_at = micros(origin);
+            let result = session.execute(smallvec![op], consistency).await;
+            let answered_at = micros(origin);
+            let Some((op, answered)) = asked.recorded(result)? else {
+                continue;
+            };
+            match &op {
+                RegisterOp::Read { saw } => last_seen[k] = *saw,
+                RegisterOp::CasFailed { current, .. } => last_seen[k] = *current,
+                RegisterOp::Delete { .. } => last_seen[k] = None,
+                RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => {}
+            }
+            history.push((
+                k,
+                Operation {
+                    client: self.client,
+                    op,
+                    invoked_at,
+                    answered_at: answered.then_some(answered_at),
+                },
+            ));
+        }
+        Ok(history)
+    }
+}
+
+/// One linearizable read of each key, patient (30 s each): the last operations of a
+/// history, which every unanswered write that took effect must have reached.
+pub fn read_all(seeds: &[String], keys: &[Bytes], origin: Instant) -> Result<History, String> {
+    let (seeds, keys) = (seeds.to_vec(), keys.to_vec());
+    crate::node::on_one_executor("check-last-reads", move || async move {
+        let mut options = ClientOptions::new(seeds, 7);
+        options.request_timeout = Duration::from_secs(30);
+        let session = Client::connect_retrying(options, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("the last reads: {e}"))?;
+        let mut history = History::new();
+        for (k, key) in keys.into_iter().enumerate() {
+            let invoked_at = micros(origin);
+            let result = session
+                .execute(smallvec![Op::Get { key }], Consistency::Linearizable)
+                .await;
+            let answered_at = micros(origin);
+            match Asked::Read.recorded(result)? {
+                Some((op, true)) => history.push((
+                    k,
+                    Operation {
+                        client: 0,
+                        op,
+                        invoked_at,
+                        answered_at: Some(answered_at),
+                    },
+                )),
+                _ => return Err(format!("the last read of key {k} got no answer")),
+            }
+        }
+        Ok(history)
+    })?
+}
+
+/// What one key's history held.
+#[derive(Clone, Debug, Default)]
+pub struct KeyCount {
+    pub operations: usize,
+    /// Answered reads, writes and deletes, and swaps that wrote.
+    pub reads: usize,
+    pub writes: usize,
+    pub swaps_written: usize,
+    pub unanswered: usize,
+}
+
+/// Check each key's history; Err names the first key that is not linearizable and why.
+pub fn check_keys(keys: &[Bytes], history: &History) -> Result<Vec<KeyCount>, String> {
+    let mut counts = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        let ops: Vec<Operation<u64>> = history
+            .iter()
+            .filter(|(of, _)| *of == k)
+            .map(|(_, op)| op.clone())
+            .collect();
+        let mut count = KeyCount {
+            operations: ops.len(),
+            ..KeyCount::default()
+        };
+        for op in &ops {
+            if op.answered_at.is_none() {
+                count.unanswered += 1;
+                continue;
+            }
+            match op.op {
+                RegisterOp::Read { .. } => count.reads += 1,
+                RegisterOp::Write { .. } | RegisterOp::Delete { .. } => count.writes += 1,
+                RegisterOp::CasWritten { .. } => count.swaps_written += 1,
+                RegisterOp::CasFailed { .. } => {}
+            }
+        }
+        check_register(&ops, CONFIGURATIONS_MAX)
+            .map_err(|error| format!("key {}: {error}", String::from_utf8_lossy(key)))?;
+        counts.push(count);
+    }
+    Ok(counts)
+}
+
+/// `cohort check`.
+pub fn run(args: &CheckArgs) -> Result<String, String> {
+    let consistencies = match args.read {
+        ReadMode::Linearizable => vec![Consistency::Linearizable],
+        ReadMode::Lease => vec![Consistency::Lease],
+        ReadMode::Stale => {
+            return Err(
+                "--read stale: stale reads are not linearizable, so there is nothing \
+                        to check; use linearizable or lease"
+                    .to_string(),
+            );
+        }
+    };
+    if args.clients == 0 || args.keys == 0 || args.seconds == 0 {
+        return Err("--clients, --keys and --seconds must be at least 1".to_string());
+    }
+    let seed = crate::clock::wall_nanos() as u64;
+    let keys = key_names(seed % 1_000_000_000, args.keys);
+    let origin = crate::clock::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (1..=args.clients)
+        .map(|client| {
+            let check = CheckClient {
+                seeds: args.target.nodes.clone(),
+                client,
+                seed: seed.wrapping_add(client),
+                keys: keys.clone(),
+                consistencies: consistencies.clone(),
+                request_timeout: Duration::from_millis(args.target.timeout_ms),
+            };
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || check.run(origin, stop))
+        })
+        .collect();
+    wait_until(origin + Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut history = History::new();
+    for client in clients {
+        history.extend(
+            client
+                .join()
+                .map_err(|_| "a client panicked".to_string())??,
+        );
+    }
+    history.extend(read_all(&args.target.nodes, &keys, origin)?);
+    let counts = check_keys(&keys, &history)?;
+    let mut out = String::new();
+    for (key, count) in keys.iter().zip(&counts) {
+        out.push_str(&format!(
+            "{}: {} operations ({} reads, {} writes and deletes, {} swaps written, {} \
+             without an answer): linearizable\n",
+            String::from_utf8_lossy(key),
+            count.operations,
+            count.reads,
+            count.writes,
+            count.swaps_written,
+            count.unanswered
+        ));
+    }
+    let total: usize = counts.iter().map(|c| c.operations).sum();
+    out.push_str(&format!(
+        "cohort check: every key's history is linearizable ({total} operations by {} clients \
+         in {} s)",
+        args.clients, args.seconds
+    ));
+    Ok(out)
+}
+
+/// Sleeps until `deadline` (the command line's main thread, never an executor).
+#[allow(clippy::disallowed_methods)]
+fn wait_until(deadline: Instant) {
+    let now = crate::clock::now();
+    if deadline > now {
+        std::thread::sleep(deadline - now);
+    }
+}
