@@ -19,9 +19,10 @@
 //! collision can report a legal history as illegal but never hide an illegal one.
 //!
 //! Before the search, an unanswered write whose value nothing observed (no read saw it, no
-//! swap expected or found it) and that no other operation writes is dropped: leaving it out
-//! explains everything that linearizing it would, and each such write would otherwise stay
-//! a candidate at every later step.
+//! swap expected or found it, no delete that found some value was answered after the write
+//! was asked) and that no other operation writes is dropped: leaving it out explains
+//! everything that linearizing it would, and each such write would otherwise stay a
+//! candidate at every later step.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -251,10 +252,18 @@ fn without_unseen_writes<V: Clone + Eq + Hash>(history: &[Operation<V>]) -> Vec<
             *writers.entry(v).or_default() += 1;
         }
     }
+    // A delete that found a value observed some value, unnamed: any write asked before it
+    // was answered may be the one it found.
+    let found_deleted_last = history
+        .iter()
+        .filter(|o| matches!(o.op, RegisterOp::Delete { found: true }))
+        .filter_map(|o| o.answered_at)
+        .max();
     history
         .iter()
         .filter(|o| {
             o.answered_at.is_some()
+                || found_deleted_last.is_some_and(|at| at >= o.invoked_at)
                 || written(&o.op).is_none_or(|v| observed.contains(v) || writers[v] > 1)
         })
         .cloned()
@@ -458,6 +467,15 @@ mod tests {
         // It cannot happen before it was asked.
         let early = [op(2, read(Some(1)), 0, Some(1)), op(1, write(1), 2, None)];
         assert!(check(&early).is_err());
+        // A delete that found a value may have found it, though it names no value (the
+        // simulator of the core loop found this: the write was dropped as never seen).
+        let delete = |found| RegisterOp::Delete { found };
+        let found_by_a_delete = [
+            op(1, delete(false), 0, Some(1)),
+            op(2, write(1), 2, None),
+            op(1, delete(true), 10, Some(11)),
+        ];
+        check(&found_by_a_delete).unwrap();
     }
 
     #[test]

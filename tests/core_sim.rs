@@ -1,0 +1,753 @@
+//! A deterministic simulation of the real core loop (`shard::Core`: groups, client batches,
+//! exactly-once sessions, ReadIndex and lease reads, handovers, snapshots streamed to
+//! followers) on three nodes in one thread. A seeded network drops, delays and reorders
+//! messages and cuts nodes off; logs in memory take random time to sync; nodes stall (no
+//! ticks, no turns, as a frozen process) and catch up with their ticks first, as a node's
+//! tick clock does; clients retry with the same sequence number and give up after a while.
+//! Every key's history is checked for linearizability (`cohort::sim::check_register`).
+//!
+//! Where `src/sim` runs the Raft core alone, this runs everything a node runs above its WAL
+//! files and sockets. Nodes do not crash here (no recovery from the log): the process tests
+//! (`tests/node_history.rs`) kill them. A failure prints `CORE SEED=<n>`;
+//! `COHORT_CORE_SIM_SEED=<n>` replays that seed alone, `COHORT_CORE_SIM_SEEDS=<n>` runs more.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use cohort::kv::{Command, Op, OpResult, SnapshotJob};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use cohort::proto::topology::group_of;
+use cohort::raft::{
+    Config, Entry, GroupId, LogIndex, Message, MessageBody, NodeId, Persisted, Prng, Ready,
+    Replica, Snapshot,
+};
+use cohort::shard::Group;
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
+use cohort::shard::inbox::Inbox;
+use cohort::shard::snapshot_stream::StreamConfig;
+use cohort::sim::{Operation, RegisterOp, check_register};
+use cohort::wire::Envelope;
+use smallvec::smallvec;
+
+const NODES: u64 = 3;
+const GROUPS: u32 = 2;
+const KEYS: usize = 3;
+const CLIENTS: u64 = 4;
+/// Time units per tick.
+const TICK: u64 = 10;
+/// A client tries another node after this long without an answer...
+const ATTEMPT_UNITS: u64 = 150;
+/// ...and gives up on a request (its outcome unknown) after this long (odd clients) or this
+/// (even ones, so that some writes go unanswered while a leader is cut off or stalled).
+const REQUEST_UNITS: u64 = 2_000;
+const REQUEST_UNITS_IMPATIENT: u64 = 400;
+
+/// The simulated time, shared by the logs' syncs.
+type Now = Rc<Cell<u64>>;
+
+/// A log in memory whose syncs end at a random later time.
+struct SimLog {
+    now: Now,
+    rng: Rc<RefCell<Prng>>,
+    sync_delay_max: u64,
+    encoded: Vec<(GroupId, LogIndex, Bytes)>,
+    received: Vec<(GroupId, Message)>,
+    snapshot_unsynced: bool,
+}
+
+impl CoreLog for SimLog {
+    fn stage(&mut self, _group: GroupId, _ready: &Ready) -> io::Result<()> {
+        Ok(())
+    }
+
+    type Synced = ();
+
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
+        self.snapshot_unsynced = false;
+        let delay = self.rng.borrow_mut().below(self.sync_delay_max + 1);
+        let (now, due) = (Rc::clone(&self.now), self.now.get() + delay);
+        Ok(Box::pin(std::future::poll_fn(move |_| {
+            if now.get() >= due {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })))
+    }
+
+    fn finish_sync(&mut self, (): ()) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
+        let index = LogIndex(job.applied_index());
+        self.encoded.push((group, index, job.encode()));
+    }
+
+    fn take_encoded(&mut self) -> Vec<(GroupId, LogIndex, Bytes)> {
+        std::mem::take(&mut self.encoded)
+    }
+
+    fn snapshot_taken(&mut self, _group: GroupId, _snapshot: &Snapshot) -> io::Result<()> {
+        self.snapshot_unsynced = true;
+        Ok(())
+    }
+
+    fn snapshot_in_flight(&self, _group: GroupId) -> bool {
+        false
+    }
+
+    fn receive_snapshot(&mut self, group: GroupId, message: Message) {
+        if let MessageBody::InstallSnapshot(snapshot) = &message.body
+            && cohort::shard::core::snapshot_loads(snapshot).is_ok()
+        {
+            self.received.push((group, message));
+        }
+    }
+
+    fn take_received(&mut self) -> Vec<(GroupId, Message)> {
+        std::mem::take(&mut self.received)
+    }
+
+    fn release(&mut self, entries: Vec<Entry>) {
+        drop(entries);
+    }
+
+    fn maintain(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wants_sync(&self) -> bool {
+        self.snapshot_unsynced
+    }
+
+    fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+        Vec::new()
+    }
+}
+
+/// A message on its way: (due time, sender, receiver) → what it carries.
+type InFlight = BTreeMap<(u64, u64), (u64, u64, Envelope)>;
+
+/// The network: messages in flight, and which pairs of nodes are cut off.
+struct Wires {
+    in_flight: InFlight,
+    /// Orders messages due at the same time.
+    sent: u64,
+    cut: BTreeSet<(u64, u64)>,
+    drop_permille: u64,
+    delay_max: u64,
+    rng: Prng,
+    now: Now,
+}
+
+struct SimNet {
+    from: u64,
+    wires: Rc<RefCell<Wires>>,
+}
+
+impl CoreNet for SimNet {
+    fn send(&mut self, envelope: Envelope) -> bool {
+        let mut wires = self.wires.borrow_mut();
+        let to = envelope.message.to.0;
+        let drop_permille = wires.drop_permille;
+        if wires.rng.chance(drop_permille, 1000) {
+            return true;
+        }
+        let delay_max = wires.delay_max;
+        let due = wires.now.get() + 1 + wires.rng.below(delay_max);
+        wires.sent += 1;
+        let order = wires.sent;
+        wires
+            .in_flight
+            .insert((due, order), (self.from, to, envelope));
+        true
+    }
+
+    fn take_renewed(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    fn set_log_full(&mut self, _full: bool) {}
+}
+
+type Running = Pin<Box<dyn Future<Output = Result<Core<SimLog, SimNet>, String>>>>;
+
+struct Node {
+    id: u64,
+    inbox: Inbox<Input>,
+    core: Running,
+    /// Stalled (frozen) until this time; inputs and ticks meanwhile wait.
+    stalled_until: u64,
+    ticks_owed: u64,
+    held: Vec<Input>,
+}
+
+impl Node {
+    fn start(id: u64, seed: u64, lease_reads: bool, now: &Now, wires: &Rc<RefCell<Wires>>) -> Node {
+        let voters: Vec<NodeId> = (1..=NODES).map(NodeId).collect();
+        let mut config = Config::new(NodeId(id));
+        config.lease_reads = lease_reads;
+        let groups = (0..GROUPS)
+            .map(|group| {
+                let persisted = Persisted::bootstrap(&voters);
+                let replica_seed = seed ^ (id << 32) ^ u64::from(group);
+                let replica = Replica::new(config.clone(), replica_seed, persisted).unwrap();
+                (group, Group::new(replica, Box::new(|_| String::new())))
+            })
+            .collect();
+        let shape = CoreShape {
+            node_id: id,
+            core: 0,
+            cores: 1,
+            groups_total: GROUPS,
+            sync: true,
+            snapshot_entries: 40,
+            snapshot_log_bytes: 0,
+            snapshot_stream: StreamConfig {
+                chunk_bytes: 512,
+                window_chunks: 4,
+                peer_window_chunks: 8,
+                stall_ticks: 10,
+                abandon_ticks: 100,
+            },
+            leader_balance_margin: Some(0),
+            balance_every_ticks: 20,
+            tick_length: None,
+        };
+        let log = SimLog {
+            now: Rc::clone(now),
+            rng: Rc::new(RefCell::new(Prng::new(seed ^ id))),
+            sync_delay_max: 8,
+            encoded: Vec::new(),
+            received: Vec::new(),
+            snapshot_unsynced: false,
+        };
+        let net = SimNet {
+            from: id,
+            wires: Rc::clone(wires),
+        };
+        let inbox = Inbox::new(1 << 20);
+        let core = Core::new(
+            shape,
+            groups,
+            log,
+            net,
+            inbox.clone(),
+            Box::new(|_, _, _, _| {}),
+            Box::new(|_| {}),
+        );
+        Node {
+            id,
+            inbox,
+            core: Box::pin(core.run()),
+            stalled_until: 0,
+            ticks_owed: 0,
+            held: Vec::new(),
+        }
+    }
+
+    fn stalled(&self, now: u64) -> bool {
+        now < self.stalled_until
+    }
+
+    fn input(&mut self, now: u64, input: Input) {
+        if self.stalled(now) {
+            self.held.push(input);
+        } else {
+            self.inbox.push_now(input);
+        }
+    }
+
+    /// Run the core until it waits; a core that returns has failed.
+    fn poll(&mut self, now: u64) -> Result<(), String> {
+        if self.stalled(now) {
+            return Ok(());
+        }
+        // As a node's tick clock does: the ticks a stall owes come before its inputs.
+        for _ in 0..std::mem::take(&mut self.ticks_owed) {
+            self.inbox.push_now(Input::Tick);
+        }
+        for input in self.held.drain(..) {
+            self.inbox.push_now(input);
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.core.as_mut().poll(&mut cx) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(Ok(_)) => Err(format!("node {} stopped", self.id)),
+            Poll::Ready(Err(error)) => Err(format!("node {} failed: {error}", self.id)),
+        }
+    }
+}
+
+/// What a client asked, before its answer is known.
+#[derive(Clone, Copy)]
+enum Asked {
+    Read,
+    Put(u64),
+    Delete,
+    Swap { expected: Option<u64>, new: u64 },
+}
+
+/// A request on its way.
+struct Pending {
+    key: usize,
+    asked: Asked,
+    request: Request,
+    invoked_at: u64,
+    attempt_at: u64,
+    node: u64,
+}
+
+struct SimClient {
+    index: u64,
+    rng: Prng,
+    /// Connection per node: (its id there, the node's answers to it).
+    conns: Vec<(u64, Inbox<Vec<Response>>)>,
+    sequences: HashMap<u64, u64>,
+    leaders: HashMap<u32, u64>,
+    last_seen: Vec<Option<u64>>,
+    count: u64,
+    pending: Option<Pending>,
+    history: Vec<(usize, Operation<u64>)>,
+}
+
+fn encode(value: u64) -> Bytes {
+    Bytes::copy_from_slice(&value.to_le_bytes())
+}
+
+fn decode(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().expect("8-byte values"))
+}
+
+impl SimClient {
+    /// The client id for requests to `group` (reads use one of their own: no session).
+    fn id_for(&self, group: u32, read: bool) -> u64 {
+        1_000 * self.index + if read { 999 } else { u64::from(group) }
+    }
+
+    fn start(&mut self, now: u64, keys: &[Bytes], nodes: &mut [Node]) {
+        let key = self.rng.below(keys.len() as u64) as usize;
+        let name = keys[key].clone();
+        self.count += 1;
+        let new = self.index * 1_000_000_000 + self.count;
+        let (asked, op) = match self.rng.below(10) {
+            0..=3 => (Asked::Read, Op::Get { key: name }),
+            4..=6 => (
+                Asked::Put(new),
+                Op::Put {
+                    key: name,
+                    value: encode(new),
+                },
+            ),
+            7..=8 => {
+                let expected = self.last_seen[key];
+                let op = match expected {
+                    None => Op::PutIfAbsent {
+                        key: name,
+                        value: encode(new),
+                    },
+                    Some(old) => Op::CompareAndSwap {
+                        key: name,
+                        expected: Some(encode(old)),
+                        value: encode(new),
+                    },
+                };
+                (Asked::Swap { expected, new }, op)
+            }
+            _ => (Asked::Delete, Op::Delete { key: name }),
+        };
+        let group = group_of(&keys[key], GROUPS);
+        let client_id = self.id_for(group, matches!(asked, Asked::Read));
+        let sequence = self.sequences.entry(client_id).or_insert(0);
+        *sequence += 1;
+        let request = Request {
+            command: Command {
+                client_id,
+                sequence: *sequence,
+                // One request at a time: every earlier one was answered or given up.
+                first_unacked: *sequence,
+                ops: smallvec![op],
+            },
+            consistency: Consistency::Linearizable,
+        };
+        let node = match self.leaders.get(&group) {
+            Some(&leader) => leader,
+            None => 1 + self.rng.below(NODES),
+        };
+        self.pending = Some(Pending {
+            key,
+            asked,
+            request,
+            invoked_at: now,
+            attempt_at: now,
+            node,
+        });
+        self.send(now, nodes);
+    }
+
+    fn send(&mut self, now: u64, nodes: &mut [Node]) {
+        let pending = self.pending.as_mut().expect("a request");
+        pending.attempt_at = now;
+        let (conn, _) = self.conns[(pending.node - 1) as usize];
+        let input = Input::Requests {
+            conn,
+            requests: vec![Ok(pending.request.clone())],
+        };
+        nodes[(pending.node - 1) as usize].input(now, input);
+    }
+
+    /// Record the pending request's end: answered with `result`, or not (`None`).
+    fn finish(&mut self, now: u64, result: Option<OpResult>) -> Result<(), String> {
+        let pending = self.pending.take().expect("a request");
+        let answered_at = result.is_some().then_some(now);
+        let op = match (pending.asked, result) {
+            (Asked::Read, None) => return Ok(()),
+            (Asked::Put(v), None) => RegisterOp::Write { value: Some(v) },
+            (Asked::Delete, None) => RegisterOp::Write { value: None },
+            (Asked::Swap { expected, new }, None) => RegisterOp::CasWritten { expected, new },
+            (Asked::Read, Some(OpResult::Value(v))) => RegisterOp::Read {
+                saw: Some(decode(&v)),
+            },
+            (Asked::Read, Some(OpResult::NotFound)) => RegisterOp::Read { saw: None },
+            (Asked::Put(v), Some(OpResult::Written)) => RegisterOp::Write { value: Some(v) },
+            (Asked::Delete, Some(OpResult::Written)) => RegisterOp::Delete { found: true },
+            (Asked::Delete, Some(OpResult::NotFound)) => RegisterOp::Delete { found: false },
+            (Asked::Swap { expected, new }, Some(OpResult::Written)) => {
+                RegisterOp::CasWritten { expected, new }
+            }
+            (Asked::Swap { expected, .. }, Some(OpResult::ConditionFailed { current })) => {
+                RegisterOp::CasFailed {
+                    expected,
+                    current: current.as_deref().map(decode),
+                }
+            }
+            (_, Some(other)) => return Err(format!("an answer that does not fit: {other:?}")),
+        };
+        match &op {
+            RegisterOp::Read { saw } => self.last_seen[pending.key] = *saw,
+            RegisterOp::CasFailed { current, .. } => self.last_seen[pending.key] = *current,
+            RegisterOp::Delete { .. } => self.last_seen[pending.key] = None,
+            RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => {}
+        }
+        self.history.push((
+            pending.key,
+            Operation {
+                client: self.index,
+                op,
+                invoked_at: pending.invoked_at,
+                answered_at,
+            },
+        ));
+        Ok(())
+    }
+
+    /// Take the answers the nodes gave; act on the one to the pending request, if any.
+    fn receive(&mut self, now: u64, nodes: &mut [Node]) -> Result<(), String> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut answers = Vec::new();
+        for (_, outbox) in &self.conns {
+            let mut batches = Vec::new();
+            if outbox.poll_take_all(&mut cx, &mut batches).is_ready() {
+                answers.extend(batches.into_iter().flatten());
+            }
+        }
+        for response in answers {
+            let Some(pending) = &mut self.pending else {
+                continue;
+            };
+            let command = &pending.request.command;
+            if (response.client_id, response.sequence) != (command.client_id, command.sequence) {
+                continue; // a late answer to an attempt already given up
+            }
+            let group = group_of(pending.request.command.ops[0].key(), GROUPS);
+            match response.outcome {
+                Outcome::Results(results) => {
+                    self.leaders.insert(group, pending.node);
+                    return self.finish(now, Some(results[0].clone()));
+                }
+                Outcome::NotLeader { leader, .. } => {
+                    pending.node = if leader == 0 {
+                        1 + self.rng.below(NODES)
+                    } else {
+                        leader
+                    };
+                    self.leaders.remove(&group);
+                    self.send(now, nodes);
+                }
+                Outcome::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                } => self.send(now, nodes),
+                Outcome::Error {
+                    code: ErrorCode::SessionExpired,
+                    ..
+                } => return self.finish(now, None),
+                Outcome::Error { code, message } => {
+                    return Err(format!("client {}: {code:?}: {message}", self.index));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Try another node after an attempt's time, give up after a request's.
+    fn check_time(&mut self, now: u64, nodes: &mut [Node]) -> Result<(), String> {
+        let Some(pending) = &mut self.pending else {
+            return Ok(());
+        };
+        let patience = if self.index % 2 == 1 {
+            REQUEST_UNITS
+        } else {
+            REQUEST_UNITS_IMPATIENT
+        };
+        if now >= pending.invoked_at + patience {
+            return self.finish(now, None);
+        }
+        if now >= pending.attempt_at + ATTEMPT_UNITS {
+            pending.node = pending.node % NODES + 1;
+            self.send(now, nodes);
+        }
+        Ok(())
+    }
+}
+
+/// What a seed varies.
+#[derive(Debug)]
+struct SimShape {
+    seed: u64,
+    steps: u64,
+    lease_reads: bool,
+    drop_permille: u64,
+    delay_max: u64,
+}
+
+impl SimShape {
+    fn for_seed(seed: u64) -> SimShape {
+        let mut rng = Prng::new(seed ^ 0xC0DE);
+        SimShape {
+            seed,
+            steps: 20_000 + rng.below(20_000),
+            lease_reads: rng.chance(1, 2),
+            drop_permille: rng.below(60),
+            delay_max: 1 + rng.below(8),
+        }
+    }
+}
+
+/// How many operations a run checked, for the sweep's summary.
+#[derive(Debug, Default)]
+struct Done {
+    operations: usize,
+    unanswered: usize,
+    stalls: u64,
+    cuts: u64,
+    handovers: u64,
+}
+
+fn run(shape: &SimShape) -> Result<Done, String> {
+    let now: Now = Rc::new(Cell::new(0));
+    let mut rng = Prng::new(shape.seed);
+    let wires = Rc::new(RefCell::new(Wires {
+        in_flight: InFlight::new(),
+        sent: 0,
+        cut: BTreeSet::new(),
+        drop_permille: shape.drop_permille,
+        delay_max: shape.delay_max,
+        rng: Prng::new(shape.seed ^ 0x3E7),
+        now: Rc::clone(&now),
+    }));
+    let mut nodes: Vec<Node> = (1..=NODES)
+        .map(|id| Node::start(id, shape.seed, shape.lease_reads, &now, &wires))
+        .collect();
+    let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
+    let mut clients: Vec<SimClient> = (1..=CLIENTS)
+        .map(|index| {
+            let conns = nodes
+                .iter_mut()
+                .map(|node| {
+                    let conn = index;
+                    let outbox = Inbox::new(1 << 20);
+                    node.inbox.push_now(Input::Connected {
+                        conn,
+                        outbox: outbox.clone(),
+                    });
+                    (conn, outbox)
+                })
+                .collect();
+            SimClient {
+                index,
+                rng: Prng::new(shape.seed.wrapping_add(index)),
+                conns,
+                sequences: HashMap::new(),
+                leaders: HashMap::new(),
+                last_seen: vec![None; KEYS],
+                count: 0,
+                pending: None,
+                history: Vec::new(),
+            }
+        })
+        .collect();
+    let mut done = Done::default();
+    let quiet_from = shape.steps;
+    let end = shape.steps + 4_000;
+    for t in 1..=end {
+        now.set(t);
+        if t < quiet_from {
+            nemesis(&mut rng, t, &mut nodes, &wires, &mut done);
+        } else if t == quiet_from {
+            wires.borrow_mut().cut.clear();
+            wires.borrow_mut().drop_permille = 0;
+        }
+        deliver(t, &mut nodes, &wires);
+        for node in &mut nodes {
+            if (t + node.id * 7) % TICK == 0 {
+                if node.stalled(t) {
+                    node.ticks_owed += 1;
+                } else {
+                    node.inbox.push_now(Input::Tick);
+                }
+            }
+        }
+        for client in &mut clients {
+            client.check_time(t, &mut nodes)?;
+            if client.pending.is_none() && t + REQUEST_UNITS < end {
+                client.start(t, &keys, &mut nodes);
+            }
+        }
+        for node in &mut nodes {
+            node.poll(t)?;
+        }
+        for client in &mut clients {
+            client.receive(t, &mut nodes)?;
+        }
+    }
+    let mut history = Vec::new();
+    for client in &mut clients {
+        if client.pending.is_some() {
+            client.finish(end, None)?;
+        }
+        history.append(&mut client.history);
+    }
+    for k in 0..KEYS {
+        let ops: Vec<Operation<u64>> = history
+            .iter()
+            .filter(|(key, _)| *key == k)
+            .map(|(_, op)| op.clone())
+            .collect();
+        done.operations += ops.len();
+        done.unanswered += ops.iter().filter(|o| o.answered_at.is_none()).count();
+        check_register(&ops, 10_000_000).map_err(|e| format!("key-{k}: {e}"))?;
+    }
+    Ok(done)
+}
+
+/// Hand the messages due now to their nodes, unless the pair is cut off.
+fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
+    let due: Vec<(u64, u64, Envelope)> = {
+        let mut wires = wires.borrow_mut();
+        let later = wires.in_flight.split_off(&(t + 1, 0));
+        let due = std::mem::replace(&mut wires.in_flight, later);
+        let cut = &wires.cut;
+        due.into_values()
+            .filter(|(from, to, _)| !cut.contains(&(*from, *to)))
+            .collect()
+    };
+    for (from, to, envelope) in due {
+        if let Some(node) = nodes.get_mut((to - 1) as usize) {
+            let input = Input::Peer {
+                from,
+                log_full: false,
+                envelopes: vec![envelope],
+            };
+            node.input(t, input);
+        }
+    }
+}
+
+/// Now and then: cut a node off or heal, stall a node, or ask for a handover.
+fn nemesis(
+    rng: &mut Prng,
+    t: u64,
+    nodes: &mut [Node],
+    wires: &Rc<RefCell<Wires>>,
+    done: &mut Done,
+) {
+    let roll = rng.below(10_000);
+    let id = 1 + rng.below(NODES);
+    match roll {
+        0..=4 => {
+            let mut wires = wires.borrow_mut();
+            wires.cut.clear();
+            for other in (1..=NODES).filter(|&o| o != id) {
+                wires.cut.insert((id, other));
+                wires.cut.insert((other, id));
+            }
+            done.cuts += 1;
+        }
+        5..=14 => wires.borrow_mut().cut.clear(),
+        15..=19 => {
+            let node = &mut nodes[(id - 1) as usize];
+            if !node.stalled(t) {
+                node.stalled_until = t + 50 + rng.below(400);
+                done.stalls += 1;
+            }
+        }
+        20..=22 => {
+            let group = rng.below(u64::from(GROUPS)) as u32;
+            let to = 1 + rng.below(NODES);
+            let input = Input::TransferLeader {
+                group,
+                to,
+                reply: Inbox::new(4),
+            };
+            nodes[(id - 1) as usize].input(t, input);
+            done.handovers += 1;
+        }
+        _ => {}
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("COHORT_CORE_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("COHORT_CORE_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(48);
+    (0..count).collect()
+}
+
+#[test]
+fn client_histories_through_the_real_core_loop_stay_linearizable() {
+    let mut total = Done::default();
+    for seed in seeds() {
+        let shape = SimShape::for_seed(seed);
+        match run(&shape) {
+            Ok(done) => {
+                assert!(done.operations > 100, "seed {seed}: {done:?}");
+                total.operations += done.operations;
+                total.unanswered += done.unanswered;
+                total.stalls += done.stalls;
+                total.cuts += done.cuts;
+                total.handovers += done.handovers;
+            }
+            Err(error) => panic!(
+                "CORE SEED={seed} failed: {error}\nshape: {shape:?}\nreplay: \
+                 COHORT_CORE_SIM_SEED={seed} cargo test --test core_sim -- --nocapture"
+            ),
+        }
+    }
+    eprintln!("{total:?}");
+    assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
+}
