@@ -6,9 +6,12 @@
 //! tick clock does; clients retry with the same sequence number and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
 //!
+//! Nodes crash (in two seeds of three): the core and what its log had not synced are lost,
+//! and it restarts from what the log made durable (each group's hard state, entries and
+//! snapshot, the store decoded from it), as a node recovers from its WAL and snapshot files.
+//!
 //! Where `src/sim` runs the Raft core alone, this runs everything a node runs above its WAL
-//! files and sockets. Nodes do not crash here (no recovery from the log): the process tests
-//! (`tests/node_history.rs`) kill them. A failure prints `CORE SEED=<n>`;
+//! files and sockets. A failure prints `CORE SEED=<n>`;
 //! `COHORT_CORE_SIM_SEED=<n>` replays that seed alone, `COHORT_CORE_SIM_SEEDS=<n>` runs more.
 
 use std::cell::{Cell, RefCell};
@@ -20,7 +23,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use cohort::kv::{Command, Op, OpResult, SnapshotJob};
+use cohort::kv::{Command, KvStore, Op, OpResult, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::topology::group_of;
 use cohort::raft::{
@@ -31,7 +34,7 @@ use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
-use cohort::sim::{Operation, RegisterOp, check_register};
+use cohort::sim::{Disk, Operation, RegisterOp, check_register};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
 
@@ -51,37 +54,54 @@ const REQUEST_UNITS_IMPATIENT: u64 = 400;
 /// The simulated time, shared by the logs' syncs.
 type Now = Rc<Cell<u64>>;
 
+/// Each group's log as written (`staged`) and as made durable by the last sync that ended
+/// (`durable`, shared with the simulation: what a crash leaves).
+type Disks = BTreeMap<GroupId, Disk>;
+
 /// A log in memory whose syncs end at a random later time.
 struct SimLog {
     now: Now,
     rng: Rc<RefCell<Prng>>,
     sync_delay_max: u64,
+    staged: Disks,
+    durable: Rc<RefCell<Disks>>,
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
     received: Vec<(GroupId, Message)>,
     snapshot_unsynced: bool,
 }
 
 impl CoreLog for SimLog {
-    fn stage(&mut self, _group: GroupId, _ready: &Ready) -> io::Result<()> {
+    fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
+        let disk = self.staged.entry(group).or_default();
+        if let Some(snapshot) = ready.snapshot() {
+            disk.install_snapshot(snapshot.clone());
+        }
+        disk.append(ready.entries()).map_err(io::Error::other)?;
+        if let Some(hard_state) = ready.hard_state() {
+            disk.hard_state = hard_state;
+        }
         Ok(())
     }
 
-    type Synced = ();
+    /// What was staged when the sync began.
+    type Synced = Disks;
 
-    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = ()>>>> {
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = Disks>>>> {
         self.snapshot_unsynced = false;
         let delay = self.rng.borrow_mut().below(self.sync_delay_max + 1);
         let (now, due) = (Rc::clone(&self.now), self.now.get() + delay);
+        let mut staged = Some(self.staged.clone());
         Ok(Box::pin(std::future::poll_fn(move |_| {
             if now.get() >= due {
-                Poll::Ready(())
+                Poll::Ready(staged.take().expect("polled to the end once"))
             } else {
                 Poll::Pending
             }
         })))
     }
 
-    fn finish_sync(&mut self, (): ()) -> io::Result<()> {
+    fn finish_sync(&mut self, synced: Disks) -> io::Result<()> {
+        *self.durable.borrow_mut() = synced;
         Ok(())
     }
 
@@ -94,7 +114,11 @@ impl CoreLog for SimLog {
         std::mem::take(&mut self.encoded)
     }
 
-    fn snapshot_taken(&mut self, _group: GroupId, _snapshot: &Snapshot) -> io::Result<()> {
+    fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
+        let disk = self.staged.entry(group).or_default();
+        if snapshot.meta.index > disk.snapshot.meta.index {
+            disk.install_snapshot(snapshot.clone());
+        }
         self.snapshot_unsynced = true;
         Ok(())
     }
@@ -182,7 +206,10 @@ type Running = Pin<Box<dyn Future<Output = Result<Core<SimLog, SimNet>, String>>
 struct Node {
     id: u64,
     inbox: Inbox<Input>,
-    core: Running,
+    /// None while the node is down.
+    core: Option<Running>,
+    /// What its log made durable: all a restart has.
+    durable: Rc<RefCell<Disks>>,
     /// Stalled (frozen) until this time; inputs and ticks meanwhile wait.
     stalled_until: u64,
     ticks_owed: u64,
@@ -190,16 +217,58 @@ struct Node {
 }
 
 impl Node {
-    fn start(id: u64, seed: u64, lease_reads: bool, now: &Now, wires: &Rc<RefCell<Wires>>) -> Node {
+    /// Node `id` of a new cluster (every group bootstrapped with the three voters).
+    fn bootstrap(
+        id: u64,
+        seed: u64,
+        lease_reads: bool,
+        now: &Now,
+        wires: &Rc<RefCell<Wires>>,
+    ) -> Node {
         let voters: Vec<NodeId> = (1..=NODES).map(NodeId).collect();
+        let disks = (0..GROUPS)
+            .map(|group| {
+                (
+                    GroupId(group),
+                    Disk::from_persisted(Persisted::bootstrap(&voters)),
+                )
+            })
+            .collect();
+        let durable = Rc::new(RefCell::new(disks));
+        let mut node = Node {
+            id,
+            inbox: Inbox::new(1),
+            core: None,
+            durable,
+            stalled_until: 0,
+            ticks_owed: 0,
+            held: Vec::new(),
+        };
+        node.start(seed, lease_reads, now, wires);
+        node
+    }
+
+    /// Start (or restart) the node's core from what its log made durable, as a node
+    /// recovers from its WAL and snapshot files.
+    fn start(&mut self, seed: u64, lease_reads: bool, now: &Now, wires: &Rc<RefCell<Wires>>) {
+        let id = self.id;
         let mut config = Config::new(NodeId(id));
         config.lease_reads = lease_reads;
-        let groups = (0..GROUPS)
-            .map(|group| {
-                let persisted = Persisted::bootstrap(&voters);
-                let replica_seed = seed ^ (id << 32) ^ u64::from(group);
+        let disks = self.durable.borrow().clone();
+        let groups = disks
+            .iter()
+            .map(|(&group, disk)| {
+                let persisted = disk.to_persisted();
+                let kv = if persisted.snapshot.data.is_empty() {
+                    KvStore::new()
+                } else {
+                    KvStore::decode_snapshot(&persisted.snapshot.data).expect("a snapshot we took")
+                };
+                let replica_seed = seed ^ (id << 32) ^ u64::from(group.0) ^ now.get() << 40;
                 let replica = Replica::new(config.clone(), replica_seed, persisted).unwrap();
-                (group, Group::new(replica, Box::new(|_| String::new())))
+                let mut state = Group::new(replica, Box::new(|_| String::new()));
+                state.kv = kv;
+                (group.0, state)
             })
             .collect();
         let shape = CoreShape {
@@ -223,8 +292,10 @@ impl Node {
         };
         let log = SimLog {
             now: Rc::clone(now),
-            rng: Rc::new(RefCell::new(Prng::new(seed ^ id))),
+            rng: Rc::new(RefCell::new(Prng::new(seed ^ id ^ now.get() << 40))),
             sync_delay_max: 8,
+            staged: disks,
+            durable: Rc::clone(&self.durable),
             encoded: Vec::new(),
             received: Vec::new(),
             snapshot_unsynced: false,
@@ -243,14 +314,22 @@ impl Node {
             Box::new(|_, _, _, _| {}),
             Box::new(|_| {}),
         );
-        Node {
-            id,
-            inbox,
-            core: Box::pin(core.run()),
-            stalled_until: 0,
-            ticks_owed: 0,
-            held: Vec::new(),
-        }
+        self.inbox = inbox;
+        self.core = Some(Box::pin(core.run()));
+        self.stalled_until = 0;
+        self.ticks_owed = 0;
+        self.held.clear();
+    }
+
+    /// SIGKILL: the core and everything not durable are gone.
+    fn crash(&mut self) {
+        self.core = None;
+        self.inbox.close();
+        self.held.clear();
+    }
+
+    fn is_up(&self) -> bool {
+        self.core.is_some()
     }
 
     fn stalled(&self, now: u64) -> bool {
@@ -258,6 +337,9 @@ impl Node {
     }
 
     fn input(&mut self, now: u64, input: Input) {
+        if !self.is_up() {
+            return;
+        }
         if self.stalled(now) {
             self.held.push(input);
         } else {
@@ -267,7 +349,7 @@ impl Node {
 
     /// Run the core until it waits; a core that returns has failed.
     fn poll(&mut self, now: u64) -> Result<(), String> {
-        if self.stalled(now) {
+        if self.stalled(now) || !self.is_up() {
             return Ok(());
         }
         // As a node's tick clock does: the ticks a stall owes come before its inputs.
@@ -278,7 +360,8 @@ impl Node {
             self.inbox.push_now(input);
         }
         let mut cx = Context::from_waker(Waker::noop());
-        match self.core.as_mut().poll(&mut cx) {
+        let core = self.core.as_mut().expect("up");
+        match core.as_mut().poll(&mut cx) {
             Poll::Pending => Ok(()),
             Poll::Ready(Ok(_)) => Err(format!("node {} stopped", self.id)),
             Poll::Ready(Err(error)) => Err(format!("node {} failed: {error}", self.id)),
@@ -523,6 +606,7 @@ impl SimClient {
 struct SimShape {
     seed: u64,
     steps: u64,
+    crashes: bool,
     lease_reads: bool,
     drop_permille: u64,
     delay_max: u64,
@@ -534,6 +618,7 @@ impl SimShape {
         SimShape {
             seed,
             steps: 20_000 + rng.below(20_000),
+            crashes: rng.chance(2, 3),
             lease_reads: rng.chance(1, 2),
             drop_permille: rng.below(60),
             delay_max: 1 + rng.below(8),
@@ -549,6 +634,7 @@ struct Done {
     stalls: u64,
     cuts: u64,
     handovers: u64,
+    crashes: u64,
 }
 
 fn run(shape: &SimShape) -> Result<Done, String> {
@@ -564,7 +650,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         now: Rc::clone(&now),
     }));
     let mut nodes: Vec<Node> = (1..=NODES)
-        .map(|id| Node::start(id, shape.seed, shape.lease_reads, &now, &wires))
+        .map(|id| Node::bootstrap(id, shape.seed, shape.lease_reads, &now, &wires))
         .collect();
     let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
     let mut clients: Vec<SimClient> = (1..=CLIENTS)
@@ -597,16 +683,35 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     let mut done = Done::default();
     let quiet_from = shape.steps;
     let end = shape.steps + 4_000;
+    // The down node, if any, and when it restarts.
+    let mut down: Option<(usize, u64)> = None;
     for t in 1..=end {
         now.set(t);
         if t < quiet_from {
             nemesis(&mut rng, t, &mut nodes, &wires, &mut done);
+            if down.is_none() && shape.crashes && rng.chance(3, 10_000) {
+                let index = rng.below(NODES) as usize;
+                nodes[index].crash();
+                down = Some((index, t + 100 + rng.below(500)));
+                done.crashes += 1;
+            }
         } else if t == quiet_from {
             wires.borrow_mut().cut.clear();
             wires.borrow_mut().drop_permille = 0;
         }
+        if let Some((index, at)) = down
+            && (t >= at || t >= quiet_from)
+        {
+            let node = &mut nodes[index];
+            node.start(shape.seed, shape.lease_reads, &now, &wires);
+            for client in &clients {
+                let (conn, outbox) = client.conns[index].clone();
+                node.inbox.push_now(Input::Connected { conn, outbox });
+            }
+            down = None;
+        }
         deliver(t, &mut nodes, &wires);
-        for node in &mut nodes {
+        for node in nodes.iter_mut().filter(|n| n.is_up()) {
             if (t + node.id * 7) % TICK == 0 {
                 if node.stalled(t) {
                     node.ticks_owed += 1;
@@ -741,6 +846,7 @@ fn client_histories_through_the_real_core_loop_stay_linearizable() {
                 total.stalls += done.stalls;
                 total.cuts += done.cuts;
                 total.handovers += done.handovers;
+                total.crashes += done.crashes;
             }
             Err(error) => panic!(
                 "CORE SEED={seed} failed: {error}\nshape: {shape:?}\nreplay: \
@@ -749,5 +855,5 @@ fn client_histories_through_the_real_core_loop_stay_linearizable() {
         }
     }
     eprintln!("{total:?}");
-    assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
+    assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0 && total.crashes > 0);
 }
