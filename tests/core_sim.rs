@@ -23,7 +23,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use cohort::kv::{Command, KvStore, Op, OpResult, SnapshotJob};
+use cohort::cli::check::{Asked, VALUES_PER_CLIENT, random_op, seen};
+use cohort::kv::{Command, KvStore, OpResult, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::topology::group_of;
 use cohort::raft::{
@@ -34,7 +35,7 @@ use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
-use cohort::sim::{Disk, Operation, RegisterOp, check_register};
+use cohort::sim::{Disk, Operation, check_register};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
 
@@ -369,15 +370,6 @@ impl Node {
     }
 }
 
-/// What a client asked, before its answer is known.
-#[derive(Clone, Copy)]
-enum Asked {
-    Read,
-    Put(u64),
-    Delete,
-    Swap { expected: Option<u64>, new: u64 },
-}
-
 /// A request on its way.
 struct Pending {
     key: usize,
@@ -401,14 +393,6 @@ struct SimClient {
     history: Vec<(usize, Operation<u64>)>,
 }
 
-fn encode(value: u64) -> Bytes {
-    Bytes::copy_from_slice(&value.to_le_bytes())
-}
-
-fn decode(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes.try_into().expect("8-byte values"))
-}
-
 impl SimClient {
     /// The client id for requests to `group` (reads use one of their own: no session).
     fn id_for(&self, group: u32, read: bool) -> u64 {
@@ -419,33 +403,8 @@ impl SimClient {
         let key = self.rng.below(keys.len() as u64) as usize;
         let name = keys[key].clone();
         self.count += 1;
-        let new = self.index * 1_000_000_000 + self.count;
-        let (asked, op) = match self.rng.below(10) {
-            0..=3 => (Asked::Read, Op::Get { key: name }),
-            4..=6 => (
-                Asked::Put(new),
-                Op::Put {
-                    key: name,
-                    value: encode(new),
-                },
-            ),
-            7..=8 => {
-                let expected = self.last_seen[key];
-                let op = match expected {
-                    None => Op::PutIfAbsent {
-                        key: name,
-                        value: encode(new),
-                    },
-                    Some(old) => Op::CompareAndSwap {
-                        key: name,
-                        expected: Some(encode(old)),
-                        value: encode(new),
-                    },
-                };
-                (Asked::Swap { expected, new }, op)
-            }
-            _ => (Asked::Delete, Op::Delete { key: name }),
-        };
+        let new = self.index * VALUES_PER_CLIENT + self.count;
+        let (asked, op) = random_op(&mut self.rng, name, new, self.last_seen[key]);
         let group = group_of(&keys[key], GROUPS);
         let client_id = self.id_for(group, matches!(asked, Asked::Read));
         let sequence = self.sequences.entry(client_id).or_insert(0);
@@ -490,34 +449,13 @@ impl SimClient {
     fn finish(&mut self, now: u64, result: Option<OpResult>) -> Result<(), String> {
         let pending = self.pending.take().expect("a request");
         let answered_at = result.is_some().then_some(now);
-        let op = match (pending.asked, result) {
-            (Asked::Read, None) => return Ok(()),
-            (Asked::Put(v), None) => RegisterOp::Write { value: Some(v) },
-            (Asked::Delete, None) => RegisterOp::Write { value: None },
-            (Asked::Swap { expected, new }, None) => RegisterOp::CasWritten { expected, new },
-            (Asked::Read, Some(OpResult::Value(v))) => RegisterOp::Read {
-                saw: Some(decode(&v)),
-            },
-            (Asked::Read, Some(OpResult::NotFound)) => RegisterOp::Read { saw: None },
-            (Asked::Put(v), Some(OpResult::Written)) => RegisterOp::Write { value: Some(v) },
-            (Asked::Delete, Some(OpResult::Written)) => RegisterOp::Delete { found: true },
-            (Asked::Delete, Some(OpResult::NotFound)) => RegisterOp::Delete { found: false },
-            (Asked::Swap { expected, new }, Some(OpResult::Written)) => {
-                RegisterOp::CasWritten { expected, new }
-            }
-            (Asked::Swap { expected, .. }, Some(OpResult::ConditionFailed { current })) => {
-                RegisterOp::CasFailed {
-                    expected,
-                    current: current.as_deref().map(decode),
-                }
-            }
-            (_, Some(other)) => return Err(format!("an answer that does not fit: {other:?}")),
+        let Some(op) = pending.asked.recorded(result)? else {
+            return Ok(());
         };
-        match &op {
-            RegisterOp::Read { saw } => self.last_seen[pending.key] = *saw,
-            RegisterOp::CasFailed { current, .. } => self.last_seen[pending.key] = *current,
-            RegisterOp::Delete { .. } => self.last_seen[pending.key] = None,
-            RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => {}
+        if answered_at.is_some()
+            && let Some(value) = seen(&op)
+        {
+            self.last_seen[pending.key] = value;
         }
         self.history.push((
             pending.key,

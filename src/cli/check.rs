@@ -77,35 +77,52 @@ fn encode(value: u64) -> Bytes {
 }
 
 /// What one operation asked, before its answer is known.
-enum Asked {
+#[derive(Clone, Copy, Debug)]
+pub enum Asked {
     Read,
     Put(u64),
     Delete,
     Swap { expected: Option<u64>, new: u64 },
 }
 
+/// A random operation on `key`: 40% reads, 30% puts of `new`, 20% swaps from `last_seen`
+/// (the value this client last saw there) to `new` (put-if-absent when it saw none), 10%
+/// deletes.
+pub fn random_op(rng: &mut Prng, key: Bytes, new: u64, last_seen: Option<u64>) -> (Asked, Op) {
+    let value = encode(new);
+    match rng.below(10) {
+        0..=3 => (Asked::Read, Op::Get { key }),
+        4..=6 => (Asked::Put(new), Op::Put { key, value }),
+        7..=8 => {
+            let op = match last_seen {
+                None => Op::PutIfAbsent { key, value },
+                Some(old) => Op::CompareAndSwap {
+                    key,
+                    expected: Some(encode(old)),
+                    value,
+                },
+            };
+            let expected = last_seen;
+            (Asked::Swap { expected, new }, op)
+        }
+        _ => (Asked::Delete, Op::Delete { key }),
+    }
+}
+
 impl Asked {
-    /// The operation as the history records it, from its answer, and whether it was
-    /// answered; `None` for a read without an answer, which constrains nothing.
-    fn recorded(
-        self,
-        result: Result<Vec<OpResult>, ClientError>,
-    ) -> Result<Option<(RegisterOp<u64>, bool)>, String> {
-        let first = match result {
-            Ok(mut results) if !results.is_empty() => results.swap_remove(0),
-            Ok(_) => return Err("an answer without a result".to_string()),
-            Err(ClientError::Invalid(why)) => return Err(format!("an invalid request: {why}")),
-            Err(_) => {
-                let op = match self {
-                    Asked::Read => return Ok(None),
-                    Asked::Put(value) => RegisterOp::Write { value: Some(value) },
-                    Asked::Delete => RegisterOp::Write { value: None },
-                    Asked::Swap { expected, new } => RegisterOp::CasWritten { expected, new },
-                };
-                return Ok(Some((op, false)));
-            }
+    /// The operation as a history records it, from its result (`None`: no answer came, so
+    /// it may or may not have happened); `Ok(None)` for a read without an answer, which
+    /// constrains nothing.
+    pub fn recorded(self, result: Option<OpResult>) -> Result<Option<RegisterOp<u64>>, String> {
+        let Some(result) = result else {
+            return Ok(match self {
+                Asked::Read => None,
+                Asked::Put(value) => Some(RegisterOp::Write { value: Some(value) }),
+                Asked::Delete => Some(RegisterOp::Write { value: None }),
+                Asked::Swap { expected, new } => Some(RegisterOp::CasWritten { expected, new }),
+            });
         };
-        let op = match (self, first) {
+        let op = match (self, result) {
             (Asked::Read, OpResult::Value(value)) => RegisterOp::Read {
                 saw: Some(decode(&value)?),
             },
@@ -120,13 +137,33 @@ impl Asked {
                 let current = current.as_ref().map(decode).transpose()?;
                 RegisterOp::CasFailed { expected, current }
             }
-            (_, other) => {
-                return Err(format!(
-                    "an answer that does not fit its operation: {other:?}"
-                ));
+            (asked, other) => {
+                return Err(format!("{other:?} does not answer {asked:?}"));
             }
         };
-        Ok(Some((op, true)))
+        Ok(Some(op))
+    }
+}
+
+/// What an answered operation tells of its key's value now, if anything (for the next
+/// swap's expected value).
+pub fn seen(op: &RegisterOp<u64>) -> Option<Option<u64>> {
+    match op {
+        RegisterOp::Read { saw } => Some(*saw),
+        RegisterOp::CasFailed { current, .. } => Some(*current),
+        RegisterOp::Delete { .. } => Some(None),
+        RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => None,
+    }
+}
+
+/// The first result of a client's answer; `None` if no answer came (the outcome is
+/// unknown); an error for a request the client refused as invalid (a bug of the check).
+fn first_result(result: Result<Vec<OpResult>, ClientError>) -> Result<Option<OpResult>, String> {
+    match result {
+        Ok(mut results) if !results.is_empty() => Ok(Some(results.swap_remove(0))),
+        Ok(_) => Err("an answer without a result".to_string()),
+        Err(ClientError::Invalid(why)) => Err(format!("an invalid request: {why}")),
+        Err(_) => Ok(None),
     }
 }
 
@@ -174,42 +211,22 @@ impl CheckClient {
             let key = self.keys[k].clone();
             count += 1;
             let new = self.client * VALUES_PER_CLIENT + count;
-            let linearizable = Consistency::Linearizable;
-            let (asked, op, consistency) = match rng.below(10) {
-                0..=3 => {
-                    let pick = rng.below(self.consistencies.len() as u64) as usize;
-                    (Asked::Read, Op::Get { key }, self.consistencies[pick])
-                }
-                4..=6 => {
-                    let value = encode(new);
-                    (Asked::Put(new), Op::Put { key, value }, linearizable)
-                }
-                7..=8 => {
-                    let expected = last_seen[k];
-                    let value = encode(new);
-                    let op = match expected {
-                        None => Op::PutIfAbsent { key, value },
-                        Some(old) => Op::CompareAndSwap {
-                            key,
-                            expected: Some(encode(old)),
-                            value,
-                        },
-                    };
-                    (Asked::Swap { expected, new }, op, linearizable)
-                }
-                _ => (Asked::Delete, Op::Delete { key }, linearizable),
+            let (asked, op) = random_op(&mut rng, key, new, last_seen[k]);
+            let consistency = if matches!(asked, Asked::Read) {
+                self.consistencies[rng.below(self.consistencies.len() as u64) as usize]
+            } else {
+                Consistency::Linearizable
             };
             let invoked_at = micros(origin);
-            let result = session.execute(smallvec![op], consistency).await;
-            let answered_at = micros(origin);
-            let Some((op, answered)) = asked.recorded(result)? else {
+            let result = first_result(session.execute(smallvec![op], consistency).await)?;
+            let answered_at = result.is_some().then(|| micros(origin));
+            let Some(op) = asked.recorded(result)? else {
                 continue;
             };
-            match &op {
-                RegisterOp::Read { saw } => last_seen[k] = *saw,
-                RegisterOp::CasFailed { current, .. } => last_seen[k] = *current,
-                RegisterOp::Delete { .. } => last_seen[k] = None,
-                RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => {}
+            if answered_at.is_some()
+                && let Some(value) = seen(&op)
+            {
+                last_seen[k] = value;
             }
             history.push((
                 k,
@@ -217,7 +234,7 @@ impl CheckClient {
                     client: self.client,
                     op,
                     invoked_at,
-                    answered_at: answered.then_some(answered_at),
+                    answered_at,
                 },
             ));
         }
@@ -242,8 +259,8 @@ pub fn read_all(seeds: &[String], keys: &[Bytes], origin: Instant) -> Result<His
                 .execute(smallvec![Op::Get { key }], Consistency::Linearizable)
                 .await;
             let answered_at = micros(origin);
-            match Asked::Read.recorded(result)? {
-                Some((op, true)) => history.push((
+            match Asked::Read.recorded(first_result(result)?)? {
+                Some(op) => history.push((
                     k,
                     Operation {
                         client: 0,
