@@ -6,9 +6,10 @@
 //! tick clock does; clients retry with the same sequence number and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
 //!
-//! Nodes crash (in two seeds of three): the core and what its log had not synced are lost,
-//! and it restarts from what the log made durable (each group's hard state, entries and
-//! snapshot, the store decoded from it), as a node recovers from its WAL and snapshot files.
+//! Nodes crash (in two seeds of three): the core is lost, and so is a random suffix of what
+//! its log took since its last sync (a torn tail); it restarts from what the log kept (each
+//! group's hard state, entries and snapshot, the store decoded from it), as a node recovers
+//! from its WAL and snapshot files.
 //!
 //! Where `src/sim` runs the Raft core alone, this runs everything a node runs above its WAL
 //! files and sockets. A failure prints `CORE SEED=<n>`;
@@ -28,8 +29,8 @@ use cohort::kv::{Command, KvStore, OpResult, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::topology::group_of;
 use cohort::raft::{
-    Config, Entry, GroupId, LogIndex, Message, MessageBody, NodeId, Persisted, Prng, Ready,
-    Replica, Snapshot,
+    Config, Entry, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Prng,
+    Ready, Replica, Snapshot,
 };
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
@@ -55,9 +56,58 @@ const REQUEST_UNITS_IMPATIENT: u64 = 400;
 /// The simulated time, shared by the logs' syncs.
 type Now = Rc<Cell<u64>>;
 
-/// Each group's log as written (`staged`) and as made durable by the last sync that ended
-/// (`durable`, shared with the simulation: what a crash leaves).
+/// Each group's log.
 type Disks = BTreeMap<GroupId, Disk>;
+
+/// One write to a node's log, in the order the log took it.
+#[derive(Clone)]
+enum Write {
+    /// From a leader, or taken by compaction: the log before it is dropped.
+    Snapshot(GroupId, Snapshot),
+    Entries(GroupId, Vec<Entry>),
+    HardState(GroupId, HardState),
+}
+
+impl Write {
+    fn apply(&self, disks: &mut Disks) -> Result<(), String> {
+        match self {
+            Write::Snapshot(group, snapshot) => {
+                let disk = disks.entry(*group).or_default();
+                if snapshot.meta.index > disk.snapshot.meta.index {
+                    disk.install_snapshot(snapshot.clone());
+                }
+            }
+            Write::Entries(group, entries) => disks.entry(*group).or_default().append(entries)?,
+            Write::HardState(group, hard_state) => {
+                disks.entry(*group).or_default().hard_state = *hard_state;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a node's log keeps across crashes: what the last sync that ended made durable, and
+/// the writes after it, of which a crash keeps a random prefix (the WAL's recovery keeps
+/// every whole record before the first torn one, and a write may reach the disk before it
+/// is synced).
+#[derive(Default)]
+struct Durable {
+    disks: Disks,
+    /// Writes after `disks`, oldest first, each with its number.
+    tail: Vec<(u64, Write)>,
+}
+
+impl Durable {
+    /// A crash: keep `kept` of the writes after the last sync; what remains is the log.
+    fn crash(&mut self, kept: usize) -> Disks {
+        for (_, write) in self.tail.drain(..).take(kept) {
+            write
+                .apply(&mut self.disks)
+                .expect("a prefix of writes the log took");
+        }
+        self.disks.clone()
+    }
+}
 
 /// A log in memory whose syncs end at a random later time.
 struct SimLog {
@@ -65,7 +115,9 @@ struct SimLog {
     rng: Rc<RefCell<Prng>>,
     sync_delay_max: u64,
     staged: Disks,
-    durable: Rc<RefCell<Disks>>,
+    /// Writes taken so far.
+    written: u64,
+    durable: Rc<RefCell<Durable>>,
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
     received: Vec<(GroupId, Message)>,
     snapshot_unsynced: bool,
@@ -73,25 +125,26 @@ struct SimLog {
 
 impl CoreLog for SimLog {
     fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
-        let disk = self.staged.entry(group).or_default();
         if let Some(snapshot) = ready.snapshot() {
-            disk.install_snapshot(snapshot.clone());
+            self.write(Write::Snapshot(group, snapshot.clone()))?;
         }
-        disk.append(ready.entries()).map_err(io::Error::other)?;
+        if !ready.entries().is_empty() {
+            self.write(Write::Entries(group, ready.entries().to_vec()))?;
+        }
         if let Some(hard_state) = ready.hard_state() {
-            disk.hard_state = hard_state;
+            self.write(Write::HardState(group, hard_state))?;
         }
         Ok(())
     }
 
-    /// What was staged when the sync began.
-    type Synced = Disks;
+    /// What was staged when the sync began, and the number of the last write in it.
+    type Synced = (Disks, u64);
 
-    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = Disks>>>> {
+    fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = (Disks, u64)>>>> {
         self.snapshot_unsynced = false;
         let delay = self.rng.borrow_mut().below(self.sync_delay_max + 1);
         let (now, due) = (Rc::clone(&self.now), self.now.get() + delay);
-        let mut staged = Some(self.staged.clone());
+        let mut staged = Some((self.staged.clone(), self.written));
         Ok(Box::pin(std::future::poll_fn(move |_| {
             if now.get() >= due {
                 Poll::Ready(staged.take().expect("polled to the end once"))
@@ -101,8 +154,10 @@ impl CoreLog for SimLog {
         })))
     }
 
-    fn finish_sync(&mut self, synced: Disks) -> io::Result<()> {
-        *self.durable.borrow_mut() = synced;
+    fn finish_sync(&mut self, (disks, last): (Disks, u64)) -> io::Result<()> {
+        let mut durable = self.durable.borrow_mut();
+        durable.disks = disks;
+        durable.tail.retain(|(number, _)| *number > last);
         Ok(())
     }
 
@@ -116,10 +171,7 @@ impl CoreLog for SimLog {
     }
 
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()> {
-        let disk = self.staged.entry(group).or_default();
-        if snapshot.meta.index > disk.snapshot.meta.index {
-            disk.install_snapshot(snapshot.clone());
-        }
+        self.write(Write::Snapshot(group, snapshot.clone()))?;
         self.snapshot_unsynced = true;
         Ok(())
     }
@@ -202,6 +254,15 @@ impl CoreNet for SimNet {
     fn set_log_full(&mut self, _full: bool) {}
 }
 
+impl SimLog {
+    fn write(&mut self, write: Write) -> io::Result<()> {
+        write.apply(&mut self.staged).map_err(io::Error::other)?;
+        self.written += 1;
+        self.durable.borrow_mut().tail.push((self.written, write));
+        Ok(())
+    }
+}
+
 type Running = Pin<Box<dyn Future<Output = Result<Core<SimLog, SimNet>, String>>>>;
 
 struct Node {
@@ -209,8 +270,10 @@ struct Node {
     inbox: Inbox<Input>,
     /// None while the node is down.
     core: Option<Running>,
-    /// What its log made durable: all a restart has.
-    durable: Rc<RefCell<Disks>>,
+    /// What its log keeps across a crash.
+    durable: Rc<RefCell<Durable>>,
+    /// What a restart starts from.
+    recovered: Disks,
     /// Stalled (frozen) until this time; inputs and ticks meanwhile wait.
     stalled_until: u64,
     ticks_owed: u64,
@@ -235,12 +298,12 @@ impl Node {
                 )
             })
             .collect();
-        let durable = Rc::new(RefCell::new(disks));
         let mut node = Node {
             id,
             inbox: Inbox::new(1),
             core: None,
-            durable,
+            durable: Rc::default(),
+            recovered: disks,
             stalled_until: 0,
             ticks_owed: 0,
             held: Vec::new(),
@@ -249,13 +312,17 @@ impl Node {
         node
     }
 
-    /// Start (or restart) the node's core from what its log made durable, as a node
-    /// recovers from its WAL and snapshot files.
+    /// Start (or restart) the node's core from what its log kept, as a node recovers from
+    /// its WAL and snapshot files.
     fn start(&mut self, seed: u64, lease_reads: bool, now: &Now, wires: &Rc<RefCell<Wires>>) {
         let id = self.id;
         let mut config = Config::new(NodeId(id));
         config.lease_reads = lease_reads;
-        let disks = self.durable.borrow().clone();
+        let disks = std::mem::take(&mut self.recovered);
+        *self.durable.borrow_mut() = Durable {
+            disks: disks.clone(),
+            tail: Vec::new(),
+        };
         let groups = disks
             .iter()
             .map(|(&group, disk)| {
@@ -296,6 +363,7 @@ impl Node {
             rng: Rc::new(RefCell::new(Prng::new(seed ^ id ^ now.get() << 40))),
             sync_delay_max: 8,
             staged: disks,
+            written: 0,
             durable: Rc::clone(&self.durable),
             encoded: Vec::new(),
             received: Vec::new(),
@@ -322,8 +390,10 @@ impl Node {
         self.held.clear();
     }
 
-    /// SIGKILL: the core and everything not durable are gone.
-    fn crash(&mut self) {
+    /// SIGKILL: the core and what the log did not keep are gone; the log keeps what its
+    /// syncs made durable and `kept` of the writes after them.
+    fn crash(&mut self, kept: usize) {
+        self.recovered = self.durable.borrow_mut().crash(kept);
         self.core = None;
         self.inbox.close();
         self.held.clear();
@@ -629,7 +699,8 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             nemesis(&mut rng, t, &mut nodes, &wires, &mut done);
             if down.is_none() && shape.crashes && rng.chance(3, 10_000) {
                 let index = rng.below(NODES) as usize;
-                nodes[index].crash();
+                let unsynced = nodes[index].durable.borrow().tail.len() as u64;
+                nodes[index].crash(rng.below(unsynced + 1) as usize);
                 down = Some((index, t + 100 + rng.below(500)));
                 done.crashes += 1;
             }
