@@ -1,6 +1,7 @@
 //! A deterministic simulation of the real core loop (`shard::Core`: groups, client batches,
-//! exactly-once sessions, ReadIndex and lease reads, handovers, snapshots streamed to
-//! followers) on three nodes in one thread. A seeded network drops, delays and reorders
+//! exactly-once sessions, ReadIndex and lease reads, handovers, membership changes,
+//! snapshots streamed to followers) on five nodes in one thread: three voters, and two
+//! spares that membership changes add as learners, promote, and may remove again. A seeded network drops, delays and reorders
 //! messages and cuts nodes off; logs in memory take random time to sync; nodes stall (no
 //! ticks, no turns, as a frozen process) and catch up with their ticks first, as a node's
 //! tick clock does; clients retry with the same sequence number and give up after a while.
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use cohort::cli::check::{Asked, VALUES_PER_CLIENT, random_op, seen};
 use cohort::kv::{Command, KvStore, OpResult, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use cohort::proto::topology::group_of;
 use cohort::raft::{
     Config, Entry, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Prng,
@@ -40,7 +42,10 @@ use cohort::sim::{Disk, Operation, check_register};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
 
-const NODES: u64 = 3;
+/// Nodes 1 to 3 start as the voters of every group; 4 and 5 start empty, as spares that
+/// membership changes add (as learners, then voters) and that may later be removed.
+const NODES: u64 = 5;
+const VOTERS: u64 = 3;
 const GROUPS: u32 = 2;
 const KEYS: usize = 3;
 const CLIENTS: u64 = 4;
@@ -281,7 +286,8 @@ struct Node {
 }
 
 impl Node {
-    /// Node `id` of a new cluster (every group bootstrapped with the three voters).
+    /// Node `id` of a new cluster: every group bootstrapped with the voters, or (a spare)
+    /// empty until it is added.
     fn bootstrap(
         id: u64,
         seed: u64,
@@ -289,13 +295,15 @@ impl Node {
         now: &Now,
         wires: &Rc<RefCell<Wires>>,
     ) -> Node {
-        let voters: Vec<NodeId> = (1..=NODES).map(NodeId).collect();
+        let voters: Vec<NodeId> = (1..=VOTERS).map(NodeId).collect();
         let disks = (0..GROUPS)
             .map(|group| {
-                (
-                    GroupId(group),
-                    Disk::from_persisted(Persisted::bootstrap(&voters)),
-                )
+                let persisted = if id <= VOTERS {
+                    Persisted::bootstrap(&voters)
+                } else {
+                    Persisted::empty()
+                };
+                (GroupId(group), Disk::from_persisted(persisted))
             })
             .collect();
         let mut node = Node {
@@ -615,6 +623,7 @@ struct SimShape {
     seed: u64,
     steps: u64,
     crashes: bool,
+    member_changes: bool,
     lease_reads: bool,
     drop_permille: u64,
     delay_max: u64,
@@ -627,6 +636,7 @@ impl SimShape {
             seed,
             steps: 20_000 + rng.below(20_000),
             crashes: rng.chance(2, 3),
+            member_changes: rng.chance(1, 2),
             lease_reads: rng.chance(1, 2),
             drop_permille: rng.below(60),
             delay_max: 1 + rng.below(8),
@@ -643,6 +653,7 @@ struct Done {
     cuts: u64,
     handovers: u64,
     crashes: u64,
+    member_changes: u64,
 }
 
 fn run(shape: &SimShape) -> Result<Done, String> {
@@ -689,6 +700,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         })
         .collect();
     let mut done = Done::default();
+    let mut membership = Membership::new();
     let quiet_from = shape.steps;
     let end = shape.steps + 4_000;
     // The down node, if any, and when it restarts.
@@ -697,6 +709,9 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         now.set(t);
         if t < quiet_from {
             nemesis(&mut rng, t, &mut nodes, &wires, &mut done);
+            if shape.member_changes && rng.chance(5, 10_000) {
+                membership.ask(&mut rng, t, &mut nodes);
+            }
             if down.is_none() && shape.crashes && rng.chance(3, 10_000) {
                 let index = rng.below(NODES) as usize;
                 let unsynced = nodes[index].durable.borrow().tail.len() as u64;
@@ -741,6 +756,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         for client in &mut clients {
             client.receive(t, &mut nodes)?;
         }
+        membership.hear(&mut done);
     }
     let mut history = Vec::new();
     for client in &mut clients {
@@ -828,6 +844,93 @@ fn nemesis(
     }
 }
 
+/// What the simulation knows of each group's members (from the outcomes of the changes it
+/// asked for), and the changes whose outcome it waits for.
+struct Membership {
+    /// Per group: voters and learners.
+    configs: BTreeMap<u32, (BTreeSet<u64>, BTreeSet<u64>)>,
+    /// (group, node) pairs removed: never added back (a node id is not reused).
+    removed: BTreeSet<(u32, u64)>,
+    waiting: Vec<(u32, Inbox<MemberOutcome>)>,
+}
+
+impl Membership {
+    fn new() -> Membership {
+        let voters: BTreeSet<u64> = (1..=VOTERS).collect();
+        Membership {
+            configs: (0..GROUPS)
+                .map(|g| (g, (voters.clone(), BTreeSet::new())))
+                .collect(),
+            removed: BTreeSet::new(),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Ask every node (only the group's leader acts) to add a node as a learner, promote a
+    /// learner, or remove a voter while more than three vote.
+    fn ask(&mut self, rng: &mut Prng, t: u64, nodes: &mut [Node]) {
+        let group = rng.below(u64::from(GROUPS)) as u32;
+        let node = 1 + rng.below(NODES);
+        let (voters, learners) = &self.configs[&group];
+        let op = if self.removed.contains(&(group, node)) {
+            return;
+        } else if learners.contains(&node) {
+            MemberOp::Promote
+        } else if voters.contains(&node) {
+            if voters.len() as u64 <= VOTERS {
+                return;
+            }
+            MemberOp::Remove
+        } else {
+            MemberOp::AddLearner {
+                address: format!("sim-{node}:1"),
+            }
+        };
+        for asked in nodes.iter_mut() {
+            let reply = Inbox::new(4);
+            let change = MemberChange {
+                group,
+                node,
+                op: op.clone(),
+            };
+            asked.input(
+                t,
+                Input::ChangeMember {
+                    change,
+                    reply: reply.clone(),
+                },
+            );
+            self.waiting.push((group, reply));
+        }
+    }
+
+    /// Learn the outcomes that came.
+    fn hear(&mut self, done: &mut Done) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let configs = &mut self.configs;
+        let removed = &mut self.removed;
+        self.waiting.retain(|(group, reply)| {
+            let mut outcomes = Vec::new();
+            if reply.poll_take_all(&mut cx, &mut outcomes).is_pending() {
+                return true;
+            }
+            for outcome in outcomes {
+                if let MemberOutcome::Done { voters, learners } = outcome {
+                    let config = configs.get_mut(group).expect("a group");
+                    for gone in config.0.iter().chain(&config.1) {
+                        if !voters.contains(gone) && !learners.contains(gone) {
+                            removed.insert((*group, *gone));
+                        }
+                    }
+                    *config = (voters.into_iter().collect(), learners.into_iter().collect());
+                    done.member_changes += 1;
+                }
+            }
+            false
+        });
+    }
+}
+
 fn seeds() -> Vec<u64> {
     if let Some(seed) = std::env::var("COHORT_CORE_SIM_SEED")
         .ok()
@@ -856,6 +959,7 @@ fn client_histories_through_the_real_core_loop_stay_linearizable() {
                 total.cuts += done.cuts;
                 total.handovers += done.handovers;
                 total.crashes += done.crashes;
+                total.member_changes += done.member_changes;
             }
             Err(error) => panic!(
                 "CORE SEED={seed} failed: {error}\nshape: {shape:?}\nreplay: \
@@ -865,4 +969,5 @@ fn client_histories_through_the_real_core_loop_stay_linearizable() {
     }
     eprintln!("{total:?}");
     assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0 && total.crashes > 0);
+    assert!(total.member_changes > 0);
 }
