@@ -38,7 +38,7 @@ use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
-use cohort::sim::{Disk, Operation, check_register};
+use cohort::sim::{Disk, Operation, RegisterOp, check_register};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
 
@@ -50,7 +50,7 @@ const GROUPS: u32 = 2;
 const KEYS: usize = 3;
 const CLIENTS: u64 = 4;
 /// Time units per tick.
-const TICK: u64 = 10;
+const TICK_UNITS: u64 = 10;
 /// A client tries another node after this long without an answer...
 const ATTEMPT_UNITS: u64 = 150;
 /// ...and gives up on a request (its outcome unknown) after this long (odd clients) or this
@@ -118,7 +118,7 @@ impl Durable {
 struct SimLog {
     now: Now,
     rng: Rc<RefCell<Prng>>,
-    sync_delay_max: u64,
+    sync_delay_units_max: u64,
     staged: Disks,
     /// Writes taken so far.
     written: u64,
@@ -147,7 +147,7 @@ impl CoreLog for SimLog {
 
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = (Disks, u64)>>>> {
         self.snapshot_unsynced = false;
-        let delay = self.rng.borrow_mut().below(self.sync_delay_max + 1);
+        let delay = self.rng.borrow_mut().below(self.sync_delay_units_max + 1);
         let (now, due) = (Rc::clone(&self.now), self.now.get() + delay);
         let mut staged = Some((self.staged.clone(), self.written));
         Ok(Box::pin(std::future::poll_fn(move |_| {
@@ -224,7 +224,7 @@ struct Wires {
     sent: u64,
     cut: BTreeSet<(u64, u64)>,
     drop_permille: u64,
-    delay_max: u64,
+    delay_units_max: u64,
     rng: Prng,
     now: Now,
 }
@@ -242,8 +242,8 @@ impl CoreNet for SimNet {
         if wires.rng.chance(drop_permille, 1000) {
             return true;
         }
-        let delay_max = wires.delay_max;
-        let due = wires.now.get() + 1 + wires.rng.below(delay_max);
+        let delay_units_max = wires.delay_units_max;
+        let due = wires.now.get() + 1 + wires.rng.below(delay_units_max);
         wires.sent += 1;
         let order = wires.sent;
         wires
@@ -334,7 +334,11 @@ impl Node {
         let groups = disks
             .iter()
             .map(|(&group, disk)| {
-                let persisted = disk.to_persisted();
+                let mut persisted = disk.to_persisted();
+                // As the WAL's recovery does (`WalLog::recover`).
+                persisted.hard_state = persisted
+                    .hard_state
+                    .under_snapshot(&persisted.snapshot.meta);
                 let kv = if persisted.snapshot.data.is_empty() {
                     KvStore::new()
                 } else {
@@ -369,7 +373,7 @@ impl Node {
         let log = SimLog {
             now: Rc::clone(now),
             rng: Rc::new(RefCell::new(Prng::new(seed ^ id ^ now.get() << 40))),
-            sync_delay_max: 8,
+            sync_delay_units_max: 8,
             staged: disks,
             written: 0,
             durable: Rc::clone(&self.durable),
@@ -463,18 +467,42 @@ struct SimClient {
     rng: Prng,
     /// Connection per node: (its id there, the node's answers to it).
     conns: Vec<(u64, Inbox<Vec<Response>>)>,
+    /// The id in use per tag (a group, or [`READS`]), as the real client keeps them.
+    ids: HashMap<u64, u64>,
+    /// Ids drawn so far.
+    ids_drawn: u64,
+    /// The last sequence used per id.
     sequences: HashMap<u64, u64>,
+    /// Ids with a request applied: their group holds a session for them.
+    applied: BTreeSet<u64>,
     leaders: HashMap<u32, u64>,
     last_seen: Vec<Option<u64>>,
     count: u64,
     pending: Option<Pending>,
     history: Vec<(usize, Operation<u64>)>,
+    /// What happened to this client worth counting.
+    done: Done,
 }
 
+/// The tag of the id reads use (they never touch a session); groups are tags 0, 1, ….
+const READS: u64 = u64::MAX;
+
 impl SimClient {
-    /// The client id for requests to `group` (reads use one of their own: no session).
-    fn id_for(&self, group: u32, read: bool) -> u64 {
-        1_000 * self.index + if read { 999 } else { u64::from(group) }
+    /// The client id in use for `tag`: one per group, and one for the reads.
+    fn id_for(&mut self, tag: u64) -> u64 {
+        if let Some(&id) = self.ids.get(&tag) {
+            return id;
+        }
+        self.ids_drawn += 1;
+        let id = self.index * 1_000_000 + self.ids_drawn;
+        self.ids.insert(tag, id);
+        id
+    }
+
+    /// The group forgot the session of `tag`'s id: later requests take a fresh one, as
+    /// the real client's `renew` does.
+    fn renew(&mut self, tag: u64) {
+        self.ids.remove(&tag);
     }
 
     fn start(&mut self, now: u64, keys: &[Bytes], nodes: &mut [Node]) {
@@ -484,15 +512,27 @@ impl SimClient {
         let new = self.index * VALUES_PER_CLIENT + self.count;
         let (asked, op) = random_op(&mut self.rng, name, new, self.last_seen[key]);
         let group = group_of(&keys[key], GROUPS);
-        let client_id = self.id_for(group, matches!(asked, Asked::Read));
+        let tag = if matches!(asked, Asked::Read) {
+            READS
+        } else {
+            u64::from(group)
+        };
+        let client_id = self.id_for(tag);
         let sequence = self.sequences.entry(client_id).or_insert(0);
         *sequence += 1;
+        // As the real client: one request at a time, so every earlier one was answered or
+        // given up; but until the group applied one request of this id it holds no session
+        // for it and must hear "nothing acknowledged".
+        let first_unacked = if self.applied.contains(&client_id) {
+            *sequence
+        } else {
+            1
+        };
         let request = Request {
             command: Command {
                 client_id,
                 sequence: *sequence,
-                // One request at a time: every earlier one was answered or given up.
-                first_unacked: *sequence,
+                first_unacked,
                 ops: smallvec![op],
             },
             consistency: Consistency::Linearizable,
@@ -530,10 +570,8 @@ impl SimClient {
         let Some(op) = pending.asked.recorded(result)? else {
             return Ok(());
         };
-        if answered_at.is_some()
-            && let Some(value) = seen(&op)
-        {
-            self.last_seen[pending.key] = value;
+        if answered_at.is_some() {
+            self.last_seen[pending.key] = seen(&op);
         }
         self.history.push((
             pending.key,
@@ -569,6 +607,7 @@ impl SimClient {
             match response.outcome {
                 Outcome::Results(results) => {
                     self.leaders.insert(group, pending.node);
+                    self.applied.insert(command.client_id);
                     return self.finish(now, Some(results[0].clone()));
                 }
                 Outcome::NotLeader { leader, .. } => {
@@ -587,7 +626,11 @@ impl SimClient {
                 Outcome::Error {
                     code: ErrorCode::SessionExpired,
                     ..
-                } => return self.finish(now, None),
+                } => {
+                    self.renew(u64::from(group));
+                    self.done.sessions_renewed += 1;
+                    return self.finish(now, None);
+                }
                 Outcome::Error { code, message } => {
                     return Err(format!("client {}: {code:?}: {message}", self.index));
                 }
@@ -626,7 +669,7 @@ struct SimShape {
     member_changes: bool,
     lease_reads: bool,
     drop_permille: u64,
-    delay_max: u64,
+    delay_units_max: u64,
 }
 
 impl SimShape {
@@ -639,7 +682,7 @@ impl SimShape {
             member_changes: rng.chance(1, 2),
             lease_reads: rng.chance(1, 2),
             drop_permille: rng.below(60),
-            delay_max: 1 + rng.below(8),
+            delay_units_max: 1 + rng.below(8),
         }
     }
 }
@@ -654,6 +697,8 @@ struct Done {
     handovers: u64,
     crashes: u64,
     member_changes: u64,
+    sessions_renewed: u64,
+    writes_answered: usize,
 }
 
 fn run(shape: &SimShape) -> Result<Done, String> {
@@ -664,7 +709,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         sent: 0,
         cut: BTreeSet::new(),
         drop_permille: shape.drop_permille,
-        delay_max: shape.delay_max,
+        delay_units_max: shape.delay_units_max,
         rng: Prng::new(shape.seed ^ 0x3E7),
         now: Rc::clone(&now),
     }));
@@ -690,7 +735,11 @@ fn run(shape: &SimShape) -> Result<Done, String> {
                 index,
                 rng: Prng::new(shape.seed.wrapping_add(index)),
                 conns,
+                ids: HashMap::new(),
+                ids_drawn: 0,
                 sequences: HashMap::new(),
+                applied: BTreeSet::new(),
+                done: Done::default(),
                 leaders: HashMap::new(),
                 last_seen: vec![None; KEYS],
                 count: 0,
@@ -736,7 +785,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         }
         deliver(t, &mut nodes, &wires);
         for node in nodes.iter_mut().filter(|n| n.is_up()) {
-            if (t + node.id * 7) % TICK == 0 {
+            if (t + node.id * 7) % TICK_UNITS == 0 {
                 if node.stalled(t) {
                     node.ticks_owed += 1;
                 } else {
@@ -764,6 +813,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             client.finish(end, None)?;
         }
         history.append(&mut client.history);
+        done.sessions_renewed += client.done.sessions_renewed;
     }
     for k in 0..KEYS {
         let ops: Vec<Operation<u64>> = history
@@ -773,6 +823,10 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             .collect();
         done.operations += ops.len();
         done.unanswered += ops.iter().filter(|o| o.answered_at.is_none()).count();
+        done.writes_answered += ops
+            .iter()
+            .filter(|o| o.answered_at.is_some() && !matches!(o.op, RegisterOp::Read { .. }))
+            .count();
         check_register(&ops, 10_000_000).map_err(|e| format!("key-{k}: {e}"))?;
     }
     Ok(done)
@@ -955,7 +1009,8 @@ fn sweep(part: u64, parts: u64) {
         let shape = SimShape::for_seed(seed);
         match run(&shape) {
             Ok(done) => {
-                assert!(done.operations > 100, "seed {seed}: {done:?}");
+                // A run whose writes all failed would check little.
+                assert!(done.writes_answered > 100, "seed {seed}: {done:?}");
                 total.operations += done.operations;
                 total.unanswered += done.unanswered;
                 total.stalls += done.stalls;
@@ -963,6 +1018,8 @@ fn sweep(part: u64, parts: u64) {
                 total.handovers += done.handovers;
                 total.crashes += done.crashes;
                 total.member_changes += done.member_changes;
+                total.sessions_renewed += done.sessions_renewed;
+                total.writes_answered += done.writes_answered;
             }
             Err(error) => panic!(
                 "CORE SEED={seed} failed: {error}\nshape: {shape:?}\nreplay: \

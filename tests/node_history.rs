@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cohort::cli::check::{CheckClient, History, check_keys, key_names, micros, read_all};
+use cohort::cli::check::{CheckClient, History, check_keys, key_names, nanos, read_all};
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::ClientOptions;
 use cohort::proto::client::Consistency;
@@ -48,29 +48,29 @@ fn faults(cluster: &mut LocalCluster, keys: &[Bytes], seed: u64, origin: Instant
     };
     let mut rng = Prng::new(seed);
     let mut caused = [0; 4];
-    let until = micros(origin) + seconds * 1_000_000;
-    while micros(origin) < until {
+    let until = nanos(origin) + seconds * 1_000_000_000;
+    while nanos(origin) < until {
         wait_ms(300 + rng.below(900));
         let id = 1 + rng.below(3);
         let fault = rng.below(if partitions { 4 } else { 3 }) as usize;
         let length_ms = 200 + rng.below(1_500);
-        let at = micros(origin);
+        let at = nanos(origin);
         caused[fault] += 1;
         match fault {
             0 => {
-                eprintln!("{at} µs: kill node {id} for {length_ms} ms");
+                eprintln!("{at} ns: kill node {id} for {length_ms} ms");
                 cluster.kill(id);
                 wait_ms(length_ms);
                 cluster.restart(id).expect("a killed node restarts");
             }
             1 => {
-                eprintln!("{at} µs: freeze node {id} for {length_ms} ms");
+                eprintln!("{at} ns: freeze node {id} for {length_ms} ms");
                 cluster.pause(id);
                 wait_ms(length_ms);
                 cluster.resume(id);
             }
             2 => {
-                eprintln!("{at} µs: hand the keys' groups to node {id}");
+                eprintln!("{at} ns: hand the keys' groups to node {id}");
                 hand_over(&cluster.bases, keys, id);
             }
             _ => {
@@ -81,13 +81,13 @@ fn faults(cluster: &mut LocalCluster, keys: &[Bytes], seed: u64, origin: Instant
                 let port = peer_address(&cluster.bases[cut as usize - 1], 0)
                     .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
                     .expect("a port");
-                eprintln!("{at} µs: cut node {cut}'s peer port for {length_ms} ms");
+                eprintln!("{at} ns: cut node {cut}'s peer port for {length_ms} ms");
                 let partition = Partition::isolate_port(port).expect("partition");
                 wait_ms(length_ms);
                 drop(partition);
             }
         }
-        eprintln!("{} µs: healed", micros(origin));
+        eprintln!("{} ns: healed", nanos(origin));
     }
     eprintln!("faults caused (kill, freeze, handover, cut): {caused:?}");
     vec![1, 2, 3]
@@ -97,6 +97,7 @@ fn faults(cluster: &mut LocalCluster, keys: &[Bytes], seed: u64, origin: Instant
 /// pending); a handover refused or timed out is reported and left.
 fn hand_over(bases: &[String], keys: &[Bytes], to: u64) {
     let mut groups: Vec<u32> = keys.iter().map(|k| group_of(k, GROUPS)).collect();
+    groups.sort_unstable();
     groups.dedup();
     let bases = bases.to_vec();
     cohort::node::on_one_executor("history-handover", move || async move {
@@ -211,7 +212,7 @@ fn membership_changes(
 ) -> Vec<u64> {
     let mut rng = Prng::new(seed);
     let mut members = vec![1, 2, 3];
-    let say = |what: String| eprintln!("{} µs: {what}", micros(origin));
+    let say = |what: String| eprintln!("{} ns: {what}", nanos(origin));
     for _ in 0..4 {
         wait_ms(1_000);
         let id = cluster.join(members[0]).expect("the new node starts");

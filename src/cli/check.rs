@@ -47,15 +47,19 @@ pub struct CheckArgs {
 /// A value's client, in its decimal digits above these (client 3's 52nd is 3000000052).
 pub const VALUES_PER_CLIENT: u64 = 1_000_000_000;
 
-/// Far above what a history of millions of operations needs (a few configurations each).
-const CONFIGURATIONS_MAX: usize = 50_000_000;
+/// Far above what a history of millions of operations needs (a few configurations each),
+/// and at most about a gigabyte of the search's cache.
+const CONFIGURATIONS_MAX: usize = 10_000_000;
 
 /// Operations, each with the index of its key.
 pub type History = Vec<(usize, Operation<u64>)>;
 
-/// Microseconds since `origin`: the time line every client shares.
-pub fn micros(origin: Instant) -> u64 {
-    crate::clock::now().duration_since(origin).as_micros() as u64
+/// Nanoseconds since `origin`: the time line every client shares. (Microseconds were too
+/// coarse: a client's next request was often asked in the microsecond its last answer came,
+/// and the checker takes equal times for overlapping operations, so a read that missed the
+/// client's own write just answered could have passed.)
+pub fn nanos(origin: Instant) -> u64 {
+    crate::clock::now().duration_since(origin).as_nanos() as u64
 }
 
 /// The keys of run `run`.
@@ -145,14 +149,14 @@ impl Asked {
     }
 }
 
-/// What an answered operation tells of its key's value now, if anything (for the next
-/// swap's expected value).
-pub fn seen(op: &RegisterOp<u64>) -> Option<Option<u64>> {
+/// The key's value right after an answered operation (for the next swap's expected value).
+pub fn seen(op: &RegisterOp<u64>) -> Option<u64> {
     match op {
-        RegisterOp::Read { saw } => Some(*saw),
-        RegisterOp::CasFailed { current, .. } => Some(*current),
-        RegisterOp::Delete { .. } => Some(None),
-        RegisterOp::Write { .. } | RegisterOp::CasWritten { .. } => None,
+        RegisterOp::Read { saw } => *saw,
+        RegisterOp::CasFailed { current, .. } => *current,
+        RegisterOp::Write { value } => *value,
+        RegisterOp::CasWritten { new, .. } => Some(*new),
+        RegisterOp::Delete { .. } => None,
     }
 }
 
@@ -206,6 +210,7 @@ impl CheckClient {
         let mut last_seen: Vec<Option<u64>> = vec![None; self.keys.len()];
         let mut history = History::new();
         let mut count = 0;
+        let mut last_answered_at = 0;
         while !stop.load(Ordering::Relaxed) {
             let k = rng.below(self.keys.len() as u64) as usize;
             let key = self.keys[k].clone();
@@ -217,16 +222,18 @@ impl CheckClient {
             } else {
                 Consistency::Linearizable
             };
-            let invoked_at = micros(origin);
+            // After the last answer, strictly: the two do not overlap.
+            let invoked_at = nanos(origin).max(last_answered_at + 1);
             let result = first_result(session.execute(smallvec![op], consistency).await)?;
-            let answered_at = result.is_some().then(|| micros(origin));
+            let answered_at = result.is_some().then(|| nanos(origin).max(invoked_at + 1));
+            if let Some(at) = answered_at {
+                last_answered_at = at;
+            }
             let Some(op) = asked.recorded(result)? else {
                 continue;
             };
-            if answered_at.is_some()
-                && let Some(value) = seen(&op)
-            {
-                last_seen[k] = value;
+            if answered_at.is_some() {
+                last_seen[k] = seen(&op);
             }
             history.push((
                 k,
@@ -253,12 +260,14 @@ pub fn read_all(seeds: &[String], keys: &[Bytes], origin: Instant) -> Result<His
             .await
             .map_err(|e| format!("the last reads: {e}"))?;
         let mut history = History::new();
+        let mut last_answered_at = 0;
         for (k, key) in keys.into_iter().enumerate() {
-            let invoked_at = micros(origin);
+            let invoked_at = nanos(origin).max(last_answered_at + 1);
             let result = session
                 .execute(smallvec![Op::Get { key }], Consistency::Linearizable)
                 .await;
-            let answered_at = micros(origin);
+            let answered_at = nanos(origin).max(invoked_at + 1);
+            last_answered_at = answered_at;
             match Asked::Read.recorded(first_result(result)?)? {
                 Some(op) => history.push((
                     k,

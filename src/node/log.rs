@@ -298,18 +298,13 @@ impl WalLog {
             .map(|e| decode_entry(group, e))
             .collect::<Result<Vec<_>, _>>()?;
         let stored = state.hard_state.unwrap_or_default();
-        // A vote belongs to its term: none in a term raised to the snapshot's.
-        let vote = if snapshot.meta.term > Term(stored.term) {
-            NodeId::NONE
-        } else {
-            NodeId(stored.vote)
+        let stored = HardState {
+            term: Term(stored.term),
+            vote: NodeId(stored.vote),
+            commit: LogIndex(stored.commit),
         };
         let persisted = Persisted {
-            hard_state: HardState {
-                term: Term(stored.term).max(snapshot.meta.term),
-                vote,
-                commit: LogIndex(stored.commit).max(snapshot.meta.index),
-            },
+            hard_state: stored.under_snapshot(&snapshot.meta),
             snapshot,
             entries,
         };

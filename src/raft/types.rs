@@ -120,6 +120,24 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
+impl HardState {
+    /// The hard state a log recovers with when its snapshot may be newer than its last
+    /// hard-state record (the crash came after the snapshot was stored, before the record
+    /// that followed it): the term is at least the snapshot's, a vote belongs to its term
+    /// (none in a term raised to the snapshot's), and the snapshot is committed.
+    pub fn under_snapshot(self, snapshot: &SnapshotMeta) -> HardState {
+        HardState {
+            term: self.term.max(snapshot.term),
+            vote: if snapshot.term > self.term {
+                NodeId::NONE
+            } else {
+                self.vote
+            },
+            commit: self.commit.max(snapshot.index),
+        }
+    }
+}
+
 /// The membership of a group, as stored in snapshots and applied from conf-change entries.
 /// While `voters_outgoing` is non-empty the group is in joint consensus: every decision
 /// needs a majority of `voters` and a majority of `voters_outgoing`.

@@ -61,8 +61,9 @@ pub trait CoreLog {
     /// What a sync's future hands back to [`CoreLog::finish_sync`].
     type Synced: 'static;
     /// Start making everything staged so far durable, for every group at once (group
-    /// commit). The future borrows nothing of the log, so the loop goes on while it runs;
-    /// hand its output to `finish_sync` before beginning the next sync (one at a time).
+    /// commit). The future borrows nothing of the log, so the loop goes on while it runs,
+    /// and may begin more (up to `SYNCS_IN_FLIGHT_MAX`); their outputs go to `finish_sync`
+    /// in the order the syncs began.
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = Self::Synced>>>>;
     /// Complete a sync. An error is fatal: the core stops rather than acknowledge what may
     /// not be on disk.

@@ -35,14 +35,19 @@ impl Disk {
             .map_or(self.snapshot.meta.index, |e| e.index)
     }
 
+    /// Make `snapshot` the base of the log. Entries after it stay only if the log agrees with
+    /// it (holds its index with its term, as after a compaction); otherwise they belong to
+    /// the log it replaced and go, as the WAL's `settle` drops them.
     pub fn install_snapshot(&mut self, snapshot: Snapshot) {
-        let index = snapshot.meta.index;
-        self.entries.retain(|e| e.index > index);
-        if self
-            .entries
-            .first()
-            .is_some_and(|e| e.index != index.next())
-        {
+        let (index, term) = (snapshot.meta.index, snapshot.meta.term);
+        let agrees = (self.snapshot.meta.index, self.snapshot.meta.term) == (index, term)
+            || self
+                .entries
+                .iter()
+                .any(|e| e.index == index && e.term == term);
+        if agrees {
+            self.entries.retain(|e| e.index > index);
+        } else {
             self.entries.clear();
         }
         self.snapshot = snapshot;

@@ -24,7 +24,7 @@
 //! everything that linearizing it would, and each such write would otherwise stay a
 //! candidate at every later step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -337,24 +337,29 @@ pub fn check_register<V: Clone + Eq + Hash>(
     Ok(())
 }
 
+/// The failure at operation `failed`, with what a reader needs around it: the operations
+/// answered while it ran, the last [`REPORT_BEFORE`] answered before it was asked, and the
+/// last [`REPORT_BEFORE`] unanswered ones asked before its end (all of them overlap it).
 fn report<V: Clone>(history: &[Operation<V>], failed: usize) -> RegisterError<V> {
     let op = &history[failed];
     let end = op.answered_at.unwrap_or(op.invoked_at);
-    let mut order: Vec<&Operation<V>> = history.iter().collect();
+    let mut order: Vec<&Operation<V>> = history.iter().filter(|o| o.invoked_at <= end).collect();
     order.sort_by_key(|o| o.invoked_at);
-    let first_concurrent = order
-        .iter()
-        .position(|o| o.answered_at.is_none_or(|a| a >= op.invoked_at))
-        .unwrap_or(0);
-    let around = order
-        .iter()
-        .enumerate()
-        .filter(|&(i, o)| i + REPORT_BEFORE >= first_concurrent && o.invoked_at <= end)
-        .map(|(_, o)| (*o).clone())
+    let before: Vec<usize> = (0..order.len())
+        .filter(|&i| order[i].answered_at.is_some_and(|a| a < op.invoked_at))
         .collect();
+    let unanswered: Vec<usize> = (0..order.len())
+        .filter(|&i| order[i].answered_at.is_none())
+        .collect();
+    let tail = |list: &[usize]| list[list.len().saturating_sub(REPORT_BEFORE)..].to_vec();
+    let mut shown: BTreeSet<usize> = (0..order.len())
+        .filter(|&i| order[i].answered_at.is_some_and(|a| a >= op.invoked_at))
+        .collect();
+    shown.extend(tail(&before));
+    shown.extend(tail(&unanswered));
     RegisterError::NotLinearizable {
         op: op.clone(),
-        around,
+        around: shown.into_iter().map(|i| order[i].clone()).collect(),
     }
 }
 
@@ -527,6 +532,26 @@ mod tests {
             op(3, read(Some(2)), 5, Some(6)),
         ];
         assert!(check(&unanswered).is_err());
+    }
+
+    #[test]
+    fn a_report_shows_the_operations_around_the_failure_not_the_whole_history() {
+        // An unanswered delete at the start overlaps everything after it.
+        let mut history = vec![op(9, RegisterOp::Write { value: None }, 0, None)];
+        for i in 0..100u32 {
+            let t = 10 + u64::from(i) * 10;
+            history.push(op(1, write(i), t, Some(t + 5)));
+        }
+        history.push(op(2, read(Some(3)), 2_000, Some(2_001)));
+        let Err(RegisterError::NotLinearizable { op, around }) = check(&history) else {
+            panic!("a stale read passed");
+        };
+        assert_eq!(op.op, read(Some(3)));
+        assert!(around.len() <= 2 * REPORT_BEFORE, "{} shown", around.len());
+        assert!(
+            around.iter().any(|o| o.op == write(99)),
+            "the last write is shown"
+        );
     }
 
     #[test]
