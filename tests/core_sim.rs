@@ -488,6 +488,37 @@ struct SimClient {
 const READS: u64 = u64::MAX;
 
 impl SimClient {
+    /// Client `index`, with a connection to every node.
+    fn connect(index: u64, seed: u64, nodes: &mut [Node]) -> SimClient {
+        let conns = nodes
+            .iter_mut()
+            .map(|node| {
+                let conn = index;
+                let outbox = Inbox::new(1 << 20);
+                node.inbox.push_now(Input::Connected {
+                    conn,
+                    outbox: outbox.clone(),
+                });
+                (conn, outbox)
+            })
+            .collect();
+        SimClient {
+            index,
+            rng: Prng::new(seed.wrapping_add(index)),
+            conns,
+            ids: HashMap::new(),
+            ids_drawn: 0,
+            sequences: HashMap::new(),
+            applied: BTreeSet::new(),
+            done: Done::default(),
+            leaders: HashMap::new(),
+            last_seen: vec![None; KEYS],
+            count: 0,
+            pending: None,
+            history: Vec::new(),
+        }
+    }
+
     /// The client id in use for `tag`: one per group, and one for the reads.
     fn id_for(&mut self, tag: u64) -> u64 {
         if let Some(&id) = self.ids.get(&tag) {
@@ -718,35 +749,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         .collect();
     let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
     let mut clients: Vec<SimClient> = (1..=CLIENTS)
-        .map(|index| {
-            let conns = nodes
-                .iter_mut()
-                .map(|node| {
-                    let conn = index;
-                    let outbox = Inbox::new(1 << 20);
-                    node.inbox.push_now(Input::Connected {
-                        conn,
-                        outbox: outbox.clone(),
-                    });
-                    (conn, outbox)
-                })
-                .collect();
-            SimClient {
-                index,
-                rng: Prng::new(shape.seed.wrapping_add(index)),
-                conns,
-                ids: HashMap::new(),
-                ids_drawn: 0,
-                sequences: HashMap::new(),
-                applied: BTreeSet::new(),
-                done: Done::default(),
-                leaders: HashMap::new(),
-                last_seen: vec![None; KEYS],
-                count: 0,
-                pending: None,
-                history: Vec::new(),
-            }
-        })
+        .map(|index| SimClient::connect(index, shape.seed, &mut nodes))
         .collect();
     let mut done = Done::default();
     let mut membership = Membership::new();
@@ -807,8 +810,13 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         }
         membership.hear(&mut done);
     }
+    check_histories(clients, end, done)
+}
+
+/// Give up what is still pending at `end`, then check every key's history.
+fn check_histories(clients: Vec<SimClient>, end: u64, mut done: Done) -> Result<Done, String> {
     let mut history = Vec::new();
-    for client in &mut clients {
+    for mut client in clients {
         if client.pending.is_some() {
             client.finish(end, None)?;
         }
