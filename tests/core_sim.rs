@@ -1,10 +1,11 @@
 //! A deterministic simulation of the real core loop (`shard::Core`: groups, client batches,
 //! exactly-once sessions, ReadIndex and lease reads, handovers, membership changes,
 //! snapshots streamed to followers) on five nodes in one thread: three voters, and two
-//! spares that membership changes add as learners, promote, and may remove again. A seeded network drops, delays and reorders
-//! messages and cuts nodes off; logs in memory take random time to sync; nodes stall (no
-//! ticks, no turns, as a frozen process) and catch up with their ticks first, as a node's
-//! tick clock does; clients retry with the same sequence number and give up after a while.
+//! spares that membership changes add as learners, promote, and may remove again. A seeded
+//! network drops, delays and reorders messages and cuts nodes off; logs in memory take
+//! random time to sync; nodes stall (no ticks, no turns, as a frozen process) and catch up
+//! with their ticks first, as a node's tick clock does; clients retry with the same
+//! sequence number and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
 //!
 //! Nodes crash (in two seeds of three): the core is lost, and so is a random suffix of what
