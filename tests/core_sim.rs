@@ -14,8 +14,8 @@
 //! from its WAL and snapshot files.
 //!
 //! Where `src/sim` runs the Raft core alone, this runs everything a node runs above its WAL
-//! files and sockets. A failure prints `CORE SEED=<n>`;
-//! `COHORT_CORE_SIM_SEED=<n>` replays that seed alone, `COHORT_CORE_SIM_SEEDS=<n>` runs more.
+//! files and sockets. A failure prints `CORE SEED=<n>`; `COHORT_CORE_SIM_SEED=<n>` replays
+//! that seed alone; `COHORT_CORE_SIM_SEEDS=<n>` runs n seeds, from `COHORT_CORE_SIM_FROM`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -994,20 +994,20 @@ impl Membership {
     }
 }
 
+/// A number from the environment variable `name`, if set.
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 /// The seeds of part `part` of `parts`: `COHORT_CORE_SIM_SEED` alone (in part 0), or a
-/// share of `0..COHORT_CORE_SIM_SEEDS` (default 48).
+/// share of `COHORT_CORE_SIM_SEEDS` seeds (default 48) from `COHORT_CORE_SIM_FROM` (0).
 fn seeds(part: u64, parts: u64) -> Vec<u64> {
-    if let Some(seed) = std::env::var("COHORT_CORE_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = env_number("COHORT_CORE_SIM_SEED") {
         return if part == 0 { vec![seed] } else { Vec::new() };
     }
-    let count: u64 = std::env::var("COHORT_CORE_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(48);
-    (count * part / parts..count * (part + 1) / parts).collect()
+    let count = env_number("COHORT_CORE_SIM_SEEDS").unwrap_or(48);
+    let from = env_number("COHORT_CORE_SIM_FROM").unwrap_or(0);
+    (from + count * part / parts..from + count * (part + 1) / parts).collect()
 }
 
 /// Run part `part` of `parts` of the sweep (the test runner spreads the parts over cores).
