@@ -733,6 +733,20 @@ struct Done {
     writes_answered: usize,
 }
 
+impl Done {
+    fn add(&mut self, other: &Done) {
+        self.operations += other.operations;
+        self.unanswered += other.unanswered;
+        self.stalls += other.stalls;
+        self.cuts += other.cuts;
+        self.handovers += other.handovers;
+        self.crashes += other.crashes;
+        self.member_changes += other.member_changes;
+        self.sessions_renewed += other.sessions_renewed;
+        self.writes_answered += other.writes_answered;
+    }
+}
+
 fn run(shape: &SimShape) -> Result<Done, String> {
     let now: Now = Rc::new(Cell::new(0));
     let mut rng = Prng::new(shape.seed);
@@ -1020,15 +1034,7 @@ fn sweep(part: u64, parts: u64) {
             Ok(done) => {
                 // A run whose writes all failed would check little.
                 assert!(done.writes_answered > 100, "seed {seed}: {done:?}");
-                total.operations += done.operations;
-                total.unanswered += done.unanswered;
-                total.stalls += done.stalls;
-                total.cuts += done.cuts;
-                total.handovers += done.handovers;
-                total.crashes += done.crashes;
-                total.member_changes += done.member_changes;
-                total.sessions_renewed += done.sessions_renewed;
-                total.writes_answered += done.writes_answered;
+                total.add(&done);
             }
             Err(error) => panic!(
                 "CORE SEED={seed} failed: {error}\nshape: {shape:?}\nreplay: \
