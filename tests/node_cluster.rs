@@ -211,6 +211,51 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     finish(cluster);
 }
 
+/// A node restarted under its id on a wiped data dir (a replaced disk, an operator's slip)
+/// no longer holds writes it acknowledged. It says so, the leaders it acknowledged them to
+/// say so, and they send it the log again: before, they probed it at its old match index,
+/// which it refused, forever, and it never held those writes again.
+#[test]
+fn a_node_restarted_on_a_wiped_data_dir_is_reported_and_sent_the_log_again() {
+    let mut cluster = start("wiped");
+    let bases = cluster.bases.clone();
+    let mut acked = put_numbered(&bases, 21, "before-", 40);
+    cluster.kill(3);
+    std::fs::remove_dir_all(cluster.dir.join("node-3")).unwrap();
+    cluster.restart(3).unwrap();
+    acked.extend(put_numbered(&bases, 22, "after-", 20));
+    let only_3 = vec![bases[2].clone()];
+    let missing_at_3 = || {
+        let acked = acked.clone();
+        with_client(&only_3, 23, async move |client| {
+            let mut missing = 0;
+            for (i, value) in &acked {
+                let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
+                missing += usize::from(got.as_deref() != Some(value.as_bytes()));
+            }
+            missing
+        })
+    };
+    let missing = eventually(missing_at_3, |&missing| missing == 0);
+    assert_eq!(missing, 0, "node 3 does not hold every write again");
+    assert!(
+        cluster
+            .log(3)
+            .contains("this node lost entries it had acknowledged"),
+        "{}",
+        cluster.log(3)
+    );
+    let reported = (1..=2).any(|id| {
+        let log = cluster.log(id);
+        let lines = log.lines();
+        lines
+            .filter(|l| l.contains("a follower lost entries it had acknowledged"))
+            .any(|l| l.contains("follower=3"))
+    });
+    assert!(reported, "no leader reported node 3");
+    finish(cluster);
+}
+
 #[test]
 fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stays_up() {
     // `--sync never` skips fdatasync but still hands the log to the kernel every turn: a

@@ -9,7 +9,7 @@ use cohort::raft::{
     LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState, ProposeError, Proposed,
     Replica, Role, Snapshot, SnapshotMeta, Term, TransferError, VoteResponse,
 };
-use cohort::sim::Cluster;
+use cohort::sim::{Cluster, Disk};
 
 mod common;
 use common::messages::empty_entry_2;
@@ -451,6 +451,52 @@ fn an_unreachable_follower_that_answers_again_replicates_again_in_an_idle_group(
     assert_eq!(cluster.leader(), Some(follower));
 }
 
+/// Goal: a follower that lost entries it had acknowledged (its disk wiped, then restarted
+/// under its id) is sent the log again, and the leader reports the loss. Before, the leader
+/// probed it at its old match index, which it refused, forever: it never held the data again.
+#[test]
+fn a_follower_that_lost_its_disk_is_reported_and_sent_the_log_again() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let acknowledged = write(&mut cluster, leader, "before the wipe");
+    let follower = followers(&cluster, leader)[0];
+    cluster.crash(follower);
+    let voters: Vec<NodeId> = cluster.ids();
+    cluster.nodes[(follower.0 - 1) as usize].disk =
+        Disk::from_persisted(Persisted::bootstrap(&voters));
+    cluster.restart(follower).unwrap();
+    let last = write(&mut cluster, leader, "after the wipe");
+    // The leader probes the follower at its old match index, which it refuses; the next
+    // heartbeat's answer says that it lost entries.
+    assert!(cluster.lost_entries.is_empty());
+    let heartbeat_ticks = Cluster::test_config(leader).heartbeat_interval_ticks;
+    for _ in 0..2 {
+        cluster.tick_all(heartbeat_ticks).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    let holds = LogIndex(1);
+    let reported = [
+        (follower, follower, acknowledged, holds),
+        (leader, follower, acknowledged, holds),
+    ];
+    let lost = cluster.lost_entries.iter();
+    let lost: Vec<_> = lost
+        .map(|&(by, l)| (by, l.follower, l.acknowledged, l.holds))
+        .collect();
+    assert_eq!(lost, reported);
+    assert_eq!(cluster.replica(follower).status().last_index, last);
+    assert_eq!(
+        applied(&cluster, follower),
+        ["before the wipe", "after the wipe"]
+    );
+    let status = cluster.replica(leader).status();
+    let peer = status.peers.iter().find(|p| p.id == follower).unwrap();
+    assert_eq!(
+        (peer.state, peer.match_index),
+        (ProgressState::Replicate, last)
+    );
+}
+
 #[test]
 fn transfer_to_a_node_outside_the_voters_is_refused() {
     let mut cluster = cluster(3, 1, |_| {});
@@ -653,7 +699,10 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
             .collect();
         leader.advance(ready.ack());
         for read_round in rounds {
-            let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round });
+            let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round,
+                short_of_commit: None,
+            });
             leader.step(term_2(3, 1, answer)).unwrap();
         }
         let mut ready = leader.ready();
@@ -682,7 +731,10 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
     // An election timeout later, with node 3 answering, the transfer is abandoned.
     for _ in 0..10 {
         leader.tick();
-        let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+        let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 0,
+            short_of_commit: None,
+        });
         leader.step(term_2(3, 1, answer)).unwrap();
     }
     assert_eq!(leader.role(), Role::Leader);
@@ -1081,7 +1133,10 @@ fn a_delivered_snapshot_resumes_the_follower_after_itself_not_after_a_newer_one(
     };
     let first = write_and_compact(&mut leader);
     // Node 2 answers a heartbeat: its log is behind the compaction, so it gets a snapshot.
-    let answer = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+    let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+        read_round: 0,
+        short_of_commit: None,
+    });
     leader.step(term_2(2, 1, answer)).unwrap();
     persist(&mut leader);
     assert!(matches!(peer_2(&leader).0, ProgressState::Snapshot { index, .. } if index == first));

@@ -517,7 +517,10 @@ fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {
         sender,
         1,
         term,
-        MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }),
+        MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 0,
+            short_of_commit: None,
+        }),
     ) else {
         unreachable!()
     };
@@ -1150,7 +1153,10 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
     let mut ticks = 0;
     while outcomes.is_empty() && ticks < 1000 {
         core = turn(core, &inbox, Input::Tick);
-        let heartbeat = MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 });
+        let heartbeat = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 0,
+            short_of_commit: None,
+        });
         core = turn(core, &inbox, from(3, 1, term, heartbeat));
         ticks += 1;
         block_on(futures_lite::future::poll_once(
@@ -1440,6 +1446,7 @@ fn a_read_confirmed_during_a_sync_is_served_before_that_sync_ends() {
         // Node 3 has answered every round started so far (they only grow).
         let round = HeartbeatResponse {
             read_round: 1 << 20,
+            short_of_commit: None,
         };
         f.inbox
             .push_now(from(3, 1, f.term, MessageBody::HeartbeatResponse(round)));

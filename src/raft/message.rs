@@ -132,6 +132,9 @@ pub struct Heartbeat {
 pub struct HeartbeatResponse {
     /// Echo of `Heartbeat::read_round`.
     pub read_round: u64,
+    /// The follower's last index, when the heartbeat's commit index was beyond it: the
+    /// follower lost entries it had acknowledged (see `LostEntries`).
+    pub short_of_commit: Option<LogIndex>,
 }
 
 impl MessageBody {

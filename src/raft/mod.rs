@@ -53,7 +53,7 @@ pub use message::{
 };
 pub use progress::ProgressState;
 pub use ready::{Ready, ReadyAck};
-pub use replica::{PeerStatus, Persisted, Proposed, ReadState, Replica, Status};
+pub use replica::{LostEntries, PeerStatus, Persisted, Proposed, ReadState, Replica, Status};
 pub use rng::Prng;
 pub use types::{
     ConfState, ENTRY_OVERHEAD_BYTES, Entry, EntryKind, GroupId, HardState, LogIndex, NodeId, Role,

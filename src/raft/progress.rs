@@ -86,6 +86,9 @@ pub(crate) struct Progress {
     pub(crate) acked_round: u64,
     /// Highest commit index sent to this follower in an append (saves empty appends).
     pub(crate) commit_sent: LogIndex,
+    /// The newest heartbeat round sent when the follower was last found to have lost
+    /// entries it acknowledged (0: never); answers to older rounds tell nothing new.
+    pub(crate) lost_round: u64,
 }
 
 impl Progress {
@@ -100,6 +103,22 @@ impl Progress {
             inflights,
             acked_round: 0,
             commit_sent: LogIndex::ZERO,
+            lost_round: 0,
+        }
+    }
+
+    /// The follower holds its log only up to `holds`, less than it acknowledged: nothing it
+    /// acknowledged is trusted any more, and probing starts again right after `holds` (or a
+    /// snapshot under way goes on). `round` is the newest heartbeat round sent.
+    pub(crate) fn forget_match(&mut self, holds: LogIndex, round: u64) {
+        self.match_index = LogIndex::ZERO;
+        self.lost_round = round;
+        self.commit_sent = LogIndex::ZERO;
+        if !matches!(self.state, ProgressState::Snapshot { .. }) {
+            self.state = ProgressState::Probe;
+            self.next_index = holds.next();
+            self.probe_sent = false;
+            self.inflights.reset();
         }
     }
 
@@ -163,10 +182,17 @@ impl Progress {
         if self.next_index.prev() != rejected {
             return false;
         }
-        self.next_index = rejected
+        let next_index = rejected
             .min(hint.next())
             .max(self.match_index.next())
             .max(LogIndex(1));
+        if next_index == self.next_index {
+            // Refused at the match index: late, or the follower lost entries it had
+            // acknowledged. Probing there again at once would be refused again, as fast as
+            // the network goes; the next heartbeat's answer says which it was.
+            return false;
+        }
+        self.next_index = next_index;
         self.probe_sent = false;
         true
     }
@@ -228,6 +254,21 @@ mod tests {
         );
         assert!(p.maybe_decrease_to(LogIndex(10), LogIndex(3)));
         assert_eq!(p.next_index, LogIndex(4));
+    }
+
+    #[test]
+    fn a_probe_refused_at_the_match_index_is_not_sent_again_at_once() {
+        let mut p = progress();
+        p.match_index = LogIndex(10);
+        // Refused right after the match: late, or the follower lost what it acknowledged.
+        assert!(!p.maybe_decrease_to(LogIndex(10), LogIndex(4)));
+        assert_eq!(p.next_index, LogIndex(11));
+        // The follower's heartbeat answer says its log ends at 4: probe from there.
+        p.forget_match(LogIndex(4), 7);
+        assert_eq!((p.match_index, p.next_index), (LogIndex::ZERO, LogIndex(5)));
+        assert_eq!((p.state, p.lost_round), (ProgressState::Probe, 7));
+        assert!(p.maybe_decrease_to(LogIndex(4), LogIndex(2)));
+        assert_eq!(p.next_index, LogIndex(3));
     }
 
     #[test]

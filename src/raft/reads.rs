@@ -50,6 +50,11 @@ pub(crate) struct ReadQueue {
 }
 
 impl ReadQueue {
+    /// The newest round started (0: none yet).
+    pub(crate) fn round(&self) -> u64 {
+        self.round
+    }
+
     pub(crate) fn start_round(&mut self, now_ticks: u64) -> u64 {
         self.round += 1;
         self.round_ticks.push_back((self.round, now_ticks));

@@ -1,7 +1,7 @@
 //! The Ready/advance contract: everything the caller must do, in order, after a turn.
 
 use super::message::Message;
-use super::replica::{ReadState, Replica};
+use super::replica::{LostEntries, ReadState, Replica};
 use super::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot, Term};
 
 /// Work the caller must do, in this order:
@@ -50,6 +50,7 @@ pub struct Ready {
     committed: Vec<Entry>,
     reads: Vec<ReadState>,
     reads_aborted: Vec<u64>,
+    lost_entries: Vec<LostEntries>,
     ack: ReadyAck,
 }
 
@@ -93,6 +94,11 @@ impl Ready {
     }
     pub fn reads_aborted(&self) -> &[u64] {
         &self.reads_aborted
+    }
+    /// Followers this leader found without entries they had acknowledged (see
+    /// [`LostEntries`]): for the caller to report.
+    pub fn lost_entries(&self) -> &[LostEntries] {
+        &self.lost_entries
     }
     pub fn take_snapshot(&mut self) -> Option<Snapshot> {
         self.snapshot.take()
@@ -139,6 +145,7 @@ impl Replica {
             || !self.reads.aborted.is_empty()
             || self.hard_state() != self.hard_state_handed_out
             || (self.role, self.leader) != self.soft_state_handed_out
+            || !self.lost_entries.is_empty()
     }
 
     /// With Readies in flight: is a pipelined Ready due (see [`Ready`])? Only for new entries
@@ -242,6 +249,7 @@ impl Replica {
             messages_now,
             messages_after_persist,
             committed,
+            lost_entries: std::mem::take(&mut self.lost_entries),
             ack,
             ..Ready::default()
         };

@@ -162,6 +162,27 @@ pub struct Replica {
     /// Readies handed out and not advanced yet (more than one only when pipelined).
     pub(crate) readies_in_flight: u32,
     pub(crate) conf_entries_applying: Vec<LogIndex>,
+    /// Followers found to have lost entries they acknowledged, for the next Ready.
+    pub(crate) lost_entries: Vec<LostEntries>,
+    /// The term in which this node, as a follower, last reported its own lost entries.
+    pub(crate) lost_reported_term: Term,
+}
+
+/// A follower no longer holds entries it acknowledged: its disk was wiped, replaced or
+/// restored from an old copy, or it ran with `--sync never` and crashed. A leader's heartbeat
+/// names a commit index capped at what the follower acknowledged; a follower whose log ends
+/// before it says so in its answer (and reports itself, once a term). The leader reports the
+/// follower, forgets its match index and sends it the log again from where its log ends (or
+/// a snapshot). Acknowledged entries counted the follower in their quorum, so until it holds
+/// them again fewer nodes have them than their commit assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LostEntries {
+    /// The follower (this node itself, when it is the one that lost entries).
+    pub follower: NodeId,
+    /// An index the follower had acknowledged (its match index at the leader).
+    pub acknowledged: LogIndex,
+    /// The follower's last index now.
+    pub holds: LogIndex,
 }
 
 impl Replica {
@@ -221,6 +242,8 @@ impl Replica {
             soft_state_handed_out: (Role::Follower, NodeId::NONE),
             readies_in_flight: 0,
             conf_entries_applying: Vec::new(),
+            lost_entries: Vec::new(),
+            lost_reported_term: Term::ZERO,
             log,
             config,
         };

@@ -8,7 +8,7 @@ use super::message::{
 };
 use super::progress::ProgressState;
 use super::quorum::joint_value;
-use super::replica::Replica;
+use super::replica::{LostEntries, Replica};
 use super::types::{LogIndex, NodeId, Role, Snapshot, Term};
 
 impl Replica {
@@ -104,13 +104,25 @@ impl Replica {
             }
             MessageBody::Heartbeat(heartbeat) => {
                 self.heard_from_leader(from);
-                self.log
-                    .commit_to(heartbeat.commit.min(self.log.last_index()));
-                let read_round = heartbeat.read_round;
-                self.send_now(
-                    from,
-                    MessageBody::HeartbeatResponse(HeartbeatResponse { read_round }),
-                );
+                let last_index = self.log.last_index();
+                // The commit is capped at what the leader knows this node acknowledged, and
+                // a log only grows within a term: beyond our log, it names entries this node
+                // acknowledged and no longer holds.
+                let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
+                if short_of_commit.is_some() && self.lost_reported_term != self.term {
+                    self.lost_reported_term = self.term;
+                    self.lost_entries.push(LostEntries {
+                        follower: self.id,
+                        acknowledged: heartbeat.commit,
+                        holds: last_index,
+                    });
+                }
+                self.log.commit_to(heartbeat.commit.min(last_index));
+                let response = HeartbeatResponse {
+                    read_round: heartbeat.read_round,
+                    short_of_commit,
+                };
+                self.send_now(from, MessageBody::HeartbeatResponse(response));
             }
             MessageBody::InstallSnapshot(snapshot) => {
                 self.heard_from_leader(from);
@@ -256,12 +268,29 @@ impl Replica {
 
     fn on_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
         let last_index = self.log.last_index();
+        let round = self.reads.round();
         let Some(progress) = self.progress_mut(from) else {
             return;
         };
         progress.recent_active = true;
         progress.probe_sent = false;
         progress.acked_round = progress.acked_round.max(response.read_round);
+        let mut lost = None;
+        if let Some(holds) = response.short_of_commit
+            && response.read_round > progress.lost_round
+            && progress.match_index > holds
+        {
+            // The follower no longer holds entries it acknowledged (a round from before the
+            // last time this was handled would only repeat it). Probing at its match index
+            // would be refused forever: forget it and send the log again from where the
+            // follower's ends.
+            lost = Some(LostEntries {
+                follower: from,
+                acknowledged: progress.match_index,
+                holds,
+            });
+            progress.forget_match(holds, round);
+        }
         let behind = progress.match_index < last_index;
         let window_full = progress.state == ProgressState::Replicate && progress.is_paused();
         // A probing follower is probed even when it holds the whole log (it was probing
@@ -276,6 +305,7 @@ impl Replica {
         } else if behind || probing {
             self.maybe_send_append(from, true);
         }
+        self.lost_entries.extend(lost);
         self.confirm_read_rounds();
     }
 

@@ -42,8 +42,8 @@ use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
-    Entry, EntryKind, GroupId, LogIndex, Message, MessageBody, NodeId, ProgressState, Ready, Role,
-    Snapshot, TransferError,
+    Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, ProgressState,
+    Ready, Role, Snapshot, TransferError,
 };
 use crate::wire::Envelope;
 
@@ -908,6 +908,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     self.streams.stop_group(id);
                 }
             }
+            for lost in ready.lost_entries() {
+                report_lost_entries(self.shape.node_id, id, lost);
+            }
             send_all(
                 &mut self.net,
                 &mut self.streams,
@@ -1219,6 +1222,31 @@ pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
             kv.applied_index()
         )),
         Err(error) => Err(format!("its state machine does not load: {error}")),
+    }
+}
+
+/// Says that a node lost entries it had acknowledged: an error, since until it holds them
+/// again they are on fewer nodes than their commit counted on.
+fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
+    let (acknowledged, holds) = (lost.acknowledged.0, lost.holds.0);
+    if lost.follower.0 == node_id {
+        tracing::error!(
+            group,
+            acknowledged,
+            holds,
+            "this node lost entries it had acknowledged: its log ends before what its leader \
+             knows it held (a wiped, replaced or restored data dir?); it takes them from the \
+             leader again. A node whose disk is lost should rejoin under a new id"
+        );
+    } else {
+        tracing::error!(
+            group,
+            follower = lost.follower.0,
+            acknowledged,
+            holds,
+            "a follower lost entries it had acknowledged (a wiped, replaced or restored data \
+             dir?): they are on fewer nodes than their commit counted; sending it the log again"
+        );
     }
 }
 

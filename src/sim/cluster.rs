@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::raft::{
-    Config, Entry, EntryKind, LogIndex, Message, NodeId, Persisted, Prng, ProposeError, Proposed,
-    ReadError, ReadState, Ready, Replica, Role, Term,
+    Config, Entry, EntryKind, LogIndex, LostEntries, Message, NodeId, Persisted, Prng,
+    ProposeError, Proposed, ReadError, ReadState, Ready, Replica, Role, Term,
 };
 
 use super::checker::Checker;
@@ -60,6 +60,9 @@ pub struct Cluster {
     pub readies_pipelined: u64,
     /// Print every delivered message from this time on (debugging a seed).
     pub trace_from: Option<u64>,
+    /// Every follower a leader reported as having lost entries it acknowledged, with that
+    /// leader. Only a disk that forgot what it made durable may cause one.
+    pub lost_entries: Vec<(NodeId, LostEntries)>,
 }
 
 impl Cluster {
@@ -103,6 +106,7 @@ impl Cluster {
             next_read_ctx: 1,
             reads_asked: BTreeMap::new(),
             crash_in_sync_window_permille: 0,
+            lost_entries: Vec::new(),
             trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
                 .ok()
                 .and_then(|t| t.parse().ok()),
@@ -290,6 +294,8 @@ impl Cluster {
         }
         let mut ready = replica.ready();
         let must_sync = ready.must_sync();
+        let lost = ready.lost_entries().iter().map(|&lost| (id, lost));
+        self.lost_entries.extend(lost);
         for message in ready.take_messages_now() {
             self.network.send(now, message, &mut self.rng);
         }

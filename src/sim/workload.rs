@@ -190,6 +190,15 @@ impl Driver<'_> {
         if cluster.now % 64 == 0 {
             cluster.check_log_matching()?;
         }
+        if let Some((leader, lost)) = cluster.lost_entries.first() {
+            // The simulated disks keep everything they synced, and nothing is acknowledged
+            // before it is synced.
+            return Err(format!(
+                "{leader} reported that {} lost entries it had acknowledged (up to {}, agrees \
+                 up to {}), yet no disk here forgets what it synced",
+                lost.follower, lost.acknowledged, lost.holds
+            ));
+        }
         Ok(())
     }
 

@@ -114,7 +114,8 @@ impl Columns {
                 ));
                 fb::MessageColumn::Heartbeat
             }
-            MessageBody::HeartbeatResponse(response) => {
+            // The column has no room for a follower short of the commit (a table carries it).
+            MessageBody::HeartbeatResponse(response) if response.short_of_commit.is_none() => {
                 self.heartbeat_responses
                     .push(fb::HeartbeatResponseRecord::new(
                         from,
@@ -265,6 +266,7 @@ pub(super) fn decode_raft_batch(
                 let record = heartbeat_responses.take(index)?;
                 let body = MessageBody::HeartbeatResponse(HeartbeatResponse {
                     read_round: record.read_round(),
+                    short_of_commit: None,
                 });
                 let (from, to, term) = (record.from(), record.to(), record.term());
                 envelope(record.group(), from, to, term, body)
@@ -412,7 +414,10 @@ mod tests {
             ),
             envelope(
                 4,
-                MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 6 }),
+                MessageBody::HeartbeatResponse(HeartbeatResponse {
+                    read_round: 6,
+                    short_of_commit: None,
+                }),
             ),
         ]
     }

@@ -446,6 +446,9 @@ fn decode_body(
             let response = message.body_as_heartbeat_response().ok_or(missing)?;
             MessageBody::HeartbeatResponse(HeartbeatResponse {
                 read_round: response.read_round(),
+                short_of_commit: response
+                    .short_of_commit()
+                    .then(|| LogIndex(response.last_index())),
             })
         }
         fb::RaftBody::InstallSnapshot => {
@@ -814,6 +817,8 @@ pub(super) fn encode_message(
         MessageBody::HeartbeatResponse(response) => {
             let args = fb::HeartbeatResponseArgs {
                 read_round: response.read_round,
+                short_of_commit: response.short_of_commit.is_some(),
+                last_index: response.short_of_commit.map_or(0, |last| last.0),
             };
             (
                 fb::RaftBody::HeartbeatResponse,

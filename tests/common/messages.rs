@@ -99,8 +99,12 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
             commit: LogIndex(c),
             read_round: r
         })),
-        any::<u64>()
-            .prop_map(|r| MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: r })),
+        (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
+            MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: r,
+                short_of_commit: short.map(LogIndex),
+            })
+        }),
         snapshot().prop_map(|snapshot| MessageBody::InstallSnapshot(Box::new(snapshot))),
         Just(MessageBody::TimeoutNow),
         any::<u64>().prop_map(|ctx| MessageBody::ReadIndexRequest { ctx }),
@@ -185,7 +189,14 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             commit: LogIndex(4),
             read_round: 6,
         }),
-        MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 6 }),
+        MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 6,
+            short_of_commit: None,
+        }),
+        MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 7,
+            short_of_commit: Some(LogIndex(3)),
+        }),
         MessageBody::InstallSnapshot(Box::new(Snapshot {
             meta: SnapshotMeta {
                 index: LogIndex(100),

@@ -4431,6 +4431,8 @@ impl<'a> ::flatbuffers::Follow<'a> for HeartbeatResponse<'a> {
 
 impl<'a> HeartbeatResponse<'a> {
   pub const VT_READ_ROUND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHORT_OF_COMMIT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LAST_INDEX: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4442,7 +4444,9 @@ impl<'a> HeartbeatResponse<'a> {
     args: &'args HeartbeatResponseArgs
   ) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'bldr>> {
     let mut builder = HeartbeatResponseBuilder::new(_fbb);
+    builder.add_last_index(args.last_index);
     builder.add_read_round(args.read_round);
+    builder.add_short_of_commit(args.short_of_commit);
     builder.finish()
   }
 
@@ -4454,6 +4458,20 @@ impl<'a> HeartbeatResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(HeartbeatResponse::VT_READ_ROUND, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn short_of_commit(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(HeartbeatResponse::VT_SHORT_OF_COMMIT, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn last_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(HeartbeatResponse::VT_LAST_INDEX, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for HeartbeatResponse<'_> {
@@ -4463,18 +4481,24 @@ impl ::flatbuffers::Verifiable for HeartbeatResponse<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<u64>("read_round", Self::VT_READ_ROUND, false)?
+     .visit_field::<bool>("short_of_commit", Self::VT_SHORT_OF_COMMIT, false)?
+     .visit_field::<u64>("last_index", Self::VT_LAST_INDEX, false)?
      .finish();
     Ok(())
   }
 }
 pub struct HeartbeatResponseArgs {
     pub read_round: u64,
+    pub short_of_commit: bool,
+    pub last_index: u64,
 }
 impl<'a> Default for HeartbeatResponseArgs {
   #[inline]
   fn default() -> Self {
     HeartbeatResponseArgs {
       read_round: 0,
+      short_of_commit: false,
+      last_index: 0,
     }
   }
 }
@@ -4487,6 +4511,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatResponseBuilder<'a, 
   #[inline]
   pub fn add_read_round(&mut self, read_round: u64) {
     self.fbb_.push_slot::<u64>(HeartbeatResponse::VT_READ_ROUND, read_round, 0);
+  }
+  #[inline]
+  pub fn add_short_of_commit(&mut self, short_of_commit: bool) {
+    self.fbb_.push_slot::<bool>(HeartbeatResponse::VT_SHORT_OF_COMMIT, short_of_commit, false);
+  }
+  #[inline]
+  pub fn add_last_index(&mut self, last_index: u64) {
+    self.fbb_.push_slot::<u64>(HeartbeatResponse::VT_LAST_INDEX, last_index, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatResponseBuilder<'a, 'b, A> {
@@ -4507,6 +4539,8 @@ impl ::core::fmt::Debug for HeartbeatResponse<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("HeartbeatResponse");
       ds.field("read_round", &self.read_round());
+      ds.field("short_of_commit", &self.short_of_commit());
+      ds.field("last_index", &self.last_index());
       ds.finish()
   }
 }
