@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use bytes::Bytes;
 use cohort::cli::bench::{self, BenchCommand, SweepCommand};
 use cohort::cli::check::{self, CheckArgs};
-use cohort::cli::client_cmd::{self, KvCommand, ReadMode, Target};
+use cohort::cli::client_cmd::{self, KvCommand, Printed, ReadMode, Target};
 use cohort::cli::demo::{self, DemoArgs};
 use cohort::cli::serve::ServeArgs;
 use cohort::cli::sim::{self, SimArgs};
@@ -43,7 +44,9 @@ enum Command {
     /// Write a value.
     Put {
         key: String,
-        value: String,
+        /// The value. Without it, standard input is read to its end and written as it is,
+        /// any bytes (`cohort put logo < logo.png`), up to the largest value (1 MiB).
+        value: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -53,6 +56,10 @@ enum Command {
         /// How fresh the value must be.
         #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
         read: ReadMode,
+        /// Write the value's bytes as they are, with no newline (for values that are not
+        /// text); a missing key is then an error.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -145,8 +152,13 @@ enum MembersCommand {
 /// Print a command's result. A reader that went away (`cohort get k | head -c 10`) is not an
 /// error worth a panic: the output was not wanted any more.
 fn print_out(text: &str) -> ExitCode {
+    print_raw(format!("{text}\n").as_bytes())
+}
+
+fn print_raw(bytes: &[u8]) -> ExitCode {
     use std::io::Write;
-    match writeln!(std::io::stdout().lock(), "{text}") {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => fail(&format!("cannot write the result: {error}")),
@@ -245,8 +257,28 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             };
         }
-        Command::Put { key, value, target } => (target, KvCommand::Put { key, value }),
-        Command::Get { key, read, target } => (target, KvCommand::Get { key, read }),
+        Command::Put { key, value, target } => {
+            let value = match value {
+                Some(value) => Bytes::from(value),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    return fail(
+                        "no VALUE given, and standard input is a terminal: give the value, or \
+                         send it on standard input (`cohort put KEY < FILE`)",
+                    );
+                }
+                None => match client_cmd::read_value(std::io::stdin().lock()) {
+                    Ok(value) => value,
+                    Err(error) => return fail(&error),
+                },
+            };
+            (target, KvCommand::Put { key, value })
+        }
+        Command::Get {
+            key,
+            read,
+            raw,
+            target,
+        } => (target, KvCommand::Get { key, read, raw }),
         Command::Delete { key, target } => (target, KvCommand::Delete { key }),
         Command::Cas {
             key,
@@ -264,7 +296,8 @@ fn main() -> ExitCode {
         ),
     };
     match client_cmd::run(&target, command) {
-        Ok(output) => print_out(&output),
+        Ok(Printed::Line(line)) => print_out(&line),
+        Ok(Printed::Raw(bytes)) => print_raw(&bytes),
         Err(error) => fail(&error),
     }
 }

@@ -165,6 +165,91 @@ fn writes_on_one_node_are_read_linearizably_on_every_node() {
     finish(cluster);
 }
 
+/// `cohort` run with `args`, `stdin` written to its standard input.
+fn cohort_cli_fed(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cohort runs");
+    let mut input = child.stdin.take().unwrap();
+    // A refused value makes cohort stop reading: a broken pipe here is its answer.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("cohort runs")
+}
+
+/// The command-line client against a running cluster: put, get, compare-and-swap and delete,
+/// a value of any bytes from standard input read back as it is, and clear errors.
+#[test]
+fn the_command_line_client_puts_gets_swaps_and_deletes() {
+    let cluster = start("cli");
+    let [b1, b2, b3] = [0, 1, 2].map(|i| cluster.bases[i].clone());
+    let run = |args: &[&str]| {
+        let output = cohort_cli(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+    let ok = |stdout: &str| (true, stdout.to_string(), String::new());
+    assert_eq!(
+        run(&["put", "greeting", "hello", "--nodes", &b1]),
+        ok("OK\n")
+    );
+    assert_eq!(run(&["get", "greeting", "--nodes", &b2]), ok("hello\n"));
+    let swapped = run(&[
+        "cas",
+        "greeting",
+        "--expected",
+        "hello",
+        "bonjour",
+        "--nodes",
+        &b3,
+    ]);
+    assert_eq!(swapped, ok("OK\n"));
+    let refused = run(&[
+        "cas",
+        "greeting",
+        "--expected",
+        "hello",
+        "hola",
+        "--nodes",
+        &b1,
+    ]);
+    assert_eq!(refused, ok("condition failed: the value is bonjour\n"));
+    let absent = run(&["cas", "lock", "--absent", "me", "--nodes", &b2]);
+    assert_eq!(absent, ok("OK\n"));
+    assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
+    assert_eq!(
+        run(&["get", "greeting", "--nodes", &b1]),
+        ok("(not found)\n")
+    );
+    let (fine, _, why) = run(&["get", "greeting", "--raw", "--nodes", &b1]);
+    assert!(!fine && why.contains("the key has no value"), "{why}");
+    // Any bytes, from standard input, back as they are.
+    let value: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let put = cohort_cli_fed(&["put", "blob", "--nodes", &b2], &value);
+    assert!(put.status.success(), "{put:?}");
+    let got = cohort_cli(&["get", "blob", "--raw", "--nodes", &b3]);
+    assert!(got.status.success(), "{:?}", got.stderr);
+    assert!(got.stdout == value, "{} bytes back", got.stdout.len());
+    // A value past the limit is refused before it is sent.
+    let too_big = vec![b'x'; cohort::kv::limits::VALUE_BYTES_MAX + 1];
+    let refused = cohort_cli_fed(&["put", "blob", "--nodes", &b1], &too_big);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("larger than the largest value"),
+        "{why}"
+    );
+    let still = cohort_cli(&["get", "blob", "--raw", "--nodes", &b1]);
+    assert!(still.stdout == value, "the refused put changed nothing");
+    finish(cluster);
+}
+
 #[test]
 fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     let mut cluster = start("kill");

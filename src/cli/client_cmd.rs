@@ -1,12 +1,14 @@
 //! `cohort put|get|delete|cas|status|leader transfer|members`: one request against a running
 //! cluster, printed plainly.
 
+use std::io::Read;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 
 use crate::client::{Client, ClientOptions, change_membership};
+use crate::kv::limits::VALUE_BYTES_MAX;
 use crate::kv::{Op, OpResult};
 use crate::proto::client::Consistency;
 use crate::proto::members::{MemberOp, MemberOutcome};
@@ -53,11 +55,13 @@ impl From<ReadMode> for Consistency {
 pub enum KvCommand {
     Put {
         key: String,
-        value: String,
+        value: Bytes,
     },
     Get {
         key: String,
         read: ReadMode,
+        /// The value's bytes as they are (see [`Printed::Raw`]).
+        raw: bool,
     },
     Delete {
         key: String,
@@ -73,22 +77,56 @@ fn bytes(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-/// Run one command; the text to print, or the error.
-pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
+/// What a command prints.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Printed {
+    /// A line of text (values not valid UTF-8 shown lossily).
+    Line(String),
+    /// A value's bytes as they are, with no newline.
+    Raw(Bytes),
+}
+
+/// A value from `input` (standard input), read to its end: at most `VALUE_BYTES_MAX` bytes,
+/// or an error that says so before more is read.
+pub fn read_value(input: impl Read) -> Result<Bytes, String> {
+    let mut value = Vec::new();
+    input
+        .take(VALUE_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut value)
+        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(format!(
+            "the value on standard input is larger than the largest value ({VALUE_BYTES_MAX} \
+             bytes)"
+        ));
+    }
+    Ok(Bytes::from(value))
+}
+
+/// Run one command; what to print, or the error.
+pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
     let seed = u64::from(std::process::id());
     let mut options = ClientOptions::new(target.nodes.clone(), seed);
     options.request_timeout = Duration::from_millis(target.timeout_ms);
     crate::node::on_one_executor("cohort-client", move || async move {
         let client = Client::connect(options).await.map_err(|e| e.to_string())?;
+        let mut raw = false;
         let (op, consistency) = match command {
             KvCommand::Put { key, value } => (
                 Op::Put {
                     key: bytes(&key),
-                    value: bytes(&value),
+                    value,
                 },
                 Consistency::Linearizable,
             ),
-            KvCommand::Get { key, read } => (Op::Get { key: bytes(&key) }, read.into()),
+            KvCommand::Get {
+                key,
+                read,
+                raw: as_is,
+            } => {
+                raw = as_is;
+                (Op::Get { key: bytes(&key) }, read.into())
+            }
             KvCommand::Delete { key } => {
                 (Op::Delete { key: bytes(&key) }, Consistency::Linearizable)
             }
@@ -109,7 +147,9 @@ pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
             .execute(vec![op], consistency)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(match results.pop() {
+        let line = match results.pop() {
+            Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
+            Some(OpResult::NotFound) if raw => return Err("the key has no value".to_string()),
             Some(OpResult::Value(value)) => String::from_utf8_lossy(&value).into_owned(),
             Some(OpResult::NotFound) => "(not found)".to_string(),
             Some(OpResult::Written) => "OK".to_string(),
@@ -123,7 +163,8 @@ pub fn run(target: &Target, command: KvCommand) -> Result<String, String> {
                 String::from_utf8_lossy(&value)
             ),
             None => "(no result)".to_string(),
-        })
+        };
+        Ok(Printed::Line(line))
     })?
 }
 
