@@ -341,6 +341,43 @@ fn a_node_restarted_on_a_wiped_data_dir_is_reported_and_sent_the_log_again() {
     finish(cluster);
 }
 
+/// A node whose log was damaged on disk (a flipped byte in a record that later records prove
+/// was synced) refuses to start, names the file and offset, and says what to do; the other
+/// two go on taking writes.
+#[test]
+fn a_node_with_a_damaged_log_refuses_to_start_and_says_what_to_do() {
+    let mut cluster = start("damaged");
+    let bases = cluster.bases.clone();
+    with_client(&bases, 31, async |client| {
+        client.put(b"marker", b"damage-marker").await.unwrap();
+        for i in 0..40 {
+            client.put(&key(i), b"after the marker").await.unwrap();
+        }
+    });
+    cluster.terminate(3).expect("clean stop");
+    let wal_dir = cluster.dir.join("node-3").join("core-0");
+    let mut flipped = false;
+    for entry in std::fs::read_dir(&wal_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let found = bytes.windows(13).position(|w| w == b"damage-marker");
+        if let Some(at) = found.filter(|_| !flipped) {
+            bytes[at] ^= 0x20;
+            std::fs::write(&path, &bytes).unwrap();
+            flipped = true;
+        }
+    }
+    assert!(flipped, "the marker is in node 3's WAL");
+    let refused = cluster.restart(3).expect_err("a damaged log is not opened");
+    assert!(refused.contains("refusing to open"), "{refused}");
+    assert!(
+        refused.contains("Replace it as a dead node: `cohort members remove --id 3`"),
+        "{refused}"
+    );
+    put_numbered(&bases[..2], 32, "still-", 10);
+    finish(cluster);
+}
+
 #[test]
 fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stays_up() {
     // `--sync never` skips fdatasync but still hands the log to the kernel every turn: a

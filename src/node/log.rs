@@ -150,9 +150,20 @@ impl WalLog {
         let wal_config = WalConfig {
             segment_bytes: config.segment_bytes,
         };
-        let wal = Wal::open(store, wal_config)
-            .await
-            .map_err(|e| format!("WAL in {}: {e}", dir.display()))?;
+        let wal = Wal::open(store, wal_config).await.map_err(|e| {
+            let what_to_do = if e.is_damage() {
+                format!(
+                    ". This node's log is damaged; what it acknowledged is on the other members. \
+                     Replace it as a dead node: `cohort members remove --id {}` at another \
+                     member, then start a node with a new id and an empty data dir with --join \
+                     (keep this data dir to look into)",
+                    config.id.0
+                )
+            } else {
+                String::new()
+            };
+            format!("WAL in {}: {e}{what_to_do}", dir.display())
+        })?;
         let report = wal.recovery_report();
         if report.segments_scanned > 0 {
             tracing::info!(

@@ -40,6 +40,21 @@ pub enum WalOpenError {
     },
 }
 
+impl WalOpenError {
+    /// Whether the log's data is damaged (not a configuration, version or I/O problem that
+    /// another start could get past).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            WalOpenError::CorruptSegmentHeader { .. }
+                | WalOpenError::SegmentSizeMismatch { .. }
+                | WalOpenError::MissingSegment { .. }
+                | WalOpenError::MidLogCorruption { .. }
+                | WalOpenError::Inconsistent { .. }
+        )
+    }
+}
+
 impl fmt::Display for WalOpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
