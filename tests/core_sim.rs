@@ -32,11 +32,11 @@ use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use cohort::proto::topology::group_of;
 use cohort::raft::{
-    Config, Entry, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Prng,
-    Ready, Replica, Snapshot,
+    Config, Entry, GroupId, HardState, LogIndex, LostEntries, Message, MessageBody, NodeId,
+    Persisted, Prng, Ready, Replica, Snapshot,
 };
 use cohort::shard::Group;
-use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
 use cohort::sim::{Disk, Operation, RegisterOp, check_register};
@@ -284,6 +284,9 @@ struct Node {
     stalled_until: u64,
     ticks_owed: u64,
     held: Vec<Input>,
+    /// What its core reported as lost entries: the simulated logs never forget what they
+    /// synced, and the torn tail is only writes no ack waited for, so any report fails.
+    lost_entries: Rc<RefCell<Vec<(u32, LostEntries)>>>,
 }
 
 impl Node {
@@ -316,6 +319,7 @@ impl Node {
             stalled_until: 0,
             ticks_owed: 0,
             held: Vec::new(),
+            lost_entries: Rc::default(),
         };
         node.start(seed, lease_reads, now, wires);
         node
@@ -387,15 +391,14 @@ impl Node {
             wires: Rc::clone(wires),
         };
         let inbox = Inbox::new(1 << 20);
-        let core = Core::new(
-            shape,
-            groups,
-            log,
-            net,
-            inbox.clone(),
-            Box::new(|_, _, _, _| {}),
-            Box::new(|_| {}),
-        );
+        let lost_entries = Rc::clone(&self.lost_entries);
+        let hooks = Hooks {
+            on_lost_entries: Box::new(move |group, lost| {
+                lost_entries.borrow_mut().push((group, *lost));
+            }),
+            ..Hooks::quiet()
+        };
+        let core = Core::new(shape, groups, log, net, inbox.clone(), hooks);
         self.inbox = inbox;
         self.core = Some(Box::pin(core.run()));
         self.stalled_until = 0;
@@ -445,7 +448,15 @@ impl Node {
         }
         let mut cx = Context::from_waker(Waker::noop());
         let core = self.core.as_mut().expect("up");
-        match core.as_mut().poll(&mut cx) {
+        let polled = core.as_mut().poll(&mut cx);
+        if let Some((group, lost)) = self.lost_entries.borrow().first() {
+            return Err(format!(
+                "node {} group {group}: lost entries reported, yet no log here forgets what \
+                 it synced: {lost:?}",
+                self.id
+            ));
+        }
+        match polled {
             Poll::Pending => Ok(()),
             Poll::Ready(Ok(_)) => Err(format!("node {} stopped", self.id)),
             Poll::Ready(Err(error)) => Err(format!("node {} failed: {error}", self.id)),

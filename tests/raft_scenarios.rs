@@ -489,12 +489,29 @@ fn a_follower_that_lost_its_disk_is_reported_and_sent_the_log_again() {
         applied(&cluster, follower),
         ["before the wipe", "after the wipe"]
     );
-    let status = cluster.replica(leader).status();
-    let peer = status.peers.iter().find(|p| p.id == follower).unwrap();
-    assert_eq!(
-        (peer.state, peer.match_index),
-        (ProgressState::Replicate, last)
-    );
+    let peer_state = |cluster: &Cluster| {
+        let status = cluster.replica(leader).status();
+        let peer = status.peers.iter().find(|p| p.id == follower).unwrap();
+        (peer.state, peer.match_index)
+    };
+    assert_eq!(peer_state(&cluster), (ProgressState::Replicate, last));
+    // A late answer to a round from before the loss was handled says nothing new.
+    let late = HeartbeatResponse {
+        read_round: 1,
+        short_of_commit: Some(holds),
+    };
+    let term = cluster.replica(leader).term();
+    let body = MessageBody::HeartbeatResponse(late);
+    let message = Message {
+        from: follower,
+        to: leader,
+        term,
+        body,
+    };
+    cluster.deliver(message).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.lost_entries.len(), 2);
+    assert_eq!(peer_state(&cluster), (ProgressState::Replicate, last));
 }
 
 #[test]

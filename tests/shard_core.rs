@@ -21,7 +21,7 @@ use cohort::raft::{
     SnapshotChunk, SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
-use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Input};
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::StreamConfig;
 use cohort::wire::Envelope;
@@ -326,8 +326,7 @@ fn core_of_groups(
         },
         RecordingNet(Rc::clone(events)),
         inbox.clone(),
-        Box::new(|_, _, _, _| {}),
-        Box::new(|_| {}),
+        Hooks::quiet(),
     );
     (core, inbox)
 }

@@ -13,9 +13,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::kv::KvStore;
 use crate::proto::members::encode_addresses;
 use crate::proto::topology::Topology;
-use crate::raft::{Config, ENTRY_OVERHEAD_BYTES, NodeId, Persisted, Replica, Role};
+use crate::raft::{Config, ENTRY_OVERHEAD_BYTES, LostEntries, NodeId, Persisted, Replica, Role};
 use crate::shard::Group;
-use crate::shard::core::{Core, CoreNet, CoreShape, Input};
+use crate::shard::core::{Core, CoreNet, CoreShape, Hooks, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
 use crate::transport::{SendError, SocketOptions, Transport, TransportConfig};
@@ -319,7 +319,12 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     };
     let net = TransportNet(Rc::clone(&transport));
     // The core (dropped here) holds the transport too: in `net` and in `on_members`.
-    let result = Core::new(shape, groups, log, net, inbox, on_role, on_members)
+    let hooks = Hooks {
+        on_role,
+        on_members,
+        on_lost_entries: Box::new(move |group, lost| report_lost_entries(node.0, group, lost)),
+    };
+    let result = Core::new(shape, groups, log, net, inbox, hooks)
         .run()
         .await
         .map(drop);
@@ -415,4 +420,29 @@ fn say(line: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
+}
+
+/// Says that a node lost entries it had acknowledged: an error, since until it holds them
+/// again they are on fewer nodes than their commit counted on.
+fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
+    let (acknowledged, holds) = (lost.acknowledged.0, lost.holds.0);
+    if lost.follower.0 == node_id {
+        tracing::error!(
+            group,
+            acknowledged,
+            holds,
+            "this node lost entries it had acknowledged: its log ends before what its leader \
+             knows it held (a wiped, replaced or restored data dir?); it takes them from the \
+             leader again. A node whose disk is lost should rejoin under a new id"
+        );
+    } else {
+        tracing::error!(
+            group,
+            follower = lost.follower.0,
+            acknowledged,
+            holds,
+            "a follower lost entries it had acknowledged (a wiped, replaced or restored data \
+             dir?): they are on fewer nodes than their commit counted; sending it the log again"
+        );
+    }
 }

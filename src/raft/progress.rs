@@ -107,9 +107,11 @@ impl Progress {
         }
     }
 
-    /// The follower holds its log only up to `holds`, less than it acknowledged: nothing it
-    /// acknowledged is trusted any more, and probing starts again right after `holds` (or a
-    /// snapshot under way goes on). `round` is the newest heartbeat round sent.
+    /// The follower holds its log only up to `holds`, less than it acknowledged: its match
+    /// index is forgotten, and probing starts again right after `holds` (or a snapshot under
+    /// way goes on). `round` is the newest heartbeat round sent. A late acknowledgement from
+    /// before the loss can raise the match again; the next heartbeat's answer then finds the
+    /// loss again.
     pub(crate) fn forget_match(&mut self, holds: LogIndex, round: u64) {
         self.match_index = LogIndex::ZERO;
         self.lost_round = round;

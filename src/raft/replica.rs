@@ -168,18 +168,24 @@ pub struct Replica {
     pub(crate) lost_reported_term: Term,
 }
 
-/// A follower no longer holds entries it acknowledged: its disk was wiped, replaced or
-/// restored from an old copy, or it ran with `--sync never` and crashed. A leader's heartbeat
-/// names a commit index capped at what the follower acknowledged; a follower whose log ends
-/// before it says so in its answer (and reports itself, once a term). The leader reports the
-/// follower, forgets its match index and sends it the log again from where its log ends (or
-/// a snapshot). Acknowledged entries counted the follower in their quorum, so until it holds
-/// them again fewer nodes have them than their commit assumed.
+/// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it
+/// ran with `--sync never` and its machine crashed. A leader's heartbeat names its commit
+/// index capped at what the follower acknowledged; a follower whose log ends before that
+/// says so in its answer (and reports itself, once a term) and commits nothing from it. The
+/// leader reports the follower, forgets its match index and sends it the log again from
+/// where its log ends (or a snapshot). Acknowledged entries counted the follower in their
+/// quorum, so until it holds them again fewer nodes have them than their commit assumed.
+///
+/// Only a loss below the leader's commit is seen, and only by a leader that was told of the
+/// entries (a new leader starts with no match index and sends the log without a word). A
+/// log restored from an old copy may hold other entries where it acknowledged, which this
+/// does not see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LostEntries {
     /// The follower (this node itself, when it is the one that lost entries).
     pub follower: NodeId,
-    /// An index the follower had acknowledged (its match index at the leader).
+    /// An index the follower had acknowledged: its match index, as the leader reports it;
+    /// the heartbeat's commit index (capped at the match), as the follower reports itself.
     pub acknowledged: LogIndex,
     /// The follower's last index now.
     pub holds: LogIndex,

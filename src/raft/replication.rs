@@ -106,8 +106,9 @@ impl Replica {
                 self.heard_from_leader(from);
                 let last_index = self.log.last_index();
                 // The commit is capped at what the leader knows this node acknowledged, and
-                // a log only grows within a term: beyond our log, it names entries this node
-                // acknowledged and no longer holds.
+                // within a term a log never drops below what it acknowledged (a conflict only
+                // cuts entries the leader does not have): beyond our log, it names entries
+                // this node acknowledged and no longer holds.
                 let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
                 if short_of_commit.is_some() && self.lost_reported_term != self.term {
                     self.lost_reported_term = self.term;
@@ -117,7 +118,12 @@ impl Replica {
                         holds: last_index,
                     });
                 }
-                self.log.commit_to(heartbeat.commit.min(last_index));
+                // The cap assumes our log matches the leader's up to what we acknowledged; a
+                // node short of it may hold other entries there (an old copy of its log), so
+                // it commits nothing until the leader has sent it the log again.
+                if short_of_commit.is_none() {
+                    self.log.commit_to(heartbeat.commit);
+                }
                 let response = HeartbeatResponse {
                     read_round: heartbeat.read_round,
                     short_of_commit,

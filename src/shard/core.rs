@@ -186,6 +186,31 @@ pub enum Input {
 
 /// Told every member's base address (node id → `host:port`) when they change.
 pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>)>;
+pub type OnRole = Box<dyn FnMut(u32, Role, u64, u64)>;
+pub type OnLostEntries = Box<dyn FnMut(u32, &LostEntries)>;
+
+/// What a core tells its node as it runs (the node prints it; tests record it).
+pub struct Hooks {
+    /// Called with (group, role, leader id, term) whenever a group's role changes.
+    pub on_role: OnRole,
+    /// Called with every member's base address (the union over this core's groups) when a
+    /// conf change or snapshot changed them.
+    pub on_members: OnMembers,
+    /// Called with (group, what) when this node, or a follower of a group it leads, is
+    /// found to have lost entries it acknowledged (see [`LostEntries`]).
+    pub on_lost_entries: OnLostEntries,
+}
+
+impl Hooks {
+    /// Hooks that do nothing.
+    pub fn quiet() -> Hooks {
+        Hooks {
+            on_role: Box::new(|_, _, _, _| {}),
+            on_members: Box::new(|_| {}),
+            on_lost_entries: Box::new(|_, _| {}),
+        }
+    }
+}
 
 /// Which groups exist and how many there are in the cluster.
 pub struct CoreShape {
@@ -244,8 +269,7 @@ pub struct Core<L: CoreLog, N> {
     net: N,
     inbox: Inbox<Input>,
     outboxes: HashMap<ConnId, Inbox<Vec<Response>>>,
-    /// Called with (group, role, leader id, term) whenever a group's role changes.
-    on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
+    hooks: Hooks,
     ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
@@ -261,9 +285,6 @@ pub struct Core<L: CoreLog, N> {
     said_entry_too_large: bool,
     /// Membership changes proposed and not finished: (change, give up after this tick, reply).
     member_changes: Vec<(MemberChange, u64, Inbox<MemberOutcome>)>,
-    /// Called with every member's base address (the union over this core's groups) when a
-    /// conf change or snapshot changed them.
-    on_members: OnMembers,
     streams: SnapshotStreams,
     /// Groups due for a snapshot. Taking one clones the group's pairs on the loop, and groups
     /// under the same load come due together, so `upkeep` takes one per turn.
@@ -279,8 +300,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         log: L,
         net: N,
         inbox: Inbox<Input>,
-        on_role: Box<dyn FnMut(u32, Role, u64, u64)>,
-        on_members: OnMembers,
+        hooks: Hooks,
     ) -> Self {
         Core {
             groups,
@@ -288,7 +308,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             net,
             inbox,
             outboxes: HashMap::new(),
-            on_role,
+            hooks,
             ticks: 0,
             tick_clock: shape
                 .tick_length
@@ -298,7 +318,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             said_log_full: false,
             said_entry_too_large: false,
             member_changes: Vec::new(),
-            on_members,
             streams: SnapshotStreams::new(shape.snapshot_stream),
             snapshots_due: BTreeSet::new(),
             persisting: VecDeque::new(),
@@ -737,7 +756,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             for group in self.groups.values() {
                 members.extend(group.kv.members().clone());
             }
-            (self.on_members)(&members);
+            (self.hooks.on_members)(&members);
         }
     }
 
@@ -901,7 +920,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Said before the messages that announce it leave, so a node that heard from the
             // new leader never sees a log that has not said it yet.
             if let Some((role, leader)) = ready.soft_state() {
-                (self.on_role)(id, role, leader.0, group.replica.term().0);
+                (self.hooks.on_role)(id, role, leader.0, group.replica.term().0);
                 if role != Role::Leader {
                     // Its snapshots on their way out are a deposed leader's: the followers
                     // would take them in, then Raft would drop them.
@@ -909,7 +928,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
             }
             for lost in ready.lost_entries() {
-                report_lost_entries(self.shape.node_id, id, lost);
+                (self.hooks.on_lost_entries)(id, lost);
             }
             send_all(
                 &mut self.net,
@@ -1222,31 +1241,6 @@ pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
             kv.applied_index()
         )),
         Err(error) => Err(format!("its state machine does not load: {error}")),
-    }
-}
-
-/// Says that a node lost entries it had acknowledged: an error, since until it holds them
-/// again they are on fewer nodes than their commit counted on.
-fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
-    let (acknowledged, holds) = (lost.acknowledged.0, lost.holds.0);
-    if lost.follower.0 == node_id {
-        tracing::error!(
-            group,
-            acknowledged,
-            holds,
-            "this node lost entries it had acknowledged: its log ends before what its leader \
-             knows it held (a wiped, replaced or restored data dir?); it takes them from the \
-             leader again. A node whose disk is lost should rejoin under a new id"
-        );
-    } else {
-        tracing::error!(
-            group,
-            follower = lost.follower.0,
-            acknowledged,
-            holds,
-            "a follower lost entries it had acknowledged (a wiped, replaced or restored data \
-             dir?): they are on fewer nodes than their commit counted; sending it the log again"
-        );
     }
 }
 

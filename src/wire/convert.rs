@@ -341,6 +341,11 @@ fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentE
             check("last_log_term", vote.last_log_term.0)?;
         }
         MessageBody::Heartbeat(heartbeat) => check("commit", heartbeat.commit.0)?,
+        MessageBody::HeartbeatResponse(response) => {
+            if let Some(last_index) = response.short_of_commit {
+                check("last_index", last_index.0)?;
+            }
+        }
         MessageBody::InstallSnapshot(snapshot) => {
             check("snapshot index", snapshot.meta.index.0)?;
             check("snapshot term", snapshot.meta.term.0)?;
@@ -354,7 +359,6 @@ fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentE
         }
         MessageBody::PreVoteResponse(_)
         | MessageBody::VoteResponse(_)
-        | MessageBody::HeartbeatResponse(_)
         | MessageBody::TimeoutNow
         | MessageBody::ReadIndexRequest { .. }
         | MessageBody::ForwardProposal { .. } => {}
