@@ -5,9 +5,10 @@
 use bytes::Bytes;
 use cohort::raft::{
     AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
-    ConfChangeTransition, ConfState, Config, Entry, EntryKind, HardState, HeartbeatResponse,
-    LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState, ProposeError, Proposed,
-    Replica, Role, Snapshot, SnapshotMeta, Term, TransferError, VoteResponse,
+    ConfChangeTransition, ConfState, Config, Entry, EntryKind, HardState, Heartbeat,
+    HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState,
+    ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, Term, TransferError,
+    VoteRequest, VoteResponse,
 };
 use cohort::sim::{Cluster, Disk};
 
@@ -512,6 +513,53 @@ fn a_follower_that_lost_its_disk_is_reported_and_sent_the_log_again() {
     cluster.stabilize().unwrap();
     assert_eq!(cluster.lost_entries.len(), 2);
     assert_eq!(peer_state(&cluster), (ProgressState::Replicate, last));
+}
+
+/// Goal: a node that learned it lost entries it had acknowledged does not help elect a
+/// candidate whose log ends before the commit index its leader named. Its own log (the
+/// bootstrap entry alone) would let it; that candidate lacks committed entries.
+#[test]
+fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_told() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let granted = |candidate_last: u64| {
+        let config = Cluster::test_config(NodeId(2));
+        let mut wiped = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+        let heartbeat = Heartbeat {
+            commit: LogIndex(5),
+            read_round: 1,
+        };
+        wiped
+            .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
+            .unwrap();
+        let ready = wiped.ready();
+        assert_eq!(ready.lost_entries().len(), 1, "it reports itself");
+        wiped.advance(ready.ack());
+        let request = VoteRequest {
+            last_log_index: LogIndex(candidate_last),
+            last_log_term: Term(2),
+            transfer: true,
+        };
+        let ask = Message {
+            from: NodeId(3),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::VoteRequest(request),
+        };
+        wiped.step(ask).unwrap();
+        let mut ready = wiped.ready();
+        let mut answers = ready.take_messages_now();
+        answers.extend(ready.take_messages_after_persist());
+        let answer = answers.iter().find_map(|m| match m.body {
+            MessageBody::VoteResponse(response) => Some(!response.reject),
+            _ => None,
+        });
+        answer.expect("the request is answered")
+    };
+    assert!(
+        !granted(4),
+        "entry 5 is committed and the candidate lacks it"
+    );
+    assert!(granted(5));
 }
 
 #[test]

@@ -183,10 +183,14 @@ impl Replica {
         let can_vote = self.vote == message.from
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && message.term > self.term);
+        // A log that ends before an index known to be committed lacks a committed entry.
+        // Raft's up-to-date rule sees to that from our own log, unless this node lost
+        // entries it acknowledged: then the commit a leader told it of does.
         let grant = can_vote
             && self
                 .log
-                .is_up_to_date(request.last_log_index, request.last_log_term);
+                .is_up_to_date(request.last_log_index, request.last_log_term)
+            && request.last_log_index >= self.committed_not_held;
         let response = VoteResponse { reject: !grant };
         if pre_vote {
             // Answer in the term asked about, so the pre-candidate can count a grant.

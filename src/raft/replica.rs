@@ -166,12 +166,17 @@ pub struct Replica {
     pub(crate) lost_entries: Vec<LostEntries>,
     /// The term in which this node, as a follower, last reported its own lost entries.
     pub(crate) lost_reported_term: Term,
+    /// The highest index a leader said was committed that this node's log did not hold (it
+    /// lost entries it acknowledged): no candidate whose log ends before it gets this node's
+    /// vote. Kept in memory only.
+    pub(crate) committed_not_held: LogIndex,
 }
 
 /// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it
 /// ran with `--sync never` and its machine crashed. A leader's heartbeat names its commit
 /// index capped at what the follower acknowledged; a follower whose log ends before that
-/// says so in its answer (and reports itself, once a term) and commits nothing from it. The
+/// says so in its answer (and reports itself, once a term), commits nothing from it, and from
+/// then on votes for no candidate whose log ends before that commit index. The
 /// leader reports the follower, forgets its match index and sends it the log again from
 /// where its log ends (or a snapshot). Acknowledged entries counted the follower in their
 /// quorum, so until it holds them again fewer nodes have them than their commit assumed.
@@ -250,6 +255,7 @@ impl Replica {
             conf_entries_applying: Vec::new(),
             lost_entries: Vec::new(),
             lost_reported_term: Term::ZERO,
+            committed_not_held: LogIndex::ZERO,
             log,
             config,
         };

@@ -110,6 +110,9 @@ impl Replica {
                 // cuts entries the leader does not have): beyond our log, it names entries
                 // this node acknowledged and no longer holds.
                 let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
+                if short_of_commit.is_some() {
+                    self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
+                }
                 if short_of_commit.is_some() && self.lost_reported_term != self.term {
                     self.lost_reported_term = self.term;
                     self.lost_entries.push(LostEntries {
