@@ -104,34 +104,7 @@ impl Replica {
             }
             MessageBody::Heartbeat(heartbeat) => {
                 self.heard_from_leader(from);
-                let last_index = self.log.last_index();
-                // The commit is capped at what the leader knows this node acknowledged, and
-                // within a term a log never drops below what it acknowledged (a conflict only
-                // cuts entries the leader does not have): beyond our log, it names entries
-                // this node acknowledged and no longer holds.
-                let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
-                if short_of_commit.is_some() {
-                    self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
-                }
-                if short_of_commit.is_some() && self.lost_reported_term != self.term {
-                    self.lost_reported_term = self.term;
-                    self.lost_entries.push(LostEntries {
-                        follower: self.id,
-                        acknowledged: heartbeat.commit,
-                        holds: last_index,
-                    });
-                }
-                // The cap assumes our log matches the leader's up to what we acknowledged; a
-                // node short of it may hold other entries there (an old copy of its log), so
-                // it commits nothing until the leader has sent it the log again.
-                if short_of_commit.is_none() {
-                    self.log.commit_to(heartbeat.commit);
-                }
-                let response = HeartbeatResponse {
-                    read_round: heartbeat.read_round,
-                    short_of_commit,
-                };
-                self.send_now(from, MessageBody::HeartbeatResponse(response));
+                self.on_heartbeat(from, heartbeat);
             }
             MessageBody::InstallSnapshot(snapshot) => {
                 self.heard_from_leader(from);
@@ -192,6 +165,37 @@ impl Replica {
                 self.send_now(from, MessageBody::AppendResponse(response));
             }
         }
+    }
+
+    /// The commit is capped at what the leader knows this node acknowledged, and within a
+    /// term a log never drops below what it acknowledged (a conflict only cuts entries the
+    /// leader does not have): beyond our log, it names entries this node acknowledged and no
+    /// longer holds.
+    fn on_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
+        let last_index = self.log.last_index();
+        let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
+        if short_of_commit.is_none() {
+            self.log.commit_to(heartbeat.commit);
+        } else {
+            // The cap assumes our log matches the leader's up to what we acknowledged, which
+            // a loss breaks (an old copy of the log may hold other entries there): commit
+            // nothing until the leader has sent the log again, and vote for no candidate
+            // short of this commit.
+            self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
+            if self.lost_reported_term != self.term {
+                self.lost_reported_term = self.term;
+                self.lost_entries.push(LostEntries {
+                    follower: self.id,
+                    acknowledged: heartbeat.commit,
+                    holds: last_index,
+                });
+            }
+        }
+        let response = HeartbeatResponse {
+            read_round: heartbeat.read_round,
+            short_of_commit,
+        };
+        self.send_now(from, MessageBody::HeartbeatResponse(response));
     }
 
     fn on_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
