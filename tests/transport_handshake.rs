@@ -1,6 +1,7 @@
 //! A refused handshake closes that connection with a logged reason and leaves the listener
 //! serving: wrong cluster, wrong version, unknown node, wrong core, a larger id dialing,
-//! a first frame that is not a handshake, garbage, and silence.
+//! a first frame that is not a handshake, garbage, and silence; and a node back under its id
+//! on another data dir.
 
 mod common;
 
@@ -166,4 +167,75 @@ fn socket_options() -> cohort::transport::SocketOptions {
         buffer_bytes: 1 << 16,
         unacked_timeout: Duration::from_secs(5),
     }
+}
+
+/// Goal: a node back under its id on another data dir is refused by the peer that knew it,
+/// and finds out itself, whether it accepts or dials; on the same data dir it is let in.
+/// Method: nodes 1 and 2 connect (node 1 dials) and exchange a message; then node 2 comes back
+/// on the same data dir incarnation (let in), then on another (both refuse: node 1 logs that
+/// node 2 changed, node 2 learns that node 1 knew another). Then the same with the dialer
+/// (node 1) coming back on another incarnation.
+#[test]
+fn a_node_back_on_another_data_dir_is_refused_and_finds_out() {
+    run_executor(|| async {
+        let start = |node: u64, listen, peer: (u64, std::net::SocketAddr), incarnation| {
+            let mut config = config(node, listen, &[peer]);
+            config.incarnation = incarnation;
+            Transport::start(config).expect("starts")
+        };
+        let exchange = |from: &Transport, to: &Transport| {
+            let (a, b) = (from.node_id().0, to.node_id().0);
+            from.send(NodeId(b), append(a, b, 0, 1, payload(a, 0, 1)))
+                .expect("queued");
+        };
+
+        // The acceptor comes back.
+        let node2 = start(2, loopback_any_port(), (1, unused_addr()), 20);
+        let addr2 = node2.local_addr();
+        let node1 = start(1, loopback_any_port(), (2, addr2), 10);
+        exchange(&node1, &node2);
+        receive(&node2, 1, GUARD).await;
+        node2.close().await;
+        let node2 = start(2, addr2, (1, unused_addr()), 20);
+        exchange(&node1, &node2);
+        receive(&node2, 1, GUARD).await;
+        node2.close().await;
+        let refused_before = node1.stats().connections_refused;
+        let node2 = start(2, addr2, (1, unused_addr()), 21);
+        let why = refused_in_time(&node2).await.expect("node 2 finds out");
+        assert!(why.to_string().contains("node 1 knew this node"), "{why}");
+        common::transport::wait_until("node 1 refuses node 2", GUARD, || {
+            node1.stats().connections_refused > refused_before
+        })
+        .await;
+        assert!(!node1.is_connected(NodeId(2)));
+        assert_eq!(node2.stats().connections_established, 0);
+        node1.close().await;
+        node2.close().await;
+
+        // The dialer comes back.
+        let node2 = start(2, loopback_any_port(), (1, unused_addr()), 30);
+        let node1 = start(1, loopback_any_port(), (2, node2.local_addr()), 10);
+        exchange(&node1, &node2);
+        receive(&node2, 1, GUARD).await;
+        node1.close().await;
+        let refused_before = node2.stats().connections_refused;
+        let node1 = start(1, loopback_any_port(), (2, node2.local_addr()), 11);
+        let why = refused_in_time(&node1).await.expect("node 1 finds out");
+        assert!(why.to_string().contains("node 2 knew this node"), "{why}");
+        assert!(node2.stats().connections_refused > refused_before);
+        assert_eq!(node1.stats().connections_established, 0);
+        node1.close().await;
+        node2.close().await;
+    });
+}
+
+/// Why `node` was refused as unknown, if a peer refused it within the guard.
+async fn refused_in_time(node: &Transport) -> Option<cohort::wire::handshake::HandshakeError> {
+    let refused = async { Some(node.refused_as_unknown().await) };
+    futures_lite::future::or(refused, async {
+        glommio::timer::sleep(GUARD).await;
+        None
+    })
+    .await
 }

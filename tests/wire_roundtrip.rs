@@ -93,7 +93,11 @@ fn decoded_payloads_borrow_the_receive_buffer() {
 /// Goal: the handshake carries who is calling. Method: encode, decode, compare.
 #[test]
 fn handshake_round_trips() {
-    let handshake = Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1);
+    let handshake = Handshake {
+        incarnation: 0x1234_5678_9ABC_DEF0,
+        incarnation_of_receiver: u64::MAX,
+        ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
+    };
     let mut encoder = FrameEncoder::new();
     encoder.encode_handshake(&handshake).expect("encodes");
     let decoded = decode_frame(&Bytes::from(encoder.to_frame_vec())).expect("valid frame");

@@ -58,7 +58,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         cores: config.cores,
         groups: config.groups,
     };
-    super::identity::check_or_record(&config.data_dir, identity)?;
+    let incarnation = super::identity::check_or_record(&config.data_dir, identity)?;
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
@@ -78,7 +78,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
                 // However this core ends (an error, a panic, or the stop), the others stop
                 // too: a node never goes on as half a node, serving some of its groups.
                 let _stop_all = StopOnDrop(Arc::clone(&stop));
-                let result = run_core(&config, core, stop).await;
+                let result = run_core(&config, core, incarnation, stop).await;
                 if let Err(error) = &result {
                     tracing::error!(core, %error, "core failed: the node stops");
                 }
@@ -156,7 +156,12 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft
 }
 
-async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn run_core(
+    config: &NodeConfig,
+    core: u16,
+    incarnation: u64,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
     let bootstrap = if config.bootstrap {
@@ -225,6 +230,8 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let mut transport_config =
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
     transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
+    transport_config.incarnation = incarnation;
+    transport_config.incarnations_file = Some(dir.join("peers.incarnations"));
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
     // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections
@@ -246,7 +253,13 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     // are resolved, off the loop.
     let resolving = Inbox::new(16);
     resolving.push_now(members.clone());
+    let refused: Rc<RefCell<Option<String>>> = Rc::default();
     let tasks = [
+        glommio::spawn_local(stop_if_refused_as_unknown(
+            Rc::clone(&transport),
+            Rc::clone(&refused),
+            Arc::clone(&stop),
+        )),
         glommio::spawn_local(super::resolve::keep_peers_resolved(
             resolving.clone(),
             Rc::clone(&transport),
@@ -344,7 +357,26 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             "the transport is still shared at shutdown: its connections end with the process"
         ),
     }
+    if let Some(why) = refused.take() {
+        return Err(format!(
+            "node {node} core {core}: {why}. Replace it as a dead node: `cohort members remove \
+             --id {node}` at another member, then start a node with a new id on an empty data \
+             dir with --join"
+        ));
+    }
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
+}
+
+/// Stops the node (gracefully, as a signal does) once a peer says it knew this node on another
+/// data dir: this node then no longer holds what it acknowledged, and must not take part.
+async fn stop_if_refused_as_unknown(
+    transport: Rc<Transport>,
+    refused: Rc<RefCell<Option<String>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let why = transport.refused_as_unknown().await;
+    *refused.borrow_mut() = Some(why.to_string());
+    stop.store(true, Ordering::SeqCst);
 }
 
 fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, String>) {

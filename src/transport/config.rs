@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raft::NodeId;
@@ -57,6 +58,11 @@ pub struct TransportConfig {
     /// `jitter_seed` (and the two node ids), so restarts replay and peers do not dial in step.
     pub reconnect_jitter_percent: u64,
     pub jitter_seed: u64,
+    /// This node's data dir incarnation, sent in every handshake (0: none, nothing to refuse
+    /// this node by). See `incarnations.rs`.
+    pub incarnation: u64,
+    /// Where the incarnations of the peers are recorded; `None` keeps them in memory.
+    pub incarnations_file: Option<PathBuf>,
 }
 
 impl TransportConfig {
@@ -84,6 +90,8 @@ impl TransportConfig {
             reconnect_delay_max: Duration::from_millis(RECONNECT_DELAY_MS_MAX),
             reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
             jitter_seed: 0,
+            incarnation: 0,
+            incarnations_file: None,
         }
     }
 

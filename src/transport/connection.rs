@@ -41,12 +41,18 @@ pub(super) async fn with_timeout<T>(
     .await
 }
 
+/// Sends our handshake to `to`, with the incarnation we recorded for it.
 async fn send_handshake<S: AsyncWrite + Unpin>(
     shared: &Shared,
     stream: &mut S,
+    to: NodeId,
 ) -> Result<(), CloseReason> {
     let config = &shared.config;
-    let ours = Handshake::current(config.cluster_id, config.node_id, config.core_index);
+    let ours = Handshake {
+        incarnation: shared.incarnations.own(),
+        incarnation_of_receiver: shared.incarnations.recorded(to),
+        ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
+    };
     let mut encoder = FrameEncoder::new();
     encoder
         .encode_handshake(&ours)
@@ -91,7 +97,7 @@ pub(super) async fn dial(
 ) -> Result<(TcpStream, FrameReader), CloseReason> {
     let config = &shared.config;
     let mut stream = socket::dial(peer.addr, config.socket_options())?;
-    send_handshake(shared, &mut stream).await?;
+    send_handshake(shared, &mut stream, peer.id).await?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
     theirs.check(config.cluster_id, config.core_index, |_| true)?;
@@ -102,12 +108,14 @@ pub(super) async fn dial(
         }
         .into());
     }
+    shared.incarnations.check_and_record(&theirs)?;
     reader.allow_full_frames();
     Ok((stream, reader))
 }
 
 /// Reads and checks the handshake of an accepted connection, and answers with ours only if
-/// it passes (a refused peer learns nothing about this node).
+/// it passes (a refused peer learns nothing about this node), or if the peer is a member whose
+/// data dir contradicts a record (see `incarnations.rs`), so that it learns which one we knew.
 pub(super) async fn accept(
     shared: &Shared,
     mut stream: TcpStream,
@@ -123,7 +131,13 @@ pub(super) async fn accept(
             node_id: theirs.node_id,
         });
     }
-    send_handshake(shared, &mut stream).await?;
+    if let Err(error) = shared.incarnations.check_and_record(&theirs) {
+        // A member of this cluster whose data dir contradicts a record: our handshake tells it
+        // which one we knew, so that it finds out too, whichever of us is the one that changed.
+        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        return Err(error.into());
+    }
+    send_handshake(shared, &mut stream, theirs.node_id).await?;
     reader.allow_full_frames();
     // Removed while the handshake was under way: refused like any unknown node.
     let peer = shared

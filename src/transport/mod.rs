@@ -26,9 +26,13 @@
 //!
 //! **Handshake.** The dialer sends its handshake first; the acceptor checks version, cluster,
 //! core index and that the node is a known peer with a smaller id, then answers with its own,
-//! which the dialer checks names the node it dialed. A refused connection is closed with the
-//! reason logged (`tracing`, warn level) and counted in [`TransportStats::connections_refused`];
-//! the listener keeps serving. See `connection.rs`.
+//! which the dialer checks names the node it dialed. Both sides also check the other's data
+//! dir incarnation against the one they recorded at their first connection, and the one the
+//! other recorded for them against their own: a node back under its id on another data dir
+//! is refused by the peers that knew it, and finds out from their answer
+//! ([`Transport::refused_as_unknown`]; see `incarnations.rs`). A refused connection is closed
+//! with the reason logged (`tracing`, warn level) and counted in
+//! [`TransportStats::connections_refused`]; the listener keeps serving. See `connection.rs`.
 //!
 //! **Sending.** [`Transport::send`] never blocks: it queues the message for its peer and wakes
 //! that peer's writer, or answers [`SendError::Full`] when the queue is at its bound in bytes
@@ -86,6 +90,7 @@ mod connection;
 mod dial;
 mod framing;
 mod halves;
+mod incarnations;
 mod queue;
 mod reason;
 mod shared;
@@ -120,7 +125,12 @@ use shared::{Peer, Shared};
 #[derive(Debug)]
 pub enum StartError {
     Config(ConfigError),
-    Listen { addr: SocketAddr, error: io::Error },
+    Listen {
+        addr: SocketAddr,
+        error: io::Error,
+    },
+    /// The record of the peers' incarnations could not be read.
+    Incarnations(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -128,6 +138,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(error) => error.fmt(f),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Incarnations(error) => write!(f, "{error}"),
         }
     }
 }
@@ -146,6 +157,9 @@ impl Transport {
     /// called on a glommio executor thread; the transport's tasks run on that executor.
     pub fn start(config: TransportConfig) -> Result<Transport, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let incarnations =
+            incarnations::Incarnations::load(config.incarnation, config.incarnations_file.clone())
+                .map_err(StartError::Incarnations)?;
         let listen = |error| StartError::Listen {
             addr: config.listen_addr,
             error,
@@ -171,6 +185,7 @@ impl Transport {
             stats: Cell::default(),
             renewed: RefCell::default(),
             log_full: Cell::new(false),
+            incarnations,
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();
@@ -248,6 +263,12 @@ impl Transport {
             Err(SendError::Closed)
         };
         futures_lite::future::or(wait, closed).await
+    }
+
+    /// Waits until a peer refuses this node because it knew it on another data dir, and says
+    /// why: this node lost what it acknowledged and must stop (see `incarnations.rs`).
+    pub async fn refused_as_unknown(&self) -> crate::wire::handshake::HandshakeError {
+        self.shared.incarnations.refused().await
     }
 
     /// The next received batch of messages, waiting for one. `None` once closed.

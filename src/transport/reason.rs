@@ -35,6 +35,8 @@ pub enum CloseReason {
     PeerRemoved,
     /// The transport is shutting down.
     Shutdown,
+    /// The incarnation of a peer seen for the first time could not be recorded.
+    IncarnationNotRecorded(io::Error),
 }
 
 impl From<FrameError> for CloseReason {
@@ -52,6 +54,17 @@ impl From<DecodeError> for CloseReason {
 impl From<HandshakeError> for CloseReason {
     fn from(error: HandshakeError) -> Self {
         CloseReason::Handshake(error)
+    }
+}
+
+impl From<super::incarnations::IncarnationError> for CloseReason {
+    fn from(error: super::incarnations::IncarnationError) -> Self {
+        match error {
+            super::incarnations::IncarnationError::Refused(error) => CloseReason::Handshake(error),
+            super::incarnations::IncarnationError::Record(error) => {
+                CloseReason::IncarnationNotRecorded(error)
+            }
+        }
     }
 }
 
@@ -102,6 +115,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
             CloseReason::Shutdown => f.write_str("transport shutting down"),
+            CloseReason::IncarnationNotRecorded(error) => {
+                write!(f, "cannot record the peer's data dir incarnation: {error}")
+            }
         }
     }
 }

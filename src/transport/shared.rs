@@ -14,6 +14,7 @@ use crate::raft::NodeId;
 use crate::wire::Envelope;
 
 use super::config::TransportConfig;
+use super::incarnations::Incarnations;
 use super::queue::PeerQueue;
 use super::reason::CloseReason;
 use super::signal::{Notify, Stop};
@@ -99,6 +100,7 @@ pub(super) struct Shared {
     pub renewed: RefCell<BTreeSet<NodeId>>,
     /// Said to every peer in each batch: see [`super::Transport::set_log_full`].
     pub log_full: Cell<bool>,
+    pub incarnations: Incarnations,
 }
 
 impl Shared {
@@ -147,7 +149,7 @@ impl Shared {
         if established {
             self.count(|stats| stats.connections_closed += 1);
         }
-        if reason.is_peer_fault() {
+        if reason.is_peer_fault() || matches!(reason, CloseReason::IncarnationNotRecorded(_)) {
             self.count(|stats| stats.connections_refused += 1);
             tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
         } else if matches!(

@@ -377,6 +377,8 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
         cluster_id: ClusterId(handshake.cluster_id()),
         node_id: NodeId(handshake.node_id()),
         core_index: handshake.core_index(),
+        incarnation: handshake.incarnation(),
+        incarnation_of_receiver: handshake.incarnation_of_receiver(),
     })
 }
 
@@ -703,6 +705,8 @@ impl FrameEncoder {
                     cluster_id: handshake.cluster_id.0,
                     node_id: handshake.node_id.0,
                     core_index: handshake.core_index,
+                    incarnation: handshake.incarnation,
+                    incarnation_of_receiver: handshake.incarnation_of_receiver,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

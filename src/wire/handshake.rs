@@ -16,16 +16,22 @@ pub struct Handshake {
     pub cluster_id: ClusterId,
     pub node_id: NodeId,
     pub core_index: u16,
+    /// The sender's data dir, drawn when the dir was made (0: none, an older node).
+    pub incarnation: u64,
+    /// The receiver's data dir as the sender recorded it at their first connection (0: none).
+    pub incarnation_of_receiver: u64,
 }
 
 impl Handshake {
-    /// The handshake this build sends.
+    /// The handshake this build sends, with no incarnations (set them where known).
     pub fn current(cluster_id: ClusterId, node_id: NodeId, core_index: u16) -> Handshake {
         Handshake {
             protocol_version: PROTOCOL_VERSION,
             cluster_id,
             node_id,
             core_index,
+            incarnation: 0,
+            incarnation_of_receiver: 0,
         }
     }
 }
@@ -55,6 +61,18 @@ pub enum HandshakeError {
     /// The first frame was something else than a handshake.
     NotAHandshake {
         kind: &'static str,
+    },
+    /// The peer came back under its id on another data dir than the one first seen.
+    PeerDataDirChanged {
+        node_id: NodeId,
+        incarnation: u64,
+        incarnation_recorded: u64,
+    },
+    /// The peer knew this node on another data dir than the one it runs on now.
+    ThisDataDirUnknown {
+        node_id: NodeId,
+        incarnation: u64,
+        incarnation_recorded: u64,
     },
 }
 
@@ -99,6 +117,29 @@ impl std::fmt::Display for HandshakeError {
             HandshakeError::NotAHandshake { kind } => {
                 write!(f, "first frame is a {kind}, not a handshake")
             }
+            HandshakeError::PeerDataDirChanged {
+                node_id,
+                incarnation,
+                incarnation_recorded,
+            } => write!(
+                f,
+                "node {node_id} is back on another data dir (incarnation {incarnation}; this \
+                 node knew it with incarnation {incarnation_recorded}): it no longer holds what \
+                 it acknowledged nor the votes it gave, so it is refused. Replace it: `cohort \
+                 members remove --id {node_id}`, then a node with a new id on an empty data dir \
+                 with --join"
+            ),
+            HandshakeError::ThisDataDirUnknown {
+                node_id,
+                incarnation,
+                incarnation_recorded,
+            } => write!(
+                f,
+                "node {node_id} knew this node on another data dir (incarnation \
+                 {incarnation_recorded}; this one is incarnation {incarnation}): this node no \
+                 longer holds what it acknowledged nor the votes it gave, and must not take part \
+                 under its id"
+            ),
         }
     }
 }

@@ -3655,6 +3655,8 @@ impl<'a> Handshake<'a> {
   pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 8;
   pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 10;
   pub const VT_CORE_INDEX: ::flatbuffers::VOffsetT = 12;
+  pub const VT_INCARNATION: ::flatbuffers::VOffsetT = 14;
+  pub const VT_INCARNATION_OF_RECEIVER: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3666,6 +3668,8 @@ impl<'a> Handshake<'a> {
     args: &'args HandshakeArgs
   ) -> ::flatbuffers::WIPOffset<Handshake<'bldr>> {
     let mut builder = HandshakeBuilder::new(_fbb);
+    builder.add_incarnation_of_receiver(args.incarnation_of_receiver);
+    builder.add_incarnation(args.incarnation);
     builder.add_node_id(args.node_id);
     builder.add_cluster_id(args.cluster_id);
     builder.add_magic(args.magic);
@@ -3710,6 +3714,20 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(Handshake::VT_CORE_INDEX, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn incarnation(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_INCARNATION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn incarnation_of_receiver(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_INCARNATION_OF_RECEIVER, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3723,6 +3741,8 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u64>("cluster_id", Self::VT_CLUSTER_ID, false)?
      .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
      .visit_field::<u16>("core_index", Self::VT_CORE_INDEX, false)?
+     .visit_field::<u64>("incarnation", Self::VT_INCARNATION, false)?
+     .visit_field::<u64>("incarnation_of_receiver", Self::VT_INCARNATION_OF_RECEIVER, false)?
      .finish();
     Ok(())
   }
@@ -3733,6 +3753,8 @@ pub struct HandshakeArgs {
     pub cluster_id: u64,
     pub node_id: u64,
     pub core_index: u16,
+    pub incarnation: u64,
+    pub incarnation_of_receiver: u64,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3743,6 +3765,8 @@ impl<'a> Default for HandshakeArgs {
       cluster_id: 0,
       node_id: 0,
       core_index: 0,
+      incarnation: 0,
+      incarnation_of_receiver: 0,
     }
   }
 }
@@ -3773,6 +3797,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u16>(Handshake::VT_CORE_INDEX, core_index, 0);
   }
   #[inline]
+  pub fn add_incarnation(&mut self, incarnation: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_INCARNATION, incarnation, 0);
+  }
+  #[inline]
+  pub fn add_incarnation_of_receiver(&mut self, incarnation_of_receiver: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_INCARNATION_OF_RECEIVER, incarnation_of_receiver, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3795,6 +3827,8 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("cluster_id", &self.cluster_id());
       ds.field("node_id", &self.node_id());
       ds.field("core_index", &self.core_index());
+      ds.field("incarnation", &self.incarnation());
+      ds.field("incarnation_of_receiver", &self.incarnation_of_receiver());
       ds.finish()
   }
 }
