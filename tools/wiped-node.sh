@@ -43,15 +43,16 @@ for k in 1 2 3 4 5 6 7 8; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/n
 kill -9 "${pids[2]}"
 wait "${pids[2]}" 2>/dev/null || true
 if [ "$wipe" = dir ]; then rm -rf "$dir/d3"; else rm -rf "$dir"/d3/core-*; fi
+started=$(date +%s%N)
 start 3 "$a3"
-sleep 2
 if [ "$wipe" = dir ]; then
   status=0
   wait "${pids[2]}" || status=$?
-  echo "node 3 exited with status $status"
+  echo "node 3 exited with status $status, $((($(date +%s%N) - started) / 1000000)) ms after its start"
   grep -h "data dir" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
   exit 0
 fi
+sleep 2
 for k in 11 12 13 14; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null; done
 sleep 1
 ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done; }

@@ -12,6 +12,7 @@
 
 pub mod cpu;
 pub mod driver;
+pub mod idle;
 pub mod keys;
 pub mod null_server;
 pub mod plot;

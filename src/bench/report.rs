@@ -56,6 +56,8 @@ pub struct Report {
     pub per_node: Vec<ShareRow>,
     pub per_group: Vec<ShareRow>,
     pub ceiling: Option<Ceiling>,
+    /// How this machine's idle CPUs wait (see `idle.rs`), if the kernel says.
+    pub idle_cpus: Option<String>,
     /// Raw 4 KiB write + fdatasync in the data folder (embedded clusters).
     #[serde(flatten)]
     pub raw_fdatasync: Option<RawFdatasync>,
@@ -154,6 +156,9 @@ pub fn summary(report: &Report) -> String {
             duration_text(ceiling.latency.p99_us),
             100.0 * report.requests_per_s / ceiling.requests_per_s.max(1e-9)
         );
+    }
+    if let Some(idle) = &report.idle_cpus {
+        let _ = writeln!(out, "idle CPUs   {idle}");
     }
     if let Some(raw) = &report.raw_fdatasync {
         let _ = writeln!(out, "raw limit   {}", raw.words());

@@ -399,6 +399,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
             requests_per_s: c.recorder.requests as f64 / c.seconds,
             latency: Percentiles::of(&c.recorder.latency_us),
         }),
+        idle_cpus: crate::bench::idle::describe(),
         raw_fdatasync,
         cpu: run.cpu.clone(),
     };
