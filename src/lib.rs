@@ -18,7 +18,8 @@
 //! - the fault-injecting deterministic harness: [`sim`] (`src/sim/`)
 //! - frames, handshake and conversion of messages: [`wire`] (`src/wire/`)
 //! - connections between the cores of nodes: [`transport`] (`src/transport/`)
-//! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]
+//! - the few OS calls without a safe wrapper (locked memory, fd hand-over): [`sys`]; small
+//!   files replaced whole and durably: [`durable`]
 //! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 //! - the replicated key-value state machine: [`kv`]; the client protocol over it: [`proto`]
 //! - the load generator behind `cohort bench` (histograms, reports, plots): [`bench`]
@@ -28,6 +29,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod durable;
 pub mod kv;
 pub mod node;
 pub mod proto;

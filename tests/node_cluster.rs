@@ -296,30 +296,27 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     finish(cluster);
 }
 
-/// A node restarted under its id with its logs wiped (the core-* dirs) but its identity file
-/// kept, so on the same data dir incarnation (as after a machine crash under --sync never), no
-/// longer holds writes it acknowledged. It says so, the leaders it acknowledged them to say so,
+/// A node restarted under its id with its log's files deleted but the rest of its dir kept
+/// (what a machine crash under --sync never does to the unsynced end of a log, at its
+/// extreme) keeps its incarnation, so its peers let it in, and no longer holds writes it
+/// acknowledged. It says so, the leaders it acknowledged them to say so,
 /// and they send it the log again: before, they probed it at its old match index, which it
 /// refused, forever, and it never held those writes again.
 #[test]
-fn a_node_restarted_on_wiped_logs_is_reported_and_sent_the_log_again() {
+fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     let mut cluster = start("wiped");
     let bases = cluster.bases.clone();
     let mut acked = put_numbered(&bases, 21, "before-", 40);
     cluster.kill(3);
-    let data_dir = cluster.dir.join("node-3");
-    for entry in std::fs::read_dir(&data_dir).unwrap() {
+    let core_dir = cluster.dir.join("node-3").join("core-0");
+    for entry in std::fs::read_dir(&core_dir).unwrap() {
         let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("core-")
-        {
-            std::fs::remove_dir_all(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".wal") || name.contains(".snap") {
+            std::fs::remove_file(path).unwrap();
         }
     }
-    assert!(data_dir.join("cohort.id").exists());
+    assert!(core_dir.join("incarnation").exists());
     cluster.restart(3).unwrap();
     acked.extend(put_numbered(&bases, 22, "after-", 20));
     let only_3 = vec![bases[2].clone()];
@@ -355,9 +352,10 @@ fn a_node_restarted_on_wiped_logs_is_reported_and_sent_the_log_again() {
 }
 
 /// A node restarted under its id on a wiped data dir (a replaced disk, an operator's slip)
-/// comes back on a new data dir incarnation: the peers that knew it refuse it, and it stops
-/// with an error that says how to replace it, instead of voting again with nothing it
-/// acknowledged. The other two go on taking writes.
+/// comes back on a new incarnation: the peers that knew it refuse it, and it stops with an
+/// error that says how to replace it, instead of voting again with nothing it acknowledged.
+/// Started again, it refuses at once with the same reason. The other two go on taking
+/// writes.
 #[test]
 fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     let mut cluster = start("wiped-dir");
@@ -371,18 +369,18 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     assert_eq!(exited.len(), 1, "{exited:?}");
     assert!(exited[0].starts_with("node 3 exited"), "{exited:?}");
     let log = cluster.log(3);
-    assert!(log.contains("knew this node on another data dir"), "{log}");
+    assert!(log.contains("knew this node with other data"), "{log}");
     assert!(
         log.contains("Replace it as a dead node: `cohort members remove --id 3`"),
         "{log}"
     );
-    let refused_by_a_peer = (1..=2).any(|id| {
-        cluster
-            .log(id)
-            .contains("node 3 is back on another data dir")
-    });
+    let refused_by_a_peer =
+        (1..=2).any(|id| cluster.log(id).contains("node 3 is back with other data"));
     assert!(refused_by_a_peer, "no peer logged the refusal");
     cluster.kill(3);
+    let again = cluster.restart(3).expect_err("refused at once");
+    assert!(again.contains("said at an earlier start"), "{again}");
+    assert!(again.contains("knew this node with other data"), "{again}");
     put_numbered(&bases[..2], 25, "still-", 10);
     finish(cluster);
 }

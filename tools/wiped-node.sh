@@ -4,19 +4,20 @@
 # Starts three `cohort serve` nodes (2 groups) on loopback, writes 8 keys, kills node 3
 # (SIGKILL), wipes it, starts it again with the same flags, writes 4 more keys, then prints
 # each node's CPU time over the next 3 s (nothing is written meanwhile), each leader's view
-# of node 3, and what the nodes logged about it. WIPE says what is wiped:
-# - logs: its logs (the core-* dirs), not its identity file (cohort.id), so it keeps its data
-#   dir's incarnation and its peers let it in: the leaders find the lost entries and send them
-#   again (as after a machine crash under --sync never);
+# of node 3, and what the nodes logged about it. The third argument says what is wiped:
+# - logs: its log's files (core-*/*.wal*, *.snap), not the rest of its dir, so it keeps its
+#   incarnation (core-*/incarnation) and its peers let it in: the leaders find the lost
+#   entries and send them again (what a machine crash under --sync never does to the
+#   unsynced end of a log, at its extreme);
 # - dir: the whole data dir (a replaced disk): it comes back on a new incarnation, its peers
 #   refuse it, and it stops with an error that says how to replace it.
 #
-#   tools/wiped-node.sh [COHORT=target/release/cohort] [BASE_PORT=19100] [WIPE=logs|dir]
+#   tools/wiped-node.sh [COHORT=target/release/cohort] [BASE_PORT=19100] [logs|dir]
 set -euo pipefail
 cohort=$(realpath "${1:-target/release/cohort}")
 base=${2:-19100}
 wipe=${3:-logs}
-case $wipe in logs | dir) ;; *) echo "WIPE must be logs or dir, not $wipe" >&2; exit 2 ;; esac
+case $wipe in logs | dir) ;; *) echo "the third argument is logs or dir, not $wipe" >&2; exit 2 ;; esac
 dir=$(mktemp -d)
 a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
 peers="1=$a1,2=$a2,3=$a3"
@@ -42,14 +43,14 @@ sleep 2
 for k in 1 2 3 4 5 6 7 8; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null; done
 kill -9 "${pids[2]}"
 wait "${pids[2]}" 2>/dev/null || true
-if [ "$wipe" = dir ]; then rm -rf "$dir/d3"; else rm -rf "$dir"/d3/core-*; fi
+if [ "$wipe" = dir ]; then rm -rf "$dir/d3"; else rm -f "$dir"/d3/core-*/*.wal* "$dir"/d3/core-*/*.snap; fi
 started=$(date +%s%N)
 start 3 "$a3"
 if [ "$wipe" = dir ]; then
   status=0
   wait "${pids[2]}" || status=$?
   echo "node 3 exited with status $status, $((($(date +%s%N) - started) / 1000000)) ms after its start"
-  grep -h "data dir" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
+  grep -h "other data" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
   exit 0
 fi
 sleep 2

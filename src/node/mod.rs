@@ -4,6 +4,7 @@ pub mod clients;
 pub mod config;
 mod executor;
 pub mod identity;
+mod incarnation;
 mod log;
 mod resolve;
 mod runtime;

@@ -58,7 +58,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         cores: config.cores,
         groups: config.groups,
     };
-    let incarnation = super::identity::check_or_record(&config.data_dir, identity)?;
+    super::identity::check_or_record(&config.data_dir, identity)?;
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
@@ -78,7 +78,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
                 // However this core ends (an error, a panic, or the stop), the others stop
                 // too: a node never goes on as half a node, serving some of its groups.
                 let _stop_all = StopOnDrop(Arc::clone(&stop));
-                let result = run_core(&config, core, incarnation, stop).await;
+                let result = run_core(&config, core, stop).await;
                 if let Err(error) = &result {
                     tracing::error!(core, %error, "core failed: the node stops");
                 }
@@ -156,14 +156,19 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft
 }
 
-async fn run_core(
-    config: &NodeConfig,
-    core: u16,
-    incarnation: u64,
-    stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let refused_file = dir.join(REFUSED_FILE);
+    if let Ok(why) = std::fs::read_to_string(&refused_file) {
+        return Err(format!(
+            "{} (said at an earlier start and kept in {}: remove that file to start anyway)",
+            why.trim_end(),
+            refused_file.display()
+        ));
+    }
+    let incarnation = super::incarnation::read_or_draw(&dir)?;
     let bootstrap = if config.bootstrap {
         let voters: Vec<NodeId> = config.members.keys().copied().collect();
         let addresses = config
@@ -230,7 +235,8 @@ async fn run_core(
     let mut transport_config =
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
     transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
-    transport_config.incarnation = incarnation;
+    transport_config.incarnation = incarnation.value;
+    transport_config.incarnation_is_new = incarnation.new;
     transport_config.incarnations_file = Some(dir.join("peers.incarnations"));
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
@@ -259,6 +265,8 @@ async fn run_core(
             Rc::clone(&transport),
             Rc::clone(&refused),
             Arc::clone(&stop),
+            config.id,
+            core,
         )),
         glommio::spawn_local(super::resolve::keep_peers_resolved(
             resolving.clone(),
@@ -358,24 +366,40 @@ async fn run_core(
         ),
     }
     if let Some(why) = refused.take() {
-        return Err(format!(
-            "node {node} core {core}: {why}. Replace it as a dead node: `cohort members remove \
-             --id {node}` at another member, then start a node with a new id on an empty data \
-             dir with --join"
-        ));
+        // Kept, so that a restart (a supervisor's) says the same at once instead of waiting to
+        // be refused by its peers again.
+        if let Err(error) = crate::durable::replace_file(&refused_file, why.as_bytes()) {
+            tracing::warn!(core, %error, "cannot keep the reason this node stops");
+        }
+        return Err(why);
     }
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
 }
 
-/// Stops the node (gracefully, as a signal does) once a peer says it knew this node on another
-/// data dir: this node then no longer holds what it acknowledged, and must not take part.
+/// In a core's dir: why the node stopped because it lost its data, kept for later starts.
+const REFUSED_FILE: &str = "refused";
+
+/// Stops the node (gracefully, as a signal does) once a peer proves this core lost its data
+/// (see `transport::incarnations`): the node then no longer holds what it acknowledged nor
+/// the votes it gave, and must not take part under its id.
 async fn stop_if_refused_as_unknown(
     transport: Rc<Transport>,
     refused: Rc<RefCell<Option<String>>>,
     stop: Arc<AtomicBool>,
+    node: NodeId,
+    core: u16,
 ) {
-    let why = transport.refused_as_unknown().await;
-    *refused.borrow_mut() = Some(why.to_string());
+    let crate::transport::RecordedOtherwise {
+        peer,
+        incarnation_recorded: recorded,
+    } = transport.refused_as_unknown().await;
+    *refused.borrow_mut() = Some(format!(
+        "node {node} core {core}: node {peer} knew this node with other data (incarnation \
+         {recorded}), and this core's data is new (its dir had no log at this start): this node \
+         lost what it acknowledged and the votes it gave, and must not take part under its id. \
+         Replace it as a dead node: `cohort members remove --id {node}` at another member, then \
+         start a node with a new id on an empty data dir with --join"
+    ));
     stop.store(true, Ordering::SeqCst);
 }
 
@@ -464,8 +488,9 @@ fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
             acknowledged,
             holds,
             "this node lost entries it had acknowledged: its log ends before what its leader \
-             knows it held (a wiped, replaced or restored data dir?); it takes them from the \
-             leader again. A node whose disk is lost should rejoin under a new id"
+             knows it held (a machine crash under --sync never, log files deleted, or a data dir \
+             restored from a copy?); it takes them from the leader again. A node whose disk is \
+             lost should rejoin under a new id"
         );
     } else {
         tracing::error!(
@@ -473,8 +498,9 @@ fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
             follower = lost.follower.0,
             acknowledged,
             holds,
-            "a follower lost entries it had acknowledged (a wiped, replaced or restored data \
-             dir?): they are on fewer nodes than their commit counted; sending it the log again"
+            "a follower lost entries it had acknowledged (a machine crash under --sync never, \
+             log files deleted, or a data dir restored from a copy?): they are on fewer nodes \
+             than their commit counted; sending it the log again"
         );
     }
 }

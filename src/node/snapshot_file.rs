@@ -15,8 +15,8 @@
 //! marker is written only after that, so a marker never names a snapshot that is not on disk;
 //! a crash in between leaves a file newer than the marker, which recovery prefers.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -71,19 +71,7 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let crc = crc32fast::hash(&out);
     out.put_u32_le(crc);
     let index = snapshot.meta.index.0;
-    let final_path = path(dir, group, index);
-    let temp = final_path.with_extension("snap.tmp");
-    let written = File::create(&temp).and_then(|mut file| {
-        file.write_all(&out)?;
-        file.sync_all()
-    });
-    if let Err(error) = written {
-        // What was written of it would only take room a full disk lacks.
-        let _ = fs::remove_file(&temp);
-        return Err(error);
-    }
-    fs::rename(&temp, &final_path)?;
-    File::open(dir)?.sync_all()?;
+    crate::durable::replace_file(&path(dir, group, index), &out)?;
     for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
         let _ = fs::remove_file(path(dir, group, older));
     }

@@ -58,9 +58,12 @@ pub struct TransportConfig {
     /// `jitter_seed` (and the two node ids), so restarts replay and peers do not dial in step.
     pub reconnect_jitter_percent: u64,
     pub jitter_seed: u64,
-    /// This node's data dir incarnation, sent in every handshake (0: none, nothing to refuse
-    /// this node by). See `incarnations.rs`.
+    /// The incarnation of this core's data, sent in every handshake (0: none, nothing to
+    /// refuse this core by). See `incarnations.rs`.
     pub incarnation: u64,
+    /// This core's data is new (its incarnation drawn at this start, with no log): a peer that
+    /// recorded it otherwise proves it lost its data, and the transport shuts down.
+    pub incarnation_is_new: bool,
     /// Where the incarnations of the peers are recorded; `None` keeps them in memory.
     pub incarnations_file: Option<PathBuf>,
 }
@@ -91,6 +94,7 @@ impl TransportConfig {
             reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
             jitter_seed: 0,
             incarnation: 0,
+            incarnation_is_new: false,
             incarnations_file: None,
         }
     }

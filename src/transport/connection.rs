@@ -16,6 +16,7 @@ use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame};
 
 use super::framing::{FrameReader, FrameWriter, ReadFrameError};
 use super::halves::{ReadHalf, WriteHalf};
+use super::incarnations::IncarnationError;
 use super::reason::CloseReason;
 use super::shared::{Inbound, Peer, Shared};
 use super::signal::Stop;
@@ -108,14 +109,16 @@ pub(super) async fn dial(
         }
         .into());
     }
-    shared.incarnations.check_and_record(&theirs)?;
+    let checked = shared.incarnations.check_and_record(&theirs).await;
+    shut_down_if_refused(shared);
+    checked?;
     reader.allow_full_frames();
     Ok((stream, reader))
 }
 
 /// Reads and checks the handshake of an accepted connection, and answers with ours only if
 /// it passes (a refused peer learns nothing about this node), or if the peer is a member whose
-/// data dir contradicts a record (see `incarnations.rs`), so that it learns which one we knew.
+/// data contradicts a record (see `incarnations.rs`), so that it learns which we recorded.
 pub(super) async fn accept(
     shared: &Shared,
     mut stream: TcpStream,
@@ -131,10 +134,13 @@ pub(super) async fn accept(
             node_id: theirs.node_id,
         });
     }
-    if let Err(error) = shared.incarnations.check_and_record(&theirs) {
-        // A member of this cluster whose data dir contradicts a record: our handshake tells it
-        // which one we knew, so that it finds out too, whichever of us is the one that changed.
-        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+    if let Err(error) = shared.incarnations.check_and_record(&theirs).await {
+        if matches!(error, IncarnationError::Refused(_)) {
+            // A member of this cluster whose data contradicts a record: our handshake tells
+            // it which we recorded, so that it finds out too, whichever of us changed.
+            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        }
+        shut_down_if_refused(shared);
         return Err(error.into());
     }
     send_handshake(shared, &mut stream, theirs.node_id).await?;
@@ -144,6 +150,14 @@ pub(super) async fn accept(
         .peer(theirs.node_id)
         .ok_or(CloseReason::PeerRemoved)?;
     Ok((peer, stream, reader))
+}
+
+/// Once a peer proved this core lost its data, the whole transport shuts down at once: no
+/// connection carries another message from it.
+fn shut_down_if_refused(shared: &Shared) {
+    if shared.incarnations.is_refused() {
+        shared.shutdown.stop();
+    }
 }
 
 /// Serves an established connection until it fails or a newer connection of the same peer

@@ -1,26 +1,35 @@
-//! The data dirs of this core's peers, as first seen: a peer back under its id on another data
-//! dir is refused, and so is this node when a peer knew it on another one.
+//! The data of this core's peers, as first seen: a peer back under its id with other data is
+//! refused, and so is this core when a peer knew it with other data.
 //!
-//! Every data dir has an incarnation, a random number drawn when the dir is made (see
-//! `node::identity`). A handshake carries the sender's and the one the sender recorded for the
-//! receiver. A node on a new dir under an old id no longer holds the entries it acknowledged
-//! nor the votes it gave; let in, its vote could elect a leader that lacks committed entries.
-//! So the first incarnation seen of each peer is recorded, durably, before the connection
-//! carries a message, and a connection that contradicts a record ends, on both sides:
-//! - the side that knew the peer logs that the peer came back on another data dir;
-//! - the side that finds itself unknown ([`HandshakeError::ThisDataDirUnknown`]) throws
-//!   [`Incarnations::refused`], which the node takes as a reason to stop.
+//! Every core's data has an incarnation, a random number drawn when its dir is first used
+//! (see `node::incarnation`). A handshake carries the sender's and the one the sender
+//! recorded for the receiver. A core back on a new log under an old node id no longer holds
+//! the entries it acknowledged nor the votes it gave; let in, its vote could elect a leader
+//! that lacks committed entries, or a second leader in a term. So the first incarnation seen
+//! of each peer is recorded, durably, before the connection carries a message, and a
+//! connection that contradicts a record ends, on both sides:
+//! - the side that recorded the peer logs that the peer came back with other data
+//!   ([`HandshakeError::PeerDataDirChanged`]);
+//! - the side that finds itself recorded otherwise ([`HandshakeError::ThisDataDirUnknown`])
+//!   refuses the connection too; if its own data is new (drawn at this start, with no log),
+//!   that proves it lost what it had, and [`Incarnations::refused`] fires, on which the
+//!   transport shuts down and the node stops. Otherwise one side's record or incarnation file
+//!   was lost or is wrong: both keep refusing, with the reason logged, until an operator
+//!   decides (the error texts say how).
 //!
 //! The record is `peers.incarnations` in the core's dir: plain text, a format line and one
-//! `node_id=incarnation` per line, rewritten atomically (temporary file, fsync, rename, fsync
-//! of the dir) when a peer is seen for the first time. Without a file (tests) it is kept in
-//! memory. Incarnation 0 means "none" (an older node): it is neither checked nor recorded.
+//! `node_id=incarnation` per line, replaced whole and durably ([`crate::durable`]) off the
+//! event loop when a peer is seen for the first time, one write at a time. Without a file
+//! (tests) it is kept in memory. Incarnation 0 means "none" (an older node): it is neither
+//! checked nor recorded, so an older binary is let in whatever its data.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use glommio::sync::Semaphore;
 
 use crate::raft::NodeId;
 use crate::wire::Handshake;
@@ -32,24 +41,30 @@ const FORMAT: &str = "cohort peer incarnations v1";
 
 pub(super) struct Incarnations {
     own: u64,
+    /// This core's data is new: a peer that recorded it otherwise proves it lost its data.
+    own_is_new: bool,
     file: Option<PathBuf>,
     known: RefCell<BTreeMap<NodeId, u64>>,
-    /// Why this node was refused as unknown, once it was.
-    refusal: RefCell<Option<HandshakeError>>,
+    /// One record write at a time: each replaces the whole file.
+    writing: Semaphore,
+    /// The peer that proved this core lost its data, once one did.
+    refusal: RefCell<Option<RecordedOtherwise>>,
     refused: Stop,
 }
 
 impl Incarnations {
-    /// The records in `file` (none if it does not exist yet), for a node of incarnation `own`.
-    pub fn load(own: u64, file: Option<PathBuf>) -> io::Result<Incarnations> {
+    /// The records in `file` (none if it does not exist yet), for a core of incarnation `own`.
+    pub fn load(own: u64, own_is_new: bool, file: Option<PathBuf>) -> io::Result<Incarnations> {
         let known = match &file {
             Some(path) => read(path)?,
             None => BTreeMap::new(),
         };
         Ok(Incarnations {
             own,
+            own_is_new,
             file,
             known: RefCell::new(known),
+            writing: Semaphore::new(1),
             refusal: RefCell::new(None),
             refused: Stop::default(),
         })
@@ -64,10 +79,43 @@ impl Incarnations {
         self.known.borrow().get(&peer).copied().unwrap_or(0)
     }
 
+    /// Whether [`Incarnations::refused`] has fired.
+    pub fn is_refused(&self) -> bool {
+        self.refused.is_stopped()
+    }
+
     /// Checks a peer's handshake against the records, and records its incarnation if it is the
-    /// first seen. A contradiction is refused; one that says this node is unknown also throws
-    /// [`Incarnations::refused`].
-    pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
+    /// first seen (durably, before returning). A contradiction is refused.
+    pub async fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
+        self.check(theirs)?;
+        if theirs.incarnation == 0 || self.recorded(theirs.node_id) != 0 {
+            return Ok(());
+        }
+        let _turn = self
+            .writing
+            .acquire_permit(1)
+            .await
+            .expect("the semaphore is never closed");
+        // Another connection of this peer may have recorded it while we waited.
+        self.check(theirs)?;
+        if self.recorded(theirs.node_id) != 0 {
+            return Ok(());
+        }
+        let mut known = self.known.borrow().clone();
+        known.insert(theirs.node_id, theirs.incarnation);
+        if let Some(path) = self.file.clone() {
+            let text = render(&known);
+            let write = move || crate::durable::replace_file(&path, text.as_bytes());
+            glommio::executor()
+                .spawn_blocking(write)
+                .await
+                .map_err(IncarnationError::Record)?;
+        }
+        *self.known.borrow_mut() = known;
+        Ok(())
+    }
+
+    fn check(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
         let node_id = theirs.node_id;
         let mine_as_known = theirs.incarnation_of_receiver;
         if self.own != 0 && mine_as_known != 0 && mine_as_known != self.own {
@@ -76,19 +124,17 @@ impl Incarnations {
                 incarnation: self.own,
                 incarnation_recorded: mine_as_known,
             };
-            if self.refusal.borrow().is_none() {
-                *self.refusal.borrow_mut() = Some(error.clone());
+            if self.own_is_new && !self.refused.is_stopped() {
+                *self.refusal.borrow_mut() = Some(RecordedOtherwise {
+                    peer: node_id,
+                    incarnation_recorded: mine_as_known,
+                });
+                self.refused.stop();
             }
-            self.refused.stop();
             return Err(IncarnationError::Refused(error));
         }
-        if theirs.incarnation == 0 {
-            return Ok(());
-        }
         match self.recorded(node_id) {
-            0 => self
-                .record(node_id, theirs.incarnation)
-                .map_err(IncarnationError::Record),
+            recorded if recorded == 0 || theirs.incarnation == 0 => Ok(()),
             recorded if recorded == theirs.incarnation => Ok(()),
             recorded => Err(IncarnationError::Refused(
                 HandshakeError::PeerDataDirChanged {
@@ -100,24 +146,20 @@ impl Incarnations {
         }
     }
 
-    /// Waits until a peer refused this node as unknown, and says why.
-    pub async fn refused(&self) -> HandshakeError {
+    /// Waits until a peer proved this core lost its data, and says which and what it recorded.
+    pub async fn refused(&self) -> RecordedOtherwise {
         self.refused.stopped().await;
         self.refusal
             .borrow()
-            .clone()
             .expect("the refusal is set before the switch is thrown")
     }
+}
 
-    fn record(&self, peer: NodeId, incarnation: u64) -> io::Result<()> {
-        let mut known = self.known.borrow().clone();
-        known.insert(peer, incarnation);
-        if let Some(path) = &self.file {
-            write(path, &known)?;
-        }
-        *self.known.borrow_mut() = known;
-        Ok(())
-    }
+/// A peer recorded another incarnation for this core than its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordedOtherwise {
+    pub peer: NodeId,
+    pub incarnation_recorded: u64,
 }
 
 /// Why [`Incarnations::check_and_record`] ended a connection.
@@ -133,12 +175,22 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, u64>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(error) => return Err(error),
+        Err(error) => {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot read {}: {error}", path.display()),
+            ));
+        }
     };
     let damaged = |why: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is damaged: {why}", path.display()),
+            format!(
+                "{} is damaged: {why}. It records the data dir incarnation of each peer this \
+                 core has met; moved away, each peer is recorded again as it next connects \
+                 (one back on a wiped data dir meanwhile would be let in)",
+                path.display()
+            ),
         )
     };
     let mut lines = text.lines();
@@ -160,18 +212,12 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, u64>> {
     Ok(known)
 }
 
-fn write(path: &Path, known: &BTreeMap<NodeId, u64>) -> io::Result<()> {
+fn render(known: &BTreeMap<NodeId, u64>) -> String {
     let mut text = format!("{FORMAT}\n");
     for (node, incarnation) in known {
         text.push_str(&format!("{}={incarnation}\n", node.0));
     }
-    let temporary = path.with_extension("tmp");
-    let mut file = File::create(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
+    text
 }
 
 #[cfg(test)]
@@ -187,60 +233,103 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_first_incarnation_seen_is_kept_across_restarts_and_another_is_refused() {
-        let dir = std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("peers.incarnations");
-        let seen = Incarnations::load(7, Some(file.clone())).unwrap();
-        assert_eq!(seen.recorded(NodeId(2)), 0);
-        seen.check_and_record(&from(2, 20, 0)).unwrap();
-        seen.check_and_record(&from(3, 30, 7)).unwrap();
-        // An older node: nothing to check or record.
-        seen.check_and_record(&from(4, 0, 0)).unwrap();
-
-        let again = Incarnations::load(7, Some(file.clone())).unwrap();
-        assert_eq!(again.recorded(NodeId(2)), 20);
-        assert_eq!(again.recorded(NodeId(3)), 30);
-        assert_eq!(again.recorded(NodeId(4)), 0);
-        again.check_and_record(&from(2, 20, 7)).unwrap();
-        match again.check_and_record(&from(2, 21, 0)) {
-            Err(IncarnationError::Refused(HandshakeError::PeerDataDirChanged {
-                node_id,
-                incarnation,
-                incarnation_recorded,
-            })) => assert_eq!(
-                (node_id, incarnation, incarnation_recorded),
-                (NodeId(2), 21, 20)
-            ),
-            other => panic!("{other:?}"),
-        }
-        assert!(!again.refused.is_stopped());
-        assert_eq!(
-            again.recorded(NodeId(2)),
-            20,
-            "a refused peer changes no record"
-        );
-
-        fs::write(&file, format!("{FORMAT}\n2=x\n")).unwrap();
-        let error = Incarnations::load(7, Some(file)).err().unwrap();
-        assert!(error.to_string().contains("damaged"), "{error}");
-        fs::remove_dir_all(&dir).unwrap();
+    /// Runs `make()` on a fresh executor (the records are written through its blocking pool).
+    fn on_executor<F: std::future::Future<Output = ()> + 'static>(
+        make: impl FnOnce() -> F + Send + 'static,
+    ) {
+        crate::sys::raise_memlock_limit().unwrap();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 << 10)
+            .spawn(make)
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
-    fn a_peer_that_knew_this_node_on_another_data_dir_refuses_it() {
-        let seen = Incarnations::load(7, None).unwrap();
-        match seen.check_and_record(&from(2, 20, 6)) {
-            Err(IncarnationError::Refused(HandshakeError::ThisDataDirUnknown {
-                node_id, ..
-            })) => assert_eq!(node_id, NodeId(2)),
-            other => panic!("{other:?}"),
-        }
-        assert!(seen.refused.is_stopped());
-        assert_eq!(seen.recorded(NodeId(2)), 0);
-        let why = futures_lite::future::block_on(seen.refused());
-        assert!(why.to_string().contains("incarnation 6"), "{why}");
+    fn the_first_incarnation_seen_is_kept_across_restarts_and_another_is_refused() {
+        on_executor(|| async {
+            let dir =
+                std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("peers.incarnations");
+            let seen = Incarnations::load(7, false, Some(file.clone())).unwrap();
+            assert_eq!(seen.recorded(NodeId(2)), 0);
+            seen.check_and_record(&from(2, 20, 0)).await.unwrap();
+            seen.check_and_record(&from(3, 30, 7)).await.unwrap();
+            // An older node: nothing to check or record.
+            seen.check_and_record(&from(4, 0, 0)).await.unwrap();
+
+            let again = Incarnations::load(7, false, Some(file.clone())).unwrap();
+            assert_eq!(again.recorded(NodeId(2)), 20);
+            assert_eq!(again.recorded(NodeId(3)), 30);
+            assert_eq!(again.recorded(NodeId(4)), 0);
+            again.check_and_record(&from(2, 20, 7)).await.unwrap();
+            match again.check_and_record(&from(2, 21, 0)).await {
+                Err(IncarnationError::Refused(HandshakeError::PeerDataDirChanged {
+                    node_id,
+                    incarnation,
+                    incarnation_recorded,
+                })) => assert_eq!(
+                    (node_id, incarnation, incarnation_recorded),
+                    (NodeId(2), 21, 20)
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert!(!again.is_refused());
+            assert_eq!(
+                again.recorded(NodeId(2)),
+                20,
+                "a refused peer changes no record"
+            );
+            assert!(!crate::durable::temporary_twin(&file).exists());
+
+            fs::write(&file, format!("{FORMAT}\n2=x\n")).unwrap();
+            let error = Incarnations::load(7, false, Some(file)).err().unwrap();
+            assert!(error.to_string().contains("damaged"), "{error}");
+            fs::remove_dir_all(&dir).unwrap();
+        });
+    }
+
+    /// A record that cannot be written refuses the peer and records nothing.
+    #[test]
+    fn a_record_that_cannot_be_written_refuses_the_peer() {
+        on_executor(|| async {
+            let file = std::env::temp_dir()
+                .join(format!("cohort-incarnations-gone-{}", std::process::id()))
+                .join("peers.incarnations");
+            let seen = Incarnations::load(7, false, Some(file)).unwrap();
+            let refused = seen.check_and_record(&from(2, 20, 0)).await;
+            assert!(
+                matches!(refused, Err(IncarnationError::Record(_))),
+                "{refused:?}"
+            );
+            assert_eq!(seen.recorded(NodeId(2)), 0);
+        });
+    }
+
+    /// A peer that recorded this core otherwise is refused either way; only a core whose data
+    /// is new takes that as proof it lost its data.
+    #[test]
+    fn a_peer_that_knew_this_core_otherwise_is_refused_and_proves_a_loss_only_if_new() {
+        on_executor(|| async {
+            for own_is_new in [false, true] {
+                let seen = Incarnations::load(7, own_is_new, None).unwrap();
+                match seen.check_and_record(&from(2, 20, 6)).await {
+                    Err(IncarnationError::Refused(HandshakeError::ThisDataDirUnknown {
+                        node_id,
+                        ..
+                    })) => assert_eq!(node_id, NodeId(2)),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(seen.is_refused(), own_is_new);
+                assert_eq!(seen.recorded(NodeId(2)), 0);
+                if own_is_new {
+                    let why = seen.refused().await;
+                    assert_eq!((why.peer, why.incarnation_recorded), (NodeId(2), 6));
+                }
+            }
+        });
     }
 }

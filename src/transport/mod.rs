@@ -27,9 +27,9 @@
 //! **Handshake.** The dialer sends its handshake first; the acceptor checks version, cluster,
 //! core index and that the node is a known peer with a smaller id, then answers with its own,
 //! which the dialer checks names the node it dialed. Both sides also check the other's data
-//! dir incarnation against the one they recorded at their first connection, and the one the
-//! other recorded for them against their own: a node back under its id on another data dir
-//! is refused by the peers that knew it, and finds out from their answer
+//! incarnation against the one they recorded at their first connection, and the one the
+//! other recorded for them against their own: a node back under its id with another log is
+//! refused by the peers that knew it, and finds out from their answer
 //! ([`Transport::refused_as_unknown`]; see `incarnations.rs`). A refused connection is closed
 //! with the reason logged (`tracing`, warn level) and counted in
 //! [`TransportStats::connections_refused`]; the listener keeps serving. See `connection.rs`.
@@ -114,6 +114,7 @@ pub use backoff::Backoff;
 pub use config::{ConfigError, HANDSHAKES_PENDING_MAX, TransportConfig};
 pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
 pub use halves::{ReadHalf, WriteHalf, split};
+pub use incarnations::RecordedOtherwise;
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
@@ -157,9 +158,12 @@ impl Transport {
     /// called on a glommio executor thread; the transport's tasks run on that executor.
     pub fn start(config: TransportConfig) -> Result<Transport, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let incarnations =
-            incarnations::Incarnations::load(config.incarnation, config.incarnations_file.clone())
-                .map_err(StartError::Incarnations)?;
+        let incarnations = incarnations::Incarnations::load(
+            config.incarnation,
+            config.incarnation_is_new,
+            config.incarnations_file.clone(),
+        )
+        .map_err(StartError::Incarnations)?;
         let listen = |error| StartError::Listen {
             addr: config.listen_addr,
             error,
@@ -265,9 +269,10 @@ impl Transport {
         futures_lite::future::or(wait, closed).await
     }
 
-    /// Waits until a peer refuses this node because it knew it on another data dir, and says
-    /// why: this node lost what it acknowledged and must stop (see `incarnations.rs`).
-    pub async fn refused_as_unknown(&self) -> crate::wire::handshake::HandshakeError {
+    /// Waits until a peer proves this core lost its data (its data is new, and the peer
+    /// recorded other data for it), and says which peer and what it recorded; the transport
+    /// has shut down by then, and the node must stop (see `incarnations.rs`).
+    pub async fn refused_as_unknown(&self) -> RecordedOtherwise {
         self.shared.incarnations.refused().await
     }
 

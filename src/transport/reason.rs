@@ -75,8 +75,9 @@ impl From<io::Error> for CloseReason {
 }
 
 impl CloseReason {
-    /// True for closes caused by bytes the peer sent (counted as rejections).
-    pub fn is_peer_fault(&self) -> bool {
+    /// True for closes an operator should see (logged as warnings, counted as rejections):
+    /// those caused by what the peer sent, and a record of the peer that could not be written.
+    pub fn is_refusal(&self) -> bool {
         matches!(
             self,
             CloseReason::Frame(_)
@@ -84,6 +85,7 @@ impl CloseReason {
                 | CloseReason::DialedByLargerId { .. }
                 | CloseReason::FrameUnexpected { .. }
                 | CloseReason::MessageMisaddressed { .. }
+                | CloseReason::IncarnationNotRecorded(_)
         )
     }
 }

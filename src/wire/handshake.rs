@@ -62,13 +62,13 @@ pub enum HandshakeError {
     NotAHandshake {
         kind: &'static str,
     },
-    /// The peer came back under its id on another data dir than the one first seen.
+    /// The peer came back under its id with other data than first seen (another incarnation).
     PeerDataDirChanged {
         node_id: NodeId,
         incarnation: u64,
         incarnation_recorded: u64,
     },
-    /// The peer knew this node on another data dir than the one it runs on now.
+    /// The peer recorded other data (another incarnation) for this core than it has now.
     ThisDataDirUnknown {
         node_id: NodeId,
         incarnation: u64,
@@ -123,11 +123,13 @@ impl std::fmt::Display for HandshakeError {
                 incarnation_recorded,
             } => write!(
                 f,
-                "node {node_id} is back on another data dir (incarnation {incarnation}; this \
-                 node knew it with incarnation {incarnation_recorded}): it no longer holds what \
-                 it acknowledged nor the votes it gave, so it is refused. Replace it: `cohort \
-                 members remove --id {node_id}`, then a node with a new id on an empty data dir \
-                 with --join"
+                "node {node_id} is back with other data (incarnation {incarnation}; this core \
+                 recorded {incarnation_recorded}): a wiped or replaced data dir no longer holds \
+                 what it acknowledged nor the votes it gave, so it is refused. Replace it: \
+                 `cohort members remove --id {node_id}`, then a node with a new id on an empty \
+                 data dir with --join. If its log is in fact intact (only its core-N/incarnation \
+                 file was lost), stop this node, remove the line `{node_id}={incarnation_recorded}` \
+                 from this core's peers.incarnations, and start it again"
             ),
             HandshakeError::ThisDataDirUnknown {
                 node_id,
@@ -135,10 +137,13 @@ impl std::fmt::Display for HandshakeError {
                 incarnation_recorded,
             } => write!(
                 f,
-                "node {node_id} knew this node on another data dir (incarnation \
-                 {incarnation_recorded}; this one is incarnation {incarnation}): this node no \
-                 longer holds what it acknowledged nor the votes it gave, and must not take part \
-                 under its id"
+                "node {node_id} recorded other data for this core (incarnation \
+                 {incarnation_recorded}; this one is {incarnation}): either this node's data \
+                 dir was wiped or replaced (it then no longer holds what it acknowledged nor the \
+                 votes it gave, and must not take part under its id), or node {node_id}'s \
+                 record is wrong (then stop node {node_id}, remove the line ending in \
+                 `={incarnation_recorded}` from its core's peers.incarnations, and start it \
+                 again)"
             ),
         }
     }
