@@ -355,10 +355,15 @@ fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
 /// comes back on a new incarnation: the peers that knew it refuse it, and it stops with an
 /// error that says how to replace it, instead of voting again with nothing it acknowledged.
 /// Started again, it refuses at once with the same reason. The other two go on taking
-/// writes.
+/// writes. Two cores per node: each core's connections are checked on their own, and one
+/// core refused stops the whole node.
 #[test]
 fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
-    let mut cluster = start("wiped-dir");
+    let flags = NodeFlags {
+        cores: 2,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_with_flags("wiped-dir", flags);
     let bases = cluster.bases.clone();
     put_numbered(&bases, 24, "before-", 10);
     cluster.kill(3);
