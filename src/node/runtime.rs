@@ -163,7 +163,8 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let refused_file = dir.join(REFUSED_FILE);
     if let Ok(why) = std::fs::read_to_string(&refused_file) {
         return Err(format!(
-            "{} (said at an earlier start and kept in {}: remove that file to start anyway)",
+            "{} (said at an earlier start and kept in {}: removed, the node starts, and every \
+             peer that knew its old data refuses it)",
             why.trim_end(),
             refused_file.display()
         ));
@@ -265,8 +266,8 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             Rc::clone(&transport),
             Rc::clone(&refused),
             Arc::clone(&stop),
-            config.id,
-            core,
+            refused_file.clone(),
+            (config.id, core),
         )),
         glommio::spawn_local(super::resolve::keep_peers_resolved(
             resolving.clone(),
@@ -366,10 +367,8 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         ),
     }
     if let Some(why) = refused.take() {
-        // Kept, so that a restart (a supervisor's) says the same at once instead of waiting to
-        // be refused by its peers again.
-        if let Err(error) = crate::durable::replace_file(&refused_file, why.as_bytes()) {
-            tracing::warn!(core, %error, "cannot keep the reason this node stops");
+        if let Err(error) = result {
+            tracing::error!(core, %error, "the core also failed while it stopped");
         }
         return Err(why);
     }
@@ -381,25 +380,31 @@ const REFUSED_FILE: &str = "refused";
 
 /// Stops the node (gracefully, as a signal does) once a peer proves this core lost its data
 /// (see `transport::incarnations`): the node then no longer holds what it acknowledged nor
-/// the votes it gave, and must not take part under its id.
+/// the votes it gave, and must not take part under its id. The reason is kept in
+/// `refused_file` first, so that a restart (a supervisor's) says the same at once instead of
+/// waiting to be refused by its peers again.
 async fn stop_if_refused_as_unknown(
     transport: Rc<Transport>,
     refused: Rc<RefCell<Option<String>>>,
     stop: Arc<AtomicBool>,
-    node: NodeId,
-    core: u16,
+    refused_file: std::path::PathBuf,
+    (node, core): (NodeId, u16),
 ) {
     let crate::transport::RecordedOtherwise {
         peer,
         incarnation_recorded: recorded,
     } = transport.refused_as_unknown().await;
-    *refused.borrow_mut() = Some(format!(
+    let why = format!(
         "node {node} core {core}: node {peer} knew this node with other data (incarnation \
          {recorded}), and this core's data is new (its dir had no log at this start): this node \
          lost what it acknowledged and the votes it gave, and must not take part under its id. \
          Replace it as a dead node: `cohort members remove --id {node}` at another member, then \
          start a node with a new id on an empty data dir with --join"
-    ));
+    );
+    if let Err(error) = crate::durable::replace_file(&refused_file, why.as_bytes()) {
+        tracing::warn!(core, %error, "cannot keep the reason this node stops");
+    }
+    *refused.borrow_mut() = Some(why);
     stop.store(true, Ordering::SeqCst);
 }
 

@@ -109,7 +109,7 @@ pub(super) async fn dial(
         }
         .into());
     }
-    let checked = shared.incarnations.check_and_record(&theirs).await;
+    let checked = shared.incarnations.check_and_record(&theirs);
     shut_down_if_refused(shared);
     checked?;
     reader.allow_full_frames();
@@ -134,16 +134,22 @@ pub(super) async fn accept(
             node_id: theirs.node_id,
         });
     }
-    if let Err(error) = shared.incarnations.check_and_record(&theirs).await {
+    if let Err(error) = shared.incarnations.check_and_record(&theirs) {
+        // Shuts the transport down if this refusal proved our data lost, once our answer
+        // went out or its sending was given up.
+        let _shut_down = ShutDownIfRefused(shared);
         if matches!(error, IncarnationError::Refused(_)) {
             // A member of this cluster whose data contradicts a record: our handshake tells
             // it which we recorded, so that it finds out too, whichever of us changed.
             let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
         }
-        shut_down_if_refused(shared);
         return Err(error.into());
     }
     send_handshake(shared, &mut stream, theirs.node_id).await?;
+    if shared.incarnations.is_refused() {
+        // Another connection proved our data lost while we answered.
+        return Err(CloseReason::Shutdown);
+    }
     reader.allow_full_frames();
     // Removed while the handshake was under way: refused like any unknown node.
     let peer = shared
@@ -157,6 +163,15 @@ pub(super) async fn accept(
 fn shut_down_if_refused(shared: &Shared) {
     if shared.incarnations.is_refused() {
         shared.shutdown.stop();
+    }
+}
+
+/// [`shut_down_if_refused`] when dropped, however the task holding it ends.
+struct ShutDownIfRefused<'a>(&'a Shared);
+
+impl Drop for ShutDownIfRefused<'_> {
+    fn drop(&mut self) {
+        shut_down_if_refused(self.0);
     }
 }
 

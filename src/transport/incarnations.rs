@@ -13,14 +13,15 @@
 //! - the side that finds itself recorded otherwise ([`HandshakeError::ThisDataDirUnknown`])
 //!   refuses the connection too; if its own data is new (drawn at this start, with no log),
 //!   that proves it lost what it had, and [`Incarnations::refused`] fires, on which the
-//!   transport shuts down and the node stops. Otherwise one side's record or incarnation file
+//!   transport shuts down and the node stops. Stopping is a courtesy, not the protection: a
+//!   wiped core whose first start ended before it met a peer that knew it is no longer new
+//!   at its next start, and only the peers' refusals keep it out. Otherwise one side's record or incarnation file
 //!   was lost or is wrong: both keep refusing, with the reason logged, until an operator
 //!   decides (the error texts say how).
 //!
 //! The record is `peers.incarnations` in the core's dir: plain text, a format line and one
-//! `node_id=incarnation` per line, replaced whole and durably ([`crate::durable`]) off the
-//! event loop when a peer is seen for the first time, one write at a time. Without a file
-//! (tests) it is kept in memory. Incarnation 0 means "none" (an older node): it is neither
+//! `node_id=incarnation` per line, replaced whole and durably ([`crate::durable`]) when a
+//! peer is seen for the first time. Without a file (tests) it is kept in memory. Incarnation 0 means "none" (an older node): it is neither
 //! checked nor recorded, so an older binary is let in whatever its data.
 
 use std::cell::RefCell;
@@ -28,8 +29,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-
-use glommio::sync::Semaphore;
 
 use crate::raft::NodeId;
 use crate::wire::Handshake;
@@ -45,8 +44,6 @@ pub(super) struct Incarnations {
     own_is_new: bool,
     file: Option<PathBuf>,
     known: RefCell<BTreeMap<NodeId, u64>>,
-    /// One record write at a time: each replaces the whole file.
-    writing: Semaphore,
     /// The peer that proved this core lost its data, once one did.
     refusal: RefCell<Option<RecordedOtherwise>>,
     refused: Stop,
@@ -64,7 +61,6 @@ impl Incarnations {
             own_is_new,
             file,
             known: RefCell::new(known),
-            writing: Semaphore::new(1),
             refusal: RefCell::new(None),
             refused: Stop::default(),
         })
@@ -86,29 +82,21 @@ impl Incarnations {
 
     /// Checks a peer's handshake against the records, and records its incarnation if it is the
     /// first seen (durably, before returning). A contradiction is refused.
-    pub async fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
+    ///
+    /// The record is written on the event loop's thread: a file of a few lines, synced once
+    /// per peer in the life of a core's dir (its first connection), so a stall of about one
+    /// fdatasync at cluster start or when a node joins. Not on glommio's blocking pool: its
+    /// one thread per executor also resolves member names and writes snapshots, and a
+    /// handshake waiting behind a slow name server would time out, again and again.
+    pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
         self.check(theirs)?;
         if theirs.incarnation == 0 || self.recorded(theirs.node_id) != 0 {
             return Ok(());
         }
-        let _turn = self
-            .writing
-            .acquire_permit(1)
-            .await
-            .expect("the semaphore is never closed");
-        // Another connection of this peer may have recorded it while we waited.
-        self.check(theirs)?;
-        if self.recorded(theirs.node_id) != 0 {
-            return Ok(());
-        }
         let mut known = self.known.borrow().clone();
         known.insert(theirs.node_id, theirs.incarnation);
-        if let Some(path) = self.file.clone() {
-            let text = render(&known);
-            let write = move || crate::durable::replace_file(&path, text.as_bytes());
-            glommio::executor()
-                .spawn_blocking(write)
-                .await
+        if let Some(path) = &self.file {
+            crate::durable::replace_file(path, render(&known).as_bytes())
                 .map_err(IncarnationError::Record)?;
         }
         *self.known.borrow_mut() = known;
@@ -233,103 +221,83 @@ mod tests {
         }
     }
 
-    /// Runs `make()` on a fresh executor (the records are written through its blocking pool).
-    fn on_executor<F: std::future::Future<Output = ()> + 'static>(
-        make: impl FnOnce() -> F + Send + 'static,
-    ) {
-        crate::sys::raise_memlock_limit().unwrap();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(256 << 10)
-            .spawn(make)
-            .unwrap()
-            .join()
-            .unwrap();
-    }
-
     #[test]
     fn the_first_incarnation_seen_is_kept_across_restarts_and_another_is_refused() {
-        on_executor(|| async {
-            let dir =
-                std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            let file = dir.join("peers.incarnations");
-            let seen = Incarnations::load(7, false, Some(file.clone())).unwrap();
-            assert_eq!(seen.recorded(NodeId(2)), 0);
-            seen.check_and_record(&from(2, 20, 0)).await.unwrap();
-            seen.check_and_record(&from(3, 30, 7)).await.unwrap();
-            // An older node: nothing to check or record.
-            seen.check_and_record(&from(4, 0, 0)).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("peers.incarnations");
+        let seen = Incarnations::load(7, false, Some(file.clone())).unwrap();
+        assert_eq!(seen.recorded(NodeId(2)), 0);
+        seen.check_and_record(&from(2, 20, 0)).unwrap();
+        seen.check_and_record(&from(3, 30, 7)).unwrap();
+        // An older node: nothing to check or record.
+        seen.check_and_record(&from(4, 0, 0)).unwrap();
 
-            let again = Incarnations::load(7, false, Some(file.clone())).unwrap();
-            assert_eq!(again.recorded(NodeId(2)), 20);
-            assert_eq!(again.recorded(NodeId(3)), 30);
-            assert_eq!(again.recorded(NodeId(4)), 0);
-            again.check_and_record(&from(2, 20, 7)).await.unwrap();
-            match again.check_and_record(&from(2, 21, 0)).await {
-                Err(IncarnationError::Refused(HandshakeError::PeerDataDirChanged {
-                    node_id,
-                    incarnation,
-                    incarnation_recorded,
-                })) => assert_eq!(
-                    (node_id, incarnation, incarnation_recorded),
-                    (NodeId(2), 21, 20)
-                ),
-                other => panic!("{other:?}"),
-            }
-            assert!(!again.is_refused());
-            assert_eq!(
-                again.recorded(NodeId(2)),
-                20,
-                "a refused peer changes no record"
-            );
-            assert!(!crate::durable::temporary_twin(&file).exists());
+        let again = Incarnations::load(7, false, Some(file.clone())).unwrap();
+        assert_eq!(again.recorded(NodeId(2)), 20);
+        assert_eq!(again.recorded(NodeId(3)), 30);
+        assert_eq!(again.recorded(NodeId(4)), 0);
+        again.check_and_record(&from(2, 20, 7)).unwrap();
+        match again.check_and_record(&from(2, 21, 0)) {
+            Err(IncarnationError::Refused(HandshakeError::PeerDataDirChanged {
+                node_id,
+                incarnation,
+                incarnation_recorded,
+            })) => assert_eq!(
+                (node_id, incarnation, incarnation_recorded),
+                (NodeId(2), 21, 20)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!again.is_refused());
+        assert_eq!(
+            again.recorded(NodeId(2)),
+            20,
+            "a refused peer changes no record"
+        );
+        assert!(!crate::durable::temporary_twin(&file).exists());
 
-            fs::write(&file, format!("{FORMAT}\n2=x\n")).unwrap();
-            let error = Incarnations::load(7, false, Some(file)).err().unwrap();
-            assert!(error.to_string().contains("damaged"), "{error}");
-            fs::remove_dir_all(&dir).unwrap();
-        });
+        fs::write(&file, format!("{FORMAT}\n2=x\n")).unwrap();
+        let error = Incarnations::load(7, false, Some(file)).err().unwrap();
+        assert!(error.to_string().contains("damaged"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A record that cannot be written refuses the peer and records nothing.
     #[test]
     fn a_record_that_cannot_be_written_refuses_the_peer() {
-        on_executor(|| async {
-            let file = std::env::temp_dir()
-                .join(format!("cohort-incarnations-gone-{}", std::process::id()))
-                .join("peers.incarnations");
-            let seen = Incarnations::load(7, false, Some(file)).unwrap();
-            let refused = seen.check_and_record(&from(2, 20, 0)).await;
-            assert!(
-                matches!(refused, Err(IncarnationError::Record(_))),
-                "{refused:?}"
-            );
-            assert_eq!(seen.recorded(NodeId(2)), 0);
-        });
+        let file = std::env::temp_dir()
+            .join(format!("cohort-incarnations-gone-{}", std::process::id()))
+            .join("peers.incarnations");
+        let seen = Incarnations::load(7, false, Some(file)).unwrap();
+        let refused = seen.check_and_record(&from(2, 20, 0));
+        assert!(
+            matches!(refused, Err(IncarnationError::Record(_))),
+            "{refused:?}"
+        );
+        assert_eq!(seen.recorded(NodeId(2)), 0);
     }
 
     /// A peer that recorded this core otherwise is refused either way; only a core whose data
     /// is new takes that as proof it lost its data.
     #[test]
     fn a_peer_that_knew_this_core_otherwise_is_refused_and_proves_a_loss_only_if_new() {
-        on_executor(|| async {
-            for own_is_new in [false, true] {
-                let seen = Incarnations::load(7, own_is_new, None).unwrap();
-                match seen.check_and_record(&from(2, 20, 6)).await {
-                    Err(IncarnationError::Refused(HandshakeError::ThisDataDirUnknown {
-                        node_id,
-                        ..
-                    })) => assert_eq!(node_id, NodeId(2)),
-                    other => panic!("{other:?}"),
-                }
-                assert_eq!(seen.is_refused(), own_is_new);
-                assert_eq!(seen.recorded(NodeId(2)), 0);
-                if own_is_new {
-                    let why = seen.refused().await;
-                    assert_eq!((why.peer, why.incarnation_recorded), (NodeId(2), 6));
-                }
+        for own_is_new in [false, true] {
+            let seen = Incarnations::load(7, own_is_new, None).unwrap();
+            match seen.check_and_record(&from(2, 20, 6)) {
+                Err(IncarnationError::Refused(HandshakeError::ThisDataDirUnknown {
+                    node_id,
+                    ..
+                })) => assert_eq!(node_id, NodeId(2)),
+                other => panic!("{other:?}"),
             }
-        });
+            assert_eq!(seen.is_refused(), own_is_new);
+            assert_eq!(seen.recorded(NodeId(2)), 0);
+            if own_is_new {
+                let why = futures_lite::future::block_on(seen.refused());
+                assert_eq!((why.peer, why.incarnation_recorded), (NodeId(2), 6));
+            }
+        }
     }
 }

@@ -128,8 +128,8 @@ impl std::fmt::Display for HandshakeError {
                  what it acknowledged nor the votes it gave, so it is refused. Replace it: \
                  `cohort members remove --id {node_id}`, then a node with a new id on an empty \
                  data dir with --join. If its log is in fact intact (only its core-N/incarnation \
-                 file was lost), stop this node, remove the line `{node_id}={incarnation_recorded}` \
-                 from this core's peers.incarnations, and start it again"
+                 file was lost), stop node {node_id}, put `incarnation={incarnation_recorded}` \
+                 back in that file (after its first line), and start it again"
             ),
             HandshakeError::ThisDataDirUnknown {
                 node_id,
@@ -140,10 +140,10 @@ impl std::fmt::Display for HandshakeError {
                 "node {node_id} recorded other data for this core (incarnation \
                  {incarnation_recorded}; this one is {incarnation}): either this node's data \
                  dir was wiped or replaced (it then no longer holds what it acknowledged nor the \
-                 votes it gave, and must not take part under its id), or node {node_id}'s \
-                 record is wrong (then stop node {node_id}, remove the line ending in \
-                 `={incarnation_recorded}` from its core's peers.incarnations, and start it \
-                 again)"
+                 votes it gave, and must not take part under its id), or this node's log is \
+                 intact and only its core-N/incarnation file was lost or replaced (then stop \
+                 this node, put `incarnation={incarnation_recorded}` back in that file after \
+                 its first line, and start it again)"
             ),
         }
     }
