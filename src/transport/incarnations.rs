@@ -13,16 +13,17 @@
 //! - the side that finds itself recorded otherwise ([`HandshakeError::ThisDataDirUnknown`])
 //!   refuses the connection too; if its own data is new (drawn at this start, with no log),
 //!   that proves it lost what it had, and [`Incarnations::refused`] fires, on which the
-//!   transport shuts down and the node stops. Stopping is a courtesy, not the protection: a
-//!   wiped core whose first start ended before it met a peer that knew it is no longer new
-//!   at its next start, and only the peers' refusals keep it out. Otherwise one side's record or incarnation file
+//!   transport shuts down and the node stops. Otherwise one side's record or incarnation file
 //!   was lost or is wrong: both keep refusing, with the reason logged, until an operator
-//!   decides (the error texts say how).
+//!   decides (the error texts say how). Stopping is a courtesy, not the protection: a wiped
+//!   core whose first start ended before it met a peer that knew it is no longer new at its
+//!   next start, and only the peers' refusals keep it out.
 //!
 //! The record is `peers.incarnations` in the core's dir: plain text, a format line and one
 //! `node_id=incarnation` per line, replaced whole and durably ([`crate::durable`]) when a
-//! peer is seen for the first time. Without a file (tests) it is kept in memory. Incarnation 0 means "none" (an older node): it is neither
-//! checked nor recorded, so an older binary is let in whatever its data.
+//! peer is seen for the first time. Without a file (tests) it is kept in memory.
+//! Incarnation 0 means "none" (an older node): it is neither checked nor recorded, so an
+//! older binary is let in whatever its data.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
