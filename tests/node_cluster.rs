@@ -390,6 +390,60 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     finish(cluster);
 }
 
+/// A node started on an older copy of its own data dir (a restored backup or VM snapshot)
+/// may lack writes it acknowledged and votes it gave since the copy. Its peers saw a later
+/// start of that data, refuse it, and it stops with an error that says so. Here the copy is
+/// taken after its first start and restored after a second one: both second starts have the
+/// same count, so only their random part tells them apart.
+#[test]
+fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
+    let mut cluster = start("old-copy");
+    let bases = cluster.bases.clone();
+    put_numbered(&bases, 26, "first-", 10);
+    cluster.terminate(3).expect("clean stop");
+    let data_dir = cluster.dir.join("node-3");
+    let copy = cluster.dir.join("node-3-copy");
+    copy_dir(&data_dir, &copy);
+    cluster.restart(3).unwrap();
+    put_numbered(&bases, 27, "second-", 10);
+    cluster.terminate(3).expect("clean stop");
+    std::fs::remove_dir_all(&data_dir).unwrap();
+    std::fs::rename(&copy, &data_dir).unwrap();
+    let _ = cluster.restart(3);
+    let exited = eventually(|| cluster.exited(), |exited| !exited.is_empty());
+    assert!(
+        exited.len() == 1 && exited[0].starts_with("node 3 exited"),
+        "{exited:?}"
+    );
+    let log = cluster.log(3);
+    assert!(
+        log.contains("runs on an older copy of its data dir"),
+        "{log}"
+    );
+    let refused_by_a_peer = (1..=2).any(|id| {
+        cluster
+            .log(id)
+            .contains("node 3 runs on an older copy of its data")
+    });
+    assert!(refused_by_a_peer, "no peer logged the refusal");
+    cluster.kill(3);
+    put_numbered(&bases[..2], 28, "still-", 10);
+    finish(cluster);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A node whose log was damaged on disk (a flipped byte in a record that later records prove
 /// was synced) refuses to start, names the file and offset, and says what to do; the other
 /// two go on taking writes.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cohort::raft::NodeId;
-use cohort::transport::{RecordedOtherwise, Transport};
+use cohort::transport::{DataLost, Transport};
 use cohort::wire::{ClusterId, Handshake};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, payload, raft_frame, raw_connect,
@@ -206,7 +206,11 @@ fn a_node_back_with_other_data_is_refused_and_finds_out() {
         let refused_before = node1.stats().connections_refused;
         let node2 = start(2, addr2, (1, unused_addr()), 21, true);
         let why = refused_in(&node2, GUARD).await.expect("node 2 finds out");
-        assert_eq!((why.peer, why.incarnation_recorded), (NodeId(1), 20));
+        let proof = DataLost::OtherData {
+            peer: NodeId(1),
+            incarnation_recorded: 20,
+        };
+        assert_eq!(why, proof);
         common::transport::wait_until("node 1 refuses node 2", GUARD, || {
             node1.stats().connections_refused > refused_before
         })
@@ -225,7 +229,11 @@ fn a_node_back_with_other_data_is_refused_and_finds_out() {
         let refused_before = node2.stats().connections_refused;
         let node1 = start(1, loopback_any_port(), (2, node2.local_addr()), 11, true);
         let why = refused_in(&node1, GUARD).await.expect("node 1 finds out");
-        assert_eq!((why.peer, why.incarnation_recorded), (NodeId(2), 10));
+        let proof = DataLost::OtherData {
+            peer: NodeId(2),
+            incarnation_recorded: 10,
+        };
+        assert_eq!(why, proof);
         assert!(node2.stats().connections_refused > refused_before);
         assert_eq!(node1.stats().connections_established, 0);
         node1.close().await;
@@ -248,7 +256,7 @@ fn a_node_back_with_other_data_is_refused_and_finds_out() {
 }
 
 /// Who proved `node` lost its data, if one did within `guard`.
-async fn refused_in(node: &Transport, guard: Duration) -> Option<RecordedOtherwise> {
+async fn refused_in(node: &Transport, guard: Duration) -> Option<DataLost> {
     let refused = async { Some(node.refused_as_unknown().await) };
     futures_lite::future::or(refused, async {
         glommio::timer::sleep(guard).await;

@@ -96,6 +96,8 @@ fn handshake_round_trips() {
     let handshake = Handshake {
         incarnation: 0x1234_5678_9ABC_DEF0,
         incarnation_of_receiver: u64::MAX,
+        start: 7,
+        start_of_receiver: 1 << 40,
         ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
     };
     let mut encoder = FrameEncoder::new();

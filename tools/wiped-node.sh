@@ -11,6 +11,7 @@
 #   unsynced end of a log, at its extreme);
 # - dir: the whole data dir (a replaced disk): it comes back on a new incarnation, its peers
 #   refuse it, and it stops with an error that says how to replace it.
+# (A restored older copy of a data dir is refused too: tests/node_cluster.rs shows it.)
 #
 #   tools/wiped-node.sh [COHORT=target/release/cohort] [BASE_PORT=19100] [logs|dir]
 set -euo pipefail

@@ -1,7 +1,8 @@
 //! The incarnation of a core's data: a random number drawn when the core's dir is first used,
-//! kept beside its log in `core-N/incarnation`, never changed after. Its peers record it at
-//! their first connection and refuse the core if it comes back with another one (see
-//! `transport::incarnations`): same node id, another log, so it no longer holds what it
+//! and a count of the starts on it, kept beside its log in `core-N/incarnation`. Its peers
+//! record both at their first connection (the count as it grows) and refuse the core if it
+//! comes back with another incarnation, or with fewer starts (see `transport::incarnations`):
+//! same node id, another log or an older copy of it, so it may no longer hold what it
 //! acknowledged nor the votes it gave. Per core, as the log and the connections are.
 
 use std::fs;
@@ -10,56 +11,65 @@ use std::path::Path;
 const FILE_NAME: &str = "incarnation";
 const FORMAT: &str = "cohort core incarnation v1";
 
-/// A core's incarnation, and whether its data is new: drawn at this start in a dir with no log
-/// (a log without the file is one made before incarnations existed, or one that lost the file:
-/// its data is not new).
+/// A core's incarnation for this start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Incarnation {
     pub value: u64,
+    /// This start: the count of starts on this data, this one included (1 for the first), in
+    /// the high 32 bits, and a random number in the low 32, so two starts from one count (an
+    /// older copy started again) differ.
+    pub start: u64,
+    /// Its data is new: drawn at this start in a dir with no log (a log without the file is
+    /// one made before incarnations existed, or one that lost the file: not new).
     pub new: bool,
 }
 
-/// The incarnation recorded in the core dir `dir` (which must exist), or a fresh one recorded
-/// now.
-pub fn read_or_draw(dir: &Path) -> Result<Incarnation, String> {
+/// Counts this start in the core dir `dir` (which must exist), drawing an incarnation first
+/// if it has none; recorded durably before it returns, so a start a peer sees is never
+/// counted again.
+pub fn begin(dir: &Path) -> Result<Incarnation, String> {
     let path = dir.join(FILE_NAME);
-    match fs::read_to_string(&path) {
+    let (value, starts, new) = match fs::read_to_string(&path) {
         Ok(text) => {
-            let value = parse(&text).ok_or_else(|| {
+            let (value, starts) = parse(&text).ok_or_else(|| {
                 format!(
-                    "{} is damaged: it is not `{FORMAT}` and incarnation=NUMBER",
+                    "{} is damaged: it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER",
                     path.display()
                 )
             })?;
-            return Ok(Incarnation { value, new: false });
+            (value, starts, false)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let has_log = fs::read_dir(dir)
+                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name().to_string_lossy().ends_with(".wal"));
+            (draw(), 0, !has_log)
+        }
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-    }
-    let has_log = fs::read_dir(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .any(|entry| entry.file_name().to_string_lossy().ends_with(".wal"));
-    let value = draw();
-    crate::durable::replace_file(&path, render(value).as_bytes())
+    };
+    let count = starts + 1;
+    crate::durable::replace_file(&path, render(value, count).as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(Incarnation {
         value,
-        new: !has_log,
+        start: count << 32 | (draw() & 0xFFFF_FFFF).max(1),
+        new,
     })
 }
 
-fn render(value: u64) -> String {
-    format!("{FORMAT}\nincarnation={value}\n")
+fn render(value: u64, starts: u64) -> String {
+    format!("{FORMAT}\nincarnation={value}\nstarts={starts}\n")
 }
 
-fn parse(text: &str) -> Option<u64> {
+fn parse(text: &str) -> Option<(u64, u64)> {
     let mut lines = text.lines();
     if lines.next() != Some(FORMAT) {
         return None;
     }
     let value = lines.next()?.strip_prefix("incarnation=")?.parse().ok()?;
-    (lines.next().is_none() && value != 0).then_some(value)
+    let starts = lines.next()?.strip_prefix("starts=")?.parse().ok()?;
+    (lines.next().is_none() && value != 0).then_some((value, starts))
 }
 
 /// The process's random hash keys (drawn from the OS), the process id and the wall clock,
@@ -77,34 +87,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drawn_once_then_kept_and_new_only_without_a_log() {
+    fn drawn_once_then_kept_with_starts_counted_and_new_only_without_a_log() {
         let dir = std::env::temp_dir().join(format!("cohort-incarnation-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let first = read_or_draw(&dir).unwrap();
-        assert!(first.new && first.value != 0);
+        let first = begin(&dir).unwrap();
+        assert!(first.new && first.value != 0 && first.start >> 32 == 1);
+        let second = begin(&dir).unwrap();
         assert_eq!(
-            read_or_draw(&dir).unwrap(),
-            Incarnation {
-                value: first.value,
-                new: false
-            }
+            (second.value, second.start >> 32, second.new),
+            (first.value, 2, false)
         );
+        // An older copy started again: the same count, another start.
+        fs::write(dir.join(FILE_NAME), render(first.value, 1)).unwrap();
+        let forked = begin(&dir).unwrap();
+        assert_eq!(forked.start >> 32, 2);
+        assert_ne!(forked.start, second.start);
         // A log without the file (made before incarnations, or the file lost): not new.
         fs::remove_file(dir.join(FILE_NAME)).unwrap();
         fs::write(dir.join("00000000000000000001.wal"), b"").unwrap();
-        let again = read_or_draw(&dir).unwrap();
+        let again = begin(&dir).unwrap();
         assert!(!again.new);
         assert_ne!(again.value, first.value);
         fs::write(dir.join(FILE_NAME), "something else\n").unwrap();
-        assert!(read_or_draw(&dir).unwrap_err().contains("damaged"));
+        assert!(begin(&dir).unwrap_err().contains("damaged"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_text_round_trips_and_zero_is_refused() {
-        assert_eq!(parse(&render(42)), Some(42));
-        assert_eq!(parse(&render(0)), None);
-        assert_eq!(parse(&format!("{}more\n", render(42))), None);
+        assert_eq!(parse(&render(42, 3)), Some((42, 3)));
+        assert_eq!(parse(&render(0, 3)), None);
+        assert_eq!(parse(&format!("{}more\n", render(42, 3))), None);
+        assert_eq!(parse(&format!("{FORMAT}\nincarnation=42\n")), None);
     }
 }

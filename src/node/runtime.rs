@@ -18,7 +18,7 @@ use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Hooks, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
-use crate::transport::{SendError, SocketOptions, Transport, TransportConfig};
+use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportConfig};
 use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
 use crate::wire::{ClusterId, Envelope};
 
@@ -169,7 +169,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             refused_file.display()
         ));
     }
-    let incarnation = super::incarnation::read_or_draw(&dir)?;
+    let incarnation = super::incarnation::begin(&dir)?;
     let bootstrap = if config.bootstrap {
         let voters: Vec<NodeId> = config.members.keys().copied().collect();
         let addresses = config
@@ -237,6 +237,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
     transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
     transport_config.incarnation = incarnation.value;
+    transport_config.start = incarnation.start;
     transport_config.incarnation_is_new = incarnation.new;
     transport_config.incarnations_file = Some(dir.join("peers.incarnations"));
     let transport =
@@ -390,16 +391,30 @@ async fn stop_if_refused_as_unknown(
     refused_file: std::path::PathBuf,
     (node, core): (NodeId, u16),
 ) {
-    let crate::transport::RecordedOtherwise {
-        peer,
-        incarnation_recorded: recorded,
-    } = transport.refused_as_unknown().await;
+    let lost = match transport.refused_as_unknown().await {
+        DataLost::OtherData {
+            peer,
+            incarnation_recorded,
+        } => format!(
+            "node {peer} knew this node with other data (incarnation {incarnation_recorded}), \
+             and this core's data is new (its dir had no log at this start): this node lost \
+             what it acknowledged and the votes it gave"
+        ),
+        DataLost::OlderCopy {
+            peer,
+            start,
+            start_recorded,
+        } => format!(
+            "node {peer} saw a later start of this core's data ({}): this node runs on an older \
+             copy of its data dir (a restored backup or VM snapshot?), which may lack what it \
+             acknowledged and the votes it gave",
+            crate::wire::handshake::starts_text(start, start_recorded)
+        ),
+    };
     let why = format!(
-        "node {node} core {core}: node {peer} knew this node with other data (incarnation \
-         {recorded}), and this core's data is new (its dir had no log at this start): this node \
-         lost what it acknowledged and the votes it gave, and must not take part under its id. \
-         Replace it as a dead node: `cohort members remove --id {node}` at another member, then \
-         start a node with a new id on an empty data dir with --join"
+        "node {node} core {core}: {lost}, and must not take part under its id. Replace it as a \
+         dead node: `cohort members remove --id {node}` at another member, then start a node \
+         with a new id on an empty data dir with --join"
     );
     if let Err(error) = crate::durable::replace_file(&refused_file, why.as_bytes()) {
         tracing::warn!(core, %error, "cannot keep the reason this node stops");

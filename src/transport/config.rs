@@ -61,6 +61,8 @@ pub struct TransportConfig {
     /// The incarnation of this core's data, sent in every handshake (0: none, nothing to
     /// refuse this core by). See `incarnations.rs`.
     pub incarnation: u64,
+    /// How many times this core has started on that data, this start included.
+    pub start: u64,
     /// This core's data is new (its incarnation drawn at this start, with no log): a peer that
     /// recorded it otherwise proves it lost its data, and the transport shuts down.
     pub incarnation_is_new: bool,
@@ -94,6 +96,7 @@ impl TransportConfig {
             reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
             jitter_seed: 0,
             incarnation: 0,
+            start: 0,
             incarnation_is_new: false,
             incarnations_file: None,
         }

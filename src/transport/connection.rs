@@ -49,9 +49,12 @@ async fn send_handshake<S: AsyncWrite + Unpin>(
     to: NodeId,
 ) -> Result<(), CloseReason> {
     let config = &shared.config;
+    let (own, receiver) = (shared.incarnations.own(), shared.incarnations.recorded(to));
     let ours = Handshake {
-        incarnation: shared.incarnations.own(),
-        incarnation_of_receiver: shared.incarnations.recorded(to),
+        incarnation: own.incarnation,
+        incarnation_of_receiver: receiver.incarnation,
+        start: own.start,
+        start_of_receiver: receiver.start,
         ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
     };
     let mut encoder = FrameEncoder::new();

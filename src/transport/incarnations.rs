@@ -1,5 +1,5 @@
-//! The data of this core's peers, as first seen: a peer back under its id with other data is
-//! refused, and so is this core when a peer knew it with other data.
+//! The data of this core's peers, as first seen: a peer back under its id with other data,
+//! or with an older copy of its data, is refused, and so is this core when a peer knew it so.
 //!
 //! Every core's data has an incarnation, a random number drawn when its dir is first used
 //! (see `node::incarnation`). A handshake carries the sender's and the one the sender
@@ -7,7 +7,10 @@
 //! the entries it acknowledged nor the votes it gave; let in, its vote could elect a leader
 //! that lacks committed entries, or a second leader in a term. So the first incarnation seen
 //! of each peer is recorded, durably, before the connection carries a message, and a
-//! connection that contradicts a record ends, on both sides:
+//! connection that contradicts a record ends, on both sides. The same goes for a core whose
+//! start is older than the latest a peer saw of it (a lower count of starts, or the same count
+//! from another start; see `node::incarnation`): it runs on an older copy of its data (a restored backup or VM snapshot), which may lack entries it
+//! acknowledged and votes it gave; that always proves a loss. So:
 //! - the side that recorded the peer logs that the peer came back with other data
 //!   ([`HandshakeError::PeerDataDirChanged`]);
 //! - the side that finds itself recorded otherwise ([`HandshakeError::ThisDataDirUnknown`])
@@ -20,7 +23,7 @@
 //!   next start, and only the peers' refusals keep it out.
 //!
 //! The record is `peers.incarnations` in the core's dir: plain text, a format line and one
-//! `node_id=incarnation` per line, replaced whole and durably ([`crate::durable`]) when a
+//! `node_id=incarnation/start` per line, replaced whole and durably ([`crate::durable`]) when a
 //! peer is seen for the first time. Without a file (tests) it is kept in memory.
 //! Incarnation 0 means "none" (an older node): it is neither checked nor recorded, so an
 //! older binary is let in whatever its data.
@@ -40,19 +43,38 @@ use super::signal::Stop;
 const FORMAT: &str = "cohort peer incarnations v1";
 
 pub(super) struct Incarnations {
-    own: u64,
+    own: Seen,
     /// This core's data is new: a peer that recorded it otherwise proves it lost its data.
     own_is_new: bool,
     file: Option<PathBuf>,
-    known: RefCell<BTreeMap<NodeId, u64>>,
-    /// The peer that proved this core lost its data, once one did.
-    refusal: RefCell<Option<RecordedOtherwise>>,
+    known: RefCell<BTreeMap<NodeId, Seen>>,
+    /// What proved this core lost data, once something did.
+    lost: RefCell<Option<DataLost>>,
     refused: Stop,
 }
 
+/// A core's data as a handshake names it: its incarnation, and its start (the count of starts
+/// on that data in the high 32 bits, a random number in the low 32; see `node::incarnation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub incarnation: u64,
+    pub start: u64,
+}
+
+/// The count of starts in a start.
+fn count(start: u64) -> u64 {
+    start >> 32
+}
+
+/// Whether `start` belongs to an older copy of the data than `recorded` does: a lower count,
+/// or the same count from another start (an older copy started again).
+fn is_older(start: u64, recorded: u64) -> bool {
+    count(start) < count(recorded) || (count(start) == count(recorded) && start != recorded)
+}
+
 impl Incarnations {
-    /// The records in `file` (none if it does not exist yet), for a core of incarnation `own`.
-    pub fn load(own: u64, own_is_new: bool, file: Option<PathBuf>) -> io::Result<Incarnations> {
+    /// The records in `file` (none if it does not exist yet), for a core whose data is `own`.
+    pub fn load(own: Seen, own_is_new: bool, file: Option<PathBuf>) -> io::Result<Incarnations> {
         let known = match &file {
             Some(path) => read(path)?,
             None => BTreeMap::new(),
@@ -62,18 +84,18 @@ impl Incarnations {
             own_is_new,
             file,
             known: RefCell::new(known),
-            refusal: RefCell::new(None),
+            lost: RefCell::new(None),
             refused: Stop::default(),
         })
     }
 
-    pub fn own(&self) -> u64 {
+    pub fn own(&self) -> Seen {
         self.own
     }
 
-    /// The incarnation recorded for `peer`, 0 if none.
-    pub fn recorded(&self, peer: NodeId) -> u64 {
-        self.known.borrow().get(&peer).copied().unwrap_or(0)
+    /// What is recorded of `peer` (zeros if nothing).
+    pub fn recorded(&self, peer: NodeId) -> Seen {
+        self.known.borrow().get(&peer).copied().unwrap_or_default()
     }
 
     /// Whether [`Incarnations::refused`] has fired.
@@ -82,20 +104,28 @@ impl Incarnations {
     }
 
     /// Checks a peer's handshake against the records, and records its incarnation if it is the
-    /// first seen (durably, before returning). A contradiction is refused.
+    /// first seen, or its start if it is later than recorded (durably, before returning). A
+    /// contradiction is refused.
     ///
     /// The record is written on the event loop's thread: a file of a few lines, synced once
-    /// per peer in the life of a core's dir (its first connection), so a stall of about one
-    /// fdatasync at cluster start or when a node joins. Not on glommio's blocking pool: its
-    /// one thread per executor also resolves member names and writes snapshots, and a
-    /// handshake waiting behind a slow name server would time out, again and again.
+    /// per peer and start of it (its first connection after it started), so a stall of about
+    /// one fdatasync when a node starts or joins. Not on glommio's blocking pool: its one
+    /// thread per executor also resolves member names and writes snapshots, and a handshake
+    /// waiting behind a slow name server would time out, again and again.
     pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
         self.check(theirs)?;
-        if theirs.incarnation == 0 || self.recorded(theirs.node_id) != 0 {
+        let recorded = self.recorded(theirs.node_id);
+        if theirs.incarnation == 0
+            || (recorded.incarnation != 0 && count(theirs.start) <= count(recorded.start))
+        {
             return Ok(());
         }
         let mut known = self.known.borrow().clone();
-        known.insert(theirs.node_id, theirs.incarnation);
+        let seen = Seen {
+            incarnation: theirs.incarnation,
+            start: theirs.start,
+        };
+        known.insert(theirs.node_id, seen);
         if let Some(path) = &self.file {
             crate::durable::replace_file(path, render(&known).as_bytes())
                 .map_err(IncarnationError::Record)?;
@@ -106,49 +136,95 @@ impl Incarnations {
 
     fn check(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
         let node_id = theirs.node_id;
-        let mine_as_known = theirs.incarnation_of_receiver;
-        if self.own != 0 && mine_as_known != 0 && mine_as_known != self.own {
-            let error = HandshakeError::ThisDataDirUnknown {
-                node_id,
-                incarnation: self.own,
-                incarnation_recorded: mine_as_known,
-            };
-            if self.own_is_new && !self.refused.is_stopped() {
-                *self.refusal.borrow_mut() = Some(RecordedOtherwise {
-                    peer: node_id,
-                    incarnation_recorded: mine_as_known,
-                });
-                self.refused.stop();
+        let mine = Seen {
+            incarnation: theirs.incarnation_of_receiver,
+            start: theirs.start_of_receiver,
+        };
+        if self.own.incarnation != 0 && mine.incarnation != 0 {
+            if mine.incarnation != self.own.incarnation {
+                if self.own_is_new {
+                    self.prove_lost(DataLost::OtherData {
+                        peer: node_id,
+                        incarnation_recorded: mine.incarnation,
+                    });
+                }
+                return Err(IncarnationError::Refused(
+                    HandshakeError::ThisDataDirUnknown {
+                        node_id,
+                        incarnation: self.own.incarnation,
+                        incarnation_recorded: mine.incarnation,
+                    },
+                ));
             }
-            return Err(IncarnationError::Refused(error));
+            if is_older(self.own.start, mine.start) {
+                // Starts are counted durably before a peer sees one: fewer than a peer saw, or
+                // as many from another start, can only be an older copy of this core's data.
+                self.prove_lost(DataLost::OlderCopy {
+                    peer: node_id,
+                    start: count(self.own.start),
+                    start_recorded: count(mine.start),
+                });
+                return Err(IncarnationError::Refused(HandshakeError::ThisDataOld {
+                    node_id,
+                    start: count(self.own.start),
+                    start_recorded: count(mine.start),
+                }));
+            }
         }
-        match self.recorded(node_id) {
-            recorded if recorded == 0 || theirs.incarnation == 0 => Ok(()),
-            recorded if recorded == theirs.incarnation => Ok(()),
-            recorded => Err(IncarnationError::Refused(
+        let recorded = self.recorded(node_id);
+        if recorded.incarnation == 0 || theirs.incarnation == 0 {
+            return Ok(());
+        }
+        if recorded.incarnation != theirs.incarnation {
+            return Err(IncarnationError::Refused(
                 HandshakeError::PeerDataDirChanged {
                     node_id,
                     incarnation: theirs.incarnation,
-                    incarnation_recorded: recorded,
+                    incarnation_recorded: recorded.incarnation,
                 },
-            )),
+            ));
+        }
+        if is_older(theirs.start, recorded.start) {
+            return Err(IncarnationError::Refused(HandshakeError::PeerDataOld {
+                node_id,
+                start: count(theirs.start),
+                start_recorded: count(recorded.start),
+            }));
+        }
+        Ok(())
+    }
+
+    fn prove_lost(&self, lost: DataLost) {
+        if !self.refused.is_stopped() {
+            *self.lost.borrow_mut() = Some(lost);
+            self.refused.stop();
         }
     }
 
-    /// Waits until a peer proved this core lost its data, and says which and what it recorded.
-    pub async fn refused(&self) -> RecordedOtherwise {
+    /// Waits until a peer proved this core lost data, and says how.
+    pub async fn refused(&self) -> DataLost {
         self.refused.stopped().await;
-        self.refusal
+        self.lost
             .borrow()
-            .expect("the refusal is set before the switch is thrown")
+            .expect("the proof is set before the switch is thrown")
     }
 }
 
-/// A peer recorded another incarnation for this core than its own.
+/// What proved this core lost data: a peer's record of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordedOtherwise {
-    pub peer: NodeId,
-    pub incarnation_recorded: u64,
+pub enum DataLost {
+    /// The peer recorded another incarnation, and this core's data is new.
+    OtherData {
+        peer: NodeId,
+        incarnation_recorded: u64,
+    },
+    /// The peer saw a later start of this core's data than this one (a higher count, or the
+    /// same count from another start): it runs on an older copy. Counts of starts.
+    OlderCopy {
+        peer: NodeId,
+        start: u64,
+        start_recorded: u64,
+    },
 }
 
 /// Why [`Incarnations::check_and_record`] ended a connection.
@@ -160,7 +236,7 @@ pub(super) enum IncarnationError {
     Record(io::Error),
 }
 
-fn read(path: &Path) -> io::Result<BTreeMap<NodeId, u64>> {
+fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -188,23 +264,28 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, u64>> {
     }
     let mut known = BTreeMap::new();
     for line in lines {
-        let parsed = line
-            .split_once('=')
-            .and_then(|(node, incarnation)| Some((node.parse().ok()?, incarnation.parse().ok()?)));
+        let parsed = line.split_once('=').and_then(|(node, seen)| {
+            let (incarnation, start) = seen.split_once('/')?;
+            let seen = Seen {
+                incarnation: incarnation.parse().ok()?,
+                start: start.parse().ok()?,
+            };
+            Some((node.parse().ok()?, seen))
+        });
         match parsed {
-            Some((node, incarnation)) if node != 0 && incarnation != 0 => {
-                known.insert(NodeId(node), incarnation);
+            Some((node, seen)) if node != 0 && seen.incarnation != 0 => {
+                known.insert(NodeId(node), seen);
             }
-            _ => return Err(damaged(format!("`{line}` is not NODE=INCARNATION"))),
+            _ => return Err(damaged(format!("`{line}` is not NODE=INCARNATION/START"))),
         }
     }
     Ok(known)
 }
 
-fn render(known: &BTreeMap<NodeId, u64>) -> String {
+fn render(known: &BTreeMap<NodeId, Seen>) -> String {
     let mut text = format!("{FORMAT}\n");
-    for (node, incarnation) in known {
-        text.push_str(&format!("{}={incarnation}\n", node.0));
+    for (node, seen) in known {
+        text.push_str(&format!("{}={}/{}\n", node.0, seen.incarnation, seen.start));
     }
     text
 }
@@ -214,53 +295,97 @@ mod tests {
     use super::*;
     use crate::wire::ClusterId;
 
-    fn from(node: u64, incarnation: u64, incarnation_of_receiver: u64) -> Handshake {
+    /// A handshake from `node` on data `(incarnation, count of starts)` that recorded this core
+    /// as `(incarnation, count of starts)`.
+    fn from(node: u64, theirs: (u64, u64), mine: (u64, u64)) -> Handshake {
         Handshake {
-            incarnation,
-            incarnation_of_receiver,
+            incarnation: theirs.0,
+            start: run(theirs.1),
+            incarnation_of_receiver: mine.0,
+            start_of_receiver: if mine.0 == 0 { 0 } else { run(mine.1) },
             ..Handshake::current(ClusterId(1), NodeId(node), 0)
         }
     }
 
+    /// Data `incarnation` at its `count`th start (with a fixed random part).
+    fn seen(incarnation: u64, count: u64) -> Seen {
+        Seen {
+            incarnation,
+            start: run(count),
+        }
+    }
+
+    fn run(count: u64) -> u64 {
+        count << 32 | 0xABCD
+    }
+
+    fn refusal(result: Result<(), IncarnationError>) -> HandshakeError {
+        match result {
+            Err(IncarnationError::Refused(error)) => error,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
     #[test]
-    fn the_first_incarnation_seen_is_kept_across_restarts_and_another_is_refused() {
+    fn records_are_kept_across_restarts_and_contradictions_refused() {
         let dir = std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("peers.incarnations");
-        let seen = Incarnations::load(7, false, Some(file.clone())).unwrap();
-        assert_eq!(seen.recorded(NodeId(2)), 0);
-        seen.check_and_record(&from(2, 20, 0)).unwrap();
-        seen.check_and_record(&from(3, 30, 7)).unwrap();
+        let me = seen(7, 3);
+        let records = Incarnations::load(me, false, Some(file.clone())).unwrap();
+        assert_eq!(records.recorded(NodeId(2)), Seen::default());
+        records.check_and_record(&from(2, (20, 1), (0, 0))).unwrap();
+        records.check_and_record(&from(3, (30, 5), (7, 3))).unwrap();
+        // A later start of a peer is recorded, an earlier one refused.
+        records.check_and_record(&from(2, (20, 2), (7, 3))).unwrap();
         // An older node: nothing to check or record.
-        seen.check_and_record(&from(4, 0, 0)).unwrap();
+        records.check_and_record(&from(4, (0, 0), (0, 0))).unwrap();
+        // Another start with the same count: an older copy started again.
+        let forked = Handshake {
+            start: 5 << 32 | 0x1234,
+            ..from(3, (30, 5), (7, 3))
+        };
+        assert_eq!(
+            refusal(records.check_and_record(&forked)),
+            HandshakeError::PeerDataOld {
+                node_id: NodeId(3),
+                start: 5,
+                start_recorded: 5
+            }
+        );
 
-        let again = Incarnations::load(7, false, Some(file.clone())).unwrap();
-        assert_eq!(again.recorded(NodeId(2)), 20);
-        assert_eq!(again.recorded(NodeId(3)), 30);
-        assert_eq!(again.recorded(NodeId(4)), 0);
-        again.check_and_record(&from(2, 20, 7)).unwrap();
-        match again.check_and_record(&from(2, 21, 0)) {
-            Err(IncarnationError::Refused(HandshakeError::PeerDataDirChanged {
-                node_id,
-                incarnation,
-                incarnation_recorded,
-            })) => assert_eq!(
-                (node_id, incarnation, incarnation_recorded),
-                (NodeId(2), 21, 20)
-            ),
-            other => panic!("{other:?}"),
-        }
+        let again = Incarnations::load(me, false, Some(file.clone())).unwrap();
+        assert_eq!(again.recorded(NodeId(2)), seen(20, 2));
+        assert_eq!(again.recorded(NodeId(3)), seen(30, 5));
+        assert_eq!(again.recorded(NodeId(4)), Seen::default());
+        again.check_and_record(&from(2, (20, 2), (7, 3))).unwrap();
+        assert_eq!(
+            refusal(again.check_and_record(&from(2, (21, 1), (0, 0)))),
+            HandshakeError::PeerDataDirChanged {
+                node_id: NodeId(2),
+                incarnation: 21,
+                incarnation_recorded: 20
+            }
+        );
+        assert_eq!(
+            refusal(again.check_and_record(&from(3, (30, 4), (7, 3)))),
+            HandshakeError::PeerDataOld {
+                node_id: NodeId(3),
+                start: 4,
+                start_recorded: 5
+            }
+        );
         assert!(!again.is_refused());
         assert_eq!(
             again.recorded(NodeId(2)),
-            20,
-            "a refused peer changes no record"
+            seen(20, 2),
+            "refusals change no record"
         );
         assert!(!crate::durable::temporary_twin(&file).exists());
 
-        fs::write(&file, format!("{FORMAT}\n2=x\n")).unwrap();
-        let error = Incarnations::load(7, false, Some(file)).err().unwrap();
+        fs::write(&file, format!("{FORMAT}\n2=20\n")).unwrap();
+        let error = Incarnations::load(me, false, Some(file)).err().unwrap();
         assert!(error.to_string().contains("damaged"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -271,13 +396,13 @@ mod tests {
         let file = std::env::temp_dir()
             .join(format!("cohort-incarnations-gone-{}", std::process::id()))
             .join("peers.incarnations");
-        let seen = Incarnations::load(7, false, Some(file)).unwrap();
-        let refused = seen.check_and_record(&from(2, 20, 0));
+        let records = Incarnations::load(seen(7, 1), false, Some(file)).unwrap();
+        let refused = records.check_and_record(&from(2, (20, 1), (0, 0)));
         assert!(
             matches!(refused, Err(IncarnationError::Record(_))),
             "{refused:?}"
         );
-        assert_eq!(seen.recorded(NodeId(2)), 0);
+        assert_eq!(records.recorded(NodeId(2)), Seen::default());
     }
 
     /// A peer that recorded this core otherwise is refused either way; only a core whose data
@@ -285,20 +410,64 @@ mod tests {
     #[test]
     fn a_peer_that_knew_this_core_otherwise_is_refused_and_proves_a_loss_only_if_new() {
         for own_is_new in [false, true] {
-            let seen = Incarnations::load(7, own_is_new, None).unwrap();
-            match seen.check_and_record(&from(2, 20, 6)) {
-                Err(IncarnationError::Refused(HandshakeError::ThisDataDirUnknown {
-                    node_id,
-                    ..
-                })) => assert_eq!(node_id, NodeId(2)),
-                other => panic!("{other:?}"),
-            }
-            assert_eq!(seen.is_refused(), own_is_new);
-            assert_eq!(seen.recorded(NodeId(2)), 0);
+            let records = Incarnations::load(seen(7, 1), own_is_new, None).unwrap();
+            assert_eq!(
+                refusal(records.check_and_record(&from(2, (20, 1), (6, 4)))),
+                HandshakeError::ThisDataDirUnknown {
+                    node_id: NodeId(2),
+                    incarnation: 7,
+                    incarnation_recorded: 6
+                }
+            );
+            assert_eq!(records.is_refused(), own_is_new);
+            assert_eq!(records.recorded(NodeId(2)), Seen::default());
             if own_is_new {
-                let why = futures_lite::future::block_on(seen.refused());
-                assert_eq!((why.peer, why.incarnation_recorded), (NodeId(2), 6));
+                assert_eq!(
+                    futures_lite::future::block_on(records.refused()),
+                    DataLost::OtherData {
+                        peer: NodeId(2),
+                        incarnation_recorded: 6
+                    }
+                );
             }
         }
+    }
+
+    /// A peer that saw a later start of this core's data proves it runs on an older copy; so
+    /// does one that saw another start of the same count.
+    #[test]
+    fn a_peer_that_saw_a_later_start_proves_an_older_copy() {
+        let records = Incarnations::load(seen(7, 3), false, None).unwrap();
+        records.check_and_record(&from(2, (20, 1), (7, 3))).unwrap();
+        assert!(!records.is_refused());
+        let same_count = Handshake {
+            start_of_receiver: 3 << 32 | 0x1234,
+            ..from(2, (20, 1), (7, 3))
+        };
+        assert!(matches!(
+            refusal(records.check_and_record(&same_count)),
+            HandshakeError::ThisDataOld {
+                start: 3,
+                start_recorded: 3,
+                ..
+            }
+        ));
+        let records = Incarnations::load(seen(7, 3), false, None).unwrap();
+        assert_eq!(
+            refusal(records.check_and_record(&from(2, (20, 1), (7, 5)))),
+            HandshakeError::ThisDataOld {
+                node_id: NodeId(2),
+                start: 3,
+                start_recorded: 5
+            }
+        );
+        assert_eq!(
+            futures_lite::future::block_on(records.refused()),
+            DataLost::OlderCopy {
+                peer: NodeId(2),
+                start: 3,
+                start_recorded: 5
+            }
+        );
     }
 }

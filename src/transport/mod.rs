@@ -114,7 +114,7 @@ pub use backoff::Backoff;
 pub use config::{ConfigError, HANDSHAKES_PENDING_MAX, TransportConfig};
 pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
 pub use halves::{ReadHalf, WriteHalf, split};
-pub use incarnations::RecordedOtherwise;
+pub use incarnations::DataLost;
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
@@ -158,8 +158,12 @@ impl Transport {
     /// called on a glommio executor thread; the transport's tasks run on that executor.
     pub fn start(config: TransportConfig) -> Result<Transport, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let own = incarnations::Seen {
+            incarnation: config.incarnation,
+            start: config.start,
+        };
         let incarnations = incarnations::Incarnations::load(
-            config.incarnation,
+            own,
             config.incarnation_is_new,
             config.incarnations_file.clone(),
         )
@@ -269,10 +273,10 @@ impl Transport {
         futures_lite::future::or(wait, closed).await
     }
 
-    /// Waits until a peer proves this core lost its data (its data is new, and the peer
-    /// recorded other data for it), and says which peer and what it recorded; the transport
+    /// Waits until a peer proves this core lost data (its data is new and the peer recorded
+    /// other data for it, or the peer saw a later start of it), and says how; the transport
     /// has shut down by then, and the node must stop (see `incarnations.rs`).
-    pub async fn refused_as_unknown(&self) -> RecordedOtherwise {
+    pub async fn refused_as_unknown(&self) -> DataLost {
         self.shared.incarnations.refused().await
     }
 

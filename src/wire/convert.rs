@@ -379,6 +379,8 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
         core_index: handshake.core_index(),
         incarnation: handshake.incarnation(),
         incarnation_of_receiver: handshake.incarnation_of_receiver(),
+        start: handshake.start(),
+        start_of_receiver: handshake.start_of_receiver(),
     })
 }
 
@@ -707,6 +709,8 @@ impl FrameEncoder {
                     core_index: handshake.core_index,
                     incarnation: handshake.incarnation,
                     incarnation_of_receiver: handshake.incarnation_of_receiver,
+                    start: handshake.start,
+                    start_of_receiver: handshake.start_of_receiver,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

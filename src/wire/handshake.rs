@@ -20,6 +20,10 @@ pub struct Handshake {
     pub incarnation: u64,
     /// The receiver's data dir as the sender recorded it at their first connection (0: none).
     pub incarnation_of_receiver: u64,
+    /// How many times the sending core has started on its data.
+    pub start: u64,
+    /// The most starts of the receiver's data the sender saw (0: none).
+    pub start_of_receiver: u64,
 }
 
 impl Handshake {
@@ -32,6 +36,8 @@ impl Handshake {
             core_index,
             incarnation: 0,
             incarnation_of_receiver: 0,
+            start: 0,
+            start_of_receiver: 0,
         }
     }
 }
@@ -73,6 +79,18 @@ pub enum HandshakeError {
         node_id: NodeId,
         incarnation: u64,
         incarnation_recorded: u64,
+    },
+    /// The peer runs on an older copy of its data than it ran on before (fewer starts).
+    PeerDataOld {
+        node_id: NodeId,
+        start: u64,
+        start_recorded: u64,
+    },
+    /// The peer saw this core at a later start of its data than this one.
+    ThisDataOld {
+        node_id: NodeId,
+        start: u64,
+        start_recorded: u64,
     },
 }
 
@@ -145,11 +163,43 @@ impl std::fmt::Display for HandshakeError {
                  this node, put `incarnation={incarnation_recorded}` back in that file after \
                  its first line, and start it again)"
             ),
+            HandshakeError::PeerDataOld {
+                node_id,
+                start,
+                start_recorded,
+            } => write!(
+                f,
+                "node {node_id} runs on an older copy of its data ({}): a restored backup or VM \
+                 snapshot may lack what it acknowledged and the votes it gave, so it is refused. \
+                 Replace it: `cohort members remove --id {node_id}`, then a node with a new id \
+                 on an empty data dir with --join",
+                starts_text(*start, *start_recorded)
+            ),
+            HandshakeError::ThisDataOld {
+                node_id,
+                start,
+                start_recorded,
+            } => write!(
+                f,
+                "node {node_id} saw a later start of this core's data ({}): this node runs on an \
+                 older copy of its data dir (a restored backup or VM snapshot?), which may lack \
+                 what it acknowledged and the votes it gave",
+                starts_text(*start, *start_recorded)
+            ),
         }
     }
 }
 
 impl std::error::Error for HandshakeError {}
+
+/// The starts of a core's data that an older copy shows: `start` now, `recorded` seen before.
+pub fn starts_text(start: u64, recorded: u64) -> String {
+    if start == recorded {
+        format!("start {start} again: another start {start} was seen before")
+    } else {
+        format!("start {start}, where start {recorded} was seen before")
+    }
+}
 
 impl Handshake {
     /// Checks a peer's handshake against what this node expects: the same version and

@@ -3657,6 +3657,8 @@ impl<'a> Handshake<'a> {
   pub const VT_CORE_INDEX: ::flatbuffers::VOffsetT = 12;
   pub const VT_INCARNATION: ::flatbuffers::VOffsetT = 14;
   pub const VT_INCARNATION_OF_RECEIVER: ::flatbuffers::VOffsetT = 16;
+  pub const VT_START: ::flatbuffers::VOffsetT = 18;
+  pub const VT_START_OF_RECEIVER: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3668,6 +3670,8 @@ impl<'a> Handshake<'a> {
     args: &'args HandshakeArgs
   ) -> ::flatbuffers::WIPOffset<Handshake<'bldr>> {
     let mut builder = HandshakeBuilder::new(_fbb);
+    builder.add_start_of_receiver(args.start_of_receiver);
+    builder.add_start(args.start);
     builder.add_incarnation_of_receiver(args.incarnation_of_receiver);
     builder.add_incarnation(args.incarnation);
     builder.add_node_id(args.node_id);
@@ -3728,6 +3732,20 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Handshake::VT_INCARNATION_OF_RECEIVER, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn start(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_START, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn start_of_receiver(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_START_OF_RECEIVER, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3743,6 +3761,8 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u16>("core_index", Self::VT_CORE_INDEX, false)?
      .visit_field::<u64>("incarnation", Self::VT_INCARNATION, false)?
      .visit_field::<u64>("incarnation_of_receiver", Self::VT_INCARNATION_OF_RECEIVER, false)?
+     .visit_field::<u64>("start", Self::VT_START, false)?
+     .visit_field::<u64>("start_of_receiver", Self::VT_START_OF_RECEIVER, false)?
      .finish();
     Ok(())
   }
@@ -3755,6 +3775,8 @@ pub struct HandshakeArgs {
     pub core_index: u16,
     pub incarnation: u64,
     pub incarnation_of_receiver: u64,
+    pub start: u64,
+    pub start_of_receiver: u64,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3767,6 +3789,8 @@ impl<'a> Default for HandshakeArgs {
       core_index: 0,
       incarnation: 0,
       incarnation_of_receiver: 0,
+      start: 0,
+      start_of_receiver: 0,
     }
   }
 }
@@ -3805,6 +3829,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Handshake::VT_INCARNATION_OF_RECEIVER, incarnation_of_receiver, 0);
   }
   #[inline]
+  pub fn add_start(&mut self, start: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_START, start, 0);
+  }
+  #[inline]
+  pub fn add_start_of_receiver(&mut self, start_of_receiver: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_START_OF_RECEIVER, start_of_receiver, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3829,6 +3861,8 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("core_index", &self.core_index());
       ds.field("incarnation", &self.incarnation());
       ds.field("incarnation_of_receiver", &self.incarnation_of_receiver());
+      ds.field("start", &self.start());
+      ds.field("start_of_receiver", &self.start_of_receiver());
       ds.finish()
   }
 }
