@@ -405,7 +405,21 @@ fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
     let copy = cluster.dir.join("node-3-copy");
     copy_dir(&data_dir, &copy);
     cluster.restart(3).unwrap();
-    put_numbered(&bases, 27, "second-", 10);
+    let second = put_numbered(&bases, 27, "second-", 10);
+    // Its peers must have seen this start: node 3 holds the second writes.
+    let only_3 = vec![bases[2].clone()];
+    let held_at_3 = || {
+        let second = second.clone();
+        with_client(&only_3, 29, async move |client| {
+            let mut held = 0;
+            for (i, value) in &second {
+                let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
+                held += usize::from(got.as_deref() == Some(value.as_bytes()));
+            }
+            held
+        })
+    };
+    assert_eq!(eventually(held_at_3, |&held| held == 10), 10);
     cluster.terminate(3).expect("clean stop");
     std::fs::remove_dir_all(&data_dir).unwrap();
     std::fs::rename(&copy, &data_dir).unwrap();

@@ -17,7 +17,7 @@ pub struct Incarnation {
     pub value: u64,
     /// This start: the count of starts on this data, this one included (1 for the first), in
     /// the high 32 bits, and a random number in the low 32, so two starts from one count (an
-    /// older copy started again) differ.
+    /// older copy started again) differ. 0 if it could not be counted (a full disk).
     pub start: u64,
     /// Its data is new: drawn at this start in a dir with no log (a log without the file is
     /// one made before incarnations existed, or one that lost the file: not new).
@@ -49,13 +49,28 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
     let count = starts + 1;
-    crate::durable::replace_file(&path, render(value, count).as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(Incarnation {
-        value,
-        start: count << 32 | (draw() & 0xFFFF_FFFF).max(1),
-        new,
-    })
+    match crate::durable::replace_file(&path, render(value, count).as_bytes()) {
+        Ok(()) => Ok(Incarnation {
+            value,
+            start: count << 32 | (draw() & 0xFFFF_FFFF).max(1),
+            new,
+        }),
+        // A node must start on a full disk (it serves reads and hands its groups off): this
+        // start goes uncounted, as none (0), which peers neither check nor record.
+        Err(error) if !new && error.kind() == std::io::ErrorKind::StorageFull => {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot count this start on a full disk: peers will not check it"
+            );
+            Ok(Incarnation {
+                value,
+                start: 0,
+                new,
+            })
+        }
+        Err(error) => Err(format!("cannot write {}: {error}", path.display())),
+    }
 }
 
 fn render(value: u64, starts: u64) -> String {
@@ -68,7 +83,11 @@ fn parse(text: &str) -> Option<(u64, u64)> {
         return None;
     }
     let value = lines.next()?.strip_prefix("incarnation=")?.parse().ok()?;
-    let starts = lines.next()?.strip_prefix("starts=")?.parse().ok()?;
+    // Files written before starts were counted have none.
+    let starts = match lines.next() {
+        Some(line) => line.strip_prefix("starts=")?.parse().ok()?,
+        None => 0,
+    };
     (lines.next().is_none() && value != 0).then_some((value, starts))
 }
 
@@ -119,6 +138,6 @@ mod tests {
         assert_eq!(parse(&render(42, 3)), Some((42, 3)));
         assert_eq!(parse(&render(0, 3)), None);
         assert_eq!(parse(&format!("{}more\n", render(42, 3))), None);
-        assert_eq!(parse(&format!("{FORMAT}\nincarnation=42\n")), None);
+        assert_eq!(parse(&format!("{FORMAT}\nincarnation=42\n")), Some((42, 0)));
     }
 }

@@ -163,13 +163,17 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     let refused_file = dir.join(REFUSED_FILE);
     if let Ok(why) = std::fs::read_to_string(&refused_file) {
         return Err(format!(
-            "{} (said at an earlier start and kept in {}: removed, the node starts, and every \
-             peer that knew its old data refuses it)",
+            "{} (said at an earlier start and kept in {}: removed, the node starts again; on \
+             another data dir it is refused again by every peer that knew its old one, but on \
+             an older copy of its own it is let in once its start count passes what its peers \
+             saw, without what it lost)",
             why.trim_end(),
             refused_file.display()
         ));
     }
     let incarnation = super::incarnation::begin(&dir)?;
+    // From here a start is counted: a refusal kept in `refused_file` stops later starts before
+    // this line, so an older copy cannot count its way past what its peers saw.
     let bootstrap = if config.bootstrap {
         let voters: Vec<NodeId> = config.members.keys().copied().collect();
         let addresses = config

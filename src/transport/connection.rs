@@ -16,7 +16,6 @@ use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame};
 
 use super::framing::{FrameReader, FrameWriter, ReadFrameError};
 use super::halves::{ReadHalf, WriteHalf};
-use super::incarnations::IncarnationError;
 use super::reason::CloseReason;
 use super::shared::{Inbound, Peer, Shared};
 use super::signal::Stop;
@@ -141,11 +140,9 @@ pub(super) async fn accept(
         // Shuts the transport down if this refusal proved our data lost, once our answer
         // went out or its sending was given up.
         let _shut_down = ShutDownIfRefused(shared);
-        if matches!(error, IncarnationError::Refused(_)) {
-            // A member of this cluster whose data contradicts a record: our handshake tells
-            // it which we recorded, so that it finds out too, whichever of us changed.
-            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
-        }
+        // A member of this cluster whose data contradicts a record: our handshake tells it
+        // which we recorded, so that it finds out too, whichever of us changed.
+        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
         return Err(error.into());
     }
     send_handshake(shared, &mut stream, theirs.node_id).await?;

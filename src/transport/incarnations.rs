@@ -67,8 +67,12 @@ fn count(start: u64) -> u64 {
 }
 
 /// Whether `start` belongs to an older copy of the data than `recorded` does: a lower count,
-/// or the same count from another start (an older copy started again).
+/// or the same count from another start (an older copy started again). A start of 0 is none
+/// (an older node, or a core that could not count its start on a full disk): never older.
 fn is_older(start: u64, recorded: u64) -> bool {
+    if start == 0 || recorded == 0 {
+        return false;
+    }
     count(start) < count(recorded) || (count(start) == count(recorded) && start != recorded)
 }
 
@@ -112,7 +116,7 @@ impl Incarnations {
     /// one fdatasync when a node starts or joins. Not on glommio's blocking pool: its one
     /// thread per executor also resolves member names and writes snapshots, and a handshake
     /// waiting behind a slow name server would time out, again and again.
-    pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
+    pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
         self.check(theirs)?;
         let recorded = self.recorded(theirs.node_id);
         if theirs.incarnation == 0
@@ -126,15 +130,23 @@ impl Incarnations {
             start: theirs.start,
         };
         known.insert(theirs.node_id, seen);
-        if let Some(path) = &self.file {
-            crate::durable::replace_file(path, render(&known).as_bytes())
-                .map_err(IncarnationError::Record)?;
+        if let Some(path) = &self.file
+            && let Err(error) = crate::durable::replace_file(path, render(&known).as_bytes())
+        {
+            // Refusing the peer for it would cut a node off its peers on a full disk; kept in
+            // memory, the record still guards this process, and the next record that can be
+            // written saves it with the rest.
+            tracing::warn!(
+                peer = %theirs.node_id,
+                %error,
+                "cannot record the peer's data incarnation (a full disk?): kept in memory only"
+            );
         }
         *self.known.borrow_mut() = known;
         Ok(())
     }
 
-    fn check(&self, theirs: &Handshake) -> Result<(), IncarnationError> {
+    fn check(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
         let node_id = theirs.node_id;
         let mine = Seen {
             incarnation: theirs.incarnation_of_receiver,
@@ -148,13 +160,11 @@ impl Incarnations {
                         incarnation_recorded: mine.incarnation,
                     });
                 }
-                return Err(IncarnationError::Refused(
-                    HandshakeError::ThisDataDirUnknown {
-                        node_id,
-                        incarnation: self.own.incarnation,
-                        incarnation_recorded: mine.incarnation,
-                    },
-                ));
+                return Err(HandshakeError::ThisDataDirUnknown {
+                    node_id,
+                    incarnation: self.own.incarnation,
+                    incarnation_recorded: mine.incarnation,
+                });
             }
             if is_older(self.own.start, mine.start) {
                 // Starts are counted durably before a peer sees one: fewer than a peer saw, or
@@ -164,11 +174,11 @@ impl Incarnations {
                     start: count(self.own.start),
                     start_recorded: count(mine.start),
                 });
-                return Err(IncarnationError::Refused(HandshakeError::ThisDataOld {
+                return Err(HandshakeError::ThisDataOld {
                     node_id,
                     start: count(self.own.start),
                     start_recorded: count(mine.start),
-                }));
+                });
             }
         }
         let recorded = self.recorded(node_id);
@@ -176,20 +186,18 @@ impl Incarnations {
             return Ok(());
         }
         if recorded.incarnation != theirs.incarnation {
-            return Err(IncarnationError::Refused(
-                HandshakeError::PeerDataDirChanged {
-                    node_id,
-                    incarnation: theirs.incarnation,
-                    incarnation_recorded: recorded.incarnation,
-                },
-            ));
+            return Err(HandshakeError::PeerDataDirChanged {
+                node_id,
+                incarnation: theirs.incarnation,
+                incarnation_recorded: recorded.incarnation,
+            });
         }
         if is_older(theirs.start, recorded.start) {
-            return Err(IncarnationError::Refused(HandshakeError::PeerDataOld {
+            return Err(HandshakeError::PeerDataOld {
                 node_id,
                 start: count(theirs.start),
                 start_recorded: count(recorded.start),
-            }));
+            });
         }
         Ok(())
     }
@@ -227,15 +235,6 @@ pub enum DataLost {
     },
 }
 
-/// Why [`Incarnations::check_and_record`] ended a connection.
-#[derive(Debug)]
-pub(super) enum IncarnationError {
-    Refused(HandshakeError),
-    /// The first incarnation seen of a peer could not be recorded: the connection ends rather
-    /// than let in a peer that a later contradiction could not be checked against.
-    Record(io::Error),
-}
-
 fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -265,7 +264,8 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
     let mut known = BTreeMap::new();
     for line in lines {
         let parsed = line.split_once('=').and_then(|(node, seen)| {
-            let (incarnation, start) = seen.split_once('/')?;
+            // Records written before starts were counted have none.
+            let (incarnation, start) = seen.split_once('/').unwrap_or((seen, "0"));
             let seen = Seen {
                 incarnation: incarnation.parse().ok()?,
                 start: start.parse().ok()?,
@@ -319,9 +319,9 @@ mod tests {
         count << 32 | 0xABCD
     }
 
-    fn refusal(result: Result<(), IncarnationError>) -> HandshakeError {
+    fn refusal(result: Result<(), HandshakeError>) -> HandshakeError {
         match result {
-            Err(IncarnationError::Refused(error)) => error,
+            Err(error) => error,
             other => panic!("not refused: {other:?}"),
         }
     }
@@ -384,25 +384,30 @@ mod tests {
         );
         assert!(!crate::durable::temporary_twin(&file).exists());
 
+        // A record from before starts were counted reads as start 0 (none); a bad one fails.
         fs::write(&file, format!("{FORMAT}\n2=20\n")).unwrap();
+        let older = Incarnations::load(me, false, Some(file.clone())).unwrap();
+        let none = Seen {
+            incarnation: 20,
+            start: 0,
+        };
+        assert_eq!(older.recorded(NodeId(2)), none);
+        fs::write(&file, format!("{FORMAT}\n2=20/x\n")).unwrap();
         let error = Incarnations::load(me, false, Some(file)).err().unwrap();
         assert!(error.to_string().contains("damaged"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A record that cannot be written refuses the peer and records nothing.
+    /// A record that cannot be written lets the peer in and is kept in memory.
     #[test]
-    fn a_record_that_cannot_be_written_refuses_the_peer() {
+    fn a_record_that_cannot_be_written_is_kept_in_memory() {
         let file = std::env::temp_dir()
             .join(format!("cohort-incarnations-gone-{}", std::process::id()))
             .join("peers.incarnations");
         let records = Incarnations::load(seen(7, 1), false, Some(file)).unwrap();
-        let refused = records.check_and_record(&from(2, (20, 1), (0, 0)));
-        assert!(
-            matches!(refused, Err(IncarnationError::Record(_))),
-            "{refused:?}"
-        );
-        assert_eq!(records.recorded(NodeId(2)), Seen::default());
+        records.check_and_record(&from(2, (20, 1), (0, 0))).unwrap();
+        assert_eq!(records.recorded(NodeId(2)), seen(20, 1));
+        assert!(records.check_and_record(&from(2, (21, 1), (0, 0))).is_err());
     }
 
     /// A peer that recorded this core otherwise is refused either way; only a core whose data

@@ -35,8 +35,6 @@ pub enum CloseReason {
     PeerRemoved,
     /// The transport is shutting down.
     Shutdown,
-    /// The incarnation of a peer seen for the first time could not be recorded.
-    IncarnationNotRecorded(io::Error),
 }
 
 impl From<FrameError> for CloseReason {
@@ -57,17 +55,6 @@ impl From<HandshakeError> for CloseReason {
     }
 }
 
-impl From<super::incarnations::IncarnationError> for CloseReason {
-    fn from(error: super::incarnations::IncarnationError) -> Self {
-        match error {
-            super::incarnations::IncarnationError::Refused(error) => CloseReason::Handshake(error),
-            super::incarnations::IncarnationError::Record(error) => {
-                CloseReason::IncarnationNotRecorded(error)
-            }
-        }
-    }
-}
-
 impl From<io::Error> for CloseReason {
     fn from(error: io::Error) -> Self {
         CloseReason::Io(error)
@@ -75,9 +62,8 @@ impl From<io::Error> for CloseReason {
 }
 
 impl CloseReason {
-    /// True for closes an operator should see (logged as warnings, counted as rejections):
-    /// those caused by what the peer sent, and a record of the peer that could not be written.
-    pub fn is_refusal(&self) -> bool {
+    /// True for closes caused by bytes the peer sent (counted as rejections).
+    pub fn is_peer_fault(&self) -> bool {
         matches!(
             self,
             CloseReason::Frame(_)
@@ -85,7 +71,6 @@ impl CloseReason {
                 | CloseReason::DialedByLargerId { .. }
                 | CloseReason::FrameUnexpected { .. }
                 | CloseReason::MessageMisaddressed { .. }
-                | CloseReason::IncarnationNotRecorded(_)
         )
     }
 }
@@ -117,9 +102,6 @@ impl fmt::Display for CloseReason {
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
             CloseReason::Shutdown => f.write_str("transport shutting down"),
-            CloseReason::IncarnationNotRecorded(error) => {
-                write!(f, "cannot record the peer's data dir incarnation: {error}")
-            }
         }
     }
 }

@@ -36,9 +36,8 @@ pub struct TransportStats {
     pub connections_established: u64,
     /// Established connections that ended, for any reason.
     pub connections_closed: u64,
-    /// Connections closed because of what the peer sent (a refused handshake, a bad frame, a
-    /// misaddressed message) or because its first incarnation could not be recorded (each also
-    /// logged with its reason).
+    /// Connections closed because of what the peer sent: a refused handshake, a bad frame, a
+    /// misaddressed message (each also logged with its reason).
     pub connections_refused: u64,
     pub frames_sent: u64,
     pub messages_sent: u64,
@@ -150,7 +149,7 @@ impl Shared {
         if established {
             self.count(|stats| stats.connections_closed += 1);
         }
-        if reason.is_refusal() {
+        if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
             tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
         } else if matches!(

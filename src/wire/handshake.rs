@@ -172,7 +172,8 @@ impl std::fmt::Display for HandshakeError {
                 "node {node_id} runs on an older copy of its data ({}): a restored backup or VM \
                  snapshot may lack what it acknowledged and the votes it gave, so it is refused. \
                  Replace it: `cohort members remove --id {node_id}`, then a node with a new id \
-                 on an empty data dir with --join",
+                 on an empty data dir with --join. (Seen once right after node {node_id} \
+                 restarted, it is the last handshake of its previous process, and harmless.)",
                 starts_text(*start, *start_recorded)
             ),
             HandshakeError::ThisDataOld {
