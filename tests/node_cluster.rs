@@ -319,20 +319,11 @@ fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     assert!(core_dir.join("incarnation").exists());
     cluster.restart(3).unwrap();
     acked.extend(put_numbered(&bases, 22, "after-", 20));
-    let only_3 = vec![bases[2].clone()];
-    let missing_at_3 = || {
-        let acked = acked.clone();
-        with_client(&only_3, 23, async move |client| {
-            let mut missing = 0;
-            for (i, value) in &acked {
-                let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
-                missing += usize::from(got.as_deref() != Some(value.as_bytes()));
-            }
-            missing
-        })
-    };
-    let missing = eventually(missing_at_3, |&missing| missing == 0);
-    assert_eq!(missing, 0, "node 3 does not hold every write again");
+    let held = eventually(
+        || held_at(&bases[2], 23, &acked),
+        |&held| held == acked.len(),
+    );
+    assert_eq!(held, acked.len(), "node 3 does not hold every write again");
     assert!(
         cluster
             .log(3)
@@ -407,19 +398,8 @@ fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
     cluster.restart(3).unwrap();
     let second = put_numbered(&bases, 27, "second-", 10);
     // Its peers must have seen this start: node 3 holds the second writes.
-    let only_3 = vec![bases[2].clone()];
-    let held_at_3 = || {
-        let second = second.clone();
-        with_client(&only_3, 29, async move |client| {
-            let mut held = 0;
-            for (i, value) in &second {
-                let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
-                held += usize::from(got.as_deref() == Some(value.as_bytes()));
-            }
-            held
-        })
-    };
-    assert_eq!(eventually(held_at_3, |&held| held == 10), 10);
+    let held = eventually(|| held_at(&bases[2], 29, &second), |&held| held == 10);
+    assert_eq!(held, 10);
     cluster.terminate(3).expect("clean stop");
     std::fs::remove_dir_all(&data_dir).unwrap();
     std::fs::rename(&copy, &data_dir).unwrap();
@@ -443,6 +423,19 @@ fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
     cluster.kill(3);
     put_numbered(&bases[..2], 28, "still-", 10);
     finish(cluster);
+}
+
+/// How many of `writes` the node at `base` holds, read from it alone (stale reads).
+fn held_at(base: &str, seed: u64, writes: &BTreeMap<u64, String>) -> usize {
+    let writes = writes.clone();
+    with_client(&[base.to_string()], seed, async move |client| {
+        let mut held = 0;
+        for (i, value) in &writes {
+            let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
+            held += usize::from(got.as_deref() == Some(value.as_bytes()));
+        }
+        held
+    })
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
