@@ -306,6 +306,9 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
 fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     let mut cluster = start("wiped");
     let bases = cluster.bases.clone();
+    // Only a leader node 3 acknowledged entries to finds the loss (a group whose leader
+    // changes sends the log without a word): leadership spread, so nodes 1 and 2 lead some.
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
     let mut acked = put_numbered(&bases, 21, "before-", 40);
     cluster.kill(3);
     let core_dir = cluster.dir.join("node-3").join("core-0");
