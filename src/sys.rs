@@ -1,6 +1,6 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
 //! memory limit, handing sockets tuned with socket2 to glommio, a second descriptor of a
-//! glommio socket, and the clock tick /proc counts CPU time in.
+//! glommio socket, the clock tick /proc counts CPU time in, and a lock on a data dir.
 //!
 //! This is the only file outside the WAL's mapping code allowed `unsafe`; each block says why
 //! it is sound.
@@ -173,4 +173,23 @@ pub fn send_signal(pid: u32, signal: Signal) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(pid, number) };
+}
+
+/// Takes an exclusive `flock(2)` on `file` without waiting: `Ok(false)` if another open file
+/// description holds one. The lock lasts while the file stays open (the kernel drops it when
+/// the process ends, however it ends).
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) takes a descriptor `file` keeps open for the call and plain flags.
+    #[allow(unsafe_code)]
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
 }

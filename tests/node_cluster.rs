@@ -892,6 +892,42 @@ fn a_core_that_fails_stops_the_whole_node() {
     );
 }
 
+/// A second process on a data dir in use is refused at once, before it opens anything in it,
+/// and the node that holds the dir goes on and stops cleanly.
+#[test]
+fn a_second_process_on_a_data_dir_in_use_is_refused() {
+    let mut cluster = start("dir-lock");
+    let data_dir = cluster.dir.join("node-1");
+    let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
+    let log_path = cluster.dir.join("second.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            &format!("1=127.0.0.1:{port}"),
+            "--groups",
+            &GROUPS.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cohort serve starts");
+    let status = eventually(|| second.try_wait().unwrap(), Option::is_some);
+    let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}: {said}");
+    assert!(said.contains("is in use by another process"), "{said}");
+    put_numbered(&cluster.bases.clone(), 30, "locked-", 5);
+    assert!(cluster.exited().is_empty());
+    finish(cluster);
+}
+
 #[test]
 fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
     // A node restarted right after a crash can find its port still held for a moment (the

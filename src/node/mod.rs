@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod config;
+mod dir_lock;
 mod executor;
 pub mod identity;
 mod incarnation;

@@ -52,6 +52,8 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    // Held until every core has stopped (this function returns).
+    let _lock = super::dir_lock::lock(&config.data_dir)?;
     let identity = super::identity::Identity {
         cluster_id: config.cluster_id,
         node_id: config.id.0,
