@@ -82,16 +82,26 @@ enum Command {
     /// consensus). A new node usually joins by itself: `cohort serve --join`.
     #[command(subcommand)]
     Members(MembersCommand),
-    /// Write VALUE only if the key holds EXPECTED (or, with --absent, has no value).
+    /// Write VALUE only if the key holds the value --expected or --expected-file gives (or,
+    /// with --absent, has no value).
     Cas {
         key: String,
         /// The value the key must hold now.
-        #[arg(long, required_unless_present = "absent", conflicts_with = "absent")]
+        #[arg(
+            long,
+            required_unless_present_any = ["absent", "expected_file"],
+            conflicts_with_all = ["absent", "expected_file"]
+        )]
         expected: Option<String>,
+        /// The value the key must hold now, read from this file: any bytes.
+        #[arg(long, conflicts_with = "absent")]
+        expected_file: Option<std::path::PathBuf>,
         /// The key must not exist now.
         #[arg(long)]
         absent: bool,
-        value: String,
+        /// The new value. Without it, standard input is read to its end and written as it
+        /// is, any bytes, as `put` does.
+        value: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -162,6 +172,19 @@ fn print_raw(bytes: &[u8]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => fail(&format!("cannot write the result: {error}")),
+    }
+}
+
+/// A command's VALUE argument, or else standard input read to its end (any bytes); `usage`
+/// shows the command in the error for a terminal.
+fn value_or_stdin(value: Option<String>, usage: &str) -> Result<Bytes, String> {
+    match value {
+        Some(value) => Ok(Bytes::from(value)),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Err(format!(
+            "no VALUE given, and standard input is a terminal: give the value, or send it on \
+             standard input (`cohort {usage} < FILE`)"
+        )),
+        None => client_cmd::read_value(std::io::stdin().lock()),
     }
 }
 
@@ -258,18 +281,9 @@ fn main() -> ExitCode {
             };
         }
         Command::Put { key, value, target } => {
-            let value = match value {
-                Some(value) => Bytes::from(value),
-                None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-                    return fail(
-                        "no VALUE given, and standard input is a terminal: give the value, or \
-                         send it on standard input (`cohort put KEY < FILE`)",
-                    );
-                }
-                None => match client_cmd::read_value(std::io::stdin().lock()) {
-                    Ok(value) => value,
-                    Err(error) => return fail(&error),
-                },
+            let value = match value_or_stdin(value, "put KEY") {
+                Ok(value) => value,
+                Err(error) => return fail(&error),
             };
             (target, KvCommand::Put { key, value })
         }
@@ -283,17 +297,32 @@ fn main() -> ExitCode {
         Command::Cas {
             key,
             expected,
+            expected_file,
             value,
             target,
             ..
-        } => (
-            target,
-            KvCommand::Cas {
-                key,
-                expected,
-                value,
-            },
-        ),
+        } => {
+            let expected = match (expected, expected_file) {
+                (Some(expected), _) => Some(Bytes::from(expected)),
+                (None, Some(path)) => match client_cmd::read_value_file(&path) {
+                    Ok(expected) => Some(expected),
+                    Err(error) => return fail(&format!("--expected-file: {error}")),
+                },
+                (None, None) => None,
+            };
+            let value = match value_or_stdin(value, "cas KEY --expected …") {
+                Ok(value) => value,
+                Err(error) => return fail(&error),
+            };
+            (
+                target,
+                KvCommand::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+            )
+        }
     };
     match client_cmd::run(&target, command) {
         Ok(Printed::Line(line)) => print_out(&line),

@@ -247,6 +247,46 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     );
     let still = cohort_cli(&["get", "blob", "--raw", "--nodes", &b1]);
     assert!(still.stdout == value, "the refused put changed nothing");
+    // Compare-and-swap on values of any bytes: the expected one from a file, the new one
+    // from standard input.
+    let expected = std::env::temp_dir().join(format!("cohort-cas-{}", std::process::id()));
+    std::fs::write(&expected, &value).unwrap();
+    let expected_arg = expected.to_string_lossy().into_owned();
+    let swap = [
+        "cas",
+        "blob",
+        "--expected-file",
+        &expected_arg,
+        "--nodes",
+        &b1,
+    ];
+    let new_value: Vec<u8> = (0..=255u8).rev().cycle().take(1000).collect();
+    let swapped = cohort_cli_fed(&swap, &new_value);
+    assert!(
+        swapped.status.success() && swapped.stdout == b"OK\n",
+        "{swapped:?}"
+    );
+    let got = cohort_cli(&["get", "blob", "--raw", "--nodes", &b2]);
+    assert!(got.stdout == new_value, "{} bytes back", got.stdout.len());
+    // The same swap again finds the new value, not the file's.
+    let again = cohort_cli_fed(&swap, b"other");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success() && said.starts_with("condition failed: the value is "),
+        "{again:?}"
+    );
+    std::fs::remove_file(&expected).unwrap();
+    let missing = cohort_cli_fed(&swap, b"other");
+    let why = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        !missing.status.success() && why.contains("--expected-file: cannot open"),
+        "{why}"
+    );
+    let unchanged = cohort_cli(&["get", "blob", "--raw", "--nodes", &b3]);
+    assert!(
+        unchanged.stdout == new_value,
+        "the refused swaps changed nothing"
+    );
     finish(cluster);
 }
 

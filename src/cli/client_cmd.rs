@@ -68,8 +68,8 @@ pub enum KvCommand {
     },
     Cas {
         key: String,
-        expected: Option<String>,
-        value: String,
+        expected: Option<Bytes>,
+        value: Bytes,
     },
 }
 
@@ -89,15 +89,27 @@ pub enum Printed {
 /// A value from `input` (standard input), read to its end: at most `VALUE_BYTES_MAX` bytes,
 /// or an error that says so before more is read.
 pub fn read_value(input: impl Read) -> Result<Bytes, String> {
+    read_bounded(input, "on standard input")
+}
+
+/// A value from the file at `path`, read as [`read_value`] reads standard input.
+pub fn read_value_file(path: &std::path::Path) -> Result<Bytes, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    read_bounded(file, &format!("in {}", path.display()))
+}
+
+/// `input` read to its end, refused once it passes `VALUE_BYTES_MAX`; `place` says where the
+/// value is in an error ("on standard input").
+fn read_bounded(input: impl Read, place: &str) -> Result<Bytes, String> {
     let mut value = Vec::new();
     input
         .take(VALUE_BYTES_MAX as u64 + 1)
         .read_to_end(&mut value)
-        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+        .map_err(|e| format!("cannot read the value {place}: {e}"))?;
     if value.len() > VALUE_BYTES_MAX {
         return Err(format!(
-            "the value on standard input is larger than the largest value ({VALUE_BYTES_MAX} \
-             bytes)"
+            "the value {place} is larger than the largest value ({VALUE_BYTES_MAX} bytes)"
         ));
     }
     Ok(Bytes::from(value))
@@ -137,8 +149,8 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
             } => (
                 Op::CompareAndSwap {
                     key: bytes(&key),
-                    expected: expected.as_deref().map(bytes),
-                    value: bytes(&value),
+                    expected,
+                    value,
                 },
                 Consistency::Linearizable,
             ),
