@@ -211,6 +211,15 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     assert!(out.contains("voters [1, 2]"), "{out}");
     writer.expect_progress(100, "removing node 3");
 
+    // An id is never used again: a fresh node under the removed id joins as a learner, is
+    // refused by the members that knew the id's old data, and stops, saying why.
+    let said = join_under_a_used_id(&cluster.dir, 3, &cluster.bases[2], &cluster.bases[0]);
+    assert!(said.contains("knew this node with other data"), "{said}");
+    assert!(said.contains("with a new id"), "{said}");
+    let out = members(&["remove", "--id", "3"], &cluster.bases[0]);
+    assert!(out.contains("voters [1, 2]"), "{out}");
+    writer.expect_progress(100, "node 3 refused");
+
     let id = cluster.join(2).expect("node starts");
     let joined = format!("node {id}: joined: voter of every group");
     wait_for_log(&cluster, id, &joined, 1);
@@ -271,6 +280,49 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     assert!(!output.status.success(), "started with other --groups");
     assert!(stderr.contains("cannot change"), "{stderr}");
     finish(cluster);
+}
+
+/// Runs `serve --join` for node `id` at `base` on a new data dir under `dir`, through
+/// `seed`; waits (at most 60 s) until it exits with an error, and returns what it printed.
+fn join_under_a_used_id(dir: &std::path::Path, id: u64, base: &str, seed: &str) -> String {
+    let data = dir.join(format!("node-{id}-anew"));
+    let log = dir.join(format!("node-{id}-anew.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            &id.to_string(),
+            "--listen",
+            base,
+            "--join",
+            seed,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("cohort runs");
+    let mut status = None;
+    for _ in 0..1200 {
+        status = node.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        wait_ms(50);
+    }
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let Some(status) = status else {
+        let _ = node.kill();
+        let _ = node.wait();
+        panic!("node {id} under a used id still runs after 60 s:\n{said}");
+    };
+    assert!(
+        !status.success(),
+        "node {id} under a used id exited cleanly:\n{said}"
+    );
+    said
 }
 
 /// Goal: a group whose state is larger than a frame (16 MiB) reaches a joining node: the
