@@ -169,6 +169,9 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         .iter()
         .map(|(id, base)| (NodeId(*id), base.clone()))
         .collect();
+    // Refused for data that is not this id's (see below), a node new to the cluster takes
+    // itself out again; a member never does (that changes who votes: the operator's call).
+    let new_to_cluster = !members.contains_key(&NodeId(args.id));
     match members.get(&NodeId(args.id)) {
         Some(known) if *known != listen => {
             return Err(format!(
@@ -181,6 +184,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     };
     let config = args.to_config(members, false, topology.cores, topology.groups)?;
     let mut options = options;
+    let withdraw_options = options.clone();
     options.request_timeout = Duration::from_secs(args.join_timeout_s);
     let (id, failed) = (args.id, Arc::new(Mutex::new(None)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,10 +206,33 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot start the joiner: {e}"))?;
     let ran = crate::node::run_until(config, stop);
     drop(joiner);
+    if new_to_cluster
+        && ran.is_err()
+        && crate::node::refused_for_lost_data(&args.data_dir, topology.cores)
+    {
+        // An id this cluster used before, on other data: the join may have made it a learner
+        // of some groups, which is of no use to anyone now.
+        withdraw(withdraw_options, args.id);
+    }
     if let Some(error) = failed.lock().expect("not poisoned").take() {
         return Err(format!("joining the cluster failed: {error}"));
     }
     ran
+}
+
+/// Takes node `id`, a learner that cannot take part, out of every group again; says how it
+/// went (the node stops either way).
+fn withdraw(options: ClientOptions, id: u64) {
+    let withdrawn = crate::node::on_one_executor("cohort-withdraw", move || async move {
+        change_membership(&options, id, MemberOp::Remove, |_, _| {}).await
+    });
+    match withdrawn {
+        Ok(Ok(_)) => println!("node {id}: taken out of every group again (it joined as a learner)"),
+        Ok(Err(error)) | Err(error) => println!(
+            "node {id}: cannot take itself out of the groups it joined ({error}): remove it \
+             with `cohort members remove --id {id}`"
+        ),
+    }
 }
 
 /// Become a learner of every group, then a voter once caught up, printing each step.

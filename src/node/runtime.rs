@@ -385,6 +385,17 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
 /// In a core's dir: why the node stopped because it lost its data, kept for later starts.
 const REFUSED_FILE: &str = "refused";
 
+/// Whether a core of the node on `data_dir` was refused by its peers for lost data (see
+/// [`stop_if_refused_as_unknown`]), at this start or an earlier one.
+pub fn refused_for_lost_data(data_dir: &std::path::Path, cores: u16) -> bool {
+    (0..cores).any(|core| {
+        data_dir
+            .join(format!("core-{core}"))
+            .join(REFUSED_FILE)
+            .exists()
+    })
+}
+
 /// Stops the node (gracefully, as a signal does) once a peer proves this core lost its data
 /// (see `transport::incarnations`): the node then no longer holds what it acknowledged nor
 /// the votes it gave, and must not take part under its id. The reason is kept in
