@@ -35,6 +35,8 @@ use common::messages::empty_entry_2;
 enum Event {
     Staged,
     Synced,
+    /// A sync ended in an error.
+    SyncFailed,
     Sent(&'static str),
     /// A snapshot at this index was handed to the log.
     SnapshotTaken(u64),
@@ -76,6 +78,8 @@ struct GateState {
     encodes_held: Option<Vec<(GroupId, SnapshotJob)>>,
     /// Encodes let go, for the log to finish at its next `take_encoded`.
     encodes_released: Vec<(GroupId, SnapshotJob)>,
+    /// Syncs fail (as a disk's flush that returns EIO) while set.
+    syncs_fail: bool,
 }
 
 impl Gate {
@@ -86,6 +90,7 @@ impl Gate {
             syncs_begun: 0,
             encodes_held: None,
             encodes_released: Vec::new(),
+            syncs_fail: false,
         })))
     }
 
@@ -150,6 +155,10 @@ impl CoreLog for RecordingLog {
     }
 
     fn finish_sync(&mut self, (): ()) -> io::Result<()> {
+        if self.gate.0.borrow().syncs_fail {
+            self.events.borrow_mut().push(Event::SyncFailed);
+            return Err(io::Error::other("injected: the device's flush failed"));
+        }
         self.events.borrow_mut().push(Event::Synced);
         Ok(())
     }
@@ -385,6 +394,37 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+/// Goal: a failed sync (the device's flush returned an error, so what it covered may not be
+/// on disk) stops the core before anything that sync was to make true leaves it. Method: a
+/// follower whose syncs fail gets an append, then (a fresh core) a vote request; each run
+/// ends in an error naming the sync, with neither the acknowledgement nor the vote sent.
+#[test]
+fn a_failed_sync_stops_the_core_and_sends_nothing_it_was_to_make_true() {
+    let append = MessageBody::AppendRequest(empty_entry_2(LogIndex(1)));
+    let vote = MessageBody::VoteRequest(VoteRequest {
+        last_log_index: LogIndex(1),
+        last_log_term: Term(1),
+        transfer: false,
+    });
+    for (body, answer) in [(append, "AppendResponse"), (vote, "VoteResponse")] {
+        let events = Events::default();
+        let gate = Gate::new(true);
+        gate.0.borrow_mut().syncs_fail = true;
+        let (core, inbox) = core_with(2, &events, true, 0, false, gate);
+        let sender = if answer == "VoteResponse" { 3 } else { 1 };
+        inbox.push_now(from(sender, 2, 2, body));
+        inbox.push_now(Input::Stop);
+        let error = block_on(core.run()).map(drop).expect_err("the core stops");
+        assert!(error.contains("log sync failed"), "{error}");
+        let events = events.take();
+        assert!(events.contains(&Event::SyncFailed), "{events:?}");
+        assert!(
+            !events.contains(&Event::Sent(answer)),
+            "{answer} sent: {events:?}"
+        );
+    }
 }
 
 /// Goal: a node whose log cannot grow (a full disk) takes in nothing it can refuse, and
