@@ -298,10 +298,16 @@ fn main() -> ExitCode {
             key,
             expected,
             expected_file,
+            absent,
             value,
             target,
-            ..
         } => {
+            // The condition as given, for an error that shows how to send the value.
+            let usage = match (&expected, absent) {
+                (_, true) => "cas KEY --absent",
+                (Some(_), false) => "cas KEY --expected …",
+                (None, false) => "cas KEY --expected-file …",
+            };
             let expected = match (expected, expected_file) {
                 (Some(expected), _) => Some(Bytes::from(expected)),
                 (None, Some(path)) => match client_cmd::read_value_file(&path) {
@@ -310,7 +316,7 @@ fn main() -> ExitCode {
                 },
                 (None, None) => None,
             };
-            let value = match value_or_stdin(value, "cas KEY --expected …") {
+            let value = match value_or_stdin(value, usage) {
                 Ok(value) => value,
                 Err(error) => return fail(&error),
             };
