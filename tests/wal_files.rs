@@ -218,6 +218,61 @@ fn dead_segment_recycled_in(name: &str, mode: SyncMode) {
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// Goal: a node restarted with another segment size (`--segment-mib`) goes on: a record too
+/// big for the old, smaller active segment rotates onto a segment of the new size (it was
+/// refused as too large), and an old segment reclaimed later is not renamed into the next
+/// one, whose header would give the new size over a file of the old (the next open refused
+/// the log as damaged). Every entry reads back after a last reopen.
+#[test]
+fn a_log_reopened_with_a_bigger_segment_size_grows_into_it_and_reopens() {
+    let dir = temp_dir("resized");
+    let bigger = WalConfig {
+        segment_bytes: 2 * SEGMENT_BYTES,
+    };
+    on_glommio(async {
+        let mut wal = reopen_in(&dir, config(), SyncMode::Blocking)
+            .await
+            .expect("fresh");
+        let mut index = 0;
+        while wal.stats().rotations < 3 {
+            index += 1;
+            wal.append_entries(0, index, &[(1, &payload(0, index))])
+                .expect("append");
+            wal.sync().await.expect("sync");
+        }
+        drop(wal);
+        let mut wal = reopen_in(&dir, bigger, SyncMode::Blocking)
+            .await
+            .expect("reopen with the bigger size");
+        // More than a whole segment of the old size holds.
+        let big = vec![0xB1; SEGMENT_BYTES as usize + 4096];
+        index += 1;
+        wal.append_entries(0, index, &[(1, &big)])
+            .expect("a record that fits a segment of the new size");
+        wal.sync().await.expect("sync");
+        // Every old segment dies, with no segment prepared: the reclaim may recycle.
+        wal.mark_snapshot(0, index - 1, 1).expect("snapshot");
+        wal.sync().await.expect("sync");
+        for _ in 0..3 {
+            index += 1;
+            wal.append_entries(0, index, &[(1, &payload(0, index))])
+                .expect("append");
+            wal.sync().await.expect("sync");
+        }
+        drop(wal);
+        let wal = reopen_in(&dir, bigger, SyncMode::Blocking)
+            .await
+            .expect("reopen after old segments were reclaimed");
+        let entries = read_all(&wal, 0);
+        assert_eq!(entries.len(), 4, "the big entry and three after it");
+        assert_eq!(entries[0].payload, big);
+        for entry in &entries[1..] {
+            assert_eq!(entry.payload, payload(0, entry.index));
+        }
+    });
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
+
 /// Writes `batches` synced batches of one entry per group (blocking fdatasync, no glommio).
 fn build(dir: &Path, batches: u64) {
     build_with(dir, batches, config());

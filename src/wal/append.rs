@@ -38,7 +38,10 @@ impl<S: Storage> Wal<S> {
         if self.cursor + align_up(len_bytes) <= segment_bytes {
             return Ok(());
         }
-        let size_bytes_max = segment_bytes - SEGMENT_HEADER_BYTES - self.checkpoint_footprint();
+        // The segment it rotates onto has the configured size, which a recovered active
+        // segment need not have (the node ran with another `--segment-mib` before).
+        let size_bytes_max =
+            self.config.segment_bytes as usize - SEGMENT_HEADER_BYTES - self.checkpoint_footprint();
         if align_up(len_bytes) > size_bytes_max {
             return Err(WalError::RecordTooLarge {
                 size_bytes: len_bytes as u64,

@@ -173,7 +173,10 @@ impl<S: Storage> Wal<S> {
             self.segments.pop_front();
             self.unsynced_segments.retain(|&s| s != seq);
             let next = self.active() + 1;
-            let reused = if self.prepared.is_none() {
+            // Only a file of the configured size is renamed into the next segment: its header
+            // gives the configured size, which recovery checks against the file's length.
+            let same_size = self.storage.size_bytes(seq) == self.config.segment_bytes;
+            let reused = if self.prepared.is_none() && same_size {
                 let header = encode_segment_header(next, self.config.segment_bytes);
                 match self.storage.recycle(seq, next, &header) {
                     Ok(reused) => reused,
