@@ -515,6 +515,73 @@ fn a_follower_that_lost_its_disk_is_reported_and_sent_the_log_again() {
     assert_eq!(peer_state(&cluster), (ProgressState::Replicate, last));
 }
 
+/// Goal: a follower that lost entries it acknowledged above the commit (its disk kept an
+/// older copy of its log: a crash under `--sync never`) is found out and sent them again,
+/// before they are counted toward a commit. Method: five voters; two are down and one is
+/// cut off, so a write reaches the leader and one follower and does not commit; that
+/// follower crashes and comes back holding the log up to the commit only. Heartbeats name a
+/// commit its log holds, so they said nothing of the loss, and the leader probed it at its
+/// old match index forever: it never held the write again, and once the cut-off node was
+/// back, its stale acknowledgement counted toward committing the write with two copies.
+#[test]
+fn a_follower_that_lost_entries_above_the_commit_is_reported_and_sent_them_again() {
+    let mut cluster = cluster(5, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "committed");
+    let committed = cluster.replica(leader).commit();
+    let others = followers(&cluster, leader);
+    let (follower, cut_off, down) = (others[0], others[1], &others[2..]);
+    for &id in down {
+        cluster.crash(id);
+    }
+    cluster.isolate(cut_off);
+    let acknowledged = write(&mut cluster, leader, "acknowledged, not committed");
+    assert_eq!(cluster.replica(leader).commit(), committed);
+    assert_eq!(cluster.replica(follower).status().last_index, acknowledged);
+    cluster.crash(follower);
+    cluster.nodes[(follower.0 - 1) as usize]
+        .disk
+        .entries
+        .retain(|entry| entry.index <= committed);
+    cluster.restart(follower).unwrap();
+    let heartbeat_ticks = Cluster::test_config(leader).heartbeat_interval_ticks;
+    for _ in 0..3 {
+        cluster.tick_all(heartbeat_ticks).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    let lost = cluster.lost_entries.iter();
+    let lost: Vec<_> = lost
+        .map(|&(by, l)| (by, l.follower, l.acknowledged, l.holds))
+        .collect();
+    let reported = [
+        (follower, follower, acknowledged, committed),
+        (leader, follower, acknowledged, committed),
+    ];
+    assert_eq!(lost, reported);
+    assert_eq!(
+        cluster.replica(follower).status().last_index,
+        acknowledged,
+        "sent the lost entry again"
+    );
+    cluster.heal();
+    for &id in down {
+        cluster.restart(id).unwrap();
+    }
+    for _ in 0..3 {
+        cluster.tick_all(heartbeat_ticks).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.replica(leader).commit(), acknowledged);
+    for id in cluster.ids() {
+        assert_eq!(
+            applied(&cluster, id),
+            ["committed", "acknowledged, not committed"],
+            "node {id}"
+        );
+    }
+    cluster.check_log_matching().unwrap();
+}
+
 /// Goal: a node that learned it lost entries it had acknowledged does not help elect a
 /// candidate whose log ends before the commit index its leader named. Its own log (the
 /// bootstrap entry alone) would let it; that candidate lacks committed entries.
@@ -527,6 +594,7 @@ fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_to
         let heartbeat = Heartbeat {
             commit: LogIndex(5),
             read_round: 1,
+            acknowledged: LogIndex(5),
         };
         wiped
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))

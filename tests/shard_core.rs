@@ -454,6 +454,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     let heartbeat = Heartbeat {
         commit: LogIndex(0),
         read_round: 1,
+        acknowledged: LogIndex(0),
     };
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
     inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
@@ -1559,6 +1560,7 @@ fn snapshot_chunks_are_taken_only_from_the_groups_leader() {
         let heartbeat = Heartbeat {
             commit: LogIndex(0),
             read_round: 0,
+            acknowledged: LogIndex(0),
         };
         let core = turn(
             core,

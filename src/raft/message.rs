@@ -126,14 +126,17 @@ pub struct Heartbeat {
     pub commit: LogIndex,
     /// The read round this heartbeat confirms (0: none).
     pub read_round: u64,
+    /// What this follower is known to hold: its match index (never below `commit`). A log
+    /// that ends before it lost entries it acknowledged, committed or not.
+    pub acknowledged: LogIndex,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatResponse {
     /// Echo of `Heartbeat::read_round`.
     pub read_round: u64,
-    /// The follower's last index, when the heartbeat's commit index was beyond it: the
-    /// follower lost entries it had acknowledged (see `LostEntries`).
+    /// The follower's last index, when the heartbeat's acknowledged (or commit) index was
+    /// beyond it: the follower lost entries it had acknowledged (see `LostEntries`).
     pub short_of_commit: Option<LogIndex>,
 }
 

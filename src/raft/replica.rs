@@ -173,24 +173,24 @@ pub struct Replica {
 }
 
 /// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it
-/// ran with `--sync never` and its machine crashed. A leader's heartbeat names its commit
-/// index capped at what the follower acknowledged; a follower whose log ends before that
-/// says so in its answer (and reports itself, once a term), commits nothing from it, and from
-/// then on votes for no candidate whose log ends before that commit index. The
-/// leader reports the follower, forgets its match index and sends it the log again from
-/// where its log ends (or a snapshot). Acknowledged entries counted the follower in their
-/// quorum, so until it holds them again fewer nodes have them than their commit assumed.
+/// ran with `--sync never` and its machine crashed. A leader's heartbeat names what the
+/// follower acknowledged (its match index) and the commit index capped at it; a follower
+/// whose log ends before what it acknowledged says so in its answer (and reports itself,
+/// once a term) and commits nothing from it; one whose log ends before that commit index
+/// votes from then on for no candidate whose log ends before it. The leader reports the
+/// follower, forgets its match index and sends it the log again from where its log ends (or
+/// a snapshot). Until the follower's answer arrives, its acknowledgement still counts toward
+/// a quorum, so a loss above the commit is closed at the next heartbeat, not at once.
 ///
-/// Only a loss below the leader's commit is seen, and only by a leader that was told of the
-/// entries (a new leader starts with no match index and sends the log without a word). A
-/// log restored from an old copy may hold other entries where it acknowledged, which this
-/// does not see.
+/// Only a leader that was told of the entries sees a loss (a new leader starts with no
+/// match index and sends the log without a word). A log restored from an old copy may hold
+/// other entries where it acknowledged, which this does not see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LostEntries {
     /// The follower (this node itself, when it is the one that lost entries).
     pub follower: NodeId,
-    /// An index the follower had acknowledged: its match index, as the leader reports it;
-    /// the heartbeat's commit index (capped at the match), as the follower reports itself.
+    /// An index the follower had acknowledged: its match index, as the leader reports it
+    /// and as its heartbeat told the follower, which reports itself.
     pub acknowledged: LogIndex,
     /// The follower's last index now.
     pub holds: LogIndex,

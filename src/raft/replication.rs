@@ -167,13 +167,15 @@ impl Replica {
         }
     }
 
-    /// The commit is capped at what the leader knows this node acknowledged, and within a
-    /// term a log never drops below what it acknowledged (a conflict only cuts entries the
-    /// leader does not have): beyond our log, it names entries this node acknowledged and no
-    /// longer holds.
+    /// A heartbeat names what the leader knows this node acknowledged (the commit is capped
+    /// at it), and within a term a log never drops below what it acknowledged (a conflict
+    /// only cuts entries the leader does not have): beyond our log, it names entries this
+    /// node acknowledged and no longer holds.
     fn on_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
         let last_index = self.log.last_index();
-        let short_of_commit = (heartbeat.commit > last_index).then_some(last_index);
+        // From a leader of an older build, `acknowledged` reads as the commit.
+        let acknowledged = heartbeat.acknowledged.max(heartbeat.commit);
+        let short_of_commit = (acknowledged > last_index).then_some(last_index);
         if short_of_commit.is_none() {
             self.log.commit_to(heartbeat.commit);
         } else {
@@ -181,12 +183,14 @@ impl Replica {
             // a loss breaks (an old copy of the log may hold other entries there): commit
             // nothing until the leader has sent the log again, and vote for no candidate
             // short of this commit.
-            self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
+            if heartbeat.commit > last_index {
+                self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
+            }
             if self.lost_reported_term != self.term {
                 self.lost_reported_term = self.term;
                 self.lost_entries.push(LostEntries {
                     follower: self.id,
-                    acknowledged: heartbeat.commit,
+                    acknowledged,
                     holds: last_index,
                 });
             }
@@ -341,6 +345,7 @@ impl Replica {
             let heartbeat = Heartbeat {
                 commit: committed.min(match_index),
                 read_round: round,
+                acknowledged: match_index,
             };
             self.send_now(to, MessageBody::Heartbeat(heartbeat));
         }

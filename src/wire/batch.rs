@@ -103,7 +103,8 @@ impl Columns {
                 ));
                 fb::MessageColumn::AppendResponse
             }
-            MessageBody::Heartbeat(heartbeat) => {
+            // The column has no room for what the follower acknowledged beyond the commit.
+            MessageBody::Heartbeat(heartbeat) if heartbeat.acknowledged <= heartbeat.commit => {
                 self.heartbeats.push(fb::HeartbeatRecord::new(
                     from,
                     to,
@@ -258,6 +259,7 @@ pub(super) fn decode_raft_batch(
                 let body = MessageBody::Heartbeat(Heartbeat {
                     commit: LogIndex(record.commit()),
                     read_round: record.read_round(),
+                    acknowledged: LogIndex(record.commit()),
                 });
                 let (from, to, term) = (record.from(), record.to(), record.term());
                 envelope(record.group(), from, to, term, body)
@@ -410,6 +412,7 @@ mod tests {
                 MessageBody::Heartbeat(Heartbeat {
                     commit: LogIndex(5),
                     read_round: 6,
+                    acknowledged: LogIndex(5),
                 }),
             ),
             envelope(

@@ -340,7 +340,10 @@ fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentE
             check("last_log_index", vote.last_log_index.0)?;
             check("last_log_term", vote.last_log_term.0)?;
         }
-        MessageBody::Heartbeat(heartbeat) => check("commit", heartbeat.commit.0)?,
+        MessageBody::Heartbeat(heartbeat) => {
+            check("commit", heartbeat.commit.0)?;
+            check("acknowledged", heartbeat.acknowledged.0)?;
+        }
         MessageBody::HeartbeatResponse(response) => {
             if let Some(last_index) = response.short_of_commit {
                 check("last_index", last_index.0)?;
@@ -448,6 +451,7 @@ fn decode_body(
             MessageBody::Heartbeat(Heartbeat {
                 commit: LogIndex(heartbeat.commit()),
                 read_round: heartbeat.read_round(),
+                acknowledged: LogIndex(heartbeat.acknowledged().max(heartbeat.commit())),
             })
         }
         fb::RaftBody::HeartbeatResponse => {
@@ -820,6 +824,12 @@ pub(super) fn encode_message(
             let args = fb::HeartbeatArgs {
                 commit: heartbeat.commit.0,
                 read_round: heartbeat.read_round,
+                // Absent when it says nothing the commit does not.
+                acknowledged: if heartbeat.acknowledged > heartbeat.commit {
+                    heartbeat.acknowledged.0
+                } else {
+                    0
+                },
             };
             (
                 fb::RaftBody::Heartbeat,

@@ -95,10 +95,14 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         any::<bool>().prop_map(|reject| MessageBody::PreVoteResponse(VoteResponse { reject })),
         vote_request().prop_map(MessageBody::VoteRequest),
         any::<bool>().prop_map(|reject| MessageBody::VoteResponse(VoteResponse { reject })),
-        (number(), any::<u64>()).prop_map(|(c, r)| MessageBody::Heartbeat(Heartbeat {
-            commit: LogIndex(c),
-            read_round: r
-        })),
+        // What the follower acknowledged is never below the commit (capped at it).
+        (number(), number(), any::<u64>()).prop_map(|(c, a, r)| MessageBody::Heartbeat(
+            Heartbeat {
+                commit: LogIndex(c.min(a)),
+                read_round: r,
+                acknowledged: LogIndex(c.max(a)),
+            }
+        )),
         (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
             MessageBody::HeartbeatResponse(HeartbeatResponse {
                 read_round: r,
@@ -188,6 +192,12 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
         MessageBody::Heartbeat(Heartbeat {
             commit: LogIndex(4),
             read_round: 6,
+            acknowledged: LogIndex(4),
+        }),
+        MessageBody::Heartbeat(Heartbeat {
+            commit: LogIndex(4),
+            read_round: 7,
+            acknowledged: LogIndex(9),
         }),
         MessageBody::HeartbeatResponse(HeartbeatResponse {
             read_round: 6,

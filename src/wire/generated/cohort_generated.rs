@@ -4387,6 +4387,7 @@ impl<'a> ::flatbuffers::Follow<'a> for Heartbeat<'a> {
 impl<'a> Heartbeat<'a> {
   pub const VT_COMMIT: ::flatbuffers::VOffsetT = 4;
   pub const VT_READ_ROUND: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ACKNOWLEDGED: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4398,6 +4399,7 @@ impl<'a> Heartbeat<'a> {
     args: &'args HeartbeatArgs
   ) -> ::flatbuffers::WIPOffset<Heartbeat<'bldr>> {
     let mut builder = HeartbeatBuilder::new(_fbb);
+    builder.add_acknowledged(args.acknowledged);
     builder.add_read_round(args.read_round);
     builder.add_commit(args.commit);
     builder.finish()
@@ -4418,6 +4420,13 @@ impl<'a> Heartbeat<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Heartbeat::VT_READ_ROUND, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn acknowledged(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Heartbeat::VT_ACKNOWLEDGED, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Heartbeat<'_> {
@@ -4428,6 +4437,7 @@ impl ::flatbuffers::Verifiable for Heartbeat<'_> {
     v.visit_table(pos)?
      .visit_field::<u64>("commit", Self::VT_COMMIT, false)?
      .visit_field::<u64>("read_round", Self::VT_READ_ROUND, false)?
+     .visit_field::<u64>("acknowledged", Self::VT_ACKNOWLEDGED, false)?
      .finish();
     Ok(())
   }
@@ -4435,6 +4445,7 @@ impl ::flatbuffers::Verifiable for Heartbeat<'_> {
 pub struct HeartbeatArgs {
     pub commit: u64,
     pub read_round: u64,
+    pub acknowledged: u64,
 }
 impl<'a> Default for HeartbeatArgs {
   #[inline]
@@ -4442,6 +4453,7 @@ impl<'a> Default for HeartbeatArgs {
     HeartbeatArgs {
       commit: 0,
       read_round: 0,
+      acknowledged: 0,
     }
   }
 }
@@ -4458,6 +4470,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_read_round(&mut self, read_round: u64) {
     self.fbb_.push_slot::<u64>(Heartbeat::VT_READ_ROUND, read_round, 0);
+  }
+  #[inline]
+  pub fn add_acknowledged(&mut self, acknowledged: u64) {
+    self.fbb_.push_slot::<u64>(Heartbeat::VT_ACKNOWLEDGED, acknowledged, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatBuilder<'a, 'b, A> {
@@ -4479,6 +4495,7 @@ impl ::core::fmt::Debug for Heartbeat<'_> {
     let mut ds = f.debug_struct("Heartbeat");
       ds.field("commit", &self.commit());
       ds.field("read_round", &self.read_round());
+      ds.field("acknowledged", &self.acknowledged());
       ds.finish()
   }
 }
