@@ -681,6 +681,70 @@ fn joint_consensus_replaces_a_voter_while_writes_go_on() {
     );
 }
 
+/// Goal: a leadership transfer asked while a joint change is under way is not undone by the
+/// leader's own entry leaving the joint configuration. Before, that entry went out after
+/// the target was told to campaign, so the voters that had it refused the target (its log
+/// was behind theirs) and the group waited an election timeout with no leader.
+#[test]
+fn a_transfer_during_a_joint_change_hands_over_and_the_new_leader_leaves_joint() {
+    let mut cluster = cluster(3, 1, |_| {});
+    let leader = elect(&mut cluster);
+    let others = followers(&cluster, leader);
+    let (leaving, target) = (others[0], others[1]);
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&change(&[
+            (ConfChangeKind::AddVoter, 4),
+            (ConfChangeKind::Remove, leaving.0),
+        ]))
+        .unwrap();
+    cluster.replica_mut(leader).transfer_leader(target).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.leader(), Some(target), "handed over at once");
+    let heartbeat_ticks = Cluster::test_config(target).heartbeat_interval_ticks;
+    cluster.tick_all(heartbeat_ticks).unwrap();
+    cluster.stabilize().unwrap();
+    let conf = cluster.replica(target).conf_state();
+    assert!(
+        conf.voters_outgoing.is_empty(),
+        "joint config left: {conf:?}"
+    );
+    assert!(!conf.voters.contains(&leaving), "{conf:?}");
+    write(&mut cluster, target, "after the change");
+    assert_eq!(applied(&cluster, NodeId(4)), ["after the change"]);
+}
+
+/// Goal: the same with a target that never catches up: once the transfer is abandoned (an
+/// election timeout), the leader leaves the joint configuration itself.
+#[test]
+fn an_abandoned_transfer_during_a_joint_change_lets_the_leader_leave_joint() {
+    let mut cluster = cluster(3, 1, |_| {});
+    let leader = elect(&mut cluster);
+    let others = followers(&cluster, leader);
+    let (leaving, target) = (others[0], others[1]);
+    cluster.isolate(target);
+    cluster
+        .replica_mut(leader)
+        .propose_conf_change(&change(&[
+            (ConfChangeKind::AddVoter, 4),
+            (ConfChangeKind::Remove, leaving.0),
+        ]))
+        .unwrap();
+    cluster.replica_mut(leader).transfer_leader(target).unwrap();
+    cluster.stabilize().unwrap();
+    assert!(cluster.replica(leader).conf_state().is_joint());
+    let config = Cluster::test_config(leader);
+    cluster.tick(leader).unwrap();
+    for _ in 0..config.election_timeout_ticks {
+        cluster.tick(leader).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.leader(), Some(leader));
+    assert_eq!(cluster.replica(leader).lead_transferee(), None);
+    let conf = cluster.replica(leader).conf_state();
+    assert!(!conf.is_joint(), "joint config left: {conf:?}");
+}
+
 #[test]
 fn a_learner_catches_up_without_voting_and_is_then_promoted() {
     let mut cluster = cluster(3, 1, |_| {});
@@ -735,6 +799,22 @@ fn removing_the_leader_hands_the_group_to_the_others() {
     write(&mut cluster, new, "after the removal");
     for id in followers(&cluster, new).into_iter().filter(|&f| f != old) {
         assert_eq!(applied(&cluster, id), ["after the removal"]);
+    }
+}
+
+/// Goal: without a broadcast of every commit (the nodes' default), a leader that removes
+/// itself still tells the others that the removal committed before it steps down; before,
+/// they learned it only from the next leader, after an election timeout with none.
+#[test]
+fn a_leader_removing_itself_sends_the_commit_before_it_steps_down() {
+    let mut cluster = cluster(3, 0, |c| c.broadcast_commit = false);
+    let old = elect(&mut cluster);
+    propose_change(&mut cluster, old, ConfChangeKind::Remove, old);
+    cluster.stabilize().unwrap();
+    assert_ne!(cluster.replica(old).role(), Role::Leader);
+    for id in followers(&cluster, old) {
+        let conf = cluster.replica(id).conf_state();
+        assert!(!conf.voters.contains(&old), "{id}: {conf:?}");
     }
 }
 

@@ -71,6 +71,10 @@ impl Replica {
             return;
         }
         if !self.conf.is_voter(self.id) && self.config.step_down_on_removal {
+            // Tell the others this change committed first: where every commit is not
+            // broadcast, they would learn it only from the next leader, elected after a
+            // timeout with none (the appends outlive the step down).
+            self.broadcast_append();
             self.become_follower(self.term, NodeId::NONE);
             return;
         }
@@ -86,8 +90,13 @@ impl Replica {
     }
 
     /// A leader in an auto-leave joint config proposes leaving it once entering is applied.
+    /// Not while it hands the group over: the entry would reach the voters after the
+    /// target was told to campaign, and they would refuse a target whose log is then behind
+    /// theirs. The new leader leaves instead, or this one once the transfer is abandoned
+    /// (asked again after every Ready).
     pub(crate) fn maybe_leave_joint(&mut self) {
         if self.role == Role::Leader
+            && self.lead_transferee.is_none()
             && self.conf.is_joint()
             && self.conf.auto_leave
             && self.log.applied >= self.pending_conf_index
