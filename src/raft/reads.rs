@@ -27,6 +27,12 @@ struct PendingRead {
     round: u64,
 }
 
+/// The most rounds kept waiting for a quorum. A leader that never hears from one (cut off,
+/// without CheckQuorum to depose it) starts a round every heartbeat; the oldest are dropped.
+/// Dropping is safe: a confirmed round whose send tick is gone renews no lease, which only
+/// makes the lease shorter.
+const ROUNDS_UNCONFIRMED_MAX: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(crate) struct ReadQueue {
     round: u64,
@@ -57,6 +63,9 @@ impl ReadQueue {
 
     pub(crate) fn start_round(&mut self, now_ticks: u64) -> u64 {
         self.round += 1;
+        if self.round_ticks.len() == ROUNDS_UNCONFIRMED_MAX {
+            self.round_ticks.pop_front();
+        }
         self.round_ticks.push_back((self.round, now_ticks));
         if self.unassigned > 0 {
             for read in self.pending.iter_mut().rev().take_while(|r| r.round == 0) {
@@ -179,5 +188,27 @@ impl Replica {
             let read = self.reads.pending.pop_front().expect("front exists");
             self.answer_read(read.ctx, read.from, read.index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: rounds no quorum answers (a leader cut off, without CheckQuorum) hold bounded
+    /// memory; the newest are kept, whose confirmation anchors the lease once a quorum is
+    /// back.
+    #[test]
+    fn unconfirmed_rounds_are_bounded_and_the_newest_still_anchor_the_lease() {
+        let mut reads = ReadQueue::default();
+        for tick in 0..10 * ROUNDS_UNCONFIRMED_MAX as u64 {
+            reads.start_round(tick);
+        }
+        assert_eq!(reads.round_ticks.len(), ROUNDS_UNCONFIRMED_MAX);
+        let newest = reads.round_ticks.back().copied();
+        assert_eq!(
+            newest,
+            Some((reads.round(), 10 * ROUNDS_UNCONFIRMED_MAX as u64 - 1))
+        );
     }
 }
