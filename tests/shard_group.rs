@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use cohort::kv::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
 use cohort::kv::{Command, Op, OpResult};
-use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
+use cohort::proto::client::{ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request};
 
 use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
 use cohort::shard::{Answer, Group};
@@ -166,6 +167,51 @@ fn reads_at_each_consistency() {
             ]
             .into()
         )]
+    );
+}
+
+/// Goal: a read whose values would not fit one answer's frame is refused at once, before
+/// its answer is built (one such request of shared values once cost a copy of gigabytes);
+/// a read within it is served.
+#[test]
+fn a_read_of_more_values_than_an_answer_carries_is_refused() {
+    let mut trio = Trio::new();
+    let mib = Bytes::from(vec![3u8; 1 << 20]);
+    let write = Op::Put {
+        key: Bytes::from_static(b"big"),
+        value: mib.clone(),
+    };
+    trio.ask(0, request(1, Consistency::Linearizable, vec![write]));
+    let reads = |n| vec![get("big"); n];
+    let fits = ANSWER_VALUE_BYTES_MAX >> 20;
+    for consistency in [Consistency::Stale, Consistency::Linearizable] {
+        let answers = trio.ask(0, request(2, consistency, reads(fits + 1)));
+        let [Outcome::Error { code, message }] = &answers[..] else {
+            panic!("expected one error: {answers:?}");
+        };
+        assert_eq!(*code, ErrorCode::TooLarge, "{consistency:?}");
+        assert!(message.contains("read fewer keys"), "{message}");
+        let answers = trio.ask(0, request(3, consistency, reads(fits)));
+        let results = vec![OpResult::Value(mib.clone()); fits];
+        assert_eq!(
+            answers,
+            [Outcome::Results(results.into())],
+            "{consistency:?}"
+        );
+    }
+    // A write reads less: more could not be kept for its retries. Refused, unapplied.
+    let mut ops = vec![put("small", "x")];
+    ops.extend(reads(WRITE_RESULT_BYTES_MAX / VALUE_BYTES_MAX + 1));
+    let answers = trio.ask(0, request(4, Consistency::Linearizable, ops));
+    let [Outcome::Error { code, message }] = &answers[..] else {
+        panic!("expected one error: {answers:?}");
+    };
+    assert_eq!(*code, ErrorCode::TooLarge);
+    assert!(message.contains("not applied"), "{message}");
+    let missing = request(5, Consistency::Linearizable, vec![get("small")]);
+    assert_eq!(
+        trio.ask(0, missing),
+        [Outcome::Results(vec![OpResult::NotFound].into())]
     );
 }
 

@@ -32,3 +32,11 @@ pub const REPLY_BYTES_PER_SESSION_MAX: usize = 1 << 20;
 /// Bytes of replies all sessions of one group keep together: past it the least recently
 /// active sessions are forgotten, as past `SESSIONS_MAX`.
 pub const SESSION_BYTES_MAX: usize = 64 << 20;
+
+/// Value bytes one write's answer may carry (the values its gets read and its failed
+/// conditions return): a write whose answer could carry more is refused whole, unapplied.
+/// Four largest values. A write's reply is kept for its retries on every replica and in
+/// every snapshot (see `SESSION_BYTES_MAX`), and must fit the one frame that answers it, so
+/// that an applied write is never answered as refused; reads carry more
+/// (`proto::client::ANSWER_VALUE_BYTES_MAX`).
+pub const WRITE_RESULT_BYTES_MAX: usize = 4 * VALUE_BYTES_MAX;

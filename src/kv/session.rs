@@ -5,10 +5,14 @@
 //! so a retry is answered from memory instead of applied twice, and forgets the rest.
 //!
 //! Every decision here depends only on the applied commands, so every replica makes the same
-//! ones. The one residual risk: a session evicted (see `limits::SESSIONS_MAX`) while its
-//! client is still inside its very first window (`first_unacked == 1`) is indistinguishable
-//! from a new client, so a retry of such a request would apply again. Eviction takes the
-//! least recently active sessions, which such a client is not.
+//! ones. The one residual risk: a session evicted (see `limits::SESSIONS_MAX` and
+//! `limits::SESSION_BYTES_MAX`) while its client still sends `first_unacked == 1` (no answer
+//! has reached it yet: its first requests, however many it pipelined, and their retries) is
+//! indistinguishable from a new client, so a retry of such a request would apply again.
+//! Eviction takes the least recently active sessions, so this takes a client that waits
+//! (say, out of an election) to retry its first requests while 65,536 other sessions, or
+//! 64 MiB of replies, are written in its group. Registering a session through the log before
+//! the first request (the Raft thesis, §6.3) would close it, at a round trip per new client.
 
 use std::collections::VecDeque;
 

@@ -7,8 +7,11 @@ use std::rc::Rc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use foldhash::{HashMap, HashMapExt};
+
 use super::blob::Value;
 use super::command::{CommandError, CommandRef, OpRef};
+use super::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
 use super::session::{Admission, Results, Sessions};
 use super::table::Table;
 
@@ -42,6 +45,9 @@ pub enum Reply {
     /// The request's reply is no longer known and it was not applied again: the client's
     /// session was evicted or it acknowledged this request already.
     SessionExpired,
+    /// Not applied: its results could carry more value bytes (this many, at most) than one
+    /// write may answer with ([`WRITE_RESULT_BYTES_MAX`]).
+    TooLarge { value_bytes: usize },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +123,10 @@ impl KvStore {
             Admission::Duplicate(results) => Reply::Results(results),
             Admission::Expired => Reply::SessionExpired,
             Admission::Apply => {
+                if let Some(value_bytes) = self.results_beyond_bound(ops) {
+                    // Refused whole and not remembered: nothing of it was applied.
+                    return Reply::TooLarge { value_bytes };
+                }
                 let results: Results = match *ops {
                     [op] => match self.execute(op) {
                         // The common reply, shared: no allocation now, no cold free when the
@@ -136,6 +146,43 @@ impl KvStore {
                 Reply::Results(results)
             }
         }
+    }
+
+    /// The value bytes `ops` could answer with, when more than [`WRITE_RESULT_BYTES_MAX`]:
+    /// a bound from the state now, a key the request writes counted at the larger of its
+    /// sizes before and after. It depends on the applied state alone, so every replica
+    /// refuses the same requests.
+    fn results_beyond_bound(&self, ops: &[OpRef<'_>]) -> Option<usize> {
+        let returning = ops
+            .iter()
+            .filter(|op| !matches!(op, OpRef::Put { .. } | OpRef::Delete { .. }))
+            .count();
+        if returning * VALUE_BYTES_MAX <= WRITE_RESULT_BYTES_MAX {
+            return None;
+        }
+        let mut sizes: HashMap<&[u8], usize> = HashMap::new();
+        let mut bytes = 0;
+        for op in ops {
+            let size_now = |sizes: &HashMap<&[u8], usize>, key: &[u8]| match sizes.get(key) {
+                Some(&size) => size,
+                None => self.data.get(key).map_or(0, |value| value.len()),
+            };
+            match *op {
+                OpRef::Get { key } => bytes += size_now(&sizes, key),
+                OpRef::Put { key, value } => {
+                    sizes.insert(key, value.len());
+                }
+                OpRef::Delete { key } => {
+                    sizes.insert(key, 0);
+                }
+                OpRef::CompareAndSwap { key, value, .. } | OpRef::PutIfAbsent { key, value } => {
+                    let now = size_now(&sizes, key);
+                    bytes += now;
+                    sizes.insert(key, now.max(value.len()));
+                }
+            }
+        }
+        (bytes > WRITE_RESULT_BYTES_MAX).then_some(bytes)
     }
 
     /// Mark an entry that carries no command (a leader's no-op, a conf change) as applied.
@@ -251,8 +298,55 @@ mod tests {
     fn results(reply: Reply) -> Vec<OpResult> {
         match reply {
             Reply::Results(results) => results.to_vec(),
-            Reply::SessionExpired => panic!("session expired"),
+            other => panic!("expected results, got {other:?}"),
         }
+    }
+
+    /// Goal: a write whose answer could carry more values than one write may is refused
+    /// whole on every replica alike, unapplied and unremembered (its reply was kept for
+    /// retries, and one heavy reply forgot every other client's session); the same write
+    /// with a get fewer is applied. A key written earlier in the request counts at its
+    /// larger size.
+    #[test]
+    fn a_write_whose_answer_could_carry_too_many_values_is_refused_unapplied() {
+        let mut kv = KvStore::new();
+        let mib = Bytes::from(vec![7u8; VALUE_BYTES_MAX]);
+        let put = |key: &str, value: &Bytes| Op::Put {
+            key: b(key),
+            value: value.clone(),
+        };
+        let gets = |n| (0..n).map(|_| Op::Get { key: b("big") });
+        let reply = apply_one(&mut kv, 1, &command(1, 1, vec![put("big", &mib)]));
+        assert_eq!(results(reply), [OpResult::Written]);
+        let limit = WRITE_RESULT_BYTES_MAX / VALUE_BYTES_MAX;
+        // Refused: the put of "small" is not applied either.
+        let ops = std::iter::once(put("small", &b("x"))).chain(gets(limit + 1));
+        let reply = apply_one(&mut kv, 2, &command(1, 2, ops.collect()));
+        let refused = Reply::TooLarge {
+            value_bytes: (limit + 1) * VALUE_BYTES_MAX,
+        };
+        assert_eq!(reply, refused);
+        assert_eq!(kv.get(b"small"), OpResult::NotFound);
+        // The key made small first, then read more times than the limit: within it.
+        let ops = std::iter::once(put("big", &b("x"))).chain(gets(limit + 1));
+        let reply = apply_one(&mut kv, 3, &command(1, 3, ops.collect()));
+        assert_eq!(results(reply).len(), limit + 2);
+        // Made big first, then read: counted at its new size.
+        let ops = std::iter::once(put("big", &mib)).chain(gets(limit + 1));
+        let reply = apply_one(&mut kv, 4, &command(1, 4, ops.collect()));
+        assert!(matches!(reply, Reply::TooLarge { .. }), "{reply:?}");
+        assert_eq!(kv.get(b"big"), OpResult::Value(b("x")));
+        // Conditions that may fail return the value: as many as gets.
+        let cas = |_| Op::CompareAndSwap {
+            key: b("big"),
+            expected: Some(b("other")),
+            value: mib.clone(),
+        };
+        let reply = apply_one(&mut kv, 5, &command(1, 5, (0..=limit).map(cas).collect()));
+        assert!(matches!(reply, Reply::TooLarge { .. }), "{reply:?}");
+        // Not remembered: its sequence number is judged again (here, a request that fits).
+        let reply = apply_one(&mut kv, 6, &command(1, 5, (0..limit).map(cas).collect()));
+        assert_eq!(results(reply).len(), limit);
     }
 
     #[test]

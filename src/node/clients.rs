@@ -19,7 +19,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::proto::client::{
-    ClientFrame, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
+    ClientFrame, ErrorCode, Outcome, Response, answer_frames, decode_client_frame, encode_responses,
 };
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
@@ -29,9 +29,7 @@ use crate::shard::ConnId;
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
-use crate::wire::limits::{
-    CLIENT_RESPONSES_PER_FRAME_MAX, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES,
-};
+use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::wire::{EncodeError, FrameEncoder};
 
 /// Answers a connection may have waiting for its writer (the core hands them over in one
@@ -368,12 +366,9 @@ async fn write_answers(
             return cut_off_reason();
         }
         let responses: Vec<Response> = batches.drain(..).flatten().collect();
-        // As many frames as the answers need: at most the response count a frame may carry,
-        // halved while the bytes do not fit (a batch of large reads).
-        let mut parts: Vec<&[Response]> = responses
-            .chunks(CLIENT_RESPONSES_PER_FRAME_MAX)
-            .rev()
-            .collect();
+        // As many frames as the answers need, each filled up to what a frame carries (runs
+        // halved should an estimate still miss; an answer too large alone is refused).
+        let mut parts: Vec<&[Response]> = answer_frames(&responses).into_iter().rev().collect();
         while let Some(part) = parts.pop() {
             if let Err(error) = encode_responses(&mut encoder, part) {
                 if let [response] = part {
@@ -422,6 +417,7 @@ mod tests {
     use super::*;
     use crate::kv::OpResult;
     use crate::proto::client::decode_responses;
+    use crate::wire::limits::CLIENT_RESPONSES_PER_FRAME_MAX;
 
     /// Past its cap a core closes new client connections at once, and serves new ones again
     /// once some ended.
@@ -668,7 +664,7 @@ mod tests {
         ];
         let frames = frames_written(answers.clone());
         let counts: Vec<usize> = frames.iter().map(Vec::len).collect();
-        assert_eq!(counts, [1, 1, 1, 1], "halved until each fits");
+        assert_eq!(counts, [1, 1, 1, 1], "packed by size");
         let got = frames.concat();
         assert_eq!(got[..2], answers[..2]);
         match &got[2].outcome {
@@ -680,6 +676,33 @@ mod tests {
         }
         assert_eq!((got[2].client_id, got[2].sequence), (7, 3));
         assert_eq!(got[3], answers[3]);
+    }
+
+    #[test]
+    fn answers_sharing_far_more_bytes_than_frames_hold_are_refused_without_copying_them() {
+        // Goal: answers whose results share one value many times over (a batch of reads of
+        // one large key: gigabytes in frames, little in memory) are each refused as too
+        // large, counted before any byte is copied; before, the first frame's encoding
+        // copied them all, and a node ran out of memory.
+        let mib = Bytes::from(vec![5u8; 1 << 20]);
+        let heavy = |sequence| response(sequence, vec![OpResult::Value(mib.clone()); 1024]);
+        let answers: Vec<Response> = (1..=256).map(heavy).collect();
+        let frames = frames_written(answers);
+        let got = frames.concat();
+        assert_eq!(got.len(), 256);
+        for (answer, sequence) in got.iter().zip(1..) {
+            assert_eq!(answer.sequence, sequence);
+            assert!(
+                matches!(
+                    &answer.outcome,
+                    Outcome::Error {
+                        code: ErrorCode::TooLarge,
+                        ..
+                    }
+                ),
+                "{answer:?}"
+            );
+        }
     }
 
     #[test]

@@ -229,28 +229,25 @@ pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, D
 struct DataColumn(Vec<u8>);
 
 impl DataColumn {
-    /// Appends `bytes` and returns where they end.
-    fn push(&mut self, bytes: &[u8]) -> u32 {
+    /// Appends `bytes` and returns where they end. Refuses, before copying them, bytes that
+    /// would take the column past what a frame may carry.
+    fn push(&mut self, bytes: &[u8]) -> Result<u32, EncodeError> {
+        let len = self.0.len() + bytes.len();
+        if len > FRAME_BODY_BYTES_MAX {
+            return Err(EncodeError::TooLarge {
+                body_bytes: len,
+                body_bytes_max: FRAME_BODY_BYTES_MAX,
+            });
+        }
         self.0.extend_from_slice(bytes);
-        self.end()
+        // At most FRAME_BODY_BYTES_MAX, far below 4 GiB.
+        Ok(len as u32)
     }
 
     /// Where the bytes pushed so far end.
     fn end(&self) -> u32 {
-        // Callers `check` before building a frame, refusing more than FRAME_BODY_BYTES_MAX (far
-        // below 4 GiB): an end truncated here never reaches one.
+        // `push` keeps the column within FRAME_BODY_BYTES_MAX.
         self.0.len() as u32
-    }
-
-    /// Refuses a batch whose bytes alone pass what a frame may carry.
-    fn check(&self) -> Result<(), EncodeError> {
-        if self.0.len() > FRAME_BODY_BYTES_MAX {
-            return Err(EncodeError::TooLarge {
-                body_bytes: self.0.len(),
-                body_bytes_max: FRAME_BODY_BYTES_MAX,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -289,13 +286,13 @@ where
     }
     let mut records = Vec::with_capacity(request_count);
     let mut ops = Vec::with_capacity(op_count);
-    let mut data = DataColumn(Vec::with_capacity(data_bytes));
+    let mut data = DataColumn(Vec::with_capacity(data_bytes.min(FRAME_BODY_BYTES_MAX)));
     for request in requests {
         for op in &request.command.ops {
-            let key_end = data.push(op.key());
+            let key_end = data.push(op.key())?;
             let (kind, expected, value) = op_parts(op);
-            let expected_end = data.push(expected.map_or(&[][..], |e| e));
-            let value_end = data.push(value.map_or(&[][..], |v| v));
+            let expected_end = data.push(expected.map_or(&[][..], |e| e))?;
+            let value_end = data.push(value.map_or(&[][..], |v| v))?;
             let has_expected = expected.is_some();
             ops.push(fb::OpRecord::new(
                 key_end,
@@ -320,7 +317,6 @@ where
             consistency,
         ));
     }
-    data.check()?;
     encoder.encode_with(|fbb| {
         let args = fb::ClientRequestBatchArgs {
             requests: None,
@@ -331,6 +327,80 @@ where
         let batch = fb::ClientRequestBatch::create(fbb, &args);
         (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
     })
+}
+
+/// Bytes a frame of answers gives each answer beside its data, at most: its record (a
+/// `ResponseRecord`) with room for alignment.
+const ANSWER_RECORD_BYTES: usize = 48;
+/// The same for each operation's result (a `ResultRecord`).
+const RESULT_RECORD_BYTES: usize = 16;
+/// Room in a frame for its tables, vector lengths and padding.
+const FRAME_SLACK_BYTES: usize = 4 << 10;
+const _: () = assert!(
+    size_of::<fb::ResponseRecord>() <= ANSWER_RECORD_BYTES
+        && size_of::<fb::ResultRecord>() <= RESULT_RECORD_BYTES
+);
+
+/// The most value bytes one answer may carry: a frame, less room for the records of an
+/// answer with a request's most results. A read that would answer with more is refused
+/// (`TooLarge`) before its answer is built.
+pub const ANSWER_VALUE_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX
+    - FRAME_SLACK_BYTES
+    - ANSWER_RECORD_BYTES
+    - OPERATIONS_PER_COMMAND_MAX * RESULT_RECORD_BYTES;
+
+/// The value bytes of `results` (as [`ANSWER_VALUE_BYTES_MAX`] counts them).
+pub fn results_value_bytes(results: &[OpResult]) -> usize {
+    results
+        .iter()
+        .map(|result| match result {
+            OpResult::Value(value)
+            | OpResult::ConditionFailed {
+                current: Some(value),
+            } => value.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The bytes `response` puts in a frame's data column.
+fn answer_data_bytes(response: &Response) -> usize {
+    match &response.outcome {
+        Outcome::Results(results) => results_value_bytes(results),
+        Outcome::NotLeader { address, .. } => size_of::<u64>() + address.len(),
+        Outcome::Error { message, .. } => message.len(),
+    }
+}
+
+/// What `response` takes of a frame of answers, at most.
+fn answer_bytes(response: &Response) -> usize {
+    let results = match &response.outcome {
+        Outcome::Results(results) => results.len(),
+        _ => 0,
+    };
+    ANSWER_RECORD_BYTES + results * RESULT_RECORD_BYTES + answer_data_bytes(response)
+}
+
+/// Splits `responses`, in order, into runs that each fit one frame: at most
+/// [`CLIENT_RESPONSES_PER_FRAME_MAX`] answers, and no more bytes than a frame holds. An
+/// answer too large for a frame alone is a run of its own, whose encoding fails.
+pub fn answer_frames(responses: &[Response]) -> Vec<&[Response]> {
+    let budget = FRAME_BODY_BYTES_MAX - FRAME_SLACK_BYTES;
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (at, response) in responses.iter().enumerate() {
+        let size = answer_bytes(response);
+        let full = at - start == CLIENT_RESPONSES_PER_FRAME_MAX || bytes + size > budget;
+        if at > start && full {
+            runs.push(&responses[start..at]);
+            (start, bytes) = (at, 0);
+        }
+        bytes += size;
+    }
+    if start < responses.len() {
+        runs.push(&responses[start..]);
+    }
+    runs
 }
 
 /// Encode responses into one frame (the node's side), in the batch's columns: at most
@@ -345,8 +415,17 @@ pub fn encode_responses(
             messages_max: CLIENT_RESPONSES_PER_FRAME_MAX,
         });
     }
+    // Counted before anything is copied: answers may share far more bytes of the store than
+    // a frame holds.
+    let data_bytes: usize = responses.iter().map(answer_data_bytes).sum();
+    if data_bytes > FRAME_BODY_BYTES_MAX {
+        return Err(EncodeError::TooLarge {
+            body_bytes: data_bytes,
+            body_bytes_max: FRAME_BODY_BYTES_MAX,
+        });
+    }
     let mut records = Vec::with_capacity(responses.len());
-    let (mut results, mut data) = (Vec::new(), DataColumn(Vec::new()));
+    let (mut results, mut data) = (Vec::new(), DataColumn(Vec::with_capacity(data_bytes)));
     for response in responses {
         let mut code = fb::ErrorCode::Unknown;
         let kind = match &response.outcome {
@@ -366,13 +445,13 @@ pub fn encode_responses(
                             current: Some(current),
                         } => (fb::ResultKind::ConditionFailed, &current[..]),
                     };
-                    results.push(fb::ResultRecord::new(data.push(bytes), kind));
+                    results.push(fb::ResultRecord::new(data.push(bytes)?, kind));
                 }
                 fb::AnswerKind::Results
             }
             Outcome::NotLeader { leader, address } => {
-                data.push(&leader.to_le_bytes());
-                data.push(address.as_bytes());
+                data.push(&leader.to_le_bytes())?;
+                data.push(address.as_bytes())?;
                 fb::AnswerKind::NotLeader
             }
             Outcome::Error {
@@ -387,7 +466,7 @@ pub fn encode_responses(
                     ErrorCode::SessionExpired => fb::ErrorCode::SessionExpired,
                     ErrorCode::Timeout => fb::ErrorCode::Timeout,
                 };
-                data.push(message.as_bytes());
+                data.push(message.as_bytes())?;
                 fb::AnswerKind::Error
             }
         };
@@ -401,7 +480,6 @@ pub fn encode_responses(
             code,
         ));
     }
-    data.check()?;
     encoder.encode_with(|fbb| {
         let args = fb::ClientResponseBatchArgs {
             responses: None,

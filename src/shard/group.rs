@@ -7,8 +7,11 @@ use foldhash::{HashMap, HashMapExt};
 
 use bytes::BytesMut;
 
-use crate::kv::{KvStore, Op, Reply};
-use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use crate::kv::limits::WRITE_RESULT_BYTES_MAX;
+use crate::kv::{KvStore, Op, Reply, Results};
+use crate::proto::client::{
+    ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request, Response, results_value_bytes,
+};
 use crate::proto::in_flight::InFlight;
 use crate::proto::members::decode_addresses;
 use crate::raft::{
@@ -207,8 +210,11 @@ impl Group {
             || (self.replica.role() != Role::Leader && self.replica.leader().is_none())
     }
 
+    /// Answers a read-only request from the state machine now. One whose values would not
+    /// fit one answer's frame is refused (the values are shared with the store, so building
+    /// the results costs little; copying them into a frame would not).
     fn serve_read(&self, request: &Request) -> Response {
-        let results = request
+        let results: Results = request
             .command
             .ops
             .iter()
@@ -217,6 +223,14 @@ impl Group {
                 _ => unreachable!("read-only request"),
             })
             .collect();
+        let value_bytes = results_value_bytes(&results);
+        if value_bytes > ANSWER_VALUE_BYTES_MAX {
+            let message = format!(
+                "its values are {value_bytes} bytes, more than one answer carries \
+                 ({ANSWER_VALUE_BYTES_MAX}): read fewer keys at a time"
+            );
+            return error_response(request, ErrorCode::TooLarge, &message);
+        }
         response(request, Outcome::Results(results))
     }
 
@@ -329,6 +343,14 @@ impl Group {
                         code: ErrorCode::SessionExpired,
                         message: "the client session expired; start over with a new client id"
                             .to_string(),
+                    },
+                    Reply::TooLarge { value_bytes } => Outcome::Error {
+                        code: ErrorCode::TooLarge,
+                        message: format!(
+                            "not applied: its answer could carry {value_bytes} bytes of \
+                             values, more than a write's ({WRITE_RESULT_BYTES_MAX}); read in \
+                             a request of its own"
+                        ),
                     },
                 };
                 out.push(Answer {
