@@ -8,6 +8,7 @@ use bytes::Bytes;
 use cohort::kv::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
 use cohort::kv::{Command, Op, OpResult};
 use cohort::proto::client::{ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request};
+use cohort::proto::members::encode_addresses;
 
 use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
 use cohort::shard::{Answer, Group};
@@ -28,7 +29,10 @@ impl Trio {
                 // Elections on demand: no pre-vote, and no lease that makes voters refuse.
                 config.pre_vote = false;
                 config.check_quorum = false;
-                let replica = Replica::new(config, id.0, Persisted::bootstrap(&voters)).unwrap();
+                let addresses = voters.map(|v| (v.0, format!("node{v}:7000")));
+                let context = encode_addresses(addresses.iter().map(|(v, a)| (*v, a.as_str())));
+                let persisted = Persisted::bootstrap_with_context(&voters, context);
+                let replica = Replica::new(config, id.0, persisted).unwrap();
                 Group::new(replica, Box::new(|leader| format!("node{leader}:7000")))
             })
             .collect();
@@ -59,6 +63,8 @@ impl Trio {
                 self.queue.extend(ready.take_messages_after_persist());
                 group.apply_ready(&mut ready, &mut self.answers).unwrap();
                 group.replica.advance(ready.ack());
+                // As the core does after every turn (a no-op unless members changed).
+                group.forget_non_members();
             }
             while let Some(message) = self.queue.pop_front() {
                 moved = true;
@@ -483,4 +489,40 @@ fn adding_a_node_on_its_way_out_is_not_done() {
     };
     let outcome = membership::finished(&trio.groups[0], &add);
     assert!(outcome.is_none(), "{outcome:?}");
+}
+
+/// Goal: a voter on its way out through a joint configuration keeps its address until the
+/// joint configuration is left: its vote still counts, and without its address the node stops
+/// talking to it (with a voter down besides, a group of four could then commit nothing, not
+/// even leaving). Method: the leader enters a joint configuration without node 3; every
+/// replica still knows node 3's address; once the joint configuration is left, none does.
+#[test]
+fn a_voter_being_removed_keeps_its_address_until_the_joint_configuration_is_left() {
+    use cohort::raft::{ConfChange, ConfChangeKind, ConfChangeTransition};
+    let mut trio = Trio::new();
+    let known = |trio: &Trio, node| {
+        trio.groups
+            .iter()
+            .map(|g| g.kv.members().contains_key(&node))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(known(&trio, 3), [true; 3]);
+    let mut removal = ConfChange::single(ConfChangeKind::Remove, NodeId(3));
+    removal.transition = ConfChangeTransition::Explicit;
+    trio.groups[0]
+        .replica
+        .propose_conf_change(&removal)
+        .expect("proposed");
+    trio.pump();
+    let conf = trio.groups[0].replica.conf_state().clone();
+    assert!(conf.voters_outgoing.contains(&NodeId(3)), "joint: {conf:?}");
+    assert_eq!(known(&trio, 3), [true; 3], "while node 3 still votes");
+    trio.groups[0]
+        .replica
+        .propose_conf_change(&ConfChange::leave_joint())
+        .expect("proposed");
+    trio.pump();
+    assert!(!trio.groups[0].replica.conf_state().is_joint());
+    assert_eq!(known(&trio, 3)[..2], [false; 2], "once it is out");
+    assert_eq!(known(&trio, 1), [true; 3]);
 }

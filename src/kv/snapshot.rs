@@ -276,8 +276,9 @@ mod tests {
             kv.apply(i + 1, &command.encode(), |_, _| ()).unwrap();
         }
         let added = vec![(1, "127.0.0.1:7000".to_string()), (4, "h:9".to_string())];
-        kv.apply_membership(51, added, &[]);
-        kv.apply_membership(52, Vec::new(), &[4]);
+        kv.apply_membership(51, added);
+        kv.skip(52);
+        kv.retain_members(|node| node != 4);
         kv
     }
 

@@ -191,13 +191,13 @@ impl KvStore {
         self.applied_index = index;
     }
 
-    /// Apply the conf change at `index`: `added` nodes with their addresses, `removed` nodes.
-    pub fn apply_membership(&mut self, index: u64, added: Vec<(u64, String)>, removed: &[u64]) {
+    /// Apply the conf change at `index`: the addresses of the nodes it adds. A node it
+    /// removes keeps its address until [`KvStore::retain_members`] drops it, once the group
+    /// no longer counts it (a voter leaving through a joint configuration votes until the
+    /// joint configuration is left).
+    pub fn apply_membership(&mut self, index: u64, added: Vec<(u64, String)>) {
         self.skip(index);
         self.members.extend(added);
-        for node in removed {
-            self.members.remove(node);
-        }
     }
 
     /// Keep the addresses of the nodes `keep` says yes to.
