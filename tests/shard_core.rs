@@ -44,6 +44,8 @@ enum Event {
     Released(Vec<u64>),
     /// The core told its peers whether its log can still grow.
     SaidLogFull(bool),
+    /// A whole snapshot from a peer was handed to the log to store.
+    SnapshotReceived,
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -80,6 +82,8 @@ struct GateState {
     encodes_released: Vec<(GroupId, SnapshotJob)>,
     /// Syncs fail (as a disk's flush that returns EIO) while set.
     syncs_fail: bool,
+    /// Snapshots received from peers fail to store (a full disk, say) while set.
+    stores_fail: bool,
 }
 
 impl Gate {
@@ -91,6 +95,7 @@ impl Gate {
             encodes_held: None,
             encodes_released: Vec::new(),
             syncs_fail: false,
+            stores_fail: false,
         })))
     }
 
@@ -201,6 +206,10 @@ impl CoreLog for RecordingLog {
     }
 
     fn receive_snapshot(&mut self, group: GroupId, message: Message) {
+        self.events.borrow_mut().push(Event::SnapshotReceived);
+        if self.gate.0.borrow().stores_fail {
+            return;
+        }
         if let MessageBody::InstallSnapshot(snapshot) = &message.body
             && cohort::shard::core::snapshot_loads(snapshot).is_ok()
         {
@@ -1052,6 +1061,47 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
     let body = MessageBody::InstallSnapshot(Box::new(snapshot));
     let core = refused_by_follower_2(core, &inbox, &events, body);
     assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(0));
+}
+
+/// Goal: a snapshot streamed whole that then failed to store (a full disk) is taken again
+/// when its leader offers it again from the start; before, the stream was remembered as
+/// completed and the offer answered "all received" at once, so the group never got it
+/// until its leader's term changed. Once stored, the group holds it.
+#[test]
+fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() {
+    let mut kv = cohort::kv::KvStore::new();
+    kv.skip(10);
+    let data = kv.encode_snapshot();
+    let chunk = SnapshotChunk {
+        meta: SnapshotMeta {
+            index: LogIndex(10),
+            term: Term(2),
+            conf_state: ConfState {
+                voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+                ..ConfState::default()
+            },
+        },
+        offset: 0,
+        total: data.len() as u64,
+        checksum: crc32fast::hash(&data),
+        data,
+    };
+    let events = Events::default();
+    let gate = Gate::new(true);
+    gate.0.borrow_mut().stores_fail = true;
+    let (mut core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    for stores_fail in [true, true, false] {
+        gate.0.borrow_mut().stores_fail = stores_fail;
+        let body = MessageBody::SnapshotChunk(Box::new(chunk.clone()));
+        core = turn(core, &inbox, from(1, 2, 2, body));
+    }
+    let received = events
+        .borrow()
+        .iter()
+        .filter(|e| **e == Event::SnapshotReceived)
+        .count();
+    assert_eq!(received, 3, "{:?}", events.borrow());
+    assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(10));
 }
 
 #[test]

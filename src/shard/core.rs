@@ -504,7 +504,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         {
                             continue;
                         }
-                        MessageBody::SnapshotChunk(_) => {
+                        MessageBody::SnapshotChunk(ref chunk) => {
+                            // Offered again from its start, a snapshot this group still lacks:
+                            // the copy streamed before was lost on its way in (it failed to
+                            // store, say). Stream it anew rather than answer "all received".
+                            let replica = &self.groups[&group.0].replica;
+                            if chunk.offset == 0 && replica.commit() < chunk.meta.index {
+                                self.streams.forget_completed(message.from.0, group.0);
+                            }
                             let (ack, whole) = self.streams.on_chunk(group.0, message);
                             if let Some(ack) = ack {
                                 self.net.send(ack);

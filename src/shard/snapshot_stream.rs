@@ -249,6 +249,12 @@ impl SnapshotStreams {
         false
     }
 
+    /// Forget that the last stream of `group` from `from` completed here: the snapshot it
+    /// brought never reached the group, so an offer of it again is streamed anew.
+    pub fn forget_completed(&mut self, from: u64, group: u32) {
+        self.completed.remove(&(from, group));
+    }
+
     /// A chunk from `from` of `group`. Returns the acknowledgement to send back and, once the
     /// snapshot is whole and its checksum matches, the `InstallSnapshot` for the core.
     pub fn on_chunk(
