@@ -1583,6 +1583,34 @@ fn a_client_is_cut_off_by_the_answers_it_left_unread_not_by_their_batches() {
     assert!(outbox.is_closed(), "21 answers unread: cut off");
 }
 
+/// The same by bytes: an answer weighs one more per KiB it takes of a frame, so a client
+/// that asks for reads of many keys each and reads nothing is cut off after a few of them
+/// (counted as answers alone, 65,536 of 1,024 results each held gigabytes).
+#[test]
+fn a_client_is_cut_off_by_the_bytes_of_the_answers_it_left_unread() {
+    let events = Events::default();
+    let (core, inbox, outbox, _) = leader_1(&events, None);
+    // The outbox of `leader_1` holds 16: one answer, then one of 1,024 results (17 KiB).
+    let core = turn(core, &inbox, stale_gets(1, 1..=1));
+    let command = Command {
+        client_id: 5,
+        sequence: 2,
+        first_unacked: 2,
+        ops: (0..1024)
+            .map(|_| Op::Get {
+                key: Bytes::from_static(b"k"),
+            })
+            .collect(),
+    };
+    let request = Request {
+        command,
+        consistency: Consistency::Stale,
+    };
+    let requests = vec![Ok(request)];
+    let _core = turn(core, &inbox, Input::Requests { conn: 1, requests });
+    assert!(outbox.is_closed(), "two answers, 18 KiB unread: cut off");
+}
+
 /// A snapshot chunk is taken in only from a node that may lead the group: of a newer term,
 /// or the known leader of the replica's own term. A deposed leader's stream (an older term)
 /// or another node's would have filled a second buffer of the group, for a snapshot Raft

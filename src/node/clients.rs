@@ -19,7 +19,8 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::proto::client::{
-    ClientFrame, ErrorCode, Outcome, Response, answer_frames, decode_client_frame, encode_responses,
+    ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
+    decode_client_frame, encode_responses,
 };
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
@@ -32,12 +33,13 @@ use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::wire::{EncodeError, FrameEncoder};
 
-/// Answers a connection may have waiting for its writer (the core hands them over in one
-/// batch per turn, weighed by its answers): past it, the core cuts the client off (it keeps
-/// asking without reading its answers). Counted in answers, not batches: a batch holds
-/// every answer a turn earned, and one per turn of frames packed with reads let a client
-/// that never read hold gigabytes before it was cut off.
-const RESPONSES_QUEUED_MAX: usize = 65_536;
+/// The weight of answers a connection may have waiting for its writer (the core hands them
+/// over in one batch per turn; see `proto::client::answer_weight`): past it, the core cuts
+/// the client off (it keeps asking without reading its answers). 65,536 answers, or
+/// 64 MiB of them. Weighed by answer and by byte, not by batch: a batch holds every answer a
+/// turn earned, and answers of up to 1,024 results each let a client that never read hold
+/// gigabytes before it was cut off.
+const ANSWER_WEIGHT_QUEUED_MAX: usize = 65_536;
 
 /// The end of every well-behaved connection: not worth a log line.
 const CLOSED_BY_CLIENT: &str = "closed by the client";
@@ -155,7 +157,7 @@ async fn serve_conn(
             return;
         }
     };
-    let outbox: Inbox<Vec<Response>> = Inbox::new(RESPONSES_QUEUED_MAX);
+    let outbox: Inbox<Vec<Response>> = Inbox::new(ANSWER_WEIGHT_QUEUED_MAX);
     if !inbox
         .push(Input::Connected {
             conn,
@@ -297,7 +299,8 @@ async fn read_requests(
 
 /// Why the core closed a connection's outbox (see `Core::deliver`).
 fn cut_off_reason() -> String {
-    format!("the client left about {RESPONSES_QUEUED_MAX} answers unread")
+    let mib = (ANSWER_WEIGHT_QUEUED_MAX * ANSWER_WEIGHT_BYTES) >> 20;
+    format!("the client left about {ANSWER_WEIGHT_QUEUED_MAX} answers or {mib} MiB of them unread")
 }
 
 /// Reads the next frame, admitted by `admitted` for its size before its body is read (see

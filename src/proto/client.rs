@@ -381,6 +381,16 @@ fn answer_bytes(response: &Response) -> usize {
     ANSWER_RECORD_BYTES + results * RESULT_RECORD_BYTES + answer_data_bytes(response)
 }
 
+/// Bytes of answers per unit of [`answer_weight`].
+pub const ANSWER_WEIGHT_BYTES: usize = 1 << 10;
+
+/// What `response` weighs while it waits for its connection's writer: one, and one more
+/// per [`ANSWER_WEIGHT_BYTES`] it takes of a frame. A connection's unread answers are
+/// bounded by their weight, so by their count and their bytes both.
+pub fn answer_weight(response: &Response) -> usize {
+    1 + answer_bytes(response) / ANSWER_WEIGHT_BYTES
+}
+
 /// Splits `responses`, in order, into runs that each fit one frame: at most
 /// [`CLIENT_RESPONSES_PER_FRAME_MAX`] answers, and no more bytes than a frame holds. An
 /// answer too large for a frame alone is a run of its own, whose encoding fails.

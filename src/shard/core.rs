@@ -36,7 +36,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::kv::{KvStore, SnapshotJob};
-use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
+use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response, answer_weight};
 use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
@@ -1182,7 +1182,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             };
             // A client that keeps asking but does not read its answers fills its outbox: cut
             // it off rather than hold its answers without bound.
-            let weight = responses.len();
+            let weight = responses.iter().map(answer_weight).sum();
             if outbox.try_push_weighing(responses, weight).is_err() {
                 outbox.close();
                 self.outboxes.remove(&conn);
