@@ -1,5 +1,6 @@
 //! A refused handshake closes that connection with a logged reason and leaves the listener
-//! serving: wrong cluster, wrong version, unknown node, wrong core, a larger id dialing,
+//! serving: wrong cluster, wrong version, unknown node, wrong core, another layout (cores
+//! and groups), a larger id dialing,
 //! a first frame that is not a handshake, garbage, and silence; and a node back under its id
 //! with other data.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use cohort::raft::NodeId;
 use cohort::transport::{DataLost, Transport};
-use cohort::wire::{ClusterId, Handshake};
+use cohort::wire::{ClusterId, Handshake, Layout};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, payload, raft_frame, raw_connect,
     read_until_closed, receive, run_executor, unused_addr,
@@ -25,14 +26,21 @@ const GUARD: Duration = Duration::from_secs(20);
 #[test]
 fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
     run_executor(|| async {
-        let node3 = Transport::start(config(3, loopback_any_port(), &[(2, unused_addr())]))
-            .expect("node 3 starts");
+        // Node 3 says its layout (the same as node 2's); node 1 does not (an older node).
+        let layout = Layout {
+            cores: 1,
+            groups: 4,
+        };
+        let mut node3_config = config(3, loopback_any_port(), &[(2, unused_addr())]);
+        node3_config.layout = layout;
+        let node3 = Transport::start(node3_config).expect("node 3 starts");
         let mut node2_config = config(
             2,
             loopback_any_port(),
             &[(1, unused_addr()), (3, node3.local_addr())],
         );
         node2_config.handshake_timeout = Duration::from_millis(200);
+        node2_config.layout = layout;
         let node2 = Transport::start(node2_config).expect("node 2 starts");
         let addr = node2.local_addr();
 
@@ -63,6 +71,16 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
                 "wrong core",
                 handshake_frame(&Handshake {
                     core_index: 5,
+                    ..good
+                }),
+            ),
+            (
+                "another layout",
+                handshake_frame(&Handshake {
+                    layout: Layout {
+                        cores: 1,
+                        groups: 8,
+                    },
                     ..good
                 }),
             ),

@@ -98,6 +98,10 @@ fn handshake_round_trips() {
         incarnation_of_receiver: u64::MAX,
         start: 7,
         start_of_receiver: 1 << 40,
+        layout: cohort::wire::Layout {
+            cores: 16,
+            groups: 4096,
+        },
         ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
     };
     let mut encoder = FrameEncoder::new();

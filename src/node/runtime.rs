@@ -20,7 +20,7 @@ use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::StreamConfig;
 use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportConfig};
 use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
-use crate::wire::{ClusterId, Envelope};
+use crate::wire::{ClusterId, Envelope, Layout};
 
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
@@ -246,6 +246,10 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     transport_config.start = incarnation.start;
     transport_config.incarnation_is_new = incarnation.new;
     transport_config.incarnations_file = Some(dir.join("peers.incarnations"));
+    transport_config.layout = Layout {
+        cores: config.cores,
+        groups: config.groups,
+    };
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
     // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raft::NodeId;
-use crate::wire::ClusterId;
+use crate::wire::{ClusterId, Layout};
 
 use super::queue::MESSAGE_OVERHEAD_BYTES;
 use super::socket::SocketOptions;
@@ -68,6 +68,9 @@ pub struct TransportConfig {
     pub incarnation_is_new: bool,
     /// Where the incarnations of the peers are recorded; `None` keeps them in memory.
     pub incarnations_file: Option<PathBuf>,
+    /// This node's cores and groups, sent in every handshake; a peer of another is refused
+    /// (default: not said, nothing checked).
+    pub layout: Layout,
 }
 
 impl TransportConfig {
@@ -99,6 +102,7 @@ impl TransportConfig {
             start: 0,
             incarnation_is_new: false,
             incarnations_file: None,
+            layout: Layout::default(),
         }
     }
 

@@ -54,6 +54,7 @@ async fn send_handshake<S: AsyncWrite + Unpin>(
         incarnation_of_receiver: receiver.incarnation,
         start: own.start,
         start_of_receiver: receiver.start,
+        layout: config.layout,
         ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
     };
     let mut encoder = FrameEncoder::new();
@@ -103,7 +104,9 @@ pub(super) async fn dial(
     send_handshake(shared, &mut stream, peer.id).await?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
-    theirs.check(config.cluster_id, config.core_index, |_| true)?;
+    theirs.check(config.cluster_id, config.core_index, config.layout, |_| {
+        true
+    })?;
     if theirs.node_id != peer.id {
         return Err(HandshakeError::NodeUnexpected {
             node_id: theirs.node_id,
@@ -128,9 +131,12 @@ pub(super) async fn accept(
     let config = &shared.config;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
-    theirs.check(config.cluster_id, config.core_index, |node_id| {
-        shared.peer(node_id).is_some()
-    })?;
+    theirs.check(
+        config.cluster_id,
+        config.core_index,
+        config.layout,
+        |node_id| shared.peer(node_id).is_some(),
+    )?;
     if theirs.node_id > config.node_id {
         return Err(CloseReason::DialedByLargerId {
             node_id: theirs.node_id,

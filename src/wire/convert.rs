@@ -25,7 +25,7 @@ use crate::raft::{
 use super::batch::{self, Columns};
 use super::fb;
 use super::frame::{FrameError, frame_header_for, open_frame};
-use super::handshake::{ClusterId, Handshake};
+use super::handshake::{ClusterId, Handshake, Layout};
 use super::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_MAGIC, RAFT_MESSAGES_PER_FRAME_MAX,
 };
@@ -384,6 +384,10 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
         incarnation_of_receiver: handshake.incarnation_of_receiver(),
         start: handshake.start(),
         start_of_receiver: handshake.start_of_receiver(),
+        layout: Layout {
+            cores: handshake.layout_cores(),
+            groups: handshake.layout_groups(),
+        },
     })
 }
 
@@ -715,6 +719,8 @@ impl FrameEncoder {
                     incarnation_of_receiver: handshake.incarnation_of_receiver,
                     start: handshake.start,
                     start_of_receiver: handshake.start_of_receiver,
+                    layout_cores: handshake.layout.cores,
+                    layout_groups: handshake.layout.groups,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

@@ -24,6 +24,23 @@ pub struct Handshake {
     pub start: u64,
     /// The most starts of the receiver's data the sender saw (0: none).
     pub start_of_receiver: u64,
+    /// The sender's cores and groups (0: not said). See [`Layout`].
+    pub layout: Layout,
+}
+
+/// How a node spreads the groups over its cores: `--cores` and `--groups`, the same on every
+/// node of a cluster (group g lives on core g % cores). 0 in either: not said (an older node,
+/// a tool), and not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    pub cores: u16,
+    pub groups: u32,
+}
+
+impl Layout {
+    fn is_said(self) -> bool {
+        self.cores != 0 && self.groups != 0
+    }
 }
 
 impl Handshake {
@@ -38,6 +55,7 @@ impl Handshake {
             incarnation_of_receiver: 0,
             start: 0,
             start_of_receiver: 0,
+            layout: Layout::default(),
         }
     }
 }
@@ -63,6 +81,12 @@ pub enum HandshakeError {
     CoreMismatch {
         core_index: u16,
         core_index_expected: u16,
+    },
+    /// The peer runs with other `--cores` or `--groups` than this node.
+    LayoutMismatch {
+        node_id: NodeId,
+        layout: Layout,
+        layout_expected: Layout,
     },
     /// The first frame was something else than a handshake.
     NotAHandshake {
@@ -132,6 +156,17 @@ impl std::fmt::Display for HandshakeError {
             } => {
                 write!(f, "core {core_index}, expected core {core_index_expected}")
             }
+            HandshakeError::LayoutMismatch {
+                node_id,
+                layout,
+                layout_expected,
+            } => write!(
+                f,
+                "node {node_id} runs with --cores {} --groups {}, this node with --cores {} \
+                 --groups {}: every node of a cluster must run with the same (a group lives on \
+                 the same core of every node)",
+                layout.cores, layout.groups, layout_expected.cores, layout_expected.groups
+            ),
             HandshakeError::NotAHandshake { kind } => {
                 write!(f, "first frame is a {kind}, not a handshake")
             }
@@ -204,11 +239,13 @@ pub fn starts_text(start: u64, recorded: u64) -> String {
 
 impl Handshake {
     /// Checks a peer's handshake against what this node expects: the same version and
-    /// cluster, the same core index, and a node id `is_peer` accepts.
+    /// cluster, the same core index, the same layout where both say theirs, and a node id
+    /// `is_peer` accepts.
     pub fn check(
         &self,
         expected_cluster: ClusterId,
         expected_core: u16,
+        expected_layout: Layout,
         is_peer: impl Fn(NodeId) -> bool,
     ) -> Result<(), HandshakeError> {
         if self.protocol_version != PROTOCOL_VERSION {
@@ -232,6 +269,13 @@ impl Handshake {
         if !is_peer(self.node_id) {
             return Err(HandshakeError::NodeUnknown {
                 node_id: self.node_id,
+            });
+        }
+        if self.layout.is_said() && expected_layout.is_said() && self.layout != expected_layout {
+            return Err(HandshakeError::LayoutMismatch {
+                node_id: self.node_id,
+                layout: self.layout,
+                layout_expected: expected_layout,
             });
         }
         Ok(())

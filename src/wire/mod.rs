@@ -51,4 +51,4 @@ pub use convert::{
     decode_frame,
 };
 pub use frame::{FrameError, FrameHeader};
-pub use handshake::{ClusterId, Handshake};
+pub use handshake::{ClusterId, Handshake, Layout};

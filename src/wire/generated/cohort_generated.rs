@@ -3659,6 +3659,8 @@ impl<'a> Handshake<'a> {
   pub const VT_INCARNATION_OF_RECEIVER: ::flatbuffers::VOffsetT = 16;
   pub const VT_START: ::flatbuffers::VOffsetT = 18;
   pub const VT_START_OF_RECEIVER: ::flatbuffers::VOffsetT = 20;
+  pub const VT_LAYOUT_CORES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_LAYOUT_GROUPS: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3676,7 +3678,9 @@ impl<'a> Handshake<'a> {
     builder.add_incarnation(args.incarnation);
     builder.add_node_id(args.node_id);
     builder.add_cluster_id(args.cluster_id);
+    builder.add_layout_groups(args.layout_groups);
     builder.add_magic(args.magic);
+    builder.add_layout_cores(args.layout_cores);
     builder.add_core_index(args.core_index);
     builder.add_protocol_version(args.protocol_version);
     builder.finish()
@@ -3746,6 +3750,20 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Handshake::VT_START_OF_RECEIVER, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn layout_cores(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Handshake::VT_LAYOUT_CORES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn layout_groups(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Handshake::VT_LAYOUT_GROUPS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3763,6 +3781,8 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u64>("incarnation_of_receiver", Self::VT_INCARNATION_OF_RECEIVER, false)?
      .visit_field::<u64>("start", Self::VT_START, false)?
      .visit_field::<u64>("start_of_receiver", Self::VT_START_OF_RECEIVER, false)?
+     .visit_field::<u16>("layout_cores", Self::VT_LAYOUT_CORES, false)?
+     .visit_field::<u32>("layout_groups", Self::VT_LAYOUT_GROUPS, false)?
      .finish();
     Ok(())
   }
@@ -3777,6 +3797,8 @@ pub struct HandshakeArgs {
     pub incarnation_of_receiver: u64,
     pub start: u64,
     pub start_of_receiver: u64,
+    pub layout_cores: u16,
+    pub layout_groups: u32,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3791,6 +3813,8 @@ impl<'a> Default for HandshakeArgs {
       incarnation_of_receiver: 0,
       start: 0,
       start_of_receiver: 0,
+      layout_cores: 0,
+      layout_groups: 0,
     }
   }
 }
@@ -3837,6 +3861,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Handshake::VT_START_OF_RECEIVER, start_of_receiver, 0);
   }
   #[inline]
+  pub fn add_layout_cores(&mut self, layout_cores: u16) {
+    self.fbb_.push_slot::<u16>(Handshake::VT_LAYOUT_CORES, layout_cores, 0);
+  }
+  #[inline]
+  pub fn add_layout_groups(&mut self, layout_groups: u32) {
+    self.fbb_.push_slot::<u32>(Handshake::VT_LAYOUT_GROUPS, layout_groups, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3863,6 +3895,8 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("incarnation_of_receiver", &self.incarnation_of_receiver());
       ds.field("start", &self.start());
       ds.field("start_of_receiver", &self.start_of_receiver());
+      ds.field("layout_cores", &self.layout_cores());
+      ds.field("layout_groups", &self.layout_groups());
       ds.finish()
   }
 }
