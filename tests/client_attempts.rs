@@ -229,6 +229,14 @@ async fn answer_frames(
 
 /// One put against a node that answers its attempts with the `outcomes` made, in turn.
 fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError> {
+    put_against_for(outcomes, Duration::from_secs(5))
+}
+
+/// [`put_against`], giving up after `request_timeout`.
+fn put_against_for(
+    outcomes: fn() -> Vec<Option<Outcome>>,
+    request_timeout: Duration,
+) -> Result<(), ClientError> {
     cohort::node::on_one_executor("client-outcomes", move || async move {
         let (outcomes, frames) = (Rc::new(outcomes()), Rc::new(Cell::new(0)));
         let base = fake_node(4, move |stream, topology| {
@@ -236,7 +244,7 @@ fn put_against(outcomes: fn() -> Vec<Option<Outcome>>) -> Result<(), ClientError
         });
         let mut options = ClientOptions::new(vec![base], 5);
         options.attempt_timeout = Duration::from_millis(500);
-        options.request_timeout = Duration::from_secs(5);
+        options.request_timeout = request_timeout;
         let client = Client::connect(options).await.expect("connect");
         let mut results = client.execute_batch(puts(1)).await;
         results.pop().expect("one result").map(drop)
@@ -288,6 +296,28 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
     match put_against(|| vec![None, Some(too_large())]) {
         Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
         other => panic!("an unknown outcome, got {other:?}"),
+    }
+}
+
+/// Goal: a client that keeps hearing "no leader known" (an election that does not end, a
+/// cluster without a majority) backs off, doubling its pause up to half a second, instead of
+/// asking every 5–25 ms until its request times out (hundreds of attempts per request).
+#[test]
+fn retries_without_a_leader_back_off() {
+    fn no_leader() -> Vec<Option<Outcome>> {
+        vec![Some(Outcome::NotLeader {
+            leader: 0,
+            address: String::new(),
+        })]
+    }
+    match put_against_for(no_leader, Duration::from_secs(2)) {
+        // Pauses of at most 25, 50, 100, 200, 400, 500, 500 … ms: at least 7 attempts fit
+        // 2 s; about 12 on average, and never more than the pauses of at least 5, 10, 20,
+        // 40, 80, 100, 100 … ms allow (24).
+        Err(ClientError::Timeout { attempts, .. }) => {
+            assert!((2..=24).contains(&attempts), "{attempts} attempts");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
     }
 }
 

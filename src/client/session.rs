@@ -295,7 +295,7 @@ impl Client {
         }
         let options = &self.inner.options;
         let deadline = crate::clock::now() + options.request_timeout;
-        let mut attempts = 0;
+        let (mut attempts, mut pauses) = (0, 0);
         let mut last_error = String::new();
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
@@ -344,6 +344,7 @@ impl Client {
                     let answer = attempt.take(i);
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
+                    let redirected_before = slot.redirected;
                     slot.redirected |= matches!(answer, Some(Ok(Outcome::NotLeader { .. })));
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
@@ -365,7 +366,9 @@ impl Client {
                         {
                             slot.node = Some(leader);
                             last_error = format!("node {node} is not the leader");
-                            // A leader this client never heard of: a new member.
+                            // A leader this client never heard of: a new member. Sent on
+                            // before: hints that are out of date (an election is on) may send
+                            // it round between nodes.
                             let known = self
                                 .inner
                                 .topology
@@ -373,7 +376,7 @@ impl Client {
                                 .members
                                 .iter()
                                 .any(|m| m.0 == leader);
-                            pause |= !known;
+                            pause |= !known || redirected_before;
                         }
                         Some(Ok(Outcome::NotLeader { .. })) => {
                             // No leader known (an election is on): ask someone else.
@@ -433,7 +436,8 @@ impl Client {
                 }
             }
             if pause {
-                self.pause().await;
+                self.pause(pauses).await;
+                pauses += 1;
                 self.refresh_topology().await;
             }
         }
@@ -683,10 +687,19 @@ impl Client {
         }
     }
 
-    /// A short jittered wait before the next attempt, so retries do not hammer an election.
-    async fn pause(&self) {
-        let pause = Duration::from_millis(5 + self.inner.state.borrow_mut().rng.below(20));
-        glommio::timer::sleep(pause).await;
+    /// A jittered wait before the next attempt, so retries do not hammer an election or a
+    /// cluster that is down: 5–25 ms at first, doubling with each pause the request took
+    /// before (`pauses`), up to 100–500 ms.
+    async fn pause(&self, pauses: u32) {
+        let ceiling_ms = (25u64 << pauses.min(5)).min(500);
+        let floor_ms = ceiling_ms / 5;
+        let jitter_ms = self
+            .inner
+            .state
+            .borrow_mut()
+            .rng
+            .below(ceiling_ms - floor_ms);
+        glommio::timer::sleep(Duration::from_millis(floor_ms + jitter_ms)).await;
     }
 
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
