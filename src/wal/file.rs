@@ -503,17 +503,27 @@ impl Storage for FileStore {
             self.segments.insert(seq, segment);
             return Ok(());
         }
-        let spare = self.take_spare(seq);
         let path = self.path(seq);
-        let file = make_segment_file(spare, &path, size_bytes, header, self.mode).inspect_err(
-            |error| {
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists already", path.display()),
+            ));
+        }
+        // Made under a name recovery never reads, then renamed into place, as a segment built
+        // off the loop is: made under its own name, a crash could leave its header and name
+        // durable and its length not, which the next open takes for a damaged log. (Not the
+        // name a build off the loop uses: one for this number may still be running.)
+        let making = path.with_extension("inline.wal.building");
+        let _ = fs::remove_file(&making);
+        let spare = self.take_spare(seq);
+        let file = make_segment_file(spare, &making, size_bytes, header, self.mode)
+            .and_then(|file| fs::rename(&making, &path).map(|()| file))
+            .inspect_err(|_| {
                 // A half-made file (the disk filled during its zero-fill) would keep the space
-                // it took; one that was there before is not ours to remove.
-                if error.kind() != io::ErrorKind::AlreadyExists {
-                    let _ = fs::remove_file(&path);
-                }
-            },
-        )?;
+                // it took.
+                let _ = fs::remove_file(&making);
+            })?;
         self.sync_dir()?;
         drop(file);
         let segment = self.open_segment(seq)?;

@@ -339,12 +339,25 @@ async fn finish<S: Storage>(
     found_here: Found,
     recovered: &mut Recovered,
 ) -> Result<(), WalOpenError> {
-    if found_here.end_offset > stop {
+    let erased = found_here.end_offset > stop;
+    if erased {
         storage.write(seqs[i], stop, &vec![0u8; found_here.end_offset - stop]);
     }
     for &seq in &seqs[..=i] {
         let file = storage.locate(seq);
         storage.syncer(seq).sync().await.map_err(io_error(file))?;
+    }
+    if erased {
+        // Where writes bypass the page cache (O_DIRECT), the sync above wrote the erased
+        // blocks and no more, while the kept records before them may still sit in the page
+        // cache (a process crash under `--sync never`): a sync with nothing staged syncs the
+        // whole file.
+        let file = storage.locate(seqs[i]);
+        storage
+            .syncer(seqs[i])
+            .sync()
+            .await
+            .map_err(io_error(file))?;
     }
     discard_after(storage, seqs, Some(i), &mut recovered.report)?;
     recovered.segments = seqs[..=i].to_vec();
