@@ -24,6 +24,25 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and its missing parents, each made durable: the parent of every directory
+/// created is synced, so a crash cannot take away a directory whose files were synced.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    create_dir_all(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        // Made meanwhile by someone else, who makes it durable.
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// `path` with `.tmp` appended to its file name.
 pub fn temporary_twin(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -48,6 +67,13 @@ mod tests {
         // A failed write (its directory is gone) leaves nothing behind.
         let gone = dir.join("gone").join("thing.id");
         assert!(replace_file(&gone, b"three").is_err());
+        // Directories are made with their parents; made again, nothing changes.
+        let deep = dir.join("a").join("b");
+        create_dir_all(&deep).unwrap();
+        create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Under a file, an error.
+        assert!(create_dir_all(&path.join("c")).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

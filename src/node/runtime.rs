@@ -50,7 +50,7 @@ pub fn run(config: NodeConfig) -> Result<(), String> {
 pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&config.data_dir)
+    crate::durable::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until every core has stopped (this function returns).
     let _lock = super::dir_lock::lock(&config.data_dir)?;
@@ -161,7 +161,8 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
 async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::durable::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let refused_file = dir.join(REFUSED_FILE);
     if let Ok(why) = std::fs::read_to_string(&refused_file) {
         return Err(format!(

@@ -133,13 +133,20 @@ impl Incarnations {
         if let Some(path) = &self.file
             && let Err(error) = crate::durable::replace_file(path, render(&known).as_bytes())
         {
-            // Refusing the peer for it would cut a node off its peers on a full disk; kept in
-            // memory, the record still guards this process, and the next record that can be
-            // written saves it with the rest.
+            // Refusing the peer for a full disk would cut a node off its peers when it can
+            // least afford it; kept in memory, the record still guards this process, and the
+            // next record that can be written saves it with the rest. Any other failure (an
+            // I/O error) refuses the connection until the record can be made durable.
+            if error.kind() != io::ErrorKind::StorageFull {
+                return Err(HandshakeError::RecordFailed {
+                    node_id: theirs.node_id,
+                    error: format!("{}: {error}", path.display()),
+                });
+            }
             tracing::warn!(
                 peer = %theirs.node_id,
                 %error,
-                "cannot record the peer's data incarnation (a full disk?): kept in memory only"
+                "cannot record the peer's data incarnation on a full disk: kept in memory only"
             );
         }
         *self.known.borrow_mut() = known;
@@ -326,6 +333,33 @@ mod tests {
         }
     }
 
+    /// Goal: a peer whose data incarnation cannot be recorded durably (an I/O error, not a
+    /// full disk) is refused until it can be: its record is what later refuses it back on
+    /// other data. Method: the record's temporary file is a directory; the handshake is
+    /// refused, naming the file; once the way is clear, it is accepted and recorded.
+    #[test]
+    fn a_peer_whose_record_cannot_be_written_is_refused_until_it_can() {
+        let name = format!("cohort-incarnations-unwritable-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peers.incarnations");
+        let blocker = crate::durable::temporary_twin(&path);
+        std::fs::create_dir(&blocker).unwrap();
+        let ours = Incarnations::load(seen(7, 1), false, Some(path.clone())).unwrap();
+        let error = refusal(ours.check_and_record(&from(2, (9, 1), (7, 1))));
+        assert!(
+            matches!(&error, HandshakeError::RecordFailed { node_id, .. } if *node_id == NodeId(2)),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("peers.incarnations"), "{error}");
+        std::fs::remove_dir(&blocker).unwrap();
+        ours.check_and_record(&from(2, (9, 1), (7, 1))).unwrap();
+        let again = Incarnations::load(seen(7, 2), false, Some(path)).unwrap();
+        assert_eq!(again.recorded(NodeId(2)), seen(9, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn records_are_kept_across_restarts_and_contradictions_refused() {
         let dir = std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));
@@ -396,18 +430,6 @@ mod tests {
         let error = Incarnations::load(me, false, Some(file)).err().unwrap();
         assert!(error.to_string().contains("damaged"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A record that cannot be written lets the peer in and is kept in memory.
-    #[test]
-    fn a_record_that_cannot_be_written_is_kept_in_memory() {
-        let file = std::env::temp_dir()
-            .join(format!("cohort-incarnations-gone-{}", std::process::id()))
-            .join("peers.incarnations");
-        let records = Incarnations::load(seen(7, 1), false, Some(file)).unwrap();
-        records.check_and_record(&from(2, (20, 1), (0, 0))).unwrap();
-        assert_eq!(records.recorded(NodeId(2)), seen(20, 1));
-        assert!(records.check_and_record(&from(2, (21, 1), (0, 0))).is_err());
     }
 
     /// A peer that recorded this core otherwise is refused either way; only a core whose data

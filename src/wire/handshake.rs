@@ -116,6 +116,11 @@ pub enum HandshakeError {
         start: u64,
         start_recorded: u64,
     },
+    /// The peer's data incarnation could not be recorded durably (not for a full disk).
+    RecordFailed {
+        node_id: NodeId,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -156,6 +161,11 @@ impl std::fmt::Display for HandshakeError {
             } => {
                 write!(f, "core {core_index}, expected core {core_index_expected}")
             }
+            HandshakeError::RecordFailed { node_id, error } => write!(
+                f,
+                "cannot record the data incarnation of node {node_id} durably ({error}): the \
+                 record is what refuses it back on other data, so the connection waits for it"
+            ),
             HandshakeError::LayoutMismatch {
                 node_id,
                 layout,
