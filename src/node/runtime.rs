@@ -164,15 +164,20 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     crate::durable::create_dir_all(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let refused_file = dir.join(REFUSED_FILE);
-    if let Ok(why) = std::fs::read_to_string(&refused_file) {
-        return Err(format!(
-            "{} (said at an earlier start and kept in {}: removed, the node starts again; on \
+    match std::fs::read_to_string(&refused_file) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable, it may say the node was refused: never start past it.
+        Err(error) => return Err(format!("cannot read {}: {error}", refused_file.display())),
+        Ok(why) => {
+            return Err(format!(
+                "{} (said at an earlier start and kept in {}: removed, the node starts again; on \
              another data dir it is refused again by every peer that knew its old one, but on \
              an older copy of its own it is let in once its start count passes what its peers \
              saw, without what it lost)",
-            why.trim_end(),
-            refused_file.display()
-        ));
+                why.trim_end(),
+                refused_file.display()
+            ));
+        }
     }
     let incarnation = super::incarnation::begin(&dir)?;
     // From here a start is counted: a refusal kept in `refused_file` stops later starts before
