@@ -85,7 +85,8 @@ pub async fn keep_peers_resolved(
     core: u16,
     resolve: ResolveFn,
 ) {
-    let mut known: BTreeMap<NodeId, SocketAddr> = BTreeMap::new();
+    // The addresses resolved at start: a name that fails its first try here keeps its own.
+    let mut known = transport.peer_addresses();
     let mut members: Option<BTreeMap<u64, String>> = None;
     let mut said_failed: Vec<u64> = Vec::new();
     let mut taken = Vec::new();
@@ -192,6 +193,47 @@ mod tests {
                 }
             }
             assert_eq!(transport.peers(), [NodeId(2)], "resolved on a later try");
+            wanted.close();
+            keeping.await;
+        })
+        .expect("executor");
+    }
+
+    /// A peer resolved at start keeps its address when its name then fails to resolve (a
+    /// name server down for a moment); it was dropped, its connection with it, until the next
+    /// try a second later.
+    #[test]
+    fn a_peer_resolved_at_start_keeps_its_address_when_its_name_then_fails() {
+        crate::node::on_one_executor("resolve-keeps", || async {
+            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let two: SocketAddr = "127.0.0.2:7002".parse().unwrap();
+            let config = crate::transport::TransportConfig::new(
+                NodeId(1),
+                0,
+                crate::wire::ClusterId(7),
+                listen,
+                BTreeMap::from([(NodeId(2), two)]),
+            );
+            let transport = Rc::new(Transport::start(config).expect("starts"));
+            let wanted = Inbox::new(4);
+            let members = BTreeMap::from([
+                (1, "127.0.0.1:7000".to_string()),
+                (2, "name-that-fails:7000".to_string()),
+            ]);
+            wanted.push_now(members);
+            let keeping = glommio::spawn_local(keep_peers_resolved(
+                wanted.clone(),
+                Rc::clone(&transport),
+                NodeId(1),
+                0,
+                |_| None,
+            ));
+            // The first try runs at once.
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                transport.peer_addresses(),
+                BTreeMap::from([(NodeId(2), two)])
+            );
             wanted.close();
             keeping.await;
         })

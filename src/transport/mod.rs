@@ -370,6 +370,12 @@ impl Transport {
     pub fn peers(&self) -> Vec<NodeId> {
         self.shared.peers.borrow().keys().copied().collect()
     }
+
+    /// Every peer with the address it is dialed at.
+    pub fn peer_addresses(&self) -> BTreeMap<NodeId, SocketAddr> {
+        let peers = self.shared.peers.borrow();
+        peers.iter().map(|(&id, peer)| (id, peer.addr)).collect()
+    }
 }
 
 impl Drop for Transport {
