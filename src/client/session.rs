@@ -361,11 +361,15 @@ impl Client {
                                 node: Some(node),
                             });
                         }
-                        Some(Ok(Outcome::NotLeader { leader, .. }))
-                            if leader != 0 && leader != node =>
-                        {
+                        // Naming itself: it leads again, in a new term, and its write of an
+                        // older term may not commit; the retry goes to it again.
+                        Some(Ok(Outcome::NotLeader { leader, .. })) if leader != 0 => {
                             slot.node = Some(leader);
-                            last_error = format!("node {node} is not the leader");
+                            last_error = if leader == node {
+                                format!("node {node} leads in a new term")
+                            } else {
+                                format!("node {node} is not the leader")
+                            };
                             // A leader this client never heard of: a new member. Sent on
                             // before: hints that are out of date (an election is on) may send
                             // it round between nodes.
