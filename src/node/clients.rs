@@ -18,6 +18,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 
+use super::client_conns::{Conns, Noted, Registered, closed};
 use crate::proto::client::{
     ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
     decode_client_frame, encode_responses,
@@ -73,26 +74,25 @@ const FRAME_BYTES_PER_INBOX_ITEM: usize = 16 << 10;
 /// rather than spin on the same error.
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Counts a core's open client connections; one is held per connection.
-struct Open(Rc<Cell<usize>>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
+/// A connection that received nothing for this long is closed to make room for a new one
+/// when its core is at [`CLIENT_CONNECTIONS_MAX`]: idle connections (a leaking pool, or
+/// connections opened to lock clients out) cannot keep every new client out, `cohort status`
+/// and `serve --join` included.
+pub const CLIENT_IDLE_CLOSABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Accept client connections until the listener fails or the inbox closes; at most
-/// `connections_max` at once ([`CLIENT_CONNECTIONS_MAX`] on a node).
+/// `connections_max` at once ([`CLIENT_CONNECTIONS_MAX`] on a node), past which a new one
+/// takes the place of the connection idle longest, if for `idle_closable_after`.
 pub async fn serve(
     listener: TcpListener,
     sockets: SocketOptions,
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
     connections_max: usize,
+    idle_closable_after: Duration,
 ) {
     let next_conn = Rc::new(Cell::new(1u64));
-    let open = Rc::new(Cell::new(0usize));
+    let open = Conns::default();
     let admitted = Rc::new(Semaphore::new(FRAME_BYTES_ADMITTED_MAX as u64));
     let mut said_full = false;
     loop {
@@ -104,12 +104,22 @@ pub async fn serve(
                 continue;
             }
         };
-        if open.get() >= connections_max {
+        if open.len() >= connections_max
+            && let Some((conn, idle)) = open.close_idlest(idle_closable_after)
+        {
+            tracing::info!(
+                conn,
+                ?idle,
+                "{connections_max} client connections open: the one idle longest is closed \
+                 to make room"
+            );
+        }
+        if open.len() >= connections_max {
             // Said once per crowd, not once per refused connection.
             if !said_full {
                 tracing::warn!(
-                    "{connections_max} client connections open on this core: new ones are \
-                     closed at once until some end"
+                    "{connections_max} client connections open on this core, none idle for \
+                     {idle_closable_after:?}: new ones are closed at once until some end"
                 );
             }
             said_full = true;
@@ -125,12 +135,11 @@ pub async fn serve(
         next_conn.set(conn + 1);
         let inbox = inbox.clone();
         let topology = Rc::clone(&topology);
-        open.set(open.get() + 1);
-        let held = Open(Rc::clone(&open));
+        let registered = open.register(conn);
         let admitted = Rc::clone(&admitted);
         glommio::spawn_local(async move {
-            serve_conn(conn, stream, inbox, topology, admitted).await;
-            drop(held);
+            serve_conn(conn, stream, inbox, topology, admitted, &registered).await;
+            drop(registered);
         })
         .detach();
     }
@@ -138,17 +147,24 @@ pub async fn serve(
 
 async fn serve_conn(
     conn: ConnId,
-    mut stream: TcpStream,
+    stream: TcpStream,
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
     admitted: Rc<Semaphore>,
+    registered: &Registered,
 ) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let mut stream = Noted {
+        inner: stream,
+        last_read: Rc::clone(&registered.last_read),
+    };
     let mut buffer = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-    let first = match opening(&mut stream, &mut buffer, &topology, &inbox, &admitted).await {
+    let opened = opening(&mut stream, &mut buffer, &topology, &inbox, &admitted);
+    let opened = futures_lite::future::or(opened, async { Err(closed(&registered.close).await) });
+    let first = match opened.await {
         Ok(first) => first,
         Err(reason) => {
             if reason != CLOSED_BY_CLIENT {
@@ -173,7 +189,9 @@ async fn serve_conn(
     // writer is done: a write failed, or the core cut the client off (its outbox is closed
     // and drained), which the client then learns at once rather than at its next request.
     let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox, &admitted);
-    let ended = futures_lite::future::or(reading, async { Err((&mut writing).await) });
+    let ended = futures_lite::future::or(reading, async {
+        Err(futures_lite::future::or(&mut writing, closed(&registered.close)).await)
+    });
     match ended.await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {
             tracing::debug!(conn, %peer, "client connection closed by the client");
@@ -190,7 +208,7 @@ async fn serve_conn(
 /// Answer topology and status requests at the start of a connection; return the first other
 /// frame, admitted.
 async fn opening(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buffer: &mut FrameReader,
     topology: &RefCell<Topology>,
     inbox: &Inbox<Input>,
@@ -444,7 +462,9 @@ mod tests {
             };
             let inbox = Inbox::new(64);
             let topology = Rc::new(RefCell::new(topology));
-            glommio::spawn_local(serve(listener, sockets, inbox, topology, 2)).detach();
+            let idle_closable_after = Duration::from_secs(60);
+            let serving = serve(listener, sockets, inbox, topology, 2, idle_closable_after);
+            glommio::spawn_local(serving).detach();
             let first = TcpStream::connect(address).await.expect("connect");
             let _second = TcpStream::connect(address).await.expect("connect");
             let mut third = TcpStream::connect(address).await.expect("connect");
@@ -471,6 +491,69 @@ mod tests {
                 glommio::timer::sleep(Duration::from_millis(20)).await;
             }
             panic!("no connection served after the first ended");
+        })
+        .expect("executor");
+    }
+
+    /// At its cap a core closes the connection idle longest (past the idle time) to serve a
+    /// new one: connections that say nothing cannot lock every client out. One that sent a
+    /// frame since is kept.
+    #[test]
+    fn at_the_cap_the_connection_idle_longest_makes_room_for_a_new_one() {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        use std::time::Duration;
+        crate::node::on_one_executor("client-idle", || async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let base = format!("127.0.0.1:{}", address.port() - 1);
+            let topology = Topology {
+                node_id: 1,
+                cores: 1,
+                groups: 1,
+                members: vec![(1, base.clone())],
+            };
+            let sockets = SocketOptions {
+                buffer_bytes: 1 << 16,
+                unacked_timeout: Duration::from_secs(10),
+            };
+            let topology = Rc::new(RefCell::new(topology));
+            let idle_after = Duration::from_millis(200);
+            let serving = serve(listener, sockets, Inbox::new(64), topology, 2, idle_after);
+            glommio::spawn_local(serving).detach();
+            let mut idle = TcpStream::connect(address).await.expect("connect");
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            let mut talking = TcpStream::connect(address).await.expect("connect");
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            // The later connection asks for the topology: it is not idle any more.
+            let mut encoder = FrameEncoder::new();
+            crate::proto::topology::encode_topology_request(&mut encoder).expect("encodes");
+            talking
+                .write_all(&encoder.to_frame_vec())
+                .await
+                .expect("ask");
+            let mut answer = [0u8; 4096];
+            assert!(talking.read(&mut answer).await.expect("answered") > 0);
+            let timeout = Duration::from_secs(2);
+            crate::client::fetch_topology(std::slice::from_ref(&base), timeout)
+                .await
+                .expect("a new connection is served at the cap");
+            let mut byte = [0u8; 1];
+            let read =
+                futures_lite::future::or(async { Some(idle.read(&mut byte).await) }, async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    None
+                });
+            let read = read.await;
+            assert!(
+                matches!(read, Some(Ok(0) | Err(_))),
+                "the idle one is closed: {read:?}"
+            );
+            let read =
+                futures_lite::future::or(async { Some(talking.read(&mut byte).await) }, async {
+                    glommio::timer::sleep(Duration::from_millis(300)).await;
+                    None
+                });
+            assert!(read.await.is_none(), "the one that talked is kept");
         })
         .expect("executor");
     }

@@ -1,5 +1,6 @@
 //! A cohort process: its configuration, one executor per core, and its shutdown.
 
+mod client_conns;
 pub mod clients;
 pub mod config;
 mod dir_lock;

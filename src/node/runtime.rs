@@ -300,6 +300,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             inbox.clone(),
             Rc::clone(&topology),
             super::clients::CLIENT_CONNECTIONS_MAX,
+            super::clients::CLIENT_IDLE_CLOSABLE_AFTER,
         )),
         glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
     ];
