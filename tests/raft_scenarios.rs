@@ -681,16 +681,17 @@ fn joint_consensus_replaces_a_voter_while_writes_go_on() {
     );
 }
 
-/// Goal: a leadership transfer asked while a joint change is under way is not undone by the
-/// leader's own entry leaving the joint configuration. Before, that entry went out after
-/// the target was told to campaign, so the voters that had it refused the target (its log
-/// was behind theirs) and the group waited an election timeout with no leader.
-#[test]
-fn a_transfer_during_a_joint_change_hands_over_and_the_new_leader_leaves_joint() {
+/// Three voters and a spare: the leader enters a joint change that adds the spare (4) and
+/// removes one follower, and at once hands the group to the other follower (cut off first if
+/// `target_cut_off`). Returns the cluster, settled, with (leader, leaving, target).
+fn joint_change_then_transfer(target_cut_off: bool) -> (Cluster, NodeId, NodeId, NodeId) {
     let mut cluster = cluster(3, 1, |_| {});
     let leader = elect(&mut cluster);
     let others = followers(&cluster, leader);
     let (leaving, target) = (others[0], others[1]);
+    if target_cut_off {
+        cluster.isolate(target);
+    }
     cluster
         .replica_mut(leader)
         .propose_conf_change(&change(&[
@@ -700,6 +701,16 @@ fn a_transfer_during_a_joint_change_hands_over_and_the_new_leader_leaves_joint()
         .unwrap();
     cluster.replica_mut(leader).transfer_leader(target).unwrap();
     cluster.stabilize().unwrap();
+    (cluster, leader, leaving, target)
+}
+
+/// Goal: a leadership transfer asked while a joint change is under way is not undone by the
+/// leader's own entry leaving the joint configuration. Before, that entry went out after
+/// the target was told to campaign, so the voters that had it refused the target (its log
+/// was behind theirs) and the group waited an election timeout with no leader.
+#[test]
+fn a_transfer_during_a_joint_change_hands_over_and_the_new_leader_leaves_joint() {
+    let (mut cluster, _, leaving, target) = joint_change_then_transfer(false);
     assert_eq!(cluster.leader(), Some(target), "handed over at once");
     let heartbeat_ticks = Cluster::test_config(target).heartbeat_interval_ticks;
     cluster.tick_all(heartbeat_ticks).unwrap();
@@ -718,20 +729,7 @@ fn a_transfer_during_a_joint_change_hands_over_and_the_new_leader_leaves_joint()
 /// election timeout), the leader leaves the joint configuration itself.
 #[test]
 fn an_abandoned_transfer_during_a_joint_change_lets_the_leader_leave_joint() {
-    let mut cluster = cluster(3, 1, |_| {});
-    let leader = elect(&mut cluster);
-    let others = followers(&cluster, leader);
-    let (leaving, target) = (others[0], others[1]);
-    cluster.isolate(target);
-    cluster
-        .replica_mut(leader)
-        .propose_conf_change(&change(&[
-            (ConfChangeKind::AddVoter, 4),
-            (ConfChangeKind::Remove, leaving.0),
-        ]))
-        .unwrap();
-    cluster.replica_mut(leader).transfer_leader(target).unwrap();
-    cluster.stabilize().unwrap();
+    let (mut cluster, leader, _, _) = joint_change_then_transfer(true);
     assert!(cluster.replica(leader).conf_state().is_joint());
     let config = Cluster::test_config(leader);
     cluster.tick(leader).unwrap();

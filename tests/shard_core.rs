@@ -1040,6 +1040,18 @@ fn an_append_with_an_entry_too_large_for_this_log_is_refused_and_the_node_goes_o
     assert_eq!(core.groups()[&0].replica.last_index(), LogIndex(2));
 }
 
+/// A snapshot's place: index 10 of term 2, voters 1, 2 and 3.
+fn meta_of_three_at_10() -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(10),
+        term: Term(2),
+        conf_state: ConfState {
+            voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+            ..ConfState::default()
+        },
+    }
+}
+
 #[test]
 fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_on() {
     // A leader's snapshot comes in chunks, each stream checked before the core takes it;
@@ -1048,14 +1060,7 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
     let events = Events::default();
     let (core, inbox) = core(2, &events);
     let snapshot = Snapshot {
-        meta: SnapshotMeta {
-            index: LogIndex(10),
-            term: Term(2),
-            conf_state: ConfState {
-                voters: vec![NodeId(1), NodeId(2), NodeId(3)],
-                ..ConfState::default()
-            },
-        },
+        meta: meta_of_three_at_10(),
         data: Bytes::from_static(b"not a key-value state"),
     };
     let body = MessageBody::InstallSnapshot(Box::new(snapshot));
@@ -1073,14 +1078,7 @@ fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() 
     kv.skip(10);
     let data = kv.encode_snapshot();
     let chunk = SnapshotChunk {
-        meta: SnapshotMeta {
-            index: LogIndex(10),
-            term: Term(2),
-            conf_state: ConfState {
-                voters: vec![NodeId(1), NodeId(2), NodeId(3)],
-                ..ConfState::default()
-            },
-        },
+        meta: meta_of_three_at_10(),
         offset: 0,
         total: data.len() as u64,
         checksum: crc32fast::hash(&data),

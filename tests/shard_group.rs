@@ -462,15 +462,9 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
     }
 }
 
-/// Goal: adding a node that a joint configuration is taking out is not "done": it would
-/// leave the group once the joint configuration is left. Method: the leader enters a joint
-/// configuration without node 3 (and stays in it); adding node 3 is then not finished.
-#[test]
-fn adding_a_node_on_its_way_out_is_not_done() {
-    use cohort::proto::members::{MemberChange, MemberOp};
+/// Node 1 (the leader) enters a joint configuration without node 3, and stays in it.
+fn enter_joint_without_node_3(trio: &mut Trio) {
     use cohort::raft::{ConfChange, ConfChangeKind, ConfChangeTransition};
-    use cohort::shard::membership;
-    let mut trio = Trio::new();
     let mut removal = ConfChange::single(ConfChangeKind::Remove, NodeId(3));
     removal.transition = ConfChangeTransition::Explicit;
     trio.groups[0]
@@ -480,6 +474,17 @@ fn adding_a_node_on_its_way_out_is_not_done() {
     trio.pump();
     let conf = trio.groups[0].replica.conf_state().clone();
     assert!(conf.voters_outgoing.contains(&NodeId(3)), "joint: {conf:?}");
+}
+
+/// Goal: adding a node that a joint configuration is taking out is not "done": it would
+/// leave the group once the joint configuration is left. Method: the leader enters a joint
+/// configuration without node 3 (and stays in it); adding node 3 is then not finished.
+#[test]
+fn adding_a_node_on_its_way_out_is_not_done() {
+    use cohort::proto::members::{MemberChange, MemberOp};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    enter_joint_without_node_3(&mut trio);
     let add = MemberChange {
         group: 0,
         node: 3,
@@ -498,7 +503,7 @@ fn adding_a_node_on_its_way_out_is_not_done() {
 /// replica still knows node 3's address; once the joint configuration is left, none does.
 #[test]
 fn a_voter_being_removed_keeps_its_address_until_the_joint_configuration_is_left() {
-    use cohort::raft::{ConfChange, ConfChangeKind, ConfChangeTransition};
+    use cohort::raft::ConfChange;
     let mut trio = Trio::new();
     let known = |trio: &Trio, node| {
         trio.groups
@@ -507,15 +512,7 @@ fn a_voter_being_removed_keeps_its_address_until_the_joint_configuration_is_left
             .collect::<Vec<_>>()
     };
     assert_eq!(known(&trio, 3), [true; 3]);
-    let mut removal = ConfChange::single(ConfChangeKind::Remove, NodeId(3));
-    removal.transition = ConfChangeTransition::Explicit;
-    trio.groups[0]
-        .replica
-        .propose_conf_change(&removal)
-        .expect("proposed");
-    trio.pump();
-    let conf = trio.groups[0].replica.conf_state().clone();
-    assert!(conf.voters_outgoing.contains(&NodeId(3)), "joint: {conf:?}");
+    enter_joint_without_node_3(&mut trio);
     assert_eq!(known(&trio, 3), [true; 3], "while node 3 still votes");
     trio.groups[0]
         .replica

@@ -178,17 +178,24 @@ fn dead_segment_is_recycled_and_reused_by_direct_writes() {
     dead_segment_recycled_in("recycle-direct", SyncMode::Direct);
 }
 
+/// Appends entries of group 0 from index 1 on, each synced, until the log has rotated three
+/// times; returns the last index.
+async fn synced_through_three_rotations(wal: &mut Wal<FileStore>) -> u64 {
+    let mut index = 0;
+    while wal.stats().rotations < 3 {
+        index += 1;
+        wal.append_entries(0, index, &[(1, &payload(0, index))])
+            .expect("append");
+        wal.sync().await.expect("sync");
+    }
+    index
+}
+
 fn dead_segment_recycled_in(name: &str, mode: SyncMode) {
     let dir = temp_dir(name);
     on_glommio(async {
         let mut wal = reopen_in(&dir, config(), mode).await.expect("fresh");
-        let mut index = 0;
-        while wal.stats().rotations < 3 {
-            index += 1;
-            wal.append_entries(0, index, &[(1, &payload(0, index))])
-                .expect("append");
-            wal.sync().await.expect("sync");
-        }
+        let mut index = synced_through_three_rotations(&mut wal).await;
         wal.mark_snapshot(0, index, 1).expect("snapshot");
         wal.sync().await.expect("sync");
         assert_eq!(wal.stats().segments_recycled, 1, "{:?}", wal.stats());
@@ -233,13 +240,7 @@ fn a_log_reopened_with_a_bigger_segment_size_grows_into_it_and_reopens() {
         let mut wal = reopen_in(&dir, config(), SyncMode::Blocking)
             .await
             .expect("fresh");
-        let mut index = 0;
-        while wal.stats().rotations < 3 {
-            index += 1;
-            wal.append_entries(0, index, &[(1, &payload(0, index))])
-                .expect("append");
-            wal.sync().await.expect("sync");
-        }
+        let mut index = synced_through_three_rotations(&mut wal).await;
         drop(wal);
         let mut wal = reopen_in(&dir, bigger, SyncMode::Blocking)
             .await

@@ -440,6 +440,35 @@ mod tests {
     use crate::proto::client::decode_responses;
     use crate::wire::limits::CLIENT_RESPONSES_PER_FRAME_MAX;
 
+    /// Serves client connections on loopback, at most two at once, closing one idle for
+    /// `idle_closable_after` to make room; returns the client address and the node's base.
+    fn serving_two(idle_closable_after: Duration) -> (std::net::SocketAddr, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let base = format!("127.0.0.1:{}", address.port() - 1);
+        let topology = Topology {
+            node_id: 1,
+            cores: 1,
+            groups: 1,
+            members: vec![(1, base.clone())],
+        };
+        let sockets = SocketOptions {
+            buffer_bytes: 1 << 16,
+            unacked_timeout: Duration::from_secs(10),
+        };
+        let topology = Rc::new(RefCell::new(topology));
+        let serving = serve(
+            listener,
+            sockets,
+            Inbox::new(64),
+            topology,
+            2,
+            idle_closable_after,
+        );
+        glommio::spawn_local(serving).detach();
+        (address, base)
+    }
+
     /// Past its cap a core closes new client connections at once, and serves new ones again
     /// once some ended.
     #[test]
@@ -447,24 +476,7 @@ mod tests {
         use futures_lite::AsyncReadExt;
         use std::time::Duration;
         crate::node::on_one_executor("client-cap", || async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let address = listener.local_addr().expect("address");
-            let base = format!("127.0.0.1:{}", address.port() - 1);
-            let topology = Topology {
-                node_id: 1,
-                cores: 1,
-                groups: 1,
-                members: vec![(1, base.clone())],
-            };
-            let sockets = SocketOptions {
-                buffer_bytes: 1 << 16,
-                unacked_timeout: Duration::from_secs(10),
-            };
-            let inbox = Inbox::new(64);
-            let topology = Rc::new(RefCell::new(topology));
-            let idle_closable_after = Duration::from_secs(60);
-            let serving = serve(listener, sockets, inbox, topology, 2, idle_closable_after);
-            glommio::spawn_local(serving).detach();
+            let (address, base) = serving_two(Duration::from_secs(60));
             let first = TcpStream::connect(address).await.expect("connect");
             let _second = TcpStream::connect(address).await.expect("connect");
             let mut third = TcpStream::connect(address).await.expect("connect");
@@ -503,23 +515,7 @@ mod tests {
         use futures_lite::{AsyncReadExt, AsyncWriteExt};
         use std::time::Duration;
         crate::node::on_one_executor("client-idle", || async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let address = listener.local_addr().expect("address");
-            let base = format!("127.0.0.1:{}", address.port() - 1);
-            let topology = Topology {
-                node_id: 1,
-                cores: 1,
-                groups: 1,
-                members: vec![(1, base.clone())],
-            };
-            let sockets = SocketOptions {
-                buffer_bytes: 1 << 16,
-                unacked_timeout: Duration::from_secs(10),
-            };
-            let topology = Rc::new(RefCell::new(topology));
-            let idle_after = Duration::from_millis(200);
-            let serving = serve(listener, sockets, Inbox::new(64), topology, 2, idle_after);
-            glommio::spawn_local(serving).detach();
+            let (address, base) = serving_two(Duration::from_millis(200));
             let mut idle = TcpStream::connect(address).await.expect("connect");
             glommio::timer::sleep(Duration::from_millis(50)).await;
             let mut talking = TcpStream::connect(address).await.expect("connect");
