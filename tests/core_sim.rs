@@ -742,6 +742,7 @@ struct Done {
     member_changes: u64,
     sessions_renewed: u64,
     writes_answered: usize,
+    reads_answered: usize,
 }
 
 impl Done {
@@ -755,6 +756,7 @@ impl Done {
         self.member_changes += other.member_changes;
         self.sessions_renewed += other.sessions_renewed;
         self.writes_answered += other.writes_answered;
+        self.reads_answered += other.reads_answered;
     }
 }
 
@@ -860,6 +862,10 @@ fn check_histories(clients: Vec<SimClient>, end: u64, mut done: Done) -> Result<
         done.writes_answered += ops
             .iter()
             .filter(|o| o.answered_at.is_some() && !matches!(o.op, RegisterOp::Read { .. }))
+            .count();
+        done.reads_answered += ops
+            .iter()
+            .filter(|o| o.answered_at.is_some() && matches!(o.op, RegisterOp::Read { .. }))
             .count();
         check_register(&ops, 10_000_000).map_err(|e| format!("key-{k}: {e}"))?;
     }
@@ -1043,8 +1049,9 @@ fn sweep(part: u64, parts: u64) {
         let shape = SimShape::for_seed(seed);
         match run(&shape) {
             Ok(done) => {
-                // A run whose writes all failed would check little.
+                // A run whose writes, or reads, all failed would check little.
                 assert!(done.writes_answered > 100, "seed {seed}: {done:?}");
+                assert!(done.reads_answered > 100, "seed {seed}: {done:?}");
                 total.add(&done);
             }
             Err(error) => panic!(
