@@ -440,6 +440,21 @@ mod tests {
     use crate::proto::client::decode_responses;
     use crate::wire::limits::CLIENT_RESPONSES_PER_FRAME_MAX;
 
+    /// Reads one byte from `stream`, or `None` if none comes within `patience` (a closed
+    /// connection reads `Ok(0)` or an error at once).
+    async fn read_one_within(
+        stream: &mut TcpStream,
+        patience: Duration,
+    ) -> Option<std::io::Result<usize>> {
+        use futures_lite::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        futures_lite::future::or(async { Some(stream.read(&mut byte).await) }, async {
+            glommio::timer::sleep(patience).await;
+            None
+        })
+        .await
+    }
+
     /// Serves client connections on loopback, at most two at once, closing one idle for
     /// `idle_closable_after` to make room; returns the client address and the node's base.
     fn serving_two(idle_closable_after: Duration) -> (std::net::SocketAddr, String) {
@@ -473,20 +488,13 @@ mod tests {
     /// once some ended.
     #[test]
     fn connections_past_the_cap_are_closed_until_some_end() {
-        use futures_lite::AsyncReadExt;
         use std::time::Duration;
         crate::node::on_one_executor("client-cap", || async {
             let (address, base) = serving_two(Duration::from_secs(60));
             let first = TcpStream::connect(address).await.expect("connect");
             let _second = TcpStream::connect(address).await.expect("connect");
             let mut third = TcpStream::connect(address).await.expect("connect");
-            let mut byte = [0u8; 1];
-            let read =
-                futures_lite::future::or(async { Some(third.read(&mut byte).await) }, async {
-                    glommio::timer::sleep(Duration::from_secs(5)).await;
-                    None
-                });
-            let read = read.await;
+            let read = read_one_within(&mut third, Duration::from_secs(5)).await;
             assert!(
                 matches!(read, Some(Ok(0) | Err(_))),
                 "the third is closed: {read:?}"
@@ -533,23 +541,13 @@ mod tests {
             crate::client::fetch_topology(std::slice::from_ref(&base), timeout)
                 .await
                 .expect("a new connection is served at the cap");
-            let mut byte = [0u8; 1];
-            let read =
-                futures_lite::future::or(async { Some(idle.read(&mut byte).await) }, async {
-                    glommio::timer::sleep(Duration::from_secs(5)).await;
-                    None
-                });
-            let read = read.await;
+            let read = read_one_within(&mut idle, Duration::from_secs(5)).await;
             assert!(
                 matches!(read, Some(Ok(0) | Err(_))),
                 "the idle one is closed: {read:?}"
             );
-            let read =
-                futures_lite::future::or(async { Some(talking.read(&mut byte).await) }, async {
-                    glommio::timer::sleep(Duration::from_millis(300)).await;
-                    None
-                });
-            assert!(read.await.is_none(), "the one that talked is kept");
+            let read = read_one_within(&mut talking, Duration::from_millis(300)).await;
+            assert!(read.is_none(), "the one that talked is kept");
         })
         .expect("executor");
     }
