@@ -364,3 +364,62 @@ fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
         assert!(result.is_ok(), "request {round}: {result:?}");
     }
 }
+
+/// Runs `requests` against a null server (one core), with a generous request timeout.
+fn batch_against_null(requests: Vec<(Ops, Consistency)>) -> Vec<Result<(), ClientError>> {
+    let server = NullServer::start(4, None).expect("null server");
+    let base = server.base.clone();
+    let results = cohort::node::on_one_executor("client-frames", move || async move {
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        let results = client.execute_batch(requests).await;
+        results.into_iter().map(|r| r.map(drop)).collect::<Vec<_>>()
+    })
+    .expect("executor");
+    drop(server);
+    results
+}
+
+/// Goal: a batch for one node core with more requests, or more bytes, than one frame takes
+/// goes out in several frames, and every request is answered (one frame of them was refused
+/// by the node, or could not be encoded at all, and every request timed out).
+#[test]
+fn a_batch_larger_than_a_frame_goes_in_several() {
+    let results = batch_against_null(puts(5_000));
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.first());
+    let mebibyte: Vec<(Ops, Consistency)> = (0..20)
+        .map(|i| {
+            let op = Op::Put {
+                key: format!("big-{i}").into_bytes().into(),
+                value: vec![7; 1 << 20].into(),
+            };
+            (smallvec![op], Consistency::Linearizable)
+        })
+        .collect();
+    let results = batch_against_null(mebibyte);
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.first());
+}
+
+/// Goal: a request larger than any frame is refused at once as invalid, not retried until
+/// its timeout.
+#[test]
+fn a_request_larger_than_a_frame_is_refused_at_once() {
+    let ops: Ops = (0..17)
+        .map(|_| Op::Put {
+            key: b"big".to_vec().into(),
+            value: vec![7; 1 << 20].into(),
+        })
+        .collect();
+    let start = Instant::now();
+    let results = batch_against_null(vec![(ops, Consistency::Linearizable)]);
+    assert!(
+        matches!(&results[..], [Err(ClientError::Invalid(message))] if message.contains("frame")),
+        "{results:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -14,7 +14,10 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures_lite::future;
 
 use crate::kv::{Command, CommandError, Op, OpResult, Ops, Results};
-use crate::proto::client::{Consistency, ErrorCode, Outcome, Request, encode_requests};
+use crate::proto::client::{
+    Consistency, ErrorCode, Outcome, REQUEST_BYTES_MAX, Request, encode_requests, request_bytes,
+    request_frames,
+};
 use crate::proto::topology::{
     Topology, client_address, core_of, decode_topology, encode_topology_request, group_of,
 };
@@ -505,8 +508,8 @@ impl Client {
         }
     }
 
-    /// Queue the requests of `members` to `address` in one frame; their answers go to
-    /// `attempt`, each at its place in `slots`.
+    /// Queue the requests of `members` to `address`, in as few frames as hold them; their
+    /// answers go to `attempt`, each at its place in `slots`.
     async fn send(
         &self,
         address: &str,
@@ -520,15 +523,19 @@ impl Client {
             .filter_map(|&i| slots[i].as_ref().map(|s| (i, &s.request)))
             .collect();
         let mut state = self.inner.state.borrow_mut();
-        encode_requests(&mut state.encoder, requests.iter().map(|(_, r)| *r))
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let keys = requests
-            .iter()
-            .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
-        if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
-            drop(state);
-            self.drop_channel(address, &channel);
-            return Err(std::io::Error::other(reason));
+        for frame in request_frames(&requests, |(_, r)| r) {
+            // Cannot fail: `prepare` refused any request larger than a frame.
+            encode_requests(&mut state.encoder, frame.iter().map(|(_, r)| *r)).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+            let keys = frame
+                .iter()
+                .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
+            if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
+                drop(state);
+                self.drop_channel(address, &channel);
+                return Err(std::io::Error::other(reason));
+            }
         }
         Ok(channel)
     }
@@ -592,6 +599,13 @@ impl Client {
             consistency,
         };
         request.command.validate()?;
+        let bytes = request_bytes(&request);
+        if bytes > REQUEST_BYTES_MAX {
+            return Err(ClientError::Invalid(format!(
+                "a request of {bytes} bytes does not fit a frame: at most {REQUEST_BYTES_MAX} \
+                 bytes of keys, values and expected values (split it)"
+            )));
+        }
         self.number(tag, &mut request.command);
         Ok(Slot {
             request,

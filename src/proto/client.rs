@@ -395,22 +395,69 @@ pub fn answer_weight(response: &Response) -> usize {
 /// [`CLIENT_RESPONSES_PER_FRAME_MAX`] answers, and no more bytes than a frame holds. An
 /// answer too large for a frame alone is a run of its own, whose encoding fails.
 pub fn answer_frames(responses: &[Response]) -> Vec<&[Response]> {
+    frame_runs(responses, CLIENT_RESPONSES_PER_FRAME_MAX, answer_bytes)
+}
+
+/// Splits `items`, in order, into runs of at most `count_max` whose `bytes` fit one frame
+/// together. An item too large for a frame alone is a run of its own.
+fn frame_runs<T>(items: &[T], count_max: usize, bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let budget = FRAME_BODY_BYTES_MAX - FRAME_SLACK_BYTES;
     let mut runs = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (at, response) in responses.iter().enumerate() {
-        let size = answer_bytes(response);
-        let full = at - start == CLIENT_RESPONSES_PER_FRAME_MAX || bytes + size > budget;
+    let (mut start, mut taken) = (0, 0);
+    for (at, item) in items.iter().enumerate() {
+        let size = bytes(item);
+        let full = at - start == count_max || taken + size > budget;
         if at > start && full {
-            runs.push(&responses[start..at]);
-            (start, bytes) = (at, 0);
+            runs.push(&items[start..at]);
+            (start, taken) = (at, 0);
         }
-        bytes += size;
+        taken += size;
     }
-    if start < responses.len() {
-        runs.push(&responses[start..]);
+    if start < items.len() {
+        runs.push(&items[start..]);
     }
     runs
+}
+
+/// Bytes a frame of requests gives each request beside its data, at most: its record (a
+/// `RequestRecord`).
+const REQUEST_RECORD_BYTES: usize = 32;
+/// The same for each operation (an `OpRecord`).
+const OP_RECORD_BYTES: usize = 16;
+const _: () = assert!(
+    size_of::<fb::RequestRecord>() <= REQUEST_RECORD_BYTES
+        && size_of::<fb::OpRecord>() <= OP_RECORD_BYTES
+);
+
+/// The most one request may take of a frame (see [`request_bytes`]): a frame, less room for
+/// its tables. A larger request cannot be sent at all.
+pub const REQUEST_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX - FRAME_SLACK_BYTES;
+
+/// What `request` takes of a frame of requests, at most.
+pub fn request_bytes(request: &Request) -> usize {
+    let ops: usize = request
+        .command
+        .ops
+        .iter()
+        .map(|op| {
+            let (_, expected, value) = op_parts(op);
+            OP_RECORD_BYTES
+                + op.key().len()
+                + expected.map_or(0, |e| e.len())
+                + value.map_or(0, |v| v.len())
+        })
+        .sum();
+    REQUEST_RECORD_BYTES + ops
+}
+
+/// Splits `items` (each holding the request `request` gives), in order, into runs that
+/// each fit one frame: at most [`CLIENT_REQUESTS_PER_FRAME_MAX`] requests, and no more bytes
+/// than a frame holds. A request too large for a frame alone is a run of its own, whose
+/// encoding fails.
+pub fn request_frames<T>(items: &[T], request: impl Fn(&T) -> &Request) -> Vec<&[T]> {
+    frame_runs(items, CLIENT_REQUESTS_PER_FRAME_MAX, |item| {
+        request_bytes(request(item))
+    })
 }
 
 /// Encode responses into one frame (the node's side), in the batch's columns: at most
