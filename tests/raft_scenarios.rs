@@ -1400,3 +1400,76 @@ fn a_replica_with_a_committed_unapplied_conf_change_does_not_campaign() {
     }
     assert_ne!(follower.role(), Role::Follower, "never campaigned");
 }
+
+/// Goal: a voter that a newer term reached without a leader (a stale answer, a rejected
+/// pre-vote) still refuses to elect anyone inside the lease of the leader it last heard:
+/// that leader still counts on it, and would serve reads from its lease that miss what a new
+/// leader elected with this vote commits. Found in review: the term change forgot the
+/// leader, and with it the lease.
+#[test]
+fn a_voter_moved_to_a_newer_term_without_a_leader_still_keeps_the_lease() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let granted = |vote_term: u64| {
+        let mut config = Cluster::test_config(NodeId(2));
+        config.check_quorum = true;
+        config.lease_reads = false;
+        config.pre_vote = false;
+        // Without lease reads, a replica just started holds no lease of its own: only the
+        // heartbeat below gives it one.
+        let mut voter = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+        let heartbeat = Heartbeat {
+            commit: LogIndex(1),
+            read_round: 1,
+            acknowledged: LogIndex(1),
+        };
+        let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
+        heard.term = voter.term().next();
+        let leader_term = heard.term;
+        voter.step(heard).unwrap();
+        // Node 3, a candidate of a newer term, answers a late message of ours.
+        let mut stale = term_2(3, 2, acked(0));
+        stale.term = Term(leader_term.0 + 1);
+        voter.step(stale).unwrap();
+        persist(&mut voter);
+        let request = VoteRequest {
+            last_log_index: LogIndex(1),
+            last_log_term: Term(1),
+            transfer: false,
+        };
+        voter
+            .step(Message {
+                from: NodeId(3),
+                to: NodeId(2),
+                term: Term(leader_term.0 + vote_term),
+                body: MessageBody::VoteRequest(request),
+            })
+            .unwrap();
+        let mut ready = voter.ready();
+        let mut answers = ready.take_messages_now();
+        answers.extend(ready.take_messages_after_persist());
+        answers.iter().any(|m| {
+            matches!(
+                m.body,
+                MessageBody::VoteResponse(VoteResponse { reject: false })
+            )
+        })
+    };
+    assert!(!granted(1), "a vote in the term it was moved to");
+    assert!(!granted(2), "a vote in a term after it");
+}
+
+/// Goal: without lease reads, the lease's clock drift is not looked at (the configuration
+/// checks it only where leases are on): a drift past the election timeout once overflowed
+/// on the first read (found in review).
+#[test]
+fn a_drift_past_the_election_timeout_is_ignored_without_lease_reads() {
+    let mut cluster = cluster(3, 0, |c| {
+        c.lease_reads = false;
+        c.lease_clock_drift_ticks = c.election_timeout_ticks + 10;
+    });
+    let leader = elect(&mut cluster);
+    let index = write(&mut cluster, leader, "x");
+    let ctx = cluster.read(leader).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.node(leader).reads_answered.get(&ctx), Some(&index));
+}

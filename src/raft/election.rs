@@ -108,16 +108,21 @@ impl Replica {
     }
 
     /// Inside a leader's lease a voter refuses to help depose it (CheckQuorum), unless the
-    /// leader itself asked for the election. With lease reads, a replica started less than
-    /// an election timeout ago counts as inside one too: before a restart it may have
+    /// leader itself asked for the election. The lease runs for an election timeout after
+    /// the voter last heard the leader, whatever happened since: a message of a newer term
+    /// that is no vote (a rejected pre-vote, a stale answer) makes it forget the leader, but
+    /// the leader, unaware, still counts on it. With lease reads, a replica started less
+    /// than an election timeout ago counts as inside one too: before a restart it may have
     /// confirmed a leader whose lease still runs, and which it no longer knows; granting a
     /// vote then could elect a new leader while the old one serves reads from its lease.
     fn in_lease(&self) -> bool {
         let timeout = self.config.election_timeout_ticks;
         let just_started = self.config.lease_reads && self.ticks < u64::from(timeout);
-        self.config.check_quorum
-            && (!self.leader.is_none() || just_started)
-            && self.election_elapsed < timeout
+        let heard_lately = self
+            .leader_heard_tick
+            .is_some_and(|at| self.ticks < at + u64::from(timeout));
+        let leading = !self.leader.is_none() && self.election_elapsed < timeout;
+        self.config.check_quorum && (leading || heard_lately || just_started)
     }
 
     /// A message from a newer term. Returns whether to go on processing it.
@@ -180,9 +185,13 @@ impl Replica {
             unreachable!("on_vote_request takes vote requests only");
         };
         let pre_vote = matches!(message.body, MessageBody::PreVoteRequest(_));
-        let can_vote = self.vote == message.from
-            || (self.vote.is_none() && self.leader.is_none())
-            || (pre_vote && message.term > self.term);
+        // In a term this replica was moved to without a leader, inside the lease of the
+        // last one: refused as in `on_higher_term`.
+        let lease_holds = !request.transfer && self.vote != message.from && self.in_lease();
+        let can_vote = !lease_holds
+            && (self.vote == message.from
+                || (self.vote.is_none() && self.leader.is_none())
+                || (pre_vote && message.term > self.term));
         // A log that ends before an index known to be committed lacks a committed entry.
         // Raft's up-to-date rule sees to that from our own log, unless this node lost
         // entries it acknowledged: then the commit a leader told it of does.

@@ -133,8 +133,12 @@ impl Replica {
     }
 
     fn lease_valid(&self) -> bool {
-        let lease_ticks =
-            u64::from(self.config.election_timeout_ticks - self.config.lease_clock_drift_ticks);
+        // Checked below the election timeout only where leases are on.
+        let lease_ticks = u64::from(
+            self.config
+                .election_timeout_ticks
+                .saturating_sub(self.config.lease_clock_drift_ticks),
+        );
         self.config.lease_reads
             && self.lead_transferee.is_none()
             && !self.reads.lease_forfeited

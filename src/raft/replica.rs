@@ -138,6 +138,10 @@ pub struct Replica {
     /// Votes received in the current (pre-)election.
     pub(crate) votes: Vec<(NodeId, bool)>,
     pub(crate) ticks: u64,
+    /// The tick at which a leader last reached this replica (an append, heartbeat or
+    /// snapshot), in any term: kept across term changes, which forget the leader, since the
+    /// lease this replica helped that leader hold runs on regardless (see `in_lease`).
+    pub(crate) leader_heard_tick: Option<u64>,
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) election_timeout_randomized: u32,
@@ -236,6 +240,7 @@ impl Replica {
             progress: Vec::new(),
             votes: Vec::new(),
             ticks: 0,
+            leader_heard_tick: None,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             election_timeout_randomized: config.election_timeout_ticks,

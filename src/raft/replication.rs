@@ -125,6 +125,7 @@ impl Replica {
 
     fn heard_from_leader(&mut self, leader: NodeId) {
         self.election_elapsed = 0;
+        self.leader_heard_tick = Some(self.ticks);
         self.leader = leader;
     }
 
