@@ -6,7 +6,7 @@
 //! where a follower truncates a conflicting suffix:
 //!
 //! ```text
-//!   snapshot_index < applied <= committed <= last_index
+//!   snapshot_index <= applied <= committed <= last_index
 //!   persisted <= last_index           (durable on this node, as the caller acknowledged)
 //!   unstable_from: first index not yet handed to the caller to persist
 //! ```
@@ -22,7 +22,8 @@ pub(crate) struct RaftLog {
     /// `entries[i].index == snapshot_index + 1 + i`.
     entries: VecDeque<Entry>,
     pub(crate) committed: LogIndex,
-    /// Highest index the caller has applied (acknowledged through `advance`).
+    /// Highest index the caller has applied (acknowledged through `advance`, or by a
+    /// snapshot of its state machine taken there).
     pub(crate) applied: LogIndex,
     /// Highest index handed out for applying (by a Ready, or by
     /// `Replica::take_committed_durable` while one is in flight); the next to hand out is
@@ -241,10 +242,10 @@ impl RaftLog {
     /// Drop entries up to `index` (inclusive): the caller snapshotted the state there.
     /// Returns them: freeing their buffers is the caller's to place.
     pub(crate) fn compact(&mut self, index: LogIndex) -> Vec<Entry> {
+        let applied = self.applied.max(self.applying);
         assert!(
-            index <= self.applied,
-            "compact({index}) beyond applied {}",
-            self.applied
+            index <= applied,
+            "compact({index}) beyond applied {applied}"
         );
         if index <= self.snapshot_index {
             return Vec::new();
@@ -254,6 +255,8 @@ impl RaftLog {
         let dropped = self.entries.drain(..drop).collect();
         self.snapshot_index = index;
         self.snapshot_term = term;
+        // Applied, by the state machine's word, ahead of the Ready in flight's `advance`.
+        self.applied = self.applied.max(index);
         dropped
     }
 

@@ -303,6 +303,12 @@ impl Replica {
     pub fn applied(&self) -> LogIndex {
         self.log.applied
     }
+    /// The highest index handed out for applying, by a Ready or by
+    /// [`Replica::take_committed_durable`] (applied at once): `applied` catches up with it
+    /// only when the Ready in flight advances.
+    pub fn applying(&self) -> LogIndex {
+        self.log.applied.max(self.log.applying)
+    }
     pub fn last_index(&self) -> LogIndex {
         self.log.last_index()
     }
@@ -486,15 +492,16 @@ impl Replica {
         Ok(())
     }
 
-    /// The caller snapshotted its state machine at `index` (≤ applied) into `data`: drop
-    /// the entries it covers and keep the snapshot to send to followers that need it.
+    /// The caller snapshotted its state machine at `index` (at most what it applied, so at
+    /// most [`Replica::applying`]) into `data`: drop the entries it covers and keep the
+    /// snapshot to send to followers that need it.
     /// Returns the dropped entries, so the caller can free their buffers where that does
     /// not hold up its loop (thousands of entries can pin megabytes of receive buffers).
     pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<Vec<Entry>, CompactError> {
-        if index > self.log.applied {
+        if index > self.applying() {
             return Err(CompactError::BeyondApplied {
                 index,
-                applied: self.log.applied,
+                applied: self.applying(),
             });
         }
         if index <= self.log.snapshot_index() {

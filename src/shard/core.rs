@@ -397,10 +397,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether group `id` has a Ready waiting for a sync.
-    fn persisting_group(&self, id: u32) -> bool {
-        self.persisting
-            .iter()
-            .any(|p| p.readies.binary_search_by_key(&id, |(g, _)| *g).is_ok())
+    /// Whether a Ready of group `id` in flight still has entries to apply or a snapshot to
+    /// install: until its sync ends, the group applies nothing else and takes no snapshot.
+    fn waits_to_apply(persisting: &VecDeque<Persisting<L::Synced>>, id: u32) -> bool {
+        // The Readies of a sync are in group order (taken from the groups' map; a group's
+        // pipelined Readies follow its first).
+        persisting.iter().any(|p| {
+            let from = p.readies.partition_point(|(g, _)| *g < id);
+            p.readies[from..]
+                .iter()
+                .take_while(|(g, _)| *g == id)
+                .any(|(_, ready)| !ready.committed().is_empty() || ready.snapshot().is_some())
+        })
     }
 
     /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
@@ -410,16 +418,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for (&id, group) in &mut self.groups {
-            // The Readies of a sync are in group order (taken from this map; a group's
-            // pipelined Readies follow its first).
-            let waits = self.persisting.iter().any(|p| {
-                let from = p.readies.partition_point(|(g, _)| *g < id);
-                p.readies[from..]
-                    .iter()
-                    .take_while(|(g, _)| *g == id)
-                    .any(|(_, ready)| !ready.committed().is_empty() || ready.snapshot().is_some())
-            });
-            if !waits {
+            if !Self::waits_to_apply(&self.persisting, id) {
                 let entries = group.replica.take_committed_durable();
                 group
                     .apply_entries(&entries, answers)
@@ -450,8 +449,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // the list now, it would come back only with its next Ready, which a quiet group
         // with no followers to heartbeat may never have.
         let mut due = self.snapshots_due.iter().copied();
-        let free =
-            |&id: &u32| !self.persisting_group(id) && !self.log.snapshot_in_flight(GroupId(id));
+        let free = |&id: &u32| {
+            !Self::waits_to_apply(&self.persisting, id) && !self.log.snapshot_in_flight(GroupId(id))
+        };
         if let Some(id) = due.find(free) {
             self.snapshots_due.remove(&id);
             self.snapshot(id);
@@ -1084,8 +1084,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = &self.groups[&id];
-        let applied = group.replica.applied();
-        let since = applied.0 - group.replica.snapshot_index().0;
+        let since = group.replica.applying().0 - group.replica.snapshot_index().0;
         let state_bytes = group.replica.snapshot().data.len() as u64;
         (every > 0 && since >= every)
             || (every_bytes > 0
@@ -1094,18 +1093,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log
     /// encode it off the loop, unless the group applied nothing since its last snapshot,
-    /// its state machine lags, its last snapshot is still being encoded or stored, or a
-    /// Ready of it waits for a sync.
+    /// its last snapshot is still being encoded or stored, or a Ready of it in flight has
+    /// entries to apply or a snapshot to install. Other Readies of it in flight (new entries,
+    /// above what it applied) do not hold it up: under steady load the group always has
+    /// one, and its log would grow until the load stopped.
     fn snapshot(&mut self, id: u32) {
-        if self.persisting_group(id) {
+        if Self::waits_to_apply(&self.persisting, id) {
             return;
         }
         let Some(group) = self.groups.get_mut(&id) else {
             return;
         };
-        let applied = group.replica.applied();
-        if applied == group.replica.snapshot_index()
-            || group.kv.applied_index() != applied.0
+        if group.kv.applied_index() <= group.replica.snapshot_index().0
             || self.log.snapshot_in_flight(GroupId(id))
         {
             return;
