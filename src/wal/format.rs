@@ -3,6 +3,8 @@
 //! Everything here is a pure function over byte slices, so recovery can run it on untrusted
 //! bytes: a decoder never panics and never reads out of bounds; it returns `None` instead.
 
+use std::ops::RangeInclusive;
+
 use super::storage::Part;
 
 /// Bytes at the start of every segment file, before the first record.
@@ -138,10 +140,29 @@ fn record_crc(segment_seq: u64, record: &[u8]) -> u32 {
 /// Reads the record that starts at `offset` of `segment`, if a whole valid one is there.
 /// Returns `None` for zeros, garbage, a length past the end, or a checksum mismatch.
 pub fn decode_record(segment: &[u8], offset: usize, segment_seq: u64) -> Option<RecordHeader> {
+    decode_record_within(segment, offset, segment_seq, &(0..=u64::MAX))
+}
+
+/// As [`decode_record`], for a record of use only if its lsn lies in `lsns`: a header that
+/// says otherwise, or whose `durable_lsn` is above its lsn (no record's is), is refused
+/// before its checksum, which costs a pass over as many bytes as the header claims. Scans for
+/// records among garbage need this: bytes that look like a header claiming megabytes can sit
+/// at every aligned offset of a segment (a client's values, say), and checking each would
+/// take time quadratic in the segment's size.
+pub fn decode_record_within(
+    segment: &[u8],
+    offset: usize,
+    segment_seq: u64,
+    lsns: &RangeInclusive<u64>,
+) -> Option<RecordHeader> {
     let header = segment.get(offset..offset.checked_add(RECORD_HEADER_BYTES)?)?;
     let len_bytes = u32::from_le_bytes(header[0..4].try_into().ok()?);
     let kind = RecordKind::from_u8(header[8])?;
     if header[9..16].iter().any(|&b| b != 0) || (len_bytes as usize) < RECORD_HEADER_BYTES {
+        return None;
+    }
+    let (lsn, durable_lsn) = (u64_at(header, 16), u64_at(header, 24));
+    if !lsns.contains(&lsn) || durable_lsn > lsn {
         return None;
     }
     let record = segment.get(offset..offset + len_bytes as usize)?;
@@ -152,8 +173,8 @@ pub fn decode_record(segment: &[u8], offset: usize, segment_seq: u64) -> Option<
     Some(RecordHeader {
         len_bytes,
         kind,
-        lsn: u64_at(header, 16),
-        durable_lsn: u64_at(header, 24),
+        lsn,
+        durable_lsn,
         group: u64_at(header, 32),
     })
 }

@@ -1,14 +1,16 @@
 //! Recovery on open: scan every segment, verify every record, rebuild the group indexes, and
 //! decide at the end of the log, by the table in `decision.rs`, whether to truncate or refuse.
 
+use std::ops::RangeInclusive;
+
 use bytes::Bytes;
 
 use super::decision::{StopAction, StopFacts, decide};
 use super::errors::WalOpenError;
 use super::format::{
     RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
-    SegmentHeaderState, decode_record, decode_segment_header, next_in_block_after_zeros,
-    segment_header_size,
+    SegmentHeaderState, decode_record, decode_record_within, decode_segment_header,
+    next_in_block_after_zeros, segment_header_size,
 };
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, Payload};
@@ -65,11 +67,22 @@ impl Found {
     }
 }
 
-fn scan_for_valid(bytes: &[u8], seq: u64, from: usize) -> Found {
+/// The lsns a record after a stop where `expected` was due can carry, in a log of
+/// `segments`: from `expected` on, and no further than every byte of the log could hold
+/// records.
+fn lsns_after(expected: Option<u64>, segments: &[Bytes]) -> RangeInclusive<u64> {
+    let from = expected.unwrap_or(1);
+    let bytes: usize = segments.iter().map(Bytes::len).sum();
+    from..=from.saturating_add((bytes / RECORD_HEADER_BYTES) as u64)
+}
+
+/// The valid records at the aligned offsets of `bytes` from `from` on whose lsns lie in
+/// `lsns` (see [`decode_record_within`]).
+fn scan_for_valid(bytes: &[u8], seq: u64, from: usize, lsns: &RangeInclusive<u64>) -> Found {
     let mut found = Found::default();
     let mut at = from;
     while at + RECORD_HEADER_BYTES <= bytes.len() {
-        if let Some(header) = decode_record(bytes, at, seq) {
+        if let Some(header) = decode_record_within(bytes, at, seq, lsns) {
             found.count += 1;
             found.durable_lsn_max = found.durable_lsn_max.max(header.durable_lsn);
             found.end_offset = at + header.len_bytes as usize;
@@ -114,7 +127,9 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
     }
     if decode_segment_header(&segments[0], seqs[0]) != SegmentHeaderState::Valid {
         // An interrupted creation of the first segment leaves no record anywhere.
-        let any = (0..seqs.len()).any(|i| scan_for_valid(&segments[i], seqs[i], 0).count > 0);
+        let lsns = lsns_after(None, &segments);
+        let any =
+            (0..seqs.len()).any(|i| scan_for_valid(&segments[i], seqs[i], 0, &lsns).count > 0);
         if any {
             return Err(WalOpenError::CorruptSegmentHeader {
                 file: storage.locate(seqs[0]),
@@ -170,7 +185,7 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                         "every record from lsn {lsn} on ({}), although a later record states \
                          that the log was durable up to lsn {}",
                         row.why,
-                        later_durable(&seqs, &segments, i, stop) - 1
+                        later_durable(&seqs, &segments, i, stop, expected) - 1
                     ),
                 });
             }
@@ -287,7 +302,8 @@ fn stop_facts(
     stop: usize,
     expected: Option<u64>,
 ) -> (StopFacts, Found) {
-    let here = scan_for_valid(&segments[i], seqs[i], stop);
+    let lsns = lsns_after(expected, segments);
+    let here = scan_for_valid(&segments[i], seqs[i], stop, &lsns);
     let next_first = (i + 1 < seqs.len())
         .then(|| decode_record(&segments[i + 1], SEGMENT_HEADER_BYTES, seqs[i + 1]))
         .flatten();
@@ -302,7 +318,7 @@ fn stop_facts(
             end_offset: 0,
         },
         _ => (i + 1..seqs.len())
-            .map(|j| scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES))
+            .map(|j| scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES, &lsns))
             .fold(Found::default(), Found::merge),
     };
     let all = here.merge(later);
@@ -320,10 +336,22 @@ fn stop_facts(
     (facts, here)
 }
 
-fn later_durable(seqs: &[u64], segments: &[Bytes], i: usize, stop: usize) -> u64 {
-    let mut found = scan_for_valid(&segments[i], seqs[i], stop);
+fn later_durable(
+    seqs: &[u64],
+    segments: &[Bytes],
+    i: usize,
+    stop: usize,
+    expected: Option<u64>,
+) -> u64 {
+    let lsns = lsns_after(expected, segments);
+    let mut found = scan_for_valid(&segments[i], seqs[i], stop, &lsns);
     for j in i + 1..seqs.len() {
-        found = found.merge(scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES));
+        found = found.merge(scan_for_valid(
+            &segments[j],
+            seqs[j],
+            SEGMENT_HEADER_BYTES,
+            &lsns,
+        ));
     }
     found.durable_lsn_max
 }
