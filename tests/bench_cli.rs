@@ -399,3 +399,59 @@ fn a_run_against_a_local_cluster_reports_every_node() {
     assert!(machine["ceiling_requests_per_s"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// Whether a process runs whose command line names `dir` (a node of the demo's cluster).
+fn a_process_names(dir: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(dir))
+    })
+}
+
+/// Goal: a demo told to stop (SIGTERM to it alone, or Ctrl-C, which reaches only it: its
+/// nodes run in a process group of their own) ends its load early, stops its nodes and
+/// deletes their folder, and says it was interrupted. Before, it died at once: its nodes ran
+/// on, and its folder stayed.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pause, on no executor
+fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
+    use std::io::{BufRead, BufReader};
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "demo",
+            "--seconds",
+            "60",
+            "--clients",
+            "2",
+            "--segment-mib",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort demo runs");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut dir = None;
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some((_, folder)) = line.split_once("data in ") {
+            dir = Some(folder.trim().to_string());
+        }
+        if line.starts_with("load:") {
+            break;
+        }
+    }
+    let dir = dir.expect("the demo names its folder");
+    assert!(a_process_names(&dir), "the nodes run");
+    std::thread::sleep(Duration::from_millis(500));
+    cohort::sys::send_signal(demo.id(), cohort::sys::Signal::Terminate);
+    let output = demo.wait_with_output().expect("the demo ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!Path::new(&dir).exists(), "{dir} is left");
+    assert!(!a_process_names(&dir), "a node of {dir} runs on");
+}

@@ -4,6 +4,8 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +21,32 @@ use smallvec::smallvec;
 use super::cpu::{self, CpuUse, Watched};
 use super::keys::{Distribution, KeyChooser, Keys};
 use super::recorder::Recorder;
+
+/// Set by SIGINT or SIGTERM once [`stop_on_signals`] was called.
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// From now on, SIGINT (Ctrl-C) and SIGTERM end a run's load early instead of killing the
+/// process, so that the caller can stop the nodes it started and delete their folder.
+pub fn stop_on_signals() -> Result<(), String> {
+    let mut registered = Ok(());
+    INTERRUPTED.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+                registered = Err(format!("cannot handle signal {signal}: {error}"));
+            }
+        }
+        flag
+    });
+    registered
+}
+
+/// Whether a signal asked the run to end (see [`stop_on_signals`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|flag| flag.load(Ordering::Relaxed))
+}
 
 /// The load of one run.
 #[derive(Clone, Debug)]
@@ -217,7 +245,7 @@ fn closed_loop(
             let (client, source, recorder) =
                 (client.clone(), Rc::clone(&source), Rc::clone(&recorder));
             glommio::spawn_local(async move {
-                while crate::clock::now() < end {
+                while crate::clock::now() < end && !interrupted() {
                     let (requests, groups) = source.borrow_mut().batch(batch);
                     let sent = crate::clock::now();
                     let answers = client.execute_batch_traced(requests).await;
@@ -248,7 +276,7 @@ async fn open_loop(
     let slots = Rc::new(Semaphore::new(u64::from(source.load.depth)));
     let batch = source.load.batch as usize;
     let mut next = first;
-    while next < end {
+    while next < end && !interrupted() {
         let now = crate::clock::now();
         if next > now {
             glommio::timer::sleep(next - now).await;
@@ -301,7 +329,7 @@ async fn tick(
     }
     let before = cpu::sample(&watched);
     let mut next = measured;
-    while next < end {
+    while next < end && !interrupted() {
         next = (next + Duration::from_secs(1)).min(end);
         let now = crate::clock::now();
         if next > now {

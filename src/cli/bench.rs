@@ -18,7 +18,8 @@ use crate::bench::report::{self, Ceiling, Report, duration_text, share_rows};
 use crate::kv::limits::{KEY_BYTES_MAX, REPLIES_PER_SESSION_MAX, VALUE_BYTES_MAX};
 
 use super::client_cmd::ReadMode;
-use super::local_cluster::{LocalCluster, NodeFlags};
+use super::local_cluster::NodeFlags;
+use super::scratch_cluster::ScratchCluster;
 
 #[derive(Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -232,7 +233,7 @@ fn is_host_port(text: &str) -> bool {
 /// Where the load goes: a running cluster, or a local one started for the run.
 struct Target {
     seeds: Vec<String>,
-    local: Option<(LocalCluster, PathBuf)>,
+    local: Option<ScratchCluster>,
     description: serde_json::Value,
     raw_fdatasync: Option<RawFdatasync>,
 }
@@ -247,16 +248,11 @@ impl Target {
                 raw_fdatasync: None,
             });
         }
+        // Ctrl-C ends the run early, and the nodes are stopped and their folder deleted.
+        driver::stop_on_signals()?;
         // One folder per cluster this process starts (a sweep starts one per point).
-        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let run = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cohort-bench-{}-{run}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let fdatasync = RawFdatasync::measure(&dir, super::local_cluster::NODES as usize)
-            .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
         let flags = &args.local;
-        let cluster = LocalCluster::start(&exe, &dir, flags)?;
+        let (cluster, fdatasync) = ScratchCluster::start("bench", flags, false, |_, _| {})?;
         let description = json!({
             "local": { "nodes": super::local_cluster::NODES, "cores": flags.cores,
                        "groups": flags.groups, "sync": format!("{:?}", flags.sync).to_lowercase(),
@@ -267,8 +263,8 @@ impl Target {
                        "broadcast_commit": flags.broadcast_commit },
         });
         Ok(Target {
-            seeds: cluster.bases.clone(),
-            local: Some((cluster, dir)),
+            seeds: cluster.cluster.bases.clone(),
+            local: Some(cluster),
             description,
             raw_fdatasync: Some(fdatasync),
         })
@@ -286,21 +282,7 @@ impl Target {
 
     /// Stop a local cluster; an error if a node had died or did not stop cleanly.
     fn close(self) -> Result<(), String> {
-        let Some((mut cluster, dir)) = self.local else {
-            return Ok(());
-        };
-        let exited = cluster.exited();
-        let stopped = cluster.stop();
-        if !exited.is_empty() {
-            return Err(format!(
-                "{} during the run; logs kept in {}",
-                exited.join("; "),
-                dir.display()
-            ));
-        }
-        stopped.map_err(|e| format!("{e}; logs kept in {}", dir.display()))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(())
+        self.local.map_or(Ok(()), ScratchCluster::close)
     }
 }
 
@@ -351,11 +333,14 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
     let watched = target
         .local
         .as_ref()
-        .map_or_else(Vec::new, |(cluster, _)| cluster.watched());
+        .map_or_else(Vec::new, |local| local.cluster.watched());
     let run = driver::run(target.seeds.clone(), load.clone(), watched);
-    let closed = target.close();
+    // A node that died explains a failed run better than the client's error does.
+    target.close()?;
     let run = run?;
-    closed?;
+    if driver::interrupted() {
+        return Err("interrupted: stopped the nodes this run started".to_string());
+    }
     let ceiling = if args.ceiling_seconds > 0.0 {
         let null = NullServer::start(run.groups, None)?;
         let mut ceiling_load = load.clone();

@@ -1,6 +1,7 @@
 //! `cohort demo`: a 3-node cluster on loopback (three child processes, a temporary data
 //! folder), a short mixed load, its throughput and latency, and a clean shutdown.
 
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
@@ -12,7 +13,8 @@ use crate::bench::report::duration_text;
 use crate::proto::client::Consistency;
 
 use super::bench::IN_FLIGHT_PER_CLIENT_MAX;
-use super::local_cluster::{LocalCluster, NodeFlags};
+use super::local_cluster::NodeFlags;
+use super::scratch_cluster::ScratchCluster;
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -88,20 +90,20 @@ impl DemoArgs {
 
 pub fn run(args: &DemoArgs) -> Result<(), String> {
     let load = args.load()?;
-    let dir = std::env::temp_dir().join(format!("cohort-demo-{}", std::process::id()));
-    println!(
-        "cohort demo: 3 nodes on 127.0.0.1, {} core(s) and {} groups each, sync {:?}; data in {}",
-        args.nodes.cores,
-        args.nodes.groups,
-        args.nodes.sync,
-        dir.display()
-    );
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let fdatasync = RawFdatasync::measure(&dir, super::local_cluster::NODES as usize)
-        .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.display()))?;
-    println!("raw limit: {}", fdatasync.words());
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
-    let mut cluster = LocalCluster::start(&exe, &dir, &args.nodes)?;
+    driver::stop_on_signals()?;
+    let announce = |dir: &Path, fdatasync: &RawFdatasync| {
+        println!(
+            "cohort demo: 3 nodes on 127.0.0.1, {} core(s) and {} groups each, sync {:?}; data \
+             in {}",
+            args.nodes.cores,
+            args.nodes.groups,
+            args.nodes.sync,
+            dir.display()
+        );
+        println!("raw limit: {}", fdatasync.words());
+    };
+    let (scratch, _) = ScratchCluster::start("demo", &args.nodes, args.keep, announce)?;
+    let dir = scratch.dir().to_path_buf();
     println!(
         "load: {} clients × {} batches of {} in flight, {} s, {}% linearizable reads, {} B values, \
          {} keys",
@@ -113,23 +115,27 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         args.value_bytes,
         args.keys
     );
-    let run = driver::run(cluster.bases.clone(), load, cluster.watched());
-    let exited = cluster.exited();
-    let stopped = cluster.stop();
+    let run = driver::run(
+        scratch.cluster.bases.clone(),
+        load,
+        scratch.cluster.watched(),
+    );
+    // A node that died explains a failed run better than the client's error does.
+    scratch.close()?;
     let run = run?;
-    if !exited.is_empty() {
+    if driver::interrupted() {
         return Err(format!(
-            "{}; see the logs in {}",
-            exited.join("; "),
-            dir.display()
+            "interrupted: stopped the nodes{}",
+            if args.keep {
+                ""
+            } else {
+                " and deleted their folder"
+            }
         ));
     }
-    stopped?;
     print_run(&run);
     if args.keep {
         println!("kept {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::ops::Range;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -189,7 +190,10 @@ impl LocalCluster {
             .open(self.log_path(id))
             .map_err(|e| format!("cannot open the log of node {id}: {e}"))?;
         let listening_before = self.listening_lines(id);
+        // In a process group of its own: a terminal's Ctrl-C goes to the process that runs
+        // the cluster, which stops the nodes itself (and deletes their folder).
         let child = Command::new(&self.exe)
+            .process_group(0)
             .args(&self.args[index])
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

@@ -5,5 +5,6 @@ pub mod check;
 pub mod client_cmd;
 pub mod demo;
 pub mod local_cluster;
+mod scratch_cluster;
 pub mod serve;
 pub mod sim;

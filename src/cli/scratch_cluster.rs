@@ -1,0 +1,98 @@
+//! A local cluster started for one run (the demo, `cohort bench` without `--nodes`) in a
+//! folder of its own under the system temp dir, deleted when the run ends, however it ends
+//! (done, an error, Ctrl-C), unless a node died (the folder keeps its logs) or the user
+//! asked to keep it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::bench::raw_disk::RawFdatasync;
+
+use super::local_cluster::{LocalCluster, NODES, NodeFlags};
+
+/// The cluster's nodes, then its folder: dropped in this order, the nodes are killed before
+/// their folder goes.
+pub struct ScratchCluster {
+    pub cluster: LocalCluster,
+    dir: ScratchDir,
+}
+
+impl ScratchCluster {
+    /// Starts three nodes with `flags` in a fresh folder `cohort-NAME-PID-N`, after measuring
+    /// the raw write + fdatasync of its disk (the limit the run is set against) and telling
+    /// `announce` both.
+    pub fn start(
+        name: &str,
+        flags: &NodeFlags,
+        keep: bool,
+        announce: impl FnOnce(&Path, &RawFdatasync),
+    ) -> Result<(ScratchCluster, RawFdatasync), String> {
+        let dir = ScratchDir::create(name, keep)?;
+        let fdatasync = RawFdatasync::measure(&dir.path, NODES as usize)
+            .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;
+        announce(&dir.path, &fdatasync);
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
+        let cluster = LocalCluster::start(&exe, &dir.path, flags)?;
+        Ok((ScratchCluster { cluster, dir }, fdatasync))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.path
+    }
+
+    /// Stops the nodes (SIGTERM) and deletes the folder, unless it is kept; an error if a
+    /// node had died or did not stop cleanly, and the folder is then kept for its logs.
+    pub fn close(self) -> Result<(), String> {
+        let ScratchCluster {
+            mut cluster,
+            mut dir,
+        } = self;
+        let exited = cluster.exited();
+        let stopped = cluster.stop();
+        if !exited.is_empty() {
+            dir.keep = true;
+            return Err(format!(
+                "{} during the run; logs kept in {}",
+                exited.join("; "),
+                dir.path.display()
+            ));
+        }
+        stopped.map_err(|e| {
+            dir.keep = true;
+            format!("{e}; logs kept in {}", dir.path.display())
+        })
+    }
+}
+
+/// A folder made for one run, deleted when dropped unless `keep`.
+struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    /// A folder no one else uses: a leftover of an earlier process with the same pid would
+    /// hold nodes' data that names other ports.
+    fn create(name: &str, keep: bool) -> Result<ScratchDir, String> {
+        static MADE: AtomicU32 = AtomicU32::new(0);
+        loop {
+            let n = MADE.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("cohort-{name}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(ScratchDir { path, keep }),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(format!("{}: {error}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
