@@ -18,7 +18,8 @@ pub struct Target {
     /// Base address (HOST:PORT) of one or more members, comma-separated.
     #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
     pub nodes: Vec<String>,
-    /// Give up after this many milliseconds (retries included).
+    /// Give up after this many milliseconds, retries included (`status`: on each core of
+    /// each node).
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
 }
@@ -27,15 +28,17 @@ impl Target {
     fn options(&self) -> ClientOptions {
         let mut options = ClientOptions::new(self.nodes.clone(), u64::from(std::process::id()));
         options.request_timeout = Duration::from_millis(self.timeout_ms);
+        options.attempt_timeout = options.attempt_timeout.min(options.request_timeout);
         options
     }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ReadMode {
-    /// Confirmed by the leader with a heartbeat round (ReadIndex).
+    /// Confirmed by the leader with a heartbeat round (ReadIndex); nodes run with
+    /// `--lease-reads` serve it from the leader's lease instead, as `lease`.
     Linearizable,
-    /// The leader's lease (needs `--lease-reads` on the nodes; otherwise ReadIndex).
+    /// The leader's lease where the nodes run with `--lease-reads`; elsewhere ReadIndex.
     Lease,
     /// Whatever the asked node has applied.
     Stale,
@@ -117,9 +120,7 @@ fn read_bounded(input: impl Read, place: &str) -> Result<Bytes, String> {
 
 /// Run one command; what to print, or the error.
 pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
-    let seed = u64::from(std::process::id());
-    let mut options = ClientOptions::new(target.nodes.clone(), seed);
-    options.request_timeout = Duration::from_millis(target.timeout_ms);
+    let options = target.options();
     crate::node::on_one_executor("cohort-client", move || async move {
         let client = Client::connect(options).await.map_err(|e| e.to_string())?;
         let mut raw = false;

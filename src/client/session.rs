@@ -214,16 +214,25 @@ impl Client {
     }
 
     /// Ask the members (and the seeds) for the topology again, at most once per
-    /// `REFRESH_EVERY`: the membership may have changed.
-    async fn refresh_topology(&self) {
+    /// `REFRESH_EVERY`, and not past `deadline`: the membership may have changed.
+    async fn refresh_topology(&self, deadline: Instant) {
         let now = crate::clock::now();
-        if now < self.inner.refreshed.get() + REFRESH_EVERY {
+        if now < self.inner.refreshed.get() + REFRESH_EVERY || now >= deadline {
             return;
         }
         self.inner.refreshed.set(now);
         let mut seeds: Vec<String> = self.topology().members.into_iter().map(|m| m.1).collect();
-        seeds.extend(self.inner.options.seeds.iter().cloned());
-        if let Ok(topology) = fetch_topology(&seeds, self.inner.options.attempt_timeout).await {
+        for seed in &self.inner.options.seeds {
+            if !seeds.contains(seed) {
+                seeds.push(seed.clone());
+            }
+        }
+        let asked = fetch_topology(&seeds, self.inner.options.attempt_timeout);
+        let fetched = future::or(async { Some(asked.await) }, async {
+            glommio::timer::sleep(deadline - now).await;
+            None
+        });
+        if let Some(Ok(topology)) = fetched.await {
             *self.inner.topology.borrow_mut() = topology;
         }
     }
@@ -313,12 +322,19 @@ impl Client {
             }
             attempts += 1;
             let mut pause = false;
+            // No wait of this attempt (a connection, its answers) runs past the deadline.
+            let attempt_timeout = options
+                .attempt_timeout
+                .min(deadline.saturating_duration_since(crate::clock::now()));
             // Send everything first, one frame per address, then collect every answer: the
             // nodes work on all of them at once.
             let attempt = Attempt::new(slots.len());
             let mut sent = Vec::new();
             for (address, members) in self.route(&mut slots) {
-                match self.send(&address, &members, &slots, &attempt).await {
+                match self
+                    .send(&address, &members, &slots, &attempt, attempt_timeout)
+                    .await
+                {
                     Ok(channel) => sent.push((address, channel, members)),
                     Err(error) => {
                         last_error = format!("{address}: {error}");
@@ -329,7 +345,7 @@ impl Client {
             }
             // Every answer, or the end of the attempt's time: whatever is missing then went
             // unanswered.
-            let attempt_over = glommio::timer::Timer::new(options.attempt_timeout);
+            let attempt_over = glommio::timer::Timer::new(attempt_timeout);
             future::or(attempt.all_answered(), async {
                 attempt_over.await;
             })
@@ -443,9 +459,9 @@ impl Client {
                 }
             }
             if pause {
-                self.pause(pauses).await;
+                self.pause(pauses, deadline).await;
                 pauses += 1;
-                self.refresh_topology().await;
+                self.refresh_topology(deadline).await;
             }
         }
         for slot in slots.into_iter().flatten() {
@@ -516,8 +532,9 @@ impl Client {
         members: &[usize],
         slots: &[Option<Slot>],
         attempt: &Rc<Attempt>,
+        timeout: Duration,
     ) -> std::io::Result<Rc<Channel>> {
-        let channel = self.channel(address).await?;
+        let channel = self.channel(address, timeout).await?;
         let requests: Vec<(usize, &Request)> = members
             .iter()
             .filter_map(|&i| slots[i].as_ref().map(|s| (i, &s.request)))
@@ -540,12 +557,11 @@ impl Client {
         Ok(channel)
     }
 
-    /// The open connection to `address`, or a new one.
-    async fn channel(&self, address: &str) -> std::io::Result<Rc<Channel>> {
+    /// The open connection to `address`, or a new one made within `timeout`.
+    async fn channel(&self, address: &str, timeout: Duration) -> std::io::Result<Rc<Channel>> {
         if let Some(channel) = self.inner.state.borrow().channels.get(address) {
             return Ok(Rc::clone(channel));
         }
-        let timeout = self.inner.options.attempt_timeout;
         let channel = Rc::new(with_timeout(timeout, Channel::connect(address, timeout)).await?);
         // Another task may have connected meanwhile: keep the first.
         let mut state = self.inner.state.borrow_mut();
@@ -707,8 +723,8 @@ impl Client {
 
     /// A jittered wait before the next attempt, so retries do not hammer an election or a
     /// cluster that is down: 5–25 ms at first, doubling with each pause the request took
-    /// before (`pauses`), up to 100–500 ms.
-    async fn pause(&self, pauses: u32) {
+    /// before (`pauses`), up to 100–500 ms; never past `deadline`.
+    async fn pause(&self, pauses: u32, deadline: Instant) {
         let ceiling_ms = (25u64 << pauses.min(5)).min(500);
         let floor_ms = ceiling_ms / 5;
         let jitter_ms = self
@@ -717,7 +733,9 @@ impl Client {
             .borrow_mut()
             .rng
             .below(ceiling_ms - floor_ms);
-        glommio::timer::sleep(Duration::from_millis(floor_ms + jitter_ms)).await;
+        let pause = Duration::from_millis(floor_ms + jitter_ms)
+            .min(deadline.saturating_duration_since(crate::clock::now()));
+        glommio::timer::sleep(pause).await;
     }
 
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
@@ -745,7 +763,6 @@ impl Client {
     }
 }
 
-/// `work`, or a timeout error after `timeout`.
 /// The least time between two topology requests of one client.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
@@ -770,6 +787,7 @@ pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topol
     Err(ClientError::NoCluster(errors.join("; ")))
 }
 
+/// `work`, or a timeout error after `timeout`.
 pub(crate) async fn with_timeout<T>(
     timeout: Duration,
     work: impl Future<Output = std::io::Result<T>>,

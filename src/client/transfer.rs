@@ -48,11 +48,12 @@ pub async fn transfer_leader(
         };
         // The leader answers when the transfer ends: done, or given up after three tries (a
         // lagging `to` catches up meanwhile).
+        let left = deadline.saturating_duration_since(crate::clock::now());
         let asked = exchange(
             &address,
             &encoder,
-            attempt_timeout,
-            attempt_timeout * 5,
+            attempt_timeout.min(left),
+            (attempt_timeout * 5).min(left),
             decode_transfer_outcome,
         );
         let next = |node: u64| {
