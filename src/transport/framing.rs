@@ -85,6 +85,11 @@ impl FrameReader {
         Ok(Some(self.buffer.split_to(frame_bytes).freeze()))
     }
 
+    /// Whether some bytes of a frame not yet whole are held.
+    pub fn holds_partial_frame(&self) -> bool {
+        self.filled > 0
+    }
+
     /// The size of the frame at the front of the buffer, once its header has arrived and
     /// is valid (an invalid one is [`FrameReader::next_frame`]'s error to report): what a
     /// reader may admit before it reads the rest.
