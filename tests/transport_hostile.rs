@@ -99,3 +99,39 @@ fn bad_frames_close_the_connection_and_the_node_keeps_serving() {
         node3.close().await;
     });
 }
+
+/// Goal: strangers that open connections and never handshake cannot keep a peer out: a new
+/// connection past the pending bound closes the oldest one in its handshake, rather than
+/// itself (found in review: 64 silent connections, reopened as they timed out, cut a node off
+/// from every peer that had to dial it). Method: node 3, whose handshakes may take 30 s,
+/// holds 64 silent connections; then node 2 (the smaller id dials) dials it and sends a
+/// message, which must arrive within seconds, not after the silent ones time out.
+#[test]
+fn silent_connections_cannot_keep_a_peer_from_connecting() {
+    run_executor(|| async {
+        let mut config3 = config(3, loopback_any_port(), &[(2, unused_addr())]);
+        config3.handshake_timeout = Duration::from_secs(30);
+        let node3 = Transport::start(config3).expect("node 3 starts");
+        let addr = node3.local_addr();
+        let mut silent = Vec::new();
+        for _ in 0..cohort::transport::HANDSHAKES_PENDING_MAX {
+            let stream = glommio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
+            silent.push(stream);
+        }
+        // Let node 3 take them all in.
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        let node2 =
+            Transport::start(config(2, loopback_any_port(), &[(3, addr)])).expect("node 2 starts");
+        node2
+            .send(NodeId(3), append(2, 3, 1, 1, payload(2, 1, 1)))
+            .expect("queued");
+        let delivered = receive(&node3, 1, Duration::from_secs(5)).await;
+        assert_eq!(
+            delivered[0].envelopes,
+            vec![append(2, 3, 1, 1, payload(2, 1, 1))]
+        );
+        drop(silent);
+    });
+}

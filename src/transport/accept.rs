@@ -9,6 +9,7 @@ use super::config::HANDSHAKES_PENDING_MAX;
 use super::connection;
 use super::reason::CloseReason;
 use super::shared::Shared;
+use super::signal::Stop;
 use super::socket;
 
 pub(super) async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
@@ -23,9 +24,12 @@ pub(super) async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
             }
         };
         let address = peer_label(&stream);
-        if shared.handshakes_pending.get() >= HANDSHAKES_PENDING_MAX {
-            shared.log_close(address, false, &CloseReason::HandshakesPendingFull);
-            continue;
+        let oldest = {
+            let mut pending = shared.handshakes_pending.borrow_mut();
+            (pending.len() >= HANDSHAKES_PENDING_MAX).then(|| pending.pop_front())
+        };
+        if let Some((_, close)) = oldest.flatten() {
+            close.stop();
         }
         if let Err(error) = socket::tune_accepted(&stream, shared.config.socket_options()) {
             shared.log_close(address, false, &error.into());
@@ -44,7 +48,12 @@ async fn serve_accepted(
     pending: PendingHandshake,
 ) {
     let timeout = shared.config.handshake_timeout;
-    let accepted = connection::with_timeout(timeout, connection::accept(&shared, stream)).await;
+    let accepting = connection::with_timeout(timeout, connection::accept(&shared, stream));
+    let closed = async {
+        pending.close.stopped().await;
+        Err(CloseReason::HandshakesPendingFull)
+    };
+    let accepted = futures_lite::future::or(accepting, closed).await;
     drop(pending);
     match accepted {
         Ok((peer, stream, reader)) => {
@@ -62,24 +71,34 @@ fn peer_label(stream: &TcpStream) -> String {
     )
 }
 
-/// Counts a connection in its handshake for as long as it lives (also when the task is
-/// dropped at shutdown).
+/// Lists a connection among those in their handshake for as long as it lives (also when the
+/// task is dropped at shutdown), with the signal that closes it to make way for a newer one.
 struct PendingHandshake {
     shared: Rc<Shared>,
+    number: u64,
+    close: Rc<Stop>,
 }
 
 impl PendingHandshake {
     fn new(shared: Rc<Shared>) -> PendingHandshake {
-        shared
-            .handshakes_pending
-            .set(shared.handshakes_pending.get() + 1);
-        PendingHandshake { shared }
+        let number = shared.handshakes_accepted.get();
+        shared.handshakes_accepted.set(number + 1);
+        let close = Rc::new(Stop::default());
+        let entry = (number, Rc::clone(&close));
+        shared.handshakes_pending.borrow_mut().push_back(entry);
+        PendingHandshake {
+            shared,
+            number,
+            close,
+        }
     }
 }
 
 impl Drop for PendingHandshake {
     fn drop(&mut self) {
-        let pending = &self.shared.handshakes_pending;
-        pending.set(pending.get() - 1);
+        let mut pending = self.shared.handshakes_pending.borrow_mut();
+        if let Some(at) = pending.iter().position(|(n, _)| *n == self.number) {
+            pending.remove(at);
+        }
     }
 }

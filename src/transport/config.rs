@@ -18,8 +18,9 @@ use crate::wire::limits::{
     RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
 
-/// Connections that may be in their handshake at once; past this, new connections are closed
-/// at once. A peer completes its handshake in one round trip, so only strangers queue here.
+/// Connections that may be in their handshake at once; past this, a new connection closes the
+/// oldest. A peer completes its handshake in one round trip, so only strangers stay long
+/// here, and they cannot keep out a peer that dials: it takes the place of one of them.
 pub const HANDSHAKES_PENDING_MAX: usize = 64;
 
 /// The configuration of one core's transport. Build it with [`TransportConfig::new`] and

@@ -27,7 +27,8 @@ pub enum CloseReason {
     FrameUnexpected { kind: &'static str },
     /// A message whose sender or recipient is not the two ends of this connection.
     MessageMisaddressed { from: NodeId, to: NodeId },
-    /// Too many connections were already in their handshake.
+    /// Too many connections were in their handshake: this one, the oldest, made way for a
+    /// new one.
     HandshakesPendingFull,
     /// A newer connection of the same peer replaced this one.
     Superseded,
@@ -97,7 +98,7 @@ impl fmt::Display for CloseReason {
                 )
             }
             CloseReason::HandshakesPendingFull => {
-                f.write_str("too many connections in their handshake")
+                f.write_str("too many connections in their handshake: the oldest made way")
             }
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),

@@ -2,7 +2,7 @@
 //! queues, the inbox, the shutdown switch and the counters.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,7 +93,10 @@ pub(super) struct Shared {
     pub inbox: LocalSender<Inbound>,
     pub shutdown: Stop,
     pub tasks_live: Cell<usize>,
-    pub handshakes_pending: Cell<usize>,
+    /// The accepted connections in their handshake, oldest first, each with the signal that
+    /// closes it (see `accept::accept_loop`), under the number it was given.
+    pub handshakes_pending: RefCell<VecDeque<(u64, Rc<Stop>)>>,
+    pub handshakes_accepted: Cell<u64>,
     pub stats: Cell<TransportStats>,
     /// Peers with a connection established since [`super::Transport::take_renewed`] last
     /// asked (a set: bounded by the peers, whether anyone asks or not).
