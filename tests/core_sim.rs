@@ -1047,7 +1047,15 @@ fn sweep(part: u64, parts: u64) {
     let seeds = seeds(part, parts);
     for &seed in &seeds {
         let shape = SimShape::for_seed(seed);
-        match run(&shape) {
+        // A panic (a broken assertion of the core) fails this seed, named, as an error does.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shape)))
+            .unwrap_or_else(|payload| {
+                Err(format!(
+                    "panicked: {}",
+                    cohort::sim::panic_message(payload.as_ref())
+                ))
+            });
+        match outcome {
             Ok(done) => {
                 // A run whose writes, or reads, all failed would check little.
                 assert!(done.writes_answered > 100, "seed {seed}: {done:?}");

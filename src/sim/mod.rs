@@ -20,4 +20,4 @@ pub use cluster::{Cluster, ConfigFn, SimNode};
 pub use disk::{Disk, StateMachine};
 pub use network::{Network, NetworkFaults};
 pub use register::{Operation, RegisterError, RegisterOp, check_register};
-pub use workload::{SimFailure, SimOptions, SimReport, run};
+pub use workload::{SimFailure, SimOptions, SimReport, panic_message, run};

@@ -104,18 +104,22 @@ impl fmt::Display for SimFailure {
 pub fn run(options: &SimOptions) -> Result<SimReport, SimFailure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_checked(options))).unwrap_or_else(
         |payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
             Err(SimFailure {
                 seed: options.seed,
                 now: None,
-                reason: format!("panicked: {message}"),
+                reason: format!("panicked: {}", panic_message(payload.as_ref())),
             })
         },
     )
+}
+
+/// What a panic said, from the payload `catch_unwind` caught.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
