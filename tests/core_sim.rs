@@ -683,7 +683,9 @@ impl SimClient {
     }
 
     /// Try another node after an attempt's time, give up after a request's.
-    fn check_time(&mut self, now: u64, nodes: &mut [Node]) -> Result<(), String> {
+    /// Gives up on the pending request past its patience, which is an error for one made
+    /// from `live_from` on (the cluster has settled: every request must be answered).
+    fn check_time(&mut self, now: u64, nodes: &mut [Node], live_from: u64) -> Result<(), String> {
         let Some(pending) = &mut self.pending else {
             return Ok(());
         };
@@ -693,6 +695,13 @@ impl SimClient {
             REQUEST_UNITS_IMPATIENT
         };
         if now >= pending.invoked_at + patience {
+            if pending.invoked_at >= live_from {
+                return Err(format!(
+                    "client {}: a request made at {}, with every fault healed since {live_from}, \
+                     got no answer by {now}",
+                    self.index, pending.invoked_at
+                ));
+            }
             return self.finish(now, None);
         }
         if now >= pending.attempt_at + ATTEMPT_UNITS {
@@ -782,6 +791,9 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     let mut done = Done::default();
     let mut membership = Membership::new();
     let quiet_from = shape.steps;
+    // Time enough after the faults end for any election, catch-up and handover to finish:
+    // from here on a request that gets no answer is a liveness failure.
+    let live_from = quiet_from + 1_500;
     let end = shape.steps + 4_000;
     // The down node, if any, and when it restarts.
     let mut down: Option<(usize, u64)> = None;
@@ -825,7 +837,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             }
         }
         for client in &mut clients {
-            client.check_time(t, &mut nodes)?;
+            client.check_time(t, &mut nodes, live_from)?;
             if client.pending.is_none() && t + REQUEST_UNITS < end {
                 client.start(t, &keys, &mut nodes);
             }
