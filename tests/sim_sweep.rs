@@ -21,6 +21,7 @@ fn sweep(part: u64, parts: u64) {
     let mut committed = 0;
     let mut conf_changes = 0;
     let mut pipelined = 0;
+    let mut reads = 0;
     for seed in start..end {
         match run(&SimOptions::for_seed(seed)) {
             Ok(report) => {
@@ -28,16 +29,20 @@ fn sweep(part: u64, parts: u64) {
                 committed += report.committed;
                 conf_changes += report.conf_changes;
                 pipelined += report.readies_pipelined;
+                reads += report.reads_checked;
             }
             Err(failure) => panic!("{failure}"),
         }
     }
     println!(
         "seeds {start}..{end}: {elections} elections, {committed} entries committed, \
-         {conf_changes} conf changes, {pipelined} Readies pipelined"
+         {conf_changes} conf changes, {pipelined} Readies pipelined, {reads} reads checked"
     );
     // A sweep in which nothing happens proves nothing.
-    assert!(end == start || (elections > 0 && committed > 0 && conf_changes > 0 && pipelined > 0));
+    assert!(
+        end == start
+            || (elections > 0 && committed > 0 && conf_changes > 0 && pipelined > 0 && reads > 0)
+    );
 }
 
 #[test]
