@@ -38,7 +38,7 @@ use cohort::raft::{
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
 use cohort::shard::inbox::Inbox;
-use cohort::shard::snapshot_stream::StreamConfig;
+use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::sim::{Disk, Operation, RegisterOp, check_register};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
@@ -370,6 +370,7 @@ impl Node {
                 peer_window_chunks: 8,
                 stall_ticks: 10,
                 abandon_ticks: 100,
+                bytes_max: SNAPSHOT_BYTES_MAX,
             },
             leader_balance_margin: Some(0),
             balance_every_ticks: 20,

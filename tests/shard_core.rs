@@ -23,7 +23,7 @@ use cohort::raft::{
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
 use cohort::shard::inbox::Inbox;
-use cohort::shard::snapshot_stream::StreamConfig;
+use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::wire::Envelope;
 use futures_lite::future::block_on;
 use smallvec::smallvec;
@@ -337,6 +337,7 @@ fn core_of_groups(
             peer_window_chunks: 8,
             stall_ticks: 10,
             abandon_ticks: 100,
+            bytes_max: SNAPSHOT_BYTES_MAX,
         },
         leader_balance_margin: None,
         balance_every_ticks: 20,

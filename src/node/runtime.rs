@@ -17,7 +17,7 @@ use crate::raft::{Config, ENTRY_OVERHEAD_BYTES, LostEntries, NodeId, Persisted, 
 use crate::shard::Group;
 use crate::shard::core::{Core, CoreNet, CoreShape, Hooks, Input};
 use crate::shard::inbox::Inbox;
-use crate::shard::snapshot_stream::StreamConfig;
+use crate::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportConfig};
 use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
 use crate::wire::{ClusterId, Envelope, Layout};
@@ -319,6 +319,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
             // Resend a quiet window after an election timeout; give a stream up after ten.
             stall_ticks: u64::from(config.election_ticks),
             abandon_ticks: 10 * u64::from(config.election_ticks),
+            bytes_max: SNAPSHOT_BYTES_MAX,
         },
         leader_balance_margin: config.leader_balance_margin,
         // A handover ends (done or abandoned) within an election timeout. One tick more than

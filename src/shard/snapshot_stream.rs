@@ -27,8 +27,9 @@ use crate::raft::{
 };
 use crate::wire::Envelope;
 
-/// The largest snapshot a receiver assembles (its memory is the group's state anyway).
-pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 32;
+/// The largest snapshot streamed, either way: far above what a group's state (held in
+/// memory) can weigh, a bound only on what a peer's chunks may announce.
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 40;
 
 #[derive(Clone, Copy, Debug)]
 pub struct StreamConfig {
@@ -45,6 +46,8 @@ pub struct StreamConfig {
     pub stall_ticks: u64,
     /// Ticks without progress before a stream is given up (either side).
     pub abandon_ticks: u64,
+    /// The largest snapshot sent or assembled ([`SNAPSHOT_BYTES_MAX`] on a node).
+    pub bytes_max: u64,
 }
 
 struct Outgoing {
@@ -85,6 +88,8 @@ pub struct SnapshotStreams {
     /// "start over". The same snapshot sent in a later term is streamed anew: the core may
     /// have dropped the one it got (its term had moved past the sender's meanwhile).
     completed: BTreeMap<(u64, u32), StreamId>,
+    /// Groups whose snapshot was too large to send, said once each.
+    said_too_large: std::collections::BTreeSet<u32>,
     ticks: u64,
 }
 
@@ -95,6 +100,7 @@ impl SnapshotStreams {
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
             completed: BTreeMap::new(),
+            said_too_large: Default::default(),
             ticks: 0,
         }
     }
@@ -119,6 +125,21 @@ impl SnapshotStreams {
         let MessageBody::InstallSnapshot(snapshot) = message.body else {
             return Some(message);
         };
+        let bytes = snapshot.data.len() as u64;
+        if bytes > self.config.bytes_max {
+            // A receiver would refuse its chunks: said here, once, rather than streamed in
+            // vain again and again.
+            if self.said_too_large.insert(group) {
+                tracing::error!(
+                    group,
+                    to = message.to.0,
+                    bytes,
+                    bytes_max = self.config.bytes_max,
+                    "snapshot too large to stream: a follower behind the log cannot catch up"
+                );
+            }
+            return None;
+        }
         let key = (message.to.0, group);
         if let Some(running) = self.outgoing.get_mut(&key) {
             let idle = self.ticks - running.progress_tick;
@@ -273,7 +294,7 @@ impl SnapshotStreams {
         };
         let key = (from.0, group);
         let end = chunk.offset.checked_add(chunk.data.len() as u64);
-        if chunk.total > SNAPSHOT_BYTES_MAX || end.is_none_or(|end| end > chunk.total) {
+        if chunk.total > self.config.bytes_max || end.is_none_or(|end| end > chunk.total) {
             tracing::warn!(
                 group,
                 from = from.0,
@@ -433,6 +454,7 @@ mod tests {
             peer_window_chunks: 5,
             stall_ticks: 5,
             abandon_ticks: 50,
+            bytes_max: SNAPSHOT_BYTES_MAX,
         })
     }
 
@@ -585,6 +607,7 @@ mod tests {
             peer_window_chunks: 3,
             stall_ticks: 5,
             abandon_ticks: 50,
+            bytes_max: SNAPSHOT_BYTES_MAX,
         };
         let (mut sender, mut receiver) = (SnapshotStreams::new(config), streams());
         sender.offer(0, install(snapshot(9, 200)));
@@ -810,5 +833,32 @@ mod tests {
             let (ack, whole) = receiver.on_chunk(0, chunk(offset, total, len));
             assert!(ack.is_none() && whole.is_none());
         }
+    }
+
+    /// Goal: a snapshot larger than a receiver assembles is not streamed at all (found in
+    /// review: its chunks went out, were dropped, and went out again, for ever).
+    #[test]
+    fn a_snapshot_too_large_to_assemble_is_not_streamed() {
+        let mut sender = SnapshotStreams::new(StreamConfig {
+            chunk_bytes: 10,
+            window_chunks: 3,
+            peer_window_chunks: 5,
+            stall_ticks: 5,
+            abandon_ticks: 50,
+            bytes_max: 100,
+        });
+        let message = |len: usize| Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::InstallSnapshot(Box::new(Snapshot {
+                meta: SnapshotMeta::default(),
+                data: Bytes::from(vec![7; len]),
+            })),
+        };
+        assert!(sender.offer(0, message(200)).is_none());
+        assert_eq!(sender.sending(), 0);
+        assert!(sender.offer(0, message(100)).is_none());
+        assert_eq!(sender.sending(), 1, "one at the bound goes");
     }
 }
