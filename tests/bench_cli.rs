@@ -141,6 +141,11 @@ fn the_demo_refuses_bad_flags_before_anything_starts() {
             "in flight per client",
         ),
         (&["--read-percent", "101"], "at most 100"),
+        (&["--value-bytes", "2000000"], "bytes a value may have"),
+        // The nodes' flags, checked as `serve` checks them before any node starts.
+        (&["--segment-mib", "0"], "--segment-mib"),
+        (&["--snapshot-chunk-kib", "0"], "--snapshot-chunk-kib"),
+        (&["--cores", "2", "--groups", "1"], "below --cores"),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["demo"];

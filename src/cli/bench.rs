@@ -127,38 +127,12 @@ pub(super) const IN_FLIGHT_PER_CLIENT_MAX: u64 = REPLIES_PER_SESSION_MAX as u64 
 impl BenchArgs {
     /// The load these flags describe, or what is wrong with them.
     pub fn load(&self) -> Result<Load, String> {
-        let positive = [
-            ("--clients", u64::from(self.clients)),
-            ("--depth", u64::from(self.depth)),
-            ("--batch", u64::from(self.batch)),
-            ("--keys", self.keys),
-        ];
-        if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{flag} must be at least 1"));
-        }
-        let in_flight = u64::from(self.depth) * u64::from(self.batch);
-        if in_flight > IN_FLIGHT_PER_CLIENT_MAX {
-            return Err(format!(
-                "--depth × --batch is {in_flight}, more than {IN_FLIGHT_PER_CLIENT_MAX} requests \
-                 in flight per client (a node remembers {REPLIES_PER_SESSION_MAX} answers per \
-                 session); use more --clients instead"
-            ));
-        }
-        if self.read_percent > 100 {
-            return Err(format!(
-                "--read-percent is {}, at most 100",
-                self.read_percent
-            ));
-        }
-        if self.value_bytes > VALUE_BYTES_MAX {
-            return Err(format!(
-                "--value-bytes is {}, more than the {VALUE_BYTES_MAX} bytes a value may have",
-                self.value_bytes
-            ));
-        }
-        if crate::bench::keys::key_name(self.keys - 1).len() > KEY_BYTES_MAX {
-            return Err("--keys is too large for the key format".into());
-        }
+        check_load_shape(
+            [self.clients, self.depth, self.batch],
+            self.keys,
+            self.read_percent,
+            self.value_bytes,
+        )?;
         if !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
             return Err(format!(
                 "--zipf-theta is {}, must be between 0 and 1 (exclusive)",
@@ -223,6 +197,47 @@ impl BenchArgs {
         }
         Ok(args)
     }
+}
+
+/// Checks the shape of a load, as `cohort bench` and `cohort demo` share it: clients, batches
+/// in flight per client and requests per batch (`[clients, depth, batch]`), keys, the share
+/// of reads and the value size.
+pub fn check_load_shape(
+    [clients, depth, batch]: [u32; 3],
+    keys: u64,
+    read_percent: u64,
+    value_bytes: usize,
+) -> Result<(), String> {
+    let positive = [
+        ("--clients", u64::from(clients)),
+        ("--depth", u64::from(depth)),
+        ("--batch", u64::from(batch)),
+        ("--keys", keys),
+    ];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    let in_flight = u64::from(depth) * u64::from(batch);
+    if in_flight > IN_FLIGHT_PER_CLIENT_MAX {
+        return Err(format!(
+            "--depth × --batch is {in_flight}, more than {IN_FLIGHT_PER_CLIENT_MAX} requests in \
+             flight per client (a node remembers {REPLIES_PER_SESSION_MAX} answers per \
+             session); use more --clients instead"
+        ));
+    }
+    if read_percent > 100 {
+        return Err(format!("--read-percent is {read_percent}, at most 100"));
+    }
+    if value_bytes > VALUE_BYTES_MAX {
+        return Err(format!(
+            "--value-bytes is {value_bytes}, more than the {VALUE_BYTES_MAX} bytes a value may \
+             have"
+        ));
+    }
+    if crate::bench::keys::key_name(keys - 1).len() > KEY_BYTES_MAX {
+        return Err("--keys is too large for the key format".into());
+    }
+    Ok(())
 }
 
 fn is_host_port(text: &str) -> bool {

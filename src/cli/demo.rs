@@ -12,7 +12,7 @@ use crate::bench::raw_disk::RawFdatasync;
 use crate::bench::report::duration_text;
 use crate::proto::client::Consistency;
 
-use super::bench::IN_FLIGHT_PER_CLIENT_MAX;
+use super::bench::check_load_shape;
 use super::local_cluster::NodeFlags;
 use super::scratch_cluster::ScratchCluster;
 
@@ -51,24 +51,16 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     fn load(&self) -> Result<Load, String> {
-        if [self.clients, self.depth, self.batch].contains(&0)
-            || self.seconds == 0
-            || self.keys == 0
-        {
-            return Err(
-                "--clients, --depth, --batch, --seconds and --keys must be at least 1".into(),
-            );
+        check_load_shape(
+            [self.clients, self.depth, self.batch],
+            self.keys,
+            self.read_percent,
+            self.value_bytes,
+        )?;
+        if self.seconds == 0 {
+            return Err("--seconds must be at least 1".into());
         }
-        let in_flight = u64::from(self.depth) * u64::from(self.batch);
-        if in_flight > IN_FLIGHT_PER_CLIENT_MAX {
-            return Err(format!(
-                "--depth × --batch is {in_flight}, more than {IN_FLIGHT_PER_CLIENT_MAX} requests \
-                 in flight per client; use more --clients instead"
-            ));
-        }
-        if self.read_percent > 100 {
-            return Err("--read-percent is at most 100".into());
-        }
+        self.nodes.check()?;
         Ok(Load {
             clients: self.clients,
             depth: self.depth,

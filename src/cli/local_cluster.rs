@@ -60,6 +60,18 @@ pub struct NodeFlags {
     pub snapshot_chunk_kib: usize,
 }
 
+impl NodeFlags {
+    /// Checks the flags as a node started with them would, before any starts: a bad value
+    /// is an error here, not nodes that exit at start.
+    pub fn check(&self) -> Result<(), String> {
+        let ports_per_node = 2 * self.cores.max(1);
+        let bases: Vec<String> = (0..NODES as u16)
+            .map(|i| format!("127.0.0.1:{}", 20_000 + i * ports_per_node))
+            .collect();
+        super::serve::check_args(&bootstrap_args(Path::new("unused"), 1, self, &bases))
+    }
+}
+
 impl Default for NodeFlags {
     fn default() -> NodeFlags {
         NodeFlags {
@@ -93,32 +105,14 @@ impl LocalCluster {
     /// `flags`.
     pub fn start(exe: &Path, dir: &Path, flags: &NodeFlags) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        flags.check()?;
         let ports_per_node = 2 * flags.cores;
         let base = free_port_run(NODES as u16 * ports_per_node)?;
         let bases: Vec<String> = (0..NODES as u16)
             .map(|i| format!("127.0.0.1:{}", base + i * ports_per_node))
             .collect();
-        let peers: Vec<String> = bases
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{}={b}", i + 1))
-            .collect();
         let args = (1..=NODES)
-            .map(|id| {
-                let mut args = node_args(dir, id, flags);
-                args.extend(
-                    [
-                        "--peers",
-                        &peers.join(","),
-                        "--cores",
-                        &flags.cores.to_string(),
-                        "--groups",
-                        &flags.groups.to_string(),
-                    ]
-                    .map(String::from),
-                );
-                args
-            })
+            .map(|id| bootstrap_args(dir, id, flags, &bases))
             .collect();
         let mut cluster = LocalCluster {
             dir: dir.to_path_buf(),
@@ -349,6 +343,28 @@ fn log_tail(dir: &Path, id: u64) -> String {
     let log = std::fs::read_to_string(log_path(dir, id)).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(LINES)..].join("\n")
+}
+
+/// The flags of node `id` of a new cluster whose nodes listen at `bases`.
+fn bootstrap_args(dir: &Path, id: u64, flags: &NodeFlags, bases: &[String]) -> Vec<String> {
+    let peers: Vec<String> = bases
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("{}={b}", i + 1))
+        .collect();
+    let mut args = node_args(dir, id, flags);
+    args.extend(
+        [
+            "--peers",
+            &peers.join(","),
+            "--cores",
+            &flags.cores.to_string(),
+            "--groups",
+            &flags.groups.to_string(),
+        ]
+        .map(String::from),
+    );
+    args
 }
 
 /// The flags of node `id` that do not depend on how it finds the cluster.

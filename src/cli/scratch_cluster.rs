@@ -28,6 +28,7 @@ impl ScratchCluster {
         keep: bool,
         announce: impl FnOnce(&Path, &RawFdatasync),
     ) -> Result<(ScratchCluster, RawFdatasync), String> {
+        flags.check()?;
         let dir = ScratchDir::create(name, keep)?;
         let fdatasync = RawFdatasync::measure(&dir.path, NODES as usize)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;

@@ -114,17 +114,21 @@ pub struct ServeArgs {
 
 /// Run `cohort serve`: a member of a new cluster (`--peers`), or a node that joins a running
 /// one (`--join`). Returns once the node stopped.
+/// Checks `serve` arguments (`args[0]` names the command) for a node that starts a new
+/// cluster, as that node would at start, without starting it.
+pub fn check_args(args: &[String]) -> Result<(), String> {
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let serve = <Serve as clap::Parser>::try_parse_from(args).map_err(|e| e.to_string())?;
+    serve.args.bootstrap_config().map(drop)
+}
+
 pub fn run(args: &ServeArgs) -> Result<(), String> {
     let Some(seeds) = &args.join else {
-        let peers = args.peers.as_deref().expect("clap: --peers or --join");
-        let members = parse_members(peers).map_err(|e| e.to_string())?;
-        let config = args.to_config(
-            members,
-            true,
-            args.cores.unwrap_or(1),
-            args.groups.unwrap_or(4),
-        )?;
-        return crate::node::run(config);
+        return crate::node::run(args.bootstrap_config()?);
     };
     let listen = args.listen.clone().expect("clap: --join requires --listen");
     check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
@@ -254,6 +258,18 @@ async fn join(options: &ClientOptions, id: u64, listen: &str) -> Result<(), Stri
 }
 
 impl ServeArgs {
+    /// The configuration of a node that starts a new cluster (`--peers`), checked.
+    fn bootstrap_config(&self) -> Result<NodeConfig, String> {
+        let peers = self.peers.as_deref().ok_or("--peers or --join is needed")?;
+        let members = parse_members(peers).map_err(|e| e.to_string())?;
+        self.to_config(
+            members,
+            true,
+            self.cores.unwrap_or(1),
+            self.groups.unwrap_or(4),
+        )
+    }
+
     fn to_config(
         &self,
         members: BTreeMap<NodeId, String>,
