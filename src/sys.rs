@@ -77,6 +77,21 @@ pub fn clock_ticks_per_second() -> u64 {
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
+/// CLOCK_BOOTTIME: monotonic, and counting the time the machine was suspended, which
+/// CLOCK_MONOTONIC (`Instant`) leaves out.
+pub fn boot_time() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is, and keeps no pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    // Fails only for a clock the kernel lacks: CLOCK_BOOTTIME is in every Linux since 2.6.39.
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 fn memlock_limit() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -312,7 +312,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             ticks: 0,
             tick_clock: shape
                 .tick_length
-                .map(|length| TickClock::new(length, crate::clock::now())),
+                .map(|length| TickClock::new(length, crate::clock::since_boot())),
             transfers: Vec::new(),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
@@ -338,7 +338,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.finish_persisted(&mut answers)?;
             // Time first: a lease read among the inputs must see every tick that passed.
             if let Some(clock) = &mut self.tick_clock {
-                for _ in 0..clock.owed(crate::clock::now()) {
+                for _ in 0..clock.owed(crate::clock::since_boot()) {
                     self.tick();
                 }
             }

@@ -1,4 +1,4 @@
-//! Ticks from the monotonic clock: how many a core owes its groups at the start of a turn.
+//! Ticks from the clock: how many a core owes its groups at the start of a turn.
 //!
 //! A timer task that pushes one tick per wake-up falls behind real time: each late wake-up
 //! delays every later tick, and a stall of the executor, however long, yields one tick. A
@@ -6,18 +6,22 @@
 //! a leader whose ticks run slow (the busiest node's do) keeps serving reads from a lease
 //! that has run out in real time, while the others elect a new leader and commit writes the
 //! reads miss. Counting ticks from the clock at the start of every turn, before the turn's
-//! inputs are handled, keeps a replica's ticks within one of real time.
+//! inputs are handled, keeps a replica's ticks within one of real time. The clock is the
+//! time since boot (`clock::since_boot`), which goes on while the machine is suspended:
+//! the monotonic clock stops then, and a leader resumed after a suspension would count
+//! its lease from before it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct TickClock {
     length: Duration,
-    start: Instant,
+    /// When the first tick began, by [`crate::clock::since_boot`].
+    start: Duration,
     delivered: u64,
 }
 
 impl TickClock {
-    pub fn new(length: Duration, start: Instant) -> TickClock {
+    pub fn new(length: Duration, start: Duration) -> TickClock {
         assert!(!length.is_zero(), "a tick has a length");
         TickClock {
             length,
@@ -27,8 +31,8 @@ impl TickClock {
     }
 
     /// Whole ticks elapsed by `now` that were not handed out before; counted as handed out.
-    pub fn owed(&mut self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start);
+    pub fn owed(&mut self, now: Duration) -> u64 {
+        let elapsed = now.saturating_sub(self.start);
         let due = u64::try_from(elapsed.as_nanos() / self.length.as_nanos()).unwrap_or(u64::MAX);
         let owed = due.saturating_sub(self.delivered);
         self.delivered += owed;
@@ -42,7 +46,7 @@ mod tests {
 
     #[test]
     fn owes_every_whole_tick_once_however_late_it_is_asked() {
-        let start = crate::clock::now();
+        let start = crate::clock::since_boot();
         let ms = Duration::from_millis;
         let mut clock = TickClock::new(ms(10), start);
         assert_eq!(clock.owed(start), 0);
