@@ -200,12 +200,18 @@ impl Cluster {
             .max(self.checker.max_committed())
     }
 
-    /// Checks that follow any input to a replica.
+    /// Checks that follow any input to a replica. Its commit is recorded at once, not only
+    /// when its next Ready is persisted: a leader may apply (and answer) entries committed
+    /// meanwhile and crash before that, and later reads must still be held against them.
     fn after_input(&mut self, id: NodeId) -> Result<(), String> {
         let node = &mut self.nodes[(id.0 - 1) as usize];
         let Some(replica) = node.replica.as_ref() else {
             return Ok(());
         };
+        if replica.commit() > node.recorded_commit {
+            let from = std::mem::replace(&mut node.recorded_commit, replica.commit());
+            self.checker.on_commit(replica, from)?;
+        }
         if replica.role() == Role::Leader && node.led_term != replica.term() {
             node.led_term = replica.term();
             let replica = self.nodes[(id.0 - 1) as usize]
@@ -350,9 +356,6 @@ impl Cluster {
             .as_mut()
             .expect("a node with a Ready in flight is up");
         replica.advance(ready.ack());
-        let from = node.recorded_commit;
-        node.recorded_commit = replica.commit();
-        self.checker.on_commit(replica, from)?;
         self.after_input(id)
     }
 
