@@ -22,7 +22,7 @@
 //!   files replaced whole and durably: [`durable`]
 //! - the per-core write-ahead log, its disk format and recovery rules: [`wal`] (`src/wal/`)
 //! - the replicated key-value state machine: [`kv`]; the client protocol over it: [`proto`]
-//! - the load generator behind `cohort bench` (histograms, reports, plots): [`bench`]
+//! - the load generator behind `cohort bench` (histograms, reports, plots): [`bench`](mod@bench)
 #![deny(unsafe_code)]
 
 pub mod bench;

@@ -398,7 +398,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
 const REFUSED_FILE: &str = "refused";
 
 /// Whether a core of the node on `data_dir` was refused by its peers for lost data (see
-/// [`stop_if_refused_as_unknown`]), at this start or an earlier one.
+/// `stop_if_refused_as_unknown`), at this start or an earlier one.
 pub fn refused_for_lost_data(data_dir: &std::path::Path, cores: u16) -> bool {
     (0..cores).any(|core| {
         data_dir
