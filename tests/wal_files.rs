@@ -1089,3 +1089,61 @@ fn old_bytes_that_look_like_huge_records_do_not_stall_recovery() {
     );
     fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Goal: damage at the very start of a log whose first segments were reclaimed is refused,
+/// as it is anywhere else, whether a record or the segment header is hit. Its lsns run far
+/// past what its remaining bytes could hold counting from lsn 1 (found in review: a scan
+/// bounded as if the log began at lsn 1 found none of the later records, took the damage for
+/// a torn tail, and emptied the whole log, term and vote included).
+#[test]
+fn damage_at_the_start_of_a_compacted_log_is_refused() {
+    for damage in ["record", "header"] {
+        let dir = temp_dir(&format!("compacted-{damage}"));
+        on_glommio(async {
+            let store = FileStore::open(&dir, SyncMode::Blocking).expect("store");
+            let mut wal = Wal::open(store, config()).await.expect("fresh");
+            for index in 1..=3_000 {
+                for group in 0..4 {
+                    let bytes = payload(group, index);
+                    wal.append_entries(group, index, &[(1, &bytes)])
+                        .expect("append");
+                }
+                if index % 10 == 0 {
+                    wal.sync().await.expect("sync");
+                }
+            }
+            for group in 0..4 {
+                wal.mark_snapshot(group, 2_990, 1).expect("snapshot");
+            }
+            wal.sync().await.expect("sync");
+        });
+        let first = (1..100)
+            .find(|&seq| segment(&dir, seq).exists())
+            .expect("a segment");
+        assert!(
+            first > 5,
+            "the early segments were reclaimed (first: {first})"
+        );
+        let path = segment(&dir, first);
+        match damage {
+            // A byte of the first record's header (its durable lsn).
+            "record" => {
+                let mut byte = [0u8; 1];
+                fs::File::open(&path)
+                    .and_then(|f| f.read_exact_at(&mut byte, 64 + 26))
+                    .expect("read");
+                patch(&path, 64 + 26, &[byte[0] ^ 0x40]);
+            }
+            _ => patch(&path, 0, b"NOTAWAL!"),
+        }
+        match (damage, reopen(&dir)) {
+            ("record", Err(WalOpenError::MidLogCorruption { .. }))
+            | ("header", Err(WalOpenError::CorruptSegmentHeader { .. })) => {}
+            (_, other) => panic!(
+                "{damage}: expected a refusal, got {:?}",
+                other.map(|wal| wal.recovery_report().clone())
+            ),
+        }
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -146,10 +146,11 @@
 //! the stop says the record expected at the stop was already durable when it was written,
 //! the stop is damage to synced data, and `open` fails with the file, the offset and what
 //! truncating would lose. (That scan checks a checksum only where the header's lsn could
-//! follow the stop, from the expected lsn to as many more as the log's bytes could hold, and
-//! its durable lsn is not above its own: old bytes can look like a header claiming megabytes
-//! at every aligned offset, and checking them all would take time quadratic in a segment's
-//! size.) Otherwise everything from the stop on was written after the last
+//! follow the stop, from the expected lsn to as many more as the log's bytes could hold (any
+//! lsn, for a stop before the log's first record), and its durable lsn is not above its own:
+//! old bytes can look like a header claiming megabytes at every aligned offset, and checking
+//! them all would take time quadratic in a segment's size. This narrows that cost to headers
+//! that also guess the lsns near the end of the log; it does not bound it.) Otherwise everything from the stop on was written after the last
 //! sync that any surviving record knows of (unsynced batches, several when syncs overlapped)
 //! and is dropped: the valid records left after the stop are zeroed (so a later, shorter
 //! write never exposes them), the kept segments are synced (a process crash leaves unsynced

@@ -69,9 +69,12 @@ impl Found {
 
 /// The lsns a record after a stop where `expected` was due can carry, in a log of
 /// `segments`: from `expected` on, and no further than every byte of the log could hold
-/// records.
+/// records. Any, where the stop came before the first record: a log whose first segments
+/// were reclaimed starts at an lsn nothing here tells (its first record is the damaged one).
 fn lsns_after(expected: Option<u64>, segments: &[Bytes]) -> RangeInclusive<u64> {
-    let from = expected.unwrap_or(1);
+    let Some(from) = expected else {
+        return 0..=u64::MAX;
+    };
     let bytes: usize = segments.iter().map(Bytes::len).sum();
     from..=from.saturating_add((bytes / RECORD_HEADER_BYTES) as u64)
 }
