@@ -310,9 +310,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             outboxes: HashMap::new(),
             hooks,
             ticks: 0,
-            tick_clock: shape
-                .tick_length
-                .map(|length| TickClock::new(length, crate::clock::since_boot())),
+            tick_clock: shape.tick_length.map(|length| {
+                // Twice the longest timeout counted in ticks (a snapshot stream given
+                // up; election timeouts are a tenth of it on a node).
+                let stream = &shape.snapshot_stream;
+                let longest = stream
+                    .abandon_ticks
+                    .max(u64::from(shape.balance_every_ticks));
+                TickClock::new(length, crate::clock::since_boot(), 2 * longest + 1)
+            }),
             transfers: Vec::new(),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
