@@ -416,13 +416,8 @@ fn a_process_names(dir: &str) -> bool {
     })
 }
 
-/// Goal: a demo told to stop (SIGTERM to it alone, or Ctrl-C, which reaches only it: its
-/// nodes run in a process group of their own) ends its load early, stops its nodes and
-/// deletes their folder, and says it was interrupted. Before, it died at once: its nodes ran
-/// on, and its folder stayed.
-#[test]
-#[allow(clippy::disallowed_methods)] // a test's pause, on no executor
-fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
+/// A demo started with a long load, once its load began: its process, and its folder.
+fn demo_under_load() -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut demo = Command::new(env!("CARGO_BIN_EXE_cohort"))
         .args([
@@ -451,12 +446,51 @@ fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
     }
     let dir = dir.expect("the demo names its folder");
     assert!(a_process_names(&dir), "the nodes run");
-    std::thread::sleep(Duration::from_millis(500));
-    cohort::sys::send_signal(demo.id(), cohort::sys::Signal::Terminate);
-    let output = demo.wait_with_output().expect("the demo ends");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(!Path::new(&dir).exists(), "{dir} is left");
-    assert!(!a_process_names(&dir), "a node of {dir} runs on");
+    (demo, dir)
+}
+
+/// Goal: a demo told to stop (SIGTERM to it alone; SIGHUP, its terminal closed; Ctrl-C,
+/// which reaches only it: its nodes run in a process group of their own) ends its load
+/// early, stops its nodes and deletes their folder, and says it was interrupted. Before, it
+/// died at once: its nodes ran on, and its folder stayed.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pause, on no executor
+fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        let (demo, dir) = demo_under_load();
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) takes plain integers.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::kill(demo.id() as libc::pid_t, signal) };
+        let output = demo.wait_with_output().expect("the demo ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains("interrupted"), "signal {signal}: {stderr}");
+        assert!(!Path::new(&dir).exists(), "signal {signal}: {dir} is left");
+        assert!(
+            !a_process_names(&dir),
+            "signal {signal}: a node of {dir} runs on"
+        );
+    }
+}
+
+/// Goal: the nodes of a demo killed outright (SIGKILL: nothing of it runs to stop them)
+/// stop by themselves once it is gone (`serve --stop-with-parent`), rather than run on
+/// for ever, holding their ports (found in review).
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pauses, on no executor
+fn the_nodes_of_a_demo_killed_outright_stop_by_themselves() {
+    let (mut demo, dir) = demo_under_load();
+    demo.kill().expect("killed");
+    demo.wait().expect("reaped");
+    let mut waited = Duration::ZERO;
+    while a_process_names(&dir) && waited < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    }
+    assert!(
+        !a_process_names(&dir),
+        "a node of {dir} runs on after {waited:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,14 +25,21 @@ use super::recorder::Recorder;
 /// Set by SIGINT or SIGTERM once [`stop_on_signals`] was called.
 static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// From now on, SIGINT (Ctrl-C) and SIGTERM end a run's load early instead of killing the
-/// process, so that the caller can stop the nodes it started and delete their folder.
+/// From now on, SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) end a run's load
+/// early instead of killing the process, so that the caller can stop the nodes it started and
+/// delete their folder; a second one ends the process at once (its nodes stop by themselves,
+/// see `serve --stop-with-parent`).
 pub fn stop_on_signals() -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut registered = Ok(());
     INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            // In this order: the first signal sets the flag, the next finds it set and exits.
+            let exit =
+                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&flag));
+            let set = exit.and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)));
+            if let Err(error) = set {
                 registered = Err(format!("cannot handle signal {signal}: {error}"));
             }
         }

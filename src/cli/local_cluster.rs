@@ -392,6 +392,7 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         &flags.wal_soft_limit_mib.to_string(),
         "--snapshot-chunk-kib",
         &flags.snapshot_chunk_kib.to_string(),
+        "--stop-with-parent",
     ]
     .map(String::from)
     .to_vec();

@@ -110,10 +110,33 @@ pub struct ServeArgs {
     /// No leader balancing: leaders stay where elections put them.
     #[arg(long)]
     pub no_leader_balance: bool,
+    /// Stop, as on SIGTERM, once the process that started this node exits (local clusters
+    /// run their nodes so: in a process group of their own, no terminal signal reaches them).
+    #[arg(long)]
+    pub stop_with_parent: bool,
 }
 
-/// Run `cohort serve`: a member of a new cluster (`--peers`), or a node that joins a running
-/// one (`--join`). Returns once the node stopped.
+/// Sets `stop` once this process's parent exits (it is then adopted by another, so its
+/// parent's pid changes), looking every 200 ms.
+fn stop_with_parent(stop: Arc<AtomicBool>) -> Result<(), String> {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::Builder::new()
+        .name("cohort-parent-watch".to_string())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if std::os::unix::process::parent_id() != parent {
+                    println!("the process that started this node exited: stopping");
+                    stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                #[allow(clippy::disallowed_methods)] // its own thread, on no executor
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot watch the parent process: {e}"))
+}
+
 /// Checks `serve` arguments (`args[0]` names the command) for a node that starts a new
 /// cluster, as that node would at start, without starting it.
 pub fn check_args(args: &[String]) -> Result<(), String> {
@@ -126,9 +149,17 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
     serve.args.bootstrap_config().map(drop)
 }
 
+/// Run `cohort serve`: a member of a new cluster (`--peers`), or a node that joins a running
+/// one (`--join`). Returns once the node stopped.
 pub fn run(args: &ServeArgs) -> Result<(), String> {
+    // Set by SIGTERM or Ctrl-C (see `node::run_until`), by the end of the process that
+    // started this node where asked, or by a failed join.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.stop_with_parent {
+        stop_with_parent(Arc::clone(&stop))?;
+    }
     let Some(seeds) = &args.join else {
-        return crate::node::run(args.bootstrap_config()?);
+        return crate::node::run_until(args.bootstrap_config()?, stop);
     };
     let listen = args.listen.clone().expect("clap: --join requires --listen");
     check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
@@ -149,7 +180,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             );
             let members = BTreeMap::from([(NodeId(args.id), listen)]);
             let config = args.to_config(members, false, recorded.cores, recorded.groups)?;
-            return crate::node::run(config);
+            return crate::node::run_until(config, stop);
         }
         (Err(error), _) => return Err(format!("--join {}: {error}", seeds.join(","))),
     };
@@ -191,7 +222,6 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let withdraw_options = options.clone();
     options.request_timeout = Duration::from_secs(args.join_timeout_s);
     let (id, failed) = (args.id, Arc::new(Mutex::new(None)));
-    let stop = Arc::new(AtomicBool::new(false));
     let (failure, stopper) = (Arc::clone(&failed), Arc::clone(&stop));
     let joiner = std::thread::Builder::new()
         .name("cohort-joiner".to_string())
