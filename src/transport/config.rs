@@ -20,7 +20,9 @@ use crate::wire::limits::{
 
 /// Connections that may be in their handshake at once; past this, a new connection closes the
 /// oldest. A peer completes its handshake in one round trip, so only strangers stay long
-/// here, and they cannot keep out a peer that dials: it takes the place of one of them.
+/// here, and holding connections open no longer keeps out a peer that dials: it takes the
+/// place of one of them. (Strangers opening more than this many connections per round trip
+/// still can: that takes a flood, not a few idle sockets.)
 pub const HANDSHAKES_PENDING_MAX: usize = 64;
 
 /// The configuration of one core's transport. Build it with [`TransportConfig::new`] and
