@@ -333,6 +333,10 @@ fn main() -> ExitCode {
     match client_cmd::run(&target, command) {
         Ok(Printed::Line(line)) => print_out(&line),
         Ok(Printed::Raw(bytes)) => print_raw(&bytes),
+        Ok(Printed::ConditionFailed(line)) => match print_out(&line) {
+            ExitCode::SUCCESS => ExitCode::from(client_cmd::CONDITION_FAILED_EXIT),
+            failed => failed,
+        },
         Err(error) => fail(&error),
     }
 }

@@ -211,7 +211,9 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
         &b3,
     ]);
     assert_eq!(swapped, ok("OK\n"));
-    let refused = run(&[
+    // A failed condition writes nothing, says why, and exits 2 (neither 0 nor an error's 1),
+    // so that a script can tell who won.
+    let refused = cohort_cli(&[
         "cas",
         "greeting",
         "--expected",
@@ -220,9 +222,15 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
         "--nodes",
         &b1,
     ]);
-    assert_eq!(refused, ok("condition failed: the value is bonjour\n"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        "condition failed: the value is bonjour\n"
+    );
     let absent = run(&["cas", "lock", "--absent", "me", "--nodes", &b2]);
     assert_eq!(absent, ok("OK\n"));
+    let taken = cohort_cli(&["cas", "lock", "--absent", "you", "--nodes", &b3]);
+    assert_eq!(taken.status.code(), Some(2), "the lock is taken");
     assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
     assert_eq!(
         run(&["get", "greeting", "--nodes", &b1]),
@@ -272,7 +280,7 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     let again = cohort_cli_fed(&swap, b"other");
     let said = String::from_utf8_lossy(&again.stdout);
     assert!(
-        again.status.success() && said.starts_with("condition failed: the value is "),
+        again.status.code() == Some(2) && said.starts_with("condition failed: the value is "),
         "{again:?}"
     );
     std::fs::remove_file(&expected).unwrap();

@@ -85,9 +85,16 @@ fn bytes(s: &str) -> Bytes {
 pub enum Printed {
     /// A line of text (values not valid UTF-8 shown lossily).
     Line(String),
+    /// A compare-and-swap's condition that failed, said in a line: nothing was written, which
+    /// the exit status tells scripts (see [`CONDITION_FAILED_EXIT`]).
+    ConditionFailed(String),
     /// A value's bytes as they are, with no newline.
     Raw(Bytes),
 }
+
+/// The exit status of `cohort cas` whose condition failed (nothing written): apart from 0
+/// (swapped) and 1 (an error), so that `if cohort cas lock --absent me` tells who won.
+pub const CONDITION_FAILED_EXIT: u8 = 2;
 
 /// A value from `input` (standard input), read to its end: at most `VALUE_BYTES_MAX` bytes,
 /// or an error that says so before more is read.
@@ -166,15 +173,12 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
             Some(OpResult::Value(value)) => String::from_utf8_lossy(&value).into_owned(),
             Some(OpResult::NotFound) => "(not found)".to_string(),
             Some(OpResult::Written) => "OK".to_string(),
-            Some(OpResult::ConditionFailed { current: None }) => {
-                "condition failed: the key has no value".to_string()
+            Some(OpResult::ConditionFailed { current }) => {
+                let now = current.map_or("the key has no value".to_string(), |value| {
+                    format!("the value is {}", String::from_utf8_lossy(&value))
+                });
+                return Ok(Printed::ConditionFailed(format!("condition failed: {now}")));
             }
-            Some(OpResult::ConditionFailed {
-                current: Some(value),
-            }) => format!(
-                "condition failed: the value is {}",
-                String::from_utf8_lossy(&value)
-            ),
             None => "(no result)".to_string(),
         };
         Ok(Printed::Line(line))
