@@ -749,6 +749,7 @@ struct Done {
     cuts: u64,
     handovers: u64,
     crashes: u64,
+    power_losses: u64,
     member_changes: u64,
     sessions_renewed: u64,
     writes_answered: usize,
@@ -763,6 +764,7 @@ impl Done {
         self.cuts += other.cuts;
         self.handovers += other.handovers;
         self.crashes += other.crashes;
+        self.power_losses += other.power_losses;
         self.member_changes += other.member_changes;
         self.sessions_renewed += other.sessions_renewed;
         self.writes_answered += other.writes_answered;
@@ -796,8 +798,8 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     // from here on a request that gets no answer is a liveness failure.
     let live_from = quiet_from + 1_500;
     let end = shape.steps + 4_000;
-    // The down node, if any, and when it restarts.
-    let mut down: Option<(usize, u64)> = None;
+    // The nodes down, if any, and when they restart.
+    let mut down: Option<(Vec<usize>, u64)> = None;
     for t in 1..=end {
         now.set(t);
         if t < quiet_from {
@@ -806,24 +808,35 @@ fn run(shape: &SimShape) -> Result<Done, String> {
                 membership.ask(&mut rng, t, &mut nodes);
             }
             if down.is_none() && shape.crashes && rng.chance(3, 10_000) {
-                let index = rng.below(NODES) as usize;
-                let unsynced = nodes[index].durable.borrow().tail.len() as u64;
-                nodes[index].crash(rng.below(unsynced + 1) as usize);
-                down = Some((index, t + 100 + rng.below(500)));
-                done.crashes += 1;
+                // Now and then a power loss: every node at once, each keeping what it
+                // synced and some of what it wrote after; else one node.
+                let crashed: Vec<usize> = if rng.chance(1, 8) {
+                    done.power_losses += 1;
+                    (0..nodes.len()).filter(|&i| nodes[i].is_up()).collect()
+                } else {
+                    vec![rng.below(NODES) as usize]
+                };
+                for &index in &crashed {
+                    let unsynced = nodes[index].durable.borrow().tail.len() as u64;
+                    nodes[index].crash(rng.below(unsynced + 1) as usize);
+                    done.crashes += 1;
+                }
+                down = Some((crashed, t + 100 + rng.below(500)));
             }
         } else if t == quiet_from {
             wires.borrow_mut().cut.clear();
             wires.borrow_mut().drop_permille = 0;
         }
-        if let Some((index, at)) = down
-            && (t >= at || t >= quiet_from)
+        if let Some((crashed, at)) = &down
+            && (t >= *at || t >= quiet_from)
         {
-            let node = &mut nodes[index];
-            node.start(shape.seed, shape.lease_reads, &now, &wires);
-            for client in &clients {
-                let (conn, outbox) = client.conns[index].clone();
-                node.inbox.push_now(Input::Connected { conn, outbox });
+            for &index in crashed {
+                let node = &mut nodes[index];
+                node.start(shape.seed, shape.lease_reads, &now, &wires);
+                for client in &clients {
+                    let (conn, outbox) = client.conns[index].clone();
+                    node.inbox.push_now(Input::Connected { conn, outbox });
+                }
             }
             down = None;
         }
@@ -1085,7 +1098,7 @@ fn sweep(part: u64, parts: u64) {
     // A sweep in which nothing happens proves nothing.
     if seeds.len() >= 12 {
         assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
-        assert!(total.crashes > 0 && total.member_changes > 0);
+        assert!(total.crashes > 0 && total.member_changes > 0 && total.power_losses > 0);
     }
 }
 
