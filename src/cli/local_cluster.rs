@@ -268,20 +268,13 @@ impl LocalCluster {
 
     /// SIGTERM node `id` and wait for it; an error if it did not exit cleanly.
     pub fn terminate(&mut self, id: u64) -> Result<(), String> {
-        let Some(mut child) = self.children[(id - 1) as usize].take() else {
+        let Some(child) = self.children[(id - 1) as usize].take() else {
             return Ok(());
         };
         crate::sys::send_signal(child.id(), crate::sys::Signal::Terminate);
         // A paused node takes the signal only once it goes on.
         crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
-        match child.wait() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!(
-                "node {id} exited with {status}; the end of its log:\n{}",
-                log_tail(&self.dir, id)
-            )),
-            Err(error) => Err(format!("node {id}: {error}")),
-        }
+        wait_stopped(&self.dir, id, child)
     }
 
     /// Nodes that exited on their own, with their status.
@@ -303,17 +296,11 @@ impl LocalCluster {
             crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
         }
         for (i, child) in self.children.iter_mut().enumerate() {
-            let Some(mut child) = child.take() else {
+            let Some(child) = child.take() else {
                 continue;
             };
-            match child.wait() {
-                Ok(status) if status.success() => {}
-                Ok(status) => problems.push(format!(
-                    "node {} exited with {status}; the end of its log:\n{}",
-                    i + 1,
-                    log_tail(&self.dir, i as u64 + 1)
-                )),
-                Err(error) => problems.push(format!("node {}: {error}", i + 1)),
+            if let Err(problem) = wait_stopped(&self.dir, i as u64 + 1, child) {
+                problems.push(problem);
             }
         }
         if problems.is_empty() {
@@ -330,6 +317,44 @@ impl Drop for LocalCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// How long a node told to stop (SIGTERM) may take to exit before it is killed: its last
+/// turn and sync take milliseconds.
+const STOP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits for node `id`, told to stop, to exit; an error if it did not exit cleanly, or not
+/// within [`STOP_PATIENCE`] (then it is killed).
+#[allow(clippy::disallowed_methods)] // polls a child process, on no executor
+fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if waited < STOP_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(10));
+                waited += Duration::from_millis(10);
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "node {id} did not stop within {STOP_PATIENCE:?} of SIGTERM and was killed; \
+                     the end of its log:\n{}",
+                    log_tail(dir, id)
+                ));
+            }
+            Err(error) => return Err(format!("node {id}: {error}")),
+        }
+    };
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "node {id} exited with {status}; the end of its log:\n{}",
+            log_tail(dir, id)
+        ))
     }
 }
 
