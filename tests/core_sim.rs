@@ -31,6 +31,7 @@ use cohort::kv::{Command, KvStore, OpResult, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use cohort::proto::topology::group_of;
+use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
     Config, Entry, GroupId, HardState, LogIndex, LostEntries, Message, MessageBody, NodeId,
     Persisted, Prng, Ready, Replica, Snapshot,
@@ -748,6 +749,8 @@ struct Done {
     stalls: u64,
     cuts: u64,
     handovers: u64,
+    /// Of those, the ones that handed the group over.
+    handovers_done: u64,
     crashes: u64,
     power_losses: u64,
     member_changes: u64,
@@ -765,6 +768,7 @@ impl Done {
         self.stalls += other.stalls;
         self.cuts += other.cuts;
         self.handovers += other.handovers;
+        self.handovers_done += other.handovers_done;
         self.crashes += other.crashes;
         self.power_losses += other.power_losses;
         self.replicas_compared += other.replicas_compared;
@@ -796,6 +800,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         .collect();
     let mut done = Done::default();
     let mut membership = Membership::new();
+    let mut transfers = Vec::new();
     let quiet_from = shape.steps;
     // Time enough after the faults end for any election, catch-up and handover to finish:
     // from here on a request that gets no answer is a liveness failure.
@@ -806,7 +811,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     for t in 1..=end {
         now.set(t);
         if t < quiet_from {
-            nemesis(&mut rng, t, &mut nodes, &wires, &mut done);
+            nemesis(&mut rng, t, (&mut nodes, &wires), &mut transfers, &mut done);
             if shape.member_changes && rng.chance(5, 10_000) {
                 membership.ask(&mut rng, t, &mut nodes);
             }
@@ -866,6 +871,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             client.receive(t, &mut nodes)?;
         }
         membership.hear(&mut done);
+        hear_transfers(&mut transfers, &mut done);
     }
     compare_replicas(&mut nodes, &now, end, &mut done)?;
     check_histories(clients, end, done)
@@ -977,8 +983,8 @@ fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
 fn nemesis(
     rng: &mut Prng,
     t: u64,
-    nodes: &mut [Node],
-    wires: &Rc<RefCell<Wires>>,
+    (nodes, wires): (&mut [Node], &Rc<RefCell<Wires>>),
+    transfers: &mut Vec<Inbox<TransferOutcome>>,
     done: &mut Done,
 ) {
     let roll = rng.below(10_000);
@@ -1004,16 +1010,29 @@ fn nemesis(
         20..=22 => {
             let group = rng.below(u64::from(GROUPS)) as u32;
             let to = 1 + rng.below(NODES);
-            let input = Input::TransferLeader {
-                group,
-                to,
-                reply: Inbox::new(4),
-            };
+            let reply = Inbox::new(4);
+            transfers.push(reply.clone());
+            let input = Input::TransferLeader { group, to, reply };
             nodes[(id - 1) as usize].input(t, input);
             done.handovers += 1;
         }
         _ => {}
     }
+}
+
+/// Counts the handovers that ended with the node asked for leading (`done.handovers` counts
+/// those asked), and forgets every answered one.
+fn hear_transfers(transfers: &mut Vec<Inbox<TransferOutcome>>, done: &mut Done) {
+    let mut cx = Context::from_waker(Waker::noop());
+    transfers.retain(|reply| {
+        let mut outcomes = Vec::new();
+        if reply.poll_take_all(&mut cx, &mut outcomes).is_pending() {
+            return true;
+        }
+        let led = |o: &TransferOutcome| matches!(o, TransferOutcome::Done { .. });
+        done.handovers_done += outcomes.iter().filter(|o| led(o)).count() as u64;
+        false
+    });
 }
 
 /// What the simulation knows of each group's members (from the outcomes of the changes it
@@ -1151,7 +1170,7 @@ fn sweep(part: u64, parts: u64) {
     if seeds.len() >= 12 {
         assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
         assert!(total.crashes > 0 && total.member_changes > 0 && total.power_losses > 0);
-        assert!(total.replicas_compared > 0);
+        assert!(total.replicas_compared > 0 && total.handovers_done > 0);
     }
 }
 
