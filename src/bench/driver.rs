@@ -126,17 +126,18 @@ async fn run_here(
         touch_every_group(client, topology.groups).await?;
     }
 
-    // Made before the clock starts: a million keys take a moment.
+    // Made before the clock starts: a million keys take a moment, and the zipfian set-up is
+    // O(keys) too.
     let names = Rc::new(Keys::new(load.keys, topology.groups));
-    let start = crate::clock::now();
-    let measured = start + load.warmup;
-    let end = measured + load.duration;
-    let recorder = Rc::new(RefCell::new(Recorder::new(measured)));
     let keys = Rc::new(KeyChooser::new(
         load.distribution,
         load.keys,
         load.zipf_theta,
     ));
+    let start = crate::clock::now();
+    let measured = start + load.warmup;
+    let end = measured + load.duration;
+    let recorder = Rc::new(RefCell::new(Recorder::new(measured, end)));
     let ticker = glommio::spawn_local(tick(
         Rc::clone(&recorder),
         measured,
@@ -159,6 +160,10 @@ async fn run_here(
             Some(rate) => {
                 let first = start + Duration::from_secs_f64(i as f64 / rate);
                 let every = Duration::from_secs_f64(f64::from(load.clients) / rate);
+                assert!(
+                    !every.is_zero(),
+                    "--rate {rate} is checked to space requests"
+                );
                 vec![glommio::spawn_local(open_loop(
                     client, source, first, every, end, recorder,
                 ))]
@@ -256,11 +261,10 @@ fn closed_loop(
                     let (requests, groups) = source.borrow_mut().batch(batch);
                     let sent = crate::clock::now();
                     let answers = client.execute_batch_traced(requests).await;
-                    let done = crate::clock::now();
                     let mut recorder = recorder.borrow_mut();
                     for (answer, group) in answers.into_iter().zip(groups) {
                         match answer.result {
-                            Ok(_) => recorder.answered(group, answer.node, sent, sent, done),
+                            Ok(_) => recorder.answered(group, answer.node, sent, sent, answer.at),
                             Err(error) => recorder.failed(group, sent, &error),
                         }
                     }
@@ -271,7 +275,9 @@ fn closed_loop(
 }
 
 /// Requests of one client meant to start at `first`, `first + every`, … until `end`; each
-/// batch of the ones that are due goes out as soon as one of the `depth` slots is free.
+/// batch of the ones that are due goes out as soon as one of the `depth` slots is free. One
+/// due before `end` goes out however late, for its latency; the recorder counts its answer
+/// as throughput only if it arrives by `end`.
 async fn open_loop(
     client: Client,
     mut source: Source,
@@ -304,12 +310,11 @@ async fn open_loop(
         glommio::spawn_local(async move {
             let sent = crate::clock::now();
             let answers = client.execute_batch_traced(requests).await;
-            let done = crate::clock::now();
             drop(permit);
             let mut recorder = recorder.borrow_mut();
             for ((answer, group), intended) in answers.into_iter().zip(groups).zip(intended) {
                 match answer.result {
-                    Ok(_) => recorder.answered(group, answer.node, intended, sent, done),
+                    Ok(_) => recorder.answered(group, answer.node, intended, sent, answer.at),
                     Err(error) => recorder.failed(group, intended, &error),
                 }
             }

@@ -1,8 +1,8 @@
 //! A server that speaks cohort's client protocol and answers every request at once, without
 //! replicating or storing anything: puts are "written", reads find nothing. Load against it
 //! measures the load generator (and the client library) alone, the ceiling any cluster
-//! figure must be read against. It can also stall once, to test that stalls show up in the
-//! generator's latency.
+//! figure must be read against. For tests it can also misbehave (see [`Quirks`]): stall once,
+//! to show that stalls appear in the generator's latency; refuse writes; answer reads late.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::{Op, OpResult};
-use crate::proto::client::{ClientFrame, Outcome, Response, decode_client_frame, encode_responses};
+use crate::proto::client::{
+    ClientFrame, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
+};
 use crate::proto::topology::{Topology, encode_topology};
 use crate::transport::{FrameReader, send_frame};
 use crate::wire::FrameEncoder;
@@ -25,6 +27,18 @@ use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 pub struct Stall {
     pub after: Duration,
     pub length: Duration,
+}
+
+/// How the null server departs from answering everything at once (for tests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    pub stall: Option<Stall>,
+    /// Refuse one write in this many (1: every one), with an error no client retries. Reads
+    /// are always answered, so a client can still learn that every group has a leader.
+    pub refuse_one_write_in: Option<u64>,
+    /// Answer requests that only read this late, in a frame of their own after the frame
+    /// with the others' answers.
+    pub reads_late_by: Option<Duration>,
 }
 
 pub struct NullServer {
@@ -38,6 +52,15 @@ impl NullServer {
     /// Start serving on a loopback port, on a thread of its own, as one node with one core
     /// and `groups` groups.
     pub fn start(groups: u32, stall: Option<Stall>) -> Result<NullServer, String> {
+        let quirks = Quirks {
+            stall,
+            ..Quirks::default()
+        };
+        NullServer::start_with(groups, quirks)
+    }
+
+    /// [`NullServer::start`], misbehaving as `quirks` say.
+    pub fn start_with(groups: u32, quirks: Quirks) -> Result<NullServer, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let stopped = Arc::clone(&stop);
@@ -54,7 +77,7 @@ impl NullServer {
                     };
                     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
                     let _ = port_tx.send(Ok(port));
-                    serve(listener, groups, port, stall, stopped).await;
+                    serve(listener, groups, port, quirks, stopped).await;
                 })
             })
             .map_err(|e| format!("cannot start the null server's thread: {e}"))?;
@@ -81,16 +104,18 @@ impl Drop for NullServer {
 /// Shared by the connections of the server.
 struct State {
     topology: Topology,
-    stall: Option<Stall>,
+    quirks: Quirks,
     first_request: Cell<Option<Instant>>,
     stalled: Cell<bool>,
+    /// Writes seen, for `Quirks::refuse_one_write_in`.
+    writes: Cell<u64>,
 }
 
 async fn serve(
     listener: TcpListener,
     groups: u32,
     port: u16,
-    stall: Option<Stall>,
+    quirks: Quirks,
     stop: Arc<AtomicBool>,
 ) {
     let state = Rc::new(State {
@@ -100,9 +125,10 @@ async fn serve(
             groups,
             members: vec![(1, format!("127.0.0.1:{}", port - 1))],
         },
-        stall,
+        quirks,
         first_request: Cell::new(None),
         stalled: Cell::new(false),
+        writes: Cell::new(0),
     });
     // Look at the stop flag every 50 ms; connections end with the executor.
     while !stop.load(Ordering::Relaxed) {
@@ -123,13 +149,18 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
     while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
-        let encoded = match decode_client_frame(&frame) {
-            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &state.topology),
-            Ok(ClientFrame::Requests(requests)) => {
-                stall_once(&state).await;
-                let responses: Vec<Response> = requests.iter().map(answer).collect();
-                encode_responses(&mut encoder, &responses)
+        let requests = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                if encode_topology(&mut encoder, &state.topology).is_err()
+                    || send_frame(&mut stream, &mut encoder, &mut copy)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                continue;
             }
+            Ok(ClientFrame::Requests(requests)) => requests,
             // Status, transfers and garbage: a null server has nothing to say.
             Ok(
                 ClientFrame::StatusRequest
@@ -138,20 +169,34 @@ async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
             )
             | Err(_) => return,
         };
-        if encoded.is_err() {
-            return;
-        }
-        if send_frame(&mut stream, &mut encoder, &mut copy)
-            .await
-            .is_err()
-        {
-            return;
+        stall_once(&state).await;
+        // Reads held back by `Quirks::reads_late_by` go in a frame of their own, after it.
+        let late_by = state.quirks.reads_late_by;
+        let (late, now): (Vec<_>, Vec<_>) = requests
+            .iter()
+            .partition(|request| late_by.is_some() && only_reads(request));
+        for (requests, wait) in [(now, None), (late, late_by)] {
+            if requests.is_empty() {
+                continue;
+            }
+            if let Some(wait) = wait {
+                glommio::timer::sleep(wait).await;
+            }
+            let responses: Vec<Response> =
+                requests.into_iter().map(|r| answer(&state, r)).collect();
+            if encode_responses(&mut encoder, &responses).is_err()
+                || send_frame(&mut stream, &mut encoder, &mut copy)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
         }
     }
 }
 
 async fn stall_once(state: &State) {
-    let Some(stall) = state.stall else {
+    let Some(stall) = state.quirks.stall else {
         return;
     };
     let now = crate::clock::now();
@@ -163,10 +208,30 @@ async fn stall_once(state: &State) {
     }
 }
 
-fn answer(
-    request: &Result<crate::proto::client::Request, crate::proto::client::Refused>,
-) -> Response {
+type Decoded = Result<crate::proto::client::Request, crate::proto::client::Refused>;
+
+/// Whether a well-formed request only reads.
+fn only_reads(request: &Decoded) -> bool {
+    request
+        .as_ref()
+        .is_ok_and(|request| (request.command.ops.iter()).all(|op| matches!(op, Op::Get { .. })))
+}
+
+fn answer(state: &State, request: &Decoded) -> Response {
+    let refuse = !only_reads(request)
+        && state.quirks.refuse_one_write_in.is_some_and(|one_in| {
+            state.writes.set(state.writes.get() + 1);
+            state.writes.get() % one_in == 0
+        });
     match request {
+        Ok(request) if refuse => Response {
+            client_id: request.command.client_id,
+            sequence: request.command.sequence,
+            outcome: Outcome::Error {
+                code: ErrorCode::Unknown,
+                message: "refused by the null server, as told".to_string(),
+            },
+        },
         Ok(request) => Response {
             client_id: request.command.client_id,
             sequence: request.command.sequence,

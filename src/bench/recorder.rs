@@ -46,7 +46,7 @@ impl Percentiles {
     }
 }
 
-/// Requests answered by one node, or for one group.
+/// Requests answered by one node, or for one group, counted as the [`Recorder`] counts them.
 pub struct Share {
     pub requests: u64,
     pub errors: u64,
@@ -76,18 +76,31 @@ pub struct Second {
     pub max_us: u64,
 }
 
+/// Of the requests due in the measured window, the most that may fail, in percent, for the
+/// run's figures to stand: a failed request has no latency, so the percentiles of the
+/// answered ones would hide it.
+pub const FAILED_PERCENT_MAX: u64 = 1;
+
 pub struct Recorder {
-    /// Requests that started before this (the warm-up) are not recorded.
+    /// The measured window, from `start` to `end`: requests due before it (the warm-up) have
+    /// no latency recorded, answers that arrive outside it do not count as throughput.
     pub start: Instant,
-    /// From each request's intended start (open loop) or its send (closed loop) to its answer.
+    pub end: Instant,
+    /// From each request's intended start (open loop) or its send (closed loop) to its answer,
+    /// for every request due in the window and answered, however late.
     pub latency_us: Histogram<u64>,
     /// From each request's send to its answer: what a generator that ignores coordinated
     /// omission would report. Equal to `latency_us` in a closed loop.
     pub service_us: Histogram<u64>,
+    /// Answers that arrived within the window, whenever their requests were due: what the
+    /// throughput and the CPU per request count. An overloaded open loop answers late, and
+    /// its answers after the window are not the cluster's work in it.
     pub requests: u64,
+    /// Requests due in the window that failed, by kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// The first message of each error kind.
     pub error_examples: BTreeMap<&'static str, String>,
+    /// As `requests` and `latency_us`, per node and per group.
     pub per_node: BTreeMap<u64, Share>,
     pub per_group: BTreeMap<u32, Share>,
     pub timeline: Vec<Second>,
@@ -96,9 +109,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(start: Instant) -> Recorder {
+    pub fn new(start: Instant, end: Instant) -> Recorder {
+        assert!(start <= end, "the window ends after it starts");
         Recorder {
             start,
+            end,
             latency_us: latency_histogram(3),
             service_us: latency_histogram(3),
             requests: 0,
@@ -122,23 +137,51 @@ impl Recorder {
         sent: Instant,
         done: Instant,
     ) {
-        if intended < self.start {
+        let due = intended >= self.start;
+        let arrived = self.start <= done && done < self.end;
+        if !(due || arrived) {
             return;
         }
         let latency_us = micros(done - intended);
-        self.requests += 1;
-        self.latency_us.saturating_record(latency_us);
-        self.service_us.saturating_record(micros(done - sent));
-        self.interval.requests += 1;
-        self.interval.latency_us.saturating_record(latency_us);
-        let group = self.per_group.entry(group).or_insert_with(Share::new);
-        group.requests += 1;
-        group.latency_us.saturating_record(latency_us);
-        if let Some(node) = node {
-            let node = self.per_node.entry(node).or_insert_with(Share::new);
-            node.requests += 1;
-            node.latency_us.saturating_record(latency_us);
+        if due {
+            self.latency_us.saturating_record(latency_us);
+            self.service_us.saturating_record(micros(done - sent));
         }
+        if arrived {
+            self.requests += 1;
+            if done < self.interval_start {
+                self.count_late(done);
+            } else {
+                self.interval.requests += 1;
+                if due {
+                    self.interval.latency_us.saturating_record(latency_us);
+                }
+            }
+        }
+        let group = self.per_group.entry(group).or_insert_with(Share::new);
+        let node = node.map(|node| self.per_node.entry(node).or_insert_with(Share::new));
+        for share in std::iter::once(group).chain(node) {
+            share.requests += u64::from(arrived);
+            if due {
+                share.latency_us.saturating_record(latency_us);
+            }
+        }
+    }
+
+    /// Count an answer that arrived in a second already closed (its batch was handled after
+    /// the second ended) in that second.
+    fn count_late(&mut self, done: Instant) {
+        let at_s = (done - self.start).as_secs_f64();
+        let last = self.timeline.len().checked_sub(1).expect("a second closed");
+        let i = (self.timeline.iter())
+            .position(|second| at_s <= second.at_s)
+            .unwrap_or(last);
+        let from_s = i
+            .checked_sub(1)
+            .map_or(0.0, |before| self.timeline[before].at_s);
+        let second = &mut self.timeline[i];
+        second.requests += 1;
+        second.requests_per_s = second.requests as f64 / (second.at_s - from_s).max(1e-9);
     }
 
     /// A request of `group` meant to start at `intended` failed.
@@ -162,8 +205,43 @@ impl Recorder {
         self.errors.values().sum()
     }
 
-    /// End the current interval at `now` and keep it in the timeline.
+    /// Requests due in the window and answered: the ones the percentiles are of.
+    pub fn answered_count(&self) -> u64 {
+        self.latency_us.len()
+    }
+
+    /// Whether the run's figures stand: an error naming the failures if no request due in
+    /// the window was answered, or more than [`FAILED_PERCENT_MAX`] percent of them failed.
+    pub fn check_failures(&self) -> Result<(), String> {
+        let (answered, failed) = (self.answered_count(), self.error_count());
+        let first: Vec<String> = (self.errors.iter())
+            .map(|(kind, count)| {
+                let example = self.error_examples.get(kind).map_or("", String::as_str);
+                format!("{count} {kind} (first: {example})")
+            })
+            .collect();
+        if answered == 0 {
+            return Err(format!(
+                "no request was answered; {failed} failed: {}",
+                first.join("; ")
+            ));
+        }
+        let due = answered + failed;
+        if failed * 100 > due * FAILED_PERCENT_MAX {
+            return Err(format!(
+                "{failed} of {due} requests failed ({:.1}%, more than {FAILED_PERCENT_MAX}%), \
+                 so the latency of the answered ones says little: {}",
+                failed as f64 * 100.0 / due as f64,
+                first.join("; ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// End the current interval at `now`, or at the window's end if that came first, and
+    /// keep it in the timeline.
     pub fn close_interval(&mut self, now: Instant) -> Second {
+        let now = now.min(self.end);
         let interval = std::mem::replace(&mut self.interval, Share::new());
         let length_s = (now - self.interval_start).as_secs_f64().max(1e-9);
         self.interval_start = now;
@@ -239,14 +317,19 @@ mod tests {
         assert!(p.p9999_us >= 499_000 && p.max_us >= 499_000);
     }
 
+    /// Goal: latency is of requests due in the window, throughput of answers that arrived in
+    /// it; the timeline splits the throughput by when answers arrived. Method: answers at
+    /// each edge of a 2 s window, and one recorded after its second was closed.
     #[test]
-    fn the_warm_up_is_not_recorded_and_intervals_split_the_run() {
+    fn latency_counts_what_was_due_and_throughput_what_arrived_in_the_window() {
         let t0 = crate::clock::now();
         let start = t0 + Duration::from_secs(1);
-        let mut recorder = Recorder::new(start);
-        // Meant to start during the warm-up: ignored even though it ended after it.
-        recorder.answered(0, Some(1), t0, t0, start + Duration::from_millis(5));
         let at = |ms| start + Duration::from_millis(ms);
+        let mut recorder = Recorder::new(start, at(2_000));
+        // Due in the warm-up, answered in the window: throughput, but no latency.
+        recorder.answered(0, Some(1), t0, t0, at(5));
+        // Due in the warm-up, answered in it: nothing.
+        recorder.answered(0, Some(1), t0, t0, t0);
         recorder.answered(3, Some(2), at(10), at(10), at(12));
         recorder.answered(3, Some(2), at(20), at(30), at(40));
         let timeout = ClientError::Timeout {
@@ -255,10 +338,11 @@ mod tests {
         };
         recorder.failed(4, at(50), &timeout);
         let first = recorder.close_interval(at(1_000));
-        assert_eq!((first.requests, first.errors), (2, 1));
-        assert!((first.requests_per_s - 2.0).abs() < 1e-9);
-        // The second one: measured from its intended start (20 ms before its answer), and
-        // from its send (10 ms) as the service time.
+        assert_eq!((first.requests, first.errors), (3, 1));
+        assert!((first.requests_per_s - 3.0).abs() < 1e-9);
+        assert_eq!(recorder.latency_us.len(), 2);
+        // The last one: measured from its intended start (20 ms before its answer), and from
+        // its send (10 ms) as the service time.
         assert_eq!(
             recorder.latency_us.max(),
             recorder.latency_us.highest_equivalent(20_000)
@@ -267,11 +351,48 @@ mod tests {
             recorder.service_us.max(),
             recorder.service_us.highest_equivalent(10_000)
         );
-        assert_eq!(recorder.per_node[&2].requests, 2);
+        // Arrived in the first second, recorded in the second: counted in the first.
+        recorder.answered(3, Some(2), at(900), at(900), at(990));
+        assert_eq!(recorder.timeline[0].requests, 4);
+        // Due in the window, answered after it: latency, but no throughput.
+        recorder.answered(3, Some(2), at(1_900), at(1_900), at(2_500));
+        let second = recorder.close_interval(at(2_600));
+        assert_eq!(second.requests, 0);
+        assert!((second.at_s - 2.0).abs() < 1e-9, "the window ends at 2 s");
+        assert_eq!(recorder.requests, 4);
+        assert_eq!(recorder.latency_us.len(), 4);
+        assert_eq!(recorder.per_node[&1].requests, 1);
+        assert_eq!(recorder.per_node[&1].latency_us.len(), 0);
+        assert_eq!(recorder.per_node[&2].requests, 3);
+        assert_eq!(recorder.per_node[&2].latency_us.len(), 4);
         assert_eq!(recorder.per_group[&4].errors, 1);
         assert_eq!(recorder.errors["timeout"], 1);
-        let second = recorder.close_interval(at(2_000));
-        assert_eq!(second.requests, 0);
         assert_eq!(recorder.timeline.len(), 2);
+    }
+
+    /// Goal: a run stands only if requests were answered and at most 1% of those due failed.
+    #[test]
+    fn a_run_with_too_many_failures_does_not_stand() {
+        let start = crate::clock::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut recorder = Recorder::new(start, at(1_000));
+        let busy = ClientError::Refused {
+            code: crate::proto::client::ErrorCode::Busy,
+            message: "queue full".into(),
+        };
+        recorder.failed(0, at(1), &busy);
+        let none = recorder.check_failures().unwrap_err();
+        assert!(none.contains("no request was answered"), "{none}");
+        assert!(
+            none.contains("1 busy (first: ") && none.contains("queue full"),
+            "{none}"
+        );
+        for _ in 0..99 {
+            recorder.answered(0, Some(1), at(1), at(1), at(2));
+        }
+        recorder.check_failures().expect("1 failure in 100");
+        recorder.failed(0, at(1), &busy);
+        let many = recorder.check_failures().unwrap_err();
+        assert!(many.contains("2 of 101 requests failed"), "{many}");
     }
 }

@@ -44,11 +44,16 @@ pub struct Report {
     /// The load's settings.
     pub load: serde_json::Value,
     pub seconds: f64,
+    /// Answers that arrived within the measured window (see `Recorder::requests`).
     pub requests: u64,
     pub requests_per_s: f64,
+    /// The open loop's rate, to read `requests_per_s` against; None in a closed loop.
+    pub offered_requests_per_s: Option<f64>,
+    /// Requests due in the window that failed, by kind: they have no latency.
     pub errors: BTreeMap<&'static str, u64>,
     pub error_examples: BTreeMap<&'static str, String>,
-    /// From each request's intended start (coordinated omission corrected in an open loop).
+    /// From each request's intended start (coordinated omission corrected in an open loop) to
+    /// the arrival of its answer, of every request due in the window and answered.
     pub latency: Percentiles,
     /// From each request's send: what an uncorrected generator would report.
     pub service_time: Percentiles,
@@ -96,33 +101,23 @@ pub fn summary(report: &Report) -> String {
     let errors = report.errors.values().sum::<u64>();
     let _ = writeln!(
         out,
-        "throughput  {:.0} requests/s ({} answered in {:.2} s, {} errors)",
+        "throughput  {:.0} requests/s ({} answers in the {:.2} s measured; {} requests failed)",
         report.requests_per_s, report.requests, report.seconds, errors
     );
-    let _ = writeln!(
-        out,
-        "latency     {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "p50", "p90", "p99", "p99.9", "p99.99", "max"
-    );
-    let row = |out: &mut String, name: &str, p: &Percentiles| {
-        let cells = [
-            p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.p9999_us, p.max_us,
-        ]
-        .map(duration_text);
+    if let Some(offered) = report.offered_requests_per_s {
         let _ = writeln!(
             out,
-            "  {name:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+            "offered     {offered:.0} requests/s (open loop); the throughput is {:.0}% of it",
+            100.0 * report.requests_per_s / offered.max(1e-9)
         );
-    };
-    row(&mut out, "request", &report.latency);
-    if report.service_time != report.latency {
-        row(&mut out, "service", &report.service_time);
+    }
+    if report.latency.count == 0 {
         let _ = writeln!(
             out,
-            "  (request: from each request's intended start, as the open loop scheduled it; \
-             service: from its send, hiding queueing in the generator)"
+            "latency     none: no request due in the measured time was answered"
         );
+    } else {
+        latency_rows(&mut out, report, errors);
     }
     for (kind, count) in &report.errors {
         let example = report.error_examples.get(kind).map_or("", String::as_str);
@@ -165,6 +160,45 @@ pub fn summary(report: &Report) -> String {
     }
     out.push_str(&super::cpu::summary_lines(&report.cpu));
     out
+}
+
+/// The latency table of the summary, and what its percentiles are of.
+fn latency_rows(out: &mut String, report: &Report, errors: u64) {
+    let _ = writeln!(
+        out,
+        "latency     {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    let row = |out: &mut String, name: &str, p: &Percentiles| {
+        let cells = [
+            p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.p9999_us, p.max_us,
+        ]
+        .map(duration_text);
+        let _ = writeln!(
+            out,
+            "  {name:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+        );
+    };
+    row(out, "request", &report.latency);
+    if report.service_time != report.latency {
+        row(out, "service", &report.service_time);
+        let _ = writeln!(
+            out,
+            "  (request: from each request's intended start, as the open loop scheduled it; \
+             service: from its send, hiding queueing in the generator)"
+        );
+    }
+    let failed = match errors {
+        0 => "none failed".to_string(),
+        _ => format!("the {errors} that failed have no latency"),
+    };
+    let _ = writeln!(
+        out,
+        "  (of the {} requests due in the measured time and answered, late ones included; \
+         {failed})",
+        report.latency.count
+    );
 }
 
 /// One line on how evenly the groups shared the load.

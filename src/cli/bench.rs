@@ -151,10 +151,19 @@ impl BenchArgs {
         let duration = seconds("--seconds", self.seconds, 1.0)?;
         let warmup = seconds("--warmup-seconds", self.warmup_seconds, 0.0)?;
         seconds("--ceiling-seconds", self.ceiling_seconds, 0.0)?;
-        if let Some(rate) = self.rate
-            && !(rate.is_finite() && rate >= 1.0)
-        {
-            return Err(format!("--rate is {rate}, must be at least 1 request/s"));
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate >= 1.0) {
+                return Err(format!("--rate is {rate}, must be at least 1 request/s"));
+            }
+            // The open loop spaces each client's requests `clients / rate` apart, in whole
+            // nanoseconds: at 0 it would never move on.
+            if Duration::from_secs_f64(f64::from(self.clients) / rate).is_zero() {
+                return Err(format!(
+                    "--rate is {rate}, more than a request per nanosecond for each of the {} \
+                     client(s)",
+                    self.clients
+                ));
+            }
         }
         if let Some(bad) = self.nodes.iter().find(|n| !is_host_port(n)) {
             return Err(format!("--nodes: {bad:?} is not HOST:PORT"));
@@ -387,6 +396,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         seconds: run.seconds,
         requests: recorder.requests,
         requests_per_s: recorder.requests as f64 / run.seconds,
+        offered_requests_per_s: load.rate_per_s,
         errors: recorder.errors.clone(),
         error_examples: recorder.error_examples.clone(),
         latency: Percentiles::of(&recorder.latency_us),
@@ -459,7 +469,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let written = write_files(&args.out, &measured)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!("files       {}", names.join(", "));
-    Ok(())
+    measured.run.recorder.check_failures()
 }
 
 /// `cohort bench sweep`.
@@ -474,6 +484,8 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut rows = Vec::new();
     let mut reports = Vec::new();
+    // Points whose requests failed: the sweep goes on (the curve shows where), then fails.
+    let mut failed = Vec::new();
     for (value, point) in values.iter().zip(&points) {
         let mut load = point.load()?;
         load.live = false;
@@ -482,6 +494,9 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         print!("{}", report::summary(&measured.report));
         let dir = args.out.join(format!("{vary:?}-{value}").to_lowercase());
         write_files(&dir, &measured)?;
+        if let Err(error) = measured.run.recorder.check_failures() {
+            failed.push(format!("{vary:?} = {value}: {error}"));
+        }
         let r = &measured.report;
         rows.push((
             value.clone(),
@@ -528,5 +543,14 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         json_path.display(),
         svg_path.display()
     );
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} points had failed requests: {}",
+            failed.len(),
+            rows.len(),
+            failed.join("; ")
+        ))
+    }
 }

@@ -129,13 +129,13 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     if args.keep {
         println!("kept {}", dir.display());
     }
-    Ok(())
+    run.recorder.check_failures()
 }
 
 fn print_run(run: &Run) {
     let recorder = &run.recorder;
     println!(
-        "throughput: {:.0} requests/s ({} acknowledged in {:.2} s, {} errors)",
+        "throughput: {:.0} requests/s ({} acknowledged in {:.2} s; {} requests failed)",
         recorder.requests as f64 / run.seconds,
         recorder.requests,
         run.seconds,
@@ -146,14 +146,19 @@ fn print_run(run: &Run) {
     }
     let h = &recorder.latency_us;
     let at = |q| duration_text(h.value_at_quantile(q));
-    println!(
-        "latency: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(0.999),
-        duration_text(h.max())
-    );
+    if h.is_empty() {
+        println!("latency: none, no request was answered");
+    } else {
+        println!(
+            "latency of the {} answered requests: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            h.len(),
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999),
+            duration_text(h.max())
+        );
+    }
     print!("{}", crate::bench::cpu::summary_lines(&run.cpu));
     println!("(`cohort bench` measures more: open loop, percentiles to p99.99, plots, JSON)");
 }

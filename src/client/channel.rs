@@ -48,7 +48,8 @@ pub(crate) struct Attempt {
 
 #[derive(Default)]
 struct AttemptInner {
-    answers: Vec<Option<Result<Outcome, String>>>,
+    /// Each answer (or why none will come) and when it arrived.
+    answers: Vec<Option<(Result<Outcome, String>, Instant)>>,
     /// Requests sent and not answered yet.
     waiting: usize,
     waker: Option<Waker>,
@@ -70,12 +71,12 @@ impl Attempt {
         self.inner.borrow_mut().waiting += 1;
     }
 
-    fn deliver(&self, place: usize, answer: Result<Outcome, String>) {
+    fn deliver(&self, place: usize, answer: Result<Outcome, String>, at: Instant) {
         let mut inner = self.inner.borrow_mut();
         if inner.answers[place].is_some() {
             return;
         }
-        inner.answers[place] = Some(answer);
+        inner.answers[place] = Some((answer, at));
         inner.waiting -= 1;
         if inner.waiting == 0
             && let Some(waker) = inner.waker.take()
@@ -97,8 +98,8 @@ impl Attempt {
         .await
     }
 
-    /// The answer to the request at `place`, if it came; or why it will not.
-    pub(crate) fn take(&self, place: usize) -> Option<Result<Outcome, String>> {
+    /// The answer to the request at `place`, if it came, or why it will not; and when.
+    pub(crate) fn take(&self, place: usize) -> Option<(Result<Outcome, String>, Instant)> {
         self.inner.borrow_mut().answers[place].take()
     }
 }
@@ -107,11 +108,12 @@ impl Shared {
     fn break_with(&mut self, reason: String) {
         // The first reason stands (a read loop that stops after a break adds none).
         let reason = self.broken.get_or_insert(reason).clone();
+        let now = crate::clock::now();
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
         for (attempt, place) in self.waiters.drain() {
-            attempt.deliver(place, Err(reason.clone()));
+            attempt.deliver(place, Err(reason.clone()), now);
         }
     }
 }
@@ -192,11 +194,12 @@ async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>)
             Err(error) => break format!("bad answer from the node: {error}"),
         };
         let mut shared = shared.borrow_mut();
-        shared.last_heard = crate::clock::now();
+        let now = crate::clock::now();
+        shared.last_heard = now;
         for response in responses {
             let key = (response.client_id, response.sequence);
             if let Some((attempt, place)) = shared.waiters.remove(key) {
-                attempt.deliver(place, Ok(response.outcome));
+                attempt.deliver(place, Ok(response.outcome), now);
             }
         }
         if shared.broken.is_some() {

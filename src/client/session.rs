@@ -131,6 +131,9 @@ pub struct Answer {
     pub result: Result<Results, ClientError>,
     /// The node whose answer ended the request (None when none did).
     pub node: Option<u64>,
+    /// When that answer arrived (taken as its frame was read, so a batch's answers that come
+    /// in different frames have different times), or when the client gave up on the request.
+    pub at: Instant,
 }
 
 /// A client, cheap to clone: the clones share connections, leader hints and sessions, so many
@@ -285,7 +288,7 @@ impl Client {
             .collect()
     }
 
-    /// [`Client::execute_batch`], telling for each request which node answered it.
+    /// [`Client::execute_batch`], telling for each request which node answered it, and when.
     pub async fn execute_batch_traced(&self, requests: Vec<(Ops, Consistency)>) -> Vec<Answer> {
         // A slot per request while it waits for its answer; None once answered or refused.
         let mut slots: Vec<Option<Slot>> = Vec::with_capacity(requests.len());
@@ -300,6 +303,7 @@ impl Client {
                     answers.push(Some(Answer {
                         result: Err(error),
                         node: None,
+                        at: crate::clock::now(),
                     }));
                     slots.push(None);
                 }
@@ -360,7 +364,7 @@ impl Client {
                         slot.request.command.sequence,
                     );
                     let node = slot.node.expect("routed");
-                    let answer = attempt.take(i);
+                    let (answer, arrived) = attempt.take(i).unzip();
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
                     let redirected_before = slot.redirected;
@@ -378,6 +382,7 @@ impl Client {
                             answers[i] = Some(Answer {
                                 result: Ok(result),
                                 node: Some(node),
+                                at: arrived.expect("an answer has its time"),
                             });
                         }
                         // Naming itself: it leads again, in a new term, and its write of an
@@ -437,6 +442,7 @@ impl Client {
                             answers[i] = Some(Answer {
                                 result: Err(error),
                                 node: Some(node),
+                                at: arrived.expect("an answer has its time"),
                             });
                         }
                         Some(Err(reason)) => {
@@ -467,6 +473,7 @@ impl Client {
         for slot in slots.into_iter().flatten() {
             self.answered(&slot.request);
         }
+        let gave_up = crate::clock::now();
         answers
             .into_iter()
             .map(|answer| {
@@ -476,6 +483,7 @@ impl Client {
                         last_error: last_error.clone(),
                     }),
                     node: None,
+                    at: gave_up,
                 })
             })
             .collect()
