@@ -3,7 +3,8 @@
 //! snapshots streamed to followers) on five nodes in one thread: three voters, and two
 //! spares that membership changes add as learners, promote, and may remove again. A seeded
 //! network drops, delays and reorders messages and cuts nodes off; logs in memory take
-//! random time to sync; nodes stall (no ticks, no turns, as a frozen process) and catch up
+//! random time to sync; each node's tick clock runs a little slower or faster than the
+//! others'; nodes stall (no ticks, no turns, as a frozen process) and catch up
 //! with their ticks first, as a node's tick clock does; clients retry with the same
 //! sequence number and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
@@ -40,7 +41,7 @@ use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
-use cohort::sim::{Disk, Operation, RegisterOp, check_register};
+use cohort::sim::{Disk, Operation, RegisterOp, check_register, skewed_clocks};
 use cohort::wire::Envelope;
 use smallvec::smallvec;
 
@@ -724,6 +725,9 @@ struct SimShape {
     lease_reads: bool,
     drop_permille: u64,
     delay_units_max: u64,
+    /// Each node's tick clock runs up to this many thousandths slower or faster than
+    /// `TICK_UNITS`: at most what leases absorb.
+    clock_skew_permille_max: u64,
 }
 
 impl SimShape {
@@ -737,8 +741,20 @@ impl SimShape {
             lease_reads: rng.chance(1, 2),
             drop_permille: rng.below(60),
             delay_units_max: 1 + rng.below(8),
+            clock_skew_permille_max: rng.below(lease_safe_skew_permille() + 1),
         }
     }
+}
+
+/// The widest clock skew leases absorb with the core's default election timeout and lease
+/// margin.
+fn lease_safe_skew_permille() -> u64 {
+    let config = Config::new(NodeId(1));
+    cohort::sim::lease_safe_skew_permille(
+        config.election_timeout_ticks,
+        config.lease_clock_drift_ticks,
+    )
+    .expect("leases have a margin")
 }
 
 /// How many operations a run checked, for the sweep's summary.
@@ -794,6 +810,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     let mut nodes: Vec<Node> = (1..=NODES)
         .map(|id| Node::bootstrap(id, shape.seed, shape.lease_reads, &now, &wires))
         .collect();
+    let mut clocks = skewed_clocks(NODES, TICK_UNITS, shape.clock_skew_permille_max, shape.seed);
     let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
     let mut clients: Vec<SimClient> = (1..=CLIENTS)
         .map(|index| SimClient::connect(index, shape.seed, &mut nodes))
@@ -849,11 +866,15 @@ fn run(shape: &SimShape) -> Result<Done, String> {
             down = None;
         }
         deliver(t, &mut nodes, &wires);
-        for node in nodes.iter_mut().filter(|n| n.is_up()) {
-            if (t + node.id * 7) % TICK_UNITS == 0 {
-                if node.stalled(t) {
-                    node.ticks_owed += 1;
-                } else {
+        for (node, clock) in nodes.iter_mut().zip(&mut clocks) {
+            let ticks = clock.ticks_due(t);
+            if !node.is_up() {
+                continue;
+            }
+            if node.stalled(t) {
+                node.ticks_owed += ticks;
+            } else {
+                for _ in 0..ticks {
                     node.inbox.push_now(Input::Tick);
                 }
             }

@@ -27,7 +27,10 @@ pub struct Config {
     /// clocks advance at nearly the same rate everywhere: see `lease_clock_drift_ticks`.
     pub lease_reads: bool,
     /// How much shorter than an election timeout the lease is, to absorb tick-rate drift
-    /// between nodes. Larger: safer under drift, more reads fall back to ReadIndex.
+    /// between nodes. Larger: safer under drift, more reads fall back to ReadIndex. With an
+    /// election timeout of E ticks and a margin of D, leases are safe while every voter's
+    /// clock runs at most (E - 1) / (E - D) times as fast as the leader's (9/8 with the
+    /// defaults; `sim::lease_safe_skew_permille`).
     pub lease_clock_drift_ticks: u32,
     /// Most entries in one AppendRequest.
     pub append_entries_max: usize,

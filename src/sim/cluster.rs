@@ -159,6 +159,16 @@ impl Cluster {
             .map(Replica::id)
     }
 
+    /// Every node that leads, in whichever term.
+    pub fn leaders(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .filter(|r| r.role() == Role::Leader)
+            .map(Replica::id)
+            .collect()
+    }
+
     pub fn campaign(&mut self, id: NodeId) -> Result<(), String> {
         self.replica_mut(id).campaign();
         self.after_input(id)
