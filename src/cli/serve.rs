@@ -69,8 +69,9 @@ pub struct ServeArgs {
     /// When to make the WAL durable.
     #[arg(long, value_enum, default_value_t = SyncFlag::Always)]
     pub sync: SyncFlag,
-    /// Serve linearizable reads from the leader's lease (no round trip; assumes clock drift
-    /// below the configured margin).
+    /// Serve linearizable reads from the leader's lease (no round trip; the lease ends a
+    /// tenth of the election timeout, at least 2 ticks, before a voter may elect another
+    /// leader: safe while clocks run within 5% of one another).
     #[arg(long)]
     pub lease_reads: bool,
     /// Send a new commit index to followers at once, as an empty append when no entries are

@@ -147,11 +147,20 @@ impl CoreNet for TransportNet {
     }
 }
 
+/// How much shorter than an election timeout of `election_ticks` a leader's lease is: a
+/// tenth of it, and at least 2 ticks. A fixed 2 ticks would leave a long timeout (thousands
+/// of ticks) less slack than real clocks drift apart; a tenth leaves every timeout room for
+/// clocks a few percent apart (`sim::lease_safe_skew_permille`).
+fn lease_margin_ticks(election_ticks: u32) -> u32 {
+    election_ticks.div_ceil(10).max(2)
+}
+
 fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     let mut raft = Config::new(id);
     raft.election_timeout_ticks = config.election_ticks;
     raft.heartbeat_interval_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
+    raft.lease_clock_drift_ticks = lease_margin_ticks(config.election_ticks);
     raft.broadcast_commit = config.broadcast_commit;
     // Clients follow NotLeader hints; forwarding would hide the leader from them.
     raft.forward_proposals = false;
@@ -551,5 +560,37 @@ fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
              log files deleted, or a data dir restored from a copy?): they are on fewer nodes \
              than their commit counted; sending it the log again"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::config::ELECTION_TICKS_MAX;
+    use crate::sim::lease_safe_skew_permille;
+
+    /// Goal: whatever `--election-ticks` a node runs with, its lease absorbs clocks that run
+    /// a few percent apart, far more than real ones do. Method: the safe skew of every
+    /// timeout up to 100,000 ticks, and of the largest.
+    #[test]
+    fn every_election_timeout_leaves_its_lease_room_for_drift() {
+        let timeouts = (3..=100_000).chain([ELECTION_TICKS_MAX]);
+        let tightest = timeouts
+            .map(|election_ticks| {
+                let mut raft = Config::new(NodeId(1));
+                raft.election_timeout_ticks = election_ticks;
+                raft.lease_reads = true;
+                raft.lease_clock_drift_ticks = lease_margin_ticks(election_ticks);
+                raft.validate().expect("a valid Raft config");
+                let skew = lease_safe_skew_permille(election_ticks, raft.lease_clock_drift_ticks);
+                (skew.expect("some skew is safe"), election_ticks)
+            })
+            .min()
+            .unwrap();
+        // 27 thousandths either way, at 20 ticks; a margin of 2 ticks left 1,000,000 ticks
+        // none.
+        assert!(tightest.0 >= 25, "{tightest:?}");
+        assert_eq!(lease_safe_skew_permille(1_000_000, 2), Some(0));
+        assert_eq!(lease_margin_ticks(10), 2, "the default as it was");
     }
 }
