@@ -251,29 +251,29 @@ impl LocalCluster {
 
     /// Freeze node `id` (SIGSTOP) until [`LocalCluster::resume`]: a stalled machine, its
     /// sockets open and its peers unanswered.
-    pub fn pause(&self, id: u64) {
+    pub fn pause(&mut self, id: u64) {
         self.signal(id, crate::sys::Signal::Stop);
     }
 
     /// Let node `id` go on after [`LocalCluster::pause`].
-    pub fn resume(&self, id: u64) {
+    pub fn resume(&mut self, id: u64) {
         self.signal(id, crate::sys::Signal::Continue);
     }
 
-    fn signal(&self, id: u64, signal: crate::sys::Signal) {
-        if let Some(child) = &self.children[(id - 1) as usize] {
-            crate::sys::send_signal(child.id(), signal);
+    fn signal(&mut self, id: u64, signal: crate::sys::Signal) {
+        if let Some(child) = &mut self.children[(id - 1) as usize] {
+            signal_child(child, signal);
         }
     }
 
     /// SIGTERM node `id` and wait for it; an error if it did not exit cleanly.
     pub fn terminate(&mut self, id: u64) -> Result<(), String> {
-        let Some(child) = self.children[(id - 1) as usize].take() else {
+        let Some(mut child) = self.children[(id - 1) as usize].take() else {
             return Ok(());
         };
-        crate::sys::send_signal(child.id(), crate::sys::Signal::Terminate);
+        signal_child(&mut child, crate::sys::Signal::Terminate);
         // A paused node takes the signal only once it goes on.
-        crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
+        signal_child(&mut child, crate::sys::Signal::Continue);
         wait_stopped(&self.dir, id, child)
     }
 
@@ -291,9 +291,9 @@ impl LocalCluster {
     /// SIGTERM every running node and wait; errors name nodes that did not exit cleanly.
     pub fn stop(mut self) -> Result<(), String> {
         let mut problems = Vec::new();
-        for child in self.children.iter().flatten() {
-            crate::sys::send_signal(child.id(), crate::sys::Signal::Terminate);
-            crate::sys::send_signal(child.id(), crate::sys::Signal::Continue);
+        for child in self.children.iter_mut().flatten() {
+            signal_child(child, crate::sys::Signal::Terminate);
+            signal_child(child, crate::sys::Signal::Continue);
         }
         for (i, child) in self.children.iter_mut().enumerate() {
             let Some(child) = child.take() else {
@@ -317,6 +317,15 @@ impl Drop for LocalCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Sends `signal` to `child` unless it has been reaped ([`LocalCluster::exited`] reaps a
+/// node that died): its pid may belong to another process by now. A child that exited and
+/// was not reaped keeps its pid until it is.
+fn signal_child(child: &mut Child, signal: crate::sys::Signal) {
+    if matches!(child.try_wait(), Ok(None)) {
+        crate::sys::send_signal(child.id(), signal);
     }
 }
 
