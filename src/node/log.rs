@@ -147,6 +147,13 @@ impl WalLog {
                 std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
+        // A process that died between a snapshot file's rename and the folder's sync left a
+        // name that only the page cache holds: recovery would write the file's WAL marker
+        // durably, and a power loss after it would take the name back and leave a marker
+        // without its file, which refuses to open. Every name seen here is made durable first.
+        std::fs::File::open(dir)
+            .and_then(|folder| folder.sync_all())
+            .map_err(|e| format!("cannot sync the folder {}: {e}", dir.display()))?;
         let wal_config = WalConfig {
             segment_bytes: config.segment_bytes,
         };
