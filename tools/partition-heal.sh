@@ -18,6 +18,11 @@ a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
 peers="1=$a1,2=$a2,3=$a3"
 pids=()
 cleanup() {
+  local status=$?
+  if [ "$status" != 0 ]; then
+    # What went wrong is in the nodes' logs, which go with the folder.
+    for i in 1 2 3; do echo "--- node $i's log, its end:" >&2; tail -n 20 "$dir/n$i.log" >&2 || true; done
+  fi
   iptables -w -D INPUT -i lo -j "$chain" 2>/dev/null || true
   iptables -w -F "$chain" 2>/dev/null || true
   iptables -w -X "$chain" 2>/dev/null || true
@@ -26,17 +31,28 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-i=1
-for a in $a1 $a2 $a3; do
-  "$cohort" serve --id $i --listen "$a" --peers "$peers" --data-dir "$dir/d$i" --groups 6 \
+for i in 1 2 3; do
+  "$cohort" serve --id $i --peers "$peers" --data-dir "$dir/d$i" --groups 6 \
     >"$dir/n$i.log" 2>&1 &
   pids+=($!)
-  i=$((i + 1))
 done
 sleep 5
 (while true; do "$cohort" put --nodes "$a1,$a2" "k$((RANDOM % 50))" v >/dev/null 2>&1 || true; done) &
 pids+=($!)
 sleep 1
+# Node 3 has caught up when, in every group, it applied the leader's commit; "unknown" when
+# the status names no group (it failed, or a node did not answer).
+behind() {
+  "$cohort" status --nodes "$a1" 2>/dev/null | awk '
+    $1 ~ /^[0-9]+$/ && NF >= 9 { role[$1" "$3] = $4; commit[$1" "$3] = $7; applied[$1" "$3] = $8; g[$3] = 1 }
+    END { n = 0; groups = 0; for (k in g) { groups++; c = -1; for (i = 1; i <= 3; i++) if (role[i" "k] == "leader") c = commit[i" "k];
+          if (c < 0 || applied["3 "k] < c) n++ }
+          if (groups == 0) print "unknown"; else print n }'
+}
+if [ "$(behind)" = unknown ]; then
+  echo "cohort status names no group before the partition: the nodes are not serving" >&2
+  exit 1
+fi
 iptables -w -N "$chain"
 iptables -w -A "$chain" -p tcp --dport $((base + 20)) -j DROP
 iptables -w -A "$chain" -p tcp --sport $((base + 20)) -j DROP
@@ -44,13 +60,6 @@ iptables -w -I INPUT -i lo -j "$chain"
 sleep "$partition_s"
 iptables -w -D INPUT -i lo -j "$chain"
 healed=$(date +%s.%N)
-# Node 3 has caught up when, in every group, it applied the leader's commit.
-behind() {
-  "$cohort" status --nodes "$a1" 2>/dev/null | awk '
-    $1 ~ /^[0-9]+$/ && NF >= 9 { role[$1" "$3] = $4; commit[$1" "$3] = $7; applied[$1" "$3] = $8; g[$3] = 1 }
-    END { n = 0; for (k in g) { c = -1; for (i = 1; i <= 3; i++) if (role[i" "k] == "leader") c = commit[i" "k];
-          if (c < 0 || applied["3 "k] < c) n++ } print n }'
-}
 for _ in $(seq 1 1200); do
   if [ "$(behind)" = 0 ]; then
     awk -v now="$(date +%s.%N)" -v healed="$healed" -v p="$partition_s" \

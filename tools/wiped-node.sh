@@ -24,29 +24,30 @@ a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
 peers="1=$a1,2=$a2,3=$a3"
 pids=(0 0 0)
 cleanup() {
+  local status=$?
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
+  if [ "$status" != 0 ]; then
+    # What went wrong is in the nodes' logs, which go with the folder.
+    for i in 1 2 3; do echo "--- node $i's log, its end:" >&2; tail -n 20 "$dir/n$i.log" >&2 || true; done
+  fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
 start() {
-  local i=$1 a=$2
-  "$cohort" serve --id "$i" --listen "$a" --peers "$peers" --data-dir "$dir/d$i" --groups 2 \
+  local i=$1
+  "$cohort" serve --id "$i" --peers "$peers" --data-dir "$dir/d$i" --groups 2 \
     >>"$dir/n$i.log" 2>&1 &
   pids[i - 1]=$!
 }
-i=1
-for a in $a1 $a2 $a3; do
-  start $i "$a"
-  i=$((i + 1))
-done
+for i in 1 2 3; do start $i; done
 sleep 2
 for k in 1 2 3 4 5 6 7 8; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null; done
 kill -9 "${pids[2]}"
 wait "${pids[2]}" 2>/dev/null || true
 if [ "$wipe" = dir ]; then rm -rf "$dir/d3"; else rm -f "$dir"/d3/core-*/*.wal* "$dir"/d3/core-*/*.snap; fi
 started=$(date +%s%N)
-start 3 "$a3"
+start 3
 if [ "$wipe" = dir ]; then
   status=0
   wait "${pids[2]}" || status=$?

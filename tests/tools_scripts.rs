@@ -1,0 +1,51 @@
+//! The measuring scripts in `tools/` run end to end against this build, so that a change of
+//! the binary's flags cannot leave them broken (both once failed on a flag `serve` refuses,
+//! and one printed a catch-up time regardless). The scripts that need root and iptables
+//! (`partition-heal.sh`, `fault-snapshot-resume.sh`) are not run here.
+
+use std::process::{Command, Output};
+
+use cohort::cli::local_cluster::free_port_run;
+
+/// Runs `tools/wiped-node.sh` on this build's binary with `wipe` (logs or dir).
+fn wiped_node(wipe: &str) -> (Output, String) {
+    // Nodes at base, base + 10 and base + 20, each with a peer and a client port.
+    let base = free_port_run(24).expect("24 free ports");
+    let output = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/wiped-node.sh"))
+        .args([env!("CARGO_BIN_EXE_cohort"), &base.to_string(), wipe])
+        .output()
+        .expect("bash runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+/// Goal: a node restarted without its log's files is sent the log again, and the script
+/// says so. Method: the script as a user runs it.
+#[test]
+fn wiped_node_logs_runs_and_node_3_is_sent_its_log_again() {
+    let (output, text) = wiped_node("logs");
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("node 3: ") && text.contains("ms of CPU in 3 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("this node lost entries it had acknowledged"),
+        "{text}"
+    );
+}
+
+/// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
+/// script as a user runs it.
+#[test]
+fn wiped_node_dir_runs_and_node_3_is_refused() {
+    let (output, text) = wiped_node("dir");
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("node 3 exited with status 1"), "{text}");
+    assert!(text.contains("knew this node with other data"), "{text}");
+}
