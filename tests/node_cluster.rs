@@ -24,6 +24,18 @@ fn start(name: &str) -> LocalCluster {
     start_with(name, 100_000)
 }
 
+/// Goal: a node that takes a second SIGTERM while it stops (a stop stuck on a dead disk, a
+/// user's second Ctrl-C) exits at once with status 1, not when the stop is done. Method: two
+/// signals a few microseconds apart, well inside the stop's last turn and sync.
+#[test]
+fn a_second_signal_ends_a_stopping_node_at_once() {
+    let mut cluster = start("second-signal");
+    let status = cluster.terminate_twice(3).expect("node 3 exits");
+    assert_eq!(status.code(), Some(1), "{}", cluster.log(3));
+    // The other two stop cleanly on one signal.
+    finish(cluster);
+}
+
 /// The node that most recently became leader of group 0 (from the nodes' own logs).
 fn leader_of_group_0(cluster: &LocalCluster) -> u64 {
     for _ in 0..200 {

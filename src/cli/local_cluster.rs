@@ -277,6 +277,36 @@ impl LocalCluster {
         wait_stopped(&self.dir, id, child)
     }
 
+    /// SIGTERM node `id` twice in a row and wait for it: its exit status (a node that
+    /// takes a second signal while it stops exits at once).
+    pub fn terminate_twice(&mut self, id: u64) -> Result<std::process::ExitStatus, String> {
+        let mut child = self.children[(id - 1) as usize]
+            .take()
+            .ok_or_else(|| format!("node {id} is not running"))?;
+        signal_child(&mut child, crate::sys::Signal::Terminate);
+        // A signal sent while the same one is pending is merged with it: the second waits
+        // until the node has taken the first.
+        let status = format!("/proc/{}/status", child.id());
+        let sigterm_bit = 1u64 << (15 - 1);
+        let pending = |line: &str| {
+            (line
+                .strip_prefix("SigPnd:\t")
+                .or_else(|| line.strip_prefix("ShdPnd:\t")))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & sigterm_bit != 0)
+        };
+        for _ in 0..100_000 {
+            match std::fs::read_to_string(&status) {
+                Ok(text) if text.lines().any(pending) => std::hint::spin_loop(),
+                _ => break,
+            }
+        }
+        signal_child(&mut child, crate::sys::Signal::Terminate);
+        child
+            .wait()
+            .map_err(|e| format!("cannot wait for node {id}: {e}"))
+    }
+
     /// Nodes that exited on their own, with their status.
     pub fn exited(&mut self) -> Vec<String> {
         let mut exited = Vec::new();

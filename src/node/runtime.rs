@@ -62,7 +62,12 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
     };
     super::identity::check_or_record(&config.data_dir, identity)?;
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
+        // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
+        // disk that no longer answers) ends the process at once, with status 1: what was
+        // acknowledged was synced before it was. Registered first, so the first signal sees
+        // the flag still down.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
     let config = Arc::new(config);
