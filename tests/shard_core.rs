@@ -46,6 +46,8 @@ enum Event {
     SaidLogFull(bool),
     /// A whole snapshot from a peer was handed to the log to store.
     SnapshotReceived,
+    /// The stopping core let the log finish its jobs off the loop.
+    JobsFinished,
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -238,6 +240,11 @@ impl CoreLog for RecordingLog {
         Ok(())
     }
 
+    async fn finish_jobs(&mut self) -> io::Result<()> {
+        self.events.borrow_mut().push(Event::JobsFinished);
+        Ok(())
+    }
+
     fn wants_sync(&self) -> bool {
         self.snapshot_unsynced
     }
@@ -417,6 +424,18 @@ fn a_follower_acknowledges_an_append_only_after_the_sync() {
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+/// Goal: a stop cuts none of the log's jobs off the loop (a snapshot file being written),
+/// and what they leave to write (its marker) is in the last sync. Method: a follower takes an
+/// append and stops; what it asked of its log ends with the jobs finished, then a sync.
+#[test]
+fn a_stop_lets_the_log_finish_its_jobs_before_the_last_sync() {
+    let append = empty_entry_2(LogIndex(1));
+    let events = run(2, vec![from(1, 2, 2, MessageBody::AppendRequest(append))]);
+    let finished = position(&events, &Event::JobsFinished);
+    let tail = &events[finished..];
+    assert_eq!(tail, [Event::JobsFinished, Event::Synced], "{events:?}");
 }
 
 /// Goal: a failed sync (the device's flush returned an error, so what it covered may not be

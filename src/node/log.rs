@@ -78,11 +78,39 @@ struct SnapshotWrite {
     written: Slot<io::Result<()>>,
     /// After a failed write: when to write it again.
     retry_at: Option<Instant>,
+    /// The writes of this snapshot that failed in a row.
+    failures: u32,
 }
 
-/// After a failed build of the next segment, or a failed write of a snapshot file, the
-/// next try waits this long.
+/// After a failed build of the next segment, the next try waits this long.
 const BUILD_RETRY: Duration = Duration::from_secs(1);
+
+/// After a failed write of a snapshot file the next try waits this long, doubled for each
+/// failure in a row, up to [`SNAPSHOT_RETRY_MAX`]. On a disk with less room than the state,
+/// every try writes until the disk is full and other writers fail while it is: the tries
+/// must grow rare. The WAL keeps what the snapshot covers meanwhile, so nothing is lost.
+const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+const _: () = assert!(SNAPSHOT_RETRY_FIRST.as_millis() <= SNAPSHOT_RETRY_MAX.as_millis());
+
+/// How long a stop waits for the jobs in flight on the blocking thread. One cut by the exit
+/// is safe (the next start removes a half-written snapshot file and settles a durable one
+/// without its marker), so the stop need not hang on a stuck disk; a snapshot of a few GB
+/// on a slow disk may take this long.
+const STOP_JOBS_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// While a stop waits for jobs in flight, it looks at them this often.
+const STOP_JOBS_POLL: Duration = Duration::from_millis(5);
+
+/// The wait before the next write of a snapshot file whose writes failed `failures` times
+/// in a row.
+fn snapshot_retry_delay(failures: u32) -> Duration {
+    assert!(failures > 0, "no failure to wait after");
+    let doublings = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+    SNAPSHOT_RETRY_FIRST
+        .saturating_mul(doublings)
+        .min(SNAPSHOT_RETRY_MAX)
+}
 
 /// `--wal-soft-limit-mib` in whole segments: at least two (the active one and the one
 /// before), all of them with no limit.
@@ -105,7 +133,11 @@ fn spawn_snapshot_write(
 ) {
     let (dir, snapshot, written) = (dir.to_path_buf(), snapshot.clone(), Rc::clone(written));
     glommio::spawn_local(async move {
-        let job = move || snapshot_file::write(&dir, group, &snapshot);
+        let job = move || {
+            #[cfg(test)]
+            tests::slow_snapshot_write(&dir);
+            snapshot_file::write(&dir, group, &snapshot)
+        };
         let result = glommio::executor().spawn_blocking(job).await;
         *written.borrow_mut() = Some(result);
     })
@@ -329,47 +361,138 @@ impl WalLog {
         Ok((Some(persisted), settled))
     }
 
+    /// The index of `group`'s snapshot marker (0: none).
+    fn marker(&self, group: u32) -> u64 {
+        self.wal
+            .group(u64::from(group))
+            .map_or(0, |state| state.snapshot.index)
+    }
+
     /// Write the WAL marker of every snapshot whose file became durable, unless a newer
     /// snapshot (one received from the leader) was installed meanwhile. A write that failed
-    /// (a full disk, most likely) is tried again later: the WAL keeps the entries the
-    /// snapshot covers until then, so nothing is lost, and the node goes on.
-    fn finish_snapshot_writes(&mut self) -> io::Result<()> {
+    /// (a full disk, most likely) is tried again later, less often after each failure (see
+    /// [`SNAPSHOT_RETRY_FIRST`]), once due and if `retry`: the WAL keeps the entries the
+    /// snapshot covers until then, so nothing is lost, and the node goes on. One that a
+    /// newer snapshot made obsolete is dropped: it would only take space, and until it is
+    /// gone the group takes no new snapshot.
+    fn finish_snapshot_writes(&mut self, retry: bool) -> io::Result<()> {
         let now = crate::clock::now();
         let mut done = Vec::new();
         for (&group, write) in &mut self.snapshots_writing {
-            if write.retry_at.is_some_and(|at| now >= at) {
-                write.retry_at = None;
-                spawn_snapshot_write(&self.dir, group, &write.snapshot, &write.written);
-                continue;
-            }
             match write.written.borrow_mut().take() {
                 None => {}
                 Some(Ok(())) => done.push(group),
                 Some(Err(error)) => {
+                    write.failures += 1;
+                    let delay = snapshot_retry_delay(write.failures);
                     tracing::warn!(
                         group,
+                        index = write.snapshot.meta.index.0,
+                        failures = write.failures,
                         %error,
                         "snapshot file not written; the log keeps what it covers, and the \
-                         write is tried again in {BUILD_RETRY:?}"
+                         write is tried again in {delay:?}"
                     );
-                    write.retry_at = Some(now + BUILD_RETRY);
+                    write.retry_at = Some(now + delay);
                 }
             }
         }
         for group in done {
             let write = self.snapshots_writing.remove(&group).expect("listed");
             let (index, term) = (write.snapshot.meta.index.0, write.snapshot.meta.term.0);
-            let marker = self
-                .wal
-                .group(u64::from(group))
-                .map_or(0, |state| state.snapshot.index);
-            if index > marker {
+            if index > self.marker(group) {
                 self.wal
                     .mark_snapshot(u64::from(group), index, term)
                     .map_err(io_error)?;
             }
         }
+        let superseded: Vec<u32> = self
+            .snapshots_writing
+            .iter()
+            .filter(|(_, write)| write.retry_at.is_some())
+            .filter(|&(&group, write)| write.snapshot.meta.index.0 <= self.marker(group))
+            .map(|(&group, _)| group)
+            .collect();
+        for group in superseded {
+            let write = self.snapshots_writing.remove(&group).expect("listed");
+            tracing::info!(
+                group,
+                index = write.snapshot.meta.index.0,
+                marker = self.marker(group),
+                "dropped a snapshot write that failed: a newer snapshot is in place"
+            );
+        }
+        for (&group, write) in &mut self.snapshots_writing {
+            if retry && write.retry_at.is_some_and(|at| now >= at) {
+                write.retry_at = None;
+                spawn_snapshot_write(&self.dir, group, &write.snapshot, &write.written);
+            }
+        }
         Ok(())
+    }
+
+    /// Takes the next segment if its build is done (see [`WalLog::segment_built`]).
+    fn take_built(&mut self) -> io::Result<()> {
+        let done = self
+            .building
+            .as_ref()
+            .and_then(|slot| slot.borrow_mut().take());
+        if let Some(done) = done {
+            self.building = None;
+            self.segment_built(done)?;
+        }
+        Ok(())
+    }
+
+    /// The jobs on the blocking thread whose results have not come back, in words.
+    fn jobs_in_flight(&self) -> Vec<String> {
+        let mut jobs = Vec::new();
+        for (group, write) in &self.snapshots_writing {
+            if write.retry_at.is_none() && write.written.borrow().is_none() {
+                let index = write.snapshot.meta.index;
+                jobs.push(format!("group {group}: snapshot file at {index}"));
+            }
+        }
+        for received in &self.snapshots_receiving {
+            if received.stored.borrow().is_none() {
+                let group = received.group;
+                jobs.push(format!("group {group}: received snapshot's file"));
+            }
+        }
+        for (group, (index, slot)) in &self.snapshots_encoding {
+            if slot.borrow().is_none() {
+                jobs.push(format!("group {group}: snapshot encoding at {index}"));
+            }
+        }
+        if self.building.is_some() {
+            jobs.push("the next WAL segment".to_string());
+        }
+        jobs
+    }
+
+    /// [`CoreLog::finish_jobs`], waiting at most `wait_max`. A write that failed is not tried
+    /// again, and no new segment is begun: the stop only lets what runs end.
+    async fn finish_jobs_within(&mut self, wait_max: Duration) -> io::Result<()> {
+        let deadline = crate::clock::now() + wait_max;
+        loop {
+            self.finish_snapshot_writes(false)?;
+            self.take_built()?;
+            let jobs = self.jobs_in_flight();
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            if crate::clock::now() >= deadline {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    ?jobs,
+                    "stopping with jobs still running after {wait_max:?} (a slow or stuck \
+                     disk?): the next start removes the files they left half-written, and \
+                     settles the snapshot files they made durable"
+                );
+                return Ok(());
+            }
+            glommio::timer::sleep(STOP_JOBS_POLL).await;
+        }
     }
 
     /// Make `snapshot` of `group` the base of its log: the file first (durable), then the WAL
@@ -576,6 +699,7 @@ impl CoreLog for WalLog {
             snapshot: snapshot.clone(),
             written,
             retry_at: None,
+            failures: 0,
         };
         self.snapshots_writing.insert(group.0, write);
         Ok(())
@@ -636,6 +760,10 @@ impl CoreLog for WalLog {
             .collect()
     }
 
+    fn finish_jobs(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.finish_jobs_within(STOP_JOBS_WAIT_MAX)
+    }
+
     fn wants_sync(&self) -> bool {
         self.wal.reclaim_waits_for_sync()
     }
@@ -663,15 +791,8 @@ impl CoreLog for WalLog {
     /// the finished file into place. If a rotation comes first, the WAL builds the segment
     /// itself (counted in its `rotation_stalls`) and the late build is discarded.
     fn maintain(&mut self) -> io::Result<()> {
-        self.finish_snapshot_writes()?;
-        if let Some(done) = self
-            .building
-            .as_ref()
-            .and_then(|slot| slot.borrow_mut().take())
-        {
-            self.building = None;
-            self.segment_built(done)?;
-        }
+        self.finish_snapshot_writes(true)?;
+        self.take_built()?;
         let retry_due = self
             .build_failed
             .as_ref()
@@ -699,6 +820,28 @@ mod tests {
     use crate::raft::{ConfState, SnapshotMeta};
 
     const GROUP: u32 = 0;
+
+    /// Folders whose snapshot writes wait this long on the blocking thread before they begin
+    /// (a slow disk): each test has its own folder, so tests running beside it are not slowed.
+    static SLOW_SNAPSHOT_WRITES: std::sync::Mutex<BTreeMap<PathBuf, Duration>> =
+        std::sync::Mutex::new(BTreeMap::new());
+
+    /// The hook of [`spawn_snapshot_write`]: waits as long as `dir`'s writes are slowed.
+    #[allow(clippy::disallowed_methods)] // on the blocking thread, as a slow disk would
+    pub(super) fn slow_snapshot_write(dir: &Path) {
+        let delay = SLOW_SNAPSHOT_WRITES.lock().expect("lock").get(dir).copied();
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// Snapshot writes into `dir` from now on wait `delay` before they begin.
+    fn slow_snapshot_writes(dir: &Path, delay: Duration) {
+        SLOW_SNAPSHOT_WRITES
+            .lock()
+            .expect("lock")
+            .insert(dir.to_path_buf(), delay);
+    }
 
     fn config(dir: &Path) -> NodeConfig {
         let members = [
@@ -882,7 +1025,7 @@ mod tests {
                     .expect("taken");
                 let marker = |log: &WalLog| log.wal.group(u64::from(GROUP)).unwrap().snapshot.index;
                 let failed = |log: &WalLog| log.snapshots_writing[&GROUP].retry_at.is_some();
-                // Every wait below ends within BUILD_RETRY (1 s) and a blocking write.
+                // Every wait below ends within SNAPSHOT_RETRY_FIRST (1 s) and a blocking write.
                 for _ in 0..1000 {
                     log.maintain()
                         .expect("a failed snapshot write is not fatal");
@@ -908,6 +1051,153 @@ mod tests {
         };
         crate::node::on_one_executor("wal-log-test", work).expect("executor");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A write of the snapshot at 3 keeps failing (its temporary path is a folder; on a node,
+    /// a disk with less room than the state) when the leader's snapshot at 5 is installed.
+    /// The write is dropped, not tried again: the group takes its next snapshot at once, and
+    /// the file at 3 is never written (the folder is gone before the first retry is due, so
+    /// a retry would write it).
+    #[test]
+    fn a_failing_snapshot_write_is_dropped_once_a_newer_snapshot_is_installed() {
+        let dir = temp_dir("superseded");
+        let work = {
+            let dir = dir.clone();
+            move || async move {
+                let mut log = open_log(&dir).await;
+                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+                log.sync().await.expect("sync");
+                let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
+                std::fs::create_dir(&blocker).expect("blocker");
+                let old = snapshot_at(3, 1, Bytes::from_static(b"state"));
+                log.snapshot_taken(GroupId(GROUP), &old).expect("taken");
+                for _ in 0..1000 {
+                    log.maintain().expect("a failed write is not fatal");
+                    if log.snapshots_writing[&GROUP].retry_at.is_some() {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(
+                    log.snapshots_writing[&GROUP].retry_at.is_some(),
+                    "never failed"
+                );
+                let newer = snapshot_at(5, 1, Bytes::from_static(b"newer state"));
+                log.install(GROUP, &newer).expect("the leader's snapshot");
+                std::fs::remove_dir(&blocker).expect("unblock");
+                // Longer than the first retry's wait (1 s).
+                for _ in 0..200 {
+                    log.maintain().expect("maintain");
+                    if !log.snapshot_in_flight(GroupId(GROUP)) {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(!log.snapshot_in_flight(GroupId(GROUP)), "still in flight");
+                assert!(
+                    !snapshot_file::path(&dir, GROUP, 3).exists(),
+                    "the superseded snapshot was written"
+                );
+                assert_eq!(log.marker(GROUP), 5);
+            }
+        };
+        crate::node::on_one_executor("wal-log-test", work).expect("executor");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// What the core does with its log on a stop: let the jobs in flight finish, then sync.
+    async fn stop(log: &mut WalLog) {
+        log.finish_jobs().await.expect("the jobs in flight");
+        log.sync().await.expect("the last sync");
+    }
+
+    /// The names in `dir` of temporary snapshot files: what a cut write leaves.
+    fn temporary_snapshot_files(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("the folder")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".snap.tmp"))
+            .collect()
+    }
+
+    /// A stop cuts no snapshot write: one slowed on the blocking thread (a slow disk) is in
+    /// flight when the stop comes; the stop waits for its file and writes its marker before
+    /// the last sync, so the reopened log holds the marker and no temporary file is left.
+    #[test]
+    fn a_stop_waits_for_a_snapshot_write_in_flight_and_writes_its_marker() {
+        let dir = temp_dir("stop");
+        let work = {
+            let dir = dir.clone();
+            move || async move {
+                let mut log = open_log(&dir).await;
+                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+                log.sync().await.expect("sync");
+                slow_snapshot_writes(&dir, Duration::from_millis(300));
+                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+                log.snapshot_taken(GroupId(GROUP), &snapshot)
+                    .expect("taken");
+                stop(&mut log).await;
+                assert!(!log.snapshot_in_flight(GroupId(GROUP)), "abandoned");
+                drop(log);
+                assert_eq!(temporary_snapshot_files(&dir), Vec::<String>::new());
+                let log = open_log(&dir).await;
+                assert_eq!(log.marker(GROUP), 3, "the snapshot's marker");
+            }
+        };
+        crate::node::on_one_executor("wal-log-test", work).expect("executor");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A stop does not hang on a stuck disk: a write slowed past the stop's bound is left
+    /// running, in flight and without its marker (the next start settles its file).
+    #[test]
+    fn a_stop_leaves_a_job_stuck_past_its_bound() {
+        let dir = temp_dir("stuck");
+        let work = {
+            let dir = dir.clone();
+            move || async move {
+                let mut log = open_log(&dir).await;
+                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+                slow_snapshot_writes(&dir, Duration::from_secs(1));
+                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+                log.snapshot_taken(GroupId(GROUP), &snapshot)
+                    .expect("taken");
+                let began = crate::clock::now();
+                let bound = Duration::from_millis(50);
+                log.finish_jobs_within(bound).await.expect("stop");
+                let waited = crate::clock::now() - began;
+                assert!(
+                    waited >= bound && waited < Duration::from_millis(500),
+                    "{waited:?}"
+                );
+                assert!(log.snapshot_in_flight(GroupId(GROUP)), "not left running");
+                assert_eq!(log.marker(GROUP), 0);
+                // Let it end before the folder goes.
+                log.finish_jobs().await.expect("the write");
+                assert_eq!(log.marker(GROUP), 3);
+            }
+        };
+        crate::node::on_one_executor("wal-log-test", work).expect("executor");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// The wait after a failed snapshot write doubles from 1 s with each failure in a row,
+    /// and stops growing at 30 s however many follow.
+    #[test]
+    fn snapshot_write_retries_back_off_exponentially_up_to_a_cap() {
+        let waits: Vec<u64> = (1..=8)
+            .map(|failures| snapshot_retry_delay(failures).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        for failures in [31, 32, 33, 1000, u32::MAX] {
+            assert_eq!(snapshot_retry_delay(failures), SNAPSHOT_RETRY_MAX);
+        }
     }
 
     /// A snapshot from a peer is checked and its file written off the loop before Raft sees

@@ -102,6 +102,14 @@ pub trait CoreLog {
     }
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
+    /// The core is stopping: wait for the jobs in flight off the loop (snapshot files being
+    /// written, the next segment being built), within a bound the log chooses (a stuck disk
+    /// must not hold the stop for ever; what is left is logged), and write what those that
+    /// finished leave to write (the markers of snapshot files now durable). The core's last
+    /// sync follows. A log with no jobs off the loop has nothing to wait for.
+    fn finish_jobs(&mut self) -> impl Future<Output = io::Result<()>> {
+        async { Ok(()) }
+    }
     /// Whether the log wrote records of its own (a snapshot's marker) that wait for a sync
     /// before they take effect (free old segments): the loop then begins one even if no
     /// Ready asks for it, or on an idle node they would wait for the next write.
@@ -372,6 +380,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.turn(&mut answers)?;
                 self.wait_persisted(&mut answers).await?;
                 self.deliver(&mut answers);
+                // Jobs cut by the exit would leave a snapshot file half-written, or durable
+                // without its marker; their markers go in the last sync.
+                self.log.finish_jobs().await.map_err(|e| {
+                    format!("core {}: log jobs at stop failed: {e}", self.shape.core)
+                })?;
                 self.sync_log().await?;
                 return Ok(self);
             }
