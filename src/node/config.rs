@@ -166,7 +166,13 @@ impl NodeConfig {
                         2 * self.cores
                     ))
                 })?;
-                resolve(&address)?;
+                // Only this node's own addresses must resolve now (it binds them). Another
+                // member's name may not resolve yet (a peer whose DNS record comes with it)
+                // or any more (a dead member's): each core resolves it again until it does
+                // (`node::resolve`), and the node starts meanwhile.
+                if *id == self.id {
+                    resolve(&address)?;
+                }
             }
         }
         Ok(())
@@ -232,6 +238,24 @@ mod tests {
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: Some(0),
         }
+    }
+
+    /// Goal: a node starts while another member's name does not resolve, and refuses its
+    /// own. Method: a fourth member named under `.invalid` (which never resolves, RFC 6761).
+    #[test]
+    fn only_this_nodes_own_addresses_must_resolve() {
+        let mut config = config();
+        let unresolvable = "cohort-4.invalid:7300".to_string();
+        config.members.insert(NodeId(4), unresolvable.clone());
+        config
+            .validate()
+            .expect("another member's name may resolve later");
+        config.id = NodeId(4);
+        let refused = config.validate().expect_err("its own name must resolve");
+        assert!(
+            refused.to_string().contains("cohort-4.invalid"),
+            "{refused}"
+        );
     }
 
     #[test]
