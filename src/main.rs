@@ -70,7 +70,7 @@ enum Command {
         target: Target,
     },
     /// Show every group of every member: role, leader, term, commit, applied, and each
-    /// leader's view of its followers.
+    /// leader's view of its followers. Exits 3 (after the table) if a member did not answer.
     Status {
         #[command(flatten)]
         target: Target,
@@ -276,7 +276,14 @@ fn main() -> ExitCode {
         }
         Command::Status { target } => {
             return match client_cmd::status(&target) {
-                Ok(table) => print_out(table.trim_end()),
+                Ok((table, 0)) => print_out(table.trim_end()),
+                Ok((table, unreachable)) => match print_out(table.trim_end()) {
+                    ExitCode::SUCCESS => {
+                        eprintln!("cohort: {unreachable} member(s) did not answer");
+                        ExitCode::from(client_cmd::STATUS_UNREACHABLE_EXIT)
+                    }
+                    other => other,
+                },
                 Err(error) => fail(&error),
             };
         }

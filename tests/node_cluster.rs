@@ -436,6 +436,10 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     let refused_by_a_peer =
         (1..=2).any(|id| cluster.log(id).contains("node 3 is back with other data"));
     assert!(refused_by_a_peer, "no peer logged the refusal");
+    // A health check sees the member that is down.
+    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+    assert_eq!(status.status.code(), Some(3), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("unreachable: "));
     cluster.kill(3);
     let again = cluster.restart(3).expect_err("refused at once");
     assert!(again.contains("said at an earlier start"), "{again}");

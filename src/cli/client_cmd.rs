@@ -185,18 +185,23 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
     })?
 }
 
-/// `cohort status`: the table of every group of every member.
-pub fn status(target: &Target) -> Result<String, String> {
+/// The exit status of `cohort status` when some member did not answer: its table is printed,
+/// with a line for each one that did not, and health checks see it.
+pub const STATUS_UNREACHABLE_EXIT: u8 = 3;
+
+/// `cohort status`: the table of every group of every member, and how many members did not
+/// answer.
+pub fn status(target: &Target) -> Result<(String, usize), String> {
     let options = target.options();
     let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
         crate::client::cluster_status(options).await
     })?
     .map_err(|e| e.to_string())?;
     let mut table = crate::proto::status::render(&rows);
-    for line in missing {
+    for line in &missing {
         table += &format!("unreachable: {line}\n");
     }
-    Ok(table)
+    Ok((table, missing.len()))
 }
 
 /// `cohort leader transfer`: hand `group` to node `to` and wait until it leads.
