@@ -1053,3 +1053,36 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
     assert!(!log().contains("still shared at shutdown"), "{}", log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Goal: a node whose cores cannot all start (`--pin` with more cores than CPUs) stops the
+/// cores that did start as on SIGTERM, and says what to check, rather than exiting under
+/// them. Method: one node asked for one core more than this machine has CPUs.
+#[test]
+fn a_core_that_cannot_start_stops_the_others_cleanly() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
+    let cores = cpus + 1;
+    let base = cohort::cli::local_cluster::free_port_run(2 * cores).expect("free ports");
+    let dir = std::env::temp_dir().join(format!("cohort-pin-{}", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["serve", "--id", "1", "--pin"])
+        .args(["--peers", &format!("1=127.0.0.1:{base}")])
+        .args([
+            "--cores",
+            &cores.to_string(),
+            "--groups",
+            &cores.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("cohort runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("are there that many CPUs"), "{text}");
+    assert!(text.contains("core 0: stopped"), "{text}");
+}

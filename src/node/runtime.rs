@@ -78,21 +78,37 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         } else {
             Placement::Unbound
         };
-        let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
+        let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("cohort-core-{core}"))
             .spawn(move || async move {
                 // However this core ends (an error, a panic, or the stop), the others stop
                 // too: a node never goes on as half a node, serving some of its groups.
-                let _stop_all = StopOnDrop(Arc::clone(&stop));
-                let result = run_core(&config, core, stop).await;
+                let _stop_all = StopOnDrop(Arc::clone(&core_stop));
+                let result = run_core(&core_config, core, core_stop).await;
                 if let Err(error) = &result {
                     tracing::error!(core, %error, "core failed: the node stops");
                 }
                 result
             })
-            .map_err(|e| format!("core {core}: cannot start its executor: {e}"))?;
-        executors.push(executor);
+            .map_err(|e| format!("core {core}: cannot start its executor: {e}"));
+        match executor {
+            Ok(executor) => executors.push(executor),
+            Err(error) => {
+                // The cores already running stop as on SIGTERM (their last turn synced),
+                // rather than being cut by the exit.
+                stop.store(true, Ordering::SeqCst);
+                for running in executors {
+                    let _ = running.join();
+                }
+                let pinned = if config.pin_cores {
+                    " (--pin puts core k on CPU k: are there that many CPUs this process may use?)"
+                } else {
+                    ""
+                };
+                return Err(format!("{error}{pinned}"));
+            }
+        }
     }
     let mut failures = Vec::new();
     for (core, executor) in executors.into_iter().enumerate() {
