@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::raw_disk::RawFdatasync;
 
 use super::cpu::CpuUse;
-use super::recorder::{Percentiles, Second, Share};
+use super::recorder::{LATENCY_MAX_US, Percentiles, Second, Share};
 
 /// The figures of a run against a null server: the generator's own ceiling.
 #[derive(Clone, Debug, Serialize)]
@@ -85,8 +85,13 @@ pub fn share_rows<K: Copy + Into<u64>>(shares: &BTreeMap<K, Share>, total: u64) 
         .collect()
 }
 
-/// A latency for people: µs below 10 ms... in the unit that keeps three digits.
+/// A latency for people: µs below 10 ms... in the unit that keeps three digits. The
+/// histograms end at [`LATENCY_MAX_US`] and hold anything longer there: such a figure reads
+/// as at least that.
 pub fn duration_text(us: u64) -> String {
+    if us >= LATENCY_MAX_US {
+        return format!("≥ {} s", LATENCY_MAX_US / 1_000_000);
+    }
     match us {
         0..1_000 => format!("{us} µs"),
         1_000..1_000_000 => format!("{:.2} ms", us as f64 / 1e3),
@@ -270,6 +275,15 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
 mod tests {
     use super::*;
     use crate::bench::recorder::latency_histogram;
+
+    /// Goal: a latency past the histograms' end (held at it) does not print as measured.
+    #[test]
+    fn latencies_past_the_histograms_end_print_as_at_least_it() {
+        let mut histogram = latency_histogram(3);
+        histogram.saturating_record(90_000_000);
+        assert_eq!(duration_text(histogram.max()), "≥ 60 s");
+        assert_eq!(duration_text(59_000_000), "59.00 s");
+    }
 
     #[test]
     fn hgrm_lists_cumulative_counts_up_to_the_maximum() {
