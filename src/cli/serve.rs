@@ -86,7 +86,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub segment_mib: u64,
     /// Snapshot a group's state and compact its log once this many entries were applied since
-    /// its last snapshot (0: never; the WAL then grows without bound).
+    /// its last snapshot (0: never; the WAL then grows without bound). A big state waits until
+    /// they hold an eighth of its size, counting 64 bytes each for their place in memory.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
     /// Also snapshot a group once the entries it applied since its last snapshot hold this

@@ -4,9 +4,14 @@
 //! Each core decides alone, from what its own replicas know: how many of its groups each
 //! voter leads. A node that leads more than its fair share (⌈groups / voters up⌉) plus a
 //! margin hands one group to the voter that leads the fewest, if that voter is below its fair
-//! share and is following the group's log closely (recently heard from, replicating). Only a
-//! leader hands off, one group at a time per core, so every node doing this converges: the
-//! overloaded shed, the underloaded receive, and nobody gets more than its share.
+//! share and is following the group's log closely (recently heard from, replicating, at most
+//! [`HANDOVER_LAG_ENTRIES_MAX`] entries behind). Only a leader hands off, one group at a time
+//! per core, so every node doing this converges: the overloaded shed, the underloaded
+//! receive, and nobody gets more than its share.
+//!
+//! Raft holds a group's writes while it hands the group over, and gives a handover up after
+//! an election timeout. A handover that did not complete (a target that cannot win, or falls
+//! behind again) is not tried again at every look: [`Handovers`] backs off from that pair.
 //!
 //! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
@@ -14,15 +19,106 @@
 
 use std::collections::BTreeMap;
 
+use super::membership::PROMOTE_LAG_ENTRIES_MAX;
+
+/// A voter is handed a group only while its log is at most this many entries behind the
+/// leader's. Raft holds the group's writes until the target has caught up, and gives the
+/// handover up after an election timeout: a target far behind (a node restarted and catching
+/// up is replicating from its first answer) held each group's writes in turn for that long,
+/// and failed. This many entries are one append's worth at the default
+/// `append_entries_max`, and the bound a learner must meet to be promoted: caught up within
+/// a round trip or two.
+pub const HANDOVER_LAG_ENTRIES_MAX: u64 = PROMOTE_LAG_ENTRIES_MAX;
+
+/// A handover that did not complete is not tried again, for the same group and target, for
+/// one look at the leaders, then two, four, … up to this many (27 s with a node's defaults:
+/// 10 ms ticks, a look every 21 ticks). A handover that completes forgets its pair's wait.
+pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
+
 /// What a core knows of one of its groups.
 #[derive(Clone, Debug)]
 pub struct GroupView {
     pub group: u32,
     /// The leader this replica follows (0: none known).
     pub leader: u64,
-    /// When this node leads: the voters that could take over now (recently heard from and
-    /// replicating, not probing or receiving a snapshot).
+    /// When this node leads: the voters that could take over now (recently heard from,
+    /// replicating, not probing or receiving a snapshot, at most
+    /// [`HANDOVER_LAG_ENTRIES_MAX`] entries behind, and not backed off from).
     pub ready_successors: Vec<u64>,
+}
+
+/// How a handover this core started went, as its group's replica sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverState {
+    /// The target leads the group.
+    Done,
+    /// Still under way (Raft is handing the group over, or an election is on).
+    Going,
+    /// Raft gave it up, or another node took over.
+    Failed,
+}
+
+/// The handovers a core's balancer started, and how long to leave each (group, target) pair
+/// alone whose last handover did not complete.
+#[derive(Debug)]
+pub struct Handovers {
+    /// The wait after a first failure, in ticks: one look at the leaders.
+    wait_ticks_min: u64,
+    wait_ticks_max: u64,
+    /// Per group, the target of the handover started and not judged yet.
+    started: BTreeMap<u32, u64>,
+    /// Per (group, target) whose last handover failed: not tried before this tick, and the
+    /// wait that ends then (doubled at the next failure).
+    backoff: BTreeMap<(u32, u64), (u64, u64)>,
+}
+
+impl Handovers {
+    /// Waits start at `look_ticks` (the ticks between two looks at the leaders), and double
+    /// up to [`HANDOVER_BACKOFF_LOOKS_MAX`] of them.
+    pub fn new(look_ticks: u64) -> Handovers {
+        let look_ticks = look_ticks.max(1);
+        Handovers {
+            wait_ticks_min: look_ticks,
+            wait_ticks_max: look_ticks * HANDOVER_BACKOFF_LOOKS_MAX,
+            started: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+        }
+    }
+
+    /// The balancer started handing `group` to `to`.
+    pub fn started(&mut self, group: u32, to: u64) {
+        self.started.insert(group, to);
+    }
+
+    /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
+    /// wait of a pair whose handover completed; make a pair whose handover failed wait, twice
+    /// as long as after its last failure.
+    pub fn judge(&mut self, now: u64, state: impl Fn(u32, u64) -> HandoverState) {
+        let (min, max) = (self.wait_ticks_min, self.wait_ticks_max);
+        let backoff = &mut self.backoff;
+        self.started.retain(|&group, &mut to| {
+            match state(group, to) {
+                HandoverState::Going => return true,
+                HandoverState::Done => {
+                    backoff.remove(&(group, to));
+                }
+                HandoverState::Failed => {
+                    let wait = backoff
+                        .get(&(group, to))
+                        .map_or(min, |&(_, last)| (last * 2).min(max));
+                    backoff.insert((group, to), (now + wait, wait));
+                }
+            }
+            false
+        });
+    }
+
+    /// Whether the balancer may hand `group` to `to` at tick `now`.
+    pub fn may_try(&self, group: u32, to: u64, now: u64) -> bool {
+        self.backoff
+            .get(&(group, to))
+            .is_none_or(|&(not_before, _)| now >= not_before)
+    }
 }
 
 /// The group node `me` should hand over, and to whom; None when the spread is fine, an
@@ -177,6 +273,38 @@ mod tests {
         // one over, to the lower id of the two idle ones.
         let groups = vec![view(0, 3), view(1, 3)];
         assert_eq!(pick_handover(3, &groups, 0), Some((0, 1)));
+    }
+
+    #[test]
+    fn a_pair_whose_handovers_fail_waits_twice_as_long_each_time_until_one_completes() {
+        // Looks every 10 ticks; group 4's handovers to node 3 fail: it waits 10, 20, 40, …
+        // ticks from the look that judged the failure, up to 128 looks.
+        let mut handovers = Handovers::new(10);
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            assert!(handovers.may_try(4, 3, now));
+            handovers.started(4, 3);
+            now += 10;
+            handovers.judge(now, |_, _| HandoverState::Failed);
+            let judged = now;
+            while !handovers.may_try(4, 3, now) {
+                assert!(handovers.may_try(5, 3, now), "another group is not held up");
+                assert!(handovers.may_try(4, 2, now), "nor another target");
+                now += 10;
+            }
+            waits.push(now - judged);
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 1280, 1280]);
+        // One still under way is judged later; one that completes resets the wait.
+        handovers.started(4, 3);
+        handovers.judge(now + 10, |_, _| HandoverState::Going);
+        assert!(handovers.may_try(4, 3, now + 10));
+        handovers.judge(now + 20, |_, _| HandoverState::Done);
+        handovers.started(4, 3);
+        handovers.judge(now + 30, |_, _| HandoverState::Failed);
+        assert!(!handovers.may_try(4, 3, now + 39));
+        assert!(handovers.may_try(4, 3, now + 40));
     }
 
     #[test]

@@ -47,7 +47,9 @@ use crate::raft::{
 };
 use crate::wire::Envelope;
 
-use super::balance::{GroupView, pick_evacuations, pick_handover};
+use super::balance::{
+    GroupView, HANDOVER_LAG_ENTRIES_MAX, HandoverState, Handovers, pick_evacuations, pick_handover,
+};
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::membership;
@@ -230,8 +232,10 @@ pub struct CoreShape {
     /// on its writes. Off, the turn acts first and syncs after (a sync then only hands the
     /// log's bytes to the kernel), keeping that system call off every request's path.
     pub sync: bool,
-    /// Snapshot a group once this many entries were applied since its last snapshot
-    /// (0: never).
+    /// Snapshot a group once this many entries were applied since its last snapshot, and
+    /// they are enough log for the size of its state (see
+    /// [`SNAPSHOT_STATE_PER_LOG_BYTES_MAX`]: a big state is not rewritten for a few tiny
+    /// entries) (0: never).
     pub snapshot_entries: u64,
     /// Snapshot a group once the entries it applied since its last snapshot hold this many
     /// bytes, or as many as its last snapshot if that is bigger (0: never for this reason): a
@@ -270,6 +274,25 @@ struct Persisting<S> {
 /// full load (two runs each, 2026-11-30).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
+/// What an entry of a group's log costs in memory beyond its payload: its place in the
+/// replica's log (term, index, kind and the handle of its shared buffer: 56 bytes) and its
+/// buffer's allocation. The entry-count snapshot trigger counts it with the payload.
+const ENTRY_IN_MEMORY_BYTES: u64 = 64;
+
+/// The entry-count trigger (`CoreShape::snapshot_entries`) bounds the log's length, so that
+/// many tiny entries cannot fill memory and the WAL while their bytes stay below the byte
+/// trigger. But on its own it rewrote a big state for a few tiny entries: a 600 MB state
+/// under a light load of small writes (one entry a turn) was cloned on the loop, encoded and
+/// written whole every 100,000 entries, a few MB of log. So it fires only once the log
+/// applied since the last snapshot (payload and [`ENTRY_IN_MEMORY_BYTES`] per entry), times
+/// this, reaches the state's bytes (its last snapshot's): at most this many bytes of
+/// snapshot per byte of log. A small state still snapshots every `snapshot_entries` entries
+/// (at 10 entries: up to about 5 KiB of state, and more with the entries' payload; at the
+/// default 100,000: up to about 50 MB), and a big one keeps at most an eighth of its size in
+/// log, memory included, before it is snapshotted. The byte trigger allows one byte of
+/// snapshot per byte of log; this one allows more, as its job is to bound memory.
+const SNAPSHOT_STATE_PER_LOG_BYTES_MAX: u64 = 8;
+
 pub struct Core<L: CoreLog, N> {
     shape: CoreShape,
     groups: BTreeMap<u32, Group>,
@@ -283,6 +306,8 @@ pub struct Core<L: CoreLog, N> {
     tick_clock: Option<TickClock>,
     /// Transfers asked for and not finished.
     transfers: Vec<Transfer>,
+    /// The handovers the leader balancer started, and the pairs it leaves alone for a while.
+    handovers: Handovers,
     /// The peers whose same core said, in its last batch, that its log cannot grow: they
     /// take no new entries and will not lead (see [`CoreNet::set_log_full`]).
     peers_log_full: BTreeSet<u64>,
@@ -328,6 +353,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 TickClock::new(length, crate::clock::since_boot(), 2 * longest + 1)
             }),
             transfers: Vec::new(),
+            handovers: Handovers::new(u64::from(shape.balance_every_ticks.max(1))),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
             said_entry_too_large: false,
@@ -789,8 +815,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Hand groups to other nodes ([`super::balance`]): every group this node leads while
     /// its log cannot grow, else one group if this node leads too many of this core's.
     fn hand_over_leaders(&mut self) {
-        let me = self.shape.node_id;
-        let peers_log_full = &self.peers_log_full;
+        let (me, ticks) = (self.shape.node_id, self.ticks);
+        let groups = &self.groups;
+        self.handovers.judge(ticks, |group, to| {
+            let replica = &groups[&group].replica;
+            if replica.leader().0 == to {
+                HandoverState::Done
+            } else if replica.leader().is_none() || replica.lead_transferee() == Some(NodeId(to)) {
+                HandoverState::Going
+            } else {
+                HandoverState::Failed
+            }
+        });
+        let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
         let views: Vec<GroupView> = self
             .groups
             .iter()
@@ -800,9 +837,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .peers
                     .iter()
                     .filter(|p| p.recent_active && p.state == ProgressState::Replicate)
+                    // Replicating from its first answer, however far behind: Raft would hold
+                    // the group's writes while it caught up, and give up.
+                    .filter(|p| {
+                        status.last_index.0.saturating_sub(p.match_index.0)
+                            <= HANDOVER_LAG_ENTRIES_MAX
+                    })
                     // A learner cannot take over: it does not vote.
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
+                    .filter(|p| handovers.may_try(id, p.id.0, ticks))
                     .map(|p| p.id.0)
                     .collect();
                 GroupView {
@@ -835,7 +879,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .expect("a group of this core")
                 .replica;
             match replica.transfer_leader(NodeId(to)) {
-                Ok(()) => tracing::info!(group, to, "{why}: handing the group over"),
+                Ok(()) => {
+                    tracing::info!(group, to, "{why}: handing the group over");
+                    self.handovers.started(group, to);
+                }
                 Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
             }
         }
@@ -1091,11 +1138,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))
     }
 
-    /// Whether group `id` is due for a snapshot: enough entries, or enough bytes of entries,
-    /// were applied since its last one, and no snapshot of it is streaming to a follower: compacting
-    /// past the streamed one would leave that follower, once it holds it, a gap that only the
-    /// next snapshot fills, and under steady writes a stream that never catches up (etcd
-    /// keeps entries behind its snapshots for the same reason). The log's size limit still
+    /// Whether group `id` is due for a snapshot: enough entries (see
+    /// [`SNAPSHOT_STATE_PER_LOG_BYTES_MAX`]), or enough bytes of entries, were applied since
+    /// its last one, and no snapshot of it is streaming to a follower: compacting past the
+    /// streamed one would leave that follower, once it holds it, a gap that only the next
+    /// snapshot fills, and under steady writes a stream that never catches up (etcd keeps
+    /// entries behind its snapshots for the same reason). The log's size limit still
     /// snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
     fn snapshot_due(&self, id: u32) -> bool {
         if self.streams.streaming(id) {
@@ -1104,10 +1152,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = &self.groups[&id];
         let since = group.replica.applying().0 - group.replica.snapshot_index().0;
+        let applied_bytes = group.applied_bytes_since_snapshot;
         let state_bytes = group.replica.snapshot().data.len() as u64;
-        (every > 0 && since >= every)
-            || (every_bytes > 0
-                && group.applied_bytes_since_snapshot >= every_bytes.max(state_bytes))
+        let log_bytes = applied_bytes.saturating_add(since.saturating_mul(ENTRY_IN_MEMORY_BYTES));
+        let log_worth_it =
+            log_bytes.saturating_mul(SNAPSHOT_STATE_PER_LOG_BYTES_MAX) >= state_bytes;
+        (every > 0 && since >= every && log_worth_it)
+            || (every_bytes > 0 && applied_bytes >= every_bytes.max(state_bytes))
     }
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log
