@@ -79,12 +79,15 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
             Placement::Unbound
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
+        // However this core ends (an error, a panic, the stop, or an executor that fails to
+        // build in its thread, pinned to a CPU outside this process's set, say, so that this
+        // closure never runs and is dropped), the others stop too: a node never goes on as
+        // half a node, serving some of its groups.
+        let stop_all = StopOnDrop(Arc::clone(&stop));
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("cohort-core-{core}"))
             .spawn(move || async move {
-                // However this core ends (an error, a panic, or the stop), the others stop
-                // too: a node never goes on as half a node, serving some of its groups.
-                let _stop_all = StopOnDrop(Arc::clone(&core_stop));
+                let _stop_all = stop_all;
                 let result = run_core(&core_config, core, core_stop).await;
                 if let Err(error) = &result {
                     tracing::error!(core, %error, "core failed: the node stops");
