@@ -444,7 +444,9 @@ impl WalLog {
         Ok(())
     }
 
-    /// The jobs on the blocking thread whose results have not come back, in words.
+    /// The jobs on the blocking thread whose results have not come back and matter to a
+    /// stop, in words. Not encodings: a stopping core takes no snapshot, so waiting for one
+    /// would only hold the stop (and the clients still connected) for a result thrown away.
     fn jobs_in_flight(&self) -> Vec<String> {
         let mut jobs = Vec::new();
         for (group, write) in &self.snapshots_writing {
@@ -457,11 +459,6 @@ impl WalLog {
             if received.stored.borrow().is_none() {
                 let group = received.group;
                 jobs.push(format!("group {group}: received snapshot's file"));
-            }
-        }
-        for (group, (index, slot)) in &self.snapshots_encoding {
-            if slot.borrow().is_none() {
-                jobs.push(format!("group {group}: snapshot encoding at {index}"));
             }
         }
         if self.building.is_some() {

@@ -50,7 +50,7 @@ impl SimOptions {
             defaults.lease_clock_drift_ticks,
         )
         .unwrap_or(0);
-        // One seed in four runs on a quick network and disks: an election there ends within
+        // One seed in two runs on a quick network and disks: an election there ends within
         // a lease, so a lease that outlives its leadership shows as a stale read.
         let quick = rng.chance(1, 2);
         let (delay_max, persist_delay_max) = if quick {
