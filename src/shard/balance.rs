@@ -11,7 +11,9 @@
 //!
 //! Raft holds a group's writes while it hands the group over, and gives a handover up after
 //! an election timeout. A handover that did not complete (a target that cannot win, or falls
-//! behind again) is not tried again at every look: [`Handovers`] backs off from that pair.
+//! behind again) is not tried again at every look: [`Handovers`] backs off from that pair,
+//! and from that target with any other group (a target too slow to take one group over is
+//! likely too slow for the next).
 //!
 //! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
@@ -70,6 +72,8 @@ pub struct Handovers {
     /// Per (group, target) whose last handover failed: not tried before this tick, and the
     /// wait that ends then (doubled at the next failure).
     backoff: BTreeMap<(u32, u64), (u64, u64)>,
+    /// The same per target, whatever the group: its last handover failed.
+    target_backoff: BTreeMap<u64, (u64, u64)>,
 }
 
 impl Handovers {
@@ -82,6 +86,7 @@ impl Handovers {
             wait_ticks_max: look_ticks * HANDOVER_BACKOFF_LOOKS_MAX,
             started: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            target_backoff: BTreeMap::new(),
         }
     }
 
@@ -91,22 +96,25 @@ impl Handovers {
     }
 
     /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
-    /// wait of a pair whose handover completed; make a pair whose handover failed wait, twice
-    /// as long as after its last failure.
+    /// waits of a pair and a target whose handover completed; make a pair and a target whose
+    /// handover failed wait, each twice as long as after its last failure.
     pub fn judge(&mut self, now: u64, state: impl Fn(u32, u64) -> HandoverState) {
         let (min, max) = (self.wait_ticks_min, self.wait_ticks_max);
-        let backoff = &mut self.backoff;
+        let (backoff, target_backoff) = (&mut self.backoff, &mut self.target_backoff);
+        let wait_more = |last: Option<&(u64, u64)>| {
+            let wait = last.map_or(min, |&(_, last)| (last * 2).min(max));
+            (now + wait, wait)
+        };
         self.started.retain(|&group, &mut to| {
             match state(group, to) {
                 HandoverState::Going => return true,
                 HandoverState::Done => {
                     backoff.remove(&(group, to));
+                    target_backoff.remove(&to);
                 }
                 HandoverState::Failed => {
-                    let wait = backoff
-                        .get(&(group, to))
-                        .map_or(min, |&(_, last)| (last * 2).min(max));
-                    backoff.insert((group, to), (now + wait, wait));
+                    backoff.insert((group, to), wait_more(backoff.get(&(group, to))));
+                    target_backoff.insert(to, wait_more(target_backoff.get(&to)));
                 }
             }
             false
@@ -115,9 +123,9 @@ impl Handovers {
 
     /// Whether the balancer may hand `group` to `to` at tick `now`.
     pub fn may_try(&self, group: u32, to: u64, now: u64) -> bool {
-        self.backoff
-            .get(&(group, to))
-            .is_none_or(|&(not_before, _)| now >= not_before)
+        let free =
+            |wait: Option<&(u64, u64)>| wait.is_none_or(|&(not_before, _)| now >= not_before);
+        free(self.backoff.get(&(group, to))) && free(self.target_backoff.get(&to))
     }
 }
 
@@ -289,8 +297,14 @@ mod tests {
             handovers.judge(now, |_, _| HandoverState::Failed);
             let judged = now;
             while !handovers.may_try(4, 3, now) {
-                assert!(handovers.may_try(5, 3, now), "another group is not held up");
-                assert!(handovers.may_try(4, 2, now), "nor another target");
+                assert!(
+                    !handovers.may_try(5, 3, now),
+                    "nor another group to that target"
+                );
+                assert!(
+                    handovers.may_try(4, 2, now),
+                    "another target is not held up"
+                );
                 now += 10;
             }
             waits.push(now - judged);
