@@ -1008,46 +1008,40 @@ mod tests {
     /// snapshot is still in flight, and writes it again later, then takes its marker.
     #[test]
     fn a_snapshot_file_that_cannot_be_written_is_written_again_later() {
-        let dir = temp_dir("retry");
-        let work = {
-            let dir = dir.clone();
-            move || async move {
-                let mut log = open_log(&dir).await;
-                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
-                log.sync().await.expect("sync");
-                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
-                let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
-                std::fs::create_dir(&blocker).expect("blocker");
-                log.snapshot_taken(GroupId(GROUP), &snapshot)
-                    .expect("taken");
-                let marker = |log: &WalLog| log.wal.group(u64::from(GROUP)).unwrap().snapshot.index;
-                let failed = |log: &WalLog| log.snapshots_writing[&GROUP].retry_at.is_some();
-                // Every wait below ends within SNAPSHOT_RETRY_FIRST (1 s) and a blocking write.
-                for _ in 0..1000 {
-                    log.maintain()
-                        .expect("a failed snapshot write is not fatal");
-                    if failed(&log) {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+        in_log_dir("retry", |dir| async move {
+            let mut log = open_log(&dir).await;
+            log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+            log.sync().await.expect("sync");
+            let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+            let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
+            std::fs::create_dir(&blocker).expect("blocker");
+            log.snapshot_taken(GroupId(GROUP), &snapshot)
+                .expect("taken");
+            let marker = |log: &WalLog| log.wal.group(u64::from(GROUP)).unwrap().snapshot.index;
+            let failed = |log: &WalLog| log.snapshots_writing[&GROUP].retry_at.is_some();
+            // Every wait below ends within SNAPSHOT_RETRY_FIRST (1 s) and a blocking write.
+            for _ in 0..1000 {
+                log.maintain()
+                    .expect("a failed snapshot write is not fatal");
+                if failed(&log) {
+                    break;
                 }
-                assert!(failed(&log), "the write never failed");
-                assert!(log.snapshot_in_flight(GroupId(GROUP)));
-                assert_eq!(marker(&log), 0, "no marker before the file");
-                std::fs::remove_dir(&blocker).expect("unblock");
-                for _ in 0..1000 {
-                    log.maintain().expect("maintain");
-                    if !log.snapshot_in_flight(GroupId(GROUP)) {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-                assert_eq!(marker(&log), 3, "written again, then marked");
-                assert!(snapshot_file::path(&dir, GROUP, 3).exists());
+                glommio::timer::sleep(Duration::from_millis(10)).await;
             }
-        };
-        crate::node::on_one_executor("wal-log-test", work).expect("executor");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+            assert!(failed(&log), "the write never failed");
+            assert!(log.snapshot_in_flight(GroupId(GROUP)));
+            assert_eq!(marker(&log), 0, "no marker before the file");
+            std::fs::remove_dir(&blocker).expect("unblock");
+            for _ in 0..1000 {
+                log.maintain().expect("maintain");
+                if !log.snapshot_in_flight(GroupId(GROUP)) {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(marker(&log), 3, "written again, then marked");
+            assert!(snapshot_file::path(&dir, GROUP, 3).exists());
+        });
     }
 
     /// A write of the snapshot at 3 keeps failing (its temporary path is a folder; on a node,
@@ -1057,48 +1051,54 @@ mod tests {
     /// a retry would write it).
     #[test]
     fn a_failing_snapshot_write_is_dropped_once_a_newer_snapshot_is_installed() {
-        let dir = temp_dir("superseded");
-        let work = {
-            let dir = dir.clone();
-            move || async move {
-                let mut log = open_log(&dir).await;
-                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
-                log.sync().await.expect("sync");
-                let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
-                std::fs::create_dir(&blocker).expect("blocker");
-                let old = snapshot_at(3, 1, Bytes::from_static(b"state"));
-                log.snapshot_taken(GroupId(GROUP), &old).expect("taken");
-                for _ in 0..1000 {
-                    log.maintain().expect("a failed write is not fatal");
-                    if log.snapshots_writing[&GROUP].retry_at.is_some() {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+        in_log_dir("superseded", |dir| async move {
+            let mut log = open_log(&dir).await;
+            log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+            log.sync().await.expect("sync");
+            let blocker = snapshot_file::path(&dir, GROUP, 3).with_extension("snap.tmp");
+            std::fs::create_dir(&blocker).expect("blocker");
+            let old = snapshot_at(3, 1, Bytes::from_static(b"state"));
+            log.snapshot_taken(GroupId(GROUP), &old).expect("taken");
+            for _ in 0..1000 {
+                log.maintain().expect("a failed write is not fatal");
+                if log.snapshots_writing[&GROUP].retry_at.is_some() {
+                    break;
                 }
-                assert!(
-                    log.snapshots_writing[&GROUP].retry_at.is_some(),
-                    "never failed"
-                );
-                let newer = snapshot_at(5, 1, Bytes::from_static(b"newer state"));
-                log.install(GROUP, &newer).expect("the leader's snapshot");
-                std::fs::remove_dir(&blocker).expect("unblock");
-                // Longer than the first retry's wait (1 s).
-                for _ in 0..200 {
-                    log.maintain().expect("maintain");
-                    if !log.snapshot_in_flight(GroupId(GROUP)) {
-                        break;
-                    }
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-                assert!(!log.snapshot_in_flight(GroupId(GROUP)), "still in flight");
-                assert!(
-                    !snapshot_file::path(&dir, GROUP, 3).exists(),
-                    "the superseded snapshot was written"
-                );
-                assert_eq!(log.marker(GROUP), 5);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
             }
-        };
-        crate::node::on_one_executor("wal-log-test", work).expect("executor");
+            assert!(
+                log.snapshots_writing[&GROUP].retry_at.is_some(),
+                "never failed"
+            );
+            let newer = snapshot_at(5, 1, Bytes::from_static(b"newer state"));
+            log.install(GROUP, &newer).expect("the leader's snapshot");
+            std::fs::remove_dir(&blocker).expect("unblock");
+            // Longer than the first retry's wait (1 s).
+            for _ in 0..200 {
+                log.maintain().expect("maintain");
+                if !log.snapshot_in_flight(GroupId(GROUP)) {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(!log.snapshot_in_flight(GroupId(GROUP)), "still in flight");
+            assert!(
+                !snapshot_file::path(&dir, GROUP, 3).exists(),
+                "the superseded snapshot was written"
+            );
+            assert_eq!(log.marker(GROUP), 5);
+        });
+    }
+
+    /// Runs `work` on an executor with a new folder for a log, and removes the folder after.
+    fn in_log_dir<W, F>(name: &str, work: W)
+    where
+        W: FnOnce(PathBuf) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = temp_dir(name);
+        let inner = dir.clone();
+        crate::node::on_one_executor("wal-log-test", move || work(inner)).expect("executor");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -1128,60 +1128,48 @@ mod tests {
     /// the last sync, so the reopened log holds the marker and no temporary file is left.
     #[test]
     fn a_stop_waits_for_a_snapshot_write_in_flight_and_writes_its_marker() {
-        let dir = temp_dir("stop");
-        let work = {
-            let dir = dir.clone();
-            move || async move {
-                let mut log = open_log(&dir).await;
-                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
-                log.sync().await.expect("sync");
-                slow_snapshot_writes(&dir, Duration::from_millis(300));
-                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
-                log.snapshot_taken(GroupId(GROUP), &snapshot)
-                    .expect("taken");
-                stop(&mut log).await;
-                assert!(!log.snapshot_in_flight(GroupId(GROUP)), "abandoned");
-                drop(log);
-                assert_eq!(temporary_snapshot_files(&dir), Vec::<String>::new());
-                let log = open_log(&dir).await;
-                assert_eq!(log.marker(GROUP), 3, "the snapshot's marker");
-            }
-        };
-        crate::node::on_one_executor("wal-log-test", work).expect("executor");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        in_log_dir("stop", |dir| async move {
+            let mut log = open_log(&dir).await;
+            log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+            log.sync().await.expect("sync");
+            slow_snapshot_writes(&dir, Duration::from_millis(300));
+            let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+            log.snapshot_taken(GroupId(GROUP), &snapshot)
+                .expect("taken");
+            stop(&mut log).await;
+            assert!(!log.snapshot_in_flight(GroupId(GROUP)), "abandoned");
+            drop(log);
+            assert_eq!(temporary_snapshot_files(&dir), Vec::<String>::new());
+            let log = open_log(&dir).await;
+            assert_eq!(log.marker(GROUP), 3, "the snapshot's marker");
+        });
     }
 
     /// A stop does not hang on a stuck disk: a write slowed past the stop's bound is left
     /// running, in flight and without its marker (the next start settles its file).
     #[test]
     fn a_stop_leaves_a_job_stuck_past_its_bound() {
-        let dir = temp_dir("stuck");
-        let work = {
-            let dir = dir.clone();
-            move || async move {
-                let mut log = open_log(&dir).await;
-                log.write(GROUP, &entries(2..=5, 1), None).expect("write");
-                slow_snapshot_writes(&dir, Duration::from_secs(1));
-                let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
-                log.snapshot_taken(GroupId(GROUP), &snapshot)
-                    .expect("taken");
-                let began = crate::clock::now();
-                let bound = Duration::from_millis(50);
-                log.finish_jobs_within(bound).await.expect("stop");
-                let waited = crate::clock::now() - began;
-                assert!(
-                    waited >= bound && waited < Duration::from_millis(500),
-                    "{waited:?}"
-                );
-                assert!(log.snapshot_in_flight(GroupId(GROUP)), "not left running");
-                assert_eq!(log.marker(GROUP), 0);
-                // Let it end before the folder goes.
-                log.finish_jobs().await.expect("the write");
-                assert_eq!(log.marker(GROUP), 3);
-            }
-        };
-        crate::node::on_one_executor("wal-log-test", work).expect("executor");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        in_log_dir("stuck", |dir| async move {
+            let mut log = open_log(&dir).await;
+            log.write(GROUP, &entries(2..=5, 1), None).expect("write");
+            slow_snapshot_writes(&dir, Duration::from_secs(1));
+            let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+            log.snapshot_taken(GroupId(GROUP), &snapshot)
+                .expect("taken");
+            let began = crate::clock::now();
+            let bound = Duration::from_millis(50);
+            log.finish_jobs_within(bound).await.expect("stop");
+            let waited = crate::clock::now() - began;
+            assert!(
+                waited >= bound && waited < Duration::from_millis(500),
+                "{waited:?}"
+            );
+            assert!(log.snapshot_in_flight(GroupId(GROUP)), "not left running");
+            assert_eq!(log.marker(GROUP), 0);
+            // Let it end before the folder goes.
+            log.finish_jobs().await.expect("the write");
+            assert_eq!(log.marker(GROUP), 3);
+        });
     }
 
     /// The wait after a failed snapshot write doubles from 1 s with each failure in a row,
@@ -1203,37 +1191,31 @@ mod tests {
     /// dropped without a file; a good one comes back with its file durable, once.
     #[test]
     fn a_received_snapshot_is_stored_before_raft_sees_it_and_dropped_if_it_cannot_be() {
-        let dir = temp_dir("received");
-        let work = {
-            let dir = dir.clone();
-            move || async move {
-                let mut log = open_log(&dir).await;
-                let install = |index: u64, data: Bytes| Message {
-                    from: NodeId(2),
-                    to: NodeId(1),
-                    term: Term(2),
-                    body: MessageBody::InstallSnapshot(Box::new(snapshot_at(index, 2, data))),
-                };
-                let mut kv = crate::kv::KvStore::new();
-                kv.skip(7);
-                let state = kv.encode_snapshot();
-                let blocker = snapshot_file::path(&dir, GROUP, 7).with_extension("snap.tmp");
-                std::fs::create_dir(&blocker).expect("blocker");
-                log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
-                log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
-                let taken = take_all_received(&mut log).await;
-                assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
-                assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
-                std::fs::remove_dir(&blocker).expect("unblock");
-                log.receive_snapshot(GroupId(GROUP), install(7, state));
-                let taken = take_all_received(&mut log).await;
-                assert_eq!(taken.len(), 1);
-                assert!(snapshot_file::path(&dir, GROUP, 7).exists());
-                assert!(log.snapshots_stored.contains(&(GROUP, 7)));
-            }
-        };
-        crate::node::on_one_executor("wal-log-test", work).expect("executor");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        in_log_dir("received", |dir| async move {
+            let mut log = open_log(&dir).await;
+            let install = |index: u64, data: Bytes| Message {
+                from: NodeId(2),
+                to: NodeId(1),
+                term: Term(2),
+                body: MessageBody::InstallSnapshot(Box::new(snapshot_at(index, 2, data))),
+            };
+            let mut kv = crate::kv::KvStore::new();
+            kv.skip(7);
+            let state = kv.encode_snapshot();
+            let blocker = snapshot_file::path(&dir, GROUP, 7).with_extension("snap.tmp");
+            std::fs::create_dir(&blocker).expect("blocker");
+            log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
+            log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
+            let taken = take_all_received(&mut log).await;
+            assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
+            assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
+            std::fs::remove_dir(&blocker).expect("unblock");
+            log.receive_snapshot(GroupId(GROUP), install(7, state));
+            let taken = take_all_received(&mut log).await;
+            assert_eq!(taken.len(), 1);
+            assert!(snapshot_file::path(&dir, GROUP, 7).exists());
+            assert!(log.snapshots_stored.contains(&(GROUP, 7)));
+        });
     }
 
     /// The leader's snapshot at 5 (term 2) replaced a log whose entries 2..10 are of term 1;
