@@ -137,6 +137,7 @@ where
     let mut members = others;
     members.push((1, base.clone()));
     let topology = Topology {
+        cluster_id: 1,
         node_id: 1,
         cores: 1,
         groups,

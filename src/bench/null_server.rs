@@ -120,6 +120,7 @@ async fn serve(
 ) {
     let state = Rc::new(State {
         topology: Topology {
+            cluster_id: 1,
             node_id: 1,
             cores: 1,
             groups,

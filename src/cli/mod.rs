@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod client_cmd;
 pub mod demo;
+mod join;
 pub mod local_cluster;
 mod scratch_cluster;
 pub mod serve;

@@ -3,15 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::client::{ClientOptions, change_membership, fetch_topology};
-use crate::node::{NodeConfig, SyncMode, identity, parse_members};
-use crate::proto::members::{MemberOp, check_address};
+use crate::node::{NodeConfig, SyncMode, parse_members};
 use crate::raft::NodeId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,7 +32,8 @@ pub struct ServeArgs {
     pub peers: Option<String>,
     /// Join the running cluster that the members at these base addresses (HOST:PORT,…)
     /// belong to (one that answers is enough): become a learner of every group, catch up,
-    /// become a voter. Give it again on every restart of this node (a member stays one).
+    /// become a voter. Give it again on every restart of this node (a member stays one; a
+    /// node that was removed is refused and must come back with a new --id).
     #[arg(long, requires = "listen", value_delimiter = ',')]
     pub join: Option<Vec<String>>,
     /// This node's base address (HOST:PORT) with --join.
@@ -79,9 +78,10 @@ pub struct ServeArgs {
     /// up to one heartbeat later on an idle group, and a lone write costs two messages fewer.
     #[arg(long)]
     pub broadcast_commit: bool,
-    /// A number shared by every member; nodes of another cluster are refused.
-    #[arg(long, default_value_t = 1)]
-    pub cluster_id: u64,
+    /// A number shared by every member; nodes of another cluster are refused [default: 1;
+    /// with --join: the cluster's].
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 64)]
     pub segment_mib: u64,
@@ -160,133 +160,10 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     if args.stop_with_parent {
         stop_with_parent(Arc::clone(&stop))?;
     }
-    let Some(seeds) = &args.join else {
-        return crate::node::run_until(args.bootstrap_config()?, stop);
-    };
-    let listen = args.listen.clone().expect("clap: --join requires --listen");
-    check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
-    let options = ClientOptions::new(seeds.clone(), args.id);
-    let asked = options.clone();
-    let fetched = crate::node::on_one_executor("cohort-join", move || async move {
-        fetch_topology(&asked.seeds, asked.attempt_timeout).await
-    })?;
-    let topology = match (fetched, identity::read(&args.data_dir)?) {
-        (Ok(topology), _) => topology,
-        // A member restarting while its seeds are down: its disk knows the cluster (the
-        // groups' configurations name every member), so it starts from there.
-        (Err(error), Some(recorded)) if recorded.node_id == args.id => {
-            println!(
-                "node {}: --join {}: {error}; starting from the data dir",
-                args.id,
-                seeds.join(",")
-            );
-            let members = BTreeMap::from([(NodeId(args.id), listen)]);
-            let config = args.to_config(members, false, recorded.cores, recorded.groups)?;
-            return crate::node::run_until(config, stop);
-        }
-        (Err(error), _) => return Err(format!("--join {}: {error}", seeds.join(","))),
-    };
-    for (flag, given, cluster) in [
-        (
-            "--cores",
-            args.cores.map(u32::from),
-            u32::from(topology.cores),
-        ),
-        ("--groups", args.groups, topology.groups),
-    ] {
-        if given.is_some_and(|given| given != cluster) {
-            return Err(format!(
-                "{flag} {} differs from the cluster's {cluster}: leave it out with --join",
-                given.unwrap_or_default()
-            ));
-        }
+    match &args.join {
+        Some(seeds) => super::join::run(args, seeds, stop),
+        None => crate::node::run_until(args.bootstrap_config()?, stop),
     }
-    let mut members: BTreeMap<NodeId, String> = topology
-        .members
-        .iter()
-        .map(|(id, base)| (NodeId(*id), base.clone()))
-        .collect();
-    // Refused for data that is not this id's (see below), a node new to the cluster takes
-    // itself out again; a member never does (that changes who votes: the operator's call).
-    let new_to_cluster = !members.contains_key(&NodeId(args.id));
-    match members.get(&NodeId(args.id)) {
-        Some(known) if *known != listen => {
-            return Err(format!(
-                "node {} is a member at {known}, not {listen}: a new machine needs a new id \
-                 (remove the old one with `cohort members remove --id {}`)",
-                args.id, args.id
-            ));
-        }
-        _ => members.insert(NodeId(args.id), listen.clone()),
-    };
-    let config = args.to_config(members, false, topology.cores, topology.groups)?;
-    let mut options = options;
-    let withdraw_options = options.clone();
-    options.request_timeout = Duration::from_secs(args.join_timeout_s);
-    let (id, failed) = (args.id, Arc::new(Mutex::new(None)));
-    let (failure, stopper) = (Arc::clone(&failed), Arc::clone(&stop));
-    let joiner = std::thread::Builder::new()
-        .name("cohort-joiner".to_string())
-        .spawn(move || {
-            let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
-                join(&options, id, &listen).await
-            })
-            .and_then(|joined| joined);
-            if let Err(error) = joined {
-                println!("node {id}: joining failed: {error}; stopping");
-                *failure.lock().expect("not poisoned") = Some(error);
-                // A node that could not join is of no use: stop it as SIGTERM would.
-                stopper.store(true, Ordering::SeqCst);
-            }
-        })
-        .map_err(|e| format!("cannot start the joiner: {e}"))?;
-    let ran = crate::node::run_until(config, stop);
-    drop(joiner);
-    if new_to_cluster
-        && ran.is_err()
-        && crate::node::refused_for_lost_data(&args.data_dir, topology.cores)
-    {
-        // An id this cluster used before, on other data: the join may have made it a learner
-        // of some groups, which is of no use to anyone now.
-        withdraw(withdraw_options, args.id);
-    }
-    if let Some(error) = failed.lock().expect("not poisoned").take() {
-        return Err(format!("joining the cluster failed: {error}"));
-    }
-    ran
-}
-
-/// Takes node `id`, a learner that cannot take part, out of every group again; says how it
-/// went (the node stops either way).
-fn withdraw(options: ClientOptions, id: u64) {
-    let withdrawn = crate::node::on_one_executor("cohort-withdraw", move || async move {
-        change_membership(&options, id, MemberOp::Remove, |_, _| {}).await
-    });
-    match withdrawn {
-        Ok(Ok(_)) => println!("node {id}: taken out of every group again (it joined as a learner)"),
-        Ok(Err(error)) | Err(error) => println!(
-            "node {id}: cannot take itself out of the groups it joined ({error}): remove it \
-             with `cohort members remove --id {id}`"
-        ),
-    }
-}
-
-/// Become a learner of every group, then a voter once caught up, printing each step.
-async fn join(options: &ClientOptions, id: u64, listen: &str) -> Result<(), String> {
-    let say = |line: String| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    };
-    let address = listen.to_string();
-    change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {}).await?;
-    say(format!("node {id}: learner of every group"));
-    let (voters, _) = change_membership(options, id, MemberOp::Promote, |_, _| {}).await?;
-    say(format!(
-        "node {id}: joined: voter of every group (voters now {voters:?})"
-    ));
-    Ok(())
 }
 
 impl ServeArgs {
@@ -297,21 +174,23 @@ impl ServeArgs {
         self.to_config(
             members,
             true,
+            self.cluster_id.unwrap_or(1),
             self.cores.unwrap_or(1),
             self.groups.unwrap_or(4),
         )
     }
 
-    fn to_config(
+    pub(super) fn to_config(
         &self,
         members: BTreeMap<NodeId, String>,
         bootstrap: bool,
+        cluster_id: u64,
         cores: u16,
         groups: u32,
     ) -> Result<NodeConfig, String> {
         let config = NodeConfig {
             id: NodeId(self.id),
-            cluster_id: self.cluster_id,
+            cluster_id,
             members,
             bootstrap,
             data_dir: self.data_dir.clone(),

@@ -483,6 +483,7 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let base = format!("127.0.0.1:{}", address.port() - 1);
         let topology = Topology {
+            cluster_id: 1,
             node_id: 1,
             cores: 1,
             groups: 1,

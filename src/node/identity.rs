@@ -5,11 +5,21 @@
 //!
 //! The file is `cohort.id` in the data dir, plain text, one `key=value` per line, written
 //! atomically (temporary file, fsync, rename, fsync of the dir) at the first start.
+//!
+//! Beside it, `cohort.member` (written the same way) says the node was a member of its
+//! cluster, and which members it knew then: see [`record_membership`].
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::raft::NodeId;
+
 const FILE_NAME: &str = "cohort.id";
+/// Present once the node was a member of its cluster (at the first start of a node that
+/// starts one; once a joining node was added to every group), with the members it knew then.
+const MEMBER_FILE_NAME: &str = "cohort.member";
+const MEMBER_FORMAT: &str = "cohort member v1";
 const FORMAT: &str = "cohort data dir v1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +103,40 @@ fn record(dir: &Path, identity: Identity) -> Result<(), String> {
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
+/// Record that the node of `dir` is a member of its cluster, and the `members` (id, base
+/// address) it knows. A node that restarts to join again and finds itself no longer listed
+/// was then removed, and does not add itself back; one that restarts while no seed answers
+/// dials these members from the cores whose groups hold no configuration yet.
+pub fn record_membership(dir: &Path, members: &BTreeMap<NodeId, String>) -> Result<(), String> {
+    let path = dir.join(MEMBER_FILE_NAME);
+    let listed: Vec<String> = members
+        .iter()
+        .map(|(id, base)| format!("{id}={base}"))
+        .collect();
+    let text = format!("{MEMBER_FORMAT}\nmembers={}\n", listed.join(","));
+    crate::durable::replace_file(&path, text.as_bytes())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// The members recorded in `dir` (see [`record_membership`]); None if the node of `dir` was
+/// never a member.
+pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, String> {
+    let path = dir.join(MEMBER_FILE_NAME);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    let mut lines = text.lines();
+    let members = (lines.next() == Some(MEMBER_FORMAT))
+        .then(|| lines.next()?.strip_prefix("members="))
+        .flatten()
+        .ok_or_else(|| format!("{} is damaged: not `{MEMBER_FORMAT}`", path.display()))?;
+    super::config::parse_members(members)
+        .map(Some)
+        .map_err(|error| format!("{} is damaged: {error}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +168,15 @@ mod tests {
             error.contains("--groups 64") && error.contains("--groups 32"),
             "{error}"
         );
+        assert_eq!(recorded_members(&dir), Ok(None));
+        let members = BTreeMap::from([
+            (NodeId(1), "10.0.0.1:7000".to_string()),
+            (NodeId(2), "[::1]:7000".to_string()),
+        ]);
+        record_membership(&dir, &members).unwrap();
+        assert_eq!(recorded_members(&dir), Ok(Some(members)));
+        fs::write(dir.join(MEMBER_FILE_NAME), "cohort member v1\nmembers=x\n").unwrap();
+        assert!(recorded_members(&dir).unwrap_err().contains("damaged"));
         fs::write(dir.join(FILE_NAME), "cohort data dir v1\ncluster_id=x\n").unwrap();
         assert!(read(&dir).unwrap_err().contains("damaged"));
         fs::remove_dir_all(&dir).unwrap();

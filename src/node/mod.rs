@@ -14,4 +14,4 @@ mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
 pub use executor::on_one_executor;
-pub use runtime::{refused_for_lost_data, run, run_until};
+pub use runtime::{refused_for_lost_data, run, run_telling, run_until};

@@ -48,6 +48,18 @@ pub fn run(config: NodeConfig) -> Result<(), String> {
 
 /// [`run`], also stopping once `stop` is set.
 pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
+    run_telling(config, stop, None)
+}
+
+/// [`run_until`], also sending each core's index on `listening` once it takes peers and
+/// clients: what a node that joins a cluster waits for before it asks to be added, so that a
+/// node that cannot start (its data dir locked or another node's, a port taken) never
+/// becomes a member. The channel closes without every core once the node stopped early.
+pub fn run_telling(
+    config: NodeConfig,
+    stop: Arc<AtomicBool>,
+    listening: Option<std::sync::mpsc::Sender<u16>>,
+) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     crate::durable::create_dir_all(&config.data_dir)
@@ -61,6 +73,9 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
         groups: config.groups,
     };
     super::identity::check_or_record(&config.data_dir, identity)?;
+    if config.bootstrap && super::identity::recorded_members(&config.data_dir)?.is_none() {
+        super::identity::record_membership(&config.data_dir, &config.members)?;
+    }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
         // disk that no longer answers) ends the process at once, with status 1: what was
@@ -79,6 +94,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
             Placement::Unbound
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
+        let core_listening = listening.clone();
         // However this core ends (an error, a panic, the stop, or an executor that fails to
         // build in its thread, pinned to a CPU outside this process's set, say, so that this
         // closure never runs and is dropped), the others stop too: a node never goes on as
@@ -88,7 +104,7 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
             .name(&format!("cohort-core-{core}"))
             .spawn(move || async move {
                 let _stop_all = stop_all;
-                let result = run_core(&core_config, core, core_stop).await;
+                let result = run_core(&core_config, core, core_stop, core_listening).await;
                 if let Err(error) = &result {
                     tracing::error!(core, %error, "core failed: the node stops");
                 }
@@ -113,6 +129,8 @@ pub fn run_until(config: NodeConfig, stop: Arc<AtomicBool>) -> Result<(), String
             }
         }
     }
+    // Only the cores hold it now: it closes once every one of them is gone.
+    drop(listening);
     let mut failures = Vec::new();
     for (core, executor) in executors.into_iter().enumerate() {
         match executor.join() {
@@ -191,7 +209,12 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft
 }
 
-async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn run_core(
+    config: &NodeConfig,
+    core: u16,
+    stop: Arc<AtomicBool>,
+    listening: Option<std::sync::mpsc::Sender<u16>>,
+) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
     crate::durable::create_dir_all(&dir)
@@ -227,6 +250,7 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
     };
     let (log, recovered) = WalLog::open(&dir, config, &group_ids, &bootstrap).await?;
     let topology = Rc::new(RefCell::new(Topology {
+        cluster_id: config.cluster_id,
         node_id: config.id.0,
         cores: config.cores,
         groups: config.groups,
@@ -304,6 +328,10 @@ async fn run_core(config: &NodeConfig, core: u16, stop: Arc<AtomicBool>) -> Resu
         config.id,
         group_ids.iter().collect::<Vec<_>>()
     ));
+    if let Some(listening) = listening {
+        // Nobody waits any more once the node is stopping: nothing to tell.
+        let _ = listening.send(core);
+    }
 
     let inbox = Inbox::new(INBOX_CAPACITY);
     // Members whose names failed to resolve at start are tried again, and later member sets

@@ -11,6 +11,8 @@ use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameErr
 /// `P + 2c` and client connections on `P + 2c + 1` ([`peer_address`], [`client_address`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
+    /// The cluster's id (`serve --cluster-id`): a node that joins takes it.
+    pub cluster_id: u64,
     /// The node that answered.
     pub node_id: u64,
     pub cores: u16,
@@ -84,6 +86,7 @@ pub fn encode_topology(encoder: &mut FrameEncoder, topology: &Topology) -> Resul
             .collect();
         let members = Some(fbb.create_vector(&members));
         let args = fb::TopologyArgs {
+            cluster_id: topology.cluster_id,
             node_id: topology.node_id,
             cores: topology.cores,
             groups: topology.groups,
@@ -105,6 +108,7 @@ pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
     }
     let members = table.members().unwrap_or_default();
     Ok(Topology {
+        cluster_id: table.cluster_id(),
         node_id: table.node_id(),
         cores: table.cores(),
         groups: table.groups(),
@@ -145,6 +149,7 @@ mod tests {
     #[test]
     fn topology_round_trips_and_names_the_core_port() {
         let topology = Topology {
+            cluster_id: 7,
             node_id: 2,
             cores: 4,
             groups: 64,
@@ -167,6 +172,7 @@ mod tests {
         // A client divides by both, and names the last group as `groups - 1`.
         for (cores, groups) in [(0, 8), (2, 0)] {
             let topology = Topology {
+                cluster_id: 1,
                 node_id: 1,
                 cores,
                 groups,

@@ -8912,6 +8912,7 @@ impl<'a> Topology<'a> {
   pub const VT_CORES: ::flatbuffers::VOffsetT = 6;
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
   pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8923,6 +8924,7 @@ impl<'a> Topology<'a> {
     args: &'args TopologyArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Topology<'bldr>> {
     let mut builder = TopologyBuilder::new(_fbb);
+    builder.add_cluster_id(args.cluster_id);
     builder.add_node_id(args.node_id);
     if let Some(x) = args.members { builder.add_members(x); }
     builder.add_groups(args.groups);
@@ -8959,6 +8961,13 @@ impl<'a> Topology<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member>>>>(Topology::VT_MEMBERS, None)}
   }
+  #[inline]
+  pub fn cluster_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Topology::VT_CLUSTER_ID, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Topology<'_> {
@@ -8971,6 +8980,7 @@ impl ::flatbuffers::Verifiable for Topology<'_> {
      .visit_field::<u16>("cores", Self::VT_CORES, false)?
      .visit_field::<u32>("groups", Self::VT_GROUPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Member>>>>("members", Self::VT_MEMBERS, false)?
+     .visit_field::<u64>("cluster_id", Self::VT_CLUSTER_ID, false)?
      .finish();
     Ok(())
   }
@@ -8980,6 +8990,7 @@ pub struct TopologyArgs<'a> {
     pub cores: u16,
     pub groups: u32,
     pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member<'a>>>>>,
+    pub cluster_id: u64,
 }
 impl<'a> Default for TopologyArgs<'a> {
   #[inline]
@@ -8989,6 +9000,7 @@ impl<'a> Default for TopologyArgs<'a> {
       cores: 0,
       groups: 0,
       members: None,
+      cluster_id: 0,
     }
   }
 }
@@ -9015,6 +9027,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopologyBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Topology::VT_MEMBERS, members);
   }
   #[inline]
+  pub fn add_cluster_id(&mut self, cluster_id: u64) {
+    self.fbb_.push_slot::<u64>(Topology::VT_CLUSTER_ID, cluster_id, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopologyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopologyBuilder {
@@ -9036,6 +9052,7 @@ impl ::core::fmt::Debug for Topology<'_> {
       ds.field("cores", &self.cores());
       ds.field("groups", &self.groups());
       ds.field("members", &self.members());
+      ds.field("cluster_id", &self.cluster_id());
       ds.finish()
   }
 }

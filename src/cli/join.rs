@@ -1,0 +1,390 @@
+//! `cohort serve --join`: a node that makes itself a member of a running cluster, or that
+//! restarts as one.
+//!
+//! The node starts first (its data dir locked and checked, its ports taken) and asks to be
+//! added only once every core listens, so a node that cannot run never becomes a member.
+//! It then becomes a learner of every group, records in its data dir that it is a member
+//! (`identity::record_membership`), and becomes a voter of every group once caught up.
+//!
+//! What happens when something goes wrong:
+//! - the cluster's id, cores or groups differ from the flags or the data dir: refused before
+//!   anything starts;
+//! - the node was a member and the cluster no longer lists it (it was removed): refused; a
+//!   removed node never adds itself back under its id;
+//! - no seed answers but the data dir is this node's: it starts from its disk (its cores
+//!   whose groups hold no configuration yet dial the members it recorded), and once a seed
+//!   answers it finishes a join that was cut short, or stops if it was removed meanwhile;
+//! - the join fails: a node new to the cluster that votes nowhere yet stops (it is of no use);
+//!   one that votes in some group, or was a member before, keeps running (stopping it would
+//!   take a voter away) and says how to finish.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::client::{ClientOptions, change_membership, fetch_topology};
+use crate::node::identity::{self, Identity};
+use crate::proto::members::{MemberOp, MemberOutcome, check_address};
+use crate::proto::topology::Topology;
+use crate::raft::NodeId;
+
+use super::serve::ServeArgs;
+
+/// How long a node that started from its disk waits between two tries to reach a seed.
+const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What the node knows of its cluster as it starts.
+struct Start {
+    config: crate::node::NodeConfig,
+    /// Not listed by the cluster at start (a first join, or one cut short before any group
+    /// took it).
+    new_to_cluster: bool,
+    /// No seed answered: the node runs from its disk and its joiner first waits for one.
+    from_disk: bool,
+}
+
+/// Run a node with `--join`; returns once it stopped.
+pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<(), String> {
+    let listen = args.listen.clone().expect("clap: --join requires --listen");
+    check_address(&listen).map_err(|e| format!("--listen: {e}"))?;
+    let options = ClientOptions::new(seeds.to_vec(), args.id);
+    let asked = options.clone();
+    let fetched = crate::node::on_one_executor("cohort-join", move || async move {
+        fetch_topology(&asked.seeds, asked.attempt_timeout).await
+    })?;
+    let recorded = identity::read(&args.data_dir)?.filter(|r| r.node_id == args.id);
+    let start = match (fetched, recorded) {
+        (Ok(topology), recorded) => from_cluster(args, &listen, &topology, recorded)?,
+        // A member restarting while its seeds are down: its disk knows the cluster (the
+        // groups' configurations name every member), so it starts from there.
+        (Err(error), Some(recorded)) => {
+            println!(
+                "node {}: --join {}: {error}; starting from the data dir",
+                args.id,
+                seeds.join(",")
+            );
+            // The members it knew when it joined, for the cores whose groups hold no
+            // configuration yet (a join cut short), else only itself.
+            let mut members = identity::recorded_members(&args.data_dir)?.unwrap_or_default();
+            members.insert(NodeId(args.id), listen.clone());
+            let cluster_id = args.cluster_id.unwrap_or(recorded.cluster_id);
+            let config =
+                args.to_config(members, false, cluster_id, recorded.cores, recorded.groups)?;
+            Start {
+                config,
+                new_to_cluster: false,
+                from_disk: true,
+            }
+        }
+        (Err(error), None) => return Err(format!("--join {}: {error}", seeds.join(","))),
+    };
+    let mut joining = options.clone();
+    joining.request_timeout = Duration::from_secs(args.join_timeout_s);
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    let failed = Arc::new(Mutex::new(None));
+    let joiner = Joiner {
+        options: joining,
+        id: args.id,
+        listen,
+        data_dir: args.data_dir.clone(),
+        members: start.config.members.clone(),
+        cores: start.config.cores,
+        groups: start.config.groups,
+        new_to_cluster: start.new_to_cluster,
+        from_disk: start.from_disk,
+        stop: Arc::clone(&stop),
+        failed: Arc::clone(&failed),
+    };
+    std::thread::Builder::new()
+        .name("cohort-joiner".to_string())
+        .spawn(move || joiner.run(&listening))
+        .map_err(|e| format!("cannot start the joiner: {e}"))?;
+    let cores = start.config.cores;
+    let ran = crate::node::run_telling(start.config, stop, Some(listening_tx));
+    if start.new_to_cluster
+        && ran.is_err()
+        && crate::node::refused_for_lost_data(&args.data_dir, cores)
+    {
+        // An id this cluster used before, on other data: the join may have made it a learner
+        // of some groups, which is of no use to anyone now.
+        withdraw(options, args.id);
+    }
+    if let Some(error) = failed.lock().expect("not poisoned").take() {
+        return Err(format!("joining the cluster failed: {error}"));
+    }
+    ran
+}
+
+/// The start of a node whose seeds answered with `topology`, checked against the flags and
+/// against what its data dir (`recorded`, when it is this node's) says.
+fn from_cluster(
+    args: &ServeArgs,
+    listen: &str,
+    topology: &Topology,
+    recorded: Option<Identity>,
+) -> Result<Start, String> {
+    let cluster_id = cluster_id_to_join(args.cluster_id, recorded, topology.cluster_id)?;
+    for (flag, given, cluster) in [
+        (
+            "--cores",
+            args.cores.map(u32::from),
+            u32::from(topology.cores),
+        ),
+        ("--groups", args.groups, topology.groups),
+    ] {
+        if given.is_some_and(|given| given != cluster) {
+            return Err(format!(
+                "{flag} {} differs from the cluster's {cluster}: leave it out with --join",
+                given.unwrap_or_default()
+            ));
+        }
+    }
+    let mut members: BTreeMap<NodeId, String> = topology
+        .members
+        .iter()
+        .map(|(id, base)| (NodeId(*id), base.clone()))
+        .collect();
+    let new_to_cluster = !members.contains_key(&NodeId(args.id));
+    if new_to_cluster && recorded.is_some() && identity::recorded_members(&args.data_dir)?.is_some()
+    {
+        let ids: Vec<u64> = members.keys().map(|id| id.0).collect();
+        return Err(format!(
+            "node {} was removed from the cluster (its members are now {ids:?}; {} says this \
+             node was one): a removed node does not join again under its id; to add this \
+             machine again, start it with a new --id and an empty --data-dir",
+            args.id,
+            args.data_dir.display()
+        ));
+    }
+    match members.get(&NodeId(args.id)) {
+        Some(known) if known != listen => {
+            return Err(format!(
+                "node {} is a member at {known}, not {listen}: a new machine needs a new id \
+                 (remove the old one with `cohort members remove --id {}`)",
+                args.id, args.id
+            ));
+        }
+        _ => members.insert(NodeId(args.id), listen.to_string()),
+    };
+    let config = args.to_config(members, false, cluster_id, topology.cores, topology.groups)?;
+    Ok(Start {
+        config,
+        new_to_cluster,
+        from_disk: false,
+    })
+}
+
+/// The cluster id a joining node takes: the cluster's. A different `--cluster-id`, or a data
+/// dir of another cluster, is refused: its peers would refuse every connection of the node
+/// after the cluster had made it a member.
+fn cluster_id_to_join(
+    given: Option<u64>,
+    recorded: Option<Identity>,
+    cluster: u64,
+) -> Result<u64, String> {
+    if let Some(given) = given
+        && given != cluster
+    {
+        return Err(format!(
+            "--cluster-id {given} differs from the cluster's {cluster}: leave it out with --join"
+        ));
+    }
+    if let Some(recorded) = recorded
+        && recorded.cluster_id != cluster
+    {
+        return Err(format!(
+            "the data dir belongs to cluster {}, and the seeds to cluster {cluster}",
+            recorded.cluster_id
+        ));
+    }
+    Ok(cluster)
+}
+
+/// The thread that makes the running node a member.
+struct Joiner {
+    options: ClientOptions,
+    id: u64,
+    listen: String,
+    data_dir: std::path::PathBuf,
+    /// The members as the node started with them (from its disk: itself alone).
+    members: BTreeMap<NodeId, String>,
+    cores: u16,
+    groups: u32,
+    new_to_cluster: bool,
+    from_disk: bool,
+    stop: Arc<AtomicBool>,
+    /// Why the node stopped, when the joiner stopped it.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Joiner {
+    fn run(self, listening: &Receiver<u16>) {
+        // Every core takes peers and clients, or the node stopped (the channel closed).
+        for _ in 0..self.cores {
+            if listening.recv().is_err() {
+                return;
+            }
+        }
+        let (id, stop) = (self.id, Arc::clone(&self.stop));
+        let seeds = self.options.seeds.join(",");
+        let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
+        let (mut members, from_disk) = (self.members, self.from_disk);
+        let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
+            if from_disk {
+                let Some(topology) = wait_for_seeds(&options, &stop).await else {
+                    return Ok(());
+                };
+                let listed = topology.members.iter().any(|(member, _)| *member == id);
+                let was_member = identity::recorded_members(&data_dir)
+                    .map_err(JoinError::before_any)?
+                    .is_some();
+                if !listed && was_member {
+                    return Err(JoinError::removed(id));
+                }
+                members.extend(topology.members.into_iter().map(|(n, a)| (NodeId(n), a)));
+                members.insert(NodeId(id), listen);
+            }
+            join(&options, id, &members, &data_dir).await
+        });
+        let error = match joined {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(error) => JoinError::before_any(error),
+        };
+        if error.removed || self.new_to_cluster && error.promoted_groups == 0 {
+            println!("node {id}: joining failed: {}; stopping", error.error);
+            *self.failed.lock().expect("not poisoned") = Some(error.error);
+            // A node that could not join is of no use: stop it as SIGTERM would.
+            self.stop.store(true, Ordering::SeqCst);
+        } else {
+            // It votes somewhere, or was a member already: stopping it would take a voter
+            // away from its groups.
+            println!(
+                "node {id}: joining did not finish: {}; still running, a voter in {} of {} \
+                 groups: finish with `cohort members promote --id {id} --nodes {seeds}`",
+                error.error, error.promoted_groups, self.groups
+            );
+        }
+    }
+}
+
+/// Asks the seeds until one answers; None once the node stops.
+async fn wait_for_seeds(options: &ClientOptions, stop: &AtomicBool) -> Option<Topology> {
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok(topology) = fetch_topology(&options.seeds, options.attempt_timeout).await {
+            return Some(topology);
+        }
+        glommio::timer::sleep(SEED_RETRY_PAUSE).await;
+    }
+    None
+}
+
+/// Why a join did not finish, and in how many groups it made the node a voter first.
+struct JoinError {
+    error: String,
+    promoted_groups: u32,
+    /// The node was a member and the cluster no longer lists it.
+    removed: bool,
+}
+
+impl JoinError {
+    fn before_any(error: String) -> JoinError {
+        JoinError {
+            error,
+            promoted_groups: 0,
+            removed: false,
+        }
+    }
+
+    fn removed(id: u64) -> JoinError {
+        JoinError {
+            error: format!(
+                "node {id} was removed from the cluster: a removed node does not join again \
+                 under its id"
+            ),
+            promoted_groups: 0,
+            removed: true,
+        }
+    }
+}
+
+/// Become a learner of every group, then a voter once caught up, printing each step.
+async fn join(
+    options: &ClientOptions,
+    id: u64,
+    members: &BTreeMap<NodeId, String>,
+    data_dir: &std::path::Path,
+) -> Result<(), JoinError> {
+    let say = |line: String| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let address = members[&NodeId(id)].clone();
+    change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {})
+        .await
+        .map_err(JoinError::before_any)?;
+    identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
+    say(format!("node {id}: learner of every group"));
+    let mut promoted_groups = 0;
+    let promoted = change_membership(options, id, MemberOp::Promote, |_, outcome| {
+        if matches!(outcome, MemberOutcome::Done { .. }) {
+            promoted_groups += 1;
+        }
+    })
+    .await;
+    let (voters, _) = promoted.map_err(|error| JoinError {
+        error,
+        promoted_groups,
+        removed: false,
+    })?;
+    say(format!(
+        "node {id}: joined: voter of every group (voters now {voters:?})"
+    ));
+    Ok(())
+}
+
+/// Takes node `id`, a learner that cannot take part, out of every group again; says how it
+/// went (the node stops either way).
+fn withdraw(options: ClientOptions, id: u64) {
+    let withdrawn = crate::node::on_one_executor("cohort-withdraw", move || async move {
+        change_membership(&options, id, MemberOp::Remove, |_, _| {}).await
+    });
+    match withdrawn {
+        Ok(Ok(_)) => println!("node {id}: taken out of every group again (it joined as a learner)"),
+        Ok(Err(error)) | Err(error) => println!(
+            "node {id}: cannot take itself out of the groups it joined ({error}): remove it \
+             with `cohort members remove --id {id}`"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(cluster_id: u64) -> Identity {
+        Identity {
+            cluster_id,
+            node_id: 4,
+            cores: 1,
+            groups: 8,
+        }
+    }
+
+    #[test]
+    fn a_joining_node_takes_the_clusters_id_and_refuses_another() {
+        assert_eq!(cluster_id_to_join(None, None, 7), Ok(7));
+        assert_eq!(cluster_id_to_join(Some(7), Some(recorded(7)), 7), Ok(7));
+        let given = cluster_id_to_join(Some(1), None, 7).unwrap_err();
+        assert!(
+            given.contains("--cluster-id 1 differs from the cluster's 7"),
+            "{given}"
+        );
+        let disk = cluster_id_to_join(None, Some(recorded(1)), 7).unwrap_err();
+        assert!(disk.contains("belongs to cluster 1"), "{disk}");
+    }
+}
