@@ -17,6 +17,11 @@ pub const OPERATIONS_PER_COMMAND_MAX: usize = 1_024;
 /// their clients get `SessionExpired` (they must start over with a new client id).
 pub const SESSIONS_MAX: usize = 65_536;
 
+/// Clients whose session was forgotten that one group still remembers by id (8 bytes in a
+/// snapshot, about 20 in memory each), oldest forgotten first: their retries of a first
+/// request are expired, not applied again (see `session.rs`).
+pub const FORGOTTEN_CLIENTS_MAX: usize = 4 * SESSIONS_MAX;
+
 /// Replies one session keeps for requests its client has not acknowledged yet: the most
 /// requests one client may have outstanding. Past it the oldest reply is dropped, and a retry
 /// of that request is answered `SessionExpired`, never applied twice.

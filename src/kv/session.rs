@@ -5,22 +5,28 @@
 //! so a retry is answered from memory instead of applied twice, and forgets the rest.
 //!
 //! Every decision here depends only on the applied commands, so every replica makes the same
-//! ones. The one residual risk: a session evicted (see `limits::SESSIONS_MAX` and
-//! `limits::SESSION_BYTES_MAX`) while its client still sends `first_unacked == 1` (no answer
-//! has reached it yet: its first requests, however many it pipelined, and their retries) is
-//! indistinguishable from a new client, so a retry of such a request would apply again.
-//! Eviction takes the least recently active sessions, so this takes a client that waits
-//! (say, out of an election) to retry its first requests while 65,536 other sessions, or
-//! 64 MiB of replies, are written in its group. Registering a session through the log before
-//! the first request (the Raft thesis, §6.3) would close it, at a round trip per new client.
+//! ones.
+//!
+//! A session evicted (see `limits::SESSIONS_MAX` and `limits::SESSION_BYTES_MAX`) while its
+//! client still sends `first_unacked == 1` (no answer has reached it yet: its first
+//! requests, however many it pipelined, and their retries) would look like a new client, and
+//! a retry of such a request would apply again. So the ids of forgotten sessions are kept
+//! ([`Forgotten`], up to `limits::FORGOTTEN_CLIENTS_MAX`): their requests are expired
+//! whatever they say. A new client draws a fresh id, so this never refuses one (and a client
+//! refused as expired before anything of its request was applied simply draws another).
+//! The residual risk: a client that waits (say, out of an election) to retry its first
+//! requests while its session is evicted and then 262,144 more are, all in its group.
+//! Registering a session through the log before the first request (the Raft thesis, §6.3)
+//! would close it, at a round trip per new client.
 
 use std::collections::VecDeque;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::limits::{
-    REPLIES_PER_SESSION_MAX, REPLY_BYTES_PER_SESSION_MAX, SESSION_BYTES_MAX, SESSIONS_MAX,
+    FORGOTTEN_CLIENTS_MAX, REPLIES_PER_SESSION_MAX, REPLY_BYTES_PER_SESSION_MAX, SESSION_BYTES_MAX,
+    SESSIONS_MAX,
 };
 use super::store::OpResult;
 
@@ -81,14 +87,46 @@ pub(crate) struct Sessions {
     pub(crate) by_client: HashMap<u64, Session>,
     /// What all sessions' replies weigh together.
     pub(crate) bytes: usize,
+    pub(crate) forgotten: Forgotten,
+}
+
+/// The clients whose sessions were evicted, at most `FORGOTTEN_CLIENTS_MAX`, the oldest
+/// dropped first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Forgotten {
+    /// In the order they were forgotten: what a snapshot writes, and what goes first.
+    order: VecDeque<u64>,
+    ids: HashSet<u64>,
+}
+
+impl Forgotten {
+    pub(crate) fn contains(&self, client: u64) -> bool {
+        self.ids.contains(&client)
+    }
+
+    pub(crate) fn add(&mut self, client: u64) {
+        if !self.ids.insert(client) {
+            return;
+        }
+        self.order.push_back(client);
+        if self.order.len() > FORGOTTEN_CLIENTS_MAX {
+            let oldest = self.order.pop_front().expect("non-empty");
+            self.ids.remove(&oldest);
+        }
+    }
+
+    /// Oldest first.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.order.iter().copied()
+    }
 }
 
 impl Sessions {
     pub(crate) fn admit(&self, client_id: u64, sequence: u64, first_unacked: u64) -> Admission {
         match self.by_client.get(&client_id) {
             // Unknown: a new client starts with nothing acknowledged; anything else had a
-            // session that was evicted.
-            None if first_unacked == 1 => Admission::Apply,
+            // session that was evicted (a forgotten client's first requests too).
+            None if first_unacked == 1 && !self.forgotten.contains(client_id) => Admission::Apply,
             None => Admission::Expired,
             Some(session) if sequence < session.first_unacked => Admission::Expired,
             Some(session) => match session.find(sequence) {
@@ -162,6 +200,7 @@ impl Sessions {
             }
             let gone = self.by_client.remove(&client).expect("listed");
             self.bytes -= gone.bytes;
+            self.forgotten.add(client);
         }
     }
 
@@ -309,5 +348,24 @@ mod tests {
         assert!(sessions.by_client.len() <= SESSIONS_MAX);
         assert!(!sessions.by_client.contains_key(&0));
         assert!(sessions.by_client.contains_key(&(SESSIONS_MAX as u64)));
+        // Client 0 never heard back: a retry of its first request, or another request of
+        // its first window, must not be taken for a new client's and applied again.
+        assert_eq!(sessions.admit(0, 1, 1), Admission::Expired);
+        assert_eq!(sessions.admit(0, 2, 1), Admission::Expired);
+        let new_client = SESSIONS_MAX as u64 + 1;
+        assert_eq!(sessions.admit(new_client, 1, 1), Admission::Apply);
+    }
+
+    #[test]
+    fn forgotten_clients_are_bounded_and_the_oldest_go_first() {
+        let mut forgotten = Forgotten::default();
+        for client in 0..=FORGOTTEN_CLIENTS_MAX as u64 {
+            forgotten.add(client);
+        }
+        forgotten.add(5);
+        assert_eq!(forgotten.iter().len(), FORGOTTEN_CLIENTS_MAX);
+        assert!(!forgotten.contains(0));
+        assert!(forgotten.contains(1) && forgotten.contains(FORGOTTEN_CLIENTS_MAX as u64));
+        assert_eq!(forgotten.iter().next(), Some(1));
     }
 }

@@ -4,15 +4,17 @@
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
-//! "CKV2" | applied_index u64 | key_count u64 | (key blob | value blob)* |
+//! "CKV3" | applied_index u64 | key_count u64 | (key blob | value blob)* |
 //! session_count u64 | (client u64 | first_unacked u64 | last_index u64 | reply_count u32 |
 //!                      (sequence u64 | result_count u32 | result*)*)* |
-//! member_count u32 | (node u64 | address blob)* | crc32 u32
+//! member_count u32 | (node u64 | address blob)* |
+//! forgotten_count u32 | client u64* (oldest first) | crc32 u32
 //! blob   := len u32 | bytes
 //! result := 0 value-blob | 1 (not found) | 2 (written) | 3 flag u8 [blob] (condition failed)
 //! ```
 //!
-//! Keys and sessions are written sorted, so two replicas with the same state write the same
+//! "CKV2", written before forgotten clients were kept, is the same without them; it is still
+//! read. Keys and sessions are written sorted, so two replicas with the same state write the same
 //! bytes. [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
 //! reference, the small rest encoded); [`SnapshotJob::encode`] sorts and writes the pairs,
 //! the bulk of the work, on any thread.
@@ -25,7 +27,9 @@ use super::blob::{Key, Value};
 use super::session::{Session, Sessions};
 use super::store::{KvStore, OpResult};
 
-const MAGIC: &[u8; 4] = b"CKV2";
+const MAGIC: &[u8; 4] = b"CKV3";
+/// The layout before forgotten clients were kept.
+const MAGIC_WITHOUT_FORGOTTEN: &[u8; 4] = b"CKV2";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotError(pub &'static str);
@@ -104,6 +108,9 @@ impl KvStore {
             tail.put_u64_le(*node);
             put_blob(&mut tail, address.as_bytes());
         }
+        let forgotten = self.sessions.forgotten.iter();
+        tail.put_u32_le(forgotten.len() as u32);
+        forgotten.for_each(|client| tail.put_u64_le(client));
         SnapshotJob {
             applied_index: self.applied_index,
             pairs: self
@@ -125,9 +132,12 @@ impl KvStore {
             return Err(SnapshotError("checksum mismatch"));
         }
         let mut r = bytes.slice(..body_len);
-        if take(&mut r, 4)?[..] != MAGIC[..] {
-            return Err(SnapshotError("not a key-value snapshot (bad magic)"));
-        }
+        let magic = take(&mut r, 4)?;
+        let keeps_forgotten = match &magic[..] {
+            m if m == &MAGIC[..] => true,
+            m if m == &MAGIC_WITHOUT_FORGOTTEN[..] => false,
+            _ => return Err(SnapshotError("not a key-value snapshot (bad magic)")),
+        };
         let mut store = KvStore {
             applied_index: u64_le(&mut r)?,
             ..KvStore::default()
@@ -176,6 +186,11 @@ impl KvStore {
             let address = String::from_utf8(blob(&mut r)?.to_vec())
                 .map_err(|_| SnapshotError("a member address is not UTF-8"))?;
             store.members.insert(node, address);
+        }
+        if keeps_forgotten {
+            for _ in 0..u32_le(&mut r)? {
+                sessions.forgotten.add(u64_le(&mut r)?);
+            }
         }
         if r.has_remaining() {
             return Err(SnapshotError("trailing bytes"));
@@ -279,6 +294,9 @@ mod tests {
         kv.apply_membership(51, added);
         kv.skip(52);
         kv.retain_members(|node| node != 4);
+        for client in [900, 17, 401] {
+            kv.sessions.forgotten.add(client);
+        }
         kv
     }
 
@@ -291,6 +309,28 @@ mod tests {
         assert_eq!(restored, kv);
         // Same state, same bytes: the layout is deterministic.
         assert_eq!(restored.encode_snapshot(), bytes);
+        let forgotten: Vec<u64> = restored.sessions.forgotten.iter().collect();
+        assert_eq!(
+            forgotten,
+            [900, 17, 401],
+            "in the order they were forgotten"
+        );
+    }
+
+    /// A snapshot written before forgotten clients were kept (a node's disk, or a peer of
+    /// the release before) still loads, with none.
+    #[test]
+    fn a_snapshot_of_the_layout_before_loads() {
+        let mut kv = populated();
+        let bytes = kv.encode_snapshot();
+        let without_forgotten = 4 + 3 * 8;
+        let mut old = b"CKV2".to_vec();
+        old.extend_from_slice(&bytes[4..bytes.len() - 4 - without_forgotten]);
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        let restored = KvStore::decode_snapshot(&Bytes::from(old)).unwrap();
+        kv.sessions.forgotten = Default::default();
+        assert_eq!(restored, kv);
     }
 
     #[test]
