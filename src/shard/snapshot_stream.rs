@@ -8,7 +8,8 @@
 //! time, so a snapshot never fills the peer's queue ahead of other groups' appends. The core
 //! sends the same snapshot again after a while without an answer: that continues the running
 //! stream, never restarts it; a different snapshot replaces a stream only once that stream
-//! has made no progress for `abandon_ticks`. Without progress for `stall_ticks`, the
+//! has made no progress for `abandon_ticks`, or at once if it sent nothing yet (it waits its
+//! turn behind the peer's other streams). Without progress for `stall_ticks`, the
 //! unacknowledged window is sent again.
 //!
 //! Receiver, per (peer, group): chunks are appended in order; each is answered with the bytes
@@ -61,6 +62,9 @@ struct Outgoing {
     next: u64,
     /// Whether a chunk was ever sent (an empty snapshot is one empty chunk).
     started: bool,
+    /// Not started, and waiting its turn behind the peer's other streams: it holds no
+    /// compaction of its group back, and a newer snapshot offered replaces it.
+    queued: bool,
     progress_tick: u64,
 }
 
@@ -111,12 +115,16 @@ impl SnapshotStreams {
     }
 
     /// Whether a stream of `group` to some peer is making progress (it moved within the last
-    /// `stall_ticks`). A stream to a peer that stopped answering does not count.
+    /// `stall_ticks`). A stream to a peer that stopped answering does not count, nor one
+    /// queued behind the peer's other streams: a node back from a long absence needs a
+    /// snapshot of every group, and those waiting their turn would keep their groups' logs
+    /// from compacting for as long as the others take. When its turn comes, the core has
+    /// offered it the group's newest snapshot (see [`SnapshotStreams::offer`]).
     pub fn streaming(&self, group: u32) -> bool {
         let recent = self.config.stall_ticks.max(1);
-        self.outgoing
-            .iter()
-            .any(|(&(_, g), stream)| g == group && self.ticks - stream.progress_tick < recent)
+        self.outgoing.iter().any(|(&(_, g), stream)| {
+            g == group && !stream.queued && self.ticks - stream.progress_tick < recent
+        })
     }
 
     /// The core of `group` wants `message` (an `InstallSnapshot`) sent: stream it, or keep
@@ -143,8 +151,9 @@ impl SnapshotStreams {
         let key = (message.to.0, group);
         if let Some(running) = self.outgoing.get_mut(&key) {
             let idle = self.ticks - running.progress_tick;
+            // One that sent nothing yet is simply replaced by a newer snapshot.
             if running.snapshot.meta.index == snapshot.meta.index
-                || idle < self.config.abandon_ticks
+                || running.started && idle < self.config.abandon_ticks
             {
                 running.term = running.term.max(message.term);
                 return None;
@@ -159,6 +168,7 @@ impl SnapshotStreams {
             acked: 0,
             next: 0,
             started: false,
+            queued: false,
             progress_tick: self.ticks,
         };
         self.outgoing.insert(key, stream);
@@ -189,6 +199,7 @@ impl SnapshotStreams {
                 // Waiting its turn behind the peer's other streams, with nothing of its own
                 // unanswered: not stalled, so neither resent nor given up meanwhile.
                 stream.progress_tick = now;
+                stream.queued = !stream.started;
             }
             while (stream.next < total || !stream.started)
                 && stream.next - stream.acked < window
@@ -218,6 +229,7 @@ impl SnapshotStreams {
                     break;
                 }
                 stream.started = true;
+                stream.queued = false;
                 *peer += end - stream.next;
                 stream.next = end;
             }
@@ -732,6 +744,40 @@ mod tests {
         assert!(pump(&mut sender).is_empty(), "another peer's connection");
         sender.resend_to(2);
         assert_eq!(offsets(&pump(&mut sender)), [0, 10, 20], "no tick needed");
+    }
+
+    /// A stream queued behind another to the same peer holds no compaction of its group
+    /// back, and takes the newer snapshot the core offers after compacting: nothing of the
+    /// older one was sent.
+    #[test]
+    fn a_queued_stream_holds_no_compaction_back_and_takes_a_newer_snapshot() {
+        let config = StreamConfig {
+            peer_window_chunks: 3,
+            ..streams().config
+        };
+        let (mut sender, mut receiver) = (SnapshotStreams::new(config), streams());
+        sender.offer(0, install(snapshot(9, 200)));
+        sender.offer(1, install(snapshot(9, 95)));
+        let mut chunks = pump(&mut sender);
+        assert!(chunks.iter().all(|e| e.group.0 == 0), "group 1 waits");
+        assert!(sender.streaming(0) && !sender.streaming(1));
+        sender.offer(1, install(snapshot(12, 120)));
+        let mut group_1 = Vec::new();
+        for _ in 0..100 {
+            group_1.extend(chunks.iter().filter(|e| e.group.0 == 1).map(|e| {
+                let MessageBody::SnapshotChunk(chunk) = &e.message.body else {
+                    panic!("a chunk");
+                };
+                chunk.meta.index
+            }));
+            deliver(&mut sender, &mut receiver, chunks);
+            if sender.sending() == 0 {
+                break;
+            }
+            chunks = pump(&mut sender);
+        }
+        assert_eq!(group_1.len(), 12, "120 bytes in chunks of 10");
+        assert!(group_1.iter().all(|&index| index == LogIndex(12)));
     }
 
     #[test]
