@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cohort::bench::driver::{self, Load};
 use cohort::bench::keys::Distribution;
-use cohort::bench::null_server::{NullServer, Quirks, Stall};
+use cohort::bench::null_server::{NullServer, Quirks, Shape, Stall};
 use cohort::bench::recorder::Percentiles;
 use cohort::proto::client::Consistency;
 
@@ -359,6 +359,31 @@ fn a_closed_loop_keeps_depth_times_batch_requests_in_flight() {
     assert_eq!(recorder.per_group.len(), 8);
     assert_eq!(recorder.per_node.keys().copied().collect::<Vec<_>>(), [1]);
     assert_eq!(recorder.per_node[&1].requests, recorder.requests);
+}
+
+/// The ceiling's null server takes the cluster's shape: against 3 nodes of 2 cores the
+/// generator connects to every node's cores and spreads its groups over them, as it does
+/// against a real cluster (one connection for all would fill its frames fuller).
+#[test]
+fn a_null_server_shaped_as_a_cluster_takes_requests_on_every_node() {
+    let shape = Shape {
+        nodes: 3,
+        cores: 2,
+        groups: 12,
+    };
+    let server = NullServer::start_shaped(shape, Quirks::default()).expect("null server");
+    let mut load = load(None, 1);
+    (load.clients, load.depth, load.batch) = (4, 2, 8);
+    let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
+    assert!(
+        run.recorder.errors.is_empty(),
+        "{:?}",
+        run.recorder.error_examples
+    );
+    assert_eq!((run.members.len(), run.cores, run.groups), (3, 2, 12));
+    assert_eq!(run.recorder.per_group.len(), 12);
+    let nodes: Vec<u64> = run.recorder.per_node.keys().copied().collect();
+    assert_eq!(nodes, [1, 2, 3], "every node answered");
 }
 
 #[test]

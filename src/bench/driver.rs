@@ -85,6 +85,7 @@ pub struct Run {
     /// Seconds measured (warm-up excluded).
     pub seconds: f64,
     pub groups: u32,
+    pub cores: u16,
     pub members: Vec<(u64, String)>,
     /// The CPU of the measured interval: the generator's, the watched processes' and the
     /// machine's.
@@ -189,6 +190,7 @@ async fn run_here(
         recorder,
         seconds,
         groups: topology.groups,
+        cores: topology.cores,
         members: topology.members,
         cpu,
     })

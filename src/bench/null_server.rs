@@ -1,7 +1,11 @@
 //! A server that speaks cohort's client protocol and answers every request at once, without
 //! replicating or storing anything: puts are "written", reads find nothing. Load against it
 //! measures the load generator (and the client library) alone, the ceiling any cluster
-//! figure must be read against. For tests it can also misbehave (see [`Quirks`]): stall once,
+//! figure must be read against. It can take a cluster's shape ([`Shape`]: nodes, cores per
+//! node, groups), so the generator opens as many connections as against that cluster and
+//! spreads its requests over them alike (each group's requests go to one node's core, as to
+//! its leader): one connection for everything would fill frames fuller than the real run
+//! does, and overstate the ceiling. For tests it can also misbehave (see [`Quirks`]): stall once,
 //! to show that stalls appear in the generator's latency; refuse writes; answer reads late.
 
 use std::cell::Cell;
@@ -41,8 +45,17 @@ pub struct Quirks {
     pub reads_late_by: Option<Duration>,
 }
 
+/// The cluster a null server poses as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub nodes: u16,
+    pub cores: u16,
+    pub groups: u32,
+}
+
 pub struct NullServer {
-    /// The base address (`host:P`) to give a client; it listens on P + 1, as core 0 would.
+    /// The base address (`host:P`) of its first node to give a client; each node at `P` of
+    /// the shape listens on P + 2c + 1 for core c, as a real node does.
     pub base: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
@@ -61,6 +74,19 @@ impl NullServer {
 
     /// [`NullServer::start`], misbehaving as `quirks` say.
     pub fn start_with(groups: u32, quirks: Quirks) -> Result<NullServer, String> {
+        let shape = Shape {
+            nodes: 1,
+            cores: 1,
+            groups,
+        };
+        NullServer::start_shaped(shape, quirks)
+    }
+
+    /// Start serving on loopback ports as a cluster of `shape`, on a thread of its own.
+    pub fn start_shaped(shape: Shape, quirks: Quirks) -> Result<NullServer, String> {
+        if shape.nodes == 0 || shape.cores == 0 || shape.groups == 0 {
+            return Err(format!("a null server of {shape:?} serves nothing"));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let stopped = Arc::clone(&stop);
@@ -68,16 +94,15 @@ impl NullServer {
             .name("cohort-null-server".to_string())
             .spawn(move || {
                 crate::node::on_one_executor("cohort-null", move || async move {
-                    let listener = match TcpListener::bind("127.0.0.1:0") {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            let _ = port_tx.send(Err(error.to_string()));
-                            return;
+                    match bind_shape(shape) {
+                        Ok((port, listeners)) => {
+                            let _ = port_tx.send(Ok(port));
+                            serve(listeners, shape, port, quirks, stopped).await;
                         }
-                    };
-                    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-                    let _ = port_tx.send(Ok(port));
-                    serve(listener, groups, port, quirks, stopped).await;
+                        Err(error) => {
+                            let _ = port_tx.send(Err(error));
+                        }
+                    }
                 })
             })
             .map_err(|e| format!("cannot start the null server's thread: {e}"))?;
@@ -85,11 +110,52 @@ impl NullServer {
             .recv()
             .map_err(|_| "the null server did not start".to_string())??;
         Ok(NullServer {
-            base: format!("127.0.0.1:{}", port - 1),
+            base: format!("127.0.0.1:{port}"),
             stop,
             thread: Some(thread),
         })
     }
+}
+
+/// Binds the client port of every core of every node of `shape` on loopback, the nodes'
+/// bases `2 * cores` ports apart from a first base `P`, as a local cluster lays them out.
+/// Returns `P` and the listeners by (node index, core). A single node with a single core
+/// takes any free port; otherwise bases are tried until every port of one is free.
+fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
+    let bind = |port: u16| TcpListener::bind(("127.0.0.1", port)).map_err(|e| e.to_string());
+    if shape.nodes == 1 && shape.cores == 1 {
+        let listener = bind(0)?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        return Ok((port - 1, vec![(0, listener)]));
+    }
+    let span = u32::from(shape.nodes) * 2 * u32::from(shape.cores);
+    let mut last_error = String::new();
+    // Spread over the ports below the kernel's usual ephemeral range.
+    let mut next = 20_000 + (std::process::id() * 7_919) % 10_000;
+    for _ in 0..64 {
+        let base = next as u16;
+        next = 20_000 + (next - 20_000 + span + 997) % 12_000;
+        let mut listeners = Vec::new();
+        for node in 0..shape.nodes {
+            for core in 0..shape.cores {
+                let port = u32::from(base) + u32::from(node) * 2 * u32::from(shape.cores);
+                let port = port + 2 * u32::from(core) + 1;
+                match bind(port as u16) {
+                    Ok(listener) => listeners.push((node, listener)),
+                    Err(error) => {
+                        last_error = format!("port {port}: {error}");
+                        break;
+                    }
+                }
+            }
+        }
+        if listeners.len() == usize::from(shape.nodes) * usize::from(shape.cores) {
+            return Ok((base, listeners));
+        }
+    }
+    Err(format!(
+        "the null server found no free run of {span} ports (last: {last_error})"
+    ))
 }
 
 impl Drop for NullServer {
@@ -111,27 +177,50 @@ struct State {
     writes: Cell<u64>,
 }
 
+/// Serves every listener of [`bind_shape`] (node ids 1, 2, … by node index) until `stop`.
 async fn serve(
-    listener: TcpListener,
-    groups: u32,
-    port: u16,
+    listeners: Vec<(u16, TcpListener)>,
+    shape: Shape,
+    base: u16,
     quirks: Quirks,
     stop: Arc<AtomicBool>,
 ) {
+    let node_span = 2 * shape.cores;
+    let members = (0..shape.nodes)
+        .map(|node| {
+            let id = u64::from(node) + 1;
+            (id, format!("127.0.0.1:{}", base + node * node_span))
+        })
+        .collect();
     let state = Rc::new(State {
         topology: Topology {
             cluster_id: 1,
             node_id: 1,
-            cores: 1,
-            groups,
-            members: vec![(1, format!("127.0.0.1:{}", port - 1))],
+            cores: shape.cores,
+            groups: shape.groups,
+            members,
         },
         quirks,
         first_request: Cell::new(None),
         stalled: Cell::new(false),
         writes: Cell::new(0),
     });
-    // Look at the stop flag every 50 ms; connections end with the executor.
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(node, listener)| {
+            let node_id = u64::from(node) + 1;
+            let (state, stop) = (Rc::clone(&state), Arc::clone(&stop));
+            glommio::spawn_local(accept(listener, node_id, state, stop))
+        })
+        .collect();
+    for task in accepting {
+        task.await;
+    }
+}
+
+/// Takes `listener`'s connections until `stop` (looked at every 50 ms); they end with the
+/// executor.
+async fn accept(listener: TcpListener, node_id: u64, state: Rc<State>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -140,19 +229,23 @@ async fn serve(
         .await;
         if let Some(Ok(stream)) = accepted {
             let _ = stream.set_nodelay(true);
-            glommio::spawn_local(serve_conn(stream, Rc::clone(&state))).detach();
+            glommio::spawn_local(serve_conn(stream, node_id, Rc::clone(&state))).detach();
         }
     }
 }
 
-async fn serve_conn(mut stream: TcpStream, state: Rc<State>) {
+async fn serve_conn(mut stream: TcpStream, node_id: u64, state: Rc<State>) {
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
     while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
         let requests = match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => {
-                if encode_topology(&mut encoder, &state.topology).is_err()
+                let topology = Topology {
+                    node_id,
+                    ..state.topology.clone()
+                };
+                if encode_topology(&mut encoder, &topology).is_err()
                     || send_frame(&mut stream, &mut encoder, &mut copy)
                         .await
                         .is_err()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::bench::driver::{self, Load, Run};
 use crate::bench::keys::Distribution;
-use crate::bench::null_server::NullServer;
+use crate::bench::null_server::{NullServer, Quirks, Shape};
 use crate::bench::plot;
 use crate::bench::raw_disk::RawFdatasync;
 use crate::bench::recorder::Percentiles;
@@ -366,7 +366,13 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         return Err("interrupted: stopped the nodes this run started".to_string());
     }
     let ceiling = if args.ceiling_seconds > 0.0 {
-        let null = NullServer::start(run.groups, None)?;
+        // Shaped as the cluster: as many connections, requests spread over them alike.
+        let shape = Shape {
+            nodes: u16::try_from(run.members.len()).unwrap_or(u16::MAX),
+            cores: run.cores,
+            groups: run.groups,
+        };
+        let null = NullServer::start_shaped(shape, Quirks::default())?;
         let mut ceiling_load = load.clone();
         ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
         ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
