@@ -201,3 +201,56 @@ fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     node.stop();
     common::cluster::finish(cluster);
 }
+
+/// Goal: a member is not taken for a removed node because the seed that answers lags behind
+/// the groups' leaders. Method: node 4 joins while node 1 is down (so node 1's log never saw
+/// it), and stops; nodes 2 and 3 are frozen so that node 1, restarted, cannot learn of it;
+/// node 4 restarts with node 1 as its only seed, which lists nodes 1–3 only. It must keep
+/// running (its join cannot finish without a leader, and it says so), and once nodes 2 and 3
+/// go on it is still a voter of every group.
+#[test]
+fn a_member_is_not_taken_for_removed_by_a_seed_that_lags() {
+    let mut cluster = start_with("join-lagging-seed", 100_000);
+    let dir = cluster.dir.clone();
+    cluster.terminate(1).expect("node 1 stops");
+    let port = free_port_run(2).unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let mut node = Joining::start(&dir, 4, &base, &cluster.bases[1], &[]);
+    node.wait_for("node 4: joined: voter of every group");
+    node.stop();
+
+    cluster.pause(2);
+    cluster.pause(3);
+    cluster.restart(1).expect("node 1 starts again");
+    let seed = cluster.bases[0].clone();
+    let mut node = Joining::start(&dir, 4, &base, &seed, &["--join-timeout-s", "2"]);
+    node.wait_for("node 4: joining did not finish");
+    wait_ms(500);
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "node 4 stopped:\n{}",
+        node.log()
+    );
+    assert!(!node.log().contains("removed"), "{}", node.log());
+    cluster.resume(2);
+    cluster.resume(3);
+    let mut row = String::new();
+    for _ in 0..100 {
+        let list = members(&["list"], &cluster.bases[1]);
+        row = list
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some("4"))
+            .unwrap_or_default()
+            .to_string();
+        if row.contains("6/6") {
+            break;
+        }
+        wait_ms(100);
+    }
+    assert!(
+        row.contains("6/6"),
+        "node 4 no longer votes everywhere: {row}"
+    );
+    node.stop();
+    common::cluster::finish(cluster);
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 
-use crate::client::{Client, ClientOptions, change_membership, membership_view};
+use crate::client::{Client, ClientOptions, change_membership};
 use crate::kv::limits::VALUE_BYTES_MAX;
 use crate::kv::{Op, OpResult};
 use crate::proto::client::Consistency;
@@ -227,23 +227,6 @@ pub fn members_list(target: &Target) -> Result<String, String> {
 
 /// `cohort members add|promote|remove`: make the change in every group, one at a time; with
 /// `then_promote`, an added learner is promoted once it caught up.
-/// A remove of a node that no group has (a mistyped id, or one removed already) is an error,
-/// not a change done everywhere. While some group changes membership, the remove goes ahead:
-/// it may be under way there.
-async fn refuse_removing_a_stranger(options: &ClientOptions, node: u64) -> Result<(), String> {
-    let (topology, cores) = membership_view(options).await?;
-    let groups = || cores.iter().flat_map(|core| &core.groups);
-    let known = groups().any(|g| g.joint || g.voters.contains(&node) || g.learners.contains(&node));
-    if known {
-        return Ok(());
-    }
-    let ids: Vec<u64> = topology.members.iter().map(|(id, _)| *id).collect();
-    Err(format!(
-        "node {node} is in no group as node {} sees it (members {ids:?}): nothing to remove",
-        topology.node_id
-    ))
-}
-
 pub fn members_change(
     target: &Target,
     node: u64,
@@ -254,18 +237,15 @@ pub fn members_change(
     let verb = op.verb();
     let started = crate::clock::now();
     let (voters, learners) = crate::node::on_one_executor("cohort-members", move || async move {
-        if op == MemberOp::Remove {
-            refuse_removing_a_stranger(&options, node).await?;
-        }
-        let report = |group: u32, _: &MemberOutcome| {
-            eprintln!("group {group}: {verb} node {node}: done");
+        let report = |verb: &'static str| {
+            move |group: u32, outcome: &MemberOutcome| match outcome {
+                MemberOutcome::NotMember(why) => eprintln!("group {group}: {why}: nothing to do"),
+                _ => eprintln!("group {group}: {verb} node {node}: done"),
+            }
         };
-        let mut done = change_membership(&options, node, op, report).await?;
+        let mut done = change_membership(&options, node, op, report(verb)).await?;
         if then_promote {
-            let report = |group: u32, _: &MemberOutcome| {
-                eprintln!("group {group}: promote node {node}: done");
-            };
-            done = change_membership(&options, node, MemberOp::Promote, report).await?;
+            done = change_membership(&options, node, MemberOp::Promote, report("promote")).await?;
         }
         Ok::<_, String>(done)
     })??;

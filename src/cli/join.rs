@@ -4,16 +4,18 @@
 //! The node starts first (its data dir locked and checked, its ports taken) and asks to be
 //! added only once every core listens, so a node that cannot run never becomes a member.
 //! It then becomes a learner of every group, records in its data dir that it is a member
-//! (`identity::record_membership`), and becomes a voter of every group once caught up.
+//! (`identity::record_membership`), and becomes a voter of every group once caught up. A
+//! node whose data dir says it was a member only asks to be promoted.
 //!
 //! What happens when something goes wrong:
 //! - the cluster's id, cores or groups differ from the flags or the data dir: refused before
-//!   anything starts;
-//! - the node was a member and the cluster no longer lists it (it was removed): refused; a
-//!   removed node never adds itself back under its id;
+//!   anything starts (or, for a node started from its disk, once a seed answers: it stops);
+//! - the node was a member and was removed: a group's leader answers its promote with "not a
+//!   member" (a seed's list of members may lag behind the leaders, so it is not asked), and
+//!   the node stops; a removed node never adds itself back under its id;
 //! - no seed answers but the data dir is this node's: it starts from its disk (its cores
 //!   whose groups hold no configuration yet dial the members it recorded), and once a seed
-//!   answers it finishes a join that was cut short, or stops if it was removed meanwhile;
+//!   answers it finishes a join that was cut short;
 //! - the join fails: a node new to the cluster that votes nowhere yet stops (it is of no use);
 //!   one that votes in some group, or was a member before, keeps running (stopping it would
 //!   take a voter away) and says how to finish.
@@ -39,10 +41,14 @@ const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
 struct Start {
     config: crate::node::NodeConfig,
     /// Not listed by the cluster at start (a first join, or one cut short before any group
-    /// took it).
+    /// took it), and never a member by its data dir.
     new_to_cluster: bool,
-    /// No seed answered: the node runs from its disk and its joiner first waits for one.
-    from_disk: bool,
+    /// Its data dir says it was a member (`cohort.member`): it only asks to be promoted, and
+    /// a group's leader that does not know it says it was removed.
+    was_member: bool,
+    /// No seed answered: the node runs from its disk, and its joiner first waits for a seed
+    /// and checks the cluster is the one its data dir was made for.
+    from_disk: Option<Identity>,
 }
 
 /// Run a node with `--join`; returns once it stopped.
@@ -75,7 +81,8 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
             Start {
                 config,
                 new_to_cluster: false,
-                from_disk: true,
+                was_member: identity::recorded_members(&args.data_dir)?.is_some(),
+                from_disk: Some(recorded),
             }
         }
         (Err(error), None) => return Err(format!("--join {}: {error}", seeds.join(","))),
@@ -93,6 +100,7 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         cores: start.config.cores,
         groups: start.config.groups,
         new_to_cluster: start.new_to_cluster,
+        was_member: start.was_member,
         from_disk: start.from_disk,
         stop: Arc::clone(&stop),
         failed: Arc::clone(&failed),
@@ -146,18 +154,10 @@ fn from_cluster(
         .iter()
         .map(|(id, base)| (NodeId(*id), base.clone()))
         .collect();
-    let new_to_cluster = !members.contains_key(&NodeId(args.id));
-    if new_to_cluster && recorded.is_some() && identity::recorded_members(&args.data_dir)?.is_some()
-    {
-        let ids: Vec<u64> = members.keys().map(|id| id.0).collect();
-        return Err(format!(
-            "node {} was removed from the cluster (its members are now {ids:?}; {} says this \
-             node was one): a removed node does not join again under its id; to add this \
-             machine again, start it with a new --id and an empty --data-dir",
-            args.id,
-            args.data_dir.display()
-        ));
-    }
+    // Whether it was removed is for the groups' leaders to say (the joiner asks them): the
+    // seed that answered may lag behind them.
+    let was_member = recorded.is_some() && identity::recorded_members(&args.data_dir)?.is_some();
+    let new_to_cluster = !members.contains_key(&NodeId(args.id)) && !was_member;
     match members.get(&NodeId(args.id)) {
         Some(known) if known != listen => {
             return Err(format!(
@@ -172,7 +172,8 @@ fn from_cluster(
     Ok(Start {
         config,
         new_to_cluster,
-        from_disk: false,
+        was_member,
+        from_disk: None,
     })
 }
 
@@ -208,12 +209,13 @@ struct Joiner {
     id: u64,
     listen: String,
     data_dir: std::path::PathBuf,
-    /// The members as the node started with them (from its disk: itself alone).
+    /// The members as the node started with them (from its disk: those it recorded).
     members: BTreeMap<NodeId, String>,
     cores: u16,
     groups: u32,
     new_to_cluster: bool,
-    from_disk: bool,
+    was_member: bool,
+    from_disk: Option<Identity>,
     stop: Arc<AtomicBool>,
     /// Why the node stopped, when the joiner stopped it.
     failed: Arc<Mutex<Option<String>>>,
@@ -230,44 +232,57 @@ impl Joiner {
         let (id, stop) = (self.id, Arc::clone(&self.stop));
         let seeds = self.options.seeds.join(",");
         let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
-        let (mut members, from_disk) = (self.members, self.from_disk);
+        let (mut members, from_disk, was_member) = (self.members, self.from_disk, self.was_member);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
-            if from_disk {
+            if let Some(recorded) = from_disk {
                 let Some(topology) = wait_for_seeds(&options, &stop).await else {
                     return Ok(());
                 };
-                let listed = topology.members.iter().any(|(member, _)| *member == id);
-                let was_member = identity::recorded_members(&data_dir)
-                    .map_err(JoinError::before_any)?
-                    .is_some();
-                if !listed && was_member {
-                    return Err(JoinError::removed(id));
-                }
+                check_cluster(&recorded, &topology)?;
                 members.extend(topology.members.into_iter().map(|(n, a)| (NodeId(n), a)));
                 members.insert(NodeId(id), listen);
             }
-            join(&options, id, &members, &data_dir).await
+            join(&options, id, &members, &data_dir, was_member).await
         });
         let error = match joined {
             Ok(Ok(())) => return,
             Ok(Err(error)) => error,
             Err(error) => JoinError::before_any(error),
         };
-        if error.removed || self.new_to_cluster && error.promoted_groups == 0 {
+        if error.stops_the_node || self.new_to_cluster && error.promoted_groups == 0 {
             println!("node {id}: joining failed: {}; stopping", error.error);
             *self.failed.lock().expect("not poisoned") = Some(error.error);
-            // A node that could not join is of no use: stop it as SIGTERM would.
+            // A node that could not join, or may not, is of no use: stop it as SIGTERM would.
             self.stop.store(true, Ordering::SeqCst);
         } else {
             // It votes somewhere, or was a member already: stopping it would take a voter
             // away from its groups.
             println!(
-                "node {id}: joining did not finish: {}; still running, a voter in {} of {} \
-                 groups: finish with `cohort members promote --id {id} --nodes {seeds}`",
+                "node {id}: joining did not finish: {}; still running (this join made it a \
+                 voter in {} of {} groups): finish with `cohort members promote --id {id} \
+                 --nodes {seeds}`",
                 error.error, error.promoted_groups, self.groups
             );
         }
     }
+}
+
+/// The cluster a node that started from its disk (`recorded`) finds once a seed answers must
+/// be the one its data dir was made for.
+fn check_cluster(recorded: &Identity, topology: &Topology) -> Result<(), JoinError> {
+    let found = (topology.cluster_id, topology.cores, topology.groups);
+    if found == (recorded.cluster_id, recorded.cores, recorded.groups) {
+        return Ok(());
+    }
+    Err(JoinError {
+        error: format!(
+            "the seeds belong to cluster {} with {} cores and {} groups, the data dir to \
+             cluster {} with {} cores and {} groups",
+            found.0, found.1, found.2, recorded.cluster_id, recorded.cores, recorded.groups
+        ),
+        promoted_groups: 0,
+        stops_the_node: true,
+    })
 }
 
 /// Asks the seeds until one answers; None once the node stops.
@@ -285,37 +300,29 @@ async fn wait_for_seeds(options: &ClientOptions, stop: &AtomicBool) -> Option<To
 struct JoinError {
     error: String,
     promoted_groups: u32,
-    /// The node was a member and the cluster no longer lists it.
-    removed: bool,
+    /// The node may not take part (it was removed, or belongs to another cluster).
+    stops_the_node: bool,
 }
 
 impl JoinError {
-    fn before_any(error: String) -> JoinError {
+    fn before_any(error: impl Into<String>) -> JoinError {
         JoinError {
-            error,
+            error: error.into(),
             promoted_groups: 0,
-            removed: false,
-        }
-    }
-
-    fn removed(id: u64) -> JoinError {
-        JoinError {
-            error: format!(
-                "node {id} was removed from the cluster: a removed node does not join again \
-                 under its id"
-            ),
-            promoted_groups: 0,
-            removed: true,
+            stops_the_node: false,
         }
     }
 }
 
-/// Become a learner of every group, then a voter once caught up, printing each step.
+/// Become a learner of every group (unless the data dir says it was a member already: then
+/// only promote, so that a removed node never adds itself back), then a voter once caught up,
+/// printing each step.
 async fn join(
     options: &ClientOptions,
     id: u64,
     members: &BTreeMap<NodeId, String>,
     data_dir: &std::path::Path,
+    was_member: bool,
 ) -> Result<(), JoinError> {
     let say = |line: String| {
         use std::io::Write;
@@ -323,12 +330,14 @@ async fn join(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let address = members[&NodeId(id)].clone();
-    change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {})
-        .await
-        .map_err(JoinError::before_any)?;
-    identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
-    say(format!("node {id}: learner of every group"));
+    if !was_member {
+        let address = members[&NodeId(id)].clone();
+        change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {})
+            .await
+            .map_err(JoinError::before_any)?;
+        identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
+        say(format!("node {id}: learner of every group"));
+    }
     let mut promoted_groups = 0;
     let promoted = change_membership(options, id, MemberOp::Promote, |_, outcome| {
         if matches!(outcome, MemberOutcome::Done { .. }) {
@@ -337,9 +346,17 @@ async fn join(
     })
     .await;
     let (voters, _) = promoted.map_err(|error| JoinError {
-        error,
+        stops_the_node: error.not_member,
+        error: if error.not_member {
+            format!(
+                "node {id} was removed from the cluster ({error}): a removed node does not \
+                 join again under its id; to add this machine again, start it with a new --id \
+                 and an empty --data-dir"
+            )
+        } else {
+            error.message
+        },
         promoted_groups,
-        removed: false,
     })?;
     say(format!(
         "node {id}: joined: voter of every group (voters now {voters:?})"
@@ -351,7 +368,9 @@ async fn join(
 /// went (the node stops either way).
 fn withdraw(options: ClientOptions, id: u64) {
     let withdrawn = crate::node::on_one_executor("cohort-withdraw", move || async move {
-        change_membership(&options, id, MemberOp::Remove, |_, _| {}).await
+        change_membership(&options, id, MemberOp::Remove, |_, _| {})
+            .await
+            .map_err(String::from)
     });
     match withdrawn {
         Ok(Ok(_)) => println!("node {id}: taken out of every group again (it joined as a learner)"),

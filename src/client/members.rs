@@ -17,19 +17,52 @@ use super::session::{ClientOptions, fetch_topology};
 /// catching up, a leader handing over).
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
+/// Why a membership change did not finish in every group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipError {
+    pub message: String,
+    /// A group's leader said the node is in none of its configurations: a promote of a node
+    /// that was removed, or a remove of a node that no group has.
+    pub not_member: bool,
+}
+
+impl std::fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<MembershipError> for String {
+    fn from(error: MembershipError) -> String {
+        error.message
+    }
+}
+
+impl From<String> for MembershipError {
+    fn from(message: String) -> MembershipError {
+        MembershipError {
+            message,
+            not_member: false,
+        }
+    }
+}
+
 /// Make `op` on `node` in every group of the cluster; `progress` hears each group's outcome.
 /// Returns the last group's configuration (voters, learners). Stops at the first group that
-/// refuses, or that does not finish within the options' request timeout.
+/// refuses, or that does not finish within the options' request timeout. A remove is done in
+/// a group whose leader says the node is not a member there, and fails only if every group
+/// says so (nothing was removed: a mistyped id, or one removed before).
 pub async fn change_membership(
     options: &ClientOptions,
     node: u64,
     op: MemberOp,
     mut progress: impl FnMut(u32, &MemberOutcome),
-) -> Result<(Vec<u64>, Vec<u64>), String> {
+) -> Result<(Vec<u64>, Vec<u64>), MembershipError> {
     let mut topology = fetch_topology(&options.seeds, options.attempt_timeout)
         .await
         .map_err(|e| e.to_string())?;
     let mut last = (Vec::new(), Vec::new());
+    let mut strangers = 0;
     for group in 0..topology.groups {
         let change = MemberChange {
             group,
@@ -37,10 +70,28 @@ pub async fn change_membership(
             op: op.clone(),
         };
         let outcome = change_group(options, &mut topology, &change).await?;
-        progress(group, &outcome);
-        if let MemberOutcome::Done { voters, learners } = outcome {
-            last = (voters, learners);
+        if let MemberOutcome::NotMember(why) = &outcome
+            && op != MemberOp::Remove
+        {
+            return Err(MembershipError {
+                message: format!("group {group}: {why}"),
+                not_member: true,
+            });
         }
+        progress(group, &outcome);
+        match outcome {
+            MemberOutcome::Done { voters, learners } => last = (voters, learners),
+            MemberOutcome::NotMember(_) => strangers += 1,
+            MemberOutcome::NotLeader { .. } | MemberOutcome::Failed(_) | MemberOutcome::Busy(_) => {
+                unreachable!("change_group answers done or not a member")
+            }
+        }
+    }
+    if strangers == topology.groups {
+        return Err(MembershipError {
+            message: format!("node {node} is in no group: nothing to remove"),
+            not_member: true,
+        });
     }
     Ok(last)
 }
@@ -83,7 +134,9 @@ async fn change_group(
             decode_member_outcome,
         );
         match asked.await {
-            Ok(done @ MemberOutcome::Done { .. }) => return Ok(done),
+            Ok(done @ (MemberOutcome::Done { .. } | MemberOutcome::NotMember(_))) => {
+                return Ok(done);
+            }
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
                 continue;

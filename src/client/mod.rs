@@ -9,7 +9,7 @@ mod status;
 mod transfer;
 mod unanswered;
 
-pub use members::{change_membership, membership_view, render_membership};
+pub use members::{MembershipError, change_membership, membership_view, render_membership};
 pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};
 pub use status::cluster_status;
 pub use transfer::transfer_leader;

@@ -61,6 +61,10 @@ pub enum MemberOutcome {
     NotLeader { leader: u64 },
     /// Refused; asking again will not help until something changes.
     Failed(String),
+    /// A promote or remove of a node that is in none of the group's configurations (it was
+    /// removed, or never added): said by the group's leader, so a joining node that finds
+    /// itself removed knows it from the leader, not from a member that may lag.
+    NotMember(String),
     /// Not now (another change is under way, a leader is handing over): ask again shortly.
     Busy(String),
 }
@@ -139,6 +143,7 @@ pub fn encode_member_outcome(
             MemberOutcome::NotLeader { leader } => (1, *leader, None, None, None),
             MemberOutcome::Failed(why) => (2, 0, Some(fbb.create_string(why)), None, None),
             MemberOutcome::Busy(why) => (3, 0, Some(fbb.create_string(why)), None, None),
+            MemberOutcome::NotMember(why) => (4, 0, Some(fbb.create_string(why)), None, None),
         };
         let args = fb::MemberChangeResponseArgs {
             code,
@@ -169,6 +174,7 @@ pub fn decode_member_outcome(frame: &Bytes) -> Result<MemberOutcome, DecodeError
             leader: table.leader(),
         },
         3 => MemberOutcome::Busy(message()),
+        4 => MemberOutcome::NotMember(message()),
         _ => MemberOutcome::Failed(message()),
     })
 }

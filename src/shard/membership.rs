@@ -2,7 +2,10 @@
 //! proposes, and when the change counts as done.
 //!
 //! Every operation is idempotent: asking again for a change that is done answers `Done`, so
-//! a client that lost an answer (or a leader) simply asks again. Voter changes go through a
+//! a client that lost an answer (or a leader) simply asks again. One exception: a remove of a
+//! node already out of the group answers `NotMember` (and a promote of such a node too), so
+//! a client can tell a remove that changed nothing anywhere (a mistyped id) from one done;
+//! `client::members` counts a remove asked again in groups where it was done as done. Voter changes go through a
 //! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself;
 //! a change is done once the group runs on a configuration that is not joint and has it.
 
@@ -29,6 +32,22 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
             "node {} is a member at {known}, not {address}: remove it first, or add the new \
              machine under a new id",
             change.node
+        )));
+    }
+    let conf = group.replica.conf_state();
+    let stranger = !conf.members().contains(&NodeId(change.node)) && !conf.is_joint();
+    if stranger
+        && group.replica.role() == Role::Leader
+        && matches!(change.op, MemberOp::Promote | MemberOp::Remove)
+    {
+        // A remove given again after it was done everywhere says so too: nothing changed.
+        let hint = match change.op {
+            MemberOp::Promote => " (add it as a learner first)",
+            _ => "",
+        };
+        return Err(MemberOutcome::NotMember(format!(
+            "node {} is in no configuration of group {}{hint}",
+            change.node, change.group
         )));
     }
     if let Some(outcome) = finished(group, change) {
