@@ -17,9 +17,10 @@ pub const OPERATIONS_PER_COMMAND_MAX: usize = 1_024;
 /// their clients get `SessionExpired` (they must start over with a new client id).
 pub const SESSIONS_MAX: usize = 65_536;
 
-/// Clients whose session was forgotten that one group still remembers by id (8 bytes in a
-/// snapshot, about 20 in memory each), oldest forgotten first: their retries of a first
-/// request are expired, not applied again (see `session.rs`).
+/// Clients whose session was forgotten that one group still remembers by id, oldest
+/// forgotten first: their retries of a first request are expired, not applied again (see
+/// `session.rs`). 8 bytes each in a snapshot (2 MiB at the bound), about 26 in memory (7 MiB
+/// per group at the bound, reached only after that many sessions were evicted).
 pub const FORGOTTEN_CLIENTS_MAX: usize = 4 * SESSIONS_MAX;
 
 /// Replies one session keeps for requests its client has not acknowledged yet: the most

@@ -108,11 +108,12 @@ impl Forgotten {
         if !self.ids.insert(client) {
             return;
         }
-        self.order.push_back(client);
-        if self.order.len() > FORGOTTEN_CLIENTS_MAX {
+        // Room made before the push, so the queue never grows past the bound's capacity.
+        if self.order.len() == FORGOTTEN_CLIENTS_MAX {
             let oldest = self.order.pop_front().expect("non-empty");
             self.ids.remove(&oldest);
         }
+        self.order.push_back(client);
     }
 
     /// Oldest first.

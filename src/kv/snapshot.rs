@@ -13,8 +13,9 @@
 //! result := 0 value-blob | 1 (not found) | 2 (written) | 3 flag u8 [blob] (condition failed)
 //! ```
 //!
-//! "CKV2", written before forgotten clients were kept, is the same without them; it is still
-//! read. Keys and sessions are written sorted, so two replicas with the same state write the same
+//! "CKV2", written before forgotten clients were kept, is refused with a clear error: replicas
+//! that loaded it, each at its own index, would each know of other forgotten clients, and
+//! could decide differently whether to apply a request. Keys and sessions are written sorted, so two replicas with the same state write the same
 //! bytes. [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
 //! reference, the small rest encoded); [`SnapshotJob::encode`] sorts and writes the pairs,
 //! the bulk of the work, on any thread.
@@ -133,11 +134,16 @@ impl KvStore {
         }
         let mut r = bytes.slice(..body_len);
         let magic = take(&mut r, 4)?;
-        let keeps_forgotten = match &magic[..] {
-            m if m == &MAGIC[..] => true,
-            m if m == &MAGIC_WITHOUT_FORGOTTEN[..] => false,
-            _ => return Err(SnapshotError("not a key-value snapshot (bad magic)")),
-        };
+        if magic[..] == MAGIC_WITHOUT_FORGOTTEN[..] {
+            return Err(SnapshotError(
+                "written by an older release (CKV2, without the ids of forgotten clients), \
+                 which this one cannot load without risking replicas that disagree: replace \
+                 the node (a new id on an empty data dir)",
+            ));
+        }
+        if magic[..] != MAGIC[..] {
+            return Err(SnapshotError("not a key-value snapshot (bad magic)"));
+        }
         let mut store = KvStore {
             applied_index: u64_le(&mut r)?,
             ..KvStore::default()
@@ -187,10 +193,8 @@ impl KvStore {
                 .map_err(|_| SnapshotError("a member address is not UTF-8"))?;
             store.members.insert(node, address);
         }
-        if keeps_forgotten {
-            for _ in 0..u32_le(&mut r)? {
-                sessions.forgotten.add(u64_le(&mut r)?);
-            }
+        for _ in 0..u32_le(&mut r)? {
+            sessions.forgotten.add(u64_le(&mut r)?);
         }
         if r.has_remaining() {
             return Err(SnapshotError("trailing bytes"));
@@ -318,19 +322,18 @@ mod tests {
     }
 
     /// A snapshot written before forgotten clients were kept (a node's disk, or a peer of
-    /// the release before) still loads, with none.
+    /// the release before) is refused, saying so: loaded, it would leave this replica with
+    /// other forgotten clients than the others.
     #[test]
-    fn a_snapshot_of_the_layout_before_loads() {
-        let mut kv = populated();
-        let bytes = kv.encode_snapshot();
+    fn a_snapshot_of_the_layout_before_is_refused_saying_why() {
+        let bytes = populated().encode_snapshot();
         let without_forgotten = 4 + 3 * 8;
         let mut old = b"CKV2".to_vec();
         old.extend_from_slice(&bytes[4..bytes.len() - 4 - without_forgotten]);
         let crc = crc32fast::hash(&old);
         old.extend_from_slice(&crc.to_le_bytes());
-        let restored = KvStore::decode_snapshot(&Bytes::from(old)).unwrap();
-        kv.sessions.forgotten = Default::default();
-        assert_eq!(restored, kv);
+        let error = KvStore::decode_snapshot(&Bytes::from(old)).unwrap_err();
+        assert!(error.to_string().contains("older release (CKV2"), "{error}");
     }
 
     #[test]
