@@ -4,6 +4,7 @@
 //! true. The log and network are recorders; the loop is the real one.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -262,14 +263,20 @@ impl CoreLog for RecordingLog {
     }
 }
 
-struct RecordingNet(Events);
+/// Records the name of every message the core sends; with a wire, hands the messages to it
+/// too, for the test to deliver (or the wire to refuse).
+struct RecordingNet {
+    events: Events,
+    wire: Option<Rc<RefCell<Wire>>>,
+}
 
 impl CoreNet for RecordingNet {
     fn send(&mut self, envelope: Envelope) -> bool {
-        self.0
+        self.events
             .borrow_mut()
             .push(Event::Sent(envelope.message.body.name()));
-        true
+        let wire = self.wire.as_ref();
+        wire.is_none_or(|wire| wire.borrow_mut().take(envelope))
     }
 
     fn take_renewed(&mut self) -> Vec<u64> {
@@ -277,7 +284,61 @@ impl CoreNet for RecordingNet {
     }
 
     fn set_log_full(&mut self, full: bool) {
-        self.0.borrow_mut().push(Event::SaidLogFull(full));
+        self.events.borrow_mut().push(Event::SaidLogFull(full));
+    }
+}
+
+/// Node 1's links to nodes 2 and 3, played by a test. What they take waits in `out` for the
+/// test to deliver, except on the link to node 2 while it is slow: that one holds what it
+/// takes until released, and refuses what does not fit the room left in its queue, as the
+/// transport's bounded queue to a congested peer does.
+#[derive(Default)]
+struct Wire {
+    out: Vec<Envelope>,
+    /// While the link to node 2 is slow: the bytes its queue still takes.
+    slow_room_bytes: Option<u64>,
+    /// Taken by the slow link and not delivered yet.
+    held: Vec<Envelope>,
+    /// Every append the link to node 2 took, in order: its previous index and the indexes of
+    /// its entries.
+    appends_to_2: Vec<(u64, Vec<u64>)>,
+}
+
+impl Wire {
+    fn take(&mut self, envelope: Envelope) -> bool {
+        let to_2 = envelope.message.to == NodeId(2);
+        let append = match &envelope.message.body {
+            MessageBody::AppendRequest(append) => Some(append),
+            _ => None,
+        };
+        let bytes = 64 + append.map_or(0, |a| a.entries.iter().map(Entry::size_bytes).sum());
+        if to_2 && let Some(room_bytes) = &mut self.slow_room_bytes {
+            if bytes > *room_bytes {
+                return false;
+            }
+            *room_bytes -= bytes;
+        }
+        if to_2 && let Some(append) = append {
+            let indexes = append.entries.iter().map(|e| e.index.0).collect();
+            self.appends_to_2.push((append.prev_log_index.0, indexes));
+        }
+        if to_2 && self.slow_room_bytes.is_some() {
+            self.held.push(envelope);
+        } else {
+            self.out.push(envelope);
+        }
+        true
+    }
+
+    /// The link to node 2 is slow from now on, with `room_bytes` left in its queue.
+    fn slow_down(&mut self, room_bytes: u64) {
+        self.slow_room_bytes = Some(room_bytes);
+    }
+
+    /// The link to node 2 delivers what it holds, and is fast again.
+    fn release(&mut self) {
+        self.slow_room_bytes = None;
+        self.out.append(&mut self.held);
     }
 }
 
@@ -310,6 +371,23 @@ const ENTRY_BYTES_MAX: usize = 1 << 20;
 fn core_of_groups(
     id: u64,
     events: &Events,
+    log: (bool, u64, bool),
+    gate: Gate,
+    groups: u32,
+    short_of_space: Option<String>,
+    reshape: impl FnOnce(&mut CoreShape),
+) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
+    let net = RecordingNet {
+        events: Rc::clone(events),
+        wire: None,
+    };
+    core_on(id, net, log, gate, groups, short_of_space, reshape)
+}
+
+/// As [`core_of_groups`], sending on `net` (whose events the log records to as well).
+fn core_on(
+    id: u64,
+    net: RecordingNet,
     (sync, snapshot_log_bytes, holding_old_segments): (bool, u64, bool),
     gate: Gate,
     groups: u32,
@@ -356,7 +434,7 @@ fn core_of_groups(
         shape,
         groups,
         RecordingLog {
-            events: Rc::clone(events),
+            events: Rc::clone(&net.events),
             holding_old_segments,
             encoded: Vec::new(),
             gate,
@@ -364,7 +442,7 @@ fn core_of_groups(
             snapshot_unsynced: false,
             received: Vec::new(),
         },
-        RecordingNet(Rc::clone(events)),
+        net,
         inbox.clone(),
         Hooks::quiet(),
     );
@@ -1936,4 +2014,149 @@ fn a_leader_whose_syncs_always_overlap_still_snapshots() {
         f.release_and_stop();
     };
     run_beside(core, driver);
+}
+
+/// Nodes 2 and 3 of group 0 as bare replicas, for a test to step (they persist at once, and
+/// never tick: they never campaign).
+fn followers_2_and_3() -> BTreeMap<u64, Replica> {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let replica = |id| {
+        let mut config = Config::new(NodeId(id));
+        config.pre_vote = false;
+        Replica::new(config, id, Persisted::bootstrap(&voters)).unwrap()
+    };
+    BTreeMap::from([(2, replica(2)), (3, replica(3))])
+}
+
+/// Deliver what `wire` has for nodes 2 and 3 to `followers`, and their answers to node 1's
+/// core, until no message moves.
+fn deliver(
+    mut core: TestCore,
+    inbox: &Inbox<Input>,
+    wire: &RefCell<Wire>,
+    followers: &mut BTreeMap<u64, Replica>,
+) -> TestCore {
+    for _ in 0..100 {
+        let out = std::mem::take(&mut wire.borrow_mut().out);
+        if out.is_empty() {
+            return core;
+        }
+        for envelope in out {
+            let follower = followers
+                .get_mut(&envelope.message.to.0)
+                .expect("node 2 or 3");
+            follower.step(envelope.message).unwrap();
+        }
+        for (&id, follower) in followers.iter_mut() {
+            let mut envelopes = Vec::new();
+            while follower.has_ready() {
+                let mut ready = follower.ready();
+                let now = ready.take_messages_now();
+                let after = ready.take_messages_after_persist();
+                let _applied = ready.take_committed();
+                follower.advance(ready.ack());
+                envelopes.extend(now.into_iter().chain(after).map(|message| Envelope {
+                    group: GroupId(0),
+                    message,
+                }));
+            }
+            inbox.push_now(peer(id, envelopes));
+        }
+        inbox.push_now(Input::Stop);
+        core = block_on(core.run()).unwrap();
+    }
+    panic!("messages still move after 100 rounds");
+}
+
+/// Client 5's writes on connection 1, one per `(sequence, value_bytes)`, in one batch.
+fn writes(batch: &[(u64, usize)]) -> Input {
+    let request = |&(sequence, value_bytes): &(u64, usize)| {
+        let command = Command {
+            client_id: 5,
+            sequence,
+            first_unacked: sequence,
+            ops: smallvec![Op::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from(vec![7; value_bytes]),
+            }],
+        };
+        Ok(Request {
+            command,
+            consistency: Consistency::Linearizable,
+        })
+    };
+    Input::Requests {
+        conn: 1,
+        requests: batch.iter().map(request).collect(),
+    }
+}
+
+/// Goal: a follower behind a congested link (its queue full) is sent each entry once and in
+/// order, and catches up. Before, a refused append sent the follower back to probing from
+/// its match index: everything its queue already held was sent again once the queue
+/// drained, and a later, smaller append of the same batch that did fit left a gap in its log.
+/// Method: node 1 leads; nodes 2 and 3 are bare replicas, node 3 answering at once. The
+/// link to node 2 slows down: it holds two writes of 600 KiB, then has room for 200 KiB but
+/// not for 900 KiB when one turn proposes writes of 900 KiB and 200 KiB (two appends). Its
+/// queue then goes out (room again, no answer yet) and a small write comes; then the link
+/// delivers all it holds. Every append the link took is checked.
+#[test]
+fn a_follower_behind_a_full_queue_is_sent_each_entry_once_and_in_order() {
+    let events = Events::default();
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    let net = RecordingNet {
+        events: Rc::clone(&events),
+        wire: Some(Rc::clone(&wire)),
+    };
+    let log = (true, 0, false);
+    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    let mut followers = followers_2_and_3();
+    while !events.borrow().contains(&Event::Sent("VoteRequest")) {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    core = deliver(core, &inbox, &wire, &mut followers);
+    assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
+    let outbox = Inbox::new(1024);
+    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+
+    wire.borrow_mut().slow_down(1_500_000);
+    for sequence in 1..=2 {
+        core = turn(core, &inbox, writes(&[(sequence, 600 << 10)]));
+        core = deliver(core, &inbox, &wire, &mut followers);
+    }
+    let batch = writes(&[(3, 900 << 10), (4, 200 << 10), (5, 10)]);
+    core = turn(core, &inbox, batch);
+    core = deliver(core, &inbox, &wire, &mut followers);
+    // What the link held went out on the wire: room again, but no answer yet.
+    wire.borrow_mut().slow_down(u64::MAX);
+    core = turn(core, &inbox, writes(&[(6, 10)]));
+    core = deliver(core, &inbox, &wire, &mut followers);
+    wire.borrow_mut().release();
+    core = deliver(core, &inbox, &wire, &mut followers);
+    for _ in 0..4 {
+        core = turn(core, &inbox, Input::Tick);
+        core = deliver(core, &inbox, &wire, &mut followers);
+    }
+
+    let leader = &core.groups()[&0].replica;
+    // Node 2 holds the bootstrap entry from the start.
+    let mut sent_up_to = 1;
+    let mut times_sent: BTreeMap<u64, u32> = BTreeMap::new();
+    for (prev, indexes) in &wire.borrow().appends_to_2 {
+        assert!(
+            *prev <= sent_up_to,
+            "an append after {prev} reached node 2, sent entries up to {sent_up_to}: a gap"
+        );
+        for &index in indexes {
+            *times_sent.entry(index).or_default() += 1;
+        }
+        sent_up_to = sent_up_to.max(indexes.last().copied().unwrap_or(*prev));
+    }
+    let again: Vec<_> = times_sent.iter().filter(|&(_, &n)| n > 1).collect();
+    assert!(again.is_empty(), "sent again (index, times): {again:?}");
+    let indexes: Vec<u64> = times_sent.into_keys().collect();
+    assert_eq!(indexes, (2..=leader.last_index().0).collect::<Vec<_>>());
+    let node_2 = &followers[&2];
+    assert_eq!(node_2.last_index(), leader.last_index());
+    assert_eq!(node_2.commit(), leader.commit());
 }

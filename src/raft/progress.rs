@@ -61,6 +61,18 @@ impl Inflights {
         }
     }
 
+    /// Drop the appends that end at or after `index`, newest first: they never left this
+    /// node (the transport refused the first of them, and was offered none after it).
+    pub(crate) fn forget_from(&mut self, index: LogIndex) {
+        while let Some(&(last, bytes)) = self.appends.back() {
+            if last < index {
+                break;
+            }
+            self.bytes -= bytes;
+            self.appends.pop_back();
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
         self.appends.clear();
         self.bytes = 0;
@@ -89,6 +101,11 @@ pub(crate) struct Progress {
     /// The newest heartbeat round sent when the follower was last found to have lost
     /// entries it acknowledged (0: never); answers to older rounds tell nothing new.
     pub(crate) lost_round: u64,
+    /// The transport refused an append to this follower (its queue is full): nothing more is
+    /// built for it until it answers something, a sign its queue drains. A dead follower
+    /// costs no work then, where building appends only to have them refused would cost a
+    /// batch of them per group and turn.
+    pub(crate) queue_full: bool,
 }
 
 impl Progress {
@@ -104,6 +121,7 @@ impl Progress {
             acked_round: 0,
             commit_sent: LogIndex::ZERO,
             lost_round: 0,
+            queue_full: false,
         }
     }
 
@@ -153,6 +171,9 @@ impl Progress {
 
     /// Should the leader hold back appends to this follower?
     pub(crate) fn is_paused(&self) -> bool {
+        if self.queue_full {
+            return true;
+        }
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.is_full(),
@@ -197,6 +218,31 @@ impl Progress {
         self.next_index = next_index;
         self.probe_sent = false;
         true
+    }
+
+    /// The transport did not queue an append after `prev_log_index` (its queue to the
+    /// follower is full): it and every later append of its batch never left. A replicating
+    /// follower stays replicating, and is sent the log again from that append on: what its
+    /// queue took is on its way, and probing from the match index would send all of that
+    /// again, one append per round trip, behind the same long queue. A refused probe is sent
+    /// again rather than awaited (no answer will come to it). Either waits until the
+    /// follower answers something (`queue_full`).
+    pub(crate) fn append_refused(&mut self, prev_log_index: LogIndex) {
+        match self.state {
+            ProgressState::Replicate => {
+                let first = prev_log_index.next().max(self.match_index.next());
+                if first < self.next_index {
+                    self.next_index = first;
+                    self.inflights.forget_from(first);
+                }
+            }
+            ProgressState::Probe => self.probe_sent = false,
+            ProgressState::Snapshot { .. } => return,
+        }
+        self.queue_full = true;
+        // The appends the follower may get carried no commit past `prev_log_index`: one
+        // past it is sent again.
+        self.commit_sent = self.commit_sent.min(prev_log_index);
     }
 
     /// Record an append just sent that ends at `last_index` and carries `bytes`.
@@ -271,6 +317,58 @@ mod tests {
         assert_eq!((p.state, p.lost_round), (ProgressState::Probe, 7));
         assert!(p.maybe_decrease_to(LogIndex(4), LogIndex(2)));
         assert_eq!(p.next_index, LogIndex(3));
+    }
+
+    /// Goal: an append the transport refused is sent again from its first entry while the
+    /// follower stays replicating (what its queue took is on its way), and never from below
+    /// the match. Method: three appends in flight, the second refused (the core then offers
+    /// the third to no one); then a late report of one the follower has acknowledged since.
+    #[test]
+    fn a_refused_append_is_sent_again_from_its_first_entry_and_replication_goes_on() {
+        let mut p = Progress::new(NodeId(2), LogIndex(11), Inflights::new(8, 1000));
+        p.match_index = LogIndex(10);
+        p.become_replicate();
+        p.sent_append(LogIndex(12), 2, 100);
+        p.sent_append(LogIndex(14), 2, 200);
+        p.sent_append(LogIndex(16), 2, 300);
+        p.commit_sent = LogIndex(16);
+        p.append_refused(LogIndex(12));
+        assert_eq!(
+            (p.state, p.next_index),
+            (ProgressState::Replicate, LogIndex(13))
+        );
+        assert_eq!((p.inflights.len(), p.inflights.bytes), (1, 100));
+        assert!(p.commit_sent <= LogIndex(12), "the commit is sent again");
+        assert!(p.is_paused(), "until the follower answers");
+        p.queue_full = false;
+        assert!(!p.is_paused());
+
+        assert!(p.maybe_update(LogIndex(12)));
+        p.inflights.free_up_to(LogIndex(12));
+        p.append_refused(LogIndex(10));
+        assert_eq!(p.next_index, LogIndex(13), "not below the match");
+    }
+
+    #[test]
+    fn a_refused_probe_is_sent_again_once_the_follower_answers_and_a_snapshot_waits() {
+        let mut p = progress();
+        p.sent_append(LogIndex(11), 1, 10);
+        assert!(p.is_paused());
+        p.append_refused(LogIndex(10));
+        assert!(p.is_paused(), "until the follower answers");
+        p.queue_full = false;
+        assert!(
+            !p.is_paused(),
+            "no answer will come to a probe that never left"
+        );
+        assert_eq!(
+            (p.state, p.next_index),
+            (ProgressState::Probe, LogIndex(11))
+        );
+
+        p.become_snapshot(LogIndex(20));
+        p.append_refused(LogIndex(10));
+        assert!(matches!(p.state, ProgressState::Snapshot { .. }) && p.is_paused());
     }
 
     #[test]

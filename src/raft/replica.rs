@@ -536,12 +536,32 @@ impl Replica {
         &self.snapshot
     }
 
-    /// The transport could not reach `to`: send to it cautiously (one probe at a time).
+    /// The transport could not reach `to`: send to it cautiously (one probe at a time). Not
+    /// for an append its full queue refused ([`Replica::report_append_refused`]): probing
+    /// would send again everything that queue took.
     pub fn report_unreachable(&mut self, to: NodeId) {
         if let Some(progress) = self.progress_mut(to)
             && progress.state == ProgressState::Replicate
         {
             progress.become_probe();
+        }
+    }
+
+    /// The transport did not queue an append of `term` to `to` after `prev_log_index` (its
+    /// queue to `to` is full: a slow link, a congested follower). Report only the first such
+    /// append of a batch, and offer `to` no later append of that batch: one that fit would
+    /// leave a gap in the follower's log. The refused appends are sent again from their first
+    /// entry at the next chance, while what the queue took goes on; see
+    /// `Progress::append_refused`. Other refused messages need no report: the protocol sends
+    /// them again (heartbeats every interval, answers to the next append).
+    pub fn report_append_refused(&mut self, to: NodeId, term: Term, prev_log_index: LogIndex) {
+        // An append of an earlier term (a Ready that waited for its sync) says nothing about
+        // this term's progress.
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        if let Some(progress) = self.progress_mut(to) {
+            progress.append_refused(prev_log_index);
         }
     }
 

@@ -234,6 +234,8 @@ impl Replica {
             return;
         };
         progress.recent_active = true;
+        // It answers: its queue drains.
+        progress.queue_full = false;
         if response.reject {
             let next_probe = if response.hint_term > Term::ZERO {
                 self.log
@@ -292,6 +294,7 @@ impl Replica {
         };
         progress.recent_active = true;
         progress.probe_sent = false;
+        progress.queue_full = false;
         progress.acked_round = progress.acked_round.max(response.read_round);
         let mut lost = None;
         if let Some(holds) = response.short_of_commit
@@ -494,5 +497,157 @@ fn accept() -> AppendResponse {
         reject: false,
         reject_hint: LogIndex::ZERO,
         hint_term: Term::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::raft::config::Config;
+    use crate::raft::message::VoteResponse;
+    use crate::raft::replica::Persisted;
+
+    /// Node 1 leading nodes 2 and 3, both replicating and holding its whole log (index 2),
+    /// with one entry per append.
+    fn leader_of_three() -> Replica {
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let mut config = Config::new(NodeId(1));
+        config.pre_vote = false;
+        config.append_entries_max = 1;
+        let mut leader = Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap();
+        leader.campaign();
+        let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+        leader.step(message_from(2, leader.term, vote)).unwrap();
+        assert_eq!(leader.role, Role::Leader);
+        appends_sent(&mut leader);
+        for id in [2, 3] {
+            let ack = AppendResponse {
+                index: LogIndex(2),
+                ..accept()
+            };
+            let ack = message_from(id, leader.term, MessageBody::AppendResponse(ack));
+            leader.step(ack).unwrap();
+        }
+        appends_sent(&mut leader);
+        assert_eq!(state_of(&leader, 2).0, ProgressState::Replicate);
+        leader
+    }
+
+    fn message_from(id: u64, term: Term, body: MessageBody) -> Message {
+        Message {
+            from: NodeId(id),
+            to: NodeId(1),
+            term,
+            body,
+        }
+    }
+
+    /// Take the leader's Readies (durable at once) and return the appends they send to node 2.
+    fn appends_sent(leader: &mut Replica) -> Vec<AppendRequest> {
+        let mut appends = Vec::new();
+        while leader.has_ready() {
+            let mut ready = leader.ready();
+            let mut messages = ready.take_messages_now();
+            messages.extend(ready.take_messages_after_persist());
+            leader.advance(ready.ack());
+            for message in messages {
+                if let (NodeId(2), MessageBody::AppendRequest(append)) = (message.to, message.body)
+                {
+                    appends.push(append);
+                }
+            }
+        }
+        appends
+    }
+
+    fn propose(leader: &mut Replica, data: &'static [&'static str]) {
+        let batch = data.iter().map(|d| Bytes::from_static(d.as_bytes()));
+        leader.propose_batch(batch.collect()).unwrap();
+    }
+
+    /// Node 2's progress: its state, next index and appends in flight.
+    fn state_of(leader: &Replica, id: u64) -> (ProgressState, LogIndex, usize) {
+        let p = leader.progress_of(NodeId(id)).unwrap();
+        (p.state, p.next_index, p.inflights.len())
+    }
+
+    /// The first and last index of `appends`' entries, asserting they follow one another.
+    fn span(appends: &[AppendRequest]) -> (LogIndex, LogIndex) {
+        let entries = appends.iter().flat_map(|a| &a.entries);
+        let indexes: Vec<LogIndex> = entries.map(|e| e.index).collect();
+        assert!(
+            indexes.windows(2).all(|w| w[1] == w[0].next()),
+            "{indexes:?}"
+        );
+        (indexes[0], *indexes.last().unwrap())
+    }
+
+    /// Goal: a replicating follower whose queue refused an append stays replicating, waits
+    /// until it answers (nothing is built for it meanwhile), and is then sent the log again
+    /// from that append's first entry: no gap, and nothing its queue took is sent again.
+    /// Method: node 2's queue takes the append of entry 3, then refuses the one of entry 4
+    /// (the core then offers it no later append of the batch, entry 5's); a proposal of
+    /// entry 6; then node 2's answer to the append of entry 3.
+    #[test]
+    fn a_replicating_follower_is_sent_a_refused_append_again_from_its_first_entry() {
+        let mut leader = leader_of_three();
+        propose(&mut leader, &["a"]);
+        assert_eq!(span(&appends_sent(&mut leader)), (LogIndex(3), LogIndex(3)));
+        propose(&mut leader, &["b", "c"]);
+        let refused = appends_sent(&mut leader);
+        assert_eq!(span(&refused), (LogIndex(4), LogIndex(5)));
+        let term = leader.term;
+        leader.report_append_refused(NodeId(2), term, refused[0].prev_log_index);
+        let rewound = (ProgressState::Replicate, LogIndex(4), 1);
+        assert_eq!(state_of(&leader, 2), rewound, "entry 3 alone in flight");
+
+        propose(&mut leader, &["d"]);
+        assert!(appends_sent(&mut leader).is_empty(), "its queue is full");
+        let ack = AppendResponse {
+            index: LogIndex(3),
+            ..accept()
+        };
+        let term = leader.term;
+        leader
+            .step(message_from(2, term, MessageBody::AppendResponse(ack)))
+            .unwrap();
+        let again = appends_sent(&mut leader);
+        assert_eq!(again[0].prev_log_index, LogIndex(3));
+        assert_eq!(span(&again), (LogIndex(4), LogIndex(6)));
+    }
+
+    /// Goal: a probe the transport refused is sent again once the follower answers anything,
+    /// not awaited (no answer would come to it). Method: node 2 probing; the probe for entry
+    /// 3 is refused; a proposal comes (nothing is sent: the queue is full), then node 2's
+    /// answer to a heartbeat.
+    #[test]
+    fn a_refused_probe_is_sent_again_once_the_follower_answers() {
+        let mut leader = leader_of_three();
+        leader.report_unreachable(NodeId(2));
+        propose(&mut leader, &["a"]);
+        let probe = appends_sent(&mut leader);
+        assert_eq!(span(&probe), (LogIndex(3), LogIndex(3)));
+        let term = leader.term;
+        leader.report_append_refused(NodeId(2), term, probe[0].prev_log_index);
+
+        propose(&mut leader, &["b"]);
+        assert!(appends_sent(&mut leader).is_empty(), "its queue is full");
+        let answer = HeartbeatResponse {
+            read_round: 0,
+            short_of_commit: None,
+        };
+        let term = leader.term;
+        leader
+            .step(message_from(
+                2,
+                term,
+                MessageBody::HeartbeatResponse(answer),
+            ))
+            .unwrap();
+        let again = appends_sent(&mut leader);
+        assert_eq!(again.len(), 1, "one probe at a time");
+        assert_eq!(again[0].prev_log_index, LogIndex(2));
     }
 }

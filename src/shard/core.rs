@@ -130,7 +130,7 @@ pub trait CoreLog {
 }
 
 /// Where the core loop sends Raft messages. Sending never waits: a message that cannot be
-/// queued is dropped (Raft resends), and the peer is reported unreachable.
+/// queued is dropped (Raft resends; a dropped append is reported to it, see `send_all`).
 pub trait CoreNet {
     /// Queue `envelope`; false if it was dropped.
     fn send(&mut self, envelope: Envelope) -> bool;
@@ -1276,8 +1276,10 @@ fn needs_log_room(body: &MessageBody) -> bool {
     }
 }
 
-/// Send `messages` of group `id`; a peer whose queue refuses one is reported unreachable, so
-/// the leader stops streaming to it until it answers again. Snapshots go to their streams.
+/// Send `messages` of group `id`; snapshots go to their streams. An append a peer's queue
+/// refuses is reported to Raft, which sends it again later from its first entry, and that
+/// peer is offered no later append of the batch: a smaller one that fit would leave a gap in
+/// its log. Other refused messages are dropped; Raft sends them again anyway.
 fn send_all(
     net: &mut impl CoreNet,
     streams: &mut SnapshotStreams,
@@ -1285,17 +1287,30 @@ fn send_all(
     group: &mut Group,
     messages: Vec<Message>,
 ) {
+    let mut refused_an_append: Vec<NodeId> = Vec::new();
     for message in messages {
         let Some(message) = streams.offer(id, message) else {
             continue;
         };
-        let to = message.to;
+        let (to, term) = (message.to, message.term);
+        let append_after = match &message.body {
+            MessageBody::AppendRequest(append) => Some(append.prev_log_index),
+            _ => None,
+        };
+        if append_after.is_some() && refused_an_append.contains(&to) {
+            continue;
+        }
         let envelope = Envelope {
             group: GroupId(id),
             message,
         };
-        if !net.send(envelope) {
-            group.replica.report_unreachable(to);
+        if !net.send(envelope)
+            && let Some(prev_log_index) = append_after
+        {
+            group
+                .replica
+                .report_append_refused(to, term, prev_log_index);
+            refused_an_append.push(to);
         }
     }
 }
