@@ -5,8 +5,10 @@
 //! network drops, delays and reorders messages and cuts nodes off; logs in memory take
 //! random time to sync; each node's tick clock runs a little slower or faster than the
 //! others'; nodes stall (no ticks, no turns, as a frozen process) and catch up
-//! with their ticks first, as a node's tick clock does; clients retry with the same
-//! sequence number and give up after a while.
+//! with their ticks first, as a node's tick clock does; in one seed of three each link
+//! holds a bounded number of messages in flight and refuses more, as a full peer queue does
+//! (Raft then sends a refused append again); clients retry with the same sequence number
+//! and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
 //!
 //! Nodes crash (in two seeds of three): the core is lost, and so is a random suffix of what
@@ -228,6 +230,12 @@ struct Wires {
     cut: BTreeSet<(u64, u64)>,
     drop_permille: u64,
     delay_units_max: u64,
+    /// Messages a link (sender, receiver) holds in flight before it refuses more.
+    link_messages_max: Option<u64>,
+    /// Messages in flight per link.
+    on_link: BTreeMap<(u64, u64), u64>,
+    /// Sends refused because their link was full.
+    refused: u64,
     rng: Prng,
     now: Now,
 }
@@ -241,6 +249,11 @@ impl CoreNet for SimNet {
     fn send(&mut self, envelope: Envelope) -> bool {
         let mut wires = self.wires.borrow_mut();
         let to = envelope.message.to.0;
+        let on_link = wires.on_link.get(&(self.from, to)).copied().unwrap_or(0);
+        if wires.link_messages_max.is_some_and(|max| on_link >= max) {
+            wires.refused += 1;
+            return false;
+        }
         let drop_permille = wires.drop_permille;
         if wires.rng.chance(drop_permille, 1000) {
             return true;
@@ -252,6 +265,7 @@ impl CoreNet for SimNet {
         wires
             .in_flight
             .insert((due, order), (self.from, to, envelope));
+        *wires.on_link.entry((self.from, to)).or_default() += 1;
         true
     }
 
@@ -725,6 +739,7 @@ struct SimShape {
     lease_reads: bool,
     drop_permille: u64,
     delay_units_max: u64,
+    link_messages_max: Option<u64>,
     /// Each node's tick clock runs up to this many thousandths slower or faster than
     /// `TICK_UNITS`: at most what leases absorb.
     clock_skew_permille_max: u64,
@@ -741,6 +756,7 @@ impl SimShape {
             lease_reads: rng.chance(1, 2),
             drop_permille: rng.below(60),
             delay_units_max: 1 + rng.below(8),
+            link_messages_max: rng.chance(1, 3).then(|| 2 + rng.below(30)),
             clock_skew_permille_max: rng.below(lease_safe_skew_permille() + 1),
         }
     }
@@ -764,6 +780,8 @@ struct Done {
     unanswered: usize,
     stalls: u64,
     cuts: u64,
+    /// Sends refused by a full link.
+    sends_refused: u64,
     handovers: u64,
     /// Of those, the ones that handed the group over.
     handovers_done: u64,
@@ -783,6 +801,7 @@ impl Done {
         self.unanswered += other.unanswered;
         self.stalls += other.stalls;
         self.cuts += other.cuts;
+        self.sends_refused += other.sends_refused;
         self.handovers += other.handovers;
         self.handovers_done += other.handovers_done;
         self.crashes += other.crashes;
@@ -804,6 +823,9 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         cut: BTreeSet::new(),
         drop_permille: shape.drop_permille,
         delay_units_max: shape.delay_units_max,
+        link_messages_max: shape.link_messages_max,
+        on_link: BTreeMap::new(),
+        refused: 0,
         rng: Prng::new(shape.seed ^ 0x3E7),
         now: Rc::clone(&now),
     }));
@@ -895,6 +917,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         hear_transfers(&mut transfers, &mut done);
     }
     compare_replicas(&mut nodes, &now, end, &mut done)?;
+    done.sends_refused = wires.borrow().refused;
     check_histories(clients, end, done)
 }
 
@@ -983,6 +1006,9 @@ fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
         let mut wires = wires.borrow_mut();
         let later = wires.in_flight.split_off(&(t + 1, 0));
         let due = std::mem::replace(&mut wires.in_flight, later);
+        for (from, to, _) in due.values() {
+            *wires.on_link.get_mut(&(*from, *to)).expect("counted") -= 1;
+        }
         let cut = &wires.cut;
         due.into_values()
             .filter(|(from, to, _)| !cut.contains(&(*from, *to)))
