@@ -117,6 +117,8 @@ pub struct PeerStatus {
     pub state: ProgressState,
     pub inflight_appends: usize,
     pub recent_active: bool,
+    /// Its transport queue refused an append, and it has not answered since.
+    pub queue_full: bool,
 }
 
 /// One replica of one group. See the module docs of `crate::raft` for the contract.
@@ -596,6 +598,7 @@ impl Replica {
                     state: p.state,
                     inflight_appends: p.inflights.len(),
                     recent_active: p.recent_active,
+                    queue_full: p.queue_full,
                 })
                 .collect()
         } else {

@@ -43,7 +43,7 @@ use crate::proto::topology::{core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
     Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, ProgressState,
-    Ready, Role, Snapshot, TransferError,
+    Ready, Role, Snapshot, Term, TransferError,
 };
 use crate::wire::Envelope;
 
@@ -836,7 +836,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 let ready_successors = status
                     .peers
                     .iter()
-                    .filter(|p| p.recent_active && p.state == ProgressState::Replicate)
+                    // A follower whose queue is full would hold the group's writes while the
+                    // queue drains.
+                    .filter(|p| {
+                        p.recent_active && p.state == ProgressState::Replicate && !p.queue_full
+                    })
                     // Replicating from its first answer, however far behind: Raft would hold
                     // the group's writes while it caught up, and give up.
                     .filter(|p| {
@@ -1200,6 +1204,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
         }
         let snapshot = group.replica.snapshot().clone();
+        self.streams.renew_unstarted(id, &snapshot);
         self.log
             .snapshot_taken(GroupId(id), &snapshot)
             .map_err(|e| format!("group {id}: storing its snapshot failed: {e}"))
@@ -1287,7 +1292,11 @@ fn send_all(
     group: &mut Group,
     messages: Vec<Message>,
 ) {
-    let mut refused_an_append: Vec<NodeId> = Vec::new();
+    // Per peer whose queue refused an append: the term, and the lowest prev index of the
+    // refused append and the ones not offered after it. Reported once the batch is through,
+    // from the lowest: the batch may hold appends from before a reset of the peer's progress
+    // (a rejection, then an acknowledgement) that start below the refused one.
+    let mut refused: Vec<(NodeId, Term, LogIndex)> = Vec::new();
     for message in messages {
         let Some(message) = streams.offer(id, message) else {
             continue;
@@ -1297,7 +1306,10 @@ fn send_all(
             MessageBody::AppendRequest(append) => Some(append.prev_log_index),
             _ => None,
         };
-        if append_after.is_some() && refused_an_append.contains(&to) {
+        if let Some(prev) = append_after
+            && let Some(known) = refused.iter_mut().find(|(peer, ..)| *peer == to)
+        {
+            known.2 = known.2.min(prev);
             continue;
         }
         let envelope = Envelope {
@@ -1305,13 +1317,13 @@ fn send_all(
             message,
         };
         if !net.send(envelope)
-            && let Some(prev_log_index) = append_after
+            && let Some(prev) = append_after
         {
-            group
-                .replica
-                .report_append_refused(to, term, prev_log_index);
-            refused_an_append.push(to);
+            refused.push((to, term, prev));
         }
+    }
+    for (to, term, prev) in refused {
+        group.replica.report_append_refused(to, term, prev);
     }
 }
 

@@ -118,8 +118,8 @@ impl SnapshotStreams {
     /// `stall_ticks`). A stream to a peer that stopped answering does not count, nor one
     /// queued behind the peer's other streams: a node back from a long absence needs a
     /// snapshot of every group, and those waiting their turn would keep their groups' logs
-    /// from compacting for as long as the others take. When its turn comes, the core has
-    /// offered it the group's newest snapshot (see [`SnapshotStreams::offer`]).
+    /// from compacting for as long as the others take. When its turn comes, it carries the
+    /// group's newest snapshot ([`SnapshotStreams::renew_unstarted`]).
     pub fn streaming(&self, group: u32) -> bool {
         let recent = self.config.stall_ticks.max(1);
         self.outgoing.iter().any(|(&(_, g), stream)| {
@@ -173,6 +173,19 @@ impl SnapshotStreams {
         };
         self.outgoing.insert(key, stream);
         None
+    }
+
+    /// `group` compacted to `snapshot`: its streams that sent nothing yet take it. Their
+    /// followers would otherwise get the older one when their turn comes, and then need this
+    /// one too (the log behind it is gone).
+    pub fn renew_unstarted(&mut self, group: u32, snapshot: &Snapshot) {
+        let mut checksum = None;
+        for (&(_, g), stream) in &mut self.outgoing {
+            if g == group && !stream.started && stream.snapshot.meta.index < snapshot.meta.index {
+                stream.checksum = *checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data));
+                stream.snapshot = snapshot.clone();
+            }
+        }
     }
 
     /// Stop sending every snapshot of `group` (this node no longer leads it).
@@ -747,8 +760,8 @@ mod tests {
     }
 
     /// A stream queued behind another to the same peer holds no compaction of its group
-    /// back, and takes the newer snapshot the core offers after compacting: nothing of the
-    /// older one was sent.
+    /// back, and takes the newer snapshot the core offers, or the group compacts to, while
+    /// it waits: nothing of the older one was sent.
     #[test]
     fn a_queued_stream_holds_no_compaction_back_and_takes_a_newer_snapshot() {
         let config = StreamConfig {
@@ -762,6 +775,9 @@ mod tests {
         assert!(chunks.iter().all(|e| e.group.0 == 0), "group 1 waits");
         assert!(sender.streaming(0) && !sender.streaming(1));
         sender.offer(1, install(snapshot(12, 120)));
+        // Compacted further while it waits: it takes that one too, unasked.
+        sender.renew_unstarted(1, &snapshot(15, 120));
+        sender.renew_unstarted(1, &snapshot(11, 120));
         let mut group_1 = Vec::new();
         for _ in 0..100 {
             group_1.extend(chunks.iter().filter(|e| e.group.0 == 1).map(|e| {
@@ -777,7 +793,7 @@ mod tests {
             chunks = pump(&mut sender);
         }
         assert_eq!(group_1.len(), 12, "120 bytes in chunks of 10");
-        assert!(group_1.iter().all(|&index| index == LogIndex(12)));
+        assert!(group_1.iter().all(|&index| index == LogIndex(15)));
     }
 
     #[test]
