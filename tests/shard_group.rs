@@ -523,3 +523,48 @@ fn a_voter_being_removed_keeps_its_address_until_the_joint_configuration_is_left
     assert_eq!(known(&trio, 3)[..2], [false; 2], "once it is out");
     assert_eq!(known(&trio, 1), [true; 3]);
 }
+
+/// Goal: only a leader that knows the group's latest configuration says a node is in none
+/// of it (a node told so stops for good). Method: a group of one voter whose leader was just
+/// elected (its first entry neither committed nor applied) is asked to promote and remove
+/// node 9: busy; once its Ready is handled: not a member. A leader of three that heard from
+/// its followers says so at once.
+#[test]
+fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let change = |op| MemberChange {
+        group: 0,
+        node: 9,
+        op,
+    };
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let replica = Replica::new(config, 1, Persisted::bootstrap(&[NodeId(1)])).unwrap();
+    let mut alone = Group::new(replica, Box::new(|_| String::new()));
+    alone.replica.campaign();
+    assert_eq!(alone.replica.role(), Role::Leader);
+    for op in [MemberOp::Promote, MemberOp::Remove] {
+        match membership::start(&mut alone, 1, &change(op)) {
+            Err(MemberOutcome::Busy(why)) => assert!(why.contains("catching up"), "{why}"),
+            other => panic!("wanted Busy, got {other:?}"),
+        }
+    }
+    while alone.replica.has_ready() {
+        let ready = alone.replica.ready();
+        alone.replica.advance(ready.ack());
+    }
+    for op in [MemberOp::Promote, MemberOp::Remove] {
+        let outcome = membership::start(&mut alone, 1, &change(op));
+        assert!(
+            matches!(outcome, Err(MemberOutcome::NotMember(_))),
+            "{outcome:?}"
+        );
+    }
+    let mut trio = Trio::new();
+    let outcome = membership::start(&mut trio.groups[0], 1, &change(MemberOp::Promote));
+    assert!(
+        matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        "{outcome:?}"
+    );
+}

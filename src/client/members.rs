@@ -89,7 +89,9 @@ pub async fn change_membership(
     }
     if strangers == topology.groups {
         return Err(MembershipError {
-            message: format!("node {node} is in no group: nothing to remove"),
+            message: format!(
+                "node {node} is in no group (removed already, or never added): nothing to remove"
+            ),
             not_member: true,
         });
     }

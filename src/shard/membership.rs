@@ -12,7 +12,7 @@
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{
     ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, NodeId, ProgressState,
-    ProposeError, Role,
+    ProposeError, Replica, Role,
 };
 
 use super::group::Group;
@@ -40,6 +40,12 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
         && group.replica.role() == Role::Leader
         && matches!(change.op, MemberOp::Promote | MemberOp::Remove)
     {
+        if !knows_the_latest_configuration(&group.replica) {
+            return Err(MemberOutcome::Busy(format!(
+                "the leader of group {} is catching up with its configuration",
+                change.group
+            )));
+        }
         // A remove given again after it was done everywhere says so too: nothing changed.
         let hint = match change.op {
             MemberOp::Promote => " (add it as a learner first)",
@@ -127,6 +133,32 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
     }
 }
 
+/// Whether this leader's configuration is the group's latest: it committed an entry of its
+/// own term (so it holds every committed conf change), applied everything committed (a conf
+/// change takes effect there), and heard from a majority of voters in the current
+/// CheckQuorum round (a leader cut off from them may have been replaced by one that changed
+/// the configuration). Only then may it say a node is in none of its configurations: a node
+/// told so stops for good.
+fn knows_the_latest_configuration(replica: &Replica) -> bool {
+    let commit = replica.commit();
+    let snapshot = &replica.snapshot().meta;
+    let term_at_commit = match replica.entry(commit) {
+        Some(entry) => Some(entry.term),
+        None => (snapshot.index == commit).then_some(snapshot.term),
+    };
+    let status = replica.status();
+    let voters = &replica.conf_state().voters;
+    let heard = status
+        .peers
+        .iter()
+        .filter(|p| p.recent_active && p.id != replica.id() && voters.contains(&p.id))
+        .count()
+        + usize::from(voters.contains(&replica.id()));
+    term_at_commit == Some(replica.term())
+        && replica.applied() >= commit
+        && 2 * heard > voters.len()
+}
+
 /// The leader is asked to remove itself: it hands the group to the most caught-up voter
 /// first, and the client asks the new leader again.
 fn hand_over(group: &mut Group, me: u64, name: u32) -> MemberOutcome {
@@ -137,6 +169,7 @@ fn hand_over(group: &mut Group, me: u64, name: u32) -> MemberOutcome {
         .filter(|p| {
             p.id.0 != me
                 && p.recent_active
+                && !p.queue_full
                 && p.state == ProgressState::Replicate
                 && group.replica.conf_state().voters.contains(&p.id)
         })
