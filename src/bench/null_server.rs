@@ -24,7 +24,9 @@ use crate::proto::client::{
 use crate::proto::topology::{Topology, encode_topology};
 use crate::transport::{FrameReader, send_frame};
 use crate::wire::FrameEncoder;
-use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use crate::wire::limits::{
+    FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
+};
 
 /// Stop answering once, for `length`, `after` the first request arrived.
 #[derive(Clone, Copy, Debug)]
@@ -122,21 +124,35 @@ impl NullServer {
 /// Returns `P` and the listeners by (node index, core). A single node with a single core
 /// takes any free port; otherwise bases are tried until every port of one is free.
 fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
-    let bind = |port: u16| TcpListener::bind(("127.0.0.1", port)).map_err(|e| e.to_string());
+    // As a node listens: no SO_REUSEPORT (glommio's bind sets it), so a port another
+    // listener holds is found taken, not shared.
+    let sockets = crate::transport::SocketOptions {
+        buffer_bytes: SOCKET_BUFFER_BYTES,
+        unacked_timeout: Duration::from_millis(UNACKED_TIMEOUT_MS),
+    };
+    let bind = |port: u16| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        crate::transport::listen(addr, sockets).map_err(|e| e.to_string())
+    };
     if shape.nodes == 1 && shape.cores == 1 {
         let listener = bind(0)?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         return Ok((port - 1, vec![(0, listener)]));
     }
     let span = u32::from(shape.nodes) * 2 * u32::from(shape.cores);
+    if span > 10_000 {
+        return Err(format!(
+            "a null server of {shape:?} would need {span} ports"
+        ));
+    }
     let mut last_error = String::new();
     // Spread over the ports below the kernel's usual ephemeral range.
-    let mut next = 20_000 + (std::process::id() * 7_919) % 10_000;
+    let mut next = 20_000 + (u64::from(std::process::id()) * 7_919 % 10_000) as u32;
     for _ in 0..64 {
         let base = next as u16;
         next = 20_000 + (next - 20_000 + span + 997) % 12_000;
         let mut listeners = Vec::new();
-        for node in 0..shape.nodes {
+        'nodes: for node in 0..shape.nodes {
             for core in 0..shape.cores {
                 let port = u32::from(base) + u32::from(node) * 2 * u32::from(shape.cores);
                 let port = port + 2 * u32::from(core) + 1;
@@ -144,7 +160,7 @@ fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
                     Ok(listener) => listeners.push((node, listener)),
                     Err(error) => {
                         last_error = format!("port {port}: {error}");
-                        break;
+                        break 'nodes;
                     }
                 }
             }
