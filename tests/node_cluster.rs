@@ -448,6 +448,46 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     finish(cluster);
 }
 
+/// Goal: a refusal kept by one core stops the node before any core counts a start. Method:
+/// a 2-core data dir whose core 0 holds a refusal and whose core 1 has counted 3 starts;
+/// the node must fail saying why, and core 1 must still say 3 starts (a start counted and
+/// never seen by its peers would let an older copy count its way past what they saw).
+#[test]
+fn a_refusal_kept_by_one_core_stops_the_node_before_any_core_counts_a_start() {
+    let dir = std::env::temp_dir().join(format!("cohort-refused-first-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for core in 0..2 {
+        std::fs::create_dir_all(dir.join(format!("core-{core}"))).unwrap();
+    }
+    std::fs::write(
+        dir.join("core-0/refused"),
+        "node 2 knew this node with other data\n",
+    )
+    .unwrap();
+    let counted = "cohort core incarnation v1\nincarnation=77\nstarts=3\n";
+    std::fs::write(dir.join("core-1/incarnation"), counted).unwrap();
+    let port = cohort::cli::local_cluster::free_port_run(4).unwrap();
+    let output = cohort_cli(&[
+        "serve",
+        "--id",
+        "1",
+        "--peers",
+        &format!("1=127.0.0.1:{port}"),
+        "--cores",
+        "2",
+        "--groups",
+        "2",
+        "--data-dir",
+        &dir.to_string_lossy(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started: {stderr}");
+    assert!(stderr.contains("said at an earlier start"), "{stderr}");
+    let after = std::fs::read_to_string(dir.join("core-1/incarnation")).unwrap();
+    assert_eq!(after, counted, "core 1 counted a start");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A node started on an older copy of its own data dir (a restored backup or VM snapshot)
 /// may lack writes it acknowledged and votes it gave since the copy. Its peers saw a later
 /// start of that data, refuse it, and it stops with an error that says so. Here the copy is

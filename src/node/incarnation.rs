@@ -29,7 +29,8 @@ pub struct Incarnation {
 /// counted again.
 pub fn begin(dir: &Path) -> Result<Incarnation, String> {
     let path = dir.join(FILE_NAME);
-    let (value, starts, new) = match fs::read_to_string(&path) {
+    // `drawn`: the value is new at this start (the file was missing).
+    let (value, starts, new, drawn) = match fs::read_to_string(&path) {
         Ok(text) => {
             let (value, starts) = parse(&text).ok_or_else(|| {
                 format!(
@@ -37,14 +38,17 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
                     path.display()
                 )
             })?;
-            (value, starts, false)
+            (value, starts, false, false)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let has_log = fs::read_dir(dir)
-                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-                .filter_map(Result::ok)
-                .any(|entry| entry.file_name().to_string_lossy().ends_with(".wal"));
-            (draw(), 0, !has_log)
+            let listing_failed = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
+            let mut has_log = false;
+            // An entry that cannot be read may be a log: fail rather than take the data for new.
+            for entry in fs::read_dir(dir).map_err(listing_failed)? {
+                let name = entry.map_err(listing_failed)?.file_name();
+                has_log |= name.to_string_lossy().ends_with(".wal");
+            }
+            (draw(), 0, !has_log, true)
         }
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
@@ -56,15 +60,23 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
             new,
         }),
         // A node must start on a full disk (it serves reads and hands its groups off): this
-        // start goes uncounted, as none (0), which peers neither check nor record.
-        Err(error) if !new && error.kind() == std::io::ErrorKind::StorageFull => {
+        // start goes uncounted, as none (0), which peers neither check nor record. An
+        // incarnation drawn at this start and never saved is announced as none too: peers
+        // would record it, and refuse the next start, which draws another.
+        Err(error)
+            if !new
+                && matches!(
+                    error.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+        {
             tracing::warn!(
                 path = %path.display(),
                 %error,
                 "cannot count this start on a full disk: peers will not check it"
             );
             Ok(Incarnation {
-                value,
+                value: if drawn { 0 } else { value },
                 start: 0,
                 new,
             })
@@ -84,11 +96,13 @@ fn parse(text: &str) -> Option<(u64, u64)> {
     }
     let value = lines.next()?.strip_prefix("incarnation=")?.parse().ok()?;
     // Files written before starts were counted have none.
-    let starts = match lines.next() {
+    let starts: u64 = match lines.next() {
         Some(line) => line.strip_prefix("starts=")?.parse().ok()?,
         None => 0,
     };
-    (lines.next().is_none() && value != 0).then_some((value, starts))
+    // A start is its count in 32 bits: a larger one is damage, not a count.
+    let counted = starts < u64::from(u32::MAX);
+    (lines.next().is_none() && value != 0 && counted).then_some((value, starts))
 }
 
 /// The process's random hash keys (drawn from the OS), the process id and the wall clock,
@@ -139,5 +153,6 @@ mod tests {
         assert_eq!(parse(&render(0, 3)), None);
         assert_eq!(parse(&format!("{}more\n", render(42, 3))), None);
         assert_eq!(parse(&format!("{FORMAT}\nincarnation=42\n")), Some((42, 0)));
+        assert_eq!(parse(&render(42, u64::from(u32::MAX))), None);
     }
 }

@@ -85,6 +85,7 @@ pub fn run_telling(
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
+    refused_before(&config)?;
     let config = Arc::new(config);
     let mut executors = Vec::new();
     for core in 0..config.cores {
@@ -209,6 +210,37 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft
 }
 
+/// Refuses to start a node one of whose cores was refused for lost data at an earlier start
+/// (the reason is kept in that core's `REFUSED_FILE`). Checked for every core before any
+/// starts: a core that started meanwhile would count a start its peers never saw, and once
+/// the file was removed an older copy could count its way past what they saw.
+fn refused_before(config: &NodeConfig) -> Result<(), String> {
+    for core in 0..config.cores {
+        let refused_file = config
+            .data_dir
+            .join(format!("core-{core}"))
+            .join(REFUSED_FILE);
+        match std::fs::read_to_string(&refused_file) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            // Unreadable, it may say the node was refused: never start past it.
+            Err(error) => {
+                return Err(format!("cannot read {}: {error}", refused_file.display()));
+            }
+            Ok(why) => {
+                return Err(format!(
+                    "{} (said at an earlier start and kept in {}: removed, the node starts \
+                     again; on another data dir it is refused again by every peer that knew its \
+                     old one, but on an older copy of its own it is let in once its start count \
+                     passes what its peers saw, without what it lost)",
+                    why.trim_end(),
+                    refused_file.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_core(
     config: &NodeConfig,
     core: u16,
@@ -220,24 +252,10 @@ async fn run_core(
     crate::durable::create_dir_all(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let refused_file = dir.join(REFUSED_FILE);
-    match std::fs::read_to_string(&refused_file) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        // Unreadable, it may say the node was refused: never start past it.
-        Err(error) => return Err(format!("cannot read {}: {error}", refused_file.display())),
-        Ok(why) => {
-            return Err(format!(
-                "{} (said at an earlier start and kept in {}: removed, the node starts again; on \
-             another data dir it is refused again by every peer that knew its old one, but on \
-             an older copy of its own it is let in once its start count passes what its peers \
-             saw, without what it lost)",
-                why.trim_end(),
-                refused_file.display()
-            ));
-        }
-    }
     let incarnation = super::incarnation::begin(&dir)?;
-    // From here a start is counted: a refusal kept in `refused_file` stops later starts before
-    // this line, so an older copy cannot count its way past what its peers saw.
+    // From here a start is counted: a refusal kept in any core's `refused_file` stops later
+    // starts before any core gets here (`refused_before`), so an older copy cannot count its
+    // way past what its peers saw.
     let bootstrap = if config.bootstrap {
         let voters: Vec<NodeId> = config.members.keys().copied().collect();
         let addresses = config

@@ -137,7 +137,10 @@ impl Incarnations {
             // least afford it; kept in memory, the record still guards this process, and the
             // next record that can be written saves it with the rest. Any other failure (an
             // I/O error) refuses the connection until the record can be made durable.
-            if error.kind() != io::ErrorKind::StorageFull {
+            if !matches!(
+                error.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) {
                 return Err(HandshakeError::RecordFailed {
                     node_id: theirs.node_id,
                     error: format!("{}: {error}", path.display()),
@@ -171,6 +174,7 @@ impl Incarnations {
                     node_id,
                     incarnation: self.own.incarnation,
                     incarnation_recorded: mine.incarnation,
+                    starts_recorded: count(mine.start),
                 });
             }
             if is_older(self.own.start, mine.start) {
@@ -197,6 +201,7 @@ impl Incarnations {
                 node_id,
                 incarnation: theirs.incarnation,
                 incarnation_recorded: recorded.incarnation,
+                starts_recorded: count(recorded.start),
             });
         }
         if is_older(theirs.start, recorded.start) {
@@ -399,7 +404,8 @@ mod tests {
             HandshakeError::PeerDataDirChanged {
                 node_id: NodeId(2),
                 incarnation: 21,
-                incarnation_recorded: 20
+                incarnation_recorded: 20,
+                starts_recorded: 2,
             }
         );
         assert_eq!(
@@ -432,6 +438,22 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Goal: the repair both sides' messages give for a lost incarnation file (a log that is
+    /// intact) lets the core in. Method: peer 2 recorded this core at incarnation 6, start 4;
+    /// this core came back with incarnation 7: the refusal names both lines to put back; a
+    /// core that put them back counts one more start, which peer 2 takes.
+    #[test]
+    fn the_repair_a_refusal_names_lets_the_core_in() {
+        let records = Incarnations::load(seen(7, 1), false, None).unwrap();
+        let said = refusal(records.check_and_record(&from(2, (20, 1), (6, 4)))).to_string();
+        assert!(said.contains("`incarnation=6` and `starts=4`"), "{said}");
+        let repaired = Incarnations::load(seen(6, 5), false, None).unwrap();
+        repaired
+            .check_and_record(&from(2, (20, 1), (6, 4)))
+            .expect("let in");
+        assert!(!repaired.is_refused());
+    }
+
     /// A peer that recorded this core otherwise is refused either way; only a core whose data
     /// is new takes that as proof it lost its data.
     #[test]
@@ -443,7 +465,8 @@ mod tests {
                 HandshakeError::ThisDataDirUnknown {
                     node_id: NodeId(2),
                     incarnation: 7,
-                    incarnation_recorded: 6
+                    incarnation_recorded: 6,
+                    starts_recorded: 4,
                 }
             );
             assert_eq!(records.is_refused(), own_is_new);

@@ -167,7 +167,12 @@ impl<S: Storage> Wal<S> {
                     source: std::io::Error::other(err.to_string()),
                 })
             }
-            Err(source) if source.kind() == std::io::ErrorKind::StorageFull => {
+            Err(source)
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
                 // A chunk at a time: a segment's worth of zeros (and their staged copy) per
                 // core would be a burst of memory at start.
                 const CHUNK_BYTES: usize = 1 << 20;

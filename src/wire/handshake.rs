@@ -97,12 +97,15 @@ pub enum HandshakeError {
         node_id: NodeId,
         incarnation: u64,
         incarnation_recorded: u64,
+        /// The count of starts recorded with it (what its file must say to be let in).
+        starts_recorded: u64,
     },
     /// The peer recorded other data (another incarnation) for this core than it has now.
     ThisDataDirUnknown {
         node_id: NodeId,
         incarnation: u64,
         incarnation_recorded: u64,
+        starts_recorded: u64,
     },
     /// The peer runs on an older copy of its data than it ran on before (fewer starts).
     PeerDataOld {
@@ -184,6 +187,7 @@ impl std::fmt::Display for HandshakeError {
                 node_id,
                 incarnation,
                 incarnation_recorded,
+                starts_recorded,
             } => write!(
                 f,
                 "node {node_id} is back with other data (incarnation {incarnation}; this core \
@@ -192,12 +196,14 @@ impl std::fmt::Display for HandshakeError {
                  `cohort members remove --id {node_id}`, then a node with a new id on an empty \
                  data dir with --join. If its log is in fact intact (only its core-N/incarnation \
                  file was lost), stop node {node_id}, put `incarnation={incarnation_recorded}` \
-                 back in that file (after its first line), and start it again"
+                 and `starts={starts_recorded}` back in that file (the two lines after its \
+                 first), and start it again"
             ),
             HandshakeError::ThisDataDirUnknown {
                 node_id,
                 incarnation,
                 incarnation_recorded,
+                starts_recorded,
             } => write!(
                 f,
                 "node {node_id} recorded other data for this core (incarnation \
@@ -205,8 +211,9 @@ impl std::fmt::Display for HandshakeError {
                  dir was wiped or replaced (it then no longer holds what it acknowledged nor the \
                  votes it gave, and must not take part under its id), or this node's log is \
                  intact and only its core-N/incarnation file was lost or replaced (then stop \
-                 this node, put `incarnation={incarnation_recorded}` back in that file after \
-                 its first line, and start it again)"
+                 this node, put `incarnation={incarnation_recorded}` and \
+                 `starts={starts_recorded}` back in that file, the two lines after its first, \
+                 and start it again)"
             ),
             HandshakeError::PeerDataOld {
                 node_id,
