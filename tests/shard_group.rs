@@ -450,16 +450,23 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         "handing it to node",
     );
     // The only voter has no one to hand over to.
+    let mut alone = sole_voter_just_elected();
+    match membership::start(&mut alone, 1, &remove(1)) {
+        Err(MemberOutcome::Failed(why)) => assert!(why.contains("only voter"), "{why}"),
+        other => panic!("wanted Failed, got {other:?}"),
+    }
+}
+
+/// The leader of a group whose only voter it is, just elected: its first entry neither
+/// committed nor applied (no Ready handled yet).
+fn sole_voter_just_elected() -> Group {
     let mut config = Config::new(NodeId(1));
     config.pre_vote = false;
     let replica = Replica::new(config, 1, Persisted::bootstrap(&[NodeId(1)])).unwrap();
     let mut alone = Group::new(replica, Box::new(|_| String::new()));
     alone.replica.campaign();
     assert_eq!(alone.replica.role(), Role::Leader);
-    match membership::start(&mut alone, 1, &remove(1)) {
-        Err(MemberOutcome::Failed(why)) => assert!(why.contains("only voter"), "{why}"),
-        other => panic!("wanted Failed, got {other:?}"),
-    }
+    alone
 }
 
 /// Node 1 (the leader) enters a joint configuration without node 3, and stays in it.
@@ -538,12 +545,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
         node: 9,
         op,
     };
-    let mut config = Config::new(NodeId(1));
-    config.pre_vote = false;
-    let replica = Replica::new(config, 1, Persisted::bootstrap(&[NodeId(1)])).unwrap();
-    let mut alone = Group::new(replica, Box::new(|_| String::new()));
-    alone.replica.campaign();
-    assert_eq!(alone.replica.role(), Role::Leader);
+    let mut alone = sole_voter_just_elected();
     for op in [MemberOp::Promote, MemberOp::Remove] {
         match membership::start(&mut alone, 1, &change(op)) {
             Err(MemberOutcome::Busy(why)) => assert!(why.contains("catching up"), "{why}"),
