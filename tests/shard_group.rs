@@ -569,4 +569,18 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
         matches!(outcome, Err(MemberOutcome::NotMember(_))),
         "{outcome:?}"
     );
+    // A write committed and not yet applied (a leader under load nearly always has one)
+    // hides no conf change: still a clear answer.
+    alone
+        .replica
+        .propose(Bytes::from_static(b"a write"))
+        .unwrap();
+    let ready = alone.replica.ready();
+    alone.replica.advance(ready.ack());
+    assert!(alone.replica.applied() < alone.replica.commit());
+    let outcome = membership::start(&mut alone, 1, &change(MemberOp::Remove));
+    assert!(
+        matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        "{outcome:?}"
+    );
 }

@@ -29,8 +29,7 @@ pub struct Incarnation {
 /// counted again.
 pub fn begin(dir: &Path) -> Result<Incarnation, String> {
     let path = dir.join(FILE_NAME);
-    // `drawn`: the value is new at this start (the file was missing).
-    let (value, starts, new, drawn) = match fs::read_to_string(&path) {
+    let (value, starts, new) = match fs::read_to_string(&path) {
         Ok(text) => {
             let (value, starts) = parse(&text).ok_or_else(|| {
                 format!(
@@ -38,7 +37,7 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
                     path.display()
                 )
             })?;
-            (value, starts, false, false)
+            (value, starts, false)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let listing_failed = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
@@ -48,7 +47,7 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
                 let name = entry.map_err(listing_failed)?.file_name();
                 has_log |= name.to_string_lossy().ends_with(".wal");
             }
-            (draw(), 0, !has_log, true)
+            (draw(), 0, !has_log)
         }
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
@@ -61,8 +60,9 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
         }),
         // A node must start on a full disk (it serves reads and hands its groups off): this
         // start goes uncounted, as none (0), which peers neither check nor record. An
-        // incarnation drawn at this start and never saved is announced as none too: peers
-        // would record it, and refuse the next start, which draws another.
+        // incarnation drawn at this start and never saved is still announced: peers that
+        // recorded another refuse it (a data dir with a log and no incarnation file may be
+        // another copy), though peers that record it refuse the next start too.
         Err(error)
             if !new
                 && matches!(
@@ -76,7 +76,7 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
                 "cannot count this start on a full disk: peers will not check it"
             );
             Ok(Incarnation {
-                value: if drawn { 0 } else { value },
+                value,
                 start: 0,
                 new,
             })

@@ -317,6 +317,12 @@ impl Replica {
     pub fn conf_state(&self) -> &ConfState {
         &self.conf
     }
+    /// On a leader: the index of the last conf change it may not have applied yet (its last
+    /// index when elected, or its latest conf proposal). Once applied, its configuration
+    /// holds every conf change it knows of.
+    pub fn pending_conf_index(&self) -> LogIndex {
+        self.pending_conf_index
+    }
     /// The entry at `index`, if still in memory (for tests and the simulator's checker).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)

@@ -134,11 +134,12 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
 }
 
 /// Whether this leader's configuration is the group's latest: it committed an entry of its
-/// own term (so it holds every committed conf change), applied everything committed (a conf
-/// change takes effect there), and heard from a majority of voters in the current
-/// CheckQuorum round (a leader cut off from them may have been replaced by one that changed
-/// the configuration). Only then may it say a node is in none of its configurations: a node
-/// told so stops for good.
+/// own term (so it holds every committed conf change), applied every conf change it knows of
+/// (one takes effect there; its other entries may still be applying, as they nearly always
+/// are under load), and heard from a majority of voters in the current CheckQuorum round (a
+/// leader cut off from them may have been replaced by one that changed the configuration;
+/// with check-quorum off, as nodes never run, that part tells nothing). Only then may it say
+/// a node is in none of its configurations: a node told so stops for good.
 fn knows_the_latest_configuration(replica: &Replica) -> bool {
     let commit = replica.commit();
     let snapshot = &replica.snapshot().meta;
@@ -155,7 +156,7 @@ fn knows_the_latest_configuration(replica: &Replica) -> bool {
         .count()
         + usize::from(voters.contains(&replica.id()));
     term_at_commit == Some(replica.term())
-        && replica.applied() >= commit
+        && replica.applied() >= replica.pending_conf_index()
         && 2 * heard > voters.len()
 }
 

@@ -184,6 +184,7 @@ impl SnapshotStreams {
             if g == group && !stream.started && stream.snapshot.meta.index < snapshot.meta.index {
                 stream.checksum = *checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data));
                 stream.snapshot = snapshot.clone();
+                (stream.acked, stream.next) = (0, 0);
             }
         }
     }
@@ -263,7 +264,9 @@ impl SnapshotStreams {
         let Some(stream) = self.outgoing.get_mut(&(from, group)) else {
             return false;
         };
-        if stream.snapshot.meta.index != index {
+        // A late answer to an earlier stream of the same snapshot says nothing of one that
+        // sent nothing yet.
+        if stream.snapshot.meta.index != index || !stream.started {
             return false;
         }
         let total = stream.snapshot.data.len() as u64;
@@ -794,6 +797,21 @@ mod tests {
         }
         assert_eq!(group_1.len(), 12, "120 bytes in chunks of 10");
         assert!(group_1.iter().all(|&index| index == LogIndex(15)));
+    }
+
+    /// A late answer to an earlier stream of the same snapshot does not move one that sent
+    /// nothing yet, and a stream handed a newer, smaller snapshot starts it from byte 0.
+    #[test]
+    fn a_stream_that_sent_nothing_starts_from_byte_zero_whatever_came_before() {
+        let mut sender = streams();
+        sender.offer(4, install(snapshot(9, 100)));
+        assert!(
+            !sender.on_ack(2, 4, LogIndex(9), 80, false),
+            "nothing sent yet"
+        );
+        sender.renew_unstarted(4, &snapshot(12, 30));
+        let chunks = pump(&mut sender);
+        assert_eq!(offsets(&chunks), [0, 10, 20]);
     }
 
     #[test]

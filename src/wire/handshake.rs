@@ -197,7 +197,7 @@ impl std::fmt::Display for HandshakeError {
                  data dir with --join. If its log is in fact intact (only its core-N/incarnation \
                  file was lost), stop node {node_id}, put `incarnation={incarnation_recorded}` \
                  and `starts={starts_recorded}` back in that file (the two lines after its \
-                 first), and start it again"
+                 first; if other nodes name a higher count, the highest), and start it again"
             ),
             HandshakeError::ThisDataDirUnknown {
                 node_id,
@@ -212,8 +212,8 @@ impl std::fmt::Display for HandshakeError {
                  votes it gave, and must not take part under its id), or this node's log is \
                  intact and only its core-N/incarnation file was lost or replaced (then stop \
                  this node, put `incarnation={incarnation_recorded}` and \
-                 `starts={starts_recorded}` back in that file, the two lines after its first, \
-                 and start it again)"
+                 `starts={starts_recorded}` back in that file, the two lines after its first \
+                 (if other nodes name a higher count, the highest), and start it again)"
             ),
             HandshakeError::PeerDataOld {
                 node_id,
