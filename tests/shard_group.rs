@@ -483,6 +483,31 @@ fn enter_joint_without_node_3(trio: &mut Trio) {
     assert!(conf.voters_outgoing.contains(&NodeId(3)), "joint: {conf:?}");
 }
 
+/// Goal: a node in no part of a joint configuration is not a member either (a removed node
+/// asking to be promoted while another change is under way must hear it was removed), and a
+/// node on its way out still is. Method: the leader enters a joint configuration without
+/// node 3 and stays in it; it is asked to promote node 9, remove node 9, promote node 3.
+#[test]
+fn a_node_in_no_part_of_a_joint_configuration_is_not_a_member() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    enter_joint_without_node_3(&mut trio);
+    let change = |node, op| MemberChange { group: 0, node, op };
+    for op in [MemberOp::Promote, MemberOp::Remove] {
+        let outcome = membership::start(&mut trio.groups[0], 1, &change(9, op));
+        assert!(
+            matches!(outcome, Err(MemberOutcome::NotMember(_))),
+            "{outcome:?}"
+        );
+    }
+    let outcome = membership::start(&mut trio.groups[0], 1, &change(3, MemberOp::Promote));
+    assert!(
+        !matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        "{outcome:?}"
+    );
+}
+
 /// Goal: adding a node that a joint configuration is taking out is not "done": it would
 /// leave the group once the joint configuration is left. Method: the leader enters a joint
 /// configuration without node 3 (and stays in it); adding node 3 is then not finished.

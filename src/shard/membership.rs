@@ -35,7 +35,8 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
         )));
     }
     let conf = group.replica.conf_state();
-    let stranger = !conf.members().contains(&NodeId(change.node)) && !conf.is_joint();
+    // In no part of the configuration, joint or not (a node on its way out is still in it).
+    let stranger = !conf.members().contains(&NodeId(change.node));
     if stranger
         && group.replica.role() == Role::Leader
         && matches!(change.op, MemberOp::Promote | MemberOp::Remove)
