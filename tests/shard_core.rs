@@ -3,7 +3,7 @@
 //! follower's acknowledgement and a granted vote leave only after the sync that makes them
 //! true. The log and network are recorders; the loop is the real one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::io;
@@ -268,6 +268,9 @@ impl CoreLog for RecordingLog {
 struct RecordingNet {
     events: Events,
     wire: Option<Rc<RefCell<Wire>>>,
+    /// While set, the queue to this node is full: appends to it are refused (the rest
+    /// recorded only, as before).
+    full_queue_to: Rc<Cell<Option<u64>>>,
 }
 
 impl CoreNet for RecordingNet {
@@ -275,6 +278,10 @@ impl CoreNet for RecordingNet {
         self.events
             .borrow_mut()
             .push(Event::Sent(envelope.message.body.name()));
+        let append = matches!(envelope.message.body, MessageBody::AppendRequest(_));
+        if append && self.full_queue_to.get() == Some(envelope.message.to.0) {
+            return false;
+        }
         let wire = self.wire.as_ref();
         wire.is_none_or(|wire| wire.borrow_mut().take(envelope))
     }
@@ -380,6 +387,7 @@ fn core_of_groups(
     let net = RecordingNet {
         events: Rc::clone(events),
         wire: None,
+        full_queue_to: Rc::default(),
     };
     core_on(id, net, log, gate, groups, short_of_space, reshape)
 }
@@ -818,10 +826,19 @@ const BALANCE_EVERY_TICKS: u32 = 21;
 
 /// Node 1's core of two groups, balancing leaders (margin 0), elected in both with node 3's
 /// vote; node 3 then acknowledges each new leader's log, so it replicates both. Node 2 is
-/// silent. Returns the core, its inbox and each group's term.
-fn balancing_leader_1_of_two_groups(events: &Events) -> (TestCore, Inbox<Input>, Vec<u64>) {
+/// silent. Returns the core, its inbox and each group's term. While `full_queue_to` names
+/// a node, the core's queue to it refuses appends.
+fn balancing_leader_1_of_two_groups(
+    events: &Events,
+    full_queue_to: &Rc<Cell<Option<u64>>>,
+) -> (TestCore, Inbox<Input>, Vec<u64>) {
     let log = (true, 0, false);
-    let (mut core, inbox) = core_of_groups(1, events, log, Gate::new(true), 2, None, |shape| {
+    let net = RecordingNet {
+        events: Rc::clone(events),
+        wire: None,
+        full_queue_to: Rc::clone(full_queue_to),
+    };
+    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 2, None, |shape| {
         shape.leader_balance_margin = Some(0);
         shape.balance_every_ticks = BALANCE_EVERY_TICKS;
     });
@@ -880,28 +897,11 @@ fn key_of_group(group: u32, groups: u32) -> Bytes {
 #[test]
 fn the_balancer_hands_no_group_to_a_voter_far_behind() {
     let events = Events::default();
-    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events);
+    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
     let outbox = Inbox::new(16);
     core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
-    let keys = [key_of_group(0, 2), key_of_group(1, 2)];
     for sequence in 1..=1100 {
-        let requests = keys
-            .iter()
-            .map(|key| {
-                let Input::Requests { mut requests, .. } = request(
-                    1,
-                    sequence,
-                    Op::Put {
-                        key: key.clone(),
-                        value: Bytes::from_static(b"v"),
-                    },
-                ) else {
-                    unreachable!()
-                };
-                requests.pop().unwrap()
-            })
-            .collect();
-        core = turn(core, &inbox, Input::Requests { conn: 1, requests });
+        core = turn(core, &inbox, write_in_both_groups(sequence));
     }
     let last = |core: &TestCore, group| core.groups()[&group].replica.last_index();
     assert!(last(&core, 0).0 > 1100 && last(&core, 1).0 > 1100);
@@ -933,6 +933,79 @@ fn the_balancer_hands_no_group_to_a_voter_far_behind() {
     assert!(timeout_now, "node 3, caught up, was handed no group");
 }
 
+/// Client 5's write number `sequence` (on connection 1) to each of two groups, in one input.
+fn write_in_both_groups(sequence: u64) -> Input {
+    let requests = [key_of_group(0, 2), key_of_group(1, 2)]
+        .into_iter()
+        .map(|key| {
+            let value = Bytes::from_static(b"v");
+            let Input::Requests { mut requests, .. } = request(1, sequence, Op::Put { key, value })
+            else {
+                unreachable!()
+            };
+            requests.pop().unwrap()
+        })
+        .collect();
+    Input::Requests { conn: 1, requests }
+}
+
+/// Goal: the balancer hands no group to a follower whose queue is full: its appends wait
+/// behind that queue, and so would the group's writes while the handover waited for it to
+/// catch up. Method: node 1 leads two groups, node 3 replicates both, caught up and
+/// answering every heartbeat; before each tick, a write in each group is refused by the
+/// full queue to node 3. Over five looks at the leaders no group is handed to node 3 (with
+/// the queue's state not looked at, the first look hands one over). Then the queue drains
+/// and node 3 acknowledges: it is handed a group (the test can fail).
+#[test]
+fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
+    let events = Events::default();
+    let full_queue_to = Rc::new(Cell::new(Some(3)));
+    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &full_queue_to);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+    let look = u64::from(BALANCE_EVERY_TICKS);
+    let (start, mut sequence) = (core.ticks(), 0);
+    while core.ticks() < start + 5 * look {
+        sequence += 1;
+        core = turn(core, &inbox, write_in_both_groups(sequence));
+        for group in core.groups().values() {
+            let status = group.replica.status();
+            let node_3 = status.peers.iter().find(|p| p.id == NodeId(3)).unwrap();
+            assert!(node_3.queue_full && node_3.recent_active, "{status:?}");
+        }
+        core = turn(core, &inbox, Input::Tick);
+        assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
+        core = turn(
+            core,
+            &inbox,
+            to_1_in_every_group(3, &terms, heartbeat_answered),
+        );
+    }
+    full_queue_to.set(None);
+    let lasts: Vec<LogIndex> = core
+        .groups()
+        .values()
+        .map(|g| g.replica.last_index())
+        .collect();
+    let acked = |group: u32| MessageBody::AppendResponse(ack(lasts[group as usize]));
+    core = turn(core, &inbox, to_1_in_every_group(3, &terms, acked));
+    events.borrow_mut().clear();
+    let start = core.ticks();
+    while core.ticks() < start + 2 * look {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(
+            core,
+            &inbox,
+            to_1_in_every_group(3, &terms, heartbeat_answered),
+        );
+    }
+    let timeout_now = events.borrow().contains(&Event::Sent("TimeoutNow"));
+    assert!(
+        timeout_now,
+        "node 3, its queue drained, was handed no group"
+    );
+}
+
 /// Goal: a handover the balancer started that did not complete is not tried again at every
 /// look at the leaders, each time holding the group's writes for an election timeout: the
 /// balancer backs off from that (group, node), doubling its wait. Method: node 1 leads two
@@ -943,7 +1016,7 @@ fn the_balancer_hands_no_group_to_a_voter_far_behind() {
 #[test]
 fn the_balancer_backs_off_from_a_handover_that_did_not_complete() {
     let events = Events::default();
-    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events);
+    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
     let look = u64::from(BALANCE_EVERY_TICKS);
     let mut handed: Vec<Vec<u32>> = Vec::new();
     while handed.len() < 20 {
@@ -2107,6 +2180,7 @@ fn a_follower_behind_a_full_queue_is_sent_each_entry_once_and_in_order() {
     let net = RecordingNet {
         events: Rc::clone(&events),
         wire: Some(Rc::clone(&wire)),
+        full_queue_to: Rc::default(),
     };
     let log = (true, 0, false);
     let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});

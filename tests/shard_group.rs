@@ -449,6 +449,25 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         membership::start(&mut trio.groups[0], 1, &remove(1)),
         "handing it to node",
     );
+    // Nor to a follower whose queue is full: its appends, and so the group's writes, would
+    // wait until the queue drained.
+    let mut full = Trio::new();
+    full.ask(
+        0,
+        request(1, Consistency::Linearizable, vec![put("a", "1")]),
+    );
+    let (term, last) = (
+        full.groups[0].replica.term(),
+        full.groups[0].replica.last_index(),
+    );
+    for peer in [2, 3] {
+        let replica = &mut full.groups[0].replica;
+        replica.report_append_refused(NodeId(peer), term, last);
+    }
+    busy_with(
+        membership::start(&mut full.groups[0], 1, &remove(1)),
+        "waiting for another voter to catch up",
+    );
     // The only voter has no one to hand over to.
     let mut alone = sole_voter_just_elected();
     match membership::start(&mut alone, 1, &remove(1)) {
