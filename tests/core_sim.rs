@@ -4,7 +4,8 @@
 //! spares that membership changes add as learners, promote, and may remove again. A seeded
 //! network drops, delays and reorders messages and cuts nodes off; logs in memory take
 //! random time to sync; each node's tick clock runs a little slower or faster than the
-//! others'; nodes stall (no ticks, no turns, as a frozen process) and catch up
+//! others'; nodes stall (no ticks, no turns, as a frozen process: what is sent to them
+//! waits on its link, and fills a bounded one) and catch up
 //! with their ticks first, as a node's tick clock does; in one seed of three each link
 //! holds a bounded number of messages in flight and refuses more, as a full peer queue does
 //! (Raft then sends a refused append again); clients retry with the same sequence number
@@ -444,7 +445,8 @@ impl Node {
         if !self.is_up() {
             return;
         }
-        if self.stalled(now) {
+        // After a stall, what it owes comes first.
+        if self.stalled(now) || self.ticks_owed > 0 || !self.held.is_empty() {
             self.held.push(input);
         } else {
             self.inbox.push_now(input);
@@ -1000,29 +1002,34 @@ fn check_histories(clients: Vec<SimClient>, end: u64, mut done: Done) -> Result<
     Ok(done)
 }
 
-/// Hand the messages due now to their nodes, unless the pair is cut off.
+/// Hand the messages due now to their nodes, unless the pair is cut off. A stalled node
+/// takes nothing off its links, as a frozen process reads none of its sockets: what is due
+/// to it stays on its link until the stall ends, and fills a bounded link.
 fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
-    let due: Vec<(u64, u64, Envelope)> = {
+    let due = {
         let mut wires = wires.borrow_mut();
         let later = wires.in_flight.split_off(&(t + 1, 0));
-        let due = std::mem::replace(&mut wires.in_flight, later);
-        for (from, to, _) in due.values() {
-            *wires.on_link.get_mut(&(*from, *to)).expect("counted") -= 1;
-        }
-        let cut = &wires.cut;
-        due.into_values()
-            .filter(|(from, to, _)| !cut.contains(&(*from, *to)))
-            .collect()
+        std::mem::replace(&mut wires.in_flight, later)
     };
-    for (from, to, envelope) in due {
-        if let Some(node) = nodes.get_mut((to - 1) as usize) {
-            let input = Input::Peer {
-                from,
-                log_full: false,
-                envelopes: vec![envelope],
-            };
-            node.input(t, input);
+    for ((_, order), (from, to, envelope)) in due {
+        let node = &mut nodes[(to - 1) as usize];
+        let mut wires = wires.borrow_mut();
+        if node.is_up() && node.stalled(t) {
+            let message = (from, to, envelope);
+            wires.in_flight.insert((node.stalled_until, order), message);
+            continue;
         }
+        *wires.on_link.get_mut(&(from, to)).expect("counted") -= 1;
+        if wires.cut.contains(&(from, to)) {
+            continue;
+        }
+        drop(wires);
+        let input = Input::Peer {
+            from,
+            log_full: false,
+            envelopes: vec![envelope],
+        };
+        node.input(t, input);
     }
 }
 
