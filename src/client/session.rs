@@ -431,7 +431,10 @@ impl Client {
                         Some(Ok(Outcome::Error { code, message })) => {
                             // After "not the leader", a retry refused as expired says nothing
                             // of the first attempt, which may have been applied: the store no
-                            // longer holds its result (see `ClientError::Unknown`).
+                            // longer holds its result (see `ClientError::Unknown`). Any other
+                            // refusal is the request's own: one judged against the state it
+                            // met (too large an answer) is remembered, and every later copy
+                            // of the request gets it too.
                             let expired_retry =
                                 slot.redirected && code == ErrorCode::SessionExpired;
                             let error = if slot.maybe_taken || expired_retry {

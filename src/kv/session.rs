@@ -34,12 +34,30 @@ use super::store::OpResult;
 /// so remembering a reply costs no copy.
 pub type Results = Rc<[OpResult]>;
 
+/// What a session remembers of a request it decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Applied, with these results.
+    Applied(Results),
+    /// Refused whole, nothing of it applied: its results could have carried this many value
+    /// bytes, more than a write may answer with. The bound depends on the state it met, so a
+    /// later copy of the request (a retry proposed before the first was applied) must get
+    /// this answer again rather than be judged, and maybe applied, against a later state.
+    TooLarge { value_bytes: u64 },
+}
+
+impl From<Results> for Decision {
+    fn from(results: Results) -> Decision {
+        Decision::Applied(results)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Session {
     /// Replies in ascending sequence order, for sequences ≥ `first_unacked`: usually a few,
     /// added at the back and acknowledged from the front, so a ring buffer (one allocation,
     /// reused) rather than a tree.
-    pub(crate) replies: VecDeque<(u64, Results)>,
+    pub(crate) replies: VecDeque<(u64, Decision)>,
     /// Below this the client has its replies (or they were dropped): never apply again.
     pub(crate) first_unacked: u64,
     /// The log index of the session's latest request, for least-recently-active eviction.
@@ -55,9 +73,12 @@ const RESULT_BYTES: usize = 48;
 
 /// What remembering `reply` costs: a fixed part per result and the bytes of its values
 /// (counted even where they are shared with the store, which they keep alive once the store
-/// moves on).
-pub(crate) fn reply_bytes(reply: &Results) -> usize {
-    reply
+/// moves on); a refusal as one result.
+pub(crate) fn reply_bytes(reply: &Decision) -> usize {
+    let Decision::Applied(results) = reply else {
+        return RESULT_BYTES;
+    };
+    results
         .iter()
         .map(|result| {
             RESULT_BYTES
@@ -76,8 +97,8 @@ pub(crate) fn reply_bytes(reply: &Results) -> usize {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
     Apply,
-    /// Applied before: here is the reply it got.
-    Duplicate(Results),
+    /// Decided before: here is what it got.
+    Duplicate(Decision),
     /// Its reply is gone (acknowledged, dropped, or the session was evicted).
     Expired,
 }
@@ -131,21 +152,23 @@ impl Sessions {
             None => Admission::Expired,
             Some(session) if sequence < session.first_unacked => Admission::Expired,
             Some(session) => match session.find(sequence) {
-                Ok(at) => Admission::Duplicate(Rc::clone(&session.replies[at].1)),
+                Ok(at) => Admission::Duplicate(session.replies[at].1.clone()),
                 Err(_) => Admission::Apply,
             },
         }
     }
 
-    /// Remember the reply to a request that was just applied at `index`.
+    /// Remember the reply to a request that was just decided (applied or refused) at
+    /// `index`.
     pub(crate) fn record(
         &mut self,
         client_id: u64,
         sequence: u64,
         first_unacked: u64,
         index: u64,
-        reply: Results,
+        reply: impl Into<Decision>,
     ) {
+        let reply = reply.into();
         let session = self.by_client.entry(client_id).or_default();
         let before = session.bytes;
         session.last_index = index;
@@ -246,7 +269,7 @@ mod tests {
         for sequence in [1, 2, 3, 5] {
             assert_eq!(
                 sessions.admit(9, sequence, 1),
-                Admission::Duplicate(written())
+                Admission::Duplicate(written().into())
             );
         }
         assert_eq!(sessions.admit(9, 4, 1), Admission::Apply);
@@ -259,7 +282,10 @@ mod tests {
         let mut sessions = Sessions::default();
         assert_eq!(sessions.admit(7, 1, 1), Admission::Apply);
         sessions.record(7, 1, 1, 10, written());
-        assert_eq!(sessions.admit(7, 1, 1), Admission::Duplicate(written()));
+        assert_eq!(
+            sessions.admit(7, 1, 1),
+            Admission::Duplicate(written().into())
+        );
         assert_eq!(sessions.admit(7, 2, 2), Admission::Apply);
         sessions.record(7, 2, 2, 11, Rc::from([OpResult::NotFound]));
         // The client acknowledged 1 with request 2: the reply to 1 is gone for good.

@@ -4,14 +4,19 @@
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
-//! "CKV3" | applied_index u64 | key_count u64 | (key blob | value blob)* |
+//! "CKV4" | applied_index u64 | key_count u64 | (key blob | value blob)* |
 //! session_count u64 | (client u64 | first_unacked u64 | last_index u64 | reply_count u32 |
-//!                      (sequence u64 | result_count u32 | result*)*)* |
+//!                      (sequence u64 | reply)*)* |
 //! member_count u32 | (node u64 | address blob)* |
 //! forgotten_count u32 | client u64* (oldest first) | crc32 u32
 //! blob   := len u32 | bytes
+//! reply  := result_count u32 | result*            (applied)
+//!         | 0xFFFF_FFFF u32 | value_bytes u64     (refused as too large)
 //! result := 0 value-blob | 1 (not found) | 2 (written) | 3 flag u8 [blob] (condition failed)
 //! ```
+//!
+//! "CKV3", written before refusals were remembered, is the same layout without refusals,
+//! and is read as such.
 //!
 //! "CKV2", written before forgotten clients were kept, is refused with a clear error: replicas
 //! that loaded it, each at its own index, would each know of other forgotten clients, and
@@ -25,10 +30,14 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::blob::{Key, Value};
-use super::session::{Session, Sessions};
+use super::session::{Decision, Session, Sessions};
 use super::store::{KvStore, OpResult};
 
-const MAGIC: &[u8; 4] = b"CKV3";
+const MAGIC: &[u8; 4] = b"CKV4";
+/// The layout before refusals were remembered: read as this one, without any.
+const MAGIC_WITHOUT_REFUSALS: &[u8; 4] = b"CKV3";
+/// A reply's result count that marks it as a refusal.
+const REFUSED: u32 = u32::MAX;
 /// The layout before forgotten clients were kept.
 const MAGIC_WITHOUT_FORGOTTEN: &[u8; 4] = b"CKV2";
 
@@ -98,10 +107,18 @@ impl KvStore {
             tail.put_u64_le(session.first_unacked);
             tail.put_u64_le(session.last_index);
             tail.put_u32_le(session.replies.len() as u32);
-            for (sequence, results) in &session.replies {
+            for (sequence, reply) in &session.replies {
                 tail.put_u64_le(*sequence);
-                tail.put_u32_le(results.len() as u32);
-                results.iter().for_each(|r| put_result(&mut tail, r));
+                match reply {
+                    Decision::Applied(results) => {
+                        tail.put_u32_le(results.len() as u32);
+                        results.iter().for_each(|r| put_result(&mut tail, r));
+                    }
+                    Decision::TooLarge { value_bytes } => {
+                        tail.put_u32_le(REFUSED);
+                        tail.put_u64_le(*value_bytes);
+                    }
+                }
             }
         }
         tail.put_u32_le(self.members.len() as u32);
@@ -141,7 +158,8 @@ impl KvStore {
                  the node (a new id on an empty data dir)",
             ));
         }
-        if magic[..] != MAGIC[..] {
+        let refusals = magic[..] == MAGIC[..];
+        if !refusals && magic[..] != MAGIC_WITHOUT_REFUSALS[..] {
             return Err(SnapshotError("not a key-value snapshot (bad magic)"));
         }
         let mut store = KvStore {
@@ -172,10 +190,16 @@ impl KvStore {
             };
             for _ in 0..u32_le(&mut r)? {
                 let sequence = u64_le(&mut r)?;
-                let count = u32_le(&mut r)?;
-                let results = (0..count)
-                    .map(|_| get_result(&mut r))
-                    .collect::<Result<_, _>>()?;
+                let reply = match u32_le(&mut r)? {
+                    REFUSED if refusals => Decision::TooLarge {
+                        value_bytes: u64_le(&mut r)?,
+                    },
+                    count => Decision::Applied(
+                        (0..count)
+                            .map(|_| get_result(&mut r))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                };
                 if session
                     .replies
                     .back()
@@ -183,7 +207,7 @@ impl KvStore {
                 {
                     return Err(SnapshotError("session replies out of order"));
                 }
-                session.replies.push_back((sequence, results));
+                session.replies.push_back((sequence, reply));
             }
             sessions.restore(client, session);
         }
@@ -301,7 +325,33 @@ mod tests {
         for client in [900, 17, 401] {
             kv.sessions.forgotten.add(client);
         }
+        let refused = Decision::TooLarge {
+            value_bytes: 5 << 20,
+        };
+        kv.sessions.record(3, 9, 1, 52, refused);
         kv
+    }
+
+    /// `bytes`, a snapshot, with its magic replaced by `magic` and its checksum made to fit.
+    fn with_magic(bytes: &[u8], magic: &[u8; 4]) -> Bytes {
+        let mut old = magic.to_vec();
+        old.extend_from_slice(&bytes[4..bytes.len() - 4]);
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        Bytes::from(old)
+    }
+
+    /// A snapshot written before refusals were remembered (CKV3) loads as one without
+    /// refusals; one that holds the refusal mark under that magic is corrupt.
+    #[test]
+    fn a_snapshot_of_the_layout_without_refusals_loads() {
+        let mut kv = populated();
+        kv.sessions.by_client.remove(&3);
+        kv.sessions.bytes = kv.sessions.by_client.values().map(|s| s.bytes).sum();
+        let restored = KvStore::decode_snapshot(&with_magic(&kv.encode_snapshot(), b"CKV3"));
+        assert_eq!(restored.unwrap(), kv);
+        let with_refusal = with_magic(&populated().encode_snapshot(), b"CKV3");
+        assert!(KvStore::decode_snapshot(&with_refusal).is_err());
     }
 
     #[test]
@@ -343,7 +393,10 @@ mod tests {
         drop(bytes);
         let mut values = 0;
         for session in restored.sessions.by_client.values() {
-            for (_, results) in &session.replies {
+            for (_, reply) in &session.replies {
+                let Decision::Applied(results) = reply else {
+                    continue;
+                };
                 for result in results.iter() {
                     if let OpResult::ConditionFailed { current: Some(v) } | OpResult::Value(v) =
                         result

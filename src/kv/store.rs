@@ -12,7 +12,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::blob::Value;
 use super::command::{CommandError, CommandRef, OpRef};
 use super::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
-use super::session::{Admission, Results, Sessions};
+use super::session::{Admission, Decision, Results, Sessions};
 use super::table::Table;
 
 thread_local! {
@@ -47,7 +47,7 @@ pub enum Reply {
     SessionExpired,
     /// Not applied: its results could carry more value bytes (this many, at most) than one
     /// write may answer with ([`WRITE_RESULT_BYTES_MAX`]).
-    TooLarge { value_bytes: usize },
+    TooLarge { value_bytes: u64 },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,11 +120,23 @@ impl KvStore {
             .sessions
             .admit(command.client_id, command.sequence, command.first_unacked)
         {
-            Admission::Duplicate(results) => Reply::Results(results),
+            Admission::Duplicate(Decision::Applied(results)) => Reply::Results(results),
+            Admission::Duplicate(Decision::TooLarge { value_bytes }) => {
+                Reply::TooLarge { value_bytes }
+            }
             Admission::Expired => Reply::SessionExpired,
             Admission::Apply => {
                 if let Some(value_bytes) = self.results_beyond_bound(ops) {
-                    // Refused whole and not remembered: nothing of it was applied.
+                    // Refused whole: nothing of it is applied, and only the refusal is
+                    // remembered (not a reply of values).
+                    let value_bytes = value_bytes as u64;
+                    self.sessions.record(
+                        command.client_id,
+                        command.sequence,
+                        command.first_unacked,
+                        index,
+                        Decision::TooLarge { value_bytes },
+                    );
                     return Reply::TooLarge { value_bytes };
                 }
                 let results: Results = match *ops {
@@ -303,10 +315,10 @@ mod tests {
     }
 
     /// Goal: a write whose answer could carry more values than one write may is refused
-    /// whole on every replica alike, unapplied and unremembered (its reply was kept for
-    /// retries, and one heavy reply forgot every other client's session); the same write
-    /// with a get fewer is applied. A key written earlier in the request counts at its
-    /// larger size.
+    /// whole on every replica alike, unapplied, and only the refusal is remembered (its
+    /// reply was kept for retries, and one heavy reply forgot every other client's
+    /// session); the same write with a get fewer is applied. A key written earlier in the
+    /// request counts at its larger size.
     #[test]
     fn a_write_whose_answer_could_carry_too_many_values_is_refused_unapplied() {
         let mut kv = KvStore::new();
@@ -323,7 +335,7 @@ mod tests {
         let ops = std::iter::once(put("small", &b("x"))).chain(gets(limit + 1));
         let reply = apply_one(&mut kv, 2, &command(1, 2, ops.collect()));
         let refused = Reply::TooLarge {
-            value_bytes: (limit + 1) * VALUE_BYTES_MAX,
+            value_bytes: ((limit + 1) * VALUE_BYTES_MAX) as u64,
         };
         assert_eq!(reply, refused);
         assert_eq!(kv.get(b"small"), OpResult::NotFound);
@@ -344,9 +356,47 @@ mod tests {
         };
         let reply = apply_one(&mut kv, 5, &command(1, 5, (0..=limit).map(cas).collect()));
         assert!(matches!(reply, Reply::TooLarge { .. }), "{reply:?}");
-        // Not remembered: its sequence number is judged again (here, a request that fits).
-        let reply = apply_one(&mut kv, 6, &command(1, 5, (0..limit).map(cas).collect()));
+        let reply = apply_one(&mut kv, 6, &command(1, 6, (0..limit).map(cas).collect()));
         assert_eq!(results(reply).len(), limit);
+    }
+
+    /// Goal: a request refused as too large is refused again, not applied, when a copy of
+    /// it applies later (found in review: a retry proposed on a new leader before the first
+    /// copy applied was judged against a later state; after a delete it fit, and it was
+    /// applied while its client had been told it was not). Method: a request of gets and a
+    /// put is refused; a delete makes it fit; the same request (client and sequence)
+    /// applies again: refused, its put not applied; the store's snapshot keeps the refusal.
+    #[test]
+    fn a_refused_request_applied_again_is_refused_again() {
+        let mut kv = KvStore::new();
+        let mib = Bytes::from(vec![7u8; VALUE_BYTES_MAX]);
+        let big = Op::Put {
+            key: b("big"),
+            value: mib,
+        };
+        assert_eq!(
+            results(apply_one(&mut kv, 1, &command(1, 1, vec![big]))),
+            [OpResult::Written]
+        );
+        let limit = WRITE_RESULT_BYTES_MAX / VALUE_BYTES_MAX;
+        let put_small = Op::Put {
+            key: b("small"),
+            value: b("x"),
+        };
+        let gets = (0..=limit).map(|_| Op::Get { key: b("big") });
+        let request = command(2, 1, std::iter::once(put_small).chain(gets).collect());
+        let first = apply_one(&mut kv, 2, &request);
+        assert!(matches!(first, Reply::TooLarge { .. }), "{first:?}");
+        let delete = Op::Delete { key: b("big") };
+        assert_eq!(
+            results(apply_one(&mut kv, 3, &command(3, 1, vec![delete]))),
+            [OpResult::Written]
+        );
+        let restored = KvStore::decode_snapshot(&kv.encode_snapshot()).unwrap();
+        for mut replica in [kv, restored] {
+            assert_eq!(apply_one(&mut replica, 4, &request), first);
+            assert_eq!(replica.get(b"small"), OpResult::NotFound);
+        }
     }
 
     #[test]
