@@ -33,6 +33,10 @@ pub(crate) struct RaftLog {
     pub(crate) persisted: LogIndex,
     /// First index not yet handed out for persistence.
     pub(crate) unstable_from: LogIndex,
+    /// How many times entries were dropped from the tail (a conflicting suffix, or the
+    /// whole log for a received snapshot). A Ready handed out before one may describe
+    /// entries that were dropped and later written again, by a Ready still in flight.
+    pub(crate) truncations: u64,
 }
 
 impl RaftLog {
@@ -59,6 +63,7 @@ impl RaftLog {
             applying: snapshot_index,
             persisted: LogIndex::ZERO,
             unstable_from: LogIndex::ZERO,
+            truncations: 0,
         };
         log.persisted = log.last_index();
         log.unstable_from = log.last_index().next();
@@ -167,6 +172,7 @@ impl RaftLog {
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(index.prev());
         self.unstable_from = self.unstable_from.min(index);
+        self.truncations += 1;
     }
 
     /// Entries from `from` on, at most `entries_max` and (past the first) `bytes_max` bytes.
@@ -204,11 +210,12 @@ impl RaftLog {
         self.unstable_from <= self.last_index()
     }
 
-    /// The caller reports entries up to `(index, term)` durable. If the log was truncated
-    /// meanwhile and no longer holds that entry, nothing is credited (the new suffix will be
-    /// persisted by a later Ready).
-    pub(crate) fn persisted_to(&mut self, index: LogIndex, term: Term) {
-        if index > self.persisted && self.matches(index, term) {
+    /// The caller reports entries up to `(index, term)` durable, handed out after
+    /// `truncations` truncations. If the log was truncated since, nothing is credited: even
+    /// when it holds `(index, term)` again (a suffix dropped, then written back), entries
+    /// below it may be in a Ready still in flight. A later Ready credits them.
+    pub(crate) fn persisted_to(&mut self, index: LogIndex, term: Term, truncations: u64) {
+        if truncations == self.truncations && index > self.persisted && self.matches(index, term) {
             self.persisted = index;
         }
     }
@@ -270,6 +277,7 @@ impl RaftLog {
         self.applying = index;
         self.persisted = self.persisted.min(index);
         self.unstable_from = index.next();
+        self.truncations += 1;
     }
 
     /// Entries committed but not yet handed out for applying, from `applying_from`.
@@ -415,9 +423,9 @@ mod tests {
     fn persisted_to_ignores_a_replaced_entry() {
         let mut log = log_with_terms(&[1, 1]);
         log.persisted = LogIndex(0);
-        log.persisted_to(LogIndex(2), Term(9));
+        log.persisted_to(LogIndex(2), Term(9), 0);
         assert_eq!(log.persisted, LogIndex(0));
-        log.persisted_to(LogIndex(2), Term(1));
+        log.persisted_to(LogIndex(2), Term(1), 0);
         assert_eq!(log.persisted, LogIndex(2));
     }
 }

@@ -57,7 +57,8 @@ pub struct Ready {
 /// What the caller hands back to `advance` once a Ready's obligations are done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadyAck {
-    persisted: Option<(LogIndex, Term)>,
+    /// The last entry this Ready writes, and the log's truncations when it was handed out.
+    persisted: Option<(LogIndex, Term, u64)>,
     snapshot_index: Option<LogIndex>,
     applied: Option<LogIndex>,
     /// The term and vote this Ready writes, when they changed.
@@ -233,7 +234,9 @@ impl Replica {
         }
         let ack = ReadyAck {
             term_vote: term_vote_new.then_some(term_vote),
-            persisted: entries.last().map(|e| (e.index, e.term)),
+            persisted: entries
+                .last()
+                .map(|e| (e.index, e.term, self.log.truncations)),
             snapshot_index: snapshot.as_ref().map(|s| s.meta.index),
             // Entries handed out by `take_committed_durable` since the last Ready count too:
             // they were applied when taken.
@@ -326,8 +329,8 @@ impl Replica {
         {
             self.log.persisted = self.log.persisted.max(index);
         }
-        if let Some((index, term)) = ack.persisted {
-            self.log.persisted_to(index, term);
+        if let Some((index, term, truncations)) = ack.persisted {
+            self.log.persisted_to(index, term, truncations);
         }
         for index in std::mem::take(&mut self.conf_entries_applying) {
             if let Some(data) = self.log.entry(index).map(|e| e.data.clone()) {

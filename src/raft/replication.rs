@@ -508,6 +508,7 @@ mod tests {
     use crate::raft::config::Config;
     use crate::raft::message::VoteResponse;
     use crate::raft::replica::Persisted;
+    use crate::raft::types::{Entry, EntryKind};
 
     /// Node 1 leading nodes 2 and 3, both replicating and holding its whole log (index 2),
     /// with one entry per append.
@@ -616,6 +617,69 @@ mod tests {
         let again = appends_sent(&mut leader);
         assert_eq!(again[0].prev_log_index, LogIndex(3));
         assert_eq!(span(&again), (LogIndex(4), LogIndex(6)));
+    }
+
+    /// Goal: a follower counts as durable only what a sync made durable, even when a
+    /// truncated suffix is written back while Readies are in flight (found in review: the
+    /// first Ready's sync credited the entries of the next two, and they were applied
+    /// before being durable here). Method: node 2, a follower of five voters, takes three
+    /// appends of terms 2, 3 and 4 without advancing: entries 2-10 of term 2; then 8-9 of
+    /// term 3 (entries 8-10 dropped); then 8-10 of term 2 again, committed. The first
+    /// Ready's sync ends: nothing past 7 is durable, nor applied; then the other two end.
+    #[test]
+    fn a_suffix_written_back_is_durable_only_once_its_own_ready_is() {
+        let voters: Vec<NodeId> = (1..=5).map(NodeId).collect();
+        let mut config = Config::new(NodeId(2));
+        config.pre_vote = false;
+        let mut follower = Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap();
+        let entries = |from: u64, to: u64, term: u64| -> AppendEntries {
+            (from..=to)
+                .map(|index| Entry {
+                    term: Term(term),
+                    index: LogIndex(index),
+                    kind: EntryKind::Normal,
+                    data: Bytes::from_static(b"x"),
+                })
+                .collect()
+        };
+        let appends = [
+            (1, 2, (1, 1), entries(2, 10, 2), 1),
+            (3, 3, (7, 2), entries(8, 9, 3), 1),
+            (4, 4, (7, 2), entries(8, 10, 2), 10),
+        ];
+        let mut readies = Vec::new();
+        for (leader, term, (prev, prev_term), entries, commit) in appends {
+            let append = AppendRequest {
+                prev_log_index: LogIndex(prev),
+                prev_log_term: Term(prev_term),
+                entries,
+                commit: LogIndex(commit),
+            };
+            let message = Message {
+                from: NodeId(leader),
+                to: NodeId(2),
+                term: Term(term),
+                body: MessageBody::AppendRequest(append),
+            };
+            follower.step(message).unwrap();
+            readies.push(follower.ready());
+        }
+        assert_eq!(follower.log.committed, LogIndex(10));
+        follower.advance(readies[0].ack());
+        assert!(
+            follower.log.persisted <= LogIndex(7),
+            "{:?}",
+            follower.log.persisted
+        );
+        let applied = follower.take_committed_durable();
+        assert!(
+            applied.iter().all(|e| e.index <= LogIndex(7)),
+            "{applied:?}"
+        );
+        for ready in &readies[1..] {
+            follower.advance(ready.ack());
+        }
+        assert_eq!(follower.log.persisted, LogIndex(10));
     }
 
     /// Goal: a probe the transport refused is sent again once the follower answers anything,
