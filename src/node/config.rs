@@ -144,6 +144,21 @@ impl NodeConfig {
                 crate::wal::SEGMENT_BYTES_MAX >> 20
             )));
         }
+        // Every WAL segment opens with a line per group of its core: that must leave most of
+        // the segment to entries.
+        let groups_per_core = self.groups.div_ceil(u32::from(self.cores)) as usize;
+        let checkpoint_bytes = crate::wal::checkpoint_bytes(groups_per_core) as u64;
+        if checkpoint_bytes > self.segment_bytes / 2 {
+            return Err(error(format!(
+                "--groups {} on --cores {} puts {groups_per_core} groups on a core, whose WAL \
+                 segments would each open with {checkpoint_bytes} bytes of their state, more \
+                 than half a segment (--segment-mib {}): use more cores, fewer groups or \
+                 larger segments",
+                self.groups,
+                self.cores,
+                self.segment_bytes >> 20
+            )));
+        }
         if !(SNAPSHOT_CHUNK_BYTES_MIN..=SNAPSHOT_CHUNK_BYTES_MAX)
             .contains(&self.snapshot_chunk_bytes)
         {
@@ -280,6 +295,10 @@ mod tests {
             (|c| c.election_ticks = u32::MAX, "at most"),
             (|c| c.segment_bytes = 0, "--segment-mib"),
             (|c| c.segment_bytes = 8 << 30, "--segment-mib"),
+            (
+                |c| (c.segment_bytes, c.groups) = (1 << 20, 2 * 10_000),
+                "more than half a segment",
+            ),
             (
                 |c| c.snapshot_chunk_bytes = 64 << 20,
                 "--snapshot-chunk-kib",

@@ -4,10 +4,10 @@
 use super::errors::WalError;
 use super::format::{
     BLOCK_BYTES, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
-    encode_segment_header, put_record_header, seal_record,
+    put_record_header, seal_record,
 };
-use super::log::Wal;
-use super::payload::{self, CHECKPOINT_GROUP_BYTES, CHECKPOINT_PREFIX_BYTES, CheckpointGroup};
+use super::log::{Wal, checkpoint_bytes};
+use super::payload::{self, CheckpointGroup};
 use super::storage::Storage;
 
 /// The group field of records that belong to no group (checkpoints).
@@ -29,24 +29,27 @@ impl<S: Storage> Wal<S> {
         }
     }
 
-    /// Makes room for a record of `len_bytes` at the cursor, rotating if the active segment is
-    /// full. A record never spans segments.
-    pub(super) fn reserve(&mut self, len_bytes: usize) -> Result<(), WalError> {
-        self.skip_block_in_flight()?;
-        // A segment recovered from disk keeps the size it was created with.
-        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
-        if self.cursor + align_up(len_bytes) <= segment_bytes {
-            return Ok(());
-        }
-        // The segment it rotates onto has the configured size, which a recovered active
-        // segment need not have (the node ran with another `--segment-mib` before).
-        let size_bytes_max =
-            self.config.segment_bytes as usize - SEGMENT_HEADER_BYTES - self.checkpoint_footprint();
+    /// Makes room for a record of `len_bytes` of `group` at the cursor, rotating if the active
+    /// segment is full. A record never spans segments, and must fit one beside the checkpoint
+    /// that opens it (a line per group, `group` included).
+    pub(super) fn reserve(&mut self, len_bytes: usize, group: u64) -> Result<(), WalError> {
+        // Checked whether or not this record rotates, so every group the log takes can write
+        // again after the next rotation. The next segment has the configured size, which a
+        // recovered active segment need not have (the node ran with another `--segment-mib`).
+        let groups = self.groups.len() + usize::from(!self.groups.contains_key(&group));
+        let size_bytes_max = (self.config.segment_bytes as usize)
+            .saturating_sub(SEGMENT_HEADER_BYTES + checkpoint_bytes(groups));
         if align_up(len_bytes) > size_bytes_max {
             return Err(WalError::RecordTooLarge {
                 size_bytes: len_bytes as u64,
                 size_bytes_max: size_bytes_max as u64,
             });
+        }
+        self.skip_block_in_flight()?;
+        // A segment recovered from disk keeps the size it was created with.
+        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
+        if self.cursor + align_up(len_bytes) <= segment_bytes {
+            return Ok(());
         }
         self.rotate()
     }
@@ -101,7 +104,7 @@ impl<S: Storage> Wal<S> {
         payload: &[u8],
     ) -> Result<(), WalError> {
         let len_bytes = RECORD_HEADER_BYTES + payload.len();
-        self.reserve(len_bytes)?;
+        self.reserve(len_bytes, group)?;
         self.put_record(kind, group, payload);
         self.mark_group_unsynced(group);
         Ok(())
@@ -112,19 +115,12 @@ impl<S: Storage> Wal<S> {
         let len_bytes = RECORD_HEADER_BYTES + payload.len();
         let (seq, start) = (self.active(), self.cursor);
         let header = self.record_header(kind, group, len_bytes);
+        let salt = self.salt(seq);
         let record = self.storage.slot(seq, start..start + len_bytes);
         put_record_header(record, &header);
         record[RECORD_HEADER_BYTES..].copy_from_slice(payload);
-        seal_record(record, seq);
+        seal_record(record, salt);
         self.advance(len_bytes);
-    }
-
-    fn checkpoint_footprint(&self) -> usize {
-        align_up(
-            RECORD_HEADER_BYTES
-                + CHECKPOINT_PREFIX_BYTES
-                + self.groups.len() * CHECKPOINT_GROUP_BYTES,
-        )
     }
 
     /// Restates every group's hard state and snapshot at the cursor (the start of a segment).
@@ -164,7 +160,14 @@ impl<S: Storage> Wal<S> {
         self.segments.push_back(next);
         self.cursor = SEGMENT_HEADER_BYTES;
         self.stats.rotations += 1;
-        self.write_checkpoint()?;
+        if let Err(error) = self.write_checkpoint() {
+            // A segment without its checkpoint must take no record: once the older segments
+            // went, their hard states and snapshot markers would be lost.
+            self.poisoned = Some(format!(
+                "segment {next} cannot start with the checkpoint of all groups: {error}"
+            ));
+            return Err(error);
+        }
         self.note_reclaimable();
         Ok(())
     }
@@ -176,7 +179,7 @@ impl<S: Storage> Wal<S> {
             return None;
         }
         let next = self.active() + 1;
-        let header = encode_segment_header(next, self.config.segment_bytes);
+        let header = self.segment_header(next);
         Some((next, self.config.segment_bytes, header.to_vec()))
     }
 
@@ -195,7 +198,7 @@ impl<S: Storage> Wal<S> {
             return Ok(());
         }
         let next = self.active() + 1;
-        let header = encode_segment_header(next, self.config.segment_bytes);
+        let header = self.segment_header(next);
         if let Err(source) = self
             .storage
             .create(next, self.config.segment_bytes, &header)

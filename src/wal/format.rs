@@ -20,11 +20,15 @@ pub const RECORD_ALIGN_BYTES: usize = 8;
 pub const BLOCK_BYTES: usize = 4096;
 /// `b"COHORTWL"`: the first bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"COHORTWL";
-/// The format this code writes. Version 2 lets a record start at the next block boundary
-/// (`BLOCK_BYTES`) after zeros (see `next_in_block_after_zeros`); version 1 segments hold no
-/// such skip and are read as well. Any other version is refused at open, so a build that
-/// does not know skips refuses a log that may hold them instead of reading one as a torn tail.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this code writes. Version 3 salts record checksums with the WAL's secret key
+/// as well as the segment's seq (see [`record_salt`]); version 2 lets a record start at the
+/// next block boundary (`BLOCK_BYTES`) after zeros (see `next_in_block_after_zeros`);
+/// version 1 segments hold no such skip. Versions 1 and 2 are read as well, their records
+/// salted with the seq alone. Any other version is refused at open, so a build that does
+/// not know a feature refuses a log that may use it instead of reading it as a torn tail.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format whose segment headers carry the WAL's key.
+const FORMAT_VERSION_KEYED: u32 = 3;
 /// The oldest format this code reads.
 pub const FORMAT_VERSION_MIN: u32 = 1;
 
@@ -104,19 +108,37 @@ pub fn put_record_header(record: &mut [u8], header: &RecordHeader) {
     out[32..40].copy_from_slice(&header.group.to_le_bytes());
 }
 
-/// Stores the checksum of `record` (exactly `len_bytes` long: header and payload in place).
-pub fn seal_record(record: &mut [u8], segment_seq: u64) {
-    let crc = record_crc(segment_seq, record);
+/// The salt of the checksums of a segment's records: the segment's seq, mixed with the WAL's
+/// secret key (`None` for segments of versions 1 and 2, salted with the seq alone). The seq
+/// keeps a recycled file's records of its earlier life from verifying in its new one. The
+/// key keeps bytes that a client chose from verifying as records: entry payloads are stored
+/// as they came, so a value could hold a record image salted for a seq the file will have
+/// later, and left behind in a reused file (whose old bytes are not zeroed), it could pass
+/// for a record after the end of the log at a restart, and make recovery refuse the log as
+/// damaged. The key is drawn at random when the WAL is made and is never sent anywhere.
+pub fn record_salt(segment_seq: u64, key: Option<u64>) -> u64 {
+    let Some(key) = key else {
+        return segment_seq;
+    };
+    // SplitMix64's finalizer: a bijection, so salts of one key never repeat across seqs,
+    // and not linear, as the checksum is.
+    let mut z = key ^ segment_seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Stores the checksum of `record` (exactly `len_bytes` long: header and payload in place),
+/// salted with `salt` (see [`record_salt`]).
+pub fn seal_record(record: &mut [u8], salt: u64) {
+    let crc = record_crc(salt, record);
     record[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// [`record_crc`] of a record given as parts back to back; the first holds the whole header.
-pub fn record_crc_of_parts<'a>(
-    segment_seq: u64,
-    mut parts: impl Iterator<Item = &'a Part<'a>>,
-) -> u32 {
+pub fn record_crc_of_parts<'a>(salt: u64, mut parts: impl Iterator<Item = &'a Part<'a>>) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&segment_seq.to_le_bytes());
+    hasher.update(&salt.to_le_bytes());
     let header = parts.next().expect("a record starts with its header");
     hasher.update(&header[0..4]);
     hasher.update(&header[8..]);
@@ -126,12 +148,11 @@ pub fn record_crc_of_parts<'a>(
     hasher.finalize()
 }
 
-/// The checksum of a record: over the segment's sequence number (so a record left over from
-/// a recycled file's earlier life never verifies), the length, and everything after the crc
-/// field (rest of the header and the payload).
-fn record_crc(segment_seq: u64, record: &[u8]) -> u32 {
+/// The checksum of a record: over the segment's salt ([`record_salt`]), the length, and
+/// everything after the crc field (rest of the header and the payload).
+fn record_crc(salt: u64, record: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&segment_seq.to_le_bytes());
+    hasher.update(&salt.to_le_bytes());
     hasher.update(&record[0..4]);
     hasher.update(&record[8..]);
     hasher.finalize()
@@ -139,8 +160,8 @@ fn record_crc(segment_seq: u64, record: &[u8]) -> u32 {
 
 /// Reads the record that starts at `offset` of `segment`, if a whole valid one is there.
 /// Returns `None` for zeros, garbage, a length past the end, or a checksum mismatch.
-pub fn decode_record(segment: &[u8], offset: usize, segment_seq: u64) -> Option<RecordHeader> {
-    decode_record_within(segment, offset, segment_seq, &(0..=u64::MAX))
+pub fn decode_record(segment: &[u8], offset: usize, salt: u64) -> Option<RecordHeader> {
+    decode_record_within(segment, offset, salt, &(0..=u64::MAX))
 }
 
 /// As [`decode_record`], for a record of use only if its lsn lies in `lsns`: a header that
@@ -152,7 +173,7 @@ pub fn decode_record(segment: &[u8], offset: usize, segment_seq: u64) -> Option<
 pub fn decode_record_within(
     segment: &[u8],
     offset: usize,
-    segment_seq: u64,
+    salt: u64,
     lsns: &RangeInclusive<u64>,
 ) -> Option<RecordHeader> {
     let header = segment.get(offset..offset.checked_add(RECORD_HEADER_BYTES)?)?;
@@ -167,7 +188,7 @@ pub fn decode_record_within(
     }
     let record = segment.get(offset..offset + len_bytes as usize)?;
     let stored_crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    if record_crc(segment_seq, record) != stored_crc {
+    if record_crc(salt, record) != stored_crc {
         return None;
     }
     Some(RecordHeader {
@@ -188,7 +209,7 @@ pub fn decode_record_within(
 pub fn next_in_block_after_zeros(
     segment: &[u8],
     offset: usize,
-    segment_seq: u64,
+    salt: u64,
     expected_lsn: u64,
 ) -> Option<usize> {
     let boundary = offset.next_multiple_of(BLOCK_BYTES);
@@ -196,7 +217,7 @@ pub fn next_in_block_after_zeros(
     if gap.is_empty() || gap.iter().any(|&b| b != 0) {
         return None;
     }
-    let header = decode_record(segment, boundary, segment_seq)?;
+    let header = decode_record(segment, boundary, salt)?;
     (header.lsn == expected_lsn).then_some(boundary)
 }
 
@@ -216,12 +237,14 @@ pub enum SegmentHeaderState {
     Garbage,
 }
 
-pub fn encode_segment_header(seq: u64, segment_bytes: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+/// The header of segment `seq` of a WAL whose key is `key`.
+pub fn encode_segment_header(seq: u64, segment_bytes: u64, key: u64) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut out = [0u8; SEGMENT_HEADER_BYTES];
     out[0..8].copy_from_slice(&SEGMENT_MAGIC);
     out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[16..24].copy_from_slice(&seq.to_le_bytes());
     out[24..32].copy_from_slice(&segment_bytes.to_le_bytes());
+    out[32..40].copy_from_slice(&key.to_le_bytes());
     let crc = segment_header_crc(&out);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
@@ -237,6 +260,20 @@ fn segment_header_crc(header: &[u8]) -> u32 {
 /// The segment size a header states; call only on a header that decoded as `Valid`.
 pub fn segment_header_size(segment: &[u8]) -> u64 {
     u64_at(segment, 24)
+}
+
+/// The WAL's key, as the header at the start of `segment` states it: `Some` for a header
+/// that verifies (of any seq) in a format that has one.
+pub fn segment_header_key(segment: &[u8]) -> Option<u64> {
+    let header = segment.get(0..SEGMENT_HEADER_BYTES)?;
+    let stored_crc = u32_at(header, 12);
+    if header[0..8] != SEGMENT_MAGIC || segment_header_crc(header) != stored_crc {
+        return None;
+    }
+    let version = u32_at(header, 8);
+    (FORMAT_VERSION_KEYED..=FORMAT_VERSION)
+        .contains(&version)
+        .then(|| u64_at(header, 32))
 }
 
 pub fn decode_segment_header(segment: &[u8], expected_seq: u64) -> SegmentHeaderState {
@@ -318,6 +355,20 @@ mod tests {
         assert_eq!(decode_record(&bytes, 0, 6), None);
     }
 
+    /// Goal: a record image salted without the WAL's key (all a client could compute) does
+    /// not verify in a segment of a keyed WAL, nor one of another key; salts of one key
+    /// differ across seqs. Method: the same record under each salt.
+    #[test]
+    fn a_record_verifies_only_under_its_own_key_and_seq() {
+        let key = 0x005E_C2E7;
+        let bytes = record(record_salt(5, Some(key)), b"keyed");
+        assert!(decode_record(&bytes, 0, record_salt(5, Some(key))).is_some());
+        for salt in [5, record_salt(5, Some(key + 1)), record_salt(6, Some(key))] {
+            assert_eq!(decode_record(&bytes, 0, salt), None, "{salt}");
+        }
+        assert_eq!(record_salt(5, None), 5, "versions 1 and 2: the seq alone");
+    }
+
     #[test]
     fn truncated_record_is_rejected_without_panic() {
         let bytes = record(1, b"0123456789");
@@ -354,7 +405,8 @@ mod tests {
 
     #[test]
     fn segment_header_states_are_told_apart() {
-        let header = encode_segment_header(4, 1 << 20);
+        let header = encode_segment_header(4, 1 << 20, 77);
+        assert_eq!(segment_header_key(&header), Some(77));
         assert_eq!(decode_segment_header(&header, 4), SegmentHeaderState::Valid);
         assert_eq!(
             decode_segment_header(&header, 5),
@@ -385,5 +437,7 @@ mod tests {
         let crc = segment_header_crc(&old);
         old[12..16].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_segment_header(&old, 4), SegmentHeaderState::Valid);
+        assert_eq!(segment_header_key(&old), None, "a format without a key");
+        assert_eq!(segment_header_key(&flipped), None);
     }
 }

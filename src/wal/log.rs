@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::errors::{WalError, WalOpenError};
 use super::format::{
     RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
-    encode_segment_header, put_record_header, record_crc_of_parts, seal_record,
+    encode_segment_header, put_record_header, record_crc_of_parts, record_salt, seal_record,
 };
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
@@ -98,6 +98,12 @@ pub struct Wal<S: Storage> {
     /// The bytes of the entries record being built (reused, so no allocation per append).
     scratch: Vec<u8>,
     pub(super) recovery: RecoveryReport,
+    /// This WAL's secret, in every segment header it writes and in the salt of its records'
+    /// checksums (`format::record_salt`): drawn when the WAL is made, kept from its headers.
+    key: u64,
+    /// Segments up to this seq were written by a format without a key (0: none): their
+    /// records, the active segment's included, are salted with the seq alone.
+    unkeyed_through: u64,
 }
 
 impl<S: Storage> Wal<S> {
@@ -125,9 +131,11 @@ impl<S: Storage> Wal<S> {
             scratch: Vec::new(),
             stats: WalStats::default(),
             recovery: recovered.report,
+            key: recovered.key.unwrap_or_else(draw_key),
+            unkeyed_through: recovered.unkeyed_through,
         };
         if wal.segments.is_empty() {
-            let header = encode_segment_header(1, config.segment_bytes);
+            let header = wal.segment_header(1);
             let file = wal.storage.locate(1);
             wal.storage
                 .create(1, config.segment_bytes, &header)
@@ -154,7 +162,7 @@ impl<S: Storage> Wal<S> {
     /// place and sync them before anything is appended, so a node can start on a full disk.
     async fn retire_end_segment(&mut self) -> Result<(), WalOpenError> {
         let next = self.active() + 1;
-        let header = encode_segment_header(next, self.config.segment_bytes);
+        let header = self.segment_header(next);
         let file = self.storage.locate(next);
         match self
             .storage
@@ -270,6 +278,16 @@ impl<S: Storage> Wal<S> {
         }
     }
 
+    /// The header of segment `seq`, as this WAL writes it.
+    pub(super) fn segment_header(&self, seq: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+        encode_segment_header(seq, self.config.segment_bytes, self.key)
+    }
+
+    /// The salt of the checksums of the records of segment `seq`.
+    pub(super) fn salt(&self, seq: u64) -> u64 {
+        record_salt(seq, (seq > self.unkeyed_through).then_some(self.key))
+    }
+
     pub(super) fn active(&self) -> u64 {
         *self
             .segments
@@ -281,24 +299,19 @@ impl<S: Storage> Wal<S> {
         self.storage
     }
 
-    /// Appends entries `first_index..` of `group`, each `(term, payload)`, as one record: after
-    /// a crash they come back all or none. `first_index` may go back into the log (a follower
-    /// overwriting a conflicting suffix) but not past its end nor into the snapshot.
     /// The most bytes of entries (`Σ ENTRY_PREFIX_BYTES + payload`) one [`Wal::append_entries`]
     /// call may carry when the log holds `groups` groups: a record never spans segments, and a
     /// fresh segment starts with a checkpoint line per group. Callers split larger batches.
     pub fn entries_bytes_max(&self, groups: usize) -> usize {
-        let groups = groups.max(self.groups.len());
-        let checkpoint = align_up(
-            RECORD_HEADER_BYTES
-                + payload::CHECKPOINT_PREFIX_BYTES
-                + groups * payload::CHECKPOINT_GROUP_BYTES,
-        );
+        let checkpoint = checkpoint_bytes(groups.max(self.groups.len()));
         (self.config.segment_bytes as usize).saturating_sub(
             SEGMENT_HEADER_BYTES + checkpoint + RECORD_HEADER_BYTES + ENTRIES_PREFIX_BYTES,
         )
     }
 
+    /// Appends entries `first_index..` of `group`, each `(term, payload)`, as one record: after
+    /// a crash they come back all or none. `first_index` may go back into the log (a follower
+    /// overwriting a conflicting suffix) but not past its end nor into the snapshot.
     pub fn append_entries<P: EntryPayload>(
         &mut self,
         group: u64,
@@ -327,7 +340,7 @@ impl<S: Storage> Wal<S> {
                 .iter()
                 .map(|(_, p)| ENTRY_PREFIX_BYTES + p.len())
                 .sum::<usize>();
-        self.reserve(len_bytes)?;
+        self.reserve(len_bytes, group)?;
         let (seq, start) = (self.active(), self.cursor);
         let header = self.record_header(RecordKind::Entries, group, len_bytes);
         let log = self.groups.entry(group).or_default();
@@ -355,6 +368,7 @@ impl<S: Storage> Wal<S> {
         if shares {
             self.write_entries_as_parts(seq, start, &header, first_index, entries);
         } else {
+            let salt = self.salt(seq);
             let record = self.storage.slot(seq, start..start + len_bytes);
             put_record_header(record, &header);
             let mut at = RECORD_HEADER_BYTES;
@@ -368,7 +382,7 @@ impl<S: Storage> Wal<S> {
                 put(payload.head());
                 put(payload.body());
             }
-            seal_record(record, seq);
+            seal_record(record, salt);
         }
         self.advance(len_bytes);
         Ok(())
@@ -396,7 +410,8 @@ impl<S: Storage> Wal<S> {
             own.extend_from_slice(payload.head());
             runs.push(own.len());
         }
-        let crc = record_crc_of_parts(seq, record_parts(&own, &runs, entries).iter());
+        let salt = self.salt(seq);
+        let crc = record_crc_of_parts(salt, record_parts(&own, &runs, entries).iter());
         own[4..8].copy_from_slice(&crc.to_le_bytes());
         self.storage
             .write_parts(seq, start, &record_parts(&own, &runs, entries));
@@ -506,4 +521,94 @@ fn record_parts<'a, P: EntryPayload>(
         from = to;
     }
     parts
+}
+
+/// The bytes the checkpoint that opens every segment takes (padding included) in a log of
+/// `groups` groups.
+pub fn checkpoint_bytes(groups: usize) -> usize {
+    align_up(
+        RECORD_HEADER_BYTES
+            + payload::CHECKPOINT_PREFIX_BYTES
+            + groups * payload::CHECKPOINT_GROUP_BYTES,
+    )
+}
+
+/// A new WAL's key: random, never zero (see `format::record_salt`).
+fn draw_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::StopAction;
+    use crate::wal::format::{decode_record, segment_header_key};
+    use crate::wal::mem::MemStorage;
+    use futures_lite::future::block_on;
+
+    /// Rewrites segment `seq` of `storage` as a build before keys wrote it: a version 2
+    /// header without a key, every record salted with the seq alone.
+    fn unkey(storage: &mut MemStorage, seq: u64) {
+        let size = storage.size_bytes(seq) as usize;
+        let mut bytes = storage.view(seq, 0..size).to_vec();
+        let salt = record_salt(seq, segment_header_key(&bytes));
+        let mut at = SEGMENT_HEADER_BYTES;
+        while let Some(header) = decode_record(&bytes, at, salt) {
+            seal_record(&mut bytes[at..at + header.len_bytes as usize], seq);
+            at += header.footprint_bytes();
+        }
+        assert!(bytes[at..].iter().all(|&b| b == 0), "every record resealed");
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[32..40].fill(0);
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&bytes[0..12]);
+        hasher.update(&bytes[16..SEGMENT_HEADER_BYTES]);
+        bytes[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
+        storage.write(seq, 0, &bytes);
+    }
+
+    fn entry_count(wal: &Wal<MemStorage>) -> usize {
+        let state = wal.group(1).expect("group 1");
+        let mut out = Vec::new();
+        wal.entries(1, state.first_index..state.last_index + 1, &mut out)
+            .expect("read");
+        out.len()
+    }
+
+    /// Goal: a log written before keys (format 2) is read, and appended to where it ends:
+    /// records in its last segment salted as it salts them, a new segment keyed. Method: a
+    /// WAL's one segment rewritten as format 2; reopened, appended to past a rotation,
+    /// reopened again.
+    #[test]
+    fn a_log_written_before_keys_is_read_and_goes_on() {
+        let config = WalConfig {
+            segment_bytes: 8192,
+        };
+        let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+        for index in 1..=10 {
+            wal.append_entries(1, index, &[(1, b"before".as_slice())])
+                .expect("append");
+        }
+        block_on(wal.sync()).expect("sync");
+        let mut storage = wal.into_storage();
+        unkey(&mut storage, 1);
+        let mut wal = block_on(Wal::open(storage, config)).expect("a format 2 log opens");
+        assert_eq!(entry_count(&wal), 10);
+        assert_eq!((wal.unkeyed_through, wal.segments.len()), (1, 1));
+        for index in 11..=200 {
+            wal.append_entries(1, index, &[(1, b"after".as_slice())])
+                .expect("append");
+            block_on(wal.sync()).expect("sync");
+        }
+        assert!(wal.segments.len() > 1, "rotated into keyed segments");
+        let wal = block_on(Wal::open(wal.into_storage(), config)).expect("reopens");
+        assert_eq!(entry_count(&wal), 200);
+        assert_eq!(wal.recovery_report().end_action, Some(StopAction::EndOfLog));
+        let newest = *wal.segments.back().unwrap();
+        let header = wal.storage.view(newest, 0..SEGMENT_HEADER_BYTES);
+        assert_eq!(segment_header_key(&header), Some(wal.key));
+    }
 }

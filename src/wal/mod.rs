@@ -28,11 +28,14 @@
 //!
 //! ```text
 //! 0   8  magic "COHORTWL"
-//! 8   4  format version (2; version 1, which has no block skips, is read too)
+//! 8   4  format version (3; versions 1, without block skips, and 2, without a key, are
+//!        read too)
 //! 12  4  crc32 of bytes 0..12 and 16..64
 //! 16  8  seq (must equal the file name's)
 //! 24  8  segment size in bytes
-//! 32 32  zero
+//! 32  8  key: the WAL's secret, drawn at random when the WAL is made, the same in every
+//!        segment header it writes (zero before version 3)
+//! 40 24  zero
 //! ```
 //!
 //! The header is written and synced when the segment is prepared, before any record goes in.
@@ -41,7 +44,7 @@
 //!
 //! ```text
 //! 0   4  len: header + payload bytes (the record then pads with zeros to a multiple of 8)
-//! 4   4  crc32 of: the segment's seq (8 bytes, not stored), bytes 0..4, bytes 8..len
+//! 4   4  crc32 of: the segment's salt (8 bytes, not stored), bytes 0..4, bytes 8..len
 //! 8   1  kind: 1 entries, 2 hard state, 3 snapshot, 4 truncate, 5 checkpoint
 //! 9   7  zero
 //! 16  8  lsn: log sequence number, +1 per record across segments
@@ -62,8 +65,14 @@
 //! a gap never hides a torn write.
 //!
 //! Why 8-byte alignment: a record header starts at a multiple of 8, so its length field never
-//! straddles a 512-byte sector and is never torn by itself. Why a salted checksum: a recycled
-//! file still holds records of its earlier life; salted with another seq, they never verify.
+//! straddles a 512-byte sector and is never torn by itself. Why a salted checksum: the salt
+//! is a mix of the segment's seq and the key (`format::record_salt`; the seq alone in
+//! segments of versions 1 and 2). A recycled file still holds records of its earlier life;
+//! salted with another seq, they never verify. And entry payloads are stored as clients sent
+//! them: a value could hold the image of a record, and left after the end of the log (a
+//! torn tail, or the old bytes of a reused file) pass for one and make recovery refuse the
+//! log as damaged. Without the key, which never leaves the node, no one can compute a
+//! checksum that verifies.
 //!
 //! # Write protocol
 //!
@@ -136,7 +145,11 @@
 //! # Recovery
 //!
 //! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
-//! version it does not know: refuse), then replays records from the first segment on while
+//! version it does not know: refuse) and takes the key from the newest header that states
+//! one: a segment whose own header is zeros or damaged is read with it (and, in a log that
+//! has one, as an unkeyed segment too). A first segment whose header is damaged is refused
+//! when anything but zeros follows it and no other header states the key, as its records
+//! could not be checked. It then replays records from the first segment on while
 //! each verifies and carries the next lsn (skipping a zero gap to a block boundary where the
 //! record at the boundary carries it). Where the replay of a segment stops, the decision
 //! table in `decision.rs` chooses, from five facts, between: the segment simply ended (the
@@ -234,7 +247,7 @@ pub use decision::{STOP_TABLE, StopAction, StopFacts};
 pub use errors::{WalError, WalOpenError};
 pub use file::{BuiltSegment, FileStore, FileSyncer, SyncMode};
 pub use format::{RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-pub use log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, Wal, WalConfig, WalStats};
+pub use log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, Wal, WalConfig, WalStats, checkpoint_bytes};
 pub use mem::{CrashFault, MemStorage, MemSyncer, SECTOR_BYTES};
 pub use payload::ENTRY_PREFIX_BYTES;
 pub use recovery::RecoveryReport;

@@ -10,7 +10,7 @@ use super::errors::WalOpenError;
 use super::format::{
     RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
     SegmentHeaderState, decode_record, decode_record_within, decode_segment_header,
-    next_in_block_after_zeros, segment_header_size,
+    next_in_block_after_zeros, record_salt, segment_header_key, segment_header_size,
 };
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, Payload};
@@ -26,6 +26,12 @@ pub struct Recovered {
     /// The sequence number of the next record.
     pub next_lsn: u64,
     pub report: RecoveryReport,
+    /// The WAL's key, from the newest segment header that states one (None: a new WAL, or
+    /// one written only by formats without a key).
+    pub key: Option<u64>,
+    /// The last live segment's seq when its header states no key (it was written by a
+    /// format without one, and appends go on there salted with the seq alone), else 0.
+    pub unkeyed_through: u64,
 }
 
 /// What recovery saw and did, for the log line a node prints at start.
@@ -79,13 +85,43 @@ fn lsns_after(expected: Option<u64>, segments: &[Bytes]) -> RangeInclusive<u64> 
     from..=from.saturating_add((bytes / RECORD_HEADER_BYTES) as u64)
 }
 
+/// The salts a segment's records may be checksummed with (see `format::record_salt`).
+#[derive(Clone, Copy, Debug)]
+struct Salts {
+    /// As its header states, or, where the header cannot say (zeros, damage), as the WAL's
+    /// key makes it.
+    main: u64,
+    /// Where the header cannot say and the WAL has a key: the salt of a segment written
+    /// before keys (the seq alone), which it may be too.
+    unkeyed: Option<u64>,
+}
+
+impl Salts {
+    fn of(bytes: &[u8], seq: u64, wal_key: Option<u64>) -> Salts {
+        match decode_segment_header(bytes, seq) {
+            SegmentHeaderState::Valid | SegmentHeaderState::Stale { .. } => Salts {
+                main: record_salt(seq, segment_header_key(bytes)),
+                unkeyed: None,
+            },
+            _ => Salts {
+                main: record_salt(seq, wal_key),
+                unkeyed: wal_key.map(|_| seq),
+            },
+        }
+    }
+}
+
 /// The valid records at the aligned offsets of `bytes` from `from` on whose lsns lie in
-/// `lsns` (see [`decode_record_within`]).
-fn scan_for_valid(bytes: &[u8], seq: u64, from: usize, lsns: &RangeInclusive<u64>) -> Found {
+/// `lsns` (see [`decode_record_within`]), under either of `salts`.
+fn scan_for_valid(bytes: &[u8], salts: Salts, from: usize, lsns: &RangeInclusive<u64>) -> Found {
     let mut found = Found::default();
     let mut at = from;
     while at + RECORD_HEADER_BYTES <= bytes.len() {
-        if let Some(header) = decode_record_within(bytes, at, seq, lsns) {
+        let valid = decode_record_within(bytes, at, salts.main, lsns).or_else(|| {
+            let unkeyed = salts.unkeyed?;
+            decode_record_within(bytes, at, unkeyed, lsns)
+        });
+        if let Some(header) = valid {
             found.count += 1;
             found.durable_lsn_max = found.durable_lsn_max.max(header.durable_lsn);
             found.end_offset = at + header.len_bytes as usize;
@@ -118,22 +154,40 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
         .map(|&seq| storage.view(seq, 0..storage.size_bytes(seq) as usize))
         .collect();
     check_headers(storage, &seqs, &segments)?;
+    let key = segments
+        .iter()
+        .rev()
+        .find_map(|bytes| segment_header_key(bytes));
+    let salts: Vec<Salts> = seqs
+        .iter()
+        .zip(&segments)
+        .map(|(&seq, bytes)| Salts::of(bytes, seq, key))
+        .collect();
     let mut recovered = Recovered {
         groups: Groups::default(),
         segments: Vec::new(),
         cursor: SEGMENT_HEADER_BYTES,
         next_lsn: 1,
         report: RecoveryReport::default(),
+        key,
+        unkeyed_through: 0,
     };
     if seqs.is_empty() {
         return Ok(recovered);
     }
-    if decode_segment_header(&segments[0], seqs[0]) != SegmentHeaderState::Valid {
-        // An interrupted creation of the first segment leaves no record anywhere.
+    let first_header = decode_segment_header(&segments[0], seqs[0]);
+    if first_header != SegmentHeaderState::Valid {
+        // An interrupted creation of the first segment leaves no record anywhere. Damage
+        // to its header (never a crash: a header fits one sector) in a log whose key no
+        // other header states leaves its records unverifiable: refused, unless there are
+        // none to lose (only zeros after it).
         let lsns = lsns_after(None, &segments);
         let any =
-            (0..seqs.len()).any(|i| scan_for_valid(&segments[i], seqs[i], 0, &lsns).count > 0);
-        if any {
+            (0..seqs.len()).any(|i| scan_for_valid(&segments[i], salts[i], 0, &lsns).count > 0);
+        let unverifiable = first_header == SegmentHeaderState::Garbage
+            && key.is_none()
+            && !all_zero(&segments[0][SEGMENT_HEADER_BYTES.min(segments[0].len())..]);
+        if any || unverifiable {
             return Err(WalOpenError::CorruptSegmentHeader {
                 file: storage.locate(seqs[0]),
             });
@@ -147,8 +201,9 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
     loop {
         let (seq, bytes) = (seqs[i], &segments[i]);
         recovered.report.segments_scanned += 1;
-        let stop = replay_segment(storage, seq, bytes, &mut expected, &mut recovered)?;
-        let (facts, found_here) = stop_facts(&seqs, &segments, i, stop, expected);
+        let salt = salts[i].main;
+        let stop = replay_segment(storage, (seq, salt), bytes, &mut expected, &mut recovered)?;
+        let (facts, found_here) = stop_facts(&seqs, &segments, &salts, i, stop, expected);
         let row = decide(&facts);
         match row.action {
             StopAction::SegmentEnd => {
@@ -164,6 +219,9 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                 recovered.report.end_reason = row.why;
                 recovered.cursor = stop;
                 recovered.next_lsn = expected.unwrap_or(1);
+                if segment_header_key(&segments[i]).is_none() {
+                    recovered.unkeyed_through = seq;
+                }
                 // Bytes after the end: a log that holds a record goes on in a fresh segment;
                 // an empty one (a first checkpoint torn) has them zeroed instead, as a next
                 // segment could not say where the log starts.
@@ -188,7 +246,7 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                         "every record from lsn {lsn} on ({}), although a later record states \
                          that the log was durable up to lsn {}",
                         row.why,
-                        later_durable(&seqs, &segments, i, stop, expected) - 1
+                        later_durable(&segments, &salts, i, stop, expected) - 1
                     ),
                 });
             }
@@ -259,21 +317,21 @@ fn check_headers<S: Storage>(
     Ok(())
 }
 
-/// Replays the records of one segment that verify and carry the expected lsn, skipping
-/// zeros to a block boundary where the next one starts there; returns the offset where that
-/// stops.
+/// Replays the records of one segment (its seq, and the salt of its records) that verify
+/// and carry the expected lsn, skipping zeros to a block boundary where the next one starts
+/// there; returns the offset where that stops.
 fn replay_segment<S: Storage>(
     storage: &S,
-    seq: u64,
+    (seq, salt): (u64, u64),
     bytes: &[u8],
     expected: &mut Option<u64>,
     recovered: &mut Recovered,
 ) -> Result<usize, WalOpenError> {
     let mut at = SEGMENT_HEADER_BYTES;
     loop {
-        let header = match decode_record(bytes, at, seq) {
+        let header = match decode_record(bytes, at, salt) {
             Some(header) if expected.is_none_or(|lsn| header.lsn == lsn) => header,
-            _ => match expected.and_then(|lsn| next_in_block_after_zeros(bytes, at, seq, lsn)) {
+            _ => match expected.and_then(|lsn| next_in_block_after_zeros(bytes, at, salt, lsn)) {
                 Some(boundary) => {
                     at = boundary;
                     continue;
@@ -301,14 +359,15 @@ fn replay_segment<S: Storage>(
 fn stop_facts(
     seqs: &[u64],
     segments: &[Bytes],
+    salts: &[Salts],
     i: usize,
     stop: usize,
     expected: Option<u64>,
 ) -> (StopFacts, Found) {
     let lsns = lsns_after(expected, segments);
-    let here = scan_for_valid(&segments[i], seqs[i], stop, &lsns);
+    let here = scan_for_valid(&segments[i], salts[i], stop, &lsns);
     let next_first = (i + 1 < seqs.len())
-        .then(|| decode_record(&segments[i + 1], SEGMENT_HEADER_BYTES, seqs[i + 1]))
+        .then(|| decode_record(&segments[i + 1], SEGMENT_HEADER_BYTES, salts[i + 1].main))
         .flatten();
     let next_segment_continues = next_first.is_some_and(|h| Some(h.lsn) == expected);
     let later = match next_first {
@@ -321,7 +380,7 @@ fn stop_facts(
             end_offset: 0,
         },
         _ => (i + 1..seqs.len())
-            .map(|j| scan_for_valid(&segments[j], seqs[j], SEGMENT_HEADER_BYTES, &lsns))
+            .map(|j| scan_for_valid(&segments[j], salts[j], SEGMENT_HEADER_BYTES, &lsns))
             .fold(Found::default(), Found::merge),
     };
     let all = here.merge(later);
@@ -340,18 +399,18 @@ fn stop_facts(
 }
 
 fn later_durable(
-    seqs: &[u64],
     segments: &[Bytes],
+    salts: &[Salts],
     i: usize,
     stop: usize,
     expected: Option<u64>,
 ) -> u64 {
     let lsns = lsns_after(expected, segments);
-    let mut found = scan_for_valid(&segments[i], seqs[i], stop, &lsns);
-    for j in i + 1..seqs.len() {
+    let mut found = scan_for_valid(&segments[i], salts[i], stop, &lsns);
+    for j in i + 1..segments.len() {
         found = found.merge(scan_for_valid(
             &segments[j],
-            seqs[j],
+            salts[j],
             SEGMENT_HEADER_BYTES,
             &lsns,
         ));

@@ -4,7 +4,6 @@
 use std::io;
 
 use super::errors::WalError;
-use super::format::encode_segment_header;
 use super::log::Wal;
 use super::storage::{SegmentSyncer, Storage};
 use super::types::{GroupDurable, SyncReport};
@@ -177,7 +176,7 @@ impl<S: Storage> Wal<S> {
             // gives the configured size, which recovery checks against the file's length.
             let same_size = self.storage.size_bytes(seq) == self.config.segment_bytes;
             let reused = if self.prepared.is_none() && same_size {
-                let header = encode_segment_header(next, self.config.segment_bytes);
+                let header = self.segment_header(next);
                 match self.storage.recycle(seq, next, &header) {
                     Ok(reused) => reused,
                     Err(source) => return Err(self.poison_segment_io(seq, source)),
