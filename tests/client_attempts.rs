@@ -474,3 +474,53 @@ fn a_request_timeout_bounds_retries_and_topology_refreshes() {
     }
     assert!(took < Duration::from_millis(1_500), "took {took:?}");
 }
+
+/// Goal: a request whose caller stopped waiting for it (dropped its future, as a timeout
+/// around the call does) no longer holds back its id's `first_unacked` (found in review: it
+/// did for the client's life, so its group kept every later reply of that id, up to the
+/// session's bounds, and the client's own window of unanswered requests grew without end).
+/// Method: a put the node never answers, dropped after 50 ms; then three puts of the same
+/// group, answered: the last tells `first_unacked` 4, its own sequence (before: 1).
+#[test]
+fn a_request_its_caller_stopped_waiting_for_no_longer_holds_back_first_unacked() {
+    let seen = cohort::node::on_one_executor("client-dropped", || async {
+        let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let recorded = Rc::clone(&seen);
+        let base = fake_node(4, move |stream, topology| {
+            let recorded = Rc::clone(&recorded);
+            answer_frames(stream, topology, move |commands| {
+                let told = commands.iter().map(|c| (c.sequence, c.first_unacked));
+                recorded.borrow_mut().extend(told);
+                let written = Outcome::Results(vec![OpResult::Written].into());
+                // Sequence 1 goes unanswered.
+                (commands[0].sequence != 1).then(|| vec![written; commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        future_or(client.execute_batch(puts(1)), Duration::from_millis(50)).await;
+        for _ in 0..3 {
+            let results = client.execute_batch(puts(1)).await;
+            assert!(results[0].is_ok(), "{results:?}");
+        }
+        seen.take()
+    })
+    .expect("executor");
+    assert_eq!(
+        seen.last(),
+        Some(&(4, 4)),
+        "(sequence, first_unacked): {seen:?}"
+    );
+}
+
+/// Runs `work` for at most `limit`, dropping it unfinished after that.
+async fn future_or<T>(work: impl std::future::Future<Output = T>, limit: Duration) {
+    futures_lite::future::or(
+        async {
+            work.await;
+        },
+        glommio::timer::sleep(limit),
+    )
+    .await;
+}

@@ -125,6 +125,31 @@ struct Slot {
     renewed: bool,
 }
 
+/// A batch's requests while they wait for answers (a slot per request; None once answered
+/// or refused), and the connections of the attempt under way with the requests each
+/// carries. However the batch ends, its dropped future's included (a caller that stopped
+/// waiting), the requests still waiting are given up: they no longer hold back their id's
+/// `first_unacked`, nor wait for answers on their connections.
+struct Waiting<'c> {
+    client: &'c Client,
+    slots: Vec<Option<Slot>>,
+    sent: Vec<(String, Rc<Channel>, Vec<usize>)>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        for (_, channel, members) in &self.sent {
+            for slot in members.iter().filter_map(|&i| self.slots[i].as_ref()) {
+                let command = &slot.request.command;
+                channel.forget((command.client_id, command.sequence));
+            }
+        }
+        for slot in self.slots.iter().flatten() {
+            self.client.answered(&slot.request);
+        }
+    }
+}
+
 /// The answer to one request of a batch, and which node gave it.
 #[derive(Debug)]
 pub struct Answer {
@@ -290,8 +315,12 @@ impl Client {
 
     /// [`Client::execute_batch`], telling for each request which node answered it, and when.
     pub async fn execute_batch_traced(&self, requests: Vec<(Ops, Consistency)>) -> Vec<Answer> {
-        // A slot per request while it waits for its answer; None once answered or refused.
-        let mut slots: Vec<Option<Slot>> = Vec::with_capacity(requests.len());
+        let mut waiting = Waiting {
+            client: self,
+            slots: Vec::with_capacity(requests.len()),
+            sent: Vec::new(),
+        };
+        let slots = &mut waiting.slots;
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
         for (ops, consistency) in requests {
             match self.prepare(ops, consistency) {
@@ -333,16 +362,15 @@ impl Client {
             // Send everything first, one frame per address, then collect every answer: the
             // nodes work on all of them at once.
             let attempt = Attempt::new(slots.len());
-            let mut sent = Vec::new();
-            for (address, members) in self.route(&mut slots) {
+            for (address, members) in self.route(slots) {
                 match self
-                    .send(&address, &members, &slots, &attempt, attempt_timeout)
+                    .send(&address, &members, slots, &attempt, attempt_timeout)
                     .await
                 {
-                    Ok(channel) => sent.push((address, channel, members)),
+                    Ok(channel) => waiting.sent.push((address, channel, members)),
                     Err(error) => {
                         last_error = format!("{address}: {error}");
-                        self.reroute(&members, &mut slots);
+                        self.reroute(&members, slots);
                         pause = true;
                     }
                 }
@@ -354,7 +382,7 @@ impl Client {
                 attempt_over.await;
             })
             .await;
-            for (address, channel, members) in sent {
+            for (address, channel, members) in std::mem::take(&mut waiting.sent) {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
                         continue;
@@ -473,9 +501,7 @@ impl Client {
                 self.refresh_topology(deadline).await;
             }
         }
-        for slot in slots.into_iter().flatten() {
-            self.answered(&slot.request);
-        }
+        // What still waits is given up (`Waiting`'s drop).
         let gave_up = crate::clock::now();
         answers
             .into_iter()
