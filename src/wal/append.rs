@@ -36,14 +36,22 @@ impl<S: Storage> Wal<S> {
         // Checked whether or not this record rotates, so every group the log takes can write
         // again after the next rotation. The next segment has the configured size, which a
         // recovered active segment need not have (the node ran with another `--segment-mib`).
-        let groups = self.groups.len() + usize::from(!self.groups.contains_key(&group));
-        let size_bytes_max = (self.config.segment_bytes as usize)
-            .saturating_sub(SEGMENT_HEADER_BYTES + checkpoint_bytes(groups));
-        if align_up(len_bytes) > size_bytes_max {
-            return Err(WalError::RecordTooLarge {
-                size_bytes: len_bytes as u64,
-                size_bytes_max: size_bytes_max as u64,
-            });
+        let room_bytes = |groups: usize| {
+            (self.config.segment_bytes as usize)
+                .saturating_sub(SEGMENT_HEADER_BYTES + checkpoint_bytes(groups))
+        };
+        let held = self.groups.len();
+        // Fitting beside one more group's line, the record fits whether its group is new or
+        // not: no lookup of the group on the common path.
+        if align_up(len_bytes) > room_bytes(held + 1) {
+            let groups = held + usize::from(!self.groups.contains_key(&group));
+            let size_bytes_max = room_bytes(groups);
+            if align_up(len_bytes) > size_bytes_max {
+                return Err(WalError::RecordTooLarge {
+                    size_bytes: len_bytes as u64,
+                    size_bytes_max: size_bytes_max as u64,
+                });
+            }
         }
         self.skip_block_in_flight()?;
         // A segment recovered from disk keeps the size it was created with.
