@@ -33,9 +33,10 @@ pub(crate) struct RaftLog {
     pub(crate) persisted: LogIndex,
     /// First index not yet handed out for persistence.
     pub(crate) unstable_from: LogIndex,
-    /// How many times entries were dropped from the tail (a conflicting suffix, or the
-    /// whole log for a received snapshot). A Ready handed out before one may describe
-    /// entries that were dropped and later written again, by a Ready still in flight.
+    /// How many times entries handed out for persistence were dropped from the tail (a
+    /// conflicting suffix, or the whole log for a received snapshot). A Ready handed out
+    /// before one may describe entries that were dropped and later written again, by a
+    /// Ready still in flight.
     pub(crate) truncations: u64,
 }
 
@@ -165,14 +166,17 @@ impl RaftLog {
         Some(last_new)
     }
 
-    /// Drops entries at and after `index` (a follower discarding a conflicting suffix).
+    /// Drops entries at and after `index` (a follower discarding a conflicting suffix; every
+    /// append past the end comes here too, dropping nothing).
     fn truncate_from(&mut self, index: LogIndex) {
         debug_assert!(index > self.snapshot_index);
         let keep = (index.0 - self.snapshot_index.0 - 1) as usize;
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(index.prev());
+        if index < self.unstable_from {
+            self.truncations += 1;
+        }
         self.unstable_from = self.unstable_from.min(index);
-        self.truncations += 1;
     }
 
     /// Entries from `from` on, at most `entries_max` and (past the first) `bytes_max` bytes.

@@ -507,6 +507,7 @@ mod tests {
     use super::*;
     use crate::raft::config::Config;
     use crate::raft::message::VoteResponse;
+    use crate::raft::ready::Ready;
     use crate::raft::replica::Persisted;
     use crate::raft::types::{Entry, EntryKind};
 
@@ -628,25 +629,79 @@ mod tests {
     /// Ready's sync ends: nothing past 7 is durable, nor applied; then the other two end.
     #[test]
     fn a_suffix_written_back_is_durable_only_once_its_own_ready_is() {
+        let mut follower = follower_2_of_five();
+        let appends = [
+            (1, 2, (1, 1), follower_entries(2, 10, 2), 1),
+            (3, 3, (7, 2), follower_entries(8, 9, 3), 1),
+            (4, 4, (7, 2), follower_entries(8, 10, 2), 10),
+        ];
+        let readies = step_appends(&mut follower, appends);
+        assert_eq!(follower.log.committed, LogIndex(10));
+        follower.advance(readies[0].ack());
+        assert!(
+            follower.log.persisted <= LogIndex(7),
+            "{:?}",
+            follower.log.persisted
+        );
+        let applied = follower.take_committed_durable();
+        assert!(
+            applied.iter().all(|e| e.index <= LogIndex(7)),
+            "{applied:?}"
+        );
+        for ready in &readies[1..] {
+            follower.advance(ready.ack());
+        }
+        assert_eq!(follower.log.persisted, LogIndex(10));
+    }
+
+    /// Goal: appends past the end of the log, pipelined, are each credited durable once their
+    /// own sync ends (found in review: every append counted as a truncation, and a follower
+    /// taking an append during each sync credited nothing, applying nothing, while load
+    /// lasted). Method: node 2 takes entries 2-5, then 6-8 with commit 5, a Ready for each,
+    /// not advanced; the first Ready's sync ends: 2-5 are durable and applied.
+    #[test]
+    fn pipelined_appends_past_the_end_are_credited_as_their_syncs_end() {
+        let mut follower = follower_2_of_five();
+        let appends = [
+            (1, 2, (1, 1), follower_entries(2, 5, 2), 1),
+            (1, 2, (5, 2), follower_entries(6, 8, 2), 5),
+        ];
+        let readies = step_appends(&mut follower, appends);
+        follower.advance(readies[0].ack());
+        assert_eq!(follower.log.persisted, LogIndex(5));
+        let applied: Vec<LogIndex> = follower
+            .take_committed_durable()
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(applied, (2..=5).map(LogIndex).collect::<Vec<_>>());
+    }
+
+    /// Node 2, a follower of five voters, fresh from bootstrap.
+    fn follower_2_of_five() -> Replica {
         let voters: Vec<NodeId> = (1..=5).map(NodeId).collect();
         let mut config = Config::new(NodeId(2));
         config.pre_vote = false;
-        let mut follower = Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap();
-        let entries = |from: u64, to: u64, term: u64| -> AppendEntries {
-            (from..=to)
-                .map(|index| Entry {
-                    term: Term(term),
-                    index: LogIndex(index),
-                    kind: EntryKind::Normal,
-                    data: Bytes::from_static(b"x"),
-                })
-                .collect()
-        };
-        let appends = [
-            (1, 2, (1, 1), entries(2, 10, 2), 1),
-            (3, 3, (7, 2), entries(8, 9, 3), 1),
-            (4, 4, (7, 2), entries(8, 10, 2), 10),
-        ];
+        Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap()
+    }
+
+    /// Entries `from..=to` of `term`.
+    fn follower_entries(from: u64, to: u64, term: u64) -> AppendEntries {
+        (from..=to)
+            .map(|index| Entry {
+                term: Term(term),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(b"x"),
+            })
+            .collect()
+    }
+
+    /// An append to node 2: leader, term, prev (index, term), entries, commit.
+    type AppendTo2 = (u64, u64, (u64, u64), AppendEntries, u64);
+
+    /// Steps each append into `follower` and takes a Ready after each, advancing none.
+    fn step_appends<const N: usize>(follower: &mut Replica, appends: [AppendTo2; N]) -> Vec<Ready> {
         let mut readies = Vec::new();
         for (leader, term, (prev, prev_term), entries, commit) in appends {
             let append = AppendRequest {
@@ -664,22 +719,7 @@ mod tests {
             follower.step(message).unwrap();
             readies.push(follower.ready());
         }
-        assert_eq!(follower.log.committed, LogIndex(10));
-        follower.advance(readies[0].ack());
-        assert!(
-            follower.log.persisted <= LogIndex(7),
-            "{:?}",
-            follower.log.persisted
-        );
-        let applied = follower.take_committed_durable();
-        assert!(
-            applied.iter().all(|e| e.index <= LogIndex(7)),
-            "{applied:?}"
-        );
-        for ready in &readies[1..] {
-            follower.advance(ready.ack());
-        }
-        assert_eq!(follower.log.persisted, LogIndex(10));
+        readies
     }
 
     /// Goal: a probe the transport refused is sent again once the follower answers anything,
