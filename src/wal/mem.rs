@@ -207,6 +207,13 @@ fn sector_range(len: usize, s: usize) -> Range<usize> {
 }
 
 impl Storage for MemStorage {
+    /// A fixed key: the same operations write the same bytes, so a seed replays exactly
+    /// (crash faults pick the bytes that differ from the synced ones). Nothing here guards
+    /// against a client's bytes.
+    fn draw_key(&self) -> u64 {
+        0x00C0_4047_5A17
+    }
+
     type Syncer = MemSyncer;
 
     fn list(&mut self) -> io::Result<Vec<u64>> {

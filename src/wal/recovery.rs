@@ -99,8 +99,15 @@ struct Salts {
 impl Salts {
     fn of(bytes: &[u8], seq: u64, wal_key: Option<u64>) -> Salts {
         match decode_segment_header(bytes, seq) {
-            SegmentHeaderState::Valid | SegmentHeaderState::Stale { .. } => Salts {
+            SegmentHeaderState::Valid => Salts {
                 main: record_salt(seq, segment_header_key(bytes)),
+                unkeyed: None,
+            },
+            // The header of the file's earlier life (a recycle cut short): it holds no record
+            // of this one, and a new life is always keyed, so its old bytes are checked as a
+            // keyed segment's (a value that guessed this seq does not pass for a record).
+            SegmentHeaderState::Stale { .. } => Salts {
+                main: record_salt(seq, wal_key),
                 unkeyed: None,
             },
             _ => Salts {
@@ -184,8 +191,10 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
         let lsns = lsns_after(None, &segments);
         let any =
             (0..seqs.len()).any(|i| scan_for_valid(&segments[i], salts[i], 0, &lsns).count > 0);
-        let unverifiable = first_header == SegmentHeaderState::Garbage
-            && key.is_none()
+        let unverifiable = matches!(
+            first_header,
+            SegmentHeaderState::Garbage | SegmentHeaderState::Zero
+        ) && key.is_none()
             && !all_zero(&segments[0][SEGMENT_HEADER_BYTES.min(segments[0].len())..]);
         if any || unverifiable {
             return Err(WalOpenError::CorruptSegmentHeader {
@@ -367,7 +376,11 @@ fn stop_facts(
     let lsns = lsns_after(expected, segments);
     let here = scan_for_valid(&segments[i], salts[i], stop, &lsns);
     let next_first = (i + 1 < seqs.len())
-        .then(|| decode_record(&segments[i + 1], SEGMENT_HEADER_BYTES, salts[i + 1].main))
+        .then(|| {
+            let (bytes, salts) = (&segments[i + 1], salts[i + 1]);
+            decode_record(bytes, SEGMENT_HEADER_BYTES, salts.main)
+                .or_else(|| decode_record(bytes, SEGMENT_HEADER_BYTES, salts.unkeyed?))
+        })
         .flatten();
     let next_segment_continues = next_first.is_some_and(|h| Some(h.lsn) == expected);
     let later = match next_first {

@@ -77,6 +77,14 @@ pub trait Storage {
     /// The segment's size in bytes.
     fn size_bytes(&self, seq: u64) -> u64;
 
+    /// A key for a new WAL on this storage (see `format::record_salt`): random, never zero.
+    fn draw_key(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(u64::from(std::process::id()));
+        hasher.finish().max(1)
+    }
+
     /// A view of `range` of the segment without copying where the medium allows it. The WAL
     /// asks only for ranges it will not write again while the view can live (written records
     /// behind the append cursor); `write` must never touch a range covered by a live view.
