@@ -679,4 +679,45 @@ mod tests {
         };
         assert_eq!(bytes(), bytes());
     }
+
+    /// Goal: a damaged header on the only segment that states the key is refused, not taken
+    /// for the end of the log (found in review: in a log written before keys, its first
+    /// keyed segment's records could not be checked once its header was damaged, and the
+    /// segment was dropped with the entries and the vote it held). Method: a format 2 log
+    /// reopened and filled into a second, keyed segment holding a hard state; a byte of
+    /// that segment's header flipped.
+    #[test]
+    fn a_damaged_header_of_the_only_keyed_segment_is_refused() {
+        let config = WalConfig {
+            segment_bytes: 8192,
+        };
+        let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+        wal.append_entries(1, 1, &[(1, b"entry".as_slice())])
+            .expect("append");
+        block_on(wal.sync()).expect("sync");
+        let mut storage = wal.into_storage();
+        unkey(&mut storage, 1);
+        let mut wal = block_on(Wal::open(storage, config)).expect("a format 2 log opens");
+        let mut index = 2;
+        while wal.segments.len() < 2 {
+            wal.append_entries(1, index, &[(1, b"entry".as_slice())])
+                .expect("append");
+            index += 1;
+        }
+        let state = crate::wal::HardState {
+            term: 4,
+            vote: 2,
+            commit: 0,
+        };
+        wal.set_hard_state(1, state).expect("hard state");
+        block_on(wal.sync()).expect("sync");
+        let mut storage = wal.into_storage();
+        assert_eq!(storage.segment_seqs(), [1, 2], "no third segment prepared");
+        storage.corrupt(2, 20, 1);
+        match block_on(Wal::open(storage, config)) {
+            Err(WalOpenError::CorruptSegmentHeader { file }) => assert!(file.contains("2.wal")),
+            Err(other) => panic!("wanted CorruptSegmentHeader, got {other}"),
+            Ok(wal) => panic!("opened: {:?}", wal.recovery_report()),
+        }
+    }
 }

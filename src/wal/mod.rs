@@ -147,8 +147,8 @@
 //! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
 //! version it does not know: refuse) and takes the key from the newest header that states
 //! one: a segment whose own header is zeros or damaged is read with it (and, in a log that
-//! has one, as an unkeyed segment too). A first segment whose header is damaged is refused
-//! when anything but zeros follows it and no other header states the key, as its records
+//! has one, as an unkeyed segment too). Where no header states a key, a segment whose
+//! header is zeros or damaged is refused when anything but zeros follows it, as its records
 //! could not be checked. It then replays records from the first segment on while
 //! each verifies and carries the next lsn (skipping a zero gap to a block boundary where the
 //! record at the boundary carries it). Where the replay of a segment stops, the decision

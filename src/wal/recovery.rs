@@ -138,6 +138,18 @@ fn scan_for_valid(bytes: &[u8], salts: Salts, from: usize, lsns: &RangeInclusive
     found
 }
 
+/// Whether a segment's records cannot be checked in a log whose key no header states: its
+/// own header, the only one that could, reads as zeros or is damaged (never a crash: a
+/// header fits one sector and is synced before any record), and bytes other than zeros
+/// follow it. Its records, keyed or not, could then go unnoticed, and with them synced
+/// entries and votes.
+fn unverifiable(bytes: &[u8], seq: u64) -> bool {
+    matches!(
+        decode_segment_header(bytes, seq),
+        SegmentHeaderState::Garbage | SegmentHeaderState::Zero
+    ) && !all_zero(&bytes[SEGMENT_HEADER_BYTES.min(bytes.len())..])
+}
+
 fn all_zero(bytes: &[u8]) -> bool {
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
@@ -182,21 +194,19 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
     if seqs.is_empty() {
         return Ok(recovered);
     }
-    let first_header = decode_segment_header(&segments[0], seqs[0]);
-    if first_header != SegmentHeaderState::Valid {
-        // An interrupted creation of the first segment leaves no record anywhere. Damage
-        // to its header (never a crash: a header fits one sector) in a log whose key no
-        // other header states leaves its records unverifiable: refused, unless there are
-        // none to lose (only zeros after it).
+    if key.is_none()
+        && let Some(i) = (0..seqs.len()).find(|&i| unverifiable(&segments[i], seqs[i]))
+    {
+        return Err(WalOpenError::CorruptSegmentHeader {
+            file: storage.locate(seqs[i]),
+        });
+    }
+    if decode_segment_header(&segments[0], seqs[0]) != SegmentHeaderState::Valid {
+        // An interrupted creation of the first segment leaves no record anywhere.
         let lsns = lsns_after(None, &segments);
         let any =
             (0..seqs.len()).any(|i| scan_for_valid(&segments[i], salts[i], 0, &lsns).count > 0);
-        let unverifiable = matches!(
-            first_header,
-            SegmentHeaderState::Garbage | SegmentHeaderState::Zero
-        ) && key.is_none()
-            && !all_zero(&segments[0][SEGMENT_HEADER_BYTES.min(segments[0].len())..]);
-        if any || unverifiable {
+        if any {
             return Err(WalOpenError::CorruptSegmentHeader {
                 file: storage.locate(seqs[0]),
             });
