@@ -916,21 +916,36 @@ fn the_balancer_hands_no_group_to_a_voter_far_behind() {
             to_1_in_every_group(3, &terms, heartbeat_answered),
         );
     }
-    let lasts = [last(&core, 0), last(&core, 1)];
+    let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
+    assert!(handed, "node 3, caught up, was handed no group");
+}
+
+/// Node 3 acknowledges the whole log of each of node 1's groups; then, over two looks at
+/// the leaders (node 3 answering every heartbeat), whether node 1 hands it a group.
+fn caught_up_node_3_is_handed_a_group(
+    mut core: TestCore,
+    inbox: &Inbox<Input>,
+    terms: &[u64],
+    events: &Events,
+) -> bool {
+    let lasts: Vec<LogIndex> = core
+        .groups()
+        .values()
+        .map(|g| g.replica.last_index())
+        .collect();
     let acked = |group: u32| MessageBody::AppendResponse(ack(lasts[group as usize]));
-    core = turn(core, &inbox, to_1_in_every_group(3, &terms, acked));
+    core = turn(core, inbox, to_1_in_every_group(3, terms, acked));
     events.borrow_mut().clear();
     let start = core.ticks();
-    while core.ticks() < start + 2 * look {
-        core = turn(core, &inbox, Input::Tick);
+    while core.ticks() < start + 2 * u64::from(BALANCE_EVERY_TICKS) {
+        core = turn(core, inbox, Input::Tick);
         core = turn(
             core,
-            &inbox,
-            to_1_in_every_group(3, &terms, heartbeat_answered),
+            inbox,
+            to_1_in_every_group(3, terms, heartbeat_answered),
         );
     }
-    let timeout_now = events.borrow().contains(&Event::Sent("TimeoutNow"));
-    assert!(timeout_now, "node 3, caught up, was handed no group");
+    events.borrow().contains(&Event::Sent("TimeoutNow"))
 }
 
 /// Client 5's write number `sequence` (on connection 1) to each of two groups, in one input.
@@ -982,28 +997,8 @@ fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
         );
     }
     full_queue_to.set(None);
-    let lasts: Vec<LogIndex> = core
-        .groups()
-        .values()
-        .map(|g| g.replica.last_index())
-        .collect();
-    let acked = |group: u32| MessageBody::AppendResponse(ack(lasts[group as usize]));
-    core = turn(core, &inbox, to_1_in_every_group(3, &terms, acked));
-    events.borrow_mut().clear();
-    let start = core.ticks();
-    while core.ticks() < start + 2 * look {
-        core = turn(core, &inbox, Input::Tick);
-        core = turn(
-            core,
-            &inbox,
-            to_1_in_every_group(3, &terms, heartbeat_answered),
-        );
-    }
-    let timeout_now = events.borrow().contains(&Event::Sent("TimeoutNow"));
-    assert!(
-        timeout_now,
-        "node 3, its queue drained, was handed no group"
-    );
+    let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
+    assert!(handed, "node 3, its queue drained, was handed no group");
 }
 
 /// Goal: a handover the balancer started that did not complete is not tried again at every

@@ -630,11 +630,7 @@ mod tests {
         unkey(&mut storage, 1);
         unkey(&mut storage, 2);
         storage.corrupt(2, 20, 1);
-        match block_on(Wal::open(storage, config)) {
-            Err(WalOpenError::CorruptSegmentHeader { file }) => assert!(file.contains("2.wal")),
-            Err(other) => panic!("wanted CorruptSegmentHeader, got {other}"),
-            Ok(wal) => panic!("opened: {:?}", wal.recovery_report()),
-        }
+        assert!(refused_for_a_header(storage, config).contains("2.wal"));
     }
 
     /// Goal: a first segment whose header reads back as zeros, with records after it and no
@@ -647,6 +643,14 @@ mod tests {
             segment_bytes: 8192,
         };
         let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+        vote_durably(&mut wal);
+        let mut storage = wal.into_storage();
+        storage.write(1, 0, &[0; SEGMENT_HEADER_BYTES]);
+        assert!(refused_for_a_header(storage, config).contains("1.wal"));
+    }
+
+    /// Group 1's hard state (term 4, vote 2), synced.
+    fn vote_durably(wal: &mut Wal<MemStorage>) {
         let state = crate::wal::HardState {
             term: 4,
             vote: 2,
@@ -654,10 +658,12 @@ mod tests {
         };
         wal.set_hard_state(1, state).expect("hard state");
         block_on(wal.sync()).expect("sync");
-        let mut storage = wal.into_storage();
-        storage.write(1, 0, &[0; SEGMENT_HEADER_BYTES]);
+    }
+
+    /// The file named by the `CorruptSegmentHeader` that opening `storage` fails with.
+    fn refused_for_a_header(storage: MemStorage, config: WalConfig) -> String {
         match block_on(Wal::open(storage, config)) {
-            Err(WalOpenError::CorruptSegmentHeader { .. }) => {}
+            Err(WalOpenError::CorruptSegmentHeader { file }) => file,
             Err(other) => panic!("wanted CorruptSegmentHeader, got {other}"),
             Ok(wal) => panic!("opened: {:?}", wal.recovery_report()),
         }
@@ -704,20 +710,10 @@ mod tests {
                 .expect("append");
             index += 1;
         }
-        let state = crate::wal::HardState {
-            term: 4,
-            vote: 2,
-            commit: 0,
-        };
-        wal.set_hard_state(1, state).expect("hard state");
-        block_on(wal.sync()).expect("sync");
+        vote_durably(&mut wal);
         let mut storage = wal.into_storage();
         assert_eq!(storage.segment_seqs(), [1, 2], "no third segment prepared");
         storage.corrupt(2, 20, 1);
-        match block_on(Wal::open(storage, config)) {
-            Err(WalOpenError::CorruptSegmentHeader { file }) => assert!(file.contains("2.wal")),
-            Err(other) => panic!("wanted CorruptSegmentHeader, got {other}"),
-            Ok(wal) => panic!("opened: {:?}", wal.recovery_report()),
-        }
+        assert!(refused_for_a_header(storage, config).contains("2.wal"));
     }
 }
