@@ -716,4 +716,32 @@ mod tests {
         storage.corrupt(2, 20, 1);
         assert!(refused_for_a_header(storage, config).contains("2.wal"));
     }
+
+    /// Goal: the refusals of unreadable headers cover damage only: what a crash leaves (an
+    /// older build's create cut short: a header of zeros with zeros after it; a recycle cut
+    /// short: the file's old header) opens, the segment dropped. Method: a format 2 log with
+    /// each of those after its end.
+    #[test]
+    fn what_a_crash_leaves_after_the_end_of_an_unkeyed_log_opens() {
+        let config = WalConfig {
+            segment_bytes: 8192,
+        };
+        for crash in ["create", "recycle"] {
+            let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+            vote_durably(&mut wal);
+            let mut storage = wal.into_storage();
+            unkey(&mut storage, 1);
+            if crash == "create" {
+                storage.create(2, 8192, &[0; SEGMENT_HEADER_BYTES]).unwrap();
+            } else {
+                let old = storage.view(1, 0..8192).to_vec();
+                storage.create(2, 8192, &old).unwrap();
+            }
+            let wal = block_on(Wal::open(storage, config)).expect(crash);
+            let report = wal.recovery_report();
+            assert_eq!(report.segments_discarded, [2], "{crash}: {report:?}");
+            let state = wal.group(1).and_then(|g| g.hard_state);
+            assert_eq!(state.map(|h| h.vote), Some(2), "{crash}");
+        }
+    }
 }
