@@ -4,7 +4,7 @@
 //! true. The log and network are recorders; the loop is the real one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -2080,6 +2080,67 @@ fn a_leader_whose_syncs_always_overlap_still_snapshots() {
             taken.len()
         );
         f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
+/// Goal: a leader whose disk stalls with every sync slot taken still sends its followers
+/// its appends and heartbeats; its writes wait for one sync that begins when a slot frees
+/// (found in review: at the cap the loop took no turn and sent nothing, so a disk stall
+/// longer than an election timeout deposed every leader of the core).
+#[test]
+fn a_leader_with_every_sync_slot_taken_still_replicates_and_heartbeats() {
+    let (core, f) = leader_with_a_durable_write();
+    let driver = async {
+        f.acknowledge_write_1();
+        f.assert_answered(1).await;
+        let begun = f.gate.begun();
+        for k in 2..=5u64 {
+            f.inbox.push_now(put(1, k));
+            let syncs = begun + k as usize - 1;
+            assert!(
+                yield_until(|| f.gate.begun() == syncs).await,
+                "write {k}'s sync"
+            );
+        }
+        f.events.borrow_mut().clear();
+        f.inbox.push_now(put(1, 6));
+        let sent = |what| f.events.borrow().contains(&Event::Sent(what));
+        assert!(
+            yield_until(|| sent("AppendRequest")).await,
+            "write 6 not sent: {:?}",
+            f.events.borrow()
+        );
+        let mut ticks = 0;
+        while !sent("Heartbeat") {
+            assert!(
+                ticks < 100,
+                "no heartbeat in {ticks} ticks: {:?}",
+                f.events.borrow()
+            );
+            f.inbox.push_now(Input::Tick);
+            futures_lite::future::yield_now().await;
+            ticks += 1;
+        }
+        assert_eq!(f.gate.begun(), begun + 4, "a fifth sync began beside four");
+        assert!(f.nothing_synced());
+        // Node 3 takes every write; once the syncs end, write 6's begins, and all are
+        // answered.
+        let acked = MessageBody::AppendResponse(ack(LogIndex(f.write_1.0 + 5)));
+        f.inbox.push_now(from(3, 1, f.term, acked));
+        f.gate.open();
+        let answers = RefCell::new(Vec::new());
+        let all_answered = yield_until(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = f.outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
+            let answers = answers.borrow();
+            let sequences: BTreeSet<u64> = answers.iter().flatten().map(|r| r.sequence).collect();
+            (2..=6).all(|k| sequences.contains(&k))
+        })
+        .await;
+        assert!(all_answered, "{:?}", f.events.borrow());
+        assert_eq!(f.gate.begun(), begun + 5);
+        f.inbox.push_now(Input::Stop);
     };
     run_beside(core, driver);
 }
