@@ -344,6 +344,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS => ExitCode::from(client_cmd::CONDITION_FAILED_EXIT),
             failed => failed,
         },
+        Ok(Printed::OutcomeUnknown(error)) => {
+            eprintln!("cohort: {error}");
+            ExitCode::from(client_cmd::OUTCOME_UNKNOWN_EXIT)
+        }
         Err(error) => fail(&error),
     }
 }

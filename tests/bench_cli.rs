@@ -152,6 +152,16 @@ fn the_demo_refuses_bad_flags_before_anything_starts() {
         (&["--segment-mib", "0"], "--segment-mib"),
         (&["--snapshot-chunk-kib", "0"], "--snapshot-chunk-kib"),
         (&["--cores", "2", "--groups", "1"], "below --cores"),
+        // Found in review: an Instant past its range panicked once the cluster ran, and
+        // 2 × cores overflowed the u16 port arithmetic.
+        (
+            &["--seconds", "18446744073709551615"],
+            "--seconds is 18446744073709551615",
+        ),
+        (
+            &["--cores", "40000", "--groups", "40000"],
+            "--cores 40000 is more than 1024",
+        ),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["demo"];
@@ -165,6 +175,40 @@ fn the_demo_refuses_bad_flags_before_anything_starts() {
             !stdout.contains("cohort demo:"),
             "{args:?} started: {stdout}"
         );
+    }
+}
+
+/// Durations a command turns into deadlines are bounded, so none can overflow an `Instant`
+/// (found in review: `serve --join-timeout-s` panicked the joiner, and `--timeout-ms 0`
+/// reported an unknown outcome for a request never sent).
+#[test]
+fn commands_refuse_durations_out_of_range() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["put", "k", "v", "--timeout-ms", "0"], "--timeout-ms"),
+        (&["status", "--timeout-ms", "86400001"], "--timeout-ms"),
+        (
+            &[
+                "serve",
+                "--id",
+                "4",
+                "--data-dir",
+                "unused",
+                "--join",
+                "127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:2",
+                "--join-timeout-s",
+                "18446744073709551615",
+            ],
+            "--join-timeout-s",
+        ),
+        (&["check", "--seconds", "86401"], "--seconds is 86401"),
+    ];
+    for (args, expected) in cases {
+        let output = cohort(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
 

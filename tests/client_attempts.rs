@@ -267,6 +267,33 @@ fn put_against_for(
     .expect("executor")
 }
 
+/// `cohort put` whose request goes unanswered exits 4, "outcome unknown", not 1: a script
+/// must not take a write that may have been applied for one that was not (found in review:
+/// every error exited 1, so `if cohort cas lock --absent me` read a timed-out swap that took
+/// the lock as a lost race).
+#[test]
+fn a_command_without_an_answer_exits_with_outcome_unknown() {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        cohort::node::on_one_executor("silent-node", move || async move {
+            let frames = Rc::new(Cell::new(0));
+            let base = fake_node(4, move |stream, topology| {
+                answer_in_turn(stream, topology, Rc::new(vec![None]), frames.clone())
+            });
+            sender.send(base).expect("the test waits");
+            futures_lite::future::pending::<()>().await;
+        })
+    });
+    let base = receiver.recv().expect("the fake node's address");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["put", "k", "v", "--nodes", &base, "--timeout-ms", "1500"])
+        .output()
+        .expect("run cohort");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("the outcome is unknown"), "{stderr}");
+}
+
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
 /// after an attempt that went unanswered, a refusal leaves the outcome unknown. After "not
 /// the leader", a refusal of the request itself (too large) is definite, but one as expired

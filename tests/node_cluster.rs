@@ -440,6 +440,9 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
     assert_eq!(status.status.code(), Some(3), "{status:?}");
     assert!(String::from_utf8_lossy(&status.stdout).contains("unreachable: "));
+    // One node down, of two cores: one member (it said "2" for its two cores).
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(said.contains("1 member(s) did not answer"), "{said}");
     cluster.kill(3);
     let again = cluster.restart(3).expect_err("refused at once");
     assert!(again.contains("said at an earlier start"), "{again}");

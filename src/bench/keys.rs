@@ -102,8 +102,8 @@ impl KeyChooser {
 }
 
 /// The rejection-free zipfian generator of Gray et al., "Quickly generating billion-record
-/// synthetic databases" (SIGMOD 1994), the one YCSB uses: O(n) set-up, O(1) per draw.
-/// Needs 0 < θ < 1.
+/// synthetic databases" (SIGMOD 1994), the one YCSB uses: O(1) per draw, and a set-up that
+/// sums at most a million terms (see [`zeta`]). Needs 0 < θ < 1.
 #[derive(Clone, Debug)]
 pub struct Zipfian {
     keys: u64,
@@ -119,9 +119,8 @@ impl Zipfian {
             keys >= 1 && theta > 0.0 && theta < 1.0,
             "zipfian needs keys ≥ 1, 0 < θ < 1"
         );
-        let zeta = |n: u64| (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
-        let zeta_n = zeta(keys);
-        let zeta_2 = zeta(2.min(keys));
+        let zeta_n = zeta(keys, theta);
+        let zeta_2 = zeta(2.min(keys), theta);
         let eta = if keys < 2 {
             0.0
         } else {
@@ -160,9 +159,46 @@ fn unit(rng: &mut Prng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Terms of [`zeta`] summed one by one; the rest come from the Euler–Maclaurin formula.
+const ZETA_TERMS_SUMMED: u64 = 1 << 20;
+
+/// ζ(n, θ) = Σ i^-θ for i in 1..=n: the first [`ZETA_TERMS_SUMMED`] terms summed, the rest
+/// by the Euler–Maclaurin formula to its first derivative term, whose error there (about
+/// f'''(2^20) / 720) is far below what an f64 of the sum can hold. So the set-up for
+/// billions of keys takes as long as for a million, where summing every term took half an
+/// hour for 10^11 keys (found in review: `bench --distribution zipfian --keys` hung).
+fn zeta(n: u64, theta: f64) -> f64 {
+    let f = |x: f64| x.powf(-theta);
+    let head: f64 = (1..=n.min(ZETA_TERMS_SUMMED)).map(|i| f(i as f64)).sum();
+    if n <= ZETA_TERMS_SUMMED {
+        return head;
+    }
+    let (a, b) = (ZETA_TERMS_SUMMED as f64, n as f64);
+    let integral = (b.powf(1.0 - theta) - a.powf(1.0 - theta)) / (1.0 - theta);
+    let derivative = |x: f64| -theta * x.powf(-theta - 1.0);
+    // Σ f(i) for i in a+1..=b = ∫ f from a to b + (f(b) - f(a)) / 2 + (f'(b) - f'(a)) / 12 - …
+    head + integral + (f(b) - f(a)) / 2.0 + (derivative(b) - derivative(a)) / 12.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeta_past_the_summed_terms_matches_the_sum() {
+        for theta in [0.5, 0.99] {
+            let n = 3 * ZETA_TERMS_SUMMED + 7;
+            let summed: f64 = (1..=n).map(|i| (i as f64).powf(-theta)).sum();
+            let estimated = zeta(n, theta);
+            assert!(
+                ((estimated - summed) / summed).abs() < 1e-12,
+                "θ {theta}: {estimated} against {summed}"
+            );
+        }
+        // Any number of keys sets up at once (summing every term would not end).
+        let zipfian = Zipfian::new(u64::MAX, 0.99);
+        assert!(zipfian.zeta_n.is_finite() && zipfian.zeta_n > zeta(ZETA_TERMS_SUMMED, 0.99));
+    }
 
     fn counts(chooser: &KeyChooser, keys: u64, draws: u64) -> Vec<u64> {
         let mut rng = Prng::new(42);

@@ -351,6 +351,9 @@ pub fn run(args: &CheckArgs) -> Result<String, String> {
     if args.clients == 0 || args.keys == 0 || args.seconds == 0 {
         return Err("--clients, --keys and --seconds must be at least 1".to_string());
     }
+    if args.seconds > 86_400 {
+        return Err(format!("--seconds is {}, at most 86400", args.seconds));
+    }
     let seed = crate::clock::wall_nanos() as u64;
     let keys = key_names(seed % 1_000_000_000, args.keys);
     let origin = crate::clock::now();

@@ -20,7 +20,8 @@ pub struct Target {
     pub nodes: Vec<String>,
     /// Give up after this many milliseconds, retries included (`status`: on each core of
     /// each node).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub timeout_ms: u64,
 }
 
@@ -90,11 +91,20 @@ pub enum Printed {
     ConditionFailed(String),
     /// A value's bytes as they are, with no newline.
     Raw(Bytes),
+    /// No answer, or a refusal after an attempt that may have been taken in: a write may or
+    /// may not have been applied, which the exit status tells scripts (see
+    /// [`OUTCOME_UNKNOWN_EXIT`]). Said on standard error.
+    OutcomeUnknown(String),
 }
 
 /// The exit status of `cohort cas` whose condition failed (nothing written): apart from 0
 /// (swapped) and 1 (an error), so that `if cohort cas lock --absent me` tells who won.
 pub const CONDITION_FAILED_EXIT: u8 = 2;
+
+/// The exit status of a command whose outcome is unknown ([`Printed::OutcomeUnknown`]): a
+/// script must not take it for a failure that wrote nothing (exit 1), such as a lock it did
+/// not take when its `cohort cas` did take it.
+pub const OUTCOME_UNKNOWN_EXIT: u8 = 4;
 
 /// A value from `input` (standard input), read to its end: at most `VALUE_BYTES_MAX` bytes,
 /// or an error that says so before more is read.
@@ -163,10 +173,13 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
                 Consistency::Linearizable,
             ),
         };
-        let mut results = client
-            .execute(vec![op], consistency)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut results = match client.execute(vec![op], consistency).await {
+            Ok(results) => results,
+            Err(error) if error.outcome_unknown() => {
+                return Ok(Printed::OutcomeUnknown(error.to_string()));
+            }
+            Err(error) => return Err(error.to_string()),
+        };
         let line = match results.pop() {
             Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
             Some(OpResult::NotFound) if raw => return Err("the key has no value".to_string()),
@@ -190,18 +203,21 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
 pub const STATUS_UNREACHABLE_EXIT: u8 = 3;
 
 /// `cohort status`: the table of every group of every member, and how many members did not
-/// answer.
+/// answer (on some core).
 pub fn status(target: &Target) -> Result<(String, usize), String> {
-    let options = target.options();
+    let mut options = target.options();
+    // Each core is given the whole --timeout-ms (they are asked at once).
+    options.attempt_timeout = options.request_timeout;
     let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
         crate::client::cluster_status(options).await
     })?
     .map_err(|e| e.to_string())?;
     let mut table = crate::proto::status::render(&rows);
-    for line in &missing {
+    for (_, line) in &missing {
         table += &format!("unreachable: {line}\n");
     }
-    Ok((table, missing.len()))
+    let nodes: std::collections::BTreeSet<u64> = missing.iter().map(|(node, _)| *node).collect();
+    Ok((table, nodes.len()))
 }
 
 /// `cohort leader transfer`: hand `group` to node `to` and wait until it leads.

@@ -57,8 +57,11 @@ impl DemoArgs {
             self.read_percent,
             self.value_bytes,
         )?;
-        if self.seconds == 0 {
-            return Err("--seconds must be at least 1".into());
+        if !(1..=86_400).contains(&self.seconds) {
+            return Err(format!(
+                "--seconds is {}, must be between 1 and 86400",
+                self.seconds
+            ));
         }
         self.nodes.check()?;
         Ok(Load {

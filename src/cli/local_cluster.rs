@@ -64,8 +64,9 @@ impl NodeFlags {
     /// Checks the flags as a node started with them would, before any starts: a bad value
     /// is an error here, not nodes that exit at start.
     pub fn check(&self) -> Result<(), String> {
-        let ports_per_node = 2 * self.cores.max(1);
-        let bases: Vec<String> = (0..NODES as u16)
+        // In u32: a --cores past the node's limit is refused by the check, not overflowed.
+        let ports_per_node = 2 * u32::from(self.cores.max(1));
+        let bases: Vec<String> = (0..NODES as u32)
             .map(|i| format!("127.0.0.1:{}", 20_000 + i * ports_per_node))
             .collect();
         super::serve::check_args(&bootstrap_args(Path::new("unused"), 1, self, &bases))

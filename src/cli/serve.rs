@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, requires = "join")]
     pub listen: Option<String>,
     /// With --join: how long each group may take to add this node and let it catch up.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub join_timeout_s: u64,
     /// Where this node keeps its WAL (one folder per core).
     #[arg(long)]

@@ -11,5 +11,5 @@ mod unanswered;
 
 pub use members::{MembershipError, change_membership, membership_view, render_membership};
 pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};
-pub use status::cluster_status;
+pub use status::{ClusterStatus, cluster_status};
 pub use transfer::transfer_leader;

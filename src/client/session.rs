@@ -79,6 +79,17 @@ pub enum ClientError {
     Unknown { code: ErrorCode, message: String },
 }
 
+impl ClientError {
+    /// Whether the request may have been applied although it failed (see
+    /// [`ClientError::Timeout`] and [`ClientError::Unknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. } | ClientError::Unknown { .. }
+        )
+    }
+}
+
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -18,6 +18,14 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
 /// that the timers' arithmetic (twice it, and a random share of it) cannot overflow.
 pub const ELECTION_TICKS_MAX: u32 = 1 << 20;
 
+/// `--cores` at most: two ports a core must fit above a node's base port, and a node's
+/// threads and WALs stay countable.
+pub const CORES_MAX: u16 = 1024;
+
+/// `--tick-ms` at most: a node that stops finishes its turn at its next tick, so SIGTERM
+/// waits up to one tick.
+pub const TICK_MAX: Duration = Duration::from_secs(10);
+
 /// When the WAL is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -121,6 +129,12 @@ impl NodeConfig {
         if self.cores == 0 || self.groups == 0 {
             return Err(error("--cores and --groups must be at least 1"));
         }
+        if self.cores > CORES_MAX {
+            return Err(error(format!(
+                "--cores {} is more than {CORES_MAX}",
+                self.cores
+            )));
+        }
         if self.groups < u32::from(self.cores) {
             return Err(error(format!(
                 "--groups {} is below --cores {}: some cores would have nothing to do",
@@ -169,8 +183,11 @@ impl NodeConfig {
                 SNAPSHOT_CHUNK_BYTES_MAX >> 10
             )));
         }
-        if self.tick.is_zero() {
-            return Err(error("--tick-ms must be at least 1"));
+        if self.tick.is_zero() || self.tick > TICK_MAX {
+            return Err(error(format!(
+                "--tick-ms must be between 1 and {} (a stopping node waits up to one tick)",
+                TICK_MAX.as_millis()
+            )));
         }
         for (id, base) in &self.members {
             let last_core = self.cores - 1;
@@ -178,7 +195,7 @@ impl NodeConfig {
                 let address = address.ok_or_else(|| {
                     error(format!(
                         "member {id}: `{base}` is not HOST:PORT with room for {} ports above it",
-                        2 * self.cores
+                        2 * u32::from(self.cores)
                     ))
                 })?;
                 // Only this node's own addresses must resolve now (it binds them). Another
@@ -289,6 +306,8 @@ mod tests {
         let cases: Vec<(Breakage, &str)> = vec![
             (|c| c.id = NodeId(9), "not among --peers"),
             (|c| c.cores = 0, "at least 1"),
+            (|c| (c.cores, c.groups) = (1025, 2048), "more than 1024"),
+            (|c| c.tick = Duration::from_secs(11), "--tick-ms"),
             (|c| c.groups = 1, "below --cores"),
             (|c| c.election_ticks = 4, "more than twice"),
             (|c| c.heartbeat_ticks = u32::MAX, "more than twice"),
