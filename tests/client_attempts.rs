@@ -502,6 +502,43 @@ fn a_request_timeout_bounds_retries_and_topology_refreshes() {
     assert!(took < Duration::from_millis(1_500), "took {took:?}");
 }
 
+/// Goal: a member that takes connections and says nothing does not hold up the topology
+/// refresh after a pause (found in review: the members were asked in turn, each for a whole
+/// attempt, so a silent first member cost every refresh, about every 500 ms, up to 2 s).
+/// Method: the node answers "busy", then the write; the refresh after the pause finds a
+/// silent member listed first, with an attempt timeout longer than the request's.
+#[test]
+fn a_silent_member_does_not_hold_up_a_topology_refresh() {
+    let result = cohort::node::on_one_executor("client-refresh", || async {
+        let busy = Outcome::Error {
+            code: ErrorCode::Busy,
+            message: "busy".to_string(),
+        };
+        let written = Outcome::Results(vec![OpResult::Written].into());
+        let outcomes = Rc::new(vec![Some(written.clone()), Some(busy), Some(written)]);
+        let frames = Rc::new(Cell::new(0));
+        let base = fake_node_after(4, vec![(2, mute_member())], move |stream, topology| {
+            answer_in_turn(stream, topology, outcomes.clone(), frames.clone())
+        });
+        let mut options = ClientOptions::new(vec![base], 6);
+        options.attempt_timeout = Duration::from_secs(5);
+        options.request_timeout = Duration::from_secs(3);
+        let client = Client::connect(options).await.expect("connect");
+        // The client learns the leader (its first guess, drawn from its seed, is node 1).
+        let first = client.execute_batch(puts(1)).await.pop();
+        assert!(matches!(first, Some(Ok(_))), "{first:?}");
+        // Past the least time between two refreshes, so the pause is followed by one.
+        glommio::timer::sleep(Duration::from_millis(600)).await;
+        client
+            .execute_batch(puts(1))
+            .await
+            .pop()
+            .expect("one result")
+    })
+    .expect("executor");
+    assert!(result.is_ok(), "{result:?}");
+}
+
 /// Goal: a request whose caller stopped waiting for it (dropped its future, as a timeout
 /// around the call does) no longer holds back its id's `first_unacked` (found in review: it
 /// did for the client's life, so its group kept every later reply of that id, up to the

@@ -5,8 +5,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -814,25 +817,53 @@ impl Client {
 /// The least time between two topology requests of one client.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
-/// Ask each of `seeds` (base addresses) in turn for the topology; the first answer wins.
+/// One seed asked for the topology: its answer, or why it gave none.
+type Asking<'a> = Pin<Box<dyn Future<Output = Result<Topology, String>> + 'a>>;
+
+/// Ask every one of `seeds` (base addresses) at once for the topology; the first answer
+/// wins, and the others are dropped. A seed that takes connections and says nothing costs
+/// nothing while another answers (asked in turn, each for a whole `timeout`, a silent first
+/// member held up every refresh).
 pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topology, ClientError> {
     let mut encoder = FrameEncoder::new();
     encode_topology_request(&mut encoder).expect("an empty frame fits");
+    let encoder = &encoder;
     let mut errors = Vec::new();
+    let mut asked: Vec<Asking<'_>> = Vec::new();
     for seed in seeds {
         let Some(address) = client_address(seed, 0) else {
             errors.push(format!("{seed}: not HOST:PORT"));
             continue;
         };
-        match exchange(&address, &encoder, timeout, timeout, decode_topology).await {
-            Ok(topology) if topology.members.is_empty() => {
-                errors.push(format!("{seed}: knows no members yet"));
+        asked.push(Box::pin(async move {
+            match exchange(&address, encoder, timeout, timeout, decode_topology).await {
+                Ok(topology) if topology.members.is_empty() => {
+                    Err(format!("{seed}: knows no members yet"))
+                }
+                Ok(topology) => Ok(topology),
+                Err(error) => Err(format!("{seed} (clients of core 0 at {address}): {error}")),
             }
-            Ok(topology) => return Ok(topology),
-            Err(error) => errors.push(format!("{seed} (clients of core 0 at {address}): {error}")),
-        }
+        }));
     }
-    Err(ClientError::NoCluster(errors.join("; ")))
+    std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < asked.len() {
+            match asked[i].as_mut().poll(cx) {
+                Poll::Ready(Ok(topology)) => return Poll::Ready(Ok(topology)),
+                Poll::Ready(Err(error)) => {
+                    errors.push(error);
+                    drop(asked.remove(i));
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if asked.is_empty() {
+            Poll::Ready(Err(ClientError::NoCluster(errors.join("; "))))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// `work`, or a timeout error after `timeout`.
