@@ -640,6 +640,36 @@ fn transfer_to_a_node_outside_the_voters_is_refused() {
     );
 }
 
+/// Goal: a leader hands the group to no voter that a membership change not applied yet
+/// removes: elected, the target would step down once it applied the change, and the group
+/// would wait an election timeout for a leader (found in review: the balancer could hand a
+/// group to the node being removed, between the removal's proposal and its apply). Once
+/// the change is applied, the node is no voter at all.
+#[test]
+fn transfer_to_a_voter_an_unapplied_change_removes_is_refused() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let (leaving, staying) = {
+        let others = followers(&cluster, leader);
+        (others[0], others[1])
+    };
+    let mut removal = change(&[(ConfChangeKind::Remove, leaving.0)]);
+    removal.transition = ConfChangeTransition::Joint;
+    let index = cluster
+        .replica_mut(leader)
+        .propose_conf_change(&removal)
+        .unwrap();
+    assert_eq!(
+        cluster.replica_mut(leader).transfer_leader(leaving),
+        Err(TransferError::Leaving {
+            node: leaving,
+            index
+        })
+    );
+    // Another voter may take the group meanwhile.
+    assert_eq!(cluster.replica_mut(leader).transfer_leader(staying), Ok(()));
+}
+
 #[test]
 fn joint_consensus_replaces_a_voter_while_writes_go_on() {
     let mut cluster = cluster(3, 1, |_| {});

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use cohort::proto::members::{MemberChange, MemberOp};
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
     AppendRequest, AppendResponse, ConfState, Config, Entry, EntryKind, GroupId, Heartbeat,
@@ -999,6 +1000,62 @@ fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
     full_queue_to.set(None);
     let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
     assert!(handed, "node 3, its queue drained, was handed no group");
+}
+
+/// Goal: the balancer hands no group to a node that another group of the core removed: a
+/// node being removed leaves the groups one at a time, handing each over if it leads it,
+/// and handed the others meanwhile it would hand each back (found in review: the groups
+/// went back and forth while `cohort members remove` went through them). Method: node 1
+/// leads two groups, node 3 replicates both; group 1 removes node 3 (nodes 2 and 3 take
+/// its log); over eight looks at the leaders, group 0 is not handed to node 3 (it was at
+/// the second).
+#[test]
+fn the_balancer_hands_no_group_to_a_node_another_group_removed() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
+    let reply = Inbox::new(4);
+    let change = MemberChange {
+        group: 1,
+        node: 3,
+        op: MemberOp::Remove,
+    };
+    core = turn(core, &inbox, Input::ChangeMember { change, reply });
+    // The joint configuration, then the entry that leaves it.
+    for _ in 0..2 {
+        let last = core.groups()[&1].replica.last_index();
+        for node in [2, 3] {
+            let Input::Peer { mut envelopes, .. } =
+                from(node, 1, terms[1], MessageBody::AppendResponse(ack(last)))
+            else {
+                unreachable!()
+            };
+            envelopes[0].group = GroupId(1);
+            core = turn(core, &inbox, peer(node, envelopes));
+        }
+    }
+    let conf = core.groups()[&1].replica.conf_state().clone();
+    assert_eq!(conf.voters, [NodeId(1), NodeId(2)], "{conf:?}");
+    assert!(conf.voters_outgoing.is_empty(), "{conf:?}");
+    // Node 2 answers group 1's heartbeats (its quorum now), node 3 group 0's; the balancer
+    // may hand group 1 to node 2, which never takes over, so it backs off and looks again.
+    let look = u64::from(BALANCE_EVERY_TICKS);
+    let start = core.ticks();
+    while core.ticks() < start + 8 * look {
+        core = turn(core, &inbox, Input::Tick);
+        assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
+        let answers = [(3, 0), (2, 1)].map(|(sender, group)| Envelope {
+            group: GroupId(group),
+            message: Message {
+                from: NodeId(sender),
+                to: NodeId(1),
+                term: Term(terms[group as usize]),
+                body: heartbeat_answered(group),
+            },
+        });
+        for answer in answers {
+            core = turn(core, &inbox, peer(answer.message.from.0, vec![answer]));
+        }
+    }
 }
 
 /// Goal: a handover the balancer started that did not complete is not tried again at every

@@ -35,8 +35,18 @@ pub enum ReadError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferError {
-    NotLeader { leader_hint: Option<NodeId> },
-    NotAVoter { node: NodeId },
+    NotLeader {
+        leader_hint: Option<NodeId>,
+    },
+    NotAVoter {
+        node: NodeId,
+    },
+    /// A membership change not applied yet (the entry at `index`) takes the target out of
+    /// the voters: elected, it would step down once that change is applied.
+    Leaving {
+        node: NodeId,
+        index: LogIndex,
+    },
 }
 
 /// Why `compact` did not compact.
@@ -143,6 +153,11 @@ impl fmt::Display for TransferError {
             TransferError::NotAVoter { node } => {
                 write!(f, "node {node} is not a voter of this group")
             }
+            TransferError::Leaving { node, index } => write!(
+                f,
+                "node {node} leaves the voters at the membership change of entry {index}, not \
+                 applied yet"
+            ),
         }
     }
 }

@@ -482,6 +482,9 @@ impl Replica {
         if !self.conf.voters.contains(&to) {
             return Err(TransferError::NotAVoter { node: to });
         }
+        if let Some(index) = self.unapplied_change_that_demotes(to) {
+            return Err(TransferError::Leaving { node: to, index });
+        }
         if self.lead_transferee == Some(to) {
             return Ok(());
         }
@@ -498,6 +501,29 @@ impl Replica {
             self.maybe_send_append(to, true);
         }
         Ok(())
+    }
+
+    /// The entry of a membership change in this log, not applied yet, that removes `node` or
+    /// makes it a learner, if any: none lies past `pending_conf_index` (a leader's last
+    /// change, or its last entry when elected). Unapplied entries are never compacted.
+    fn unapplied_change_that_demotes(&self, node: NodeId) -> Option<LogIndex> {
+        let last = self.pending_conf_index.min(self.log.last_index());
+        let unapplied = self.log.applied.0 + 1..=last.0;
+        unapplied.map(LogIndex).find(|&index| {
+            let Some(entry) = self.log.entry(index) else {
+                return false;
+            };
+            entry.kind == EntryKind::ConfChange
+                && ConfChange::decode(&entry.data).is_ok_and(|change| {
+                    change.changes.iter().any(|single| {
+                        single.node == node
+                            && matches!(
+                                single.kind,
+                                ConfChangeKind::Remove | ConfChangeKind::AddLearner
+                            )
+                    })
+                })
+        })
     }
 
     /// The caller snapshotted its state machine at `index` (at most what it applied, so at

@@ -835,6 +835,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
         });
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
+        let short = self.log.short_of_space().is_some();
+        // For balance, only nodes every group of the core counts among its voters: one that
+        // some group does not is joining the cluster or leaving it (a node removed leaves
+        // the groups one at a time), and handed a group now it would soon hand it back.
+        let mut groups = self.groups.values();
+        let first = groups.next().map(|g| g.replica.conf_state().voters.clone());
+        let voters_everywhere: Vec<NodeId> = groups.fold(first.unwrap_or_default(), |mut v, g| {
+            v.retain(|n| g.replica.conf_state().voters.contains(n));
+            v
+        });
         let views: Vec<GroupView> = self
             .groups
             .iter()
@@ -857,6 +867,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     // A learner cannot take over: it does not vote.
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
+                    .filter(|p| short || voters_everywhere.contains(&p.id))
                     .filter(|p| handovers.may_try(id, p.id.0, ticks))
                     .map(|p| p.id.0)
                     .collect();
@@ -867,7 +878,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
             })
             .collect();
-        let short = self.log.short_of_space().is_some();
         let picks = if short {
             let groups = &self.groups;
             pick_evacuations(me, &views, |group| {
