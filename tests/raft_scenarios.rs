@@ -138,6 +138,41 @@ fn leader_of_term_2(mut config: Config, persisted: Persisted) -> Replica {
     leader
 }
 
+/// Goal: messages taken without a Ready (a core whose syncs are at their cap) are only
+/// those that promise nothing: none while a new term or vote is not durable, the leader's
+/// heartbeats once it is.
+#[test]
+fn messages_taken_without_a_ready_wait_for_a_durable_term_and_vote() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let mut candidate = Replica::new(config.clone(), SEED, Persisted::bootstrap(&voters)).unwrap();
+    candidate.campaign();
+    assert_eq!(
+        candidate.take_messages_now(),
+        [],
+        "vote requests before the vote is durable"
+    );
+    let mut ready = candidate.ready();
+    assert!(ready.take_messages_now().is_empty());
+    assert_eq!(
+        ready.take_messages_after_persist().len(),
+        2,
+        "they wait for the sync"
+    );
+    let mut leader = leader_of_term_2(config.clone(), Persisted::bootstrap(&voters));
+    for _ in 0..config.heartbeat_interval_ticks {
+        leader.tick();
+    }
+    let heartbeats = leader.take_messages_now();
+    assert!(
+        heartbeats
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Heartbeat(_))),
+        "{heartbeats:?}"
+    );
+}
+
 #[test]
 fn three_nodes_elect_one_leader_and_apply_writes_in_the_same_order() {
     let mut cluster = cluster(3, 0, |_| {});

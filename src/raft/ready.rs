@@ -266,6 +266,17 @@ impl Replica {
         ready
     }
 
+    /// The messages a Ready would have the caller send at once (see [`Ready`], step 2), taken
+    /// without a Ready: for a caller that cannot take one now (its syncs are at their cap)
+    /// but must not hold back a leader's heartbeats and appends, or a follower's heartbeat
+    /// answers. None while the term or vote is not durable: every message waits for it.
+    pub fn take_messages_now(&mut self) -> Vec<Message> {
+        if (self.term, self.vote) != self.term_vote_durable {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.messages_now)
+    }
+
     /// Committed entries not handed out yet and durable on this node, for the caller to
     /// apply at once (they count as applied from here on). May be called while Readies are
     /// in flight, once the caller applied their committed entries and installed their

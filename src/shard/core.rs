@@ -17,9 +17,8 @@
 //!
 //! Nothing here blocks, and the loop does not wait for the disk: while syncs are in flight
 //! it goes on taking turns, each with a sync of its own, up to `SYNCS_IN_FLIGHT_MAX` in
-//! flight (they finish in the order they began); past that, the turns' writes are staged and
-//! wait for one sync that begins when the oldest ends, while what needs no sync (heartbeats,
-//! a leader's appends) still leaves at once. A group whose Ready waits for a sync gets
+//! flight (they finish in the order they began); past that, writes wait for a slot while
+//! what needs no sync (heartbeats, a leader's appends) still leaves. A group whose Ready waits for a sync gets
 //! a pipelined Ready meanwhile (`Replica::has_pipelined_ready`: new entries and messages
 //! only), so a leader's appends of new proposals leave at once and a follower writes the
 //! next batch while it syncs the last; its step 4 comes after that of the Ready before it.
@@ -260,9 +259,7 @@ pub struct CoreShape {
 /// A sync in flight, and the Readies whose step 4 waits for it, in group order; a group's
 /// Readies, if several (pipelined), in the order they were handed out.
 struct Persisting<S> {
-    /// `None` while [`SYNCS_IN_FLIGHT_MAX`] syncs before it are in flight: its writes are
-    /// staged, and it begins when the oldest ends. Only the last can be waiting so.
-    sync: Option<Pin<Box<dyn Future<Output = S>>>>,
+    sync: Pin<Box<dyn Future<Output = S>>>,
     /// What the sync handed back once it completed; it is finished when every sync begun
     /// before it is.
     synced: Option<S>,
@@ -275,11 +272,7 @@ struct Persisting<S> {
 /// syncs side by side (`fio`, 4 KiB O_DIRECT | O_DSYNC writes on this
 /// machine: 5.9 k/s at one in flight, 8.7 k/s at two, 15.9 k/s at four). With three nodes
 /// on one disk, 2, 4 and 8 measured the same in `cohort bench --read-percent 0` at light and
-/// full load (two runs each, 2026-11-30). A turn at the cap still hands out Readies and
-/// sends what needs no sync; its writes wait for one sync that begins when the oldest ends
-/// (what they add up to is bounded upstream: by a leader's uncommitted bytes, counted until
-/// its own entries are durable and handed out, and by each leader's appends in flight to a
-/// follower).
+/// full load (two runs each, 2026-11-30).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
 /// What an entry of a group's log costs in memory beyond its payload: its place in the
@@ -330,7 +323,7 @@ pub struct Core<L: CoreLog, N> {
     /// Groups due for a snapshot. Taking one clones the group's pairs on the loop, and groups
     /// under the same load come due together, so `upkeep` takes one per turn.
     snapshots_due: BTreeSet<u32>,
-    /// The syncs in flight, oldest first, and the one waiting to begin, if any.
+    /// The syncs in flight, oldest first.
     persisting: VecDeque<Persisting<L::Synced>>,
 }
 
@@ -400,10 +393,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if stop {
                 self.wait_persisted(&mut answers).await?;
             }
-            // Even with every sync slot taken: a leader's heartbeats and appends need no
-            // sync, and a leader that sent none while its disk stalled would be deposed.
-            self.upkeep()?;
-            self.turn(&mut answers)?;
+            if self.persisting.len() < SYNCS_IN_FLIGHT_MAX {
+                self.upkeep()?;
+                self.turn(&mut answers)?;
+            } else {
+                self.send_what_needs_no_sync();
+            }
             if stop {
                 self.inbox.close();
                 // Drain what is already accepted so no client waits on a dead loop.
@@ -434,9 +429,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let (inbox, persisting) = (&self.inbox, &mut self.persisting);
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
-                if let Some(sync) = &mut p.sync
-                    && let Poll::Ready(synced) = sync.as_mut().poll(cx)
-                {
+                if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
                     p.synced = Some(synced);
                 }
             }
@@ -998,6 +991,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
+    /// With every sync slot taken (a slow disk), the loop hands out no Ready, and writes wait
+    /// for a slot (batched the more); but what needs no sync leaves at once: a leader's
+    /// heartbeats and appends, a follower's heartbeat answers. A leader that sent none while
+    /// its disk stalled past an election timeout would be deposed (found in review: at the
+    /// cap the loop sent nothing).
+    fn send_what_needs_no_sync(&mut self) {
+        for (&id, group) in &mut self.groups {
+            let messages = group.replica.take_messages_now();
+            if !messages.is_empty() {
+                send_all(&mut self.net, &mut self.streams, id, group, messages);
+            }
+        }
+    }
+
     /// Steps 2–3 of the loop for every group with work: hand out the Readies, send what
     /// need not wait, stage the writes and begin their sync; step 4 comes at once if nothing
     /// waits for a sync, else when it ends ([`Core::finish_persist`]).
@@ -1060,56 +1067,33 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 None => now.push((id, ready)),
             }
         }
-        // Entries durable here before this turn, and reads, need not wait for the sync:
-        // applied, served and answered now, while the disk works. Membership changes keep
-        // the usual order (the group's members and the replica's configuration change
-        // together).
-        for (id, ready) in &mut readies {
-            let group = self.groups.get_mut(id).expect("listed above");
-            let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
-            if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
-                group
-                    .apply_committed(ready, answers)
-                    .map_err(|e| format!("group {id}: {e}"))?;
-            }
-            group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
-            group.serve_confirmed_reads(answers);
-        }
-        match self.persisting.back_mut() {
-            // Every slot was taken at an earlier turn: these join the sync waiting for one.
-            Some(waiting) if waiting.sync.is_none() => {
-                for (id, ready) in readies {
-                    let at = waiting.readies.partition_point(|(g, _)| *g <= id);
-                    waiting.readies.insert(at, (id, ready));
-                }
-            }
-            _ if !readies.is_empty() || self.log.wants_sync() => {
-                self.persisting.push_back(Persisting {
-                    sync: None,
-                    synced: None,
-                    readies,
-                });
-            }
-            _ => {}
-        }
-        self.begin_waiting_sync()?;
-        self.after_persist(now, answers)
-    }
-
-    /// Begins the sync waiting for a slot, if there is one and a slot is free.
-    fn begin_waiting_sync(&mut self) -> Result<(), String> {
-        let begun = self.persisting.iter().filter(|p| p.sync.is_some()).count();
-        if let Some(waiting) = self.persisting.back_mut()
-            && waiting.sync.is_none()
-            && begun < SYNCS_IN_FLIGHT_MAX
-        {
+        if !readies.is_empty() || self.log.wants_sync() {
             let sync = self
                 .log
                 .begin_sync()
                 .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
-            waiting.sync = Some(sync);
+            // Entries durable here before this turn, and reads, need not wait for its sync:
+            // applied, served and answered now, while the disk works. Membership changes
+            // keep the usual order (the group's members and the replica's configuration
+            // change together).
+            for (id, ready) in &mut readies {
+                let group = self.groups.get_mut(id).expect("listed above");
+                let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
+                if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
+                    group
+                        .apply_committed(ready, answers)
+                        .map_err(|e| format!("group {id}: {e}"))?;
+                }
+                group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
+                group.serve_confirmed_reads(answers);
+            }
+            self.persisting.push_back(Persisting {
+                sync,
+                synced: None,
+                readies,
+            });
         }
-        Ok(())
+        self.after_persist(now, answers)
     }
 
     /// Finish the syncs that ended, oldest first, up to the first still in flight; then
@@ -1126,19 +1110,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         Ok(())
     }
 
-    /// Wait for every sync in flight, and for the one waiting to begin, and finish them.
+    /// Wait for every sync in flight and finish them.
     async fn wait_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for persisting in &mut self.persisting {
             if persisting.synced.is_none() {
-                let sync =
-                    match &mut persisting.sync {
-                        Some(sync) => sync,
-                        // The last: every sync before it has ended.
-                        waiting => waiting.insert(self.log.begin_sync().map_err(|e| {
-                            format!("core {}: log sync failed: {e}", self.shape.core)
-                        })?),
-                    };
-                persisting.synced = Some(sync.as_mut().await);
+                persisting.synced = Some(persisting.sync.as_mut().await);
             }
         }
         self.finish_persisted(answers)
