@@ -124,6 +124,12 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
             ],
             "needs a local cluster",
         ),
+        // A bad point is found before the first point runs (found in review: the points
+        // before it ran, and their summary was never written).
+        (
+            &["sweep", "--vary", "groups", "--values", "4,1", "--cores", "2"],
+            "below --cores",
+        ),
     ];
     let out = out_dir("bad-flags");
     for (flags, expected) in cases {
@@ -176,6 +182,27 @@ fn the_demo_refuses_bad_flags_before_anything_starts() {
             "{args:?} started: {stdout}"
         );
     }
+}
+
+/// An --out that cannot be a folder fails the run before it starts, not after it (found in
+/// review: the whole run went by, then the files could not be written).
+#[test]
+fn bench_refuses_an_out_that_cannot_be_a_folder_before_running() {
+    let file = std::env::temp_dir().join(format!("cohort-bench-out-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a folder").unwrap();
+    let out = file.join("report");
+    let args = [
+        "bench",
+        "--nodes",
+        "127.0.0.1:1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = cohort(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    std::fs::remove_file(&file).unwrap();
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(out.to_str().unwrap()), "{stderr}");
 }
 
 /// Durations a command turns into deadlines are bounded, so none can overflow an `Instant`

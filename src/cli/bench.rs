@@ -470,6 +470,8 @@ fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> 
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let load = args.load()?;
     let target = Target::open(args)?;
+    // Before the run, not after it: an --out that cannot be a folder fails now.
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let measured = measure(args, &load, target)?;
     print!("{}", report::summary(&measured.report));
     let written = write_files(&args.out, &measured)?;
@@ -484,8 +486,13 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         .iter()
         .map(|value| args.with(vary, value))
         .collect::<Result<_, _>>()?;
+    // Every point's flags, before the first runs: a bad one found at its turn would throw
+    // the points before it away (the summary files are written at the end).
     for point in &points {
         point.load()?;
+        if point.nodes.is_empty() {
+            point.local.check()?;
+        }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut rows = Vec::new();

@@ -21,7 +21,9 @@
 //! "CKV2", written before forgotten clients were kept, is refused with a clear error: replicas
 //! that loaded it, each at its own index, would each know of other forgotten clients, and
 //! could decide differently whether to apply a request. Keys and sessions are written sorted, so two replicas with the same state write the same
-//! bytes. [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
+//! bytes, and a snapshot is read only if it holds what the store itself can: keys in order
+//! and within their bounds, sessions in order, no more replies or results than requests
+//! leave (a corrupt or forged count would otherwise cost far more memory than its bytes). [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
 //! reference, the small rest encoded); [`SnapshotJob::encode`] sorts and writes the pairs,
 //! the bulk of the work, on any thread.
 
@@ -30,6 +32,9 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::blob::{Key, Value};
+use super::limits::{
+    KEY_BYTES_MAX, OPERATIONS_PER_COMMAND_MAX, REPLIES_PER_SESSION_MAX, VALUE_BYTES_MAX,
+};
 use super::session::{Decision, Session, Sessions};
 use super::store::{KvStore, OpResult};
 
@@ -175,25 +180,45 @@ impl KvStore {
         // Sized ahead for what the bytes can hold at 32 per pair, whatever the count says:
         // a corrupt count must not allocate far more than the snapshot's own size.
         store.data.reserve((keys as usize).min(r.remaining() / 32));
+        let mut last_key = Bytes::new();
         for _ in 0..keys {
             let key = blob(&mut r)?;
             let value = blob(&mut r)?;
+            if key.is_empty() || key.len() > KEY_BYTES_MAX || value.len() > VALUE_BYTES_MAX {
+                return Err(SnapshotError("a key or value beyond its bounds"));
+            }
+            if key <= last_key {
+                return Err(SnapshotError("keys out of order"));
+            }
             store.data.insert(&key, Value::copy_of(&value));
+            last_key = key;
         }
         let mut sessions = Sessions::default();
+        let mut last_client = None;
         for _ in 0..u64_le(&mut r)? {
             let client = u64_le(&mut r)?;
+            if last_client.is_some_and(|last| last >= client) {
+                return Err(SnapshotError("sessions out of order"));
+            }
+            last_client = Some(client);
             let mut session = Session {
                 first_unacked: u64_le(&mut r)?,
                 last_index: u64_le(&mut r)?,
                 ..Session::default()
             };
-            for _ in 0..u32_le(&mut r)? {
+            let replies = u32_le(&mut r)?;
+            if replies as usize > REPLIES_PER_SESSION_MAX {
+                return Err(SnapshotError("more replies than a session keeps"));
+            }
+            for _ in 0..replies {
                 let sequence = u64_le(&mut r)?;
                 let reply = match u32_le(&mut r)? {
                     REFUSED if refusals => Decision::TooLarge {
                         value_bytes: u64_le(&mut r)?,
                     },
+                    count if count as usize > OPERATIONS_PER_COMMAND_MAX => {
+                        return Err(SnapshotError("more results than a command has operations"));
+                    }
                     count => Decision::Applied(
                         (0..count)
                             .map(|_| get_result(&mut r))
@@ -409,6 +434,66 @@ mod tests {
             }
         }
         assert!(values > 0, "the snapshot holds replies with values");
+    }
+
+    /// A snapshot with a checksum that fits, of `pairs`, and a session for each of `clients`
+    /// with `replies` replies of `results` results each ("not found", a byte each).
+    fn forged(pairs: &[(&[u8], &[u8])], clients: &[u64], replies: u32, results: u32) -> Bytes {
+        let mut b = MAGIC.to_vec();
+        b.extend(9u64.to_le_bytes());
+        b.extend((pairs.len() as u64).to_le_bytes());
+        for (key, value) in pairs {
+            for blob in [key, value] {
+                b.extend((blob.len() as u32).to_le_bytes());
+                b.extend(*blob);
+            }
+        }
+        b.extend((clients.len() as u64).to_le_bytes());
+        for &client in clients {
+            for field in [client, 1, 9] {
+                b.extend(field.to_le_bytes());
+            }
+            b.extend(replies.to_le_bytes());
+            for sequence in 1..=u64::from(replies) {
+                b.extend(sequence.to_le_bytes());
+                b.extend(results.to_le_bytes());
+                b.extend(std::iter::repeat_n(1u8, results as usize));
+            }
+        }
+        b.extend([0; 8]); // no members, no forgotten clients
+        let crc = crc32fast::hash(&b);
+        b.extend(crc.to_le_bytes());
+        Bytes::from(b)
+    }
+
+    /// Goal: a snapshot is read only if the store could have written it: a count beyond what
+    /// requests leave, a key or value past its bound, keys or sessions out of order (so
+    /// repeated) are refused (found in review: a reply of 64 M one-byte results, valid
+    /// otherwise, cost several GiB to decode).
+    #[test]
+    fn a_snapshot_beyond_what_the_store_holds_is_refused() {
+        let pairs: &[(&[u8], &[u8])] = &[(b"a", b"1"), (b"b", b"2")];
+        let loaded = KvStore::decode_snapshot(&forged(pairs, &[3, 7], 2, 3)).unwrap();
+        assert_eq!(loaded.get(b"b"), OpResult::Value(Bytes::from_static(b"2")));
+        let (long_key, big_value) = (vec![7; KEY_BYTES_MAX + 1], vec![7; VALUE_BYTES_MAX + 1]);
+        let results = OPERATIONS_PER_COMMAND_MAX as u32;
+        let replies = REPLIES_PER_SESSION_MAX as u32;
+        assert!(KvStore::decode_snapshot(&forged(pairs, &[3], 1, results)).is_ok());
+        assert!(KvStore::decode_snapshot(&forged(pairs, &[3], replies, 0)).is_ok());
+        let refused = [
+            forged(pairs, &[3], 1, results + 1),
+            forged(pairs, &[3], replies + 1, 0),
+            forged(&[(b"", b"1")], &[], 0, 0),
+            forged(&[(&long_key, b"1")], &[], 0, 0),
+            forged(&[(b"a", &big_value)], &[], 0, 0),
+            forged(&[(b"b", b"1"), (b"a", b"1")], &[], 0, 0),
+            forged(&[(b"a", b"1"), (b"a", b"2")], &[], 0, 0),
+            forged(pairs, &[7, 3], 0, 0),
+            forged(pairs, &[7, 7], 0, 0),
+        ];
+        for (case, bytes) in refused.iter().enumerate() {
+            assert!(KvStore::decode_snapshot(bytes).is_err(), "case {case}");
+        }
     }
 
     #[test]
