@@ -173,6 +173,24 @@ fn messages_taken_without_a_ready_wait_for_a_durable_term_and_vote() {
     );
 }
 
+/// Goal: a new role taken without a Ready (so a core at its sync cap says it before the
+/// heartbeats that announce it leave) is taken once: the next Ready does not say it again.
+#[test]
+fn a_role_taken_without_a_ready_is_not_handed_out_again() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let mut node = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    persist(&mut node);
+    node.campaign();
+    persist(&mut node);
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    node.step(term_2(2, 1, vote)).unwrap();
+    assert_eq!(node.take_soft_state(), Some((Role::Leader, NodeId(1))));
+    assert_eq!(node.take_soft_state(), None);
+    assert_eq!(node.ready().soft_state(), None);
+}
+
 #[test]
 fn three_nodes_elect_one_leader_and_apply_writes_in_the_same_order() {
     let mut cluster = cluster(3, 0, |_| {});

@@ -469,9 +469,12 @@ fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> 
 /// `cohort bench`.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let load = args.load()?;
-    let target = Target::open(args)?;
-    // Before the run, not after it: an --out that cannot be a folder fails now.
+    if args.nodes.is_empty() {
+        args.local.check()?;
+    }
+    // Before anything starts, not after the run: an --out that cannot be a folder fails now.
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let target = Target::open(args)?;
     let measured = measure(args, &load, target)?;
     print!("{}", report::summary(&measured.report));
     let written = write_files(&args.out, &measured)?;

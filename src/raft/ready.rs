@@ -277,6 +277,17 @@ impl Replica {
         std::mem::take(&mut self.messages_now)
     }
 
+    /// The role and leader, when they changed since the last Ready or call, taken without a
+    /// Ready (as [`Replica::take_messages_now`]): the next Ready does not carry them again.
+    /// A caller says them before it sends the messages that announce them.
+    pub fn take_soft_state(&mut self) -> Option<(Role, NodeId)> {
+        let now = (self.role, self.leader);
+        (now != self.soft_state_handed_out).then(|| {
+            self.soft_state_handed_out = now;
+            now
+        })
+    }
+
     /// Committed entries not handed out yet and durable on this node, for the caller to
     /// apply at once (they count as applied from here on). May be called while Readies are
     /// in flight, once the caller applied their committed entries and installed their

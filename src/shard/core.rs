@@ -998,6 +998,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// cap the loop sent nothing).
     fn send_what_needs_no_sync(&mut self) {
         for (&id, group) in &mut self.groups {
+            if let Some(soft_state) = group.replica.take_soft_state() {
+                announce_role(&mut self.hooks, &mut self.streams, id, group, soft_state);
+            }
             let messages = group.replica.take_messages_now();
             if !messages.is_empty() {
                 send_all(&mut self.net, &mut self.streams, id, group, messages);
@@ -1018,15 +1021,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             let mut ready = group.replica.ready();
-            // Said before the messages that announce it leave, so a node that heard from the
-            // new leader never sees a log that has not said it yet.
-            if let Some((role, leader)) = ready.soft_state() {
-                (self.hooks.on_role)(id, role, leader.0, group.replica.term().0);
-                if role != Role::Leader {
-                    // Its snapshots on their way out are a deposed leader's: the followers
-                    // would take them in, then Raft would drop them.
-                    self.streams.stop_group(id);
-                }
+            if let Some(soft_state) = ready.soft_state() {
+                announce_role(&mut self.hooks, &mut self.streams, id, group, soft_state);
             }
             for lost in ready.lost_entries() {
                 (self.hooks.on_lost_entries)(id, lost);
@@ -1302,6 +1298,23 @@ fn needs_log_room(body: &MessageBody) -> bool {
         | MessageBody::InstallSnapshot(_)
         | MessageBody::TimeoutNow => true,
         _ => false,
+    }
+}
+
+/// Says group `id`'s new role and leader: before the messages that announce them leave, so
+/// a node that heard from the new leader never sees a log that has not said it yet.
+fn announce_role(
+    hooks: &mut Hooks,
+    streams: &mut SnapshotStreams,
+    id: u32,
+    group: &Group,
+    (role, leader): (Role, NodeId),
+) {
+    (hooks.on_role)(id, role, leader.0, group.replica.term().0);
+    if role != Role::Leader {
+        // Its snapshots on their way out are a deposed leader's: the followers would take
+        // them in, then Raft would drop them.
+        streams.stop_group(id);
     }
 }
 
