@@ -2207,6 +2207,55 @@ fn a_leader_with_every_sync_slot_taken_still_heartbeats() {
     run_beside(core, driver);
 }
 
+/// Goal: a leader deposed while every sync slot is taken tells the clients of its writes
+/// to retry at the new leader, as it does when the role change comes in a Ready (found in
+/// review: the role taken at the cap never reached the group, and those writes waited for
+/// their client's attempt timeout). Method: four writes hold the slots; node 2 heartbeats
+/// in a later term; ticks at the cap: all four are answered "not the leader", still at the
+/// cap.
+#[test]
+fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
+    let (core, f) = leader_with_a_durable_write();
+    let driver = async {
+        let begun = f.gate.begun();
+        for k in 2..=5u64 {
+            f.inbox.push_now(put(1, k));
+            let syncs = begun + k as usize - 1;
+            assert!(
+                yield_until(|| f.gate.begun() == syncs).await,
+                "write {k}'s sync"
+            );
+        }
+        let heartbeat = Heartbeat {
+            commit: LogIndex(0),
+            read_round: 0,
+            acknowledged: LogIndex(0),
+        };
+        f.inbox
+            .push_now(from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat)));
+        let answers = RefCell::new(Vec::new());
+        let redirected = yield_until(|| {
+            // A tick a pass: the cap must last into a new tick.
+            f.inbox.push_now(Input::Tick);
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = f.outbox.poll_take_all(&mut cx, &mut answers.borrow_mut());
+            let answers = answers.borrow();
+            let sequences: BTreeSet<u64> = answers
+                .iter()
+                .flatten()
+                .filter(|r| matches!(r.outcome, Outcome::NotLeader { leader: 2, .. }))
+                .map(|r| r.sequence)
+                .collect();
+            (2..=5).all(|k| sequences.contains(&k))
+        })
+        .await;
+        assert!(redirected, "{:?}", answers.borrow());
+        assert_eq!(f.gate.begun(), begun + 4, "still at the cap");
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
 /// Nodes 2 and 3 of group 0 as bare replicas, for a test to step (they persist at once, and
 /// never tick: they never campaign).
 fn followers_2_and_3() -> BTreeMap<u64, Replica> {

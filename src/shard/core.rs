@@ -401,7 +401,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.upkeep()?;
                 self.turn(&mut answers)?;
             } else if *self.at_sync_cap_since.get_or_insert(self.ticks) < self.ticks {
-                self.send_what_needs_no_sync();
+                self.send_what_needs_no_sync(&mut answers);
             }
             if stop {
                 self.inbox.close();
@@ -1002,10 +1002,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// would be deposed (found in review: at the cap the loop sent nothing). Under load the
     /// cap comes and goes within a tick, and sending at each pass then cost CPU for nothing
     /// (more, smaller frames).
-    fn send_what_needs_no_sync(&mut self) {
+    /// A new role is said first, and the writes it leaves waiting in vain are told to retry
+    /// at the leader, as a Ready's would be.
+    fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
         for (&id, group) in &mut self.groups {
             if let Some(soft_state) = group.replica.take_soft_state() {
                 announce_role(&mut self.hooks, &mut self.streams, id, group, soft_state);
+                group.leadership_changed(answers);
             }
             let messages = group.replica.take_messages_now();
             if !messages.is_empty() {

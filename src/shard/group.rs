@@ -412,7 +412,7 @@ impl Group {
     /// While no leader is known (an election is on) they wait: "ask the leader" without a
     /// leader sends the client to another node after a pause, and the election usually ends
     /// sooner (this runs again then).
-    fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
+    pub(super) fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
         let term = self.replica.term();
         let not_leader = self.not_leader_outcome();
         let leading = self.replica.role() == Role::Leader;
