@@ -2210,9 +2210,9 @@ fn a_leader_with_every_sync_slot_taken_still_heartbeats() {
 /// Goal: a leader deposed while every sync slot is taken tells the clients of its writes
 /// to retry at the new leader, as it does when the role change comes in a Ready (found in
 /// review: the role taken at the cap never reached the group, and those writes waited for
-/// their client's attempt timeout). Method: four writes hold the slots; node 2 heartbeats
-/// in a later term; ticks at the cap: all four are answered "not the leader", still at the
-/// cap.
+/// their client's attempt timeout). Method: four writes hold the slots, a fifth waits to be
+/// proposed; node 2 heartbeats in a later term; ticks at the cap: all five are answered
+/// "not the leader", still at the cap.
 #[test]
 fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
     let (core, f) = leader_with_a_durable_write();
@@ -2226,6 +2226,8 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
                 "write {k}'s sync"
             );
         }
+        // Write 6 waits to be proposed: no turn at the cap.
+        f.inbox.push_now(put(1, 6));
         let heartbeat = Heartbeat {
             commit: LogIndex(0),
             read_round: 0,
@@ -2246,7 +2248,7 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
                 .filter(|r| matches!(r.outcome, Outcome::NotLeader { leader: 2, .. }))
                 .map(|r| r.sequence)
                 .collect();
-            (2..=5).all(|k| sequences.contains(&k))
+            (2..=6).all(|k| sequences.contains(&k))
         })
         .await;
         assert!(redirected, "{:?}", answers.borrow());

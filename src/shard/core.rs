@@ -1002,13 +1002,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// would be deposed (found in review: at the cap the loop sent nothing). Under load the
     /// cap comes and goes within a tick, and sending at each pass then cost CPU for nothing
     /// (more, smaller frames).
-    /// A new role is said first, and the writes it leaves waiting in vain are told to retry
-    /// at the leader, as a Ready's would be.
+    /// A new role is said first, and the writes it leaves waiting in vain, proposed or not,
+    /// are told to retry at the leader, whose address they get (one whose entry committed
+    /// in a Ready still in flight is told so too, where a Ready's role would come after it:
+    /// its retry is answered from the session).
     fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
         for (&id, group) in &mut self.groups {
             if let Some(soft_state) = group.replica.take_soft_state() {
                 announce_role(&mut self.hooks, &mut self.streams, id, group, soft_state);
                 group.leadership_changed(answers);
+                group.refuse_pending_as_follower(answers);
             }
             let messages = group.replica.take_messages_now();
             if !messages.is_empty() {

@@ -203,6 +203,27 @@ impl Group {
         }
     }
 
+    /// A node that no longer leads, and knows who does, answers the writes waiting to be
+    /// proposed "not the leader" with its address, as [`Group::propose_pending`] would at
+    /// the next turn: for a core whose syncs are all at their cap, which takes no turn.
+    pub(super) fn refuse_pending_as_follower(&mut self, out: &mut Vec<Answer>) {
+        if self.replica.role() == Role::Leader || self.replica.leader().is_none() {
+            return;
+        }
+        self.pending.clear();
+        let not_leader = self.not_leader_outcome();
+        for (conn, client_id, sequence) in self.pending_writes.drain(..) {
+            out.push(Answer {
+                conn,
+                response: Response {
+                    client_id,
+                    sequence,
+                    outcome: not_leader.clone(),
+                },
+            });
+        }
+    }
+
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
     /// [`Group::propose_pending`].
     fn holds_writes(&self) -> bool {
