@@ -1853,6 +1853,21 @@ impl LeaderFixture {
         );
     }
 
+    /// Writes 2–5, one at a time, each begins a sync: every slot is taken (the gate is
+    /// closed). Returns the syncs begun before them.
+    async fn take_every_sync_slot(&self) -> usize {
+        let begun = self.gate.begun();
+        for k in 2..=5u64 {
+            self.inbox.push_now(put(1, k));
+            let syncs = begun + k as usize - 1;
+            assert!(
+                yield_until(|| self.gate.begun() == syncs).await,
+                "write {k}'s sync"
+            );
+        }
+        begun
+    }
+
     /// Let the syncs end and stop the core.
     fn release_and_stop(&self) {
         self.gate.open();
@@ -2153,15 +2168,7 @@ fn a_leader_with_every_sync_slot_taken_still_heartbeats() {
     let driver = async {
         f.acknowledge_write_1();
         f.assert_answered(1).await;
-        let begun = f.gate.begun();
-        for k in 2..=5u64 {
-            f.inbox.push_now(put(1, k));
-            let syncs = begun + k as usize - 1;
-            assert!(
-                yield_until(|| f.gate.begun() == syncs).await,
-                "write {k}'s sync"
-            );
-        }
+        let begun = f.take_every_sync_slot().await;
         f.events.borrow_mut().clear();
         f.inbox.push_now(put(1, 6));
         let sent = |what| f.events.borrow().contains(&Event::Sent(what));
@@ -2217,15 +2224,7 @@ fn a_leader_with_every_sync_slot_taken_still_heartbeats() {
 fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
     let (core, f) = leader_with_a_durable_write();
     let driver = async {
-        let begun = f.gate.begun();
-        for k in 2..=5u64 {
-            f.inbox.push_now(put(1, k));
-            let syncs = begun + k as usize - 1;
-            assert!(
-                yield_until(|| f.gate.begun() == syncs).await,
-                "write {k}'s sync"
-            );
-        }
+        let begun = f.take_every_sync_slot().await;
         // Write 6 waits to be proposed: no turn at the cap.
         f.inbox.push_now(put(1, 6));
         let heartbeat = Heartbeat {

@@ -191,16 +191,7 @@ impl Group {
                 message: format!("{error:?}"),
             },
         };
-        for (conn, client_id, sequence) in self.pending_writes.drain(..) {
-            out.push(Answer {
-                conn,
-                response: Response {
-                    client_id,
-                    sequence,
-                    outcome: refused.clone(),
-                },
-            });
-        }
+        answer_all(self.pending_writes.drain(..), &refused, out);
     }
 
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
@@ -212,16 +203,7 @@ impl Group {
         }
         self.pending.clear();
         let not_leader = self.not_leader_outcome();
-        for (conn, client_id, sequence) in self.pending_writes.drain(..) {
-            out.push(Answer {
-                conn,
-                response: Response {
-                    client_id,
-                    sequence,
-                    outcome: not_leader.clone(),
-                },
-            });
-        }
+        answer_all(self.pending_writes.drain(..), &not_leader, out);
     }
 
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
@@ -485,4 +467,22 @@ fn error_response(request: &Request, code: ErrorCode, message: &str) -> Response
             message: message.to_string(),
         },
     )
+}
+
+/// Answers each (connection, client, sequence) of `writes` with `outcome`.
+fn answer_all(
+    writes: impl Iterator<Item = (ConnId, u64, u64)>,
+    outcome: &Outcome,
+    out: &mut Vec<Answer>,
+) {
+    for (conn, client_id, sequence) in writes {
+        out.push(Answer {
+            conn,
+            response: Response {
+                client_id,
+                sequence,
+                outcome: outcome.clone(),
+            },
+        });
+    }
 }
