@@ -18,12 +18,12 @@
 //! Nothing here blocks, and the loop does not wait for the disk: while syncs are in flight
 //! it goes on taking turns, each with a sync of its own, up to `SYNCS_IN_FLIGHT_MAX` in
 //! flight (they finish in the order they began); past that, writes wait for a slot while
-//! what needs no sync (heartbeats, a leader's appends) still leaves. A group whose Ready waits for a sync gets
-//! a pipelined Ready meanwhile (`Replica::has_pipelined_ready`: new entries and messages
-//! only), so a leader's appends of new proposals leave at once and a follower writes the
-//! next batch while it syncs the last; its step 4 comes after that of the Ready before it.
-//! So a write that arrives during a sync does not wait for it, and the CPU work of a turn
-//! overlaps the disk.
+//! what needs no sync (heartbeats, a leader's appends) still leaves. A group whose Ready
+//! waits for a sync gets a pipelined Ready meanwhile (`Replica::has_pipelined_ready`: new
+//! entries and messages only), so a leader's appends of new proposals leave at once and a
+//! follower writes the next batch while it syncs the last; its step 4 comes after that of
+//! the Ready before it. So a write that arrives during a sync does not wait for it, and the
+//! CPU work of a turn overlaps the disk.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -1002,6 +1002,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// would be deposed (found in review: at the cap the loop sent nothing). Under load the
     /// cap comes and goes within a tick, and sending at each pass then cost CPU for nothing
     /// (more, smaller frames).
+    ///
     /// A new role is said first, and the writes it leaves waiting in vain, proposed or not,
     /// are told to retry at the leader, whose address they get (one whose entry committed
     /// in a Ready still in flight is told so too, where a Ready's role would come after it:
