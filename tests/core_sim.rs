@@ -12,6 +12,10 @@
 //! and give up after a while.
 //! Every key's history is checked for linearizability (`cohort::sim::check_register`).
 //!
+//! In half the seeds, a node's disk runs full now and then: for a while its log writes a
+//! prefix of a Ready's entries and refuses the rest (the WAL's next segment cannot be made),
+//! and the core stages that Ready again later, before the group hands out another.
+//!
 //! Nodes crash (in two seeds of three): the core is lost, and so is a random suffix of what
 //! its log took since its last sync (a torn tail); it restarts from what the log kept (each
 //! group's hard state, entries and snapshot, the store decoded from it), as a node recovers
@@ -41,7 +45,7 @@ use cohort::raft::{
     Persisted, Prng, Ready, Replica, Snapshot,
 };
 use cohort::shard::Group;
-use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::sim::{Disk, Operation, RegisterOp, check_register, skewed_clocks};
@@ -132,20 +136,54 @@ struct SimLog {
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
     received: Vec<(GroupId, Message)>,
     snapshot_unsynced: bool,
+    full_disk: FullDisk,
+    /// The disk is full until this time.
+    full_until: u64,
+}
+
+/// Whether a seed's disks run full now and then, until when, and how many stages they
+/// refused (shared by the nodes, for the sweep's summary).
+#[derive(Clone, Default)]
+struct FullDisk {
+    enabled: bool,
+    until: u64,
+    refusals: Rc<Cell<u64>>,
 }
 
 impl CoreLog for SimLog {
-    fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
-        if let Some(snapshot) = ready.snapshot() {
+    fn stage(&mut self, group: GroupId, ready: &Ready, staged: &mut Staged) -> io::Result<bool> {
+        let full = self.disk_full();
+        if let Some(snapshot) = ready.snapshot()
+            && !staged.snapshot
+        {
+            if full {
+                return Ok(self.refuse());
+            }
             self.write(Write::Snapshot(group, snapshot.clone()))?;
+            staged.snapshot = true;
         }
-        if !ready.entries().is_empty() {
-            self.write(Write::Entries(group, ready.entries().to_vec()))?;
+        let entries = &ready.entries()[staged.entries..];
+        if !entries.is_empty() {
+            let fits = if full {
+                self.rng.borrow_mut().below(entries.len() as u64) as usize
+            } else {
+                entries.len()
+            };
+            if fits > 0 {
+                self.write(Write::Entries(group, entries[..fits].to_vec()))?;
+                staged.entries += fits;
+            }
+            if full {
+                return Ok(self.refuse());
+            }
         }
         if let Some(hard_state) = ready.hard_state() {
+            if full {
+                return Ok(self.refuse());
+            }
             self.write(Write::HardState(group, hard_state))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// What was staged when the sync began, and the number of the last write in it.
@@ -278,6 +316,31 @@ impl CoreNet for SimNet {
 }
 
 impl SimLog {
+    /// Whether the disk is full now: in seeds that have full disks, a stage sometimes finds
+    /// it so, for up to three election timeouts.
+    fn disk_full(&mut self) -> bool {
+        if !self.full_disk.enabled {
+            return false;
+        }
+        let now = self.now.get();
+        if now < self.full_until {
+            return true;
+        }
+        if now < self.full_disk.until && self.rng.borrow_mut().chance(1, 400) {
+            self.full_until = now + 1 + self.rng.borrow_mut().below(300);
+            return true;
+        }
+        false
+    }
+
+    /// Counts a stage refused for lack of room; false, as `stage` then says.
+    fn refuse(&self) -> bool {
+        self.full_disk
+            .refusals
+            .set(self.full_disk.refusals.get() + 1);
+        false
+    }
+
     fn write(&mut self, write: Write) -> io::Result<()> {
         write.apply(&mut self.staged).map_err(io::Error::other)?;
         self.written += 1;
@@ -304,6 +367,7 @@ struct Node {
     /// What its core reported as lost entries: the simulated logs never forget what they
     /// synced, and the torn tail is only writes no ack waited for, so any report fails.
     lost_entries: Rc<RefCell<Vec<(u32, LostEntries)>>>,
+    full_disk: FullDisk,
 }
 
 impl Node {
@@ -315,6 +379,7 @@ impl Node {
         lease_reads: bool,
         now: &Now,
         wires: &Rc<RefCell<Wires>>,
+        full_disk: &FullDisk,
     ) -> Node {
         let voters: Vec<NodeId> = (1..=VOTERS).map(NodeId).collect();
         let disks = (0..GROUPS)
@@ -337,6 +402,7 @@ impl Node {
             ticks_owed: 0,
             held: Vec::new(),
             lost_entries: Rc::default(),
+            full_disk: full_disk.clone(),
         };
         node.start(seed, lease_reads, now, wires);
         node
@@ -403,6 +469,8 @@ impl Node {
             encoded: Vec::new(),
             received: Vec::new(),
             snapshot_unsynced: false,
+            full_disk: self.full_disk.clone(),
+            full_until: 0,
         };
         let net = SimNet {
             from: id,
@@ -745,6 +813,7 @@ struct SimShape {
     /// Each node's tick clock runs up to this many thousandths slower or faster than
     /// `TICK_UNITS`: at most what leases absorb.
     clock_skew_permille_max: u64,
+    full_disks: bool,
 }
 
 impl SimShape {
@@ -760,6 +829,7 @@ impl SimShape {
             delay_units_max: 1 + rng.below(8),
             link_messages_max: rng.chance(1, 3).then(|| 2 + rng.below(30)),
             clock_skew_permille_max: rng.below(lease_safe_skew_permille() + 1),
+            full_disks: rng.chance(1, 2),
         }
     }
 }
@@ -784,6 +854,8 @@ struct Done {
     cuts: u64,
     /// Sends refused by a full link.
     sends_refused: u64,
+    /// Stages refused by a full disk.
+    stages_refused: u64,
     handovers: u64,
     /// Of those, the ones that handed the group over.
     handovers_done: u64,
@@ -804,6 +876,7 @@ impl Done {
         self.stalls += other.stalls;
         self.cuts += other.cuts;
         self.sends_refused += other.sends_refused;
+        self.stages_refused += other.stages_refused;
         self.handovers += other.handovers;
         self.handovers_done += other.handovers_done;
         self.crashes += other.crashes;
@@ -831,8 +904,13 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         rng: Prng::new(shape.seed ^ 0x3E7),
         now: Rc::clone(&now),
     }));
+    let full_disk = FullDisk {
+        enabled: shape.full_disks,
+        until: shape.steps,
+        refusals: Rc::default(),
+    };
     let mut nodes: Vec<Node> = (1..=NODES)
-        .map(|id| Node::bootstrap(id, shape.seed, shape.lease_reads, &now, &wires))
+        .map(|id| Node::bootstrap(id, shape.seed, shape.lease_reads, &now, &wires, &full_disk))
         .collect();
     let mut clocks = skewed_clocks(NODES, TICK_UNITS, shape.clock_skew_permille_max, shape.seed);
     let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
@@ -920,6 +998,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     }
     compare_replicas(&mut nodes, &now, end, &mut done)?;
     done.sends_refused = wires.borrow().refused;
+    done.stages_refused = full_disk.refusals.get();
     check_histories(clients, end, done)
 }
 
@@ -1225,6 +1304,7 @@ fn sweep(part: u64, parts: u64) {
         assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
         assert!(total.crashes > 0 && total.member_changes > 0 && total.power_losses > 0);
         assert!(total.replicas_compared > 0 && total.handovers_done > 0);
+        assert!(total.stages_refused > 0);
     }
 }
 

@@ -23,7 +23,7 @@ use cohort::raft::{
     Replica, Snapshot, SnapshotChunk, SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
-use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input};
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::wire::Envelope;
@@ -36,6 +36,8 @@ use common::messages::empty_entry_2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
     Staged,
+    /// The log had no room for a Ready's records (and took none).
+    NoRoom,
     Synced,
     /// A sync ended in an error.
     SyncFailed,
@@ -90,6 +92,12 @@ struct GateState {
     syncs_fail: bool,
     /// Snapshots received from peers fail to store (a full disk, say) while set.
     stores_fail: bool,
+    /// The log takes no records (its next segment is not ready) while set.
+    no_room: bool,
+    /// The entries the log took, as (group, index), in order.
+    staged: Vec<(u32, u64)>,
+    /// Woken when the log has room again.
+    room_waker: Option<Waker>,
 }
 
 impl Gate {
@@ -103,6 +111,9 @@ impl Gate {
             encodes_released: Vec::new(),
             syncs_fail: false,
             stores_fail: false,
+            no_room: false,
+            staged: Vec::new(),
+            room_waker: None,
         })))
     }
 
@@ -146,14 +157,40 @@ impl Gate {
     fn close(&self) {
         self.set(false);
     }
+
+    /// The log takes no records from now on (`true`), or again (`false`: the core waiting
+    /// for room is woken).
+    fn set_no_room(&self, no_room: bool) {
+        let mut state = self.0.borrow_mut();
+        state.no_room = no_room;
+        if let Some(waker) = state.room_waker.take().filter(|_| !no_room) {
+            waker.wake();
+        }
+    }
 }
 
 impl CoreLog for RecordingLog {
-    fn stage(&mut self, _group: GroupId, ready: &Ready) -> io::Result<()> {
+    fn stage(&mut self, group: GroupId, ready: &Ready, _: &mut Staged) -> io::Result<bool> {
         if !ready.entries().is_empty() || ready.hard_state().is_some() {
+            let mut gate = self.gate.0.borrow_mut();
+            if gate.no_room {
+                self.events.borrow_mut().push(Event::NoRoom);
+                return Ok(false);
+            }
+            let taken = ready.entries().iter().map(|e| (group.0, e.index.0));
+            gate.staged.extend(taken);
             self.events.borrow_mut().push(Event::Staged);
         }
-        Ok(())
+        Ok(true)
+    }
+
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut gate = self.gate.0.borrow_mut();
+        if gate.no_room {
+            gate.room_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(())
     }
 
     type Synced = ();
@@ -1143,6 +1180,103 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(synced < acked, "{events:?}");
+}
+
+#[test]
+fn a_ready_the_log_has_no_room_for_waits_and_goes_in_before_the_groups_next_one() {
+    // Goal: where the log cannot take a Ready's records yet (its next segment is not
+    // ready), the core neither acknowledges them nor drops them: it stages that Ready again
+    // once the log says it has room (no input needed), before any later Ready of the group,
+    // and acknowledges each append only after its sync.
+    let events = Events::default();
+    let gate = Gate::new(true);
+    gate.set_no_room(true);
+    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = MessageBody::AppendRequest(empty_entry_2(LogIndex(1)));
+    inbox.push_now(from(1, 2, 2, append));
+    let acks = || {
+        let events = events.borrow();
+        events
+            .iter()
+            .filter(|e| **e == Event::Sent("AppendResponse"))
+            .count()
+    };
+    let driver = async {
+        assert!(
+            yield_until(|| events.borrow().contains(&Event::NoRoom)).await,
+            "{:?}",
+            events.borrow()
+        );
+        let next = AppendRequest {
+            prev_log_index: LogIndex(2),
+            prev_log_term: Term(2),
+            entries: vec![kib_write(2)].into(),
+            commit: LogIndex(3),
+        };
+        inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(next)));
+        inbox.push_now(Input::Tick);
+        for _ in 0..50 {
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(
+            acks(),
+            0,
+            "acknowledged without room: {:?}",
+            events.borrow()
+        );
+        assert!(gate.0.borrow().staged.is_empty());
+        gate.set_no_room(false);
+        assert!(yield_until(|| acks() == 2).await, "{:?}", events.borrow());
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
+    assert_eq!(gate.0.borrow().staged, [(0, 2), (0, 3)]);
+    let events = events.take();
+    let staged = position(&events, &Event::Staged);
+    let synced = position(&events, &Event::Synced);
+    let acked = position(&events, &Event::Sent("AppendResponse"));
+    assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+#[test]
+fn a_leader_whose_write_waits_for_log_room_keeps_sending_heartbeats() {
+    // Goal: a group whose Ready waits for room is not silent (its followers would depose
+    // it): its heartbeats leave at every heartbeat tick, and its write, which node 3
+    // acknowledged meanwhile, is answered once the log has room.
+    let (core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    f.gate.set_no_room(true);
+    f.inbox.push_now(put(1, 2));
+    let heartbeats = || {
+        let events = f.events.borrow();
+        events
+            .iter()
+            .filter(|e| **e == Event::Sent("Heartbeat"))
+            .count()
+    };
+    let driver = async {
+        let refused = || f.events.borrow().contains(&Event::NoRoom);
+        assert!(yield_until(refused).await, "{:?}", f.events.borrow());
+        let write_2 = LogIndex(f.write_1.0 + 1);
+        let acked = MessageBody::AppendResponse(ack(write_2));
+        f.inbox.push_now(from(3, 1, f.term, acked));
+        let before = heartbeats();
+        for _ in 0..6 {
+            f.inbox.push_now(Input::Tick);
+            for _ in 0..5 {
+                futures_lite::future::yield_now().await;
+            }
+        }
+        assert!(heartbeats() >= before + 2, "{:?}", f.events.borrow());
+        assert!(
+            !answered(&f.outbox, 2).await,
+            "answered before it was durable"
+        );
+        f.gate.set_no_room(false);
+        f.assert_answered(2).await;
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
 }
 
 #[test]

@@ -238,6 +238,50 @@ fn failed_sync_poisons_every_later_call() {
 }
 
 #[test]
+fn a_full_disk_refuses_the_record_that_needs_a_segment_and_changes_nothing() {
+    // Goal: where the next segment cannot be made for lack of space, the record that needed
+    // it is refused with NoRoom, nothing of it is written, the WAL is not poisoned, and the
+    // same call succeeds once space is back; after a crash everything synced is there.
+    let mut wal = open(MemStorage::new()).expect("fresh");
+    wal.storage().set_disk_full(true);
+    let mut index = 1;
+    let refused = loop {
+        assert!(index < 10_000, "the active segment never filled");
+        match wal.append_entries(3, index, &[(1, payload(3, index).as_slice())]) {
+            Ok(()) => index += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(refused, WalError::NoRoom { .. }), "{refused}");
+    assert!(
+        refused.to_string().contains("nothing was written"),
+        "{refused}"
+    );
+    assert_eq!(wal.group(3).expect("group 3").last_index, index - 1);
+    // Not poisoned: a sync goes through, and what fits still goes in.
+    block_on(wal.sync()).expect("sync after NoRoom");
+    assert!(matches!(
+        wal.append_entries(3, index, &[(1, payload(3, index).as_slice())]),
+        Err(WalError::NoRoom { .. })
+    ));
+    wal.storage().set_disk_full(false);
+    for at in index..index + 50 {
+        wal.append_entries(3, at, &[(1, payload(3, at).as_slice())])
+            .expect("append once a segment can be made");
+    }
+    block_on(wal.sync()).expect("sync");
+    let mut storage = wal.into_storage();
+    storage.crash(CrashFault::LoseUnsynced, 7);
+    let wal = open(storage).expect("reopen");
+    let entries = read_all(&wal, 3);
+    assert_eq!(entries.len() as u64, index + 49);
+    for (at, entry) in (1..).zip(&entries) {
+        assert_eq!(entry.index, at);
+        assert_eq!(entry.payload, payload(3, at), "entry {at}");
+    }
+}
+
+#[test]
 fn lost_segment_in_the_middle_is_refused() {
     // Goal: a missing segment file between present ones fails open and names the file.
     let mut wal = open(MemStorage::new()).expect("fresh");

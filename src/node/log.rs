@@ -5,13 +5,14 @@
 //! entry kind must survive a restart. The kind goes in as the payload's head and the data as
 //! its shared body, so a big entry's bytes reach the page cache with the kernel's copy only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,12 +22,12 @@ use crate::raft::{
     Entry, EntryKind, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Ready,
     Snapshot, Term,
 };
-use crate::shard::core::CoreLog;
+use crate::shard::core::{CoreLog, Staged};
 
 use super::snapshot_file;
 use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
-    WalConfig, WalEntry,
+    WalConfig, WalEntry, WalError,
 };
 
 use super::config::{NodeConfig, SyncMode};
@@ -41,6 +42,8 @@ pub struct WalLog {
     segments_kept: usize,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Slot<io::Result<BuiltSegment>>>,
+    /// Set, and the waker woken, when a build ends (see [`CoreLog::poll_room`]).
+    build_ended: Rc<(Cell<bool>, RefCell<Option<Waker>>)>,
     /// The last build of the next segment failed (the disk is full, most likely): why, and
     /// when to try again. Until a build succeeds the log takes no new entries it can avoid
     /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
@@ -144,8 +147,25 @@ fn spawn_snapshot_write(
     .detach();
 }
 
-fn io_error(error: impl std::fmt::Display) -> io::Error {
-    io::Error::other(error.to_string())
+/// A WAL error as an I/O error: `WouldBlock` where the next segment is not prepared and
+/// `StorageFull` where the disk had no room to make it (nothing was written: see
+/// [`must_wait`]), `Other` for the rest.
+fn io_error(error: WalError) -> io::Error {
+    let kind = match error {
+        WalError::NotReady { .. } => io::ErrorKind::WouldBlock,
+        WalError::NoRoom { .. } => io::ErrorKind::StorageFull,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, error.to_string())
+}
+
+/// Whether `error` is a WAL error that wrote nothing because the next segment is not ready
+/// or the disk had no room for it (see [`io_error`]): the call can be made again later.
+fn must_wait(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::StorageFull
+    )
 }
 
 impl WalLog {
@@ -223,6 +243,7 @@ impl WalLog {
             groups: groups.len(),
             segments_kept: segments_kept(config),
             building: None,
+            build_ended: Rc::default(),
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshots_encoding: BTreeMap::new(),
@@ -258,14 +279,40 @@ impl WalLog {
             let built = glommio::executor().spawn_blocking(job).await;
             log.segment_built(built).map_err(|e| e.to_string())?;
         }
+        // From here on the loop never makes a segment itself (zero-filling and syncing a
+        // whole one stalled every group of the core, and on a nearly full disk it competed
+        // for space with the build off the loop, failed, and stopped the node): a record
+        // that needs the next segment before its build is done waits, with its Ready, for
+        // the core to stage it again (see `CoreLog::stage`).
+        log.wal.set_rotation_builds(false);
         Ok((log, recovered))
     }
 
     /// Takes the outcome of building the next segment: puts it in place, or notes why it
     /// could not be made (taking no writes until a retry succeeds).
     fn segment_built(&mut self, done: io::Result<BuiltSegment>) -> io::Result<()> {
-        match done {
-            Ok(built) => {
+        let built = match done {
+            Ok(built) => built,
+            Err(error) => {
+                self.build_failed_with(&error);
+                return Ok(());
+            }
+        };
+        let wanted = self
+            .wal
+            .next_segment_plan()
+            .map(|(seq, bytes, _)| (seq, bytes));
+        if wanted != Some((built.seq(), built.size_bytes())) {
+            // Compaction recycled a dead segment into its place meanwhile. Kept, its file
+            // would hold a segment's worth of a nearly full disk, and the next build would
+            // fail for want of that space; `maintain` builds the next one when it is due.
+            self.wal.storage_mut().discard_built(built);
+            return Ok(());
+        }
+        self.wal.storage_mut().offer_built(built);
+        // Adopts the segment just built: a rename, nothing made on the loop.
+        match self.wal.prepare_next() {
+            Ok(()) => {
                 if let Some((why, _)) = self.build_failed.take() {
                     tracing::info!(
                         dir = %self.dir.display(),
@@ -273,25 +320,28 @@ impl WalLog {
                         "the next WAL segment could be made again: taking writes"
                     );
                 }
-                self.wal.storage_mut().offer_built(built);
-                if self.wal.needs_prepare() {
-                    self.wal.prepare_next().map_err(io_error)?;
-                }
+                Ok(())
             }
-            Err(error) => {
-                if self.build_failed.is_none() {
-                    tracing::error!(
-                        dir = %self.dir.display(),
-                        %error,
-                        "cannot make the next WAL segment: taking no writes until it can be \
-                         made (trying again every {BUILD_RETRY:?})"
-                    );
-                }
-                let retry_at = crate::clock::now() + BUILD_RETRY;
-                self.build_failed = Some((error.to_string(), retry_at));
+            Err(error) if error.nothing_written() => {
+                self.build_failed_with(&io_error(error));
+                Ok(())
             }
+            Err(error) => Err(io_error(error)),
         }
-        Ok(())
+    }
+
+    /// Notes that the next segment could not be made, and when to try again.
+    fn build_failed_with(&mut self, error: &io::Error) {
+        if self.build_failed.is_none() {
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "cannot make the next WAL segment: taking no writes until it can be made \
+                 (trying again every {BUILD_RETRY:?})"
+            );
+        }
+        let retry_at = crate::clock::now() + BUILD_RETRY;
+        self.build_failed = Some((error.to_string(), retry_at));
     }
 
     /// What group `group` left on disk: its latest snapshot file (if any) and the WAL's
@@ -401,9 +451,15 @@ impl WalLog {
             let write = self.snapshots_writing.remove(&group).expect("listed");
             let (index, term) = (write.snapshot.meta.index.0, write.snapshot.meta.term.0);
             if index > self.marker(group) {
-                self.wal
-                    .mark_snapshot(u64::from(group), index, term)
-                    .map_err(io_error)?;
+                match self.wal.mark_snapshot(u64::from(group), index, term) {
+                    Ok(()) => {}
+                    // The file stays durable; its marker goes in once the log has room.
+                    Err(error) if error.nothing_written() => {
+                        *write.written.borrow_mut() = Some(Ok(()));
+                        self.snapshots_writing.insert(group, write);
+                    }
+                    Err(error) => return Err(io_error(error)),
+                }
             }
         }
         let superseded: Vec<u32> = self
@@ -492,13 +548,6 @@ impl WalLog {
         }
     }
 
-    /// Make `snapshot` of `group` the base of its log: the file first (durable), then the WAL
-    /// marker that lets the segments holding older entries go.
-    fn install(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
-        snapshot_file::write(&self.dir, group, snapshot)?;
-        self.settle(group, snapshot)
-    }
-
     /// The WAL's part of installing `snapshot`, whose file is durable: drop the entries of
     /// the log it replaced, then write its marker.
     fn settle(&mut self, group: u32, snapshot: &Snapshot) -> io::Result<()> {
@@ -516,6 +565,42 @@ impl WalLog {
             .map_err(io_error)
     }
 
+    /// [`CoreLog::stage`], failing with a [`must_wait`] error where the log cannot take a
+    /// record yet.
+    fn stage_from(&mut self, group: u32, ready: &Ready, staged: &mut Staged) -> io::Result<()> {
+        if let Some(snapshot) = ready.snapshot()
+            && !staged.snapshot
+        {
+            // A snapshot from the leader replaces the log before this Ready's entries. Its
+            // file was stored before Raft saw it, unless it came another way.
+            let index = snapshot.meta.index.0;
+            let stored = self.snapshots_stored.remove(&(group, index));
+            // Any older one of the group is out of date now.
+            self.snapshots_stored
+                .retain(|&(g, i)| g != group || i > index);
+            if !stored {
+                // Not a wait: an error of this write stops the core, as any failed write.
+                snapshot_file::write(&self.dir, group, snapshot).map_err(|error| {
+                    io::Error::other(format!("group {group}: its snapshot file: {error}"))
+                })?;
+            }
+            if let Err(error) = self.settle(group, snapshot) {
+                if must_wait(&error) {
+                    // The file is durable: the next call only settles it.
+                    self.snapshots_stored.insert((group, index));
+                }
+                return Err(error);
+            }
+            staged.snapshot = true;
+        }
+        self.write_from(
+            group,
+            ready.entries(),
+            ready.hard_state(),
+            &mut staged.entries,
+        )
+    }
+
     /// The largest entry payload this log takes: what a proposal may be at most.
     pub fn entry_bytes_max(&self) -> usize {
         // One entry alone in a record, with its kind byte.
@@ -530,7 +615,21 @@ impl WalLog {
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> io::Result<()> {
+        self.write_from(group, entries, hard_state, &mut 0)
+    }
+
+    /// Writes `entries[*written..]` and then `hard_state`, counting in `written` the entries
+    /// written, so a call that failed for lack of room (nothing of the record that failed is
+    /// written) can be made again from where it stopped.
+    fn write_from(
+        &mut self,
+        group: u32,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+        written: &mut usize,
+    ) -> io::Result<()> {
         let group = u64::from(group);
+        let entries = &entries[*written..];
         if let Some(first) = entries.first() {
             let records: Vec<(u64, KindAndData)> = entries
                 .iter()
@@ -559,6 +658,7 @@ impl WalLog {
                 self.wal
                     .append_entries(group, first_index, &rest[..count])
                     .map_err(io_error)?;
+                *written += count;
                 first_index += count as u64;
                 rest = &rest[count..];
             }
@@ -616,22 +716,12 @@ fn decode_entry(group: u32, entry: WalEntry) -> Result<Entry, String> {
 }
 
 impl CoreLog for WalLog {
-    fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()> {
-        if let Some(snapshot) = ready.snapshot() {
-            // A snapshot from the leader replaces the log before this Ready's entries. Its
-            // file was stored before Raft saw it, unless it came another way.
-            let index = snapshot.meta.index.0;
-            let stored = self.snapshots_stored.remove(&(group.0, index));
-            // Any older one of the group is out of date now.
-            self.snapshots_stored
-                .retain(|&(g, i)| g != group.0 || i > index);
-            if stored {
-                self.settle(group.0, snapshot)?;
-            } else {
-                self.install(group.0, snapshot)?;
-            }
+    fn stage(&mut self, group: GroupId, ready: &Ready, staged: &mut Staged) -> io::Result<bool> {
+        match self.stage_from(group.0, ready, staged) {
+            Ok(()) => Ok(true),
+            Err(error) if must_wait(&error) => Ok(false),
+            Err(error) => Err(error),
         }
-        self.write(group.0, ready.entries(), ready.hard_state())
     }
 
     fn receive_snapshot(&mut self, group: GroupId, message: Message) {
@@ -776,6 +866,17 @@ impl CoreLog for WalLog {
         self.wal.finish_sync(synced).map(drop).map_err(io_error)
     }
 
+    /// Ready once per build that ended (the turn after takes it: see `maintain`), so a loop
+    /// that cannot take it yet (every sync slot taken) does not spin. A failed build is
+    /// tried again at a tick.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.build_ended.0.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.build_ended.1.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     fn short_of_space(&self) -> Option<&str> {
         match &self.build_failed {
             Some((why, _)) if self.wal.needs_prepare() => Some(why),
@@ -785,8 +886,8 @@ impl CoreLog for WalLog {
 
     /// Keeps a next segment ready without stalling the loop: the slow part (zero-filling,
     /// syncing and mapping 64 MiB) runs on glommio's blocking thread; the loop only renames
-    /// the finished file into place. If a rotation comes first, the WAL builds the segment
-    /// itself (counted in its `rotation_stalls`) and the late build is discarded.
+    /// the finished file into place. A record that needs it before then waits (see
+    /// [`WalLog::open`]).
     fn maintain(&mut self) -> io::Result<()> {
         self.finish_snapshot_writes(true)?;
         self.take_built()?;
@@ -801,9 +902,14 @@ impl CoreLog for WalLog {
             let job = self.wal.storage_mut().build_job(seq, size_bytes, header);
             let slot = Rc::new(RefCell::new(None));
             self.building = Some(Rc::clone(&slot));
+            let ended = Rc::clone(&self.build_ended);
             glommio::spawn_local(async move {
                 let built = glommio::executor().spawn_blocking(job).await;
                 *slot.borrow_mut() = Some(built);
+                ended.0.set(true);
+                if let Some(waker) = ended.1.take() {
+                    waker.wake();
+                }
             })
             .detach();
         }
@@ -929,8 +1035,8 @@ mod tests {
         taken
     }
 
-    /// The file of a snapshot at `index` of `term`, written as `install` writes it, with
-    /// the crash before the WAL took its marker.
+    /// The file of a snapshot at `index` of `term`, written as staging a leader's snapshot
+    /// writes it, with the crash before the WAL took its marker.
     fn snapshot_file_alone(dir: &Path, index: u64, term: u64) {
         let snapshot = snapshot_at(index, term, Bytes::from_static(b"state"));
         snapshot_file::write(dir, GROUP, &snapshot).expect("snapshot file");
@@ -1071,7 +1177,8 @@ mod tests {
                 "never failed"
             );
             let newer = snapshot_at(5, 1, Bytes::from_static(b"newer state"));
-            log.install(GROUP, &newer).expect("the leader's snapshot");
+            snapshot_file::write(&dir, GROUP, &newer).expect("the leader's snapshot");
+            log.settle(GROUP, &newer).expect("its marker");
             std::fs::remove_dir(&blocker).expect("unblock");
             // Longer than the first retry's wait (1 s).
             for _ in 0..200 {
@@ -1088,6 +1195,164 @@ mod tests {
             );
             assert_eq!(log.marker(GROUP), 5);
         });
+    }
+
+    /// Goal: the loop never makes a segment itself. A record that needs the next segment
+    /// before its build is done is refused with nothing written (the core stages its Ready
+    /// again later), and goes in, from where it stopped, once the build is done; a restart
+    /// finds every entry once, in order.
+    #[test]
+    fn a_write_that_needs_the_next_segment_before_its_build_waits_and_goes_on_after() {
+        in_log_dir("waits-for-segment", |dir| async move {
+            let mut log = open_log(&dir).await;
+            let index = fill_until_not_ready(&mut log);
+            for _ in 0..1000 {
+                log.maintain().expect("maintain");
+                if !log.wal.needs_prepare() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(!log.wal.needs_prepare(), "the next segment was never built");
+            // The refused batch from where it stopped, then one more.
+            let batch = [big(index), big(index + 1)];
+            log.write_from(GROUP, &batch, None, &mut 0)
+                .expect("room once the build is done");
+            log.sync().await.expect("sync");
+            drop(log);
+            let entries = reopen(&dir).await.1.entries;
+            let indexes: Vec<u64> = entries.iter().map(|e| e.index.0).collect();
+            assert_eq!(indexes, (1..=index + 1).collect::<Vec<_>>());
+            assert!(entries[1..].iter().all(|e| e.data == big(e.index.0).data));
+        });
+    }
+
+    /// An entry of 100 KiB (a tenth of a segment of these tests) at `index`.
+    fn big(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![index as u8; 100 << 10]),
+        }
+    }
+
+    /// Writes `big` entries, from index 2 on, until the log refuses one (having written
+    /// nothing of it) because the next segment is not ready: the segment built at open is
+    /// taken by the first rotation, and no `maintain` builds the one after it. Returns the
+    /// index refused.
+    fn fill_until_not_ready(log: &mut WalLog) -> u64 {
+        let mut index = 2;
+        let refused = loop {
+            assert!(index < 100, "never refused");
+            let mut written = 0;
+            match log.write_from(GROUP, &[big(index)], None, &mut written) {
+                Ok(()) => index += 1,
+                Err(error) => {
+                    assert_eq!(written, 0);
+                    break error;
+                }
+            }
+        };
+        assert!(must_wait(&refused), "{refused}");
+        assert!(
+            refused.to_string().contains("not prepared yet"),
+            "{refused}"
+        );
+        let last = log.wal.group(u64::from(GROUP)).expect("group").last_index;
+        assert_eq!(last, index - 1);
+        index
+    }
+
+    /// Goal: a snapshot's marker that the log has no room for yet is not fatal: the file
+    /// stays, and the marker goes in once the next segment is built.
+    #[test]
+    fn a_snapshot_marker_refused_for_want_of_room_goes_in_once_there_is_room() {
+        in_log_dir("marker-waits", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            // The rest of the segment with records of a marker's size (of another group).
+            let mut index = 1;
+            while log.wal.mark_snapshot(99, index, 1).is_ok() {
+                assert!(index < 100_000, "never full");
+                index += 1;
+            }
+            let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+            log.snapshot_taken(GroupId(GROUP), &snapshot)
+                .expect("taken");
+            let written = |log: &WalLog| log.snapshots_writing[&GROUP].written.borrow().is_some();
+            for _ in 0..1000 {
+                if written(&log) {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(written(&log), "the snapshot file was never written");
+            log.finish_snapshot_writes(false)
+                .expect("a marker without room is not fatal");
+            assert_eq!(log.marker(GROUP), 0);
+            assert!(
+                log.snapshot_in_flight(GroupId(GROUP)),
+                "the marker was dropped"
+            );
+            for _ in 0..1000 {
+                log.maintain().expect("maintain");
+                if log.marker(GROUP) == 3 {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(log.marker(GROUP), 3);
+            assert!(!log.snapshot_in_flight(GroupId(GROUP)));
+            stop(&mut log).await;
+            drop(log);
+            let (_, recovered) = reopen(&dir).await;
+            assert_eq!(recovered.snapshot.meta.index, LogIndex(3));
+        });
+    }
+
+    /// Goal: a segment built for a place no longer open (compaction recycled a dead segment
+    /// into it meanwhile) is removed at once: kept, its file would hold a segment's worth of
+    /// a nearly full disk, and the next build fail for want of it.
+    #[test]
+    fn a_built_segment_no_longer_wanted_is_removed() {
+        in_log_dir("stale-build", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            let (seq, size_bytes, header) = log.wal.next_segment_plan().expect("a plan");
+            let stale = log.wal.storage_mut().build_job(seq + 1, size_bytes, header);
+            log.segment_built(stale()).expect("not fatal");
+            let building = || {
+                std::fs::read_dir(&dir)
+                    .expect("the log's folder")
+                    .flatten()
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".building"))
+                    .count()
+            };
+            assert_eq!(building(), 0, "the stale segment's file is still there");
+            assert!(log.wal.needs_prepare(), "the stale segment was taken");
+            for _ in 0..1000 {
+                log.maintain().expect("maintain");
+                if !log.wal.needs_prepare() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                !log.wal.needs_prepare(),
+                "the right segment was never built"
+            );
+        });
+    }
+
+    /// Opens the log of `dir` again; returns it and what it recovered of group 0.
+    async fn reopen(dir: &Path) -> (WalLog, Persisted) {
+        let groups = BTreeSet::from([GROUP]);
+        let bootstrap = Persisted::bootstrap(&VOTERS);
+        let (log, mut recovered) = WalLog::open(dir, &config(dir), &groups, &bootstrap)
+            .await
+            .expect("reopen");
+        (log, recovered.remove(&GROUP).expect("the group"))
     }
 
     /// Runs `work` on an executor with a new folder for a log, and removes the folder after.

@@ -31,7 +31,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,10 +57,30 @@ use super::membership;
 use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 use super::tick_clock::TickClock;
 
+/// How much of a Ready the log has written: its snapshot (if it has one), then how many of
+/// its entries. Its hard state comes last, and with it the Ready is staged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Staged {
+    pub snapshot: bool,
+    pub entries: usize,
+}
+
 /// What the core loop persists to. One instance per core, shared by all its groups.
 pub trait CoreLog {
-    /// Stage what `ready` asks to persist for `group` (written, not yet durable).
-    fn stage(&mut self, group: GroupId, ready: &Ready) -> io::Result<()>;
+    /// Stage what `ready` asks to persist for `group` (written, not yet durable), from where
+    /// `staged` says an earlier call stopped. False: the disk had no room for the log's next
+    /// segment (full, or the segment's build off the loop is not done); `staged` says what
+    /// was written, and the core calls again for this Ready, before any later one of the
+    /// group, after [`CoreLog::maintain`]. What was written of it is what a crash could
+    /// leave of any Ready (its records reach the disk one by one), and nothing of it is
+    /// acknowledged before all of it is durable.
+    fn stage(&mut self, group: GroupId, ready: &Ready, staged: &mut Staged) -> io::Result<bool>;
+    /// Polled while a Ready waits for room: ready once a job off the loop ended that may
+    /// have made some (the next segment's build), so the loop takes a turn without waiting
+    /// for an input. By default never: the next input or tick takes it.
+    fn poll_room(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
     /// What a sync's future hands back to [`CoreLog::finish_sync`].
     type Synced: 'static;
     /// Start making everything staged so far durable, for every group at once (group
@@ -327,6 +347,10 @@ pub struct Core<L: CoreLog, N> {
     snapshots_due: BTreeSet<u32>,
     /// The syncs in flight, oldest first.
     persisting: VecDeque<Persisting<L::Synced>>,
+    /// Readies the log had no room for yet (see [`CoreLog::stage`]), in the order they were
+    /// handed out: staged again at the start of every turn, before their groups hand out
+    /// another.
+    unstaged: Vec<(u32, Ready, Staged)>,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -365,6 +389,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             streams: SnapshotStreams::new(shape.snapshot_stream),
             snapshots_due: BTreeSet::new(),
             persisting: VecDeque::new(),
+            unstaged: Vec::new(),
             shape,
         }
     }
@@ -416,7 +441,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.log.finish_jobs().await.map_err(|e| {
                     format!("core {}: log jobs at stop failed: {e}", self.shape.core)
                 })?;
+                if !self.unstaged.is_empty() {
+                    // The build those jobs finished may have made room for them.
+                    self.turn(&mut answers)?;
+                    self.wait_persisted(&mut answers).await?;
+                    self.deliver(&mut answers);
+                }
                 self.sync_log().await?;
+                if !self.unstaged.is_empty() {
+                    tracing::warn!(
+                        core = self.shape.core,
+                        readies = self.unstaged.len(),
+                        "stopped with Readies the log had no room for: what they held was \
+                         never acknowledged"
+                    );
+                }
                 return Ok(self);
             }
             self.deliver(&mut answers);
@@ -426,18 +465,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Wait for inputs, or for the oldest sync in flight to end (the inputs that arrived
-    /// meanwhile are taken too). Every sync in flight is polled, so each is issued at once
-    /// and a later one that completes first keeps its outcome for its turn.
+    /// Wait for inputs, or for the oldest sync in flight to end, or, while a Ready waits for
+    /// room, for the log to say it may have some (the inputs that arrived meanwhile are
+    /// taken too). Every sync in flight is polled, so each is issued at once and a later one
+    /// that completes first keeps its outcome for its turn.
     async fn next_event(&mut self, inputs: &mut Vec<Input>) {
-        let (inbox, persisting) = (&self.inbox, &mut self.persisting);
+        let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
+        let waits_for_room = !self.unstaged.is_empty();
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
                 if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
                     p.synced = Some(synced);
                 }
             }
-            if persisting.front().is_some_and(|p| p.synced.is_some()) {
+            let room = waits_for_room && log.poll_room(cx).is_ready();
+            if room || persisting.front().is_some_and(|p| p.synced.is_some()) {
                 let _ = inbox.poll_take_all(cx, inputs);
                 return Poll::Ready(());
             }
@@ -448,7 +490,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Whether a Ready of group `id` in flight still has entries to apply or a snapshot to
     /// install: until its sync ends, the group applies nothing else and takes no snapshot.
-    fn waits_to_apply(persisting: &VecDeque<Persisting<L::Synced>>, id: u32) -> bool {
+    /// A Ready the log had no room for yet counts as in flight.
+    fn waits_to_apply(
+        persisting: &VecDeque<Persisting<L::Synced>>,
+        unstaged: &[(u32, Ready, Staged)],
+        id: u32,
+    ) -> bool {
+        let applies = |ready: &Ready| !ready.committed().is_empty() || ready.snapshot().is_some();
         // The Readies of a sync are in group order (taken from the groups' map; a group's
         // pipelined Readies follow its first).
         persisting.iter().any(|p| {
@@ -456,8 +504,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             p.readies[from..]
                 .iter()
                 .take_while(|(g, _)| *g == id)
-                .any(|(_, ready)| !ready.committed().is_empty() || ready.snapshot().is_some())
-        })
+                .any(|(_, ready)| applies(ready))
+        }) || unstaged
+            .iter()
+            .any(|(g, ready, _)| *g == id && applies(ready))
     }
 
     /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
@@ -467,7 +517,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for (&id, group) in &mut self.groups {
-            if !Self::waits_to_apply(&self.persisting, id) {
+            if !Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
                 let entries = group.replica.take_committed_durable();
                 group
                     .apply_entries(&entries, answers)
@@ -499,7 +549,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // with no followers to heartbeat may never have.
         let mut due = self.snapshots_due.iter().copied();
         let free = |&id: &u32| {
-            !Self::waits_to_apply(&self.persisting, id) && !self.log.snapshot_in_flight(GroupId(id))
+            !Self::waits_to_apply(&self.persisting, &self.unstaged, id)
+                && !self.log.snapshot_in_flight(GroupId(id))
         };
         if let Some(id) = due.find(free) {
             self.snapshots_due.remove(&id);
@@ -1009,15 +1060,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// its retry is answered from the session).
     fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
         for (&id, group) in &mut self.groups {
-            if let Some(soft_state) = group.replica.take_soft_state() {
-                announce_role(&mut self.hooks, &mut self.streams, id, group, soft_state);
-                group.leadership_changed(answers);
-                group.refuse_pending_as_follower(answers);
-            }
-            let messages = group.replica.take_messages_now();
-            if !messages.is_empty() {
-                send_all(&mut self.net, &mut self.streams, id, group, messages);
-            }
+            let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
+            send_needing_no_sync(hooks, streams, net, (id, group), answers);
         }
     }
 
@@ -1029,8 +1073,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             group.propose_pending(answers);
         }
         let mut readies: Vec<(u32, Ready)> = Vec::new();
+        // What the log had no room for goes first; those groups hand out no other Ready
+        // this turn (a later one must not be staged, nor advanced, before it).
+        let waited = std::mem::take(&mut self.unstaged);
+        let mut waited_ids: Vec<u32> = waited.iter().map(|(id, ..)| *id).collect();
+        waited_ids.sort_unstable();
+        for waiting in waited {
+            stage_or_hold(&mut self.log, waiting, &mut readies, &mut self.unstaged)
+                .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
+        }
         for (&id, group) in &mut self.groups {
             if !group.replica.has_ready() && !group.replica.has_pipelined_ready() {
+                continue;
+            }
+            if waited_ids.binary_search(&id).is_ok() {
                 continue;
             }
             let mut ready = group.replica.ready();
@@ -1047,10 +1103,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 group,
                 ready.take_messages_now(),
             );
-            self.log
-                .stage(GroupId(id), &ready)
+            let fresh = (id, ready, Staged::default());
+            stage_or_hold(&mut self.log, fresh, &mut readies, &mut self.unstaged)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
-            readies.push((id, ready));
+        }
+        if !waited_ids.is_empty() {
+            // Group order, as the rest of the turn and `Persisting` expect.
+            readies.sort_by_key(|(id, _)| *id);
+        }
+        // A group whose Ready waits hands out no other, but does not fall silent (a leader
+        // would be deposed, a transfer never leave): what needs no sync goes, as at the sync
+        // cap.
+        for &(id, ..) in &self.unstaged {
+            let group = self.groups.get_mut(&id).expect("a group of the core");
+            let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
+            send_needing_no_sync(hooks, streams, net, (id, group), answers);
         }
         if !self.shape.sync {
             return self.after_persist(readies, answers);
@@ -1205,7 +1272,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// above what it applied) do not hold it up: under steady load the group always has
     /// one, and its log would grow until the load stopped.
     fn snapshot(&mut self, id: u32) {
-        if Self::waits_to_apply(&self.persisting, id) {
+        if Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
             return;
         }
         let Some(group) = self.groups.get_mut(&id) else {
@@ -1312,6 +1379,41 @@ fn needs_log_room(body: &MessageBody) -> bool {
         | MessageBody::TimeoutNow => true,
         _ => false,
     }
+}
+
+/// [`Core::send_what_needs_no_sync`] for one group.
+fn send_needing_no_sync(
+    hooks: &mut Hooks,
+    streams: &mut SnapshotStreams,
+    net: &mut impl CoreNet,
+    (id, group): (u32, &mut Group),
+    answers: &mut Vec<Answer>,
+) {
+    if let Some(soft_state) = group.replica.take_soft_state() {
+        announce_role(hooks, streams, id, group, soft_state);
+        group.leadership_changed(answers);
+        group.refuse_pending_as_follower(answers);
+    }
+    let messages = group.replica.take_messages_now();
+    if !messages.is_empty() {
+        send_all(net, streams, id, group, messages);
+    }
+}
+
+/// Stages group `id`'s `ready` from where `staged` says an earlier call stopped: into
+/// `readies` once the log holds all of it, else into `unstaged`, to be staged again.
+fn stage_or_hold<L: CoreLog>(
+    log: &mut L,
+    (id, ready, mut staged): (u32, Ready, Staged),
+    readies: &mut Vec<(u32, Ready)>,
+    unstaged: &mut Vec<(u32, Ready, Staged)>,
+) -> io::Result<()> {
+    if log.stage(GroupId(id), &ready, &mut staged)? {
+        readies.push((id, ready));
+    } else {
+        unstaged.push((id, ready, staged));
+    }
+    Ok(())
 }
 
 /// Says group `id`'s new role and leader: before the messages that announce them leave, so

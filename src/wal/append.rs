@@ -79,11 +79,13 @@ impl<S: Storage> Wal<S> {
         if seq != self.active() || self.cursor >= boundary {
             return Ok(());
         }
-        self.stats.skipped_bytes += (boundary - self.cursor) as u64;
+        let skipped_bytes = (boundary - self.cursor) as u64;
         if boundary >= self.storage.size_bytes(seq) as usize {
-            return self.rotate();
+            self.rotate()?;
+        } else {
+            self.cursor = boundary;
         }
-        self.cursor = boundary;
+        self.stats.skipped_bytes += skipped_bytes;
         Ok(())
     }
 
@@ -159,9 +161,14 @@ impl<S: Storage> Wal<S> {
     /// Switches appends to the next segment, which starts with a checkpoint.
     pub(super) fn rotate(&mut self) -> Result<(), WalError> {
         if self.prepared.is_none() {
-            // `prepare_next` was not called in time: pay for the preparation on the hot path.
-            self.stats.rotation_stalls += 1;
+            if !self.rotation_builds {
+                let file = self.storage.locate(self.active() + 1);
+                return Err(WalError::NotReady { file });
+            }
+            // `prepare_next` was not called in time: pay for the preparation on the hot path
+            // (or, on a full disk, fail with nothing changed).
             self.prepare_next()?;
+            self.stats.rotation_stalls += 1;
         }
         let next = self.prepared.take().expect("prepared above");
         assert_eq!(next, self.active() + 1, "prepared segment out of sequence");
@@ -191,6 +198,15 @@ impl<S: Storage> Wal<S> {
         Some((next, self.config.segment_bytes, header.to_vec()))
     }
 
+    /// Whether a rotation that finds no prepared segment makes one on the spot (true, the
+    /// default: the record is never refused, but the call stalls for the zero-fill and the
+    /// syncs of a whole segment) or refuses the record with [`WalError::NotReady`] and
+    /// changes nothing (false: for a caller that builds segments elsewhere and can hold a
+    /// record back until one is ready).
+    pub fn set_rotation_builds(&mut self, builds: bool) {
+        self.rotation_builds = builds;
+    }
+
     /// True when the next segment is not prepared yet: the shard should call `prepare_next`
     /// at an idle moment, so the rotation that needs it does not stall.
     pub fn needs_prepare(&self) -> bool {
@@ -199,7 +215,9 @@ impl<S: Storage> Wal<S> {
 
     /// Prepares the segment after the active one: allocated, zero-filled, header written,
     /// durable, mapped and pre-faulted (or a reclaimed segment renamed, which skips all that).
-    /// Slow (milliseconds for 64 MiB): call it off the hot path.
+    /// Slow (milliseconds for 64 MiB): call it off the hot path. Where the disk has no room
+    /// for the segment, fails with [`WalError::NoRoom`] and changes nothing (a storage
+    /// removes what a failed `create` made); any other failure poisons the WAL.
     pub fn prepare_next(&mut self) -> Result<(), WalError> {
         self.check_poisoned()?;
         if self.prepared.is_some() {
@@ -211,6 +229,13 @@ impl<S: Storage> Wal<S> {
             .storage
             .create(next, self.config.segment_bytes, &header)
         {
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                let file = self.storage.locate(next);
+                return Err(WalError::NoRoom { file, source });
+            }
             return Err(self.poison_segment_io(next, source));
         }
         self.prepared = Some(next);

@@ -118,6 +118,14 @@ pub enum WalError {
     SyncFailed { file: String, source: io::Error },
     /// Preparing or reclaiming a segment failed; the WAL is poisoned from now on.
     SegmentIo { file: String, source: io::Error },
+    /// The record needed the next segment, which is not prepared, and the WAL was told not
+    /// to make one in rotation (`Wal::set_rotation_builds`). Nothing was written and the WAL
+    /// is not poisoned: the same call succeeds once a segment is prepared.
+    NotReady { file: String },
+    /// The record needed the next segment, which the disk had no room to make. Nothing was
+    /// written and the WAL is not poisoned: the same call succeeds once a segment can be
+    /// made (space freed, or a segment built elsewhere offered to the storage).
+    NoRoom { file: String, source: io::Error },
     /// One record (an append batch, or a rotation's checkpoint plus it) exceeds a segment.
     RecordTooLarge {
         size_bytes: u64,
@@ -172,6 +180,18 @@ impl fmt::Display for WalError {
                     "segment operation on {file} failed: {source}; the WAL is poisoned"
                 )
             }
+            WalError::NotReady { file } => write!(
+                f,
+                "the next segment {file} is not prepared yet; nothing was written (the WAL \
+                 goes on once it is)"
+            ),
+            WalError::NoRoom { file, source } => {
+                write!(
+                    f,
+                    "no room on the disk for the next segment {file}: {source}; nothing was \
+                     written (the WAL goes on once a segment can be made)"
+                )
+            }
             WalError::RecordTooLarge {
                 size_bytes,
                 size_bytes_max,
@@ -215,12 +235,20 @@ impl fmt::Display for WalError {
     }
 }
 
+impl WalError {
+    /// Whether the call failed having changed nothing, and may be made again later (once a
+    /// segment is prepared, or the disk has room).
+    pub fn nothing_written(&self) -> bool {
+        matches!(self, WalError::NotReady { .. } | WalError::NoRoom { .. })
+    }
+}
+
 impl std::error::Error for WalError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            WalError::SyncFailed { source, .. } | WalError::SegmentIo { source, .. } => {
-                Some(source)
-            }
+            WalError::SyncFailed { source, .. }
+            | WalError::SegmentIo { source, .. }
+            | WalError::NoRoom { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -93,6 +93,17 @@ pub struct BuiltSegment {
     map: Arc<Mapping>,
 }
 
+impl BuiltSegment {
+    /// The sequence number the segment was built for.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+}
+
 struct Segment {
     /// `None` for a file too short to map (a creation cut by a crash).
     map: Option<Arc<Mapping>>,
@@ -403,6 +414,12 @@ impl FileStore {
                 map,
             })
         }
+    }
+
+    /// Removes the file of a segment built by a [`FileStore::build_job`] that is no longer
+    /// wanted (its place was filled another way).
+    pub fn discard_built(&mut self, built: BuiltSegment) {
+        let _ = fs::remove_file(&built.path);
     }
 
     /// A segment built by a [`FileStore::build_job`]; `create` adopts it if it is still wanted.

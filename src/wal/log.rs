@@ -94,6 +94,9 @@ pub struct Wal<S: Storage> {
     /// Segments below `.1` may go once records below lsn `.0` are durable.
     pub(super) reclaim_pending: VecDeque<(u64, u64)>,
     pub(super) poisoned: Option<String>,
+    /// Whether a rotation that finds no prepared segment makes one itself (slow, on the
+    /// caller's thread) or refuses the record with [`WalError::NotReady`].
+    pub(super) rotation_builds: bool,
     pub(super) stats: WalStats,
     /// The bytes of the entries record being built (reused, so no allocation per append).
     scratch: Vec<u8>,
@@ -129,6 +132,7 @@ impl<S: Storage> Wal<S> {
             unsynced_groups: Vec::new(),
             reclaim_pending: VecDeque::new(),
             poisoned: None,
+            rotation_builds: true,
             scratch: Vec::new(),
             stats: WalStats::default(),
             recovery: recovered.report,

@@ -67,6 +67,8 @@ struct Shared {
     /// Per segment and unit: the number of the sync whose bytes the disk holds there.
     synced_by: BTreeMap<u64, Vec<u64>>,
     fail_next_sync: bool,
+    /// Creating a segment fails as on a full disk (StorageFull), until this is cleared.
+    disk_full: bool,
     syncs_completed: u64,
 }
 
@@ -97,6 +99,12 @@ impl MemStorage {
     /// The next sync fails with an I/O error (and syncs nothing).
     pub fn fail_next_sync(&self) {
         self.shared.borrow_mut().fail_next_sync = true;
+    }
+
+    /// From now on (until called with false), creating a segment fails with StorageFull and
+    /// creates nothing, as on a full disk.
+    pub fn set_disk_full(&self, full: bool) {
+        self.shared.borrow_mut().disk_full = full;
     }
 
     /// Syncs completed so far.
@@ -221,6 +229,12 @@ impl Storage for MemStorage {
     }
 
     fn create(&mut self, seq: u64, size_bytes: u64, header: &[u8]) -> io::Result<()> {
+        if self.shared.borrow().disk_full {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected full disk: no room for a segment",
+            ));
+        }
         let mut bytes = vec![0u8; usize::try_from(size_bytes).map_err(io::Error::other)?];
         bytes[..header.len()].copy_from_slice(header);
         let units = bytes.len().div_ceil(self.unit_bytes());

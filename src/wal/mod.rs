@@ -106,7 +106,10 @@
 //!    let recovery read what is really on disk.
 //! 4. Rotation moves to the prepared next segment (see [`Wal::prepare_next`], called by the
 //!    shard when idle, so rotation itself costs a checkpoint record and no system call) and
-//!    writes the checkpoint first.
+//!    writes the checkpoint first. Where none is prepared, rotation prepares one itself, or
+//!    (`Wal::set_rotation_builds(false)`) refuses the record with `WalError::NotReady`. A
+//!    segment the disk has no room for fails with `WalError::NoRoom`. Neither writes
+//!    anything nor poisons the WAL: the same call succeeds later.
 //! 5. Compaction: `mark_snapshot(g, i)` kills `g`'s entries up to `i`. Once that is durable,
 //!    every segment older than the oldest one holding a live entry of any group is reclaimed,
 //!    oldest first: renamed to become the next prepared segment (skipping the zero-fill) when
@@ -209,8 +212,11 @@
 //!   them only in `prepare_next`, in rotation when `prepare_next` was late (counted in
 //!   `WalStats::rotation_stalls`), and in compaction after a sync. The node builds the next
 //!   segment on glommio's blocking thread (`FileStore::build_job`), so `prepare_next` there
-//!   only renames a finished file; a recycle or removal in compaction (a rename or unlink,
-//!   a header write and fsyncs, once per segment) still runs on the loop.
+//!   only renames a finished file, and turns the rotation's fallback off
+//!   (`Wal::set_rotation_builds(false)`): a record that needs the next segment before its
+//!   build is done fails with `WalError::NotReady`, having written nothing, and the node
+//!   writes it again later. A recycle or removal in compaction (a rename or unlink, a header
+//!   write and fsyncs, once per segment) still runs on the loop.
 //!
 //! # Layers
 //!
