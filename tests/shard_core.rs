@@ -98,6 +98,10 @@ struct GateState {
     staged: Vec<(u32, u64)>,
     /// Woken when the log has room again.
     room_waker: Option<Waker>,
+    /// The log takes no new entries for a moment (`CoreLog::entries_wait`) while set.
+    entries_wait: bool,
+    /// The log cannot grow (`CoreLog::short_of_space`) while set.
+    short: bool,
 }
 
 impl Gate {
@@ -114,6 +118,8 @@ impl Gate {
             no_room: false,
             staged: Vec::new(),
             room_waker: None,
+            entries_wait: false,
+            short: false,
         })))
     }
 
@@ -289,7 +295,16 @@ impl CoreLog for RecordingLog {
     }
 
     fn short_of_space(&self) -> Option<&str> {
+        let short = self.gate.0.borrow().short;
+        if short {
+            return Some("injected: no space");
+        }
         self.short_of_space.as_deref()
+    }
+
+    fn entries_wait(&self) -> Option<&str> {
+        let waits = self.gate.0.borrow().entries_wait;
+        waits.then_some("the next segment is still being made")
     }
 
     fn groups_holding_old_segments(&self) -> Vec<GroupId> {
@@ -768,6 +783,54 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
         let handed_over = events.borrow().contains(&Event::Sent("TimeoutNow"));
         assert_eq!(handed_over, !node_3_full, "{:?}", events.borrow());
     }
+}
+
+/// Goal: while its log takes no entries for a moment (the next segment is still being
+/// made), a leader holds writes back (no busy answer, which would make clients pause) and
+/// neither tells its peers its log is full nor hands its group over; then it proposes them.
+/// A write held when the log runs short of space is answered busy.
+#[test]
+fn a_leader_whose_log_waits_for_its_next_segment_holds_writes_back_for_a_moment() {
+    let (mut core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    // Node 3 holds write 1: it replicates, and could be handed the group.
+    f.acknowledge_write_1();
+    f.gate.0.borrow_mut().entries_wait = true;
+    core = turn(core, &f.inbox, put(1, 2));
+    for _ in 0..20 {
+        core = turn(core, &f.inbox, Input::Tick);
+        core = turn(core, &f.inbox, heartbeat_answer(3, f.term, false));
+    }
+    let outcomes = take_outcomes(&f.outbox);
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Results(_))),
+        "write 2 answered while held: {outcomes:?}"
+    );
+    let write_2 = (0, f.write_1.0 + 1);
+    let staged = |entry| f.gate.0.borrow().staged.contains(&entry);
+    assert!(!staged(write_2), "write 2 proposed while held");
+    let events = f.events.borrow().clone();
+    assert!(!events.contains(&Event::SaidLogFull(true)), "{events:?}");
+    assert!(!events.contains(&Event::Sent("TimeoutNow")), "{events:?}");
+    f.gate.0.borrow_mut().entries_wait = false;
+    core = turn(core, &f.inbox, Input::Tick);
+    assert!(
+        staged(write_2),
+        "write 2 not proposed once the log takes entries"
+    );
+    // Held again, and then the log runs short: write 3 is refused, not kept for ever.
+    f.gate.0.borrow_mut().entries_wait = true;
+    core = turn(core, &f.inbox, put(1, 3));
+    f.gate.0.borrow_mut().short = true;
+    turn(core, &f.inbox, Input::Tick);
+    let outcomes = take_outcomes(&f.outbox);
+    assert!(
+        outcomes.iter().any(
+            |o| matches!(o, Outcome::Error { code: ErrorCode::Busy, message }
+            if message.contains("cannot grow its log"))
+        ),
+        "{outcomes:?}"
+    );
 }
 
 /// Goal: a leader with room refuses writes its voters cannot store, saying which, and takes
@@ -1255,8 +1318,7 @@ fn a_leader_whose_write_waits_for_log_room_keeps_sending_heartbeats() {
             .count()
     };
     let driver = async {
-        let refused = || f.events.borrow().contains(&Event::NoRoom);
-        assert!(yield_until(refused).await, "{:?}", f.events.borrow());
+        f.assert_refused_for_room().await;
         let write_2 = LogIndex(f.write_1.0 + 1);
         let acked = MessageBody::AppendResponse(ack(write_2));
         f.inbox.push_now(from(3, 1, f.term, acked));
@@ -1277,6 +1339,72 @@ fn a_leader_whose_write_waits_for_log_room_keeps_sending_heartbeats() {
         f.release_and_stop();
     };
     run_beside(core, driver);
+}
+
+#[test]
+fn a_leader_answers_a_write_acknowledged_while_its_next_write_waits_for_room() {
+    // Goal: a Ready waiting for room holds back only what comes after it. Write 2's Ready
+    // waits (no sync is in flight); node 3 acknowledges write 1, durable here: it is
+    // applied and answered at once.
+    let (core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    f.gate.set_no_room(true);
+    let driver = async {
+        f.inbox.push_now(put(1, 2));
+        f.assert_refused_for_room().await;
+        f.acknowledge_write_1();
+        f.assert_answered(1).await;
+        f.gate.set_no_room(false);
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
+#[test]
+fn a_leader_deposed_while_its_ready_waits_for_room_tells_its_writes_to_retry_at_once() {
+    // Goal: the Ready that says a leader lost its group waits for room, but what needs no
+    // room is done at once: write 1, which that Ready commits and which is durable here,
+    // is answered with its result; write 2, durable but not committed, and read 3 are told
+    // to retry at the new leader, node 2.
+    let (core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    let answers = RefCell::new(BTreeMap::new());
+    let answered_all = || {
+        let mut taken = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = f.outbox.poll_take_all(&mut cx, &mut taken);
+        let mut answers = answers.borrow_mut();
+        answers.extend(taken.into_iter().flatten().map(|r| (r.sequence, r.outcome)));
+        answers.len() == 3
+    };
+    let driver = async {
+        f.inbox.push_now(put(1, 2));
+        let synced = || f.events.borrow().contains(&Event::Synced);
+        assert!(yield_until(synced).await, "{:?}", f.events.borrow());
+        f.inbox.push_now(get(1, 3));
+        f.gate.set_no_room(true);
+        let heartbeat = Heartbeat {
+            commit: f.write_1,
+            read_round: 0,
+            acknowledged: f.write_1,
+        };
+        let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
+        f.inbox.push_now(from_2);
+        f.assert_refused_for_room().await;
+        assert!(yield_until(answered_all).await, "{:?}", answers.borrow());
+        f.gate.set_no_room(false);
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+    let answers = answers.take();
+    assert!(matches!(answers[&1], Outcome::Results(_)), "{answers:?}");
+    for sequence in [2, 3] {
+        let outcome = &answers[&sequence];
+        assert!(
+            matches!(outcome, Outcome::NotLeader { leader: 2, .. }),
+            "{answers:?}"
+        );
+    }
 }
 
 #[test]
@@ -2000,6 +2128,12 @@ impl LeaderFixture {
             );
         }
         begun
+    }
+
+    /// Assert that the log refuses a Ready for want of room.
+    async fn assert_refused_for_room(&self) {
+        let refused = || self.events.borrow().contains(&Event::NoRoom);
+        assert!(yield_until(refused).await, "{:?}", self.events.borrow());
     }
 
     /// Let the syncs end and stop the core.

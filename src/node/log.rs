@@ -44,6 +44,9 @@ pub struct WalLog {
     building: Option<Slot<io::Result<BuiltSegment>>>,
     /// Set, and the waker woken, when a build ends (see [`CoreLog::poll_room`]).
     build_ended: Rc<(Cell<bool>, RefCell<Option<Waker>>)>,
+    /// The room the active segment keeps, while the next one is not ready, for what Raft
+    /// cannot do without: a quarter of a segment (see [`CoreLog::entries_wait`]).
+    reserve_bytes: usize,
     /// The last build of the next segment failed (the disk is full, most likely): why, and
     /// when to try again. Until a build succeeds the log takes no new entries it can avoid
     /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
@@ -244,6 +247,7 @@ impl WalLog {
             segments_kept: segments_kept(config),
             building: None,
             build_ended: Rc::default(),
+            reserve_bytes: (config.segment_bytes / 4) as usize,
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshots_encoding: BTreeMap::new(),
@@ -307,19 +311,14 @@ impl WalLog {
             // would hold a segment's worth of a nearly full disk, and the next build would
             // fail for want of that space; `maintain` builds the next one when it is due.
             self.wal.storage_mut().discard_built(built);
+            self.build_succeeded();
             return Ok(());
         }
         self.wal.storage_mut().offer_built(built);
         // Adopts the segment just built: a rename, nothing made on the loop.
         match self.wal.prepare_next() {
             Ok(()) => {
-                if let Some((why, _)) = self.build_failed.take() {
-                    tracing::info!(
-                        dir = %self.dir.display(),
-                        %why,
-                        "the next WAL segment could be made again: taking writes"
-                    );
-                }
+                self.build_succeeded();
                 Ok(())
             }
             Err(error) if error.nothing_written() => {
@@ -327,6 +326,17 @@ impl WalLog {
                 Ok(())
             }
             Err(error) => Err(io_error(error)),
+        }
+    }
+
+    /// A build succeeded: there is room on the disk again, if there was not.
+    fn build_succeeded(&mut self) {
+        if let Some((why, _)) = self.build_failed.take() {
+            tracing::info!(
+                dir = %self.dir.display(),
+                %why,
+                "the next WAL segment could be made again: taking writes"
+            );
         }
     }
 
@@ -877,6 +887,12 @@ impl CoreLog for WalLog {
         Poll::Pending
     }
 
+    fn entries_wait(&self) -> Option<&str> {
+        let low = self.wal.active_room_bytes() < self.reserve_bytes;
+        (self.wal.needs_prepare() && low)
+            .then_some("the next WAL segment is still being made and the active one is nearly full")
+    }
+
     fn short_of_space(&self) -> Option<&str> {
         match &self.build_failed {
             Some((why, _)) if self.wal.needs_prepare() => Some(why),
@@ -1205,7 +1221,9 @@ mod tests {
     fn a_write_that_needs_the_next_segment_before_its_build_waits_and_goes_on_after() {
         in_log_dir("waits-for-segment", |dir| async move {
             let mut log = open_log(&dir).await;
+            assert_eq!(log.entries_wait(), None, "the next segment is ready");
             let index = fill_until_not_ready(&mut log);
+            assert!(log.entries_wait().is_some(), "no room kept for hard states");
             for _ in 0..1000 {
                 log.maintain().expect("maintain");
                 if !log.wal.needs_prepare() {
@@ -1214,10 +1232,14 @@ mod tests {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             assert!(!log.wal.needs_prepare(), "the next segment was never built");
+            assert_eq!(log.entries_wait(), None);
             // The refused batch from where it stopped, then one more.
             let batch = [big(index), big(index + 1)];
             log.write_from(GROUP, &batch, None, &mut 0)
                 .expect("room once the build is done");
+            // It rotated: the next build is due, and the fresh segment has all its room.
+            assert!(log.wal.needs_prepare());
+            assert_eq!(log.entries_wait(), None);
             log.sync().await.expect("sync");
             drop(log);
             let entries = reopen(&dir).await.1.entries;
@@ -1320,8 +1342,14 @@ mod tests {
             let mut log = open_log(&dir).await;
             fill_until_not_ready(&mut log);
             let (seq, size_bytes, header) = log.wal.next_segment_plan().expect("a plan");
-            let stale = log.wal.storage_mut().build_job(seq + 1, size_bytes, header);
-            log.segment_built(stale()).expect("not fatal");
+            let job = log.wal.storage_mut().build_job(seq, size_bytes, header);
+            // The place is filled another way meanwhile (as compaction recycles a dead
+            // segment into it), then the build ends.
+            log.wal.prepare_next().expect("made inline");
+            // An earlier build had failed: this one's success says there is room again.
+            log.build_failed_with(&io::Error::other("injected: no room"));
+            log.segment_built(job()).expect("not fatal");
+            assert!(log.build_failed.is_none(), "still short of space");
             let building = || {
                 std::fs::read_dir(&dir)
                     .expect("the log's folder")
@@ -1330,18 +1358,62 @@ mod tests {
                     .count()
             };
             assert_eq!(building(), 0, "the stale segment's file is still there");
-            assert!(log.wal.needs_prepare(), "the stale segment was taken");
-            for _ in 0..1000 {
-                log.maintain().expect("maintain");
-                if !log.wal.needs_prepare() {
-                    break;
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
+        });
+    }
+
+    /// Goal: a batch larger than the room left goes in part (whole records), says how far,
+    /// and goes on from there once the next segment is built; each entry is in the log
+    /// once, in order. The build's end wakes a waiting loop once (`poll_room`).
+    #[test]
+    fn a_batch_written_in_part_goes_on_from_where_it_stopped() {
+        in_log_dir("partial-batch", |dir| async move {
+            let mut log = open_log(&dir).await;
+            // 25 entries of 100 KiB: the rest of the first segment, the one built at open,
+            // and no room for the rest.
+            let batch: Vec<Entry> = (2..=26).map(big).collect();
+            let mut written = 0;
+            let refused = log
+                .write_from(GROUP, &batch, None, &mut written)
+                .expect_err("more than two segments");
+            assert!(must_wait(&refused), "{refused}");
+            assert!(written > 0 && written < batch.len(), "{written} written");
+            let last = log.wal.group(u64::from(GROUP)).expect("group").last_index;
+            assert_eq!(last, 1 + written as u64);
+            let noop = || Context::from_waker(Waker::noop());
             assert!(
-                !log.wal.needs_prepare(),
-                "the right segment was never built"
+                log.poll_room(&mut noop()).is_pending(),
+                "no build has ended"
             );
+            log.maintain().expect("maintain starts the build");
+            // The timeout first: without the wake, the build's end is seen only when the
+            // timer fires, and `or` then takes the first of the two ready.
+            let woken = futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(Duration::from_secs(30)).await;
+                    false
+                },
+                async {
+                    std::future::poll_fn(|cx| log.poll_room(cx)).await;
+                    true
+                },
+            )
+            .await;
+            assert!(woken, "the build's end never woke the loop");
+            assert!(
+                log.poll_room(&mut noop()).is_pending(),
+                "woken twice for one build"
+            );
+            log.maintain().expect("maintain takes the build");
+            assert!(!log.wal.needs_prepare());
+            log.write_from(GROUP, &batch, None, &mut written)
+                .expect("the rest, once the build is done");
+            assert_eq!(written, batch.len());
+            log.sync().await.expect("sync");
+            drop(log);
+            let entries = reopen(&dir).await.1.entries;
+            let indexes: Vec<u64> = entries.iter().map(|e| e.index.0).collect();
+            assert_eq!(indexes, (1..=26).collect::<Vec<_>>());
+            assert!(entries[1..].iter().all(|e| e.data == big(e.index.0).data));
         });
     }
 

@@ -144,6 +144,15 @@ pub trait CoreLog {
     fn short_of_space(&self) -> Option<&str> {
         None
     }
+    /// Why the log takes no new entries for a moment, though it can grow, if so: its next
+    /// segment is still being made and the active one has little room left, which it keeps
+    /// for what Raft cannot do without, so that a Ready seldom has to wait for room (see
+    /// [`CoreLog::stage`]). The core refuses client writes (busy: the client retries) and
+    /// drops leaders' appends meanwhile, as when short of space, but tells its peers
+    /// nothing and hands no group over: this passes within a build.
+    fn entries_wait(&self) -> Option<&str> {
+        None
+    }
     /// The groups whose old entries alone keep the log over its size limit (the log frees
     /// a segment only once every group is done with it): the core snapshots them early, so
     /// a quiet group never makes the log grow without bound.
@@ -415,7 +424,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
             }
-            if !self.persisting.is_empty() {
+            if !self.persisting.is_empty() || !self.unstaged.is_empty() {
                 self.apply_committed_meanwhile(&mut answers)?;
             }
             if stop {
@@ -510,11 +519,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .any(|(g, ready, _)| *g == id && applies(ready))
     }
 
-    /// While a sync is in flight: apply (and answer) what the groups committed meanwhile
-    /// that was durable here, such as a leader's batch its followers acknowledged, and serve
-    /// the reads confirmed meanwhile, rather than hold them for the end of the sync. A group
-    /// whose Ready in flight still has entries to apply or a snapshot to install applies
-    /// nothing before them.
+    /// While a sync is in flight, or a Ready waits for room: apply (and answer) what the
+    /// groups committed meanwhile that was durable here, such as a leader's batch its
+    /// followers acknowledged, and serve the reads confirmed meanwhile, rather than hold
+    /// them for the end of the sync. A group whose Ready in flight (or waiting) still has
+    /// entries to apply or a snapshot to install applies nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for (&id, group) in &mut self.groups {
             if !Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
@@ -582,7 +591,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     self.peers_log_full.remove(&from);
                 }
                 for Envelope { group, message } in envelopes {
-                    if needs_log_room(&message.body) && self.log.short_of_space().is_some() {
+                    if self.log_drops(&message.body) {
                         // Dropped, like any message Raft may lose: the leader sends it again.
                         continue;
                     }
@@ -957,6 +966,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
+    /// Whether a peer's message is dropped, like any Raft may lose, for want of room in
+    /// the log: one that needs room while the log cannot grow (see [`needs_log_room`]), or
+    /// a leader's entries while it takes none for a moment ([`CoreLog::entries_wait`]; what
+    /// leaves no entries in the log, a TimeoutNow or a snapshot, is taken meanwhile).
+    fn log_drops(&self, body: &MessageBody) -> bool {
+        (self.log.short_of_space().is_some() && needs_log_room(body))
+            || (self.log.entries_wait().is_some() && carries_entries(body))
+    }
+
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
     /// or those of a majority of its voters (as their batches say) cannot, so the write
     /// could not commit.
@@ -1069,7 +1087,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// need not wait, stage the writes and begin their sync; step 4 comes at once if nothing
     /// waits for a sync, else when it ends ([`Core::finish_persist`]).
     fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        for group in self.groups.values_mut() {
+        let short = self.log.short_of_space();
+        let log_waits = self.log.entries_wait().is_some();
+        for (&id, group) in &mut self.groups {
+            if let Some(why) = short {
+                // Writes taken in before the log ran short (none are taken since).
+                let me = self.shape.node_id;
+                let why = format!(
+                    "node {me} takes no writes for group {id} while it cannot grow its log: {why}"
+                );
+                group.refuse_pending_as_busy(&why, answers);
+            }
+            group.log_waits = log_waits;
             group.propose_pending(answers);
         }
         let mut readies: Vec<(u32, Ready)> = Vec::new();
@@ -1103,9 +1132,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 group,
                 ready.take_messages_now(),
             );
+            let role_changed = ready.soft_state().is_some();
             let fresh = (id, ready, Staged::default());
-            stage_or_hold(&mut self.log, fresh, &mut readies, &mut self.unstaged)
+            let held = stage_or_hold(&mut self.log, fresh, &mut readies, &mut self.unstaged)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
+            if held {
+                // What needs no room is done now, as for a Ready whose sync begins.
+                let (_, ready, _) = self.unstaged.last_mut().expect("just held");
+                serve_before_sync(group, ready, answers).map_err(|e| format!("group {id}: {e}"))?;
+            }
+            if held && role_changed {
+                // What its step 4 would answer, answered now, as at the sync cap: writes
+                // that wait in vain are told to retry at the leader.
+                group.leadership_changed(answers);
+                group.refuse_pending_as_follower(answers);
+            }
         }
         if !waited_ids.is_empty() {
             // Group order, as the rest of the turn and `Persisting` expect.
@@ -1149,19 +1190,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .begin_sync()
                 .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
             // Entries durable here before this turn, and reads, need not wait for its sync:
-            // applied, served and answered now, while the disk works. Membership changes
-            // keep the usual order (the group's members and the replica's configuration
-            // change together).
+            // applied, served and answered now, while the disk works.
             for (id, ready) in &mut readies {
                 let group = self.groups.get_mut(id).expect("listed above");
-                let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
-                if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
-                    group
-                        .apply_committed(ready, answers)
-                        .map_err(|e| format!("group {id}: {e}"))?;
-                }
-                group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
-                group.serve_confirmed_reads(answers);
+                serve_before_sync(group, ready, answers).map_err(|e| format!("group {id}: {e}"))?;
             }
             self.persisting.push_back(Persisting {
                 sync,
@@ -1371,14 +1403,30 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 /// followers' logs are full could never commit in its term, nor serve a linearizable read.
 fn needs_log_room(body: &MessageBody) -> bool {
     match body {
-        MessageBody::AppendRequest(append) => {
-            append.entries.iter().any(|e| e.kind != EntryKind::Empty)
-        }
+        MessageBody::AppendRequest(_) => carries_entries(body),
         MessageBody::SnapshotChunk(_)
         | MessageBody::InstallSnapshot(_)
         | MessageBody::TimeoutNow => true,
         _ => false,
     }
+}
+
+/// What a Ready that waits (for its sync, or for room in the log) need not wait for:
+/// entries durable here already are applied and answered, and reads served. Membership
+/// changes keep the usual order (the group's members and the replica's configuration change
+/// together). The Ready no longer holds what was done.
+fn serve_before_sync(
+    group: &mut Group,
+    ready: &mut Ready,
+    answers: &mut Vec<Answer>,
+) -> Result<(), String> {
+    let conf_change = |e: &Entry| e.kind == EntryKind::ConfChange;
+    if ready.committed_durable() && !ready.committed().iter().any(conf_change) {
+        group.apply_committed(ready, answers)?;
+    }
+    group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), answers);
+    group.serve_confirmed_reads(answers);
+    Ok(())
 }
 
 /// [`Core::send_what_needs_no_sync`] for one group.
@@ -1402,18 +1450,30 @@ fn send_needing_no_sync(
 
 /// Stages group `id`'s `ready` from where `staged` says an earlier call stopped: into
 /// `readies` once the log holds all of it, else into `unstaged`, to be staged again.
+/// Returns whether it was held.
 fn stage_or_hold<L: CoreLog>(
     log: &mut L,
     (id, ready, mut staged): (u32, Ready, Staged),
     readies: &mut Vec<(u32, Ready)>,
     unstaged: &mut Vec<(u32, Ready, Staged)>,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     if log.stage(GroupId(id), &ready, &mut staged)? {
         readies.push((id, ready));
+        Ok(false)
     } else {
         unstaged.push((id, ready, staged));
+        Ok(true)
     }
-    Ok(())
+}
+
+/// Whether `body` is a leader's append with entries other than a new leader's empty one.
+fn carries_entries(body: &MessageBody) -> bool {
+    match body {
+        MessageBody::AppendRequest(append) => {
+            append.entries.iter().any(|e| e.kind != EntryKind::Empty)
+        }
+        _ => false,
+    }
 }
 
 /// Says group `id`'s new role and leader: before the messages that announce them leave, so

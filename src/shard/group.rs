@@ -58,6 +58,9 @@ pub struct Group {
     /// The largest command the log takes as one entry (the WAL's segments bound it); larger
     /// writes are refused as too large.
     pub entry_bytes_max: usize,
+    /// The core's log takes no new entries for a moment (`CoreLog::entries_wait`): writes
+    /// wait in `pending`, as during a handover (see [`Group::propose_pending`]).
+    pub log_waits: bool,
     /// Bytes of the entries applied since the last snapshot (taken or installed): the core
     /// snapshots once there are enough.
     pub applied_bytes_since_snapshot: u64,
@@ -77,6 +80,7 @@ impl Group {
             client_address,
             members_changed: false,
             entry_bytes_max: usize::MAX,
+            log_waits: false,
             applied_bytes_since_snapshot: 0,
         }
     }
@@ -149,8 +153,13 @@ impl Group {
         if self.pending.len() + bytes > self.entry_bytes_max {
             self.propose_pending(out);
             if !self.pending.is_empty() {
-                // Held for a handover (see `propose_pending`) and full: this one must wait.
-                let why = "leadership is being handed over and this group holds all it can";
+                // Held (see `propose_pending`) and full: this one must wait.
+                let why = if self.log_waits {
+                    "this node's log takes no new entries for a moment (its next segment is \
+                     being made) and this group holds all it can"
+                } else {
+                    "leadership is being handed over and this group holds all it can"
+                };
                 let response = error_response(&request, ErrorCode::Busy, why);
                 return out.push(Answer { conn, response });
             }
@@ -169,7 +178,8 @@ impl Group {
     /// handover ends within an election timeout, and then they are proposed here (it failed),
     /// or answered "not the leader" with the new leader's address, which the client follows
     /// at once. Refusing them as busy made every client pause and retry, and the first second
-    /// of a run waited ~100 ms.
+    /// of a run waited ~100 ms. Writes wait the same way while the core's log takes no new
+    /// entries for a moment (its next segment is being made).
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
         // Commands of a connection that closed meanwhile are proposed too: taken in is taken
         // in, and their clients' retries are answered from the session.
@@ -206,10 +216,22 @@ impl Group {
         answer_all(self.pending_writes.drain(..), &not_leader, out);
     }
 
+    /// Answers the writes waiting to be proposed as busy, for `why`: none of them is in the
+    /// log, so the client may send them again.
+    pub(super) fn refuse_pending_as_busy(&mut self, why: &str, out: &mut Vec<Answer>) {
+        self.pending.clear();
+        let busy = Outcome::Error {
+            code: ErrorCode::Busy,
+            message: why.to_string(),
+        };
+        answer_all(self.pending_writes.drain(..), &busy, out);
+    }
+
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
     /// [`Group::propose_pending`].
     fn holds_writes(&self) -> bool {
-        self.replica.lead_transferee().is_some()
+        self.log_waits
+            || self.replica.lead_transferee().is_some()
             || (self.replica.role() != Role::Leader && self.replica.leader().is_none())
     }
 

@@ -207,6 +207,11 @@ impl<S: Storage> Wal<S> {
         self.rotation_builds = builds;
     }
 
+    /// The bytes left in the active segment.
+    pub fn active_room_bytes(&self) -> usize {
+        (self.storage.size_bytes(self.active()) as usize).saturating_sub(self.cursor)
+    }
+
     /// True when the next segment is not prepared yet: the shard should call `prepare_next`
     /// at an idle moment, so the rotation that needs it does not stall.
     pub fn needs_prepare(&self) -> bool {
