@@ -98,6 +98,8 @@ struct GateState {
     staged: Vec<(u32, u64)>,
     /// Woken when the log has room again.
     room_waker: Option<Waker>,
+    /// Room came back since `poll_room` last said so (it says so once, as a build's end).
+    room_signal: bool,
     /// The log takes no new entries for a moment (`CoreLog::entries_wait`) while set.
     entries_wait: bool,
     /// The log cannot grow (`CoreLog::short_of_space`) while set.
@@ -118,6 +120,7 @@ impl Gate {
             no_room: false,
             staged: Vec::new(),
             room_waker: None,
+            room_signal: false,
             entries_wait: false,
             short: false,
         })))
@@ -164,11 +167,22 @@ impl Gate {
         self.set(false);
     }
 
+    /// The log's next segment is built: it takes entries again, and says so (`poll_room`).
+    fn end_entries_wait(&self) {
+        let mut state = self.0.borrow_mut();
+        state.entries_wait = false;
+        state.room_signal = true;
+        if let Some(waker) = state.room_waker.take() {
+            waker.wake();
+        }
+    }
+
     /// The log takes no records from now on (`true`), or again (`false`: the core waiting
     /// for room is woken).
     fn set_no_room(&self, no_room: bool) {
         let mut state = self.0.borrow_mut();
         state.no_room = no_room;
+        state.room_signal |= !no_room;
         if let Some(waker) = state.room_waker.take().filter(|_| !no_room) {
             waker.wake();
         }
@@ -192,11 +206,11 @@ impl CoreLog for RecordingLog {
 
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut gate = self.gate.0.borrow_mut();
-        if gate.no_room {
-            gate.room_waker = Some(cx.waker().clone());
-            return Poll::Pending;
+        if std::mem::take(&mut gate.room_signal) {
+            return Poll::Ready(());
         }
-        Poll::Ready(())
+        gate.room_waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     type Synced = ();
@@ -302,9 +316,8 @@ impl CoreLog for RecordingLog {
         self.short_of_space.as_deref()
     }
 
-    fn entries_wait(&self) -> Option<&str> {
-        let waits = self.gate.0.borrow().entries_wait;
-        waits.then_some("the next segment is still being made")
+    fn entries_wait(&self) -> bool {
+        self.gate.0.borrow().entries_wait
     }
 
     fn groups_holding_old_segments(&self) -> Vec<GroupId> {
@@ -830,6 +843,82 @@ fn a_leader_whose_log_waits_for_its_next_segment_holds_writes_back_for_a_moment(
             if message.contains("cannot grow its log"))
         ),
         "{outcomes:?}"
+    );
+}
+
+/// Goal: a leader deposed while it holds writes back for its log sends them to the new
+/// leader at once, rather than hold them until its next segment is built.
+#[test]
+fn a_leader_deposed_while_it_holds_writes_back_sends_them_to_the_new_leader() {
+    let (mut core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    f.gate.0.borrow_mut().entries_wait = true;
+    core = turn(core, &f.inbox, put(1, 2));
+    assert!(take_outcomes(&f.outbox).is_empty(), "write 2 is held");
+    let heartbeat = Heartbeat {
+        commit: f.write_1,
+        read_round: 0,
+        acknowledged: f.write_1,
+    };
+    let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
+    core = turn(core, &f.inbox, from_2);
+    turn(core, &f.inbox, Input::Tick);
+    let outcomes = take_outcomes(&f.outbox);
+    let redirected = |o: &Outcome| matches!(o, Outcome::NotLeader { leader: 2, .. });
+    assert_eq!(
+        outcomes.iter().filter(|o| redirected(o)).count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+/// Goal: the end of the build the log waited for wakes the loop, which proposes the writes
+/// it held back without waiting for another input.
+#[test]
+fn writes_held_back_for_the_log_are_proposed_when_its_build_ends() {
+    let (core, f) = leader_with_a_durable_write();
+    f.gate.open();
+    f.gate.0.borrow_mut().entries_wait = true;
+    let write_2 = (0, f.write_1.0 + 1);
+    let staged = || f.gate.0.borrow().staged.contains(&write_2);
+    let driver = async {
+        f.inbox.push_now(put(1, 2));
+        for _ in 0..50 {
+            futures_lite::future::yield_now().await;
+        }
+        assert!(!staged(), "write 2 proposed while the log waits");
+        f.gate.end_entries_wait();
+        assert!(yield_until(staged).await, "{:?}", f.events.borrow());
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
+/// Goal: while its log takes no entries for a moment, a follower drops a leader's appends
+/// of entries (which the leader sends again) but takes what needs no room to speak of: a
+/// TimeoutNow makes it campaign.
+#[test]
+fn a_follower_whose_log_waits_drops_appends_of_entries_but_takes_timeout_now() {
+    let events = Events::default();
+    let gate = Gate::new(true);
+    gate.0.borrow_mut().entries_wait = true;
+    let (mut core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = MessageBody::AppendRequest(two_kib_writes());
+    core = turn(core, &inbox, from(1, 2, 2, append.clone()));
+    assert!(gate.0.borrow().staged.is_empty(), "{:?}", events.borrow());
+    assert!(!events.borrow().contains(&Event::Sent("AppendResponse")));
+    core = turn(core, &inbox, from(1, 2, 2, MessageBody::TimeoutNow));
+    assert!(
+        events.borrow().contains(&Event::Sent("VoteRequest")),
+        "{:?}",
+        events.borrow()
+    );
+    gate.0.borrow_mut().entries_wait = false;
+    turn(core, &inbox, from(1, 2, 3, append));
+    assert!(
+        gate.0.borrow().staged.contains(&(0, 3)),
+        "{:?}",
+        events.borrow()
     );
 }
 

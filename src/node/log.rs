@@ -887,10 +887,8 @@ impl CoreLog for WalLog {
         Poll::Pending
     }
 
-    fn entries_wait(&self) -> Option<&str> {
-        let low = self.wal.active_room_bytes() < self.reserve_bytes;
-        (self.wal.needs_prepare() && low)
-            .then_some("the next WAL segment is still being made and the active one is nearly full")
+    fn entries_wait(&self) -> bool {
+        self.wal.needs_prepare() && self.wal.active_room_bytes() < self.reserve_bytes
     }
 
     fn short_of_space(&self) -> Option<&str> {
@@ -1221,9 +1219,9 @@ mod tests {
     fn a_write_that_needs_the_next_segment_before_its_build_waits_and_goes_on_after() {
         in_log_dir("waits-for-segment", |dir| async move {
             let mut log = open_log(&dir).await;
-            assert_eq!(log.entries_wait(), None, "the next segment is ready");
+            assert!(!log.entries_wait(), "the next segment is ready");
             let index = fill_until_not_ready(&mut log);
-            assert!(log.entries_wait().is_some(), "no room kept for hard states");
+            assert!(log.entries_wait(), "no room kept for hard states");
             for _ in 0..1000 {
                 log.maintain().expect("maintain");
                 if !log.wal.needs_prepare() {
@@ -1232,14 +1230,14 @@ mod tests {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             assert!(!log.wal.needs_prepare(), "the next segment was never built");
-            assert_eq!(log.entries_wait(), None);
+            assert!(!log.entries_wait());
             // The refused batch from where it stopped, then one more.
             let batch = [big(index), big(index + 1)];
             log.write_from(GROUP, &batch, None, &mut 0)
                 .expect("room once the build is done");
             // It rotated: the next build is due, and the fresh segment has all its room.
             assert!(log.wal.needs_prepare());
-            assert_eq!(log.entries_wait(), None);
+            assert!(!log.entries_wait());
             log.sync().await.expect("sync");
             drop(log);
             let entries = reopen(&dir).await.1.entries;

@@ -144,14 +144,15 @@ pub trait CoreLog {
     fn short_of_space(&self) -> Option<&str> {
         None
     }
-    /// Why the log takes no new entries for a moment, though it can grow, if so: its next
+    /// Whether the log takes no new entries for a moment, though it can grow: its next
     /// segment is still being made and the active one has little room left, which it keeps
     /// for what Raft cannot do without, so that a Ready seldom has to wait for room (see
-    /// [`CoreLog::stage`]). The core refuses client writes (busy: the client retries) and
-    /// drops leaders' appends meanwhile, as when short of space, but tells its peers
-    /// nothing and hands no group over: this passes within a build.
-    fn entries_wait(&self) -> Option<&str> {
-        None
+    /// [`CoreLog::stage`]). Meanwhile the core's leaders hold client writes back (see
+    /// `Group::log_waits`) and it drops leaders' appends that carry entries; it tells its
+    /// peers nothing and hands no group over: this passes within a build, whose end
+    /// [`CoreLog::poll_room`] reports.
+    fn entries_wait(&self) -> bool {
+        false
     }
     /// The groups whose old entries alone keep the log over its size limit (the log frees
     /// a segment only once every group is done with it): the core snapshots them early, so
@@ -475,12 +476,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Wait for inputs, or for the oldest sync in flight to end, or, while a Ready waits for
-    /// room, for the log to say it may have some (the inputs that arrived meanwhile are
-    /// taken too). Every sync in flight is polled, so each is issued at once and a later one
+    /// room or the log takes no entries (writes held back), for the log to say it may have
+    /// some (the inputs that arrived meanwhile are taken too). Every sync in flight is polled, so each is issued at once and a later one
     /// that completes first keeps its outcome for its turn.
     async fn next_event(&mut self, inputs: &mut Vec<Input>) {
+        let waits_for_room = !self.unstaged.is_empty() || self.log.entries_wait();
         let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
-        let waits_for_room = !self.unstaged.is_empty();
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
                 if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
@@ -972,7 +973,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// leaves no entries in the log, a TimeoutNow or a snapshot, is taken meanwhile).
     fn log_drops(&self, body: &MessageBody) -> bool {
         (self.log.short_of_space().is_some() && needs_log_room(body))
-            || (self.log.entries_wait().is_some() && carries_entries(body))
+            || (self.log.entries_wait() && carries_entries(body))
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
@@ -1088,14 +1089,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// waits for a sync, else when it ends ([`Core::finish_persist`]).
     fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         let short = self.log.short_of_space();
-        let log_waits = self.log.entries_wait().is_some();
-        for (&id, group) in &mut self.groups {
-            if let Some(why) = short {
-                // Writes taken in before the log ran short (none are taken since).
+        let log_waits = self.log.entries_wait();
+        for group in self.groups.values_mut() {
+            if let Some(why) = short.filter(|_| group.has_pending()) {
+                // Writes held back before the log ran short (none are taken in since).
+                group.refuse_pending_as_follower(answers);
                 let me = self.shape.node_id;
-                let why = format!(
-                    "node {me} takes no writes for group {id} while it cannot grow its log: {why}"
-                );
+                let why = format!("node {me} takes no writes while it cannot grow its log: {why}");
                 group.refuse_pending_as_busy(&why, answers);
             }
             group.log_waits = log_waits;

@@ -58,8 +58,9 @@ pub struct Group {
     /// The largest command the log takes as one entry (the WAL's segments bound it); larger
     /// writes are refused as too large.
     pub entry_bytes_max: usize,
-    /// The core's log takes no new entries for a moment (`CoreLog::entries_wait`): writes
-    /// wait in `pending`, as during a handover (see [`Group::propose_pending`]).
+    /// The core's log takes no new entries for a moment (`CoreLog::entries_wait`): while
+    /// this replica leads, writes wait in `pending`, as during a handover (see
+    /// [`Group::propose_pending`]).
     pub log_waits: bool,
     /// Bytes of the entries applied since the last snapshot (taken or installed): the core
     /// snapshots once there are enough.
@@ -216,6 +217,11 @@ impl Group {
         answer_all(self.pending_writes.drain(..), &not_leader, out);
     }
 
+    /// Whether commands wait to be proposed (those of closed connections too).
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Answers the writes waiting to be proposed as busy, for `why`: none of them is in the
     /// log, so the client may send them again.
     pub(super) fn refuse_pending_as_busy(&mut self, why: &str, out: &mut Vec<Answer>) {
@@ -230,7 +236,7 @@ impl Group {
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
     /// [`Group::propose_pending`].
     fn holds_writes(&self) -> bool {
-        self.log_waits
+        (self.log_waits && self.replica.role() == Role::Leader)
             || self.replica.lead_transferee().is_some()
             || (self.replica.role() != Role::Leader && self.replica.leader().is_none())
     }
