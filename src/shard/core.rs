@@ -148,9 +148,10 @@ pub trait CoreLog {
     /// segment is still being made and the active one has little room left, which it keeps
     /// for what Raft cannot do without, so that a Ready seldom has to wait for room (see
     /// [`CoreLog::stage`]). Meanwhile the core's leaders hold client writes back (see
-    /// `Group::log_waits`) and it drops leaders' appends that carry entries; it tells its
-    /// peers nothing and hands no group over: this passes within a build, whose end
-    /// [`CoreLog::poll_room`] reports.
+    /// `Group::log_waits`); it still takes leaders' appends (dropped, they were sent again
+    /// only at a heartbeat: `cohort bench --segment-mib 1 --value-bytes 1024` lost a fifth
+    /// of its throughput), tells its peers nothing and hands no group over: this passes
+    /// within a build, whose end [`CoreLog::poll_room`] reports.
     fn entries_wait(&self) -> bool {
         false
     }
@@ -592,7 +593,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     self.peers_log_full.remove(&from);
                 }
                 for Envelope { group, message } in envelopes {
-                    if self.log_drops(&message.body) {
+                    if needs_log_room(&message.body) && self.log.short_of_space().is_some() {
                         // Dropped, like any message Raft may lose: the leader sends it again.
                         continue;
                     }
@@ -965,15 +966,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
             }
         }
-    }
-
-    /// Whether a peer's message is dropped, like any Raft may lose, for want of room in
-    /// the log: one that needs room while the log cannot grow (see [`needs_log_room`]), or
-    /// a leader's entries while it takes none for a moment ([`CoreLog::entries_wait`]; what
-    /// leaves no entries in the log, a TimeoutNow or a snapshot, is taken meanwhile).
-    fn log_drops(&self, body: &MessageBody) -> bool {
-        (self.log.short_of_space().is_some() && needs_log_room(body))
-            || (self.log.entries_wait() && carries_entries(body))
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
@@ -1403,7 +1395,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 /// followers' logs are full could never commit in its term, nor serve a linearizable read.
 fn needs_log_room(body: &MessageBody) -> bool {
     match body {
-        MessageBody::AppendRequest(_) => carries_entries(body),
+        MessageBody::AppendRequest(append) => {
+            append.entries.iter().any(|e| e.kind != EntryKind::Empty)
+        }
         MessageBody::SnapshotChunk(_)
         | MessageBody::InstallSnapshot(_)
         | MessageBody::TimeoutNow => true,
@@ -1463,16 +1457,6 @@ fn stage_or_hold<L: CoreLog>(
     } else {
         unstaged.push((id, ready, staged));
         Ok(true)
-    }
-}
-
-/// Whether `body` is a leader's append with entries other than a new leader's empty one.
-fn carries_entries(body: &MessageBody) -> bool {
-    match body {
-        MessageBody::AppendRequest(append) => {
-            append.entries.iter().any(|e| e.kind != EntryKind::Empty)
-        }
-        _ => false,
     }
 }
 
