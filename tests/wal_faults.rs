@@ -301,6 +301,41 @@ fn lost_segment_in_the_middle_is_refused() {
 }
 
 #[test]
+fn a_segment_the_device_cannot_read_is_refused_naming_file_and_offset() {
+    // Goal: a part of the log the device cannot read (a bad sector) fails open with the file
+    // and offset, as damage; it is never skipped as a torn tail, even in the last segment.
+    let written = || {
+        let mut wal = open(MemStorage::new()).expect("fresh");
+        for batch in 1..=BATCHES {
+            write_batch(&mut wal, batch);
+            block_on(wal.sync()).expect("sync");
+        }
+        wal.into_storage()
+    };
+    let seqs = written().segment_seqs();
+    assert!(seqs.len() >= 3, "workload spans segments");
+    for seq in [seqs[1], seqs[seqs.len() - 1]] {
+        let mut storage = written();
+        storage.make_unreadable(seq, 4096);
+        match open(storage) {
+            Err(error @ WalOpenError::Unreadable { .. }) => {
+                assert!(error.is_damage());
+                let message = error.to_string();
+                let file = format!("mem:{seq:020}.wal");
+                assert!(
+                    message.starts_with(&format!("{file} cannot be read from offset 4096")),
+                    "{message}"
+                );
+                assert!(message.ends_with("refusing to open"), "{message}");
+            }
+            other => panic!("segment {seq}: expected Unreadable, got {:?}", other.err()),
+        }
+    }
+    let wal = open(written()).expect("the same log, readable, opens");
+    assert_eq!(intact_entries(&wal, 0, "readable"), BATCHES);
+}
+
+#[test]
 fn snapshots_reclaim_dead_segments_and_reopen_keeps_live_entries() {
     // Goal: once every group snapshots past a segment's entries and that is durable, the
     // segment is recycled or removed; the live tail survives a reopen.

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use cohort::wal::{
-    FileStore, HardState, StopAction, Storage, SyncMode, Wal, WalConfig, WalOpenError,
+    FileStore, HardState, ReadCheckError, StopAction, Storage, SyncMode, Wal, WalConfig,
+    WalOpenError,
 };
 use futures_lite::future::block_on;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -274,6 +275,44 @@ fn a_log_reopened_with_a_bigger_segment_size_grows_into_it_and_reopens() {
         }
     });
     fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn a_segment_file_cut_under_the_store_is_found_unreadable_where_it_ends() {
+    // Goal: the file store's read check reads every byte of a segment and names the first
+    // offset it cannot read: here where a file cut after it was listed ends, in its second
+    // chunk and mid-block (the device failing a read is the same path, an EIO there), with no
+    // SIGBUS from the map.
+    let dir = temp_dir("unreadable");
+    build_with(
+        &dir,
+        5,
+        WalConfig {
+            segment_bytes: 2 << 20,
+        },
+    );
+    let mut store = FileStore::open(&dir, SyncMode::Blocking).expect("store");
+    assert_eq!(store.list().expect("list"), vec![1]);
+    assert!(store.check_readable(1).is_ok(), "a whole file reads");
+    let cut_bytes = (1 << 20) + 5000;
+    OpenOptions::new()
+        .write(true)
+        .open(segment(&dir, 1))
+        .expect("open segment")
+        .set_len(cut_bytes)
+        .expect("cut");
+    match store.check_readable(1) {
+        Err(ReadCheckError::Unreadable { offset, source }) => {
+            assert_eq!(offset, cut_bytes);
+            assert!(
+                source.to_string().contains("the file ends here"),
+                "{source}"
+            );
+        }
+        other => panic!("expected Unreadable, got {other:?}"),
+    }
+    drop(store);
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// Writes `batches` synced batches of one entry per group (blocking fdatasync, no glommio).

@@ -62,6 +62,9 @@ pub fn run_telling(
 ) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
+    if let Err(error) = crate::sys::report_mapped_read_faults() {
+        tracing::warn!(%error, "a SIGBUS from a mapped WAL segment will not be reported");
+    }
     crate::durable::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until every core has stopped (this function returns).

@@ -22,6 +22,13 @@ pub enum WalOpenError {
     },
     /// Segment sequence numbers jump: a file is missing between two present ones.
     MissingSegment { file: String },
+    /// The device cannot read a segment from `offset` on: the records there cannot be
+    /// checked, so opening could forget acknowledged writes.
+    Unreadable {
+        file: String,
+        offset: u64,
+        source: io::Error,
+    },
     /// A record that was durable is damaged: the log cannot be read past it, and records
     /// after it prove it was synced. Opening would forget acknowledged writes.
     MidLogCorruption {
@@ -49,6 +56,7 @@ impl WalOpenError {
             WalOpenError::CorruptSegmentHeader { .. }
                 | WalOpenError::SegmentSizeMismatch { .. }
                 | WalOpenError::MissingSegment { .. }
+                | WalOpenError::Unreadable { .. }
                 | WalOpenError::MidLogCorruption { .. }
                 | WalOpenError::Inconsistent { .. }
         )
@@ -80,6 +88,16 @@ impl fmt::Display for WalOpenError {
                 f,
                 "{file} is missing: the WAL has segments before and after it; refusing to open"
             ),
+            WalOpenError::Unreadable {
+                file,
+                offset,
+                source,
+            } => write!(
+                f,
+                "{file} cannot be read from offset {offset} ({source}; the kernel log, `dmesg`, \
+                 says more): the records there cannot be checked, and skipping them could \
+                 forget acknowledged writes; refusing to open"
+            ),
             WalOpenError::MidLogCorruption {
                 file,
                 offset,
@@ -102,7 +120,9 @@ impl fmt::Display for WalOpenError {
 impl std::error::Error for WalOpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            WalOpenError::Io { source, .. } => Some(source),
+            WalOpenError::Io { source, .. } | WalOpenError::Unreadable { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }

@@ -44,7 +44,7 @@ use super::format::BLOCK_BYTES;
 use super::mmap::{Mapping, glommio_file};
 use super::staged::{SHARE_BYTES_MIN, Staged};
 use super::staged_direct::DirectStaged;
-use super::storage::{Part, SegmentSyncer, Storage, copy_parts};
+use super::storage::{Part, ReadCheckError, SegmentSyncer, Storage, copy_parts};
 
 /// How `FileStore` writes a sync's bytes and makes them durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,12 +388,13 @@ impl FileStore {
             let path = Self::segment_path(&dir, seq).with_extension("wal.building");
             // A leftover of a crash mid-build is garbage: start over.
             let _ = fs::remove_file(&path);
-            let built =
-                make_segment_file(spare, &path, size_bytes, &header, mode).and_then(|file| {
+            let built = make_segment_file(spare, &path, size_bytes, &header, mode).and_then(
+                |(file, reused)| {
                     let len = usize::try_from(size_bytes).map_err(io::Error::other)?;
-                    let map = Mapping::map(&file, len, populates(mode))?;
+                    let map = Mapping::map(&file, len, populates(mode) && !reused)?;
                     Ok((file, map))
-                });
+                },
+            );
             let (file, map) = built.map_err(|error| {
                 // A half-built file (the disk filled during its zero-fill) would keep the
                 // space it took: give it back.
@@ -472,7 +473,8 @@ impl FileStore {
         None
     }
 
-    fn open_segment(&self, seq: u64) -> io::Result<Segment> {
+    /// Opens and maps segment `seq`, pre-faulted when `populate` (see [`populates`]).
+    fn open_segment(&self, seq: u64, populate: bool) -> io::Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -484,7 +486,7 @@ impl FileStore {
             Some(Mapping::map(
                 &file,
                 usize::try_from(size_bytes).map_err(io::Error::other)?,
-                populates(self.mode),
+                populate,
             )?)
         };
         Ok(Segment::new(map, size_bytes, file, self.direct()))
@@ -508,7 +510,9 @@ impl Storage for FileStore {
         seqs.sort_unstable();
         for &seq in &seqs {
             if !self.segments.contains_key(&seq) {
-                let segment = self.open_segment(seq)?;
+                // Not pre-faulted: recovery reads it all anyway, after a check that a read
+                // error cannot hang (see `check_readable`).
+                let segment = self.open_segment(seq, false)?;
                 self.segments.insert(seq, segment);
             }
         }
@@ -534,8 +538,8 @@ impl Storage for FileStore {
         let making = path.with_extension("inline.wal.building");
         let _ = fs::remove_file(&making);
         let spare = self.take_spare(seq);
-        let file = make_segment_file(spare, &making, size_bytes, header, self.mode)
-            .and_then(|file| fs::rename(&making, &path).map(|()| file))
+        let (file, reused) = make_segment_file(spare, &making, size_bytes, header, self.mode)
+            .and_then(|made| fs::rename(&making, &path).map(|()| made))
             .inspect_err(|_| {
                 // A half-made file (the disk filled during its zero-fill) would keep the space
                 // it took.
@@ -543,7 +547,7 @@ impl Storage for FileStore {
             })?;
         self.sync_dir()?;
         drop(file);
-        let segment = self.open_segment(seq)?;
+        let segment = self.open_segment(seq, populates(self.mode) && !reused)?;
         self.segments.insert(seq, segment);
         Ok(())
     }
@@ -667,6 +671,31 @@ impl Storage for FileStore {
         self.path(seq).display().to_string()
     }
 
+    /// Reads the file with `pread` (through the page cache the map shows, with the kernel's
+    /// read-ahead), a chunk at a time into one buffer; a chunk that fails is read again a
+    /// block at a time to find where. Not through the map: a fault there is a SIGBUS, and
+    /// `MADV_POPULATE_READ` loops forever on a read error in some kernels (5.14 to 6.8
+    /// without the fix for VM_FAULT_RETRY).
+    fn check_readable(&self, seq: u64) -> Result<(), ReadCheckError> {
+        const CHUNK_BYTES: usize = 1 << 20;
+        let segment = self.segment(seq);
+        let (file, size_bytes) = (&segment.fd.file, segment.size_bytes);
+        let mut buf = vec![0u8; CHUNK_BYTES.min(usize::try_from(size_bytes).unwrap_or(0))];
+        let mut at = 0;
+        while at < size_bytes {
+            let len = (size_bytes - at).min(CHUNK_BYTES as u64) as usize;
+            if read_fully(file, &mut buf[..len], at).is_err() {
+                // Find the first block that fails; one that reads now is read.
+                for block in (at..at + len as u64).step_by(BLOCK_BYTES) {
+                    let end = (block + BLOCK_BYTES as u64).min(at + len as u64);
+                    read_fully(file, &mut buf[..(end - block) as usize], block)?;
+                }
+            }
+            at += len as u64;
+        }
+        Ok(())
+    }
+
     /// In direct mode, moves the staged bytes into an O_DIRECT write that the returned syncer
     /// issues; otherwise hands them to the page cache now (one `pwrite`), so the map shows
     /// them, and the syncer makes them durable.
@@ -704,21 +733,22 @@ impl Storage for FileStore {
 
 /// Makes the file of a new segment at `path` from `spare` if there is one of the right size
 /// (renamed, `header` written over its start, durable: its old records are garbage to the new
-/// sequence number, as in a recycled segment), else as [`write_new_segment`] does.
+/// sequence number, as in a recycled segment), else as [`write_new_segment`] does. True with
+/// the file where it is a spare.
 fn make_segment_file(
     spare: Option<PathBuf>,
     path: &Path,
     size_bytes: u64,
     header: &[u8],
     mode: SyncMode,
-) -> io::Result<File> {
-    let file = reuse_or_write_segment(spare, path, size_bytes, header, mode)?;
+) -> io::Result<(File, bool)> {
+    let (file, reused) = reuse_or_write_segment(spare, path, size_bytes, header, mode)?;
     if mode == SyncMode::Direct {
         // Its O_DIRECT writes then find no cached page to invalidate; the header's block
         // stays, as the first write starts with it.
         super::mmap::drop_cached(&file, BLOCK_BYTES as u64)?;
     }
-    Ok(file)
+    Ok((file, reused))
 }
 
 fn reuse_or_write_segment(
@@ -727,20 +757,20 @@ fn reuse_or_write_segment(
     size_bytes: u64,
     header: &[u8],
     mode: SyncMode,
-) -> io::Result<File> {
+) -> io::Result<(File, bool)> {
     if let Some(spare) = spare {
         fs::rename(&spare, path)?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         if file.metadata()?.len() == size_bytes {
             file.write_all_at(header, 0)?;
             file.sync_data()?;
-            return Ok(file);
+            return Ok((file, true));
         }
         // A spare from a run with another segment size.
         drop(file);
         fs::remove_file(path)?;
     }
-    write_new_segment(path, size_bytes, header, mode)
+    Ok((write_new_segment(path, size_bytes, header, mode)?, false))
 }
 
 /// Creates the file of a new segment at `path`: `size_bytes` of zeros, `header` at its start,
@@ -810,9 +840,44 @@ fn finish_segment_file(file: File, header: &[u8]) -> io::Result<File> {
 /// where the blocks are fallocated: populating 64 MiB of them allocated and zeroed every
 /// page while holding the process's mmap lock, and the loop's own page faults and mmap calls
 /// waited behind it: a 100-160 ms stall of every request at each node's first rotation under
-/// `cohort bench --sync never`.
+/// `cohort bench --sync never`. Nor a file whose pages may have to come from the device (one
+/// listed at open, a spare): on a page the device cannot read, populating can retry the read
+/// in the kernel for ever (reported for `MAP_POPULATE` and `mlock`), where a read returns an
+/// error.
 fn populates(mode: SyncMode) -> bool {
     matches!(mode, SyncMode::IoUring | SyncMode::Blocking)
+}
+
+/// Reads `buf.len()` bytes of `file` from `offset`. A read error (EIO, a poisoned page) or
+/// a file that ends first is `Unreadable` at the offset reached; anything else is `Other`.
+fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<(), ReadCheckError> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset + done as u64;
+        match file.read_at(&mut buf[done..], at) {
+            Ok(0) => {
+                return Err(ReadCheckError::Unreadable {
+                    offset: at,
+                    source: io::Error::other("the file ends here, shorter than when listed"),
+                });
+            }
+            Ok(n) => done += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EIO | libc::EHWPOISON | libc::EBADMSG | libc::EUCLEAN)
+                ) =>
+            {
+                return Err(ReadCheckError::Unreadable {
+                    offset: at,
+                    source: error,
+                });
+            }
+            Err(error) => return Err(ReadCheckError::Other(error)),
+        }
+    }
+    Ok(())
 }
 
 /// Whether files in `dir` can be opened with O_DIRECT (some file systems refuse it), tried

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::format::BLOCK_BYTES;
-use super::storage::{SegmentSyncer, Storage};
+use super::storage::{ReadCheckError, SegmentSyncer, Storage};
 
 /// The unit a disk writes atomically: a torn write keeps or loses whole sectors.
 pub const SECTOR_BYTES: usize = 512;
@@ -57,6 +57,8 @@ pub struct MemStorage {
     /// Syncs issued so far: each one's number orders its units against other syncs'.
     issued: Cell<u64>,
     whole_blocks: bool,
+    /// Per segment, the first offset the "device" cannot read (a media error).
+    unreadable: BTreeMap<u64, usize>,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -140,9 +142,17 @@ impl MemStorage {
             .expect("synced")[offset] ^= xor;
     }
 
+    /// From now on the "device" cannot read segment `seq` from `offset` (a media error):
+    /// `check_readable` fails there. Views still show the bytes: the WAL must check first.
+    pub fn make_unreadable(&mut self, seq: u64, offset: usize) {
+        assert!(self.written.contains_key(&seq), "no segment {seq}");
+        self.unreadable.insert(seq, offset);
+    }
+
     /// Deletes a segment behind the WAL's back (an operator's mistake, a lost file).
     pub fn lose_segment(&mut self, seq: u64) {
         self.written.remove(&seq);
+        self.unreadable.remove(&seq);
         self.handed.get_mut().remove(&seq);
         let mut shared = self.shared.borrow_mut();
         shared.synced.remove(&seq);
@@ -267,6 +277,10 @@ impl Storage for MemStorage {
         self.written.insert(new_seq, written);
         shared.synced.insert(new_seq, synced);
         shared.synced_by.insert(new_seq, synced_by);
+        // A bad sector goes with its file.
+        if let Some(offset) = self.unreadable.remove(&old_seq) {
+            self.unreadable.insert(new_seq, offset);
+        }
         Ok(true)
     }
 
@@ -277,6 +291,16 @@ impl Storage for MemStorage {
 
     fn size_bytes(&self, seq: u64) -> u64 {
         self.written[&seq].len() as u64
+    }
+
+    fn check_readable(&self, seq: u64) -> Result<(), ReadCheckError> {
+        match self.unreadable.get(&seq) {
+            Some(&offset) => Err(ReadCheckError::Unreadable {
+                offset: offset as u64,
+                source: io::Error::from_raw_os_error(libc::EIO),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn view(&self, seq: u64, range: Range<usize>) -> Bytes {

@@ -17,7 +17,10 @@ use memmap2::{MmapOptions, MmapRaw};
 ///
 /// Invariants that make the unsafe blocks below sound, upheld by the WAL and `FileStore`:
 /// 1. The file is ours alone (the data dir belongs to one process) and is never shortened
-///    while mapped, so every address in `0..len` stays backed by the file: no SIGBUS.
+///    while mapped, so every address in `0..len` stays backed by the file: no SIGBUS from a
+///    short file. (A page the device cannot read raises SIGBUS at its read all the same: a
+///    fault of the medium, not of this code. `Storage::check_readable` finds such pages when
+///    a WAL opens; one that fails after that stops the process.)
 /// 2. The file's bytes change (by `pwrite` or an O_DIRECT write issued by the thread that owns
 ///    the WAL) only at ranges no live [`Mapping::view`] covers, or to the same bytes: the WAL
 ///    writes at or after its append cursor (an O_DIRECT write rewrites the whole block the

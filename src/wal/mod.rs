@@ -143,12 +143,21 @@
 //!   zero, or any mix of those per 512-byte sector. Synced bytes do not change in a crash.
 //! - Media corruption (a flipped bit in synced data) is rare but possible, and must be
 //!   detected, never silently accepted: every record and header is checksummed.
+//! - A read can fail (a bad sector). Read through the map, that raises SIGBUS, which a
+//!   process cannot recover from; so `open` has every segment read once with `pread` before
+//!   it looks at one (`Storage::check_readable`), and a part that cannot be read is refused
+//!   as damage. (Recovery reads every byte anyway; the check reads them first, so a log
+//!   larger than the free memory is read from the device twice.) A read that fails after
+//!   that check (a page evicted and unreadable when read again) stops the process; the node
+//!   reports the file and offset before it dies. No segment file is pre-faulted at open:
+//!   populating a map can retry a failed read in the kernel for ever.
 //! - The directory belongs to this process alone; nobody else shortens or writes our files.
 //!
 //! # Recovery
 //!
 //! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
-//! version it does not know: refuse) and takes the key from the newest header that states
+//! part the device cannot read: refuse, naming the file and offset; a version it does not
+//! know: refuse) and takes the key from the newest header that states
 //! one: a segment whose own header is zeros or damaged is read with it (and, in a log that
 //! has one, as an unkeyed segment too). Where no header states a key, a segment whose
 //! header is zeros or damaged is refused when anything but zeros follows it, as its records
@@ -258,7 +267,7 @@ pub use mem::{CrashFault, MemStorage, MemSyncer, SECTOR_BYTES};
 pub use payload::ENTRY_PREFIX_BYTES;
 pub use recovery::RecoveryReport;
 pub use storage::Part;
-pub use storage::{SegmentSyncer, Storage};
+pub use storage::{ReadCheckError, SegmentSyncer, Storage};
 pub use sync::{SyncDone, SyncTicket};
 pub use types::{
     EntryPayload, GroupDurable, GroupState, HardState, SnapshotMarker, SyncReport, WalEntry,

@@ -14,7 +14,7 @@ use super::format::{
 };
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, Payload};
-use super::storage::{SegmentSyncer, Storage};
+use super::storage::{ReadCheckError, SegmentSyncer, Storage};
 
 /// What recovery rebuilt.
 pub struct Recovered {
@@ -168,6 +168,22 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
     let seqs = storage
         .list()
         .map_err(io_error("segment directory".into()))?;
+    // Every byte of every segment is read below (records, and the rest to tell a torn tail
+    // from a damaged middle): the device reads them here first, so that one it cannot read
+    // is an error naming it, not a fault in the middle of the scan.
+    for &seq in &seqs {
+        storage.check_readable(seq).map_err(|error| match error {
+            ReadCheckError::Unreadable { offset, source } => WalOpenError::Unreadable {
+                file: storage.locate(seq),
+                offset,
+                source,
+            },
+            ReadCheckError::Other(source) => WalOpenError::Io {
+                file: storage.locate(seq),
+                source,
+            },
+        })?;
+    }
     let segments: Vec<Bytes> = seqs
         .iter()
         .map(|&seq| storage.view(seq, 0..storage.size_bytes(seq) as usize))

@@ -43,6 +43,16 @@ pub(super) fn copy_parts(slot: &mut [u8], parts: &[Part<'_>]) {
     debug_assert_eq!(at, slot.len());
 }
 
+/// Why [`Storage::check_readable`] failed.
+#[derive(Debug)]
+pub enum ReadCheckError {
+    /// The medium cannot give the segment's bytes from `offset` on (a read error, or the
+    /// file ends there although it was longer when listed).
+    Unreadable { offset: u64, source: io::Error },
+    /// The check itself failed (no memory, ...): it says nothing about the bytes.
+    Other(io::Error),
+}
+
 /// Makes one segment's written bytes durable. Owned, so it can outlive a borrow of the WAL.
 pub trait SegmentSyncer: 'static {
     /// Completes once every byte written to the segment before the call is durable (on the
@@ -76,6 +86,14 @@ pub trait Storage {
 
     /// The segment's size in bytes.
     fn size_bytes(&self, seq: u64) -> u64;
+
+    /// Reads all of segment `seq` from the medium once, so that a part the device cannot read
+    /// is an error here, naming the offset where it starts, and not a fault at a later read
+    /// of a view over it (on the file store, a read of an unreadable mapped page raises
+    /// SIGBUS). By default every byte is readable.
+    fn check_readable(&self, _seq: u64) -> Result<(), ReadCheckError> {
+        Ok(())
+    }
 
     /// A key for a new WAL on this storage (see `format::record_salt`): random, never zero.
     fn draw_key(&self) -> u64 {
