@@ -2,7 +2,8 @@
 //! side by side with their ratios. Files go to `COHORT_BENCH_DIR` or the system temp dir
 //! (which must be on the disk you care about). Run: `cargo bench --bench wal`;
 //! `COHORT_BENCH_ONLY=<text>` runs only the group-commit shapes whose name holds the text
-//! (`COHORT_BENCH_ONLY="1 KiB"`), for profiling.
+//! (`COHORT_BENCH_ONLY="1 KiB"`), for profiling, or only the timing of an open
+//! (`COHORT_BENCH_ONLY=recovery`).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -399,18 +400,25 @@ fn main() {
         if only.is_empty() {
             unsynced(&dir, memcpy_small, memcpy_large).await;
         }
-        println!(
-            "group commit: medians of {ROUNDS} rounds; each round runs the WAL beside fresh raw \
-             runs, and a ratio is the median of the rounds' ratios"
-        );
-        for (groups, per_group, bytes, what) in [
+        let wanted = |name: &str| name.contains(&only);
+        if wanted("recovery") {
+            recovery(&dir, crc).await;
+        }
+        let shapes = [
             (64, 1, 128, "64 groups × 1 × 128 B"),
             (1, 64, 128, "1 group × 64 × 128 B"),
             (64, 4, 1024, "64 groups × 4 × 1 KiB"),
             (1, 256, 1024, "1 group × 256 × 1 KiB"),
             (1, 4, 64 * 1024, "1 group × 4 × 64 KiB"),
-        ] {
-            if !what.contains(&only) {
+        ];
+        if shapes.iter().any(|shape| wanted(shape.3)) {
+            println!(
+                "group commit: medians of {ROUNDS} rounds; each round runs the WAL beside fresh \
+                 raw runs, and a ratio is the median of the rounds' ratios"
+            );
+        }
+        for (groups, per_group, bytes, what) in shapes {
+            if !wanted(what) {
                 continue;
             }
             let batch_bytes = (groups * per_group) as usize * bytes;
@@ -489,6 +497,109 @@ async fn unsynced(dir: &Path, memcpy_small: f64, memcpy_large: f64) {
         mbps / memcpy_large,
     );
     println!("  (timed between syncs, one every 16 appends, not timed)");
+}
+
+/// Segments of the log whose opening is timed, and their size.
+const RECOVERY_SEGMENTS: u64 = 4;
+const RECOVERY_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Opening a WAL of `RECOVERY_SEGMENTS` full segments (1 KiB entries of 8 groups): every
+/// segment read once to check the device can (`Storage::check_readable`), then scanned with
+/// every record's checksum verified. Beside it, the same files read once with `pread`, the
+/// least an open can cost: from the page cache (warm) and from the device, the files'
+/// cached pages dropped first (cold).
+async fn recovery(dir: &Path, crc_mbps: f64) {
+    let name = "recovery";
+    {
+        let mut wal = open_wal(dir, name, SyncMode::Direct, RECOVERY_SEGMENT_BYTES).await;
+        let payload = vec![0x5Au8; 1024];
+        let mut index = 1;
+        while wal.stats().rotations < RECOVERY_SEGMENTS {
+            for group in 0..8 {
+                wal.append_entries(group, index, &[(1, &payload[..])])
+                    .expect("append");
+            }
+            index += 1;
+            if index % 64 == 0 {
+                wal.sync().await.expect("sync");
+            }
+        }
+        wal.sync().await.expect("sync");
+    }
+    let files: Vec<PathBuf> = fs::read_dir(dir.join(name))
+        .expect("recovery dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    let total_bytes: u64 = files
+        .iter()
+        .map(|f| fs::metadata(f).expect("size").len())
+        .sum();
+    let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let raw_warm = read_all(&files);
+        let start = now();
+        drop(open_wal(dir, name, SyncMode::Direct, RECOVERY_SEGMENT_BYTES).await);
+        warm.push((start.elapsed().as_secs_f64(), raw_warm));
+        drop_cached(&files);
+        let raw_cold = read_all(&files);
+        drop_cached(&files);
+        let start = now();
+        drop(open_wal(dir, name, SyncMode::Direct, RECOVERY_SEGMENT_BYTES).await);
+        cold.push((start.elapsed().as_secs_f64(), raw_cold));
+    }
+    println!(
+        "recovery: opening a log of {} segments of {} MiB ({} MiB), medians of 3 rounds; \
+         limit: one pread of the same files (crc32 alone {crc_mbps:.0} MB/s)",
+        files.len(),
+        RECOVERY_SEGMENT_BYTES >> 20,
+        total_bytes >> 20
+    );
+    for (what, rounds) in [("page cache warm", warm), ("cold: from the device", cold)] {
+        let mbps = |secs: f64| total_bytes as f64 / secs / 1e6;
+        let wal = median(rounds.iter().map(|&(wal, _)| mbps(wal)).collect());
+        let raw = median(rounds.iter().map(|&(_, raw)| mbps(raw)).collect());
+        let ratio = median(rounds.iter().map(|&(wal, raw)| raw / wal).collect());
+        line(
+            &format!("  open, {what} (MB/s)"),
+            format!("{wal:.0}"),
+            format!("{raw:.0}"),
+            ratio,
+        );
+    }
+    fs::remove_dir_all(dir.join(name)).expect("cleanup");
+}
+
+/// Seconds to read `files` once, 1 MiB at a time.
+fn read_all(files: &[PathBuf]) -> f64 {
+    let mut buf = vec![0u8; MIB];
+    let start = now();
+    for path in files {
+        let file = File::open(path).expect("open");
+        let mut at = 0;
+        loop {
+            let n = file.read_at(&mut buf, at).expect("read");
+            if n == 0 {
+                break;
+            }
+            at += n as u64;
+        }
+    }
+    std::hint::black_box(&buf);
+    start.elapsed().as_secs_f64()
+}
+
+/// Drops the cached pages of `files` (they are clean: synced), so the next read comes from
+/// the device.
+fn drop_cached(files: &[PathBuf]) {
+    use std::os::fd::AsRawFd;
+    for path in files {
+        let file = File::open(path).expect("open");
+        // SAFETY: posix_fadvise takes an open descriptor and plain integers.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "fadvise {}", path.display());
+    }
 }
 
 /// Appends between two syncs in the unsynced figures: about one busy loop turn's worth.
