@@ -83,8 +83,8 @@ pub struct FileStore {
 /// Spare files kept at most: enough for the segment being built and the one after it.
 const SPARES_MAX: usize = 2;
 
-/// A segment file built (zero-filled, header written, synced, mapped and pre-faulted) under a
-/// temporary name `<seq>.wal.building` that recovery never reads.
+/// A segment file built (zero-filled or a spare reused, header written, synced, mapped, and
+/// its pages in the page cache where writes go through it) under a temporary name `<seq>.wal.building` that recovery never reads.
 pub struct BuiltSegment {
     seq: u64,
     size_bytes: u64,
@@ -677,23 +677,8 @@ impl Storage for FileStore {
     /// `MADV_POPULATE_READ` loops forever on a read error in some kernels (5.14 to 6.8
     /// without the fix for VM_FAULT_RETRY).
     fn check_readable(&self, seq: u64) -> Result<(), ReadCheckError> {
-        const CHUNK_BYTES: usize = 1 << 20;
         let segment = self.segment(seq);
-        let (file, size_bytes) = (&segment.fd.file, segment.size_bytes);
-        let mut buf = vec![0u8; CHUNK_BYTES.min(usize::try_from(size_bytes).unwrap_or(0))];
-        let mut at = 0;
-        while at < size_bytes {
-            let len = (size_bytes - at).min(CHUNK_BYTES as u64) as usize;
-            if read_fully(file, &mut buf[..len], at).is_err() {
-                // Find the first block that fails; one that reads now is read.
-                for block in (at..at + len as u64).step_by(BLOCK_BYTES) {
-                    let end = (block + BLOCK_BYTES as u64).min(at + len as u64);
-                    read_fully(file, &mut buf[..(end - block) as usize], block)?;
-                }
-            }
-            at += len as u64;
-        }
-        Ok(())
+        read_whole(&segment.fd.file, segment.size_bytes)
     }
 
     /// In direct mode, moves the staged bytes into an O_DIRECT write that the returned syncer
@@ -761,12 +746,19 @@ fn reuse_or_write_segment(
     if let Some(spare) = spare {
         fs::rename(&spare, path)?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        if file.metadata()?.len() == size_bytes {
+        // Where writes go through the page cache, its pages are read in now (off the loop,
+        // where a segment is built), or each write into a block not cached would wait for
+        // the device to read it first. With `pread`, not by populating its map: that can
+        // retry a failed read in the kernel for ever. A spare that cannot be read is not
+        // used.
+        if file.metadata()?.len() == size_bytes
+            && (!populates(mode) || read_whole(&file, size_bytes).is_ok())
+        {
             file.write_all_at(header, 0)?;
             file.sync_data()?;
             return Ok((file, true));
         }
-        // A spare from a run with another segment size.
+        // A spare from a run with another segment size, or unreadable.
         drop(file);
         fs::remove_file(path)?;
     }
@@ -840,12 +832,35 @@ fn finish_segment_file(file: File, header: &[u8]) -> io::Result<File> {
 /// where the blocks are fallocated: populating 64 MiB of them allocated and zeroed every
 /// page while holding the process's mmap lock, and the loop's own page faults and mmap calls
 /// waited behind it: a 100-160 ms stall of every request at each node's first rotation under
-/// `cohort bench --sync never`. Nor a file whose pages may have to come from the device (one
-/// listed at open, a spare): on a page the device cannot read, populating can retry the read
-/// in the kernel for ever (reported for `MAP_POPULATE` and `mlock`), where a read returns an
+/// `cohort bench --sync never`.
+///
+/// Callers pre-fault only a file just zero-filled through the page cache, never one whose
+/// pages may have to come from the device (a file listed at open, a spare): on a page the
+/// device cannot read, a fault taken while populating may be retried in the kernel instead
+/// of failing (as `MADV_POPULATE_READ` did before Linux 6.9), where `pread` returns an
 /// error.
 fn populates(mode: SyncMode) -> bool {
     matches!(mode, SyncMode::IoUring | SyncMode::Blocking)
+}
+
+/// Reads the first `size_bytes` of `file` with `pread`, a chunk at a time into one buffer; a
+/// chunk that fails is read again a block at a time to find where.
+fn read_whole(file: &File, size_bytes: u64) -> Result<(), ReadCheckError> {
+    const CHUNK_BYTES: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK_BYTES.min(usize::try_from(size_bytes).unwrap_or(0))];
+    let mut at = 0;
+    while at < size_bytes {
+        let len = (size_bytes - at).min(CHUNK_BYTES as u64) as usize;
+        if read_fully(file, &mut buf[..len], at).is_err() {
+            // Find the first block that fails; one that reads now is read.
+            for block in (at..at + len as u64).step_by(BLOCK_BYTES) {
+                let end = (block + BLOCK_BYTES as u64).min(at + len as u64);
+                read_fully(file, &mut buf[..(end - block) as usize], block)?;
+            }
+        }
+        at += len as u64;
+    }
+    Ok(())
 }
 
 /// Reads `buf.len()` bytes of `file` from `offset`. A read error (EIO, a poisoned page) or
