@@ -84,7 +84,8 @@ pub struct FileStore {
 const SPARES_MAX: usize = 2;
 
 /// A segment file built (zero-filled or a spare reused, header written, synced, mapped, and
-/// its pages in the page cache where writes go through it) under a temporary name `<seq>.wal.building` that recovery never reads.
+/// its pages in the page cache where writes go through it) under a temporary name
+/// `<seq>.wal.building` that recovery never reads.
 pub struct BuiltSegment {
     seq: u64,
     size_bytes: u64,
