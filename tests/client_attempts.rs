@@ -578,6 +578,44 @@ fn a_request_its_caller_stopped_waiting_for_no_longer_holds_back_first_unacked()
     );
 }
 
+/// Goal: `cohort status` ends within its timeout whatever part of it the topology took.
+/// Method: a node whose topology answer comes 1.5 s into a 2 s timeout and whose core never
+/// answers the status request. The core is asked with the 0.5 s left: about 2 s in all, where
+/// a fresh timeout per step took 3.5 s.
+#[test]
+fn status_ends_within_its_timeout_when_the_topology_came_late() {
+    let (missing, took) = cohort::node::on_one_executor("status-timeout", || async {
+        let base = fake_node(1, |mut stream, topology| async move {
+            let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let (mut encoder, mut copy) = (FrameEncoder::new(), Vec::new());
+            while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+                // A status request is read and never answered.
+                if let Ok(ClientFrame::TopologyRequest) = decode_client_frame(&frame) {
+                    glommio::timer::sleep(Duration::from_millis(1_500)).await;
+                    encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+                    let _ = send_frame(&mut stream, &mut encoder, &mut copy).await;
+                }
+            }
+        });
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_secs(2);
+        let start = Instant::now();
+        let (rows, missing) = cohort::client::cluster_status(options)
+            .await
+            .expect("the topology came in time");
+        assert!(rows.is_empty(), "the core never answers");
+        (missing, start.elapsed())
+    })
+    .expect("executor");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].1.contains("core 0"), "{missing:?}");
+    assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
+    assert!(
+        took < Duration::from_millis(2_900),
+        "past its timeout: {took:?}"
+    );
+}
+
 /// Runs `work` for at most `limit`, dropping it unfinished after that.
 async fn future_or<T>(work: impl std::future::Future<Output = T>, limit: Duration) {
     futures_lite::future::or(

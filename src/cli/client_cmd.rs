@@ -18,8 +18,8 @@ pub struct Target {
     /// Base address (HOST:PORT) of one or more members, comma-separated.
     #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
     pub nodes: Vec<String>,
-    /// Give up after this many milliseconds, retries included (`status`: on each core of
-    /// each node).
+    /// Give up after this many milliseconds, retries included (`status`: asking every core
+    /// of every node at once).
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub timeout_ms: u64,
@@ -206,7 +206,7 @@ pub const STATUS_UNREACHABLE_EXIT: u8 = 3;
 /// answer (on some core).
 pub fn status(target: &Target) -> Result<(String, usize), String> {
     let mut options = target.options();
-    // Each core is given the whole --timeout-ms (they are asked at once).
+    // The topology and then every core at once, all within --timeout-ms.
     options.attempt_timeout = options.request_timeout;
     let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
         crate::client::cluster_status(options).await

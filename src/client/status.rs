@@ -11,11 +11,13 @@ use super::session::{Client, ClientError, ClientOptions};
 pub type ClusterStatus = (Vec<CoreRows>, Vec<(u64, String)>);
 
 /// Rows from every core that answered, and for each core that did not, its node and a line
-/// that says why. Every core is asked at once, each given `attempt_timeout`: a silent node
-/// costs one timeout, not one per core.
+/// that says why, all within `attempt_timeout`: the topology is fetched first, then every
+/// core is asked at once with what is left, so a silent node costs one timeout, not one per
+/// core, and the whole call never takes longer than that.
 pub async fn cluster_status(options: ClientOptions) -> Result<ClusterStatus, ClientError> {
-    let timeout = options.attempt_timeout;
+    let deadline = crate::clock::now() + options.attempt_timeout;
     let client = Client::connect(options).await?;
+    let timeout = deadline.saturating_duration_since(crate::clock::now());
     let topology = client.topology().clone();
     let mut encoder = FrameEncoder::new();
     encode_status_request(&mut encoder).expect("an empty frame fits");
