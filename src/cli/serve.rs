@@ -16,7 +16,7 @@ use crate::raft::NodeId;
 pub enum SyncFlag {
     /// fdatasync the WAL before acknowledging anything that depends on it.
     Always,
-    /// Never sync (benchmarks only: a crash of all nodes at once may lose acknowledged writes).
+    /// Never sync (benchmarks only: the crash of one machine may lose acknowledged writes).
     Never,
 }
 

@@ -31,8 +31,9 @@ pub const TICK_MAX: Duration = Duration::from_secs(10);
 pub enum SyncMode {
     /// fdatasync before anything that depends on the write is sent or acknowledged.
     Always,
-    /// Never sync: a crash of every replica at once may lose acknowledged writes. For
-    /// separating the cost of the disk from the cost of the engine in benchmarks.
+    /// Never sync: votes and acknowledgements go out before their records are on disk, so the
+    /// crash of one machine may lose acknowledged writes and let two leaders win one term.
+    /// For separating the cost of the disk from the cost of the engine in benchmarks.
     Never,
 }
 

@@ -478,8 +478,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Wait for inputs, or for the oldest sync in flight to end, or, while a Ready waits for
     /// room or the log takes no entries (writes held back), for the log to say it may have
-    /// some (the inputs that arrived meanwhile are taken too). Every sync in flight is polled, so each is issued at once and a later one
-    /// that completes first keeps its outcome for its turn.
+    /// some (the inputs that arrived meanwhile are taken too). Every sync in flight is
+    /// polled, so each is issued at once and a later one that completes first keeps its
+    /// outcome for its turn.
     async fn next_event(&mut self, inputs: &mut Vec<Input>) {
         let waits_for_room = !self.unstaged.is_empty() || self.log.entries_wait();
         let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
@@ -1078,7 +1079,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Steps 2–3 of the loop for every group with work: hand out the Readies, send what
     /// need not wait, stage the writes and begin their sync; step 4 comes at once if nothing
-    /// waits for a sync, else when it ends ([`Core::finish_persist`]).
+    /// waits for a sync, else when it ends ([`Core::finish_persisted`]).
     fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         let short = self.log.short_of_space();
         let log_waits = self.log.entries_wait();
