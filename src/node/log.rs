@@ -257,7 +257,22 @@ impl WalLog {
         let mut recovered = BTreeMap::new();
         let mut written = false;
         for &group in groups {
-            let (found, settled) = log.recover(group)?;
+            // A first start cut before its sync can leave the bootstrap's entries without the
+            // hard state written after them (a torn tail): the group would come back with no
+            // members and never elect. Every later record of the group follows that hard
+            // state (and every checkpoint restates it), so a group without one has seen
+            // nothing else, and its bootstrap is written again: the same entries at the same
+            // indexes.
+            let torn_bootstrap = !bootstrap.entries.is_empty()
+                && log
+                    .wal
+                    .group(u64::from(group))
+                    .is_some_and(|state| state.hard_state.is_none() && state.snapshot.index == 0);
+            let (found, settled) = if torn_bootstrap {
+                (None, false)
+            } else {
+                log.recover(group)?
+            };
             written |= settled;
             let persisted = match found {
                 Some(persisted) => persisted,
@@ -1077,6 +1092,43 @@ mod tests {
             std::env::temp_dir().join(format!("cohort-wal-log-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Goal: a first start cut by a crash after its bootstrap entry reached the disk and
+    /// before the hard state after it did (found in review) starts with its members, as if
+    /// the first start had finished. Method: the last record of the first segment (that hard
+    /// state) zeroed, as a torn tail leaves it.
+    #[test]
+    fn a_bootstrap_torn_before_its_hard_state_is_written_again() {
+        let dir = temp_dir("torn-bootstrap");
+        let first = with_log(&dir, |_| {});
+        let bootstrap = Persisted::bootstrap(&VOTERS);
+        assert_eq!(first.hard_state, bootstrap.hard_state);
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("the folder")
+            .map(|entry| entry.expect("an entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        segments.sort();
+        let mut bytes = std::fs::read(&segments[0]).expect("the first segment");
+        // Records from offset 64 on, each `len` (its first 4 bytes) rounded up to 8.
+        let (mut at, mut last) = (crate::wal::SEGMENT_HEADER_BYTES, None);
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            last = Some(at..at + len.next_multiple_of(8));
+            at += len.next_multiple_of(8);
+        }
+        bytes[last.expect("records")].fill(0);
+        std::fs::write(&segments[0], &bytes).expect("tear the tail");
+        for _ in 0..2 {
+            let recovered = with_log(&dir, |_| {});
+            assert_eq!(recovered.hard_state, bootstrap.hard_state);
+            assert_eq!(recovered.entries, bootstrap.entries);
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// A follower behind the leader's snapshot (its log ends at 4, the snapshot is at 8)
