@@ -304,6 +304,9 @@ impl WalLog {
         // that needs the next segment before its build is done waits, with its Ready, for
         // the core to stage it again (see `CoreLog::stage`).
         log.wal.set_rotation_builds(false);
+        // While the next segment cannot be made, a snapshot marker is what frees one: the
+        // room it needs is kept from entries and hard states (two per group).
+        log.wal.keep_room_for_markers(2 * log.groups);
         Ok((log, recovered))
     }
 
@@ -1336,6 +1339,59 @@ mod tests {
         index
     }
 
+    /// Takes a snapshot of group 0 at index 3 and waits until its file is written.
+    async fn take_snapshot_at_3(log: &mut WalLog) {
+        let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
+        log.snapshot_taken(GroupId(GROUP), &snapshot)
+            .expect("taken");
+        let written = |log: &WalLog| log.snapshots_writing[&GROUP].written.borrow().is_some();
+        for _ in 0..1000 {
+            if written(log) {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(written(log), "the snapshot file was never written");
+    }
+
+    /// Goal: while the next segment cannot be made, entries and hard states leave the room
+    /// that snapshot markers need (found in review: on a full disk, a segment filled to its
+    /// end with hard states left a marker waiting for the room only it could free, and a
+    /// restart on that disk failed to open, settling it). Method: the segment filled with
+    /// entries and then hard states until the log refuses them; a marker still goes in.
+    #[test]
+    fn entries_and_hard_states_leave_room_for_snapshot_markers() {
+        in_log_dir("marker-room", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            let mut written = 0u64;
+            let refused = loop {
+                assert!(written < 1_000_000, "never refused");
+                let state = HardState {
+                    term: Term(1),
+                    vote: NodeId::NONE,
+                    commit: LogIndex(1 + written % 2),
+                };
+                match log.write(GROUP, &[], Some(state)) {
+                    Ok(()) => written += 1,
+                    Err(error) => break error,
+                }
+            };
+            assert!(must_wait(&refused), "{refused}");
+            // Room for two markers of each group, with more for blocks skipped (none here).
+            let marker_bytes = crate::wal::RECORD_HEADER_BYTES + 16;
+            let room = log.wal.active_room_bytes();
+            assert!(room >= 2 * marker_bytes, "{room} bytes left");
+            take_snapshot_at_3(&mut log).await;
+            log.finish_snapshot_writes(false).expect("the marker");
+            assert_eq!(log.marker(GROUP), 3, "the marker found no room");
+            stop(&mut log).await;
+            drop(log);
+            let (_, recovered) = reopen(&dir).await;
+            assert_eq!(recovered.snapshot.meta.index, LogIndex(3));
+        });
+    }
+
     /// Goal: a snapshot's marker that the log has no room for yet is not fatal: the file
     /// stays, and the marker goes in once the next segment is built.
     #[test]
@@ -1349,17 +1405,7 @@ mod tests {
                 assert!(index < 100_000, "never full");
                 index += 1;
             }
-            let snapshot = snapshot_at(3, 1, Bytes::from_static(b"state"));
-            log.snapshot_taken(GroupId(GROUP), &snapshot)
-                .expect("taken");
-            let written = |log: &WalLog| log.snapshots_writing[&GROUP].written.borrow().is_some();
-            for _ in 0..1000 {
-                if written(&log) {
-                    break;
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            assert!(written(&log), "the snapshot file was never written");
+            take_snapshot_at_3(&mut log).await;
             log.finish_snapshot_writes(false)
                 .expect("a marker without room is not fatal");
             assert_eq!(log.marker(GROUP), 0);

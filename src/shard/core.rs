@@ -140,7 +140,8 @@ pub trait CoreLog {
     /// Why the log cannot grow now (its next segment could not be made: a full disk), if
     /// so. The core then takes no new entries it can refuse (client writes, appends and
     /// snapshots from leaders, which Raft resends), so the room left goes to the hard
-    /// states and the entries already taken in.
+    /// states and the entries already taken in, but for what the log keeps for snapshot
+    /// markers (they free old segments, which then make the next one).
     fn short_of_space(&self) -> Option<&str> {
         None
     }

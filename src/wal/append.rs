@@ -30,9 +30,16 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Makes room for a record of `len_bytes` of `group` at the cursor, rotating if the active
-    /// segment is full. A record never spans segments, and must fit one beside the checkpoint
-    /// that opens it (a line per group, `group` included).
-    pub(super) fn reserve(&mut self, len_bytes: usize, group: u64) -> Result<(), WalError> {
+    /// segment is full (or, for a record of `kind` other than a marker or a truncation, if it
+    /// would take the room kept for those: see [`Wal::keep_room_for_markers`]). A record never
+    /// spans segments, and must fit one beside the checkpoint that opens it (a line per group,
+    /// `group` included).
+    pub(super) fn reserve(
+        &mut self,
+        len_bytes: usize,
+        group: u64,
+        kind: RecordKind,
+    ) -> Result<(), WalError> {
         // Checked whether or not this record rotates, so every group the log takes can write
         // again after the next rotation. The next segment has the configured size, which a
         // recovered active segment need not have (the node ran with another `--segment-mib`).
@@ -56,10 +63,29 @@ impl<S: Storage> Wal<S> {
         self.skip_block_in_flight()?;
         // A segment recovered from disk keeps the size it was created with.
         let segment_bytes = self.storage.size_bytes(self.active()) as usize;
-        if self.cursor + align_up(len_bytes) <= segment_bytes {
+        let kept_bytes = match kind {
+            RecordKind::Snapshot | RecordKind::Truncate => 0,
+            _ if self.prepared.is_some() || self.rotation_builds => 0,
+            _ => self.kept_for_markers_bytes,
+        };
+        if self.cursor + align_up(len_bytes) + kept_bytes <= segment_bytes {
             return Ok(());
         }
+        // With room kept, no segment is prepared and rotation builds none: this refuses the
+        // record, having written nothing.
         self.rotate()
+    }
+
+    /// While no segment is prepared and rotation does not build one
+    /// ([`Wal::set_rotation_builds`]), records other than snapshot markers and truncations
+    /// leave room at the end of the active segment for `markers` markers (each after a block
+    /// skipped for a sync in flight), and are refused with [`WalError::NotReady`] instead.
+    /// Where the next segment cannot be made (a full disk), only a marker frees one: once it
+    /// is durable, a segment it made dead becomes the next. A marker that found the segment
+    /// full of entries and hard states would wait for the room only it can free.
+    pub fn keep_room_for_markers(&mut self, markers: usize) {
+        let marker_bytes = align_up(RECORD_HEADER_BYTES + payload::SNAPSHOT_BYTES);
+        self.kept_for_markers_bytes = markers.saturating_mul(BLOCK_BYTES + marker_bytes);
     }
 
     /// Where the storage writes whole blocks (`Storage::writes_whole_blocks`) and the last
@@ -114,7 +140,7 @@ impl<S: Storage> Wal<S> {
         payload: &[u8],
     ) -> Result<(), WalError> {
         let len_bytes = RECORD_HEADER_BYTES + payload.len();
-        self.reserve(len_bytes, group)?;
+        self.reserve(len_bytes, group, kind)?;
         self.put_record(kind, group, payload);
         self.mark_group_unsynced(group);
         Ok(())

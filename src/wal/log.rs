@@ -97,6 +97,10 @@ pub struct Wal<S: Storage> {
     /// Whether a rotation that finds no prepared segment makes one itself (slow, on the
     /// caller's thread) or refuses the record with [`WalError::NotReady`].
     pub(super) rotation_builds: bool,
+    /// While no segment is prepared and rotation does not build one, the room at the end of
+    /// the active segment that only snapshot markers and truncations may take (see
+    /// [`Wal::keep_room_for_markers`]).
+    pub(super) kept_for_markers_bytes: usize,
     pub(super) stats: WalStats,
     /// The bytes of the entries record being built (reused, so no allocation per append).
     scratch: Vec<u8>,
@@ -133,6 +137,7 @@ impl<S: Storage> Wal<S> {
             reclaim_pending: VecDeque::new(),
             poisoned: None,
             rotation_builds: true,
+            kept_for_markers_bytes: 0,
             scratch: Vec::new(),
             stats: WalStats::default(),
             recovery: recovered.report,
@@ -345,7 +350,7 @@ impl<S: Storage> Wal<S> {
                 .iter()
                 .map(|(_, p)| ENTRY_PREFIX_BYTES + p.len())
                 .sum::<usize>();
-        self.reserve(len_bytes, group)?;
+        self.reserve(len_bytes, group, RecordKind::Entries)?;
         let (seq, start) = (self.active(), self.cursor);
         let header = self.record_header(RecordKind::Entries, group, len_bytes);
         let log = self.groups.entry(group).or_default();

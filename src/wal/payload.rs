@@ -34,8 +34,11 @@ pub fn hard_state(state: HardState) -> [u8; 24] {
     out
 }
 
-pub fn snapshot(marker: SnapshotMarker) -> [u8; 16] {
-    let mut out = [0u8; 16];
+/// The bytes of a snapshot marker's payload.
+pub const SNAPSHOT_BYTES: usize = 16;
+
+pub fn snapshot(marker: SnapshotMarker) -> [u8; SNAPSHOT_BYTES] {
+    let mut out = [0u8; SNAPSHOT_BYTES];
     out[0..8].copy_from_slice(&marker.index.to_le_bytes());
     out[8..16].copy_from_slice(&marker.term.to_le_bytes());
     out
