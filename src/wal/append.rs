@@ -13,6 +13,11 @@ use super::storage::Storage;
 /// The group field of records that belong to no group (checkpoints).
 const NO_GROUP: u64 = 0;
 
+/// The blocks skipped for syncs in flight that the room kept for markers allows (see
+/// [`Wal::keep_room_for_markers`]): markers go in a turn at a time, and each turn may skip
+/// one.
+const MARKER_BLOCK_SKIPS_KEPT: usize = 4;
+
 impl<S: Storage> Wal<S> {
     pub(super) fn record_header(
         &self,
@@ -78,14 +83,17 @@ impl<S: Storage> Wal<S> {
 
     /// While no segment is prepared and rotation does not build one
     /// ([`Wal::set_rotation_builds`]), records other than snapshot markers and truncations
-    /// leave room at the end of the active segment for `markers` markers (each after a block
-    /// skipped for a sync in flight), and are refused with [`WalError::NotReady`] instead.
-    /// Where the next segment cannot be made (a full disk), only a marker frees one: once it
-    /// is durable, a segment it made dead becomes the next. A marker that found the segment
-    /// full of entries and hard states would wait for the room only it can free.
+    /// leave room at the end of the active segment for `markers` markers and the blocks
+    /// that a few of them may skip for a sync in flight, and are refused with
+    /// [`WalError::NotReady`] instead. Where the next segment cannot be made (a full disk),
+    /// only a marker frees one: once it is durable, a segment it made dead becomes the next.
+    /// A marker that found the segment full of entries and hard states would wait for the
+    /// room only it can free.
     pub fn keep_room_for_markers(&mut self, markers: usize) {
         let marker_bytes = align_up(RECORD_HEADER_BYTES + payload::SNAPSHOT_BYTES);
-        self.kept_for_markers_bytes = markers.saturating_mul(BLOCK_BYTES + marker_bytes);
+        self.kept_for_markers_bytes = markers
+            .saturating_mul(marker_bytes)
+            .saturating_add(MARKER_BLOCK_SKIPS_KEPT * BLOCK_BYTES);
     }
 
     /// Where the storage writes whole blocks (`Storage::writes_whole_blocks`) and the last
