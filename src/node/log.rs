@@ -305,8 +305,10 @@ impl WalLog {
         // the core to stage it again (see `CoreLog::stage`).
         log.wal.set_rotation_builds(false);
         // While the next segment cannot be made, a snapshot marker is what frees one: the
-        // room it needs is kept from entries and hard states (two per group).
-        log.wal.keep_room_for_markers(2 * log.groups);
+        // room it needs is kept from entries and hard states (two per group), and room for
+        // hard states (eight per group) from entries, so committed entries can be applied
+        // and snapshotted.
+        log.wal.keep_room(2 * log.groups, 8 * log.groups);
         Ok((log, recovered))
     }
 

@@ -6,17 +6,12 @@ use super::format::{
     BLOCK_BYTES, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
     put_record_header, seal_record,
 };
-use super::log::{Wal, checkpoint_bytes};
+use super::log::{KeptBytes, Wal, checkpoint_bytes};
 use super::payload::{self, CheckpointGroup};
 use super::storage::Storage;
 
 /// The group field of records that belong to no group (checkpoints).
 const NO_GROUP: u64 = 0;
-
-/// The blocks skipped for syncs in flight that the room kept for markers allows (see
-/// [`Wal::keep_room_for_markers`]): markers go in a turn at a time, and each turn may skip
-/// one.
-const MARKER_BLOCK_SKIPS_KEPT: usize = 4;
 
 impl<S: Storage> Wal<S> {
     pub(super) fn record_header(
@@ -35,9 +30,9 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Makes room for a record of `len_bytes` of `group` at the cursor, rotating if the active
-    /// segment is full (or, for a record of `kind` other than a marker or a truncation, if it
-    /// would take the room kept for those: see [`Wal::keep_room_for_markers`]). A record never
-    /// spans segments, and must fit one beside the checkpoint that opens it (a line per group,
+    /// segment is full, or refusing it, having changed nothing, where it would take the room
+    /// kept for records of other kinds (see [`Wal::keep_room`]). A record never spans
+    /// segments, and must fit one beside the checkpoint that opens it (a line per group,
     /// `group` included).
     pub(super) fn reserve(
         &mut self,
@@ -65,35 +60,49 @@ impl<S: Storage> Wal<S> {
                 });
             }
         }
-        self.skip_block_in_flight()?;
         // A segment recovered from disk keeps the size it was created with.
         let segment_bytes = self.storage.size_bytes(self.active()) as usize;
-        let kept_bytes = match kind {
-            RecordKind::Snapshot | RecordKind::Truncate => 0,
-            _ if self.prepared.is_some() || self.rotation_builds => 0,
-            _ => self.kept_for_markers_bytes,
-        };
-        if self.cursor + align_up(len_bytes) + kept_bytes <= segment_bytes {
+        if self.prepared.is_none() && !self.rotation_builds {
+            // Room is kept: checked where the record would start, before anything moves, so
+            // a refused record takes none of it. A marker or a truncation does not skip a
+            // block into the room kept for it: it waits for the sync in flight to end.
+            let (kept_bytes, may_skip) = match kind {
+                RecordKind::Snapshot | RecordKind::Truncate => (0, false),
+                RecordKind::HardState => (self.kept_bytes.markers, true),
+                _ => (self.kept_bytes.markers + self.kept_bytes.hard_states, true),
+            };
+            let start = self.block_skip_target().unwrap_or(self.cursor);
+            if start + align_up(len_bytes) + kept_bytes > segment_bytes
+                || (start != self.cursor && !may_skip)
+            {
+                let file = self.storage.locate(self.active() + 1);
+                return Err(WalError::NotReady { file });
+            }
+        }
+        self.skip_block_in_flight()?;
+        if self.cursor + align_up(len_bytes) <= segment_bytes {
             return Ok(());
         }
-        // With room kept, no segment is prepared and rotation builds none: this refuses the
-        // record, having written nothing.
         self.rotate()
     }
 
     /// While no segment is prepared and rotation does not build one
-    /// ([`Wal::set_rotation_builds`]), records other than snapshot markers and truncations
-    /// leave room at the end of the active segment for `markers` markers and the blocks
-    /// that a few of them may skip for a sync in flight, and are refused with
-    /// [`WalError::NotReady`] instead. Where the next segment cannot be made (a full disk),
-    /// only a marker frees one: once it is durable, a segment it made dead becomes the next.
-    /// A marker that found the segment full of entries and hard states would wait for the
-    /// room only it can free.
-    pub fn keep_room_for_markers(&mut self, markers: usize) {
+    /// ([`Wal::set_rotation_builds`]), the end of the active segment is kept: room for
+    /// `markers` snapshot markers, which only markers and truncations may take, and before
+    /// it room for `hard_states` hard states, which entries may not take. A record that
+    /// would take room kept from it is refused with [`WalError::NotReady`], having changed
+    /// nothing. Where the next segment cannot be made (a full disk), only a marker frees one:
+    /// once it is durable, a segment it made dead becomes the next; a marker that found the
+    /// segment full would wait for the room only it can free. Hard states come next: a
+    /// group whose commit cannot be written holds its committed entries unapplied, and so
+    /// takes no snapshot.
+    pub fn keep_room(&mut self, markers: usize, hard_states: usize) {
         let marker_bytes = align_up(RECORD_HEADER_BYTES + payload::SNAPSHOT_BYTES);
-        self.kept_for_markers_bytes = markers
-            .saturating_mul(marker_bytes)
-            .saturating_add(MARKER_BLOCK_SKIPS_KEPT * BLOCK_BYTES);
+        let hard_state_bytes = align_up(RECORD_HEADER_BYTES + payload::HARD_STATE_BYTES);
+        self.kept_bytes = KeptBytes {
+            markers: markers.saturating_mul(marker_bytes),
+            hard_states: hard_states.saturating_mul(hard_state_bytes),
+        };
     }
 
     /// Where the storage writes whole blocks (`Storage::writes_whole_blocks`) and the last
@@ -105,14 +114,10 @@ impl<S: Storage> Wal<S> {
     /// the block from the last one's bytes (see `file.rs`). Where the boundary is the end of
     /// the segment, the segment rotates.
     fn skip_block_in_flight(&mut self) -> Result<(), WalError> {
-        if self.syncs_in_flight == 0 || !self.storage.writes_whole_blocks() {
+        let Some(boundary) = self.block_skip_target() else {
             return Ok(());
-        }
-        let (seq, end) = self.last_sync_end;
-        let boundary = end.next_multiple_of(BLOCK_BYTES);
-        if seq != self.active() || self.cursor >= boundary {
-            return Ok(());
-        }
+        };
+        let seq = self.active();
         let skipped_bytes = (boundary - self.cursor) as u64;
         if boundary >= self.storage.size_bytes(seq) as usize {
             self.rotate()?;
@@ -121,6 +126,17 @@ impl<S: Storage> Wal<S> {
         }
         self.stats.skipped_bytes += skipped_bytes;
         Ok(())
+    }
+
+    /// Where [`Wal::skip_block_in_flight`] would move the cursor to (perhaps the segment's
+    /// end), if anywhere.
+    fn block_skip_target(&self) -> Option<usize> {
+        if self.syncs_in_flight == 0 || !self.storage.writes_whole_blocks() {
+            return None;
+        }
+        let (seq, end) = self.last_sync_end;
+        let boundary = end.next_multiple_of(BLOCK_BYTES);
+        (seq == self.active() && self.cursor < boundary).then_some(boundary)
     }
 
     /// Moves the cursor past a record just sealed at it.

@@ -67,6 +67,15 @@ pub struct WalStats {
 }
 
 /// One write-ahead log shared by all groups of a core.
+/// The room [`Wal::keep_room`] keeps at the end of the active segment.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct KeptBytes {
+    /// For snapshot markers (and truncations): the last of the segment.
+    pub(super) markers: usize,
+    /// For hard states (and those), before it.
+    pub(super) hard_states: usize,
+}
+
 pub struct Wal<S: Storage> {
     pub(super) storage: S,
     pub(super) config: WalConfig,
@@ -98,9 +107,8 @@ pub struct Wal<S: Storage> {
     /// caller's thread) or refuses the record with [`WalError::NotReady`].
     pub(super) rotation_builds: bool,
     /// While no segment is prepared and rotation does not build one, the room at the end of
-    /// the active segment that only snapshot markers and truncations may take (see
-    /// [`Wal::keep_room_for_markers`]).
-    pub(super) kept_for_markers_bytes: usize,
+    /// the active segment kept for markers and hard states (see [`Wal::keep_room`]).
+    pub(super) kept_bytes: KeptBytes,
     pub(super) stats: WalStats,
     /// The bytes of the entries record being built (reused, so no allocation per append).
     scratch: Vec<u8>,
@@ -137,7 +145,7 @@ impl<S: Storage> Wal<S> {
             reclaim_pending: VecDeque::new(),
             poisoned: None,
             rotation_builds: true,
-            kept_for_markers_bytes: 0,
+            kept_bytes: KeptBytes::default(),
             scratch: Vec::new(),
             stats: WalStats::default(),
             recovery: recovered.report,

@@ -109,10 +109,11 @@
 //!    writes the checkpoint first. Where none is prepared, rotation prepares one itself, or
 //!    (`Wal::set_rotation_builds(false)`) refuses the record with `WalError::NotReady`. A
 //!    segment the disk has no room for fails with `WalError::NoRoom`. Neither writes
-//!    anything nor poisons the WAL: the same call succeeds later. While it refuses, other
-//!    records leave the room at the end of the active segment that
-//!    `Wal::keep_room_for_markers` keeps for snapshot markers and truncations: on a full
-//!    disk a marker is what frees a segment to become the next (step 5).
+//!    anything nor poisons the WAL: the same call succeeds later. While it refuses, records
+//!    leave the end of the active segment that `Wal::keep_room` keeps for others: the last
+//!    bytes for snapshot markers (and truncations), which on a full disk are what frees a
+//!    segment to become the next (step 5), and before them room for hard states, which
+//!    entries may not take.
 //! 5. Compaction: `mark_snapshot(g, i)` kills `g`'s entries up to `i`. Once that is durable,
 //!    every segment older than the oldest one holding a live entry of any group is reclaimed,
 //!    oldest first: renamed to become the next prepared segment (skipping the zero-fill) when

@@ -26,8 +26,11 @@ pub fn entry_prefix(term: u64, len_bytes: u32) -> [u8; ENTRY_PREFIX_BYTES] {
     out
 }
 
-pub fn hard_state(state: HardState) -> [u8; 24] {
-    let mut out = [0u8; 24];
+/// The bytes of a hard state's payload.
+pub const HARD_STATE_BYTES: usize = 24;
+
+pub fn hard_state(state: HardState) -> [u8; HARD_STATE_BYTES] {
+    let mut out = [0u8; HARD_STATE_BYTES];
     out[0..8].copy_from_slice(&state.term.to_le_bytes());
     out[8..16].copy_from_slice(&state.vote.to_le_bytes());
     out[16..24].copy_from_slice(&state.commit.to_le_bytes());
