@@ -2309,7 +2309,8 @@ async fn answered(outbox: &Outbox, sequence: u64) -> bool {
 /// Goal: syncs end in the order they began as far as the core is concerned (found missing
 /// in review: the mock ended them in order only). Method: writes 2–5 in four syncs, all
 /// acknowledged by node 3; the last sync ends first, and nothing of it is taken (no sync
-/// finished, no write answered) until the first ends, which answers write 2 alone.
+/// finished, no write answered) until the first ends, which answers write 2 alone; its
+/// outcome is kept, and taken once the two between end.
 #[test]
 fn a_sync_that_ends_before_an_earlier_one_waits_for_it() {
     let (core, f) = leader_with_a_durable_write();
@@ -2336,6 +2337,12 @@ fn a_sync_that_ends_before_an_earlier_one_waits_for_it() {
         f.gate.end_sync(begun);
         f.assert_answered(2).await;
         assert_eq!(synced(), 1, "{:?}", f.events.borrow());
+        // The last sync's outcome was kept: once the two between end, all four are taken.
+        f.gate.end_sync(begun + 1);
+        f.assert_answered(3).await;
+        f.gate.end_sync(begun + 2);
+        f.assert_answered(5).await;
+        assert_eq!(synced(), 4, "{:?}", f.events.borrow());
         f.release_and_stop();
     };
     run_beside(core, driver);

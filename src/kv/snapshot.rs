@@ -23,7 +23,10 @@
 //! It takes a request refused as too large between two replicas' CKV3 snapshots and a copy
 //! of it, proposed by a second leader, after both: rare enough that refusing CKV3 (as CKV2
 //! is refused), which would leave a cluster upgraded at once with no replica able to
-//! restart, is the worse trade.
+//! restart, is the worse trade. One more path, from a day of the project's history: sessions
+//! of a CKV2 snapshot written before their replies were bounded in bytes, loaded by a release
+//! that still read CKV2 and wrote CKV3 and not recorded to since, are past those bounds and
+//! are refused.
 //!
 //! "CKV2", written before forgotten clients were kept, is refused with a clear error: replicas
 //! that loaded it, each at its own index, would each know of other forgotten clients, and
@@ -222,6 +225,7 @@ impl KvStore {
             if replies as usize > REPLIES_PER_SESSION_MAX {
                 return Err(SnapshotError("more replies than a session keeps"));
             }
+            let mut weight = 0;
             for _ in 0..replies {
                 let sequence = u64_le(&mut r)?;
                 let reply = match u32_le(&mut r)? {
@@ -244,20 +248,22 @@ impl KvStore {
                 {
                     return Err(SnapshotError("session replies out of order"));
                 }
+                weight += reply_bytes(&reply);
                 session.replies.push_back((sequence, reply));
-            }
-            // The bounds `Sessions::record` keeps: one reply may pass the session's.
-            let weight: usize = session.replies.iter().map(|(_, r)| reply_bytes(r)).sum();
-            if weight > REPLY_BYTES_PER_SESSION_MAX && session.replies.len() > 1 {
-                return Err(SnapshotError(
-                    "a session's replies weigh more than it keeps",
-                ));
+                // The bounds `Sessions::record` keeps: one reply may pass the session's.
+                if weight > REPLY_BYTES_PER_SESSION_MAX && session.replies.len() > 1 {
+                    return Err(SnapshotError(
+                        "a session's replies weigh more than it keeps",
+                    ));
+                }
             }
             sessions.restore(client, session);
-        }
-        // And those of `Sessions::evict`: one session alone may pass the whole bound.
-        if sessions.bytes > SESSION_BYTES_MAX && sessions.by_client.len() > 1 {
-            return Err(SnapshotError("the sessions weigh more than a group keeps"));
+            // And those of `Sessions::evict`: one session alone may pass the whole bound.
+            // Both checked as the replies come (weights only grow), so a forged snapshot is
+            // refused before it costs more memory than a store can hold.
+            if sessions.bytes > SESSION_BYTES_MAX && sessions.by_client.len() > 1 {
+                return Err(SnapshotError("the sessions weigh more than a group keeps"));
+            }
         }
         for _ in 0..u32_le(&mut r)? {
             let node = u64_le(&mut r)?;
@@ -586,6 +592,17 @@ mod tests {
             let decoded = KvStore::decode_snapshot(bytes);
             assert_eq!(decoded.is_ok(), *loads, "case {case}: {:?}", decoded.err());
         }
+        // Refused as soon as the weight passes the bound, not after every session is read
+        // (a forged count of sessions could fill memory first): here the snapshot ends, its
+        // checksum fitting, in the middle of the session after the one that passes.
+        let whole = forged(pairs, &clients(sessions_kept + 2), replies_kept, results);
+        let head_bytes = 4 + 8 + 8 + 10 + 8;
+        let session_bytes = 28 + replies_kept as usize * (12 + results as usize);
+        let mut cut =
+            whole[..head_bytes + (sessions_kept as usize + 1) * session_bytes + 100].to_vec();
+        cut.extend(crc32fast::hash(&cut).to_le_bytes());
+        let refused = KvStore::decode_snapshot(&Bytes::from(cut)).expect_err("past the bound");
+        assert!(refused.0.contains("weigh more"), "{refused}");
     }
 
     #[test]

@@ -260,14 +260,17 @@ impl WalLog {
             // A first start cut before its sync can leave the bootstrap's entries without the
             // hard state written after them (a torn tail): the group would come back with no
             // members and never elect. Every later record of the group follows that hard
-            // state (and every checkpoint restates it), so a group without one has seen
-            // nothing else, and its bootstrap is written again: the same entries at the same
-            // indexes.
+            // state (and every checkpoint restates it), so a group that holds the bootstrap's
+            // entries, exactly, and no hard state, marker or snapshot file has seen nothing
+            // else, and its bootstrap is written again. Anything else (a node that joined,
+            // restarted with --peers) is recovered as it is.
             let torn_bootstrap = !bootstrap.entries.is_empty()
                 && log
                     .wal
                     .group(u64::from(group))
-                    .is_some_and(|state| state.hard_state.is_none() && state.snapshot.index == 0);
+                    .is_some_and(|state| state.hard_state.is_none() && state.snapshot.index == 0)
+                && log.holds_exactly(group, &bootstrap.entries)?
+                && snapshot_file::read(dir, group)?.is_none();
             let (found, settled) = if torn_bootstrap {
                 (None, false)
             } else {
@@ -439,6 +442,30 @@ impl WalLog {
             entries,
         };
         Ok((Some(persisted), settled))
+    }
+
+    /// Whether `group`'s entries in the WAL are `entries`, no more and no less (indexes,
+    /// terms, kinds and bytes).
+    fn holds_exactly(&self, group: u32, entries: &[Entry]) -> Result<bool, String> {
+        let (Some(state), Some(first), Some(last)) = (
+            self.wal.group(u64::from(group)),
+            entries.first(),
+            entries.last(),
+        ) else {
+            return Ok(false);
+        };
+        if (state.first_index, state.last_index) != (first.index.0, last.index.0) {
+            return Ok(false);
+        }
+        let mut raw = Vec::new();
+        self.wal
+            .entries(u64::from(group), first.index.0..last.index.0 + 1, &mut raw)
+            .map_err(|e| format!("group {group}: {e}"))?;
+        let held = raw
+            .into_iter()
+            .map(|e| decode_entry(group, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(held == entries)
     }
 
     /// The index of `group`'s snapshot marker (0: none).
@@ -1109,7 +1136,47 @@ mod tests {
         let first = with_log(&dir, |_| {});
         let bootstrap = Persisted::bootstrap(&VOTERS);
         assert_eq!(first.hard_state, bootstrap.hard_state);
-        let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        tear_last_record(&dir);
+        for _ in 0..2 {
+            let recovered = with_log(&dir, |_| {});
+            assert_eq!(recovered.hard_state, bootstrap.hard_state);
+            assert_eq!(recovered.entries, bootstrap.entries);
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Goal: a log torn the same way whose entries are not the bootstrap's (a node that
+    /// joined, restarted with a bootstrap) keeps them: writing the bootstrap over them would
+    /// put other bytes at an index and term a leader sent (found in review).
+    #[test]
+    fn a_torn_log_of_other_entries_is_recovered_as_it_is() {
+        let dir = temp_dir("torn-joined");
+        let written = entries(1..=1, 2);
+        let (inner, taken) = (dir.clone(), written.clone());
+        crate::node::on_one_executor("wal-log-test", move || async move {
+            let groups = BTreeSet::from([GROUP]);
+            let (mut log, _) =
+                WalLog::open(&inner, &config(&inner), &groups, &Persisted::default())
+                    .await
+                    .expect("open");
+            let state = HardState {
+                term: Term(2),
+                vote: NodeId(1),
+                commit: LogIndex(1),
+            };
+            log.write(GROUP, &taken, Some(state)).expect("write");
+            log.sync().await.expect("sync");
+        })
+        .expect("executor");
+        tear_last_record(&dir);
+        let recovered = with_log(&dir, |_| {});
+        assert_eq!(recovered.entries, written);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Zeroes the last record of the first segment in `dir`, as a torn tail leaves it.
+    fn tear_last_record(dir: &Path) {
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
             .expect("the folder")
             .map(|entry| entry.expect("an entry").path())
             .filter(|path| path.extension().is_some_and(|e| e == "wal"))
@@ -1128,12 +1195,6 @@ mod tests {
         }
         bytes[last.expect("records")].fill(0);
         std::fs::write(&segments[0], &bytes).expect("tear the tail");
-        for _ in 0..2 {
-            let recovered = with_log(&dir, |_| {});
-            assert_eq!(recovered.hard_state, bootstrap.hard_state);
-            assert_eq!(recovered.entries, bootstrap.entries);
-        }
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// A follower behind the leader's snapshot (its log ends at 4, the snapshot is at 8)
