@@ -30,12 +30,15 @@
 //!
 //! "CKV2", written before forgotten clients were kept, is refused with a clear error: replicas
 //! that loaded it, each at its own index, would each know of other forgotten clients, and
-//! could decide differently whether to apply a request. Keys and sessions are written sorted, so two replicas with the same state write the same
+//! could decide differently whether to apply a request.
+//!
+//! Keys and sessions are written sorted, so two replicas with the same state write the same
 //! bytes, and a snapshot is read only if it holds what the store itself can: keys in order
-//! and within their bounds, sessions in order, no more replies or results than requests
-//! leave (a corrupt or forged count would otherwise cost far more memory than its bytes). [`KvStore::snapshot_job`] takes what a snapshot needs on the loop (the pairs by
-//! reference, the small rest encoded); [`SnapshotJob::encode`] sorts and writes the pairs,
-//! the bulk of the work, on any thread.
+//! and within their bounds, sessions in order and within the bounds of their count and
+//! weight, no more replies or results than requests leave (a corrupt or forged count would
+//! otherwise cost far more memory than its bytes). [`KvStore::snapshot_job`] takes what a
+//! snapshot needs on the loop (the pairs by reference, the small rest encoded);
+//! [`SnapshotJob::encode`] sorts and writes the pairs, the bulk of the work, on any thread.
 
 use std::fmt;
 
