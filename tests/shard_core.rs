@@ -2340,6 +2340,7 @@ fn a_sync_that_ends_before_an_earlier_one_waits_for_it() {
         // The last sync's outcome was kept: once the two between end, all four are taken.
         f.gate.end_sync(begun + 1);
         f.assert_answered(3).await;
+        assert_eq!(synced(), 2, "{:?}", f.events.borrow());
         f.gate.end_sync(begun + 2);
         f.assert_answered(5).await;
         assert_eq!(synced(), 4, "{:?}", f.events.borrow());

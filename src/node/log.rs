@@ -1441,7 +1441,7 @@ mod tests {
                 }
             };
             assert!(must_wait(&refused), "{refused}");
-            // Room for two markers of each group, and for blocks skipped (none here).
+            // Room for two markers of each group.
             let marker_bytes = crate::wal::RECORD_HEADER_BYTES + 16;
             let room = log.wal.active_room_bytes();
             assert!(room >= 2 * marker_bytes, "{room} bytes left");

@@ -60,26 +60,32 @@ impl<S: Storage> Wal<S> {
                 });
             }
         }
-        // A segment recovered from disk keeps the size it was created with.
-        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
         if self.prepared.is_none() && !self.rotation_builds {
             // Room is kept: checked where the record would start, before anything moves, so
-            // a refused record takes none of it. A marker or a truncation does not skip a
-            // block into the room kept for it: it waits for the sync in flight to end.
-            let (kept_bytes, may_skip) = match kind {
-                RecordKind::Snapshot | RecordKind::Truncate => (0, false),
-                RecordKind::HardState => (self.kept_bytes.markers, true),
-                _ => (self.kept_bytes.markers + self.kept_bytes.hard_states, true),
+            // a refused record takes none of it. A record may go into the room kept for its
+            // kind, but never skip a block into kept room: it waits for the sync in flight
+            // to end instead (then the block is rewritten, not skipped).
+            let segment_bytes = self.storage.size_bytes(self.active()) as usize;
+            let KeptBytes {
+                markers,
+                hard_states,
+            } = self.kept_bytes;
+            let kept_bytes = match kind {
+                RecordKind::Snapshot | RecordKind::Truncate => 0,
+                RecordKind::HardState => markers,
+                _ => markers + hard_states,
             };
             let start = self.block_skip_target().unwrap_or(self.cursor);
-            if start + align_up(len_bytes) + kept_bytes > segment_bytes
-                || (start != self.cursor && !may_skip)
-            {
+            let skip_fits = start == self.cursor || start + markers + hard_states <= segment_bytes;
+            if !skip_fits || start + align_up(len_bytes) + kept_bytes > segment_bytes {
                 let file = self.storage.locate(self.active() + 1);
                 return Err(WalError::NotReady { file });
             }
         }
         self.skip_block_in_flight()?;
+        // A segment recovered from disk keeps the size it was created with (read after the
+        // skip, which may have rotated).
+        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
         if self.cursor + align_up(len_bytes) <= segment_bytes {
             return Ok(());
         }
@@ -90,8 +96,8 @@ impl<S: Storage> Wal<S> {
     /// ([`Wal::set_rotation_builds`]), the end of the active segment is kept: room for
     /// `markers` snapshot markers, which only markers and truncations may take, and before
     /// it room for `hard_states` hard states, which entries may not take. A record that
-    /// would take room kept from it is refused with [`WalError::NotReady`], having changed
-    /// nothing. Where the next segment cannot be made (a full disk), only a marker frees one:
+    /// would take room kept from it, or skip a block (for a sync in flight) into kept room,
+    /// is refused with [`WalError::NotReady`], having changed nothing. Where the next segment cannot be made (a full disk), only a marker frees one:
     /// once it is durable, a segment it made dead becomes the next; a marker that found the
     /// segment full would wait for the room only it can free. Hard states come next: a
     /// group whose commit cannot be written holds its committed entries unapplied, and so

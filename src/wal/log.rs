@@ -66,7 +66,6 @@ pub struct WalStats {
     pub skipped_bytes: u64,
 }
 
-/// One write-ahead log shared by all groups of a core.
 /// The room [`Wal::keep_room`] keeps at the end of the active segment.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct KeptBytes {
@@ -76,6 +75,7 @@ pub(super) struct KeptBytes {
     pub(super) hard_states: usize,
 }
 
+/// One write-ahead log shared by all groups of a core.
 pub struct Wal<S: Storage> {
     pub(super) storage: S,
     pub(super) config: WalConfig,
