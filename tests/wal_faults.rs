@@ -624,7 +624,9 @@ fn the_end_of_the_active_segment_is_kept_for_hard_states_then_markers() {
     assert!(room >= kept && room < kept + 256, "{room} bytes left");
     assert_eq!(wal.group(3).expect("group 3").last_index, index - 1);
     // Writes `record` while a sync is in flight, or, where it is refused then (it would
-    // skip a block), once the sync ended; whether it went in.
+    // skip a block), once the sync ended; whether it went in. Refusals during a sync are
+    // counted, to show the skip was met.
+    let refused_in_sync = std::cell::Cell::new(0);
     let during_a_sync =
         |wal: &mut Wal<MemStorage>,
          record: &dyn Fn(&mut Wal<MemStorage>) -> Result<(), WalError>| {
@@ -637,9 +639,18 @@ fn the_end_of_the_active_segment_is_kept_for_hard_states_then_markers() {
                     room,
                     "a refused record moved the cursor"
                 );
+                refused_in_sync.set(refused_in_sync.get() + 1);
             }
             wal.finish_sync(block_on(ticket.wait())).expect("synced");
-            !refused(&first) || !refused(&record(wal))
+            match first {
+                Ok(()) => true,
+                Err(WalError::NotReady { .. }) => match record(wal) {
+                    Ok(()) => true,
+                    Err(WalError::NotReady { .. }) => false,
+                    Err(error) => panic!("{error}"),
+                },
+                Err(error) => panic!("{error}"),
+            }
         };
     let state = |commit| HardState {
         term: 1,
@@ -647,9 +658,12 @@ fn the_end_of_the_active_segment_is_kept_for_hard_states_then_markers() {
         commit,
     };
     let mut hard_states = 0;
+    let skipped_bytes = wal.stats().skipped_bytes;
     while during_a_sync(&mut wal, &|wal| {
         wal.set_hard_state(3, state(hard_states as u64))
     }) {
+        let stored = wal.group(3).expect("group 3").hard_state;
+        assert_eq!(stored, Some(state(hard_states as u64)));
         hard_states += 1;
         assert!(hard_states < 10_000, "never refused");
     }
@@ -669,4 +683,10 @@ fn the_end_of_the_active_segment_is_kept_for_hard_states_then_markers() {
         // Meanwhile nothing else goes in.
         assert!(refused(&wal.set_hard_state(3, state(0))));
     }
+    assert!(refused_in_sync.get() > 0, "no record met a sync in flight");
+    assert_eq!(
+        wal.stats().skipped_bytes,
+        skipped_bytes,
+        "a block was skipped into kept room"
+    );
 }

@@ -73,11 +73,13 @@ impl<S: Storage> Wal<S> {
             let kept_bytes = match kind {
                 RecordKind::Snapshot | RecordKind::Truncate => 0,
                 RecordKind::HardState => markers,
-                _ => markers + hard_states,
+                _ => markers.saturating_add(hard_states),
             };
             let start = self.block_skip_target().unwrap_or(self.cursor);
-            let skip_fits = start == self.cursor || start + markers + hard_states <= segment_bytes;
-            if !skip_fits || start + align_up(len_bytes) + kept_bytes > segment_bytes {
+            let kept_from = segment_bytes.saturating_sub(markers.saturating_add(hard_states));
+            let skip_fits = start == self.cursor || start <= kept_from;
+            let room_bytes = segment_bytes.saturating_sub(kept_bytes);
+            if !skip_fits || start + align_up(len_bytes) > room_bytes {
                 let file = self.storage.locate(self.active() + 1);
                 return Err(WalError::NotReady { file });
             }
@@ -97,11 +99,11 @@ impl<S: Storage> Wal<S> {
     /// `markers` snapshot markers, which only markers and truncations may take, and before
     /// it room for `hard_states` hard states, which entries may not take. A record that
     /// would take room kept from it, or skip a block (for a sync in flight) into kept room,
-    /// is refused with [`WalError::NotReady`], having changed nothing. Where the next segment cannot be made (a full disk), only a marker frees one:
-    /// once it is durable, a segment it made dead becomes the next; a marker that found the
-    /// segment full would wait for the room only it can free. Hard states come next: a
-    /// group whose commit cannot be written holds its committed entries unapplied, and so
-    /// takes no snapshot.
+    /// is refused with [`WalError::NotReady`], having changed nothing. Where the next segment
+    /// cannot be made (a full disk), only a marker frees one: once it is durable, a segment
+    /// it made dead becomes the next; a marker that found the segment full would wait for
+    /// the room only it can free. Hard states come next: a group whose commit cannot be
+    /// written holds its committed entries unapplied, and so takes no snapshot.
     pub fn keep_room(&mut self, markers: usize, hard_states: usize) {
         let marker_bytes = align_up(RECORD_HEADER_BYTES + payload::SNAPSHOT_BYTES);
         let hard_state_bytes = align_up(RECORD_HEADER_BYTES + payload::HARD_STATE_BYTES);
