@@ -1795,6 +1795,71 @@ fn a_group_due_while_its_last_snapshot_is_in_flight_snapshots_once_that_one_is_d
 }
 
 #[test]
+fn a_group_whose_ready_waits_for_room_still_snapshots_what_it_applied() {
+    // Goal: on a full disk a Ready waiting for room may wait for the segments that only
+    // its group's next snapshot frees, so a Ready that waits with committed entries to
+    // apply (not durable here yet) must not hold that snapshot back. The follower applies
+    // writes 1 and 2 and snapshots at 3 (its encoding held), applies 3 and 4 and is due
+    // again; then an append brings write 5 and commits it, and the log has no room for that
+    // Ready. Once the first snapshot is done, the second is taken at 5 (what the group
+    // applied) while the Ready still waits; write 5 is acknowledged once it is synced.
+    let threshold = kib_write(1).data.len() as u64 * 3 / 2;
+    let events = Events::default();
+    let gate = Gate::new(true);
+    let (mut core, inbox) = core_with(2, &events, true, threshold, false, gate.clone());
+    gate.hold_encodes();
+    let more = AppendRequest {
+        prev_log_index: LogIndex(3),
+        prev_log_term: Term(2),
+        entries: vec![kib_write(3), kib_write(4)].into(),
+        commit: LogIndex(5),
+    };
+    let run = |core: Core<RecordingLog, RecordingNet>, input: Input| {
+        inbox.push_now(input);
+        inbox.push_now(Input::Stop);
+        block_on(core.run()).unwrap()
+    };
+    for input in [
+        from(1, 2, 2, MessageBody::AppendRequest(two_kib_writes())),
+        Input::Tick,
+        from(1, 2, 2, MessageBody::AppendRequest(more)),
+        Input::Tick,
+    ] {
+        core = run(core, input);
+    }
+    assert_eq!(snapshots_taken(&events), Vec::<u64>::new(), "held");
+    gate.set_no_room(true);
+    let last = AppendRequest {
+        prev_log_index: LogIndex(5),
+        prev_log_term: Term(2),
+        entries: vec![kib_write(5)].into(),
+        commit: LogIndex(6),
+    };
+    core = run(core, from(1, 2, 2, MessageBody::AppendRequest(last)));
+    assert!(
+        events.borrow().contains(&Event::NoRoom),
+        "{:?}",
+        events.borrow()
+    );
+    gate.release_encodes();
+    core = run(core, Input::Tick);
+    core = run(core, Input::Tick);
+    assert!(
+        !gate.0.borrow().staged.contains(&(0, 6)),
+        "still waits for room"
+    );
+    assert_eq!(snapshots_taken(&events), [3, 5]);
+    gate.set_no_room(false);
+    run(core, Input::Tick);
+    assert!(gate.0.borrow().staged.contains(&(0, 6)));
+    let events = events.take();
+    let staged = position(&events, &Event::Staged);
+    let synced = position(&events, &Event::Synced);
+    let acked = position(&events, &Event::Sent("AppendResponse"));
+    assert!(staged < synced && synced < acked, "{events:?}");
+}
+
+#[test]
 fn an_append_with_an_entry_too_large_for_this_log_is_refused_and_the_node_goes_on() {
     // A leader whose segments are larger (another --segment-mib) may send an entry this
     // node cannot write: refused before Raft takes it, rather than stop the node when its

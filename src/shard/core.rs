@@ -502,14 +502,35 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether a Ready of group `id` in flight still has entries to apply or a snapshot to
-    /// install: until its sync ends, the group applies nothing else and takes no snapshot.
+    /// install: until its sync ends, the group applies nothing else.
     /// A Ready the log had no room for yet counts as in flight.
     fn waits_to_apply(
         persisting: &VecDeque<Persisting<L::Synced>>,
         unstaged: &[(u32, Ready, Staged)],
         id: u32,
     ) -> bool {
-        let applies = |ready: &Ready| !ready.committed().is_empty() || ready.snapshot().is_some();
+        Self::any_ready_of(persisting, unstaged, id, |ready| {
+            !ready.committed().is_empty() || ready.snapshot().is_some()
+        })
+    }
+
+    /// Whether a Ready of group `id` in flight (or waiting for room) installs a snapshot:
+    /// until its sync ends, the group takes no snapshot of its own.
+    fn installs_snapshot(
+        persisting: &VecDeque<Persisting<L::Synced>>,
+        unstaged: &[(u32, Ready, Staged)],
+        id: u32,
+    ) -> bool {
+        Self::any_ready_of(persisting, unstaged, id, |ready| ready.snapshot().is_some())
+    }
+
+    /// Whether some Ready of group `id` in flight, or waiting for room, is `such`.
+    fn any_ready_of(
+        persisting: &VecDeque<Persisting<L::Synced>>,
+        unstaged: &[(u32, Ready, Staged)],
+        id: u32,
+        such: impl Fn(&Ready) -> bool,
+    ) -> bool {
         // The Readies of a sync are in group order (taken from the groups' map; a group's
         // pipelined Readies follow its first).
         persisting.iter().any(|p| {
@@ -517,10 +538,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             p.readies[from..]
                 .iter()
                 .take_while(|(g, _)| *g == id)
-                .any(|(_, ready)| applies(ready))
-        }) || unstaged
-            .iter()
-            .any(|(g, ready, _)| *g == id && applies(ready))
+                .any(|(_, ready)| such(ready))
+        }) || unstaged.iter().any(|(g, ready, _)| *g == id && such(ready))
     }
 
     /// While a sync is in flight, or a Ready waits for room: apply (and answer) what the
@@ -543,8 +562,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         Ok(())
     }
 
-    /// Keep the log's next segment ready, and take and store snapshots (of groups whose
-    /// Ready waits for no sync).
+    /// Keep the log's next segment ready, and take and store snapshots (of groups with no
+    /// snapshot to install in flight).
     fn upkeep(&mut self) -> Result<(), String> {
         self.log
             .maintain()
@@ -562,7 +581,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // with no followers to heartbeat may never have.
         let mut due = self.snapshots_due.iter().copied();
         let free = |&id: &u32| {
-            !Self::waits_to_apply(&self.persisting, &self.unstaged, id)
+            !Self::installs_snapshot(&self.persisting, &self.unstaged, id)
                 && !self.log.snapshot_in_flight(GroupId(id))
         };
         if let Some(id) = due.find(free) {
@@ -1293,12 +1312,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log
     /// encode it off the loop, unless the group applied nothing since its last snapshot,
-    /// its last snapshot is still being encoded or stored, or a Ready of it in flight has
-    /// entries to apply or a snapshot to install. Other Readies of it in flight (new entries,
-    /// above what it applied) do not hold it up: under steady load the group always has
-    /// one, and its log would grow until the load stopped.
+    /// its last snapshot is still being encoded or stored, or a Ready of it in flight
+    /// installs a snapshot. Other Readies of it in flight or waiting for room (new entries,
+    /// committed entries to apply: all above what it applied) do not hold it up: under
+    /// steady load the group always has one, and its log would grow until the load stopped;
+    /// and on a full disk a Ready waiting for room may wait for the segments only this
+    /// snapshot frees.
     fn snapshot(&mut self, id: u32) {
-        if Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
+        if Self::installs_snapshot(&self.persisting, &self.unstaged, id) {
             return;
         }
         let Some(group) = self.groups.get_mut(&id) else {
