@@ -217,7 +217,8 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     let said = join_under_a_used_id(&cluster.dir, 3, &cluster.bases[2], &cluster.bases[0]);
     assert!(said.contains("knew this node with other data"), "{said}");
     assert!(said.contains("with a new id"), "{said}");
-    assert!(said.contains("taken out of every group again"), "{said}");
+    // Out of every group it was added to (the node may stop before its join asked them all).
+    assert!(said.contains("taken out"), "{said}");
     let list = members(&["list"], &cluster.bases[0]);
     let listed = |id: &str| {
         list.lines()

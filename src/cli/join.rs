@@ -22,11 +22,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{ClientOptions, change_membership, fetch_topology};
+use crate::client::{
+    ClientOptions, change_membership, change_membership_while, fetch_topology, remove_from,
+};
 use crate::node::identity::{self, Identity};
 use crate::proto::members::{MemberOp, MemberOutcome, check_address};
 use crate::proto::topology::Topology;
@@ -36,6 +38,11 @@ use super::serve::ServeArgs;
 
 /// How long a node that started from its disk waits between two tries to reach a seed.
 const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long a node refused by its peers waits, as it stops, for its joiner to say which
+/// groups it added the node to (the joiner asks no group after the node stopped, but may
+/// be waiting for the one it asked).
+const ADDED_WAIT: Duration = Duration::from_secs(30);
 
 /// What the node knows of its cluster as it starts.
 struct Start {
@@ -91,6 +98,8 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
     joining.request_timeout = Duration::from_secs(args.join_timeout_s);
     let (listening_tx, listening) = std::sync::mpsc::channel();
     let failed = Arc::new(Mutex::new(None));
+    let (added_tx, added) = std::sync::mpsc::channel();
+    let node_ended = Arc::new(AtomicBool::new(false));
     let joiner = Joiner {
         options: joining,
         id: args.id,
@@ -104,20 +113,35 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         from_disk: start.from_disk,
         stop: Arc::clone(&stop),
         failed: Arc::clone(&failed),
+        added: added_tx,
+        node_ended: Arc::clone(&node_ended),
     };
     std::thread::Builder::new()
         .name("cohort-joiner".to_string())
         .spawn(move || joiner.run(&listening))
         .map_err(|e| format!("cannot start the joiner: {e}"))?;
-    let cores = start.config.cores;
+    let (cores, groups) = (start.config.cores, start.config.groups);
     let ran = crate::node::run_telling(start.config, stop, Some(listening_tx));
     if start.new_to_cluster
         && ran.is_err()
         && crate::node::refused_for_lost_data(&args.data_dir, cores)
     {
         // An id this cluster used before, on other data: the join may have made it a learner
-        // of some groups, which is of no use to anyone now.
-        withdraw(options, args.id);
+        // of some groups, which is of no use to anyone now. Only those, and once the joiner
+        // asks no more: it may still be adding the node when the node stops, and a remove
+        // of every group at once raced it (a group added after its remove kept the node).
+        node_ended.store(true, Ordering::SeqCst);
+        match added.recv_timeout(ADDED_WAIT) {
+            Ok(added) => withdraw(options, args.id, &added, groups),
+            // The joiner ended before it asked any group to add the node.
+            Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => println!(
+                "node {}: cannot tell which groups its join added it to (no answer within \
+                 {ADDED_WAIT:?}): see `cohort members list`, and remove it with `cohort \
+                 members remove --id {}` if it is listed",
+                args.id, args.id
+            ),
+        }
     }
     if let Some(error) = failed.lock().expect("not poisoned").take() {
         return Err(format!("joining the cluster failed: {error}"));
@@ -219,6 +243,10 @@ struct Joiner {
     stop: Arc<AtomicBool>,
     /// Why the node stopped, when the joiner stopped it.
     failed: Arc<Mutex<Option<String>>>,
+    /// Told the groups this join made the node a learner of, once it asks no more.
+    added: Sender<Vec<u32>>,
+    /// Set once the node stopped: the joiner asks no other group to add it.
+    node_ended: Arc<AtomicBool>,
 }
 
 impl Joiner {
@@ -233,6 +261,7 @@ impl Joiner {
         let seeds = self.options.seeds.join(",");
         let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
         let (mut members, from_disk, was_member) = (self.members, self.from_disk, self.was_member);
+        let (added, node_ended) = (self.added, self.node_ended);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
             if let Some(recorded) = from_disk {
                 let Some(topology) = wait_for_seeds(&options, &stop).await else {
@@ -242,7 +271,15 @@ impl Joiner {
                 members.extend(topology.members.into_iter().map(|(n, a)| (NodeId(n), a)));
                 members.insert(NodeId(id), listen);
             }
-            join(&options, id, &members, &data_dir, was_member).await
+            let joining = Joining {
+                id,
+                members: &members,
+                data_dir: &data_dir,
+                was_member,
+                added,
+                node_ended: &node_ended,
+            };
+            join(&options, joining).await
         });
         let error = match joined {
             Ok(Ok(())) => return,
@@ -314,16 +351,30 @@ impl JoinError {
     }
 }
 
+/// What [`join`] needs of the node it makes a member.
+struct Joining<'a> {
+    id: u64,
+    members: &'a BTreeMap<NodeId, String>,
+    data_dir: &'a std::path::Path,
+    was_member: bool,
+    /// Told the groups whose AddLearner it saw done, once it asks no more.
+    added: Sender<Vec<u32>>,
+    /// Set once the node stopped.
+    node_ended: &'a AtomicBool,
+}
+
 /// Become a learner of every group (unless the data dir says it was a member already: then
 /// only promote, so that a removed node never adds itself back), then a voter once caught up,
 /// printing each step.
-async fn join(
-    options: &ClientOptions,
-    id: u64,
-    members: &BTreeMap<NodeId, String>,
-    data_dir: &std::path::Path,
-    was_member: bool,
-) -> Result<(), JoinError> {
+async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinError> {
+    let Joining {
+        id,
+        members,
+        data_dir,
+        was_member,
+        added,
+        node_ended,
+    } = joining;
     let say = |line: String| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -332,9 +383,22 @@ async fn join(
     };
     if !was_member {
         let address = members[&NodeId(id)].clone();
-        change_membership(options, id, MemberOp::AddLearner { address }, |_, _| {})
-            .await
-            .map_err(JoinError::before_any)?;
+        let learner = MemberOp::AddLearner { address };
+        let mut groups = Vec::new();
+        let adding = change_membership_while(
+            options,
+            id,
+            learner,
+            |group, outcome| {
+                if matches!(outcome, MemberOutcome::Done { .. }) {
+                    groups.push(group);
+                }
+            },
+            || !node_ended.load(Ordering::SeqCst),
+        )
+        .await;
+        let _ = added.send(groups);
+        adding.map_err(JoinError::before_any)?;
         identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
         say(format!("node {id}: learner of every group"));
     }
@@ -364,16 +428,25 @@ async fn join(
     Ok(())
 }
 
-/// Takes node `id`, a learner that cannot take part, out of every group again; says how it
-/// went (the node stops either way).
-fn withdraw(options: ClientOptions, id: u64) {
+/// Takes node `id`, a learner that cannot take part, out of the groups its join `added` it
+/// to (of `groups`) again; says how it went (the node stops either way).
+fn withdraw(options: ClientOptions, id: u64, added: &[u32], groups: u32) {
+    if added.is_empty() {
+        println!("node {id}: its join added it to no group: nothing to take back");
+        return;
+    }
+    let taken = added.to_vec();
     let withdrawn = crate::node::on_one_executor("cohort-withdraw", move || async move {
-        change_membership(&options, id, MemberOp::Remove, |_, _| {})
-            .await
-            .map_err(String::from)
+        remove_from(&options, id, &taken).await
     });
     match withdrawn {
-        Ok(Ok(_)) => println!("node {id}: taken out of every group again (it joined as a learner)"),
+        Ok(Ok(())) if added.len() == groups as usize => {
+            println!("node {id}: taken out of every group again (it joined as a learner)");
+        }
+        Ok(Ok(())) => println!(
+            "node {id}: taken out again of the {} groups its join added it to as a learner",
+            added.len()
+        ),
         Ok(Err(error)) | Err(error) => println!(
             "node {id}: cannot take itself out of the groups it joined ({error}): remove it \
              with `cohort members remove --id {id}`"

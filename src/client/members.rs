@@ -56,7 +56,19 @@ pub async fn change_membership(
     options: &ClientOptions,
     node: u64,
     op: MemberOp,
+    progress: impl FnMut(u32, &MemberOutcome),
+) -> Result<(Vec<u64>, Vec<u64>), MembershipError> {
+    change_membership_while(options, node, op, progress, || true).await
+}
+
+/// As [`change_membership`], asking `go_on` before each group: once it says no, no other
+/// group is asked, and the change fails saying so.
+pub async fn change_membership_while(
+    options: &ClientOptions,
+    node: u64,
+    op: MemberOp,
     mut progress: impl FnMut(u32, &MemberOutcome),
+    go_on: impl Fn() -> bool,
 ) -> Result<(Vec<u64>, Vec<u64>), MembershipError> {
     let mut topology = fetch_topology(&options.seeds, options.attempt_timeout)
         .await
@@ -64,6 +76,10 @@ pub async fn change_membership(
     let mut last = (Vec::new(), Vec::new());
     let mut strangers = 0;
     for group in 0..topology.groups {
+        if !go_on() {
+            let groups = topology.groups;
+            return Err(format!("given up before group {group} of {groups} was asked").into());
+        }
         let change = MemberChange {
             group,
             node,
@@ -96,6 +112,23 @@ pub async fn change_membership(
         });
     }
     Ok(last)
+}
+
+/// Take `node` out of `groups` only (as [`change_membership`] does in every group): a node
+/// whose join failed undoes what its join did, and nothing else.
+pub async fn remove_from(options: &ClientOptions, node: u64, groups: &[u32]) -> Result<(), String> {
+    let mut topology = fetch_topology(&options.seeds, options.attempt_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    for &group in groups {
+        let change = MemberChange {
+            group,
+            node,
+            op: MemberOp::Remove,
+        };
+        change_group(options, &mut topology, &change).await?;
+    }
+    Ok(())
 }
 
 /// One group's change: ask its leader (following hints), ask again while it is busy.

@@ -9,7 +9,10 @@ mod status;
 mod transfer;
 mod unanswered;
 
-pub use members::{MembershipError, change_membership, membership_view, render_membership};
+pub use members::{
+    MembershipError, change_membership, change_membership_while, membership_view, remove_from,
+    render_membership,
+};
 pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};
 pub use status::{ClusterStatus, cluster_status};
 pub use transfer::transfer_leader;
