@@ -1551,11 +1551,16 @@ fn send_all(
 /// one that failed to load then would stop the node at every restart. A refused one is
 /// dropped, as a lost message is.
 pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
-    if snapshot.data.is_empty() {
-        // No state machine at all (a group's bare log): nothing to check.
-        return Ok(());
-    }
     let index = snapshot.meta.index.0;
+    if snapshot.data.is_empty() {
+        // Installed, it would move the log to `index` and leave the state machine behind
+        // (`Group::apply_ready` loads none from no bytes). This node's snapshots always hold
+        // one, but for the empty one before the first (index 0), which is never sent.
+        return match index {
+            0 => Ok(()),
+            _ => Err(format!("it holds no state machine, at index {index}")),
+        };
+    }
     match KvStore::decode_snapshot(&snapshot.data) {
         Ok(kv) if kv.applied_index() == index => Ok(()),
         Ok(kv) => Err(format!(
@@ -1592,7 +1597,8 @@ mod tests {
         );
         let garbage = Bytes::from_static(b"not a state machine");
         assert!(snapshot_loads(&snapshot(3, garbage)).is_err());
-        // No state machine at all (a group's bare log): nothing to check.
-        assert!(snapshot_loads(&snapshot(3, Bytes::new())).is_ok());
+        // No state machine at all: its log would move on and its state machine stay behind.
+        assert!(snapshot_loads(&snapshot(3, Bytes::new())).is_err());
+        assert!(snapshot_loads(&snapshot(0, Bytes::new())).is_ok());
     }
 }
