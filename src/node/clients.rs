@@ -193,12 +193,19 @@ async fn serve_conn(
     }
     let (reader, writer) = crate::transport::split(stream);
     let mut writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
-    // The connection ends when the client closes it or breaks the protocol, or when the
-    // writer is done: a write failed, or the core cut the client off (its outbox is closed
-    // and drained), which the client then learns at once rather than at its next request.
+    // The connection ends when the client closes it or breaks the protocol, when a write
+    // failed, or at once when the core cut the client off (it left its answers unread): the
+    // client learns it then rather than at its next request, and the answers it left go
+    // with the connection, however long its writer was stuck on a socket the client does
+    // not read (its retries are answered again: a write's result from its session).
     let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox, &admitted);
+    let cut_off = async {
+        outbox.closed().await;
+        cut_off_reason()
+    };
     let ended = futures_lite::future::or(reading, async {
-        Err(futures_lite::future::or(&mut writing, closed(&registered.close)).await)
+        let writer_done = futures_lite::future::or(&mut writing, closed(&registered.close));
+        Err(futures_lite::future::or(writer_done, cut_off).await)
     });
     match ended.await {
         Err(reason) if reason == CLOSED_BY_CLIENT => {
@@ -884,10 +891,83 @@ mod tests {
         }
     }
 
+    /// Goal: a client the core cut off (it asks without reading its answers) is disconnected
+    /// at once, its answers dropped, though its writer is stuck on a socket the client does
+    /// not read: before, the connection lived on, holding them, until the client sent more
+    /// (found in review). Method: 16 MiB of answers to a client that reads nothing, then
+    /// the outbox closed as the core closes it.
+    #[test]
+    fn a_client_the_core_cut_off_is_disconnected_at_once_though_it_reads_nothing() {
+        use futures_lite::AsyncWriteExt;
+        crate::node::on_one_executor("cut-off", || async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let topology = Topology {
+                cluster_id: 1,
+                node_id: 1,
+                cores: 1,
+                groups: 1,
+                members: vec![(1, format!("127.0.0.1:{}", address.port() - 1))],
+            };
+            let sockets = SocketOptions {
+                buffer_bytes: 1 << 16,
+                unacked_timeout: Duration::from_secs(10),
+            };
+            let core = Inbox::new(64);
+            let topology = Rc::new(RefCell::new(topology));
+            let idle = Duration::from_secs(60);
+            let serving = serve(listener, sockets, core.clone(), topology, 2, idle);
+            glommio::spawn_local(serving).detach();
+            let mut client = TcpStream::connect(address).await.expect("connect");
+            client.write_all(&request_frame(16)).await.expect("ask");
+            let mut inputs = Vec::new();
+            let (mut conn, mut outbox) = (None, None);
+            while conn.is_none() {
+                core.take_all(&mut inputs).await;
+                for input in inputs.drain(..) {
+                    if let Input::Connected { conn: c, outbox: o } = input {
+                        (conn, outbox) = (Some(c), Some(o));
+                    }
+                }
+            }
+            let outbox = outbox.expect("with its connection");
+            for sequence in 0..4 {
+                let value = OpResult::Value(Bytes::from(vec![1; 4 << 20]));
+                let answer = vec![response(sequence, vec![value])];
+                let weight = answer.iter().map(crate::proto::client::answer_weight).sum();
+                assert!(outbox.try_push_weighing(answer, weight).is_ok());
+            }
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            outbox.close();
+            let disconnected = async {
+                loop {
+                    core.take_all(&mut inputs).await;
+                    if inputs
+                        .drain(..)
+                        .any(|i| matches!(i, Input::Disconnected(c) if Some(c) == conn))
+                    {
+                        return true;
+                    }
+                }
+            };
+            let within = futures_lite::future::or(disconnected, async {
+                glommio::timer::sleep(Duration::from_secs(3)).await;
+                false
+            });
+            assert!(
+                within.await,
+                "still connected 3 s after the core cut it off"
+            );
+            drop(client);
+        })
+        .expect("executor");
+    }
+
     #[test]
     fn a_writer_whose_outbox_the_core_closed_writes_what_is_queued_and_ends() {
-        // Goal: a client the core cut off (it asked without reading) gets the answers already
-        // queued, then the connection ends, rather than waiting for the ones dropped.
+        // Goal: the writer alone, its outbox closed, writes what is queued and ends rather
+        // than wait for more (its connection ends at once when the core cuts the client
+        // off: see the test above).
         let sink = Rc::new(RefCell::new(Vec::new()));
         let outbox = Inbox::new(4);
         let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox.clone()));

@@ -15,6 +15,8 @@ struct State<T> {
     capacity: usize,
     consumer: Option<Waker>,
     producers: Vec<Waker>,
+    /// Tasks waiting for the inbox to close ([`Inbox::closed`]).
+    close_watchers: Vec<Waker>,
     closed: bool,
 }
 
@@ -40,6 +42,7 @@ impl<T> Inbox<T> {
                 capacity: capacity.max(1),
                 consumer: None,
                 producers: Vec::new(),
+                close_watchers: Vec::new(),
                 closed: false,
             })),
         }
@@ -100,6 +103,19 @@ impl<T> Inbox<T> {
         self.state.borrow().closed
     }
 
+    /// Resolves once the inbox is closed.
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            if state.closed {
+                return Poll::Ready(());
+            }
+            state.close_watchers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Add an item even if the inbox is full (for the loop's own timers and control, which
     /// must never wait behind client traffic).
     pub fn push_now(&self, item: T) {
@@ -149,9 +165,13 @@ impl<T> Inbox<T> {
     /// Refuse further pushes; wake the waiting producers, and the consumer (a consumer
     /// that takes until closed learns it).
     pub fn close(&self) {
-        let mut state = self.state.borrow_mut();
+        let state = &mut *self.state.borrow_mut();
         state.closed = true;
-        for waker in state.producers.drain(..) {
+        for waker in state
+            .producers
+            .drain(..)
+            .chain(state.close_watchers.drain(..))
+        {
             waker.wake();
         }
         if let Some(waker) = state.consumer.take() {
