@@ -90,6 +90,17 @@ impl FrameReader {
         self.filled > 0
     }
 
+    /// Bytes received and not split off as frames yet.
+    pub fn buffered_bytes(&self) -> usize {
+        self.filled
+    }
+
+    /// What the next read offers the kernel, before the frame in progress raises it (see
+    /// [`FrameReader::fill`]): it grows while reads come back full.
+    pub fn read_bytes_next(&self) -> usize {
+        self.read_bytes_next
+    }
+
     /// The size of the frame at the front of the buffer, once its header has arrived and
     /// is valid (an invalid one is [`FrameReader::next_frame`]'s error to report): what a
     /// reader may admit before it reads the rest.
@@ -122,9 +133,20 @@ impl FrameReader {
     /// load generator's CPU in `cohort demo`: 16 KiB zeroed for a reply of a few hundred
     /// bytes.)
     pub async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> io::Result<usize> {
+        self.fill_at_most(stream, usize::MAX).await
+    }
+
+    /// As [`FrameReader::fill`], offering the kernel at most `offer_max` bytes (at least 1).
+    pub async fn fill_at_most<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        offer_max: usize,
+    ) -> io::Result<usize> {
         // At most a chunk offered per read: a large frame arrives over several reads.
         let missing = self.missing_bytes();
-        let offered = self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES));
+        let offered = (self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES)))
+            .min(offer_max)
+            .max(1);
         let filled = self.filled;
         let wanted = filled + offered;
         if self.buffer.len() < wanted {
