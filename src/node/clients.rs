@@ -23,6 +23,7 @@ use crate::proto::client::{
     ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
     decode_client_frame, encode_responses,
 };
+
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
 use crate::proto::topology::{Topology, encode_topology};
@@ -32,7 +33,7 @@ use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use crate::wire::{EncodeError, FrameEncoder};
+use crate::wire::{DecodeError, EncodeError, FrameEncoder};
 
 /// The weight of answers a connection may have waiting for its writer (the core hands them
 /// over in one batch per turn; see `proto::client::answer_weight`): past it, the core cuts
@@ -227,14 +228,14 @@ async fn serve_conn(
 }
 
 /// Answer topology and status requests at the start of a connection; return the first other
-/// frame, admitted.
+/// frame, decoded, and its admission.
 async fn opening(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buffer: &mut FrameReader,
     topology: &RefCell<Topology>,
     inbox: &Inbox<Input>,
     admitted: &Rc<Semaphore>,
-) -> Result<(Bytes, Admission), String> {
+) -> Result<(Frame, Admission), String> {
     loop {
         let (frame, permit) = next_frame(stream, buffer, admitted, FRAME_PATIENCE).await?;
         let decoded = match decode_client_frame(&frame) {
@@ -244,7 +245,7 @@ async fn opening(
                 | ClientFrame::TransferLeader { .. }
                 | ClientFrame::ChangeMember(_),
             ) => request,
-            _ => return Ok((frame, permit)),
+            other => return Ok(((frame.len(), other), permit)),
         };
         // Answered here, perhaps after a long wait for the core (a transfer): its bytes are
         // not waiting for the inbox.
@@ -300,14 +301,14 @@ async fn read_requests(
     conn: ConnId,
     mut reader: impl AsyncRead + Unpin,
     mut buffer: FrameReader,
-    first: (Bytes, Admission),
+    first: (Frame, Admission),
     inbox: &Inbox<Input>,
     outbox: &Inbox<Vec<Response>>,
     admitted: &Rc<Semaphore>,
 ) -> Result<(), String> {
-    let (mut frame, mut permit) = first;
+    let ((mut frame_bytes, mut decoded), mut permit) = first;
     loop {
-        match decode_client_frame(&frame).map_err(|e| format!("bad frame: {e}"))? {
+        match decoded.map_err(|e| format!("bad frame: {e}"))? {
             ClientFrame::TopologyRequest
             | ClientFrame::StatusRequest
             | ClientFrame::TransferLeader { .. }
@@ -319,7 +320,7 @@ async fn read_requests(
                 );
             }
             ClientFrame::Requests(requests) => {
-                let weight = 1 + frame.len() / FRAME_BYTES_PER_INBOX_ITEM;
+                let weight = 1 + frame_bytes / FRAME_BYTES_PER_INBOX_ITEM;
                 let input = Input::Requests { conn, requests };
                 if !inbox.push_weighing(input, weight).await {
                     return Err("the node is shutting down".to_string());
@@ -331,9 +332,14 @@ async fn read_requests(
         if outbox.is_closed() {
             return Err(cut_off_reason());
         }
+        let frame;
         (frame, permit) = next_frame(&mut reader, &mut buffer, admitted, FRAME_PATIENCE).await?;
+        (frame_bytes, decoded) = (frame.len(), decode_client_frame(&frame));
     }
 }
+
+/// A frame from a client: its size, and what it decoded to (its requests borrow its bytes).
+type Frame = (usize, Result<ClientFrame, DecodeError>);
 
 /// Why the core closed a connection's outbox (see `Core::deliver`).
 fn cut_off_reason() -> String {

@@ -140,13 +140,20 @@ pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
             crate::proto::members::member_change_of(change),
         ));
     }
-    decode_requests(frame).map(ClientFrame::Requests)
+    requests_of(frame, root).map(ClientFrame::Requests)
 }
 
 /// Decode a frame of client requests. The frame as a whole is refused (close the connection)
 /// only if its bytes are bad; each request is accepted or refused on its own.
 pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, DecodeError> {
-    let root = open_frame(frame)?;
+    requests_of(frame, open_frame(frame)?)
+}
+
+/// [`decode_requests`] of a frame opened already (its checksum and tables checked once).
+fn requests_of(
+    frame: &Bytes,
+    root: fb::Frame<'_>,
+) -> Result<Vec<Result<Request, Refused>>, DecodeError> {
     let batch = root
         .body_as_client_request_batch()
         .ok_or(FrameError::BodyUnknown)?;
