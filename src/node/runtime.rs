@@ -34,7 +34,7 @@ const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
 const SNAPSHOT_PEER_WINDOW_CHUNKS: usize = 2 * SNAPSHOT_WINDOW_CHUNKS;
 
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
-const INBOX_CAPACITY: usize = 4096;
+pub(crate) const INBOX_CAPACITY: usize = 4096;
 
 /// The largest entry a leader can send: alone in an append, within the transport's message
 /// limit. A larger one would be written locally and never reach a follower, so never commit
@@ -581,7 +581,10 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
             log_full: inbound.sender_log_full,
             envelopes: inbound.envelopes,
         };
-        if !inbox.push(input).await {
+        // Past the clients: a flood of client frames must not hold back the heartbeats and
+        // acknowledgements that keep the groups' leaders (the transport bounds what it has
+        // received and not handed on).
+        if !inbox.push_with_headroom(input, INBOX_CAPACITY).await {
             return;
         }
     }

@@ -57,13 +57,26 @@ impl<T> Inbox<T> {
     /// units of bytes, say): it waits while the items held weigh the capacity or more, so
     /// the inbox holds at most its capacity plus one item's weight.
     pub async fn push_weighing(&self, item: T, weight: usize) -> bool {
+        self.push_within(item, weight, 0).await
+    }
+
+    /// As [`Inbox::push`], for a producer that must not wait behind the others (a node's
+    /// peers behind its clients): it waits only while the items held weigh the capacity and
+    /// `headroom` more. Woken producers push in the order they waited, so with no headroom
+    /// such a producer, waiting since after the others, could find the inbox full again at
+    /// every turn of the consumer.
+    pub async fn push_with_headroom(&self, item: T, headroom: usize) -> bool {
+        self.push_within(item, 1, headroom).await
+    }
+
+    async fn push_within(&self, item: T, weight: usize, headroom: usize) -> bool {
         let mut item = Some(item);
         poll_fn(|cx| {
             let mut state = self.state.borrow_mut();
             if state.closed {
                 return Poll::Ready(false);
             }
-            if state.weight >= state.capacity {
+            if state.weight >= state.capacity.saturating_add(headroom) {
                 state.producers.push(cx.waker().clone());
                 return Poll::Pending;
             }
@@ -186,6 +199,29 @@ mod tests {
     use futures_lite::future::block_on;
     use std::future::Future;
     use std::pin::pin;
+
+    #[test]
+    fn a_producer_with_headroom_does_not_wait_behind_a_full_inbox() {
+        let inbox = Inbox::new(2);
+        block_on(async {
+            assert!(inbox.push(1).await);
+            assert!(inbox.push(2).await);
+        });
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut waiting = pin!(inbox.push(3));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "full");
+        assert!(block_on(inbox.push_with_headroom(10, 2)));
+        assert!(block_on(inbox.push_with_headroom(11, 2)));
+        let mut past = pin!(inbox.push_with_headroom(12, 2));
+        assert!(
+            past.as_mut().poll(&mut cx).is_pending(),
+            "full with its headroom"
+        );
+        let mut taken = Vec::new();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [1, 2, 10, 11]);
+    }
 
     #[test]
     fn a_full_inbox_makes_producers_wait_until_the_consumer_takes() {
