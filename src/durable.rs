@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path`'s temporary twin (`path` + `.tmp`), syncs it, renames it over
 /// `path` and syncs the directory. On failure the temporary file is removed (what was written
-/// of it would only take room a full disk lacks) and `path` is untouched.
+/// of it would only take room a full disk lacks) and `path` is untouched. Two calls for the
+/// same `path` must not run at once: they share the temporary twin. (Snapshot files are
+/// written on the core's blocking pool, one thread per executor, so one at a time.)
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temporary = temporary_twin(path);
     let written = File::create(&temporary).and_then(|mut file| {
