@@ -123,7 +123,10 @@ impl<T> Inbox<T> {
             if state.closed {
                 return Poll::Ready(());
             }
-            state.close_watchers.push(cx.waker().clone());
+            // Polled again at every wake-up of its task: one waker kept per task.
+            if !state.close_watchers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.close_watchers.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
@@ -199,6 +202,30 @@ mod tests {
     use futures_lite::future::block_on;
     use std::future::Future;
     use std::pin::pin;
+
+    #[test]
+    fn a_task_waiting_for_the_close_is_woken_once_however_often_it_polls() {
+        let inbox: Inbox<u32> = Inbox::new(2);
+        let woken = std::sync::Arc::new(Woken(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(std::sync::Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        let mut closed = pin!(inbox.closed());
+        for _ in 0..1000 {
+            assert!(closed.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(inbox.state.borrow().close_watchers.len(), 1);
+        inbox.close();
+        assert_eq!(woken.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(closed.as_mut().poll(&mut cx).is_ready());
+    }
+
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 
     #[test]
     fn a_producer_with_headroom_does_not_wait_behind_a_full_inbox() {
