@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 /// `path` and syncs the directory. On failure the temporary file is removed (what was written
 /// of it would only take room a full disk lacks) and `path` is untouched. Two calls for the
 /// same `path` must not run at once: they share the temporary twin. (Snapshot files are
-/// written on the core's blocking pool, one thread per executor, so one at a time.)
+/// written on the core's blocking pool, one thread per executor, so one at a time; the loop
+/// writes one itself only for a snapshot that reached Raft unstored, while no store of it
+/// runs.)
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temporary = temporary_twin(path);
     let written = File::create(&temporary).and_then(|mut file| {

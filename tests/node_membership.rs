@@ -219,6 +219,9 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     assert!(said.contains("with a new id"), "{said}");
     // Out of every group it was added to (the node may stop before its join asked them all).
     assert!(said.contains("taken out"), "{said}");
+    // And its last word is why it stopped, not that its join gave up.
+    let last = said.lines().rev().find(|l| l.starts_with("cohort: "));
+    assert!(last.is_some_and(|l| l.contains("other data")), "{said}");
     let list = members(&["list"], &cluster.bases[0]);
     let listed = |id: &str| {
         list.lines()

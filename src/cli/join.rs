@@ -262,6 +262,7 @@ impl Joiner {
         let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
         let (mut members, from_disk, was_member) = (self.members, self.from_disk, self.was_member);
         let (added, node_ended) = (self.added, self.node_ended);
+        let ended = Arc::clone(&node_ended);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
             if let Some(recorded) = from_disk {
                 let Some(topology) = wait_for_seeds(&options, &stop).await else {
@@ -286,6 +287,10 @@ impl Joiner {
             Ok(Err(error)) => error,
             Err(error) => JoinError::before_any(error),
         };
+        if ended.load(Ordering::SeqCst) {
+            // It gave up because the node stopped: why the node stopped is what to say.
+            return;
+        }
         if error.stops_the_node || self.new_to_cluster && error.promoted_groups == 0 {
             println!("node {id}: joining failed: {}; stopping", error.error);
             *self.failed.lock().expect("not poisoned") = Some(error.error);
