@@ -100,8 +100,9 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A connection that received nothing for this long is closed to make room for a new one
 /// when its core is at [`CLIENT_CONNECTIONS_MAX`]: idle connections (a leaking pool, or
-/// connections opened to lock clients out) cannot keep every new client out, `cohort status`
-/// and `serve --join` included.
+/// connections opened and left) cannot keep every new client out, `cohort status` and
+/// `serve --join` included. A client that keeps 4096 connections talking (a frame on each
+/// every 30 s) still can: there is no bound per client address.
 pub const CLIENT_IDLE_CLOSABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Accept client connections until the listener fails or the inbox closes; at most
