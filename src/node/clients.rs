@@ -62,7 +62,10 @@ pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
 /// large frames and send nothing hold none of it (when whole frames were admitted at their
 /// headers, connections sending 12 bytes each kept every large frame of the core waiting,
 /// 10 s for each four of them; found in review). One largest frame's worth is kept for a
-/// reader that waits for the rest of its frame ([`FRAME_BYTES_KEPT_FOR_THE_REST`]).
+/// reader that waits for the rest of its frame ([`FRAME_BYTES_KEPT_FOR_THE_REST`]), which is
+/// admitted whole, its bytes then due at a pace ([`Metered::rest_deadline`]). Not admitted:
+/// each frame's first 16 KiB, and what the read that brought a header brought with it (the
+/// connection's read size, up to 256 KiB: with 4096 connections, up to 1 GiB a core).
 const FRAME_BYTES_ADMITTED_MAX: usize = 64 << 20;
 // Room for three of the largest frames at once.
 const _: () = assert!(FRAME_BYTES_ADMITTED_MAX >= 3 * (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX));
@@ -73,7 +76,8 @@ const _: () = assert!(FRAME_BYTES_ADMITTED_MAX >= 3 * (FRAME_HEADER_BYTES + FRAM
 /// hold its connection's place for ever. (A full 16 MiB frame needs 1.7 MB/s.) Waits for
 /// admission count too: a reader that got no room within it is closed, saying so, so that no
 /// wait is without end however the waiters are served, and a place waiting costs its
-/// holder a connection and 16 KiB sent every 10 s.
+/// holder a connection and 16 KiB sent every 10 s. Once a frame's rest is admitted whole,
+/// its bytes are due at that pace instead (see [`Metered::rest_deadline`]).
 const FRAME_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Frames up to this size are read without admission: no larger than the smallest read of a
@@ -390,6 +394,8 @@ struct Metered {
     admission: Admission,
     /// Bytes admitted: those past the first that arrived, and room for the next read.
     charged: usize,
+    /// When the rest of the frame was admitted whole, and how many of its bytes had arrived.
+    rest_admitted: Option<(Instant, usize)>,
 }
 
 impl Metered {
@@ -399,7 +405,8 @@ impl Metered {
     }
 
     /// Admits `bytes` more at once if the core has them besides those it keeps for a
-    /// reader waiting for the rest of its frame, and no reader waits already.
+    /// reader waiting for the rest of its frame, and no reader waits already (glommio's
+    /// `try_acquire` refuses while any waiter is queued).
     fn try_admit(&mut self, admitted: &Budget, bytes: usize) -> bool {
         if admitted.bytes.available() < bytes as u64 + admitted.kept_for_rest {
             return false;
@@ -420,7 +427,7 @@ impl Metered {
     async fn admit_rest(
         &mut self,
         admitted: &Budget,
-        frame_bytes: usize,
+        (frame_bytes, held): (usize, usize),
         deadline: Instant,
     ) -> Result<(), String> {
         let rest = frame_bytes.saturating_sub(FRAME_BYTES_UNMETERED_MAX + self.charged);
@@ -434,7 +441,20 @@ impl Metered {
             .map_err(|_| "the node is shutting down".to_string())?;
         self.admission.push(permit);
         self.charged += rest;
+        self.rest_admitted = Some((crate::clock::now(), held));
         Ok(())
+    }
+
+    /// When the bytes of the frame must have arrived, once its rest was admitted whole: at
+    /// the pace of a largest frame within `patience`, after a tenth of it. Room held for
+    /// bytes that do not come is given back soon (a client that sent 16 KiB could otherwise
+    /// hold 16 MiB of it for the rest of its patience), and a frame that waited long for its
+    /// room still gets the time its bytes need.
+    fn rest_deadline(&self, held: usize, patience: Duration) -> Option<Instant> {
+        let (at, held_then) = self.rest_admitted?;
+        let arrived = held.saturating_sub(held_then) as f64;
+        let pace = patience.mul_f64(arrived / FRAME_BODY_BYTES_MAX as f64);
+        Some(at + patience / 10 + pace)
     }
 }
 
@@ -445,13 +465,14 @@ impl Metered {
 /// is admitted right after), and more are admitted at once while the core has them to spare
 /// (beyond what it keeps, see [`FRAME_BYTES_KEPT_FOR_THE_REST`]); otherwise the reader waits
 /// for the rest of its frame, the rest left in the socket. A connection that announces a
-/// large frame and sends less than 16 KiB of it so holds no admitted bytes and does not
-/// wait: only bytes that arrived can keep other clients' large frames waiting (when whole
-/// frames were admitted at their headers, connections that sent 12 bytes each did; found in
-/// review). The admission, returned with the frame, gives the bytes back when dropped. A
-/// frame must arrive whole within `patience` of its first byte, waits for admission
-/// included, or its connection is closed: one that trickles bytes in, or waits, holds bytes
-/// or its connection's place for no longer.
+/// large frame and sends less than 16 KiB of it so holds admitted bytes only as many as its
+/// reads brought, and does not wait: only bytes that arrived can keep other clients' large
+/// frames waiting (when whole frames were admitted at their headers, connections that sent
+/// 12 bytes each did; found in review). The admission, returned with the frame, gives the
+/// bytes back when dropped. A frame must arrive whole within `patience` of its first byte,
+/// waits for admission included (or, once its rest was admitted whole, at the pace
+/// [`Metered::rest_deadline`] sets), or its connection is closed: one that trickles bytes in,
+/// or waits, holds bytes or its connection's place for no longer.
 async fn next_frame(
     reader: &mut (impl AsyncRead + Unpin),
     frames: &mut FrameReader,
@@ -472,7 +493,9 @@ async fn next_frame(
             let over = held.saturating_sub(FRAME_BYTES_UNMETERED_MAX + metered.charged);
             if over > 0 && held < frame_bytes && !metered.try_admit(admitted, over) {
                 let deadline = *deadline.get_or_insert_with(|| now_plus(patience));
-                metered.admit_rest(admitted, frame_bytes, deadline).await?;
+                metered
+                    .admit_rest(admitted, (frame_bytes, held), deadline)
+                    .await?;
             }
         }
         match frames.next_frame() {
@@ -492,13 +515,17 @@ async fn next_frame(
                 let room = metered.room(held);
                 if wanted > room && !metered.try_admit(admitted, wanted - room) && room == 0 {
                     let deadline = *deadline.get_or_insert_with(|| now_plus(patience));
-                    metered.admit_rest(admitted, frame_bytes, deadline).await?;
+                    metered
+                        .admit_rest(admitted, (frame_bytes, held), deadline)
+                        .await?;
                 }
                 metered.room(held)
             }
         };
+        let held = frames.buffered_bytes();
+        let rest_deadline = metered.rest_deadline(held, patience);
         let fill = frames.fill_at_most(reader, offer_max);
-        let read = match deadline {
+        let read = match rest_deadline.or(deadline) {
             None => Some(fill.await),
             Some(deadline) => within(deadline, fill).await,
         };
@@ -506,6 +533,13 @@ async fn next_frame(
             Some(Ok(0)) => return Err(CLOSED_BY_CLIENT.to_string()),
             Some(Ok(_)) => {}
             Some(Err(error)) => return Err(format!("read failed: {error}")),
+            None if rest_deadline.is_some() => {
+                return Err(format!(
+                    "once room for its rest came, the frame's bytes arrived slower than a \
+                     whole frame within {patience:?}: closed, giving back the room other \
+                     clients' large frames wait for"
+                ));
+            }
             None => {
                 return Err(format!(
                     "a frame did not arrive within {patience:?} of its first byte, holding \
@@ -893,6 +927,34 @@ mod tests {
             let error = ended.await.expect("ends").expect_err("closed");
             assert!(error.contains("no room for the frame's bytes"), "{error}");
             assert_eq!(admitted.bytes.available(), 8 << 10);
+        })
+        .expect("executor");
+    }
+
+    /// Goal: room admitted for the whole rest of a frame is given back soon when the bytes
+    /// stop coming, not at the end of the frame's patience: 16 KiB sent could otherwise hold
+    /// 16 MiB of room for 10 s (found in review). Method: a budget of 64 KiB of which 48 KiB
+    /// are kept, so a 48 KiB frame's reader waits for (and gets) its whole rest; its socket
+    /// goes silent after 16 KiB; a patience of 10 s.
+    #[test]
+    fn room_admitted_for_bytes_that_do_not_come_is_given_back_soon() {
+        crate::node::on_one_executor("rest-pace", || async {
+            let sent = request_frame(48 << 10);
+            let admitted = budget(64 << 10, 48 << 10);
+            let mut socket = stalling(sent, FRAME_BYTES_UNMETERED_MAX);
+            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let patience = Duration::from_secs(10);
+            let read = next_frame(&mut socket, &mut frames, &admitted, patience);
+            let ended = futures_lite::future::or(async { Some(read.await) }, async {
+                glommio::timer::sleep(patience / 2).await;
+                None
+            });
+            let error = ended
+                .await
+                .expect("closed well before its patience")
+                .expect_err("");
+            assert!(error.contains("arrived slower"), "{error}");
+            assert_eq!(admitted.bytes.available(), 64 << 10);
         })
         .expect("executor");
     }
