@@ -41,7 +41,9 @@ const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long a node refused by its peers waits, as it stops, for its joiner to say which
 /// groups it added the node to (the joiner asks no group after the node stopped, but may
-/// be waiting for the one it asked).
+/// be waiting for the one it asked). Shorter than the joiner's wait for a group
+/// (`--join-timeout-s`): a node that stopped does not wait minutes to exit, and past this it
+/// says it cannot tell which groups took it, and how to remove it.
 const ADDED_WAIT: Duration = Duration::from_secs(30);
 
 /// What the node knows of its cluster as it starts.

@@ -143,13 +143,9 @@ pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
     requests_of(frame, root).map(ClientFrame::Requests)
 }
 
-/// Decode a frame of client requests. The frame as a whole is refused (close the connection)
-/// only if its bytes are bad; each request is accepted or refused on its own.
-pub fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, DecodeError> {
-    requests_of(frame, open_frame(frame)?)
-}
-
-/// [`decode_requests`] of a frame opened already (its checksum and tables checked once).
+/// The requests of a frame opened already (its checksum and tables checked once). The frame
+/// as a whole is refused (close the connection) only if its bytes are bad; each request is
+/// accepted or refused on its own.
 fn requests_of(
     frame: &Bytes,
     root: fb::Frame<'_>,
@@ -641,6 +637,11 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The requests of a frame of client requests, opened here.
+    fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, DecodeError> {
+        requests_of(frame, open_frame(frame)?)
+    }
     use smallvec::smallvec;
 
     fn frame(encoder: &FrameEncoder) -> Bytes {
