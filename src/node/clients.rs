@@ -499,7 +499,9 @@ impl Metered {
 /// is admitted right after), and more are admitted at once while the core has them to spare
 /// (beyond what it keeps, see [`FRAME_BYTES_KEPT_FOR_THE_REST`]); otherwise the reader waits
 /// for the rest of its frame, the rest left in the socket. Room admitted ahead of a frame's
-/// bytes is no more than those that arrived ([`Metered::admit_next_read`]). A connection
+/// bytes is no more than those that arrived ([`Metered::admit_next_read`]), save a rest
+/// admitted whole, whose bytes are then due at a pace ([`Metered::rest_deadline`]). A
+/// connection
 /// that announces a large frame and sends less than 16 KiB of it so holds admitted bytes
 /// only as many as its reads brought, and does not wait: only bytes that arrived can keep
 /// other clients' large frames waiting (when whole frames were admitted at their headers,
@@ -950,14 +952,14 @@ mod tests {
 
     /// Goal: room admitted for the whole rest of a frame is given back soon when the bytes
     /// stop coming, not at the end of the frame's patience: 16 KiB sent could otherwise hold
-    /// 16 MiB of room for 10 s (found in review). Method: a budget of 64 KiB of which 56 KiB
-    /// are kept, so a 48 KiB frame's reader waits for (and gets) its whole rest; its socket
+    /// 16 MiB of room for 10 s (found in review). Method: a budget of 64 KiB all kept for a
+    /// reader that waits, so a 48 KiB frame's reader waits for (and gets) its whole rest; its socket
     /// goes silent after 16 KiB; a patience of 10 s.
     #[test]
     fn room_admitted_for_bytes_that_do_not_come_is_given_back_soon() {
         crate::node::on_one_executor("rest-pace", || async {
             let sent = request_frame(48 << 10);
-            let admitted = budget(64 << 10, 56 << 10);
+            let admitted = budget(64 << 10, 64 << 10);
             let mut socket = stalling(sent, FRAME_BYTES_UNMETERED_MAX);
             let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
             let patience = Duration::from_secs(10);
@@ -986,7 +988,7 @@ mod tests {
     fn a_frame_admitted_whole_may_come_as_slowly_as_its_patience_allows() {
         crate::node::on_one_executor("rest-pace-slow", || async {
             let sent = request_frame(48 << 10);
-            let admitted = budget(64 << 10, 56 << 10);
+            let admitted = budget(64 << 10, 64 << 10);
             let mut socket = Paced {
                 bytes: futures_lite::io::Cursor::new(sent.clone()),
                 free: FRAME_BYTES_UNMETERED_MAX,
