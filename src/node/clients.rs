@@ -953,8 +953,8 @@ mod tests {
     /// Goal: room admitted for the whole rest of a frame is given back soon when the bytes
     /// stop coming, not at the end of the frame's patience: 16 KiB sent could otherwise hold
     /// 16 MiB of room for 10 s (found in review). Method: a budget of 64 KiB all kept for a
-    /// reader that waits, so a 48 KiB frame's reader waits for (and gets) its whole rest; its socket
-    /// goes silent after 16 KiB; a patience of 10 s.
+    /// reader that waits, so a 48 KiB frame's reader waits for (and gets) its whole rest;
+    /// its socket goes silent after 16 KiB; a patience of 10 s.
     #[test]
     fn room_admitted_for_bytes_that_do_not_come_is_given_back_soon() {
         crate::node::on_one_executor("rest-pace", || async {
