@@ -429,8 +429,11 @@ impl Metered {
     /// the bytes of the frame that arrived (a frame's reads grow as TCP's slow start does:
     /// the read size a connection's earlier frames grew, up to 256 KiB, would hold that
     /// much for the frame's patience for a header, or 16 KiB, that ended a full read and was
-    /// followed by nothing; found in review). When the core has neither to spare, waits
-    /// until `deadline` for the whole rest of the frame.
+    /// followed by nothing; found in review). So each large frame's reads grow from 16 KiB
+    /// anew (the last read of the one before, bounded by its room, leaves the offer at
+    /// 16 KiB): 9 reads for a 1 MiB frame where 5 would do, the price of the bound, and of
+    /// the next header's read bringing at most 16 KiB unadmitted. When the core has neither
+    /// to spare, waits until `deadline` for the whole rest of the frame.
     async fn admit_next_read(
         &mut self,
         admitted: &Budget,
@@ -501,16 +504,15 @@ impl Metered {
 /// for the rest of its frame, the rest left in the socket. Room admitted ahead of a frame's
 /// bytes is no more than those that arrived ([`Metered::admit_next_read`]), save a rest
 /// admitted whole, whose bytes are then due at a pace ([`Metered::rest_deadline`]). A
-/// connection
-/// that announces a large frame and sends less than 16 KiB of it so holds admitted bytes
-/// only as many as its reads brought, and does not wait: only bytes that arrived can keep
-/// other clients' large frames waiting (when whole frames were admitted at their headers,
-/// connections that sent 12 bytes each did; found in review). The admission, returned with
-/// the frame, gives the bytes back when dropped. A frame must be admitted within `patience`
-/// of its first byte, and arrive whole within it (or, once its rest was admitted whole, at
-/// the pace [`Metered::rest_deadline`] sets: within 1.1 times `patience` of that), or its
-/// connection is closed: one that trickles bytes in, or waits, holds bytes or its
-/// connection's place for no longer.
+/// connection that announces a large frame and sends less than 16 KiB of it so holds
+/// admitted bytes only as many as its reads brought, and does not wait: only bytes that
+/// arrived can keep other clients' large frames waiting (when whole frames were admitted at their
+/// headers, connections that sent 12 bytes each did; found in review). The admission, returned with
+/// the frame, gives the bytes back when dropped. A frame must be admitted within `patience` of its
+/// first byte, and arrive whole within it (or, once its rest was admitted whole, at the pace
+/// [`Metered::rest_deadline`] sets: within 1.1 times `patience` of that), or its connection is
+/// closed: one that trickles bytes in, or waits, holds bytes or its connection's place for no
+/// longer.
 async fn next_frame(
     reader: &mut (impl AsyncRead + Unpin),
     frames: &mut FrameReader,

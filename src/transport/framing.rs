@@ -144,8 +144,9 @@ impl FrameReader {
     ) -> io::Result<usize> {
         // At most a chunk offered per read: a large frame arrives over several reads.
         let missing = self.missing_bytes();
-        let unbounded = self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES));
-        let offered = unbounded.min(offer_max).max(1);
+        let offered = (self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES)))
+            .min(offer_max)
+            .max(1);
         let filled = self.filled;
         let wanted = filled + offered;
         if self.buffer.len() < wanted {
@@ -161,23 +162,13 @@ impl FrameReader {
         let result = stream.read(&mut self.buffer[filled..wanted]).await;
         let read = *result.as_ref().unwrap_or(&0);
         self.filled += read;
-        // A full read may have left more behind: offer twice as much (and no less than
-        // before, if `offer_max` cut this read short: it says nothing of the stream, and a
-        // client's large frame, read to its last bytes so, would otherwise start the next
-        // one's reads over from 16 KiB; found in review). Otherwise a quarter more than
-        // arrived, room for the stream to speed up without holding much that no read fills.
-        // (Twice the last read, as before, zeroed about twice what was read: 16 KiB messages
-        // moved at 45-47% of raw TCP, against 64-96% with this rule, in alternating runs of
-        // `cargo bench --bench transport`.)
+        // A full read may have left more behind: offer twice as much. Otherwise a quarter
+        // more than arrived, room for the stream to speed up without holding much that no
+        // read fills. (Twice the last read, as before, zeroed about twice what was read:
+        // 16 KiB messages moved at 45-47% of raw TCP, against 64-96% with this rule, in
+        // alternating runs of `cargo bench --bench transport`.)
         self.read_bytes_next = if read == offered {
-            let kept = if offered < unbounded {
-                self.read_bytes_next
-            } else {
-                0
-            };
-            (offered * 2)
-                .max(kept)
-                .clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
+            (offered * 2).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
         } else {
             (read + read / 4).clamp(READ_BYTES_MIN, RECEIVE_CHUNK_BYTES)
         };
@@ -445,31 +436,6 @@ mod tests {
             offers.push(reader.read_bytes_next >> 10);
         }
         assert_eq!(offers, [32, 64, 128, 125, 125, 125], "KiB offered next");
-    }
-
-    /// Goal: a read cut short by its caller's bound (a client's large frame read to its last
-    /// bytes, the room admitted for it) does not shrink the offer that follows: the next
-    /// frame's reads would start over from 16 KiB (found in review). Method: reads grown to
-    /// 256 KiB, then one bounded to 100 bytes, then one unbounded.
-    #[test]
-    fn a_read_cut_short_by_its_bound_keeps_the_offer() {
-        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-        let mut trickle = Trickle {
-            bytes: vec![0; 4 << 20],
-            at: 0,
-            chunk: 1 << 20,
-        };
-        for _ in 0..5 {
-            futures_lite::future::block_on(reader.fill(&mut trickle)).expect("reads");
-        }
-        assert_eq!(reader.read_bytes_next(), RECEIVE_CHUNK_BYTES);
-        let read = futures_lite::future::block_on(reader.fill_at_most(&mut trickle, 100));
-        assert_eq!(read.expect("reads"), 100);
-        assert_eq!(reader.read_bytes_next(), RECEIVE_CHUNK_BYTES, "kept");
-        // A read that came back short of what was offered still follows what came.
-        trickle.chunk = 1000;
-        futures_lite::future::block_on(reader.fill(&mut trickle)).expect("reads");
-        assert_eq!(reader.read_bytes_next(), READ_BYTES_MIN);
     }
 
     #[test]
