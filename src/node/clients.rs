@@ -660,11 +660,7 @@ mod tests {
     ) -> Option<std::io::Result<usize>> {
         use futures_lite::AsyncReadExt;
         let mut byte = [0u8; 1];
-        futures_lite::future::or(async { Some(stream.read(&mut byte).await) }, async {
-            glommio::timer::sleep(patience).await;
-            None
-        })
-        .await
+        within(now_plus(patience), stream.read(&mut byte)).await
     }
 
     /// Serves client connections on loopback, at most two at once, closing one idle for
@@ -941,10 +937,7 @@ mod tests {
             let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
             let patience = Duration::from_millis(50);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
-            let ended = futures_lite::future::or(async { Some(read.await) }, async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                None
-            });
+            let ended = within(now_plus(Duration::from_secs(5)), read);
             let error = ended.await.expect("ends").expect_err("closed");
             assert!(error.contains("no room for the frame's bytes"), "{error}");
             assert_eq!(admitted.bytes.available(), 8 << 10);
@@ -966,10 +959,7 @@ mod tests {
             let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
             let patience = Duration::from_secs(10);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
-            let ended = futures_lite::future::or(async { Some(read.await) }, async {
-                glommio::timer::sleep(patience / 2).await;
-                None
-            });
+            let ended = within(now_plus(patience / 2), read);
             let error = ended
                 .await
                 .expect("closed well before its patience")
@@ -1188,10 +1178,7 @@ mod tests {
             let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
             let patience = Duration::from_millis(50);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
-            let ended = futures_lite::future::or(async { Some(read.await) }, async {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                None
-            });
+            let ended = within(now_plus(Duration::from_secs(5)), read);
             let error = ended.await.expect("ends").expect_err("cut off");
             assert!(error.contains("did not arrive within"), "{error}");
         })
