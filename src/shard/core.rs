@@ -514,14 +514,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         })
     }
 
-    /// Whether a Ready of group `id` in flight (or waiting for room) installs a snapshot:
-    /// until its sync ends, the group takes no snapshot of its own.
-    fn installs_snapshot(
-        persisting: &VecDeque<Persisting<L::Synced>>,
-        unstaged: &[(u32, Ready, Staged)],
-        id: u32,
-    ) -> bool {
-        Self::any_ready_of(persisting, unstaged, id, |ready| ready.snapshot().is_some())
+    /// Whether group `id` may start a snapshot of its own: no Ready of it in flight (or
+    /// waiting for room) installs one, until whose sync ends it takes none, and its last is
+    /// no longer being encoded or stored.
+    fn may_snapshot(&self, id: u32) -> bool {
+        let installs = |ready: &Ready| ready.snapshot().is_some();
+        !Self::any_ready_of(&self.persisting, &self.unstaged, id, installs)
+            && !self.log.snapshot_in_flight(GroupId(id))
     }
 
     /// Whether some Ready of group `id` in flight, or waiting for room, is `such`.
@@ -580,11 +579,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // the list now, it would come back only with its next Ready, which a quiet group
         // with no followers to heartbeat may never have.
         let mut due = self.snapshots_due.iter().copied();
-        let free = |&id: &u32| {
-            !Self::installs_snapshot(&self.persisting, &self.unstaged, id)
-                && !self.log.snapshot_in_flight(GroupId(id))
-        };
-        if let Some(id) = due.find(free) {
+        if let Some(id) = due.find(|&id| self.may_snapshot(id)) {
             self.snapshots_due.remove(&id);
             self.snapshot(id);
         }
@@ -1319,15 +1314,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// and on a full disk a Ready waiting for room may wait for the segments only this
     /// snapshot frees.
     fn snapshot(&mut self, id: u32) {
-        if Self::installs_snapshot(&self.persisting, &self.unstaged, id) {
+        if !self.may_snapshot(id) {
             return;
         }
         let Some(group) = self.groups.get_mut(&id) else {
             return;
         };
-        if group.kv.applied_index() <= group.replica.snapshot_index().0
-            || self.log.snapshot_in_flight(GroupId(id))
-        {
+        if group.kv.applied_index() <= group.replica.snapshot_index().0 {
             return;
         }
         group.applied_bytes_since_snapshot = 0;
