@@ -429,11 +429,11 @@ impl Metered {
     /// the bytes of the frame that arrived (a frame's reads grow as TCP's slow start does:
     /// the read size a connection's earlier frames grew, up to 256 KiB, would hold that
     /// much for the frame's patience for a header, or 16 KiB, that ended a full read and was
-    /// followed by nothing; found in review). So each large frame's reads grow from 16 KiB
-    /// anew (the last read of the one before, bounded by its room, leaves the offer at
-    /// 16 KiB): 9 reads for a 1 MiB frame where 5 would do, the price of the bound, and of
-    /// the next header's read bringing at most 16 KiB unadmitted. When the core has neither
-    /// to spare, waits until `deadline` for the whole rest of the frame.
+    /// followed by nothing; found in review). So a large frame's reads may grow from 16 KiB
+    /// anew: the last read of the frame before, bounded by its room, leaves the offer at
+    /// twice its length (16 KiB at least), so after a frame of 1 MiB and 100 bytes the next
+    /// takes 9 reads where 5 would do, the price of the bound. When the core has neither to
+    /// spare, waits until `deadline` for the whole rest of the frame.
     async fn admit_next_read(
         &mut self,
         admitted: &Budget,
@@ -1394,12 +1394,9 @@ mod tests {
                     }
                 }
             };
-            let within = futures_lite::future::or(disconnected, async {
-                glommio::timer::sleep(Duration::from_secs(3)).await;
-                false
-            });
+            let patience = Duration::from_secs(3);
             assert!(
-                within.await,
+                within(now_plus(patience), disconnected).await.is_some(),
                 "still connected 3 s after the core cut it off"
             );
             drop(client);

@@ -638,11 +638,12 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
 mod tests {
     use super::*;
 
+    use smallvec::smallvec;
+
     /// The requests of a frame of client requests, opened here.
     fn decode_requests(frame: &Bytes) -> Result<Vec<Result<Request, Refused>>, DecodeError> {
         requests_of(frame, open_frame(frame)?)
     }
-    use smallvec::smallvec;
 
     fn frame(encoder: &FrameEncoder) -> Bytes {
         Bytes::from(encoder.to_frame_vec())
