@@ -195,7 +195,7 @@ async fn serve_conn(
         inner: stream,
         last_read: Rc::clone(&registered.last_read),
     };
-    let mut buffer = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut buffer = client_frame_reader();
     let opened = opening(&mut stream, &mut buffer, &topology, &inbox, &admitted);
     let opened = futures_lite::future::or(opened, async { Err(closed(&registered.close).await) });
     let first = match opened.await {
@@ -571,6 +571,11 @@ async fn next_frame(
     }
 }
 
+/// The reader of a client connection's frames: any frame up to the largest a client may send.
+fn client_frame_reader() -> FrameReader {
+    FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX)
+}
+
 fn now_plus(patience: Duration) -> Instant {
     crate::clock::now() + patience
 }
@@ -808,7 +813,7 @@ mod tests {
                 read: Rc::clone(&read),
                 stall_after: None,
             };
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_secs(10);
             let mut next = pin!(next_frame(&mut socket, &mut frames, &admitted, patience));
             assert!(poll_once(next.as_mut()).await.is_none(), "waits");
@@ -867,8 +872,7 @@ mod tests {
                             step: 8 << 10,
                             pause: false,
                         };
-                        let mut frames =
-                            FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+                        let mut frames = client_frame_reader();
                         let patience = Duration::from_secs(10);
                         next_frame(&mut socket, &mut frames, &admitted, patience).await
                     })
@@ -934,7 +938,7 @@ mod tests {
                 .try_acquire_static_permit(56 << 10)
                 .expect("room for it");
             let mut socket = stalling(sent.clone(), sent.len());
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_millis(50);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
             let ended = within(now_plus(Duration::from_secs(5)), read);
@@ -956,7 +960,7 @@ mod tests {
             let sent = request_frame(48 << 10);
             let admitted = budget(64 << 10, 64 << 10);
             let mut socket = stalling(sent, FRAME_BYTES_UNMETERED_MAX);
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_secs(10);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
             let ended = within(now_plus(patience / 2), read);
@@ -988,7 +992,7 @@ mod tests {
                 every: Duration::from_millis(20),
                 next: None,
             };
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_secs(2);
             let (got, _) = next_frame(&mut socket, &mut frames, &admitted, patience)
                 .await
@@ -1053,7 +1057,7 @@ mod tests {
                 sent.extend_from_slice(&request_frame(frame_bytes));
                 let mut socket = stalling(sent, stall_at);
                 let admitted = budget(1 << 20, 0);
-                let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+                let mut frames = client_frame_reader();
                 let patience = Duration::from_secs(10);
                 for _ in 0..count {
                     let read = next_frame(&mut socket, &mut frames, &admitted, patience);
@@ -1093,7 +1097,7 @@ mod tests {
                 read: Rc::new(Cell::new(0)),
                 stall_after: Some(16 << 10),
             };
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_millis(50);
             let error = next_frame(&mut socket, &mut frames, &admitted, patience)
                 .await
@@ -1130,7 +1134,7 @@ mod tests {
             let mut waiting = Vec::new();
             for _ in 0..100 {
                 let socket = stalling(large.clone(), header);
-                let frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+                let frames = client_frame_reader();
                 let admitted = admitted.clone();
                 waiting.push(Box::pin(async move {
                     let (mut socket, mut frames) = (socket, frames);
@@ -1150,7 +1154,7 @@ mod tests {
             );
             for frame in [large.clone(), request_frame(16)] {
                 let mut socket = stalling(frame.clone(), frame.len());
-                let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+                let mut frames = client_frame_reader();
                 let read = next_frame(&mut socket, &mut frames, &admitted, patience);
                 let (got, admission) = poll_once(read)
                     .await
@@ -1175,7 +1179,7 @@ mod tests {
         crate::node::on_one_executor("header-patience", || async {
             let admitted = budget(64 << 10, 0);
             let mut socket = stalling(request_frame(16), 5);
-            let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let mut frames = client_frame_reader();
             let patience = Duration::from_millis(50);
             let read = next_frame(&mut socket, &mut frames, &admitted, patience);
             let ended = within(now_plus(Duration::from_secs(5)), read);
@@ -1258,7 +1262,7 @@ mod tests {
             "waits for more"
         );
         let mut stream = futures_lite::io::Cursor::new(sink.take());
-        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut reader = client_frame_reader();
         let mut frames = Vec::new();
         while let Some(frame) = block_on(reader.read_frame(&mut stream)).expect("frame") {
             frames.push(decode_responses(&frame).expect("decodes"));
@@ -1422,7 +1426,7 @@ mod tests {
         let reason = block_on(poll_once(writing.as_mut())).expect("ends");
         assert_eq!(reason, cut_off_reason());
         let mut stream = futures_lite::io::Cursor::new(sink.take());
-        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut reader = client_frame_reader();
         let frame = block_on(reader.read_frame(&mut stream)).expect("frame");
         let answers = decode_responses(&frame.expect("one frame")).expect("decodes");
         assert_eq!(answers, [response(1, vec![OpResult::Written])]);
