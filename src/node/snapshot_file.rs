@@ -19,7 +19,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
+
+use crate::durable::{self, BlockBytes};
 
 use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
@@ -50,11 +52,11 @@ fn indexes(dir: &Path, group: u32) -> io::Result<Vec<u64>> {
 
 /// Store `snapshot` of `group` durably; older snapshots of the group are deleted after.
 pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(64 + snapshot.data.len());
-    out.put_slice(MAGIC);
-    out.put_u32_le(group);
-    out.put_u64_le(snapshot.meta.index.0);
-    out.put_u64_le(snapshot.meta.term.0);
+    let mut head = Vec::with_capacity(64);
+    head.put_slice(MAGIC);
+    head.put_u32_le(group);
+    head.put_u64_le(snapshot.meta.index.0);
+    head.put_u64_le(snapshot.meta.term.0);
     let conf = &snapshot.meta.conf_state;
     for list in [
         &conf.voters,
@@ -62,16 +64,18 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
         &conf.learners,
         &conf.learners_next,
     ] {
-        out.put_u32_le(list.len() as u32);
-        list.iter().for_each(|node| out.put_u64_le(node.0));
+        head.put_u32_le(list.len() as u32);
+        list.iter().for_each(|node| head.put_u64_le(node.0));
     }
-    out.put_u8(u8::from(conf.auto_leave));
-    out.put_u64_le(snapshot.data.len() as u64);
-    out.put_slice(&snapshot.data);
-    let crc = crc32fast::hash(&out);
-    out.put_u32_le(crc);
+    head.put_u8(u8::from(conf.auto_leave));
+    head.put_u64_le(snapshot.data.len() as u64);
+    let mut out = BlockBytes::with_capacity(head.len() + snapshot.data.len() + 4);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&snapshot.data);
+    let crc = crc32fast::hash(out.as_slice());
+    out.extend_from_slice(&crc.to_le_bytes());
     let index = snapshot.meta.index.0;
-    crate::durable::replace_file(&path(dir, group, index), &out)?;
+    durable::replace_file_past_cache(&path(dir, group, index), &mut out)?;
     for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
         let _ = fs::remove_file(path(dir, group, older));
     }
