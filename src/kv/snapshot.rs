@@ -91,7 +91,9 @@ impl SnapshotJob {
         self.pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
         let pairs_bytes: usize = self.pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         let total_bytes = MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4;
-        let mut out = BytesMut::with_capacity(total_bytes);
+        // Block-aligned, so that the snapshot file hands these bytes to the device as they
+        // are (O_DIRECT), not a copy of them.
+        let mut out = crate::durable::aligned_bytes_mut(total_bytes);
         out.put_slice(MAGIC);
         out.put_u64_le(self.applied_index);
         out.put_u64_le(self.pairs.len() as u64);
@@ -421,6 +423,11 @@ mod tests {
         let kv = populated();
         assert_eq!(kv.members().len(), 1);
         let bytes = kv.encode_snapshot();
+        // Where the snapshot file can write them from as they are (O_DIRECT).
+        let aligned = bytes
+            .as_ptr()
+            .align_offset(crate::durable::DIRECT_BLOCK_BYTES);
+        assert_eq!(aligned, 0);
         let restored = KvStore::decode_snapshot(&bytes).unwrap();
         assert_eq!(restored, kv);
         // Same state, same bytes: the layout is deterministic.

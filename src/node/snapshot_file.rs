@@ -3,10 +3,15 @@
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
-//! "CSN1" | group u32 | index u64 | term u64 |
+//! "CSN2" | group u32 | index u64 | term u64 |
 //! voters | voters_outgoing | learners | learners_next   (each: count u32 | node u64 *)
-//! auto_leave u8 | data_len u64 | data | crc32 u32
+//! auto_leave u8 | data_len u64 | zeros to the next multiple of 4096 bytes |
+//! data | crc32 u32
 //! ```
+//!
+//! The data starts on a block boundary so that it can go to the device with O_DIRECT from
+//! the buffer it was encoded in (see `durable::replace_file_past_cache`). Files of the first
+//! layout, "CSN1" (no zeros: the data right after its length), are still read.
 //!
 //! Files are named by group and index, `group-<g>-<index>.snap`, so two writes of one group
 //! (one taken locally on a blocking thread, one received from the leader) never replace each
@@ -21,11 +26,13 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::durable::{self, BlockBytes};
+use crate::durable::{self, Blocks, DIRECT_BLOCK_BYTES};
 
 use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
-const MAGIC: &[u8; 4] = b"CSN1";
+const MAGIC: &[u8; 4] = b"CSN2";
+/// The first layout's magic: no padding before the data.
+const MAGIC_UNPADDED: &[u8; 4] = b"CSN1";
 
 pub(super) fn path(dir: &Path, group: u32, index: u64) -> PathBuf {
     dir.join(format!("group-{group}-{index:020}.snap"))
@@ -51,6 +58,8 @@ fn indexes(dir: &Path, group: u32) -> io::Result<Vec<u64>> {
 }
 
 /// Store `snapshot` of `group` durably; older snapshots of the group are deleted after.
+/// The data goes to the device from where it is, with no copy, if it starts at a
+/// block-aligned address (as a snapshot encoded here does: `aligned_bytes_mut`).
 pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let mut head = Vec::with_capacity(64);
     head.put_slice(MAGIC);
@@ -69,13 +78,27 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     }
     head.put_u8(u8::from(conf.auto_leave));
     head.put_u64_le(snapshot.data.len() as u64);
-    let mut out = BlockBytes::with_capacity(head.len() + snapshot.data.len() + 4);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&snapshot.data);
-    let crc = crc32fast::hash(out.as_slice());
-    out.extend_from_slice(&crc.to_le_bytes());
+    let head = Blocks::copied_from(&[&head]);
+    let data = &snapshot.data[..];
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head.as_slice());
+    crc.update(data);
+    let crc = crc.finalize().to_le_bytes();
+    let len = (head.as_slice().len() + data.len() + crc.len()) as u64;
+    let file = path(dir, group, snapshot.meta.index.0);
+    if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
+        let whole = data.len() / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES;
+        let tail = Blocks::copied_from(&[&data[whole..], &crc]);
+        durable::replace_file_past_cache(
+            &file,
+            &[head.as_slice(), &data[..whole], tail.as_slice()],
+            len,
+        )?;
+    } else {
+        let rest = Blocks::copied_from(&[data, &crc]);
+        durable::replace_file_past_cache(&file, &[head.as_slice(), rest.as_slice()], len)?;
+    }
     let index = snapshot.meta.index.0;
-    durable::replace_file_past_cache(&path(dir, group, index), &mut out)?;
     for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
         let _ = fs::remove_file(path(dir, group, older));
     }
@@ -118,9 +141,11 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
         }
     };
     need(&r, 24)?;
-    if r.split_to(4)[..] != MAGIC[..] {
-        return Err("bad magic");
-    }
+    let padded = match &r.split_to(4)[..] {
+        magic if magic == MAGIC => true,
+        magic if magic == MAGIC_UNPADDED => false,
+        _ => return Err("bad magic"),
+    };
     if r.get_u32_le() != group {
         return Err("names another group");
     }
@@ -136,6 +161,11 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
     need(&r, 9)?;
     let auto_leave = r.get_u8() != 0;
     let len = usize::try_from(r.get_u64_le()).map_err(|_| "data length overflows")?;
+    if padded {
+        let head = body - r.remaining();
+        need(&r, head.next_multiple_of(DIRECT_BLOCK_BYTES) - head)?;
+        r.advance(head.next_multiple_of(DIRECT_BLOCK_BYTES) - head);
+    }
     if r.remaining() != len {
         return Err("data length does not match the file");
     }
@@ -195,6 +225,57 @@ mod tests {
             error.contains("group-5-") && error.contains("checksum"),
             "{error}"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn aligned_data_goes_as_it_is_and_files_of_the_first_layout_are_read() {
+        let dir = std::env::temp_dir().join(format!("cohort-snapfile-2-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let content: Vec<u8> = (0..3 * DIRECT_BLOCK_BYTES + 5).map(|i| i as u8).collect();
+        let mut data = durable::aligned_bytes_mut(content.len());
+        data.put_slice(&content);
+        let data = data.freeze();
+        assert_eq!(data.as_ptr().align_offset(DIRECT_BLOCK_BYTES), 0);
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(9),
+                term: Term(2),
+                conf_state: ConfState {
+                    voters: vec![NodeId(1), NodeId(2)],
+                    auto_leave: true,
+                    ..ConfState::default()
+                },
+            },
+            data,
+        };
+        write(&dir, 3, &snapshot).unwrap();
+        assert_eq!(read(&dir, 3), Ok(Some(snapshot.clone())));
+        // The data starts on a block boundary, the file ends with the checksum.
+        let file = fs::read(path(&dir, 3, 9)).unwrap();
+        assert_eq!(file.len(), DIRECT_BLOCK_BYTES + content.len() + 4);
+        assert_eq!(
+            file[DIRECT_BLOCK_BYTES..DIRECT_BLOCK_BYTES + content.len()],
+            content
+        );
+        // The first layout: the data right after its length.
+        let mut old = MAGIC_UNPADDED.to_vec();
+        old.put_u32_le(3);
+        old.put_u64_le(12);
+        old.put_u64_le(2);
+        for list in [&[1u64, 2][..], &[], &[], &[]] {
+            old.put_u32_le(list.len() as u32);
+            list.iter().for_each(|node| old.put_u64_le(*node));
+        }
+        old.put_u8(1);
+        old.put_u64_le(content.len() as u64);
+        old.put_slice(&content);
+        let crc = crc32fast::hash(&old);
+        old.put_u32_le(crc);
+        fs::write(path(&dir, 3, 12), &old).unwrap();
+        let mut expected = snapshot.clone();
+        expected.meta.index = LogIndex(12);
+        assert_eq!(read(&dir, 3), Ok(Some(expected)));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
