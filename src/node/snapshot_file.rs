@@ -26,11 +26,20 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::durable::{self, Blocks, DIRECT_BLOCK_BYTES};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::durable::{self, Blocks, DIRECT_BLOCK_BYTES, Written};
+
+/// Whether this process said that snapshot files go through the page cache.
+static SAID_CACHED: AtomicBool = AtomicBool::new(false);
 
 use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 4] = b"CSN2";
+/// The data starts at a multiple of this in a CSN2 file: part of the layout, whatever the
+/// block size of O_DIRECT writes.
+const DATA_ALIGN_BYTES: usize = 4096;
+const _: () = assert!(DATA_ALIGN_BYTES % DIRECT_BLOCK_BYTES == 0);
 /// The first layout's magic: no padding before the data.
 const MAGIC_UNPADDED: &[u8; 4] = b"CSN1";
 
@@ -78,6 +87,7 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     }
     head.put_u8(u8::from(conf.auto_leave));
     head.put_u64_le(snapshot.data.len() as u64);
+    head.resize(head.len().next_multiple_of(DATA_ALIGN_BYTES), 0);
     let head = Blocks::copied_from(&[&head]);
     let data = &snapshot.data[..];
     let mut crc = crc32fast::Hasher::new();
@@ -86,17 +96,20 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let crc = crc.finalize().to_le_bytes();
     let len = (head.as_slice().len() + data.len() + crc.len()) as u64;
     let file = path(dir, group, snapshot.meta.index.0);
-    if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
+    let written = if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
         let whole = data.len() / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES;
         let tail = Blocks::copied_from(&[&data[whole..], &crc]);
-        durable::replace_file_past_cache(
-            &file,
-            &[head.as_slice(), &data[..whole], tail.as_slice()],
-            len,
-        )?;
+        let blocks = [head.as_slice(), &data[..whole], tail.as_slice()];
+        durable::replace_file_past_cache(&file, &blocks, len)?
     } else {
         let rest = Blocks::copied_from(&[data, &crc]);
-        durable::replace_file_past_cache(&file, &[head.as_slice(), rest.as_slice()], len)?;
+        durable::replace_file_past_cache(&file, &[head.as_slice(), rest.as_slice()], len)?
+    };
+    if written == Written::Cached && !SAID_CACHED.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            dir = %dir.display(),
+            "the file system refuses O_DIRECT: snapshot files are written through the page cache"
+        );
     }
     let index = snapshot.meta.index.0;
     for older in indexes(dir, group)?.into_iter().filter(|&i| i < index) {
@@ -118,6 +131,9 @@ pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
         .map(Bytes::from)
         .map_err(|error| format!("{}: {error}", file.display()))?;
     decode(&bytes, group).map(Some).map_err(|what| {
+        if what == NEWER_LAYOUT {
+            return format!("{}: {what}", file.display());
+        }
         format!(
             "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
              index, so the node will not start without it",
@@ -125,6 +141,11 @@ pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
         )
     })
 }
+
+/// A file whose checksum holds and whose magic names a snapshot layout this build does not
+/// know.
+const NEWER_LAYOUT: &str = "a snapshot file of a layout this build does not read, written by \
+     a newer build: keep it (it holds the group's state up to its index), and run that build";
 
 fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
     let body = bytes.len().checked_sub(4).ok_or("too short")?;
@@ -144,6 +165,7 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
     let padded = match &r.split_to(4)[..] {
         magic if magic == MAGIC => true,
         magic if magic == MAGIC_UNPADDED => false,
+        magic if magic.starts_with(b"CSN") => return Err(NEWER_LAYOUT),
         _ => return Err("bad magic"),
     };
     if r.get_u32_le() != group {
@@ -163,8 +185,9 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
     let len = usize::try_from(r.get_u64_le()).map_err(|_| "data length overflows")?;
     if padded {
         let head = body - r.remaining();
-        need(&r, head.next_multiple_of(DIRECT_BLOCK_BYTES) - head)?;
-        r.advance(head.next_multiple_of(DIRECT_BLOCK_BYTES) - head);
+        let zeros = head.next_multiple_of(DATA_ALIGN_BYTES) - head;
+        need(&r, zeros)?;
+        r.advance(zeros);
     }
     if r.remaining() != len {
         return Err("data length does not match the file");
@@ -189,6 +212,7 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn a_snapshot_file_round_trips_and_damage_is_named() {
@@ -251,13 +275,34 @@ mod tests {
         };
         write(&dir, 3, &snapshot).unwrap();
         assert_eq!(read(&dir, 3), Ok(Some(snapshot.clone())));
-        // The data starts on a block boundary, the file ends with the checksum.
+        // The data starts at byte 4096 (the layout's, whatever the block size of the
+        // writes), the file ends with the checksum.
         let file = fs::read(path(&dir, 3, 9)).unwrap();
-        assert_eq!(file.len(), DIRECT_BLOCK_BYTES + content.len() + 4);
-        assert_eq!(
-            file[DIRECT_BLOCK_BYTES..DIRECT_BLOCK_BYTES + content.len()],
-            content
+        assert_eq!(file.len(), 4096 + content.len() + 4);
+        assert_eq!(file[4096..4096 + content.len()], content);
+        // The same snapshot from data off the alignment (as one received from a leader):
+        // copied, the same file.
+        let mut shifted = BytesMut::from(&[0][..]);
+        shifted.put_slice(&content);
+        let mut unaligned = snapshot.clone();
+        unaligned.data = shifted.freeze().slice(1..);
+        assert_ne!(unaligned.data.as_ptr().align_offset(DIRECT_BLOCK_BYTES), 0);
+        fs::remove_file(path(&dir, 3, 9)).unwrap();
+        write(&dir, 3, &unaligned).unwrap();
+        assert_eq!(fs::read(path(&dir, 3, 9)).unwrap(), file);
+        // A layout of a newer build: said so, not called damaged.
+        let mut newer = file.clone();
+        newer[..4].copy_from_slice(b"CSN9");
+        let body = newer.len() - 4;
+        let crc = crc32fast::hash(&newer[..body]);
+        newer[body..].copy_from_slice(&crc.to_le_bytes());
+        fs::write(path(&dir, 3, 10), &newer).unwrap();
+        let error = read(&dir, 3).unwrap_err();
+        assert!(
+            error.contains("newer build") && !error.contains("damaged"),
+            "{error}"
         );
+        fs::remove_file(path(&dir, 3, 10)).unwrap();
         // The first layout: the data right after its length.
         let mut old = MAGIC_UNPADDED.to_vec();
         old.put_u32_le(3);
