@@ -92,7 +92,8 @@ pub struct SnapshotStreams {
     /// "start over". The same snapshot sent in a later term is streamed anew: the core may
     /// have dropped the one it got (its term had moved past the sender's meanwhile).
     completed: BTreeMap<(u64, u32), StreamId>,
-    /// Groups whose snapshot was too large to send, said once each.
+    /// Groups whose snapshot was too large to send, said once each until one of theirs fits
+    /// again.
     said_too_large: std::collections::BTreeSet<u32>,
     ticks: u64,
 }
@@ -148,6 +149,7 @@ impl SnapshotStreams {
             }
             return None;
         }
+        self.said_too_large.remove(&group);
         let key = (message.to.0, group);
         if let Some(running) = self.outgoing.get_mut(&key) {
             let idle = self.ticks - running.progress_tick;
@@ -938,7 +940,10 @@ mod tests {
         };
         assert!(sender.offer(0, message(200)).is_none());
         assert_eq!(sender.sending(), 0);
+        assert!(sender.said_too_large.contains(&0), "said");
         assert!(sender.offer(0, message(100)).is_none());
         assert_eq!(sender.sending(), 1, "one at the bound goes");
+        // Grown too large again later: said again.
+        assert!(!sender.said_too_large.contains(&0));
     }
 }
