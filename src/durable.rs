@@ -83,11 +83,8 @@ fn write_blocks(path: &Path, blocks: &[&[u8]], len: u64, flags: i32) -> io::Resu
         .truncate(true)
         .custom_flags(flags)
         .open(path)?;
-    for chunk in blocks
-        .iter()
-        .flat_map(|bytes| bytes.chunks(DIRECT_WRITE_BYTES_MAX))
-    {
-        file.write_all(chunk)?;
+    for piece in pieces(blocks) {
+        file.write_all(piece)?;
     }
     // The last block's padding cut off; the sync makes the length durable with the bytes
     // (O_DIRECT alone leaves them in the device's cache and the size unsynced).
@@ -104,6 +101,15 @@ pub const DIRECT_BLOCK_BYTES: usize = 4096;
 /// fill the device's queue, and the WALs' syncs (this node's and its neighbours' on the same
 /// disk) would wait behind all of it; in pieces of this size, a sync waits behind one.
 const DIRECT_WRITE_BYTES_MAX: usize = 1 << 20;
+const _: () = assert!(DIRECT_WRITE_BYTES_MAX % DIRECT_BLOCK_BYTES == 0);
+
+/// `blocks` in the pieces they are written in: at most [`DIRECT_WRITE_BYTES_MAX`] each, whole
+/// blocks of whole blocks.
+fn pieces<'a>(blocks: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> {
+    blocks
+        .iter()
+        .flat_map(|bytes| bytes.chunks(DIRECT_WRITE_BYTES_MAX))
+}
 
 /// Whether `bytes` are whole blocks at a block-aligned address, as O_DIRECT writes them.
 fn is_blocks(bytes: &[u8]) -> bool {
@@ -204,6 +210,25 @@ mod tests {
     }
 
     #[test]
+    fn writes_go_in_aligned_pieces_of_at_most_a_mebibyte() {
+        let mut big = aligned_bytes_mut(3 * DIRECT_WRITE_BYTES_MAX);
+        big.resize(2 * DIRECT_WRITE_BYTES_MAX + 3 * DIRECT_BLOCK_BYTES, 7);
+        let small = Blocks::copied_from(&[b"tail"]);
+        let blocks = [&big[..], &[][..], small.as_slice()];
+        let pieces: Vec<&[u8]> = pieces(&blocks).collect();
+        assert_eq!(
+            pieces.len(),
+            4,
+            "three of the large buffer, one of the small"
+        );
+        for piece in &pieces {
+            assert!(piece.len() <= DIRECT_WRITE_BYTES_MAX);
+            assert!(is_blocks(piece), "aligned whole blocks");
+        }
+        assert_eq!(pieces.concat(), blocks.concat());
+    }
+
+    #[test]
     fn files_past_the_cache_read_back_whole_and_go_direct_where_the_file_system_allows() {
         let name = format!("cohort-durable-direct-{}", std::process::id());
         let mut dirs = vec![std::env::temp_dir().join(&name)];
@@ -226,8 +251,8 @@ mod tests {
                 Written::Cached
             };
             let path = dir.join("big.snap");
-            let pieces = 2 * DIRECT_WRITE_BYTES_MAX + 4099;
-            for len in [0, 1, 4095, 4096, 4097, 3 * 4096 + 17, pieces] {
+            let several_pieces = 2 * DIRECT_WRITE_BYTES_MAX + 4099;
+            for len in [0, 1, 4095, 4096, 4097, 3 * 4096 + 17, several_pieces] {
                 let content: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
                 let check = |blocks: &[&[u8]], how: Written| {
                     let written = replace_file_past_cache(&path, blocks, len as u64).unwrap();

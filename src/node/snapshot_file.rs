@@ -11,7 +11,9 @@
 //!
 //! The data starts on a block boundary so that it can go to the device with O_DIRECT from
 //! the buffer it was encoded in (see `durable::replace_file_past_cache`). Files of the first
-//! layout, "CSN1" (no zeros: the data right after its length), are still read.
+//! layout, "CSN1" (no zeros: the data right after its length), are still read. Every layout's
+//! magic is "CSN" and one more byte: a file with another last byte is a later layout, said so
+//! whatever its checksum (a later layout may check itself another way), never called damaged.
 //!
 //! Files are named by group and index, `group-<g>-<index>.snap`, so two writes of one group
 //! (one taken locally on a blocking thread, one received from the leader) never replace each
@@ -23,16 +25,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Buf, BufMut, Bytes};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::durable::{self, Blocks, DIRECT_BLOCK_BYTES, Written};
-
-/// Whether this process said that snapshot files go through the page cache.
-static SAID_CACHED: AtomicBool = AtomicBool::new(false);
-
 use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 4] = b"CSN2";
@@ -42,6 +39,11 @@ const DATA_ALIGN_BYTES: usize = 4096;
 const _: () = assert!(DATA_ALIGN_BYTES % DIRECT_BLOCK_BYTES == 0);
 /// The first layout's magic: no padding before the data.
 const MAGIC_UNPADDED: &[u8; 4] = b"CSN1";
+/// How every layout's magic starts, the last byte telling them apart.
+const MAGIC_PREFIX: &[u8; 3] = b"CSN";
+
+/// Whether this process said that snapshot files go through the page cache.
+static SAID_CACHED: AtomicBool = AtomicBool::new(false);
 
 pub(super) fn path(dir: &Path, group: u32, index: u64) -> PathBuf {
     dir.join(format!("group-{group}-{index:020}.snap"))
@@ -130,24 +132,44 @@ pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
     let bytes = fs::read(&file)
         .map(Bytes::from)
         .map_err(|error| format!("{}: {error}", file.display()))?;
-    decode(&bytes, group).map(Some).map_err(|what| {
-        if what == NEWER_LAYOUT {
-            return format!("{}: {what}", file.display());
-        }
-        format!(
-            "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
+    decode(&bytes, group)
+        .map(Some)
+        .map_err(|unread| match unread {
+            Unread::OtherLayout => format!(
+                "{}: a snapshot file of a layout this build does not read (a newer build's, or its \
+             first bytes are damaged): keep it, as it may hold the group's state up to its \
+             index, and run the build that wrote it",
+                file.display()
+            ),
+            Unread::Damaged(what) => format!(
+                "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
              index, so the node will not start without it",
-            file.display()
-        )
-    })
+                file.display()
+            ),
+        })
 }
 
-/// A file whose checksum holds and whose magic names a snapshot layout this build does not
-/// know.
-const NEWER_LAYOUT: &str = "a snapshot file of a layout this build does not read, written by \
-     a newer build: keep it (it holds the group's state up to its index), and run that build";
+/// Why a snapshot file was not read.
+#[derive(Debug, PartialEq)]
+enum Unread {
+    /// Its magic names a layout this build does not know. Told apart before the checksum is
+    /// checked: a later layout may check itself another way.
+    OtherLayout,
+    Damaged(&'static str),
+}
 
-fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
+fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, Unread> {
+    let padded = match bytes.get(..4) {
+        Some(magic) if magic == MAGIC => true,
+        Some(magic) if magic == MAGIC_UNPADDED => false,
+        Some(magic) if magic.starts_with(MAGIC_PREFIX) => return Err(Unread::OtherLayout),
+        _ => return Err(Unread::Damaged("bad magic")),
+    };
+    decode_checked(bytes, group, padded).map_err(Unread::Damaged)
+}
+
+/// A file of a layout this build reads: CSN2 if `padded`, else CSN1.
+fn decode_checked(bytes: &Bytes, group: u32, padded: bool) -> Result<Snapshot, &'static str> {
     let body = bytes.len().checked_sub(4).ok_or("too short")?;
     let stored = u32::from_le_bytes(bytes[body..].try_into().expect("4 bytes"));
     if crc32fast::hash(&bytes[..body]) != stored {
@@ -162,12 +184,7 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, &'static str> {
         }
     };
     need(&r, 24)?;
-    let padded = match &r.split_to(4)[..] {
-        magic if magic == MAGIC => true,
-        magic if magic == MAGIC_UNPADDED => false,
-        magic if magic.starts_with(b"CSN") => return Err(NEWER_LAYOUT),
-        _ => return Err("bad magic"),
-    };
+    r.advance(4);
     if r.get_u32_le() != group {
         return Err("names another group");
     }
@@ -290,16 +307,14 @@ mod tests {
         fs::remove_file(path(&dir, 3, 9)).unwrap();
         write(&dir, 3, &unaligned).unwrap();
         assert_eq!(fs::read(path(&dir, 3, 9)).unwrap(), file);
-        // A layout of a newer build: said so, not called damaged.
+        // A layout of a newer build, which may check itself another way (here its last four
+        // bytes are no crc32 of the rest): said so, not called damaged.
         let mut newer = file.clone();
         newer[..4].copy_from_slice(b"CSN9");
-        let body = newer.len() - 4;
-        let crc = crc32fast::hash(&newer[..body]);
-        newer[body..].copy_from_slice(&crc.to_le_bytes());
         fs::write(path(&dir, 3, 10), &newer).unwrap();
         let error = read(&dir, 3).unwrap_err();
         assert!(
-            error.contains("newer build") && !error.contains("damaged"),
+            error.contains("does not read") && !error.contains("file is damaged"),
             "{error}"
         );
         fs::remove_file(path(&dir, 3, 10)).unwrap();

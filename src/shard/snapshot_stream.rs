@@ -945,5 +945,7 @@ mod tests {
         assert_eq!(sender.sending(), 1, "one at the bound goes");
         // Grown too large again later: said again.
         assert!(!sender.said_too_large.contains(&0));
+        assert!(sender.offer(0, message(200)).is_none());
+        assert!(sender.said_too_large.contains(&0), "said again");
     }
 }
