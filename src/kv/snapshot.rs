@@ -93,19 +93,34 @@ impl SnapshotJob {
         let total_bytes = MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4;
         // Block-aligned, so that the snapshot file hands these bytes to the device as they
         // are (O_DIRECT), not a copy of them.
-        let mut out = crate::durable::aligned_bytes_mut(total_bytes);
-        out.put_slice(MAGIC);
-        out.put_u64_le(self.applied_index);
-        out.put_u64_le(self.pairs.len() as u64);
-        for (key, value) in &self.pairs {
-            put_blob(&mut out, key);
-            put_blob(&mut out, value);
+        let mapped = crate::durable::mapped_filled(total_bytes, |bytes| {
+            let (body, crc) = bytes.split_at_mut(total_bytes - 4);
+            let mut out = &mut body[..];
+            self.put_body(&mut out);
+            assert!(out.is_empty(), "the size computed up front");
+            crc.copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+        });
+        if let Some(bytes) = mapped {
+            return bytes;
         }
-        out.put_slice(&self.tail);
+        let mut out = crate::durable::aligned_bytes_mut(total_bytes);
+        self.put_body(&mut out);
         debug_assert_eq!(out.len() + 4, total_bytes, "the size computed up front");
         let crc = crc32fast::hash(&out);
         out.put_u32_le(crc);
         out.freeze()
+    }
+
+    /// Everything but the checksum at the end.
+    fn put_body(&self, out: &mut impl BufMut) {
+        out.put_slice(MAGIC);
+        out.put_u64_le(self.applied_index);
+        out.put_u64_le(self.pairs.len() as u64);
+        for (key, value) in &self.pairs {
+            put_blob(out, key);
+            put_blob(out, value);
+        }
+        out.put_slice(&self.tail);
     }
 }
 
@@ -287,7 +302,7 @@ impl KvStore {
     }
 }
 
-fn put_blob(out: &mut BytesMut, blob: &[u8]) {
+fn put_blob(out: &mut impl BufMut, blob: &[u8]) {
     out.put_u32_le(blob.len() as u32);
     out.put_slice(blob);
 }
@@ -394,6 +409,40 @@ mod tests {
         };
         kv.sessions.record(3, 9, 1, 52, refused);
         kv
+    }
+
+    /// A state of tens of MiB is encoded into a mapping of its own (see
+    /// `durable::mapped_filled`), aligned as a small one is, and reads back the same.
+    #[test]
+    fn a_large_state_encodes_into_its_own_mapping_and_restores() {
+        let mut kv = populated();
+        let value = Bytes::from(vec![9u8; 256 << 10]);
+        let ops = (0..130u64)
+            .map(|i| Op::Put {
+                key: Bytes::from(format!("large{i}")),
+                value: value.clone(),
+            })
+            .collect();
+        let command = Command {
+            client_id: 77,
+            sequence: 1,
+            first_unacked: 1,
+            ops,
+        };
+        kv.apply(53, &command.encode(), |_, _| ()).unwrap();
+        let bytes = kv.encode_snapshot();
+        assert!(
+            bytes.len() >= crate::durable::MAPPED_BYTES_MIN,
+            "{} bytes",
+            bytes.len()
+        );
+        let aligned = bytes
+            .as_ptr()
+            .align_offset(crate::durable::DIRECT_BLOCK_BYTES);
+        assert_eq!(aligned, 0);
+        let restored = KvStore::decode_snapshot(&bytes).unwrap();
+        assert_eq!(restored, kv);
+        assert_eq!(restored.encode_snapshot(), bytes);
     }
 
     /// `bytes`, a snapshot, with its magic replaced by `magic` and its checksum made to fit.
