@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 /// Writes `bytes` to `path`'s temporary twin (`path` + `.tmp`), syncs it, renames it over
 /// `path` and syncs the directory. On failure the temporary file is removed (what was written
@@ -116,41 +116,6 @@ fn is_blocks(bytes: &[u8]) -> bool {
     bytes.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 && bytes.len() % DIRECT_BLOCK_BYTES == 0
 }
 
-/// `len` bytes that `fill` writes whole, in a mapping of their own, which the kernel may back
-/// with huge pages (a page fault per 2 MiB filled, not per 4 KiB); None below
-/// [`MAPPED_BYTES_MIN`] or if the mapping fails. For large bytes written once and then kept,
-/// as a snapshot of a large state, whose fresh pages took a third of a node's page faults
-/// under 32 KiB values on a growing state. Page-aligned, so their whole blocks can be handed
-/// to [`replace_file_past_cache`] as they are.
-///
-/// The mapping is a whole number of huge pages long (the kernel then places it on a huge
-/// page boundary, so its ends are huge pages too; the bytes past `len` are never touched).
-/// It is their own so that the advice ends with them: on memory malloc hands out again, a
-/// later fault on the request path could stall compacting memory for a huge page. Here such
-/// a stall falls on the thread that fills them, a core's blocking thread, delaying what
-/// queues behind it there (the preparation of the next WAL segment, other snapshots), which
-/// the encoding of so large a state delays by tens of milliseconds already.
-pub fn mapped_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Option<Bytes> {
-    if len < MAPPED_BYTES_MIN {
-        return None;
-    }
-    let mut map = memmap2::MmapMut::map_anon(len.next_multiple_of(HUGE_PAGE_BYTES)).ok()?;
-    // A hint: with transparent huge pages off (`never`), or the advice refused, nothing changes.
-    let _ = map.advise(memmap2::Advice::HugePage);
-    fill(&mut map[..len]);
-    Some(Bytes::from_owner(map).slice(..len))
-}
-
-/// A transparent huge page on x86-64 and on arm64 with 4 KiB pages.
-const HUGE_PAGE_BYTES: usize = 2 << 20;
-
-/// The size from which [`mapped_filled`] maps: glibc's malloc maps allocations this large
-/// afresh each time (its largest mmap threshold on 64-bit), so their pages are fresh anyway.
-/// Smaller ones it serves from memory it keeps, which a fresh mapping would give up: with a
-/// 4 MB state per group, mapping each snapshot (from 2 MiB on) cost each node 12% more CPU
-/// than malloc's reused memory (`cohort bench --value-bytes 32768 --keys 1000`, 2026-12-03).
-pub const MAPPED_BYTES_MIN: usize = 32 << 20;
-
 /// An empty buffer for `capacity` bytes that start at a block-aligned address, so that their
 /// whole blocks can be handed to [`replace_file_past_cache`] as they are. (They stay aligned
 /// unless more than `capacity` bytes are put in it: then it moves.)
@@ -242,21 +207,6 @@ mod tests {
         // Under a file, an error.
         assert!(create_dir_all(&path.join("c")).is_err());
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn large_bytes_are_filled_in_a_mapping_and_small_ones_are_left_to_malloc() {
-        let fill = |bytes: &mut [u8]| bytes.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
-        assert!(mapped_filled(MAPPED_BYTES_MIN - 1, fill).is_none());
-        let len = MAPPED_BYTES_MIN + 12_345;
-        let bytes = mapped_filled(len, fill).expect("mapped");
-        assert_eq!(bytes.len(), len);
-        assert_eq!(bytes.as_ptr().align_offset(DIRECT_BLOCK_BYTES), 0);
-        assert!(bytes.iter().enumerate().all(|(i, &b)| b == i as u8));
-        // Shared and sliced as any bytes; the mapping ends with the last of them.
-        let tail = bytes.slice(len - 2..);
-        drop(bytes);
-        assert_eq!(tail[..], [(len - 2) as u8, (len - 1) as u8]);
     }
 
     #[test]

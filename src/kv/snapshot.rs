@@ -88,55 +88,24 @@ impl SnapshotJob {
     /// The snapshot's bytes. Written into one buffer of the exact size: a growing buffer
     /// copies a big state over and over, and faults in fresh pages each time.
     pub fn encode(mut self) -> Bytes {
-        let total_bytes = self.sort_and_size();
-        self.encode_mapped(total_bytes)
-            .unwrap_or_else(|| self.encode_heap(total_bytes))
-    }
-
-    /// Puts the pairs in key order; the bytes of their encoding.
-    fn sort_and_size(&mut self) -> usize {
         self.pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
         let pairs_bytes: usize = self.pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-        MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4
-    }
-
-    /// A large snapshot into a mapping of its own (`durable::mapped_filled`), if it is one.
-    /// Page-aligned, as the heap's: the snapshot file hands these bytes to the device as
-    /// they are (O_DIRECT), not a copy of them.
-    fn encode_mapped(&self, total_bytes: usize) -> Option<Bytes> {
-        crate::durable::mapped_filled(total_bytes, |bytes| {
-            let (body, crc) = bytes.split_at_mut(total_bytes - 4);
-            let mut out = &mut body[..];
-            self.put_body(&mut out);
-            let left = out.len();
-            assert_eq!(
-                left, 0,
-                "a snapshot sized {total_bytes} bytes left {left} unwritten"
-            );
-            crc.copy_from_slice(&crc32fast::hash(body).to_le_bytes());
-        })
-    }
-
-    /// A snapshot into a block-aligned buffer of malloc's.
-    fn encode_heap(&self, total_bytes: usize) -> Bytes {
+        let total_bytes = MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4;
+        // Block-aligned, so that the snapshot file hands these bytes to the device as they
+        // are (O_DIRECT), not a copy of them.
         let mut out = crate::durable::aligned_bytes_mut(total_bytes);
-        self.put_body(&mut out);
-        debug_assert_eq!(out.len() + 4, total_bytes, "the size computed up front");
-        let crc = crc32fast::hash(&out);
-        out.put_u32_le(crc);
-        out.freeze()
-    }
-
-    /// Everything but the checksum at the end.
-    fn put_body(&self, out: &mut impl BufMut) {
         out.put_slice(MAGIC);
         out.put_u64_le(self.applied_index);
         out.put_u64_le(self.pairs.len() as u64);
         for (key, value) in &self.pairs {
-            put_blob(out, key);
-            put_blob(out, value);
+            put_blob(&mut out, key);
+            put_blob(&mut out, value);
         }
         out.put_slice(&self.tail);
+        debug_assert_eq!(out.len() + 4, total_bytes, "the size computed up front");
+        let crc = crc32fast::hash(&out);
+        out.put_u32_le(crc);
+        out.freeze()
     }
 }
 
@@ -318,7 +287,7 @@ impl KvStore {
     }
 }
 
-fn put_blob(out: &mut impl BufMut, blob: &[u8]) {
+fn put_blob(out: &mut BytesMut, blob: &[u8]) {
     out.put_u32_le(blob.len() as u32);
     out.put_slice(blob);
 }
@@ -425,51 +394,6 @@ mod tests {
         };
         kv.sessions.record(3, 9, 1, 52, refused);
         kv
-    }
-
-    /// A state of tens of MiB is encoded into a mapping of its own (see
-    /// `durable::mapped_filled`): the same bytes as into malloc's memory, aligned as they are.
-    #[test]
-    fn a_large_state_encodes_into_its_own_mapping_as_into_the_heap() {
-        let mut kv = populated();
-        let value = Bytes::from(vec![9u8; 256 << 10]);
-        let ops = (0..130u64)
-            .map(|i| Op::Put {
-                key: Bytes::from(format!("large{i}")),
-                value: value.clone(),
-            })
-            .collect();
-        let command = Command {
-            client_id: 77,
-            sequence: 1,
-            first_unacked: 1,
-            ops,
-        };
-        kv.apply(53, &command.encode(), |_, _| ()).unwrap();
-        drop(command);
-        let mut job = kv.snapshot_job();
-        let total_bytes = job.sort_and_size();
-        assert!(
-            total_bytes >= crate::durable::MAPPED_BYTES_MIN,
-            "{total_bytes} bytes"
-        );
-        let mapped = job.encode_mapped(total_bytes).expect("mapped");
-        assert_eq!(mapped.len(), total_bytes);
-        assert_eq!(
-            mapped
-                .as_ptr()
-                .align_offset(crate::durable::DIRECT_BLOCK_BYTES),
-            0
-        );
-        assert!(
-            mapped == job.encode_heap(total_bytes),
-            "the same bytes either way"
-        );
-        assert_eq!(KvStore::decode_snapshot(&mapped).unwrap(), kv);
-        // A small state is left to malloc.
-        let mut small = populated().snapshot_job();
-        let small_bytes = small.sort_and_size();
-        assert!(small.encode_mapped(small_bytes).is_none());
     }
 
     /// `bytes`, a snapshot, with its magic replaced by `magic` and its checksum made to fit.
