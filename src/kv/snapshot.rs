@@ -87,13 +87,18 @@ impl SnapshotJob {
 
     /// The snapshot's bytes. Written into one buffer of the exact size: a growing buffer
     /// copies a big state over and over, and faults in fresh pages each time.
-    pub fn encode(mut self) -> Bytes {
+    pub fn encode(self) -> Bytes {
+        self.encode_into(BytesMut::with_capacity)
+    }
+
+    /// [`SnapshotJob::encode`] into the buffer `buffer` makes for the snapshot's bytes (the
+    /// node's is block-aligned, so that the snapshot file hands these bytes to the device as
+    /// they are, with O_DIRECT, not a copy of them).
+    pub fn encode_into(mut self, buffer: impl FnOnce(usize) -> BytesMut) -> Bytes {
         self.pairs.sort_unstable_by(|a, b| a.0[..].cmp(&b.0[..]));
         let pairs_bytes: usize = self.pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         let total_bytes = MAGIC.len() + 16 + pairs_bytes + self.tail.len() + 4;
-        // Block-aligned, so that the snapshot file hands these bytes to the device as they
-        // are (O_DIRECT), not a copy of them.
-        let mut out = crate::durable::aligned_bytes_mut(total_bytes);
+        let mut out = buffer(total_bytes);
         out.put_slice(MAGIC);
         out.put_u64_le(self.applied_index);
         out.put_u64_le(self.pairs.len() as u64);
@@ -423,11 +428,13 @@ mod tests {
         let kv = populated();
         assert_eq!(kv.members().len(), 1);
         let bytes = kv.encode_snapshot();
-        // Where the snapshot file can write them from as they are (O_DIRECT).
-        let aligned = bytes
-            .as_ptr()
-            .align_offset(crate::durable::DIRECT_BLOCK_BYTES);
-        assert_eq!(aligned, 0);
+        // Into the caller's buffer, asked for at the exact size.
+        let mut asked = 0;
+        let into = kv.snapshot_job().encode_into(|bytes| {
+            asked = bytes;
+            BytesMut::with_capacity(bytes)
+        });
+        assert_eq!((into.clone(), asked), (bytes.clone(), bytes.len()));
         let restored = KvStore::decode_snapshot(&bytes).unwrap();
         assert_eq!(restored, kv);
         // Same state, same bytes: the layout is deterministic.

@@ -870,14 +870,15 @@ impl CoreLog for WalLog {
     }
 
     /// On glommio's blocking thread: sorting and copying a big state would stall every
-    /// group of the core for as long (tens of ms for tens of MB).
+    /// group of the core for as long (tens of ms for tens of MB). Into a block-aligned
+    /// buffer, which the snapshot file writes from as it is (O_DIRECT).
     fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
         let slot = Rc::new(RefCell::new(None));
         self.snapshots_encoding
             .insert(group.0, (job.applied_index(), Rc::clone(&slot)));
         glommio::spawn_local(async move {
             let encoded = glommio::executor()
-                .spawn_blocking(move || job.encode())
+                .spawn_blocking(move || job.encode_into(crate::durable::aligned_bytes_mut))
                 .await;
             *slot.borrow_mut() = Some(encoded);
         })
