@@ -1,4 +1,5 @@
-//! Small files replaced whole and durably: a crash leaves either the old content or the new.
+//! Files replaced whole and durably (a crash leaves either the old content or the new), large
+//! ones past the page cache; directories created durably.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,7 +16,9 @@ use bytes::{Buf, BufMut, BytesMut};
 /// writes one itself only for a snapshot that reached Raft unstored, while no store of it
 /// runs.)
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    replace_via_twin(path, |temporary| write_cached(temporary, bytes))
+    replace_via_twin(path, |temporary| {
+        write_blocks(temporary, &[bytes], bytes.len() as u64, 0)
+    })
 }
 
 /// How [`replace_file_past_cache`] wrote a file.
@@ -70,12 +73,6 @@ fn replace_via_twin<T>(path: &Path, write: impl FnOnce(&Path) -> io::Result<T>) 
     Ok(made)
 }
 
-fn write_cached(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 fn write_blocks(path: &Path, blocks: &[&[u8]], len: u64, flags: i32) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -111,9 +108,12 @@ fn pieces<'a>(blocks: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> {
         .flat_map(|bytes| bytes.chunks(DIRECT_WRITE_BYTES_MAX))
 }
 
-/// Whether `bytes` are whole blocks at a block-aligned address, as O_DIRECT writes them.
+/// Whether `bytes` are whole blocks at a block-aligned address, as O_DIRECT writes them (or
+/// nothing, written nowhere).
 fn is_blocks(bytes: &[u8]) -> bool {
-    bytes.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 && bytes.len() % DIRECT_BLOCK_BYTES == 0
+    bytes.is_empty()
+        || bytes.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0
+            && bytes.len() % DIRECT_BLOCK_BYTES == 0
 }
 
 /// An empty buffer for `capacity` bytes that start at a block-aligned address, so that their
@@ -131,28 +131,21 @@ pub fn aligned_bytes_mut(capacity: usize) -> BytesMut {
 }
 
 /// Bytes copied to a block-aligned address and padded with zeros to whole blocks.
-pub struct Blocks {
-    buf: Vec<u8>,
-    /// Where the blocks start in `buf`.
-    start: usize,
-}
+pub struct Blocks(BytesMut);
 
 impl Blocks {
     /// `parts` one after the other, then zeros to the end of the last block.
     pub fn copied_from(parts: &[&[u8]]) -> Blocks {
         let len: usize = parts.iter().map(|part| part.len()).sum();
         let padded = len.next_multiple_of(DIRECT_BLOCK_BYTES);
-        let mut buf: Vec<u8> = Vec::with_capacity(padded + DIRECT_BLOCK_BYTES);
-        let start = buf.as_ptr().align_offset(DIRECT_BLOCK_BYTES);
-        let start = if start < DIRECT_BLOCK_BYTES { start } else { 0 };
-        buf.resize(start, 0);
-        parts.iter().for_each(|part| buf.extend_from_slice(part));
-        buf.resize(start + padded, 0);
-        Blocks { buf, start }
+        let mut blocks = aligned_bytes_mut(padded);
+        parts.iter().for_each(|part| blocks.put_slice(part));
+        blocks.resize(padded, 0);
+        Blocks(blocks)
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
+        &self.0
     }
 }
 
@@ -269,9 +262,13 @@ mod tests {
                 // All copied, from parts.
                 let halves = [&content[..len / 2], &content[len / 2..]];
                 check(&[Blocks::copied_from(&halves).as_slice()], expected);
-                // Bytes off the alignment: through the cache.
+                // Bytes off the alignment: through the cache, unless they are none.
                 let shifted: Vec<u8> = [0].iter().chain(&content).copied().collect();
-                check(&[&shifted[1..]], Written::Cached);
+                let how = if len == 0 { expected } else { Written::Cached };
+                check(&[&shifted[1..]], how);
+                // No bytes off the alignment beside whole blocks change nothing.
+                let copied = Blocks::copied_from(&[&content]);
+                check(&[&shifted[1..1], copied.as_slice()], expected);
             }
             fs::remove_dir_all(&dir).unwrap();
         }

@@ -98,15 +98,16 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let crc = crc.finalize().to_le_bytes();
     let len = (head.as_slice().len() + data.len() + crc.len()) as u64;
     let file = path(dir, group, snapshot.meta.index.0);
-    let written = if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
-        let whole = data.len() / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES;
-        let tail = Blocks::copied_from(&[&data[whole..], &crc]);
-        let blocks = [head.as_slice(), &data[..whole], tail.as_slice()];
-        durable::replace_file_past_cache(&file, &blocks, len)?
+    // Aligned data goes as it is but for its last partial block, copied with the checksum
+    // after it; other data (a snapshot from a leader) is copied whole.
+    let whole = if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
+        data.len() / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES
     } else {
-        let rest = Blocks::copied_from(&[data, &crc]);
-        durable::replace_file_past_cache(&file, &[head.as_slice(), rest.as_slice()], len)?
+        0
     };
+    let tail = Blocks::copied_from(&[&data[whole..], &crc]);
+    let blocks = [head.as_slice(), &data[..whole], tail.as_slice()];
+    let written = durable::replace_file_past_cache(&file, &blocks, len)?;
     if written == Written::Cached && !SAID_CACHED.swap(true, Ordering::Relaxed) {
         tracing::info!(
             dir = %dir.display(),
