@@ -21,3 +21,43 @@ where
         .join()
         .map_err(|e| format!("the executor thread failed: {e}"))
 }
+
+/// Runs `job` on the executor's blocking thread and returns its output. A panic in `job`
+/// comes back as a panic of the caller's task, which stops its core and so the node: left
+/// on the blocking thread it would end that thread, the only one the core has, and every
+/// later job (the WAL's next segment, snapshot files) would wait for ever.
+pub async fn off_loop<R, F>(job: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let caught = std::panic::AssertUnwindSafe(job);
+    #[allow(clippy::disallowed_methods)] // the one door to the blocking thread
+    let outcome = glommio::executor()
+        .spawn_blocking(move || std::panic::catch_unwind(caught))
+        .await;
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_off_the_loop_returns_its_output() {
+        assert_eq!(on_one_executor("off-loop-test", || off_loop(|| 7)), Ok(7));
+    }
+
+    #[test]
+    fn a_panic_off_the_loop_ends_the_executor_rather_than_its_wait() {
+        let ended = on_one_executor("off-loop-test", || async {
+            glommio::spawn_local(off_loop(|| panic!("a bug in a job")))
+                .detach()
+                .await;
+        });
+        assert!(
+            ended.is_err(),
+            "the panic should end the executor: {ended:?}"
+        );
+    }
+}

@@ -144,7 +144,7 @@ fn spawn_snapshot_write(
             tests::slow_snapshot_write(&dir);
             snapshot_file::write(&dir, group, &snapshot)
         };
-        let result = glommio::executor().spawn_blocking(job).await;
+        let result = crate::node::off_loop(job).await;
         *written.borrow_mut() = Some(result);
     })
     .detach();
@@ -298,7 +298,7 @@ impl WalLog {
         // could not restart on a full disk would stay down until someone freed space.
         if let Some((seq, size_bytes, header)) = log.wal.next_segment_plan() {
             let job = log.wal.storage_mut().build_job(seq, size_bytes, header);
-            let built = glommio::executor().spawn_blocking(job).await;
+            let built = crate::node::off_loop(job).await;
             log.segment_built(built).map_err(|e| e.to_string())?;
         }
         // From here on the loop never makes a segment itself (zero-filling and syncing a
@@ -793,7 +793,7 @@ impl CoreLog for WalLog {
                 snapshot_file::write(&dir, group.0, &snapshot)
                     .map_err(|error| format!("its file cannot be written: {error}"))
             };
-            let outcome = glommio::executor().spawn_blocking(job).await;
+            let outcome = crate::node::off_loop(job).await;
             *slot.borrow_mut() = Some(outcome);
         })
         .detach();
@@ -862,9 +862,7 @@ impl CoreLog for WalLog {
             return;
         }
         glommio::spawn_local(async move {
-            glommio::executor()
-                .spawn_blocking(move || drop(entries))
-                .await;
+            crate::node::off_loop(move || drop(entries)).await;
         })
         .detach();
     }
@@ -877,9 +875,9 @@ impl CoreLog for WalLog {
         self.snapshots_encoding
             .insert(group.0, (job.applied_index(), Rc::clone(&slot)));
         glommio::spawn_local(async move {
-            let encoded = glommio::executor()
-                .spawn_blocking(move || job.encode_into(crate::durable::aligned_bytes_mut))
-                .await;
+            let encoded =
+                crate::node::off_loop(move || job.encode_into(crate::durable::aligned_bytes_mut))
+                    .await;
             *slot.borrow_mut() = Some(encoded);
         })
         .detach();
@@ -966,7 +964,7 @@ impl CoreLog for WalLog {
             self.building = Some(Rc::clone(&slot));
             let ended = Rc::clone(&self.build_ended);
             glommio::spawn_local(async move {
-                let built = glommio::executor().spawn_blocking(job).await;
+                let built = crate::node::off_loop(job).await;
                 *slot.borrow_mut() = Some(built);
                 ended.0.set(true);
                 if let Some(waker) = ended.1.take() {

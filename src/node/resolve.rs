@@ -123,7 +123,7 @@ pub async fn keep_peers_resolved(
         };
         let known_now = known.clone();
         let job = move || peer_addresses(&current, me, core, resolve, &known_now);
-        let (peers, failed) = glommio::executor().spawn_blocking(job).await;
+        let (peers, failed) = crate::node::off_loop(job).await;
         for &id in failed.iter().filter(|id| !said_failed.contains(id)) {
             tracing::warn!(
                 node = id,
