@@ -131,14 +131,27 @@ fn fake_node_after<F>(
 where
     F: std::future::Future<Output = ()> + 'static,
 {
+    fake_member(1, groups, others, serve)
+}
+
+/// As [`fake_node_after`], for the member `id`.
+fn fake_member<F>(
+    id: u64,
+    groups: u32,
+    others: Vec<(u64, String)>,
+    serve: impl Fn(TcpStream, Topology) -> F + 'static,
+) -> String
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     let base = format!("127.0.0.1:{}", port - 1);
     let mut members = others;
-    members.push((1, base.clone()));
+    members.push((id, base.clone()));
     let topology = Topology {
         cluster_id: 1,
-        node_id: 1,
+        node_id: id,
         cores: 1,
         groups,
         members,
@@ -295,10 +308,11 @@ fn a_command_without_an_answer_exits_with_outcome_unknown() {
 }
 
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
-/// after an attempt that went unanswered, a refusal leaves the outcome unknown. After "not
-/// the leader", a refusal of the request itself (too large) is definite, but one as expired
-/// is not: a leader that proposed the write and then lost its term answers "not the
-/// leader" too, and the write may have been applied since, its result no longer held.
+/// after an attempt that went unanswered, a refusal leaves the outcome unknown, as after "not
+/// the leader" from a leader that may have proposed the write before it lost its term (the
+/// write may have been applied since, its result no longer held, or the node refusing it as
+/// too large may have smaller limits than the one that proposed it). After "not the leader"
+/// from a node that proposed nothing, a refusal is definite.
 #[test]
 fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknown() {
     fn too_large() -> Outcome {
@@ -311,13 +325,23 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
         Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
         other => panic!("a first refusal is definite, got {other:?}"),
     }
-    match put_against(|| vec![Some(not_leader()), Some(too_large())]) {
+    match put_against(|| vec![Some(not_leader(false)), Some(too_large())]) {
         Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
-        other => panic!("a refusal after a redirect is definite, got {other:?}"),
+        other => panic!("a refusal after a plain redirect is definite, got {other:?}"),
     }
-    match put_against(|| vec![Some(not_leader()), Some(expired())]) {
+    match put_against(|| vec![Some(not_leader(true)), Some(too_large())]) {
+        Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::TooLarge),
+        other => panic!("a refusal after a proposal's redirect is not definite, got {other:?}"),
+    }
+    match put_against(|| vec![Some(not_leader(true)), Some(expired())]) {
         Err(ClientError::Unknown { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
         other => panic!("an expired retry after a redirect is not definite, got {other:?}"),
+    }
+    // Expired after a redirect that proposed nothing: certainly not applied, so sent again
+    // under a fresh id, which expires too here (a definite refusal, then).
+    match put_against(|| vec![Some(not_leader(false)), Some(expired())]) {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("an expired retry after a plain redirect is definite, got {other:?}"),
     }
     match put_against(|| vec![Some(expired())]) {
         Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
@@ -329,10 +353,11 @@ fn a_refusal_after_an_attempt_that_may_have_been_taken_leaves_the_outcome_unknow
             message: "the session is gone".to_string(),
         }
     }
-    fn not_leader() -> Outcome {
+    fn not_leader(maybe_proposed: bool) -> Outcome {
         Outcome::NotLeader {
             leader: 0,
             address: String::new(),
+            maybe_proposed,
         }
     }
     match put_against(|| vec![None, Some(too_large())]) {
@@ -350,6 +375,7 @@ fn retries_without_a_leader_back_off() {
         vec![Some(Outcome::NotLeader {
             leader: 0,
             address: String::new(),
+            maybe_proposed: false,
         })]
     }
     match put_against_for(no_leader, Duration::from_secs(2)) {
@@ -405,6 +431,128 @@ fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
     for (round, result) in results.iter().enumerate() {
         assert!(result.is_ok(), "request {round}: {result:?}");
     }
+}
+
+/// Goal (found in review): a client whose session was forgotten while its group's leader
+/// moved goes on under a new id. Before, "not the leader" from a node that had proposed
+/// nothing left the retry's "expired" unknown, and the client, which learnt leaders only
+/// from results, asked the old leader first every time: every later write of the group was
+/// reported unknown, none applied. Method: node 1 writes the first request, then answers
+/// "ask node 2" (proposing nothing); node 2 forgets every session at once.
+#[test]
+fn a_client_redirected_to_a_node_that_forgot_its_session_goes_on_under_a_new_id() {
+    let (results, node1_frames) = cohort::node::on_one_executor("client-follows", || async {
+        let node1_wrote = Rc::new(Cell::new(false));
+        let wrote = Rc::clone(&node1_wrote);
+        // Until node 1 wrote, node 2 sends the client there, so the first write is node 1's.
+        let node2 = fake_member(2, 1, Vec::new(), move |stream, topology| {
+            let wrote = Rc::clone(&wrote);
+            answer_frames(stream, topology, move |commands| {
+                Some(commands.iter().map(|c| forgetful(&wrote, c)).collect())
+            })
+        });
+        let node1_frames = Rc::new(Cell::new(0));
+        let frames = Rc::clone(&node1_frames);
+        let client_address = client_address(&node2);
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let (wrote, frames) = (Rc::clone(&node1_wrote), Rc::clone(&frames));
+            let client_address = client_address.clone();
+            answer_frames(stream, topology, move |commands| {
+                frames.set(frames.get() + 1);
+                let outcome = if wrote.replace(true) {
+                    not_leader_hint(2, client_address.clone())
+                } else {
+                    Outcome::Results(vec![OpResult::Written].into())
+                };
+                Some(vec![outcome; commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_millis(500);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            results.extend(client.execute_batch(puts(1)).await);
+        }
+        (results, node1_frames.get())
+    })
+    .expect("executor");
+    for (round, result) in results.iter().enumerate() {
+        assert!(result.is_ok(), "request {round}: {result:?}");
+    }
+    // The first write, and the second's redirect: the rest went to node 2 at once.
+    assert_eq!(node1_frames, 2);
+}
+
+/// What a node that forgets every session at once (see [`forget_every_session`]) answers
+/// `command`; until `node1_wrote`, it sends the client to node 1 instead.
+fn forgetful(node1_wrote: &Cell<bool>, command: &Command) -> Outcome {
+    if !node1_wrote.get() {
+        not_leader_hint(1, String::new())
+    } else if command.first_unacked == 1 {
+        Outcome::Results(vec![OpResult::Written].into())
+    } else {
+        Outcome::Error {
+            code: ErrorCode::SessionExpired,
+            message: "the session is gone".to_string(),
+        }
+    }
+}
+
+/// Goal: hints that send a client round between two nodes (out of date while an election
+/// is on) are followed with growing pauses, as "no leader known" is, not in a busy loop
+/// (found writing the test above: hints of nodes that proposed nothing were followed at
+/// once, tens of thousands of attempts a second, once they stopped counting as ones that
+/// may have been taken in).
+#[test]
+fn hints_that_send_a_client_round_between_nodes_are_followed_with_pauses() {
+    let result = cohort::node::on_one_executor("client-round", || async {
+        let node2 = fake_member(2, 1, Vec::new(), |stream, topology| {
+            answer_frames(stream, topology, |commands| {
+                Some(vec![not_leader_hint(1, String::new()); commands.len()])
+            })
+        });
+        let to_node2 = client_address(&node2);
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let to_node2 = to_node2.clone();
+            answer_frames(stream, topology, move |commands| {
+                Some(vec![not_leader_hint(2, to_node2.clone()); commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_secs(2);
+        let client = Client::connect(options).await.expect("connect");
+        client
+            .execute_batch(puts(1))
+            .await
+            .pop()
+            .expect("one result")
+    })
+    .expect("executor");
+    match result {
+        // As in `retries_without_a_leader_back_off`, and the first hint followed at once.
+        Err(ClientError::Timeout { attempts, .. }) => {
+            assert!((2..=25).contains(&attempts), "{attempts} attempts");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+/// "Ask `leader` at `address`" from a node that proposed nothing of the request.
+fn not_leader_hint(leader: u64, address: String) -> Outcome {
+    Outcome::NotLeader {
+        leader,
+        address,
+        maybe_proposed: false,
+    }
+}
+
+/// Where the clients of core 0 of the node at `base` connect (its base port plus one).
+fn client_address(base: &str) -> String {
+    let (host, port) = base.rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("a port");
+    format!("{host}:{}", port + 1)
 }
 
 /// Runs `requests` against a null server (one core), with a generous request timeout.

@@ -130,9 +130,11 @@ struct Slot {
     node: Option<u64>,
     /// An attempt may have been taken in: a refusal after it does not mean "not applied".
     maybe_taken: bool,
-    /// An attempt was answered "not the leader", which a leader that proposed the request
-    /// and then lost its term answers too: the request may commit all the same.
+    /// An attempt was answered "not the leader": a next one pauses before it follows a hint.
     redirected: bool,
+    /// An attempt was answered "not the leader" by a leader that may have proposed the
+    /// request before it lost its term: the request may commit all the same.
+    proposal_orphaned: bool,
     /// Which of the client's ids the request belongs to: its group's, or the reads'.
     tag: u64,
     /// The request was numbered again under a fresh id after its session expired.
@@ -410,7 +412,10 @@ impl Client {
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
                     let redirected_before = slot.redirected;
-                    slot.redirected |= matches!(answer, Some(Ok(Outcome::NotLeader { .. })));
+                    if let Some(Ok(Outcome::NotLeader { maybe_proposed, .. })) = &answer {
+                        slot.redirected = true;
+                        slot.proposal_orphaned |= maybe_proposed;
+                    }
                     match answer {
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
@@ -431,6 +436,14 @@ impl Client {
                         // older term may not commit; the retry goes to it again.
                         Some(Ok(Outcome::NotLeader { leader, .. })) if leader != 0 => {
                             slot.node = Some(leader);
+                            // The group's next requests go there at once too: a leader
+                            // learnt only from answers kept sending them to a node that
+                            // stopped leading.
+                            self.inner
+                                .state
+                                .borrow_mut()
+                                .leaders
+                                .insert(slot.group, leader);
                             last_error = if leader == node {
                                 format!("node {node} leads in a new term")
                             } else {
@@ -466,20 +479,18 @@ impl Client {
                         Some(Ok(Outcome::Error {
                             code: ErrorCode::SessionExpired,
                             message,
-                        })) if !(slot.maybe_taken || slot.redirected || slot.renewed) => {
+                        })) if !(slot.maybe_taken || slot.proposal_orphaned || slot.renewed) => {
                             last_error = message;
                             self.renew(slot);
                         }
                         Some(Ok(Outcome::Error { code, message })) => {
-                            // After "not the leader", a retry refused as expired says nothing
-                            // of the first attempt, which may have been applied: the store no
-                            // longer holds its result (see `ClientError::Unknown`). Any other
-                            // refusal is the request's own: one judged against the state it
-                            // met (too large an answer) is remembered, and every later copy
-                            // of the request gets it too.
-                            let expired_retry =
-                                slot.redirected && code == ErrorCode::SessionExpired;
-                            let error = if slot.maybe_taken || expired_retry {
+                            // After an attempt that may have been proposed, a refusal says
+                            // nothing of that attempt, which may have been applied: a retry
+                            // refused as expired finds its result no longer held (see
+                            // `ClientError::Unknown`), and one refused as too large may meet
+                            // a node of smaller limits (`--segment-mib`) than the one that
+                            // proposed it.
+                            let error = if slot.maybe_taken || slot.proposal_orphaned {
                                 ClientError::Unknown { code, message }
                             } else {
                                 ClientError::Refused { code, message }
@@ -680,6 +691,7 @@ impl Client {
             node: None,
             maybe_taken: false,
             redirected: false,
+            proposal_orphaned: false,
             tag,
             renewed: false,
         })

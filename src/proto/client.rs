@@ -60,10 +60,14 @@ pub enum ErrorCode {
 pub enum Outcome {
     /// One result per operation, in order (shared: most writes share one `[Written]`).
     Results(Results),
-    /// Ask `leader` (node id, 0 if unknown) at `address` instead.
+    /// Ask `leader` (node id, 0 if unknown) at `address` instead. `maybe_proposed`: the node
+    /// may have proposed the request before it lost its place as leader, so it may commit all
+    /// the same; false where the node proposed nothing of it (it did not lead when the
+    /// request came, or its proposal was refused).
     NotLeader {
         leader: u64,
         address: String,
+        maybe_proposed: bool,
     },
     Error {
         code: ErrorCode,
@@ -509,9 +513,16 @@ pub fn encode_responses(
                 }
                 fb::AnswerKind::Results
             }
-            Outcome::NotLeader { leader, address } => {
+            Outcome::NotLeader {
+                leader,
+                address,
+                maybe_proposed,
+            } => {
                 data.push(&leader.to_le_bytes())?;
                 data.push(address.as_bytes())?;
+                if !maybe_proposed {
+                    code = fb::ErrorCode::NotProposed;
+                }
                 fb::AnswerKind::NotLeader
             }
             Outcome::Error {
@@ -606,6 +617,8 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
                 Outcome::NotLeader {
                     leader: u64::from_le_bytes(leader.try_into().expect("8 bytes")),
                     address: String::from_utf8_lossy(address).into_owned(),
+                    // Builds before this flag always sent Unknown: "maybe".
+                    maybe_proposed: record.code() != fb::ErrorCode::NotProposed,
                 }
             }
             fb::AnswerKind::Error => Outcome::Error {
@@ -754,6 +767,7 @@ mod tests {
                 outcome: Outcome::NotLeader {
                     leader: 2,
                     address: "127.0.0.1:7100".into(),
+                    maybe_proposed: true,
                 },
             },
             Response {
@@ -874,6 +888,7 @@ mod tests {
                 Outcome::NotLeader {
                     leader: 2,
                     address: "127.0.0.1:7100".into(),
+                    maybe_proposed: false,
                 },
             ),
             response(

@@ -95,11 +95,12 @@ impl Group {
     }
 
     fn not_leader(&self, request: &Request) -> Response {
-        response(request, self.not_leader_outcome())
+        response(request, self.not_leader_outcome(false))
     }
 
-    /// "Ask the leader", with where it serves clients if this node knows it.
-    fn not_leader_outcome(&self) -> Outcome {
+    /// "Ask the leader", with where it serves clients if this node knows it; `maybe_proposed`:
+    /// for requests this node proposed (see [`Outcome::NotLeader`]).
+    fn not_leader_outcome(&self, maybe_proposed: bool) -> Outcome {
         let leader = self.replica.leader();
         let address = if leader.is_none() {
             String::new()
@@ -109,6 +110,7 @@ impl Group {
         Outcome::NotLeader {
             leader: leader.0,
             address,
+            maybe_proposed,
         }
     }
 
@@ -196,7 +198,7 @@ impl Group {
                 }
                 return;
             }
-            Err(ProposeError::NotLeader { .. }) => self.not_leader_outcome(),
+            Err(ProposeError::NotLeader { .. }) => self.not_leader_outcome(false),
             Err(error) => Outcome::Error {
                 code: ErrorCode::Busy,
                 message: format!("{error:?}"),
@@ -213,7 +215,7 @@ impl Group {
             return;
         }
         self.pending.clear();
-        let not_leader = self.not_leader_outcome();
+        let not_leader = self.not_leader_outcome(false);
         answer_all(self.pending_writes.drain(..), &not_leader, out);
     }
 
@@ -445,7 +447,7 @@ impl Group {
     /// sooner (this runs again then).
     pub(super) fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
         let term = self.replica.term();
-        let not_leader = self.not_leader_outcome();
+        let not_leader = self.not_leader_outcome(true);
         let leading = self.replica.role() == Role::Leader;
         if !leading && self.replica.leader().is_none() {
             return;

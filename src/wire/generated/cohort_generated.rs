@@ -532,16 +532,17 @@ pub struct OperationUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 5;
+pub const ENUM_MAX_ERROR_CODE: u16 = 6;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 6] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 7] = [
   ErrorCode::Unknown,
   ErrorCode::Busy,
   ErrorCode::TooLarge,
   ErrorCode::Malformed,
   ErrorCode::SessionExpired,
   ErrorCode::Timeout,
+  ErrorCode::NotProposed,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -555,9 +556,10 @@ impl ErrorCode {
   pub const Malformed: Self = Self(3);
   pub const SessionExpired: Self = Self(4);
   pub const Timeout: Self = Self(5);
+  pub const NotProposed: Self = Self(6);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 5;
+  pub const ENUM_MAX: u16 = 6;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unknown,
     Self::Busy,
@@ -565,6 +567,7 @@ impl ErrorCode {
     Self::Malformed,
     Self::SessionExpired,
     Self::Timeout,
+    Self::NotProposed,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -575,6 +578,7 @@ impl ErrorCode {
       Self::Malformed => Some("Malformed"),
       Self::SessionExpired => Some("SessionExpired"),
       Self::Timeout => Some("Timeout"),
+      Self::NotProposed => Some("NotProposed"),
       _ => None,
     }
   }
