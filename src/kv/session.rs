@@ -30,6 +30,9 @@ use super::limits::{
 };
 use super::store::OpResult;
 
+/// Slots of its ring of replies a session keeps however few it holds (2 KiB): see `record`.
+const RING_SLOTS_KEPT: usize = 64;
+
 /// The results of one applied request: shared by the reply and the session's memory of it,
 /// so remembering a reply costs no copy.
 pub type Results = Rc<[OpResult]>;
@@ -200,6 +203,16 @@ impl Sessions {
             session.bytes -= reply_bytes(&gone);
             session.first_unacked = oldest + 1;
         }
+        // A client that once had thousands of requests outstanding leaves its ring that large
+        // (up to 8,192 slots, 256 KiB) for as long as its session lives, on every replica that
+        // replayed the log: given back once it is mostly empty. Memory only: `bytes`, which
+        // eviction weighs, leaves capacity out, as a session restored from a snapshot has none.
+        // Small rings stay as they are: a client's usual pipeline fills and empties one
+        // every few requests, which must not cost an allocation each time.
+        let kept = session.replies.len().max(RING_SLOTS_KEPT);
+        if session.replies.capacity() > 4 * kept {
+            session.replies.shrink_to(2 * kept);
+        }
         self.bytes = self.bytes - before + session.bytes;
         if self.by_client.len() > SESSIONS_MAX || self.bytes > SESSION_BYTES_MAX {
             self.evict(client_id);
@@ -275,6 +288,31 @@ mod tests {
         assert_eq!(sessions.admit(9, 4, 1), Admission::Apply);
         let order: Vec<u64> = sessions.by_client[&9].replies.iter().map(|r| r.0).collect();
         assert_eq!(order, [1, 2, 3, 5]);
+    }
+
+    /// Goal (found in review): a session's ring of replies shrinks once its client caught up.
+    #[test]
+    fn a_session_gives_back_its_ring_once_its_client_caught_up() {
+        let mut sessions = Sessions::default();
+        let outstanding = REPLIES_PER_SESSION_MAX as u64 + 100;
+        for sequence in 1..=outstanding {
+            sessions.record(9, sequence, 1, sequence, written());
+        }
+        let ring = &sessions.by_client[&9].replies;
+        assert!(
+            ring.capacity() >= REPLIES_PER_SESSION_MAX,
+            "{}",
+            ring.capacity()
+        );
+        let next = outstanding + 1;
+        sessions.record(9, next, next, next, written());
+        let ring = &sessions.by_client[&9].replies;
+        assert_eq!(ring.len(), 1);
+        assert!(
+            ring.capacity() <= 4 * RING_SLOTS_KEPT,
+            "{}",
+            ring.capacity()
+        );
     }
 
     #[test]
