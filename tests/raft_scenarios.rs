@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use cohort::raft::{
-    AppendRequest, AppendResponse, ConfChange, ConfChangeKind, ConfChangeSingle,
+    AppendRequest, AppendResponse, CompactError, ConfChange, ConfChangeKind, ConfChangeSingle,
     ConfChangeTransition, ConfState, Config, Entry, EntryKind, HardState, Heartbeat,
     HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState,
     ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, Term, TransferError,
@@ -1396,6 +1396,33 @@ fn leadership_is_not_handed_to_a_voter_on_its_way_out() {
         cluster.replica_mut(leader).transfer_leader(leaving),
         Err(TransferError::NotAVoter { node: leaving })
     );
+}
+
+/// Goal (found in review): a compaction between the Ready that hands out a conf change and
+/// its advance is refused. It dropped the entry that `advance` looks the change up by, so the
+/// change never came into force here and the snapshot carried the membership before it.
+#[test]
+fn a_compaction_waits_for_a_conf_change_handed_out_to_come_into_force() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.check_quorum = false;
+    let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
+    let change = ConfChange::single(ConfChangeKind::AddLearner, NodeId(4));
+    let index = leader.propose_conf_change(&change).unwrap();
+    persist(&mut leader);
+    leader.step(term_2(3, 1, acked(index.0))).unwrap();
+    let mut ready = leader.ready();
+    assert!(ready.take_committed().iter().any(|e| e.index == index));
+    let refused = leader.compact(index, Bytes::new());
+    let applying = CompactError::ConfChangeApplying {
+        index,
+        conf_index: index,
+    };
+    assert_eq!(refused.unwrap_err(), applying);
+    leader.advance(ready.ack());
+    assert_eq!(leader.conf_state().learners, [NodeId(4)]);
+    leader.compact(index, Bytes::new()).unwrap();
+    assert_eq!(leader.snapshot().meta.conf_state.learners, [NodeId(4)]);
 }
 
 /// A snapshot stream that ends after the leader asked for a newer snapshot (its log

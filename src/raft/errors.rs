@@ -66,6 +66,13 @@ pub enum CompactError {
         index: LogIndex,
         conf_index: LogIndex,
     },
+    /// A conf change at or below `index` was handed out to apply and is not in force yet
+    /// (the Ready that holds it is not advanced): the snapshot would carry the membership
+    /// before it, and the change, gone from the log, would never come into force.
+    ConfChangeApplying {
+        index: LogIndex,
+        conf_index: LogIndex,
+    },
 }
 
 impl fmt::Display for CompactError {
@@ -87,6 +94,13 @@ impl fmt::Display for CompactError {
                 write!(
                     f,
                     "cannot compact to {index}: conf change at {conf_index} is already in force"
+                )
+            }
+            CompactError::ConfChangeApplying { index, conf_index } => {
+                write!(
+                    f,
+                    "cannot compact to {index}: conf change at {conf_index} is not in force \
+                     yet; compact after the Ready that applies it is advanced"
                 )
             }
         }

@@ -153,6 +153,9 @@ impl RaftLog {
         let conflict = entries.iter().position(|e| !self.matches(e.index, e.term));
         if let Some(position) = conflict {
             let first_new = entries[position].index;
+            // Unreachable from a peer: `validate` makes the entries follow `prev_index`, and
+            // the follower answers appends whose `prev_index` is below its commit without
+            // coming here.
             assert!(
                 first_new > self.committed,
                 "a leader asked to overwrite committed entry {first_new} (committed {})",

@@ -528,7 +528,8 @@ impl Replica {
 
     /// The caller snapshotted its state machine at `index` (at most what it applied, so at
     /// most [`Replica::applying`]) into `data`: drop the entries it covers and keep the
-    /// snapshot to send to followers that need it.
+    /// snapshot to send to followers that need it. Refused while a conf change it covers was
+    /// handed out in a Ready not yet advanced.
     /// Returns the dropped entries, so the caller can free their buffers where that does
     /// not hold up its loop (thousands of entries can pin megabytes of receive buffers).
     pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<Vec<Entry>, CompactError> {
@@ -543,6 +544,11 @@ impl Replica {
                 index,
                 snapshot_index: self.log.snapshot_index(),
             });
+        }
+        if let Some(&conf_index) = self.conf_entries_applying.first()
+            && conf_index <= index
+        {
+            return Err(CompactError::ConfChangeApplying { index, conf_index });
         }
         if self.conf_index > index {
             // The membership at `index` is older than the one in force; snapshot later.
