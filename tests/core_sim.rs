@@ -44,6 +44,8 @@ use cohort::raft::{
     Config, Entry, GroupId, HardState, LogIndex, LostEntries, Message, MessageBody, NodeId,
     Persisted, Prng, Ready, Replica, Snapshot,
 };
+
+mod common;
 use cohort::shard::Group;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Staged};
 use cohort::shard::inbox::Inbox;
@@ -235,6 +237,10 @@ impl CoreLog for SimLog {
         {
             self.received.push((group, message));
         }
+    }
+
+    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex> {
+        common::snapshots::highest_of(&self.received, group)
     }
 
     fn take_received(&mut self) -> Vec<(GroupId, Message)> {

@@ -804,6 +804,19 @@ impl CoreLog for WalLog {
         });
     }
 
+    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex> {
+        let indexes = self
+            .snapshots_receiving
+            .iter()
+            .filter(|r| r.group == group.0);
+        indexes
+            .filter_map(|r| match &r.message.body {
+                MessageBody::InstallSnapshot(snapshot) => Some(snapshot.meta.index),
+                _ => None,
+            })
+            .max()
+    }
+
     fn take_received(&mut self) -> Vec<(GroupId, Message)> {
         let mut stored = Vec::new();
         while let Some(front) = self.snapshots_receiving.front() {
@@ -1701,8 +1714,11 @@ mod tests {
             std::fs::create_dir(&blocker).expect("blocker");
             log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
             log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
+            assert_eq!(log.snapshot_receiving(GroupId(GROUP)), Some(LogIndex(9)));
+            assert_eq!(log.snapshot_receiving(GroupId(GROUP + 1)), None);
             let taken = take_all_received(&mut log).await;
             assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
+            assert_eq!(log.snapshot_receiving(GroupId(GROUP)), None);
             assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
             std::fs::remove_dir(&blocker).expect("unblock");
             log.receive_snapshot(GroupId(GROUP), install(7, state));

@@ -116,6 +116,9 @@ pub trait CoreLog {
     /// any message: the leader sends it again. The Ready that installs it then finds its
     /// file in place.
     fn receive_snapshot(&mut self, group: GroupId, message: Message);
+    /// The highest index of the snapshots of `group` taken by [`CoreLog::receive_snapshot`]
+    /// and not yet handed back by [`CoreLog::take_received`] (being checked or stored).
+    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex>;
     /// The received snapshots whose files are durable, in the order they were received.
     fn take_received(&mut self) -> Vec<(GroupId, Message)>;
     /// Entries a compaction dropped: free them (and the buffers they hold) where that does
@@ -635,8 +638,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             // Offered again from its start, a snapshot this group still lacks:
                             // the copy streamed before was lost on its way in (it failed to
                             // store, say). Stream it anew rather than answer "all received".
+                            // Not while a copy of it is still being stored: its leader, told
+                            // it all arrived, probes the group, which cannot answer until it
+                            // installed the snapshot, so it offers it again, and each copy
+                            // took another state-sized buffer and another write.
                             let replica = &self.groups[&group.0].replica;
-                            if chunk.offset == 0 && replica.commit() < chunk.meta.index {
+                            let storing = self
+                                .log
+                                .snapshot_receiving(group)
+                                .is_some_and(|index| index >= chunk.meta.index);
+                            if chunk.offset == 0 && replica.commit() < chunk.meta.index && !storing
+                            {
                                 self.streams.forget_completed(message.from.0, group.0);
                             }
                             let (ack, whole) = self.streams.on_chunk(group.0, message);
@@ -767,6 +779,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if let Err(error) = g.replica.step(message) {
                 tracing::debug!(group, %error, "message refused");
             }
+            return;
+        }
+        let index = snapshot.meta.index;
+        if self
+            .log
+            .snapshot_receiving(GroupId(group))
+            .is_some_and(|storing| storing >= index)
+        {
+            tracing::debug!(group, %index, "snapshot dropped: one as new is being stored");
             return;
         }
         self.log.receive_snapshot(GroupId(group), message);
