@@ -2786,6 +2786,47 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
     run_beside(core, driver);
 }
 
+/// Goal (found in review): a leader whose sync never ends (a device that stopped answering)
+/// hands its group over once it waited twice the election timeout, to a voter that can take
+/// over.
+/// Its followers still heard its heartbeats, which need no sync, so none campaigned, while
+/// it committed nothing: the group was down until someone killed the node. Method: node 3
+/// holds write 1; write 2 begins a sync that never ends; node 3 answers heartbeats every
+/// tick, and holds write 2 once that wait is over.
+#[test]
+fn a_leader_whose_sync_never_ends_hands_its_group_over() {
+    let (core, f) = leader_with_a_durable_write();
+    let patience = 2 * core.groups()[&0].replica.election_timeout_ticks();
+    let driver = async {
+        f.acknowledge_write_1();
+        let begun = f.gate.begun();
+        f.inbox.push_now(put(1, 2));
+        assert!(
+            yield_until(|| f.gate.begun() > begun).await,
+            "write 2's sync"
+        );
+        let handed_over = || f.events.borrow().contains(&Event::Sent("TimeoutNow"));
+        for _ in 0..patience - 1 {
+            f.inbox.push_now(Input::Tick);
+            f.inbox.push_now(heartbeat_answer(3, f.term, false));
+            futures_lite::future::yield_now().await;
+        }
+        assert!(!yield_until(handed_over).await, "handed over too soon");
+        // Node 3 holds write 2 too: the handover waits for its target to catch up.
+        let acked = MessageBody::AppendResponse(ack(f.write_1.next()));
+        f.inbox.push_now(from(3, 1, f.term, acked));
+        let handed_over = yield_until(|| {
+            f.inbox.push_now(Input::Tick);
+            f.inbox.push_now(heartbeat_answer(3, f.term, false));
+            handed_over()
+        })
+        .await;
+        assert!(handed_over, "{:?}", f.events.borrow());
+        f.release_and_stop();
+    };
+    run_beside(core, driver);
+}
+
 /// Nodes 2 and 3 of group 0 as bare replicas, for a test to step (they persist at once, and
 /// never tick: they never campaign).
 fn followers_2_and_3() -> BTreeMap<u64, Replica> {

@@ -294,6 +294,11 @@ impl Replica {
     pub fn may_lead(&self, from: NodeId, term: Term) -> bool {
         term > self.term || (term == self.term && (self.leader.is_none() || self.leader == from))
     }
+    /// Ticks without a word from a leader after which a follower campaigns (at least).
+    pub fn election_timeout_ticks(&self) -> u32 {
+        self.config.election_timeout_ticks
+    }
+
     /// While this leader hands leadership over: the voter it hands it to. Proposals are
     /// refused meanwhile ([`ProposeError::TransferInProgress`]).
     pub fn lead_transferee(&self) -> Option<NodeId> {

@@ -299,6 +299,8 @@ struct Persisting<S> {
     /// before it is.
     synced: Option<S>,
     readies: Vec<(u32, Ready)>,
+    /// The core's tick count when it began.
+    began_tick: u64,
 }
 
 /// Syncs a core keeps in flight at most. A turn while syncs are in flight hands out the
@@ -351,6 +353,9 @@ pub struct Core<L: CoreLog, N> {
     peers_log_full: BTreeSet<u64>,
     /// What this core last told its peers about its own log.
     said_log_full: bool,
+    /// A sync has been in flight past twice the election timeout (see [`Core::sync_stuck`]),
+    /// and the core said so.
+    said_sync_stuck: bool,
     /// Whether this core said it refused a leader's entry too large for its log (said once:
     /// the leader sends it again and again).
     said_entry_too_large: bool,
@@ -399,6 +404,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             handovers: Handovers::new(u64::from(shape.balance_every_ticks.max(1))),
             peers_log_full: BTreeSet::new(),
             said_log_full: false,
+            said_sync_stuck: false,
             said_entry_too_large: false,
             member_changes: Vec::new(),
             streams: SnapshotStreams::new(shape.snapshot_stream),
@@ -930,8 +936,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 HandoverState::Failed
             }
         });
+        let stuck = self.sync_stuck();
+        if stuck != self.said_sync_stuck {
+            self.said_sync_stuck = stuck;
+            if stuck {
+                tracing::warn!(
+                    core = self.shape.core,
+                    "a sync of the log has not ended in twice the election timeout: the device \
+                     may have stopped answering; this core hands the groups it leads over"
+                );
+            } else {
+                tracing::info!(core = self.shape.core, "the log's syncs end again");
+            }
+        }
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
-        let short = self.log.short_of_space().is_some();
+        let short = self.log.short_of_space().is_some() || stuck;
         // For balance, only nodes every group of the core counts among its voters: one that
         // some group does not is joining the cluster or leaving it (a node removed leaves
         // the groups one at a time), and handed a group now it would soon hand it back.
@@ -984,7 +1003,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         } else {
             Vec::new()
         };
-        let why = if short {
+        let why = if stuck {
+            "this node's log cannot sync"
+        } else if short {
             "this node cannot grow its log"
         } else {
             "leader balance"
@@ -1003,6 +1024,22 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
             }
         }
+    }
+
+    /// Whether a sync of the log has been in flight for twice the election timeout (400 ms by
+    /// default; a sync takes well under a tenth of that even on a busy shared disk): a leader
+    /// here then hands its groups over, as when its log cannot grow. Its followers hear from it
+    /// (heartbeats need no sync) and would never elect another, while it commits nothing: a
+    /// device that stopped answering would hold its groups for ever. It cannot lead again
+    /// meanwhile: a campaign's vote must be durable before it asks for any.
+    fn sync_stuck(&self) -> bool {
+        let Some(group) = self.groups.values().next() else {
+            return false;
+        };
+        let timeout = 2 * u64::from(group.replica.election_timeout_ticks());
+        self.persisting
+            .iter()
+            .any(|p| p.synced.is_none() && self.ticks >= p.began_tick + timeout)
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
@@ -1228,6 +1265,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 sync,
                 synced: None,
                 readies,
+                began_tick: self.ticks,
             });
         }
         self.after_persist(now, answers)
