@@ -2787,8 +2787,9 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
 }
 
 /// Goal (found in review): a leader whose sync never ends (a device that stopped answering)
-/// hands its group over once it waited twice the election timeout, to a voter that can take
-/// over.
+/// hands its group over once it waited twice the election timeout (the test's ticks have no
+/// length: the floor of a second is not counted), to a voter that can take over, and tells
+/// its peers its log takes no writes until a sync ends.
 /// Its followers still heard its heartbeats, which need no sync, so none campaigned, while
 /// it committed nothing: the group was down until someone killed the node. Method: node 3
 /// holds write 1; write 2 begins a sync that never ends; node 3 answers heartbeats every
@@ -2822,6 +2823,16 @@ fn a_leader_whose_sync_never_ends_hands_its_group_over() {
         })
         .await;
         assert!(handed_over, "{:?}", f.events.borrow());
+        // Its peers are told, so they hand it no group back; and told again once it syncs.
+        let said = |full| f.events.borrow().contains(&Event::SaidLogFull(full));
+        assert!(said(true), "{:?}", f.events.borrow());
+        f.gate.open();
+        let said_room = yield_until(|| {
+            f.inbox.push_now(Input::Tick);
+            said(false)
+        })
+        .await;
+        assert!(said_room, "{:?}", f.events.borrow());
         f.release_and_stop();
     };
     run_beside(core, driver);

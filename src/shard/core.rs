@@ -576,11 +576,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         self.log
             .maintain()
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
-        let log_full = self.log.short_of_space().is_some();
-        if log_full != self.said_log_full {
-            self.net.set_log_full(log_full);
-            self.said_log_full = log_full;
-        }
+        self.tell_peers_log_state();
         for group in self.log.groups_holding_old_segments() {
             self.snapshot(group.0);
         }
@@ -759,6 +755,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         self.finish_transfers();
         self.finish_member_changes();
+        // Here too, not only between turns: a core whose syncs are stuck soon has every slot
+        // taken, and takes no turn.
+        self.tell_peers_log_state();
         let every = u64::from(self.shape.balance_every_ticks.max(1));
         if self.ticks % every == 0 {
             self.hand_over_leaders();
@@ -936,19 +935,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 HandoverState::Failed
             }
         });
-        let stuck = self.sync_stuck();
-        if stuck != self.said_sync_stuck {
-            self.said_sync_stuck = stuck;
-            if stuck {
-                tracing::warn!(
-                    core = self.shape.core,
-                    "a sync of the log has not ended in twice the election timeout: the device \
-                     may have stopped answering; this core hands the groups it leads over"
-                );
-            } else {
-                tracing::info!(core = self.shape.core, "the log's syncs end again");
-            }
-        }
+        let stuck = self.said_sync_stuck;
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
         let short = self.log.short_of_space().is_some() || stuck;
         // For balance, only nodes every group of the core counts among its voters: one that
@@ -1026,20 +1013,52 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Whether a sync of the log has been in flight for twice the election timeout (400 ms by
-    /// default; a sync takes well under a tenth of that even on a busy shared disk): a leader
-    /// here then hands its groups over, as when its log cannot grow. Its followers hear from it
-    /// (heartbeats need no sync) and would never elect another, while it commits nothing: a
-    /// device that stopped answering would hold its groups for ever. It cannot lead again
-    /// meanwhile: a campaign's vote must be durable before it asks for any.
+    /// Tells the peers, if it changed, whether this core's log takes no writes it could
+    /// commit: it cannot grow, or a sync is stuck ([`Core::sync_stuck`]). They then hand it
+    /// no group and count it out of a majority that can store a write.
+    fn tell_peers_log_state(&mut self) {
+        let stuck = self.sync_stuck();
+        if stuck != self.said_sync_stuck {
+            self.said_sync_stuck = stuck;
+            if stuck {
+                tracing::warn!(
+                    core = self.shape.core,
+                    ticks = self.sync_patience_ticks(),
+                    "a sync of the log has not ended in this many ticks: the device may have \
+                     stopped answering; this core hands the groups it leads over"
+                );
+            } else {
+                tracing::info!(core = self.shape.core, "the log's syncs end again");
+            }
+        }
+        let log_full = self.log.short_of_space().is_some() || stuck;
+        if log_full != self.said_log_full {
+            self.net.set_log_full(log_full);
+            self.said_log_full = log_full;
+        }
+    }
+
+    /// Whether a sync of the log has been in flight for [`Core::sync_patience_ticks`]: a
+    /// leader here then hands its groups over, as when its log cannot grow. Its followers hear
+    /// from it (heartbeats need no sync) and would never elect another, while it commits
+    /// nothing: a device that stopped answering would hold its groups for ever. It cannot
+    /// lead again meanwhile: a campaign's vote must be durable before it asks for any.
     fn sync_stuck(&self) -> bool {
-        let Some(group) = self.groups.values().next() else {
-            return false;
-        };
-        let timeout = 2 * u64::from(group.replica.election_timeout_ticks());
+        let patience = self.sync_patience_ticks();
         self.persisting
             .iter()
-            .any(|p| p.synced.is_none() && self.ticks >= p.began_tick + timeout)
+            .any(|p| p.synced.is_none() && self.ticks >= p.began_tick + patience)
+    }
+
+    /// See [`sync_patience_ticks`].
+    fn sync_patience_ticks(&self) -> u64 {
+        let Some(group) = self.groups.values().next() else {
+            return u64::MAX;
+        };
+        sync_patience_ticks(
+            group.replica.election_timeout_ticks(),
+            self.shape.tick_length,
+        )
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
@@ -1623,10 +1642,41 @@ pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
     }
 }
 
+/// How long a sync may stay in flight before the core takes its device for stuck
+/// ([`Core::sync_stuck`]), in ticks of `tick` (None: ticks of no set length, counted by hand):
+/// twice the election timeout, and at least a second (etcd's threshold for a slow fdatasync),
+/// 1 s by default, where a sync takes well under a tenth of that even on a busy shared disk,
+/// so that a slow moment of a working device does not move leaders.
+fn sync_patience_ticks(election_timeout_ticks: u32, tick: Option<Duration>) -> u64 {
+    let elections = 2 * u64::from(election_timeout_ticks);
+    let second = tick.map_or(0, |tick| {
+        let tick_us = tick.as_micros().max(1);
+        u64::try_from(1_000_000u128.div_ceil(tick_us)).unwrap_or(u64::MAX)
+    });
+    elections.max(second)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::raft::{Snapshot, SnapshotMeta, Term};
+
+    #[test]
+    fn a_sync_is_stuck_after_two_election_timeouts_and_at_least_a_second() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(
+            sync_patience_ticks(20, ms(10)),
+            100,
+            "the defaults: a second"
+        );
+        assert_eq!(
+            sync_patience_ticks(20, ms(100)),
+            40,
+            "two election timeouts: 4 s"
+        );
+        assert_eq!(sync_patience_ticks(20, ms(3)), 334, "a second, rounded up");
+        assert_eq!(sync_patience_ticks(20, None), 40, "ticks of no set length");
+    }
 
     fn snapshot(index: u64, data: Bytes) -> Snapshot {
         let meta = SnapshotMeta {
