@@ -417,15 +417,7 @@ async fn forget_every_session(stream: TcpStream, topology: Topology) {
 fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
     let results = cohort::node::on_one_executor("client-renews", move || async move {
         let base = fake_node(1, forget_every_session);
-        let mut options = ClientOptions::new(vec![base], 5);
-        options.attempt_timeout = Duration::from_millis(500);
-        options.request_timeout = Duration::from_secs(5);
-        let client = Client::connect(options).await.expect("connect");
-        let mut results = Vec::new();
-        for _ in 0..3 {
-            results.extend(client.execute_batch(puts(1)).await);
-        }
-        results
+        puts_in_turn(base, 3).await
     })
     .expect("executor");
     for (round, result) in results.iter().enumerate() {
@@ -467,15 +459,7 @@ fn a_client_redirected_to_a_node_that_forgot_its_session_goes_on_under_a_new_id(
                 Some(vec![outcome; commands.len()])
             })
         });
-        let mut options = ClientOptions::new(vec![node1], 5);
-        options.attempt_timeout = Duration::from_millis(500);
-        options.request_timeout = Duration::from_secs(5);
-        let client = Client::connect(options).await.expect("connect");
-        let mut results = Vec::new();
-        for _ in 0..4 {
-            results.extend(client.execute_batch(puts(1)).await);
-        }
-        (results, node1_frames.get())
+        (puts_in_turn(node1, 4).await, node1_frames.get())
     })
     .expect("executor");
     for (round, result) in results.iter().enumerate() {
@@ -523,11 +507,7 @@ fn hints_that_send_a_client_round_between_nodes_are_followed_with_pauses() {
         let mut options = ClientOptions::new(vec![node1], 5);
         options.request_timeout = Duration::from_secs(2);
         let client = Client::connect(options).await.expect("connect");
-        client
-            .execute_batch(puts(1))
-            .await
-            .pop()
-            .expect("one result")
+        one_put(&client).await
     })
     .expect("executor");
     match result {
@@ -553,6 +533,28 @@ fn client_address(base: &str) -> String {
     let (host, port) = base.rsplit_once(':').expect("host:port");
     let port: u16 = port.parse().expect("a port");
     format!("{host}:{}", port + 1)
+}
+
+/// One put by `client`.
+async fn one_put(client: &Client) -> Result<Vec<OpResult>, ClientError> {
+    client
+        .execute_batch(puts(1))
+        .await
+        .pop()
+        .expect("one result")
+}
+
+/// `count` puts, one after another, by one client of the node at `base`.
+async fn puts_in_turn(base: String, count: usize) -> Vec<Result<Vec<OpResult>, ClientError>> {
+    let mut options = ClientOptions::new(vec![base], 5);
+    options.attempt_timeout = Duration::from_millis(500);
+    options.request_timeout = Duration::from_secs(5);
+    let client = Client::connect(options).await.expect("connect");
+    let mut results = Vec::new();
+    for _ in 0..count {
+        results.extend(client.execute_batch(puts(1)).await);
+    }
+    results
 }
 
 /// Runs `requests` against a null server (one core), with a generous request timeout.
@@ -677,11 +679,7 @@ fn a_silent_member_does_not_hold_up_a_topology_refresh() {
         assert!(matches!(first, Some(Ok(_))), "{first:?}");
         // Past the least time between two refreshes, so the pause is followed by one.
         glommio::timer::sleep(Duration::from_millis(600)).await;
-        client
-            .execute_batch(puts(1))
-            .await
-            .pop()
-            .expect("one result")
+        one_put(&client).await
     })
     .expect("executor");
     assert!(result.is_ok(), "{result:?}");

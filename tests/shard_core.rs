@@ -1934,6 +1934,17 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
 /// until its leader's term changed. Once stored, the group holds it.
 #[test]
 fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() {
+    let (core, received) = offer_whole_snapshot(&[true, true, false], |g, fail| {
+        g.stores_fail = fail;
+    });
+    assert_eq!(received, 3);
+    assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(10));
+}
+
+/// Offers node 2's core a whole key-value snapshot at index 10 in one chunk from node 1,
+/// once per item of `gates`, each time after `set` put it in the log's gate. Returns the
+/// core and how many copies its log took in.
+fn offer_whole_snapshot(gates: &[bool], set: fn(&mut GateState, bool)) -> (TestCore, usize) {
     let mut kv = cohort::kv::KvStore::new();
     kv.skip(10);
     let data = kv.encode_snapshot();
@@ -1946,10 +1957,10 @@ fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() 
     };
     let events = Events::default();
     let gate = Gate::new(true);
-    gate.0.borrow_mut().stores_fail = true;
+    set(&mut gate.0.borrow_mut(), gates[0]);
     let (mut core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
-    for stores_fail in [true, true, false] {
-        gate.0.borrow_mut().stores_fail = stores_fail;
+    for &state in gates {
+        set(&mut gate.0.borrow_mut(), state);
         let body = MessageBody::SnapshotChunk(Box::new(chunk.clone()));
         core = turn(core, &inbox, from(1, 2, 2, body));
     }
@@ -1958,8 +1969,7 @@ fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() 
         .iter()
         .filter(|e| **e == Event::SnapshotReceived)
         .count();
-    assert_eq!(received, 3, "{:?}", events.borrow());
-    assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(10));
+    (core, received)
 }
 
 /// Goal (found in review): while a snapshot streamed whole is still being stored (a slow
@@ -1969,31 +1979,10 @@ fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() 
 /// state-sized buffer, another check and another write on the core's one blocking thread.
 #[test]
 fn a_snapshot_offered_again_while_its_copy_is_being_stored_is_not_taken_again() {
-    let mut kv = cohort::kv::KvStore::new();
-    kv.skip(10);
-    let data = kv.encode_snapshot();
-    let chunk = SnapshotChunk {
-        meta: meta_of_three_at_10(),
-        offset: 0,
-        total: data.len() as u64,
-        checksum: crc32fast::hash(&data),
-        data,
-    };
-    let events = Events::default();
-    let gate = Gate::new(true);
-    gate.0.borrow_mut().stores_held = true;
-    let (mut core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
-    for held in [true, true, true, false] {
-        gate.0.borrow_mut().stores_held = held;
-        let body = MessageBody::SnapshotChunk(Box::new(chunk.clone()));
-        core = turn(core, &inbox, from(1, 2, 2, body));
-    }
-    let received = events
-        .borrow()
-        .iter()
-        .filter(|e| **e == Event::SnapshotReceived)
-        .count();
-    assert_eq!(received, 1, "{:?}", events.borrow());
+    let (core, received) = offer_whole_snapshot(&[true, true, true, false], |g, held| {
+        g.stores_held = held;
+    });
+    assert_eq!(received, 1);
     assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(10));
 }
 
