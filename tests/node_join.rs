@@ -170,7 +170,7 @@ fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     node.wait_for("node 4: learner of every group");
     node.wait_for("node 4: joining did not finish");
     assert!(
-        node.log().contains("a voter in 1 of 6 groups"),
+        node.log().contains("it votes in 1 of 6 groups"),
         "{}",
         node.log()
     );

@@ -301,11 +301,14 @@ impl Joiner {
         } else {
             // It votes somewhere, or was a member already: stopping it would take a voter
             // away from its groups.
+            let voter_in = match error.promoted_groups {
+                u32::MAX => "it may vote in some groups: no member said".to_string(),
+                groups => format!("it votes in {groups} of {} groups", self.groups),
+            };
             println!(
-                "node {id}: joining did not finish: {}; still running (this join made it a \
-                 voter in {} of {} groups): finish with `cohort members promote --id {id} \
-                 --nodes {seeds}`",
-                error.error, error.promoted_groups, self.groups
+                "node {id}: joining did not finish: {}; still running ({voter_in}): finish \
+                 with `cohort members promote --id {id} --nodes {seeds}`",
+                error.error
             );
         }
     }
@@ -340,9 +343,10 @@ async fn wait_for_seeds(options: &ClientOptions, stop: &AtomicBool) -> Option<To
     None
 }
 
-/// Why a join did not finish, and in how many groups it made the node a voter first.
+/// Why a join did not finish, and in how many groups the node votes.
 struct JoinError {
     error: String,
+    /// Groups the node votes in (`u32::MAX`: it may vote in some, no member said).
     promoted_groups: u32,
     /// The node may not take part (it was removed, or belongs to another cluster).
     stops_the_node: bool,
@@ -416,23 +420,42 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         }
     })
     .await;
-    let (voters, _) = promoted.map_err(|error| JoinError {
-        stops_the_node: error.not_member,
-        error: if error.not_member {
-            format!(
-                "node {id} was removed from the cluster ({error}): a removed node does not \
-                 join again under its id; to add this machine again, start it with a new --id \
-                 and an empty --data-dir"
-            )
-        } else {
-            error.message
-        },
-        promoted_groups,
-    })?;
+    let (voters, _) = match promoted {
+        Ok(done) => done,
+        Err(error) if error.not_member => {
+            return Err(JoinError {
+                stops_the_node: true,
+                error: format!(
+                    "node {id} was removed from the cluster ({error}): a removed node does \
+                     not join again under its id; to add this machine again, start it with a \
+                     new --id and an empty --data-dir"
+                ),
+                promoted_groups,
+            });
+        }
+        Err(error) => {
+            // A group whose promote ran out of time may have made it a voter all the same
+            // (its joint configuration entered, not yet left): a node that votes somewhere
+            // must not stop. Where no member says, it is taken to vote.
+            let voter_in = voter_in(options, id).await.unwrap_or(u32::MAX);
+            return Err(JoinError {
+                stops_the_node: false,
+                error: error.message,
+                promoted_groups: promoted_groups.max(voter_in),
+            });
+        }
+    };
     say(format!(
         "node {id}: joined: voter of every group (voters now {voters:?})"
     ));
     Ok(())
+}
+
+/// In how many groups node `id` votes, as a member sees them now; None where none answered.
+async fn voter_in(options: &ClientOptions, id: u64) -> Option<u32> {
+    let (_, cores) = crate::client::membership_view(options).await.ok()?;
+    let groups = cores.iter().flat_map(|core| &core.groups);
+    Some(groups.filter(|g| g.voters.contains(&id)).count() as u32)
 }
 
 /// Takes node `id`, a learner that cannot take part, out of the groups its join `added` it

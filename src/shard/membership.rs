@@ -77,6 +77,14 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
             encode_addresses([(change.node, address.as_str())]),
         ),
         MemberOp::Promote => {
+            // Asked again (its client followed a new leader, or gave up waiting) before the
+            // joint configuration that makes it a voter was left: that change goes on.
+            if conf.is_joint() && conf.voters.contains(&node) {
+                return Err(MemberOutcome::Busy(format!(
+                    "group {name} is leaving the joint configuration that makes node {node} \
+                     a voter"
+                )));
+            }
             if !conf.is_learner(node) {
                 return Err(MemberOutcome::Failed(format!(
                     "node {node} is not a learner of group {name}: add it first"
