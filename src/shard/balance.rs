@@ -167,18 +167,31 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
     })
 }
 
-/// For a node whose log cannot grow: each group `me` leads, with the voter to hand it to (the
-/// first that could take over now), skipping `busy` groups (a handover under way).
+/// For a node whose log cannot grow: each group `me` leads, with the voter to hand it to,
+/// skipping `busy` groups (a handover under way): of those that could take over now, the one
+/// leading fewest groups, counting those handed to it here (ties by id). Handing them all to
+/// the first put every group of the node on one other, whose share balance then moved again.
 pub fn pick_evacuations(
     me: u64,
     groups: &[GroupView],
     busy: impl Fn(u32) -> bool,
 ) -> Vec<(u32, u64)> {
-    groups
-        .iter()
-        .filter(|g| g.leader == me && !busy(g.group))
-        .filter_map(|g| Some((g.group, *g.ready_successors.first()?)))
-        .collect()
+    let mut led: BTreeMap<u64, u32> = BTreeMap::new();
+    for group in groups {
+        *led.entry(group.leader).or_insert(0) += 1;
+    }
+    let mut picks = Vec::new();
+    for group in groups.iter().filter(|g| g.leader == me && !busy(g.group)) {
+        let successors = group.ready_successors.iter().filter(|&&node| node != me);
+        let Some(&to) =
+            successors.min_by_key(|&&node| (led.get(&node).copied().unwrap_or(0), node))
+        else {
+            continue;
+        };
+        *led.entry(to).or_insert(0) += 1;
+        picks.push((group.group, to));
+    }
+    picks
 }
 
 #[cfg(test)]
@@ -328,6 +341,20 @@ mod tests {
         groups[2].ready_successors = vec![];
         // Group 2 has no voter ready to take over; group 3 is being handed over already.
         let picks = pick_evacuations(2, &groups, |g| g == 3);
-        assert_eq!(picks, vec![(0, 1)]);
+        // Node 3 leads none (node 1 leads group 1).
+        assert_eq!(picks, vec![(0, 3)]);
+    }
+
+    /// Goal (found in review): an evacuation spreads the groups over the voters that can
+    /// take them, rather than hand them all to the one of lowest id.
+    #[test]
+    fn an_evacuation_spreads_the_groups_over_the_voters_ready() {
+        let mut groups: Vec<GroupView> = (0..5).map(|g| view(g, 2)).collect();
+        for group in &mut groups[..4] {
+            group.ready_successors = vec![1, 3];
+        }
+        groups[4].leader = 3;
+        let picks = pick_evacuations(2, &groups, |_| false);
+        assert_eq!(picks, vec![(0, 1), (1, 1), (2, 3), (3, 1)]);
     }
 }
