@@ -10,7 +10,8 @@
 //! stream, never restarts it; a different snapshot replaces a stream only once that stream
 //! has made no progress for `abandon_ticks`, or at once if it sent nothing yet (it waits its
 //! turn behind the peer's other streams). Without progress for `stall_ticks`, the
-//! unacknowledged window is sent again.
+//! unacknowledged window is sent again. A snapshot the peer acknowledged whole before, offered
+//! again, goes first as one empty chunk, answered "all received" while the peer still holds it.
 //!
 //! Receiver, per (peer, group): chunks are appended in order; each is answered with the bytes
 //! held so far. A chunk past a hole (chunks lost with a dropped connection) or of a stream the
@@ -65,6 +66,9 @@ struct Outgoing {
     /// Not started, and waiting its turn behind the peer's other streams: it holds no
     /// compaction of its group back, and a newer snapshot offered replaces it.
     queued: bool,
+    /// The peer was sent this snapshot whole already ([`SnapshotStreams::delivered`]): one
+    /// empty chunk asks first whether it still holds it, and the rest waits for the answer.
+    probing: bool,
     progress_tick: u64,
 }
 
@@ -92,6 +96,12 @@ pub struct SnapshotStreams {
     /// "start over". The same snapshot sent in a later term is streamed anew: the core may
     /// have dropped the one it got (its term had moved past the sender's meanwhile).
     completed: BTreeMap<(u64, u32), StreamId>,
+    /// The last snapshot each (peer, group) acknowledged whole from here, by index and
+    /// checksum. Told it all arrived, the Raft core probes the follower, which cannot answer
+    /// until it stored and installed the snapshot (seconds, for a big state), so the core
+    /// offers it again; a window of chunks went out at every probe meanwhile. Offered again,
+    /// it is asked for with one empty chunk, answered "all received" while the peer holds it.
+    delivered: BTreeMap<(u64, u32), (LogIndex, u32)>,
     /// Groups whose snapshot was too large to send, said once each until one of theirs fits
     /// again.
     said_too_large: std::collections::BTreeSet<u32>,
@@ -105,6 +115,7 @@ impl SnapshotStreams {
             outgoing: BTreeMap::new(),
             incoming: BTreeMap::new(),
             completed: BTreeMap::new(),
+            delivered: BTreeMap::new(),
             said_too_large: Default::default(),
             ticks: 0,
         }
@@ -162,6 +173,7 @@ impl SnapshotStreams {
             }
         }
         let checksum = crc32fast::hash(&snapshot.data);
+        let probing = self.delivered.get(&key) == Some(&(snapshot.meta.index, checksum));
         let stream = Outgoing {
             from: message.from,
             term: message.term,
@@ -171,6 +183,7 @@ impl SnapshotStreams {
             next: 0,
             started: false,
             queued: false,
+            probing,
             progress_tick: self.ticks,
         };
         self.outgoing.insert(key, stream);
@@ -187,6 +200,7 @@ impl SnapshotStreams {
                 stream.checksum = *checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data));
                 stream.snapshot = snapshot.clone();
                 (stream.acked, stream.next) = (0, 0);
+                stream.probing = false;
             }
         }
     }
@@ -220,8 +234,13 @@ impl SnapshotStreams {
             while (stream.next < total || !stream.started)
                 && stream.next - stream.acked < window
                 && *peer < peer_window
+                && !(stream.probing && stream.started)
             {
-                let end = (stream.next + chunk_bytes).min(total);
+                let end = if stream.probing {
+                    0
+                } else {
+                    (stream.next + chunk_bytes).min(total)
+                };
                 let chunk = SnapshotChunk {
                     meta: stream.snapshot.meta.clone(),
                     offset: stream.next,
@@ -273,6 +292,11 @@ impl SnapshotStreams {
         }
         let total = stream.snapshot.data.len() as u64;
         let received = received.min(total);
+        if stream.probing {
+            // The answer to the empty chunk: what the peer holds, from which it goes on.
+            stream.probing = false;
+            stream.progress_tick = self.ticks;
+        }
         if gap {
             // Resume from what the receiver holds (less than before if it lost its part).
             if stream.next != received {
@@ -294,7 +318,9 @@ impl SnapshotStreams {
             stream.progress_tick = self.ticks;
         }
         if stream.started && stream.acked == total && !gap {
+            let checksum = stream.checksum;
             self.outgoing.remove(&(from, group));
+            self.delivered.insert((from, group), (index, checksum));
             return true;
         }
         false
@@ -552,6 +578,56 @@ mod tests {
             }
         }
         installed
+    }
+
+    /// Goal (found in review): a snapshot the peer acknowledged whole, offered again (the
+    /// Raft core probes the follower, which cannot answer until it installed the snapshot),
+    /// goes as one empty chunk while the peer holds it, not as a window of chunks at every
+    /// probe; and whole again from the start once the peer no longer holds it.
+    #[test]
+    fn a_snapshot_offered_again_after_it_arrived_whole_is_asked_for_with_one_empty_chunk() {
+        let (mut sender, mut receiver) = (streams(), streams());
+        let whole = snapshot(9, 95);
+        assert!(sender.offer(0, install(whole.clone())).is_none());
+        let mut installed = None;
+        while sender.sending() > 0 {
+            let chunks = pump(&mut sender);
+            installed = installed.or(deliver(&mut sender, &mut receiver, chunks));
+        }
+        assert!(installed.is_some());
+        let chunk_bytes = |chunks: &[Envelope]| -> Vec<usize> {
+            let lengths = chunks.iter().map(|e| match &e.message.body {
+                MessageBody::SnapshotChunk(chunk) => chunk.data.len(),
+                _ => panic!("a chunk"),
+            });
+            lengths.collect()
+        };
+        // Held by the peer: one empty chunk, answered "all received".
+        sender.offer(0, install(whole.clone()));
+        let probe = pump(&mut sender);
+        assert_eq!(chunk_bytes(&probe), [0]);
+        assert!(
+            pump(&mut sender).is_empty(),
+            "the rest waits for the answer"
+        );
+        let mut completed = 0;
+        let again = deliver_counting(&mut sender, &mut receiver, probe, &mut completed);
+        assert!(again.is_none());
+        assert_eq!((completed, sender.sending()), (1, 0));
+        // No longer held (it failed to store, say): streamed whole from the start.
+        receiver.forget_completed(1, 0);
+        sender.offer(0, install(whole));
+        let probe = pump(&mut sender);
+        assert!(deliver(&mut sender, &mut receiver, probe).is_none());
+        let mut installed = None;
+        let mut sent = 0;
+        while sender.sending() > 0 {
+            let chunks = pump(&mut sender);
+            sent += chunk_bytes(&chunks).iter().sum::<usize>();
+            installed = installed.or(deliver(&mut sender, &mut receiver, chunks));
+        }
+        assert_eq!(sent, 95);
+        assert!(installed.is_some());
     }
 
     fn offsets(chunks: &[Envelope]) -> Vec<u64> {
