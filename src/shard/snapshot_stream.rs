@@ -222,7 +222,14 @@ impl SnapshotStreams {
             *in_flight.entry(to).or_default() += stream.next - stream.acked;
         }
         let now = self.ticks;
-        for (&(to, group), stream) in &mut self.outgoing {
+        // Started streams first: the receiver gives up a partial copy that gets no bytes for
+        // `abandon_ticks`, so one pushed aside by streams of lower groups started over from
+        // byte 0, and held its group's compaction back all the while.
+        let (started, unstarted): (Vec<_>, Vec<_>) = self
+            .outgoing
+            .iter_mut()
+            .partition(|(_, stream)| stream.started);
+        for (&(to, group), stream) in started.into_iter().chain(unstarted) {
             let total = stream.snapshot.data.len() as u64;
             let peer = in_flight.entry(to).or_default();
             if *peer >= peer_window && stream.next == stream.acked {
@@ -628,6 +635,22 @@ mod tests {
         }
         assert_eq!(sent, 95);
         assert!(installed.is_some());
+    }
+
+    /// Goal (found in review): a stream under way keeps the peer's window when streams of
+    /// lower groups are offered after it; it waited behind them, and the receiver, given no
+    /// bytes for a while, dropped its partial copy, so it started over from byte 0.
+    #[test]
+    fn a_stream_under_way_goes_before_streams_of_lower_groups_offered_after_it() {
+        let mut config = streams().config;
+        config.peer_window_chunks = config.window_chunks;
+        let (mut sender, mut receiver) = (SnapshotStreams::new(config), streams());
+        sender.offer(5, install(snapshot(9, 95)));
+        let first = pump(&mut sender);
+        assert!(deliver(&mut sender, &mut receiver, first).is_none());
+        sender.offer(1, install(snapshot(9, 95)));
+        let groups: Vec<u32> = pump(&mut sender).iter().map(|e| e.group.0).collect();
+        assert_eq!(groups, [5, 5, 5]);
     }
 
     fn offsets(chunks: &[Envelope]) -> Vec<u64> {
