@@ -341,6 +341,41 @@ fn pending_writes_of_a_leader_that_lost_its_term_are_told_to_retry() {
     assert_eq!(trio.groups[0].waiting(), 0);
 }
 
+/// Goal (found in review): writes held while no leader is known are answered "not the leader"
+/// (proposed nothing, no leader named) once none was heard of for two election timeouts: a
+/// node cut off from the one that won held them until the cut healed. Method: node 2 wins
+/// node 1's vote and nothing else reaches node 1, which ticks on alone.
+#[test]
+fn writes_held_while_no_leader_is_known_go_elsewhere_after_two_election_timeouts() {
+    let mut trio = Trio::new();
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    trio.groups[0].handle(9, write, &mut trio.answers);
+    trio.groups[1].replica.campaign();
+    let mut ready = trio.groups[1].replica.ready();
+    let mut messages = ready.take_messages_now();
+    let _durable = ready.take_entries();
+    messages.extend(ready.take_messages_after_persist());
+    trio.groups[1].replica.advance(ready.ack());
+    for message in messages.into_iter().filter(|m| m.to == NodeId(1)) {
+        trio.groups[0].replica.step(message).unwrap();
+    }
+    let patience = 2 * trio.groups[0].replica.election_timeout_ticks();
+    for _ in 0..patience {
+        trio.groups[0].propose_pending(&mut trio.answers);
+        assert!(trio.answers.is_empty(), "held");
+        trio.groups[0].replica.tick();
+    }
+    trio.groups[0].propose_pending(&mut trio.answers);
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    let nobody = Outcome::NotLeader {
+        leader: 0,
+        address: String::new(),
+        maybe_proposed: false,
+    };
+    assert_eq!(outcomes, [nobody]);
+    assert_eq!(trio.groups[0].waiting(), 0);
+}
+
 /// Goal: writes that reach a leader while it hands leadership over wait for the handover
 /// instead of being refused as busy (which made every client pause), then go to the new
 /// leader; if the handover fails, they are proposed. Method: transfers on three replicas,

@@ -294,6 +294,11 @@ impl Replica {
     pub fn may_lead(&self, from: NodeId, term: Term) -> bool {
         term > self.term || (term == self.term && (self.leader.is_none() || self.leader == from))
     }
+    /// Ticks this replica has had.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
     /// Ticks without a word from a leader after which a follower campaigns (at least).
     pub fn election_timeout_ticks(&self) -> u32 {
         self.config.election_timeout_ticks

@@ -45,6 +45,8 @@ pub struct Group {
     /// (see [`crate::kv::CommandRef::read_all`]), and who asked for each (conn, client, sequence).
     pending: BytesMut,
     pending_writes: Vec<(ConnId, u64, u64)>,
+    /// Since when (the replica's ticks) writes are held while no leader is known.
+    held_leaderless_since: Option<u64>,
     /// Reads waiting for their ReadIndex round, by ctx.
     reads_unconfirmed: HashMap<u64, PendingRead>,
     /// Reads confirmed at an index the state machine has not reached yet.
@@ -75,6 +77,7 @@ impl Group {
             writes: InFlight::default(),
             pending: BytesMut::new(),
             pending_writes: Vec::new(),
+            held_leaderless_since: None,
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
             next_ctx: 1,
@@ -186,7 +189,25 @@ impl Group {
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
         // Commands of a connection that closed meanwhile are proposed too: taken in is taken
         // in, and their clients' retries are answered from the session.
-        if self.pending.is_empty() || self.holds_writes() {
+        let leaderless = self.replica.role() != Role::Leader && self.replica.leader().is_none();
+        if self.pending.is_empty() || !leaderless {
+            self.held_leaderless_since = None;
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.holds_writes() {
+            // No leader heard of for two election timeouts (this node cut off from the one it
+            // handed the group to, say): the clients ask another node, rather than wait here
+            // until the cut heals.
+            let now = self.replica.ticks();
+            let patience = 2 * u64::from(self.replica.election_timeout_ticks());
+            if leaderless && now >= *self.held_leaderless_since.get_or_insert(now) + patience {
+                self.held_leaderless_since = None;
+                self.pending.clear();
+                let not_leader = self.not_leader_outcome(false);
+                answer_all(self.pending_writes.drain(..), &not_leader, out);
+            }
             return;
         }
         let data = self.pending.split().freeze();
