@@ -202,6 +202,30 @@ fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     common::cluster::finish(cluster);
 }
 
+/// Goal (found in review): a member restarted from its data dir at another address, while
+/// none of its seeds answers, is refused at once: its peers dial the address the groups
+/// hold, so the cluster would have lost a voter without a word. Method: node 4 joins, stops;
+/// node 1, its only seed, stops; node 4 starts again on other ports.
+#[test]
+fn a_member_restarted_at_another_address_is_refused() {
+    let mut cluster = start_with("join-moved", 100_000);
+    let (dir, seed) = (cluster.dir.clone(), cluster.bases[0].clone());
+    let port = free_port_run(4).unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let mut node = Joining::start(&dir, 4, &base, &seed, &[]);
+    node.wait_for("node 4: joined: voter of every group");
+    node.stop();
+    cluster.terminate(1).expect("node 1 stops");
+    let moved = format!("127.0.0.1:{}", port + 2);
+    let mut node = Joining::start(&dir, 4, &moved, &seed, &[]);
+    let status = node.exit_status();
+    let why = format!("node 4 is a member at {base}, not {moved}");
+    assert!(!status.success(), "{}", node.log());
+    assert!(node.log().contains(&why), "{}", node.log());
+    cluster.restart(1).expect("node 1 starts again");
+    common::cluster::finish(cluster);
+}
+
 /// Goal: a member is not taken for a removed node because the seed that answers lags behind
 /// the groups' leaders. Method: node 4 joins while node 1 is down (so node 1's log never saw
 /// it), and stops; nodes 2 and 3 are frozen so that node 1, restarted, cannot learn of it;

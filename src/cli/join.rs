@@ -83,6 +83,9 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
             // The members it knew when it joined, for the cores whose groups hold no
             // configuration yet (a join cut short), else only itself.
             let mut members = identity::recorded_members(&args.data_dir)?.unwrap_or_default();
+            if let Some(why) = moved(args.id, &listen, &members) {
+                return Err(why);
+            }
             members.insert(NodeId(args.id), listen.clone());
             let cluster_id = args.cluster_id.unwrap_or(recorded.cluster_id);
             let config =
@@ -184,16 +187,10 @@ fn from_cluster(
     // seed that answered may lag behind them.
     let was_member = recorded.is_some() && identity::recorded_members(&args.data_dir)?.is_some();
     let new_to_cluster = !members.contains_key(&NodeId(args.id)) && !was_member;
-    match members.get(&NodeId(args.id)) {
-        Some(known) if known != listen => {
-            return Err(format!(
-                "node {} is a member at {known}, not {listen}: a new machine needs a new id \
-                 (remove the old one with `cohort members remove --id {}`)",
-                args.id, args.id
-            ));
-        }
-        _ => members.insert(NodeId(args.id), listen.to_string()),
-    };
+    if let Some(why) = moved(args.id, listen, &members) {
+        return Err(why);
+    }
+    members.insert(NodeId(args.id), listen.to_string());
     let config = args.to_config(members, false, cluster_id, topology.cores, topology.groups)?;
     Ok(Start {
         config,
@@ -201,6 +198,16 @@ fn from_cluster(
         was_member,
         from_disk: None,
     })
+}
+
+/// Why node `id` may not listen at `listen`, if the cluster knows it at another address: its
+/// peers would dial that one, and the cluster would lose a member without a word.
+fn moved(id: u64, listen: &str, members: &BTreeMap<NodeId, String>) -> Option<String> {
+    let known = members.get(&NodeId(id)).filter(|known| *known != listen)?;
+    Some(format!(
+        "node {id} is a member at {known}, not {listen}: a new machine needs a new id (remove \
+         the old one with `cohort members remove --id {id}`)"
+    ))
 }
 
 /// The cluster id a joining node takes: the cluster's. A different `--cluster-id`, or a data
@@ -272,6 +279,13 @@ impl Joiner {
                 };
                 check_cluster(&recorded, &topology)?;
                 members.extend(topology.members.into_iter().map(|(n, a)| (NodeId(n), a)));
+                // Started from its disk, it could not check its address at start.
+                if let Some(why) = moved(id, &listen, &members) {
+                    return Err(JoinError {
+                        stops_the_node: true,
+                        ..JoinError::before_any(why)
+                    });
+                }
                 members.insert(NodeId(id), listen);
             }
             let joining = Joining {
