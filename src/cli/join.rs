@@ -205,8 +205,8 @@ fn from_cluster(
 fn moved(id: u64, listen: &str, members: &BTreeMap<NodeId, String>) -> Option<String> {
     let known = members.get(&NodeId(id)).filter(|known| *known != listen)?;
     Some(format!(
-        "node {id} is a member at {known}, not {listen}: a new machine needs a new id (remove \
-         the old one with `cohort members remove --id {id}`)"
+        "node {id} is a member at {known}, not {listen}: listen at {known} as before; a new \
+         machine needs a new id (remove the old one with `cohort members remove --id {id}`)"
     ))
 }
 

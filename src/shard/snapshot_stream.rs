@@ -461,6 +461,10 @@ impl SnapshotStreams {
     /// byte (without waiting for the stall timeout).
     pub fn resend_to(&mut self, to: u64) {
         for ((_, group), stream) in self.outgoing.range_mut((to, 0)..=(to, u32::MAX)) {
+            // A probe unanswered may have gone with it too: it is sent again.
+            if stream.probing {
+                stream.started = false;
+            }
             if stream.next > stream.acked {
                 tracing::info!(
                     group,
@@ -486,7 +490,12 @@ impl SnapshotStreams {
                 given_up.push((to, group));
                 return false;
             }
-            if idle > 0 && idle % config.stall_ticks.max(1) == 0 && stream.next > stream.acked {
+            let stalled = idle > 0 && idle % config.stall_ticks.max(1) == 0;
+            if stalled && stream.probing && stream.started {
+                // The probe went unanswered (lost, or dropped by a receiver short of room).
+                stream.started = false;
+            }
+            if stalled && stream.next > stream.acked {
                 tracing::info!(
                     group,
                     to,
@@ -621,6 +630,23 @@ mod tests {
         let again = deliver_counting(&mut sender, &mut receiver, probe, &mut completed);
         assert!(again.is_none());
         assert_eq!((completed, sender.sending()), (1, 0));
+        // A probe lost is sent again: on a renewed connection, and after a stall.
+        sender.offer(0, install(whole.clone()));
+        assert_eq!(chunk_bytes(&pump(&mut sender)), [0]);
+        sender.resend_to(2);
+        assert_eq!(
+            chunk_bytes(&pump(&mut sender)),
+            [0],
+            "on a renewed connection"
+        );
+        for _ in 0..sender.config.stall_ticks {
+            assert!(pump(&mut sender).is_empty());
+            sender.tick();
+        }
+        let probe = pump(&mut sender);
+        assert_eq!(chunk_bytes(&probe), [0], "after a stall");
+        deliver_counting(&mut sender, &mut receiver, probe, &mut completed);
+        assert_eq!((completed, sender.sending()), (2, 0));
         // No longer held (it failed to store, say): streamed whole from the start.
         receiver.forget_completed(1, 0);
         sender.offer(0, install(whole));
