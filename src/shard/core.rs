@@ -353,8 +353,7 @@ pub struct Core<L: CoreLog, N> {
     peers_log_full: BTreeSet<u64>,
     /// What this core last told its peers about its own log.
     said_log_full: bool,
-    /// A sync has been in flight past twice the election timeout (see [`Core::sync_stuck`]),
-    /// and the core said so.
+    /// A sync has been in flight too long ([`Core::sync_stuck`]), and the core said so.
     said_sync_stuck: bool,
     /// Whether this core said it refused a leader's entry too large for its log (said once:
     /// the leader sends it again and again).

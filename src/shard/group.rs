@@ -192,9 +192,9 @@ impl Group {
         let leaderless = self.replica.role() != Role::Leader && self.replica.leader().is_none();
         if self.pending.is_empty() || !leaderless {
             self.held_leaderless_since = None;
-        }
-        if self.pending.is_empty() {
-            return;
+            if self.pending.is_empty() {
+                return;
+            }
         }
         if self.holds_writes() {
             // No leader heard of for two election timeouts (this node cut off from the one it
@@ -204,9 +204,7 @@ impl Group {
             let patience = 2 * u64::from(self.replica.election_timeout_ticks());
             if leaderless && now >= *self.held_leaderless_since.get_or_insert(now) + patience {
                 self.held_leaderless_since = None;
-                self.pending.clear();
-                let not_leader = self.not_leader_outcome(false);
-                answer_all(self.pending_writes.drain(..), &not_leader, out);
+                self.refuse_pending(&self.not_leader_outcome(false), out);
             }
             return;
         }
@@ -235,9 +233,13 @@ impl Group {
         if self.replica.role() == Role::Leader || self.replica.leader().is_none() {
             return;
         }
+        self.refuse_pending(&self.not_leader_outcome(false), out);
+    }
+
+    /// Answers every write waiting to be proposed with `outcome`: none of them is in the log.
+    fn refuse_pending(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
         self.pending.clear();
-        let not_leader = self.not_leader_outcome(false);
-        answer_all(self.pending_writes.drain(..), &not_leader, out);
+        answer_all(self.pending_writes.drain(..), outcome, out);
     }
 
     /// Whether commands wait to be proposed (those of closed connections too).
@@ -248,12 +250,11 @@ impl Group {
     /// Answers the writes waiting to be proposed as busy, for `why`: none of them is in the
     /// log, so the client may send them again.
     pub(super) fn refuse_pending_as_busy(&mut self, why: &str, out: &mut Vec<Answer>) {
-        self.pending.clear();
         let busy = Outcome::Error {
             code: ErrorCode::Busy,
             message: why.to_string(),
         };
-        answer_all(self.pending_writes.drain(..), &busy, out);
+        self.refuse_pending(&busy, out);
     }
 
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
