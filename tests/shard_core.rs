@@ -16,6 +16,7 @@ use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
 use cohort::proto::members::{MemberChange, MemberOp};
+use cohort::proto::status::CoreRows;
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
     AppendRequest, AppendResponse, ConfState, Config, Entry, EntryKind, GroupId, Heartbeat,
@@ -2815,6 +2816,11 @@ fn a_leader_whose_sync_never_ends_hands_its_group_over() {
         // Its peers are told, so they hand it no group back; and told again once it syncs.
         let said = |full| f.events.borrow().contains(&Event::SaidLogFull(full));
         assert!(said(true), "{:?}", f.events.borrow());
+        let why = status_of(&f.inbox).await.refuses_writes.unwrap_or_default();
+        assert!(
+            why.starts_with("a sync of its log has not ended in"),
+            "{why}"
+        );
         f.gate.open();
         let said_room = yield_until(|| {
             f.inbox.push_now(Input::Tick);
@@ -2825,6 +2831,21 @@ fn a_leader_whose_sync_never_ends_hands_its_group_over() {
         f.release_and_stop();
     };
     run_beside(core, driver);
+}
+
+/// What `cohort status` hears from the core, once it answers.
+async fn status_of(inbox: &Inbox<Input>) -> CoreRows {
+    let status = Inbox::new(1);
+    inbox.push_now(Input::Status(status.clone()));
+    let rows = RefCell::new(Vec::new());
+    let answered = yield_until(|| {
+        let mut rows = rows.borrow_mut();
+        let _ = status.poll_take_all(&mut Context::from_waker(Waker::noop()), &mut rows);
+        !rows.is_empty()
+    })
+    .await;
+    assert!(answered, "status answered");
+    rows.into_inner().remove(0)
 }
 
 /// Nodes 2 and 3 of group 0 as bare replicas, for a test to step (they persist at once, and

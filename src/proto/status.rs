@@ -38,9 +38,9 @@ pub struct CoreRows {
     pub node_id: u64,
     pub core: u16,
     pub groups: Vec<GroupRow>,
-    /// Why the core's log cannot grow (a full disk), if it cannot: it then takes no writes
-    /// and leads no group.
-    pub log_full: Option<String>,
+    /// Why the core takes no writes, if it takes none (its log cannot grow on a full disk, or
+    /// a sync of its log does not end): it then leads no group.
+    pub refuses_writes: Option<String>,
 }
 
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
@@ -139,7 +139,10 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
             groups.push(fb::GroupStatus::create(fbb, &args));
         }
         let groups = Some(fbb.create_vector(&groups));
-        let log_full = rows.log_full.as_deref().map(|why| fbb.create_string(why));
+        let log_full = rows
+            .refuses_writes
+            .as_deref()
+            .map(|why| fbb.create_string(why));
         let args = fb::CoreStatusArgs {
             node_id: rows.node_id,
             core: rows.core,
@@ -189,7 +192,7 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
         node_id: table.node_id(),
         core: table.core(),
         groups,
-        log_full: table.log_full().map(str::to_string),
+        refuses_writes: table.log_full().map(str::to_string),
     })
 }
 
@@ -198,9 +201,9 @@ pub fn render(cores: &[CoreRows]) -> String {
     let mut out =
         String::from("node core group role          leader term   commit     applied    last\n");
     for core in cores {
-        if let Some(why) = &core.log_full {
+        if let Some(why) = &core.refuses_writes {
             out += &format!(
-                "{:<4} {:<4} takes no writes: its log cannot grow: {why}\n",
+                "{:<4} {:<4} takes no writes: {why}\n",
                 core.node_id, core.core
             );
         }
@@ -256,7 +259,7 @@ mod tests {
                 learners: vec![4],
                 joint: true,
             }],
-            log_full: None,
+            refuses_writes: None,
         };
         let mut encoder = FrameEncoder::new();
         encode_status(&mut encoder, &rows).unwrap();
@@ -264,7 +267,9 @@ mod tests {
         assert_eq!(decoded, rows);
         assert!(render(&[decoded]).contains("replicate"));
         let full = CoreRows {
-            log_full: Some("cannot make the next WAL segment: No space left".to_string()),
+            refuses_writes: Some(
+                "its log cannot grow: cannot make the next WAL segment: No space left".to_string(),
+            ),
             ..rows
         };
         encode_status(&mut encoder, &full).unwrap();

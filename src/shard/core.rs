@@ -724,7 +724,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     node_id: self.shape.node_id,
                     core: self.shape.core,
                     groups,
-                    log_full: self.log.short_of_space().map(str::to_string),
+                    refuses_writes: self.refuses_writes(),
                 });
             }
             Input::Tick if self.tick_clock.is_none() => self.tick(),
@@ -1035,6 +1035,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.net.set_log_full(log_full);
             self.said_log_full = log_full;
         }
+    }
+
+    /// Why this core takes no writes, for `cohort status`: what [`Core::tell_peers_log_state`]
+    /// tells its peers, in words.
+    fn refuses_writes(&self) -> Option<String> {
+        if let Some(why) = self.log.short_of_space() {
+            return Some(format!("its log cannot grow: {why}"));
+        }
+        let began = self
+            .persisting
+            .iter()
+            .find(|p| p.synced.is_none())?
+            .began_tick;
+        self.said_sync_stuck.then(|| {
+            format!(
+                "a sync of its log has not ended in {} ticks: the device may have stopped \
+                 answering",
+                self.ticks - began
+            )
+        })
     }
 
     /// Whether a sync of the log has been in flight for [`Core::sync_patience_ticks`]: a
