@@ -7,7 +7,7 @@ use cohort::raft::{
     AppendRequest, AppendResponse, CompactError, ConfChange, ConfChangeKind, ConfChangeSingle,
     ConfChangeTransition, ConfState, Config, Entry, EntryKind, HardState, Heartbeat,
     HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, Persisted, ProgressState,
-    ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, Term, TransferError,
+    ProposeError, Proposed, Replica, Role, Snapshot, SnapshotMeta, StepError, Term, TransferError,
     VoteRequest, VoteResponse,
 };
 use cohort::sim::{Cluster, Disk};
@@ -1582,4 +1582,38 @@ fn a_drift_past_the_election_timeout_is_ignored_without_lease_reads() {
     let ctx = cluster.read(leader).unwrap();
     cluster.stabilize().unwrap();
     assert_eq!(cluster.node(leader).reads_answered.get(&ctx), Some(&index));
+}
+
+/// Goal: a snapshot whose configuration no group could run on is refused before anything of
+/// it is taken. Installed, one with no voters left the follower unable to campaign and with
+/// no members to talk to. Method: node 2 (a voter of 1, 2, 3) is sent snapshots of such
+/// configurations; each is refused as malformed and its log stays where it was.
+#[test]
+fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut follower =
+        Replica::new(Config::new(NodeId(2)), SEED, Persisted::bootstrap(&voters)).unwrap();
+    persist(&mut follower);
+    let ids = |raw: &[u64]| raw.iter().map(|&n| NodeId(n)).collect::<Vec<_>>();
+    for (voters, learners) in [(&[][..], &[4u64][..]), (&[3, 1], &[]), (&[1, 2], &[0])] {
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(10),
+                term: Term(2),
+                conf_state: ConfState {
+                    voters: ids(voters),
+                    learners: ids(learners),
+                    ..ConfState::default()
+                },
+            },
+            data: Bytes::from_static(b"state"),
+        };
+        let body = MessageBody::InstallSnapshot(Box::new(snapshot));
+        let result = follower.step(term_2(1, 2, body));
+        assert!(
+            matches!(result, Err(StepError::Malformed(_))),
+            "voters {voters:?}, learners {learners:?}: {result:?}"
+        );
+        assert_eq!(follower.snapshot_index(), LogIndex(0));
+    }
 }

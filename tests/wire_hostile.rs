@@ -277,6 +277,83 @@ fn entry_payload_runs_outside_the_data_are_refused() {
     assert_eq!(indexes, [2, 3, 4]);
 }
 
+/// A batch with one snapshot chunk (offset 0) whose configuration `conf` builds, if any.
+fn chunk_frame(conf: impl FnOnce(&mut Builder) -> Option<fb::ConfStateArgs<'static>>) -> Bytes {
+    batch_frame(|fbb| {
+        let conf_state = conf(fbb).map(|args| fb::ConfState::create(fbb, &args));
+        let data = Some(fbb.create_vector(&[7u8; 16]));
+        let chunk = fb::SnapshotChunk::create(
+            fbb,
+            &fb::SnapshotChunkArgs {
+                index: 10,
+                term: 1,
+                conf_state,
+                offset: 0,
+                total: 16,
+                checksum: 0,
+                data,
+            },
+        );
+        let message = fb::RaftMessage::create(
+            fbb,
+            &fb::RaftMessageArgs {
+                header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
+                body_type: fb::RaftBody::SnapshotChunk,
+                body: Some(chunk.as_union_value()),
+            },
+        );
+        fb::RaftBatchArgs {
+            messages: Some(fbb.create_vector(&[message])),
+            ..Default::default()
+        }
+    })
+}
+
+/// Goal: a snapshot's configuration from a peer is one a group could run on. Before, one
+/// left out read as a configuration with no voters, which a follower stored and installed:
+/// its group could never elect it again, and it saw no members. Method: chunks with no
+/// configuration, no voters, voters out of order or twice, or node 0, are refused; a
+/// well-formed one decodes.
+#[test]
+fn a_snapshot_without_a_configuration_a_group_could_run_on_is_refused() {
+    let ids = |fbb: &mut Builder, ids: &[u64]| Some(fbb.create_vector(ids));
+    let refused = |frame: Bytes, what: &str| {
+        let result = decode_frame(&frame);
+        assert!(
+            matches!(
+                result,
+                Err(DecodeError::Content(ContentError::ConfStateInvalid { .. }))
+            ),
+            "{what}: {result:?}"
+        );
+    };
+    refused(chunk_frame(|_| None), "no configuration");
+    for (voters, learners) in [
+        (&[][..], &[4u64][..]),
+        (&[2, 1], &[]),
+        (&[1, 1, 2], &[]),
+        (&[0, 1, 2], &[]),
+        (&[1, 2, 3], &[5, 4]),
+    ] {
+        let frame = chunk_frame(|fbb| {
+            Some(fb::ConfStateArgs {
+                voters: ids(fbb, voters),
+                learners: ids(fbb, learners),
+                ..Default::default()
+            })
+        });
+        refused(frame, &format!("voters {voters:?}, learners {learners:?}"));
+    }
+    let good = chunk_frame(|fbb| {
+        Some(fb::ConfStateArgs {
+            voters: ids(fbb, &[1, 2, 3]),
+            learners: ids(fbb, &[4]),
+            ..Default::default()
+        })
+    });
+    assert!(decode_frame(&good).is_ok());
+}
+
 /// Goal: an append in columns can only take entries inside the batch's entry column, in
 /// order, and none are left over. Method: `entries_end`s past the column or running
 /// backwards are refused, and so are entries or payload bytes no append takes.

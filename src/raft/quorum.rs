@@ -104,6 +104,26 @@ impl ConfState {
         all.dedup();
         all
     }
+
+    /// Why no group could run on this configuration, if none could: it has no voters, names
+    /// node 0 (no node), or has a list out of order or with an id twice (every change keeps
+    /// each list sorted, and the quorum code counts each id once). From a peer's snapshot.
+    pub fn shape_error(&self) -> Option<&'static str> {
+        if self.voters.is_empty() {
+            return Some("a configuration with no voters");
+        }
+        let lists = [
+            &self.voters,
+            &self.voters_outgoing,
+            &self.learners,
+            &self.learners_next,
+        ];
+        let sorted = |ids: &Vec<NodeId>| {
+            ids.first() != Some(&NodeId::NONE) && ids.windows(2).all(|w| w[0] < w[1])
+        };
+        (!lists.into_iter().all(sorted))
+            .then_some("a configuration list out of order, with an id twice, or naming node 0")
+    }
 }
 
 #[cfg(test)]

@@ -833,6 +833,11 @@ fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
     if message.from.is_none() || message.from == own_id {
         return Err(StepError::Malformed("sender is none or self"));
     }
+    if let MessageBody::InstallSnapshot(snapshot) = &message.body
+        && let Some(why) = snapshot.meta.conf_state.shape_error()
+    {
+        return Err(StepError::Malformed(why));
+    }
     if let MessageBody::AppendRequest(append) = &message.body {
         let mut expected = append.prev_log_index.next();
         for entry in &append.entries {

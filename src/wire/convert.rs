@@ -103,6 +103,11 @@ pub enum ContentError {
         value: u64,
         message_index: usize,
     },
+    /// A snapshot's configuration that no group could run on (see
+    /// [`ConfState::shape_error`]), or none at all.
+    ConfStateInvalid {
+        why: &'static str,
+    },
     /// A cluster's shape that cannot be: no cores, or no groups.
     ShapeEmpty {
         cores: u64,
@@ -172,6 +177,7 @@ impl fmt::Display for ContentError {
                 f,
                 "message {message_index} of the batch has {what} {value}, above {RAFT_NUMBER_MAX}"
             ),
+            ContentError::ConfStateInvalid { why } => write!(f, "snapshot: {why}"),
             ContentError::ShapeEmpty { cores, groups } => write!(
                 f,
                 "a cluster of {cores} cores and {groups} groups per node: both must be at least 1"
@@ -469,7 +475,7 @@ fn decode_body(
         }
         fb::RaftBody::InstallSnapshot => {
             let snapshot = message.body_as_install_snapshot().ok_or(missing)?;
-            MessageBody::InstallSnapshot(Box::new(decode_snapshot(frame, snapshot)))
+            MessageBody::InstallSnapshot(Box::new(decode_snapshot(frame, snapshot)?))
         }
         fb::RaftBody::TimeoutNow => {
             message.body_as_timeout_now().ok_or(missing)?;
@@ -496,7 +502,7 @@ fn decode_body(
         }
         fb::RaftBody::SnapshotChunk => {
             let chunk = message.body_as_snapshot_chunk().ok_or(missing)?;
-            MessageBody::SnapshotChunk(Box::new(decode_chunk(frame, chunk)))
+            MessageBody::SnapshotChunk(Box::new(decode_chunk(frame, chunk)?))
         }
         fb::RaftBody::SnapshotAck => {
             let ack = message.body_as_snapshot_ack().ok_or(missing)?;
@@ -555,40 +561,54 @@ fn node_ids(ids: Option<flatbuffers::Vector<'_, u64>>) -> Vec<NodeId> {
         .unwrap_or_default()
 }
 
-fn decode_conf(conf: Option<fb::ConfState<'_>>) -> ConfState {
-    conf.map(|conf| ConfState {
+/// A snapshot's configuration, refused if absent (it would read as one with no voters, which
+/// a follower would install) or of a shape no group runs on.
+fn decode_conf(conf: Option<fb::ConfState<'_>>) -> Result<ConfState, ContentError> {
+    let conf = conf.ok_or(ContentError::ConfStateInvalid {
+        why: "no configuration",
+    })?;
+    let conf = ConfState {
         voters: node_ids(conf.voters()),
         voters_outgoing: node_ids(conf.voters_outgoing()),
         learners: node_ids(conf.learners()),
         learners_next: node_ids(conf.learners_next()),
         auto_leave: conf.auto_leave(),
-    })
-    .unwrap_or_default()
-}
-
-fn decode_snapshot(frame: &Bytes, snapshot: fb::InstallSnapshot<'_>) -> Snapshot {
-    Snapshot {
-        meta: SnapshotMeta {
-            index: LogIndex(snapshot.index()),
-            term: Term(snapshot.term()),
-            conf_state: decode_conf(snapshot.conf_state()),
-        },
-        data: payload(frame, snapshot.data()),
+    };
+    match conf.shape_error() {
+        Some(why) => Err(ContentError::ConfStateInvalid { why }),
+        None => Ok(conf),
     }
 }
 
-fn decode_chunk(frame: &Bytes, chunk: fb::SnapshotChunk<'_>) -> SnapshotChunk {
-    SnapshotChunk {
+fn decode_snapshot(
+    frame: &Bytes,
+    snapshot: fb::InstallSnapshot<'_>,
+) -> Result<Snapshot, ContentError> {
+    Ok(Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(snapshot.index()),
+            term: Term(snapshot.term()),
+            conf_state: decode_conf(snapshot.conf_state())?,
+        },
+        data: payload(frame, snapshot.data()),
+    })
+}
+
+fn decode_chunk(
+    frame: &Bytes,
+    chunk: fb::SnapshotChunk<'_>,
+) -> Result<SnapshotChunk, ContentError> {
+    Ok(SnapshotChunk {
         meta: SnapshotMeta {
             index: LogIndex(chunk.index()),
             term: Term(chunk.term()),
-            conf_state: decode_conf(chunk.conf_state()),
+            conf_state: decode_conf(chunk.conf_state())?,
         },
         offset: chunk.offset(),
         total: chunk.total(),
         checksum: chunk.checksum(),
         data: payload(frame, chunk.data()),
-    }
+    })
 }
 
 // ---- encoding -------------------------------------------------------------------------------

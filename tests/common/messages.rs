@@ -28,18 +28,21 @@ fn entry() -> impl Strategy<Value = Entry> {
     })
 }
 
-fn node_ids() -> impl Strategy<Value = Vec<NodeId>> {
-    vec(any::<u64>().prop_map(NodeId), 0..6)
+/// The ids of one list of a configuration: sorted, each once, none 0 (what a decoder takes);
+/// at least `min` of them.
+fn node_ids(min: usize) -> impl Strategy<Value = Vec<NodeId>> {
+    proptest::collection::btree_set(1..=u64::MAX, min..6)
+        .prop_map(|ids| ids.into_iter().map(NodeId).collect())
 }
 
 fn snapshot() -> impl Strategy<Value = Snapshot> {
     (
         number(),
         number(),
-        node_ids(),
-        node_ids(),
-        node_ids(),
-        node_ids(),
+        node_ids(1),
+        node_ids(0),
+        node_ids(0),
+        node_ids(0),
         any::<bool>(),
         payload(),
     )
@@ -234,7 +237,10 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             meta: SnapshotMeta {
                 index: LogIndex(40),
                 term: Term(3),
-                conf_state: ConfState::default(),
+                conf_state: ConfState {
+                    voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+                    ..ConfState::default()
+                },
             },
             offset: 1 << 20,
             total: 3 << 20,
