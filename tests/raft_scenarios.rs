@@ -648,6 +648,7 @@ fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_to
             commit: LogIndex(5),
             read_round: 1,
             acknowledged: LogIndex(5),
+            acknowledged_term: Term::ZERO,
         };
         wiped
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
@@ -1531,6 +1532,7 @@ fn a_voter_moved_to_a_newer_term_without_a_leader_still_keeps_the_lease() {
             commit: LogIndex(1),
             read_round: 1,
             acknowledged: LogIndex(1),
+            acknowledged_term: Term::ZERO,
         };
         let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
         heard.term = voter.term().next();
@@ -1616,4 +1618,124 @@ fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
         );
         assert_eq!(follower.snapshot_index(), LogIndex(0));
     }
+}
+
+/// Goal: a follower whose older copy of its log came back (a machine crash under `--sync
+/// never` that kept older pages of the log and lost the newer ones that replaced them)
+/// commits nothing of that copy, is reported, and is sent the log again. Found in review:
+/// heartbeats only named indexes, so the follower, holding entries at the indexes it had
+/// acknowledged, committed and applied the entries a new leader had replaced. Method: five
+/// nodes; the first leader writes three entries that only node F takes; a new leader,
+/// elected without F, writes two others there, which F takes; F comes back with its copy
+/// from before them.
+#[test]
+fn a_follower_whose_older_log_came_back_commits_nothing_of_it_and_is_sent_the_log_again() {
+    let mut cluster = cluster(5, 0, |_| {});
+    let first = elect(&mut cluster);
+    write(&mut cluster, first, "committed");
+    let others = followers(&cluster, first);
+    let (f, rest) = (others[0], others[1..].to_vec());
+    cluster.network.partition(&[first, f], &rest);
+    for n in 1..=3 {
+        write(&mut cluster, first, &format!("never committed {n}"));
+    }
+    let older_copy = cluster.nodes[(f.0 - 1) as usize].disk.clone();
+    cluster.crash(first);
+    cluster.heal();
+    cluster.isolate(f);
+    let leader = elect_other_than(&mut cluster, first);
+    assert!(rest.contains(&leader));
+    cluster.heal();
+    write(&mut cluster, leader, "replacing");
+    let heartbeat_ticks = Cluster::test_config(leader).heartbeat_interval_ticks;
+    cluster.tick_all(heartbeat_ticks).unwrap();
+    cluster.stabilize().unwrap();
+    let replaced_up_to = cluster.replica(leader).commit();
+    assert_eq!(
+        cluster.replica(f).commit(),
+        replaced_up_to,
+        "F took the new entries"
+    );
+    assert!(replaced_up_to < older_copy.entries.last().unwrap().index);
+    cluster.crash(f);
+    cluster.nodes[(f.0 - 1) as usize].disk = older_copy;
+    cluster.restart(f).unwrap();
+    for _ in 0..3 {
+        cluster.tick_all(heartbeat_ticks).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    let reported: Vec<_> = cluster
+        .lost_entries
+        .iter()
+        .map(|&(by, l)| (by, l.follower))
+        .collect();
+    assert_eq!(reported, [(f, f), (leader, f)]);
+    assert_eq!(applied(&cluster, f), ["committed", "replacing"]);
+    cluster.check_log_matching().unwrap();
+}
+
+/// Goal: a node whose log holds, at indexes a leader says are committed, entries of other
+/// terms (an older copy came back) helps elect no candidate that is behind the leader's
+/// entry there. Its own log would let it: the candidate's is as long, of the same old term.
+#[test]
+fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_was_told() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let granted = |candidate_last: (u64, u64)| {
+        let mut persisted = Persisted::bootstrap(&voters);
+        for index in 2..=6 {
+            persisted.entries.push(Entry {
+                term: Term(1),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(b"older copy"),
+            });
+        }
+        let config = Cluster::test_config(NodeId(2));
+        let mut restored = Replica::new(config, SEED, persisted).unwrap();
+        let heartbeat = Heartbeat {
+            commit: LogIndex(4),
+            read_round: 1,
+            acknowledged: LogIndex(5),
+            acknowledged_term: Term(2),
+        };
+        restored
+            .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
+            .unwrap();
+        assert!(
+            restored.commit() < LogIndex(2),
+            "it commits none of its copy"
+        );
+        let mut ready = restored.ready();
+        assert_eq!(ready.lost_entries().len(), 1, "it reports itself");
+        let mut sent = ready.take_messages_now();
+        sent.extend(ready.take_messages_after_persist());
+        let answer = sent.into_iter().find_map(|m| match m.body {
+            MessageBody::HeartbeatResponse(answer) => Some(answer.short_of_commit),
+            _ => None,
+        });
+        assert_eq!(answer, Some(Some(restored.commit())), "it names its commit");
+        restored.advance(ready.ack());
+        let request = VoteRequest {
+            last_log_index: LogIndex(candidate_last.1),
+            last_log_term: Term(candidate_last.0),
+            transfer: true,
+        };
+        let ask = Message {
+            from: NodeId(3),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::VoteRequest(request),
+        };
+        restored.step(ask).unwrap();
+        let mut ready = restored.ready();
+        let mut answers = ready.take_messages_now();
+        answers.extend(ready.take_messages_after_persist());
+        let answer = answers.iter().find_map(|m| match m.body {
+            MessageBody::VoteResponse(response) => Some(!response.reject),
+            _ => None,
+        });
+        answer.expect("the request is answered")
+    };
+    assert!(!granted((1, 6)), "the candidate holds the older copy too");
+    assert!(granted((2, 4)));
 }

@@ -676,6 +676,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
         commit: LogIndex(0),
         read_round: 1,
         acknowledged: LogIndex(0),
+        acknowledged_term: Term::ZERO,
     };
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
     inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
@@ -885,6 +886,7 @@ fn a_leader_deposed_while_it_holds_writes_back_sends_them_to_the_new_leader() {
         commit: f.write_1,
         read_round: 0,
         acknowledged: f.write_1,
+        acknowledged_term: Term::ZERO,
     };
     let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
     core = turn(core, &f.inbox, from_2);
@@ -1501,6 +1503,7 @@ fn a_leader_deposed_while_its_ready_waits_for_room_tells_its_writes_to_retry_at_
             commit: f.write_1,
             read_round: 0,
             acknowledged: f.write_1,
+            acknowledged_term: Term::ZERO,
         };
         let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
         f.inbox.push_now(from_2);
@@ -2630,6 +2633,7 @@ fn snapshot_chunks_are_taken_only_from_the_groups_leader() {
             commit: LogIndex(0),
             read_round: 0,
             acknowledged: LogIndex(0),
+            acknowledged_term: Term::ZERO,
         };
         let core = turn(
             core,
@@ -2750,6 +2754,7 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
             commit: LogIndex(0),
             read_round: 0,
             acknowledged: LogIndex(0),
+            acknowledged_term: Term::ZERO,
         };
         f.inbox
             .push_now(from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat)));

@@ -504,3 +504,43 @@ proptest! {
         prop_assert!(decode_frame(&Bytes::copy_from_slice(&frame[..cut])).is_err(), "prefix {} accepted", cut);
     }
 }
+
+/// Goal: the column of heartbeats' acknowledged terms runs beside the heartbeats, one for
+/// one, or is left out (a node before it); any other length is refused, not read as a term
+/// of another heartbeat or as none. Method: batches of two heartbeats and 0 to 3 terms.
+#[test]
+fn heartbeat_terms_that_do_not_run_beside_the_heartbeats_are_refused() {
+    let frame = |terms: Option<&[u64]>| {
+        batch_frame(|fbb| fb::RaftBatchArgs {
+            order: Some(fbb.create_vector(&[fb::MessageColumn::Heartbeat; 2])),
+            heartbeats: Some(fbb.create_vector(&[
+                fb::HeartbeatRecord::new(1, 2, 3, 4, 0, 0),
+                fb::HeartbeatRecord::new(1, 2, 3, 4, 0, 1),
+            ])),
+            heartbeat_acknowledged_terms: terms.map(|terms| fbb.create_vector(terms)),
+            ..Default::default()
+        })
+    };
+    let terms_of = |frame: &Bytes| {
+        let Ok(cohort::wire::DecodedFrame::Raft { envelopes, .. }) = decode_frame(frame) else {
+            panic!("a raft batch")
+        };
+        let terms = envelopes.into_iter().map(|e| match e.message.body {
+            cohort::raft::MessageBody::Heartbeat(h) => h.acknowledged_term.0,
+            other => panic!("a heartbeat, not {other:?}"),
+        });
+        terms.collect::<Vec<_>>()
+    };
+    assert_eq!(terms_of(&frame(None)), [0, 0]);
+    assert_eq!(terms_of(&frame(Some(&[3, 2]))), [3, 2]);
+    for terms in [&[][..], &[3], &[3, 2, 1]] {
+        let result = decode_frame(&frame(Some(terms)));
+        assert!(
+            matches!(
+                result,
+                Err(DecodeError::Content(ContentError::ColumnLengthWrong { .. }))
+            ),
+            "{terms:?}: {result:?}"
+        );
+    }
+}

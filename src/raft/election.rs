@@ -194,12 +194,14 @@ impl Replica {
                 || (pre_vote && message.term > self.term));
         // A log that ends before an index known to be committed lacks a committed entry.
         // Raft's up-to-date rule sees to that from our own log, unless this node lost
-        // entries it acknowledged: then the commit a leader told it of does.
+        // entries it acknowledged: then the commit a leader told it of does (and, where our
+        // log holds that index with other terms, the leader's term there).
         let grant = can_vote
             && self
                 .log
                 .is_up_to_date(request.last_log_index, request.last_log_term)
-            && request.last_log_index >= self.committed_not_held;
+            && request.last_log_index >= self.committed_not_held
+            && (request.last_log_term, request.last_log_index) >= self.committed_not_held_at;
         let response = VoteResponse { reject: !grant };
         if pre_vote {
             // Answer in the term asked about, so the pre-candidate can count a grant.

@@ -129,14 +129,20 @@ pub struct Heartbeat {
     /// What this follower is known to hold: its match index (never below `commit`). A log
     /// that ends before it lost entries it acknowledged, committed or not.
     pub acknowledged: LogIndex,
+    /// The leader's term of its entry at `acknowledged` (0: not known, the leader compacted
+    /// it). A log that holds another term there lost entries it acknowledged too: an older
+    /// copy of them came back (a machine crash under `--sync never` that kept older pages of
+    /// the log and lost the newer ones that replaced them).
+    pub acknowledged_term: Term,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatResponse {
     /// Echo of `Heartbeat::read_round`.
     pub read_round: u64,
-    /// The follower's last index, when the heartbeat's acknowledged (or commit) index was
-    /// beyond it: the follower lost entries it had acknowledged (see `LostEntries`).
+    /// Where the follower's log is known to match the leader's, when it lost entries it had
+    /// acknowledged (see `LostEntries`): its last index, when the heartbeat's acknowledged
+    /// index was beyond it; its commit, when its log holds another term there.
     pub short_of_commit: Option<LogIndex>,
 }
 

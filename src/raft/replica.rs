@@ -176,6 +176,11 @@ pub struct Replica {
     /// lost entries it acknowledged): no candidate whose log ends before it gets this node's
     /// vote. Kept in memory only.
     pub(crate) committed_not_held: LogIndex,
+    /// The (term, index) no candidate's last entry may be behind to get this node's vote,
+    /// when a leader said entries were committed that this node's log holds with other
+    /// terms (it lost entries it acknowledged, and an older copy came back). Kept in memory
+    /// only.
+    pub(crate) committed_not_held_at: (Term, LogIndex),
 }
 
 /// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it
@@ -190,7 +195,11 @@ pub struct Replica {
 ///
 /// Only a leader that was told of the entries sees a loss (a new leader starts with no
 /// match index and sends the log without a word). A log restored from an old copy may hold
-/// other entries where it acknowledged, which this does not see.
+/// other entries where it acknowledged: the heartbeat names the leader's term there too, and
+/// a follower whose entry there has another term counts as having lost what it acknowledged
+/// above its commit (its answer names its commit; its vote goes to no candidate whose last
+/// entry is behind that term at the heartbeat's commit). A leader that compacted its entry
+/// at the follower's match index cannot name the term, and then this is not seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LostEntries {
     /// The follower (this node itself, when it is the one that lost entries).
@@ -263,6 +272,7 @@ impl Replica {
             lost_entries: Vec::new(),
             lost_reported_term: Term::ZERO,
             committed_not_held: LogIndex::ZERO,
+            committed_not_held_at: (Term::ZERO, LogIndex::ZERO),
             log,
             config,
         };
@@ -832,6 +842,11 @@ fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
     }
     if message.from.is_none() || message.from == own_id {
         return Err(StepError::Malformed("sender is none or self"));
+    }
+    if let MessageBody::Heartbeat(heartbeat) = &message.body
+        && heartbeat.acknowledged_term > message.term
+    {
+        return Err(StepError::Malformed("heartbeat names a term after its own"));
     }
     if let MessageBody::InstallSnapshot(snapshot) = &message.body
         && let Some(why) = snapshot.meta.conf_state.shape_error()

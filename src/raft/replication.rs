@@ -176,10 +176,19 @@ impl Replica {
         let last_index = self.log.last_index();
         // From a leader of an older build, `acknowledged` reads as the commit.
         let acknowledged = heartbeat.acknowledged.max(heartbeat.commit);
-        let short_of_commit = (acknowledged > last_index).then_some(last_index);
-        if short_of_commit.is_none() {
-            self.log.commit_to(heartbeat.commit);
+        let known_term = heartbeat.acknowledged_term;
+        // Up to our commit our log is the leader's; above it, the term at what we
+        // acknowledged vouches for every entry up to there (Log Matching).
+        let replaced = known_term != Term::ZERO
+            && acknowledged > self.log.committed
+            && acknowledged <= last_index
+            && self.log.term(acknowledged) != Some(known_term);
+        let short_of_commit = if acknowledged > last_index {
+            Some(last_index)
         } else {
+            replaced.then_some(self.log.committed)
+        };
+        if let Some(holds) = short_of_commit {
             // The cap assumes our log matches the leader's up to what we acknowledged, which
             // a loss breaks (an old copy of the log may hold other entries there): commit
             // nothing until the leader has sent the log again, and vote for no candidate
@@ -187,14 +196,23 @@ impl Replica {
             if heartbeat.commit > last_index {
                 self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
             }
+            // Our log may hold the commit's index with another term: only a candidate whose
+            // log is at least as up to date as the leader's entry at the commit holds it,
+            // and the term of what we acknowledged is at least that entry's.
+            if known_term != Term::ZERO && heartbeat.commit > self.log.committed {
+                let bound = (known_term, heartbeat.commit);
+                self.committed_not_held_at = self.committed_not_held_at.max(bound);
+            }
             if self.lost_reported_term != self.term {
                 self.lost_reported_term = self.term;
                 self.lost_entries.push(LostEntries {
                     follower: self.id,
                     acknowledged,
-                    holds: last_index,
+                    holds,
                 });
             }
+        } else {
+            self.log.commit_to(heartbeat.commit);
         }
         let response = HeartbeatResponse {
             read_round: heartbeat.read_round,
@@ -350,6 +368,7 @@ impl Replica {
                 commit: committed.min(match_index),
                 read_round: round,
                 acknowledged: match_index,
+                acknowledged_term: self.log.term(match_index).unwrap_or(Term::ZERO),
             };
             self.send_now(to, MessageBody::Heartbeat(heartbeat));
         }

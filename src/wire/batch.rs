@@ -38,6 +38,8 @@ pub(super) struct Columns {
     data: Vec<u8>,
     append_responses: Vec<fb::AppendResponseRecord>,
     heartbeats: Vec<fb::HeartbeatRecord>,
+    /// `acknowledged_term` of each of `heartbeats` (the record, frozen, has no room for it).
+    heartbeat_terms: Vec<u64>,
     heartbeat_responses: Vec<fb::HeartbeatResponseRecord>,
 }
 
@@ -50,6 +52,7 @@ impl Columns {
         self.data.clear();
         self.append_responses.clear();
         self.heartbeats.clear();
+        self.heartbeat_terms.clear();
         self.heartbeat_responses.clear();
     }
 
@@ -113,6 +116,7 @@ impl Columns {
                     heartbeat.read_round,
                     group,
                 ));
+                self.heartbeat_terms.push(heartbeat.acknowledged_term.0);
                 fb::MessageColumn::Heartbeat
             }
             // The column has no room for a follower short of the commit (a table carries it).
@@ -158,6 +162,8 @@ impl Columns {
             heartbeat_responses: (!self.heartbeat_responses.is_empty())
                 .then(|| fbb.create_vector(&self.heartbeat_responses)),
             sender_log_full,
+            heartbeat_acknowledged_terms: (!self.heartbeat_terms.is_empty())
+                .then(|| fbb.create_vector(&self.heartbeat_terms)),
         };
         fb::RaftBatch::create(fbb, &args)
     }
@@ -225,6 +231,16 @@ pub(super) fn decode_raft_batch(
     if items != messages {
         return Err(ContentError::ColumnsMismatch { messages, items });
     }
+    let heartbeat_terms = batch.heartbeat_acknowledged_terms();
+    if let Some(terms) = heartbeat_terms
+        && terms.len() != heartbeats.len()
+    {
+        return Err(ContentError::ColumnLengthWrong {
+            column: "heartbeat_acknowledged_terms",
+            len: terms.len(),
+            expected: heartbeats.len(),
+        });
+    }
     let mut entries = EntryColumn::new(frame, batch);
     let mut envelopes = Vec::with_capacity(messages);
     for index in 0..messages {
@@ -256,10 +272,12 @@ pub(super) fn decode_raft_batch(
             }
             fb::MessageColumn::Heartbeat => {
                 let record = heartbeats.take(index)?;
+                let at = heartbeats.next - 1;
                 let body = MessageBody::Heartbeat(Heartbeat {
                     commit: LogIndex(record.commit()),
                     read_round: record.read_round(),
                     acknowledged: LogIndex(record.commit()),
+                    acknowledged_term: Term(heartbeat_terms.map_or(0, |terms| terms.get(at))),
                 });
                 let (from, to, term) = (record.from(), record.to(), record.term());
                 envelope(record.group(), from, to, term, body)
@@ -413,6 +431,7 @@ mod tests {
                     commit: LogIndex(5),
                     read_round: 6,
                     acknowledged: LogIndex(5),
+                    acknowledged_term: Term(2),
                 }),
             ),
             envelope(

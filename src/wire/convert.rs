@@ -87,6 +87,12 @@ pub enum ContentError {
         end: usize,
         len: usize,
     },
+    /// A column that runs beside another (one item per item of it) holds another number.
+    ColumnLengthWrong {
+        column: &'static str,
+        len: usize,
+        expected: usize,
+    },
     /// Items of a column that no message, request or response took.
     LeftOver {
         column: &'static str,
@@ -178,6 +184,11 @@ impl fmt::Display for ContentError {
                 "message {message_index} of the batch has {what} {value}, above {RAFT_NUMBER_MAX}"
             ),
             ContentError::ConfStateInvalid { why } => write!(f, "snapshot: {why}"),
+            ContentError::ColumnLengthWrong {
+                column,
+                len,
+                expected,
+            } => write!(f, "column {column} holds {len} items, not {expected}"),
             ContentError::ShapeEmpty { cores, groups } => write!(
                 f,
                 "a cluster of {cores} cores and {groups} groups per node: both must be at least 1"
@@ -349,6 +360,7 @@ fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentE
         MessageBody::Heartbeat(heartbeat) => {
             check("commit", heartbeat.commit.0)?;
             check("acknowledged", heartbeat.acknowledged.0)?;
+            check("acknowledged_term", heartbeat.acknowledged_term.0)?;
         }
         MessageBody::HeartbeatResponse(response) => {
             if let Some(last_index) = response.short_of_commit {
@@ -462,6 +474,7 @@ fn decode_body(
                 commit: LogIndex(heartbeat.commit()),
                 read_round: heartbeat.read_round(),
                 acknowledged: LogIndex(heartbeat.acknowledged().max(heartbeat.commit())),
+                acknowledged_term: Term(heartbeat.acknowledged_term()),
             })
         }
         fb::RaftBody::HeartbeatResponse => {
@@ -856,6 +869,7 @@ pub(super) fn encode_message(
                 } else {
                     0
                 },
+                acknowledged_term: heartbeat.acknowledged_term.0,
             };
             (
                 fb::RaftBody::Heartbeat,

@@ -99,13 +99,14 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         vote_request().prop_map(MessageBody::VoteRequest),
         any::<bool>().prop_map(|reject| MessageBody::VoteResponse(VoteResponse { reject })),
         // What the follower acknowledged is never below the commit (capped at it).
-        (number(), number(), any::<u64>()).prop_map(|(c, a, r)| MessageBody::Heartbeat(
-            Heartbeat {
+        (number(), number(), any::<u64>(), number()).prop_map(|(c, a, r, t)| {
+            MessageBody::Heartbeat(Heartbeat {
                 commit: LogIndex(c.min(a)),
                 read_round: r,
                 acknowledged: LogIndex(c.max(a)),
-            }
-        )),
+                acknowledged_term: Term(t),
+            })
+        }),
         (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
             MessageBody::HeartbeatResponse(HeartbeatResponse {
                 read_round: r,
@@ -196,11 +197,13 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             commit: LogIndex(4),
             read_round: 6,
             acknowledged: LogIndex(4),
+            acknowledged_term: Term(3),
         }),
         MessageBody::Heartbeat(Heartbeat {
             commit: LogIndex(4),
             read_round: 7,
             acknowledged: LogIndex(9),
+            acknowledged_term: Term(5),
         }),
         MessageBody::HeartbeatResponse(HeartbeatResponse {
             read_round: 6,

@@ -4426,6 +4426,7 @@ impl<'a> Heartbeat<'a> {
   pub const VT_COMMIT: ::flatbuffers::VOffsetT = 4;
   pub const VT_READ_ROUND: ::flatbuffers::VOffsetT = 6;
   pub const VT_ACKNOWLEDGED: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ACKNOWLEDGED_TERM: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4437,6 +4438,7 @@ impl<'a> Heartbeat<'a> {
     args: &'args HeartbeatArgs
   ) -> ::flatbuffers::WIPOffset<Heartbeat<'bldr>> {
     let mut builder = HeartbeatBuilder::new(_fbb);
+    builder.add_acknowledged_term(args.acknowledged_term);
     builder.add_acknowledged(args.acknowledged);
     builder.add_read_round(args.read_round);
     builder.add_commit(args.commit);
@@ -4465,6 +4467,13 @@ impl<'a> Heartbeat<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Heartbeat::VT_ACKNOWLEDGED, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn acknowledged_term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Heartbeat::VT_ACKNOWLEDGED_TERM, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Heartbeat<'_> {
@@ -4476,6 +4485,7 @@ impl ::flatbuffers::Verifiable for Heartbeat<'_> {
      .visit_field::<u64>("commit", Self::VT_COMMIT, false)?
      .visit_field::<u64>("read_round", Self::VT_READ_ROUND, false)?
      .visit_field::<u64>("acknowledged", Self::VT_ACKNOWLEDGED, false)?
+     .visit_field::<u64>("acknowledged_term", Self::VT_ACKNOWLEDGED_TERM, false)?
      .finish();
     Ok(())
   }
@@ -4484,6 +4494,7 @@ pub struct HeartbeatArgs {
     pub commit: u64,
     pub read_round: u64,
     pub acknowledged: u64,
+    pub acknowledged_term: u64,
 }
 impl<'a> Default for HeartbeatArgs {
   #[inline]
@@ -4492,6 +4503,7 @@ impl<'a> Default for HeartbeatArgs {
       commit: 0,
       read_round: 0,
       acknowledged: 0,
+      acknowledged_term: 0,
     }
   }
 }
@@ -4514,6 +4526,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Heartbeat::VT_ACKNOWLEDGED, acknowledged, 0);
   }
   #[inline]
+  pub fn add_acknowledged_term(&mut self, acknowledged_term: u64) {
+    self.fbb_.push_slot::<u64>(Heartbeat::VT_ACKNOWLEDGED_TERM, acknowledged_term, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HeartbeatBuilder {
@@ -4534,6 +4550,7 @@ impl ::core::fmt::Debug for Heartbeat<'_> {
       ds.field("commit", &self.commit());
       ds.field("read_round", &self.read_round());
       ds.field("acknowledged", &self.acknowledged());
+      ds.field("acknowledged_term", &self.acknowledged_term());
       ds.finish()
   }
 }
@@ -6293,6 +6310,7 @@ impl<'a> RaftBatch<'a> {
   pub const VT_HEARTBEATS: ::flatbuffers::VOffsetT = 16;
   pub const VT_HEARTBEAT_RESPONSES: ::flatbuffers::VOffsetT = 18;
   pub const VT_SENDER_LOG_FULL: ::flatbuffers::VOffsetT = 20;
+  pub const VT_HEARTBEAT_ACKNOWLEDGED_TERMS: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6304,6 +6322,7 @@ impl<'a> RaftBatch<'a> {
     args: &'args RaftBatchArgs<'args>
   ) -> ::flatbuffers::WIPOffset<RaftBatch<'bldr>> {
     let mut builder = RaftBatchBuilder::new(_fbb);
+    if let Some(x) = args.heartbeat_acknowledged_terms { builder.add_heartbeat_acknowledged_terms(x); }
     if let Some(x) = args.heartbeat_responses { builder.add_heartbeat_responses(x); }
     if let Some(x) = args.heartbeats { builder.add_heartbeats(x); }
     if let Some(x) = args.append_responses { builder.add_append_responses(x); }
@@ -6380,6 +6399,13 @@ impl<'a> RaftBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(RaftBatch::VT_SENDER_LOG_FULL, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn heartbeat_acknowledged_terms(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(RaftBatch::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RaftBatch<'_> {
@@ -6397,6 +6423,7 @@ impl ::flatbuffers::Verifiable for RaftBatch<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, HeartbeatRecord>>>("heartbeats", Self::VT_HEARTBEATS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, HeartbeatResponseRecord>>>("heartbeat_responses", Self::VT_HEARTBEAT_RESPONSES, false)?
      .visit_field::<bool>("sender_log_full", Self::VT_SENDER_LOG_FULL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("heartbeat_acknowledged_terms", Self::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, false)?
      .finish();
     Ok(())
   }
@@ -6411,6 +6438,7 @@ pub struct RaftBatchArgs<'a> {
     pub heartbeats: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, HeartbeatRecord>>>,
     pub heartbeat_responses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, HeartbeatResponseRecord>>>,
     pub sender_log_full: bool,
+    pub heartbeat_acknowledged_terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for RaftBatchArgs<'a> {
   #[inline]
@@ -6425,6 +6453,7 @@ impl<'a> Default for RaftBatchArgs<'a> {
       heartbeats: None,
       heartbeat_responses: None,
       sender_log_full: false,
+      heartbeat_acknowledged_terms: None,
     }
   }
 }
@@ -6471,6 +6500,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftBatchBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(RaftBatch::VT_SENDER_LOG_FULL, sender_log_full, false);
   }
   #[inline]
+  pub fn add_heartbeat_acknowledged_terms(&mut self, heartbeat_acknowledged_terms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RaftBatch::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, heartbeat_acknowledged_terms);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RaftBatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RaftBatchBuilder {
@@ -6497,6 +6530,7 @@ impl ::core::fmt::Debug for RaftBatch<'_> {
       ds.field("heartbeats", &self.heartbeats());
       ds.field("heartbeat_responses", &self.heartbeat_responses());
       ds.field("sender_log_full", &self.sender_log_full());
+      ds.field("heartbeat_acknowledged_terms", &self.heartbeat_acknowledged_terms());
       ds.finish()
   }
 }
