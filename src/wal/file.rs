@@ -41,7 +41,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{DmaBuffer, DmaFile};
 
 use super::format::BLOCK_BYTES;
-use super::mmap::{Mapping, glommio_file};
+use super::mmap::{Mapping, drop_cached, glommio_file};
 use super::staged::{SHARE_BYTES_MIN, Staged};
 use super::staged_direct::DirectStaged;
 use super::storage::{Part, ReadCheckError, SegmentSyncer, Storage, copy_parts};
@@ -679,6 +679,7 @@ impl Storage for FileStore {
     /// without the fix for VM_FAULT_RETRY).
     fn check_readable(&self, seq: u64) -> Result<(), ReadCheckError> {
         let segment = self.segment(seq);
+        from_the_device(&segment.fd.file).map_err(ReadCheckError::Other)?;
         read_whole(&segment.fd.file, segment.size_bytes)
     }
 
@@ -842,6 +843,23 @@ fn finish_segment_file(file: File, header: &[u8]) -> io::Result<File> {
 /// error.
 fn populates(mode: SyncMode) -> bool {
     matches!(mode, SyncMode::IoUring | SyncMode::Blocking)
+}
+
+/// Makes the next reads of `file` (recovery's check and scan) come from the device, not the
+/// page cache: an fdatasync, then its clean pages dropped. After a failed sync, the kernel
+/// may keep the pages it could not write as clean and up to date; a restarted node reading
+/// them would take records the device does not hold for durable, and they would vanish once
+/// the pages are evicted. The sync writes back what a `--sync never` node left dirty (and
+/// fails, refusing the open, where the device still cannot take it). Call it before the
+/// file's map is read: a page mapped in is not dropped.
+fn from_the_device(file: &File) -> io::Result<()> {
+    file.sync_data().map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot sync it before recovery reads it from the device: {error}"),
+        )
+    })?;
+    drop_cached(file, 0)
 }
 
 /// Reads the first `size_bytes` of `file` with `pread`, a chunk at a time into one buffer; a
@@ -1026,6 +1044,34 @@ impl SegmentSyncer for FileSyncer {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: recovery reads a segment from the device, not from pages the kernel kept after
+    /// a failed writeback (clean, up to date, and not on the device). Method: a file written
+    /// and read (its pages cached) has none cached once `from_the_device` ran, on a file
+    /// system with a page cache of its own (one that takes O_DIRECT; tmpfs has none).
+    #[test]
+    fn a_segment_is_read_from_the_device_not_from_cached_pages() {
+        let dir = std::env::temp_dir().join(format!("cohort-wal-cached-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("segment");
+        fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let file = File::open(&path).unwrap();
+        read_whole(&file, 1 << 20).unwrap();
+        let cached_before = super::super::mmap::resident_pages(&file, 1 << 20).unwrap();
+        from_the_device(&file).unwrap();
+        let cached_after = super::super::mmap::resident_pages(&file, 1 << 20).unwrap();
+        let direct = takes_direct_io(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        if direct {
+            assert!(cached_before > 0, "the read cached the file");
+            assert_eq!(cached_after, 0, "{cached_before} pages before");
         }
     }
 }

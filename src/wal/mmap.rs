@@ -146,3 +146,20 @@ pub(super) fn drop_cached(file: &File, offset: u64) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(rc))
     }
 }
+
+/// How many pages of the first `len` bytes of `file` are in the page cache (`mincore`).
+#[cfg(test)]
+pub(super) fn resident_pages(file: &File, len: usize) -> io::Result<usize> {
+    let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
+    // SAFETY: sysconf takes a constant and touches no memory of this process.
+    let page_bytes =
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).map_err(io::Error::other)?;
+    let mut pages = vec![0u8; len.div_ceil(page_bytes)];
+    // SAFETY: `map` is a live mapping of `len` bytes at a page-aligned address, and `pages`
+    // holds one byte per page of it, as mincore writes; nothing is read through the map.
+    let rc = unsafe { libc::mincore(map.as_mut_ptr().cast(), len, pages.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pages.iter().filter(|&&page| page & 1 != 0).count())
+}

@@ -103,7 +103,9 @@
 //! 3. If a sync fails, the WAL is poisoned: that call and every later one fail with an error
 //!    that names the cause. The kernel may have dropped the dirty pages and cleared the error,
 //!    so retrying could report success for lost data (the "fsyncgate" lesson). Restart and
-//!    let recovery read what is really on disk.
+//!    let recovery read what is really on disk: the kernel may also have kept the pages it
+//!    failed to write as clean and up to date, so recovery first syncs each segment (refusing
+//!    to open if that fails) and drops its cached pages, and reads it from the device.
 //! 4. Rotation moves to the prepared next segment (see [`Wal::prepare_next`], called by the
 //!    shard when idle, so rotation itself costs a checkpoint record and no system call) and
 //!    writes the checkpoint first. Where none is prepared, rotation prepares one itself, or
