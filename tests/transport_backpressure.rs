@@ -10,8 +10,8 @@ use cohort::raft::NodeId;
 use cohort::transport::{MESSAGE_OVERHEAD_BYTES, SendError, Transport};
 use cohort::wire::Handshake;
 use common::transport::{
-    CLUSTER, append, config, handshake_frame, loopback_any_port, read_one_frame, receive,
-    run_executor, unused_addr,
+    CLUSTER, append, config, handshake_frame, loopback_any_port, raft_frame, raw_peer,
+    read_one_frame, receive, run_executor, unused_addr,
 };
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpListener;
@@ -115,5 +115,52 @@ fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
         node1.close().await;
         node3.close().await;
         fake.cancel();
+    });
+}
+
+/// Goal: frames received and not yet taken by the shard are bounded in bytes, not only in
+/// number. Before, a peer's large frames queued up to 1,024 of them (16 GiB of 16 MiB frames)
+/// while the shard fell behind. Method: a raw peer sends 64 frames of 64 KiB to a node whose
+/// inbox takes 256 KiB and which takes nothing; the node reads no more than its bound lets
+/// it (plus the one frame that waits for room), then every frame arrives once it takes them.
+#[test]
+fn received_frames_waiting_for_the_shard_are_bounded_in_bytes() {
+    const FRAMES: u64 = 64;
+    const INBOX_BYTES_MAX: usize = 256 << 10;
+    run_executor(|| async {
+        let mut node2_config = config(2, loopback_any_port(), &[(1, unused_addr())]);
+        node2_config.inbox_bytes_max = INBOX_BYTES_MAX;
+        let node2 = Transport::start(node2_config).expect("node 2 starts");
+        let mut stream = raw_peer(node2.local_addr(), 1, 2).await;
+        let data = Bytes::from(vec![0x5A; 64 << 10]);
+        let frames: Vec<Vec<u8>> = (1..=FRAMES)
+            .map(|index| raft_frame(&[append(1, 2, 0, index, data.clone())]))
+            .collect();
+        let frame_bytes = frames[0].len();
+        let writer = glommio::spawn_local(async move {
+            for frame in &frames {
+                stream.write_all(frame).await.expect("writes");
+            }
+            stream
+        });
+        // Long enough for the reader to take every frame TCP holds, had it no bound in bytes.
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        let decoded = node2.stats().frames_received as usize;
+        assert!(
+            decoded <= INBOX_BYTES_MAX / frame_bytes + 1,
+            "{decoded} frames of {frame_bytes} bytes read past a bound of {INBOX_BYTES_MAX}"
+        );
+        // Each frame's bytes go back once it is dropped: take one at a time.
+        let mut indexes = Vec::new();
+        while indexes.len() < FRAMES as usize {
+            let inbound = receive(&node2, 1, GUARD).await.remove(0);
+            indexes.extend(inbound.envelopes.iter().map(|e| match &e.message.body {
+                cohort::raft::MessageBody::AppendRequest(a) => a.entries[0].index.0,
+                other => panic!("an append, not {other:?}"),
+            }));
+        }
+        assert_eq!(indexes, (1..=FRAMES).collect::<Vec<_>>());
+        drop(writer.await);
+        node2.close().await;
     });
 }

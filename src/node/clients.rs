@@ -19,6 +19,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 
 use super::client_conns::{Conns, Noted, Registered, closed};
+use super::runtime::FRAME_BYTES_PER_INBOX_ITEM;
 use crate::proto::client::{
     ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
     decode_client_frame, encode_responses,
@@ -88,10 +89,6 @@ const FRAME_PATIENCE: Duration = Duration::from_secs(10);
 /// every topology and status request, so never queue behind large frames waiting for room.
 /// A larger frame's first this many bytes need no admission either.
 const FRAME_BYTES_UNMETERED_MAX: usize = 16 << 10;
-
-/// A request frame weighs one inbox item per this many bytes, and one more: the core's inbox
-/// (4096 items) so holds at most about 64 MiB of client frames besides its last one.
-const FRAME_BYTES_PER_INBOX_ITEM: usize = 16 << 10;
 
 /// A request frame weighs at least one inbox item per this many requests: the inbox so
 /// holds at most about 131,000 requests (a core's turn takes in all it holds, and a turn

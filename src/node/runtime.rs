@@ -36,6 +36,11 @@ const SNAPSHOT_PEER_WINDOW_CHUNKS: usize = 2 * SNAPSHOT_WINDOW_CHUNKS;
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
 pub(crate) const INBOX_CAPACITY: usize = 4096;
 
+/// A frame (a client's requests, a peer's messages) weighs one inbox item per this many
+/// bytes, and one more: the core's inbox (4096 items) so holds at most about 64 MiB of
+/// client frames besides its last one, and peers' frames as much again (their headroom).
+pub(crate) const FRAME_BYTES_PER_INBOX_ITEM: usize = 16 << 10;
+
 /// The largest entry a leader can send: alone in an append, within the transport's message
 /// limit. A larger one would be written locally and never reach a follower, so never commit
 /// and stop its group.
@@ -576,6 +581,7 @@ async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(),
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
     while let Some(inbound) = transport.recv().await {
+        let weight = 1 + inbound.frame_bytes / FRAME_BYTES_PER_INBOX_ITEM;
         let input = Input::Peer {
             from: inbound.from.0,
             log_full: inbound.sender_log_full,
@@ -583,8 +589,12 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
         };
         // Past the clients: a flood of client frames must not hold back the heartbeats and
         // acknowledgements that keep the groups' leaders (the transport bounds what it has
-        // received and not handed on).
-        if !inbox.push_with_headroom(input, INBOX_CAPACITY).await {
+        // received and not handed on, in frames and bytes; its share of those bytes goes back
+        // once the frame is in the core's inbox, which bounds it by weight).
+        if !inbox
+            .push_with_headroom(input, weight, INBOX_CAPACITY)
+            .await
+        {
             return;
         }
     }

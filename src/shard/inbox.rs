@@ -60,13 +60,13 @@ impl<T> Inbox<T> {
         self.push_within(item, weight, 0).await
     }
 
-    /// As [`Inbox::push`], for a producer that must not wait behind the others (a node's
-    /// peers behind its clients): it waits only while the items held weigh the capacity and
-    /// `headroom` more. Woken producers push in the order they waited, so with no headroom
-    /// such a producer, waiting since after the others, could find the inbox full again at
-    /// every turn of the consumer.
-    pub async fn push_with_headroom(&self, item: T, headroom: usize) -> bool {
-        self.push_within(item, 1, headroom).await
+    /// As [`Inbox::push_weighing`], for a producer that must not wait behind the others (a
+    /// node's peers behind its clients): it waits only while the items held weigh the
+    /// capacity and `headroom` more. Woken producers push in the order they waited, so with
+    /// no headroom such a producer, waiting since after the others, could find the inbox
+    /// full again at every turn of the consumer.
+    pub async fn push_with_headroom(&self, item: T, weight: usize, headroom: usize) -> bool {
+        self.push_within(item, weight, headroom).await
     }
 
     async fn push_within(&self, item: T, weight: usize, headroom: usize) -> bool {
@@ -238,9 +238,9 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         let mut waiting = pin!(inbox.push(3));
         assert!(waiting.as_mut().poll(&mut cx).is_pending(), "full");
-        assert!(block_on(inbox.push_with_headroom(10, 2)));
-        assert!(block_on(inbox.push_with_headroom(11, 2)));
-        let mut past = pin!(inbox.push_with_headroom(12, 2));
+        assert!(block_on(inbox.push_with_headroom(10, 1, 2)));
+        assert!(block_on(inbox.push_with_headroom(11, 1, 2)));
+        let mut past = pin!(inbox.push_with_headroom(12, 1, 2));
         assert!(
             past.as_mut().poll(&mut cx).is_pending(),
             "full with its headroom"

@@ -13,8 +13,8 @@ use crate::wire::{ClusterId, Layout};
 use super::queue::MESSAGE_OVERHEAD_BYTES;
 use super::socket::SocketOptions;
 use crate::wire::limits::{
-    HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX,
-    PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
+    HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, INBOX_BYTES_MAX, MESSAGE_PAYLOAD_BYTES_MAX,
+    PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
     RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
 
@@ -48,6 +48,9 @@ pub struct TransportConfig {
     /// Received frames waiting for [`super::Transport::recv`]; past it the readers stop
     /// reading and TCP pushes back on the peers.
     pub inbox_batches_max: usize,
+    /// Bytes of received frames waiting for [`super::Transport::recv`] (a frame larger than
+    /// this takes all of it); past it the readers stop reading.
+    pub inbox_bytes_max: usize,
     /// SO_SNDBUF and SO_RCVBUF of every connection.
     pub socket_buffer_bytes: usize,
     /// How long a connection may take to exchange handshakes (and, for a dialer, to connect).
@@ -94,6 +97,7 @@ impl TransportConfig {
             peer_queue_bytes_max: PEER_QUEUE_BYTES_MAX,
             peer_queue_messages_max: PEER_QUEUE_MESSAGES_MAX,
             inbox_batches_max: INBOX_BATCHES_MAX,
+            inbox_bytes_max: INBOX_BYTES_MAX,
             socket_buffer_bytes: SOCKET_BUFFER_BYTES,
             handshake_timeout: Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
             unacked_timeout: Duration::from_millis(UNACKED_TIMEOUT_MS),
@@ -136,7 +140,10 @@ impl TransportConfig {
                 self.peer_queue_bytes_max
             ));
         }
-        if self.peer_queue_messages_max == 0 || self.inbox_batches_max == 0 {
+        if self.peer_queue_messages_max == 0
+            || self.inbox_batches_max == 0
+            || self.inbox_bytes_max == 0
+        {
             return fail("queue bounds must be positive".into());
         }
         if self.handshake_timeout.is_zero() || self.reconnect_delay_min.is_zero() {

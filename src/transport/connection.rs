@@ -297,10 +297,19 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
     if envelopes.is_empty() {
         return Ok(());
     }
+    // Wait for the frame's share of the inbox's bytes first (this reader then stops, and TCP
+    // stops the peer): frames waiting are bounded in bytes, not only in number.
+    let units = frame.len().min(shared.config.inbox_bytes_max) as u64;
+    let held = (shared.inbox_bytes)
+        .acquire_static_permit(units)
+        .await
+        .map_err(|_| CloseReason::Shutdown)?;
     let inbound = Inbound {
         from: peer,
         envelopes,
         sender_log_full,
+        frame_bytes: frame.len(),
+        _held: held,
     };
     shared
         .inbox

@@ -178,6 +178,7 @@ impl Transport {
             .local_addr()
             .map_err(|error| listen(error.into()))?;
         let (inbox_sender, inbox) = local_channel::new_bounded(config.inbox_batches_max);
+        let inbox_bytes_max = config.inbox_bytes_max;
         let peers = config
             .peers
             .iter()
@@ -195,6 +196,7 @@ impl Transport {
             renewed: RefCell::default(),
             log_full: Cell::new(false),
             incarnations,
+            inbox_bytes: Rc::new(glommio::sync::Semaphore::new(inbox_bytes_max as u64)),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use glommio::channels::local_channel::LocalSender;
+use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::raft::NodeId;
 use crate::wire::Envelope;
@@ -27,6 +28,11 @@ pub struct Inbound {
     pub envelopes: Vec<Envelope>,
     /// The sending core's log can no longer grow (see [`super::Transport::set_log_full`]).
     pub sender_log_full: bool,
+    /// The frame's length: what its messages may hold on to.
+    pub frame_bytes: usize,
+    /// The frame's share of the transport's inbox bytes
+    /// ([`super::TransportConfig::inbox_bytes_max`]), given back when this is dropped.
+    pub(super) _held: StaticPermit,
 }
 
 /// Counters of one transport since it started (see [`super::Transport::stats`]).
@@ -104,6 +110,8 @@ pub(super) struct Shared {
     /// Said to every peer in each batch: see [`super::Transport::set_log_full`].
     pub log_full: Cell<bool>,
     pub incarnations: Incarnations,
+    /// Bytes of received frames not yet taken from the inbox (see [`Inbound`]).
+    pub inbox_bytes: Rc<Semaphore>,
 }
 
 impl Shared {

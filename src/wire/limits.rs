@@ -101,6 +101,11 @@ pub const RECEIVE_CHUNK_BYTES: usize = 256 << 10;
 /// back on the peers.
 pub const INBOX_BATCHES_MAX: usize = 1_024;
 
+/// Bytes of received frames waiting for the shard; past this the readers stop reading, as
+/// past [`INBOX_BATCHES_MAX`]. Four of the largest frames: a peer sending large frames while
+/// the shard falls behind holds at most this much, not [`INBOX_BATCHES_MAX`] large frames.
+pub const INBOX_BYTES_MAX: usize = 4 * (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+
 /// Reconnect backoff: first delay, cap, and the jitter fraction (±) applied to every delay so
 /// that a restarted node is not hit by all its peers at the same instant.
 pub const RECONNECT_DELAY_MS_MIN: u64 = 10;
