@@ -1739,3 +1739,28 @@ fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_
     assert!(!granted((1, 6)), "the candidate holds the older copy too");
     assert!(granted((2, 4)));
 }
+
+/// Goal: a leader does not believe a follower that says it holds entries past the leader's
+/// log (no correct follower does). Believed, the match pointed past the log: the next
+/// append found no term there and sent the follower a snapshot, and a later heartbeat
+/// answer reported it as having lost entries. Method: node 1 leads three nodes; node 2
+/// acknowledges an index five past node 1's log.
+#[test]
+fn an_acceptance_past_the_leaders_log_is_not_believed() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut leader = leader_of_term_2(Config::new(NodeId(1)), Persisted::bootstrap(&voters));
+    let last = leader.status().last_index;
+    let matched = |leader: &Replica| {
+        let peers = leader.status().peers;
+        peers
+            .iter()
+            .find(|p| p.id == NodeId(2))
+            .unwrap()
+            .match_index
+    };
+    let before = matched(&leader);
+    leader.step(term_2(2, 1, acked(last.0 + 5))).unwrap();
+    assert_eq!(matched(&leader), before);
+    leader.step(term_2(2, 1, acked(last.0))).unwrap();
+    assert_eq!(matched(&leader), last);
+}

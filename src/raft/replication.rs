@@ -271,6 +271,12 @@ impl Replica {
             }
             return;
         }
+        if response.index > last_index {
+            // No follower holds what this leader never had: a broken or hostile peer (or a
+            // leader that lost its own log's end). Believed, the match would point past the
+            // log, and the next append would find no term there and send a snapshot.
+            return;
+        }
         let was_paused = progress.is_paused();
         // A probe answered at the known match also ends probing: the follower holds the log
         // up to there, nothing more was sent. Only the probe actually sent (from the match

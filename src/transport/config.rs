@@ -158,8 +158,13 @@ impl TransportConfig {
                 u32::MAX
             ));
         }
-        if self.reconnect_delay_min > self.reconnect_delay_max {
-            return fail("reconnect_delay_min is above reconnect_delay_max".into());
+        // The backoff counts whole milliseconds, and a delay of more than an hour is a typo.
+        let (min, max) = (self.reconnect_delay_min, self.reconnect_delay_max);
+        if min < Duration::from_millis(1) || max > Duration::from_secs(3_600) || min > max {
+            return fail(format!(
+                "reconnect delays of {min:?} to {max:?}: they must go up from at least 1 ms to \
+                 at most 1 h"
+            ));
         }
         if self.reconnect_jitter_percent >= 100 {
             return fail("reconnect_jitter_percent must be below 100".into());
@@ -186,7 +191,7 @@ impl std::error::Error for ConfigError {}
 mod tests {
     use super::*;
 
-    fn config() -> TransportConfig {
+    fn valid_config() -> TransportConfig {
         let peers = BTreeMap::from([(NodeId(2), "127.0.0.1:9".parse().unwrap())]);
         TransportConfig::new(
             NodeId(1),
@@ -199,15 +204,15 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid_and_bad_bounds_are_refused_with_a_reason() {
-        assert_eq!(config().validate(), Ok(()));
+        assert_eq!(valid_config().validate(), Ok(()));
         let refused = |change: fn(&mut TransportConfig)| {
-            let mut config = config();
+            let mut config = valid_config();
             change(&mut config);
             config.validate().expect_err("refused").reason
         };
         assert!(refused(|c| c.unacked_timeout = Duration::ZERO).contains("unacked_timeout"));
         let too_long = Duration::from_millis(u64::from(u32::MAX) + 1);
-        let mut config = config();
+        let mut config = valid_config();
         config.unacked_timeout = too_long;
         assert!(config.validate().is_err());
         assert!(
@@ -216,6 +221,16 @@ mod tests {
             })
             .contains("itself")
         );
-        assert!(refused(|c| c.reconnect_delay_min = c.reconnect_delay_max * 2).contains("above"));
+        let delays = |min_us: u64, max_s: u64| {
+            let mut config = valid_config();
+            config.reconnect_delay_min = Duration::from_micros(min_us);
+            config.reconnect_delay_max = Duration::from_secs(max_s);
+            config.validate().err().map(|e| e.reason)
+        };
+        assert!(delays(2_000_000, 1).unwrap().contains("reconnect delays"));
+        // Below a millisecond the backoff, which counts whole ones, would panic.
+        assert!(delays(500, 1).is_some());
+        assert!(delays(1_000, 7_200).is_some());
+        assert_eq!(delays(1_000, 3_600), None);
     }
 }
