@@ -246,13 +246,27 @@ impl FrameWriter {
     ) -> io::Result<WriteOutcome> {
         let mut outcome = WriteOutcome::default();
         let mut rest = batch;
-        while !rest.is_empty() {
-            let chunk_len = frame_chunk_len(rest);
-            let (chunk, after) = rest.split_at(chunk_len);
-            rest = after;
+        // Halves of a chunk that did not encode, the next on top: only a message that does
+        // not fit a frame alone is dropped, not the heartbeats and votes beside it.
+        let mut halves: Vec<&[Envelope]> = Vec::new();
+        loop {
+            let chunk = match halves.pop() {
+                Some(half) => half,
+                None if rest.is_empty() => break,
+                None => {
+                    let (chunk, after) = rest.split_at(frame_chunk_len(rest));
+                    rest = after;
+                    chunk
+                }
+            };
             if let Err(error) = self.encoder.encode_raft(chunk.iter()) {
-                outcome.messages_dropped += chunk.len();
-                outcome.encode_error = Some(error);
+                if chunk.len() > 1 {
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    halves.extend([second, first]);
+                } else {
+                    outcome.messages_dropped += 1;
+                    outcome.encode_error = Some(error);
+                }
                 continue;
             }
             write_frame(stream, &mut self.encoder, &mut self.copy).await?;
@@ -480,6 +494,63 @@ mod tests {
             refused,
             Err(ReadFrameError::Frame(FrameError::TooLarge { .. }))
         ));
+    }
+
+    /// Goal: a message that cannot be encoded costs only itself. Before, the whole chunk it
+    /// was in (up to 16,384 messages: heartbeats, votes, appends of other groups) was dropped
+    /// with it. Method: a forwarded proposal of many tiny commands (payload within bounds, its
+    /// per-command tables past a frame) between heartbeats; the heartbeats are written, in
+    /// order, and the forward alone is dropped.
+    #[test]
+    fn a_message_that_does_not_encode_drops_alone() {
+        let message = |body| Envelope {
+            group: GroupId(3),
+            message: Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body,
+            },
+        };
+        let heartbeat = |round| {
+            message(MessageBody::Heartbeat(crate::raft::Heartbeat {
+                commit: crate::raft::LogIndex(0),
+                read_round: round,
+                acknowledged: crate::raft::LogIndex(0),
+                acknowledged_term: Term(0),
+            }))
+        };
+        let command = Bytes::from_static(&[1; 11]);
+        let forward = message(MessageBody::ForwardProposal {
+            data: vec![command; 700_000],
+        });
+        let payload_bytes = forward.message.body.payload_bytes() as usize;
+        assert!(payload_bytes < crate::wire::limits::MESSAGE_PAYLOAD_BYTES_MAX);
+        let mut batch: Vec<Envelope> = (0..5).map(heartbeat).collect();
+        batch.push(forward);
+        batch.extend((5..10).map(heartbeat));
+        let mut written = Vec::new();
+        let mut writer = FrameWriter::new();
+        let outcome =
+            futures_lite::future::block_on(writer.write_batch(&mut written, &batch)).unwrap();
+        assert_eq!(outcome.messages_dropped, 1);
+        assert_eq!(outcome.messages_written, 10);
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut source = futures_lite::io::Cursor::new(written);
+        let mut rounds = Vec::new();
+        while futures_lite::future::block_on(reader.fill(&mut source)).unwrap() > 0 {
+            while let Some(frame) = reader.next_frame().unwrap() {
+                let decoded = crate::wire::decode_frame(&frame).unwrap();
+                let crate::wire::DecodedFrame::Raft { envelopes, .. } = decoded else {
+                    panic!("a raft frame")
+                };
+                rounds.extend(envelopes.iter().map(|e| match &e.message.body {
+                    MessageBody::Heartbeat(h) => h.read_round,
+                    other => panic!("a heartbeat, not {other:?}"),
+                }));
+            }
+        }
+        assert_eq!(rounds, (0..10).collect::<Vec<u64>>());
     }
 
     #[test]
