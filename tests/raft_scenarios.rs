@@ -649,6 +649,7 @@ fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_to
             read_round: 1,
             acknowledged: LogIndex(5),
             acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
         };
         wiped
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
@@ -1533,6 +1534,7 @@ fn a_voter_moved_to_a_newer_term_without_a_leader_still_keeps_the_lease() {
             read_round: 1,
             acknowledged: LogIndex(1),
             acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
         };
         let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
         heard.term = voter.term().next();
@@ -1680,7 +1682,7 @@ fn a_follower_whose_older_log_came_back_commits_nothing_of_it_and_is_sent_the_lo
 #[test]
 fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_was_told() {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
-    let granted = |candidate_last: (u64, u64)| {
+    let granted = |candidate_last: (u64, u64), commit_term: u64| {
         let mut persisted = Persisted::bootstrap(&voters);
         for index in 2..=6 {
             persisted.entries.push(Entry {
@@ -1697,6 +1699,7 @@ fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_
             read_round: 1,
             acknowledged: LogIndex(5),
             acknowledged_term: Term(2),
+            commit_term: Term(commit_term),
         };
         restored
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
@@ -1736,8 +1739,15 @@ fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_
         });
         answer.expect("the request is answered")
     };
-    assert!(!granted((1, 6)), "the candidate holds the older copy too");
-    assert!(granted((2, 4)));
+    assert!(
+        !granted((1, 6), 2),
+        "the candidate holds the older copy too"
+    );
+    assert!(granted((2, 4), 2));
+    // The bound is the leader's entry at the commit, not at what was acknowledged: where
+    // that is of term 1, a candidate whose log ends at (1, 6) holds it.
+    assert!(granted((1, 6), 1));
+    assert!(!granted((1, 3), 1));
 }
 
 /// Goal: a leader does not believe a follower that says it holds entries past the leader's

@@ -677,6 +677,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
         read_round: 1,
         acknowledged: LogIndex(0),
         acknowledged_term: Term::ZERO,
+        commit_term: Term::ZERO,
     };
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
     inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
@@ -887,6 +888,7 @@ fn a_leader_deposed_while_it_holds_writes_back_sends_them_to_the_new_leader() {
         read_round: 0,
         acknowledged: f.write_1,
         acknowledged_term: Term::ZERO,
+        commit_term: Term::ZERO,
     };
     let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
     core = turn(core, &f.inbox, from_2);
@@ -1504,6 +1506,7 @@ fn a_leader_deposed_while_its_ready_waits_for_room_tells_its_writes_to_retry_at_
             read_round: 0,
             acknowledged: f.write_1,
             acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
         };
         let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
         f.inbox.push_now(from_2);
@@ -2634,6 +2637,7 @@ fn snapshot_chunks_are_taken_only_from_the_groups_leader() {
             read_round: 0,
             acknowledged: LogIndex(0),
             acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
         };
         let core = turn(
             core,
@@ -2755,6 +2759,7 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
             read_round: 0,
             acknowledged: LogIndex(0),
             acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
         };
         f.inbox
             .push_now(from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat)));

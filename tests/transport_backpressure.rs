@@ -9,6 +9,7 @@ use bytes::Bytes;
 use cohort::raft::NodeId;
 use cohort::transport::{MESSAGE_OVERHEAD_BYTES, SendError, Transport};
 use cohort::wire::Handshake;
+use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, raft_frame, raw_peer,
     read_one_frame, receive, run_executor, unused_addr,
@@ -120,19 +121,20 @@ fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
 
 /// Goal: frames received and not yet taken by the shard are bounded in bytes, not only in
 /// number. Before, a peer's large frames queued up to 1,024 of them (16 GiB of 16 MiB frames)
-/// while the shard fell behind. Method: a raw peer sends 64 frames of 64 KiB to a node whose
-/// inbox takes 256 KiB and which takes nothing; the node reads no more than its bound lets
+/// while the shard fell behind. Method: a raw peer sends 48 frames of 1 MiB to a node whose
+/// inbox takes one largest frame (16 MiB) and which takes nothing; the node reads no more than its bound lets
 /// it (plus the one frame that waits for room), then every frame arrives once it takes them.
 #[test]
 fn received_frames_waiting_for_the_shard_are_bounded_in_bytes() {
-    const FRAMES: u64 = 64;
-    const INBOX_BYTES_MAX: usize = 256 << 10;
+    const FRAMES: u64 = 48;
+    // The least the transport takes: room for its largest frame.
+    const INBOX_BYTES_MAX: usize = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX;
     run_executor(|| async {
         let mut node2_config = config(2, loopback_any_port(), &[(1, unused_addr())]);
         node2_config.inbox_bytes_max = INBOX_BYTES_MAX;
         let node2 = Transport::start(node2_config).expect("node 2 starts");
         let mut stream = raw_peer(node2.local_addr(), 1, 2).await;
-        let data = Bytes::from(vec![0x5A; 64 << 10]);
+        let data = Bytes::from(vec![0x5A; 1 << 20]);
         let frames: Vec<Vec<u8>> = (1..=FRAMES)
             .map(|index| raft_frame(&[append(1, 2, 0, index, data.clone())]))
             .collect();

@@ -139,6 +139,7 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
             groups.push(fb::GroupStatus::create(fbb, &args));
         }
         let groups = Some(fbb.create_vector(&groups));
+        // On the wire under its first name: a full disk was the only reason then.
         let log_full = rows
             .refuses_writes
             .as_deref()

@@ -134,6 +134,9 @@ pub struct Heartbeat {
     /// copy of them came back (a machine crash under `--sync never` that kept older pages of
     /// the log and lost the newer ones that replaced them).
     pub acknowledged_term: Term,
+    /// The leader's term of its entry at `commit` (0: not known). A follower that lost
+    /// entries it acknowledged votes for no candidate whose last entry is behind it.
+    pub commit_term: Term,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -198,7 +198,7 @@ pub struct Replica {
 /// other entries where it acknowledged: the heartbeat names the leader's term there too, and
 /// a follower whose entry there has another term counts as having lost what it acknowledged
 /// above its commit (its answer names its commit; its vote goes to no candidate whose last
-/// entry is behind that term at the heartbeat's commit). A leader that compacted its entry
+/// entry is behind the leader's entry at the heartbeat's commit, whose term it names too). A leader that compacted its entry
 /// at the follower's match index cannot name the term, and then this is not seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LostEntries {
@@ -844,7 +844,7 @@ fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
         return Err(StepError::Malformed("sender is none or self"));
     }
     if let MessageBody::Heartbeat(heartbeat) = &message.body
-        && heartbeat.acknowledged_term > message.term
+        && heartbeat.acknowledged_term.max(heartbeat.commit_term) > message.term
     {
         return Err(StepError::Malformed("heartbeat names a term after its own"));
     }

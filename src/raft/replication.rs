@@ -197,10 +197,9 @@ impl Replica {
                 self.committed_not_held = self.committed_not_held.max(heartbeat.commit);
             }
             // Our log may hold the commit's index with another term: only a candidate whose
-            // log is at least as up to date as the leader's entry at the commit holds it,
-            // and the term of what we acknowledged is at least that entry's.
-            if known_term != Term::ZERO && heartbeat.commit > self.log.committed {
-                let bound = (known_term, heartbeat.commit);
+            // log is at least as up to date as the leader's entry at the commit holds it.
+            if heartbeat.commit_term != Term::ZERO && heartbeat.commit > self.log.committed {
+                let bound = (heartbeat.commit_term, heartbeat.commit);
                 self.committed_not_held_at = self.committed_not_held_at.max(bound);
             }
             if self.lost_reported_term != self.term {
@@ -370,11 +369,14 @@ impl Replica {
             .collect();
         for (to, match_index) in targets {
             // Never tell a follower to commit past what it is known to hold.
+            let commit = committed.min(match_index);
+            let term_at = |index| self.log.term(index).unwrap_or(Term::ZERO);
             let heartbeat = Heartbeat {
-                commit: committed.min(match_index),
+                commit,
                 read_round: round,
                 acknowledged: match_index,
-                acknowledged_term: self.log.term(match_index).unwrap_or(Term::ZERO),
+                acknowledged_term: term_at(match_index),
+                commit_term: term_at(commit),
             };
             self.send_now(to, MessageBody::Heartbeat(heartbeat));
         }

@@ -13,9 +13,10 @@ use crate::wire::{ClusterId, Layout};
 use super::queue::MESSAGE_OVERHEAD_BYTES;
 use super::socket::SocketOptions;
 use crate::wire::limits::{
-    HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX, INBOX_BYTES_MAX, MESSAGE_PAYLOAD_BYTES_MAX,
-    PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN,
-    RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
+    FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX,
+    INBOX_BYTES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX,
+    RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN, RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES,
+    UNACKED_TIMEOUT_MS,
 };
 
 /// Connections that may be in their handshake at once; past this, a new connection closes the
@@ -140,10 +141,7 @@ impl TransportConfig {
                 self.peer_queue_bytes_max
             ));
         }
-        if self.peer_queue_messages_max == 0
-            || self.inbox_batches_max == 0
-            || self.inbox_bytes_max == 0
-        {
+        if self.peer_queue_messages_max == 0 || self.inbox_batches_max == 0 {
             return fail("queue bounds must be positive".into());
         }
         if self.handshake_timeout.is_zero() || self.reconnect_delay_min.is_zero() {
@@ -156,6 +154,15 @@ impl TransportConfig {
                 "unacked_timeout of {:?} is not between 1 ms and {} ms",
                 self.unacked_timeout,
                 u32::MAX
+            ));
+        }
+        // A frame waits for room for itself alone: one past the whole budget could be
+        // overtaken by smaller ones for as long as they keep coming.
+        let frame_bytes_max = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX;
+        if self.inbox_bytes_max < frame_bytes_max {
+            return fail(format!(
+                "inbox_bytes_max {} is below the largest frame, {frame_bytes_max} bytes",
+                self.inbox_bytes_max
             ));
         }
         // The backoff counts whole milliseconds, and a delay of more than an hour is a typo.

@@ -518,6 +518,7 @@ mod tests {
                 read_round: round,
                 acknowledged: crate::raft::LogIndex(0),
                 acknowledged_term: Term(0),
+                commit_term: Term(0),
             }))
         };
         let command = Bytes::from_static(&[1; 11]);

@@ -849,14 +849,22 @@ fn populates(mode: SyncMode) -> bool {
 /// page cache: an fdatasync, then its clean pages dropped. After a failed sync, the kernel
 /// may keep the pages it could not write as clean and up to date; a restarted node reading
 /// them would take records the device does not hold for durable, and they would vanish once
-/// the pages are evicted. The sync writes back what a `--sync never` node left dirty (and
-/// fails, refusing the open, where the device still cannot take it). Call it before the
-/// file's map is read: a page mapped in is not dropped.
+/// the pages are evicted. The sync writes back what a `--sync never` node left dirty. It
+/// fails, refusing the open, where the device cannot take the pages, and also, once, where
+/// an earlier write failed that no sync saw (Linux tells the next sync of the file): then
+/// the device may be healthy, and a start after that reads what it holds, which may lack
+/// writes this node acknowledged. Call it before the file's map is read: a page mapped in
+/// is not dropped.
 fn from_the_device(file: &File) -> io::Result<()> {
     file.sync_data().map_err(|error| {
         io::Error::new(
             error.kind(),
-            format!("cannot sync it before recovery reads it from the device: {error}"),
+            format!(
+                "its sync before recovery reads it failed ({error}): the kernel could not \
+                 write some of it, now or at an earlier write no sync saw, so the device \
+                 lacks bytes this node may have acknowledged; a start after this one reads \
+                 what the device holds"
+            ),
         )
     })?;
     drop_cached(file, 0)

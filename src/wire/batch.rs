@@ -106,8 +106,12 @@ impl Columns {
                 ));
                 fb::MessageColumn::AppendResponse
             }
-            // The column has no room for what the follower acknowledged beyond the commit.
-            MessageBody::Heartbeat(heartbeat) if heartbeat.acknowledged <= heartbeat.commit => {
+            // The column has no room for what the follower acknowledged beyond the commit (nor
+            // for a commit term apart from the acknowledged one).
+            MessageBody::Heartbeat(heartbeat)
+                if heartbeat.acknowledged <= heartbeat.commit
+                    && heartbeat.commit_term == heartbeat.acknowledged_term =>
+            {
                 self.heartbeats.push(fb::HeartbeatRecord::new(
                     from,
                     to,
@@ -273,11 +277,13 @@ pub(super) fn decode_raft_batch(
             fb::MessageColumn::Heartbeat => {
                 let record = heartbeats.take(index)?;
                 let at = heartbeats.next - 1;
+                let term = Term(heartbeat_terms.map_or(0, |terms| terms.get(at)));
                 let body = MessageBody::Heartbeat(Heartbeat {
                     commit: LogIndex(record.commit()),
                     read_round: record.read_round(),
                     acknowledged: LogIndex(record.commit()),
-                    acknowledged_term: Term(heartbeat_terms.map_or(0, |terms| terms.get(at))),
+                    acknowledged_term: term,
+                    commit_term: term,
                 });
                 let (from, to, term) = (record.from(), record.to(), record.term());
                 envelope(record.group(), from, to, term, body)
@@ -432,6 +438,7 @@ mod tests {
                     read_round: 6,
                     acknowledged: LogIndex(5),
                     acknowledged_term: Term(2),
+                    commit_term: Term(2),
                 }),
             ),
             envelope(

@@ -361,6 +361,7 @@ fn check_numbers(message: &Message, message_index: usize) -> Result<(), ContentE
             check("commit", heartbeat.commit.0)?;
             check("acknowledged", heartbeat.acknowledged.0)?;
             check("acknowledged_term", heartbeat.acknowledged_term.0)?;
+            check("commit_term", heartbeat.commit_term.0)?;
         }
         MessageBody::HeartbeatResponse(response) => {
             if let Some(last_index) = response.short_of_commit {
@@ -475,6 +476,7 @@ fn decode_body(
                 read_round: heartbeat.read_round(),
                 acknowledged: LogIndex(heartbeat.acknowledged().max(heartbeat.commit())),
                 acknowledged_term: Term(heartbeat.acknowledged_term()),
+                commit_term: Term(heartbeat.commit_term()),
             })
         }
         fb::RaftBody::HeartbeatResponse => {
@@ -870,6 +872,7 @@ pub(super) fn encode_message(
                     0
                 },
                 acknowledged_term: heartbeat.acknowledged_term.0,
+                commit_term: heartbeat.commit_term.0,
             };
             (
                 fb::RaftBody::Heartbeat,

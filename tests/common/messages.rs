@@ -99,12 +99,13 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         vote_request().prop_map(MessageBody::VoteRequest),
         any::<bool>().prop_map(|reject| MessageBody::VoteResponse(VoteResponse { reject })),
         // What the follower acknowledged is never below the commit (capped at it).
-        (number(), number(), any::<u64>(), number()).prop_map(|(c, a, r, t)| {
+        (number(), number(), any::<u64>(), number(), number()).prop_map(|(c, a, r, t, ct)| {
             MessageBody::Heartbeat(Heartbeat {
                 commit: LogIndex(c.min(a)),
                 read_round: r,
                 acknowledged: LogIndex(c.max(a)),
                 acknowledged_term: Term(t),
+                commit_term: Term(ct),
             })
         }),
         (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
@@ -198,12 +199,14 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             read_round: 6,
             acknowledged: LogIndex(4),
             acknowledged_term: Term(3),
+            commit_term: Term(3),
         }),
         MessageBody::Heartbeat(Heartbeat {
             commit: LogIndex(4),
             read_round: 7,
             acknowledged: LogIndex(9),
             acknowledged_term: Term(5),
+            commit_term: Term(2),
         }),
         MessageBody::HeartbeatResponse(HeartbeatResponse {
             read_round: 6,

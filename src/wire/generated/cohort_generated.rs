@@ -4427,6 +4427,7 @@ impl<'a> Heartbeat<'a> {
   pub const VT_READ_ROUND: ::flatbuffers::VOffsetT = 6;
   pub const VT_ACKNOWLEDGED: ::flatbuffers::VOffsetT = 8;
   pub const VT_ACKNOWLEDGED_TERM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_COMMIT_TERM: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4438,6 +4439,7 @@ impl<'a> Heartbeat<'a> {
     args: &'args HeartbeatArgs
   ) -> ::flatbuffers::WIPOffset<Heartbeat<'bldr>> {
     let mut builder = HeartbeatBuilder::new(_fbb);
+    builder.add_commit_term(args.commit_term);
     builder.add_acknowledged_term(args.acknowledged_term);
     builder.add_acknowledged(args.acknowledged);
     builder.add_read_round(args.read_round);
@@ -4474,6 +4476,13 @@ impl<'a> Heartbeat<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Heartbeat::VT_ACKNOWLEDGED_TERM, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn commit_term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Heartbeat::VT_COMMIT_TERM, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Heartbeat<'_> {
@@ -4486,6 +4495,7 @@ impl ::flatbuffers::Verifiable for Heartbeat<'_> {
      .visit_field::<u64>("read_round", Self::VT_READ_ROUND, false)?
      .visit_field::<u64>("acknowledged", Self::VT_ACKNOWLEDGED, false)?
      .visit_field::<u64>("acknowledged_term", Self::VT_ACKNOWLEDGED_TERM, false)?
+     .visit_field::<u64>("commit_term", Self::VT_COMMIT_TERM, false)?
      .finish();
     Ok(())
   }
@@ -4495,6 +4505,7 @@ pub struct HeartbeatArgs {
     pub read_round: u64,
     pub acknowledged: u64,
     pub acknowledged_term: u64,
+    pub commit_term: u64,
 }
 impl<'a> Default for HeartbeatArgs {
   #[inline]
@@ -4504,6 +4515,7 @@ impl<'a> Default for HeartbeatArgs {
       read_round: 0,
       acknowledged: 0,
       acknowledged_term: 0,
+      commit_term: 0,
     }
   }
 }
@@ -4530,6 +4542,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Heartbeat::VT_ACKNOWLEDGED_TERM, acknowledged_term, 0);
   }
   #[inline]
+  pub fn add_commit_term(&mut self, commit_term: u64) {
+    self.fbb_.push_slot::<u64>(Heartbeat::VT_COMMIT_TERM, commit_term, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HeartbeatBuilder {
@@ -4551,6 +4567,7 @@ impl ::core::fmt::Debug for Heartbeat<'_> {
       ds.field("read_round", &self.read_round());
       ds.field("acknowledged", &self.acknowledged());
       ds.field("acknowledged_term", &self.acknowledged_term());
+      ds.field("commit_term", &self.commit_term());
       ds.finish()
   }
 }
