@@ -119,11 +119,11 @@ fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
     });
 }
 
-/// Goal: frames received and not yet taken by the shard are bounded in bytes, not only in
-/// number. Before, a peer's large frames queued up to 1,024 of them (16 GiB of 16 MiB frames)
-/// while the shard fell behind. Method: a raw peer sends 48 frames of 1 MiB to a node whose
-/// inbox takes one largest frame (16 MiB) and which takes nothing; the node reads no more than its bound lets
-/// it (plus the one frame that waits for room), then every frame arrives once it takes them.
+/// Goal: frames received and not yet taken by the shard are bounded in bytes, not only in number.
+/// Before, a peer's large frames queued up to 1,024 of them (16 GiB of 16 MiB frames) while the
+/// shard fell behind. Method: a raw peer sends 48 frames of 1 MiB to a node whose inbox takes one
+/// largest frame (16 MiB) and which takes nothing; the node reads no more than its bound lets it
+/// (plus the one frame that waits for room), then every frame arrives once it takes them.
 #[test]
 fn received_frames_waiting_for_the_shard_are_bounded_in_bytes() {
     const FRAMES: u64 = 48;

@@ -183,23 +183,23 @@ pub struct Replica {
     pub(crate) committed_not_held_at: (Term, LogIndex),
 }
 
-/// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it
-/// ran with `--sync never` and its machine crashed. A leader's heartbeat names what the
-/// follower acknowledged (its match index) and the commit index capped at it; a follower
-/// whose log ends before what it acknowledged says so in its answer (and reports itself,
-/// once a term) and commits nothing from it; one whose log ends before that commit index
-/// votes from then on for no candidate whose log ends before it. The leader reports the
-/// follower, forgets its match index and sends it the log again from where its log ends (or
-/// a snapshot). Until the follower's answer arrives, its acknowledgement still counts toward
-/// a quorum, so a loss above the commit is closed at the next heartbeat, not at once.
+/// A follower no longer holds entries it acknowledged: its disk was wiped or replaced, or it ran
+/// with `--sync never` and its machine crashed. A leader's heartbeat names what the follower
+/// acknowledged (its match index) and the commit index capped at it; a follower whose log ends
+/// before what it acknowledged says so in its answer (and reports itself, once a term) and commits
+/// nothing from it; one whose log ends before that commit index votes from then on for no candidate
+/// whose log ends before it. The leader reports the follower, forgets its match index and sends it
+/// the log again from where its log ends (or a snapshot). Until the follower's answer arrives, its
+/// acknowledgement still counts toward a quorum, so a loss above the commit is closed at the next
+/// heartbeat, not at once.
 ///
-/// Only a leader that was told of the entries sees a loss (a new leader starts with no
-/// match index and sends the log without a word). A log restored from an old copy may hold
-/// other entries where it acknowledged: the heartbeat names the leader's term there too, and
-/// a follower whose entry there has another term counts as having lost what it acknowledged
-/// above its commit (its answer names its commit; its vote goes to no candidate whose last
-/// entry is behind the leader's entry at the heartbeat's commit, whose term it names too). A leader that compacted its entry
-/// at the follower's match index cannot name the term, and then this is not seen.
+/// Only a leader that was told of the entries sees a loss (a new leader starts with no match index
+/// and sends the log without a word). A log restored from an old copy may hold other entries where
+/// it acknowledged: the heartbeat names the leader's term there too, and a follower whose entry
+/// there has another term counts as having lost what it acknowledged above its commit (its answer
+/// names its commit; its vote goes to no candidate whose last entry is behind the leader's entry at
+/// the heartbeat's commit, whose term it names too). A leader that compacted its entry at the
+/// follower's match index cannot name the term, and then this is not seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LostEntries {
     /// The follower (this node itself, when it is the one that lost entries).
