@@ -267,6 +267,15 @@ fn entry_payload_runs_outside_the_data_are_refused() {
             );
         }
     }
+    // Bytes no entry takes are refused in the table form too.
+    let result = decode_frame(&table_append_frame(&[0, 4], 10));
+    assert_eq!(
+        result,
+        Err(DecodeError::Content(ContentError::LeftOver {
+            column: "append data",
+            items: 6
+        }))
+    );
     let decoded = appends(&table_append_frame(&[0, 4, 4, 10], 10));
     assert_eq!(payload_lengths(&decoded[0]), [0, 4, 0, 6]);
     // In columns, the payload runs continue from one append to the next.

@@ -555,10 +555,14 @@ fn decode_append(
 ) -> Result<AppendRequest, ContentError> {
     let headers = append.entries().unwrap_or_default();
     let data = append.data().map_or(&[][..], |data| data.bytes());
+    let mut data_at = 0;
+    let entries = batch::decode_entries(frame, headers.iter(), data, &mut data_at)?;
+    // As in the columns: bytes no entry takes are refused, not carried along unseen.
+    super::columns::left_over("append data", data.len() - data_at)?;
     Ok(AppendRequest {
         prev_log_index: LogIndex(position.prev_log_index()),
         prev_log_term: Term(position.prev_log_term()),
-        entries: batch::decode_entries(frame, headers.iter(), data, &mut 0)?,
+        entries,
         commit: LogIndex(position.commit()),
     })
 }
