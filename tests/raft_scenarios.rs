@@ -657,32 +657,38 @@ fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_to
         let ready = wiped.ready();
         assert_eq!(ready.lost_entries().len(), 1, "it reports itself");
         wiped.advance(ready.ack());
-        let request = VoteRequest {
-            last_log_index: LogIndex(candidate_last),
-            last_log_term: Term(2),
-            transfer: true,
-        };
-        let ask = Message {
-            from: NodeId(3),
-            to: NodeId(2),
-            term: Term(3),
-            body: MessageBody::VoteRequest(request),
-        };
-        wiped.step(ask).unwrap();
-        let mut ready = wiped.ready();
-        let mut answers = ready.take_messages_now();
-        answers.extend(ready.take_messages_after_persist());
-        let answer = answers.iter().find_map(|m| match m.body {
-            MessageBody::VoteResponse(response) => Some(!response.reject),
-            _ => None,
-        });
-        answer.expect("the request is answered")
+        grants_3_a_vote(&mut wiped, (2, candidate_last))
     };
     assert!(
         !granted(4),
         "entry 5 is committed and the candidate lacks it"
     );
     assert!(granted(5));
+}
+
+/// Whether node 2 (`voter`) grants node 3, campaigning in term 3 with its last entry at
+/// `last` (term, index), its vote.
+fn grants_3_a_vote(voter: &mut Replica, last: (u64, u64)) -> bool {
+    let request = VoteRequest {
+        last_log_index: LogIndex(last.1),
+        last_log_term: Term(last.0),
+        transfer: true,
+    };
+    let ask = Message {
+        from: NodeId(3),
+        to: NodeId(2),
+        term: Term(3),
+        body: MessageBody::VoteRequest(request),
+    };
+    voter.step(ask).unwrap();
+    let mut ready = voter.ready();
+    let mut answers = ready.take_messages_now();
+    answers.extend(ready.take_messages_after_persist());
+    let answer = answers.iter().find_map(|m| match m.body {
+        MessageBody::VoteResponse(response) => Some(!response.reject),
+        _ => None,
+    });
+    answer.expect("the request is answered")
 }
 
 #[test]
@@ -1718,26 +1724,7 @@ fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_
         });
         assert_eq!(answer, Some(Some(restored.commit())), "it names its commit");
         restored.advance(ready.ack());
-        let request = VoteRequest {
-            last_log_index: LogIndex(candidate_last.1),
-            last_log_term: Term(candidate_last.0),
-            transfer: true,
-        };
-        let ask = Message {
-            from: NodeId(3),
-            to: NodeId(2),
-            term: Term(3),
-            body: MessageBody::VoteRequest(request),
-        };
-        restored.step(ask).unwrap();
-        let mut ready = restored.ready();
-        let mut answers = ready.take_messages_now();
-        answers.extend(ready.take_messages_after_persist());
-        let answer = answers.iter().find_map(|m| match m.body {
-            MessageBody::VoteResponse(response) => Some(!response.reject),
-            _ => None,
-        });
-        answer.expect("the request is answered")
+        grants_3_a_vote(&mut restored, candidate_last)
     };
     assert!(
         !granted((1, 6), 2),
