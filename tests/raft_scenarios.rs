@@ -249,21 +249,28 @@ fn check_quorum_makes_a_cut_off_leader_step_down() {
     assert!(cluster.replica(old).commit() >= index);
 }
 
+/// A bootstrapped log of `voters` (its conf change at index 1) followed by entries 2 to
+/// `last` of term 1, each holding `data`.
+fn bootstrap_and_term_1_up_to(voters: &[NodeId], last: u64, data: &'static [u8]) -> Persisted {
+    let mut persisted = Persisted::bootstrap(voters);
+    for index in 2..=last {
+        persisted.entries.push(Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: Bytes::from_static(data),
+        });
+    }
+    persisted
+}
+
 #[test]
 fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
     // Node 1 holds entries 2 and 3 from term 1 that never committed. It becomes leader of
     // term 2 and appends its no-op at 4. A follower that matches only up to 3 makes a quorum
     // for 3, but 3 is from term 1: counting replicas must not commit it (Raft §5.4.2).
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
-    let mut persisted = Persisted::bootstrap(&voters);
-    for index in 2..=3 {
-        persisted.entries.push(Entry {
-            term: Term(1),
-            index: LogIndex(index),
-            kind: EntryKind::Normal,
-            data: Bytes::from_static(b"old"),
-        });
-    }
+    let mut persisted = bootstrap_and_term_1_up_to(&voters, 3, b"old");
     persisted.hard_state = HardState {
         term: Term(1),
         vote: NodeId::NONE,
@@ -1689,15 +1696,7 @@ fn a_follower_whose_older_log_came_back_commits_nothing_of_it_and_is_sent_the_lo
 fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_was_told() {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let granted = |candidate_last: (u64, u64), commit_term: u64| {
-        let mut persisted = Persisted::bootstrap(&voters);
-        for index in 2..=6 {
-            persisted.entries.push(Entry {
-                term: Term(1),
-                index: LogIndex(index),
-                kind: EntryKind::Normal,
-                data: Bytes::from_static(b"older copy"),
-            });
-        }
+        let persisted = bootstrap_and_term_1_up_to(&voters, 6, b"older copy");
         let config = Cluster::test_config(NodeId(2));
         let mut restored = Replica::new(config, SEED, persisted).unwrap();
         let heartbeat = Heartbeat {
