@@ -264,6 +264,64 @@ fn bootstrap_and_term_1_up_to(voters: &[NodeId], last: u64, data: &'static [u8])
     persisted
 }
 
+/// Goal (found in review): a node restarted from a torn write that kept two conf changes
+/// and lost the commit that came with them runs on the configuration before the last change,
+/// not on the one before both, which the group has left: a majority of that one must not
+/// elect it. Method: node 1 (or 2) holds two changes at 2 and 3 with its commit at 1, is
+/// restarted, campaigns, and is granted a vote by the one other voter of the old
+/// configuration. Cases: two direct changes (adding 4, then 5), and a joint change (2 and 3
+/// replaced by 4 and 5) with its leave.
+#[test]
+fn a_node_restarted_with_conf_changes_but_not_their_commit_takes_the_earlier_one_in() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let joint = [
+        (ConfChangeKind::AddVoter, 4),
+        (ConfChangeKind::AddVoter, 5),
+        (ConfChangeKind::Remove, 2),
+        (ConfChangeKind::Remove, 3),
+    ];
+    let cases = [
+        (
+            1,
+            3,
+            [
+                change(&[(ConfChangeKind::AddVoter, 4)]),
+                change(&[(ConfChangeKind::AddVoter, 5)]),
+            ],
+        ),
+        (2, 3, [change(&joint), ConfChange::leave_joint()]),
+    ];
+    for (node, granting, changes) in cases {
+        let mut persisted = Persisted::bootstrap(&voters);
+        for (at, change) in changes.iter().enumerate() {
+            persisted.entries.push(Entry {
+                term: Term(1),
+                index: LogIndex(2 + at as u64),
+                kind: EntryKind::ConfChange,
+                data: change.encode(),
+            });
+        }
+        persisted.hard_state = HardState {
+            term: Term(1),
+            vote: NodeId::NONE,
+            commit: LogIndex(1),
+        };
+        let mut config = Config::new(NodeId(node));
+        config.pre_vote = false;
+        let mut candidate = Replica::new(config, SEED, persisted).unwrap();
+        assert_eq!(candidate.commit(), LogIndex(2), "node {node}");
+        assert!(
+            candidate.conf_state().voters.contains(&NodeId(4)),
+            "node {node}"
+        );
+        candidate.campaign();
+        persist(&mut candidate);
+        let granted = MessageBody::VoteResponse(VoteResponse { reject: false });
+        candidate.step(term_2(granting, node, granted)).unwrap();
+        assert_eq!(candidate.role(), Role::Candidate, "node {node}");
+    }
+}
+
 #[test]
 fn a_leader_commits_an_older_term_entry_only_through_one_of_its_own() {
     // Node 1 holds entries 2 and 3 from term 1 that never committed. It becomes leader of

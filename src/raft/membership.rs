@@ -21,6 +21,25 @@ impl Replica {
         }
     }
 
+    /// The index of the conf change before the last one in the log (past its snapshot), if
+    /// it holds two. The leader that appended the last had applied every earlier one in its
+    /// log (see [`Replica::propose_conf_change`] and [`Replica::maybe_leave_joint`]), and this
+    /// log up to there is that leader's: the one before it is committed.
+    pub(crate) fn conf_change_before_the_last(&self) -> Option<LogIndex> {
+        let mut index = self.log.last_index();
+        let mut found = 0;
+        while index > self.log.snapshot_index() {
+            if self.log.entry(index)?.kind == EntryKind::ConfChange {
+                found += 1;
+                if found == 2 {
+                    return Some(index);
+                }
+            }
+            index = index.prev();
+        }
+        None
+    }
+
     /// Whether a conf change is committed (or handed out to apply) and not applied yet.
     pub(crate) fn has_unapplied_conf_changes(&self) -> bool {
         !self.conf_entries_applying.is_empty()

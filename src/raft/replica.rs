@@ -276,6 +276,14 @@ impl Replica {
             log,
             config,
         };
+        // A torn write can also keep a Ready's entries and lose the commit that came with
+        // them: the conf changes are then those of a configuration the group has left, and a
+        // majority of it could elect this node while the group's own commits elsewhere (found
+        // in review). A leader proposes a conf change only once every earlier one in its log
+        // is applied, so the one before the last in this log is committed: take it as such.
+        if let Some(committed) = replica.conf_change_before_the_last() {
+            replica.log.committed = replica.log.committed.max(committed);
+        }
         // Committed conf changes are final: take them in now so the replica knows its group
         // before the application replays the entries.
         replica.apply_conf_changes_up_to(replica.log.committed);

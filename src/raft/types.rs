@@ -115,8 +115,9 @@ pub struct HardState {
     pub term: Term,
     /// The node this replica voted for in `term`, or `NodeId::NONE`.
     pub vote: NodeId,
-    /// Highest index known committed. Persisting it is an optimisation (faster apply after
-    /// restart), not a safety requirement.
+    /// Highest index known committed. A torn write can keep entries and lose the commit
+    /// that came with them: a replica restarted takes as committed, besides, the conf
+    /// change before the last one in its log, since its configuration depends on it.
     pub commit: LogIndex,
 }
 

@@ -56,6 +56,11 @@ pub struct Cluster {
     /// Chance that a node crashes right after handing out a Ready that must be synced,
     /// before the sync completes.
     pub crash_in_sync_window_permille: u64,
+    /// Chance that a Ready's sync tears: its entries reach the disk and the hard state that
+    /// came with them does not (a WAL keeps records up to a torn one), and the node crashes.
+    pub torn_write_permille: u64,
+    /// Torn syncs so far (each a crash).
+    pub torn_writes: u64,
     /// Readies handed out while another of the same node was in flight (pipelined).
     pub readies_pipelined: u64,
     /// Print every delivered message from this time on (debugging a seed).
@@ -106,6 +111,8 @@ impl Cluster {
             next_read_ctx: 1,
             reads_asked: BTreeMap::new(),
             crash_in_sync_window_permille: 0,
+            torn_write_permille: 0,
+            torn_writes: 0,
             lost_entries: Vec::new(),
             trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
                 .ok()
@@ -344,13 +351,31 @@ impl Cluster {
         let Some((mut ready, _)) = node.in_flight.pop_front() else {
             return Ok(());
         };
-        if let Some(snapshot) = ready.take_snapshot() {
+        let snapshot = ready.take_snapshot();
+        let entries = ready.take_entries();
+        let down = self.nodes.iter().filter(|n| !n.is_up()).count();
+        if snapshot.is_none()
+            && !entries.is_empty()
+            && ready.hard_state().is_some()
+            && down < 2
+            && self.rng.chance(self.torn_write_permille, 1000)
+        {
+            let node = &mut self.nodes[(id.0 - 1) as usize];
+            node.disk
+                .append(&entries)
+                .map_err(|e| format!("node {id}: {e}"))?;
+            self.torn_writes += 1;
+            self.crash(id);
+            return Ok(());
+        }
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        if let Some(snapshot) = snapshot {
             node.state = StateMachine::decode(&snapshot.data);
             node.disk.install_snapshot(snapshot);
             self.checker.on_apply(id, node.state)?;
         }
         node.disk
-            .append(&ready.take_entries())
+            .append(&entries)
             .map_err(|e| format!("node {id}: {e}"))?;
         if let Some(hard_state) = ready.hard_state() {
             node.disk.hard_state = hard_state;

@@ -33,6 +33,9 @@ pub struct SimOptions {
     pub pre_vote: bool,
     pub check_quorum: bool,
     pub crash_in_sync_window_permille: u64,
+    /// Chance that a Ready's sync tears: its entries reach the disk, its hard state does not,
+    /// and the node crashes.
+    pub torn_write_permille: u64,
     /// Small appends make the quorum's match index cross old-term entries one at a time,
     /// which is what an old-term commit by counting needs to go wrong (Raft paper, figure 8).
     pub append_entries_max: usize,
@@ -78,6 +81,7 @@ impl SimOptions {
             append_entries_max: 1 + rng.below(8) as usize,
             broadcast_commit: rng.chance(1, 2),
             clock_skew_permille_max: rng.below(skew_safe + 1),
+            torn_write_permille: rng.below(30),
         }
     }
 }
@@ -159,6 +163,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     cluster.network.faults = options.faults;
     cluster.persist_delay_max = options.persist_delay_max;
     cluster.crash_in_sync_window_permille = options.crash_in_sync_window_permille;
+    cluster.torn_write_permille = options.torn_write_permille;
     let mut driver = Driver {
         options,
         clocks: skewed_clocks(
@@ -181,6 +186,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
             .map_err(|r| fail(&cluster, r))?;
     }
     cluster.crash_in_sync_window_permille = 0;
+    cluster.torn_write_permille = 0;
     driver.heal(&mut cluster).map_err(|r| fail(&cluster, r))?;
     let mut report = driver.report;
     report.elections = cluster.checker.elections;
@@ -188,6 +194,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     report.reads_checked = cluster.checker.reads_checked;
     report.messages = cluster.network.sent;
     report.readies_pipelined = cluster.readies_pipelined;
+    report.crashes += cluster.torn_writes;
     Ok(report)
 }
 
