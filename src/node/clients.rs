@@ -22,7 +22,7 @@ use super::client_conns::{Conns, Noted, Registered, closed};
 use super::runtime::FRAME_BYTES_PER_INBOX_ITEM;
 use crate::proto::client::{
     ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
-    decode_client_frame, encode_responses,
+    decode_client_frame, decoded_bytes, encode_responses,
 };
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
@@ -67,7 +67,9 @@ pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
 /// admitted whole, its bytes then due at a pace ([`Metered::rest_deadline`]). Not bounded by
 /// it: each frame's first 16 KiB, a frame that one read brought whole, and what the read
 /// that brought a header brought with it until it is admitted, right after (each the
-/// connection's read size, up to 256 KiB: with 4096 connections, up to 1 GiB a core).
+/// connection's read size, up to 256 KiB: with 4096 connections, up to 1 GiB a core), nor
+/// what a frame's requests take decoded while its reader waits to hand them to the core (an
+/// operation about six times its 16 bytes on the wire; weighed in the inbox once there).
 const FRAME_BYTES_ADMITTED_MAX: usize = 64 << 20;
 // Room for three of the largest frames at once.
 const _: () = assert!(FRAME_BYTES_ADMITTED_MAX >= 3 * (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX));
@@ -336,7 +338,8 @@ async fn read_requests(
                 );
             }
             ClientFrame::Requests(requests) => {
-                let weight = frame_weight(frame_bytes, requests.len());
+                let decoded_bytes = decoded_bytes(&requests);
+                let weight = frame_weight(frame_bytes + decoded_bytes, requests.len());
                 let input = Input::Requests { conn, requests };
                 if !inbox.push_weighing(input, weight).await {
                     return Err("the node is shutting down".to_string());
@@ -354,9 +357,10 @@ async fn read_requests(
     }
 }
 
-/// What a frame of `requests` in `frame_bytes` weighs in the core's inbox.
-fn frame_weight(frame_bytes: usize, requests: usize) -> usize {
-    (1 + frame_bytes / FRAME_BYTES_PER_INBOX_ITEM).max(requests.div_ceil(REQUESTS_PER_INBOX_ITEM))
+/// What a frame of `requests` weighs in the core's inbox, `bytes` being what it holds in
+/// memory: the frame and its decoded requests ([`decoded_bytes`]).
+fn frame_weight(bytes: usize, requests: usize) -> usize {
+    (1 + bytes / FRAME_BYTES_PER_INBOX_ITEM).max(requests.div_ceil(REQUESTS_PER_INBOX_ITEM))
 }
 
 /// A frame from a client: its size, and what it decoded to (its requests borrow its bytes).

@@ -38,7 +38,8 @@ pub(crate) const INBOX_CAPACITY: usize = 4096;
 
 /// A frame (a client's requests, a peer's messages) weighs one inbox item per this many
 /// bytes, and one more: the core's inbox (4096 items) so holds at most about 64 MiB of
-/// client frames besides its last one, and peers' frames as much again (their headroom).
+/// client frames and their decoded requests besides its last one, and peers' frames as much
+/// again (their headroom).
 pub(crate) const FRAME_BYTES_PER_INBOX_ITEM: usize = 16 << 10;
 
 /// The largest entry a leader can send: alone in an append, within the transport's message

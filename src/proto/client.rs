@@ -124,6 +124,19 @@ pub enum ClientFrame {
     ChangeMember(Result<crate::proto::members::MemberChange, String>),
 }
 
+/// What decoded `requests` take in memory besides the frame their bytes point into: an
+/// operation takes about six times its 16 bytes on the wire, so a frame of many small
+/// operations weighs far more decoded than it did as bytes.
+pub fn decoded_bytes(requests: &Vec<Result<Request, Refused>>) -> usize {
+    let spilled: usize = requests
+        .iter()
+        .filter_map(|request| request.as_ref().ok())
+        .filter(|request| request.command.ops.spilled())
+        .map(|request| request.command.ops.capacity() * size_of::<Op>())
+        .sum();
+    requests.capacity() * size_of::<Result<Request, Refused>>() + spilled
+}
+
 /// Decode a frame from a client: a topology request or a batch of requests.
 pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
     let root = open_frame(frame)?;
@@ -181,9 +194,22 @@ fn requests_of(
             sequence: record.sequence(),
             error,
         };
+        let run = ops.take(record.ops_end() as usize)?;
+        let count = run.len();
+        if count > OPERATIONS_PER_COMMAND_MAX {
+            // Refused before its operations are decoded, each of which takes several times its
+            // record in memory; their runs are checked as a decoded request's are.
+            for op in run {
+                for end in [op.key_end(), op.expected_end(), op.value_end()] {
+                    data.skip_to(end)?;
+                }
+            }
+            decoded.push(Err(refuse(CommandError::TooManyOperations { count })));
+            continue;
+        }
         let mut request_ops = Ops::new();
         let mut unknown = false;
-        for op in ops.take(record.ops_end() as usize)? {
+        for op in run {
             let key = data.take(op.key_end())?;
             let expected = data.take(op.expected_end())?;
             let value = data.take(op.value_end())?;

@@ -98,6 +98,12 @@ impl<'a> Runs<'a> {
         })
     }
 
+    /// As [`Runs::take`], for bytes no one needs: checked, not sliced.
+    pub fn skip_to(&mut self, end: u32) -> Result<(), ContentError> {
+        self.next = advance(self.name, self.next, end as usize, self.bytes.len())?;
+        Ok(())
+    }
+
     pub fn finish(&self) -> Result<(), ContentError> {
         left_over(self.name, self.bytes.len() - self.next)
     }
