@@ -101,6 +101,8 @@ struct GateState {
     no_room: bool,
     /// The entries the log took, as (group, index), in order.
     staged: Vec<(u32, u64)>,
+    /// Readies handed to the log, whether they had records for it or not.
+    readies: usize,
     /// Woken when the log has room again.
     room_waker: Option<Waker>,
     /// Room came back since `poll_room` last said so (it says so once, as a build's end).
@@ -126,6 +128,7 @@ impl Gate {
             stores_held: false,
             no_room: false,
             staged: Vec::new(),
+            readies: 0,
             room_waker: None,
             room_signal: false,
             entries_wait: false,
@@ -207,6 +210,7 @@ impl Gate {
 
 impl CoreLog for RecordingLog {
     fn stage(&mut self, group: GroupId, ready: &Ready, _: &mut Staged) -> io::Result<bool> {
+        self.gate.0.borrow_mut().readies += 1;
         if !ready.entries().is_empty() || ready.hard_state().is_some() {
             let mut gate = self.gate.0.borrow_mut();
             if gate.no_room {
@@ -1362,6 +1366,95 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
     let synced = position(&events, &Event::Synced);
     let acked = position(&events, &Event::Sent("AppendResponse"));
     assert!(synced < acked, "{events:?}");
+}
+
+/// Goal (found in review): requests that reach a stopping core while it waits for its syncs
+/// are answered, saying nothing of them was taken (busy: the client tries again, elsewhere
+/// once the node is gone); they were left unanswered, an outcome the client cannot know.
+/// Method: node 2's sync of an append is held; a stop comes, then a connection and a
+/// write; the sync ends.
+#[test]
+fn requests_that_reach_a_stopping_core_are_answered() {
+    let events = Events::default();
+    let gate = Gate::new(false);
+    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = empty_entry_2(LogIndex(1));
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let outbox = Inbox::new(16);
+    let driver = async {
+        assert!(yield_until(|| gate.begun() == 1).await, "the append's sync");
+        inbox.push_now(Input::Stop);
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        inbox.push_now(Input::Connected {
+            conn: 1,
+            outbox: outbox.clone(),
+        });
+        inbox.push_now(put(1, 1));
+        gate.open();
+    };
+    run_beside(core, driver);
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::Error { code: ErrorCode::Busy, message }] if message.contains("stopping")
+        ),
+        "{outcomes:?}"
+    );
+}
+
+/// Goal (found in review): a follower whose sync does not end (a device that stopped
+/// answering) answers every heartbeat, and keeps a bounded number of Readies behind that
+/// sync: each heartbeat left one more, for as long as the device hung. Method: the leader's
+/// empty entry 2 is synced; entry 3 begins a sync that does not end; 200 heartbeats follow;
+/// Readies are counted as the log is handed them.
+#[test]
+fn a_follower_whose_sync_does_not_end_answers_heartbeats_and_keeps_few_readies() {
+    let events = Events::default();
+    let gate = Gate::new(true);
+    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = empty_entry_2(LogIndex(1));
+    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let heartbeats = 200;
+    let count = |wanted: &Event| events.borrow().iter().filter(|e| *e == wanted).count();
+    let driver = async {
+        assert!(yield_until(|| count(&Event::Synced) == 1).await);
+        gate.close();
+        let entry_3 = AppendRequest {
+            prev_log_index: LogIndex(2),
+            prev_log_term: Term(2),
+            entries: vec![kib_write(2)].into(),
+            commit: LogIndex(2),
+        };
+        inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(entry_3)));
+        for _ in 0..heartbeats {
+            let heartbeat = Heartbeat {
+                commit: LogIndex(2),
+                read_round: 0,
+                acknowledged: LogIndex(2),
+                acknowledged_term: Term(2),
+                commit_term: Term(2),
+            };
+            inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
+            inbox.push_now(Input::Tick);
+            let answered = count(&Event::Sent("HeartbeatResponse"));
+            let answered =
+                yield_until(|| count(&Event::Sent("HeartbeatResponse")) > answered).await;
+            assert!(answered, "{:?}", events.borrow());
+        }
+        assert_eq!(count(&Event::Synced), 1, "entry 3's sync has not ended");
+        let readies = gate.0.borrow().readies;
+        assert!(
+            readies <= 18,
+            "{readies} Readies, all but one behind the sync"
+        );
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
+    assert_eq!(count(&Event::Sent("AppendResponse")), 2);
 }
 
 #[test]

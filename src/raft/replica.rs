@@ -301,6 +301,10 @@ impl Replica {
     pub fn term(&self) -> Term {
         self.term
     }
+    /// Readies handed out whose `advance` has not come yet.
+    pub fn readies_in_flight(&self) -> u32 {
+        self.readies_in_flight
+    }
     /// The leader this replica believes in, or `NodeId::NONE`.
     pub fn leader(&self) -> NodeId {
         self.leader

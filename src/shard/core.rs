@@ -312,6 +312,12 @@ struct Persisting<S> {
 /// full load (two runs each, 2026-11-30).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
+/// Readies a group keeps in flight at most. One that needs no sync waits behind its group's
+/// last one that does; while a sync does not end (a device that stopped answering), each
+/// heartbeat would otherwise leave one more behind it, for as long as the device hangs
+/// (found in review). A group at the bound sends what needs no sync, as at the sync cap.
+const READIES_IN_FLIGHT_PER_GROUP_MAX: u32 = 4 * SYNCS_IN_FLIGHT_MAX as u32;
+
 /// What an entry of a group's log costs in memory beyond its payload: its place in the
 /// replica's log (term, index, kind and the handle of its shared buffer: 56 bytes) and its
 /// buffer's allocation. The entry-count snapshot trigger counts it with the payload.
@@ -450,6 +456,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
             if stop {
                 self.inbox.close();
+                self.refuse_late_inputs(&mut answers);
                 // Drain what is already accepted so no client waits on a dead loop.
                 self.wait_persisted(&mut answers).await?;
                 self.upkeep()?;
@@ -481,6 +488,48 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.deliver(&mut answers);
             if !self.shape.sync {
                 self.sync_log().await?;
+            }
+        }
+    }
+
+    /// Once the inbox is closed: what it took in while the stop waited for the syncs in
+    /// flight. Requests are told the node stops, and that nothing of them was taken (found
+    /// in review: they were left unanswered, and clients took their outcome for unknown);
+    /// connections come and go as ever, so those answers find their way. The rest is
+    /// dropped: a caller waiting for a reply (status, a transfer, a membership change) hears
+    /// that none will come.
+    fn refuse_late_inputs(&mut self, answers: &mut Vec<Answer>) {
+        let mut late = Vec::new();
+        let _ = self.inbox.poll_take_all(
+            &mut Context::from_waker(std::task::Waker::noop()),
+            &mut late,
+        );
+        let why = format!(
+            "node {} is stopping: nothing of this request was taken",
+            self.shape.node_id
+        );
+        for input in late {
+            match input {
+                Input::Requests { conn, requests } => {
+                    for request in requests {
+                        let response = match request {
+                            Ok(request) => Response {
+                                client_id: request.command.client_id,
+                                sequence: request.command.sequence,
+                                outcome: Outcome::Error {
+                                    code: ErrorCode::Busy,
+                                    message: why.clone(),
+                                },
+                            },
+                            Err(refused) => refused.response(),
+                        };
+                        answers.push(Answer { conn, response });
+                    }
+                }
+                input @ (Input::Connected { .. } | Input::Disconnected(_)) => {
+                    self.handle(input, answers);
+                }
+                _ => {}
             }
         }
     }
@@ -1220,6 +1269,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             if waited_ids.binary_search(&id).is_ok() {
+                continue;
+            }
+            if group.replica.readies_in_flight() >= READIES_IN_FLIGHT_PER_GROUP_MAX {
+                let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
+                send_needing_no_sync(hooks, streams, net, (id, group), answers);
                 continue;
             }
             let mut ready = group.replica.ready();
