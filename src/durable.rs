@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use bytes::{Buf, BufMut, BytesMut};
 
 /// Writes `bytes` to `path`'s temporary twin (`path` + `.tmp`), syncs it, renames it over
-/// `path` and syncs the directory. On failure the temporary file is removed (what was written
-/// of it would only take room a full disk lacks) and `path` is untouched. Two calls for the
-/// same `path` must not run at once: they share the temporary twin. (Snapshot files are
-/// written on the core's blocking pool, one thread per executor, so one at a time; the loop
-/// writes one itself only for a snapshot that reached Raft unstored, while no store of it
-/// runs.)
+/// `path` and syncs the directory. On failure before the rename the temporary file is removed
+/// (what was written of it would only take room a full disk lacks) and `path` is untouched;
+/// if the directory's sync fails after it, `path` may hold the new content, not durably (a
+/// crash may bring the old back). Two calls for the same `path` must not run at once: they
+/// share the temporary twin. (Snapshot files are written on the core's blocking pool, one
+/// thread per executor, so one at a time; the loop writes one itself only for a snapshot
+/// that reached Raft unstored, while no store of it runs.)
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace_via_twin(path, |temporary| {
         write_blocks(temporary, &[bytes], bytes.len() as u64, 0)

@@ -76,9 +76,10 @@ pub enum ClientError {
     /// result, or applies it; but if the store no longer holds that result (the client's
     /// session was evicted, or thousands of its later requests were answered meanwhile),
     /// the retry is refused as expired, which says nothing of the first attempt: such a
-    /// refusal is reported here too. Any other refusal after "not the leader" is
-    /// `Refused`: the request was looked at and refused, as the first one would have been
-    /// by nodes with the same limits.)
+    /// refusal is reported here too. So is any other refusal after a "not the leader" that
+    /// says the request may have been proposed: a node of smaller limits (`--segment-mib`)
+    /// may refuse as too large what another proposed. After one that says nothing was
+    /// proposed, a refusal is `Refused`.)
     Unknown { code: ErrorCode, message: String },
 }
 

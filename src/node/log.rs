@@ -62,7 +62,9 @@ pub struct WalLog {
     /// Raft sees them, in the order they came.
     snapshots_receiving: VecDeque<ReceivedSnapshot>,
     /// (group, index) of the received snapshots whose files are durable and which Raft may
-    /// install: the Ready that installs one only writes the WAL's part.
+    /// install: the Ready that installs one only writes the WAL's part. The newest of each
+    /// group only: Raft may answer one without installing it (its log holds it already), and
+    /// an older one it does install writes its file again.
     snapshots_stored: BTreeSet<(u32, u64)>,
 }
 
@@ -831,6 +833,8 @@ impl CoreLog for WalLog {
             };
             match outcome {
                 Ok(()) => {
+                    self.snapshots_stored
+                        .retain(|&(g, i)| g != group || i > index);
                     self.snapshots_stored.insert((group, index));
                     stored.push((GroupId(group), message));
                 }
@@ -1726,6 +1730,13 @@ mod tests {
             assert_eq!(taken.len(), 1);
             assert!(snapshot_file::path(&dir, GROUP, 7).exists());
             assert!(log.snapshots_stored.contains(&(GROUP, 7)));
+            // A newer one stored, the older is forgotten: Raft may never install either.
+            let mut kv = crate::kv::KvStore::new();
+            kv.skip(9);
+            log.receive_snapshot(GroupId(GROUP), install(9, kv.encode_snapshot()));
+            assert_eq!(take_all_received(&mut log).await.len(), 1);
+            let stored: Vec<_> = log.snapshots_stored.iter().copied().collect();
+            assert_eq!(stored, [(GROUP, 9)]);
         });
     }
 
