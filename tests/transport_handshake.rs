@@ -1,6 +1,6 @@
 //! A refused handshake closes that connection with a logged reason and leaves the listener
 //! serving: wrong cluster, wrong version, unknown node, wrong core, another layout (cores
-//! and groups), a larger id dialing,
+//! and groups), other timing with lease reads, a larger id dialing,
 //! a first frame that is not a handshake, garbage, and silence; and a node back under its id
 //! with other data.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cohort::raft::NodeId;
 use cohort::transport::{DataLost, Transport};
-use cohort::wire::{ClusterId, Handshake, Layout};
+use cohort::wire::{ClusterId, Handshake, Layout, Timing};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, payload, raft_frame, raw_connect,
     read_until_closed, receive, run_executor, unused_addr,
@@ -26,13 +26,20 @@ const GUARD: Duration = Duration::from_secs(20);
 #[test]
 fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
     run_executor(|| async {
-        // Node 3 says its layout (the same as node 2's); node 1 does not (an older node).
+        // Node 3 says its layout and timing (the same as node 2's); node 1 does not (an older
+        // node).
         let layout = Layout {
             cores: 1,
             groups: 4,
         };
+        let timing = Timing {
+            tick_us: 10_000,
+            election_ticks: 10,
+            lease_reads: true,
+        };
         let mut node3_config = config(3, loopback_any_port(), &[(2, unused_addr())]);
         node3_config.layout = layout;
+        node3_config.timing = timing;
         let node3 = Transport::start(node3_config).expect("node 3 starts");
         let mut node2_config = config(
             2,
@@ -41,6 +48,7 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
         );
         node2_config.handshake_timeout = Duration::from_millis(200);
         node2_config.layout = layout;
+        node2_config.timing = timing;
         let node2 = Transport::start(node2_config).expect("node 2 starts");
         let addr = node2.local_addr();
 
@@ -80,6 +88,26 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
                     layout: Layout {
                         cores: 1,
                         groups: 8,
+                    },
+                    ..good
+                }),
+            ),
+            (
+                "a shorter election timeout, with lease reads",
+                handshake_frame(&Handshake {
+                    timing: Timing {
+                        election_ticks: 5,
+                        ..timing
+                    },
+                    ..good
+                }),
+            ),
+            (
+                "lease reads off, against a node with them on",
+                handshake_frame(&Handshake {
+                    timing: Timing {
+                        lease_reads: false,
+                        ..timing
                     },
                     ..good
                 }),

@@ -102,6 +102,11 @@ fn handshake_round_trips() {
             cores: 16,
             groups: 4096,
         },
+        timing: cohort::wire::Timing {
+            tick_us: 2_500,
+            election_ticks: 40,
+            lease_reads: true,
+        },
         ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
     };
     let mut encoder = FrameEncoder::new();

@@ -20,7 +20,7 @@ use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportConfig};
 use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
-use crate::wire::{ClusterId, Envelope, Layout};
+use crate::wire::{ClusterId, Envelope, Layout, Timing};
 
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
@@ -339,6 +339,11 @@ async fn run_core(
     transport_config.layout = Layout {
         cores: config.cores,
         groups: config.groups,
+    };
+    transport_config.timing = Timing {
+        tick_us: u32::try_from(config.tick.as_micros()).unwrap_or(u32::MAX),
+        election_ticks: config.election_ticks,
+        lease_reads: config.lease_reads,
     };
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raft::NodeId;
-use crate::wire::{ClusterId, Layout};
+use crate::wire::{ClusterId, Layout, Timing};
 
 use super::queue::MESSAGE_OVERHEAD_BYTES;
 use super::socket::SocketOptions;
@@ -78,6 +78,9 @@ pub struct TransportConfig {
     /// This node's cores and groups, sent in every handshake; a peer of another is refused
     /// (default: not said, nothing checked).
     pub layout: Layout,
+    /// This node's tick, election timeout and lease reads, sent in every handshake; with
+    /// lease reads on either side, a peer of other timing is refused (default: not said).
+    pub timing: Timing,
 }
 
 impl TransportConfig {
@@ -111,6 +114,7 @@ impl TransportConfig {
             incarnation_is_new: false,
             incarnations_file: None,
             layout: Layout::default(),
+            timing: Timing::default(),
         }
     }
 

@@ -55,6 +55,7 @@ async fn send_handshake<S: AsyncWrite + Unpin>(
         start: own.start,
         start_of_receiver: receiver.start,
         layout: config.layout,
+        timing: config.timing,
         ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
     };
     let mut encoder = FrameEncoder::new();
@@ -104,9 +105,8 @@ pub(super) async fn dial(
     send_handshake(shared, &mut stream, peer.id).await?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
-    theirs.check(config.cluster_id, config.core_index, config.layout, |_| {
-        true
-    })?;
+    let expected = (config.layout, config.timing);
+    theirs.check(config.cluster_id, config.core_index, expected, |_| true)?;
     if theirs.node_id != peer.id {
         return Err(HandshakeError::NodeUnexpected {
             node_id: theirs.node_id,
@@ -134,7 +134,7 @@ pub(super) async fn accept(
     theirs.check(
         config.cluster_id,
         config.core_index,
-        config.layout,
+        (config.layout, config.timing),
         |node_id| shared.peer(node_id).is_some(),
     )?;
     if theirs.node_id > config.node_id {

@@ -25,7 +25,7 @@ use crate::raft::{
 use super::batch::{self, Columns};
 use super::fb;
 use super::frame::{FrameError, frame_header_for, open_frame};
-use super::handshake::{ClusterId, Handshake, Layout};
+use super::handshake::{ClusterId, Handshake, Layout, Timing};
 use super::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_MAGIC, RAFT_MESSAGES_PER_FRAME_MAX,
 };
@@ -407,6 +407,11 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
             cores: handshake.layout_cores(),
             groups: handshake.layout_groups(),
         },
+        timing: Timing {
+            tick_us: handshake.timing_tick_us(),
+            election_ticks: handshake.timing_election_ticks(),
+            lease_reads: handshake.timing_lease_reads(),
+        },
     })
 }
 
@@ -760,6 +765,9 @@ impl FrameEncoder {
                     start_of_receiver: handshake.start_of_receiver,
                     layout_cores: handshake.layout.cores,
                     layout_groups: handshake.layout.groups,
+                    timing_tick_us: handshake.timing.tick_us,
+                    timing_election_ticks: handshake.timing.election_ticks,
+                    timing_lease_reads: handshake.timing.lease_reads,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

@@ -26,6 +26,8 @@ pub struct Handshake {
     pub start_of_receiver: u64,
     /// The sender's cores and groups (0: not said). See [`Layout`].
     pub layout: Layout,
+    /// The sender's tick, election timeout and lease reads (0: not said). See [`Timing`].
+    pub timing: Timing,
 }
 
 /// How a node spreads the groups over its cores: `--cores` and `--groups`, the same on every
@@ -43,6 +45,48 @@ impl Layout {
     }
 }
 
+/// When a node's voters vote and its leaders' leases end: `--tick-ms` (here in microseconds),
+/// `--election-ticks` and `--lease-reads`. A voter refuses votes for its own election timeout
+/// after it last heard the leader, and a leader serves reads from a lease of its own timeout
+/// (less a margin): a voter that waits less lets a new leader in while the old one still
+/// serves reads from its lease. So with lease reads on either node, two nodes must run with
+/// the same. 0 in either count: not said (an older node, a tool), and not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub tick_us: u32,
+    pub election_ticks: u32,
+    pub lease_reads: bool,
+}
+
+impl Timing {
+    fn is_said(self) -> bool {
+        self.tick_us != 0 && self.election_ticks != 0
+    }
+
+    /// Whether nodes of `self` and of `other` may serve the same groups.
+    fn agrees_with(self, other: Timing) -> bool {
+        !self.is_said()
+            || !other.is_said()
+            || (!self.lease_reads && !other.lease_reads)
+            || self == other
+    }
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tick_ms = f64::from(self.tick_us) / 1e3;
+        write!(
+            f,
+            "--tick-ms {tick_ms} --election-ticks {}",
+            self.election_ticks
+        )?;
+        if self.lease_reads {
+            f.write_str(" --lease-reads")?;
+        }
+        Ok(())
+    }
+}
+
 impl Handshake {
     /// The handshake this build sends, with no incarnations (set them where known).
     pub fn current(cluster_id: ClusterId, node_id: NodeId, core_index: u16) -> Handshake {
@@ -56,6 +100,7 @@ impl Handshake {
             start: 0,
             start_of_receiver: 0,
             layout: Layout::default(),
+            timing: Timing::default(),
         }
     }
 }
@@ -87,6 +132,12 @@ pub enum HandshakeError {
         node_id: NodeId,
         layout: Layout,
         layout_expected: Layout,
+    },
+    /// The peer runs with other timing than this node, and one of them with lease reads.
+    TimingMismatch {
+        node_id: NodeId,
+        timing: Timing,
+        timing_expected: Timing,
     },
     /// The first frame was something else than a handshake.
     NotAHandshake {
@@ -180,6 +231,17 @@ impl std::fmt::Display for HandshakeError {
                  the same core of every node)",
                 layout.cores, layout.groups, layout_expected.cores, layout_expected.groups
             ),
+            HandshakeError::TimingMismatch {
+                node_id,
+                timing,
+                timing_expected,
+            } => write!(
+                f,
+                "node {node_id} runs with {timing}, this node with {timing_expected}: with \
+                 lease reads every node must run with the same tick, election ticks and lease \
+                 reads (a voter that waits less than a leader's lease before it votes lets a \
+                 new leader in while the old one still serves reads from its lease)"
+            ),
             HandshakeError::NotAHandshake { kind } => {
                 write!(f, "first frame is a {kind}, not a handshake")
             }
@@ -256,13 +318,13 @@ pub fn starts_text(start: u64, recorded: u64) -> String {
 
 impl Handshake {
     /// Checks a peer's handshake against what this node expects: the same version and
-    /// cluster, the same core index, the same layout where both say theirs, and a node id
-    /// `is_peer` accepts.
+    /// cluster, the same core index, the same layout where both say theirs, timing that
+    /// agrees ([`Timing`]), and a node id `is_peer` accepts.
     pub fn check(
         &self,
         expected_cluster: ClusterId,
         expected_core: u16,
-        expected_layout: Layout,
+        (expected_layout, expected_timing): (Layout, Timing),
         is_peer: impl Fn(NodeId) -> bool,
     ) -> Result<(), HandshakeError> {
         if self.protocol_version != PROTOCOL_VERSION {
@@ -295,6 +357,76 @@ impl Handshake {
                 layout_expected: expected_layout,
             });
         }
+        if !self.timing.agrees_with(expected_timing) {
+            return Err(HandshakeError::TimingMismatch {
+                node_id: self.node_id,
+                timing: self.timing,
+                timing_expected: expected_timing,
+            });
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal (found in review): with lease reads on either side, nodes of other timing are
+    /// refused, saying both; without, or where a side does not say its timing (an older
+    /// node), they are not.
+    #[test]
+    fn timing_is_checked_where_a_lease_depends_on_it() {
+        let ours = Timing {
+            tick_us: 10_000,
+            election_ticks: 10,
+            lease_reads: true,
+        };
+        let check = |timing: Timing, expected: Timing| {
+            let theirs = Handshake {
+                timing,
+                ..Handshake::current(ClusterId(1), NodeId(2), 0)
+            };
+            theirs.check(ClusterId(1), 0, (Layout::default(), expected), |_| true)
+        };
+        let off = |timing: Timing| Timing {
+            lease_reads: false,
+            ..timing
+        };
+        let shorter = Timing {
+            election_ticks: 5,
+            ..ours
+        };
+        let faster = Timing {
+            tick_us: 5_000,
+            ..ours
+        };
+        assert_eq!(check(ours, ours), Ok(()));
+        assert_eq!(
+            check(off(shorter), off(ours)),
+            Ok(()),
+            "no lease on either side"
+        );
+        assert_eq!(check(Timing::default(), ours), Ok(()), "not said");
+        assert_eq!(check(ours, Timing::default()), Ok(()), "not said here");
+        for (theirs, expected) in [(shorter, ours), (faster, ours), (off(ours), ours)] {
+            let error = check(theirs, expected).expect_err("refused");
+            assert_eq!(
+                error,
+                HandshakeError::TimingMismatch {
+                    node_id: NodeId(2),
+                    timing: theirs,
+                    timing_expected: expected,
+                }
+            );
+        }
+        let said = check(shorter, ours).unwrap_err().to_string();
+        assert!(
+            said.starts_with(
+                "node 2 runs with --tick-ms 10 --election-ticks 5 --lease-reads, this node \
+                 with --tick-ms 10 --election-ticks 10 --lease-reads"
+            ),
+            "{said}"
+        );
     }
 }

@@ -51,4 +51,4 @@ pub use convert::{
     decode_frame,
 };
 pub use frame::{FrameError, FrameHeader};
-pub use handshake::{ClusterId, Handshake, Layout};
+pub use handshake::{ClusterId, Handshake, Layout, Timing};

@@ -3665,6 +3665,9 @@ impl<'a> Handshake<'a> {
   pub const VT_START_OF_RECEIVER: ::flatbuffers::VOffsetT = 20;
   pub const VT_LAYOUT_CORES: ::flatbuffers::VOffsetT = 22;
   pub const VT_LAYOUT_GROUPS: ::flatbuffers::VOffsetT = 24;
+  pub const VT_TIMING_TICK_US: ::flatbuffers::VOffsetT = 26;
+  pub const VT_TIMING_ELECTION_TICKS: ::flatbuffers::VOffsetT = 28;
+  pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 30;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3682,11 +3685,14 @@ impl<'a> Handshake<'a> {
     builder.add_incarnation(args.incarnation);
     builder.add_node_id(args.node_id);
     builder.add_cluster_id(args.cluster_id);
+    builder.add_timing_election_ticks(args.timing_election_ticks);
+    builder.add_timing_tick_us(args.timing_tick_us);
     builder.add_layout_groups(args.layout_groups);
     builder.add_magic(args.magic);
     builder.add_layout_cores(args.layout_cores);
     builder.add_core_index(args.core_index);
     builder.add_protocol_version(args.protocol_version);
+    builder.add_timing_lease_reads(args.timing_lease_reads);
     builder.finish()
   }
 
@@ -3768,6 +3774,27 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(Handshake::VT_LAYOUT_GROUPS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn timing_tick_us(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Handshake::VT_TIMING_TICK_US, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn timing_election_ticks(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Handshake::VT_TIMING_ELECTION_TICKS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn timing_lease_reads(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Handshake::VT_TIMING_LEASE_READS, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3787,6 +3814,9 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u64>("start_of_receiver", Self::VT_START_OF_RECEIVER, false)?
      .visit_field::<u16>("layout_cores", Self::VT_LAYOUT_CORES, false)?
      .visit_field::<u32>("layout_groups", Self::VT_LAYOUT_GROUPS, false)?
+     .visit_field::<u32>("timing_tick_us", Self::VT_TIMING_TICK_US, false)?
+     .visit_field::<u32>("timing_election_ticks", Self::VT_TIMING_ELECTION_TICKS, false)?
+     .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
      .finish();
     Ok(())
   }
@@ -3803,6 +3833,9 @@ pub struct HandshakeArgs {
     pub start_of_receiver: u64,
     pub layout_cores: u16,
     pub layout_groups: u32,
+    pub timing_tick_us: u32,
+    pub timing_election_ticks: u32,
+    pub timing_lease_reads: bool,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3819,6 +3852,9 @@ impl<'a> Default for HandshakeArgs {
       start_of_receiver: 0,
       layout_cores: 0,
       layout_groups: 0,
+      timing_tick_us: 0,
+      timing_election_ticks: 0,
+      timing_lease_reads: false,
     }
   }
 }
@@ -3873,6 +3909,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u32>(Handshake::VT_LAYOUT_GROUPS, layout_groups, 0);
   }
   #[inline]
+  pub fn add_timing_tick_us(&mut self, timing_tick_us: u32) {
+    self.fbb_.push_slot::<u32>(Handshake::VT_TIMING_TICK_US, timing_tick_us, 0);
+  }
+  #[inline]
+  pub fn add_timing_election_ticks(&mut self, timing_election_ticks: u32) {
+    self.fbb_.push_slot::<u32>(Handshake::VT_TIMING_ELECTION_TICKS, timing_election_ticks, 0);
+  }
+  #[inline]
+  pub fn add_timing_lease_reads(&mut self, timing_lease_reads: bool) {
+    self.fbb_.push_slot::<bool>(Handshake::VT_TIMING_LEASE_READS, timing_lease_reads, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3901,6 +3949,9 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("start_of_receiver", &self.start_of_receiver());
       ds.field("layout_cores", &self.layout_cores());
       ds.field("layout_groups", &self.layout_groups());
+      ds.field("timing_tick_us", &self.timing_tick_us());
+      ds.field("timing_election_ticks", &self.timing_election_ticks());
+      ds.field("timing_lease_reads", &self.timing_lease_reads());
       ds.finish()
   }
 }
