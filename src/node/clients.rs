@@ -22,7 +22,7 @@ use super::client_conns::{Conns, Noted, Registered, closed};
 use super::runtime::FRAME_BYTES_PER_INBOX_ITEM;
 use crate::proto::client::{
     ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
-    decode_client_frame, decoded_bytes, encode_responses,
+    decode_client_frame, decode_control_frame, decoded_bytes, encode_responses,
 };
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
 use crate::proto::status::encode_status;
@@ -33,7 +33,7 @@ use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use crate::wire::{DecodeError, EncodeError, FrameEncoder};
+use crate::wire::{EncodeError, FrameEncoder};
 
 /// The weight of answers a connection may have waiting for its writer (the core hands them
 /// over in one batch per turn; see `proto::client::answer_weight`): past it, the core cuts
@@ -67,9 +67,9 @@ pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
 /// admitted whole, its bytes then due at a pace ([`Metered::rest_deadline`]). Not bounded by
 /// it: each frame's first 16 KiB, a frame that one read brought whole, and what the read
 /// that brought a header brought with it until it is admitted, right after (each the
-/// connection's read size, up to 256 KiB: with 4096 connections, up to 1 GiB a core), nor
-/// what a frame's requests take decoded while its reader waits to hand them to the core (an
-/// operation about six times its 16 bytes on the wire; weighed in the inbox once there).
+/// connection's read size, up to 256 KiB: with 4096 connections, up to 1 GiB a core). A
+/// frame's requests are decoded only once the core's inbox takes them, where they are weighed
+/// (an operation takes about six times its 16 bytes on the wire).
 const FRAME_BYTES_ADMITTED_MAX: usize = 64 << 20;
 // Room for three of the largest frames at once.
 const _: () = assert!(FRAME_BYTES_ADMITTED_MAX >= 3 * (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX));
@@ -246,43 +246,38 @@ async fn serve_conn(
 }
 
 /// Answer topology and status requests at the start of a connection; return the first other
-/// frame, decoded, and its admission.
+/// frame, not decoded, and its admission.
 async fn opening(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buffer: &mut FrameReader,
     topology: &RefCell<Topology>,
     inbox: &Inbox<Input>,
     admitted: &Budget,
-) -> Result<(Frame, Admission), String> {
+) -> Result<(Bytes, Admission), String> {
     loop {
         let (frame, permit) = next_frame(stream, buffer, admitted, FRAME_PATIENCE).await?;
-        let decoded = match decode_client_frame(&frame) {
-            request @ Ok(
-                ClientFrame::TopologyRequest
-                | ClientFrame::StatusRequest
-                | ClientFrame::TransferLeader { .. }
-                | ClientFrame::ChangeMember(_),
-            ) => request,
-            other => return Ok(((frame.len(), other), permit)),
+        // Requests, or a bad frame, which decoding them says.
+        let Ok(Some(decoded)) = decode_control_frame(&frame) else {
+            return Ok((frame, permit));
         };
         // Answered here, perhaps after a long wait for the core (a transfer): its bytes are
         // not waiting for the inbox.
         drop(permit);
         let mut encoder = FrameEncoder::new();
         match decoded {
-            Ok(ClientFrame::TopologyRequest) => {
+            ClientFrame::TopologyRequest => {
                 encode_topology(&mut encoder, &topology.borrow()).map_err(|e| e.to_string())?;
             }
-            Ok(ClientFrame::StatusRequest) => {
+            ClientFrame::StatusRequest => {
                 let rows = ask_core(inbox, Input::Status).await?;
                 encode_status(&mut encoder, &rows).map_err(|e| e.to_string())?;
             }
-            Ok(ClientFrame::TransferLeader { group, to }) => {
+            ClientFrame::TransferLeader { group, to } => {
                 let input = |reply| Input::TransferLeader { group, to, reply };
                 let outcome = ask_core(inbox, input).await?;
                 encode_transfer_outcome(&mut encoder, &outcome).map_err(|e| e.to_string())?;
             }
-            Ok(ClientFrame::ChangeMember(change)) => {
+            ClientFrame::ChangeMember(change) => {
                 let outcome = match change {
                     Ok(change) => {
                         ask_core(inbox, |reply| Input::ChangeMember { change, reply }).await?
@@ -291,7 +286,7 @@ async fn opening(
                 };
                 encode_member_outcome(&mut encoder, &outcome).map_err(|e| e.to_string())?;
             }
-            _ => unreachable!("requests and bad frames returned above"),
+            ClientFrame::Requests(_) => unreachable!("requests returned above"),
         }
         send_frame(stream, &mut encoder, &mut Vec::new())
             .await
@@ -319,41 +314,37 @@ async fn read_requests(
     conn: ConnId,
     mut reader: impl AsyncRead + Unpin,
     mut buffer: FrameReader,
-    first: (Frame, Admission),
+    first: (Bytes, Admission),
     inbox: &Inbox<Input>,
     outbox: &Inbox<Vec<Response>>,
     admitted: &Budget,
 ) -> Result<(), String> {
-    let ((mut frame_bytes, mut decoded), mut permit) = first;
+    let (mut frame, mut permit) = first;
     loop {
-        match decoded.map_err(|e| format!("bad frame: {e}"))? {
-            ClientFrame::TopologyRequest
-            | ClientFrame::StatusRequest
-            | ClientFrame::TransferLeader { .. }
-            | ClientFrame::ChangeMember(_) => {
-                return Err(
-                    "topology, status, transfer and membership requests may only open a \
-                     connection"
-                        .to_string(),
-                );
+        // Decoded only once the inbox takes it: decoded, a frame's requests take several
+        // times its bytes, which only the inbox's weight bounds (found in review: 4096
+        // readers waiting for room could hold 1.6 MiB of decoded requests each).
+        let requests_of_frame = || match decode_client_frame(&frame) {
+            Ok(ClientFrame::Requests(requests)) => {
+                let weight = frame_weight(frame.len() + decoded_bytes(&requests), requests.len());
+                Ok((Input::Requests { conn, requests }, weight))
             }
-            ClientFrame::Requests(requests) => {
-                let decoded_bytes = decoded_bytes(&requests);
-                let weight = frame_weight(frame_bytes + decoded_bytes, requests.len());
-                let input = Input::Requests { conn, requests };
-                if !inbox.push_weighing(input, weight).await {
-                    return Err("the node is shutting down".to_string());
-                }
-            }
+            Ok(_) => Err(
+                "topology, status, transfer and membership requests may only open a \
+                          connection"
+                    .to_string(),
+            ),
+            Err(error) => Err(format!("bad frame: {error}")),
+        };
+        if !inbox.push_made(requests_of_frame).await? {
+            return Err("the node is shutting down".to_string());
         }
         // In the inbox now, weighed there.
         drop(permit);
         if outbox.is_closed() {
             return Err(cut_off_reason());
         }
-        let frame;
         (frame, permit) = next_frame(&mut reader, &mut buffer, admitted, FRAME_PATIENCE).await?;
-        (frame_bytes, decoded) = (frame.len(), decode_client_frame(&frame));
     }
 }
 
@@ -362,9 +353,6 @@ async fn read_requests(
 fn frame_weight(bytes: usize, requests: usize) -> usize {
     (1 + bytes / FRAME_BYTES_PER_INBOX_ITEM).max(requests.div_ceil(REQUESTS_PER_INBOX_ITEM))
 }
-
-/// A frame from a client: its size, and what it decoded to (its requests borrow its bytes).
-type Frame = (usize, Result<ClientFrame, DecodeError>);
 
 /// Why the core closed a connection's outbox (see `Core::deliver`).
 fn cut_off_reason() -> String {

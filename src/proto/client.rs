@@ -140,24 +140,36 @@ pub fn decoded_bytes(requests: &Vec<Result<Request, Refused>>) -> usize {
 /// Decode a frame from a client: a topology request or a batch of requests.
 pub fn decode_client_frame(frame: &Bytes) -> Result<ClientFrame, DecodeError> {
     let root = open_frame(frame)?;
+    match control_of(root) {
+        Some(control) => Ok(control),
+        None => requests_of(frame, root).map(ClientFrame::Requests),
+    }
+}
+
+/// As [`decode_client_frame`], for all but a batch of requests (`None`): its requests,
+/// which decoded take several times their bytes ([`decoded_bytes`]), are left in the frame.
+pub fn decode_control_frame(frame: &Bytes) -> Result<Option<ClientFrame>, DecodeError> {
+    Ok(control_of(open_frame(frame)?))
+}
+
+/// A topology, status, transfer or membership request; `None` for anything else.
+fn control_of(root: fb::Frame<'_>) -> Option<ClientFrame> {
     if root.body_as_topology_request().is_some() {
-        return Ok(ClientFrame::TopologyRequest);
+        return Some(ClientFrame::TopologyRequest);
     }
     if root.body_as_status_request().is_some() {
-        return Ok(ClientFrame::StatusRequest);
+        return Some(ClientFrame::StatusRequest);
     }
     if let Some(transfer) = root.body_as_transfer_leader_request() {
-        return Ok(ClientFrame::TransferLeader {
+        return Some(ClientFrame::TransferLeader {
             group: transfer.group(),
             to: transfer.to(),
         });
     }
-    if let Some(change) = root.body_as_member_change_request() {
-        return Ok(ClientFrame::ChangeMember(
-            crate::proto::members::member_change_of(change),
-        ));
-    }
-    requests_of(frame, root).map(ClientFrame::Requests)
+    let change = root.body_as_member_change_request()?;
+    Some(ClientFrame::ChangeMember(
+        crate::proto::members::member_change_of(change),
+    ))
 }
 
 /// The requests of a frame opened already (its checksum and tables checked once). The frame

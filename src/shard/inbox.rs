@@ -69,6 +69,38 @@ impl<T> Inbox<T> {
         self.push_within(item, weight, headroom).await
     }
 
+    /// As [`Inbox::push_weighing`], for an item `make` makes (with its weight) only once the
+    /// inbox takes items, and that is pushed at once: what it holds is never held by a
+    /// producer waiting for room, outside the inbox's bound (a client's requests, decoded
+    /// from their frame). `make`'s error is returned, and nothing pushed.
+    pub async fn push_made<E>(
+        &self,
+        make: impl FnOnce() -> Result<(T, usize), E>,
+    ) -> Result<bool, E> {
+        let mut make = Some(make);
+        poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            if state.closed {
+                return Poll::Ready(Ok(false));
+            }
+            if state.weight >= state.capacity {
+                state.producers.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let (item, weight) = match (make.take().expect("made once"))() {
+                Ok(made) => made,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            state.items.push_back(item);
+            state.weight = state.weight.saturating_add(weight);
+            if let Some(waker) = state.consumer.take() {
+                waker.wake();
+            }
+            Poll::Ready(Ok(true))
+        })
+        .await
+    }
+
     async fn push_within(&self, item: T, weight: usize, headroom: usize) -> bool {
         let mut item = Some(item);
         poll_fn(|cx| {
@@ -248,6 +280,36 @@ mod tests {
         let mut taken = Vec::new();
         block_on(inbox.take_all(&mut taken));
         assert_eq!(taken, [1, 2, 10, 11]);
+    }
+
+    /// Goal (found in review): an item made for the inbox (a client's requests, decoded) is
+    /// made only once the inbox takes items, so no producer holds one while it waits; its
+    /// maker's error is returned and nothing is pushed.
+    #[test]
+    fn an_item_is_made_only_once_the_inbox_has_room() {
+        let inbox = Inbox::new(2);
+        inbox.push_now(1);
+        inbox.push_now(2);
+        let made = std::cell::Cell::new(false);
+        let make = || {
+            made.set(true);
+            Ok::<_, ()>((3, 5))
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut waiting = pin!(inbox.push_made(make));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "full");
+        assert!(!made.get(), "made while the inbox was full");
+        let mut taken = Vec::new();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(Ok(true)));
+        assert!(made.get());
+        assert_eq!(inbox.state.borrow().weight, 5, "weighed as made");
+        taken.clear();
+        block_on(inbox.take_all(&mut taken));
+        assert_eq!(taken, [3]);
+        let bad = block_on(inbox.push_made(|| Err::<(u32, usize), _>("bad")));
+        assert_eq!(bad, Err("bad"));
+        assert!(inbox.state.borrow().items.is_empty());
     }
 
     #[test]

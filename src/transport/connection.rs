@@ -123,7 +123,9 @@ pub(super) async fn dial(
 
 /// Reads and checks the handshake of an accepted connection, and answers with ours only if
 /// it passes (a refused peer learns nothing about this node), or if the peer is a member whose
-/// data contradicts a record (see `incarnations.rs`), so that it learns which we recorded.
+/// data contradicts a record (see `incarnations.rs`), so that it learns which we recorded, or
+/// one run with another layout or timing, so that it says why too (it dialed, and would see
+/// only a closed connection).
 pub(super) async fn accept(
     shared: &Shared,
     mut stream: TcpStream,
@@ -131,12 +133,18 @@ pub(super) async fn accept(
     let config = &shared.config;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
-    theirs.check(
+    let checked = theirs.check(
         config.cluster_id,
         config.core_index,
         (config.layout, config.timing),
         |node_id| shared.peer(node_id).is_some(),
-    )?;
+    );
+    if let Err(HandshakeError::LayoutMismatch { .. } | HandshakeError::TimingMismatch { .. }) =
+        checked
+    {
+        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+    }
+    checked?;
     if theirs.node_id > config.node_id {
         return Err(CloseReason::DialedByLargerId {
             node_id: theirs.node_id,
