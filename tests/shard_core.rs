@@ -1325,13 +1325,20 @@ fn take_outcomes(outbox: &Inbox<Vec<Response>>) -> Vec<Outcome> {
     answers.into_iter().flatten().map(|r| r.outcome).collect()
 }
 
-#[test]
-fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits() {
+/// Node 2's core of group 0, handed the leader's empty entry 2 of term 2; its syncs end while
+/// `gate` is open.
+fn node_2_given_entry_2(gate: &Gate) -> (TestCore, Inbox<Input>, Events) {
     let events = Events::default();
-    let gate = Gate::new(false);
     let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
     let append = empty_entry_2(LogIndex(1));
     inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    (core, inbox, events)
+}
+
+#[test]
+fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits() {
+    let gate = Gate::new(false);
+    let (core, inbox, events) = node_2_given_entry_2(&gate);
     let driver = async {
         let status = Inbox::new(1);
         inbox.push_now(Input::Status(status.clone()));
@@ -1375,11 +1382,8 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
 /// write; the sync ends.
 #[test]
 fn requests_that_reach_a_stopping_core_are_answered() {
-    let events = Events::default();
     let gate = Gate::new(false);
-    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
-    let append = empty_entry_2(LogIndex(1));
-    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let (core, inbox, _) = node_2_given_entry_2(&gate);
     let outbox = Inbox::new(16);
     let driver = async {
         assert!(yield_until(|| gate.begun() == 1).await, "the append's sync");
@@ -1412,11 +1416,8 @@ fn requests_that_reach_a_stopping_core_are_answered() {
 /// Readies are counted as the log is handed them.
 #[test]
 fn a_follower_whose_sync_does_not_end_answers_heartbeats_and_keeps_few_readies() {
-    let events = Events::default();
     let gate = Gate::new(true);
-    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
-    let append = empty_entry_2(LogIndex(1));
-    inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(append)));
+    let (core, inbox, events) = node_2_given_entry_2(&gate);
     let heartbeats = 200;
     let count = |wanted: &Event| events.borrow().iter().filter(|e| *e == wanted).count();
     let driver = async {

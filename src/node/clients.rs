@@ -329,11 +329,7 @@ async fn read_requests(
                 let weight = frame_weight(frame.len() + decoded_bytes(&requests), requests.len());
                 Ok((Input::Requests { conn, requests }, weight))
             }
-            Ok(_) => Err(
-                "topology, status, transfer and membership requests may only open a \
-                          connection"
-                    .to_string(),
-            ),
+            Ok(_) => Err(CONTROL_FRAME_LATE.to_string()),
             Err(error) => Err(format!("bad frame: {error}")),
         };
         if !inbox.push_made(requests_of_frame).await? {
@@ -347,6 +343,10 @@ async fn read_requests(
         (frame, permit) = next_frame(&mut reader, &mut buffer, admitted, FRAME_PATIENCE).await?;
     }
 }
+
+/// Why a connection that sent requests is closed when it sends a control frame.
+const CONTROL_FRAME_LATE: &str =
+    "topology, status, transfer and membership requests may only open a connection";
 
 /// What a frame of `requests` weighs in the core's inbox, `bytes` being what it holds in
 /// memory: the frame and its decoded requests ([`decoded_bytes`]).

@@ -352,22 +352,13 @@ impl Cluster {
             return Ok(());
         };
         let snapshot = ready.take_snapshot();
-        let entries = ready.take_entries();
         let down = self.nodes.iter().filter(|n| !n.is_up()).count();
-        if snapshot.is_none()
-            && !entries.is_empty()
+        // Torn: the entries reach the disk, the hard state that came with them does not.
+        let torn = snapshot.is_none()
+            && !ready.entries().is_empty()
             && ready.hard_state().is_some()
             && down < 2
-            && self.rng.chance(self.torn_write_permille, 1000)
-        {
-            let node = &mut self.nodes[(id.0 - 1) as usize];
-            node.disk
-                .append(&entries)
-                .map_err(|e| format!("node {id}: {e}"))?;
-            self.torn_writes += 1;
-            self.crash(id);
-            return Ok(());
-        }
+            && self.rng.chance(self.torn_write_permille, 1000);
         let node = &mut self.nodes[(id.0 - 1) as usize];
         if let Some(snapshot) = snapshot {
             node.state = StateMachine::decode(&snapshot.data);
@@ -375,8 +366,13 @@ impl Cluster {
             self.checker.on_apply(id, node.state)?;
         }
         node.disk
-            .append(&entries)
+            .append(&ready.take_entries())
             .map_err(|e| format!("node {id}: {e}"))?;
+        if torn {
+            self.torn_writes += 1;
+            self.crash(id);
+            return Ok(());
+        }
         if let Some(hard_state) = ready.hard_state() {
             node.disk.hard_state = hard_state;
         }
