@@ -1438,10 +1438,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// its last one, and no snapshot of it is streaming to a follower: compacting past the
     /// streamed one would leave that follower, once it holds it, a gap that only the next
     /// snapshot fills, and under steady writes a stream that never catches up (etcd keeps
-    /// entries behind its snapshots for the same reason). The log's size limit still
-    /// snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
+    /// entries behind its snapshots for the same reason), nor one delivered whole lately to
+    /// a follower whose log does not reach it yet (it is loading it). The log's size limit
+    /// still snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
     fn snapshot_due(&self, id: u32) -> bool {
-        if self.streams.streaming(id) {
+        if self.streams.streaming(id) || self.follower_installing(id) {
             return false;
         }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
@@ -1454,6 +1455,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             log_bytes.saturating_mul(SNAPSHOT_STATE_PER_LOG_BYTES_MAX) >= state_bytes;
         (every > 0 && since >= every && log_worth_it)
             || (every_bytes > 0 && applied_bytes >= every_bytes.max(state_bytes))
+    }
+
+    /// Whether a follower that acknowledged a snapshot of group `id` whole lately
+    /// ([`SnapshotStreams::delivered_lately`]) is not known to hold it yet.
+    fn follower_installing(&self, id: u32) -> bool {
+        let mut delivered = self.streams.delivered_lately(id).peekable();
+        if delivered.peek().is_none() {
+            return false;
+        }
+        let peers = self.groups[&id].replica.status().peers;
+        delivered.any(|(peer, index)| {
+            peers
+                .iter()
+                .any(|p| p.id == NodeId(peer) && p.match_index < index)
+        })
     }
 
     /// Take a snapshot of group `id`'s state machine at its applied index and have the log

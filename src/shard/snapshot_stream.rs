@@ -101,7 +101,8 @@ pub struct SnapshotStreams {
     /// until it stored and installed the snapshot (seconds, for a big state), so the core
     /// offers it again; a window of chunks went out at every probe meanwhile. Offered again,
     /// it is asked for with one empty chunk, answered "all received" while the peer holds it.
-    delivered: BTreeMap<(u64, u32), (LogIndex, u32)>,
+    /// With the tick it was acknowledged at ([`SnapshotStreams::delivered_lately`]).
+    delivered: BTreeMap<(u64, u32), (LogIndex, u32, u64)>,
     /// Groups whose snapshot was too large to send, said once each until one of theirs fits
     /// again.
     said_too_large: std::collections::BTreeSet<u32>,
@@ -173,7 +174,10 @@ impl SnapshotStreams {
             }
         }
         let checksum = crc32fast::hash(&snapshot.data);
-        let probing = self.delivered.get(&key) == Some(&(snapshot.meta.index, checksum));
+        let probing = self
+            .delivered
+            .get(&key)
+            .is_some_and(|&(index, sum, _)| (index, sum) == (snapshot.meta.index, checksum));
         let stream = Outgoing {
             from: message.from,
             term: message.term,
@@ -278,6 +282,19 @@ impl SnapshotStreams {
         }
     }
 
+    /// The peers that acknowledged a snapshot of `group` whole within the last
+    /// `abandon_ticks`, and its index. Such a peer loads and stores it before it answers
+    /// (seconds, for a big state): compacting past it meanwhile would leave it a gap that only
+    /// the next snapshot fills, and under steady writes it could be sent one after another
+    /// (found in review). The core holds compaction back until the peer's log reaches it.
+    pub fn delivered_lately(&self, group: u32) -> impl Iterator<Item = (u64, LogIndex)> + '_ {
+        let (ticks, abandon) = (self.ticks, self.config.abandon_ticks);
+        self.delivered
+            .iter()
+            .filter(move |&(&(_, g), &(.., at))| g == group && ticks - at < abandon)
+            .map(|(&(peer, _), &(index, ..))| (peer, index))
+    }
+
     /// `from` acknowledged bytes of its stream of `group`.
     /// Returns true when this acknowledgement completes the stream: the receiver holds the
     /// whole snapshot (the core is told, as its answer to the snapshot may be lost).
@@ -327,7 +344,8 @@ impl SnapshotStreams {
         if stream.started && stream.acked == total && !gap {
             let checksum = stream.checksum;
             self.outgoing.remove(&(from, group));
-            self.delivered.insert((from, group), (index, checksum));
+            self.delivered
+                .insert((from, group), (index, checksum, self.ticks));
             return true;
         }
         false
@@ -830,6 +848,16 @@ mod tests {
             assert!(installed.is_some() || sender.streaming(4));
         }
         assert!(!sender.streaming(4), "ended");
+        // Delivered whole: named as such for `abandon_ticks` (50), then no more.
+        let lately: Vec<_> = sender.delivered_lately(4).collect();
+        assert_eq!(lately, [(2, LogIndex(9))]);
+        assert_eq!(sender.delivered_lately(5).count(), 0);
+        for _ in 0..49 {
+            sender.tick();
+        }
+        assert_eq!(sender.delivered_lately(4).count(), 1);
+        sender.tick();
+        assert_eq!(sender.delivered_lately(4).count(), 0, "given up");
     }
 
     #[test]
