@@ -101,8 +101,10 @@ pub struct SnapshotStreams {
     /// until it stored and installed the snapshot (seconds, for a big state), so the core
     /// offers it again; a window of chunks went out at every probe meanwhile. Offered again,
     /// it is asked for with one empty chunk, answered "all received" while the peer holds it.
-    /// With the tick it was acknowledged at ([`SnapshotStreams::delivered_lately`]).
-    delivered: BTreeMap<(u64, u32), (LogIndex, u32, u64)>,
+    delivered: BTreeMap<(u64, u32), (LogIndex, u32)>,
+    /// By (group, peer), the snapshots acknowledged whole within the last `abandon_ticks`,
+    /// and the tick they were ([`SnapshotStreams::delivered_lately`]).
+    delivered_lately: BTreeMap<(u32, u64), (LogIndex, u64)>,
     /// Groups whose snapshot was too large to send, said once each until one of theirs fits
     /// again.
     said_too_large: std::collections::BTreeSet<u32>,
@@ -117,6 +119,7 @@ impl SnapshotStreams {
             incoming: BTreeMap::new(),
             completed: BTreeMap::new(),
             delivered: BTreeMap::new(),
+            delivered_lately: BTreeMap::new(),
             said_too_large: Default::default(),
             ticks: 0,
         }
@@ -174,10 +177,7 @@ impl SnapshotStreams {
             }
         }
         let checksum = crc32fast::hash(&snapshot.data);
-        let probing = self
-            .delivered
-            .get(&key)
-            .is_some_and(|&(index, sum, _)| (index, sum) == (snapshot.meta.index, checksum));
+        let probing = self.delivered.get(&key) == Some(&(snapshot.meta.index, checksum));
         let stream = Outgoing {
             from: message.from,
             term: message.term,
@@ -288,11 +288,9 @@ impl SnapshotStreams {
     /// the next snapshot fills, and under steady writes it could be sent one after another
     /// (found in review). The core holds compaction back until the peer's log reaches it.
     pub fn delivered_lately(&self, group: u32) -> impl Iterator<Item = (u64, LogIndex)> + '_ {
-        let (ticks, abandon) = (self.ticks, self.config.abandon_ticks);
-        self.delivered
-            .iter()
-            .filter(move |&(&(_, g), &(.., at))| g == group && ticks - at < abandon)
-            .map(|(&(peer, _), &(index, ..))| (peer, index))
+        self.delivered_lately
+            .range((group, 0)..=(group, u64::MAX))
+            .map(|(&(_, peer), &(index, _))| (peer, index))
     }
 
     /// `from` acknowledged bytes of its stream of `group`.
@@ -344,8 +342,9 @@ impl SnapshotStreams {
         if stream.started && stream.acked == total && !gap {
             let checksum = stream.checksum;
             self.outgoing.remove(&(from, group));
-            self.delivered
-                .insert((from, group), (index, checksum, self.ticks));
+            self.delivered.insert((from, group), (index, checksum));
+            self.delivered_lately
+                .insert((group, from), (index, self.ticks));
             return true;
         }
         false
@@ -527,6 +526,8 @@ impl SnapshotStreams {
         });
         self.incoming
             .retain(|_, held| ticks - held.progress_tick < config.abandon_ticks);
+        self.delivered_lately
+            .retain(|_, &mut (_, at)| ticks - at < config.abandon_ticks);
         given_up
     }
 }
