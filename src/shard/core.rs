@@ -630,9 +630,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         // A group whose last snapshot is still being encoded or stored stays due: taken off
         // the list now, it would come back only with its next Ready, which a quiet group
-        // with no followers to heartbeat may never have.
+        // with no followers to heartbeat may never have. So does one held back since it
+        // became due (found in review: due while its last snapshot was encoded, it took the
+        // next past one a follower was loading).
         let mut due = self.snapshots_due.iter().copied();
-        if let Some(id) = due.find(|&id| self.may_snapshot(id)) {
+        if let Some(id) = due.find(|&id| self.may_snapshot(id) && !self.snapshot_held(id)) {
             self.snapshots_due.remove(&id);
             self.snapshot(id);
         }
@@ -1442,7 +1444,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// a follower whose log does not reach it yet (it is loading it). The log's size limit
     /// still snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
     fn snapshot_due(&self, id: u32) -> bool {
-        if self.streams.streaming(id) || self.follower_installing(id) {
+        if self.snapshot_held(id) {
             return false;
         }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
@@ -1455,6 +1457,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             log_bytes.saturating_mul(SNAPSHOT_STATE_PER_LOG_BYTES_MAX) >= state_bytes;
         (every > 0 && since >= every && log_worth_it)
             || (every_bytes > 0 && applied_bytes >= every_bytes.max(state_bytes))
+    }
+
+    /// Whether group `id`'s entry and byte triggers wait (see [`Core::snapshot_due`]): a
+    /// snapshot of it streams to a follower, or one that received it whole is loading it.
+    fn snapshot_held(&self, id: u32) -> bool {
+        self.streams.streaming(id) || self.follower_installing(id)
     }
 
     /// Whether a follower that acknowledged a snapshot of group `id` whole lately
