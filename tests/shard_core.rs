@@ -2275,56 +2275,98 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
     assert!((60..=66).contains(&ticks), "refused after {ticks} ticks");
 }
 
+/// Node 1 leading group 0 with node 3's acks and client 5 connected, its log worth a
+/// snapshot every write or two; node 2 far behind.
+struct Snapshotting {
+    inbox: Inbox<Input>,
+    term: u64,
+    sequence: u64,
+}
+
+impl Snapshotting {
+    fn start(events: &Events, gate: Gate) -> (TestCore, Snapshotting) {
+        let (core, inbox) = core_with(1, events, true, 1, false, gate);
+        let (core, term) = elect_1(core, &inbox, events);
+        let outbox = Inbox::new(1024);
+        let core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+        let fixture = Snapshotting {
+            inbox,
+            term,
+            sequence: 0,
+        };
+        (core, fixture)
+    }
+
+    /// `count` writes, each acknowledged by node 3.
+    fn writes_acked_by_3(&mut self, mut core: TestCore, count: usize) -> TestCore {
+        for _ in 0..count {
+            self.sequence += 1;
+            core = turn(core, &self.inbox, put(1, self.sequence));
+            let last = core.groups()[&0].replica.last_index();
+            let acked = MessageBody::AppendResponse(ack(last));
+            core = turn(core, &self.inbox, from(3, 1, self.term, acked));
+        }
+        core
+    }
+
+    fn ticks(&self, mut core: TestCore, count: usize) -> TestCore {
+        for _ in 0..count {
+            core = turn(core, &self.inbox, Input::Tick);
+        }
+        core
+    }
+
+    /// Node 2 refuses the leader's first append (after entry 1): its log is empty, so a
+    /// snapshot streams to it.
+    fn node_2_behind(&self, core: TestCore, events: &Events) -> TestCore {
+        let behind = AppendResponse {
+            index: LogIndex(1),
+            reject: true,
+            reject_hint: LogIndex(0),
+            hint_term: Term(0),
+        };
+        let behind = MessageBody::AppendResponse(behind);
+        let core = turn(core, &self.inbox, from(2, 1, self.term, behind));
+        assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
+        core
+    }
+
+    /// Node 2 acknowledges all of the snapshot streaming to it; returns its index.
+    fn node_2_holds_all_of_it(&self, core: TestCore) -> (TestCore, LogIndex) {
+        let streamed = core.groups()[&0].replica.snapshot_index();
+        let all_of_it = MessageBody::SnapshotAck {
+            index: streamed,
+            received: u64::MAX,
+            gap: false,
+        };
+        (
+            turn(core, &self.inbox, from(2, 1, self.term, all_of_it)),
+            streamed,
+        )
+    }
+
+    /// Node 2's log reaches `index`.
+    fn node_2_acks(&self, core: TestCore, index: LogIndex) -> TestCore {
+        let acked = MessageBody::AppendResponse(ack(index));
+        turn(core, &self.inbox, from(2, 1, self.term, acked))
+    }
+}
+
 #[test]
 fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
-    // Node 1 leads with node 3's acks; every write or two is enough log for a snapshot.
     // Node 2 is far behind: once it asks for entries the leader compacted, a snapshot streams
     // to it. While that stream moves, the leader takes no new snapshot (node 2 then catches up
     // from the log); once it stalls, snapshots resume.
     let events = Events::default();
-    let (core, inbox) = core_with(1, &events, true, 1, false, Gate::new(true));
-    let (mut core, term) = elect_1(core, &inbox, &events);
-    let outbox = Inbox::new(1024);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
-    let mut sequence = 0;
-    let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
-        sequence += 1;
-        let core = turn(core, &inbox, put(1, sequence));
-        let last = core.groups()[&0].replica.last_index();
-        turn(
-            core,
-            &inbox,
-            from(3, 1, term, MessageBody::AppendResponse(ack(last))),
-        )
-    };
-    for _ in 0..4 {
-        core = write_acked_by_3(core);
-    }
+    let (mut core, mut f) = Snapshotting::start(&events, Gate::new(true));
+    core = f.writes_acked_by_3(core, 4);
     assert!(!snapshots_taken(&events).is_empty(), "the leader snapshots");
-    // Node 2 refuses the leader's first append (after entry 1): its log is empty.
-    let behind = AppendResponse {
-        index: LogIndex(1),
-        reject: true,
-        reject_hint: LogIndex(0),
-        hint_term: Term(0),
-    };
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(behind)),
-    );
-    assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
-    for _ in 0..6 {
-        core = write_acked_by_3(core);
-    }
+    core = f.node_2_behind(core, &events);
+    core = f.writes_acked_by_3(core, 6);
     assert_eq!(snapshots_taken(&events), [0u64; 0], "none while streaming");
     // The stream stalls (node 2 never acknowledges a chunk): snapshots resume.
-    for _ in 0..10 {
-        core = turn(core, &inbox, Input::Tick);
-    }
-    for _ in 0..2 {
-        core = write_acked_by_3(core);
-    }
+    core = f.ticks(core, 10);
+    f.writes_acked_by_3(core, 2);
     assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
 }
 
@@ -2337,60 +2379,19 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
 #[test]
 fn a_leader_takes_no_snapshot_while_a_follower_loads_one_it_received_whole() {
     let events = Events::default();
-    let (core, inbox) = core_with(1, &events, true, 1, false, Gate::new(true));
-    let (mut core, term) = elect_1(core, &inbox, &events);
-    let outbox = Inbox::new(1024);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
-    let mut sequence = 0;
-    let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
-        sequence += 1;
-        let core = turn(core, &inbox, put(1, sequence));
-        let last = core.groups()[&0].replica.last_index();
-        turn(
-            core,
-            &inbox,
-            from(3, 1, term, MessageBody::AppendResponse(ack(last))),
-        )
-    };
-    for _ in 0..4 {
-        core = write_acked_by_3(core);
-    }
-    let behind = AppendResponse {
-        index: LogIndex(1),
-        reject: true,
-        reject_hint: LogIndex(0),
-        hint_term: Term(0),
-    };
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(behind)),
-    );
-    assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
-    let streamed = core.groups()[&0].replica.snapshot_index();
-    let all_of_it = MessageBody::SnapshotAck {
-        index: streamed,
-        received: u64::MAX,
-        gap: false,
-    };
-    core = turn(core, &inbox, from(2, 1, term, all_of_it));
+    let (mut core, mut f) = Snapshotting::start(&events, Gate::new(true));
+    core = f.writes_acked_by_3(core, 4);
+    core = f.node_2_behind(core, &events);
+    let (mut core, streamed) = f.node_2_holds_all_of_it(core);
     snapshots_taken(&events);
-    for _ in 0..6 {
-        core = write_acked_by_3(core);
-    }
+    core = f.writes_acked_by_3(core, 6);
     assert_eq!(
         snapshots_taken(&events),
         [0u64; 0],
         "none while node 2 loads it"
     );
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(ack(streamed))),
-    );
-    for _ in 0..2 {
-        core = write_acked_by_3(core);
-    }
+    core = f.node_2_acks(core, streamed);
+    f.writes_acked_by_3(core, 2);
     assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
 }
 
@@ -2404,62 +2405,19 @@ fn a_leader_takes_no_snapshot_while_a_follower_loads_one_it_received_whole() {
 fn a_snapshot_due_before_a_delivery_waits_for_the_follower_too() {
     let events = Events::default();
     let gate = Gate::new(true);
-    let (core, inbox) = core_with(1, &events, true, 1, false, gate.clone());
-    let (mut core, term) = elect_1(core, &inbox, &events);
-    let outbox = Inbox::new(1024);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
-    let mut sequence = 0;
-    let mut write_acked_by_3 = |core: Core<RecordingLog, RecordingNet>| {
-        sequence += 1;
-        let core = turn(core, &inbox, put(1, sequence));
-        let last = core.groups()[&0].replica.last_index();
-        turn(
-            core,
-            &inbox,
-            from(3, 1, term, MessageBody::AppendResponse(ack(last))),
-        )
-    };
-    for _ in 0..4 {
-        core = write_acked_by_3(core);
-    }
+    let (mut core, mut f) = Snapshotting::start(&events, gate.clone());
+    core = f.writes_acked_by_3(core, 4);
     gate.hold_encodes();
-    for _ in 0..3 {
-        core = write_acked_by_3(core);
-    }
-    let behind = AppendResponse {
-        index: LogIndex(1),
-        reject: true,
-        reject_hint: LogIndex(0),
-        hint_term: Term(0),
-    };
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(behind)),
-    );
-    assert!(events.borrow().contains(&Event::Sent("SnapshotChunk")));
-    let streamed = core.groups()[&0].replica.snapshot_index();
-    let all_of_it = MessageBody::SnapshotAck {
-        index: streamed,
-        received: u64::MAX,
-        gap: false,
-    };
-    core = turn(core, &inbox, from(2, 1, term, all_of_it));
+    core = f.writes_acked_by_3(core, 3);
+    core = f.node_2_behind(core, &events);
+    let (mut core, streamed) = f.node_2_holds_all_of_it(core);
     snapshots_taken(&events);
     gate.release_encodes();
-    for _ in 0..4 {
-        core = turn(core, &inbox, Input::Tick);
-    }
+    core = f.ticks(core, 4);
     let taken = snapshots_taken(&events);
     assert_eq!(taken.len(), 1, "only the one in flight: {taken:?}");
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(ack(streamed))),
-    );
-    for _ in 0..2 {
-        core = turn(core, &inbox, Input::Tick);
-    }
+    core = f.node_2_acks(core, streamed);
+    f.ticks(core, 2);
     assert!(!snapshots_taken(&events).is_empty(), "the due one, now");
 }
 
