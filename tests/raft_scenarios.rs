@@ -972,9 +972,11 @@ fn a_leader_removing_itself_sends_the_commit_before_it_steps_down() {
     }
 }
 
+/// A follower further behind a compaction than the entries the leader keeps behind it
+/// (here 10) is sent the snapshot.
 #[test]
 fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
-    let mut cluster = cluster(3, 0, |_| {});
+    let mut cluster = cluster(3, 0, |config| config.catch_up_entries_max = 10);
     let leader = elect(&mut cluster);
     let behind = followers(&cluster, leader)[0];
     cluster.crash(behind);
@@ -992,6 +994,49 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     // Replication goes on from the log after the snapshot.
     write(&mut cluster, leader, "after the snapshot");
     assert_eq!(applied(&cluster, behind), ["after the snapshot"]);
+}
+
+/// A follower a little behind a compaction (down while 30 entries were written) catches up
+/// from the entries the leader kept behind its snapshot, not by a whole snapshot; once it
+/// has, the next compaction keeps nothing.
+#[test]
+fn a_follower_a_little_behind_a_compaction_catches_up_from_the_log() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let behind = followers(&cluster, leader)[0];
+    cluster.crash(behind);
+    let writes: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    for data in &writes {
+        write(&mut cluster, leader, data);
+    }
+    assert!(cluster.compact(leader).unwrap());
+    let snapshot_index = cluster.replica(leader).snapshot_index();
+    cluster.restart(behind).unwrap();
+    cluster.tick_all(20).unwrap();
+    let follower = cluster.replica(behind);
+    assert_eq!(
+        follower.snapshot_index(),
+        LogIndex::ZERO,
+        "no snapshot installed"
+    );
+    assert_eq!(follower.commit(), cluster.replica(leader).commit());
+    assert_eq!(applied(&cluster, behind), writes);
+    assert_eq!(cluster.node(behind).state, cluster.node(leader).state);
+    // Everyone holds the log now: a compaction keeps nothing, and a node that falls behind
+    // it later is sent the snapshot.
+    write(&mut cluster, leader, "after");
+    assert!(cluster.compact(leader).unwrap());
+    cluster.crash(behind);
+    write(&mut cluster, leader, "while away");
+    assert!(cluster.compact(leader).unwrap());
+    cluster.restart(behind).unwrap();
+    cluster.tick_all(20).unwrap();
+    let follower = cluster.replica(behind);
+    assert!(
+        follower.snapshot_index() > snapshot_index,
+        "sent the snapshot"
+    );
+    assert_eq!(cluster.node(behind).state, cluster.node(leader).state);
 }
 
 #[test]
@@ -1508,6 +1553,7 @@ fn a_delivered_snapshot_resumes_the_follower_after_itself_not_after_a_newer_one(
     let mut config = Config::new(NodeId(1));
     config.check_quorum = false;
     config.snapshot_retry_ticks = 2;
+    config.catch_up_entries_max = 0;
     let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
     let peer_2 = |leader: &Replica| {
         let status = leader.status();

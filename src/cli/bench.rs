@@ -282,6 +282,7 @@ impl Target {
                        "groups": flags.groups, "sync": format!("{:?}", flags.sync).to_lowercase(),
                        "segment_mib": flags.segment_mib, "snapshot_entries": flags.snapshot_entries,
                        "snapshot_log_mib": flags.snapshot_log_mib,
+                       "snapshot_catch_up_entries": flags.snapshot_catch_up_entries,
                        "wal_soft_limit_mib": flags.wal_soft_limit_mib,
                        "lease_reads": flags.lease_reads,
                        "broadcast_commit": flags.broadcast_commit },

@@ -45,6 +45,10 @@ pub struct NodeFlags {
     /// bigger (0: no byte bound).
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
+    /// Entries a leader keeps behind each snapshot for followers a little behind (see
+    /// `serve --snapshot-catch-up-entries`).
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_catch_up_entries: u64,
     /// MiB of WAL per core above which groups holding old segments snapshot early (see
     /// `serve --wal-soft-limit-mib`).
     #[arg(long, default_value_t = 1024)]
@@ -82,6 +86,7 @@ impl Default for NodeFlags {
             segment_mib: 64,
             snapshot_entries: 100_000,
             snapshot_log_mib: 8,
+            snapshot_catch_up_entries: 5_000,
             wal_soft_limit_mib: 1024,
             lease_reads: false,
             broadcast_commit: false,
@@ -453,6 +458,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         &flags.snapshot_entries.to_string(),
         "--snapshot-log-mib",
         &flags.snapshot_log_mib.to_string(),
+        "--snapshot-catch-up-entries",
+        &flags.snapshot_catch_up_entries.to_string(),
         "--wal-soft-limit-mib",
         &flags.wal_soft_limit_mib.to_string(),
         "--snapshot-chunk-kib",

@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// for every few MiB of log.
     #[arg(long, default_value_t = 8)]
     pub snapshot_log_mib: u64,
+    /// When a leader compacts a group's log, keep up to this many of the entries it drops
+    /// (and at most 4 MiB of them), back to the follower furthest behind, so that a follower
+    /// a little behind (restarted, or cut off for a moment) catches up from the log rather
+    /// than by a whole snapshot. Kept in memory only (0: keep none).
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_catch_up_entries: u64,
     /// Once a core's WAL segments hold more than this many MiB, the groups whose old entries
     /// keep its oldest segments alive snapshot early, so that a quiet group (which would not
     /// snapshot for a long time) never makes the WAL grow without bound (0: no limit).
@@ -210,6 +216,7 @@ impl ServeArgs {
             segment_bytes: self.segment_mib.saturating_mul(1 << 20),
             snapshot_entries: self.snapshot_entries,
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),
+            snapshot_catch_up_entries: self.snapshot_catch_up_entries,
             wal_soft_limit_bytes: self.wal_soft_limit_mib.saturating_mul(1 << 20),
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),

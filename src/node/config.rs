@@ -68,6 +68,9 @@ pub struct NodeConfig {
     /// Bytes of entries applied since a group's last snapshot before it takes the next
     /// (0: no byte bound).
     pub snapshot_log_bytes: u64,
+    /// Entries a leader keeps behind each snapshot for followers a little behind it
+    /// (`raft::Config::catch_up_entries_max`; 0: none).
+    pub snapshot_catch_up_entries: u64,
     /// Bytes of WAL segments on one core above which the groups whose old entries keep the
     /// oldest segments alive snapshot early (0: no limit).
     pub wal_soft_limit_bytes: u64,
@@ -267,6 +270,7 @@ mod tests {
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
             snapshot_log_bytes: 8 << 20,
+            snapshot_catch_up_entries: 5_000,
             wal_soft_limit_bytes: 1 << 30,
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: Some(0),

@@ -1049,6 +1049,7 @@ mod tests {
             segment_bytes: 1 << 20,
             snapshot_entries: 0,
             snapshot_log_bytes: 0,
+            snapshot_catch_up_entries: 0,
             wal_soft_limit_bytes: 0,
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: None,

@@ -214,6 +214,7 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft.lease_reads = config.lease_reads;
     raft.lease_clock_drift_ticks = lease_margin_ticks(config.election_ticks);
     raft.broadcast_commit = config.broadcast_commit;
+    raft.catch_up_entries_max = config.snapshot_catch_up_entries;
     // Clients follow NotLeader hints; forwarding would hide the leader from them.
     raft.forward_proposals = false;
     raft

@@ -62,6 +62,14 @@ pub struct Config {
     /// their stale reads are staler. A conf change still goes out at once: the leader
     /// broadcasts when it applies one.
     pub broadcast_commit: bool,
+    /// Most entries a leader's compaction keeps behind its snapshot for followers a little
+    /// behind it (only as far back as the lowest follower's match index), so that they catch
+    /// up from the log rather than by a whole snapshot (etcd keeps 5,000). In memory only: a
+    /// restart drops them. 0: keep none.
+    pub catch_up_entries_max: u64,
+    /// Most bytes (`Entry::size_bytes`) of entries kept behind a snapshot; the oldest go
+    /// first. What a lagging follower's catch-up may cost the leader in memory, per group.
+    pub catch_up_bytes_max: u64,
 }
 
 impl Config {
@@ -84,6 +92,8 @@ impl Config {
             step_down_on_removal: true,
             snapshot_retry_ticks: 50,
             broadcast_commit: true,
+            catch_up_entries_max: 5_000,
+            catch_up_bytes_max: 4 << 20,
         }
     }
 

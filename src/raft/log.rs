@@ -1,9 +1,11 @@
 //! The replica's log in memory: entries after the last snapshot, with commit, apply and
-//! persistence cursors.
+//! persistence cursors, and a few entries before it kept for followers a little behind.
 //!
 //! The core keeps every entry since the last compaction in memory (the caller bounds that by
-//! snapshotting); the WAL is where they are made durable. Cursors, all monotonic except
-//! where a follower truncates a conflicting suffix:
+//! snapshotting); the WAL is where they are made durable. A compaction may keep the last
+//! entries it covers (`behind`): committed, so the same on every replica, they are only
+//! ever sent to followers, never handed out to persist or apply again, and lost at a
+//! restart. Cursors, all monotonic except where a follower truncates a conflicting suffix:
 //!
 //! ```text
 //!   snapshot_index <= applied <= committed <= last_index
@@ -15,12 +17,35 @@ use std::collections::VecDeque;
 
 use super::types::{Entry, LogIndex, Term};
 
+/// What a compaction keeps of the entries it covers (see [`RaftLog::compact`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keep {
+    /// The lowest index kept.
+    pub(crate) from: LogIndex,
+    /// The most bytes kept (`Entry::size_bytes`); the oldest go first.
+    pub(crate) bytes_max: u64,
+}
+
+impl Keep {
+    /// Keep nothing behind the snapshot.
+    pub(crate) const NOTHING: Keep = Keep {
+        from: LogIndex(u64::MAX),
+        bytes_max: 0,
+    };
+}
+
 #[derive(Debug)]
 pub(crate) struct RaftLog {
     snapshot_index: LogIndex,
     snapshot_term: Term,
     /// `entries[i].index == snapshot_index + 1 + i`.
     entries: VecDeque<Entry>,
+    /// Entries up to `snapshot_index` a compaction kept for followers a little behind it, so
+    /// they catch up from the log rather than by a whole snapshot:
+    /// `behind[i].index == snapshot_index + 1 - behind.len() + i`.
+    behind: VecDeque<Entry>,
+    /// The `size_bytes` of `behind`.
+    behind_bytes: u64,
     pub(crate) committed: LogIndex,
     /// Highest index the caller has applied (acknowledged through `advance`, or by a
     /// snapshot of its state machine taken there).
@@ -59,6 +84,8 @@ impl RaftLog {
             snapshot_index,
             snapshot_term,
             entries: entries.into(),
+            behind: VecDeque::new(),
+            behind_bytes: 0,
             committed: LogIndex::ZERO,
             applied: snapshot_index,
             applying: snapshot_index,
@@ -89,20 +116,32 @@ impl RaftLog {
         self.entries.back().map_or(self.snapshot_term, |e| e.term)
     }
 
-    /// The term of the entry at `index`, if the log still knows it.
+    /// The term of the entry at `index`, if the log still knows it (kept behind the
+    /// snapshot included).
     pub(crate) fn term(&self, index: LogIndex) -> Option<Term> {
         if index == self.snapshot_index {
             return Some(self.snapshot_term);
         }
-        self.entry(index).map(|e| e.term)
+        self.entry_to_send(index).map(|e| e.term)
     }
 
+    /// The entry at `index`, if it is past the snapshot.
     pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
         if index <= self.snapshot_index {
             return None;
         }
         self.entries
             .get((index.0 - self.snapshot_index.0 - 1) as usize)
+    }
+
+    /// The entry at `index`, past the snapshot or kept behind it.
+    fn entry_to_send(&self, index: LogIndex) -> Option<&Entry> {
+        if index > self.snapshot_index {
+            return self.entry(index);
+        }
+        let below_snapshot = (self.snapshot_index.0 - index.0) as usize;
+        let kept = self.behind.len();
+        (below_snapshot < kept).then(|| &self.behind[kept - 1 - below_snapshot])
     }
 
     pub(crate) fn matches(&self, index: LogIndex, term: Term) -> bool {
@@ -183,7 +222,8 @@ impl RaftLog {
     }
 
     /// Entries from `from` on, at most `entries_max` and (past the first) `bytes_max` bytes.
-    /// Payloads are shared, not copied. `from` must be above the snapshot.
+    /// Payloads are shared, not copied. From below the snapshot, the entries kept behind it
+    /// come first.
     pub(crate) fn slice<C: Default + Extend<Entry>>(
         &self,
         from: LogIndex,
@@ -193,7 +233,7 @@ impl RaftLog {
         let mut out = C::default();
         let (mut count, mut bytes) = (0, 0);
         let mut index = from;
-        while let Some(entry) = self.entry(index) {
+        while let Some(entry) = self.entry_to_send(index) {
             if count == entries_max || (count > 0 && bytes + entry.size_bytes() > bytes_max) {
                 break;
             }
@@ -253,9 +293,10 @@ impl RaftLog {
         }
     }
 
-    /// Drop entries up to `index` (inclusive): the caller snapshotted the state there.
-    /// Returns them: freeing their buffers is the caller's to place.
-    pub(crate) fn compact(&mut self, index: LogIndex) -> Vec<Entry> {
+    /// Drop entries up to `index` (inclusive): the caller snapshotted the state there. Of
+    /// those and the ones kept before, keep those from `keep.from` on, while they hold at
+    /// most `keep.bytes_max`. Returns the rest: freeing their buffers is the caller's to place.
+    pub(crate) fn compact(&mut self, index: LogIndex, keep: Keep) -> Vec<Entry> {
         let applied = self.applied.max(self.applying);
         assert!(
             index <= applied,
@@ -265,18 +306,30 @@ impl RaftLog {
             return Vec::new();
         }
         let term = self.term(index).expect("applied entry is in the log");
-        let drop = (index.0 - self.snapshot_index.0) as usize;
-        let dropped = self.entries.drain(..drop).collect();
+        let covered = (index.0 - self.snapshot_index.0) as usize;
+        for entry in self.entries.drain(..covered) {
+            self.behind_bytes += entry.size_bytes();
+            self.behind.push_back(entry);
+        }
         self.snapshot_index = index;
         self.snapshot_term = term;
         // Applied, by the state machine's word, ahead of the Ready in flight's `advance`.
         self.applied = self.applied.max(index);
+        let mut dropped = Vec::new();
+        while let Some(oldest) = self.behind.front()
+            && (oldest.index < keep.from || self.behind_bytes > keep.bytes_max)
+        {
+            self.behind_bytes -= oldest.size_bytes();
+            dropped.extend(self.behind.pop_front());
+        }
         dropped
     }
 
     /// Replace the whole log by a snapshot received from the leader.
     pub(crate) fn install_snapshot(&mut self, index: LogIndex, term: Term) {
         self.entries.clear();
+        self.behind.clear();
+        self.behind_bytes = 0;
         self.snapshot_index = index;
         self.snapshot_term = term;
         self.committed = index;
@@ -376,13 +429,20 @@ mod tests {
         let mut log = log_with_terms(&[1, 1, 1]);
         log.committed = LogIndex(3);
         log.applied = LogIndex(3);
-        let dropped: Vec<LogIndex> = log.compact(LogIndex(2)).iter().map(|e| e.index).collect();
+        let dropped: Vec<LogIndex> = log
+            .compact(LogIndex(2), Keep::NOTHING)
+            .iter()
+            .map(|e| e.index)
+            .collect();
         assert_eq!(
             dropped,
             [LogIndex(1), LogIndex(2)],
             "handed back, to be freed elsewhere"
         );
-        assert!(log.compact(LogIndex(2)).is_empty(), "nothing twice");
+        assert!(
+            log.compact(LogIndex(2), Keep::NOTHING).is_empty(),
+            "nothing twice"
+        );
         let new = [entry(2, 1), entry(3, 1), entry(4, 2)];
         assert_eq!(
             log.try_append(LogIndex(1), Term(1), &new),
@@ -390,6 +450,50 @@ mod tests {
         );
         assert_eq!(log.last_index(), LogIndex(4));
         assert_eq!(log.term(LogIndex(4)), Some(Term(2)));
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.index.0).collect()
+    }
+
+    #[test]
+    fn a_compaction_keeps_entries_behind_the_snapshot_within_its_bounds() {
+        let mut log = log_with_terms(&[1, 1, 1, 2, 2, 2, 2, 2]);
+        log.committed = LogIndex(8);
+        log.applied = LogIndex(8);
+        let keep = |from, bytes_max| Keep {
+            from: LogIndex(from),
+            bytes_max,
+        };
+        let dropped = log.compact(LogIndex(5), keep(3, u64::MAX));
+        assert_eq!(indexes(&dropped), [1, 2]);
+        // Kept entries are sent, with their terms, but are not past the snapshot.
+        assert_eq!(log.term(LogIndex(3)), Some(Term(1)));
+        assert_eq!(log.term(LogIndex(2)), None);
+        assert_eq!(log.entry(LogIndex(4)), None);
+        assert_eq!(
+            indexes(&log.slice::<Vec<_>>(LogIndex(3), 100, u64::MAX)),
+            [3, 4, 5, 6, 7, 8]
+        );
+        assert!(
+            log.slice::<Vec<Entry>>(LogIndex(2), 100, u64::MAX)
+                .is_empty()
+        );
+        assert_eq!(log.first_index(), LogIndex(6));
+        assert_eq!(indexes(&log.committed_from(LogIndex(1))), [6, 7, 8]);
+        // The next compaction keeps within the bytes too: the oldest go first.
+        let two = entry(1, 1).size_bytes() * 2;
+        let dropped = log.compact(LogIndex(7), keep(4, two));
+        assert_eq!(indexes(&dropped), [3, 4, 5]);
+        assert_eq!(
+            indexes(&log.slice::<Vec<_>>(LogIndex(6), 100, u64::MAX)),
+            [6, 7, 8]
+        );
+        assert_eq!(log.term(LogIndex(5)), None);
+        // A snapshot from the leader replaces them all.
+        log.install_snapshot(LogIndex(9), Term(2));
+        assert_eq!(log.term(LogIndex(7)), None);
+        assert!(log.compact(LogIndex(9), keep(1, u64::MAX)).is_empty());
     }
 
     #[test]

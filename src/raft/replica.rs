@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::confchange::{ConfChange, ConfChangeKind};
 use super::config::{Config, ConfigError};
 use super::errors::{CompactError, ProposeError, ReadError, StepError, TransferError};
-use super::log::RaftLog;
+use super::log::{Keep, RaftLog};
 use super::message::{Message, MessageBody};
 use super::progress::{Inflights, Progress, ProgressState};
 use super::reads::ReadQueue;
@@ -561,7 +561,9 @@ impl Replica {
     /// The caller snapshotted its state machine at `index` (at most what it applied, so at
     /// most [`Replica::applying`]) into `data`: drop the entries it covers and keep the
     /// snapshot to send to followers that need it. Refused while a conf change it covers was
-    /// handed out in a Ready not yet advanced.
+    /// handed out in a Ready not yet advanced. A leader keeps the entries it covers that its
+    /// followers lack, within [`Config::catch_up_entries_max`] and
+    /// [`Config::catch_up_bytes_max`], so that one a little behind catches up from the log.
     /// Returns the dropped entries, so the caller can free their buffers where that does
     /// not hold up its loop (thousands of entries can pin megabytes of receive buffers).
     pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<Vec<Entry>, CompactError> {
@@ -593,7 +595,7 @@ impl Replica {
             .log
             .term(index)
             .expect("applied entries above the snapshot are in the log");
-        let dropped = self.log.compact(index);
+        let dropped = self.log.compact(index, self.catch_up_keep(index));
         let meta = SnapshotMeta {
             index,
             term,
@@ -601,6 +603,31 @@ impl Replica {
         };
         self.snapshot = Snapshot { meta, data };
         Ok(dropped)
+    }
+
+    /// What a compaction to `index` keeps behind it: on a leader, from the lowest match
+    /// index of its followers (the entry there too: its term goes with the next append),
+    /// within the configured bounds.
+    fn catch_up_keep(&self, index: LogIndex) -> Keep {
+        if self.role != Role::Leader || self.config.catch_up_entries_max == 0 {
+            return Keep::NOTHING;
+        }
+        let lowest_match = self
+            .progress
+            .iter()
+            .filter(|p| p.id != self.id)
+            .map(|p| p.match_index)
+            .min();
+        match lowest_match {
+            Some(lowest) if lowest < index => {
+                let oldest_in_bound = index.0.saturating_sub(self.config.catch_up_entries_max - 1);
+                Keep {
+                    from: lowest.max(LogIndex(oldest_in_bound)),
+                    bytes_max: self.config.catch_up_bytes_max,
+                }
+            }
+            _ => Keep::NOTHING,
+        }
     }
 
     /// The latest snapshot this replica holds (index 0 when it never compacted).

@@ -1439,10 +1439,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// [`SNAPSHOT_STATE_PER_LOG_BYTES_MAX`]), or enough bytes of entries, were applied since
     /// its last one, and no snapshot of it is streaming to a follower: compacting past the
     /// streamed one would leave that follower, once it holds it, a gap that only the next
-    /// snapshot fills, and under steady writes a stream that never catches up (etcd keeps
-    /// entries behind its snapshots for the same reason), nor one delivered whole lately to
-    /// a follower whose log does not reach it yet (it is loading it). The log's size limit
-    /// still snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
+    /// snapshot fills, and under steady writes a stream that never catches up (the entries
+    /// a compaction keeps behind the snapshot reach only so far), nor one delivered whole
+    /// lately to a follower whose log does not reach it yet (it is loading it). The log's
+    /// size limit still snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
     fn snapshot_due(&self, id: u32) -> bool {
         if self.snapshot_held(id) {
             return false;
