@@ -941,6 +941,49 @@ fn a_learner_catches_up_without_voting_and_is_then_promoted() {
     );
 }
 
+/// Goal (found by the simulator, seed 16583 of 25,000): without pre-vote and check-quorum,
+/// a learner whose term a removed voter's vote request raised past the leader's answers the
+/// leader's appends with its term, and the group goes on with it. It may not campaign, so
+/// only that answer can tell the leader; silent, as etcd's raft is, it never heard from the
+/// leader again.
+#[test]
+fn a_learner_moved_past_the_leaders_term_answers_and_is_replicated_to_again() {
+    let mut cluster = cluster(3, 1, |config| {
+        config.pre_vote = false;
+        config.check_quorum = false;
+    });
+    let leader = elect(&mut cluster);
+    let learner = NodeId(4);
+    propose_change(&mut cluster, leader, ConfChangeKind::AddLearner, learner);
+    write(&mut cluster, leader, "before");
+    let term = cluster.replica(leader).term();
+    // A vote request of a later term from a node the learner still counts as a voter (here
+    // one no longer in the cluster at all).
+    let vote = MessageBody::VoteRequest(VoteRequest {
+        last_log_index: LogIndex::ZERO,
+        last_log_term: Term::ZERO,
+        transfer: false,
+    });
+    cluster
+        .deliver(Message {
+            from: NodeId(9),
+            to: learner,
+            term: Term(term.0 + 5),
+            body: vote,
+        })
+        .unwrap();
+    assert_eq!(cluster.replica(learner).term(), Term(term.0 + 5));
+    let leader = cluster.leader().unwrap();
+    write(&mut cluster, leader, "after");
+    cluster.tick_all(50).unwrap();
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "after the new term");
+    assert_eq!(
+        applied(&cluster, learner),
+        ["before", "after", "after the new term"]
+    );
+}
+
 #[test]
 fn removing_the_leader_hands_the_group_to_the_others() {
     let mut cluster = cluster(3, 0, |_| {});

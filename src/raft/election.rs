@@ -153,8 +153,12 @@ impl Replica {
     /// A message from an older term is dropped, but its sender may need to learn ours.
     pub(crate) fn on_lower_term(&mut self, message: &Message) {
         match message.body {
+            // Without pre-vote and check-quorum, a voter whose term rose past the leader's
+            // campaigns, and its vote requests carry its term to the others; a node that may
+            // not campaign (a learner, whose term removed voters' vote requests can raise)
+            // has only this answer, or it would never hear from the leader again.
             MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_)
-                if self.config.check_quorum || self.config.pre_vote =>
+                if self.config.check_quorum || self.config.pre_vote || !self.is_promotable() =>
             {
                 // A stale leader that cannot reach the new one would otherwise keep
                 // pre-empting our elections; this answer makes it step down.
