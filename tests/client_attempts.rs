@@ -519,6 +519,67 @@ fn hints_that_send_a_client_round_between_nodes_are_followed_with_pauses() {
     }
 }
 
+/// A listener on loopback whose accept queue is full for its first `full_for`: a connection
+/// to it meanwhile is not refused, its SYN is dropped, and it completes at the kernel's
+/// first SYN retransmission (about 1 s) once the queue drained. Connections are accepted
+/// and then held, never answered. Returns the listener's address.
+fn slow_to_accept(full_for: Duration) -> String {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    listener.bind(&any_port.into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let address = listener
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("inet");
+    // With a backlog of 0 the queue holds one connection: this one fills it.
+    let filler = std::net::TcpStream::connect(address).expect("fill the accept queue");
+    std::thread::spawn(move || {
+        std::thread::sleep(full_for);
+        let listener = std::net::TcpListener::from(listener);
+        let mut held = vec![filler];
+        while let Ok((stream, _)) = listener.accept() {
+            held.push(stream);
+        }
+    });
+    address.to_string()
+}
+
+/// Goal (found in review): one attempt's waits together, its connection and then its
+/// answers, end within the request timeout. Method: node 1 sends the request to node 2,
+/// whose connection takes about 1 s to complete and which never answers; request timeout
+/// 1.5 s. Each wait had the attempt's whole time: the connection used 1 s of it, and the
+/// answers were then given 1.5 s more, 2.5 s in all.
+#[test]
+fn an_attempt_that_connects_late_still_ends_by_the_request_timeout() {
+    let (result, took) = cohort::node::on_one_executor("client-late-connect", || async {
+        let to_node2 = slow_to_accept(Duration::from_millis(300));
+        let (host, port) = to_node2.rsplit_once(':').expect("host:port");
+        let node2 = format!("{host}:{}", port.parse::<u16>().expect("a port") - 1);
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let to_node2 = to_node2.clone();
+            answer_frames(stream, topology, move |commands| {
+                Some(vec![not_leader_hint(2, to_node2.clone()); commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_millis(1500);
+        options.request_timeout = Duration::from_millis(1500);
+        let client = Client::connect(options).await.expect("connect");
+        let start = Instant::now();
+        let result = one_put(&client).await;
+        (result, start.elapsed())
+    })
+    .expect("executor");
+    assert!(
+        matches!(result, Err(ref e) if e.outcome_unknown()),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+}
+
 /// "Ask `leader` at `address`" from a node that proposed nothing of the request.
 fn not_leader_hint(leader: u64, address: String) -> Outcome {
     Outcome::NotLeader {

@@ -18,8 +18,9 @@ pub struct Target {
     /// Base address (HOST:PORT) of one or more members, comma-separated.
     #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
     pub nodes: Vec<String>,
-    /// Give up after this many milliseconds, retries included (`status`: asking every core
-    /// of every node at once).
+    /// Give up after this many milliseconds, retries included (`status`: learning the
+    /// cluster's layout and asking every core of every node at once). Other commands learn
+    /// the layout first, which may take up to as long again (at most 2 s).
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub timeout_ms: u64,

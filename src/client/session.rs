@@ -372,18 +372,18 @@ impl Client {
             }
             attempts += 1;
             let mut pause = false;
-            // No wait of this attempt (a connection, its answers) runs past the deadline.
-            let attempt_timeout = options
-                .attempt_timeout
-                .min(deadline.saturating_duration_since(crate::clock::now()));
+            // The attempt's waits together (its connections, then its answers) end by its
+            // end, and that is no later than the deadline.
+            let attempt_end = crate::clock::now()
+                + options
+                    .attempt_timeout
+                    .min(deadline.saturating_duration_since(crate::clock::now()));
+            let left = || attempt_end.saturating_duration_since(crate::clock::now());
             // Send everything first, one frame per address, then collect every answer: the
             // nodes work on all of them at once.
             let attempt = Attempt::new(slots.len());
             for (address, members) in self.route(slots) {
-                match self
-                    .send(&address, &members, slots, &attempt, attempt_timeout)
-                    .await
-                {
+                match self.send(&address, &members, slots, &attempt, left()).await {
                     Ok(channel) => waiting.sent.push((address, channel, members)),
                     Err(error) => {
                         last_error = format!("{address}: {error}");
@@ -394,7 +394,7 @@ impl Client {
             }
             // Every answer, or the end of the attempt's time: whatever is missing then went
             // unanswered.
-            let attempt_over = glommio::timer::Timer::new(attempt_timeout);
+            let attempt_over = glommio::timer::Timer::new(left());
             future::or(attempt.all_answered(), async {
                 attempt_over.await;
             })
