@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cohort::raft::NodeId;
+use cohort::raft::{Entry, EntryKind, LogIndex, MessageBody, NodeId, Term};
 use cohort::transport::{MESSAGE_OVERHEAD_BYTES, SendError, Transport};
-use cohort::wire::Handshake;
 use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use cohort::wire::{DecodedFrame, Handshake, decode_frame, decoded_bytes};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, raft_frame, raw_peer,
     read_one_frame, receive, run_executor, unused_addr,
@@ -116,6 +116,72 @@ fn a_peer_that_never_reads_hits_full_and_others_are_unaffected() {
         node1.close().await;
         node3.close().await;
         fake.cancel();
+    });
+}
+
+/// Goal (found in review): a frame waiting for the shard weighs what decoding made of it
+/// when that is more than the frame. Method: frames of 40,000 empty entries (about 1 MiB on
+/// the wire, 24 bytes an entry, and more than twice that decoded) to a node whose inbox
+/// holds one largest frame and which takes nothing: the node reads no more of them than
+/// their decoded size lets it (plus the one that waits for room): 8. Weighed by their
+/// length, it read 18.
+#[test]
+fn received_frames_waiting_for_the_shard_weigh_what_they_decoded_into() {
+    const FRAMES: u64 = 24;
+    const ENTRIES: u64 = 40_000;
+    const INBOX_BYTES_MAX: usize = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX;
+    let empty_entries = |first: u64| {
+        let mut envelope = append(1, 2, 0, first, Bytes::new());
+        let MessageBody::AppendRequest(request) = &mut envelope.message.body else {
+            unreachable!("an append");
+        };
+        request.entries = (first..first + ENTRIES)
+            .map(|index| Entry {
+                term: Term(1),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: Bytes::new(),
+            })
+            .collect();
+        envelope
+    };
+    run_executor(move || async move {
+        let mut node2_config = config(2, loopback_any_port(), &[(1, unused_addr())]);
+        node2_config.inbox_bytes_max = INBOX_BYTES_MAX;
+        let node2 = Transport::start(node2_config).expect("node 2 starts");
+        let mut stream = raw_peer(node2.local_addr(), 1, 2).await;
+        let frames: Vec<Vec<u8>> = (0..FRAMES)
+            .map(|i| raft_frame(&[empty_entries(1 + i * ENTRIES)]))
+            .collect();
+        let Ok(DecodedFrame::Raft { envelopes, .. }) = decode_frame(&frames[0].clone().into())
+        else {
+            panic!("a raft frame");
+        };
+        let held_bytes = decoded_bytes(&envelopes);
+        assert!(
+            held_bytes > 2 * frames[0].len(),
+            "{held_bytes} bytes decoded"
+        );
+        let writer = glommio::spawn_local(async move {
+            for frame in &frames {
+                stream.write_all(frame).await.expect("writes");
+            }
+            stream
+        });
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        let read = node2.stats().frames_received as usize;
+        assert!(
+            read <= INBOX_BYTES_MAX / held_bytes + 1,
+            "{read} frames decoded into {held_bytes} bytes each read past a bound of \
+             {INBOX_BYTES_MAX}"
+        );
+        let mut taken = 0;
+        while taken < FRAMES {
+            receive(&node2, 1, GUARD).await;
+            taken += 1;
+        }
+        drop(writer.await);
+        node2.close().await;
     });
 }
 

@@ -193,6 +193,54 @@ fn columns_frame(appends: &[u32], data_ends: &[u32], data_bytes: usize) -> Bytes
     })
 }
 
+/// A batch whose `messages` are `copies` offsets to one append (as a table) of `entries`
+/// empty entries: a valid flatbuffer of a few bytes per copy that decodes, copy by copy,
+/// into `copies * entries` entries.
+fn aliased_appends_frame(copies: usize, entries: usize) -> Bytes {
+    batch_frame(|fbb| {
+        let entries = Some(fbb.create_vector(&entry_headers(&vec![0; entries])));
+        let append = fb::AppendRequest::create(
+            fbb,
+            &fb::AppendRequestArgs {
+                entries,
+                data: None,
+                position: Some(&fb::AppendPosition::new(0, 0, 0)),
+            },
+        );
+        let message = fb::RaftMessage::create(
+            fbb,
+            &fb::RaftMessageArgs {
+                header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
+                body_type: fb::RaftBody::AppendRequest,
+                body: Some(append.as_union_value()),
+            },
+        );
+        fb::RaftBatchArgs {
+            messages: Some(fbb.create_vector(&vec![message; copies])),
+            ..Default::default()
+        }
+    })
+}
+
+/// Goal (found in review): a frame cannot decode into far more than its size by pointing
+/// many offsets at one table. Method: 16,384 offsets to one append of 60 entries, a frame of
+/// about 66 KiB, which decoded into a million entries (about 55 MiB) when the verifier's
+/// bounds were those of the largest frame; it is refused as malformed. Two copies decode.
+#[test]
+fn a_frame_of_many_offsets_to_one_append_is_refused() {
+    let frame = aliased_appends_frame(16_384, 60);
+    assert!(frame.len() < 70 << 10, "{} bytes", frame.len());
+    assert!(
+        matches!(
+            decode_frame(&frame),
+            Err(DecodeError::Frame(FrameError::Malformed { .. }))
+        ),
+        "{:?}",
+        decode_frame(&frame).map(|_| "decoded")
+    );
+    assert_eq!(appends(&aliased_appends_frame(2, 60)).len(), 2);
+}
+
 /// A batch with one append as a table (protocol 2's form, still read).
 fn table_append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
     batch_frame(|fbb| {

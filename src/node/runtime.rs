@@ -588,7 +588,7 @@ async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(),
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
     while let Some(inbound) = transport.recv().await {
-        let weight = 1 + inbound.frame_bytes / FRAME_BYTES_PER_INBOX_ITEM;
+        let weight = 1 + inbound.held_bytes / FRAME_BYTES_PER_INBOX_ITEM;
         let input = Input::Peer {
             from: inbound.from.0,
             log_full: inbound.sender_log_full,

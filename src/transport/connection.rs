@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 
 use crate::raft::NodeId;
 use crate::wire::handshake::HandshakeError;
-use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame};
+use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame, decoded_bytes};
 
 use super::framing::{FrameReader, FrameWriter, ReadFrameError};
 use super::halves::{ReadHalf, WriteHalf};
@@ -306,8 +306,10 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
         return Ok(());
     }
     // Wait for the frame's share of the inbox's bytes first (this reader then stops, and TCP
-    // stops the peer): frames waiting are bounded in bytes, not only in number.
-    let units = frame.len().min(shared.config.inbox_bytes_max) as u64;
+    // stops the peer): frames waiting are bounded in bytes, not only in number. A frame
+    // weighs what its messages hold, the frame or what decoding made of it.
+    let held_bytes = frame.len().max(decoded_bytes(&envelopes));
+    let units = held_bytes.min(shared.config.inbox_bytes_max) as u64;
     let held = (shared.inbox_bytes)
         .acquire_static_permit(units)
         .await
@@ -316,7 +318,7 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
         from: peer,
         envelopes,
         sender_log_full,
-        frame_bytes: frame.len(),
+        held_bytes,
         _held: held,
     };
     shared

@@ -28,8 +28,9 @@ pub struct Inbound {
     pub envelopes: Vec<Envelope>,
     /// The sending core's log can no longer grow (see [`super::Transport::set_log_full`]).
     pub sender_log_full: bool,
-    /// The frame's length: what its messages may hold on to.
-    pub frame_bytes: usize,
+    /// What the messages hold: the frame their payloads are slices of, or what decoding
+    /// made of it if that is more ([`crate::wire::decoded_bytes`]).
+    pub held_bytes: usize,
     /// The frame's share of the transport's inbox bytes
     /// ([`super::TransportConfig::inbox_bytes_max`]), given back when this is dropped.
     pub(super) _held: StaticPermit,

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
 
 use crate::raft::{
-    AppendRequest, AppendResponse, ConfState, GroupId, Heartbeat, HeartbeatResponse, LogIndex,
-    Message, MessageBody, NodeId, Snapshot, SnapshotChunk, SnapshotMeta, Term, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, ConfState, Entry, GroupId, Heartbeat, HeartbeatResponse,
+    LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk, SnapshotMeta, Term,
+    VoteRequest, VoteResponse,
 };
 
 use super::batch::{self, Columns};
@@ -35,6 +35,39 @@ use super::limits::{
 pub struct Envelope {
     pub group: GroupId,
     pub message: Message,
+}
+
+/// The bytes `envelopes` hold besides the frame their payloads are slices of: the vector,
+/// entries past an append's first, forwarded proposals, boxed snapshots and their
+/// membership lists. A frame can decode into a few times its size (an entry is 24 bytes on
+/// the wire and 56 decoded); a receiver weighs what it holds by the larger of the two.
+pub fn decoded_bytes(envelopes: &Vec<Envelope>) -> usize {
+    let conf_bytes = |meta: &SnapshotMeta| {
+        let conf = &meta.conf_state;
+        let ids = conf.voters.capacity()
+            + conf.voters_outgoing.capacity()
+            + conf.learners.capacity()
+            + conf.learners_next.capacity();
+        ids * std::mem::size_of::<NodeId>()
+    };
+    let held = |body: &MessageBody| match body {
+        MessageBody::AppendRequest(append) if append.entries.spilled() => {
+            append.entries.capacity() * std::mem::size_of::<Entry>()
+        }
+        MessageBody::ForwardProposal { data } => data.capacity() * std::mem::size_of::<Bytes>(),
+        MessageBody::InstallSnapshot(snapshot) => {
+            std::mem::size_of::<Snapshot>() + conf_bytes(&snapshot.meta)
+        }
+        MessageBody::SnapshotChunk(chunk) => {
+            std::mem::size_of::<SnapshotChunk>() + conf_bytes(&chunk.meta)
+        }
+        _ => 0,
+    };
+    envelopes.capacity() * std::mem::size_of::<Envelope>()
+        + envelopes
+            .iter()
+            .map(|envelope| held(&envelope.message.body))
+            .sum::<usize>()
 }
 
 /// Why a verified frame still makes no sense as a cohort frame.

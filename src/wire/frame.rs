@@ -21,7 +21,8 @@ use flatbuffers::{InvalidFlatbuffer, VerifierOptions};
 use super::fb;
 use super::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_VERSION, VERIFIER_APPARENT_BYTES_MAX,
-    VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
+    VERIFIER_APPARENT_BYTES_PER_BODY_BYTE, VERIFIER_APPARENT_SLACK_BYTES,
+    VERIFIER_BODY_BYTES_PER_TABLE, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX, VERIFIER_TABLES_SLACK,
 };
 
 /// Why a frame was refused. Every variant means the connection it came from is closed.
@@ -130,12 +131,16 @@ impl FrameHeader {
     }
 }
 
-/// The options every received flatbuffer is verified with (see `limits.rs` for each value).
-pub fn verifier_options() -> VerifierOptions {
+/// The options a received flatbuffer of `body_bytes` is verified with: tables and apparent
+/// bytes in proportion to its size (see `limits.rs` for each value).
+pub fn verifier_options(body_bytes: usize) -> VerifierOptions {
+    let tables = body_bytes / VERIFIER_BODY_BYTES_PER_TABLE + VERIFIER_TABLES_SLACK;
+    let apparent = body_bytes.saturating_mul(VERIFIER_APPARENT_BYTES_PER_BODY_BYTE)
+        + VERIFIER_APPARENT_SLACK_BYTES;
     VerifierOptions {
         max_depth: VERIFIER_DEPTH_MAX,
-        max_tables: VERIFIER_TABLES_MAX,
-        max_apparent_size: VERIFIER_APPARENT_BYTES_MAX,
+        max_tables: tables.min(VERIFIER_TABLES_MAX),
+        max_apparent_size: apparent.min(VERIFIER_APPARENT_BYTES_MAX),
         ignore_missing_null_terminator: false,
     }
 }
@@ -192,11 +197,10 @@ pub fn open_frame(frame: &[u8]) -> Result<fb::Frame<'_>, FrameError> {
             computed,
         });
     }
-    let root = flatbuffers::root_with_opts::<fb::Frame>(&verifier_options(), body).map_err(
-        |error: InvalidFlatbuffer| FrameError::Malformed {
+    let root = flatbuffers::root_with_opts::<fb::Frame>(&verifier_options(body.len()), body)
+        .map_err(|error: InvalidFlatbuffer| FrameError::Malformed {
             reason: error.to_string(),
-        },
-    )?;
+        })?;
     if root.body_type() == fb::FrameBody::NONE {
         return Err(FrameError::BodyUnknown);
     }

@@ -40,16 +40,31 @@ pub const CLIENT_RESPONSES_PER_FRAME_MAX: usize = CLIENT_REQUESTS_PER_FRAME_MAX;
 /// attack on the verifier's recursion.
 pub const VERIFIER_DEPTH_MAX: usize = 6;
 
-/// Tables the verifier will visit in one frame. A reachable table occupies at least 8 bytes
-/// (its vtable offset and the offset that points at it), so an honest frame has at most
-/// one table per 8 bytes; a crafted frame that points many offsets at one table is cut off
-/// here, which keeps verification linear in the frame size.
+/// Tables the verifier will visit in one frame, at most. A reachable table occupies at least
+/// 8 bytes (its vtable offset and the offset that points at it), so an honest frame has at
+/// most one table per 8 bytes.
 pub const VERIFIER_TABLES_MAX: usize = FRAME_BODY_BYTES_MAX / 8;
 
+/// Bytes of a frame's body per table the verifier visits in it, at least: a frame is refused
+/// past one table per 16 bytes (plus [`VERIFIER_TABLES_SLACK`]). Honest frames hold one per
+/// 25 bytes or more (a frame full of forwarded proposals; `tests/wire_roundtrip.rs` checks
+/// a frame full of each kind). A crafted frame that points many offsets at one table, each
+/// to be decoded again, is cut off here: verification and decoding stay linear in the
+/// frame's size, not in what its offsets can make it appear to hold.
+pub const VERIFIER_BODY_BYTES_PER_TABLE: usize = 16;
+pub const VERIFIER_TABLES_SLACK: usize = 64;
+
 /// Bytes the verifier may look at, counting shared parts (vtables, aliased vectors) once per
-/// reference. An honest frame stays below 2× its size (vtables are shared between tables of
-/// one type); a crafted DAG that points many offsets at one big vector would not.
+/// reference, at most.
 pub const VERIFIER_APPARENT_BYTES_MAX: usize = 2 * FRAME_BODY_BYTES_MAX;
+
+/// Bytes the verifier may look at per byte of a frame's body (plus
+/// [`VERIFIER_APPARENT_SLACK_BYTES`]). Honest frames stay below 1.7 (a frame full of vote
+/// answers: each small table's vtable is counted once per table); a crafted frame that
+/// points many offsets at one big vector of entries (16,384 references to one append of 60
+/// entries fit in 66 KiB) would be seen, and decoded, hundreds of times over.
+pub const VERIFIER_APPARENT_BYTES_PER_BODY_BYTE: usize = 3;
+pub const VERIFIER_APPARENT_SLACK_BYTES: usize = 4 << 10;
 
 const _: () = assert!(
     FRAME_BODY_BYTES_MAX <= u32::MAX as usize,
@@ -73,8 +88,10 @@ pub const PROTOCOL_VERSION: u16 = 3;
 
 // ---- per process: the transport -------------------------------------------------------------
 
-/// Bytes queued for one peer before `send` reports backpressure. A dead peer costs at most
-/// this much memory; 32 MiB is two full frames, so a healthy peer is never throttled by it.
+/// Bytes queued for one peer before `send` reports backpressure; 32 MiB is two full frames,
+/// so a healthy peer is never throttled by it. A peer that stopped reading costs this much
+/// queued, and as much again in the batch its writer took and could not write, besides the
+/// encoder's buffers, which keep the size of the largest frame the connection sent.
 pub const PEER_QUEUE_BYTES_MAX: usize = 32 << 20;
 
 /// Messages queued for one peer before `send` reports backpressure (bounds the queue when the
@@ -84,10 +101,6 @@ pub const PEER_QUEUE_MESSAGES_MAX: usize = 262_144;
 /// Bytes the sender packs into one frame before it starts the next one, well under
 /// [`FRAME_BODY_BYTES_MAX`] so the flatbuffer overhead of the messages always fits.
 pub const FRAME_PAYLOAD_BYTES_TARGET: usize = 4 << 20;
-
-/// Frames one vectored write may carry (two buffers each: header and body). The kernel's
-/// `IOV_MAX` is 1024; a write is split into several when a turn produces more frames.
-pub const FRAMES_PER_WRITE_MAX: usize = 64;
 
 /// Socket send and receive buffer sizes: large enough that a full frame is in flight without
 /// waiting for the peer to read, small enough for thousands of connections.
