@@ -50,7 +50,8 @@ impl Backoff {
         Duration::from_millis(jittered)
     }
 
-    /// After a connection that completed its handshake: start again from the minimum.
+    /// After a connection that carried frames and did not end for what the peer sent:
+    /// start again from the minimum.
     pub fn reset(&mut self) {
         self.delay_ms_next = self.delay_ms_min;
     }

@@ -27,10 +27,11 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                 let frames = peer.frames_received.get();
                 let reason = connection::run(&shared, &peer, stream, reader).await;
                 shared.log_close(peer.id, true, &reason);
-                // Only a connection that carried frames starts the backoff over: one the peer
-                // takes and closes at once, for a reason that lasts, would otherwise be
-                // dialed again every `reconnect_delay_min`, a warning each time.
-                if peer.frames_received.get() > frames {
+                // Only a connection that carried frames, and did not end for what the peer
+                // sent, starts the backoff over: one the peer takes and closes at once, or
+                // that ends at a frame this node refuses, for a reason that lasts, would
+                // otherwise be dialed again every `reconnect_delay_min`, a warning each time.
+                if peer.frames_received.get() > frames && !reason.is_peer_fault() {
                     backoff.reset();
                 }
             }
