@@ -580,6 +580,35 @@ fn an_attempt_that_connects_late_still_ends_by_the_request_timeout() {
     assert!(took < Duration::from_millis(2000), "took {took:?}");
 }
 
+/// Goal (found in review): a layout that lists one node id twice (which only a broken node
+/// sends) cannot hang the client. Method: node 1's layout lists node 1 at an address where
+/// nothing listens, and again at its own; the first address refuses, and the client looked
+/// for another member than node 1 forever, without a wait a timer could end. Now it gives
+/// up at its request timeout.
+#[test]
+fn a_layout_listing_one_node_twice_does_not_hang_the_client() {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = cohort::node::on_one_executor("client-twice", || async {
+            let nowhere = "127.0.0.1:1".to_string();
+            let node1 = fake_member(1, 1, vec![(1, nowhere)], tell_topology_only);
+            let mut options = ClientOptions::new(vec![node1], 5);
+            options.request_timeout = Duration::from_millis(500);
+            let client = Client::connect(options).await.expect("connect");
+            one_put(&client).await
+        })
+        .expect("executor");
+        let _ = sender.send(result);
+    });
+    let result = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the client gave up in time");
+    assert!(
+        matches!(result, Err(ClientError::Timeout { .. })),
+        "{result:?}"
+    );
+}
+
 /// "Ask `leader` at `address`" from a node that proposed nothing of the request.
 fn not_leader_hint(leader: u64, address: String) -> Outcome {
     Outcome::NotLeader {

@@ -382,7 +382,14 @@ impl Client {
             // Send everything first, one frame per address, then collect every answer: the
             // nodes work on all of them at once.
             let attempt = Attempt::new(slots.len());
-            for (address, members) in self.route(slots) {
+            let routed = self.route(slots);
+            if routed.is_empty() {
+                // No member of those it tried has an address a client can reach (a layout
+                // from a broken node): wait before the next pick, as after a failed send.
+                last_error = "no member with a client address".to_string();
+                pause = true;
+            }
+            for (address, members) in routed {
                 match self.send(&address, &members, slots, &attempt, left()).await {
                     Ok(channel) => waiting.sent.push((address, channel, members)),
                     Err(error) => {
@@ -771,18 +778,20 @@ impl Client {
         }
     }
 
+    /// A member other than `not`, at random; `not` when there is none (a layout listing one
+    /// node, or only ids that are all `not`, which a broken node could send).
     fn other_member(&self, not: u64) -> u64 {
         let members = &self.inner.topology.borrow().members;
-        if members.len() == 1 {
-            return members[0].0;
+        let others = members.iter().filter(|m| m.0 != not).count() as u64;
+        if others == 0 {
+            return not;
         }
-        let mut state = self.inner.state.borrow_mut();
-        loop {
-            let candidate = members[state.rng.below(members.len() as u64) as usize].0;
-            if candidate != not {
-                return candidate;
-            }
-        }
+        let pick = self.inner.state.borrow_mut().rng.below(others) as usize;
+        members
+            .iter()
+            .filter(|m| m.0 != not)
+            .nth(pick)
+            .map_or(not, |m| m.0)
     }
 
     /// A jittered wait before the next attempt, so retries do not hammer an election or a
