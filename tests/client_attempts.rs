@@ -609,6 +609,82 @@ fn a_layout_listing_one_node_twice_does_not_hang_the_client() {
     );
 }
 
+/// Answers topology requests with `topology`, and each leader transfer or membership
+/// change with "node `leader` leads", counting those in `asked`.
+async fn name_another_leader(
+    mut stream: TcpStream,
+    topology: Topology,
+    leader: u64,
+    asked: Rc<Cell<u32>>,
+) {
+    use cohort::proto::members::{MemberOutcome, encode_member_outcome};
+    use cohort::proto::transfer::{TransferOutcome, encode_transfer_outcome};
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        let encoded = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
+            Ok(ClientFrame::TransferLeader { .. }) => {
+                asked.set(asked.get() + 1);
+                encode_transfer_outcome(&mut encoder, &TransferOutcome::NotLeader { leader })
+            }
+            Ok(ClientFrame::ChangeMember(_)) => {
+                asked.set(asked.get() + 1);
+                encode_member_outcome(&mut encoder, &MemberOutcome::NotLeader { leader })
+            }
+            _ => continue,
+        };
+        encoded.expect("fits a frame");
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// Runs `ask` against nodes 1 and 2 (one group), each of which names the other the group's
+/// leader; returns its result and how many times the nodes were asked.
+fn against_two_nodes_naming_each_other<T: Send + 'static>(
+    ask: impl AsyncFnOnce(ClientOptions) -> T + Send + 'static,
+) -> (T, u32) {
+    cohort::node::on_one_executor("client-hint-round", || async {
+        let asked = Rc::new(Cell::new(0));
+        let (to_1, to_2) = (asked.clone(), asked.clone());
+        let node2 = fake_member(2, 1, Vec::new(), move |stream, topology| {
+            name_another_leader(stream, topology, 1, to_1.clone())
+        });
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            name_another_leader(stream, topology, 2, to_2.clone())
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_secs(1);
+        (ask(options).await, asked.get())
+    })
+    .expect("executor")
+}
+
+/// Goal (found in review): `cohort leader transfer` and `cohort members` follow hints that
+/// send them round between two nodes with pauses, as the client's requests do, not in a
+/// busy loop of fresh connections. Method: two nodes that each name the other the leader,
+/// for 1 s: each command gives up, having asked at most a few dozen times (thousands
+/// before).
+#[test]
+fn transfers_and_member_changes_follow_hints_round_two_nodes_with_pauses() {
+    let (transferred, asked) = against_two_nodes_naming_each_other(async |options| {
+        cohort::client::transfer_leader(options, 0, 2).await
+    });
+    assert!(transferred.is_err(), "{transferred:?}");
+    assert!((2..=40).contains(&asked), "transfer: asked {asked} times");
+    let (changed, asked) = against_two_nodes_naming_each_other(async |options| {
+        let op = cohort::proto::members::MemberOp::Promote;
+        cohort::client::change_membership(&options, 2, op, |_, _| {})
+            .await
+            .map_err(|e| e.to_string())
+    });
+    assert!(changed.is_err(), "{changed:?}");
+    assert!((2..=40).contains(&asked), "members: asked {asked} times");
+}
+
 /// "Ask `leader` at `address`" from a node that proposed nothing of the request.
 fn not_leader_hint(leader: u64, address: String) -> Outcome {
     Outcome::NotLeader {

@@ -143,6 +143,7 @@ async fn change_group(
     encode_member_change(&mut encoder, change).map_err(|e| e.to_string())?;
     let mut ask = topology.members[0].0;
     let mut last_error = String::new();
+    let mut hinted = false;
     while crate::clock::now() < deadline {
         let next = |topology: &Topology, node: u64| {
             let members = &topology.members;
@@ -160,12 +161,13 @@ async fn change_group(
             continue;
         };
         // The leader answers once the change is done: two commits, or a handover.
+        let left = deadline.saturating_duration_since(crate::clock::now());
         let timeout = options.attempt_timeout;
         let asked = exchange(
             &address,
             &encoder,
-            timeout,
-            timeout * 5,
+            timeout.min(left),
+            (timeout * 5).min(left),
             decode_member_outcome,
         );
         match asked.await {
@@ -174,7 +176,12 @@ async fn change_group(
             }
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
-                continue;
+                // The first hint is followed at once, later ones after the pause: hints out
+                // of date while an election is on may send the request round between nodes.
+                if !std::mem::replace(&mut hinted, true) {
+                    continue;
+                }
+                last_error = format!("hints that node {leader} leads group {group}");
             }
             Ok(MemberOutcome::NotLeader { .. }) => {
                 last_error = format!("node {ask} knows no leader of group {group}");

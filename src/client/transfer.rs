@@ -42,6 +42,7 @@ pub async fn transfer_leader(
     // Ask each member in turn until the leader answers; follow its hints.
     let mut ask = topology.members[0].0;
     let mut last_error = String::new();
+    let mut hinted = false;
     while crate::clock::now() < deadline {
         let Some(address) = topology.address_of(ask, group) else {
             return Err(format!("node {ask} has no address"));
@@ -65,7 +66,12 @@ pub async fn transfer_leader(
             Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
             Ok(TransferOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
-                continue;
+                // The first hint is followed at once, later ones after the pause: hints out
+                // of date while an election is on may send the request round between nodes.
+                if !std::mem::replace(&mut hinted, true) {
+                    continue;
+                }
+                last_error = format!("hints that node {leader} leads group {group}");
             }
             Ok(TransferOutcome::NotLeader { .. }) => {
                 last_error = format!("node {ask} knows no leader of group {group}");
