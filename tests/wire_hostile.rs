@@ -193,42 +193,13 @@ fn columns_frame(appends: &[u32], data_ends: &[u32], data_bytes: usize) -> Bytes
     })
 }
 
-/// A batch whose `messages` are `copies` offsets to one append (as a table) of `entries`
-/// empty entries: a valid flatbuffer of a few bytes per copy that decodes, copy by copy,
-/// into `copies * entries` entries.
-fn aliased_appends_frame(copies: usize, entries: usize) -> Bytes {
-    batch_frame(|fbb| {
-        let entries = Some(fbb.create_vector(&entry_headers(&vec![0; entries])));
-        let append = fb::AppendRequest::create(
-            fbb,
-            &fb::AppendRequestArgs {
-                entries,
-                data: None,
-                position: Some(&fb::AppendPosition::new(0, 0, 0)),
-            },
-        );
-        let message = fb::RaftMessage::create(
-            fbb,
-            &fb::RaftMessageArgs {
-                header: Some(&fb::RaftHeader::new(1, 2, 1, 0)),
-                body_type: fb::RaftBody::AppendRequest,
-                body: Some(append.as_union_value()),
-            },
-        );
-        fb::RaftBatchArgs {
-            messages: Some(fbb.create_vector(&vec![message; copies])),
-            ..Default::default()
-        }
-    })
-}
-
 /// Goal (found in review): a frame cannot decode into far more than its size by pointing
 /// many offsets at one table. Method: 16,384 offsets to one append of 60 entries, a frame of
 /// about 66 KiB, which decoded into a million entries (about 55 MiB) when the verifier's
 /// bounds were those of the largest frame; it is refused as malformed. Two copies decode.
 #[test]
 fn a_frame_of_many_offsets_to_one_append_is_refused() {
-    let frame = aliased_appends_frame(16_384, 60);
+    let frame = table_appends_frame(&[0; 60], 0, 16_384);
     assert!(frame.len() < 70 << 10, "{} bytes", frame.len());
     assert!(
         matches!(
@@ -238,11 +209,13 @@ fn a_frame_of_many_offsets_to_one_append_is_refused() {
         "{:?}",
         decode_frame(&frame).map(|_| "decoded")
     );
-    assert_eq!(appends(&aliased_appends_frame(2, 60)).len(), 2);
+    assert_eq!(appends(&table_appends_frame(&[0; 60], 0, 2)).len(), 2);
 }
 
-/// A batch with one append as a table (protocol 2's form, still read).
-fn table_append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
+/// A batch whose `messages` are `copies` offsets to one append as a table (protocol 2's
+/// form, still read) of entries ending at `data_ends` in `data_bytes`. Many copies make a
+/// valid flatbuffer of a few bytes a copy that decodes, copy by copy, into all their entries.
+fn table_appends_frame(data_ends: &[u32], data_bytes: usize, copies: usize) -> Bytes {
     batch_frame(|fbb| {
         let entries = Some(fbb.create_vector(&entry_headers(data_ends)));
         let data = Some(fbb.create_vector(&vec![7u8; data_bytes]));
@@ -263,7 +236,7 @@ fn table_append_frame(data_ends: &[u32], data_bytes: usize) -> Bytes {
             },
         );
         fb::RaftBatchArgs {
-            messages: Some(fbb.create_vector(&[message])),
+            messages: Some(fbb.create_vector(&vec![message; copies])),
             ..Default::default()
         }
     })
@@ -301,7 +274,7 @@ fn entry_payload_runs_outside_the_data_are_refused() {
         let entries = ends.len() as u32;
         for frame in [
             columns_frame(&[entries], ends, data_bytes),
-            table_append_frame(ends, data_bytes),
+            table_appends_frame(ends, data_bytes, 1),
         ] {
             let result = decode_frame(&frame);
             assert!(
@@ -316,7 +289,7 @@ fn entry_payload_runs_outside_the_data_are_refused() {
         }
     }
     // Bytes no entry takes are refused in the table form too.
-    let result = decode_frame(&table_append_frame(&[0, 4], 10));
+    let result = decode_frame(&table_appends_frame(&[0, 4], 10, 1));
     assert_eq!(
         result,
         Err(DecodeError::Content(ContentError::LeftOver {
@@ -324,7 +297,7 @@ fn entry_payload_runs_outside_the_data_are_refused() {
             items: 6
         }))
     );
-    let decoded = appends(&table_append_frame(&[0, 4, 4, 10], 10));
+    let decoded = appends(&table_appends_frame(&[0, 4, 4, 10], 10, 1));
     assert_eq!(payload_lengths(&decoded[0]), [0, 4, 0, 6]);
     // In columns, the payload runs continue from one append to the next.
     let decoded = appends(&columns_frame(&[1, 1, 4], &[0, 4, 4, 10], 10));
