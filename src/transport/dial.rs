@@ -18,12 +18,27 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
         config.reconnect_jitter_percent,
         seed,
     );
+    // Dials that failed in a row (no connection, or no handshake): each is logged at debug;
+    // some of a long run at warn, so a peer never reached (a wrong address, a firewall) is
+    // seen without flooding the log.
+    let mut failures = 0u32;
     loop {
         let dialed =
             connection::with_timeout(config.handshake_timeout, connection::dial(&shared, &peer))
                 .await;
         match dialed {
             Ok((stream, reader)) => {
+                if failures >= DIAL_FAILURES_WARNED_FROM {
+                    tracing::info!(
+                        node = %config.node_id,
+                        core = config.core_index,
+                        peer = %peer.id,
+                        addr = %peer.addr,
+                        failures,
+                        "peer reached after dials that failed"
+                    );
+                }
+                failures = 0;
                 let frames = peer.frames_received.get();
                 let reason = connection::run(&shared, &peer, stream, reader).await;
                 shared.log_close(peer.id, true, &reason);
@@ -35,8 +50,43 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                     backoff.reset();
                 }
             }
-            Err(reason) => shared.log_close(peer.id, false, &reason),
+            Err(reason) => {
+                shared.log_close(peer.id, false, &reason);
+                failures = failures.saturating_add(1);
+                if worth_a_warning(failures) {
+                    tracing::warn!(
+                        node = %config.node_id,
+                        core = config.core_index,
+                        peer = %peer.id,
+                        addr = %peer.addr,
+                        failures,
+                        %reason,
+                        "cannot reach peer: dials keep failing"
+                    );
+                }
+            }
         }
         glommio::timer::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Failed dials in a row from which some are logged at warn.
+const DIAL_FAILURES_WARNED_FROM: u32 = 8;
+
+/// Whether the `failures`-th failed dial in a row is logged at warn: the 8th, 16th, 32nd
+/// and so on, ever more rarely (with the backoff at its 2 s cap, about 30 s, a minute, two
+/// minutes apart).
+fn worth_a_warning(failures: u32) -> bool {
+    failures >= DIAL_FAILURES_WARNED_FROM && failures.is_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_run_of_failed_dials_is_warned_of_ever_more_rarely() {
+        let warned: Vec<u32> = (1..=300).filter(|&n| worth_a_warning(n)).collect();
+        assert_eq!(warned, [8, 16, 32, 64, 128, 256]);
     }
 }
