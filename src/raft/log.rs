@@ -307,28 +307,45 @@ impl RaftLog {
         }
         let term = self.term(index).expect("applied entry is in the log");
         let covered = (index.0 - self.snapshot_index.0) as usize;
+        // Only entries from `keep.from` on pass through `behind` (which so never holds more
+        // than is kept); those below go, the ones kept before first.
+        let mut dropped = Vec::new();
+        let below_kept = |entry: &Entry| entry.index < keep.from;
+        while self.behind.front().is_some_and(below_kept) {
+            self.drop_oldest_behind(&mut dropped);
+        }
         for entry in self.entries.drain(..covered) {
-            self.behind_bytes += entry.size_bytes();
-            self.behind.push_back(entry);
+            if below_kept(&entry) {
+                dropped.push(entry);
+            } else {
+                self.behind_bytes += entry.size_bytes();
+                self.behind.push_back(entry);
+            }
+        }
+        while self.behind_bytes > keep.bytes_max {
+            self.drop_oldest_behind(&mut dropped);
+        }
+        if self.behind.is_empty() {
+            self.behind = VecDeque::new();
         }
         self.snapshot_index = index;
         self.snapshot_term = term;
         // Applied, by the state machine's word, ahead of the Ready in flight's `advance`.
         self.applied = self.applied.max(index);
-        let mut dropped = Vec::new();
-        while let Some(oldest) = self.behind.front()
-            && (oldest.index < keep.from || self.behind_bytes > keep.bytes_max)
-        {
-            self.behind_bytes -= oldest.size_bytes();
-            dropped.extend(self.behind.pop_front());
-        }
         dropped
+    }
+
+    fn drop_oldest_behind(&mut self, dropped: &mut Vec<Entry>) {
+        if let Some(oldest) = self.behind.pop_front() {
+            self.behind_bytes -= oldest.size_bytes();
+            dropped.push(oldest);
+        }
     }
 
     /// Replace the whole log by a snapshot received from the leader.
     pub(crate) fn install_snapshot(&mut self, index: LogIndex, term: Term) {
         self.entries.clear();
-        self.behind.clear();
+        self.behind = VecDeque::new();
         self.behind_bytes = 0;
         self.snapshot_index = index;
         self.snapshot_term = term;
@@ -494,6 +511,25 @@ mod tests {
         log.install_snapshot(LogIndex(9), Term(2));
         assert_eq!(log.term(LogIndex(7)), None);
         assert!(log.compact(LogIndex(9), keep(1, u64::MAX)).is_empty());
+    }
+
+    /// Found in review: every covered entry passed through `behind`, whose room then stayed
+    /// that of the largest compaction, on every replica, kept entries or not.
+    #[test]
+    fn behind_never_holds_room_for_more_than_it_keeps() {
+        let mut log = log_with_terms(&[1; 10_000]);
+        log.committed = LogIndex(10_000);
+        log.applied = LogIndex(10_000);
+        let dropped = log.compact(LogIndex(5_000), Keep::NOTHING);
+        assert_eq!(dropped.len(), 5_000);
+        assert_eq!(log.behind.capacity(), 0);
+        let keep = Keep {
+            from: LogIndex(9_990),
+            bytes_max: u64::MAX,
+        };
+        assert_eq!(log.compact(LogIndex(10_000), keep).len(), 4_989);
+        assert_eq!(log.behind.len(), 11);
+        assert!(log.behind.capacity() < 64, "{}", log.behind.capacity());
     }
 
     #[test]
