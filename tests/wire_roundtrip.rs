@@ -66,6 +66,25 @@ fn frames_full_of_any_one_kind_verify_with_room_to_spare() {
     }
 }
 
+/// Goal (found in review): a forwarded batch of empty commands, whose proposals are empty
+/// tables (8 bytes each with their offsets, the least a table takes), passes the verifier:
+/// its bound of one table per 16 bytes refused batches of about 135 or more.
+#[test]
+fn a_forwarded_batch_of_empty_commands_verifies() {
+    let mut envelope = common::messages::one_of_every_kind()
+        .into_iter()
+        .find(|e| matches!(e.message.body, MessageBody::ForwardProposal { .. }))
+        .expect("the fixture has one");
+    envelope.message.body = MessageBody::ForwardProposal {
+        data: vec![Bytes::new(); 2_000],
+    };
+    let decoded = decode_frame(&encode(std::slice::from_ref(&envelope)));
+    let Ok(DecodedFrame::Raft { envelopes, .. }) = decoded else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(envelopes, [envelope]);
+}
+
 /// Goal: a core whose log cannot grow says so in every batch until it can again. Method: one
 /// encoder, told full then not, encodes three batches; each decodes with what it was told.
 #[test]

@@ -46,12 +46,13 @@ pub const VERIFIER_DEPTH_MAX: usize = 6;
 pub const VERIFIER_TABLES_MAX: usize = FRAME_BODY_BYTES_MAX / 8;
 
 /// Bytes of a frame's body per table the verifier visits in it, at least: a frame is refused
-/// past one table per 16 bytes (plus [`VERIFIER_TABLES_SLACK`]). Honest frames hold one per
-/// 25 bytes or more (a frame full of forwarded proposals; `tests/wire_roundtrip.rs` checks
-/// a frame full of each kind). A crafted frame that points many offsets at one table, each
-/// to be decoded again, is cut off here: verification and decoding stay linear in the
-/// frame's size, not in what its offsets can make it appear to hold.
-pub const VERIFIER_BODY_BYTES_PER_TABLE: usize = 16;
+/// past one table per 8 bytes (plus [`VERIFIER_TABLES_SLACK`]). A table and the offset that
+/// points at it take 8 bytes at the least, so no honest frame holds more (a forwarded
+/// proposal of an empty command comes close: `tests/wire_roundtrip.rs`). A crafted frame
+/// that points many offsets at one table, each to be decoded again, is cut off here and by
+/// the apparent bytes below: verification and decoding stay linear in the frame's size, not
+/// in what its offsets can make it appear to hold.
+pub const VERIFIER_BODY_BYTES_PER_TABLE: usize = 8;
 pub const VERIFIER_TABLES_SLACK: usize = 64;
 
 /// Bytes the verifier may look at, counting shared parts (vtables, aliased vectors) once per
@@ -59,11 +60,12 @@ pub const VERIFIER_TABLES_SLACK: usize = 64;
 pub const VERIFIER_APPARENT_BYTES_MAX: usize = 2 * FRAME_BODY_BYTES_MAX;
 
 /// Bytes the verifier may look at per byte of a frame's body (plus
-/// [`VERIFIER_APPARENT_SLACK_BYTES`]). Honest frames stay below 1.7 (a frame full of vote
-/// answers: each small table's vtable is counted once per table); a crafted frame that
-/// points many offsets at one big vector of entries (16,384 references to one append of 60
-/// entries fit in 66 KiB) would be seen, and decoded, hundreds of times over.
-pub const VERIFIER_APPARENT_BYTES_PER_BODY_BYTE: usize = 3;
+/// [`VERIFIER_APPARENT_SLACK_BYTES`]). Honest frames stay below 2.5: each small table's
+/// vtable is counted once per table (a frame full of vote answers 1.63, a status answer of
+/// followers at term 0 about 2.4); a crafted frame that points many offsets at one big
+/// vector of entries (16,384 references to one append of 60 entries fit in 66 KiB) would be
+/// seen, and decoded, hundreds of times over.
+pub const VERIFIER_APPARENT_BYTES_PER_BODY_BYTE: usize = 4;
 pub const VERIFIER_APPARENT_SLACK_BYTES: usize = 4 << 10;
 
 const _: () = assert!(
