@@ -307,6 +307,49 @@ fn a_command_without_an_answer_exits_with_outcome_unknown() {
     assert!(stderr.contains("the outcome is unknown"), "{stderr}");
 }
 
+/// Goal: a timeout says "unknown" only where the request may have been applied. Method:
+/// `cohort put` against a node that answers every attempt "not the leader, ask node 2",
+/// where nothing listens at node 2's address: no node took the write in, so it exits 1 as
+/// having changed nothing (it exited 4, "outcome unknown", as after a write that went
+/// unanswered). A `cohort get` that goes unanswered changed nothing either: exit 1.
+#[test]
+fn a_command_no_node_took_in_or_a_read_fails_as_having_changed_nothing() {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        cohort::node::on_one_executor("refusing-node", move || async move {
+            let nowhere = "127.0.0.1:1".to_string();
+            let redirecting = fake_member(1, 1, vec![(2, nowhere.clone())], move |s, t| {
+                let nowhere = nowhere.clone();
+                answer_frames(s, t, move |commands| {
+                    Some(vec![not_leader_hint(2, nowhere.clone()); commands.len()])
+                })
+            });
+            let frames = Rc::new(Cell::new(0));
+            let silent = fake_node(4, move |stream, topology| {
+                answer_in_turn(stream, topology, Rc::new(vec![None]), frames.clone())
+            });
+            sender.send((redirecting, silent)).expect("the test waits");
+            futures_lite::future::pending::<()>().await;
+        })
+    });
+    let (redirecting, silent) = receiver.recv().expect("the fake nodes' addresses");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(args)
+            .args(["--timeout-ms", "800"])
+            .output()
+            .expect("run cohort");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run(&["put", "k", "v", "--nodes", &redirecting]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("it changed nothing"), "{stderr}");
+    let (code, stderr) = run(&["get", "k", "--nodes", &silent]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("it changed nothing"), "{stderr}");
+}
+
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
 /// after an attempt that went unanswered, a refusal leaves the outcome unknown, as after "not
 /// the leader" from a leader that may have proposed the write before it lost its term (the
@@ -381,11 +424,11 @@ fn retries_without_a_leader_back_off() {
     match put_against_for(no_leader, Duration::from_secs(2)) {
         // Pauses of at most 25, 50, 100, 200, 400, 500, 500 … ms: at least 7 attempts fit
         // 2 s; about 12 on average, and never more than the pauses of at least 5, 10, 20,
-        // 40, 80, 100, 100 … ms allow (24).
-        Err(ClientError::Timeout { attempts, .. }) => {
+        // 40, 80, 100, 100 … ms allow (24). No node proposed it: nothing was applied.
+        Err(ClientError::Unavailable { attempts, .. }) => {
             assert!((2..=24).contains(&attempts), "{attempts} attempts");
         }
-        other => panic!("expected a timeout, got {other:?}"),
+        other => panic!("expected a definite timeout, got {other:?}"),
     }
 }
 
@@ -512,10 +555,10 @@ fn hints_that_send_a_client_round_between_nodes_are_followed_with_pauses() {
     .expect("executor");
     match result {
         // As in `retries_without_a_leader_back_off`, and the first hint followed at once.
-        Err(ClientError::Timeout { attempts, .. }) => {
+        Err(ClientError::Unavailable { attempts, .. }) => {
             assert!((2..=25).contains(&attempts), "{attempts} attempts");
         }
-        other => panic!("expected a timeout, got {other:?}"),
+        other => panic!("expected a definite timeout, got {other:?}"),
     }
 }
 
@@ -603,8 +646,9 @@ fn a_layout_listing_one_node_twice_does_not_hang_the_client() {
     let result = receiver
         .recv_timeout(Duration::from_secs(10))
         .expect("the client gave up in time");
+    // Every attempt went to the address that refuses: nothing was taken in.
     assert!(
-        matches!(result, Err(ClientError::Timeout { .. })),
+        matches!(result, Err(ClientError::Unavailable { .. })),
         "{result:?}"
     );
 }

@@ -266,6 +266,7 @@ pub fn error_kind(error: &ClientError) -> &'static str {
         ClientError::NoCluster(_) => "no-cluster",
         ClientError::Invalid(_) => "invalid",
         ClientError::Timeout { .. } => "timeout",
+        ClientError::Unavailable { .. } => "unavailable",
         ClientError::Unknown { .. } => "unknown",
         ClientError::Refused { code, .. } => match code {
             ErrorCode::Busy => "busy",

@@ -162,7 +162,8 @@ pub fn seen(op: &RegisterOp<u64>) -> Option<u64> {
 
 /// The first result of a client's answer; `None` if no answer came or the outcome is
 /// otherwise unknown; an error for a request the client refused as invalid (a bug of the
-/// check). (A request the cluster refused is left out before this.)
+/// check). (A request the cluster refused, or that no node took in, is left out before
+/// this.)
 fn first_result(result: Result<Vec<OpResult>, ClientError>) -> Result<Option<OpResult>, String> {
     match result {
         Ok(mut results) if !results.is_empty() => Ok(Some(results.swap_remove(0))),
@@ -226,9 +227,13 @@ impl CheckClient {
             // After the last answer, strictly: the two do not overlap.
             let invoked_at = nanos(origin).max(last_answered_at + 1);
             let executed = session.execute(smallvec![op], consistency).await;
-            // Refused: looked at and not applied, so it did not happen. Left out of the
-            // history, its value was never written: a read of it is a violation.
-            if matches!(executed, Err(ClientError::Refused { .. })) {
+            // Refused, or unanswered without any node having taken it in: not applied, so
+            // it did not happen. Left out of the history, its value was never written: a
+            // read of it is a violation.
+            if matches!(
+                executed,
+                Err(ClientError::Refused { .. } | ClientError::Unavailable { .. })
+            ) {
                 continue;
             }
             let result = first_result(executed)?;

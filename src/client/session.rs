@@ -68,6 +68,10 @@ pub enum ClientError {
     /// applies again, so make retried writes idempotent (a put of the same value) or check
     /// first.
     Timeout { attempts: u32, last_error: String },
+    /// No answer within the request timeout, and the request changed nothing: it only read,
+    /// or no node took it in (every attempt failed to connect, or was refused before it was
+    /// proposed: "not the leader" from a node that proposed nothing, "busy").
+    Unavailable { attempts: u32, last_error: String },
     /// The last attempt was refused, but an earlier one may have been taken in (it went
     /// unanswered, or its connection broke), so the request may have been applied. As with
     /// a timeout, the outcome is unknown. (A leader that proposed a request and then lost
@@ -107,6 +111,13 @@ impl fmt::Display for ClientError {
                 f,
                 "no answer after {attempts} attempts (last: {last_error}); the outcome is unknown"
             ),
+            ClientError::Unavailable {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "no answer after {attempts} attempts (last: {last_error}); it changed nothing"
+            ),
             ClientError::Unknown { code, message } => write!(
                 f,
                 "refused ({code:?}): {message}; an earlier attempt may have been applied, so \
@@ -129,7 +140,8 @@ struct Slot {
     request: Request,
     group: u32,
     node: Option<u64>,
-    /// An attempt may have been taken in: a refusal after it does not mean "not applied".
+    /// An attempt may have been taken in: a refusal after it, or no answer in time, does not
+    /// mean "not applied".
     maybe_taken: bool,
     /// An attempt was answered "not the leader": a next one pauses before it follows a hint.
     redirected: bool,
@@ -140,6 +152,15 @@ struct Slot {
     tag: u64,
     /// The request was numbered again under a fresh id after its session expired.
     renewed: bool,
+}
+
+impl Slot {
+    /// Whether the request may have been applied, although no answer said so: it writes,
+    /// and an attempt may have been taken in, or a leader that may have proposed it lost its
+    /// term.
+    fn may_have_applied(&self) -> bool {
+        !self.request.command.is_read_only() && (self.maybe_taken || self.proposal_orphaned)
+    }
 }
 
 /// A batch's requests while they wait for answers (a slot per request; None once answered
@@ -487,7 +508,7 @@ impl Client {
                         Some(Ok(Outcome::Error {
                             code: ErrorCode::SessionExpired,
                             message,
-                        })) if !(slot.maybe_taken || slot.proposal_orphaned || slot.renewed) => {
+                        })) if !(slot.may_have_applied() || slot.renewed) => {
                             last_error = message;
                             self.renew(slot);
                         }
@@ -498,7 +519,7 @@ impl Client {
                             // `ClientError::Unknown`), and one refused as too large may meet
                             // a node of smaller limits (`--segment-mib`) than the one that
                             // proposed it.
-                            let error = if slot.maybe_taken || slot.proposal_orphaned {
+                            let error = if slot.may_have_applied() {
                                 ClientError::Unknown { code, message }
                             } else {
                                 ClientError::Refused { code, message }
@@ -538,14 +559,26 @@ impl Client {
         let gave_up = crate::clock::now();
         answers
             .into_iter()
-            .map(|answer| {
-                answer.unwrap_or_else(|| Answer {
-                    result: Err(ClientError::Timeout {
-                        attempts,
-                        last_error: last_error.clone(),
-                    }),
-                    node: None,
-                    at: gave_up,
+            .zip(slots.iter())
+            .map(|(answer, slot)| {
+                answer.unwrap_or_else(|| {
+                    let last_error = last_error.clone();
+                    let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {
+                        ClientError::Timeout {
+                            attempts,
+                            last_error,
+                        }
+                    } else {
+                        ClientError::Unavailable {
+                            attempts,
+                            last_error,
+                        }
+                    };
+                    Answer {
+                        result: Err(error),
+                        node: None,
+                        at: gave_up,
+                    }
                 })
             })
             .collect()
