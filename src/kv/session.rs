@@ -30,8 +30,9 @@ use super::limits::{
 };
 use super::store::OpResult;
 
-/// Slots of its ring of replies a session keeps however few it holds (2 KiB): see `record`.
-const RING_SLOTS_KEPT: usize = 64;
+/// Slots of its ring of replies a session keeps however few it holds (512 bytes): see
+/// `record`.
+const RING_SLOTS_KEPT: usize = 16;
 
 /// The results of one applied request: shared by the reply and the session's memory of it,
 /// so remembering a reply costs no copy.
@@ -205,13 +206,16 @@ impl Sessions {
         }
         // A client that once had thousands of requests outstanding leaves its ring that large
         // (up to 8,192 slots, 256 KiB) for as long as its session lives, on every replica that
-        // replayed the log: given back once it is mostly empty. Memory only: `bytes`, which
-        // eviction weighs, leaves capacity out, as a session restored from a snapshot has none.
-        // Small rings stay as they are: a client's usual pipeline fills and empties one
-        // every few requests, which must not cost an allocation each time.
+        // replayed the log: given back once it is less than half full. Memory only: `bytes`,
+        // which eviction weighs, leaves capacity out, as a session restored from a snapshot has
+        // none; so a ring never keeps more than twice its replies' slots, or
+        // `2 * RING_SLOTS_KEPT` (found in review: 256 slots each in 65,536 sessions of a
+        // reply each, 512 MiB beside the 64 MiB their replies weigh). A pipeline of steady
+        // depth keeps its ring (a ring grows to at most twice what it holds); one that
+        // swings from deep to shallow makes one allocation per swing.
         let kept = session.replies.len().max(RING_SLOTS_KEPT);
-        if session.replies.capacity() > 4 * kept {
-            session.replies.shrink_to(2 * kept);
+        if session.replies.capacity() > 2 * kept {
+            session.replies.shrink_to(kept);
         }
         self.bytes = self.bytes - before + session.bytes;
         if self.by_client.len() > SESSIONS_MAX || self.bytes > SESSION_BYTES_MAX {
@@ -309,7 +313,20 @@ mod tests {
         let ring = &sessions.by_client[&9].replies;
         assert_eq!(ring.len(), 1);
         assert!(
-            ring.capacity() <= 4 * RING_SLOTS_KEPT,
+            ring.capacity() <= 2 * RING_SLOTS_KEPT,
+            "{}",
+            ring.capacity()
+        );
+        // Found in review: a ring of 256 slots holding one reply was kept.
+        for sequence in next + 1..=next + 200 {
+            sessions.record(9, sequence, next + 1, sequence, written());
+        }
+        let last = next + 201;
+        sessions.record(9, last, last, last, written());
+        let ring = &sessions.by_client[&9].replies;
+        assert_eq!(ring.len(), 1);
+        assert!(
+            ring.capacity() <= 2 * RING_SLOTS_KEPT,
             "{}",
             ring.capacity()
         );

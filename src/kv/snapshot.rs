@@ -245,6 +245,9 @@ impl KvStore {
                     count if count as usize > OPERATIONS_PER_COMMAND_MAX => {
                         return Err(SnapshotError("more results than a command has operations"));
                     }
+                    // Every command has an operation, so every reply a result: one of none
+                    // would weigh nothing against the bounds above.
+                    0 => return Err(SnapshotError("a reply without results")),
                     count => Decision::Applied(
                         (0..count)
                             .map(|_| get_result(&mut r))
@@ -543,10 +546,13 @@ mod tests {
         let results = OPERATIONS_PER_COMMAND_MAX as u32;
         let replies = REPLIES_PER_SESSION_MAX as u32;
         assert!(KvStore::decode_snapshot(&forged(pairs, &[3], 1, results)).is_ok());
-        assert!(KvStore::decode_snapshot(&forged(pairs, &[3], replies, 0)).is_ok());
+        assert!(KvStore::decode_snapshot(&forged(pairs, &[3], replies, 1)).is_ok());
         let refused = [
             forged(pairs, &[3], 1, results + 1),
-            forged(pairs, &[3], replies + 1, 0),
+            forged(pairs, &[3], replies + 1, 1),
+            // Found in review: replies of no results weighed nothing, so 4,096 of them in
+            // each of 65,536 sessions loaded (billions of ring slots).
+            forged(pairs, &[3], 1, 0),
             forged(&[(b"", b"1")], &[], 0, 0),
             forged(&[(&long_key, b"1")], &[], 0, 0),
             forged(&[(b"a", &big_value)], &[], 0, 0),

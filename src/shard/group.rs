@@ -396,7 +396,9 @@ impl Group {
                     Reply::Results(results) => Outcome::Results(results),
                     Reply::SessionExpired => Outcome::Error {
                         code: ErrorCode::SessionExpired,
-                        message: "the client session expired; start over with a new client id"
+                        message: "not applied now: this request's answer is no longer kept \
+                                  (its client session was forgotten, or moved past it); a new \
+                                  request starts over with a new client id"
                             .to_string(),
                     },
                     Reply::TooLarge { value_bytes } => Outcome::Error {
