@@ -9,7 +9,8 @@ use super::types::{NodeId, Role};
 impl Replica {
     /// Followers and candidates: campaign once the randomized timeout passes.
     pub(crate) fn tick_election(&mut self) {
-        self.election_elapsed += 1;
+        // Saturating: a node that may not campaign, hearing no leader, counts on for good.
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.election_timeout_randomized && self.is_promotable() {
             self.election_elapsed = 0;
             self.start_election(self.first_election_round());

@@ -344,6 +344,10 @@ impl RaftLog {
 
     /// Replace the whole log by a snapshot received from the leader.
     pub(crate) fn install_snapshot(&mut self, index: LogIndex, term: Term) {
+        // Of what this node made durable, only its committed entries are sure to be the
+        // snapshot's: the rest may be of another leader. The snapshot's own durability is
+        // credited once the caller reports it (`Replica::advance`).
+        self.persisted = self.persisted.min(self.committed);
         self.entries.clear();
         self.behind = VecDeque::new();
         self.behind_bytes = 0;
@@ -352,7 +356,6 @@ impl RaftLog {
         self.committed = index;
         self.applied = index;
         self.applying = index;
-        self.persisted = self.persisted.min(index);
         self.unstable_from = index.next();
         self.truncations += 1;
     }
@@ -564,6 +567,17 @@ mod tests {
             log.slice::<Vec<Entry>>(LogIndex(11), 100, u64::MAX)
                 .is_empty()
         );
+    }
+
+    /// Found in review: a snapshot replacing a log of another leader's entries left
+    /// `persisted` at the snapshot's index while only the committed prefix on disk was the
+    /// snapshot's, before the snapshot itself was durable.
+    #[test]
+    fn a_snapshot_over_another_leaders_entries_keeps_only_the_committed_prefix_persisted() {
+        let mut log = log_with_terms(&[1; 10].into_iter().chain([2; 15]).collect::<Vec<_>>());
+        log.committed = LogIndex(10);
+        log.install_snapshot(LogIndex(20), Term(3));
+        assert_eq!(log.persisted, LogIndex(10));
     }
 
     #[test]

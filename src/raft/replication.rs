@@ -564,6 +564,22 @@ mod tests {
         leader
     }
 
+    /// Found in review: a node that may not campaign (here one outside the configuration),
+    /// hearing no leader, counted its election ticks on until the count overflowed (about
+    /// 50 days of 1 ms ticks; a panic where overflow is checked).
+    #[test]
+    fn a_node_that_may_not_campaign_ticks_on_for_good() {
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let config = Config::new(NodeId(4));
+        let mut outsider = Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap();
+        outsider.election_elapsed = u32::MAX - 1;
+        for _ in 0..3 {
+            outsider.tick();
+        }
+        assert_eq!(outsider.election_elapsed, u32::MAX);
+        assert_eq!(outsider.role, Role::Follower);
+    }
+
     fn message_from(id: u64, term: Term, body: MessageBody) -> Message {
         Message {
             from: NodeId(id),
