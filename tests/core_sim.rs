@@ -47,7 +47,7 @@ use cohort::raft::{
 
 mod common;
 use cohort::shard::Group;
-use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Staged};
+use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Received, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::sim::{Disk, Operation, RegisterOp, check_register, skewed_clocks};
@@ -136,7 +136,7 @@ struct SimLog {
     written: u64,
     durable: Rc<RefCell<Durable>>,
     encoded: Vec<(GroupId, LogIndex, Bytes)>,
-    received: Vec<(GroupId, Message)>,
+    received: Vec<Received>,
     snapshot_unsynced: bool,
     full_disk: FullDisk,
     /// The disk is full until this time.
@@ -233,9 +233,13 @@ impl CoreLog for SimLog {
 
     fn receive_snapshot(&mut self, group: GroupId, message: Message) {
         if let MessageBody::InstallSnapshot(snapshot) = &message.body
-            && cohort::shard::core::snapshot_loads(snapshot).is_ok()
+            && let Ok(state) = cohort::shard::core::load_snapshot(snapshot)
         {
-            self.received.push((group, message));
+            self.received.push(Received {
+                group,
+                message,
+                state,
+            });
         }
     }
 
@@ -243,7 +247,7 @@ impl CoreLog for SimLog {
         common::snapshots::highest_of(&self.received, group)
     }
 
-    fn take_received(&mut self) -> Vec<(GroupId, Message)> {
+    fn take_received(&mut self) -> Vec<Received> {
         std::mem::take(&mut self.received)
     }
 

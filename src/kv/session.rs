@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::limits::{
     FORGOTTEN_CLIENTS_MAX, REPLIES_PER_SESSION_MAX, REPLY_BYTES_PER_SESSION_MAX, SESSION_BYTES_MAX,
@@ -35,8 +35,9 @@ use super::store::OpResult;
 const RING_SLOTS_KEPT: usize = 16;
 
 /// The results of one applied request: shared by the reply and the session's memory of it,
-/// so remembering a reply costs no copy.
-pub type Results = Rc<[OpResult]>;
+/// so remembering a reply costs no copy. `Arc`, not `Rc`: a received snapshot's state
+/// machine is decoded on another thread (`shard::core::load_snapshot`).
+pub type Results = Arc<[OpResult]>;
 
 /// What a session remembers of a request it decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +274,7 @@ mod tests {
     use super::*;
 
     fn written() -> Results {
-        Rc::from([OpResult::Written])
+        Arc::from([OpResult::Written])
     }
 
     /// Goal: replies recorded out of sequence order (a retry applied late) are all found.
@@ -342,7 +343,7 @@ mod tests {
             Admission::Duplicate(written().into())
         );
         assert_eq!(sessions.admit(7, 2, 2), Admission::Apply);
-        sessions.record(7, 2, 2, 11, Rc::from([OpResult::NotFound]));
+        sessions.record(7, 2, 2, 11, Arc::from([OpResult::NotFound]));
         // The client acknowledged 1 with request 2: the reply to 1 is gone for good.
         assert_eq!(sessions.admit(7, 1, 1), Admission::Expired);
         assert_eq!(sessions.by_client[&7].replies.len(), 1);
@@ -382,7 +383,7 @@ mod tests {
         let mut sessions = Sessions::default();
         let heavy: Results = (0..1_024).map(|_| OpResult::Written).collect();
         for sequence in 1..=100 {
-            sessions.record(1, sequence, 1, sequence, Rc::clone(&heavy));
+            sessions.record(1, sequence, 1, sequence, Arc::clone(&heavy));
         }
         let session = &sessions.by_client[&1];
         assert!(
@@ -393,7 +394,7 @@ mod tests {
         assert_eq!(sessions.bytes, session.bytes);
         assert_eq!(sessions.admit(1, 1, 1), Admission::Expired);
         assert!(matches!(sessions.admit(1, 100, 1), Admission::Duplicate(_)));
-        let huge: Results = Rc::from([OpResult::Value(bytes::Bytes::from(vec![0; 2 << 20]))]);
+        let huge: Results = Arc::from([OpResult::Value(bytes::Bytes::from(vec![0; 2 << 20]))]);
         sessions.record(1, 101, 1, 101, huge);
         assert!(matches!(sessions.admit(1, 101, 1), Admission::Duplicate(_)));
         assert_eq!(sessions.by_client[&1].replies.len(), 1);
@@ -405,7 +406,7 @@ mod tests {
     fn the_sessions_of_a_group_keep_a_bounded_weight() {
         let mut sessions = Sessions::default();
         let value = |bytes: usize| -> Results {
-            Rc::from([OpResult::Value(bytes::Bytes::from(vec![0; bytes]))])
+            Arc::from([OpResult::Value(bytes::Bytes::from(vec![0; bytes]))])
         };
         let clients = (SESSION_BYTES_MAX / (1 << 19)) as u64 + 10;
         for client in 0..clients {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -17,12 +17,12 @@ use super::table::Table;
 
 thread_local! {
     /// `[Written]`, the reply of most writes.
-    static WRITTEN: Results = Rc::new([OpResult::Written]);
+    static WRITTEN: Results = Arc::new([OpResult::Written]);
 }
 
 /// `[Written]`, shared: the results of a one-operation write, with no allocation.
 pub fn written() -> Results {
-    WRITTEN.with(Rc::clone)
+    WRITTEN.with(Arc::clone)
 }
 
 /// The outcome of one operation.
@@ -144,7 +144,7 @@ impl KvStore {
                         // The common reply, shared: no allocation now, no cold free when the
                         // session forgets it.
                         OpResult::Written => written(),
-                        result => Rc::new([result]),
+                        result => Arc::new([result]),
                     },
                     _ => ops.iter().map(|&op| self.execute(op)).collect(),
                 };

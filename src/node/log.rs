@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::kv::SnapshotJob;
+use crate::kv::{KvStore, SnapshotJob};
 use crate::raft::{
     Entry, EntryKind, GroupId, HardState, LogIndex, Message, MessageBody, NodeId, Persisted, Ready,
     Snapshot, Term,
 };
-use crate::shard::core::{CoreLog, Staged};
+use crate::shard::core::{CoreLog, Received, Staged};
 
 use super::snapshot_file;
 use crate::wal::{
@@ -74,7 +74,8 @@ pub struct WalLog {
 struct ReceivedSnapshot {
     group: u32,
     message: Message,
-    stored: Slot<Result<(), String>>,
+    /// Its state machine, once loaded and the file stored.
+    stored: Slot<Result<Option<KvStore>, String>>,
 }
 
 /// Where a job on glommio's blocking thread leaves its result for the loop to pick up.
@@ -792,9 +793,10 @@ impl CoreLog for WalLog {
         let (dir, snapshot, slot) = (self.dir.clone(), snapshot.clone(), Rc::clone(&stored));
         glommio::spawn_local(async move {
             let job = move || {
-                crate::shard::core::snapshot_loads(&snapshot)?;
+                let state = crate::shard::core::load_snapshot(&snapshot)?;
                 snapshot_file::write(&dir, group.0, &snapshot)
-                    .map_err(|error| format!("its file cannot be written: {error}"))
+                    .map_err(|error| format!("its file cannot be written: {error}"))?;
+                Ok(state)
             };
             let outcome = crate::node::off_loop(job).await;
             *slot.borrow_mut() = Some(outcome);
@@ -820,7 +822,7 @@ impl CoreLog for WalLog {
             .max()
     }
 
-    fn take_received(&mut self) -> Vec<(GroupId, Message)> {
+    fn take_received(&mut self) -> Vec<Received> {
         let mut stored = Vec::new();
         while let Some(front) = self.snapshots_receiving.front() {
             let Some(outcome) = front.stored.borrow_mut().take() else {
@@ -833,9 +835,13 @@ impl CoreLog for WalLog {
                 _ => unreachable!("only snapshots are received"),
             };
             match outcome {
-                Ok(()) => {
+                Ok(state) => {
                     self.snapshots_stored.insert((group, index));
-                    stored.push((GroupId(group), message));
+                    stored.push(Received {
+                        group: GroupId(group),
+                        message,
+                        state,
+                    });
                 }
                 Err(why) => tracing::warn!(
                     group,
@@ -1099,7 +1105,7 @@ mod tests {
 
     /// Takes what `log` hands back of the snapshots it received until it holds none in
     /// flight (a blocking write each).
-    async fn take_all_received(log: &mut WalLog) -> Vec<(GroupId, Message)> {
+    async fn take_all_received(log: &mut WalLog) -> Vec<Received> {
         let mut taken = Vec::new();
         for _ in 0..1000 {
             taken.extend(log.take_received());
@@ -1721,13 +1727,19 @@ mod tests {
             assert_eq!(log.snapshot_receiving(GroupId(GROUP)), Some(LogIndex(9)));
             assert_eq!(log.snapshot_receiving(GroupId(GROUP + 1)), None);
             let taken = take_all_received(&mut log).await;
-            assert!(taken.is_empty(), "neither is for Raft: {taken:?}");
+            assert!(taken.is_empty(), "neither is for Raft: {}", taken.len());
             assert_eq!(log.snapshot_receiving(GroupId(GROUP)), None);
             assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
             std::fs::remove_dir(&blocker).expect("unblock");
             log.receive_snapshot(GroupId(GROUP), install(7, state));
             let taken = take_all_received(&mut log).await;
             assert_eq!(taken.len(), 1);
+            // Its state machine comes with it, decoded off the loop.
+            let loaded = taken[0]
+                .state
+                .as_ref()
+                .map(crate::kv::KvStore::applied_index);
+            assert_eq!(loaded, Some(7));
             assert!(snapshot_file::path(&dir, GROUP, 7).exists());
             assert!(log.snapshots_stored.contains(&(GROUP, 7)));
         });

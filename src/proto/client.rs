@@ -1013,7 +1013,7 @@ mod tests {
         // Decoded, they share one `[Written]` again: no allocation per answer.
         match &decoded[0].outcome {
             Outcome::Results(results) => {
-                assert!(std::rc::Rc::ptr_eq(results, &crate::kv::written()))
+                assert!(std::sync::Arc::ptr_eq(results, &crate::kv::written()))
             }
             other => panic!("{other:?}"),
         }

@@ -108,10 +108,10 @@ pub trait CoreLog {
     fn snapshot_taken(&mut self, group: GroupId, snapshot: &Snapshot) -> io::Result<()>;
     /// A snapshot of `group` is still being encoded or stored: take no other until it is.
     fn snapshot_in_flight(&self, group: GroupId) -> bool;
-    /// `message`, a whole snapshot a peer sent for `group`, is to be installed: check that
-    /// its state machine loads ([`snapshot_loads`]) and make its file durable where neither
-    /// holds up the loop (a big state took seconds of it, and every group of the core
-    /// stalled); [`CoreLog::take_received`] hands it back for Raft once done. One that does
+    /// `message`, a whole snapshot a peer sent for `group`, is to be installed: load its
+    /// state machine ([`load_snapshot`]) and make its file durable where neither holds up
+    /// the loop (a big state took seconds of it, and every group of the core stalled);
+    /// [`CoreLog::take_received`] hands both back for Raft and the group once done. One that does
     /// not load or cannot be stored (a full disk) is dropped with a warning, as Raft may lose
     /// any message: the leader sends it again. The Ready that installs it then finds its
     /// file in place.
@@ -120,7 +120,7 @@ pub trait CoreLog {
     /// and not yet handed back by [`CoreLog::take_received`] (being checked or stored).
     fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex>;
     /// The received snapshots whose files are durable, in the order they were received.
-    fn take_received(&mut self) -> Vec<(GroupId, Message)>;
+    fn take_received(&mut self) -> Vec<Received>;
     /// Entries a compaction dropped: free them (and the buffers they hold) where that does
     /// not hold up the loop. By default, here and now.
     fn release(&mut self, entries: Vec<Entry>) {
@@ -641,11 +641,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for (group, index, data) in self.log.take_encoded() {
             self.compact(group.0, index, data)?;
         }
-        for (group, message) in self.log.take_received() {
-            if let Some(g) = self.groups.get_mut(&group.0)
-                && let Err(error) = g.replica.step(message)
-            {
-                tracing::debug!(group = group.0, %error, "snapshot refused");
+        for Received {
+            group,
+            message,
+            state,
+        } in self.log.take_received()
+        {
+            let Some(g) = self.groups.get_mut(&group.0) else {
+                continue;
+            };
+            let before = g.replica.snapshot_index();
+            match g.replica.step(message) {
+                Err(error) => tracing::debug!(group = group.0, %error, "snapshot refused"),
+                // Taken: the Ready that installs it takes its state machine, decoded already.
+                Ok(()) if g.replica.snapshot_index() > before => g.loaded = state,
+                Ok(()) => {}
             }
         }
         Ok(())
@@ -1714,23 +1724,34 @@ fn send_all(
     }
 }
 
-/// Whether a snapshot from a peer holds a state machine this node can load, at the
+/// A whole snapshot a peer sent, loaded and stored (see [`CoreLog::receive_snapshot`]).
+pub struct Received {
+    pub group: GroupId,
+    /// The `InstallSnapshot` message, for Raft.
+    pub message: Message,
+    /// Its state machine, decoded off the loop (None for the empty snapshot before the
+    /// first, which holds none).
+    pub state: Option<KvStore>,
+}
+
+/// The state machine of a snapshot from a peer, if it holds one this node can load at the
 /// snapshot's own index. Checked before Raft takes it: once taken, it is made durable, and
 /// one that failed to load then would stop the node at every restart. A refused one is
-/// dropped, as a lost message is.
-pub fn snapshot_loads(snapshot: &Snapshot) -> Result<(), String> {
+/// dropped, as a lost message is. Decoded off the loop, the state machine then goes to the
+/// group, which installs it as it is.
+pub fn load_snapshot(snapshot: &Snapshot) -> Result<Option<KvStore>, String> {
     let index = snapshot.meta.index.0;
     if snapshot.data.is_empty() {
         // Installed, it would move the log to `index` and leave the state machine behind
         // (`Group::apply_ready` loads none from no bytes). This node's snapshots always hold
         // one, but for the empty one before the first (index 0), which is never sent.
         return match index {
-            0 => Ok(()),
+            0 => Ok(None),
             _ => Err(format!("it holds no state machine, at index {index}")),
         };
     }
     match KvStore::decode_snapshot(&snapshot.data) {
-        Ok(kv) if kv.applied_index() == index => Ok(()),
+        Ok(kv) if kv.applied_index() == index => Ok(Some(kv)),
         Ok(kv) => Err(format!(
             "its state machine is at {}, not at its index {index}",
             kv.applied_index()
@@ -1789,15 +1810,12 @@ mod tests {
         let mut kv = KvStore::new();
         kv.skip(3);
         let state = kv.encode_snapshot();
-        assert!(snapshot_loads(&snapshot(3, state.clone())).is_ok());
-        assert!(
-            snapshot_loads(&snapshot(4, state)).is_err(),
-            "another index"
-        );
+        assert!(load_snapshot(&snapshot(3, state.clone())).is_ok());
+        assert!(load_snapshot(&snapshot(4, state)).is_err(), "another index");
         let garbage = Bytes::from_static(b"not a state machine");
-        assert!(snapshot_loads(&snapshot(3, garbage)).is_err());
+        assert!(load_snapshot(&snapshot(3, garbage)).is_err());
         // No state machine at all: its log would move on and its state machine stay behind.
-        assert!(snapshot_loads(&snapshot(3, Bytes::new())).is_err());
-        assert!(snapshot_loads(&snapshot(0, Bytes::new())).is_ok());
+        assert!(load_snapshot(&snapshot(3, Bytes::new())).is_err());
+        assert!(load_snapshot(&snapshot(0, Bytes::new())).is_ok());
     }
 }

@@ -67,6 +67,10 @@ pub struct Group {
     /// Bytes of the entries applied since the last snapshot (taken or installed): the core
     /// snapshots once there are enough.
     pub applied_bytes_since_snapshot: u64,
+    /// The state machine of a snapshot received from a peer and taken by the replica,
+    /// decoded off the loop (see [`crate::shard::core::load_snapshot`]): the Ready that
+    /// installs the snapshot takes it instead of decoding the bytes again on the loop.
+    pub loaded: Option<KvStore>,
 }
 
 impl Group {
@@ -86,6 +90,7 @@ impl Group {
             entry_bytes_max: usize::MAX,
             log_waits: false,
             applied_bytes_since_snapshot: 0,
+            loaded: None,
         }
     }
 
@@ -295,7 +300,16 @@ impl Group {
         if let Some(snapshot) = ready.take_snapshot()
             && !snapshot.data.is_empty()
         {
-            self.kv = KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?;
+            let index = snapshot.meta.index.0;
+            self.kv = match self.loaded.take() {
+                Some(kv) if kv.applied_index() == index => kv,
+                // A later one's, received since: kept for its own Ready.
+                Some(kv) if kv.applied_index() > index => {
+                    self.loaded = Some(kv);
+                    KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?
+                }
+                _ => KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?,
+            };
             self.members_changed = true;
             self.applied_bytes_since_snapshot = 0;
             tracing::info!(
