@@ -39,6 +39,14 @@ pub enum WalOpenError {
         /// What would be lost by truncating here.
         lost: String,
     },
+    /// The log forks: valid records follow where the log of `file` ends at `offset`, while
+    /// the next segment goes on from that end (damaged or forged bytes; no crash leaves it).
+    LogForks {
+        file: String,
+        offset: u64,
+        /// The sequence number of the record expected at `offset` (the next segment's first).
+        lsn: u64,
+    },
     /// A record verifies but breaks the format's rules (a bug of a writer, or a forgery).
     Inconsistent {
         file: String,
@@ -58,6 +66,7 @@ impl WalOpenError {
                 | WalOpenError::MissingSegment { .. }
                 | WalOpenError::Unreadable { .. }
                 | WalOpenError::MidLogCorruption { .. }
+                | WalOpenError::LogForks { .. }
                 | WalOpenError::Inconsistent { .. }
         )
     }
@@ -107,6 +116,12 @@ impl fmt::Display for WalOpenError {
                 f,
                 "{file} at offset {offset}: record {lsn} is corrupt, but later records prove \
                  it was synced; truncating would lose {lost}; refusing to open"
+            ),
+            WalOpenError::LogForks { file, offset, lsn } => write!(
+                f,
+                "{file} at offset {offset}: the log ends here and the next segment goes on from \
+                 record {lsn}, yet valid records follow here: the log forks (damaged or forged \
+                 bytes); refusing to open"
             ),
             WalOpenError::Inconsistent {
                 file,

@@ -23,9 +23,11 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"COHORTWL";
 /// The format this code writes. Version 3 salts record checksums with the WAL's secret key
 /// as well as the segment's seq (see [`record_salt`]); version 2 lets a record start at the
 /// next block boundary (`BLOCK_BYTES`) after zeros (see `next_in_block_after_zeros`);
-/// version 1 segments hold no such skip. Versions 1 and 2 are read as well, their records
-/// salted with the seq alone. Any other version is refused at open, so a build that does
-/// not know a feature refuses a log that may use it instead of reading it as a torn tail.
+/// version 1 writers made no such skip (a reader allows one in any version: it needs zeros
+/// up to the boundary and the expected record there). Versions 1 and 2 are read as well,
+/// their records salted with the seq alone. Any other version is refused at open, so a
+/// build that does not know a feature refuses a log that may use it instead of reading it
+/// as a torn tail.
 pub const FORMAT_VERSION: u32 = 3;
 /// The first format whose segment headers carry the WAL's key.
 const FORMAT_VERSION_KEYED: u32 = 3;

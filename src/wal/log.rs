@@ -671,6 +671,67 @@ mod tests {
         assert!(refused_for_a_header(storage, config).contains("1.wal"));
     }
 
+    /// Goal (found in review): a log that forks (valid records after the end of a segment's
+    /// log, while the next segment goes on from that end) is refused as such; it was refused
+    /// as a synced record that later ones prove durable, naming as corrupt the next
+    /// segment's intact first record. Method: entries across a rotation, synced; in the room
+    /// segment 1 left after its last record, the image of a record one past segment 2's
+    /// first, durable up to lsn 1.
+    #[test]
+    fn a_log_that_forks_is_refused_as_forked() {
+        let config = WalConfig {
+            segment_bytes: 8192,
+        };
+        let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+        for index in 1..=3 {
+            wal.append_entries(1, index, &[(1, b"entry".as_slice())])
+                .expect("append");
+        }
+        wal.prepare_next().expect("prepare");
+        wal.rotate().expect("rotate");
+        wal.append_entries(1, 4, &[(1, b"entry".as_slice())])
+            .expect("append");
+        block_on(wal.sync()).expect("sync");
+        let key = Some(wal.key);
+        let mut storage = wal.into_storage();
+        let one = storage.view(1, 0..8192).to_vec();
+        let mut end = SEGMENT_HEADER_BYTES;
+        while let Some(header) = decode_record(&one, end, record_salt(1, key)) {
+            end += header.footprint_bytes();
+        }
+        let two = storage.view(2, 0..8192).to_vec();
+        let first = decode_record(&two, SEGMENT_HEADER_BYTES, record_salt(2, key))
+            .expect("segment 2 starts with its checkpoint")
+            .lsn;
+        let mut record = vec![0; RECORD_HEADER_BYTES + 24];
+        assert!(
+            end + record.len() <= 8192,
+            "room after segment 1's log: {end}"
+        );
+        let image = RecordHeader {
+            len_bytes: record.len() as u32,
+            kind: RecordKind::HardState,
+            lsn: first + 1,
+            durable_lsn: 1,
+            group: 1,
+        };
+        put_record_header(&mut record, &image);
+        seal_record(&mut record, record_salt(1, key));
+        storage.write(1, end, &record);
+        match block_on(Wal::open(storage, config)) {
+            Err(error @ WalOpenError::LogForks { .. }) => {
+                let WalOpenError::LogForks { file, offset, lsn } = &error else {
+                    unreachable!()
+                };
+                assert!(file.ends_with("1.wal"), "{error}");
+                assert_eq!((*offset, *lsn), (end as u64, first), "{error}");
+                assert!(!error.to_string().contains("prove"), "{error}");
+            }
+            Err(other) => panic!("wanted LogForks, got {other}"),
+            Ok(wal) => panic!("opened: {:?}", wal.recovery_report()),
+        }
+    }
+
     /// Group 1's hard state (term 4, vote 2), synced.
     fn vote_durably(wal: &mut Wal<MemStorage>) {
         let state = crate::wal::HardState {

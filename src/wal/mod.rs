@@ -119,7 +119,8 @@
 //! 5. Compaction: `mark_snapshot(g, i)` kills `g`'s entries up to `i`. Once that is durable,
 //!    every segment older than the oldest one holding a live entry of any group is reclaimed,
 //!    oldest first: renamed to become the next prepared segment (skipping the zero-fill) when
-//!    none is prepared and no reader holds a view of it, else removed. Removals and renames
+//!    none is prepared, no reader holds a view of it and it has the configured segment size,
+//!    else removed. Removals and renames
 //!    are followed by an fsync of the directory, so a removed segment never comes back. The
 //!    file store keeps up to two removed files no reader maps as spares (`<seq>.wal.spare`,
 //!    a name recovery never reads) and builds the next segments from them: a header rewrite
@@ -130,12 +131,10 @@
 //!
 //! # What we assume of the medium
 //!
-//! - After `fdatasync` on a file returns success, the bytes written to it before the call,
-//!   through `write(2)` or through a `MAP_SHARED` map, survive power loss; so do the bytes of
-//!   a write through an O_DSYNC descriptor once it returns success. On Linux the shared
-//!   map is the file's page cache: a store to a clean mapped page takes a write-protect fault
-//!   that marks the page dirty, and writeback re-protects it, so fdatasync on the descriptor
-//!   finds every page written through the map; `msync` adds nothing (and is slower).
+//! - After `fdatasync` on a file returns success, the bytes written to it before the call
+//!   through `write(2)` survive power loss; so do the bytes of a write through an O_DSYNC
+//!   descriptor once it returns success. Nothing is stored through the map (it is mapped
+//!   read-only): it only shows the file's page cache.
 //! - A page-cache page of a range written with O_DIRECT is dropped by the kernel once the
 //!   write is done, so the map shows the written bytes from then on (until then the file
 //!   store serves them from the write's buffer). Nothing else writes a segment file through

@@ -271,6 +271,13 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                 finish(storage, &seqs, i, stop, erase, &mut recovered).await?;
                 return Ok(recovered);
             }
+            StopAction::Refuse if facts.next_segment_continues => {
+                return Err(WalOpenError::LogForks {
+                    file: storage.locate(seq),
+                    offset: stop as u64,
+                    lsn: expected.unwrap_or(1),
+                });
+            }
             StopAction::Refuse => {
                 let lsn = expected.unwrap_or(1);
                 return Err(WalOpenError::MidLogCorruption {
@@ -281,7 +288,7 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
                         "every record from lsn {lsn} on ({}), although a later record states \
                          that the log was durable up to lsn {}",
                         row.why,
-                        later_durable(&segments, &salts, i, stop, expected) - 1
+                        later_durable(&segments, &salts, i, stop, expected).saturating_sub(1)
                     ),
                 });
             }
