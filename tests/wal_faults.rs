@@ -690,3 +690,30 @@ fn the_end_of_the_active_segment_is_kept_for_hard_states_then_markers() {
         "a block was skipped into kept room"
     );
 }
+
+/// Goal (found in review): a record skips to a fresh block only while the write of the block
+/// the last sync ended in is in flight, not while a later sync that wrote nothing is (it
+/// skipped then, wasting the block's rest, and in room kept for others refused the record).
+/// Method: on whole-block storage, a record synced; an empty sync begun; a next record goes
+/// in at once, in the same block; then, with a sync of it in flight, the next one skips.
+#[test]
+fn an_empty_sync_in_flight_makes_no_record_skip_a_block() {
+    let mut wal = block_on(Wal::open(MemStorage::with_whole_blocks(), config())).expect("fresh");
+    let entry = |wal: &mut Wal<MemStorage>, index: u64| {
+        wal.append_entries(1, index, &[(1, b"entry".as_slice())])
+            .expect("append");
+    };
+    entry(&mut wal, 1);
+    block_on(wal.sync()).expect("sync");
+    let empty = wal.begin_sync().expect("an empty sync");
+    entry(&mut wal, 2);
+    assert_eq!(wal.stats().skipped_bytes, 0, "skipped behind an empty sync");
+    wal.finish_sync(block_on(empty.wait())).expect("synced");
+    let writing = wal.begin_sync().expect("a sync of entry 2");
+    entry(&mut wal, 3);
+    assert!(
+        wal.stats().skipped_bytes > 0,
+        "no skip behind a write in flight"
+    );
+    wal.finish_sync(block_on(writing.wait())).expect("synced");
+}

@@ -93,10 +93,11 @@ pub struct Wal<S: Storage> {
     pub(super) sync_begun_lsn: u64,
     /// Syncs begun and not finished yet. They finish in the order they began.
     pub(super) syncs_in_flight: usize,
-    /// Where the last sync begun that wrote the active segment ended: (segment, cursor).
-    /// While syncs are in flight, a record placed in the block it ended in starts a fresh
-    /// block first, where the storage asks for that (see `Wal::skip_block_in_flight`).
-    pub(super) last_sync_end: (u64, usize),
+    /// Where the last sync begun that wrote the active segment ended: (segment, cursor), and
+    /// the lsn it makes durable up to. While that sync is in flight, a record placed in the
+    /// block it ended in starts a fresh block first, where the storage asks for that (see
+    /// `Wal::skip_block_in_flight`).
+    pub(super) last_sync_end: (u64, usize, u64),
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
     pub(super) unsynced_groups: Vec<u64>,
@@ -139,7 +140,7 @@ impl<S: Storage> Wal<S> {
             durable_lsn: recovered.next_lsn,
             sync_begun_lsn: recovered.next_lsn,
             syncs_in_flight: 0,
-            last_sync_end: (0, 0),
+            last_sync_end: (0, 0, 0),
             unsynced_segments: Vec::new(),
             unsynced_groups: Vec::new(),
             reclaim_pending: VecDeque::new(),

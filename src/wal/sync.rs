@@ -59,7 +59,7 @@ impl<S: Storage> Wal<S> {
         // ends in, which is what lets a record skip to the next block (an empty one, say
         // right after recovery, leaves that block as the disk has it).
         if self.unsynced_segments.last() == Some(&self.active()) {
-            self.last_sync_end = (self.active(), self.cursor);
+            self.last_sync_end = (self.active(), self.cursor, self.next_lsn);
         }
         let syncers = self
             .unsynced_segments
