@@ -47,6 +47,8 @@ enum Event {
     SnapshotTaken(u64),
     /// A compaction handed the log these entries (their indexes) to free.
     Released(Vec<u64>),
+    /// A group handed the log a state machine (at this applied index) to free.
+    StateReleased(u64),
     /// The core told its peers whether its log can still grow.
     SaidLogFull(bool),
     /// A whole snapshot from a peer was handed to the log to store.
@@ -286,6 +288,11 @@ impl CoreLog for RecordingLog {
     fn release(&mut self, entries: Vec<Entry>) {
         let indexes = entries.iter().map(|e| e.index.0).collect();
         self.events.borrow_mut().push(Event::Released(indexes));
+    }
+
+    fn release_state(&mut self, state: cohort::kv::KvStore) {
+        let index = state.applied_index();
+        self.events.borrow_mut().push(Event::StateReleased(index));
     }
 
     fn encode_snapshot(&mut self, group: GroupId, job: SnapshotJob) {
@@ -2044,7 +2051,7 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
 /// until its leader's term changed. Once stored, the group holds it.
 #[test]
 fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() {
-    let (core, received) = offer_whole_snapshot(&[true, true, false], |g, fail| {
+    let (core, received, _) = offer_whole_snapshot(&[true, true, false], |g, fail| {
         g.stores_fail = fail;
     });
     assert_eq!(received, 3);
@@ -2053,8 +2060,12 @@ fn a_streamed_snapshot_that_failed_to_store_is_taken_again_when_offered_again() 
 
 /// Offers node 2's core a whole key-value snapshot at index 10 in one chunk from node 1,
 /// once per item of `gates`, each time after `set` put it in the log's gate. Returns the
-/// core and how many copies its log took in.
-fn offer_whole_snapshot(gates: &[bool], set: impl Fn(&mut GateState, bool)) -> (TestCore, usize) {
+/// core, how many copies its log took in, and the applied indexes of the state machines the
+/// core gave it to free.
+fn offer_whole_snapshot(
+    gates: &[bool],
+    set: impl Fn(&mut GateState, bool),
+) -> (TestCore, usize, Vec<u64>) {
     let mut kv = cohort::kv::KvStore::new();
     kv.skip(10);
     let data = kv.encode_snapshot();
@@ -2079,7 +2090,15 @@ fn offer_whole_snapshot(gates: &[bool], set: impl Fn(&mut GateState, bool)) -> (
         .iter()
         .filter(|e| **e == Event::SnapshotReceived)
         .count();
-    (core, received)
+    let released = events
+        .borrow()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StateReleased(index) => Some(*index),
+            _ => None,
+        })
+        .collect();
+    (core, received, released)
 }
 
 /// Goal (found in review): the state machine of a snapshot from a peer is installed as the
@@ -2103,7 +2122,7 @@ fn a_received_snapshot_is_installed_as_its_log_loaded_it() {
     };
     command.encode_into(&mut entry);
     loaded.apply(10, &entry, |_, _| {}).expect("applies");
-    let (core, received) = offer_whole_snapshot(&[false], |g, _| {
+    let (core, received, released) = offer_whole_snapshot(&[false], |g, _| {
         g.loads_as = Some(loaded.clone());
     });
     assert_eq!(received, 1);
@@ -2113,6 +2132,8 @@ fn a_received_snapshot_is_installed_as_its_log_loaded_it() {
         group.kv.get(b"marker"),
         cohort::kv::OpResult::Value(Bytes::from_static(b"loaded"))
     );
+    // The state machine it replaced is freed by the log (off the loop, on a node).
+    assert_eq!(released, [0]);
 }
 
 /// Goal (found in review): while a snapshot streamed whole is still being stored (a slow
@@ -2122,7 +2143,7 @@ fn a_received_snapshot_is_installed_as_its_log_loaded_it() {
 /// state-sized buffer, another check and another write on the core's one blocking thread.
 #[test]
 fn a_snapshot_offered_again_while_its_copy_is_being_stored_is_not_taken_again() {
-    let (core, received) = offer_whole_snapshot(&[true, true, true, false], |g, held| {
+    let (core, received, _) = offer_whole_snapshot(&[true, true, true, false], |g, held| {
         g.stores_held = held;
     });
     assert_eq!(received, 1);

@@ -643,11 +643,21 @@ impl Client {
             .filter_map(|&i| slots[i].as_ref().map(|s| (i, &s.request)))
             .collect();
         let mut state = self.inner.state.borrow_mut();
-        for frame in request_frames(&requests, |(_, r)| r) {
-            // Cannot fail: `prepare` refused any request larger than a frame.
-            encode_requests(&mut state.encoder, frame.iter().map(|(_, r)| *r)).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-            })?;
+        for (n, frame) in request_frames(&requests, |(_, r)| r)
+            .into_iter()
+            .enumerate()
+        {
+            // Cannot fail: `prepare` refused any request larger than a frame. Were it to fail
+            // after frames went, those may be taken in: the attempt goes on with them (the
+            // requests not sent go unanswered, counted as maybe taken in, never as "changed
+            // nothing").
+            if let Err(error) = encode_requests(&mut state.encoder, frame.iter().map(|(_, r)| *r)) {
+                if n == 0 {
+                    let error = error.to_string();
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, error));
+                }
+                break;
+            }
             let keys = frame
                 .iter()
                 .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));

@@ -889,6 +889,13 @@ impl CoreLog for WalLog {
         .detach();
     }
 
+    fn release_state(&mut self, state: KvStore) {
+        glommio::spawn_local(async move {
+            crate::node::off_loop(move || drop(state)).await;
+        })
+        .detach();
+    }
+
     /// On glommio's blocking thread: sorting and copying a big state would stall every
     /// group of the core for as long (tens of ms for tens of MB). Into a block-aligned
     /// buffer, which the snapshot file writes from as it is (O_DIRECT).

@@ -126,6 +126,12 @@ pub trait CoreLog {
     fn release(&mut self, entries: Vec<Entry>) {
         drop(entries);
     }
+    /// A state machine a group let go of (replaced by a snapshot, or loaded for one it did
+    /// not install): free it where that does not hold up the loop (a million keys took tens
+    /// of ms). By default, here and now.
+    fn release_state(&mut self, state: KvStore) {
+        drop(state);
+    }
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
     /// The core is stopping: wait for the jobs in flight off the loop (snapshot files being
@@ -651,11 +657,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             };
             let before = g.replica.snapshot_index();
-            match g.replica.step(message) {
-                Err(error) => tracing::debug!(group = group.0, %error, "snapshot refused"),
+            let unused = match g.replica.step(message) {
+                Err(error) => {
+                    tracing::debug!(group = group.0, %error, "snapshot refused");
+                    state
+                }
                 // Taken: the Ready that installs it takes its state machine, decoded already.
-                Ok(()) if g.replica.snapshot_index() > before => g.loaded = state,
-                Ok(()) => {}
+                Ok(()) if g.replica.snapshot_index() > before => {
+                    std::mem::replace(&mut g.loaded, state)
+                }
+                Ok(()) => state,
+            };
+            if let Some(unused) = unused {
+                self.log.release_state(unused);
             }
         }
         Ok(())
@@ -1418,6 +1432,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             group
                 .apply_ready(&mut ready, answers)
                 .map_err(|e| format!("group {id}: {e}"))?;
+            for state in group.retired.drain(..) {
+                self.log.release_state(state);
+            }
             group.replica.advance(ready.ack());
             if group.members_changed {
                 group.forget_non_members();

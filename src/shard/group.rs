@@ -71,6 +71,10 @@ pub struct Group {
     /// decoded off the loop (see [`crate::shard::core::load_snapshot`]): the Ready that
     /// installs the snapshot takes it instead of decoding the bytes again on the loop.
     pub loaded: Option<KvStore>,
+    /// State machines this group let go of (the one a snapshot replaced, one loaded for a
+    /// snapshot it did not install): for the core to free off the loop
+    /// ([`crate::shard::core::CoreLog::release_state`]).
+    pub retired: Vec<KvStore>,
 }
 
 impl Group {
@@ -91,6 +95,7 @@ impl Group {
             log_waits: false,
             applied_bytes_since_snapshot: 0,
             loaded: None,
+            retired: Vec::new(),
         }
     }
 
@@ -301,15 +306,20 @@ impl Group {
             && !snapshot.data.is_empty()
         {
             let index = snapshot.meta.index.0;
-            self.kv = match self.loaded.take() {
+            let installed = match self.loaded.take() {
                 Some(kv) if kv.applied_index() == index => kv,
-                // A later one's, received since: kept for its own Ready.
-                Some(kv) if kv.applied_index() > index => {
-                    self.loaded = Some(kv);
+                loaded => {
+                    match loaded {
+                        // A later one's, received since: kept for its own Ready.
+                        Some(kv) if kv.applied_index() > index => self.loaded = Some(kv),
+                        Some(kv) => self.retired.push(kv),
+                        None => {}
+                    }
                     KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?
                 }
-                _ => KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?,
             };
+            self.retired
+                .push(std::mem::replace(&mut self.kv, installed));
             self.members_changed = true;
             self.applied_bytes_since_snapshot = 0;
             tracing::info!(
