@@ -616,8 +616,13 @@ fn an_attempt_that_connects_late_still_ends_by_the_request_timeout() {
         (result, start.elapsed())
     })
     .expect("executor");
+    // Unknown once the connection came up and the request went unanswered; "changed
+    // nothing" if it had not come up by the timeout (a slow machine).
     assert!(
-        matches!(result, Err(ref e) if e.outcome_unknown()),
+        matches!(
+            result,
+            Err(ClientError::Timeout { .. } | ClientError::Unavailable { .. })
+        ),
         "{result:?}"
     );
     assert!(took < Duration::from_millis(2000), "took {took:?}");
