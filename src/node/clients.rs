@@ -49,8 +49,26 @@ const CLOSED_BY_CLIENT: &str = "closed by the client";
 /// Client connections one core serves at once. Each holds a socket and buffers of up to a
 /// frame; past it a new connection is closed at once, so a flood of clients cannot take
 /// every file descriptor of the process (the peers' listener and the WAL need some too) or
-/// its memory.
+/// its memory. Fewer where the process may open fewer files: see [`connections_max`].
 pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
+
+/// File descriptors kept per core for all but its clients: WAL segments and spares,
+/// snapshot files, listeners, peer connections, io_uring and its event descriptors.
+const FILES_KEPT_PER_CORE: u64 = 128;
+
+/// Client connections each of `cores` cores serves at once where the process may open
+/// `open_files` files: [`CLIENT_CONNECTIONS_MAX`], or what the limit leaves after
+/// `FILES_KEPT_PER_CORE` per core, shared by the cores (at least 16). Found in review: under
+/// a soft limit of 1,024, a thousand idle clients took every descriptor, below the cap, and
+/// the WAL could not open its next segment: the core refused writes as if its disk were
+/// full.
+pub fn connections_max(open_files: u64, cores: u16) -> usize {
+    let cores = u64::from(cores.max(1));
+    let per_core = open_files.saturating_sub(FILES_KEPT_PER_CORE * cores) / cores;
+    usize::try_from(per_core).map_or(CLIENT_CONNECTIONS_MAX, |n| {
+        n.clamp(16, CLIENT_CONNECTIONS_MAX)
+    })
+}
 
 /// Bytes of client frames one core admits at once: bytes of frames larger than
 /// [`FRAME_BYTES_UNMETERED_MAX`] (past their first that many) received and not yet in the
@@ -645,6 +663,25 @@ mod tests {
     use crate::kv::OpResult;
     use crate::proto::client::decode_responses;
     use crate::wire::limits::CLIENT_RESPONSES_PER_FRAME_MAX;
+
+    /// Goal (found in review): the clients a core serves at once leave the process the files
+    /// its WAL, snapshots and peers need, under a small open files limit as under a large
+    /// one.
+    #[test]
+    fn the_clients_served_leave_the_files_the_node_needs() {
+        assert_eq!(connections_max(1 << 20, 16), CLIENT_CONNECTIONS_MAX);
+        for (open_files, cores) in [(1024, 1), (1024, 2), (4096, 4), (65_536, 16)] {
+            let clients = connections_max(open_files, cores) as u64;
+            let kept = u64::from(cores) * FILES_KEPT_PER_CORE;
+            assert!(
+                clients * u64::from(cores) + kept <= open_files,
+                "{open_files} {cores}"
+            );
+            assert!(clients >= 16);
+        }
+        assert_eq!(connections_max(1024, 1), 896);
+        assert_eq!(connections_max(0, 0), 16);
+    }
 
     /// Reads one byte from `stream`, or `None` if none comes within `patience` (a closed
     /// connection reads `Ok(0)` or an error at once).

@@ -68,6 +68,19 @@ pub fn run_telling(
 ) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
+    let clients_max = match crate::sys::raise_open_files_limit() {
+        Ok(open_files) => super::clients::connections_max(open_files, config.cores),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open files limit");
+            super::clients::CLIENT_CONNECTIONS_MAX
+        }
+    };
+    if clients_max < super::clients::CLIENT_CONNECTIONS_MAX {
+        tracing::warn!(
+            "this process may open few files: each core serves at most {clients_max} clients \
+             at once (raise the hard limit, `ulimit -Hn`, or LimitNOFILE= in the unit)"
+        );
+    }
     if let Err(error) = crate::sys::report_mapped_read_faults() {
         tracing::warn!(%error, "a SIGBUS from a mapped WAL segment will not be reported");
     }
@@ -105,22 +118,14 @@ pub fn run_telling(
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let core_listening = listening.clone();
-        // However this core ends (an error, a panic, the stop, or an executor that fails to
-        // build in its thread, pinned to a CPU outside this process's set, say, so that this
-        // closure never runs and is dropped), the others stop too: a node never goes on as
-        // half a node, serving some of its groups.
-        let stop_all = StopOnDrop(Arc::clone(&stop));
-        let executor = LocalExecutorBuilder::new(placement)
-            .name(&format!("cohort-core-{core}"))
-            .spawn(move || async move {
-                let _stop_all = stop_all;
-                let result = run_core(&core_config, core, core_stop, core_listening).await;
-                if let Err(error) = &result {
-                    tracing::error!(core, %error, "core failed: the node stops");
-                }
-                result
-            })
-            .map_err(|e| format!("core {core}: cannot start its executor: {e}"));
+        let executor = spawn_core(placement, core, Arc::clone(&stop), move || async move {
+            let result = run_core(&core_config, core, core_stop, core_listening, clients_max).await;
+            if let Err(error) = &result {
+                tracing::error!(core, %error, "core failed: the node stops");
+            }
+            result
+        })
+        .map_err(|e| format!("core {core}: cannot start its executor: {e}"));
         match executor {
             Ok(executor) => executors.push(executor),
             Err(error) => {
@@ -154,6 +159,33 @@ pub fn run_telling(
     } else {
         Err(failures.join("; "))
     }
+}
+
+/// Starts core `core`'s executor on the future `make` builds. However the core ends (an
+/// error, the stop, a panic in any of its tasks, or an executor that fails to build in its
+/// thread, pinned to a CPU outside this process's set, say, so that `make` never runs), the
+/// node's `stop` is set and the other cores stop too: a node never goes on as half a node,
+/// serving some of its groups. A panic in a task other than the core's own (a job off the
+/// loop, a client connection) ends the executor, which drops the core's future and so the
+/// guard it holds.
+fn spawn_core<G, F, T>(
+    placement: Placement,
+    core: u16,
+    stop: Arc<AtomicBool>,
+    make: G,
+) -> Result<glommio::ExecutorJoinHandle<T>, glommio::GlommioError<()>>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let stop_all = StopOnDrop(stop);
+    LocalExecutorBuilder::new(placement)
+        .name(&format!("cohort-core-{core}"))
+        .spawn(move || async move {
+            let _stop_all = stop_all;
+            make().await
+        })
 }
 
 /// Sets the node's stop flag when dropped, on a core's way out or while its thread unwinds.
@@ -256,6 +288,7 @@ async fn run_core(
     core: u16,
     stop: Arc<AtomicBool>,
     listening: Option<std::sync::mpsc::Sender<u16>>,
+    clients_max: usize,
 ) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
@@ -393,7 +426,7 @@ async fn run_core(
             client_sockets,
             inbox.clone(),
             Rc::clone(&topology),
-            super::clients::CLIENT_CONNECTIONS_MAX,
+            clients_max,
             super::clients::CLIENT_IDLE_CLOSABLE_AFTER,
         )),
         glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
@@ -661,6 +694,26 @@ mod tests {
     use super::*;
     use crate::node::config::ELECTION_TICKS_MAX;
     use crate::sim::lease_safe_skew_permille;
+
+    /// Goal: a panic in a task of a core other than its main one (a job off the loop, a
+    /// client connection) stops the node as a panic of its main task does (a review
+    /// suspected the core's future was left parked, never dropped, and the other cores went
+    /// on). Method: a core whose main task waits for ever and whose other task panics: once
+    /// its executor ends, the stop is set.
+    #[test]
+    fn a_panic_in_any_task_of_a_core_stops_the_node() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let core = spawn_core(Placement::Unbound, 0, Arc::clone(&stop), || async {
+            glommio::spawn_local(async { panic!("a bug in a task") }).detach();
+            futures_lite::future::pending::<()>().await;
+        })
+        .expect("an executor");
+        assert!(core.join().is_err(), "the panic ends the executor");
+        assert!(
+            stop.load(Ordering::SeqCst),
+            "the node goes on without this core"
+        );
+    }
 
     /// Goal: whatever `--election-ticks` a node runs with, its lease absorbs clocks that run
     /// a few percent apart, far more than real ones do. Method: the safe skew of every

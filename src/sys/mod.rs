@@ -1,5 +1,5 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
-//! memory limit, handing sockets tuned with socket2 to glommio, a second descriptor of a
+//! memory and open files limits, handing sockets tuned with socket2 to glommio, a second descriptor of a
 //! glommio socket, the clock tick /proc counts CPU time in, a lock on a data dir, and a
 //! report of a SIGBUS from a mapped file (`sigbus.rs`).
 //!
@@ -95,6 +95,37 @@ pub fn boot_time() -> std::time::Duration {
     // Fails only for a clock the kernel lacks: CLOCK_BOOTTIME is in every Linux since 2.6.39.
     assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Raises the soft limit of open files (`RLIMIT_NOFILE`) to the hard one, as servers do
+/// (each client holds a socket; a soft limit of 1,024 is common), and returns the soft limit
+/// in force. One that cannot be raised stays as it was.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable local.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // No process may open more than the kernel's nr_open (1,048,576 by default), whatever
+    // an unlimited hard limit says.
+    let wanted = limit.rlim_max.min(1 << 20);
+    if limit.rlim_cur >= wanted {
+        return Ok(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one `rlimit` through a pointer to a live local; it has no other
+    // effect on memory.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    Ok(if rc == 0 { wanted } else { limit.rlim_cur })
 }
 
 fn memlock_limit() -> io::Result<libc::rlimit> {
