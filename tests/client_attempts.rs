@@ -987,3 +987,68 @@ async fn future_or<T>(work: impl std::future::Future<Output = T>, limit: Duratio
     )
     .await;
 }
+
+/// Answers topology requests with `topology`, plus `joined` from the node's second answer on
+/// (`told` counts the answers of every connection), and every leader transfer with
+/// `outcome`.
+async fn answer_transfers(
+    mut stream: TcpStream,
+    mut topology: Topology,
+    outcome: cohort::proto::transfer::TransferOutcome,
+    joined: Option<(u64, String)>,
+    told: Rc<Cell<u32>>,
+) {
+    use cohort::proto::transfer::encode_transfer_outcome;
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        let encoded = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                told.set(told.get() + 1);
+                if told.get() >= 2
+                    && let Some(member) = &joined
+                    && !topology.members.contains(member)
+                {
+                    topology.members.push(member.clone());
+                }
+                encode_topology(&mut encoder, &topology)
+            }
+            Ok(ClientFrame::TransferLeader { .. }) => {
+                encode_transfer_outcome(&mut encoder, &outcome)
+            }
+            _ => continue,
+        };
+        encoded.expect("fits a frame");
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// Goal: `cohort leader transfer` follows a hint to a node that joined after it fetched
+/// the layout: it fetches the layout again (it failed at once with "node 3 has no
+/// address"). Method: node 1 names node 3 the leader; its layout lists node 3 from its
+/// second answer on; node 3 says the transfer is done.
+#[test]
+fn a_transfer_follows_a_hint_to_a_node_that_joined_since_the_layout_was_fetched() {
+    use cohort::proto::transfer::TransferOutcome;
+    let result = cohort::node::on_one_executor("transfer-joined", || async {
+        let node3 = fake_member(3, 1, Vec::new(), |stream, topology| {
+            let done = TransferOutcome::Done { leader: 2 };
+            answer_transfers(stream, topology, done, None, Rc::new(Cell::new(0)))
+        });
+        let told = Rc::new(Cell::new(0));
+        let nowhere = "127.0.0.1:1".to_string();
+        let node1 = fake_member(1, 1, vec![(2, nowhere)], move |stream, topology| {
+            let hint = TransferOutcome::NotLeader { leader: 3 };
+            let joined = Some((3, node3.clone()));
+            answer_transfers(stream, topology, hint, joined, told.clone())
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_secs(3);
+        cohort::client::transfer_leader(options, 0, 2).await
+    })
+    .expect("executor");
+    assert!(result.is_ok(), "{result:?}");
+}

@@ -7,7 +7,7 @@ use crate::proto::transfer::{TransferOutcome, decode_transfer_outcome, encode_tr
 use crate::wire::FrameEncoder;
 
 use super::conn::exchange;
-use super::session::{Client, ClientOptions};
+use super::session::{Client, ClientOptions, fetch_topology};
 
 /// Hand `group` to node `to`; Ok(how long it took) once `to` leads it.
 pub async fn transfer_leader(
@@ -17,8 +17,9 @@ pub async fn transfer_leader(
 ) -> Result<Duration, String> {
     let deadline = crate::clock::now() + options.request_timeout;
     let attempt_timeout = options.attempt_timeout;
+    let seeds = options.seeds.clone();
     let client = Client::connect(options).await.map_err(|e| e.to_string())?;
-    let topology = client.topology().clone();
+    let mut topology = client.topology().clone();
     if group >= topology.groups {
         return Err(format!(
             "group {group} does not exist (the cluster has groups 0 to {})",
@@ -43,9 +44,24 @@ pub async fn transfer_leader(
     let mut ask = topology.members[0].0;
     let mut last_error = String::new();
     let mut hinted = false;
+    let mut layout_fetched_again = false;
     while crate::clock::now() < deadline {
         let Some(address) = topology.address_of(ask, group) else {
-            return Err(format!("node {ask} has no address"));
+            // A node a hint named that the layout lacks: one that joined since it was
+            // fetched. Fetched again, once; else the next member is asked.
+            if !std::mem::replace(&mut layout_fetched_again, true) {
+                let left = deadline.saturating_duration_since(crate::clock::now());
+                let mut asked: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
+                asked.extend(seeds.iter().cloned());
+                if let Ok(fresh) = fetch_topology(&asked, attempt_timeout.min(left)).await {
+                    topology = fresh;
+                }
+                continue;
+            }
+            last_error = format!("node {ask}, named the leader, is not in the cluster's layout");
+            ask = topology.members[0].0;
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         // The leader answers when the transfer ends: done, or given up after three tries (a
         // lagging `to` catches up meanwhile).
