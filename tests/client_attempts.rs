@@ -989,14 +989,14 @@ async fn future_or<T>(work: impl std::future::Future<Output = T>, limit: Duratio
 }
 
 /// Answers topology requests with `topology`, plus `joined` from the node's second answer on
-/// (`told` counts the answers of every connection), and every leader transfer with
-/// `outcome`.
+/// (`told` counts the topology requests of every connection; past `tell_at_most` they go
+/// unanswered), and every leader transfer with `outcome`.
 async fn answer_transfers(
     mut stream: TcpStream,
     mut topology: Topology,
     outcome: cohort::proto::transfer::TransferOutcome,
     joined: Option<(u64, String)>,
-    told: Rc<Cell<u32>>,
+    (told, tell_at_most): (Rc<Cell<u32>>, u32),
 ) {
     use cohort::proto::transfer::encode_transfer_outcome;
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
@@ -1006,6 +1006,9 @@ async fn answer_transfers(
         let encoded = match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => {
                 told.set(told.get() + 1);
+                if told.get() > tell_at_most {
+                    continue;
+                }
                 if told.get() >= 2
                     && let Some(member) = &joined
                     && !topology.members.contains(member)
@@ -1036,14 +1039,20 @@ fn a_transfer_follows_a_hint_to_a_node_that_joined_since_the_layout_was_fetched(
     let result = cohort::node::on_one_executor("transfer-joined", || async {
         let node3 = fake_member(3, 1, Vec::new(), |stream, topology| {
             let done = TransferOutcome::Done { leader: 2 };
-            answer_transfers(stream, topology, done, None, Rc::new(Cell::new(0)))
+            answer_transfers(
+                stream,
+                topology,
+                done,
+                None,
+                (Rc::new(Cell::new(0)), u32::MAX),
+            )
         });
         let told = Rc::new(Cell::new(0));
         let nowhere = "127.0.0.1:1".to_string();
         let node1 = fake_member(1, 1, vec![(2, nowhere)], move |stream, topology| {
             let hint = TransferOutcome::NotLeader { leader: 3 };
             let joined = Some((3, node3.clone()));
-            answer_transfers(stream, topology, hint, joined, told.clone())
+            answer_transfers(stream, topology, hint, joined, (told.clone(), u32::MAX))
         });
         let mut options = ClientOptions::new(vec![node1], 5);
         options.request_timeout = Duration::from_secs(3);
@@ -1051,4 +1060,29 @@ fn a_transfer_follows_a_hint_to_a_node_that_joined_since_the_layout_was_fetched(
     })
     .expect("executor");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// Goal (found in review): a transfer whose fetch of the layout again fails says so, and
+/// names the node the hint named; it gave up with an empty reason ("gave up: ") when the
+/// fetch ran into the timeout. Method: node 1 names node 3, which no layout lists, the
+/// leader, and answers no layout request after the first; the request timeout is one
+/// attempt's.
+#[test]
+fn a_transfer_whose_layout_cannot_be_fetched_again_says_why() {
+    use cohort::proto::transfer::TransferOutcome;
+    let result = cohort::node::on_one_executor("transfer-unknown", || async {
+        let told = Rc::new(Cell::new(0));
+        let nowhere = "127.0.0.1:1".to_string();
+        let node1 = fake_member(1, 1, vec![(2, nowhere)], move |stream, topology| {
+            let hint = TransferOutcome::NotLeader { leader: 3 };
+            answer_transfers(stream, topology, hint, None, (told.clone(), 1))
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_secs(1);
+        options.request_timeout = Duration::from_secs(1);
+        cohort::client::transfer_leader(options, 0, 2).await
+    })
+    .expect("executor");
+    let error = result.expect_err("no node 3 to transfer through");
+    assert!(error.contains("node 3"), "{error}");
 }

@@ -8,6 +8,7 @@ use crate::wire::FrameEncoder;
 
 use super::conn::exchange;
 use super::session::{Client, ClientOptions, fetch_topology};
+use crate::proto::topology::Topology;
 
 /// Hand `group` to node `to`; Ok(how long it took) once `to` leads it.
 pub async fn transfer_leader(
@@ -47,19 +48,35 @@ pub async fn transfer_leader(
     let mut layout_fetched_again = false;
     while crate::clock::now() < deadline {
         let Some(address) = topology.address_of(ask, group) else {
-            // A node a hint named that the layout lacks: one that joined since it was
-            // fetched. Fetched again, once; else the next member is asked.
-            if !std::mem::replace(&mut layout_fetched_again, true) {
+            let known = topology.members.iter().any(|(id, _)| *id == ask);
+            if known {
+                // Only a layout from a broken node lists a member whose address does not
+                // make a client's.
+                last_error = format!("node {ask} has no client address in the layout");
+            } else if !std::mem::replace(&mut layout_fetched_again, true) {
+                // A node a hint named that the layout lacks: one that joined since it was
+                // fetched. Fetched again, once.
                 let left = deadline.saturating_duration_since(crate::clock::now());
                 let mut asked: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
                 asked.extend(seeds.iter().cloned());
-                if let Ok(fresh) = fetch_topology(&asked, attempt_timeout.min(left)).await {
-                    topology = fresh;
+                match fetch_topology(&asked, attempt_timeout.min(left)).await {
+                    Ok(fresh) => {
+                        topology = fresh;
+                        continue;
+                    }
+                    Err(error) => {
+                        last_error = format!(
+                            "node {ask}, named the leader, is not in the layout fetched at \
+                             start, and fetching it again failed: {error}"
+                        );
+                    }
                 }
-                continue;
+            } else {
+                last_error = format!(
+                    "node {ask}, named the leader, is not in the cluster's layout as last fetched"
+                );
             }
-            last_error = format!("node {ask}, named the leader, is not in the cluster's layout");
-            ask = topology.members[0].0;
+            ask = member_after(&topology, ask);
             glommio::timer::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -73,11 +90,6 @@ pub async fn transfer_leader(
             (attempt_timeout * 5).min(left),
             decode_transfer_outcome,
         );
-        let next = |node: u64| {
-            let members = &topology.members;
-            let at = members.iter().position(|(id, _)| *id == node).unwrap_or(0);
-            members[(at + 1) % members.len()].0
-        };
         match asked.await {
             Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
             Ok(TransferOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
@@ -91,15 +103,22 @@ pub async fn transfer_leader(
             }
             Ok(TransferOutcome::NotLeader { .. }) => {
                 last_error = format!("node {ask} knows no leader of group {group}");
-                ask = next(ask);
+                ask = member_after(&topology, ask);
             }
             Ok(TransferOutcome::Failed(why)) => return Err(format!("node {ask}: {why}")),
             Err(error) => {
                 last_error = format!("node {ask} ({address}): {error}");
-                ask = next(ask);
+                ask = member_after(&topology, ask);
             }
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
     Err(format!("gave up: {last_error}"))
+}
+
+/// The member listed after `node` in `topology` (the second if `node` is not listed).
+fn member_after(topology: &Topology, node: u64) -> u64 {
+    let members = &topology.members;
+    let at = members.iter().position(|(id, _)| *id == node).unwrap_or(0);
+    members[(at + 1) % members.len()].0
 }

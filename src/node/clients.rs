@@ -52,19 +52,31 @@ const CLOSED_BY_CLIENT: &str = "closed by the client";
 /// its memory. Fewer where the process may open fewer files: see [`connections_max`].
 pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
 
-/// File descriptors kept per core for all but its clients: WAL segments and spares,
-/// snapshot files, listeners, peer connections, io_uring and its event descriptors.
-const FILES_KEPT_PER_CORE: u64 = 128;
+/// File descriptors one core may hold for all but its clients, with segments of
+/// `segment_bytes` kept up to `wal_soft_limit_bytes` (0: no limit, counted as 1 GiB) and
+/// `members` members: two per WAL segment (its file and its handle for the ring), counting
+/// the active one, the one prepared ahead and two more past the soft limit; a connection each
+/// way per member and the peers' handshakes pending; and 32 for the listeners, io_uring and
+/// its event descriptors, and snapshot files being written.
+pub fn files_kept_per_core(segment_bytes: u64, wal_soft_limit_bytes: u64, members: usize) -> u64 {
+    let wal_bytes = match wal_soft_limit_bytes {
+        0 => 1 << 30,
+        bytes => bytes,
+    };
+    let segments = wal_bytes.div_ceil(segment_bytes.max(1)) + 4;
+    let peers = 2 * members as u64 + crate::transport::HANDSHAKES_PENDING_MAX as u64;
+    2 * segments + peers + 32
+}
 
 /// Client connections each of `cores` cores serves at once where the process may open
-/// `open_files` files: [`CLIENT_CONNECTIONS_MAX`], or what the limit leaves after
-/// `FILES_KEPT_PER_CORE` per core, shared by the cores (at least 16). Found in review: under
-/// a soft limit of 1,024, a thousand idle clients took every descriptor, below the cap, and
-/// the WAL could not open its next segment: the core refused writes as if its disk were
-/// full.
-pub fn connections_max(open_files: u64, cores: u16) -> usize {
+/// `open_files` files and each core keeps `kept_per_core` of them for its log and peers
+/// ([`files_kept_per_core`]): [`CLIENT_CONNECTIONS_MAX`], or what the limit leaves, shared
+/// by the cores (at least 16). Found in review: under a soft limit of 1,024, a thousand idle
+/// clients took every descriptor, below the cap, and the WAL could not open its next
+/// segment: the core refused writes as if its disk were full.
+pub fn connections_max(open_files: u64, cores: u16, kept_per_core: u64) -> usize {
     let cores = u64::from(cores.max(1));
-    let per_core = open_files.saturating_sub(FILES_KEPT_PER_CORE * cores) / cores;
+    let per_core = open_files.saturating_sub(kept_per_core * cores) / cores;
     usize::try_from(per_core).map_or(CLIENT_CONNECTIONS_MAX, |n| {
         n.clamp(16, CLIENT_CONNECTIONS_MAX)
     })
@@ -129,7 +141,7 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 pub const CLIENT_IDLE_CLOSABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Accept client connections until the listener fails or the inbox closes; at most
-/// `connections_max` at once ([`CLIENT_CONNECTIONS_MAX`] on a node), past which a new one
+/// `connections_max` at once ([`connections_max`] on a node), past which a new one
 /// takes the place of the connection idle longest, if for `idle_closable_after`.
 pub async fn serve(
     listener: TcpListener,
@@ -669,18 +681,33 @@ mod tests {
     /// one.
     #[test]
     fn the_clients_served_leave_the_files_the_node_needs() {
-        assert_eq!(connections_max(1 << 20, 16), CLIENT_CONNECTIONS_MAX);
+        // The defaults (64 MiB segments up to 1 GiB, three members): 142 per core.
+        let kept = files_kept_per_core(64 << 20, 1 << 30, 3);
+        assert_eq!(kept, 2 * (16 + 4) + 6 + 64 + 32);
+        assert_eq!(connections_max(1 << 20, 16, kept), CLIENT_CONNECTIONS_MAX);
         for (open_files, cores) in [(1024, 1), (1024, 2), (4096, 4), (65_536, 16)] {
-            let clients = connections_max(open_files, cores) as u64;
-            let kept = u64::from(cores) * FILES_KEPT_PER_CORE;
+            let clients = connections_max(open_files, cores, kept) as u64;
+            let all_kept = u64::from(cores) * kept;
             assert!(
-                clients * u64::from(cores) + kept <= open_files,
+                clients * u64::from(cores) + all_kept <= open_files,
                 "{open_files} {cores}"
             );
             assert!(clients >= 16);
         }
-        assert_eq!(connections_max(1024, 1), 896);
-        assert_eq!(connections_max(0, 0), 16);
+        assert_eq!(connections_max(1024, 1, kept), 1024 - 142);
+        assert_eq!(connections_max(0, 0, kept), 16);
+        // 1 MiB segments up to 1 GiB: over 2,000 files for the log alone (found in review:
+        // a fixed 128 left a thousand clients room to take the log's).
+        let small_segments = files_kept_per_core(1 << 20, 1 << 30, 3);
+        assert!(small_segments >= 2 * 1024, "{small_segments}");
+        assert_eq!(
+            connections_max(1 << 20, 1, small_segments),
+            CLIENT_CONNECTIONS_MAX
+        );
+        assert_eq!(
+            connections_max(4096, 1, small_segments),
+            4096 - small_segments as usize
+        );
     }
 
     /// Reads one byte from `stream`, or `None` if none comes within `patience` (a closed

@@ -68,8 +68,23 @@ pub fn run_telling(
 ) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
+    let kept_per_core = super::clients::files_kept_per_core(
+        config.segment_bytes,
+        config.wal_soft_limit_bytes,
+        config.members.len(),
+    );
     let clients_max = match crate::sys::raise_open_files_limit() {
-        Ok(open_files) => super::clients::connections_max(open_files, config.cores),
+        Ok(open_files) => {
+            let kept = kept_per_core * u64::from(config.cores);
+            if open_files < kept + 16 * u64::from(config.cores) {
+                tracing::warn!(
+                    "this process may open {open_files} files, fewer than its logs and peers \
+                     may need ({kept}) beside a few clients: raise the hard limit (`ulimit -Hn`, \
+                     LimitNOFILE= in the unit), or use larger segments (--segment-mib)"
+                );
+            }
+            super::clients::connections_max(open_files, config.cores, kept_per_core)
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot read the open files limit");
             super::clients::CLIENT_CONNECTIONS_MAX

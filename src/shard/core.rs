@@ -654,6 +654,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         } in self.log.take_received()
         {
             let Some(g) = self.groups.get_mut(&group.0) else {
+                if let Some(state) = state {
+                    self.log.release_state(state);
+                }
                 continue;
             };
             let before = g.replica.snapshot_index();
