@@ -701,6 +701,30 @@ fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
     }
 }
 
+/// Goal (found in review): a second signal to a stopping demo deletes its nodes' folder
+/// before it ends the demo at once. Before, it ended the demo at once: the nodes stopped by
+/// themselves, and their folder (hundreds of MiB of WAL) stayed.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pauses, on no executor
+fn a_second_signal_ends_the_demo_and_deletes_its_folder() {
+    let (demo, dir) = demo_under_load();
+    for _ in 0..2 {
+        // SAFETY: kill(2) takes plain integers.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = demo.wait_with_output().expect("the demo ends");
+    assert!(!output.status.success());
+    assert!(!Path::new(&dir).exists(), "{dir} is left");
+    let mut waited = Duration::ZERO;
+    while a_process_names(&dir) && waited < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    }
+    assert!(!a_process_names(&dir), "a node of {dir} runs on");
+}
+
 /// Goal: the nodes of a demo killed outright (SIGKILL: nothing of it runs to stop them)
 /// stop by themselves once it is gone (`serve --stop-with-parent`), rather than run on
 /// for ever, holding their ports (found in review).

@@ -3,9 +3,10 @@
 //! each one's intended start so a stalled server cannot hide behind a stalled generator).
 
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,27 +26,70 @@ use super::recorder::Recorder;
 /// Set by SIGINT or SIGTERM once [`stop_on_signals`] was called.
 static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
+/// Folders [`delete_on_second_signal`] names: deleted before a second signal ends the
+/// process.
+static SCRATCH_FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 /// From now on, SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) end a run's load
 /// early instead of killing the process, so that the caller can stop the nodes it started and
-/// delete their folder; a second one ends the process at once (its nodes stop by themselves,
-/// see `serve --stop-with-parent`).
+/// delete their folder; a second one deletes the folders named by
+/// [`delete_on_second_signal`] and ends the process at once (its nodes stop by themselves,
+/// see `serve --stop-with-parent`). The signals are taken on a thread of their own.
 pub fn stop_on_signals() -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut registered = Ok(());
     INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
-            // In this order: the first signal sets the flag, the next finds it set and exits.
-            let exit =
-                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&flag));
-            let set = exit.and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)));
-            if let Err(error) = set {
-                registered = Err(format!("cannot handle signal {signal}: {error}"));
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+            Ok(mut signals) => {
+                let first = Arc::clone(&flag);
+                std::thread::spawn(move || {
+                    for _ in signals.forever() {
+                        if !first.swap(true, Ordering::SeqCst) {
+                            continue;
+                        }
+                        // Found in review: the second signal ended the process at once, and
+                        // the folder of its nodes (hundreds of MiB of WAL) stayed behind.
+                        let folders = SCRATCH_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+                        folders
+                            .iter()
+                            .for_each(|folder| delete_while_written(folder));
+                        std::process::exit(1);
+                    }
+                });
             }
+            Err(error) => registered = Err(format!("cannot handle signals: {error}")),
         }
         flag
     });
     registered
+}
+
+/// Deletes `folder`, whose nodes may still be writing into it (they stop once this process
+/// is gone): a file made while the folder is walked fails its deletion, which is tried again.
+/// Once it is gone, no node makes it again.
+fn delete_while_written(folder: &Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir_all(folder) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                std::thread::yield_now();
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Deletes `folder` if a second signal ends the process (see [`stop_on_signals`]), until
+/// [`keep_on_second_signal`] takes it back.
+pub fn delete_on_second_signal(folder: &Path) {
+    let mut folders = SCRATCH_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+    folders.push(folder.to_path_buf());
+}
+
+/// Undoes [`delete_on_second_signal`] for `folder`.
+pub fn keep_on_second_signal(folder: &Path) {
+    let mut folders = SCRATCH_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+    folders.retain(|f| f != folder);
 }
 
 /// Whether a signal asked the run to end (see [`stop_on_signals`]).
@@ -115,6 +159,9 @@ async fn run_here(
     // are of a running cluster, not of its first election.
     let mut clients = Vec::new();
     for i in 0..load.clients {
+        if interrupted() {
+            return Err("interrupted before the load began".to_string());
+        }
         let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
         let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
         clients.push(client.map_err(|e| e.to_string())?);

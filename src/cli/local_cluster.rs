@@ -219,6 +219,10 @@ impl LocalCluster {
         let started = crate::clock::now();
         let index = (id - 1) as usize;
         while self.listening_lines(id) < before + usize::from(self.flags.cores) {
+            // Ctrl-C while a node starts ends the start: the caller stops what runs.
+            if crate::bench::driver::interrupted() {
+                return Err(format!("interrupted while node {id} started"));
+            }
             let child = self.children[index].as_mut().expect("just started");
             if let Ok(Some(status)) = child.try_wait() {
                 self.children[index] = None;

@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::bench::driver;
 use crate::bench::raw_disk::RawFdatasync;
 
 use super::local_cluster::{LocalCluster, NODES, NodeFlags};
@@ -52,7 +53,7 @@ impl ScratchCluster {
         let exited = cluster.exited();
         let stopped = cluster.stop();
         if !exited.is_empty() {
-            dir.keep = true;
+            dir.keep();
             return Err(format!(
                 "{} during the run; logs kept in {}",
                 exited.join("; "),
@@ -60,13 +61,14 @@ impl ScratchCluster {
             ));
         }
         stopped.map_err(|e| {
-            dir.keep = true;
+            dir.keep();
             format!("{e}; logs kept in {}", dir.path.display())
         })
     }
 }
 
-/// A folder made for one run, deleted when dropped unless `keep`.
+/// A folder made for one run, deleted when dropped unless `keep`, and deleted by a second
+/// Ctrl-C too (see [`driver::stop_on_signals`]).
 struct ScratchDir {
     path: PathBuf,
     keep: bool,
@@ -82,7 +84,12 @@ impl ScratchDir {
             let path =
                 std::env::temp_dir().join(format!("cohort-{name}-{}-{n}", std::process::id()));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(ScratchDir { path, keep }),
+                Ok(()) => {
+                    if !keep {
+                        driver::delete_on_second_signal(&path);
+                    }
+                    return Ok(ScratchDir { path, keep });
+                }
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(format!("{}: {error}", path.display())),
             }
@@ -90,10 +97,19 @@ impl ScratchDir {
     }
 }
 
+impl ScratchDir {
+    /// Keeps the folder (a node died: its logs say why), a second Ctrl-C included.
+    fn keep(&mut self) {
+        self.keep = true;
+        driver::keep_on_second_signal(&self.path);
+    }
+}
+
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.path);
+            driver::keep_on_second_signal(&self.path);
         }
     }
 }
