@@ -1,7 +1,7 @@
 //! The operating-system calls cohort needs that no safe wrapper offers: raising the locked
-//! memory and open files limits, handing sockets tuned with socket2 to glommio, a second descriptor of a
-//! glommio socket, the clock tick /proc counts CPU time in, a lock on a data dir, and a
-//! report of a SIGBUS from a mapped file (`sigbus.rs`).
+//! memory and open files limits, handing sockets tuned with socket2 to glommio, a second
+//! descriptor of a glommio socket, the clock tick /proc counts CPU time in, a lock on a data
+//! dir, and a report of a SIGBUS from a mapped file (`sigbus.rs`).
 //!
 //! This is the only module outside the WAL's mapping code allowed `unsafe`; each block says
 //! why it is sound.
