@@ -3,7 +3,8 @@
 //!
 //! A member is `host:port`. A host name goes to the system resolver, which blocks, for its
 //! whole timeout while DNS is down: on the loop, every group of the core would stall with
-//! it. And a name that failed to resolve once must not leave its node out for good (its
+//! it, and on the core's one blocking thread, so would the jobs queued behind it (the WAL's
+//! next segment, snapshot files): it runs on a thread of its own. And a name that failed to resolve once must not leave its node out for good (its
 //! messages refused, its handshakes refused as unknown) until the next membership change:
 //! a failed name keeps the address it had, if it had one, and the whole set is resolved
 //! again a second later, until every name resolves or the members change.
@@ -76,8 +77,8 @@ pub fn resolve_now(
 }
 
 /// Keeps `transport`'s peers those of the latest member set pushed into `wanted`: resolved
-/// with `resolve` on glommio's blocking thread, again every [`RESOLVE_RETRY`] while a name
-/// fails. Runs until `wanted` closes.
+/// with `resolve` on a thread of its own ([`on_own_thread`]), again every [`RESOLVE_RETRY`]
+/// while a name fails. Runs until `wanted` closes.
 pub async fn keep_peers_resolved(
     wanted: Inbox<BTreeMap<u64, String>>,
     transport: Rc<Transport>,
@@ -123,7 +124,7 @@ pub async fn keep_peers_resolved(
         };
         let known_now = known.clone();
         let job = move || peer_addresses(&current, me, core, resolve, &known_now);
-        let (peers, failed) = crate::node::off_loop(job).await;
+        let (peers, failed) = on_own_thread(job).await;
         for &id in failed.iter().filter(|id| !said_failed.contains(id)) {
             tracing::warn!(
                 node = id,
@@ -137,9 +138,83 @@ pub async fn keep_peers_resolved(
     }
 }
 
+/// How often [`on_own_thread`] looks for its thread's answer.
+const ANSWER_POLL: Duration = Duration::from_millis(10);
+
+/// Runs `job` on a thread of its own and waits for its answer, looking every `ANSWER_POLL`
+/// (a resolution is rare: at a membership change, or a second after a name failed). Found
+/// in review: on the core's one blocking thread, a resolver waiting out its timeout (about
+/// 10 s a name with DNS down) held up the WAL's next segment and the snapshot files behind
+/// it. A panic in `job` is one of the caller's, as with `off_loop`.
+async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cohort-resolve".to_string())
+        .spawn(move || {
+            let _ = sender.send(job());
+        });
+    if let Err(error) = spawned {
+        panic!("cannot start a thread to resolve names: {error}");
+    }
+    loop {
+        match receiver.try_recv() {
+            Ok(answer) => return answer,
+            Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(ANSWER_POLL).await,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                panic!("the thread resolving names panicked")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal (found in review): a resolver that blocks does not hold up the core's jobs off
+    /// the loop. Method: names that take 2 s each to fail, and a job off the loop issued
+    /// meanwhile: it ends at once.
+    #[test]
+    fn a_slow_resolver_holds_up_no_job_off_the_loop() {
+        fn slow_to_fail(_: &str) -> Option<SocketAddr> {
+            #[allow(clippy::disallowed_methods)] // a resolver that blocks, on its own thread
+            std::thread::sleep(Duration::from_secs(2));
+            None
+        }
+        crate::node::on_one_executor("resolve-slow", || async {
+            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let config = crate::transport::TransportConfig::new(
+                NodeId(1),
+                0,
+                crate::wire::ClusterId(7),
+                listen,
+                BTreeMap::new(),
+            );
+            let transport = Rc::new(Transport::start(config).expect("starts"));
+            let wanted = Inbox::new(4);
+            let members = BTreeMap::from([
+                (1, "127.0.0.1:7000".to_string()),
+                (2, "slow-name:7000".to_string()),
+            ]);
+            wanted.push_now(members);
+            let keeping = glommio::spawn_local(keep_peers_resolved(
+                wanted.clone(),
+                Rc::clone(&transport),
+                NodeId(1),
+                0,
+                slow_to_fail,
+            ));
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            let start = crate::clock::now();
+            crate::node::off_loop(|| ()).await;
+            let waited = start.elapsed();
+            wanted.close();
+            keeping.await;
+            waited
+        })
+        .map(|waited| assert!(waited < Duration::from_millis(500), "{waited:?}"))
+        .expect("executor");
+    }
 
     /// Resolves `name-<n>:<port>` to 127.0.0.<n>, other names to nothing.
     fn fake_resolve(address: &str) -> Option<SocketAddr> {
