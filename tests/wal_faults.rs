@@ -717,3 +717,53 @@ fn an_empty_sync_in_flight_makes_no_record_skip_a_block() {
     );
     wal.finish_sync(block_on(writing.wait())).expect("synced");
 }
+
+/// Goal (found in review): a record that would skip a block for a sync in flight, and then
+/// needs the next segment, which a full disk cannot give, is refused with the cursor where it
+/// was: nothing skipped, the room at the end of the segment still there.
+/// Method: on whole-block storage, small records until the cursor sits in the
+/// second-to-last block, mid-block; a sync of the last one in flight; the disk full; a record of more
+/// than a block refused; then, the disk back, the same record goes in and survives a crash.
+#[test]
+fn a_record_refused_for_a_full_disk_skips_no_block() {
+    let config = WalConfig {
+        segment_bytes: 64 << 10,
+    };
+    let mut wal = block_on(Wal::open(MemStorage::with_whole_blocks(), config)).expect("fresh");
+    let block_bytes = 4096;
+    let mut index = 1;
+    loop {
+        wal.append_entries(1, index, &[(1, b"small".as_slice())])
+            .expect("append");
+        index += 1;
+        let room_bytes = wal.active_room_bytes();
+        if room_bytes < 2 * block_bytes && room_bytes % block_bytes != 0 {
+            break;
+        }
+        block_on(wal.sync()).expect("sync");
+    }
+    let in_flight = wal.begin_sync().expect("a sync of the last record");
+    wal.storage().set_disk_full(true);
+    let (room_bytes, skipped_bytes) = (wal.active_room_bytes(), wal.stats().skipped_bytes);
+    let large = vec![7u8; block_bytes + 100];
+    let refused = wal.append_entries(1, index, &[(1, large.as_slice())]);
+    assert!(
+        matches!(refused, Err(WalError::NoRoom { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(wal.active_room_bytes(), room_bytes, "the cursor moved");
+    assert_eq!(
+        wal.stats().skipped_bytes,
+        skipped_bytes,
+        "a block was skipped"
+    );
+    wal.finish_sync(block_on(in_flight.wait())).expect("synced");
+    wal.storage().set_disk_full(false);
+    wal.append_entries(1, index, &[(1, large.as_slice())])
+        .expect("append once a segment can be made");
+    block_on(wal.sync()).expect("sync");
+    let mut storage = wal.into_storage();
+    storage.crash(CrashFault::LoseUnsynced, 3);
+    let wal = block_on(Wal::open(storage, config)).expect("reopen");
+    assert_eq!(wal.group(1).expect("group 1").last_index, index);
+}

@@ -60,12 +60,16 @@ impl<S: Storage> Wal<S> {
                 });
             }
         }
+        // Where the record would start: past the block a sync in flight writes, if any. The
+        // cursor moves only once the record is known to go there, so a refused record, or one
+        // whose rotation fails (a full disk), leaves it where it was. A segment recovered
+        // from disk keeps the size it was created with.
+        let start = self.block_skip_target().unwrap_or(self.cursor);
+        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
         if self.prepared.is_none() && !self.rotation_builds {
-            // Room is kept: checked where the record would start, before anything moves, so
-            // a refused record takes none of it. A record may go into the room kept for its
-            // kind, but never skip a block into kept room: it waits for the sync in flight
-            // to end instead (then the block is rewritten, not skipped).
-            let segment_bytes = self.storage.size_bytes(self.active()) as usize;
+            // Room is kept. A record may go into the room kept for its kind, but never skip a
+            // block into kept room: it waits for the sync in flight to end instead (then the
+            // block is rewritten, not skipped).
             let KeptBytes {
                 markers,
                 hard_states,
@@ -75,7 +79,6 @@ impl<S: Storage> Wal<S> {
                 RecordKind::HardState => markers,
                 _ => markers.saturating_add(hard_states),
             };
-            let start = self.block_skip_target().unwrap_or(self.cursor);
             let kept_from = segment_bytes.saturating_sub(markers.saturating_add(hard_states));
             let skip_fits = start == self.cursor || start <= kept_from;
             let room_bytes = segment_bytes.saturating_sub(kept_bytes);
@@ -84,14 +87,12 @@ impl<S: Storage> Wal<S> {
                 return Err(WalError::NotReady { file });
             }
         }
-        self.skip_block_in_flight()?;
-        // A segment recovered from disk keeps the size it was created with (read after the
-        // skip, which may have rotated).
-        let segment_bytes = self.storage.size_bytes(self.active()) as usize;
-        if self.cursor + align_up(len_bytes) <= segment_bytes {
-            return Ok(());
+        if start + align_up(len_bytes) > segment_bytes {
+            return self.rotate();
         }
-        self.rotate()
+        self.stats.skipped_bytes += (start - self.cursor) as u64;
+        self.cursor = start;
+        Ok(())
     }
 
     /// While no segment is prepared and rotation does not build one
@@ -116,28 +117,11 @@ impl<S: Storage> Wal<S> {
     /// Where the storage writes whole blocks (`Storage::writes_whole_blocks`) and the last
     /// sync begun is still in flight, a record placed in the block that sync ended in would
     /// make the next sync write that block again while the first write may still land after
-    /// it. So the record starts at the next block boundary instead; the gap stays zero (the
-    /// write in flight zero-fills its last block) and recovery skips it (see
+    /// it. So the record starts at the next block boundary instead, returned here (perhaps the
+    /// segment's end, where the record rotates); the gap stays zero (the write in flight
+    /// zero-fills its last block) and recovery skips it (see
     /// `format::next_in_block_after_zeros`). With no sync in flight, the next write rewrites
-    /// the block from the last one's bytes (see `file.rs`). Where the boundary is the end of
-    /// the segment, the segment rotates.
-    fn skip_block_in_flight(&mut self) -> Result<(), WalError> {
-        let Some(boundary) = self.block_skip_target() else {
-            return Ok(());
-        };
-        let seq = self.active();
-        let skipped_bytes = (boundary - self.cursor) as u64;
-        if boundary >= self.storage.size_bytes(seq) as usize {
-            self.rotate()?;
-        } else {
-            self.cursor = boundary;
-        }
-        self.stats.skipped_bytes += skipped_bytes;
-        Ok(())
-    }
-
-    /// Where [`Wal::skip_block_in_flight`] would move the cursor to (perhaps the segment's
-    /// end), if anywhere.
+    /// the block from the last one's bytes (see `file.rs`), and this is `None`.
     fn block_skip_target(&self) -> Option<usize> {
         // Only while the write of that block is in flight: not, say, while an empty sync
         // begun after it is (found in review: it skipped a block, and in kept room refused).

@@ -269,7 +269,7 @@ impl Segment {
     /// Hands the staged buffer over as an O_DIRECT write of whole blocks, and keeps it in
     /// `writes`. Returns the write's file offset and buffer; `None` when nothing is staged.
     /// The WAL never stages bytes in a block that a write in flight covers
-    /// (`Wal::skip_block_in_flight`): two writes of one block could land in either order.
+    /// (`Wal::block_skip_target`): two writes of one block could land in either order.
     fn stage_direct_write(&self) -> Option<(u64, Rc<DmaBuffer>)> {
         let (from, buf) = match &mut *self.staged.borrow_mut() {
             Stage::Direct(staged) => staged.take()?,

@@ -96,7 +96,7 @@ pub struct Wal<S: Storage> {
     /// Where the last sync begun that wrote the active segment ended: (segment, cursor), and
     /// the lsn it makes durable up to. While that sync is in flight, a record placed in the
     /// block it ended in starts a fresh block first, where the storage asks for that (see
-    /// `Wal::skip_block_in_flight`).
+    /// `Wal::block_skip_target`).
     pub(super) last_sync_end: (u64, usize, u64),
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
