@@ -4,10 +4,11 @@
 //! A member is `host:port`. A host name goes to the system resolver, which blocks, for its
 //! whole timeout while DNS is down: on the loop, every group of the core would stall with
 //! it, and on the core's one blocking thread, so would the jobs queued behind it (the WAL's
-//! next segment, snapshot files): it runs on a thread of its own. And a name that failed to resolve once must not leave its node out for good (its
-//! messages refused, its handshakes refused as unknown) until the next membership change:
-//! a failed name keeps the address it had, if it had one, and the whole set is resolved
-//! again a second later, until every name resolves or the members change.
+//! next segment, snapshot files): it runs on a thread of its own. And a name that failed to
+//! resolve once must not leave its node out for good (its messages refused, its handshakes
+//! refused as unknown) until the next membership change: a failed name keeps the address it
+//! had, if it had one, and the whole set is resolved again a second later, until every name
+//! resolves or the members change.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -171,6 +172,42 @@ async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'stat
 mod tests {
     use super::*;
 
+    /// Node 1's task keeping core 0's peers resolved, started on a transport that knows
+    /// `known` and members 1 (an address) and 2 (`name_2`), resolved by `resolve`; stopped by
+    /// closing the inbox and awaiting the task.
+    fn resolving(
+        known: BTreeMap<NodeId, SocketAddr>,
+        name_2: &str,
+        resolve: ResolveFn,
+    ) -> (
+        Rc<Transport>,
+        Inbox<BTreeMap<u64, String>>,
+        glommio::Task<()>,
+    ) {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let config = crate::transport::TransportConfig::new(
+            NodeId(1),
+            0,
+            crate::wire::ClusterId(7),
+            listen,
+            known,
+        );
+        let transport = Rc::new(Transport::start(config).expect("starts"));
+        let wanted = Inbox::new(4);
+        wanted.push_now(BTreeMap::from([
+            (1, "127.0.0.1:7000".to_string()),
+            (2, name_2.to_string()),
+        ]));
+        let keeping = glommio::spawn_local(keep_peers_resolved(
+            wanted.clone(),
+            Rc::clone(&transport),
+            NodeId(1),
+            0,
+            resolve,
+        ));
+        (transport, wanted, keeping)
+    }
+
     /// Goal (found in review): a resolver that blocks does not hold up the core's jobs off
     /// the loop. Method: names that take 2 s each to fail, and a job off the loop issued
     /// meanwhile: it ends at once.
@@ -182,28 +219,7 @@ mod tests {
             None
         }
         crate::node::on_one_executor("resolve-slow", || async {
-            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-            let config = crate::transport::TransportConfig::new(
-                NodeId(1),
-                0,
-                crate::wire::ClusterId(7),
-                listen,
-                BTreeMap::new(),
-            );
-            let transport = Rc::new(Transport::start(config).expect("starts"));
-            let wanted = Inbox::new(4);
-            let members = BTreeMap::from([
-                (1, "127.0.0.1:7000".to_string()),
-                (2, "slow-name:7000".to_string()),
-            ]);
-            wanted.push_now(members);
-            let keeping = glommio::spawn_local(keep_peers_resolved(
-                wanted.clone(),
-                Rc::clone(&transport),
-                NodeId(1),
-                0,
-                slow_to_fail,
-            ));
+            let (_, wanted, keeping) = resolving(BTreeMap::new(), "slow-name:7000", slow_to_fail);
             glommio::timer::sleep(Duration::from_millis(100)).await;
             let start = crate::clock::now();
             crate::node::off_loop(|| ()).await;
@@ -239,28 +255,8 @@ mod tests {
     #[test]
     fn a_name_that_did_not_resolve_is_tried_again_until_it_does() {
         crate::node::on_one_executor("resolve-test", || async {
-            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-            let config = crate::transport::TransportConfig::new(
-                NodeId(1),
-                0,
-                crate::wire::ClusterId(7),
-                listen,
-                BTreeMap::new(),
-            );
-            let transport = Rc::new(Transport::start(config).expect("starts"));
-            let wanted = Inbox::new(4);
-            let members = BTreeMap::from([
-                (1, "127.0.0.1:7000".to_string()),
-                (2, "late-name:7000".to_string()),
-            ]);
-            wanted.push_now(members);
-            let keeping = glommio::spawn_local(keep_peers_resolved(
-                wanted.clone(),
-                Rc::clone(&transport),
-                NodeId(1),
-                0,
-                resolves_the_second_time,
-            ));
+            let (transport, wanted, keeping) =
+                resolving(BTreeMap::new(), "late-name:7000", resolves_the_second_time);
             for _ in 0..100 {
                 glommio::timer::sleep(Duration::from_millis(50)).await;
                 if transport.peers() == [NodeId(2)] {
@@ -280,29 +276,12 @@ mod tests {
     #[test]
     fn a_peer_resolved_at_start_keeps_its_address_when_its_name_then_fails() {
         crate::node::on_one_executor("resolve-keeps", || async {
-            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
             let two: SocketAddr = "127.0.0.2:7002".parse().unwrap();
-            let config = crate::transport::TransportConfig::new(
-                NodeId(1),
-                0,
-                crate::wire::ClusterId(7),
-                listen,
+            let (transport, wanted, keeping) = resolving(
                 BTreeMap::from([(NodeId(2), two)]),
-            );
-            let transport = Rc::new(Transport::start(config).expect("starts"));
-            let wanted = Inbox::new(4);
-            let members = BTreeMap::from([
-                (1, "127.0.0.1:7000".to_string()),
-                (2, "name-that-fails:7000".to_string()),
-            ]);
-            wanted.push_now(members);
-            let keeping = glommio::spawn_local(keep_peers_resolved(
-                wanted.clone(),
-                Rc::clone(&transport),
-                NodeId(1),
-                0,
+                "name-that-fails:7000",
                 |_| None,
-            ));
+            );
             // The first try runs at once.
             glommio::timer::sleep(Duration::from_millis(200)).await;
             assert_eq!(
