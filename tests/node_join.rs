@@ -143,13 +143,13 @@ fn a_node_that_cannot_run_or_was_removed_is_never_added() {
     common::cluster::finish(cluster);
 }
 
-/// Goal: a join that fails once the node votes in some group leaves it running, and a join
-/// cut short finishes after a restart from the data dir. Method: a cluster of 2 cores per
-/// node; node 4's core-1 peer port is cut off (the others dial it), so within a 3 s join
-/// timeout it is promoted in group 0 (core 0) and not in group 1 (core 1), where the join
-/// stops. It must say the join did not finish and keep running. Then it is killed, the cut healed, its only
-/// seed (node 1) stopped, and it is started again with the same command: it starts from its
-/// data dir, and once node 1 is back it finishes joining and votes in every group.
+/// Goal: a join that fails once the node votes in some group leaves it running, and a join cut
+/// short finishes after a restart from the data dir. Method: a cluster of 2 cores per node; node
+/// 4's core-1 peer port is cut off (the others dial it), so within a 3 s join timeout it is
+/// promoted in group 0 (core 0) and not in group 1 (core 1), where the join stops. It must say the
+/// join did not finish and keep running. Then it is killed, the cut healed, its only seed (node 1)
+/// stopped, and it is started again with the same command: it starts from its data dir, and once
+/// node 1 is back it finishes joining and votes in every group.
 #[test]
 fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     if !netfilter::available_or_skip() {

@@ -718,12 +718,12 @@ fn an_empty_sync_in_flight_makes_no_record_skip_a_block() {
     wal.finish_sync(block_on(writing.wait())).expect("synced");
 }
 
-/// Goal (found in review): a record that would skip a block for a sync in flight, and then
-/// needs the next segment, which a full disk cannot give, is refused with the cursor where it
-/// was: nothing skipped, the room at the end of the segment still there.
-/// Method: on whole-block storage, small records until the cursor sits in the
-/// second-to-last block, mid-block; a sync of the last one in flight; the disk full; a record of more
-/// than a block refused; then, the disk back, the same record goes in and survives a crash.
+/// Goal (found in review): a record that would skip a block for a sync in flight, and then needs
+/// the next segment, which a full disk cannot give, is refused with the cursor where it was:
+/// nothing skipped, the room at the end of the segment still there. Method: on whole-block storage,
+/// small records until the cursor sits in the second-to-last block, mid-block; a sync of the last
+/// one in flight; the disk full; a record of more than a block refused; then, the disk back, the
+/// same record goes in and survives a crash.
 #[test]
 fn a_record_refused_for_a_full_disk_skips_no_block() {
     let config = WalConfig {

@@ -1,11 +1,11 @@
 //! The store's hash table: each key with its value in one 64-byte slot (one cache line),
 //! found by linear probing over a byte of tag per slot.
 //!
-//! Why not `HashMap<Key, Value>`: its 80-byte pairs straddle two cache lines, and a lookup's
-//! slot is known only after its probe, so a batch cannot ask for its slots ahead. Here the
-//! tags (a byte per slot) say which slot a key is in: [`Table::prefetch`] asks for a batch's
-//! lines of tags, then for the slots they point to, without waiting for either, and the
-//! apply loop that follows finds its slots in cache. Applying an entry of many puts to a table larger than the CPU's caches
+//! Why not `HashMap<Key, Value>`: its 80-byte pairs straddle two cache lines, and a lookup's slot
+//! is known only after its probe, so a batch cannot ask for its slots ahead. Here the tags (a byte
+//! per slot) say which slot a key is in: [`Table::prefetch`] asks for a batch's lines of tags, then
+//! for the slots they point to, without waiting for either, and the apply loop that follows finds
+//! its slots in cache. Applying an entry of many puts to a table larger than the CPU's caches
 //! waited on one miss after another; `cohort bench` spent a third of a node's CPU there.
 //!
 //! Layout: `tags[i]` is `EMPTY` or `0x80 | the top 7 bits of the key's hash`; `slots[i]` holds

@@ -1,13 +1,13 @@
 //! A membership change of one group, as its leader runs it: the checks, the conf change it
 //! proposes, and when the change counts as done.
 //!
-//! Every operation is idempotent: asking again for a change that is done answers `Done`, so
-//! a client that lost an answer (or a leader) simply asks again. One exception: a remove of a
-//! node already out of the group answers `NotMember` (and a promote of such a node too), so
-//! a client can tell a remove that changed nothing anywhere (a mistyped id) from one done;
-//! `client::members` counts a remove asked again in groups where it was done as done. Voter changes go through a
-//! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself;
-//! a change is done once the group runs on a configuration that is not joint and has it.
+//! Every operation is idempotent: asking again for a change that is done answers `Done`, so a
+//! client that lost an answer (or a leader) simply asks again. One exception: a remove of a node
+//! already out of the group answers `NotMember` (and a promote of such a node too), so a client can
+//! tell a remove that changed nothing anywhere (a mistyped id) from one done; `client::members`
+//! counts a remove asked again in groups where it was done as done. Voter changes go through a
+//! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself; a change
+//! is done once the group runs on a configuration that is not joint and has it.
 
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{

@@ -1,15 +1,15 @@
 //! The data of this core's peers, as first seen: a peer back under its id with other data,
 //! or with an older copy of its data, is refused, and so is this core when a peer knew it so.
 //!
-//! Every core's data has an incarnation, a random number drawn when its dir is first used
-//! (see `node::incarnation`). A handshake carries the sender's and the one the sender
-//! recorded for the receiver. A core back on a new log under an old node id no longer holds
-//! the entries it acknowledged nor the votes it gave; let in, its vote could elect a leader
-//! that lacks committed entries, or a second leader in a term. So the first incarnation seen
-//! of each peer is recorded, durably, before the connection carries a message, and a
-//! connection that contradicts a record ends, on both sides. The same goes for a core whose
-//! start is older than the latest a peer saw of it (a lower count of starts, or the same count
-//! from another start; see `node::incarnation`): it runs on an older copy of its data (a restored backup or VM snapshot), which may lack entries it
+//! Every core's data has an incarnation, a random number drawn when its dir is first used (see
+//! `node::incarnation`). A handshake carries the sender's and the one the sender recorded for the
+//! receiver. A core back on a new log under an old node id no longer holds the entries it
+//! acknowledged nor the votes it gave; let in, its vote could elect a leader that lacks committed
+//! entries, or a second leader in a term. So the first incarnation seen of each peer is recorded,
+//! durably, before the connection carries a message, and a connection that contradicts a record
+//! ends, on both sides. The same goes for a core whose start is older than the latest a peer saw of
+//! it (a lower count of starts, or the same count from another start; see `node::incarnation`): it
+//! runs on an older copy of its data (a restored backup or VM snapshot), which may lack entries it
 //! acknowledged and votes it gave; that always proves a loss. So:
 //! - the side that recorded the peer logs that the peer came back with other data
 //!   ([`HandshakeError::PeerDataDirChanged`]);

@@ -15,14 +15,14 @@
 //!
 //! # Files
 //!
-//! A directory of segments `<seq>.wal`, `seq` counting up from 1 with no holes (the oldest
-//! ones are removed as they die). Every segment has the same size (`WalConfig::segment_bytes`,
-//! 64 MiB by default), is created at full size and filled with zeros (real writes, so an
-//! fdatasync after an overwrite flushes data only, with no extent conversion in the journal;
-//! written to the device a MiB at a time, so the active segment's syncs never queue behind a
-//! whole segment of zeros, and with O_DIRECT writes, by O_DIRECT too, bypassing the page
-//! cache; with fsync off, fallocated blocks that read as zeros),
-//! and is mapped `MAP_SHARED` for its whole life (for reading). The file is never shortened while mapped.
+//! A directory of segments `<seq>.wal`, `seq` counting up from 1 with no holes (the oldest ones are
+//! removed as they die). Every segment has the same size (`WalConfig::segment_bytes`, 64 MiB by
+//! default), is created at full size and filled with zeros (real writes, so an fdatasync after an
+//! overwrite flushes data only, with no extent conversion in the journal; written to the device a
+//! MiB at a time, so the active segment's syncs never queue behind a whole segment of zeros, and
+//! with O_DIRECT writes, by O_DIRECT too, bypassing the page cache; with fsync off, fallocated
+//! blocks that read as zeros), and is mapped `MAP_SHARED` for its whole life (for reading). The
+//! file is never shortened while mapped.
 //!
 //! ## Segment header (64 bytes at offset 0, little endian)
 //!
@@ -160,31 +160,30 @@
 //!
 //! # Recovery
 //!
-//! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a
-//! part the device cannot read: refuse, naming the file and offset; a version it does not
-//! know: refuse) and takes the key from the newest header that states
-//! one: a segment whose own header is zeros or damaged is read with it (and, in a log that
-//! has one, as an unkeyed segment too). Where no header states a key, a segment whose
-//! header is zeros or damaged is refused when anything but zeros follows it, as its records
-//! could not be checked. It then replays records from the first segment on while
-//! each verifies and carries the next lsn (skipping a zero gap to a block boundary where the
-//! record at the boundary carries it). Where the replay of a segment stops, the decision
-//! table in `decision.rs` chooses, from five facts, between: the segment simply ended (the
-//! next one continues the lsn sequence); the log ended cleanly (zeros); a torn tail (drop it);
-//! and refusing to open. A torn tail and mid-log corruption look alike at the stop; what tells
-//! them apart is the durable lsn stamped in every record: if any record that verifies after
-//! the stop says the record expected at the stop was already durable when it was written,
-//! the stop is damage to synced data, and `open` fails with the file, the offset and what
-//! truncating would lose. (That scan checks a checksum only where the header's lsn could
-//! follow the stop, from the expected lsn to as many more as the log's bytes could hold (any
-//! lsn, for a stop before the log's first record), and its durable lsn is not above its own:
-//! old bytes can look like a header claiming megabytes at every aligned offset, and checking
-//! them all would take time quadratic in a segment's size. This narrows that cost to headers
-//! that also guess the lsns near the end of the log; it does not bound it.) Otherwise everything from the stop on was written after the last
-//! sync that any surviving record knows of (unsynced batches, several when syncs overlapped)
-//! and is dropped: the valid records left after the stop are zeroed (so a later, shorter
-//! write never exposes them), the kept segments are synced (a process crash leaves unsynced
-//! data in the page cache), and later segments are removed.
+//! `open` lists the segments (a hole in the sequence: refuse, naming the missing file; a part the
+//! device cannot read: refuse, naming the file and offset; a version it does not know: refuse) and
+//! takes the key from the newest header that states one: a segment whose own header is zeros or
+//! damaged is read with it (and, in a log that has one, as an unkeyed segment too). Where no header
+//! states a key, a segment whose header is zeros or damaged is refused when anything but zeros
+//! follows it, as its records could not be checked. It then replays records from the first segment
+//! on while each verifies and carries the next lsn (skipping a zero gap to a block boundary where
+//! the record at the boundary carries it). Where the replay of a segment stops, the decision table
+//! in `decision.rs` chooses, from five facts, between: the segment simply ended (the next one
+//! continues the lsn sequence); the log ended cleanly (zeros); a torn tail (drop it); and refusing
+//! to open. A torn tail and mid-log corruption look alike at the stop; what tells them apart is the
+//! durable lsn stamped in every record: if any record that verifies after the stop says the record
+//! expected at the stop was already durable when it was written, the stop is damage to synced data,
+//! and `open` fails with the file, the offset and what truncating would lose. (That scan checks a
+//! checksum only where the header's lsn could follow the stop, from the expected lsn to as many
+//! more as the log's bytes could hold (any lsn, for a stop before the log's first record), and its
+//! durable lsn is not above its own: old bytes can look like a header claiming megabytes at every
+//! aligned offset, and checking them all would take time quadratic in a segment's size. This
+//! narrows that cost to headers that also guess the lsns near the end of the log; it does not bound
+//! it.) Otherwise everything from the stop on was written after the last sync that any surviving
+//! record knows of (unsynced batches, several when syncs overlapped) and is dropped: the valid
+//! records left after the stop are zeroed (so a later, shorter write never exposes them), the kept
+//! segments are synced (a process crash leaves unsynced data in the page cache), and later segments
+//! are removed.
 //!
 //! Appends never go over bytes that follow the end of the log: lsns restart there, so a
 //! later write over a torn record's remains, itself torn by a crash, could combine old and
