@@ -104,7 +104,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2.0)]
     pub warmup_seconds: f64,
     /// Seconds of the same load against a null server (answers without replicating) to
-    /// measure the generator's own ceiling; 0 skips it.
+    /// measure the generator's own ceiling, in a closed loop even with --rate; 0 skips it.
     #[arg(long, default_value_t = 3.0)]
     pub ceiling_seconds: f64,
     /// Folder for the JSON report, .hgrm files and SVG plots.
@@ -374,15 +374,19 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
             groups: run.groups,
         };
         let null = NullServer::start_shaped(shape, Quirks::default())?;
+        // As fast as the generator goes with these clients: a closed loop, even where the
+        // run offered a rate (the null server would only answer that rate back).
         let mut ceiling_load = load.clone();
+        ceiling_load.rate_per_s = None;
         ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
         ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
         ceiling_load.live = false;
-        Some(driver::run(
-            vec![null.base.clone()],
-            ceiling_load,
-            Vec::new(),
-        )?)
+        let ceiling = driver::run(vec![null.base.clone()], ceiling_load, Vec::new())?;
+        // Cut short, its seconds are too few for its figures to mean anything.
+        if driver::interrupted() {
+            return Err("interrupted: the run against the null server was cut short".to_string());
+        }
+        Some(ceiling)
     } else {
         None
     };
