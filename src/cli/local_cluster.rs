@@ -407,6 +407,11 @@ fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
     }
 }
 
+/// Whether any node of a cluster in `dir` has a log there.
+pub fn any_log(dir: &Path) -> bool {
+    (1..=NODES).any(|id| log_path(dir, id).exists())
+}
+
 fn log_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("node-{id}.log"))
 }

@@ -1,7 +1,7 @@
 //! A local cluster started for one run (the demo, `cohort bench` without `--nodes`) in a
 //! folder of its own under the system temp dir, deleted when the run ends, however it ends
-//! (done, an error, Ctrl-C), unless a node died (the folder keeps its logs) or the user
-//! asked to keep it.
+//! (done, an error, Ctrl-C), unless a node died or hung, at start or later (the folder keeps
+//! its logs), or the user asked to keep it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,12 +30,20 @@ impl ScratchCluster {
         announce: impl FnOnce(&Path, &RawFdatasync),
     ) -> Result<(ScratchCluster, RawFdatasync), String> {
         flags.check()?;
-        let dir = ScratchDir::create(name, keep)?;
+        let mut dir = ScratchDir::create(name, keep)?;
         let fdatasync = RawFdatasync::measure(&dir.path, NODES as usize)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;
         announce(&dir.path, &fdatasync);
         let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
-        let cluster = LocalCluster::start(&exe, &dir.path, flags)?;
+        let cluster = match LocalCluster::start(&exe, &dir.path, flags) {
+            Ok(cluster) => cluster,
+            // A node that died or hung at start: its log says why, beyond the lines quoted.
+            Err(error) if !driver::interrupted() && super::local_cluster::any_log(&dir.path) => {
+                dir.keep();
+                return Err(format!("{error}\nlogs kept in {}", dir.path.display()));
+            }
+            Err(error) => return Err(error),
+        };
         Ok((ScratchCluster { cluster, dir }, fdatasync))
     }
 

@@ -74,17 +74,23 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
     let next = AtomicU64::new(args.from);
     let totals = Mutex::new(Totals::default());
     let failures: Mutex<Vec<SimFailure>> = Mutex::new(Vec::new());
+    // The lowest seed that failed so far: a seed below it, taken by a thread that then
+    // waited for the CPU, still runs, so the lowest failing seed is the one reported.
+    let failed_lowest = AtomicU64::new(u64::MAX);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end || !failures.lock().expect("not poisoned").is_empty() {
+                    if seed >= end || seed > failed_lowest.load(Ordering::Relaxed) {
                         return;
                     }
                     match run_seed(&SimOptions::for_seed(seed)) {
                         Ok(report) => totals.lock().expect("not poisoned").add(&report),
-                        Err(failure) => failures.lock().expect("not poisoned").push(failure),
+                        Err(failure) => {
+                            failed_lowest.fetch_min(seed, Ordering::Relaxed);
+                            failures.lock().expect("not poisoned").push(failure);
+                        }
                     }
                 }
             });
