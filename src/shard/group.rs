@@ -19,6 +19,11 @@ use crate::raft::{
     Ready, Replica, Role, Term,
 };
 
+/// Linearizable and lease reads one group holds, confirmed or not, before it refuses more as
+/// busy: Raft's own bound (`Config::pending_reads_max`) counts only those it has not
+/// confirmed, and confirmed ones wait for the state machine to reach their index.
+pub const READS_WAITING_MAX: usize = 65_536;
+
 /// A client connection of this core, as the loop numbers them.
 pub type ConnId = u64;
 
@@ -138,6 +143,16 @@ impl Group {
             }
             if self.replica.role() != Role::Leader {
                 return answer(self.not_leader(&request));
+            }
+            // Raft bounds the reads it has not confirmed; confirmed ones wait here for the
+            // state machine, which a stuck sync can hold back for a while.
+            let waiting = self.reads_unconfirmed.len() + self.reads_confirmed.len();
+            if waiting >= READS_WAITING_MAX {
+                let why = format!(
+                    "{waiting} reads wait in this group, at most {READS_WAITING_MAX} may (its \
+                     state machine is behind its commit, its log's sync slow)"
+                );
+                return answer(error_response(&request, ErrorCode::Busy, &why));
             }
             let ctx = self.next_ctx;
             self.next_ctx += 1;
@@ -562,5 +577,93 @@ fn answer_all(
                 outcome: outcome.clone(),
             },
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, Ops};
+    use crate::raft::{Config, Persisted};
+    use bytes::Bytes;
+
+    fn request(sequence: u64, op: Op, consistency: Consistency) -> Request {
+        Request {
+            command: Command {
+                client_id: 1,
+                sequence,
+                first_unacked: sequence,
+                ops: Ops::from_iter([op]),
+            },
+            consistency,
+        }
+    }
+
+    /// Hands out, persists and applies every Ready of the group.
+    fn settle(group: &mut Group, out: &mut Vec<Answer>) {
+        while group.replica.has_ready() {
+            let mut ready = group.replica.ready();
+            group.apply_ready(&mut ready, out).expect("applied");
+            group.replica.advance(ready.ack());
+        }
+    }
+
+    /// Goal (found in review): reads Raft confirmed wait for the state machine without
+    /// bound; a stuck sync held the apply back while every heartbeat round confirmed more.
+    /// Method: the sole voter's write committed and not applied (its Ready persisted, its
+    /// committed entries dropped); then reads, each round's confirmed and not served, until
+    /// one is refused as busy.
+    #[test]
+    fn reads_waiting_for_the_state_machine_are_bounded() {
+        let mut replica = Replica::new(
+            Config::new(NodeId(1)),
+            7,
+            Persisted::bootstrap(&[NodeId(1)]),
+        )
+        .unwrap();
+        replica.campaign();
+        let mut group = Group::new(replica, Box::new(|_| String::new()));
+        let mut out = Vec::new();
+        settle(&mut group, &mut out);
+        assert_eq!(group.replica.role(), Role::Leader);
+        let put = Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+        };
+        group.handle(1, request(1, put, Consistency::Linearizable), &mut out);
+        group.propose_pending(&mut out);
+        while group.replica.has_ready() {
+            let ready = group.replica.ready();
+            group.replica.advance(ready.ack());
+        }
+        let get = || Op::Get {
+            key: Bytes::from_static(b"k"),
+        };
+        let mut sequence = 2;
+        let busy = 'rounds: loop {
+            for _ in 0..1024 {
+                group.handle(
+                    1,
+                    request(sequence, get(), Consistency::Linearizable),
+                    &mut out,
+                );
+                sequence += 1;
+                if let Some(answer) = out.pop() {
+                    break 'rounds answer;
+                }
+            }
+            assert!(sequence < 4 * READS_WAITING_MAX as u64, "never refused");
+            let mut ready = group.replica.ready();
+            group.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), &mut out);
+            group.replica.advance(ready.ack());
+        };
+        let refused = matches!(&busy.response.outcome, Outcome::Error { code: ErrorCode::Busy, message }
+            if message.contains("reads wait in this group"));
+        assert!(refused, "{busy:?}");
+        assert_eq!(
+            group.waiting(),
+            READS_WAITING_MAX + 1,
+            "the reads and the write"
+        );
     }
 }
