@@ -64,8 +64,9 @@ pub struct WalLog {
     /// (group, index) of the received snapshots whose files are durable and which Raft may
     /// install: the Ready that installs one only writes the WAL's part. One Raft answered
     /// without installing it (its term or commit moved on while it was stored) stays until
-    /// the group installs a later one; dropped when a newer one is stored, an older one whose
-    /// install is under way would have its file written again, on the loop (found in review).
+    /// the group installs a later one. It is not dropped when a newer one is stored: an
+    /// older one whose install is under way would then have its file written again, on the
+    /// loop (found in review).
     snapshots_stored: BTreeSet<(u32, u64)>,
 }
 
