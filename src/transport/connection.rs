@@ -114,7 +114,7 @@ pub(super) async fn dial(
         }
         .into());
     }
-    let checked = shared.incarnations.check_and_record(&theirs);
+    let checked = shared.incarnations.check_and_record(&theirs).await;
     shut_down_if_refused(shared);
     checked?;
     reader.allow_full_frames();
@@ -150,7 +150,7 @@ pub(super) async fn accept(
             node_id: theirs.node_id,
         });
     }
-    if let Err(error) = shared.incarnations.check_and_record(&theirs) {
+    if let Err(error) = shared.incarnations.check_and_record(&theirs).await {
         // Shuts the transport down if this refusal proved our data lost, once our answer
         // went out or its sending was given up.
         let _shut_down = ShutDownIfRefused(shared);

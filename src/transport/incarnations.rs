@@ -38,6 +38,7 @@ use crate::raft::NodeId;
 use crate::wire::Handshake;
 use crate::wire::handshake::HandshakeError;
 
+use super::record_writer::{RecordWriter, WriteFn, supersedes};
 use super::signal::Stop;
 
 const FORMAT: &str = "cohort peer incarnations v1";
@@ -46,7 +47,8 @@ pub(super) struct Incarnations {
     own: Seen,
     /// This core's data is new: a peer that recorded it otherwise proves it lost its data.
     own_is_new: bool,
-    file: Option<PathBuf>,
+    /// Writes the records' file, where there is one.
+    writer: Option<RecordWriter>,
     known: RefCell<BTreeMap<NodeId, Seen>>,
     /// What proved this core lost data, once something did.
     lost: RefCell<Option<DataLost>>,
@@ -79,14 +81,30 @@ fn is_older(start: u64, recorded: u64) -> bool {
 impl Incarnations {
     /// The records in `file` (none if it does not exist yet), for a core whose data is `own`.
     pub fn load(own: Seen, own_is_new: bool, file: Option<PathBuf>) -> io::Result<Incarnations> {
-        let known = match &file {
-            Some(path) => read(path)?,
-            None => BTreeMap::new(),
+        Self::load_writing(own, own_is_new, file, crate::durable::replace_file)
+    }
+
+    /// As [`Incarnations::load`], the file written by `write`.
+    fn load_writing(
+        own: Seen,
+        own_is_new: bool,
+        file: Option<PathBuf>,
+        write: WriteFn,
+    ) -> io::Result<Incarnations> {
+        let (known, writer) = match file {
+            Some(path) => {
+                let known = read(&path)?;
+                (
+                    known.clone(),
+                    Some(RecordWriter::start(path, known, write)?),
+                )
+            }
+            None => (BTreeMap::new(), None),
         };
         Ok(Incarnations {
             own,
             own_is_new,
-            file,
+            writer,
             known: RefCell::new(known),
             lost: RefCell::new(None),
             refused: Stop::default(),
@@ -111,27 +129,22 @@ impl Incarnations {
     /// first seen, or its start if it is later than recorded (durably, before returning). A
     /// contradiction is refused.
     ///
-    /// The record is written on the event loop's thread: a file of a few lines, synced once
-    /// per peer and start of it (its first connection after it started), so a stall of about
-    /// one fdatasync when a node starts or joins. Not on glommio's blocking pool: its one
-    /// thread per executor also resolves member names and writes snapshots, and a handshake
-    /// waiting behind a slow name server would time out, again and again.
-    pub fn check_and_record(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
+    /// The record is written on a thread of its own (see `record_writer.rs`), once per peer
+    /// and start of it (its first connection after it started). Not on the loop, which a
+    /// hung disk would stop with it; not on glommio's blocking pool either: its one thread
+    /// per executor also writes snapshots, and a handshake waiting behind one would time out.
+    pub async fn check_and_record(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
         self.check(theirs)?;
-        let recorded = self.recorded(theirs.node_id);
-        if theirs.incarnation == 0
-            || (recorded.incarnation != 0 && count(theirs.start) <= count(recorded.start))
-        {
-            return Ok(());
-        }
-        let mut known = self.known.borrow().clone();
         let seen = Seen {
             incarnation: theirs.incarnation,
             start: theirs.start,
         };
-        known.insert(theirs.node_id, seen);
-        if let Some(path) = &self.file
-            && let Err(error) = crate::durable::replace_file(path, render(&known).as_bytes())
+        let recorded = self.known.borrow().get(&theirs.node_id).copied();
+        if !supersedes(seen, recorded) {
+            return Ok(());
+        }
+        if let Some(writer) = &self.writer
+            && let Err(error) = writer.record(theirs.node_id, seen).await
         {
             // Refusing the peer for a full disk would cut a node off its peers when it can
             // least afford it; kept in memory, the record still guards this process, and the
@@ -143,7 +156,7 @@ impl Incarnations {
             ) {
                 return Err(HandshakeError::RecordFailed {
                     node_id: theirs.node_id,
-                    error: format!("{}: {error}", path.display()),
+                    error: error.to_string(),
                 });
             }
             tracing::warn!(
@@ -152,7 +165,12 @@ impl Incarnations {
                 "cannot record the peer's data incarnation on a full disk: kept in memory only"
             );
         }
-        *self.known.borrow_mut() = known;
+        // Another handshake of the same peer may have recorded a later start meanwhile.
+        self.check(theirs)?;
+        let mut known = self.known.borrow_mut();
+        if supersedes(seen, known.get(&theirs.node_id).copied()) {
+            known.insert(theirs.node_id, seen);
+        }
         Ok(())
     }
 
@@ -294,7 +312,7 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
     Ok(known)
 }
 
-fn render(known: &BTreeMap<NodeId, Seen>) -> String {
+pub(super) fn render(known: &BTreeMap<NodeId, Seen>) -> String {
     let mut text = format!("{FORMAT}\n");
     for (node, seen) in known {
         text.push_str(&format!("{}={}/{}\n", node.0, seen.incarnation, seen.start));
@@ -306,6 +324,7 @@ fn render(known: &BTreeMap<NodeId, Seen>) -> String {
 mod tests {
     use super::*;
     use crate::wire::ClusterId;
+    use futures_lite::future::block_on;
 
     /// A handshake from `node` on data `(incarnation, count of starts)` that recorded this core
     /// as `(incarnation, count of starts)`.
@@ -352,17 +371,49 @@ mod tests {
         let blocker = crate::durable::temporary_twin(&path);
         std::fs::create_dir(&blocker).unwrap();
         let ours = Incarnations::load(seen(7, 1), false, Some(path.clone())).unwrap();
-        let error = refusal(ours.check_and_record(&from(2, (9, 1), (7, 1))));
+        let error = refusal(block_on(ours.check_and_record(&from(2, (9, 1), (7, 1)))));
         assert!(
             matches!(&error, HandshakeError::RecordFailed { node_id, .. } if *node_id == NodeId(2)),
             "{error:?}"
         );
         assert!(error.to_string().contains("peers.incarnations"), "{error}");
         std::fs::remove_dir(&blocker).unwrap();
-        ours.check_and_record(&from(2, (9, 1), (7, 1))).unwrap();
+        block_on(ours.check_and_record(&from(2, (9, 1), (7, 1)))).unwrap();
         let again = Incarnations::load(seen(7, 2), false, Some(path)).unwrap();
         assert_eq!(again.recorded(NodeId(2)), seen(9, 1));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Goal (found in review): the record's write does not stop the core's loop while it
+    /// waits for the disk (a hung device stopped every group of the core with it). Method: a
+    /// write that takes 300 ms; the handshake's check, polled once, is pending rather than
+    /// done, and once the write is, the peer is recorded, in memory and in the file.
+    #[test]
+    fn a_slow_record_write_leaves_the_loop_free() {
+        fn slow_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+            #[allow(clippy::disallowed_methods)] // a disk that takes its time, on its thread
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            crate::durable::replace_file(path, bytes)
+        }
+        let name = format!("cohort-incarnations-slow-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peers.incarnations");
+        let ours =
+            Incarnations::load_writing(seen(7, 1), false, Some(path.clone()), slow_write).unwrap();
+        let handshake = from(2, (9, 1), (7, 1));
+        let mut checking = std::pin::pin!(ours.check_and_record(&handshake));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            checking.as_mut().poll(&mut cx).is_pending(),
+            "done on the loop"
+        );
+        block_on(checking).unwrap();
+        assert_eq!(ours.recorded(NodeId(2)), seen(9, 1));
+        let again = Incarnations::load(seen(7, 2), false, Some(path)).unwrap();
+        assert_eq!(again.recorded(NodeId(2)), seen(9, 1));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -374,19 +425,19 @@ mod tests {
         let me = seen(7, 3);
         let records = Incarnations::load(me, false, Some(file.clone())).unwrap();
         assert_eq!(records.recorded(NodeId(2)), Seen::default());
-        records.check_and_record(&from(2, (20, 1), (0, 0))).unwrap();
-        records.check_and_record(&from(3, (30, 5), (7, 3))).unwrap();
+        block_on(records.check_and_record(&from(2, (20, 1), (0, 0)))).unwrap();
+        block_on(records.check_and_record(&from(3, (30, 5), (7, 3)))).unwrap();
         // A later start of a peer is recorded, an earlier one refused.
-        records.check_and_record(&from(2, (20, 2), (7, 3))).unwrap();
+        block_on(records.check_and_record(&from(2, (20, 2), (7, 3)))).unwrap();
         // An older node: nothing to check or record.
-        records.check_and_record(&from(4, (0, 0), (0, 0))).unwrap();
+        block_on(records.check_and_record(&from(4, (0, 0), (0, 0)))).unwrap();
         // Another start with the same count: an older copy started again.
         let forked = Handshake {
             start: 5 << 32 | 0x1234,
             ..from(3, (30, 5), (7, 3))
         };
         assert_eq!(
-            refusal(records.check_and_record(&forked)),
+            refusal(block_on(records.check_and_record(&forked))),
             HandshakeError::PeerDataOld {
                 node_id: NodeId(3),
                 start: 5,
@@ -398,9 +449,9 @@ mod tests {
         assert_eq!(again.recorded(NodeId(2)), seen(20, 2));
         assert_eq!(again.recorded(NodeId(3)), seen(30, 5));
         assert_eq!(again.recorded(NodeId(4)), Seen::default());
-        again.check_and_record(&from(2, (20, 2), (7, 3))).unwrap();
+        block_on(again.check_and_record(&from(2, (20, 2), (7, 3)))).unwrap();
         assert_eq!(
-            refusal(again.check_and_record(&from(2, (21, 1), (0, 0)))),
+            refusal(block_on(again.check_and_record(&from(2, (21, 1), (0, 0))))),
             HandshakeError::PeerDataDirChanged {
                 node_id: NodeId(2),
                 incarnation: 21,
@@ -409,7 +460,7 @@ mod tests {
             }
         );
         assert_eq!(
-            refusal(again.check_and_record(&from(3, (30, 4), (7, 3)))),
+            refusal(block_on(again.check_and_record(&from(3, (30, 4), (7, 3))))),
             HandshakeError::PeerDataOld {
                 node_id: NodeId(3),
                 start: 4,
@@ -445,12 +496,15 @@ mod tests {
     #[test]
     fn the_repair_a_refusal_names_lets_the_core_in() {
         let records = Incarnations::load(seen(7, 1), false, None).unwrap();
-        let said = refusal(records.check_and_record(&from(2, (20, 1), (6, 4)))).to_string();
+        let said = refusal(block_on(records.check_and_record(&from(
+            2,
+            (20, 1),
+            (6, 4),
+        ))))
+        .to_string();
         assert!(said.contains("`incarnation=6` and `starts=4`"), "{said}");
         let repaired = Incarnations::load(seen(6, 5), false, None).unwrap();
-        repaired
-            .check_and_record(&from(2, (20, 1), (6, 4)))
-            .expect("let in");
+        block_on(repaired.check_and_record(&from(2, (20, 1), (6, 4)))).expect("let in");
         assert!(!repaired.is_refused());
     }
 
@@ -461,7 +515,11 @@ mod tests {
         for own_is_new in [false, true] {
             let records = Incarnations::load(seen(7, 1), own_is_new, None).unwrap();
             assert_eq!(
-                refusal(records.check_and_record(&from(2, (20, 1), (6, 4)))),
+                refusal(block_on(records.check_and_record(&from(
+                    2,
+                    (20, 1),
+                    (6, 4)
+                )))),
                 HandshakeError::ThisDataDirUnknown {
                     node_id: NodeId(2),
                     incarnation: 7,
@@ -488,14 +546,14 @@ mod tests {
     #[test]
     fn a_peer_that_saw_a_later_start_proves_an_older_copy() {
         let records = Incarnations::load(seen(7, 3), false, None).unwrap();
-        records.check_and_record(&from(2, (20, 1), (7, 3))).unwrap();
+        block_on(records.check_and_record(&from(2, (20, 1), (7, 3)))).unwrap();
         assert!(!records.is_refused());
         let same_count = Handshake {
             start_of_receiver: 3 << 32 | 0x1234,
             ..from(2, (20, 1), (7, 3))
         };
         assert!(matches!(
-            refusal(records.check_and_record(&same_count)),
+            refusal(block_on(records.check_and_record(&same_count))),
             HandshakeError::ThisDataOld {
                 start: 3,
                 start_recorded: 3,
@@ -504,7 +562,11 @@ mod tests {
         ));
         let records = Incarnations::load(seen(7, 3), false, None).unwrap();
         assert_eq!(
-            refusal(records.check_and_record(&from(2, (20, 1), (7, 5)))),
+            refusal(block_on(records.check_and_record(&from(
+                2,
+                (20, 1),
+                (7, 5)
+            )))),
             HandshakeError::ThisDataOld {
                 node_id: NodeId(2),
                 start: 3,

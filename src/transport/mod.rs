@@ -93,6 +93,7 @@ mod halves;
 mod incarnations;
 mod queue;
 mod reason;
+mod record_writer;
 mod shared;
 mod signal;
 mod socket;
