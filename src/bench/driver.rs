@@ -314,7 +314,9 @@ fn closed_loop(
                     for (answer, group) in answers.into_iter().zip(groups) {
                         match answer.result {
                             Ok(_) => recorder.answered(group, answer.node, sent, sent, answer.at),
-                            Err(error) => recorder.failed(group, sent, &error),
+                            Err(error) => {
+                                recorder.failed(group, answer.node, sent, answer.at, &error)
+                            }
                         }
                     }
                 }
@@ -364,7 +366,7 @@ async fn open_loop(
             for ((answer, group), intended) in answers.into_iter().zip(groups).zip(intended) {
                 match answer.result {
                     Ok(_) => recorder.answered(group, answer.node, intended, sent, answer.at),
-                    Err(error) => recorder.failed(group, intended, &error),
+                    Err(error) => recorder.failed(group, answer.node, intended, answer.at, &error),
                 }
             }
         })

@@ -103,7 +103,12 @@ pub struct Recorder {
     /// As `requests` and `latency_us`, per node and per group.
     pub per_node: BTreeMap<u64, Share>,
     pub per_group: BTreeMap<u32, Share>,
+    /// The seconds closed so far, as shown; a second's figures grow while answers and
+    /// failures of it are recorded after it closed (see `closed`).
     pub timeline: Vec<Second>,
+    /// What each closed second counted, with its end: an answer or failure recorded after
+    /// its second closed (its batch was handled after the tick) goes into it there.
+    closed: Vec<(Instant, Share)>,
     interval: Share,
     interval_start: Instant,
 }
@@ -122,6 +127,7 @@ impl Recorder {
             per_node: BTreeMap::new(),
             per_group: BTreeMap::new(),
             timeline: Vec::new(),
+            closed: Vec::new(),
             interval: Share::new(),
             interval_start: start,
         }
@@ -149,14 +155,12 @@ impl Recorder {
         }
         if arrived {
             self.requests += 1;
-            if done < self.interval_start {
-                self.count_late(done);
-            } else {
-                self.interval.requests += 1;
+            self.in_second(done, |second| {
+                second.requests += 1;
                 if due {
-                    self.interval.latency_us.saturating_record(latency_us);
+                    second.latency_us.saturating_record(latency_us);
                 }
-            }
+            });
         }
         let group = self.per_group.entry(group).or_insert_with(Share::new);
         let node = node.map(|node| self.per_node.entry(node).or_insert_with(Share::new));
@@ -168,24 +172,34 @@ impl Recorder {
         }
     }
 
-    /// Count an answer that arrived in a second already closed (its batch was handled after
-    /// the second ended) in that second.
-    fn count_late(&mut self, done: Instant) {
-        let at_s = (done - self.start).as_secs_f64();
-        let last = self.timeline.len().checked_sub(1).expect("a second closed");
-        let i = (self.timeline.iter())
-            .position(|second| at_s <= second.at_s)
+    /// Counts what happened at `at` (in the window) in its second: the open one, or the
+    /// closed one it fell in, whose line of the timeline is then made again.
+    fn in_second(&mut self, at: Instant, count: impl FnOnce(&mut Share)) {
+        if at >= self.interval_start {
+            return count(&mut self.interval);
+        }
+        let last = self.closed.len().checked_sub(1).expect("a second closed");
+        let i = (self.closed.iter())
+            .position(|(end, _)| at < *end)
             .unwrap_or(last);
-        let from_s = i
+        let from = i
             .checked_sub(1)
-            .map_or(0.0, |before| self.timeline[before].at_s);
-        let second = &mut self.timeline[i];
-        second.requests += 1;
-        second.requests_per_s = second.requests as f64 / (second.at_s - from_s).max(1e-9);
+            .map_or(self.start, |before| self.closed[before].0);
+        let (end, share) = &mut self.closed[i];
+        count(share);
+        self.timeline[i] = second_of(share, (*end - self.start).as_secs_f64(), *end - from);
     }
 
-    /// A request of `group` meant to start at `intended` failed.
-    pub fn failed(&mut self, group: u32, intended: Instant, error: &ClientError) {
+    /// A request of `group` meant to start at `intended` failed at `done`, told so by `node`
+    /// if by one.
+    pub fn failed(
+        &mut self,
+        group: u32,
+        node: Option<u64>,
+        intended: Instant,
+        done: Instant,
+        error: &ClientError,
+    ) {
         if intended < self.start {
             return;
         }
@@ -194,11 +208,14 @@ impl Recorder {
         self.error_examples
             .entry(kind)
             .or_insert_with(|| error.to_string());
-        self.interval.errors += 1;
-        self.per_group
-            .entry(group)
-            .or_insert_with(Share::new)
-            .errors += 1;
+        if done < self.end {
+            self.in_second(done.max(self.start), |second| second.errors += 1);
+        }
+        let group = self.per_group.entry(group).or_insert_with(Share::new);
+        let node = node.map(|node| self.per_node.entry(node).or_insert_with(Share::new));
+        for share in std::iter::once(group).chain(node) {
+            share.errors += 1;
+        }
     }
 
     pub fn error_count(&self) -> u64 {
@@ -243,19 +260,29 @@ impl Recorder {
     pub fn close_interval(&mut self, now: Instant) -> Second {
         let now = now.min(self.end);
         let interval = std::mem::replace(&mut self.interval, Share::new());
-        let length_s = (now - self.interval_start).as_secs_f64().max(1e-9);
+        let second = second_of(
+            &interval,
+            (now - self.start).as_secs_f64(),
+            now - self.interval_start,
+        );
         self.interval_start = now;
-        let second = Second {
-            at_s: (now - self.start).as_secs_f64(),
-            requests: interval.requests,
-            requests_per_s: interval.requests as f64 / length_s,
-            errors: interval.errors,
-            p50_us: interval.latency_us.value_at_quantile(0.5),
-            p99_us: interval.latency_us.value_at_quantile(0.99),
-            max_us: interval.latency_us.max(),
-        };
+        self.closed.push((now, interval));
         self.timeline.push(second.clone());
         second
+    }
+}
+
+/// The line of the timeline for `share`, a second ending `at_s` into the window and lasting
+/// `length`.
+fn second_of(share: &Share, at_s: f64, length: std::time::Duration) -> Second {
+    Second {
+        at_s,
+        requests: share.requests,
+        requests_per_s: share.requests as f64 / length.as_secs_f64().max(1e-9),
+        errors: share.errors,
+        p50_us: share.latency_us.value_at_quantile(0.5),
+        p99_us: share.latency_us.value_at_quantile(0.99),
+        max_us: share.latency_us.max(),
     }
 }
 
@@ -337,7 +364,7 @@ mod tests {
             attempts: 3,
             last_error: "x".into(),
         };
-        recorder.failed(4, at(50), &timeout);
+        recorder.failed(4, Some(3), at(50), at(60), &timeout);
         let first = recorder.close_interval(at(1_000));
         assert_eq!((first.requests, first.errors), (3, 1));
         assert!((first.requests_per_s - 3.0).abs() < 1e-9);
@@ -352,9 +379,15 @@ mod tests {
             recorder.service_us.max(),
             recorder.service_us.highest_equivalent(10_000)
         );
-        // Arrived in the first second, recorded in the second: counted in the first.
+        // Arrived in the first second, recorded in the second: counted in the first, its
+        // latency (90 ms, the slowest) too, and so a failure (found in review: such answers
+        // were in no second's percentiles, and failures were counted in the open second).
         recorder.answered(3, Some(2), at(900), at(900), at(990));
-        assert_eq!(recorder.timeline[0].requests, 4);
+        recorder.failed(4, Some(3), at(940), at(950), &timeout);
+        let late = &recorder.timeline[0];
+        assert_eq!((late.requests, late.errors), (4, 2));
+        assert_eq!(late.max_us, latency_histogram(2).highest_equivalent(90_000));
+        assert!((late.requests_per_s - 4.0).abs() < 1e-9);
         // Due in the window, answered after it: latency, but no throughput.
         recorder.answered(3, Some(2), at(1_900), at(1_900), at(2_500));
         let second = recorder.close_interval(at(2_600));
@@ -366,8 +399,10 @@ mod tests {
         assert_eq!(recorder.per_node[&1].latency_us.len(), 0);
         assert_eq!(recorder.per_node[&2].requests, 3);
         assert_eq!(recorder.per_node[&2].latency_us.len(), 4);
-        assert_eq!(recorder.per_group[&4].errors, 1);
-        assert_eq!(recorder.errors["timeout"], 1);
+        assert_eq!(recorder.per_group[&4].errors, 2);
+        assert_eq!(recorder.per_node[&3].errors, 2);
+        assert_eq!(recorder.errors["timeout"], 2);
+        assert_eq!(second.errors, 0);
         assert_eq!(recorder.timeline.len(), 2);
     }
 
@@ -381,7 +416,7 @@ mod tests {
             code: crate::proto::client::ErrorCode::Busy,
             message: "queue full".into(),
         };
-        recorder.failed(0, at(1), &busy);
+        recorder.failed(0, Some(1), at(1), at(2), &busy);
         let none = recorder.check_failures().unwrap_err();
         assert!(none.contains("no request was answered"), "{none}");
         assert!(
@@ -392,7 +427,7 @@ mod tests {
             recorder.answered(0, Some(1), at(1), at(1), at(2));
         }
         recorder.check_failures().expect("1 failure in 100");
-        recorder.failed(0, at(1), &busy);
+        recorder.failed(0, Some(1), at(1), at(2), &busy);
         let many = recorder.check_failures().unwrap_err();
         assert!(many.contains("2 of 101 requests failed"), "{many}");
     }
