@@ -10,6 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
 use cohort::cli::local_cluster::{NodeFlags, free_port_run};
 use common::cluster::{cohort_cli, members, start_with, start_with_flags, wait_ms};
@@ -277,4 +278,53 @@ fn a_member_is_not_taken_for_removed_by_a_seed_that_lags() {
     );
     node.stop();
     common::cluster::finish(cluster);
+}
+
+/// Goal (found in review): a node restarted with --join while no seed answers (it starts
+/// from its data dir) refuses a --cores or --groups that differs from what its data dir was
+/// made with, as it does without --join and when a seed answers; before, it ran with the
+/// recorded ones, the flags silently dropped. Method: a data dir made for 1 core and 8 groups,
+/// a seed nothing listens at, and each flag changed in turn.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pauses, on no executor
+fn a_node_joining_from_its_data_dir_refuses_a_layout_it_was_not_made_with() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-joinlayout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    cohort::node::identity::check_or_record(
+        &dir,
+        cohort::node::identity::Identity {
+            cluster_id: 7,
+            node_id: 4,
+            cores: 1,
+            groups: 8,
+        },
+    )
+    .unwrap();
+    let port = free_port_run(2).expect("a free port");
+    for flag in [["--cores", "2"], ["--groups", "4"]] {
+        let mut node = Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(["serve", "--id", "4", "--join", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(flag)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cohort serve runs");
+        let mut waited = Duration::ZERO;
+        while node.try_wait().expect("waits").is_none() && waited < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+            waited += Duration::from_millis(50);
+        }
+        let _ = node.kill();
+        let output = node.wait_with_output().expect("ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag:?} ran on");
+        assert!(
+            stderr.contains("the layout of a data dir cannot change"),
+            "{flag:?}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

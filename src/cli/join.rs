@@ -87,9 +87,12 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
                 return Err(why);
             }
             members.insert(NodeId(args.id), listen.clone());
+            // Flags given are taken as given: the data dir's check at the start refuses those
+            // that differ from what it was made with, as it does without --join.
             let cluster_id = args.cluster_id.unwrap_or(recorded.cluster_id);
-            let config =
-                args.to_config(members, false, cluster_id, recorded.cores, recorded.groups)?;
+            let cores = args.cores.unwrap_or(recorded.cores);
+            let groups = args.groups.unwrap_or(recorded.groups);
+            let config = args.to_config(members, false, cluster_id, cores, groups)?;
             Start {
                 config,
                 new_to_cluster: false,
