@@ -158,15 +158,21 @@ pub async fn serve(
         kept_for_rest: FRAME_BYTES_KEPT_FOR_THE_REST,
     };
     let mut said_full = false;
+    let mut failures = crate::transport::AcceptFailures::default();
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(%error, "client accept failed; trying again in {ACCEPT_RETRY:?}");
+                if let Some(in_a_row) = failures.failed() {
+                    tracing::warn!(
+                        %error, in_a_row, "client accept failed; trying again in {ACCEPT_RETRY:?}"
+                    );
+                }
                 glommio::timer::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
+        failures.succeeded();
         if open.len() >= connections_max
             && let Some((conn, idle)) = open.close_idlest(idle_closable_after)
         {

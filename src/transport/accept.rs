@@ -12,17 +12,42 @@ use super::shared::Shared;
 use super::signal::Stop;
 use super::socket;
 
+/// Failed accepts in a row, of a listener that waits after each (out of descriptors or
+/// memory) rather than spin on the error: the first is logged, then the 2nd, 4th, 8th and
+/// so on, so a node out of descriptors for a minute logs a dozen lines, not thousands.
+#[derive(Default)]
+pub struct AcceptFailures {
+    in_a_row: u64,
+}
+
+impl AcceptFailures {
+    /// One more failed: `Some(failures in a row)` when this one is worth logging.
+    pub fn failed(&mut self) -> Option<u64> {
+        self.in_a_row += 1;
+        self.in_a_row.is_power_of_two().then_some(self.in_a_row)
+    }
+
+    pub fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
 pub(super) async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
+    let mut failures = AcceptFailures::default();
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(error) => {
-                // Out of descriptors or memory: wait instead of spinning on the error.
-                tracing::warn!(node = %shared.config.node_id, %error, "accept failed");
+                if let Some(in_a_row) = failures.failed() {
+                    tracing::warn!(
+                        node = %shared.config.node_id, %error, in_a_row, "accept failed"
+                    );
+                }
                 glommio::timer::sleep(shared.config.reconnect_delay_min).await;
                 continue;
             }
         };
+        failures.succeeded();
         let address = peer_label(&stream);
         let oldest = {
             let mut pending = shared.handshakes_pending.borrow_mut();
@@ -100,5 +125,19 @@ impl Drop for PendingHandshake {
         if let Some(at) = pending.iter().position(|(n, _)| *n == self.number) {
             pending.remove(at);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_failed_accepts_is_logged_ever_more_rarely_and_starts_over_after_a_success() {
+        let mut failures = AcceptFailures::default();
+        let logged: Vec<u64> = (0..100).filter_map(|_| failures.failed()).collect();
+        assert_eq!(logged, [1, 2, 4, 8, 16, 32, 64]);
+        failures.succeeded();
+        assert_eq!(failures.failed(), Some(1));
     }
 }

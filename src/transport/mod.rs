@@ -111,6 +111,7 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use crate::raft::NodeId;
 use crate::wire::Envelope;
 
+pub use accept::AcceptFailures;
 pub use backoff::Backoff;
 pub use config::{ConfigError, HANDSHAKES_PENDING_MAX, TransportConfig};
 pub use framing::{FrameReader, ReadFrameError, send_frame, write_frame};
