@@ -147,6 +147,45 @@ fn a_replacing_connection_gets_what_is_sent_next_though_its_peer_is_silent() {
     });
 }
 
+/// Goal (found in review): of two connections of a peer, the one begun later stays, however
+/// their handshakes end. Method: a raw peer 1 connects to node 2 and sends all of its
+/// handshake but the last byte; a second connection of peer 1 completes its handshake; the
+/// first then sends its last byte. What node 2 sends next must reach the second: the first,
+/// whose handshake ended last, replaced it (a stale connection the peer had given up on,
+/// whose bytes were in node 2's buffer).
+#[test]
+fn a_connection_begun_before_the_current_one_does_not_replace_it() {
+    use cohort::wire::Handshake;
+    use common::transport::{CLUSTER, handshake_frame, raw_connect};
+    use futures_lite::AsyncWriteExt;
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 2 starts");
+        let addr2 = node2.local_addr();
+        let frame = handshake_frame(&Handshake::current(CLUSTER, NodeId(1), 0));
+        let (head, last) = frame.split_at(frame.len() - 1);
+        let mut old = raw_connect(addr2, head).await;
+        // Accepted (and numbered) before the next one connects.
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let mut new = raw_peer(addr2, 1, 2).await;
+        wait_until("the new connection", GUARD, || {
+            node2.stats().connections_established == 1
+        })
+        .await;
+        old.write_all(last).await.expect("the last byte");
+        // Node 2 answers the old one's handshake, which passes its checks.
+        within(GUARD, read_one_frame(&mut old)).await;
+        node2
+            .send(NodeId(1), append(2, 1, 0, 1, payload(2, 0, 1)))
+            .expect("queued");
+        let frame = within(Duration::from_secs(5), read_one_frame(&mut new)).await;
+        assert!(!frame.is_empty());
+        assert_eq!(node2.stats().connections_established, 1);
+        drop(old);
+        node2.close().await;
+    });
+}
+
 /// `work`'s outcome, or a panic after `guard`.
 async fn within<T>(guard: Duration, work: impl std::future::Future<Output = T>) -> T {
     let timeout = async {

@@ -79,10 +79,11 @@ async fn serve_accepted(
         Err(CloseReason::HandshakesPendingFull)
     };
     let accepted = futures_lite::future::or(accepting, closed).await;
+    let number = pending.number;
     drop(pending);
     match accepted {
         Ok((peer, stream, reader)) => {
-            let reason = connection::run(&shared, &peer, stream, reader).await;
+            let reason = connection::run(&shared, &peer, stream, reader, number).await;
             shared.log_close(peer.id, true, &reason);
         }
         Err(reason) => shared.log_close(address, false, &reason),
@@ -106,8 +107,7 @@ struct PendingHandshake {
 
 impl PendingHandshake {
     fn new(shared: Rc<Shared>) -> PendingHandshake {
-        let number = shared.handshakes_accepted.get();
-        shared.handshakes_accepted.set(number + 1);
+        let number = shared.connection_number();
         let close = Rc::new(Stop::default());
         let entry = (number, Rc::clone(&close));
         shared.handshakes_pending.borrow_mut().push_back(entry);

@@ -189,16 +189,25 @@ impl Drop for ShutDownIfRefused<'_> {
     }
 }
 
-/// Serves an established connection until it fails or a newer connection of the same peer
-/// replaces it; returns why it ended. The caller logs the reason.
+/// Serves an established connection, begun as `number` (see `Shared::connection_number`),
+/// until it fails or a connection of the same peer begun later replaces it; returns why it
+/// ended. The caller logs the reason. One begun before the peer's current one ends at once.
 pub(super) async fn run(
     shared: &Shared,
     peer: &Peer,
     stream: TcpStream,
     reader: FrameReader,
+    number: u64,
 ) -> CloseReason {
     let stop = Rc::new(Stop::default());
-    if let Some(previous) = peer.connection.replace(Some(Rc::clone(&stop))) {
+    let previous = {
+        let mut slot = peer.connection.borrow_mut();
+        if slot.as_ref().is_some_and(|(current, _)| *current > number) {
+            return CloseReason::Superseded;
+        }
+        slot.replace((number, Rc::clone(&stop)))
+    };
+    if let Some((_, previous)) = previous {
         previous.stop();
         // Whatever the old writer was woken for is this one's to send.
         peer.work.notify();
@@ -232,7 +241,7 @@ pub(super) async fn run(
     let mut slot = peer.connection.borrow_mut();
     if slot
         .as_ref()
-        .is_some_and(|current| Rc::ptr_eq(current, &stop))
+        .is_some_and(|(_, current)| Rc::ptr_eq(current, &stop))
     {
         *slot = None;
     }

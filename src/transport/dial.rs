@@ -23,6 +23,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
     // seen without flooding the log.
     let mut failures = 0u32;
     loop {
+        let number = shared.connection_number();
         let dialed =
             connection::with_timeout(config.handshake_timeout, connection::dial(&shared, &peer))
                 .await;
@@ -40,7 +41,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                 }
                 failures = 0;
                 let frames = peer.frames_received.get();
-                let reason = connection::run(&shared, &peer, stream, reader).await;
+                let reason = connection::run(&shared, &peer, stream, reader, number).await;
                 shared.log_close(peer.id, true, &reason);
                 // Only a connection that carried frames, and did not end for what the peer
                 // sent, starts the backoff over: one the peer takes and closes at once, or

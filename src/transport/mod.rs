@@ -193,7 +193,7 @@ impl Transport {
             shutdown: Default::default(),
             tasks_live: Cell::new(0),
             handshakes_pending: RefCell::default(),
-            handshakes_accepted: Cell::new(0),
+            connections_begun: Cell::new(0),
             stats: Cell::default(),
             renewed: RefCell::default(),
             log_full: Cell::new(false),

@@ -64,8 +64,9 @@ pub(super) struct Peer {
     pub work: Notify,
     /// Wakes a task waiting for room in the queue when the writer has taken messages.
     pub room: Notify,
-    /// The stop switch of the current connection, if one is established.
-    pub connection: RefCell<Option<Rc<Stop>>>,
+    /// The stop switch of the current connection, if one is established, under the number
+    /// it was begun with ([`Shared::connection_number`]).
+    pub connection: RefCell<Option<(u64, Rc<Stop>)>>,
     /// Thrown when the peer leaves the membership: its dialer and connection end.
     pub removed: Stop,
     /// Frames received from the peer, on any connection: the dialer starts its backoff over
@@ -103,7 +104,9 @@ pub(super) struct Shared {
     /// The accepted connections in their handshake, oldest first, each with the signal that
     /// closes it (see `accept::accept_loop`), under the number it was given.
     pub handshakes_pending: RefCell<VecDeque<(u64, Rc<Stop>)>>,
-    pub handshakes_accepted: Cell<u64>,
+    /// The number the next connection begun (accepted or dialed) gets: see
+    /// [`Shared::connection_number`].
+    pub connections_begun: Cell<u64>,
     pub stats: Cell<TransportStats>,
     /// Peers with a connection established since [`super::Transport::take_renewed`] last
     /// asked (a set: bounded by the peers, whether anyone asks or not).
@@ -116,6 +119,16 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// A number for a connection as it begins (accepted, or dialed), higher than every one
+    /// before: of two connections of a peer, the one begun later replaces the other, however
+    /// their handshakes end (a stale connection whose handshake ended last replaced the live
+    /// one, found in review).
+    pub fn connection_number(&self) -> u64 {
+        let number = self.connections_begun.get();
+        self.connections_begun.set(number + 1);
+        number
+    }
+
     pub fn peer(&self, id: NodeId) -> Option<Rc<Peer>> {
         self.peers.borrow().get(&id).cloned()
     }
