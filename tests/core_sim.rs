@@ -36,7 +36,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use cohort::cli::check::{Asked, VALUES_PER_CLIENT, random_op, seen};
 use cohort::kv::{Command, KvStore, OpResult, SnapshotJob};
-use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
+use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response, answer_weight};
 use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use cohort::proto::topology::group_of;
 use cohort::proto::transfer::TransferOutcome;
@@ -47,6 +47,7 @@ use cohort::raft::{
 
 mod common;
 use cohort::shard::Group;
+use cohort::shard::answers_held::AnswersHeld;
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Received, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
@@ -574,8 +575,9 @@ struct Pending {
 struct SimClient {
     index: u64,
     rng: Prng,
-    /// Connection per node: (its id there, the node's answers to it).
-    conns: Vec<(u64, Inbox<Vec<Response>>)>,
+    /// Connection per node: (its id there, the node's answers to it, what they weigh until
+    /// taken).
+    conns: Vec<(u64, Inbox<Vec<Response>>, AnswersHeld)>,
     /// The id in use per tag (a group, or [`READS`]), as the real client keeps them.
     ids: HashMap<u64, u64>,
     /// Ids drawn so far.
@@ -604,11 +606,13 @@ impl SimClient {
             .map(|node| {
                 let conn = index;
                 let outbox = Inbox::new(1 << 20);
+                let held = AnswersHeld::default();
                 node.inbox.push_now(Input::Connected {
                     conn,
                     outbox: outbox.clone(),
+                    held: held.clone(),
                 });
-                (conn, outbox)
+                (conn, outbox, held)
             })
             .collect();
         SimClient {
@@ -695,7 +699,7 @@ impl SimClient {
     fn send(&mut self, now: u64, nodes: &mut [Node]) {
         let pending = self.pending.as_mut().expect("a request");
         pending.attempt_at = now;
-        let (conn, _) = self.conns[(pending.node - 1) as usize];
+        let conn = self.conns[(pending.node - 1) as usize].0;
         let input = Input::Requests {
             conn,
             requests: vec![Ok(pending.request.clone())],
@@ -729,10 +733,13 @@ impl SimClient {
     fn receive(&mut self, now: u64, nodes: &mut [Node]) -> Result<(), String> {
         let mut cx = Context::from_waker(Waker::noop());
         let mut answers = Vec::new();
-        for (_, outbox) in &self.conns {
+        for (_, outbox, held) in &self.conns {
             let mut batches = Vec::new();
             if outbox.poll_take_all(&mut cx, &mut batches).is_ready() {
-                answers.extend(batches.into_iter().flatten());
+                let taken = batches.into_iter().flatten();
+                let start = answers.len();
+                answers.extend(taken);
+                held.release(answers[start..].iter().map(answer_weight).sum());
             }
         }
         for response in answers {
@@ -971,8 +978,8 @@ fn run(shape: &SimShape) -> Result<Done, String> {
                 let node = &mut nodes[index];
                 node.start(shape.seed, shape.lease_reads, &now, &wires);
                 for client in &clients {
-                    let (conn, outbox) = client.conns[index].clone();
-                    node.inbox.push_now(Input::Connected { conn, outbox });
+                    let (conn, outbox, held) = client.conns[index].clone();
+                    node.inbox.push_now(Input::Connected { conn, outbox, held });
                 }
             }
             down = None;

@@ -24,6 +24,7 @@ use cohort::raft::{
     Replica, Snapshot, SnapshotChunk, SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
+use cohort::shard::answers_held::{ANSWER_WEIGHT_CORE_HELD_MAX, AnswersHeld, CoreAnswersHeld};
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Received, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
@@ -705,6 +706,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     inbox.push_now(Input::Connected {
         conn: 1,
         outbox: outbox.clone(),
+        held: Default::default(),
     });
     inbox.push_now(put(1, 1));
     let empty = empty_entry_2(LogIndex(1));
@@ -753,6 +755,7 @@ fn leader_1(
     let connected = Input::Connected {
         conn: 1,
         outbox: outbox.clone(),
+        held: Default::default(),
     };
     core = turn(core, &inbox, connected);
     (core, inbox, outbox, term)
@@ -844,6 +847,36 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
         let handed_over = events.borrow().contains(&Event::Sent("TimeoutNow"));
         assert_eq!(handed_over, !node_3_full, "{:?}", events.borrow());
     }
+}
+
+/// Goal (found in review): the connections of a core together hold a bounded weight of
+/// answers not yet written; once the core is at it, a client that holds some is cut off.
+/// Before, each connection was bounded alone: 4,096 that read nothing held 64 MiB each.
+/// Method: a leader whose log is full answers each write as busy at once; connection 2
+/// shares its core's weight with another that holds the bound; its first answer goes in (it
+/// holds none), its second cuts it off. Connection 1, on a core of its own, is answered.
+#[test]
+fn a_client_holding_answers_while_its_core_holds_its_bound_is_cut_off() {
+    let events = Events::default();
+    let (mut core, inbox, outbox_1, _) = leader_1(&events, Some("no space".to_string()));
+    let held_by_core = CoreAnswersHeld::default();
+    AnswersHeld::of_connection(&held_by_core).charge(ANSWER_WEIGHT_CORE_HELD_MAX);
+    let (outbox, held) = (
+        Inbox::new(usize::MAX),
+        AnswersHeld::of_connection(&held_by_core),
+    );
+    let connected = Input::Connected {
+        conn: 2,
+        outbox: outbox.clone(),
+        held: held.clone(),
+    };
+    core = turn(core, &inbox, connected);
+    core = turn(core, &inbox, put(2, 1));
+    assert!(!outbox.is_closed() && held.get() > 0, "answered");
+    core = turn(core, &inbox, put(2, 2));
+    assert!(outbox.is_closed(), "cut off");
+    turn(core, &inbox, put(1, 3));
+    assert_eq!(take_outcomes(&outbox_1).len(), 1);
 }
 
 /// Goal: while its log takes no entries for a moment (the next segment is still being
@@ -1139,7 +1172,15 @@ fn the_balancer_hands_no_group_to_a_voter_far_behind() {
     let events = Events::default();
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
     let outbox = Inbox::new(16);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+    core = turn(
+        core,
+        &inbox,
+        Input::Connected {
+            conn: 1,
+            outbox,
+            held: Default::default(),
+        },
+    );
     for sequence in 1..=1100 {
         core = turn(core, &inbox, write_in_both_groups(sequence));
     }
@@ -1217,7 +1258,15 @@ fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
     let full_queue_to = Rc::new(Cell::new(Some(3)));
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &full_queue_to);
     let outbox = Inbox::new(16);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+    core = turn(
+        core,
+        &inbox,
+        Input::Connected {
+            conn: 1,
+            outbox,
+            held: Default::default(),
+        },
+    );
     let look = u64::from(BALANCE_EVERY_TICKS);
     let (start, mut sequence) = (core.ticks(), 0);
     while core.ticks() < start + 5 * look {
@@ -1410,6 +1459,7 @@ fn requests_that_reach_a_stopping_core_are_answered() {
         inbox.push_now(Input::Connected {
             conn: 1,
             outbox: outbox.clone(),
+            held: Default::default(),
         });
         inbox.push_now(put(1, 1));
         gate.open();
@@ -2351,7 +2401,15 @@ impl Snapshotting {
         let (core, inbox) = core_with(1, events, true, 1, false, gate);
         let (core, term) = elect_1(core, &inbox, events);
         let outbox = Inbox::new(1024);
-        let core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+        let core = turn(
+            core,
+            &inbox,
+            Input::Connected {
+                conn: 1,
+                outbox,
+                held: Default::default(),
+            },
+        );
         let fixture = Snapshotting {
             inbox,
             term,
@@ -2623,6 +2681,7 @@ fn leader_snapshotting_every(
     let connected = Input::Connected {
         conn: 1,
         outbox: outbox.clone(),
+        held: Default::default(),
     };
     core = turn(core, &inbox, connected);
     core = turn(core, &inbox, put(1, 1));
@@ -3210,7 +3269,15 @@ fn a_follower_behind_a_full_queue_is_sent_each_entry_once_and_in_order() {
     core = deliver(core, &inbox, &wire, &mut followers);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let outbox = Inbox::new(1024);
-    core = turn(core, &inbox, Input::Connected { conn: 1, outbox });
+    core = turn(
+        core,
+        &inbox,
+        Input::Connected {
+            conn: 1,
+            outbox,
+            held: Default::default(),
+        },
+    );
 
     wire.borrow_mut().slow_down(1_500_000);
     for sequence in 1..=2 {

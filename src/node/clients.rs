@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 use super::client_conns::{Conns, Noted, Registered, closed};
 use super::runtime::FRAME_BYTES_PER_INBOX_ITEM;
 use crate::proto::client::{
-    ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames,
+    ANSWER_WEIGHT_BYTES, ClientFrame, ErrorCode, Outcome, Response, answer_frames, answer_weight,
     decode_client_frame, decode_control_frame, decoded_bytes, encode_responses,
 };
 use crate::proto::members::{MemberOutcome, encode_member_outcome};
@@ -29,19 +30,14 @@ use crate::proto::status::encode_status;
 use crate::proto::topology::{Topology, encode_topology};
 use crate::proto::transfer::encode_transfer_outcome;
 use crate::shard::ConnId;
+use crate::shard::answers_held::{
+    ANSWER_WEIGHT_CORE_HELD_MAX, ANSWER_WEIGHT_HELD_MAX, AnswersHeld, CoreAnswersHeld,
+};
 use crate::shard::core::Input;
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::wire::{EncodeError, FrameEncoder};
-
-/// The weight of answers a connection may have waiting for its writer (the core hands them
-/// over in one batch per turn; see `proto::client::answer_weight`): past it, the core cuts
-/// the client off (it keeps asking without reading its answers). 65,536 answers, or
-/// 64 MiB of them. Weighed by answer and by byte, not by batch: a batch holds every answer a
-/// turn earned, and answers of up to 1,024 results each let a client that never read hold
-/// gigabytes before it was cut off.
-const ANSWER_WEIGHT_QUEUED_MAX: usize = 65_536;
 
 /// The end of every well-behaved connection: not worth a log line.
 const CLOSED_BY_CLIENT: &str = "closed by the client";
@@ -159,6 +155,7 @@ pub async fn serve(
     };
     let mut said_full = false;
     let mut failures = crate::transport::AcceptFailures::default();
+    let answers_held = CoreAnswersHeld::default();
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -206,8 +203,9 @@ pub async fn serve(
         let topology = Rc::clone(&topology);
         let registered = open.register(conn);
         let admitted = admitted.clone();
+        let held = AnswersHeld::of_connection(&answers_held);
         glommio::spawn_local(async move {
-            serve_conn(conn, stream, inbox, topology, admitted, &registered).await;
+            serve_conn(conn, stream, inbox, topology, admitted, held, &registered).await;
             drop(registered);
         })
         .detach();
@@ -220,6 +218,7 @@ async fn serve_conn(
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
     admitted: Budget,
+    held: AnswersHeld,
     registered: &Registered,
 ) {
     let peer = stream
@@ -242,18 +241,20 @@ async fn serve_conn(
             return;
         }
     };
-    let outbox: Inbox<Vec<Response>> = Inbox::new(ANSWER_WEIGHT_QUEUED_MAX);
+    // Bounded by what `held` lets the core hand over, not by the inbox's capacity.
+    let outbox: Inbox<Vec<Response>> = Inbox::new(usize::MAX);
     if !inbox
         .push(Input::Connected {
             conn,
             outbox: outbox.clone(),
+            held: held.clone(),
         })
         .await
     {
         return;
     }
     let (reader, writer) = crate::transport::split(stream);
-    let mut writing = glommio::spawn_local(write_answers(writer, outbox.clone()));
+    let mut writing = glommio::spawn_local(write_answers(writer, outbox.clone(), held.clone()));
     // The connection ends when the client closes it or breaks the protocol, when a write
     // failed, or at once when the core cut the client off (it left its answers unread): the
     // client learns it then rather than at its next request, and the answers it left go
@@ -277,8 +278,12 @@ async fn serve_conn(
     }
     outbox.close();
     inbox.push_now(Input::Disconnected(conn));
-    // Cancels the writer: nobody is left to read what it would write.
+    // Cancels the writer: nobody is left to read what it would write. It lets go of the
+    // answers it was writing; those still in the outbox go here.
     drop(writing);
+    let mut left = Vec::new();
+    let _ = outbox.poll_take_all(&mut Context::from_waker(Waker::noop()), &mut left);
+    held.release(left.iter().flatten().map(answer_weight).sum());
 }
 
 /// Answer topology and status requests at the start of a connection; return the first other
@@ -392,8 +397,12 @@ fn frame_weight(bytes: usize, requests: usize) -> usize {
 
 /// Why the core closed a connection's outbox (see `Core::deliver`).
 fn cut_off_reason() -> String {
-    let mib = (ANSWER_WEIGHT_QUEUED_MAX * ANSWER_WEIGHT_BYTES) >> 20;
-    format!("the client left about {ANSWER_WEIGHT_QUEUED_MAX} answers or {mib} MiB of them unread")
+    let mib = (ANSWER_WEIGHT_HELD_MAX * ANSWER_WEIGHT_BYTES) >> 20;
+    let core_mib = (ANSWER_WEIGHT_CORE_HELD_MAX * ANSWER_WEIGHT_BYTES) >> 20;
+    format!(
+        "the client left its answers unread: about {ANSWER_WEIGHT_HELD_MAX} answers or {mib} \
+         MiB of them, or less while this core's clients left {core_mib} MiB unread together"
+    )
 }
 
 /// What a frame holds of its core's admitted bytes ([`FRAME_BYTES_ADMITTED_MAX`]), given back
@@ -616,10 +625,12 @@ async fn within<T>(deadline: Instant, work: impl std::future::Future<Output = T>
 }
 
 /// Writes the answers the core leaves in `outbox` until a write fails or the outbox is
-/// closed and empty; returns why it stopped.
+/// closed and empty; returns why it stopped. What it took is released from `held` once
+/// written, or once the writer stops or is dropped.
 async fn write_answers(
     mut writer: impl AsyncWrite + Unpin,
     outbox: Inbox<Vec<Response>>,
+    held: AnswersHeld,
 ) -> String {
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
@@ -629,6 +640,10 @@ async fn write_answers(
             return cut_off_reason();
         }
         let responses: Vec<Response> = batches.drain(..).flatten().collect();
+        let _writing = Writing {
+            held: &held,
+            weight: responses.iter().map(answer_weight).sum(),
+        };
         // As many frames as the answers need, each filled up to what a frame carries (runs
         // halved should an estimate still miss; an answer too large alone is refused).
         let mut parts: Vec<&[Response]> = answer_frames(&responses).into_iter().rev().collect();
@@ -647,6 +662,19 @@ async fn write_answers(
                 return format!("write failed: {error}");
             }
         }
+    }
+}
+
+/// Answers a writer took from its outbox, released from what the connection holds when
+/// dropped: written, or given up.
+struct Writing<'a> {
+    held: &'a AnswersHeld,
+    weight: usize,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.held.release(self.weight);
     }
 }
 
@@ -1314,12 +1342,15 @@ mod tests {
     fn frames_written(answers: Vec<Response>) -> Vec<Vec<Response>> {
         let sink = Rc::new(RefCell::new(Vec::new()));
         let outbox = Inbox::new(4);
+        let held = AnswersHeld::default();
+        held.charge(answers.iter().map(answer_weight).sum());
         assert!(outbox.try_push(answers).is_ok());
-        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox));
+        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox, held.clone()));
         assert!(
             block_on(poll_once(writing.as_mut())).is_none(),
             "waits for more"
         );
+        assert_eq!(held.get(), 0, "what was written is held no more");
         let mut stream = futures_lite::io::Cursor::new(sink.take());
         let mut reader = client_frame_reader();
         let mut frames = Vec::new();
@@ -1428,21 +1459,27 @@ mod tests {
             let mut client = TcpStream::connect(address).await.expect("connect");
             client.write_all(&request_frame(16)).await.expect("ask");
             let mut inputs = Vec::new();
-            let (mut conn, mut outbox) = (None, None);
+            let (mut conn, mut outbox, mut held) = (None, None, None);
             while conn.is_none() {
                 core.take_all(&mut inputs).await;
                 for input in inputs.drain(..) {
-                    if let Input::Connected { conn: c, outbox: o } = input {
-                        (conn, outbox) = (Some(c), Some(o));
+                    if let Input::Connected {
+                        conn: c,
+                        outbox: o,
+                        held: h,
+                    } = input
+                    {
+                        (conn, outbox, held) = (Some(c), Some(o), Some(h));
                     }
                 }
             }
-            let outbox = outbox.expect("with its connection");
+            let (outbox, held) = (outbox.expect("its outbox"), held.expect("its weight"));
             for sequence in 0..4 {
                 let value = OpResult::Value(Bytes::from(vec![1; 4 << 20]));
                 let answer = vec![response(sequence, vec![value])];
-                let weight = answer.iter().map(crate::proto::client::answer_weight).sum();
+                let weight = answer.iter().map(answer_weight).sum();
                 assert!(outbox.try_push_weighing(answer, weight).is_ok());
+                held.charge(weight);
             }
             glommio::timer::sleep(Duration::from_millis(100)).await;
             outbox.close();
@@ -1462,6 +1499,18 @@ mod tests {
                 within(now_plus(patience), disconnected).await.is_some(),
                 "still connected 3 s after the core cut it off"
             );
+            // Its answers, queued or being written (let go of as its cancelled writer is
+            // dropped), are held no more.
+            let let_go = async {
+                while held.get() > 0 {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            assert!(
+                within(now_plus(patience), let_go).await.is_some(),
+                "{} still held",
+                held.get()
+            );
             drop(client);
         })
         .expect("executor");
@@ -1474,13 +1523,16 @@ mod tests {
         // off: see the test above).
         let sink = Rc::new(RefCell::new(Vec::new()));
         let outbox = Inbox::new(4);
-        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox.clone()));
+        let held = AnswersHeld::default();
+        let mut writing = pin!(write_answers(
+            Sink(Rc::clone(&sink)),
+            outbox.clone(),
+            held.clone()
+        ));
         assert!(block_on(poll_once(writing.as_mut())).is_none(), "waits");
-        assert!(
-            outbox
-                .try_push(vec![response(1, vec![OpResult::Written])])
-                .is_ok()
-        );
+        let answer = vec![response(1, vec![OpResult::Written])];
+        held.charge(answer.iter().map(answer_weight).sum());
+        assert!(outbox.try_push(answer).is_ok());
         outbox.close();
         let reason = block_on(poll_once(writing.as_mut())).expect("ends");
         assert_eq!(reason, cut_off_reason());

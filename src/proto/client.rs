@@ -430,8 +430,8 @@ fn answer_bytes(response: &Response) -> usize {
 pub const ANSWER_WEIGHT_BYTES: usize = 1 << 10;
 
 /// What `response` weighs while it waits for its connection's writer: one, and one more
-/// per [`ANSWER_WEIGHT_BYTES`] it takes of a frame. A connection's unread answers are
-/// bounded by their weight, so by their count and their bytes both.
+/// per [`ANSWER_WEIGHT_BYTES`] it takes of a frame. Unread answers are bounded by their
+/// weight (see `shard::answers_held`), so by their count and their bytes both.
 pub fn answer_weight(response: &Response) -> usize {
     1 + answer_bytes(response) / ANSWER_WEIGHT_BYTES
 }

@@ -48,6 +48,7 @@ use crate::raft::{
 };
 use crate::wire::Envelope;
 
+use super::answers_held::AnswersHeld;
 use super::balance::{
     GroupView, HANDOVER_LAG_ENTRIES_MAX, HandoverState, Handovers, pick_evacuations, pick_handover,
 };
@@ -206,10 +207,12 @@ pub enum Input {
         log_full: bool,
         envelopes: Vec<Envelope>,
     },
-    /// A client connection opened; its replies go to `outbox`.
+    /// A client connection opened; its replies go to `outbox`, weighed in `held` until
+    /// written.
     Connected {
         conn: ConnId,
         outbox: Inbox<Vec<Response>>,
+        held: AnswersHeld,
     },
     Requests {
         conn: ConnId,
@@ -349,7 +352,7 @@ pub struct Core<L: CoreLog, N> {
     log: L,
     net: N,
     inbox: Inbox<Input>,
-    outboxes: HashMap<ConnId, Inbox<Vec<Response>>>,
+    outboxes: HashMap<ConnId, (Inbox<Vec<Response>>, AnswersHeld)>,
     hooks: Hooks,
     ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
@@ -772,8 +775,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     }
                 }
             }
-            Input::Connected { conn, outbox } => {
-                self.outboxes.insert(conn, outbox);
+            Input::Connected { conn, outbox, held } => {
+                self.outboxes.insert(conn, (outbox, held));
             }
             Input::Requests { conn, requests } => {
                 for request in requests {
@@ -1596,16 +1599,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         for (conn, responses) in by_conn {
             // A connection that closed meanwhile has no outbox: its client retries.
-            let Some(outbox) = self.outboxes.get(&conn) else {
+            let Some((outbox, held)) = self.outboxes.get(&conn) else {
                 continue;
             };
-            // A client that keeps asking but does not read its answers fills its outbox: cut
-            // it off rather than hold its answers without bound.
+            // A client that keeps asking but does not read its answers holds ever more of
+            // them: cut it off rather than hold them without bound (see `answers_held`).
             let weight = responses.iter().map(answer_weight).sum();
-            if outbox.try_push_weighing(responses, weight).is_err() {
+            if !held.takes(weight) || outbox.try_push_weighing(responses, weight).is_err() {
                 outbox.close();
                 self.outboxes.remove(&conn);
+                continue;
             }
+            held.charge(weight);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A core's share of the node: its Raft groups, their key-value state, and the event loop
 //! that drives them with the core's WAL and connections.
 
+pub mod answers_held;
 pub mod balance;
 pub mod core;
 pub mod group;
