@@ -24,7 +24,9 @@ use cohort::raft::{
     Replica, Snapshot, SnapshotChunk, SnapshotMeta, Term, VoteRequest, VoteResponse,
 };
 use cohort::shard::Group;
-use cohort::shard::answers_held::{ANSWER_WEIGHT_CORE_HELD_MAX, AnswersHeld, CoreAnswersHeld};
+use cohort::shard::answers_held::{
+    ANSWER_WEIGHT_CORE_HELD_MAX, ANSWER_WEIGHT_HELD_MAX, AnswersHeld, CoreAnswersHeld,
+};
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Received, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
@@ -850,33 +852,42 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
 }
 
 /// Goal (found in review): the connections of a core together hold a bounded weight of
-/// answers not yet written; once the core is at it, a client that holds some is cut off.
-/// Before, each connection was bounded alone: 4,096 that read nothing held 64 MiB each.
-/// Method: a leader whose log is full answers each write as busy at once; connection 2
-/// shares its core's weight with another that holds the bound; its first answer goes in (it
-/// holds none), its second cuts it off. Connection 1, on a core of its own, is answered.
+/// answers not yet written; once the core would hold more, those holding the most are cut
+/// off, not a client that reads (whose writer may hold a little while it writes). Before,
+/// each connection was bounded alone: 4,096 that read nothing held 64 MiB each. Method: a
+/// leader whose log is full answers each write as busy at once; connection 3 holds the
+/// core's bound, connection 2 a little; an answer to 2 cuts 3 off, and 2 is answered. Then
+/// 2 at its own bound is cut off at its next answer.
 #[test]
-fn a_client_holding_answers_while_its_core_holds_its_bound_is_cut_off() {
+fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_off() {
     let events = Events::default();
-    let (mut core, inbox, outbox_1, _) = leader_1(&events, Some("no space".to_string()));
+    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
     let held_by_core = CoreAnswersHeld::default();
-    AnswersHeld::of_connection(&held_by_core).charge(ANSWER_WEIGHT_CORE_HELD_MAX);
-    let (outbox, held) = (
-        Inbox::new(usize::MAX),
-        AnswersHeld::of_connection(&held_by_core),
-    );
-    let connected = Input::Connected {
-        conn: 2,
-        outbox: outbox.clone(),
-        held: held.clone(),
+    let connect = |core, conn| {
+        let (outbox, held) = (
+            Inbox::new(usize::MAX),
+            AnswersHeld::of_connection(&held_by_core),
+        );
+        let connected = Input::Connected {
+            conn,
+            outbox: outbox.clone(),
+            held: held.clone(),
+        };
+        (turn(core, &inbox, connected), outbox, held)
     };
-    core = turn(core, &inbox, connected);
+    let (core_2, outbox_2, held_2) = connect(core, 2);
+    let (core_3, outbox_3, held_3) = connect(core_2, 3);
+    core = core_3;
+    held_3.charge(ANSWER_WEIGHT_CORE_HELD_MAX);
+    held_2.charge(1);
     core = turn(core, &inbox, put(2, 1));
-    assert!(!outbox.is_closed() && held.get() > 0, "answered");
-    core = turn(core, &inbox, put(2, 2));
-    assert!(outbox.is_closed(), "cut off");
-    turn(core, &inbox, put(1, 3));
-    assert_eq!(take_outcomes(&outbox_1).len(), 1);
+    assert!(outbox_3.is_closed(), "the largest holder is cut off");
+    assert_eq!(held_3.get(), 0);
+    assert!(!outbox_2.is_closed() && held_2.get() > 1, "answered");
+    held_2.charge(ANSWER_WEIGHT_HELD_MAX);
+    turn(core, &inbox, put(2, 2));
+    assert!(outbox_2.is_closed(), "at its own bound");
+    assert_eq!(held_by_core.get(), 0);
 }
 
 /// Goal: while its log takes no entries for a moment (the next segment is still being

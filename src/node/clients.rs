@@ -401,7 +401,8 @@ fn cut_off_reason() -> String {
     let core_mib = (ANSWER_WEIGHT_CORE_HELD_MAX * ANSWER_WEIGHT_BYTES) >> 20;
     format!(
         "the client left its answers unread: about {ANSWER_WEIGHT_HELD_MAX} answers or {mib} \
-         MiB of them, or less while this core's clients left {core_mib} MiB unread together"
+         MiB of them, or it held the most of those this core's clients held, about {core_mib} \
+         MiB together"
     )
 }
 

@@ -3,9 +3,12 @@
 //! `proto::client::answer_weight`: per connection, and for the whole core.
 //!
 //! A client that keeps asking and leaves its answers unread is cut off once its connection
-//! holds too much, or once the core's connections together do and it holds some: a client
-//! that reads what it asked holds little (a turn's answers, written at once). Bounded per
-//! connection only, 4,096 connections of a core that read nothing could hold 64 MiB each.
+//! holds too much. Bounded per connection only, 4,096 connections of a core that read
+//! nothing could hold 64 MiB each: so once the core's connections together would hold too
+//! much, those that hold the most are cut off (not the one answered then: a client that
+//! reads what it asked holds little, a turn's answers, but may hold some while its writer
+//! writes). A connection cut off holds nothing from then on, in these counts: its answers go
+//! with it as soon as its task sees it cut off.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -31,6 +34,8 @@ impl CoreAnswersHeld {
 #[derive(Clone, Debug, Default)]
 pub struct AnswersHeld {
     connection: Rc<Cell<usize>>,
+    /// Cut off: it holds nothing, and what it releases was released already.
+    cut: Rc<Cell<bool>>,
     core: CoreAnswersHeld,
 }
 
@@ -39,17 +44,23 @@ impl AnswersHeld {
     pub fn of_connection(core: &CoreAnswersHeld) -> AnswersHeld {
         AnswersHeld {
             connection: Rc::default(),
+            cut: Rc::default(),
             core: core.clone(),
         }
     }
 
-    /// Whether answers of `weight` may be handed over: within both bounds, or to a
-    /// connection that holds none (so a client that reads is always answered).
+    /// Whether answers of `weight` may be handed over as far as this connection goes:
+    /// within its bound, or to a connection that holds none (so a client that reads is
+    /// always answered).
     pub fn takes(&self, weight: usize) -> bool {
         let held = self.connection.get();
-        held == 0
-            || (held.saturating_add(weight) <= ANSWER_WEIGHT_HELD_MAX
-                && self.core.get().saturating_add(weight) <= ANSWER_WEIGHT_CORE_HELD_MAX)
+        held == 0 || held.saturating_add(weight) <= ANSWER_WEIGHT_HELD_MAX
+    }
+
+    /// How much the core's connections must let go of for answers of `weight` to be handed
+    /// over within the core's bound: 0 if none.
+    pub fn core_excess(&self, weight: usize) -> usize {
+        (self.core.get().saturating_add(weight)).saturating_sub(ANSWER_WEIGHT_CORE_HELD_MAX)
     }
 
     /// Answers of `weight` were handed over.
@@ -60,8 +71,20 @@ impl AnswersHeld {
 
     /// Answers of `weight` were written, or let go of.
     pub fn release(&self, weight: usize) {
-        self.connection.set(self.connection.get() - weight);
-        self.core.0.set(self.core.get() - weight);
+        if !self.cut.get() {
+            self.connection.set(self.connection.get() - weight);
+            self.core.0.set(self.core.get() - weight);
+        }
+    }
+
+    /// The connection is cut off: what it holds no longer counts (its task lets go of it
+    /// at once), and its later releases are of nothing.
+    pub fn cut_off(&self) {
+        if !self.cut.replace(true) {
+            self.core
+                .0
+                .set(self.core.get() - self.connection.replace(0));
+        }
     }
 
     /// What the connection holds.
@@ -75,32 +98,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_holding_nothing_takes_anything_and_one_holding_some_takes_within_bounds() {
+    fn a_connection_takes_within_its_bound_and_one_cut_off_counts_for_nothing() {
         let core = CoreAnswersHeld::default();
         let (one, two) = (
             AnswersHeld::of_connection(&core),
             AnswersHeld::of_connection(&core),
         );
-        assert!(
-            one.takes(ANSWER_WEIGHT_CORE_HELD_MAX + 1),
-            "holding nothing"
-        );
+        assert!(one.takes(ANSWER_WEIGHT_HELD_MAX + 1), "holding nothing");
         one.charge(ANSWER_WEIGHT_HELD_MAX);
         assert!(!one.takes(1), "its own bound");
-        two.charge(1);
-        let others = AnswersHeld::of_connection(&core);
-        others.charge(ANSWER_WEIGHT_CORE_HELD_MAX - ANSWER_WEIGHT_HELD_MAX - 1);
+        two.charge(3 * ANSWER_WEIGHT_HELD_MAX);
         assert_eq!(core.get(), ANSWER_WEIGHT_CORE_HELD_MAX);
-        assert!(!two.takes(1), "the core's bound");
-        others.release(1);
-        assert!(two.takes(1) && !two.takes(2));
+        assert_eq!((one.core_excess(0), one.core_excess(5)), (0, 5));
+        two.release(1);
+        assert_eq!(one.core_excess(1), 0);
+        two.cut_off();
+        assert_eq!((two.get(), core.get()), (0, ANSWER_WEIGHT_HELD_MAX));
+        // What its writer and outbox let go of later was taken out already.
+        two.release(7);
+        assert_eq!(core.get(), ANSWER_WEIGHT_HELD_MAX);
         one.release(ANSWER_WEIGHT_HELD_MAX);
-        assert!(
-            one.takes(ANSWER_WEIGHT_CORE_HELD_MAX + 1),
-            "holding nothing again"
-        );
-        assert_eq!((one.get(), two.get()), (0, 1));
-        let left = ANSWER_WEIGHT_CORE_HELD_MAX - ANSWER_WEIGHT_HELD_MAX - 1;
-        assert_eq!(core.get(), left);
+        assert_eq!(core.get(), 0);
     }
 }

@@ -1599,18 +1599,60 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         for (conn, responses) in by_conn {
             // A connection that closed meanwhile has no outbox: its client retries.
-            let Some((outbox, held)) = self.outboxes.get(&conn) else {
+            let Some((_, held)) = self.outboxes.get(&conn) else {
                 continue;
             };
             // A client that keeps asking but does not read its answers holds ever more of
             // them: cut it off rather than hold them without bound (see `answers_held`).
             let weight = responses.iter().map(answer_weight).sum();
-            if !held.takes(weight) || outbox.try_push_weighing(responses, weight).is_err() {
-                outbox.close();
-                self.outboxes.remove(&conn);
+            if !held.takes(weight) {
+                self.cut_off(conn);
+                continue;
+            }
+            let excess = held.core_excess(weight);
+            if excess > 0 {
+                self.cut_off_largest(excess);
+            }
+            let Some((outbox, held)) = self.outboxes.get(&conn) else {
+                continue;
+            };
+            if outbox.try_push_weighing(responses, weight).is_err() {
+                self.cut_off(conn);
                 continue;
             }
             held.charge(weight);
+        }
+    }
+
+    /// Closes the outbox of `conn` (its task ends the connection), and takes what it holds
+    /// out of the core's count.
+    fn cut_off(&mut self, conn: ConnId) {
+        if let Some((outbox, held)) = self.outboxes.remove(&conn) {
+            outbox.close();
+            held.cut_off();
+        }
+    }
+
+    /// Cuts off the connections holding the most answers until they held `excess` together
+    /// (or none holds any): the core's connections would hold more than their bound.
+    fn cut_off_largest(&mut self, excess: usize) {
+        let mut holders: Vec<(usize, ConnId)> = (self.outboxes.iter())
+            .map(|(&conn, (_, held))| (held.get(), conn))
+            .filter(|&(weight, _)| weight > 0)
+            .collect();
+        holders.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for (weight, conn) in holders {
+            if freed >= excess {
+                break;
+            }
+            tracing::info!(
+                conn,
+                weight,
+                "this core's clients hold too many unwritten answers: cut off one holding the most"
+            );
+            freed += weight;
+            self.cut_off(conn);
         }
     }
 }
