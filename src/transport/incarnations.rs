@@ -38,7 +38,7 @@ use crate::raft::NodeId;
 use crate::wire::Handshake;
 use crate::wire::handshake::HandshakeError;
 
-use super::record_writer::{RecordWriter, WriteFn, supersedes};
+use super::record_writer::{RecordWriter, Write, WriteFn};
 use super::signal::Stop;
 
 const FORMAT: &str = "cohort peer incarnations v1";
@@ -49,7 +49,11 @@ pub(super) struct Incarnations {
     own_is_new: bool,
     /// Writes the records' file, where there is one.
     writer: Option<RecordWriter>,
+    /// The records, with those whose write is in flight (see `writing`).
     known: RefCell<BTreeMap<NodeId, Seen>>,
+    /// Per peer, the write of its record in flight, if any: until it is done, a handshake
+    /// of that peer waits for it, then is checked against it.
+    writing: RefCell<BTreeMap<NodeId, Recording>>,
     /// What proved this core lost data, once something did.
     lost: RefCell<Option<DataLost>>,
     refused: Stop,
@@ -92,13 +96,7 @@ impl Incarnations {
         write: WriteFn,
     ) -> io::Result<Incarnations> {
         let (known, writer) = match file {
-            Some(path) => {
-                let known = read(&path)?;
-                (
-                    known.clone(),
-                    Some(RecordWriter::start(path, known, write)?),
-                )
-            }
+            Some(path) => (read(&path)?, Some(RecordWriter::start(path, write)?)),
             None => (BTreeMap::new(), None),
         };
         Ok(Incarnations {
@@ -106,6 +104,7 @@ impl Incarnations {
             own_is_new,
             writer,
             known: RefCell::new(known),
+            writing: RefCell::new(BTreeMap::new()),
             lost: RefCell::new(None),
             refused: Stop::default(),
         })
@@ -133,45 +132,78 @@ impl Incarnations {
     /// and start of it (its first connection after it started). Not on the loop, which a
     /// hung disk would stop with it; not on glommio's blocking pool either: its one thread
     /// per executor also writes snapshots, and a handshake waiting behind one would time out.
+    ///
+    /// A record is taken in before its write ends: a handshake of the same peer meanwhile
+    /// (another copy of it under its id, say) waits for that write, then is checked against
+    /// it, as it would have been had the write been done on the loop. The record is taken
+    /// back if the write fails (but for a full disk, see below), by whichever handshake
+    /// sees it fail first: the one that asked for it may have given up.
     pub async fn check_and_record(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
+        let peer = theirs.node_id;
+        loop {
+            let in_flight = self.writing.borrow().get(&peer).map(|r| r.write.clone());
+            let Some(write) = in_flight else { break };
+            let _ = write.done().await;
+            self.settle(peer);
+        }
         self.check(theirs)?;
         let seen = Seen {
             incarnation: theirs.incarnation,
             start: theirs.start,
         };
-        let recorded = self.known.borrow().get(&theirs.node_id).copied();
+        let recorded = self.known.borrow().get(&peer).copied();
         if !supersedes(seen, recorded) {
             return Ok(());
         }
-        if let Some(writer) = &self.writer
-            && let Err(error) = writer.record(theirs.node_id, seen).await
-        {
+        self.known.borrow_mut().insert(peer, seen);
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        let write = writer.write(render(&self.known.borrow()).into_bytes());
+        let recording = Recording {
+            write: write.clone(),
+            seen,
+            recorded,
+        };
+        self.writing.borrow_mut().insert(peer, recording);
+        let written = write.done().await;
+        self.settle(peer);
+        if let Err(error) = written {
             // Refusing the peer for a full disk would cut a node off its peers when it can
             // least afford it; kept in memory, the record still guards this process, and the
             // next record that can be written saves it with the rest. Any other failure (an
             // I/O error) refuses the connection until the record can be made durable.
-            if !matches!(
-                error.kind(),
-                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-            ) {
+            if !is_full(&error) {
                 return Err(HandshakeError::RecordFailed {
-                    node_id: theirs.node_id,
+                    node_id: peer,
                     error: error.to_string(),
                 });
             }
             tracing::warn!(
-                peer = %theirs.node_id,
+                %peer,
                 %error,
                 "cannot record the peer's data incarnation on a full disk: kept in memory only"
             );
         }
-        // Another handshake of the same peer may have recorded a later start meanwhile.
-        self.check(theirs)?;
-        let mut known = self.known.borrow_mut();
-        if supersedes(seen, known.get(&theirs.node_id).copied()) {
-            known.insert(theirs.node_id, seen);
-        }
         Ok(())
+    }
+
+    /// Once the write of `peer`'s record in flight is done: its record is kept if the write
+    /// made it durable, or failed for a full disk (see above); otherwise the record it
+    /// replaced is put back. Nothing while the write is in flight.
+    fn settle(&self, peer: NodeId) {
+        let failed = match self.writing.borrow().get(&peer).map(|r| r.write.outcome()) {
+            Some(Some(outcome)) => outcome.is_err_and(|error| !is_full(&error)),
+            _ => return,
+        };
+        let recording = self.writing.borrow_mut().remove(&peer).expect("seen above");
+        let mut known = self.known.borrow_mut();
+        if failed && known.get(&peer) == Some(&recording.seen) {
+            match recording.recorded {
+                Some(recorded) => known.insert(peer, recorded),
+                None => known.remove(&peer),
+            };
+        }
     }
 
     fn check(&self, theirs: &Handshake) -> Result<(), HandshakeError> {
@@ -246,6 +278,28 @@ impl Incarnations {
             .borrow()
             .expect("the proof is set before the switch is thrown")
     }
+}
+
+/// A write of a peer's record in flight, with the record it replaces (see
+/// [`Incarnations::check_and_record`]).
+struct Recording {
+    write: Write,
+    seen: Seen,
+    recorded: Option<Seen>,
+}
+
+/// Whether `error` is a full disk (or quota).
+fn is_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Whether `new` replaces `old` as the record of a peer: a first record, or a later start
+/// of the same data (a higher count of starts). Other data than recorded is refused before.
+fn supersedes(new: Seen, old: Option<Seen>) -> bool {
+    new.incarnation != 0 && old.is_none_or(|old| count(new.start) > count(old.start))
 }
 
 /// What proved this core lost data: a peer's record of it.
@@ -410,6 +464,45 @@ mod tests {
             "done on the loop"
         );
         block_on(checking).unwrap();
+        assert_eq!(ours.recorded(NodeId(2)), seen(9, 1));
+        let again = Incarnations::load(seen(7, 2), false, Some(path)).unwrap();
+        assert_eq!(again.recorded(NodeId(2)), seen(9, 1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Goal (found in review): two handshakes of one peer on other data each (two copies of
+    /// it under one id), checked while the first one's record is being written, end as they
+    /// would one after the other: the first recorded, the second refused, and the file says
+    /// what memory says. Before, both passed the check, the file took the second's record
+    /// and memory the first's: after a restart, the node refused the copy it had replicated
+    /// with and let in the other. Method: a write that takes 300 ms; both checks polled
+    /// once, then run to their end.
+    #[test]
+    fn a_handshake_checked_while_a_record_is_written_is_checked_against_it() {
+        fn slow_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+            #[allow(clippy::disallowed_methods)] // a disk that takes its time, on its thread
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            crate::durable::replace_file(path, bytes)
+        }
+        let name = format!("cohort-incarnations-race-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peers.incarnations");
+        let ours =
+            Incarnations::load_writing(seen(7, 1), false, Some(path.clone()), slow_write).unwrap();
+        let (first, second) = (from(2, (9, 1), (7, 1)), from(2, (10, 1), (7, 1)));
+        let mut first = std::pin::pin!(ours.check_and_record(&first));
+        let mut second = std::pin::pin!(ours.check_and_record(&second));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        block_on(first).unwrap();
+        let refused = refusal(block_on(second));
+        assert!(
+            matches!(refused, HandshakeError::PeerDataDirChanged { .. }),
+            "{refused:?}"
+        );
         assert_eq!(ours.recorded(NodeId(2)), seen(9, 1));
         let again = Incarnations::load(seen(7, 2), false, Some(path)).unwrap();
         assert_eq!(again.recorded(NodeId(2)), seen(9, 1));

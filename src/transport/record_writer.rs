@@ -1,104 +1,98 @@
 //! The file of a core's peer records (see `incarnations.rs`), written and synced on a thread
-//! of its own, one write at a time, in the order asked, while the handshake that asked waits
-//! without holding up the core's loop.
+//! of its own, in the order asked, while the handshakes that wait for a write wait without
+//! holding up the core's loop.
 //!
 //! On the loop, a write that hung (a data device that stopped answering, the fault the core
 //! hands its groups over for) stopped the whole core with it: no heartbeats, no handover, no
-//! answers. Here only the handshake waits, until its timeout.
+//! answers. Here only the handshakes wait, until their timeout.
 
-use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use crate::raft::NodeId;
-
-use super::incarnations::Seen;
-
 /// Writes the whole file (`path` and the bytes it holds) durably.
-pub(super) type WriteFn = fn(&std::path::Path, &[u8]) -> io::Result<()>;
+pub(super) type WriteFn = fn(&Path, &[u8]) -> io::Result<()>;
 
-/// An answer from the writer's thread, and the task waiting for it.
+/// A write asked of the thread: its outcome once done, and the tasks waiting for it.
+#[derive(Clone, Default)]
+pub(super) struct Write(Arc<Mutex<WriteState>>);
+
 #[derive(Default)]
-struct Answer {
-    result: Option<io::Result<()>>,
-    waiter: Option<Waker>,
+struct WriteState {
+    /// `Ok`, or the error's kind and text (the text names the file).
+    done: Option<Result<(), (io::ErrorKind, String)>>,
+    waiters: Vec<Waker>,
 }
 
-struct Job {
-    peer: NodeId,
-    seen: Seen,
-    answer: Arc<Mutex<Answer>>,
+impl WriteState {
+    fn outcome(&self) -> Option<io::Result<()>> {
+        let done = self.done.clone()?;
+        Some(done.map_err(|(kind, text)| io::Error::new(kind, text)))
+    }
+}
+
+impl Write {
+    /// Waits until the write is done; its outcome.
+    pub async fn done(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            let mut state = self.0.lock().expect("not poisoned");
+            if let Some(outcome) = state.outcome() {
+                return Poll::Ready(outcome);
+            }
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Its outcome, once done.
+    pub fn outcome(&self) -> Option<io::Result<()>> {
+        self.0.lock().expect("not poisoned").outcome()
+    }
+
+    fn finish(&self, result: io::Result<()>) {
+        let mut state = self.0.lock().expect("not poisoned");
+        state.done = Some(result.map_err(|e| (e.kind(), e.to_string())));
+        for waiter in state.waiters.drain(..) {
+            waiter.wake();
+        }
+    }
 }
 
 /// The writer's thread, ending when this is dropped.
 pub(super) struct RecordWriter {
-    jobs: Sender<Job>,
+    jobs: Sender<(Vec<u8>, Write)>,
 }
 
 impl RecordWriter {
-    /// Starts the thread that keeps `path`, holding `known` now, through `write`.
-    pub fn start(
-        path: PathBuf,
-        mut known: BTreeMap<NodeId, Seen>,
-        write: WriteFn,
-    ) -> io::Result<RecordWriter> {
-        let (jobs, taken) = channel::<Job>();
+    /// Starts the thread that writes `path` through `write`.
+    pub fn start(path: PathBuf, write: WriteFn) -> io::Result<RecordWriter> {
+        let (jobs, taken) = channel::<(Vec<u8>, Write)>();
         std::thread::Builder::new()
             .name("cohort-records".to_string())
             .spawn(move || {
-                for Job { peer, seen, answer } in taken {
-                    // A record whose write failed stays here, and goes with the next one: the
-                    // peer did show that data.
-                    if supersedes(seen, known.get(&peer).copied()) {
-                        known.insert(peer, seen);
-                    }
-                    let result = write(&path, super::incarnations::render(&known).as_bytes())
+                for (bytes, asked) in taken {
+                    let written = write(&path, &bytes)
                         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())));
-                    let mut answer = answer.lock().expect("not poisoned");
-                    answer.result = Some(result);
-                    if let Some(waiter) = answer.waiter.take() {
-                        waiter.wake();
-                    }
+                    asked.finish(written);
                 }
             })?;
         Ok(RecordWriter { jobs })
     }
 
-    /// Records `seen` of `peer` in the file, with every record before it, and waits until
-    /// that is durable. Dropped before, the write still happens.
-    pub async fn record(&self, peer: NodeId, seen: Seen) -> io::Result<()> {
-        let answer = Arc::new(Mutex::new(Answer::default()));
-        let job = Job {
-            peer,
-            seen,
-            answer: Arc::clone(&answer),
-        };
-        if self.jobs.send(job).is_err() {
-            return Err(io::Error::other("the thread writing peer records ended"));
+    /// Asks for the file to hold `bytes`, after the writes asked before.
+    pub fn write(&self, bytes: Vec<u8>) -> Write {
+        let asked = Write::default();
+        if self.jobs.send((bytes, asked.clone())).is_err() {
+            asked.finish(Err(io::Error::other(
+                "the thread writing peer records ended",
+            )));
         }
-        poll_fn(|cx| {
-            let mut answer = answer.lock().expect("not poisoned");
-            match answer.result.take() {
-                Some(result) => Poll::Ready(result),
-                None => {
-                    answer.waiter = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        asked
     }
-}
-
-/// Whether `new` replaces `old` as the record of a peer: other data, or a later start of
-/// the same data (a higher count of starts).
-pub(super) fn supersedes(new: Seen, old: Option<Seen>) -> bool {
-    new.incarnation != 0
-        && old.is_none_or(|old| {
-            old.incarnation != new.incarnation || (new.start >> 32) > (old.start >> 32)
-        })
 }
