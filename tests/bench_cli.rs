@@ -637,7 +637,8 @@ fn a_run_against_a_local_cluster_reports_every_node() {
 /// Goal (found in review): a bench told to stop while it measures the generator's ceiling
 /// fails as interrupted. Before, the ceiling's few seconds (none, at once) came out as a
 /// ceiling of 10^14 requests/s, the report was written and the bench exited 0.
-/// Method: a 1 s run, then a 60 s ceiling, and SIGINT 2 s after the run's one live line.
+/// Method: a 1 s run, then a 60 s ceiling, and SIGINT half a second after the run's cluster
+/// folder is gone (its nodes stopped, the ceiling begun).
 #[test]
 #[allow(clippy::disallowed_methods)] // a test's pause, on no executor
 fn a_bench_interrupted_while_it_measures_its_ceiling_fails() {
@@ -661,7 +662,14 @@ fn a_bench_interrupted_while_it_measures_its_ceiling_fails() {
     let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
     let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(" req/s ")));
     assert!(live.is_some(), "no live line");
-    std::thread::sleep(Duration::from_secs(2));
+    let folder = std::env::temp_dir().join(format!("cohort-bench-{}-0", bench.id()));
+    let mut waited = Duration::ZERO;
+    while folder.exists() && waited < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    }
+    assert!(!folder.exists(), "the nodes still run after {waited:?}");
+    std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) takes plain integers.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) };
@@ -669,7 +677,10 @@ fn a_bench_interrupted_while_it_measures_its_ceiling_fails() {
     let output = bench.wait_with_output().expect("the bench ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{}", rest.join("\n"));
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("null server"),
+        "{stderr}"
+    );
     assert!(!out.join("report.json").exists(), "a report was written");
     let _ = std::fs::remove_dir_all(out);
 }

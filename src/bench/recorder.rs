@@ -1,7 +1,7 @@
 //! What a load run measured: latency histograms (the whole run, each second, each node, each
 //! group), counts, and errors by kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -76,6 +76,10 @@ pub struct Second {
     pub max_us: u64,
 }
 
+/// The closed seconds whose histograms are kept for answers recorded late: a batch's answers
+/// are recorded when its last one arrives, within a timeout of a few seconds.
+const CLOSED_KEPT: usize = 8;
+
 /// Of the requests due in the measured window, the most that may fail, in percent, for the
 /// run's figures to stand: a failed request has no latency, so the percentiles of the
 /// answered ones would hide it.
@@ -106,9 +110,10 @@ pub struct Recorder {
     /// The seconds closed so far, as shown; a second's figures grow while answers and
     /// failures of it are recorded after it closed (see `closed`).
     pub timeline: Vec<Second>,
-    /// What each closed second counted, with its end: an answer or failure recorded after
-    /// its second closed (its batch was handled after the tick) goes into it there.
-    closed: Vec<(Instant, Share)>,
+    /// What the last [`CLOSED_KEPT`] closed seconds counted, with their start and end: an
+    /// answer or failure recorded after its second closed (its batch was handled after the
+    /// tick) goes into it there. Of an older second, only its counts grow.
+    closed: VecDeque<(Instant, Instant, Share)>,
     interval: Share,
     interval_start: Instant,
 }
@@ -127,7 +132,7 @@ impl Recorder {
             per_node: BTreeMap::new(),
             per_group: BTreeMap::new(),
             timeline: Vec::new(),
-            closed: Vec::new(),
+            closed: VecDeque::new(),
             interval: Share::new(),
             interval_start: start,
         }
@@ -173,21 +178,33 @@ impl Recorder {
     }
 
     /// Counts what happened at `at` (in the window) in its second: the open one, or the
-    /// closed one it fell in, whose line of the timeline is then made again.
+    /// closed one it fell in, whose line of the timeline is then made again (or, for a second
+    /// older than those kept, only its counts).
     fn in_second(&mut self, at: Instant, count: impl FnOnce(&mut Share)) {
         if at >= self.interval_start {
             return count(&mut self.interval);
         }
-        let last = self.closed.len().checked_sub(1).expect("a second closed");
-        let i = (self.closed.iter())
-            .position(|(end, _)| at < *end)
-            .unwrap_or(last);
-        let from = i
-            .checked_sub(1)
-            .map_or(self.start, |before| self.closed[before].0);
-        let (end, share) = &mut self.closed[i];
-        count(share);
-        self.timeline[i] = second_of(share, (*end - self.start).as_secs_f64(), *end - from);
+        let kept_from = self.timeline.len() - self.closed.len();
+        // The latest kept second that began by `at`: the one it fell in.
+        if let Some(k) = self.closed.iter().rposition(|(from, _, _)| at >= *from) {
+            let (from, end, share) = &mut self.closed[k];
+            count(share);
+            let at_s = (*end - self.start).as_secs_f64();
+            self.timeline[kept_from + k] = second_of(share, at_s, *end - *from);
+            return;
+        }
+        // Older than the seconds kept: its counts only.
+        let mut counted = Share::new();
+        count(&mut counted);
+        let at_s = (at - self.start).as_secs_f64();
+        let i = (self.timeline.iter())
+            .position(|second| at_s < second.at_s)
+            .unwrap_or(self.timeline.len() - 1);
+        let from_s = i.checked_sub(1).map_or(0.0, |i| self.timeline[i].at_s);
+        let second = &mut self.timeline[i];
+        second.requests += counted.requests;
+        second.errors += counted.errors;
+        second.requests_per_s = second.requests as f64 / (second.at_s - from_s).max(1e-9);
     }
 
     /// A request of `group` meant to start at `intended` failed at `done`, told so by `node`
@@ -265,8 +282,11 @@ impl Recorder {
             (now - self.start).as_secs_f64(),
             now - self.interval_start,
         );
+        self.closed.push_back((self.interval_start, now, interval));
+        if self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_front();
+        }
         self.interval_start = now;
-        self.closed.push((now, interval));
         self.timeline.push(second.clone());
         second
     }
@@ -404,6 +424,27 @@ mod tests {
         assert_eq!(recorder.errors["timeout"], 2);
         assert_eq!(second.errors, 0);
         assert_eq!(recorder.timeline.len(), 2);
+    }
+
+    /// Goal (found in review): a long run keeps the histograms of its last few closed seconds
+    /// only (one per second grew by 20 KB a second), and an answer recorded later than those
+    /// still counts in its second. Method: 20 seconds closed; answers of second 2 (counted
+    /// only) and of second 19 (latency too) recorded then.
+    #[test]
+    fn a_long_run_keeps_the_histograms_of_its_last_seconds_only() {
+        let start = crate::clock::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut recorder = Recorder::new(start, at(30_000));
+        for second in 1..=20 {
+            recorder.close_interval(at(second * 1_000));
+        }
+        assert_eq!(recorder.closed.len(), CLOSED_KEPT);
+        recorder.answered(0, Some(1), at(1_500), at(1_500), at(1_600));
+        recorder.answered(0, Some(1), at(18_000), at(18_000), at(18_700));
+        let (old, kept) = (&recorder.timeline[1], &recorder.timeline[18]);
+        assert_eq!((old.requests, old.max_us), (1, 0));
+        assert_eq!(kept.requests, 1);
+        assert_eq!(kept.max_us, latency_histogram(2).highest_equivalent(700_000));
     }
 
     /// Goal: a run stands only if requests were answered and at most 1% of those due failed.
