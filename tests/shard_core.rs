@@ -705,11 +705,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
     inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
     let outbox = Inbox::new(16);
-    inbox.push_now(Input::Connected {
-        conn: 1,
-        outbox: outbox.clone(),
-        held: Default::default(),
-    });
+    inbox.push_now(connected(1, outbox.clone()));
     inbox.push_now(put(1, 1));
     let empty = empty_entry_2(LogIndex(1));
     inbox.push_now(from(1, 2, 2, MessageBody::AppendRequest(empty)));
@@ -754,12 +750,7 @@ fn leader_1(
         from(3, 1, term, MessageBody::AppendResponse(ack(last))),
     );
     let outbox = Inbox::new(16);
-    let connected = Input::Connected {
-        conn: 1,
-        outbox: outbox.clone(),
-        held: Default::default(),
-    };
-    core = turn(core, &inbox, connected);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
     (core, inbox, outbox, term)
 }
 
@@ -791,6 +782,15 @@ fn ticks_from_the_clock_count_a_stall_in_full() {
     // One wake-up, as the timer task gives after a stall.
     let core = turn(core, &inbox, Input::Tick);
     assert!(core.ticks() >= 30, "{} ticks after {stall:?}", core.ticks());
+}
+
+/// Connection `conn` opened, its answers to go to `outbox`, weighed on a core of its own.
+fn connected(conn: u64, outbox: Inbox<Vec<Response>>) -> Input {
+    Input::Connected {
+        conn,
+        outbox,
+        held: Default::default(),
+    }
 }
 
 /// One loop run over `input`.
@@ -1183,15 +1183,7 @@ fn the_balancer_hands_no_group_to_a_voter_far_behind() {
     let events = Events::default();
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
     let outbox = Inbox::new(16);
-    core = turn(
-        core,
-        &inbox,
-        Input::Connected {
-            conn: 1,
-            outbox,
-            held: Default::default(),
-        },
-    );
+    core = turn(core, &inbox, connected(1, outbox));
     for sequence in 1..=1100 {
         core = turn(core, &inbox, write_in_both_groups(sequence));
     }
@@ -1269,15 +1261,7 @@ fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
     let full_queue_to = Rc::new(Cell::new(Some(3)));
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &full_queue_to);
     let outbox = Inbox::new(16);
-    core = turn(
-        core,
-        &inbox,
-        Input::Connected {
-            conn: 1,
-            outbox,
-            held: Default::default(),
-        },
-    );
+    core = turn(core, &inbox, connected(1, outbox));
     let look = u64::from(BALANCE_EVERY_TICKS);
     let (start, mut sequence) = (core.ticks(), 0);
     while core.ticks() < start + 5 * look {
@@ -1467,11 +1451,7 @@ fn requests_that_reach_a_stopping_core_are_answered() {
         for _ in 0..10 {
             futures_lite::future::yield_now().await;
         }
-        inbox.push_now(Input::Connected {
-            conn: 1,
-            outbox: outbox.clone(),
-            held: Default::default(),
-        });
+        inbox.push_now(connected(1, outbox.clone()));
         inbox.push_now(put(1, 1));
         gate.open();
     };
@@ -2412,15 +2392,7 @@ impl Snapshotting {
         let (core, inbox) = core_with(1, events, true, 1, false, gate);
         let (core, term) = elect_1(core, &inbox, events);
         let outbox = Inbox::new(1024);
-        let core = turn(
-            core,
-            &inbox,
-            Input::Connected {
-                conn: 1,
-                outbox,
-                held: Default::default(),
-            },
-        );
+        let core = turn(core, &inbox, connected(1, outbox));
         let fixture = Snapshotting {
             inbox,
             term,
@@ -2689,12 +2661,7 @@ fn leader_snapshotting_every(
     let (core, inbox) = core_with(1, &events, true, snapshot_log_bytes, false, gate.clone());
     let (mut core, term) = elect_1(core, &inbox, &events);
     let outbox = Inbox::new(1024);
-    let connected = Input::Connected {
-        conn: 1,
-        outbox: outbox.clone(),
-        held: Default::default(),
-    };
-    core = turn(core, &inbox, connected);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
     core = turn(core, &inbox, put(1, 1));
     let write_1 = core.groups()[&0].replica.last_index();
     gate.close();
@@ -3280,15 +3247,7 @@ fn a_follower_behind_a_full_queue_is_sent_each_entry_once_and_in_order() {
     core = deliver(core, &inbox, &wire, &mut followers);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let outbox = Inbox::new(1024);
-    core = turn(
-        core,
-        &inbox,
-        Input::Connected {
-            conn: 1,
-            outbox,
-            held: Default::default(),
-        },
-    );
+    core = turn(core, &inbox, connected(1, outbox));
 
     wire.borrow_mut().slow_down(1_500_000);
     for sequence in 1..=2 {

@@ -444,7 +444,10 @@ mod tests {
         let (old, kept) = (&recorder.timeline[1], &recorder.timeline[18]);
         assert_eq!((old.requests, old.max_us), (1, 0));
         assert_eq!(kept.requests, 1);
-        assert_eq!(kept.max_us, latency_histogram(2).highest_equivalent(700_000));
+        assert_eq!(
+            kept.max_us,
+            latency_histogram(2).highest_equivalent(700_000)
+        );
     }
 
     /// Goal: a run stands only if requests were answered and at most 1% of those due failed.

@@ -438,24 +438,31 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Goal (found in review): the record's write does not stop the core's loop while it
-    /// waits for the disk (a hung device stopped every group of the core with it). Method: a
-    /// write that takes 300 ms; the handshake's check, polled once, is pending rather than
-    /// done, and once the write is, the peer is recorded, in memory and in the file.
-    #[test]
-    fn a_slow_record_write_leaves_the_loop_free() {
+    /// Records of a core on data (7, 1) in a fresh folder named after `name`, whose every
+    /// write takes 300 ms: the folder, the file and the records.
+    fn writing_slowly(name: &str) -> (PathBuf, PathBuf, Incarnations) {
         fn slow_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
             #[allow(clippy::disallowed_methods)] // a disk that takes its time, on its thread
             std::thread::sleep(std::time::Duration::from_millis(300));
             crate::durable::replace_file(path, bytes)
         }
-        let name = format!("cohort-incarnations-slow-{}", std::process::id());
+        let name = format!("cohort-incarnations-{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("peers.incarnations");
         let ours =
             Incarnations::load_writing(seen(7, 1), false, Some(path.clone()), slow_write).unwrap();
+        (dir, path, ours)
+    }
+
+    /// Goal (found in review): the record's write does not stop the core's loop while it
+    /// waits for the disk (a hung device stopped every group of the core with it). Method: a
+    /// write that takes 300 ms; the handshake's check, polled once, is pending rather than
+    /// done, and once the write is, the peer is recorded, in memory and in the file.
+    #[test]
+    fn a_slow_record_write_leaves_the_loop_free() {
+        let (dir, path, ours) = writing_slowly("slow");
         let handshake = from(2, (9, 1), (7, 1));
         let mut checking = std::pin::pin!(ours.check_and_record(&handshake));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -479,18 +486,7 @@ mod tests {
     /// once, then run to their end.
     #[test]
     fn a_handshake_checked_while_a_record_is_written_is_checked_against_it() {
-        fn slow_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-            #[allow(clippy::disallowed_methods)] // a disk that takes its time, on its thread
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            crate::durable::replace_file(path, bytes)
-        }
-        let name = format!("cohort-incarnations-race-{}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("peers.incarnations");
-        let ours =
-            Incarnations::load_writing(seen(7, 1), false, Some(path.clone()), slow_write).unwrap();
+        let (dir, path, ours) = writing_slowly("race");
         let (first, second) = (from(2, (9, 1), (7, 1)), from(2, (10, 1), (7, 1)));
         let mut first = std::pin::pin!(ours.check_and_record(&first));
         let mut second = std::pin::pin!(ours.check_and_record(&second));
