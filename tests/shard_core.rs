@@ -855,9 +855,10 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
 /// answers not yet written; once the core would hold more, those holding the most are cut
 /// off, not a client that reads (whose writer may hold a little while it writes). Before,
 /// each connection was bounded alone: 4,096 that read nothing held 64 MiB each. Method: a
-/// leader whose log is full answers each write as busy at once; connection 3 holds the
-/// core's bound, connection 2 a little; an answer to 2 cuts 3 off, and 2 is answered. Then
-/// 2 at its own bound is cut off at its next answer.
+/// leader whose log is full answers each write as busy at once; connections 3 to 10 hold an
+/// eighth of the core's bound each, connection 2 a little; an answer to 2 cuts off three of
+/// them (the core goes down to three quarters of its bound, so the turn's next answers find
+/// room), and 2 is answered. Then 2 at its own bound is cut off at its next answer.
 #[test]
 fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_off() {
     let events = Events::default();
@@ -875,19 +876,30 @@ fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_of
         };
         (turn(core, &inbox, connected), outbox, held)
     };
-    let (core_2, outbox_2, held_2) = connect(core, 2);
-    let (core_3, outbox_3, held_3) = connect(core_2, 3);
-    core = core_3;
-    held_3.charge(ANSWER_WEIGHT_CORE_HELD_MAX);
+    let (mut core_now, outbox_2, held_2) = connect(core, 2);
+    let mut hogs = Vec::new();
+    for conn in 3..=10 {
+        let (core_next, outbox, held) = connect(core_now, conn);
+        held.charge(ANSWER_WEIGHT_CORE_HELD_MAX / 8);
+        hogs.push((outbox, held));
+        core_now = core_next;
+    }
+    core = core_now;
     held_2.charge(1);
     core = turn(core, &inbox, put(2, 1));
-    assert!(outbox_3.is_closed(), "the largest holder is cut off");
-    assert_eq!(held_3.get(), 0);
+    // Down to three quarters of the bound: three of the eighths.
+    let cut: Vec<bool> = hogs.iter().map(|(outbox, _)| outbox.is_closed()).collect();
+    assert_eq!(cut.iter().filter(|&&c| c).count(), 3, "{cut:?}");
+    assert!(
+        hogs.iter()
+            .all(|(o, held)| !o.is_closed() || held.get() == 0)
+    );
     assert!(!outbox_2.is_closed() && held_2.get() > 1, "answered");
+    assert!(held_by_core.get() <= 3 * ANSWER_WEIGHT_CORE_HELD_MAX / 4 + held_2.get());
     held_2.charge(ANSWER_WEIGHT_HELD_MAX);
     turn(core, &inbox, put(2, 2));
     assert!(outbox_2.is_closed(), "at its own bound");
-    assert_eq!(held_by_core.get(), 0);
+    assert_eq!(held_by_core.get(), 5 * ANSWER_WEIGHT_CORE_HELD_MAX / 8);
 }
 
 /// Goal: while its log takes no entries for a moment (the next segment is still being

@@ -13,6 +13,8 @@ pub use members::{
     MembershipError, change_membership, change_membership_while, membership_view, remove_from,
     render_membership,
 };
-pub use session::{Answer, Client, ClientError, ClientOptions, fetch_topology};
+pub use session::{
+    Answer, Client, ClientError, ClientOptions, REQUEST_TIMEOUT_DEFAULT, fetch_topology,
+};
 pub use status::{ClusterStatus, cluster_status};
 pub use transfer::transfer_leader;

@@ -44,12 +44,15 @@ pub struct ClientOptions {
     pub seed: u64,
 }
 
+/// [`ClientOptions::request_timeout`] unless set otherwise.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
 impl ClientOptions {
     pub fn new(seeds: Vec<String>, seed: u64) -> ClientOptions {
         ClientOptions {
             seeds,
             attempt_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
             seed,
         }
     }

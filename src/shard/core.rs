@@ -48,7 +48,7 @@ use crate::raft::{
 };
 use crate::wire::Envelope;
 
-use super::answers_held::AnswersHeld;
+use super::answers_held::{ANSWER_WEIGHT_CORE_HELD_MAX, AnswersHeld};
 use super::balance::{
     GroupView, HANDOVER_LAG_ENTRIES_MAX, HandoverState, Handovers, pick_evacuations, pick_handover,
 };
@@ -1609,9 +1609,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.cut_off(conn);
                 continue;
             }
+            // Down to three quarters of the bound, so the next answers of the turn find
+            // room rather than each sort the core's connections again.
             let excess = held.core_excess(weight);
             if excess > 0 {
-                self.cut_off_largest(excess);
+                self.cut_off_largest(excess + ANSWER_WEIGHT_CORE_HELD_MAX / 4);
             }
             let Some((outbox, held)) = self.outboxes.get(&conn) else {
                 continue;

@@ -505,6 +505,23 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Goal (found in review): a write that panics fails its handshake, and the next one's
+    /// too, rather than leave them waiting for good. Method: a write that panics, twice.
+    #[test]
+    fn a_record_write_that_panics_refuses_the_peer_and_the_writer_goes_on() {
+        fn panicking_write(_: &Path, _: &[u8]) -> io::Result<()> {
+            panic!("a bug in a write");
+        }
+        let path = std::env::temp_dir().join("cohort-incarnations-never-written");
+        let ours =
+            Incarnations::load_writing(seen(7, 1), false, Some(path), panicking_write).unwrap();
+        for _ in 0..2 {
+            let refused = refusal(block_on(ours.check_and_record(&from(2, (9, 1), (7, 1)))));
+            assert!(refused.to_string().contains("panicked"), "{refused}");
+        }
+        assert_eq!(ours.recorded(NodeId(2)), Seen::default());
+    }
+
     #[test]
     fn records_are_kept_across_restarts_and_contradictions_refused() {
         let dir = std::env::temp_dir().join(format!("cohort-incarnations-{}", std::process::id()));

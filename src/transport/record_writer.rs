@@ -77,7 +77,11 @@ impl RecordWriter {
             .name("cohort-records".to_string())
             .spawn(move || {
                 for (bytes, asked) in taken {
-                    let written = write(&path, &bytes)
+                    // A write that panicked fails, rather than leave its waiters waiting
+                    // for good, and the thread goes on.
+                    let writing = std::panic::AssertUnwindSafe(|| write(&path, &bytes));
+                    let written = std::panic::catch_unwind(writing)
+                        .unwrap_or_else(|_| Err(io::Error::other("the write panicked")))
                         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())));
                     asked.finish(written);
                 }
