@@ -366,7 +366,7 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
     Ok(known)
 }
 
-pub(super) fn render(known: &BTreeMap<NodeId, Seen>) -> String {
+fn render(known: &BTreeMap<NodeId, Seen>) -> String {
     let mut text = format!("{FORMAT}\n");
     for (node, seen) in known {
         text.push_str(&format!("{}={}/{}\n", node.0, seen.incarnation, seen.start));
