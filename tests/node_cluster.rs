@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -755,13 +755,34 @@ fn eventually<T>(mut probe: impl FnMut() -> T, good: impl Fn(&T) -> bool) -> T {
     probe()
 }
 
+/// Each group's leader's term, if every group has a leader that `bases` can reach.
+fn leader_terms(bases: &[String]) -> Option<BTreeMap<u32, u64>> {
+    let bases = bases.to_vec();
+    let (rows, _) = cohort::node::on_one_executor("status", move || async move {
+        cohort::client::cluster_status(ClientOptions::new(bases, 23)).await
+    })
+    .ok()?
+    .ok()?;
+    let terms = terms_of(&rows);
+    (terms.len() == GROUPS as usize).then_some(terms)
+}
+
+/// Each group's term, as its leader among `rows` says.
+fn terms_of(rows: &[cohort::proto::status::CoreRows]) -> BTreeMap<u32, u64> {
+    rows.iter()
+        .flat_map(|core| &core.groups)
+        .filter(|group| group.role == "leader")
+        .map(|group| (group.group, group.term))
+        .collect()
+}
+
 #[test]
 fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up_from_one() {
     snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(10, CatchUp::BySnapshot);
 }
 
 /// With the entries a leader keeps behind its snapshots (5,000 by default), the same
-/// follower catches up from the log: no snapshot crosses the network.
+/// follower catches up from the log: no group that kept its leader sends it a snapshot.
 #[test]
 fn a_follower_a_little_behind_the_snapshots_catches_up_from_the_log() {
     snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
@@ -805,7 +826,12 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         .take(3000)
         .collect();
     // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth).
+    // Each group's term once it has a leader again: a group whose leader changes after this
+    // (an election on a loaded machine, a handover by the leader balancer) has one that
+    // compacted as a follower, which keeps nothing behind its snapshots.
     cluster.kill(3);
+    let terms_before = eventually(|| leader_terms(&bases), |terms| terms.is_some())
+        .expect("every group elects a leader without node 3");
     let pairs = keys
         .iter()
         .map(|key| (key.clone(), vec![b'x'; 1000]))
@@ -825,6 +851,7 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
     // Back up, node 3 is behind the start of its peers' logs, and by more than 10 entries.
     cluster.restart(3).unwrap();
     let mut last_table = String::new();
+    let mut terms_after = None;
     let caught_up = (0..400).any(|_| {
         let bases = bases.clone();
         let (rows, _) = cohort::node::on_one_executor("status", move || async move {
@@ -845,19 +872,45 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
                 .find(|g| g.group == group && g.role == "leader");
             matches!((leader, of(3)), (Some(l), Some(n3)) if n3.applied >= l.commit && l.commit > 1)
         });
-        if !done {
+        if done {
+            terms_after = Some(terms_of(&rows));
+        } else {
             wait_ms(50);
         }
         done
     });
     assert!(caught_up, "node 3 did not catch up:\n{last_table}");
     // (Node 3's own snapshot files say nothing: it snapshots what it applies too.)
-    let caught_up_how = if cluster.log(3).contains("installed a snapshot") {
-        CatchUp::BySnapshot
-    } else {
-        CatchUp::FromTheLog
-    };
-    assert_eq!(caught_up_how, how, "{catch_up_entries} entries kept");
+    let log = cluster.log(3);
+    let installed: BTreeSet<u32> = log
+        .lines()
+        .filter(|line| line.contains("installed a snapshot"))
+        .filter_map(|line| line.split("group=").nth(1))
+        .filter_map(|group| group.split_whitespace().next()?.parse().ok())
+        .collect();
+    match how {
+        CatchUp::BySnapshot => assert!(
+            !installed.is_empty(),
+            "{catch_up_entries} entries kept, and node 3 installed no snapshot"
+        ),
+        CatchUp::FromTheLog => {
+            let terms_after = terms_after.expect("set when caught up");
+            let steady: Vec<u32> = (0..GROUPS)
+                .filter(|group| terms_before.get(group) == terms_after.get(group))
+                .collect();
+            assert!(
+                !steady.is_empty(),
+                "every group changed leader while node 3 was down: {terms_before:?} then \
+                 {terms_after:?}"
+            );
+            let by_snapshot: Vec<&u32> = steady.iter().filter(|g| installed.contains(g)).collect();
+            assert!(
+                by_snapshot.is_empty(),
+                "with {catch_up_entries} entries kept, groups {by_snapshot:?} (each with one \
+                 leader throughout) sent node 3 a snapshot"
+            );
+        }
+    }
     // And the whole cluster restarts from snapshots plus WAL tails.
     for id in 1..=3 {
         cluster.terminate(id).expect("clean stop");

@@ -411,7 +411,7 @@ fn a_state_larger_than_a_frame_streams_to_a_joining_node() {
         "node {id} did not catch up by snapshot:\n{}",
         cluster.log(id)
     );
-    // The log line is `… installed a snapshot index=I bytes=B`: one larger than a frame.
+    // The log line is `… installed a snapshot group=G index=I bytes=B`: one larger than a frame.
     let largest = cluster
         .log(id)
         .lines()

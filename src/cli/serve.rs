@@ -101,7 +101,8 @@ pub struct ServeArgs {
     /// When a leader compacts a group's log, keep up to this many of the entries it drops
     /// (and at most 4 MiB of them), back to the follower furthest behind, so that a follower
     /// a little behind (restarted, or cut off for a moment) catches up from the log rather
-    /// than by a whole snapshot. Kept in memory only (0: keep none).
+    /// than by a whole snapshot. Kept in memory only, and by leaders only: a new leader
+    /// sends a follower that was behind a snapshot (0: keep none).
     #[arg(long, default_value_t = 5_000)]
     pub snapshot_catch_up_entries: u64,
     /// Once a core's WAL segments hold more than this many MiB, the groups whose old entries

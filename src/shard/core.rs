@@ -1435,9 +1435,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 group,
                 ready.take_messages_after_persist(),
             );
+            let installs = (ready.snapshot())
+                .filter(|snapshot| !snapshot.data.is_empty())
+                .map(|snapshot| (snapshot.meta.index.0, snapshot.data.len()));
             group
                 .apply_ready(&mut ready, answers)
                 .map_err(|e| format!("group {id}: {e}"))?;
+            if let Some((index, bytes)) = installs {
+                tracing::info!(group = id, index, bytes, "installed a snapshot");
+            }
             for state in group.retired.drain(..) {
                 self.log.release_state(state);
             }

@@ -337,11 +337,6 @@ impl Group {
                 .push(std::mem::replace(&mut self.kv, installed));
             self.members_changed = true;
             self.applied_bytes_since_snapshot = 0;
-            tracing::info!(
-                index = snapshot.meta.index.0,
-                bytes = snapshot.data.len(),
-                "installed a snapshot"
-            );
         }
         self.apply_committed(ready, out)?;
         self.confirm_reads(ready.take_reads(), &ready.take_reads_aborted(), out);
