@@ -918,9 +918,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Answer the transfers that completed; start again those that ran out of time (a busy
-    /// target may need longer to catch up), up to [`TRANSFER_ATTEMPTS`] in all.
+    /// target may need longer to catch up), up to [`TRANSFER_ATTEMPTS`] in all. One whose
+    /// group another node took meanwhile (an election), or that none leads when a try ends,
+    /// is answered NotLeader: the client asks the new leader (found in review: such a
+    /// transfer waited out its try and failed, though the new leader could hand it over).
     fn finish_transfers(&mut self) {
-        let (ticks, every) = (self.ticks, self.transfer_ticks());
+        let (me, ticks, every) = (self.shape.node_id, self.ticks, self.transfer_ticks());
         let groups = &mut self.groups;
         self.transfers.retain_mut(|transfer| {
             let replica = &mut groups
@@ -930,8 +933,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             let (group, to, leader) = (transfer.group, transfer.to, replica.leader().0);
             let outcome = if leader == to {
                 TransferOutcome::Done { leader }
+            } else if leader != me && leader != 0 {
+                TransferOutcome::NotLeader { leader }
             } else if ticks <= transfer.give_up {
                 return true;
+            } else if leader != me {
+                TransferOutcome::NotLeader { leader }
             } else if transfer.attempts_left > 0 && replica.transfer_leader(NodeId(to)).is_ok() {
                 transfer.attempts_left -= 1;
                 transfer.give_up = ticks + every;
@@ -1065,7 +1072,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             pick_evacuations(me, &views, |group| {
                 groups[&group].replica.lead_transferee().is_some()
             })
-        } else if let Some(margin) = self.shape.leader_balance_margin {
+        } else if let Some(margin) = self.shape.leader_balance_margin
+            && !self.handover_under_way()
+        {
             pick_handover(me, &views, margin).into_iter().collect()
         } else {
             Vec::new()
@@ -1091,6 +1100,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
             }
         }
+    }
+
+    /// Whether a handover of a group of this core is under way: one an operator asked for
+    /// (`cohort leader transfer`), or any the replica has not finished or given up. Balance
+    /// waits for it: it would replace the operator's target with its own (found in review:
+    /// the balancer handed away the group a transfer named, which then failed), or count
+    /// leaders that are about to change.
+    fn handover_under_way(&self) -> bool {
+        !self.transfers.is_empty()
+            || (self.groups.values()).any(|g| g.replica.lead_transferee().is_some())
     }
 
     /// Tells the peers, if it changed, whether this core's log takes no writes it could
