@@ -15,8 +15,8 @@ use cohort::client::{ClientError, ClientOptions};
 use cohort::kv::{Command, Op};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
 use common::cluster::{
-    GROUPS, cohort_cli, files_ending, finish, put_all, raw_request, raw_requests, start_as_given,
-    start_with, start_with_flags, wait_for_leaders, wait_ms, with_client,
+    GROUPS, cohort_cli, eventually, files_ending, finish, put_all, raw_request, raw_requests,
+    start_as_given, start_with, start_with_flags, wait_for_leaders, wait_ms, with_client,
 };
 
 /// A cluster with 1 MiB WAL segments and the default snapshot threshold.
@@ -151,7 +151,12 @@ fn writes_on_one_node_are_read_linearizably_on_every_node() {
         })
         .unwrap()
         .unwrap();
-        assert!(missing.is_empty(), "{missing:?}");
+        // A core that did not answer in time (a loaded machine) is asked again.
+        if !missing.is_empty() {
+            why = format!("cores that did not answer: {missing:?}");
+            wait_ms(100);
+            continue;
+        }
         assert_eq!(now.len(), 3, "one core on each of three nodes");
         rows = now;
         why = (0..GROUPS)
@@ -368,7 +373,7 @@ fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     let bases = cluster.bases.clone();
     // Only a leader node 3 acknowledged entries to finds the loss (a group whose leader
     // changes sends the log without a word): leadership spread, so nodes 1 and 2 lead some.
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     let mut acked = put_numbered(&bases, 21, "before-", 40);
     cluster.kill(3);
     let core_dir = cluster.dir.join("node-3").join("core-0");
@@ -743,18 +748,6 @@ fn a_write_larger_than_a_peer_message_is_refused_and_its_group_goes_on() {
     finish(cluster);
 }
 
-/// `probe()` once `good` holds, or its last value after ten seconds.
-fn eventually<T>(mut probe: impl FnMut() -> T, good: impl Fn(&T) -> bool) -> T {
-    for _ in 0..200 {
-        let value = probe();
-        if good(&value) {
-            return value;
-        }
-        wait_ms(50);
-    }
-    probe()
-}
-
 /// Each group's leader's term, if every group has a leader that `bases` can reach.
 fn leader_terms(bases: &[String]) -> Option<BTreeMap<u32, u64>> {
     let bases = bases.to_vec();
@@ -895,13 +888,15 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         ),
         CatchUp::FromTheLog => {
             let terms_after = terms_after.expect("set when caught up");
+            // The quiet group, with nothing written, would pass whatever its leader kept.
             let steady: Vec<u32> = (0..GROUPS)
+                .filter(|&group| group != quiet)
                 .filter(|group| terms_before.get(group) == terms_after.get(group))
                 .collect();
             assert!(
                 !steady.is_empty(),
-                "every group changed leader while node 3 was down: {terms_before:?} then \
-                 {terms_after:?}"
+                "every group written to changed leader while node 3 was down or caught up: \
+                 {terms_before:?} then {terms_after:?}"
             );
             let by_snapshot: Vec<&u32> = steady.iter().filter(|g| installed.contains(g)).collect();
             assert!(
@@ -937,14 +932,14 @@ fn leaders_spread_evenly_and_spread_again_after_a_node_restarts() {
     // Six groups on three nodes: a fair share is two each, whoever won the elections.
     let mut cluster = start("balance");
     let bases = cluster.bases.clone();
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     // Node 1 down: its groups elect leaders on 2 and 3, which keep them (node 1, the only
     // node under its share, cannot take one).
     cluster.kill(1);
-    wait_for_leaders(&bases, &[(2, 3), (3, 3)], 30);
+    wait_for_leaders(&bases, &[(2, 3), (3, 3)], 60);
     // Back up and caught up, node 1 is handed its share again.
     cluster.restart(1).unwrap();
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     assert!(
         cluster
             .log(2)

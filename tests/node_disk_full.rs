@@ -15,7 +15,9 @@ use std::time::Duration;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::client::{Client, ClientOptions};
 use cohort::proto::client::Consistency;
-use common::cluster::{GROUPS, cohort_cli, finish, leaders_per_node, wait_for_leaders, wait_ms};
+use common::cluster::{
+    GROUPS, cohort_cli, eventually, finish, leaders_per_node, wait_for_leaders, wait_ms,
+};
 use common::tmpfs::Tmpfs;
 
 const DISK_MIB: u64 = 16;
@@ -291,7 +293,7 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
     };
     let mut cluster = start_on(&dir, GROUPS);
     let bases = cluster.bases.clone();
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 30);
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
 
     let patience = Duration::from_secs(5);
     let written = write_past_node_3_filling(&bases, cluster.log_path(3), 1000, patience);
@@ -315,16 +317,25 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
     cluster
         .restart(3)
         .expect("node 3 restarts on its full disk");
-    let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
-    let status = String::from_utf8_lossy(&status.stdout);
-    assert!(
+    // Its first try to make a segment, off the loop, may end after the first status.
+    let says_full = |status: &String| {
         status.contains("3    0    takes no writes: its log cannot grow")
-            && status.contains("No space left on device"),
+            && status.contains("No space left on device")
+    };
+    let status = eventually(
+        || {
+            let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+            String::from_utf8_lossy(&status.stdout).into_owned()
+        },
+        says_full,
+    );
+    assert!(
+        says_full(&status),
         "cohort status does not say node 3's log is full:\n{status}"
     );
 
     disk.resize(8 * DISK_MIB).expect("grow the disk");
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 40);
+    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     read_back(&bases, 13, 0..written, Some(written));
     eprintln!("{written} writes of {VALUE_BYTES} B acknowledged; node 3 ran out of room midway");
     finish(cluster);

@@ -5,9 +5,10 @@
 # no leader balance: a leader elected after the kill would not know what node 3 had
 # acknowledged, and could not tell that it lost it; long election timeouts keep a loaded
 # machine from electing one), writes 8 keys, kills node 3
-# (SIGKILL), wipes it, starts it again with the same flags, writes 4 more keys, then prints
-# each node's CPU time over the next 3 s (nothing is written meanwhile), each leader's view
-# of node 3, and what the nodes logged about it. The third argument says what is wiped:
+# (SIGKILL), wipes it, starts it again with the same flags, writes 4 more keys, waits until
+# node 1 and node 3 logged what node 3 lost, then prints each node's CPU time over the next
+# 3 s (nothing is written meanwhile), each leader's view of node 3, and what the nodes logged
+# about it. The third argument says what is wiped:
 # - logs: its log's files (core-*/*.wal*, *.snap), not the rest of its dir, so it keeps its
 #   incarnation (core-*/incarnation) and its peers let it in: the leaders find the lost
 #   entries and send them again (what a machine crash under --sync never does to the
@@ -43,8 +44,23 @@ start() {
     --no-leader-balance --election-ticks 100 >>"$dir/n$i.log" 2>&1 &
   pids[i - 1]=$!
 }
+# Waits up to LIMIT_S seconds for PATTERN to be in FILE COUNT times; says so and fails if not.
+wait_for() {
+  local file=$1 pattern=$2 limit_s=$3 count=${4:-1} tenths=0 seen
+  while :; do
+    seen=$(grep -c -- "$pattern" "$file" 2>/dev/null || true)
+    [ "${seen:-0}" -ge "$count" ] && return 0
+    if [ "$tenths" -ge $((limit_s * 10)) ]; then
+      echo "$file holds \"$pattern\" ${seen:-0} times after $limit_s s, not $count" >&2
+      return 1
+    fi
+    sleep 0.1
+    tenths=$((tenths + 1))
+  done
+}
 for i in 1 2 3; do start $i; done
-sleep 2
+# Each node serves clients once its log is open (its first segment made and synced).
+for i in 1 2 3; do wait_for "$dir/n$i.log" "clients on" 60; done
 for g in 0 1; do "$cohort" leader transfer --nodes "$a1,$a2" --group $g --to 1 >/dev/null; done
 for k in 1 2 3 4 5 6 7 8; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null; done
 kill -9 "${pids[2]}"
@@ -59,9 +75,11 @@ if [ "$wipe" = dir ]; then
   grep -h "other data" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
   exit 0
 fi
-sleep 2
+wait_for "$dir/n3.log" "clients on" 60 2
 for k in 11 12 13 14; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null; done
-sleep 1
+# Node 1 leads both groups: it finds what node 3 lost in each, and node 3 says so too.
+wait_for "$dir/n1.log" "a follower lost entries" 60 2
+wait_for "$dir/n3.log" "this node lost entries" 60 2
 ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done; }
 mapfile -t before < <(ticks)
 sleep 3

@@ -209,13 +209,13 @@ mod tests {
     }
 
     /// Goal (found in review): a resolver that blocks does not hold up the core's jobs off
-    /// the loop. Method: names that take 2 s each to fail, and a job off the loop issued
+    /// the loop. Method: names that take 5 s each to fail, and a job off the loop issued
     /// meanwhile: it ends at once.
     #[test]
     fn a_slow_resolver_holds_up_no_job_off_the_loop() {
         fn slow_to_fail(_: &str) -> Option<SocketAddr> {
             #[allow(clippy::disallowed_methods)] // a resolver that blocks, on its own thread
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(5));
             None
         }
         crate::node::on_one_executor("resolve-slow", || async {
@@ -228,7 +228,8 @@ mod tests {
             keeping.await;
             waited
         })
-        .map(|waited| assert!(waited < Duration::from_millis(500), "{waited:?}"))
+        // Held up, the job would wait about 4.9 s; free, a loaded machine's few ms.
+        .map(|waited| assert!(waited < Duration::from_secs(1), "{waited:?}"))
         .expect("executor");
     }
 

@@ -164,6 +164,18 @@ pub fn wait_for_leaders(bases: &[String], want: &[(u64, usize)], patience_s: u64
     );
 }
 
+/// `probe()` once `good` holds, or its last value after ten seconds.
+pub fn eventually<T>(mut probe: impl FnMut() -> T, good: impl Fn(&T) -> bool) -> T {
+    for _ in 0..200 {
+        let value = probe();
+        if good(&value) {
+            return value;
+        }
+        wait_ms(50);
+    }
+    probe()
+}
+
 /// Files directly in `dir` whose names end with `suffix`.
 pub fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
     std::fs::read_dir(dir)
