@@ -331,20 +331,6 @@ fn an_overloaded_open_loop_reports_what_was_answered_in_the_window() {
     assert!(recorder.latency_us.max() >= 1_000_000);
 }
 
-/// Goal: the zipfian key set-up, O(keys), is done before the clock starts, so the first
-/// requests are not late by it (found in review). Method: 20 million keys, whose set-up
-/// takes a few hundred ms, in an open loop without warm-up: the slowest request would show
-/// the delay.
-#[test]
-fn the_key_set_up_is_not_on_the_clock() {
-    let server = NullServer::start(4, None).expect("null server");
-    let mut load = load(Some(1_000.0), 1);
-    load.keys = 20_000_000;
-    let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
-    let latency = Percentiles::of(&run.recorder.latency_us);
-    assert!(latency.max_us < 100_000, "{latency:?}");
-}
-
 /// Goal: each request of a batch is timed to the arrival of its own answer, not of the
 /// batch's last one (found in review: a batch's requests all took its slowest one's time).
 /// Method: a server that answers reads 300 ms after the rest; with one read in ten, most
