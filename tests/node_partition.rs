@@ -32,8 +32,8 @@ use common::netfilter::{self, Partition};
 /// nodes 1 and 2 and leaves the connection between them alone.
 const CUT: u64 = 3;
 
-/// Groups node `node` leads, by its own status.
-fn led_by(bases: &[String], node: u64) -> Vec<u32> {
+/// Groups node `node` leads, by its own status; None if the status could not be fetched.
+fn led_by(bases: &[String], node: u64) -> Option<Vec<u32>> {
     let bases = bases.to_vec();
     let (rows, _) = cohort::node::on_one_executor("status", move || async move {
         let mut options = ClientOptions::new(bases, 5);
@@ -41,13 +41,15 @@ fn led_by(bases: &[String], node: u64) -> Vec<u32> {
         cohort::client::cluster_status(options).await
     })
     .expect("status executor")
-    .expect("status");
-    rows.iter()
+    .ok()?;
+    let led = rows
+        .iter()
         .filter(|core| core.node_id == node)
         .flat_map(|core| &core.groups)
         .filter(|g| g.role == "leader")
         .map(|g| g.group)
-        .collect()
+        .collect();
+    Some(led)
 }
 
 /// A key of `group`, named `name`.
@@ -178,10 +180,10 @@ fn an_isolated_leader_loses_no_acknowledged_write_serves_no_stale_read_and_catch
     // again until node 3 leads it both before and after `x` = "old" is written.
     wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     let pick = || {
-        let group = *led_by(&bases, CUT).first()?;
+        let group = *led_by(&bases, CUT)?.first()?;
         let x = key_in(group, "x");
         put(&bases, 1, &x, "old");
-        led_by(&bases, CUT).contains(&group).then_some(x)
+        led_by(&bases, CUT)?.contains(&group).then_some(x)
     };
     let retry = |picked: Option<Vec<u8>>| {
         if picked.is_none() {
@@ -325,7 +327,8 @@ fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
     wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
     let x = key_in(0, "chain");
     put(&bases, 1, &x, "0");
-    let leader_of_0 = || (1..=3u64).find(|&node| led_by(&bases, node).contains(&0));
+    let leads_0 = |node| led_by(&bases, node).is_some_and(|led| led.contains(&0));
+    let leader_of_0 = || (1..=3u64).find(|&node| leads_0(node));
     let leader = eventually(leader_of_0, Option::is_some).expect("group 0 has a leader");
     let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
         .and_then(|a| a.rsplit_once(':')?.1.parse().ok())

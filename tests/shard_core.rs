@@ -1092,10 +1092,10 @@ fn a_transfer_to_a_node_whose_log_is_full_is_refused_at_once() {
 }
 
 /// Goal: a transfer whose group another node took meanwhile (an election) is answered at
-/// once with the new leader, whom the client asks next; it waited out its try and failed.
+/// once with the new leader, whom the client asks next; it failed when its try ended.
 /// Method: node 1 leads group 0 and is asked to hand it to node 2, which is silent; node 3
 /// then leads in a later term: the transfer is answered NotLeader, naming node 3, at the
-/// next turn (before: "did not take over" once its tries ran out).
+/// next turn (before: nothing then, and "did not take over" when the try ended).
 #[test]
 fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
     let events = Events::default();
@@ -1130,6 +1130,96 @@ fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
         reply.take_all(&mut outcomes),
     ));
     assert_eq!(outcomes, [TransferOutcome::NotLeader { leader: 3 }]);
+}
+
+/// Goal: a transfer whose try ends while this node knows no leader (it stepped down, cut
+/// off from its quorum) is answered NotLeader with none named, so the client asks another
+/// node; it failed. Method: node 1 leads group 0 and is asked to hand it to node 2; nobody
+/// answers, so node 1 steps down and campaigns in vain; when the try ends: NotLeader, 0.
+#[test]
+fn a_transfer_whose_try_ends_with_no_leader_known_says_so() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, _term) = leader_1(&events, None);
+    let reply = Inbox::new(1);
+    let transfer = Input::TransferLeader {
+        group: 0,
+        to: 2,
+        reply: reply.clone(),
+    };
+    core = turn(core, &inbox, transfer);
+    let mut outcomes = Vec::new();
+    for _ in 0..1_000 {
+        core = turn(core, &inbox, Input::Tick);
+        block_on(futures_lite::future::poll_once(
+            reply.take_all(&mut outcomes),
+        ));
+        if !outcomes.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(outcomes, [TransferOutcome::NotLeader { leader: 0 }]);
+}
+
+/// Goal: a transfer to a node the group removed meanwhile fails saying so, at the end of the
+/// try it was in; it said the node "did not take over". Method: node 1 leads group 0, node 3
+/// answering; node 2, silent, is asked to take it; once Raft gave that try up, node 2 is
+/// removed (node 3's answers commit it); when the try ends: "not a voter".
+#[test]
+fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    let reply = Inbox::new(1);
+    let transfer = Input::TransferLeader {
+        group: 0,
+        to: 2,
+        reply: reply.clone(),
+    };
+    core = turn(core, &inbox, transfer);
+    // Raft holds proposals while it hands over, and gives up after an election timeout.
+    while core.groups()[&0].replica.lead_transferee().is_some() {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, false));
+    }
+    let change = MemberChange {
+        group: 0,
+        node: 2,
+        op: MemberOp::Remove,
+    };
+    let changed = Inbox::new(4);
+    core = turn(
+        core,
+        &inbox,
+        Input::ChangeMember {
+            change,
+            reply: changed,
+        },
+    );
+    // The joint configuration, then the entry that leaves it.
+    for _ in 0..2 {
+        let last = core.groups()[&0].replica.last_index();
+        core = turn(
+            core,
+            &inbox,
+            from(3, 1, term, MessageBody::AppendResponse(ack(last))),
+        );
+    }
+    let conf = core.groups()[&0].replica.conf_state().clone();
+    assert_eq!(conf.voters, [NodeId(1), NodeId(3)], "{conf:?}");
+    let mut outcomes = Vec::new();
+    for _ in 0..1_000 {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, false));
+        block_on(futures_lite::future::poll_once(
+            reply.take_all(&mut outcomes),
+        ));
+        if !outcomes.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("not a voter")),
+        "{outcomes:?}"
+    );
 }
 
 /// `body(group)` from `sender` to node 1 in every group, each at its term in `terms`, in

@@ -939,10 +939,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else if leader != me {
                 TransferOutcome::NotLeader { leader }
-            } else if transfer.attempts_left > 0 && replica.transfer_leader(NodeId(to)).is_ok() {
-                transfer.attempts_left -= 1;
-                transfer.give_up = ticks + every;
-                return true;
+            } else if transfer.attempts_left > 0 {
+                // Refused, it says why: `to` left the group's voters meanwhile, say.
+                match replica.transfer_leader(NodeId(to)) {
+                    Ok(()) => {
+                        transfer.attempts_left -= 1;
+                        transfer.give_up = ticks + every;
+                        return true;
+                    }
+                    Err(error) => TransferOutcome::Failed(error.to_string()),
+                }
             } else {
                 TransferOutcome::Failed(format!(
                     "node {to} did not take over group {group} in {TRANSFER_ATTEMPTS} tries of \
