@@ -160,6 +160,29 @@ fn corrupt_last_batch_is_taken_for_a_torn_tail() {
     assert_eq!(wal.group(1), None);
 }
 
+/// Goal: a sync says when it made a new term or vote durable, so that the node can write a
+/// record after it that proves it synced (a vote, unlike entries, lives only on this node;
+/// see `corrupt_last_batch_is_taken_for_a_torn_tail`). Method: a vote, a commit alone, a
+/// vote again, the same state again, each synced: only the changes of term or vote are
+/// reported, the last group's when two groups voted in one sync.
+#[test]
+fn a_sync_reports_the_votes_it_made_durable() {
+    let mut wal = open(MemStorage::new()).expect("fresh");
+    let state = |term, vote, commit| HardState { term, vote, commit };
+    let mut synced = |writes: &[(u64, HardState)]| {
+        for &(group, hard_state) in writes {
+            wal.set_hard_state(group, hard_state).expect("hard state");
+        }
+        block_on(wal.sync()).expect("sync").vote_group
+    };
+    assert_eq!(synced(&[(1, state(2, 3, 0))]), Some(1));
+    assert_eq!(synced(&[(1, state(2, 3, 5))]), None);
+    assert_eq!(synced(&[(1, state(3, 0, 5))]), Some(1));
+    assert_eq!(synced(&[(1, state(3, 0, 5))]), None);
+    assert_eq!(synced(&[(1, state(3, 1, 5)), (2, state(1, 1, 0))]), Some(2));
+    assert_eq!(synced(&[]), None);
+}
+
 #[test]
 fn appends_never_go_over_the_remains_of_a_torn_record() {
     // Goal: a later write over a torn record's remains, torn in turn by a crash, could put

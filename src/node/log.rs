@@ -68,6 +68,9 @@ pub struct WalLog {
     /// older one whose install is under way would then have its file written again, on the
     /// loop (found in review).
     snapshots_stored: BTreeSet<(u32, u64)>,
+    /// A record written after a sync that made a vote durable, to prove that vote synced
+    /// (see [`WalLog::prove_vote`]), waits for a sync to begin.
+    vote_proof_unsynced: bool,
 }
 
 /// A snapshot received from a peer: the message, and `Some(outcome)` once its check and the
@@ -258,6 +261,7 @@ impl WalLog {
             snapshots_encoding: BTreeMap::new(),
             snapshots_receiving: VecDeque::new(),
             snapshots_stored: BTreeSet::new(),
+            vote_proof_unsynced: false,
         };
         let mut recovered = BTreeMap::new();
         let mut written = false;
@@ -447,6 +451,27 @@ impl WalLog {
             entries,
         };
         Ok((Some(persisted), settled))
+    }
+
+    /// A sync just made `group`'s new term or vote durable, in what may be the log's last
+    /// record. Damage to a last record reads as a torn write, which recovery drops: for
+    /// entries the quorum holds them, but a vote lives only here, and forgotten it could be
+    /// given again in the same term (two leaders). So a record follows it (its hard state
+    /// again), written now that the vote is durable, so that its `durable_lsn` proves the
+    /// vote synced, and synced soon (an idle core has nothing else to sync). With no room
+    /// for it (the next segment not ready), a later record proves the vote instead.
+    fn prove_vote(&mut self, group: u64) -> io::Result<()> {
+        let Some(state) = self.wal.group(group).and_then(|g| g.hard_state) else {
+            return Ok(());
+        };
+        match self.wal.set_hard_state(group, state) {
+            Ok(()) => {
+                self.vote_proof_unsynced = true;
+                Ok(())
+            }
+            Err(WalError::NotReady { .. } | WalError::NoRoom { .. }) => Ok(()),
+            Err(error) => Err(io_error(error)),
+        }
     }
 
     /// Whether `group`'s entries in the WAL are `entries`, no more and no less (indexes,
@@ -938,18 +963,23 @@ impl CoreLog for WalLog {
     }
 
     fn wants_sync(&self) -> bool {
-        self.wal.reclaim_waits_for_sync()
+        self.wal.reclaim_waits_for_sync() || self.vote_proof_unsynced
     }
 
     type Synced = SyncDone;
 
     fn begin_sync(&mut self) -> io::Result<Pin<Box<dyn Future<Output = SyncDone>>>> {
         let ticket = self.wal.begin_sync().map_err(io_error)?;
+        self.vote_proof_unsynced = false;
         Ok(Box::pin(ticket.wait()))
     }
 
     fn finish_sync(&mut self, synced: SyncDone) -> io::Result<()> {
-        self.wal.finish_sync(synced).map(drop).map_err(io_error)
+        let report = self.wal.finish_sync(synced).map_err(io_error)?;
+        match report.vote_group {
+            Some(group) => self.prove_vote(group),
+            None => Ok(()),
+        }
     }
 
     /// Ready once per build that ended (the turn after takes it: see `maintain`), so a loop
@@ -1248,6 +1278,60 @@ mod tests {
         let indexes: Vec<_> = recovered.entries.iter().map(|e| e.index.0).collect();
         assert_eq!(indexes, [9]);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Goal (found in review): a vote this node gave, synced with nothing written after it
+    /// (an idle core after an election), is not lost to damage of its record: damage to the
+    /// last record reads as a torn write, which recovery drops, and the node could then vote
+    /// again in that term. Method: a vote written and synced, then every sync the log asks
+    /// for (as an idle core's loop begins them); one byte of the vote's record flipped: the
+    /// log is refused as damaged (before: it opened, the vote gone).
+    #[test]
+    fn a_vote_synced_last_is_proved_synced_by_a_record_after_it() {
+        let dir = temp_dir("vote-proof");
+        let (inner, kept) = (dir.clone(), dir.clone());
+        crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            log.sync().await.expect("sync");
+            let voted = HardState {
+                term: Term(5),
+                vote: NodeId(2),
+                commit: LogIndex(0),
+            };
+            log.write(GROUP, &[], Some(voted)).expect("write");
+            log.sync().await.expect("sync");
+            for _ in 0..10 {
+                if !log.wants_sync() {
+                    break;
+                }
+                log.sync().await.expect("sync");
+            }
+            assert!(!log.wants_sync(), "the log asks for syncs without end");
+        })
+        .expect("executor");
+        // The hard state's payload: term 5, vote 2 (little-endian u64s); its first record.
+        let segment = dir.join(format!("{:020}.wal", 1));
+        let mut bytes = std::fs::read(&segment).expect("the first segment");
+        let payload: Vec<u8> = [5u64, 2].iter().flat_map(|n| n.to_le_bytes()).collect();
+        let at = (bytes.windows(payload.len()))
+            .position(|window| window == payload)
+            .expect("the vote's record");
+        bytes[at] ^= 0x01;
+        std::fs::write(&segment, &bytes).expect("damage the vote");
+        let opened = crate::node::on_one_executor("wal-log-test", move || async move {
+            let groups = BTreeSet::from([GROUP]);
+            let bootstrap = Persisted::bootstrap(&VOTERS);
+            match WalLog::open(&dir, &config(&dir), &groups, &bootstrap).await {
+                Ok((_, mut recovered)) => Ok(recovered.remove(&GROUP).expect("the group")),
+                Err(why) => Err(why),
+            }
+        })
+        .expect("executor");
+        match opened {
+            Ok(recovered) => panic!("opened, the vote gone: {:?}", recovered.hard_state),
+            Err(why) => assert!(why.contains("damaged") || why.contains("corrupt"), "{why}"),
+        }
+        std::fs::remove_dir_all(kept).expect("cleanup");
     }
 
     /// A snapshot file of a later term than the stored hard state (the crash came before the

@@ -143,9 +143,10 @@ pub trait CoreLog {
     fn finish_jobs(&mut self) -> impl Future<Output = io::Result<()>> {
         async { Ok(()) }
     }
-    /// Whether the log wrote records of its own (a snapshot's marker) that wait for a sync
-    /// before they take effect (free old segments): the loop then begins one even if no
-    /// Ready asks for it, or on an idle node they would wait for the next write.
+    /// Whether the log wrote records of its own that wait for a sync before they take
+    /// effect (a snapshot's marker frees old segments; a record after a vote proves it
+    /// synced): the loop then begins one even if no Ready asks for it, or on an idle node
+    /// they would wait for the next write.
     fn wants_sync(&self) -> bool;
     /// Why the log cannot grow now (its next segment could not be made: a full disk), if
     /// so. The core then takes no new entries it can refuse (client writes, appends and

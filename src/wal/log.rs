@@ -101,6 +101,9 @@ pub struct Wal<S: Storage> {
     /// Segments written since the last `begin_sync`, ascending.
     pub(super) unsynced_segments: Vec<u64>,
     pub(super) unsynced_groups: Vec<u64>,
+    /// The last group whose term or vote a hard state written since the last `begin_sync`
+    /// changed (see [`SyncReport::vote_group`]).
+    pub(super) unsynced_vote: Option<u64>,
     /// Segments below `.1` may go once records below lsn `.0` are durable.
     pub(super) reclaim_pending: VecDeque<(u64, u64)>,
     pub(super) poisoned: Option<String>,
@@ -143,6 +146,7 @@ impl<S: Storage> Wal<S> {
             last_sync_end: (0, 0, 0),
             unsynced_segments: Vec::new(),
             unsynced_groups: Vec::new(),
+            unsynced_vote: None,
             reclaim_pending: VecDeque::new(),
             poisoned: None,
             rotation_builds: true,
@@ -441,7 +445,14 @@ impl<S: Storage> Wal<S> {
     pub fn set_hard_state(&mut self, group: u64, state: HardState) -> Result<(), WalError> {
         self.check_poisoned()?;
         self.write_small(RecordKind::HardState, group, &payload::hard_state(state))?;
-        self.groups.entry(group).or_default().hard_state = Some(state);
+        let log = self.groups.entry(group).or_default();
+        let voted = log
+            .hard_state
+            .is_none_or(|old| (old.term, old.vote) != (state.term, state.vote));
+        if voted {
+            self.unsynced_vote = Some(group);
+        }
+        log.hard_state = Some(state);
         Ok(())
     }
 

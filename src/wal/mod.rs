@@ -202,7 +202,11 @@
 //! is taken for a torn tail and that batch is dropped. With syncs overlapping, the same holds
 //! for the last few batches: those whose syncs were in flight together, as none of their
 //! records knew the others durable. Raft's quorum still holds those entries
-//! on other nodes, but this node forgets that it acknowledged them. Closing the gap needs a
+//! on other nodes, but this node forgets that it acknowledged them. A vote, though, lives only
+//! on this node: forgotten, it could be given again in the same term. So a sync that made a
+//! new term or vote durable says so ([`SyncReport::vote_group`]), and the node's log then
+//! writes one more record and syncs it, whose `durable_lsn` proves the vote synced: damage to
+//! the vote is then refused as mid-log corruption. For the rest, closing the gap needs a
 //! second durable write per sync (a superblock with the synced length), which would double the
 //! sync cost; we choose not to pay it.
 //!

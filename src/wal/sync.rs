@@ -26,6 +26,7 @@ pub struct SyncDone {
 struct PendingSync {
     lsn_end: u64,
     groups: Vec<GroupDurable>,
+    vote_group: Option<u64>,
 }
 
 impl<Y: SegmentSyncer> SyncTicket<Y> {
@@ -84,6 +85,7 @@ impl<S: Storage> Wal<S> {
             pending: PendingSync {
                 lsn_end: self.next_lsn,
                 groups,
+                vote_group: self.unsynced_vote.take(),
             },
         })
     }
@@ -113,6 +115,7 @@ impl<S: Storage> Wal<S> {
         Ok(SyncReport {
             durable_lsn: self.durable_lsn,
             groups: done.pending.groups,
+            vote_group: done.pending.vote_group,
         })
     }
 

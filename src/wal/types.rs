@@ -94,4 +94,9 @@ pub struct SyncReport {
     /// Every record below this log sequence number is durable.
     pub durable_lsn: u64,
     pub groups: Vec<GroupDurable>,
+    /// A group whose term or vote this sync made durable (the last such, if several). Until
+    /// a later record proves it synced (its `durable_lsn` above it), damage to that record
+    /// reads as a torn tail and recovery drops it: the node would forget a vote it gave.
+    /// Writing any record after this report, and syncing it, closes that gap.
+    pub vote_group: Option<u64>,
 }
