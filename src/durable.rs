@@ -151,22 +151,45 @@ impl Blocks {
 }
 
 /// Creates `dir` and its missing parents, each made durable: the parent of every directory
-/// created is synced, so a crash cannot take away a directory whose files were synced.
+/// created is synced, so a crash cannot take away a directory whose files were synced. So
+/// is the parent of a `dir` that exists already: a start cut short between making it and
+/// syncing its parent left it made, maybe not durable (found in review; one fsync a start).
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return match sync_dir(parent_of(dir)) {
+            // A parent this process may not read it may not sync either: nothing to do.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+            synced => synced,
+        };
+    }
+    create_missing_dir(dir)
+}
+
+fn create_missing_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let parent = match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    create_dir_all(parent)?;
+    let parent = parent_of(dir);
+    create_missing_dir(parent)?;
     match fs::create_dir(dir) {
-        Ok(()) => File::open(parent)?.sync_all(),
+        Ok(()) => sync_dir(parent),
         // Made meanwhile by someone else, who makes it durable.
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+fn parent_of(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    tests::DIRS_SYNCED.with(|synced| synced.borrow_mut().push(dir.to_path_buf()));
+    File::open(dir)?.sync_all()
 }
 
 /// `path` with `.tmp` appended to its file name.
@@ -179,6 +202,28 @@ pub fn temporary_twin(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The directories `create_dir_all` synced on this thread.
+        pub static DIRS_SYNCED: std::cell::RefCell<Vec<PathBuf>> = const {
+            std::cell::RefCell::new(Vec::new())
+        };
+    }
+
+    /// Goal: a directory a start made but may not have made durable (cut short before it
+    /// synced the parent) is made durable by the next start, which finds it made. Method:
+    /// `create_dir_all` of a directory that exists syncs its parent.
+    #[test]
+    fn a_directory_found_made_has_its_parent_synced() {
+        let dir = std::env::temp_dir().join(format!("cohort-durable-made-{}", std::process::id()));
+        let made = dir.join("core-0");
+        fs::create_dir_all(&made).unwrap();
+        DIRS_SYNCED.with(|synced| synced.borrow_mut().clear());
+        create_dir_all(&made).unwrap();
+        let synced = DIRS_SYNCED.with(|synced| synced.take());
+        assert_eq!(synced, std::slice::from_ref(&dir));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn replaces_the_content_and_leaves_no_temporary_file() {
