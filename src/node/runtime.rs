@@ -687,9 +687,10 @@ fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
             acknowledged,
             holds,
             "this node lost entries it had acknowledged: its log ends before what its leader \
-             knows it held (a machine crash under --sync never, log files deleted, or a data dir \
-             restored from a copy?); it takes them from the leader again. A node whose disk is \
-             lost should rejoin under a new id"
+             knows it held, or holds other entries there, matching only up to `holds` (a \
+             machine crash under --sync never, log files deleted, or a data dir restored from \
+             a copy?); it takes them from the leader again. A node whose disk is lost should \
+             rejoin under a new id"
         );
     } else {
         tracing::error!(

@@ -207,7 +207,8 @@ pub struct LostEntries {
     /// An index the follower had acknowledged: its match index, as the leader reports it
     /// and as its heartbeat told the follower, which reports itself.
     pub acknowledged: LogIndex,
-    /// The follower's last index now.
+    /// How far the follower's log is known to match the leader's: its last index, or its
+    /// commit when it holds other entries (of other terms) above that.
     pub holds: LogIndex,
 }
 
