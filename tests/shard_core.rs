@@ -1076,9 +1076,7 @@ fn a_transfer_to_a_node_whose_log_is_full_is_refused_at_once() {
         };
         core = turn(core, &inbox, transfer);
         let mut outcomes = Vec::new();
-        block_on(futures_lite::future::poll_once(
-            reply.take_all(&mut outcomes),
-        ));
+        take_transfer_outcomes(&reply, &mut outcomes);
         if node_3_full {
             assert!(
                 matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
@@ -1100,17 +1098,10 @@ fn a_transfer_to_a_node_whose_log_is_full_is_refused_at_once() {
 fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
     let events = Events::default();
     let (mut core, inbox, _outbox, term) = leader_1(&events, None);
-    let reply = Inbox::new(1);
-    let transfer = Input::TransferLeader {
-        group: 0,
-        to: 2,
-        reply: reply.clone(),
-    };
-    core = turn(core, &inbox, transfer);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 2);
     let mut outcomes = Vec::new();
-    block_on(futures_lite::future::poll_once(
-        reply.take_all(&mut outcomes),
-    ));
+    take_transfer_outcomes(&reply, &mut outcomes);
     assert!(outcomes.is_empty(), "{outcomes:?}");
     let last = core.groups()[&0].replica.last_index();
     let heartbeat = Heartbeat {
@@ -1126,9 +1117,7 @@ fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
         from(3, 1, term + 1, MessageBody::Heartbeat(heartbeat)),
     );
     turn(core, &inbox, Input::Tick);
-    block_on(futures_lite::future::poll_once(
-        reply.take_all(&mut outcomes),
-    ));
+    take_transfer_outcomes(&reply, &mut outcomes);
     assert_eq!(outcomes, [TransferOutcome::NotLeader { leader: 3 }]);
 }
 
@@ -1140,19 +1129,12 @@ fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
 fn a_transfer_whose_try_ends_with_no_leader_known_says_so() {
     let events = Events::default();
     let (mut core, inbox, _outbox, _term) = leader_1(&events, None);
-    let reply = Inbox::new(1);
-    let transfer = Input::TransferLeader {
-        group: 0,
-        to: 2,
-        reply: reply.clone(),
-    };
-    core = turn(core, &inbox, transfer);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 2);
     let mut outcomes = Vec::new();
     for _ in 0..1_000 {
         core = turn(core, &inbox, Input::Tick);
-        block_on(futures_lite::future::poll_once(
-            reply.take_all(&mut outcomes),
-        ));
+        take_transfer_outcomes(&reply, &mut outcomes);
         if !outcomes.is_empty() {
             break;
         }
@@ -1168,13 +1150,8 @@ fn a_transfer_whose_try_ends_with_no_leader_known_says_so() {
 fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
     let events = Events::default();
     let (mut core, inbox, _outbox, term) = leader_1(&events, None);
-    let reply = Inbox::new(1);
-    let transfer = Input::TransferLeader {
-        group: 0,
-        to: 2,
-        reply: reply.clone(),
-    };
-    core = turn(core, &inbox, transfer);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 2);
     // Raft holds proposals while it hands over, and gives up after an election timeout.
     while core.groups()[&0].replica.lead_transferee().is_some() {
         core = turn(core, &inbox, Input::Tick);
@@ -1209,9 +1186,7 @@ fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
     for _ in 0..1_000 {
         core = turn(core, &inbox, Input::Tick);
         core = turn(core, &inbox, heartbeat_answer(3, term, false));
-        block_on(futures_lite::future::poll_once(
-            reply.take_all(&mut outcomes),
-        ));
+        take_transfer_outcomes(&reply, &mut outcomes);
         if !outcomes.is_empty() {
             break;
         }
@@ -1220,6 +1195,27 @@ fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
         matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("not a voter")),
         "{outcomes:?}"
     );
+}
+
+/// `core` asked to hand `group` to node `to`; the inbox of its answer.
+fn ask_transfer(
+    core: TestCore,
+    inbox: &Inbox<Input>,
+    group: u32,
+    to: u64,
+) -> (TestCore, Inbox<TransferOutcome>) {
+    let reply = Inbox::new(1);
+    let transfer = Input::TransferLeader {
+        group,
+        to,
+        reply: reply.clone(),
+    };
+    (turn(core, inbox, transfer), reply)
+}
+
+/// Adds to `outcomes` the transfer answers `reply` holds.
+fn take_transfer_outcomes(reply: &Inbox<TransferOutcome>, outcomes: &mut Vec<TransferOutcome>) {
+    block_on(futures_lite::future::poll_once(reply.take_all(outcomes)));
 }
 
 /// `body(group)` from `sender` to node 1 in every group, each at its term in `terms`, in
@@ -1531,22 +1527,15 @@ fn the_balancer_backs_off_from_a_handover_that_did_not_complete() {
 fn the_balancer_leaves_a_transfer_an_operator_asked_for_alone() {
     let events = Events::default();
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
-    let reply = Inbox::new(1);
-    let transfer = Input::TransferLeader {
-        group: 0,
-        to: 2,
-        reply: reply.clone(),
-    };
-    core = turn(core, &inbox, transfer);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 2);
     let look = u64::from(BALANCE_EVERY_TICKS);
     let start = core.ticks();
     let mut outcomes = Vec::new();
     while outcomes.is_empty() {
         assert!(core.ticks() < start + 5 * look, "the transfer never ended");
         core = turn(core, &inbox, Input::Tick);
-        block_on(futures_lite::future::poll_once(
-            reply.take_all(&mut outcomes),
-        ));
+        take_transfer_outcomes(&reply, &mut outcomes);
         if outcomes.is_empty() {
             assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
         }
@@ -2545,13 +2534,8 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
     let (core, inbox) = core(1, &events);
     let (mut core, term) = elect_1(core, &inbox, &events);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
-    let reply = Inbox::new(1);
-    let transfer = Input::TransferLeader {
-        group: 0,
-        to: 2,
-        reply: reply.clone(),
-    };
-    core = turn(core, &inbox, transfer);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 2);
     let mut outcomes = Vec::new();
     let mut ticks = 0;
     while outcomes.is_empty() && ticks < 1000 {
@@ -2562,9 +2546,7 @@ fn a_transfer_to_a_node_that_never_catches_up_is_tried_three_times_then_refused(
         });
         core = turn(core, &inbox, from(3, 1, term, heartbeat));
         ticks += 1;
-        block_on(futures_lite::future::poll_once(
-            reply.take_all(&mut outcomes),
-        ));
+        take_transfer_outcomes(&reply, &mut outcomes);
     }
     let [TransferOutcome::Failed(why)] = &outcomes[..] else {
         panic!("wanted one refusal, got {outcomes:?}");
