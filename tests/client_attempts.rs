@@ -1086,3 +1086,29 @@ fn a_transfer_whose_layout_cannot_be_fetched_again_says_why() {
     let error = result.expect_err("no node 3 to transfer through");
     assert!(error.contains("node 3"), "{error}");
 }
+
+/// Goal: a request refused as busy, then unanswered up to its timeout, says why it was
+/// refused (found in CI: "no answer after 17 attempts (last: …: no answer in time); the
+/// outcome is unknown" for a write whose earlier attempts a leader had refused, saying its
+/// log could not grow: the last attempt's silence hid the reason). Method: a node that
+/// answers three attempts "busy: <why>", then none.
+#[test]
+fn a_request_refused_as_busy_then_unanswered_says_why_it_was_refused() {
+    fn busy_then_silent() -> Vec<Option<Outcome>> {
+        let busy = Outcome::Error {
+            code: ErrorCode::Busy,
+            message: "node 1 takes no writes: its log cannot grow".to_string(),
+        };
+        vec![Some(busy.clone()), Some(busy.clone()), Some(busy), None]
+    }
+    match put_against_for(busy_then_silent, Duration::from_secs(2)) {
+        Err(error @ ClientError::Timeout { .. }) => assert!(
+            error.to_string().contains(
+                "no answer in time; refused before that as busy: node 1 takes no writes: its \
+                 log cannot grow); the outcome is unknown"
+            ),
+            "{error}"
+        ),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}

@@ -1057,6 +1057,69 @@ fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs
     drop(core);
 }
 
+/// Goal: a leader sends no entries to a peer that says its log cannot grow, and sends them
+/// once it says it has room. The peer drops them anyway (see the test above it); sent, they
+/// cost both ends dearly: in `node_disk_full`, leaders sent the full node an append of up to
+/// a megabyte at each of its heartbeat answers, and with the CPU that took, groups changed
+/// leader about once a second until writes waited past 5 s. Method: node 1 leads, its link
+/// to node 2 recorded; node 2 says its log is full; three writes, each followed by a tick and
+/// a heartbeat answer from node 2: no append to node 2 carries their entries, while node 3
+/// gets them. Node 2 says it has room: at its next heartbeat answers it is sent them.
+#[test]
+fn a_leader_sends_no_entries_to_a_peer_whose_log_is_full_until_it_has_room() {
+    let events = Events::default();
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    let net = RecordingNet {
+        events: Rc::clone(&events),
+        wire: Some(Rc::clone(&wire)),
+        full_queue_to: Rc::default(),
+    };
+    let log = (true, 0, false);
+    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let elected_at = core.groups()[&0].replica.last_index();
+    let acked = MessageBody::AppendResponse(ack(elected_at));
+    core = turn(core, &inbox, from(3, 1, term, acked));
+    let elected_at = elected_at.0;
+    core = turn(core, &inbox, connected(1, Inbox::new(16)));
+    let answer_2 = |core, full| {
+        let core = turn(core, &inbox, Input::Tick);
+        turn(core, &inbox, heartbeat_answer(2, term, full))
+    };
+    core = answer_2(core, true);
+    for sequence in 1..=3 {
+        core = turn(core, &inbox, put(1, sequence));
+        core = answer_2(core, true);
+    }
+    let written_up_to = core.groups()[&0].replica.last_index().0;
+    assert_eq!(written_up_to, elected_at + 3);
+    let entries_to_2 = |wire: &RefCell<Wire>| -> Vec<u64> {
+        let appends = &wire.borrow().appends_to_2;
+        let indexes = appends
+            .iter()
+            .flat_map(|(_, indexes)| indexes.iter().copied());
+        indexes.filter(|&index| index > elected_at).collect()
+    };
+    assert_eq!(entries_to_2(&wire), Vec::<u64>::new());
+    let to_3: Vec<u64> = (wire.borrow().out.iter())
+        .filter(|envelope| envelope.message.to == NodeId(3))
+        .filter_map(|envelope| match &envelope.message.body {
+            MessageBody::AppendRequest(append) => append.entries.last().map(|e| e.index.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_3.iter().max(), Some(&written_up_to), "{to_3:?}");
+    for _ in 0..3 {
+        core = answer_2(core, false);
+    }
+    assert!(
+        entries_to_2(&wire).contains(&written_up_to),
+        "{:?}",
+        entries_to_2(&wire)
+    );
+    drop(core);
+}
+
 /// Goal: `cohort leader transfer` to a node whose log is full is refused at once, saying
 /// why, rather than after three election timeouts. Method: node 1 leads; node 3 says its log
 /// is full: a transfer to it fails at once. Node 3 says it has room: the next transfer sends

@@ -383,6 +383,9 @@ impl Client {
         let deadline = crate::clock::now() + options.request_timeout;
         let (mut attempts, mut pauses) = (0, 0);
         let mut last_error = String::new();
+        // What a node said when it last refused the request as busy: the error names it
+        // even where a later attempt went unanswered, or found no leader.
+        let mut last_refusal = String::new();
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
                 if answer.is_some()
@@ -503,6 +506,7 @@ impl Client {
                             code: ErrorCode::Busy,
                             message,
                         })) => {
+                            last_refusal.clone_from(&message);
                             last_error = message;
                             pause = true;
                         }
@@ -560,6 +564,9 @@ impl Client {
         }
         // What still waits is given up (`Waiting`'s drop).
         let gave_up = crate::clock::now();
+        if !last_refusal.is_empty() && last_refusal != last_error {
+            last_error = format!("{last_error}; refused before that as busy: {last_refusal}");
+        }
         answers
             .into_iter()
             .zip(slots.iter())

@@ -1290,8 +1290,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// its retry is answered from the session).
     fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
         for (&id, group) in &mut self.groups {
-            let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
-            send_needing_no_sync(hooks, streams, net, (id, group), answers);
+            let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
+            send_needing_no_sync(&mut self.hooks, out, (id, group), answers);
         }
     }
 
@@ -1330,8 +1330,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 continue;
             }
             if group.replica.readies_in_flight() >= READIES_IN_FLIGHT_PER_GROUP_MAX {
-                let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
-                send_needing_no_sync(hooks, streams, net, (id, group), answers);
+                let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
+                send_needing_no_sync(&mut self.hooks, out, (id, group), answers);
                 continue;
             }
             let mut ready = group.replica.ready();
@@ -1342,8 +1342,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 (self.hooks.on_lost_entries)(id, lost);
             }
             send_all(
-                &mut self.net,
-                &mut self.streams,
+                (&mut self.net, &mut self.streams, &self.peers_log_full),
                 id,
                 group,
                 ready.take_messages_now(),
@@ -1373,8 +1372,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // cap.
         for &(id, ..) in &self.unstaged {
             let group = self.groups.get_mut(&id).expect("a group of the core");
-            let (hooks, streams, net) = (&mut self.hooks, &mut self.streams, &mut self.net);
-            send_needing_no_sync(hooks, streams, net, (id, group), answers);
+            let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
+            send_needing_no_sync(&mut self.hooks, out, (id, group), answers);
         }
         if !self.shape.sync {
             return self.after_persist(readies, answers);
@@ -1455,8 +1454,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for (id, mut ready) in readies {
             let group = self.groups.get_mut(&id).expect("listed above");
             send_all(
-                &mut self.net,
-                &mut self.streams,
+                (&mut self.net, &mut self.streams, &self.peers_log_full),
                 id,
                 group,
                 ready.take_messages_after_persist(),
@@ -1728,8 +1726,7 @@ fn serve_before_sync(
 /// [`Core::send_what_needs_no_sync`] for one group.
 fn send_needing_no_sync(
     hooks: &mut Hooks,
-    streams: &mut SnapshotStreams,
-    net: &mut impl CoreNet,
+    (net, streams, full_peers): Outbound<'_, impl CoreNet>,
     (id, group): (u32, &mut Group),
     answers: &mut Vec<Answer>,
 ) {
@@ -1740,7 +1737,7 @@ fn send_needing_no_sync(
     }
     let messages = group.replica.take_messages_now();
     if !messages.is_empty() {
-        send_all(net, streams, id, group, messages);
+        send_all((net, streams, full_peers), id, group, messages);
     }
 }
 
@@ -1779,13 +1776,17 @@ fn announce_role(
     }
 }
 
+/// Where a group's messages go: the peers' queues, the snapshot streams, and the peers that
+/// said their log cannot grow (sent nothing that needs log room).
+type Outbound<'a, N> = (&'a mut N, &'a mut SnapshotStreams, &'a BTreeSet<u64>);
+
 /// Send `messages` of group `id`; snapshots go to their streams. An append a peer's queue
-/// refuses is reported to Raft, which sends it again later from its first entry, and that
-/// peer is offered no later append of the batch: a smaller one that fit would leave a gap in
-/// its log. Other refused messages are dropped; Raft sends them again anyway.
+/// refuses, or that needs room a peer said its log has not, is reported to Raft, which
+/// sends it again later from its first entry, and that peer is offered no later append of
+/// the batch: a smaller one that fit would leave a gap in its log. Other refused messages
+/// are dropped; Raft sends them again anyway.
 fn send_all(
-    net: &mut impl CoreNet,
-    streams: &mut SnapshotStreams,
+    (net, streams, full_peers): Outbound<'_, impl CoreNet>,
     id: u32,
     group: &mut Group,
     messages: Vec<Message>,
@@ -1804,6 +1805,18 @@ fn send_all(
             MessageBody::AppendRequest(append) => Some(append.prev_log_index),
             _ => None,
         };
+        // What a peer whose log cannot grow would drop (see `Core::handle`) is not sent: the
+        // bytes and the work of both ends are saved, and an append is reported refused, so
+        // Raft sends it again once the peer answers (as after a full queue).
+        if full_peers.contains(&to.0) && needs_log_room(&message.body) {
+            if let Some(prev) = append_after {
+                match refused.iter_mut().find(|(peer, ..)| *peer == to) {
+                    Some(known) => known.2 = known.2.min(prev),
+                    None => refused.push((to, term, prev)),
+                }
+            }
+            continue;
+        }
         if let Some(prev) = append_after
             && let Some(known) = refused.iter_mut().find(|(peer, ..)| *peer == to)
         {
