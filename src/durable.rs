@@ -151,16 +151,26 @@ impl Blocks {
 }
 
 /// Creates `dir` and its missing parents, each made durable: the parent of every directory
-/// created is synced, so a crash cannot take away a directory whose files were synced. So
-/// is the parent of a `dir` that exists already: a start cut short between making it and
-/// syncing its parent left it made, maybe not durable (found in review; one fsync a start).
+/// created is synced, so a crash cannot take away a directory whose files were synced. So is
+/// the parent of the deepest one that exists already (`dir` itself, or the ancestor below
+/// which the rest is made): a start cut short between making it and syncing its parent left
+/// it made, maybe not durable (found in review; one fsync a start).
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return match sync_dir(parent_of(dir)) {
-            // A parent this process may not read it may not sync either: nothing to do.
-            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => Ok(()),
-            synced => synced,
+    let mut existing = dir;
+    while !existing.is_dir() {
+        existing = parent_of(existing);
+    }
+    if let Some(parent) = existing.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
         };
+        match sync_dir(parent) {
+            // A parent this process may not read it may not sync either: nothing to do.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {}
+            synced => synced?,
+        }
     }
     create_missing_dir(dir)
 }
@@ -211,8 +221,10 @@ mod tests {
     }
 
     /// Goal: a directory a start made but may not have made durable (cut short before it
-    /// synced the parent) is made durable by the next start, which finds it made. Method:
-    /// `create_dir_all` of a directory that exists syncs its parent.
+    /// synced the parent) is made durable by the next start, which finds it made, whether
+    /// it makes directories below it or not. Method: `create_dir_all` of a directory that
+    /// exists syncs its parent; of one below a directory that exists, it syncs that one's
+    /// parent too.
     #[test]
     fn a_directory_found_made_has_its_parent_synced() {
         let dir = std::env::temp_dir().join(format!("cohort-durable-made-{}", std::process::id()));
@@ -222,6 +234,10 @@ mod tests {
         create_dir_all(&made).unwrap();
         let synced = DIRS_SYNCED.with(|synced| synced.take());
         assert_eq!(synced, std::slice::from_ref(&dir));
+        let below = made.join("a").join("b");
+        create_dir_all(&below).unwrap();
+        let synced = DIRS_SYNCED.with(|synced| synced.take());
+        assert_eq!(synced, [dir.clone(), made.clone(), made.join("a")]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -71,6 +71,9 @@ pub struct WalLog {
     /// A record written after a sync that made a vote durable, to prove that vote synced
     /// (see [`WalLog::prove_vote`]), waits for a sync to begin.
     vote_proof_unsynced: bool,
+    /// The group whose vote, synced, could not be proved for want of room (the next segment
+    /// not ready): `maintain` writes the proof once there is room.
+    vote_unproved: Option<u64>,
 }
 
 /// A snapshot received from a peer: the message, and `Some(outcome)` once its check and the
@@ -262,6 +265,7 @@ impl WalLog {
             snapshots_receiving: VecDeque::new(),
             snapshots_stored: BTreeSet::new(),
             vote_proof_unsynced: false,
+            vote_unproved: None,
         };
         let mut recovered = BTreeMap::new();
         let mut written = false;
@@ -298,6 +302,17 @@ impl WalLog {
                 }
             };
             recovered.insert(group, persisted);
+        }
+        // A crash between a vote's sync and the sync of the record proving it (see
+        // `prove_vote`) left the vote unproved, last in the log: a hard state is written
+        // again, and synced with the rest, which proves every record before it synced.
+        let with_hard_state = (log.wal.groups())
+            .find(|(_, state)| state.hard_state.is_some())
+            .map(|(group, _)| group);
+        if let Some(group) = with_hard_state {
+            log.prove_vote(group)
+                .map_err(|e| format!("group {group}: cannot write its hard state: {e}"))?;
+            written |= std::mem::take(&mut log.vote_proof_unsynced);
         }
         if written {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
@@ -459,8 +474,9 @@ impl WalLog {
     /// given again in the same term (two leaders). So a record follows it (its hard state
     /// again), written now that the vote is durable, so that its `durable_lsn` proves the
     /// vote synced, and synced soon (an idle core has nothing else to sync). With no room
-    /// for it (the next segment not ready), a later record proves the vote instead.
+    /// for it (the next segment not ready), `maintain` writes it once there is room.
     fn prove_vote(&mut self, group: u64) -> io::Result<()> {
+        self.vote_unproved = None;
         let Some(state) = self.wal.group(group).and_then(|g| g.hard_state) else {
             return Ok(());
         };
@@ -469,7 +485,10 @@ impl WalLog {
                 self.vote_proof_unsynced = true;
                 Ok(())
             }
-            Err(WalError::NotReady { .. } | WalError::NoRoom { .. }) => Ok(()),
+            Err(WalError::NotReady { .. } | WalError::NoRoom { .. }) => {
+                self.vote_unproved = Some(group);
+                Ok(())
+            }
             Err(error) => Err(io_error(error)),
         }
     }
@@ -1011,6 +1030,11 @@ impl CoreLog for WalLog {
     fn maintain(&mut self) -> io::Result<()> {
         self.finish_snapshot_writes(true)?;
         self.take_built()?;
+        if let Some(group) = self.vote_unproved
+            && !self.wal.needs_prepare()
+        {
+            self.prove_vote(group)?;
+        }
         let retry_due = self
             .build_failed
             .as_ref()
@@ -1309,15 +1333,30 @@ mod tests {
             assert!(!log.wants_sync(), "the log asks for syncs without end");
         })
         .expect("executor");
-        // The hard state's payload: term 5, vote 2 (little-endian u64s); its first record.
-        let segment = dir.join(format!("{:020}.wal", 1));
-        let mut bytes = std::fs::read(&segment).expect("the first segment");
-        let payload: Vec<u8> = [5u64, 2].iter().flat_map(|n| n.to_le_bytes()).collect();
-        let at = (bytes.windows(payload.len()))
-            .position(|window| window == payload)
-            .expect("the vote's record");
+        assert_damaged_vote_refused(&dir, (5, 2));
+        std::fs::remove_dir_all(kept).expect("cleanup");
+    }
+
+    /// Flips one bit of the first record of `dir`'s log that holds the hard state (term,
+    /// vote), and opens the log again: it must be refused as damaged.
+    fn assert_damaged_vote_refused(dir: &Path, (term, vote): (u64, u64)) {
+        // The hard state's payload begins with the term and the vote (little-endian u64s).
+        let payload: Vec<u8> = [term, vote].iter().flat_map(|n| n.to_le_bytes()).collect();
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("the log's folder")
+            .map(|entry| entry.expect("an entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wal"))
+            .collect();
+        segments.sort();
+        let found = segments.iter().find_map(|segment| {
+            let bytes = std::fs::read(segment).expect("a segment");
+            let at = bytes.windows(payload.len()).position(|w| w == payload)?;
+            Some((segment, bytes, at))
+        });
+        let (segment, mut bytes, at) = found.expect("the vote's record");
         bytes[at] ^= 0x01;
-        std::fs::write(&segment, &bytes).expect("damage the vote");
+        std::fs::write(segment, &bytes).expect("damage the vote");
+        let dir = dir.to_path_buf();
         let opened = crate::node::on_one_executor("wal-log-test", move || async move {
             let groups = BTreeSet::from([GROUP]);
             let bootstrap = Persisted::bootstrap(&VOTERS);
@@ -1331,7 +1370,87 @@ mod tests {
             Ok(recovered) => panic!("opened, the vote gone: {:?}", recovered.hard_state),
             Err(why) => assert!(why.contains("damaged") || why.contains("corrupt"), "{why}"),
         }
-        std::fs::remove_dir_all(kept).expect("cleanup");
+    }
+
+    /// Goal: a vote whose proof a crash lost (it came between the vote's sync and the
+    /// proof's) is proved at the next start. Method: a vote written and synced, which writes
+    /// the proof after it; the proof's bytes zeroed, as a crash before its sync may leave
+    /// them; the log opened and closed; then one bit of the vote flipped: the log is refused
+    /// as damaged (before: the start wrote nothing after the vote, whose damage then read as
+    /// a torn tail, and the log opened with the vote gone).
+    #[test]
+    fn a_vote_whose_proof_a_crash_lost_is_proved_at_the_next_start() {
+        let dir = temp_dir("vote-proof-lost");
+        let inner = dir.clone();
+        let segment = dir.join(format!("{:020}.wal", 1));
+        let segment_bytes = config(&dir).segment_bytes as usize;
+        let proof = crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            log.sync().await.expect("sync");
+            let voted = HardState {
+                term: Term(5),
+                vote: NodeId(2),
+                commit: LogIndex(0),
+            };
+            log.write(GROUP, &[], Some(voted)).expect("write");
+            let vote_end = segment_bytes - log.wal.active_room_bytes();
+            log.sync().await.expect("sync");
+            let proof_end = segment_bytes - log.wal.active_room_bytes();
+            assert!(proof_end > vote_end, "no proof written");
+            vote_end..proof_end
+        })
+        .expect("executor");
+        let mut bytes = std::fs::read(&segment).expect("the first segment");
+        bytes[proof].fill(0);
+        std::fs::write(&segment, &bytes).expect("lose the proof");
+        with_log(&dir, |_| {});
+        assert_damaged_vote_refused(&dir, (5, 2));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Goal: a vote synced when there was no room for the record proving it (the next
+    /// segment not made yet) is proved once there is room (before: not until the core wrote
+    /// something else, and an idle core wrote nothing). Method: the segment filled with
+    /// entries, then with votes of new terms until one is refused; a sync; the next segment
+    /// built: the log asks for a sync, which proves the last vote: one bit of it flipped,
+    /// the log is refused as damaged.
+    #[test]
+    fn a_vote_synced_without_room_for_its_proof_is_proved_once_there_is_room() {
+        let dir = temp_dir("vote-proof-room");
+        let inner = dir.clone();
+        let last_term = crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            fill_until_not_ready(&mut log);
+            let mut term = 1;
+            loop {
+                let voted = HardState {
+                    term: Term(term + 1),
+                    vote: NodeId(2),
+                    commit: LogIndex(0),
+                };
+                if log.write(GROUP, &[], Some(voted)).is_err() {
+                    break;
+                }
+                term += 1;
+            }
+            assert!(term > 1, "no vote found room");
+            log.sync().await.expect("sync");
+            assert!(!log.wants_sync(), "the proof found room");
+            for _ in 0..1000 {
+                log.maintain().expect("maintain");
+                if !log.wal.needs_prepare() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(!log.wal.needs_prepare(), "the next segment was never built");
+            assert!(log.wants_sync(), "no proof once there was room");
+            log.sync().await.expect("sync");
+            term
+        })
+        .expect("executor");
+        assert_damaged_vote_refused(&dir, (last_term, 2));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// A snapshot file of a later term than the stored hard state (the crash came before the

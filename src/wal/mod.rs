@@ -206,7 +206,8 @@
 //! on this node: forgotten, it could be given again in the same term. So a sync that made a
 //! new term or vote durable says so ([`SyncReport::vote_group`]), and the node's log then
 //! writes one more record and syncs it, whose `durable_lsn` proves the vote synced: damage to
-//! the vote is then refused as mid-log corruption. For the rest, closing the gap needs a
+//! the vote is then refused as mid-log corruption. (It writes one at every open too, for a
+//! crash between the two syncs, and once there is room where there was none.) For the rest, closing the gap needs a
 //! second durable write per sync (a superblock with the synced length), which would double the
 //! sync cost; we choose not to pay it.
 //!
