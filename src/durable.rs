@@ -156,10 +156,7 @@ impl Blocks {
 /// which the rest is made): a start cut short between making it and syncing its parent left
 /// it made, maybe not durable (found in review; one fsync a start).
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    let mut existing = dir;
-    while !existing.is_dir() {
-        existing = parent_of(existing);
-    }
+    let existing = deepest_existing(dir, Path::is_dir)?;
     if let Some(parent) = existing.parent() {
         let parent = if parent.as_os_str().is_empty() {
             Path::new(".")
@@ -173,6 +170,26 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
         }
     }
     create_missing_dir(dir)
+}
+
+/// The deepest of `dir` and its ancestors that `is_dir` finds, `.` last for a relative
+/// path; an error where none is (a working directory that cannot be read).
+fn deepest_existing(dir: &Path, is_dir: impl Fn(&Path) -> bool) -> io::Result<&Path> {
+    let mut existing = dir;
+    while !is_dir(existing) {
+        let parent = parent_of(existing);
+        if parent == existing {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "cannot make {}: none of the folders above it can be read",
+                    dir.display()
+                ),
+            ));
+        }
+        existing = parent;
+    }
+    Ok(existing)
 }
 
 fn create_missing_dir(dir: &Path) -> io::Result<()> {
@@ -225,6 +242,23 @@ mod tests {
     /// it makes directories below it or not. Method: `create_dir_all` of a directory that
     /// exists syncs its parent; of one below a directory that exists, it syncs that one's
     /// parent too.
+    /// Goal (found in review): where no folder above the one to make can be read (a
+    /// working directory on a stale network mount), making it fails saying so; it looped
+    /// for ever at start. Method: the folder check answers no for every path, relative
+    /// and absolute.
+    #[test]
+    fn a_dir_with_no_readable_folder_above_it_is_an_error() {
+        for dir in ["data/core-0", "/var/data"] {
+            let error = deepest_existing(Path::new(dir), |_| false).unwrap_err();
+            assert!(
+                error.to_string().contains("none of the folders above it"),
+                "{error}"
+            );
+        }
+        let found = deepest_existing(Path::new("a/b/c"), |p| p == Path::new("a"));
+        assert_eq!(found.unwrap(), Path::new("a"));
+    }
+
     #[test]
     fn a_directory_found_made_has_its_parent_synced() {
         let dir = std::env::temp_dir().join(format!("cohort-durable-made-{}", std::process::id()));

@@ -1112,3 +1112,40 @@ fn a_request_refused_as_busy_then_unanswered_says_why_it_was_refused() {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+/// Goal (found in review): a busy refusal is named only in the error of the request it
+/// refused, not in that of another request of the same batch that simply went unanswered.
+/// Method: a batch of two writes against a node that answers the first of each frame "busy:
+/// <why>" three times, and nothing else: the first one's timeout names the refusal, the
+/// second one's does not.
+#[test]
+fn a_busy_refusal_is_named_only_for_the_request_it_refused() {
+    let errors = cohort::node::on_one_executor("client-refusals", move || async move {
+        let frames = Rc::new(Cell::new(0));
+        let base = fake_node(4, move |stream, topology| {
+            let frames = Rc::clone(&frames);
+            answer_frames(stream, topology, move |_| {
+                let busy = Outcome::Error {
+                    code: ErrorCode::Busy,
+                    message: "node 1 takes no writes: its log cannot grow".to_string(),
+                };
+                let n = frames.replace(frames.get() + 1);
+                (n < 3).then(|| vec![busy])
+            })
+        });
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_millis(500);
+        options.request_timeout = Duration::from_secs(2);
+        let client = Client::connect(options).await.expect("connect");
+        let results = client.execute_batch(puts(2)).await;
+        let errors: Vec<String> = results
+            .into_iter()
+            .map(|result| result.expect_err("no write succeeds").to_string())
+            .collect();
+        errors
+    })
+    .expect("executor");
+    let refusal = "refused before that as busy: node 1 takes no writes";
+    assert!(errors[0].contains(refusal), "{}", errors[0]);
+    assert!(!errors[1].contains(refusal), "{}", errors[1]);
+}

@@ -2714,6 +2714,34 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
     assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
 }
 
+/// Goal (found in review): a leader streams no snapshot to a peer whose log is full (it
+/// would drop every chunk: up to a window of 1 MiB chunks at each stall, and a new stream
+/// after each one given up), and streams it once the peer has room. Method: a snapshot
+/// streams to node 2, which then says its log is full at each heartbeat answer for 120
+/// ticks (past a stall at 10 and the stream given up at 100, after which Raft asks for the
+/// snapshot again): no chunk goes out. Node 2 says it has room: chunks go out again.
+#[test]
+fn a_leader_streams_no_snapshot_to_a_peer_whose_log_is_full_until_it_has_room() {
+    let events = Events::default();
+    let (mut core, mut f) = Snapshotting::start(&events, Gate::new(true));
+    core = f.writes_acked_by_3(core, 4);
+    core = f.node_2_behind(core, &events);
+    let chunk_sent = |events: &Events| events.borrow().contains(&Event::Sent("SnapshotChunk"));
+    for (node_2_full, ticks) in [(true, 120), (false, 3)] {
+        events.borrow_mut().clear();
+        core = turn(core, &f.inbox, heartbeat_answer(2, f.term, node_2_full));
+        for _ in 0..ticks {
+            core = turn(core, &f.inbox, Input::Tick);
+            core = turn(core, &f.inbox, heartbeat_answer(2, f.term, node_2_full));
+        }
+        assert_eq!(
+            chunk_sent(&events),
+            !node_2_full,
+            "node 2 full: {node_2_full}"
+        );
+    }
+}
+
 /// Goal (found in review): once a follower acknowledged a streamed snapshot whole, the
 /// leader takes no new snapshot until the follower's log reaches it: the follower is still
 /// loading it, and a compaction past it meanwhile left it a gap that only another snapshot

@@ -155,6 +155,9 @@ struct Slot {
     tag: u64,
     /// The request was numbered again under a fresh id after its session expired.
     renewed: bool,
+    /// What a node said when it last refused this request as busy: its error names it even
+    /// where a later attempt went unanswered, or found no leader.
+    refused_busy: Option<String>,
 }
 
 impl Slot {
@@ -383,9 +386,6 @@ impl Client {
         let deadline = crate::clock::now() + options.request_timeout;
         let (mut attempts, mut pauses) = (0, 0);
         let mut last_error = String::new();
-        // What a node said when it last refused the request as busy: the error names it
-        // even where a later attempt went unanswered, or found no leader.
-        let mut last_refusal = String::new();
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
                 if answer.is_some()
@@ -506,7 +506,7 @@ impl Client {
                             code: ErrorCode::Busy,
                             message,
                         })) => {
-                            last_refusal.clone_from(&message);
+                            slot.refused_busy = Some(message.clone());
                             last_error = message;
                             pause = true;
                         }
@@ -564,15 +564,18 @@ impl Client {
         }
         // What still waits is given up (`Waiting`'s drop).
         let gave_up = crate::clock::now();
-        if !last_refusal.is_empty() && last_refusal != last_error {
-            last_error = format!("{last_error}; refused before that as busy: {last_refusal}");
-        }
         answers
             .into_iter()
             .zip(slots.iter())
             .map(|(answer, slot)| {
                 answer.unwrap_or_else(|| {
-                    let last_error = last_error.clone();
+                    let refused = slot.as_ref().and_then(|s| s.refused_busy.as_ref());
+                    let last_error = match refused {
+                        Some(refusal) if *refusal != last_error => {
+                            format!("{last_error}; refused before that as busy: {refusal}")
+                        }
+                        _ => last_error.clone(),
+                    };
                     let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {
                         ClientError::Timeout {
                             attempts,
@@ -755,6 +758,7 @@ impl Client {
             proposal_orphaned: false,
             tag,
             renewed: false,
+            refused_busy: None,
         })
     }
 

@@ -303,20 +303,6 @@ impl WalLog {
             };
             recovered.insert(group, persisted);
         }
-        // A crash between a vote's sync and the sync of the record proving it (see
-        // `prove_vote`) left the vote unproved, last in the log: a hard state is written
-        // again, and synced with the rest, which proves every record before it synced.
-        let with_hard_state = (log.wal.groups())
-            .find(|(_, state)| state.hard_state.is_some())
-            .map(|(group, _)| group);
-        if let Some(group) = with_hard_state {
-            log.prove_vote(group)
-                .map_err(|e| format!("group {group}: cannot write its hard state: {e}"))?;
-            written |= std::mem::take(&mut log.vote_proof_unsynced);
-        }
-        if written {
-            log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
-        }
         // The first next segment is built here, before the node serves anyone. On a full disk
         // the node starts anyway, taking no writes, and `maintain` tries again: a node that
         // could not restart on a full disk would stay down until someone freed space.
@@ -336,6 +322,22 @@ impl WalLog {
         // hard states (eight per group) from entries, so committed entries can be applied
         // and snapshotted.
         log.wal.keep_room(2 * log.groups, 8 * log.groups);
+        // A crash between a vote's sync and the sync of the record proving it (see
+        // `prove_vote`) left the vote unproved, last in the log: a hard state is written
+        // again, and synced with the rest, which proves every record before it synced.
+        // Written once the room for markers is kept: a full disk's restarts must not use
+        // it up (without room, `maintain` writes it once the next segment is made).
+        let with_hard_state = (log.wal.groups())
+            .find(|(_, state)| state.hard_state.is_some())
+            .map(|(group, _)| group);
+        if let Some(group) = with_hard_state {
+            log.prove_vote(group)
+                .map_err(|e| format!("group {group}: cannot write its hard state: {e}"))?;
+            written |= std::mem::take(&mut log.vote_proof_unsynced);
+        }
+        if written {
+            log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
+        }
         Ok((log, recovered))
     }
 
@@ -1450,6 +1452,51 @@ mod tests {
         })
         .expect("executor");
         assert_damaged_vote_refused(&dir, (last_term, 2));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Goal (found in review): a restart while the next segment cannot be made (a full
+    /// disk) writes its vote proof in the room kept for hard states, not in the room kept
+    /// for snapshot markers, which are then what frees a segment (before: each such restart
+    /// took 64 bytes of it; with one group, after one restart no marker fit). Method: the
+    /// segment filled with entries, then with votes until one is refused; reopened with the
+    /// next segment's build failing (a folder posing as a spare segment, as a full disk
+    /// fails it): the active segment's room is what it was, and the proof waits for room.
+    #[test]
+    fn a_restart_without_room_leaves_the_room_kept_for_snapshot_markers() {
+        let dir = temp_dir("vote-proof-restart");
+        let inner = dir.clone();
+        let room_before = crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            fill_until_not_ready(&mut log);
+            for term in 2.. {
+                let voted = HardState {
+                    term: Term(term),
+                    vote: NodeId(2),
+                    commit: LogIndex(0),
+                };
+                if log.write(GROUP, &[], Some(voted)).is_err() {
+                    break;
+                }
+            }
+            log.sync().await.expect("sync");
+            log.wal.active_room_bytes()
+        })
+        .expect("executor");
+        std::fs::create_dir(dir.join(format!("{:020}.wal.spare", 0))).expect("a folder");
+        let inner = dir.clone();
+        let (room_after, unproved) =
+            crate::node::on_one_executor("wal-log-test", move || async move {
+                let log = open_log(&inner).await;
+                assert!(log.wal.needs_prepare(), "the next segment was made");
+                (log.wal.active_room_bytes(), log.vote_unproved)
+            })
+            .expect("executor");
+        assert_eq!(
+            room_after, room_before,
+            "the restart wrote into the kept room"
+        );
+        assert_eq!(unproved, Some(u64::from(GROUP)));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

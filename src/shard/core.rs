@@ -1486,8 +1486,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.finish_member_changes();
         }
         self.publish_members();
-        let net = &mut self.net;
-        self.streams.pump(|envelope| net.send(envelope));
+        // A stream under way to a peer whose log filled meanwhile sends it nothing more: it
+        // stalls, and is given up as any stream without progress.
+        let (net, full) = (&mut self.net, &self.peers_log_full);
+        (self.streams)
+            .pump(|envelope| !full.contains(&envelope.message.to.0) && net.send(envelope));
         Ok(())
     }
 
@@ -1797,6 +1800,14 @@ fn send_all(
     // (a rejection, then an acknowledgement) that start below the refused one.
     let mut refused: Vec<(NodeId, Term, LogIndex)> = Vec::new();
     for message in messages {
+        // A peer whose log is full drops snapshot chunks too: none is streamed to it. Told
+        // undelivered, Raft probes again at the peer's next answer and asks for it anew.
+        if full_peers.contains(&message.to.0)
+            && matches!(message.body, MessageBody::InstallSnapshot(_))
+        {
+            group.replica.report_snapshot(message.to, None);
+            continue;
+        }
         let Some(message) = streams.offer(id, message) else {
             continue;
         };
