@@ -204,6 +204,51 @@ fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     common::cluster::finish(cluster);
 }
 
+/// Goal: a node removed while its join was cut short (a learner of some groups only) does
+/// not add itself back when it is restarted with its `--join` (before, it did: the groups
+/// kept no record of removed ids). Method: a cluster of 2 cores per node; nodes 2 and 3's
+/// core-1 peer ports are cut off, so group 1 (core 1) has no quorum; node 4 joins with a
+/// 3 s join timeout: group 0 takes it as a learner, group 1 cannot, and the node stops.
+/// The cut healed, node 4 is removed, then started again with the same command: it must
+/// stop saying it was removed, unlisted.
+#[test]
+fn a_node_removed_while_its_join_was_cut_short_does_not_add_itself_back() {
+    if !netfilter::available_or_skip() {
+        return;
+    }
+    let flags = NodeFlags {
+        cores: 2,
+        snapshot_entries: 100_000,
+        ..NodeFlags::default()
+    };
+    let cluster = start_with_flags("join-cut-removed", flags);
+    let (dir, seed) = (cluster.dir.clone(), cluster.bases[0].clone());
+    let port = free_port_run(4).unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let core_1_peer_port =
+        |base: &str| base.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 2;
+    let cuts: Vec<Partition> = cluster.bases[1..]
+        .iter()
+        .map(|base| Partition::isolate_port(core_1_peer_port(base)).unwrap())
+        .collect();
+    let mut node = Joining::start(&dir, 4, &base, &seed, &["--join-timeout-s", "3"]);
+    let status = node.exit_status();
+    assert!(!status.success(), "joined:\n{}", node.log());
+    assert!(
+        node.log().contains("node 4: joining failed"),
+        "{}",
+        node.log()
+    );
+    drop(node);
+    drop(cuts);
+
+    let out = members(&["remove", "--id", "4"], &seed);
+    assert!(out.contains("voters [1, 2, 3]"), "{out}");
+    let why = "node 4 was removed from the cluster";
+    refused(&dir, 4, &base, &seed, &[], why);
+    common::cluster::finish(cluster);
+}
+
 /// Goal (found in review): a member restarted from its data dir at another address, while
 /// none of its seeds answers, is refused at once: its peers dial the address the groups
 /// hold, so the cluster would have lost a voter without a word. Method: node 4 joins, stops;

@@ -605,6 +605,46 @@ fn a_promote_asked_again_before_its_joint_configuration_is_left_is_busy() {
     );
 }
 
+/// Goal: a node a group removed is never added back under its id (before, a node removed
+/// while its join was cut short, restarted with its `--join`, added itself back). Method:
+/// node 9 is added as a learner, then removed; every replica holds it removed; adding it
+/// again is answered "removed" and proposes nothing; node 10 is added all the same.
+#[test]
+fn a_node_the_group_removed_is_not_added_back() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    let change = |node, op| MemberChange { group: 0, node, op };
+    let add = |node| {
+        let address = format!("node{node}:7000");
+        change(node, MemberOp::AddLearner { address })
+    };
+    membership::start(&mut trio.groups[0], 1, &add(9)).expect("proposed");
+    trio.pump();
+    membership::start(&mut trio.groups[0], 1, &change(9, MemberOp::Remove)).expect("proposed");
+    trio.pump();
+    assert!(
+        !trio.groups[0]
+            .replica
+            .conf_state()
+            .members()
+            .contains(&NodeId(9))
+    );
+    let removed: Vec<bool> = trio.groups.iter().map(|g| g.kv.was_removed(9)).collect();
+    assert_eq!(removed, [true; 3]);
+    let last = trio.groups[0].replica.last_index();
+    match membership::start(&mut trio.groups[0], 1, &add(9)) {
+        Err(MemberOutcome::NotMember(why)) => assert!(why.contains("was removed"), "{why}"),
+        other => panic!("wanted NotMember, got {other:?}"),
+    }
+    assert_eq!(
+        trio.groups[0].replica.last_index(),
+        last,
+        "nothing proposed"
+    );
+    membership::start(&mut trio.groups[0], 1, &add(10)).expect("proposed");
+}
+
 /// Goal: adding a node that a joint configuration is taking out is not "done": it would
 /// leave the group once the joint configuration is left. Method: the leader enters a joint
 /// configuration without node 3 (and stays in it); adding node 3 is then not finished.

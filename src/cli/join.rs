@@ -12,7 +12,9 @@
 //!   anything starts (or, for a node started from its disk, once a seed answers: it stops);
 //! - the node was a member and was removed: a group's leader answers its promote with "not a
 //!   member" (a seed's list of members may lag behind the leaders, so it is not asked), and
-//!   the node stops; a removed node never adds itself back under its id;
+//!   the node stops; a removed node never adds itself back under its id. Nor does one whose
+//!   join a remove cut short before it was a learner everywhere: a group keeps the ids its
+//!   conf changes removed, and its leader answers their add "removed" too;
 //! - no seed answers but the data dir is this node's: it starts from its disk (its cores
 //!   whose groups hold no configuration yet dial the members it recorded), and once a seed
 //!   answers it finishes a join that was cut short;
@@ -370,6 +372,19 @@ struct JoinError {
 }
 
 impl JoinError {
+    /// Node `id` was removed from the cluster (`why`, as a group's leader said): it stops.
+    fn removed(id: u64, why: &str, promoted_groups: u32) -> JoinError {
+        JoinError {
+            stops_the_node: true,
+            error: format!(
+                "node {id} was removed from the cluster ({why}): a removed node does not join \
+                 again under its id; to add this machine again, start it with a new --id and \
+                 an empty --data-dir"
+            ),
+            promoted_groups,
+        }
+    }
+
     fn before_any(error: impl Into<String>) -> JoinError {
         JoinError {
             error: error.into(),
@@ -426,7 +441,11 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         )
         .await;
         let _ = added.send(groups);
-        adding.map_err(JoinError::before_any)?;
+        adding.map_err(|error| match error.not_member {
+            // A group removed it before (a join cut short, then a remove): its id is spent.
+            true => JoinError::removed(id, &error.message, 0),
+            false => JoinError::before_any(error),
+        })?;
         identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
         say(format!("node {id}: learner of every group"));
     }
@@ -440,15 +459,7 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
     let (voters, _) = match promoted {
         Ok(done) => done,
         Err(error) if error.not_member => {
-            return Err(JoinError {
-                stops_the_node: true,
-                error: format!(
-                    "node {id} was removed from the cluster ({error}): a removed node does \
-                     not join again under its id; to add this machine again, start it with a \
-                     new --id and an empty --data-dir"
-                ),
-                promoted_groups,
-            });
+            return Err(JoinError::removed(id, &error.message, promoted_groups));
         }
         Err(error) => {
             // A group whose promote ran out of time may have made it a voter all the same

@@ -1,19 +1,25 @@
-//! A snapshot of a group's key-value state (data, client sessions, member addresses) as
-//! bytes, and back.
+//! A snapshot of a group's key-value state (data, client sessions, member addresses, the
+//! ids removed) as bytes, and back.
 //!
 //! Layout (little-endian), ending in a crc32 of everything before it:
 //!
 //! ```text
-//! "CKV4" | applied_index u64 | key_count u64 | (key blob | value blob)* |
+//! "CKV5" | applied_index u64 | key_count u64 | (key blob | value blob)* |
 //! session_count u64 | (client u64 | first_unacked u64 | last_index u64 | reply_count u32 |
 //!                      (sequence u64 | reply)*)* |
 //! member_count u32 | (node u64 | address blob)* |
-//! forgotten_count u32 | client u64* (oldest first) | crc32 u32
+//! forgotten_count u32 | client u64* (oldest first) |
+//! removed_count u32 | node u64* (ascending) | crc32 u32
 //! blob   := len u32 | bytes
 //! reply  := result_count u32 | result*            (applied)
 //!         | 0xFFFF_FFFF u32 | value_bytes u64     (refused as too large)
 //! result := 0 value-blob | 1 (not found) | 2 (written) | 3 flag u8 [blob] (condition failed)
 //! ```
+//!
+//! "CKV4", written before removed ids were kept, is the same layout without them, and is
+//! read as such: a replica that loads one knows only the removals after it, which matters
+//! only to its leader's check when a removed node asks to be added back (an id is never
+//! used again), not to the state the replicas apply.
 //!
 //! "CKV3", written before refusals were remembered, is the same layout without refusals,
 //! and is read as such. The residual risk (found in review): a replica that loads one has
@@ -52,7 +58,9 @@ use super::limits::{
 use super::session::{Decision, Session, Sessions, reply_bytes};
 use super::store::{KvStore, OpResult};
 
-const MAGIC: &[u8; 4] = b"CKV4";
+const MAGIC: &[u8; 4] = b"CKV5";
+/// The layout before removed ids were kept: read as this one, without any.
+const MAGIC_WITHOUT_REMOVED: &[u8; 4] = b"CKV4";
 /// The layout before refusals were remembered: read as this one, without any.
 const MAGIC_WITHOUT_REFUSALS: &[u8; 4] = b"CKV3";
 /// A reply's result count that marks it as a refusal.
@@ -155,6 +163,8 @@ impl KvStore {
         let forgotten = self.sessions.forgotten.iter();
         tail.put_u32_le(forgotten.len() as u32);
         forgotten.for_each(|client| tail.put_u64_le(client));
+        tail.put_u32_le(self.removed.len() as u32);
+        self.removed.iter().for_each(|&node| tail.put_u64_le(node));
         SnapshotJob {
             applied_index: self.applied_index,
             pairs: self
@@ -184,10 +194,12 @@ impl KvStore {
                  the node (a new id on an empty data dir)",
             ));
         }
-        let refusals = magic[..] == MAGIC[..];
-        if !refusals && magic[..] != MAGIC_WITHOUT_REFUSALS[..] {
-            return Err(SnapshotError("not a key-value snapshot (bad magic)"));
-        }
+        let (refusals, removed) = match &magic[..] {
+            m if m == MAGIC => (true, true),
+            m if m == MAGIC_WITHOUT_REMOVED => (true, false),
+            m if m == MAGIC_WITHOUT_REFUSALS => (false, false),
+            _ => return Err(SnapshotError("not a key-value snapshot (bad magic)")),
+        };
         let mut store = KvStore {
             applied_index: u64_le(&mut r)?,
             ..KvStore::default()
@@ -286,6 +298,15 @@ impl KvStore {
         }
         for _ in 0..u32_le(&mut r)? {
             sessions.forgotten.add(u64_le(&mut r)?);
+        }
+        if removed {
+            for _ in 0..u32_le(&mut r)? {
+                let node = u64_le(&mut r)?;
+                if store.removed.last().is_some_and(|&last| last >= node) {
+                    return Err(SnapshotError("removed ids out of order"));
+                }
+                store.removed.insert(node);
+            }
         }
         if r.has_remaining() {
             return Err(SnapshotError("trailing bytes"));
@@ -391,8 +412,8 @@ mod tests {
             kv.apply(i + 1, &command.encode(), |_, _| ()).unwrap();
         }
         let added = vec![(1, "127.0.0.1:7000".to_string()), (4, "h:9".to_string())];
-        kv.apply_membership(51, added);
-        kv.skip(52);
+        kv.apply_membership(51, added, &[]);
+        kv.apply_membership(52, Vec::new(), &[4]);
         kv.retain_members(|node| node != 4);
         for client in [900, 17, 401] {
             kv.sessions.forgotten.add(client);
@@ -413,17 +434,53 @@ mod tests {
         Bytes::from(old)
     }
 
+    /// `kv`'s snapshot in a layout without removed ids (CKV4 or CKV3, by `magic`): `kv`
+    /// must hold none.
+    fn without_removed(kv: &KvStore, magic: &[u8; 4]) -> Bytes {
+        assert!(kv.removed.is_empty());
+        let bytes = kv.encode_snapshot();
+        // The removed ids' count (0), then the checksum.
+        let mut old = with_magic(&bytes, magic).to_vec();
+        old.drain(old.len() - 8..old.len() - 4);
+        with_magic(&old, magic)
+    }
+
     /// A snapshot written before refusals were remembered (CKV3) loads as one without
     /// refusals; one that holds the refusal mark under that magic is corrupt.
     #[test]
     fn a_snapshot_of_the_layout_without_refusals_loads() {
         let mut kv = populated();
+        kv.removed.clear();
         kv.sessions.by_client.remove(&3);
         kv.sessions.bytes = kv.sessions.by_client.values().map(|s| s.bytes).sum();
-        let restored = KvStore::decode_snapshot(&with_magic(&kv.encode_snapshot(), b"CKV3"));
+        let restored = KvStore::decode_snapshot(&without_removed(&kv, b"CKV3"));
         assert_eq!(restored.unwrap(), kv);
-        let with_refusal = with_magic(&populated().encode_snapshot(), b"CKV3");
-        assert!(KvStore::decode_snapshot(&with_refusal).is_err());
+        let mut with_refusal = populated();
+        with_refusal.removed.clear();
+        assert!(KvStore::decode_snapshot(&without_removed(&with_refusal, b"CKV3")).is_err());
+    }
+
+    /// A snapshot written before removed ids were kept (CKV4) loads as one without them;
+    /// this layout keeps them, in order, and refuses them out of order.
+    #[test]
+    fn a_snapshot_keeps_the_removed_ids_and_the_layout_before_loads_without() {
+        let mut kv = populated();
+        assert!(kv.was_removed(4) && !kv.was_removed(1));
+        let restored = KvStore::decode_snapshot(&kv.encode_snapshot()).unwrap();
+        assert!(restored.was_removed(4));
+        kv.removed.clear();
+        let restored = KvStore::decode_snapshot(&without_removed(&kv, b"CKV4")).unwrap();
+        assert_eq!(restored, kv);
+        kv.removed.extend([5, 7]);
+        let mut swapped = kv.encode_snapshot().to_vec();
+        let at = swapped.len() - 4 - 16;
+        swapped[at..at + 16].rotate_left(8);
+        let swapped = with_magic(&swapped, MAGIC);
+        let error = KvStore::decode_snapshot(&swapped).unwrap_err();
+        assert!(
+            error.to_string().contains("removed ids out of order"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -456,7 +513,8 @@ mod tests {
     #[test]
     fn a_snapshot_of_the_layout_before_is_refused_saying_why() {
         let bytes = populated().encode_snapshot();
-        let without_forgotten = 4 + 3 * 8;
+        // Its forgotten clients (three) and removed ids (one), counts and all.
+        let without_forgotten = 4 + 3 * 8 + 4 + 8;
         let mut old = b"CKV2".to_vec();
         old.extend_from_slice(&bytes[4..bytes.len() - 4 - without_forgotten]);
         let crc = crc32fast::hash(&old);
@@ -527,7 +585,7 @@ mod tests {
                 }
             }
         }
-        b.extend([0; 8]); // no members, no forgotten clients
+        b.extend([0; 12]); // no members, no forgotten clients, no removed ids
         let crc = crc32fast::hash(&b);
         b.extend(crc.to_le_bytes());
         Bytes::from(b)

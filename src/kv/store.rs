@@ -1,6 +1,6 @@
 //! The replicated key-value state machine of one group: apply committed commands, serve reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::sync::Arc;
 
@@ -58,6 +58,10 @@ pub struct KvStore {
     /// Where each member of the group can be reached (node id → base address), as the
     /// group's conf changes said: part of the replicated state, so it survives compaction.
     pub(crate) members: BTreeMap<u64, String>,
+    /// The nodes a conf change of the group removed: an id is never used again, so the
+    /// group's leader refuses to add one of them back (a node whose join a remove cut short,
+    /// restarted with its `--join`). Replicated, so every leader knows them.
+    pub(crate) removed: BTreeSet<u64>,
 }
 
 impl KvStore {
@@ -203,13 +207,19 @@ impl KvStore {
         self.applied_index = index;
     }
 
-    /// Apply the conf change at `index`: the addresses of the nodes it adds. A node it
-    /// removes keeps its address until [`KvStore::retain_members`] drops it, once the group
-    /// no longer counts it (a voter leaving through a joint configuration votes until the
-    /// joint configuration is left).
-    pub fn apply_membership(&mut self, index: u64, added: Vec<(u64, String)>) {
+    /// Apply the conf change at `index`: the addresses of the nodes it adds, and the nodes
+    /// it removes. A node it removes keeps its address until [`KvStore::retain_members`]
+    /// drops it, once the group no longer counts it (a voter leaving through a joint
+    /// configuration votes until the joint configuration is left).
+    pub fn apply_membership(&mut self, index: u64, added: Vec<(u64, String)>, removed: &[u64]) {
         self.skip(index);
         self.members.extend(added);
+        self.removed.extend(removed);
+    }
+
+    /// Whether a conf change of the group removed `node` (see [`KvStore::removed`]).
+    pub fn was_removed(&self, node: u64) -> bool {
+        self.removed.contains(&node)
     }
 
     /// Keep the addresses of the nodes `keep` says yes to.

@@ -482,10 +482,14 @@ impl Group {
             .into_iter()
             .filter(|(node, _)| added_by(*node))
             .collect();
+        let removed: Vec<u64> = (change.changes.iter())
+            .filter(|c| c.kind == ConfChangeKind::Remove)
+            .map(|c| c.node.0)
+            .collect();
         // A node removed keeps its address until the Raft core no longer counts it
         // ([`Group::forget_non_members`]): a voter leaving through a joint configuration
         // still votes until that is left.
-        self.kv.apply_membership(index, added);
+        self.kv.apply_membership(index, added, &removed);
         self.members_changed = true;
     }
 

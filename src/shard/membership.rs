@@ -5,7 +5,8 @@
 //! client that lost an answer (or a leader) simply asks again. One exception: a remove of a node
 //! already out of the group answers `NotMember` (and a promote of such a node too), so a client can
 //! tell a remove that changed nothing anywhere (a mistyped id) from one done; `client::members`
-//! counts a remove asked again in groups where it was done as done. Voter changes go through a
+//! counts a remove asked again in groups where it was done as done. An add of a node the group
+//! removed answers `NotMember` too: an id is never used again. Voter changes go through a
 //! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself; a change
 //! is done once the group runs on a configuration that is not joint and has it.
 
@@ -37,6 +38,25 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
     let conf = group.replica.conf_state();
     // In no part of the configuration, joint or not (a node on its way out is still in it).
     let stranger = !conf.members().contains(&NodeId(change.node));
+    if stranger
+        && group.replica.role() == Role::Leader
+        && matches!(change.op, MemberOp::AddLearner { .. })
+    {
+        // A remove this leader has not applied yet would let the node back in.
+        if !knows_the_latest_configuration(&group.replica) {
+            return Err(MemberOutcome::Busy(format!(
+                "the leader of group {} is catching up with its configuration",
+                change.group
+            )));
+        }
+        if group.kv.was_removed(change.node) {
+            return Err(MemberOutcome::NotMember(format!(
+                "node {} was removed from group {}, and an id is never used again: add the \
+                 machine under a new id, on an empty data dir",
+                change.node, change.group
+            )));
+        }
+    }
     if stranger
         && group.replica.role() == Role::Leader
         && matches!(change.op, MemberOp::Promote | MemberOp::Remove)
