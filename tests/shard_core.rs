@@ -1057,6 +1057,43 @@ fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs
     drop(core);
 }
 
+/// Goal: a leader refuses writes that a majority of its voters cannot take, one saying its
+/// log is full and another silent (found in review: the leader kept its term through the
+/// full node's answers and took writes that could only time out, "outcome unknown", each
+/// group's uncommitted entries growing to their bound). Method: node 1 leads; node 2 says
+/// its log is full at every tick. While node 3 answers too, a write is proposed; once node
+/// 3 has been silent for 30 ticks (past two election timeouts), one is refused as busy,
+/// naming both; once it answers again, the next is proposed.
+#[test]
+fn a_leader_refuses_writes_while_one_voter_is_full_and_another_silent() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    for (sequence, node_3_answers) in [(1, true), (2, false), (3, true)] {
+        for _ in 0..30 {
+            core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(2, term, true));
+            if node_3_answers {
+                core = turn(core, &inbox, heartbeat_answer(3, term, false));
+            }
+        }
+        events.borrow_mut().clear();
+        core = turn(core, &inbox, put(1, sequence));
+        let outcomes = take_outcomes(&outbox);
+        if node_3_answers {
+            assert_eq!(outcomes, [], "write {sequence}");
+            assert!(events.borrow().contains(&Event::Staged), "write {sequence}");
+        } else {
+            assert!(
+                matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+                    if message.contains("nodes 2 say their logs cannot grow")
+                        && message.contains("nodes 3 have not answered lately")),
+                "{outcomes:?}"
+            );
+        }
+    }
+    drop(core);
+}
+
 /// Goal: a leader sends no entries to a peer that says its log cannot grow, and sends them
 /// once it says it has room. The peer drops them anyway (see the test above it); sent, they
 /// cost both ends dearly: in `node_disk_full`, leaders sent the full node an append of up to

@@ -93,6 +93,9 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// Heard from since the last CheckQuorum round.
     pub(crate) recent_active: bool,
+    /// Heard from in the CheckQuorum round before (an election timeout long): with
+    /// `recent_active`, whether the follower answered within the last one or two rounds.
+    pub(crate) active_round_before: bool,
     pub(crate) inflights: Inflights,
     /// Highest heartbeat round this follower has answered.
     pub(crate) acked_round: u64,
@@ -117,6 +120,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             recent_active: true,
+            active_round_before: true,
             inflights,
             acked_round: 0,
             commit_sent: LogIndex::ZERO,

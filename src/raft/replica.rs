@@ -684,6 +684,16 @@ impl Replica {
         }
     }
 
+    /// Whether this leader heard from `peer` within the last one or two CheckQuorum rounds
+    /// (one or two election timeouts): false for a peer silent longer, or unknown, or where
+    /// this replica does not lead. Unlike `recent_active`, not reset at each round.
+    pub fn peer_answers(&self, peer: NodeId) -> bool {
+        self.role == Role::Leader
+            && self
+                .progress_of(peer)
+                .is_some_and(|p| p.recent_active || p.active_round_before)
+    }
+
     pub fn status(&self) -> Status {
         let peers = if self.role == Role::Leader {
             self.progress

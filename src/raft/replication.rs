@@ -39,6 +39,7 @@ impl Replica {
             u64::from(voter == id || progress.iter().any(|p| p.id == voter && p.recent_active))
         });
         for p in &mut self.progress {
+            p.active_round_before = p.recent_active;
             p.recent_active = p.id == id;
         }
         active == 1

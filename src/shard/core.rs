@@ -1188,8 +1188,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
-    /// or those of a majority of its voters (as their batches say) cannot, so the write
-    /// could not commit.
+    /// or a majority of its voters cannot take the write, so it could not commit: their logs
+    /// cannot grow (as their batches say), or, with one of them full, they have not answered
+    /// for an election timeout or two (a leader that still hears from the full node keeps
+    /// its term, and took writes that could only wait out their clients' timeouts, each
+    /// group's uncommitted entries growing to their bound).
     fn no_room_for_writes(&self, id: u32, group: &Group) -> Option<String> {
         let me = self.shape.node_id;
         if let Some(why) = self.log.short_of_space() {
@@ -1202,23 +1205,28 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         let conf = group.replica.conf_state();
         let full = |voter: &NodeId| self.peers_log_full.contains(&voter.0);
+        let silent = |voter: &NodeId| voter.0 != me && !group.replica.peer_answers(*voter);
         let stuck = [&conf.voters, &conf.voters_outgoing]
             .into_iter()
-            .any(|voters| voters.iter().filter(|v| full(v)).count() * 2 >= voters.len().max(1));
+            .any(|voters| {
+                let unable = voters.iter().filter(|v| full(v) || silent(v)).count();
+                voters.iter().any(full) && unable * 2 >= voters.len().max(1)
+            });
         stuck.then(|| {
-            let nodes: Vec<String> = conf
-                .voters
-                .iter()
-                .chain(&conf.voters_outgoing)
-                .filter(|v| full(v))
-                .map(|v| v.0.to_string())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let nodes = |pick: &dyn Fn(&NodeId) -> bool| -> String {
+                let voters = conf.voters.iter().chain(&conf.voters_outgoing);
+                let picked: BTreeSet<u64> = voters.filter(|v| pick(v)).map(|v| v.0).collect();
+                let picked: Vec<String> = picked.iter().map(u64::to_string).collect();
+                picked.join(", ")
+            };
+            let (full_nodes, silent_nodes) = (nodes(&full), nodes(&|v| !full(v) && silent(v)));
+            let silent_part = match silent_nodes.is_empty() {
+                true => String::new(),
+                false => format!("; nodes {silent_nodes} have not answered lately"),
+            };
             format!(
-                "node {me} takes no writes for group {id}: a majority of its voters cannot grow \
-                 their logs (nodes {} say so: a full disk?)",
-                nodes.join(", ")
+                "node {me} takes no writes for group {id}: a majority of its voters cannot take \
+                 them (nodes {full_nodes} say their logs cannot grow: a full disk?{silent_part})"
             )
         })
     }
