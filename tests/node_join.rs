@@ -249,6 +249,72 @@ fn a_node_removed_while_its_join_was_cut_short_does_not_add_itself_back() {
     common::cluster::finish(cluster);
 }
 
+/// Goal (found in review): a node that a remove overtook during its join (the remove took
+/// it out of the groups it was in, then the join added it to the others) takes itself out of
+/// the groups its join added it to once it learns it was removed, rather than stay a learner
+/// there. Method: as above, group 1 is cut off from its quorum; node 4 joins with a 60 s join
+/// timeout, and once group 0 lists it, `members remove` takes it out of group 0 and gives
+/// up on group 1. The cut healed, the join adds it to groups 1 to 5, its promote is refused
+/// by group 0: it must stop, saying it was removed and taken out again, unlisted.
+#[test]
+fn a_node_a_remove_overtook_during_its_join_takes_itself_out_again() {
+    if !netfilter::available_or_skip() {
+        return;
+    }
+    let flags = NodeFlags {
+        cores: 2,
+        snapshot_entries: 100_000,
+        ..NodeFlags::default()
+    };
+    let cluster = start_with_flags("join-overtaken", flags);
+    let (dir, seed) = (cluster.dir.clone(), cluster.bases[0].clone());
+    let port = free_port_run(4).unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let core_1_peer_port =
+        |base: &str| base.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 2;
+    let cuts: Vec<Partition> = cluster.bases[1..]
+        .iter()
+        .map(|base| Partition::isolate_port(core_1_peer_port(base)).unwrap())
+        .collect();
+    let mut node = Joining::start(&dir, 4, &base, &seed, &["--join-timeout-s", "60"]);
+    for _ in 0..600 {
+        if listed(&seed, 4) {
+            break;
+        }
+        wait_ms(100);
+    }
+    assert!(
+        listed(&seed, 4),
+        "group 0 never took node 4:\n{}",
+        node.log()
+    );
+    let remove = [
+        "members",
+        "remove",
+        "--id",
+        "4",
+        "--nodes",
+        &seed,
+        "--timeout-ms",
+        "3000",
+    ];
+    let output = cohort_cli(&remove);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "group 1 cannot answer: {stderr}");
+    drop(cuts);
+
+    let status = node.exit_status();
+    let said = node.log();
+    assert!(!status.success(), "joined:\n{said}");
+    assert!(
+        said.contains("node 4 was removed from the cluster"),
+        "{said}"
+    );
+    assert!(said.contains("taken out again"), "{said}");
+    assert!(!listed(&seed, 4), "node 4 is still listed:\n{said}");
+    common::cluster::finish(cluster);
+}
+
 /// Goal (found in review): a member restarted from its data dir at another address, while
 /// none of its seeds answers, is refused at once: its peers dial the address the groups
 /// hold, so the cluster would have lost a voter without a word. Method: node 4 joins, stops;

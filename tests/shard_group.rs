@@ -645,6 +645,35 @@ fn a_node_the_group_removed_is_not_added_back() {
     membership::start(&mut trio.groups[0], 1, &add(10)).expect("proposed");
 }
 
+/// Goal (found in review): an add asked while another membership change of the group is
+/// still applying says so, naming its entry (it said "catching up with its configuration",
+/// which a join gave as its final error). Method: node 9's add is proposed, not yet
+/// committed; node 10's add is then busy, naming the entry of node 9's.
+#[test]
+fn an_add_during_another_change_says_that_change_is_under_way() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    let add = |node: u64| MemberChange {
+        group: 0,
+        node,
+        op: MemberOp::AddLearner {
+            address: format!("node{node}:7000"),
+        },
+    };
+    membership::start(&mut trio.groups[0], 1, &add(9)).expect("proposed");
+    let entry = trio.groups[0].replica.last_index().0;
+    match membership::start(&mut trio.groups[0], 1, &add(10)) {
+        Err(MemberOutcome::Busy(why)) => assert!(
+            why.contains(&format!(
+                "another membership change of group 0 (entry {entry})"
+            )),
+            "{why}"
+        ),
+        other => panic!("wanted Busy, got {other:?}"),
+    }
+}
+
 /// Goal: adding a node that a joint configuration is taking out is not "done": it would
 /// leave the group once the joint configuration is left. Method: the leader enters a joint
 /// configuration without node 3 (and stays in it); adding node 3 is then not finished.

@@ -424,10 +424,11 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
+    // The groups this run made it a learner of.
+    let mut groups = Vec::new();
     if !was_member {
         let address = members[&NodeId(id)].clone();
         let learner = MemberOp::AddLearner { address };
-        let mut groups = Vec::new();
         let adding = change_membership_while(
             options,
             id,
@@ -440,12 +441,16 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
             || !node_ended.load(Ordering::SeqCst),
         )
         .await;
-        let _ = added.send(groups);
-        adding.map_err(|error| match error.not_member {
+        let _ = added.send(groups.clone());
+        match adding {
+            Ok(_) => {}
             // A group removed it before (a join cut short, then a remove): its id is spent.
-            true => JoinError::removed(id, &error.message, 0),
-            false => JoinError::before_any(error),
-        })?;
+            Err(error) if error.not_member => {
+                let why = take_back(options, id, &groups, &error.message).await;
+                return Err(JoinError::removed(id, &why, 0));
+            }
+            Err(error) => return Err(JoinError::before_any(error)),
+        }
         identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
         say(format!("node {id}: learner of every group"));
     }
@@ -459,7 +464,8 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
     let (voters, _) = match promoted {
         Ok(done) => done,
         Err(error) if error.not_member => {
-            return Err(JoinError::removed(id, &error.message, promoted_groups));
+            let why = take_back(options, id, &groups, &error.message).await;
+            return Err(JoinError::removed(id, &why, promoted_groups));
         }
         Err(error) => {
             // A group whose promote ran out of time may have made it a voter all the same
@@ -477,6 +483,23 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         "node {id}: joined: voter of every group (voters now {voters:?})"
     ));
     Ok(())
+}
+
+/// A node found removed takes itself out of the groups this run of its join added it to
+/// (`groups`): those that did not know it was removed (a remove that overtook the join, or
+/// one whose record a group's older snapshot lacks) would keep it as a learner. Returns
+/// `why` it was refused, and how that went.
+async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) -> String {
+    if groups.is_empty() {
+        return why.to_string();
+    }
+    match remove_from(options, id, groups).await {
+        Ok(()) => format!("{why}; taken out again of the groups this join added it to"),
+        Err(error) => format!(
+            "{why}; cannot take itself out of the groups this join added it to ({error}): \
+             remove it with `cohort members remove --id {id}`"
+        ),
+    }
 }
 
 /// In how many groups node `id` votes, as a member sees them now; None where none answered.

@@ -155,6 +155,8 @@ struct Slot {
     tag: u64,
     /// The request was numbered again under a fresh id after its session expired.
     renewed: bool,
+    /// Why this request's last attempt failed, for its error if none succeeds.
+    last_error: String,
     /// What a node said when it last refused this request as busy: its error names it even
     /// where a later attempt went unanswered, or found no leader.
     refused_busy: Option<String>,
@@ -385,7 +387,6 @@ impl Client {
         let options = &self.inner.options;
         let deadline = crate::clock::now() + options.request_timeout;
         let (mut attempts, mut pauses) = (0, 0);
-        let mut last_error = String::new();
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
                 if answer.is_some()
@@ -413,14 +414,20 @@ impl Client {
             if routed.is_empty() {
                 // No member of those it tried has an address a client can reach (a layout
                 // from a broken node): wait before the next pick, as after a failed send.
-                last_error = "no member with a client address".to_string();
+                for slot in slots.iter_mut().flatten() {
+                    slot.last_error = "no member with a client address".to_string();
+                }
                 pause = true;
             }
             for (address, members) in routed {
                 match self.send(&address, &members, slots, &attempt, left()).await {
                     Ok(channel) => waiting.sent.push((address, channel, members)),
                     Err(error) => {
-                        last_error = format!("{address}: {error}");
+                        for &i in &members {
+                            if let Some(slot) = slots[i].as_mut() {
+                                slot.last_error = format!("{address}: {error}");
+                            }
+                        }
                         self.reroute(&members, slots);
                         pause = true;
                     }
@@ -479,7 +486,7 @@ impl Client {
                                 .borrow_mut()
                                 .leaders
                                 .insert(slot.group, leader);
-                            last_error = if leader == node {
+                            slot.last_error = if leader == node {
                                 format!("node {node} leads in a new term")
                             } else {
                                 format!("node {node} is not the leader")
@@ -498,7 +505,7 @@ impl Client {
                         }
                         Some(Ok(Outcome::NotLeader { .. })) => {
                             // No leader known (an election is on): ask someone else.
-                            last_error = "no leader known".to_string();
+                            slot.last_error = "no leader known".to_string();
                             slot.node = Some(self.other_member(node));
                             pause = true;
                         }
@@ -507,7 +514,7 @@ impl Client {
                             message,
                         })) => {
                             slot.refused_busy = Some(message.clone());
-                            last_error = message;
+                            slot.last_error = message;
                             pause = true;
                         }
                         // Refused before anything of it was applied: safe to send again as
@@ -516,7 +523,7 @@ impl Client {
                             code: ErrorCode::SessionExpired,
                             message,
                         })) if !(slot.may_have_applied() || slot.renewed) => {
-                            last_error = message;
+                            slot.last_error = message;
                             self.renew(slot);
                         }
                         Some(Ok(Outcome::Error { code, message })) => {
@@ -538,14 +545,14 @@ impl Client {
                             });
                         }
                         Some(Err(reason)) => {
-                            last_error = format!("{address}: {reason}");
+                            slot.last_error = format!("{address}: {reason}");
                             self.drop_channel(&address, &channel);
                             slot.node = Some(self.other_member(node));
                             pause = true;
                         }
                         None => {
                             channel.forget(key);
-                            last_error = format!("{address}: no answer in time");
+                            slot.last_error = format!("{address}: no answer in time");
                             // A connection that said nothing for a whole attempt is stuck.
                             if channel.is_dead(options.attempt_timeout) {
                                 self.drop_channel(&address, &channel);
@@ -569,12 +576,15 @@ impl Client {
             .zip(slots.iter())
             .map(|(answer, slot)| {
                 answer.unwrap_or_else(|| {
-                    let refused = slot.as_ref().and_then(|s| s.refused_busy.as_ref());
+                    let (last, refused) = match slot {
+                        Some(slot) => (slot.last_error.as_str(), slot.refused_busy.as_deref()),
+                        None => ("", None),
+                    };
                     let last_error = match refused {
-                        Some(refusal) if *refusal != last_error => {
-                            format!("{last_error}; refused before that as busy: {refusal}")
+                        Some(refusal) if refusal != last => {
+                            format!("{last}; refused before that as busy: {refusal}")
                         }
-                        _ => last_error.clone(),
+                        _ => last.to_string(),
                     };
                     let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {
                         ClientError::Timeout {
@@ -758,6 +768,7 @@ impl Client {
             proposal_orphaned: false,
             tag,
             renewed: false,
+            last_error: String::new(),
             refused_busy: None,
         })
     }

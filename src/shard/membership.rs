@@ -12,8 +12,8 @@
 
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{
-    ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, NodeId, ProgressState,
-    ProposeError, Replica, Role,
+    ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, EntryKind, NodeId,
+    ProgressState, ProposeError, Replica, Role,
 };
 
 use super::group::Group;
@@ -44,10 +44,7 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
     {
         // A remove this leader has not applied yet would let the node back in.
         if !knows_the_latest_configuration(&group.replica) {
-            return Err(MemberOutcome::Busy(format!(
-                "the leader of group {} is catching up with its configuration",
-                change.group
-            )));
+            return Err(catching_up(&group.replica, change.group));
         }
         if group.kv.was_removed(change.node) {
             return Err(MemberOutcome::NotMember(format!(
@@ -62,10 +59,7 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
         && matches!(change.op, MemberOp::Promote | MemberOp::Remove)
     {
         if !knows_the_latest_configuration(&group.replica) {
-            return Err(MemberOutcome::Busy(format!(
-                "the leader of group {} is catching up with its configuration",
-                change.group
-            )));
+            return Err(catching_up(&group.replica, change.group));
         }
         // A remove given again after it was done everywhere says so too: nothing changed.
         let hint = match change.op {
@@ -187,6 +181,22 @@ fn knows_the_latest_configuration(replica: &Replica) -> bool {
     term_at_commit == Some(replica.term())
         && replica.applied() >= replica.pending_conf_index()
         && 2 * heard > voters.len()
+}
+
+/// Why a leader that does not know its group's latest configuration yet answers busy: a
+/// change it proposed still applying (said as a proposal refused for it would be), or its
+/// catching up (a new leader, with the entries of earlier terms to apply).
+fn catching_up(replica: &Replica, group: u32) -> MemberOutcome {
+    let pending = replica.pending_conf_index();
+    let changing = replica.applied() < pending
+        && replica
+            .entry(pending)
+            .is_some_and(|e| e.kind == EntryKind::ConfChange && e.term == replica.term());
+    MemberOutcome::Busy(if changing {
+        format!("another membership change of group {group} (entry {pending}) is under way")
+    } else {
+        format!("the leader of group {group} is catching up with its configuration")
+    })
 }
 
 /// The leader is asked to remove itself: it hands the group to the most caught-up voter
