@@ -1166,3 +1166,55 @@ fn a_busy_refusal_is_named_only_for_the_request_it_refused() {
     assert!(!errors[0].contains(refusal), "{}", errors[0]);
     assert!(errors[1].contains(refusal), "{}", errors[1]);
 }
+
+/// Goal (found in review): a request never sent, because the leader its group is known by
+/// has no client address this client knows, says so when it times out (it said "last: ",
+/// nothing). Method: a node that answers writes of one group "not the leader, node 7" (a
+/// node its topology does not list) and never answers another group's; a first write of
+/// the first group makes node 7 its known leader; then a batch of one write of each group:
+/// the first group's write is never sent, and its error names node 7.
+#[test]
+fn a_request_whose_leader_has_no_address_says_so() {
+    use cohort::proto::topology::group_of;
+    let write = |key: &str| -> (Ops, Consistency) {
+        let op = Op::Put {
+            key: key.as_bytes().to_vec().into(),
+            value: b"v".to_vec().into(),
+        };
+        (smallvec![op], Consistency::Linearizable)
+    };
+    let redirected = group_of(b"key-0", 4);
+    let other = (1..)
+        .map(|i| format!("key-{i}"))
+        .find(|key| group_of(key.as_bytes(), 4) != redirected)
+        .expect("a key of another group");
+    let error = cohort::node::on_one_executor("client-no-address", move || async move {
+        let base = fake_node(4, move |stream, topology| {
+            answer_commands(stream, topology, move |commands| {
+                let to_node_7 = Outcome::NotLeader {
+                    leader: 7,
+                    address: "127.0.0.1:1".to_string(),
+                    maybe_proposed: false,
+                };
+                (commands.iter())
+                    .map(|command| {
+                        let group = group_of(command.ops[0].key(), 4);
+                        (group == redirected).then(|| to_node_7.clone())
+                    })
+                    .collect()
+            })
+        });
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::from_millis(300);
+        options.request_timeout = Duration::from_millis(300);
+        let client = Client::connect(options).await.expect("connect");
+        let first = client.execute_batch(vec![write("key-0")]).await;
+        assert!(first[0].is_err(), "{first:?}");
+        let mut results = client
+            .execute_batch(vec![write("key-0"), write(&other)])
+            .await;
+        results.swap_remove(0).expect_err("never sent").to_string()
+    })
+    .expect("executor");
+    assert!(error.contains("node 7 has no client address"), "{error}");
+}

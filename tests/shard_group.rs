@@ -665,9 +665,7 @@ fn an_add_during_another_change_says_that_change_is_under_way() {
     let entry = trio.groups[0].replica.last_index().0;
     match membership::start(&mut trio.groups[0], 1, &add(10)) {
         Err(MemberOutcome::Busy(why)) => assert!(
-            why.contains(&format!(
-                "another membership change of group 0 (entry {entry})"
-            )),
+            why.contains(&format!("a membership change of group 0 (entry {entry})")),
             "{why}"
         ),
         other => panic!("wanted Busy, got {other:?}"),

@@ -48,6 +48,9 @@ const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// says it cannot tell which groups took it, and how to remove it.
 const ADDED_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a node found removed waits for each group it takes itself out of.
+const TAKE_BACK_WAIT: Duration = Duration::from_secs(10);
+
 /// What the node knows of its cluster as it starts.
 struct Start {
     config: crate::node::NodeConfig,
@@ -424,7 +427,7 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    // The groups this run made it a learner of.
+    // The groups whose add this run saw done (some may have held it already).
     let mut groups = Vec::new();
     if !was_member {
         let address = members[&NodeId(id)].clone();
@@ -485,21 +488,33 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
     Ok(())
 }
 
-/// A node found removed takes itself out of the groups this run of its join added it to
-/// (`groups`): those that did not know it was removed (a remove that overtook the join, or
-/// one whose record a group's older snapshot lacks) would keep it as a learner. Returns
-/// `why` it was refused, and how that went.
+/// A node found removed takes itself out of the groups whose add this run of its join saw
+/// done (`groups`): those that did not know it was removed (a remove that overtook
+/// the join, or one whose record a group's older snapshot lacks) would keep it as a learner.
+/// Each group gets at most [`TAKE_BACK_WAIT`] (one that cannot answer, its quorum lost, would
+/// keep a node that knows it may not run for the whole join timeout), and one that fails does
+/// not stop the others. Returns `why` it was refused, and how that went.
 async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) -> String {
     if groups.is_empty() {
         return why.to_string();
     }
-    match remove_from(options, id, groups).await {
-        Ok(()) => format!("{why}; taken out again of the groups this join added it to"),
-        Err(error) => format!(
-            "{why}; cannot take itself out of the groups this join added it to ({error}): \
-             remove it with `cohort members remove --id {id}`"
-        ),
+    println!("node {id}: removed from the cluster; taking itself out of groups {groups:?}");
+    let mut options = options.clone();
+    options.request_timeout = options.request_timeout.min(TAKE_BACK_WAIT);
+    let mut failed = Vec::new();
+    for &group in groups {
+        if let Err(error) = remove_from(&options, id, &[group]).await {
+            failed.push(format!("group {group}: {error}"));
+        }
     }
+    if failed.is_empty() {
+        return format!("{why}; taken out again of the groups this join added it to");
+    }
+    format!(
+        "{why}; cannot take itself out of every group this join added it to ({}): remove it \
+         with `cohort members remove --id {id}`",
+        failed.join("; ")
+    )
 }
 
 /// In how many groups node `id` votes, as a member sees them now; None where none answered.

@@ -632,6 +632,7 @@ impl Client {
                 None => {
                     for i in members {
                         if let Some(slot) = slots[i].as_mut() {
+                            slot.last_error = format!("node {node} has no client address");
                             slot.node = Some(self.other_member(node));
                         }
                     }

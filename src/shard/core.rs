@@ -1206,15 +1206,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let conf = group.replica.conf_state();
         let full = |voter: &NodeId| self.peers_log_full.contains(&voter.0);
         let silent = |voter: &NodeId| voter.0 != me && !group.replica.peer_answers(*voter);
-        let stuck = [&conf.voters, &conf.voters_outgoing]
+        // Each half of a joint configuration must take the write on its own.
+        let stuck: Vec<&Vec<NodeId>> = [&conf.voters, &conf.voters_outgoing]
             .into_iter()
-            .any(|voters| {
+            .filter(|voters| {
                 let unable = voters.iter().filter(|v| full(v) || silent(v)).count();
                 voters.iter().any(full) && unable * 2 >= voters.len().max(1)
-            });
-        stuck.then(|| {
+            })
+            .collect();
+        (!stuck.is_empty()).then(|| {
             let nodes = |pick: &dyn Fn(&NodeId) -> bool| -> String {
-                let voters = conf.voters.iter().chain(&conf.voters_outgoing);
+                let voters = stuck.iter().flat_map(|voters| voters.iter());
                 let picked: BTreeSet<u64> = voters.filter(|v| pick(v)).map(|v| v.0).collect();
                 let picked: Vec<String> = picked.iter().map(u64::to_string).collect();
                 picked.join(", ")
@@ -1225,8 +1227,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 false => format!("; nodes {silent_nodes} have not answered lately"),
             };
             format!(
-                "node {me} takes no writes for group {id}: a majority of its voters cannot take \
-                 them (nodes {full_nodes} say their logs cannot grow: a full disk?{silent_part})"
+                "node {me} takes no writes for group {id}: too few of its voters can take them \
+                 (nodes {full_nodes} say their logs cannot grow: a full disk?{silent_part})"
             )
         })
     }

@@ -193,7 +193,7 @@ fn catching_up(replica: &Replica, group: u32) -> MemberOutcome {
             .entry(pending)
             .is_some_and(|e| e.kind == EntryKind::ConfChange && e.term == replica.term());
     MemberOutcome::Busy(if changing {
-        format!("another membership change of group {group} (entry {pending}) is under way")
+        format!("a membership change of group {group} (entry {pending}) is under way")
     } else {
         format!("the leader of group {group} is catching up with its configuration")
     })
