@@ -48,8 +48,9 @@ const SEED_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// says it cannot tell which groups took it, and how to remove it.
 const ADDED_WAIT: Duration = Duration::from_secs(30);
 
-/// How long a node found removed waits for each group it takes itself out of.
-const TAKE_BACK_WAIT: Duration = Duration::from_secs(10);
+/// How long a node found removed tries to take itself out of the groups its join added it
+/// to, in all.
+const TAKE_BACK_WAIT: Duration = Duration::from_secs(20);
 
 /// What the node knows of its cluster as it starts.
 struct Start {
@@ -489,20 +490,30 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
 }
 
 /// A node found removed takes itself out of the groups whose add this run of its join saw
-/// done (`groups`): those that did not know it was removed (a remove that overtook
-/// the join, or one whose record a group's older snapshot lacks) would keep it as a learner.
-/// Each group gets at most [`TAKE_BACK_WAIT`] (one that cannot answer, its quorum lost, would
-/// keep a node that knows it may not run for the whole join timeout), and one that fails does
-/// not stop the others. Returns `why` it was refused, and how that went.
+/// done (`groups`): those that did not know it was removed (a remove that overtook the join,
+/// or one whose record a group's older snapshot lacks) would keep it as a learner. It tries
+/// them for [`TAKE_BACK_WAIT`] in all, each for its share (one that cannot answer, its quorum
+/// lost, would keep a node that knows it may not run for the whole join timeout), going on
+/// past one that fails. Returns `why` it was refused, and how that went.
 async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) -> String {
     if groups.is_empty() {
         return why.to_string();
     }
     println!("node {id}: removed from the cluster; taking itself out of groups {groups:?}");
+    let deadline = crate::clock::now() + TAKE_BACK_WAIT;
     let mut options = options.clone();
-    options.request_timeout = options.request_timeout.min(TAKE_BACK_WAIT);
     let mut failed = Vec::new();
-    for &group in groups {
+    let attempt = options.attempt_timeout;
+    for (done, &group) in groups.iter().enumerate() {
+        let left = deadline.saturating_duration_since(crate::clock::now());
+        if left.is_zero() {
+            failed.push(format!("group {group}: no time left"));
+            continue;
+        }
+        // A share of what is left, so that one group that cannot answer leaves time for
+        // the others; at least an attempt's time.
+        let share = left / (groups.len() - done) as u32;
+        options.request_timeout = share.max(attempt).min(left);
         if let Err(error) = remove_from(&options, id, &[group]).await {
             failed.push(format!("group {group}: {error}"));
         }

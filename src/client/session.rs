@@ -413,10 +413,8 @@ impl Client {
             let routed = self.route(slots);
             if routed.is_empty() {
                 // No member of those it tried has an address a client can reach (a layout
-                // from a broken node): wait before the next pick, as after a failed send.
-                for slot in slots.iter_mut().flatten() {
-                    slot.last_error = "no member with a client address".to_string();
-                }
+                // from a broken node, a leader it has not heard of; `route` named it for
+                // each request): wait before the next pick, as after a failed send.
                 pause = true;
             }
             for (address, members) in routed {
