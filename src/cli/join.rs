@@ -492,9 +492,10 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
 /// A node found removed takes itself out of the groups whose add this run of its join saw
 /// done (`groups`): those that did not know it was removed (a remove that overtook the join,
 /// or one whose record a group's older snapshot lacks) would keep it as a learner. It tries
-/// them for [`TAKE_BACK_WAIT`] in all, each for its share (one that cannot answer, its quorum
-/// lost, would keep a node that knows it may not run for the whole join timeout), going on
-/// past one that fails. Returns `why` it was refused, and how that went.
+/// them for about [`TAKE_BACK_WAIT`] in all (each group's topology fetches may add an
+/// attempt's time), each for its share (one that cannot answer, its quorum lost, would keep
+/// a node that knows it may not run for the whole join timeout), going on past one that
+/// fails. Returns `why` it was refused, and how that went.
 async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) -> String {
     if groups.is_empty() {
         return why.to_string();

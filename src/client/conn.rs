@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
-use std::sync::mpsc::TryRecvError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
@@ -27,11 +26,26 @@ fn system_lookup(address: &str) -> io::Result<SocketAddr> {
 /// How often a dial looks for its lookup thread's answer.
 const LOOKUP_POLL: Duration = Duration::from_millis(5);
 
-/// The address each name last resolved to, in this process: a dial whose lookup fails or
-/// runs out of time uses it (a member's machine seldom moves while DNS is down), and a
-/// lookup that outlives its dial still fills it for the next one. A few entries: the
-/// names of the members a client dials.
-static LOOKED_UP: Mutex<BTreeMap<String, SocketAddr>> = Mutex::new(BTreeMap::new());
+/// What this process knows of one host name.
+#[derive(Default)]
+struct Name {
+    /// The address its last lookup that succeeded found, and when.
+    known: Option<(SocketAddr, Instant)>,
+    /// A lookup of it is running: one at a time per name, so that dials while DNS is down
+    /// wait for that one rather than each start a thread that blocks for the resolver's
+    /// whole timeout.
+    asking: bool,
+    /// Lookups of it that ended, and why the last one failed, if it did.
+    ended: u64,
+    failed: Option<String>,
+}
+
+/// The host names this process dialed: a few entries (the members a client dials).
+static NAMES: Mutex<BTreeMap<String, Name>> = Mutex::new(BTreeMap::new());
+
+/// How long a name's last address stands in for a lookup that fails or is slow (a member's
+/// machine seldom moves while DNS is down; one gone for longer may have).
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(300);
 
 /// A TCP connection to `address` (HOST:PORT) with Nagle off, within `timeout` (the name
 /// lookup and the connect together).
@@ -57,59 +71,83 @@ async fn dial_with(address: &str, timeout: Duration, lookup: Lookup) -> io::Resu
 }
 
 /// `address` as a socket address: an IP address at once; a host name through `lookup` on a
-/// thread of its own, waited for at most `timeout` (half of it where the name's last
-/// address is known), then that address if the lookup failed or is still asking. The system resolver blocks for its whole timeout
-/// (seconds, several tries) while DNS is down: on the loop, that stalled every request of
-/// the client's executor, far past their own timeouts; on the executor's one blocking
-/// thread, a hung lookup held up every later one.
+/// thread of its own (or the one already asking), waited for at most `timeout`, or half of
+/// it where the name's last address is known (the rest is the connect's), which then
+/// stands in if the lookup fails or is still asking. The system resolver blocks for its
+/// whole timeout (seconds, several tries) while DNS is down: on the loop, that stalled every
+/// request of the client's executor, far past their own timeouts; on the executor's one
+/// blocking thread, a hung lookup held up every later one.
 async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result<SocketAddr> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let last_known = || LOOKED_UP.lock().ok()?.get(address).copied();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let name = address.to_string();
+    let start = crate::clock::now();
+    let ended_before = ask(address, lookup);
+    loop {
+        let now = crate::clock::now();
+        let (known, answered, failed) = {
+            let names = NAMES
+                .lock()
+                .map_err(|_| io::Error::other("name lookups failed"))?;
+            let name = names.get(address);
+            let known = (name.and_then(|n| n.known))
+                .filter(|(_, at)| now.saturating_duration_since(*at) < KNOWN_ADDRESS_TTL)
+                .map(|(addr, _)| addr);
+            let answered = name.is_some_and(|n| n.ended > ended_before.unwrap_or(u64::MAX));
+            (known, answered, name.and_then(|n| n.failed.clone()))
+        };
+        let waited = now.saturating_duration_since(start);
+        let failed_to_ask = ended_before.is_none();
+        if answered || failed_to_ask || (known.is_some() && waited >= timeout / 2) {
+            if let Some(addr) = known {
+                return Ok(addr);
+            }
+        }
+        if answered || failed_to_ask {
+            let why = failed.unwrap_or_else(|| "cannot start a thread to look it up".into());
+            return Err(io::Error::new(io::ErrorKind::NotFound, why));
+        }
+        if waited >= timeout {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the name did not resolve within {timeout:?}"),
+            ));
+        }
+        glommio::timer::sleep(LOOKUP_POLL).await;
+    }
+}
+
+/// Starts a lookup of `address` unless one is running; the count of its lookups that had
+/// ended before. None where no thread could be started.
+fn ask(address: &str, lookup: Lookup) -> Option<u64> {
+    let mut names = NAMES.lock().ok()?;
+    let name = names.entry(address.to_string()).or_default();
+    let ended = name.ended;
+    if name.asking {
+        return Some(ended);
+    }
+    let asked = address.to_string();
     let spawned = std::thread::Builder::new()
         .name("cohort-lookup".to_string())
         .spawn(move || {
-            let found = std::panic::catch_unwind(|| lookup(&name))
+            let found = std::panic::catch_unwind(|| lookup(&asked))
                 .unwrap_or_else(|_| Err(io::Error::other("the name lookup panicked")));
-            if let (Ok(addr), Ok(mut known)) = (&found, LOOKED_UP.lock()) {
-                known.insert(name, *addr);
+            let Ok(mut names) = NAMES.lock() else {
+                return;
+            };
+            let name = names.entry(asked).or_default();
+            name.asking = false;
+            name.ended += 1;
+            match found {
+                Ok(addr) => {
+                    name.known = Some((addr, crate::clock::now()));
+                    name.failed = None;
+                }
+                Err(error) => name.failed = Some(error.to_string()),
             }
-            // The dial may have stopped waiting: nobody to tell then.
-            let _ = sender.send(found);
         });
-    if let Err(error) = spawned {
-        return last_known().ok_or_else(|| {
-            io::Error::other(format!(
-                "cannot start a thread to look the name up: {error}"
-            ))
-        });
-    }
-    // With an address known, half the time at most: the rest is the connect's.
-    let wait = match last_known() {
-        Some(_) => timeout / 2,
-        None => timeout,
-    };
-    let deadline = crate::clock::now() + wait;
-    loop {
-        match receiver.try_recv() {
-            Ok(Ok(addr)) => return Ok(addr),
-            Ok(Err(error)) => return last_known().ok_or(error),
-            Err(TryRecvError::Empty) if crate::clock::now() < deadline => {
-                glommio::timer::sleep(LOOKUP_POLL).await;
-            }
-            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {
-                return last_known().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the name did not resolve within {timeout:?}"),
-                    )
-                });
-            }
-        }
-    }
+    name.asking = spawned.is_ok();
+    spawned.ok().map(|_| ended)
 }
 
 /// One question on a fresh connection: send the frame `encoder` holds to `address`, read one
@@ -221,22 +259,62 @@ mod tests {
 
     /// Goal (found in review): a name whose lookup always outlasts the dial (DNS slow, not
     /// down) still connects: a lookup that ends after its dial gave up leaves the address
-    /// for the next dial. Method: each lookup takes 300 ms, each dial gives it 150 ms; the
-    /// first dial fails, one 400 ms later connects.
+    /// for the next dial. Method: each lookup takes 300 ms; a dial that gives it 100 ms
+    /// fails; 400 ms later, one that gives it 200 ms connects (to the address the first
+    /// lookup found, at half its time: its own lookup is still asking).
     #[test]
     fn a_lookup_that_outlasts_its_dial_serves_the_next() {
         let (_listener, port) = listener();
         let (first, later) = crate::node::on_one_executor("dial-test", move || async move {
             let name = format!("slow-300.test:{port}");
-            let first = dial_with(&name, Duration::from_millis(150), test_lookup).await;
+            let first = dial_with(&name, Duration::from_millis(100), test_lookup).await;
             glommio::timer::sleep(Duration::from_millis(400)).await;
-            let later = dial_with(&name, Duration::from_millis(150), test_lookup).await;
+            let later = dial_with(&name, Duration::from_millis(200), test_lookup).await;
             (first.map(drop), later.map(drop))
         })
         .expect("executor");
         let first = first.expect_err("the first lookup outlasts its dial");
         assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
         assert!(later.is_ok(), "{later:?}");
+    }
+
+    /// Goal (found in review): a dial while a lookup of its name runs takes that lookup's
+    /// answer as soon as it comes. Method: each lookup takes 300 ms; a dial that gives it
+    /// 150 ms fails; one right after it, given 250 ms (less than a lookup of its own takes),
+    /// connects once the first lookup ends.
+    #[test]
+    fn a_dial_takes_the_answer_of_the_lookup_under_way() {
+        let (_listener, port) = listener();
+        let (first, next) = crate::node::on_one_executor("dial-test", move || async move {
+            let name = format!("slow-301.test:{port}");
+            let first = dial_with(&name, Duration::from_millis(150), test_lookup).await;
+            let next = dial_with(&name, Duration::from_millis(250), test_lookup).await;
+            (first.map(drop), next.map(drop))
+        })
+        .expect("executor");
+        assert!(first.is_err(), "the first lookup outlasts its dial");
+        assert!(next.is_ok(), "{next:?}");
+    }
+
+    /// Goal (found in review): while a name's lookup hangs, dials of it start no more
+    /// threads (one each, each blocking for the resolver's whole timeout, grew without
+    /// bound). Method: 50 dials of a name whose lookup hangs, 10 ms each: the process has
+    /// a handful of lookup threads (this one, and those of other tests), not 50.
+    #[test]
+    fn a_name_is_looked_up_once_at_a_time() {
+        crate::node::on_one_executor("dial-test", || async {
+            for _ in 0..50 {
+                let dialed = dial_with("hung-many.test:1", Duration::from_millis(10), test_lookup);
+                assert!(dialed.await.is_err());
+            }
+        })
+        .expect("executor");
+        let lookups = std::fs::read_dir("/proc/self/task")
+            .expect("this process's threads")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "cohort-lookup")
+            .count();
+        assert!(lookups < 10, "{lookups} lookup threads");
     }
 
     /// Goal (found in review): a dial left no time to connect says it timed out (glommio
