@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-use cohort::cli::local_cluster::{NodeFlags, free_port_run};
+use cohort::cli::local_cluster::{LocalCluster, NodeFlags, free_port_run};
 use common::cluster::{cohort_cli, members, start_with, start_with_flags, wait_ms};
 use common::netfilter::{self, Partition};
 
@@ -204,6 +204,25 @@ fn a_join_cut_short_keeps_the_voter_running_and_finishes_after_a_restart() {
     common::cluster::finish(cluster);
 }
 
+/// A cluster of 2 cores per node whose group 1 (on core 1) has no quorum while the cuts
+/// returned live (nodes 2 and 3's core-1 peer ports cut off), and a base address for node 4.
+fn group_1_cut_off(name: &str) -> (LocalCluster, Vec<Partition>, String) {
+    let flags = NodeFlags {
+        cores: 2,
+        snapshot_entries: 100_000,
+        ..NodeFlags::default()
+    };
+    let cluster = start_with_flags(name, flags);
+    let port = free_port_run(4).unwrap();
+    let core_1_peer_port =
+        |base: &str| base.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 2;
+    let cuts = cluster.bases[1..]
+        .iter()
+        .map(|base| Partition::isolate_port(core_1_peer_port(base)).unwrap())
+        .collect();
+    (cluster, cuts, format!("127.0.0.1:{port}"))
+}
+
 /// Goal: a node removed while its join was cut short (a learner of some groups only) does
 /// not add itself back when it is restarted with its `--join` (before, it did: the groups
 /// kept no record of removed ids). Method: a cluster of 2 cores per node; nodes 2 and 3's
@@ -216,21 +235,8 @@ fn a_node_removed_while_its_join_was_cut_short_does_not_add_itself_back() {
     if !netfilter::available_or_skip() {
         return;
     }
-    let flags = NodeFlags {
-        cores: 2,
-        snapshot_entries: 100_000,
-        ..NodeFlags::default()
-    };
-    let cluster = start_with_flags("join-cut-removed", flags);
+    let (cluster, cuts, base) = group_1_cut_off("join-cut-removed");
     let (dir, seed) = (cluster.dir.clone(), cluster.bases[0].clone());
-    let port = free_port_run(4).unwrap();
-    let base = format!("127.0.0.1:{port}");
-    let core_1_peer_port =
-        |base: &str| base.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 2;
-    let cuts: Vec<Partition> = cluster.bases[1..]
-        .iter()
-        .map(|base| Partition::isolate_port(core_1_peer_port(base)).unwrap())
-        .collect();
     let mut node = Joining::start(&dir, 4, &base, &seed, &["--join-timeout-s", "3"]);
     let status = node.exit_status();
     assert!(!status.success(), "joined:\n{}", node.log());
@@ -261,21 +267,8 @@ fn a_node_a_remove_overtook_during_its_join_takes_itself_out_again() {
     if !netfilter::available_or_skip() {
         return;
     }
-    let flags = NodeFlags {
-        cores: 2,
-        snapshot_entries: 100_000,
-        ..NodeFlags::default()
-    };
-    let cluster = start_with_flags("join-overtaken", flags);
+    let (cluster, cuts, base) = group_1_cut_off("join-overtaken");
     let (dir, seed) = (cluster.dir.clone(), cluster.bases[0].clone());
-    let port = free_port_run(4).unwrap();
-    let base = format!("127.0.0.1:{port}");
-    let core_1_peer_port =
-        |base: &str| base.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 2;
-    let cuts: Vec<Partition> = cluster.bases[1..]
-        .iter()
-        .map(|base| Partition::isolate_port(core_1_peer_port(base)).unwrap())
-        .collect();
     let mut node = Joining::start(&dir, 4, &base, &seed, &["--join-timeout-s", "60"]);
     for _ in 0..600 {
         if listed(&seed, 4) {

@@ -1094,6 +1094,19 @@ fn a_leader_refuses_writes_while_one_voter_is_full_and_another_silent() {
     drop(core);
 }
 
+/// Node 1's core of one group, its link to the others recorded.
+fn core_1_on_a_recorded_wire(events: &Events) -> (TestCore, Inbox<Input>, Rc<RefCell<Wire>>) {
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    let net = RecordingNet {
+        events: Rc::clone(events),
+        wire: Some(Rc::clone(&wire)),
+        full_queue_to: Rc::default(),
+    };
+    let log = (true, 0, false);
+    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    (core, inbox, wire)
+}
+
 /// Goal: a leader sends no entries to a peer that says its log cannot grow, and sends them
 /// once it says it has room. The peer drops them anyway (see the test above it); sent, they
 /// cost both ends dearly: in `node_disk_full`, leaders sent the full node an append of up to
@@ -1105,14 +1118,7 @@ fn a_leader_refuses_writes_while_one_voter_is_full_and_another_silent() {
 #[test]
 fn a_leader_sends_no_entries_to_a_peer_whose_log_is_full_until_it_has_room() {
     let events = Events::default();
-    let wire = Rc::new(RefCell::new(Wire::default()));
-    let net = RecordingNet {
-        events: Rc::clone(&events),
-        wire: Some(Rc::clone(&wire)),
-        full_queue_to: Rc::default(),
-    };
-    let log = (true, 0, false);
-    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    let (core, inbox, wire) = core_1_on_a_recorded_wire(&events);
     let (mut core, term) = elect_1(core, &inbox, &events);
     let elected_at = core.groups()[&0].replica.last_index();
     let acked = MessageBody::AppendResponse(ack(elected_at));
@@ -3537,14 +3543,7 @@ fn writes(batch: &[(u64, usize)]) -> Input {
 #[test]
 fn a_follower_behind_a_full_queue_is_sent_each_entry_once_and_in_order() {
     let events = Events::default();
-    let wire = Rc::new(RefCell::new(Wire::default()));
-    let net = RecordingNet {
-        events: Rc::clone(&events),
-        wire: Some(Rc::clone(&wire)),
-        full_queue_to: Rc::default(),
-    };
-    let log = (true, 0, false);
-    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    let (mut core, inbox, wire) = core_1_on_a_recorded_wire(&events);
     let mut followers = followers_2_and_3();
     while !events.borrow().contains(&Event::Sent("VoteRequest")) {
         core = turn(core, &inbox, Input::Tick);

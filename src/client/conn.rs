@@ -287,6 +287,21 @@ mod tests {
         (listener, port)
     }
 
+    /// Two dials through [`test_lookup`] of `host` at a listener's port: the first given
+    /// `ms[0]`, then a pause of `ms[1]`, then the second given `ms[2]` (milliseconds).
+    fn two_dials(host: &str, ms: [u64; 3]) -> (io::Result<()>, io::Result<()>) {
+        let (_listener, port) = listener();
+        let name = format!("{host}:{port}");
+        let [first_ms, pause_ms, second_ms] = ms.map(Duration::from_millis);
+        crate::node::on_one_executor("dial-test", move || async move {
+            let first = dial_with(&name, first_ms, test_lookup).await;
+            glommio::timer::sleep(pause_ms).await;
+            let second = dial_with(&name, second_ms, test_lookup).await;
+            (first.map(drop), second.map(drop))
+        })
+        .expect("executor")
+    }
+
     /// Goal (found in review): a lookup that hangs holds up no other (on the executor's
     /// one blocking thread, every later lookup waited behind it). Method: a dial of a name
     /// whose lookup hangs gives up after 100 ms; a dial of another name, looked up at once,
@@ -313,15 +328,7 @@ mod tests {
     /// lookup found, at half its time: its own lookup is still asking).
     #[test]
     fn a_lookup_that_outlasts_its_dial_serves_the_next() {
-        let (_listener, port) = listener();
-        let (first, later) = crate::node::on_one_executor("dial-test", move || async move {
-            let name = format!("slow-300.test:{port}");
-            let first = dial_with(&name, Duration::from_millis(100), test_lookup).await;
-            glommio::timer::sleep(Duration::from_millis(400)).await;
-            let later = dial_with(&name, Duration::from_millis(200), test_lookup).await;
-            (first.map(drop), later.map(drop))
-        })
-        .expect("executor");
+        let (first, later) = two_dials("slow-300.test", [100, 400, 200]);
         let first = first.expect_err("the first lookup outlasts its dial");
         assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
         assert!(later.is_ok(), "{later:?}");
@@ -333,14 +340,7 @@ mod tests {
     /// connects once the first lookup ends.
     #[test]
     fn a_dial_takes_the_answer_of_the_lookup_under_way() {
-        let (_listener, port) = listener();
-        let (first, next) = crate::node::on_one_executor("dial-test", move || async move {
-            let name = format!("slow-600.test:{port}");
-            let first = dial_with(&name, Duration::from_millis(300), test_lookup).await;
-            let next = dial_with(&name, Duration::from_millis(500), test_lookup).await;
-            (first.map(drop), next.map(drop))
-        })
-        .expect("executor");
+        let (first, next) = two_dials("slow-600.test", [300, 0, 500]);
         assert!(first.is_err(), "the first lookup outlasts its dial");
         assert!(next.is_ok(), "{next:?}");
     }
@@ -372,15 +372,8 @@ mod tests {
     /// answers, and connects.
     #[test]
     fn a_stuck_lookup_does_not_hold_its_name_for_good() {
-        let (_listener, port) = listener();
-        let (first, later) = crate::node::on_one_executor("dial-test", move || async move {
-            let name = format!("flaky.test:{port}");
-            let first = dial_with(&name, Duration::from_millis(100), test_lookup).await;
-            glommio::timer::sleep(LOOKUP_STUCK + Duration::from_millis(100)).await;
-            let later = dial_with(&name, Duration::from_millis(500), test_lookup).await;
-            (first.map(drop), later.map(drop))
-        })
-        .expect("executor");
+        let pause_ms = LOOKUP_STUCK.as_millis() as u64 + 100;
+        let (first, later) = two_dials("flaky.test", [100, pause_ms, 500]);
         assert!(first.is_err(), "the first lookup hangs");
         assert!(later.is_ok(), "{later:?}");
     }

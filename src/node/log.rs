@@ -1423,18 +1423,7 @@ mod tests {
         let last_term = crate::node::on_one_executor("wal-log-test", move || async move {
             let mut log = open_log(&inner).await;
             fill_until_not_ready(&mut log);
-            let mut term = 1;
-            loop {
-                let voted = HardState {
-                    term: Term(term + 1),
-                    vote: NodeId(2),
-                    commit: LogIndex(0),
-                };
-                if log.write(GROUP, &[], Some(voted)).is_err() {
-                    break;
-                }
-                term += 1;
-            }
+            let term = vote_until_refused(&mut log);
             assert!(term > 1, "no vote found room");
             log.sync().await.expect("sync");
             assert!(!log.wants_sync(), "the proof found room");
@@ -1469,16 +1458,7 @@ mod tests {
         let room_before = crate::node::on_one_executor("wal-log-test", move || async move {
             let mut log = open_log(&inner).await;
             fill_until_not_ready(&mut log);
-            for term in 2.. {
-                let voted = HardState {
-                    term: Term(term),
-                    vote: NodeId(2),
-                    commit: LogIndex(0),
-                };
-                if log.write(GROUP, &[], Some(voted)).is_err() {
-                    break;
-                }
-            }
+            vote_until_refused(&mut log);
             log.sync().await.expect("sync");
             log.wal.active_room_bytes()
         })
@@ -1680,6 +1660,23 @@ mod tests {
         let last = log.wal.group(u64::from(GROUP)).expect("group").last_index;
         assert_eq!(last, index - 1);
         index
+    }
+
+    /// Writes votes for node 2 of terms 2, 3, … until the log refuses one; the last term
+    /// written (1: none).
+    fn vote_until_refused(log: &mut WalLog) -> u64 {
+        let mut term = 1;
+        loop {
+            let voted = HardState {
+                term: Term(term + 1),
+                vote: NodeId(2),
+                commit: LogIndex(0),
+            };
+            if log.write(GROUP, &[], Some(voted)).is_err() {
+                return term;
+            }
+            term += 1;
+        }
     }
 
     /// Takes a snapshot of group 0 at index 3 and waits until its file is written.
