@@ -1421,11 +1421,8 @@ mod tests {
         let dir = temp_dir("vote-proof-room");
         let inner = dir.clone();
         let last_term = crate::node::on_one_executor("wal-log-test", move || async move {
-            let mut log = open_log(&inner).await;
-            fill_until_not_ready(&mut log);
-            let term = vote_until_refused(&mut log);
+            let (mut log, term) = log_full_of_votes(&inner).await;
             assert!(term > 1, "no vote found room");
-            log.sync().await.expect("sync");
             assert!(!log.wants_sync(), "the proof found room");
             for _ in 0..1000 {
                 log.maintain().expect("maintain");
@@ -1456,10 +1453,7 @@ mod tests {
         let dir = temp_dir("vote-proof-restart");
         let inner = dir.clone();
         let room_before = crate::node::on_one_executor("wal-log-test", move || async move {
-            let mut log = open_log(&inner).await;
-            fill_until_not_ready(&mut log);
-            vote_until_refused(&mut log);
-            log.sync().await.expect("sync");
+            let (log, _) = log_full_of_votes(&inner).await;
             log.wal.active_room_bytes()
         })
         .expect("executor");
@@ -1662,9 +1656,12 @@ mod tests {
         index
     }
 
-    /// Writes votes for node 2 of terms 2, 3, … until the log refuses one; the last term
-    /// written (1: none).
-    fn vote_until_refused(log: &mut WalLog) -> u64 {
+    /// The log of `dir`, its segment filled with entries until the next is not ready, then
+    /// with votes for node 2 of terms 2, 3, … until one is refused, and synced; the last
+    /// term voted (1: none).
+    async fn log_full_of_votes(dir: &Path) -> (WalLog, u64) {
+        let mut log = open_log(dir).await;
+        fill_until_not_ready(&mut log);
         let mut term = 1;
         loop {
             let voted = HardState {
@@ -1673,10 +1670,12 @@ mod tests {
                 commit: LogIndex(0),
             };
             if log.write(GROUP, &[], Some(voted)).is_err() {
-                return term;
+                break;
             }
             term += 1;
         }
+        log.sync().await.expect("sync");
+        (log, term)
     }
 
     /// Takes a snapshot of group 0 at index 3 and waits until its file is written.
