@@ -108,6 +108,14 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
         ),
         (&["--distribution", "pareto"], "invalid value 'pareto'"),
         (
+            &["--generator-threads", "0"],
+            "--generator-threads must be at least 1",
+        ),
+        (
+            &["--generator-threads", "5", "--clients", "4"],
+            "--generator-threads is 5, more than the 4 client(s)",
+        ),
+        (
             &["sweep", "--vary", "clients", "--values", "1,x"],
             "\"x\" for Clients",
         ),
@@ -258,6 +266,7 @@ fn load(rate_per_s: Option<f64>, seconds: u64) -> Load {
         duration: Duration::from_secs(seconds),
         live: false,
         seed: 7,
+        threads: 1,
     }
 }
 
@@ -421,6 +430,69 @@ fn a_closed_loop_keeps_depth_times_batch_requests_in_flight() {
     assert_eq!(recorder.per_node[&1].requests, recorder.requests);
 }
 
+/// The names of this process's threads now.
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// Goal: a generator of several threads runs its clients on them all at once, with one
+/// null server thread per thread of the generator to measure its ceiling. Method: 5 clients
+/// on 3 threads against a null server of 3 nodes × 2 cores on 3 threads, in an open loop at
+/// 3,000 requests/s for 2 s, the process's thread names read while it runs: the rate was
+/// met (the clients of every thread sent theirs) and every node answered.
+#[test]
+#[allow(clippy::disallowed_methods)] // the watcher looks every 20 ms
+fn a_load_spread_over_threads_runs_on_them_all_at_once() {
+    let shape = Shape {
+        nodes: 3,
+        cores: 2,
+        groups: 12,
+    };
+    let server = NullServer::start_shaped(shape, Quirks::default(), 3).expect("null server");
+    let mut load = load(Some(3_000.0), 2);
+    (load.clients, load.depth, load.batch, load.threads) = (5, 2, 8, 3);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (seen, done) = (seen.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.lock().unwrap().extend(thread_names());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    let seen = seen.lock().unwrap();
+    // glommio names an executor's thread NAME-ID, cut to 15 bytes: cohort-bench-0-.
+    let indices = |prefix: &str| -> Vec<String> {
+        let mut indices: Vec<String> = (seen.iter())
+            .filter_map(|name| name.strip_prefix(prefix))
+            .map(|rest| rest.split('-').next().unwrap_or_default().to_string())
+            .collect();
+        indices.dedup();
+        indices
+    };
+    assert_eq!(indices("cohort-bench-"), ["0", "1", "2"], "{seen:?}");
+    assert_eq!(indices("cohort-null-"), ["0", "1", "2"], "{seen:?}");
+    let recorder = &run.recorder;
+    assert!(recorder.errors.is_empty(), "{:?}", recorder.error_examples);
+    assert!(
+        (5_000..=6_100).contains(&recorder.requests),
+        "{} requests in 2 s at 3,000/s",
+        recorder.requests
+    );
+    let nodes: Vec<u64> = recorder.per_node.keys().copied().collect();
+    assert_eq!(nodes, [1, 2, 3], "every node answered");
+    assert_eq!(recorder.per_group.len(), 12);
+}
+
 /// The ceiling's null server takes the cluster's shape: against 3 nodes of 2 cores the
 /// generator connects to every node's cores and spreads its groups over them, as it does
 /// against a real cluster (one connection for all would fill its frames fuller).
@@ -431,7 +503,7 @@ fn a_null_server_shaped_as_a_cluster_takes_requests_on_every_node() {
         cores: 2,
         groups: 12,
     };
-    let server = NullServer::start_shaped(shape, Quirks::default()).expect("null server");
+    let server = NullServer::start_shaped(shape, Quirks::default(), 1).expect("null server");
     let mut load = load(None, 1);
     (load.clients, load.depth, load.batch) = (4, 2, 8);
     let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
@@ -458,6 +530,8 @@ fn a_run_writes_its_report_histograms_and_plots() {
         "2000",
         "--clients",
         "4",
+        "--generator-threads",
+        "2",
         "--seconds",
         "2",
         "--warmup-seconds",
@@ -469,6 +543,7 @@ fn a_run_writes_its_report_histograms_and_plots() {
     ]);
     for expected in [
         "open loop at 2000 requests/s",
+        "on 2 generator thread(s)",
         "throughput",
         "p99.99",
         "service",
@@ -477,7 +552,7 @@ fn a_run_writes_its_report_histograms_and_plots() {
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
-    // A live line per second.
+    // A live line per second (from one of the two threads).
     assert_eq!(
         stdout.lines().filter(|l| l.contains(" req/s ")).count(),
         2,
@@ -486,8 +561,10 @@ fn a_run_writes_its_report_histograms_and_plots() {
 
     let report = json(&out.join("report.json"));
     let requests = report["requests"].as_u64().unwrap();
-    // 2,000 requests/s for 2 s, minus what the scheduler has not sent when time is up.
+    // 2,000 requests/s for 2 s, minus what the scheduler has not sent when time is up: the
+    // clients of both threads sent theirs.
     assert!((3_000..=4_100).contains(&requests), "{requests} requests");
+    assert_eq!(report["load"]["generator_threads"].as_u64(), Some(2));
     let latency = &report["latency"];
     let (p50, p99, max) = (
         latency["p50_us"].as_u64().unwrap(),

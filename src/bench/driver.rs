@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -121,6 +121,10 @@ pub struct Load {
     /// Print a line per second.
     pub live: bool,
     pub seed: u64,
+    /// Threads the clients are spread over, each an executor of its own (at most one per
+    /// client): one thread makes fewer requests a second than a cluster of several cores a
+    /// node can answer.
+    pub threads: u32,
 }
 
 /// What a run saw.
@@ -136,18 +140,157 @@ pub struct Run {
     pub cpu: CpuUse,
 }
 
-/// Runs `load` against the cluster that `seeds` belong to, on a fresh executor thread, and
-/// measures the CPU of the generator and of the `watched` processes (a local cluster's
-/// nodes) over the same interval.
-pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run, String> {
-    crate::node::on_one_executor("cohort-bench", move || run_here(seeds, load, watched))?
+/// Generator threads for `clients` on this machine, where local nodes take `node_cores`
+/// CPUs: the CPUs left, at least 1, at most one per client. Measured on 16 CPUs against 3
+/// local nodes of 4 cores (16 clients × 16 batches of 64, fsync off): 1, 2, 4 and 8 threads
+/// made 1.55, 2.49, 3.82 and 4.04 M requests/s.
+pub fn threads_beside(node_cores: u32, clients: u32) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let free = u32::try_from(cpus)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(node_cores);
+    free.clamp(1, clients.max(1))
 }
 
-async fn run_here(
+/// Runs `load` against the cluster that `seeds` belong to, on `load.threads` fresh executor
+/// threads (client `i` on thread `i % threads`), and measures the CPU of the generator and
+/// of the `watched` processes (a local cluster's nodes) over the same interval.
+pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run, String> {
+    let threads = load.threads.clamp(1, load.clients.max(1));
+    let meeting = Arc::new(Meeting {
+        threads,
+        state: Mutex::new(Met::default()),
+        changed: Condvar::new(),
+    });
+    let mut started = Vec::new();
+    for thread in 0..threads {
+        let (seeds, load, watched) = (seeds.clone(), load.clone(), watched.clone());
+        let met = Arc::clone(&meeting);
+        let name = format!("cohort-bench-{thread}");
+        let part = crate::node::start_executor(&name, move || {
+            generate(Share { thread, threads }, seeds, load, watched, met)
+        });
+        match part {
+            Ok(handle) => started.push(handle),
+            Err(error) => {
+                // The threads started wait for the missing ones at the meeting: end it.
+                meeting.fail(error.clone());
+                return Err(error);
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    for handle in started {
+        let part = handle
+            .join()
+            .map_err(|e| format!("a generator thread failed: {e}"))?;
+        parts.push(part?);
+    }
+    let first = parts.swap_remove(0);
+    let (_, recorder) = Arc::into_inner(meeting)
+        .and_then(|meeting| meeting.state.into_inner().ok()?.clock)
+        .ok_or("the generator threads ended without a clock")?;
+    let recorder = Arc::into_inner(recorder)
+        .ok_or("load tasks still running")?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let seconds = (recorder.timeline.last().map_or(0.0, |s| s.at_s)).max(1e-9);
+    let (before, after) = first
+        .cpu
+        .ok_or("the first generator thread took no CPU samples")?;
+    let cpu = cpu::usage(&first.watched, &before, &after, seconds, recorder.requests);
+    Ok(Run {
+        recorder,
+        seconds,
+        groups: first.topology.groups,
+        cores: first.topology.cores,
+        members: first.topology.members,
+        cpu,
+    })
+}
+
+/// Where the generator threads meet once connected, so that they all start their load at
+/// once and record it into one [`Recorder`].
+struct Meeting {
+    threads: u32,
+    state: Mutex<Met>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Met {
+    arrived: u32,
+    /// The first error of any thread's set-up: every thread then ends with it.
+    failure: Option<String>,
+    /// The load's start, set by the last thread to arrive, and the recorder of all.
+    clock: Option<(Instant, Arc<Mutex<Recorder>>)>,
+}
+
+impl Meeting {
+    fn state(&self) -> MutexGuard<'_, Met> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the meeting with `error` (the first one stands) for every thread.
+    fn fail(&self, error: String) {
+        self.state().failure.get_or_insert(error);
+        self.changed.notify_all();
+    }
+
+    /// Waits for every thread; returns the load's start and the recorder, or the first
+    /// failure of any thread.
+    fn meet(&self, load: &Load) -> Result<(Instant, Arc<Mutex<Recorder>>), String> {
+        let mut state = self.state();
+        state.arrived += 1;
+        if state.arrived == self.threads && state.failure.is_none() {
+            let start = crate::clock::now();
+            let measured = start + load.warmup;
+            let recorder = Recorder::new(measured, measured + load.duration);
+            state.clock = Some((start, Arc::new(Mutex::new(recorder))));
+            self.changed.notify_all();
+        }
+        // Blocks this executor's thread, whose tasks have nothing to do until the start.
+        loop {
+            if let Some(error) = &state.failure {
+                return Err(error.clone());
+            }
+            if let Some((start, recorder)) = &state.clock {
+                return Ok((*start, Arc::clone(recorder)));
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Which of the generator threads this is.
+#[derive(Clone, Copy)]
+struct Share {
+    thread: u32,
+    threads: u32,
+}
+
+/// What one generator thread brings back: the first one also the CPU samples.
+struct Part {
+    topology: crate::proto::topology::Topology,
+    watched: Vec<Watched>,
+    cpu: Option<(cpu::Sample, cpu::Sample)>,
+}
+
+async fn generate(
+    share: Share,
     seeds: Vec<String>,
     load: Load,
-    mut watched: Vec<Watched>,
-) -> Result<Run, String> {
+    watched: Vec<Watched>,
+    meeting: Arc<Meeting>,
+) -> Result<Part, String> {
+    let set_up = connect(share, seeds, &load).await;
+    if let Err(error) = &set_up {
+        meeting.fail(error.clone());
+    }
+    let met = meeting.meet(&load);
+    let (clients, topology) = set_up?;
+    let (start, recorder) = met?;
+    let mut watched = watched;
     watched.insert(
         0,
         Watched {
@@ -155,25 +298,18 @@ async fn run_here(
             pid: std::process::id(),
         },
     );
-    // Connect before the clock starts, and wait until every group has a leader: the figures
-    // are of a running cluster, not of its first election.
-    let mut clients = Vec::new();
-    for i in 0..load.clients {
-        if interrupted() {
-            return Err("interrupted before the load began".to_string());
-        }
-        let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
-        let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
-        clients.push(client.map_err(|e| e.to_string())?);
-    }
-    let topology = clients[0].topology().clone();
-    // Every client, not just one: a client opens its connection to a core on its first
-    // request there, and 64 clients opening 192 connections at once on the clock made the
-    // first requests wait 60–90 ms (the whole p99.9 of a 5 s demo).
-    for client in &clients {
-        touch_every_group(client, topology.groups).await?;
-    }
-
+    let measured = start + load.warmup;
+    let end = measured + load.duration;
+    // One thread closes the seconds and samples the CPU, of all threads alike.
+    let ticker = (share.thread == 0).then(|| {
+        glommio::spawn_local(tick(
+            Arc::clone(&recorder),
+            measured,
+            end,
+            load.live,
+            watched.clone(),
+        ))
+    });
     // Made before the clock starts: a table of a million keys and the zipfian set-up (up to
     // a million terms summed) take about 80 ms, which the first requests would be late by.
     let names = Rc::new(Keys::new(load.keys, topology.groups));
@@ -182,31 +318,20 @@ async fn run_here(
         load.keys,
         load.zipf_theta,
     ));
-    let start = crate::clock::now();
-    let measured = start + load.warmup;
-    let end = measured + load.duration;
-    let recorder = Rc::new(RefCell::new(Recorder::new(measured, end)));
-    let ticker = glommio::spawn_local(tick(
-        Rc::clone(&recorder),
-        measured,
-        end,
-        load.live,
-        watched.clone(),
-    ));
     let mut tasks = Vec::new();
-    for (i, client) in clients.into_iter().enumerate() {
+    for (i, client) in clients {
         let source = Source {
-            rng: Prng::new(load.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: Prng::new(load.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             keys: Rc::clone(&keys),
             names: Rc::clone(&names),
             value: Bytes::from(vec![b'v'; load.value_bytes]),
             load: load.clone(),
         };
-        let recorder = Rc::clone(&recorder);
+        let recorder = Arc::clone(&recorder);
         tasks.extend(match load.rate_per_s {
             None => closed_loop(client, source, end, recorder),
             Some(rate) => {
-                let first = start + Duration::from_secs_f64(i as f64 / rate);
+                let first = start + Duration::from_secs_f64(f64::from(i) / rate);
                 let every = Duration::from_secs_f64(f64::from(load.clients) / rate);
                 assert!(
                     !every.is_zero(),
@@ -221,26 +346,52 @@ async fn run_here(
     for task in tasks {
         task.await;
     }
-    let (cpu_before, cpu_after) = ticker.await;
-    let recorder = Rc::try_unwrap(recorder)
-        .map_err(|_| "load tasks still running".to_string())?
-        .into_inner();
-    let seconds = (recorder.timeline.last().map_or(0.0, |s| s.at_s)).max(1e-9);
-    let cpu = cpu::usage(
-        &watched,
-        &cpu_before,
-        &cpu_after,
-        seconds,
-        recorder.requests,
-    );
-    Ok(Run {
-        recorder,
-        seconds,
-        groups: topology.groups,
-        cores: topology.cores,
-        members: topology.members,
+    let cpu = match ticker {
+        Some(ticker) => Some(ticker.await),
+        None => None,
+    };
+    Ok(Part {
+        topology,
+        watched,
         cpu,
     })
+}
+
+/// Connects this thread's share of the clients (client `i` when `i % threads == thread`),
+/// numbered, and waits until every group has a leader: the figures are of a running
+/// cluster, not of its first election.
+async fn connect(
+    share: Share,
+    seeds: Vec<String>,
+    load: &Load,
+) -> Result<(Vec<(u32, Client)>, crate::proto::topology::Topology), String> {
+    let mut clients = Vec::new();
+    for i in (share.thread..load.clients).step_by(share.threads as usize) {
+        if interrupted() {
+            return Err("interrupted before the load began".to_string());
+        }
+        let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
+        let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
+        clients.push((i, client.map_err(|e| e.to_string())?));
+    }
+    let topology = clients
+        .first()
+        .ok_or("a generator thread without clients")?
+        .1
+        .topology()
+        .clone();
+    // Every client, not just one: a client opens its connection to a core on its first
+    // request there, and 64 clients opening 192 connections at once on the clock made the
+    // first requests wait 60–90 ms (the whole p99.9 of a 5 s demo).
+    for (_, client) in &clients {
+        touch_every_group(client, topology.groups).await?;
+    }
+    Ok((clients, topology))
+}
+
+/// The recorder, whichever thread panicked while it held it.
+fn locked(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One linearizable read in every group, so every group has a leader before the clock runs.
@@ -297,20 +448,20 @@ fn closed_loop(
     client: Client,
     source: Source,
     end: Instant,
-    recorder: Rc<RefCell<Recorder>>,
+    recorder: Arc<Mutex<Recorder>>,
 ) -> Vec<glommio::Task<()>> {
     let (depth, batch) = (source.load.depth, source.load.batch as usize);
     let source = Rc::new(RefCell::new(source));
     (0..depth)
         .map(|_| {
             let (client, source, recorder) =
-                (client.clone(), Rc::clone(&source), Rc::clone(&recorder));
+                (client.clone(), Rc::clone(&source), Arc::clone(&recorder));
             glommio::spawn_local(async move {
                 while crate::clock::now() < end && !interrupted() {
                     let (requests, groups) = source.borrow_mut().batch(batch);
                     let sent = crate::clock::now();
                     let answers = client.execute_batch_traced(requests).await;
-                    let mut recorder = recorder.borrow_mut();
+                    let mut recorder = locked(&recorder);
                     for (answer, group) in answers.into_iter().zip(groups) {
                         match answer.result {
                             Ok(_) => recorder.answered(group, answer.node, sent, sent, answer.at),
@@ -335,7 +486,7 @@ async fn open_loop(
     first: Instant,
     every: Duration,
     end: Instant,
-    recorder: Rc<RefCell<Recorder>>,
+    recorder: Arc<Mutex<Recorder>>,
 ) {
     let slots = Rc::new(Semaphore::new(u64::from(source.load.depth)));
     let batch = source.load.batch as usize;
@@ -357,12 +508,12 @@ async fn open_loop(
             next += every;
         }
         let (requests, groups) = source.batch(intended.len());
-        let (client, recorder) = (client.clone(), Rc::clone(&recorder));
+        let (client, recorder) = (client.clone(), Arc::clone(&recorder));
         glommio::spawn_local(async move {
             let sent = crate::clock::now();
             let answers = client.execute_batch_traced(requests).await;
             drop(permit);
-            let mut recorder = recorder.borrow_mut();
+            let mut recorder = locked(&recorder);
             for ((answer, group), intended) in answers.into_iter().zip(groups).zip(intended) {
                 match answer.result {
                     Ok(_) => recorder.answered(group, answer.node, intended, sent, answer.at),
@@ -380,7 +531,7 @@ async fn open_loop(
 /// Closes each second of the timeline (and prints it when `live`); returns CPU samples of
 /// `watched` taken as the measured interval begins and ends.
 async fn tick(
-    recorder: Rc<RefCell<Recorder>>,
+    recorder: Arc<Mutex<Recorder>>,
     measured: Instant,
     end: Instant,
     live: bool,
@@ -398,7 +549,7 @@ async fn tick(
         if next > now {
             glommio::timer::sleep(next - now).await;
         }
-        let second = recorder.borrow_mut().close_interval(crate::clock::now());
+        let second = locked(&recorder).close_interval(crate::clock::now());
         if live {
             println!(
                 "{:>6.1} s  {:>10.0} req/s  p50 {:>9}  p99 {:>9}  max {:>9}  errors {}",
@@ -412,4 +563,81 @@ async fn tick(
         }
     }
     (before, cpu::sample(&watched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load() -> Load {
+        Load {
+            clients: 3,
+            depth: 1,
+            batch: 1,
+            rate_per_s: None,
+            keys: 10,
+            distribution: Distribution::Uniform,
+            zipf_theta: 0.99,
+            value_bytes: 1,
+            read_percent: 0,
+            read: Consistency::Linearizable,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            live: false,
+            seed: 1,
+            threads: 3,
+        }
+    }
+
+    fn meeting(threads: u32) -> Arc<Meeting> {
+        Arc::new(Meeting {
+            threads,
+            state: Mutex::new(Met::default()),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Every thread starts at the same instant and records into the same recorder, set
+    /// when the last one arrived.
+    #[test]
+    fn the_threads_leave_the_meeting_with_one_clock_and_one_recorder() {
+        let meeting = meeting(3);
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let meeting = Arc::clone(&meeting);
+                std::thread::spawn(move || meeting.meet(&load()).expect("met"))
+            })
+            .collect();
+        let (start, recorder) = meeting.meet(&load()).expect("met");
+        for thread in waiting {
+            let (other_start, other_recorder) = thread.join().unwrap();
+            assert_eq!(other_start, start);
+            assert!(Arc::ptr_eq(&other_recorder, &recorder));
+        }
+    }
+
+    /// A thread whose set-up failed, or one that never started, ends the meeting for the
+    /// others with its error, instead of leaving them waiting for ever.
+    #[test]
+    fn a_failure_ends_the_meeting_for_every_thread() {
+        let meeting = meeting(3);
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let meeting = Arc::clone(&meeting);
+                std::thread::spawn(move || meeting.meet(&load()).map(|_| ()))
+            })
+            .collect();
+        meeting.fail("cannot start an executor".to_string());
+        meeting.fail("a later error".to_string());
+        for thread in waiting {
+            assert_eq!(
+                thread.join().unwrap(),
+                Err("cannot start an executor".to_string())
+            );
+        }
+        assert!(
+            meeting.meet(&load()).is_err(),
+            "a late thread learns it too"
+        );
+    }
 }

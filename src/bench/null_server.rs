@@ -12,9 +12,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use glommio::ExecutorJoinHandle;
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::{Op, OpResult};
@@ -60,7 +60,7 @@ pub struct NullServer {
     /// the shape listens on P + 2c + 1 for core c, as a real node does.
     pub base: String,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), String>>>,
+    threads: Vec<ExecutorJoinHandle<()>>,
 }
 
 impl NullServer {
@@ -81,49 +81,50 @@ impl NullServer {
             cores: 1,
             groups,
         };
-        NullServer::start_shaped(shape, quirks)
+        NullServer::start_shaped(shape, quirks, 1)
     }
 
-    /// Start serving on loopback ports as a cluster of `shape`, on a thread of its own.
-    pub fn start_shaped(shape: Shape, quirks: Quirks) -> Result<NullServer, String> {
+    /// Start serving on loopback ports as a cluster of `shape`, on `threads` threads of its
+    /// own (at most one per port; a port's connections stay on its thread, and each thread
+    /// keeps the `quirks`' counts of its own): a generator of several threads needs a server
+    /// of as many to measure its ceiling.
+    pub fn start_shaped(shape: Shape, quirks: Quirks, threads: u32) -> Result<NullServer, String> {
         if shape.nodes == 0 || shape.cores == 0 || shape.groups == 0 {
             return Err(format!("a null server of {shape:?} serves nothing"));
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("cohort-null-server".to_string())
-            .spawn(move || {
-                crate::node::on_one_executor("cohort-null", move || async move {
-                    match bind_shape(shape) {
-                        Ok((port, listeners)) => {
-                            let _ = port_tx.send(Ok(port));
-                            serve(listeners, shape, port, quirks, stopped).await;
-                        }
-                        Err(error) => {
-                            let _ = port_tx.send(Err(error));
-                        }
-                    }
-                })
-            })
-            .map_err(|e| format!("cannot start the null server's thread: {e}"))?;
-        let port = port_rx
-            .recv()
-            .map_err(|_| "the null server did not start".to_string())??;
-        Ok(NullServer {
-            base: format!("127.0.0.1:{port}"),
-            stop,
-            thread: Some(thread),
-        })
+        let (base, listeners) = bind_shape(shape)?;
+        let threads = (threads.max(1) as usize).min(listeners.len());
+        let mut shares: Vec<Vec<(u16, socket2::Socket)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            shares[i % threads].push(listener);
+        }
+        let mut server = NullServer {
+            base: format!("127.0.0.1:{base}"),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
+        for (i, share) in shares.into_iter().enumerate() {
+            let stop = Arc::clone(&server.stop);
+            let thread = crate::node::start_executor(&format!("cohort-null-{i}"), move || {
+                let listeners = share
+                    .into_iter()
+                    .map(|(node, socket)| (node, crate::sys::glommio_listener(socket)))
+                    .collect();
+                serve(listeners, shape, base, quirks, stop)
+            })?;
+            // Dropped on an error, `server` stops and joins the threads started.
+            server.threads.push(thread);
+        }
+        Ok(server)
     }
 }
 
 /// Binds the client port of every core of every node of `shape` on loopback, the nodes'
 /// bases `2 * cores` ports apart from a first base `P`, as a local cluster lays them out.
-/// Returns `P` and the listeners by (node index, core). A single node with a single core
-/// takes any free port; otherwise bases are tried until every port of one is free.
-fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
+/// Returns `P` and the listening sockets by (node index, core). A single node with a single
+/// core takes any free port; otherwise bases are tried until every port of one is free.
+fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, socket2::Socket)>), String> {
     // As a node listens: no SO_REUSEPORT (glommio's bind sets it), so a port another
     // listener holds is found taken, not shared.
     let sockets = crate::transport::SocketOptions {
@@ -132,11 +133,14 @@ fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
     };
     let bind = |port: u16| {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        crate::transport::listen(addr, sockets).map_err(|e| e.to_string())
+        crate::transport::listening_socket(addr, sockets).map_err(|e| e.to_string())
     };
     if shape.nodes == 1 && shape.cores == 1 {
         let listener = bind(0)?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let port = (listener.local_addr().ok())
+            .and_then(|addr| addr.as_socket())
+            .ok_or("the null server's port has no address")?
+            .port();
         return Ok((port - 1, vec![(0, listener)]));
     }
     let span = u32::from(shape.nodes) * 2 * u32::from(shape.cores);
@@ -177,7 +181,7 @@ fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, TcpListener)>), String> {
 impl Drop for NullServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }

@@ -79,6 +79,10 @@ impl DemoArgs {
             duration: Duration::from_secs(self.seconds),
             live: false,
             seed: 1,
+            threads: driver::threads_beside(
+                u32::from(self.nodes.cores) * super::local_cluster::NODES as u32,
+                self.clients,
+            ),
         })
     }
 }
@@ -100,11 +104,12 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let (scratch, _) = ScratchCluster::start("demo", &args.nodes, args.keep, announce)?;
     let dir = scratch.dir().to_path_buf();
     println!(
-        "load: {} clients × {} batches of {} in flight, {} s, {}% linearizable reads, {} B values, \
-         {} keys",
+        "load: {} clients × {} batches of {} in flight on {} generator thread(s), {} s, {}% \
+         linearizable reads, {} B values, {} keys",
         args.clients,
         args.depth,
         args.batch,
+        load.threads,
         args.seconds,
         args.read_percent,
         args.value_bytes,

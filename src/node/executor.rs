@@ -2,11 +2,24 @@
 
 use std::future::Future;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 /// Run the future `make()` builds to completion on a fresh executor thread (unpinned) and
 /// return its output. The future itself may hold thread-local state (`Rc`); `make` moves.
 pub fn on_one_executor<G, F, T>(name: &str, make: G) -> Result<T, String>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    start_executor(name, make)?
+        .join()
+        .map_err(|e| format!("the executor thread failed: {e}"))
+}
+
+/// As [`on_one_executor`], but returns once the thread started: join its handle for the
+/// output.
+pub fn start_executor<G, F, T>(name: &str, make: G) -> Result<ExecutorJoinHandle<T>, String>
 where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = T> + 'static,
@@ -17,9 +30,7 @@ where
         .name(name)
         .io_memory(1 << 20)
         .spawn(make)
-        .map_err(|e| format!("cannot start an executor: {e}"))?
-        .join()
-        .map_err(|e| format!("the executor thread failed: {e}"))
+        .map_err(|e| format!("cannot start an executor: {e}"))
 }
 
 /// Runs `job` on the executor's blocking thread and returns its output. A panic in `job`

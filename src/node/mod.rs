@@ -13,5 +13,5 @@ mod runtime;
 mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
-pub use executor::{off_loop, on_one_executor};
+pub use executor::{off_loop, on_one_executor, start_executor};
 pub use runtime::{refused_for_lost_data, run, run_telling, run_until};

@@ -59,11 +59,19 @@ fn new_socket(addr: SocketAddr, options: SocketOptions) -> io::Result<Socket> {
 
 /// Binds and listens on `addr`. Must run on a glommio executor thread.
 pub fn listen(addr: SocketAddr, options: SocketOptions) -> io::Result<TcpListener> {
+    Ok(crate::sys::glommio_listener(listening_socket(
+        addr, options,
+    )?))
+}
+
+/// Binds and listens on `addr`, on any thread: hand the socket to glommio
+/// ([`crate::sys::glommio_listener`]) on the executor thread that accepts from it.
+pub fn listening_socket(addr: SocketAddr, options: SocketOptions) -> io::Result<Socket> {
     let socket = new_socket(addr, options)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Ok(crate::sys::glommio_listener(socket))
+    Ok(socket)
 }
 
 /// Starts connecting to `addr` and returns at once. The connection completes (or fails) in
