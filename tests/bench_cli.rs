@@ -132,6 +132,22 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
             ],
             "needs a local cluster",
         ),
+        (
+            &[
+                "sweep",
+                "--vary",
+                "cores",
+                "--values",
+                "2",
+                "--nodes",
+                "127.0.0.1:1",
+            ],
+            "--vary cores needs a local cluster",
+        ),
+        (
+            &["sweep", "--vary", "cores", "--values", "1,16"],
+            "below --cores",
+        ),
         // A bad point is found before the first point runs (found in review: the points
         // before it ran, and their summary was never written).
         (
@@ -632,6 +648,56 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
         "throughput vs latency, varying clients",
     );
     assert!(out.join("clients-4").join("report.json").exists());
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Goal: `--vary cores` gives each point a local cluster of that many cores a node, and the
+/// generator's default threads follow the CPUs those nodes leave free.
+#[test]
+fn a_sweep_over_cores_starts_each_cluster_with_its_cores() {
+    let out = out_dir("sweep-cores");
+    let stdout = cohort_ok(&[
+        "bench",
+        "sweep",
+        "--vary",
+        "cores",
+        "--values",
+        "1,2",
+        "--groups",
+        "4",
+        "--clients",
+        "16",
+        "--depth",
+        "1",
+        "--batch",
+        "4",
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--ceiling-seconds",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("sweep of cores"), "{stdout}");
+    let sweep = json(&out.join("sweep.json"));
+    let points = sweep["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (point, cores) in points.iter().zip([1u32, 2]) {
+        let report = &point["report"];
+        assert_eq!(
+            report["cluster"]["local"]["cores"].as_u64(),
+            Some(cores.into())
+        );
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+        let threads = driver::threads_beside(3 * cores, 16);
+        assert_eq!(
+            report["load"]["generator_threads"].as_u64(),
+            Some(threads.into())
+        );
+    }
+    assert!(out.join("cores-2").join("report.json").exists());
     let _ = std::fs::remove_dir_all(out);
 }
 

@@ -56,6 +56,9 @@ pub enum Vary {
     Rate,
     /// Raft groups (needs a local cluster).
     Groups,
+    /// Cores of each node (needs a local cluster; the generator's default threads follow:
+    /// the CPUs the nodes leave free).
+    Cores,
     ValueBytes,
     ReadPercent,
     /// Threads of the load generator.
@@ -221,20 +224,32 @@ impl BenchArgs {
             Vary::Batch => args.batch = value.parse().map_err(|e| bad(&e))?,
             Vary::Rate => args.rate = Some(value.parse().map_err(|e| bad(&e))?),
             Vary::Groups => args.local.groups = value.parse().map_err(|e| bad(&e))?,
+            Vary::Cores => args.local.cores = value.parse().map_err(|e| bad(&e))?,
             Vary::ValueBytes => args.value_bytes = value.parse().map_err(|e| bad(&e))?,
             Vary::ReadPercent => args.read_percent = value.parse().map_err(|e| bad(&e))?,
             Vary::GeneratorThreads => {
                 args.generator_threads = Some(value.parse().map_err(|e| bad(&e))?)
             }
         }
-        if vary == Vary::Groups && !args.nodes.is_empty() {
-            return Err("--vary groups needs a local cluster (no --nodes)".into());
+        if matches!(vary, Vary::Groups | Vary::Cores) && !args.nodes.is_empty() {
+            return Err(format!(
+                "--vary {} needs a local cluster (no --nodes)",
+                vary_name(vary)
+            ));
         }
         if vary == Vary::Groups && args.local.groups == 0 {
             return Err("--values: a cluster needs at least 1 group".into());
         }
         Ok(args)
     }
+}
+
+/// A setting's name as its flag is spelled: value-bytes, generator-threads.
+fn vary_name(vary: Vary) -> String {
+    vary.to_possible_value().map_or_else(
+        || format!("{vary:?}").to_lowercase(),
+        |name| name.get_name().to_string(),
+    )
 }
 
 /// Checks the shape of a load, as `cohort bench` and `cohort demo` share it: clients, batches
@@ -536,11 +551,7 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
     let mut reports = Vec::new();
     // Points whose requests failed: the sweep goes on (the curve shows where), then fails.
     let mut failed = Vec::new();
-    // As the flag is spelled: value-bytes, generator-threads.
-    let vary_name = vary.to_possible_value().map_or_else(
-        || format!("{vary:?}").to_lowercase(),
-        |name| name.get_name().to_string(),
-    );
+    let vary_name = vary_name(vary);
     for (value, point) in values.iter().zip(&points) {
         let mut load = point.load()?;
         load.live = false;
