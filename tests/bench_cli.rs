@@ -117,7 +117,7 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
         ),
         (
             &["sweep", "--vary", "clients", "--values", "1,x"],
-            "\"x\" for Clients",
+            "\"x\" for clients",
         ),
         (&["sweep", "--vary", "clients"], "--values"),
         (
@@ -507,6 +507,16 @@ fn a_load_spread_over_threads_runs_on_them_all_at_once() {
     let nodes: Vec<u64> = recorder.per_node.keys().copied().collect();
     assert_eq!(nodes, [1, 2, 3], "every node answered");
     assert_eq!(recorder.per_group.len(), 12);
+    // Each of the 5 clients connects to every one of the 6 ports (and may have asked for
+    // the topology on a connection of its own); the threads of the server all accept on
+    // every port, and the kernel spread the connections over them.
+    let accepted = server.accepted_per_thread();
+    assert!(accepted.iter().sum::<u64>() >= 30, "{accepted:?}");
+    eprintln!("connections accepted per null server thread: {accepted:?}");
+    assert!(
+        accepted.iter().filter(|&&n| n > 0).count() >= 2,
+        "one thread took every connection: {accepted:?}"
+    );
 }
 
 /// The ceiling's null server takes the cluster's shape: against 3 nodes of 2 cores the

@@ -165,27 +165,35 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
     let mut started = Vec::new();
     for thread in 0..threads {
         let (seeds, load, watched) = (seeds.clone(), load.clone(), watched.clone());
-        let met = Arc::clone(&meeting);
+        // Dropped unused (the executor failed to start) or in a panic before the meeting,
+        // the seat ends the meeting for the threads waiting there.
+        let seat = Seat::new(Arc::clone(&meeting));
         let name = format!("cohort-bench-{thread}");
         let part = crate::node::start_executor(&name, move || {
-            generate(Share { thread, threads }, seeds, load, watched, met)
+            generate(Share { thread, threads }, seeds, load, watched, seat)
         });
         match part {
             Ok(handle) => started.push(handle),
             Err(error) => {
-                // The threads started wait for the missing ones at the meeting: end it.
                 meeting.fail(error.clone());
-                return Err(error);
+                break;
             }
         }
     }
-    let mut parts = Vec::new();
-    for handle in started {
-        let part = handle
-            .join()
-            .map_err(|e| format!("a generator thread failed: {e}"))?;
-        parts.push(part?);
+    // Every thread joined before any error is returned: none is left running the load.
+    let parts: Vec<Result<Part, String>> = started
+        .into_iter()
+        .map(|handle| {
+            (handle.join())
+                .map_err(|e| format!("a generator thread failed: {e}"))
+                .and_then(|part| part)
+        })
+        .collect();
+    if parts.len() < threads as usize {
+        let failure = meeting.state().failure.clone();
+        return Err(failure.unwrap_or_else(|| "a generator thread did not start".to_string()));
     }
+    let mut parts = parts.into_iter().collect::<Result<Vec<Part>, String>>()?;
     let first = parts.swap_remove(0);
     let (_, recorder) = Arc::into_inner(meeting)
         .and_then(|meeting| meeting.state.into_inner().ok()?.clock)
@@ -237,8 +245,13 @@ impl Meeting {
         self.changed.notify_all();
     }
 
+    /// The failure that ended the meeting, if one did.
+    fn failure(&self) -> Option<String> {
+        self.state().failure.clone()
+    }
+
     /// Waits for every thread; returns the load's start and the recorder, or the first
-    /// failure of any thread.
+    /// failure of any thread (an interruption too).
     fn meet(&self, load: &Load) -> Result<(Instant, Arc<Mutex<Recorder>>), String> {
         let mut state = self.state();
         state.arrived += 1;
@@ -257,7 +270,45 @@ impl Meeting {
             if let Some((start, recorder)) = &state.clock {
                 return Ok((*start, Arc::clone(recorder)));
             }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            if interrupted() {
+                return Err("interrupted before the load began".to_string());
+            }
+            let waited = self.changed.wait_timeout(state, Duration::from_millis(100));
+            state = waited.unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// A thread's place at the [`Meeting`]: dropped before it met (its executor never ran the
+/// thread's work, or the work panicked), it ends the meeting for every other thread.
+struct Seat {
+    meeting: Arc<Meeting>,
+    met: bool,
+}
+
+impl Seat {
+    fn new(meeting: Arc<Meeting>) -> Seat {
+        Seat {
+            meeting,
+            met: false,
+        }
+    }
+
+    fn meet(&mut self, load: &Load) -> Result<(Instant, Arc<Mutex<Recorder>>), String> {
+        self.met = true;
+        self.meeting.meet(load)
+    }
+
+    fn fail(&self, error: String) {
+        self.meeting.fail(error);
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if !self.met {
+            self.meeting
+                .fail("a generator thread ended before the load began".to_string());
         }
     }
 }
@@ -281,14 +332,27 @@ async fn generate(
     seeds: Vec<String>,
     load: Load,
     watched: Vec<Watched>,
-    meeting: Arc<Meeting>,
+    mut seat: Seat,
 ) -> Result<Part, String> {
-    let set_up = connect(share, seeds, &load).await;
+    let set_up = connect(share, seeds, &load, &seat.meeting)
+        .await
+        .map(|(clients, topology)| {
+            // Made before the clock starts: a table of a million keys and the zipfian set-up
+            // (up to a million terms summed) take about 80 ms, which the first requests
+            // would be late by.
+            let names = Rc::new(Keys::new(load.keys, topology.groups));
+            let keys = Rc::new(KeyChooser::new(
+                load.distribution,
+                load.keys,
+                load.zipf_theta,
+            ));
+            (clients, topology, names, keys)
+        });
     if let Err(error) = &set_up {
-        meeting.fail(error.clone());
+        seat.fail(error.clone());
     }
-    let met = meeting.meet(&load);
-    let (clients, topology) = set_up?;
+    let met = seat.meet(&load);
+    let (clients, topology, names, keys) = set_up?;
     let (start, recorder) = met?;
     let mut watched = watched;
     watched.insert(
@@ -310,14 +374,6 @@ async fn generate(
             watched.clone(),
         ))
     });
-    // Made before the clock starts: a table of a million keys and the zipfian set-up (up to
-    // a million terms summed) take about 80 ms, which the first requests would be late by.
-    let names = Rc::new(Keys::new(load.keys, topology.groups));
-    let keys = Rc::new(KeyChooser::new(
-        load.distribution,
-        load.keys,
-        load.zipf_theta,
-    ));
     let mut tasks = Vec::new();
     for (i, client) in clients {
         let source = Source {
@@ -364,11 +420,16 @@ async fn connect(
     share: Share,
     seeds: Vec<String>,
     load: &Load,
+    meeting: &Meeting,
 ) -> Result<(Vec<(u32, Client)>, crate::proto::topology::Topology), String> {
     let mut clients = Vec::new();
     for i in (share.thread..load.clients).step_by(share.threads as usize) {
         if interrupted() {
             return Err("interrupted before the load began".to_string());
+        }
+        // Another thread failed: the load will not start.
+        if let Some(failure) = meeting.failure() {
+            return Err(failure);
         }
         let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
         let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
@@ -638,6 +699,34 @@ mod tests {
         assert!(
             meeting.meet(&load()).is_err(),
             "a late thread learns it too"
+        );
+    }
+
+    /// A thread that ends before it met (its executor never ran its work, or the work
+    /// panicked) ends the meeting: the others do not wait for it for ever.
+    #[test]
+    fn a_seat_left_before_the_meeting_ends_it_for_the_others() {
+        let meeting = meeting(3);
+        let (met, waited) = std::sync::mpsc::channel();
+        let _waiting = {
+            let mut seat = Seat::new(Arc::clone(&meeting));
+            std::thread::spawn(move || met.send(seat.meet(&load()).map(|_| ())))
+        };
+        let panicked = {
+            let seat = Seat::new(Arc::clone(&meeting));
+            std::thread::spawn(move || {
+                let _seat = seat;
+                panic!("a set-up that panics");
+            })
+        };
+        assert!(panicked.join().is_err());
+        drop(Seat::new(Arc::clone(&meeting)));
+        assert_eq!(
+            waited.recv_timeout(Duration::from_secs(10)),
+            Ok(Err(
+                "a generator thread ended before the load began".to_string()
+            )),
+            "the thread at the meeting still waits"
         );
     }
 }

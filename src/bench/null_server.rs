@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use glommio::ExecutorJoinHandle;
@@ -61,6 +61,8 @@ pub struct NullServer {
     pub base: String,
     stop: Arc<AtomicBool>,
     threads: Vec<ExecutorJoinHandle<()>>,
+    /// Connections each thread accepted.
+    accepted: Vec<Arc<AtomicU64>>,
 }
 
 impl NullServer {
@@ -85,38 +87,53 @@ impl NullServer {
     }
 
     /// Start serving on loopback ports as a cluster of `shape`, on `threads` threads of its
-    /// own (at most one per port; a port's connections stay on its thread, and each thread
-    /// keeps the `quirks`' counts of its own): a generator of several threads needs a server
-    /// of as many to measure its ceiling.
+    /// own, each accepting on every port (the kernel gives each connection to one of them;
+    /// a connection stays on its thread, and each thread keeps the `quirks`' counts of its
+    /// own): a generator of several threads needs a server of as many to measure its
+    /// ceiling.
     pub fn start_shaped(shape: Shape, quirks: Quirks, threads: u32) -> Result<NullServer, String> {
         if shape.nodes == 0 || shape.cores == 0 || shape.groups == 0 {
             return Err(format!("a null server of {shape:?} serves nothing"));
         }
         let (base, listeners) = bind_shape(shape)?;
-        let threads = (threads.max(1) as usize).min(listeners.len());
-        let mut shares: Vec<Vec<(u16, socket2::Socket)>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            shares[i % threads].push(listener);
+        let mut shares = Vec::new();
+        for _ in 0..threads.max(1) {
+            let share = (listeners.iter())
+                .map(|(node, socket)| Ok((*node, socket.try_clone()?)))
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| format!("the null server's listening sockets: {e}"))?;
+            shares.push(share);
         }
+        // Closed here; each thread holds a descriptor of every socket of its own.
+        drop(listeners);
         let mut server = NullServer {
             base: format!("127.0.0.1:{base}"),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            accepted: Vec::new(),
         };
         for (i, share) in shares.into_iter().enumerate() {
             let stop = Arc::clone(&server.stop);
+            let accepted = Arc::new(AtomicU64::new(0));
+            server.accepted.push(Arc::clone(&accepted));
             let thread = crate::node::start_executor(&format!("cohort-null-{i}"), move || {
                 let listeners = share
                     .into_iter()
                     .map(|(node, socket)| (node, crate::sys::glommio_listener(socket)))
                     .collect();
-                serve(listeners, shape, base, quirks, stop)
+                serve(listeners, shape, base, quirks, stop, accepted)
             })?;
             // Dropped on an error, `server` stops and joins the threads started.
             server.threads.push(thread);
         }
         Ok(server)
+    }
+
+    /// The connections each of its threads accepted so far.
+    pub fn accepted_per_thread(&self) -> Vec<u64> {
+        (self.accepted.iter())
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
@@ -195,6 +212,8 @@ struct State {
     stalled: Cell<bool>,
     /// Writes seen, for `Quirks::refuse_one_write_in`.
     writes: Cell<u64>,
+    /// Connections this thread accepted.
+    accepted: Arc<AtomicU64>,
 }
 
 /// Serves every listener of [`bind_shape`] (node ids 1, 2, … by node index) until `stop`.
@@ -204,6 +223,7 @@ async fn serve(
     base: u16,
     quirks: Quirks,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
 ) {
     let node_span = 2 * shape.cores;
     let members = (0..shape.nodes)
@@ -224,32 +244,31 @@ async fn serve(
         first_request: Cell::new(None),
         stalled: Cell::new(false),
         writes: Cell::new(0),
+        accepted,
     });
-    let accepting: Vec<_> = listeners
-        .into_iter()
-        .map(|(node, listener)| {
-            let node_id = u64::from(node) + 1;
-            let (state, stop) = (Rc::clone(&state), Arc::clone(&stop));
-            glommio::spawn_local(accept(listener, node_id, state, stop))
-        })
-        .collect();
-    for task in accepting {
-        task.await;
+    for (node, listener) in listeners {
+        let node_id = u64::from(node) + 1;
+        glommio::spawn_local(accept(listener, node_id, Rc::clone(&state))).detach();
+    }
+    // The accepting tasks and the connections end with the executor, once this returns.
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Takes `listener`'s connections until `stop` (looked at every 50 ms); they end with the
-/// executor.
-async fn accept(listener: TcpListener, node_id: u64, state: Rc<State>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-            None
-        })
-        .await;
-        if let Some(Ok(stream)) = accepted {
-            let _ = stream.set_nodelay(true);
-            glommio::spawn_local(serve_conn(stream, node_id, Rc::clone(&state))).detach();
+/// Takes `listener`'s connections. An accept is never given up half-way (found with several
+/// threads accepting on one port: one cancelled by a timer could take a connection with it,
+/// whose client then waited for answers that never came).
+async fn accept(listener: TcpListener, node_id: u64, state: Rc<State>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                state.accepted.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.set_nodelay(true);
+                glommio::spawn_local(serve_conn(stream, node_id, Rc::clone(&state))).detach();
+            }
+            // Out of descriptors, say: wait a little rather than spin.
+            Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
         }
     }
 }

@@ -217,7 +217,8 @@ impl BenchArgs {
 
     fn with(&self, vary: Vary, value: &str) -> Result<BenchArgs, String> {
         let mut args = self.clone();
-        let bad = |e: &dyn std::fmt::Display| format!("--values: {value:?} for {vary:?}: {e}");
+        let bad =
+            |e: &dyn std::fmt::Display| format!("--values: {value:?} for {}: {e}", vary_name(vary));
         match vary {
             Vary::Clients => args.clients = value.parse().map_err(|e| bad(&e))?,
             Vary::Depth => args.depth = value.parse().map_err(|e| bad(&e))?,
