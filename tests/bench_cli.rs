@@ -519,6 +519,42 @@ fn a_load_spread_over_threads_runs_on_them_all_at_once() {
     );
 }
 
+/// Goal: a null server of more threads than ports serves every port from every thread, and
+/// once dropped leaves no port open behind it. Method: one node of one core (one port) on 3
+/// threads, 12 clients for 1 s; then a connect to its port after the drop.
+#[test]
+fn a_null_server_of_more_threads_than_ports_serves_them_from_all_and_closes_them() {
+    let shape = Shape {
+        nodes: 1,
+        cores: 1,
+        groups: 4,
+    };
+    let server = NullServer::start_shaped(shape, Quirks::default(), 3).expect("null server");
+    let mut load = load(None, 1);
+    (load.clients, load.depth, load.batch, load.threads) = (12, 1, 4, 3);
+    let run = driver::run(vec![server.base.clone()], load, Vec::new()).expect("run");
+    assert!(
+        run.recorder.errors.is_empty(),
+        "{:?}",
+        run.recorder.error_examples
+    );
+    let accepted = server.accepted_per_thread();
+    assert_eq!(accepted.len(), 3, "{accepted:?}");
+    assert!(accepted.iter().sum::<u64>() >= 12, "{accepted:?}");
+    assert!(
+        accepted.iter().filter(|&&n| n > 0).count() >= 2,
+        "one thread took every connection: {accepted:?}"
+    );
+    let base: std::net::SocketAddr = server.base.parse().unwrap();
+    let port = base.port() + 1;
+    drop(server);
+    let connected = std::net::TcpStream::connect((base.ip(), port));
+    assert!(
+        connected.is_err(),
+        "port {port} still takes connections after the null server was dropped"
+    );
+}
+
 /// The ceiling's null server takes the cluster's shape: against 3 nodes of 2 cores the
 /// generator connects to every node's cores and spreads its groups over them, as it does
 /// against a real cluster (one connection for all would fill its frames fuller).

@@ -146,10 +146,11 @@ pub struct Run {
 /// made 1.55, 2.49, 3.82 and 4.04 M requests/s.
 pub fn threads_beside(node_cores: u32, clients: u32) -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let free = u32::try_from(cpus)
-        .unwrap_or(u32::MAX)
-        .saturating_sub(node_cores);
-    free.clamp(1, clients.max(1))
+    threads_of(u32::try_from(cpus).unwrap_or(u32::MAX), node_cores, clients)
+}
+
+fn threads_of(cpus: u32, node_cores: u32, clients: u32) -> u32 {
+    cpus.saturating_sub(node_cores).clamp(1, clients.max(1))
 }
 
 /// Runs `load` against the cluster that `seeds` belong to, on `load.threads` fresh executor
@@ -163,6 +164,7 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
         changed: Condvar::new(),
     });
     let mut started = Vec::new();
+    let mut not_started = None;
     for thread in 0..threads {
         let (seeds, load, watched) = (seeds.clone(), load.clone(), watched.clone());
         // Dropped unused (the executor failed to start) or in a panic before the meeting,
@@ -176,6 +178,7 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
             Ok(handle) => started.push(handle),
             Err(error) => {
                 meeting.fail(error.clone());
+                not_started = Some(error);
                 break;
             }
         }
@@ -189,11 +192,21 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
                 .and_then(|part| part)
         })
         .collect();
-    if parts.len() < threads as usize {
-        let failure = meeting.state().failure.clone();
-        return Err(failure.unwrap_or_else(|| "a generator thread did not start".to_string()));
+    if let Some(error) = not_started {
+        return Err(error);
     }
-    let mut parts = parts.into_iter().collect::<Result<Vec<Part>, String>>()?;
+    // The error that says why, not that a thread ended early or was told another failed.
+    let errors: Vec<&String> = parts
+        .iter()
+        .filter_map(|part| part.as_ref().err())
+        .collect();
+    if let Some(error) = (errors.iter())
+        .find(|error| error.as_str() != ENDED_EARLY)
+        .or(errors.first())
+    {
+        return Err((*error).clone());
+    }
+    let mut parts: Vec<Part> = parts.into_iter().flatten().collect();
     let first = parts.swap_remove(0);
     let (_, recorder) = Arc::into_inner(meeting)
         .and_then(|meeting| meeting.state.into_inner().ok()?.clock)
@@ -279,6 +292,9 @@ impl Meeting {
     }
 }
 
+/// What a thread that ended before the meeting leaves there.
+const ENDED_EARLY: &str = "a generator thread ended before the load began";
+
 /// A thread's place at the [`Meeting`]: dropped before it met (its executor never ran the
 /// thread's work, or the work panicked), it ends the meeting for every other thread.
 struct Seat {
@@ -307,8 +323,7 @@ impl Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         if !self.met {
-            self.meeting
-                .fail("a generator thread ended before the load began".to_string());
+            self.meeting.fail(ENDED_EARLY.to_string());
         }
     }
 }
@@ -424,15 +439,9 @@ async fn connect(
 ) -> Result<(Vec<(u32, Client)>, crate::proto::topology::Topology), String> {
     let mut clients = Vec::new();
     for i in (share.thread..load.clients).step_by(share.threads as usize) {
-        if interrupted() {
-            return Err("interrupted before the load began".to_string());
-        }
-        // Another thread failed: the load will not start.
-        if let Some(failure) = meeting.failure() {
-            return Err(failure);
-        }
         let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
-        let client = Client::connect_retrying(options, Duration::from_secs(30)).await;
+        let client = Client::connect_retrying(options, Duration::from_secs(30));
+        let client = unless_called_off(meeting, client).await?;
         clients.push((i, client.map_err(|e| e.to_string())?));
     }
     let topology = clients
@@ -445,9 +454,30 @@ async fn connect(
     // request there, and 64 clients opening 192 connections at once on the clock made the
     // first requests wait 60–90 ms (the whole p99.9 of a 5 s demo).
     for (_, client) in &clients {
-        touch_every_group(client, topology.groups).await?;
+        unless_called_off(meeting, touch_every_group(client, topology.groups)).await??;
     }
     Ok((clients, topology))
+}
+
+/// `work`, given up (its client half made, or its reads unanswered, harmlessly) once another
+/// thread failed or Ctrl-C was pressed, looked at every 100 ms: a thread need not wait out
+/// its connects (up to 30 s each) for a load that will not start.
+async fn unless_called_off<T>(
+    meeting: &Meeting,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    let called_off = async {
+        loop {
+            if interrupted() {
+                return Err("interrupted before the load began".to_string());
+            }
+            if let Some(failure) = meeting.failure() {
+                return Err(failure);
+            }
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    futures_lite::future::or(async { Ok(work.await) }, called_off).await
 }
 
 /// The recorder, whichever thread panicked while it held it.
@@ -706,7 +736,7 @@ mod tests {
     /// panicked) ends the meeting: the others do not wait for it for ever.
     #[test]
     fn a_seat_left_before_the_meeting_ends_it_for_the_others() {
-        let meeting = meeting(3);
+        let meeting = meeting(2);
         let (met, waited) = std::sync::mpsc::channel();
         let _waiting = {
             let mut seat = Seat::new(Arc::clone(&meeting));
@@ -720,7 +750,6 @@ mod tests {
             })
         };
         assert!(panicked.join().is_err());
-        drop(Seat::new(Arc::clone(&meeting)));
         assert_eq!(
             waited.recv_timeout(Duration::from_secs(10)),
             Ok(Err(
@@ -728,5 +757,27 @@ mod tests {
             )),
             "the thread at the meeting still waits"
         );
+    }
+
+    /// An executor that never ran its thread's work drops the seat unused.
+    #[test]
+    fn a_seat_dropped_unused_ends_the_meeting() {
+        let meeting = meeting(2);
+        drop(Seat::new(Arc::clone(&meeting)));
+        assert_eq!(
+            meeting.meet(&load()).map(|_| ()),
+            Err(ENDED_EARLY.to_string())
+        );
+    }
+
+    /// The generator takes the CPUs local nodes leave, at least one, at most one a client.
+    #[test]
+    fn the_default_threads_are_the_cpus_the_nodes_leave() {
+        assert_eq!(threads_of(16, 3, 16), 13);
+        assert_eq!(threads_of(16, 12, 16), 4);
+        assert_eq!(threads_of(16, 3, 8), 8);
+        assert_eq!(threads_of(2, 3, 16), 1);
+        assert_eq!(threads_of(4, 3, 16), 1);
+        assert_eq!(threads_of(16, 0, 0), 1);
     }
 }

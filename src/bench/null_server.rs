@@ -63,6 +63,10 @@ pub struct NullServer {
     threads: Vec<ExecutorJoinHandle<()>>,
     /// Connections each thread accepted.
     accepted: Vec<Arc<AtomicU64>>,
+    /// The listening sockets (each thread has descriptors of its own), shut down at the
+    /// end: an accept still in flight in a thread's ring holds its socket open after the
+    /// descriptors are closed, taking connections nobody answers.
+    listening: Vec<socket2::Socket>,
 }
 
 impl NullServer {
@@ -104,13 +108,12 @@ impl NullServer {
                 .map_err(|e| format!("the null server's listening sockets: {e}"))?;
             shares.push(share);
         }
-        // Closed here; each thread holds a descriptor of every socket of its own.
-        drop(listeners);
         let mut server = NullServer {
             base: format!("127.0.0.1:{base}"),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             accepted: Vec::new(),
+            listening: listeners.into_iter().map(|(_, socket)| socket).collect(),
         };
         for (i, share) in shares.into_iter().enumerate() {
             let stop = Arc::clone(&server.stop);
@@ -198,6 +201,9 @@ fn bind_shape(shape: Shape) -> Result<(u16, Vec<(u16, socket2::Socket)>), String
 impl Drop for NullServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for socket in &self.listening {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -246,13 +252,20 @@ async fn serve(
         writes: Cell::new(0),
         accepted,
     });
-    for (node, listener) in listeners {
-        let node_id = u64::from(node) + 1;
-        glommio::spawn_local(accept(listener, node_id, Rc::clone(&state))).detach();
-    }
-    // The accepting tasks and the connections end with the executor, once this returns.
+    let accepting: Vec<_> = (listeners.into_iter())
+        .map(|(node, listener)| {
+            let node_id = u64::from(node) + 1;
+            glommio::spawn_local(accept(listener, node_id, Rc::clone(&state)))
+        })
+        .collect();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    // Cancelled, the accepts close their listeners. Left to the executor's end, a task
+    // waiting on I/O is never dropped (found in review): each thread's reactor and rings
+    // would stay.
+    for task in accepting {
+        task.cancel().await;
     }
 }
 

@@ -123,9 +123,9 @@ pub struct BenchArgs {
     pub quiet: bool,
     /// Threads of the load generator, each an executor with its share of the clients (at
     /// most one per client); the ceiling's null server gets as many. One thread makes at
-    /// most about 0.45 M requests/s in batches of 16, 1.6 M in batches of 64 (measured on a
-    /// 16-CPU machine). Default: the CPUs a local cluster's nodes leave free (with --nodes,
-    /// every CPU), at least 1, at most --clients.
+    /// most about 0.45 M requests/s in batches of 16, 1.6–1.8 M in batches of 64 (measured
+    /// on a 16-CPU machine). Default: the CPUs a local cluster's nodes leave free (with
+    /// --nodes, every CPU), at least 1, at most --clients.
     #[arg(long)]
     pub generator_threads: Option<u32>,
     /// The local cluster's nodes (without --nodes).
