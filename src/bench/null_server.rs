@@ -119,13 +119,25 @@ impl NullServer {
             let stop = Arc::clone(&server.stop);
             let accepted = Arc::new(AtomicU64::new(0));
             server.accepted.push(Arc::clone(&accepted));
+            // Its executor is made on the new thread: one that fails drops this unsent.
+            let (serving, started) = std::sync::mpsc::channel();
             let thread = crate::node::start_executor(&format!("cohort-null-{i}"), move || {
+                let _ = serving.send(());
                 let listeners = share
                     .into_iter()
                     .map(|(node, socket)| (node, crate::sys::glommio_listener(socket)))
                     .collect();
                 serve(listeners, shape, base, quirks, stop, accepted)
             })?;
+            if started.recv().is_err() {
+                let error = thread
+                    .join()
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string());
+                // Dropped here, `server` stops and joins the threads started and shuts its
+                // ports down: no client waits on a port nobody serves.
+                return Err(format!("a null server thread did not start: {error}"));
+            }
             // Dropped on an error, `server` stops and joins the threads started.
             server.threads.push(thread);
         }

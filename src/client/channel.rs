@@ -3,7 +3,7 @@
 //! are matched to their requests by (client id, sequence), in whatever order they come, and
 //! land in the [`Attempt`] that sent them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -130,8 +130,19 @@ impl Channel {
             last_heard: crate::clock::now(),
         }));
         let (reader, writer) = crate::transport::split(stream);
-        glommio::spawn_local(read_loop(reader, Rc::clone(&shared))).detach();
-        glommio::spawn_local(write_loop(writer, Rc::clone(&shared))).detach();
+        let (reading, writing) = (Running::new(), Running::new());
+        let read = read_loop(reader, Rc::clone(&shared));
+        glommio::spawn_local(async move {
+            read.await;
+            drop(reading)
+        })
+        .detach();
+        let write = write_loop(writer, Rc::clone(&shared));
+        glommio::spawn_local(async move {
+            write.await;
+            drop(writing)
+        })
+        .detach();
         Ok(Channel { shared, socket })
     }
 
@@ -168,6 +179,45 @@ impl Channel {
     pub(crate) fn is_dead(&self, patience: Duration) -> bool {
         let shared = self.shared.borrow();
         shared.broken.is_some() || shared.last_heard.elapsed() >= patience
+    }
+}
+
+thread_local! {
+    /// The read and write loops of this thread's channels that have not ended.
+    static LOOPS_RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a channel's loop in [`LOOPS_RUNNING`] while it lives.
+struct Running;
+
+impl Running {
+    fn new() -> Running {
+        LOOPS_RUNNING.with(|running| running.set(running.get() + 1));
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        LOOPS_RUNNING.with(|running| running.set(running.get() - 1));
+    }
+}
+
+/// Waits, up to `limit`, until the loops of every channel this thread's dropped clients had
+/// have ended (a dropped channel shuts its socket down, and its loops end at their next
+/// turn). An executor about to end calls it: a task still waiting on I/O when it ends is
+/// never dropped, and its connection's descriptor stays open as long as the process (a
+/// sweep of runs kept every run's). Returns whether they all ended.
+pub async fn channels_closed(limit: Duration) -> bool {
+    let until = crate::clock::now() + limit;
+    loop {
+        if LOOPS_RUNNING.with(Cell::get) == 0 {
+            return true;
+        }
+        if crate::clock::now() >= until {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -9,6 +9,7 @@ mod status;
 mod transfer;
 mod unanswered;
 
+pub use channel::channels_closed;
 pub use members::{
     MembershipError, change_membership, change_membership_while, membership_view, remove_from,
     render_membership,
