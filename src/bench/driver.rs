@@ -347,6 +347,22 @@ async fn generate(
     seeds: Vec<String>,
     load: Load,
     watched: Vec<Watched>,
+    seat: Seat,
+) -> Result<Part, String> {
+    let part = load_from_here(share, seeds, load, watched, seat).await;
+    // Its clients are gone, whether the load ran or not: let their connections close before
+    // the executor ends, or each run would leave their descriptors open in this process.
+    if !crate::client::channels_closed(Duration::from_secs(2)).await {
+        eprintln!("cohort bench: a generator thread's connections did not close within 2 s");
+    }
+    part
+}
+
+async fn load_from_here(
+    share: Share,
+    seeds: Vec<String>,
+    load: Load,
+    watched: Vec<Watched>,
     mut seat: Seat,
 ) -> Result<Part, String> {
     let set_up = connect(share, seeds, &load, &seat.meeting)
@@ -421,9 +437,6 @@ async fn generate(
         Some(ticker) => Some(ticker.await),
         None => None,
     };
-    // The clients went with their tasks: let their connections close before the executor
-    // ends, or each run would leave its connections' descriptors open in this process.
-    crate::client::channels_closed(Duration::from_secs(2)).await;
     Ok(Part {
         topology,
         watched,
