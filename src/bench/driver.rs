@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use smallvec::smallvec;
 
 use super::cpu::{self, CpuUse, Watched};
 use super::keys::{Distribution, KeyChooser, Keys};
+use super::meeting::{ENDED_EARLY, Meeting, Seat};
 use super::recorder::Recorder;
 
 /// Set by SIGINT or SIGTERM once [`stop_on_signals`] was called.
@@ -158,11 +159,7 @@ fn threads_of(cpus: u32, node_cores: u32, clients: u32) -> u32 {
 /// of the `watched` processes (a local cluster's nodes) over the same interval.
 pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run, String> {
     let threads = load.threads.clamp(1, load.clients.max(1));
-    let meeting = Arc::new(Meeting {
-        threads,
-        state: Mutex::new(Met::default()),
-        changed: Condvar::new(),
-    });
+    let meeting = Arc::new(Meeting::new(threads));
     let mut started = Vec::new();
     let mut not_started = None;
     for thread in 0..threads {
@@ -209,7 +206,7 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
     let mut parts: Vec<Part> = parts.into_iter().flatten().collect();
     let first = parts.swap_remove(0);
     let (_, recorder) = Arc::into_inner(meeting)
-        .and_then(|meeting| meeting.state.into_inner().ok()?.clock)
+        .and_then(Meeting::into_clock)
         .ok_or("the generator threads ended without a clock")?;
     let recorder = Arc::into_inner(recorder)
         .ok_or("load tasks still running")?
@@ -228,104 +225,6 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
         members: first.topology.members,
         cpu,
     })
-}
-
-/// Where the generator threads meet once connected, so that they all start their load at
-/// once and record it into one [`Recorder`].
-struct Meeting {
-    threads: u32,
-    state: Mutex<Met>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Met {
-    arrived: u32,
-    /// The first error of any thread's set-up: every thread then ends with it.
-    failure: Option<String>,
-    /// The load's start, set by the last thread to arrive, and the recorder of all.
-    clock: Option<(Instant, Arc<Mutex<Recorder>>)>,
-}
-
-impl Meeting {
-    fn state(&self) -> MutexGuard<'_, Met> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Ends the meeting with `error` (the first one stands) for every thread.
-    fn fail(&self, error: String) {
-        self.state().failure.get_or_insert(error);
-        self.changed.notify_all();
-    }
-
-    /// The failure that ended the meeting, if one did.
-    fn failure(&self) -> Option<String> {
-        self.state().failure.clone()
-    }
-
-    /// Waits for every thread; returns the load's start and the recorder, or the first
-    /// failure of any thread (an interruption too).
-    fn meet(&self, load: &Load) -> Result<(Instant, Arc<Mutex<Recorder>>), String> {
-        let mut state = self.state();
-        state.arrived += 1;
-        if state.arrived == self.threads && state.failure.is_none() {
-            let start = crate::clock::now();
-            let measured = start + load.warmup;
-            let recorder = Recorder::new(measured, measured + load.duration);
-            state.clock = Some((start, Arc::new(Mutex::new(recorder))));
-            self.changed.notify_all();
-        }
-        // Blocks this executor's thread, whose tasks have nothing to do until the start.
-        loop {
-            if let Some(error) = &state.failure {
-                return Err(error.clone());
-            }
-            if let Some((start, recorder)) = &state.clock {
-                return Ok((*start, Arc::clone(recorder)));
-            }
-            if interrupted() {
-                return Err("interrupted before the load began".to_string());
-            }
-            let waited = self.changed.wait_timeout(state, Duration::from_millis(100));
-            state = waited.unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-}
-
-/// What a thread that ended before the meeting leaves there.
-const ENDED_EARLY: &str = "a generator thread ended before the load began";
-
-/// A thread's place at the [`Meeting`]: dropped before it met (its executor never ran the
-/// thread's work, or the work panicked), it ends the meeting for every other thread.
-struct Seat {
-    meeting: Arc<Meeting>,
-    met: bool,
-}
-
-impl Seat {
-    fn new(meeting: Arc<Meeting>) -> Seat {
-        Seat {
-            meeting,
-            met: false,
-        }
-    }
-
-    fn meet(&mut self, load: &Load) -> Result<(Instant, Arc<Mutex<Recorder>>), String> {
-        self.met = true;
-        self.meeting.meet(load)
-    }
-
-    fn fail(&self, error: String) {
-        self.meeting.fail(error);
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        if !self.met {
-            self.meeting.fail(ENDED_EARLY.to_string());
-        }
-    }
 }
 
 /// Which of the generator threads this is.
@@ -365,7 +264,7 @@ async fn load_from_here(
     watched: Vec<Watched>,
     mut seat: Seat,
 ) -> Result<Part, String> {
-    let set_up = connect(share, seeds, &load, &seat.meeting)
+    let set_up = connect(share, seeds, &load, seat.meeting())
         .await
         .map(|(clients, topology)| {
             // Made before the clock starts: a table of a million keys and the zipfian set-up
@@ -382,7 +281,7 @@ async fn load_from_here(
     if let Err(error) = &set_up {
         seat.fail(error.clone());
     }
-    let met = seat.meet(&load);
+    let met = seat.meet(load.warmup, load.duration);
     let (clients, topology, names, keys) = set_up?;
     let (start, recorder) = met?;
     let mut watched = watched;
@@ -675,113 +574,6 @@ async fn tick(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load() -> Load {
-        Load {
-            clients: 3,
-            depth: 1,
-            batch: 1,
-            rate_per_s: None,
-            keys: 10,
-            distribution: Distribution::Uniform,
-            zipf_theta: 0.99,
-            value_bytes: 1,
-            read_percent: 0,
-            read: Consistency::Linearizable,
-            warmup: Duration::ZERO,
-            duration: Duration::from_secs(1),
-            live: false,
-            seed: 1,
-            threads: 3,
-        }
-    }
-
-    fn meeting(threads: u32) -> Arc<Meeting> {
-        Arc::new(Meeting {
-            threads,
-            state: Mutex::new(Met::default()),
-            changed: Condvar::new(),
-        })
-    }
-
-    /// Every thread starts at the same instant and records into the same recorder, set
-    /// when the last one arrived.
-    #[test]
-    fn the_threads_leave_the_meeting_with_one_clock_and_one_recorder() {
-        let meeting = meeting(3);
-        let waiting: Vec<_> = (0..2)
-            .map(|_| {
-                let meeting = Arc::clone(&meeting);
-                std::thread::spawn(move || meeting.meet(&load()).expect("met"))
-            })
-            .collect();
-        let (start, recorder) = meeting.meet(&load()).expect("met");
-        for thread in waiting {
-            let (other_start, other_recorder) = thread.join().unwrap();
-            assert_eq!(other_start, start);
-            assert!(Arc::ptr_eq(&other_recorder, &recorder));
-        }
-    }
-
-    /// A thread whose set-up failed, or one that never started, ends the meeting for the
-    /// others with its error, instead of leaving them waiting for ever.
-    #[test]
-    fn a_failure_ends_the_meeting_for_every_thread() {
-        let meeting = meeting(3);
-        let waiting: Vec<_> = (0..2)
-            .map(|_| {
-                let meeting = Arc::clone(&meeting);
-                std::thread::spawn(move || meeting.meet(&load()).map(|_| ()))
-            })
-            .collect();
-        meeting.fail("cannot start an executor".to_string());
-        meeting.fail("a later error".to_string());
-        for thread in waiting {
-            assert_eq!(
-                thread.join().unwrap(),
-                Err("cannot start an executor".to_string())
-            );
-        }
-        assert!(
-            meeting.meet(&load()).is_err(),
-            "a late thread learns it too"
-        );
-    }
-
-    /// A thread that ends before it met (its executor never ran its work, or the work
-    /// panicked) ends the meeting: the others do not wait for it for ever.
-    #[test]
-    fn a_seat_left_before_the_meeting_ends_it_for_the_others() {
-        let meeting = meeting(2);
-        let (met, waited) = std::sync::mpsc::channel();
-        let _waiting = {
-            let mut seat = Seat::new(Arc::clone(&meeting));
-            std::thread::spawn(move || met.send(seat.meet(&load()).map(|_| ())))
-        };
-        let panicked = {
-            let seat = Seat::new(Arc::clone(&meeting));
-            std::thread::spawn(move || {
-                let _seat = seat;
-                panic!("a set-up that panics");
-            })
-        };
-        assert!(panicked.join().is_err());
-        assert_eq!(
-            waited.recv_timeout(Duration::from_secs(10)),
-            Ok(Err(
-                "a generator thread ended before the load began".to_string()
-            )),
-            "the thread at the meeting still waits"
-        );
-    }
-
-    /// An executor that never ran its thread's work drops the seat unused.
-    #[test]
-    fn a_seat_dropped_unused_ends_the_meeting() {
-        let meeting = meeting(2);
-        drop(Seat::new(Arc::clone(&meeting)));
-        assert_eq!(meeting.failure(), Some(ENDED_EARLY.to_string()));
-    }
 
     /// The generator takes the CPUs local nodes leave, at least one, at most one a client.
     #[test]

@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod driver;
 pub mod idle;
 pub mod keys;
+mod meeting;
 pub mod null_server;
 pub mod plot;
 pub mod raw_disk;
