@@ -655,28 +655,39 @@ fn a_run_writes_its_report_histograms_and_plots() {
     let _ = std::fs::remove_dir_all(out);
 }
 
-#[test]
-fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
-    let server = NullServer::start(2, None).expect("null server");
-    let out = out_dir("sweep");
-    let stdout = cohort_ok(&[
-        "bench",
-        "sweep",
-        "--vary",
-        "clients",
-        "--values",
-        "1,4",
-        "--nodes",
-        &server.base,
+/// `cohort bench sweep` with `flags`, one second a point, no warm-up and no ceiling, its
+/// files in `out`; its standard output.
+fn short_sweep(flags: &[&str], out: &Path) -> String {
+    let mut args = vec!["bench", "sweep"];
+    args.extend_from_slice(flags);
+    let short = [
         "--seconds",
         "1",
         "--warmup-seconds",
         "0",
         "--ceiling-seconds",
         "0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(short);
+    args.extend(["--out", out.to_str().unwrap()]);
+    cohort_ok(&args)
+}
+
+#[test]
+fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
+    let server = NullServer::start(2, None).expect("null server");
+    let out = out_dir("sweep");
+    let stdout = short_sweep(
+        &[
+            "--vary",
+            "clients",
+            "--values",
+            "1,4",
+            "--nodes",
+            &server.base,
+        ],
+        &out,
+    );
     assert!(stdout.contains("sweep of clients"), "{stdout}");
     let sweep = json(&out.join("sweep.json"));
     let points = sweep["points"].as_array().unwrap();
@@ -702,30 +713,23 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
 #[test]
 fn a_sweep_over_cores_starts_each_cluster_with_its_cores() {
     let out = out_dir("sweep-cores");
-    let stdout = cohort_ok(&[
-        "bench",
-        "sweep",
-        "--vary",
-        "cores",
-        "--values",
-        "1,2",
-        "--groups",
-        "4",
-        "--clients",
-        "16",
-        "--depth",
-        "1",
-        "--batch",
-        "4",
-        "--seconds",
-        "1",
-        "--warmup-seconds",
-        "0",
-        "--ceiling-seconds",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let stdout = short_sweep(
+        &[
+            "--vary",
+            "cores",
+            "--values",
+            "1,2",
+            "--groups",
+            "4",
+            "--clients",
+            "16",
+            "--depth",
+            "1",
+            "--batch",
+            "4",
+        ],
+        &out,
+    );
     assert!(stdout.contains("sweep of cores"), "{stdout}");
     let sweep = json(&out.join("sweep.json"));
     let points = sweep["points"].as_array().unwrap();
