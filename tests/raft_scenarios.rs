@@ -1782,6 +1782,47 @@ fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
     }
 }
 
+/// Goal: an append whose entries' terms go down is refused before any of it is taken: a log's
+/// terms never decrease, and finding a conflict by term relies on it (found in review: each
+/// entry's term was only checked against the message's term and `prev_log_term`). Method:
+/// node 2 is sent, in term 3, entries of terms 3, 2, 3 after its bootstrap entry (term 1),
+/// then the same entries with terms 2, 3, 3, which it takes.
+#[test]
+fn an_append_whose_entry_terms_go_down_is_refused() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut follower =
+        Replica::new(Config::new(NodeId(2)), SEED, Persisted::bootstrap(&voters)).unwrap();
+    persist(&mut follower);
+    let append = |terms: [u64; 3]| Message {
+        term: Term(3),
+        ..term_2(
+            1,
+            2,
+            MessageBody::AppendRequest(AppendRequest {
+                prev_log_index: LogIndex(1),
+                prev_log_term: Term(1),
+                entries: (0..3)
+                    .map(|at| Entry {
+                        term: Term(terms[at]),
+                        index: LogIndex(2 + at as u64),
+                        kind: EntryKind::Normal,
+                        data: Bytes::from_static(b"x"),
+                    })
+                    .collect(),
+                commit: LogIndex(1),
+            }),
+        )
+    };
+    let refused = follower.step(append([3, 2, 3]));
+    assert!(
+        matches!(refused, Err(StepError::Malformed(_))),
+        "{refused:?}"
+    );
+    assert_eq!(follower.last_index(), LogIndex(1));
+    follower.step(append([2, 3, 3])).unwrap();
+    assert_eq!(follower.last_index(), LogIndex(4));
+}
+
 /// Goal: a follower whose older copy of its log came back (a machine crash under `--sync
 /// never` that kept older pages of the log and lost the newer ones that replaced them)
 /// commits nothing of that copy, is reported, and is sent the log again. Found in review:

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cohort::kv::{Command, Op, SnapshotJob};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request, Response};
-use cohort::proto::members::{MemberChange, MemberOp};
+use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use cohort::proto::status::CoreRows;
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
@@ -1728,13 +1728,16 @@ fn while_a_sync_is_in_flight_the_loop_goes_on_and_what_waits_for_it_still_waits(
 /// Goal (found in review): requests that reach a stopping core while it waits for its syncs
 /// are answered, saying nothing of them was taken (busy: the client tries again, elsewhere
 /// once the node is gone); they were left unanswered, an outcome the client cannot know.
-/// Method: node 2's sync of an append is held; a stop comes, then a connection and a
-/// write; the sync ends.
+/// So are a status (its rows), a transfer and a membership change (refused: the node
+/// stops), which were dropped (found in a later review). Method: node 2's sync of an append
+/// is held; a stop comes, then a connection, a write, a status, a transfer and a change;
+/// the sync ends.
 #[test]
 fn requests_that_reach_a_stopping_core_are_answered() {
     let gate = Gate::new(false);
     let (core, inbox, _) = node_2_given_entry_2(&gate);
     let outbox = Inbox::new(16);
+    let (status, transfer, changed) = (Inbox::new(1), Inbox::new(1), Inbox::new(1));
     let driver = async {
         assert!(yield_until(|| gate.begun() == 1).await, "the append's sync");
         inbox.push_now(Input::Stop);
@@ -1743,6 +1746,20 @@ fn requests_that_reach_a_stopping_core_are_answered() {
         }
         inbox.push_now(connected(1, outbox.clone()));
         inbox.push_now(put(1, 1));
+        inbox.push_now(Input::Status(status.clone()));
+        let reply = transfer.clone();
+        inbox.push_now(Input::TransferLeader {
+            group: 0,
+            to: 3,
+            reply,
+        });
+        let change = MemberChange {
+            group: 0,
+            node: 3,
+            op: MemberOp::Remove,
+        };
+        let reply = changed.clone();
+        inbox.push_now(Input::ChangeMember { change, reply });
         gate.open();
     };
     run_beside(core, driver);
@@ -1753,6 +1770,23 @@ fn requests_that_reach_a_stopping_core_are_answered() {
             [Outcome::Error { code: ErrorCode::Busy, message }] if message.contains("stopping")
         ),
         "{outcomes:?}"
+    );
+    let mut rows = Vec::new();
+    block_on(futures_lite::future::poll_once(status.take_all(&mut rows)));
+    assert_eq!(rows.len(), 1, "status answered");
+    let mut transfers = Vec::new();
+    take_transfer_outcomes(&transfer, &mut transfers);
+    assert!(
+        matches!(&transfers[..], [TransferOutcome::Failed(why)] if why.contains("stopping")),
+        "{transfers:?}"
+    );
+    let mut changes = Vec::new();
+    block_on(futures_lite::future::poll_once(
+        changed.take_all(&mut changes),
+    ));
+    assert!(
+        matches!(&changes[..], [MemberOutcome::Failed(why)] if why.contains("stopping")),
+        "{changes:?}"
     );
 }
 

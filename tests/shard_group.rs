@@ -371,6 +371,37 @@ fn writes_held_while_no_leader_is_known_go_elsewhere_after_two_election_timeouts
     assert_eq!(trio.groups[0].waiting(), 0);
 }
 
+/// Goal (found in review): writes a leader proposed, and still waiting when it lost its term
+/// to an election it hears no end of, are answered "not the leader" (maybe proposed, no
+/// leader named) once none was heard of for two election timeouts, as the writes it held:
+/// they waited for the cut to heal, or for their clients' own timeout. Method: node 1
+/// proposes a write, node 2 wins node 1's vote and nothing else reaches node 1.
+#[test]
+fn writes_proposed_before_no_leader_is_known_go_elsewhere_after_two_election_timeouts() {
+    let mut trio = Trio::new();
+    let write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    trio.groups[0].handle(9, write, &mut trio.answers);
+    trio.groups[0].propose_pending(&mut trio.answers);
+    assert_eq!(trio.groups[0].waiting(), 1);
+    node_2_campaigns_to_node_1(&mut trio);
+    assert_eq!(trio.groups[0].replica.role(), Role::Follower);
+    let patience = 2 * trio.groups[0].replica.election_timeout_ticks();
+    for _ in 0..patience {
+        trio.groups[0].propose_pending(&mut trio.answers);
+        assert!(trio.answers.is_empty(), "held");
+        trio.groups[0].replica.tick();
+    }
+    trio.groups[0].propose_pending(&mut trio.answers);
+    let outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    let nobody = Outcome::NotLeader {
+        leader: 0,
+        address: String::new(),
+        maybe_proposed: true,
+    };
+    assert_eq!(outcomes, [nobody]);
+    assert_eq!(trio.groups[0].waiting(), 0);
+}
+
 /// Goal: writes that reach a leader while it hands leadership over wait for the handover
 /// instead of being refused as busy (which made every client pause), then go to the new
 /// leader; if the handover fails, they are proposed. Method: transfers on three replicas,

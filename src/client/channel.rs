@@ -33,8 +33,9 @@ struct Shared {
     waiters: InFlight<(Rc<Attempt>, usize)>,
     /// Why the connection is unusable, once it is.
     broken: Option<String>,
-    /// When the last frame arrived (or the connection opened).
-    last_heard: Instant,
+    /// Since when the connection has said nothing that requests waited for: when the last
+    /// frame arrived, or when a request was sent while none waited (or it opened).
+    silent_since: Instant,
 }
 
 /// The answers to one attempt of a batch, over any number of channels: each request's
@@ -127,7 +128,7 @@ impl Channel {
             writer: None,
             waiters: InFlight::default(),
             broken: None,
-            last_heard: crate::clock::now(),
+            silent_since: crate::clock::now(),
         }));
         let (reader, writer) = crate::transport::split(stream);
         let (reading, writing) = (Running::new(), Running::new());
@@ -158,6 +159,10 @@ impl Channel {
         if let Some(reason) = &shared.broken {
             return Err(reason.clone());
         }
+        if shared.waiters.is_empty() {
+            // Quiet while nothing waited is not silence: it counts from now.
+            shared.silent_since = crate::clock::now();
+        }
         for (key, place) in keys {
             attempt.expect();
             shared.waiters.insert(key, (Rc::clone(attempt), place));
@@ -178,7 +183,7 @@ impl Channel {
     /// Unusable, or silent for longer than `patience` while requests waited.
     pub(crate) fn is_dead(&self, patience: Duration) -> bool {
         let shared = self.shared.borrow();
-        shared.broken.is_some() || shared.last_heard.elapsed() >= patience
+        shared.broken.is_some() || shared.silent_since.elapsed() >= patience
     }
 }
 
@@ -245,7 +250,7 @@ async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>)
         };
         let mut shared = shared.borrow_mut();
         let now = crate::clock::now();
-        shared.last_heard = now;
+        shared.silent_since = now;
         for response in responses {
             let key = (response.client_id, response.sequence);
             if let Some((attempt, place)) = shared.waiters.remove(key) {
@@ -287,5 +292,50 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, shared: Rc<RefCell<Shared>
             break;
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, Op};
+    use crate::proto::client::{Consistency, Request, encode_requests};
+
+    /// Goal (found in review): a connection is taken for dead only once it was silent for the
+    /// patience while requests waited: one quiet for longer while none waited was dropped at
+    /// the first attempt that timed out on it, however short. Method: a listener that never
+    /// answers; a channel to it quiet for 150 ms, then a request: not dead by a patience of
+    /// 100 ms at once, dead 120 ms later.
+    #[test]
+    fn quiet_while_nothing_waited_is_not_silence() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let patience = Duration::from_millis(100);
+        let dead = crate::node::on_one_executor("channel-test", move || async move {
+            let channel = Channel::connect(&address, Duration::from_secs(1))
+                .await
+                .expect("connects");
+            glommio::timer::sleep(Duration::from_millis(150)).await;
+            let request = Request {
+                command: Command {
+                    client_id: 1,
+                    sequence: 1,
+                    first_unacked: 1,
+                    ops: [Op::Get { key: "k".into() }].into_iter().collect(),
+                },
+                consistency: Consistency::Stale,
+            };
+            let mut encoder = FrameEncoder::new();
+            encode_requests(&mut encoder, [&request]).expect("encodes");
+            let attempt = Attempt::new(1);
+            channel
+                .send(&encoder, [((1, 1), 0)].into_iter(), &attempt)
+                .expect("sends");
+            let at_once = channel.is_dead(patience);
+            glommio::timer::sleep(Duration::from_millis(120)).await;
+            (at_once, channel.is_dead(patience))
+        })
+        .expect("executor");
+        assert_eq!(dead, (false, true));
     }
 }

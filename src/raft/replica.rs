@@ -904,17 +904,20 @@ fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
         return Err(StepError::Malformed(why));
     }
     if let MessageBody::AppendRequest(append) = &message.body {
-        let mut expected = append.prev_log_index.next();
+        // A log's terms never go down: each entry's term lies between the one before it
+        // (`prev_log_term` for the first) and the message's term.
+        let (mut expected, mut term_before) = (append.prev_log_index.next(), append.prev_log_term);
         for entry in &append.entries {
             if entry.index != expected {
                 return Err(StepError::Malformed(
                     "append entries are not consecutive after prev",
                 ));
             }
-            if entry.term < append.prev_log_term || entry.term > message.term {
+            if entry.term < term_before || entry.term > message.term {
                 return Err(StepError::Malformed("append entry term out of order"));
             }
             expected = expected.next();
+            term_before = entry.term;
         }
     }
     Ok(())

@@ -505,9 +505,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Once the inbox is closed: what it took in while the stop waited for the syncs in
     /// flight. Requests are told the node stops, and that nothing of them was taken (found
     /// in review: they were left unanswered, and clients took their outcome for unknown);
-    /// connections come and go as ever, so those answers find their way. The rest is
-    /// dropped: a caller waiting for a reply (status, a transfer, a membership change) hears
-    /// that none will come.
+    /// connections come and go as ever, so those answers find their way, and a status is
+    /// answered as ever. A transfer or a membership change is refused, saying why (found in
+    /// review: dropped, its caller waited until the node's end closed its connection).
     fn refuse_late_inputs(&mut self, answers: &mut Vec<Answer>) {
         let mut late = Vec::new();
         let _ = self.inbox.poll_take_all(
@@ -536,10 +536,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         answers.push(Answer { conn, response });
                     }
                 }
-                input @ (Input::Connected { .. } | Input::Disconnected(_)) => {
+                input @ (Input::Connected { .. } | Input::Disconnected(_) | Input::Status(_)) => {
                     self.handle(input, answers);
                 }
-                _ => {}
+                Input::TransferLeader { reply, .. } => {
+                    reply.push_now(TransferOutcome::Failed(why.clone()));
+                }
+                Input::ChangeMember { reply, .. } => {
+                    reply.push_now(MemberOutcome::Failed(why.clone()));
+                }
+                Input::Peer { .. } | Input::Tick | Input::Stop => {}
             }
         }
     }

@@ -211,26 +211,28 @@ impl Group {
     /// at once. Refusing them as busy made every client pause and retry, and the first second
     /// of a run waited ~100 ms. Writes wait the same way while the core's log takes no new
     /// entries for a moment (its next segment is being made).
+    ///
+    /// No leader heard of for two election timeouts (this node cut off from the one it handed
+    /// the group to, or from the followers of its own term): the writes held, and those it
+    /// proposed while it led (which [`Group::leadership_changed`] leaves waiting while no
+    /// leader is known), are answered "not the leader", so their clients ask another node
+    /// rather than wait here until the cut heals.
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
-        // Commands of a connection that closed meanwhile are proposed too: taken in is taken
-        // in, and their clients' retries are answered from the session.
         let leaderless = self.replica.role() != Role::Leader && self.replica.leader().is_none();
-        if self.pending.is_empty() || !leaderless {
-            self.held_leaderless_since = None;
-            if self.pending.is_empty() {
-                return;
-            }
-        }
-        if self.holds_writes() {
-            // No leader heard of for two election timeouts (this node cut off from the one it
-            // handed the group to, say): the clients ask another node, rather than wait here
-            // until the cut heals.
+        if leaderless && (!self.pending.is_empty() || !self.writes.is_empty()) {
             let now = self.replica.ticks();
             let patience = 2 * u64::from(self.replica.election_timeout_ticks());
-            if leaderless && now >= *self.held_leaderless_since.get_or_insert(now) + patience {
+            if now >= *self.held_leaderless_since.get_or_insert(now) + patience {
                 self.held_leaderless_since = None;
                 self.refuse_pending(&self.not_leader_outcome(false), out);
+                self.answer_proposed(|_| true, &self.not_leader_outcome(true), out);
             }
+        } else {
+            self.held_leaderless_since = None;
+        }
+        // Commands of a connection that closed meanwhile are proposed too: taken in is taken
+        // in, and their clients' retries are answered from the session.
+        if self.pending.is_empty() || self.holds_writes() {
             return;
         }
         let data = self.pending.split().freeze();
@@ -506,31 +508,36 @@ impl Group {
     /// retry safe: a write that did commit is answered from the session, not applied twice.
     /// While no leader is known (an election is on) they wait: "ask the leader" without a
     /// leader sends the client to another node after a pause, and the election usually ends
-    /// sooner (this runs again then).
+    /// sooner (this runs again then; if none ends within two election timeouts,
+    /// [`Group::propose_pending`] answers them).
     pub(super) fn leadership_changed(&mut self, out: &mut Vec<Answer>) {
         let term = self.replica.term();
-        let not_leader = self.not_leader_outcome(true);
         let leading = self.replica.role() == Role::Leader;
         if !leading && self.replica.leader().is_none() {
             return;
         }
-        let stale: Vec<(u64, u64)> = self
+        let stale = |proposed: Term| !leading || proposed < term;
+        self.answer_proposed(stale, &self.not_leader_outcome(true), out);
+    }
+
+    /// Answers the writes proposed here in the terms `stale` picks with `outcome`.
+    fn answer_proposed(
+        &mut self,
+        stale: impl Fn(Term) -> bool,
+        outcome: &Outcome,
+        out: &mut Vec<Answer>,
+    ) {
+        let keys: Vec<(u64, u64)> = self
             .writes
             .iter()
-            .filter(|(_, (_, proposed))| !leading || *proposed < term)
+            .filter(|(_, (_, proposed))| stale(*proposed))
             .map(|(key, _)| key)
             .collect();
-        for key @ (client_id, sequence) in stale {
+        let writes = keys.into_iter().map(|key @ (client_id, sequence)| {
             let (conn, _) = self.writes.remove(key).expect("listed");
-            out.push(Answer {
-                conn,
-                response: Response {
-                    client_id,
-                    sequence,
-                    outcome: not_leader.clone(),
-                },
-            });
-        }
+            (conn, client_id, sequence)
+        });
+        answer_all(writes, outcome, out);
     }
 
     /// A client connection closed: forget what it waits for.

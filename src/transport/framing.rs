@@ -154,8 +154,11 @@ impl FrameReader {
                 // The bytes move (to the front, or to a new allocation): only the received
                 // ones. Room for the whole frame in progress (reserving touches no memory),
                 // and twice the offer, so the next reads use the room this one leaves.
+                // A reader that meters what it takes (`offer_max`, a client's frame) reserves
+                // no more than it was allowed: an announced length is the peer's word.
                 self.buffer.truncate(filled);
-                self.buffer.reserve((2 * offered).max(missing));
+                self.buffer
+                    .reserve((2 * offered).max(missing.min(offer_max)));
             }
             self.buffer.resize(wanted, 0);
         }
@@ -450,6 +453,32 @@ mod tests {
             offers.push(reader.read_bytes_next >> 10);
         }
         assert_eq!(offers, [32, 64, 128, 125, 125, 125], "KiB offered next");
+    }
+
+    /// Goal: a metered reader holds room for what it may take, not for what a frame's
+    /// header announces (found in review: 32 KiB of a frame announced as 16 MiB reserved the
+    /// 16 MiB, outside the budget a node's client reader meters).
+    #[test]
+    fn a_metered_read_reserves_no_more_than_it_may_take() {
+        let mut bytes = vec![0u8; 32 << 10];
+        bytes[0..4].copy_from_slice(&(FRAME_BODY_BYTES_MAX as u32).to_le_bytes());
+        bytes[8] = crate::wire::limits::FRAME_VERSION;
+        let mut trickle = Trickle {
+            bytes,
+            at: 0,
+            chunk: 4 << 10,
+        };
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        for _ in 0..8 {
+            futures_lite::future::block_on(reader.fill_at_most(&mut trickle, 4 << 10))
+                .expect("reads");
+        }
+        assert_eq!(reader.buffered_bytes(), 32 << 10);
+        assert!(
+            reader.buffer.capacity() < 1 << 20,
+            "{} bytes reserved",
+            reader.buffer.capacity()
+        );
     }
 
     #[test]

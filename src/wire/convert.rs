@@ -102,6 +102,11 @@ pub enum ContentError {
         messages: usize,
         messages_max: usize,
     },
+    /// An answer with more results than a command has operations.
+    TooManyResults {
+        results: usize,
+        results_max: usize,
+    },
     /// A batch's `order` names more items of a column than it has.
     ColumnExhausted {
         column: &'static str,
@@ -188,6 +193,13 @@ impl fmt::Display for ContentError {
                     "{messages} messages in one frame, at most {messages_max}"
                 )
             }
+            ContentError::TooManyResults {
+                results,
+                results_max,
+            } => write!(
+                f,
+                "an answer of {results} results, at most {results_max} (one per operation)"
+            ),
             ContentError::ColumnExhausted {
                 column,
                 message_index,

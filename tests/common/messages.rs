@@ -108,6 +108,17 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
                 commit_term: Term(ct),
             })
         }),
+        // The heartbeat of a follower that has the commit, in the commit's term: the form
+        // that travels as a column (the one above, with independent numbers, almost never is).
+        (number(), any::<u64>(), number()).prop_map(|(c, r, t)| {
+            MessageBody::Heartbeat(Heartbeat {
+                commit: LogIndex(c),
+                read_round: r,
+                acknowledged: LogIndex(c),
+                acknowledged_term: Term(t),
+                commit_term: Term(t),
+            })
+        }),
         (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
             MessageBody::HeartbeatResponse(HeartbeatResponse {
                 read_round: r,
