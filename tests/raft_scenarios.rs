@@ -249,6 +249,36 @@ fn check_quorum_makes_a_cut_off_leader_step_down() {
     assert!(cluster.replica(old).commit() >= index);
 }
 
+/// Goal (found in review): a leader cut off as it is elected steps down after one election
+/// timeout, as CheckQuorum says: it counted every peer as heard from at its election, so it
+/// passed its first check and led on, unable to commit, for a second timeout. Method: node 1
+/// wins node 2's vote and hears nothing after it.
+#[test]
+fn a_leader_cut_off_at_its_election_steps_down_after_one_election_timeout() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.pre_vote = false;
+    let timeout = config.election_timeout_ticks;
+    let mut leader = Replica::new(config, SEED, Persisted::bootstrap(&voters)).unwrap();
+    persist(&mut leader);
+    leader.campaign();
+    persist(&mut leader);
+    let granted = MessageBody::VoteResponse(VoteResponse { reject: false });
+    let term = leader.term();
+    leader
+        .step(Message {
+            term,
+            ..term_2(2, 1, granted)
+        })
+        .unwrap();
+    assert_eq!(leader.role(), Role::Leader);
+    for _ in 0..timeout {
+        persist(&mut leader);
+        leader.tick();
+    }
+    assert_eq!(leader.role(), Role::Follower, "after one election timeout");
+}
+
 /// A bootstrapped log of `voters` (its conf change at index 1) followed by entries 2 to
 /// `last` of term 1, each holding `data`.
 fn bootstrap_and_term_1_up_to(voters: &[NodeId], last: u64, data: &'static [u8]) -> Persisted {
@@ -1780,6 +1810,44 @@ fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
         );
         assert_eq!(follower.snapshot_index(), LogIndex(0));
     }
+}
+
+/// Goal (found in review): a node whose store lost committed entries (its last segment
+/// files, or its log's end in a machine crash under `--sync never`) votes for no candidate
+/// whose log ends before its recorded commit, from its start: until a leader named that
+/// commit in a heartbeat, its vote could elect a node without them. Method: node 2 restored
+/// with commit 5 and only the bootstrap entry; candidates of term 3 whose logs end at 1 and
+/// at 5.
+#[test]
+fn a_node_restored_with_a_commit_past_its_log_votes_for_no_candidate_short_of_it() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let granted = |last_log_index: u64, last_log_term: u64| {
+        let mut persisted = Persisted::bootstrap(&voters);
+        persisted.hard_state.term = Term(2);
+        persisted.hard_state.commit = LogIndex(5);
+        let mut voter = Replica::new(Config::new(NodeId(2)), SEED, persisted).unwrap();
+        let request = VoteRequest {
+            last_log_index: LogIndex(last_log_index),
+            last_log_term: Term(last_log_term),
+            transfer: false,
+        };
+        let message = Message {
+            term: Term(3),
+            ..term_2(3, 2, MessageBody::VoteRequest(request))
+        };
+        voter.step(message).unwrap();
+        let mut ready = voter.ready();
+        let mut answers = ready.take_messages_now();
+        answers.extend(ready.take_messages_after_persist());
+        answers.iter().any(|m| {
+            matches!(
+                m.body,
+                MessageBody::VoteResponse(VoteResponse { reject: false })
+            )
+        })
+    };
+    assert!(!granted(1, 1), "a candidate short of the commit");
+    assert!(granted(5, 2), "a candidate that holds it");
 }
 
 /// Goal: an append whose entries' terms go down is refused before any of it is taken: a log's

@@ -457,6 +457,25 @@ impl WalLog {
             .map(|e| decode_entry(group, e))
             .collect::<Result<Vec<_>, _>>()?;
         let stored = state.hard_state.unwrap_or_default();
+        // A commit past every entry and the snapshot: the store lost the group's last
+        // entries (segment files lost or deleted: the WAL sees a hole only between files it
+        // finds, and a checkpoint in a later one restates the commit). The Raft core votes
+        // for no candidate short of that commit, and a leader sends the entries again.
+        let held = entries
+            .last()
+            .map_or(0, |e| e.index.0)
+            .max(snapshot.meta.index.0);
+        if stored.commit > held {
+            tracing::warn!(
+                group,
+                commit = stored.commit,
+                held,
+                dir = %self.dir.display(),
+                "the WAL holds this group's entries only up to `held`, below the commit it \
+                 recorded: segments that held them are missing; this node votes for no \
+                 candidate short of the commit, and takes the entries again from the leader"
+            );
+        }
         let stored = HardState {
             term: Term(stored.term),
             vote: NodeId(stored.vote),
@@ -1258,6 +1277,43 @@ mod tests {
         let recovered = with_log(&dir, |_| {});
         assert_eq!(recovered.entries, written);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Goal (found in review): a log whose oldest segment file is gone, taking the group's
+    /// committed entries with it while a later segment restates the commit, opens with that
+    /// commit, for the Raft core to vote for no candidate short of it. Method: entries 2..=5
+    /// committed, then hard states until the first segment and the one built at open are
+    /// full; the first segment's file deleted.
+    #[test]
+    fn a_log_whose_committed_entries_went_with_a_lost_segment_keeps_its_commit() {
+        in_log_dir("lost-segment", |dir| async move {
+            let mut log = open_log(&dir).await;
+            let state = HardState {
+                term: Term(1),
+                vote: NodeId::NONE,
+                commit: LogIndex(5),
+            };
+            log.write(GROUP, &entries(2..=5, 1), Some(state))
+                .expect("entries");
+            let mut written = 0;
+            while log.write(GROUP, &[], Some(state)).is_ok() {
+                written += 1;
+                assert!(written < 1_000_000, "never full");
+            }
+            log.sync().await.expect("sync");
+            drop(log);
+            let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .expect("the folder")
+                .map(|entry| entry.expect("an entry").path())
+                .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+                .collect();
+            segments.sort();
+            assert_eq!(segments.len(), 2, "{segments:?}");
+            std::fs::remove_file(&segments[0]).expect("lose the first segment");
+            let recovered = reopen(&dir).await.1;
+            assert_eq!(recovered.entries, []);
+            assert_eq!(recovered.hard_state, state);
+        });
     }
 
     /// Zeroes the last record of the first segment in `dir`, as a torn tail leaves it.

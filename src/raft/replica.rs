@@ -231,6 +231,15 @@ impl Replica {
             entries,
             hard_state.commit,
         );
+        // A commit past the log restored: the store lost entries it had (its last segment
+        // files, or the end of its log in a machine crash under `--sync never`), which a
+        // quorum counted. Vote for no candidate whose log ends before it, as once a leader
+        // names such a commit (see `committed_not_held`), from the start (found in review:
+        // until a leader's heartbeat, this node's vote could elect a node without them).
+        let committed_not_held = match hard_state.commit > log.last_index() {
+            true => hard_state.commit,
+            false => LogIndex::ZERO,
+        };
         // A torn write can keep entries of a term whose hard state it lost: a log entry's
         // term never exceeds the current term, so take the term up (with no vote: a vote
         // in that term would have been durable before it was sent, so none was).
@@ -272,7 +281,7 @@ impl Replica {
             conf_entries_applying: Vec::new(),
             lost_entries: Vec::new(),
             lost_reported_term: Term::ZERO,
-            committed_not_held: LogIndex::ZERO,
+            committed_not_held,
             committed_not_held_at: (Term::ZERO, LogIndex::ZERO),
             log,
             config,
@@ -686,7 +695,9 @@ impl Replica {
 
     /// Whether this leader heard from `peer` within the last one or two CheckQuorum rounds
     /// (one or two election timeouts): false for a peer silent longer, or unknown, or where
-    /// this replica does not lead. Unlike `recent_active`, not reset at each round.
+    /// this replica does not lead. Unlike `recent_active`, not reset at each round; in the
+    /// first round of a term, a peer not heard from yet counts as answering (a new leader
+    /// refuses no write for followers it has not had time to hear).
     pub fn peer_answers(&self, peer: NodeId) -> bool {
         self.role == Role::Leader
             && self
@@ -862,6 +873,12 @@ impl Replica {
         self.role = Role::Leader;
         self.leader = self.id;
         let id = self.id;
+        // No peer is heard from yet in this term: one cut off since the election counts as
+        // silent at the first CheckQuorum (found in review: every peer counted as heard from,
+        // so a leader cut off at its election led on for a second election timeout).
+        for progress in &mut self.progress {
+            progress.recent_active = progress.id == id;
+        }
         if let Some(own) = self.progress_mut(id) {
             own.become_replicate();
         }
