@@ -122,7 +122,7 @@ fn batched_commits(c: &mut Criterion) {
         b.iter(|| {
             g.round(batch.clone());
             rounds += 1;
-            if rounds % 256 == 0 {
+            if rounds.is_multiple_of(256) {
                 g.compact();
             }
         });

@@ -99,7 +99,7 @@ pub const DIRECT_BLOCK_BYTES: usize = 4096;
 /// fill the device's queue, and the WALs' syncs (this node's and its neighbours' on the same
 /// disk) would wait behind all of it; in pieces of this size, a sync waits behind one.
 const DIRECT_WRITE_BYTES_MAX: usize = 1 << 20;
-const _: () = assert!(DIRECT_WRITE_BYTES_MAX % DIRECT_BLOCK_BYTES == 0);
+const _: () = assert!(DIRECT_WRITE_BYTES_MAX.is_multiple_of(DIRECT_BLOCK_BYTES));
 
 /// `blocks` in the pieces they are written in: at most [`DIRECT_WRITE_BYTES_MAX`] each, whole
 /// blocks of whole blocks.
@@ -114,7 +114,7 @@ fn pieces<'a>(blocks: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> {
 fn is_blocks(bytes: &[u8]) -> bool {
     bytes.is_empty()
         || bytes.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0
-            && bytes.len() % DIRECT_BLOCK_BYTES == 0
+            && bytes.len().is_multiple_of(DIRECT_BLOCK_BYTES)
 }
 
 /// An empty buffer for `capacity` bytes that start at a block-aligned address, so that their

@@ -45,7 +45,8 @@ enum Command {
     Put {
         key: String,
         /// The value. Without it, standard input is read to its end and written as it is,
-        /// any bytes (`cohort put logo < logo.png`), up to the largest value (1 MiB).
+        /// any bytes (`cohort put logo < logo.png`), up to the largest value (1 MiB); an
+        /// empty input is refused (an empty value is given as '').
         value: Option<String>,
         #[command(flatten)]
         target: Target,
@@ -84,23 +85,23 @@ enum Command {
     Members(MembersCommand),
     /// Write VALUE only if the key holds the value --expected or --expected-file gives (or,
     /// with --absent, has no value).
+    // One condition, required: a missing one is named with the others (`--absent` too).
+    #[command(group = clap::ArgGroup::new("condition")
+        .required(true)
+        .args(["expected", "expected_file", "absent"]))]
     Cas {
         key: String,
         /// The value the key must hold now.
-        #[arg(
-            long,
-            required_unless_present_any = ["absent", "expected_file"],
-            conflicts_with_all = ["absent", "expected_file"]
-        )]
+        #[arg(long)]
         expected: Option<String>,
         /// The value the key must hold now, read from this file: any bytes.
-        #[arg(long, conflicts_with = "absent")]
+        #[arg(long)]
         expected_file: Option<std::path::PathBuf>,
         /// The key must not exist now.
         #[arg(long)]
         absent: bool,
         /// The new value. Without it, standard input is read to its end and written as it
-        /// is, any bytes, as `put` does.
+        /// is, any bytes, as `put` does (an empty input is refused).
         value: Option<String>,
         #[command(flatten)]
         target: Target,
@@ -175,8 +176,10 @@ fn print_raw(bytes: &[u8]) -> ExitCode {
     }
 }
 
-/// A command's VALUE argument, or else standard input read to its end (any bytes); `usage`
-/// shows the command in the error for a terminal.
+/// A command's VALUE argument, or else standard input read to its end (any bytes, but some:
+/// an empty input is far more often a VALUE forgotten in a script, with nothing on its
+/// standard input, than an empty value, which is given as ''); `usage` shows the command in
+/// the errors.
 fn value_or_stdin(value: Option<String>, usage: &str) -> Result<Bytes, String> {
     match value {
         Some(value) => Ok(Bytes::from(value)),
@@ -184,7 +187,13 @@ fn value_or_stdin(value: Option<String>, usage: &str) -> Result<Bytes, String> {
             "no VALUE given, and standard input is a terminal: give the value, or send it on \
              standard input (`cohort {usage} < FILE`)"
         )),
-        None => client_cmd::read_value(std::io::stdin().lock()),
+        None => match client_cmd::read_value(std::io::stdin().lock())? {
+            empty if empty.is_empty() => Err(format!(
+                "no VALUE given, and standard input is empty: give the value (an empty one as \
+                 '': `cohort {usage} ''`), or send it on standard input"
+            )),
+            value => Ok(value),
+        },
     }
 }
 

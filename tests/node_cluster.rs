@@ -270,8 +270,15 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
         !refused.status.success() && why.contains("larger than the largest value"),
         "{why}"
     );
+    // An empty standard input is a VALUE forgotten, not an empty value.
+    let empty = cohort_cli_fed(&["put", "blob", "--nodes", &b1], b"");
+    let why = String::from_utf8_lossy(&empty.stderr);
+    assert!(
+        !empty.status.success() && why.contains("standard input is empty"),
+        "{why}"
+    );
     let still = cohort_cli(&["get", "blob", "--raw", "--nodes", &b1]);
-    assert!(still.stdout == value, "the refused put changed nothing");
+    assert!(still.stdout == value, "the refused puts changed nothing");
     // Compare-and-swap on values of any bytes: the expected one from a file, the new one
     // from standard input.
     let expected = std::env::temp_dir().join(format!("cohort-cas-{}", std::process::id()));

@@ -1812,10 +1812,10 @@ fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
     }
 }
 
-/// Goal (found in review): a node whose store lost committed entries (its last segment
-/// files, or its log's end in a machine crash under `--sync never`) votes for no candidate
-/// whose log ends before its recorded commit, from its start: until a leader named that
-/// commit in a heartbeat, its vote could elect a node without them. Method: node 2 restored
+/// Goal (found in review): a node whose store lost committed entries and kept the commit
+/// (segment files that held them lost, a later segment's checkpoint restating the commit)
+/// votes for no candidate whose log ends before that commit, from its start: until a leader
+/// named it in a heartbeat, its vote could elect a node without them. Method: node 2 restored
 /// with commit 5 and only the bootstrap entry; candidates of term 3 whose logs end at 1 and
 /// at 5.
 #[test]

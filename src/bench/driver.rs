@@ -482,10 +482,16 @@ fn closed_loop(
         .collect()
 }
 
+/// How long past the measured window an open loop that fell behind its rate still sends
+/// what was due in it: the rest is recorded unsent ([`Recorder::unsent`]). Without a bound,
+/// a rate ten times what the cluster answers ran ten times as long, silent after the window
+/// (found in review).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
 /// Requests of one client meant to start at `first`, `first + every`, … until `end`; each
 /// batch of the ones that are due goes out as soon as one of the `depth` slots is free. One
-/// due before `end` goes out however late, for its latency; the recorder counts its answer
-/// as throughput only if it arrives by `end`.
+/// due before `end` goes out however late, for its latency, up to [`DRAIN_GRACE`] after
+/// `end`; the recorder counts its answer as throughput only if it arrives by `end`.
 async fn open_loop(
     client: Client,
     mut source: Source,
@@ -497,15 +503,27 @@ async fn open_loop(
     let slots = Rc::new(Semaphore::new(u64::from(source.load.depth)));
     let batch = source.load.batch as usize;
     let mut next = first;
+    let stop = end + DRAIN_GRACE;
     while next < end && !interrupted() {
         let now = crate::clock::now();
+        if now >= stop {
+            locked(&recorder).unsent(next, every, end, now);
+            break;
+        }
         if next > now {
             glommio::timer::sleep(next - now).await;
         }
-        let permit = slots
-            .acquire_static_permit(1)
-            .await
-            .expect("the semaphore is never closed");
+        let slot = async {
+            let permit = slots.acquire_static_permit(1).await;
+            Some(permit.expect("the semaphore is never closed"))
+        };
+        let stopped = async {
+            glommio::timer::sleep(stop.saturating_duration_since(crate::clock::now())).await;
+            None
+        };
+        let Some(permit) = futures_lite::future::or(slot, stopped).await else {
+            continue;
+        };
         // Everything due by now, up to a batch; its latency counts from when it was due.
         let now = crate::clock::now();
         let mut intended = Vec::with_capacity(batch);

@@ -379,7 +379,7 @@ fn answer(state: &State, request: &Decoded) -> Response {
     let refuse = !only_reads(request)
         && state.quirks.refuse_one_write_in.is_some_and(|one_in| {
             state.writes.set(state.writes.get() + 1);
-            state.writes.get() % one_in == 0
+            state.writes.get().is_multiple_of(one_in)
         });
     match request {
         Ok(request) if refuse => Response {

@@ -2,7 +2,7 @@
 //! group), counts, and errors by kind.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -92,11 +92,16 @@ pub struct Recorder {
     pub start: Instant,
     pub end: Instant,
     /// From each request's intended start (open loop) or its send (closed loop) to its answer,
-    /// for every request due in the window and answered, however late.
+    /// for every request due in the window and answered, however late; and, as late as the
+    /// open loop's stop, for those it never sent (`unsent`).
     pub latency_us: Histogram<u64>,
     /// From each request's send to its answer: what a generator that ignores coordinated
     /// omission would report. Equal to `latency_us` in a closed loop.
     pub service_us: Histogram<u64>,
+    /// Requests due in the window that an open loop never sent: the cluster fell behind the
+    /// rate, and the loop stopped sending [`crate::bench::driver::DRAIN_GRACE`] after the
+    /// window. Each is in `latency_us` as late as that stop (it would have been later).
+    pub unsent: u64,
     /// Answers that arrived within the window, whenever their requests were due: what the
     /// throughput and the CPU per request count. An overloaded open loop answers late, and
     /// its answers after the window are not the cluster's work in it.
@@ -128,6 +133,7 @@ impl Recorder {
             latency_us: latency_histogram(3),
             service_us: latency_histogram(3),
             requests: 0,
+            unsent: 0,
             errors: BTreeMap::new(),
             error_examples: BTreeMap::new(),
             per_node: BTreeMap::new(),
@@ -240,9 +246,34 @@ impl Recorder {
         self.errors.values().sum()
     }
 
-    /// Requests due in the window and answered: the ones the percentiles are of.
+    /// Requests due in the window and answered: the percentiles are of these and the unsent.
     pub fn answered_count(&self) -> u64 {
-        self.latency_us.len()
+        self.latency_us.len() - self.unsent
+    }
+
+    /// The requests due at `first`, `first + every`, … before `due_end` that the open loop
+    /// gave up sending at `stop`: each one's latency is at least `stop - due`, and that is
+    /// what it counts as (none for those due before the window). Recorded in at most
+    /// [`UNSENT_STRIDES`] strides of equal counts, each at its smallest latency (its last
+    /// request's): millions recorded one by one held the recorder's lock for seconds.
+    pub fn unsent(&mut self, first: Instant, every: Duration, due_end: Instant, stop: Instant) {
+        let every_ns = every.as_nanos().max(1);
+        // The first due in the window: `first` plus whole periods.
+        let behind_ns = self.start.saturating_duration_since(first).as_nanos();
+        let first = first + nanos(behind_ns.div_ceil(every_ns) * every_ns);
+        let count = due_end
+            .saturating_duration_since(first)
+            .as_nanos()
+            .div_ceil(every_ns);
+        let strides = count.min(UNSENT_STRIDES);
+        for stride in 0..strides {
+            let (from, to) = (stride * count / strides, (stride + 1) * count / strides);
+            let last_due = first + nanos((to - 1) * every_ns);
+            let latency_us = micros(stop.saturating_duration_since(last_due));
+            self.latency_us
+                .saturating_record_n(latency_us, (to - from) as u64);
+        }
+        self.unsent += count as u64;
     }
 
     /// Whether the run's figures stand: an error naming the failures if no request due in
@@ -327,6 +358,14 @@ pub fn error_kind(error: &ClientError) -> &'static str {
     }
 }
 
+/// Strides [`Recorder::unsent`] records unsent requests in, at most.
+const UNSENT_STRIDES: u128 = 10_000;
+
+/// `ns` nanoseconds (saturating at `u64::MAX`, 584 years).
+fn nanos(ns: u128) -> Duration {
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
 fn micros(duration: std::time::Duration) -> u64 {
     (duration.as_micros() as u64).clamp(1, LATENCY_MAX_US)
 }
@@ -335,6 +374,38 @@ fn micros(duration: std::time::Duration) -> u64 {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Goal: the unsent of an open loop are counted once each, only those due in the window,
+    /// each at least as late as the stop, and a hundred million of them at once take no
+    /// longer than ten thousand. Method: due every 1 ms from 1.5 s before a 10 s window, the
+    /// stop 2 s after it; then every 100 ns.
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn unsent_requests_count_once_each_as_late_as_the_stop() {
+        let start = Instant::now();
+        let end = start + Duration::from_secs(10);
+        let stop = end + Duration::from_secs(2);
+        let mut recorder = Recorder::new(start, end);
+        let every = Duration::from_millis(1);
+        recorder.unsent(start - Duration::from_millis(1_500), every, end, stop);
+        assert_eq!(recorder.unsent, 10_000);
+        assert_eq!(recorder.latency_us.len(), 10_000);
+        assert_eq!(recorder.answered_count(), 0);
+        let near = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        let (min, max) = (recorder.latency_us.min(), recorder.latency_us.max());
+        assert!(
+            near(min, 2_001_000) && near(max, 12_000_000),
+            "{min} to {max}"
+        );
+        let mut many = Recorder::new(start, end);
+        many.unsent(start, Duration::from_nanos(100), end, stop);
+        assert_eq!(
+            (many.unsent, many.latency_us.len()),
+            (100_000_000, 100_000_000)
+        );
+        let p50 = many.latency_us.value_at_quantile(0.5);
+        assert!(near(p50, 7_000_000), "p50 {p50}");
+    }
 
     #[test]
     fn percentiles_of_one_to_ten_thousand() {

@@ -49,11 +49,16 @@ pub struct Report {
     pub requests_per_s: f64,
     /// The open loop's rate, to read `requests_per_s` against; None in a closed loop.
     pub offered_requests_per_s: Option<f64>,
+    /// Requests due in the window that the open loop never sent (it fell behind its rate
+    /// and stopped `DRAIN_GRACE` after the window): in `latency` as late as that stop.
+    pub unsent: u64,
     /// Requests due in the window that failed, by kind: they have no latency.
     pub errors: BTreeMap<&'static str, u64>,
     pub error_examples: BTreeMap<&'static str, String>,
     /// From each request's intended start (coordinated omission corrected in an open loop) to
-    /// the arrival of its answer, of every request due in the window and answered.
+    /// the arrival of its answer, of every request due in the window and answered; and to
+    /// the open loop's stop for those it never sent (`unsent`; the timeline's seconds leave
+    /// them out).
     pub latency: Percentiles,
     /// From each request's send: what an uncorrected generator would report.
     pub service_time: Percentiles,
@@ -123,6 +128,17 @@ pub fn summary(report: &Report) -> String {
         );
     } else {
         latency_rows(&mut out, report, errors);
+    }
+    if report.unsent > 0 {
+        let _ = writeln!(
+            out,
+            "unsent      {} requests due in the measured time were never sent: the cluster (or \
+             the generator) fell behind the rate, and the generator stopped sending {} s after \
+             the end; each counts in the latency as late as that stop (it would have been \
+             later)",
+            report.unsent,
+            super::driver::DRAIN_GRACE.as_secs()
+        );
     }
     for (kind, count) in &report.errors {
         let example = report.error_examples.get(kind).map_or("", String::as_str);
@@ -198,10 +214,14 @@ fn latency_rows(out: &mut String, report: &Report, errors: u64) {
         0 => "none failed".to_string(),
         _ => format!("the {errors} that failed have no latency"),
     };
+    let unsent = match report.unsent {
+        0 => String::new(),
+        unsent => format!(" or never sent ({unsent}, see below)"),
+    };
     let _ = writeln!(
         out,
-        "  (of the {} requests due in the measured time and answered, late ones included; \
-         {failed})",
+        "  (of the {} requests due in the measured time and answered{unsent}, late ones \
+         included; {failed})",
         report.latency.count
     );
 }

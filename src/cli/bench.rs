@@ -453,6 +453,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         requests: recorder.requests,
         requests_per_s: recorder.requests as f64 / run.seconds,
         offered_requests_per_s: load.rate_per_s,
+        unsent: recorder.unsent,
         errors: recorder.errors.clone(),
         error_examples: recorder.error_examples.clone(),
         latency: Percentiles::of(&recorder.latency_us),
@@ -572,19 +573,21 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
             r.latency.p99_us,
             r.latency.p999_us,
             r.errors.values().sum::<u64>(),
+            r.unsent,
             r.ceiling.as_ref().map(|c| c.requests_per_s),
         ));
         reports.push(json!({ "value": value, "report": measured.report }));
     }
     println!("\nsweep of {vary_name}");
     println!(
-        "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>16}",
-        vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "ceiling req/s"
+        "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>8} {:>16}",
+        vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "unsent", "ceiling req/s"
     );
-    for (value, throughput, p50, p99, p999, errors, ceiling) in &rows {
+    for (value, throughput, p50, p99, p999, errors, unsent, ceiling) in &rows {
         let ceiling = ceiling.map_or("-".to_string(), |c| format!("{c:.0}"));
         println!(
-            "{value:>17} {throughput:>14.0} {:>10} {:>10} {:>10} {errors:>8} {ceiling:>16}",
+            "{value:>17} {throughput:>14.0} {:>10} {:>10} {:>10} {errors:>8} {unsent:>8} \
+             {ceiling:>16}",
             duration_text(*p50),
             duration_text(*p99),
             duration_text(*p999)

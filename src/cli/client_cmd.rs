@@ -19,8 +19,10 @@ pub struct Target {
     #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Give up after this many milliseconds, retries included (`status`: learning the
-    /// cluster's layout and asking every core of every node at once). Other commands learn
-    /// the layout first, which may take up to as long again (at most 2 s).
+    /// cluster's layout and asking every core of every node at once; `members`: for each
+    /// group, one after another, and twice for `add --voter`, which adds and then promotes).
+    /// Other commands learn the layout first, which may take up to as long again (at most
+    /// 2 s).
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub timeout_ms: u64,

@@ -40,7 +40,8 @@ pub struct ServeArgs {
     #[arg(long, requires = "join")]
     pub listen: Option<String>,
     /// With --join: how long each group may take to add this node and let it catch up.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, default_value_t = 300, requires = "join",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub join_timeout_s: u64,
     /// Where this node keeps its WAL (one folder per core).
     #[arg(long)]
@@ -115,7 +116,7 @@ pub struct ServeArgs {
     pub snapshot_chunk_kib: usize,
     /// Leader balancing: while this node leads more than ⌈groups / nodes⌉ of a core's groups
     /// plus this many, it hands one at a time to the node that leads the fewest.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "no_leader_balance")]
     pub leader_balance_margin: u32,
     /// No leader balancing: leaders stay where elections put them.
     #[arg(long)]

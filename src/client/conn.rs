@@ -115,10 +115,10 @@ async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result
             (known, answered, name.and_then(|n| n.failed.clone()))
         };
         let waited = now.saturating_duration_since(start);
-        if answered || (known.is_some() && waited >= timeout / 2) {
-            if let Some(addr) = known {
-                return Ok(addr);
-            }
+        if (answered || (known.is_some() && waited >= timeout / 2))
+            && let Some(addr) = known
+        {
+            return Ok(addr);
         }
         if answered {
             return Err(match (ended_before, failed) {

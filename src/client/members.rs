@@ -142,7 +142,7 @@ async fn change_group(
     let mut encoder = FrameEncoder::new();
     encode_member_change(&mut encoder, change).map_err(|e| e.to_string())?;
     let mut ask = topology.members[0].0;
-    let mut last_error = String::new();
+    let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
     while crate::clock::now() < deadline {
         let next = |topology: &Topology, node: u64| {
@@ -152,6 +152,7 @@ async fn change_group(
         };
         let Some(address) = topology.address_of(ask, group) else {
             // A hint named a node this client has not heard of: a new member.
+            last_error = format!("node {ask}, named the leader, is not in the layout");
             refresh(options, topology).await;
             ask = if topology.address_of(ask, group).is_some() {
                 ask
@@ -176,12 +177,12 @@ async fn change_group(
             }
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
+                last_error = format!("hints that node {leader} leads group {group}");
                 // The first hint is followed at once, later ones after the pause: hints out
                 // of date while an election is on may send the request round between nodes.
                 if !std::mem::replace(&mut hinted, true) {
                     continue;
                 }
-                last_error = format!("hints that node {leader} leads group {group}");
             }
             Ok(MemberOutcome::NotLeader { .. }) => {
                 last_error = format!("node {ask} knows no leader of group {group}");

@@ -43,7 +43,8 @@ pub async fn transfer_leader(
     let started = crate::clock::now();
     // Ask each member in turn until the leader answers; follow its hints.
     let mut ask = topology.members[0].0;
-    let mut last_error = String::new();
+    // What stands if learning the layout took the whole time: no member was asked.
+    let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
     let mut layout_fetched_again = false;
     while crate::clock::now() < deadline {
@@ -62,6 +63,7 @@ pub async fn transfer_leader(
                 match fetch_topology(&asked, attempt_timeout.min(left)).await {
                     Ok(fresh) => {
                         topology = fresh;
+                        last_error = format!("node {ask}, named the leader, joined since");
                         continue;
                     }
                     Err(error) => {
@@ -94,12 +96,12 @@ pub async fn transfer_leader(
             Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
             Ok(TransferOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
+                last_error = format!("hints that node {leader} leads group {group}");
                 // The first hint is followed at once, later ones after the pause: hints out
                 // of date while an election is on may send the request round between nodes.
                 if !std::mem::replace(&mut hinted, true) {
                     continue;
                 }
-                last_error = format!("hints that node {leader} leads group {group}");
             }
             Ok(TransferOutcome::NotLeader { .. }) => {
                 last_error = format!("node {ask} knows no leader of group {group}");

@@ -662,9 +662,18 @@ async fn write_answers(
             if let Err(error) = send_frame(&mut writer, &mut encoder, &mut copy).await {
                 return format!("write failed: {error}");
             }
+            // A rare large answer's room goes back (found in review: each connection kept
+            // its largest frame's, up to 32 MiB, outside every bound on answers held).
+            encoder.shed_room_over(WRITER_ROOM_BYTES_KEPT);
+            if copy.capacity() > WRITER_ROOM_BYTES_KEPT {
+                copy = Vec::new();
+            }
         }
     }
 }
+
+/// Room a connection's writer keeps from one answer frame to the next, at most.
+const WRITER_ROOM_BYTES_KEPT: usize = 1 << 20;
 
 /// Answers a writer took from its outbox, released from what the connection holds when
 /// dropped: written, or given up.

@@ -156,7 +156,9 @@ impl NodeConfig {
             )));
         }
         let segment_bytes = crate::wal::SEGMENT_BYTES_MIN..=crate::wal::SEGMENT_BYTES_MAX;
-        if !segment_bytes.contains(&self.segment_bytes) || self.segment_bytes % (1 << 20) != 0 {
+        if !segment_bytes.contains(&self.segment_bytes)
+            || !self.segment_bytes.is_multiple_of(1 << 20)
+        {
             return Err(error(format!(
                 "--segment-mib must be a whole number of MiB in 1..={}",
                 crate::wal::SEGMENT_BYTES_MAX >> 20

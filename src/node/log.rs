@@ -1279,9 +1279,10 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
-    /// Goal (found in review): a log whose oldest segment file is gone, taking the group's
-    /// committed entries with it while a later segment restates the commit, opens with that
-    /// commit, for the Raft core to vote for no candidate short of it. Method: entries 2..=5
+    /// Goal: a log whose oldest segment file is gone, taking the group's committed entries
+    /// with it while a later segment restates the commit, opens with that commit: what the
+    /// Raft core relies on to vote for no candidate short of it (`Replica::new`; recovery
+    /// kept the commit before, this pins it). Method: entries 2..=5
     /// committed, then hard states until the first segment and the one built at open are
     /// full; the first segment's file deleted.
     #[test]

@@ -125,7 +125,12 @@ pub async fn keep_peers_resolved(
         };
         let known_now = known.clone();
         let job = move || peer_addresses(&current, me, core, resolve, &known_now);
-        let (peers, failed) = on_own_thread(job).await;
+        let Some((peers, failed)) = on_own_thread(job).await else {
+            // No thread to resolve on (the process at its limit of threads): the addresses
+            // stay as they are, and the names are tried again in a while.
+            said_failed = members.iter().flat_map(|m| m.keys().copied()).collect();
+            continue;
+        };
         for &id in failed.iter().filter(|id| !said_failed.contains(id)) {
             tracing::warn!(
                 node = id,
@@ -146,8 +151,9 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 /// (a resolution is rare: at a membership change, or a second after a name failed). Found
 /// in review: on the core's one blocking thread, a resolver waiting out its timeout (about
 /// 10 s a name with DNS down) held up the WAL's next segment and the snapshot files behind
-/// it. A panic in `job` is one of the caller's, as with `off_loop`.
-async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+/// it. A panic in `job` is one of the caller's, as with `off_loop`. None, said in the log,
+/// if no thread could be started (found in review: a panic, which stopped the node).
+async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (sender, receiver) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("cohort-resolve".to_string())
@@ -155,11 +161,15 @@ async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'stat
             let _ = sender.send(job());
         });
     if let Err(error) = spawned {
-        panic!("cannot start a thread to resolve names: {error}");
+        tracing::warn!(
+            %error,
+            "cannot start a thread to resolve member names: trying again in {RESOLVE_RETRY:?}"
+        );
+        return None;
     }
     loop {
         match receiver.try_recv() {
-            Ok(answer) => return answer,
+            Ok(answer) => return Some(answer),
             Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(ANSWER_POLL).await,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                 panic!("the thread resolving names panicked")

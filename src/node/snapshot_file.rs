@@ -36,7 +36,7 @@ const MAGIC: &[u8; 4] = b"CSN2";
 /// The data starts at a multiple of this in a CSN2 file: part of the layout, whatever the
 /// block size of O_DIRECT writes.
 const DATA_ALIGN_BYTES: usize = 4096;
-const _: () = assert!(DATA_ALIGN_BYTES % DIRECT_BLOCK_BYTES == 0);
+const _: () = assert!(DATA_ALIGN_BYTES.is_multiple_of(DIRECT_BLOCK_BYTES));
 /// The first layout's magic: no padding before the data.
 const MAGIC_UNPADDED: &[u8; 4] = b"CSN1";
 /// How every layout's magic starts, the last byte telling them apart.

@@ -1242,6 +1242,27 @@ mod tests {
         );
     }
 
+    /// Goal (found in review): an encoder held long gives back the room a large frame made
+    /// it take, and only then. Method: an answer of a 4 MiB value, then a small one.
+    #[test]
+    fn an_encoder_sheds_the_room_of_a_large_frame() {
+        let value = |bytes: usize| Response {
+            client_id: 9,
+            sequence: 1,
+            outcome: Outcome::Results(vec![OpResult::Value(Bytes::from(vec![7; bytes]))].into()),
+        };
+        let mut encoder = FrameEncoder::new();
+        encode_responses(&mut encoder, &[value(4 << 20)]).unwrap();
+        assert!(encoder.room_bytes() > 4 << 20, "{}", encoder.room_bytes());
+        encoder.shed_room_over(1 << 20);
+        assert!(encoder.room_bytes() <= 64 << 10, "{}", encoder.room_bytes());
+        encode_responses(&mut encoder, &[value(100)]).unwrap();
+        let room = encoder.room_bytes();
+        encoder.shed_room_over(1 << 20);
+        assert_eq!(encoder.room_bytes(), room, "a small frame's room is kept");
+        assert_eq!(decode_responses(&frame(&encoder)).unwrap(), [value(100)]);
+    }
+
     #[test]
     fn more_responses_than_a_frame_may_carry_are_refused() {
         let responses: Vec<Response> = (1..=CLIENT_RESPONSES_PER_FRAME_MAX as u64 + 1)

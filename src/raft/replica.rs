@@ -231,11 +231,12 @@ impl Replica {
             entries,
             hard_state.commit,
         );
-        // A commit past the log restored: the store lost entries it had (its last segment
-        // files, or the end of its log in a machine crash under `--sync never`), which a
-        // quorum counted. Vote for no candidate whose log ends before it, as once a leader
-        // names such a commit (see `committed_not_held`), from the start (found in review:
-        // until a leader's heartbeat, this node's vote could elect a node without them).
+        // A commit past the log restored: the store lost entries it had and kept the commit
+        // (segment files that held the group's last entries lost, while a later segment's
+        // checkpoint restates the commit), entries a quorum counted. Vote for no candidate
+        // whose log ends before it, as once a leader names such a commit (see
+        // `committed_not_held`), from the start (found in review: until a leader's
+        // heartbeat, this node's vote could elect a node without them).
         let committed_not_held = match hard_state.commit > log.last_index() {
             true => hard_state.commit,
             false => LogIndex::ZERO,

@@ -846,7 +846,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // taken, and takes no turn.
         self.tell_peers_log_state();
         let every = u64::from(self.shape.balance_every_ticks.max(1));
-        if self.ticks % every == 0 {
+        if self.ticks.is_multiple_of(every) {
             self.hand_over_leaders();
         }
     }

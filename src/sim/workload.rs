@@ -225,7 +225,7 @@ impl Driver<'_> {
             }
             cluster.process_ready(id)?;
         }
-        if cluster.now % 64 == 0 {
+        if cluster.now.is_multiple_of(64) {
             cluster.check_log_matching()?;
         }
         if let Some((leader, lost)) = cluster.lost_entries.first() {

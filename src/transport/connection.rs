@@ -346,6 +346,11 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
         while peer.queue.borrow().is_empty() {
             peer.work.notified().await;
         }
+        // Woken before a shutdown in the same turn (this core found to have lost its data,
+        // say): the queue goes nowhere (found in review: one more batch left).
+        if shared.shutdown.is_stopped() {
+            return CloseReason::Shutdown;
+        }
         peer.queue.borrow_mut().take_into(&mut batch);
         peer.room.notify();
         writer.set_sender_log_full(shared.log_full.get());

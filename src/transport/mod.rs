@@ -54,7 +54,11 @@
 //! entry payloads are slices of the frame, not copies (a frame of up to 2 KiB is itself a
 //! copy, so it never pins the receive buffer). Any bad frame closes that
 //! connection with the reason logged; nothing else is touched. When the inbox is full the
-//! readers stop reading and TCP pushes back on the peers.
+//! readers stop reading and TCP pushes back on the peers. For a while: a receive window
+//! kept closed for longer than `unacked_timeout` (5 s) ends the connection on the sending
+//! side (TCP_USER_TIMEOUT covers zero-window probes since Linux 5.11), so a core that takes
+//! in nothing for that long loses its connections, and what they carried, as a failed one
+//! would: the peers dial again, and Raft sends again what was lost.
 //!
 //! **Sockets** (`socket.rs`): TCP_NODELAY, fixed send and receive buffers, keepalive, and
 //! TCP_USER_TIMEOUT, set with socket2 before connect or listen. The last closes a connection

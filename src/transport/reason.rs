@@ -68,10 +68,13 @@ impl CloseReason {
         matches!(
             self,
             CloseReason::Frame(_)
-                | CloseReason::Handshake(_)
                 | CloseReason::DialedByLargerId { .. }
                 | CloseReason::FrameUnexpected { .. }
                 | CloseReason::MessageMisaddressed { .. }
+        ) || matches!(
+            // Our own disk failing to keep the peer's record is not the peer's doing.
+            self,
+            CloseReason::Handshake(error) if !matches!(error, HandshakeError::RecordFailed { .. })
         )
     }
 }
@@ -104,5 +107,23 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
             CloseReason::Shutdown => f.write_str("transport shutting down"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal (found in review): a handshake closed because this node could not record the
+    /// peer (its own disk) is not counted as the peer's fault; other refusals are.
+    #[test]
+    fn a_record_this_node_failed_to_write_is_not_the_peers_fault() {
+        let ours = HandshakeError::RecordFailed {
+            node_id: NodeId(2),
+            error: "no space left on device".to_string(),
+        };
+        assert!(!CloseReason::Handshake(ours).is_peer_fault());
+        let theirs = HandshakeError::NodeUnknown { node_id: NodeId(9) };
+        assert!(CloseReason::Handshake(theirs).is_peer_fault());
     }
 }

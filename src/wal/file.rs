@@ -1069,8 +1069,8 @@ mod tests {
     /// Goal: recovery reads a segment from the device, not from pages the kernel kept after
     /// a failed writeback (clean, up to date, and not on the device). Method: a file written
     /// and read (its pages cached) has none cached once `from_the_device` ran, on a file
-    /// system with a page cache of its own (one that takes O_DIRECT; tmpfs has none, and
-    /// fails the test).
+    /// system with a page cache of its own and O_DIRECT: the temp dir must be on a disk's
+    /// file system (not tmpfs, whose pages are the file itself), or the test fails.
     #[test]
     fn a_segment_is_read_from_the_device_not_from_cached_pages() {
         let dir = std::env::temp_dir().join(format!("cohort-wal-cached-{}", std::process::id()));

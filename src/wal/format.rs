@@ -38,8 +38,8 @@ pub const FORMAT_VERSION_MIN: u32 = 1;
 // 512-byte sector: a length is either written or not, never torn (see the spec in mod.rs).
 const _: () = assert!(512 % RECORD_ALIGN_BYTES == 0);
 const _: () = assert!(RECORD_ALIGN_BYTES >= 4);
-const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGN_BYTES == 0);
-const _: () = assert!(SEGMENT_HEADER_BYTES % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 // The segment header fits in one sector, so it is never torn either.
 const _: () = assert!(SEGMENT_HEADER_BYTES <= 512);
 

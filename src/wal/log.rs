@@ -38,7 +38,7 @@ pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 impl WalConfig {
     fn validate(&self) -> Result<(), WalOpenError> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
-            || self.segment_bytes % 4096 != 0
+            || !self.segment_bytes.is_multiple_of(4096)
         {
             return Err(WalOpenError::Config {
                 reason: format!(

@@ -741,6 +741,23 @@ impl FrameEncoder {
         Some(&buffer[header_at..])
     }
 
+    /// Bytes the builder holds room for: at least its largest frame so far (it keeps them
+    /// from one frame to the next).
+    pub fn room_bytes(&mut self) -> usize {
+        self.fbb.mut_finished_buffer().0.len()
+    }
+
+    /// Gives back the room a frame larger than `bytes_max` made the builder take, for an
+    /// encoder held long (a client connection's writer) after a rare large frame: kept, that
+    /// room stayed taken as long as the encoder, counted by no bound.
+    pub fn shed_room_over(&mut self, bytes_max: usize) {
+        if self.room_bytes() > bytes_max {
+            let sender_log_full = self.sender_log_full;
+            *self = FrameEncoder::new();
+            self.sender_log_full = sender_log_full;
+        }
+    }
+
     /// Resets the builder for the next frame.
     fn reset(&mut self) {
         if let Some(header_at) = self.header_in_place_at.take() {

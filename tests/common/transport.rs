@@ -171,11 +171,11 @@ pub async fn read_one_frame(stream: &mut TcpStream) -> Bytes {
     let mut frame = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
-        if let Some(header) = FrameHeader::parse(&frame).expect("a valid header") {
-            if frame.len() >= header.frame_bytes() {
-                frame.truncate(header.frame_bytes());
-                return Bytes::from(frame);
-            }
+        if let Some(header) = FrameHeader::parse(&frame).expect("a valid header")
+            && frame.len() >= header.frame_bytes()
+        {
+            frame.truncate(header.frame_bytes());
+            return Bytes::from(frame);
         }
         let read = stream.read(&mut buffer).await.expect("reads");
         assert!(read > 0, "closed before a whole frame arrived");
