@@ -1748,18 +1748,23 @@ fn a_voter_moved_to_a_newer_term_without_a_leader_still_keeps_the_lease() {
                 body: MessageBody::VoteRequest(request),
             })
             .unwrap();
-        let mut ready = voter.ready();
-        let mut answers = ready.take_messages_now();
-        answers.extend(ready.take_messages_after_persist());
-        answers.iter().any(|m| {
-            matches!(
-                m.body,
-                MessageBody::VoteResponse(VoteResponse { reject: false })
-            )
-        })
+        granted_a_vote(&mut voter)
     };
     assert!(!granted(1), "a vote in the term it was moved to");
     assert!(!granted(2), "a vote in a term after it");
+}
+
+/// Whether `voter`'s next Ready grants a vote.
+fn granted_a_vote(voter: &mut Replica) -> bool {
+    let mut ready = voter.ready();
+    let mut answers = ready.take_messages_now();
+    answers.extend(ready.take_messages_after_persist());
+    answers.iter().any(|m| {
+        matches!(
+            m.body,
+            MessageBody::VoteResponse(VoteResponse { reject: false })
+        )
+    })
 }
 
 /// Goal: without lease reads, the lease's clock drift is not looked at (the configuration
@@ -1836,15 +1841,7 @@ fn a_node_restored_with_a_commit_past_its_log_votes_for_no_candidate_short_of_it
             ..term_2(3, 2, MessageBody::VoteRequest(request))
         };
         voter.step(message).unwrap();
-        let mut ready = voter.ready();
-        let mut answers = ready.take_messages_now();
-        answers.extend(ready.take_messages_after_persist());
-        answers.iter().any(|m| {
-            matches!(
-                m.body,
-                MessageBody::VoteResponse(VoteResponse { reject: false })
-            )
-        })
+        granted_a_vote(&mut voter)
     };
     assert!(!granted(1, 1), "a candidate short of the commit");
     assert!(granted(5, 2), "a candidate that holds it");
