@@ -91,10 +91,12 @@ pub async fn keep_peers_resolved(
     let mut known = transport.peer_addresses();
     let mut members: Option<BTreeMap<u64, String>> = None;
     let mut said_failed: Vec<u64> = Vec::new();
+    // No thread could be started for the last try (said once, until one starts again).
+    let mut no_thread = false;
     let mut taken = Vec::new();
     loop {
-        // A new member set, or (while a name fails) the retry's time.
-        let retrying = !said_failed.is_empty();
+        // A new member set, or (while a name fails, or no thread started) the retry's time.
+        let retrying = !said_failed.is_empty() || no_thread;
         let arrived = future::or(
             async {
                 wanted
@@ -125,12 +127,24 @@ pub async fn keep_peers_resolved(
         };
         let known_now = known.clone();
         let job = move || peer_addresses(&current, me, core, resolve, &known_now);
-        let Some((peers, failed)) = on_own_thread(job).await else {
+        let (peers, failed) = match on_own_thread(job).await {
+            Ok(answer) => answer,
             // No thread to resolve on (the process at its limit of threads): the addresses
             // stay as they are, and the names are tried again in a while.
-            said_failed = members.iter().flat_map(|m| m.keys().copied()).collect();
-            continue;
+            Err(error) => {
+                if !std::mem::replace(&mut no_thread, true) {
+                    tracing::warn!(
+                        node = %me,
+                        core,
+                        %error,
+                        "cannot start a thread to resolve member names: trying again every \
+                         {RESOLVE_RETRY:?}"
+                    );
+                }
+                continue;
+            }
         };
+        no_thread = false;
         for &id in failed.iter().filter(|id| !said_failed.contains(id)) {
             tracing::warn!(
                 node = id,
@@ -151,25 +165,21 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 /// (a resolution is rare: at a membership change, or a second after a name failed). Found
 /// in review: on the core's one blocking thread, a resolver waiting out its timeout (about
 /// 10 s a name with DNS down) held up the WAL's next segment and the snapshot files behind
-/// it. A panic in `job` is one of the caller's, as with `off_loop`. None, said in the log,
-/// if no thread could be started (found in review: a panic, which stopped the node).
-async fn on_own_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// it. A panic in `job` is one of the caller's, as with `off_loop`. An error if no thread
+/// could be started (found in review: a panic, which stopped the node).
+async fn on_own_thread<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
     let (sender, receiver) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("cohort-resolve".to_string())
         .spawn(move || {
             let _ = sender.send(job());
         });
-    if let Err(error) = spawned {
-        tracing::warn!(
-            %error,
-            "cannot start a thread to resolve member names: trying again in {RESOLVE_RETRY:?}"
-        );
-        return None;
-    }
+    spawned?;
     loop {
         match receiver.try_recv() {
-            Ok(answer) => return Some(answer),
+            Ok(answer) => return Ok(answer),
             Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(ANSWER_POLL).await,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                 panic!("the thread resolving names panicked")

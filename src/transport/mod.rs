@@ -32,7 +32,9 @@
 //! refused by the peers that knew it, and finds out from their answer
 //! ([`Transport::refused_as_unknown`]; see `incarnations.rs`). A refused connection is closed
 //! with the reason logged (`tracing`, warn level) and counted in
-//! [`TransportStats::connections_refused`]; the listener keeps serving. See `connection.rs`.
+//! [`TransportStats::connections_refused`] (not one this node refused because its own disk
+//! failed to record the peer: logged at warn level, not counted); the listener keeps serving.
+//! See `connection.rs`.
 //!
 //! **Sending.** [`Transport::send`] never blocks: it queues the message for its peer and wakes
 //! that peer's writer, or answers [`SendError::Full`] when the queue is at its bound in bytes

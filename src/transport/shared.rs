@@ -19,6 +19,7 @@ use super::incarnations::Incarnations;
 use super::queue::PeerQueue;
 use super::reason::CloseReason;
 use super::signal::{Notify, Stop};
+use crate::wire::handshake::HandshakeError;
 
 /// One received frame's messages, all from the same peer, for any number of groups. Entry
 /// payloads are slices of the frame.
@@ -176,6 +177,12 @@ impl Shared {
         }
         if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
+            tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
+        } else if matches!(
+            reason,
+            CloseReason::Handshake(HandshakeError::RecordFailed { .. })
+        ) {
+            // Our own disk, not the peer: as loud, and not counted as a refusal.
             tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
         } else if matches!(
             reason,
