@@ -1790,6 +1790,161 @@ fn requests_that_reach_a_stopping_core_are_answered() {
     );
 }
 
+/// Goal: once its loop stopped, a core answers every client still waiting (found in
+/// review: a leader's writes proposed and not yet committed, and its reads waiting for their
+/// round, went unanswered, the client learning only from the connection's end), and closes
+/// every outbox, so each connection ends once it wrote them. Method: leader 1 proposes a
+/// write node 3 does not acknowledge, takes a read whose round no one answers, and a
+/// transfer; it stops; then it lets its clients go.
+#[test]
+fn a_stopped_core_answers_every_client_still_waiting_and_closes_their_outboxes() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, _) = leader_1(&events, None);
+    core = turn(core, &inbox, put(1, 1));
+    core = turn(core, &inbox, get(1, 2));
+    let (core, transfer) = ask_transfer(core, &inbox, 0, 3);
+    assert!(take_outcomes(&outbox).is_empty(), "all wait");
+    assert_eq!(core.groups()[&0].waiting(), 2);
+    core.let_clients_go();
+    let outcomes = take_outcomes(&outbox);
+    let orphaned = |o: &Outcome| {
+        matches!(o, Outcome::NotLeader { leader: 0, address, maybe_proposed: true }
+            if address.is_empty())
+    };
+    let refused = |o: &Outcome| {
+        matches!(o, Outcome::Error { code: ErrorCode::Busy, message }
+            if message.contains("stopping: nothing of this request was taken"))
+    };
+    assert!(
+        matches!(&outcomes[..], [a, b] if orphaned(a) && refused(b)),
+        "{outcomes:?}"
+    );
+    assert!(outbox.is_closed(), "the connection ends once it wrote them");
+    let mut transfers = Vec::new();
+    take_transfer_outcomes(&transfer, &mut transfers);
+    assert!(
+        matches!(&transfers[..], [TransferOutcome::Failed(why)] if why.contains("stopping")),
+        "{transfers:?}"
+    );
+}
+
+/// Goal: a leader told to stop after its work hands its group to a caught-up follower,
+/// holds the writes that arrive meanwhile and answers them with the new leader's address,
+/// and stops once nothing is left to finish, not at the end of its grace. Method: node 1
+/// leading group 0 with node 3 caught up is told to stop within 1,000 ticks; a write
+/// arrives; node 3's heartbeat of the next term says it took over; no tick passes.
+#[test]
+fn a_leader_stopping_after_its_work_hands_its_group_over_and_stops_once_done() {
+    let events = Events::default();
+    let (core, inbox, outbox, term) = leader_1(&events, None);
+    let (last, began) = (core.groups()[&0].replica.last_index(), core.ticks());
+    let driver = async {
+        inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
+        let sent_timeout_now = || events.borrow().contains(&Event::Sent("TimeoutNow"));
+        assert!(yield_until(sent_timeout_now).await, "handed to node 3");
+        inbox.push_now(put(1, 1));
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        assert!(take_outcomes(&outbox).is_empty(), "held for the new leader");
+        let heartbeat = Heartbeat {
+            commit: last,
+            read_round: 0,
+            acknowledged: last,
+            acknowledged_term: Term::ZERO,
+            commit_term: Term::ZERO,
+        };
+        inbox.push_now(from(3, 1, term + 1, MessageBody::Heartbeat(heartbeat)));
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        // The grace's end, should the stop wait for it (pushed into a closed inbox if not).
+        for _ in 0..50 {
+            inbox.push_now(Input::Tick);
+        }
+    };
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
+    assert!(
+        core.unwrap().ticks() < began + 50,
+        "stopped before its grace's end"
+    );
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::NotLeader { leader: 3, .. }]),
+        "{outcomes:?}"
+    );
+}
+
+/// Goal: a node stopping after its work tells its peers to hand it no group (as one whose
+/// log is full), and takes none a leader hands it before it heard (found in review: peers
+/// balanced groups back to the stopping node, which then stopped as their leader). Method:
+/// node 2, following node 1, is told to stop, then sent TimeoutNow.
+#[test]
+fn a_stopping_follower_says_so_and_takes_no_group() {
+    let gate = Gate::new(true);
+    let (core, inbox, events) = node_2_given_entry_2(&gate);
+    inbox.push_now(Input::StopAfterWork { grace_ticks: 5 });
+    inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
+    // Fewer than an election timeout; the grace's end, should the stop wait for it.
+    for _ in 0..5 {
+        inbox.push_now(Input::Tick);
+    }
+    block_on(core.run()).map(drop).expect("stops");
+    let events = events.take();
+    assert!(events.contains(&Event::SaidLogFull(true)), "{events:?}");
+    assert!(!events.contains(&Event::Sent("VoteRequest")), "{events:?}");
+}
+
+/// Goal: a leader told to stop after its work that cannot hand its group over (its one
+/// other live voter's log is full) refuses new writes as not taken, and stops at the end of
+/// its grace though a write it proposed never commits; that write is answered "maybe
+/// proposed" as it lets its clients go. Method: node 1 leading group 0 proposes write 1;
+/// node 3 says its log is full; the stop comes with write 2, then 5 ticks.
+#[test]
+fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_grace() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(core, &inbox, put(1, 1));
+    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    assert!(take_outcomes(&outbox).is_empty(), "write 1 waits");
+    let began = core.ticks();
+    inbox.push_now(Input::StopAfterWork { grace_ticks: 5 });
+    inbox.push_now(put(1, 2));
+    let refused = RefCell::new(Vec::new());
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
+        let some = || {
+            refused.borrow_mut().extend(take_outcomes(&outbox));
+            !refused.borrow().is_empty()
+        };
+        assert!(yield_until(some).await, "write 2 is answered at once");
+        for _ in 0..5 {
+            inbox.push_now(Input::Tick);
+        }
+    }));
+    assert!(
+        matches!(&refused.borrow()[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+            if message.contains("stopping: nothing of this request was taken")),
+        "{:?}",
+        refused.borrow()
+    );
+    let core = core.expect("stopped at the end of its grace");
+    assert_eq!(core.ticks(), began + 5, "not before");
+    assert!(!events.borrow().contains(&Event::Sent("TimeoutNow")));
+    core.let_clients_go();
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::NotLeader {
+                leader: 0,
+                maybe_proposed: true,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+}
+
 /// Goal (found in review): a follower whose sync does not end (a device that stopped
 /// answering) answers every heartbeat, and keeps a bounded number of Readies behind that
 /// sync: each heartbeat left one more, for as long as the device hung. Method: the leader's

@@ -21,8 +21,6 @@ use crate::proto::in_flight::{InFlight, Key};
 
 pub(crate) struct Channel {
     shared: Rc<RefCell<Shared>>,
-    /// The same socket, to shut it down from `drop` and so wake the reader.
-    socket: socket2::Socket,
 }
 
 struct Shared {
@@ -36,6 +34,10 @@ struct Shared {
     /// Since when the connection has said nothing that requests waited for: when the last
     /// frame arrived, or when a request was sent while none waited (or it opened).
     silent_since: Instant,
+    /// The same socket, shut down once the connection breaks: the reader wakes out of its
+    /// read, and the node sees the end at once, though the channel lives on in the client
+    /// until it is replaced (a stopping node waits for its clients to close their ends).
+    socket: socket2::Socket,
 }
 
 /// The answers to one attempt of a batch, over any number of channels: each request's
@@ -109,6 +111,8 @@ impl Shared {
     fn break_with(&mut self, reason: String) {
         // The first reason stands (a read loop that stops after a break adds none).
         let reason = self.broken.get_or_insert(reason).clone();
+        // An error means it is closed already.
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
         let now = crate::clock::now();
         if let Some(writer) = self.writer.take() {
             writer.wake();
@@ -129,6 +133,7 @@ impl Channel {
             waiters: InFlight::default(),
             broken: None,
             silent_since: crate::clock::now(),
+            socket,
         }));
         let (reader, writer) = crate::transport::split(stream);
         let (reading, writing) = (Running::new(), Running::new());
@@ -144,7 +149,7 @@ impl Channel {
             drop(writing)
         })
         .detach();
-        Ok(Channel { shared, socket })
+        Ok(Channel { shared })
     }
 
     /// Queue the frame last encoded by `encoder`, carrying the requests `keys`, whose answers
@@ -230,8 +235,6 @@ impl Drop for Channel {
     fn drop(&mut self) {
         let mut shared = self.shared.borrow_mut();
         shared.break_with("closed by the client".to_string());
-        // Wake the reader out of its read (an error means it is closed already).
-        let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -337,5 +340,43 @@ mod tests {
         })
         .expect("executor");
         assert_eq!(dead, (false, true));
+    }
+
+    /// Goal: a channel whose node closed the connection closes its own end at once, though
+    /// the client keeps the channel until it replaces it: a stopping node waits for its
+    /// clients to close theirs (found in review: each waited its full linger). Method: a
+    /// listener that closes what it accepts, then reads: the end of the stream comes while
+    /// the channel still lives.
+    #[test]
+    fn a_channel_the_node_closed_closes_its_end() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let node = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accepts");
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .expect("says no more");
+            let mut stream = stream;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            stream.read(&mut [0; 1]).map_err(|e| e.kind())
+        });
+        let read = crate::node::on_one_executor("channel-end", move || async move {
+            let channel = Channel::connect(&address, Duration::from_secs(1))
+                .await
+                .expect("connects");
+            let read = loop {
+                if node.is_finished() {
+                    break node.join().expect("the node's thread");
+                }
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            };
+            drop(channel);
+            read
+        })
+        .expect("executor");
+        assert_eq!(read, Ok(0), "the client closed its end");
     }
 }

@@ -24,6 +24,7 @@ pub(super) struct Conns(Rc<RefCell<BTreeMap<ConnId, Entry>>>);
 struct Entry {
     last_read: Rc<Cell<Instant>>,
     close: Inbox<()>,
+    stopping: Inbox<()>,
 }
 
 /// A connection's place among the open ones, given up when dropped.
@@ -34,6 +35,10 @@ pub(super) struct Registered {
     pub(super) last_read: Rc<Cell<Instant>>,
     /// Gets an item when the connection is to close (see [`closed`]).
     pub(super) close: Inbox<()>,
+    /// Closed when the node stops ([`Conns::stop_all`]). One per connection, not the core's
+    /// inbox watched by each: a watcher's waker is kept until the watched inbox closes, and
+    /// each connection's would have kept its task's memory for the life of the core.
+    pub(super) stopping: Inbox<()>,
 }
 
 impl Drop for Registered {
@@ -47,13 +52,26 @@ impl Conns {
         self.0.borrow().len()
     }
 
+    /// Whether every connection ended within `patience`.
+    pub(super) async fn all_closed_within(&self, patience: Duration) -> bool {
+        let deadline = crate::clock::now() + patience;
+        while self.len() > 0 {
+            if crate::clock::now() >= deadline {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Counts `conn` as open, received from now.
     pub(super) fn register(&self, conn: ConnId) -> Registered {
         let last_read = Rc::new(Cell::new(crate::clock::now()));
-        let close = Inbox::new(1);
+        let (close, stopping) = (Inbox::new(1), Inbox::new(1));
         let entry = Entry {
             last_read: Rc::clone(&last_read),
             close: close.clone(),
+            stopping: stopping.clone(),
         };
         self.0.borrow_mut().insert(conn, entry);
         Registered {
@@ -61,6 +79,14 @@ impl Conns {
             conn,
             last_read,
             close,
+            stopping,
+        }
+    }
+
+    /// Tells every open connection that the node stops.
+    pub(super) fn stop_all(&self) {
+        for entry in self.0.borrow().values() {
+            entry.stopping.close();
         }
     }
 

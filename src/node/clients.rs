@@ -10,12 +10,13 @@
 //! core loop); after that, or from the start, a connection carries request batches only.
 
 use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
 use std::rc::Rc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 
@@ -33,7 +34,7 @@ use crate::shard::ConnId;
 use crate::shard::answers_held::{
     ANSWER_WEIGHT_CORE_HELD_MAX, ANSWER_WEIGHT_HELD_MAX, AnswersHeld, CoreAnswersHeld,
 };
-use crate::shard::core::Input;
+use crate::shard::core::{Input, refused_at_stop, stopping_refusal};
 use crate::shard::inbox::Inbox;
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
@@ -136,19 +137,20 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 /// every 30 s) still can: there is no bound per client address.
 pub const CLIENT_IDLE_CLOSABLE_AFTER: Duration = Duration::from_secs(30);
 
-/// Accept client connections until the listener fails or the inbox closes; at most
-/// `connections_max` at once ([`connections_max`] on a node), past which a new one
-/// takes the place of the connection idle longest, if for `idle_closable_after`.
-pub async fn serve(
+/// Accept client connections until the core's inbox closes (the node stops: every open
+/// connection, counted in `open`, is then told); at most `connections_max` at once
+/// ([`connections_max`] on a node), past which a new one takes the place of the connection
+/// idle longest, if for `idle_closable_after`.
+pub(super) async fn serve(
     listener: TcpListener,
     sockets: SocketOptions,
     inbox: Inbox<Input>,
     topology: Rc<RefCell<Topology>>,
+    open: Conns,
     connections_max: usize,
     idle_closable_after: Duration,
 ) {
     let next_conn = Rc::new(Cell::new(1u64));
-    let open = Conns::default();
     let admitted = Budget {
         bytes: Rc::new(Semaphore::new(FRAME_BYTES_ADMITTED_MAX as u64)),
         kept_for_rest: FRAME_BYTES_KEPT_FOR_THE_REST,
@@ -157,7 +159,15 @@ pub async fn serve(
     let mut failures = crate::transport::AcceptFailures::default();
     let answers_held = CoreAnswersHeld::default();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            inbox.closed().await;
+            None
+        });
+        let Some(accepted) = accepted.await else {
+            open.stop_all();
+            return;
+        };
+        let stream = match accepted {
             Ok(stream) => stream,
             Err(error) => {
                 if let Some(in_a_row) = failures.failed() {
@@ -230,17 +240,25 @@ async fn serve_conn(
         last_read: Rc::clone(&registered.last_read),
     };
     let mut buffer = client_frame_reader();
-    let opened = opening(&mut stream, &mut buffer, &topology, &inbox, &admitted);
+    let core_and_stop = (&inbox, &registered.stopping);
+    let opened = opening(
+        &mut stream,
+        &mut buffer,
+        &topology,
+        core_and_stop,
+        &admitted,
+    );
     let opened = futures_lite::future::or(opened, async { Err(closed(&registered.close).await) });
     let first = match opened.await {
         Ok(first) => first,
         Err(reason) => {
-            if reason != CLOSED_BY_CLIENT {
+            if reason != CLOSED_BY_CLIENT && reason != NODE_STOPPING {
                 tracing::info!(conn, %peer, %reason, "client connection closed");
             }
             return;
         }
     };
+    let node_id = topology.borrow().node_id;
     // Bounded by what `held` lets the core hand over, not by the inbox's capacity.
     let outbox: Inbox<Vec<Response>> = Inbox::new(usize::MAX);
     if !inbox
@@ -260,21 +278,57 @@ async fn serve_conn(
     // client learns it then rather than at its next request, and the answers it left go
     // with the connection, however long its writer was stuck on a socket the client does
     // not read (its retries are answered again: a write's result from its session).
-    let reading = read_requests(conn, reader, buffer, first, &inbox, &outbox, &admitted);
+    let to_core = ToCore {
+        conn,
+        node_id,
+        inbox: &inbox,
+        outbox: &outbox,
+        held: &held,
+    };
+    let mut reading = std::pin::pin!(read_requests(reader, buffer, first, &to_core, &admitted));
     let cut_off = async {
         outbox.closed().await;
-        cut_off_reason()
-    };
-    let ended = futures_lite::future::or(reading, async {
-        let writer_done = futures_lite::future::or(&mut writing, closed(&registered.close));
-        Err(futures_lite::future::or(writer_done, cut_off).await)
-    });
-    match ended.await {
-        Err(reason) if reason == CLOSED_BY_CLIENT => {
-            tracing::debug!(conn, %peer, "client connection closed by the client");
+        // At a stop the core closes every outbox once it handed over its last answers: the
+        // writer writes them first (below). One it cut off ends at once, as ever.
+        if inbox.is_closed() && !held.is_cut() {
+            futures_lite::future::pending::<()>().await;
         }
-        Err(reason) => tracing::info!(conn, %peer, %reason, "client connection closed"),
-        Ok(()) => {}
+    };
+    let ended = futures_lite::future::or(
+        async {
+            let Err(reason) = reading.as_mut().await;
+            Ended::Reading(reason)
+        },
+        futures_lite::future::or(
+            async { Ended::Writing((&mut writing).await) },
+            futures_lite::future::or(
+                async { Ended::ClosedForRoom(closed(&registered.close).await) },
+                async {
+                    cut_off.await;
+                    Ended::CutOff
+                },
+            ),
+        ),
+    );
+    let reason = match ended.await {
+        Ended::Writing(Ok(())) if inbox.is_closed() && !held.is_cut() => {
+            // The node stops, this connection's last answers are written, and its client
+            // was told (the end of the stream) that no more come: it closes its end once it
+            // read them. Reading until it does, refusing what it still sends, keeps them
+            // from being cut: a socket closed with bytes unread resets the connection at
+            // once, and what the node had not sent yet is lost.
+            let _ = within(now_plus(STOP_LINGER), reading.as_mut()).await;
+            NODE_STOPPING.to_string()
+        }
+        Ended::Writing(Ok(())) | Ended::CutOff => cut_off_reason(),
+        Ended::Writing(Err(reason)) | Ended::Reading(reason) | Ended::ClosedForRoom(reason) => {
+            reason
+        }
+    };
+    if reason == CLOSED_BY_CLIENT || reason == NODE_STOPPING {
+        tracing::debug!(conn, %peer, %reason, "client connection closed");
+    } else {
+        tracing::info!(conn, %peer, %reason, "client connection closed");
     }
     outbox.close();
     inbox.push_now(Input::Disconnected(conn));
@@ -292,11 +346,16 @@ async fn opening(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buffer: &mut FrameReader,
     topology: &RefCell<Topology>,
-    inbox: &Inbox<Input>,
+    (inbox, stopping): (&Inbox<Input>, &Inbox<()>),
     admitted: &Budget,
 ) -> Result<(Bytes, Admission), String> {
     loop {
-        let (frame, permit) = next_frame(stream, buffer, admitted, FRAME_PATIENCE).await?;
+        let next = next_frame(stream, buffer, admitted, FRAME_PATIENCE);
+        let (frame, permit) = futures_lite::future::or(next, async {
+            stopping.closed().await;
+            Err(NODE_STOPPING.to_string())
+        })
+        .await?;
         // Requests, or a bad frame, which decoding them says.
         let Ok(Some(decoded)) = decode_control_frame(&frame) else {
             return Ok((frame, permit));
@@ -342,7 +401,7 @@ async fn ask_core<T>(
 ) -> Result<T, String> {
     let reply = Inbox::new(1);
     if !inbox.push(make(reply.clone())).await {
-        return Err("the node is shutting down".to_string());
+        return Err(NODE_STOPPING.to_string());
     }
     let mut replies = Vec::new();
     reply.take_all(&mut replies).await;
@@ -351,15 +410,25 @@ async fn ask_core<T>(
         .ok_or_else(|| "the core loop gave no answer".to_string())
 }
 
-async fn read_requests(
+/// Where a connection's reader hands its requests: the core's inbox, or, once the node
+/// stops (the core closed its inbox), the connection's outbox, refused.
+struct ToCore<'a> {
     conn: ConnId,
+    node_id: u64,
+    inbox: &'a Inbox<Input>,
+    outbox: &'a Inbox<Vec<Response>>,
+    held: &'a AnswersHeld,
+}
+
+/// Reads request frames into the core's inbox until the connection fails or breaks the
+/// protocol; returns why it stopped.
+async fn read_requests(
     mut reader: impl AsyncRead + Unpin,
     mut buffer: FrameReader,
     first: (Bytes, Admission),
-    inbox: &Inbox<Input>,
-    outbox: &Inbox<Vec<Response>>,
+    to: &ToCore<'_>,
     admitted: &Budget,
-) -> Result<(), String> {
+) -> Result<Infallible, String> {
     let (mut frame, mut permit) = first;
     loop {
         // Decoded only once the inbox takes it: decoded, a frame's requests take several
@@ -368,22 +437,77 @@ async fn read_requests(
         let requests_of_frame = || match decode_client_frame(&frame) {
             Ok(ClientFrame::Requests(requests)) => {
                 let weight = frame_weight(frame.len() + decoded_bytes(&requests), requests.len());
-                Ok((Input::Requests { conn, requests }, weight))
+                Ok((
+                    Input::Requests {
+                        conn: to.conn,
+                        requests,
+                    },
+                    weight,
+                ))
             }
             Ok(_) => Err(CONTROL_FRAME_LATE.to_string()),
             Err(error) => Err(format!("bad frame: {error}")),
         };
-        if !inbox.push_made(requests_of_frame).await? {
-            return Err("the node is shutting down".to_string());
+        if !to.inbox.push_made(requests_of_frame).await? {
+            refuse_at_stop(&frame, to)?;
         }
-        // In the inbox now, weighed there.
+        // In the inbox now, weighed there (or answered).
         drop(permit);
-        if outbox.is_closed() {
+        if to.outbox.is_closed() && !to.inbox.is_closed() {
             return Err(cut_off_reason());
         }
         (frame, permit) = next_frame(&mut reader, &mut buffer, admitted, FRAME_PATIENCE).await?;
     }
 }
+
+/// The node stops (its core's inbox closed before it took `frame`): the frame's requests are
+/// answered as the core answers those that reached it too late, nothing of them taken, while
+/// the connection's outbox is open (the core has not finished) and may hold them. Those
+/// left unanswered the client learns of when the connection ends.
+fn refuse_at_stop(frame: &Bytes, to: &ToCore<'_>) -> Result<(), String> {
+    let requests = match decode_client_frame(frame) {
+        Ok(ClientFrame::Requests(requests)) => requests,
+        Ok(_) => return Err(CONTROL_FRAME_LATE.to_string()),
+        Err(error) => return Err(format!("bad frame: {error}")),
+    };
+    let why = stopping_refusal(to.node_id);
+    let responses: Vec<Response> = (requests.into_iter())
+        .map(|request| refused_at_stop(request, &why))
+        .collect();
+    // Within half a connection's bound and half the core's: the core's own last answers,
+    // to what it took, must find room (it cuts off the connections that hold the most).
+    let weight: usize = responses.iter().map(answer_weight).sum();
+    let room = to.held.get() + weight <= ANSWER_WEIGHT_HELD_MAX / 2;
+    if room
+        && to
+            .held
+            .core_excess(weight + ANSWER_WEIGHT_CORE_HELD_MAX / 2)
+            == 0
+        && to.outbox.try_push_weighing(responses, weight).is_ok()
+    {
+        to.held.charge(weight);
+    }
+    Ok(())
+}
+
+/// How a connection's serving ended.
+enum Ended {
+    /// The reader stopped, saying why.
+    Reading(String),
+    /// The writer stopped: Ok once its outbox was closed and every answer written.
+    Writing(Result<(), String>),
+    /// Closed to make room for a new connection.
+    ClosedForRoom(String),
+    /// The core closed the outbox: the client left its answers unread.
+    CutOff,
+}
+
+/// Why a stopping node closed a connection.
+const NODE_STOPPING: &str = "the node is stopping";
+
+/// How long a connection of a stopping node that wrote its last answers waits for its
+/// client to close its end (see `serve_conn`).
+pub const STOP_LINGER: Duration = Duration::from_secs(1);
 
 /// Why a connection that sent requests is closed when it sends a control frame.
 const CONTROL_FRAME_LATE: &str =
@@ -625,20 +749,23 @@ async fn within<T>(deadline: Instant, work: impl std::future::Future<Output = T>
     .await
 }
 
-/// Writes the answers the core leaves in `outbox` until a write fails or the outbox is
-/// closed and empty; returns why it stopped. What it took is released from `held` once
-/// written, or once the writer stops or is dropped.
+/// Writes the answers the core leaves in `outbox` until a write fails (Err: why) or the
+/// outbox is closed and empty (Ok, once the client was told no more come: the stream's
+/// write side is shut). What it took is released from `held` once written, or once the
+/// writer stops or is dropped.
 async fn write_answers(
     mut writer: impl AsyncWrite + Unpin,
     outbox: Inbox<Vec<Response>>,
     held: AnswersHeld,
-) -> String {
+) -> Result<(), String> {
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
     let mut batches = Vec::new();
     loop {
         if !outbox.take_all_until_closed(&mut batches).await {
-            return cut_off_reason();
+            // A client that reset the connection is not told: nothing to say.
+            let _ = writer.close().await;
+            return Ok(());
         }
         let responses: Vec<Response> = batches.drain(..).flatten().collect();
         let _writing = Writing {
@@ -660,7 +787,7 @@ async fn write_answers(
                 }
             }
             if let Err(error) = send_frame(&mut writer, &mut encoder, &mut copy).await {
-                return format!("write failed: {error}");
+                return Err(format!("write failed: {error}"));
             }
             // A rare large answer's room goes back (found in review: each connection kept
             // its largest frame's, up to 32 MiB, outside every bound on answers held).
@@ -788,6 +915,7 @@ mod tests {
             sockets,
             Inbox::new(64),
             topology,
+            Conns::default(),
             2,
             idle_closable_after,
         );
@@ -873,12 +1001,17 @@ mod tests {
 
     /// A request frame of about `value_bytes` bytes.
     fn request_frame(value_bytes: usize) -> Vec<u8> {
+        request_frame_of(1, value_bytes)
+    }
+
+    /// A request frame of about `value_bytes` bytes, of client 1's request `sequence`.
+    fn request_frame_of(sequence: u64, value_bytes: usize) -> Vec<u8> {
         use crate::kv::{Command, Op};
         use crate::proto::client::{Consistency, Request, encode_requests};
         let request = Request {
             command: Command {
                 client_id: 1,
-                sequence: 1,
+                sequence,
                 first_unacked: 1,
                 ops: smallvec::smallvec![Op::Put {
                     key: Bytes::from_static(b"k"),
@@ -1448,42 +1581,12 @@ mod tests {
     fn a_client_the_core_cut_off_is_disconnected_at_once_though_it_reads_nothing() {
         use futures_lite::AsyncWriteExt;
         crate::node::on_one_executor("cut-off", || async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let address = listener.local_addr().expect("address");
-            let topology = Topology {
-                cluster_id: 1,
-                node_id: 1,
-                cores: 1,
-                groups: 1,
-                members: vec![(1, format!("127.0.0.1:{}", address.port() - 1))],
-            };
-            let sockets = SocketOptions {
-                buffer_bytes: 1 << 16,
-                unacked_timeout: Duration::from_secs(10),
-            };
-            let core = Inbox::new(64);
-            let topology = Rc::new(RefCell::new(topology));
-            let idle = Duration::from_secs(60);
-            let serving = serve(listener, sockets, core.clone(), topology, 2, idle);
-            glommio::spawn_local(serving).detach();
+            let (address, core, _) = serving_one();
             let mut client = TcpStream::connect(address).await.expect("connect");
             client.write_all(&request_frame(16)).await.expect("ask");
             let mut inputs = Vec::new();
-            let (mut conn, mut outbox, mut held) = (None, None, None);
-            while conn.is_none() {
-                core.take_all(&mut inputs).await;
-                for input in inputs.drain(..) {
-                    if let Input::Connected {
-                        conn: c,
-                        outbox: o,
-                        held: h,
-                    } = input
-                    {
-                        (conn, outbox, held) = (Some(c), Some(o), Some(h));
-                    }
-                }
-            }
-            let (outbox, held) = (outbox.expect("its outbox"), held.expect("its weight"));
+            let (conn, outbox, held) = connected(&core, &mut inputs).await;
+            let conn = Some(conn);
             for sequence in 0..4 {
                 let value = OpResult::Value(Bytes::from(vec![1; 4 << 20]));
                 let answer = vec![response(sequence, vec![value])];
@@ -1526,6 +1629,168 @@ mod tests {
         .expect("executor");
     }
 
+    /// Serves client connections on loopback for the core whose inbox it returns, with
+    /// their count; returns the client address too.
+    fn serving_one() -> (std::net::SocketAddr, Inbox<Input>, Conns) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let topology = Topology {
+            cluster_id: 1,
+            node_id: 1,
+            cores: 1,
+            groups: 1,
+            members: vec![(1, format!("127.0.0.1:{}", address.port() - 1))],
+        };
+        let sockets = SocketOptions {
+            buffer_bytes: 1 << 16,
+            unacked_timeout: Duration::from_secs(10),
+        };
+        let core = Inbox::new(64);
+        let topology = Rc::new(RefCell::new(topology));
+        let idle = Duration::from_secs(60);
+        let open = Conns::default();
+        let serving = serve(
+            listener,
+            sockets,
+            core.clone(),
+            topology,
+            open.clone(),
+            2,
+            idle,
+        );
+        glommio::spawn_local(serving).detach();
+        (address, core, open)
+    }
+
+    /// Waits for the core's next connection: its id, outbox and weight held. Other inputs
+    /// taken meanwhile are left in `inputs`.
+    async fn connected(
+        core: &Inbox<Input>,
+        inputs: &mut Vec<Input>,
+    ) -> (ConnId, Inbox<Vec<Response>>, AnswersHeld) {
+        loop {
+            core.take_all(inputs).await;
+            let at = inputs
+                .iter()
+                .position(|input| matches!(input, Input::Connected { .. }));
+            if let Some(at) = at
+                && let Input::Connected { conn, outbox, held } = inputs.remove(at)
+            {
+                return (conn, outbox, held);
+            }
+        }
+    }
+
+    /// Reads answer frames from `client` with `reader` until it ends, for up to `patience`:
+    /// every answer read, and whether the stream ended (the node closed its end).
+    async fn answers_until_the_end(
+        client: &mut TcpStream,
+        reader: &mut FrameReader,
+        patience: Duration,
+    ) -> (Vec<Response>, bool) {
+        let mut answers = Vec::new();
+        let deadline = now_plus(patience);
+        loop {
+            match within(deadline, reader.read_frame(client)).await {
+                Some(Ok(Some(frame))) => answers.extend(decode_responses(&frame).expect("decodes")),
+                Some(Ok(None)) => return (answers, true),
+                Some(Err(_)) | None => return (answers, false),
+            }
+        }
+    }
+
+    /// Goal: when its node stops, a client connection writes every answer the core hands
+    /// it to the end (the core closes its inbox first, then answers what it had taken),
+    /// refuses what the client sends meanwhile as not taken, tells the client no more come,
+    /// and ends once the client closed its end. Found in review: the reader of a client
+    /// that sent more once the inbox had closed ended the connection and dropped the answers
+    /// to come, and the core's last answers were lost to clients whose tasks the stop
+    /// dropped. Method: a fake core takes a request, closes its inbox, takes a second
+    /// request only through the connection's refusal, then answers the first and closes the
+    /// outbox, as a stopping core does.
+    #[test]
+    fn a_stopping_node_writes_its_last_answers_and_refuses_the_rest() {
+        use futures_lite::AsyncWriteExt;
+        crate::node::on_one_executor("stop-answers", || async {
+            let (address, core, open) = serving_one();
+            let mut client = TcpStream::connect(address).await.expect("connect");
+            client
+                .write_all(&request_frame_of(1, 16))
+                .await
+                .expect("ask");
+            let mut inputs = Vec::new();
+            let (_, outbox, held) = connected(&core, &mut inputs).await;
+            while !inputs.iter().any(|i| matches!(i, Input::Requests { .. })) {
+                core.take_all(&mut inputs).await;
+            }
+            core.close();
+            client
+                .write_all(&request_frame_of(2, 16))
+                .await
+                .expect("ask again");
+            // The refusal of the second comes first; this core's answer later.
+            let mut reader = client_frame_reader();
+            let refusal = within(
+                now_plus(Duration::from_secs(3)),
+                reader.read_frame(&mut client),
+            );
+            let refusal = refusal
+                .await
+                .expect("in time")
+                .expect("read")
+                .expect("a frame");
+            let mut answers = decode_responses(&refusal).expect("decodes");
+            // Larger than the socket's buffers: written only as the client reads.
+            let value = OpResult::Value(Bytes::from(vec![1; 4 << 20]));
+            let answer = vec![response(1, vec![value])];
+            let weight = answer.iter().map(answer_weight).sum();
+            assert!(outbox.try_push_weighing(answer, weight).is_ok(), "open");
+            held.charge(weight);
+            outbox.close();
+            let patience = Duration::from_secs(3);
+            let (rest, ended) = answers_until_the_end(&mut client, &mut reader, patience).await;
+            answers.extend(rest);
+            assert!(ended, "the node says no more answers come: {answers:?}");
+            let sequences: Vec<(u64, bool)> = (answers.iter())
+                .map(|a| (a.sequence, matches!(a.outcome, Outcome::Results(_))))
+                .collect();
+            assert_eq!(sequences, [(2, false), (1, true)], "{answers:?}");
+            let Outcome::Error { code, message } = &answers[0].outcome else {
+                unreachable!()
+            };
+            assert_eq!(*code, ErrorCode::Busy);
+            assert!(
+                message.contains("nothing of this request was taken"),
+                "{message}"
+            );
+            assert_eq!(open.len(), 1, "it waits for the client to close its end");
+            drop(client);
+            let ended = open.all_closed_within(Duration::from_secs(3)).await;
+            assert!(ended, "the connection ends once its client closed its end");
+            assert_eq!(held.get(), 0, "its answers are let go of");
+        })
+        .expect("executor");
+    }
+
+    /// Goal: a connection that has sent nothing yet ends when its node stops, rather than
+    /// hold the stop until it sends a frame. Method: a connection opened, the fake core's
+    /// inbox closed.
+    #[test]
+    fn a_connection_that_sent_nothing_ends_when_its_node_stops() {
+        crate::node::on_one_executor("stop-idle", || async {
+            let (address, core, open) = serving_one();
+            let mut client = TcpStream::connect(address).await.expect("connect");
+            while open.len() == 0 {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            core.close();
+            let read = read_one_within(&mut client, Duration::from_secs(3)).await;
+            assert!(matches!(read, Some(Ok(0))), "ends: {read:?}");
+            assert!(open.all_closed_within(Duration::from_secs(1)).await);
+        })
+        .expect("executor");
+    }
+
     #[test]
     fn a_writer_whose_outbox_the_core_closed_writes_what_is_queued_and_ends() {
         // Goal: the writer alone, its outbox closed, writes what is queued and ends rather
@@ -1544,8 +1809,8 @@ mod tests {
         held.charge(answer.iter().map(answer_weight).sum());
         assert!(outbox.try_push(answer).is_ok());
         outbox.close();
-        let reason = block_on(poll_once(writing.as_mut())).expect("ends");
-        assert_eq!(reason, cut_off_reason());
+        let ended = block_on(poll_once(writing.as_mut())).expect("ends");
+        assert_eq!(ended, Ok(()), "all written");
         let mut stream = futures_lite::io::Cursor::new(sink.take());
         let mut reader = client_frame_reader();
         let frame = block_on(reader.read_frame(&mut stream)).expect("frame");

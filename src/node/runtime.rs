@@ -22,6 +22,7 @@ use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportC
 use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
 use crate::wire::{ClusterId, Envelope, Layout, Timing};
 
+use super::client_conns::Conns;
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
 
@@ -420,11 +421,12 @@ async fn run_core(
     let resolving = Inbox::new(16);
     resolving.push_now(members.clone());
     let refused: Rc<RefCell<Option<String>>> = Rc::default();
+    let clients = Conns::default();
     let tasks = [
         glommio::spawn_local(stop_if_refused_as_unknown(
             Rc::clone(&transport),
             Rc::clone(&refused),
-            Arc::clone(&stop),
+            (Arc::clone(&stop), inbox.clone()),
             refused_file.clone(),
             (config.id, core),
         )),
@@ -441,10 +443,16 @@ async fn run_core(
             client_sockets,
             inbox.clone(),
             Rc::clone(&topology),
+            clients.clone(),
             clients_max,
             super::clients::CLIENT_IDLE_CLOSABLE_AFTER,
         )),
-        glommio::spawn_local(tick(config.tick, inbox.clone(), stop)),
+        glommio::spawn_local(tick(
+            config.tick,
+            config.election_ticks,
+            inbox.clone(),
+            stop,
+        )),
     ];
     let shape = CoreShape {
         node_id: config.id.0,
@@ -510,8 +518,21 @@ async fn run_core(
     let result = Core::new(shape, groups, log, net, inbox, hooks)
         .run()
         .await
-        .map(drop);
+        .map(Core::let_clients_go);
+    // Connections yet to send a frame end now: the client task that would tell them once
+    // it saw the core's inbox closed may not have run since (an idle core stops in one go).
+    clients.stop_all();
     drop(tasks);
+    // The clients' last answers reach them: each connection writes what the core handed
+    // it, and ends once its client closed its end (see `clients::STOP_LINGER`).
+    if result.is_ok() && !clients.all_closed_within(CLIENTS_STOP_PATIENCE).await {
+        tracing::warn!(
+            core,
+            open = clients.len(),
+            "client connections still open {CLIENTS_STOP_PATIENCE:?} into the stop (clients \
+             that read slowly, or not at all) are cut: their last answers may not reach them"
+        );
+    }
     // A dropped task lets go of its future (and the transport in it) when the executor
     // next runs it: give them their turns.
     for _ in 0..16 {
@@ -536,6 +557,10 @@ async fn run_core(
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
 }
 
+/// How long a stopping core waits for its client connections to write their last answers
+/// and end: a client's linger ([`super::clients::STOP_LINGER`]) and as long again to write.
+const CLIENTS_STOP_PATIENCE: Duration = Duration::from_secs(2);
+
 /// In a core's dir: why the node stopped because it lost its data, kept for later starts.
 const REFUSED_FILE: &str = "refused";
 
@@ -550,15 +575,15 @@ pub fn refused_for_lost_data(data_dir: &std::path::Path, cores: u16) -> bool {
     })
 }
 
-/// Stops the node (gracefully, as a signal does) once a peer proves this core lost its data
-/// (see `transport::incarnations`): the node then no longer holds what it acknowledged nor
-/// the votes it gave, and must not take part under its id. The reason is kept in
-/// `refused_file` first, so that a restart (a supervisor's) says the same at once instead of
-/// waiting to be refused by its peers again.
+/// Stops the node (this core at once, the others as a signal does) once a peer proves this
+/// core lost its data (see `transport::incarnations`): the node then no longer holds what it
+/// acknowledged nor the votes it gave, and must not take part under its id. The reason is
+/// kept in `refused_file` first, so that a restart (a supervisor's) says the same at once
+/// instead of waiting to be refused by its peers again.
 async fn stop_if_refused_as_unknown(
     transport: Rc<Transport>,
     refused: Rc<RefCell<Option<String>>>,
-    stop: Arc<AtomicBool>,
+    (stop, inbox): (Arc<AtomicBool>, Inbox<Input>),
     refused_file: std::path::PathBuf,
     (node, core): (NodeId, u16),
 ) {
@@ -591,6 +616,9 @@ async fn stop_if_refused_as_unknown(
         tracing::warn!(core, %error, "cannot keep the reason this node stops");
     }
     *refused.borrow_mut() = Some(why);
+    // At once, not after its work as on a signal: it must not vote or lead meanwhile. The
+    // node's other cores stop after theirs (their peers refuse them too, if they lost theirs).
+    inbox.push_now(Input::Stop);
     stop.store(true, Ordering::SeqCst);
 }
 
@@ -655,16 +683,22 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
     }
 }
 
-/// Wakes the core once per tick (and tells it to stop after a signal). How many ticks passed
-/// the core counts itself from the clock (`CoreShape::tick_length`): wake-ups run late.
-async fn tick(every: std::time::Duration, inbox: Inbox<Input>, stop: Arc<AtomicBool>) {
-    loop {
+/// Wakes the core once per tick, and tells it once to stop after a signal, finishing its
+/// work first within two election timeouts (a handover ends, done or given up, within one;
+/// the other is for the writes it leaves to commit), while it goes on ticking. How many
+/// ticks passed the core counts itself from the clock (`CoreShape::tick_length`): wake-ups
+/// run late.
+async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: Arc<AtomicBool>) {
+    let grace_ticks = 2 * u64::from(election_ticks);
+    let mut told = false;
+    while !inbox.is_closed() {
         glommio::timer::sleep(every).await;
-        if stop.load(Ordering::SeqCst) {
-            inbox.push_now(Input::Stop);
-            return;
+        if !told && stop.load(Ordering::SeqCst) {
+            told = true;
+            inbox.push_now(Input::StopAfterWork { grace_ticks });
+        } else {
+            inbox.push_now(Input::Tick);
         }
-        inbox.push_now(Input::Tick);
     }
 }
 

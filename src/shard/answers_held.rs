@@ -87,6 +87,11 @@ impl AnswersHeld {
         }
     }
 
+    /// Whether the connection was cut off.
+    pub fn is_cut(&self) -> bool {
+        self.cut.get()
+    }
+
     /// What the connection holds.
     pub fn get(&self) -> usize {
         self.connection.get()

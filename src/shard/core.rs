@@ -37,7 +37,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::kv::{KvStore, SnapshotJob};
-use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response, answer_weight};
+use crate::proto::client::{
+    Consistency, ErrorCode, Outcome, Refused, Request, Response, answer_weight,
+};
 use crate::proto::members::{MemberChange, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{core_of, group_of};
@@ -236,8 +238,16 @@ pub enum Input {
         reply: Inbox<MemberOutcome>,
     },
     Tick,
-    /// Finish in-flight work, sync, and return.
+    /// Stop after this turn: finish the syncs in flight, answer what was taken in, sync,
+    /// and return.
     Stop,
+    /// Finish the core's work first, for up to `grace_ticks`, then stop: hand the groups it
+    /// leads over, and commit and answer the writes already taken in (or see them answered
+    /// "not the leader" once a group is handed over). Meanwhile new writes to a group it
+    /// leads and does not hand over are refused, and transfers and membership changes too.
+    StopAfterWork {
+        grace_ticks: u64,
+    },
 }
 
 /// Told every member's base address (node id → `host:port`) when they change.
@@ -360,6 +370,9 @@ pub struct Core<L: CoreLog, N> {
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
     at_sync_cap_since: Option<u64>,
+    /// The tick by which a core told to stop after its work stops, while it finishes it
+    /// (see [`Input::StopAfterWork`]).
+    stopping_by: Option<u64>,
     /// Transfers asked for and not finished.
     transfers: Vec<Transfer>,
     /// The handovers the leader balancer started, and the pairs it leaves alone for a while.
@@ -406,6 +419,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             hooks,
             ticks: 0,
             at_sync_cap_since: None,
+            stopping_by: None,
             tick_clock: shape.tick_length.map(|length| {
                 // Twice the longest timeout counted in ticks (a snapshot stream given
                 // up; election timeouts are a tenth of it on a node).
@@ -434,7 +448,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         &self.groups
     }
 
-    /// Run until `Input::Stop` (Ok) or a fatal error of the log or a group (Err).
+    /// Run until `Input::Stop`, or `Input::StopAfterWork` once the work is done or its grace
+    /// over (Ok), or a fatal error of the log or a group (Err). Then [`Core::let_clients_go`]
+    /// answers the clients still waiting.
     pub async fn run(mut self) -> Result<Self, String> {
         let mut inputs = Vec::new();
         let mut answers = Vec::new();
@@ -450,6 +466,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             let mut stop = false;
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
+            }
+            if let Some(by) = self.stopping_by {
+                stop |= self.ticks >= by || self.work_finished();
             }
             if !self.persisting.is_empty() || !self.unstaged.is_empty() {
                 self.apply_committed_meanwhile(&mut answers)?;
@@ -502,6 +521,45 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
+    /// After [`Core::run`] returned for a stop: answers every client still waiting (see
+    /// [`Group::answer_all_at_stop`]; transfers and membership changes under way too), and
+    /// closes every connection's outbox, so that each connection ends once it has written
+    /// its last answers. Not part of `run`'s stop, which tests also use to end one turn.
+    pub fn let_clients_go(mut self) {
+        let why = format!("node {} is stopping", self.shape.node_id);
+        let mut answers = Vec::new();
+        for group in self.groups.values_mut() {
+            group.answer_all_at_stop(&stopping_refusal(self.shape.node_id), &mut answers);
+        }
+        for transfer in self.transfers.drain(..) {
+            (transfer.reply).push_now(TransferOutcome::Failed(format!(
+                "{why} while group {} hands over to node {}: ask another member who leads",
+                transfer.group, transfer.to
+            )));
+        }
+        for (change, _, reply) in self.member_changes.drain(..) {
+            reply.push_now(MemberOutcome::Busy(format!(
+                "{why} while the change of group {} is under way: ask another member",
+                change.group
+            )));
+        }
+        self.deliver(&mut answers);
+        for (outbox, _) in self.outboxes.values() {
+            outbox.close();
+        }
+    }
+
+    /// Whether a stopping core has nothing left to finish: no client waits on its groups,
+    /// and it leads none that another voter could take (a handover under way, or one that
+    /// may yet be tried: a follower not heard from at the first look).
+    fn work_finished(&self) -> bool {
+        let me = NodeId(self.shape.node_id);
+        self.groups.values().all(|g| {
+            let others = g.replica.conf_state().voters.iter().any(|&v| v != me);
+            g.waiting() == 0 && !(g.replica.role() == Role::Leader && others)
+        })
+    }
+
     /// Once the inbox is closed: what it took in while the stop waited for the syncs in
     /// flight. Requests are told the node stops, and that nothing of them was taken (found
     /// in review: they were left unanswered, and clients took their outcome for unknown);
@@ -514,25 +572,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             &mut Context::from_waker(std::task::Waker::noop()),
             &mut late,
         );
-        let why = format!(
-            "node {} is stopping: nothing of this request was taken",
-            self.shape.node_id
-        );
+        let why = stopping_refusal(self.shape.node_id);
         for input in late {
             match input {
                 Input::Requests { conn, requests } => {
                     for request in requests {
-                        let response = match request {
-                            Ok(request) => Response {
-                                client_id: request.command.client_id,
-                                sequence: request.command.sequence,
-                                outcome: Outcome::Error {
-                                    code: ErrorCode::Busy,
-                                    message: why.clone(),
-                                },
-                            },
-                            Err(refused) => refused.response(),
-                        };
+                        let response = refused_at_stop(request, &why);
                         answers.push(Answer { conn, response });
                     }
                 }
@@ -545,7 +590,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Input::ChangeMember { reply, .. } => {
                     reply.push_now(MemberOutcome::Failed(why.clone()));
                 }
-                Input::Peer { .. } | Input::Tick | Input::Stop => {}
+                Input::Peer { .. } | Input::Tick | Input::Stop | Input::StopAfterWork { .. } => {}
             }
         }
     }
@@ -771,6 +816,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             self.receive_snapshot(group.0, message);
                             continue;
                         }
+                        // A stopping node takes no group (its peers were told its log is
+                        // full, but one may have asked before it heard).
+                        MessageBody::TimeoutNow if self.stopping_by.is_some() => continue,
                         _ => message,
                     };
                     // A message for a group this core does not run is a misrouted peer:
@@ -818,9 +866,24 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::Tick if self.tick_clock.is_none() => self.tick(),
             // The clock's ticks were taken at the start of the turn.
             Input::Tick => {}
+            Input::TransferLeader { reply, .. } if self.stopping_by.is_some() => {
+                let why = format!("node {} is stopping", self.shape.node_id);
+                reply.push_now(TransferOutcome::Failed(why));
+            }
+            Input::ChangeMember { reply, .. } if self.stopping_by.is_some() => {
+                let why = format!("node {} is stopping", self.shape.node_id);
+                reply.push_now(MemberOutcome::Failed(why));
+            }
             Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
             Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
             Input::Stop => return true,
+            Input::StopAfterWork { grace_ticks } => {
+                if self.stopping_by.is_none() {
+                    self.stopping_by = Some(self.ticks + grace_ticks);
+                    self.tell_peers_log_state();
+                    self.hand_over_leaders();
+                }
+            }
         }
         false
     }
@@ -846,7 +909,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // taken, and takes no turn.
         self.tell_peers_log_state();
         let every = u64::from(self.shape.balance_every_ticks.max(1));
-        if self.ticks.is_multiple_of(every) {
+        // Stopping, at every tick: a handover given up, or a follower not ready at the last
+        // look, is tried again within the grace.
+        if self.ticks.is_multiple_of(every) || self.stopping_by.is_some() {
             self.hand_over_leaders();
         }
     }
@@ -893,7 +958,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         };
         if self.peers_log_full.contains(&to) && g.replica.role() == Role::Leader {
             let why = format!(
-                "node {to} says its log cannot grow (a full disk?): it takes no group until it can"
+                "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no \
+                 group until it can"
             );
             reply.push_now(TransferOutcome::Failed(why));
             return;
@@ -1021,7 +1087,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Hand groups to other nodes ([`super::balance`]): every group this node leads while
-    /// its log cannot grow, else one group if this node leads too many of this core's.
+    /// its log cannot grow or a sync is stuck, or once it is stopping, else one group if
+    /// this node leads too many of this core's.
     fn hand_over_leaders(&mut self) {
         let (me, ticks) = (self.shape.node_id, self.ticks);
         let groups = &self.groups;
@@ -1037,7 +1104,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
         let stuck = self.said_sync_stuck;
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
-        let short = self.log.short_of_space().is_some() || stuck;
+        let stopping = self.stopping_by.is_some();
+        let short = self.log.short_of_space().is_some() || stuck || stopping;
         // For balance, only nodes every group of the core counts among its voters: one that
         // some group does not is joining the cluster or leaving it (a node removed leaves
         // the groups one at a time), and handed a group now it would soon hand it back.
@@ -1057,9 +1125,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .iter()
                     // A follower whose queue is full would hold the group's writes while the
                     // queue drains.
-                    .filter(|p| {
-                        p.recent_active && p.state == ProgressState::Replicate && !p.queue_full
-                    })
+                    // Stopping, one heard from in the last round counts too: the first look
+                    // may fall just after a check-quorum cleared every mark.
+                    .filter(|p| p.recent_active || (stopping && g.replica.peer_answers(p.id)))
+                    .filter(|p| p.state == ProgressState::Replicate && !p.queue_full)
                     // Replicating from its first answer, however far behind: Raft would hold
                     // the group's writes while it caught up, and give up.
                     .filter(|p| {
@@ -1070,7 +1139,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
                     .filter(|p| short || voters_everywhere.contains(&p.id))
-                    .filter(|p| handovers.may_try(id, p.id.0, ticks))
+                    // Stopping, no back-off from handovers that failed before: the stop has
+                    // a grace's worth of tries.
+                    .filter(|p| stopping || handovers.may_try(id, p.id.0, ticks))
                     .map(|p| p.id.0)
                     .collect();
                 GroupView {
@@ -1092,7 +1163,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         } else {
             Vec::new()
         };
-        let why = if stuck {
+        let why = if stopping {
+            "this node is stopping"
+        } else if stuck {
             "this node's log cannot sync"
         } else if short {
             "this node cannot grow its log"
@@ -1143,7 +1216,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 tracing::info!(core = self.shape.core, "the log's syncs end again");
             }
         }
-        let log_full = self.log.short_of_space().is_some() || stuck;
+        // A stopping node is to be handed no group, as one whose log is full.
+        let log_full = self.log.short_of_space().is_some() || stuck || self.stopping_by.is_some();
         if log_full != self.said_log_full {
             self.net.set_log_full(log_full);
             self.said_log_full = log_full;
@@ -1234,7 +1308,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             };
             format!(
                 "node {me} takes no writes for group {id}: too few of its voters can take them \
-                 (nodes {full_nodes} say their logs cannot grow: a full disk?{silent_part})"
+                 (nodes {full_nodes} say their logs cannot grow, a full disk?, or that they \
+                 stop{silent_part})"
             )
         })
     }
@@ -1265,12 +1340,23 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             ));
             return;
         }
-        // A follower answers as always (the leader's address), full log or not.
-        let no_room = self
-            .groups
-            .get(&group)
-            .filter(|g| !request.command.is_read_only() && g.replica.role() == Role::Leader)
-            .and_then(|g| self.no_room_for_writes(group, g));
+        // A follower answers as always (the leader's address), full log or not. A stopping
+        // leader takes nothing it would have to finish, but in a group it hands over: that
+        // waits for the new leader, whose address it then gets.
+        let stale_read =
+            request.command.is_read_only() && request.consistency == Consistency::Stale;
+        let stopping = self.stopping_by.is_some() && !stale_read;
+        let no_room = (self.groups.get(&group))
+            .filter(|g| g.replica.role() == Role::Leader)
+            .and_then(|g| {
+                if stopping && g.replica.lead_transferee().is_none() {
+                    Some(stopping_refusal(self.shape.node_id))
+                } else if request.command.is_read_only() {
+                    None
+                } else {
+                    self.no_room_for_writes(group, g)
+                }
+            });
         if let Some(message) = no_room {
             let response = Response {
                 client_id: request.command.client_id,
@@ -1913,6 +1999,27 @@ fn sync_patience_ticks(election_timeout_ticks: u32, tick: Option<Duration>) -> u
         u64::try_from(1_000_000u128.div_ceil(tick_us)).unwrap_or(u64::MAX)
     });
     elections.max(second)
+}
+
+/// What a stopping node tells a client of a request it did not take.
+pub fn stopping_refusal(node_id: u64) -> String {
+    format!("node {node_id} is stopping: nothing of this request was taken")
+}
+
+/// The answer to `request`, which reached a stopping node too late to be taken: busy, for
+/// `why`, or what made it invalid.
+pub fn refused_at_stop(request: Result<Request, Refused>, why: &str) -> Response {
+    match request {
+        Ok(request) => Response {
+            client_id: request.command.client_id,
+            sequence: request.command.sequence,
+            outcome: Outcome::Error {
+                code: ErrorCode::Busy,
+                message: why.to_string(),
+            },
+        },
+        Err(refused) => refused.response(),
+    }
 }
 
 #[cfg(test)]

@@ -284,6 +284,34 @@ impl Group {
         self.refuse_pending(&busy, out);
     }
 
+    /// The node stops: answers every request still waiting here. Writes not yet proposed,
+    /// and reads, were not taken: busy, for `why` (the client may send them again, to any
+    /// node). Writes proposed may yet commit under another leader: "not the leader, maybe
+    /// proposed", naming none, so their clients ask another node with the same sequence (a
+    /// write is applied once, whichever answers).
+    pub(super) fn answer_all_at_stop(&mut self, why: &str, out: &mut Vec<Answer>) {
+        self.refuse_pending_as_busy(why, out);
+        let orphaned = Outcome::NotLeader {
+            leader: 0,
+            address: String::new(),
+            maybe_proposed: true,
+        };
+        self.answer_proposed(|_| true, &orphaned, out);
+        let confirmed = self.reads_confirmed.drain(..).map(|(_, read)| read);
+        for read in self
+            .reads_unconfirmed
+            .drain()
+            .map(|(_, read)| read)
+            .chain(confirmed)
+        {
+            let response = error_response(&read.request, ErrorCode::Busy, why);
+            out.push(Answer {
+                conn: read.conn,
+                response,
+            });
+        }
+    }
+
     /// Writes taken in as the leader wait in `pending` rather than be refused: see
     /// [`Group::propose_pending`].
     fn holds_writes(&self) -> bool {
