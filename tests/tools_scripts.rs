@@ -49,6 +49,32 @@ fn wiped_node_logs_runs_and_node_3_is_sent_its_log_again() {
     }
 }
 
+/// Goal: the rolling-stop script runs and prints the stop and the load around it. Method:
+/// the script as a user runs it, at a light load for a few seconds.
+#[test]
+fn rolling_stop_runs_and_node_1_stops_cleanly() {
+    let base = free_port_run(24).expect("24 free ports");
+    let output = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tools/rolling-stop.sh"
+        ))
+        .args(["1000", env!("CARGO_BIN_EXE_cohort"), &base.to_string(), "6"])
+        .output()
+        .expect("bash runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("ms (status 0), restarted"), "{text}");
+    assert!(
+        text.contains("throughput") && text.contains("p99.9"),
+        "{text}"
+    );
+}
+
 /// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
 /// script as a user runs it.
 #[test]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What clients see when a node is stopped (SIGTERM) and restarted under load, as in a rolling
+# restart: the stop's duration and the load's latency around it.
+#
+# Starts three `cohort serve` nodes (8 groups) on loopback, runs `cohort bench` against them
+# in an open loop at RATE requests/s for SECONDS seconds, stops node 1 a third of the way in,
+# restarts it 2 s later, and prints how long its stop took, its exit status, and the bench's
+# lines (one per second, then the summary). Latencies count from each request's intended
+# start, so a group left without a leader shows as the seconds its requests waited.
+#
+#   tools/rolling-stop.sh [RATE=5000] [COHORT=target/release/cohort] [BASE_PORT=19200] [SECONDS=12]
+set -euo pipefail
+rate=${1:-5000}
+cohort=$(realpath "${2:-target/release/cohort}")
+base=${3:-19200}
+seconds=${4:-12}
+dir=$(mktemp -d)
+a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
+peers="1=$a1,2=$a2,3=$a3"
+pids=(0 0 0 0)
+cleanup() {
+  local status=$?
+  if [ "$status" != 0 ]; then
+    for i in 1 2 3; do echo "--- node $i's log, its end:" >&2; tail -n 20 "$dir/n$i.log" >&2 || true; done
+  fi
+  kill "${pids[@]:1}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+serve() {
+  "$cohort" serve --id "$1" --peers "$peers" --data-dir "$dir/d$1" --groups 8 >>"$dir/n$1.log" 2>&1 &
+  pids[$1]=$!
+}
+for i in 1 2 3; do serve $i; done
+sleep 5
+"$cohort" bench --nodes "$a1,$a2,$a3" --rate "$rate" --seconds "$seconds" --warmup-seconds 1 \
+  --ceiling-seconds 0 --out "$dir/bench" >"$dir/bench.txt" 2>&1 &
+bench=$!
+sleep "$(awk -v s="$seconds" 'BEGIN { print 1 + s / 3 }')"
+began=$(date +%s%N)
+kill -TERM "${pids[1]}"
+status=0
+wait "${pids[1]}" || status=$?
+ended=$(date +%s%N)
+sleep 2
+serve 1
+bench_status=0
+wait "$bench" || bench_status=$?
+cat "$dir/bench.txt"
+echo "node 1 stopped in $(( (ended - began) / 1000000 )) ms (status $status), restarted 2 s later"
+if [ "$bench_status" != 0 ]; then
+  echo "cohort bench failed (status $bench_status)" >&2
+  exit 1
+fi
