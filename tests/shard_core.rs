@@ -1774,18 +1774,16 @@ fn requests_that_reach_a_stopping_core_are_answered() {
     let mut rows = Vec::new();
     block_on(futures_lite::future::poll_once(status.take_all(&mut rows)));
     assert_eq!(rows.len(), 1, "status answered");
+    // Answered, and not as failed, which a client takes as final: it asks another member.
     let mut transfers = Vec::new();
     take_transfer_outcomes(&transfer, &mut transfers);
-    assert!(
-        matches!(&transfers[..], [TransferOutcome::Failed(why)] if why.contains("stopping")),
-        "{transfers:?}"
-    );
+    assert_eq!(transfers, [TransferOutcome::NotLeader { leader: 0 }]);
     let mut changes = Vec::new();
     block_on(futures_lite::future::poll_once(
         changed.take_all(&mut changes),
     ));
     assert!(
-        matches!(&changes[..], [MemberOutcome::Failed(why)] if why.contains("stopping")),
+        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
         "{changes:?}"
     );
 }
@@ -1820,12 +1818,10 @@ fn a_stopped_core_answers_every_client_still_waiting_and_closes_their_outboxes()
         "{outcomes:?}"
     );
     assert!(outbox.is_closed(), "the connection ends once it wrote them");
+    // Not final: its client asks another member, which may name node 3.
     let mut transfers = Vec::new();
     take_transfer_outcomes(&transfer, &mut transfers);
-    assert!(
-        matches!(&transfers[..], [TransferOutcome::Failed(why)] if why.contains("stopping")),
-        "{transfers:?}"
-    );
+    assert_eq!(transfers, [TransferOutcome::NotLeader { leader: 0 }]);
 }
 
 /// Goal: a leader told to stop after its work hands its group to a caught-up follower,
@@ -1875,6 +1871,30 @@ fn a_leader_stopping_after_its_work_hands_its_group_over_and_stops_once_done() {
     );
 }
 
+/// Goal: a leader whose other voters all say they take no group (their logs are full, or
+/// they stop too: nodes stopped together) stops at once, rather than wait out its grace for
+/// a handover that cannot happen. Method: node 1 leading group 0; nodes 2 and 3 say their
+/// logs are full; the stop comes with a grace of 50 ticks, then 50 ticks.
+#[test]
+fn a_leader_no_voter_can_take_over_from_stops_at_once() {
+    let events = Events::default();
+    let (mut core, inbox, _, term) = leader_1(&events, None);
+    core = turn(core, &inbox, heartbeat_answer(2, term, true));
+    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    let began = core.ticks();
+    inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        // The grace's end, should the stop wait for it (pushed into a closed inbox if not).
+        for _ in 0..50 {
+            inbox.push_now(Input::Tick);
+        }
+    }));
+    assert!(core.unwrap().ticks() < began + 50, "stopped at once");
+}
+
 /// Goal: a node stopping after its work tells its peers to hand it no group (as one whose
 /// log is full), and takes none a leader hands it before it heard (found in review: peers
 /// balanced groups back to the stopping node, which then stopped as their leader). Method:
@@ -1896,10 +1916,11 @@ fn a_stopping_follower_says_so_and_takes_no_group() {
 }
 
 /// Goal: a leader told to stop after its work that cannot hand its group over (its one
-/// other live voter's log is full) refuses new writes as not taken, and stops at the end of
-/// its grace though a write it proposed never commits; that write is answered "maybe
-/// proposed" as it lets its clients go. Method: node 1 leading group 0 proposes write 1;
-/// node 3 says its log is full; the stop comes with write 2, then 5 ticks.
+/// other live voter's log is full) refuses new writes as not taken (and a membership change
+/// as busy, which its client asks again, not as failed), and stops at the end of its grace
+/// though a write it proposed never commits; that write is answered "maybe proposed" as it
+/// lets its clients go. Method: node 1 leading group 0 proposes write 1; node 3 says its
+/// log is full; the stop comes with write 2 and a change, then 5 ticks.
 #[test]
 fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_grace() {
     let events = Events::default();
@@ -1910,6 +1931,16 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     let began = core.ticks();
     inbox.push_now(Input::StopAfterWork { grace_ticks: 5 });
     inbox.push_now(put(1, 2));
+    let changed = Inbox::new(1);
+    let change = MemberChange {
+        group: 0,
+        node: 2,
+        op: MemberOp::Remove,
+    };
+    inbox.push_now(Input::ChangeMember {
+        change,
+        reply: changed.clone(),
+    });
     let refused = RefCell::new(Vec::new());
     let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
         let some = || {
@@ -1929,6 +1960,15 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     );
     let core = core.expect("stopped at the end of its grace");
     assert_eq!(core.ticks(), began + 5, "not before");
+    // Busy, not failed: its client asks again, and finds the group's next leader.
+    let mut changes = Vec::new();
+    block_on(futures_lite::future::poll_once(
+        changed.take_all(&mut changes),
+    ));
+    assert!(
+        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
+        "{changes:?}"
+    );
     assert!(!events.borrow().contains(&Event::Sent("TimeoutNow")));
     core.let_clients_go();
     let outcomes = take_outcomes(&outbox);

@@ -69,6 +69,8 @@ fn rolling_stop_runs_and_node_1_stops_cleanly() {
     );
     assert!(output.status.success(), "{text}");
     assert!(text.contains("ms (status 0), restarted"), "{text}");
+    // Every request answered in the end (the bench itself fails only past 1%).
+    assert!(text.contains("none failed"), "{text}");
     assert!(
         text.contains("throughput") && text.contains("p99.9"),
         "{text}"

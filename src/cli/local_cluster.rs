@@ -369,8 +369,9 @@ fn signal_child(child: &mut Child, signal: crate::sys::Signal) {
     }
 }
 
-/// How long a node told to stop (SIGTERM) may take to exit before it is killed: its last
-/// turn and sync take milliseconds.
+/// How long a node told to stop (SIGTERM) may take to exit before it is killed: its handovers
+/// and last writes take up to two election timeouts, its last turn and sync milliseconds,
+/// and its clients up to 2 s to read their last answers.
 const STOP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Waits for node `id`, told to stop, to exit; an error if it did not exit cleanly, or not

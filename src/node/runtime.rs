@@ -523,16 +523,6 @@ async fn run_core(
     // it saw the core's inbox closed may not have run since (an idle core stops in one go).
     clients.stop_all();
     drop(tasks);
-    // The clients' last answers reach them: each connection writes what the core handed
-    // it, and ends once its client closed its end (see `clients::STOP_LINGER`).
-    if result.is_ok() && !clients.all_closed_within(CLIENTS_STOP_PATIENCE).await {
-        tracing::warn!(
-            core,
-            open = clients.len(),
-            "client connections still open {CLIENTS_STOP_PATIENCE:?} into the stop (clients \
-             that read slowly, or not at all) are cut: their last answers may not reach them"
-        );
-    }
     // A dropped task lets go of its future (and the transport in it) when the executor
     // next runs it: give them their turns.
     for _ in 0..16 {
@@ -547,6 +537,17 @@ async fn run_core(
             core,
             "the transport is still shared at shutdown: its connections end with the process"
         ),
+    }
+    // The peers know the node is gone (its connections to them closed); the clients' last
+    // answers reach them: each connection writes what the core handed it, and ends once
+    // its client closed its end (see `clients::STOP_LINGER`).
+    if result.is_ok() && !clients.all_closed_within(CLIENTS_STOP_PATIENCE).await {
+        tracing::warn!(
+            core,
+            open = clients.len(),
+            "client connections still open {CLIENTS_STOP_PATIENCE:?} into the stop (clients \
+             that read slowly, or not at all) are cut: their last answers may not reach them"
+        );
     }
     if let Some(why) = refused.take() {
         if let Err(error) = result {

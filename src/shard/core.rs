@@ -531,11 +531,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for group in self.groups.values_mut() {
             group.answer_all_at_stop(&stopping_refusal(self.shape.node_id), &mut answers);
         }
+        // Not final: the client asks another member, which may name the node it wanted.
         for transfer in self.transfers.drain(..) {
-            (transfer.reply).push_now(TransferOutcome::Failed(format!(
-                "{why} while group {} hands over to node {}: ask another member who leads",
-                transfer.group, transfer.to
-            )));
+            transfer
+                .reply
+                .push_now(TransferOutcome::NotLeader { leader: 0 });
         }
         for (change, _, reply) in self.member_changes.drain(..) {
             reply.push_now(MemberOutcome::Busy(format!(
@@ -551,11 +551,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Whether a stopping core has nothing left to finish: no client waits on its groups,
     /// and it leads none that another voter could take (a handover under way, or one that
-    /// may yet be tried: a follower not heard from at the first look).
+    /// may yet be tried: a follower not heard from at the first look). A voter whose log is
+    /// full, or that stops too, takes none: nodes stopped together do not wait out their
+    /// grace for each other.
     fn work_finished(&self) -> bool {
         let me = NodeId(self.shape.node_id);
+        let may_take = |v: &NodeId| *v != me && !self.peers_log_full.contains(&v.0);
         self.groups.values().all(|g| {
-            let others = g.replica.conf_state().voters.iter().any(|&v| v != me);
+            let others = g.replica.conf_state().voters.iter().any(may_take);
             g.waiting() == 0 && !(g.replica.role() == Role::Leader && others)
         })
     }
@@ -564,8 +567,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// flight. Requests are told the node stops, and that nothing of them was taken (found
     /// in review: they were left unanswered, and clients took their outcome for unknown);
     /// connections come and go as ever, so those answers find their way, and a status is
-    /// answered as ever. A transfer or a membership change is refused, saying why (found in
-    /// review: dropped, its caller waited until the node's end closed its connection).
+    /// answered as ever. A transfer or a membership change is answered too (found in
+    /// review: dropped, its caller waited until the node's end closed its connection), not
+    /// as failed, which its client takes as final: a transfer "no leader known here", a
+    /// change busy, so that the client asks another member.
     fn refuse_late_inputs(&mut self, answers: &mut Vec<Answer>) {
         let mut late = Vec::new();
         let _ = self.inbox.poll_take_all(
@@ -584,11 +589,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 input @ (Input::Connected { .. } | Input::Disconnected(_) | Input::Status(_)) => {
                     self.handle(input, answers);
                 }
+                // Not final: the client asks another member.
                 Input::TransferLeader { reply, .. } => {
-                    reply.push_now(TransferOutcome::Failed(why.clone()));
+                    reply.push_now(TransferOutcome::NotLeader { leader: 0 });
                 }
                 Input::ChangeMember { reply, .. } => {
-                    reply.push_now(MemberOutcome::Failed(why.clone()));
+                    reply.push_now(MemberOutcome::Busy(why.clone()));
                 }
                 Input::Peer { .. } | Input::Tick | Input::Stop | Input::StopAfterWork { .. } => {}
             }
@@ -866,13 +872,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::Tick if self.tick_clock.is_none() => self.tick(),
             // The clock's ticks were taken at the start of the turn.
             Input::Tick => {}
-            Input::TransferLeader { reply, .. } if self.stopping_by.is_some() => {
-                let why = format!("node {} is stopping", self.shape.node_id);
-                reply.push_now(TransferOutcome::Failed(why));
-            }
-            Input::ChangeMember { reply, .. } if self.stopping_by.is_some() => {
-                let why = format!("node {} is stopping", self.shape.node_id);
-                reply.push_now(MemberOutcome::Failed(why));
+            // Stopping, a group it leads is handed over: its change waits for the new leader
+            // (a transfer goes on, the handover leaving its group alone; a group it follows
+            // is answered with its leader, as ever).
+            Input::ChangeMember { change, reply }
+                if self.stopping_by.is_some()
+                    && (self.groups.get(&change.group))
+                        .is_some_and(|g| g.replica.role() == Role::Leader) =>
+            {
+                reply.push_now(MemberOutcome::Busy(format!(
+                    "node {} is stopping and hands group {} over: ask again",
+                    self.shape.node_id, change.group
+                )));
             }
             Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
             Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
