@@ -1303,6 +1303,19 @@ fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
     );
 }
 
+/// Asserts that the membership change whose answer goes to `reply` was answered busy, as
+/// the node stops: not failed, which its client would take as final.
+fn assert_answered_busy_as_stopping(reply: &Inbox<MemberOutcome>) {
+    let mut changes = Vec::new();
+    block_on(futures_lite::future::poll_once(
+        reply.take_all(&mut changes),
+    ));
+    assert!(
+        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
+        "{changes:?}"
+    );
+}
+
 /// `core` asked to hand `group` to node `to`; the inbox of its answer.
 fn ask_transfer(
     core: TestCore,
@@ -1778,14 +1791,7 @@ fn requests_that_reach_a_stopping_core_are_answered() {
     let mut transfers = Vec::new();
     take_transfer_outcomes(&transfer, &mut transfers);
     assert_eq!(transfers, [TransferOutcome::NotLeader { leader: 0 }]);
-    let mut changes = Vec::new();
-    block_on(futures_lite::future::poll_once(
-        changed.take_all(&mut changes),
-    ));
-    assert!(
-        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
-        "{changes:?}"
-    );
+    assert_answered_busy_as_stopping(&changed);
 }
 
 /// Goal: once its loop stopped, a core answers every client still waiting (found in
@@ -1961,14 +1967,7 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     let core = core.expect("stopped at the end of its grace");
     assert_eq!(core.ticks(), began + 5, "not before");
     // Busy, not failed: its client asks again, and finds the group's next leader.
-    let mut changes = Vec::new();
-    block_on(futures_lite::future::poll_once(
-        changed.take_all(&mut changes),
-    ));
-    assert!(
-        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
-        "{changes:?}"
-    );
+    assert_answered_busy_as_stopping(&changed);
     assert!(!events.borrow().contains(&Event::Sent("TimeoutNow")));
     core.let_clients_go();
     let outcomes = take_outcomes(&outbox);

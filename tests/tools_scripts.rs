@@ -9,11 +9,20 @@ use cohort::cli::local_cluster::free_port_run;
 
 /// Runs `tools/wiped-node.sh` on this build's binary with `wipe` (logs or dir).
 fn wiped_node(wipe: &str) -> (Output, String) {
-    // Nodes at base, base + 10 and base + 20, each with a peer and a client port.
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    tool("wiped-node.sh", |base| {
+        vec![cohort.into(), base, wipe.into()]
+    })
+}
+
+/// Runs `tools/{script}` with the arguments `args` makes of a free base port (nodes at base,
+/// base + 10 and base + 20, each with a peer and a client port); its status, and its stdout
+/// and stderr together.
+fn tool(script: &str, args: impl FnOnce(String) -> Vec<String>) -> (Output, String) {
     let base = free_port_run(24).expect("24 free ports");
     let output = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/wiped-node.sh"))
-        .args([env!("CARGO_BIN_EXE_cohort"), &base.to_string(), wipe])
+        .arg(format!("{}/tools/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args(base.to_string()))
         .output()
         .expect("bash runs");
     let text = format!(
@@ -53,20 +62,10 @@ fn wiped_node_logs_runs_and_node_3_is_sent_its_log_again() {
 /// the script as a user runs it, at a light load for a few seconds.
 #[test]
 fn rolling_stop_runs_and_node_1_stops_cleanly() {
-    let base = free_port_run(24).expect("24 free ports");
-    let output = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tools/rolling-stop.sh"
-        ))
-        .args(["1000", env!("CARGO_BIN_EXE_cohort"), &base.to_string(), "6"])
-        .output()
-        .expect("bash runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("rolling-stop.sh", |base| {
+        vec!["1000".into(), cohort.into(), base, "6".into()]
+    });
     assert!(output.status.success(), "{text}");
     assert!(text.contains("ms (status 0), restarted"), "{text}");
     // Every request answered in the end (the bench itself fails only past 1%).

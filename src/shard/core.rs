@@ -527,9 +527,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// its last answers. Not part of `run`'s stop, which tests also use to end one turn.
     pub fn let_clients_go(mut self) {
         let why = format!("node {} is stopping", self.shape.node_id);
+        let not_taken = stopping_refusal(self.shape.node_id);
         let mut answers = Vec::new();
         for group in self.groups.values_mut() {
-            group.answer_all_at_stop(&stopping_refusal(self.shape.node_id), &mut answers);
+            group.answer_all_at_stop(&not_taken, &mut answers);
         }
         // Not final: the client asks another member, which may name the node it wanted.
         for transfer in self.transfers.drain(..) {
@@ -1134,11 +1135,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 let ready_successors = status
                     .peers
                     .iter()
-                    // A follower whose queue is full would hold the group's writes while the
-                    // queue drains.
                     // Stopping, one heard from in the last round counts too: the first look
                     // may fall just after a check-quorum cleared every mark.
                     .filter(|p| p.recent_active || (stopping && g.replica.peer_answers(p.id)))
+                    // A follower whose queue is full would hold the group's writes while the
+                    // queue drains.
                     .filter(|p| p.state == ProgressState::Replicate && !p.queue_full)
                     // Replicating from its first answer, however far behind: Raft would hold
                     // the group's writes while it caught up, and give up.
