@@ -198,7 +198,20 @@ fn value_or_stdin(value: Option<String>, usage: &str) -> Result<Bytes, String> {
 }
 
 fn fail(error: &str) -> ExitCode {
-    eprintln!("cohort: {error}");
+    use std::io::Write;
+    // Not `eprintln!`, which panics when stderr cannot be written. On a full disk (a node's
+    // log beside its data) room often comes back a moment later, as a segment that could not
+    // be made is removed: the one line that says why the process ends is tried again.
+    let line = format!("cohort: {error}\n");
+    for _ in 0..20 {
+        match std::io::stderr().write_all(line.as_bytes()) {
+            Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+                #[allow(clippy::disallowed_methods)] // the process is ending: nothing to block
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => break,
+        }
+    }
     ExitCode::FAILURE
 }
 
@@ -241,6 +254,9 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_max_level(tracing::Level::INFO)
+                // A line that cannot be written (its log on a full disk) is lost, not
+                // reported with `eprintln!`, which panicked the core that logged it.
+                .log_internal_errors(false)
                 .init();
             let result = cohort::cli::serve::run(&args);
             return match result {

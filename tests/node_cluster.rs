@@ -1387,3 +1387,33 @@ fn a_leader_stopped_under_load_answers_every_write_it_took() {
     cluster.restart(leader).expect("the leader restarts");
     finish(cluster);
 }
+
+/// Goal: a node whose log cannot be written (its stderr on a full disk) runs on and stops
+/// cleanly. A log line that failed was reported with `eprintln!`, which panics when stderr
+/// cannot be written: the core that logged it died (found when a demo's disk filled: its node
+/// exited 101, its panic lost with the rest of its log). Method: node 1 of two (node 2 never
+/// starts, so node 1's transport warns of it) with stderr on /dev/full, stopped after 3 s.
+#[test]
+fn a_node_whose_log_cannot_be_written_runs_on_and_stops_cleanly() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("cohort-test-log-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = cohort::cli::local_cluster::free_port_run(4).unwrap();
+    let peers = format!("1=127.0.0.1:{port},2=127.0.0.1:{}", port + 2);
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["serve", "--id", "1", "--peers", &peers, "--data-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create("/dev/full").expect("/dev/full"))
+        .spawn()
+        .expect("cohort runs");
+    let mut lines = std::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let listening = lines.next().expect("a line").expect("read");
+    assert!(listening.contains("peers on"), "{listening}");
+    wait_ms(3000);
+    assert!(node.try_wait().unwrap().is_none(), "node 1 died");
+    cohort::sys::send_signal(node.id(), cohort::sys::Signal::Terminate);
+    let status = node.wait().unwrap();
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
