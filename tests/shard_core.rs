@@ -959,13 +959,7 @@ fn a_leader_deposed_while_it_holds_writes_back_sends_them_to_the_new_leader() {
     f.gate.0.borrow_mut().entries_wait = true;
     core = turn(core, &f.inbox, put(1, 2));
     assert!(take_outcomes(&f.outbox).is_empty(), "write 2 is held");
-    let heartbeat = Heartbeat {
-        commit: f.write_1,
-        read_round: 0,
-        acknowledged: f.write_1,
-        acknowledged_term: Term::ZERO,
-        commit_term: Term::ZERO,
-    };
+    let heartbeat = heartbeat_naming(f.write_1);
     let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
     core = turn(core, &f.inbox, from_2);
     turn(core, &f.inbox, Input::Tick);
@@ -1210,13 +1204,7 @@ fn a_transfer_whose_group_another_node_took_names_the_new_leader() {
     take_transfer_outcomes(&reply, &mut outcomes);
     assert!(outcomes.is_empty(), "{outcomes:?}");
     let last = core.groups()[&0].replica.last_index();
-    let heartbeat = Heartbeat {
-        commit: last,
-        read_round: 0,
-        acknowledged: last,
-        acknowledged_term: Term::ZERO,
-        commit_term: Term::ZERO,
-    };
+    let heartbeat = heartbeat_naming(last);
     core = turn(
         core,
         &inbox,
@@ -1314,6 +1302,18 @@ fn assert_answered_busy_as_stopping(reply: &Inbox<MemberOutcome>) {
         matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
         "{changes:?}"
     );
+}
+
+/// A leader's heartbeat of no read round that names `index` as its commit and as what it
+/// knows the follower holds (terms left out).
+fn heartbeat_naming(index: LogIndex) -> Heartbeat {
+    Heartbeat {
+        commit: index,
+        read_round: 0,
+        acknowledged: index,
+        acknowledged_term: Term::ZERO,
+        commit_term: Term::ZERO,
+    }
 }
 
 /// `core` asked to hand `group` to node `to`; the inbox of its answer.
@@ -1849,13 +1849,7 @@ fn a_leader_stopping_after_its_work_hands_its_group_over_and_stops_once_done() {
             futures_lite::future::yield_now().await;
         }
         assert!(take_outcomes(&outbox).is_empty(), "held for the new leader");
-        let heartbeat = Heartbeat {
-            commit: last,
-            read_round: 0,
-            acknowledged: last,
-            acknowledged_term: Term::ZERO,
-            commit_term: Term::ZERO,
-        };
+        let heartbeat = heartbeat_naming(last);
         inbox.push_now(from(3, 1, term + 1, MessageBody::Heartbeat(heartbeat)));
         for _ in 0..10 {
             futures_lite::future::yield_now().await;
@@ -2170,13 +2164,7 @@ fn a_leader_deposed_while_its_ready_waits_for_room_tells_its_writes_to_retry_at_
         assert!(yield_until(synced).await, "{:?}", f.events.borrow());
         f.inbox.push_now(get(1, 3));
         f.gate.set_no_room(true);
-        let heartbeat = Heartbeat {
-            commit: f.write_1,
-            read_round: 0,
-            acknowledged: f.write_1,
-            acknowledged_term: Term::ZERO,
-            commit_term: Term::ZERO,
-        };
+        let heartbeat = heartbeat_naming(f.write_1);
         let from_2 = from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat));
         f.inbox.push_now(from_2);
         f.assert_refused_for_room().await;
@@ -3458,13 +3446,7 @@ fn snapshot_chunks_are_taken_only_from_the_groups_leader() {
         let events = Events::default();
         let (core, inbox) = core(2, &events);
         // Node 1 leads in term 3, as node 2 knows.
-        let heartbeat = Heartbeat {
-            commit: LogIndex(0),
-            read_round: 0,
-            acknowledged: LogIndex(0),
-            acknowledged_term: Term::ZERO,
-            commit_term: Term::ZERO,
-        };
+        let heartbeat = heartbeat_naming(LogIndex(0));
         let core = turn(
             core,
             &inbox,
@@ -3580,13 +3562,7 @@ fn a_leader_deposed_at_the_sync_cap_sends_its_writers_to_the_new_leader() {
         let begun = f.take_every_sync_slot().await;
         // Write 6 waits to be proposed: no turn at the cap.
         f.inbox.push_now(put(1, 6));
-        let heartbeat = Heartbeat {
-            commit: LogIndex(0),
-            read_round: 0,
-            acknowledged: LogIndex(0),
-            acknowledged_term: Term::ZERO,
-            commit_term: Term::ZERO,
-        };
+        let heartbeat = heartbeat_naming(LogIndex(0));
         f.inbox
             .push_now(from(2, 1, f.term + 1, MessageBody::Heartbeat(heartbeat)));
         let answers = RefCell::new(Vec::new());
