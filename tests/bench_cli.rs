@@ -87,7 +87,20 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
             &["--read-percent", "101"],
             "--read-percent is 101, at most 100",
         ),
-        (&["--zipf-theta", "1"], "--zipf-theta is 1"),
+        (
+            &["--distribution", "zipfian", "--zipf-theta", "1"],
+            "--zipf-theta is 1",
+        ),
+        // A skew the uniform keys would ignore, while report.json said it applied (found in
+        // review).
+        (
+            &["--zipf-theta", "0.5"],
+            "--zipf-theta needs --distribution zipfian",
+        ),
+        // Served by ReadIndex without it, under a title that said lease reads (found in
+        // review).
+        (&["--read", "lease"], "--read lease needs --lease-reads"),
+        (&["--ceiling-seconds", "0.5"], "--ceiling-seconds is 0.5"),
         (
             &["--depth", "100", "--batch", "100"],
             "in flight per client",
@@ -120,6 +133,11 @@ fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
             "\"x\" for clients",
         ),
         (&["sweep", "--vary", "clients"], "--values"),
+        // The second point's files went over the first's.
+        (
+            &["sweep", "--vary", "clients", "--values", "1,4,1"],
+            "\"1\" is given twice",
+        ),
         (
             &[
                 "sweep",
@@ -726,6 +744,35 @@ fn a_run_writes_its_report_histograms_and_plots() {
     }
     assert_svg(&out.join("latency.svg"), "latency by percentile");
     assert_svg(&out.join("timeline.svg"), "throughput and p99, per second");
+    // Uniform keys: no skew claimed. The nodes are not this process's: no ceiling claimed
+    // for the machine's CPUs (found in review).
+    assert!(report["load"]["zipf_theta"].is_null(), "{}", report["load"]);
+    assert!(
+        stdout.contains("the generator's machine only: the nodes run elsewhere"),
+        "{stdout}"
+    );
+
+    // A closed loop without a ceiling into the same folder leaves no file of the run before
+    // to be read as its own (found in review: both stayed).
+    cohort_ok(&[
+        "bench",
+        "--nodes",
+        &server.base,
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--ceiling-seconds",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_hgrm(&out.join("latency.hgrm"));
+    for gone in ["service-time.hgrm", "ceiling.hgrm"] {
+        assert!(!out.join(gone).exists(), "{gone} of the run before is left");
+    }
     let _ = std::fs::remove_dir_all(out);
 }
 
@@ -779,6 +826,57 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
         "throughput vs latency, varying clients",
     );
     assert!(out.join("clients-4").join("report.json").exists());
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Goal (found in review): a sweep cut short keeps the summary of the points it measured.
+/// Before, sweep.json and sweep.svg were written after the last point only, so a point
+/// that failed (a node that died, a connect that timed out, Ctrl-C) lost every point before
+/// it. Method: a sweep over a local cluster, SIGINT once its second point begins.
+#[test]
+fn an_interrupted_sweep_keeps_the_points_it_measured() {
+    use std::io::{BufRead, BufReader};
+    let out = out_dir("sweep-interrupted");
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["bench", "sweep", "--vary", "clients", "--values", "1,2"])
+        .args([
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--ceiling-seconds",
+            "0",
+        ])
+        .args(["--segment-mib", "1", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort bench sweep runs");
+    let mut lines = BufReader::new(sweep.stdout.take().expect("stdout")).lines();
+    let second = lines.find(|line| line.as_ref().is_ok_and(|line| line == "-- clients = 2"));
+    assert!(second.is_some(), "the second point never began");
+    // SAFETY: kill(2) takes plain integers.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(sweep.id() as libc::pid_t, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = sweep.wait_with_output().expect("the sweep ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", rest.join("\n"));
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let summary = json(&out.join("sweep.json"));
+    let values: Vec<&str> = (summary["points"].as_array().unwrap().iter())
+        .map(|p| p["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["1"], "{summary}");
+    assert_svg(
+        &out.join("sweep.svg"),
+        "throughput vs latency, varying clients",
+    );
+    assert!(
+        rest.iter().any(|line| line == "sweep of clients"),
+        "{}",
+        rest.join("\n")
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 
@@ -888,13 +986,14 @@ fn a_run_against_a_local_cluster_reports_every_node() {
 }
 
 /// Goal (found in review): a bench told to stop while it measures the generator's ceiling
-/// fails as interrupted. Before, the ceiling's few seconds (none, at once) came out as a
-/// ceiling of 10^14 requests/s, the report was written and the bench exited 0.
+/// fails as interrupted, and reports the run it finished without the ceiling. At first the
+/// ceiling's few seconds (none, at once) came out as a ceiling of 10^14 requests/s and the
+/// bench exited 0; then the finished run was thrown away with the ceiling (review 159).
 /// Method: a 1 s run, then a 60 s ceiling, and SIGINT half a second after the run's cluster
 /// folder is gone (its nodes stopped, the ceiling begun).
 #[test]
 #[allow(clippy::disallowed_methods)] // a test's pause, on no executor
-fn a_bench_interrupted_while_it_measures_its_ceiling_fails() {
+fn a_bench_interrupted_while_it_measures_its_ceiling_fails_and_keeps_its_run() {
     use std::io::{BufRead, BufReader};
     let out = out_dir("interrupted-ceiling");
     let mut bench = Command::new(env!("CARGO_BIN_EXE_cohort"))
@@ -934,7 +1033,18 @@ fn a_bench_interrupted_while_it_measures_its_ceiling_fails() {
         stderr.contains("interrupted") && stderr.contains("null server"),
         "{stderr}"
     );
-    assert!(!out.join("report.json").exists(), "a report was written");
+    // The run itself finished: its report stands, without the ceiling, which says why.
+    let report = json(&out.join("report.json"));
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["ceiling"].is_null(), "{report}");
+    let why = report["ceiling_left_out"].as_str().unwrap_or_default();
+    assert!(why.contains("interrupted"), "{report}");
+    assert!(
+        rest.iter()
+            .any(|line| line.contains("ceiling     left out: interrupted")),
+        "{}",
+        rest.join("\n")
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 

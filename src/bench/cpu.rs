@@ -68,7 +68,8 @@ pub struct MachineUse {
     /// Busy CPU time per answered request, all processes and the kernel's interrupt work.
     pub busy_us_per_request: f64,
     /// What the CPUs allow at that cost with all of them busy: `cpus / busy time per request`.
-    pub ceiling_requests_per_s: f64,
+    /// None where the nodes run on other machines (their CPU is not in `busy`).
+    pub ceiling_requests_per_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -116,7 +117,7 @@ pub fn usage(
             iowait_fraction: iowait as f64 / total,
             idle_fraction: idle as f64 / total,
             busy_us_per_request,
-            ceiling_requests_per_s: cpus as f64 * 1e6 / busy_us_per_request.max(1e-9),
+            ceiling_requests_per_s: Some(cpus as f64 * 1e6 / busy_us_per_request.max(1e-9)),
         }
     });
     CpuUse { processes, machine }
@@ -143,16 +144,19 @@ pub fn summary_lines(cpu: &CpuUse) -> String {
         }
     }
     if let Some(m) = &cpu.machine {
+        let ceiling = match m.ceiling_requests_per_s {
+            Some(ceiling) => format!("at this cost the CPUs allow at most {ceiling:.0} requests/s"),
+            None => "the generator's machine only: the nodes run elsewhere".to_string(),
+        };
         let _ = writeln!(
             out,
             "  machine     {:>8.2} busy in all ({} CPUs: {:.0}% busy, {:.0}% iowait, {:.0}% idle): \
-             at this cost the CPUs allow at most {:.0} requests/s",
+             {ceiling}",
             m.busy_us_per_request,
             m.cpus,
             m.busy_fraction * 100.0,
             m.iowait_fraction * 100.0,
             m.idle_fraction * 100.0,
-            m.ceiling_requests_per_s
         );
     }
     out
@@ -256,7 +260,7 @@ mod tests {
         assert!((p.cpus - 1.5).abs() < 1e-9);
         let m = cpu.machine.unwrap();
         assert!((m.busy_us_per_request - 2.0).abs() < 1e-9);
-        assert!((m.ceiling_requests_per_s - 1_000_000.0).abs() < 1e-3);
+        assert!((m.ceiling_requests_per_s.unwrap() - 1_000_000.0).abs() < 1e-3);
         // A process gone by the end is left out, not reported as zero.
         let gone = Sample {
             processes: vec![None],

@@ -216,7 +216,14 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
     let (before, after) = first
         .cpu
         .ok_or("the first generator thread took no CPU samples")?;
-    let cpu = cpu::usage(&first.watched, &before, &after, seconds, recorder.requests);
+    let mut cpu = cpu::usage(&first.watched, &before, &after, seconds, recorder.requests);
+    // Without nodes of its own to watch, the generator runs against nodes elsewhere: the
+    // machine's CPUs bound only its own part of the work.
+    if watched.is_empty()
+        && let Some(machine) = &mut cpu.machine
+    {
+        machine.ceiling_requests_per_s = None;
+    }
     Ok(Run {
         recorder,
         seconds,

@@ -136,7 +136,7 @@ pub fn timeline(path: &Path, title: &str, seconds: &[Second]) -> Result<(), Stri
             .configure_mesh()
             .x_desc("seconds")
             .y_desc(label)
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_label_formatter(&|y| format!("{y:.decimals$}", decimals = decimals_for(y_max)))
             .draw()
             .map_err(|e| plot_error(path, e))?;
         let color = Palette99::pick(i).to_rgba();
@@ -152,6 +152,17 @@ pub fn timeline(path: &Path, title: &str, seconds: &[Second]) -> Result<(), Stri
             .map_err(|e| plot_error(path, e))?;
     }
     root.present().map_err(|e| plot_error(path, e))
+}
+
+/// Decimals for the labels of an axis from 0 to `max`, so that its ticks (about ten) read
+/// apart: a p99 axis up to 0.4 ms needs two, one up to 40 ms none.
+fn decimals_for(max: f64) -> usize {
+    match max {
+        m if m >= 10.0 => 0,
+        m if m >= 1.0 => 1,
+        m if m >= 0.1 => 2,
+        _ => 3,
+    }
 }
 
 /// One point per run: throughput (x) against p50 and p99 latency (y), each point labelled
@@ -210,5 +221,30 @@ mod tests {
             .map(percentile_label)
             .collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+    }
+
+    /// Found in review: a p99 axis under 1 ms was labelled "0 0 0 0 1".
+    #[test]
+    fn a_timeline_of_sub_millisecond_p99_labels_its_axis_apart() {
+        let path = std::env::temp_dir().join(format!("cohort-plot-{}.svg", std::process::id()));
+        let seconds: Vec<Second> = (1u32..=3)
+            .map(|at| Second {
+                at_s: f64::from(at),
+                requests: 1000,
+                requests_per_s: 1000.0,
+                errors: 0,
+                p50_us: 100,
+                p99_us: 200 + 100 * u64::from(at),
+                max_us: 600,
+            })
+            .collect();
+        timeline(&path, "t", &seconds).expect("plots");
+        let svg = std::fs::read_to_string(&path).expect("written");
+        let _ = std::fs::remove_file(&path);
+        let labels: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(
+            labels.contains(&"0.30") && labels.contains(&"0.40"),
+            "{svg}"
+        );
     }
 }

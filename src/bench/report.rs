@@ -66,6 +66,10 @@ pub struct Report {
     pub per_node: Vec<ShareRow>,
     pub per_group: Vec<ShareRow>,
     pub ceiling: Option<Ceiling>,
+    /// Why a ceiling that was asked for is not in `ceiling` (cut short, or its requests
+    /// failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_left_out: Option<String>,
     /// How this machine's idle CPUs wait (see `idle.rs`), if the kernel says.
     pub idle_cpus: Option<String>,
     /// Raw 4 KiB write + fdatasync in the data folder (embedded clusters).
@@ -172,6 +176,9 @@ pub fn summary(report: &Report) -> String {
             duration_text(ceiling.latency.p99_us),
             100.0 * report.requests_per_s / ceiling.requests_per_s.max(1e-9)
         );
+    }
+    if let Some(why) = &report.ceiling_left_out {
+        let _ = writeln!(out, "ceiling     left out: {why}");
     }
     if let Some(idle) = &report.idle_cpus {
         let _ = writeln!(out, "idle CPUs   {idle}");

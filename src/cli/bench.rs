@@ -90,9 +90,10 @@ pub struct BenchArgs {
     /// How keys are drawn.
     #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
     pub distribution: Distribution,
-    /// Skew of the zipfian distribution (0 < θ < 1; YCSB uses 0.99).
-    #[arg(long, default_value_t = 0.99)]
-    pub zipf_theta: f64,
+    /// Skew of the zipfian distribution (0 < θ < 1; YCSB uses 0.99). Default: 0.99.
+    /// Only with --distribution zipfian.
+    #[arg(long)]
+    pub zipf_theta: Option<f64>,
     /// Bytes per value written.
     #[arg(long, default_value_t = 16)]
     pub value_bytes: usize,
@@ -133,6 +134,9 @@ pub struct BenchArgs {
     pub local: NodeFlags,
 }
 
+/// The zipfian skew without --zipf-theta: YCSB's.
+const ZIPF_THETA_DEFAULT: f64 = 0.99;
+
 /// Outstanding requests per client and group must stay under what a session remembers.
 pub(super) const IN_FLIGHT_PER_CLIENT_MAX: u64 = REPLIES_PER_SESSION_MAX as u64 / 4;
 
@@ -145,12 +149,17 @@ impl BenchArgs {
             self.read_percent,
             self.value_bytes,
         )?;
-        if !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
-            return Err(format!(
-                "--zipf-theta is {}, must be between 0 and 1 (exclusive)",
-                self.zipf_theta
-            ));
-        }
+        let zipf_theta = match (self.distribution, self.zipf_theta) {
+            (Distribution::Uniform, Some(_)) => {
+                return Err("--zipf-theta needs --distribution zipfian".to_string());
+            }
+            (_, Some(theta)) if !(theta > 0.0 && theta < 1.0) => {
+                return Err(format!(
+                    "--zipf-theta is {theta}, must be between 0 and 1 (exclusive)"
+                ));
+            }
+            (_, theta) => theta.unwrap_or(ZIPF_THETA_DEFAULT),
+        };
         let seconds = |flag: &str, value: f64, least: f64| {
             if value.is_finite() && value >= least && value <= 86_400.0 {
                 Ok(Duration::from_secs_f64(value))
@@ -162,7 +171,21 @@ impl BenchArgs {
         };
         let duration = seconds("--seconds", self.seconds, 1.0)?;
         let warmup = seconds("--warmup-seconds", self.warmup_seconds, 0.0)?;
-        seconds("--ceiling-seconds", self.ceiling_seconds, 0.0)?;
+        // A ceiling of less than a second has too few answers to mean anything.
+        if self.ceiling_seconds != 0.0 {
+            seconds("--ceiling-seconds", self.ceiling_seconds, 1.0)
+                .map_err(|e| format!("{e} (or 0 for none)"))?;
+        }
+        // Without --lease-reads the local nodes would serve these by ReadIndex, and the run
+        // would be titled as what it did not measure.
+        if self.nodes.is_empty() && matches!(self.read, ReadMode::Lease) && !self.local.lease_reads
+        {
+            return Err(
+                "--read lease needs --lease-reads on the local cluster (without it its nodes \
+                 serve every read by ReadIndex)"
+                    .to_string(),
+            );
+        }
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate >= 1.0) {
                 return Err(format!("--rate is {rate}, must be at least 1 request/s"));
@@ -187,7 +210,7 @@ impl BenchArgs {
             rate_per_s: self.rate,
             keys: self.keys,
             distribution: self.distribution,
-            zipf_theta: self.zipf_theta,
+            zipf_theta,
             value_bytes: self.value_bytes,
             read_percent: self.read_percent,
             read: self.read.into(),
@@ -411,29 +434,10 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
     if driver::interrupted() {
         return Err("interrupted: stopped the nodes this run started".to_string());
     }
-    let ceiling = if args.ceiling_seconds > 0.0 {
-        // Shaped as the cluster: as many connections, requests spread over them alike.
-        let shape = Shape {
-            nodes: u16::try_from(run.members.len()).unwrap_or(u16::MAX),
-            cores: run.cores,
-            groups: run.groups,
-        };
-        let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
-        // As fast as the generator goes with these clients: a closed loop, even where the
-        // run offered a rate (the null server would only answer that rate back).
-        let mut ceiling_load = load.clone();
-        ceiling_load.rate_per_s = None;
-        ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
-        ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
-        ceiling_load.live = false;
-        let ceiling = driver::run(vec![null.base.clone()], ceiling_load, Vec::new())?;
-        // Cut short, its seconds are too few for its figures to mean anything.
-        if driver::interrupted() {
-            return Err("interrupted: the run against the null server was cut short".to_string());
-        }
-        Some(ceiling)
-    } else {
-        None
+    // The run stands without its ceiling: a ceiling cut short or failing is left out, said so.
+    let (ceiling, ceiling_left_out) = match measure_ceiling(args, load, &run) {
+        Ok(ceiling) => (ceiling, None),
+        Err(why) => (None, Some(why)),
     };
     let recorder = &run.recorder;
     let report = Report {
@@ -443,7 +447,9 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         load: json!({
             "clients": load.clients, "depth": load.depth, "batch": load.batch,
             "rate_per_s": load.rate_per_s, "keys": load.keys, "distribution": load.distribution,
-            "zipf_theta": load.zipf_theta, "value_bytes": load.value_bytes,
+            "zipf_theta": matches!(load.distribution, Distribution::Zipfian)
+                .then_some(load.zipf_theta),
+            "value_bytes": load.value_bytes,
             "read_percent": load.read_percent,
             "read": format!("{:?}", load.read).to_lowercase(),
             "warmup_s": load.warmup.as_secs_f64(), "duration_s": load.duration.as_secs_f64(),
@@ -466,6 +472,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
             requests_per_s: c.recorder.requests as f64 / c.seconds,
             latency: Percentiles::of(&c.recorder.latency_us),
         }),
+        ceiling_left_out,
         idle_cpus: crate::bench::idle::describe(),
         raw_fdatasync,
         cpu: run.cpu.clone(),
@@ -475,6 +482,41 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         run,
         ceiling,
     })
+}
+
+/// The generator's own ceiling for `load` (the run `run` measured): the same load against a
+/// null server shaped as the cluster. `Ok(None)`: none asked for; an error: why it is left out.
+fn measure_ceiling(args: &BenchArgs, load: &Load, run: &Run) -> Result<Option<Run>, String> {
+    if args.ceiling_seconds == 0.0 {
+        return Ok(None);
+    }
+    if driver::interrupted() {
+        return Err("interrupted before it ran".to_string());
+    }
+    // Shaped as the cluster: as many connections, requests spread over them alike.
+    let shape = Shape {
+        nodes: u16::try_from(run.members.len()).unwrap_or(u16::MAX),
+        cores: run.cores,
+        groups: run.groups,
+    };
+    let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
+    // As fast as the generator goes with these clients: a closed loop, even where the run
+    // offered a rate (the null server would only answer that rate back).
+    let mut ceiling_load = load.clone();
+    ceiling_load.rate_per_s = None;
+    ceiling_load.duration = Duration::from_secs_f64(args.ceiling_seconds);
+    ceiling_load.warmup = load.warmup.min(Duration::from_millis(500));
+    ceiling_load.live = false;
+    let ceiling = driver::run(vec![null.base.clone()], ceiling_load, Vec::new())?;
+    // Cut short, its seconds are too few for its figures to mean anything.
+    if driver::interrupted() {
+        return Err("interrupted: the run against the null server was cut short".to_string());
+    }
+    ceiling
+        .recorder
+        .check_failures()
+        .map_err(|e| format!("its requests to the null server failed: {e}"))?;
+    Ok(Some(ceiling))
 }
 
 /// Write the JSON report, the .hgrm files and the plots of `measured` into `out`.
@@ -492,12 +534,24 @@ fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> 
     write("report.json", json)?;
     write("latency.hgrm", report::hgrm(&recorder.latency_us))?;
     let open_loop = measured.report.service_time != measured.report.latency;
-    if open_loop {
-        write("service-time.hgrm", report::hgrm(&recorder.service_us))?;
-    }
-    if let Some(ceiling) = &measured.ceiling {
-        write("ceiling.hgrm", report::hgrm(&ceiling.recorder.latency_us))?;
-    }
+    // A file this run has no figures for goes, so that no earlier run's is read as this one's.
+    let mut write_or_remove = |name: &str, text: Option<String>| match text {
+        Some(text) => write(name, text),
+        None => match std::fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("{}: {e}", out.join(name).display()))
+            }
+            _ => Ok(()),
+        },
+    };
+    write_or_remove(
+        "service-time.hgrm",
+        open_loop.then(|| report::hgrm(&recorder.service_us)),
+    )?;
+    write_or_remove(
+        "ceiling.hgrm",
+        (measured.ceiling.as_ref()).map(|c| report::hgrm(&c.recorder.latency_us)),
+    )?;
     let mut lines = vec![("requests (from intended start)", &recorder.latency_us)];
     if open_loop {
         lines.push(("service time (from send)", &recorder.service_us));
@@ -531,17 +585,32 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let written = write_files(&args.out, &measured)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!("files       {}", names.join(", "));
-    measured.run.recorder.check_failures()
+    measured.run.recorder.check_failures()?;
+    if driver::interrupted() {
+        return Err(format!(
+            "interrupted while the generator's ceiling was measured against the null server: \
+             the run's report is written without it, in {}",
+            args.out.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `cohort bench sweep`.
 pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), String> {
+    if let Some((at, value)) = (values.iter().enumerate()).find(|(at, v)| values[..*at].contains(v))
+    {
+        return Err(format!(
+            "--values: {value:?} is given twice (the second time as value {})",
+            at + 1
+        ));
+    }
     let points: Vec<BenchArgs> = values
         .iter()
         .map(|value| args.with(vary, value))
         .collect::<Result<_, _>>()?;
-    // Every point's flags, before the first runs: a bad one found at its turn would throw
-    // the points before it away (the summary files are written at the end).
+    // Every point's flags, before the first runs: a bad one found at its turn would leave
+    // the sweep short of the points after it.
     for point in &points {
         point.load()?;
         if point.nodes.is_empty() {
@@ -549,77 +618,146 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let mut rows = Vec::new();
-    let mut reports = Vec::new();
-    // Points whose requests failed: the sweep goes on (the curve shows where), then fails.
-    let mut failed = Vec::new();
     let vary_name = vary_name(vary);
+    let mut sweep = Sweep {
+        vary_name: vary_name.clone(),
+        rows: Vec::new(),
+        reports: Vec::new(),
+    };
+    // Points whose requests failed, or that could not be measured: the sweep goes on (the
+    // curve shows where), then fails.
+    let mut failed = Vec::new();
+    let mut written = None;
     for (value, point) in values.iter().zip(&points) {
         let mut load = point.load()?;
         load.live = false;
         println!("-- {vary_name} = {value}");
-        let measured = measure(point, &load, Target::open(point)?)?;
+        let measured = match Target::open(point).and_then(|target| measure(point, &load, target)) {
+            Ok(measured) => measured,
+            Err(error) => {
+                println!("failed: {error}");
+                failed.push(format!("{vary_name} = {value}: {error}"));
+                if driver::interrupted() {
+                    break;
+                }
+                continue;
+            }
+        };
         print!("{}", report::summary(&measured.report));
         let dir = args.out.join(format!("{vary_name}-{value}"));
         write_files(&dir, &measured)?;
         if let Err(error) = measured.run.recorder.check_failures() {
             failed.push(format!("{vary_name} = {value}: {error}"));
         }
-        let r = &measured.report;
-        rows.push((
-            value.clone(),
-            r.requests_per_s,
-            r.latency.p50_us,
-            r.latency.p99_us,
-            r.latency.p999_us,
-            r.errors.values().sum::<u64>(),
-            r.unsent,
-            r.ceiling.as_ref().map(|c| c.requests_per_s),
-        ));
-        reports.push(json!({ "value": value, "report": measured.report }));
+        sweep.push(value, measured.report);
+        // After every point: a sweep that ends early keeps the summary of what it measured.
+        written = Some(sweep.write(&args.out)?);
+        if driver::interrupted() {
+            failed.push("interrupted: the points after it were not measured".to_string());
+            break;
+        }
     }
-    println!("\nsweep of {vary_name}");
-    println!(
-        "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>8} {:>16}",
-        vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "unsent", "ceiling req/s"
-    );
-    for (value, throughput, p50, p99, p999, errors, unsent, ceiling) in &rows {
-        let ceiling = ceiling.map_or("-".to_string(), |c| format!("{c:.0}"));
+    sweep.print_table();
+    if let Some((json_path, svg_path)) = written {
         println!(
-            "{value:>17} {throughput:>14.0} {:>10} {:>10} {:>10} {errors:>8} {unsent:>8} \
-             {ceiling:>16}",
-            duration_text(*p50),
-            duration_text(*p99),
-            duration_text(*p999)
+            "files       {}, {}",
+            json_path.display(),
+            svg_path.display()
         );
     }
-    let json_path = args.out.join("sweep.json");
-    let json = json!({ "vary": vary_name, "points": reports });
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-    std::fs::write(&json_path, text).map_err(|e| format!("{}: {e}", json_path.display()))?;
-    let svg_path = args.out.join("sweep.svg");
-    let points: Vec<(String, f64, u64, u64)> = rows
-        .iter()
-        .map(|r| (format!("{vary_name}={}", r.0), r.1, r.2, r.3))
-        .collect();
-    plot::sweep(
-        &svg_path,
-        &format!("throughput vs latency, varying {vary_name}"),
-        &points,
-    )?;
-    println!(
-        "files       {}, {}",
-        json_path.display(),
-        svg_path.display()
-    );
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "{} of {} points had failed requests: {}",
+            "{} of {} points failed: {}",
             failed.len(),
-            rows.len(),
+            values.len(),
             failed.join("; ")
         ))
+    }
+}
+
+/// The points a sweep has measured so far.
+struct Sweep {
+    vary_name: String,
+    rows: Vec<SweepRow>,
+    reports: Vec<serde_json::Value>,
+}
+
+/// One point of a sweep, as its table and plot show it.
+struct SweepRow {
+    value: String,
+    requests_per_s: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    errors: u64,
+    unsent: u64,
+    ceiling_requests_per_s: Option<f64>,
+}
+
+impl Sweep {
+    fn push(&mut self, value: &str, report: Report) {
+        self.rows.push(SweepRow {
+            value: value.to_string(),
+            requests_per_s: report.requests_per_s,
+            p50_us: report.latency.p50_us,
+            p99_us: report.latency.p99_us,
+            p999_us: report.latency.p999_us,
+            errors: report.errors.values().sum::<u64>(),
+            unsent: report.unsent,
+            ceiling_requests_per_s: report.ceiling.as_ref().map(|c| c.requests_per_s),
+        });
+        self.reports
+            .push(json!({ "value": value, "report": report }));
+    }
+
+    fn print_table(&self) {
+        let vary_name = &self.vary_name;
+        println!("\nsweep of {vary_name}");
+        println!(
+            "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>8} {:>16}",
+            vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "unsent", "ceiling req/s"
+        );
+        for row in &self.rows {
+            let ceiling =
+                (row.ceiling_requests_per_s).map_or("-".to_string(), |c| format!("{c:.0}"));
+            println!(
+                "{:>17} {:>14.0} {:>10} {:>10} {:>10} {:>8} {:>8} {ceiling:>16}",
+                row.value,
+                row.requests_per_s,
+                duration_text(row.p50_us),
+                duration_text(row.p99_us),
+                duration_text(row.p999_us),
+                row.errors,
+                row.unsent,
+            );
+        }
+    }
+
+    /// Writes sweep.json and sweep.svg into `out`; returns their paths.
+    fn write(&self, out: &Path) -> Result<(PathBuf, PathBuf), String> {
+        let vary_name = &self.vary_name;
+        let json_path = out.join("sweep.json");
+        let json = json!({ "vary": vary_name, "points": self.reports });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        std::fs::write(&json_path, text).map_err(|e| format!("{}: {e}", json_path.display()))?;
+        let svg_path = out.join("sweep.svg");
+        let points: Vec<(String, f64, u64, u64)> = (self.rows.iter())
+            .map(|r| {
+                (
+                    format!("{vary_name}={}", r.value),
+                    r.requests_per_s,
+                    r.p50_us,
+                    r.p99_us,
+                )
+            })
+            .collect();
+        plot::sweep(
+            &svg_path,
+            &format!("throughput vs latency, varying {vary_name}"),
+            &points,
+        )?;
+        Ok((json_path, svg_path))
     }
 }
