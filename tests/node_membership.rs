@@ -15,7 +15,8 @@ use cohort::proto::client::{Consistency, ErrorCode};
 use cohort::raft::NodeId;
 use cohort::wire::{ClusterId, FrameEncoder, Handshake};
 use common::cluster::{
-    cohort_cli, finish, members, start_with, start_with_flags, wait_for_log, wait_ms, with_client,
+    cohort_cli, finish, members, start_as_given, start_with, start_with_flags, wait_for_log,
+    wait_ms, with_client,
 };
 
 /// Writes distinct keys until told to stop; counts the acknowledged ones as they come.
@@ -182,6 +183,17 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_under_load_losing_nothing() {
     writer.expect_progress(100, &format!("removing the leader {leader}"));
     members(&["remove", "--id", &other.to_string()], &via);
     writer.expect_progress(100, &format!("removing node {other}"));
+    // Each removed node hears that its removal committed, and says so (found in review:
+    // without a broadcast of every commit, a removed follower never learned it, and stayed
+    // in the old configuration, campaigning).
+    for removed in [leader, other] {
+        wait_for_log(
+            &cluster,
+            removed,
+            "removed from every group of this core",
+            1,
+        );
+    }
     for removed in [leader, other] {
         cluster
             .terminate(removed)
@@ -294,6 +306,34 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "started with other --groups");
     assert!(stderr.contains("cannot change"), "{stderr}");
+    finish(cluster);
+}
+
+/// Goal (found in review): a node joining a group whose log is longer than one append
+/// (1,024 entries) applies the first entries, where it is no member yet, in a turn of its
+/// own. It then neither says it was removed nor drops its peers: before, it printed
+/// "removed from every group of this core; this node can be stopped" on such a join, and
+/// set its peers to the members of those first entries, cutting itself off from any node
+/// that joined after them.
+#[test]
+fn a_node_joining_a_log_longer_than_an_append_is_not_taken_for_removed() {
+    let flags = NodeFlags {
+        groups: 1,
+        segment_mib: 1,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_as_given("members-long-log", &flags);
+    with_client(&cluster.bases, 5, async |client| {
+        for i in 0..1_500u32 {
+            let key = format!("long-log-{i}").into_bytes();
+            client.put(&key, b"v").await.expect("written");
+        }
+    });
+    let id = cluster.join(1).expect("node starts");
+    wait_for_log(&cluster, id, "joined: voter of every group", 1);
+    let log = cluster.log(id);
+    assert!(!log.contains("removed from every group"), "{log}");
+    assert!(!log.contains("members [1, 2, 3]\n"), "{log}");
     finish(cluster);
 }
 

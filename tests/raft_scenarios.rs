@@ -1045,6 +1045,35 @@ fn a_leader_removing_itself_sends_the_commit_before_it_steps_down() {
     }
 }
 
+/// Goal (found in review): without a broadcast of every commit (the nodes' default), a
+/// follower the group removes hears that its removal committed. Before, the leader applied
+/// the change and dropped the follower's progress before anything carried the commit to it:
+/// the follower stayed in the old configuration, a voter in its own eyes, campaigning.
+#[test]
+fn a_removed_follower_hears_that_its_removal_committed() {
+    for joint in [false, true] {
+        let mut cluster = cluster(3, 0, |c| c.broadcast_commit = false);
+        let leader = elect(&mut cluster);
+        let removed = followers(&cluster, leader)[0];
+        let kind = ConfChangeKind::Remove;
+        let removal = match joint {
+            false => ConfChange::single(kind, removed),
+            true => change(&[(kind, removed.0)]),
+        };
+        (cluster.replica_mut(leader))
+            .propose_conf_change(&removal)
+            .unwrap();
+        cluster.stabilize().unwrap();
+        let conf = cluster.replica(leader).conf_state();
+        assert!(!conf.voters.contains(&removed) && conf.voters_outgoing.is_empty());
+        let conf = cluster.replica(removed).conf_state();
+        assert!(
+            !conf.voters.contains(&removed) && !conf.voters_outgoing.contains(&removed),
+            "joint {joint}: the removed node's configuration: {conf:?}"
+        );
+    }
+}
+
 /// A follower further behind a compaction than the entries the leader keeps behind it
 /// (here 10) is sent the snapshot.
 #[test]

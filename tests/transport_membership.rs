@@ -91,3 +91,40 @@ fn a_removed_peer_that_keeps_dialing_is_refused() {
         node2.close().await;
     });
 }
+
+/// Goal (found in review): a sender waiting for room at a peer that is then removed is told
+/// so. Before, nothing woke the wait again: it ended only when the transport closed.
+/// Method: node 1's peer 2 is an address nobody listens on, so its queue fills; a task waits
+/// for room there; node 1 drops node 2 from its peers.
+#[test]
+fn a_wait_for_room_at_a_removed_peer_ends() {
+    run_executor(|| async {
+        let nobody = "127.0.0.1:9".parse().expect("an address");
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(2, nobody)])).expect("1");
+        let big = bytes::Bytes::from(vec![7u8; 64 << 10]);
+        let mut index = 1;
+        loop {
+            match node1.send(NodeId(2), append(1, 2, 0, index, big.clone())) {
+                Ok(()) => index += 1,
+                Err(SendError::Full { .. }) => break,
+                Err(other) => panic!("send: {other}"),
+            }
+            assert!(index < 100_000, "the queue never filled");
+        }
+        let node1 = std::rc::Rc::new(node1);
+        let waiting = std::rc::Rc::clone(&node1);
+        let wait = glommio::spawn_local(async move { waiting.wait_for_room(NodeId(2)).await });
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        node1.set_peers(&BTreeMap::new());
+        let ended = futures_lite::future::or(async { Some(wait.await) }, async {
+            glommio::timer::sleep(GUARD).await;
+            None
+        })
+        .await;
+        assert!(
+            matches!(ended, Some(Err(SendError::PeerUnknown { .. }))),
+            "{ended:?}"
+        );
+        std::rc::Rc::into_inner(node1).expect("one").close().await;
+    });
+}

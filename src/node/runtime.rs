@@ -363,6 +363,9 @@ async fn run_core(
     for group in groups.values() {
         members.extend(group.kv.members().clone());
     }
+    // Whether a group of this core holds a configuration with this node in it (see
+    // `on_members`); the members it was told at start list it in any case.
+    let known_here = members.contains_key(&config.id.0);
     if members.is_empty() {
         members = config
             .members
@@ -490,22 +493,32 @@ async fn run_core(
     });
     let on_members = {
         let topology = Rc::clone(&topology);
+        // Until a group of this core has applied the change that added this node, its
+        // groups know only older members (a joining node replays the log from its start):
+        // members are then added, never dropped, so that peers that joined since, and may
+        // lead its groups, stay reachable.
+        let mut known_here = known_here;
         let mut last = members;
-        Box::new(move |members: &BTreeMap<u64, String>| {
-            if *members == last {
+        Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
+            known_here |= applied.contains_key(&node.0);
+            let mut members = applied.clone();
+            if !known_here && !removed {
+                members.extend(last.iter().map(|(id, base)| (*id, base.clone())));
+            }
+            if members == last {
                 return;
             }
             let ids: Vec<&u64> = members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
-            if !members.contains_key(&node.0) {
+            if removed && !members.contains_key(&node.0) {
                 say(&format!(
                     "node {node} core {core}: removed from every group of this core; \
                      this node can be stopped"
                 ));
             }
             resolving.push_now(members.clone());
-            set_topology_members(&topology, members);
-            last = members.clone();
+            set_topology_members(&topology, &members);
+            last = members;
         })
     };
     let net = TransportNet(Rc::clone(&transport));

@@ -499,6 +499,14 @@ impl Replica {
             return false;
         }
         let first_commit_of_term = self.log.term(self.log.committed) != Some(self.term);
+        // A membership change is news to every member at its commit, with or without a
+        // broadcast of every commit: a node it removes hears of it only from the appends
+        // sent before the leader applies it (then its progress is dropped, and nothing
+        // more goes to it), and would otherwise stay in the old configuration, campaigning.
+        let conf = self.pending_conf_index;
+        if self.log.committed < conf && conf <= candidate {
+            self.broadcast_pending = true;
+        }
         self.log.commit_to(candidate);
         if first_commit_of_term {
             self.release_reads_awaiting_commit();

@@ -250,8 +250,9 @@ pub enum Input {
     },
 }
 
-/// Told every member's base address (node id → `host:port`) when they change.
-pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>)>;
+/// Told every member's base address (node id → `host:port`) when they change, and whether
+/// a group of the core applied a change that removed this node.
+pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>, bool)>;
 pub type OnRole = Box<dyn FnMut(u32, Role, u64, u64)>;
 pub type OnLostEntries = Box<dyn FnMut(u32, &LostEntries)>;
 
@@ -260,7 +261,7 @@ pub struct Hooks {
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     pub on_role: OnRole,
     /// Called with every member's base address (the union over this core's groups) when a
-    /// conf change or snapshot changed them.
+    /// conf change or snapshot changed them, and whether one of them removed this node.
     pub on_members: OnMembers,
     /// Called with (group, what) when this node, or a follower of a group it leads, is
     /// found to have lost entries it acknowledged (see [`LostEntries`]).
@@ -272,7 +273,7 @@ impl Hooks {
     pub fn quiet() -> Hooks {
         Hooks {
             on_role: Box::new(|_, _, _, _| {}),
-            on_members: Box::new(|_| {}),
+            on_members: Box::new(|_, _| {}),
             on_lost_entries: Box::new(|_, _| {}),
         }
     }
@@ -1094,7 +1095,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             for group in self.groups.values() {
                 members.extend(group.kv.members().clone());
             }
-            (self.hooks.on_members)(&members);
+            let me = self.shape.node_id;
+            let removed = self.groups.values().any(|g| g.kv.was_removed(me));
+            (self.hooks.on_members)(&members, removed);
         }
     }
 

@@ -249,7 +249,9 @@ impl Transport {
 
     /// Waits until `peer`'s queue is at most half full (in bytes and in messages): what a
     /// sender does after [`SendError::Full`] instead of retrying in a loop. Never resolves
-    /// while the peer stays unreachable, so race it with the caller's own timer.
+    /// while the peer stays unreachable, so race it with the caller's own timer. A peer
+    /// removed meanwhile ([`Transport::set_peers`]) ends the wait with
+    /// [`SendError::PeerUnknown`].
     ///
     /// One task at a time may wait on a given peer (with this or [`Transport::drained`]).
     pub async fn wait_for_room(&self, peer: NodeId) -> Result<(), SendError> {
@@ -281,7 +283,12 @@ impl Transport {
             self.shared.shutdown.stopped().await;
             Err(SendError::Closed)
         };
-        futures_lite::future::or(wait, closed).await
+        // Nothing tells a removed peer's queue of room again.
+        let removed = async {
+            target.removed.stopped().await;
+            Err(SendError::PeerUnknown { peer })
+        };
+        futures_lite::future::or(wait, futures_lite::future::or(closed, removed)).await
     }
 
     /// Waits until a peer proves this core lost data (its data is new and the peer recorded
