@@ -2592,6 +2592,28 @@ fn a_whole_snapshot_from_a_peer_that_does_not_load_is_dropped_and_the_node_goes_
     assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(0));
 }
 
+/// Goal (found in review): a leader refuses a whole snapshot from a second leader of its
+/// term without storing it. Before, only an older term was refused before the file was made
+/// durable: Raft then refused it, and the node adopted that file at its next start.
+#[test]
+fn a_leader_does_not_store_a_snapshot_from_a_second_leader_of_its_term() {
+    let events = Events::default();
+    let (core, inbox, _outbox, term) = leader_1(&events, None);
+    let mut kv = cohort::kv::KvStore::new();
+    kv.skip(10);
+    let snapshot = Snapshot {
+        meta: meta_of_three_at_10(),
+        data: kv.encode_snapshot(),
+    };
+    let body = MessageBody::InstallSnapshot(Box::new(snapshot));
+    let core = turn(core, &inbox, from(3, 1, term, body));
+    let received = events.borrow().contains(&Event::SnapshotReceived);
+    assert!(!received, "{:?}", events.borrow());
+    let replica = &core.groups()[&0].replica;
+    assert_eq!(replica.snapshot_index(), LogIndex(0));
+    assert_eq!(replica.role(), cohort::raft::Role::Leader);
+}
+
 /// Goal: a snapshot streamed whole that then failed to store (a full disk) is taken again
 /// when its leader offers it again from the start; before, the stream was remembered as
 /// completed and the offer answered "all received" at once, so the group never got it

@@ -945,7 +945,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             return;
         };
         let replica = &g.replica;
-        if message.term < replica.term() || snapshot.meta.index <= replica.commit() {
+        // Nothing is stored that Raft would refuse (a stored file is adopted at the next
+        // start): a snapshot of an older term, one from a second leader of the term this node
+        // leads, or one the group has past.
+        let refused = message.term < replica.term()
+            || (message.term == replica.term() && replica.role() == Role::Leader);
+        if refused || snapshot.meta.index <= replica.commit() {
             if let Err(error) = g.replica.step(message) {
                 tracing::debug!(group, %error, "message refused");
             }
