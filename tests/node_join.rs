@@ -403,6 +403,7 @@ fn a_node_joining_from_its_data_dir_refuses_a_layout_it_was_not_made_with() {
             node_id: 4,
             cores: 1,
             groups: 8,
+            founders: 0,
         },
     )
     .unwrap();
@@ -430,6 +431,55 @@ fn a_node_joining_from_its_data_dir_refuses_a_layout_it_was_not_made_with() {
             stderr.contains("the layout of a data dir cannot change"),
             "{flag:?}: {stderr}"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Goal (found in review): nodes of one cluster started with other initial voters
+/// (`--peers`) refuse each other, saying why. Before, each committed its own first entry in
+/// every group, naming its own voters: here {1, 2} is a majority of both {1, 2, 3} and
+/// {1, 2, 4}, and such nodes could elect two leaders of one term. Method: node 1 starts with
+/// peers 1, 2, 3 and node 2 with peers 1, 2, 4, at the addresses each other is given.
+#[test]
+fn nodes_started_with_other_initial_voters_refuse_each_other() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-founders-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = |_| format!("127.0.0.1:{}", free_port_run(2).expect("ports"));
+    let bases: Vec<String> = (1..=4).map(base).collect();
+    let peers = |ids: [usize; 3]| {
+        let listed: Vec<String> = ids
+            .iter()
+            .map(|&id| format!("{id}={}", bases[id - 1]))
+            .collect();
+        listed.join(",")
+    };
+    let mut nodes: Vec<Joining> = [(1, peers([1, 2, 3])), (2, peers([1, 2, 4]))]
+        .into_iter()
+        .map(|(id, peers)| {
+            let log = dir.join(format!("node-{id}.log"));
+            let out = std::fs::File::create(&log).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_cohort"))
+                .args(["serve", "--id", &id.to_string(), "--peers", &peers])
+                .arg("--data-dir")
+                .arg(dir.join(format!("node-{id}")))
+                .args(["--groups", "2", "--stop-with-parent"])
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("cohort runs");
+            Joining { child, log }
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_for("was started with other initial voters (--peers) than this node");
+    }
+    let led = nodes
+        .iter()
+        .any(|node| node.log().contains(": leader in term"));
+    assert!(!led, "{}\n{}", nodes[0].log(), nodes[1].log());
+    for node in nodes {
+        node.stop();
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

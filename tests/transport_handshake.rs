@@ -27,11 +27,12 @@ const GUARD: Duration = Duration::from_secs(20);
 #[test]
 fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
     run_executor(|| async {
-        // Node 3 says its layout and timing (the same as node 2's); node 1 does not (an older
-        // node).
+        // Node 3 says its layout, initial voters and timing (the same as node 2's); node 1
+        // does not (an older node).
         let layout = Layout {
             cores: 1,
             groups: 4,
+            founders: 0x77,
         };
         let timing = Timing {
             tick_us: 10_000,
@@ -89,6 +90,17 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
                     layout: Layout {
                         cores: 1,
                         groups: 8,
+                        founders: 0,
+                    },
+                    ..good
+                }),
+            ),
+            (
+                "other initial voters",
+                handshake_frame(&Handshake {
+                    layout: Layout {
+                        founders: 0x78,
+                        ..layout
                     },
                     ..good
                 }),
@@ -133,9 +145,14 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
         for (what, bytes) in bad_openings {
             let mut stream = raw_connect(addr, &bytes).await;
             let answer = read_until_closed(&mut stream, GUARD).await;
-            let told = ["another layout", "a shorter election", "lease reads off"]
-                .iter()
-                .any(|told| what.starts_with(told));
+            let told = [
+                "another layout",
+                "other initial voters",
+                "a shorter election",
+                "lease reads off",
+            ]
+            .iter()
+            .any(|told| what.starts_with(told));
             assert_eq!(!answer.is_empty(), told, "{what}: answered or not");
         }
         // Silence: closed once the handshake time is up (not counted as the peer's fault).

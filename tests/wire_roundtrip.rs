@@ -146,6 +146,7 @@ fn handshake_round_trips() {
         layout: cohort::wire::Layout {
             cores: 16,
             groups: 4096,
+            founders: 0xFEDC_BA98_7654_3210,
         },
         timing: cohort::wire::Timing {
             tick_us: 2_500,

@@ -572,6 +572,7 @@ mod tests {
             node_id: 4,
             cores: 1,
             groups: 8,
+            founders: 0,
         }
     }
 

@@ -1,7 +1,8 @@
-//! The identity of a data dir: which cluster and node it belongs to and the layout its WAL was
-//! written with (cores, groups). Checked at every start: a node restarted with another
-//! `--groups` would map keys to other groups, with another `--cores` would look for groups in
-//! the wrong WAL, and with another `--id` would speak with another node's votes.
+//! The identity of a data dir: which cluster and node it belongs to, the layout its WAL was
+//! written with (cores, groups), and the initial voters its cluster was started with.
+//! Checked at every start: a node restarted with another `--groups` would map keys to other
+//! groups, with another `--cores` would look for groups in the wrong WAL, and with another
+//! `--id` would speak with another node's votes.
 //!
 //! The file is `cohort.id` in the data dir, plain text, one `key=value` per line, written
 //! atomically (temporary file, fsync, rename, fsync of the dir) at the first start.
@@ -28,14 +29,36 @@ pub struct Identity {
     pub node_id: u64,
     pub cores: u16,
     pub groups: u32,
+    /// The digest of the initial voters (`--peers`) of the cluster this node started
+    /// ([`crate::wire::founders_digest`]), recorded at its first start and sent in its
+    /// handshakes; 0: not known (a node that joined, a dir recorded before this line was).
+    /// Not checked against the flags of a later start: `--peers` may name other members by
+    /// then.
+    pub founders: u64,
 }
 
 impl Identity {
     fn render(&self) -> String {
-        format!(
+        let mut text = format!(
             "{FORMAT}\ncluster_id={}\nnode_id={}\ncores={}\ngroups={}\n",
             self.cluster_id, self.node_id, self.cores, self.groups
-        )
+        );
+        if self.founders != 0 {
+            text.push_str(&format!("founders={}\n", self.founders));
+        }
+        text
+    }
+
+    /// Whether a dir of `self` may run as `other`: all but the founders, which a later
+    /// start does not say.
+    fn same_node(&self, other: &Identity) -> bool {
+        Identity {
+            founders: 0,
+            ..*self
+        } == Identity {
+            founders: 0,
+            ..*other
+        }
     }
 
     fn parse(text: &str) -> Result<Identity, String> {
@@ -54,11 +77,20 @@ impl Identity {
         let node_id = value("node_id")?;
         let cores = value("cores")?;
         let groups = value("groups")?;
+        // Recorded since the founders were: a dir from before has no such line.
+        let founders = match lines.next() {
+            None => 0,
+            Some(line) => line
+                .strip_prefix("founders=")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("`{line}` is not founders=NUMBER"))?,
+        };
         Ok(Identity {
             cluster_id,
             node_id,
             cores: u16::try_from(cores).map_err(|_| "cores out of range".to_string())?,
             groups: u32::try_from(groups).map_err(|_| "groups out of range".to_string())?,
+            founders,
         })
     }
 }
@@ -75,10 +107,11 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
     }
 }
 
-/// Check `dir` was made for `identity`, or record it there if the dir has none yet.
-pub fn check_or_record(dir: &Path, identity: Identity) -> Result<(), String> {
+/// Check `dir` was made for `identity` (its founders aside), or record it there if the dir
+/// has none yet. The identity the dir holds (with the founders it recorded).
+pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, String> {
     match read(dir)? {
-        Some(recorded) if recorded == identity => Ok(()),
+        Some(recorded) if recorded.same_node(&identity) => Ok(recorded),
         Some(recorded) => Err(format!(
             "{} belongs to node {} of cluster {} with --cores {} --groups {}; this node was \
              started as node {} of cluster {} with --cores {} --groups {} (the layout of a data \
@@ -93,7 +126,7 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<(), String> {
             identity.cores,
             identity.groups
         )),
-        None => record(dir, identity),
+        None => record(dir, identity).map(|()| identity),
     }
 }
 
@@ -147,6 +180,7 @@ mod tests {
             node_id: 2,
             cores: 4,
             groups: 64,
+            founders: 0,
         }
     }
 
@@ -185,6 +219,38 @@ mod tests {
     #[test]
     fn the_text_round_trips() {
         assert_eq!(Identity::parse(&identity().render()), Ok(identity()));
+        let founded = Identity {
+            founders: 0x1234,
+            ..identity()
+        };
+        assert_eq!(Identity::parse(&founded.render()), Ok(founded));
         assert!(Identity::parse("something else").is_err());
+        let garbled = format!("{}founders=x\n", identity().render());
+        assert!(Identity::parse(&garbled).is_err());
+    }
+
+    /// A later start checks all but the founders (its `--peers` may name other members by
+    /// then), and runs with those the dir recorded at its first start.
+    #[test]
+    fn the_founders_are_recorded_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("cohort-founders-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let first = Identity {
+            founders: 11,
+            ..identity()
+        };
+        assert_eq!(check_or_record(&dir, first), Ok(first));
+        let later = Identity {
+            founders: 22,
+            ..identity()
+        };
+        assert_eq!(check_or_record(&dir, later), Ok(first));
+        let other_node = Identity {
+            node_id: 3,
+            ..first
+        };
+        assert!(check_or_record(&dir, other_node).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

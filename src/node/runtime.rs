@@ -109,8 +109,13 @@ pub fn run_telling(
         node_id: config.id.0,
         cores: config.cores,
         groups: config.groups,
+        // A node that starts a cluster records its initial voters; one that joins knows none.
+        founders: match config.bootstrap {
+            true => crate::wire::founders_digest(config.members.keys().copied()),
+            false => 0,
+        },
     };
-    super::identity::check_or_record(&config.data_dir, identity)?;
+    let founders = super::identity::check_or_record(&config.data_dir, identity)?.founders;
     if config.bootstrap && super::identity::recorded_members(&config.data_dir)?.is_none() {
         super::identity::record_membership(&config.data_dir, &config.members)?;
     }
@@ -135,7 +140,15 @@ pub fn run_telling(
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let core_listening = listening.clone();
         let executor = spawn_core(placement, core, Arc::clone(&stop), move || async move {
-            let result = run_core(&core_config, core, core_stop, core_listening, clients_max).await;
+            let result = run_core(
+                &core_config,
+                core,
+                core_stop,
+                core_listening,
+                clients_max,
+                founders,
+            )
+            .await;
             if let Err(error) = &result {
                 tracing::error!(core, %error, "core failed: the node stops");
             }
@@ -305,6 +318,7 @@ async fn run_core(
     stop: Arc<AtomicBool>,
     listening: Option<std::sync::mpsc::Sender<u16>>,
     clients_max: usize,
+    founders: u64,
 ) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
@@ -392,6 +406,7 @@ async fn run_core(
     transport_config.layout = Layout {
         cores: config.cores,
         groups: config.groups,
+        founders,
     };
     transport_config.timing = Timing {
         tick_us: u32::try_from(config.tick.as_micros()).unwrap_or(u32::MAX),

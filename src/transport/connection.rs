@@ -124,8 +124,8 @@ pub(super) async fn dial(
 /// Reads and checks the handshake of an accepted connection, and answers with ours only if
 /// it passes (a refused peer learns nothing about this node), or if the peer is a member whose
 /// data contradicts a record (see `incarnations.rs`), so that it learns which we recorded, or
-/// one run with another layout or timing, so that it says why too (it dialed, and would see
-/// only a closed connection).
+/// one run with another layout, initial voters or timing, so that it says why too (it
+/// dialed, and would see only a closed connection).
 pub(super) async fn accept(
     shared: &Shared,
     mut stream: TcpStream,
@@ -139,8 +139,11 @@ pub(super) async fn accept(
         (config.layout, config.timing),
         |node_id| shared.peer(node_id).is_some(),
     );
-    if let Err(HandshakeError::LayoutMismatch { .. } | HandshakeError::TimingMismatch { .. }) =
-        checked
+    if let Err(
+        HandshakeError::LayoutMismatch { .. }
+        | HandshakeError::TimingMismatch { .. }
+        | HandshakeError::FoundersMismatch { .. },
+    ) = checked
     {
         let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
     }

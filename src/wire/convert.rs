@@ -451,6 +451,7 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
         layout: Layout {
             cores: handshake.layout_cores(),
             groups: handshake.layout_groups(),
+            founders: handshake.founders(),
         },
         timing: Timing {
             tick_us: handshake.timing_tick_us(),
@@ -830,6 +831,7 @@ impl FrameEncoder {
                     timing_tick_us: handshake.timing.tick_us,
                     timing_election_ticks: handshake.timing.election_ticks,
                     timing_lease_reads: handshake.timing.lease_reads,
+                    founders: handshake.layout.founders,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

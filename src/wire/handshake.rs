@@ -32,11 +32,28 @@ pub struct Handshake {
 
 /// How a node spreads the groups over its cores: `--cores` and `--groups`, the same on every
 /// node of a cluster (group g lives on core g % cores). 0 in either: not said (an older node,
-/// a tool), and not checked.
+/// a tool), and not checked. And the cluster's initial voters, as a digest (see
+/// [`founders_digest`]; 0: not said, not checked).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     pub cores: u16,
     pub groups: u32,
+    pub founders: u64,
+}
+
+/// The digest of a cluster's initial voters (never 0, which means "not said"): FNV-1a over
+/// their ids, ascending, each as 8 little-endian bytes. Stable across builds: it is recorded
+/// in data dirs and sent in handshakes.
+pub fn founders_digest(voters: impl IntoIterator<Item = NodeId>) -> u64 {
+    let mut ids: Vec<u64> = voters.into_iter().map(|id| id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in ids.iter().flat_map(|id| id.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash.max(1)
 }
 
 impl Layout {
@@ -132,6 +149,10 @@ pub enum HandshakeError {
         node_id: NodeId,
         layout: Layout,
         layout_expected: Layout,
+    },
+    /// The peer's cluster was started with other initial voters than this node's.
+    FoundersMismatch {
+        node_id: NodeId,
     },
     /// The peer runs with other timing than this node, and one of them with lease reads.
     TimingMismatch {
@@ -231,6 +252,13 @@ impl std::fmt::Display for HandshakeError {
                  the same core of every node)",
                 layout.cores, layout.groups, layout_expected.cores, layout_expected.groups
             ),
+            HandshakeError::FoundersMismatch { node_id } => write!(
+                f,
+                "node {node_id} was started with other initial voters (--peers) than this node: \
+                 the first entry of every group names them, so the two could elect two leaders \
+                 of one term. Every node of a new cluster must get the same --peers; a node \
+                 started with wrong ones must be started again on an empty data dir"
+            ),
             HandshakeError::TimingMismatch {
                 node_id,
                 timing,
@@ -319,7 +347,8 @@ pub fn starts_text(start: u64, recorded: u64) -> String {
 impl Handshake {
     /// Checks a peer's handshake against what this node expects: the same version and
     /// cluster, the same core index, the same layout where both say theirs, timing that
-    /// agrees ([`Timing`]), and a node id `is_peer` accepts.
+    /// agrees ([`Timing`]), the same initial voters where both say theirs, and a node id
+    /// `is_peer` accepts.
     pub fn check(
         &self,
         expected_cluster: ClusterId,
@@ -350,11 +379,21 @@ impl Handshake {
                 node_id: self.node_id,
             });
         }
-        if self.layout.is_said() && expected_layout.is_said() && self.layout != expected_layout {
+        let spread = |layout: Layout| (layout.cores, layout.groups);
+        if self.layout.is_said()
+            && expected_layout.is_said()
+            && spread(self.layout) != spread(expected_layout)
+        {
             return Err(HandshakeError::LayoutMismatch {
                 node_id: self.node_id,
                 layout: self.layout,
                 layout_expected: expected_layout,
+            });
+        }
+        let founders = (self.layout.founders, expected_layout.founders);
+        if founders.0 != 0 && founders.1 != 0 && founders.0 != founders.1 {
+            return Err(HandshakeError::FoundersMismatch {
+                node_id: self.node_id,
             });
         }
         if !self.timing.agrees_with(expected_timing) {
@@ -371,6 +410,43 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal (found in review): nodes whose clusters were started with other initial voters
+    /// refuse each other where both say theirs. The digest is of the ids alone (in any order),
+    /// and never 0, which means "not said".
+    #[test]
+    fn initial_voters_are_checked_where_both_say_them() {
+        let digest = |ids: &[u64]| founders_digest(ids.iter().map(|&id| NodeId(id)));
+        let (ours, theirs) = (digest(&[1, 2, 3]), digest(&[1, 2, 4]));
+        assert_eq!(ours, digest(&[3, 1, 2]));
+        assert_ne!(ours, theirs);
+        assert_ne!(digest(&[]), 0);
+        let check = |sent: u64, expected: u64| {
+            let layout = |founders| Layout {
+                cores: 1,
+                groups: 4,
+                founders,
+            };
+            let handshake = Handshake {
+                layout: layout(sent),
+                ..Handshake::current(ClusterId(1), NodeId(2), 0)
+            };
+            let expected = (layout(expected), Timing::default());
+            handshake.check(ClusterId(1), 0, expected, |_| true)
+        };
+        assert_eq!(check(ours, ours), Ok(()));
+        assert_eq!(check(0, ours), Ok(()), "not said");
+        assert_eq!(check(ours, 0), Ok(()), "not said here");
+        let refused = check(theirs, ours).expect_err("refused");
+        assert_eq!(
+            refused,
+            HandshakeError::FoundersMismatch { node_id: NodeId(2) }
+        );
+        assert!(
+            refused.to_string().contains("other initial voters"),
+            "{refused}"
+        );
+    }
 
     /// Goal (found in review): with lease reads on either side, nodes of other timing are
     /// refused, saying both; without, or where a side does not say its timing (an older

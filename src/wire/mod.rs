@@ -51,4 +51,4 @@ pub use convert::{
     decode_frame, decoded_bytes,
 };
 pub use frame::{FrameError, FrameHeader};
-pub use handshake::{ClusterId, Handshake, Layout, Timing};
+pub use handshake::{ClusterId, Handshake, Layout, Timing, founders_digest};

@@ -3668,6 +3668,7 @@ impl<'a> Handshake<'a> {
   pub const VT_TIMING_TICK_US: ::flatbuffers::VOffsetT = 26;
   pub const VT_TIMING_ELECTION_TICKS: ::flatbuffers::VOffsetT = 28;
   pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 30;
+  pub const VT_FOUNDERS: ::flatbuffers::VOffsetT = 32;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3679,6 +3680,7 @@ impl<'a> Handshake<'a> {
     args: &'args HandshakeArgs
   ) -> ::flatbuffers::WIPOffset<Handshake<'bldr>> {
     let mut builder = HandshakeBuilder::new(_fbb);
+    builder.add_founders(args.founders);
     builder.add_start_of_receiver(args.start_of_receiver);
     builder.add_start(args.start);
     builder.add_incarnation_of_receiver(args.incarnation_of_receiver);
@@ -3795,6 +3797,13 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Handshake::VT_TIMING_LEASE_READS, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn founders(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_FOUNDERS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3817,6 +3826,7 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u32>("timing_tick_us", Self::VT_TIMING_TICK_US, false)?
      .visit_field::<u32>("timing_election_ticks", Self::VT_TIMING_ELECTION_TICKS, false)?
      .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
+     .visit_field::<u64>("founders", Self::VT_FOUNDERS, false)?
      .finish();
     Ok(())
   }
@@ -3836,6 +3846,7 @@ pub struct HandshakeArgs {
     pub timing_tick_us: u32,
     pub timing_election_ticks: u32,
     pub timing_lease_reads: bool,
+    pub founders: u64,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3855,6 +3866,7 @@ impl<'a> Default for HandshakeArgs {
       timing_tick_us: 0,
       timing_election_ticks: 0,
       timing_lease_reads: false,
+      founders: 0,
     }
   }
 }
@@ -3921,6 +3933,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Handshake::VT_TIMING_LEASE_READS, timing_lease_reads, false);
   }
   #[inline]
+  pub fn add_founders(&mut self, founders: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_FOUNDERS, founders, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3952,6 +3968,7 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("timing_tick_us", &self.timing_tick_us());
       ds.field("timing_election_ticks", &self.timing_election_ticks());
       ds.field("timing_lease_reads", &self.timing_lease_reads());
+      ds.field("founders", &self.founders());
       ds.finish()
   }
 }
