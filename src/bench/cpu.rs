@@ -68,7 +68,7 @@ pub struct MachineUse {
     /// Busy CPU time per answered request, all processes and the kernel's interrupt work.
     pub busy_us_per_request: f64,
     /// What the CPUs allow at that cost with all of them busy: `cpus / busy time per request`.
-    /// None where the nodes run on other machines (their CPU is not in `busy`).
+    /// None where the nodes are not watched (`--nodes`): they may run elsewhere.
     pub ceiling_requests_per_s: Option<f64>,
 }
 
@@ -146,7 +146,7 @@ pub fn summary_lines(cpu: &CpuUse) -> String {
     if let Some(m) = &cpu.machine {
         let ceiling = match m.ceiling_requests_per_s {
             Some(ceiling) => format!("at this cost the CPUs allow at most {ceiling:.0} requests/s"),
-            None => "the generator's machine only: the nodes run elsewhere".to_string(),
+            None => "the nodes (--nodes) are not watched: no ceiling for them".to_string(),
         };
         let _ = writeln!(
             out,

@@ -217,8 +217,8 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
         .cpu
         .ok_or("the first generator thread took no CPU samples")?;
     let mut cpu = cpu::usage(&first.watched, &before, &after, seconds, recorder.requests);
-    // Without nodes of its own to watch, the generator runs against nodes elsewhere: the
-    // machine's CPUs bound only its own part of the work.
+    // Without nodes of its own to watch (--nodes), whether the nodes share this machine's
+    // CPUs is not known: no ceiling is claimed from them.
     if watched.is_empty()
         && let Some(machine) = &mut cpu.machine
     {

@@ -537,12 +537,7 @@ fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> 
     // A file this run has no figures for goes, so that no earlier run's is read as this one's.
     let mut write_or_remove = |name: &str, text: Option<String>| match text {
         Some(text) => write(name, text),
-        None => match std::fs::remove_file(out.join(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("{}: {e}", out.join(name).display()))
-            }
-            _ => Ok(()),
-        },
+        None => remove_if_there(&out.join(name)),
     };
     write_or_remove(
         "service-time.hgrm",
@@ -624,14 +619,25 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         rows: Vec::new(),
         reports: Vec::new(),
     };
+    // No summary of an earlier sweep is left to be read as this one's.
+    for name in SWEEP_FILES {
+        remove_if_there(&args.out.join(name))?;
+    }
     // Points whose requests failed, or that could not be measured: the sweep goes on (the
     // curve shows where), then fails.
     let mut failed = Vec::new();
     let mut written = None;
+    let mut ran = 0;
     for (value, point) in values.iter().zip(&points) {
         let mut load = point.load()?;
         load.live = false;
         println!("-- {vary_name} = {value}");
+        ran += 1;
+        // Nor the files of an earlier run of this point.
+        let dir = args.out.join(format!("{vary_name}-{value}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         let measured = match Target::open(point).and_then(|target| measure(point, &load, target)) {
             Ok(measured) => measured,
             Err(error) => {
@@ -644,7 +650,6 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
             }
         };
         print!("{}", report::summary(&measured.report));
-        let dir = args.out.join(format!("{vary_name}-{value}"));
         write_files(&dir, &measured)?;
         if let Err(error) = measured.run.recorder.check_failures() {
             failed.push(format!("{vary_name} = {value}: {error}"));
@@ -653,10 +658,10 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         // After every point: a sweep that ends early keeps the summary of what it measured.
         written = Some(sweep.write(&args.out)?);
         if driver::interrupted() {
-            failed.push("interrupted: the points after it were not measured".to_string());
             break;
         }
     }
+    let skipped = values.len() - ran;
     sweep.print_table();
     if let Some((json_path, svg_path)) = written {
         println!(
@@ -665,15 +670,34 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
             svg_path.display()
         );
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} of {} points failed: {}",
-            failed.len(),
+    let mut why = failed.clone();
+    if driver::interrupted() {
+        why.push(format!(
+            "interrupted, {skipped} point(s) of {} not measured",
+            values.len()
+        ));
+    }
+    match (failed.len(), why.len()) {
+        (_, 0) => Ok(()),
+        (0, _) => Err(why.join("; ")),
+        (failures, _) => Err(format!(
+            "{failures} of {} points failed: {}",
             values.len(),
-            failed.join("; ")
-        ))
+            why.join("; ")
+        )),
+    }
+}
+
+/// The summary files of a sweep, in its `--out`.
+const SWEEP_FILES: [&str; 2] = ["sweep.json", "sweep.svg"];
+
+/// Removes `path` if it is there.
+fn remove_if_there(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -738,11 +762,15 @@ impl Sweep {
     /// Writes sweep.json and sweep.svg into `out`; returns their paths.
     fn write(&self, out: &Path) -> Result<(PathBuf, PathBuf), String> {
         let vary_name = &self.vary_name;
-        let json_path = out.join("sweep.json");
+        let json_path = out.join(SWEEP_FILES[0]);
         let json = json!({ "vary": vary_name, "points": self.reports });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-        std::fs::write(&json_path, text).map_err(|e| format!("{}: {e}", json_path.display()))?;
-        let svg_path = out.join("sweep.svg");
+        // Whole or not at all: a sweep killed while it writes leaves the last one.
+        let partial = out.join("sweep.json.tmp");
+        std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &json_path))
+            .map_err(|e| format!("{}: {e}", json_path.display()))?;
+        let svg_path = out.join(SWEEP_FILES[1]);
         let points: Vec<(String, f64, u64, u64)> = (self.rows.iter())
             .map(|r| {
                 (

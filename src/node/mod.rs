@@ -8,6 +8,7 @@ mod executor;
 pub mod identity;
 mod incarnation;
 mod log;
+mod members_view;
 mod resolve;
 mod runtime;
 mod snapshot_file;

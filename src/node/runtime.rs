@@ -25,6 +25,7 @@ use crate::wire::{ClusterId, Envelope, Layout, Timing};
 use super::client_conns::Conns;
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
+use super::members_view::MembersView;
 
 /// Snapshot chunks in flight to one peer, per group: 4 MiB with the default chunk, well
 /// under a peer queue's bound, so appends of other groups are never stuck behind a snapshot.
@@ -371,22 +372,15 @@ async fn run_core(
         groups.insert(group, state);
     }
 
-    // The members as the groups' snapshots know them, else as the node was told at start.
-    // The first turn replays the log after the snapshots and corrects both (`on_members`).
-    let mut members: BTreeMap<u64, String> = BTreeMap::new();
+    // The members as the groups' snapshots know them, and as the node was told at start
+    // while none of them knows it. The first turn replays the log after the snapshots and
+    // corrects both (`on_members`).
+    let mut restored: BTreeMap<u64, String> = BTreeMap::new();
     for group in groups.values() {
-        members.extend(group.kv.members().clone());
+        restored.extend(group.kv.members().clone());
     }
-    // Whether a group of this core holds a configuration with this node in it (see
-    // `on_members`); the members it was told at start list it in any case.
-    let known_here = members.contains_key(&config.id.0);
-    if members.is_empty() {
-        members = config
-            .members
-            .iter()
-            .map(|(id, base)| (id.0, base.clone()))
-            .collect();
-    }
+    let view = MembersView::at_start(config.id, restored, &config.members);
+    let members = view.members().clone();
     let peers = super::resolve::resolve_now(&members, config.id, core);
     set_topology_members(&topology, &members);
     let listen = config
@@ -508,32 +502,21 @@ async fn run_core(
     });
     let on_members = {
         let topology = Rc::clone(&topology);
-        // Until a group of this core has applied the change that added this node, its
-        // groups know only older members (a joining node replays the log from its start):
-        // members are then added, never dropped, so that peers that joined since, and may
-        // lead its groups, stay reachable.
-        let mut known_here = known_here;
-        let mut last = members;
+        let mut view = view;
         Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
-            known_here |= applied.contains_key(&node.0);
-            let mut members = applied.clone();
-            if !known_here && !removed {
-                members.extend(last.iter().map(|(id, base)| (*id, base.clone())));
-            }
-            if members == last {
+            let Some(changed) = view.on_applied(applied, removed) else {
                 return;
-            }
-            let ids: Vec<&u64> = members.keys().collect();
+            };
+            let ids: Vec<&u64> = changed.members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
-            if removed && !members.contains_key(&node.0) {
+            if changed.removed {
                 say(&format!(
                     "node {node} core {core}: removed from every group of this core; \
                      this node can be stopped"
                 ));
             }
-            resolving.push_now(members.clone());
-            set_topology_members(&topology, &members);
-            last = members;
+            set_topology_members(&topology, &changed.members);
+            resolving.push_now(changed.members);
         })
     };
     let net = TransportNet(Rc::clone(&transport));
