@@ -225,6 +225,13 @@ impl Cluster {
         let Some(replica) = node.replica.as_ref() else {
             return Ok(());
         };
+        if replica.commit() < node.recorded_commit {
+            return Err(format!(
+                "node {id}: commit went back from {} to {} within one life",
+                node.recorded_commit,
+                replica.commit()
+            ));
+        }
         if replica.commit() > node.recorded_commit {
             let from = std::mem::replace(&mut node.recorded_commit, replica.commit());
             self.checker.on_commit(replica, from)?;
@@ -320,6 +327,7 @@ impl Cluster {
         let lost = ready.lost_entries().iter().map(|&lost| (id, lost));
         self.lost_entries.extend(lost);
         for message in ready.take_messages_now() {
+            self.node(id).disk.holds_what_is_promised(&message)?;
             self.network.send(now, message, &mut self.rng);
         }
         if ready.committed_durable() {
@@ -361,6 +369,15 @@ impl Cluster {
             && self.rng.chance(self.torn_write_permille, 1000);
         let node = &mut self.nodes[(id.0 - 1) as usize];
         if let Some(snapshot) = snapshot {
+            // Raft installs only a snapshot past its commit, so past what it applied: one at
+            // or below would roll the state back, and the hash chain would not tell (it would
+            // apply the same entries again).
+            if snapshot.meta.index <= node.state.applied {
+                return Err(format!(
+                    "node {id}: snapshot at {} installed over state applied to {}",
+                    snapshot.meta.index, node.state.applied
+                ));
+            }
             node.state = StateMachine::decode(&snapshot.data);
             node.disk.install_snapshot(snapshot);
             self.checker.on_apply(id, node.state)?;
@@ -379,6 +396,9 @@ impl Cluster {
         self.apply_committed(id, &mut ready)?;
         self.answer_reads(id, ready.take_reads())?;
         for message in ready.take_messages_after_persist() {
+            self.nodes[(id.0 - 1) as usize]
+                .disk
+                .holds_what_is_promised(&message)?;
             self.network.send(now, message, &mut self.rng);
         }
         let node = &mut self.nodes[(id.0 - 1) as usize];

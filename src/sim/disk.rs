@@ -2,7 +2,10 @@
 
 use bytes::Bytes;
 
-use crate::raft::{Entry, HardState, LogIndex, Persisted, Snapshot};
+use crate::raft::{
+    AppendResponse, Entry, HardState, LogIndex, Message, MessageBody, Persisted, Snapshot,
+    VoteResponse,
+};
 
 /// The durable state of one node: only what a completed Ready wrote.
 #[derive(Clone, Debug, Default)]
@@ -13,6 +16,45 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// Whether what `message` promises is on this disk when it is sent, as a node must make
+    /// it before it answers: a vote granted (the term and the vote), a successful append
+    /// (the term, and the log up to its index), a heartbeat answered (the term). Raft hands
+    /// such answers out only after the Ready that holds them is persisted; an answer that
+    /// went out before could be forgotten by a crash (a second vote in one term, acked
+    /// entries lost), which the sweep would catch only by chance.
+    pub fn holds_what_is_promised(&self, message: &Message) -> Result<(), String> {
+        let (term, voted) = (self.hard_state.term, self.hard_state.vote);
+        let short = |what: String| {
+            Err(format!(
+                "node {} sent {} to {} in term {} before {what} was durable (its disk: term {term}, \
+                 vote {voted}, last index {})",
+                message.from,
+                message.body.name(),
+                message.to,
+                message.term,
+                self.last_index()
+            ))
+        };
+        match &message.body {
+            MessageBody::VoteResponse(VoteResponse { reject: false })
+                if term < message.term || (term == message.term && voted != message.to) =>
+            {
+                short(format!("its vote for {}", message.to))
+            }
+            MessageBody::AppendResponse(AppendResponse {
+                reject: false,
+                index,
+                ..
+            }) if term < message.term || self.last_index() < *index => {
+                short(format!("its log up to {index}"))
+            }
+            MessageBody::HeartbeatResponse(_) if term < message.term => {
+                short("its term".to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn from_persisted(persisted: Persisted) -> Disk {
         Disk {
             hard_state: persisted.hard_state,
@@ -29,7 +71,7 @@ impl Disk {
         }
     }
 
-    fn last_index(&self) -> LogIndex {
+    pub fn last_index(&self) -> LogIndex {
         self.entries
             .last()
             .map_or(self.snapshot.meta.index, |e| e.index)
@@ -95,6 +137,9 @@ impl StateMachine {
         self.applied = entry.index;
         self.hash = fold(self.hash, entry.index.0);
         self.hash = fold(self.hash, entry.term.0);
+        // Zero-padded chunks would not tell "a" from "a\0", nor the kinds apart.
+        self.hash = fold(self.hash, entry.data.len() as u64);
+        self.hash = fold(self.hash, entry.kind as u64);
         for chunk in entry.data.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
@@ -127,4 +172,98 @@ fn fold(hash: u64, value: u64) -> u64 {
         .wrapping_mul(0x0100_0000_01B3)
         .rotate_left(29)
         ^ 0x9E37_79B9_7F4A_7C15
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{HeartbeatResponse, NodeId, Term};
+
+    fn answer(term: u64, body: MessageBody) -> Message {
+        Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(term),
+            body,
+        }
+    }
+
+    fn disk(term: u64, vote: u64, last: u64) -> Disk {
+        let entry = |index| Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            kind: crate::raft::EntryKind::Normal,
+            data: Bytes::new(),
+        };
+        Disk {
+            hard_state: HardState {
+                term: Term(term),
+                vote: NodeId(vote),
+                commit: LogIndex::ZERO,
+            },
+            entries: (1..=last).map(entry).collect(),
+            ..Disk::default()
+        }
+    }
+
+    /// Found in review: the chain folded payloads in zero-padded words, and not the kind.
+    #[test]
+    fn the_state_tells_payloads_and_kinds_apart() {
+        let after = |kind, data: &'static [u8]| {
+            let mut state = StateMachine::default();
+            state.apply(&Entry {
+                term: Term(1),
+                index: LogIndex(1),
+                kind,
+                data: Bytes::from_static(data),
+            });
+            state
+        };
+        let normal = crate::raft::EntryKind::Normal;
+        assert_ne!(after(normal, b"a"), after(normal, b"a\0"));
+        assert_ne!(
+            after(normal, b"x"),
+            after(crate::raft::EntryKind::ConfChange, b"x")
+        );
+    }
+
+    /// An answer is checked against what its sender's disk holds when it goes out.
+    #[test]
+    fn an_answer_ahead_of_the_disk_is_caught() {
+        let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+        let refusal = MessageBody::VoteResponse(VoteResponse { reject: true });
+        let appended = |index| {
+            MessageBody::AppendResponse(AppendResponse {
+                index: LogIndex(index),
+                reject: false,
+                reject_hint: LogIndex::ZERO,
+                hint_term: Term::ZERO,
+            })
+        };
+        let heartbeat = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 1,
+            short_of_commit: None,
+        });
+        let durable = disk(3, 1, 5);
+        for ok in [
+            answer(3, vote.clone()),
+            answer(3, appended(5)),
+            answer(2, appended(4)),
+            answer(3, heartbeat.clone()),
+            answer(4, refusal),
+        ] {
+            assert_eq!(durable.holds_what_is_promised(&ok), Ok(()), "{ok:?}");
+        }
+        let voted_other = disk(3, 7, 5);
+        for (disk, early) in [
+            (&durable, answer(4, vote.clone())),
+            (&voted_other, answer(3, vote)),
+            (&durable, answer(3, appended(6))),
+            (&durable, answer(4, appended(5))),
+            (&durable, answer(4, heartbeat)),
+        ] {
+            let caught = disk.holds_what_is_promised(&early).expect_err("caught");
+            assert!(caught.contains("before"), "{caught}");
+        }
+    }
 }
