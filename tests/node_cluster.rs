@@ -1417,3 +1417,51 @@ fn a_node_whose_log_cannot_be_written_runs_on_and_stops_cleanly() {
     assert!(status.success(), "{status}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Goal (found in review): a node run with `--stop-with-parent` whose output cannot be
+/// written stops when its parent exits. The watcher printed its line before it set the stop,
+/// and `println!` panics on a full disk or a closed pipe: the watcher died, and the node ran
+/// on with no parent. Method: a shell starts the node in the background, its stdout and
+/// stderr on /dev/full, prints its pid and exits 2 s later (the node watches the parent it
+/// found at its start).
+#[test]
+fn a_node_whose_output_cannot_be_written_still_stops_with_its_parent() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = cohort::cli::local_cluster::free_port_run(2).unwrap();
+    let script = format!(
+        "'{}' serve --id 1 --peers 1=127.0.0.1:{port} --data-dir '{}' --stop-with-parent \
+         >/dev/full 2>&1 & echo $!; sleep 2",
+        env!("CARGO_BIN_EXE_cohort"),
+        dir.display()
+    );
+    let shell = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh runs");
+    let pid: u32 = String::from_utf8_lossy(&shell.stdout)
+        .trim()
+        .parse()
+        .expect("the node's pid");
+    let running = || {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z "))
+    };
+    let mut waited_ms = 0;
+    while running() && waited_ms < 20_000 {
+        wait_ms(100);
+        waited_ms += 100;
+    }
+    let orphan = running();
+    if orphan {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !orphan,
+        "the node still runs {waited_ms} ms after its parent exited"
+    );
+}

@@ -81,11 +81,11 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         // A member restarting while its seeds are down: its disk knows the cluster (the
         // groups' configurations name every member), so it starts from there.
         (Err(error), Some(recorded)) => {
-            println!(
+            crate::node::say(&format!(
                 "node {}: --join {}: {error}; starting from the data dir",
                 args.id,
                 seeds.join(",")
-            );
+            ));
             // The members it knew when it joined, for the cores whose groups hold no
             // configuration yet (a join cut short), else only itself.
             let mut members = identity::recorded_members(&args.data_dir)?.unwrap_or_default();
@@ -149,12 +149,12 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
             Ok(added) => withdraw(options, args.id, &added, groups),
             // The joiner ended before it asked any group to add the node.
             Err(RecvTimeoutError::Disconnected) => {}
-            Err(RecvTimeoutError::Timeout) => println!(
+            Err(RecvTimeoutError::Timeout) => crate::node::say(&format!(
                 "node {}: cannot tell which groups its join added it to (no answer within \
                  {ADDED_WAIT:?}): see `cohort members list`, and remove it with `cohort \
                  members remove --id {}` if it is listed",
                 args.id, args.id
-            ),
+            )),
         }
     }
     if let Some(error) = failed.lock().expect("not poisoned").take() {
@@ -317,10 +317,12 @@ impl Joiner {
             return;
         }
         if error.stops_the_node || self.new_to_cluster && error.promoted_groups == 0 {
-            println!("node {id}: joining failed: {}; stopping", error.error);
+            let said = format!("node {id}: joining failed: {}; stopping", error.error);
             *self.failed.lock().expect("not poisoned") = Some(error.error);
             // A node that could not join, or may not, is of no use: stop it as SIGTERM would.
+            // (The stop before the line: a line that cannot be written must not keep it.)
             self.stop.store(true, Ordering::SeqCst);
+            crate::node::say(&said);
         } else {
             // It votes somewhere, or was a member already: stopping it would take a voter
             // away from its groups.
@@ -328,11 +330,11 @@ impl Joiner {
                 u32::MAX => "it may vote in some groups: no member said".to_string(),
                 groups => format!("it votes in {groups} of {} groups", self.groups),
             };
-            println!(
+            crate::node::say(&format!(
                 "node {id}: joining did not finish: {}; still running ({voter_in}): finish \
                  with `cohort members promote --id {id} --nodes {seeds}`",
                 error.error
-            );
+            ));
         }
     }
 }
@@ -500,7 +502,9 @@ async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) 
     if groups.is_empty() {
         return why.to_string();
     }
-    println!("node {id}: removed from the cluster; taking itself out of groups {groups:?}");
+    crate::node::say(&format!(
+        "node {id}: removed from the cluster; taking itself out of groups {groups:?}"
+    ));
     let deadline = crate::clock::now() + TAKE_BACK_WAIT;
     let mut options = options.clone();
     let mut failed = Vec::new();
@@ -540,7 +544,9 @@ async fn voter_in(options: &ClientOptions, id: u64) -> Option<u32> {
 /// to (of `groups`) again; says how it went (the node stops either way).
 fn withdraw(options: ClientOptions, id: u64, added: &[u32], groups: u32) {
     if added.is_empty() {
-        println!("node {id}: its join added it to no group: nothing to take back");
+        crate::node::say(&format!(
+            "node {id}: its join added it to no group: nothing to take back"
+        ));
         return;
     }
     let taken = added.to_vec();
@@ -549,16 +555,18 @@ fn withdraw(options: ClientOptions, id: u64, added: &[u32], groups: u32) {
     });
     match withdrawn {
         Ok(Ok(())) if added.len() == groups as usize => {
-            println!("node {id}: taken out of every group again (it joined as a learner)");
+            crate::node::say(&format!(
+                "node {id}: taken out of every group again (it joined as a learner)"
+            ));
         }
-        Ok(Ok(())) => println!(
+        Ok(Ok(())) => crate::node::say(&format!(
             "node {id}: taken out again of the {} groups its join added it to as a learner",
             added.len()
-        ),
-        Ok(Err(error)) | Err(error) => println!(
+        )),
+        Ok(Err(error)) | Err(error) => crate::node::say(&format!(
             "node {id}: cannot take itself out of the groups it joined ({error}): remove it \
              with `cohort members remove --id {id}`"
-        ),
+        )),
     }
 }
 

@@ -136,8 +136,10 @@ fn stop_with_parent(stop: Arc<AtomicBool>) -> Result<(), String> {
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 if std::os::unix::process::parent_id() != parent {
-                    println!("the process that started this node exited: stopping");
+                    // The stop first: `println!` panics on a closed pipe or a full disk,
+                    // which left the node running with no parent (found in review).
                     stop.store(true, Ordering::SeqCst);
+                    crate::node::say("the process that started this node exited: stopping");
                     return;
                 }
                 #[allow(clippy::disallowed_methods)] // its own thread, on no executor

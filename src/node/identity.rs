@@ -126,8 +126,27 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, Strin
             identity.cores,
             identity.groups
         )),
+        None if holds_core_data(dir) => Err(format!(
+            "{} holds a node's data (core-N folders) but no {FILE_NAME}: without it the \
+             node's cluster, id and layout are unknown, and starting with other flags would \
+             misread its logs. Put back the file (`{FORMAT}` then cluster_id=, node_id=, \
+             cores=, groups= lines, as its first start recorded them), or use an empty dir",
+            dir.display()
+        )),
         None => record(dir, identity).map(|()| identity),
     }
+}
+
+/// Whether `dir` holds a core's data: a `core-N` folder (made after the identity is).
+fn holds_core_data(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("core-")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    })
 }
 
 fn record(dir: &Path, identity: Identity) -> Result<(), String> {
@@ -251,6 +270,19 @@ mod tests {
             ..first
         };
         assert!(check_or_record(&dir, other_node).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Found in review: a dir whose identity file was lost, and that holds a node's logs,
+    /// took whatever flags came next as its identity.
+    #[test]
+    fn a_dir_with_logs_but_no_identity_is_refused() {
+        let dir = std::env::temp_dir().join(format!("cohort-no-id-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("core-0")).unwrap();
+        let refused = check_or_record(&dir, identity()).unwrap_err();
+        assert!(refused.contains("no cohort.id"), "{refused}");
+        assert_eq!(read(&dir), Ok(None), "nothing recorded");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

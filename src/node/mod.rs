@@ -15,4 +15,4 @@ mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
 pub use executor::{off_loop, on_one_executor, start_executor};
-pub use runtime::{refused_for_lost_data, run, run_telling, run_until};
+pub use runtime::{refused_for_lost_data, run, run_telling, run_until, say};

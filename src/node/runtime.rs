@@ -716,7 +716,9 @@ async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: A
 
 /// One line on stdout, flushed at once: operators and tests read it from a pipe or a file,
 /// where stdout would otherwise sit in a block buffer.
-fn say(line: &str) {
+/// Writes `line` to standard output, or nothing where it cannot be written (a closed pipe,
+/// a full disk): a node's output must never stop it, nor what it was about to do.
+pub fn say(line: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
