@@ -798,10 +798,11 @@ fn short_sweep(flags: &[&str], out: &Path) -> String {
 fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
     let server = NullServer::start(2, None).expect("null server");
     let out = out_dir("sweep");
-    // A file of an earlier run of a point is not left beside this run's (found in review).
-    let stale = out.join("clients-1").join("notes.txt");
-    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
-    std::fs::write(&stale, "an earlier run's").unwrap();
+    // A point's folder loses only the files a run writes: someone's notes there stay (found
+    // in review: a first version deleted the folder).
+    let notes = out.join("clients-1").join("notes.txt");
+    std::fs::create_dir_all(notes.parent().unwrap()).unwrap();
+    std::fs::write(&notes, "kept").unwrap();
     let stdout = short_sweep(
         &[
             "--vary",
@@ -830,7 +831,7 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
         "throughput vs latency, varying clients",
     );
     assert!(out.join("clients-4").join("report.json").exists());
-    assert!(!stale.exists(), "an earlier run's file is left");
+    assert!(notes.exists(), "a file the sweep did not write was deleted");
     let _ = std::fs::remove_dir_all(out);
 }
 

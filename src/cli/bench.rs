@@ -633,19 +633,21 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         load.live = false;
         println!("-- {vary_name} = {value}");
         ran += 1;
-        // Nor the files of an earlier run of this point.
+        // Nor the files of an earlier run of this point (only those a run writes).
         let dir = args.out.join(format!("{vary_name}-{value}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for name in RUN_FILES {
+            remove_if_there(&dir.join(name))?;
         }
         let measured = match Target::open(point).and_then(|target| measure(point, &load, target)) {
             Ok(measured) => measured,
             Err(error) => {
                 println!("failed: {error}");
-                failed.push(format!("{vary_name} = {value}: {error}"));
+                // A point cut short by Ctrl-C did not fail: it is among those not measured.
                 if driver::interrupted() {
+                    ran -= 1;
                     break;
                 }
+                failed.push(format!("{vary_name} = {value}: {error}"));
                 continue;
             }
         };
@@ -687,6 +689,16 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         )),
     }
 }
+
+/// The files a run writes into its folder (see [`write_files`]).
+const RUN_FILES: [&str; 6] = [
+    "report.json",
+    "latency.hgrm",
+    "service-time.hgrm",
+    "ceiling.hgrm",
+    "latency.svg",
+    "timeline.svg",
+];
 
 /// The summary files of a sweep, in its `--out`.
 const SWEEP_FILES: [&str; 2] = ["sweep.json", "sweep.svg"];

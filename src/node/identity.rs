@@ -77,14 +77,16 @@ impl Identity {
         let node_id = value("node_id")?;
         let cores = value("cores")?;
         let groups = value("groups")?;
-        // Recorded since the founders were: a dir from before has no such line.
-        let founders = match lines.next() {
-            None => 0,
-            Some(line) => line
-                .strip_prefix("founders=")
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("`{line}` is not founders=NUMBER"))?,
-        };
+        // Recorded since the founders were: a dir from before has no such line. Lines of
+        // keys this build does not know (a later build's) are left alone.
+        let mut founders = 0;
+        for line in lines {
+            if let Some(value) = line.strip_prefix("founders=") {
+                founders = value
+                    .parse()
+                    .map_err(|_| format!("`{line}` is not founders=NUMBER"))?;
+            }
+        }
         Ok(Identity {
             cluster_id,
             node_id,
@@ -111,6 +113,15 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
 /// has none yet. The identity the dir holds (with the founders it recorded).
 pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, String> {
     match read(dir)? {
+        // A first start that stopped before any core wrote its log bootstrapped nothing
+        // from its --peers: this start's say what its groups will hold.
+        Some(recorded)
+            if recorded.same_node(&identity)
+                && recorded.founders != identity.founders
+                && !holds_core_data(dir) =>
+        {
+            record(dir, identity).map(|()| identity)
+        }
         Some(recorded) if recorded.same_node(&identity) => Ok(recorded),
         Some(recorded) => Err(format!(
             "{} belongs to node {} of cluster {} with --cores {} --groups {}; this node was \
@@ -127,26 +138,37 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, Strin
             identity.groups
         )),
         None if holds_core_data(dir) => Err(format!(
-            "{} holds a node's data (core-N folders) but no {FILE_NAME}: without it the \
-             node's cluster, id and layout are unknown, and starting with other flags would \
-             misread its logs. Put back the file (`{FORMAT}` then cluster_id=, node_id=, \
-             cores=, groups= lines, as its first start recorded them), or use an empty dir",
+            "{} holds a node's logs (core-N/*.wal) but no {FILE_NAME}: without it the node's \
+             cluster, id and layout are unknown, and starting with other flags would misread \
+             its logs. Put back the file (`{FORMAT}` then cluster_id=, node_id=, cores=, \
+             groups= lines, as its first start recorded them, and founders= if it had one), \
+             or use an empty dir",
             dir.display()
         )),
         None => record(dir, identity).map(|()| identity),
     }
 }
 
-/// Whether `dir` holds a core's data: a `core-N` folder (made after the identity is).
+/// Whether `dir` holds a core's log: WAL segments (`*.wal`) in a `core-N` folder (made after
+/// the identity is).
 fn holds_core_data(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(Result::ok).any(|entry| {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            name.strip_prefix("core-")
+    let entries = |dir: &Path| -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir).map_or_else(
+            |_| Vec::new(),
+            |entries| entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+        )
+    };
+    let is_core = |path: &Path| {
+        path.is_dir()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("core-"))
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-    })
+    };
+    entries(dir)
+        .iter()
+        .filter(|path| is_core(path))
+        .any(|core| (entries(core).iter()).any(|file| file.extension().is_some_and(|e| e == "wal")))
 }
 
 fn record(dir: &Path, identity: Identity) -> Result<(), String> {
@@ -246,10 +268,14 @@ mod tests {
         assert!(Identity::parse("something else").is_err());
         let garbled = format!("{}founders=x\n", identity().render());
         assert!(Identity::parse(&garbled).is_err());
+        let later_build = format!("{}founders=5\nsomething_new=1\n", identity().render());
+        assert_eq!(Identity::parse(&later_build).map(|i| i.founders), Ok(5));
     }
 
     /// A later start checks all but the founders (its `--peers` may name other members by
-    /// then), and runs with those the dir recorded at its first start.
+    /// then), and runs with those the dir recorded at its first start, unless that start
+    /// stopped before any core wrote its log (found in review: a first start with a mistyped
+    /// --peers that failed early kept its founders for good).
     #[test]
     fn the_founders_are_recorded_once_and_kept() {
         let dir = std::env::temp_dir().join(format!("cohort-founders-{}", std::process::id()));
@@ -264,7 +290,15 @@ mod tests {
             founders: 22,
             ..identity()
         };
-        assert_eq!(check_or_record(&dir, later), Ok(first));
+        // Nothing bootstrapped yet (no core wrote its log): this start's founders go in.
+        assert_eq!(check_or_record(&dir, later), Ok(later));
+        fs::create_dir_all(dir.join("core-0")).unwrap();
+        fs::write(dir.join("core-0").join("00000000000000000001.wal"), "x").unwrap();
+        assert_eq!(
+            check_or_record(&dir, first),
+            Ok(later),
+            "kept once a log exists"
+        );
         let other_node = Identity {
             node_id: 3,
             ..first
@@ -280,6 +314,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cohort-no-id-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("core-0")).unwrap();
+        // A core folder without a log (a first start that stopped early) is no node's data.
+        fs::write(dir.join("core-0").join("incarnation"), "x").unwrap();
+        check_or_record(&dir, identity()).expect("no log yet");
+        fs::remove_file(dir.join(FILE_NAME)).unwrap();
+        fs::write(dir.join("core-0").join("00000000000000000001.wal"), "x").unwrap();
         let refused = check_or_record(&dir, identity()).unwrap_err();
         assert!(refused.contains("no cohort.id"), "{refused}");
         assert_eq!(read(&dir), Ok(None), "nothing recorded");

@@ -41,11 +41,14 @@ impl Disk {
             {
                 short(format!("its vote for {}", message.to))
             }
+            // The log only in the answer's own term: an answer of an older term may go out
+            // after a newer leader cut the log it acknowledged, safely (the node is no longer
+            // counted on in that term's quorums).
             MessageBody::AppendResponse(AppendResponse {
                 reject: false,
                 index,
                 ..
-            }) if term < message.term || self.last_index() < *index => {
+            }) if term < message.term || (term == message.term && self.last_index() < *index) => {
                 short(format!("its log up to {index}"))
             }
             MessageBody::HeartbeatResponse(_) if term < message.term => {
@@ -249,6 +252,8 @@ mod tests {
             answer(3, vote.clone()),
             answer(3, appended(5)),
             answer(2, appended(4)),
+            // Of an older term, past a log a newer leader cut since (found in review).
+            answer(2, appended(9)),
             answer(3, heartbeat.clone()),
             answer(4, refusal),
         ] {

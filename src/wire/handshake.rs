@@ -255,9 +255,10 @@ impl std::fmt::Display for HandshakeError {
             HandshakeError::FoundersMismatch { node_id } => write!(
                 f,
                 "node {node_id} was started with other initial voters (--peers) than this node: \
-                 the first entry of every group names them, so the two could elect two leaders \
-                 of one term. Every node of a new cluster must get the same --peers; a node \
-                 started with wrong ones must be started again on an empty data dir"
+                 the first entry of every group names them, and a group whose nodes hold two \
+                 such entries would mix two configurations (two leaders of one term). Every \
+                 node of a new cluster must get the same --peers; a node started with wrong \
+                 ones must be started again on an empty data dir"
             ),
             HandshakeError::TimingMismatch {
                 node_id,
