@@ -480,3 +480,50 @@ fn nodes_started_with_other_initial_voters_refuse_each_other() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Goal (found in review): a group that holds nothing yet starts from this start's
+/// `--peers` only if they are those the data dir's first start recorded. Before, a first
+/// start that stopped before its cores wrote their logs (a mistyped `--peers`, a failed
+/// executor) kept its founders while a corrected start bootstrapped the groups from other
+/// voters: the node then advertised founders its groups did not hold. Method: a data dir
+/// recorded with the founders 1, 2, 9, and no log; started with peers 1 and 2.
+#[test]
+fn a_group_is_not_bootstrapped_from_other_peers_than_the_first_start_recorded() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-refounded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let founders = cohort::wire::founders_digest([1, 2, 9].map(cohort::raft::NodeId));
+    cohort::node::identity::check_or_record(
+        &dir.join("data"),
+        cohort::node::identity::Identity {
+            cluster_id: 1,
+            node_id: 1,
+            cores: 1,
+            groups: 2,
+            founders,
+        },
+    )
+    .unwrap();
+    let ports = [free_port_run(2).unwrap(), free_port_run(2).unwrap()];
+    let peers = format!("1=127.0.0.1:{},2=127.0.0.1:{}", ports[0], ports[1]);
+    let mut node = Joining {
+        child: Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(["serve", "--id", "1", "--peers", &peers, "--groups", "2"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(std::fs::File::create(dir.join("out.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
+            .spawn()
+            .expect("cohort runs"),
+        log: dir.join("node.log"),
+    };
+    let status = node.exit_status();
+    let said = node.log();
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!status.success(), "started:\n{said}");
+    assert!(
+        said.contains("this data dir was first started with other --peers"),
+        "{said}"
+    );
+}

@@ -113,15 +113,6 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
 /// has none yet. The identity the dir holds (with the founders it recorded).
 pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, String> {
     match read(dir)? {
-        // A first start that stopped before any core wrote its log bootstrapped nothing
-        // from its --peers: this start's say what its groups will hold.
-        Some(recorded)
-            if recorded.same_node(&identity)
-                && recorded.founders != identity.founders
-                && !holds_core_data(dir) =>
-        {
-            record(dir, identity).map(|()| identity)
-        }
         Some(recorded) if recorded.same_node(&identity) => Ok(recorded),
         Some(recorded) => Err(format!(
             "{} belongs to node {} of cluster {} with --cores {} --groups {}; this node was \
@@ -149,26 +140,27 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, Strin
     }
 }
 
-/// Whether `dir` holds a core's log: WAL segments (`*.wal`) in a `core-N` folder (made after
-/// the identity is).
+/// Whether `dir` may hold a core's log: WAL segments (`*.wal`) in a `core-N` folder (made
+/// after the identity is), or a folder that cannot be read (it may).
 fn holds_core_data(dir: &Path) -> bool {
-    let entries = |dir: &Path| -> Vec<std::path::PathBuf> {
-        fs::read_dir(dir).map_or_else(
-            |_| Vec::new(),
-            |entries| entries.filter_map(Result::ok).map(|e| e.path()).collect(),
-        )
+    let entries = |dir: &Path| -> Option<Vec<std::path::PathBuf>> {
+        let listed = fs::read_dir(dir).ok()?;
+        listed.map(|e| e.ok().map(|e| e.path())).collect()
     };
-    let is_core = |path: &Path| {
+    let is_core = |path: &&std::path::PathBuf| {
         path.is_dir()
             && path
                 .file_name()
                 .and_then(|n| n.to_str()?.strip_prefix("core-"))
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    entries(dir)
-        .iter()
-        .filter(|path| is_core(path))
-        .any(|core| (entries(core).iter()).any(|file| file.extension().is_some_and(|e| e == "wal")))
+    let Some(top) = entries(dir) else {
+        return dir.exists();
+    };
+    top.iter().filter(is_core).any(|core| {
+        entries(core)
+            .is_none_or(|files| (files.iter()).any(|file| file.extension() == Some("wal".as_ref())))
+    })
 }
 
 fn record(dir: &Path, identity: Identity) -> Result<(), String> {
@@ -273,9 +265,8 @@ mod tests {
     }
 
     /// A later start checks all but the founders (its `--peers` may name other members by
-    /// then), and runs with those the dir recorded at its first start, unless that start
-    /// stopped before any core wrote its log (found in review: a first start with a mistyped
-    /// --peers that failed early kept its founders for good).
+    /// then), and runs with those the dir recorded at its first start (a group bootstrapped
+    /// later must start from the same: see `run_core`).
     #[test]
     fn the_founders_are_recorded_once_and_kept() {
         let dir = std::env::temp_dir().join(format!("cohort-founders-{}", std::process::id()));
@@ -290,15 +281,7 @@ mod tests {
             founders: 22,
             ..identity()
         };
-        // Nothing bootstrapped yet (no core wrote its log): this start's founders go in.
-        assert_eq!(check_or_record(&dir, later), Ok(later));
-        fs::create_dir_all(dir.join("core-0")).unwrap();
-        fs::write(dir.join("core-0").join("00000000000000000001.wal"), "x").unwrap();
-        assert_eq!(
-            check_or_record(&dir, first),
-            Ok(later),
-            "kept once a log exists"
-        );
+        assert_eq!(check_or_record(&dir, later), Ok(first));
         let other_node = Identity {
             node_id: 3,
             ..first

@@ -185,13 +185,18 @@ fn must_wait(error: &io::Error) -> bool {
 impl WalLog {
     /// Open (or create) the WAL of one core and rebuild each of `groups`; a group the WAL has
     /// never seen starts from `bootstrap` (the initial members of a new cluster, written and
-    /// synced here, or nothing for a node that joins and learns everything from a leader).
+    /// synced here, or nothing for a node that joins and learns everything from a leader). A
+    /// `bootstrap` refused (why) fails the open if a group would start from it.
     pub async fn open(
         dir: &Path,
         config: &NodeConfig,
         groups: &BTreeSet<u32>,
-        bootstrap: &Persisted,
+        bootstrap: Result<&Persisted, &str>,
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
+        let (bootstrap, refused) = match bootstrap {
+            Ok(bootstrap) => (bootstrap.clone(), None),
+            Err(why) => (Persisted::empty(), Some(why)),
+        };
         let mode = match config.sync {
             SyncMode::Always => WalSync::Direct,
             // Syncs still run (they hand the bytes to the kernel and let dead segments be
@@ -292,6 +297,9 @@ impl WalLog {
             written |= settled;
             let persisted = match found {
                 Some(persisted) => persisted,
+                None if refused.is_some() => {
+                    return Err(format!("group {group}: {}", refused.unwrap_or_default()));
+                }
                 None if bootstrap.entries.is_empty() => bootstrap.clone(),
                 None => {
                     let persisted = bootstrap.clone();
@@ -1164,9 +1172,10 @@ mod tests {
             let voters = [NodeId(1), NodeId(2), NodeId(3)];
             let bootstrap = Persisted::bootstrap(&voters);
             let groups = BTreeSet::from([GROUP]);
-            let (mut log, mut recovered) = WalLog::open(&dir, &config(&dir), &groups, &bootstrap)
-                .await
-                .expect("open");
+            let (mut log, mut recovered) =
+                WalLog::open(&dir, &config(&dir), &groups, Ok(&bootstrap))
+                    .await
+                    .expect("open");
             work(&mut log);
             log.sync().await.expect("sync");
             recovered.remove(&GROUP).expect("the group")
@@ -1180,7 +1189,7 @@ mod tests {
     async fn open_log(dir: &Path) -> WalLog {
         let bootstrap = Persisted::bootstrap(&VOTERS);
         let groups = BTreeSet::from([GROUP]);
-        let (log, _) = WalLog::open(dir, &config(dir), &groups, &bootstrap)
+        let (log, _) = WalLog::open(dir, &config(dir), &groups, Ok(&bootstrap))
             .await
             .expect("open");
         log
@@ -1261,7 +1270,7 @@ mod tests {
         crate::node::on_one_executor("wal-log-test", move || async move {
             let groups = BTreeSet::from([GROUP]);
             let (mut log, _) =
-                WalLog::open(&inner, &config(&inner), &groups, &Persisted::default())
+                WalLog::open(&inner, &config(&inner), &groups, Ok(&Persisted::default()))
                     .await
                     .expect("open");
             let state = HardState {
@@ -1419,7 +1428,7 @@ mod tests {
         let opened = crate::node::on_one_executor("wal-log-test", move || async move {
             let groups = BTreeSet::from([GROUP]);
             let bootstrap = Persisted::bootstrap(&VOTERS);
-            match WalLog::open(&dir, &config(&dir), &groups, &bootstrap).await {
+            match WalLog::open(&dir, &config(&dir), &groups, Ok(&bootstrap)).await {
                 Ok((_, mut recovered)) => Ok(recovered.remove(&GROUP).expect("the group")),
                 Err(why) => Err(why),
             }
@@ -1913,7 +1922,7 @@ mod tests {
     async fn reopen(dir: &Path) -> (WalLog, Persisted) {
         let groups = BTreeSet::from([GROUP]);
         let bootstrap = Persisted::bootstrap(&VOTERS);
-        let (log, mut recovered) = WalLog::open(dir, &config(dir), &groups, &bootstrap)
+        let (log, mut recovered) = WalLog::open(dir, &config(dir), &groups, Ok(&bootstrap))
             .await
             .expect("reopen");
         (log, recovered.remove(&GROUP).expect("the group"))

@@ -340,7 +340,17 @@ async fn run_core(
     } else {
         Persisted::empty()
     };
-    let (log, recovered) = WalLog::open(&dir, config, &group_ids, &bootstrap).await?;
+    // A group that holds nothing yet starts from the --peers of this start: they must be
+    // those the data dir's first start recorded, or the node would advertise founders its
+    // groups do not hold.
+    let digest = crate::wire::founders_digest(config.members.keys().copied());
+    let refused = (config.bootstrap && founders != 0 && digest != founders).then_some(
+        "this data dir was first started with other --peers (other initial voters), and a \
+         group that holds nothing yet would start from these: start with the --peers of its \
+         first start, or on an empty data dir",
+    );
+    let bootstrap = refused.map_or(Ok(&bootstrap), Err);
+    let (log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
     let topology = Rc::new(RefCell::new(Topology {
         cluster_id: config.cluster_id,
         node_id: config.id.0,
