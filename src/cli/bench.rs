@@ -674,10 +674,14 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
     }
     let mut why = failed.clone();
     if driver::interrupted() {
-        why.push(format!(
-            "interrupted, {skipped} point(s) of {} not measured",
-            values.len()
-        ));
+        why.push(match skipped {
+            // Ctrl-C during the last point's ceiling: its figures stand, without it.
+            0 => "interrupted while the last point's ceiling was measured".to_string(),
+            skipped => format!(
+                "interrupted, {skipped} point(s) of {} not measured",
+                values.len()
+            ),
+        });
     }
     match (failed.len(), why.len()) {
         (_, 0) => Ok(()),

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::raft::{
-    Config, Entry, EntryKind, LogIndex, LostEntries, Message, NodeId, Persisted, Prng,
-    ProposeError, Proposed, ReadError, ReadState, Ready, Replica, Role, Term,
+    AppendResponse, Config, Entry, EntryKind, LogIndex, LostEntries, Message, MessageBody, NodeId,
+    Persisted, Prng, ProposeError, Proposed, ReadError, ReadState, Ready, Replica, Role, Term,
 };
 
 use super::checker::Checker;
@@ -33,6 +33,38 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// What `message` promises is on this node's disk as it goes out
+    /// ([`Disk::holds_what_is_promised`]), and an append acknowledged in the node's current
+    /// term holds, on disk, the entry its log holds at that index: a longer stale log on disk
+    /// would pass the index check while the rewrite it acknowledges is not durable yet.
+    fn holds_what_is_promised(&self, message: &Message) -> Result<(), String> {
+        self.disk.holds_what_is_promised(message)?;
+        let MessageBody::AppendResponse(AppendResponse {
+            reject: false,
+            index,
+            ..
+        }) = &message.body
+        else {
+            return Ok(());
+        };
+        let Some(replica) = &self.replica else {
+            return Ok(());
+        };
+        let (on_disk, in_log) = (
+            self.disk.term_at(*index),
+            replica.entry(*index).map(|e| e.term),
+        );
+        let current = message.term == replica.term() && message.term == self.disk.hard_state.term;
+        match in_log {
+            Some(term) if current && on_disk != Some(term) => Err(format!(
+                "node {} acknowledged entry {index} of term {term} to {} before it was durable \
+                 (its disk holds {on_disk:?} there)",
+                self.id, message.to
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.replica.is_some()
     }
@@ -327,7 +359,7 @@ impl Cluster {
         let lost = ready.lost_entries().iter().map(|&lost| (id, lost));
         self.lost_entries.extend(lost);
         for message in ready.take_messages_now() {
-            self.node(id).disk.holds_what_is_promised(&message)?;
+            self.node(id).holds_what_is_promised(&message)?;
             self.network.send(now, message, &mut self.rng);
         }
         if ready.committed_durable() {
@@ -396,9 +428,7 @@ impl Cluster {
         self.apply_committed(id, &mut ready)?;
         self.answer_reads(id, ready.take_reads())?;
         for message in ready.take_messages_after_persist() {
-            self.nodes[(id.0 - 1) as usize]
-                .disk
-                .holds_what_is_promised(&message)?;
+            self.nodes[(id.0 - 1) as usize].holds_what_is_promised(&message)?;
             self.network.send(now, message, &mut self.rng);
         }
         let node = &mut self.nodes[(id.0 - 1) as usize];

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::raft::{
-    AppendResponse, Entry, HardState, LogIndex, Message, MessageBody, Persisted, Snapshot,
+    AppendResponse, Entry, HardState, LogIndex, Message, MessageBody, Persisted, Snapshot, Term,
     VoteResponse,
 };
 
@@ -56,6 +56,16 @@ impl Disk {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The term of the entry at `index` on this disk (the snapshot's, at its index).
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot.meta.index {
+            return Some(self.snapshot.meta.term);
+        }
+        let first = self.entries.first()?.index;
+        let at = usize::try_from(index.0.checked_sub(first.0)?).ok()?;
+        self.entries.get(at).map(|entry| entry.term)
     }
 
     pub fn from_persisted(persisted: Persisted) -> Disk {
@@ -180,7 +190,7 @@ fn fold(hash: u64, value: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{HeartbeatResponse, NodeId, Term};
+    use crate::raft::{HeartbeatResponse, NodeId};
 
     fn answer(term: u64, body: MessageBody) -> Message {
         Message {
@@ -228,6 +238,19 @@ mod tests {
             after(normal, b"x"),
             after(crate::raft::EntryKind::ConfChange, b"x")
         );
+    }
+
+    #[test]
+    fn term_at_reads_the_snapshot_and_the_entries() {
+        let mut on_disk = disk(3, 1, 5);
+        assert_eq!(on_disk.term_at(LogIndex(4)), Some(Term(3)));
+        assert_eq!(on_disk.term_at(LogIndex(6)), None);
+        on_disk.snapshot.meta.index = LogIndex(2);
+        on_disk.snapshot.meta.term = Term(2);
+        on_disk.entries.retain(|e| e.index > LogIndex(2));
+        assert_eq!(on_disk.term_at(LogIndex(2)), Some(Term(2)));
+        assert_eq!(on_disk.term_at(LogIndex(1)), None);
+        assert_eq!(on_disk.term_at(LogIndex(3)), Some(Term(3)));
     }
 
     /// An answer is checked against what its sender's disk holds when it goes out.
