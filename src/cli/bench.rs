@@ -616,8 +616,7 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
     let vary_name = vary_name(vary);
     let mut sweep = Sweep {
         vary_name: vary_name.clone(),
-        rows: Vec::new(),
-        reports: Vec::new(),
+        points: Vec::new(),
     };
     // No summary of an earlier sweep is left to be read as this one's.
     for name in SWEEP_FILES {
@@ -656,7 +655,7 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
         if let Err(error) = measured.run.recorder.check_failures() {
             failed.push(format!("{vary_name} = {value}: {error}"));
         }
-        sweep.push(value, measured.report);
+        sweep.points.push((value.clone(), measured.report));
         // After every point: a sweep that ends early keeps the summary of what it measured.
         written = Some(sweep.write(&args.out)?);
         if driver::interrupted() {
@@ -672,7 +671,8 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
             svg_path.display()
         );
     }
-    let mut why = failed.clone();
+    let failures = failed.len();
+    let mut why = failed;
     if driver::interrupted() {
         why.push(match skipped {
             // Ctrl-C during the last point's ceiling: its figures stand, without it.
@@ -683,7 +683,7 @@ pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), Stri
             ),
         });
     }
-    match (failed.len(), why.len()) {
+    match (failures, why.len()) {
         (_, 0) => Ok(()),
         (0, _) => Err(why.join("; ")),
         (failures, _) => Err(format!(
@@ -717,41 +717,13 @@ fn remove_if_there(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The points a sweep has measured so far.
+/// The points a sweep has measured so far: each value with its run's report.
 struct Sweep {
     vary_name: String,
-    rows: Vec<SweepRow>,
-    reports: Vec<serde_json::Value>,
-}
-
-/// One point of a sweep, as its table and plot show it.
-struct SweepRow {
-    value: String,
-    requests_per_s: f64,
-    p50_us: u64,
-    p99_us: u64,
-    p999_us: u64,
-    errors: u64,
-    unsent: u64,
-    ceiling_requests_per_s: Option<f64>,
+    points: Vec<(String, Report)>,
 }
 
 impl Sweep {
-    fn push(&mut self, value: &str, report: Report) {
-        self.rows.push(SweepRow {
-            value: value.to_string(),
-            requests_per_s: report.requests_per_s,
-            p50_us: report.latency.p50_us,
-            p99_us: report.latency.p99_us,
-            p999_us: report.latency.p999_us,
-            errors: report.errors.values().sum::<u64>(),
-            unsent: report.unsent,
-            ceiling_requests_per_s: report.ceiling.as_ref().map(|c| c.requests_per_s),
-        });
-        self.reports
-            .push(json!({ "value": value, "report": report }));
-    }
-
     fn print_table(&self) {
         let vary_name = &self.vary_name;
         println!("\nsweep of {vary_name}");
@@ -759,18 +731,17 @@ impl Sweep {
             "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>8} {:>16}",
             vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "unsent", "ceiling req/s"
         );
-        for row in &self.rows {
-            let ceiling =
-                (row.ceiling_requests_per_s).map_or("-".to_string(), |c| format!("{c:.0}"));
+        for (value, report) in &self.points {
+            let ceiling = (report.ceiling.as_ref())
+                .map_or("-".to_string(), |c| format!("{:.0}", c.requests_per_s));
             println!(
-                "{:>17} {:>14.0} {:>10} {:>10} {:>10} {:>8} {:>8} {ceiling:>16}",
-                row.value,
-                row.requests_per_s,
-                duration_text(row.p50_us),
-                duration_text(row.p99_us),
-                duration_text(row.p999_us),
-                row.errors,
-                row.unsent,
+                "{value:>17} {:>14.0} {:>10} {:>10} {:>10} {:>8} {:>8} {ceiling:>16}",
+                report.requests_per_s,
+                duration_text(report.latency.p50_us),
+                duration_text(report.latency.p99_us),
+                duration_text(report.latency.p999_us),
+                report.errors.values().sum::<u64>(),
+                report.unsent,
             );
         }
     }
@@ -779,7 +750,10 @@ impl Sweep {
     fn write(&self, out: &Path) -> Result<(PathBuf, PathBuf), String> {
         let vary_name = &self.vary_name;
         let json_path = out.join(SWEEP_FILES[0]);
-        let json = json!({ "vary": vary_name, "points": self.reports });
+        let reports: Vec<serde_json::Value> = (self.points.iter())
+            .map(|(value, report)| json!({ "value": value, "report": report }))
+            .collect();
+        let json = json!({ "vary": vary_name, "points": reports });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         // Whole or not at all: a sweep killed while it writes leaves the last one.
         let partial = out.join("sweep.json.tmp");
@@ -787,14 +761,11 @@ impl Sweep {
             .and_then(|()| std::fs::rename(&partial, &json_path))
             .map_err(|e| format!("{}: {e}", json_path.display()))?;
         let svg_path = out.join(SWEEP_FILES[1]);
-        let points: Vec<(String, f64, u64, u64)> = (self.rows.iter())
-            .map(|r| {
-                (
-                    format!("{vary_name}={}", r.value),
-                    r.requests_per_s,
-                    r.p50_us,
-                    r.p99_us,
-                )
+        let points: Vec<(String, f64, u64, u64)> = (self.points.iter())
+            .map(|(value, r)| {
+                let latency = &r.latency;
+                let name = format!("{vary_name}={value}");
+                (name, r.requests_per_s, latency.p50_us, latency.p99_us)
             })
             .collect();
         plot::sweep(

@@ -193,9 +193,10 @@ impl WalLog {
         groups: &BTreeSet<u32>,
         bootstrap: Result<&Persisted, &str>,
     ) -> Result<(WalLog, BTreeMap<u32, Persisted>), String> {
+        let nothing = Persisted::empty();
         let (bootstrap, refused) = match bootstrap {
-            Ok(bootstrap) => (bootstrap.clone(), None),
-            Err(why) => (Persisted::empty(), Some(why)),
+            Ok(bootstrap) => (bootstrap, None),
+            Err(why) => (&nothing, Some(why)),
         };
         let mode = match config.sync {
             SyncMode::Always => WalSync::Direct,
