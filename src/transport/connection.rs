@@ -319,13 +319,12 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
     }
     // Wait for the frame's share of the inbox's bytes first (this reader then stops, and TCP
     // stops the peer): frames waiting are bounded in bytes, not only in number. A frame
-    // weighs what its messages hold, the frame or what decoding made of it.
-    let held_bytes = frame.len().max(decoded_bytes(&envelopes));
+    // weighs what its messages hold, the frame and what decoding made besides; frames are
+    // admitted in the order they came, so another peer's stream of small ones never holds a
+    // large one back.
+    let held_bytes = frame.len() + decoded_bytes(&envelopes);
     let units = held_bytes.min(shared.config.inbox_bytes_max) as u64;
-    let held = (shared.inbox_bytes)
-        .acquire_static_permit(units)
-        .await
-        .map_err(|_| CloseReason::Shutdown)?;
+    let held = shared.inbox_bytes.acquire(units).await;
     let inbound = Inbound {
         from: peer,
         envelopes,

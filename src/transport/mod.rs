@@ -91,6 +91,7 @@
 
 mod accept;
 mod backoff;
+mod budget;
 mod config;
 mod connection;
 mod dial;
@@ -204,7 +205,7 @@ impl Transport {
             renewed: RefCell::default(),
             log_full: Cell::new(false),
             incarnations,
-            inbox_bytes: Rc::new(glommio::sync::Semaphore::new(inbox_bytes_max as u64)),
+            inbox_bytes: budget::FifoBudget::new(inbox_bytes_max as u64),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();

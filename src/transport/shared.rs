@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use glommio::channels::local_channel::LocalSender;
-use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::raft::NodeId;
 use crate::wire::Envelope;
@@ -29,12 +28,12 @@ pub struct Inbound {
     pub envelopes: Vec<Envelope>,
     /// The sending core's log can no longer grow (see [`super::Transport::set_log_full`]).
     pub sender_log_full: bool,
-    /// What the messages hold: the frame their payloads are slices of, or what decoding
-    /// made of it if that is more ([`crate::wire::decoded_bytes`]).
+    /// What the messages hold: the frame their payloads are slices of, and what decoding
+    /// made besides ([`crate::wire::decoded_bytes`]).
     pub held_bytes: usize,
     /// The frame's share of the transport's inbox bytes
     /// ([`super::TransportConfig::inbox_bytes_max`]), given back when this is dropped.
-    pub(super) _held: StaticPermit,
+    pub(super) _held: super::budget::Held,
 }
 
 /// Counters of one transport since it started (see [`super::Transport::stats`]).
@@ -116,7 +115,7 @@ pub(super) struct Shared {
     pub log_full: Cell<bool>,
     pub incarnations: Incarnations,
     /// Bytes of received frames not yet taken from the inbox (see [`Inbound`]).
-    pub inbox_bytes: Rc<Semaphore>,
+    pub inbox_bytes: Rc<super::budget::FifoBudget>,
 }
 
 impl Shared {

@@ -40,7 +40,7 @@ pub struct Envelope {
 /// The bytes `envelopes` hold besides the frame their payloads are slices of: the vector,
 /// entries past an append's first, forwarded proposals, boxed snapshots and their
 /// membership lists. A frame can decode into a few times its size (an entry is 24 bytes on
-/// the wire and 56 decoded); a receiver weighs what it holds by the larger of the two.
+/// the wire and 56 decoded); a receiver weighs what it holds by the two together.
 pub fn decoded_bytes(envelopes: &Vec<Envelope>) -> usize {
     let conf_bytes = |meta: &SnapshotMeta| {
         let conf = &meta.conf_state;
