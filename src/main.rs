@@ -31,7 +31,7 @@ enum Command {
     /// Load a cluster (a running one, or a local one it starts) and report throughput,
     /// latency percentiles, per-node and per-group shares, JSON, .hgrm files and SVG plots.
     Bench(Box<BenchCommand>),
-    /// Run a node of a cluster until SIGTERM or Ctrl-C.
+    /// Run a node of a cluster until SIGTERM, SIGHUP or Ctrl-C.
     Serve(ServeArgs),
     /// Run the deterministic simulator: seeded random runs of a Raft group under crashes,
     /// partitions, message loss, membership changes and compaction, each checked for Raft's

@@ -165,7 +165,7 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
 /// Run `cohort serve`: a member of a new cluster (`--peers`), or a node that joins a running
 /// one (`--join`). Returns once the node stopped.
 pub fn run(args: &ServeArgs) -> Result<(), String> {
-    // Set by SIGTERM or Ctrl-C (see `node::run_until`), by the end of the process that
+    // Set by SIGTERM, SIGHUP or Ctrl-C (see `node::run_until`), by the end of the process that
     // started this node where asked, or by a failed join.
     let stop = Arc::new(AtomicBool::new(false));
     if args.stop_with_parent {

@@ -213,6 +213,31 @@ impl NodeConfig {
                 }
             }
         }
+        self.refuse_shared_ports()
+    }
+
+    /// Two members written with the same host whose port ranges overlap would each bind some
+    /// of the other's ports: the second to start waits for them forever.
+    fn refuse_shared_ports(&self) -> Result<(), ConfigError> {
+        let span = 2 * u32::from(self.cores);
+        let ranges: Vec<(NodeId, &str, u32)> = (self.members.iter())
+            .filter_map(|(id, base)| {
+                let (host, port) = base.rsplit_once(':')?;
+                Some((*id, host, u32::from(port.parse::<u16>().ok()?)))
+            })
+            .collect();
+        for (i, (id, host, port)) in ranges.iter().enumerate() {
+            for (other, other_host, other_port) in &ranges[i + 1..] {
+                if host == other_host && port.abs_diff(*other_port) < span {
+                    return Err(error(format!(
+                        "members {id} and {other} share ports on {host}: each node takes \
+                         {span} ports from its own (two per core, --cores {}), so their ports \
+                         must be at least {span} apart",
+                        self.cores
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -301,6 +326,15 @@ mod tests {
     fn a_good_config_passes_and_places_ports_and_groups() {
         let config = config();
         config.validate().unwrap();
+        // Ports just far enough apart on one host, or the same ports on another host.
+        let mut neighbours = config.clone();
+        neighbours
+            .members
+            .insert(NodeId(4), "127.0.0.1:7204".into());
+        neighbours
+            .members
+            .insert(NodeId(5), "127.0.0.2:7200".into());
+        neighbours.validate().unwrap();
         assert_eq!(config.peer_addr(NodeId(2), 1).unwrap().port(), 7102);
         assert_eq!(config.client_addr(NodeId(2), 1).unwrap().port(), 7103);
         assert_eq!(config.groups_of_core(0).collect::<Vec<_>>(), [0, 2, 4]);
@@ -334,6 +368,12 @@ mod tests {
                     c.members.insert(NodeId(4), "nowhere".into());
                 },
                 "not HOST:PORT",
+            ),
+            (
+                |c| {
+                    c.members.insert(NodeId(4), "127.0.0.1:7203".into());
+                },
+                "members 3 and 4 share ports on 127.0.0.1",
             ),
         ];
         for (breakage, expected) in cases {

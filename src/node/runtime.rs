@@ -1,5 +1,5 @@
 //! A running node: one glommio executor per core, each with its groups, WAL, peer transport,
-//! client port and ticker; SIGTERM or Ctrl-C stops them all gracefully.
+//! client port and ticker; SIGTERM, SIGHUP or Ctrl-C stops them all gracefully.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,6 +101,9 @@ pub fn run_telling(
     if let Err(error) = crate::sys::report_mapped_read_faults() {
         tracing::warn!(%error, "a SIGBUS from a mapped WAL segment will not be reported");
     }
+    if config.pin_cores {
+        refuse_missing_cpus(config.cores)?;
+    }
     crate::durable::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until every core has stopped (this function returns).
@@ -120,7 +123,14 @@ pub fn run_telling(
     if config.bootstrap && super::identity::recorded_members(&config.data_dir)?.is_none() {
         super::identity::record_membership(&config.data_dir, &config.members)?;
     }
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    // SIGHUP too: a node started from a terminal that closes stops as on SIGTERM, rather than
+    // being cut mid-turn by the signal's default action (what `--sync never` took is lost then).
+    let stopping = [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ];
+    for signal in stopping {
         // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
         // disk that no longer answers) ends the process at once, with status 1: what was
         // acknowledged was synced before it was. Registered first, so the first signal sees
@@ -286,6 +296,21 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
 /// (the reason is kept in that core's `REFUSED_FILE`). Checked for every core before any
 /// starts: a core that started meanwhile would count a start its peers never saw, and once
 /// the file was removed an older copy could count its way past what they saw.
+/// `--pin` puts core k on CPU k: refused before the data dir records `--cores`, where this
+/// process may not run on one of them (a later start with fewer cores would be refused).
+fn refuse_missing_cpus(cores: u16) -> Result<(), String> {
+    let allowed = crate::sys::allowed_cpus()
+        .map_err(|e| format!("--pin: cannot read the CPUs this process may use: {e}"))?;
+    match (0..usize::from(cores)).find(|cpu| !allowed.contains(cpu)) {
+        None => Ok(()),
+        Some(cpu) => Err(format!(
+            "--pin puts core k on CPU k, and this process may not run on CPU {cpu} (CPUs it may \
+             use: {}): use fewer --cores, or leave out --pin",
+            allowed.len()
+        )),
+    }
+}
+
 fn refused_before(config: &NodeConfig) -> Result<(), String> {
     for core in 0..config.cores {
         let refused_file = config

@@ -155,6 +155,27 @@ fn set_memlock_limit(limit: &libc::rlimit) -> io::Result<()> {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask: `taskset`, a cgroup's cpuset).
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    #[allow(unsafe_code)]
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes into `set`, a
+    // live, writable local of that size.
+    #[allow(unsafe_code)]
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let cpus = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET reads the set only, at an index below its size.
+    #[allow(unsafe_code)]
+    Ok((0..cpus)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
 /// Hands a bound, listening socket tuned with socket2 to glommio, which can only build its
 /// listener itself (without our socket options) or from a raw descriptor.
 ///
@@ -204,6 +225,8 @@ pub fn socket_handle(stream: &glommio::net::TcpStream) -> io::Result<socket2::So
 pub enum Signal {
     /// SIGTERM: stop gracefully.
     Terminate,
+    /// SIGHUP: the terminal closed (a node stops gracefully, as on SIGTERM).
+    Hangup,
     /// SIGSTOP: freeze at once, as a stalled machine would (tests).
     Stop,
     /// SIGCONT: go on after [`Signal::Stop`].
@@ -218,6 +241,7 @@ pub fn send_signal(pid: u32, signal: Signal) {
     };
     let number = match signal {
         Signal::Terminate => libc::SIGTERM,
+        Signal::Hangup => libc::SIGHUP,
         Signal::Stop => libc::SIGSTOP,
         Signal::Continue => libc::SIGCONT,
     };
@@ -242,5 +266,21 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
         Ok(false)
     } else {
         Err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Goal: the affinity mask is read whole. Method: std counts the same mask (less a cgroup
+    /// quota, if any), and the process runs on at least one CPU of it.
+    #[test]
+    fn the_allowed_cpus_are_the_affinity_mask() {
+        let allowed = super::allowed_cpus().expect("sched_getaffinity");
+        let parallelism = std::thread::available_parallelism().expect("parallelism");
+        assert!(allowed.len() >= parallelism.get(), "{allowed:?}");
+        assert!(
+            allowed.windows(2).all(|pair| pair[0] < pair[1]),
+            "{allowed:?}"
+        );
     }
 }
