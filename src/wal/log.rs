@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::errors::{WalError, WalOpenError};
 use super::format::{
-    RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
+    BLOCK_BYTES, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, align_up,
     encode_segment_header, put_record_header, record_crc_of_parts, record_salt, seal_record,
 };
 use super::index::{EntryLoc, GroupLog, Groups};
@@ -35,11 +35,16 @@ impl Default for WalConfig {
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 
+/// Whether a segment may be `size_bytes` long: a whole number of blocks that a record's
+/// `u32` offset reaches.
+pub(super) fn segment_size_valid(size_bytes: u64) -> bool {
+    (SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&size_bytes)
+        && size_bytes.is_multiple_of(BLOCK_BYTES as u64)
+}
+
 impl WalConfig {
     fn validate(&self) -> Result<(), WalOpenError> {
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
-            || !self.segment_bytes.is_multiple_of(4096)
-        {
+        if !segment_size_valid(self.segment_bytes) {
             return Err(WalOpenError::Config {
                 reason: format!(
                     "segment_bytes {} must be a multiple of 4096 in {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
@@ -177,6 +182,14 @@ impl<S: Storage> Wal<S> {
         if retire {
             wal.retire_end_segment().await?;
         }
+        // Segments a durable snapshot marker or truncation killed before the process ended
+        // (its sync landed, the reclaim after it never ran) go now: nothing else would free
+        // them, and a node on a full disk needs them to take writes again.
+        wal.note_reclaimable();
+        wal.reclaim().map_err(|error| match error {
+            WalError::SegmentIo { file, source } => WalOpenError::Io { file, source },
+            other => unreachable!("a reclaim fails only on a segment's file: {other}"),
+        })?;
         Ok(wal)
     }
 

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use super::decision::{StopAction, StopFacts, decide};
 use super::errors::WalOpenError;
 use super::format::{
-    RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
+    BLOCK_BYTES, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RecordHeader, SEGMENT_HEADER_BYTES,
     SegmentHeaderState, decode_record, decode_record_within, decode_segment_header,
     next_in_block_after_zeros, record_salt, segment_header_key, segment_header_size,
 };
 use super::index::{EntryLoc, GroupLog, Groups};
+use super::log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, segment_size_valid};
 use super::payload::{self, Payload};
 use super::storage::{ReadCheckError, SegmentSyncer, Storage};
 
@@ -339,6 +340,17 @@ fn check_headers<S: Storage>(
                     version,
                 });
             }
+            SegmentHeaderState::Valid if !segment_size_valid(segment_header_size(bytes)) => {
+                return Err(WalOpenError::Inconsistent {
+                    file: storage.locate(seq),
+                    offset: 0,
+                    reason: format!(
+                        "its header gives a size of {} bytes, not a multiple of {BLOCK_BYTES} \
+                         in {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                        segment_header_size(bytes)
+                    ),
+                });
+            }
             SegmentHeaderState::Valid if segment_header_size(bytes) != bytes.len() as u64 => {
                 return Err(WalOpenError::SegmentSizeMismatch {
                     file: storage.locate(seq),
@@ -517,6 +529,10 @@ fn discard_after<S: Storage>(
     Ok(())
 }
 
+/// The largest log index a record may reach: Raft's (2^62), far enough from `u64::MAX`
+/// that `index + 1` never overflows on a forged record.
+const INDEX_MAX: u64 = 1 << 62;
+
 /// Applies one verified record to the group indexes, exactly as the live WAL did.
 fn apply(
     groups: &mut Groups,
@@ -539,8 +555,12 @@ fn apply(
             first_index,
             entries,
         } => {
-            if first_index == 0 {
-                return Err("entries start at index 0".into());
+            let past = first_index.checked_add(entries.len() as u64);
+            if first_index == 0 || past.is_none_or(|past| past > INDEX_MAX) {
+                return Err(format!(
+                    "{} entries from index {first_index}: indexes run from 1 to {INDEX_MAX}",
+                    entries.len()
+                ));
             }
             let base = offset + RECORD_HEADER_BYTES;
             let group = groups.entry(header.group).or_insert_with(log);
@@ -583,6 +603,12 @@ fn apply_snapshot(
     group: &mut GroupLog,
     marker: super::types::SnapshotMarker,
 ) -> Result<(), String> {
+    if marker.index >= INDEX_MAX {
+        return Err(format!(
+            "snapshot {} is past the last index, {INDEX_MAX}",
+            marker.index
+        ));
+    }
     if marker.index < group.snapshot.index {
         return Err(format!(
             "snapshot {} is older than snapshot {} before it",
@@ -591,4 +617,44 @@ fn apply_snapshot(
     }
     group.set_snapshot(marker);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::RecordKind;
+    use super::super::types::SnapshotMarker;
+    use super::*;
+
+    fn header(kind: RecordKind) -> RecordHeader {
+        RecordHeader {
+            len_bytes: 0,
+            kind,
+            lsn: 1,
+            durable_lsn: 0,
+            group: 0,
+        }
+    }
+
+    /// Goal (found in review): a record that verifies but gives indexes near `u64::MAX` (a
+    /// forgery: the checksum is not a secret from whoever writes the file) is refused as
+    /// inconsistent, where `index + 1` overflowed (a panic in tests, a wrap in a release).
+    /// Method: entries, and a snapshot marker, at the edge and past it.
+    #[test]
+    fn indexes_past_raft_last_are_refused() {
+        let mut entries = payload::entries_prefix(INDEX_MAX, 2).to_vec();
+        for _ in 0..2 {
+            entries.extend_from_slice(&payload::entry_prefix(1, 0));
+        }
+        let mut groups = Groups::default();
+        let refused = apply(&mut groups, 1, 0, &header(RecordKind::Entries), &entries);
+        assert!(refused.is_err_and(|why| why.contains("indexes run from 1")));
+        let mut entries = payload::entries_prefix(INDEX_MAX - 1, 1).to_vec();
+        entries.extend_from_slice(&payload::entry_prefix(1, 0));
+        apply(&mut groups, 1, 0, &header(RecordKind::Entries), &entries).expect("the last");
+        for index in [INDEX_MAX, u64::MAX] {
+            let marker = payload::snapshot(SnapshotMarker { index, term: 1 });
+            let refused = apply(&mut groups, 1, 0, &header(RecordKind::Snapshot), &marker);
+            assert!(refused.is_err_and(|why| why.contains("past the last index")));
+        }
+    }
 }

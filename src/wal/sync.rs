@@ -156,7 +156,7 @@ impl<S: Storage> Wal<S> {
 
     /// Removes (or recycles as the next segment) the dead segments whose death is durable,
     /// oldest first, so the segments left never have a hole.
-    fn reclaim(&mut self) -> Result<(), WalError> {
+    pub(super) fn reclaim(&mut self) -> Result<(), WalError> {
         let mut keep_from = None;
         while let Some(&(lsn, seq)) = self.reclaim_pending.front() {
             if lsn > self.durable_lsn {
