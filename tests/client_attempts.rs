@@ -474,14 +474,23 @@ async fn forget_every_session(stream: TcpStream, topology: Topology) {
 /// the rest of the client's life.
 #[test]
 fn a_client_whose_session_was_forgotten_goes_on_under_a_new_id() {
-    let results = cohort::node::on_one_executor("client-renews", move || async move {
+    let (results, ids_held) = cohort::node::on_one_executor("client-renews", move || async {
         let base = fake_node(1, forget_every_session);
-        puts_in_turn(base, 3).await
+        let client = Client::connect(ClientOptions::new(vec![base], 5))
+            .await
+            .expect("connect");
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            results.extend(client.execute_batch(puts(1)).await);
+        }
+        (results, client.ids_held())
     })
     .expect("executor");
     for (round, result) in results.iter().enumerate() {
         assert!(result.is_ok(), "request {round}: {result:?}");
     }
+    // And it forgets the ids it retired (found in review: one kept for each).
+    assert_eq!(ids_held, 1);
 }
 
 /// Goal (found in review): a client whose session was forgotten while its group's leader

@@ -497,7 +497,10 @@ impl Replica {
 
     /// Ask for a linearizable read. The answer comes in a later Ready as a `ReadState`
     /// with this `ctx` (which the caller keeps unique); serve the read once the state
-    /// machine has applied the returned index.
+    /// machine has applied the returned index. A read asked of a leader that loses its
+    /// leadership first is reported aborted; one a follower forwards may get no answer at
+    /// all (the leader refused it as busy, or lost its leadership, and says nothing back):
+    /// a caller on a follower bounds its own wait.
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
         if self.role == Role::Leader {
             return self.leader_read(ctx, self.id);
