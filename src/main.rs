@@ -216,7 +216,9 @@ fn fail(error: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let (target, command) = match cli.command {
         Command::Sim(args) => {
             return match sim::run(&args) {
@@ -240,7 +242,12 @@ fn main() -> ExitCode {
             let result = match &command.sweep {
                 None => bench::run(&command.args),
                 Some(SweepCommand::Sweep { vary, values, args }) => {
-                    bench::sweep(*vary, values, args)
+                    // The varied setting's own flag would be overridden at every point.
+                    let flag_given = (matches.subcommand_matches("bench"))
+                        .and_then(|bench| bench.subcommand_matches("sweep"))
+                        .and_then(|sweep| sweep.value_source(vary.arg_id()))
+                        == Some(clap::parser::ValueSource::CommandLine);
+                    bench::sweep(*vary, values, args, flag_given)
                 }
             };
             return match result {

@@ -79,6 +79,39 @@ fn assert_hgrm(path: &Path) {
     assert_eq!(text.lines().filter(|l| l.starts_with("#[")).count(), 3);
 }
 
+/// Goal (found in review): `--vary clients --clients 8` overrode --clients at every point
+/// without a word. Method: every setting a sweep varies, with its own flag too.
+#[test]
+fn a_sweep_refuses_the_flag_of_the_setting_it_varies() {
+    let settings = [
+        ("clients", "2"),
+        ("depth", "2"),
+        ("batch", "2"),
+        ("rate", "100"),
+        ("groups", "4"),
+        ("cores", "1"),
+        ("value-bytes", "8"),
+        ("read-percent", "5"),
+        ("generator-threads", "1"),
+    ];
+    let out = out_dir("vary-flag");
+    for (name, value) in settings {
+        let flag = format!("--{name}");
+        let out_flag = out.to_str().unwrap();
+        let args = [
+            "bench", "sweep", "--vary", name, "--values", value, &flag, value, "--out", out_flag,
+        ];
+        let output = cohort(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.contains(&format!("leave out {flag}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "a refused sweep wrote {}", out.display());
+}
+
 #[test]
 fn bad_flags_are_refused_with_a_reason_before_anything_starts() {
     let cases: &[(&[&str], &str)] = &[

@@ -269,6 +269,23 @@ impl BenchArgs {
 }
 
 /// A setting's name as its flag is spelled: value-bytes, generator-threads.
+impl Vary {
+    /// The id of the flag that sets this setting (clap's: the field's name).
+    pub fn arg_id(self) -> &'static str {
+        match self {
+            Vary::Clients => "clients",
+            Vary::Depth => "depth",
+            Vary::Batch => "batch",
+            Vary::Rate => "rate",
+            Vary::Groups => "groups",
+            Vary::Cores => "cores",
+            Vary::ValueBytes => "value_bytes",
+            Vary::ReadPercent => "read_percent",
+            Vary::GeneratorThreads => "generator_threads",
+        }
+    }
+}
+
 fn vary_name(vary: Vary) -> String {
     vary.to_possible_value().map_or_else(
         || format!("{vary:?}").to_lowercase(),
@@ -592,7 +609,19 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 }
 
 /// `cohort bench sweep`.
-pub fn sweep(vary: Vary, values: &[String], args: &BenchArgs) -> Result<(), String> {
+/// `flag_given`: the varied setting's own flag was given too (it would be overridden).
+pub fn sweep(
+    vary: Vary,
+    values: &[String],
+    args: &BenchArgs,
+    flag_given: bool,
+) -> Result<(), String> {
+    if flag_given {
+        return Err(format!(
+            "--vary {name} sets --{name} at each point (from --values): leave out --{name}",
+            name = vary_name(vary)
+        ));
+    }
     if let Some((at, value)) = (values.iter().enumerate()).find(|(at, v)| values[..*at].contains(v))
     {
         return Err(format!(
