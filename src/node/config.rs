@@ -213,11 +213,16 @@ impl NodeConfig {
                 }
             }
         }
-        self.refuse_shared_ports()
+        match self.bootstrap {
+            true => self.refuse_shared_ports(),
+            // A joining node's members are its seed's, which may still list a member removed
+            // a moment ago, whose address this node takes over.
+            false => Ok(()),
+        }
     }
 
-    /// Two members written with the same host whose port ranges overlap would each bind some
-    /// of the other's ports: the second to start waits for them forever.
+    /// Two members written with the same host whose port ranges overlap (in `--peers`) would
+    /// each bind some of the other's ports: the second to start waits for them forever.
     fn refuse_shared_ports(&self) -> Result<(), ConfigError> {
         let span = 2 * u32::from(self.cores);
         let ranges: Vec<(NodeId, &str, u32)> = (self.members.iter())
@@ -335,6 +340,12 @@ mod tests {
             .members
             .insert(NodeId(5), "127.0.0.2:7200".into());
         neighbours.validate().unwrap();
+        // A joining node takes its seed's members, which may still list one just removed
+        // whose address it takes over (found in review).
+        let mut joining = config.clone();
+        joining.members.insert(NodeId(4), "127.0.0.1:7200".into());
+        (joining.id, joining.bootstrap) = (NodeId(4), false);
+        joining.validate().unwrap();
         assert_eq!(config.peer_addr(NodeId(2), 1).unwrap().port(), 7102);
         assert_eq!(config.client_addr(NodeId(2), 1).unwrap().port(), 7103);
         assert_eq!(config.groups_of_core(0).collect::<Vec<_>>(), [0, 2, 4]);

@@ -123,14 +123,7 @@ pub fn run_telling(
     if config.bootstrap && super::identity::recorded_members(&config.data_dir)?.is_none() {
         super::identity::record_membership(&config.data_dir, &config.members)?;
     }
-    // SIGHUP too: a node started from a terminal that closes stops as on SIGTERM, rather than
-    // being cut mid-turn by the signal's default action (what `--sync never` took is lost then).
-    let stopping = [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ];
-    for signal in stopping {
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
         // disk that no longer answers) ends the process at once, with status 1: what was
         // acknowledged was synced before it was. Registered first, so the first signal sees
@@ -138,6 +131,15 @@ pub fn run_telling(
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    // A node whose terminal closes stops as on SIGTERM, rather than being cut mid-turn by
+    // SIGHUP's default action (what `--sync never` took is lost then). Never as a second
+    // signal: a closing terminal often sends two (the shell's, then the kernel's). And not
+    // where SIGHUP was ignored (`nohup`): that node was asked to outlive its terminal.
+    let hangup = signal_hook::consts::SIGHUP;
+    if !crate::sys::signal_ignored(hangup) {
+        signal_hook::flag::register(hangup, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {hangup}: {e}"))?;
     }
     refused_before(&config)?;
     let config = Arc::new(config);

@@ -155,6 +155,19 @@ fn set_memlock_limit(limit: &libc::rlimit) -> io::Result<()> {
     }
 }
 
+/// Whether `signal` is ignored (`SIG_IGN`, as `nohup` leaves SIGHUP): false where it cannot
+/// be read.
+pub fn signal_ignored(signal: i32) -> bool {
+    // SAFETY: an all-zero sigaction is a valid value; sigaction(2) with a null new action
+    // only writes the current one into `current`, a live, writable local.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask: `taskset`, a cgroup's cpuset).
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
