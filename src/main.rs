@@ -198,27 +198,31 @@ fn value_or_stdin(value: Option<String>, usage: &str) -> Result<Bytes, String> {
 }
 
 fn fail(error: &str) -> ExitCode {
-    use std::io::Write;
-    // Not `eprintln!`, which panics when stderr cannot be written. On a full disk (a node's
-    // log beside its data) room often comes back a moment later, as a segment that could not
-    // be made is removed: the one line that says why the process ends is tried again.
-    let line = format!("cohort: {error}\n");
-    for _ in 0..20 {
-        match std::io::stderr().write_all(line.as_bytes()) {
-            Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
-                #[allow(clippy::disallowed_methods)] // the process is ending: nothing to block
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            _ => break,
-        }
-    }
+    cohort::cli::say_err(&format!("cohort: {error}"));
     ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
-    let cli =
-        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|matches| {
+            Ok((
+                <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?,
+                matches,
+            ))
+        });
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        // Not clap's own exit, with status 2: `cas` gives 2 to a failed condition, and a
+        // script would take a mistyped flag for a lock someone else holds.
+        Err(error) => {
+            let _ = error.print();
+            return match error.use_stderr() {
+                true => ExitCode::FAILURE,
+                false => ExitCode::SUCCESS, // --help, --version
+            };
+        }
+    };
     let (target, command) = match cli.command {
         Command::Sim(args) => {
             return match sim::run(&args) {
@@ -311,7 +315,9 @@ fn main() -> ExitCode {
                 Ok((table, 0)) => print_out(table.trim_end()),
                 Ok((table, unreachable)) => match print_out(table.trim_end()) {
                     ExitCode::SUCCESS => {
-                        eprintln!("cohort: {unreachable} member(s) did not answer");
+                        cohort::cli::say_err(&format!(
+                            "cohort: {unreachable} member(s) did not answer"
+                        ));
                         ExitCode::from(client_cmd::STATUS_UNREACHABLE_EXIT)
                     }
                     other => other,
@@ -377,7 +383,7 @@ fn main() -> ExitCode {
             failed => failed,
         },
         Ok(Printed::OutcomeUnknown(error)) => {
-            eprintln!("cohort: {error}");
+            cohort::cli::say_err(&format!("cohort: {error}"));
             ExitCode::from(client_cmd::OUTCOME_UNKNOWN_EXIT)
         }
         Err(error) => fail(&error),

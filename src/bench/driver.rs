@@ -259,7 +259,11 @@ async fn generate(
     // Its clients are gone, whether the load ran or not: let their connections close before
     // the executor ends, or each run would leave their descriptors open in this process.
     if !crate::client::channels_closed(Duration::from_secs(2)).await {
-        eprintln!("cohort bench: a generator thread's connections did not close within 2 s");
+        // Not `eprintln!`, which panics where stderr cannot be written.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"cohort bench: a generator thread's connections did not close within 2 s\n",
+        );
     }
     part
 }
@@ -582,7 +586,7 @@ async fn tick(
         }
         let second = locked(&recorder).close_interval(crate::clock::now());
         if live {
-            println!(
+            crate::node::say(&format!(
                 "{:>6.1} s  {:>10.0} req/s  p50 {:>9}  p99 {:>9}  max {:>9}  errors {}",
                 second.at_s,
                 second.requests_per_s,
@@ -590,7 +594,7 @@ async fn tick(
                 super::report::duration_text(second.p99_us),
                 super::report::duration_text(second.max_us),
                 second.errors
-            );
+            ));
         }
     }
     (before, cpu::sample(&watched))

@@ -436,7 +436,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         target.words(args)
     );
     if load.live {
-        println!("{title}");
+        outln!("{title}");
     }
     let description = target.description.clone();
     let raw_fdatasync = target.raw_fdatasync;
@@ -593,10 +593,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let target = Target::open(args)?;
     let measured = measure(args, &load, target)?;
-    print!("{}", report::summary(&measured.report));
+    out!("{}", report::summary(&measured.report));
     let written = write_files(&args.out, &measured)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-    println!("files       {}", names.join(", "));
+    outln!("files       {}", names.join(", "));
     measured.run.recorder.check_failures()?;
     if driver::interrupted() {
         return Err(format!(
@@ -659,7 +659,7 @@ pub fn sweep(
     for (value, point) in values.iter().zip(&points) {
         let mut load = point.load()?;
         load.live = false;
-        println!("-- {vary_name} = {value}");
+        outln!("-- {vary_name} = {value}");
         ran += 1;
         // Nor the files of an earlier run of this point (only those a run writes).
         let dir = args.out.join(format!("{vary_name}-{value}"));
@@ -669,7 +669,7 @@ pub fn sweep(
         let measured = match Target::open(point).and_then(|target| measure(point, &load, target)) {
             Ok(measured) => measured,
             Err(error) => {
-                println!("failed: {error}");
+                outln!("failed: {error}");
                 // A point cut short by Ctrl-C did not fail: it is among those not measured.
                 if driver::interrupted() {
                     ran -= 1;
@@ -679,7 +679,7 @@ pub fn sweep(
                 continue;
             }
         };
-        print!("{}", report::summary(&measured.report));
+        out!("{}", report::summary(&measured.report));
         write_files(&dir, &measured)?;
         if let Err(error) = measured.run.recorder.check_failures() {
             failed.push(format!("{vary_name} = {value}: {error}"));
@@ -694,7 +694,7 @@ pub fn sweep(
     let skipped = values.len() - ran;
     sweep.print_table();
     if let Some((json_path, svg_path)) = written {
-        println!(
+        outln!(
             "files       {}, {}",
             json_path.display(),
             svg_path.display()
@@ -755,15 +755,22 @@ struct Sweep {
 impl Sweep {
     fn print_table(&self) {
         let vary_name = &self.vary_name;
-        println!("\nsweep of {vary_name}");
-        println!(
+        outln!("\nsweep of {vary_name}");
+        outln!(
             "{:>17} {:>14} {:>10} {:>10} {:>10} {:>8} {:>8} {:>16}",
-            vary_name, "requests/s", "p50", "p99", "p99.9", "errors", "unsent", "ceiling req/s"
+            vary_name,
+            "requests/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "errors",
+            "unsent",
+            "ceiling req/s"
         );
         for (value, report) in &self.points {
             let ceiling = (report.ceiling.as_ref())
                 .map_or("-".to_string(), |c| format!("{:.0}", c.requests_per_s));
-            println!(
+            outln!(
                 "{value:>17} {:>14.0} {:>10} {:>10} {:>10} {:>8} {:>8} {ceiling:>16}",
                 report.requests_per_s,
                 duration_text(report.latency.p50_us),

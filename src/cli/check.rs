@@ -54,6 +54,11 @@ const CONFIGURATIONS_MAX: usize = 10_000_000;
 /// Operations, each with the index of its key.
 pub type History = Vec<(usize, Operation<u64>)>;
 
+/// `--clients` at most: each runs on a thread of its own.
+const CHECK_CLIENTS_MAX: u64 = 1_024;
+/// `--keys` at most.
+const CHECK_KEYS_MAX: usize = 100_000;
+
 /// Nanoseconds since `origin`: the time line every client shares. (Microseconds were too
 /// coarse: a client's next request was often asked in the microsecond its last answer came,
 /// and the checker takes equal times for overlapping operations, so a read that missed the
@@ -310,13 +315,12 @@ pub struct KeyCount {
 
 /// Check each key's history; Err names the first key that is not linearizable and why.
 pub fn check_keys(keys: &[Bytes], history: &History) -> Result<Vec<KeyCount>, String> {
+    let mut of_key: Vec<Vec<Operation<u64>>> = vec![Vec::new(); keys.len()];
+    for (k, op) in history {
+        of_key[*k].push(op.clone());
+    }
     let mut counts = Vec::new();
-    for (k, key) in keys.iter().enumerate() {
-        let ops: Vec<Operation<u64>> = history
-            .iter()
-            .filter(|(of, _)| *of == k)
-            .map(|(_, op)| op.clone())
-            .collect();
+    for (key, ops) in keys.iter().zip(of_key) {
         let mut count = KeyCount {
             operations: ops.len(),
             ..KeyCount::default()
@@ -358,6 +362,14 @@ pub fn run(args: &CheckArgs) -> Result<String, String> {
     }
     if args.seconds > 86_400 {
         return Err(format!("--seconds is {}, at most 86400", args.seconds));
+    }
+    // A thread per client; a search per key over its own history (linearizability checking
+    // is exponential in what overlaps: more keys or clients check nothing more).
+    if args.clients > CHECK_CLIENTS_MAX || args.keys > CHECK_KEYS_MAX {
+        return Err(format!(
+            "--clients is {} and --keys {}: at most {CHECK_CLIENTS_MAX} and {CHECK_KEYS_MAX}",
+            args.clients, args.keys
+        ));
     }
     let seed = crate::clock::wall_nanos() as u64;
     let keys = key_names(seed % 1_000_000_000, args.keys);

@@ -258,8 +258,10 @@ pub fn members_change(
     let (voters, learners) = crate::node::on_one_executor("cohort-members", move || async move {
         let report = |verb: &'static str| {
             move |group: u32, outcome: &MemberOutcome| match outcome {
-                MemberOutcome::NotMember(why) => eprintln!("group {group}: {why}: nothing to do"),
-                _ => eprintln!("group {group}: {verb} node {node}: done"),
+                MemberOutcome::NotMember(why) => {
+                    super::say_err(&format!("group {group}: {why}: nothing to do"))
+                }
+                _ => super::say_err(&format!("group {group}: {verb} node {node}: done")),
             }
         };
         let mut done = change_membership(&options, node, op, report(verb)).await?;

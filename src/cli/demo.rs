@@ -91,7 +91,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let load = args.load()?;
     driver::stop_on_signals()?;
     let announce = |dir: &Path, fdatasync: &RawFdatasync| {
-        println!(
+        outln!(
             "cohort demo: 3 nodes on 127.0.0.1, {} core(s) and {} groups each, sync {:?}; data \
              in {}",
             args.nodes.cores,
@@ -99,11 +99,11 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             args.nodes.sync,
             dir.display()
         );
-        println!("raw limit: {}", fdatasync.words());
+        outln!("raw limit: {}", fdatasync.words());
     };
     let (scratch, _) = ScratchCluster::start("demo", &args.nodes, args.keep, announce)?;
     let dir = scratch.dir().to_path_buf();
-    println!(
+    outln!(
         "load: {} clients × {} batches of {} in flight on {} generator thread(s), {} s, {}% \
          linearizable reads, {} B values, {} keys",
         args.clients,
@@ -135,14 +135,14 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     }
     print_run(&run);
     if args.keep {
-        println!("kept {}", dir.display());
+        outln!("kept {}", dir.display());
     }
     run.recorder.check_failures()
 }
 
 fn print_run(run: &Run) {
     let recorder = &run.recorder;
-    println!(
+    outln!(
         "throughput: {:.0} requests/s ({} acknowledged in {:.2} s; {} requests failed)",
         recorder.requests as f64 / run.seconds,
         recorder.requests,
@@ -150,14 +150,14 @@ fn print_run(run: &Run) {
         recorder.error_count()
     );
     if let Some((kind, error)) = recorder.error_examples.iter().next() {
-        println!("first error ({kind}): {error}");
+        outln!("first error ({kind}): {error}");
     }
     let h = &recorder.latency_us;
     let at = |q| duration_text(h.value_at_quantile(q));
     if h.is_empty() {
-        println!("latency: none, no request was answered");
+        outln!("latency: none, no request was answered");
     } else {
-        println!(
+        outln!(
             "latency of the {} answered requests: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
             h.len(),
             at(0.5),
@@ -167,6 +167,6 @@ fn print_run(run: &Run) {
             duration_text(h.max())
         );
     }
-    print!("{}", crate::bench::cpu::summary_lines(&run.cpu));
-    println!("(`cohort bench` measures more: open loop, percentiles to p99.99, plots, JSON)");
+    out!("{}", crate::bench::cpu::summary_lines(&run.cpu));
+    outln!("(`cohort bench` measures more: open loop, percentiles to p99.99, plots, JSON)");
 }

@@ -18,8 +18,8 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0)]
     pub from: u64,
     /// Threads running seeds (0: one per CPU).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub threads: u16,
     /// Replay this one seed and print what it did (overrides --seeds and --from).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -54,9 +54,9 @@ impl Totals {
 pub fn run(args: &SimArgs) -> Result<(), String> {
     if let Some(seed) = args.seed {
         let options = SimOptions::for_seed(seed);
-        println!("seed {seed}: {options:?}");
+        outln!("seed {seed}: {options:?}");
         let report = run_seed(&options).map_err(|f| f.to_string())?;
-        println!("seed {seed} passed: {report:?}");
+        outln!("seed {seed} passed: {report:?}");
         return Ok(());
     }
     if args.seeds == 0 {
@@ -68,7 +68,7 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
         .ok_or("--from + --seeds overflows")?;
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+        n => usize::from(n),
     };
     let started = crate::clock::now();
     let next = AtomicU64::new(args.from);
@@ -81,8 +81,12 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end || seed > failed_lowest.load(Ordering::Relaxed) {
+                    // Never past `end`: near u64::MAX an add would wrap to seed 0.
+                    let taken = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < end).then_some(n + 1)
+                    });
+                    let Ok(seed) = taken else { return };
+                    if seed > failed_lowest.load(Ordering::Relaxed) {
                         return;
                     }
                     match run_seed(&SimOptions::for_seed(seed)) {
@@ -99,7 +103,7 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
     let totals = totals.into_inner().expect("not poisoned");
     let mut failures = failures.into_inner().expect("not poisoned");
     failures.sort_by_key(|f| f.seed);
-    println!(
+    outln!(
         "cohort sim: {} seeds passed in {:.1} s on {threads} threads: {} elections, {} entries \
          committed, {} reads checked, {} crashes, {} membership changes, {} Readies pipelined",
         totals.seeds,
