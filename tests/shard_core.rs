@@ -902,6 +902,45 @@ fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_of
     assert_eq!(held_by_core.get(), 5 * ANSWER_WEIGHT_CORE_HELD_MAX / 8);
 }
 
+/// Goal (found in review): a connection about to take a batch of answers larger than what
+/// any other holds, while the core's connections hold their bound, is the one cut off; it
+/// was left out of the ranking (holding nothing yet), and every other client holding some
+/// was cut instead. Method: 128 connections hold a 128th of the core's bound each; one
+/// turn's 2,100 writes on connection 2 are all answered busy (the leader's log is full).
+#[test]
+fn a_connection_about_to_hold_more_than_any_other_is_the_one_cut_off() {
+    let events = Events::default();
+    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
+    let held_by_core = CoreAnswersHeld::default();
+    let mut connections = Vec::new();
+    for conn in 2..=130 {
+        let (outbox, held) = (
+            Inbox::new(usize::MAX),
+            AnswersHeld::of_connection(&held_by_core),
+        );
+        let connected = Input::Connected {
+            conn,
+            outbox: outbox.clone(),
+            held: held.clone(),
+        };
+        core = turn(core, &inbox, connected);
+        if conn > 2 {
+            held.charge(ANSWER_WEIGHT_CORE_HELD_MAX / 128);
+        }
+        connections.push(outbox);
+    }
+    let requests = (1..=2_100)
+        .map(|sequence| match put(2, sequence) {
+            Input::Requests { mut requests, .. } => requests.remove(0),
+            _ => unreachable!("put is a request"),
+        })
+        .collect();
+    turn(core, &inbox, Input::Requests { conn: 2, requests });
+    assert!(connections[0].is_closed(), "connection 2 kept its answers");
+    let others_cut = connections[1..].iter().filter(|o| o.is_closed()).count();
+    assert!(others_cut < 128, "every other connection was cut off");
+}
+
 /// Goal: while its log takes no entries for a moment (the next segment is still being
 /// made), a leader holds writes back (no busy answer, which would make clients pause) and
 /// neither tells its peers its log is full nor hands its group over; then it proposes them.

@@ -5,10 +5,11 @@
 //! A client that keeps asking and leaves its answers unread is cut off once its connection
 //! holds too much. Bounded per connection only, 4,096 connections of a core that read
 //! nothing could hold 64 MiB each: so once the core's connections together would hold too
-//! much, those that hold the most are cut off (not the one answered then: a client that
-//! reads what it asked holds little, a turn's answers, but may hold some while its writer
-//! writes). A connection cut off holds nothing from then on, in these counts: its answers go
-//! with it as soon as its task sees it cut off.
+//! much, those that hold the most are cut off, the one answered then counted with the answers
+//! it is about to take (a client that reads what it asked holds little, a turn's answers, but
+//! may hold some while its writer writes; one whose turn's answers alone outweigh what every
+//! other holds is the one cut off). A connection cut off holds nothing from then on, in these
+//! counts: its answers go with it as soon as its task sees it cut off.
 
 use std::cell::Cell;
 use std::rc::Rc;
