@@ -902,6 +902,45 @@ fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_of
     assert_eq!(held_by_core.get(), 5 * ANSWER_WEIGHT_CORE_HELD_MAX / 8);
 }
 
+/// Goal (found in review): a leader asked to remove itself hands its group to a voter whose
+/// log takes writes, never to one that says its log is full (which drops the TimeoutNow, at
+/// every ask, until the client gives up). Method: node 1 leads, node 2 silent; node 3 answers
+/// heartbeats saying its log is full, and node 1 is asked to remove itself: busy, and no
+/// TimeoutNow. Then node 3 says it has room, and the ask again hands the group to it.
+#[test]
+fn a_leader_leaving_never_hands_its_group_to_a_voter_whose_log_is_full() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    for node_3_full in [true, false] {
+        for _ in 0..3 {
+            core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(3, term, node_3_full));
+        }
+        events.borrow_mut().clear();
+        let change = MemberChange {
+            group: 0,
+            node: 1,
+            op: MemberOp::Remove,
+        };
+        let reply = Inbox::new(4);
+        let ask = Input::ChangeMember {
+            change,
+            reply: reply.clone(),
+        };
+        core = turn(core, &inbox, ask);
+        let mut outcomes = Vec::new();
+        block_on(futures_lite::future::poll_once(
+            reply.take_all(&mut outcomes),
+        ));
+        let [MemberOutcome::Busy(why)] = &outcomes[..] else {
+            panic!("{outcomes:?}");
+        };
+        assert_eq!(why.contains("handing it to node 3"), !node_3_full, "{why}");
+        let handed = events.borrow().contains(&Event::Sent("TimeoutNow"));
+        assert_eq!(handed, !node_3_full, "{why} {:?}", events.borrow());
+    }
+}
+
 /// Goal (found in review): a connection about to take a batch of answers larger than what
 /// any other holds, while the core's connections hold their bound, is the one cut off; it
 /// was left out of the ranking (holding nothing yet), and every other client holding some

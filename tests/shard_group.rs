@@ -2,7 +2,7 @@
 //! retries answered once, reads at each consistency, hints from followers, and clients told
 //! to retry when leadership moves.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use cohort::kv::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
@@ -501,7 +501,7 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
     trio.groups[0].replica.report_unreachable(NodeId(2));
     trio.groups[0].replica.report_unreachable(NodeId(3));
     busy_with(
-        membership::start(&mut trio.groups[0], 1, &remove(1)),
+        membership::start(&mut trio.groups[0], 1, &remove(1), &BTreeSet::new()),
         "waiting for another voter to catch up",
     );
     // Once they replicate again (a write probes them), it hands the group over.
@@ -510,7 +510,7 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         request(1, Consistency::Linearizable, vec![put("a", "1")]),
     );
     busy_with(
-        membership::start(&mut trio.groups[0], 1, &remove(1)),
+        membership::start(&mut trio.groups[0], 1, &remove(1), &BTreeSet::new()),
         "handing it to node",
     );
     // Nor to a follower whose queue is full: its appends, and so the group's writes, would
@@ -529,12 +529,12 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         replica.report_append_refused(NodeId(peer), term, last);
     }
     busy_with(
-        membership::start(&mut full.groups[0], 1, &remove(1)),
+        membership::start(&mut full.groups[0], 1, &remove(1), &BTreeSet::new()),
         "waiting for another voter to catch up",
     );
     // The only voter has no one to hand over to.
     let mut alone = sole_voter_just_elected();
-    match membership::start(&mut alone, 1, &remove(1)) {
+    match membership::start(&mut alone, 1, &remove(1), &BTreeSet::new()) {
         Err(MemberOutcome::Failed(why)) => assert!(why.contains("only voter"), "{why}"),
         other => panic!("wanted Failed, got {other:?}"),
     }
@@ -578,13 +578,18 @@ fn a_node_in_no_part_of_a_joint_configuration_is_not_a_member() {
     enter_joint_without_node_3(&mut trio);
     let change = |node, op| MemberChange { group: 0, node, op };
     for op in [MemberOp::Promote, MemberOp::Remove] {
-        let outcome = membership::start(&mut trio.groups[0], 1, &change(9, op));
+        let outcome = membership::start(&mut trio.groups[0], 1, &change(9, op), &BTreeSet::new());
         assert!(
             matches!(outcome, Err(MemberOutcome::NotMember(_))),
             "{outcome:?}"
         );
     }
-    let outcome = membership::start(&mut trio.groups[0], 1, &change(3, MemberOp::Promote));
+    let outcome = membership::start(
+        &mut trio.groups[0],
+        1,
+        &change(3, MemberOp::Promote),
+        &BTreeSet::new(),
+    );
     assert!(
         !matches!(outcome, Err(MemberOutcome::NotMember(_))),
         "{outcome:?}"
@@ -610,7 +615,7 @@ fn a_promote_asked_again_before_its_joint_configuration_is_left_is_busy() {
     let add = change(MemberOp::AddLearner {
         address: "node9:7000".to_string(),
     });
-    membership::start(&mut trio.groups[0], 1, &add).expect("proposed");
+    membership::start(&mut trio.groups[0], 1, &add, &BTreeSet::new()).expect("proposed");
     trio.pump();
     assert!(trio.groups[0].replica.conf_state().is_learner(NodeId(9)));
     let mut promotion = ConfChange::single(ConfChangeKind::AddVoter, NodeId(9));
@@ -621,7 +626,12 @@ fn a_promote_asked_again_before_its_joint_configuration_is_left_is_busy() {
         .expect("proposed");
     trio.pump();
     assert!(trio.groups[0].replica.conf_state().is_joint());
-    let outcome = membership::start(&mut trio.groups[0], 1, &change(MemberOp::Promote));
+    let outcome = membership::start(
+        &mut trio.groups[0],
+        1,
+        &change(MemberOp::Promote),
+        &BTreeSet::new(),
+    );
     assert!(
         matches!(&outcome, Err(MemberOutcome::Busy(why)) if why.contains("joint")),
         "{outcome:?}"
@@ -642,9 +652,15 @@ fn a_node_the_group_removed_is_not_added_back() {
         let address = format!("node{node}:7000");
         change(node, MemberOp::AddLearner { address })
     };
-    membership::start(&mut trio.groups[0], 1, &add(9)).expect("proposed");
+    membership::start(&mut trio.groups[0], 1, &add(9), &BTreeSet::new()).expect("proposed");
     trio.pump();
-    membership::start(&mut trio.groups[0], 1, &change(9, MemberOp::Remove)).expect("proposed");
+    membership::start(
+        &mut trio.groups[0],
+        1,
+        &change(9, MemberOp::Remove),
+        &BTreeSet::new(),
+    )
+    .expect("proposed");
     trio.pump();
     assert!(
         !trio.groups[0]
@@ -656,7 +672,7 @@ fn a_node_the_group_removed_is_not_added_back() {
     let removed: Vec<bool> = trio.groups.iter().map(|g| g.kv.was_removed(9)).collect();
     assert_eq!(removed, [true; 3]);
     let last = trio.groups[0].replica.last_index();
-    match membership::start(&mut trio.groups[0], 1, &add(9)) {
+    match membership::start(&mut trio.groups[0], 1, &add(9), &BTreeSet::new()) {
         Err(MemberOutcome::NotMember(why)) => assert!(why.contains("was removed"), "{why}"),
         other => panic!("wanted NotMember, got {other:?}"),
     }
@@ -665,7 +681,7 @@ fn a_node_the_group_removed_is_not_added_back() {
         last,
         "nothing proposed"
     );
-    membership::start(&mut trio.groups[0], 1, &add(10)).expect("proposed");
+    membership::start(&mut trio.groups[0], 1, &add(10), &BTreeSet::new()).expect("proposed");
 }
 
 /// Goal (found in review): an add asked while another membership change of the group is
@@ -684,9 +700,9 @@ fn an_add_during_another_change_says_that_change_is_under_way() {
             address: format!("node{node}:7000"),
         },
     };
-    membership::start(&mut trio.groups[0], 1, &add(9)).expect("proposed");
+    membership::start(&mut trio.groups[0], 1, &add(9), &BTreeSet::new()).expect("proposed");
     let entry = trio.groups[0].replica.last_index().0;
-    match membership::start(&mut trio.groups[0], 1, &add(10)) {
+    match membership::start(&mut trio.groups[0], 1, &add(10), &BTreeSet::new()) {
         Err(MemberOutcome::Busy(why)) => assert!(
             why.contains(&format!("a membership change of group 0 (entry {entry})")),
             "{why}"
@@ -759,7 +775,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
     };
     let mut alone = sole_voter_just_elected();
     for op in [MemberOp::Promote, MemberOp::Remove] {
-        match membership::start(&mut alone, 1, &change(op)) {
+        match membership::start(&mut alone, 1, &change(op), &BTreeSet::new()) {
             Err(MemberOutcome::Busy(why)) => assert!(why.contains("catching up"), "{why}"),
             other => panic!("wanted Busy, got {other:?}"),
         }
@@ -769,14 +785,19 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
         alone.replica.advance(ready.ack());
     }
     for op in [MemberOp::Promote, MemberOp::Remove] {
-        let outcome = membership::start(&mut alone, 1, &change(op));
+        let outcome = membership::start(&mut alone, 1, &change(op), &BTreeSet::new());
         assert!(
             matches!(outcome, Err(MemberOutcome::NotMember(_))),
             "{outcome:?}"
         );
     }
     let mut trio = Trio::new();
-    let outcome = membership::start(&mut trio.groups[0], 1, &change(MemberOp::Promote));
+    let outcome = membership::start(
+        &mut trio.groups[0],
+        1,
+        &change(MemberOp::Promote),
+        &BTreeSet::new(),
+    );
     assert!(
         matches!(outcome, Err(MemberOutcome::NotMember(_))),
         "{outcome:?}"
@@ -790,7 +811,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
     let ready = alone.replica.ready();
     alone.replica.advance(ready.ack());
     assert!(alone.replica.applied() < alone.replica.commit());
-    let outcome = membership::start(&mut alone, 1, &change(MemberOp::Remove));
+    let outcome = membership::start(&mut alone, 1, &change(MemberOp::Remove), &BTreeSet::new());
     assert!(
         matches!(outcome, Err(MemberOutcome::NotMember(_))),
         "{outcome:?}"

@@ -1060,7 +1060,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             reply.push_now(MemberOutcome::Failed(why));
             return;
         };
-        match membership::start(g, self.shape.node_id, &change) {
+        match membership::start(g, self.shape.node_id, &change, &self.peers_log_full) {
             Ok(()) => {
                 // Entering and leaving the joint config take two commits: well within an
                 // election timeout, unless the group is in trouble (then the client asks again).

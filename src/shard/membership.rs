@@ -10,6 +10,8 @@
 //! joint configuration ([`ConfChangeTransition::Joint`]) that the leader leaves by itself; a change
 //! is done once the group runs on a configuration that is not joint and has it.
 
+use std::collections::BTreeSet;
+
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{
     ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, EntryKind, NodeId,
@@ -24,7 +26,12 @@ pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 1024;
 
 /// Start `change` on this node's replica of its group. `Ok(())`: proposed, watch it with
 /// [`finished`]; `Err(outcome)`: the answer now (done already, not the leader, refused, busy).
-pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), MemberOutcome> {
+pub fn start(
+    group: &mut Group,
+    me: u64,
+    change: &MemberChange,
+    cannot_lead: &BTreeSet<u64>,
+) -> Result<(), MemberOutcome> {
     if let MemberOp::AddLearner { address } = &change.op
         && let Some(known) = group.kv.members().get(&change.node)
         && known != address
@@ -131,7 +138,9 @@ pub fn start(group: &mut Group, me: u64, change: &MemberChange) -> Result<(), Me
                 Default::default(),
             )
         }
-        MemberOp::Remove if node.0 == me => return Err(hand_over(group, me, name)),
+        MemberOp::Remove if node.0 == me => {
+            return Err(hand_over(group, me, name, cannot_lead));
+        }
         MemberOp::Remove => {
             let transition = if conf.is_voter(node) {
                 ConfChangeTransition::Joint
@@ -200,14 +209,17 @@ fn catching_up(replica: &Replica, group: u32) -> MemberOutcome {
 }
 
 /// The leader is asked to remove itself: it hands the group to the most caught-up voter
-/// first, and the client asks the new leader again.
-fn hand_over(group: &mut Group, me: u64, name: u32) -> MemberOutcome {
+/// first, and the client asks the new leader again. Never to one of `cannot_lead` (peers
+/// whose logs take no writes: a full disk, a stuck sync, a stop), which would drop the
+/// TimeoutNow, each time the client asks again (found in review).
+fn hand_over(group: &mut Group, me: u64, name: u32, cannot_lead: &BTreeSet<u64>) -> MemberOutcome {
     let status = group.replica.status();
     let successor = status
         .peers
         .iter()
         .filter(|p| {
             p.id.0 != me
+                && !cannot_lead.contains(&p.id.0)
                 && p.recent_active
                 && !p.queue_full
                 && p.state == ProgressState::Replicate
