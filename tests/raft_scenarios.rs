@@ -929,6 +929,56 @@ fn an_abandoned_transfer_during_a_joint_change_lets_the_leader_leave_joint() {
     assert!(!conf.is_joint(), "joint config left: {conf:?}");
 }
 
+/// Goal (found in review): a target told to campaign just before the transfer's election
+/// timeout ran out still finds its leader handing over: the transfer was abandoned an election
+/// timeout after it began, however late its TimeoutNow went, so the leader took writes again,
+/// the target's vote request (sent once its vote was durable) deposed it, and lost to the
+/// logs those writes grew: no leader for a timeout. Method: the target is cut off while the
+/// leader asks for the transfer and ticks to one tick short of a timeout; then its catch-up
+/// answer arrives (TimeoutNow goes out) and the leader ticks once more.
+#[test]
+fn a_transfer_whose_timeout_now_just_went_out_is_not_abandoned_at_once() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    let target = followers(&cluster, leader)[0];
+    cluster.isolate(target);
+    let last = write(&mut cluster, leader, "the target lacks this");
+    cluster.replica_mut(leader).transfer_leader(target).unwrap();
+    let election_ticks = Cluster::test_config(leader).election_timeout_ticks;
+    for _ in 1..election_ticks {
+        cluster.tick(leader).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.replica(leader).lead_transferee(), Some(target));
+    let term = cluster.replica(leader).term();
+    let caught_up = AppendResponse {
+        index: last,
+        reject: false,
+        reject_hint: LogIndex(0),
+        hint_term: Term(0),
+    };
+    cluster
+        .deliver(Message {
+            from: target,
+            to: leader,
+            term,
+            body: MessageBody::AppendResponse(caught_up),
+        })
+        .unwrap();
+    cluster.tick(leader).unwrap();
+    assert_eq!(
+        cluster.replica(leader).lead_transferee(),
+        Some(target),
+        "abandoned with its TimeoutNow just sent"
+    );
+    // Still abandoned in the end: within an election timeout of its TimeoutNow.
+    for _ in 0..election_ticks {
+        cluster.tick(leader).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.replica(leader).lead_transferee(), None);
+}
+
 #[test]
 fn a_learner_catches_up_without_voting_and_is_then_promoted() {
     let mut cluster = cluster(3, 1, |_| {});

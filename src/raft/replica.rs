@@ -148,6 +148,13 @@ pub struct Replica {
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) election_timeout_randomized: u32,
     pub(crate) lead_transferee: Option<NodeId>,
+    /// Ticks the transfer to `lead_transferee` has left: an election timeout from its start,
+    /// and again from its first TimeoutNow, so a target told to campaign just before the
+    /// first ran out is not met by a leader that took writes again (its vote request would
+    /// depose the leader and lose to the logs those writes grew: no leader for a timeout).
+    pub(crate) transfer_ticks_left: u32,
+    /// Whether this transfer's TimeoutNow went out (its clock then starts once more).
+    pub(crate) transfer_timeout_now_sent: bool,
     /// Index of the latest conf change proposed by this leader; no other until it applies.
     pub(crate) pending_conf_index: LogIndex,
     pub(crate) uncommitted_bytes: u64,
@@ -267,6 +274,8 @@ impl Replica {
             heartbeat_elapsed: 0,
             election_timeout_randomized: config.election_timeout_ticks,
             lead_transferee: None,
+            transfer_ticks_left: 0,
+            transfer_timeout_now_sent: false,
             pending_conf_index: LogIndex::ZERO,
             uncommitted_bytes: 0,
             reads: ReadQueue::default(),
@@ -535,7 +544,8 @@ impl Replica {
             return Ok(());
         }
         self.lead_transferee = Some(to);
-        self.election_elapsed = 0;
+        self.transfer_ticks_left = self.config.election_timeout_ticks;
+        self.transfer_timeout_now_sent = false;
         // Once TimeoutNow is out, voters may elect `to` inside this leader's lease.
         self.reads.lease_anchor_tick = None;
         let caught_up = self
@@ -831,6 +841,10 @@ impl Replica {
     /// that times out unseen (the new leader cut off from this one) must not leave this
     /// node serving lease reads beside a leader that commits.
     pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        if self.lead_transferee == Some(to) && !self.transfer_timeout_now_sent {
+            self.transfer_timeout_now_sent = true;
+            self.transfer_ticks_left = self.config.election_timeout_ticks;
+        }
         self.reads.lease_forfeited = true;
         self.reads.lease_anchor_tick = None;
         self.send_now(to, MessageBody::TimeoutNow);

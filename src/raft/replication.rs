@@ -21,8 +21,13 @@ impl Replica {
                 self.become_follower(self.term, NodeId::NONE);
                 return;
             }
-            // A transfer that did not finish within an election timeout is abandoned.
-            self.lead_transferee = None;
+        }
+        // A transfer that did not finish in its time (see `transfer_ticks_left`) is abandoned.
+        if self.lead_transferee.is_some() {
+            self.transfer_ticks_left = self.transfer_ticks_left.saturating_sub(1);
+            if self.transfer_ticks_left == 0 {
+                self.lead_transferee = None;
+            }
         }
         self.tick_snapshot_retries();
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
