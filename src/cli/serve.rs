@@ -114,8 +114,8 @@ pub struct ServeArgs {
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
-    /// Leader balancing: while this node leads more than ⌈groups / nodes⌉ of a core's groups
-    /// plus this many, it hands one at a time to the node that leads the fewest.
+    /// Leader balancing: while this node leads at least two more of a core's groups than
+    /// another node, plus this many, it hands one at a time to the node that leads the fewest.
     #[arg(long, default_value_t = 0, conflicts_with = "no_leader_balance")]
     pub leader_balance_margin: u32,
     /// No leader balancing: leaders stay where elections put them.

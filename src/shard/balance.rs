@@ -2,12 +2,12 @@
 //! cores share the leaders' work (proposals, appends to every follower, reads).
 //!
 //! Each core decides alone, from what its own replicas know: how many of its groups each
-//! voter leads. A node that leads more than its fair share (⌈groups / voters up⌉) plus a
-//! margin hands one group to the voter that leads the fewest, if that voter is below its fair
-//! share and is following the group's log closely (recently heard from, replicating, at most
-//! [`HANDOVER_LAG_ENTRIES_MAX`] entries behind). Only a leader hands off, one group at a time
-//! per core, so every node doing this converges: the overloaded shed, the underloaded
-//! receive, and nobody gets more than its share.
+//! voter leads. A node that leads at least two more than another voter up (plus a margin)
+//! hands one group to the voter that leads the fewest, if it is following the group's log
+//! closely (recently heard from, replicating, at most [`HANDOVER_LAG_ENTRIES_MAX`] entries
+//! behind). Only a leader hands off, one group at a time per core, and every handover narrows
+//! the spread, so every node doing this converges: no two voters up lead more than one group
+//! of a core apart (plus the margin).
 //!
 //! Raft holds a group's writes while it hands the group over, and gives a handover up after
 //! an election timeout. A handover that did not complete (a target that cannot win, or falls
@@ -147,15 +147,15 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
             }
         }
     }
-    let voters = led.len() as u32;
-    let fair = (groups.len() as u32).div_ceil(voters.max(1));
-    if led.get(&me).copied().unwrap_or(0) <= fair + margin {
-        return None;
-    }
+    // A node leading two more than another (plus the margin) hands it one: each handover
+    // narrows the spread, none is ever handed back, and it ends with no two voters up more
+    // than one apart (plus the margin). A cap at the fair share alone left 2, 2, 0 of four
+    // groups as it was for good (found in review).
+    let mine = led.get(&me).copied().unwrap_or(0);
     // The least loaded first; ties by id, so every node agrees on the order.
     let mut takers: Vec<(u32, u64)> = led
         .iter()
-        .filter(|&(&node, &count)| node != me && count < fair)
+        .filter(|&(&node, &count)| node != me && count + 2 + margin <= mine)
         .map(|(&node, &count)| (count, node))
         .collect();
     takers.sort_unstable();
@@ -245,15 +245,34 @@ mod tests {
 
     #[test]
     fn within_the_margin_nothing_moves() {
-        // 5, 2, 1 of 8: node 1 leads 5, fair share 3, margin 2 allows it.
+        // 5, 2, 1 of 8: node 1 leads 4 more than node 3, which a margin of 3 allows.
         let leaders = [1, 1, 1, 1, 1, 2, 2, 3];
         let groups: Vec<GroupView> = leaders
             .iter()
             .enumerate()
             .map(|(g, &l)| view(g as u32, l))
             .collect();
-        assert_eq!(pick_handover(1, &groups, 2), None);
-        assert_eq!(pick_handover(1, &groups, 1), Some((0, 3)));
+        assert_eq!(pick_handover(1, &groups, 3), None);
+        assert_eq!(pick_handover(1, &groups, 2), Some((0, 3)));
+    }
+
+    /// Goal (found in review): a node leading none while two others lead two each (four
+    /// groups, three nodes: a node restarted, its group elected elsewhere) is handed one; a
+    /// cap at the fair share (two) left it leading none for good. And one apart, nothing
+    /// moves (no handover back and forth).
+    #[test]
+    fn a_node_leading_two_fewer_than_another_is_handed_one() {
+        let mut groups: Vec<GroupView> = [1, 1, 2, 2]
+            .iter()
+            .enumerate()
+            .map(|(g, &l)| view(g as u32, l))
+            .collect();
+        assert_eq!(pick_handover(1, &groups, 0), Some((0, 3)));
+        assert_eq!(pick_handover(2, &groups, 0), Some((2, 3)));
+        groups[0].leader = 3;
+        for me in [1, 2, 3] {
+            assert_eq!(pick_handover(me, &groups, 0), None, "node {me}");
+        }
     }
 
     #[test]

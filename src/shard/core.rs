@@ -302,7 +302,8 @@ pub struct CoreShape {
     pub snapshot_log_bytes: u64,
     /// How snapshots are streamed to peers (see [`super::snapshot_stream`]).
     pub snapshot_stream: StreamConfig,
-    /// Leader balancing (see [`super::balance`]): the margin over a fair share, or None.
+    /// Leader balancing (see [`super::balance`]): the spread of leaders it allows past
+    /// one group between two nodes, or None (no balancing).
     pub leader_balance_margin: Option<u32>,
     /// Ticks between two looks at the leaders' spread.
     pub balance_every_ticks: u32,
