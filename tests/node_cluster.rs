@@ -1476,6 +1476,36 @@ fn one_node(name: &str, before: &[&str]) -> (std::process::Child, std::path::Pat
     (node, dir)
 }
 
+/// Goal (found in review): a node whose starter exited before the node first looked (a demo
+/// killed just after it started the node) stops too: the node took the process that adopted
+/// it for its parent and ran on for good. The starter says its pid (`COHORT_PARENT_PID`).
+/// Method: a node told its parent is pid 0 (no process), which it must find gone at once.
+#[test]
+fn a_node_whose_parent_exited_before_it_looked_stops() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-early-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = cohort::cli::local_cluster::free_port_run(2).unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            &format!("1=127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--stop-with-parent")
+        .env(cohort::cli::serve::PARENT_PID_ENV, "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cohort runs");
+    let status = eventually_exits(&mut node, Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
 /// Goal (found in review): a node run with `--stop-with-parent` whose output cannot be
 /// written stops when its parent exits. The watcher printed its line before it set the stop,
 /// and `println!` panics on a full disk or a closed pipe: the watcher died, and the node ran

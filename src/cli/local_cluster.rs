@@ -194,6 +194,7 @@ impl LocalCluster {
         // the cluster, which stops the nodes itself (and deletes their folder).
         let child = Command::new(&self.exe)
             .process_group(0)
+            .env(super::serve::PARENT_PID_ENV, std::process::id().to_string())
             .args(&self.args[index])
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

@@ -127,10 +127,19 @@ pub struct ServeArgs {
     pub stop_with_parent: bool,
 }
 
+/// The process that starts a node with `--stop-with-parent` may say its pid here: a parent
+/// that exits before the node first looks (a demo killed just after it started the node) is
+/// then noticed too, where the node would have taken the process that adopted it for its
+/// parent, and run on for good (found in review).
+pub const PARENT_PID_ENV: &str = "COHORT_PARENT_PID";
+
 /// Sets `stop` once this process's parent exits (it is then adopted by another, so its
 /// parent's pid changes), looking every 200 ms.
 fn stop_with_parent(stop: Arc<AtomicBool>) -> Result<(), String> {
-    let parent = std::os::unix::process::parent_id();
+    let parent = std::env::var(PARENT_PID_ENV)
+        .ok()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::Builder::new()
         .name("cohort-parent-watch".to_string())
         .spawn(move || {
