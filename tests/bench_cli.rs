@@ -1099,9 +1099,25 @@ fn a_process_names(dir: &str) -> bool {
 }
 
 /// A demo started with a long load, once its load began: its process, and its folder.
+/// SIGHUP starts at its default action whatever this test process has (`nohup cargo test`
+/// ignores it, which the demo, rightly, would keep).
 fn demo_under_load() -> (std::process::Child, String) {
+    demo_under_load_with(libc::SIG_DFL)
+}
+
+/// [`demo_under_load`], with SIGHUP's action in the demo `hangup` (`SIG_DFL`, `SIG_IGN`).
+fn demo_under_load_with(hangup: libc::sighandler_t) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_cohort"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cohort"));
+    // SAFETY: between fork and exec only signal(2), which is async-signal-safe, runs.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            libc::signal(libc::SIGHUP, hangup);
+            Ok(())
+        });
+    }
+    let mut demo = command
         .args([
             "demo",
             "--seconds",
@@ -1154,6 +1170,27 @@ fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
             "signal {signal}: a node of {dir} runs on"
         );
     }
+}
+
+/// Goal (found in review): a demo started under `nohup` (SIGHUP ignored) runs on when its
+/// terminal closes, as it was asked to: it took SIGHUP as an interruption. Method: a demo
+/// started with SIGHUP ignored, sent SIGHUP under load; a second later it still runs, and
+/// SIGTERM then stops it as usual.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's pause, on no executor
+fn a_demo_started_under_nohup_runs_on_after_sighup() {
+    let (mut demo, dir) = demo_under_load_with(libc::SIG_IGN);
+    // SAFETY: kill(2) takes plain integers.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(1000));
+    let running = demo.try_wait().expect("wait").is_none();
+    // SAFETY: kill(2) takes plain integers.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };
+    let output = demo.wait_with_output().expect("the demo ends");
+    assert!(running, "stopped on SIGHUP: {output:?}");
+    assert!(!Path::new(&dir).exists(), "{dir} is left");
 }
 
 /// Goal (found in review): a second signal to a stopping demo deletes its nodes' folder

@@ -980,6 +980,35 @@ fn a_connection_about_to_hold_more_than_any_other_is_the_one_cut_off() {
     assert!(others_cut < 128, "every other connection was cut off");
 }
 
+/// Goal (found in review): a connection alone holding answers is answered, however much one
+/// turn gives it: there is no one to make room for, and cut off, its retry would be too, for
+/// ever. Method: one turn's writes on the only connection, answered busy (the leader's log
+/// is full), outweigh the core's bound.
+#[test]
+fn a_connection_alone_holding_answers_is_answered_whatever_they_weigh() {
+    let events = Events::default();
+    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
+    let (outbox, held) = (
+        Inbox::new(usize::MAX),
+        AnswersHeld::of_connection(&CoreAnswersHeld::default()),
+    );
+    let connected = Input::Connected {
+        conn: 2,
+        outbox: outbox.clone(),
+        held: held.clone(),
+    };
+    core = turn(core, &inbox, connected);
+    let requests = (1..=ANSWER_WEIGHT_CORE_HELD_MAX as u64 + 1)
+        .map(|sequence| match put(2, sequence) {
+            Input::Requests { mut requests, .. } => requests.remove(0),
+            _ => unreachable!("put is a request"),
+        })
+        .collect();
+    turn(core, &inbox, Input::Requests { conn: 2, requests });
+    assert!(!outbox.is_closed(), "cut off alone");
+    assert!(held.get() > ANSWER_WEIGHT_CORE_HELD_MAX, "{}", held.get());
+}
+
 /// Goal: while its log takes no entries for a moment (the next segment is still being
 /// made), a leader holds writes back (no busy answer, which would make clients pause) and
 /// neither tells its peers its log is full nor hands its group over; then it proposes them.

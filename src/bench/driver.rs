@@ -33,20 +33,26 @@ static SCRATCH_FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// From now on, SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) end a run's load
 /// early instead of killing the process, so that the caller can stop the nodes it started and
-/// delete their folder; a second one deletes the folders named by
+/// delete their folder; a second SIGINT or SIGTERM deletes the folders named by
 /// [`delete_on_second_signal`] and ends the process at once (its nodes stop by themselves,
-/// see `serve --stop-with-parent`). The signals are taken on a thread of their own.
+/// see `serve --stop-with-parent`). The signals are taken on a thread of their own. A
+/// SIGHUP is never a second signal (a closing terminal often sends two), and is left alone
+/// where it was ignored (`nohup`: the run was asked to outlive its terminal).
 pub fn stop_on_signals() -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut registered = Ok(());
     INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        let mut taken = vec![SIGINT, SIGTERM];
+        if !crate::sys::signal_ignored(SIGHUP) {
+            taken.push(SIGHUP);
+        }
+        match signal_hook::iterator::Signals::new(taken) {
             Ok(mut signals) => {
                 let first = Arc::clone(&flag);
                 std::thread::spawn(move || {
-                    for _ in signals.forever() {
-                        if !first.swap(true, Ordering::SeqCst) {
+                    for signal in signals.forever() {
+                        if !first.swap(true, Ordering::SeqCst) || signal == SIGHUP {
                             continue;
                         }
                         // Found in review: the second signal ended the process at once, and

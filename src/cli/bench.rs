@@ -268,7 +268,6 @@ impl BenchArgs {
     }
 }
 
-/// A setting's name as its flag is spelled: value-bytes, generator-threads.
 impl Vary {
     /// The id of the flag that sets this setting (clap's: the field's name).
     pub fn arg_id(self) -> &'static str {
@@ -286,6 +285,7 @@ impl Vary {
     }
 }
 
+/// A setting's name as its flag is spelled: value-bytes, generator-threads.
 fn vary_name(vary: Vary) -> String {
     vary.to_possible_value().map_or_else(
         || format!("{vary:?}").to_lowercase(),

@@ -342,7 +342,8 @@ impl Client {
         self.inner.topology.borrow().clone()
     }
 
-    /// Run `ops` atomically (all keys must belong to one group).
+    /// Run `ops` together, in one log entry (all keys must belong to one group): each
+    /// condition guards its own operation, not the others.
     pub async fn execute(
         &self,
         ops: impl Into<Ops>,

@@ -195,7 +195,8 @@ impl<'a> OpRef<'a> {
 /// decoded on a node, or built by a client, costs no allocation for its operations.
 pub type Ops = SmallVec<[Op; 1]>;
 
-/// One client request: applied atomically and at most once.
+/// One client request: applied at most once, its operations together (one entry, nothing
+/// between them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     pub client_id: u64,

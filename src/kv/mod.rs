@@ -2,7 +2,8 @@
 //! application with exactly-once client sessions, and snapshots for log compaction.
 //!
 //! Operations: get, put, delete, compare-and-swap and put-if-absent, in batches applied
-//! atomically. Reads may also be served outside the log ([`KvStore::get`]) once the caller has
+//! together (one entry, nothing between them; each condition guards its own operation only,
+//! not the batch). Reads may also be served outside the log ([`KvStore::get`]) once the caller has
 //! established the consistency it needs (ReadIndex, lease, or none for stale reads).
 
 mod blob;

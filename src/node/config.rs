@@ -76,8 +76,8 @@ pub struct NodeConfig {
     pub wal_soft_limit_bytes: u64,
     /// Bytes per chunk when a snapshot is streamed to a peer.
     pub snapshot_chunk_bytes: usize,
-    /// Hand leaderships over while this node leads more than its share of a core's groups
-    /// plus this many (None: never).
+    /// Hand leaderships over while this node leads at least two more of a core's groups than
+    /// another node, plus this many (None: never).
     pub leader_balance_margin: Option<u32>,
 }
 

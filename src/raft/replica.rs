@@ -522,7 +522,8 @@ impl Replica {
     }
 
     /// Hand leadership to `to`. Completion shows as `to` becoming leader; the transfer is
-    /// abandoned after an election timeout.
+    /// abandoned after an election timeout, or one after its TimeoutNow went out if that is
+    /// later (see `transfer_ticks_left`).
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), TransferError> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader {

@@ -64,6 +64,11 @@ impl AnswersHeld {
         (self.core.get().saturating_add(weight)).saturating_sub(ANSWER_WEIGHT_CORE_HELD_MAX)
     }
 
+    /// What the core's other connections hold.
+    pub fn others_hold(&self) -> usize {
+        self.core.get().saturating_sub(self.connection.get())
+    }
+
     /// Answers of `weight` were handed over.
     pub fn charge(&self, weight: usize) {
         self.connection.set(self.connection.get() + weight);

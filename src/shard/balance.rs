@@ -10,10 +10,10 @@
 //! of a core apart (plus the margin).
 //!
 //! Raft holds a group's writes while it hands the group over, and gives a handover up after
-//! an election timeout. A handover that did not complete (a target that cannot win, or falls
-//! behind again) is not tried again at every look: [`Handovers`] backs off from that pair,
-//! and from that target with any other group (a target too slow to take one group over is
-//! likely too slow for the next).
+//! an election timeout (two, where its TimeoutNow went out late). A handover that did not
+//! complete (a target that cannot win, or falls behind again) is not tried again at every
+//! look: [`Handovers`] backs off from that pair, and from that target with any other group (a
+//! target too slow to take one group over is likely too slow for the next).
 //!
 //! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
@@ -130,7 +130,7 @@ impl Handovers {
 }
 
 /// The group node `me` should hand over, and to whom; None when the spread is fine, an
-/// election is on somewhere, or no voter below its share could take one now.
+/// election is on somewhere, or no voter leading two fewer (plus `margin`) could take one now.
 pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32, u64)> {
     if groups.iter().any(|g| g.leader == 0) {
         return None;

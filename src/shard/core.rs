@@ -1768,9 +1768,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Down to three quarters of the bound, so the next answers of the turn find
             // room rather than each sort the core's connections again. This connection
             // counts with these answers: a batch larger than what others hold cuts it off,
-            // not every other client (found in review).
+            // not every other client (found in review). Alone holding any, it is answered:
+            // there is no one to make room for, and a client that reads is always answered
+            // (cut off, its retry would be too, for ever).
             let excess = held.core_excess(weight);
-            if excess > 0 {
+            if excess > 0 && held.others_hold() > 0 {
                 self.cut_off_largest(excess + ANSWER_WEIGHT_CORE_HELD_MAX / 4, (conn, weight));
             }
             let Some((outbox, held)) = self.outboxes.get(&conn) else {

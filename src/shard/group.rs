@@ -206,7 +206,7 @@ impl Group {
     ///
     /// While the leader hands leadership over (the leader balance does so right after a
     /// cluster starts), and then while no leader is known, the writes are held instead: the
-    /// handover ends within an election timeout, and then they are proposed here (it failed),
+    /// handover ends within two election timeouts, and then they are proposed here (it failed),
     /// or answered "not the leader" with the new leader's address, which the client follows
     /// at once. Refusing them as busy made every client pause and retry, and the first second
     /// of a run waited ~100 ms. Writes wait the same way while the core's log takes no new
@@ -469,8 +469,9 @@ impl Group {
                         code: ErrorCode::TooLarge,
                         message: format!(
                             "not applied: its answer could carry {value_bytes} bytes of \
-                             values, more than a write's ({WRITE_RESULT_BYTES_MAX}); read in \
-                             a request of its own"
+                             values (its gets', and what its conditions may find), more than a \
+                             write's ({WRITE_RESULT_BYTES_MAX}): read, or compare large values, \
+                             in requests of their own"
                         ),
                     },
                 };
