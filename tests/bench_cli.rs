@@ -1184,7 +1184,8 @@ fn a_demo_started_under_nohup_runs_on_after_sighup() {
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(1000));
-    let running = demo.try_wait().expect("wait").is_none();
+    // The demo, and its nodes (a demo that took SIGHUP stops them within a few ticks).
+    let running = demo.try_wait().expect("wait").is_none() && a_process_names(&dir);
     // SAFETY: kill(2) takes plain integers.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };

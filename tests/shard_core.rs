@@ -980,6 +980,43 @@ fn a_connection_about_to_hold_more_than_any_other_is_the_one_cut_off() {
     assert!(others_cut < 128, "every other connection was cut off");
 }
 
+/// Goal (found in review): answers to a connection whose client closed (its outbox closed
+/// before the core heard) make no room by cutting others off: nobody will read them. Method:
+/// as above, with connection 2's outbox closed before its turn.
+#[test]
+fn answers_to_a_closed_connection_cut_nobody_off() {
+    let events = Events::default();
+    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
+    let held_by_core = CoreAnswersHeld::default();
+    let mut connections = Vec::new();
+    for conn in 2..=130 {
+        let (outbox, held) = (
+            Inbox::new(usize::MAX),
+            AnswersHeld::of_connection(&held_by_core),
+        );
+        let connected = Input::Connected {
+            conn,
+            outbox: outbox.clone(),
+            held: held.clone(),
+        };
+        core = turn(core, &inbox, connected);
+        if conn > 2 {
+            held.charge(ANSWER_WEIGHT_CORE_HELD_MAX / 128);
+        }
+        connections.push(outbox);
+    }
+    connections[0].close();
+    let requests = (1..=2_100)
+        .map(|sequence| match put(2, sequence) {
+            Input::Requests { mut requests, .. } => requests.remove(0),
+            _ => unreachable!("put is a request"),
+        })
+        .collect();
+    turn(core, &inbox, Input::Requests { conn: 2, requests });
+    let others_cut = connections[1..].iter().filter(|o| o.is_closed()).count();
+    assert_eq!(others_cut, 0, "others cut off for answers nobody reads");
+}
+
 /// Goal (found in review): a connection alone holding answers is answered, however much one
 /// turn gives it: there is no one to make room for, and cut off, its retry would be too, for
 /// ever. Method: one turn's writes on the only connection, answered busy (the leader's log

@@ -24,7 +24,7 @@ use super::keys::{Distribution, KeyChooser, Keys};
 use super::meeting::{ENDED_EARLY, Meeting, Seat};
 use super::recorder::Recorder;
 
-/// Set by SIGINT or SIGTERM once [`stop_on_signals`] was called.
+/// Set by SIGINT, SIGTERM or SIGHUP once [`stop_on_signals`] was called.
 static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Folders [`delete_on_second_signal`] names: deleted before a second signal ends the

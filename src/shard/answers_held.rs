@@ -8,7 +8,8 @@
 //! much, those that hold the most are cut off, the one answered then counted with the answers
 //! it is about to take (a client that reads what it asked holds little, a turn's answers, but
 //! may hold some while its writer writes; one whose turn's answers alone outweigh what every
-//! other holds is the one cut off). A connection cut off holds nothing from then on, in these
+//! other holds is the one cut off, unless no other holds any: a lone connection's turn is
+//! answered whatever it weighs). A connection cut off holds nothing from then on, in these
 //! counts: its answers go with it as soon as its task sees it cut off.
 
 use std::cell::Cell;

@@ -492,6 +492,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.wait_persisted(&mut answers).await?;
                 self.upkeep()?;
                 self.turn(&mut answers)?;
+                self.write_unsynced().await?;
                 self.wait_persisted(&mut answers).await?;
                 self.deliver(&mut answers);
                 // Jobs cut by the exit would leave a snapshot file half-written, or durable
@@ -502,6 +503,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 if !self.unstaged.is_empty() {
                     // The build those jobs finished may have made room for them.
                     self.turn(&mut answers)?;
+                    self.write_unsynced().await?;
                     self.wait_persisted(&mut answers).await?;
                     self.deliver(&mut answers);
                 }
@@ -517,9 +519,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return Ok(self);
             }
             self.deliver(&mut answers);
-            if !self.shape.sync {
-                self.sync_log().await?;
-            }
+            self.write_unsynced().await?;
+        }
+    }
+
+    /// Without syncs (`--sync never`), the records a turn staged reach the file (the page
+    /// cache) only as a sync begins: before the loop next yields, when the transport would
+    /// send the turn's acknowledgements, so that a process that ends loses none of what it
+    /// acknowledged (found in review: at a stop, the wait for log jobs let them out first).
+    async fn write_unsynced(&mut self) -> Result<(), String> {
+        match self.shape.sync {
+            true => Ok(()),
+            false => self.sync_log().await,
         }
     }
 
@@ -1754,10 +1765,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .push(answer.response);
         }
         for (conn, responses) in by_conn {
-            // A connection that closed meanwhile has no outbox: its client retries.
-            let Some((_, held)) = self.outboxes.get(&conn) else {
+            // A connection that closed meanwhile has no outbox, or a closed one (its task
+            // ended before the core heard): its client retries. Its answers, which nobody
+            // will read, must not make room by cutting others off (found in review).
+            let Some((outbox, held)) = self.outboxes.get(&conn) else {
                 continue;
             };
+            if outbox.is_closed() {
+                self.cut_off(conn);
+                continue;
+            }
             // A client that keeps asking but does not read its answers holds ever more of
             // them: cut it off rather than hold them without bound (see `answers_held`).
             let weight = responses.iter().map(answer_weight).sum();
@@ -1768,9 +1785,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Down to three quarters of the bound, so the next answers of the turn find
             // room rather than each sort the core's connections again. This connection
             // counts with these answers: a batch larger than what others hold cuts it off,
-            // not every other client (found in review). Alone holding any, it is answered:
-            // there is no one to make room for, and a client that reads is always answered
-            // (cut off, its retry would be too, for ever).
+            // not every other client (found in review). On a core where no other connection
+            // holds any, it is answered: there is no one to make room for. Where others hold
+            // some, a turn's answers to one connection past about three quarters of the
+            // core's bound (192 MiB) are cut off, each time it asks again (README).
             let excess = held.core_excess(weight);
             if excess > 0 && held.others_hold() > 0 {
                 self.cut_off_largest(excess + ANSWER_WEIGHT_CORE_HELD_MAX / 4, (conn, weight));
