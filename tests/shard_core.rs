@@ -948,33 +948,7 @@ fn a_leader_leaving_never_hands_its_group_to_a_voter_whose_log_is_full() {
 /// turn's 2,100 writes on connection 2 are all answered busy (the leader's log is full).
 #[test]
 fn a_connection_about_to_hold_more_than_any_other_is_the_one_cut_off() {
-    let events = Events::default();
-    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
-    let held_by_core = CoreAnswersHeld::default();
-    let mut connections = Vec::new();
-    for conn in 2..=130 {
-        let (outbox, held) = (
-            Inbox::new(usize::MAX),
-            AnswersHeld::of_connection(&held_by_core),
-        );
-        let connected = Input::Connected {
-            conn,
-            outbox: outbox.clone(),
-            held: held.clone(),
-        };
-        core = turn(core, &inbox, connected);
-        if conn > 2 {
-            held.charge(ANSWER_WEIGHT_CORE_HELD_MAX / 128);
-        }
-        connections.push(outbox);
-    }
-    let requests = (1..=2_100)
-        .map(|sequence| match put(2, sequence) {
-            Input::Requests { mut requests, .. } => requests.remove(0),
-            _ => unreachable!("put is a request"),
-        })
-        .collect();
-    turn(core, &inbox, Input::Requests { conn: 2, requests });
+    let connections = writes_on_2_beside_128_holders(|_| {});
     assert!(connections[0].is_closed(), "connection 2 kept its answers");
     let others_cut = connections[1..].iter().filter(|o| o.is_closed()).count();
     assert!(others_cut < 128, "every other connection was cut off");
@@ -985,6 +959,18 @@ fn a_connection_about_to_hold_more_than_any_other_is_the_one_cut_off() {
 /// as above, with connection 2's outbox closed before its turn.
 #[test]
 fn answers_to_a_closed_connection_cut_nobody_off() {
+    let connections = writes_on_2_beside_128_holders(|outbox_2| outbox_2.close());
+    let others_cut = connections[1..].iter().filter(|o| o.is_closed()).count();
+    assert_eq!(others_cut, 0, "others cut off for answers nobody reads");
+}
+
+/// A leader whose log is full (every write answered busy at once) with connections 2 to 130,
+/// 3 to 130 holding a 128th of the core's bound each; `before` is done to connection 2's
+/// outbox, then one turn's 2,100 writes on connection 2 are answered. Returns the outboxes,
+/// connection 2's first.
+fn writes_on_2_beside_128_holders(
+    before: impl FnOnce(&Inbox<Vec<Response>>),
+) -> Vec<Inbox<Vec<Response>>> {
     let events = Events::default();
     let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
     let held_by_core = CoreAnswersHeld::default();
@@ -1005,7 +991,7 @@ fn answers_to_a_closed_connection_cut_nobody_off() {
         }
         connections.push(outbox);
     }
-    connections[0].close();
+    before(&connections[0]);
     let requests = (1..=2_100)
         .map(|sequence| match put(2, sequence) {
             Input::Requests { mut requests, .. } => requests.remove(0),
@@ -1013,8 +999,7 @@ fn answers_to_a_closed_connection_cut_nobody_off() {
         })
         .collect();
     turn(core, &inbox, Input::Requests { conn: 2, requests });
-    let others_cut = connections[1..].iter().filter(|o| o.is_closed()).count();
-    assert_eq!(others_cut, 0, "others cut off for answers nobody reads");
+    connections
 }
 
 /// Goal (found in review): a connection alone holding answers is answered, however much one

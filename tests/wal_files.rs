@@ -422,6 +422,16 @@ fn segment(dir: &Path, seq: u64) -> PathBuf {
     FileStore::segment_path(dir, seq)
 }
 
+/// Writes `header` (a segment's first 64 bytes, edited) over `path`'s, its checksum made
+/// again so that it verifies.
+fn patch_header(path: &Path, header: &mut [u8]) {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[0..12]);
+    hasher.update(&header[16..64]);
+    header[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
+    patch(path, 0, header);
+}
+
 fn patch(path: &Path, offset: u64, bytes: &[u8]) {
     let file = OpenOptions::new()
         .write(true)
@@ -632,11 +642,7 @@ fn unknown_format_version_is_refused_naming_it() {
     let path = segment(&dir, 1);
     let mut header = fs::read(&path).expect("read")[..64].to_vec();
     header[8..12].copy_from_slice(&99u32.to_le_bytes());
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[0..12]);
-    hasher.update(&header[16..64]);
-    header[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
-    patch(&path, 0, &header);
+    patch_header(&path, &mut header);
     match reopen(&dir) {
         Err(WalOpenError::UnsupportedVersion { file, version: 99 }) => {
             assert_eq!(file, path.display().to_string())
@@ -663,11 +669,7 @@ fn a_segment_size_of_no_whole_blocks_is_refused() {
         .expect("grow");
     let mut header = fs::read(&path).expect("read")[..64].to_vec();
     header[24..32].copy_from_slice(&size.to_le_bytes());
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[0..12]);
-    hasher.update(&header[16..64]);
-    header[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
-    patch(&path, 0, &header);
+    patch_header(&path, &mut header);
     match reopen(&dir) {
         Err(error @ WalOpenError::Inconsistent { .. }) => {
             assert!(
