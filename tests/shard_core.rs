@@ -1031,6 +1031,27 @@ fn a_connection_alone_holding_answers_is_answered_whatever_they_weigh() {
     assert!(held.get() > ANSWER_WEIGHT_CORE_HELD_MAX, "{}", held.get());
 }
 
+/// Goal (found in review): a leader whose log cannot grow tries to hand its group over at
+/// every look at the leaders, however many tries failed before: its group takes no writes
+/// until one succeeds, and the balancer's back-off (doubling up to 128 looks, ~27 s) held it
+/// that long. Method: node 1's log is short of space; node 3 answers heartbeats (it follows
+/// closely) but never takes over; TimeoutNow is counted over 12 looks.
+#[test]
+fn a_leader_that_takes_no_writes_tries_to_hand_over_at_every_look() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, Some("no space".to_string()));
+    events.borrow_mut().clear();
+    let look_ticks = 20; // `balance_every_ticks` of these cores
+    for _ in 0..12 * look_ticks {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, false));
+    }
+    let tries = (events.borrow().iter())
+        .filter(|e| **e == Event::Sent("TimeoutNow"))
+        .count();
+    assert!(tries >= 10, "{tries} tries in 12 looks");
+}
+
 /// Goal: while its log takes no entries for a moment (the next segment is still being
 /// made), a leader holds writes back (no busy answer, which would make clients pause) and
 /// neither tells its peers its log is full nor hands its group over; then it proposes them.

@@ -1171,9 +1171,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
                     .filter(|p| short || voters_everywhere.contains(&p.id))
-                    // Stopping, no back-off from handovers that failed before: the stop has
-                    // a grace's worth of tries.
-                    .filter(|p| stopping || handovers.may_try(id, p.id.0, ticks))
+                    // Stopping, or taking no writes, no back-off from handovers that failed
+                    // before: the stop has a grace's worth of tries, and a group whose leader
+                    // takes no writes is down until one succeeds (found in review: up to 27 s).
+                    .filter(|p| short || handovers.may_try(id, p.id.0, ticks))
                     .map(|p| p.id.0)
                     .collect();
                 GroupView {
