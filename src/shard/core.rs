@@ -518,8 +518,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
                 return Ok(self);
             }
-            self.deliver(&mut answers);
+            // Written before answered: a write that fails stops the core with none of this
+            // turn's answers handed out (found in review).
             self.write_unsynced().await?;
+            self.deliver(&mut answers);
         }
     }
 
