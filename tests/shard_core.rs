@@ -864,18 +864,7 @@ fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_of
     let events = Events::default();
     let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
     let held_by_core = CoreAnswersHeld::default();
-    let connect = |core, conn| {
-        let (outbox, held) = (
-            Inbox::new(usize::MAX),
-            AnswersHeld::of_connection(&held_by_core),
-        );
-        let connected = Input::Connected {
-            conn,
-            outbox: outbox.clone(),
-            held: held.clone(),
-        };
-        (turn(core, &inbox, connected), outbox, held)
-    };
+    let connect = |core, conn| connect_weighed(core, &inbox, conn, &held_by_core);
     let (mut core_now, outbox_2, held_2) = connect(core, 2);
     let mut hogs = Vec::new();
     for conn in 3..=10 {
@@ -976,29 +965,15 @@ fn writes_on_2_beside_128_holders(
     let held_by_core = CoreAnswersHeld::default();
     let mut connections = Vec::new();
     for conn in 2..=130 {
-        let (outbox, held) = (
-            Inbox::new(usize::MAX),
-            AnswersHeld::of_connection(&held_by_core),
-        );
-        let connected = Input::Connected {
-            conn,
-            outbox: outbox.clone(),
-            held: held.clone(),
-        };
-        core = turn(core, &inbox, connected);
+        let (core_next, outbox, held) = connect_weighed(core, &inbox, conn, &held_by_core);
+        core = core_next;
         if conn > 2 {
             held.charge(ANSWER_WEIGHT_CORE_HELD_MAX / 128);
         }
         connections.push(outbox);
     }
     before(&connections[0]);
-    let requests = (1..=2_100)
-        .map(|sequence| match put(2, sequence) {
-            Input::Requests { mut requests, .. } => requests.remove(0),
-            _ => unreachable!("put is a request"),
-        })
-        .collect();
-    turn(core, &inbox, Input::Requests { conn: 2, requests });
+    turn(core, &inbox, puts_on(2, 2_100));
     connections
 }
 
@@ -1009,24 +984,13 @@ fn writes_on_2_beside_128_holders(
 #[test]
 fn a_connection_alone_holding_answers_is_answered_whatever_they_weigh() {
     let events = Events::default();
-    let (mut core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
-    let (outbox, held) = (
-        Inbox::new(usize::MAX),
-        AnswersHeld::of_connection(&CoreAnswersHeld::default()),
+    let (core, inbox, _, _) = leader_1(&events, Some("no space".to_string()));
+    let (core, outbox, held) = connect_weighed(core, &inbox, 2, &CoreAnswersHeld::default());
+    turn(
+        core,
+        &inbox,
+        puts_on(2, ANSWER_WEIGHT_CORE_HELD_MAX as u64 + 1),
     );
-    let connected = Input::Connected {
-        conn: 2,
-        outbox: outbox.clone(),
-        held: held.clone(),
-    };
-    core = turn(core, &inbox, connected);
-    let requests = (1..=ANSWER_WEIGHT_CORE_HELD_MAX as u64 + 1)
-        .map(|sequence| match put(2, sequence) {
-            Input::Requests { mut requests, .. } => requests.remove(0),
-            _ => unreachable!("put is a request"),
-        })
-        .collect();
-    turn(core, &inbox, Input::Requests { conn: 2, requests });
     assert!(!outbox.is_closed(), "cut off alone");
     assert!(held.get() > ANSWER_WEIGHT_CORE_HELD_MAX, "{}", held.get());
 }
@@ -3231,6 +3195,37 @@ fn put(conn: u64, sequence: u64) -> Input {
         value: Bytes::from(vec![7; 1024]),
     };
     request(conn, sequence, put)
+}
+
+/// Connection `conn` opened, its answers weighed among `held_by_core`'s: the core after it,
+/// the connection's outbox and what it holds.
+fn connect_weighed(
+    core: TestCore,
+    inbox: &Inbox<Input>,
+    conn: u64,
+    held_by_core: &CoreAnswersHeld,
+) -> (TestCore, Inbox<Vec<Response>>, AnswersHeld) {
+    let (outbox, held) = (
+        Inbox::new(usize::MAX),
+        AnswersHeld::of_connection(held_by_core),
+    );
+    let connected = Input::Connected {
+        conn,
+        outbox: outbox.clone(),
+        held: held.clone(),
+    };
+    (turn(core, inbox, connected), outbox, held)
+}
+
+/// `count` writes of client 5 (sequences 1 to `count`) in one input on connection `conn`.
+fn puts_on(conn: u64, count: u64) -> Input {
+    let requests = (1..=count)
+        .map(|sequence| match put(conn, sequence) {
+            Input::Requests { mut requests, .. } => requests.remove(0),
+            _ => unreachable!("put is a request"),
+        })
+        .collect();
+    Input::Requests { conn, requests }
 }
 
 /// A linearizable read by client 5 with `sequence`, on connection `conn`.
