@@ -1117,66 +1117,118 @@ fn a_second_process_on_a_data_dir_in_use_is_refused() {
     finish(cluster);
 }
 
-#[test]
-fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
-    // A node restarted right after a crash can find its port still held for a moment (the
-    // kernel tears the old process's io_uring down in the background). It waits, says so,
-    // and starts once the port is free.
-    // Both of the node's ports (peers at the base, clients one above) below the ephemeral
-    // range, so no outgoing connection of a test running beside this one takes the second.
-    let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
-    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
-    let base = holder.local_addr().unwrap();
-    let dir = std::env::temp_dir().join(format!("cohort-test-port-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log_path = dir.join("node.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args([
-            "serve",
-            "--id",
-            "1",
-            "--peers",
-            &format!("1={base}"),
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("cohort serve starts");
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let said = |what: &str| {
+/// A node started on a port a listener of this test holds, with its log in a file.
+struct HeldPortNode {
+    /// The listener on the node's peer port, until the test lets it go.
+    holder: Option<std::net::TcpListener>,
+    node: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl HeldPortNode {
+    fn start(name: &str) -> HeldPortNode {
+        // Both of the node's ports (peers at the base, clients one above) below the ephemeral
+        // range, so no outgoing connection of a test running beside this one takes the second.
+        let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
+        let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
+        let base = holder.local_addr().unwrap();
+        let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args([
+                "serve",
+                "--id",
+                "1",
+                "--peers",
+                &format!("1={base}"),
+                "--data-dir",
+            ])
+            .arg(dir.join("data"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cohort serve starts");
+        let started = HeldPortNode {
+            holder: Some(holder),
+            node,
+            dir,
+        };
+        assert!(
+            started.said("is still in use"),
+            "no word of the held port:\n{}",
+            started.log()
+        );
+        assert!(
+            !started.log().contains("peers on"),
+            "listening on a held port:\n{}",
+            started.log()
+        );
+        started
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Whether the log says `what` within 10 s.
+    fn said(&self, what: &str) -> bool {
         for _ in 0..400 {
-            if log().contains(what) {
+            if self.log().contains(what) {
                 return true;
             }
             wait_ms(25);
         }
         false
-    };
+    }
+}
+
+impl Drop for HeldPortNode {
+    fn drop(&mut self) {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
+    // A node restarted right after a crash can find its port still held for a moment (the
+    // kernel tears the old process's io_uring down in the background). It waits, says so,
+    // and starts once the port is free.
+    let mut started = HeldPortNode::start("port");
+    started.holder = None;
     assert!(
-        said("is still in use"),
-        "no word of the held port:\n{}",
-        log()
-    );
-    assert!(
-        !log().contains("peers on"),
-        "listening on a held port:\n{}",
-        log()
-    );
-    drop(holder);
-    assert!(
-        said("peers on"),
+        started.said("peers on"),
         "did not start once the port was free:\n{}",
-        log()
+        started.log()
     );
-    cohort::sys::send_signal(node.id(), cohort::sys::Signal::Terminate);
-    assert!(node.wait().unwrap().success(), "{}", log());
+    cohort::sys::send_signal(started.node.id(), cohort::sys::Signal::Terminate);
+    let status = eventually_exits(&mut started.node, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", started.log());
     // A clean stop closes the transport and waits for its tasks.
-    assert!(!log().contains("still shared at shutdown"), "{}", log());
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !started.log().contains("still shared at shutdown"),
+        "{}",
+        started.log()
+    );
+}
+
+/// Goal: a node stopped while it waits for a held port stops at once and cleanly (it waited
+/// out the ten seconds, then failed as if the port had stayed taken). Method: a node on a
+/// port this test holds throughout, sent SIGTERM once it says it waits.
+#[test]
+fn a_node_stopped_while_its_port_is_held_stops_cleanly() {
+    let mut started = HeldPortNode::start("port-stop");
+    cohort::sys::send_signal(started.node.id(), cohort::sys::Signal::Terminate);
+    let status = eventually_exits(&mut started.node, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", started.log());
+    assert!(
+        !started.log().contains("cannot listen"),
+        "{}",
+        started.log()
+    );
 }
 
 /// Goal: a node asked to pin more cores than it has CPUs says so and writes nothing: it used

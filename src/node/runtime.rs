@@ -426,7 +426,14 @@ async fn run_core(
     let client_addr = config
         .client_addr(config.id, core)
         .map_err(|e| e.to_string())?;
-    wait_for_ports(core, &[listen, client_addr]).await?;
+    if !wait_for_ports(core, &[listen, client_addr], &stop).await? {
+        // Stopped before it served: nothing was written past what recovery found.
+        say(&format!(
+            "node {} core {core}: stopped before it served",
+            config.id
+        ));
+        return Ok(());
+    }
     let mut transport_config =
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
     transport_config.jitter_seed = config.id.0 ^ u64::from(core) << 16;
@@ -685,10 +692,18 @@ const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// up to [`PORT_WAIT`]. A process of this node killed a moment ago can still hold its
 /// listening sockets: the kernel tears its io_uring down in the background, and an accept in
 /// flight keeps the socket open until then. A port still taken after that is an error.
-async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(), String> {
+/// False when the node was stopped while it waited (a Ctrl-C must not wait out the ports).
+async fn wait_for_ports(
+    core: u16,
+    addrs: &[std::net::SocketAddr],
+    stop: &AtomicBool,
+) -> Result<bool, String> {
     let started = crate::clock::now();
     let mut said = false;
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         let taken = addrs
             .iter()
             .find_map(|addr| match std::net::TcpListener::bind(addr) {
@@ -696,7 +711,7 @@ async fn wait_for_ports(core: u16, addrs: &[std::net::SocketAddr]) -> Result<(),
                 _ => None,
             });
         let Some((addr, error)) = taken else {
-            return Ok(());
+            return Ok(true);
         };
         if started.elapsed() >= PORT_WAIT {
             return Err(format!("core {core}: cannot listen on {addr}: {error}"));
