@@ -93,7 +93,7 @@ impl KvStore {
         payload: &[u8],
         mut on_reply: impl FnMut(&CommandRef<'_>, Reply),
     ) -> Result<(), CommandError> {
-        debug_assert!(
+        assert!(
             index > self.applied_index,
             "{index} after {}",
             self.applied_index
@@ -203,7 +203,7 @@ impl KvStore {
 
     /// Mark an entry that carries no command (a leader's no-op, a conf change) as applied.
     pub fn skip(&mut self, index: u64) {
-        debug_assert!(index > self.applied_index);
+        assert!(index > self.applied_index);
         self.applied_index = index;
     }
 

@@ -157,7 +157,7 @@ impl RaftLog {
 
     /// The leader appends its own new entry.
     pub(crate) fn push(&mut self, entry: Entry) {
-        debug_assert_eq!(entry.index, self.last_index().next());
+        assert_eq!(entry.index, self.last_index().next());
         self.entries.push_back(entry);
     }
 
@@ -211,7 +211,7 @@ impl RaftLog {
     /// Drops entries at and after `index` (a follower discarding a conflicting suffix; every
     /// append past the end comes here too, dropping nothing).
     fn truncate_from(&mut self, index: LogIndex) {
-        debug_assert!(index > self.snapshot_index);
+        assert!(index > self.snapshot_index);
         let keep = (index.0 - self.snapshot_index.0 - 1) as usize;
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(index.prev());

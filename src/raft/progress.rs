@@ -41,7 +41,7 @@ impl Inflights {
     }
 
     pub(crate) fn add(&mut self, last_index: LogIndex, bytes: u64) {
-        debug_assert!(
+        assert!(
             self.appends
                 .back()
                 .is_none_or(|&(last, _)| last < last_index)

@@ -91,8 +91,8 @@ pub struct Cluster {
     /// Chance that a Ready's sync tears: its entries reach the disk and the hard state that
     /// came with them does not (a WAL keeps records up to a torn one), and the node crashes.
     pub torn_write_permille: u64,
-    /// Torn syncs so far (each a crash).
-    pub torn_writes: u64,
+    /// Crashes so far, whatever brought them on.
+    pub crashes: u64,
     /// Readies handed out while another of the same node was in flight (pipelined).
     pub readies_pipelined: u64,
     /// Print every delivered message from this time on (debugging a seed).
@@ -144,7 +144,7 @@ impl Cluster {
             reads_asked: BTreeMap::new(),
             crash_in_sync_window_permille: 0,
             torn_write_permille: 0,
-            torn_writes: 0,
+            crashes: 0,
             lost_entries: Vec::new(),
             trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
                 .ok()
@@ -418,7 +418,6 @@ impl Cluster {
             .append(&ready.take_entries())
             .map_err(|e| format!("node {id}: {e}"))?;
         if torn {
-            self.torn_writes += 1;
             self.crash(id);
             return Ok(());
         }
@@ -510,6 +509,7 @@ impl Cluster {
 
     /// Crash `id`: its memory and any write not yet durable are lost; its disk stays.
     pub fn crash(&mut self, id: NodeId) {
+        self.crashes += 1;
         let node = self.node_mut(id);
         node.replica = None;
         node.in_flight.clear();

@@ -194,7 +194,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     report.reads_checked = cluster.checker.reads_checked;
     report.messages = cluster.network.sent;
     report.readies_pipelined = cluster.readies_pipelined;
-    report.crashes += cluster.torn_writes;
+    report.crashes = cluster.crashes;
     Ok(report)
 }
 
@@ -301,7 +301,6 @@ impl Driver<'_> {
                 let down = cluster.nodes.iter().filter(|n| !n.is_up()).count();
                 if cluster.node(id).is_up() && down < 2 {
                     cluster.crash(id);
-                    self.report.crashes += 1;
                 }
             }
             215..=234 => {
