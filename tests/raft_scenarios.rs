@@ -979,6 +979,51 @@ fn a_transfer_whose_timeout_now_just_went_out_is_not_abandoned_at_once() {
     assert_eq!(cluster.replica(leader).lead_transferee(), None);
 }
 
+/// Goal: a transferee that dropped its TimeoutNow (it had a membership change to apply
+/// first, or the message was lost) is told again while the transfer lasts: no append answer
+/// came to resend it on, as proposals wait for the transfer, and the group's writes were held
+/// until the transfer timed out (found in review). Method: the TimeoutNow is lost on a cut
+/// link; the link heals and the leader only heartbeats, for less than an election timeout.
+#[test]
+fn a_transferee_that_missed_its_timeout_now_is_told_again_at_a_heartbeat() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "the target holds this");
+    let target = followers(&cluster, leader)[0];
+    cluster.network.cut_link(leader, target);
+    cluster.replica_mut(leader).transfer_leader(target).unwrap();
+    cluster.stabilize().unwrap();
+    cluster.network.heal();
+    assert_eq!(cluster.leader(), Some(leader));
+    let config = Cluster::test_config(leader);
+    assert!(2 * config.heartbeat_interval_ticks < config.election_timeout_ticks);
+    for _ in 0..2 * config.heartbeat_interval_ticks {
+        cluster.tick(leader).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.leader(), Some(target));
+}
+
+/// Goal: once a transferee was told to campaign, a transfer to another node is refused
+/// until the first ends: both told would split the votes of the next term (found in review:
+/// a retried self-removal picked another successor each time).
+#[test]
+fn a_transfer_to_another_node_waits_for_the_one_under_way() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "both hold this");
+    let [first, second] = followers(&cluster, leader)[..] else {
+        panic!("two followers");
+    };
+    cluster.replica_mut(leader).transfer_leader(first).unwrap();
+    assert_eq!(
+        cluster.replica_mut(leader).transfer_leader(second),
+        Err(TransferError::UnderWay { to: first })
+    );
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.leader(), Some(first));
+}
+
 #[test]
 fn a_learner_catches_up_without_voting_and_is_then_promoted() {
     let mut cluster = cluster(3, 1, |_| {});

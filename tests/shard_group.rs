@@ -596,6 +596,30 @@ fn a_node_in_no_part_of_a_joint_configuration_is_not_a_member() {
     );
 }
 
+/// Goal (found in review): a change asked of a leader still in a joint configuration (one
+/// whose transfer was given up leaves it at its next apply) is busy, not refused as "already
+/// in a joint config", which ended a `members` change or a join that asking again would have
+/// finished. Method: the leader stays in a joint configuration and is asked to add node 9.
+#[test]
+fn a_change_asked_while_the_leader_is_joint_is_busy() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let mut trio = Trio::new();
+    enter_joint_without_node_3(&mut trio);
+    let add = MemberChange {
+        group: 0,
+        node: 9,
+        op: MemberOp::AddLearner {
+            address: "node9:7000".to_string(),
+        },
+    };
+    let outcome = membership::start(&mut trio.groups[0], 1, &add, &BTreeSet::new());
+    assert!(
+        matches!(&outcome, Err(MemberOutcome::Busy(why)) if why.contains("joint")),
+        "{outcome:?}"
+    );
+}
+
 /// Goal (found in review): a promote asked again before the joint configuration that makes
 /// the node a voter is left (its client followed a new leader, or gave up waiting) is busy,
 /// not refused as "not a learner", which made `members promote` and a join fail while the

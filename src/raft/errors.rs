@@ -47,6 +47,11 @@ pub enum TransferError {
         node: NodeId,
         index: LogIndex,
     },
+    /// A transfer to `to` is under way, and `to` was told to campaign: it ends within an
+    /// election timeout.
+    UnderWay {
+        to: NodeId,
+    },
 }
 
 /// Why `compact` did not compact.
@@ -171,6 +176,11 @@ impl fmt::Display for TransferError {
                 f,
                 "node {node} leaves the voters at the membership change of entry {index}, not \
                  applied yet"
+            ),
+            TransferError::UnderWay { to } => write!(
+                f,
+                "a transfer to node {to} is under way (ask again once it ends, within an \
+                 election timeout)"
             ),
         }
     }

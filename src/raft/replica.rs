@@ -544,6 +544,13 @@ impl Replica {
         if self.lead_transferee == Some(to) {
             return Ok(());
         }
+        // Once one target was told to campaign, another told too would split the votes of
+        // the next term (found in review: a retried self-removal picked another successor).
+        if let Some(under_way) = self.lead_transferee
+            && self.transfer_timeout_now_sent
+        {
+            return Err(TransferError::UnderWay { to: under_way });
+        }
         self.lead_transferee = Some(to);
         self.transfer_ticks_left = self.config.election_timeout_ticks;
         self.transfer_timeout_now_sent = false;

@@ -356,6 +356,13 @@ impl Replica {
             self.maybe_send_append(from, true);
         }
         self.lost_entries.extend(lost);
+        // The transferee holds the whole log: tell it again. It drops a TimeoutNow while it
+        // has a membership change to apply, and no append answer may come to resend it on,
+        // as proposals wait for the transfer (found in review: the group's writes were held
+        // until the transfer timed out).
+        if !behind && self.lead_transferee == Some(from) {
+            self.send_timeout_now(from);
+        }
         self.confirm_read_rounds();
     }
 

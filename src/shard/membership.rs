@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{
-    ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, EntryKind, NodeId,
-    ProgressState, ProposeError, Replica, Role,
+    ConfChange, ConfChangeError, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, EntryKind,
+    NodeId, ProgressState, ProposeError, Replica, Role,
 };
 
 use super::group::Group;
@@ -158,6 +158,11 @@ pub fn start(
         Err(ProposeError::ConfChangePending { index }) => Err(MemberOutcome::Busy(format!(
             "another membership change of group {name} (entry {index}) is under way"
         ))),
+        // The leader leaves a joint configuration by itself (one whose transfer was given up
+        // waits for its next apply): the client asks again.
+        Err(ProposeError::InvalidConfChange(ConfChangeError::AlreadyJoint)) => Err(
+            MemberOutcome::Busy(format!("group {name} is leaving a joint configuration")),
+        ),
         Err(ProposeError::InvalidConfChange(error)) => {
             Err(MemberOutcome::Failed(format!("group {name}: {error}")))
         }
