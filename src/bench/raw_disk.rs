@@ -1,6 +1,6 @@
 //! The raw limits the fsync-on figures of a local cluster stand against: 4 KiB write +
 //! fdatasync latency on the disk under the data folder, for one writer alone and for as
-//! many writers at once as the cluster has nodes (their WALs share that disk).
+//! many writers at once as the cluster has WALs (one per core of each node, on that disk).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -28,7 +28,7 @@ pub struct RawFdatasync {
 
 impl RawFdatasync {
     /// Measures both, [`ROUNDS`] writes per writer, in `dir`; the files are removed afterwards.
-    /// `writers`: the nodes whose WALs will share the disk.
+    /// `writers`: the WALs that will share the disk (one per core of each local node).
     pub fn measure(dir: &Path, writers: usize) -> io::Result<RawFdatasync> {
         let rounds = ROUNDS;
         let alone_us = median(writes_micros(dir, 0, rounds, &Barrier::new(1))?);
@@ -57,7 +57,7 @@ impl RawFdatasync {
     pub fn words(&self) -> String {
         format!(
             "4 KiB write + fdatasync in the data folder: {} µs alone, {} µs each with {} \
-             writers at once, as the local nodes' WALs (medians of {ROUNDS} each)",
+             writers at once, as the local nodes' WALs, one per core (medians of {ROUNDS} each)",
             self.alone_us, self.shared_us, self.writers
         )
     }

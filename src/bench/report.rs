@@ -168,8 +168,9 @@ pub fn summary(report: &Report) -> String {
     if let Some(ceiling) = &report.ceiling {
         let _ = writeln!(
             out,
-            "ceiling     the generator alone, against a null server of the same shape ({:.1} s, \
-             same load): {:.0} requests/s, p50 {}, p99 {}; this run reached {:.0}% of it",
+            "ceiling     the generator against a null server of the same shape, in this process \
+             and on as many threads ({:.1} s, same load): {:.0} requests/s, p50 {}, p99 {}; this \
+             run reached {:.0}% of it",
             ceiling.seconds,
             ceiling.requests_per_s,
             duration_text(ceiling.latency.p50_us),

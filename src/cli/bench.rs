@@ -349,6 +349,9 @@ struct Target {
 
 impl Target {
     fn open(args: &BenchArgs) -> Result<Target, String> {
+        // Ctrl-C ends the run early, and the nodes a local run started are stopped and their
+        // folder deleted; a run cut short prints no figures, a ceiling cut short is left out.
+        driver::stop_on_signals()?;
         if !args.nodes.is_empty() {
             return Ok(Target {
                 seeds: args.nodes.clone(),
@@ -357,8 +360,6 @@ impl Target {
                 raw_fdatasync: None,
             });
         }
-        // Ctrl-C ends the run early, and the nodes are stopped and their folder deleted.
-        driver::stop_on_signals()?;
         // One folder per cluster this process starts (a sweep starts one per point).
         let flags = &args.local;
         let (cluster, fdatasync) = ScratchCluster::start("bench", flags, false, |_, _| {})?;
@@ -445,11 +446,16 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         .as_ref()
         .map_or_else(Vec::new, |local| local.cluster.watched());
     let run = driver::run(target.seeds.clone(), load.clone(), watched);
+    let local = target.local.is_some();
     // A node that died explains a failed run better than the client's error does.
     target.close()?;
     let run = run?;
     if driver::interrupted() {
-        return Err("interrupted: stopped the nodes this run started".to_string());
+        return Err(if local {
+            "interrupted: stopped the nodes this run started".to_string()
+        } else {
+            "interrupted: the run was cut short, and its figures are left out".to_string()
+        });
     }
     // The run stands without its ceiling: a ceiling cut short or failing is left out, said so.
     let (ceiling, ceiling_left_out) = match measure_ceiling(args, load, &run) {

@@ -31,7 +31,9 @@ impl ScratchCluster {
     ) -> Result<(ScratchCluster, RawFdatasync), String> {
         flags.check()?;
         let mut dir = ScratchDir::create(name, keep)?;
-        let fdatasync = RawFdatasync::measure(&dir.path, NODES as usize)
+        // One WAL per core that holds a group, on each node.
+        let wals = NODES as usize * usize::from(flags.cores).min(flags.groups as usize);
+        let fdatasync = RawFdatasync::measure(&dir.path, wals)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;
         announce(&dir.path, &fdatasync);
         let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
