@@ -68,6 +68,10 @@ pub struct WalLog {
     /// older one whose install is under way would then have its file written again, on the
     /// loop (found in review).
     snapshots_stored: BTreeSet<(u32, u64)>,
+    /// Groups whose last snapshots from peers failed to store: (the failures in a row, when
+    /// the next may be taken). A disk with less room than the state is filled by every try,
+    /// and other writers fail while it is: the tries grow rare, as own snapshot writes do.
+    receives_failed: BTreeMap<u32, (u32, Instant)>,
     /// A record written after a sync that made a vote durable, to prove that vote synced
     /// (see [`WalLog::prove_vote`]), waits for a sync to begin.
     vote_proof_unsynced: bool,
@@ -270,6 +274,7 @@ impl WalLog {
             snapshots_encoding: BTreeMap::new(),
             snapshots_receiving: VecDeque::new(),
             snapshots_stored: BTreeSet::new(),
+            receives_failed: BTreeMap::new(),
             vote_proof_unsynced: false,
             vote_unproved: None,
         };
@@ -897,6 +902,12 @@ impl CoreLog for WalLog {
             .max()
     }
 
+    fn receive_held(&self, group: GroupId) -> bool {
+        self.receives_failed
+            .get(&group.0)
+            .is_some_and(|&(_, retry_at)| crate::clock::now() < retry_at)
+    }
+
     fn take_received(&mut self) -> Vec<Received> {
         let mut stored = Vec::new();
         while let Some(front) = self.snapshots_receiving.front() {
@@ -911,6 +922,7 @@ impl CoreLog for WalLog {
             };
             match outcome {
                 Ok(state) => {
+                    self.receives_failed.remove(&group);
                     self.snapshots_stored.insert((group, index));
                     stored.push(Received {
                         group: GroupId(group),
@@ -918,13 +930,19 @@ impl CoreLog for WalLog {
                         state,
                     });
                 }
-                Err(why) => tracing::warn!(
-                    group,
-                    from = message.from.0,
-                    index,
-                    why,
-                    "dropped a snapshot from a peer; the leader sends it again"
-                ),
+                Err(why) => {
+                    let failures = self.receives_failed.get(&group).map_or(0, |f| f.0) + 1;
+                    let wait = snapshot_retry_delay(failures);
+                    let retry_at = crate::clock::now() + wait;
+                    self.receives_failed.insert(group, (failures, retry_at));
+                    tracing::warn!(
+                        group,
+                        from = message.from.0,
+                        index,
+                        why,
+                        "dropped a snapshot from a peer; the leader's next is taken in {wait:?}"
+                    );
+                }
             }
         }
         stored
@@ -2050,6 +2068,9 @@ mod tests {
             let taken = take_all_received(&mut log).await;
             assert!(taken.is_empty(), "neither is for Raft: {}", taken.len());
             assert_eq!(log.snapshot_receiving(GroupId(GROUP)), None);
+            // The next from a peer waits (two failures in a row: 2 s).
+            assert!(log.receive_held(GroupId(GROUP)));
+            assert!(!log.receive_held(GroupId(GROUP + 1)));
             assert!(!snapshot_file::path(&dir, GROUP, 9).exists(), "no file");
             std::fs::remove_dir(&blocker).expect("unblock");
             log.receive_snapshot(GroupId(GROUP), install(7, state));
@@ -2063,6 +2084,7 @@ mod tests {
             assert_eq!(loaded, Some(7));
             assert!(snapshot_file::path(&dir, GROUP, 7).exists());
             assert!(log.snapshots_stored.contains(&(GROUP, 7)));
+            assert!(!log.receive_held(GroupId(GROUP)));
         });
     }
 

@@ -124,6 +124,11 @@ pub trait CoreLog {
     fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex>;
     /// The received snapshots whose files are durable, in the order they were received.
     fn take_received(&mut self) -> Vec<Received>;
+    /// Whether a new snapshot from a peer for `group` waits: the last ones failed to store,
+    /// and each try on a disk without room for them fills it. By default, never.
+    fn receive_held(&self, _group: GroupId) -> bool {
+        false
+    }
     /// Entries a compaction dropped: free them (and the buffers they hold) where that does
     /// not hold up the loop. By default, here and now.
     fn release(&mut self, entries: Vec<Entry>) {
@@ -787,6 +792,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             if !self.groups[&group.0]
                                 .replica
                                 .may_lead(message.from, message.term) =>
+                        {
+                            continue;
+                        }
+                        // A stream begun while the log holds snapshots back (the last failed
+                        // to store) goes unanswered: its leader waits, then offers it again.
+                        MessageBody::SnapshotChunk(ref chunk)
+                            if chunk.offset == 0 && self.log.receive_held(group) =>
                         {
                             continue;
                         }
