@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::{Semaphore, StaticPermit};
 
 use super::client_conns::{Conns, Noted, Registered, closed};
 use super::runtime::FRAME_BYTES_PER_INBOX_ITEM;
@@ -36,6 +35,7 @@ use crate::shard::answers_held::{
 };
 use crate::shard::core::{Input, refused_at_stop, stopping_refusal};
 use crate::shard::inbox::Inbox;
+use crate::transport::budget::{FifoBudget, Held};
 use crate::transport::{FrameReader, SocketOptions, send_frame, tune_accepted};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::wire::{EncodeError, FrameEncoder};
@@ -152,7 +152,7 @@ pub(super) async fn serve(
 ) {
     let next_conn = Rc::new(Cell::new(1u64));
     let admitted = Budget {
-        bytes: Rc::new(Semaphore::new(FRAME_BYTES_ADMITTED_MAX as u64)),
+        bytes: FifoBudget::new(FRAME_BYTES_ADMITTED_MAX as u64),
         kept_for_rest: FRAME_BYTES_KEPT_FOR_THE_REST,
     };
     let mut said_full = false;
@@ -532,7 +532,7 @@ fn cut_off_reason() -> String {
 
 /// What a frame holds of its core's admitted bytes ([`FRAME_BYTES_ADMITTED_MAX`]), given back
 /// when dropped: none for a frame of up to [`FRAME_BYTES_UNMETERED_MAX`].
-type Admission = Vec<StaticPermit>;
+type Admission = Vec<Held>;
 
 /// Admitted bytes kept, while readers admit their frames' bytes as they arrive, for a reader
 /// that waits for the whole rest of its frame ([`Metered::admit_rest`]): bytes admitted as
@@ -544,7 +544,7 @@ const FRAME_BYTES_KEPT_FOR_THE_REST: u64 = (FRAME_HEADER_BYTES + FRAME_BODY_BYTE
 /// many of them it keeps for a reader waiting for the rest of its frame.
 #[derive(Clone)]
 struct Budget {
-    bytes: Rc<Semaphore>,
+    bytes: Rc<FifoBudget>,
     kept_for_rest: u64,
 }
 
@@ -567,13 +567,12 @@ impl Metered {
     }
 
     /// Admits `bytes` more at once if the core has them besides those it keeps for a
-    /// reader waiting for the rest of its frame, and no reader waits already (glommio's
-    /// `try_acquire` refuses while any waiter is queued).
+    /// reader waiting for the rest of its frame, and no reader waits already.
     fn try_admit(&mut self, admitted: &Budget, bytes: usize) -> bool {
         if admitted.bytes.available() < bytes as u64 + admitted.kept_for_rest {
             return false;
         }
-        let Ok(permit) = admitted.bytes.try_acquire_static_permit(bytes as u64) else {
+        let Some(permit) = admitted.bytes.try_acquire(bytes as u64) else {
             return false;
         };
         self.admission.push(permit);
@@ -614,10 +613,11 @@ impl Metered {
     }
 
     /// Waits, until `deadline`, for the rest of the frame of `frame_bytes` to be admitted, all
-    /// of it: then only its socket can hold the reader up. Waiters are served as the
-    /// semaphore serves them (glommio's is not strictly first come first served: one that
-    /// fits may pass one that does not), so the deadline is what bounds a wait: a reader that
-    /// got no room in time is closed, saying so, and its client retries.
+    /// of it: then only its socket can hold the reader up. Waiters are admitted in the order
+    /// they came (found in review: with glommio's semaphore, readers that came later with
+    /// smaller rests took the room a 16 MiB frame waited for, time after time, until its
+    /// deadline closed it). A reader that got no room in time is closed, saying so, and its
+    /// client retries.
     async fn admit_rest(
         &mut self,
         admitted: &Budget,
@@ -625,14 +625,13 @@ impl Metered {
         deadline: Instant,
     ) -> Result<(), String> {
         let rest = frame_bytes.saturating_sub(FRAME_BYTES_UNMETERED_MAX + self.charged);
-        let permit = within(deadline, admitted.bytes.acquire_static_permit(rest as u64))
+        let permit = within(deadline, admitted.bytes.acquire(rest as u64))
             .await
             .ok_or_else(|| {
                 "no room for the frame's bytes came within its time: other clients' large \
                  frames held the core's room for them (retry)"
                     .to_string()
-            })?
-            .map_err(|_| "the node is shutting down".to_string())?;
+            })?;
         self.admission.push(permit);
         self.charged += rest;
         self.rest_admitted = Some((crate::clock::now(), held, frame_bytes));
@@ -994,7 +993,7 @@ mod tests {
     /// A core's budget for large frames: `bytes`, of which `kept_for_rest` kept.
     fn budget(bytes: u64, kept_for_rest: u64) -> Budget {
         Budget {
-            bytes: Rc::new(Semaphore::new(bytes)),
+            bytes: FifoBudget::new(bytes),
             kept_for_rest,
         }
     }
@@ -1025,6 +1024,34 @@ mod tests {
         encoder.to_frame_vec()
     }
 
+    /// Goal (found in review): a reader waiting for the rest of its large frame is admitted
+    /// before readers that came after it with smaller rests; with glommio's semaphore a
+    /// newcomer's first try took the room the waiter was woken for, and a stream of them
+    /// kept a full-size frame out until its deadline closed its connection. Method: a budget
+    /// of 64 KiB, 60 KiB held; one reader waits for a rest of 60 KiB, the 60 KiB are given
+    /// back, and another reader asks for 8 KiB before the first is polled again.
+    #[test]
+    fn a_reader_waiting_for_its_rest_is_not_overtaken_by_a_later_one() {
+        crate::node::on_one_executor("fifo-rest", || async {
+            let admitted = budget(64 << 10, 0);
+            let held = admitted.bytes.try_acquire(60 << 10).expect("room");
+            let deadline = now_plus(Duration::from_secs(60));
+            let rest = |bytes: usize| (FRAME_BYTES_UNMETERED_MAX + bytes, 0);
+            let (mut first, mut later) = (Metered::default(), Metered::default());
+            let mut waiting = pin!(first.admit_rest(&admitted, rest(60 << 10), deadline));
+            assert!(poll_once(waiting.as_mut()).await.is_none(), "waits");
+            drop(held);
+            let mut newcomer = pin!(later.admit_rest(&admitted, rest(8 << 10), deadline));
+            assert!(
+                poll_once(newcomer.as_mut()).await.is_none(),
+                "the later reader went first"
+            );
+            waiting.await.expect("the first is admitted");
+            assert!(poll_once(newcomer.as_mut()).await.is_none(), "4 KiB left");
+        })
+        .expect("executor");
+    }
+
     /// Goal: the bytes of a frame that would take a core past the bytes it admits stay in
     /// the socket, but for one read's worth, until admitted frames are taken in. Method: a
     /// budget of 64 KiB of which 56 KiB are held, and a connection that sends a 48 KiB frame.
@@ -1033,10 +1060,7 @@ mod tests {
         crate::node::on_one_executor("admitted", || async {
             let sent = request_frame(48 << 10);
             let admitted = budget(64 << 10, 0);
-            let held = admitted
-                .bytes
-                .try_acquire_static_permit(56 << 10)
-                .expect("room for it");
+            let held = admitted.bytes.try_acquire(56 << 10).expect("room for it");
             let read = Rc::new(Cell::new(0));
             let mut socket = Counted {
                 bytes: futures_lite::io::Cursor::new(sent.clone()),
@@ -1155,18 +1179,15 @@ mod tests {
     }
 
     /// Goal: a reader that gets no room for its frame's bytes within its patience is closed,
-    /// saying why, and holds nothing after: no wait is without end (glommio's semaphore may
-    /// pass over a waiter that does not fit; found in review). Method: a budget of 64 KiB of
+    /// saying why, and holds nothing after: no wait is without end (room held by others
+    /// may never come back). Method: a budget of 64 KiB of
     /// which 56 KiB stay held, a 48 KiB frame, and a patience of 50 ms.
     #[test]
     fn a_reader_that_gets_no_room_in_time_is_closed_saying_why() {
         crate::node::on_one_executor("no-room", || async {
             let sent = request_frame(48 << 10);
             let admitted = budget(64 << 10, 0);
-            let _held = admitted
-                .bytes
-                .try_acquire_static_permit(56 << 10)
-                .expect("room for it");
+            let _held = admitted.bytes.try_acquire(56 << 10).expect("room for it");
             let mut socket = stalling(sent.clone(), sent.len());
             let mut frames = client_frame_reader();
             let patience = Duration::from_millis(50);

@@ -1,6 +1,7 @@
 //! A byte budget that admits its waiters in the order they came: a large frame waiting for
-//! room is never overtaken by smaller ones that keep arriving from other peers (glommio's
-//! semaphore wakes whichever waiter fits, and lets a newcomer take units before the queue).
+//! room is never overtaken by smaller ones that keep arriving from other peers or clients
+//! (glommio's semaphore wakes whichever waiter fits, and lets a newcomer take units before
+//! the queue).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -68,6 +69,23 @@ impl FifoBudget {
             free: Cell::new(units),
             next_ticket: Cell::new(0),
             waiting: RefCell::new(VecDeque::new()),
+        })
+    }
+
+    /// The units free now.
+    pub fn available(&self) -> u64 {
+        self.free.get()
+    }
+
+    /// Takes `units` now if they are free and nobody waits.
+    pub fn try_acquire(self: &Rc<Self>, units: u64) -> Option<Held> {
+        if !self.waiting.borrow().is_empty() || self.free.get() < units {
+            return None;
+        }
+        self.free.set(self.free.get() - units);
+        Some(Held {
+            budget: Rc::clone(self),
+            units,
         })
     }
 

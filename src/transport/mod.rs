@@ -91,7 +91,7 @@
 
 mod accept;
 mod backoff;
-mod budget;
+pub(crate) mod budget;
 mod config;
 mod connection;
 mod dial;
