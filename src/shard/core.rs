@@ -1801,9 +1801,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // room rather than each sort the core's connections again. This connection
             // counts with these answers: a batch larger than what others hold cuts it off,
             // not every other client (found in review). On a core where no other connection
-            // holds any, it is answered: there is no one to make room for. Where others hold
-            // some, a turn's answers to one connection past about three quarters of the
-            // core's bound (192 MiB) are cut off, each time it asks again (README).
+            // holds any, it is answered: there is no one to make room for (README).
             let excess = held.core_excess(weight);
             if excess > 0 && held.others_hold() > 0 {
                 self.cut_off_largest(excess + ANSWER_WEIGHT_CORE_HELD_MAX / 4, (conn, weight));
