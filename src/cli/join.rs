@@ -455,6 +455,14 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
                 let why = take_back(options, id, &groups, &error.message).await;
                 return Err(JoinError::removed(id, &why, 0));
             }
+            // Groups that added it keep it as a learner, of no use while it is down (its
+            // leaders keep entries for it): a join given again goes on from them.
+            Err(error) if !groups.is_empty() => {
+                return Err(JoinError::before_any(format!(
+                    "{error}; groups {groups:?} have it as a learner: give the join again, or \
+                     take it out with `cohort members remove --id {id}`"
+                )));
+            }
             Err(error) => return Err(JoinError::before_any(error)),
         }
         identity::record_membership(data_dir, members).map_err(JoinError::before_any)?;
