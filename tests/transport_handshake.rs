@@ -9,9 +9,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use cohort::raft::NodeId;
 use cohort::transport::{DataLost, Transport};
-use cohort::wire::{ClusterId, Handshake, Layout, Timing};
+use cohort::wire::{ClusterId, DecodedFrame, Handshake, Layout, Timing, decode_frame};
 use common::transport::{
     CLUSTER, append, config, handshake_frame, loopback_any_port, payload, raft_frame, raw_connect,
     read_until_closed, receive, run_executor, unused_addr,
@@ -146,6 +147,7 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
             let mut stream = raw_connect(addr, &bytes).await;
             let answer = read_until_closed(&mut stream, GUARD).await;
             let told = [
+                "wrong version",
                 "another layout",
                 "other initial voters",
                 "a shorter election",
@@ -154,6 +156,17 @@ fn bad_handshakes_are_refused_and_the_listener_keeps_serving() {
             .iter()
             .any(|told| what.starts_with(told));
             assert_eq!(!answer.is_empty(), told, "{what}: answered or not");
+            if what == "wrong version" {
+                // Its version alone: nothing of the node or its cluster.
+                let Ok(DecodedFrame::Handshake(said)) = decode_frame(&Bytes::from(answer)) else {
+                    panic!("{what}: not a handshake");
+                };
+                assert_eq!(
+                    said,
+                    Handshake::current(ClusterId(0), NodeId(0), 0),
+                    "{what}"
+                );
+            }
         }
         // Silence: closed once the handshake time is up (not counted as the peer's fault).
         let mut silent = raw_connect(addr, &[]).await;

@@ -136,6 +136,20 @@ fn decoded_payloads_borrow_the_receive_buffer() {
 }
 
 /// Goal: the handshake carries who is calling. Method: encode, decode, compare.
+/// Goal (found in review): a client frame other than a request batch (here a topology
+/// request, sent to a peer port by mistake) is named as what it is, not as an unknown tag.
+#[test]
+fn a_topology_request_decodes_as_client_traffic_named_by_its_body() {
+    let mut encoder = FrameEncoder::new();
+    cohort::proto::topology::encode_topology_request(&mut encoder).expect("encodes");
+    assert_eq!(
+        decode_frame(&Bytes::from(encoder.to_frame_vec())),
+        Ok(DecodedFrame::Client {
+            body: "TopologyRequest"
+        })
+    );
+}
+
 #[test]
 fn handshake_round_trips() {
     let handshake = Handshake {
@@ -191,7 +205,9 @@ fn client_request_batch_verifies_and_reads_in_place() {
     let frame = encoder.to_frame_vec();
     assert_eq!(
         decode_frame(&Bytes::from(frame.clone())),
-        Ok(DecodedFrame::ClientRequests)
+        Ok(DecodedFrame::Client {
+            body: "ClientRequestBatch"
+        })
     );
     let root = cohort::wire::frame::open_frame(&frame).expect("verifies");
     let batch = root.body_as_client_request_batch().expect("requests");

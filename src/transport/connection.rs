@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 
 use crate::raft::NodeId;
 use crate::wire::handshake::HandshakeError;
-use crate::wire::{DecodedFrame, FrameEncoder, Handshake, decode_frame, decoded_bytes};
+use crate::wire::{ClusterId, DecodedFrame, FrameEncoder, Handshake, decode_frame, decoded_bytes};
 
 use super::framing::{FrameReader, FrameWriter, ReadFrameError};
 use super::halves::{ReadHalf, WriteHalf};
@@ -89,8 +89,7 @@ fn frame_kind(frame: &DecodedFrame) -> &'static str {
     match frame {
         DecodedFrame::Handshake(_) => "handshake",
         DecodedFrame::Raft { .. } => "raft batch",
-        DecodedFrame::ClientRequests => "client request",
-        DecodedFrame::ClientResponses => "client response",
+        DecodedFrame::Client { body } => body,
     }
 }
 
@@ -139,13 +138,24 @@ pub(super) async fn accept(
         (config.layout, config.timing),
         |node_id| shared.peer(node_id).is_some(),
     );
-    if let Err(
-        HandshakeError::LayoutMismatch { .. }
-        | HandshakeError::TimingMismatch { .. }
-        | HandshakeError::FoundersMismatch { .. },
-    ) = checked
-    {
-        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+    match checked {
+        Err(
+            HandshakeError::LayoutMismatch { .. }
+            | HandshakeError::TimingMismatch { .. }
+            | HandshakeError::FoundersMismatch { .. },
+        ) => {
+            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        }
+        // A node of another protocol version learns why (found in review: it saw a closed
+        // connection), from a handshake that says the version alone: nothing of this node.
+        Err(HandshakeError::VersionUnsupported { .. }) => {
+            let only_version = Handshake::current(ClusterId(0), NodeId(0), 0);
+            let mut encoder = FrameEncoder::new();
+            if encoder.encode_handshake(&only_version).is_ok() {
+                let _ = stream.write_all(&encoder.to_frame_vec()).await;
+            }
+        }
+        _ => {}
     }
     checked?;
     if theirs.node_id > config.node_id {
