@@ -761,7 +761,24 @@ async fn write_answers(
     let mut copy = Vec::new();
     let mut batches = Vec::new();
     loop {
-        if !outbox.take_all_until_closed(&mut batches).await {
+        // Room kept from a large answer goes back once the connection falls quiet (found in
+        // review: thousands of idle connections each kept 1 MiB outside every bound). Only
+        // then is a timer armed: small answers' writers wait without one.
+        let kept = encoder.room_bytes().max(copy.capacity());
+        let open = if kept > WRITER_ROOM_BYTES_IDLE {
+            let quiet_by = now_plus(WRITER_QUIET_AFTER);
+            match within(quiet_by, outbox.take_all_until_closed(&mut batches)).await {
+                Some(open) => open,
+                None => {
+                    encoder.shed_room_over(WRITER_ROOM_BYTES_IDLE);
+                    copy = Vec::new();
+                    continue;
+                }
+            }
+        } else {
+            outbox.take_all_until_closed(&mut batches).await
+        };
+        if !open {
             // A client that reset the connection is not told: nothing to say.
             let _ = writer.close().await;
             return Ok(());
@@ -800,6 +817,14 @@ async fn write_answers(
 
 /// Room a connection's writer keeps from one answer frame to the next, at most.
 const WRITER_ROOM_BYTES_KEPT: usize = 1 << 20;
+
+/// Room a connection's writer keeps once it had nothing to write for [`WRITER_QUIET_AFTER`]:
+/// what a new encoder starts with.
+const WRITER_ROOM_BYTES_IDLE: usize = 64 << 10;
+
+/// How long a writer holding more than [`WRITER_ROOM_BYTES_IDLE`] waits for answers before it
+/// gives that room back.
+const WRITER_QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// Answers a writer took from its outbox, released from what the connection holds when
 /// dropped: written, or given up.
@@ -1504,18 +1529,23 @@ mod tests {
     /// The frames `write_answers` writes for `answers` (one batch taken from the outbox),
     /// each decoded.
     fn frames_written(answers: Vec<Response>) -> Vec<Vec<Response>> {
-        let sink = Rc::new(RefCell::new(Vec::new()));
-        let outbox = Inbox::new(4);
-        let held = AnswersHeld::default();
-        held.charge(answers.iter().map(answer_weight).sum());
-        assert!(outbox.try_push(answers).is_ok());
-        let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox, held.clone()));
-        assert!(
-            block_on(poll_once(writing.as_mut())).is_none(),
-            "waits for more"
-        );
-        assert_eq!(held.get(), 0, "what was written is held no more");
-        let mut stream = futures_lite::io::Cursor::new(sink.take());
+        // On an executor: a writer left holding a large frame's room waits on a timer.
+        let written = crate::node::on_one_executor("frames-written", move || async move {
+            let sink = Rc::new(RefCell::new(Vec::new()));
+            let outbox = Inbox::new(4);
+            let held = AnswersHeld::default();
+            held.charge(answers.iter().map(answer_weight).sum());
+            assert!(outbox.try_push(answers).is_ok());
+            let mut writing = pin!(write_answers(Sink(Rc::clone(&sink)), outbox, held.clone()));
+            assert!(
+                poll_once(writing.as_mut()).await.is_none(),
+                "waits for more"
+            );
+            assert_eq!(held.get(), 0, "what was written is held no more");
+            sink.take()
+        })
+        .expect("executor");
+        let mut stream = futures_lite::io::Cursor::new(written);
         let mut reader = client_frame_reader();
         let mut frames = Vec::new();
         while let Some(frame) = block_on(reader.read_frame(&mut stream)).expect("frame") {
