@@ -795,11 +795,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         {
                             continue;
                         }
-                        // A stream begun while the log holds snapshots back (the last failed
-                        // to store) goes unanswered: its leader waits, then offers it again.
-                        MessageBody::SnapshotChunk(ref chunk)
-                            if chunk.offset == 0 && self.log.receive_held(group) =>
-                        {
+                        // While the log holds snapshots back (the last failed to store), no
+                        // chunk is answered: its leader waits, gives the stream up and offers
+                        // it again later. (Chunks past a first one dropped, answered as gaps,
+                        // each made the leader send its whole window again; found in review.)
+                        MessageBody::SnapshotChunk(_) if self.log.receive_held(group) => {
                             continue;
                         }
                         MessageBody::SnapshotChunk(ref chunk) => {
