@@ -1455,6 +1455,33 @@ fn ask_transfer(
     (turn(core, inbox, transfer), reply)
 }
 
+/// Goal (found in review): a transfer whose target then says its log is full (or that it
+/// stops) is given up at once: the target drops TimeoutNow, and the leader refused writes and
+/// other transfers until the transfer timed out. Method: node 1 hands group 0 to node 3,
+/// which then answers a heartbeat saying its log is full. The operator who asked is told so
+/// at the end of the try, not made to wait out two more.
+#[test]
+fn a_transfer_to_a_node_whose_log_fills_is_given_up_at_once() {
+    let events = Events::default();
+    let (core, inbox, _outbox, term) = leader_1(&events, None);
+    let (mut core, reply) = ask_transfer(core, &inbox, 0, 3);
+    let transferee = |core: &TestCore| core.groups()[&0].replica.lead_transferee();
+    assert_eq!(transferee(&core), Some(NodeId(3)));
+    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    assert_eq!(transferee(&core), None);
+    let mut outcomes = Vec::new();
+    for _ in 0..21 {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, true));
+        take_transfer_outcomes(&reply, &mut outcomes);
+    }
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
+        "{outcomes:?}"
+    );
+    assert_eq!(transferee(&core), None, "tried again");
+}
+
 /// Adds to `outcomes` the transfer answers `reply` holds.
 fn take_transfer_outcomes(reply: &Inbox<TransferOutcome>, outcomes: &mut Vec<TransferOutcome>) {
     block_on(futures_lite::future::poll_once(reply.take_all(outcomes)));

@@ -567,6 +567,14 @@ impl Replica {
         Ok(())
     }
 
+    /// Gives up the transfer under way, if any: its target said it cannot lead (its log is
+    /// full, or it stops), and drops the TimeoutNow. Proposals are taken again, and another
+    /// target may be asked at once (found in review: a stopping leader lost half its grace
+    /// waiting out a transfer to a peer that had stopped).
+    pub fn abandon_transfer(&mut self) {
+        self.lead_transferee = None;
+    }
+
     /// The entry of a membership change in this log, not applied yet, that removes `node` or
     /// makes it a learner, if any: none lies past `pending_conf_index` (a leader's last
     /// change, or its last entry when elected). Unapplied entries are never compacted.

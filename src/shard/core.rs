@@ -768,7 +768,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 envelopes,
             } => {
                 if log_full {
-                    self.peers_log_full.insert(from);
+                    if self.peers_log_full.insert(from) {
+                        // It drops TimeoutNow: a transfer to it will not end by itself.
+                        for g in self.groups.values_mut() {
+                            if g.replica.lead_transferee() == Some(NodeId(from)) {
+                                g.replica.abandon_transfer();
+                            }
+                        }
+                    }
                 } else {
                     self.peers_log_full.remove(&from);
                 }
@@ -1001,11 +1008,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             return;
         };
         if self.peers_log_full.contains(&to) && g.replica.role() == Role::Leader {
-            let why = format!(
-                "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no \
-                 group until it can"
-            );
-            reply.push_now(TransferOutcome::Failed(why));
+            reply.push_now(TransferOutcome::Failed(cannot_lead(to)));
             return;
         }
         match g.replica.transfer_leader(NodeId(to)) {
@@ -1041,7 +1044,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// transfer waited out its try and failed, though the new leader could hand it over).
     fn finish_transfers(&mut self) {
         let (me, ticks, every) = (self.shape.node_id, self.ticks, self.transfer_ticks());
-        let groups = &mut self.groups;
+        let (groups, peers_log_full) = (&mut self.groups, &self.peers_log_full);
         self.transfers.retain_mut(|transfer| {
             let replica = &mut groups
                 .get_mut(&transfer.group)
@@ -1056,6 +1059,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else if leader != me {
                 TransferOutcome::NotLeader { leader }
+            } else if peers_log_full.contains(&to) {
+                TransferOutcome::Failed(cannot_lead(to))
             } else if transfer.attempts_left > 0 {
                 // Refused, it says why: `to` left the group's voters meanwhile, say.
                 match replica.transfer_leader(NodeId(to)) {
@@ -2070,6 +2075,14 @@ fn sync_patience_ticks(election_timeout_ticks: u32, tick: Option<Duration>) -> u
         u64::try_from(1_000_000u128.div_ceil(tick_us)).unwrap_or(u64::MAX)
     });
     elections.max(second)
+}
+
+/// Why a transfer to `to` is refused: it said it cannot lead.
+fn cannot_lead(to: u64) -> String {
+    format!(
+        "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no group \
+         until it can"
+    )
 }
 
 /// What a stopping node tells a client of a request it did not take.
