@@ -42,7 +42,7 @@ use cohort::proto::topology::group_of;
 use cohort::proto::transfer::TransferOutcome;
 use cohort::raft::{
     Config, Entry, GroupId, HardState, LogIndex, LostEntries, Message, MessageBody, NodeId,
-    Persisted, Prng, Ready, Replica, Snapshot,
+    Persisted, Prng, Ready, Replica, Snapshot, Term,
 };
 
 mod common;
@@ -244,8 +244,8 @@ impl CoreLog for SimLog {
         }
     }
 
-    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex> {
-        common::snapshots::highest_of(&self.received, group)
+    fn snapshot_receiving(&self, group: GroupId, min_term: Term) -> Option<LogIndex> {
+        common::snapshots::highest_of(&self.received, group, min_term)
     }
 
     fn take_received(&mut self) -> Vec<Received> {

@@ -889,11 +889,9 @@ impl CoreLog for WalLog {
         });
     }
 
-    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex> {
-        let indexes = self
-            .snapshots_receiving
-            .iter()
-            .filter(|r| r.group == group.0);
+    fn snapshot_receiving(&self, group: GroupId, min_term: Term) -> Option<LogIndex> {
+        let indexes = (self.snapshots_receiving.iter())
+            .filter(|r| r.group == group.0 && r.message.term >= min_term);
         indexes
             .filter_map(|r| match &r.message.body {
                 MessageBody::InstallSnapshot(snapshot) => Some(snapshot.meta.index),
@@ -2063,11 +2061,14 @@ mod tests {
             std::fs::create_dir(&blocker).expect("blocker");
             log.receive_snapshot(GroupId(GROUP), install(7, state.clone()));
             log.receive_snapshot(GroupId(GROUP), install(9, state.clone()));
-            assert_eq!(log.snapshot_receiving(GroupId(GROUP)), Some(LogIndex(9)));
-            assert_eq!(log.snapshot_receiving(GroupId(GROUP + 1)), None);
+            let receiving =
+                |log: &WalLog, group, term| log.snapshot_receiving(GroupId(group), term);
+            assert_eq!(receiving(&log, GROUP, Term(2)), Some(LogIndex(9)));
+            assert_eq!(receiving(&log, GROUP, Term(3)), None, "of an older term");
+            assert_eq!(receiving(&log, GROUP + 1, Term(2)), None);
             let taken = take_all_received(&mut log).await;
             assert!(taken.is_empty(), "neither is for Raft: {}", taken.len());
-            assert_eq!(log.snapshot_receiving(GroupId(GROUP)), None);
+            assert_eq!(receiving(&log, GROUP, Term(2)), None);
             // The next from a peer waits (two failures in a row: 2 s).
             assert!(log.receive_held(GroupId(GROUP)));
             assert!(!log.receive_held(GroupId(GROUP + 1)));

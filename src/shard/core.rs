@@ -121,7 +121,10 @@ pub trait CoreLog {
     fn receive_snapshot(&mut self, group: GroupId, message: Message);
     /// The highest index of the snapshots of `group` taken by [`CoreLog::receive_snapshot`]
     /// and not yet handed back by [`CoreLog::take_received`] (being checked or stored).
-    fn snapshot_receiving(&self, group: GroupId) -> Option<LogIndex>;
+    /// Only those that came in a message of term `min_term` or later count: one of an older
+    /// term than a new leader's must not keep the new leader's out, as Raft refuses it once
+    /// stored (found in review: a new leader's snapshot was dropped for it, streamed again).
+    fn snapshot_receiving(&self, group: GroupId, min_term: Term) -> Option<LogIndex>;
     /// The received snapshots whose files are durable, in the order they were received.
     fn take_received(&mut self) -> Vec<Received>;
     /// Whether a new snapshot from a peer for `group` waits: the last ones failed to store,
@@ -820,7 +823,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                             let replica = &self.groups[&group.0].replica;
                             let storing = self
                                 .log
-                                .snapshot_receiving(group)
+                                .snapshot_receiving(group, message.term)
                                 .is_some_and(|index| index >= chunk.meta.index);
                             if chunk.offset == 0 && replica.commit() < chunk.meta.index && !storing
                             {
@@ -992,7 +995,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let index = snapshot.meta.index;
         if self
             .log
-            .snapshot_receiving(GroupId(group))
+            .snapshot_receiving(GroupId(group), message.term)
             .is_some_and(|storing| storing >= index)
         {
             tracing::debug!(group, %index, "snapshot dropped: one as new is being stored");
