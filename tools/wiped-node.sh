@@ -70,7 +70,15 @@ started=$(date +%s%N)
 start 3
 if [ "$wipe" = dir ]; then
   status=0
+  # Refused, it stops within seconds; one let in would run on: 30 s, then it is killed.
+  (sleep 30; kill -9 "${pids[2]}") >/dev/null 2>&1 &
+  watchdog=$!
   wait "${pids[2]}" || status=$?
+  if ! kill "$watchdog" 2>/dev/null; then
+    echo "node 3 still ran 30 s after its start: it was not refused (killed)" >&2
+    exit 1
+  fi
+  wait "$watchdog" 2>/dev/null || true
   echo "node 3 exited with status $status, $((($(date +%s%N) - started) / 1000000)) ms after its start"
   grep -h "other data" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
   exit 0
