@@ -392,13 +392,14 @@ impl WalLog {
         }
     }
 
-    /// A build succeeded: there is room on the disk again, if there was not.
+    /// A build succeeded, or a freed segment took the next place: there is room on the
+    /// disk again, if there was not.
     fn build_succeeded(&mut self) {
         if let Some((why, _)) = self.build_failed.take() {
             tracing::info!(
                 dir = %self.dir.display(),
                 %why,
-                "the next WAL segment could be made again: taking writes"
+                "there is a next WAL segment again: taking writes"
             );
         }
     }
@@ -1076,6 +1077,12 @@ impl CoreLog for WalLog {
     fn maintain(&mut self) -> io::Result<()> {
         self.finish_snapshot_writes(true)?;
         self.take_built()?;
+        // A freed segment recycled into the next place (a snapshot's marker made it dead)
+        // ends a failed build's shortage: kept, the failure came back as "the log cannot grow"
+        // at the next rotation, however much room the disk had by then (found in review).
+        if self.build_failed.is_some() && !self.wal.needs_prepare() {
+            self.build_succeeded();
+        }
         if let Some(group) = self.vote_unproved
             && !self.wal.needs_prepare()
         {
@@ -1876,6 +1883,23 @@ mod tests {
                     .count()
             };
             assert_eq!(building(), 0, "the stale segment's file is still there");
+        });
+    }
+
+    /// Goal (found in review): a failed build of the next segment no longer counts once a
+    /// freed segment took its place (a snapshot's marker made one dead): kept, the failure
+    /// made the log say it cannot grow at the next rotation, whatever room there was then.
+    /// Method: a build fails; the place is filled another way before the retry is due.
+    #[test]
+    fn a_failed_build_is_forgotten_once_a_segment_takes_its_place() {
+        in_log_dir("recycled", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            log.build_failed_with(&io::Error::other("injected: no room"));
+            assert!(log.short_of_space().is_some());
+            log.wal.prepare_next().expect("made inline");
+            log.maintain().expect("maintain");
+            assert!(log.build_failed.is_none(), "the failure outlived its place");
         });
     }
 
