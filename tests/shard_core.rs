@@ -1482,6 +1482,32 @@ fn a_transfer_to_a_node_whose_log_fills_is_given_up_at_once() {
     assert_eq!(transferee(&core), None, "tried again");
 }
 
+/// Goal (found in review): a transfer asked while another's target was already told to
+/// campaign (the balancer's, say) waits for that one to end and then goes ahead: it was
+/// refused, and the client takes a refusal as final. Method: node 1 hands group 0 to node 3
+/// (caught up: TimeoutNow goes out), which never takes over; then it is asked to hand the
+/// group to node 2.
+#[test]
+fn a_transfer_asked_while_another_is_under_way_goes_ahead_once_it_ends() {
+    let events = Events::default();
+    let (core, inbox, _outbox, _term) = leader_1(&events, None);
+    let (core, _first) = ask_transfer(core, &inbox, 0, 3);
+    let (mut core, second) = ask_transfer(core, &inbox, 0, 2);
+    let mut outcomes = Vec::new();
+    take_transfer_outcomes(&second, &mut outcomes);
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+    let transferee = |core: &TestCore| core.groups()[&0].replica.lead_transferee();
+    for _ in 0..40 {
+        core = turn(core, &inbox, Input::Tick);
+        if transferee(&core) == Some(NodeId(2)) {
+            break;
+        }
+    }
+    assert_eq!(transferee(&core), Some(NodeId(2)));
+    take_transfer_outcomes(&second, &mut outcomes);
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+}
+
 /// Adds to `outcomes` the transfer answers `reply` holds.
 fn take_transfer_outcomes(reply: &Inbox<TransferOutcome>, outcomes: &mut Vec<TransferOutcome>) {
     block_on(futures_lite::future::poll_once(reply.take_all(outcomes)));

@@ -140,6 +140,8 @@ pub struct Replica {
     /// Votes received in the current (pre-)election.
     pub(crate) votes: Vec<(NodeId, bool)>,
     pub(crate) ticks: u64,
+    /// The tick at which this replica last became leader.
+    pub(crate) leader_since_tick: u64,
     /// The tick at which a leader last reached this replica (an append, heartbeat or
     /// snapshot), in any term: kept across term changes, which forget the leader, since the
     /// lease this replica helped that leader hold runs on regardless (see `in_lease`).
@@ -269,6 +271,7 @@ impl Replica {
             progress: Vec::new(),
             votes: Vec::new(),
             ticks: 0,
+            leader_since_tick: 0,
             leader_heard_tick: None,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -339,6 +342,11 @@ impl Replica {
     /// Ticks this replica has had.
     pub fn ticks(&self) -> u64 {
         self.ticks
+    }
+
+    /// The tick (of [`Replica::ticks`]) at which this replica last became leader.
+    pub fn leader_since_tick(&self) -> u64 {
+        self.leader_since_tick
     }
 
     /// Ticks without a word from a leader after which a follower campaigns (at least).
@@ -906,6 +914,7 @@ impl Replica {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = self.id;
+        self.leader_since_tick = self.ticks;
         let id = self.id;
         // No peer is heard from yet in this term: one cut off since the election counts as
         // silent at the first CheckQuorum (found in review: every peer counted as heard from,

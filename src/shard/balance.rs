@@ -47,6 +47,8 @@ pub struct GroupView {
     /// replicating, not probing or receiving a snapshot, at most
     /// [`HANDOVER_LAG_ENTRIES_MAX`] entries behind, and not backed off from).
     pub ready_successors: Vec<u64>,
+    /// When this node leads: the tick of the core's replicas at which it began to.
+    pub led_since_tick: u64,
 }
 
 /// How a handover this core started went, as its group's replica sees it.
@@ -159,10 +161,14 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
         .map(|(&node, &count)| (count, node))
         .collect();
     takers.sort_unstable();
+    // The group led here longest: one just handed to this node (by an operator's `leader
+    // transfer`, or by another node's balancer) stays, and the spread narrows all the same
+    // (found in review: an operator's placement was undone at the next look).
     takers.into_iter().find_map(|(_, taker)| {
         groups
             .iter()
-            .find(|g| g.leader == me && g.ready_successors.contains(&taker))
+            .filter(|g| g.leader == me && g.ready_successors.contains(&taker))
+            .min_by_key(|g| (g.led_since_tick, g.group))
             .map(|g| (g.group, taker))
     })
 }
@@ -203,7 +209,20 @@ mod tests {
             group,
             leader,
             ready_successors: vec![1, 2, 3],
+            led_since_tick: 0,
         }
+    }
+
+    /// Goal (found in review): the group a node hands over is the one it has led longest,
+    /// not its lowest: an operator's `leader transfer` of group 0 to node 2 was undone at
+    /// node 2's next look, which handed group 0 (its lowest, just handed to it) back. Method:
+    /// node 2 leads groups 0 (since tick 900) and 1 (since tick 5), node 1 none.
+    #[test]
+    fn the_group_led_longest_is_handed_over_first() {
+        let mut groups = vec![view(0, 2), view(1, 2), view(2, 3)];
+        groups[0].led_since_tick = 900;
+        groups[1].led_since_tick = 5;
+        assert_eq!(pick_handover(2, &groups, 0), Some((1, 1)));
     }
 
     #[test]

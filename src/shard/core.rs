@@ -1025,6 +1025,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 });
                 self.finish_transfers();
             }
+            // Another transfer's target was told to campaign (the balancer's, say): this one
+            // starts once that one ends, within an election timeout (found in review: it was
+            // refused, and the client takes a refusal as final).
+            Err(TransferError::UnderWay { .. }) => self.transfers.push(Transfer {
+                group,
+                to,
+                give_up: self.ticks,
+                attempts_left: TRANSFER_ATTEMPTS,
+                reply,
+            }),
             Err(TransferError::NotLeader { leader_hint }) => {
                 reply.push_now(TransferOutcome::NotLeader {
                     leader: leader_hint.map_or(0, |n| n.0),
@@ -1070,6 +1080,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     Ok(()) => {
                         transfer.attempts_left -= 1;
                         transfer.give_up = ticks + every;
+                        return true;
+                    }
+                    // Another transfer ends first: asked again at the next tick.
+                    Err(TransferError::UnderWay { .. }) => {
+                        transfer.give_up = ticks;
                         return true;
                     }
                     Err(error) => TransferOutcome::Failed(error.to_string()),
@@ -1203,6 +1218,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     group: id,
                     leader: status.leader.0,
                     ready_successors,
+                    led_since_tick: g.replica.leader_since_tick(),
                 }
             })
             .collect();
