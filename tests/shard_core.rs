@@ -2047,6 +2047,35 @@ fn a_leader_stopping_after_its_work_hands_its_group_over_and_stops_once_done() {
     );
 }
 
+/// Goal (found in review): a stopping leader whose handover to one follower failed tries
+/// another that could take over, rather than the same one at every tick (a peer paused with
+/// its sockets open took the whole grace). Method: node 1 leads group 0 with nodes 2 and 3
+/// caught up and answering heartbeats; node 2, tried first, never takes over.
+#[test]
+fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
+    let events = Events::default();
+    let (mut core, inbox, _, term) = leader_1(&events, None);
+    let last = core.groups()[&0].replica.last_index();
+    core = turn(
+        core,
+        &inbox,
+        from(2, 1, term, MessageBody::AppendResponse(ack(last))),
+    );
+    core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 100 });
+    let mut tried = BTreeSet::new();
+    for _ in 0..40 {
+        for input in [
+            Input::Tick,
+            heartbeat_answer(2, term, false),
+            heartbeat_answer(3, term, false),
+        ] {
+            core = turn(core, &inbox, input);
+            tried.extend(core.groups()[&0].replica.lead_transferee());
+        }
+    }
+    assert_eq!(tried, BTreeSet::from([NodeId(2), NodeId(3)]));
+}
+
 /// Goal: a leader whose other voters all say they take no group (their logs are full, or
 /// they stop too: nodes stopped together) stops at once, rather than wait out its grace for
 /// a handover that cannot happen. Method: node 1 leading group 0; nodes 2 and 3 say their

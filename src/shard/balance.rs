@@ -33,8 +33,8 @@ use super::membership::PROMOTE_LAG_ENTRIES_MAX;
 pub const HANDOVER_LAG_ENTRIES_MAX: u64 = PROMOTE_LAG_ENTRIES_MAX;
 
 /// A handover that did not complete is not tried again, for the same group and target, for
-/// one look at the leaders, then two, four, … up to this many (27 s with a node's defaults:
-/// 10 ms ticks, a look every 21 ticks). A handover that completes forgets its pair's wait.
+/// one look at the leaders, then two, four, … up to this many (52 s with a node's defaults:
+/// 10 ms ticks, a look every 41 ticks). A handover that completes forgets its pair's wait.
 pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
 
 /// What a core knows of one of its groups.

@@ -1189,7 +1189,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .iter()
             .map(|(&id, g)| {
                 let status = g.replica.status();
-                let ready_successors = status
+                let ready = status
                     .peers
                     .iter()
                     // Stopping, one heard from in the last round counts too: the first look
@@ -1208,12 +1208,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
                     .filter(|p| short || voters_everywhere.contains(&p.id))
-                    // Stopping, or taking no writes, no back-off from handovers that failed
-                    // before: the stop has a grace's worth of tries, and a group whose leader
-                    // takes no writes is down until one succeeds (found in review: up to 27 s).
-                    .filter(|p| short || handovers.may_try(id, p.id.0, ticks))
-                    .map(|p| p.id.0)
-                    .collect();
+                    .map(|p| p.id.0);
+                // Stopping, or taking no writes, no waiting out the back-off from handovers
+                // that failed before: the stop has a grace's worth of tries, and a group whose
+                // leader takes no writes is down until one succeeds (found in review: up to
+                // a minute). But one not backed off goes first: the same target picked at
+                // every tick (a peer paused, its sockets open) used the whole grace while
+                // another could take over (found in review).
+                let (fresh, backed_off): (Vec<u64>, Vec<u64>) =
+                    ready.partition(|&to| handovers.may_try(id, to, ticks));
+                let ready_successors = if short && fresh.is_empty() {
+                    backed_off
+                } else {
+                    fresh
+                };
                 GroupView {
                     group: id,
                     leader: status.leader.0,
