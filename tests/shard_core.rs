@@ -1004,7 +1004,7 @@ fn a_connection_alone_holding_answers_is_answered_whatever_they_weigh() {
 
 /// Goal (found in review): a leader whose log cannot grow tries to hand its group over at
 /// every look at the leaders, however many tries failed before: its group takes no writes
-/// until one succeeds, and the balancer's back-off (doubling up to 128 looks, ~27 s) held it
+/// until one succeeds, and the balancer's back-off (doubling up to 128 looks, ~52 s) held it
 /// that long. Method: node 1's log is short of space; node 3 answers heartbeats (it follows
 /// closely) but never takes over; the transfers begun are counted over 12 looks (not the
 /// TimeoutNow sent: one transfer resends it at every heartbeat answer).
@@ -1456,20 +1456,40 @@ fn ask_transfer(
 }
 
 /// Goal (found in review): a transfer whose target then says its log is full (or that it
-/// stops) is given up at once: the target drops TimeoutNow, and the leader refused writes and
-/// other transfers until the transfer timed out. Method: node 1 hands group 0 to node 3,
-/// which then answers a heartbeat saying its log is full. The operator who asked is told so
-/// at the end of the try, not made to wait out two more.
+/// stops) before it was told to campaign is given up at once: the leader refused writes and
+/// other transfers until the transfer timed out. One whose TimeoutNow went out runs its time
+/// out: the target may be campaigning, and another told now would split the votes. Method:
+/// node 1 hands group 0 to node 2 (silent, so behind: no TimeoutNow yet), which then says its
+/// log is full. And to node 3 (caught up: TimeoutNow at once), which says so too. The
+/// operator who asked is told at the end of the try, not made to wait out two more.
 #[test]
 fn a_transfer_to_a_node_whose_log_fills_is_given_up_at_once() {
     let events = Events::default();
     let (core, inbox, _outbox, term) = leader_1(&events, None);
-    let (mut core, reply) = ask_transfer(core, &inbox, 0, 3);
     let transferee = |core: &TestCore| core.groups()[&0].replica.lead_transferee();
-    assert_eq!(transferee(&core), Some(NodeId(3)));
-    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    let (mut core, behind) = ask_transfer(core, &inbox, 0, 2);
+    assert_eq!(transferee(&core), Some(NodeId(2)));
+    core = turn(core, &inbox, heartbeat_answer(2, term, true));
     assert_eq!(transferee(&core), None);
     let mut outcomes = Vec::new();
+    for _ in 0..21 {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, false));
+        take_transfer_outcomes(&behind, &mut outcomes);
+    }
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
+        "{outcomes:?}"
+    );
+    let (mut core, reply) = ask_transfer(core, &inbox, 0, 3);
+    assert_eq!(transferee(&core), Some(NodeId(3)));
+    core = turn(core, &inbox, heartbeat_answer(3, term, true));
+    assert_eq!(
+        transferee(&core),
+        Some(NodeId(3)),
+        "told to campaign: runs its time"
+    );
+    outcomes.clear();
     for _ in 0..21 {
         core = turn(core, &inbox, Input::Tick);
         core = turn(core, &inbox, heartbeat_answer(3, term, true));

@@ -135,7 +135,6 @@ fn decoded_payloads_borrow_the_receive_buffer() {
     assert!(checked >= 5, "the fixture must carry non-empty payloads");
 }
 
-/// Goal: the handshake carries who is calling. Method: encode, decode, compare.
 /// Goal (found in review): a client frame other than a request batch (here a topology
 /// request, sent to a peer port by mistake) is named as what it is, not as an unknown tag.
 #[test]
@@ -150,6 +149,7 @@ fn a_topology_request_decodes_as_client_traffic_named_by_its_body() {
     );
 }
 
+/// Goal: the handshake carries who is calling. Method: encode, decode, compare.
 #[test]
 fn handshake_round_trips() {
     let handshake = Handshake {

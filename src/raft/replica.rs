@@ -575,12 +575,16 @@ impl Replica {
         Ok(())
     }
 
-    /// Gives up the transfer under way, if any: its target said it cannot lead (its log is
-    /// full, or it stops), and drops the TimeoutNow. Proposals are taken again, and another
+    /// Gives up the transfer under way, if its target was not told to campaign yet: it said
+    /// it cannot lead (its log is full, or it stops). Proposals are taken again, and another
     /// target may be asked at once (found in review: a stopping leader lost half its grace
-    /// waiting out a transfer to a peer that had stopped).
-    pub fn abandon_transfer(&mut self) {
-        self.lead_transferee = None;
+    /// waiting out a transfer to a peer that had stopped). Once told, the target may be
+    /// campaigning already (its vote syncing), and another told now would split the votes of
+    /// the next term (found in review): that transfer runs its time out.
+    pub fn abandon_transfer_not_begun(&mut self) {
+        if !self.transfer_timeout_now_sent {
+            self.lead_transferee = None;
+        }
     }
 
     /// The entry of a membership change in this log, not applied yet, that removes `node` or

@@ -775,7 +775,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         // It drops TimeoutNow: a transfer to it will not end by itself.
                         for g in self.groups.values_mut() {
                             if g.replica.lead_transferee() == Some(NodeId(from)) {
-                                g.replica.abandon_transfer();
+                                g.replica.abandon_transfer_not_begun();
                             }
                         }
                     }
