@@ -2867,6 +2867,20 @@ fn a_snapshot_offered_while_the_log_holds_them_back_is_not_taken() {
     assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(10));
 }
 
+/// A key-value snapshot at index 10 (of three voters), whole in one chunk.
+fn whole_snapshot_at_10() -> SnapshotChunk {
+    let mut kv = cohort::kv::KvStore::new();
+    kv.skip(10);
+    let data = kv.encode_snapshot();
+    SnapshotChunk {
+        meta: meta_of_three_at_10(),
+        offset: 0,
+        total: data.len() as u64,
+        checksum: crc32fast::hash(&data),
+        data,
+    }
+}
+
 /// Goal (found in review): a snapshot from a new leader is taken while one from the leader
 /// of the term before is still being stored: it was dropped as "one as new is being stored",
 /// and the older one was then refused by Raft, so the group held neither and the new leader
@@ -2874,16 +2888,7 @@ fn a_snapshot_offered_while_the_log_holds_them_back_is_not_taken() {
 /// stored; node 3 then sends its own at 10 in term 3.
 #[test]
 fn a_new_leaders_snapshot_is_taken_while_an_older_terms_is_being_stored() {
-    let mut kv = cohort::kv::KvStore::new();
-    kv.skip(10);
-    let data = kv.encode_snapshot();
-    let chunk = SnapshotChunk {
-        meta: meta_of_three_at_10(),
-        offset: 0,
-        total: data.len() as u64,
-        checksum: crc32fast::hash(&data),
-        data,
-    };
+    let chunk = whole_snapshot_at_10();
     let events = Events::default();
     let gate = Gate::new(true);
     gate.0.borrow_mut().stores_held = true;
@@ -2933,16 +2938,7 @@ fn offer_whole_snapshot<T: Copy>(
     gates: &[T],
     set: impl Fn(&mut GateState, T),
 ) -> (TestCore, usize, Vec<u64>) {
-    let mut kv = cohort::kv::KvStore::new();
-    kv.skip(10);
-    let data = kv.encode_snapshot();
-    let chunk = SnapshotChunk {
-        meta: meta_of_three_at_10(),
-        offset: 0,
-        total: data.len() as u64,
-        checksum: crc32fast::hash(&data),
-        data,
-    };
+    let chunk = whole_snapshot_at_10();
     let events = Events::default();
     let gate = Gate::new(true);
     set(&mut gate.0.borrow_mut(), gates[0]);
