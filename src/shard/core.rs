@@ -772,7 +772,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             } => {
                 if log_full {
                     if self.peers_log_full.insert(from) {
-                        // It drops TimeoutNow: a transfer to it will not end by itself.
+                        // It drops TimeoutNow: a transfer to it not yet told to campaign is
+                        // given up (one told may be campaigning already: it runs its time).
                         for g in self.groups.values_mut() {
                             if g.replica.lead_transferee() == Some(NodeId(from)) {
                                 g.replica.abandon_transfer_not_begun();
