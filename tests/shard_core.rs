@@ -1471,16 +1471,22 @@ fn a_transfer_to_a_node_whose_log_fills_is_given_up_at_once() {
     assert_eq!(transferee(&core), Some(NodeId(2)));
     core = turn(core, &inbox, heartbeat_answer(2, term, true));
     assert_eq!(transferee(&core), None);
-    let mut outcomes = Vec::new();
-    for _ in 0..21 {
-        core = turn(core, &inbox, Input::Tick);
-        core = turn(core, &inbox, heartbeat_answer(3, term, false));
-        take_transfer_outcomes(&behind, &mut outcomes);
-    }
-    assert!(
-        matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
-        "{outcomes:?}"
-    );
+    // A try's length (20 ticks) and one, node 3 answering heartbeats (saying whether its log
+    // is full): the operator is told the target cannot grow its log.
+    let told_cannot_grow = |mut core, reply: &Inbox<TransferOutcome>, full_3| {
+        let mut outcomes = Vec::new();
+        for _ in 0..21 {
+            core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(3, term, full_3));
+            take_transfer_outcomes(reply, &mut outcomes);
+        }
+        assert!(
+            matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
+            "{outcomes:?}"
+        );
+        core
+    };
+    let core = told_cannot_grow(core, &behind, false);
     let (mut core, reply) = ask_transfer(core, &inbox, 0, 3);
     assert_eq!(transferee(&core), Some(NodeId(3)));
     core = turn(core, &inbox, heartbeat_answer(3, term, true));
@@ -1489,16 +1495,7 @@ fn a_transfer_to_a_node_whose_log_fills_is_given_up_at_once() {
         Some(NodeId(3)),
         "told to campaign: runs its time"
     );
-    outcomes.clear();
-    for _ in 0..21 {
-        core = turn(core, &inbox, Input::Tick);
-        core = turn(core, &inbox, heartbeat_answer(3, term, true));
-        take_transfer_outcomes(&reply, &mut outcomes);
-    }
-    assert!(
-        matches!(&outcomes[..], [TransferOutcome::Failed(why)] if why.contains("cannot grow")),
-        "{outcomes:?}"
-    );
+    let core = told_cannot_grow(core, &reply, true);
     assert_eq!(transferee(&core), None, "tried again");
 }
 
