@@ -1004,6 +1004,42 @@ fn a_transferee_that_missed_its_timeout_now_is_told_again_at_a_heartbeat() {
     assert_eq!(cluster.leader(), Some(target));
 }
 
+/// Goal: a TimeoutNow that reaches its target late (it waited in the transport's queue
+/// while the target was down, and the transfer was given up long ago) does not depose a
+/// leader the target has not heard from since (found in review). Method: the target
+/// restarts in the leader's term, knowing no leader, and gets the old TimeoutNow first.
+#[test]
+fn a_timeout_now_from_a_leader_the_target_does_not_follow_is_dropped() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "all hold this");
+    let target = followers(&cluster, leader)[0];
+    let term = cluster.replica(leader).term();
+    cluster.crash(target);
+    cluster.restart(target).unwrap();
+    assert_eq!(cluster.replica(target).term(), term);
+    let late = Message {
+        from: leader,
+        to: target,
+        term,
+        body: MessageBody::TimeoutNow,
+    };
+    cluster.deliver(late.clone()).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.replica(target).role(), Role::Follower);
+    assert_eq!(cluster.leader(), Some(leader));
+    assert_eq!(cluster.replica(leader).term(), term);
+    // Once it follows the leader again (a heartbeat), the same message makes it campaign.
+    for _ in 0..Cluster::test_config(leader).heartbeat_interval_ticks {
+        cluster.tick(leader).unwrap();
+        cluster.stabilize().unwrap();
+    }
+    assert_eq!(cluster.replica(target).leader(), leader);
+    cluster.deliver(late).unwrap();
+    cluster.stabilize().unwrap();
+    assert_eq!(cluster.leader(), Some(target));
+}
+
 /// Goal: once a transferee was told to campaign, a transfer to another node is refused
 /// until the first ends: both told would split the votes of the next term (found in review:
 /// a retried self-removal picked another successor each time).

@@ -116,7 +116,10 @@ impl Replica {
                 self.heard_from_leader(from);
                 self.on_install_snapshot(from, *snapshot);
             }
-            MessageBody::TimeoutNow if self.is_promotable() => {
+            // Only from the leader this replica follows: a TimeoutNow that waited in a queue
+            // while this node was down reaches a replica that knows no leader yet, and the
+            // transfer it was for was given up long ago.
+            MessageBody::TimeoutNow if self.is_promotable() && from == self.leader => {
                 self.start_election(Election::Transfer)
             }
             MessageBody::ReadIndexResponse { ctx, index } => {
