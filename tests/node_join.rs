@@ -485,13 +485,22 @@ fn nodes_started_with_other_initial_voters_refuse_each_other() {
 /// start that stopped before its cores wrote their logs (a mistyped `--peers`, a failed
 /// executor) kept its founders while a corrected start bootstrapped the groups from other
 /// voters: the node then advertised founders its groups did not hold. Method: a data dir
-/// recorded with the founders 1, 2, 9, and no log; started with peers 1 and 2.
+/// recorded with the founders 1, 2, 9, and no log; started with peers 1 and 2. Then (found
+/// in review) a data dir recorded by a join (founders 0): a group its join had not reached
+/// started from a first entry of its own, unlike the cluster's, and the node recorded these
+/// --peers as the members it was one of.
 #[test]
 fn a_group_is_not_bootstrapped_from_other_peers_than_the_first_start_recorded() {
+    let nine = cohort::wire::founders_digest([1, 2, 9].map(cohort::raft::NodeId));
+    for founders in [nine, 0] {
+        refused_with_other_founders(founders);
+    }
+}
+
+fn refused_with_other_founders(founders: u64) {
     let dir = std::env::temp_dir().join(format!("cohort-test-refounded-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let founders = cohort::wire::founders_digest([1, 2, 9].map(cohort::raft::NodeId));
     cohort::node::identity::check_or_record(
         &dir.join("data"),
         cohort::node::identity::Identity {
@@ -519,10 +528,12 @@ fn a_group_is_not_bootstrapped_from_other_peers_than_the_first_start_recorded() 
     let status = node.exit_status();
     let said = node.log();
     drop(node);
+    let member_recorded = cohort::node::identity::recorded_members(&dir.join("data"));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!status.success(), "started:\n{said}");
     assert!(
         said.contains("this data dir was first started with other --peers"),
         "{said}"
     );
+    assert_eq!(member_recorded, Ok(None), "founders {founders}");
 }

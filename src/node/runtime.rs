@@ -120,7 +120,13 @@ pub fn run_telling(
         },
     };
     let founders = super::identity::check_or_record(&config.data_dir, identity)?.founders;
-    if config.bootstrap && super::identity::recorded_members(&config.data_dir)?.is_none() {
+    // Only a node whose first start founded the cluster with these --peers: a joined node
+    // (founders 0) restarted with --peers is refused by its cores below.
+    let digest = crate::wire::founders_digest(config.members.keys().copied());
+    if config.bootstrap
+        && founders == digest
+        && super::identity::recorded_members(&config.data_dir)?.is_none()
+    {
         super::identity::record_membership(&config.data_dir, &config.members)?;
     }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -369,12 +375,16 @@ async fn run_core(
     };
     // A group that holds nothing yet starts from the --peers of this start: they must be
     // those the data dir's first start recorded, or the node would advertise founders its
-    // groups do not hold.
+    // groups do not hold. A node that joined (founders 0) has none: a group its join did not
+    // reach yet would start from a first entry of its own, unlike the cluster's at that
+    // index, and a leader adding the node later would append onto it. (A dir from before
+    // founders were recorded holds every group: nothing of it is refused.)
     let digest = crate::wire::founders_digest(config.members.keys().copied());
-    let refused = (config.bootstrap && founders != 0 && digest != founders).then_some(
-        "this data dir was first started with other --peers (other initial voters), and a \
-         group that holds nothing yet would start from these: start with the --peers of its \
-         first start, or on an empty data dir",
+    let refused = (config.bootstrap && digest != founders).then_some(
+        "this data dir was first started with other --peers (other initial voters) or joined \
+         its cluster with --join, and a group that holds nothing yet would start from these \
+         --peers: start with the flags of its first start (--join for a node that joined), \
+         or on an empty data dir",
     );
     let bootstrap = refused.map_or(Ok(&bootstrap), Err);
     let (log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
