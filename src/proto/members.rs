@@ -113,7 +113,8 @@ pub fn member_change_of(table: fb::MemberChangeRequest<'_>) -> Result<MemberChan
     })
 }
 
-/// A member's base address must be `HOST:PORT`, short enough to travel in a conf change.
+/// A member's base address must be `HOST:PORT`, short enough to travel in a conf change,
+/// with a port above 0 (its cores listen at fixed ports from it, which others dial).
 pub fn check_address(address: &str) -> Result<(), String> {
     if address.len() > ADDRESS_BYTES_MAX {
         return Err(format!(
@@ -122,8 +123,12 @@ pub fn check_address(address: &str) -> Result<(), String> {
         ));
     }
     match address.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("address `{address}` is not HOST:PORT")),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "address `{address}` is not HOST:PORT (a port from 1)"
+        )),
     }
 }
 
