@@ -213,9 +213,10 @@ pub fn run_telling(
 /// error, the stop, a panic in any of its tasks, or an executor that fails to build in its
 /// thread, pinned to a CPU outside this process's set, say, so that `make` never runs), the
 /// node's `stop` is set and the other cores stop too: a node never goes on as half a node,
-/// serving some of its groups. A panic in a task other than the core's own (a job off the
-/// loop, a client connection) ends the executor, which drops the core's future and so the
-/// guard it holds.
+/// serving some of its groups. The guard lives in the core thread's own storage, not in the
+/// core's future: a panic in a task other than the core's own (a job off the loop, a client
+/// connection) ends the executor's thread without dropping a parked future whose waker it
+/// holds itself (the core's inbox keeps its consumer's).
 fn spawn_core<G, F, T>(
     placement: Placement,
     core: u16,
@@ -230,13 +231,19 @@ where
     let stop_all = StopOnDrop(stop);
     LocalExecutorBuilder::new(placement)
         .name(&format!("cohort-core-{core}"))
-        .spawn(move || async move {
-            let _stop_all = stop_all;
-            make().await
+        .spawn(move || {
+            CORE_STOP.with(|slot| *slot.borrow_mut() = Some(stop_all));
+            make()
         })
 }
 
-/// Sets the node's stop flag when dropped, on a core's way out or while its thread unwinds.
+thread_local! {
+    /// The stop guard of the core this thread runs, dropped as the thread ends, however.
+    static CORE_STOP: RefCell<Option<StopOnDrop>> = const { RefCell::new(None) };
+}
+
+/// Sets the node's stop flag when dropped, as a core's thread ends (or its executor never
+/// built, and the guard was dropped unused).
 struct StopOnDrop(Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
@@ -822,16 +829,26 @@ mod tests {
     use crate::sim::lease_safe_skew_permille;
 
     /// Goal: a panic in a task of a core other than its main one (a job off the loop, a
-    /// client connection) stops the node as a panic of its main task does (a review
-    /// suspected the core's future was left parked, never dropped, and the other cores went
-    /// on). Method: a core whose main task waits for ever and whose other task panics: once
-    /// its executor ends, the stop is set.
+    /// client connection) stops the node as a panic of its main task does. Method: a core
+    /// whose main task waits, its waker kept where the task itself holds it (as the core's
+    /// inbox keeps it: the task is then never dropped, and the guard it held never set the
+    /// stop, found in review), while its other task panics on its second poll (a first poll
+    /// runs inside the main task's): once its executor ends, the stop is set.
     #[test]
     fn a_panic_in_any_task_of_a_core_stops_the_node() {
         let stop = Arc::new(AtomicBool::new(false));
         let core = spawn_core(Placement::Unbound, 0, Arc::clone(&stop), || async {
-            glommio::spawn_local(async { panic!("a bug in a task") }).detach();
-            futures_lite::future::pending::<()>().await;
+            glommio::spawn_local(async {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                panic!("a bug in a task")
+            })
+            .detach();
+            let waker_kept = RefCell::new(None);
+            futures_lite::future::poll_fn(|cx| {
+                *waker_kept.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::<()>::Pending
+            })
+            .await;
         })
         .expect("an executor");
         assert!(core.join().is_err(), "the panic ends the executor");
