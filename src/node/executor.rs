@@ -2,7 +2,25 @@
 
 use std::future::Future;
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use std::rc::Rc;
+
+use glommio::sync::Semaphore;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, PoolPlacement};
+
+/// Threads of each executor's blocking pool, unbound (a core pinned with `--pin` shares no
+/// CPU with its own jobs). Snapshot jobs (encoding a state, writing or storing its file: seconds
+/// for a big one) take a [`Lane`] one at a time; the other thread is left to the jobs that must
+/// not wait behind them: the WAL's next segment (without it every group's entries wait once
+/// the segment in use runs short) and freeing memory. Found in review: one thread took jobs in
+/// turn.
+const BLOCKING_THREADS: usize = 2;
+
+/// A builder of an executor named `name` on `placement`, with its blocking pool.
+pub(crate) fn executor_builder(placement: Placement, name: &str) -> LocalExecutorBuilder {
+    LocalExecutorBuilder::new(placement)
+        .name(name)
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS))
+}
 
 /// Run the future `make()` builds to completion on a fresh executor thread (unpinned) and
 /// return its output. The future itself may hold thread-local state (`Rc`); `make` moves.
@@ -26,8 +44,7 @@ where
     T: Send + 'static,
 {
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .name(name)
+    executor_builder(Placement::Unbound, name)
         .io_memory(1 << 20)
         .spawn(make)
         .map_err(|e| format!("cannot start an executor: {e}"))
@@ -48,6 +65,27 @@ where
         .spawn_blocking(move || std::panic::catch_unwind(caught))
         .await;
     outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Jobs off the loop that run one at a time, in the order they came (see
+/// [`BLOCKING_THREADS`]).
+#[derive(Clone)]
+pub(crate) struct Lane(Rc<Semaphore>);
+
+impl Lane {
+    pub(crate) fn new() -> Lane {
+        Lane(Rc::new(Semaphore::new(1)))
+    }
+
+    /// Runs `job` as [`off_loop`] does, once the lane's jobs before it ended.
+    pub(crate) async fn off_loop<R, F>(&self, job: F) -> R
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let _turn = (self.0.acquire_permit(1).await).expect("a lane is never closed");
+        off_loop(job).await
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! A member is `host:port`. A host name goes to the system resolver, which blocks, for its
 //! whole timeout while DNS is down: on the loop, every group of the core would stall with
-//! it, and on the core's one blocking thread, so would the jobs queued behind it (the WAL's
+//! it, and on the core's blocking threads, so would the jobs queued behind it (the WAL's
 //! next segment, snapshot files): it runs on a thread of its own. And a name that failed to
 //! resolve once must not leave its node out for good (its messages refused, its handshakes
 //! refused as unknown) until the next membership change: a failed name keeps the address it
@@ -163,7 +163,7 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 
 /// Runs `job` on a thread of its own and waits for its answer, looking every `ANSWER_POLL`
 /// (a resolution is rare: at a membership change, or a second after a name failed). Found
-/// in review: on the core's one blocking thread, a resolver waiting out its timeout (about
+/// in review: on the core's blocking thread (then one), a resolver waiting out its timeout (about
 /// 10 s a name with DNS down) held up the WAL's next segment and the snapshot files behind
 /// it. A panic in `job` is one of the caller's, as with `off_loop`. An error if no thread
 /// could be started (found in review: a panic, which stopped the node).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::Placement;
 
 use crate::kv::KvStore;
 use crate::proto::members::encode_addresses;
@@ -229,12 +229,10 @@ where
     T: Send + 'static,
 {
     let stop_all = StopOnDrop(stop);
-    LocalExecutorBuilder::new(placement)
-        .name(&format!("cohort-core-{core}"))
-        .spawn(move || {
-            CORE_STOP.with(|slot| *slot.borrow_mut() = Some(stop_all));
-            make()
-        })
+    super::executor::executor_builder(placement, &format!("cohort-core-{core}")).spawn(move || {
+        CORE_STOP.with(|slot| *slot.borrow_mut() = Some(stop_all));
+        make()
+    })
 }
 
 thread_local! {
