@@ -144,9 +144,23 @@ fn fake_member<F>(
 where
     F: std::future::Future<Output = ()> + 'static,
 {
+    fake_member_named("127.0.0.1", id, groups, others, serve)
+}
+
+/// As [`fake_member`], its address written with `host` (a name or address of loopback).
+fn fake_member_named<F>(
+    host: &str,
+    id: u64,
+    groups: u32,
+    others: Vec<(u64, String)>,
+    serve: impl Fn(TcpStream, Topology) -> F + 'static,
+) -> String
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let base = format!("127.0.0.1:{}", port - 1);
+    let base = format!("{host}:{}", port - 1);
     let mut members = others;
     members.push((id, base.clone()));
     let topology = Topology {
@@ -651,6 +665,37 @@ fn an_attempt_that_connects_late_still_ends_by_the_request_timeout() {
         "{result:?}"
     );
     assert!(took < Duration::from_millis(2000), "took {took:?}");
+}
+
+/// Goal (found in review): a member that cannot be reached (its SYNs dropped: a machine
+/// off or cut off) holds up only the requests sent to it, not the batch's others. Method:
+/// node 2's connections never complete; node 1 (named `localhost`, so that its address
+/// sorts after node 2's) answers every request. A batch's requests, no leader known, go to
+/// both: the client connected to each address in turn, each connection given the attempt's
+/// time left, so node 2's took it all, node 1's requests then had none, and were sent to
+/// node 2 next; no request was ever answered.
+#[test]
+fn an_unreachable_member_holds_up_only_the_requests_sent_to_it() {
+    let results = cohort::node::on_one_executor("client-unreachable", || async {
+        let to_node2 = slow_to_accept(Duration::from_secs(60));
+        let (host, port) = to_node2.rsplit_once(':').expect("host:port");
+        let node2 = format!("{host}:{}", port.parse::<u16>().expect("a port") - 1);
+        let node1 = fake_member_named("localhost", 1, 16, vec![(2, node2)], |stream, topology| {
+            answer_frames(stream, topology, |commands| {
+                let written = Outcome::Results(vec![OpResult::Written].into());
+                Some(vec![written; commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_millis(500);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        client.execute_batch(puts(32)).await
+    })
+    .expect("executor");
+    for result in results {
+        assert!(result.is_ok(), "{result:?}");
+    }
 }
 
 /// Goal (found in review): a layout that lists one node id twice (which only a broken node

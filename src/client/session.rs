@@ -429,8 +429,15 @@ impl Client {
                 // each request): wait before the next pick, as after a failed send.
                 pause = true;
             }
-            for (address, members) in routed {
-                match self.send(&address, &members, slots, &attempt, left()).await {
+            // Every address at once: connecting to one that does not answer (a machine off)
+            // takes the attempt's time, and in turn left the others' requests none (found in
+            // review: no request of a batch was ever answered).
+            let sends = (routed.iter())
+                .map(|(address, members)| self.send(address, members, slots, &attempt, left()))
+                .collect();
+            let sent = join_all(sends).await;
+            for ((address, members), sent) in routed.into_iter().zip(sent) {
+                match sent {
                     Ok(channel) => waiting.sent.push((address, channel, members)),
                     Err(error) => {
                         for &i in &members {
@@ -979,6 +986,30 @@ pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topol
         }
     })
     .await
+}
+
+/// The outputs of `futures`, in their order, once all are done; they run together.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(done) => *output = Some(done),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// `work`, or a timeout error after `timeout`.
