@@ -5,6 +5,8 @@
 #![allow(clippy::disallowed_methods)] // wall-clock bounds of a whole test, not engine timing
 
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -780,6 +782,70 @@ fn against_two_nodes_naming_each_other<T: Send + 'static>(
         (ask(options).await, asked.get())
     })
     .expect("executor")
+}
+
+/// Answers topology requests with `topology`, and each leader transfer or membership
+/// change as done, by node 2.
+async fn answer_done(mut stream: TcpStream, topology: Topology) {
+    use cohort::proto::members::{MemberOutcome, encode_member_outcome};
+    use cohort::proto::transfer::{TransferOutcome, encode_transfer_outcome};
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        let encoded = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
+            Ok(ClientFrame::TransferLeader { .. }) => {
+                encode_transfer_outcome(&mut encoder, &TransferOutcome::Done { leader: 2 })
+            }
+            Ok(ClientFrame::ChangeMember(_)) => {
+                let done = MemberOutcome::Done {
+                    voters: vec![2],
+                    learners: Vec::new(),
+                };
+                encode_member_outcome(&mut encoder, &done)
+            }
+            _ => continue,
+        };
+        encoded.expect("fits a frame");
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// Goal (found in review): `cohort leader transfer` and `cohort members` do not ask the
+/// member of the lowest id first: when that one is down (its SYNs dropped), each group's
+/// connection to it took the whole attempt, which with `--timeout-ms` at most the attempt's
+/// was the command's whole time. Method: node 1 never completes a connection, node 2 (the
+/// seed) does what it is asked, within 1 s.
+#[test]
+fn transfers_and_member_changes_do_not_wait_for_an_unreachable_first_member() {
+    let against_node_1_down = |ask: fn(ClientOptions) -> Pin<Box<dyn Future<Output = bool>>>| {
+        cohort::node::on_one_executor("client-first-down", move || async move {
+            let to_node1 = slow_to_accept(Duration::from_secs(60));
+            let (host, port) = to_node1.rsplit_once(':').expect("host:port");
+            let node1 = format!("{host}:{}", port.parse::<u16>().expect("a port") - 1);
+            let node2 = fake_member(2, 1, vec![(1, node1)], answer_done);
+            let mut options = ClientOptions::new(vec![node2], 5);
+            options.request_timeout = Duration::from_secs(1);
+            ask(options).await
+        })
+        .expect("executor")
+    };
+    let transferred = against_node_1_down(|options| {
+        Box::pin(async move { cohort::client::transfer_leader(options, 0, 2).await.is_ok() })
+    });
+    assert!(transferred, "the transfer was not asked of node 2 in time");
+    let changed = against_node_1_down(|options| {
+        Box::pin(async move {
+            let op = cohort::proto::members::MemberOp::Promote;
+            cohort::client::change_membership(&options, 3, op, |_, _| {})
+                .await
+                .is_ok()
+        })
+    });
+    assert!(changed, "the change was not asked of node 2 in time");
 }
 
 /// Goal (found in review): `cohort leader transfer` and `cohort members` follow hints that

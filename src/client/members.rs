@@ -141,7 +141,9 @@ async fn change_group(
     let deadline = crate::clock::now() + options.request_timeout;
     let mut encoder = FrameEncoder::new();
     encode_member_change(&mut encoder, change).map_err(|e| e.to_string())?;
-    let mut ask = topology.members[0].0;
+    // First the member that told the layout: it answers (the lowest id may be a member down,
+    // whose connection would take the attempt, found in review).
+    let mut ask = topology.node_id;
     let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
     while crate::clock::now() < deadline {
@@ -157,7 +159,7 @@ async fn change_group(
             ask = if topology.address_of(ask, group).is_some() {
                 ask
             } else {
-                topology.members[0].0
+                topology.node_id
             };
             continue;
         };

@@ -41,8 +41,10 @@ pub async fn transfer_leader(
     let mut encoder = FrameEncoder::new();
     encode_transfer_request(&mut encoder, group, to).map_err(|e| e.to_string())?;
     let started = crate::clock::now();
-    // Ask each member in turn until the leader answers; follow its hints.
-    let mut ask = topology.members[0].0;
+    // Ask each member in turn until the leader answers; follow its hints. First the member
+    // that told the layout: it answers (the lowest id may be a member down, whose connection
+    // would take the attempt, found in review).
+    let mut ask = topology.node_id;
     // What stands if learning the layout took the whole time: no member was asked.
     let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
