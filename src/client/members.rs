@@ -216,9 +216,12 @@ async fn refresh(options: &ClientOptions, topology: &mut Topology) {
 }
 
 /// The membership as the first seed that answers sees it: its topology and the state of its
-/// groups (every core's).
+/// groups (every core's, asked at once: in turn, a node whose cores accept and say nothing
+/// took a timeout per core, found in review), all within the request timeout.
 pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<CoreRows>), String> {
-    let topology = fetch_topology(&options.seeds, options.attempt_timeout)
+    let deadline = crate::clock::now() + options.request_timeout;
+    let left = || deadline.saturating_duration_since(crate::clock::now());
+    let topology = fetch_topology(&options.seeds, options.attempt_timeout.min(left()))
         .await
         .map_err(|e| e.to_string())?;
     let base = topology
@@ -229,14 +232,22 @@ pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<C
         .ok_or_else(|| format!("node {} does not list itself", topology.node_id))?;
     let mut encoder = FrameEncoder::new();
     encode_status_request(&mut encoder).expect("an empty frame fits");
-    let mut rows = Vec::new();
+    let encoder = std::rc::Rc::new(encoder);
+    let timeout = options.attempt_timeout.min(left());
+    let node = topology.node_id;
+    let mut asked = Vec::new();
     for core in 0..topology.cores {
         let address = client_address(&base, core).ok_or_else(|| format!("bad address {base}"))?;
-        let timeout = options.attempt_timeout;
-        let core_rows = exchange(&address, &encoder, timeout, timeout, decode_status)
-            .await
-            .map_err(|e| format!("node {} core {core} ({address}): {e}", topology.node_id))?;
-        rows.push(core_rows);
+        let encoder = std::rc::Rc::clone(&encoder);
+        asked.push(glommio::spawn_local(async move {
+            exchange(&address, &encoder, timeout, timeout, decode_status)
+                .await
+                .map_err(|e| format!("node {node} core {core} ({address}): {e}"))
+        }));
+    }
+    let mut rows = Vec::new();
+    for answer in asked {
+        rows.push(answer.await?);
     }
     Ok((topology, rows))
 }

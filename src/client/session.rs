@@ -648,13 +648,20 @@ impl Client {
         }
         let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for ((node, _), (group, members)) in by_place {
-            let address = self.inner.topology.borrow().address_of(node, group);
+            let topology = self.inner.topology.borrow();
+            let address = topology.address_of(node, group);
+            let listed = topology.members.iter().any(|m| m.0 == node);
+            drop(topology);
             match address {
                 Some(address) => by_address.entry(address).or_default().extend(members),
                 None => {
+                    let why = match listed {
+                        true => format!("node {node} has no client address in the layout"),
+                        false => format!("node {node}, named the leader, is not in the layout"),
+                    };
                     for i in members {
                         if let Some(slot) = slots[i].as_mut() {
-                            slot.last_error = format!("node {node} has no client address");
+                            slot.last_error = why.clone();
                             slot.node = Some(self.other_member(node));
                         }
                     }
