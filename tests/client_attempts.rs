@@ -848,6 +848,51 @@ fn transfers_and_member_changes_do_not_wait_for_an_unreachable_first_member() {
     assert!(changed, "the change was not asked of node 2 in time");
 }
 
+/// Answers topology requests with `topology`, the first membership change as busy (a
+/// leader that stops answers so a change it committed) and the later ones "not a member".
+async fn busy_then_not_member(mut stream: TcpStream, topology: Topology, asked: Rc<Cell<u32>>) {
+    use cohort::proto::members::{MemberOutcome, encode_member_outcome};
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        let encoded = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
+            Ok(ClientFrame::ChangeMember(_)) => {
+                let outcome = match asked.replace(asked.get() + 1) {
+                    0 => MemberOutcome::Busy("the leader is stopping".to_string()),
+                    _ => MemberOutcome::NotMember("node 3 is in none of its configs".to_string()),
+                };
+                encode_member_outcome(&mut encoder, &outcome)
+            }
+            _ => continue,
+        };
+        encoded.expect("fits a frame");
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
+}
+
+/// Goal (found in review): a remove whose first ask was answered busy (a stopping leader,
+/// which may have committed it) and its next "not a member" (the change done) is done, not
+/// "nothing to remove". Method: one group, a node that answers so.
+#[test]
+fn a_remove_answered_busy_then_not_a_member_is_done() {
+    let removed = cohort::node::on_one_executor("client-remove-busy", || async {
+        let asked = Rc::new(Cell::new(0));
+        let node = fake_node(1, move |stream, topology| {
+            busy_then_not_member(stream, topology, asked.clone())
+        });
+        let mut options = ClientOptions::new(vec![node], 5);
+        options.request_timeout = Duration::from_secs(5);
+        let op = cohort::proto::members::MemberOp::Remove;
+        cohort::client::change_membership(&options, 3, op, |_, _| {}).await
+    })
+    .expect("executor");
+    assert!(removed.is_ok(), "{removed:?}");
+}
+
 /// Goal (found in review): `cohort leader transfer` and `cohort members` follow hints that
 /// send them round between two nodes with pauses, as the client's requests do, not in a
 /// busy loop of fresh connections. Method: two nodes that each name the other the leader,

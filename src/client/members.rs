@@ -85,7 +85,7 @@ pub async fn change_membership_while(
             node,
             op: op.clone(),
         };
-        let outcome = change_group(options, &mut topology, &change).await?;
+        let (outcome, maybe_done) = change_group(options, &mut topology, &change).await?;
         if let MemberOutcome::NotMember(why) = &outcome
             && op != MemberOp::Remove
         {
@@ -97,7 +97,9 @@ pub async fn change_membership_while(
         progress(group, &outcome);
         match outcome {
             MemberOutcome::Done { voters, learners } => last = (voters, learners),
-            MemberOutcome::NotMember(_) => strangers += 1,
+            // Not a member after an ask that may have removed it: this remove did.
+            MemberOutcome::NotMember(_) if !maybe_done => strangers += 1,
+            MemberOutcome::NotMember(_) => {}
             MemberOutcome::NotLeader { .. } | MemberOutcome::Failed(_) | MemberOutcome::Busy(_) => {
                 unreachable!("change_group answers done or not a member")
             }
@@ -131,12 +133,15 @@ pub async fn remove_from(options: &ClientOptions, node: u64, groups: &[u32]) -> 
     Ok(())
 }
 
-/// One group's change: ask its leader (following hints), ask again while it is busy.
+/// One group's change: ask its leader (following hints), ask again while it is busy. With
+/// the outcome, whether an ask before it may have made the change (it went unanswered, or
+/// was refused as busy: a leader that stops answers so a change it already committed), so
+/// that a remove then answered "not a member" is not taken for one that found nothing.
 async fn change_group(
     options: &ClientOptions,
     topology: &mut Topology,
     change: &MemberChange,
-) -> Result<MemberOutcome, String> {
+) -> Result<(MemberOutcome, bool), String> {
     let group = change.group;
     let deadline = crate::clock::now() + options.request_timeout;
     let mut encoder = FrameEncoder::new();
@@ -146,6 +151,7 @@ async fn change_group(
     let mut ask = topology.node_id;
     let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
+    let mut maybe_done = false;
     while crate::clock::now() < deadline {
         let next = |topology: &Topology, node: u64| {
             let members = &topology.members;
@@ -175,7 +181,7 @@ async fn change_group(
         );
         match asked.await {
             Ok(done @ (MemberOutcome::Done { .. } | MemberOutcome::NotMember(_))) => {
-                return Ok(done);
+                return Ok((done, maybe_done));
             }
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {
                 ask = leader;
@@ -190,9 +196,13 @@ async fn change_group(
                 last_error = format!("node {ask} knows no leader of group {group}");
                 ask = next(topology, ask);
             }
-            Ok(MemberOutcome::Busy(why)) => last_error = format!("node {ask}: {why}"),
+            Ok(MemberOutcome::Busy(why)) => {
+                maybe_done = true;
+                last_error = format!("node {ask}: {why}");
+            }
             Ok(MemberOutcome::Failed(why)) => return Err(format!("group {group}: {why}")),
             Err(error) => {
+                maybe_done = true;
                 last_error = format!("node {ask} ({address}): {error}");
                 ask = next(topology, ask);
                 refresh(options, topology).await;
