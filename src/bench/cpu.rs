@@ -22,8 +22,8 @@ pub struct Watched {
 pub struct Sample {
     /// Per watched process (same order): user and system ticks, `None` once it is gone.
     processes: Vec<Option<(u64, u64)>>,
-    /// The machine's `cpu` line of /proc/stat: busy (user, nice, system, irq, softirq,
-    /// steal), iowait and idle ticks, summed over its CPUs.
+    /// The machine's `cpu` line of /proc/stat: busy (user, nice, system, irq, softirq),
+    /// steal, iowait and idle ticks, summed over its CPUs.
     machine: Option<MachineTicks>,
 }
 
@@ -32,6 +32,9 @@ struct MachineTicks {
     /// The `cpuN` lines: the CPUs the ticks are summed over.
     cpus: usize,
     busy: u64,
+    /// Time a virtual CPU wanted to run while the host ran something else: not work done
+    /// here, so not busy (it would raise the cost per request with the host's load).
+    steal: u64,
     iowait: u64,
     idle: u64,
 }
@@ -60,6 +63,8 @@ pub struct ProcessUse {
 pub struct MachineUse {
     pub cpus: usize,
     pub busy_fraction: f64,
+    /// Taken by the host of a virtual machine for others (0 on bare metal).
+    pub steal_fraction: f64,
     /// Idle while some task waits for I/O. An executor parked in `io_uring_enter` with
     /// requests in flight (a socket read) counts here too, so on an io_uring engine this is
     /// mostly idle time, not a sign of a slow disk.
@@ -106,14 +111,16 @@ pub fn usage(
         .collect();
     let machine = before.machine.zip(after.machine).map(|(b, a)| {
         let busy = a.busy.saturating_sub(b.busy);
+        let steal = a.steal.saturating_sub(b.steal);
         let iowait = a.iowait.saturating_sub(b.iowait);
         let idle = a.idle.saturating_sub(b.idle);
-        let total = (busy + iowait + idle).max(1) as f64;
+        let total = (busy + steal + iowait + idle).max(1) as f64;
         let cpus = a.cpus;
         let busy_us_per_request = per_request(busy);
         MachineUse {
             cpus,
             busy_fraction: busy as f64 / total,
+            steal_fraction: steal as f64 / total,
             iowait_fraction: iowait as f64 / total,
             idle_fraction: idle as f64 / total,
             busy_us_per_request,
@@ -148,10 +155,14 @@ pub fn summary_lines(cpu: &CpuUse) -> String {
             Some(ceiling) => format!("at this cost the CPUs allow at most {ceiling:.0} requests/s"),
             None => "the nodes (--nodes) are not watched: no ceiling for them".to_string(),
         };
+        let steal = match m.steal_fraction {
+            0.0 => String::new(),
+            fraction => format!(", {:.0}% taken by the host", fraction * 100.0),
+        };
         let _ = writeln!(
             out,
-            "  machine     {:>8.2} busy in all ({} CPUs: {:.0}% busy, {:.0}% iowait, {:.0}% idle): \
-             {ceiling}",
+            "  machine     {:>8.2} busy in all ({} CPUs: {:.0}% busy, {:.0}% iowait, {:.0}% \
+             idle{steal}): {ceiling}",
             m.busy_us_per_request,
             m.cpus,
             m.busy_fraction * 100.0,
@@ -201,7 +212,8 @@ fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
         .count();
     Some(MachineTicks {
         cpus,
-        busy: user + nice + system + irq + softirq + steal,
+        busy: user + nice + system + irq + softirq,
+        steal,
         iowait,
         idle,
     })
@@ -220,12 +232,19 @@ mod tests {
     }
 
     #[test]
-    fn machine_ticks_split_busy_iowait_and_idle() {
-        let stat = "cpu  100 5 40 800 30 2 3 1 0 0\ncpu0 50 2 20 400 15 1 1 0 0 0\n";
+    fn machine_ticks_split_busy_steal_iowait_and_idle() {
+        let stat = "cpu  100 5 40 800 30 2 3 7 0 0\ncpu0 50 2 20 400 15 1 1 0 0 0\n";
         let ticks = parse_machine_ticks(stat).unwrap();
+        // Steal is the host's doing, not this machine's work (found in review: it was busy).
         assert_eq!(
-            (ticks.cpus, ticks.busy, ticks.iowait, ticks.idle),
-            (1, 100 + 5 + 40 + 2 + 3 + 1, 30, 800)
+            (
+                ticks.cpus,
+                ticks.busy,
+                ticks.steal,
+                ticks.iowait,
+                ticks.idle
+            ),
+            (1, 100 + 5 + 40 + 2 + 3, 7, 30, 800)
         );
         assert!(parse_machine_ticks("cpu0 1 2 3\n").is_none());
     }
@@ -242,6 +261,7 @@ mod tests {
             machine: Some(MachineTicks {
                 cpus: 2,
                 busy,
+                steal: 0,
                 iowait: 0,
                 idle: 0,
             }),
