@@ -19,7 +19,9 @@ use crate::shard::core::{Core, CoreNet, CoreShape, Hooks, Input};
 use crate::shard::inbox::Inbox;
 use crate::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportConfig};
-use crate::wire::limits::{MESSAGE_PAYLOAD_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS};
+use crate::wire::limits::{
+    MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
+};
 use crate::wire::{ClusterId, Envelope, Layout, Timing};
 
 use super::client_conns::Conns;
@@ -27,13 +29,22 @@ use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
 use super::members_view::MembersView;
 
-/// Snapshot chunks in flight to one peer, per group: 4 MiB with the default chunk, well
-/// under a peer queue's bound, so appends of other groups are never stuck behind a snapshot.
+/// Snapshot chunks in flight to one peer, per group, at most: 4 MiB with the default chunk.
 const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
 
-/// Snapshot chunks in flight to one peer over all its groups: two streams' windows, 8 MiB
-/// with the default chunk, a quarter of a peer queue's bound.
-const SNAPSHOT_PEER_WINDOW_CHUNKS: usize = 2 * SNAPSHOT_WINDOW_CHUNKS;
+/// Snapshot bytes in flight to one peer over all its groups: a quarter of a peer queue's
+/// bound, so appends and heartbeats of other groups are never stuck behind a snapshot.
+const SNAPSHOT_PEER_WINDOW_BYTES: usize = PEER_QUEUE_BYTES_MAX / 4;
+
+/// The snapshot windows for chunks of `chunk_bytes`: (per stream, per peer), in chunks. Two
+/// streams' windows of 4 chunks with the default chunk (1 MiB); fewer chunks with larger ones
+/// (found in review: at the largest, 8 MiB, one peer's window was 64 MiB, twice its queue's
+/// bound, which snapshot chunks then kept full while other groups' appends were refused).
+fn snapshot_windows(chunk_bytes: usize) -> (usize, usize) {
+    let peer =
+        (SNAPSHOT_PEER_WINDOW_BYTES / chunk_bytes.max(1)).clamp(1, 2 * SNAPSHOT_WINDOW_CHUNKS);
+    (SNAPSHOT_WINDOW_CHUNKS.min(peer.div_ceil(2)), peer)
+}
 
 /// Inputs waiting for the core loop before producers must wait (client readers, peers).
 pub(crate) const INBOX_CAPACITY: usize = 4096;
@@ -535,8 +546,8 @@ async fn run_core(
         snapshot_log_bytes: config.snapshot_log_bytes,
         snapshot_stream: StreamConfig {
             chunk_bytes: config.snapshot_chunk_bytes,
-            window_chunks: SNAPSHOT_WINDOW_CHUNKS,
-            peer_window_chunks: SNAPSHOT_PEER_WINDOW_CHUNKS,
+            window_chunks: snapshot_windows(config.snapshot_chunk_bytes).0,
+            peer_window_chunks: snapshot_windows(config.snapshot_chunk_bytes).1,
             // Resend a quiet window after an election timeout; give a stream up after ten.
             stall_ticks: u64::from(config.election_ticks),
             abandon_ticks: 10 * u64::from(config.election_ticks),
@@ -854,6 +865,22 @@ mod tests {
             stop.load(Ordering::SeqCst),
             "the node goes on without this core"
         );
+    }
+
+    /// Goal: whatever `--snapshot-chunk-kib` a node runs with, the snapshot chunks in flight
+    /// to one peer (a chunk past its window may go while the window is not full) stay within
+    /// half its queue's bound; the default chunk keeps two streams' windows of 4 chunks.
+    #[test]
+    fn snapshot_windows_leave_most_of_a_peer_queue_to_other_groups() {
+        use crate::node::config::{SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MIN};
+        assert_eq!(snapshot_windows(1 << 20), (4, 8));
+        let mut chunk = SNAPSHOT_CHUNK_BYTES_MIN;
+        while chunk <= SNAPSHOT_CHUNK_BYTES_MAX {
+            let (stream, peer) = snapshot_windows(chunk);
+            assert!((1..=peer).contains(&stream), "{chunk}: {stream} of {peer}");
+            assert!(peer * chunk <= PEER_QUEUE_BYTES_MAX / 4, "{chunk}: {peer}");
+            chunk += chunk / 2 + 1;
+        }
     }
 
     /// Goal: whatever `--election-ticks` a node runs with, its lease absorbs clocks that run
