@@ -83,8 +83,9 @@ async fn serve_accepted(
     drop(pending);
     match accepted {
         Ok((peer, stream, reader)) => {
-            let reason = connection::run(&shared, &peer, stream, reader, number).await;
-            shared.log_close(peer.id, true, &reason);
+            let (reason, established) =
+                connection::run(&shared, &peer, stream, reader, number).await;
+            shared.log_close(peer.id, established, &reason);
         }
         Err(reason) => shared.log_close(address, false, &reason),
     }

@@ -204,19 +204,20 @@ impl Drop for ShutDownIfRefused<'_> {
 
 /// Serves an established connection, begun as `number` (see `Shared::connection_number`),
 /// until it fails or a connection of the same peer begun later replaces it; returns why it
-/// ended. The caller logs the reason. One begun before the peer's current one ends at once.
+/// ended, and whether it was established (counted so). The caller logs the reason. One begun
+/// before the peer's current one ends at once, never established.
 pub(super) async fn run(
     shared: &Shared,
     peer: &Peer,
     stream: TcpStream,
     reader: FrameReader,
     number: u64,
-) -> CloseReason {
+) -> (CloseReason, bool) {
     let stop = Rc::new(Stop::default());
     let previous = {
         let mut slot = peer.connection.borrow_mut();
         if slot.as_ref().is_some_and(|(current, _)| *current > number) {
-            return CloseReason::Superseded;
+            return (CloseReason::Superseded, false);
         }
         slot.replace((number, Rc::clone(&stop)))
     };
@@ -258,7 +259,7 @@ pub(super) async fn run(
     {
         *slot = None;
     }
-    reason
+    (reason, true)
 }
 
 async fn read_loop(

@@ -41,8 +41,9 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                 }
                 failures = 0;
                 let frames = peer.frames_received.get();
-                let reason = connection::run(&shared, &peer, stream, reader, number).await;
-                shared.log_close(peer.id, true, &reason);
+                let (reason, established) =
+                    connection::run(&shared, &peer, stream, reader, number).await;
+                shared.log_close(peer.id, established, &reason);
                 // Only a connection that carried frames, and did not end for what the peer
                 // sent, starts the backoff over: one the peer takes and closes at once, or
                 // that ends at a frame this node refuses, for a reason that lasts, would

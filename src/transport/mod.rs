@@ -321,11 +321,12 @@ impl Transport {
         self.shared.log_full.set(full);
     }
 
-    /// Whether a connection to `peer` has completed its handshake and not failed since.
+    /// Whether a connection to `peer` has completed its handshake and not failed since, nor
+    /// the transport shut down (by [`Transport::close`], or itself, refused for lost data: its
+    /// tasks are then dropped without clearing their slots).
     pub fn is_connected(&self, peer: NodeId) -> bool {
-        self.shared
-            .peer(peer)
-            .is_some_and(|peer| peer.connection.borrow().is_some())
+        !self.shared.shutdown.is_stopped()
+            && (self.shared.peer(peer)).is_some_and(|peer| peer.connection.borrow().is_some())
     }
 
     /// Messages and bytes (as charged by the bound) queued for `peer`.
