@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,11 +26,12 @@ fn system_lookup(address: &str) -> io::Result<SocketAddr> {
 /// How often a dial looks for its lookup thread's answer.
 const LOOKUP_POLL: Duration = Duration::from_millis(5);
 
-/// What this process knows of one host name.
+/// What this process knows of one host name (whatever the port: a node's cores listen at
+/// ports of one host, and one dialed before stands in for all while DNS is down).
 #[derive(Default)]
 struct Name {
     /// The address its last lookup that succeeded found, and when.
-    known: Option<(SocketAddr, Instant)>,
+    known: Option<(IpAddr, Instant)>,
     /// The lookup of it running, by number, and since when: one at a time per name, so that
     /// dials while DNS is down wait for that one rather than each start a thread that
     /// blocks for the resolver's whole timeout. One running past [`LOOKUP_STUCK`] is taken
@@ -98,16 +99,24 @@ async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result
     if let Ok(addr) = address.parse::<SocketAddr>() {
         return Ok(addr);
     }
+    let Some((host, port)) =
+        (address.rsplit_once(':')).and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{address}` is not HOST:PORT"),
+        ));
+    };
     let start = crate::clock::now();
-    let ended_before = ask(address, lookup);
+    let ended_before = ask(host, address, lookup);
     loop {
         let now = crate::clock::now();
         let (known, answered, failed) = {
             let names = name_table();
-            let name = names.get(address);
+            let name = names.get(host);
             let known = (name.and_then(|n| n.known))
                 .filter(|(_, at)| now.saturating_duration_since(*at) < KNOWN_ADDRESS_TTL)
-                .map(|(addr, _)| addr);
+                .map(|(ip, _)| SocketAddr::new(ip, port));
             let answered = match &ended_before {
                 Ok(before) => name.is_some_and(|n| n.ended > *before),
                 Err(_) => true,
@@ -137,12 +146,12 @@ async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result
     }
 }
 
-/// Starts a lookup of `address` unless one is running (and not stuck); the count of its
-/// lookups that had ended before. A dial takes the answer of the lookup it joined, even
-/// one that started before DNS came back: the next dial asks again.
-fn ask(address: &str, lookup: Lookup) -> io::Result<u64> {
+/// Starts a lookup of `host` (through `address`, one of its ports) unless one is running (and
+/// not stuck); the count of its lookups that had ended before. A dial takes the answer of the
+/// lookup it joined, even one that started before DNS came back: the next dial asks again.
+fn ask(host: &str, address: &str, lookup: Lookup) -> io::Result<u64> {
     let mut names = name_table();
-    let name = names.entry(address.to_string()).or_default();
+    let name = names.entry(host.to_string()).or_default();
     let ended = name.ended;
     let now = crate::clock::now();
     if name
@@ -152,14 +161,14 @@ fn ask(address: &str, lookup: Lookup) -> io::Result<u64> {
         return Ok(ended);
     }
     let number = name.started + 1;
-    let asked = address.to_string();
+    let (asked, host) = (address.to_string(), host.to_string());
     let spawned = std::thread::Builder::new()
         .name("cohort-lookup".to_string())
         .spawn(move || {
             let found = std::panic::catch_unwind(|| lookup(&asked))
                 .unwrap_or_else(|_| Err(io::Error::other("the name lookup panicked")));
             let mut names = name_table();
-            let name = names.entry(asked).or_default();
+            let name = names.entry(host).or_default();
             // A later lookup, started beside this one taken for stuck, runs on.
             if name.asking.is_some_and(|(running, _)| running == number) {
                 name.asking = None;
@@ -167,7 +176,7 @@ fn ask(address: &str, lookup: Lookup) -> io::Result<u64> {
             name.ended += 1;
             match found {
                 Ok(addr) => {
-                    name.known = Some((addr, crate::clock::now()));
+                    name.known = Some((addr.ip(), crate::clock::now()));
                     name.failed = None;
                 }
                 Err(error) => name.failed = Some((error.kind(), error.to_string())),
@@ -253,10 +262,13 @@ mod tests {
     static HUNG_MANY_LOOKUPS: AtomicUsize = AtomicUsize::new(0);
     /// `flaky.test` was looked up once (that lookup hangs; the later ones answer at once).
     static FLAKY_ASKED: AtomicBool = AtomicBool::new(false);
+    /// `once.test` was looked up once (that lookup answers; the later ones hang).
+    static ONCE_ASKED: AtomicBool = AtomicBool::new(false);
 
     /// A name lookup of the tests: `slow-<ms>.test:<port>` answers 127.0.0.1:<port> after
     /// <ms> milliseconds, `hung….test:<port>` after 3 s with an error, `flaky.test:<port>`
-    /// as `hung` the first time, at once after.
+    /// as `hung` the first time, at once after; `once.test:<port>` at once the first time,
+    /// as `hung` after.
     #[allow(clippy::disallowed_methods)] // blocks its thread, as a resolver does
     fn test_lookup(address: &str) -> io::Result<SocketAddr> {
         let (host, port) = address.rsplit_once(':').expect("host:port");
@@ -264,7 +276,8 @@ mod tests {
             HUNG_MANY_LOOKUPS.fetch_add(1, Ordering::SeqCst);
         }
         let hangs = host.starts_with("hung")
-            || host == "flaky.test" && !FLAKY_ASKED.swap(true, Ordering::SeqCst);
+            || host == "flaky.test" && !FLAKY_ASKED.swap(true, Ordering::SeqCst)
+            || host == "once.test" && ONCE_ASKED.swap(true, Ordering::SeqCst);
         let wait_ms = match host.strip_prefix("slow-") {
             Some(rest) => rest.trim_end_matches(".test").parse().expect("ms"),
             None if hangs => 3000,
@@ -376,6 +389,27 @@ mod tests {
         let (first, later) = two_dials("flaky.test", [100, pause_ms, 500]);
         assert!(first.is_err(), "the first lookup hangs");
         assert!(later.is_ok(), "{later:?}");
+    }
+
+    /// Goal (found in review): while DNS is down, a host's address found for one of its ports
+    /// stands in for the others (a node's cores listen at ports of one host; the table was
+    /// of host:port, and a port not dialed before did not resolve). Method: `once.test` at
+    /// one listener's port resolves; its lookups then hang; a dial of it at another
+    /// listener's port, given 200 ms, connects.
+    #[test]
+    fn a_hosts_address_stands_in_for_its_other_ports() {
+        let (_first, first_port) = listener();
+        let (_second, second_port) = listener();
+        let (first, second) = crate::node::on_one_executor("dial-test", move || async move {
+            let timeout = Duration::from_millis(200);
+            let [first, second] = [first_port, second_port].map(|port| format!("once.test:{port}"));
+            let first = dial_with(&first, timeout, test_lookup).await.map(drop);
+            let second = dial_with(&second, timeout, test_lookup).await.map(drop);
+            (first, second)
+        })
+        .expect("executor");
+        assert!(first.is_ok(), "{first:?}");
+        assert!(second.is_ok(), "{second:?}");
     }
 
     /// Goal (found in review): a dial left no time to connect says it timed out (glommio
