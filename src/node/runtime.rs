@@ -416,8 +416,19 @@ async fn run_core(
         let kv = if persisted.snapshot.data.is_empty() {
             KvStore::new()
         } else {
-            KvStore::decode_snapshot(&persisted.snapshot.data)
-                .map_err(|e| format!("group {group}: {e}"))?
+            let kv = KvStore::decode_snapshot(&persisted.snapshot.data)
+                .map_err(|e| format!("group {group}: {e}"))?;
+            // As for a leader's snapshot: the state must be the one of the index Raft resumes
+            // from, or the entries after it would be applied to another state.
+            let index = persisted.snapshot.meta.index.0;
+            if kv.applied_index() != index {
+                return Err(format!(
+                    "group {group}: its snapshot file says index {index} and holds the state \
+                     at {}: the file is damaged (replace the node)",
+                    kv.applied_index()
+                ));
+            }
+            kv
         };
         let seed = config.id.0 << 32 ^ u64::from(group) ^ u64::from(std::process::id()) << 48;
         let replica = Replica::new(raft_config(config, config.id), seed, persisted)
