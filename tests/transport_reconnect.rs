@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cohort::raft::NodeId;
+use cohort::raft::{MessageBody, NodeId};
 use cohort::transport::Transport;
 use cohort::wire::Envelope;
 use common::transport::{
@@ -81,6 +81,46 @@ fn the_dialer_reconnects_to_a_restarted_acceptor() {
             .collect();
         assert_eq!(delivered, queued_while_down);
         exchange(&node1, &node2, 200).await;
+        node1.close().await;
+        node2.close().await;
+    });
+}
+
+/// Goal (found in review): a TimeoutNow sent while its peer is down is not delivered when
+/// the peer comes back: the transfer it was for is over by then (its leader resends it while
+/// one lasts), and the peer, back in the same term and told its leader by the heartbeats
+/// queued before it, would depose a leader meant to stay. Method: as above, node 1 queues
+/// an append, a TimeoutNow and an append while node 2 is down; node 2 gets the two appends.
+#[test]
+fn a_timeout_now_sent_while_its_peer_is_down_is_dropped() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 2 starts");
+        let addr2 = node2.local_addr();
+        let node1 =
+            Transport::start(config(1, loopback_any_port(), &[(2, addr2)])).expect("node 1");
+        exchange(&node1, &node2, 1).await;
+        node2.close().await;
+        wait_until("node 1 notices node 2 is gone", GUARD, || {
+            !node1.is_connected(NodeId(2))
+        })
+        .await;
+        let [before, after] = [100, 101].map(|index| append(1, 2, 0, index, payload(1, 0, index)));
+        let mut timeout_now = before.clone();
+        timeout_now.message.body = MessageBody::TimeoutNow;
+        for envelope in [&before, &timeout_now, &after] {
+            node1
+                .send(NodeId(2), envelope.clone())
+                .expect("queued or dropped");
+        }
+        let node2 = Transport::start(config(2, addr2, &[(1, unused_addr())]))
+            .expect("node 2 restarts on its port");
+        let delivered: Vec<Envelope> = receive(&node2, 2, GUARD)
+            .await
+            .into_iter()
+            .flat_map(|batch| batch.envelopes)
+            .collect();
+        assert_eq!(delivered, [before, after]);
         node1.close().await;
         node2.close().await;
     });

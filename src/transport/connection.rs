@@ -226,6 +226,9 @@ pub(super) async fn run(
         // Whatever the old writer was woken for is this one's to send.
         peer.work.notify();
     }
+    // Queued over a connection that is gone (dead before anyone noticed): the transfer they
+    // were for may be over (see `Transport::send`).
+    peer.queue.borrow_mut().drop_timeout_nows();
     shared.count(|stats| stats.connections_established += 1);
     shared.renewed.borrow_mut().insert(peer.id);
     tracing::info!(

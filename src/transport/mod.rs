@@ -115,7 +115,7 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver};
 
-use crate::raft::NodeId;
+use crate::raft::{MessageBody, NodeId};
 use crate::wire::Envelope;
 
 pub use accept::AcceptFailures;
@@ -230,6 +230,12 @@ impl Transport {
 
     /// Queues `envelope` for `peer`; it leaves with everything else queued this loop turn.
     /// Never blocks. On error the message is dropped (see [`SendError`]).
+    ///
+    /// A TimeoutNow is sent only over a connection: one to a peer not connected is dropped,
+    /// and each new connection drops those still queued (see `connection::run`). Delivered
+    /// when the peer is back, after the transfer it was for ended, it would depose a leader
+    /// meant to stay (the heartbeats queued before it tell the peer its leader, found in
+    /// review); a leader resends it while its transfer lasts.
     pub fn send(&self, peer: NodeId, envelope: Envelope) -> Result<(), SendError> {
         if self.shared.shutdown.is_stopped() {
             return Err(SendError::Closed);
@@ -237,6 +243,11 @@ impl Transport {
         let Some(target) = self.shared.peer(peer) else {
             return Err(SendError::PeerUnknown { peer });
         };
+        if matches!(envelope.message.body, MessageBody::TimeoutNow)
+            && target.connection.borrow().is_none()
+        {
+            return Ok(());
+        }
         let queued = target.queue.borrow_mut().push(envelope);
         match &queued {
             Ok(()) => target.work.notify(),

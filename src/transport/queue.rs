@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::raft::NodeId;
+use crate::raft::{MessageBody, NodeId};
 use crate::wire::Envelope;
 use crate::wire::limits::MESSAGE_PAYLOAD_BYTES_MAX;
 
@@ -103,6 +103,19 @@ impl PeerQueue {
         self.messages.push(envelope);
         self.bytes += cost;
         Ok(())
+    }
+
+    /// Drops every queued TimeoutNow (see [`super::Transport::send`]).
+    pub fn drop_timeout_nows(&mut self) {
+        let mut freed = 0;
+        self.messages.retain(|envelope| {
+            let stale = matches!(envelope.message.body, MessageBody::TimeoutNow);
+            if stale {
+                freed += envelope.message.body.payload_bytes() as usize + MESSAGE_OVERHEAD_BYTES;
+            }
+            !stale
+        });
+        self.bytes -= freed;
     }
 
     /// Moves every queued message to the end of `into` (the writer's batch), emptying the
