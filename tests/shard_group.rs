@@ -580,7 +580,7 @@ fn a_node_in_no_part_of_a_joint_configuration_is_not_a_member() {
     for op in [MemberOp::Promote, MemberOp::Remove] {
         let outcome = membership::start(&mut trio.groups[0], 1, &change(9, op), &BTreeSet::new());
         assert!(
-            matches!(outcome, Err(MemberOutcome::NotMember(_))),
+            matches!(outcome, Err(MemberOutcome::NotMember { .. })),
             "{outcome:?}"
         );
     }
@@ -591,7 +591,7 @@ fn a_node_in_no_part_of_a_joint_configuration_is_not_a_member() {
         &BTreeSet::new(),
     );
     assert!(
-        !matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        !matches!(outcome, Err(MemberOutcome::NotMember { .. })),
         "{outcome:?}"
     );
 }
@@ -697,7 +697,7 @@ fn a_node_the_group_removed_is_not_added_back() {
     assert_eq!(removed, [true; 3]);
     let last = trio.groups[0].replica.last_index();
     match membership::start(&mut trio.groups[0], 1, &add(9), &BTreeSet::new()) {
-        Err(MemberOutcome::NotMember(why)) => assert!(why.contains("was removed"), "{why}"),
+        Err(MemberOutcome::NotMember { why, .. }) => assert!(why.contains("was removed"), "{why}"),
         other => panic!("wanted NotMember, got {other:?}"),
     }
     assert_eq!(
@@ -811,7 +811,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
     for op in [MemberOp::Promote, MemberOp::Remove] {
         let outcome = membership::start(&mut alone, 1, &change(op), &BTreeSet::new());
         assert!(
-            matches!(outcome, Err(MemberOutcome::NotMember(_))),
+            matches!(outcome, Err(MemberOutcome::NotMember { .. })),
             "{outcome:?}"
         );
     }
@@ -823,7 +823,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
         &BTreeSet::new(),
     );
     assert!(
-        matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        matches!(outcome, Err(MemberOutcome::NotMember { .. })),
         "{outcome:?}"
     );
     // A write committed and not yet applied (a leader under load nearly always has one)
@@ -837,7 +837,7 @@ fn only_a_leader_that_knows_the_latest_configuration_says_a_node_is_not_a_member
     assert!(alone.replica.applied() < alone.replica.commit());
     let outcome = membership::start(&mut alone, 1, &change(MemberOp::Remove), &BTreeSet::new());
     assert!(
-        matches!(outcome, Err(MemberOutcome::NotMember(_))),
+        matches!(outcome, Err(MemberOutcome::NotMember { .. })),
         "{outcome:?}"
     );
 }

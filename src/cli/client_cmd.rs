@@ -258,7 +258,7 @@ pub fn members_change(
     let (voters, learners) = crate::node::on_one_executor("cohort-members", move || async move {
         let report = |verb: &'static str| {
             move |group: u32, outcome: &MemberOutcome| match outcome {
-                MemberOutcome::NotMember(why) => {
+                MemberOutcome::NotMember { why, .. } => {
                     super::say_err(&format!("group {group}: {why}: nothing to do"))
                 }
                 _ => super::say_err(&format!("group {group}: {verb} node {node}: done")),

@@ -86,7 +86,7 @@ pub async fn change_membership_while(
             op: op.clone(),
         };
         let (outcome, maybe_done) = change_group(options, &mut topology, &change).await?;
-        if let MemberOutcome::NotMember(why) = &outcome
+        if let MemberOutcome::NotMember { why, .. } = &outcome
             && op != MemberOp::Remove
         {
             return Err(MembershipError {
@@ -97,9 +97,10 @@ pub async fn change_membership_while(
         progress(group, &outcome);
         match outcome {
             MemberOutcome::Done { voters, learners } => last = (voters, learners),
-            // Not a member after an ask that may have removed it: this remove did.
-            MemberOutcome::NotMember(_) if !maybe_done => strangers += 1,
-            MemberOutcome::NotMember(_) => {}
+            // Removed, after an ask that may have removed it: this remove did. A node the
+            // group never held is a stranger however the asks went (a mistyped id).
+            MemberOutcome::NotMember { removed: true, .. } if maybe_done => {}
+            MemberOutcome::NotMember { .. } => strangers += 1,
             MemberOutcome::NotLeader { .. } | MemberOutcome::Failed(_) | MemberOutcome::Busy(_) => {
                 unreachable!("change_group answers done or not a member")
             }
@@ -180,7 +181,7 @@ async fn change_group(
             decode_member_outcome,
         );
         match asked.await {
-            Ok(done @ (MemberOutcome::Done { .. } | MemberOutcome::NotMember(_))) => {
+            Ok(done @ (MemberOutcome::Done { .. } | MemberOutcome::NotMember { .. })) => {
                 return Ok((done, maybe_done));
             }
             Ok(MemberOutcome::NotLeader { leader }) if leader != 0 && leader != ask => {

@@ -63,8 +63,9 @@ pub enum MemberOutcome {
     Failed(String),
     /// A promote or remove of a node that is in none of the group's configurations (it was
     /// removed, or never added): said by the group's leader, so a joining node that finds
-    /// itself removed knows it from the leader, not from a member that may lag.
-    NotMember(String),
+    /// itself removed knows it from the leader, not from a member that may lag. `removed`: the
+    /// group removed it (a remove asked again finds it so), not never held it (a mistyped id).
+    NotMember { why: String, removed: bool },
     /// Not now (another change is under way, a leader is handing over): ask again shortly.
     Busy(String),
 }
@@ -137,6 +138,7 @@ pub fn encode_member_outcome(
     outcome: &MemberOutcome,
 ) -> Result<(), EncodeError> {
     encoder.encode_with(|fbb| {
+        let removed = matches!(outcome, MemberOutcome::NotMember { removed: true, .. });
         let (code, leader, message, voters, learners) = match outcome {
             MemberOutcome::Done { voters, learners } => (
                 0,
@@ -148,7 +150,9 @@ pub fn encode_member_outcome(
             MemberOutcome::NotLeader { leader } => (1, *leader, None, None, None),
             MemberOutcome::Failed(why) => (2, 0, Some(fbb.create_string(why)), None, None),
             MemberOutcome::Busy(why) => (3, 0, Some(fbb.create_string(why)), None, None),
-            MemberOutcome::NotMember(why) => (4, 0, Some(fbb.create_string(why)), None, None),
+            MemberOutcome::NotMember { why, .. } => {
+                (4, 0, Some(fbb.create_string(why)), None, None)
+            }
         };
         let args = fb::MemberChangeResponseArgs {
             code,
@@ -156,6 +160,7 @@ pub fn encode_member_outcome(
             message,
             voters,
             learners,
+            removed,
         };
         let table = fb::MemberChangeResponse::create(fbb, &args);
         (fb::FrameBody::MemberChangeResponse, table.as_union_value())
@@ -179,7 +184,10 @@ pub fn decode_member_outcome(frame: &Bytes) -> Result<MemberOutcome, DecodeError
             leader: table.leader(),
         },
         3 => MemberOutcome::Busy(message()),
-        4 => MemberOutcome::NotMember(message()),
+        4 => MemberOutcome::NotMember {
+            why: message(),
+            removed: table.removed(),
+        },
         _ => MemberOutcome::Failed(message()),
     })
 }

@@ -54,11 +54,14 @@ pub fn start(
             return Err(catching_up(&group.replica, change.group));
         }
         if group.kv.was_removed(change.node) {
-            return Err(MemberOutcome::NotMember(format!(
-                "node {} was removed from group {}, and an id is never used again: add the \
-                 machine under a new id, on an empty data dir",
-                change.node, change.group
-            )));
+            return Err(MemberOutcome::NotMember {
+                why: format!(
+                    "node {} was removed from group {}, and an id is never used again: add \
+                     the machine under a new id, on an empty data dir",
+                    change.node, change.group
+                ),
+                removed: true,
+            });
         }
     }
     if stranger
@@ -73,10 +76,13 @@ pub fn start(
             MemberOp::Promote => " (add it as a learner first)",
             _ => "",
         };
-        return Err(MemberOutcome::NotMember(format!(
-            "node {} is in no configuration of group {}{hint}",
-            change.node, change.group
-        )));
+        return Err(MemberOutcome::NotMember {
+            why: format!(
+                "node {} is in no configuration of group {}{hint}",
+                change.node, change.group
+            ),
+            removed: group.kv.was_removed(change.node),
+        });
     }
     if let Some(outcome) = finished(group, change) {
         return Err(outcome);

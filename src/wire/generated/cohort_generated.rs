@@ -10245,6 +10245,7 @@ impl<'a> MemberChangeResponse<'a> {
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
   pub const VT_VOTERS: ::flatbuffers::VOffsetT = 10;
   pub const VT_LEARNERS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_REMOVED: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -10260,6 +10261,7 @@ impl<'a> MemberChangeResponse<'a> {
     if let Some(x) = args.learners { builder.add_learners(x); }
     if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_removed(args.removed);
     builder.add_code(args.code);
     builder.finish()
   }
@@ -10300,6 +10302,13 @@ impl<'a> MemberChangeResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(MemberChangeResponse::VT_LEARNERS, None)}
   }
+  #[inline]
+  pub fn removed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_REMOVED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MemberChangeResponse<'_> {
@@ -10313,6 +10322,7 @@ impl ::flatbuffers::Verifiable for MemberChangeResponse<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
+     .visit_field::<bool>("removed", Self::VT_REMOVED, false)?
      .finish();
     Ok(())
   }
@@ -10323,6 +10333,7 @@ pub struct MemberChangeResponseArgs<'a> {
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub removed: bool,
 }
 impl<'a> Default for MemberChangeResponseArgs<'a> {
   #[inline]
@@ -10333,6 +10344,7 @@ impl<'a> Default for MemberChangeResponseArgs<'a> {
       message: None,
       voters: None,
       learners: None,
+      removed: false,
     }
   }
 }
@@ -10363,6 +10375,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberChangeResponseBuilder<'
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberChangeResponse::VT_LEARNERS, learners);
   }
   #[inline]
+  pub fn add_removed(&mut self, removed: bool) {
+    self.fbb_.push_slot::<bool>(MemberChangeResponse::VT_REMOVED, removed, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberChangeResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MemberChangeResponseBuilder {
@@ -10385,6 +10401,7 @@ impl ::core::fmt::Debug for MemberChangeResponse<'_> {
       ds.field("message", &self.message());
       ds.field("voters", &self.voters());
       ds.field("learners", &self.learners());
+      ds.field("removed", &self.removed());
       ds.finish()
   }
 }
