@@ -14,11 +14,11 @@ use cohort::bench::null_server::{NullServer, Quirks, Shape, Stall};
 use cohort::bench::recorder::Percentiles;
 use cohort::proto::client::Consistency;
 
+#[path = "common/process.rs"]
+mod process;
+
 fn cohort(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
-        .output()
-        .expect("cohort runs")
+    process::cohort_bounded(args)
 }
 
 /// Run cohort, which must succeed; its standard output.

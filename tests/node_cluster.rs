@@ -342,21 +342,11 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
         .expect("the writer finishes: a new leader took over");
     // The killed node comes back and catches up from its peers' logs.
     cluster.restart(victim).unwrap();
-    let expected = acked.clone();
-    let only_victim = vec![bases[(victim - 1) as usize].clone()];
-    with_client(&only_victim, 4, async move |client| {
-        for (i, value) in &expected {
-            let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
-            // A stale read at the restarted node: it has caught up once every value is there.
-            if got.as_deref() != Some(value.as_bytes()) {
-                let fresh = client
-                    .get(&key(*i), Consistency::Linearizable)
-                    .await
-                    .unwrap();
-                assert_eq!(fresh.as_deref(), Some(value.as_bytes()), "key {i}");
-            }
-        }
-    });
+    // Found in review: the check fell back to linearizable reads, which the client sends to
+    // the leader, and passed with a victim that never caught up.
+    let victim_base = &bases[(victim - 1) as usize];
+    let held = eventually(|| held_at(victim_base, &acked), |&held| held == acked.len());
+    assert_eq!(held, acked.len(), "the restarted node does not catch up");
     // Stop everything gracefully, start again: every acknowledged write is still there.
     for id in 1..=3 {
         cluster.terminate(id).expect("clean stop");
@@ -394,10 +384,7 @@ fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     assert!(core_dir.join("incarnation").exists());
     cluster.restart(3).unwrap();
     acked.extend(put_numbered(&bases, 22, "after-", 20));
-    let held = eventually(
-        || held_at(&bases[2], 23, &acked),
-        |&held| held == acked.len(),
-    );
+    let held = eventually(|| held_at(&bases[2], &acked), |&held| held == acked.len());
     assert_eq!(held, acked.len(), "node 3 does not hold every write again");
     assert!(
         cluster
@@ -520,7 +507,7 @@ fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
     cluster.restart(3).unwrap();
     let second = put_numbered(&bases, 27, "second-", 10);
     // Its peers must have seen this start: node 3 holds the second writes.
-    let held = eventually(|| held_at(&bases[2], 29, &second), |&held| held == 10);
+    let held = eventually(|| held_at(&bases[2], &second), |&held| held == 10);
     assert_eq!(held, 10);
     cluster.terminate(3).expect("clean stop");
     std::fs::remove_dir_all(&data_dir).unwrap();
@@ -548,16 +535,36 @@ fn a_node_started_on_an_older_copy_of_its_data_is_refused_and_stops() {
 }
 
 /// How many of `writes` the node at `base` holds, read from it alone (stale reads).
-fn held_at(base: &str, seed: u64, writes: &BTreeMap<u64, String>) -> usize {
-    let writes = writes.clone();
-    with_client(&[base.to_string()], seed, async move |client| {
-        let mut held = 0;
-        for (i, value) in &writes {
-            let got = client.get(&key(*i), Consistency::Stale).await.unwrap();
-            held += usize::from(got.as_deref() == Some(value.as_bytes()));
-        }
-        held
-    })
+fn held_at(base: &str, writes: &BTreeMap<u64, String>) -> usize {
+    // Stale reads at the node itself, on a plain socket (a client would follow hints and
+    // guesses to other nodes, found in review); one core per node. Not up yet: nothing held.
+    let address = cohort::proto::topology::client_address(base, 0).expect("an address");
+    if std::net::TcpStream::connect(&address).is_err() {
+        return 0;
+    }
+    let reads: Vec<Request> = (writes.keys().zip(1..))
+        .map(|(i, sequence)| Request {
+            command: Command {
+                client_id: 98,
+                sequence,
+                first_unacked: 1,
+                ops: smallvec::smallvec![Op::Get {
+                    key: Bytes::from(key(*i))
+                }],
+            },
+            consistency: Consistency::Stale,
+        })
+        .collect();
+    let answers = raw_requests(&address, &reads);
+    let got: BTreeMap<u64, Outcome> = (answers.into_iter())
+        .map(|answer| (answer.sequence, answer.outcome))
+        .collect();
+    (writes.values().zip(1..))
+        .filter(|(value, sequence)| {
+            let wanted = cohort::kv::OpResult::Value(Bytes::from(value.as_bytes().to_vec()));
+            matches!(got.get(sequence), Some(Outcome::Results(results)) if results.first() == Some(&wanted))
+        })
+        .count()
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -1453,8 +1460,17 @@ fn a_node_whose_log_cannot_be_written_runs_on_and_stops_cleanly() {
     let _ = std::fs::remove_dir_all(&dir);
     let port = cohort::cli::local_cluster::free_port_run(4).unwrap();
     let peers = format!("1=127.0.0.1:{port},2=127.0.0.1:{}", port + 2);
+    // It stops with this test process if the test fails before it stops it (found in review).
     let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(["serve", "--id", "1", "--peers", &peers, "--data-dir"])
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            &peers,
+            "--stop-with-parent",
+            "--data-dir",
+        ])
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create("/dev/full").expect("/dev/full"))
@@ -1466,8 +1482,8 @@ fn a_node_whose_log_cannot_be_written_runs_on_and_stops_cleanly() {
     wait_ms(3000);
     assert!(node.try_wait().unwrap().is_none(), "node 1 died");
     cohort::sys::send_signal(node.id(), cohort::sys::Signal::Terminate);
-    let status = node.wait().unwrap();
-    assert!(status.success(), "{status}");
+    let status = eventually_exits(&mut node, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -1513,7 +1529,7 @@ fn one_node(name: &str, before: &[&str]) -> (std::process::Child, std::path::Pat
     let _ = std::fs::remove_dir_all(&dir);
     let port = cohort::cli::local_cluster::free_port_run(2).unwrap();
     let script = format!(
-        "{} exec '{}' serve --id 1 --peers 1=127.0.0.1:{port} --data-dir '{}'",
+        "{} exec '{}' serve --id 1 --peers 1=127.0.0.1:{port} --stop-with-parent --data-dir '{}'",
         before.join(" "),
         env!("CARGO_BIN_EXE_cohort"),
         dir.display()

@@ -2,11 +2,11 @@
 
 use std::process::Command;
 
+#[path = "common/process.rs"]
+mod process;
+
 fn cohort(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
-        .output()
-        .expect("cohort runs")
+    process::cohort_bounded(args)
 }
 
 /// Goal: a sweep reports every seed it ran and what happened in them, a replay reports its

@@ -67,8 +67,8 @@ where
     outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Jobs off the loop that run one at a time, in the order they came (see
-/// [`BLOCKING_THREADS`]).
+/// Jobs off the loop that run one at a time (see [`BLOCKING_THREADS`]); mostly in the order
+/// they came, not strictly (a job started while a waiter is being woken may go first).
 #[derive(Clone)]
 pub(crate) struct Lane(Rc<Semaphore>);
 

@@ -77,11 +77,9 @@ pub fn wait_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// Runs the `cohort` command with `args`, bounded in time (see [`super::process`]).
 pub fn cohort_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
-        .output()
-        .expect("cohort runs")
+    super::process::cohort_bounded(args)
 }
 
 /// Send one request on a plain socket to `address` (a core's client port), skipping every

@@ -165,22 +165,32 @@ pub async fn read_until_closed(stream: &mut TcpStream, guard: Duration) -> Vec<u
     received
 }
 
-/// Reads one whole frame from a raw stream (the transport's handshake answer, say).
+/// Reads one whole frame from a raw stream (the transport's handshake answer, say); panics
+/// after 20 s (a handshake that is never answered fails the test, found in review: it hung).
 pub async fn read_one_frame(stream: &mut TcpStream) -> Bytes {
     use cohort::wire::FrameHeader;
     let mut frame = Vec::new();
     let mut buffer = [0u8; 4096];
-    loop {
-        if let Some(header) = FrameHeader::parse(&frame).expect("a valid header")
-            && frame.len() >= header.frame_bytes()
-        {
-            frame.truncate(header.frame_bytes());
-            return Bytes::from(frame);
+    let read_frame = async {
+        loop {
+            if let Some(header) = FrameHeader::parse(&frame).expect("a valid header")
+                && frame.len() >= header.frame_bytes()
+            {
+                frame.truncate(header.frame_bytes());
+                return Some(Bytes::from(std::mem::take(&mut frame)));
+            }
+            let read = stream.read(&mut buffer).await.expect("reads");
+            assert!(read > 0, "closed before a whole frame arrived");
+            frame.extend_from_slice(&buffer[..read]);
         }
-        let read = stream.read(&mut buffer).await.expect("reads");
-        assert!(read > 0, "closed before a whole frame arrived");
-        frame.extend_from_slice(&buffer[..read]);
-    }
+    };
+    let guard = async {
+        glommio::timer::sleep(Duration::from_secs(20)).await;
+        None
+    };
+    futures_lite::future::or(read_frame, guard)
+        .await
+        .expect("a whole frame within 20 s")
 }
 
 /// Connects to `addr` as `node` with a valid handshake and checks the answer names
