@@ -4,16 +4,22 @@
 //! A process cannot go on after such a fault: the read has no value to return. Without this
 //! report it dies with no word of why. The report is written from the signal handler with
 //! async-signal-safe calls only (`open`, `read`, `write`, `close` of /proc/self/maps and
-//! stderr, no allocation), then the signal goes on to the action that was there before (the
-//! Rust runtime's stack-overflow check, then the default: the process dies of SIGBUS).
+//! stderr, no allocation), and the read runs again: where it fails again (at the same page)
+//! the process dies of SIGBUS, under the default action. A fault of no file mapping goes on to
+//! the action that was there before (the Rust runtime's stack-overflow check).
 #![allow(unsafe_code)]
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The SIGBUS action in place before ours; ours hands every signal on to it.
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+
+/// The page of the last fault reported (0: none): the same page faulting again is the read
+/// run again and failed again, which the process dies of.
+static LAST_REPORTED_PAGE: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the report, once per process (later calls only return the first call's outcome).
 pub fn report_mapped_read_faults() -> io::Result<()> {
@@ -60,25 +66,65 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut
         let (code, address) = ((*info).si_code, (*info).si_addr() as usize);
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
-        // A fault comes back when the access runs again on return; anything else (a signal
-        // sent by a process, a memory-failure notice) does not, so it is sent again under
-        // the default action (it waits until we return): Rust's action would return and lose
-        // it.
-        let next = if !faults_again(code) {
-            &default
-        } else if report(address) {
-            // A file's page: not a stack guard for Rust's action to check.
-            &default
-        } else {
-            PREVIOUS.get().unwrap_or(&default)
+        let next = match next_action(code, address, &LAST_REPORTED_PAGE, || report(address)) {
+            Next::Stay => None,
+            Next::Default => Some(&default),
+            Next::Previous => Some(PREVIOUS.get().unwrap_or(&default)),
         };
-        libc::sigaction(libc::SIGBUS, next, std::ptr::null_mut());
+        if let Some(next) = next {
+            libc::sigaction(libc::SIGBUS, next, std::ptr::null_mut());
+        }
+        // A signal that does not come back by itself is sent again, under the default action
+        // (it waits until we return).
         if !faults_again(code) {
             libc::raise(signal);
         }
         *libc::__errno_location() = errno;
     }
 }
+
+/// What the handler leaves in place for the signal's next delivery.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// This handler: a fault reported, whose read runs again (found in review: the default
+    /// action was put back at the first report, so where the read succeeded when run again,
+    /// a later fault killed the node without a word).
+    Stay,
+    /// The default action: the process dies of the signal.
+    Default,
+    /// The action in place before ours (the Rust runtime's stack-overflow check).
+    Previous,
+}
+
+/// The action for a SIGBUS of `code` at `address`, `last_page` the page of the last fault
+/// reported; `report` writes the report of a file's page (true if one is mapped there).
+fn next_action(
+    code: libc::c_int,
+    address: usize,
+    last_page: &AtomicUsize,
+    report: impl FnOnce() -> bool,
+) -> Next {
+    let page = address & !(PAGE_BYTES - 1);
+    // A fault comes back when the access runs again on return; anything else (a signal sent
+    // by a process, a memory-failure notice) does not, and is sent again under the default
+    // action: Rust's action would return and lose it.
+    if !faults_again(code) {
+        return Next::Default;
+    }
+    // Reported, run again, failed again: the process cannot go on.
+    if last_page.load(Ordering::Relaxed) == page {
+        return Next::Default;
+    }
+    if report() {
+        last_page.store(page, Ordering::Relaxed);
+        Next::Stay
+    } else {
+        Next::Previous
+    }
+}
+
+/// The smallest page a fault address is rounded to (a huge page's faults stay in one).
+const PAGE_BYTES: usize = 4096;
 
 /// Whether a SIGBUS of this `si_code` comes from an access that faults again when it runs
 /// again.
@@ -89,11 +135,26 @@ fn faults_again(code: libc::c_int) -> bool {
     )
 }
 
-/// Writes the report for a fault at `address` if a file is mapped there; true if one is.
+/// Writes the report for a fault at `address` if a file is mapped there, or where that cannot
+/// be known (/proc/self/maps cannot be opened: no file descriptor left, say); true if so.
 fn report(address: usize) -> bool {
     let mut line = [0u8; LINE_BYTES];
-    let Some((path, offset)) = find_file_mapping(address, &mut line) else {
-        return false;
+    let (path, offset) = match find_file_mapping(address, &mut line) {
+        Ok(Some(found)) => found,
+        Ok(None) => return false,
+        Err(()) => {
+            let mut digits = [0u8; 20];
+            for part in [
+                b"cohort: a read at address ".as_slice(),
+                decimal(address as u64, &mut digits),
+                b" failed (SIGBUS), and /proc/self/maps could not be read to name its file (no \
+                  file descriptor left?): a WAL page the device could not read, most likely\n",
+            ] {
+                // SAFETY: write(2) reads `part.len()` bytes of our memory; async-signal-safe.
+                unsafe { libc::write(libc::STDERR_FILENO, part.as_ptr().cast(), part.len()) };
+            }
+            return true;
+        }
     };
     let mut digits = [0u8; 20];
     for part in [
@@ -117,8 +178,11 @@ const LINE_BYTES: usize = 512;
 
 /// Reads /proc/self/maps for the file mapped at `address`: the line is left in `line`, with
 /// where the path is in it and the file offset of `address`. None where no file is mapped
-/// there (or the maps cannot be read).
-fn find_file_mapping(address: usize, line: &mut [u8; LINE_BYTES]) -> Option<(Range<usize>, u64)> {
+/// there (or the maps end early); an error where they cannot be opened.
+fn find_file_mapping(
+    address: usize,
+    line: &mut [u8; LINE_BYTES],
+) -> Result<Option<(Range<usize>, u64)>, ()> {
     // SAFETY: open/read/close of a path we give as a C string, into a buffer of ours; all
     // async-signal-safe.
     let fd = unsafe {
@@ -128,7 +192,7 @@ fn find_file_mapping(address: usize, line: &mut [u8; LINE_BYTES]) -> Option<(Ran
         )
     };
     if fd < 0 {
-        return None;
+        return Err(());
     }
     let mut chunk = [0u8; 256];
     let mut line_len = 0;
@@ -159,7 +223,7 @@ fn find_file_mapping(address: usize, line: &mut [u8; LINE_BYTES]) -> Option<(Ran
     }
     // SAFETY: as above.
     unsafe { libc::close(fd) };
-    found
+    Ok(found)
 }
 
 /// From one /proc/self/maps line (`start-end perms offset dev inode path`) that maps a file
@@ -237,6 +301,32 @@ mod tests {
         assert_eq!(decimal(u64::MAX, &mut digits), b"18446744073709551615");
         assert!(faults_again(libc::BUS_ADRERR) && faults_again(libc::BUS_MCEERR_AR));
         assert!(!faults_again(libc::SI_USER) && !faults_again(libc::BUS_MCEERR_AO));
+    }
+
+    /// Goal (found in review): a reported fault leaves the report in place, so that where
+    /// its read succeeds when run again, a later fault elsewhere is reported too; the same
+    /// page faulting again (the read failed again) takes the default action, and the process
+    /// dies. Method: the decision for a run of faults.
+    #[test]
+    fn a_fault_reported_keeps_the_report_for_the_next_and_dies_when_it_comes_back() {
+        let last = AtomicUsize::new(0);
+        let file_page = |_| true;
+        let decide = |code, address, report: fn(()) -> bool| {
+            next_action(code, address, &last, || report(()))
+        };
+        assert_eq!(decide(libc::BUS_ADRERR, 0x7000_1010, file_page), Next::Stay);
+        // Its read ran again and succeeded; later, another page fails: reported too.
+        assert_eq!(decide(libc::BUS_ADRERR, 0x7000_5000, file_page), Next::Stay);
+        // Run again, it fails again: the default action.
+        assert_eq!(
+            decide(libc::BUS_ADRERR, 0x7000_5ff8, file_page),
+            Next::Default
+        );
+        assert_eq!(
+            decide(libc::BUS_ADRERR, 0x9000_0000, |_| false),
+            Next::Previous
+        );
+        assert_eq!(decide(libc::SI_USER, 0x7000_9000, file_page), Next::Default);
     }
 
     /// In the child: it dies of SIGBUS, which dumps core by default; not here.
