@@ -203,7 +203,9 @@ async fn change_group(
             }
             Ok(MemberOutcome::Failed(why)) => return Err(format!("group {group}: {why}")),
             Err(error) => {
-                maybe_done = true;
+                // A connection refused carried nothing; anything else may have (found in
+                // review: a leader down before the ask counted as a remove made).
+                maybe_done |= error.kind() != std::io::ErrorKind::ConnectionRefused;
                 last_error = format!("node {ask} ({address}): {error}");
                 ask = next(topology, ask);
                 refresh(options, topology).await;

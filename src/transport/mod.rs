@@ -235,7 +235,10 @@ impl Transport {
     /// and each new connection drops those still queued (see `connection::run`). Delivered
     /// when the peer is back, after the transfer it was for ended, it would depose a leader
     /// meant to stay (the heartbeats queued before it tell the peer its leader, found in
-    /// review); a leader resends it while its transfer lasts.
+    /// review); a leader resends it while its transfer lasts. One already written to the
+    /// socket of a connection that then stalls (a partition shorter than the connection's
+    /// 5 s timeout) still arrives when it heals: an election the balancer did not ask for,
+    /// at worst.
     pub fn send(&self, peer: NodeId, envelope: Envelope) -> Result<(), SendError> {
         if self.shared.shutdown.is_stopped() {
             return Err(SendError::Closed);

@@ -166,6 +166,25 @@ mod tests {
         }
     }
 
+    /// Goal: dropping the queued TimeoutNows keeps the rest in order and gives back their
+    /// bytes, so the queue's bound does not drift.
+    #[test]
+    fn dropping_timeout_nows_keeps_the_rest_and_frees_their_bytes() {
+        let mut queue = PeerQueue::new(NodeId(2), 32 << 20, 16);
+        let mut vote = envelope();
+        vote.message.body = MessageBody::VoteResponse(crate::raft::VoteResponse { reject: false });
+        queue.push(vote.clone()).unwrap();
+        let one = queue.bytes();
+        queue.push(envelope()).unwrap();
+        queue.push(vote.clone()).unwrap();
+        queue.push(envelope()).unwrap();
+        queue.drop_timeout_nows();
+        assert_eq!((queue.len(), queue.bytes()), (2, 2 * one));
+        let mut taken = Vec::new();
+        queue.take_into(&mut taken);
+        assert_eq!(taken, [vote.clone(), vote]);
+    }
+
     #[test]
     fn a_full_queue_refuses_and_keeps_what_it_has() {
         let mut queue = PeerQueue::new(NodeId(2), MESSAGE_PAYLOAD_BYTES_MAX * 2, 3);
