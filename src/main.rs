@@ -375,13 +375,21 @@ fn main() -> ExitCode {
             )
         }
     };
+    // A write done whose result cannot be printed (stdout on a full disk) keeps its status:
+    // exit 1 says nothing was written (found in review: a script then took a lock it held
+    // for one it did not get).
+    let wrote = !matches!(command, KvCommand::Get { .. });
+    let printed = |bytes: &[u8], status: ExitCode| match (print_raw(bytes), wrote) {
+        (ExitCode::SUCCESS, _) | (_, true) => status,
+        (failed, false) => failed,
+    };
     match client_cmd::run(&target, command) {
-        Ok(Printed::Line(line)) => print_out(&line),
-        Ok(Printed::Raw(bytes)) => print_raw(&bytes),
-        Ok(Printed::ConditionFailed(line)) => match print_out(&line) {
-            ExitCode::SUCCESS => ExitCode::from(client_cmd::CONDITION_FAILED_EXIT),
-            failed => failed,
-        },
+        Ok(Printed::Line(line)) => printed(format!("{line}\n").as_bytes(), ExitCode::SUCCESS),
+        Ok(Printed::Raw(bytes)) => printed(&bytes, ExitCode::SUCCESS),
+        Ok(Printed::ConditionFailed(line)) => printed(
+            format!("{line}\n").as_bytes(),
+            ExitCode::from(client_cmd::CONDITION_FAILED_EXIT),
+        ),
         Ok(Printed::OutcomeUnknown(error)) => {
             cohort::cli::say_err(&format!("cohort: {error}"));
             ExitCode::from(client_cmd::OUTCOME_UNKNOWN_EXIT)

@@ -248,6 +248,27 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     assert_eq!(absent, ok("OK\n"));
     let taken = cohort_cli(&["cas", "lock", "--absent", "you", "--nodes", &b3]);
     assert_eq!(taken.status.code(), Some(2), "the lock is taken");
+    // Found in review: a write done whose "OK" cannot be printed (stdout on a full disk)
+    // exited 1, which says nothing was written; it keeps its status, and says why on stderr.
+    // A read whose value cannot be printed fails.
+    let to_full = |args: &[&str]| {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").expect("/dev/full"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cohort runs");
+        status.code()
+    };
+    assert_eq!(
+        to_full(&["cas", "spare", "--absent", "me", "--nodes", &b1]),
+        Some(0)
+    );
+    assert_eq!(
+        to_full(&["cas", "spare", "--absent", "me", "--nodes", &b1]),
+        Some(2)
+    );
+    assert_eq!(to_full(&["get", "spare", "--nodes", &b1]), Some(1));
     assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
     assert_eq!(
         run(&["get", "greeting", "--nodes", &b1]),
