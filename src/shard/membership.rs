@@ -72,7 +72,9 @@ pub fn start(
             return Err(catching_up(&group.replica, change.group));
         }
         // A remove given again after it was done everywhere says so too: nothing changed.
+        let removed = group.kv.was_removed(change.node);
         let hint = match change.op {
+            _ if removed => " (it removed it)",
             MemberOp::Promote => " (add it as a learner first)",
             _ => "",
         };
@@ -81,7 +83,7 @@ pub fn start(
                 "node {} is in no configuration of group {}{hint}",
                 change.node, change.group
             ),
-            removed: group.kv.was_removed(change.node),
+            removed,
         });
     }
     if let Some(outcome) = finished(group, change) {
