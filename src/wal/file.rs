@@ -928,8 +928,11 @@ fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<(), ReadCheckE
     Ok(())
 }
 
-/// Whether files in `dir` can be opened with O_DIRECT (some file systems refuse it), tried
-/// with a scratch file.
+/// Whether files in `dir` can be opened with O_DIRECT, tried with a scratch file: not where
+/// the file system refuses it (EINVAL). Where the try fails otherwise (a full disk, no file
+/// descriptor left) it cannot tell, and says yes: the segments' own opens then report the
+/// real problem (found in review: a node restarted on a full disk ran without O_DIRECT for
+/// good, logging that the file system refused it).
 fn takes_direct_io(dir: &Path) -> bool {
     let probe = dir.join(".direct-io-probe");
     let opened = OpenOptions::new()
@@ -937,10 +940,9 @@ fn takes_direct_io(dir: &Path) -> bool {
         .create(true)
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
-        .open(&probe)
-        .is_ok();
+        .open(&probe);
     let _ = fs::remove_file(&probe);
-    opened
+    !matches!(opened, Err(error) if error.raw_os_error() == Some(libc::EINVAL))
 }
 
 /// Syncs one segment file; see [`SyncMode`].
@@ -1065,6 +1067,14 @@ impl SegmentSyncer for FileSyncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal (found in review): a probe that fails for another reason than the file system
+    /// refusing O_DIRECT (here: its folder does not exist; a full disk, no file descriptor
+    /// left) is not taken for a refusal, which made the node sync the slower way for good.
+    #[test]
+    fn a_probe_that_cannot_tell_keeps_direct_io() {
+        assert!(takes_direct_io(Path::new("/nonexistent-cohort-dir")));
+    }
 
     /// Goal: recovery reads a segment from the device, not from pages the kernel kept after
     /// a failed writeback (clean, up to date, and not on the device). Method: a file written
