@@ -18,9 +18,9 @@
 //! - no seed answers but the data dir is this node's: it starts from its disk (its cores
 //!   whose groups hold no configuration yet dial the members it recorded), and once a seed
 //!   answers it finishes a join that was cut short;
-//! - the join fails: a node new to the cluster that votes nowhere yet stops (it is of no use);
-//!   one that votes in some group, or was a member before, keeps running (stopping it would
-//!   take a voter away) and says how to finish.
+//! - the join fails: before its promote, a node that votes nowhere (a member says) stops (it
+//!   is of no use; the same command goes on); at its promote, or voting somewhere, it keeps
+//!   running (stopping it would take a voter away) and says how to finish.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,18 +87,8 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
                 seeds.join(",")
             ));
             // The members it knew when it joined, for the cores whose groups hold no
-            // configuration yet (a join cut short at its promote). A node whose join had not
-            // made it a learner of every group recorded none: it votes in no group, and its
-            // cores of groups that hold nothing would know no peer (found in review: it ran
-            // on, unreachable there, and never finished): it waits for a seed as a new node.
-            let Some(mut members) = identity::recorded_members(&args.data_dir)? else {
-                return Err(format!(
-                    "--join {}: {error}; this node's join had not made it a learner of every \
-                     group (its data dir records no membership), so it votes in no group: \
-                     start it again once a seed answers",
-                    seeds.join(",")
-                ));
-            };
+            // configuration yet (a join cut short), else only itself.
+            let mut members = identity::recorded_members(&args.data_dir)?.unwrap_or_default();
             if let Some(why) = moved(args.id, &listen, &members) {
                 return Err(why);
             }
@@ -112,7 +102,7 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
             Start {
                 config,
                 new_to_cluster: false,
-                was_member: true,
+                was_member: identity::recorded_members(&args.data_dir)?.is_some(),
                 from_disk: Some(recorded),
             }
         }
@@ -421,22 +411,26 @@ impl JoinError {
     }
 
     /// Whether the node stops after this failure (`new_to_cluster`: the seed did not list
-    /// it). Before its promote the node votes in no group (a promote comes only once it is a
-    /// learner of every group): of no use, it stops, and the same command finishes the join
-    /// (found in review: a retried join whose add failed ran on, printing a promote command
-    /// that could not work). From its promote on it keeps running, even where no group says
-    /// it votes: a promote that ran out of time may still make it a voter (found in review:
-    /// stopped, it then counted in a quorum it could not answer).
+    /// it, so before its promote it votes nowhere). One whose add failed and that votes in no
+    /// group, as a member says, is of no use too: it stops, and the same command goes on from
+    /// the groups that added it (found in review: a retried join whose add failed ran on,
+    /// printing a promote command that could not work). From its promote on it keeps
+    /// running, even where no group says it votes: a promote that ran out of time may still
+    /// make it a voter (found in review: stopped, it then counted in a quorum it could not
+    /// answer).
     fn stops(&self, new_to_cluster: bool) -> bool {
         let votes_nowhere =
-            !self.at_promote && (self.adding || new_to_cluster && self.promoted_groups == 0);
+            !self.at_promote && (new_to_cluster || self.adding && self.promoted_groups == 0);
         self.stops_the_node || votes_nowhere
     }
 
-    /// Its AddLearner step failed (`error`).
-    fn adding(error: impl Into<String>) -> JoinError {
+    /// Its AddLearner step failed (`error`); the node votes in `voter_in` groups, as a member
+    /// says (`u32::MAX`: none answered; a node promoted by hand, or whose membership record
+    /// was lost, may vote while its add runs).
+    fn adding(error: impl Into<String>, voter_in: u32) -> JoinError {
         JoinError {
             adding: true,
+            promoted_groups: voter_in,
             ..JoinError::before_any(error)
         }
     }
@@ -500,14 +494,25 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
             // Groups that added it keep it as a learner, of no use while it is down (its
             // leaders keep entries for it): a join given again goes on from them.
             Err(error) if !groups.is_empty() => {
-                return Err(JoinError::adding(format!(
-                    "{error}; groups {groups:?} have it as a learner: give the join again, or \
-                     take it out with `cohort members remove --id {id}`"
-                )));
+                let voter_in = voter_in(options, id).await.unwrap_or(u32::MAX);
+                return Err(JoinError::adding(
+                    format!(
+                        "{error}; groups {groups:?} have it as a learner: give the join again, \
+                         or take it out with `cohort members remove --id {id}`"
+                    ),
+                    voter_in,
+                ));
             }
-            Err(error) => return Err(JoinError::adding(format!("{error}; give the join again"))),
+            Err(error) => {
+                let voter_in = voter_in(options, id).await.unwrap_or(u32::MAX);
+                return Err(JoinError::adding(
+                    format!("{error}; give the join again"),
+                    voter_in,
+                ));
+            }
         }
-        identity::record_membership(data_dir, members).map_err(JoinError::adding)?;
+        identity::record_membership(data_dir, members)
+            .map_err(|e| JoinError::adding(e, u32::MAX))?;
         say(format!("node {id}: learner of every group"));
     }
     let mut promoted_groups = 0;
@@ -630,8 +635,14 @@ mod tests {
     /// never does, whatever the groups say it votes in; a removed node always does.
     #[test]
     fn a_failed_join_stops_its_node_only_before_the_promote() {
-        let adding = JoinError::adding("group 1 timed out");
+        let adding = JoinError::adding("group 1 timed out", 0);
         assert!(adding.stops(true) && adding.stops(false));
+        // Found in review of that: a node whose add failed but that votes somewhere (promoted
+        // by hand, its membership record lost), or where no member says, keeps running.
+        for voter_in in [2, u32::MAX] {
+            let voting = JoinError::adding("group 1 timed out", voter_in);
+            assert!(!voting.stops(false));
+        }
         let at_promote = JoinError {
             at_promote: true,
             ..JoinError::before_any("group 1 timed out")

@@ -216,10 +216,10 @@ impl WalLog {
         };
         let store = FileStore::open(dir, mode)
             .map_err(|e| format!("cannot open the WAL in {}: {e}", dir.display()))?;
-        if mode == WalSync::Direct && store.mode() != WalSync::Direct {
+        if let Some(why) = store.direct_io_refused() {
             tracing::warn!(
                 dir = %dir.display(),
-                "the file system refuses O_DIRECT: WAL syncs are a write and an fdatasync"
+                "{why}: WAL syncs are a write and an fdatasync"
             );
         }
         // A snapshot write cut by a crash left only its temporary file: never part of the state.

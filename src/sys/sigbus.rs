@@ -9,17 +9,22 @@
 //! the action that was there before (the Rust runtime's stack-overflow check).
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The SIGBUS action in place before ours; ours hands every signal on to it.
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 
-/// The page of the last fault reported (0: none): the same page faulting again is the read
-/// run again and failed again, which the process dies of.
-static LAST_REPORTED_PAGE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// The page of this thread's last fault reported (0: none): the same page faulting again
+    /// is its read run again and failed again, which the process dies of. Per thread (found
+    /// in review: one for the process, two threads faulting on two pages overwrote each
+    /// other's, and both reported and retried for ever). A `const` thread-local of a `Cell`
+    /// is a plain TLS slot: no allocation, no destructor, safe in a signal handler.
+    static LAST_REPORTED_PAGE: Cell<usize> = const { Cell::new(0) };
+}
 
 /// Installs the report, once per process (later calls only return the first call's outcome).
 pub fn report_mapped_read_faults() -> io::Result<()> {
@@ -66,7 +71,8 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut
         let (code, address) = ((*info).si_code, (*info).si_addr() as usize);
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
-        let next = match next_action(code, address, &LAST_REPORTED_PAGE, || report(address)) {
+        let decided = LAST_REPORTED_PAGE.with(|last| next_action(code, address, last, report));
+        let next = match decided {
             Next::Stay => None,
             Next::Default => Some(&default),
             Next::Previous => Some(PREVIOUS.get().unwrap_or(&default)),
@@ -96,13 +102,14 @@ enum Next {
     Previous,
 }
 
-/// The action for a SIGBUS of `code` at `address`, `last_page` the page of the last fault
-/// reported; `report` writes the report of a file's page (true if one is mapped there).
+/// The action for a SIGBUS of `code` at `address`, `last_page` the page of this thread's last
+/// fault reported; `report` writes the report of a fault at an address (true if a file is
+/// mapped there).
 fn next_action(
     code: libc::c_int,
     address: usize,
-    last_page: &AtomicUsize,
-    report: impl FnOnce() -> bool,
+    last_page: &Cell<usize>,
+    report: impl FnOnce(usize) -> bool,
 ) -> Next {
     let page = address & !(PAGE_BYTES - 1);
     // A fault comes back when the access runs again on return; anything else (a signal sent
@@ -111,12 +118,15 @@ fn next_action(
     if !faults_again(code) {
         return Next::Default;
     }
-    // Reported, run again, failed again: the process cannot go on.
-    if last_page.load(Ordering::Relaxed) == page {
+    // Reported, run again, failed again: the process cannot go on. Reported again, as the
+    // page may be another file's by now (a segment mapped where another was), or the first
+    // report hours old (found in review).
+    if last_page.get() == page {
+        report(address);
         return Next::Default;
     }
-    if report() {
-        last_page.store(page, Ordering::Relaxed);
+    if report(address) {
+        last_page.set(page);
         Next::Stay
     } else {
         Next::Previous
@@ -309,24 +319,45 @@ mod tests {
     /// dies. Method: the decision for a run of faults.
     #[test]
     fn a_fault_reported_keeps_the_report_for_the_next_and_dies_when_it_comes_back() {
-        let last = AtomicUsize::new(0);
         let file_page = |_| true;
-        let decide = |code, address, report: fn(()) -> bool| {
-            next_action(code, address, &last, || report(()))
-        };
-        assert_eq!(decide(libc::BUS_ADRERR, 0x7000_1010, file_page), Next::Stay);
-        // Its read ran again and succeeded; later, another page fails: reported too.
-        assert_eq!(decide(libc::BUS_ADRERR, 0x7000_5000, file_page), Next::Stay);
-        // Run again, it fails again: the default action.
+        let (one, two) = (Cell::new(0), Cell::new(0));
         assert_eq!(
-            decide(libc::BUS_ADRERR, 0x7000_5ff8, file_page),
+            next_action(libc::BUS_ADRERR, 0x7000_1010, &one, file_page),
+            Next::Stay
+        );
+        // Its read ran again and succeeded; later, another page fails: reported too.
+        assert_eq!(
+            next_action(libc::BUS_ADRERR, 0x7000_5000, &one, file_page),
+            Next::Stay
+        );
+        // Another thread's fault on another page meanwhile keeps its own page.
+        assert_eq!(
+            next_action(libc::BUS_ADRERR, 0x8000_0000, &two, file_page),
+            Next::Stay
+        );
+        // Run again, it fails again: reported again, and the default action.
+        let reports = Cell::new(0);
+        let counted = |_| {
+            reports.set(reports.get() + 1);
+            true
+        };
+        assert_eq!(
+            next_action(libc::BUS_ADRERR, 0x7000_5ff8, &one, counted),
+            Next::Default
+        );
+        assert_eq!(reports.get(), 1);
+        assert_eq!(
+            next_action(libc::BUS_ADRERR, 0x8000_0008, &two, file_page),
             Next::Default
         );
         assert_eq!(
-            decide(libc::BUS_ADRERR, 0x9000_0000, |_| false),
+            next_action(libc::BUS_ADRERR, 0x9000_0000, &one, |_| false),
             Next::Previous
         );
-        assert_eq!(decide(libc::SI_USER, 0x7000_9000, file_page), Next::Default);
+        assert_eq!(
+            next_action(libc::SI_USER, 0x7000_9000, &one, file_page),
+            Next::Default
+        );
     }
 
     /// In the child: it dies of SIGBUS, which dumps core by default; not here.

@@ -74,6 +74,8 @@ pub struct FileStore {
     segments: BTreeMap<u64, Segment>,
     /// A next segment built off the loop thread, waiting for `create` to adopt it.
     built: Option<BuiltSegment>,
+    /// Why syncs do not use O_DIRECT where they were asked to (see [`takes_direct_io`]).
+    direct_io_refused: Option<String>,
     /// Dead segment files kept for reuse under `<seq>.wal.spare` (a name recovery never
     /// reads): a new segment made from one only rewrites its header, as its blocks are
     /// written already, which is all the zero-fill of a fresh file is for.
@@ -324,24 +326,34 @@ impl FileStore {
                 spares.push(entry.path());
             }
         }
-        let mode = if mode == SyncMode::Direct && !takes_direct_io(&dir) {
-            SyncMode::IoUring
-        } else {
-            mode
+        let direct_io_refused = match mode {
+            SyncMode::Direct => takes_direct_io(&dir).err(),
+            _ => None,
+        };
+        let mode = match direct_io_refused {
+            Some(_) => SyncMode::IoUring,
+            None => mode,
         };
         Ok(FileStore {
             dir,
             mode,
             segments: BTreeMap::new(),
             built: None,
+            direct_io_refused,
             spares,
         })
     }
 
-    /// The mode syncs run in: the one asked for, except `Direct` where the file system
-    /// refuses O_DIRECT (then `IoUring`).
+    /// The mode syncs run in: the one asked for, except `Direct` where O_DIRECT could not be
+    /// used (then `IoUring`; [`FileStore::direct_io_refused`] says why).
     pub fn mode(&self) -> SyncMode {
         self.mode
+    }
+
+    /// Why syncs do not use O_DIRECT though asked to: the file system refuses it, or the
+    /// probe could not tell.
+    pub fn direct_io_refused(&self) -> Option<&str> {
+        self.direct_io_refused.as_deref()
     }
 
     /// Whether syncs are O_DIRECT | O_DSYNC writes (see the module doc).
@@ -928,12 +940,13 @@ fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<(), ReadCheckE
     Ok(())
 }
 
-/// Whether files in `dir` can be opened with O_DIRECT, tried with a scratch file: not where
-/// the file system refuses it (EINVAL). Where the try fails otherwise (a full disk, no file
-/// descriptor left) it cannot tell, and says yes: the segments' own opens then report the
-/// real problem (found in review: a node restarted on a full disk ran without O_DIRECT for
-/// good, logging that the file system refused it).
-fn takes_direct_io(dir: &Path) -> bool {
+/// Whether files in `dir` can be opened with O_DIRECT, tried with a scratch file; if not,
+/// why: the file system refuses it (EINVAL), or the try failed otherwise (a full disk, no
+/// file descriptor left) and cannot tell. Either way syncs go without it, the safe way (a
+/// segment opened with O_DIRECT on a file system that refuses it would fail its syncs); the
+/// reason is said (found in review: a full disk at start was logged as the file system
+/// refusing O_DIRECT).
+fn takes_direct_io(dir: &Path) -> Result<(), String> {
     let probe = dir.join(".direct-io-probe");
     let opened = OpenOptions::new()
         .write(true)
@@ -942,7 +955,16 @@ fn takes_direct_io(dir: &Path) -> bool {
         .custom_flags(libc::O_DIRECT)
         .open(&probe);
     let _ = fs::remove_file(&probe);
-    !matches!(opened, Err(error) if error.raw_os_error() == Some(libc::EINVAL))
+    match opened {
+        Ok(_) => Ok(()),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+            Err("the file system refuses O_DIRECT".to_string())
+        }
+        Err(error) => Err(format!(
+            "whether the file system takes O_DIRECT is unknown: its probe failed ({error}); \
+             the next start tries again"
+        )),
+    }
 }
 
 /// Syncs one segment file; see [`SyncMode`].
@@ -1070,10 +1092,14 @@ mod tests {
 
     /// Goal (found in review): a probe that fails for another reason than the file system
     /// refusing O_DIRECT (here: its folder does not exist; a full disk, no file descriptor
-    /// left) is not taken for a refusal, which made the node sync the slower way for good.
+    /// left) says so, not that the file system refuses it.
     #[test]
-    fn a_probe_that_cannot_tell_keeps_direct_io() {
-        assert!(takes_direct_io(Path::new("/nonexistent-cohort-dir")));
+    fn a_probe_that_cannot_tell_says_so() {
+        let why = takes_direct_io(Path::new("/nonexistent-cohort-dir")).unwrap_err();
+        assert!(
+            why.contains("unknown") && why.contains("No such file"),
+            "{why}"
+        );
     }
 
     /// Goal: recovery reads a segment from the device, not from pages the kernel kept after
@@ -1095,7 +1121,7 @@ mod tests {
         let direct = takes_direct_io(&dir);
         fs::remove_dir_all(&dir).unwrap();
         // As `tests/wal_files.rs` does: a temp dir without O_DIRECT fails, not passes unseen.
-        assert!(direct, "O_DIRECT refused in {}", dir.display());
+        assert_eq!(direct, Ok(()), "in {}", dir.display());
         assert!(cached_before > 0, "the read cached the file");
         assert_eq!(cached_after, 0, "{cached_before} pages before");
     }
