@@ -18,8 +18,8 @@ use cohort::proto::client::{
 };
 use cohort::proto::topology::{Topology, encode_topology};
 use cohort::transport::{FrameReader, send_frame};
-use cohort::wire::FrameEncoder;
 use cohort::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use cohort::wire::{EncodeError, FrameEncoder};
 use glommio::net::{TcpListener, TcpStream};
 use smallvec::smallvec;
 
@@ -730,37 +730,60 @@ fn a_layout_listing_one_node_twice_does_not_hang_the_client() {
     );
 }
 
-/// Answers topology requests with `topology`, and each leader transfer or membership
-/// change with "node `leader` leads", counting those in `asked`.
-async fn name_another_leader(
+/// Answers topology requests with `topology`, and each other frame as `answer` encodes it
+/// (None: no answer).
+async fn answer_admin(
     mut stream: TcpStream,
     topology: Topology,
-    leader: u64,
-    asked: Rc<Cell<u32>>,
+    mut answer: impl FnMut(ClientFrame, &mut FrameEncoder) -> Option<Result<(), EncodeError>>,
 ) {
-    use cohort::proto::members::{MemberOutcome, encode_member_outcome};
-    use cohort::proto::transfer::{TransferOutcome, encode_transfer_outcome};
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     let mut encoder = FrameEncoder::new();
     let mut copy = Vec::new();
     while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
         let encoded = match decode_client_frame(&frame) {
             Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
-            Ok(ClientFrame::TransferLeader { .. }) => {
-                asked.set(asked.get() + 1);
-                encode_transfer_outcome(&mut encoder, &TransferOutcome::NotLeader { leader })
-            }
-            Ok(ClientFrame::ChangeMember(_)) => {
-                asked.set(asked.get() + 1);
-                encode_member_outcome(&mut encoder, &MemberOutcome::NotLeader { leader })
-            }
-            _ => continue,
+            Ok(other) => match answer(other, &mut encoder) {
+                Some(encoded) => encoded,
+                None => continue,
+            },
+            Err(_) => continue,
         };
         encoded.expect("fits a frame");
         send_frame(&mut stream, &mut encoder, &mut copy)
             .await
             .expect("write");
     }
+}
+
+/// Answers topology requests with `topology`, and each leader transfer or membership
+/// change with "node `leader` leads", counting those in `asked`.
+async fn name_another_leader(
+    stream: TcpStream,
+    topology: Topology,
+    leader: u64,
+    asked: Rc<Cell<u32>>,
+) {
+    use cohort::proto::members::{MemberOutcome, encode_member_outcome};
+    use cohort::proto::transfer::{TransferOutcome, encode_transfer_outcome};
+    answer_admin(stream, topology, |frame, encoder| match frame {
+        ClientFrame::TransferLeader { .. } => {
+            asked.set(asked.get() + 1);
+            Some(encode_transfer_outcome(
+                encoder,
+                &TransferOutcome::NotLeader { leader },
+            ))
+        }
+        ClientFrame::ChangeMember(_) => {
+            asked.set(asked.get() + 1);
+            Some(encode_member_outcome(
+                encoder,
+                &MemberOutcome::NotLeader { leader },
+            ))
+        }
+        _ => None,
+    })
+    .await;
 }
 
 /// Runs `ask` against nodes 1 and 2 (one group), each of which names the other the group's
@@ -786,32 +809,24 @@ fn against_two_nodes_naming_each_other<T: Send + 'static>(
 
 /// Answers topology requests with `topology`, and each leader transfer or membership
 /// change as done, by node 2.
-async fn answer_done(mut stream: TcpStream, topology: Topology) {
+async fn answer_done(stream: TcpStream, topology: Topology) {
     use cohort::proto::members::{MemberOutcome, encode_member_outcome};
     use cohort::proto::transfer::{TransferOutcome, encode_transfer_outcome};
-    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-    let mut encoder = FrameEncoder::new();
-    let mut copy = Vec::new();
-    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
-        let encoded = match decode_client_frame(&frame) {
-            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
-            Ok(ClientFrame::TransferLeader { .. }) => {
-                encode_transfer_outcome(&mut encoder, &TransferOutcome::Done { leader: 2 })
-            }
-            Ok(ClientFrame::ChangeMember(_)) => {
-                let done = MemberOutcome::Done {
-                    voters: vec![2],
-                    learners: Vec::new(),
-                };
-                encode_member_outcome(&mut encoder, &done)
-            }
-            _ => continue,
-        };
-        encoded.expect("fits a frame");
-        send_frame(&mut stream, &mut encoder, &mut copy)
-            .await
-            .expect("write");
-    }
+    answer_admin(stream, topology, |frame, encoder| match frame {
+        ClientFrame::TransferLeader { .. } => Some(encode_transfer_outcome(
+            encoder,
+            &TransferOutcome::Done { leader: 2 },
+        )),
+        ClientFrame::ChangeMember(_) => {
+            let done = MemberOutcome::Done {
+                voters: vec![2],
+                learners: Vec::new(),
+            };
+            Some(encode_member_outcome(encoder, &done))
+        }
+        _ => None,
+    })
+    .await;
 }
 
 /// Goal (found in review): `cohort leader transfer` and `cohort members` do not ask the
@@ -852,35 +867,26 @@ fn transfers_and_member_changes_do_not_wait_for_an_unreachable_first_member() {
 /// leader that stops answers so a change it committed) and the later ones "not a member"
 /// (`removed`: removed by the group, or never held).
 async fn busy_then_not_member(
-    mut stream: TcpStream,
+    stream: TcpStream,
     topology: Topology,
     asked: Rc<Cell<u32>>,
     removed: bool,
 ) {
     use cohort::proto::members::{MemberOutcome, encode_member_outcome};
-    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-    let mut encoder = FrameEncoder::new();
-    let mut copy = Vec::new();
-    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
-        let encoded = match decode_client_frame(&frame) {
-            Ok(ClientFrame::TopologyRequest) => encode_topology(&mut encoder, &topology),
-            Ok(ClientFrame::ChangeMember(_)) => {
-                let outcome = match asked.replace(asked.get() + 1) {
-                    0 => MemberOutcome::Busy("the leader is stopping".to_string()),
-                    _ => MemberOutcome::NotMember {
-                        why: "node 3 is in no configuration of group 0".to_string(),
-                        removed,
-                    },
-                };
-                encode_member_outcome(&mut encoder, &outcome)
-            }
-            _ => continue,
-        };
-        encoded.expect("fits a frame");
-        send_frame(&mut stream, &mut encoder, &mut copy)
-            .await
-            .expect("write");
-    }
+    answer_admin(stream, topology, |frame, encoder| match frame {
+        ClientFrame::ChangeMember(_) => {
+            let outcome = match asked.replace(asked.get() + 1) {
+                0 => MemberOutcome::Busy("the leader is stopping".to_string()),
+                _ => MemberOutcome::NotMember {
+                    why: "node 3 is in no configuration of group 0".to_string(),
+                    removed,
+                },
+            };
+            Some(encode_member_outcome(encoder, &outcome))
+        }
+        _ => None,
+    })
+    .await;
 }
 
 /// Goal (found in review): a remove whose first ask was answered busy (a stopping leader,
