@@ -330,9 +330,16 @@ impl Joiner {
                 u32::MAX => "it may vote in some groups: no member said".to_string(),
                 groups => format!("it votes in {groups} of {} groups", self.groups),
             };
+            // Before its promote, a promote cannot finish it: only the join given again can,
+            // and this process holds the data dir (found in review).
+            let finish = match error.adding {
+                true => {
+                    "finish by stopping it and giving the same --join command again".to_string()
+                }
+                false => format!("finish with `cohort members promote --id {id} --nodes {seeds}`"),
+            };
             crate::node::say(&format!(
-                "node {id}: joining did not finish: {}; still running ({voter_in}): finish \
-                 with `cohort members promote --id {id} --nodes {seeds}`",
+                "node {id}: joining did not finish: {}; still running ({voter_in}): {finish}",
                 error.error
             ));
         }
@@ -511,8 +518,10 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
                 ));
             }
         }
-        identity::record_membership(data_dir, members)
-            .map_err(|e| JoinError::adding(e, u32::MAX))?;
+        if let Err(error) = identity::record_membership(data_dir, members) {
+            let voter_in = voter_in(options, id).await.unwrap_or(u32::MAX);
+            return Err(JoinError::adding(error, voter_in));
+        }
         say(format!("node {id}: learner of every group"));
     }
     let mut promoted_groups = 0;

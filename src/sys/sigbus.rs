@@ -18,13 +18,19 @@ use std::sync::{Mutex, OnceLock};
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 
 thread_local! {
-    /// The page of this thread's last fault reported (0: none): the same page faulting again
-    /// is its read run again and failed again, which the process dies of. Per thread (found
-    /// in review: one for the process, two threads faulting on two pages overwrote each
-    /// other's, and both reported and retried for ever). A `const` thread-local of a `Cell`
-    /// is a plain TLS slot: no allocation, no destructor, safe in a signal handler.
-    static LAST_REPORTED_PAGE: Cell<usize> = const { Cell::new(0) };
+    /// The page of this thread's last fault reported (0: none), and when (monotonic ms): the
+    /// same page faulting again within [`RETRY_WINDOW_MS`] is its read run again and failed
+    /// again, which the process dies of; later, it is another fault, whose read runs again
+    /// too (found in review). Per thread (found in review: one for the process, two threads
+    /// faulting on two pages overwrote each other's, and both reported and retried for
+    /// ever). A `const` thread-local of a `Cell` is a plain TLS slot: no allocation, no
+    /// destructor, safe in a signal handler.
+    static LAST_REPORTED: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
+
+/// How soon a fault at the page just reported is its read run again (a retry follows its
+/// fault at once; a second second later is a new read).
+const RETRY_WINDOW_MS: u64 = 1000;
 
 /// Installs the report, once per process (later calls only return the first call's outcome).
 pub fn report_mapped_read_faults() -> io::Result<()> {
@@ -71,7 +77,8 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut
         let (code, address) = ((*info).si_code, (*info).si_addr() as usize);
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
-        let decided = LAST_REPORTED_PAGE.with(|last| next_action(code, address, last, report));
+        let now_ms = monotonic_ms();
+        let decided = LAST_REPORTED.with(|last| next_action(code, address, now_ms, last, report));
         let next = match decided {
             Next::Stay => None,
             Next::Default => Some(&default),
@@ -102,13 +109,14 @@ enum Next {
     Previous,
 }
 
-/// The action for a SIGBUS of `code` at `address`, `last_page` the page of this thread's last
-/// fault reported; `report` writes the report of a fault at an address (true if a file is
-/// mapped there).
+/// The action for a SIGBUS of `code` at `address` at `now_ms`, `last` the page and time of
+/// this thread's last fault reported; `report` writes the report of a fault at an address
+/// (true if a file is mapped there).
 fn next_action(
     code: libc::c_int,
     address: usize,
-    last_page: &Cell<usize>,
+    now_ms: u64,
+    last: &Cell<(usize, u64)>,
     report: impl FnOnce(usize) -> bool,
 ) -> Next {
     let page = address & !(PAGE_BYTES - 1);
@@ -121,16 +129,30 @@ fn next_action(
     // Reported, run again, failed again: the process cannot go on. Reported again, as the
     // page may be another file's by now (a segment mapped where another was), or the first
     // report hours old (found in review).
-    if last_page.get() == page {
+    let (last_page, at_ms) = last.get();
+    if last_page == page && now_ms.saturating_sub(at_ms) < RETRY_WINDOW_MS {
         report(address);
         return Next::Default;
     }
     if report(address) {
-        last_page.set(page);
+        last.set((page, now_ms));
         Next::Stay
     } else {
         Next::Previous
     }
+}
+
+/// CLOCK_MONOTONIC in milliseconds (clock_gettime is async-signal-safe); 0 if it fails.
+fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we pass; async-signal-safe.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64).saturating_mul(1000) + now.tv_nsec as u64 / 1_000_000
 }
 
 /// The smallest page a fault address is rounded to (a huge page's faults stay in one).
@@ -320,44 +342,29 @@ mod tests {
     #[test]
     fn a_fault_reported_keeps_the_report_for_the_next_and_dies_when_it_comes_back() {
         let file_page = |_| true;
-        let (one, two) = (Cell::new(0), Cell::new(0));
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x7000_1010, &one, file_page),
-            Next::Stay
-        );
+        let (one, two) = (Cell::new((0, 0)), Cell::new((0, 0)));
+        let at = |ms, address, last: &Cell<(usize, u64)>| {
+            next_action(libc::BUS_ADRERR, address, ms, last, file_page)
+        };
+        assert_eq!(at(5_000, 0x7000_1010, &one), Next::Stay);
         // Its read ran again and succeeded; later, another page fails: reported too.
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x7000_5000, &one, file_page),
-            Next::Stay
-        );
+        assert_eq!(at(5_200, 0x7000_5000, &one), Next::Stay);
         // Another thread's fault on another page meanwhile keeps its own page.
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x8000_0000, &two, file_page),
-            Next::Stay
-        );
-        // Run again, it fails again: reported again, and the default action.
+        assert_eq!(at(5_201, 0x8000_0000, &two,), Next::Stay);
+        // Run again at once, it fails again: reported again, and the default action.
         let reports = Cell::new(0);
         let counted = |_| {
             reports.set(reports.get() + 1);
             true
         };
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x7000_5ff8, &one, counted),
-            Next::Default
-        );
-        assert_eq!(reports.get(), 1);
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x8000_0008, &two, file_page),
-            Next::Default
-        );
-        assert_eq!(
-            next_action(libc::BUS_ADRERR, 0x9000_0000, &one, |_| false),
-            Next::Previous
-        );
-        assert_eq!(
-            next_action(libc::SI_USER, 0x7000_9000, &one, file_page),
-            Next::Default
-        );
+        let again = next_action(libc::BUS_ADRERR, 0x7000_5ff8, 5_201, &one, counted);
+        assert_eq!((again, reports.get()), (Next::Default, 1));
+        // The same page failing an hour later is a new fault: its read runs again.
+        assert_eq!(at(3_605_201, 0x8000_0008, &two), Next::Stay);
+        let elsewhere = next_action(libc::BUS_ADRERR, 0x9000_0000, 5_300, &one, |_| false);
+        assert_eq!(elsewhere, Next::Previous);
+        let sent = next_action(libc::SI_USER, 0x7000_9000, 5_300, &one, file_page);
+        assert_eq!(sent, Next::Default);
     }
 
     /// In the child: it dies of SIGBUS, which dumps core by default; not here.

@@ -15,8 +15,8 @@
 //! kernel hands the buffer straight to the device and flushes the device's cache when the
 //! write is done: no copy into the page cache, no writeback pass, and no hand-off to an io-wq
 //! thread, which a buffered write + fdatasync through io_uring pays (measured with `cargo
-//! bench --bench wal`). Where the file system refuses O_DIRECT, the store falls back to
-//! `IoUring`.
+//! bench --bench wal`). Where the file system refuses O_DIRECT, or a probe at open cannot
+//! tell, the store falls back to `IoUring`.
 //!
 //! The other modes write the staged bytes into the page cache with one `pwrite` when the sync
 //! begins (then the map shows them) and fdatasync through io_uring (`IoUring`), blocking
@@ -51,8 +51,8 @@ use super::storage::{Part, ReadCheckError, SegmentSyncer, Storage, copy_parts};
 pub enum SyncMode {
     /// One O_DIRECT | O_DSYNC write of the staged blocks per segment, through the io_uring of
     /// the current glommio executor (the production path; see the module doc). Where the
-    /// file system refuses O_DIRECT, the store runs in `IoUring` mode instead
-    /// ([`FileStore::mode`] says which). Appending or syncing outside a glommio executor
+    /// file system refuses O_DIRECT (or the probe cannot tell), the store runs in `IoUring`
+    /// mode instead ([`FileStore::direct_io_refused`] says why). Appending or syncing outside a glommio executor
     /// thread panics (the staging buffer is the executor's DMA memory).
     Direct,
     /// A `pwrite` of the staged bytes into the page cache, then an fdatasync through the
