@@ -47,6 +47,40 @@ async fn exchange(a: &Transport, b: &Transport, first_index: u64) {
     assert_eq!(at_a, to_a);
 }
 
+/// Nodes 1 (dialer) and 2 exchange; node 2 closes; once node 1 sees the connection gone it
+/// sends `sent`; node 2 restarts on the same port. Both nodes.
+async fn sent_while_node_2_is_down(sent: &[Envelope]) -> [Transport; 2] {
+    let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+        .expect("node 2 starts");
+    let addr2 = node2.local_addr();
+    let node1 = Transport::start(config(1, loopback_any_port(), &[(2, addr2)])).expect("node 1");
+    exchange(&node1, &node2, 1).await;
+    node2.close().await;
+    wait_until("node 1 notices node 2 is gone", GUARD, || {
+        !node1.is_connected(NodeId(2))
+    })
+    .await;
+    for envelope in sent {
+        node1
+            .send(NodeId(2), envelope.clone())
+            .expect("queued (or, a TimeoutNow, dropped)");
+    }
+    // Let node 1 fail a few dials before node 2 is back.
+    glommio::timer::sleep(Duration::from_millis(30)).await;
+    let node2 = Transport::start(config(2, addr2, &[(1, unused_addr())]))
+        .expect("node 2 restarts on its port");
+    [node1, node2]
+}
+
+/// The messages `node` receives, `count` at least, in order.
+async fn delivered(node: &Transport, count: usize) -> Vec<Envelope> {
+    receive(node, count, GUARD)
+        .await
+        .into_iter()
+        .flat_map(|batch| batch.envelopes)
+        .collect()
+}
+
 /// Goal: the dialer reconnects to a restarted acceptor, and messages queued while it was
 /// down are delivered. Method: nodes 1 (dialer) and 2 exchange; node 2 closes; once node 1
 /// sees the connection gone it queues messages; node 2 restarts on the same port; the
@@ -54,32 +88,9 @@ async fn exchange(a: &Transport, b: &Transport, first_index: u64) {
 #[test]
 fn the_dialer_reconnects_to_a_restarted_acceptor() {
     run_executor(|| async {
-        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
-            .expect("node 2 starts");
-        let addr2 = node2.local_addr();
-        let node1 =
-            Transport::start(config(1, loopback_any_port(), &[(2, addr2)])).expect("node 1");
-        exchange(&node1, &node2, 1).await;
-
-        node2.close().await;
-        wait_until("node 1 notices node 2 is gone", GUARD, || {
-            !node1.is_connected(NodeId(2))
-        })
-        .await;
         let queued_while_down = messages(1, 2, 100, 10);
-        for envelope in &queued_while_down {
-            node1.send(NodeId(2), envelope.clone()).expect("queued");
-        }
-        // Let node 1 fail a few dials before node 2 is back.
-        glommio::timer::sleep(Duration::from_millis(30)).await;
-        let node2 = Transport::start(config(2, addr2, &[(1, unused_addr())]))
-            .expect("node 2 restarts on its port");
-        let delivered: Vec<Envelope> = receive(&node2, 10, GUARD)
-            .await
-            .into_iter()
-            .flat_map(|batch| batch.envelopes)
-            .collect();
-        assert_eq!(delivered, queued_while_down);
+        let [node1, node2] = sent_while_node_2_is_down(&queued_while_down).await;
+        assert_eq!(delivered(&node2, 10).await, queued_while_down);
         exchange(&node1, &node2, 200).await;
         node1.close().await;
         node2.close().await;
@@ -94,33 +105,12 @@ fn the_dialer_reconnects_to_a_restarted_acceptor() {
 #[test]
 fn a_timeout_now_sent_while_its_peer_is_down_is_dropped() {
     run_executor(|| async {
-        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
-            .expect("node 2 starts");
-        let addr2 = node2.local_addr();
-        let node1 =
-            Transport::start(config(1, loopback_any_port(), &[(2, addr2)])).expect("node 1");
-        exchange(&node1, &node2, 1).await;
-        node2.close().await;
-        wait_until("node 1 notices node 2 is gone", GUARD, || {
-            !node1.is_connected(NodeId(2))
-        })
-        .await;
         let [before, after] = [100, 101].map(|index| append(1, 2, 0, index, payload(1, 0, index)));
         let mut timeout_now = before.clone();
         timeout_now.message.body = MessageBody::TimeoutNow;
-        for envelope in [&before, &timeout_now, &after] {
-            node1
-                .send(NodeId(2), envelope.clone())
-                .expect("queued or dropped");
-        }
-        let node2 = Transport::start(config(2, addr2, &[(1, unused_addr())]))
-            .expect("node 2 restarts on its port");
-        let delivered: Vec<Envelope> = receive(&node2, 2, GUARD)
-            .await
-            .into_iter()
-            .flat_map(|batch| batch.envelopes)
-            .collect();
-        assert_eq!(delivered, [before, after]);
+        let sent = [before.clone(), timeout_now, after.clone()];
+        let [node1, node2] = sent_while_node_2_is_down(&sent).await;
+        assert_eq!(delivered(&node2, 2).await, [before, after]);
         node1.close().await;
         node2.close().await;
     });
