@@ -18,8 +18,8 @@ fn sim_runs_seeds_and_replays_one() {
     assert!(sweep.status.success(), "{out}");
     assert!(out.contains("40 seeds passed"), "{out}");
     assert!(
-        !out.contains(" 0 entries committed"),
-        "a sweep that commits nothing: {out}"
+        !out.contains(" 0 client writes applied"),
+        "a sweep that applies no client write: {out}"
     );
     let replay = cohort(&["sim", "--seed", "101"]);
     let out = String::from_utf8_lossy(&replay.stdout);

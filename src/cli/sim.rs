@@ -31,6 +31,7 @@ struct Totals {
     seeds: u64,
     elections: u64,
     committed: u64,
+    writes_applied: u64,
     reads_checked: u64,
     crashes: u64,
     conf_changes: u64,
@@ -42,6 +43,7 @@ impl Totals {
         self.seeds += 1;
         self.elections += report.elections;
         self.committed += report.committed;
+        self.writes_applied += report.writes_applied;
         self.reads_checked += report.reads_checked;
         self.crashes += report.crashes;
         self.conf_changes += report.conf_changes;
@@ -105,11 +107,13 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
     failures.sort_by_key(|f| f.seed);
     outln!(
         "cohort sim: {} seeds passed in {:.1} s on {threads} threads: {} elections, {} entries \
-         committed, {} reads checked, {} crashes, {} membership changes, {} Readies pipelined",
+         committed, {} client writes applied, {} reads checked, {} crashes, {} membership \
+         changes, {} Readies pipelined",
         totals.seeds,
         started.elapsed().as_secs_f64(),
         totals.elections,
         totals.committed,
+        totals.writes_applied,
         totals.reads_checked,
         totals.crashes,
         totals.conf_changes,

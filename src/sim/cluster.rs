@@ -1,7 +1,7 @@
 //! Replicas of one group on simulated nodes, driven step by step: the harness for
 //! scenario tests and for the randomized simulator.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -95,6 +95,10 @@ pub struct Cluster {
     pub crashes: u64,
     /// Readies handed out while another of the same node was in flight (pipelined).
     pub readies_pipelined: u64,
+    /// The indexes of the client writes (normal entries with a payload) some node applied.
+    pub writes_applied: BTreeSet<LogIndex>,
+    /// The indexes of the configuration changes some node applied.
+    pub conf_changes_applied: BTreeSet<LogIndex>,
     /// Print every delivered message from this time on (debugging a seed).
     pub trace_from: Option<u64>,
     /// Every follower a leader reported as having lost entries it acknowledged, with that
@@ -138,6 +142,8 @@ impl Cluster {
             now: 0,
             persist_delay_max: 0,
             readies_pipelined: 0,
+            writes_applied: BTreeSet::new(),
+            conf_changes_applied: BTreeSet::new(),
             config,
             seed,
             next_read_ctx: 1,
@@ -450,8 +456,17 @@ impl Cluster {
         for entry in entries {
             node.state.apply(&entry);
             self.checker.on_apply(id, node.state)?;
-            if entry.kind == EntryKind::Normal {
-                node.applied.insert(entry.index, entry.data.clone());
+            match entry.kind {
+                EntryKind::Normal => {
+                    if !entry.data.is_empty() {
+                        self.writes_applied.insert(entry.index);
+                    }
+                    node.applied.insert(entry.index, entry.data.clone());
+                }
+                EntryKind::ConfChange => {
+                    self.conf_changes_applied.insert(entry.index);
+                }
+                EntryKind::Empty => {}
             }
         }
         Ok(())
