@@ -737,6 +737,7 @@ fn a_run_writes_its_report_histograms_and_plots() {
         "service",
         "per group",
         "ceiling",
+        "closed loop, same clients, depth and batch",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
@@ -1027,6 +1028,100 @@ fn a_run_against_a_local_cluster_reports_every_node() {
     let machine = &report["cpu"]["machine"];
     assert!(machine["busy_us_per_request"].as_f64().unwrap() > 0.0);
     assert!(machine["ceiling_requests_per_s"].as_f64().unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Goal (review 208): the generator raises its soft limit of open files to the hard one, as
+/// a node does: each client holds a connection to each node it sends to, and the ceiling
+/// twice that in one process. Method: 48 clients over 3 nodes under a soft limit of 96 (a
+/// hard one far above); the run at first failed to connect.
+#[test]
+fn a_bench_of_more_connections_than_its_soft_open_files_limit_runs() {
+    let out = out_dir("open-files");
+    let output = process::cohort_bounded_with_open_files(
+        96,
+        &[
+            "bench",
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0.2",
+            "--ceiling-seconds",
+            "1",
+            "--clients",
+            "48",
+            "--depth",
+            "1",
+            "--batch",
+            "1",
+            "--segment-mib",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    let report = json(&out.join("report.json"));
+    assert!(report["requests"].as_u64().unwrap() > 0);
+    assert!(
+        report["cpu"]["machine"]["ceiling_requests_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Goal (review 208): Ctrl-C stops an open loop of a low rate at once, not after each
+/// client's wait for its next request (here 30 s). Method: 60 clients at 2 requests/s
+/// against a null server, SIGINT once a second of it was reported.
+#[test]
+#[allow(clippy::disallowed_methods)] // the test times the bench from outside
+fn a_slow_open_loop_stops_at_once_when_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let server = NullServer::start(2, None).expect("null server");
+    let out = out_dir("interrupted-slow-loop");
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "bench",
+            "--nodes",
+            &server.base,
+            "--rate",
+            "2",
+            "--clients",
+            "60",
+        ])
+        .args([
+            "--seconds",
+            "100",
+            "--warmup-seconds",
+            "0",
+            "--ceiling-seconds",
+            "0",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort bench runs");
+    let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
+    let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(" req/s ")));
+    assert!(live.is_some(), "no live line");
+    let signalled = std::time::Instant::now();
+    // SAFETY: kill(2) takes plain integers.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) };
+    let _: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = bench.wait_with_output().expect("the bench ends");
+    let took = signalled.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped {took:?} after SIGINT"
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 

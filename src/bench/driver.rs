@@ -394,6 +394,18 @@ async fn connect(
 /// `work`, given up (its client half made, or its reads unanswered, harmlessly) once another
 /// thread failed or Ctrl-C was pressed, looked at every 100 ms: a thread need not wait out
 /// its connects (up to 30 s each) for a load that will not start.
+/// Sleeps until `until`, or less once the run is interrupted (looked at every 100 ms: an
+/// open loop of a low rate waits seconds between requests).
+async fn sleep_unless_interrupted(until: Instant) {
+    loop {
+        let now = crate::clock::now();
+        if now >= until || interrupted() {
+            return;
+        }
+        glommio::timer::sleep((until - now).min(Duration::from_millis(100))).await;
+    }
+}
+
 async fn unless_called_off<T>(
     meeting: &Meeting,
     work: impl std::future::Future<Output = T>,
@@ -528,7 +540,10 @@ async fn open_loop(
             break;
         }
         if next > now {
-            glommio::timer::sleep(next - now).await;
+            sleep_unless_interrupted(next).await;
+            if interrupted() {
+                break;
+            }
         }
         let slot = async {
             let permit = slots.acquire_static_permit(1).await;

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Barrier;
+use std::sync::{Condvar, Mutex};
 
 use serde::Serialize;
 
@@ -31,20 +31,37 @@ impl RawFdatasync {
     /// `writers`: the WALs that will share the disk (one per core of each local node).
     pub fn measure(dir: &Path, writers: usize) -> io::Result<RawFdatasync> {
         let rounds = ROUNDS;
-        let alone_us = median(writes_micros(dir, 0, rounds, &Barrier::new(1))?);
-        let barrier = Barrier::new(writers);
+        let alone_us = median(writes_micros(dir, 0, rounds, &StartGate::open())?);
+        let gate = StartGate::default();
         let shared = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..writers)
-                .map(|writer| {
-                    let barrier = &barrier;
-                    scope.spawn(move || writes_micros(dir, writer, rounds, barrier))
-                })
-                .collect();
-            let mut all = Vec::with_capacity(writers * rounds);
-            for handle in handles {
-                all.extend(handle.join().expect("a probe thread panicked")?);
+            let mut handles = Vec::with_capacity(writers);
+            for writer in 0..writers {
+                let gate = &gate;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("raw-fdatasync-{writer}"))
+                    .spawn_scoped(scope, move || writes_micros(dir, writer, rounds, gate));
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(error) => {
+                        // Those started see the gate called off and go.
+                        gate.call_off();
+                        return Err(io::Error::new(
+                            error.kind(),
+                            format!("starting writer {} of {writers}: {error}", writer + 1),
+                        ));
+                    }
+                }
             }
-            Ok::<_, io::Error>(all)
+            gate.open_when_ready(writers);
+            let mut all = Vec::with_capacity(writers * rounds);
+            let mut first_error = None;
+            for handle in handles {
+                match handle.join().expect("a probe thread panicked") {
+                    Ok(micros) => all.extend(micros),
+                    Err(error) => first_error = first_error.or(Some(error)),
+                }
+            }
+            first_error.map_or(Ok(all), Err)
         })?;
         Ok(RawFdatasync {
             alone_us,
@@ -63,42 +80,146 @@ impl RawFdatasync {
     }
 }
 
+/// Where the writers of a shared measurement wait until all of them are ready, so that
+/// their syncs overlap. Unlike a `Barrier` of a fixed count, it can be called off (a writer
+/// that could not be started) and then lets every waiting writer go.
+#[derive(Default)]
+struct StartGate {
+    /// Writers ready, and whether they may start (`Some(false)`: called off).
+    state: Mutex<(usize, Option<bool>)>,
+    changed: Condvar,
+}
+
+impl StartGate {
+    /// A gate already open: for a writer alone.
+    fn open() -> StartGate {
+        StartGate {
+            state: Mutex::new((0, Some(true))),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A writer is ready (or failed: it counts, so no one waits for it); waits for the
+    /// gate and returns whether to start.
+    fn arrive(&self) -> bool {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.0 += 1;
+        self.changed.notify_all();
+        loop {
+            if let Some(go) = state.1 {
+                return go;
+            }
+            state = self.changed.wait(state).expect("not poisoned");
+        }
+    }
+
+    /// Opens the gate once `writers` have arrived.
+    fn open_when_ready(&self, writers: usize) {
+        let mut state = self.state.lock().expect("not poisoned");
+        while state.0 < writers && state.1.is_none() {
+            state = self.changed.wait(state).expect("not poisoned");
+        }
+        state.1.get_or_insert(true);
+        self.changed.notify_all();
+    }
+
+    fn call_off(&self) {
+        self.state.lock().expect("not poisoned").1 = Some(false);
+        self.changed.notify_all();
+    }
+}
+
 /// Microseconds of each of `rounds` × (write 4 KiB at the next offset of a pre-zeroed file,
-/// fdatasync) by writer `writer` in `dir`, timed once every writer at `start` is ready.
+/// fdatasync) by writer `writer` in `dir`, timed once `start` opens. The file is removed,
+/// whatever failed.
 fn writes_micros(
     dir: &Path,
     writer: usize,
     rounds: usize,
-    start: &Barrier,
+    start: &StartGate,
 ) -> io::Result<Vec<u64>> {
     const CHUNK_BYTES: usize = 4096;
     let path = dir.join(format!("raw-fdatasync-{writer}.probe"));
-    let file = OpenOptions::new()
+    let prepared = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&path)?;
-    let prepared = file
-        .write_all_at(&vec![0u8; CHUNK_BYTES * rounds], 0)
-        .and_then(|()| file.sync_all());
-    // Every writer reaches the barrier, failed or not, so none waits forever.
-    start.wait();
-    prepared?;
-    let chunk = [0xA5u8; CHUNK_BYTES];
-    let mut micros = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        let begun = crate::clock::now();
-        file.write_all_at(&chunk, (round * CHUNK_BYTES) as u64)?;
-        file.sync_data()?;
-        micros.push(begun.elapsed().as_micros() as u64);
+        .open(&path)
+        .and_then(|file| {
+            file.write_all_at(&vec![0u8; CHUNK_BYTES * rounds], 0)?;
+            file.sync_all()?;
+            Ok(file)
+        });
+    // Every writer arrives, failed or not, so none waits forever.
+    let go = start.arrive();
+    let timed = prepared.and_then(|file| {
+        if !go {
+            return Err(io::Error::other("the measurement was called off"));
+        }
+        let chunk = [0xA5u8; CHUNK_BYTES];
+        let mut micros = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let begun = crate::clock::now();
+            file.write_all_at(&chunk, (round * CHUNK_BYTES) as u64)?;
+            file.sync_data()?;
+            micros.push(begun.elapsed().as_micros() as u64);
+        }
+        Ok(micros)
+    });
+    match std::fs::remove_file(&path) {
+        Err(error) if timed.is_ok() && error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => timed,
     }
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(micros)
 }
 
 fn median(mut micros: Vec<u64>) -> u64 {
     micros.sort_unstable();
     micros.get(micros.len() / 2).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cohort-raw-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Goal: a writer that cannot open its file fails the measurement instead of leaving the
+    /// others waiting for it for ever, and no probe file is left behind. Method: a folder
+    /// where writer 1's file would go.
+    #[test]
+    fn a_writer_that_cannot_open_its_file_fails_the_measurement_at_once() {
+        let dir = fresh_dir("unopened");
+        std::fs::create_dir(dir.join("raw-fdatasync-1.probe")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.clone();
+        std::thread::spawn(move || tx.send(RawFdatasync::measure(&path, 3).map(|_| ())));
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the measurement hung");
+        assert!(result.is_err(), "{result:?}");
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["raw-fdatasync-1.probe"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_writer_measures_and_removes_its_file() {
+        let dir = fresh_dir("measured");
+        let raw = RawFdatasync::measure(&dir, 2).unwrap();
+        assert_eq!(raw.writers, 2);
+        assert!(raw.alone_us > 0 && raw.shared_us > 0, "{raw:?}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -166,10 +166,15 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(out, "{line}");
     }
     if let Some(ceiling) = &report.ceiling {
+        // An open loop's ceiling runs closed: its rate is what the generator can reach.
+        let load = match report.offered_requests_per_s {
+            None => "same load",
+            Some(_) => "closed loop, same clients, depth and batch",
+        };
         let _ = writeln!(
             out,
             "ceiling     the generator against a null server of the same shape, in this process \
-             and on as many threads ({:.1} s, same load): {:.0} requests/s, p50 {}, p99 {}; this \
+             and on as many threads ({:.1} s, {load}): {:.0} requests/s, p50 {}, p99 {}; this \
              run reached {:.0}% of it",
             ceiling.seconds,
             ceiling.requests_per_s,

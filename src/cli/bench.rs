@@ -592,6 +592,7 @@ fn write_files(out: &Path, measured: &Measured) -> Result<Vec<PathBuf>, String> 
 /// `cohort bench`.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let load = args.load()?;
+    raise_open_files_limit();
     if args.nodes.is_empty() {
         args.local.check()?;
     }
@@ -622,6 +623,7 @@ pub fn sweep(
     args: &BenchArgs,
     flag_given: bool,
 ) -> Result<(), String> {
+    raise_open_files_limit();
     if flag_given {
         return Err(format!(
             "--vary {name} sets --{name} at each point (from --values): leave out --{name}",
@@ -816,5 +818,17 @@ impl Sweep {
             &points,
         )?;
         Ok((json_path, svg_path))
+    }
+}
+
+/// Raises this process's soft limit of open files to the hard one, as a node does: each
+/// client holds a connection to each node core it sends to, and the ceiling's null server as
+/// many again, beyond a soft limit of 1,024 from a few hundred clients. One that cannot be
+/// raised stays, and a connection past it fails with "Too many open files".
+pub(super) fn raise_open_files_limit() {
+    if let Err(error) = crate::sys::raise_open_files_limit() {
+        super::say_err(&format!(
+            "cohort: the limit of open files stays as it is ({error})"
+        ));
     }
 }

@@ -89,6 +89,7 @@ impl DemoArgs {
 
 pub fn run(args: &DemoArgs) -> Result<(), String> {
     let load = args.load()?;
+    super::bench::raise_open_files_limit();
     driver::stop_on_signals()?;
     let announce = |dir: &Path, fdatasync: &RawFdatasync| {
         outln!(

@@ -12,10 +12,27 @@ pub const COMMAND_PATIENCE: Duration = Duration::from_secs(120);
 /// Runs `cohort` with `args` to its end, its output captured (stdin closed, as
 /// `Command::output` has it); killed, and the test failed, once it runs past
 /// [`COMMAND_PATIENCE`].
-#[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
 pub fn cohort_bounded(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cohort"));
+    command.args(args);
+    bounded(command, args)
+}
+
+/// As [`cohort_bounded`], with a soft limit of `open_files` open files (`ulimit -Sn`).
+#[allow(dead_code)] // only some test binaries run one under a limit
+pub fn cohort_bounded_with_open_files(open_files: u64, args: &[&str]) -> Output {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -Sn {open_files} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_cohort"))
+        .args(args);
+    bounded(command, args)
+}
+
+#[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
+fn bounded(mut command: Command, args: &[&str]) -> Output {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
