@@ -2007,6 +2007,44 @@ fn a_node_restored_with_a_commit_past_its_log_votes_for_no_candidate_short_of_it
     assert!(granted(5, 2), "a candidate that holds it");
 }
 
+/// Goal (review 210): that guard outlives the node's next writes of its hard state. Its
+/// first hard state after the start carried the log's commit (1, the last index it holds)
+/// in place of the stored 5, so once written, a second restart had no guard left. Method:
+/// node 2 restored with commit 5 and only the bootstrap entry votes in term 3 for a
+/// candidate that holds the commit; the hard state of that Ready is stored and the node
+/// restarted from it; in term 4 a candidate whose log ends at 1 asks for its vote.
+#[test]
+fn a_commit_past_the_log_survives_the_next_hard_state_written() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let vote_request = |from: u64, term: u64, last_log_index: u64, last_log_term: u64| {
+        let request = VoteRequest {
+            last_log_index: LogIndex(last_log_index),
+            last_log_term: Term(last_log_term),
+            transfer: false,
+        };
+        Message {
+            term: Term(term),
+            ..term_2(from, 2, MessageBody::VoteRequest(request))
+        }
+    };
+    let mut persisted = Persisted::bootstrap(&voters);
+    persisted.hard_state.term = Term(2);
+    persisted.hard_state.commit = LogIndex(5);
+    let mut voter = Replica::new(Config::new(NodeId(2)), SEED, persisted.clone()).unwrap();
+    voter.step(vote_request(3, 3, 5, 2)).unwrap();
+    let ready = voter.ready();
+    let written = ready.hard_state().expect("the vote is written");
+    assert_eq!((written.term, written.vote), (Term(3), NodeId(3)));
+    assert_eq!(written.commit, LogIndex(5), "{written:?}");
+    persisted.hard_state = written;
+    let mut restarted = Replica::new(Config::new(NodeId(2)), SEED, persisted).unwrap();
+    restarted.step(vote_request(1, 4, 1, 1)).unwrap();
+    assert!(
+        !granted_a_vote(&mut restarted),
+        "a candidate short of the commit"
+    );
+}
+
 /// Goal: an append whose entries' terms go down is refused before any of it is taken: a log's
 /// terms never decrease, and finding a conflict by term relies on it (found in review: each
 /// entry's term was only checked against the message's term and `prev_log_term`). Method:

@@ -172,11 +172,15 @@ impl Replica {
         self.conf_change_committed_from(self.log.next_to_apply())
     }
 
+    /// The commit written is never below one known committed that the log does not hold
+    /// (`committed_not_held`): restored from it, the node keeps voting for no candidate short
+    /// of it (found in review: the log's own commit, its last index, went to the disk with
+    /// the next vote, and the restart after that had no guard left).
     fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
             vote: self.vote,
-            commit: self.log.committed,
+            commit: self.log.committed.max(self.committed_not_held),
         }
     }
 

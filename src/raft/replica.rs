@@ -183,7 +183,7 @@ pub struct Replica {
     pub(crate) lost_reported_term: Term,
     /// The highest index a leader said was committed that this node's log did not hold (it
     /// lost entries it acknowledged): no candidate whose log ends before it gets this node's
-    /// vote. Kept in memory only.
+    /// vote. Written as the hard state's commit, so a restart takes it up again.
     pub(crate) committed_not_held: LogIndex,
     /// The (term, index) no candidate's last entry may be behind to get this node's vote,
     /// when a leader said entries were committed that this node's log holds with other
