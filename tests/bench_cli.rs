@@ -1233,13 +1233,22 @@ fn listens(pid: u32) -> bool {
 
 /// Whether a process runs whose command line names `dir` (a node of the demo's cluster).
 fn a_process_names(dir: &str) -> bool {
+    !pids_naming(dir).is_empty()
+}
+
+/// The processes whose command line names `dir`.
+fn pids_naming(dir: &str) -> Vec<libc::pid_t> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(dir))
-    })
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(dir))
+        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// A demo started with a long load, once its load began: its process, and its folder.
@@ -1294,13 +1303,31 @@ fn demo_under_load_with(hangup: libc::sighandler_t) -> (std::process::Child, Str
 /// Goal: a demo told to stop (SIGTERM to it alone; SIGHUP, its terminal closed; Ctrl-C,
 /// which reaches only it: its nodes run in a process group of their own) ends its load
 /// early, stops its nodes and deletes their folder, and says it was interrupted. Before, it
-/// died at once: its nodes ran on, and its folder stayed.
+/// died at once: its nodes ran on, and its folder stayed. Also (review 207) SIGTERM to the
+/// nodes and then to the demo, as a service manager stops every process of a unit: the
+/// nodes' clean exits were reported as deaths and the folder kept.
 #[test]
 #[allow(clippy::disallowed_methods)] // a test's pause, on no executor
 fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
-    for signal in [libc::SIGTERM, libc::SIGHUP] {
+    for (signal, nodes_first) in [
+        (libc::SIGTERM, false),
+        (libc::SIGHUP, false),
+        (libc::SIGTERM, true),
+    ] {
         let (demo, dir) = demo_under_load();
         std::thread::sleep(Duration::from_millis(500));
+        if nodes_first {
+            for node in pids_naming(&dir) {
+                // SAFETY: kill(2) takes plain integers.
+                #[allow(unsafe_code)]
+                let _ = unsafe { libc::kill(node, signal) };
+            }
+            let mut waited = Duration::ZERO;
+            while a_process_names(&dir) && waited < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(20));
+                waited += Duration::from_millis(20);
+            }
+        }
         // SAFETY: kill(2) takes plain integers.
         #[allow(unsafe_code)]
         let _ = unsafe { libc::kill(demo.id() as libc::pid_t, signal) };

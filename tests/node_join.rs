@@ -120,7 +120,11 @@ fn a_node_that_cannot_run_or_was_removed_is_never_added() {
     let base = format!("127.0.0.1:{port}");
 
     let other_cluster = ["--cluster-id", "9"];
-    let why = "--cluster-id 9 differs from the cluster's 1";
+    let why = format!(
+        "--cluster-id 9 differs from the cluster's {}",
+        cluster.cluster_id
+    );
+    let why = why.as_str();
     refused(&dir, 4, &base, &seed, &other_cluster, why);
 
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::ops::Range;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,7 +73,7 @@ impl NodeFlags {
         let bases: Vec<String> = (0..NODES as u32)
             .map(|i| format!("127.0.0.1:{}", 20_000 + i * ports_per_node))
             .collect();
-        super::serve::check_args(&bootstrap_args(Path::new("unused"), 1, self, &bases))
+        super::serve::check_args(&bootstrap_args(Path::new("unused"), 1, self, &bases, 1))
     }
 }
 
@@ -100,6 +100,8 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     /// Base address of node i + 1.
     pub bases: Vec<String>,
+    /// The `--cluster-id` its nodes were given: drawn at random for each cluster.
+    pub cluster_id: u64,
     exe: PathBuf,
     flags: NodeFlags,
     args: Vec<Vec<String>>,
@@ -117,12 +119,20 @@ impl LocalCluster {
         let bases: Vec<String> = (0..NODES as u16)
             .map(|i| format!("127.0.0.1:{}", base + i * ports_per_node))
             .collect();
+        // Its own cluster id: a node of another local cluster (another process's, which
+        // probed ports at the same time) that dials one of these ports is refused at the
+        // handshake, before it is taken for a member.
+        let cluster_id =
+            Prng::new(crate::clock::wall_nanos() as u64 ^ u64::from(std::process::id()))
+                .below(1 << 48)
+                + 1;
         let args = (1..=NODES)
-            .map(|id| bootstrap_args(dir, id, flags, &bases))
+            .map(|id| bootstrap_args(dir, id, flags, &bases, cluster_id))
             .collect();
         let mut cluster = LocalCluster {
             dir: dir.to_path_buf(),
             bases,
+            cluster_id,
             exe: exe.to_path_buf(),
             flags: flags.clone(),
             args,
@@ -159,7 +169,7 @@ impl LocalCluster {
     pub fn join(&mut self, via: u64) -> Result<u64, String> {
         let id = self.bases.len() as u64 + 1;
         let base = format!("127.0.0.1:{}", free_port_run(2 * self.flags.cores.max(1))?);
-        let mut args = node_args(&self.dir, id, &self.flags);
+        let mut args = node_args(&self.dir, id, &self.flags, self.cluster_id);
         args.extend(
             ["--listen", &base, "--join", &self.bases[(via - 1) as usize]].map(String::from),
         );
@@ -183,6 +193,11 @@ impl LocalCluster {
         let index = (id - 1) as usize;
         if self.children[index].is_some() {
             return Err(format!("node {id} is running"));
+        }
+        // After a Ctrl-C, start nothing: a second one deletes the folder and exits without
+        // stopping the nodes (found in review: one started then made its data dir again).
+        if crate::bench::driver::interrupted() {
+            return Err(format!("interrupted before node {id} started"));
         }
         let log = OpenOptions::new()
             .create(true)
@@ -320,10 +335,18 @@ impl LocalCluster {
 
     /// Nodes that exited on their own, with their status.
     pub fn exited(&mut self) -> Vec<String> {
+        self.exit_statuses()
+            .into_iter()
+            .map(|(id, status)| format!("node {id} exited ({status})"))
+            .collect()
+    }
+
+    /// The ids of nodes that exited on their own, with their status.
+    pub fn exit_statuses(&mut self) -> Vec<(u64, ExitStatus)> {
         let mut exited = Vec::new();
         for (i, child) in self.children.iter_mut().enumerate() {
             if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
-                exited.push(format!("node {} exited ({status})", i + 1));
+                exited.push((i as u64 + 1, status));
             }
         }
         exited
@@ -427,13 +450,19 @@ fn log_tail(dir: &Path, id: u64) -> String {
 }
 
 /// The flags of node `id` of a new cluster whose nodes listen at `bases`.
-fn bootstrap_args(dir: &Path, id: u64, flags: &NodeFlags, bases: &[String]) -> Vec<String> {
+fn bootstrap_args(
+    dir: &Path,
+    id: u64,
+    flags: &NodeFlags,
+    bases: &[String],
+    cluster_id: u64,
+) -> Vec<String> {
     let peers: Vec<String> = bases
         .iter()
         .enumerate()
         .map(|(i, b)| format!("{}={b}", i + 1))
         .collect();
-    let mut args = node_args(dir, id, flags);
+    let mut args = node_args(dir, id, flags, cluster_id);
     args.extend(
         [
             "--peers",
@@ -449,7 +478,7 @@ fn bootstrap_args(dir: &Path, id: u64, flags: &NodeFlags, bases: &[String]) -> V
 }
 
 /// The flags of node `id` that do not depend on how it finds the cluster.
-fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
+fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<String> {
     let sync = match flags.sync {
         SyncFlag::Always => "always",
         SyncFlag::Never => "never",
@@ -476,6 +505,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags) -> Vec<String> {
         "--snapshot-chunk-kib",
         &flags.snapshot_chunk_kib.to_string(),
         "--stop-with-parent",
+        "--cluster-id",
+        &cluster_id.to_string(),
     ]
     .map(String::from)
     .to_vec();

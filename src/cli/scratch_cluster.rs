@@ -60,13 +60,25 @@ impl ScratchCluster {
             mut cluster,
             mut dir,
         } = self;
-        let exited = cluster.exited();
-        let stopped = cluster.stop();
-        if !exited.is_empty() {
+        // A node that exited cleanly while the run was interrupted was stopped with it (a
+        // signal to the whole process group, as a service manager sends): it did as told.
+        let interrupted = driver::interrupted();
+        let died: Vec<String> = cluster
+            .exit_statuses()
+            .into_iter()
+            .filter(|(_, status)| !(interrupted && status.success()))
+            .map(|(id, status)| format!("node {id} exited ({status})"))
+            .collect();
+        if !died.is_empty() {
+            // Now, not after the stop: a second Ctrl-C while the others stop must not
+            // delete its logs.
             dir.keep();
+        }
+        let stopped = cluster.stop();
+        if !died.is_empty() {
             return Err(format!(
                 "{} during the run; logs kept in {}",
-                exited.join("; "),
+                died.join("; "),
                 dir.path.display()
             ));
         }
