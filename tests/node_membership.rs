@@ -479,12 +479,12 @@ fn a_state_larger_than_a_frame_streams_to_a_joining_node() {
     finish(cluster);
 }
 
-/// Connect to `peer_port` as node `as_node` (core 0, cluster 1): the node takes the new
+/// Connect to `peer_port` as node `as_node` (core 0, of `cluster`): the node takes the new
 /// connection in place of its current one with that peer, so the real peer's connection
 /// drops. The impostor reads the answer and goes away; the real peer dials again.
-fn cut_connection(peer_address: &str, as_node: u64) {
+fn cut_connection(peer_address: &str, cluster: u64, as_node: u64) {
     use std::io::{Read, Write};
-    let handshake = Handshake::current(ClusterId(1), NodeId(as_node), 0);
+    let handshake = Handshake::current(ClusterId(cluster), NodeId(as_node), 0);
     let mut encoder = FrameEncoder::new();
     encoder.encode_handshake(&handshake).expect("encodes");
     let Ok(mut stream) = std::net::TcpStream::connect(peer_address) else {
@@ -543,7 +543,7 @@ fn a_snapshot_stream_cut_by_dropped_connections_resumes() {
         );
         wait_ms(40);
         for node in 1..=3 {
-            cut_connection(&peer_port, node);
+            cut_connection(&peer_port, cluster.cluster_id, node);
         }
         cuts += 1;
     }
