@@ -1414,6 +1414,44 @@ fn a_transfer_to_a_node_removed_meanwhile_fails_saying_why() {
     );
 }
 
+/// Goal (review 207): a membership change this leader proposed and did not see done (no
+/// peer answers: the leader steps down, or the wait runs out) is answered "under way", not
+/// busy or not-leader: the next leader may still commit it, and a client that then finds
+/// the node removed takes its remove as done. Method: node 1 leads group 0 and is asked to
+/// remove node 2; nobody answers.
+#[test]
+fn a_member_change_proposed_and_not_seen_done_is_answered_under_way() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, _term) = leader_1(&events, None);
+    let change = MemberChange {
+        group: 0,
+        node: 2,
+        op: MemberOp::Remove,
+    };
+    let changed = Inbox::new(4);
+    let ask = Input::ChangeMember {
+        change,
+        reply: changed.clone(),
+    };
+    core = turn(core, &inbox, ask);
+    let proposed = core.groups()[&0].replica.pending_conf_index();
+    assert!(proposed > LogIndex::ZERO, "the change was proposed");
+    let mut outcomes = Vec::new();
+    for _ in 0..1_000 {
+        core = turn(core, &inbox, Input::Tick);
+        block_on(futures_lite::future::poll_once(
+            changed.take_all(&mut outcomes),
+        ));
+        if !outcomes.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(&outcomes[..], [MemberOutcome::UnderWay(_)]),
+        "{outcomes:?}"
+    );
+}
+
 /// Asserts that the membership change whose answer goes to `reply` was answered busy, as
 /// the node stops: not failed, which its client would take as final.
 fn assert_answered_busy_as_stopping(reply: &Inbox<MemberOutcome>) {
@@ -1422,7 +1460,8 @@ fn assert_answered_busy_as_stopping(reply: &Inbox<MemberOutcome>) {
         reply.take_all(&mut changes),
     ));
     assert!(
-        matches!(&changes[..], [MemberOutcome::Busy(why)] if why.contains("stopping")),
+        matches!(&changes[..],
+            [MemberOutcome::Busy(why)] if why.contains("stopping")),
         "{changes:?}"
     );
 }

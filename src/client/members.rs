@@ -101,7 +101,10 @@ pub async fn change_membership_while(
             // group never held is a stranger however the asks went (a mistyped id).
             MemberOutcome::NotMember { removed: true, .. } if maybe_done => {}
             MemberOutcome::NotMember { .. } => strangers += 1,
-            MemberOutcome::NotLeader { .. } | MemberOutcome::Failed(_) | MemberOutcome::Busy(_) => {
+            MemberOutcome::NotLeader { .. }
+            | MemberOutcome::Failed(_)
+            | MemberOutcome::Busy(_)
+            | MemberOutcome::UnderWay(_) => {
                 unreachable!("change_group answers done or not a member")
             }
         }
@@ -197,7 +200,11 @@ async fn change_group(
                 last_error = format!("node {ask} knows no leader of group {group}");
                 ask = next(topology, ask);
             }
-            Ok(MemberOutcome::Busy(why)) => {
+            // Refused, nothing taken (found in review: a busy answer counted as a remove
+            // that may have been made, and a remove of a node removed long before passed as
+            // done when its leader was catching up).
+            Ok(MemberOutcome::Busy(why)) => last_error = format!("node {ask}: {why}"),
+            Ok(MemberOutcome::UnderWay(why)) => {
                 maybe_done = true;
                 last_error = format!("node {ask}: {why}");
             }

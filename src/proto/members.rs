@@ -67,7 +67,11 @@ pub enum MemberOutcome {
     /// group removed it (a remove asked again finds it so), not never held it (a mistyped id).
     NotMember { why: String, removed: bool },
     /// Not now (another change is under way, a leader is handing over): ask again shortly.
+    /// Nothing of this request was taken.
     Busy(String),
+    /// This request's change was proposed and is not done yet (its leader stops or lost the
+    /// group, or the wait ran out): it may still take effect; ask again shortly.
+    UnderWay(String),
 }
 
 pub fn encode_member_change(
@@ -139,6 +143,7 @@ pub fn encode_member_outcome(
 ) -> Result<(), EncodeError> {
     encoder.encode_with(|fbb| {
         let removed = matches!(outcome, MemberOutcome::NotMember { removed: true, .. });
+        let taken = matches!(outcome, MemberOutcome::UnderWay(_));
         let (code, leader, message, voters, learners) = match outcome {
             MemberOutcome::Done { voters, learners } => (
                 0,
@@ -149,7 +154,9 @@ pub fn encode_member_outcome(
             ),
             MemberOutcome::NotLeader { leader } => (1, *leader, None, None, None),
             MemberOutcome::Failed(why) => (2, 0, Some(fbb.create_string(why)), None, None),
-            MemberOutcome::Busy(why) => (3, 0, Some(fbb.create_string(why)), None, None),
+            MemberOutcome::Busy(why) | MemberOutcome::UnderWay(why) => {
+                (3, 0, Some(fbb.create_string(why)), None, None)
+            }
             MemberOutcome::NotMember { why, .. } => {
                 (4, 0, Some(fbb.create_string(why)), None, None)
             }
@@ -161,6 +168,7 @@ pub fn encode_member_outcome(
             voters,
             learners,
             removed,
+            taken,
         };
         let table = fb::MemberChangeResponse::create(fbb, &args);
         (fb::FrameBody::MemberChangeResponse, table.as_union_value())
@@ -183,6 +191,7 @@ pub fn decode_member_outcome(frame: &Bytes) -> Result<MemberOutcome, DecodeError
         1 => MemberOutcome::NotLeader {
             leader: table.leader(),
         },
+        3 if table.taken() => MemberOutcome::UnderWay(message()),
         3 => MemberOutcome::Busy(message()),
         4 => MemberOutcome::NotMember {
             why: message(),
@@ -274,6 +283,7 @@ mod tests {
             MemberOutcome::NotLeader { leader: 2 },
             MemberOutcome::Failed("node 4 is 900 entries behind".to_string()),
             MemberOutcome::Busy("a change is under way".to_string()),
+            MemberOutcome::UnderWay("the leader stops".to_string()),
         ] {
             encode_member_outcome(&mut encoder, &outcome).unwrap();
             assert_eq!(decode_member_outcome(&frame(&encoder)).unwrap(), outcome);

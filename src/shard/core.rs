@@ -562,7 +562,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .push_now(TransferOutcome::NotLeader { leader: 0 });
         }
         for (change, _, reply) in self.member_changes.drain(..) {
-            reply.push_now(MemberOutcome::Busy(format!(
+            reply.push_now(MemberOutcome::UnderWay(format!(
                 "{why} while the change of group {} is under way: ask another member",
                 change.group
             )));
@@ -1127,8 +1127,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let groups = &self.groups;
         self.member_changes.retain(|(change, give_up, reply)| {
             let outcome = match membership::finished(&groups[&change.group], change) {
+                // Proposed here: the next leader may commit it.
+                Some(MemberOutcome::NotLeader { .. }) => MemberOutcome::UnderWay(format!(
+                    "this node no longer leads group {}: the change may still take effect",
+                    change.group
+                )),
                 Some(outcome) => outcome,
-                None if ticks > *give_up => MemberOutcome::Busy(format!(
+                None if ticks > *give_up => MemberOutcome::UnderWay(format!(
                     "the change of group {} is still under way",
                     change.group
                 )),

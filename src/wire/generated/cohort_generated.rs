@@ -10246,6 +10246,7 @@ impl<'a> MemberChangeResponse<'a> {
   pub const VT_VOTERS: ::flatbuffers::VOffsetT = 10;
   pub const VT_LEARNERS: ::flatbuffers::VOffsetT = 12;
   pub const VT_REMOVED: ::flatbuffers::VOffsetT = 14;
+  pub const VT_TAKEN: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -10261,6 +10262,7 @@ impl<'a> MemberChangeResponse<'a> {
     if let Some(x) = args.learners { builder.add_learners(x); }
     if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_taken(args.taken);
     builder.add_removed(args.removed);
     builder.add_code(args.code);
     builder.finish()
@@ -10309,6 +10311,13 @@ impl<'a> MemberChangeResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_REMOVED, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn taken(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_TAKEN, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MemberChangeResponse<'_> {
@@ -10323,6 +10332,7 @@ impl ::flatbuffers::Verifiable for MemberChangeResponse<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
      .visit_field::<bool>("removed", Self::VT_REMOVED, false)?
+     .visit_field::<bool>("taken", Self::VT_TAKEN, false)?
      .finish();
     Ok(())
   }
@@ -10334,6 +10344,7 @@ pub struct MemberChangeResponseArgs<'a> {
     pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub removed: bool,
+    pub taken: bool,
 }
 impl<'a> Default for MemberChangeResponseArgs<'a> {
   #[inline]
@@ -10345,6 +10356,7 @@ impl<'a> Default for MemberChangeResponseArgs<'a> {
       voters: None,
       learners: None,
       removed: false,
+      taken: false,
     }
   }
 }
@@ -10379,6 +10391,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberChangeResponseBuilder<'
     self.fbb_.push_slot::<bool>(MemberChangeResponse::VT_REMOVED, removed, false);
   }
   #[inline]
+  pub fn add_taken(&mut self, taken: bool) {
+    self.fbb_.push_slot::<bool>(MemberChangeResponse::VT_TAKEN, taken, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberChangeResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MemberChangeResponseBuilder {
@@ -10402,6 +10418,7 @@ impl ::core::fmt::Debug for MemberChangeResponse<'_> {
       ds.field("voters", &self.voters());
       ds.field("learners", &self.learners());
       ds.field("removed", &self.removed());
+      ds.field("taken", &self.taken());
       ds.finish()
   }
 }
