@@ -85,3 +85,18 @@ fn usage_errors_exit_1_and_help_0() {
     let stderr = String::from_utf8_lossy(&clients.stderr);
     assert!(stderr.contains("at most 1024"), "{stderr}");
 }
+
+/// Goal (review 207): `cohort check` whose clients cannot reach the cluster (a mistyped
+/// `--nodes`) fails once they give up, saying why, not after the whole `--seconds`.
+/// Method: a port nothing listens on, `--seconds 90`; the clients give up after 20 s.
+#[test]
+#[allow(clippy::disallowed_methods)] // the test times the command from outside
+fn a_check_whose_clients_cannot_connect_fails_before_its_seconds() {
+    let started = std::time::Instant::now();
+    let check = cohort(&["check", "--seconds", "90", "--nodes", "127.0.0.1:1"]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("client "), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+}

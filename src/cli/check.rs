@@ -285,6 +285,8 @@ pub fn read_all(seeds: &[String], keys: &[Bytes], origin: Instant) -> Result<His
                 .await;
             let answered_at = nanos(origin).max(invoked_at + 1);
             last_answered_at = answered_at;
+            // Why it failed, for the message (a read's unknown outcome is no answer).
+            let why = result.as_ref().err().map(ToString::to_string);
             match Asked::Read.recorded(first_result(result)?)? {
                 Some(op) => history.push((
                     k,
@@ -295,7 +297,10 @@ pub fn read_all(seeds: &[String], keys: &[Bytes], origin: Instant) -> Result<His
                         answered_at: Some(answered_at),
                     },
                 )),
-                _ => return Err(format!("the last read of key {k} got no answer")),
+                _ => {
+                    let why = why.unwrap_or_else(|| "no reason given".to_string());
+                    return Err(format!("the last read of key {k} got no answer: {why}"));
+                }
             }
         }
         Ok(history)
@@ -389,7 +394,11 @@ pub fn run(args: &CheckArgs) -> Result<String, String> {
             std::thread::spawn(move || check.run(origin, stop))
         })
         .collect();
-    wait_until(origin + Duration::from_secs(args.seconds));
+    // A client returns before the stop only when it failed: its error is the check's, now
+    // rather than after the whole --seconds.
+    wait_until_or(origin + Duration::from_secs(args.seconds), || {
+        clients.iter().any(std::thread::JoinHandle::is_finished)
+    });
     stop.store(true, Ordering::Relaxed);
     let mut history = History::new();
     for client in clients {
@@ -432,11 +441,15 @@ pub fn run(args: &CheckArgs) -> Result<String, String> {
     Ok(out)
 }
 
-/// Sleeps until `deadline` (the command line's main thread, never an executor).
+/// Sleeps until `deadline` or until `done` says so, looked at every 50 ms (the command
+/// line's main thread, never an executor).
 #[allow(clippy::disallowed_methods)]
-fn wait_until(deadline: Instant) {
-    let now = crate::clock::now();
-    if deadline > now {
-        std::thread::sleep(deadline - now);
+fn wait_until_or(deadline: Instant, done: impl Fn() -> bool) {
+    loop {
+        let now = crate::clock::now();
+        if now >= deadline || done() {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
 }
