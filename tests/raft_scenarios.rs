@@ -2045,6 +2045,34 @@ fn a_commit_past_the_log_survives_the_next_hard_state_written() {
     );
 }
 
+/// Goal (review 211): a commit a leader names past this node's log (it lost entries it
+/// acknowledged) is never written as its commit: a restart counts every entry it holds up
+/// to the commit written as committed, and the entries it holds may be an older copy that
+/// the leader replaced (a machine crash under `--sync never`). Method: node 2, holding only
+/// the bootstrap entry, hears in term 3 that it acknowledged 10 and that 8 is committed; the
+/// hard state it writes keeps commit 1.
+#[test]
+fn a_commit_a_leader_names_past_the_log_is_not_written_as_this_nodes_commit() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut follower =
+        Replica::new(Config::new(NodeId(2)), SEED, Persisted::bootstrap(&voters)).unwrap();
+    persist(&mut follower);
+    let heartbeat = Heartbeat {
+        commit: LogIndex(8),
+        read_round: 0,
+        acknowledged: LogIndex(10),
+        acknowledged_term: Term(3),
+        commit_term: Term(3),
+    };
+    let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
+    heard.term = Term(3);
+    follower.step(heard).unwrap();
+    let ready = follower.ready();
+    let written = ready.hard_state().expect("the new term is written");
+    assert_eq!(written.term, Term(3));
+    assert_eq!(written.commit, LogIndex(1), "{written:?}");
+}
+
 /// Goal: an append whose entries' terms go down is refused before any of it is taken: a log's
 /// terms never decrease, and finding a conflict by term relies on it (found in review: each
 /// entry's term was only checked against the message's term and `prev_log_term`). Method:

@@ -143,7 +143,11 @@ pub fn encode_member_outcome(
 ) -> Result<(), EncodeError> {
     encoder.encode_with(|fbb| {
         let removed = matches!(outcome, MemberOutcome::NotMember { removed: true, .. });
-        let taken = matches!(outcome, MemberOutcome::UnderWay(_));
+        let taken = match outcome {
+            MemberOutcome::UnderWay(_) => Some(true),
+            MemberOutcome::Busy(_) => Some(false),
+            _ => None,
+        };
         let (code, leader, message, voters, learners) = match outcome {
             MemberOutcome::Done { voters, learners } => (
                 0,
@@ -191,7 +195,8 @@ pub fn decode_member_outcome(frame: &Bytes) -> Result<MemberOutcome, DecodeError
         1 => MemberOutcome::NotLeader {
             leader: table.leader(),
         },
-        3 if table.taken() => MemberOutcome::UnderWay(message()),
+        // A node from before `taken` said busy for both: may have been taken.
+        3 if table.taken() != Some(false) => MemberOutcome::UnderWay(message()),
         3 => MemberOutcome::Busy(message()),
         4 => MemberOutcome::NotMember {
             why: message(),
@@ -252,6 +257,30 @@ mod tests {
 
     fn frame(encoder: &FrameEncoder) -> Bytes {
         Bytes::from(encoder.to_frame_vec())
+    }
+
+    /// Goal (review 211): a busy answer of a node from before `taken` (absent) may have been
+    /// taken, as such a client took it: under way, not a refusal.
+    #[test]
+    fn a_busy_answer_without_taken_is_under_way() {
+        let mut encoder = FrameEncoder::new();
+        encoder
+            .encode_with(|fbb| {
+                let message = fbb.create_string("a change is under way");
+                let args = fb::MemberChangeResponseArgs {
+                    code: 3,
+                    message: Some(message),
+                    taken: None,
+                    ..Default::default()
+                };
+                let table = fb::MemberChangeResponse::create(fbb, &args);
+                (fb::FrameBody::MemberChangeResponse, table.as_union_value())
+            })
+            .unwrap();
+        assert_eq!(
+            decode_member_outcome(&frame(&encoder)).unwrap(),
+            MemberOutcome::UnderWay("a change is under way".to_string())
+        );
     }
 
     #[test]

@@ -172,15 +172,18 @@ impl Replica {
         self.conf_change_committed_from(self.log.next_to_apply())
     }
 
-    /// The commit written is never below one known committed that the log does not hold
-    /// (`committed_not_held`): restored from it, the node keeps voting for no candidate short
-    /// of it (found in review: the log's own commit, its last index, went to the disk with
-    /// the next vote, and the restart after that had no guard left).
+    /// The commit written is never below the one restored past the log (`commit_restored`):
+    /// restarted from it, the node keeps voting for no candidate short of it (found in
+    /// review: the log's own commit, its last index, went to the disk with the next vote,
+    /// and the restart after that had no guard left). Not a commit a leader named
+    /// (`committed_not_held`): a restart counts every entry it holds up to the commit
+    /// written as committed, and entries an older copy of the log brought back are not the
+    /// leader's (found in review of that fix).
     fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
             vote: self.vote,
-            commit: self.log.committed.max(self.committed_not_held),
+            commit: self.log.committed.max(self.commit_restored),
         }
     }
 

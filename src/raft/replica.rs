@@ -183,8 +183,12 @@ pub struct Replica {
     pub(crate) lost_reported_term: Term,
     /// The highest index a leader said was committed that this node's log did not hold (it
     /// lost entries it acknowledged): no candidate whose log ends before it gets this node's
-    /// vote. Written as the hard state's commit, so a restart takes it up again.
+    /// vote. Kept in memory only (but see `commit_restored`).
     pub(crate) committed_not_held: LogIndex,
+    /// The commit restored from the disk where it is past the log restored (entries lost),
+    /// else zero: written back with every hard state until the log's own commit passes it,
+    /// so that every restart finds it and votes as `committed_not_held` says.
+    pub(crate) commit_restored: LogIndex,
     /// The (term, index) no candidate's last entry may be behind to get this node's vote,
     /// when a leader said entries were committed that this node's log holds with other
     /// terms (it lost entries it acknowledged, and an older copy came back). Kept in memory
@@ -295,6 +299,7 @@ impl Replica {
             lost_entries: Vec::new(),
             lost_reported_term: Term::ZERO,
             committed_not_held,
+            commit_restored: committed_not_held,
             committed_not_held_at: (Term::ZERO, LogIndex::ZERO),
             log,
             config,

@@ -463,9 +463,11 @@ impl Cluster {
                     }
                     node.applied.insert(entry.index, entry.data.clone());
                 }
-                EntryKind::ConfChange => {
+                // Not the bootstrap entry (index 1): it is applied in every run.
+                EntryKind::ConfChange if entry.index > LogIndex(1) => {
                     self.conf_changes_applied.insert(entry.index);
                 }
+                EntryKind::ConfChange => {}
                 EntryKind::Empty => {}
             }
         }

@@ -10262,7 +10262,7 @@ impl<'a> MemberChangeResponse<'a> {
     if let Some(x) = args.learners { builder.add_learners(x); }
     if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.message { builder.add_message(x); }
-    builder.add_taken(args.taken);
+    if let Some(x) = args.taken { builder.add_taken(x); }
     builder.add_removed(args.removed);
     builder.add_code(args.code);
     builder.finish()
@@ -10312,11 +10312,11 @@ impl<'a> MemberChangeResponse<'a> {
     unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_REMOVED, Some(false)).unwrap()}
   }
   #[inline]
-  pub fn taken(&self) -> bool {
+  pub fn taken(&self) -> Option<bool> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_TAKEN, Some(false)).unwrap()}
+    unsafe { self._tab.get::<bool>(MemberChangeResponse::VT_TAKEN, None)}
   }
 }
 
@@ -10344,7 +10344,7 @@ pub struct MemberChangeResponseArgs<'a> {
     pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub removed: bool,
-    pub taken: bool,
+    pub taken: Option<bool>,
 }
 impl<'a> Default for MemberChangeResponseArgs<'a> {
   #[inline]
@@ -10356,7 +10356,7 @@ impl<'a> Default for MemberChangeResponseArgs<'a> {
       voters: None,
       learners: None,
       removed: false,
-      taken: false,
+      taken: None,
     }
   }
 }
@@ -10392,7 +10392,7 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberChangeResponseBuilder<'
   }
   #[inline]
   pub fn add_taken(&mut self, taken: bool) {
-    self.fbb_.push_slot::<bool>(MemberChangeResponse::VT_TAKEN, taken, false);
+    self.fbb_.push_slot_always::<bool>(MemberChangeResponse::VT_TAKEN, taken);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberChangeResponseBuilder<'a, 'b, A> {
