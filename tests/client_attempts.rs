@@ -1297,6 +1297,38 @@ fn a_transfer_whose_layout_cannot_be_fetched_again_says_why() {
     assert!(error.contains("node 3"), "{error}");
 }
 
+/// Goal (review 212): a transfer the client gave up on while its leader may still go on
+/// with it (no answer in time) says so, rather than only that it gave up: the leader's
+/// tries may outlast the client's wait and hand the group over after. One whose asks were
+/// all refused or answered does not. Method: node 1 tells the layout and never answers the
+/// transfer; then node 1 knows no leader and node 2 refuses connections.
+#[test]
+fn a_transfer_given_up_without_an_answer_says_it_may_still_be_under_way() {
+    use cohort::proto::transfer::TransferOutcome;
+    let (silent, refused) = cohort::node::on_one_executor("transfer-silent", || async {
+        let nowhere = "127.0.0.1:1".to_string();
+        let node1 = fake_member(1, 1, vec![(2, nowhere.clone())], tell_topology_only);
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_millis(200);
+        options.request_timeout = Duration::from_millis(800);
+        let silent = cohort::client::transfer_leader(options, 0, 2).await;
+        let told = Rc::new(Cell::new(0));
+        let node1 = fake_member(1, 1, vec![(2, nowhere)], move |stream, topology| {
+            let none = TransferOutcome::NotLeader { leader: 0 };
+            answer_transfers(stream, topology, none, None, (told.clone(), u32::MAX))
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_millis(800);
+        let refused = cohort::client::transfer_leader(options, 0, 2).await;
+        (silent, refused)
+    })
+    .expect("executor");
+    let silent = silent.expect_err("no answer");
+    assert!(silent.contains("may still be under way"), "{silent}");
+    let refused = refused.expect_err("no leader");
+    assert!(!refused.contains("under way"), "{refused}");
+}
+
 /// Goal: a request refused as busy, then unanswered up to its timeout, says why it was
 /// refused (found in CI: "no answer after 17 attempts (last: …: no answer in time); the
 /// outcome is unknown" for a write whose earlier attempts a leader had refused, saying its

@@ -1479,6 +1479,40 @@ fn heartbeat_naming(index: LogIndex) -> Heartbeat {
 }
 
 /// `core` asked to hand `group` to node `to`; the inbox of its answer.
+/// Goal (review 212): a transfer to the node that leads is done only once a quorum confirms
+/// its leadership: a leader cut off, not stepped down yet, answered done. Method: node 1
+/// leads group 0 (node 3 answered); asked to hand it to itself, it is done at once. Then
+/// nobody answers for a CheckQuorum round: asked again, it is not done, and once it steps
+/// down the answer names no leader.
+#[test]
+fn a_transfer_to_a_leader_cut_off_is_not_done() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, _term) = leader_1(&events, None);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 1);
+    let mut outcomes = Vec::new();
+    take_transfer_outcomes(&reply, &mut outcomes);
+    assert_eq!(outcomes, [TransferOutcome::Done { leader: 1 }]);
+    // A CheckQuorum round passes: node 3 answered in the one before, so node 1 leads on,
+    // and nobody has answered in this one.
+    let round = u64::from(Config::new(NodeId(1)).election_timeout_ticks);
+    for _ in 0..round + 1 {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 1);
+    outcomes.clear();
+    for _ in 0..10 * round {
+        take_transfer_outcomes(&reply, &mut outcomes);
+        if !outcomes.is_empty() {
+            break;
+        }
+        core = turn(core, &inbox, Input::Tick);
+    }
+    assert_eq!(outcomes, [TransferOutcome::NotLeader { leader: 0 }]);
+}
+
 fn ask_transfer(
     core: TestCore,
     inbox: &Inbox<Input>,

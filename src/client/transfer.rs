@@ -49,6 +49,9 @@ pub async fn transfer_leader(
     let mut last_error = String::from("no member was asked in time");
     let mut hinted = false;
     let mut layout_fetched_again = false;
+    // Whether an ask may have reached a leader that goes on with it (no answer in time, a
+    // connection lost after the ask): then giving up does not mean it failed.
+    let mut maybe_going_on = false;
     while crate::clock::now() < deadline {
         let Some(address) = topology.address_of(ask, group) else {
             let known = topology.members.iter().any(|(id, _)| *id == ask);
@@ -111,13 +114,24 @@ pub async fn transfer_leader(
             }
             Ok(TransferOutcome::Failed(why)) => return Err(format!("node {ask}: {why}")),
             Err(error) => {
+                maybe_going_on |= error.kind() != std::io::ErrorKind::ConnectionRefused;
                 last_error = format!("node {ask} ({address}): {error}");
                 ask = member_after(&topology, ask);
             }
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    Err(format!("gave up: {last_error}"))
+    // Found in review: a leader's tries may outlast the client's wait (a slower
+    // --tick-ms or --election-ticks), and it hands the group over after the client said it
+    // failed.
+    let going_on = match maybe_going_on {
+        true => format!(
+            "; a handover asked may still be under way: `cohort status` shows who leads group \
+             {group}"
+        ),
+        false => String::new(),
+    };
+    Err(format!("gave up: {last_error}{going_on}"))
 }
 
 /// The member listed after `node` in `topology` (the second if `node` is not listed).

@@ -752,6 +752,17 @@ impl Replica {
                 .is_some_and(|p| p.recent_active || p.active_round_before)
     }
 
+    /// Whether this replica leads and a quorum (of each half of a joint configuration) has
+    /// answered it in the current CheckQuorum round: it leads now, not only as far as it
+    /// knows (a leader cut off may not have stepped down yet).
+    pub fn leads_with_a_quorum_heard(&self) -> bool {
+        let id = self.id;
+        let heard = super::quorum::joint_value(&self.conf, |voter| {
+            u64::from(voter == id || self.progress_of(voter).is_some_and(|p| p.recent_active))
+        });
+        self.role == Role::Leader && heard == 1
+    }
+
     pub fn status(&self) -> Status {
         let peers = if self.role == Role::Leader {
             self.progress

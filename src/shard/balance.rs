@@ -157,7 +157,11 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
     // The least loaded first; ties by id, so every node agrees on the order.
     let mut takers: Vec<(u32, u64)> = led
         .iter()
-        .filter(|&(&node, &count)| node != me && count + 2 + margin <= mine)
+        // Saturating: a margin near u32::MAX means "almost never" (found in review: it
+        // wrapped, and two nodes handed one group back and forth at every look).
+        .filter(|&(&node, &count)| {
+            node != me && count.saturating_add(2).saturating_add(margin) <= mine
+        })
         .map(|(&node, &count)| (count, node))
         .collect();
     takers.sort_unstable();
@@ -223,6 +227,17 @@ mod tests {
         groups[0].led_since_tick = 900;
         groups[1].led_since_tick = 5;
         assert_eq!(pick_handover(2, &groups, 0), Some((1, 1)));
+    }
+
+    /// Goal (review 212): a margin near `u32::MAX` hands nothing over; it wrapped, so that
+    /// node 2 with one group and node 1 with none handed it over at every look.
+    #[test]
+    fn a_huge_margin_hands_nothing_over() {
+        let groups = vec![view(0, 2)];
+        assert_eq!(pick_handover(2, &groups, 0), None);
+        for margin in [u32::MAX, u32::MAX - 1, u32::MAX - 2] {
+            assert_eq!(pick_handover(2, &groups, margin), None, "margin {margin}");
+        }
     }
 
     #[test]

@@ -1065,7 +1065,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .expect("checked at start")
                 .replica;
             let (group, to, leader) = (transfer.group, transfer.to, replica.leader().0);
-            let outcome = if leader == to {
+            // Handed to this node, which leads: done once a quorum confirms it (found in
+            // review: a leader cut off, not stepped down yet, said it was done).
+            let outcome = if leader == to && (to != me || replica.leads_with_a_quorum_heard()) {
                 TransferOutcome::Done { leader }
             } else if leader != me && leader != 0 {
                 TransferOutcome::NotLeader { leader }
