@@ -37,9 +37,9 @@ enum Command {
     /// partitions, message loss, membership changes and compaction, each checked for Raft's
     /// safety properties at every step; a failing seed is printed with how to replay it.
     Sim(SimArgs),
-    /// Check a running cluster for linearizability: clients read, write, swap and delete
-    /// keys of their own for a while (break the cluster meanwhile), then every key's history
-    /// is checked. Writes keys named cohort-check-<run>-<k>.
+    /// Check a running cluster for linearizability: clients read, write, swap and delete a
+    /// few fresh keys they share for a while (break the cluster meanwhile), then every key's
+    /// history is checked. Writes keys named cohort-check-<run>-<k>.
     Check(CheckArgs),
     /// Write a value.
     Put {

@@ -140,13 +140,25 @@ impl LocalCluster {
         };
         // All three start at once (each builds its first WAL segments), then each is waited for.
         let mut listening_before = Vec::new();
-        for id in 1..=NODES {
+        let started = (1..=NODES).try_for_each(|id| {
             listening_before.push(cluster.spawn(id)?);
+            Ok::<_, String>(())
+        });
+        let listening = started.and_then(|()| {
+            (1..=NODES)
+                .zip(listening_before)
+                .try_for_each(|(id, before)| cluster.wait_listening(id, before))
+        });
+        match listening {
+            Ok(()) => Ok(cluster),
+            // Ctrl-C: the nodes that run stop as at the end of a run, with SIGTERM (found in
+            // review: dropped, they were killed). Any other failure kills them (dropped).
+            Err(error) if crate::bench::driver::interrupted() => {
+                let _ = cluster.stop();
+                Err(error)
+            }
+            Err(error) => Err(error),
         }
-        for (id, before) in (1..=NODES).zip(listening_before) {
-            cluster.wait_listening(id, before)?;
-        }
-        Ok(cluster)
     }
 
     /// The running nodes' processes, to watch their CPU: "node ID" and its pid.
@@ -235,7 +247,7 @@ impl LocalCluster {
         let started = crate::clock::now();
         let index = (id - 1) as usize;
         while self.listening_lines(id) < before + usize::from(self.flags.cores) {
-            // Ctrl-C while a node starts ends the start: the caller stops what runs.
+            // Ctrl-C while a node starts ends the start (`start` stops what runs).
             if crate::bench::driver::interrupted() {
                 return Err(format!("interrupted while node {id} started"));
             }

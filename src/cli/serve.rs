@@ -22,7 +22,8 @@ pub enum SyncFlag {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// This node's id (must appear in --peers; with --join, an id no member has).
+    /// This node's id (must appear in --peers; with --join, a new id, or this node's own on
+    /// a restart).
     #[arg(long)]
     pub id: u64,
     /// A new cluster's initial members, this node included: ID=HOST:PORT,… The port is the
