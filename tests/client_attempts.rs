@@ -1300,11 +1300,35 @@ fn a_transfer_whose_layout_cannot_be_fetched_again_says_why() {
 /// Goal (review 212): a transfer the client gave up on while its leader may still go on
 /// with it (no answer in time) says so, rather than only that it gave up: the leader's
 /// tries may outlast the client's wait and hand the group over after. One whose asks were
-/// all refused or answered does not. Method: node 1 tells the layout and never answers the
-/// transfer; then node 1 knows no leader and node 2 refuses connections.
+/// all refused, answered or never connected does not (review 213: a connection that timed
+/// out counted as an ask sent). Method: node 1 tells the layout and never answers the
+/// transfer; then node 1 knows no leader and node 2 refuses connections; then node 2's
+/// connections do not complete in time.
 #[test]
 fn a_transfer_given_up_without_an_answer_says_it_may_still_be_under_way() {
     use cohort::proto::transfer::TransferOutcome;
+    let no_leader = |node2: String| {
+        let told = Rc::new(Cell::new(0));
+        fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let none = TransferOutcome::NotLeader { leader: 0 };
+            answer_transfers(stream, topology, none, None, (told.clone(), u32::MAX))
+        })
+    };
+    let unconnected = cohort::node::on_one_executor("transfer-unconnected", move || async move {
+        let to_node2 = slow_to_accept(Duration::from_secs(60));
+        let (host, port) = to_node2.rsplit_once(':').expect("host:port");
+        let node2 = format!("{host}:{}", port.parse::<u16>().expect("a port") - 1);
+        let mut options = ClientOptions::new(vec![no_leader(node2)], 5);
+        options.attempt_timeout = Duration::from_millis(300);
+        options.request_timeout = Duration::from_millis(800);
+        cohort::client::transfer_leader(options, 0, 2).await
+    })
+    .expect("executor");
+    let unconnected = unconnected.expect_err("no leader");
+    assert!(
+        unconnected.contains("node 2") && !unconnected.contains("under way"),
+        "{unconnected}"
+    );
     let (silent, refused) = cohort::node::on_one_executor("transfer-silent", || async {
         let nowhere = "127.0.0.1:1".to_string();
         let node1 = fake_member(1, 1, vec![(2, nowhere.clone())], tell_topology_only);

@@ -1513,6 +1513,36 @@ fn a_transfer_to_a_leader_cut_off_is_not_done() {
     assert_eq!(outcomes, [TransferOutcome::NotLeader { leader: 0 }]);
 }
 
+/// Goal (review 213): a transfer to the leader itself is not done while it hands the group
+/// to another node (the balancer's handover, or its own as it stops): it said done, and the
+/// other node took the group moments later. Method: node 1 leads group 0 and is asked to
+/// hand it to node 3 (caught up: TimeoutNow goes out), then to itself: not done at once; node
+/// 3 never takes over, and once Raft gives that handover up, the second is done.
+#[test]
+fn a_transfer_to_a_leader_handing_the_group_over_waits() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    let to_3;
+    (core, to_3) = ask_transfer(core, &inbox, 0, 3);
+    assert_eq!(core.groups()[&0].replica.lead_transferee(), Some(NodeId(3)));
+    let to_1;
+    (core, to_1) = ask_transfer(core, &inbox, 0, 1);
+    let mut outcomes = Vec::new();
+    take_transfer_outcomes(&to_1, &mut outcomes);
+    assert_eq!(outcomes, [], "done while handing the group to node 3");
+    for _ in 0..1_000 {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(3, term, false));
+        take_transfer_outcomes(&to_1, &mut outcomes);
+        if !outcomes.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(outcomes, [TransferOutcome::Done { leader: 1 }]);
+    assert_eq!(core.groups()[&0].replica.lead_transferee(), None);
+    drop(to_3);
+}
+
 fn ask_transfer(
     core: TestCore,
     inbox: &Inbox<Input>,

@@ -205,8 +205,22 @@ pub(crate) async fn exchange<T>(
     timeout: Duration,
     decode: impl FnOnce(&Bytes) -> Result<T, DecodeError>,
 ) -> io::Result<T> {
+    let sent = std::cell::Cell::new(false);
+    exchange_noting_send(address, encoder, (connect_timeout, timeout), decode, &sent).await
+}
+
+/// As [`exchange`]; `sent` is set once the frame's send began (connected): a question that
+/// fails before never reached the node, and one that fails after may have.
+pub(crate) async fn exchange_noting_send<T>(
+    address: &str,
+    encoder: &FrameEncoder,
+    (connect_timeout, timeout): (Duration, Duration),
+    decode: impl FnOnce(&Bytes) -> Result<T, DecodeError>,
+    sent: &std::cell::Cell<bool>,
+) -> io::Result<T> {
     let asked = async {
         let mut conn = Conn::connect(address, connect_timeout).await?;
+        sent.set(true);
         conn.send(encoder).await?;
         let frame = conn.recv().await?;
         decode(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))

@@ -10,7 +10,7 @@ use crate::proto::status::{CoreRows, decode_status, encode_status_request};
 use crate::proto::topology::{Topology, client_address};
 use crate::wire::FrameEncoder;
 
-use super::conn::exchange;
+use super::conn::{exchange, exchange_noting_send};
 use super::session::{ClientOptions, fetch_topology};
 
 /// How long to wait between two asks while a group is busy (a change under way, a learner
@@ -176,12 +176,13 @@ async fn change_group(
         // The leader answers once the change is done: two commits, or a handover.
         let left = deadline.saturating_duration_since(crate::clock::now());
         let timeout = options.attempt_timeout;
-        let asked = exchange(
+        let sent = std::cell::Cell::new(false);
+        let asked = exchange_noting_send(
             &address,
             &encoder,
-            timeout.min(left),
-            (timeout * 5).min(left),
+            (timeout.min(left), (timeout * 5).min(left)),
             decode_member_outcome,
+            &sent,
         );
         match asked.await {
             Ok(done @ (MemberOutcome::Done { .. } | MemberOutcome::NotMember { .. })) => {
@@ -210,9 +211,10 @@ async fn change_group(
             }
             Ok(MemberOutcome::Failed(why)) => return Err(format!("group {group}: {why}")),
             Err(error) => {
-                // A connection refused carried nothing; anything else may have (found in
-                // review: a leader down before the ask counted as a remove made).
-                maybe_done |= error.kind() != std::io::ErrorKind::ConnectionRefused;
+                // An ask that never reached the node (refused, or no connection in time)
+                // carried nothing; one sent may have (found in review: a leader down before
+                // the ask counted as a remove made).
+                maybe_done |= sent.get();
                 last_error = format!("node {ask} ({address}): {error}");
                 ask = next(topology, ask);
                 refresh(options, topology).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::proto::transfer::{TransferOutcome, decode_transfer_outcome, encode_transfer_request};
 use crate::wire::FrameEncoder;
 
-use super::conn::exchange;
+use super::conn::exchange_noting_send;
 use super::session::{Client, ClientOptions, fetch_topology};
 use crate::proto::topology::Topology;
 
@@ -90,12 +90,13 @@ pub async fn transfer_leader(
         // The leader answers when the transfer ends: done, or given up after three tries (a
         // lagging `to` catches up meanwhile).
         let left = deadline.saturating_duration_since(crate::clock::now());
-        let asked = exchange(
+        let sent = std::cell::Cell::new(false);
+        let asked = exchange_noting_send(
             &address,
             &encoder,
-            attempt_timeout.min(left),
-            (attempt_timeout * 5).min(left),
+            (attempt_timeout.min(left), (attempt_timeout * 5).min(left)),
             decode_transfer_outcome,
+            &sent,
         );
         match asked.await {
             Ok(TransferOutcome::Done { .. }) => return Ok(started.elapsed()),
@@ -114,7 +115,7 @@ pub async fn transfer_leader(
             }
             Ok(TransferOutcome::Failed(why)) => return Err(format!("node {ask}: {why}")),
             Err(error) => {
-                maybe_going_on |= error.kind() != std::io::ErrorKind::ConnectionRefused;
+                maybe_going_on |= sent.get();
                 last_error = format!("node {ask} ({address}): {error}");
                 ask = member_after(&topology, ask);
             }

@@ -8,14 +8,15 @@
 //! ones.
 //!
 //! A session evicted (see `limits::SESSIONS_MAX` and `limits::SESSION_BYTES_MAX`) while its
-//! client still sends `first_unacked == 1` (no answer has reached it yet: its first
-//! requests, however many it pipelined, and their retries) would look like a new client, and
+//! client still sends `first_unacked == 1` (the answer to its first request has not reached
+//! it yet, whatever later ones did: its requests, however many it pipelined, and their
+//! retries) would look like a new client, and
 //! a retry of such a request would apply again. So the ids of forgotten sessions are kept
 //! ([`Forgotten`], up to `limits::FORGOTTEN_CLIENTS_MAX`): their requests are expired
 //! whatever they say. A new client draws a fresh id, so this never refuses one (and a client
 //! refused as expired before anything of its request was applied simply draws another).
 //! The residual risk: a client that waits (say, out of an election) to retry its first
-//! requests while its session is evicted and then 262,144 more are, all in its group.
+//! request while its session is evicted and then 262,144 more are, all in its group.
 //! Registering a session through the log before the first request (the Raft thesis, §6.3)
 //! would close it, at a round trip per new client.
 

@@ -1011,7 +1011,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             reply.push_now(TransferOutcome::Failed(why));
             return;
         };
-        if self.peers_log_full.contains(&to) && g.replica.role() == Role::Leader {
+        let cannot_take = match to == self.shape.node_id {
+            // Its log cannot grow, a sync is stuck, or it stops: it hands its groups over.
+            true => self.said_log_full,
+            false => self.peers_log_full.contains(&to),
+        };
+        if cannot_take && g.replica.role() == Role::Leader {
             reply.push_now(TransferOutcome::Failed(cannot_lead(to)));
             return;
         }
@@ -1059,15 +1064,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     fn finish_transfers(&mut self) {
         let (me, ticks, every) = (self.shape.node_id, self.ticks, self.transfer_ticks());
         let (groups, peers_log_full) = (&mut self.groups, &self.peers_log_full);
+        let me_cannot_lead = self.said_log_full;
         self.transfers.retain_mut(|transfer| {
             let replica = &mut groups
                 .get_mut(&transfer.group)
                 .expect("checked at start")
                 .replica;
             let (group, to, leader) = (transfer.group, transfer.to, replica.leader().0);
-            // Handed to this node, which leads: done once a quorum confirms it (found in
-            // review: a leader cut off, not stepped down yet, said it was done).
-            let outcome = if leader == to && (to != me || replica.leads_with_a_quorum_heard()) {
+            // Handed to this node, which leads: done once a quorum confirms it and it hands
+            // the group to no other (found in review: a leader cut off, not stepped down yet,
+            // or one handing its groups over as it stops, said it was done).
+            let confirmed = to != me
+                || (replica.leads_with_a_quorum_heard()
+                    && replica.lead_transferee().is_none()
+                    && !me_cannot_lead);
+            let outcome = if leader == to && confirmed {
                 TransferOutcome::Done { leader }
             } else if leader != me && leader != 0 {
                 TransferOutcome::NotLeader { leader }
@@ -1075,7 +1086,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else if leader != me {
                 TransferOutcome::NotLeader { leader }
-            } else if peers_log_full.contains(&to) {
+            } else if peers_log_full.contains(&to) || (to == me && me_cannot_lead) {
                 TransferOutcome::Failed(cannot_lead(to))
             } else if transfer.attempts_left > 0 {
                 // Refused, it says why: `to` left the group's voters meanwhile, say.
