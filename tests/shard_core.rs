@@ -1543,6 +1543,23 @@ fn a_transfer_to_a_leader_handing_the_group_over_waits() {
     drop(to_3);
 }
 
+/// Goal (review 216): a transfer to the leader itself while its log cannot grow says that it
+/// leads and hands the group over, not that it "takes no group". Method: node 1 leads group
+/// 0 with a log short of space and is asked to hand it to itself.
+#[test]
+fn a_transfer_to_a_leader_whose_log_cannot_grow_says_it_hands_the_group_over() {
+    let events = Events::default();
+    let (core, inbox, _outbox, _term) = leader_1(&events, Some("the disk is full".to_string()));
+    let (_core, reply) = ask_transfer(core, &inbox, 0, 1);
+    let mut outcomes = Vec::new();
+    take_transfer_outcomes(&reply, &mut outcomes);
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)]
+            if why.contains("node 1 leads group 0, but its log cannot grow")),
+        "{outcomes:?}"
+    );
+}
+
 fn ask_transfer(
     core: TestCore,
     inbox: &Inbox<Input>,

@@ -1,5 +1,5 @@
 //! `cohort check`: a Jepsen-style check of a running cluster. Clients read, write,
-//! compare-and-swap and delete a few keys of their own for a while (break the cluster
+//! compare-and-swap and delete a few fresh keys they share for a while (break the cluster
 //! meanwhile: kill, freeze, cut off nodes), then each key's history (every operation with
 //! when it was asked and when, if ever, it was answered) is checked for linearizability by
 //! [`crate::sim::check_register`]. `tests/node_history.rs` runs it under a nemesis.

@@ -95,6 +95,32 @@ impl Default for NodeFlags {
     }
 }
 
+/// Why a local cluster did not start.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub message: String,
+    /// A node exited or hung: its log says why (a scratch folder is kept for it).
+    pub node_failed: bool,
+}
+
+impl StartFailure {
+    fn of_node(message: String) -> StartFailure {
+        StartFailure {
+            message,
+            node_failed: true,
+        }
+    }
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> StartFailure {
+        StartFailure {
+            message,
+            node_failed: false,
+        }
+    }
+}
+
 /// Killed (SIGKILL) if dropped without [`LocalCluster::stop`].
 pub struct LocalCluster {
     pub dir: PathBuf,
@@ -112,6 +138,15 @@ impl LocalCluster {
     /// Start `exe serve` three times on free loopback ports, data under `dir`, each with
     /// `flags`.
     pub fn start(exe: &Path, dir: &Path, flags: &NodeFlags) -> Result<LocalCluster, String> {
+        Self::start_or_say(exe, dir, flags).map_err(|failure| failure.message)
+    }
+
+    /// As [`LocalCluster::start`], saying whether a node failed.
+    pub fn start_or_say(
+        exe: &Path,
+        dir: &Path,
+        flags: &NodeFlags,
+    ) -> Result<LocalCluster, StartFailure> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         flags.check()?;
         let ports_per_node = 2 * flags.cores;
@@ -142,7 +177,7 @@ impl LocalCluster {
         let mut listening_before = Vec::new();
         let started = (1..=NODES).try_for_each(|id| {
             listening_before.push(cluster.spawn(id)?);
-            Ok::<_, String>(())
+            Ok::<_, StartFailure>(())
         });
         let listening = started.and_then(|()| {
             (1..=NODES)
@@ -152,12 +187,16 @@ impl LocalCluster {
         match listening {
             Ok(()) => Ok(cluster),
             // Ctrl-C: the nodes that run stop as at the end of a run, with SIGTERM (found in
-            // review: dropped, they were killed). Any other failure kills them (dropped).
-            Err(error) if crate::bench::driver::interrupted() => {
-                let _ = cluster.stop();
-                Err(error)
+            // review: dropped, they were killed), and one that failed is named. Any other
+            // failure kills them (dropped).
+            Err(mut failure) if crate::bench::driver::interrupted() => {
+                if let Err(problems) = cluster.stop() {
+                    failure.message = format!("{}; {problems}", failure.message);
+                    failure.node_failed = true;
+                }
+                Err(failure)
             }
-            Err(error) => Err(error),
+            Err(failure) => Err(failure),
         }
     }
 
@@ -197,6 +236,7 @@ impl LocalCluster {
     pub fn restart(&mut self, id: u64) -> Result<(), String> {
         let listening_before = self.spawn(id)?;
         self.wait_listening(id, listening_before)
+            .map_err(|failure| failure.message)
     }
 
     /// Start the process of node `id`; returns how many times its log said it listens before
@@ -242,28 +282,28 @@ impl LocalCluster {
     /// error with the end of its log, so no test goes on with a node short. Runs on the
     /// thread that launches the cluster, never on an executor: it may sleep.
     #[allow(clippy::disallowed_methods)]
-    fn wait_listening(&mut self, id: u64, before: usize) -> Result<(), String> {
+    fn wait_listening(&mut self, id: u64, before: usize) -> Result<(), StartFailure> {
         const PATIENCE: Duration = Duration::from_secs(60);
         let started = crate::clock::now();
         let index = (id - 1) as usize;
         while self.listening_lines(id) < before + usize::from(self.flags.cores) {
-            // Ctrl-C while a node starts ends the start (`start` stops what runs).
-            if crate::bench::driver::interrupted() {
-                return Err(format!("interrupted while node {id} started"));
-            }
             let child = self.children[index].as_mut().expect("just started");
             if let Ok(Some(status)) = child.try_wait() {
                 self.children[index] = None;
-                return Err(format!(
+                return Err(StartFailure::of_node(format!(
                     "node {id} exited at start ({status}); the end of its log:\n{}",
                     log_tail(&self.dir, id)
-                ));
+                )));
+            }
+            // Ctrl-C while a node starts ends the start (`start` stops what runs).
+            if crate::bench::driver::interrupted() {
+                return Err(format!("interrupted while node {id} started").into());
             }
             if started.elapsed() > PATIENCE {
-                return Err(format!(
+                return Err(StartFailure::of_node(format!(
                     "node {id} does not listen after {PATIENCE:?}; the end of its log:\n{}",
                     log_tail(&self.dir, id)
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -37,14 +37,22 @@ impl ScratchCluster {
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;
         announce(&dir.path, &fdatasync);
         let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
-        let cluster = match LocalCluster::start(&exe, &dir.path, flags) {
+        let cluster = match LocalCluster::start_or_say(&exe, &dir.path, flags) {
             Ok(cluster) => cluster,
-            // A node that died or hung at start: its log says why, beyond the lines quoted.
-            Err(error) if !driver::interrupted() && super::local_cluster::any_log(&dir.path) => {
+            // A node that died or hung at start: its log says why, beyond the lines quoted
+            // (found in review: a Ctrl-C meanwhile deleted it).
+            Err(failure)
+                if failure.node_failed
+                    || (!driver::interrupted() && super::local_cluster::any_log(&dir.path)) =>
+            {
                 dir.keep();
-                return Err(format!("{error}\nlogs kept in {}", dir.path.display()));
+                return Err(format!(
+                    "{}\nlogs kept in {}",
+                    failure.message,
+                    dir.path.display()
+                ));
             }
-            Err(error) => return Err(error),
+            Err(failure) => return Err(failure.message),
         };
         Ok((ScratchCluster { cluster, dir }, fdatasync))
     }

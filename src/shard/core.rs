@@ -1017,7 +1017,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             false => self.peers_log_full.contains(&to),
         };
         if cannot_take && g.replica.role() == Role::Leader {
-            reply.push_now(TransferOutcome::Failed(cannot_lead(to)));
+            let why = match to == self.shape.node_id {
+                true => cannot_lead_here(to, group),
+                false => cannot_lead(to),
+            };
+            reply.push_now(TransferOutcome::Failed(why));
             return;
         }
         match g.replica.transfer_leader(NodeId(to)) {
@@ -1086,8 +1090,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else if leader != me {
                 TransferOutcome::NotLeader { leader }
-            } else if peers_log_full.contains(&to) || (to == me && me_cannot_lead) {
+            } else if peers_log_full.contains(&to) {
                 TransferOutcome::Failed(cannot_lead(to))
+            } else if to == me && me_cannot_lead {
+                TransferOutcome::Failed(cannot_lead_here(me, group))
             } else if transfer.attempts_left > 0 {
                 // Refused, it says why: `to` left the group's voters meanwhile, say.
                 match replica.transfer_leader(NodeId(to)) {
@@ -2128,6 +2134,15 @@ fn cannot_lead(to: u64) -> String {
     format!(
         "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no group \
          until it can"
+    )
+}
+
+/// Why a group is not handed to this node, which leads it: it is handing it over (found in
+/// review: told it "takes no group", while it kept leading it for want of a taker).
+fn cannot_lead_here(me: u64, group: u32) -> String {
+    format!(
+        "node {me} leads group {group}, but its log cannot grow (a full disk?), a sync is stuck \
+         or it stops: it hands the group to another voter once one can take it"
     )
 }
 
