@@ -451,7 +451,9 @@ async fn read_requests(
         if !to.inbox.push_made(requests_of_frame).await? {
             refuse_at_stop(&frame, to)?;
         }
-        // In the inbox now, weighed there (or answered).
+        // In the inbox now, weighed there (or answered): let go of it, or an idle
+        // connection keeps its last frame until the next one comes (found in review).
+        drop(std::mem::take(&mut frame));
         drop(permit);
         if to.outbox.is_closed() && !to.inbox.is_closed() {
             return Err(cut_off_reason());

@@ -82,7 +82,16 @@ impl FrameReader {
             self.buffer.advance(frame_bytes);
             return Ok(Some(frame));
         }
-        Ok(Some(self.buffer.split_to(frame_bytes).freeze()))
+        let frame = self.buffer.split_to(frame_bytes).freeze();
+        if frame_bytes > RECEIVE_CHUNK_BYTES {
+            // The buffer grew for this frame (up to 24 MiB for one of 16 MiB) and, shared
+            // with it, would keep all of it once the frame is gone, for as long as the
+            // connection lives (found in review: an idle client's last large frame, outside
+            // every bound). What arrived after the frame, at most a read, moves to a fresh
+            // buffer of its own.
+            self.buffer = BytesMut::from(&self.buffer[..self.filled]);
+        }
+        Ok(Some(frame))
     }
 
     /// Whether some bytes of a frame not yet whole are held.
@@ -435,6 +444,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Goal (review 217): a frame larger than a read's chunk does not leave its receive
+    /// buffer's allocation with the reader once the frame is gone: an idle connection kept
+    /// the 24 MiB that a 16 MiB frame had grown it to. Method: a 4 MiB frame then a small
+    /// one arriving in one read; the reader's buffer afterwards holds about the small one.
+    #[test]
+    fn a_large_frame_leaves_no_large_buffer_behind() {
+        let large = frame_of(&[snapshot_message(4 << 20)]);
+        let small = frame_of(&[snapshot_message(100)]);
+        let mut trickle = Trickle {
+            bytes: [large.clone(), small.clone()].concat(),
+            at: 0,
+            chunk: 1 << 20,
+        };
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let frame = futures_lite::future::block_on(reader.read_frame(&mut trickle))
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(frame.len(), large.len());
+        drop(frame);
+        assert!(
+            reader.buffer.capacity() <= RECEIVE_CHUNK_BYTES,
+            "{} bytes kept",
+            reader.buffer.capacity()
+        );
+        let frame = futures_lite::future::block_on(reader.read_frame(&mut trickle))
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(&frame[..], &small[..]);
     }
 
     #[test]
