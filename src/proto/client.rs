@@ -429,11 +429,23 @@ fn answer_bytes(response: &Response) -> usize {
 /// Bytes of answers per unit of [`answer_weight`].
 pub const ANSWER_WEIGHT_BYTES: usize = 1 << 10;
 
+/// What `response` holds in memory while it waits: itself, and each result as an
+/// `OpResult` (wider than its record in a frame), beside its data.
+fn answer_memory_bytes(response: &Response) -> usize {
+    let results = match &response.outcome {
+        Outcome::Results(results) => results.len(),
+        _ => 0,
+    };
+    size_of::<Response>() + results * size_of::<OpResult>() + answer_data_bytes(response)
+}
+
 /// What `response` weighs while it waits for its connection's writer: one, and one more
-/// per [`ANSWER_WEIGHT_BYTES`] it takes of a frame. Unread answers are bounded by their
-/// weight (see `shard::answers_held`), so by their count and their bytes both.
+/// per [`ANSWER_WEIGHT_BYTES`] it takes of a frame or of memory, whichever is more. Unread
+/// answers are bounded by their weight (see `shard::answers_held`), so by their count and
+/// their bytes both (found in review: weighed by their frame bytes alone, answers of many
+/// results held 2.4 times the bytes counted).
 pub fn answer_weight(response: &Response) -> usize {
-    1 + answer_bytes(response) / ANSWER_WEIGHT_BYTES
+    1 + answer_bytes(response).max(answer_memory_bytes(response)) / ANSWER_WEIGHT_BYTES
 }
 
 /// Splits `responses`, in order, into runs that each fit one frame: at most
@@ -718,6 +730,23 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    /// Goal (review 217): an answer of many results weighs what it holds in memory, not
+    /// only its bytes in a frame (16 per result there, an `OpResult` in memory is wider).
+    #[test]
+    fn an_answer_of_many_results_weighs_its_memory() {
+        let response = Response {
+            client_id: 1,
+            sequence: 1,
+            outcome: Outcome::Results(vec![OpResult::NotFound; 1024].into()),
+        };
+        let in_memory = 1024 * size_of::<OpResult>();
+        assert!(
+            answer_weight(&response) * ANSWER_WEIGHT_BYTES >= in_memory,
+            "weight {} for {in_memory} bytes",
+            answer_weight(&response)
+        );
     }
 
     #[test]
