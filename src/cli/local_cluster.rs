@@ -190,6 +190,14 @@ impl LocalCluster {
             // review: dropped, they were killed), and one that failed is named. Any other
             // failure kills them (dropped).
             Err(mut failure) if crate::bench::driver::interrupted() => {
+                let died = cluster
+                    .exit_statuses()
+                    .iter()
+                    .any(|(_, s)| !stopped_cleanly(s));
+                if failure.node_failed || died {
+                    // Its log is kept even if a second Ctrl-C comes during the stop.
+                    crate::bench::driver::keep_on_second_signal(&cluster.dir);
+                }
                 if let Err(problems) = cluster.stop() {
                     failure.message = format!("{}; {problems}", failure.message);
                     failure.node_failed = true;
@@ -474,7 +482,7 @@ fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
             Err(error) => return Err(format!("node {id}: {error}")),
         }
     };
-    if status.success() {
+    if stopped_cleanly(&status) {
         Ok(())
     } else {
         Err(format!(
@@ -482,6 +490,13 @@ fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
             log_tail(dir, id)
         ))
     }
+}
+
+/// Whether a node stopped as told: it exited 0, or SIGTERM's default action ended it before
+/// it took the signal over, at its very start (found in review: counted as a failure).
+fn stopped_cleanly(status: &ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.success() || status.signal() == Some(libc::SIGTERM)
 }
 
 /// Whether any node of a cluster in `dir` has a log there.

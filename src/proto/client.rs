@@ -429,14 +429,32 @@ fn answer_bytes(response: &Response) -> usize {
 /// Bytes of answers per unit of [`answer_weight`].
 pub const ANSWER_WEIGHT_BYTES: usize = 1 << 10;
 
+/// The heap block each value of an answer takes beside its bytes: a copy of a short value,
+/// or the owner of a shared one, each a 32-byte `malloc` chunk.
+const VALUE_BLOCK_BYTES: usize = 32;
+
 /// What `response` holds in memory while it waits: itself, and each result as an
-/// `OpResult` (wider than its record in a frame), beside its data.
+/// `OpResult` (wider than its record in a frame) with its value's block, beside its data.
 fn answer_memory_bytes(response: &Response) -> usize {
-    let results = match &response.outcome {
-        Outcome::Results(results) => results.len(),
-        _ => 0,
+    let (results, values) = match &response.outcome {
+        Outcome::Results(results) => {
+            let values = results
+                .iter()
+                .filter(|result| {
+                    matches!(
+                        result,
+                        OpResult::Value(_) | OpResult::ConditionFailed { current: Some(_) }
+                    )
+                })
+                .count();
+            (results.len(), values)
+        }
+        _ => (0, 0),
     };
-    size_of::<Response>() + results * size_of::<OpResult>() + answer_data_bytes(response)
+    size_of::<Response>()
+        + results * size_of::<OpResult>()
+        + values * VALUE_BLOCK_BYTES
+        + answer_data_bytes(response)
 }
 
 /// What `response` weighs while it waits for its connection's writer: one, and one more
@@ -732,21 +750,25 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
-    /// Goal (review 217): an answer of many results weighs what it holds in memory, not
-    /// only its bytes in a frame (16 per result there, an `OpResult` in memory is wider).
+    /// Goal (reviews 217, 218): an answer of many results weighs what it holds in memory,
+    /// not only its bytes in a frame (16 per result there; an `OpResult` in memory is wider,
+    /// and each value has a heap block of its own).
     #[test]
     fn an_answer_of_many_results_weighs_its_memory() {
-        let response = Response {
-            client_id: 1,
-            sequence: 1,
-            outcome: Outcome::Results(vec![OpResult::NotFound; 1024].into()),
-        };
-        let in_memory = 1024 * size_of::<OpResult>();
-        assert!(
-            answer_weight(&response) * ANSWER_WEIGHT_BYTES >= in_memory,
-            "weight {} for {in_memory} bytes",
-            answer_weight(&response)
-        );
+        let value = OpResult::Value(Bytes::copy_from_slice(b"v"));
+        for (result, block) in [(OpResult::NotFound, 0), (value, VALUE_BLOCK_BYTES + 1)] {
+            let response = Response {
+                client_id: 1,
+                sequence: 1,
+                outcome: Outcome::Results(vec![result; 1024].into()),
+            };
+            let in_memory = 1024 * (size_of::<OpResult>() + block);
+            assert!(
+                answer_weight(&response) * ANSWER_WEIGHT_BYTES >= in_memory,
+                "weight {} for {in_memory} bytes",
+                answer_weight(&response)
+            );
+        }
     }
 
     #[test]

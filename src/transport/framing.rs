@@ -82,13 +82,15 @@ impl FrameReader {
             self.buffer.advance(frame_bytes);
             return Ok(Some(frame));
         }
+        // The allocation the frame and what follows it share.
+        let allocated = self.buffer.capacity();
         let frame = self.buffer.split_to(frame_bytes).freeze();
-        if frame_bytes > RECEIVE_CHUNK_BYTES {
-            // The buffer grew for this frame (up to 24 MiB for one of 16 MiB) and, shared
-            // with it, would keep all of it once the frame is gone, for as long as the
-            // connection lives (found in review: an idle client's last large frame, outside
-            // every bound). What arrived after the frame, at most a read, moves to a fresh
-            // buffer of its own.
+        if allocated > 2 * RECEIVE_CHUNK_BYTES {
+            // The buffer grew for this frame past what a streaming connection keeps (up to
+            // 24 MiB for one of 16 MiB) and would keep all of it once the frame is gone, for
+            // as long as the connection lives (found in review: an idle client's last large
+            // frame, outside every bound). What arrived after the frame, at most a read,
+            // moves to a fresh buffer of its own.
             self.buffer = BytesMut::from(&self.buffer[..self.filled]);
         }
         Ok(Some(frame))
