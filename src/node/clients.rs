@@ -731,9 +731,12 @@ async fn next_frame(
     }
 }
 
-/// The reader of a client connection's frames: any frame up to the largest a client may send.
+/// The reader of a client connection's frames: any frame up to the largest a client may
+/// send, and no buffer grown for a large one kept after it.
 fn client_frame_reader() -> FrameReader {
-    FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX)
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    reader.let_go_of_large_buffers();
+    reader
 }
 
 fn now_plus(patience: Duration) -> Instant {
