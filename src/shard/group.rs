@@ -701,8 +701,9 @@ mod tests {
             key: Bytes::from_static(b"k"),
         };
         let (group, busy) = reads_until_refused(get);
-        let refused = matches!(&busy.response.outcome, Outcome::Error { code: ErrorCode::Busy, message }
-            if message.contains("reads wait in this group"));
+        let refused = matches!(&busy.response.outcome,
+            Outcome::Error { code: ErrorCode::Busy, message }
+                if message.contains("reads wait in this group"));
         assert!(refused, "{busy:?}");
         assert_eq!(
             group.waiting(),
@@ -724,8 +725,8 @@ mod tests {
             key: frame.slice(..64 << 10),
         };
         let (mut group, busy) = reads_until_refused(get);
-        let refused = matches!(&busy.response.outcome, Outcome::Error { code: ErrorCode::Busy, message }
-            if message.contains("KiB may"));
+        let refused = matches!(&busy.response.outcome,
+            Outcome::Error { code: ErrorCode::Busy, message } if message.contains("KiB may"));
         assert!(refused, "{busy:?}");
         let waiting = group.waiting();
         assert!(
