@@ -193,12 +193,12 @@ impl LocalCluster {
                 let died = cluster
                     .exit_statuses()
                     .iter()
-                    .any(|(_, s)| !stopped_cleanly(s));
+                    .any(|(_, s)| !stopped_cleanly(s, Stage::Starting));
                 if failure.node_failed || died {
                     // Its log is kept even if a second Ctrl-C comes during the stop.
                     crate::bench::driver::keep_on_second_signal(&cluster.dir);
                 }
-                if let Err(problems) = cluster.stop() {
+                if let Err(problems) = cluster.stop_with(Stage::Starting) {
                     failure.message = format!("{}; {problems}", failure.message);
                     failure.node_failed = true;
                 }
@@ -360,7 +360,7 @@ impl LocalCluster {
         signal_child(&mut child, crate::sys::Signal::Terminate);
         // A paused node takes the signal only once it goes on.
         signal_child(&mut child, crate::sys::Signal::Continue);
-        wait_stopped(&self.dir, id, child)
+        wait_stopped(&self.dir, id, child, Stage::Running)
     }
 
     /// SIGTERM node `id` twice in a row and wait for it: its exit status (a node that
@@ -413,7 +413,12 @@ impl LocalCluster {
     }
 
     /// SIGTERM every running node and wait; errors name nodes that did not exit cleanly.
-    pub fn stop(mut self) -> Result<(), String> {
+    pub fn stop(self) -> Result<(), String> {
+        self.stop_with(Stage::Running)
+    }
+
+    /// As [`LocalCluster::stop`], with the nodes at `stage`.
+    fn stop_with(mut self, stage: Stage) -> Result<(), String> {
         let mut problems = Vec::new();
         for child in self.children.iter_mut().flatten() {
             signal_child(child, crate::sys::Signal::Terminate);
@@ -423,7 +428,7 @@ impl LocalCluster {
             let Some(child) = child.take() else {
                 continue;
             };
-            if let Err(problem) = wait_stopped(&self.dir, i as u64 + 1, child) {
+            if let Err(problem) = wait_stopped(&self.dir, i as u64 + 1, child, stage) {
                 problems.push(problem);
             }
         }
@@ -461,7 +466,7 @@ const STOP_PATIENCE: Duration = Duration::from_secs(30);
 /// Waits for node `id`, told to stop, to exit; an error if it did not exit cleanly, or not
 /// within [`STOP_PATIENCE`] (then it is killed).
 #[allow(clippy::disallowed_methods)] // polls a child process, on no executor
-fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
+fn wait_stopped(dir: &Path, id: u64, mut child: Child, stage: Stage) -> Result<(), String> {
     let mut waited = Duration::ZERO;
     let status = loop {
         match child.try_wait() {
@@ -482,7 +487,7 @@ fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
             Err(error) => return Err(format!("node {id}: {error}")),
         }
     };
-    if stopped_cleanly(&status) {
+    if stopped_cleanly(&status, stage) {
         Ok(())
     } else {
         Err(format!(
@@ -492,11 +497,21 @@ fn wait_stopped(dir: &Path, id: u64, mut child: Child) -> Result<(), String> {
     }
 }
 
-/// Whether a node stopped as told: it exited 0, or SIGTERM's default action ended it before
-/// it took the signal over, at its very start (found in review: counted as a failure).
-fn stopped_cleanly(status: &ExitStatus) -> bool {
+/// Where the nodes a stop is for are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Each listened: it took SIGTERM over, and a stop exits 0.
+    Running,
+    /// Started, some perhaps before they took SIGTERM over (a start cut short).
+    Starting,
+}
+
+/// Whether a node stopped as told: it exited 0, or, at `Stage::Starting`, SIGTERM's default
+/// action ended it before it took the signal over (found in review: counted as a failure).
+/// Once running, a node ended by SIGTERM itself never ran its stop.
+fn stopped_cleanly(status: &ExitStatus, stage: Stage) -> bool {
     use std::os::unix::process::ExitStatusExt;
-    status.success() || status.signal() == Some(libc::SIGTERM)
+    status.success() || (stage == Stage::Starting && status.signal() == Some(libc::SIGTERM))
 }
 
 /// Whether any node of a cluster in `dir` has a log there.

@@ -240,6 +240,8 @@ impl Drop for Channel {
 
 async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<RefCell<Shared>>) {
     let mut frames = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    // An answer of up to 16 MiB leaves no buffer of its size behind for the channel's life.
+    frames.let_go_of_large_buffers();
     let reason = loop {
         let frame = match frames.read_frame(&mut reader).await {
             Ok(Some(frame)) => frame,
