@@ -600,14 +600,67 @@ mod tests {
         storage.write(seq, 0, &bytes);
     }
 
-    /// Rewrites the segment header at the start of `bytes` as format 2 wrote it: no key.
-    fn unkey_header(bytes: &mut [u8]) {
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
-        bytes[32..40].fill(0);
+    /// Goal (review 221): a segment whose header states another key than the others' (one
+    /// of another node's or core's WAL put in this folder) is refused, naming it: its
+    /// records, checking out against its own key, were read as ours. Method: a WAL of three
+    /// segments; the oldest's header and records rewritten under another key.
+    #[test]
+    fn a_segment_of_another_wal_is_refused() {
+        let config = WalConfig {
+            segment_bytes: 8192,
+        };
+        let mut wal = block_on(Wal::open(MemStorage::new(), config)).expect("fresh");
+        let mut index = 1;
+        while wal.segments.len() < 3 {
+            wal.append_entries(1, index, &[(1, b"ours".as_slice())])
+                .expect("append");
+            block_on(wal.sync()).expect("sync");
+            index += 1;
+        }
+        let oldest = *wal.segments.front().unwrap();
+        let mut storage = wal.into_storage();
+        let size = storage.size_bytes(oldest) as usize;
+        let mut bytes = storage.view(oldest, 0..size).to_vec();
+        let (ours, theirs) = (record_salt(oldest, segment_header_key(&bytes)), 0xB0B);
+        let mut at = SEGMENT_HEADER_BYTES;
+        while let Some(header) = decode_record(&bytes, at, ours) {
+            let record = &mut bytes[at..at + header.len_bytes as usize];
+            seal_record(record, record_salt(oldest, Some(theirs)));
+            at += header.footprint_bytes();
+        }
+        bytes[32..40].copy_from_slice(&theirs.to_le_bytes());
+        reseal_header(&mut bytes);
+        storage.write(oldest, 0, &bytes);
+        match block_on(Wal::open(storage, config)) {
+            Err(WalOpenError::Inconsistent {
+                file,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(
+                    (file, offset),
+                    (format!("mem:{oldest:020}.wal"), 32),
+                    "{reason}"
+                );
+                assert!(reason.contains("another WAL"), "{reason}");
+            }
+            other => panic!("{:?}", other.map(|_| "opened")),
+        }
+    }
+
+    /// The header checksum of the segment header at the start of `bytes`, written again.
+    fn reseal_header(bytes: &mut [u8]) {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&bytes[0..12]);
         hasher.update(&bytes[16..SEGMENT_HEADER_BYTES]);
         bytes[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
+    }
+
+    /// Rewrites the segment header at the start of `bytes` as format 2 wrote it: no key.
+    fn unkey_header(bytes: &mut [u8]) {
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[32..40].fill(0);
+        reseal_header(bytes);
     }
 
     fn entry_count(wal: &Wal<MemStorage>) -> usize {
