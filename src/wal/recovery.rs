@@ -368,16 +368,13 @@ fn check_headers<S: Storage>(
             });
         }
     }
-    // One WAL has one key, in every valid header that states one: a segment of another
-    // node's or core's WAL, its records checking out against its own key, was read as ours,
-    // and could have our later segments dropped as past the end of the log (found in
-    // review). (A stale header's records are checked with the WAL's key, never their own.)
-    let valid = |(&seq, bytes): (&u64, &Bytes)| {
-        matches!(decode_segment_header(bytes, seq), SegmentHeaderState::Valid)
-            .then(|| Some((seq, segment_header_key(bytes)?)))
-            .flatten()
-    };
-    let mut keys = seqs.iter().zip(segments).rev().filter_map(valid);
+    // One WAL has one key, in every header that states one (a recycled file's stale header
+    // included: it is rewritten under our key, and `recover` takes the WAL's key from any
+    // of them): a segment of another node's or core's WAL, its records checking out against
+    // its own key, was read as ours, and could have our later segments dropped as past the
+    // end of the log (found in review). Which of two is the stranger no header says.
+    let keyed = |(&seq, bytes): (&u64, &Bytes)| Some((seq, segment_header_key(bytes)?));
+    let mut keys = seqs.iter().zip(segments).rev().filter_map(keyed);
     if let Some((newest, key)) = keys.next()
         && let Some((seq, _)) = keys.find(|&(_, other)| other != key)
     {
@@ -385,8 +382,8 @@ fn check_headers<S: Storage>(
             file: storage.locate(seq),
             offset: 32,
             reason: format!(
-                "its header's key differs from that of {}: a segment of another WAL (another \
-                 node's or core's)",
+                "its header's key differs from that of {}: one of the two is a segment of \
+                 another WAL (another node's or core's)",
                 storage.locate(newest)
             ),
         });
