@@ -589,15 +589,20 @@ mod tests {
     fn unkey(storage: &mut MemStorage, seq: u64) {
         let size = storage.size_bytes(seq) as usize;
         let mut bytes = storage.view(seq, 0..size).to_vec();
-        let salt = record_salt(seq, segment_header_key(&bytes));
+        reseal_records(&mut bytes, seq, seq);
+        unkey_header(&mut bytes);
+        storage.write(seq, 0, &bytes);
+    }
+
+    /// Seals every record of segment `seq`'s `bytes` again with `salt`.
+    fn reseal_records(bytes: &mut [u8], seq: u64, salt: u64) {
+        let old = record_salt(seq, segment_header_key(bytes));
         let mut at = SEGMENT_HEADER_BYTES;
-        while let Some(header) = decode_record(&bytes, at, salt) {
-            seal_record(&mut bytes[at..at + header.len_bytes as usize], seq);
+        while let Some(header) = decode_record(bytes, at, old) {
+            seal_record(&mut bytes[at..at + header.len_bytes as usize], salt);
             at += header.footprint_bytes();
         }
         assert!(bytes[at..].iter().all(|&b| b == 0), "every record resealed");
-        unkey_header(&mut bytes);
-        storage.write(seq, 0, &bytes);
     }
 
     /// Goal (review 221): a segment whose header states another key than the others' (one
@@ -621,13 +626,8 @@ mod tests {
         let mut storage = wal.into_storage();
         let size = storage.size_bytes(oldest) as usize;
         let mut bytes = storage.view(oldest, 0..size).to_vec();
-        let (ours, theirs) = (record_salt(oldest, segment_header_key(&bytes)), 0xB0B);
-        let mut at = SEGMENT_HEADER_BYTES;
-        while let Some(header) = decode_record(&bytes, at, ours) {
-            let record = &mut bytes[at..at + header.len_bytes as usize];
-            seal_record(record, record_salt(oldest, Some(theirs)));
-            at += header.footprint_bytes();
-        }
+        let theirs = 0xB0B;
+        reseal_records(&mut bytes, oldest, record_salt(oldest, Some(theirs)));
         bytes[32..40].copy_from_slice(&theirs.to_le_bytes());
         reseal_header(&mut bytes);
         storage.write(oldest, 0, &bytes);
