@@ -617,6 +617,27 @@ fn missing_segment_is_refused_naming_it() {
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// Goal (review 221): a segment file the store cannot open is named in the error, not only
+/// "the segment directory". Method: segment 2 replaced by a directory of its name.
+#[test]
+fn an_unopenable_segment_is_refused_naming_it() {
+    let dir = temp_dir("unopenable");
+    build(&dir, 200);
+    let path = segment(&dir, 2);
+    fs::remove_file(&path).expect("remove");
+    fs::create_dir(&path).expect("a directory in its place");
+    match reopen(&dir) {
+        Err(err @ WalOpenError::Io { .. }) => {
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            )
+        }
+        other => panic!("expected Io, got {:?}", other.err()),
+    }
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
+
 #[test]
 fn wrong_magic_is_refused_naming_the_file() {
     let dir = temp_dir("magic");

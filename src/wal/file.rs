@@ -529,7 +529,10 @@ impl Storage for FileStore {
             if !self.segments.contains_key(&seq) {
                 // Not pre-faulted: recovery reads it all anyway, after a check that a read
                 // error cannot hang (see `check_readable`).
-                let segment = self.open_segment(seq, false)?;
+                let segment = self.open_segment(seq, false).map_err(|err| {
+                    let path = self.path(seq);
+                    io::Error::new(err.kind(), format!("opening {}: {err}", path.display()))
+                })?;
                 self.segments.insert(seq, segment);
             }
         }

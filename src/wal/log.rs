@@ -12,7 +12,7 @@ use super::format::{
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::payload::{self, ENTRIES_PREFIX_BYTES, ENTRY_PREFIX_BYTES};
 use super::recovery::{RecoveryReport, recover};
-use super::storage::{Part, SegmentSyncer, Storage};
+use super::storage::{Part, Storage, zero_durably};
 use super::types::{EntryPayload, GroupState, HardState, SnapshotMarker, WalEntry};
 
 /// Settings that shape the files; validated by `Wal::open`.
@@ -217,24 +217,12 @@ impl<S: Storage> Wal<S> {
                     std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
                 ) =>
             {
-                // A chunk at a time: a segment's worth of zeros (and their staged copy) per
-                // core would be a burst of memory at start.
-                const CHUNK_BYTES: usize = 1 << 20;
                 let active = self.active();
                 let end = self.storage.size_bytes(active) as usize;
-                let zeros = vec![0u8; CHUNK_BYTES.min(end - self.cursor)];
-                let mut at = self.cursor;
-                while at < end {
-                    let chunk = zeros.len().min(end - at);
-                    self.storage.write(active, at, &zeros[..chunk]);
-                    let file = self.storage.locate(active);
-                    self.storage
-                        .syncer(active)
-                        .sync()
-                        .await
-                        .map_err(|source| WalOpenError::Io { file, source })?;
-                    at += chunk;
-                }
+                let file = self.storage.locate(active);
+                zero_durably(&mut self.storage, active, self.cursor..end)
+                    .await
+                    .map_err(|source| WalOpenError::Io { file, source })?;
                 self.recovery.end_segment_retired = false;
                 self.recovery.end_tail_zeroed = true;
                 Ok(())

@@ -59,6 +59,8 @@ pub struct MemStorage {
     whole_blocks: bool,
     /// Per segment, the first offset the "device" cannot read (a media error).
     unreadable: BTreeMap<u64, usize>,
+    /// The longest window `slot` handed out: what one write asked to stage at once.
+    largest_write_bytes: usize,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -107,6 +109,11 @@ impl MemStorage {
     /// creates nothing, as on a full disk.
     pub fn set_disk_full(&self, full: bool) {
         self.shared.borrow_mut().disk_full = full;
+    }
+
+    /// The most bytes one write (a `slot`) covered so far: the file store stages as much.
+    pub fn largest_write_bytes(&self) -> usize {
+        self.largest_write_bytes
     }
 
     /// Syncs completed so far.
@@ -311,6 +318,7 @@ impl Storage for MemStorage {
     /// as the file store's O_DIRECT writes zero-pad their last block.
     fn slot(&mut self, seq: u64, range: Range<usize>) -> &mut [u8] {
         let whole_blocks = self.whole_blocks;
+        self.largest_write_bytes = self.largest_write_bytes.max(range.len());
         let segment = self.segment_mut(seq);
         if whole_blocks {
             let block_end = range.end.next_multiple_of(BLOCK_BYTES).min(segment.len());

@@ -15,7 +15,7 @@ use super::format::{
 use super::index::{EntryLoc, GroupLog, Groups};
 use super::log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, segment_size_valid};
 use super::payload::{self, Payload};
-use super::storage::{ReadCheckError, SegmentSyncer, Storage};
+use super::storage::{ReadCheckError, SegmentSyncer, Storage, zero_durably};
 
 /// What recovery rebuilt.
 pub struct Recovered {
@@ -507,25 +507,19 @@ async fn finish<S: Storage>(
     found_here: Found,
     recovered: &mut Recovered,
 ) -> Result<(), WalOpenError> {
-    let erased = found_here.end_offset > stop;
-    if erased {
-        storage.write(seqs[i], stop, &vec![0u8; found_here.end_offset - stop]);
+    if found_here.end_offset > stop {
+        let file = storage.locate(seqs[i]);
+        zero_durably(storage, seqs[i], stop..found_here.end_offset)
+            .await
+            .map_err(io_error(file))?;
     }
+    // After the erase: where writes bypass the page cache (O_DIRECT), its syncs wrote the
+    // erased blocks and no more, while the kept records before them may still sit in the page
+    // cache (a process crash under `--sync never`); a sync with nothing staged syncs the whole
+    // file.
     for &seq in &seqs[..=i] {
         let file = storage.locate(seq);
         storage.syncer(seq).sync().await.map_err(io_error(file))?;
-    }
-    if erased {
-        // Where writes bypass the page cache (O_DIRECT), the sync above wrote the erased
-        // blocks and no more, while the kept records before them may still sit in the page
-        // cache (a process crash under `--sync never`): a sync with nothing staged syncs the
-        // whole file.
-        let file = storage.locate(seqs[i]);
-        storage
-            .syncer(seqs[i])
-            .sync()
-            .await
-            .map_err(io_error(file))?;
     }
     discard_after(storage, seqs, Some(i), &mut recovered.report)?;
     recovered.segments = seqs[..=i].to_vec();

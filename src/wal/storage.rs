@@ -43,6 +43,26 @@ pub(super) fn copy_parts(slot: &mut [u8], parts: &[Part<'_>]) {
     debug_assert_eq!(at, slot.len());
 }
 
+/// Writes zeros over `range` of segment `seq` and makes them durable, a chunk at a time: a
+/// segment's worth of zeros (and, on the file store, their staged copy) at once would be a
+/// burst of memory of up to the segment's size per core.
+pub(super) async fn zero_durably<S: Storage>(
+    storage: &mut S,
+    seq: u64,
+    range: Range<usize>,
+) -> io::Result<()> {
+    const CHUNK_BYTES: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK_BYTES.min(range.len())];
+    let mut at = range.start;
+    while at < range.end {
+        let chunk = zeros.len().min(range.end - at);
+        storage.write(seq, at, &zeros[..chunk]);
+        storage.syncer(seq).sync().await?;
+        at += chunk;
+    }
+    Ok(())
+}
+
 /// Why [`Storage::check_readable`] failed.
 #[derive(Debug)]
 pub enum ReadCheckError {
