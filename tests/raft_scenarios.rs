@@ -1391,6 +1391,35 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
     );
 }
 
+/// Goal (review 223): a follower's answer naming a read round the leader never started (a
+/// broken or hostile peer) counts as an answer to the newest round started, no more:
+/// believed, it confirmed every later round at once, and the leader answered linearizable
+/// reads for the rest of its term without hearing a quorum.
+#[test]
+fn a_read_round_the_leader_never_started_confirms_no_later_round() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut config = Config::new(NodeId(1));
+    config.check_quorum = true;
+    let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
+    for follower in [2, 3] {
+        leader.step(term_2(follower, 1, acked(2))).unwrap();
+    }
+    let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+        read_round: u64::MAX - 1,
+        short_of_commit: None,
+    });
+    leader.step(term_2(3, 1, answer)).unwrap();
+    let ready = leader.ready();
+    leader.advance(ready.ack());
+    leader.read_index(1).unwrap();
+    let mut ready = leader.ready();
+    assert!(
+        ready.take_reads().is_empty(),
+        "answered before any follower heard the round"
+    );
+    leader.advance(ready.ack());
+}
+
 #[test]
 fn a_voter_restarted_inside_a_lease_does_not_help_depose_the_leader() {
     // The leader serves reads from its lease, counting on its voters to refuse other

@@ -327,7 +327,8 @@ impl Replica {
         progress.recent_active = true;
         progress.probe_sent = false;
         progress.queue_full = false;
-        progress.acked_round = progress.acked_round.max(response.read_round);
+        // A round never started (a broken or hostile peer) would confirm every later one.
+        progress.acked_round = progress.acked_round.max(response.read_round.min(round));
         let mut lost = None;
         if let Some(holds) = response.short_of_commit
             && response.read_round > progress.lost_round
