@@ -1,8 +1,8 @@
 //! A refused handshake closes that connection with a logged reason and leaves the listener
 //! serving: wrong cluster, wrong version, unknown node, wrong core, another layout (cores
 //! and groups), other timing with lease reads, a larger id dialing,
-//! a first frame that is not a handshake, garbage, and silence; and a node back under its id
-//! with other data.
+//! a first frame that is not a handshake, garbage, and silence; a dialer that meant another
+//! node; and a node back under its id with other data.
 
 mod common;
 
@@ -251,6 +251,47 @@ fn a_dialer_refuses_the_wrong_node_at_its_peers_address() {
         assert!(!node1.is_connected(NodeId(2)));
         node1.close().await;
         node3.close().await;
+    });
+}
+
+/// Goal (review 224): a dialer that meant another node at this address (its member list
+/// gives a node that is gone, or not yet removed there, the address a new node took over) is
+/// refused before its handshake is compared with any record: its `incarnation_of_receiver`
+/// is its record of the other node, and a new node took the mismatch for proof that it had
+/// lost its data and stopped, for good. Method: node 4, new, is dialed by node 1 naming
+/// node 3 as the receiver with node 3's record; node 4 must answer (so that node 1 says who
+/// answered), close, prove nothing, and still take node 1's own connection.
+#[test]
+fn a_dialer_that_meant_another_node_is_refused_and_proves_nothing() {
+    run_executor(|| async {
+        let mut node4_config = config(4, loopback_any_port(), &[(1, unused_addr())]);
+        node4_config.incarnation = 40;
+        node4_config.incarnation_is_new = true;
+        let node4 = Transport::start(node4_config).expect("node 4 starts");
+        let meant_for_3 = Handshake {
+            incarnation: 10,
+            incarnation_of_receiver: 30,
+            start: 1,
+            start_of_receiver: 1,
+            receiver: NodeId(3),
+            ..Handshake::current(CLUSTER, NodeId(1), 0)
+        };
+        let mut stream = raw_connect(node4.local_addr(), &handshake_frame(&meant_for_3)).await;
+        let answer = read_until_closed(&mut stream, GUARD).await;
+        let Ok(DecodedFrame::Handshake(said)) = decode_frame(&Bytes::from(answer)) else {
+            panic!("not answered with a handshake");
+        };
+        assert_eq!(said.node_id, NodeId(4));
+        assert_eq!(refused_in(&node4, Duration::from_millis(300)).await, None);
+        assert_eq!(node4.stats().connections_refused, 1);
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(4, node4.local_addr())]))
+            .expect("node 1 starts");
+        node1
+            .send(NodeId(4), append(1, 4, 0, 1, payload(1, 0, 1)))
+            .expect("queued");
+        assert_eq!(receive(&node4, 1, GUARD).await[0].from, NodeId(1));
+        node1.close().await;
+        node4.close().await;
     });
 }
 

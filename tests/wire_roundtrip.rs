@@ -167,6 +167,7 @@ fn handshake_round_trips() {
             election_ticks: 40,
             lease_reads: true,
         },
+        receiver: NodeId(7),
         ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
     };
     let mut encoder = FrameEncoder::new();

@@ -56,6 +56,7 @@ async fn send_handshake<S: AsyncWrite + Unpin>(
         start_of_receiver: receiver.start,
         layout: config.layout,
         timing: config.timing,
+        receiver: to,
         ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
     };
     let mut encoder = FrameEncoder::new();
@@ -123,8 +124,9 @@ pub(super) async fn dial(
 /// Reads and checks the handshake of an accepted connection, and answers with ours only if
 /// it passes (a refused peer learns nothing about this node), or if the peer is a member whose
 /// data contradicts a record (see `incarnations.rs`), so that it learns which we recorded, or
-/// one run with another layout, initial voters or timing, so that it says why too (it
-/// dialed, and would see only a closed connection).
+/// one run with another layout, initial voters or timing, or one that meant another node, so
+/// that it says why too (it dialed, and would see only a closed connection). A handshake
+/// meant for another node is refused before it is compared with any record.
 pub(super) async fn accept(
     shared: &Shared,
     mut stream: TcpStream,
@@ -158,6 +160,11 @@ pub(super) async fn accept(
         _ => {}
     }
     checked?;
+    if let Err(error) = theirs.check_receiver(config.node_id) {
+        // Our answer makes the dialer say who answered: its list of members is out of date.
+        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        return Err(error.into());
+    }
     if theirs.node_id > config.node_id {
         return Err(CloseReason::DialedByLargerId {
             node_id: theirs.node_id,

@@ -462,6 +462,7 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
             election_ticks: handshake.timing_election_ticks(),
             lease_reads: handshake.timing_lease_reads(),
         },
+        receiver: NodeId(handshake.receiver()),
     })
 }
 
@@ -836,6 +837,7 @@ impl FrameEncoder {
                     timing_election_ticks: handshake.timing.election_ticks,
                     timing_lease_reads: handshake.timing.lease_reads,
                     founders: handshake.layout.founders,
+                    receiver: handshake.receiver.0,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

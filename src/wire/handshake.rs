@@ -28,6 +28,9 @@ pub struct Handshake {
     pub layout: Layout,
     /// The sender's tick, election timeout and lease reads (0: not said). See [`Timing`].
     pub timing: Timing,
+    /// The node the sender meant to reach: the one it dialed, or the dialer it answers
+    /// (`NodeId::NONE`: not said, an older node or a tool).
+    pub receiver: NodeId,
 }
 
 /// How a node spreads the groups over its cores: `--cores` and `--groups`, the same on every
@@ -118,7 +121,19 @@ impl Handshake {
             start_of_receiver: 0,
             layout: Layout::default(),
             timing: Timing::default(),
+            receiver: NodeId::NONE,
         }
+    }
+
+    /// Refuses a handshake meant for another node than `own` (where it says which it meant).
+    pub fn check_receiver(&self, own: NodeId) -> Result<(), HandshakeError> {
+        if self.receiver.is_none() || self.receiver == own {
+            return Ok(());
+        }
+        Err(HandshakeError::MeantForAnother {
+            node_id: self.node_id,
+            receiver: self.receiver,
+        })
     }
 }
 
@@ -159,6 +174,11 @@ pub enum HandshakeError {
         node_id: NodeId,
         timing: Timing,
         timing_expected: Timing,
+    },
+    /// The peer dialed this address for another node.
+    MeantForAnother {
+        node_id: NodeId,
+        receiver: NodeId,
     },
     /// The first frame was something else than a handshake.
     NotAHandshake {
@@ -270,6 +290,13 @@ impl std::fmt::Display for HandshakeError {
                  lease reads every node must run with the same tick, election ticks and lease \
                  reads (a voter that waits less than a leader's lease before it votes lets a \
                  new leader in while the old one still serves reads from its lease)"
+            ),
+            HandshakeError::MeantForAnother { node_id, receiver } => write!(
+                f,
+                "node {node_id} dialed this address for node {receiver}: its list of members \
+                 gives node {receiver} this node's address (an address a new node took over \
+                 while node {receiver} is still a member there?); told who answers, nothing \
+                 recorded"
             ),
             HandshakeError::NotAHandshake { kind } => {
                 write!(f, "first frame is a {kind}, not a handshake")

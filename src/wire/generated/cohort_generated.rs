@@ -3669,6 +3669,7 @@ impl<'a> Handshake<'a> {
   pub const VT_TIMING_ELECTION_TICKS: ::flatbuffers::VOffsetT = 28;
   pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 30;
   pub const VT_FOUNDERS: ::flatbuffers::VOffsetT = 32;
+  pub const VT_RECEIVER: ::flatbuffers::VOffsetT = 34;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3680,6 +3681,7 @@ impl<'a> Handshake<'a> {
     args: &'args HandshakeArgs
   ) -> ::flatbuffers::WIPOffset<Handshake<'bldr>> {
     let mut builder = HandshakeBuilder::new(_fbb);
+    builder.add_receiver(args.receiver);
     builder.add_founders(args.founders);
     builder.add_start_of_receiver(args.start_of_receiver);
     builder.add_start(args.start);
@@ -3804,6 +3806,13 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Handshake::VT_FOUNDERS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn receiver(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Handshake::VT_RECEIVER, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3827,6 +3836,7 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u32>("timing_election_ticks", Self::VT_TIMING_ELECTION_TICKS, false)?
      .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
      .visit_field::<u64>("founders", Self::VT_FOUNDERS, false)?
+     .visit_field::<u64>("receiver", Self::VT_RECEIVER, false)?
      .finish();
     Ok(())
   }
@@ -3847,6 +3857,7 @@ pub struct HandshakeArgs {
     pub timing_election_ticks: u32,
     pub timing_lease_reads: bool,
     pub founders: u64,
+    pub receiver: u64,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3867,6 +3878,7 @@ impl<'a> Default for HandshakeArgs {
       timing_election_ticks: 0,
       timing_lease_reads: false,
       founders: 0,
+      receiver: 0,
     }
   }
 }
@@ -3937,6 +3949,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Handshake::VT_FOUNDERS, founders, 0);
   }
   #[inline]
+  pub fn add_receiver(&mut self, receiver: u64) {
+    self.fbb_.push_slot::<u64>(Handshake::VT_RECEIVER, receiver, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3969,6 +3985,7 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("timing_election_ticks", &self.timing_election_ticks());
       ds.field("timing_lease_reads", &self.timing_lease_reads());
       ds.field("founders", &self.founders());
+      ds.field("receiver", &self.receiver());
       ds.finish()
   }
 }
