@@ -81,6 +81,12 @@ if [ "$wipe" = dir ]; then
   wait "$watchdog" 2>/dev/null || true
   echo "node 3 exited with status $status, $((($(date +%s%N) - started) / 1000000)) ms after its start"
   grep -h "other data" "$dir"/n*.log | sed 's/\x1b\[[0-9;]*m//g' | sort -u
+  # Refused means: node 3 failed, saying that its peers knew it with other data.
+  if [ "$status" -eq 0 ] || ! sed 's/\x1b\[[0-9;]*m//g' "$dir/n3.log" \
+      | grep -q "knew this node with other data"; then
+    echo "node 3 stopped, but not refused for its other data (see its log above)" >&2
+    exit 1
+  fi
   exit 0
 fi
 wait_for "$dir/n3.log" "clients on" 60 2
