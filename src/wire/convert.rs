@@ -42,6 +42,16 @@ pub struct Envelope {
 /// membership lists. A frame can decode into a few times its size (an entry is 24 bytes on
 /// the wire and 56 decoded); a receiver weighs what it holds by the two together.
 pub fn decoded_bytes(envelopes: &Vec<Envelope>) -> usize {
+    envelopes.capacity() * std::mem::size_of::<Envelope>()
+        + envelopes
+            .iter()
+            .map(|envelope| held_bytes(&envelope.message.body))
+            .sum::<usize>()
+}
+
+/// The heap bytes a message's body holds outside its envelope and its payloads: entries past
+/// an append's first, forwarded proposals' handles, a boxed snapshot and its membership lists.
+pub fn held_bytes(body: &MessageBody) -> usize {
     let conf_bytes = |meta: &SnapshotMeta| {
         let conf = &meta.conf_state;
         let ids = conf.voters.capacity()
@@ -50,7 +60,7 @@ pub fn decoded_bytes(envelopes: &Vec<Envelope>) -> usize {
             + conf.learners_next.capacity();
         ids * std::mem::size_of::<NodeId>()
     };
-    let held = |body: &MessageBody| match body {
+    match body {
         MessageBody::AppendRequest(append) if append.entries.spilled() => {
             append.entries.capacity() * std::mem::size_of::<Entry>()
         }
@@ -62,12 +72,7 @@ pub fn decoded_bytes(envelopes: &Vec<Envelope>) -> usize {
             std::mem::size_of::<SnapshotChunk>() + conf_bytes(&chunk.meta)
         }
         _ => 0,
-    };
-    envelopes.capacity() * std::mem::size_of::<Envelope>()
-        + envelopes
-            .iter()
-            .map(|envelope| held(&envelope.message.body))
-            .sum::<usize>()
+    }
 }
 
 /// Why a verified frame still makes no sense as a cohort frame.

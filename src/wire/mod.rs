@@ -48,7 +48,7 @@ pub use generated::cohort::wire::fb;
 
 pub use convert::{
     ContentError, DecodeError, DecodedFrame, EncodeError, Envelope, FrameEncoder, RAFT_NUMBER_MAX,
-    decode_frame, decoded_bytes,
+    decode_frame, decoded_bytes, held_bytes,
 };
 pub use frame::{FrameError, FrameHeader};
 pub use handshake::{ClusterId, Handshake, Layout, Timing, founders_digest};
