@@ -196,18 +196,24 @@ impl Progress {
         updated
     }
 
+    /// Whether a reject of the append after `rejected` is news: while replicating, one above
+    /// the match; while probing, one of the probe in flight. Any other is late.
+    pub(crate) fn takes_reject(&self, rejected: LogIndex) -> bool {
+        match self.state {
+            ProgressState::Replicate => rejected > self.match_index,
+            _ => self.next_index.prev() == rejected,
+        }
+    }
+
     /// The follower rejected an append at `rejected`; it may match at or below `hint`.
     /// Returns false for a stale rejection (one the leader has already moved past).
     pub(crate) fn maybe_decrease_to(&mut self, rejected: LogIndex, hint: LogIndex) -> bool {
+        if !self.takes_reject(rejected) {
+            return false;
+        }
         if self.state == ProgressState::Replicate {
-            if rejected <= self.match_index {
-                return false;
-            }
             self.next_index = self.match_index.next();
             return true;
-        }
-        if self.next_index.prev() != rejected {
-            return false;
         }
         let next_index = rejected
             .min(hint.next())

@@ -263,13 +263,19 @@ impl Replica {
         // It answers: its queue drains.
         progress.queue_full = false;
         if response.reject {
-            let next_probe = if response.hint_term > Term::ZERO {
-                self.log
-                    .find_conflict_by_term(response.reject_hint, response.hint_term)
-                    .0
-            } else {
-                response.reject_hint
-            };
+            // A stale reject is dropped before the log is searched, and the search starts no
+            // later than the rejected index: each search may walk back over a whole term, and
+            // a peer may send thousands of rejects in one frame (review 223).
+            if !progress.takes_reject(response.index) {
+                return;
+            }
+            let hint = response.reject_hint.min(response.index);
+            let next_probe =
+                if response.hint_term > Term::ZERO && progress.state != ProgressState::Replicate {
+                    self.log.find_conflict_by_term(hint, response.hint_term).0
+                } else {
+                    hint
+                };
             let progress = self.progress_mut(from).expect("checked above");
             if progress.maybe_decrease_to(response.index, next_probe) {
                 if progress.state == ProgressState::Replicate {
