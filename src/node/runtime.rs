@@ -788,7 +788,9 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
 /// work first within two election timeouts (a handover ends, done or given up, within one;
 /// the other is for the writes it leaves to commit), while it goes on ticking. How many
 /// ticks passed the core counts itself from the clock (`CoreShape::tick_length`): wake-ups
-/// run late.
+/// run late, and one is needed only where nothing else waits in the inbox to wake it (a
+/// core that takes nothing, stuck on a sync as it stops, had a tick queued for every tick
+/// it was stuck: review 226).
 async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: Arc<AtomicBool>) {
     let grace_ticks = 2 * u64::from(election_ticks);
     let mut told = false;
@@ -797,7 +799,7 @@ async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: A
         if !told && stop.load(Ordering::SeqCst) {
             told = true;
             inbox.push_now(Input::StopAfterWork { grace_ticks });
-        } else {
+        } else if inbox.is_empty() {
             inbox.push_now(Input::Tick);
         }
     }
@@ -847,6 +849,37 @@ mod tests {
     use super::*;
     use crate::node::config::ELECTION_TICKS_MAX;
     use crate::sim::lease_safe_skew_permille;
+
+    /// Goal (review 226): ticks do not pile up in the inbox of a core that takes nothing (one
+    /// stuck on a sync as it stops), as the core counts ticks from the clock and one queued
+    /// input wakes it. Method: 40 ticks of 1 ms with nobody taking: one tick is queued, and
+    /// the stop after a signal still goes in.
+    #[test]
+    fn ticks_do_not_pile_up_in_an_inbox_nobody_takes() {
+        glommio::LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .expect("executor")
+            .run(async {
+                let inbox = Inbox::new(16);
+                let stop = Arc::new(AtomicBool::new(false));
+                let ticking = glommio::spawn_local(tick(
+                    Duration::from_millis(1),
+                    10,
+                    inbox.clone(),
+                    Arc::clone(&stop),
+                ));
+                glommio::timer::sleep(Duration::from_millis(40)).await;
+                stop.store(true, Ordering::SeqCst);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                inbox.close();
+                ticking.await;
+                let mut queued = Vec::new();
+                assert!(inbox.take_all_until_closed(&mut queued).await);
+                let ticks = queued.iter().filter(|i| matches!(i, Input::Tick)).count();
+                assert_eq!(ticks, 1);
+                assert!(matches!(queued.last(), Some(Input::StopAfterWork { .. })));
+            });
+    }
 
     /// Goal: a panic in a task of a core other than its main one (a job off the loop, a
     /// client connection) stops the node as a panic of its main task does. Method: a core

@@ -148,6 +148,11 @@ impl<T> Inbox<T> {
         self.state.borrow().closed
     }
 
+    /// Whether no item waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.state.borrow().items.is_empty()
+    }
+
     /// Resolves once the inbox is closed.
     pub async fn closed(&self) {
         poll_fn(|cx| {
