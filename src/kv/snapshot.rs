@@ -54,8 +54,9 @@ use super::blob::{Key, Value};
 use super::limits::{
     KEY_BYTES_MAX, OPERATIONS_PER_COMMAND_MAX, REPLIES_PER_SESSION_MAX,
     REPLY_BYTES_PER_SESSION_MAX, SESSION_BYTES_MAX, SESSIONS_MAX, VALUE_BYTES_MAX,
+    WRITE_RESULT_BYTES_MAX,
 };
-use super::session::{Decision, Session, Sessions, reply_bytes};
+use super::session::{Decision, Results, Session, Sessions, reply_bytes};
 use super::store::{KvStore, OpResult};
 
 const MAGIC: &[u8; 4] = b"CKV5";
@@ -260,11 +261,19 @@ impl KvStore {
                     // Every command has an operation, so every reply a result: one of none
                     // would weigh nothing against the bounds above.
                     0 => return Err(SnapshotError("a reply without results")),
-                    count => Decision::Applied(
-                        (0..count)
+                    count => {
+                        let results: Results = (0..count)
                             .map(|_| get_result(&mut r))
-                            .collect::<Result<_, _>>()?,
-                    ),
+                            .collect::<Result<_, _>>()?;
+                        // Since refusals are kept, a write whose results could pass the
+                        // bound is refused, never applied (review 225).
+                        if refusals && result_value_bytes(&results) > WRITE_RESULT_BYTES_MAX {
+                            return Err(SnapshotError(
+                                "a reply's values weigh more than a write's",
+                            ));
+                        }
+                        Decision::Applied(results)
+                    }
                 };
                 if session
                     .replies
@@ -341,6 +350,18 @@ fn put_result(out: &mut BytesMut, result: &OpResult) {
 
 /// A stored reply. Its values are copies, not slices of `r`: a slice would keep the whole
 /// snapshot buffer alive for as long as the session keeps the reply.
+/// The value bytes `results` answer with.
+fn result_value_bytes(results: &[OpResult]) -> usize {
+    let value_bytes = |result: &OpResult| match result {
+        OpResult::Value(value)
+        | OpResult::ConditionFailed {
+            current: Some(value),
+        } => value.len(),
+        _ => 0,
+    };
+    results.iter().map(value_bytes).sum()
+}
+
 fn get_result(r: &mut Bytes) -> Result<OpResult, SnapshotError> {
     let owned_blob = |r: &mut Bytes| match blob(r)? {
         value if value.len() > VALUE_BYTES_MAX => {
@@ -644,6 +665,7 @@ mod tests {
             result.extend(vec![7; len]);
             result
         };
+        let values_per_write = (WRITE_RESULT_BYTES_MAX / VALUE_BYTES_MAX) as u32;
         let cases = [
             (forged(pairs, &clients(SESSIONS_MAX as u64), 0, 0), true),
             (
@@ -666,6 +688,22 @@ mod tests {
             ),
             (
                 forged_with(pairs, &[3], 1, 1, &value(VALUE_BYTES_MAX + 1)),
+                false,
+            ),
+            // Review 225: a reply whose values pass what a write may answer with (a write
+            // that could is refused, not applied).
+            (
+                forged_with(pairs, &[3], 1, values_per_write, &value(VALUE_BYTES_MAX)),
+                true,
+            ),
+            (
+                forged_with(
+                    pairs,
+                    &[3],
+                    1,
+                    values_per_write + 1,
+                    &value(VALUE_BYTES_MAX),
+                ),
                 false,
             ),
         ];
