@@ -262,16 +262,22 @@ impl KvStore {
                     // would weigh nothing against the bounds above.
                     0 => return Err(SnapshotError("a reply without results")),
                     count => {
-                        let results: Results = (0..count)
-                            .map(|_| get_result(&mut r))
-                            .collect::<Result<_, _>>()?;
                         // Since refusals are kept, a write whose results could pass the
-                        // bound is refused, never applied (review 225).
-                        if refusals && result_value_bytes(&results) > WRITE_RESULT_BYTES_MAX {
-                            return Err(SnapshotError(
-                                "a reply's values weigh more than a write's",
-                            ));
-                        }
+                        // bound is refused, never applied (review 225): checked as the
+                        // values come, before a forged reply costs more (review 227).
+                        let mut values_bytes = 0;
+                        let results: Results = (0..count)
+                            .map(|_| {
+                                let result = get_result(&mut r)?;
+                                values_bytes += value_bytes(&result);
+                                if refusals && values_bytes > WRITE_RESULT_BYTES_MAX {
+                                    return Err(SnapshotError(
+                                        "a reply's values weigh more than a write's",
+                                    ));
+                                }
+                                Ok(result)
+                            })
+                            .collect::<Result<_, _>>()?;
                         Decision::Applied(results)
                     }
                 };
@@ -348,20 +354,19 @@ fn put_result(out: &mut BytesMut, result: &OpResult) {
     }
 }
 
-/// A stored reply. Its values are copies, not slices of `r`: a slice would keep the whole
-/// snapshot buffer alive for as long as the session keeps the reply.
-/// The value bytes `results` answer with.
-fn result_value_bytes(results: &[OpResult]) -> usize {
-    let value_bytes = |result: &OpResult| match result {
+/// The value bytes `result` answers with.
+fn value_bytes(result: &OpResult) -> usize {
+    match result {
         OpResult::Value(value)
         | OpResult::ConditionFailed {
             current: Some(value),
         } => value.len(),
         _ => 0,
-    };
-    results.iter().map(value_bytes).sum()
+    }
 }
 
+/// A stored reply. Its values are copies, not slices of `r`: a slice would keep the whole
+/// snapshot buffer alive for as long as the session keeps the reply.
 fn get_result(r: &mut Bytes) -> Result<OpResult, SnapshotError> {
     let owned_blob = |r: &mut Bytes| match blob(r)? {
         value if value.len() > VALUE_BYTES_MAX => {

@@ -281,12 +281,18 @@ impl RaftLog {
     }
 
     /// For fast backtracking: the last index at or below `index` whose term is at most
-    /// `term`, and that term. Unknown terms (compacted or beyond the log) stop the search.
-    pub(crate) fn find_conflict_by_term(&self, index: LogIndex, term: Term) -> (LogIndex, Term) {
+    /// `term`, and that term; the search stops at `floor` (below it, an answer is of no use to
+    /// the caller). Unknown terms (compacted or beyond the log) stop the search.
+    pub(crate) fn find_conflict_by_term(
+        &self,
+        index: LogIndex,
+        term: Term,
+        floor: LogIndex,
+    ) -> (LogIndex, Term) {
         let mut index = index.min(self.last_index());
         loop {
             match self.term(index) {
-                Some(t) if t > term => index = index.prev(),
+                Some(t) if t > term && index > floor => index = index.prev(),
                 Some(t) => return (index, t),
                 None => return (index, Term::ZERO),
             }
@@ -539,15 +545,15 @@ mod tests {
     fn find_conflict_by_term_skips_a_whole_term() {
         let log = log_with_terms(&[1, 1, 4, 4, 4, 5]);
         assert_eq!(
-            log.find_conflict_by_term(LogIndex(6), Term(3)),
+            log.find_conflict_by_term(LogIndex(6), Term(3), LogIndex(0)),
             (LogIndex(2), Term(1))
         );
         assert_eq!(
-            log.find_conflict_by_term(LogIndex(9), Term(4)),
+            log.find_conflict_by_term(LogIndex(9), Term(4), LogIndex(0)),
             (LogIndex(5), Term(4))
         );
         assert_eq!(
-            log.find_conflict_by_term(LogIndex(6), Term(0)),
+            log.find_conflict_by_term(LogIndex(6), Term(0), LogIndex(0)),
             (LogIndex(0), Term(0))
         );
     }

@@ -196,13 +196,14 @@ impl Progress {
         updated
     }
 
-    /// Whether a reject of the append after `rejected` is news: while replicating, one above
-    /// the match; while probing, one of the probe in flight. Any other is late.
+    /// Whether a reject of the append after `rejected` can change anything: one above the
+    /// match, and while probing, of the probe in flight. Any other is late, or refused at the
+    /// match: late too, or the follower lost entries it had acknowledged; probing there again
+    /// at once would be refused again, as fast as the network goes, and the next heartbeat's
+    /// answer says which it was.
     pub(crate) fn takes_reject(&self, rejected: LogIndex) -> bool {
-        match self.state {
-            ProgressState::Replicate => rejected > self.match_index,
-            _ => self.next_index.prev() == rejected,
-        }
+        rejected > self.match_index
+            && (self.state == ProgressState::Replicate || self.next_index.prev() == rejected)
     }
 
     /// The follower rejected an append at `rejected`; it may match at or below `hint`.
@@ -215,17 +216,8 @@ impl Progress {
             self.next_index = self.match_index.next();
             return true;
         }
-        let next_index = rejected
-            .min(hint.next())
-            .max(self.match_index.next())
-            .max(LogIndex(1));
-        if next_index == self.next_index {
-            // Refused at the match index: late, or the follower lost entries it had
-            // acknowledged. Probing there again at once would be refused again, as fast as
-            // the network goes; the next heartbeat's answer says which it was.
-            return false;
-        }
-        self.next_index = next_index;
+        // Below the probe in flight (`rejected` is above the match).
+        self.next_index = rejected.min(hint.next()).max(self.match_index.next());
         self.probe_sent = false;
         true
     }

@@ -165,7 +165,8 @@ impl Replica {
             None => {
                 let hint = request.prev_log_index.min(self.log.last_index());
                 let (reject_hint, hint_term) =
-                    self.log.find_conflict_by_term(hint, request.prev_log_term);
+                    self.log
+                        .find_conflict_by_term(hint, request.prev_log_term, LogIndex(0));
                 let response = AppendResponse {
                     index: request.prev_log_index,
                     reject: true,
@@ -263,16 +264,21 @@ impl Replica {
         // It answers: its queue drains.
         progress.queue_full = false;
         if response.reject {
-            // A stale reject is dropped before the log is searched, and the search starts no
-            // later than the rejected index: each search may walk back over a whole term, and
-            // a peer may send thousands of rejects in one frame (review 223).
+            // A reject that changes nothing is dropped before the log is searched, and the
+            // search runs between the rejected index and the match: each may walk back over a
+            // whole term, and a peer may send thousands of rejects in one frame (reviews 223,
+            // 227).
             if !progress.takes_reject(response.index) {
                 return;
             }
             let hint = response.reject_hint.min(response.index);
+            let floor = progress.match_index;
             let next_probe =
                 if response.hint_term > Term::ZERO && progress.state != ProgressState::Replicate {
-                    self.log.find_conflict_by_term(hint, response.hint_term).0
+                    let found = self
+                        .log
+                        .find_conflict_by_term(hint, response.hint_term, floor);
+                    found.0
                 } else {
                     hint
                 };

@@ -102,7 +102,10 @@ impl PeerQueue {
             });
         }
         let cost = cost_bytes(&envelope);
-        if self.messages.len() >= self.messages_max || self.bytes + cost > self.bytes_max {
+        // An empty queue takes any message: one whose body holds more than the bound leaves
+        // for its payload (a snapshot's membership lists) would otherwise never be sent.
+        let over = !self.messages.is_empty() && self.bytes + cost > self.bytes_max;
+        if self.messages.len() >= self.messages_max || over {
             return Err(SendError::Full {
                 peer: self.peer,
                 queued_bytes: self.bytes,
@@ -243,6 +246,37 @@ mod tests {
                 "{memory} bytes held, bound {bytes_max}"
             );
         }
+    }
+
+    /// Goal (review 227): a queue of the smallest size allowed takes the largest message
+    /// when empty, though its body holds more on the heap than its payload: it would
+    /// otherwise answer `Full` to it for ever. Method: an append of two entries (spilled to
+    /// the heap) whose payload is the most a message may carry.
+    #[test]
+    fn an_empty_queue_takes_the_largest_message() {
+        use crate::raft::{AppendRequest, ENTRY_OVERHEAD_BYTES, Entry, EntryKind, LogIndex};
+        let overhead = 2 * ENTRY_OVERHEAD_BYTES as usize;
+        let entry = |index, len| Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: bytes::Bytes::from(vec![0; len]),
+        };
+        let mut largest = envelope();
+        largest.message.body = MessageBody::AppendRequest(AppendRequest {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: [entry(1, MESSAGE_PAYLOAD_BYTES_MAX - overhead), entry(2, 0)]
+                .into_iter()
+                .collect(),
+            commit: LogIndex(0),
+        });
+        let bytes_max = MESSAGE_PAYLOAD_BYTES_MAX + MESSAGE_OVERHEAD_BYTES;
+        let mut queue = PeerQueue::new(NodeId(2), bytes_max, 16);
+        queue
+            .push(largest.clone())
+            .expect("an empty queue takes it");
+        assert!(queue.push(largest).is_err(), "and no second one");
     }
 
     #[test]

@@ -507,20 +507,27 @@ async fn finish<S: Storage>(
     found_here: Found,
     recovered: &mut Recovered,
 ) -> Result<(), WalOpenError> {
-    if found_here.end_offset > stop {
-        let file = storage.locate(seqs[i]);
-        zero_durably(storage, seqs[i], stop..found_here.end_offset)
-            .await
-            .map_err(io_error(file))?;
-    }
-    // After the erase: where writes bypass the page cache (O_DIRECT), its syncs wrote the
-    // erased blocks and no more, while the kept records before them may still sit in the page
-    // cache (a process crash under `--sync never`); a sync with nothing staged syncs the whole
-    // file.
-    for &seq in &seqs[..=i] {
+    // Oldest first, so that what is durable is always a prefix of the log (a record of the
+    // last segment may state that earlier ones were durable: under `--sync never`, once
+    // written). The erase after the earlier segments' syncs; then the last segment's own:
+    // where writes bypass the page cache (O_DIRECT), the erase's syncs wrote its blocks and no
+    // more, while the kept records before them may still sit in the page cache (a process
+    // crash under `--sync never`), and a sync with nothing staged syncs the whole file.
+    for &seq in &seqs[..i] {
         let file = storage.locate(seq);
         storage.syncer(seq).sync().await.map_err(io_error(file))?;
     }
+    let file = storage.locate(seqs[i]);
+    if found_here.end_offset > stop {
+        zero_durably(storage, seqs[i], stop..found_here.end_offset)
+            .await
+            .map_err(io_error(file.clone()))?;
+    }
+    storage
+        .syncer(seqs[i])
+        .sync()
+        .await
+        .map_err(io_error(file))?;
     discard_after(storage, seqs, Some(i), &mut recovered.report)?;
     recovered.segments = seqs[..=i].to_vec();
     Ok(())
