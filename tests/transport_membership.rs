@@ -10,10 +10,33 @@ use std::time::Duration;
 use cohort::raft::NodeId;
 use cohort::transport::{SendError, Transport};
 use common::transport::{
-    append, config, loopback_any_port, payload, receive, run_executor, wait_until,
+    append, config, loopback_any_port, payload, receive, run_executor, unused_addr, wait_until,
 };
 
 const GUARD: Duration = Duration::from_secs(20);
+
+/// Goal (review 224): a peer whose address changes keeps its queue, and is dialed at the new
+/// address; it was removed and added again, its queued messages dropped and its connection
+/// ended. Method: node 1 knows node 2 at an address nobody listens on and queues a message
+/// for it; then learns node 2's real address: the message queued before arrives.
+#[test]
+fn a_peer_whose_address_changes_keeps_what_was_queued_for_it() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(1, unused_addr())]))
+            .expect("node 2");
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(2, unused_addr())]))
+            .expect("node 1");
+        node1
+            .send(NodeId(2), append(1, 2, 0, 1, payload(1, 0, 1)))
+            .expect("queued");
+        node1.set_peers(&BTreeMap::from([(NodeId(2), node2.local_addr())]));
+        assert_eq!(node1.peer_addresses()[&NodeId(2)], node2.local_addr());
+        let got = receive(&node2, 1, GUARD).await;
+        assert_eq!((got[0].from, got[0].envelopes.len()), (NodeId(1), 1));
+        node1.close().await;
+        node2.close().await;
+    });
+}
 
 /// Goal: `set_peers` adds and removes peers of a running transport. Method: node 1 starts
 /// knowing nobody; node 2 knows node 1. Node 1 learns of node 2 (it dials, the smaller id),

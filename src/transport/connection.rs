@@ -101,7 +101,7 @@ pub(super) async fn dial(
     peer: &Peer,
 ) -> Result<(TcpStream, FrameReader), CloseReason> {
     let config = &shared.config;
-    let mut stream = socket::dial(peer.addr, config.socket_options())?;
+    let mut stream = socket::dial(peer.addr.get(), config.socket_options())?;
     send_handshake(shared, &mut stream, peer.id).await?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;

@@ -34,7 +34,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                         node = %config.node_id,
                         core = config.core_index,
                         peer = %peer.id,
-                        addr = %peer.addr,
+                        addr = %peer.addr.get(),
                         failures,
                         "peer reached after dials that failed"
                     );
@@ -60,7 +60,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                         node = %config.node_id,
                         core = config.core_index,
                         peer = %peer.id,
-                        addr = %peer.addr,
+                        addr = %peer.addr.get(),
                         failures,
                         %reason,
                         "cannot reach peer: dials keep failing"

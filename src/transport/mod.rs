@@ -368,16 +368,19 @@ impl Transport {
 
     /// The peers are now `peers` (this node, if named, is left out): a new peer gets a queue
     /// (and a dialer, if this node has the smaller id); a peer no longer named has its dialer
-    /// and connection ended and its queue dropped; a peer whose address changed is both.
-    /// Membership changes call this; the peers of a cluster change rarely.
+    /// and connection ended and its queue dropped; a peer whose address changed keeps its
+    /// queue and connection, and is dialed at the new address from its next dial on (review
+    /// 224: it was removed and added, its queue dropped, its connection ended, and "peer
+    /// removed" logged, also where this node never dials it). Membership changes call this;
+    /// the peers of a cluster change rarely.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, SocketAddr>) {
         let shared = &self.shared;
         let me = shared.config.node_id;
         let mut current = shared.peers.borrow_mut();
         let gone: Vec<NodeId> = current
-            .iter()
-            .filter(|(id, peer)| peers.get(id) != Some(&peer.addr))
-            .map(|(&id, _)| id)
+            .keys()
+            .filter(|id| !peers.contains_key(id))
+            .copied()
             .collect();
         for id in gone {
             let peer = current.remove(&id).expect("listed");
@@ -386,7 +389,14 @@ impl Transport {
         }
         let mut added = Vec::new();
         for (&id, &addr) in peers {
-            if id == me || id.is_none() || current.contains_key(&id) {
+            if id == me || id.is_none() {
+                continue;
+            }
+            if let Some(peer) = current.get(&id) {
+                if peer.addr.replace(addr) != addr {
+                    let core = shared.config.core_index;
+                    tracing::info!(node = %me, core, peer = %id, %addr, "peer address changed");
+                }
                 continue;
             }
             let peer = Rc::new(Peer::new(id, addr, &shared.config));
@@ -408,7 +418,10 @@ impl Transport {
     /// Every peer with the address it is dialed at.
     pub fn peer_addresses(&self) -> BTreeMap<NodeId, SocketAddr> {
         let peers = self.shared.peers.borrow();
-        peers.iter().map(|(&id, peer)| (id, peer.addr)).collect()
+        peers
+            .iter()
+            .map(|(&id, peer)| (id, peer.addr.get()))
+            .collect()
     }
 }
 

@@ -58,7 +58,8 @@ pub struct TransportStats {
 
 pub(super) struct Peer {
     pub id: NodeId,
-    pub addr: SocketAddr,
+    /// Where it is dialed (if this node dials it): the next dial reads it.
+    pub addr: Cell<SocketAddr>,
     pub queue: RefCell<PeerQueue>,
     /// Wakes the writer of the current connection when the queue gains messages.
     pub work: Notify,
@@ -78,7 +79,7 @@ impl Peer {
     pub fn new(id: NodeId, addr: SocketAddr, config: &TransportConfig) -> Peer {
         Peer {
             id,
-            addr,
+            addr: Cell::new(addr),
             queue: RefCell::new(PeerQueue::new(
                 id,
                 config.peer_queue_bytes_max,
