@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::durable::{self, Blocks, DIRECT_BLOCK_BYTES, Written};
+use crate::durable::{self, DIRECT_BLOCK_BYTES, Written};
 use crate::raft::{ConfState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 4] = b"CSN2";
@@ -70,7 +70,8 @@ fn indexes(dir: &Path, group: u32) -> io::Result<Vec<u64>> {
 
 /// Store `snapshot` of `group` durably; older snapshots of the group are deleted after.
 /// The data goes to the device from where it is, with no copy, if it starts at a
-/// block-aligned address (as a snapshot encoded here does: `aligned_bytes_mut`).
+/// block-aligned address (as a snapshot encoded here does: `aligned_bytes_mut`); else (a
+/// snapshot received from a leader) through a buffer of a mebibyte.
 pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     let mut head = Vec::with_capacity(64);
     head.put_slice(MAGIC);
@@ -90,24 +91,13 @@ pub fn write(dir: &Path, group: u32, snapshot: &Snapshot) -> io::Result<()> {
     head.put_u8(u8::from(conf.auto_leave));
     head.put_u64_le(snapshot.data.len() as u64);
     head.resize(head.len().next_multiple_of(DATA_ALIGN_BYTES), 0);
-    let head = Blocks::copied_from(&[&head]);
     let data = &snapshot.data[..];
     let mut crc = crc32fast::Hasher::new();
-    crc.update(head.as_slice());
+    crc.update(&head);
     crc.update(data);
     let crc = crc.finalize().to_le_bytes();
-    let len = (head.as_slice().len() + data.len() + crc.len()) as u64;
     let file = path(dir, group, snapshot.meta.index.0);
-    // Aligned data goes as it is but for its last partial block, copied with the checksum
-    // after it; other data (a snapshot from a leader) is copied whole.
-    let whole = if data.as_ptr().align_offset(DIRECT_BLOCK_BYTES) == 0 {
-        data.len() / DIRECT_BLOCK_BYTES * DIRECT_BLOCK_BYTES
-    } else {
-        0
-    };
-    let tail = Blocks::copied_from(&[&data[whole..], &crc]);
-    let blocks = [head.as_slice(), &data[..whole], tail.as_slice()];
-    let written = durable::replace_file_past_cache(&file, &blocks, len)?;
+    let written = durable::replace_file_past_cache(&file, &[&head, data, &crc])?;
     if written == Written::Cached && !SAID_CACHED.swap(true, Ordering::Relaxed) {
         tracing::info!(
             dir = %dir.display(),
