@@ -20,6 +20,10 @@ use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader};
 /// one up to 512 KiB.
 const READ_BYTES_MIN: usize = 16 << 10;
 
+/// The most room a quiet connection that lets go of large buffers keeps (see
+/// [`FrameReader::fill_at_most`]): what its reads of [`READ_BYTES_MIN`] grow it to.
+const QUIET_BUFFER_BYTES_MAX: usize = 4 * READ_BYTES_MIN;
+
 /// Frames up to this size are copied out of the receive buffer; bigger ones are split off
 /// it and share it. A shared buffer stays alive as long as anything decoded from its frames
 /// does (a follower's entries, until they are applied), so the next read needs a fresh
@@ -164,6 +168,15 @@ impl FrameReader {
         offer_max: usize,
     ) -> io::Result<usize> {
         // At most a chunk offered per read: a large frame arrives over several reads.
+        if self.lets_go_of_large_buffers
+            && self.filled == 0
+            && self.read_bytes_next == READ_BYTES_MIN
+            && self.buffer.capacity() > QUIET_BUFFER_BYTES_MAX
+        {
+            // Quiet again (its last read small, nothing of a frame held): the room a burst
+            // grew goes (found in review: up to a mebibyte kept by every idle client).
+            self.buffer = BytesMut::new();
+        }
         let missing = self.missing_bytes();
         let offered = (self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES)))
             .min(offer_max)
@@ -487,6 +500,38 @@ mod tests {
             .expect("valid")
             .expect("a frame");
         assert_eq!(&frame[..], &small[..]);
+    }
+
+    /// Goal: a client connection quiet again after a burst keeps no room the burst grew:
+    /// the reads of a burst of small frames (copied out, so the buffer stays the reader's
+    /// own) grow it to a mebibyte, which every idle client of a core then kept. Method: 600
+    /// frames of about 1 KiB in reads of 512 KiB, then small frames in small reads: after
+    /// three of them, the buffer holds little.
+    #[test]
+    fn a_quiet_connection_keeps_no_room_grown_for_a_burst() {
+        let one = frame_of(&[snapshot_message(900)]);
+        assert!(one.len() <= COPY_FRAME_BYTES_MAX);
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        reader.let_go_of_large_buffers();
+        let mut read = |frames: usize, chunk| {
+            let mut trickle = Trickle {
+                bytes: one.repeat(frames),
+                at: 0,
+                chunk,
+            };
+            let mut most = 0;
+            for _ in 0..frames {
+                futures_lite::future::block_on(reader.read_frame(&mut trickle))
+                    .expect("valid")
+                    .expect("a frame");
+                most = most.max(reader.buffer.capacity());
+            }
+            (most, reader.buffer.capacity())
+        };
+        let (grown, _) = read(600, RECEIVE_CHUNK_BYTES);
+        assert!(grown > RECEIVE_CHUNK_BYTES, "the burst grew it to {grown}");
+        let (_, quiet) = read(3, one.len());
+        assert!(quiet <= QUIET_BUFFER_BYTES_MAX, "{quiet} bytes kept");
     }
 
     #[test]
