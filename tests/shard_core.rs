@@ -1452,6 +1452,46 @@ fn a_member_change_proposed_and_not_seen_done_is_answered_under_way() {
     );
 }
 
+/// Goal (review 228): a learner's base address without room for the ports a node of this
+/// cluster's cores listens on is refused before anything is proposed: in the list of members,
+/// it made every `serve --join` refuse to start. Method: a core of one core's node (two ports
+/// from the base) asked to add node 9 at port 65535, then at 65534.
+#[test]
+fn a_learner_address_without_room_for_its_ports_is_refused() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, _term) = leader_1(&events, None);
+    let ask = |core, address: &str| {
+        let change = MemberChange {
+            group: 0,
+            node: 9,
+            op: MemberOp::AddLearner {
+                address: address.to_string(),
+            },
+        };
+        let changed = Inbox::new(4);
+        let ask = Input::ChangeMember {
+            change,
+            reply: changed.clone(),
+        };
+        let core = turn(core, &inbox, ask);
+        let mut outcomes = Vec::new();
+        block_on(futures_lite::future::poll_once(
+            changed.take_all(&mut outcomes),
+        ));
+        (core, outcomes)
+    };
+    let before = core.groups()[&0].replica.pending_conf_index();
+    let outcomes;
+    (core, outcomes) = ask(core, "127.0.0.1:65535");
+    assert!(
+        matches!(&outcomes[..], [MemberOutcome::Failed(why)] if why.contains("no room")),
+        "{outcomes:?}"
+    );
+    assert_eq!(core.groups()[&0].replica.pending_conf_index(), before);
+    (core, _) = ask(core, "127.0.0.1:65534");
+    assert!(core.groups()[&0].replica.pending_conf_index() > before);
+}
+
 /// Asserts that the membership change whose answer goes to `reply` was answered busy, as
 /// the node stops: not failed, which its client would take as final.
 fn assert_answered_busy_as_stopping(reply: &Inbox<MemberOutcome>) {

@@ -163,14 +163,22 @@ async fn change_group(
             members[(at + 1) % members.len()].0
         };
         let Some(address) = topology.address_of(ask, group) else {
-            // A hint named a node this client has not heard of: a new member.
-            last_error = format!("node {ask}, named the leader, is not in the layout");
-            refresh(options, topology).await;
-            ask = if topology.address_of(ask, group).is_some() {
-                ask
+            // A hint named a node this client has not heard of (a new member), or the node
+            // that told the layout is not in it (a removed one, found in review: asked again
+            // and again without a pause, and called "the leader").
+            last_error = if ask == topology.node_id {
+                format!("node {ask} told the layout but is not in it (removed?)")
             } else {
-                topology.node_id
+                format!("node {ask}, named the leader, is not in the layout")
             };
+            refresh(options, topology).await;
+            if topology.address_of(ask, group).is_none() {
+                ask = match topology.address_of(topology.node_id, group) {
+                    Some(_) => topology.node_id,
+                    None => topology.members.first().map_or(ask, |(id, _)| *id),
+                };
+            }
+            glommio::timer::sleep(BUSY_PAUSE).await;
             continue;
         };
         // The leader answers once the change is done: two commits, or a handover.

@@ -40,9 +40,9 @@ use crate::kv::{KvStore, SnapshotJob};
 use crate::proto::client::{
     Consistency, ErrorCode, Outcome, Refused, Request, Response, answer_weight,
 };
-use crate::proto::members::{MemberChange, MemberOutcome};
+use crate::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use crate::proto::status::{CoreRows, GroupRow};
-use crate::proto::topology::{core_of, group_of};
+use crate::proto::topology::{client_address, core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
     Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, ProgressState,
@@ -1129,6 +1129,22 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             reply.push_now(MemberOutcome::Failed(why));
             return;
         };
+        // Every node runs the same `--cores`: a base port without room for its ports above
+        // it (as `serve` checks its own) would be in every node's list of members, and
+        // refused by each `serve --join` at its start (review 228).
+        if let MemberOp::AddLearner { address } = &change.op
+            && client_address(address, self.shape.cores.max(1) - 1).is_none()
+        {
+            let why = format!(
+                "address `{address}` leaves no room for the {} ports from it that a node of {} \
+                 cores listens on (one for peers and one for clients per core): give a lower \
+                 port",
+                2 * u32::from(self.shape.cores.max(1)),
+                self.shape.cores.max(1)
+            );
+            reply.push_now(MemberOutcome::Failed(why));
+            return;
+        }
         match membership::start(g, self.shape.node_id, &change, &self.peers_log_full) {
             Ok(()) => {
                 // Entering and leaving the joint config take two commits: well within an

@@ -37,9 +37,9 @@ pub fn start(
         && known != address
     {
         return Err(MemberOutcome::Failed(format!(
-            "node {} is a member at {known}, not {address}: remove it first, or add the new \
-             machine under a new id",
-            change.node
+            "node {} is a member at {known}, not {address}: add the new machine under a new \
+             id (and remove node {} if it is gone: an id is never used again)",
+            change.node, change.node
         )));
     }
     let conf = group.replica.conf_state();
