@@ -135,6 +135,13 @@ impl NodeConfig {
                 self.members.len()
             )));
         }
+        if self.members.len() > crate::raft::MEMBERS_MAX {
+            return Err(error(format!(
+                "{} members, more than a group takes ({}): every member holds every group",
+                self.members.len(),
+                crate::raft::MEMBERS_MAX
+            )));
+        }
         if self.cores == 0 || self.groups == 0 {
             return Err(error("--cores and --groups must be at least 1"));
         }
@@ -392,6 +399,14 @@ mod tests {
                     c.members.insert(NodeId(4), "127.0.0.1:7203".into());
                 },
                 "members 3 and 4 share ports on 127.0.0.1",
+            ),
+            (
+                |c| {
+                    for id in 4..=crate::raft::MEMBERS_MAX as u64 + 1 {
+                        c.members.insert(NodeId(id), format!("127.0.0.{id}:7000"));
+                    }
+                },
+                "65 members, more than a group takes",
             ),
             // Found in review: a joining node's --id 0 was refused only by the leader, after
             // the data dir recorded it; a long address panicked the node at its start (too

@@ -58,8 +58,19 @@ pub enum ConfChangeError {
         changed: usize,
     },
     NoVoters,
+    /// The change would make the group more members than [`MEMBERS_MAX`].
+    TooManyMembers {
+        members: usize,
+    },
     Malformed(&'static str),
 }
+
+/// The most members (voters and learners, of both halves of a joint configuration) a group
+/// may have. Every member of a group replicates all of it and is heard from at every tick:
+/// no cluster needs more, and without a bound a client (the client port is not
+/// authenticated) could add learners until the leaders' memory ran out, and a peer's
+/// snapshot could name millions (reviews 223, 228).
+pub const MEMBERS_MAX: usize = 64;
 
 impl fmt::Display for ConfChangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,6 +86,11 @@ impl fmt::Display for ConfChangeError {
                 )
             }
             ConfChangeError::NoVoters => write!(f, "the change would leave no voters"),
+            ConfChangeError::TooManyMembers { members } => write!(
+                f,
+                "the change would make {members} members, more than a group takes \
+                 ({MEMBERS_MAX})"
+            ),
             ConfChangeError::Malformed(why) => write!(f, "malformed conf change entry: {why}"),
         }
     }
@@ -193,6 +209,10 @@ impl ConfChange {
         }
         if next.voters.is_empty() {
             return Err(ConfChangeError::NoVoters);
+        }
+        let members = next.members().len();
+        if members > MEMBERS_MAX {
+            return Err(ConfChangeError::TooManyMembers { members });
         }
         if !joint && !bootstrap {
             let changed = symmetric_difference(&conf.voters, &next.voters);
@@ -368,6 +388,35 @@ mod tests {
         assert_eq!(
             ConfChange::single(ConfChangeKind::AddVoter, NodeId(5)).apply_to(&joint),
             Err(ConfChangeError::AlreadyJoint)
+        );
+    }
+
+    /// Goal (reviews 223, 228): a group takes at most `MEMBERS_MAX` members, so that a
+    /// client adding learners (or a peer's snapshot naming millions) cannot fill a leader's
+    /// memory, and its shape check says so. Method: 3 voters and learners up to the bound:
+    /// one more learner is refused, and a configuration of one more member is misshapen.
+    #[test]
+    fn a_group_takes_at_most_members_max_members() {
+        let mut full = voters(&[1, 2, 3]);
+        full.learners = (4..=MEMBERS_MAX as u64).map(NodeId).collect();
+        assert_eq!(full.shape_error(), None);
+        let add = |id| ConfChange::single(ConfChangeKind::AddLearner, NodeId(id));
+        assert_eq!(
+            add(MEMBERS_MAX as u64 + 1).apply_to(&full),
+            Err(ConfChangeError::TooManyMembers {
+                members: MEMBERS_MAX + 1
+            })
+        );
+        assert!(add(3).apply_to(&full).is_ok(), "a voter made a learner");
+        assert!(
+            ConfChange::single(ConfChangeKind::Remove, NodeId(4))
+                .apply_to(&full)
+                .is_ok()
+        );
+        full.learners.push(NodeId(MEMBERS_MAX as u64 + 1));
+        assert!(
+            full.shape_error()
+                .is_some_and(|why| why.contains("more members"))
         );
     }
 }

@@ -44,6 +44,7 @@ mod types;
 
 pub use confchange::{
     ConfChange, ConfChangeError, ConfChangeKind, ConfChangeSingle, ConfChangeTransition,
+    MEMBERS_MAX,
 };
 pub use config::{Config, ConfigError};
 pub use errors::{CompactError, ProposeError, ReadError, StepError, TransferError};

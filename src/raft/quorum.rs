@@ -1,5 +1,6 @@
 //! Majorities over a (possibly joint) voter configuration: committed indexes and elections.
 
+use super::confchange::MEMBERS_MAX;
 use super::types::{ConfState, NodeId};
 
 /// The outcome of counting votes so far.
@@ -106,8 +107,9 @@ impl ConfState {
     }
 
     /// Why no group could run on this configuration, if none could: it has no voters, names
-    /// node 0 (no node), or has a list out of order or with an id twice (every change keeps
-    /// each list sorted, and the quorum code counts each id once). From a peer's snapshot.
+    /// node 0 (no node), has a list out of order or with an id twice (every change keeps
+    /// each list sorted, and the quorum code counts each id once), or more members than
+    /// [`MEMBERS_MAX`]. From a peer's snapshot.
     pub fn shape_error(&self) -> Option<&'static str> {
         if self.voters.is_empty() {
             return Some("a configuration with no voters");
@@ -121,8 +123,12 @@ impl ConfState {
         let sorted = |ids: &Vec<NodeId>| {
             ids.first() != Some(&NodeId::NONE) && ids.windows(2).all(|w| w[0] < w[1])
         };
-        (!lists.into_iter().all(sorted))
-            .then_some("a configuration list out of order, with an id twice, or naming node 0")
+        if !lists.into_iter().all(sorted) {
+            return Some("a configuration list out of order, with an id twice, or naming node 0");
+        }
+        let listed: usize = lists.iter().map(|list| list.len()).sum();
+        (listed > 2 * MEMBERS_MAX || self.members().len() > MEMBERS_MAX)
+            .then_some("a configuration of more members than a group takes")
     }
 }
 
