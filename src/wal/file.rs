@@ -116,7 +116,8 @@ struct Segment {
     staged: RefCell<Stage>,
     /// O_DIRECT writes, oldest first: those in flight (the map may not show them yet), and
     /// the last one (the next write starts with the bytes of the block it ended in). Each
-    /// starts at or before the end of the one before, so together they cover one run.
+    /// starts at or before the end of the one before, so together they cover one run, but
+    /// for the first write after recovery's erase, which starts before the erase's last.
     writes: RefCell<Vec<DirectWrite>>,
 }
 
@@ -232,7 +233,9 @@ impl Segment {
     fn memory_from(&self) -> Option<usize> {
         let staged = self.staged.borrow();
         let staged_from = (!staged.is_empty()).then_some(staged.start());
-        let written_from = self.writes.borrow().first().map(|w| w.start);
+        // The lowest of all: recovery's erase leaves a write near the end kept, and the next
+        // write starts before it (found in review).
+        let written_from = self.writes.borrow().iter().map(|w| w.start).min();
         staged_from.into_iter().chain(written_from).min()
     }
 
@@ -654,7 +657,7 @@ impl Storage for FileStore {
             let head = &mut head[..range.start - head_from];
             segment.read_into(head_from..range.start, head);
             if let Stage::Direct(staged) = segment.staged.get_mut() {
-                staged.begin(range.start, head);
+                staged.begin(range.start, head, segment.size_bytes as usize);
             }
         }
         match segment.staged.get_mut() {
@@ -710,9 +713,15 @@ impl Storage for FileStore {
     fn syncer(&self, seq: u64) -> FileSyncer {
         let segment = self.segment(seq);
         // Older segments take no more writes: once their writes are done (their buffers
-        // are ours alone again), the map shows them and the buffers can go.
+        // are ours alone again), the map shows them and the buffers can go, and so does the
+        // room their staging grew (found in review: in the page cache modes each kept its
+        // largest run's allocation for as long as it lived).
         for (_, older) in self.segments.range(..seq) {
             older.forget_done_writes(false);
+            let mut staged = older.staged.borrow_mut();
+            if staged.is_empty() {
+                *staged = Stage::new(self.direct());
+            }
         }
         let work = if self.direct() {
             SyncWork::Direct {

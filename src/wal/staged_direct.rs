@@ -31,6 +31,8 @@ pub(super) struct DirectStaged {
     end: usize,
     /// Bytes the next run's buffer starts with: about what the last run needed.
     capacity_hint: usize,
+    /// File offset no run goes past (the segment's size): a buffer never grows beyond it.
+    end_max: usize,
 }
 
 impl DirectStaged {
@@ -48,13 +50,15 @@ impl DirectStaged {
         start / BLOCK_BYTES * BLOCK_BYTES
     }
 
-    /// Starts a run at file offset `start`; `head` holds the file's bytes from the start of
-    /// `start`'s block to `start`.
-    pub(super) fn begin(&mut self, start: usize, head: &[u8]) {
+    /// Starts a run at file offset `start` of a segment of `end_max` bytes; `head` holds the
+    /// file's bytes from the start of `start`'s block to `start`.
+    pub(super) fn begin(&mut self, start: usize, head: &[u8], end_max: usize) {
         assert!(self.buf.is_none(), "a run begun over a staged one");
         self.from = Self::block_start(start);
+        self.end_max = end_max;
         assert_eq!(head.len(), start - self.from, "head of a wrong length");
-        let mut buf = glommio::allocate_dma_buffer(self.capacity_hint.max(FIRST_CAPACITY_BYTES));
+        let capacity = self.capacity_hint.max(FIRST_CAPACITY_BYTES);
+        let mut buf = glommio::allocate_dma_buffer(capacity.min(self.room()).max(head.len()));
         buf.as_bytes_mut()[..head.len()].copy_from_slice(head);
         self.buf = Some(buf);
         self.start = start;
@@ -81,13 +85,22 @@ impl DirectStaged {
         &mut buf[start - from..end - from]
     }
 
-    /// Grows the buffer to hold at least `len` bytes, keeping what it holds.
+    /// The most bytes a buffer of this run may need: to the end of the segment's last block.
+    fn room(&self) -> usize {
+        round_up(self.end_max.saturating_sub(self.from))
+    }
+
+    /// Grows the buffer to hold at least `len` bytes, keeping what it holds: to twice its
+    /// size, but never past the segment's end (found in review: a run of 49 MiB of a 64 MiB
+    /// segment grew a buffer of 48 MiB to 96).
     fn reserve(&mut self, len: usize) {
+        let room = self.room();
         let buf = self.buf.as_mut().expect("reserve with a buffer");
         if len <= buf.len() {
             return;
         }
-        let mut grown = glommio::allocate_dma_buffer(round_up(len).max(2 * buf.len()));
+        let size = (2 * buf.len()).min(room).max(round_up(len));
+        let mut grown = glommio::allocate_dma_buffer(size);
         let used = self.end - self.from;
         grown.as_bytes_mut()[..used].copy_from_slice(&buf.as_bytes()[..used]);
         self.buf = Some(grown);
@@ -149,7 +162,7 @@ mod tests {
             let mut staged = DirectStaged::default();
             let head = [5u8; 100];
             let first = BLOCK_BYTES + 100;
-            staged.begin(first, &head);
+            staged.begin(first, &head, usize::MAX / 2);
             staged.slot(first, first + 8).fill(1);
             // A gap, then a slot bigger than the first buffer: the buffer grows.
             let big = FIRST_CAPACITY_BYTES + 3;
@@ -183,13 +196,28 @@ mod tests {
     fn one_huge_run_does_not_make_every_later_run_start_huge() {
         run(async {
             let mut staged = DirectStaged::default();
-            staged.begin(0, &[]);
+            staged.begin(0, &[], usize::MAX / 2);
             staged.slot(0, 5 * CAPACITY_HINT_BYTES_MAX).fill(0);
             staged.take().expect("a staged run");
             let end = staged.end();
-            staged.begin(end, &[]);
+            staged.begin(end, &[], usize::MAX / 2);
             let capacity = staged.buf.as_ref().expect("a run begun").len();
             assert_eq!(capacity, CAPACITY_HINT_BYTES_MAX);
+        });
+    }
+
+    /// Goal (review 229): a run's buffer grows by doubling, but never past the segment's end.
+    /// Method: a segment of 3 MiB; a run that grows from its first buffer past half of it.
+    #[test]
+    fn a_run_grows_no_bigger_than_its_segment() {
+        run(async {
+            let end_max = 3 << 20;
+            let mut staged = DirectStaged::default();
+            staged.begin(BLOCK_BYTES, &[], end_max);
+            staged.slot(BLOCK_BYTES, 2 << 20).fill(1);
+            staged.slot(2 << 20, end_max).fill(2);
+            let capacity = staged.buf.as_ref().expect("a run begun").len();
+            assert_eq!(capacity, end_max - BLOCK_BYTES);
         });
     }
 }
