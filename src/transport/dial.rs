@@ -22,7 +22,15 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
     // some of a long run at warn, so a peer never reached (a wrong address, a firewall) is
     // seen without flooding the log.
     let mut failures = 0u32;
+    let mut addr = peer.addr.get();
     loop {
+        if peer.addr.get() != addr {
+            // A new address (see `Transport::set_peers`): failures to reach the old one say
+            // nothing of it (review 230: counted on, and warned of with the new address).
+            addr = peer.addr.get();
+            failures = 0;
+            backoff.reset();
+        }
         let number = shared.connection_number();
         let dialed =
             connection::with_timeout(config.handshake_timeout, connection::dial(&shared, &peer))
@@ -34,7 +42,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                         node = %config.node_id,
                         core = config.core_index,
                         peer = %peer.id,
-                        addr = %peer.addr.get(),
+                        %addr,
                         failures,
                         "peer reached after dials that failed"
                     );
@@ -60,7 +68,7 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
                         node = %config.node_id,
                         core = config.core_index,
                         peer = %peer.id,
-                        addr = %peer.addr.get(),
+                        %addr,
                         failures,
                         %reason,
                         "cannot reach peer: dials keep failing"

@@ -21,8 +21,10 @@ use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader};
 const READ_BYTES_MIN: usize = 16 << 10;
 
 /// The most room a quiet connection that lets go of large buffers keeps (see
-/// [`FrameReader::fill_at_most`]): what its reads of [`READ_BYTES_MIN`] grow it to.
-const QUIET_BUFFER_BYTES_MAX: usize = 4 * READ_BYTES_MIN;
+/// [`FrameReader::fill_at_most`]): above what uneven small traffic grows it to (a full read
+/// of 16 KiB reserves about 80 KiB; review 230: a bound of 64 KiB let such a connection's
+/// buffer go and grow back again and again), below what a burst does (up to 512 KiB).
+const QUIET_BUFFER_BYTES_MAX: usize = RECEIVE_CHUNK_BYTES / 2;
 
 /// Frames up to this size are copied out of the receive buffer; bigger ones are split off
 /// it and share it. A shared buffer stays alive as long as anything decoded from its frames
@@ -174,7 +176,7 @@ impl FrameReader {
             && self.buffer.capacity() > QUIET_BUFFER_BYTES_MAX
         {
             // Quiet again (its last read small, nothing of a frame held): the room a burst
-            // grew goes (found in review: up to a mebibyte kept by every idle client).
+            // grew goes (found in review: up to 512 KiB kept by every idle client).
             self.buffer = BytesMut::new();
         }
         let missing = self.missing_bytes();
@@ -504,7 +506,7 @@ mod tests {
 
     /// Goal: a client connection quiet again after a burst keeps no room the burst grew:
     /// the reads of a burst of small frames (copied out, so the buffer stays the reader's
-    /// own) grow it to a mebibyte, which every idle client of a core then kept. Method: 600
+    /// own) grow it to 512 KiB and more, which every idle client of a core then kept. Method: 600
     /// frames of about 1 KiB in reads of 512 KiB, then small frames in small reads: after
     /// three of them, the buffer holds little.
     #[test]
