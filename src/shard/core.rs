@@ -1132,15 +1132,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // Every node runs the same `--cores`: a base port without room for its ports above
         // it (as `serve` checks its own) would be in every node's list of members, and
         // refused by each `serve --join` at its start (review 228).
+        let cores = self.shape.cores.max(1);
         if let MemberOp::AddLearner { address } = &change.op
-            && client_address(address, self.shape.cores.max(1) - 1).is_none()
+            && client_address(address, cores - 1).is_none()
         {
             let why = format!(
-                "address `{address}` leaves no room for the {} ports from it that a node of {} \
-                 cores listens on (one for peers and one for clients per core): give a lower \
-                 port",
-                2 * u32::from(self.shape.cores.max(1)),
-                self.shape.cores.max(1)
+                "address `{address}` leaves no room for the {} ports from it that a node of \
+                 {cores} cores listens on (one for peers and one for clients per core): give a \
+                 lower port",
+                2 * u32::from(cores),
             );
             reply.push_now(MemberOutcome::Failed(why));
             return;
