@@ -109,7 +109,7 @@ fn three_small_disks(dir: &Path) -> Option<Vec<Tmpfs>> {
         match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
             Ok(disk) => disks.push(disk),
             Err(why) => {
-                eprintln!("skipped: a small disk needs root and mount ({why})");
+                common::skipped(&format!("a small disk needs root and mount ({why})"));
                 return None;
             }
         }
@@ -287,7 +287,7 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
     let disk = match Tmpfs::mount(&dir.join("node-3"), DISK_MIB) {
         Ok(disk) => disk,
         Err(why) => {
-            eprintln!("skipped: a small disk needs root and mount ({why})");
+            common::skipped(&format!("a small disk needs root and mount ({why})"));
             return;
         }
     };
@@ -353,7 +353,7 @@ fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
     let disk = match Tmpfs::mount(&dir, 24) {
         Ok(disk) => disk,
         Err(why) => {
-            eprintln!("skipped: a small disk needs root and mount ({why})");
+            common::skipped(&format!("a small disk needs root and mount ({why})"));
             return;
         }
     };

@@ -3,6 +3,8 @@
 //! and one printed a catch-up time regardless). The scripts that need root and iptables
 //! (`partition-heal.sh`, `fault-snapshot-resume.sh`) are not run here.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use cohort::cli::local_cluster::free_port_run;
@@ -20,11 +22,13 @@ fn wiped_node(wipe: &str) -> (Output, String) {
 /// and stderr together.
 fn tool(script: &str, args: impl FnOnce(String) -> Vec<String>) -> (Output, String) {
     let base = free_port_run(24).expect("24 free ports");
-    let output = Command::new("bash")
+    let mut command = Command::new("bash");
+    let args = args(base.to_string());
+    command
         .arg(format!("{}/tools/{script}", env!("CARGO_MANIFEST_DIR")))
-        .args(args(base.to_string()))
-        .output()
-        .expect("bash runs");
+        .args(&args);
+    // Bounded: a script that hangs fails its test rather than the whole run (review 231).
+    let output = common::process::bounded(command, &[script]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

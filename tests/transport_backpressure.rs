@@ -157,7 +157,7 @@ fn received_frames_waiting_for_the_shard_weigh_what_they_decoded_into() {
         else {
             panic!("a raft frame");
         };
-        let held_bytes = decoded_bytes(&envelopes);
+        let (frame_bytes, held_bytes) = (frames[0].len(), decoded_bytes(&envelopes));
         assert!(
             held_bytes > 2 * frames[0].len(),
             "{held_bytes} bytes decoded"
@@ -168,6 +168,16 @@ fn received_frames_waiting_for_the_shard_weigh_what_they_decoded_into() {
             }
             stream
         });
+        // The reader first comes near its bound (each frame weighs its bytes and what it
+        // decoded into; a check after a sleep alone passed where it had read nothing yet:
+        // review 231), then has time to read past it.
+        let near = (INBOX_BYTES_MAX / (frame_bytes + held_bytes))
+            .saturating_sub(1)
+            .max(1);
+        common::transport::wait_until("the reader nears its bound", GUARD, || {
+            node2.stats().frames_received as usize >= near
+        })
+        .await;
         glommio::timer::sleep(Duration::from_millis(300)).await;
         let read = node2.stats().frames_received as usize;
         assert!(
@@ -211,7 +221,13 @@ fn received_frames_waiting_for_the_shard_are_bounded_in_bytes() {
             }
             stream
         });
-        // Long enough for the reader to take every frame TCP holds, had it no bound in bytes.
+        // The reader first comes near its bound (review 231), then has long enough to take
+        // every frame TCP holds, had it no bound in bytes.
+        let near = (INBOX_BYTES_MAX / frame_bytes).saturating_sub(2).max(1);
+        common::transport::wait_until("the reader nears its bound", GUARD, || {
+            node2.stats().frames_received as usize >= near
+        })
+        .await;
         glommio::timer::sleep(Duration::from_millis(300)).await;
         let decoded = node2.stats().frames_received as usize;
         assert!(

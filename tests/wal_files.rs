@@ -526,7 +526,7 @@ fn torn_tail_on_a_full_disk(name: &str, config: WalConfig, disk_mib: u64, mode: 
     let disk = match common::tmpfs::Tmpfs::mount(&dir, disk_mib) {
         Ok(disk) => disk,
         Err(why) => {
-            eprintln!("skipped: a small disk needs root and mount ({why})");
+            common::skipped(&format!("a small disk needs root and mount ({why})"));
             return;
         }
     };

@@ -53,7 +53,7 @@ pub fn available_or_skip() -> bool {
     match available() {
         Ok(()) => true,
         Err(why) => {
-            eprintln!("skipped: partitions need root and iptables ({why})");
+            super::skipped(&format!("partitions need root and iptables ({why})"));
             false
         }
     }

@@ -30,14 +30,17 @@ pub fn cohort_bounded_with_open_files(open_files: u64, args: &[&str]) -> Output 
     bounded(command, args)
 }
 
+/// Runs `command` (given `args`, named in its failure) to its end, as [`cohort_bounded`]
+/// does.
 #[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
-fn bounded(mut command: Command, args: &[&str]) -> Output {
+pub fn bounded(mut command: Command, args: &[&str]) -> Output {
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cohort runs");
+        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
     // Read on threads of their own: a child that fills a pipe nobody reads would block.
     let stdout = drain(child.stdout.take().expect("piped"));
     let stderr = drain(child.stderr.take().expect("piped"));
@@ -52,7 +55,7 @@ fn bounded(mut command: Command, args: &[&str]) -> Output {
             let _ = child.wait();
             let said = stderr.join().unwrap_or_default();
             panic!(
-                "cohort {args:?} still ran after {COMMAND_PATIENCE:?}: {}",
+                "{program} {args:?} still ran after {COMMAND_PATIENCE:?}: {}",
                 String::from_utf8_lossy(&said)
             );
         }
