@@ -6,6 +6,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,13 +66,24 @@ fn logged_leader_of_group_0(cluster: &LocalCluster) -> Option<u64> {
 /// Writes `key(i)` = `{prefix}{i}` for i in 0..count, one at a time; returns what was
 /// acknowledged.
 fn put_numbered(bases: &[String], seed: u64, prefix: &str, count: u64) -> BTreeMap<u64, String> {
-    let prefix = prefix.to_string();
+    put_numbered_counting(bases, (seed, prefix), count, &Arc::default())
+}
+
+/// As [`put_numbered`], counting the writes acknowledged so far in `acked_so_far`.
+fn put_numbered_counting(
+    bases: &[String],
+    (seed, prefix): (u64, &str),
+    count: u64,
+    acked_so_far: &Arc<AtomicU64>,
+) -> BTreeMap<u64, String> {
+    let (prefix, acked_so_far) = (prefix.to_string(), Arc::clone(acked_so_far));
     with_client(bases, seed, async move |client| {
         let mut acked = BTreeMap::new();
         for i in 0..count {
             let value = format!("{prefix}{i}");
             client.put(&key(i), value.as_bytes()).await.unwrap();
             acked.insert(i, value);
+            acked_so_far.fetch_add(1, Ordering::SeqCst);
         }
         acked
     })
@@ -350,14 +363,24 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     with_client(&bases, 2, async |client| {
         client.put(b"warm", b"up").await.unwrap()
     });
-    // The leader of group 0 is killed without warning while a client writes.
+    // The leader of group 0 is killed without warning while a client writes: once some
+    // writes were acknowledged, many more to come (found in review: killed after a fixed
+    // wait, it could come after the writer was done).
     let victim = leader_of_group_0(&cluster);
+    const WRITES: u64 = 400;
+    let acked_so_far = Arc::new(AtomicU64::new(0));
     let writer = {
-        let bases = bases.clone();
-        std::thread::spawn(move || put_numbered(&bases, 3, "v", 120))
+        let (bases, acked_so_far) = (bases.clone(), Arc::clone(&acked_so_far));
+        std::thread::spawn(move || put_numbered_counting(&bases, (3, "v"), WRITES, &acked_so_far))
     };
-    wait_ms(150);
+    let some = eventually(|| acked_so_far.load(Ordering::SeqCst), |&acked| acked >= 20);
+    assert!(
+        some >= 20,
+        "only {some} writes acknowledged before the kill"
+    );
     cluster.kill(victim);
+    let at_kill = acked_so_far.load(Ordering::SeqCst);
+    assert!(at_kill < WRITES, "the writer was done before the kill");
     let acked = writer
         .join()
         .expect("the writer finishes: a new leader took over");
