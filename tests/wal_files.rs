@@ -432,6 +432,20 @@ fn patch_header(path: &Path, header: &mut [u8]) {
     patch(path, 0, header);
 }
 
+/// Asserts that reopening `dir` is refused with the error `kind` names (`is_kind` tells it),
+/// and that its message names the file at `path`.
+fn assert_refused_naming(dir: &Path, path: &Path, kind: &str, is_kind: fn(&WalOpenError) -> bool) {
+    match reopen(dir) {
+        Err(err) if is_kind(&err) => {
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            )
+        }
+        other => panic!("expected {kind}, got {:?}", other.err()),
+    }
+}
+
 fn patch(path: &Path, offset: u64, bytes: &[u8]) {
     let file = OpenOptions::new()
         .write(true)
@@ -451,15 +465,9 @@ fn cut_segment_file_is_refused_naming_it() {
         .open(&path)
         .and_then(|f| f.set_len(SEGMENT_BYTES / 2))
         .expect("cut");
-    match reopen(&dir) {
-        Err(err @ WalOpenError::SegmentSizeMismatch { .. }) => {
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            )
-        }
-        other => panic!("expected SegmentSizeMismatch, got {:?}", other.err()),
-    }
+    assert_refused_naming(&dir, &path, "SegmentSizeMismatch", |err| {
+        matches!(err, WalOpenError::SegmentSizeMismatch { .. })
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -605,15 +613,9 @@ fn missing_segment_is_refused_naming_it() {
     let path = segment(&dir, 2);
     assert!(segment(&dir, 3).exists(), "workload spans three segments");
     fs::remove_file(&path).expect("remove");
-    match reopen(&dir) {
-        Err(err @ WalOpenError::MissingSegment { .. }) => {
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            )
-        }
-        other => panic!("expected MissingSegment, got {:?}", other.err()),
-    }
+    assert_refused_naming(&dir, &path, "MissingSegment", |err| {
+        matches!(err, WalOpenError::MissingSegment { .. })
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -626,15 +628,9 @@ fn an_unopenable_segment_is_refused_naming_it() {
     let path = segment(&dir, 2);
     fs::remove_file(&path).expect("remove");
     fs::create_dir(&path).expect("a directory in its place");
-    match reopen(&dir) {
-        Err(err @ WalOpenError::Io { .. }) => {
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            )
-        }
-        other => panic!("expected Io, got {:?}", other.err()),
-    }
+    assert_refused_naming(&dir, &path, "Io", |err| {
+        matches!(err, WalOpenError::Io { .. })
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -644,15 +640,9 @@ fn wrong_magic_is_refused_naming_the_file() {
     build(&dir, 3);
     let path = segment(&dir, 1);
     patch(&path, 0, b"NOTAWAL!");
-    match reopen(&dir) {
-        Err(err @ WalOpenError::CorruptSegmentHeader { .. }) => {
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            )
-        }
-        other => panic!("expected CorruptSegmentHeader, got {:?}", other.err()),
-    }
+    assert_refused_naming(&dir, &path, "CorruptSegmentHeader", |err| {
+        matches!(err, WalOpenError::CorruptSegmentHeader { .. })
+    });
     fs::remove_dir_all(&dir).expect("cleanup");
 }
 
