@@ -353,6 +353,46 @@ fn lost_segment_in_the_middle_is_refused() {
     }
 }
 
+/// Goal (found in review): a middle segment zeroed whole (a file the filesystem lost the
+/// blocks of, kept at its size), or in its first block, or with its first record damaged, is
+/// refused naming that file and what is wrong with it; the refusal blamed a "corrupt record"
+/// at the end of the previous file, where the replay stops but nothing is damaged.
+#[test]
+fn a_middle_segment_damaged_at_its_start_is_named_in_the_refusal() {
+    for (zeroed, why) in [
+        (0..usize::MAX, "the whole file is zeros"),
+        (0..4096, "its header is damaged"),
+        (64..96, "its first record is damaged"),
+    ] {
+        let mut wal = open(MemStorage::new()).expect("fresh");
+        for batch in 1..=BATCHES {
+            write_batch(&mut wal, batch);
+            block_on(wal.sync()).expect("sync");
+        }
+        let mut storage = wal.into_storage();
+        assert!(storage.segment_seqs().len() >= 3, "workload spans segments");
+        let bytes = storage.segment_bytes(2).to_vec();
+        let zeroed = zeroed.start..zeroed.end.min(bytes.len());
+        for offset in zeroed {
+            storage.corrupt(2, offset, bytes[offset]);
+        }
+        match open(storage) {
+            Err(error @ WalOpenError::NextSegmentBroken { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.starts_with(&format!("mem:00000000000000000002.wal: {why}: record")),
+                    "{message}"
+                );
+                assert!(
+                    message.contains("end of the log in mem:00000000000000000001.wal"),
+                    "{message}"
+                );
+            }
+            other => panic!("{why}: expected NextSegmentBroken, got {:?}", other.err()),
+        }
+    }
+}
+
 #[test]
 fn a_segment_the_device_cannot_read_is_refused_naming_file_and_offset() {
     // Goal: a part of the log the device cannot read (a bad sector) fails open with the file

@@ -39,6 +39,21 @@ pub enum WalOpenError {
         /// What would be lost by truncating here.
         lost: String,
     },
+    /// The log of one segment ends (zeros to its end) and the next segment, `file`, does not
+    /// go on from it: its header or first record is damaged, and later records prove the
+    /// missing ones were synced. Opening would forget acknowledged writes.
+    NextSegmentBroken {
+        file: String,
+        /// The segment before, where the log ends, and the offset where it ends.
+        previous: String,
+        previous_end: u64,
+        /// The sequence number of the record expected at the start of `file`.
+        lsn: u64,
+        /// What is wrong at the start of `file`.
+        why: &'static str,
+        /// What would be lost by truncating at the end of `previous`.
+        lost: String,
+    },
     /// The log forks: valid records follow where the log of `file` ends at `offset`, while
     /// the next segment goes on from that end (damaged or forged bytes; no crash leaves it).
     LogForks {
@@ -66,6 +81,7 @@ impl WalOpenError {
                 | WalOpenError::MissingSegment { .. }
                 | WalOpenError::Unreadable { .. }
                 | WalOpenError::MidLogCorruption { .. }
+                | WalOpenError::NextSegmentBroken { .. }
                 | WalOpenError::LogForks { .. }
                 | WalOpenError::Inconsistent { .. }
         )
@@ -116,6 +132,19 @@ impl fmt::Display for WalOpenError {
                 f,
                 "{file} at offset {offset}: record {lsn} is corrupt, but later records prove \
                  it was synced; truncating would lose {lost}; refusing to open"
+            ),
+            WalOpenError::NextSegmentBroken {
+                file,
+                previous,
+                previous_end,
+                lsn,
+                why,
+                lost,
+            } => write!(
+                f,
+                "{file}: {why}: record {lsn}, which goes on from the end of the log in \
+                 {previous} (offset {previous_end}), is missing or corrupt, but later records \
+                 prove it was synced; truncating would lose {lost}; refusing to open"
             ),
             WalOpenError::LogForks { file, offset, lsn } => write!(
                 f,

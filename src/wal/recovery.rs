@@ -281,16 +281,30 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
             }
             StopAction::Refuse => {
                 let lsn = expected.unwrap_or(1);
+                let lost = format!(
+                    "every record from lsn {lsn} on ({}), although a later record states that \
+                     the log was durable up to lsn {}",
+                    row.why,
+                    later_durable(&segments, &salts, i, stop, expected).saturating_sub(1)
+                );
+                // Zeros to the segment's end, and a next segment that starts with no record
+                // at all: the damage is most likely at that segment's start (a file whose
+                // blocks the filesystem lost), not at this one's end (found in review).
+                if let Some(why) = broken_start(&seqs, &segments, &salts, i, stop) {
+                    return Err(WalOpenError::NextSegmentBroken {
+                        file: storage.locate(seqs[i + 1]),
+                        previous: storage.locate(seq),
+                        previous_end: stop as u64,
+                        lsn,
+                        why,
+                        lost,
+                    });
+                }
                 return Err(WalOpenError::MidLogCorruption {
                     file: storage.locate(seq),
                     offset: stop as u64,
                     lsn,
-                    lost: format!(
-                        "every record from lsn {lsn} on ({}), although a later record states \
-                         that the log was durable up to lsn {}",
-                        row.why,
-                        later_durable(&segments, &salts, i, stop, expected).saturating_sub(1)
-                    ),
+                    lost,
                 });
             }
             StopAction::Impossible => {
@@ -474,6 +488,33 @@ fn stop_facts(
             .is_none_or(|b| b.iter().all(|&x| x == 0)),
     };
     (facts, here)
+}
+
+/// Why the segment after `i` does not go on from the log's end at `stop`, where nothing but
+/// zeros follows `stop` in segment `i` and the next segment starts with no record that
+/// verifies: None where the log ends elsewhere, or the next segment starts with a record.
+fn broken_start(
+    seqs: &[u64],
+    segments: &[Bytes],
+    salts: &[Salts],
+    i: usize,
+    stop: usize,
+) -> Option<&'static str> {
+    let next = segments.get(i + 1)?;
+    if !all_zero(&segments[i][stop..]) {
+        return None;
+    }
+    if decode_segment_header(next, seqs[i + 1]) != SegmentHeaderState::Valid {
+        return Some(if all_zero(next) {
+            "the whole file is zeros"
+        } else {
+            "its header is damaged"
+        });
+    }
+    let salts = salts[i + 1];
+    let first = decode_record(next, SEGMENT_HEADER_BYTES, salts.main)
+        .or_else(|| decode_record(next, SEGMENT_HEADER_BYTES, salts.unkeyed?));
+    first.is_none().then_some("its first record is damaged")
 }
 
 fn later_durable(
