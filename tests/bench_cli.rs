@@ -1078,11 +1078,26 @@ fn a_bench_of_more_connections_than_its_soft_open_files_limit_runs() {
 /// client's wait for its next request (here 30 s). Method: 60 clients at 2 requests/s
 /// against a null server, SIGINT once a second of it was reported.
 #[test]
-#[allow(clippy::disallowed_methods)] // the test times the bench from outside
 fn a_slow_open_loop_stops_at_once_when_interrupted() {
+    interrupt_slow_open_loop("0", " req/s ");
+}
+
+/// Goal (review 234): Ctrl-C in a long warm-up stops the bench at once; the timeline's task
+/// slept out the warm-up, and the bench (and any local nodes) waited for it. Method: as
+/// above, with 100 s of warm-up, SIGINT a second after the bench says what it will run.
+#[test]
+fn a_bench_interrupted_in_its_warm_up_stops_at_once() {
+    interrupt_slow_open_loop("100", "of warm-up");
+}
+
+/// Runs a slow open loop of `warmup` seconds of warm-up against a null server, sends SIGINT
+/// a second after a line holding `said` comes out, and asserts that the bench stops within
+/// 10 s saying it was interrupted.
+#[allow(clippy::disallowed_methods)] // the test times the bench from outside
+fn interrupt_slow_open_loop(warmup: &str, said: &str) {
     use std::io::{BufRead, BufReader};
     let server = NullServer::start(2, None).expect("null server");
-    let out = out_dir("interrupted-slow-loop");
+    let out = out_dir(&format!("interrupted-slow-loop-{warmup}"));
     let mut bench = Command::new(env!("CARGO_BIN_EXE_cohort"))
         .args([
             "bench",
@@ -1097,7 +1112,7 @@ fn a_slow_open_loop_stops_at_once_when_interrupted() {
             "--seconds",
             "100",
             "--warmup-seconds",
-            "0",
+            warmup,
             "--ceiling-seconds",
             "0",
         ])
@@ -1107,8 +1122,11 @@ fn a_slow_open_loop_stops_at_once_when_interrupted() {
         .spawn()
         .expect("cohort bench runs");
     let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
-    let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(" req/s ")));
-    assert!(live.is_some(), "no live line");
+    let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(said)));
+    assert!(live.is_some(), "no line saying {said:?}");
+    // The bench says what it will run before it starts: let it get into the warm-up.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(Duration::from_secs(1));
     let signalled = std::time::Instant::now();
     // SAFETY: kill(2) takes plain integers.
     #[allow(unsafe_code)]

@@ -593,10 +593,8 @@ async fn tick(
     live: bool,
     watched: Vec<Watched>,
 ) -> (cpu::Sample, cpu::Sample) {
-    let now = crate::clock::now();
-    if measured > now {
-        glommio::timer::sleep(measured - now).await;
-    }
+    // Ctrl-C in a long warm-up stops the run at once (found in review).
+    sleep_unless_interrupted(measured).await;
     let before = cpu::sample(&watched);
     let mut next = measured;
     while next < end && !interrupted() {
