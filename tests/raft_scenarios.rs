@@ -1420,6 +1420,35 @@ fn a_read_round_the_leader_never_started_confirms_no_later_round() {
     leader.advance(ready.ack());
 }
 
+/// Goal (review 233): a follower takes a read's confirmation only from the leader it
+/// follows: one from another peer (a broken or hostile one; the numbers of reads are easy
+/// to guess) had the read served at once, perhaps from a state a newer leader overtook.
+#[test]
+fn a_read_confirmation_from_a_peer_other_than_the_leader_is_dropped() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    let [follower, other] = followers(&cluster, leader)[..] else {
+        panic!("two followers")
+    };
+    let term = cluster.replica(leader).term();
+    let confirmation = |from| Message {
+        from,
+        to: follower,
+        term,
+        body: MessageBody::ReadIndexResponse {
+            ctx: 7,
+            index: LogIndex(1),
+        },
+    };
+    cluster.deliver(confirmation(other)).unwrap();
+    cluster.stabilize().unwrap();
+    assert!(!cluster.node(follower).reads_answered.contains_key(&7));
+    cluster.deliver(confirmation(leader)).unwrap();
+    cluster.stabilize().unwrap();
+    assert!(cluster.node(follower).reads_answered.contains_key(&7));
+}
+
 #[test]
 fn a_voter_restarted_inside_a_lease_does_not_help_depose_the_leader() {
     // The leader serves reads from its lease, counting on its voters to refuse other

@@ -828,6 +828,31 @@ fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {
     }
 }
 
+/// Goal (review 233): a leader answers no read a peer asks (a shard's followers never
+/// forward reads): a broken or hostile peer's asks took the room the leader keeps for its
+/// clients' reads, and every client read was refused as busy.
+#[test]
+fn a_leader_answers_no_read_a_peer_asks() {
+    let events = Events::default();
+    let (core, inbox, _outbox, term) = leader_1(&events, None);
+    let ask = MessageBody::ReadIndexRequest { ctx: 5 };
+    let mut core = turn(core, &inbox, from(3, 1, term, ask));
+    // The round that would confirm it: node 3 answers every heartbeat's round.
+    for _ in 0..10 {
+        core = turn(core, &inbox, Input::Tick);
+        let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 1,
+            short_of_commit: None,
+        });
+        core = turn(core, &inbox, from(3, 1, term, answer));
+    }
+    assert!(
+        !events.borrow().contains(&Event::Sent("ReadIndexResponse")),
+        "{:?}",
+        events.borrow()
+    );
+}
+
 /// Goal: a leader whose log cannot grow refuses writes, saying why, tells its peers, and
 /// hands its group to a voter that can take over, but not to one whose log is full too.
 /// Method: node 1's log is short of space from the start; it is elected with node 3's

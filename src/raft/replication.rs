@@ -122,7 +122,9 @@ impl Replica {
             MessageBody::TimeoutNow if self.is_promotable() && from == self.leader => {
                 self.start_election(Election::Transfer)
             }
-            MessageBody::ReadIndexResponse { ctx, index } => {
+            // Only from the leader this replica asked: another peer's (broken or hostile;
+            // the numbers are easy to guess) had the read served at once.
+            MessageBody::ReadIndexResponse { ctx, index } if from == self.leader => {
                 self.reads
                     .ready
                     .push(super::replica::ReadState { ctx, index });

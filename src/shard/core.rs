@@ -864,6 +864,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         // A stopping node takes no group (its peers were told its log is
                         // full, but one may have asked before it heard).
                         MessageBody::TimeoutNow if self.stopping_by.is_some() => continue,
+                        // A shard's followers never forward reads: a peer that asks one
+                        // (broken or hostile) would take the leader's room for its clients',
+                        // and an answer to one confirms a read no one forwarded.
+                        MessageBody::ReadIndexRequest { .. }
+                        | MessageBody::ReadIndexResponse { .. } => continue,
                         _ => message,
                     };
                     // A message for a group this core does not run is a misrouted peer:
