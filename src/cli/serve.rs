@@ -51,8 +51,8 @@ pub struct ServeArgs {
     /// every node [default: 1; with --join: the cluster's].
     #[arg(long)]
     pub cores: Option<u16>,
-    /// Raft groups the key space is split into (the same on every node) [default: 4; with
-    /// --join: the cluster's].
+    /// Raft groups the key space is split into (the same on every node; at most 1048576)
+    /// [default: 4; with --join: the cluster's].
     #[arg(long)]
     pub groups: Option<u32>,
     /// Pin core c to CPU c.

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::proto::topology::{client_address, peer_address};
+use crate::proto::topology::{GROUPS_MAX, client_address, peer_address};
 use crate::raft::NodeId;
 
 /// Bounds of a snapshot chunk: at least 1 KiB, and small enough that a chunk and its
@@ -149,6 +149,12 @@ impl NodeConfig {
             return Err(error(format!(
                 "--cores {} is more than {CORES_MAX}",
                 self.cores
+            )));
+        }
+        if self.groups > GROUPS_MAX {
+            return Err(error(format!(
+                "--groups {} is more than {GROUPS_MAX}",
+                self.groups
             )));
         }
         if self.groups < u32::from(self.cores) {
@@ -375,6 +381,7 @@ mod tests {
             (|c| (c.cores, c.groups) = (1025, 2048), "more than 1024"),
             (|c| c.tick = Duration::from_secs(11), "--tick-ms"),
             (|c| c.groups = 1, "below --cores"),
+            (|c| c.groups = GROUPS_MAX + 1, "more than 1048576"),
             (|c| c.election_ticks = 4, "more than twice"),
             (|c| c.heartbeat_ticks = u32::MAX, "more than twice"),
             (|c| c.election_ticks = u32::MAX, "at most"),

@@ -5,6 +5,10 @@ use bytes::Bytes;
 use crate::wire::frame::open_frame;
 use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, fb};
 
+/// Groups a cluster runs at most (`serve --groups`): a client keeps state for each, and a
+/// broken or hostile node's layout must not make it allocate without bound.
+pub const GROUPS_MAX: u32 = 1 << 20;
+
 /// A cluster as clients see it. Identical on every node, except `node_id`.
 ///
 /// Ports: a node has one base address `host:P`; its core c takes peer connections on
@@ -107,6 +111,19 @@ pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
         }));
     }
     let members = table.members().unwrap_or_default();
+    let too_large = |what, count: usize, max: usize| {
+        Err(DecodeError::Content(ContentError::TopologyTooLarge {
+            what,
+            count: count as u64,
+            max: max as u64,
+        }))
+    };
+    if table.groups() > GROUPS_MAX {
+        return too_large("groups", table.groups() as usize, GROUPS_MAX as usize);
+    }
+    if members.len() > crate::raft::MEMBERS_MAX {
+        return too_large("members", members.len(), crate::raft::MEMBERS_MAX);
+    }
     Ok(Topology {
         cluster_id: table.cluster_id(),
         node_id: table.node_id(),
@@ -182,6 +199,44 @@ mod tests {
             encode_topology(&mut encoder, &topology).unwrap();
             let error = decode_topology(&Bytes::from(encoder.to_frame_vec())).unwrap_err();
             assert!(error.to_string().contains("at least 1"), "{error}");
+        }
+    }
+
+    /// Goal (reviews 232, 234): a layout naming more groups or members than a cluster has
+    /// (a broken or hostile node) is refused: a client allocated for each group, dialed
+    /// each member, and the load generator read every group once before its run.
+    #[test]
+    fn a_topology_of_more_groups_or_members_than_a_cluster_has_is_refused() {
+        let many = (1..=crate::raft::MEMBERS_MAX as u64 + 1)
+            .map(|id| (id, format!("127.0.0.1:{}", 7000 + 100 * id)))
+            .collect::<Vec<_>>();
+        for (groups, members, said) in [
+            (
+                GROUPS_MAX + 1,
+                many[..3].to_vec(),
+                "1048577 groups: at most 1048576",
+            ),
+            (8, many.clone(), "65 members: at most 64"),
+            (GROUPS_MAX, many[..64].to_vec(), ""),
+        ] {
+            let topology = Topology {
+                cluster_id: 1,
+                node_id: 1,
+                cores: 2,
+                groups,
+                members,
+            };
+            let mut encoder = FrameEncoder::new();
+            encode_topology(&mut encoder, &topology).unwrap();
+            match decode_topology(&Bytes::from(encoder.to_frame_vec())) {
+                Err(error) => {
+                    assert!(
+                        !said.is_empty() && error.to_string().contains(said),
+                        "{error}"
+                    )
+                }
+                Ok(decoded) => assert!(said.is_empty(), "{decoded:?} taken"),
+            }
         }
     }
 }

@@ -162,6 +162,12 @@ pub enum ContentError {
         cores: u64,
         groups: u64,
     },
+    /// A topology names more of `what` than any cluster has (a broken or hostile node).
+    TopologyTooLarge {
+        what: &'static str,
+        count: u64,
+        max: u64,
+    },
 }
 
 impl fmt::Display for ContentError {
@@ -243,6 +249,9 @@ impl fmt::Display for ContentError {
                 f,
                 "a cluster of {cores} cores and {groups} groups per node: both must be at least 1"
             ),
+            ContentError::TopologyTooLarge { what, count, max } => {
+                write!(f, "a cluster of {count} {what}: at most {max} may be")
+            }
             ContentError::Obsolete { what } => {
                 write!(
                     f,
