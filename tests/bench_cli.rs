@@ -502,6 +502,27 @@ fn each_request_of_a_batch_is_timed_to_its_own_answer() {
     assert!(latency.max_us >= 290_000, "{latency:?}");
 }
 
+/// Goal (review 235): `cohort check` against a cluster that refuses every write fails as
+/// having checked nothing; its history held only reads of keys never written, trivially
+/// linearizable, and it passed. Method: a null server that refuses every write and answers
+/// every read "not found".
+#[test]
+fn a_check_whose_writes_were_all_refused_checked_nothing() {
+    let quirks = Quirks {
+        refuse_one_write_in: Some(1),
+        ..Quirks::default()
+    };
+    let server = NullServer::start_with(2, quirks).expect("null server");
+    let output = cohort(&["check", "--nodes", &server.base, "--seconds", "1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("no write was answered") && stderr.contains("refused"),
+        "{stderr}"
+    );
+}
+
 /// Goal: a run whose requests failed fails, naming how many and the first error, rather
 /// than print the figures of the few answered and exit 0 (found in review: an all-failed
 /// run printed percentiles of 0 µs); one failure in a thousand is tolerated.

@@ -152,7 +152,13 @@ fn histories_stay_linearizable(
     stop.store(true, Ordering::Relaxed);
     let mut history: History = History::new();
     for client in clients {
-        history.extend(client.join().expect("client").expect("the client ran"));
+        history.extend(
+            client
+                .join()
+                .expect("client")
+                .expect("the client ran")
+                .history,
+        );
     }
     // The last word: a read of every key after the faults, which every write that went
     // unanswered and was applied must have reached.
