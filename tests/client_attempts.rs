@@ -383,6 +383,30 @@ fn a_command_no_node_took_in_or_a_read_fails_as_having_changed_nothing() {
     assert!(stderr.contains("it changed nothing"), "{stderr}");
 }
 
+/// Goal (review 235): results that do not fit the request (none, or of another kind than
+/// its operation gives; a broken or hostile node) are an error, the outcome of a write
+/// unknown: taken as results, `cohort put` printed "(no result)" and exited 0.
+#[test]
+fn results_that_do_not_fit_the_request_leave_a_write_unknown() {
+    let none = || vec![Some(Outcome::Results(vec![].into()))];
+    let value = || vec![Some(Outcome::Results(vec![OpResult::NotFound].into()))];
+    for (outcomes, said) in [
+        (
+            none as fn() -> Vec<Option<Outcome>>,
+            "answered 0 results to a request of 1",
+        ),
+        (value, "answered NotFound to operation 0, a put"),
+    ] {
+        match put_against(outcomes) {
+            Err(ClientError::Unknown {
+                code: ErrorCode::Malformed,
+                message,
+            }) => assert!(message.contains(said), "{message}"),
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
+    }
+}
+
 /// A refusal is a definite "not applied" only if no earlier attempt may have been taken in:
 /// after an attempt that went unanswered, a refusal leaves the outcome unknown, as after "not
 /// the leader" from a leader that may have proposed the write before it lost its term (the

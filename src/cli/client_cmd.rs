@@ -195,7 +195,8 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
                 });
                 return Ok(Printed::ConditionFailed(format!("condition failed: {now}")));
             }
-            None => "(no result)".to_string(),
+            // The client checks that an answer holds a result per operation.
+            None => return Err("an answer without a result".to_string()),
         };
         Ok(Printed::Line(line))
     })?

@@ -4,6 +4,7 @@
 mod channel;
 mod conn;
 mod members;
+mod results_fit;
 mod session;
 mod status;
 mod transfer;

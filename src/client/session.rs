@@ -475,7 +475,36 @@ impl Client {
                         slot.redirected = true;
                         slot.proposal_orphaned |= maybe_proposed;
                     }
+                    let misfit = match &answer {
+                        Some(Ok(Outcome::Results(result))) => {
+                            super::results_fit::misfit(&slot.request.command.ops, result)
+                        }
+                        _ => None,
+                    };
                     match answer {
+                        // Results that do not fit the request (a broken or hostile node):
+                        // taken as results, a put answered with none was reported done. A
+                        // write answered was applied, or may have been.
+                        Some(Ok(Outcome::Results(_))) if misfit.is_some() => {
+                            let why = misfit.unwrap_or_default();
+                            let message = format!("node {node} answered {why}");
+                            let error = if slot.request.command.is_read_only() {
+                                ClientError::Refused {
+                                    code: ErrorCode::Malformed,
+                                    message,
+                                }
+                            } else {
+                                ClientError::Unknown {
+                                    code: ErrorCode::Malformed,
+                                    message,
+                                }
+                            };
+                            answers[i] = Some(Answer {
+                                result: Err(error),
+                                node: Some(node),
+                                at: arrived.expect("an answer has its time"),
+                            });
+                        }
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
                             // Any member answers a stale read: only other answers name the
