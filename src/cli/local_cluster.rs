@@ -324,7 +324,7 @@ impl LocalCluster {
 
     /// What node `id` printed so far.
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+        read_lossy(&self.log_path(id))
     }
 
     /// SIGKILL node `id`: no shutdown, no final sync.
@@ -523,10 +523,19 @@ fn log_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("node-{id}.log"))
 }
 
+/// A node's log as text, whatever bytes it holds (a line cut off in a character by a full
+/// disk made the whole log read as empty, and a start that failed showed no reason).
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path).map_or_else(
+        |_| String::new(),
+        |bytes| String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
 /// The last lines node `id` printed, for an error message.
 fn log_tail(dir: &Path, id: u64) -> String {
     const LINES: usize = 15;
-    let log = std::fs::read_to_string(log_path(dir, id)).unwrap_or_default();
+    let log = read_lossy(&log_path(dir, id));
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(LINES)..].join("\n")
 }
@@ -611,11 +620,18 @@ pub fn free_port_run(count: u16) -> Result<u16, String> {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut rng = Prng::new(u64::from(std::process::id()) << 16 ^ call);
+    // Below Linux's default ephemeral range (32768–60999), so the kernel does not hand one
+    // of these ports to an outgoing connection between this check and the bind.
+    const FIRST: u16 = 20_000;
+    const EPHEMERAL: u16 = 32_768;
+    if count >= EPHEMERAL - FIRST {
+        return Err(format!(
+            "a run of {count} ports does not fit below the ephemeral ports ({FIRST}..{EPHEMERAL})"
+        ));
+    }
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
-        // Below Linux's default ephemeral range (32768–60999), so the kernel does not hand
-        // one of these ports to an outgoing connection between this check and the bind.
-        let base = 20_000 + rng.below(12_000) as u16;
+        let base = FIRST + rng.below(u64::from(EPHEMERAL - FIRST - count)) as u16;
         let run = base..base + count;
         let overlaps = handed_out
             .iter()
@@ -630,4 +646,34 @@ pub fn free_port_run(count: u16) -> Result<u16, String> {
         }
     }
     Err(format!("no run of {count} free ports found on 127.0.0.1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal (review 235): a node's log with bytes that are not UTF-8 (a line cut off in a
+    /// character) still shows its last lines; it read as empty.
+    #[test]
+    fn a_log_cut_off_in_a_character_still_shows_its_tail() {
+        let dir = std::env::temp_dir().join(format!("cohort-log-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            log_path(&dir, 1),
+            b"started\ncannot bind 127.0.0.1:7001 \xe2\x80\n",
+        )
+        .unwrap();
+        let tail = log_tail(&dir, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(tail.contains("cannot bind 127.0.0.1:7001"), "{tail:?}");
+    }
+
+    /// Goal (review 235): a run of ports stays below the kernel's ephemeral ports, or is
+    /// refused; a long one reached into them.
+    #[test]
+    fn a_run_of_ports_stays_below_the_ephemeral_ports() {
+        let base = free_port_run(2_000).expect("a run of 2000 free ports");
+        assert!(base >= 20_000 && base + 2_000 <= 32_768, "{base}");
+        assert!(free_port_run(12_768).is_err());
+    }
 }
