@@ -26,6 +26,8 @@ pub(crate) struct Channel {
 struct Shared {
     /// Frames waiting for the writer.
     outgoing: Vec<u8>,
+    /// Bytes of the frames the writer is writing now.
+    writing_bytes: usize,
     writer: Option<Waker>,
     /// Requests sent and not answered: the attempt each belongs to, and its place there.
     waiters: InFlight<(Rc<Attempt>, usize)>,
@@ -129,6 +131,7 @@ impl Channel {
         let socket = crate::sys::socket_handle(&stream)?;
         let shared = Rc::new(RefCell::new(Shared {
             outgoing: Vec::new(),
+            writing_bytes: 0,
             writer: None,
             waiters: InFlight::default(),
             broken: None,
@@ -164,6 +167,18 @@ impl Channel {
         if let Some(reason) = &shared.broken {
             return Err(reason.clone());
         }
+        // A node that reads no more (its admission full) while it answers what it took in
+        // kept this queue growing with every request sent its way (found in review). One
+        // frame always goes on an empty queue.
+        let queued_bytes = shared.outgoing.len() + shared.writing_bytes;
+        let frame_bytes = encoder.header().len() + encoder.body().len();
+        if queued_bytes > 0 && queued_bytes + frame_bytes > OUTGOING_BYTES_MAX {
+            return Err(format!(
+                "{} KiB wait to be written to the node, which reads no more: the connection \
+                 is backed up",
+                queued_bytes >> 10
+            ));
+        }
         if shared.waiters.is_empty() {
             // Quiet while nothing waited is not silence: it counts from now.
             shared.silent_since = crate::clock::now();
@@ -185,12 +200,21 @@ impl Channel {
         self.shared.borrow_mut().waiters.remove(key);
     }
 
+    /// Unusable: closed, or broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.shared.borrow().broken.is_some()
+    }
+
     /// Unusable, or silent for longer than `patience` while requests waited.
     pub(crate) fn is_dead(&self, patience: Duration) -> bool {
         let shared = self.shared.borrow();
         shared.broken.is_some() || shared.silent_since.elapsed() >= patience
     }
 }
+
+/// Bytes a channel queues for its node at most, beyond one frame: a node that reads no more
+/// makes the requests sent its way fail as not sent, not pile up in the client.
+const OUTGOING_BYTES_MAX: usize = 32 << 20;
 
 thread_local! {
     /// The read and write loops of this thread's channels that have not ended.
@@ -282,6 +306,7 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, shared: Rc<RefCell<Shared>
                 return Poll::Pending;
             }
             std::mem::swap(&mut shared.outgoing, &mut batch);
+            shared.writing_bytes = batch.len();
             Poll::Ready(true)
         })
         .await;
@@ -296,6 +321,7 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, shared: Rc<RefCell<Shared>
             shared.borrow_mut().break_with(error.to_string());
             break;
         }
+        shared.borrow_mut().writing_bytes = 0;
         batch.clear();
     }
 }
@@ -342,6 +368,54 @@ mod tests {
         })
         .expect("executor");
         assert_eq!(dead, (false, true));
+    }
+
+    /// Goal (review 232): a channel to a node that reads no more queues at most
+    /// `OUTGOING_BYTES_MAX` (and a frame) for it, then refuses to send, saying why; every
+    /// request sent its way piled up in the client. Method: a listener that accepts and never
+    /// reads; frames of 512 KiB sent until one is refused.
+    #[test]
+    fn a_channel_to_a_node_that_reads_no_more_queues_a_bounded_amount() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let node = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+        let (sent, refusal) =
+            crate::node::on_one_executor("channel-backed-up", move || async move {
+                let channel = Channel::connect(&address, Duration::from_secs(1))
+                    .await
+                    .expect("connects");
+                let mut encoder = FrameEncoder::new();
+                for sequence in 1..=200u64 {
+                    let request = Request {
+                        command: Command {
+                            client_id: 1,
+                            sequence,
+                            first_unacked: 1,
+                            ops: [Op::Put {
+                                key: "k".into(),
+                                value: vec![7u8; 512 << 10].into(),
+                            }]
+                            .into_iter()
+                            .collect(),
+                        },
+                        consistency: Consistency::Linearizable,
+                    };
+                    encode_requests(&mut encoder, [&request]).expect("encodes");
+                    let attempt = Attempt::new(1);
+                    if let Err(why) =
+                        channel.send(&encoder, [((1, sequence), 0)].into_iter(), &attempt)
+                    {
+                        return (sequence - 1, why);
+                    }
+                    // The writer takes what the socket's buffers hold.
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                (200, String::new())
+            })
+            .expect("executor");
+        drop(node.join());
+        assert!(refusal.contains("backed up"), "{sent} sent: {refusal:?}");
+        assert!(sent < 100, "{sent} frames of 512 KiB queued");
     }
 
     /// Goal: a channel whose node closed the connection closes its own end at once, though

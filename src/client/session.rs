@@ -112,14 +112,16 @@ impl fmt::Display for ClientError {
                 last_error,
             } => write!(
                 f,
-                "no answer after {attempts} attempts (last: {last_error}); the outcome is unknown"
+                "not done in time, after {attempts} attempts (last: {last_error}); the outcome \
+                 is unknown"
             ),
             ClientError::Unavailable {
                 attempts,
                 last_error,
             } => write!(
                 f,
-                "no answer after {attempts} attempts (last: {last_error}); it changed nothing"
+                "not done in time, after {attempts} attempts (last: {last_error}); it changed \
+                 nothing"
             ),
             ClientError::Unknown { code, message } => write!(
                 f,
@@ -176,15 +178,20 @@ impl Slot {
 /// carries. However the batch ends, its dropped future's included (a caller that stopped
 /// waiting), the requests still waiting are given up: they no longer hold back their id's
 /// `first_unacked`, nor wait for answers on their connections.
+/// The requests (places in a batch's slots) queued on each connection, by address.
+type Queued = RefCell<Vec<(String, Rc<Channel>, Vec<usize>)>>;
+
 struct Waiting<'c> {
     client: &'c Client,
     slots: Vec<Option<Slot>>,
-    sent: Vec<(String, Rc<Channel>, Vec<usize>)>,
+    /// The requests (places in `slots`) queued on each connection, recorded as they are
+    /// queued: a batch dropped while it still sent elsewhere left them waiting there.
+    sent: Queued,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        for (_, channel, members) in &self.sent {
+        for (_, channel, members) in self.sent.get_mut().iter() {
             for slot in members.iter().filter_map(|&i| self.slots[i].as_ref()) {
                 let command = &slot.request.command;
                 channel.forget((command.client_id, command.sequence));
@@ -376,7 +383,7 @@ impl Client {
         let mut waiting = Waiting {
             client: self,
             slots: Vec::with_capacity(requests.len()),
-            sent: Vec::new(),
+            sent: RefCell::default(),
         };
         let slots = &mut waiting.slots;
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
@@ -432,13 +439,16 @@ impl Client {
             // Every address at once: connecting to one that does not answer (a machine off)
             // takes the attempt's time, and in turn left the others' requests none (found in
             // review: no request of a batch was ever answered).
+            let queued = &waiting.sent;
             let sends = (routed.iter())
-                .map(|(address, members)| self.send(address, members, slots, &attempt, left()))
+                .map(|(address, members)| {
+                    self.send(address, members, slots, &attempt, queued, left())
+                })
                 .collect();
             let sent = join_all(sends).await;
             for ((address, members), sent) in routed.into_iter().zip(sent) {
                 match sent {
-                    Ok(channel) => waiting.sent.push((address, channel, members)),
+                    Ok(()) => {}
                     Err(error) => {
                         for &i in &members {
                             if let Some(slot) = slots[i].as_mut() {
@@ -457,7 +467,7 @@ impl Client {
                 attempt_over.await;
             })
             .await;
-            for (address, channel, members) in std::mem::take(&mut waiting.sent) {
+            for (address, channel, members) in waiting.sent.take() {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
                         continue;
@@ -710,15 +720,17 @@ impl Client {
     }
 
     /// Queue the requests of `members` to `address`, in as few frames as hold them; their
-    /// answers go to `attempt`, each at its place in `slots`.
+    /// answers go to `attempt`, each at its place in `slots`. Where any went, the connection
+    /// is recorded in `queued`.
     async fn send(
         &self,
         address: &str,
         members: &[usize],
         slots: &[Option<Slot>],
         attempt: &Rc<Attempt>,
+        queued: &Queued,
         timeout: Duration,
-    ) -> std::io::Result<Rc<Channel>> {
+    ) -> std::io::Result<()> {
         let channel = self.channel(address, timeout).await?;
         let requests: Vec<(usize, &Request)> = members
             .iter()
@@ -744,12 +756,23 @@ impl Client {
                 .iter()
                 .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
             if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
+                // Backed up after frames went: the attempt goes on with them, as above.
+                if n > 0 {
+                    break;
+                }
                 drop(state);
-                self.drop_channel(address, &channel);
+                // A connection backed up still answers what it took in: kept for those.
+                if channel.is_broken() {
+                    self.drop_channel(address, &channel);
+                }
                 return Err(std::io::Error::other(reason));
             }
         }
-        Ok(channel)
+        drop(state);
+        queued
+            .borrow_mut()
+            .push((address.to_string(), channel, members.to_vec()));
+        Ok(())
     }
 
     /// The open connection to `address`, or a new one made within `timeout`.
