@@ -1033,6 +1033,14 @@ fn a_run_against_a_local_cluster_reports_every_node() {
     assert!(report["raw_fdatasync_shared_us"].as_u64().unwrap() > 0);
     // One WAL per core of each node, sharing the disk.
     assert_eq!(report["raw_fdatasync_shared_writers"], 6);
+    // Written as the WALs write theirs (review 234: it was a buffered write and fdatasync
+    // where they write O_DIRECT | O_DSYNC), and in play: the nodes sync.
+    let method = report["raw_sync_method"].as_str().unwrap();
+    assert!(
+        ["O_DIRECT | O_DSYNC write", "write + fdatasync"].contains(&method),
+        "{method}"
+    );
+    assert_eq!(report["raw_sync_in_play"], true);
     assert_eq!(report["cluster"]["local"]["lease_reads"], true);
     // The CPU of the generator and of each node, per request, and the machine's.
     let processes = report["cpu"]["processes"].as_array().unwrap();

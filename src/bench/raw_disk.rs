@@ -1,10 +1,12 @@
-//! The raw limits the fsync-on figures of a local cluster stand against: 4 KiB write +
-//! fdatasync latency on the disk under the data folder, for one writer alone and for as
-//! many writers at once as the cluster has WALs (one per core of each node, on that disk).
+//! The raw limits the fsync-on figures of a local cluster stand against: the latency of a
+//! durable 4 KiB write on the disk under the data folder, made as the WALs make theirs (one
+//! O_DIRECT | O_DSYNC write, or where the file system refuses O_DIRECT a write and an
+//! fdatasync), for one writer alone and for as many writers at once as the cluster has WALs
+//! (one per core of each node, on that disk).
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
@@ -13,7 +15,19 @@ use serde::Serialize;
 /// Writes per writer in a measurement: 200 take about 15 ms alone, 30 ms shared.
 pub const ROUNDS: usize = 200;
 
-/// Median latencies of 4 KiB write + fdatasync in one folder (named as in a JSON report).
+/// How a probe makes its writes durable: as the WALs do with fsync on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SyncMethod {
+    /// Each write opened O_DIRECT | O_DSYNC: durable when it returns.
+    #[serde(rename = "O_DIRECT | O_DSYNC write")]
+    Direct,
+    /// The file system refuses O_DIRECT: a write to the page cache, then fdatasync.
+    #[serde(rename = "write + fdatasync")]
+    Fdatasync,
+}
+
+/// Median latencies of a durable 4 KiB write in one folder (named as in a JSON report; the
+/// names say fdatasync, as they did before the probe wrote as the WALs do).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct RawFdatasync {
     /// One writer alone.
@@ -24,14 +38,21 @@ pub struct RawFdatasync {
     pub shared_us: u64,
     #[serde(rename = "raw_fdatasync_shared_writers")]
     pub writers: usize,
+    #[serde(rename = "raw_sync_method")]
+    pub method: SyncMethod,
+    /// Whether the nodes sync at all: with `--sync never` the limit is not in play.
+    #[serde(rename = "raw_sync_in_play")]
+    pub in_play: bool,
 }
 
 impl RawFdatasync {
     /// Measures both, [`ROUNDS`] writes per writer, in `dir`; the files are removed afterwards.
-    /// `writers`: the WALs that will share the disk (one per core of each local node).
-    pub fn measure(dir: &Path, writers: usize) -> io::Result<RawFdatasync> {
+    /// `writers`: the WALs that will share the disk (one per core of each local node);
+    /// `in_play`: whether they sync.
+    pub fn measure(dir: &Path, writers: usize, in_play: bool) -> io::Result<RawFdatasync> {
         let rounds = ROUNDS;
-        let alone_us = median(writes_micros(dir, 0, rounds, &StartGate::open())?);
+        let method = method_in(dir)?;
+        let alone_us = median(writes_micros(dir, 0, rounds, method, &StartGate::open())?);
         let gate = StartGate::default();
         let shared = std::thread::scope(|scope| {
             let mut handles = Vec::with_capacity(writers);
@@ -39,7 +60,9 @@ impl RawFdatasync {
                 let gate = &gate;
                 let spawned = std::thread::Builder::new()
                     .name(format!("raw-fdatasync-{writer}"))
-                    .spawn_scoped(scope, move || writes_micros(dir, writer, rounds, gate));
+                    .spawn_scoped(scope, move || {
+                        writes_micros(dir, writer, rounds, method, gate)
+                    });
                 match spawned {
                     Ok(handle) => handles.push(handle),
                     Err(error) => {
@@ -67,14 +90,26 @@ impl RawFdatasync {
             alone_us,
             shared_us: median(shared),
             writers,
+            method,
+            in_play,
         })
     }
 
     /// What a report prints after "raw limit".
     pub fn words(&self) -> String {
+        let method = match self.method {
+            SyncMethod::Direct => "O_DIRECT | O_DSYNC write",
+            SyncMethod::Fdatasync => "write + fdatasync (the file system refuses O_DIRECT)",
+        };
+        let not_in_play = if self.in_play {
+            ""
+        } else {
+            "; not in play: the nodes do not sync"
+        };
         format!(
-            "4 KiB write + fdatasync in the data folder: {} µs alone, {} µs each with {} \
-             writers at once, as the local nodes' WALs, one per core (medians of {ROUNDS} each)",
+            "4 KiB {method} in the data folder (as the WALs sync): {} µs alone, {} µs each \
+             with {} writers at once (the local nodes' WALs, one per core; medians of {ROUNDS} \
+             each){not_in_play}",
             self.alone_us, self.shared_us, self.writers
         )
     }
@@ -129,13 +164,32 @@ impl StartGate {
     }
 }
 
-/// Microseconds of each of `rounds` × (write 4 KiB at the next offset of a pre-zeroed file,
-/// fdatasync) by writer `writer` in `dir`, timed once `start` opens. The file is removed,
-/// whatever failed.
+/// How the WALs in `dir` would sync: O_DIRECT where the file system takes it (as the store
+/// probes at open).
+fn method_in(dir: &Path) -> io::Result<SyncMethod> {
+    let probe = dir.join("raw-direct.probe");
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    match opened {
+        Ok(_) => Ok(SyncMethod::Direct),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(SyncMethod::Fdatasync),
+        Err(error) => Err(error),
+    }
+}
+
+/// Microseconds of each of `rounds` durable writes of 4 KiB at the next offset of a
+/// pre-zeroed file, made by `method`, by writer `writer` in `dir`, timed once `start` opens.
+/// The file is removed, whatever failed.
 fn writes_micros(
     dir: &Path,
     writer: usize,
     rounds: usize,
+    method: SyncMethod,
     start: &StartGate,
 ) -> io::Result<Vec<u64>> {
     const CHUNK_BYTES: usize = 4096;
@@ -149,7 +203,13 @@ fn writes_micros(
         .and_then(|file| {
             file.write_all_at(&vec![0u8; CHUNK_BYTES * rounds], 0)?;
             file.sync_all()?;
-            Ok(file)
+            match method {
+                SyncMethod::Fdatasync => Ok(file),
+                SyncMethod::Direct => OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+                    .open(&path),
+            }
         });
     // Every writer arrives, failed or not, so none waits forever.
     let go = start.arrive();
@@ -157,12 +217,17 @@ fn writes_micros(
         if !go {
             return Err(io::Error::other("the measurement was called off"));
         }
-        let chunk = [0xA5u8; CHUNK_BYTES];
+        // O_DIRECT takes a buffer aligned to the block.
+        let buffer = vec![0xA5u8; 2 * CHUNK_BYTES];
+        let aligned = buffer.as_ptr().align_offset(CHUNK_BYTES);
+        let chunk = &buffer[aligned..aligned + CHUNK_BYTES];
         let mut micros = Vec::with_capacity(rounds);
         for round in 0..rounds {
             let begun = crate::clock::now();
-            file.write_all_at(&chunk, (round * CHUNK_BYTES) as u64)?;
-            file.sync_data()?;
+            file.write_all_at(chunk, (round * CHUNK_BYTES) as u64)?;
+            if method == SyncMethod::Fdatasync {
+                file.sync_data()?;
+            }
             micros.push(begun.elapsed().as_micros() as u64);
         }
         Ok(micros)
@@ -199,7 +264,7 @@ mod tests {
         std::fs::create_dir(dir.join("raw-fdatasync-1.probe")).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let path = dir.clone();
-        std::thread::spawn(move || tx.send(RawFdatasync::measure(&path, 3).map(|_| ())));
+        std::thread::spawn(move || tx.send(RawFdatasync::measure(&path, 3, true).map(|_| ())));
         let result = rx
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the measurement hung");
@@ -216,7 +281,7 @@ mod tests {
     #[test]
     fn every_writer_measures_and_removes_its_file() {
         let dir = fresh_dir("measured");
-        let raw = RawFdatasync::measure(&dir, 2).unwrap();
+        let raw = RawFdatasync::measure(&dir, 2, true).unwrap();
         assert_eq!(raw.writers, 2);
         assert!(raw.alone_us > 0 && raw.shared_us > 0, "{raw:?}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);

@@ -21,7 +21,7 @@ pub struct ScratchCluster {
 
 impl ScratchCluster {
     /// Starts three nodes with `flags` in a fresh folder `cohort-NAME-PID-N`, after measuring
-    /// the raw write + fdatasync of its disk (the limit the run is set against) and telling
+    /// the raw durable write of its disk (the limit the run is set against) and telling
     /// `announce` both.
     pub fn start(
         name: &str,
@@ -33,7 +33,8 @@ impl ScratchCluster {
         let mut dir = ScratchDir::create(name, keep)?;
         // One WAL per core that holds a group, on each node.
         let wals = NODES as usize * usize::from(flags.cores).min(flags.groups as usize);
-        let fdatasync = RawFdatasync::measure(&dir.path, wals)
+        let in_play = flags.sync == super::serve::SyncFlag::Always;
+        let fdatasync = RawFdatasync::measure(&dir.path, wals, in_play)
             .map_err(|e| format!("cannot measure the disk under {}: {e}", dir.path.display()))?;
         announce(&dir.path, &fdatasync);
         let exe = std::env::current_exe().map_err(|e| format!("cannot find cohort itself: {e}"))?;
