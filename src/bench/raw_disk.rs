@@ -284,6 +284,13 @@ mod tests {
         let raw = RawFdatasync::measure(&dir, 2, true).unwrap();
         assert_eq!(raw.writers, 2);
         assert!(raw.alone_us > 0 && raw.shared_us > 0, "{raw:?}");
+        assert!(!raw.words().contains("not in play"), "{}", raw.words());
+        let unsynced = RawFdatasync::measure(&dir, 1, false).unwrap();
+        assert!(
+            unsynced.words().contains("not in play"),
+            "{}",
+            unsynced.words()
+        );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
