@@ -6,6 +6,7 @@
 //! else runs, the work a request costs much less. And with the machine's CPU count it gives
 //! the ceiling the CPUs put on throughput at that cost.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -29,8 +30,10 @@ pub struct Sample {
 
 #[derive(Clone, Copy, Debug)]
 struct MachineTicks {
-    /// The `cpuN` lines: the CPUs the ticks are summed over.
+    /// The CPUs the ticks are summed over: those this process may run on.
     cpus: usize,
+    /// The `cpuN` lines: the host's CPUs.
+    host_cpus: usize,
     busy: u64,
     /// Time a virtual CPU wanted to run while the host ran something else: not work done
     /// here, so not busy (it would raise the cost per request with the host's load).
@@ -58,10 +61,13 @@ pub struct ProcessUse {
     pub system_us_per_request: f64,
 }
 
-/// The whole machine's part of the run (everything on it, not only cohort).
+/// The machine's part of the run (everything on it, not only cohort), over the CPUs this
+/// process may run on: all of the host's unless a cpuset or affinity narrows them (then
+/// another tenant's CPUs would count its work and its idle time).
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineUse {
     pub cpus: usize,
+    pub host_cpus: usize,
     pub busy_fraction: f64,
     /// Taken by the host of a virtual machine for others (0 on bare metal).
     pub steal_fraction: f64,
@@ -119,6 +125,7 @@ pub fn usage(
         let busy_us_per_request = per_request(busy);
         MachineUse {
             cpus,
+            host_cpus: a.host_cpus,
             busy_fraction: busy as f64 / total,
             steal_fraction: steal as f64 / total,
             iowait_fraction: iowait as f64 / total,
@@ -159,12 +166,19 @@ pub fn summary_lines(cpu: &CpuUse) -> String {
             0.0 => String::new(),
             fraction => format!(", {:.0}% taken by the host", fraction * 100.0),
         };
+        let cpus = if m.cpus == m.host_cpus {
+            format!("{} CPUs", m.cpus)
+        } else {
+            format!(
+                "the {} of the host's {} CPUs this process may use",
+                m.cpus, m.host_cpus
+            )
+        };
         let _ = writeln!(
             out,
-            "  machine     {:>8.2} busy in all ({} CPUs: {:.0}% busy, {:.0}% iowait, {:.0}% \
+            "  machine     {:>8.2} busy in all ({cpus}: {:.0}% busy, {:.0}% iowait, {:.0}% \
              idle{steal}): {ceiling}",
             m.busy_us_per_request,
-            m.cpus,
             m.busy_fraction * 100.0,
             m.iowait_fraction * 100.0,
             m.idle_fraction * 100.0,
@@ -190,33 +204,65 @@ fn parse_process_ticks(stat: &str) -> Option<(u64, u64)> {
 }
 
 fn machine_ticks() -> Option<MachineTicks> {
-    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let allowed = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|list| parse_cpu_list(list.trim()));
+    parse_machine_ticks(
+        &std::fs::read_to_string("/proc/stat").ok()?,
+        allowed.as_ref(),
+    )
 }
 
-/// The `cpu` line: user nice system idle iowait irq softirq steal (guest time is already in
-/// user and nice).
-fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|v| v.parse().ok())
-        .collect::<Option<_>>()?;
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = values[..] else {
-        return None;
+/// A CPU list as the kernel writes it ("0-3,8,10-11").
+fn parse_cpu_list(list: &str) -> Option<BTreeSet<usize>> {
+    let mut cpus = BTreeSet::new();
+    for part in list.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+        cpus.extend(first..=last.min(first + (1 << 16)));
+    }
+    Some(cpus)
+}
+
+/// The `cpuN` lines of the CPUs in `allowed` (all of them where None) summed: user nice
+/// system idle iowait irq softirq steal (guest time is already in user and nice).
+fn parse_machine_ticks(stat: &str, allowed: Option<&BTreeSet<usize>>) -> Option<MachineTicks> {
+    let mut ticks = MachineTicks {
+        cpus: 0,
+        host_cpus: 0,
+        busy: 0,
+        steal: 0,
+        iowait: 0,
+        idle: 0,
     };
-    let cpus = stat
-        .lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .count();
-    Some(MachineTicks {
-        cpus,
-        busy: user + nice + system + irq + softirq,
-        steal,
-        iowait,
-        idle,
-    })
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|name| name.strip_prefix("cpu")) else {
+            continue;
+        };
+        let Ok(cpu) = cpu.parse::<usize>() else {
+            continue;
+        };
+        ticks.host_cpus += 1;
+        if allowed.is_some_and(|allowed| !allowed.contains(&cpu)) {
+            continue;
+        }
+        let values: Vec<u64> = fields
+            .take(8)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = values[..] else {
+            return None;
+        };
+        ticks.cpus += 1;
+        ticks.busy += user + nice + system + irq + softirq;
+        ticks.steal += steal;
+        ticks.iowait += iowait;
+        ticks.idle += idle;
+    }
+    (ticks.cpus > 0).then_some(ticks)
 }
 
 #[cfg(test)]
@@ -233,20 +279,27 @@ mod tests {
 
     #[test]
     fn machine_ticks_split_busy_steal_iowait_and_idle() {
-        let stat = "cpu  100 5 40 800 30 2 3 7 0 0\ncpu0 50 2 20 400 15 1 1 0 0 0\n";
-        let ticks = parse_machine_ticks(stat).unwrap();
+        let stat = "cpu  150 7 60 1200 45 3 4 7 0 0\n\
+                    cpu0 100 5 40 800 30 2 3 7 0 0\n\
+                    cpu1 50 2 20 400 15 1 1 0 0 0\n";
+        let ticks = parse_machine_ticks(stat, None).unwrap();
         // Steal is the host's doing, not this machine's work (found in review: it was busy).
+        let split = |t: &MachineTicks| (t.cpus, t.host_cpus, t.busy, t.steal, t.iowait, t.idle);
+        assert_eq!(split(&ticks), (2, 2, 150 + 74, 7, 45, 1200));
+        // Only the CPUs this process may use (review 234: a cpuset of 4 of 64 CPUs counted
+        // all 64, other tenants' work and idle time with them).
+        let only_0 = parse_cpu_list("0").unwrap();
+        let ticks = parse_machine_ticks(stat, Some(&only_0)).unwrap();
+        assert_eq!(split(&ticks), (1, 2, 100 + 5 + 40 + 2 + 3, 7, 30, 800));
+        assert!(parse_machine_ticks("cpu0 1 2 3\n", None).is_none());
         assert_eq!(
-            (
-                ticks.cpus,
-                ticks.busy,
-                ticks.steal,
-                ticks.iowait,
-                ticks.idle
-            ),
-            (1, 100 + 5 + 40 + 2 + 3, 7, 30, 800)
+            parse_cpu_list("0-2,5,7-8")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [0, 1, 2, 5, 7, 8]
         );
-        assert!(parse_machine_ticks("cpu0 1 2 3\n").is_none());
+        assert!(parse_cpu_list("x").is_none());
     }
 
     #[test]
@@ -260,6 +313,7 @@ mod tests {
             processes: vec![Some((user, system))],
             machine: Some(MachineTicks {
                 cpus: 2,
+                host_cpus: 2,
                 busy,
                 steal: 0,
                 iowait: 0,
