@@ -1041,6 +1041,10 @@ fn a_run_against_a_local_cluster_reports_every_node() {
         "{method}"
     );
     assert_eq!(report["raw_sync_in_play"], true);
+    assert_eq!(
+        report["latency_max_us"], 60_000_000,
+        "the histograms' top, said"
+    );
     assert_eq!(report["cluster"]["local"]["lease_reads"], true);
     // The CPU of the generator and of each node, per request, and the machine's.
     let processes = report["cpu"]["processes"].as_array().unwrap();

@@ -62,6 +62,9 @@ pub struct Report {
     pub latency: Percentiles,
     /// From each request's send: what an uncorrected generator would report.
     pub service_time: Percentiles,
+    /// The latency histograms' top ([`LATENCY_MAX_US`]): a latency above it is recorded as
+    /// it, so a figure equal to it means at least that.
+    pub latency_max_us: u64,
     pub timeline: Vec<Second>,
     pub per_node: Vec<ShareRow>,
     pub per_group: Vec<ShareRow>,
@@ -72,7 +75,8 @@ pub struct Report {
     pub ceiling_left_out: Option<String>,
     /// How this machine's idle CPUs wait (see `idle.rs`), if the kernel says.
     pub idle_cpus: Option<String>,
-    /// Raw 4 KiB write + fdatasync in the data folder (embedded clusters).
+    /// A raw durable 4 KiB write in the data folder, made as the WALs sync (embedded
+    /// clusters).
     #[serde(flatten)]
     pub raw_fdatasync: Option<RawFdatasync>,
     /// CPU per request: the generator's, each local node's, and the machine's.
@@ -301,6 +305,13 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
         histogram.buckets(),
         sub_buckets
     );
+    if histogram.max() >= LATENCY_MAX_US {
+        let _ = writeln!(
+            out,
+            "#[Clipped: latencies above {:.3} are recorded as it; its values mean at least it]",
+            LATENCY_MAX_US as f64 / 1e3
+        );
+    }
     out
 }
 
@@ -316,6 +327,11 @@ mod tests {
         histogram.saturating_record(90_000_000);
         assert_eq!(duration_text(histogram.max()), "≥ 60 s");
         assert_eq!(duration_text(59_000_000), "59.00 s");
+        // The histogram file says so too (review 234: it gave the top as measured).
+        assert!(hgrm(&histogram).contains("#[Clipped"));
+        let mut below = latency_histogram(3);
+        below.record(59_000_000).unwrap();
+        assert!(!hgrm(&below).contains("#[Clipped"));
     }
 
     #[test]

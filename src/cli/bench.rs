@@ -487,6 +487,7 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         error_examples: recorder.error_examples.clone(),
         latency: Percentiles::of(&recorder.latency_us),
         service_time: Percentiles::of(&recorder.service_us),
+        latency_max_us: crate::bench::recorder::LATENCY_MAX_US,
         timeline: recorder.timeline.clone(),
         per_node: share_rows(&recorder.per_node, recorder.requests),
         per_group: share_rows(&recorder.per_group, recorder.requests),
