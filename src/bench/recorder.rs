@@ -215,7 +215,10 @@ impl Recorder {
     }
 
     /// A request of `group` meant to start at `intended` failed at `done`, told so by `node`
-    /// if by one.
+    /// if by one. As with answers, the failures due in the window are the run's (its counts
+    /// and its check), and the timeline's seconds count those that came in them: a request
+    /// of the warm-up that failed in the window counted nowhere, and a second could show no
+    /// error while requests failed (found in review).
     pub fn failed(
         &mut self,
         group: u32,
@@ -224,6 +227,9 @@ impl Recorder {
         done: Instant,
         error: &ClientError,
     ) {
+        if self.start <= done && done < self.end {
+            self.in_second(done, |second| second.errors += 1);
+        }
         if intended < self.start {
             return;
         }
@@ -232,9 +238,6 @@ impl Recorder {
         self.error_examples
             .entry(kind)
             .or_insert_with(|| error.to_string());
-        if done < self.end {
-            self.in_second(done.max(self.start), |second| second.errors += 1);
-        }
         let group = self.per_group.entry(group).or_insert_with(Share::new);
         let node = node.map(|node| self.per_node.entry(node).or_insert_with(Share::new));
         for share in std::iter::once(group).chain(node) {
@@ -457,8 +460,10 @@ mod tests {
             last_error: "x".into(),
         };
         recorder.failed(4, Some(3), at(50), at(60), &timeout);
+        // Due in the warm-up, failed in the window: that second's error, not the run's.
+        recorder.failed(4, Some(3), t0, at(70), &timeout);
         let first = recorder.close_interval(at(1_000));
-        assert_eq!((first.requests, first.errors), (3, 1));
+        assert_eq!((first.requests, first.errors), (3, 2));
         assert!((first.requests_per_s - 3.0).abs() < 1e-9);
         assert_eq!(recorder.latency_us.len(), 2);
         // The last one: measured from its intended start (20 ms before its answer), and from
@@ -477,7 +482,7 @@ mod tests {
         recorder.answered(3, Some(2), at(900), at(900), at(990));
         recorder.failed(4, Some(3), at(940), at(950), &timeout);
         let late = &recorder.timeline[0];
-        assert_eq!((late.requests, late.errors), (4, 2));
+        assert_eq!((late.requests, late.errors), (4, 3));
         assert_eq!(late.max_us, latency_histogram(2).highest_equivalent(90_000));
         assert!((late.requests_per_s - 4.0).abs() < 1e-9);
         // Due in the window, answered after it: latency, but no throughput.
