@@ -880,6 +880,7 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
     assert_eq!(values, ["1", "4"]);
     for point in points {
         assert!(point["report"]["requests"].as_u64().unwrap() > 0);
+        assert_eq!(point["failed"], false);
     }
     assert_eq!(points[1]["report"]["load"]["clients"].as_u64(), Some(4));
     assert_svg(
@@ -888,6 +889,48 @@ fn a_sweep_runs_one_bench_per_value_and_plots_the_curve() {
     );
     assert!(out.join("clients-4").join("report.json").exists());
     assert!(notes.exists(), "a file the sweep did not write was deleted");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Goal (review 234): a sweep point whose requests failed (more than 1%) is marked so in
+/// sweep.json and on sweep.svg, not drawn as a good point with the latency of the few
+/// answered; the sweep fails. Method: a null server that refuses one write in ten.
+#[test]
+fn a_sweep_marks_a_point_whose_requests_failed() {
+    let quirks = Quirks {
+        refuse_one_write_in: Some(10),
+        ..Quirks::default()
+    };
+    let server = NullServer::start_with(2, quirks).expect("null server");
+    let out = out_dir("sweep-failed");
+    let output = cohort(&[
+        "bench",
+        "sweep",
+        "--vary",
+        "clients",
+        "--values",
+        "2",
+        "--nodes",
+        &server.base,
+        "--read-percent",
+        "0",
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--ceiling-seconds",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let sweep = json(&out.join("sweep.json"));
+    assert_eq!(sweep["points"][0]["failed"], true, "{sweep}");
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert!(
+        svg.contains("clients=2 (failed)"),
+        "not marked on the picture"
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 

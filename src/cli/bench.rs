@@ -690,10 +690,11 @@ pub fn sweep(
         };
         out!("{}", report::summary(&measured.report));
         write_files(&dir, &measured)?;
-        if let Err(error) = measured.run.recorder.check_failures() {
+        let checked = measured.run.recorder.check_failures();
+        if let Err(error) = &checked {
             failed.push(format!("{vary_name} = {value}: {error}"));
         }
-        sweep.points.push((value.clone(), measured.report));
+        (sweep.points).push((value.clone(), measured.report, checked.is_err()));
         // After every point: a sweep that ends early keeps the summary of what it measured.
         written = Some(sweep.write(&args.out)?);
         if driver::interrupted() {
@@ -755,10 +756,11 @@ fn remove_if_there(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The points a sweep has measured so far: each value with its run's report.
+/// The points a sweep has measured so far: each value with its run's report, and whether
+/// too many of its requests failed for its latency to stand (`check_failures`).
 struct Sweep {
     vary_name: String,
-    points: Vec<(String, Report)>,
+    points: Vec<(String, Report, bool)>,
 }
 
 impl Sweep {
@@ -776,7 +778,7 @@ impl Sweep {
             "unsent",
             "ceiling req/s"
         );
-        for (value, report) in &self.points {
+        for (value, report, _) in &self.points {
             let ceiling = (report.ceiling.as_ref())
                 .map_or("-".to_string(), |c| format!("{:.0}", c.requests_per_s));
             outln!(
@@ -796,7 +798,9 @@ impl Sweep {
         let vary_name = &self.vary_name;
         let json_path = out.join(SWEEP_FILES[0]);
         let reports: Vec<serde_json::Value> = (self.points.iter())
-            .map(|(value, report)| json!({ "value": value, "report": report }))
+            .map(|(value, report, failed)| {
+                json!({ "value": value, "failed": failed, "report": report })
+            })
             .collect();
         let json = json!({ "vary": vary_name, "points": reports });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
@@ -807,9 +811,12 @@ impl Sweep {
             .map_err(|e| format!("{}: {e}", json_path.display()))?;
         let svg_path = out.join(SWEEP_FILES[1]);
         let points: Vec<(String, f64, u64, u64)> = (self.points.iter())
-            .map(|(value, r)| {
+            .map(|(value, r, failed)| {
                 let latency = &r.latency;
-                let name = format!("{vary_name}={value}");
+                // Its latency is of the few answered: said on the picture too (found in
+                // review: it was drawn as a good point).
+                let failed = if *failed { " (failed)" } else { "" };
+                let name = format!("{vary_name}={value}{failed}");
                 (name, r.requests_per_s, latency.p50_us, latency.p99_us)
             })
             .collect();
