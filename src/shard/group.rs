@@ -606,12 +606,17 @@ impl Group {
         self.writes.retain(|(c, _)| *c != conn);
         // Their commands stay in the pending entry (see `propose_pending`).
         self.pending_writes.retain(|(c, ..)| *c != conn);
-        self.reads_unconfirmed.retain(|_, p| p.conn != conn);
-        self.reads_confirmed.retain(|(_, p)| p.conn != conn);
-        self.reads_waiting_bytes = (self.reads_unconfirmed.values())
-            .chain(self.reads_confirmed.iter().map(|(_, p)| p))
-            .map(|p| p.weight)
-            .sum();
+        // The weights of the reads let go come off as they go (one pass, not a second over
+        // those kept).
+        let mut freed = 0;
+        let mut kept = |p: &PendingRead| {
+            let keep = p.conn != conn;
+            freed += if keep { 0 } else { p.weight };
+            keep
+        };
+        self.reads_unconfirmed.retain(|_, p| kept(p));
+        self.reads_confirmed.retain(|(_, p)| kept(p));
+        self.reads_waiting_bytes -= freed;
     }
 }
 
