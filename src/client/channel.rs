@@ -28,6 +28,8 @@ struct Shared {
     outgoing: Vec<u8>,
     /// Bytes of the frames the writer is writing now.
     writing_bytes: usize,
+    /// When the writer last made progress: took a batch, or wrote a piece of one.
+    written_at: Instant,
     writer: Option<Waker>,
     /// Requests sent and not answered: the attempt each belongs to, and its place there.
     waiters: InFlight<(Rc<Attempt>, usize)>,
@@ -132,6 +134,7 @@ impl Channel {
         let shared = Rc::new(RefCell::new(Shared {
             outgoing: Vec::new(),
             writing_bytes: 0,
+            written_at: crate::clock::now(),
             writer: None,
             waiters: InFlight::default(),
             broken: None,
@@ -168,14 +171,15 @@ impl Channel {
             return Err(reason.clone());
         }
         // A node that reads no more (its admission full) while it answers what it took in
-        // kept this queue growing with every request sent its way (found in review). One
-        // frame always goes on an empty queue.
+        // kept this queue growing with every request sent its way (found in review). Only
+        // while the writer is stuck: a batch of many frames queued at once is no sign of it.
         let queued_bytes = shared.outgoing.len() + shared.writing_bytes;
         let frame_bytes = encoder.header().len() + encoder.body().len();
-        if queued_bytes > 0 && queued_bytes + frame_bytes > OUTGOING_BYTES_MAX {
+        let stuck = shared.writing_bytes > 0 && shared.written_at.elapsed() >= WRITER_STUCK;
+        if stuck && queued_bytes + frame_bytes > OUTGOING_BYTES_MAX {
             return Err(format!(
-                "{} KiB wait to be written to the node, which reads no more: the connection \
-                 is backed up",
+                "backed up: the node has read nothing for {WRITER_STUCK:?}, and {} KiB wait \
+                 to be written to it",
                 queued_bytes >> 10
             ));
         }
@@ -212,9 +216,16 @@ impl Channel {
     }
 }
 
-/// Bytes a channel queues for its node at most, beyond one frame: a node that reads no more
-/// makes the requests sent its way fail as not sent, not pile up in the client.
+/// Bytes a channel queues for its node at most while its writer is stuck (see
+/// [`WRITER_STUCK`]): a node that reads no more makes the requests sent its way fail as not
+/// sent, not pile up in the client.
 const OUTGOING_BYTES_MAX: usize = 32 << 20;
+
+/// A writer that wrote no piece (`WRITE_PIECE_BYTES`) for this long is stuck: its node
+/// reads no more.
+const WRITER_STUCK: Duration = Duration::from_secs(1);
+
+const WRITE_PIECE_BYTES: usize = 1 << 20;
 
 thread_local! {
     /// The read and write loops of this thread's channels that have not ended.
@@ -307,14 +318,19 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, shared: Rc<RefCell<Shared>
             }
             std::mem::swap(&mut shared.outgoing, &mut batch);
             shared.writing_bytes = batch.len();
+            shared.written_at = crate::clock::now();
             Poll::Ready(true)
         })
         .await;
         if !more {
             break;
         }
+        // In pieces, each a sign of progress (see `Channel::send`).
         let written = async {
-            writer.write_all(&batch).await?;
+            for piece in batch.chunks(WRITE_PIECE_BYTES) {
+                writer.write_all(piece).await?;
+                shared.borrow_mut().written_at = crate::clock::now();
+            }
             writer.flush().await
         };
         if let Err(error) = written.await {
@@ -371,9 +387,10 @@ mod tests {
     }
 
     /// Goal (review 232): a channel to a node that reads no more queues at most
-    /// `OUTGOING_BYTES_MAX` (and a frame) for it, then refuses to send, saying why; every
-    /// request sent its way piled up in the client. Method: a listener that accepts and never
-    /// reads; frames of 512 KiB sent until one is refused.
+    /// `OUTGOING_BYTES_MAX` (and a frame) for it once its writer is stuck, then refuses to
+    /// send, saying why; every request sent its way piled up in the client. Method: a
+    /// listener that accepts and never reads; frames of 512 KiB, one every 20 ms, until one
+    /// is refused.
     #[test]
     fn a_channel_to_a_node_that_reads_no_more_queues_a_bounded_amount() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -407,8 +424,8 @@ mod tests {
                     {
                         return (sequence - 1, why);
                     }
-                    // The writer takes what the socket's buffers hold.
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                    // The writer takes what the socket's buffers hold, then is stuck.
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
                 }
                 (200, String::new())
             })

@@ -448,7 +448,16 @@ impl Client {
             let sent = join_all(sends).await;
             for ((address, members), sent) in routed.into_iter().zip(sent) {
                 match sent {
-                    Ok(()) => {}
+                    Ok(backed_up) if backed_up.is_empty() => {}
+                    // Not sent (the node reads nothing): tried again after a pause.
+                    Ok(backed_up) => {
+                        for &i in &backed_up {
+                            if let Some(slot) = slots[i].as_mut() {
+                                slot.last_error = format!("{address}: its connection is backed up");
+                            }
+                        }
+                        pause = true;
+                    }
                     Err(error) => {
                         for &i in &members {
                             if let Some(slot) = slots[i].as_mut() {
@@ -721,7 +730,8 @@ impl Client {
 
     /// Queue the requests of `members` to `address`, in as few frames as hold them; their
     /// answers go to `attempt`, each at its place in `slots`. Where any went, the connection
-    /// is recorded in `queued`.
+    /// and those sent are recorded in `queued`; returns those not sent, their connection
+    /// backed up after the first frame went.
     async fn send(
         &self,
         address: &str,
@@ -730,17 +740,22 @@ impl Client {
         attempt: &Rc<Attempt>,
         queued: &Queued,
         timeout: Duration,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Vec<usize>> {
         let channel = self.channel(address, timeout).await?;
         let requests: Vec<(usize, &Request)> = members
             .iter()
             .filter_map(|&i| slots[i].as_ref().map(|s| (i, &s.request)))
             .collect();
         let mut state = self.inner.state.borrow_mut();
+        let mut backed_up = Vec::new();
         for (n, frame) in request_frames(&requests, |(_, r)| r)
             .into_iter()
             .enumerate()
         {
+            if !backed_up.is_empty() {
+                backed_up.extend(frame.iter().map(|(i, _)| *i));
+                continue;
+            }
             // Cannot fail: `prepare` refused any request larger than a frame. Were it to fail
             // after frames went, those may be taken in: the attempt goes on with them (the
             // requests not sent go unanswered, counted as maybe taken in, never as "changed
@@ -756,9 +771,11 @@ impl Client {
                 .iter()
                 .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
             if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
-                // Backed up after frames went: the attempt goes on with them, as above.
+                // Backed up after frames went: the attempt goes on with those, and the rest
+                // were not sent.
                 if n > 0 {
-                    break;
+                    backed_up.extend(frame.iter().map(|(i, _)| *i));
+                    continue;
                 }
                 drop(state);
                 // A connection backed up still answers what it took in: kept for those.
@@ -769,10 +786,14 @@ impl Client {
             }
         }
         drop(state);
+        let went = (members.iter())
+            .filter(|i| !backed_up.contains(i))
+            .copied()
+            .collect();
         queued
             .borrow_mut()
-            .push((address.to_string(), channel, members.to_vec()));
-        Ok(())
+            .push((address.to_string(), channel, went));
+        Ok(backed_up)
     }
 
     /// The open connection to `address`, or a new one made within `timeout`.
