@@ -229,6 +229,19 @@ fn parse_cpu_list(list: &str) -> Option<BTreeSet<usize>> {
 /// The `cpuN` lines of the CPUs in `allowed` (all of them where None) summed: user nice
 /// system idle iowait irq softirq steal (guest time is already in user and nice).
 fn parse_machine_ticks(stat: &str, allowed: Option<&BTreeSet<usize>>) -> Option<MachineTicks> {
+    // Where /proc/stat shows only this container's CPUs (lxcfs, numbered from 0 again), the
+    // host's numbers of the allowed list name none or others of its lines: no filter then.
+    let lines: BTreeSet<usize> = (stat.lines())
+        .filter_map(|line| {
+            line.split_whitespace()
+                .next()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let allowed =
+        allowed.filter(|allowed| allowed.len() < lines.len() && allowed.is_subset(&lines));
     let mut ticks = MachineTicks {
         cpus: 0,
         host_cpus: 0,
@@ -292,6 +305,11 @@ mod tests {
         let ticks = parse_machine_ticks(stat, Some(&only_0)).unwrap();
         assert_eq!(split(&ticks), (1, 2, 100 + 5 + 40 + 2 + 3, 7, 30, 800));
         assert!(parse_machine_ticks("cpu0 1 2 3\n", None).is_none());
+        // Numbers of the host's CPUs that /proc/stat does not show (a container's view of
+        // its own CPUs only): counted as they are (review 236).
+        let host_numbers = parse_cpu_list("4-5").unwrap();
+        let ticks = parse_machine_ticks(stat, Some(&host_numbers)).unwrap();
+        assert_eq!(split(&ticks), (2, 2, 150 + 74, 7, 45, 1200));
         assert_eq!(
             parse_cpu_list("0-2,5,7-8")
                 .unwrap()

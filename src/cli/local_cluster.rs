@@ -610,6 +610,18 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     args
 }
 
+/// Ports of local clusters start here, below Linux's default ephemeral range (32768–60999),
+/// so the kernel does not hand one of them to an outgoing connection between the check that
+/// it is free and the bind.
+const FIRST: u16 = 20_000;
+const EPHEMERAL: u16 = 32_768;
+
+/// The first port of a run of `count` (less than `EPHEMERAL - FIRST`) that the random
+/// `draw` picks, the whole run below the ephemeral ports.
+fn run_base(count: u16, draw: u64) -> u16 {
+    FIRST + (draw % u64::from(EPHEMERAL - FIRST - count)) as u16
+}
+
 /// A run of `count` consecutive free TCP ports on loopback, none of which this process
 /// handed out before.
 pub fn free_port_run(count: u16) -> Result<u16, String> {
@@ -620,10 +632,6 @@ pub fn free_port_run(count: u16) -> Result<u16, String> {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let mut rng = Prng::new(u64::from(std::process::id()) << 16 ^ call);
-    // Below Linux's default ephemeral range (32768–60999), so the kernel does not hand one
-    // of these ports to an outgoing connection between this check and the bind.
-    const FIRST: u16 = 20_000;
-    const EPHEMERAL: u16 = 32_768;
     if count >= EPHEMERAL - FIRST {
         return Err(format!(
             "a run of {count} ports does not fit below the ephemeral ports ({FIRST}..{EPHEMERAL})"
@@ -631,7 +639,7 @@ pub fn free_port_run(count: u16) -> Result<u16, String> {
     }
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
-        let base = FIRST + rng.below(u64::from(EPHEMERAL - FIRST - count)) as u16;
+        let base = run_base(count, rng.below(u64::MAX));
         let run = base..base + count;
         let overlaps = handed_out
             .iter()
@@ -672,8 +680,10 @@ mod tests {
     /// refused; a long one reached into them.
     #[test]
     fn a_run_of_ports_stays_below_the_ephemeral_ports() {
-        let base = free_port_run(2_000).expect("a run of 2000 free ports");
-        assert!(base >= 20_000 && base + 2_000 <= 32_768, "{base}");
+        for draw in [0, 1, 12_767, 12_000 - 2_001, u64::MAX] {
+            let base = run_base(2_000, draw);
+            assert!(base >= 20_000 && base + 2_000 <= 32_768, "{draw}: {base}");
+        }
         assert!(free_port_run(12_768).is_err());
     }
 }
