@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -374,6 +374,8 @@ pub struct Core<L: CoreLog, N> {
     net: N,
     inbox: Inbox<Input>,
     outboxes: HashMap<ConnId, (Inbox<Vec<Response>>, AnswersHeld)>,
+    /// Connections closed among the turn's inputs, their requests not yet forgotten.
+    closed_conns: HashSet<ConnId>,
     hooks: Hooks,
     ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
@@ -426,6 +428,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             net,
             inbox,
             outboxes: HashMap::new(),
+            closed_conns: HashSet::new(),
             hooks,
             ticks: 0,
             at_sync_cap_since: None,
@@ -477,6 +480,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             for input in inputs.drain(..) {
                 stop |= self.handle(input, &mut answers);
             }
+            self.forget_closed_conns();
             if let Some(by) = self.stopping_by {
                 stop |= self.ticks >= by || self.work_finished();
             }
@@ -587,6 +591,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         })
     }
 
+    /// Forgets what the connections closed in this turn wait for: one pass over each group.
+    fn forget_closed_conns(&mut self) {
+        if self.closed_conns.is_empty() {
+            return;
+        }
+        for group in self.groups.values_mut() {
+            group.forget_conns(&self.closed_conns);
+        }
+        self.closed_conns.clear();
+    }
+
     /// Once the inbox is closed: what it took in while the stop waited for the syncs in
     /// flight. Requests are told the node stops, and that nothing of them was taken (found
     /// in review: they were left unanswered, and clients took their outcome for unknown);
@@ -623,6 +638,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Input::Peer { .. } | Input::Tick | Input::Stop | Input::StopAfterWork { .. } => {}
             }
         }
+        self.forget_closed_conns();
     }
 
     /// Wait for inputs, or for the oldest sync in flight to end, or, while a Ready waits for
@@ -894,11 +910,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     }
                 }
             }
+            // What its requests wait for is forgotten once the turn's inputs are in (see
+            // `forget_closed_conns`).
             Input::Disconnected(conn) => {
                 self.outboxes.remove(&conn);
-                for group in self.groups.values_mut() {
-                    group.forget_conn(conn);
-                }
+                self.closed_conns.insert(conn);
             }
             Input::Status(reply) => {
                 let groups = self

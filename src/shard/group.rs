@@ -3,7 +3,7 @@
 //! No I/O here: the core loop feeds requests and Readies in and takes replies out, so this
 //! file holds the whole client-facing logic of a group and is tested without sockets.
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use bytes::{Bytes, BytesMut};
 
@@ -268,9 +268,21 @@ impl Group {
         let refused = match self.replica.propose(data) {
             Ok(_) => {
                 let term = self.replica.term();
+                // The same request from two connections at once (a client that reuses its
+                // ids): the earlier is told to ask again, and gets its answer from the
+                // session; it waited for ever, and the later got the earlier's results.
+                let mut displaced = Vec::new();
                 for (conn, client_id, sequence) in self.pending_writes.drain(..) {
-                    self.writes.insert((client_id, sequence), (conn, term));
+                    let key = (client_id, sequence);
+                    if let Some((earlier, _)) = self.writes.remove(key)
+                        && earlier != conn
+                    {
+                        displaced.push((earlier, client_id, sequence));
+                    }
+                    self.writes.insert(key, (conn, term));
                 }
+                let again = self.not_leader_outcome(true);
+                answer_all(displaced.into_iter(), &again, out);
                 return;
             }
             Err(ProposeError::NotLeader { .. }) => self.not_leader_outcome(false),
@@ -601,16 +613,21 @@ impl Group {
         answer_all(writes, outcome, out);
     }
 
-    /// A client connection closed: forget what it waits for.
-    pub fn forget_conn(&mut self, conn: ConnId) {
-        self.writes.retain(|(c, _)| *c != conn);
+    /// Client connections closed: forget what they wait for (one pass for all that closed
+    /// in a turn: a pass each over every request waiting stalled the loop when thousands
+    /// closed at once, found in review).
+    pub fn forget_conns(&mut self, closed: &HashSet<ConnId>) {
+        if closed.is_empty() {
+            return;
+        }
+        self.writes.retain(|(c, _)| !closed.contains(c));
         // Their commands stay in the pending entry (see `propose_pending`).
-        self.pending_writes.retain(|(c, ..)| *c != conn);
+        self.pending_writes.retain(|(c, ..)| !closed.contains(c));
         // The weights of the reads let go come off as they go (one pass, not a second over
         // those kept).
         let mut freed = 0;
         let mut kept = |p: &PendingRead| {
-            let keep = p.conn != conn;
+            let keep = !closed.contains(&p.conn);
             freed += if keep { 0 } else { p.weight };
             keep
         };
@@ -796,8 +813,52 @@ mod tests {
                 "a view of the frame"
             );
         }
-        group.forget_conn(1);
+        group.forget_conns(&HashSet::from_iter([1]));
         assert_eq!(group.reads_waiting_bytes, 0);
+    }
+
+    /// Goal (review 237): the same request (client id and sequence) from two connections at
+    /// once leaves neither without an answer: the earlier connection's waited for ever.
+    /// Method: a sole voter's leader takes a put on connection 1 and the same on
+    /// connection 2 before either is applied; connection 1 is told at once to ask again
+    /// (maybe proposed), and connection 2 gets the write's result once applied.
+    #[test]
+    fn the_same_request_from_two_connections_answers_both() {
+        let mut replica = Replica::new(
+            Config::new(NodeId(1)),
+            7,
+            Persisted::bootstrap(&[NodeId(1)]),
+        )
+        .unwrap();
+        replica.campaign();
+        let mut group = Group::new(replica, Box::new(|_| "127.0.0.1:7101".to_string()));
+        let mut out = Vec::new();
+        settle(&mut group, &mut out);
+        out.clear();
+        let put = || Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+        };
+        group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);
+        group.propose_pending(&mut out);
+        group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
+        group.propose_pending(&mut out);
+        settle(&mut group, &mut out);
+        let to = |conn| {
+            out.iter()
+                .filter(move |a| a.conn == conn)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            matches!(&to(1)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
+            "{out:?}"
+        );
+        assert!(
+            matches!(&to(2)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::Results(_))),
+            "{out:?}"
+        );
     }
 
     /// The sole voter's write committed and not applied (its Ready persisted, its committed
