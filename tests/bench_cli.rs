@@ -17,6 +17,8 @@ use cohort::proto::client::Consistency;
 #[path = "common/process.rs"]
 mod process;
 
+use process::Spawned;
+
 fn cohort(args: &[&str]) -> Output {
     process::cohort_bounded(args)
 }
@@ -956,6 +958,7 @@ fn an_interrupted_sweep_keeps_the_points_it_measured() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .expect("cohort bench sweep runs");
     let mut lines = BufReader::new(sweep.stdout.take().expect("stdout")).lines();
     let second = lines.find(|line| line.as_ref().is_ok_and(|line| line == "-- clients = 2"));
@@ -964,7 +967,7 @@ fn an_interrupted_sweep_keeps_the_points_it_measured() {
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(sweep.id() as libc::pid_t, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = sweep.wait_with_output().expect("the sweep ends");
+    let output = sweep.wait_bounded();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{}", rest.join("\n"));
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -1196,6 +1199,7 @@ fn interrupt_slow_open_loop(warmup: &str, said: &str) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .expect("cohort bench runs");
     let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
     let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(said)));
@@ -1208,7 +1212,7 @@ fn interrupt_slow_open_loop(warmup: &str, said: &str) {
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) };
     let _: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = bench.wait_with_output().expect("the bench ends");
+    let output = bench.wait_bounded();
     let took = signalled.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -1254,6 +1258,7 @@ fn bench_interrupted_in_its_ceiling(nodes: Option<&str>) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .expect("cohort bench runs");
     let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
     let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(" req/s ")));
@@ -1276,7 +1281,7 @@ fn bench_interrupted_in_its_ceiling(nodes: Option<&str>) {
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let output = bench.wait_with_output().expect("the bench ends");
+    let output = bench.wait_bounded();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{}", rest.join("\n"));
     assert!(
@@ -1348,12 +1353,12 @@ fn pids_naming(dir: &str) -> Vec<libc::pid_t> {
 /// A demo started with a long load, once its load began: its process, and its folder.
 /// SIGHUP starts at its default action whatever this test process has (`nohup cargo test`
 /// ignores it, which the demo, rightly, would keep).
-fn demo_under_load() -> (std::process::Child, String) {
+fn demo_under_load() -> (Spawned, String) {
     demo_under_load_with(libc::SIG_DFL)
 }
 
 /// [`demo_under_load`], with SIGHUP's action in the demo `hangup` (`SIG_DFL`, `SIG_IGN`).
-fn demo_under_load_with(hangup: libc::sighandler_t) -> (std::process::Child, String) {
+fn demo_under_load_with(hangup: libc::sighandler_t) -> (Spawned, String) {
     use std::io::{BufRead, BufReader};
     let mut command = Command::new(env!("CARGO_BIN_EXE_cohort"));
     // SAFETY: between fork and exec only signal(2), which is async-signal-safe, runs.
@@ -1377,6 +1382,7 @@ fn demo_under_load_with(hangup: libc::sighandler_t) -> (std::process::Child, Str
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .expect("cohort demo runs");
     let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
     let mut dir = None;
@@ -1425,7 +1431,7 @@ fn a_demo_told_to_stop_stops_its_nodes_and_deletes_their_folder() {
         // SAFETY: kill(2) takes plain integers.
         #[allow(unsafe_code)]
         let _ = unsafe { libc::kill(demo.id() as libc::pid_t, signal) };
-        let output = demo.wait_with_output().expect("the demo ends");
+        let output = demo.wait_bounded();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
         assert!(stderr.contains("interrupted"), "signal {signal}: {stderr}");
@@ -1454,7 +1460,7 @@ fn a_demo_started_under_nohup_runs_on_after_sighup() {
     // SAFETY: kill(2) takes plain integers.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };
-    let output = demo.wait_with_output().expect("the demo ends");
+    let output = demo.wait_bounded();
     assert!(running, "stopped on SIGHUP: {output:?}");
     assert!(!Path::new(&dir).exists(), "{dir} is left");
 }
@@ -1472,7 +1478,7 @@ fn a_second_signal_ends_the_demo_and_deletes_its_folder() {
         let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = demo.wait_with_output().expect("the demo ends");
+    let output = demo.wait_bounded();
     assert!(!output.status.success());
     assert!(!Path::new(&dir).exists(), "{dir} is left");
     let mut waited = Duration::ZERO;

@@ -195,22 +195,9 @@ fn writes_on_one_node_are_read_linearizably_on_every_node() {
     finish(cluster);
 }
 
-/// `cohort` run with `args`, `stdin` written to its standard input.
+/// `cohort` run with `args`, `stdin` written to its standard input, bounded in time.
 fn cohort_cli_fed(args: &[&str], stdin: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cohort runs");
-    let mut input = child.stdin.take().unwrap();
-    // A refused value makes cohort stop reading: a broken pipe here is its answer.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("cohort runs")
+    common::process::cohort_bounded_fed(args, stdin)
 }
 
 /// The command-line client against a running cluster: put, get, compare-and-swap and delete,

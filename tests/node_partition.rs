@@ -354,16 +354,20 @@ fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
             })
         })
     };
+    let mut dropped = 0;
     for _ in 0..6 {
         wait_ms(300);
         let cut = Partition::drop_from_port(client_port).expect("partition");
         // Longer than the client's attempt timeout (500 ms): it retries meanwhile.
         wait_ms(800);
+        dropped += cut.dropped_segments();
         drop(cut);
     }
     wait_ms(500);
     stop.store(true, Ordering::Relaxed);
     let swaps = chain.join().expect("every swap succeeded, once");
+    // Else no answer was lost (the group's leader moved, say), and nothing was tested.
+    assert!(dropped > 0, "the cuts dropped none of the leader's answers");
     let final_value = {
         let x = x.clone();
         with_client(&bases, 3, async move |client| {

@@ -102,6 +102,17 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// Segments its rules dropped so far: whether the partition cut anything.
+    pub fn dropped_segments(&self) -> u64 {
+        let listing = iptables(&["-L", &self.chain, "-v", "-x", "-n"]).unwrap_or_default();
+        // After the chain's two header lines, a rule a line: its packet count first.
+        (listing.lines().skip(2))
+            .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
 impl Drop for Partition {
     fn drop(&mut self) {
         remove_chain(&self.chain);
