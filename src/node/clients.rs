@@ -500,7 +500,7 @@ enum Ended {
     Writing(Result<(), String>),
     /// Closed to make room for a new connection.
     ClosedForRoom(String),
-    /// The core closed the outbox: the client left its answers unread.
+    /// The core closed the outbox: its answers held reached a bound (see `cut_off_reason`).
     CutOff,
 }
 
@@ -525,10 +525,13 @@ fn frame_weight(bytes: usize, requests: usize) -> usize {
 fn cut_off_reason() -> String {
     let mib = (ANSWER_WEIGHT_HELD_MAX * ANSWER_WEIGHT_BYTES) >> 20;
     let core_mib = (ANSWER_WEIGHT_CORE_HELD_MAX * ANSWER_WEIGHT_BYTES) >> 20;
+    // Not "the client left them unread": one turn's answers to a client that reads may be
+    // more than the bound, or more than others hold (found in review).
     format!(
-        "the client left its answers unread: about {ANSWER_WEIGHT_HELD_MAX} answers or {mib} \
-         MiB of them, or it held the most of those this core's clients held, about {core_mib} \
-         MiB together"
+        "its answers not yet written reached a bound: about {ANSWER_WEIGHT_HELD_MAX} answers \
+         or {mib} MiB for one connection, or the most of this core's clients' together (about \
+         {core_mib} MiB); a client that leaves its answers unread, or asks for more at once, \
+         is cut off"
     )
 }
 
