@@ -2278,6 +2278,27 @@ fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
     assert_eq!(tried, BTreeSet::from([NodeId(2), NodeId(3)]));
 }
 
+/// Goal: a stopping node takes no group it follows on the way out: its election timeouts
+/// pass without a campaign (it would take the group only to hand it over again). Method:
+/// node 2, a follower that hears from no leader, told to stop with a long grace, then ticked
+/// well past its election timeout; against the same without the stop, which campaigns.
+#[test]
+fn a_stopping_follower_does_not_campaign() {
+    for stopping in [true, false] {
+        let events = Events::default();
+        let (mut core, inbox) = core(2, &events);
+        if stopping {
+            core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 1_000 });
+        }
+        for _ in 0..60 {
+            core = turn(core, &inbox, Input::Tick);
+        }
+        let campaigned = (events.borrow().iter())
+            .any(|e| matches!(e, Event::Sent(name) if name.contains("Vote")));
+        assert_eq!(campaigned, !stopping, "{:?}", events.borrow());
+    }
+}
+
 /// Goal: a leader whose other voters all say they take no group (their logs are full, or
 /// they stop too: nodes stopped together) stops at once, rather than wait out its grace for
 /// a handover that cannot happen. Method: node 1 leading group 0; nodes 2 and 3 say their

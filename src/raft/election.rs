@@ -11,7 +11,10 @@ impl Replica {
     pub(crate) fn tick_election(&mut self) {
         // Saturating: a node that may not campaign, hearing no leader, counts on for good.
         self.election_elapsed = self.election_elapsed.saturating_add(1);
-        if self.election_elapsed >= self.election_timeout_randomized && self.is_promotable() {
+        if self.election_elapsed >= self.election_timeout_randomized
+            && self.is_promotable()
+            && self.campaigns
+        {
             self.election_elapsed = 0;
             self.start_election(self.first_election_round());
         }

@@ -147,6 +147,9 @@ pub struct Replica {
     /// lease this replica helped that leader hold runs on regardless (see `in_lease`).
     pub(crate) leader_heard_tick: Option<u64>,
     pub(crate) election_elapsed: u32,
+    /// Whether an election timeout makes this replica campaign: not on a node that stops
+    /// (see [`Replica::stop_campaigning`]).
+    pub(crate) campaigns: bool,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) election_timeout_randomized: u32,
     pub(crate) lead_transferee: Option<NodeId>,
@@ -278,6 +281,7 @@ impl Replica {
             leader_since_tick: 0,
             leader_heard_tick: None,
             election_elapsed: 0,
+            campaigns: true,
             heartbeat_elapsed: 0,
             election_timeout_randomized: config.election_timeout_ticks,
             lead_transferee: None,
@@ -404,6 +408,13 @@ impl Replica {
         } else {
             self.tick_election();
         }
+    }
+
+    /// From now on an election timeout does not make this replica campaign (it still votes,
+    /// and a TimeoutNow or [`Replica::campaign`] still does): for a node about to stop, which
+    /// would otherwise take a group only to hand it over again.
+    pub fn stop_campaigning(&mut self) {
+        self.campaigns = false;
     }
 
     /// Start an election now (with a pre-vote round if configured), as if the election

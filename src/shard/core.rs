@@ -951,6 +951,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::StopAfterWork { grace_ticks } => {
                 if self.stopping_by.is_none() {
                     self.stopping_by = Some(self.ticks + grace_ticks);
+                    // A group it follows is not taken on the way out, only to be handed
+                    // over again (found in review).
+                    for group in self.groups.values_mut() {
+                        group.replica.stop_campaigning();
+                    }
                     self.tell_peers_log_state();
                     self.hand_over_leaders();
                 }
