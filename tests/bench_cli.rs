@@ -960,7 +960,7 @@ fn an_interrupted_sweep_keeps_the_points_it_measured() {
         .spawn()
         .map(Spawned::new)
         .expect("cohort bench sweep runs");
-    let mut lines = BufReader::new(sweep.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(sweep.take_stdout()).lines();
     let second = lines.find(|line| line.as_ref().is_ok_and(|line| line == "-- clients = 2"));
     assert!(second.is_some(), "the second point never began");
     // SAFETY: kill(2) takes plain integers.
@@ -1201,7 +1201,7 @@ fn interrupt_slow_open_loop(warmup: &str, said: &str) {
         .spawn()
         .map(Spawned::new)
         .expect("cohort bench runs");
-    let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(bench.take_stdout()).lines();
     let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(said)));
     assert!(live.is_some(), "no line saying {said:?}");
     // The bench says what it will run before it starts: let it get into the warm-up.
@@ -1260,7 +1260,7 @@ fn bench_interrupted_in_its_ceiling(nodes: Option<&str>) {
         .spawn()
         .map(Spawned::new)
         .expect("cohort bench runs");
-    let mut lines = BufReader::new(bench.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(bench.take_stdout()).lines();
     let live = lines.find(|line| line.as_ref().is_ok_and(|line| line.contains(" req/s ")));
     assert!(live.is_some(), "no live line");
     let mut waited = Duration::ZERO;
@@ -1384,7 +1384,7 @@ fn demo_under_load_with(hangup: libc::sighandler_t) -> (Spawned, String) {
         .spawn()
         .map(Spawned::new)
         .expect("cohort demo runs");
-    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(demo.take_stdout()).lines();
     let mut dir = None;
     for line in lines.by_ref() {
         let line = line.expect("a line");
@@ -1456,7 +1456,7 @@ fn a_demo_started_under_nohup_runs_on_after_sighup() {
     let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(1000));
     // The demo, and its nodes (a demo that took SIGHUP stops them within a few ticks).
-    let running = demo.try_wait().expect("wait").is_none() && a_process_names(&dir);
+    let running = demo.try_wait().is_none() && a_process_names(&dir);
     // SAFETY: kill(2) takes plain integers.
     #[allow(unsafe_code)]
     let _ = unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGTERM) };
@@ -1496,8 +1496,7 @@ fn a_second_signal_ends_the_demo_and_deletes_its_folder() {
 #[allow(clippy::disallowed_methods)] // a test's pauses, on no executor
 fn the_nodes_of_a_demo_killed_outright_stop_by_themselves() {
     let (mut demo, dir) = demo_under_load();
-    demo.kill().expect("killed");
-    demo.wait().expect("reaped");
+    demo.kill_and_reap();
     let mut waited = Duration::ZERO;
     while a_process_names(&dir) && waited < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));

@@ -368,6 +368,11 @@ fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
     let swaps = chain.join().expect("every swap succeeded, once");
     // Else no answer was lost (the group's leader moved, say), and nothing was tested.
     assert!(dropped > 0, "the cuts dropped none of the leader's answers");
+    assert_eq!(
+        leader_of_0(),
+        Some(leader),
+        "group 0's leader moved: the cuts missed it"
+    );
     let final_value = {
         let x = x.clone();
         with_client(&bases, 3, async move |client| {

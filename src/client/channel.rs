@@ -178,8 +178,9 @@ impl Channel {
         let stuck = shared.writing_bytes > 0 && shared.written_at.elapsed() >= WRITER_STUCK;
         if stuck && queued_bytes + frame_bytes > OUTGOING_BYTES_MAX {
             return Err(format!(
-                "backed up: the node has read nothing for {WRITER_STUCK:?}, and {} KiB wait \
-                 to be written to it",
+                "backed up: the node took less than {} KiB in {WRITER_STUCK:?}, and {} KiB \
+                 wait to be written to it",
+                WRITE_PIECE_BYTES >> 10,
                 queued_bytes >> 10
             ));
         }
@@ -225,7 +226,7 @@ const OUTGOING_BYTES_MAX: usize = 32 << 20;
 /// reads no more.
 const WRITER_STUCK: Duration = Duration::from_secs(1);
 
-const WRITE_PIECE_BYTES: usize = 1 << 20;
+const WRITE_PIECE_BYTES: usize = 64 << 10;
 
 thread_local! {
     /// The read and write loops of this thread's channels that have not ended.
@@ -386,6 +387,58 @@ mod tests {
         assert_eq!(dead, (false, true));
     }
 
+    /// Goal (review 236): a call that queues more than `OUTGOING_BYTES_MAX` at once on a
+    /// channel whose node reads is not refused (the first cap refused the frames of one large
+    /// batch before the writer ran). Method: 80 frames of 512 KiB queued at once to a listener
+    /// that reads all it gets.
+    #[test]
+    fn a_large_batch_to_a_node_that_reads_is_queued_whole() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accepts");
+            let mut sink = vec![0u8; 1 << 20];
+            while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+        });
+        let refused = crate::node::on_one_executor("channel-large-batch", move || async move {
+            let channel = Channel::connect(&address, Duration::from_secs(1))
+                .await
+                .expect("connects");
+            let mut encoder = FrameEncoder::new();
+            let attempt = Attempt::new(80);
+            for sequence in 1..=80u64 {
+                let request = put_of(sequence, 512 << 10);
+                encode_requests(&mut encoder, [&request]).expect("encodes");
+                let key = [((1, sequence), sequence as usize - 1)];
+                if let Err(why) = channel.send(&encoder, key.into_iter(), &attempt) {
+                    return Some(why);
+                }
+            }
+            None
+        })
+        .expect("executor");
+        assert_eq!(refused, None);
+    }
+
+    /// A put of `value_bytes` by client 1 at `sequence`.
+    fn put_of(sequence: u64, value_bytes: usize) -> Request {
+        Request {
+            command: Command {
+                client_id: 1,
+                sequence,
+                first_unacked: 1,
+                ops: [Op::Put {
+                    key: "k".into(),
+                    value: vec![7u8; value_bytes].into(),
+                }]
+                .into_iter()
+                .collect(),
+            },
+            consistency: Consistency::Linearizable,
+        }
+    }
+
     /// Goal (review 232): a channel to a node that reads no more queues at most
     /// `OUTGOING_BYTES_MAX` (and a frame) for it once its writer is stuck, then refuses to
     /// send, saying why; every request sent its way piled up in the client. Method: a
@@ -403,20 +456,7 @@ mod tests {
                     .expect("connects");
                 let mut encoder = FrameEncoder::new();
                 for sequence in 1..=200u64 {
-                    let request = Request {
-                        command: Command {
-                            client_id: 1,
-                            sequence,
-                            first_unacked: 1,
-                            ops: [Op::Put {
-                                key: "k".into(),
-                                value: vec![7u8; 512 << 10].into(),
-                            }]
-                            .into_iter()
-                            .collect(),
-                        },
-                        consistency: Consistency::Linearizable,
-                    };
+                    let request = put_of(sequence, 512 << 10);
                     encode_requests(&mut encoder, [&request]).expect("encodes");
                     let attempt = Attempt::new(1);
                     if let Err(why) =

@@ -2,8 +2,10 @@
 //! refusal that regressed, so the node serves) fails its test rather than hanging the run.
 
 use std::io::Read;
-use std::ops::{Deref, DerefMut};
-use std::process::{Child, Command, Output, Stdio};
+use std::ops::Deref;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -95,68 +97,113 @@ fn run_bounded(mut command: Command, args: &[&str], stdin: Option<Vec<u8>>) -> O
     }
 }
 
-/// A child process a test started and signals itself: killed and reaped when dropped, so a
-/// test that fails midway leaves none running; its end awaited within [`COMMAND_PATIENCE`].
+/// A child process a test started and signals itself: killed once it has run for
+/// [`COMMAND_PATIENCE`] (a test that reads its output waits no longer than that, whatever
+/// it reads) and when dropped (a test that fails midway leaves none running). Its standard
+/// error is read from the start, so that a child that writes much there never blocks.
 #[allow(dead_code)] // only some test binaries start one
-pub struct Spawned(Child);
+pub struct Spawned {
+    child: Child,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// Set once the child is reaped: the watchdog kills no process that took its pid.
+    reaped: Arc<AtomicBool>,
+}
 
 #[allow(dead_code)]
 impl Spawned {
-    pub fn new(child: Child) -> Spawned {
-        Spawned(child)
+    pub fn new(mut child: Child) -> Spawned {
+        let stderr = child.stderr.take().map(drain);
+        let reaped = Arc::new(AtomicBool::new(false));
+        let (pid, watched) = (child.id(), Arc::clone(&reaped));
+        std::thread::spawn(move || watchdog(pid, &watched));
+        Spawned {
+            child,
+            stderr,
+            reaped,
+        }
+    }
+
+    /// Its standard output, to read as it runs.
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.child.stdout.take().expect("stdout piped")
+    }
+
+    /// Its status, if it ended (then reaped).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().expect("wait");
+        if status.is_some() {
+            self.reaped.store(true, Ordering::Relaxed);
+        }
+        status
+    }
+
+    /// Kills it with SIGKILL, and reaps it.
+    pub fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().expect("reaped");
+        self.reaped.store(true, Ordering::Relaxed);
     }
 
     /// Waits for its end and its output (what of it the test did not take); killed, and the
     /// test failed, once it runs past [`COMMAND_PATIENCE`].
-    #[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
     pub fn wait_bounded(mut self) -> Output {
-        let stdout = self.0.stdout.take().map(drain);
-        let stderr = self.0.stderr.take().map(drain);
-        let step = Duration::from_millis(20);
-        let mut waited = Duration::ZERO;
-        let status = loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                break status;
-            }
-            // Dropped on the way out: killed and reaped.
-            assert!(
-                waited < COMMAND_PATIENCE,
-                "still ran after {COMMAND_PATIENCE:?}"
-            );
-            std::thread::sleep(step);
-            waited += step;
-        };
+        let stdout = self.child.stdout.take().map(drain);
+        let stderr = self.stderr.take();
+        let status = self.child.wait().expect("wait");
+        self.reaped.store(true, Ordering::Relaxed);
         let gathered = |pipe: Option<JoinHandle<Vec<u8>>>| {
             pipe.map(|pipe| pipe.join().expect("its output"))
                 .unwrap_or_default()
         };
+        let (stdout, stderr) = (gathered(stdout), gathered(stderr));
+        // Killed by its watchdog (SIGKILL), not ended: the test fails saying so.
+        assert!(
+            std::os::unix::process::ExitStatusExt::signal(&status) != Some(libc::SIGKILL),
+            "still ran after {COMMAND_PATIENCE:?}: {}",
+            String::from_utf8_lossy(&stderr)
+        );
         Output {
             status,
-            stdout: gathered(stdout),
-            stderr: gathered(stderr),
+            stdout,
+            stderr,
         }
+    }
+}
+
+/// Kills process `pid` with SIGKILL once it has run for [`COMMAND_PATIENCE`], unless
+/// `reaped` says it ended and was reaped before.
+#[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
+fn watchdog(pid: u32, reaped: &AtomicBool) {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < COMMAND_PATIENCE {
+        if reaped.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(step);
+        waited += step;
+    }
+    if !reaped.load(Ordering::Relaxed) {
+        // SAFETY: kill(2) takes plain integers; the pid is not reaped, so still the child's.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
 }
 
 impl Deref for Spawned {
     type Target = Child;
     fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
+        &self.child
     }
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
         }
+        let _ = self.child.wait();
+        self.reaped.store(true, Ordering::Relaxed);
     }
 }
 
