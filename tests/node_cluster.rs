@@ -200,6 +200,44 @@ fn cohort_cli_fed(args: &[&str], stdin: &[u8]) -> std::process::Output {
     common::process::cohort_bounded_fed(args, stdin)
 }
 
+/// Goal (review 239): a user who is not root, under the usual 8 MiB limit of locked memory,
+/// can run cohort: every command refused to start, wanting 512 MiB. Method: as root, `cohort
+/// get` run as user nobody without capabilities, `ulimit -l 8192`, against a port where no
+/// node listens: it fails for the missing node, not for the limit.
+#[test]
+fn a_user_under_the_usual_locked_memory_limit_runs_cohort() {
+    // SAFETY: geteuid reads the process's user id.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root
+        || std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        common::skipped("running as another user needs root and setpriv");
+        return;
+    }
+    // Where user nobody may run it (a test's target folder may be private to root).
+    let dir = std::env::temp_dir().join(format!("cohort-memlock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("folder");
+    let exe = dir.join("cohort");
+    std::fs::copy(env!("CARGO_BIN_EXE_cohort"), &exe).expect("copy");
+    let open = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&dir, open).expect("permissions");
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(format!(
+        "ulimit -l 8192 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+         --inh-caps=-all {} get k --nodes 127.0.0.1:1 --timeout-ms 500",
+        exe.display()
+    ));
+    let output = common::process::bounded(command, &["get", "as nobody"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("RLIMIT_MEMLOCK"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+}
+
 /// The command-line client against a running cluster: put, get, compare-and-swap and delete,
 /// a value of any bytes from standard input read back as it is, and clear errors.
 #[test]

@@ -42,7 +42,11 @@ fn faults(cluster: &mut LocalCluster, keys: &[Bytes], seed: u64, origin: Instant
     let partitions = match netfilter::available() {
         Ok(()) => true,
         Err(why) => {
-            eprintln!("nemesis: no partitions here ({why}); kills and pauses only");
+            // Listed with the tests skipped (review 239): a part of this one checked nothing.
+            common::skipped(&format!(
+                "its partitions (kills and pauses only): partitions need root and iptables \
+                 ({why})"
+            ));
             false
         }
     };

@@ -17,12 +17,21 @@ use std::os::fd::IntoRawFd;
 /// it registers with the kernel (10 MiB by default). 512 MiB leaves room for many executors.
 pub const MEMLOCK_BYTES_WANTED: u64 = 512 << 20;
 
+/// The least locked memory glommio starts an executor with (its own check). Below
+/// [`MEMLOCK_BYTES_WANTED`] it still runs: where the buffers it registers with io_uring do
+/// not fit the limit, it uses them unregistered (a copy more per I/O), and kernels since
+/// 5.12 do not charge the rings themselves to the limit.
+pub const MEMLOCK_BYTES_LEAST: u64 = 512 << 10;
+
 /// Raises `RLIMIT_MEMLOCK` so glommio executors can lock their io_uring memory.
 ///
 /// The soft limit is raised to at least [`MEMLOCK_BYTES_WANTED`], and the hard limit with it
 /// when the process may do so (`CAP_SYS_RESOURCE`). A limit already high enough is left
-/// alone, and so is a process with `CAP_IPC_LOCK`, which io_uring does not charge. The error
-/// names the limit and how to raise it by hand.
+/// alone, and so is a process with `CAP_IPC_LOCK`, which io_uring does not charge. Where
+/// neither can be had (an ordinary user's 8 MiB), the soft limit goes up to the hard one,
+/// and a run goes on, with a warning, if that holds glommio's least
+/// ([`MEMLOCK_BYTES_LEAST`]; found in review: the demo and every command refused to start
+/// for a user who was not root). The error names the limit and how to raise it by hand.
 pub fn raise_memlock_limit() -> io::Result<()> {
     let current = memlock_limit()?;
     if current.rlim_cur == libc::RLIM_INFINITY || current.rlim_cur >= MEMLOCK_BYTES_WANTED {
@@ -44,6 +53,23 @@ pub fn raise_memlock_limit() -> io::Result<()> {
     // Raising the hard limit needs CAP_SYS_RESOURCE, which containers often drop; but a
     // process with CAP_IPC_LOCK is exempt from the io_uring accounting the limit governs.
     if has_capability(CAP_IPC_LOCK) {
+        return Ok(());
+    }
+    let most = libc::rlimit {
+        rlim_cur: current.rlim_max,
+        rlim_max: current.rlim_max,
+    };
+    if current.rlim_max >= MEMLOCK_BYTES_LEAST && set_memlock_limit(&most).is_ok() {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                "locked memory is limited to {} KiB (RLIMIT_MEMLOCK), not the {} MiB wanted: \
+                 io_uring's buffers may go unregistered (a copy more per I/O); raise it with \
+                 `ulimit -l unlimited` as root, or `memlock` in /etc/security/limits.conf",
+                current.rlim_max >> 10,
+                MEMLOCK_BYTES_WANTED >> 20
+            );
+        });
         return Ok(());
     }
     Err(io::Error::new(
