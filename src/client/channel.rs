@@ -28,8 +28,6 @@ struct Shared {
     outgoing: Vec<u8>,
     /// Bytes of the frames the writer is writing now.
     writing_bytes: usize,
-    /// When the writer last made progress: took a batch, or wrote a piece of one.
-    written_at: Instant,
     writer: Option<Waker>,
     /// Requests sent and not answered: the attempt each belongs to, and its place there.
     waiters: InFlight<(Rc<Attempt>, usize)>,
@@ -134,7 +132,6 @@ impl Channel {
         let shared = Rc::new(RefCell::new(Shared {
             outgoing: Vec::new(),
             writing_bytes: 0,
-            written_at: crate::clock::now(),
             writer: None,
             waiters: InFlight::default(),
             broken: None,
@@ -170,18 +167,16 @@ impl Channel {
         if let Some(reason) = &shared.broken {
             return Err(reason.clone());
         }
-        // A node that reads no more (its admission full) while it answers what it took in
-        // kept this queue growing with every request sent its way (found in review). Only
-        // while the writer is stuck: a batch of many frames queued at once is no sign of it.
-        let queued_bytes = shared.outgoing.len() + shared.writing_bytes;
+        // A node that reads no more, or slowly (its admission full), while it answers what
+        // it took in kept this queue growing with every request sent its way (found in
+        // review). Bounded while the writer is busy: what it has not taken waits for the
+        // node; a batch of many frames queued while it is idle goes whole.
         let frame_bytes = encoder.header().len() + encoder.body().len();
-        let stuck = shared.writing_bytes > 0 && shared.written_at.elapsed() >= WRITER_STUCK;
-        if stuck && queued_bytes + frame_bytes > OUTGOING_BYTES_MAX {
+        if shared.writing_bytes > 0 && shared.outgoing.len() + frame_bytes > OUTGOING_BYTES_MAX {
             return Err(format!(
-                "backed up: the node took less than {} KiB in {WRITER_STUCK:?}, and {} KiB \
-                 wait to be written to it",
-                WRITE_PIECE_BYTES >> 10,
-                queued_bytes >> 10
+                "backed up: {} KiB wait while {} KiB are being written to the node",
+                shared.outgoing.len() >> 10,
+                shared.writing_bytes >> 10
             ));
         }
         if shared.waiters.is_empty() {
@@ -217,16 +212,10 @@ impl Channel {
     }
 }
 
-/// Bytes a channel queues for its node at most while its writer is stuck (see
-/// [`WRITER_STUCK`]): a node that reads no more makes the requests sent its way fail as not
-/// sent, not pile up in the client.
+/// Bytes a channel queues for its node at most, beyond what its writer is writing: a node
+/// that reads slower than requests come makes those past it fail as not sent, not pile up
+/// in the client.
 const OUTGOING_BYTES_MAX: usize = 32 << 20;
-
-/// A writer that wrote no piece (`WRITE_PIECE_BYTES`) for this long is stuck: its node
-/// reads no more.
-const WRITER_STUCK: Duration = Duration::from_secs(1);
-
-const WRITE_PIECE_BYTES: usize = 64 << 10;
 
 thread_local! {
     /// The read and write loops of this thread's channels that have not ended.
@@ -319,19 +308,14 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, shared: Rc<RefCell<Shared>
             }
             std::mem::swap(&mut shared.outgoing, &mut batch);
             shared.writing_bytes = batch.len();
-            shared.written_at = crate::clock::now();
             Poll::Ready(true)
         })
         .await;
         if !more {
             break;
         }
-        // In pieces, each a sign of progress (see `Channel::send`).
         let written = async {
-            for piece in batch.chunks(WRITE_PIECE_BYTES) {
-                writer.write_all(piece).await?;
-                shared.borrow_mut().written_at = crate::clock::now();
-            }
+            writer.write_all(&batch).await?;
             writer.flush().await
         };
         if let Err(error) = written.await {
@@ -440,7 +424,7 @@ mod tests {
     }
 
     /// Goal (review 232): a channel to a node that reads no more queues at most
-    /// `OUTGOING_BYTES_MAX` (and a frame) for it once its writer is stuck, then refuses to
+    /// `OUTGOING_BYTES_MAX` (and a frame) beside what its writer is writing, then refuses to
     /// send, saying why; every request sent its way piled up in the client. Method: a
     /// listener that accepts and never reads; frames of 512 KiB, one every 20 ms, until one
     /// is refused.
@@ -464,7 +448,7 @@ mod tests {
                     {
                         return (sequence - 1, why);
                     }
-                    // The writer takes what the socket's buffers hold, then is stuck.
+                    // The writer takes what the socket's buffers hold, then waits.
                     glommio::timer::sleep(Duration::from_millis(20)).await;
                 }
                 (200, String::new())

@@ -26,11 +26,11 @@ pub const MEMLOCK_BYTES_LEAST: u64 = 512 << 10;
 /// Raises `RLIMIT_MEMLOCK` so glommio executors can lock their io_uring memory.
 ///
 /// The soft limit is raised to at least [`MEMLOCK_BYTES_WANTED`], and the hard limit with it
-/// when the process may do so (`CAP_SYS_RESOURCE`). A limit already high enough is left
-/// alone, and so is a process with `CAP_IPC_LOCK`, which io_uring does not charge. Where
-/// neither can be had (an ordinary user's 8 MiB), the soft limit goes up to the hard one,
-/// and a run goes on, with a warning, if that holds glommio's least
-/// ([`MEMLOCK_BYTES_LEAST`]; found in review: the demo and every command refused to start
+/// when the process may do so (`CAP_SYS_RESOURCE`); a limit already high enough is left
+/// alone. Where the hard limit cannot be raised (an ordinary user's 8 MiB), the soft limit
+/// goes up to the hard one, and a run goes on if that holds glommio's least
+/// ([`MEMLOCK_BYTES_LEAST`]), with a warning unless the process has `CAP_IPC_LOCK`, which
+/// io_uring does not charge (found in review: the demo and every command refused to start
 /// for a user who was not root). The error names the limit and how to raise it by hand.
 pub fn raise_memlock_limit() -> io::Result<()> {
     let current = memlock_limit()?;
@@ -50,35 +50,36 @@ pub fn raise_memlock_limit() -> io::Result<()> {
     let Err(error) = set_memlock_limit(&wanted) else {
         return Ok(());
     };
-    // Raising the hard limit needs CAP_SYS_RESOURCE, which containers often drop; but a
-    // process with CAP_IPC_LOCK is exempt from the io_uring accounting the limit governs.
-    if has_capability(CAP_IPC_LOCK) {
-        return Ok(());
-    }
+    // Raising the hard limit needs CAP_SYS_RESOURCE, which containers often drop. The soft
+    // limit may go up to the hard one all the same, and glommio checks the soft one.
     let most = libc::rlimit {
         rlim_cur: current.rlim_max,
         rlim_max: current.rlim_max,
     };
     if current.rlim_max >= MEMLOCK_BYTES_LEAST && set_memlock_limit(&most).is_ok() {
+        // With CAP_IPC_LOCK, io_uring charges nothing to the limit: nothing to warn of.
         static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            tracing::warn!(
-                "locked memory is limited to {} KiB (RLIMIT_MEMLOCK), not the {} MiB wanted: \
-                 io_uring's buffers may go unregistered (a copy more per I/O); raise it with \
-                 `ulimit -l unlimited` as root, or `memlock` in /etc/security/limits.conf",
-                current.rlim_max >> 10,
-                MEMLOCK_BYTES_WANTED >> 20
-            );
-        });
+        if !has_capability(CAP_IPC_LOCK) {
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "locked memory is limited to {} KiB (RLIMIT_MEMLOCK), not the {} MiB \
+                     wanted: io_uring's buffers may go unregistered (their pages pinned at \
+                     each I/O); raise it with `ulimit -l unlimited` as root, or `memlock` in \
+                     /etc/security/limits.conf",
+                    current.rlim_max >> 10,
+                    MEMLOCK_BYTES_WANTED >> 20
+                );
+            });
+        }
         return Ok(());
     }
     Err(io::Error::new(
         error.kind(),
         format!(
-            "cannot raise RLIMIT_MEMLOCK from {} to {MEMLOCK_BYTES_WANTED} bytes ({error}); \
-             glommio's io_uring needs locked memory: run `ulimit -l unlimited` as root, \
-             or set `memlock` in /etc/security/limits.conf or LimitMEMLOCK= in the unit",
-            current.rlim_cur
+            "cannot raise RLIMIT_MEMLOCK from {} bytes to glommio's least, {MEMLOCK_BYTES_LEAST} \
+             ({MEMLOCK_BYTES_WANTED} wanted; {error}): run `ulimit -l unlimited` as root, or \
+             set `memlock` in /etc/security/limits.conf or LimitMEMLOCK= in the unit",
+            current.rlim_max
         ),
     ))
 }

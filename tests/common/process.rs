@@ -2,10 +2,8 @@
 //! refusal that regressed, so the node serves) fails its test rather than hanging the run.
 
 use std::io::Read;
-use std::ops::Deref;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -100,57 +98,65 @@ fn run_bounded(mut command: Command, args: &[&str], stdin: Option<Vec<u8>>) -> O
 /// A child process a test started and signals itself: killed once it has run for
 /// [`COMMAND_PATIENCE`] (a test that reads its output waits no longer than that, whatever
 /// it reads) and when dropped (a test that fails midway leaves none running). Its standard
-/// error is read from the start, so that a child that writes much there never blocks.
+/// error is read from the start, so that a child that writes much there never blocks. The
+/// child is reaped only under its lock, which the watchdog takes to kill it: it never
+/// signals a pid that another process took since.
 #[allow(dead_code)] // only some test binaries start one
 pub struct Spawned {
-    child: Child,
+    child: Arc<Mutex<Child>>,
+    pid: u32,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    /// Set once the child is reaped: the watchdog kills no process that took its pid.
-    reaped: Arc<AtomicBool>,
 }
 
 #[allow(dead_code)]
 impl Spawned {
     pub fn new(mut child: Child) -> Spawned {
         let stderr = child.stderr.take().map(drain);
-        let reaped = Arc::new(AtomicBool::new(false));
-        let (pid, watched) = (child.id(), Arc::clone(&reaped));
-        std::thread::spawn(move || watchdog(pid, &watched));
-        Spawned {
-            child,
-            stderr,
-            reaped,
-        }
+        let pid = child.id();
+        let child = Arc::new(Mutex::new(child));
+        let watched = Arc::downgrade(&child);
+        std::thread::spawn(move || watchdog(&watched));
+        Spawned { child, pid, stderr }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Its standard output, to read as it runs.
     pub fn take_stdout(&mut self) -> ChildStdout {
-        self.child.stdout.take().expect("stdout piped")
+        self.locked().stdout.take().expect("stdout piped")
     }
 
     /// Its status, if it ended (then reaped).
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        let status = self.child.try_wait().expect("wait");
-        if status.is_some() {
-            self.reaped.store(true, Ordering::Relaxed);
-        }
-        status
+        self.locked().try_wait().expect("wait")
     }
 
     /// Kills it with SIGKILL, and reaps it.
     pub fn kill_and_reap(&mut self) {
-        let _ = self.child.kill();
-        self.child.wait().expect("reaped");
-        self.reaped.store(true, Ordering::Relaxed);
+        let mut child = self.locked();
+        let _ = child.kill();
+        child.wait().expect("reaped");
     }
 
     /// Waits for its end and its output (what of it the test did not take); killed, and the
     /// test failed, once it runs past [`COMMAND_PATIENCE`].
+    #[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
     pub fn wait_bounded(mut self) -> Output {
-        let stdout = self.child.stdout.take().map(drain);
+        let stdout = self.locked().stdout.take().map(drain);
         let stderr = self.stderr.take();
-        let status = self.child.wait().expect("wait");
-        self.reaped.store(true, Ordering::Relaxed);
+        // Not `wait` under the lock: the watchdog must be able to take it.
+        let status = loop {
+            if let Some(status) = self.try_wait() {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let gathered = |pipe: Option<JoinHandle<Vec<u8>>>| {
             pipe.map(|pipe| pipe.join().expect("its output"))
                 .unwrap_or_default()
@@ -170,40 +176,34 @@ impl Spawned {
     }
 }
 
-/// Kills process `pid` with SIGKILL once it has run for [`COMMAND_PATIENCE`], unless
-/// `reaped` says it ended and was reaped before.
+/// Kills the child with SIGKILL once it has run for [`COMMAND_PATIENCE`], unless it was
+/// reaped (or its [`Spawned`] dropped) before.
 #[allow(clippy::disallowed_methods)] // a test's own thread waits, not an executor
-fn watchdog(pid: u32, reaped: &AtomicBool) {
+fn watchdog(child: &std::sync::Weak<Mutex<Child>>) {
     let step = Duration::from_millis(100);
     let mut waited = Duration::ZERO;
     while waited < COMMAND_PATIENCE {
-        if reaped.load(Ordering::Relaxed) {
+        if child.strong_count() == 0 {
             return;
         }
         std::thread::sleep(step);
         waited += step;
     }
-    if !reaped.load(Ordering::Relaxed) {
-        // SAFETY: kill(2) takes plain integers; the pid is not reaped, so still the child's.
-        #[allow(unsafe_code)]
-        let _ = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    }
-}
-
-impl Deref for Spawned {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.child
+    if let Some(child) = child.upgrade() {
+        let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
     }
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+        let mut child = self.locked();
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
         }
-        let _ = self.child.wait();
-        self.reaped.store(true, Ordering::Relaxed);
+        let _ = child.wait();
     }
 }
 
