@@ -334,15 +334,20 @@ fn a_full_disk_refuses_the_record_that_needs_a_segment_and_changes_nothing() {
     }
 }
 
-#[test]
-fn lost_segment_in_the_middle_is_refused() {
-    // Goal: a missing segment file between present ones fails open and names the file.
+/// The storage of a fresh WAL after [`BATCHES`] batches, each synced.
+fn synced_batches() -> MemStorage {
     let mut wal = open(MemStorage::new()).expect("fresh");
     for batch in 1..=BATCHES {
         write_batch(&mut wal, batch);
         block_on(wal.sync()).expect("sync");
     }
-    let mut storage = wal.into_storage();
+    wal.into_storage()
+}
+
+#[test]
+fn lost_segment_in_the_middle_is_refused() {
+    // Goal: a missing segment file between present ones fails open and names the file.
+    let mut storage = synced_batches();
     assert!(storage.segment_seqs().len() >= 3, "workload spans segments");
     storage.lose_segment(2);
     match open(storage) {
@@ -364,12 +369,7 @@ fn a_middle_segment_damaged_at_its_start_is_named_in_the_refusal() {
         (0..4096, "its header is damaged"),
         (64..96, "its first record is damaged"),
     ] {
-        let mut wal = open(MemStorage::new()).expect("fresh");
-        for batch in 1..=BATCHES {
-            write_batch(&mut wal, batch);
-            block_on(wal.sync()).expect("sync");
-        }
-        let mut storage = wal.into_storage();
+        let mut storage = synced_batches();
         assert!(storage.segment_seqs().len() >= 3, "workload spans segments");
         let bytes = storage.segment_bytes(2).to_vec();
         let zeroed = zeroed.start..zeroed.end.min(bytes.len());
@@ -397,14 +397,7 @@ fn a_middle_segment_damaged_at_its_start_is_named_in_the_refusal() {
 fn a_segment_the_device_cannot_read_is_refused_naming_file_and_offset() {
     // Goal: a part of the log the device cannot read (a bad sector) fails open with the file
     // and offset, as damage; it is never skipped as a torn tail, even in the last segment.
-    let written = || {
-        let mut wal = open(MemStorage::new()).expect("fresh");
-        for batch in 1..=BATCHES {
-            write_batch(&mut wal, batch);
-            block_on(wal.sync()).expect("sync");
-        }
-        wal.into_storage()
-    };
+    let written = synced_batches;
     let seqs = written().segment_seqs();
     assert!(seqs.len() >= 3, "workload spans segments");
     for seq in [seqs[1], seqs[seqs.len() - 1]] {

@@ -164,19 +164,11 @@ impl StartGate {
     }
 }
 
-/// How the WALs in `dir` would sync: O_DIRECT where the file system takes it, as the store
-/// probes at open (and as it does, write + fdatasync where the probe cannot tell).
+/// How the WALs in `dir` would sync: O_DIRECT where the store's probe at open finds the file
+/// system takes it, write + fdatasync where it refuses it or the probe cannot tell.
 fn method_in(dir: &Path) -> SyncMethod {
-    let probe = dir.join("raw-direct.probe");
-    let opened = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&probe);
-    let _ = std::fs::remove_file(&probe);
-    match opened {
-        Ok(_) => SyncMethod::Direct,
+    match crate::wal::takes_direct_io(dir) {
+        Ok(()) => SyncMethod::Direct,
         Err(_) => SyncMethod::Fdatasync,
     }
 }

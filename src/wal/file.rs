@@ -958,7 +958,7 @@ fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<(), ReadCheckE
 /// segment opened with O_DIRECT on a file system that refuses it would fail its syncs); the
 /// reason is said (found in review: a full disk at start was logged as the file system
 /// refusing O_DIRECT).
-fn takes_direct_io(dir: &Path) -> Result<(), String> {
+pub(crate) fn takes_direct_io(dir: &Path) -> Result<(), String> {
     let probe = dir.join(".direct-io-probe");
     let opened = OpenOptions::new()
         .write(true)

@@ -269,6 +269,7 @@ mod types;
 
 pub use decision::{STOP_TABLE, StopAction, StopFacts};
 pub use errors::{WalError, WalOpenError};
+pub(crate) use file::takes_direct_io;
 pub use file::{BuiltSegment, FileStore, FileSyncer, SyncMode};
 pub use format::{RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 pub use log::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, Wal, WalConfig, WalStats, checkpoint_bytes};
