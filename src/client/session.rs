@@ -449,7 +449,7 @@ impl Client {
             for ((address, members), sent) in routed.into_iter().zip(sent) {
                 match sent {
                     Ok(backed_up) if backed_up.is_empty() => {}
-                    // Not sent (the node reads nothing): tried again after a pause.
+                    // Not sent (the connection backed up): tried again after a pause.
                     Ok(backed_up) => {
                         for &i in &backed_up {
                             if let Some(slot) = slots[i].as_mut() {
@@ -731,7 +731,7 @@ impl Client {
     /// Queue the requests of `members` to `address`, in as few frames as hold them; their
     /// answers go to `attempt`, each at its place in `slots`. Where any went, the connection
     /// and those sent are recorded in `queued`; returns those not sent, their connection
-    /// backed up after the first frame went.
+    /// backed up (an error only where the connection could not be had, or broke).
     async fn send(
         &self,
         address: &str,
@@ -771,28 +771,26 @@ impl Client {
                 .iter()
                 .map(|(i, r)| ((r.command.client_id, r.command.sequence), *i));
             if let Err(reason) = channel.send(&state.encoder, keys, attempt) {
-                // Backed up after frames went: the attempt goes on with those, and the rest
-                // were not sent.
-                if n > 0 {
+                // Backed up (not broken): not sent, tried again at the same node, which
+                // still answers what it took in; the attempt goes on with the frames that
+                // went (found in review: the whole batch went to another member).
+                if n > 0 || !channel.is_broken() {
                     backed_up.extend(frame.iter().map(|(i, _)| *i));
                     continue;
                 }
                 drop(state);
-                // A connection backed up still answers what it took in: kept for those.
-                if channel.is_broken() {
-                    self.drop_channel(address, &channel);
-                }
+                self.drop_channel(address, &channel);
                 return Err(std::io::Error::other(reason));
             }
         }
         drop(state);
-        let went = (members.iter())
+        let went: Vec<usize> = (members.iter())
             .filter(|i| !backed_up.contains(i))
             .copied()
             .collect();
-        queued
-            .borrow_mut()
-            .push((address.to_string(), channel, went));
+        if !went.is_empty() {
+            (queued.borrow_mut()).push((address.to_string(), channel, went));
+        }
         Ok(backed_up)
     }
 

@@ -27,11 +27,11 @@ pub const MEMLOCK_BYTES_LEAST: u64 = 512 << 10;
 ///
 /// The soft limit is raised to at least [`MEMLOCK_BYTES_WANTED`], and the hard limit with it
 /// when the process may do so (`CAP_SYS_RESOURCE`); a limit already high enough is left
-/// alone. Where the hard limit cannot be raised (an ordinary user's 8 MiB), the soft limit
-/// goes up to the hard one, and a run goes on if that holds glommio's least
-/// ([`MEMLOCK_BYTES_LEAST`]), with a warning unless the process has `CAP_IPC_LOCK`, which
-/// io_uring does not charge (found in review: the demo and every command refused to start
-/// for a user who was not root). The error names the limit and how to raise it by hand.
+/// alone. Where the hard limit cannot be raised (an ordinary user's 8 MiB, a container
+/// without the capability), the soft limit goes up to the hard one, and a run goes on, with
+/// a warning, if the soft limit then holds glommio's least ([`MEMLOCK_BYTES_LEAST`]; found in
+/// review: the demo and every command refused to start for a user who was not root). The
+/// error names the limit and how to raise it by hand.
 pub fn raise_memlock_limit() -> io::Result<()> {
     let current = memlock_limit()?;
     if current.rlim_cur == libc::RLIM_INFINITY || current.rlim_cur >= MEMLOCK_BYTES_WANTED {
@@ -50,54 +50,37 @@ pub fn raise_memlock_limit() -> io::Result<()> {
     let Err(error) = set_memlock_limit(&wanted) else {
         return Ok(());
     };
-    // Raising the hard limit needs CAP_SYS_RESOURCE, which containers often drop. The soft
-    // limit may go up to the hard one all the same, and glommio checks the soft one.
+    // Raising the hard limit needs CAP_SYS_RESOURCE. The soft limit may go up to the hard
+    // one all the same (where setrlimit is allowed at all), and glommio checks the soft one.
     let most = libc::rlimit {
         rlim_cur: current.rlim_max,
         rlim_max: current.rlim_max,
     };
-    if current.rlim_max >= MEMLOCK_BYTES_LEAST && set_memlock_limit(&most).is_ok() {
-        // With CAP_IPC_LOCK, io_uring charges nothing to the limit: nothing to warn of.
+    let _ = set_memlock_limit(&most);
+    let soft = memlock_limit()?.rlim_cur;
+    if soft >= MEMLOCK_BYTES_LEAST {
         static SAID: std::sync::Once = std::sync::Once::new();
-        if !has_capability(CAP_IPC_LOCK) {
-            SAID.call_once(|| {
-                tracing::warn!(
-                    "locked memory is limited to {} KiB (RLIMIT_MEMLOCK), not the {} MiB \
-                     wanted: io_uring's buffers may go unregistered (their pages pinned at \
-                     each I/O); raise it with `ulimit -l unlimited` as root, or `memlock` in \
-                     /etc/security/limits.conf",
-                    current.rlim_max >> 10,
-                    MEMLOCK_BYTES_WANTED >> 20
-                );
-            });
-        }
+        SAID.call_once(|| {
+            tracing::warn!(
+                "locked memory is limited to {} KiB (RLIMIT_MEMLOCK), not the {} MiB wanted: \
+                 io_uring's buffers may go unregistered (their pages pinned at each I/O); \
+                 raise it with `ulimit -l unlimited` as root, or `memlock` in \
+                 /etc/security/limits.conf",
+                soft >> 10,
+                MEMLOCK_BYTES_WANTED >> 20
+            );
+        });
         return Ok(());
     }
     Err(io::Error::new(
         error.kind(),
         format!(
-            "cannot raise RLIMIT_MEMLOCK from {} bytes to glommio's least, {MEMLOCK_BYTES_LEAST} \
-             ({MEMLOCK_BYTES_WANTED} wanted; {error}): run `ulimit -l unlimited` as root, or \
-             set `memlock` in /etc/security/limits.conf or LimitMEMLOCK= in the unit",
-            current.rlim_max
+            "cannot raise RLIMIT_MEMLOCK from {soft} bytes to glommio's least, \
+             {MEMLOCK_BYTES_LEAST} ({MEMLOCK_BYTES_WANTED} wanted; {error}): run `ulimit -l \
+             unlimited` as root, or set `memlock` in /etc/security/limits.conf or \
+             LimitMEMLOCK= in the unit"
         ),
     ))
-}
-
-/// The capability number of CAP_IPC_LOCK (linux/capability.h).
-const CAP_IPC_LOCK: u32 = 14;
-
-/// Whether this process holds capability `bit` in its effective set, read from
-/// /proc/self/status (no capget binding needed).
-fn has_capability(bit: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << bit) != 0)
 }
 
 /// The unit of the CPU times in /proc (`USER_HZ`, 100 on every Linux ABI cohort runs on;
