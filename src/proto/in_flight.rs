@@ -59,8 +59,8 @@ impl<T> Default for InFlight<T> {
 }
 
 impl<T> InFlight<T> {
-    /// Adds `key`, replacing what it held.
-    pub fn insert(&mut self, key: Key, value: T) {
+    /// Adds `key`, replacing what it held; returns that.
+    pub fn insert(&mut self, key: Key, value: T) -> Option<T> {
         let (id, sequence) = key;
         // The window it would make (a window is never empty), and the last sequences too,
         // so a window's end never overflows.
@@ -72,12 +72,13 @@ impl<T> InFlight<T> {
             (span, allowed)
         });
         if span > u128::from(allowed) || sequence > u64::MAX - WINDOW_SEQUENCES_MAX {
-            self.far.insert(key, value);
-            return;
+            return self.far.insert(key, value);
         }
-        if !self.far.is_empty() {
-            self.far.remove(&key);
-        }
+        let from_far = if self.far.is_empty() {
+            None
+        } else {
+            self.far.remove(&key)
+        };
         let window = self.by_id.entry(id).or_insert_with(|| Window {
             base: sequence,
             slots: VecDeque::new(),
@@ -94,9 +95,11 @@ impl<T> InFlight<T> {
         if at >= window.slots.len() {
             window.slots.resize_with(at + 1, || None);
         }
-        if window.slots[at].replace(value).is_none() {
+        let replaced = window.slots[at].replace(value);
+        if replaced.is_none() {
             window.held += 1;
         }
+        replaced.or(from_far)
     }
 
     pub fn remove(&mut self, key: Key) -> Option<T> {
@@ -200,10 +203,11 @@ mod tests {
             let (mut in_flight, mut model) = (InFlight::default(), HashMap::new());
             for (value, (action, id, sequence)) in steps.into_iter().enumerate() {
                 match action {
-                    0..=3 => {
-                        in_flight.insert((id, sequence), value);
-                        model.insert((id, sequence), value);
-                    }
+                    // What it replaced too, as a map says.
+                    0..=3 => prop_assert_eq!(
+                        in_flight.insert((id, sequence), value),
+                        model.insert((id, sequence), value)
+                    ),
                     4..=6 => prop_assert_eq!(
                         in_flight.remove((id, sequence)),
                         model.remove(&(id, sequence))

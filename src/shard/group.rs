@@ -273,13 +273,12 @@ impl Group {
                 // session; it waited for ever, and the later got the earlier's results.
                 let mut displaced = Vec::new();
                 for (conn, client_id, sequence) in self.pending_writes.drain(..) {
-                    let key = (client_id, sequence);
-                    if let Some((earlier, _)) = self.writes.remove(key)
+                    let replaced = self.writes.insert((client_id, sequence), (conn, term));
+                    if let Some((earlier, _)) = replaced
                         && earlier != conn
                     {
                         displaced.push((earlier, client_id, sequence));
                     }
-                    self.writes.insert(key, (conn, term));
                 }
                 let again = self.not_leader_outcome(true);
                 answer_all(displaced.into_iter(), &again, out);
