@@ -835,8 +835,17 @@ fn a_run_writes_its_report_histograms_and_plots() {
 }
 
 /// `cohort bench sweep` with `flags`, one second a point, no warm-up and no ceiling, its
-/// files in `out`; its standard output.
+/// files in `out`; its standard output, the sweep having succeeded.
 fn short_sweep(flags: &[&str], out: &Path) -> String {
+    let output = short_sweep_run(flags, out);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{flags:?}: {stdout}{stderr}");
+    stdout
+}
+
+/// [`short_sweep`], whatever its outcome.
+fn short_sweep_run(flags: &[&str], out: &Path) -> Output {
     let mut args = vec!["bench", "sweep"];
     args.extend_from_slice(flags);
     let short = [
@@ -849,7 +858,7 @@ fn short_sweep(flags: &[&str], out: &Path) -> String {
     ];
     args.extend(short);
     args.extend(["--out", out.to_str().unwrap()]);
-    cohort_ok(&args)
+    cohort(&args)
 }
 
 #[test]
@@ -905,9 +914,7 @@ fn a_sweep_marks_a_point_whose_requests_failed() {
     };
     let server = NullServer::start_with(2, quirks).expect("null server");
     let out = out_dir("sweep-failed");
-    let output = cohort(&[
-        "bench",
-        "sweep",
+    let flags = [
         "--vary",
         "clients",
         "--values",
@@ -916,15 +923,8 @@ fn a_sweep_marks_a_point_whose_requests_failed() {
         &server.base,
         "--read-percent",
         "0",
-        "--seconds",
-        "1",
-        "--warmup-seconds",
-        "0",
-        "--ceiling-seconds",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    ];
+    let output = short_sweep_run(&flags, &out);
     assert!(!output.status.success());
     let sweep = json(&out.join("sweep.json"));
     assert_eq!(sweep["points"][0]["failed"], true, "{sweep}");
