@@ -455,7 +455,7 @@ async fn run_core(
     }
     let view = MembersView::at_start(config.id, restored, &config.members);
     let members = view.members().clone();
-    let peers = super::resolve::resolve_now(&members, config.id, core);
+    let peers = super::resolve::addresses_now(&members, config.id, core);
     set_topology_members(&topology, &members);
     let listen = config
         .peer_addr(config.id, core)
@@ -509,8 +509,8 @@ async fn run_core(
     }
 
     let inbox = Inbox::new(INBOX_CAPACITY);
-    // Members whose names failed to resolve at start are tried again, and later member sets
-    // are resolved, off the loop.
+    // The members' names are resolved (the core started with those given as IPs), and later
+    // member sets, off the loop.
     let resolving = Inbox::new(16);
     resolving.push_now(members.clone());
     let refused: Rc<RefCell<Option<String>>> = Rc::default();
@@ -529,6 +529,7 @@ async fn run_core(
             config.id,
             core,
             super::resolve::system_resolve,
+            super::resolve::Schedule::default(),
         )),
         glommio::spawn_local(receive_peers(Rc::clone(&transport), inbox.clone())),
         glommio::spawn_local(super::clients::serve(
