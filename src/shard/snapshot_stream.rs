@@ -740,7 +740,10 @@ mod tests {
         }
         let before = CHECKSUMS.with(Cell::get);
         let empty = |chunks: &[Envelope]| {
-            let empty = |e: &Envelope| matches!(&e.message.body, MessageBody::SnapshotChunk(c) if c.data.is_empty());
+            let empty = |e: &Envelope| match &e.message.body {
+                MessageBody::SnapshotChunk(chunk) => chunk.data.is_empty(),
+                _ => false,
+            };
             chunks.len() == 1 && empty(&chunks[0])
         };
         for _ in 0..5 {
