@@ -47,6 +47,7 @@ fn wiped_node_logs_runs_and_node_3_is_sent_its_log_again() {
         text.contains("node 3: ") && text.contains("ms of CPU in 3 s"),
         "{text}"
     );
+    assert!(text.contains("node 3 holds every write again"), "{text}");
     // Node 1 leads both groups throughout (the script sees to it): it knows what node 3
     // acknowledged, and both ends say it was lost, in each group.
     for group in ["group=0", "group=1"] {

@@ -32,12 +32,14 @@ cleanup() {
 }
 trap cleanup EXIT
 for i in 1 2 3; do
-  "$cohort" serve --id $i --peers "$peers" --data-dir "$dir/d$i" --groups 6 \
+  # --stop-with-parent: a script killed outright (a test's time limit) leaves none running.
+  "$cohort" serve --id $i --peers "$peers" --data-dir "$dir/d$i" --groups 6 --stop-with-parent \
     >"$dir/n$i.log" 2>&1 &
   pids+=($!)
 done
 sleep 5
-(while true; do "$cohort" put --nodes "$a1,$a2" "k$((RANDOM % 50))" v >/dev/null 2>&1 || true; done) &
+# While this script runs (killed outright, it would write on for good).
+(while kill -0 $$ 2>/dev/null; do "$cohort" put --nodes "$a1,$a2" "k$((RANDOM % 50))" v >/dev/null 2>&1 || true; done) &
 pids+=($!)
 sleep 1
 # Node 3 has caught up when, in every group, it applied the leader's commit; "unknown" when

@@ -26,10 +26,11 @@ case $wipe in logs | dir) ;; *) echo "the third argument is logs or dir, not $wi
 dir=$(mktemp -d)
 a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
 peers="1=$a1,2=$a2,3=$a3"
-pids=(0 0 0)
+pids=()
 cleanup() {
   local status=$?
-  kill "${pids[@]}" 2>/dev/null || true
+  # The nodes, and a watchdog of node 3 (a bare `wait` waited it out, up to 30 s).
+  kill "${pids[@]}" $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
   if [ "$status" != 0 ]; then
     # What went wrong is in the nodes' logs, which go with the folder.
@@ -40,8 +41,9 @@ cleanup() {
 trap cleanup EXIT
 start() {
   local i=$1
+  # --stop-with-parent: a script killed outright (a test's time limit) leaves none running.
   "$cohort" serve --id "$i" --peers "$peers" --data-dir "$dir/d$i" --groups 2 \
-    --no-leader-balance --election-ticks 100 >>"$dir/n$i.log" 2>&1 &
+    --no-leader-balance --election-ticks 100 --stop-with-parent >>"$dir/n$i.log" 2>&1 &
   pids[i - 1]=$!
 }
 # Waits up to LIMIT_S seconds for PATTERN to be in FILE COUNT times; says so and fails if not.
@@ -94,6 +96,25 @@ for k in 11 12 13 14; do "$cohort" put --nodes "$a1,$a2" "k$k" "v$k" >/dev/null;
 # Node 1 leads both groups: it finds what node 3 lost in each, and node 3 says so too.
 wait_for "$dir/n1.log" "a follower lost entries" 60 2
 wait_for "$dir/n3.log" "this node lost entries" 60 2
+# Node 3 holds every write again once, in each group, it applied the leader's commit (which
+# counts k1…k14): within 60 s, or the script fails.
+behind() {
+  "$cohort" status --nodes "$a1" --timeout-ms 1000 2>/dev/null | awk '
+    $1 ~ /^[0-9]+$/ && NF >= 9 { role[$1" "$3] = $4; commit[$1" "$3] = $7; applied[$1" "$3] = $8; g[$3] = 1 }
+    END { n = 0; groups = 0; for (k in g) { groups++; c = -1; for (i = 1; i <= 3; i++) if (role[i" "k] == "leader") c = commit[i" "k];
+          if (c < 0 || applied["3 "k] < c) n++ }
+          if (groups < 2) print "unknown"; else print n }'
+}
+tenths=0
+until [ "$(behind)" = 0 ]; do
+  if [ "$tenths" -ge 600 ]; then
+    echo "node 3 did not apply every group's commit within 60 s of its restart" >&2
+    exit 1
+  fi
+  sleep 0.1
+  tenths=$((tenths + 1))
+done
+echo "node 3 holds every write again: it applied each group's commit"
 ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done; }
 mapfile -t before < <(ticks)
 sleep 3
