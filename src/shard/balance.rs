@@ -99,10 +99,13 @@ impl Handovers {
 
     /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
     /// waits of a pair and a target whose handover completed; make a pair and a target whose
-    /// handover failed wait, each twice as long as after its last failure.
+    /// handover failed wait, each twice as long as after its last failure (a target once
+    /// per judgement, however many of its handovers failed: an evacuation's several groups
+    /// to one target failing at once took its wait from one look to 2^k).
     pub fn judge(&mut self, now: u64, state: impl Fn(u32, u64) -> HandoverState) {
         let (min, max) = (self.wait_ticks_min, self.wait_ticks_max);
         let (backoff, target_backoff) = (&mut self.backoff, &mut self.target_backoff);
+        let mut targets_judged = std::collections::BTreeSet::new();
         let wait_more = |last: Option<&(u64, u64)>| {
             let wait = last.map_or(min, |&(_, last)| (last * 2).min(max));
             (now + wait, wait)
@@ -116,7 +119,9 @@ impl Handovers {
                 }
                 HandoverState::Failed => {
                     backoff.insert((group, to), wait_more(backoff.get(&(group, to))));
-                    target_backoff.insert(to, wait_more(target_backoff.get(&to)));
+                    if targets_judged.insert(to) {
+                        target_backoff.insert(to, wait_more(target_backoff.get(&to)));
+                    }
                 }
             }
             false
@@ -385,6 +390,20 @@ mod tests {
         handovers.judge(now + 30, |_, _| HandoverState::Failed);
         assert!(!handovers.may_try(4, 3, now + 39));
         assert!(handovers.may_try(4, 3, now + 40));
+    }
+
+    /// Goal (found in review): handovers of several groups to one target that fail at once
+    /// double the target's wait once, not once per group. Method: four groups' handovers to
+    /// node 3 judged failed together: the target waits one look.
+    #[test]
+    fn failures_of_one_target_judged_together_double_its_wait_once() {
+        let mut handovers = Handovers::new(10);
+        for group in 0..4 {
+            handovers.started(group, 3);
+        }
+        handovers.judge(10, |_, _| HandoverState::Failed);
+        assert!(!handovers.may_try(9, 3, 19));
+        assert!(handovers.may_try(9, 3, 20), "one look");
     }
 
     #[test]
