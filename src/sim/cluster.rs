@@ -50,10 +50,11 @@ impl SimNode {
         let Some(replica) = &self.replica else {
             return Ok(());
         };
-        let (on_disk, in_log) = (
-            self.disk.term_at(*index),
-            replica.entry(*index).map(|e| e.term),
-        );
+        // At the snapshot's index, its term (found in review: no entry there, so a snapshot
+        // acknowledged before it was durable passed over a longer stale log on disk).
+        let in_log = (replica.entry(*index).map(|e| e.term))
+            .or_else(|| (replica.snapshot_index() == *index).then(|| replica.snapshot().meta.term));
+        let on_disk = self.disk.term_at(*index);
         let current = message.term == replica.term() && message.term == self.disk.hard_state.term;
         match in_log {
             Some(term) if current && on_disk != Some(term) => Err(format!(
@@ -67,6 +68,30 @@ impl SimNode {
 
     pub fn is_up(&self) -> bool {
         self.replica.is_some()
+    }
+
+    /// A Ready that asks no sync (a node writes its records without syncing them, and sends
+    /// what waits for them at once) holds nothing a crash may not lose: no entries, no
+    /// snapshot, no new term or vote. The disk here keeps every Ready's writes alike, so
+    /// only this tells a Ready that should have asked.
+    fn asks_no_sync_rightly(&self, ready: &Ready) -> Result<(), String> {
+        let last = (self.in_flight.iter().rev())
+            .find_map(|(earlier, _)| earlier.hard_state())
+            .unwrap_or(self.disk.hard_state);
+        let votes_anew = (ready.hard_state())
+            .is_some_and(|hard| (hard.term, hard.vote) != (last.term, last.vote));
+        if ready.must_sync()
+            || !(votes_anew || ready.snapshot().is_some() || !ready.entries().is_empty())
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "node {}: a Ready asks no sync but holds what a crash may not lose ({} entries, \
+             a snapshot: {}, a new term or vote: {votes_anew})",
+            self.id,
+            ready.entries().len(),
+            ready.snapshot().is_some()
+        ))
     }
 }
 
@@ -337,7 +362,15 @@ impl Cluster {
         let node = &mut self.nodes[(id.0 - 1) as usize];
         for read in reads {
             node.reads_answered.insert(read.ctx, read.index);
-            if let Some((_, committed)) = self.reads_asked.remove(&read.ctx) {
+            if let Some((asker, committed)) = self.reads_asked.remove(&read.ctx) {
+                // A node's read numbers are its own: one answered elsewhere would answer
+                // another client's read there.
+                if asker != id {
+                    return Err(format!(
+                        "node {id} answered read {} that node {asker} was asked",
+                        read.ctx
+                    ));
+                }
                 self.checker.on_read(id, read.index, committed)?;
             }
         }
@@ -362,6 +395,7 @@ impl Cluster {
         }
         let mut ready = replica.ready();
         let must_sync = ready.must_sync();
+        node.asks_no_sync_rightly(&ready)?;
         let lost = ready.lost_entries().iter().map(|&lost| (id, lost));
         self.lost_entries.extend(lost);
         for message in ready.take_messages_now() {
