@@ -57,7 +57,7 @@ for i in 1 2 3; do
     } END { exit bad }' >&2
 done
 # Nothing tested unless a reset cut a stream and the leader sent it again.
-resent=$(sed 's/\x1b\[[0-9;]*m//g' "$D"/n[123].log | grep -c "sending again.*acked=" || true)
+resent=$(sed 's/\x1b\[[0-9;]*m//g' "$D"/n[123].log | grep -c "connection renewed: snapshot stream sending again" || true)
 if [ "$resent" = 0 ]; then
   echo "no snapshot stream was sent again after a reset: the resets missed it, nothing was tested" >&2
   exit 1

@@ -73,8 +73,8 @@ bench_status=0
 wait_within "${pids[bench]}" $((seconds + 60)) || bench_status=$?
 unset 'pids[bench]'
 # Its files go with the folder.
-# Its files go with the folder (a bench that printed nothing else is told below).
-grep -v '^files ' "$dir/bench.txt" || true
+bench_printed=1
+grep -v '^files ' "$dir/bench.txt" || bench_printed=0
 echo "node 1 led $led of 8 groups at the stop; stopped in $(( (ended - began) / 1000000 )) ms" \
   "(status $status), restarted 2 s later"
 if [ "$status" != 0 ]; then
@@ -87,5 +87,9 @@ if ! kill -0 "${pids[1]}" 2>/dev/null || ! "$cohort" status --nodes "$a1" >/dev/
 fi
 if [ "$bench_status" != 0 ]; then
   echo "cohort bench failed (status $bench_status)" >&2
+  exit 1
+fi
+if [ "$bench_printed" = 0 ]; then
+  echo "cohort bench printed nothing" >&2
   exit 1
 fi
