@@ -1158,6 +1158,90 @@ fn a_core_that_fails_stops_the_whole_node() {
     );
 }
 
+/// Goal: a cluster whose members are given by host name serves. A node starts with the
+/// members given as IPs only (a start waits on no name server) and has the names resolved
+/// off its loop at once after. Method: three nodes with `--peers` of `localhost` names; ten
+/// writes through them, then read back at each node on its own.
+#[test]
+fn a_cluster_of_members_given_by_host_names_serves() {
+    let base = cohort::cli::local_cluster::free_port_run(6).expect("six free ports");
+    let bases: Vec<String> = (0..3)
+        .map(|i| format!("localhost:{}", base + 2 * i))
+        .collect();
+    let peers: Vec<String> = (bases.iter().zip(1..))
+        .map(|(b, id)| format!("{id}={b}"))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("cohort-test-named-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut nodes: Vec<common::process::Spawned> = (1..=3)
+        .map(|id| {
+            let log = std::fs::File::create(dir.join(format!("n{id}.log"))).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+                .args(["serve", "--id", &id.to_string(), "--groups", "2"])
+                .args(["--peers", &peers.join(",")])
+                .arg("--data-dir")
+                .arg(dir.join(format!("d{id}")))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .map(common::process::Spawned::new)
+                .expect("cohort serve starts")
+        })
+        .collect();
+    let writes = put_numbered(&bases, 41, "named-", 10);
+    for base in &bases {
+        let held = eventually(|| held_at(base, &writes), |&held| held == 10);
+        assert_eq!(held, 10, "held at {base}");
+    }
+    for node in &mut nodes {
+        node.kill_and_reap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Goal (found in review): a node started again with another address for itself in
+/// `--peers` than its groups know (its first start's, say one that failed) stops and says
+/// so; it listened at the new address and told clients the old one, where another node ran.
+/// Method: a one-node cluster at one port, killed, started again at another.
+#[test]
+fn a_node_its_groups_know_at_another_address_stops_and_says_so() {
+    let ports = cohort::cli::local_cluster::free_port_run(4).expect("four free ports");
+    let dir = std::env::temp_dir().join(format!("cohort-test-moved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let serve = |port: u16| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"));
+        command
+            .args(["serve", "--id", "1", "--groups", "2"])
+            .args(["--peers", &format!("1=127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.join("data"));
+        command
+    };
+    let mut first = serve(ports)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(common::process::Spawned::new)
+        .expect("cohort serve starts");
+    // Each group applied its first entry, which names the members, once it has a leader.
+    let mut said = std::io::BufReader::new(first.take_stdout());
+    let mut leaders = 0;
+    let mut line = String::new();
+    while leaders < 2 && std::io::BufRead::read_line(&mut said, &mut line).unwrap() > 0 {
+        leaders += usize::from(line.contains(": leader in term"));
+        line.clear();
+    }
+    assert_eq!(leaders, 2, "both groups have a leader");
+    first.kill_and_reap();
+    let output = common::process::bounded(serve(ports + 2), &["serve again"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it ran: {stderr}");
+    let known = format!("its groups know it at 127.0.0.1:{ports}");
+    assert!(stderr.contains(&known), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A second process on a data dir in use is refused at once, before it opens anything in it,
 /// and the node that holds the dir goes on and stops cleanly.
 #[test]

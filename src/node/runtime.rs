@@ -453,6 +453,11 @@ async fn run_core(
     for group in groups.values() {
         restored.extend(group.kv.members().clone());
     }
+    // Where this node listens: where its groups must know it.
+    let listens = config.members.get(&config.id).cloned().unwrap_or_default();
+    if let Some(why) = known_elsewhere(config.id, &listens, &restored) {
+        return Err(why);
+    }
     let view = MembersView::at_start(config.id, restored, &config.members);
     let members = view.members().clone();
     let peers = super::resolve::addresses_now(&members, config.id, core);
@@ -515,6 +520,7 @@ async fn run_core(
     resolving.push_now(members.clone());
     let refused: Rc<RefCell<Option<String>>> = Rc::default();
     let clients = Conns::default();
+    let stop_node = Arc::clone(&stop);
     let tasks = [
         glommio::spawn_local(stop_if_refused_as_unknown(
             Rc::clone(&transport),
@@ -584,11 +590,24 @@ async fn run_core(
     });
     let on_members = {
         let topology = Rc::clone(&topology);
+        let (refused, inbox) = (Rc::clone(&refused), inbox.clone());
         let mut view = view;
         Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
             let Some(changed) = view.on_applied(applied, removed) else {
                 return;
             };
+            // Its log replayed at start (or a change applied) knows this node elsewhere:
+            // it stops, as when a peer refuses it, with why (found in review: a node whose
+            // first start failed, started again with other addresses in --peers, told
+            // clients the old address, another cluster's node).
+            if let Some(why) = known_elsewhere(node, &listens, &changed.members) {
+                if refused.borrow().is_none() {
+                    *refused.borrow_mut() = Some(why);
+                    inbox.push_now(Input::Stop);
+                    stop_node.store(true, Ordering::SeqCst);
+                }
+                return;
+            }
             let ids: Vec<&u64> = changed.members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
             if changed.removed {
@@ -649,6 +668,20 @@ async fn run_core(
         return Err(why);
     }
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
+}
+
+/// Why node `me`, listening at `listens` (as `--peers` or `--listen` say), may not run: the
+/// members its groups know place it elsewhere. Its peers would dial that address, and its
+/// clients be sent there.
+fn known_elsewhere(me: NodeId, listens: &str, members: &BTreeMap<u64, String>) -> Option<String> {
+    let known = members.get(&me.0).filter(|known| *known != listens)?;
+    Some(format!(
+        "node {me}: its groups know it at {known}, not at {listens} where it was told to \
+         listen (--peers or --listen): its peers would dial {known}, and its clients be sent \
+         there. Start it at {known} as before; a node at a new address needs a new id \
+         (`cohort members remove --id {me}` at another member, then --join with a new id and \
+         an empty data dir). A data dir whose node never served may be deleted instead"
+    ))
 }
 
 /// How long a stopping core waits for its client connections to write their last answers
