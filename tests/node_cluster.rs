@@ -321,6 +321,13 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     let got = cohort_cli(&["get", "blob", "--raw", "--nodes", &b3]);
     assert!(got.status.success(), "{:?}", got.stderr);
     assert!(got.stdout == value, "{} bytes back", got.stdout.len());
+    // Without --raw, bytes that are not UTF-8 are shown escaped, and it says so.
+    let put = cohort_cli_fed(&["put", "binary", "--nodes", &b2], &[0xff, 0xfe, b'A']);
+    assert!(put.status.success(), "{put:?}");
+    let (fine, shown, said) = run(&["get", "binary", "--nodes", &b3]);
+    assert!(fine, "{said}");
+    assert_eq!(shown, "\\xff\\xfeA\n");
+    assert!(said.contains("not UTF-8"), "{said}");
     // A value past the limit is refused before it is sent.
     let too_big = vec![b'x'; cohort::kv::limits::VALUE_BYTES_MAX + 1];
     let refused = cohort_cli_fed(&["put", "blob", "--nodes", &b1], &too_big);

@@ -87,7 +87,7 @@ fn bytes(s: &str) -> Bytes {
 /// What a command prints.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Printed {
-    /// A line of text (values not valid UTF-8 shown lossily).
+    /// A line of text (a value not valid UTF-8 shown escaped).
     Line(String),
     /// A compare-and-swap's condition that failed, said in a line: nothing was written, which
     /// the exit status tells scripts (see [`CONDITION_FAILED_EXIT`]).
@@ -186,7 +186,18 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
         let line = match results.pop() {
             Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
             Some(OpResult::NotFound) if raw => return Err("the key has no value".to_string()),
-            Some(OpResult::Value(value)) => String::from_utf8_lossy(&value).into_owned(),
+            Some(OpResult::Value(value)) => match std::str::from_utf8(&value) {
+                Ok(text) => text.to_string(),
+                // Escaped, and said: shown lossily, such a value read into a file without
+                // --raw was damaged without a word (found by trying it as a user would).
+                Err(_) => {
+                    super::say_err(
+                        "cohort: the value is not UTF-8: shown escaped (\\xNN); --raw writes \
+                         its bytes as they are",
+                    );
+                    value.escape_ascii().to_string()
+                }
+            },
             Some(OpResult::NotFound) => "(not found)".to_string(),
             Some(OpResult::Written) => "OK".to_string(),
             Some(OpResult::ConditionFailed { current }) => {
