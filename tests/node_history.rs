@@ -296,7 +296,7 @@ fn cohort_check_finds_a_healthy_cluster_linearizable_and_refuses_stale_reads() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("stale reads are not linearizable"),
+        stderr.contains("invalid value 'stale'") && stderr.contains("linearizable, lease"),
         "{stderr}"
     );
     finish(cluster);
