@@ -1249,6 +1249,46 @@ fn a_node_its_groups_know_at_another_address_stops_and_says_so() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Goal (found by trying it as a user would): a node whose groups hear no leader says so; one
+/// removed from the cluster while it was down, started again, said nothing. Method: node 1
+/// of three whose peers never start, with short election timeouts (50 ms: said after 1.25 s).
+#[test]
+fn a_node_whose_groups_have_no_leader_says_so() {
+    let base = cohort::cli::local_cluster::free_port_run(6).expect("six free ports");
+    let peers: Vec<String> = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + 2 * i))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("cohort-test-leaderless-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--groups",
+            "2",
+            "--election-ticks",
+            "5",
+        ])
+        .args(["--peers", &peers.join(",")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .map(common::process::Spawned::new)
+        .expect("cohort serve starts");
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let said = eventually(read, |log| log.contains("have had no leader for a while"));
+    node.kill_and_reap();
+    assert!(said.contains("have had no leader for a while"), "{said}");
+    assert!(said.contains("groups_without_leader=2"), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A second process on a data dir in use is refused at once, before it opens anything in it,
 /// and the node that holds the dir goes on and stops cleanly.
 #[test]

@@ -196,6 +196,10 @@ pub trait CoreNet {
     fn set_log_full(&mut self, full: bool);
 }
 
+/// Election timeouts some group of a core may go without a leader before the core says so
+/// (an election takes one or two).
+const LEADERLESS_SAID_TIMEOUTS: u64 = 25;
+
 /// Handovers a `cohort leader transfer` may take: Raft gives one up after an election
 /// timeout, and a target that is busy catching up may need another.
 const TRANSFER_ATTEMPTS: u32 = 3;
@@ -385,6 +389,9 @@ pub struct Core<L: CoreLog, N> {
     /// The tick by which a core told to stop after its work stops, while it finishes it
     /// (see [`Input::StopAfterWork`]).
     stopping_by: Option<u64>,
+    /// The tick since which some group of the core has had no leader, and whether that was
+    /// said ([`Core::watch_leaders`]).
+    leaderless: Option<(u64, bool)>,
     /// Transfers asked for and not finished.
     transfers: Vec<Transfer>,
     /// The handovers the leader balancer started, and the pairs it leaves alone for a while.
@@ -433,6 +440,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             ticks: 0,
             at_sync_cap_since: None,
             stopping_by: None,
+            leaderless: None,
             tick_clock: shape.tick_length.map(|length| {
                 // Twice the longest timeout counted in ticks (a snapshot stream given
                 // up; election timeouts are a tenth of it on a node).
@@ -981,6 +989,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         self.finish_transfers();
         self.finish_member_changes();
+        self.watch_leaders();
         // Here too, not only between turns: a core whose syncs are stuck soon has every slot
         // taken, and takes no turn.
         self.tell_peers_log_state();
@@ -989,6 +998,42 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // look, is tried again within the grace.
         if self.ticks.is_multiple_of(every) || self.stopping_by.is_some() {
             self.hand_over_leaders();
+        }
+    }
+
+    /// Says when groups of the core have had no leader for [`LEADERLESS_SAID_TIMEOUTS`]
+    /// election timeouts, once, and when every one has one again. A node cut off from a
+    /// majority, or removed from the cluster while it was down (its peers dial it no more,
+    /// and it dials only those of larger ids), said nothing: its groups campaigned in vain.
+    fn watch_leaders(&mut self) {
+        let without = (self.groups.values())
+            .filter(|g| g.replica.leader().is_none())
+            .count();
+        if without == 0 || self.stopping_by.is_some() {
+            if let Some((_, true)) = self.leaderless.take() {
+                tracing::info!(
+                    core = self.shape.core,
+                    "every group of the core has a leader again"
+                );
+            }
+            return;
+        }
+        let timeout_ticks = (self.groups.values().next())
+            .map_or(1, |g| u64::from(g.replica.election_timeout_ticks()));
+        let ticks = self.ticks;
+        let (since, said) = self.leaderless.get_or_insert((ticks, false));
+        if !*said && ticks - *since >= LEADERLESS_SAID_TIMEOUTS * timeout_ticks {
+            *said = true;
+            tracing::warn!(
+                core = self.shape.core,
+                groups_without_leader = without,
+                groups = self.groups.len(),
+                election_timeouts = LEADERLESS_SAID_TIMEOUTS,
+                "groups of this core have had no leader for a while: is this node cut off from \
+                 a majority of its peers (their logs say whether they reach it), or was it \
+                 removed from the cluster while it was down (`cohort members list` at another \
+                 member)?"
+            );
         }
     }
 
