@@ -72,7 +72,8 @@ pub struct ServeArgs {
     pub sync: SyncFlag,
     /// Serve linearizable reads from the leader's lease (no round trip; the lease ends a
     /// tenth of the election timeout, at least 2 ticks, before a voter may elect another
-    /// leader: safe while clocks run within 5% of one another). Every node must run with it,
+    /// leader: safe while no node's clock runs more than 5.5% faster than the leader's, with
+    /// the default --election-ticks; see the README). Every node must run with it,
     /// and the same --tick-ms and --election-ticks, or none: peers that differ are refused.
     #[arg(long)]
     pub lease_reads: bool,

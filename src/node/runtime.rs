@@ -583,8 +583,13 @@ async fn run_core(
     let node = config.id;
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {
         if role == Role::Leader || role == Role::Follower {
+            // A follower may know no leader yet (it heard of a newer term from a candidate).
+            let leader = match leader {
+                0 => "no leader known yet".to_string(),
+                leader => format!("leader {leader}"),
+            };
             say(&format!(
-                "node {node} group {group}: {role} in term {term} (leader {leader})"
+                "node {node} group {group}: {role} in term {term} ({leader})"
             ));
         }
     });
