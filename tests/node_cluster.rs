@@ -321,6 +321,13 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     let got = cohort_cli(&["get", "blob", "--raw", "--nodes", &b3]);
     assert!(got.status.success(), "{:?}", got.stderr);
     assert!(got.stdout == value, "{} bytes back", got.stdout.len());
+    // An address that is not HOST:PORT is refused as such, not as a member that did not
+    // answer.
+    let (fine, _, why) = run(&["get", "greeting", "--nodes", "127.0.0.1"]);
+    assert!(
+        !fine && why.contains("invalid value '127.0.0.1' for '--nodes"),
+        "{why}"
+    );
     // Without --raw, bytes that are not UTF-8 are shown escaped, and it says so.
     let put = cohort_cli_fed(&["put", "binary", "--nodes", &b2], &[0xff, 0xfe, b'A']);
     assert!(put.status.success(), "{put:?}");

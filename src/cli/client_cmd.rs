@@ -16,7 +16,8 @@ use crate::proto::members::{MemberOp, MemberOutcome};
 #[derive(Args, Debug)]
 pub struct Target {
     /// Base address (HOST:PORT) of one or more members, comma-separated.
-    #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',')]
+    #[arg(long, default_value = "127.0.0.1:7000", value_delimiter = ',',
+          value_parser = member_address)]
     pub nodes: Vec<String>,
     /// Give up after this many milliseconds, retries included (`status`: learning the
     /// cluster's layout and asking every core of every node at once; `members`: for each
@@ -26,6 +27,12 @@ pub struct Target {
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub timeout_ms: u64,
+}
+
+/// A member's base address as given: refused at once when it is not HOST:PORT (it was
+/// reported as a member that did not answer).
+fn member_address(address: &str) -> Result<String, String> {
+    crate::proto::members::check_address(address).map(|()| address.to_string())
 }
 
 impl Target {
