@@ -193,23 +193,12 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
         let line = match results.pop() {
             Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
             Some(OpResult::NotFound) if raw => return Err("the key has no value".to_string()),
-            Some(OpResult::Value(value)) => match std::str::from_utf8(&value) {
-                Ok(text) => text.to_string(),
-                // Escaped, and said: shown lossily, such a value read into a file without
-                // --raw was damaged without a word (found by trying it as a user would).
-                Err(_) => {
-                    super::say_err(
-                        "cohort: the value is not UTF-8: shown escaped (\\xNN); --raw writes \
-                         its bytes as they are",
-                    );
-                    value.escape_ascii().to_string()
-                }
-            },
+            Some(OpResult::Value(value)) => shown(&value),
             Some(OpResult::NotFound) => "(not found)".to_string(),
             Some(OpResult::Written) => "OK".to_string(),
             Some(OpResult::ConditionFailed { current }) => {
                 let now = current.map_or("the key has no value".to_string(), |value| {
-                    format!("the value is {}", String::from_utf8_lossy(&value))
+                    format!("the value is {}", shown(&value))
                 });
                 return Ok(Printed::ConditionFailed(format!("condition failed: {now}")));
             }
@@ -218,6 +207,22 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
         };
         Ok(Printed::Line(line))
     })?
+}
+
+/// A value as a line shows it: as it is if it is UTF-8, else escaped (`\xNN`, as Rust
+/// escapes bytes), which is said on standard error. Shown lossily, such a value read into a
+/// file without --raw was damaged without a word (found by trying it as a user would).
+fn shown(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            super::say_err(
+                "cohort: the value is not UTF-8: shown escaped (\\xNN, \\\\, \\n, …); --raw \
+                 writes its bytes as they are",
+            );
+            value.escape_ascii().to_string()
+        }
+    }
 }
 
 /// The exit status of `cohort status` when some member did not answer: its table is printed,

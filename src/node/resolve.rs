@@ -123,7 +123,8 @@ fn without_resolver(
 /// The lookups of one pass, each on a thread of its own, whose answers arrive one by one.
 struct Lookups {
     answers: mpsc::Receiver<(u64, String, Result<SocketAddr, String>)>,
-    pending: usize,
+    /// The names not answered yet, by member.
+    pending: BTreeMap<u64, String>,
 }
 
 impl Lookups {
@@ -135,10 +136,11 @@ impl Lookups {
         failed: &mut BTreeMap<u64, String>,
     ) -> Lookups {
         let (sender, answers) = mpsc::channel();
-        let mut pending = 0;
+        let mut pending = BTreeMap::new();
         for (id, name) in names {
             let sender = sender.clone();
             let lookup = name.clone();
+            pending.insert(id, name.clone());
             let started = std::thread::Builder::new()
                 .name("cohort-resolve".to_string())
                 .spawn(move || {
@@ -146,8 +148,9 @@ impl Lookups {
                     let _ = sender.send((id, lookup, answer));
                 });
             match started {
-                Ok(_) => pending += 1,
+                Ok(_) => {}
                 Err(error) => {
+                    pending.remove(&id);
                     let why = format!("{name}: no thread could be started to resolve it: {error}");
                     failed.insert(id, why);
                 }
@@ -163,15 +166,14 @@ impl Lookups {
         loop {
             match self.answers.try_recv() {
                 Ok(answer) => {
-                    self.pending -= 1;
+                    self.pending.remove(&answer.0);
                     arrived.push(answer);
                 }
                 Err(mpsc::TryRecvError::Empty) => return arrived,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    if self.pending > 0 {
-                        tracing::error!(lookups = self.pending, "a member name lookup panicked");
-                        self.pending = 0;
-                    }
+                    let why = "its lookup ended without an answer (the resolver panicked)";
+                    let ended = std::mem::take(&mut self.pending).into_iter();
+                    arrived.extend(ended.map(|(id, name)| (id, name, Err(why.to_string()))));
                     return arrived;
                 }
             }
@@ -281,7 +283,7 @@ pub async fn keep_peers_resolved(
         // arrives meanwhile applies at once as above; it has a pass of its own after this one,
         // whose answers count only for members it still has at those addresses.
         let mut newer = false;
-        while lookups.pending > 0 {
+        while !lookups.pending.is_empty() {
             let woken = future::or(
                 async {
                     glommio::timer::sleep(ANSWER_POLL).await;

@@ -453,15 +453,14 @@ async fn run_core(
     for group in groups.values() {
         restored.extend(group.kv.members().clone());
     }
-    // Where this node listens: where its groups must know it.
+    // Where this node listens: where clients are told it is, and its groups should know it.
     let listens = config.members.get(&config.id).cloned().unwrap_or_default();
-    if let Some(why) = known_elsewhere(config.id, &listens, &restored) {
-        return Err(why);
-    }
+    let mut said_elsewhere = None;
+    say_if_known_elsewhere((config.id, core), &listens, &restored, &mut said_elsewhere);
     let view = MembersView::at_start(config.id, restored, &config.members);
     let members = view.members().clone();
     let peers = super::resolve::addresses_now(&members, config.id, core);
-    set_topology_members(&topology, &members);
+    set_topology_members(&topology, &members, (config.id, &listens));
     let listen = config
         .peer_addr(config.id, core)
         .map_err(|e| e.to_string())?;
@@ -520,7 +519,6 @@ async fn run_core(
     resolving.push_now(members.clone());
     let refused: Rc<RefCell<Option<String>>> = Rc::default();
     let clients = Conns::default();
-    let stop_node = Arc::clone(&stop);
     let tasks = [
         glommio::spawn_local(stop_if_refused_as_unknown(
             Rc::clone(&transport),
@@ -595,24 +593,17 @@ async fn run_core(
     });
     let on_members = {
         let topology = Rc::clone(&topology);
-        let (refused, inbox) = (Rc::clone(&refused), inbox.clone());
         let mut view = view;
         Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
             let Some(changed) = view.on_applied(applied, removed) else {
                 return;
             };
-            // Its log replayed at start (or a change applied) knows this node elsewhere:
-            // it stops, as when a peer refuses it, with why (found in review: a node whose
-            // first start failed, started again with other addresses in --peers, told
-            // clients the old address, another cluster's node).
-            if let Some(why) = known_elsewhere(node, &listens, &changed.members) {
-                if refused.borrow().is_none() {
-                    *refused.borrow_mut() = Some(why);
-                    inbox.push_now(Input::Stop);
-                    stop_node.store(true, Ordering::SeqCst);
-                }
-                return;
-            }
+            say_if_known_elsewhere(
+                (node, core),
+                &listens,
+                &changed.members,
+                &mut said_elsewhere,
+            );
             let ids: Vec<&u64> = changed.members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
             if changed.removed {
@@ -621,7 +612,7 @@ async fn run_core(
                      this node can be stopped"
                 ));
             }
-            set_topology_members(&topology, &changed.members);
+            set_topology_members(&topology, &changed.members, (node, &listens));
             resolving.push_now(changed.members);
         })
     };
@@ -675,18 +666,37 @@ async fn run_core(
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
 }
 
-/// Why node `me`, listening at `listens` (as `--peers` or `--listen` say), may not run: the
-/// members its groups know place it elsewhere. Its peers would dial that address, and its
-/// clients be sent there.
-fn known_elsewhere(me: NodeId, listens: &str, members: &BTreeMap<u64, String>) -> Option<String> {
-    let known = members.get(&me.0).filter(|known| *known != listens)?;
-    Some(format!(
-        "node {me}: its groups know it at {known}, not at {listens} where it was told to \
-         listen (--peers or --listen): its peers would dial {known}, and its clients be sent \
-         there. Start it at {known} as before; a node at a new address needs a new id \
-         (`cohort members remove --id {me}` at another member, then --join with a new id and \
-         an empty data dir). A data dir whose node never served may be deleted instead"
-    ))
+/// Says, once for each address, when the members a core's groups know place node `me`
+/// elsewhere than where it listens (`listens`, as `--peers` or `--listen` say). Its clients
+/// are told where it listens ([`set_topology_members`]); its peers dial where they know it.
+/// Found in review: a node whose first start failed (its port in use), started again with
+/// other addresses in `--peers`, told clients its old address, where another cluster's node
+/// took their writes. Not a stop: nodes given other text for one address (a name and its IP)
+/// would stop at the next snapshot from a peer.
+fn say_if_known_elsewhere(
+    (me, core): (NodeId, u16),
+    listens: &str,
+    members: &BTreeMap<u64, String>,
+    said: &mut Option<String>,
+) {
+    let Some(known) = members.get(&me.0).filter(|known| *known != listens) else {
+        return;
+    };
+    if said.as_ref() == Some(known) {
+        return;
+    }
+    *said = Some(known.clone());
+    tracing::warn!(
+        node = %me,
+        core,
+        known = known.as_str(),
+        listens,
+        "this node's groups know it at another address than where it listens: its peers dial \
+         that one, its clients are told this one. Unless both are this node (a name and its \
+         IP, say), start it where its groups know it, or, if its data dir never served, on an \
+         empty one; a node at a new address needs a new id (`cohort members remove` at \
+         another member, then --join on an empty data dir)"
+    );
 }
 
 /// How long a stopping core waits for its client connections to write their last answers
@@ -754,10 +764,18 @@ async fn stop_if_refused_as_unknown(
     stop.store(true, Ordering::SeqCst);
 }
 
-fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, String>) {
+/// The members clients are told of: `members`, with this node (`me`) where it listens.
+fn set_topology_members(
+    topology: &RefCell<Topology>,
+    members: &BTreeMap<u64, String>,
+    (me, listens): (NodeId, &str),
+) {
     topology.borrow_mut().members = members
         .iter()
-        .map(|(id, base)| (*id, base.clone()))
+        .map(|(&id, base)| match id == me.0 && !listens.is_empty() {
+            true => (id, listens.to_string()),
+            false => (id, base.clone()),
+        })
         .collect();
 }
 

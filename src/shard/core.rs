@@ -1006,10 +1006,24 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// majority, or removed from the cluster while it was down (its peers dial it no more,
     /// and it dials only those of larger ids), said nothing: its groups campaigned in vain.
     fn watch_leaders(&mut self) {
+        // Only groups whose configuration holds this node: a node joining is added to one
+        // group after another, and the others know no leader meanwhile (found in review).
+        let me = NodeId(self.shape.node_id);
         let without = (self.groups.values())
             .filter(|g| g.replica.leader().is_none())
+            .filter(|g| {
+                let conf = g.replica.conf_state();
+                [&conf.voters, &conf.voters_outgoing, &conf.learners]
+                    .iter()
+                    .any(|ids| ids.contains(&me))
+            })
             .count();
-        if without == 0 || self.stopping_by.is_some() {
+        if self.stopping_by.is_some() {
+            // Said nothing of while it stops (its groups hand over and lose their leaders).
+            self.leaderless = None;
+            return;
+        }
+        if without == 0 {
             if let Some((_, true)) = self.leaderless.take() {
                 tracing::info!(
                     core = self.shape.core,
