@@ -453,14 +453,17 @@ async fn run_core(
     for group in groups.values() {
         restored.extend(group.kv.members().clone());
     }
-    // Where this node listens: where clients are told it is, and its groups should know it.
+    // Where this node listens: where its groups must know it.
     let listens = config.members.get(&config.id).cloned().unwrap_or_default();
     let mut said_elsewhere = None;
-    say_if_known_elsewhere((config.id, core), &listens, &restored, &mut said_elsewhere);
+    if let Some(why) = known_elsewhere((config.id, core), &listens, &restored, &mut said_elsewhere)
+    {
+        return Err(why);
+    }
     let view = MembersView::at_start(config.id, restored, &config.members);
     let members = view.members().clone();
     let peers = super::resolve::addresses_now(&members, config.id, core);
-    set_topology_members(&topology, &members, (config.id, &listens));
+    set_topology_members(&topology, &members);
     let listen = config
         .peer_addr(config.id, core)
         .map_err(|e| e.to_string())?;
@@ -519,6 +522,7 @@ async fn run_core(
     resolving.push_now(members.clone());
     let refused: Rc<RefCell<Option<String>>> = Rc::default();
     let clients = Conns::default();
+    let stop_node = Arc::clone(&stop);
     let tasks = [
         glommio::spawn_local(stop_if_refused_as_unknown(
             Rc::clone(&transport),
@@ -593,17 +597,24 @@ async fn run_core(
     });
     let on_members = {
         let topology = Rc::clone(&topology);
+        let (refused, inbox) = (Rc::clone(&refused), inbox.clone());
         let mut view = view;
         Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
             let Some(changed) = view.on_applied(applied, removed) else {
                 return;
             };
-            say_if_known_elsewhere(
-                (node, core),
-                &listens,
-                &changed.members,
-                &mut said_elsewhere,
-            );
+            // Its log replayed at start (or a change applied) knows this node elsewhere: it
+            // stops, as when a peer refuses it, with why.
+            let members = &changed.members;
+            if let Some(why) = known_elsewhere((node, core), &listens, members, &mut said_elsewhere)
+            {
+                if refused.borrow().is_none() {
+                    *refused.borrow_mut() = Some(why);
+                    inbox.push_now(Input::Stop);
+                    stop_node.store(true, Ordering::SeqCst);
+                }
+                return;
+            }
             let ids: Vec<&u64> = changed.members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
             if changed.removed {
@@ -612,7 +623,7 @@ async fn run_core(
                      this node can be stopped"
                 ));
             }
-            set_topology_members(&topology, &changed.members, (node, &listens));
+            set_topology_members(&topology, &changed.members);
             resolving.push_now(changed.members);
         })
     };
@@ -666,37 +677,49 @@ async fn run_core(
     result.map(|()| say(&format!("node {node} core {core}: stopped")))
 }
 
-/// Says, once for each address, when the members a core's groups know place node `me`
-/// elsewhere than where it listens (`listens`, as `--peers` or `--listen` say). Its clients
-/// are told where it listens ([`set_topology_members`]); its peers dial where they know it.
-/// Found in review: a node whose first start failed (its port in use), started again with
-/// other addresses in `--peers`, told clients its old address, where another cluster's node
-/// took their writes. Not a stop: nodes given other text for one address (a name and its IP)
-/// would stop at the next snapshot from a peer.
-fn say_if_known_elsewhere(
+/// Why node `me` may not run, when the members its groups know place it elsewhere than
+/// where it listens (`listens`, as `--peers` says): at another port, or another IP. Its peers
+/// would dial that address, and its clients be sent there (found in review: a node whose first
+/// start failed, its port in use, started again with other addresses in `--peers`, told
+/// clients its old address, where another cluster's node took their writes). Where the two
+/// differ only in a host name (a name and its IP may be one place: nodes given other text for
+/// one address, which a peer's snapshot then brings), it is said, once for each address.
+fn known_elsewhere(
     (me, core): (NodeId, u16),
     listens: &str,
     members: &BTreeMap<u64, String>,
     said: &mut Option<String>,
-) {
-    let Some(known) = members.get(&me.0).filter(|known| *known != listens) else {
-        return;
+) -> Option<String> {
+    let known = members.get(&me.0).filter(|known| *known != listens)?;
+    let port = |address: &str| {
+        address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
     };
-    if said.as_ref() == Some(known) {
-        return;
+    let ip = |address: &str| address.parse::<std::net::SocketAddr>().ok();
+    let other_ip = matches!((ip(known), ip(listens)), (Some(a), Some(b)) if a != b);
+    let elsewhere = port(known) != port(listens) || other_ip;
+    if elsewhere {
+        return Some(format!(
+            "node {me}: its groups know it at {known}, not at {listens} where it was told to \
+             listen (--peers): its peers would dial {known}, and its clients be sent there. \
+             Start it at {known} as before; a node at a new address needs a new id (`cohort \
+             members remove --id {me}` at another member, then --join with a new id and an \
+             empty data dir). A data dir whose node never served may be deleted instead"
+        ));
     }
-    *said = Some(known.clone());
-    tracing::warn!(
-        node = %me,
-        core,
-        known = known.as_str(),
-        listens,
-        "this node's groups know it at another address than where it listens: its peers dial \
-         that one, its clients are told this one. Unless both are this node (a name and its \
-         IP, say), start it where its groups know it, or, if its data dir never served, on an \
-         empty one; a node at a new address needs a new id (`cohort members remove` at \
-         another member, then --join on an empty data dir)"
-    );
+    if said.as_ref() != Some(known) {
+        *said = Some(known.clone());
+        tracing::warn!(
+            node = %me,
+            core,
+            known = known.as_str(),
+            listens,
+            "this node's groups know it by another name than --peers gives: its peers dial \
+             that one, and clients are told it; both must reach this node"
+        );
+    }
+    None
 }
 
 /// How long a stopping core waits for its client connections to write their last answers
@@ -764,18 +787,10 @@ async fn stop_if_refused_as_unknown(
     stop.store(true, Ordering::SeqCst);
 }
 
-/// The members clients are told of: `members`, with this node (`me`) where it listens.
-fn set_topology_members(
-    topology: &RefCell<Topology>,
-    members: &BTreeMap<u64, String>,
-    (me, listens): (NodeId, &str),
-) {
+fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, String>) {
     topology.borrow_mut().members = members
         .iter()
-        .map(|(&id, base)| match id == me.0 && !listens.is_empty() {
-            true => (id, listens.to_string()),
-            false => (id, base.clone()),
-        })
+        .map(|(id, base)| (*id, base.clone()))
         .collect();
 }
 
@@ -904,6 +919,24 @@ fn report_lost_entries(node_id: u64, group: u32, lost: &LostEntries) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node known at another port or another IP than where it listens may not run; known
+    /// by another name (a name and its IP may be one place) it is said once, and runs.
+    #[test]
+    fn a_node_known_elsewhere_may_not_run_and_one_known_by_another_name_is_told() {
+        let me = (NodeId(1), 0);
+        let known = |address: &str| BTreeMap::from([(1, address.to_string())]);
+        let mut said = None;
+        let at = "10.0.0.1:7000";
+        assert!(known_elsewhere(me, at, &known(at), &mut said).is_none());
+        assert!(known_elsewhere(me, at, &known("10.0.0.1:7100"), &mut said).is_some());
+        assert!(known_elsewhere(me, at, &known("10.0.0.2:7000"), &mut said).is_some());
+        assert!(known_elsewhere(me, at, &known("db1:7100"), &mut said).is_some());
+        assert!(known_elsewhere(me, at, &known("db1:7000"), &mut said).is_none());
+        assert_eq!(said.as_deref(), Some("db1:7000"), "said");
+        assert!(known_elsewhere(me, "[::1]:7000", &known("[0::1]:7000"), &mut said).is_none());
+        assert!(known_elsewhere(me, at, &BTreeMap::new(), &mut said).is_none());
+    }
     use crate::node::config::ELECTION_TICKS_MAX;
     use crate::sim::lease_safe_skew_permille;
 
