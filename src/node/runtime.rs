@@ -678,7 +678,8 @@ async fn run_core(
 }
 
 /// Why node `me` may not run, when the members its groups know place it elsewhere than
-/// where it listens (`listens`, as `--peers` says): at another port, or another IP. Its peers
+/// where it listens (`listens`, as `--peers` or `--listen` say): at another port, or another
+/// IP. Its peers
 /// would dial that address, and its clients be sent there (found in review: a node whose first
 /// start failed, its port in use, started again with other addresses in `--peers`, told
 /// clients its old address, where another cluster's node took their writes). Where the two
@@ -702,8 +703,8 @@ fn known_elsewhere(
     if elsewhere {
         return Some(format!(
             "node {me}: its groups know it at {known}, not at {listens} where it was told to \
-             listen (--peers): its peers would dial {known}, and its clients be sent there. \
-             Start it at {known} as before; a node at a new address needs a new id (`cohort \
+             listen (--peers or --listen): its peers would dial {known}, and its clients be \
+             sent there. Start it at {known} as before; a node at a new address needs a new id (`cohort \
              members remove --id {me}` at another member, then --join with a new id and an \
              empty data dir). A data dir whose node never served may be deleted instead"
         ));
