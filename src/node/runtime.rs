@@ -704,9 +704,9 @@ fn known_elsewhere(
         return Some(format!(
             "node {me}: its groups know it at {known}, not at {listens} where it was told to \
              listen (--peers or --listen): its peers would dial {known}, and its clients be \
-             sent there. Start it at {known} as before; a node at a new address needs a new id (`cohort \
-             members remove --id {me}` at another member, then --join with a new id and an \
-             empty data dir). A data dir whose node never served may be deleted instead"
+             sent there. Start it at {known} as before; a node at a new address needs a new \
+             id (`cohort members remove --id {me}` at another member, then --join with a new \
+             id and an empty data dir). A data dir whose node never served may be deleted instead"
         ));
     }
     if said.as_ref() != Some(known) {
