@@ -807,6 +807,29 @@ fn turn(core: TestCore, inbox: &Inbox<Input>, input: Input) -> TestCore {
     block_on(core.run()).unwrap()
 }
 
+/// Goal: a core whose groups hear no leader says so after 25 election timeouts (a node
+/// removed while it was down said nothing), but not for groups whose configuration does not
+/// hold it (a node joining is added to one group after another; found in review), nor while
+/// it stops. Method: 300 ticks (election timeouts of 10) of a voter whose peers never answer,
+/// of a node no group has, and of a voter stopping after its work.
+#[test]
+fn a_core_says_its_groups_have_no_leader_only_for_groups_that_hold_it() {
+    let ticked = |id: u64, first: Option<Input>| {
+        let (mut core, inbox) = core_with(id, &Events::default(), true, 0, false, Gate::new(true));
+        if let Some(input) = first {
+            core = turn(core, &inbox, input);
+        }
+        for _ in 0..300 {
+            core = turn(core, &inbox, Input::Tick);
+        }
+        core.said_leaderless()
+    };
+    assert!(ticked(2, None), "a voter whose peers never answer");
+    assert!(!ticked(4, None), "a node no group has");
+    let stopping = Input::StopAfterWork { grace_ticks: 1000 };
+    assert!(!ticked(2, Some(stopping)), "a voter stopping");
+}
+
 /// A heartbeat answer from `sender` to node 1 in `term`, in a batch that says whether
 /// `sender`'s log is full.
 fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {

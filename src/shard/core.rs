@@ -1051,6 +1051,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
+    /// Whether the core said its groups have had no leader for a while (see
+    /// [`Core::watch_leaders`]), and has not said since that every one has one.
+    pub fn said_leaderless(&self) -> bool {
+        matches!(self.leaderless, Some((_, true)))
+    }
+
     /// Ticks the groups have had.
     pub fn ticks(&self) -> u64 {
         self.ticks
