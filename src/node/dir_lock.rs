@@ -4,9 +4,17 @@
 //! first, with a message that says why.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 const FILE_NAME: &str = "lock";
+
+/// How long a start waits for a process that has ended, or is ending, to let go of the lock:
+/// a node killed a moment ago holds it until the kernel has torn its io_uring down (tens of
+/// milliseconds; found by an operator: a restart at once after `kill -9` was refused as a
+/// second process on the dir).
+const ENDED_HOLDER_WAIT: Duration = Duration::from_secs(10);
 
 /// The lock on a data dir, held until dropped (or the process ends).
 #[derive(Debug)]
@@ -14,25 +22,64 @@ pub struct DirLock {
     _file: File,
 }
 
-/// Locks `dir` (which must exist) for this process, or says which dir is in use.
+/// Locks `dir` (which must exist) for this process, or says which dir is in use. Waits up
+/// to [`ENDED_HOLDER_WAIT`] while the process the lock names has ended or is ending.
 pub fn lock(dir: &Path) -> Result<DirLock, String> {
     let path = dir.join(FILE_NAME);
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match crate::sys::try_lock_exclusive(&file) {
-        Ok(true) => Ok(DirLock { _file: file }),
-        Ok(false) => Err(format!(
-            "{} is in use by another process (it holds a lock on {}): two processes on one data \
-             dir would write the same logs; stop the other one first",
-            dir.display(),
-            path.display()
-        )),
-        Err(error) => Err(format!("cannot lock {}: {error}", path.display())),
+    let started = crate::clock::now();
+    loop {
+        match crate::sys::try_lock_exclusive(&file) {
+            Ok(true) => {
+                // Who holds it, for the next start to tell a process that ended from one
+                // that runs (only a hint: the lock is what counts).
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| writeln!(file, "{}", std::process::id()));
+                return Ok(DirLock { _file: file });
+            }
+            Ok(false) => {
+                let holder = std::fs::read_to_string(&path).ok();
+                let holder = holder.and_then(|pid| pid.trim().parse::<u32>().ok());
+                let ended = holder.is_some_and(has_ended);
+                if !ended || started.elapsed() >= ENDED_HOLDER_WAIT {
+                    let who = match (holder, ended) {
+                        (Some(pid), true) => format!("process {pid}, which has ended"),
+                        (Some(pid), false) => format!("process {pid}"),
+                        (None, _) => "another process".to_string(),
+                    };
+                    return Err(format!(
+                        "{} is in use by {who} (it holds a lock on {}): two processes on one \
+                         data dir would write the same logs; stop the other one first",
+                        dir.display(),
+                        path.display()
+                    ));
+                }
+                #[allow(clippy::disallowed_methods)] // at start, before any executor runs
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => return Err(format!("cannot lock {}: {error}", path.display())),
+        }
     }
+}
+
+/// Whether process `pid` has ended or is ending: gone, or a zombie (the kernel may still
+/// tear its io_uring down, and its files with it).
+fn has_ended(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
 }
 
 #[cfg(test)]
@@ -45,9 +92,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let held = lock(&dir).unwrap();
         let refused = lock(&dir).unwrap_err();
-        assert!(refused.contains("in use by another process"), "{refused}");
+        let me = format!("in use by process {}", std::process::id());
+        assert!(refused.contains(&me), "at once: {refused}");
         drop(held);
         lock(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_that_ended_or_is_ending_is_told_from_one_that_runs() {
+        assert!(!has_ended(std::process::id()));
+        // Pids stop below 2^22 on Linux.
+        assert!(has_ended(u32::MAX - 1));
     }
 }
