@@ -259,7 +259,10 @@ pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<C
         .iter()
         .find(|(id, _)| *id == topology.node_id)
         .map(|(_, base)| base.clone())
-        .ok_or_else(|| format!("node {} does not list itself", topology.node_id))?;
+        .ok_or_else(|| {
+            let node = topology.node_id;
+            format!("node {node} is not a member (removed, or still joining): ask another member")
+        })?;
     let mut encoder = FrameEncoder::new();
     encode_status_request(&mut encoder).expect("an empty frame fits");
     let encoder = std::rc::Rc::new(encoder);
