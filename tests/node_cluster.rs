@@ -709,6 +709,9 @@ fn with_sync_off_writes_survive_every_node_killed_at_once_while_the_machine_stay
         ..NodeFlags::default()
     };
     let mut cluster = start_with_flags("never", flags);
+    // Said at start (found by an operator: nothing said the node ran unsafely).
+    let said = cluster.log(1);
+    assert!(said.contains("--sync never (benchmarks only)"), "{said}");
     let bases = cluster.bases.clone();
     let acked = put_numbered(&bases, 6, "n", 200);
     // At once: a wait here would hide an answer sent before its write reached the kernel

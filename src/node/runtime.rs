@@ -112,6 +112,13 @@ pub fn run_telling(
     if let Err(error) = crate::sys::report_mapped_read_faults() {
         tracing::warn!(%error, "a SIGBUS from a mapped WAL segment will not be reported");
     }
+    if config.sync == SyncMode::Never {
+        tracing::warn!(
+            "--sync never (benchmarks only): votes and acknowledgements go out before their \
+             records are on disk, so the crash of one machine may lose acknowledged writes or \
+             elect two leaders in one term"
+        );
+    }
     if config.pin_cores {
         refuse_missing_cpus(config.cores)?;
     }
