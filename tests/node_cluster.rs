@@ -1193,17 +1193,16 @@ fn a_cluster_of_members_given_by_host_names_serves() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut nodes: Vec<common::process::Spawned> = (1..=3)
         .map(|id| {
-            let log = std::fs::File::create(dir.join(format!("n{id}.log"))).unwrap();
-            std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-                .args(["serve", "--id", &id.to_string(), "--groups", "2"])
-                .args(["--peers", &peers.join(",")])
-                .arg("--data-dir")
-                .arg(dir.join(format!("d{id}")))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .map(common::process::Spawned::new)
-                .expect("cohort serve starts")
+            let args = [
+                "--id",
+                &id.to_string(),
+                "--groups",
+                "2",
+                "--peers",
+                &peers.join(","),
+            ];
+            let data_dir = dir.join(format!("d{id}"));
+            serve_logged(&args, &data_dir, &dir.join(format!("n{id}.log")))
         })
         .collect();
     let writes = put_numbered(&bases, 41, "named-", 10);
@@ -1272,25 +1271,18 @@ fn a_node_whose_groups_have_no_leader_says_so() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log_path = dir.join("node.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-        .args([
-            "serve",
-            "--id",
-            "1",
-            "--groups",
-            "2",
-            "--election-ticks",
-            "5",
-        ])
-        .args(["--peers", &peers.join(",")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map(common::process::Spawned::new)
-        .expect("cohort serve starts");
+    let peers = peers.join(",");
+    let args = [
+        "--id",
+        "1",
+        "--groups",
+        "2",
+        "--election-ticks",
+        "5",
+        "--peers",
+        &peers,
+    ];
+    let mut node = serve_logged(&args, &dir.join("data"), &log_path);
     let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let said = eventually(read, |log| log.contains("have had no leader for a while"));
     node.kill_and_reap();
@@ -1312,17 +1304,11 @@ fn a_node_started_again_at_once_after_a_kill_starts() {
     let mut killed = Vec::new();
     for start in 0..4 {
         let log_path = dir.join(format!("n{start}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-            .args(["serve", "--id", "1", "--groups", "8", "--cores", "2"])
-            .args(["--peers", &format!("1=127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .map(common::process::Spawned::new)
-            .expect("cohort serve starts");
+        let peers = format!("1=127.0.0.1:{port}");
+        let args = [
+            "--id", "1", "--groups", "8", "--cores", "2", "--peers", &peers,
+        ];
+        let node = serve_logged(&args, &dir.join("data"), &log_path);
         let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
         let served = eventually(read, |log| {
             log.contains("clients on") || log.contains("is in use by")
@@ -1337,6 +1323,26 @@ fn a_node_started_again_at_once_after_a_kill_starts() {
     }
     drop(killed);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `cohort serve` with `args` on `data_dir`, its output in the file `log`, watched (see
+/// `common::process::Spawned`).
+fn serve_logged(
+    args: &[&str],
+    data_dir: &std::path::Path,
+    log: &std::path::Path,
+) -> common::process::Spawned {
+    let log = std::fs::File::create(log).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .map(common::process::Spawned::new)
+        .expect("cohort serve starts")
 }
 
 /// A second process on a data dir in use is refused at once, before it opens anything in it,
