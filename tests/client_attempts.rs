@@ -172,6 +172,7 @@ where
         cores: 1,
         groups,
         members,
+        timing: Default::default(),
     };
     glommio::spawn_local(async move {
         while let Ok(stream) = listener.accept().await {

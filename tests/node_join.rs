@@ -106,12 +106,13 @@ fn refused(dir: &Path, id: u64, base: &str, seed: &str, extra: &[&str], why: &st
     assert!(!listed(seed, id), "node {id} was added:\n{said}");
 }
 
-/// Goal: a node that cannot run, that belongs to another cluster, or that was removed is
-/// never made a member. Method: on a running cluster, node 4 joins with another
-/// `--cluster-id`, then node 5 with its peer port held by another socket (the node waits
-/// 10 s for it, then stops); node 3 is removed and started again with `--join` on its own
-/// data dir. Each must exit with the reason, and `members list` must not show it. Removing
-/// node 3 again, or node 33, must fail saying it is in no group.
+/// Goal: a node that cannot run, that belongs to another cluster, that every peer would
+/// refuse, or that was removed is never made a member. Method: on a running cluster, node 4
+/// joins with another `--cluster-id`, then with `--lease-reads` (the cluster runs without),
+/// then node 5 with its peer port held by another socket (the node waits 10 s for it, then
+/// stops); node 3 is removed and started again with `--join` on its own data dir. Each must
+/// exit with the reason, and `members list` must not show it. Removing node 3 again, or node
+/// 33, must fail saying it is in no group.
 #[test]
 fn a_node_that_cannot_run_or_was_removed_is_never_added() {
     let mut cluster = start_with("join-refused", 100_000);
@@ -126,6 +127,9 @@ fn a_node_that_cannot_run_or_was_removed_is_never_added() {
     );
     let why = why.as_str();
     refused(&dir, 4, &base, &seed, &other_cluster, why);
+    // Every peer would refuse its handshakes: it would be a learner nothing reaches.
+    let why = "--election-ticks 20 --lease-reads: with lease reads every node must run";
+    refused(&dir, 4, &base, &seed, &["--lease-reads"], why);
 
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     refused(&dir, 5, &base, &seed, &[], "cannot listen");

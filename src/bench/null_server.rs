@@ -257,6 +257,7 @@ async fn serve(
             cores: shape.cores,
             groups: shape.groups,
             members,
+            timing: Default::default(),
         },
         quirks,
         first_request: Cell::new(None),

@@ -35,6 +35,7 @@ use crate::node::identity::{self, Identity};
 use crate::proto::members::{MemberOp, MemberOutcome, check_address};
 use crate::proto::topology::Topology;
 use crate::raft::NodeId;
+use crate::wire::Timing;
 
 use super::serve::ServeArgs;
 
@@ -122,6 +123,7 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         members: start.config.members.clone(),
         cores: start.config.cores,
         groups: start.config.groups,
+        timing: start.config.timing(),
         new_to_cluster: start.new_to_cluster,
         was_member: start.was_member,
         from_disk: start.from_disk,
@@ -201,6 +203,7 @@ fn from_cluster(
     }
     members.insert(NodeId(args.id), listen.to_string());
     let config = args.to_config(members, false, cluster_id, topology.cores, topology.groups)?;
+    timing_to_join(topology.timing, config.timing())?;
     Ok(Start {
         config,
         new_to_cluster,
@@ -216,6 +219,21 @@ fn moved(id: u64, listen: &str, members: &BTreeMap<NodeId, String>) -> Option<St
     Some(format!(
         "node {id} is a member at {known}, not {listen}: listen at {known} as before; a new \
          machine needs a new id (remove the old one with `cohort members remove --id {id}`)"
+    ))
+}
+
+/// A node whose tick, election ticks or lease reads differ from its cluster's, where either
+/// runs with lease reads, is refused by every peer's handshake: it would become a learner
+/// that nothing reaches (found by an operator's walk: it said "learner of every group" and
+/// waited). Refused before it starts instead.
+fn timing_to_join(cluster: Timing, own: Timing) -> Result<(), String> {
+    if own.agrees_with(cluster) {
+        return Ok(());
+    }
+    Err(format!(
+        "the cluster runs with {cluster}, this node with {own}: with lease reads every node \
+         must run with the same tick, election ticks and lease reads; give the flags the \
+         members run with"
     ))
 }
 
@@ -255,6 +273,8 @@ struct Joiner {
     members: BTreeMap<NodeId, String>,
     cores: u16,
     groups: u32,
+    /// The node's tick, election ticks and lease reads.
+    timing: Timing,
     new_to_cluster: bool,
     was_member: bool,
     from_disk: Option<Identity>,
@@ -279,7 +299,7 @@ impl Joiner {
         let seeds = self.options.seeds.join(",");
         let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
         let (mut members, from_disk, was_member) = (self.members, self.from_disk, self.was_member);
-        let (added, node_ended) = (self.added, self.node_ended);
+        let (added, node_ended, timing) = (self.added, self.node_ended, self.timing);
         let ended = Arc::clone(&node_ended);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
             if let Some(recorded) = from_disk {
@@ -287,6 +307,10 @@ impl Joiner {
                     return Ok(());
                 };
                 check_cluster(&recorded, &topology)?;
+                timing_to_join(topology.timing, timing).map_err(|why| JoinError {
+                    stops_the_node: true,
+                    ..JoinError::before_any(why)
+                })?;
                 members.extend(topology.members.into_iter().map(|(n, a)| (NodeId(n), a)));
                 // Started from its disk, it could not check its address at start.
                 if let Some(why) = moved(id, &listen, &members) {

@@ -936,6 +936,7 @@ mod tests {
             cores: 1,
             groups: 1,
             members: vec![(1, base.clone())],
+            timing: Default::default(),
         };
         let sockets = SocketOptions {
             buffer_bytes: 1 << 16,
@@ -1699,6 +1700,7 @@ mod tests {
             cores: 1,
             groups: 1,
             members: vec![(1, format!("127.0.0.1:{}", address.port() - 1))],
+            timing: Default::default(),
         };
         let sockets = SocketOptions {
             buffer_bytes: 1 << 16,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::proto::topology::{GROUPS_MAX, client_address, peer_address};
 use crate::raft::NodeId;
+use crate::wire::Timing;
 
 /// Bounds of a snapshot chunk: at least 1 KiB, and small enough that a chunk and its
 /// message fit one frame with room to spare.
@@ -121,6 +122,15 @@ pub fn parse_members(spec: &str) -> Result<BTreeMap<NodeId, String>, ConfigError
 }
 
 impl NodeConfig {
+    /// When this node's voters vote and its leases end, as its handshakes and topology say.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            tick_us: u32::try_from(self.tick.as_micros()).unwrap_or(u32::MAX),
+            election_ticks: self.election_ticks,
+            lease_reads: self.lease_reads,
+        }
+    }
+
     /// Check everything that can be checked without touching the machine.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == NodeId::NONE {

@@ -22,7 +22,7 @@ use crate::transport::{DataLost, SendError, SocketOptions, Transport, TransportC
 use crate::wire::limits::{
     MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
-use crate::wire::{ClusterId, Envelope, Layout, Timing};
+use crate::wire::{ClusterId, Envelope, Layout};
 
 use super::client_conns::Conns;
 use super::config::{NodeConfig, SyncMode};
@@ -417,6 +417,7 @@ async fn run_core(
         cores: config.cores,
         groups: config.groups,
         members: Vec::new(),
+        timing: config.timing(),
     }));
     let mut groups = BTreeMap::new();
     for (group, persisted) in recovered {
@@ -497,11 +498,7 @@ async fn run_core(
         groups: config.groups,
         founders,
     };
-    transport_config.timing = Timing {
-        tick_us: u32::try_from(config.tick.as_micros()).unwrap_or(u32::MAX),
-        election_ticks: config.election_ticks,
-        lease_reads: config.lease_reads,
-    };
+    transport_config.timing = config.timing();
     let transport =
         Rc::new(Transport::start(transport_config).map_err(|e| format!("core {core}: {e}"))?);
     // Our own listen, not glommio's bind: SO_REUSEADDR (a restart or a port that connections

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::wire::frame::open_frame;
-use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, fb};
+use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameError, Timing, fb};
 
 /// Groups a cluster runs at most (`serve --groups`): a client keeps state for each, and a
 /// broken or hostile node's layout must not make it allocate without bound.
@@ -23,6 +23,10 @@ pub struct Topology {
     pub groups: u32,
     /// (node id, base address of the node).
     pub members: Vec<(u64, String)>,
+    /// When the cluster's voters vote and its leases end: a node that joins with other
+    /// timing, where peers refuse it, is refused before it becomes a member (default: not
+    /// said, as by an older node).
+    pub timing: Timing,
 }
 
 /// The group that owns `key`: FNV-1a (64-bit) modulo the group count. Stable across
@@ -95,6 +99,9 @@ pub fn encode_topology(encoder: &mut FrameEncoder, topology: &Topology) -> Resul
             cores: topology.cores,
             groups: topology.groups,
             members,
+            timing_tick_us: topology.timing.tick_us,
+            timing_election_ticks: topology.timing.election_ticks,
+            timing_lease_reads: topology.timing.lease_reads,
         };
         let table = fb::Topology::create(fbb, &args);
         (fb::FrameBody::Topology, table.as_union_value())
@@ -140,6 +147,11 @@ pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
                 )
             })
             .collect(),
+        timing: Timing {
+            tick_us: table.timing_tick_us(),
+            election_ticks: table.timing_election_ticks(),
+            lease_reads: table.timing_lease_reads(),
+        },
     })
 }
 
@@ -173,6 +185,11 @@ mod tests {
             cores: 4,
             groups: 64,
             members: vec![(1, "127.0.0.1:7100".into()), (2, "127.0.0.1:7200".into())],
+            timing: Timing {
+                tick_us: 10_000,
+                election_ticks: 20,
+                lease_reads: true,
+            },
         };
         let mut encoder = FrameEncoder::new();
         encode_topology(&mut encoder, &topology).unwrap();
@@ -196,6 +213,7 @@ mod tests {
                 cores,
                 groups,
                 members: vec![(1, "127.0.0.1:7100".into())],
+                timing: Timing::default(),
             };
             let mut encoder = FrameEncoder::new();
             encode_topology(&mut encoder, &topology).unwrap();
@@ -227,6 +245,7 @@ mod tests {
                 cores: 2,
                 groups,
                 members,
+                timing: Timing::default(),
             };
             let mut encoder = FrameEncoder::new();
             encode_topology(&mut encoder, &topology).unwrap();

@@ -84,7 +84,7 @@ impl Timing {
     }
 
     /// Whether nodes of `self` and of `other` may serve the same groups.
-    fn agrees_with(self, other: Timing) -> bool {
+    pub fn agrees_with(self, other: Timing) -> bool {
         !self.is_said()
             || !other.is_said()
             || (!self.lease_reads && !other.lease_reads)

@@ -9053,6 +9053,9 @@ impl<'a> Topology<'a> {
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
   pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 10;
   pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 12;
+  pub const VT_TIMING_TICK_US: ::flatbuffers::VOffsetT = 14;
+  pub const VT_TIMING_ELECTION_TICKS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9066,9 +9069,12 @@ impl<'a> Topology<'a> {
     let mut builder = TopologyBuilder::new(_fbb);
     builder.add_cluster_id(args.cluster_id);
     builder.add_node_id(args.node_id);
+    builder.add_timing_election_ticks(args.timing_election_ticks);
+    builder.add_timing_tick_us(args.timing_tick_us);
     if let Some(x) = args.members { builder.add_members(x); }
     builder.add_groups(args.groups);
     builder.add_cores(args.cores);
+    builder.add_timing_lease_reads(args.timing_lease_reads);
     builder.finish()
   }
 
@@ -9108,6 +9114,27 @@ impl<'a> Topology<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Topology::VT_CLUSTER_ID, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn timing_tick_us(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Topology::VT_TIMING_TICK_US, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn timing_election_ticks(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Topology::VT_TIMING_ELECTION_TICKS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn timing_lease_reads(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Topology::VT_TIMING_LEASE_READS, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Topology<'_> {
@@ -9121,6 +9148,9 @@ impl ::flatbuffers::Verifiable for Topology<'_> {
      .visit_field::<u32>("groups", Self::VT_GROUPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Member>>>>("members", Self::VT_MEMBERS, false)?
      .visit_field::<u64>("cluster_id", Self::VT_CLUSTER_ID, false)?
+     .visit_field::<u32>("timing_tick_us", Self::VT_TIMING_TICK_US, false)?
+     .visit_field::<u32>("timing_election_ticks", Self::VT_TIMING_ELECTION_TICKS, false)?
+     .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
      .finish();
     Ok(())
   }
@@ -9131,6 +9161,9 @@ pub struct TopologyArgs<'a> {
     pub groups: u32,
     pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Member<'a>>>>>,
     pub cluster_id: u64,
+    pub timing_tick_us: u32,
+    pub timing_election_ticks: u32,
+    pub timing_lease_reads: bool,
 }
 impl<'a> Default for TopologyArgs<'a> {
   #[inline]
@@ -9141,6 +9174,9 @@ impl<'a> Default for TopologyArgs<'a> {
       groups: 0,
       members: None,
       cluster_id: 0,
+      timing_tick_us: 0,
+      timing_election_ticks: 0,
+      timing_lease_reads: false,
     }
   }
 }
@@ -9171,6 +9207,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopologyBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Topology::VT_CLUSTER_ID, cluster_id, 0);
   }
   #[inline]
+  pub fn add_timing_tick_us(&mut self, timing_tick_us: u32) {
+    self.fbb_.push_slot::<u32>(Topology::VT_TIMING_TICK_US, timing_tick_us, 0);
+  }
+  #[inline]
+  pub fn add_timing_election_ticks(&mut self, timing_election_ticks: u32) {
+    self.fbb_.push_slot::<u32>(Topology::VT_TIMING_ELECTION_TICKS, timing_election_ticks, 0);
+  }
+  #[inline]
+  pub fn add_timing_lease_reads(&mut self, timing_lease_reads: bool) {
+    self.fbb_.push_slot::<bool>(Topology::VT_TIMING_LEASE_READS, timing_lease_reads, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopologyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopologyBuilder {
@@ -9193,6 +9241,9 @@ impl ::core::fmt::Debug for Topology<'_> {
       ds.field("groups", &self.groups());
       ds.field("members", &self.members());
       ds.field("cluster_id", &self.cluster_id());
+      ds.field("timing_tick_us", &self.timing_tick_us());
+      ds.field("timing_election_ticks", &self.timing_election_ticks());
+      ds.field("timing_lease_reads", &self.timing_lease_reads());
       ds.finish()
   }
 }
