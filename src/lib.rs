@@ -34,6 +34,7 @@ pub mod kv;
 pub mod node;
 pub mod proto;
 pub mod raft;
+pub mod repeats;
 pub mod shard;
 pub mod sim;
 pub mod sys;

@@ -123,6 +123,9 @@ pub struct SnapshotStreams {
     /// Groups whose snapshot was too large to send, said once each until one of theirs fits
     /// again.
     said_too_large: std::collections::BTreeSet<u32>,
+    /// Chunks out of bounds warned of lately, by sender: a broken or hostile peer's stream of
+    /// them is warned of once a minute, not at each chunk.
+    said_out_of_bounds: crate::repeats::Repeats,
     ticks: u64,
 }
 
@@ -136,6 +139,7 @@ impl SnapshotStreams {
             delivered: BTreeMap::new(),
             delivered_lately: BTreeMap::new(),
             said_too_large: Default::default(),
+            said_out_of_bounds: Default::default(),
             ticks: 0,
         }
     }
@@ -403,13 +407,17 @@ impl SnapshotStreams {
         let key = (from.0, group);
         let end = chunk.offset.checked_add(chunk.data.len() as u64);
         if chunk.total > self.config.bytes_max || end.is_none_or(|end| end > chunk.total) {
-            tracing::warn!(
-                group,
-                from = from.0,
-                offset = chunk.offset,
-                total = chunk.total,
-                "snapshot chunk out of bounds: dropped"
-            );
+            let said = self.said_out_of_bounds.admit(&from.to_string());
+            if let Some(more) = said {
+                tracing::warn!(
+                    group,
+                    from = from.0,
+                    offset = chunk.offset,
+                    total = chunk.total,
+                    "snapshot chunk out of bounds: dropped, as were {more} more from this node \
+                     since its last warning (warned of once a minute)"
+                );
+            }
             self.incoming.remove(&key);
             return (None, None);
         }

@@ -206,6 +206,7 @@ impl Transport {
             log_full: Cell::new(false),
             incarnations,
             inbox_bytes: budget::FifoBudget::new(inbox_bytes_max as u64),
+            refusals: Default::default(),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();

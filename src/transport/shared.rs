@@ -11,6 +11,7 @@ use std::rc::Rc;
 use glommio::channels::local_channel::LocalSender;
 
 use crate::raft::NodeId;
+use crate::repeats::Repeats;
 use crate::wire::Envelope;
 
 use super::config::TransportConfig;
@@ -117,6 +118,9 @@ pub(super) struct Shared {
     pub incarnations: Incarnations,
     /// Bytes of received frames not yet taken from the inbox (see [`Inbound`]).
     pub inbox_bytes: Rc<super::budget::FifoBudget>,
+    /// Refusals warned of lately: one that lasts (a peer of other flags, dialed again every
+    /// few seconds) is warned of once a minute, not at each dial.
+    pub refusals: RefCell<Repeats>,
 }
 
 impl Shared {
@@ -177,7 +181,18 @@ impl Shared {
         }
         if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
-            tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
+            match self.refusals.borrow_mut().admit(&reason.to_string()) {
+                Some(0) => tracing::warn!(%node, core, %peer, %reason, "peer connection closed"),
+                Some(more) => tracing::warn!(
+                    %node,
+                    core,
+                    %peer,
+                    %reason,
+                    "peer connection closed, and {more} times more for this reason since its \
+                     last warning (warned of once a minute)"
+                ),
+                None => tracing::debug!(%node, core, %peer, %reason, "peer connection closed"),
+            }
         } else if matches!(
             reason,
             CloseReason::Handshake(HandshakeError::RecordFailed { .. })

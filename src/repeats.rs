@@ -1,0 +1,98 @@
+//! Warnings that repeat for a reason that lasts (a peer run with other flags is refused at
+//! each of its dials, every 2 s, for as long as both run): the first of a kind is said, and
+//! later ones at most once a minute each, with how many were held back in between.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How often a warning of one kind is said at most.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// Kinds remembered at most: a flood of distinct warnings (each with its own text) is said
+/// in full rather than held in memory without bound.
+const KINDS_MAX: usize = 256;
+
+/// The warnings said lately, by kind.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    seen: HashMap<String, Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    said_at: Instant,
+    /// Held back since it was said.
+    held: u64,
+}
+
+impl Repeats {
+    /// Whether a warning of `kind` is to be said now: `Some(n)` with the `n` of its kind held
+    /// back since the last one said, or `None` to hold it back (log it at debug instead).
+    pub fn admit(&mut self, kind: &str) -> Option<u64> {
+        self.admit_at(kind, crate::clock::now())
+    }
+
+    fn admit_at(&mut self, kind: &str, now: Instant) -> Option<u64> {
+        if let Some(seen) = self.seen.get_mut(kind) {
+            if now.duration_since(seen.said_at) < REPEAT_EVERY {
+                seen.held += 1;
+                return None;
+            }
+            let held = seen.held;
+            *seen = Seen {
+                said_at: now,
+                held: 0,
+            };
+            return Some(held);
+        }
+        if self.seen.len() >= KINDS_MAX {
+            // Those not said for a while are of no use to hold back the next.
+            self.seen
+                .retain(|_, seen| now.duration_since(seen.said_at) < REPEAT_EVERY);
+        }
+        if self.seen.len() < KINDS_MAX {
+            let seen = Seen {
+                said_at: now,
+                held: 0,
+            };
+            self.seen.insert(kind.to_string(), seen);
+        }
+        Some(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_is_said_first_then_once_a_minute_with_the_count_held_back() {
+        let mut repeats = Repeats::default();
+        let start = crate::clock::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(repeats.admit_at("refused by 2", at(0)), Some(0));
+        assert_eq!(repeats.admit_at("refused by 2", at(2)), None);
+        assert_eq!(repeats.admit_at("refused by 3", at(3)), Some(0));
+        assert_eq!(repeats.admit_at("refused by 2", at(59)), None);
+        assert_eq!(repeats.admit_at("refused by 2", at(61)), Some(2));
+        assert_eq!(repeats.admit_at("refused by 2", at(62)), None);
+        assert_eq!(repeats.admit_at("refused by 3", at(70)), Some(0));
+    }
+
+    #[test]
+    fn distinct_kinds_past_the_bound_are_all_said() {
+        let mut repeats = Repeats::default();
+        let now = crate::clock::now();
+        for kind in 0..2 * KINDS_MAX {
+            assert_eq!(repeats.admit_at(&kind.to_string(), now), Some(0));
+        }
+        assert_eq!(repeats.seen.len(), KINDS_MAX);
+        // Those remembered are still held back; those past the bound were never held.
+        assert_eq!(repeats.admit_at("0", now), None);
+        assert_eq!(repeats.admit_at(&(KINDS_MAX + 1).to_string(), now), Some(0));
+        // A minute on, the old ones make room.
+        let later = now + REPEAT_EVERY;
+        assert_eq!(repeats.admit_at("new", later), Some(0));
+        assert_eq!(repeats.seen.len(), 1);
+    }
+}
