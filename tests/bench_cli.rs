@@ -13,6 +13,7 @@ use cohort::bench::keys::Distribution;
 use cohort::bench::null_server::{NullServer, Quirks, Shape, Stall};
 use cohort::bench::recorder::Percentiles;
 use cohort::proto::client::Consistency;
+use cohort::wire::Timing;
 
 #[path = "common/process.rs"]
 mod process;
@@ -572,6 +573,54 @@ fn a_run_whose_requests_fail_fails_and_says_why() {
             stderr.contains("refused by the null server"),
             "1 in {one_in}: {stderr}"
         );
+        let _ = std::fs::remove_dir_all(out);
+    }
+}
+
+/// Goal: a run of lease reads against nodes that serve them by ReadIndex (they run without
+/// `--lease-reads`) is refused, not titled as what it did not measure (found in review: only
+/// a local cluster's flags were checked). Method: null servers whose topology says each
+/// timing; lease reads are refused only where it says the nodes run without them.
+#[test]
+fn lease_reads_against_nodes_that_run_without_them_are_refused() {
+    let said = |lease_reads| Timing {
+        tick_us: 10_000,
+        election_ticks: 20,
+        lease_reads,
+    };
+    for (timing, refused) in [
+        (said(false), true),
+        (said(true), false),
+        (Timing::default(), false),
+    ] {
+        let quirks = Quirks {
+            timing,
+            ..Quirks::default()
+        };
+        let server = NullServer::start_with(2, quirks).expect("null server");
+        let out = out_dir(&format!("lease-{}-{}", timing.tick_us, timing.lease_reads));
+        let output = cohort(&[
+            "bench",
+            "--nodes",
+            &server.base,
+            "--read",
+            "lease",
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--ceiling-seconds",
+            "0",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(!output.status.success(), refused, "{timing:?}: {stderr}");
+        if refused {
+            let why = "--read lease: the nodes run without --lease-reads";
+            assert!(stderr.contains(why), "{stderr}");
+        }
         let _ = std::fs::remove_dir_all(out);
     }
 }

@@ -382,6 +382,20 @@ async fn connect(
         .1
         .topology()
         .clone();
+    // The nodes would serve them by ReadIndex, and the run be titled as what it did not
+    // measure (a node that does not say its timing, an older one, is taken at its word).
+    let timing = topology.timing;
+    if load.read_percent > 0
+        && load.read == Consistency::Lease
+        && timing.tick_us != 0
+        && !timing.lease_reads
+    {
+        return Err(
+            "--read lease: the nodes run without --lease-reads (they would serve every read \
+             by ReadIndex)"
+                .to_string(),
+        );
+    }
     // Every client, not just one: a client opens its connection to a core on its first
     // request there, and 64 clients opening 192 connections at once on the clock made the
     // first requests wait 60–90 ms (the whole p99.9 of a 5 s demo).

@@ -45,6 +45,8 @@ pub struct Quirks {
     /// Answer requests that only read this late, in a frame of their own after the frame
     /// with the others' answers.
     pub reads_late_by: Option<Duration>,
+    /// The tick, election ticks and lease reads its topology says (default: not said).
+    pub timing: crate::wire::Timing,
 }
 
 /// The cluster a null server poses as.
@@ -257,7 +259,7 @@ async fn serve(
             cores: shape.cores,
             groups: shape.groups,
             members,
-            timing: Default::default(),
+            timing: quirks.timing,
         },
         quirks,
         first_request: Cell::new(None),
