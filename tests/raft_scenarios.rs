@@ -1040,6 +1040,49 @@ fn a_timeout_now_from_a_leader_the_target_does_not_follow_is_dropped() {
     assert_eq!(cluster.leader(), Some(target));
 }
 
+/// Goal (found in review): a follower's reject hint is searched no lower than its commit:
+/// below it its log is every later leader's, and a search from a `prev_log_term` of 0 walked
+/// the whole log, for each of the thousands of appends one frame may hold. Method: a follower
+/// that committed 20 writes is sent an empty append at its last index with `prev_log_term` 0;
+/// its reject must name its commit, with the term there.
+#[test]
+fn a_followers_reject_hint_is_searched_no_lower_than_its_commit() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    for i in 0..20 {
+        write(&mut cluster, leader, &format!("write {i}"));
+    }
+    let follower = followers(&cluster, leader)[0];
+    let replica = cluster.replica_mut(follower);
+    let (last, term) = (replica.status().last_index, replica.term());
+    assert_eq!(replica.status().commit, last);
+    let append = AppendRequest {
+        prev_log_index: last,
+        prev_log_term: Term::ZERO,
+        entries: Default::default(),
+        commit: LogIndex::ZERO,
+    };
+    let message = Message {
+        from: leader,
+        to: follower,
+        term,
+        body: MessageBody::AppendRequest(append),
+    };
+    replica.step(message).unwrap();
+    let sent = replica.ready().take_messages_now();
+    let [
+        Message {
+            body: MessageBody::AppendResponse(response),
+            ..
+        },
+    ] = &sent[..]
+    else {
+        panic!("one append response: {sent:?}");
+    };
+    assert!(response.reject);
+    assert_eq!((response.reject_hint, response.hint_term), (last, term));
+}
+
 /// Goal: once a transferee was told to campaign, a transfer to another node is refused
 /// until the first ends: both told would split the votes of the next term (found in review:
 /// a retried self-removal picked another successor each time).
@@ -2004,7 +2047,8 @@ fn a_drift_past_the_election_timeout_is_ignored_without_lease_reads() {
 /// Goal: a snapshot whose configuration no group could run on is refused before anything of
 /// it is taken. Installed, one with no voters left the follower unable to campaign and with
 /// no members to talk to. Method: node 2 (a voter of 1, 2, 3) is sent snapshots of such
-/// configurations; each is refused as malformed and its log stays where it was.
+/// configurations, and of terms no leader of term 2 sends; each is refused as malformed and
+/// its log stays where it was.
 #[test]
 fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
@@ -2030,6 +2074,29 @@ fn a_snapshot_with_a_configuration_no_group_runs_on_is_refused() {
         assert!(
             matches!(result, Err(StepError::Malformed(_))),
             "voters {voters:?}, learners {learners:?}: {result:?}"
+        );
+        assert_eq!(follower.snapshot_index(), LogIndex(0));
+    }
+    // Nor is one whose term is after the message's (installed, it raised the follower's last
+    // term past its own, and it refused every honest candidate: found in review), or of term
+    // 0 past the empty log.
+    for term in [3, 0] {
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(10),
+                term: Term(term),
+                conf_state: ConfState {
+                    voters: ids(&[1, 2, 3]),
+                    ..ConfState::default()
+                },
+            },
+            data: Bytes::from_static(b"state"),
+        };
+        let body = MessageBody::InstallSnapshot(Box::new(snapshot));
+        let result = follower.step(term_2(1, 2, body));
+        assert!(
+            matches!(result, Err(StepError::Malformed(_))),
+            "term {term}: {result:?}"
         );
         assert_eq!(follower.snapshot_index(), LogIndex(0));
     }

@@ -989,10 +989,22 @@ fn validate(message: &Message, own_id: NodeId) -> Result<(), StepError> {
     {
         return Err(StepError::Malformed("heartbeat names a term after its own"));
     }
-    if let MessageBody::InstallSnapshot(snapshot) = &message.body
-        && let Some(why) = snapshot.meta.conf_state.shape_error()
-    {
-        return Err(StepError::Malformed(why));
+    if let MessageBody::InstallSnapshot(snapshot) = &message.body {
+        if let Some(why) = snapshot.meta.conf_state.shape_error() {
+            return Err(StepError::Malformed(why));
+        }
+        // A leader's snapshot ends at an entry of its term or before, and only the empty log
+        // has term 0: installed, a later term would raise our last term past our own, and we
+        // would refuse every honest candidate (found in review).
+        let meta = &snapshot.meta;
+        if meta.term > message.term {
+            return Err(StepError::Malformed("snapshot names a term after its own"));
+        }
+        if (meta.term == Term::ZERO) != (meta.index.0 == 0) {
+            return Err(StepError::Malformed(
+                "snapshot of term 0 past index 0, or the reverse",
+            ));
+        }
     }
     if let MessageBody::AppendRequest(append) = &message.body {
         // A log's terms never go down: each entry's term lies between the one before it

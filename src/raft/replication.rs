@@ -165,10 +165,14 @@ impl Replica {
                 self.send_after_persist(from, MessageBody::AppendResponse(response));
             }
             None => {
+                // No lower than our commit: up to it our log is every later leader's, and a
+                // search from a `prev_log_term` of 0 walked the whole log for each of the
+                // thousands of appends a frame may hold (found in review).
                 let hint = request.prev_log_index.min(self.log.last_index());
+                let floor = self.log.committed;
                 let (reject_hint, hint_term) =
                     self.log
-                        .find_conflict_by_term(hint, request.prev_log_term, LogIndex(0));
+                        .find_conflict_by_term(hint, request.prev_log_term, floor);
                 let response = AppendResponse {
                     index: request.prev_log_index,
                     reject: true,
