@@ -1083,6 +1083,50 @@ fn a_followers_reject_hint_is_searched_no_lower_than_its_commit() {
     assert_eq!((response.reject_hint, response.hint_term), (last, term));
 }
 
+/// Goal (found in review): a follower takes leader messages of a term only from the leader
+/// it follows in it, as a leader refuses them: a second sender (broken or hostile) became
+/// the leader whose TimeoutNow and read answers it trusts. Method: a follower of a 3-node
+/// cluster gets a heartbeat and an append of the leader's term from the other follower;
+/// each is refused as malformed, and it still follows the leader.
+#[test]
+fn a_follower_takes_no_second_leader_in_a_term() {
+    let mut cluster = cluster(3, 0, |_| {});
+    let leader = elect(&mut cluster);
+    write(&mut cluster, leader, "x");
+    let [follower, other] = followers(&cluster, leader)[..] else {
+        panic!("two followers");
+    };
+    let replica = cluster.replica_mut(follower);
+    let (term, last) = (replica.term(), replica.status().last_index);
+    let heartbeat = Heartbeat {
+        commit: last,
+        read_round: 0,
+        acknowledged: last,
+        acknowledged_term: term,
+        commit_term: term,
+    };
+    let append = AppendRequest {
+        prev_log_index: last,
+        prev_log_term: term,
+        entries: Default::default(),
+        commit: last,
+    };
+    for body in [
+        MessageBody::Heartbeat(heartbeat),
+        MessageBody::AppendRequest(append),
+    ] {
+        let message = Message {
+            from: other,
+            to: follower,
+            term,
+            body,
+        };
+        let result = replica.step(message);
+        assert!(matches!(result, Err(StepError::Malformed(_))), "{result:?}");
+        assert_eq!(replica.leader(), leader);
+    }
+}
+
 /// Goal: once a transferee was told to campaign, a transfer to another node is refused
 /// until the first ends: both told would split the votes of the next term (found in review:
 /// a retried self-removal picked another successor each time).

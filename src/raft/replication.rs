@@ -103,6 +103,18 @@ impl Replica {
 
     pub(crate) fn step_follower(&mut self, message: Message) -> Result<(), StepError> {
         let from = message.from;
+        // As a leader refuses them: a term has one leader, and one that spoke first is it.
+        // Taken, a second sender (broken or hostile) became the leader whose TimeoutNow and
+        // read answers this replica trusts (found in review).
+        let from_a_leader = matches!(
+            message.body,
+            MessageBody::AppendRequest(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::InstallSnapshot(_)
+        );
+        if from_a_leader && !self.leader.is_none() && from != self.leader {
+            return Err(StepError::Malformed("a second leader in the same term"));
+        }
         match message.body {
             MessageBody::AppendRequest(request) => {
                 self.heard_from_leader(from);
