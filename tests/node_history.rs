@@ -250,9 +250,10 @@ fn membership_changes(
             "node {gone} removed: {}",
             out.lines().last().unwrap_or("")
         ));
+        // It stops by itself once it applied its removal.
         cluster
-            .terminate(gone)
-            .expect("a removed node stops cleanly");
+            .wait_removed(gone, std::time::Duration::from_secs(10))
+            .expect("a removed node stops");
     }
     wait_ms(1_000);
     members

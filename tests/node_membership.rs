@@ -142,6 +142,9 @@ fn leader_of_group_0(via: &str) -> u64 {
     panic!("no leader of group 0 in:\n{table}");
 }
 
+/// How long a removed node may take to stop by itself.
+const EXIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[test]
 fn the_cluster_grows_to_five_and_shrinks_to_three_under_load_losing_nothing() {
     // A small snapshot threshold: the joining nodes find their leaders' logs compacted and
@@ -183,22 +186,28 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_under_load_losing_nothing() {
     writer.expect_progress(100, &format!("removing the leader {leader}"));
     members(&["remove", "--id", &other.to_string()], &via);
     writer.expect_progress(100, &format!("removing node {other}"));
-    // Each removed node hears that its removal committed, and says so (found in review:
-    // without a broadcast of every commit, a removed follower never learned it, and stayed
-    // in the old configuration, campaigning).
+    // Each removed node hears that its removal committed, says so and stops (found in
+    // review: without a broadcast of every commit, a removed follower never learned it, and
+    // stayed in the old configuration, campaigning).
     for removed in [leader, other] {
-        wait_for_log(
-            &cluster,
-            removed,
-            "removed from every group of this core",
-            1,
-        );
+        wait_for_log(&cluster, removed, "was removed from the cluster", 1);
+        let status = cluster.wait_exit(removed, EXIT_PATIENCE).expect("it stops");
+        assert_eq!(status.code(), Some(1), "{}", cluster.log(removed));
     }
-    for removed in [leader, other] {
-        cluster
-            .terminate(removed)
-            .expect("a removed node stops cleanly");
+    // Restarted on its data dir with its first command (its --peers), a removed node stops
+    // again, saying why (found by an operator: it said it could be stopped, and ran on).
+    let said = cluster
+        .log(other)
+        .matches("was removed from the cluster")
+        .count();
+    match cluster.restart(other) {
+        Ok(()) => {
+            let status = cluster.wait_exit(other, EXIT_PATIENCE).expect("it stops");
+            assert_eq!(status.code(), Some(1), "{}", cluster.log(other));
+        }
+        Err(error) => assert!(error.contains("was removed from the cluster"), "{error}"),
     }
+    wait_for_log(&cluster, other, "was removed from the cluster", said + 1);
     writer.expect_progress(100, "stopping the removed nodes");
 
     let list = members(&["list"], &via);

@@ -363,6 +363,50 @@ impl LocalCluster {
         wait_stopped(&self.dir, id, child, Stage::Running)
     }
 
+    /// Waits up to `patience` for node `id` to exit by itself: its status (it is no longer
+    /// counted as running), or None if it still runs.
+    #[allow(clippy::disallowed_methods)] // polls a child process, on no executor
+    pub fn wait_exit(&mut self, id: u64, patience: Duration) -> Option<ExitStatus> {
+        let slot = &mut self.children[(id - 1) as usize];
+        let mut waited = Duration::ZERO;
+        loop {
+            match slot.as_mut().map(Child::try_wait)? {
+                Ok(Some(status)) => {
+                    *slot = None;
+                    return Some(status);
+                }
+                Ok(None) if waited < patience => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    waited += Duration::from_millis(10);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits for node `id`, just removed from the cluster, to stop by itself as it does once
+    /// its groups applied the change (status 1, saying it was removed), and after `patience`
+    /// (one cut off when the change committed never learns it) stops it with SIGTERM. An
+    /// error if it stopped otherwise.
+    pub fn wait_removed(&mut self, id: u64, patience: Duration) -> Result<(), String> {
+        let said_removed =
+            |cluster: &LocalCluster| cluster.log(id).contains("was removed from the cluster");
+        if let Some(status) = self.wait_exit(id, patience) {
+            return match status.success() || said_removed(self) {
+                true => Ok(()),
+                false => Err(format!(
+                    "node {id} exited with {status}; the end of its log:\n{}",
+                    log_tail(&self.dir, id)
+                )),
+            };
+        }
+        let stopped = self.terminate(id);
+        if stopped.is_err() && said_removed(self) {
+            return Ok(());
+        }
+        stopped
+    }
+
     /// SIGTERM node `id` twice in a row and wait for it: its exit status (a node that
     /// takes a second signal while it stops exits at once).
     pub fn terminate_twice(&mut self, id: u64) -> Result<std::process::ExitStatus, String> {

@@ -117,7 +117,9 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, Strin
         Some(recorded) => Err(format!(
             "{} belongs to node {} of cluster {} with --cores {} --groups {}; this node was \
              started as node {} of cluster {} with --cores {} --groups {} (the layout of a data \
-             dir cannot change: start with the recorded flags, or use an empty dir)",
+             dir cannot change: start with the recorded flags; on an empty dir a node is a new \
+             one, which its cluster's members refuse under an id they knew: it needs a new --id \
+             and --join)",
             dir.display(),
             recorded.node_id,
             recorded.cluster_id,
@@ -133,7 +135,8 @@ pub fn check_or_record(dir: &Path, identity: Identity) -> Result<Identity, Strin
              cluster, id and layout are unknown, and starting with other flags would misread \
              its logs. Put back the file (`{FORMAT}` then cluster_id=, node_id=, cores=, \
              groups= lines, as its first start recorded them, and founders= if it had one), \
-             or use an empty dir",
+             or replace the node: `cohort members remove --id N` it at a member, and start a \
+             new node with a new --id on an empty dir with --join",
             dir.display()
         )),
         None => record(dir, identity).map(|()| identity),

@@ -7,7 +7,8 @@
 //! core holds a configuration with this node in it, members are only added. Only a group that
 //! applied the change removing this node makes it say it was removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use crate::raft::NodeId;
 
@@ -24,6 +25,29 @@ pub(super) struct Changed {
     pub members: BTreeMap<u64, String>,
     /// A group of the core applied the change that removed this node, and no group lists it.
     pub removed: bool,
+}
+
+/// The cores whose groups removed this node (each said [`Changed::removed`]): once every
+/// core's did, no group of the node holds it, and it stops (an id is never added back).
+pub(super) struct RemovedCores {
+    cores: u16,
+    removed: Mutex<BTreeSet<u16>>,
+}
+
+impl RemovedCores {
+    pub(super) fn new(cores: u16) -> RemovedCores {
+        RemovedCores {
+            cores,
+            removed: Mutex::default(),
+        }
+    }
+
+    /// Records that `core`'s groups removed this node; whether every core's have now.
+    pub(super) fn mark(&self, core: u16) -> bool {
+        let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        removed.insert(core);
+        removed.len() >= usize::from(self.cores)
+    }
 }
 
 impl MembersView {

@@ -27,7 +27,7 @@ use crate::wire::{ClusterId, Envelope, Layout};
 use super::client_conns::Conns;
 use super::config::{NodeConfig, SyncMode};
 use super::log::WalLog;
-use super::members_view::MembersView;
+use super::members_view::{MembersView, RemovedCores};
 
 /// Snapshot chunks in flight to one peer, per group, at most: 4 MiB with the default chunk.
 const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
@@ -168,6 +168,7 @@ pub fn run_telling(
     refused_before(&config)?;
     let config = Arc::new(config);
     let mut executors = Vec::new();
+    let removed_cores = Arc::new(RemovedCores::new(config.cores));
     for core in 0..config.cores {
         let placement = if config.pin_cores {
             Placement::Fixed(usize::from(core))
@@ -176,6 +177,7 @@ pub fn run_telling(
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let core_listening = listening.clone();
+        let core_removed = Arc::clone(&removed_cores);
         let executor = spawn_core(placement, core, Arc::clone(&stop), move || async move {
             let result = run_core(
                 &core_config,
@@ -184,6 +186,7 @@ pub fn run_telling(
                 core_listening,
                 clients_max,
                 founders,
+                core_removed,
             )
             .await;
             if let Err(error) = &result {
@@ -220,6 +223,9 @@ pub fn run_telling(
             Err(error) => failures.push(format!("core {core}: executor failed: {error}")),
         }
     }
+    // Several cores often fail for one reason (a wiped node, a wrong address): said once.
+    let mut said = BTreeSet::new();
+    failures.retain(|failure| said.insert(failure.clone()));
     if failures.is_empty() {
         Ok(())
     } else {
@@ -376,6 +382,7 @@ async fn run_core(
     listening: Option<std::sync::mpsc::Sender<u16>>,
     clients_max: usize,
     founders: u64,
+    removed_cores: Arc<RemovedCores>,
 ) -> Result<(), String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
@@ -407,7 +414,7 @@ async fn run_core(
         "this data dir was first started with other --peers (other initial voters) or joined \
          its cluster with --join, and a group that holds nothing yet would start from these \
          --peers: start with the flags of its first start (--join for a node that joined), \
-         or on an empty data dir",
+         or start a new node: a new --id on an empty data dir, with --join",
     );
     let bootstrap = refused.map_or(Ok(&bootstrap), Err);
     let (log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
@@ -621,10 +628,22 @@ async fn run_core(
             }
             let ids: Vec<&u64> = changed.members.keys().collect();
             say(&format!("node {node} core {core}: members {ids:?}"));
-            if changed.removed {
+            if changed.removed && removed_cores.mark(core) {
+                // Found by an operator: restarted on its data dir with its --peers, a removed
+                // node said it could be stopped, and ran on; a supervisor saw it healthy.
+                if refused.borrow().is_none() {
+                    *refused.borrow_mut() = Some(format!(
+                        "node {node} was removed from the cluster (no group of this node holds \
+                         it): it stops; an id is never used again: to add this machine again, \
+                         start it with a new --id, an empty --data-dir and --join"
+                    ));
+                    inbox.push_now(Input::Stop);
+                    stop_node.store(true, Ordering::SeqCst);
+                }
+            } else if changed.removed {
                 say(&format!(
-                    "node {node} core {core}: removed from every group of this core; \
-                     this node can be stopped"
+                    "node {node} core {core}: removed from every group of this core; the \
+                     node stops once every core's groups removed it"
                 ));
             }
             set_topology_members(&topology, &changed.members);

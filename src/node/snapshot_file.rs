@@ -134,7 +134,10 @@ pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
             ),
             Unread::Damaged(what) => format!(
                 "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
-             index, so the node will not start without it",
+             index, so the node will not start without it. What it acknowledged is on the \
+             other members: replace it as a dead node (`cohort members remove --id` with its \
+             id, at another member, then start a node with a new id and an empty data dir with \
+             --join), and keep this data dir to look into",
                 file.display()
             ),
         })
