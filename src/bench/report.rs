@@ -122,6 +122,16 @@ pub fn summary(report: &Report) -> String {
         "throughput  {:.0} requests/s ({} answers in the {:.2} s measured; {} requests failed)",
         report.requests_per_s, report.requests, report.seconds, errors
     );
+    let stalled = super::recorder::stalled_seconds(&report.timeline);
+    if let Some(first) = stalled.first() {
+        let _ = writeln!(
+            out,
+            "stalled     no answer arrived in {} of the {} measured seconds (the first ending at \
+             {first:.1} s): the throughput is an average over the stall, not a steady rate",
+            stalled.len(),
+            report.timeline.len()
+        );
+    }
     if let Some(offered) = report.offered_requests_per_s {
         let _ = writeln!(
             out,
