@@ -293,6 +293,15 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     let bases = vec![cluster.bases[0].clone(), cluster.bases[3].clone()];
     expect_all_there(&bases, writer.finish());
 
+    // Restarted with another node in --peers, node 1 says they are not used (found by an
+    // operator: it said only "peer removed" of the extra one).
+    cluster.terminate(1).expect("node 1 stops cleanly");
+    let args = cluster.args_mut(1);
+    let peers = args.iter().position(|a| a == "--peers").expect("--peers") + 1;
+    args[peers].push_str(",9=127.0.0.1:9");
+    cluster.restart(1).expect("node 1 starts");
+    wait_for_log(&cluster, 1, "--peers names other nodes than", 1);
+
     // A data dir keeps the layout it was made with: node 1 restarted with other --groups is
     // refused before it touches anything.
     cluster.terminate(1).expect("node 1 stops cleanly");

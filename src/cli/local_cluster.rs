@@ -247,6 +247,11 @@ impl LocalCluster {
             .map_err(|failure| failure.message)
     }
 
+    /// The command line node `id` starts with, for a test to change before a restart.
+    pub fn args_mut(&mut self, id: u64) -> &mut Vec<String> {
+        &mut self.args[(id - 1) as usize]
+    }
+
     /// Start the process of node `id`; returns how many times its log said it listens before
     /// (for [`LocalCluster::wait_listening`]).
     fn spawn(&mut self, id: u64) -> Result<usize, String> {

@@ -418,6 +418,17 @@ async fn run_core(
     );
     let bootstrap = refused.map_or(Ok(&bootstrap), Err);
     let (log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
+    // Every group holds a configuration, so none starts from these --peers: they are not
+    // used, and say nothing of who the members are (found by an operator: a node restarted
+    // with an extra id in --peers said only "peer removed" of it).
+    if refused.is_some() && founders != 0 && core == 0 {
+        tracing::warn!(
+            node = %config.id,
+            "--peers names other nodes than this data dir's first start: they are not used (the \
+             groups' configurations say who the members are); add a node with `cohort serve \
+             --join` or `cohort members add`, remove one with `cohort members remove`"
+        );
+    }
     let topology = Rc::new(RefCell::new(Topology {
         cluster_id: config.cluster_id,
         node_id: config.id.0,
