@@ -209,13 +209,18 @@ pub fn render(cores: &[CoreRows]) -> String {
             );
         }
         for g in &core.groups {
+            // None known: "-", not a node id 0 (found by an operator).
+            let leader = match g.leader {
+                0 => "-".to_string(),
+                id => id.to_string(),
+            };
             out += &format!(
                 "{:<4} {:<4} {:<5} {:<13} {:<6} {:<6} {:<10} {:<10} {}\n",
                 core.node_id,
                 core.core,
                 g.group,
                 g.role,
-                g.leader,
+                leader,
                 g.term,
                 g.commit,
                 g.applied,
@@ -267,6 +272,17 @@ mod tests {
         let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
         assert_eq!(decoded, rows);
         assert!(render(&[decoded]).contains("replicate"));
+        let leaderless = CoreRows {
+            groups: vec![GroupRow {
+                role: "pre-candidate",
+                leader: 0,
+                peers: Vec::new(),
+                ..rows.groups[0].clone()
+            }],
+            ..rows.clone()
+        };
+        let table = render(&[leaderless]);
+        assert!(table.contains("pre-candidate -      7 "), "{table}");
         let full = CoreRows {
             refuses_writes: Some(
                 "its log cannot grow: cannot make the next WAL segment: No space left".to_string(),
