@@ -3065,6 +3065,47 @@ fn a_leader_does_not_store_a_snapshot_from_a_second_leader_of_its_term() {
     assert_eq!(replica.role(), cohort::raft::Role::Leader);
 }
 
+/// Goal (found in review): a follower stores no whole snapshot Raft would refuse: one from
+/// another node than the leader it follows in the term, or one whose term is after the
+/// message's. Stored, such a file was adopted at the next start, though Raft refused it.
+/// Method: node 2 follows node 1 in term 2 (a heartbeat); node 3 then sends a snapshot in
+/// term 2, and node 1 one of term 3.
+#[test]
+fn a_follower_does_not_store_a_snapshot_raft_would_refuse() {
+    let heartbeat = Heartbeat {
+        commit: LogIndex(1),
+        read_round: 0,
+        acknowledged: LogIndex(1),
+        acknowledged_term: Term(1),
+        commit_term: Term(1),
+    };
+    let mut kv = cohort::kv::KvStore::new();
+    kv.skip(10);
+    let later_term = SnapshotMeta {
+        term: Term(3),
+        ..meta_of_three_at_10()
+    };
+    for (sender, meta) in [(3, meta_of_three_at_10()), (1, later_term)] {
+        let events = Events::default();
+        let (core, inbox) = core(2, &events);
+        let core = turn(
+            core,
+            &inbox,
+            from(1, 2, 2, MessageBody::Heartbeat(heartbeat)),
+        );
+        assert_eq!(core.groups()[&0].replica.leader(), NodeId(1));
+        let snapshot = Snapshot {
+            meta,
+            data: kv.encode_snapshot(),
+        };
+        let body = MessageBody::InstallSnapshot(Box::new(snapshot));
+        let core = turn(core, &inbox, from(sender, 2, 2, body));
+        let received = events.borrow().contains(&Event::SnapshotReceived);
+        assert!(!received, "from node {sender}: {:?}", events.borrow());
+        assert_eq!(core.groups()[&0].replica.snapshot_index(), LogIndex(0));
+    }
+}
+
 /// Goal: a snapshot streamed whole that then failed to store (a full disk) is taken again
 /// when its leader offers it again from the start; before, the stream was remembered as
 /// completed and the offer answered "all received" at once, so the group never got it

@@ -425,6 +425,12 @@ impl Replica {
         }
     }
 
+    /// Whether [`Replica::step`] would refuse `message` for its shape, whatever this
+    /// replica's state: for a caller that stores what the message carries before it steps it.
+    pub fn refuses_shape(&self, message: &Message) -> bool {
+        validate(message, self.id).is_err()
+    }
+
     /// Take one message from a peer. Messages for an older term, duplicates and reordered
     /// messages are handled; a message that breaks the protocol's shape is refused.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {

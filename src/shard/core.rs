@@ -1044,9 +1044,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 groups = self.groups.len(),
                 election_timeouts = LEADERLESS_SAID_TIMEOUTS,
                 "groups of this core have had no leader for a while: is this node cut off from \
-                 a majority of its peers (their logs say whether they reach it), or was it \
-                 removed from the cluster while it was down (`cohort members list` at another \
-                 member)?"
+                 a majority of its peers (their logs say whether they reach it, and this \
+                 node's warnings of peer connections closed say why: a refused handshake names \
+                 the flag that differs), or was it removed from the cluster while it was down \
+                 (`cohort members list` at another member)?"
             );
         }
     }
@@ -1074,10 +1075,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         };
         let replica = &g.replica;
         // Nothing is stored that Raft would refuse (a stored file is adopted at the next
-        // start): a snapshot of an older term, one from a second leader of the term this node
-        // leads, or one the group has past.
-        let refused = message.term < replica.term()
-            || (message.term == replica.term() && replica.role() == Role::Leader);
+        // start): a snapshot of an older term, one from another node than the leader of its
+        // term (this one, or the one this replica follows: found in review), one of a shape
+        // Raft refuses (a term after the message's), or one the group has past.
+        let refused =
+            !replica.may_lead(message.from, message.term) || replica.refuses_shape(&message);
         if refused || snapshot.meta.index <= replica.commit() {
             if let Err(error) = g.replica.step(message) {
                 tracing::debug!(group, %error, "message refused");
