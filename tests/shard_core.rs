@@ -511,10 +511,12 @@ fn core_of_groups(
         wire: None,
         full_queue_to: Rc::default(),
     };
-    core_on(id, net, log, gate, groups, short_of_space, reshape)
+    let setup = move |shape: &mut CoreShape, _: &mut _, _: &mut _| reshape(shape);
+    core_on(id, net, log, gate, groups, short_of_space, setup)
 }
 
-/// As [`core_of_groups`], sending on `net` (whose events the log records to as well).
+/// As [`core_of_groups`], sending on `net` (whose events the log records to as well), with
+/// `setup` given the shape, the groups and the hooks before the core is made of them.
 fn core_on(
     id: u64,
     net: RecordingNet,
@@ -522,13 +524,13 @@ fn core_on(
     gate: Gate,
     groups: u32,
     short_of_space: Option<String>,
-    reshape: impl FnOnce(&mut CoreShape),
+    setup: impl FnOnce(&mut CoreShape, &mut BTreeMap<u32, Group>, &mut Hooks),
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let voters = [NodeId(1), NodeId(2), NodeId(3)];
     let mut config = Config::new(NodeId(id));
     config.pre_vote = false;
     let groups_total = groups;
-    let groups = (0..groups)
+    let mut groups = (0..groups)
         .map(|group| {
             let persisted = Persisted::bootstrap(&voters);
             let replica = Replica::new(config.clone(), id, persisted).unwrap();
@@ -558,24 +560,19 @@ fn core_on(
         balance_every_ticks: 20,
         tick_length: None,
     };
-    reshape(&mut shape);
+    let mut hooks = Hooks::quiet();
+    setup(&mut shape, &mut groups, &mut hooks);
+    let log = RecordingLog {
+        events: Rc::clone(&net.events),
+        holding_old_segments,
+        encoded: Vec::new(),
+        gate,
+        short_of_space,
+        snapshot_unsynced: false,
+        received: Vec::new(),
+    };
     let inbox = Inbox::new(64);
-    let core = Core::new(
-        shape,
-        groups,
-        RecordingLog {
-            events: Rc::clone(&net.events),
-            holding_old_segments,
-            encoded: Vec::new(),
-            gate,
-            short_of_space,
-            snapshot_unsynced: false,
-            received: Vec::new(),
-        },
-        net,
-        inbox.clone(),
-        Hooks::quiet(),
-    );
+    let core = Core::new(shape, groups, log, net, inbox.clone(), hooks);
     (core, inbox)
 }
 
@@ -1268,7 +1265,7 @@ fn core_1_on_a_recorded_wire(events: &Events) -> (TestCore, Inbox<Input>, Rc<Ref
         full_queue_to: Rc::default(),
     };
     let log = (true, 0, false);
-    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_| {});
+    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_, _, _| {});
     (core, inbox, wire)
 }
 
@@ -1781,7 +1778,7 @@ fn balancing_leader_1_of_two_groups(
         wire: None,
         full_queue_to: Rc::clone(full_queue_to),
     };
-    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 2, None, |shape| {
+    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 2, None, |shape, _, _| {
         shape.leader_balance_margin = Some(0);
         shape.balance_every_ticks = BALANCE_EVERY_TICKS;
     });
@@ -3063,6 +3060,38 @@ fn a_leader_does_not_store_a_snapshot_from_a_second_leader_of_its_term() {
     let replica = &core.groups()[&0].replica;
     assert_eq!(replica.snapshot_index(), LogIndex(0));
     assert_eq!(replica.role(), cohort::raft::Role::Leader);
+}
+
+/// What a core's members hook was told: the member ids, and whether this node was removed.
+type MembersTold = (Vec<u64>, bool);
+
+/// Goal (found in review): a core whose groups were restored from snapshots that hold the
+/// change removing this node tells the node at its first turn, though it applies no conf
+/// change: a removed node restarted so said nothing and ran on. Method: node 2's group 0
+/// holds a state that removed node 2; one tick; the members hook must have been told the
+/// members without node 2, and that it was removed.
+#[test]
+fn a_core_restored_past_its_removal_says_so_at_its_first_turn() {
+    let events = Events::default();
+    let net = RecordingNet {
+        events: Rc::clone(&events),
+        wire: None,
+        full_queue_to: Rc::default(),
+    };
+    // (member ids, removed), as each call told them.
+    let told: Rc<RefCell<Vec<MembersTold>>> = Rc::default();
+    let hook_told = Rc::clone(&told);
+    let setup = move |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, hooks: &mut Hooks| {
+        let kv = &mut groups.get_mut(&0).expect("group 0").kv;
+        kv.apply_membership(5, vec![(1, "a:1".into()), (3, "c:1".into())], &[2]);
+        hooks.on_members = Box::new(move |members, removed| {
+            let ids = members.keys().copied().collect();
+            hook_told.borrow_mut().push((ids, removed));
+        });
+    };
+    let (core, inbox) = core_on(2, net, (true, 0, false), Gate::new(true), 1, None, setup);
+    turn(core, &inbox, Input::Tick);
+    assert_eq!(told.borrow()[..], [(vec![1, 3], true)]);
 }
 
 /// Goal (found in review): a follower stores no whole snapshot Raft would refuse: one from

@@ -418,6 +418,8 @@ pub struct Core<L: CoreLog, N> {
     /// handed out: staged again at the start of every turn, before their groups hand out
     /// another.
     unstaged: Vec<(u32, Ready, Staged)>,
+    /// Whether [`Core::publish_members`] told the node the members once.
+    members_published: bool,
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -457,6 +459,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             said_sync_stuck: false,
             said_entry_too_large: false,
             member_changes: Vec::new(),
+            members_published: false,
             streams: SnapshotStreams::new(shape.snapshot_stream),
             snapshots_due: BTreeSet::new(),
             persisting: VecDeque::new(),
@@ -1272,9 +1275,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
     }
 
-    /// Tell the node where every member is, if a group's view changed this turn.
+    /// Tell the node where every member is, if a group's view changed this turn, and at the
+    /// first turn: groups restored from snapshots that hold the change removing this node
+    /// apply no conf change, and a removed node restarted so said nothing (found in review).
     fn publish_members(&mut self) {
-        let mut changed = false;
+        let mut changed = !std::mem::replace(&mut self.members_published, true);
         for group in self.groups.values_mut() {
             changed |= std::mem::take(&mut group.members_changed);
         }
