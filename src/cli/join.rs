@@ -303,7 +303,14 @@ impl Joiner {
         let ended = Arc::clone(&node_ended);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
             if let Some(recorded) = from_disk {
-                let Some(topology) = wait_for_seeds(&options, &stop).await else {
+                // Not this node itself (one list of seeds for every node names it): it runs
+                // by now, and would vouch for its own cluster and flags (found in review).
+                let mut others = options.clone();
+                others.seeds.retain(|seed| *seed != listen);
+                if others.seeds.is_empty() {
+                    others.seeds.clone_from(&options.seeds);
+                }
+                let Some(topology) = wait_for_seeds(&others, &stop).await else {
                     return Ok(());
                 };
                 check_cluster(&recorded, &topology)?;
