@@ -407,7 +407,7 @@ impl SnapshotStreams {
         let key = (from.0, group);
         let end = chunk.offset.checked_add(chunk.data.len() as u64);
         if chunk.total > self.config.bytes_max || end.is_none_or(|end| end > chunk.total) {
-            let said = self.said_out_of_bounds.admit(&from.to_string());
+            let said = self.said_out_of_bounds.admit(&format!("{from} {group}"));
             if let Some(more) = said {
                 tracing::warn!(
                     group,
@@ -415,7 +415,7 @@ impl SnapshotStreams {
                     offset = chunk.offset,
                     total = chunk.total,
                     "snapshot chunk out of bounds: dropped, as were {more} more from this node \
-                     since its last warning (warned of once a minute)"
+                     for this group since its last warning (warned of once a minute)"
                 );
             }
             self.incoming.remove(&key);

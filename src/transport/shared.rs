@@ -181,7 +181,15 @@ impl Shared {
         }
         if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
-            match self.refusals.borrow_mut().admit(&reason.to_string()) {
+            // By peer and reason: a reason need not name the peer (another cluster's id), and
+            // an accepted peer is known by its address, whose port changes at each dial.
+            let peer = peer.to_string();
+            let host = match peer.parse::<SocketAddr>() {
+                Ok(address) => address.ip().to_string(),
+                Err(_) => peer.clone(),
+            };
+            let kind = format!("{host} {reason}");
+            match self.refusals.borrow_mut().admit(&kind) {
                 Some(0) => tracing::warn!(%node, core, %peer, %reason, "peer connection closed"),
                 Some(more) => tracing::warn!(
                     %node,
