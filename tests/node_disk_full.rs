@@ -346,7 +346,7 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
 /// Goal (found in review): a demo whose node dies at start (here: its disk cannot hold its
 /// first WAL segment) keeps its folder, the node's whole log in it, and says where; before,
 /// the folder went, and with it all but the log lines the error quoted. Method: the demo's
-/// temp dir on a 24 MiB tmpfs, segments of 32 MiB.
+/// temp dir on a 24 MiB tmpfs, segments of 32 MiB; the node's error must say what to do.
 #[test]
 fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
     let dir = std::env::temp_dir().join(format!("cohort-test-diesatstart-{}", std::process::id()));
@@ -371,6 +371,8 @@ fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
         .unwrap_or_else(|| panic!("no folder named: {stderr}"));
     let log = std::fs::read_to_string(Path::new(kept).join("node-1.log")).expect("node 1's log");
     assert!(log.contains("No space left on device"), "{log}");
+    // It says what to do (found by an operator: a first start on a small disk said only this).
+    assert!(log.contains("give a smaller --segment-mib"), "{log}");
     drop(disk);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,7 @@ use super::executor::Lane;
 use super::snapshot_file;
 use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
-    WalConfig, WalEntry, WalError,
+    WalConfig, WalEntry, WalError, WalOpenError,
 };
 
 use super::config::{NodeConfig, SyncMode};
@@ -247,6 +247,15 @@ impl WalLog {
                      member, then start a node with a new id and an empty data dir with --join \
                      (keep this data dir to look into)",
                     config.id.0
+                )
+            } else if let WalOpenError::Io { source, .. } = &e
+                && source.raw_os_error() == Some(libc::ENOSPC)
+            {
+                // Found by an operator: a first start on a small disk said only this.
+                format!(
+                    ". Each core's WAL needs room for segments of --segment-mib ({} MiB here) \
+                     as it starts: free room, or give a smaller --segment-mib on a new data dir",
+                    config.segment_bytes >> 20
                 )
             } else {
                 String::new()
