@@ -289,7 +289,8 @@ fn bench_refuses_an_out_that_cannot_be_a_folder_before_running() {
 
 /// Flags that cannot go together, or one without the other it belongs to, are refused by
 /// name rather than ignored (found in review): `cas` without a condition (the error names
-/// all three), or with two; `--join-timeout-s` without `--join`; a leader balance margin
+/// all three), or with two; `--join-timeout-s` without `--join`; `--listen` with `--peers`
+/// (a node listens at its own entry there); a leader balance margin
 /// with no leader balancing.
 #[test]
 fn flags_that_do_not_go_together_are_refused() {
@@ -310,6 +311,11 @@ fn flags_that_do_not_go_together_are_refused() {
             "cannot be used with",
         ),
         (with(&["--join-timeout-s", "5"]), "--join"),
+        // Accepted and ignored before: the node listened where --peers said (found in use).
+        (
+            with(&["--listen", "127.0.0.1:5"]),
+            "--listen 127.0.0.1:5 goes with --join",
+        ),
         (
             with(&["--no-leader-balance", "--leader-balance-margin", "2"]),
             "cannot be used with",

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// node that was removed is refused and must come back with a new --id).
     #[arg(long, requires = "listen", value_delimiter = ',')]
     pub join: Option<Vec<String>>,
-    /// This node's base address (HOST:PORT) with --join.
+    /// This node's base address (HOST:PORT) with --join (with --peers, its own entry there).
     #[arg(long, requires = "join")]
     pub listen: Option<String>,
     /// With --join: how long each group may take to add this node and let it catch up.
@@ -192,6 +192,15 @@ impl ServeArgs {
     /// The configuration of a node that starts a new cluster (`--peers`), checked.
     fn bootstrap_config(&self) -> Result<NodeConfig, String> {
         let peers = self.peers.as_deref().ok_or("--peers or --join is needed")?;
+        // Taken and ignored before (clap's `requires` let it through): the node listened
+        // where --peers said (found in use).
+        if let Some(listen) = &self.listen {
+            return Err(format!(
+                "--listen {listen} goes with --join: with --peers, this node listens at its own \
+                 entry there ({}=HOST:PORT)",
+                self.id
+            ));
+        }
         let members = parse_members(peers).map_err(|e| e.to_string())?;
         self.to_config(
             members,
