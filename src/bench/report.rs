@@ -123,10 +123,7 @@ pub fn summary(report: &Report) -> String {
         report.requests_per_s, report.requests, report.seconds, errors
     );
     let stalled = super::recorder::stalled_seconds(&report.timeline);
-    // An open loop of fewer than 2 requests a second may leave a second without an answer
-    // however fast the cluster (found in review).
-    let sparse = report.offered_requests_per_s.is_some_and(|rate| rate < 2.0);
-    if let Some(first) = stalled.first().filter(|_| !sparse) {
+    if let Some(first) = stalled.first() {
         let _ = writeln!(
             out,
             "stalled     no answer arrived in {} of the {} measured seconds (the first ending at \

@@ -1100,7 +1100,10 @@ pub(crate) async fn with_timeout<T>(
         Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             // What was left of the request's time (9.990057597s read as noise).
-            format!("no answer within {:.1} s", timeout.as_secs_f64()),
+            match timeout.as_millis() {
+                ms @ 0..1_000 => format!("no answer within {ms} ms"),
+                _ => format!("no answer within {:.1} s", timeout.as_secs_f64()),
+            },
         ))
     })
     .await

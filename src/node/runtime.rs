@@ -139,7 +139,8 @@ pub fn run_telling(
     };
     let founders = super::identity::check_or_record(&config.data_dir, identity)?.founders;
     // Only a node whose first start founded the cluster with these --peers: a joined node
-    // (founders 0) restarted with --peers is refused by its cores below.
+    // (founders 0) restarted with --peers is refused by its cores below where a group holds
+    // nothing yet, and warned that they are not used otherwise.
     let digest = crate::wire::founders_digest(config.members.keys().copied());
     if config.bootstrap
         && founders == digest
@@ -421,12 +422,24 @@ async fn run_core(
     // Every group holds a configuration, so none starts from these --peers: they are not
     // used, and say nothing of who the members are (found by an operator: a node restarted
     // with an extra id in --peers said only "peer removed" of it).
-    if refused.is_some() && founders != 0 && core == 0 {
+    let joined = || {
+        matches!(
+            super::identity::recorded_members(&config.data_dir),
+            Ok(Some(_))
+        )
+    };
+    if refused.is_some() && core == 0 && (founders != 0 || joined()) {
+        let first = match founders {
+            0 => "this node joined its cluster: restart it with --join as it joined",
+            _ => {
+                "add a node with `cohort serve --join` or `cohort members add`, remove one \
+                  with `cohort members remove`"
+            }
+        };
         tracing::warn!(
             node = %config.id,
             "--peers names other nodes than this data dir's first start: they are not used (the \
-             groups' configurations say who the members are); add a node with `cohort serve \
-             --join` or `cohort members add`, remove one with `cohort members remove`"
+             groups' configurations say who the members are); {first}"
         );
     }
     let topology = Rc::new(RefCell::new(Topology {

@@ -196,8 +196,8 @@ impl Shared {
                     core,
                     %peer,
                     %reason,
-                    "peer connection closed, and {more} times more for this reason since its \
-                     last warning (warned of once a minute)"
+                    "peer connection closed, and {more} times more from this peer (or host) for \
+                     this reason since its last warning (warned of once a minute)"
                 ),
                 None => tracing::debug!(%node, core, %peer, %reason, "peer connection closed"),
             }
