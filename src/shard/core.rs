@@ -1206,9 +1206,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     Err(error) => TransferOutcome::Failed(error.to_string()),
                 }
             } else {
+                // Why, where this leader knows it (found by an operator: a target that was
+                // down got the same words as one that lost its elections).
+                let silent = match to == me || replica.peer_answers(NodeId(to)) {
+                    true => "",
+                    false => ": it has not answered this leader lately (down, or cut off?)",
+                };
                 TransferOutcome::Failed(format!(
                     "node {to} did not take over group {group} in {TRANSFER_ATTEMPTS} tries of \
-                     an election timeout each (leader: {leader})"
+                     an election timeout each (leader: {leader}){silent}"
                 ))
             };
             transfer.reply.push_now(outcome);
