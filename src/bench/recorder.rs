@@ -307,6 +307,22 @@ impl Recorder {
                 format!("{count} {kind} (first: {example})")
             })
             .collect();
+        if answered == 0 && self.unsent > 0 {
+            // Found by a user: "no request was answered; 0 failed: " after thousands of
+            // answers, all of requests due before the measured seconds.
+            return Err(format!(
+                "no request due in the measured seconds was answered: the open loop fell \
+                 behind its rate, and the {} due in them were never sent ({} answers arrived, \
+                 of requests due before them); {failed} failed{}: lower --rate, or raise \
+                 --clients or --depth",
+                self.unsent,
+                self.requests,
+                match first.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({})", first.join("; ")),
+                }
+            ));
+        }
         if answered == 0 {
             return Err(format!(
                 "no request was answered; {failed} failed: {}",
@@ -614,6 +630,13 @@ mod tests {
         );
         let why = stalled.check_failures().unwrap_err();
         assert!(why.contains("no answer arrived in 6 of the 8"), "{why}");
+        // An open loop so far behind that what was due in the window never went out.
+        let mut behind = Recorder::new(start, at(1_000));
+        behind.requests = 500;
+        behind.unsent(at(0), Duration::from_millis(1), at(1_000), at(3_000));
+        let why = behind.check_failures().unwrap_err();
+        assert!(why.contains("the open loop fell behind its rate"), "{why}");
+        assert!(why.contains("500 answers arrived"), "{why}");
         let half = answered_in(&[0, 2, 4, 6]);
         assert_eq!(stalled_seconds(&half.timeline).len(), 4);
         half.check_failures().expect("4 stalled seconds of 8");
