@@ -26,6 +26,9 @@ pub struct Sample {
     /// The machine's `cpu` line of /proc/stat: busy (user, nice, system, irq, softirq),
     /// steal, iowait and idle ticks, summed over its CPUs.
     machine: Option<MachineTicks>,
+    /// When it was taken: two samples' ticks are over the time between them, which a busy
+    /// generator's late wake-up makes longer than the measured seconds.
+    at: std::time::Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +51,7 @@ pub fn sample(watched: &[Watched]) -> Sample {
     Sample {
         processes: watched.iter().map(|w| process_ticks(w.pid)).collect(),
         machine: machine_ticks(),
+        at: crate::clock::now(),
     }
 }
 
@@ -98,7 +102,17 @@ pub fn usage(
     requests: u64,
 ) -> CpuUse {
     let ticks_per_s = crate::sys::clock_ticks_per_second() as f64;
-    let per_request = |ticks: u64| ticks as f64 / ticks_per_s * 1e6 / requests.max(1) as f64;
+    // Ticks are over the samples' window, the requests over the measured seconds: each
+    // process's CPUs over the window, times the seconds, is its share of the requests
+    // (found by a user: a busy generator sampled 8% late, and the machine's µs per request
+    // summed to more CPUs than it has).
+    let window = after
+        .at
+        .saturating_duration_since(before.at)
+        .as_secs_f64()
+        .max(1e-9);
+    let per_request =
+        |ticks: u64| ticks as f64 / ticks_per_s / window * seconds * 1e6 / requests.max(1) as f64;
     let processes = watched
         .iter()
         .zip(before.processes.iter().zip(&after.processes))
@@ -107,7 +121,7 @@ pub fn usage(
                 let (user, system) = (u1.saturating_sub(*u0), s1.saturating_sub(*s0));
                 Some(ProcessUse {
                     name: w.name.clone(),
-                    cpus: (user + system) as f64 / ticks_per_s / seconds.max(1e-9),
+                    cpus: (user + system) as f64 / ticks_per_s / window,
                     user_us_per_request: per_request(user),
                     system_us_per_request: per_request(system),
                 })
@@ -281,6 +295,7 @@ fn parse_machine_ticks(stat: &str, allowed: Option<&BTreeSet<usize>>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn process_ticks_are_read_after_a_name_with_spaces_and_parentheses() {
@@ -327,7 +342,9 @@ mod tests {
             pid: 1,
         }];
         let hz = crate::sys::clock_ticks_per_second();
+        let start = crate::clock::now();
         let at = |user: u64, system: u64, busy: u64| Sample {
+            at: start + Duration::from_secs(u64::from(busy > 0)),
             processes: vec![Some((user, system))],
             machine: Some(MachineTicks {
                 cpus: 2,
@@ -353,10 +370,22 @@ mod tests {
         let m = cpu.machine.unwrap();
         assert!((m.busy_us_per_request - 2.0).abs() < 1e-9);
         assert!((m.ceiling_requests_per_s.unwrap() - 1_000_000.0).abs() < 1e-3);
+        // Sampled over 1.25 s for 1 s measured: the ticks of 1 s are counted, and a process's
+        // CPUs are over the 1.25 s.
+        let late = Sample {
+            at: start + Duration::from_millis(1_250),
+            ..at(hz, hz / 2, 2 * hz)
+        };
+        let cpu = usage(&watched, &at(0, 0, 0), &late, 1.0, 1_000_000);
+        assert!((cpu.processes[0].user_us_per_request - 0.8).abs() < 1e-9);
+        assert!((cpu.processes[0].cpus - 1.2).abs() < 1e-9);
+        let m = cpu.machine.unwrap();
+        assert!((m.ceiling_requests_per_s.unwrap() - 1_250_000.0).abs() < 1e-3);
         // A process gone by the end is left out, not reported as zero.
         let gone = Sample {
             processes: vec![None],
             machine: None,
+            at: start + Duration::from_secs(1),
         };
         assert!(
             usage(&watched, &at(0, 0, 0), &gone, 1.0, 10)
