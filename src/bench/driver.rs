@@ -619,13 +619,18 @@ async fn tick(
         }
         let second = locked(&recorder).close_interval(crate::clock::now());
         if live {
+            // No answer: no latency to show, not 0 µs (found by a user).
+            let latency = |us| match second.requests {
+                0 => "-".to_string(),
+                _ => super::report::duration_text(us),
+            };
             crate::node::say(&format!(
                 "{:>6.1} s  {:>10.0} req/s  p50 {:>9}  p99 {:>9}  max {:>9}  errors {}",
                 second.at_s,
                 second.requests_per_s,
-                super::report::duration_text(second.p50_us),
-                super::report::duration_text(second.p99_us),
-                super::report::duration_text(second.max_us),
+                latency(second.p50_us),
+                latency(second.p99_us),
+                latency(second.max_us),
                 second.errors
             ));
         }

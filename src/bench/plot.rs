@@ -117,8 +117,11 @@ pub fn timeline(path: &Path, title: &str, seconds: &[Second]) -> Result<(), Stri
         (
             &bottom,
             "p99 (ms)",
+            // A second without answers has no latency: drawn as 0, the worst second of an
+            // outage read as its best (found by a user).
             seconds
                 .iter()
+                .filter(|s| s.requests > 0)
                 .map(|s| (s.at_s, s.p99_us as f64 / 1e3))
                 .collect(),
         ),
