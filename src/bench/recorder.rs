@@ -297,7 +297,7 @@ impl Recorder {
     }
 
     /// Whether the run's figures stand: an error naming the failures if no request due in
-    /// the window was answered, if no answer arrived in more than half the measured seconds,
+    /// the window was answered, if no answer arrived in half the measured seconds or more,
     /// or if more than [`FAILED_PERCENT_MAX`] percent of them failed.
     pub fn check_failures(&self) -> Result<(), String> {
         let (answered, failed) = (self.answered_count(), self.error_count());
@@ -329,8 +329,10 @@ impl Recorder {
                 first.join("; ")
             ));
         }
+        // Half is enough (found by a user: a cluster that lost its quorum for 2 of 4 seconds
+        // passed, its timeouts under 1% of what a closed loop sends).
         let stalled = stalled_seconds(&self.timeline).len();
-        if stalled * 2 > self.timeline.len() {
+        if stalled > 0 && stalled * 2 >= self.timeline.len() {
             return Err(format!(
                 "no answer arrived in {stalled} of the {} measured seconds: the cluster \
                  stalled, and its figures are those of the stall ({failed} requests failed{})",
@@ -602,10 +604,11 @@ mod tests {
         assert!(many.contains("2 of 101 requests failed"), "{many}");
     }
 
-    /// Goal: a run in which no answer arrived for more than half its seconds does not stand,
+    /// Goal: a run in which no answer arrived for half its seconds or more does not stand,
     /// though few of its requests failed (a closed loop's wait rather than fail: found by an
-    /// operator, six seconds of an outage in eight passed); one stalled second is said, not
-    /// failed. Method: answers in the first 2 of 8 seconds, then in 4 of 8.
+    /// operator, six seconds of an outage in eight passed); fewer stalled seconds are said,
+    /// not failed. Method: answers in 2, 4 and 5 of 8 seconds; an open loop far behind; a
+    /// run of one answer in 4 s.
     #[test]
     fn a_run_that_stalled_most_of_its_seconds_does_not_stand() {
         let start = crate::clock::now();
@@ -639,7 +642,10 @@ mod tests {
         assert!(why.contains("500 answers arrived"), "{why}");
         let half = answered_in(&[0, 2, 4, 6]);
         assert_eq!(stalled_seconds(&half.timeline).len(), 4);
-        half.check_failures().expect("4 stalled seconds of 8");
+        let why = half.check_failures().unwrap_err();
+        assert!(why.contains("no answer arrived in 4 of the 8"), "{why}");
+        let three = answered_in(&[0, 2, 3, 4, 6]);
+        three.check_failures().expect("3 stalled seconds of 8");
         // Fewer than 2 answers a second: an open loop of 1 request a second, not a stall.
         let mut sparse = Recorder::new(start, at(4_000));
         recorder_answer_once(&mut sparse, at(500));
