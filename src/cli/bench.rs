@@ -384,8 +384,16 @@ impl Target {
     fn words(&self, args: &BenchArgs) -> String {
         match &self.local {
             Some(_) => format!(
-                "a local cluster of 3 nodes × {} core(s), {} groups, sync {:?}",
-                args.local.cores, args.local.groups, args.local.sync
+                "a local cluster of 3 nodes × {} core(s), {} groups, sync {:?}{}",
+                args.local.cores,
+                args.local.groups,
+                args.local.sync,
+                // Its linearizable reads are served from the leaders' leases (found by a user:
+                // only the JSON said so).
+                match args.local.lease_reads {
+                    true => ", lease reads",
+                    false => "",
+                }
             ),
             None => format!("the cluster of {}", self.seeds.join(",")),
         }
