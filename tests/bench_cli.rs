@@ -631,6 +631,51 @@ fn lease_reads_against_nodes_that_run_without_them_are_refused() {
     }
 }
 
+/// Goal (found by a user): a run against nodes that say they do not sync says so, in its
+/// title and its report, not only where it runs them itself. Method: null servers whose
+/// topology says each.
+#[test]
+fn a_run_against_nodes_says_whether_they_sync() {
+    for (syncs, said) in [
+        (Some(false), Some("never")),
+        (Some(true), Some("always")),
+        (None, None),
+    ] {
+        let quirks = Quirks {
+            syncs,
+            ..Quirks::default()
+        };
+        let server = NullServer::start_with(2, quirks).expect("null server");
+        let out = out_dir(&format!("syncs-{syncs:?}"));
+        let stdout = cohort_ok(&[
+            "bench",
+            "--nodes",
+            &server.base,
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--ceiling-seconds",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let report = json(&out.join("report.json"));
+        match said {
+            Some(said) => {
+                let words = format!("whose nodes sync {said}");
+                assert!(stdout.contains(&words), "{syncs:?}: {stdout}");
+                assert_eq!(report["cluster"]["sync"], said, "{syncs:?}");
+            }
+            None => {
+                assert!(!stdout.contains("whose nodes sync"), "{stdout}");
+                assert!(report["cluster"].get("sync").is_none(), "{report}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(out);
+    }
+}
+
 #[test]
 fn a_closed_loop_keeps_depth_times_batch_requests_in_flight() {
     let server = NullServer::start(8, None).expect("null server");

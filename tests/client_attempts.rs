@@ -173,6 +173,7 @@ where
         groups,
         members,
         timing: Default::default(),
+        syncs: None,
     };
     glommio::spawn_local(async move {
         while let Ok(stream) = listener.accept().await {

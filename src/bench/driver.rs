@@ -142,6 +142,8 @@ pub struct Run {
     pub groups: u32,
     pub cores: u16,
     pub members: Vec<(u64, String)>,
+    /// Whether the nodes sync their log before they acknowledge, as they say (None: not said).
+    pub syncs: Option<bool>,
     /// The CPU of the measured interval: the generator's, the watched processes' and the
     /// machine's.
     pub cpu: CpuUse,
@@ -236,6 +238,7 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
         groups: first.topology.groups,
         cores: first.topology.cores,
         members: first.topology.members,
+        syncs: first.topology.syncs,
         cpu,
     })
 }

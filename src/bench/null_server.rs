@@ -47,6 +47,8 @@ pub struct Quirks {
     pub reads_late_by: Option<Duration>,
     /// The tick, election ticks and lease reads its topology says (default: not said).
     pub timing: crate::wire::Timing,
+    /// Whether its topology says the nodes sync (default: not said).
+    pub syncs: Option<bool>,
 }
 
 /// The cluster a null server poses as.
@@ -260,6 +262,7 @@ async fn serve(
             groups: shape.groups,
             members,
             timing: quirks.timing,
+            syncs: quirks.syncs,
         },
         quirks,
         first_request: Cell::new(None),

@@ -471,6 +471,19 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         Err(why) => (None, Some(why)),
     };
     let recorder = &run.recorder;
+    // What the nodes of a cluster reached by --nodes say of their syncs (found by a user: a
+    // run against nodes of --sync never read as one against durable nodes).
+    let mut description = description;
+    let title = match (local, run.syncs) {
+        (false, Some(syncs)) => {
+            description["sync"] = json!(if syncs { "always" } else { "never" });
+            format!(
+                "{title}, whose nodes sync {}",
+                if syncs { "always" } else { "never" }
+            )
+        }
+        _ => title,
+    };
     let report = Report {
         cohort_version: env!("CARGO_PKG_VERSION"),
         title,

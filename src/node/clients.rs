@@ -937,6 +937,7 @@ mod tests {
             groups: 1,
             members: vec![(1, base.clone())],
             timing: Default::default(),
+            syncs: None,
         };
         let sockets = SocketOptions {
             buffer_bytes: 1 << 16,
@@ -1701,6 +1702,7 @@ mod tests {
             groups: 1,
             members: vec![(1, format!("127.0.0.1:{}", address.port() - 1))],
             timing: Default::default(),
+            syncs: None,
         };
         let sockets = SocketOptions {
             buffer_bytes: 1 << 16,

@@ -449,6 +449,7 @@ async fn run_core(
         groups: config.groups,
         members: Vec::new(),
         timing: config.timing(),
+        syncs: Some(config.sync == SyncMode::Always),
     }));
     let mut groups = BTreeMap::new();
     for (group, persisted) in recovered {

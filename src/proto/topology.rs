@@ -27,6 +27,9 @@ pub struct Topology {
     /// timing, where peers refuse it, is refused before it becomes a member (default: not
     /// said, as by an older node).
     pub timing: Timing,
+    /// Whether the nodes sync their log before they acknowledge (None: not said, as by an
+    /// older node or a tool).
+    pub syncs: Option<bool>,
 }
 
 /// The group that owns `key`: FNV-1a (64-bit) modulo the group count. Stable across
@@ -102,6 +105,11 @@ pub fn encode_topology(encoder: &mut FrameEncoder, topology: &Topology) -> Resul
             timing_tick_us: topology.timing.tick_us,
             timing_election_ticks: topology.timing.election_ticks,
             timing_lease_reads: topology.timing.lease_reads,
+            sync_mode: match topology.syncs {
+                None => 0,
+                Some(true) => 1,
+                Some(false) => 2,
+            },
         };
         let table = fb::Topology::create(fbb, &args);
         (fb::FrameBody::Topology, table.as_union_value())
@@ -152,6 +160,11 @@ pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
             election_ticks: table.timing_election_ticks(),
             lease_reads: table.timing_lease_reads(),
         },
+        syncs: match table.sync_mode() {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        },
     })
 }
 
@@ -190,6 +203,7 @@ mod tests {
                 election_ticks: 20,
                 lease_reads: true,
             },
+            syncs: Some(false),
         };
         let mut encoder = FrameEncoder::new();
         encode_topology(&mut encoder, &topology).unwrap();
@@ -214,6 +228,7 @@ mod tests {
                 groups,
                 members: vec![(1, "127.0.0.1:7100".into())],
                 timing: Timing::default(),
+                syncs: None,
             };
             let mut encoder = FrameEncoder::new();
             encode_topology(&mut encoder, &topology).unwrap();
@@ -246,6 +261,7 @@ mod tests {
                 groups,
                 members,
                 timing: Timing::default(),
+                syncs: None,
             };
             let mut encoder = FrameEncoder::new();
             encode_topology(&mut encoder, &topology).unwrap();

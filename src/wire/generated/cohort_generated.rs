@@ -9056,6 +9056,7 @@ impl<'a> Topology<'a> {
   pub const VT_TIMING_TICK_US: ::flatbuffers::VOffsetT = 14;
   pub const VT_TIMING_ELECTION_TICKS: ::flatbuffers::VOffsetT = 16;
   pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SYNC_MODE: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9074,6 +9075,7 @@ impl<'a> Topology<'a> {
     if let Some(x) = args.members { builder.add_members(x); }
     builder.add_groups(args.groups);
     builder.add_cores(args.cores);
+    builder.add_sync_mode(args.sync_mode);
     builder.add_timing_lease_reads(args.timing_lease_reads);
     builder.finish()
   }
@@ -9135,6 +9137,13 @@ impl<'a> Topology<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Topology::VT_TIMING_LEASE_READS, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn sync_mode(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Topology::VT_SYNC_MODE, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Topology<'_> {
@@ -9151,6 +9160,7 @@ impl ::flatbuffers::Verifiable for Topology<'_> {
      .visit_field::<u32>("timing_tick_us", Self::VT_TIMING_TICK_US, false)?
      .visit_field::<u32>("timing_election_ticks", Self::VT_TIMING_ELECTION_TICKS, false)?
      .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
+     .visit_field::<u8>("sync_mode", Self::VT_SYNC_MODE, false)?
      .finish();
     Ok(())
   }
@@ -9164,6 +9174,7 @@ pub struct TopologyArgs<'a> {
     pub timing_tick_us: u32,
     pub timing_election_ticks: u32,
     pub timing_lease_reads: bool,
+    pub sync_mode: u8,
 }
 impl<'a> Default for TopologyArgs<'a> {
   #[inline]
@@ -9177,6 +9188,7 @@ impl<'a> Default for TopologyArgs<'a> {
       timing_tick_us: 0,
       timing_election_ticks: 0,
       timing_lease_reads: false,
+      sync_mode: 0,
     }
   }
 }
@@ -9219,6 +9231,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopologyBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Topology::VT_TIMING_LEASE_READS, timing_lease_reads, false);
   }
   #[inline]
+  pub fn add_sync_mode(&mut self, sync_mode: u8) {
+    self.fbb_.push_slot::<u8>(Topology::VT_SYNC_MODE, sync_mode, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopologyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopologyBuilder {
@@ -9244,6 +9260,7 @@ impl ::core::fmt::Debug for Topology<'_> {
       ds.field("timing_tick_us", &self.timing_tick_us());
       ds.field("timing_election_ticks", &self.timing_election_ticks());
       ds.field("timing_lease_reads", &self.timing_lease_reads());
+      ds.field("sync_mode", &self.sync_mode());
       ds.finish()
   }
 }
