@@ -663,12 +663,12 @@ fn a_run_against_nodes_says_whether_they_sync() {
         let report = json(&out.join("report.json"));
         match said {
             Some(said) => {
-                let words = format!("whose nodes sync {said}");
+                let words = format!("(node 1 says: sync {said})");
                 assert!(stdout.contains(&words), "{syncs:?}: {stdout}");
                 assert_eq!(report["cluster"]["sync"], said, "{syncs:?}");
             }
             None => {
-                assert!(!stdout.contains("whose nodes sync"), "{stdout}");
+                assert!(!stdout.contains("node 1 says"), "{stdout}");
                 assert!(report["cluster"].get("sync").is_none(), "{report}");
             }
         }

@@ -142,8 +142,11 @@ pub struct Run {
     pub groups: u32,
     pub cores: u16,
     pub members: Vec<(u64, String)>,
-    /// Whether the nodes sync their log before they acknowledge, as they say (None: not said).
+    /// The node whose topology the run took, and what it says of itself: whether it syncs
+    /// its log before it acknowledges (None: not said), and whether it serves lease reads.
+    pub said_by: u64,
     pub syncs: Option<bool>,
+    pub lease_reads: bool,
     /// The CPU of the measured interval: the generator's, the watched processes' and the
     /// machine's.
     pub cpu: CpuUse,
@@ -238,7 +241,9 @@ pub fn run(seeds: Vec<String>, load: Load, watched: Vec<Watched>) -> Result<Run,
         groups: first.topology.groups,
         cores: first.topology.cores,
         members: first.topology.members,
+        said_by: first.topology.node_id,
         syncs: first.topology.syncs,
+        lease_reads: first.topology.timing.tick_us != 0 && first.topology.timing.lease_reads,
         cpu,
     })
 }
@@ -623,7 +628,7 @@ async fn tick(
         let second = locked(&recorder).close_interval(crate::clock::now());
         if live {
             // No answer: no latency to show, not 0 µs (found by a user).
-            let latency = |us| match second.requests {
+            let latency = |us| match second.latencies {
                 0 => "-".to_string(),
                 _ => super::report::duration_text(us),
             };

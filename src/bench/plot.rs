@@ -121,7 +121,7 @@ pub fn timeline(path: &Path, title: &str, seconds: &[Second]) -> Result<(), Stri
             // outage read as its best (found by a user).
             seconds
                 .iter()
-                .filter(|s| s.requests > 0)
+                .filter(|s| s.latencies > 0)
                 .map(|s| (s.at_s, s.p99_us as f64 / 1e3))
                 .collect(),
         ),
@@ -235,6 +235,8 @@ mod tests {
                 at_s: f64::from(at),
                 requests: 1000,
                 requests_per_s: 1000.0,
+                latencies: 1000,
+                length_s: 1.0,
                 errors: 0,
                 p50_us: 100,
                 p99_us: 200 + 100 * u64::from(at),

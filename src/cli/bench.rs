@@ -471,18 +471,27 @@ fn measure(args: &BenchArgs, load: &Load, target: Target) -> Result<Measured, St
         Err(why) => (None, Some(why)),
     };
     let recorder = &run.recorder;
-    // What the nodes of a cluster reached by --nodes say of their syncs (found by a user: a
-    // run against nodes of --sync never read as one against durable nodes).
+    // What a node of a cluster reached by --nodes says of itself (found by a user: a run
+    // against nodes of --sync never read as one against durable nodes; one against nodes of
+    // --lease-reads as linearizable reads by ReadIndex). One node's word: the others are not
+    // asked, and the title says whose it is.
     let mut description = description;
-    let title = match (local, run.syncs) {
-        (false, Some(syncs)) => {
-            description["sync"] = json!(if syncs { "always" } else { "never" });
-            format!(
-                "{title}, whose nodes sync {}",
-                if syncs { "always" } else { "never" }
-            )
+    let mut said = Vec::new();
+    if let (false, Some(syncs)) = (local, run.syncs) {
+        let sync = if syncs { "always" } else { "never" };
+        description["sync"] = json!(sync);
+        said.push(format!("sync {sync}"));
+    }
+    if !local && run.lease_reads {
+        description["lease_reads"] = json!(true);
+        said.push("lease reads".to_string());
+    }
+    let title = match said.is_empty() {
+        true => title,
+        false => {
+            description["said_by"] = json!(run.said_by);
+            format!("{title} (node {} says: {})", run.said_by, said.join(", "))
         }
-        _ => title,
     };
     let report = Report {
         cohort_version: env!("CARGO_PKG_VERSION"),
