@@ -535,6 +535,19 @@ fn a_check_whose_writes_were_all_refused_checked_nothing() {
 /// Goal: a run whose requests failed fails, naming how many and the first error, rather
 /// than print the figures of the few answered and exit 0 (found in review: an all-failed
 /// run printed percentiles of 0 µs); one failure in a thousand is tolerated.
+/// `cohort bench` for 1 s against a null server of 2 groups with `quirks` (no warm-up, no
+/// ceiling), with `extra` flags, its files in a folder named `name`: its output, and the
+/// folder (for the caller to read and remove).
+fn bench_null_server(quirks: Quirks, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+    let server = NullServer::start_with(2, quirks).expect("null server");
+    let out = out_dir(name);
+    let mut args = vec!["bench", "--nodes", &server.base, "--seconds", "1"];
+    args.extend(["--warmup-seconds", "0", "--ceiling-seconds", "0"]);
+    args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
+    args.extend(extra);
+    (cohort(&args), out)
+}
+
 #[test]
 fn a_run_whose_requests_fail_fails_and_says_why() {
     let cases = [
@@ -547,24 +560,9 @@ fn a_run_whose_requests_fail_fails_and_says_why() {
             refuse_one_write_in: Some(one_in),
             ..Quirks::default()
         };
-        let server = NullServer::start_with(2, quirks).expect("null server");
-        let out = out_dir(&format!("failing-{one_in}"));
-        let output = cohort(&[
-            "bench",
-            "--nodes",
-            &server.base,
-            "--read-percent",
-            "0",
-            "--seconds",
-            "1",
-            "--warmup-seconds",
-            "0",
-            "--ceiling-seconds",
-            "0",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let name = format!("failing-{one_in}");
+        let extra = ["--read-percent", "0", "--quiet"];
+        let (output, out) = bench_null_server(quirks, &name, &extra);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let Some(expected) = expected else {
@@ -603,24 +601,8 @@ fn lease_reads_against_nodes_that_run_without_them_are_refused() {
             timing,
             ..Quirks::default()
         };
-        let server = NullServer::start_with(2, quirks).expect("null server");
-        let out = out_dir(&format!("lease-{}-{}", timing.tick_us, timing.lease_reads));
-        let output = cohort(&[
-            "bench",
-            "--nodes",
-            &server.base,
-            "--read",
-            "lease",
-            "--seconds",
-            "1",
-            "--warmup-seconds",
-            "0",
-            "--ceiling-seconds",
-            "0",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let name = format!("lease-{}-{}", timing.tick_us, timing.lease_reads);
+        let (output, out) = bench_null_server(quirks, &name, &["--read", "lease", "--quiet"]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(!output.status.success(), refused, "{timing:?}: {stderr}");
         if refused {
@@ -645,21 +627,9 @@ fn a_run_against_nodes_says_whether_they_sync() {
             syncs,
             ..Quirks::default()
         };
-        let server = NullServer::start_with(2, quirks).expect("null server");
-        let out = out_dir(&format!("syncs-{syncs:?}"));
-        let stdout = cohort_ok(&[
-            "bench",
-            "--nodes",
-            &server.base,
-            "--seconds",
-            "1",
-            "--warmup-seconds",
-            "0",
-            "--ceiling-seconds",
-            "0",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (output, out) = bench_null_server(quirks, &format!("syncs-{syncs:?}"), &[]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{syncs:?}: {stdout}");
         let report = json(&out.join("report.json"));
         match said {
             Some(said) => {
