@@ -93,7 +93,7 @@ pub fn share_rows<K: Copy + Into<u64>>(shares: &BTreeMap<K, Share>, total: u64) 
             share: share.requests as f64 / total.max(1) as f64,
             p50_us: share.latency_us.value_at_quantile(0.5),
             p99_us: share.latency_us.value_at_quantile(0.99),
-            max_us: share.latency_us.max(),
+            max_us: share.max_us,
         })
         .collect()
 }
