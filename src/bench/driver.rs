@@ -382,7 +382,13 @@ async fn connect(
         let options = ClientOptions::new(seeds.clone(), load.seed ^ u64::from(i) << 20 | 7);
         let client = Client::connect_retrying(options, Duration::from_secs(30));
         let client = unless_called_off(meeting, client).await?;
-        clients.push((i, client.map_err(|e| e.to_string())?));
+        let client = client.map_err(|e| e.to_string())?;
+        if clients.is_empty() {
+            let topology = client.topology();
+            let places = topology.members.len() as u64 * u64::from(topology.cores);
+            connections_fit(load, places, false)?;
+        }
+        clients.push((i, client));
     }
     let topology = clients
         .first()
@@ -413,9 +419,38 @@ async fn connect(
     Ok((clients, topology))
 }
 
-/// `work`, given up (its client half made, or its reads unanswered, harmlessly) once another
-/// thread failed or Ctrl-C was pressed, looked at every 100 ms: a thread need not wait out
-/// its connects (up to 30 s each) for a load that will not start.
+/// Refuses `load` where this process cannot hold its connections: each client opens one to
+/// each of the cluster's `places` (node cores) and holds two descriptors of it (the second
+/// shuts it down when it breaks), and the null server, where `null_here`, one more for its
+/// end. Found by a benchmarker: past the open-files limit, a run failed after 11–66 s of
+/// retries, its error naming a redirect, not the limit.
+pub fn connections_fit(load: &Load, places: u64, null_here: bool) -> Result<(), String> {
+    // Where the limit cannot be read, a connection past it says so when it fails.
+    let Ok(open_files) = crate::sys::raise_open_files_limit() else {
+        return Ok(());
+    };
+    let connections = u64::from(load.clients) * places;
+    let files = connections * if null_here { 3 } else { 2 };
+    // Besides connections: standard streams, each generator thread's rings and timers.
+    let kept = 64 + 16 * u64::from(load.threads);
+    if files + kept <= open_files {
+        return Ok(());
+    }
+    let null = if null_here {
+        " and the null server's end"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{} clients × {places} node cores need {connections} connections, {files} open files \
+         with two descriptors of each{null}, and this process may open {open_files}: raise \
+         its limit (`ulimit -n`; the hard one with `ulimit -Hn` or LimitNOFILE=), or use \
+         fewer --clients (--depth and --batch put more requests in flight on the same \
+         connections)",
+        load.clients
+    ))
+}
+
 /// Sleeps until `until`, or less once the run is interrupted (looked at every 100 ms: an
 /// open loop of a low rate waits seconds between requests).
 async fn sleep_unless_interrupted(until: Instant) {
@@ -428,6 +463,9 @@ async fn sleep_unless_interrupted(until: Instant) {
     }
 }
 
+/// `work`, given up (its client half made, or its reads unanswered, harmlessly) once another
+/// thread failed or Ctrl-C was pressed, looked at every 100 ms: a thread need not wait out
+/// its connects (up to 30 s each) for a load that will not start.
 async fn unless_called_off<T>(
     meeting: &Meeting,
     work: impl std::future::Future<Output = T>,

@@ -553,6 +553,8 @@ fn measure_ceiling(args: &BenchArgs, load: &Load, run: &Run) -> Result<Option<Ru
         cores: run.cores,
         groups: run.groups,
     };
+    let places = u64::from(shape.nodes) * u64::from(shape.cores);
+    driver::connections_fit(load, places, true)?;
     let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
     // As fast as the generator goes with these clients: a closed loop, even where the run
     // offered a rate (the null server would only answer that rate back).

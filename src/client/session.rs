@@ -162,6 +162,9 @@ struct Slot {
     /// What a node said when it last refused this request as busy: its error names it even
     /// where a later attempt went unanswered, or found no leader.
     refused_busy: Option<String>,
+    /// Why a connection for this request could not be opened, where this process may open
+    /// no more files: its error names that cause, not the redirects that followed it.
+    out_of_files: Option<String>,
 }
 
 impl Slot {
@@ -459,9 +462,25 @@ impl Client {
                         pause = true;
                     }
                     Err(error) => {
+                        // Found by a benchmarker: past its open-files limit, a client's
+                        // requests failed as "node 1 is not the leader", the follower's
+                        // answer after the leader's connection could not be opened.
+                        let out_of_files =
+                            matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)).then(
+                                || {
+                                    format!(
+                                        "{address}: {error}: this process may open no more files \
+                                 (raise its limit: `ulimit -n`, LimitNOFILE=; or hold fewer \
+                                 connections)"
+                                    )
+                                },
+                            );
                         for &i in &members {
                             if let Some(slot) = slots[i].as_mut() {
                                 slot.last_error = format!("{address}: {error}");
+                                if out_of_files.is_some() {
+                                    slot.out_of_files.clone_from(&out_of_files);
+                                }
                             }
                         }
                         self.reroute(&members, slots);
@@ -646,16 +665,26 @@ impl Client {
             .zip(slots.iter())
             .map(|(answer, slot)| {
                 answer.unwrap_or_else(|| {
-                    let (last, refused) = match slot {
-                        Some(slot) => (slot.last_error.as_str(), slot.refused_busy.as_deref()),
-                        None => ("", None),
+                    let (last, refused, files) = match slot {
+                        Some(slot) => (
+                            slot.last_error.as_str(),
+                            slot.refused_busy.as_deref(),
+                            slot.out_of_files.as_deref(),
+                        ),
+                        None => ("", None, None),
                     };
-                    let last_error = match refused {
+                    let mut last_error = match refused {
                         Some(refusal) if refusal != last => {
                             format!("{last}; refused before that as busy: {refusal}")
                         }
                         _ => last.to_string(),
                     };
+                    if let Some(files) = files {
+                        last_error = match files.starts_with(last) {
+                            true => files.to_string(),
+                            false => format!("{files}; last: {last_error}"),
+                        };
+                    }
                     let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {
                         ClientError::Timeout {
                             attempts,
@@ -871,6 +900,7 @@ impl Client {
             renewed: false,
             last_error: String::new(),
             refused_busy: None,
+            out_of_files: None,
         })
     }
 

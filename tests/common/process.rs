@@ -27,13 +27,15 @@ pub fn cohort_bounded_fed(args: &[&str], stdin: &[u8]) -> Output {
     run_bounded(command, args, Some(stdin.to_vec()))
 }
 
-/// As [`cohort_bounded`], with a soft limit of `open_files` open files (`ulimit -Sn`).
+/// As [`cohort_bounded`], with a limit of `open_files` open files: the soft one only
+/// (`ulimit -Sn`: cohort may raise it), or, where `hard`, both (`ulimit -n`).
 #[allow(dead_code)] // only some test binaries run one under a limit
-pub fn cohort_bounded_with_open_files(open_files: u64, args: &[&str]) -> Output {
+pub fn cohort_bounded_with_open_files(open_files: u64, hard: bool, args: &[&str]) -> Output {
+    let which = if hard { "-n" } else { "-Sn" };
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(format!("ulimit -Sn {open_files} && exec \"$0\" \"$@\""))
+        .arg(format!("ulimit {which} {open_files} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_cohort"))
         .args(args);
     bounded(command, args)
