@@ -242,6 +242,7 @@ impl ServeArgs {
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),
             snapshot_catch_up_entries: self.snapshot_catch_up_entries,
             wal_soft_limit_bytes: self.wal_soft_limit_mib.saturating_mul(1 << 20),
+            wal_segments_max: 0,
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };

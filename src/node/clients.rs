@@ -65,6 +65,58 @@ pub fn files_kept_per_core(segment_bytes: u64, wal_soft_limit_bytes: u64, member
     2 * segments + peers + 32
 }
 
+/// The least WAL segments a core is held to where files are few: the active one, the one
+/// before, and room for a snapshot's compaction to free the oldest.
+const WAL_SEGMENTS_LEAST: u64 = 4;
+
+/// The WAL soft limit, in bytes, that lets each of `cores` cores keep its log, its peers and
+/// 16 clients within `open_files` files (see [`files_kept_per_core`]): `Ok(None)` where
+/// `wal_soft_limit_bytes` fits already (0, no limit, never does), `Ok(Some(bytes))` where
+/// it must be lower (at least [`WAL_SEGMENTS_LEAST`] segments), an error where a core cannot
+/// have even those beside its peers' connections and 16 clients. Found by an operator:
+/// under a limit of 64 files a node warned and ran, until a sync could not open its next
+/// segment's O_DIRECT handle; the node stopped with its WAL poisoned, and so would each node
+/// of the same limit at about the same size.
+pub fn wal_limit_for_files(
+    open_files: u64,
+    cores: u16,
+    segment_bytes: u64,
+    wal_soft_limit_bytes: u64,
+    members: usize,
+) -> Result<Option<u64>, String> {
+    let (segment_bytes, cores) = (segment_bytes.max(1), u64::from(cores.max(1)));
+    let per_core = open_files / cores;
+    // Each way to each member, the listeners, rings and event descriptors, 16 clients.
+    let least = 2 * members as u64 + 16 + 16 + 2 * WAL_SEGMENTS_LEAST;
+    if per_core < least {
+        return Err(format!(
+            "this process may open {open_files} files, and {cores} core(s) need at least {} \
+             (each its peers' connections, its listeners and rings, {WAL_SEGMENTS_LEAST} WAL \
+             segments of two files each, 16 clients): raise the limit (`ulimit -n`, the hard \
+             one with `ulimit -Hn`, or LimitNOFILE= in the unit), or use fewer --cores",
+            cores * least
+        ));
+    }
+    // What a core keeps besides its segments' two files each (see `files_kept_per_core`:
+    // handshakes pending, snapshot files, segments past the soft limit), where it has room.
+    let others = files_kept_per_core(segment_bytes, segment_bytes, members) - 2 + 16;
+    let segments_fit = (per_core.saturating_sub(others) / 2).max(WAL_SEGMENTS_LEAST);
+    let fits = segments_fit * segment_bytes;
+    Ok((wal_soft_limit_bytes == 0 || wal_soft_limit_bytes > fits).then_some(fits))
+}
+
+/// Segments one core's WAL may hold at once where the process may open `open_files` files
+/// and each of `cores` cores serves `clients_max` clients: what its peers, listeners, rings
+/// and clients leave, two files a segment, the next one prepared among them.
+pub fn wal_segments_max(open_files: u64, cores: u16, members: usize, clients_max: usize) -> u64 {
+    let per_core = open_files / u64::from(cores.max(1));
+    // `files_kept_per_core` without its segments (one, and four more).
+    let others = files_kept_per_core(1, 1, members) - 2 * 5;
+    let segments = per_core.saturating_sub(others + clients_max as u64) / 2;
+    // The prepared segment is held too; at least the active one, and the next.
+    segments.saturating_sub(1).max(2)
+}
+
 /// Client connections each of `cores` cores serves at once where the process may open
 /// `open_files` files and each core keeps `kept_per_core` of them for its log and peers
 /// ([`files_kept_per_core`]): [`CLIENT_CONNECTIONS_MAX`], or what the limit leaves, shared
@@ -878,6 +930,53 @@ mod tests {
     use crate::kv::OpResult;
     use crate::proto::client::decode_responses;
     use crate::wire::limits::CLIENT_RESPONSES_PER_FRAME_MAX;
+
+    /// Goal (found by an operator): a node whose open-files limit cannot hold its WAL up to
+    /// its soft limit beside its peers and clients holds the WAL lower, and caps its segments
+    /// where files run out; one that cannot hold even a few segments is refused at start.
+    #[test]
+    fn the_wal_is_held_within_the_files_the_process_may_open() {
+        // The defaults fit in 1,024 files on one core; 16 cores of 64 files each are held to
+        // the least segments; 16 of 32 cannot run.
+        let fits = |files, cores| wal_limit_for_files(files, cores, 64 << 20, 1 << 30, 3);
+        assert_eq!(fits(1024, 1), Ok(None));
+        assert_eq!(fits(1024, 16), Ok(Some(WAL_SEGMENTS_LEAST * (64 << 20))));
+        let error = fits(512, 16).unwrap_err();
+        assert!(
+            error.contains("may open 512 files") && error.contains("ulimit"),
+            "{error}"
+        );
+        // 1 MiB segments up to 1 GiB under 200 files: held to what 200 files leave.
+        let held = wal_limit_for_files(200, 1, 1 << 20, 1 << 30, 1).unwrap();
+        let held = held.expect("held lower");
+        let kept = files_kept_per_core(1 << 20, held, 1);
+        assert!(kept + 16 <= 200 && kept + 16 + 4 > 200, "{held} {kept}");
+        // No soft limit (0) is held too, where files are few.
+        assert_eq!(
+            wal_limit_for_files(200, 1, 1 << 20, 0, 1).unwrap(),
+            Some(held)
+        );
+        // The cap: segments and clients together within the limit, the prepared one too.
+        for (files, cores, members) in [(200, 1, 1), (1024, 1, 3), (4096, 4, 5), (1 << 20, 16, 3)] {
+            let soft = wal_limit_for_files(files, cores, 1 << 20, 1 << 30, members)
+                .unwrap()
+                .unwrap_or(1 << 30);
+            let kept = files_kept_per_core(1 << 20, soft, members);
+            let clients = connections_max(files, cores, kept);
+            let max = wal_segments_max(files, cores, members, clients);
+            let others = files_kept_per_core(1, 1, members) - 10;
+            let per_core = files / u64::from(cores);
+            assert!(
+                others + clients as u64 + 2 * (max + 1) <= per_core,
+                "{files} {cores} {members}: {max} segments, {clients} clients"
+            );
+            // At least the soft limit's segments, where the limit allows them.
+            assert!(
+                max >= soft / (1 << 20),
+                "{files} {cores}: {max} below the soft limit"
+            );
+        }
+    }
 
     /// Goal (found in review): the clients a core serves at once leave the process the files
     /// its WAL, snapshots and peers need, under a small open files limit as under a large

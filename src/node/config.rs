@@ -75,6 +75,10 @@ pub struct NodeConfig {
     /// Bytes of WAL segments on one core above which the groups whose old entries keep the
     /// oldest segments alive snapshot early (0: no limit).
     pub wal_soft_limit_bytes: u64,
+    /// Segments one core's WAL may hold at once, two files each, as the process's open-files
+    /// limit leaves them (set at start: see `clients::wal_segments_max`; 0: no cap). At the
+    /// cap the log takes no entries it can avoid until compaction frees a segment.
+    pub wal_segments_max: u64,
     /// Bytes per chunk when a snapshot is streamed to a peer.
     pub snapshot_chunk_bytes: usize,
     /// Hand leaderships over while this node leads at least two more of a core's groups than
@@ -334,6 +338,7 @@ mod tests {
             snapshot_log_bytes: 8 << 20,
             snapshot_catch_up_entries: 5_000,
             wal_soft_limit_bytes: 1 << 30,
+            wal_segments_max: 0,
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: Some(0),
         }

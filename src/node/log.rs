@@ -41,6 +41,13 @@ pub struct WalLog {
     groups: usize,
     /// Segments the WAL may hold before groups that keep old ones alive must snapshot.
     segments_kept: usize,
+    /// Segments the WAL may hold at once (`NodeConfig::wal_segments_max`; `usize::MAX`: no
+    /// cap): the next is not built while as many are live.
+    segments_max: usize,
+    /// `build_failed` says the WAL is at `segments_max`: flow control, looked at again each
+    /// turn, warned of at most once a minute (`said_at_cap`), its end not logged.
+    at_cap: bool,
+    said_at_cap: crate::repeats::Repeats,
     /// The next segment, being built on a blocking thread; `Some(result)` once done.
     building: Option<Slot<io::Result<BuiltSegment>>>,
     /// Set, and the waker woken, when a build ends (see [`CoreLog::poll_room`]).
@@ -276,11 +283,23 @@ impl WalLog {
                 "WAL recovered"
             );
         }
+        let segments_max = match config.wal_segments_max {
+            0 => usize::MAX,
+            max => usize::try_from(max).unwrap_or(usize::MAX),
+        };
+        // Groups snapshot early before the cap is reached, not after: at the cap a quiet
+        // group holding the oldest segment would otherwise hold every write back.
+        let segments_kept = segments_kept(config)
+            .min(segments_max.saturating_sub(1))
+            .max(1);
         let mut log = WalLog {
             dir: dir.to_path_buf(),
             wal,
             groups: groups.len(),
-            segments_kept: segments_kept(config),
+            segments_kept,
+            segments_max,
+            at_cap: false,
+            said_at_cap: crate::repeats::Repeats::default(),
             building: None,
             build_ended: Rc::default(),
             reserve_bytes: (config.segment_bytes / 4) as usize,
@@ -411,7 +430,9 @@ impl WalLog {
     /// A build succeeded, or a freed segment took the next place: there is room on the
     /// disk again, if there was not.
     fn build_succeeded(&mut self) {
-        if let Some((why, _)) = self.build_failed.take() {
+        if let Some((why, _)) = self.build_failed.take()
+            && !std::mem::take(&mut self.at_cap)
+        {
             tracing::info!(
                 dir = %self.dir.display(),
                 %why,
@@ -422,7 +443,7 @@ impl WalLog {
 
     /// Notes that the next segment could not be made, and when to try again.
     fn build_failed_with(&mut self, error: &io::Error) {
-        if self.build_failed.is_none() {
+        if self.build_failed.is_none() || std::mem::take(&mut self.at_cap) {
             tracing::error!(
                 dir = %self.dir.display(),
                 %error,
@@ -1116,7 +1137,29 @@ impl CoreLog for WalLog {
             .build_failed
             .as_ref()
             .is_none_or(|(_, at)| crate::clock::now() >= *at);
-        if self.building.is_none()
+        // Found by an operator: under a small open-files limit the WAL grew past what the
+        // limit left it, and a sync that could not open its segment's O_DIRECT handle
+        // poisoned the WAL and stopped the node. At the cap, no segment is made (the log
+        // takes no entries it can avoid, as on a full disk) until compaction frees one.
+        let live = self.wal.segment_count();
+        if self.building.is_none() && retry_due && live >= self.segments_max {
+            let why = format!(
+                "the WAL holds {live} segments (two files each), as many as this process's \
+                 open-files limit leaves it beside its peers and clients: its groups snapshot \
+                 early to free the oldest (raise the limit, `ulimit -n` or LimitNOFILE=, or \
+                 use larger segments, --segment-mib)"
+            );
+            if let Some(held) = self.said_at_cap.admit("at cap") {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    times_since_last_said = held,
+                    "{why}; taking no writes it can hold back until then"
+                );
+            }
+            // Looked at again at the next turn: compaction may free one at any time.
+            self.at_cap = true;
+            self.build_failed = Some((why, crate::clock::now()));
+        } else if self.building.is_none()
             && retry_due
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
         {
@@ -1196,6 +1239,7 @@ mod tests {
             snapshot_log_bytes: 0,
             snapshot_catch_up_entries: 0,
             wal_soft_limit_bytes: 0,
+            wal_segments_max: 0,
             snapshot_chunk_bytes: 1 << 20,
             leader_balance_margin: None,
         }
@@ -1879,6 +1923,40 @@ mod tests {
             drop(log);
             let (_, recovered) = reopen(&dir).await;
             assert_eq!(recovered.snapshot.meta.index, LogIndex(3));
+        });
+    }
+
+    /// Goal (found by an operator): a WAL at the segments its open-files limit leaves it
+    /// makes no next segment (takes no entries it can hold back, saying why), rather than
+    /// grow until a sync cannot open a file and poisons it; once below, it makes one again,
+    /// without saying it failed. Method: a cap of the segments it holds, the last filled.
+    #[test]
+    fn a_wal_at_its_segment_cap_makes_no_next_one_until_below_it() {
+        in_log_dir("segment-cap", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            log.segments_max = log.wal.segment_count();
+            for _ in 0..5 {
+                log.maintain().expect("maintain");
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                assert!(
+                    log.building.is_none(),
+                    "a segment past the cap is being made"
+                );
+                let short = log.short_of_space().expect("says it cannot grow");
+                assert!(short.contains("open-files limit"), "{short}");
+            }
+            assert!(log.wal.needs_prepare());
+            log.segments_max += 1;
+            for _ in 0..500 {
+                log.maintain().expect("maintain");
+                if !log.wal.needs_prepare() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(!log.wal.needs_prepare(), "no next segment below the cap");
+            assert!(log.short_of_space().is_none() && !log.at_cap);
         });
     }
 

@@ -81,22 +81,48 @@ pub fn run_telling(
 ) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
+    let mut config = config;
+    let open_files = crate::sys::raise_open_files_limit();
+    if let Ok(open_files) = open_files {
+        let fits = super::clients::wal_limit_for_files(
+            open_files,
+            config.cores,
+            config.segment_bytes,
+            config.wal_soft_limit_bytes,
+            config.members.len(),
+        )?;
+        if let Some(fits) = fits {
+            let asked = match config.wal_soft_limit_bytes {
+                0 => "no limit".to_string(),
+                bytes => format!("{} MiB", bytes >> 20),
+            };
+            tracing::warn!(
+                "this process may open {open_files} files: each core's WAL is held to {} MiB \
+                 (--wal-soft-limit-mib: {asked}), past which its groups snapshot early, so \
+                 that its segments (two files each) leave its peers and clients theirs: raise \
+                 the limit (`ulimit -n`, the hard one with `ulimit -Hn`, or LimitNOFILE= in \
+                 the unit), or use larger segments (--segment-mib)",
+                fits >> 20
+            );
+            config.wal_soft_limit_bytes = fits;
+        }
+    }
     let kept_per_core = super::clients::files_kept_per_core(
         config.segment_bytes,
         config.wal_soft_limit_bytes,
         config.members.len(),
     );
-    let clients_max = match crate::sys::raise_open_files_limit() {
+    let clients_max = match open_files {
         Ok(open_files) => {
-            let kept = kept_per_core * u64::from(config.cores);
-            if open_files < kept + 16 * u64::from(config.cores) {
-                tracing::warn!(
-                    "this process may open {open_files} files, fewer than its logs and peers \
-                     may need ({kept}) beside a few clients: raise the hard limit (`ulimit -Hn`, \
-                     LimitNOFILE= in the unit), or use larger segments (--segment-mib)"
-                );
-            }
-            super::clients::connections_max(open_files, config.cores, kept_per_core)
+            let clients_max =
+                super::clients::connections_max(open_files, config.cores, kept_per_core);
+            config.wal_segments_max = super::clients::wal_segments_max(
+                open_files,
+                config.cores,
+                config.members.len(),
+                clients_max,
+            );
+            clients_max
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read the open files limit");

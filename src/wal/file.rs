@@ -1023,7 +1023,28 @@ impl SegmentFd {
             .custom_flags(libc::O_DSYNC)
             .dma_open(path)
             .await
-            .map_err(io::Error::from)?;
+            .map_err(|error| {
+                let source = match error {
+                    glommio::GlommioError::EnhancedIoError { source, .. } => source,
+                    other => io::Error::from(other),
+                };
+                let files_out = matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                let hint = match files_out {
+                    true => {
+                        ": this process may open no more files (raise its limit, `ulimit -n` \
+                             or LimitNOFILE=, or use larger segments, --segment-mib)"
+                    }
+                    false => "",
+                };
+                io::Error::new(
+                    source.kind(),
+                    format!(
+                        "cannot open {} for its O_DIRECT writes, so nothing of this sync was \
+                         written: {source}{hint}",
+                        path.display()
+                    ),
+                )
+            })?;
         if file.alignment() > BLOCK_BYTES as u64 {
             return Err(io::Error::other(format!(
                 "{} wants O_DIRECT writes aligned to {} bytes; the WAL writes {BLOCK_BYTES}-byte blocks",

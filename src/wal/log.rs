@@ -261,6 +261,12 @@ impl<S: Storage> Wal<S> {
         groups.into_iter().map(|g| (g, self.groups[&g].state()))
     }
 
+    /// The segments the WAL holds (the active one and those before it still live), not
+    /// counting the next one prepared.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
     /// The groups whose oldest live entry lies outside the newest `segments_kept` segments:
     /// while one of them keeps it alive, no older segment can be freed. Empty while the WAL
     /// holds no more than `segments_kept` segments.
