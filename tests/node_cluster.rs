@@ -1994,3 +1994,38 @@ fn a_node_under_a_small_open_files_limit_holds_its_wal_within_it() {
     node.kill_and_reap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Goal (found by an operator): while one member is frozen (a stalled machine), a fresh
+/// client's request to a group whose leader is up is answered, not sent first to a member
+/// picked at random, which held one in three one-shot commands for a whole attempt. Method:
+/// node 3 frozen and every group led by 1 or 2; twelve fresh clients seeded with node 1,
+/// each with one attempt's time (1 s) for one write.
+#[test]
+fn a_fresh_client_asks_a_member_that_answered_while_another_is_frozen() {
+    let mut cluster = start("frozen-member");
+    cluster.pause(3);
+    let live = cluster.bases[..2].to_vec();
+    let led = eventually(|| common::cluster::leaders_per_node(&live), Option::is_some);
+    led.expect("every group led by 1 or 2");
+    let seed = vec![cluster.bases[0].clone()];
+    let failed = cohort::node::on_one_executor("fresh-clients", move || async move {
+        let mut failed = Vec::new();
+        for i in 0..12u64 {
+            let mut options = ClientOptions::new(seed.clone(), 500 + i);
+            options.attempt_timeout = Duration::from_secs(1);
+            options.request_timeout = Duration::from_secs(1);
+            let client = match cohort::client::Client::connect(options).await {
+                Ok(client) => client,
+                Err(error) => return vec![format!("connect: {error}")],
+            };
+            if let Err(error) = client.put(format!("fresh-{i}").as_bytes(), b"v").await {
+                failed.push(format!("fresh-{i}: {error}"));
+            }
+        }
+        failed
+    })
+    .expect("client executor");
+    cluster.resume(3);
+    assert!(failed.is_empty(), "{failed:?}");
+    finish(cluster);
+}

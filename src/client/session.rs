@@ -979,9 +979,18 @@ impl Client {
         let mut state = self.inner.state.borrow_mut();
         match state.leaders.get(&group) {
             Some(&node) => node,
+            // The node that answered the layout, which was up a moment ago, and names the
+            // leader if it is not: found by an operator, a random member that did not answer
+            // (a frozen machine, a partition) held one in three one-shot commands for the
+            // attempt's whole time (2 s) while the group's leader was up.
             None => {
-                let members = &self.inner.topology.borrow().members;
-                members[state.rng.below(members.len() as u64) as usize].0
+                let topology = self.inner.topology.borrow();
+                let members = &topology.members;
+                if members.iter().any(|m| m.0 == topology.node_id) {
+                    topology.node_id
+                } else {
+                    members[state.rng.below(members.len() as u64) as usize].0
+                }
             }
         }
     }
