@@ -1999,7 +1999,8 @@ fn a_node_under_a_small_open_files_limit_holds_its_wal_within_it() {
 /// client's request to a group whose leader is up is answered, not sent first to a member
 /// picked at random, which held one in three one-shot commands for a whole attempt. Method:
 /// node 3 frozen and every group led by 1 or 2; twelve fresh clients seeded with node 1,
-/// each with one attempt's time (1 s) for one write.
+/// each with one attempt's time (1 s) for one write. And `cohort status` lists the frozen
+/// member within 3 s (it held the table back for 10 s).
 #[test]
 fn a_fresh_client_asks_a_member_that_answered_while_another_is_frozen() {
     let mut cluster = start("frozen-member");
@@ -2025,7 +2026,15 @@ fn a_fresh_client_asks_a_member_that_answered_while_another_is_frozen() {
         failed
     })
     .expect("client executor");
+    // `cohort status` lists the frozen member after 3 s, not the default --timeout-ms.
+    let status = cohort_cli(&["status", "--nodes", &cluster.bases[0]]);
     cluster.resume(3);
     assert!(failed.is_empty(), "{failed:?}");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(3), "{table}");
+    assert!(
+        table.contains("unreachable: node 3") && table.contains("no answer within 3.0 s"),
+        "{table}"
+    );
     finish(cluster);
 }

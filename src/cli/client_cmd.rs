@@ -20,7 +20,8 @@ pub struct Target {
           value_parser = member_address)]
     pub nodes: Vec<String>,
     /// Give up after this many milliseconds, retries included (`status`: learning the
-    /// cluster's layout and asking every core of every node at once; `members`: for each
+    /// cluster's layout and asking every core of every node at once, at most 3 s, after which
+    /// a core that did not answer is listed as unreachable; `members`: for each
     /// group, one after another, and twice for `add --voter`, which adds and then promotes).
     /// Other commands learn the layout first, which may take up to as long again (at most
     /// 2 s).
@@ -229,12 +230,17 @@ fn shown(value: &[u8]) -> String {
 /// with a line for each one that did not, and health checks see it.
 pub const STATUS_UNREACHABLE_EXIT: u8 = 3;
 
+/// How long `cohort status` waits at most (less where --timeout-ms is less): a live core
+/// answers within milliseconds, even under load.
+const STATUS_WAIT_MAX: Duration = Duration::from_secs(3);
+
 /// `cohort status`: the table of every group of every member, and how many members did not
 /// answer (on some core).
 pub fn status(target: &Target) -> Result<(String, usize), String> {
     let mut options = target.options();
-    // The topology and then every core at once, all within --timeout-ms.
-    options.attempt_timeout = options.request_timeout;
+    // The topology and then every core at once, all within --timeout-ms and 3 s: found by
+    // an operator, a frozen member held the whole table back for 10 s in an incident.
+    options.attempt_timeout = options.request_timeout.min(STATUS_WAIT_MAX);
     let (rows, missing) = crate::node::on_one_executor("cohort-status", move || async move {
         crate::client::cluster_status(options).await
     })?
