@@ -385,8 +385,9 @@ async fn connect(
         let client = client.map_err(|e| e.to_string())?;
         if clients.is_empty() {
             let topology = client.topology();
-            let places = topology.members.len() as u64 * u64::from(topology.cores);
-            connections_fit(load, places, false)?;
+            // Only cores that hold groups are sent to.
+            let cores = u64::from(topology.cores).min(u64::from(topology.groups));
+            connections_fit(load, topology.members.len() as u64 * cores, false)?;
         }
         clients.push((i, client));
     }
@@ -430,23 +431,30 @@ pub fn connections_fit(load: &Load, places: u64, null_here: bool) -> Result<(), 
         return Ok(());
     };
     let connections = u64::from(load.clients) * places;
-    let files = connections * if null_here { 3 } else { 2 };
-    // Besides connections: standard streams, each generator thread's rings and timers.
-    let kept = 64 + 16 * u64::from(load.threads);
-    if files + kept <= open_files {
+    let threads = u64::from(load.threads);
+    // The null server's end of each, and its listeners: one per place for each of its
+    // threads, and one more.
+    let null_files = match null_here {
+        true => connections + (threads + 1) * places,
+        false => 0,
+    };
+    // Besides connections: standard streams, each generator (and null server) thread's
+    // rings and timers.
+    let kept = 64 + 16 * threads * if null_here { 2 } else { 1 };
+    let files = 2 * connections + null_files + kept;
+    if files <= open_files {
         return Ok(());
     }
-    let null = if null_here {
-        " and the null server's end"
-    } else {
-        ""
+    let null = match null_here {
+        true => format!(", {null_files} for the null server's ends and listeners"),
+        false => String::new(),
     };
     Err(format!(
-        "{} clients × {places} node cores need {connections} connections, {files} open files \
-         with two descriptors of each{null}, and this process may open {open_files}: raise \
-         its limit (`ulimit -n`; the hard one with `ulimit -Hn` or LimitNOFILE=), or use \
-         fewer --clients (--depth and --batch put more requests in flight on the same \
-         connections)",
+        "{} clients × {places} node cores need {connections} connections: {files} open files \
+         (two descriptors of each{null}, {kept} for {threads} generator thread(s) and the \
+         rest), and this process may open {open_files}: raise its limit (`ulimit -n`; the \
+         hard one with `ulimit -Hn` or LimitNOFILE=), or use fewer --clients (--depth and \
+         --batch put more requests in flight on the same connections)",
         load.clients
     ))
 }

@@ -553,7 +553,8 @@ fn measure_ceiling(args: &BenchArgs, load: &Load, run: &Run) -> Result<Option<Ru
         cores: run.cores,
         groups: run.groups,
     };
-    let places = u64::from(shape.nodes) * u64::from(shape.cores);
+    let cores = u64::from(shape.cores).min(u64::from(shape.groups));
+    let places = u64::from(shape.nodes) * cores;
     driver::connections_fit(load, places, true)?;
     let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
     // As fast as the generator goes with these clients: a closed loop, even where the run

@@ -451,7 +451,14 @@ impl Client {
             let sent = join_all(sends).await;
             for ((address, members), sent) in routed.into_iter().zip(sent) {
                 match sent {
-                    Ok(backed_up) if backed_up.is_empty() => {}
+                    // A connection was had: no earlier want of files explains what follows.
+                    Ok(backed_up) if backed_up.is_empty() => {
+                        for &i in &members {
+                            if let Some(slot) = slots[i].as_mut() {
+                                slot.out_of_files = None;
+                            }
+                        }
+                    }
                     // Not sent (the connection backed up): tried again after a pause.
                     Ok(backed_up) => {
                         for &i in &backed_up {
@@ -465,16 +472,18 @@ impl Client {
                         // Found by a benchmarker: past its open-files limit, a client's
                         // requests failed as "node 1 is not the leader", the follower's
                         // answer after the leader's connection could not be opened.
-                        let out_of_files =
-                            matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)).then(
-                                || {
-                                    format!(
-                                        "{address}: {error}: this process may open no more files \
+                        let out_of_files = match error.raw_os_error() {
+                            Some(libc::EMFILE) => Some(format!(
+                                "{address}: {error}: this process may open no more files \
                                  (raise its limit: `ulimit -n`, LimitNOFILE=; or hold fewer \
                                  connections)"
-                                    )
-                                },
-                            );
+                            )),
+                            Some(libc::ENFILE) => Some(format!(
+                                "{address}: {error}: the system may open no more files \
+                                 (its limit: fs.file-max)"
+                            )),
+                            _ => None,
+                        };
                         for &i in &members {
                             if let Some(slot) = slots[i].as_mut() {
                                 slot.last_error = format!("{address}: {error}");
@@ -682,7 +691,7 @@ impl Client {
                     if let Some(files) = files {
                         last_error = match files.starts_with(last) {
                             true => files.to_string(),
-                            false => format!("{files}; last: {last_error}"),
+                            false => format!("{last_error}; before that: {files}"),
                         };
                     }
                     let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {

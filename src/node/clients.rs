@@ -65,18 +65,26 @@ pub fn files_kept_per_core(segment_bytes: u64, wal_soft_limit_bytes: u64, member
     2 * segments + peers + 32
 }
 
-/// The least WAL segments a core is held to where files are few: the active one, the one
-/// before, and room for a snapshot's compaction to free the oldest.
+/// The least live WAL segments a core must have room for (beside the next one prepared):
+/// held to it, its soft limit is one segment, its groups snapshot early once a second is
+/// live, and writes are held back at the fourth.
 const WAL_SEGMENTS_LEAST: u64 = 4;
+
+/// What one core keeps open besides its WAL segments and its clients (see
+/// [`files_kept_per_core`]): a connection each way per member, the peers' handshakes
+/// pending, and the listeners, rings, event descriptors and snapshot files.
+fn files_besides_segments(members: usize) -> u64 {
+    files_kept_per_core(1, 1, members) - 2 * 5
+}
 
 /// The WAL soft limit, in bytes, that lets each of `cores` cores keep its log, its peers and
 /// 16 clients within `open_files` files (see [`files_kept_per_core`]): `Ok(None)` where
 /// `wal_soft_limit_bytes` fits already (0, no limit, never does), `Ok(Some(bytes))` where
-/// it must be lower (at least [`WAL_SEGMENTS_LEAST`] segments), an error where a core cannot
-/// have even those beside its peers' connections and 16 clients. Found by an operator:
-/// under a limit of 64 files a node warned and ran, until a sync could not open its next
-/// segment's O_DIRECT handle; the node stopped with its WAL poisoned, and so would each node
-/// of the same limit at about the same size.
+/// it must be lower, an error where a core cannot hold even [`WAL_SEGMENTS_LEAST`] live
+/// segments beside the rest. Found by an operator: under a limit of 64 files a node warned
+/// and ran, until a sync could not open its next segment's O_DIRECT handle; the node
+/// stopped with its WAL poisoned, and so would each node of the same limit at about the
+/// same size.
 pub fn wal_limit_for_files(
     open_files: u64,
     cores: u16,
@@ -86,35 +94,31 @@ pub fn wal_limit_for_files(
 ) -> Result<Option<u64>, String> {
     let (segment_bytes, cores) = (segment_bytes.max(1), u64::from(cores.max(1)));
     let per_core = open_files / cores;
-    // Each way to each member, the listeners, rings and event descriptors, 16 clients.
-    let least = 2 * members as u64 + 16 + 16 + 2 * WAL_SEGMENTS_LEAST;
-    if per_core < least {
+    let others = files_besides_segments(members) + 16;
+    // Live segments, two files each, beside the next one prepared.
+    let live_max = (per_core.saturating_sub(others) / 2).saturating_sub(1);
+    if live_max < WAL_SEGMENTS_LEAST {
+        let least = cores * (others + 2 * (WAL_SEGMENTS_LEAST + 1));
         return Err(format!(
-            "this process may open {open_files} files, and {cores} core(s) need at least {} \
-             (each its peers' connections, its listeners and rings, {WAL_SEGMENTS_LEAST} WAL \
-             segments of two files each, 16 clients): raise the limit (`ulimit -n`, the hard \
-             one with `ulimit -Hn`, or LimitNOFILE= in the unit), or use fewer --cores",
-            cores * least
+            "this process may open {open_files} files, and {cores} core(s) need at least \
+             {least} (each its peers' connections and handshakes, its listeners and rings, \
+             16 clients and {WAL_SEGMENTS_LEAST} WAL segments and the next, two files each): \
+             raise the limit (`ulimit -n`, the hard one with `ulimit -Hn`, or LimitNOFILE= in \
+             the unit), or use fewer --cores"
         ));
     }
-    // What a core keeps besides its segments' two files each (see `files_kept_per_core`:
-    // handshakes pending, snapshot files, segments past the soft limit), where it has room.
-    let others = files_kept_per_core(segment_bytes, segment_bytes, members) - 2 + 16;
-    let segments_fit = (per_core.saturating_sub(others) / 2).max(WAL_SEGMENTS_LEAST);
-    let fits = segments_fit * segment_bytes;
+    // `files_kept_per_core` keeps three live segments past the soft limit, and the next.
+    let fits = (live_max - 3) * segment_bytes;
     Ok((wal_soft_limit_bytes == 0 || wal_soft_limit_bytes > fits).then_some(fits))
 }
 
-/// Segments one core's WAL may hold at once where the process may open `open_files` files
-/// and each of `cores` cores serves `clients_max` clients: what its peers, listeners, rings
-/// and clients leave, two files a segment, the next one prepared among them.
+/// Live segments one core's WAL may hold at once, beside the next one prepared, where the
+/// process may open `open_files` files and each of `cores` cores serves `clients_max`
+/// clients: what the rest leaves, two files a segment.
 pub fn wal_segments_max(open_files: u64, cores: u16, members: usize, clients_max: usize) -> u64 {
     let per_core = open_files / u64::from(cores.max(1));
-    // `files_kept_per_core` without its segments (one, and four more).
-    let others = files_kept_per_core(1, 1, members) - 2 * 5;
-    let segments = per_core.saturating_sub(others + clients_max as u64) / 2;
-    // The prepared segment is held too; at least the active one, and the next.
-    segments.saturating_sub(1).max(2)
+    let others = files_besides_segments(members) + clients_max as u64;
+    (per_core.saturating_sub(others) / 2).saturating_sub(1)
 }
 
 /// Client connections each of `cores` cores serves at once where the process may open
@@ -936,14 +940,14 @@ mod tests {
     /// where files run out; one that cannot hold even a few segments is refused at start.
     #[test]
     fn the_wal_is_held_within_the_files_the_process_may_open() {
-        // The defaults fit in 1,024 files on one core; 16 cores of 64 files each are held to
-        // the least segments; 16 of 32 cannot run.
+        // The defaults fit in 1,024 files on one core; 8 cores of 128 files each are held to
+        // one segment's soft limit; 16 of 64 cannot run.
         let fits = |files, cores| wal_limit_for_files(files, cores, 64 << 20, 1 << 30, 3);
         assert_eq!(fits(1024, 1), Ok(None));
-        assert_eq!(fits(1024, 16), Ok(Some(WAL_SEGMENTS_LEAST * (64 << 20))));
-        let error = fits(512, 16).unwrap_err();
+        assert_eq!(fits(1024, 8), Ok(Some(64 << 20)));
+        let error = fits(1024, 16).unwrap_err();
         assert!(
-            error.contains("may open 512 files") && error.contains("ulimit"),
+            error.contains("may open 1024 files") && error.contains("ulimit"),
             "{error}"
         );
         // 1 MiB segments up to 1 GiB under 200 files: held to what 200 files leave.
@@ -957,24 +961,33 @@ mod tests {
             Some(held)
         );
         // The cap: segments and clients together within the limit, the prepared one too.
-        for (files, cores, members) in [(200, 1, 1), (1024, 1, 3), (4096, 4, 5), (1 << 20, 16, 3)] {
+        let shapes = [
+            (200, 1, 1),
+            (1024, 1, 3),
+            (1024, 8, 3),
+            (4096, 4, 5),
+            (1 << 20, 16, 3),
+        ];
+        for (files, cores, members) in shapes {
             let soft = wal_limit_for_files(files, cores, 1 << 20, 1 << 30, members)
                 .unwrap()
                 .unwrap_or(1 << 30);
             let kept = files_kept_per_core(1 << 20, soft, members);
             let clients = connections_max(files, cores, kept);
             let max = wal_segments_max(files, cores, members, clients);
-            let others = files_kept_per_core(1, 1, members) - 10;
+            let others = files_besides_segments(members);
             let per_core = files / u64::from(cores);
             assert!(
                 others + clients as u64 + 2 * (max + 1) <= per_core,
                 "{files} {cores} {members}: {max} segments, {clients} clients"
             );
-            // At least the soft limit's segments, where the limit allows them.
+            // Room for groups to snapshot early (past the soft limit) before the cap.
+            let soft_segments = soft / (1 << 20);
             assert!(
-                max >= soft / (1 << 20),
-                "{files} {cores}: {max} below the soft limit"
+                max >= soft_segments + 3,
+                "{files} {cores}: {max} for {soft_segments}"
             );
+            assert!(max >= WAL_SEGMENTS_LEAST);
         }
     }
 

@@ -290,7 +290,7 @@ impl WalLog {
         // Groups snapshot early before the cap is reached, not after: at the cap a quiet
         // group holding the oldest segment would otherwise hold every write back.
         let segments_kept = segments_kept(config)
-            .min(segments_max.saturating_sub(1))
+            .min(segments_max.saturating_sub(2))
             .max(1);
         let mut log = WalLog {
             dir: dir.to_path_buf(),
@@ -1142,23 +1142,33 @@ impl CoreLog for WalLog {
         // poisoned the WAL and stopped the node. At the cap, no segment is made (the log
         // takes no entries it can avoid, as on a full disk) until compaction frees one.
         let live = self.wal.segment_count();
-        if self.building.is_none() && retry_due && live >= self.segments_max {
-            let why = format!(
-                "the WAL holds {live} segments (two files each), as many as this process's \
-                 open-files limit leaves it beside its peers and clients: its groups snapshot \
-                 early to free the oldest (raise the limit, `ulimit -n` or LimitNOFILE=, or \
-                 use larger segments, --segment-mib)"
-            );
-            if let Some(held) = self.said_at_cap.admit("at cap") {
-                tracing::warn!(
-                    dir = %self.dir.display(),
-                    times_since_last_said = held,
-                    "{why}; taking no writes it can hold back until then"
+        let at_cap = self.building.is_none()
+            && retry_due
+            && self.wal.needs_prepare()
+            && live >= self.segments_max;
+        if at_cap {
+            // A real failure (a full disk) stays the reason said, and is tried again below
+            // the cap.
+            if self.build_failed.is_none() || self.at_cap {
+                let why = format!(
+                    "the WAL holds {live} segments (two files each), as many as this \
+                     process's open-files limit leaves it beside its peers and clients: its \
+                     groups snapshot early to free the oldest (raise the limit, `ulimit -n` or \
+                     LimitNOFILE=, or use larger segments, --segment-mib)"
                 );
+                if !self.at_cap
+                    && let Some(held) = self.said_at_cap.admit("at cap")
+                {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        times_at_cap_since_last_said = held,
+                        "{why}; taking no writes it can hold back until then"
+                    );
+                }
+                // Looked at again at the next turn: compaction may free one at any time.
+                self.at_cap = true;
+                self.build_failed = Some((why, crate::clock::now()));
             }
-            // Looked at again at the next turn: compaction may free one at any time.
-            self.at_cap = true;
-            self.build_failed = Some((why, crate::clock::now()));
         } else if self.building.is_none()
             && retry_due
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()

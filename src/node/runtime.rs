@@ -83,28 +83,18 @@ pub fn run_telling(
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     let mut config = config;
     let open_files = crate::sys::raise_open_files_limit();
+    // The soft limit asked for, where the open-files limit holds it lower.
+    let mut soft_limit_asked = None;
     if let Ok(open_files) = open_files {
-        let fits = super::clients::wal_limit_for_files(
+        let held = super::clients::wal_limit_for_files(
             open_files,
             config.cores,
             config.segment_bytes,
             config.wal_soft_limit_bytes,
             config.members.len(),
         )?;
-        if let Some(fits) = fits {
-            let asked = match config.wal_soft_limit_bytes {
-                0 => "no limit".to_string(),
-                bytes => format!("{} MiB", bytes >> 20),
-            };
-            tracing::warn!(
-                "this process may open {open_files} files: each core's WAL is held to {} MiB \
-                 (--wal-soft-limit-mib: {asked}), past which its groups snapshot early, so \
-                 that its segments (two files each) leave its peers and clients theirs: raise \
-                 the limit (`ulimit -n`, the hard one with `ulimit -Hn`, or LimitNOFILE= in \
-                 the unit), or use larger segments (--segment-mib)",
-                fits >> 20
-            );
-            config.wal_soft_limit_bytes = fits;
+        if let Some(held) = held {
+            soft_limit_asked = Some(std::mem::replace(&mut config.wal_soft_limit_bytes, held));
         }
     }
     let kept_per_core = super::clients::files_kept_per_core(
@@ -122,6 +112,22 @@ pub fn run_telling(
                 config.members.len(),
                 clients_max,
             );
+            if let Some(asked) = soft_limit_asked {
+                let asked = match asked {
+                    0 => "no limit".to_string(),
+                    bytes => format!("{} MiB", bytes >> 20),
+                };
+                tracing::warn!(
+                    "this process may open {open_files} files: each core's WAL is held to {} \
+                     MiB (--wal-soft-limit-mib: {asked}), past which its groups snapshot early, \
+                     and to {} segments of two files each, at which it takes no writes it can \
+                     hold back until one is freed, so that it leaves its peers and clients \
+                     theirs: raise the limit (`ulimit -n`, the hard one with `ulimit -Hn`, or \
+                     LimitNOFILE= in the unit), or use larger segments (--segment-mib)",
+                    config.wal_soft_limit_bytes >> 20,
+                    config.wal_segments_max
+                );
+            }
             clients_max
         }
         Err(error) => {

@@ -1028,19 +1028,19 @@ impl SegmentFd {
                     glommio::GlommioError::EnhancedIoError { source, .. } => source,
                     other => io::Error::from(other),
                 };
-                let files_out = matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                let hint = match files_out {
-                    true => {
+                let hint = match source.raw_os_error() {
+                    Some(libc::EMFILE) => {
                         ": this process may open no more files (raise its limit, `ulimit -n` \
-                             or LimitNOFILE=, or use larger segments, --segment-mib)"
+                         or LimitNOFILE=, or use larger segments, --segment-mib)"
                     }
-                    false => "",
+                    Some(libc::ENFILE) => ": the system may open no more files (fs.file-max)",
+                    _ => "",
                 };
                 io::Error::new(
                     source.kind(),
                     format!(
-                        "cannot open {} for its O_DIRECT writes, so nothing of this sync was \
-                         written: {source}{hint}",
+                        "cannot open {} for its O_DIRECT writes, so nothing was written to it: \
+                         {source}{hint}",
                         path.display()
                     ),
                 )
