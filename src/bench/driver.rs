@@ -387,7 +387,7 @@ async fn connect(
             let topology = client.topology();
             // Only cores that hold groups are sent to.
             let cores = u64::from(topology.cores).min(u64::from(topology.groups));
-            connections_fit(load, topology.members.len() as u64 * cores, false)?;
+            connections_fit(load, topology.members.len() as u64 * cores, 0)?;
         }
         clients.push((i, client));
     }
@@ -421,21 +421,20 @@ async fn connect(
 }
 
 /// Refuses `load` where this process cannot hold its connections: each client opens one to
-/// each of the cluster's `places` (node cores) and holds two descriptors of it (the second
-/// shuts it down when it breaks), and the null server, where `null_here`, one more for its
-/// end. Found by a benchmarker: past the open-files limit, a run failed after 11–66 s of
+/// each of the cluster's `places` (node cores that hold groups) and holds two descriptors of
+/// it (the second shuts it down when it breaks); where the null server runs here, it holds
+/// `null_listeners` listening sockets and one more descriptor for its end of each. Found by a benchmarker: past the open-files limit, a run failed after 11–66 s of
 /// retries, its error naming a redirect, not the limit.
-pub fn connections_fit(load: &Load, places: u64, null_here: bool) -> Result<(), String> {
+pub fn connections_fit(load: &Load, places: u64, null_listeners: u64) -> Result<(), String> {
     // Where the limit cannot be read, a connection past it says so when it fails.
     let Ok(open_files) = crate::sys::raise_open_files_limit() else {
         return Ok(());
     };
     let connections = u64::from(load.clients) * places;
     let threads = u64::from(load.threads);
-    // The null server's end of each, and its listeners: one per place for each of its
-    // threads, and one more.
+    let null_here = null_listeners > 0;
     let null_files = match null_here {
-        true => connections + (threads + 1) * places,
+        true => connections + null_listeners,
         false => 0,
     };
     // Besides connections: standard streams, each generator (and null server) thread's

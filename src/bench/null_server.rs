@@ -3,9 +3,10 @@
 //! measures the load generator (and the client library) alone, the ceiling any cluster
 //! figure must be read against. It can take a cluster's shape ([`Shape`]: nodes, cores per
 //! node, groups), so the generator opens as many connections as against that cluster and
-//! spreads its requests over them alike (each group's requests go to one node's core, as to
-//! its leader): one connection for everything would fill frames fuller than the real run
-//! does, and overstate the ceiling. For tests it can also misbehave (see [`Quirks`]): stall once,
+//! spreads its requests over them alike (group g is led by node g % nodes + 1, and the
+//! others answer "not the leader" with its id, as a cluster's followers do): one connection
+//! for everything would fill frames fuller than the real run does, and overstate the
+//! ceiling. For tests it can also misbehave (see [`Quirks`]): stall once,
 //! to show that stalls appear in the generator's latency; refuse writes; answer reads late.
 
 use std::cell::Cell;
@@ -19,7 +20,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use crate::kv::{Op, OpResult};
 use crate::proto::client::{
-    ClientFrame, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
+    ClientFrame, Consistency, ErrorCode, Outcome, Response, decode_client_frame, encode_responses,
 };
 use crate::proto::topology::{Topology, encode_topology};
 use crate::transport::{FrameReader, send_frame};
@@ -346,8 +347,10 @@ async fn serve_conn(mut stream: TcpStream, node_id: u64, state: Rc<State>) {
             if let Some(wait) = wait {
                 glommio::timer::sleep(wait).await;
             }
-            let responses: Vec<Response> =
-                requests.into_iter().map(|r| answer(&state, r)).collect();
+            let responses: Vec<Response> = requests
+                .into_iter()
+                .map(|r| answer(&state, node_id, r))
+                .collect();
             if encode_responses(&mut encoder, &responses).is_err()
                 || send_frame(&mut stream, &mut encoder, &mut copy)
                     .await
@@ -381,7 +384,28 @@ fn only_reads(request: &Decoded) -> bool {
         .is_ok_and(|request| (request.command.ops.iter()).all(|op| matches!(op, Op::Get { .. })))
 }
 
-fn answer(state: &State, request: &Decoded) -> Response {
+fn answer(state: &State, node_id: u64, request: &Decoded) -> Response {
+    // Found when a client came to ask the node that answered its layout first: every group
+    // then stayed at node 1, on as many connections as clients, not clients × nodes.
+    let leader = request.as_ref().ok().and_then(|request| {
+        let key = request.command.ops.first()?.key();
+        let group = crate::proto::topology::group_of(key, state.topology.groups);
+        let nodes = state.topology.members.len().max(1) as u64;
+        let leader = u64::from(group) % nodes + 1;
+        let elsewhere = leader != node_id && request.consistency != Consistency::Stale;
+        elsewhere.then(|| (leader, state.topology.address_of(leader, group)))
+    });
+    if let (Ok(request), Some((leader, address))) = (request, leader) {
+        return Response {
+            client_id: request.command.client_id,
+            sequence: request.command.sequence,
+            outcome: Outcome::NotLeader {
+                leader,
+                address: address.unwrap_or_default(),
+                maybe_proposed: false,
+            },
+        };
+    }
     let refuse = !only_reads(request)
         && state.quirks.refuse_one_write_in.is_some_and(|one_in| {
             state.writes.set(state.writes.get() + 1);

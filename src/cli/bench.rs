@@ -555,7 +555,10 @@ fn measure_ceiling(args: &BenchArgs, load: &Load, run: &Run) -> Result<Option<Ru
     };
     let cores = u64::from(shape.cores).min(u64::from(shape.groups));
     let places = u64::from(shape.nodes) * cores;
-    driver::connections_fit(load, places, true)?;
+    // Each of its threads listens on every node core, as does the socket each was cloned
+    // from.
+    let listeners = (u64::from(load.threads) + 1) * u64::from(shape.nodes * shape.cores);
+    driver::connections_fit(load, places, listeners)?;
     let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
     // As fast as the generator goes with these clients: a closed loop, even where the run
     // offered a rate (the null server would only answer that rate back).

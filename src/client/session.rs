@@ -723,7 +723,8 @@ impl Client {
         let mut by_place: BTreeMap<(u64, u16), (u32, Vec<usize>)> = BTreeMap::new();
         let pending = slots.iter_mut().enumerate();
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
-            let node = slot.node.unwrap_or_else(|| self.leader_guess(slot.group));
+            let stale = slot.request.consistency == Consistency::Stale;
+            let node = (slot.node).unwrap_or_else(|| self.leader_guess(slot.group, stale));
             slot.node = Some(node);
             let place = (node, core_of(slot.group, cores));
             by_place
@@ -984,7 +985,10 @@ impl Client {
         }
     }
 
-    fn leader_guess(&self, group: u32) -> u64 {
+    /// Where to send a request of `group` first: its leader, where known; else the node that
+    /// answered the layout, or (`stale`: any member answers, and reads spread over them) a
+    /// member at random.
+    fn leader_guess(&self, group: u32, stale: bool) -> u64 {
         let mut state = self.inner.state.borrow_mut();
         match state.leaders.get(&group) {
             Some(&node) => node,
@@ -995,7 +999,7 @@ impl Client {
             None => {
                 let topology = self.inner.topology.borrow();
                 let members = &topology.members;
-                if members.iter().any(|m| m.0 == topology.node_id) {
+                if !stale && members.iter().any(|m| m.0 == topology.node_id) {
                     topology.node_id
                 } else {
                     members[state.rng.below(members.len() as u64) as usize].0

@@ -94,10 +94,11 @@ pub fn wal_limit_for_files(
 ) -> Result<Option<u64>, String> {
     let (segment_bytes, cores) = (segment_bytes.max(1), u64::from(cores.max(1)));
     let per_core = open_files / cores;
-    let others = files_besides_segments(members) + 16;
-    // Live segments, two files each, beside the next one prepared.
-    let live_max = (per_core.saturating_sub(others) / 2).saturating_sub(1);
-    if live_max < WAL_SEGMENTS_LEAST {
+    let room = per_core.saturating_sub(files_besides_segments(members));
+    // Live segments, two files each, beside the next one prepared, and `clients` clients.
+    let live_max = |clients: u64| (room.saturating_sub(clients) / 2).saturating_sub(1);
+    if live_max(16) < WAL_SEGMENTS_LEAST {
+        let others = files_besides_segments(members) + 16;
         let least = cores * (others + 2 * (WAL_SEGMENTS_LEAST + 1));
         return Err(format!(
             "this process may open {open_files} files, and {cores} core(s) need at least \
@@ -107,8 +108,11 @@ pub fn wal_limit_for_files(
              the unit), or use fewer --cores"
         ));
     }
-    // `files_kept_per_core` keeps three live segments past the soft limit, and the next.
-    let fits = (live_max - 3) * segment_bytes;
+    // Held lower, the WAL leaves clients half the room (up to the most a core serves), not
+    // only the least (found in review: a soft limit of 0 left each core 16 clients however
+    // many files). `files_kept_per_core` keeps three live segments past the soft limit.
+    let clients = (room / 2).clamp(16, CLIENT_CONNECTIONS_MAX as u64);
+    let fits = (live_max(clients).max(WAL_SEGMENTS_LEAST) - 3) * segment_bytes;
     Ok((wal_soft_limit_bytes == 0 || wal_soft_limit_bytes > fits).then_some(fits))
 }
 
@@ -950,11 +954,12 @@ mod tests {
             error.contains("may open 1024 files") && error.contains("ulimit"),
             "{error}"
         );
-        // 1 MiB segments up to 1 GiB under 200 files: held to what 200 files leave.
+        // 1 MiB segments up to 1 GiB under 200 files: held to half of what 200 files leave
+        // beside the peers (102), the other half for clients.
         let held = wal_limit_for_files(200, 1, 1 << 20, 1 << 30, 1).unwrap();
         let held = held.expect("held lower");
         let kept = files_kept_per_core(1 << 20, held, 1);
-        assert!(kept + 16 <= 200 && kept + 16 + 4 > 200, "{held} {kept}");
+        assert!(kept + 51 <= 200 && kept + 51 + 4 > 200, "{held} {kept}");
         // No soft limit (0) is held too, where files are few.
         assert_eq!(
             wal_limit_for_files(200, 1, 1 << 20, 0, 1).unwrap(),
@@ -968,10 +973,11 @@ mod tests {
             (4096, 4, 5),
             (1 << 20, 16, 3),
         ];
-        for (files, cores, members) in shapes {
-            let soft = wal_limit_for_files(files, cores, 1 << 20, 1 << 30, members)
-                .unwrap()
-                .unwrap_or(1 << 30);
+        for ((files, cores, members), asked) in
+            shapes.into_iter().flat_map(|s| [(s, 1 << 30), (s, 0)])
+        {
+            let held = wal_limit_for_files(files, cores, 1 << 20, asked, members).unwrap();
+            let soft = held.unwrap_or(asked);
             let kept = files_kept_per_core(1 << 20, soft, members);
             let clients = connections_max(files, cores, kept);
             let max = wal_segments_max(files, cores, members, clients);
@@ -988,6 +994,14 @@ mod tests {
                 "{files} {cores}: {max} for {soft_segments}"
             );
             assert!(max >= WAL_SEGMENTS_LEAST);
+            // A WAL held lower leaves clients half the room, up to the most a core serves
+            // (found in review: no soft limit, 0, left 16 however many files).
+            let room = per_core - others;
+            let share = (room / 2).clamp(16, CLIENT_CONNECTIONS_MAX as u64) as usize;
+            assert!(
+                held.is_none() || clients >= share,
+                "{files} {cores} {asked}: {clients} clients"
+            );
         }
     }
 

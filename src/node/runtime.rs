@@ -222,10 +222,17 @@ pub fn run_telling(
                 core_removed,
             )
             .await;
-            if let Err(error) = &result {
-                tracing::error!(core, %error, "core failed: the node stops");
+            // A core that stopped the node for a reason of its own (removed from the cluster,
+            // known elsewhere) did not fail: why is said once, as the node's exit (found by
+            // an operator: a node removed on purpose logged "ERROR core failed").
+            match result {
+                Ok(None) => Ok(()),
+                Ok(Some(why)) => Err(why),
+                Err(error) => {
+                    tracing::error!(core, %error, "core failed: the node stops");
+                    Err(error)
+                }
             }
-            result
         })
         .map_err(|e| format!("core {core}: cannot start its executor: {e}"));
         match executor {
@@ -408,6 +415,9 @@ fn refused_before(config: &NodeConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs core `core` until the node stops: `Ok(None)` once it stopped cleanly, `Ok(Some(why))`
+/// where it stopped the node for a reason that is not a failure (removed from the cluster,
+/// known elsewhere, refused as a member that lost its data), an error where it failed.
 async fn run_core(
     config: &NodeConfig,
     core: u16,
@@ -416,7 +426,7 @@ async fn run_core(
     clients_max: usize,
     founders: u64,
     removed_cores: Arc<RemovedCores>,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
     crate::durable::create_dir_all(&dir)
@@ -548,7 +558,7 @@ async fn run_core(
             "node {} core {core}: stopped before it served",
             config.id
         ));
-        return Ok(());
+        return Ok(None);
     }
     let mut transport_config =
         TransportConfig::new(config.id, core, ClusterId(config.cluster_id), listen, peers);
@@ -752,9 +762,12 @@ async fn run_core(
         if let Err(error) = result {
             tracing::error!(core, %error, "the core also failed while it stopped");
         }
-        return Err(why);
+        return Ok(Some(why));
     }
-    result.map(|()| say(&format!("node {node} core {core}: stopped")))
+    result.map(|()| {
+        say(&format!("node {node} core {core}: stopped"));
+        None
+    })
 }
 
 /// Why node `me` may not run, when the members its groups know place it elsewhere than
@@ -959,9 +972,9 @@ async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: A
 }
 
 /// One line on stdout, flushed at once: operators and tests read it from a pipe or a file,
-/// where stdout would otherwise sit in a block buffer.
-/// Writes `line` to standard output, or nothing where it cannot be written (a closed pipe,
-/// a full disk): a node's output must never stop it, nor what it was about to do.
+/// where stdout would otherwise sit in a block buffer. Nothing where it cannot be written (a
+/// closed pipe, a full disk): a node's output must never stop it, nor what it was about to
+/// do.
 pub fn say(line: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
