@@ -423,8 +423,9 @@ async fn connect(
 /// Refuses `load` where this process cannot hold its connections: each client opens one to
 /// each of the cluster's `places` (node cores that hold groups) and holds two descriptors of
 /// it (the second shuts it down when it breaks); where the null server runs here, it holds
-/// `null_listeners` listening sockets and one more descriptor for its end of each. Found by a benchmarker: past the open-files limit, a run failed after 11–66 s of
-/// retries, its error naming a redirect, not the limit.
+/// `null_listeners` listening sockets and one more descriptor for its end of each. Found by
+/// a benchmarker: past the open-files limit, a run failed after 11–66 s of retries, its
+/// error naming a redirect, not the limit.
 pub fn connections_fit(load: &Load, places: u64, null_listeners: u64) -> Result<(), String> {
     // Where the limit cannot be read, a connection past it says so when it fails.
     let Ok(open_files) = crate::sys::raise_open_files_limit() else {
