@@ -3,8 +3,9 @@
 //! measures the load generator (and the client library) alone, the ceiling any cluster
 //! figure must be read against. It can take a cluster's shape ([`Shape`]: nodes, cores per
 //! node, groups), so the generator opens as many connections as against that cluster and
-//! spreads its requests over them alike (group g is led by node g % nodes + 1, and the
-//! others answer "not the leader" with its id, as a cluster's followers do): one connection
+//! spreads its requests over them alike (group g, on core g % cores, is led by node
+//! (g / cores) % nodes + 1, and the others answer "not the leader" with its id, as a
+//! cluster's followers do): one connection
 //! for everything would fill frames fuller than the real run does, and overstate the
 //! ceiling. For tests it can also misbehave (see [`Quirks`]): stall once,
 //! to show that stalls appear in the generator's latency; refuse writes; answer reads late.
@@ -384,14 +385,22 @@ fn only_reads(request: &Decoded) -> bool {
         .is_ok_and(|request| (request.command.ops.iter()).all(|op| matches!(op, Op::Get { .. })))
 }
 
+/// The node that leads `group` in a shape of `nodes` nodes and `cores` cores: over the nodes
+/// within each core, as a cluster's balance spreads them (by group % nodes, a shape whose
+/// nodes and cores share a factor put each core's groups at one node, fewer connections
+/// than a cluster's: found in review).
+fn leader_of(group: u32, nodes: u64, cores: u16) -> u64 {
+    u64::from(group / u32::from(cores.max(1))) % nodes.max(1) + 1
+}
+
 fn answer(state: &State, node_id: u64, request: &Decoded) -> Response {
     // Found when a client came to ask the node that answered its layout first: every group
     // then stayed at node 1, on as many connections as clients, not clients × nodes.
     let leader = request.as_ref().ok().and_then(|request| {
         let key = request.command.ops.first()?.key();
         let group = crate::proto::topology::group_of(key, state.topology.groups);
-        let nodes = state.topology.members.len().max(1) as u64;
-        let leader = u64::from(group) % nodes + 1;
+        let nodes = state.topology.members.len() as u64;
+        let leader = leader_of(group, nodes, state.topology.cores);
         let elsewhere = leader != node_id && request.consistency != Consistency::Stale;
         elsewhere.then(|| (leader, state.topology.address_of(leader, group)))
     });
@@ -436,5 +445,27 @@ fn answer(state: &State, node_id: u64, request: &Decoded) -> Response {
             }),
         },
         Err(refused) => refused.response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal (found in review): a null server shaped as a cluster spreads each core's groups
+    /// over its nodes, so clients use every node core, as against a cluster, whether or not
+    /// the counts share a factor. Method: every (leader, core) pair of a few shapes.
+    #[test]
+    fn every_node_core_leads_a_group() {
+        for (nodes, cores, groups) in [(3u16, 3u16, 9u32), (3, 2, 12), (3, 6, 18), (1, 4, 8)] {
+            let places: std::collections::BTreeSet<(u64, u32)> = (0..groups)
+                .map(|g| (leader_of(g, u64::from(nodes), cores), g % u32::from(cores)))
+                .collect();
+            assert_eq!(
+                places.len(),
+                usize::from(nodes) * usize::from(cores),
+                "{nodes} × {cores}"
+            );
+        }
     }
 }

@@ -557,7 +557,7 @@ fn measure_ceiling(args: &BenchArgs, load: &Load, run: &Run) -> Result<Option<Ru
     let places = u64::from(shape.nodes) * cores;
     // Each of its threads listens on every node core, as does the socket each was cloned
     // from.
-    let listeners = (u64::from(load.threads) + 1) * u64::from(shape.nodes * shape.cores);
+    let listeners = (u64::from(load.threads) + 1) * u64::from(shape.nodes) * u64::from(shape.cores);
     driver::connections_fit(load, places, listeners)?;
     let null = NullServer::start_shaped(shape, Quirks::default(), load.threads)?;
     // As fast as the generator goes with these clients: a closed loop, even where the run

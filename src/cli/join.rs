@@ -160,7 +160,12 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         }
     }
     if let Some(error) = failed.lock().expect("not poisoned").take() {
-        return Err(format!("joining the cluster failed: {error}"));
+        // The node's own reason first, where it stopped for one (removed, known elsewhere):
+        // it is said nowhere else.
+        return Err(match ran {
+            Err(why) => format!("{why}; joining the cluster failed: {error}"),
+            Ok(()) => format!("joining the cluster failed: {error}"),
+        });
     }
     ran
 }

@@ -112,7 +112,11 @@ pub fn run_telling(
                 config.members.len(),
                 clients_max,
             );
-            if let Some(asked) = soft_limit_asked {
+            // No limit (0) held to a terabyte of segments is not worth a warning: only below
+            // what a core counts for it otherwise (1 GiB).
+            let worth_saying = soft_limit_asked
+                .filter(|&asked| asked != 0 || config.wal_soft_limit_bytes < 1 << 30);
+            if let Some(asked) = worth_saying {
                 let asked = match asked {
                     0 => "no limit".to_string(),
                     bytes => format!("{} MiB", bytes >> 20),
@@ -540,7 +544,7 @@ async fn run_core(
     let mut said_elsewhere = None;
     if let Some(why) = known_elsewhere((config.id, core), &listens, &restored, &mut said_elsewhere)
     {
-        return Err(why);
+        return Ok(Some(why));
     }
     let view = MembersView::at_start(config.id, restored, &config.members);
     let members = view.members().clone();
