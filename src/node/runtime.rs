@@ -984,14 +984,17 @@ async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: A
     }
 }
 
-/// One line on stdout, flushed at once: operators and tests read it from a pipe or a file,
-/// where stdout would otherwise sit in a block buffer. Nothing where it cannot be written (a
+/// One line on stdout, stamped with the time as the log's lines are (found by an operator:
+/// role changes could not be ordered against the log, nor across nodes), and flushed at
+/// once: operators and tests read it from a pipe or a file, where stdout would otherwise sit
+/// in a block buffer. Nothing where it cannot be written (a
 /// closed pipe, a full disk): a node's output must never stop it, nor what it was about to
 /// do.
 pub fn say(line: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
+    let stamp = crate::clock::utc_stamp(crate::clock::wall_nanos());
+    let _ = writeln!(stdout, "{stamp} {line}");
     let _ = stdout.flush();
 }
 
