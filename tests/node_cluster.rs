@@ -53,8 +53,9 @@ fn logged_leader_of_group_0(cluster: &LocalCluster) -> Option<u64> {
     let mut best = (0, 0);
     for id in 1..=3 {
         for line in cluster.log(id).lines() {
+            // After the time the line is stamped with.
             let prefix = format!("node {id} group 0: leader in term ");
-            if let Some(rest) = line.strip_prefix(&prefix) {
+            if let Some((_, rest)) = line.split_once(&prefix) {
                 let term: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
                 best = best.max((term, id));
             }
