@@ -538,11 +538,17 @@ fn a_check_whose_writes_were_all_refused_checked_nothing() {
 fn bench_null_server(quirks: Quirks, name: &str, extra: &[&str]) -> (Output, PathBuf) {
     let server = NullServer::start_with(2, quirks).expect("null server");
     let out = out_dir(name);
+    (cohort(&null_server_args(&server, &out, extra)), out)
+}
+
+/// A one-second bench of `server` with no warm-up or ceiling, its files in `out`, with
+/// `extra` arguments.
+fn null_server_args<'a>(server: &'a NullServer, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["bench", "--nodes", &server.base, "--seconds", "1"];
     args.extend(["--warmup-seconds", "0", "--ceiling-seconds", "0"]);
     args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
     args.extend(extra);
-    (cohort(&args), out)
+    args
 }
 
 /// Goal: a run whose requests failed fails, naming how many and the first error, rather
@@ -1233,22 +1239,7 @@ fn a_bench_of_more_connections_than_its_soft_open_files_limit_runs() {
 fn a_bench_of_more_connections_than_its_hard_open_files_limit_is_refused_naming_it() {
     let server = NullServer::start_with(2, Quirks::default()).expect("null server");
     let out = out_dir("open-files-hard");
-    let args = [
-        "bench",
-        "--nodes",
-        &server.base,
-        "--seconds",
-        "1",
-        "--warmup-seconds",
-        "0",
-        "--ceiling-seconds",
-        "0",
-        "--clients",
-        "200",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let args = null_server_args(&server, &out, &["--clients", "200", "--quiet"]);
     let output = process::cohort_bounded_with_open_files(256, true, &args);
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{said}");

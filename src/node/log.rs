@@ -354,8 +354,12 @@ impl WalLog {
         }
         // The first next segment is built here, before the node serves anyone. On a full disk
         // the node starts anyway, taking no writes, and `maintain` tries again: a node that
-        // could not restart on a full disk would stay down until someone freed space.
-        if let Some((seq, size_bytes, header)) = log.wal.next_segment_plan() {
+        // could not restart on a full disk would stay down until someone freed space. Nor
+        // at the segment cap (a lower open-files limit than at the last run): `maintain`
+        // makes one once compaction freed a segment.
+        if log.wal.segment_count() < log.segments_max
+            && let Some((seq, size_bytes, header)) = log.wal.next_segment_plan()
+        {
             let job = log.wal.storage_mut().build_job(seq, size_bytes, header);
             let built = crate::node::off_loop(job).await;
             log.segment_built(built).map_err(|e| e.to_string())?;
@@ -1967,6 +1971,31 @@ mod tests {
             }
             assert!(!log.wal.needs_prepare(), "no next segment below the cap");
             assert!(log.short_of_space().is_none() && !log.at_cap);
+        });
+    }
+
+    /// Goal (review 260): a WAL reopened holding as many segments as its cap allows (the
+    /// open-files limit lowered since its last run) makes no next one at open, past the cap.
+    #[test]
+    fn a_wal_reopened_at_its_segment_cap_makes_no_next_one() {
+        in_log_dir("reopen-at-cap", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            let live = log.wal.segment_count();
+            stop(&mut log).await;
+            drop(log);
+            let mut config = config(&dir);
+            config.wal_segments_max = live as u64;
+            let bootstrap = Persisted::bootstrap(&VOTERS);
+            let groups = BTreeSet::from([GROUP]);
+            let (log, _) = WalLog::open(&dir, &config, &groups, Ok(&bootstrap))
+                .await
+                .expect("reopen");
+            assert_eq!(log.wal.segment_count(), live);
+            assert!(
+                log.wal.needs_prepare(),
+                "a segment past the cap was made at open"
+            );
         });
     }
 
