@@ -2041,5 +2041,14 @@ fn a_fresh_client_asks_a_member_that_answered_while_another_is_frozen() {
         table.contains("unreachable: node 3") && waited_s.is_some_and(|s| s <= 3.0),
         "{table}"
     );
+    // A leader's row for the frozen follower says it does not answer (found by an operator:
+    // it showed its last match and `replicate`, like a live one); the live one's does not.
+    let peers: Vec<&str> = table.lines().filter(|l| l.contains(" peer ")).collect();
+    let (frozen, live): (Vec<&str>, Vec<&str>) = peers.iter().partition(|l| l.contains("peer 3 "));
+    let silent = |line: &&str| line.contains("not answering (down, cut off or stalled)");
+    assert!(
+        !frozen.is_empty() && frozen.iter().all(silent) && !live.iter().any(silent),
+        "{table}"
+    );
     finish(cluster);
 }

@@ -3585,6 +3585,42 @@ fn a_leader_takes_no_snapshot_while_one_streams_to_a_follower() {
     assert!(!snapshots_taken(&events).is_empty(), "snapshots resume");
 }
 
+/// Goal (found by an operator): `cohort status` says how far a snapshot streaming to a
+/// follower is (its index, bytes held of its size), where it showed only `snapshot`.
+/// Method: a stream to node 2 starts, then node 2 acknowledges part of it.
+#[test]
+fn status_says_how_far_a_snapshot_streaming_to_a_follower_is() {
+    let events = Events::default();
+    let (mut core, mut f) = Snapshotting::start(&events, Gate::new(true));
+    core = f.writes_acked_by_3(core, 4);
+    core = f.node_2_behind(core, &events);
+    let index = core.groups()[&0].replica.snapshot_index();
+    let node_2 = |core: TestCore| {
+        let status = Inbox::new(1);
+        let core = turn(core, &f.inbox, Input::Status(status.clone()));
+        let mut rows = Vec::new();
+        let _ = status.poll_take_all(&mut Context::from_waker(Waker::noop()), &mut rows);
+        let group = rows.remove(0).groups.remove(0);
+        let row = group.peers.into_iter().find(|p| p.node_id == 2);
+        (core, row.expect("node 2's row"))
+    };
+    let (core, row) = node_2(core);
+    let sent = row.snapshot.expect("a snapshot in flight");
+    assert_eq!(
+        (row.state, sent.index, sent.acked_bytes),
+        ("snapshot", index.0, 0)
+    );
+    assert!(sent.total_bytes > 0, "{sent:?}");
+    let part = MessageBody::SnapshotAck {
+        index,
+        received: 1,
+        gap: false,
+    };
+    let core = turn(core, &f.inbox, from(2, 1, f.term, part));
+    let (_, row) = node_2(core);
+    assert_eq!(row.snapshot.map(|s| s.acked_bytes), Some(1), "{row:?}");
+}
+
 /// Goal (found in review): a leader streams no snapshot to a peer whose log is full (it
 /// would drop every chunk: up to a window of 1 MiB chunks at each stall, and a new stream
 /// after each one given up), and streams it once the peer has room. Method: a snapshot

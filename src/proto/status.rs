@@ -14,6 +14,21 @@ pub struct PeerRow {
     pub next_index: u64,
     pub inflight: u32,
     pub state: &'static str,
+    /// Not heard from in the last election timeout and the one before: down, cut off, or
+    /// frozen (found by an operator: a follower dead for an hour showed its last match and
+    /// `replicate`, like a live one).
+    pub silent: bool,
+    /// In state `snapshot`: the snapshot's index, and how many of its bytes the follower
+    /// holds of how many (0 of 0: its stream has not started).
+    pub snapshot: Option<SnapshotSent>,
+}
+
+/// How far a snapshot being sent to a follower is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotSent {
+    pub index: u64,
+    pub acked_bytes: u64,
+    pub total_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +101,15 @@ impl GroupRow {
                     next_index: p.next_index.0,
                     inflight: p.inflight_appends as u32,
                     state: STATES[usize::from(state_code(&p.state))],
+                    silent: !p.answers,
+                    snapshot: match p.state {
+                        ProgressState::Snapshot { index, .. } => Some(SnapshotSent {
+                            index: index.0,
+                            acked_bytes: 0,
+                            total_bytes: 0,
+                        }),
+                        _ => None,
+                    },
                 })
                 .collect(),
             voters: ids(&status.conf_state.voters),
@@ -116,6 +140,10 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
                         next_index: p.next_index,
                         inflight: p.inflight,
                         state: STATES.iter().position(|s| *s == p.state).unwrap_or(0) as u8,
+                        silent: p.silent,
+                        snapshot_index: p.snapshot.map_or(0, |s| s.index),
+                        snapshot_acked: p.snapshot.map_or(0, |s| s.acked_bytes),
+                        snapshot_bytes: p.snapshot.map_or(0, |s| s.total_bytes),
                     };
                     fb::PeerProgress::create(fbb, &args)
                 })
@@ -182,6 +210,12 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
                     next_index: p.next_index(),
                     inflight: p.inflight(),
                     state: name(&STATES, p.state()),
+                    silent: p.silent(),
+                    snapshot: (p.snapshot_index() != 0).then(|| SnapshotSent {
+                        index: p.snapshot_index(),
+                        acked_bytes: p.snapshot_acked(),
+                        total_bytes: p.snapshot_bytes(),
+                    }),
                 })
                 .collect(),
             voters: g.voters().map(|v| v.iter().collect()).unwrap_or_default(),
@@ -229,12 +263,38 @@ pub fn render(cores: &[CoreRows]) -> String {
             for p in &g.peers {
                 out += &format!(
                     "{:>20} peer {:<4} match {:<10} next {:<10} inflight {:<4} {}\n",
-                    "", p.node_id, p.match_index, p.next_index, p.inflight, p.state
+                    "",
+                    p.node_id,
+                    p.match_index,
+                    p.next_index,
+                    p.inflight,
+                    peer_state(p)
                 );
             }
         }
     }
     out
+}
+
+/// A follower's state as `cohort status` says it: how far a snapshot being sent is, and
+/// whether it answers.
+fn peer_state(peer: &PeerRow) -> String {
+    let mut said = peer.state.to_string();
+    if let Some(sent) = peer.snapshot {
+        said += &format!(" at {}", sent.index);
+        if sent.total_bytes > 0 {
+            let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+            said += &format!(
+                ", {:.1} of {:.1} MiB held",
+                mib(sent.acked_bytes),
+                mib(sent.total_bytes)
+            );
+        }
+    }
+    if peer.silent {
+        said += ", not answering (down, cut off or stalled)";
+    }
+    said
 }
 
 #[cfg(test)]
@@ -254,13 +314,30 @@ mod tests {
                 commit: 100,
                 applied: 99,
                 last_index: 101,
-                peers: vec![PeerRow {
-                    node_id: 1,
-                    match_index: 100,
-                    next_index: 102,
-                    inflight: 1,
-                    state: "replicate",
-                }],
+                peers: vec![
+                    PeerRow {
+                        node_id: 1,
+                        match_index: 100,
+                        next_index: 102,
+                        inflight: 1,
+                        state: "replicate",
+                        silent: false,
+                        snapshot: None,
+                    },
+                    PeerRow {
+                        node_id: 3,
+                        match_index: 10,
+                        next_index: 91,
+                        inflight: 0,
+                        state: "snapshot",
+                        silent: true,
+                        snapshot: Some(SnapshotSent {
+                            index: 90,
+                            acked_bytes: 3 << 20,
+                            total_bytes: 12 << 20,
+                        }),
+                    },
+                ],
                 voters: vec![1, 2, 3],
                 learners: vec![4],
                 joint: true,
@@ -271,7 +348,12 @@ mod tests {
         encode_status(&mut encoder, &rows).unwrap();
         let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
         assert_eq!(decoded, rows);
-        assert!(render(&[decoded]).contains("replicate"));
+        let table = render(&[decoded]);
+        assert!(table.contains("inflight 1    replicate\n"), "{table}");
+        assert!(
+            table.contains("snapshot at 90, 3.0 of 12.0 MiB held, not answering"),
+            "{table}"
+        );
         let leaderless = CoreRows {
             groups: vec![GroupRow {
                 role: "pre-candidate",

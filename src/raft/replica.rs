@@ -117,6 +117,9 @@ pub struct PeerStatus {
     pub state: ProgressState,
     pub inflight_appends: usize,
     pub recent_active: bool,
+    /// It answered in this election timeout or the one before (a new leader's first round
+    /// counts as one it answered): see [`Replica::peer_answers`].
+    pub answers: bool,
     /// Its transport queue refused an append, and it has not answered since.
     pub queue_full: bool,
 }
@@ -792,6 +795,7 @@ impl Replica {
                     state: p.state,
                     inflight_appends: p.inflights.len(),
                     recent_active: p.recent_active,
+                    answers: p.recent_active || p.active_round_before,
                     queue_full: p.queue_full,
                 })
                 .collect()

@@ -931,7 +931,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 let groups = self
                     .groups
                     .iter()
-                    .map(|(&id, g)| GroupRow::from_status(id, &g.replica.status()))
+                    .map(|(&id, g)| {
+                        let mut row = GroupRow::from_status(id, &g.replica.status());
+                        for peer in &mut row.peers {
+                            if peer.snapshot.is_some() {
+                                let sent = self.streams.progress(peer.node_id, id);
+                                peer.snapshot = sent.or(peer.snapshot);
+                            }
+                        }
+                        row
+                    })
                     .collect();
                 reply.push_now(CoreRows {
                     node_id: self.shape.node_id,

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::proto::status::SnapshotSent;
 use crate::raft::{
     GroupId, LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotChunk, SnapshotMeta, Term,
 };
@@ -147,6 +148,22 @@ impl SnapshotStreams {
     /// Streams being sent, for tests and status.
     pub fn sending(&self) -> usize {
         self.outgoing.len()
+    }
+
+    /// How far the stream of `group` to `peer` is, for status: its snapshot's index, the
+    /// bytes the peer said it holds, and the snapshot's size (0 until it started: it waits
+    /// its turn behind the peer's other streams).
+    pub fn progress(&self, peer: u64, group: u32) -> Option<SnapshotSent> {
+        self.outgoing
+            .get(&(peer, group))
+            .map(|stream| SnapshotSent {
+                index: stream.snapshot.meta.index.0,
+                acked_bytes: stream.acked,
+                total_bytes: match stream.started {
+                    true => stream.snapshot.data.len() as u64,
+                    false => 0,
+                },
+            })
     }
 
     /// Whether a stream of `group` to some peer is making progress (it moved within the last

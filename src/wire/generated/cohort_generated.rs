@@ -9363,6 +9363,10 @@ impl<'a> PeerProgress<'a> {
   pub const VT_NEXT_INDEX: ::flatbuffers::VOffsetT = 8;
   pub const VT_INFLIGHT: ::flatbuffers::VOffsetT = 10;
   pub const VT_STATE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SILENT: ::flatbuffers::VOffsetT = 14;
+  pub const VT_SNAPSHOT_INDEX: ::flatbuffers::VOffsetT = 16;
+  pub const VT_SNAPSHOT_ACKED: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SNAPSHOT_BYTES: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9374,10 +9378,14 @@ impl<'a> PeerProgress<'a> {
     args: &'args PeerProgressArgs
   ) -> ::flatbuffers::WIPOffset<PeerProgress<'bldr>> {
     let mut builder = PeerProgressBuilder::new(_fbb);
+    builder.add_snapshot_bytes(args.snapshot_bytes);
+    builder.add_snapshot_acked(args.snapshot_acked);
+    builder.add_snapshot_index(args.snapshot_index);
     builder.add_next_index(args.next_index);
     builder.add_match_index(args.match_index);
     builder.add_node_id(args.node_id);
     builder.add_inflight(args.inflight);
+    builder.add_silent(args.silent);
     builder.add_state(args.state);
     builder.finish()
   }
@@ -9418,6 +9426,34 @@ impl<'a> PeerProgress<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u8>(PeerProgress::VT_STATE, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn silent(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(PeerProgress::VT_SILENT, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn snapshot_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_SNAPSHOT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn snapshot_acked(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_SNAPSHOT_ACKED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn snapshot_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerProgress::VT_SNAPSHOT_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PeerProgress<'_> {
@@ -9431,6 +9467,10 @@ impl ::flatbuffers::Verifiable for PeerProgress<'_> {
      .visit_field::<u64>("next_index", Self::VT_NEXT_INDEX, false)?
      .visit_field::<u32>("inflight", Self::VT_INFLIGHT, false)?
      .visit_field::<u8>("state", Self::VT_STATE, false)?
+     .visit_field::<bool>("silent", Self::VT_SILENT, false)?
+     .visit_field::<u64>("snapshot_index", Self::VT_SNAPSHOT_INDEX, false)?
+     .visit_field::<u64>("snapshot_acked", Self::VT_SNAPSHOT_ACKED, false)?
+     .visit_field::<u64>("snapshot_bytes", Self::VT_SNAPSHOT_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -9441,6 +9481,10 @@ pub struct PeerProgressArgs {
     pub next_index: u64,
     pub inflight: u32,
     pub state: u8,
+    pub silent: bool,
+    pub snapshot_index: u64,
+    pub snapshot_acked: u64,
+    pub snapshot_bytes: u64,
 }
 impl<'a> Default for PeerProgressArgs {
   #[inline]
@@ -9451,6 +9495,10 @@ impl<'a> Default for PeerProgressArgs {
       next_index: 0,
       inflight: 0,
       state: 0,
+      silent: false,
+      snapshot_index: 0,
+      snapshot_acked: 0,
+      snapshot_bytes: 0,
     }
   }
 }
@@ -9481,6 +9529,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PeerProgressBuilder<'a, 'b, A
     self.fbb_.push_slot::<u8>(PeerProgress::VT_STATE, state, 0);
   }
   #[inline]
+  pub fn add_silent(&mut self, silent: bool) {
+    self.fbb_.push_slot::<bool>(PeerProgress::VT_SILENT, silent, false);
+  }
+  #[inline]
+  pub fn add_snapshot_index(&mut self, snapshot_index: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_SNAPSHOT_INDEX, snapshot_index, 0);
+  }
+  #[inline]
+  pub fn add_snapshot_acked(&mut self, snapshot_acked: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_SNAPSHOT_ACKED, snapshot_acked, 0);
+  }
+  #[inline]
+  pub fn add_snapshot_bytes(&mut self, snapshot_bytes: u64) {
+    self.fbb_.push_slot::<u64>(PeerProgress::VT_SNAPSHOT_BYTES, snapshot_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PeerProgressBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PeerProgressBuilder {
@@ -9503,6 +9567,10 @@ impl ::core::fmt::Debug for PeerProgress<'_> {
       ds.field("next_index", &self.next_index());
       ds.field("inflight", &self.inflight());
       ds.field("state", &self.state());
+      ds.field("silent", &self.silent());
+      ds.field("snapshot_index", &self.snapshot_index());
+      ds.field("snapshot_acked", &self.snapshot_acked());
+      ds.field("snapshot_bytes", &self.snapshot_bytes());
       ds.finish()
   }
 }
