@@ -9,6 +9,16 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// The longest wait a deadline is made of: "for ever" in practice, and short enough that
+/// adding it to now cannot overflow (found in review: a library caller's `Duration::MAX` as
+/// a timeout, meaning no limit, panicked).
+pub const WAIT_MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The instant `wait` from now, `wait` no longer than [`WAIT_MAX`].
+pub fn deadline_in(wait: Duration) -> Instant {
+    now() + wait.min(WAIT_MAX)
+}
+
 /// Time since the machine booted, suspensions included: what ticks are counted from (see
 /// `shard::tick_clock`), so that a leader's lease, counted in ticks, ends on time even
 /// across a suspension of the machine, which `now` does not count.

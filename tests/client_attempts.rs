@@ -727,6 +727,132 @@ fn an_unreachable_member_holds_up_only_the_requests_sent_to_it() {
     }
 }
 
+/// Goal (found in review): a request to a node that closed the client's connection since it
+/// was last used (a restart, an idle connection let go) goes on a new connection to it at
+/// once; it failed on the closed one and went to another member, here one that never
+/// answers, for a whole attempt (2 s). Method: node 1 closes each connection after its first
+/// answer; node 2 takes connections and never answers; two puts, a pause between them.
+#[test]
+fn a_connection_the_node_closed_is_replaced_not_tried() {
+    let (results, took) = cohort::node::on_one_executor("client-closed", || async {
+        let node1 = fake_member(1, 1, vec![(2, mute_member())], answer_once_and_close);
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_secs(2);
+        options.request_timeout = Duration::from_secs(10);
+        let client = Client::connect(options).await.expect("connect");
+        let first = one_put(&client).await;
+        // The close has come back to the client.
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        let second = one_put(&client).await;
+        ([first, second], start.elapsed())
+    })
+    .expect("executor");
+    for result in &results {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert!(
+        took < Duration::from_secs(1),
+        "the second put took {took:?}"
+    );
+}
+
+/// Goal (found in review): a client does not move over to another cluster that a member's
+/// layout, asked again, describes (an address reused after a redeploy): it went on writing
+/// there. Method: node 1 names node 3 the leader; asked again, it answers with cluster 2's
+/// layout, which lists node 3, a node that takes every write. The put fails in its time,
+/// and node 3 never hears of it.
+#[test]
+fn a_client_does_not_take_another_clusters_layout_when_it_asks_again() {
+    let (result, heard) = cohort::node::on_one_executor("client-other-cluster", || async {
+        let heard = Rc::new(Cell::new(0));
+        let to_3 = heard.clone();
+        let node3 = fake_member(3, 1, Vec::new(), move |stream, topology| {
+            let heard = to_3.clone();
+            answer_frames(stream, topology, move |commands| {
+                heard.set(heard.get() + commands.len());
+                let written = Outcome::Results(vec![OpResult::Written].into());
+                Some(vec![written; commands.len()])
+            })
+        });
+        let asked = Rc::new(Cell::new(0));
+        let node1 = fake_member(1, 1, Vec::new(), move |mut stream, mut topology| {
+            let (asked, node3) = (asked.clone(), node3.clone());
+            async move {
+                let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+                let (mut encoder, mut copy) = (FrameEncoder::new(), Vec::new());
+                while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+                    match decode_client_frame(&frame) {
+                        Ok(ClientFrame::TopologyRequest) => {
+                            if asked.replace(asked.get() + 1) > 0 {
+                                topology.cluster_id = 2;
+                                topology.members.push((3, node3.clone()));
+                            }
+                            encode_topology(&mut encoder, &topology).expect("fits");
+                        }
+                        Ok(ClientFrame::Requests(requests)) => {
+                            let responses: Vec<Response> = (requests.iter().flatten())
+                                .map(|request| Response {
+                                    client_id: request.command.client_id,
+                                    sequence: request.command.sequence,
+                                    outcome: not_leader_hint(3, node3.clone()),
+                                })
+                                .collect();
+                            encode_responses(&mut encoder, &responses).expect("fits");
+                        }
+                        _ => continue,
+                    }
+                    send_frame(&mut stream, &mut encoder, &mut copy)
+                        .await
+                        .expect("write");
+                }
+            }
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_secs(1);
+        let client = Client::connect(options).await.expect("connect");
+        (one_put(&client).await, heard.get())
+    })
+    .expect("executor");
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(heard, 0, "node 3 of another cluster was written to");
+}
+
+/// Answers topology requests with `topology` and the first requests frame with `Written`
+/// for each, then closes the connection.
+async fn answer_once_and_close(mut stream: TcpStream, topology: Topology) {
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let mut encoder = FrameEncoder::new();
+    let mut copy = Vec::new();
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        let answered = match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                encode_topology(&mut encoder, &topology).expect("topology fits a frame");
+                false
+            }
+            Ok(ClientFrame::Requests(requests)) => {
+                let written = Outcome::Results(vec![OpResult::Written].into());
+                let responses: Vec<Response> = (requests.iter().flatten())
+                    .map(|request| Response {
+                        client_id: request.command.client_id,
+                        sequence: request.command.sequence,
+                        outcome: written.clone(),
+                    })
+                    .collect();
+                encode_responses(&mut encoder, &responses).expect("answers fit a frame");
+                true
+            }
+            _ => continue,
+        };
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+        if answered {
+            return;
+        }
+    }
+}
+
 /// Goal (found in review): a layout that lists one node id twice (which only a broken node
 /// sends) cannot hang the client. Method: node 1's layout lists node 1 at an address where
 /// nothing listens, and again at its own; the first address refuses, and the client looked
@@ -968,6 +1094,63 @@ fn transfers_and_member_changes_follow_hints_round_two_nodes_with_pauses() {
     });
     assert!(changed.is_err(), "{changed:?}");
     assert!((2..=40).contains(&asked), "members: asked {asked} times");
+}
+
+/// Goal (found in review): a library caller's `Duration::MAX` as a timeout (meaning no
+/// limit) is taken as a long one, not a panic (a deadline made of it overflowed). Method: a
+/// put with both timeouts at the maximum against a null server; a transfer and a member
+/// change with attempt timeouts at the maximum, against two nodes naming each other the
+/// leader for their request timeout of 1 s.
+#[test]
+fn timeouts_of_the_largest_duration_do_not_panic() {
+    let server = NullServer::start(1, None).expect("null server");
+    let base = server.base.clone();
+    let put = cohort::node::on_one_executor("client-no-limit", move || async move {
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.attempt_timeout = Duration::MAX;
+        options.request_timeout = Duration::MAX;
+        let client = Client::connect(options).await.expect("connect");
+        one_put(&client).await
+    })
+    .expect("executor");
+    assert!(put.is_ok(), "{put:?}");
+    let (transferred, _) = against_two_nodes_naming_each_other(async |mut options| {
+        options.attempt_timeout = Duration::MAX;
+        cohort::client::transfer_leader(options, 0, 2).await
+    });
+    assert!(transferred.is_err(), "{transferred:?}");
+    let (changed, _) = against_two_nodes_naming_each_other(async |mut options| {
+        options.attempt_timeout = Duration::MAX;
+        let op = cohort::proto::members::MemberOp::Promote;
+        cohort::client::change_membership(&options, 2, op, |_, _| {}).await
+    });
+    assert!(changed.is_err(), "{changed:?}");
+}
+
+/// Goal (found in review): errors of a client given nothing to work with say why, where
+/// they said nothing ("no cluster member answered: ", "after 0 attempts (last: )").
+/// Method: no seeds; a request timeout of 0.
+#[test]
+fn a_client_given_no_seeds_or_no_time_says_so() {
+    let server = NullServer::start(1, None).expect("null server");
+    let base = server.base.clone();
+    let (no_seeds, no_time) = cohort::node::on_one_executor("client-nothing", move || async {
+        let no_seeds = Client::connect(ClientOptions::new(Vec::new(), 5))
+            .await
+            .err();
+        let mut options = ClientOptions::new(vec![base], 5);
+        options.request_timeout = Duration::ZERO;
+        let client = Client::connect(options).await.expect("connect");
+        (no_seeds, one_put(&client).await.err())
+    })
+    .expect("executor");
+    let said = no_seeds.map(|e| e.to_string()).unwrap_or_default();
+    assert!(said.contains("no member's address was given"), "{said}");
+    let said = no_time.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        said.contains("the request timeout (0ns) left no time"),
+        "{said}"
+    );
 }
 
 /// "Ask `leader` at `address`" from a node that proposed nothing of the request.

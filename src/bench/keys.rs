@@ -103,7 +103,7 @@ impl KeyChooser {
 
 /// The rejection-free zipfian generator of Gray et al., "Quickly generating billion-record
 /// synthetic databases" (SIGMOD 1994), the one YCSB uses: O(1) per draw, and a set-up that
-/// sums at most a million terms (see [`zeta`]). Needs 0 < θ < 1.
+/// sums at most a million terms (see `zeta`). Needs 0 < θ < 1.
 #[derive(Clone, Debug)]
 pub struct Zipfian {
     keys: u64,

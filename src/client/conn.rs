@@ -72,7 +72,7 @@ pub(crate) async fn dial(address: &str, timeout: Duration) -> io::Result<TcpStre
 }
 
 async fn dial_with(address: &str, timeout: Duration, lookup: Lookup) -> io::Result<TcpStream> {
-    let deadline = crate::clock::now() + timeout;
+    let deadline = crate::clock::deadline_in(timeout);
     let addr = resolve(address, timeout, lookup).await?;
     let left = deadline.saturating_duration_since(crate::clock::now());
     if left.is_zero() {

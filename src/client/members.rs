@@ -147,7 +147,7 @@ async fn change_group(
     change: &MemberChange,
 ) -> Result<(MemberOutcome, bool), String> {
     let group = change.group;
-    let deadline = crate::clock::now() + options.request_timeout;
+    let deadline = crate::clock::deadline_in(options.request_timeout);
     let mut encoder = FrameEncoder::new();
     encode_member_change(&mut encoder, change).map_err(|e| e.to_string())?;
     // First the member that told the layout: it answers (the lowest id may be a member down,
@@ -188,7 +188,7 @@ async fn change_group(
         let asked = exchange_noting_send(
             &address,
             &encoder,
-            (timeout.min(left), (timeout * 5).min(left)),
+            (timeout.min(left), timeout.saturating_mul(5).min(left)),
             decode_member_outcome,
             &sent,
         );
@@ -240,7 +240,9 @@ async fn change_group(
 async fn refresh(options: &ClientOptions, topology: &mut Topology) {
     let mut seeds: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
     seeds.extend(options.seeds.iter().cloned());
-    if let Ok(fresh) = fetch_topology(&seeds, options.attempt_timeout).await {
+    if let Ok(fresh) = fetch_topology(&seeds, options.attempt_timeout).await
+        && topology.same_cluster(&fresh)
+    {
         *topology = fresh;
     }
 }
@@ -249,7 +251,7 @@ async fn refresh(options: &ClientOptions, topology: &mut Topology) {
 /// groups (every core's, asked at once: in turn, a node whose cores accept and say nothing
 /// took a timeout per core, found in review), all within the request timeout.
 pub async fn membership_view(options: &ClientOptions) -> Result<(Topology, Vec<CoreRows>), String> {
-    let deadline = crate::clock::now() + options.request_timeout;
+    let deadline = crate::clock::deadline_in(options.request_timeout);
     let left = || deadline.saturating_duration_since(crate::clock::now());
     let topology = fetch_topology(&options.seeds, options.attempt_timeout.min(left()))
         .await

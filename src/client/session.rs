@@ -58,18 +58,27 @@ impl ClientOptions {
     }
 }
 
+/// Why a request failed, and what it did:
+///
+/// | error | applied? |
+/// |---|---|
+/// | `NoCluster`, `Invalid`, `Unavailable`, `Refused` | no: nothing was applied |
+/// | `Timeout`, `Unknown` | not known ([`ClientError::outcome_unknown`]) |
 #[derive(Debug)]
 pub enum ClientError {
-    /// No seed answered with a topology.
+    /// No seed answered with a topology. Nothing was sent.
     NoCluster(String),
-    /// The request broke a limit or made no sense; retrying will not help.
+    /// The request broke a limit or made no sense; retrying will not help. Nothing was sent.
     Invalid(String),
-    /// The cluster refused it (session expired, malformed, too large).
+    /// The cluster refused it (session expired, malformed, too large), and no attempt of it
+    /// may have been taken in before: it was not applied.
     Refused { code: ErrorCode, message: String },
-    /// No answer within the request timeout; the write may or may not have been applied. A
-    /// retry is a new request (a new sequence number): if the first was applied, the retry
-    /// applies again, so make retried writes idempotent (a put of the same value) or check
-    /// first.
+    /// No answer within the request timeout; the write may or may not have been applied,
+    /// and may still be, after this error is returned (it may wait in a leader's log for a
+    /// quorum). A retry is a new request (a new sequence number): if the first was applied,
+    /// or is later, the retry applies again. A read first does not tell: it may come before
+    /// the first is applied. So make retried writes idempotent (a put of the same value) or
+    /// conditional (a compare-and-swap on what the first would have changed).
     Timeout { attempts: u32, last_error: String },
     /// No answer within the request timeout, and the request changed nothing: it only read,
     /// or no node took it in (every attempt failed to connect, or was refused before it was
@@ -316,7 +325,17 @@ impl Client {
             glommio::timer::sleep(deadline - now).await;
             None
         });
-        if let Some(Ok(topology)) = fetched.await {
+        if let Some(Ok(topology)) = fetched.await
+            && self.inner.topology.borrow().same_cluster(&topology)
+        {
+            // Connections to addresses the layout no longer lists (a member removed, or
+            // moved to another address), and those the node closed, go: kept, each held its
+            // socket for the client's life (found in review).
+            let listed: std::collections::BTreeSet<String> = (topology.members.iter())
+                .flat_map(|(_, base)| (0..topology.cores).filter_map(|c| client_address(base, c)))
+                .collect();
+            (self.inner.state.borrow_mut().channels)
+                .retain(|address, channel| listed.contains(address) && !channel.is_broken());
             *self.inner.topology.borrow_mut() = topology;
         }
     }
@@ -326,7 +345,7 @@ impl Client {
         options: ClientOptions,
         patience: Duration,
     ) -> Result<Client, ClientError> {
-        let deadline = crate::clock::now() + patience;
+        let deadline = crate::clock::deadline_in(patience);
         loop {
             match Client::connect(options.clone()).await {
                 Ok(client) => return Ok(client),
@@ -407,7 +426,7 @@ impl Client {
             }
         }
         let options = &self.inner.options;
-        let deadline = crate::clock::now() + options.request_timeout;
+        let deadline = crate::clock::deadline_in(options.request_timeout);
         let (mut attempts, mut pauses) = (0, 0);
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
@@ -694,6 +713,12 @@ impl Client {
                             false => format!("{last_error}; before that: {files}"),
                         };
                     }
+                    if attempts == 0 {
+                        last_error = format!(
+                            "the request timeout ({:?}) left no time to try",
+                            options.request_timeout
+                        );
+                    }
                     let error = if slot.as_ref().is_some_and(Slot::may_have_applied) {
                         ClientError::Timeout {
                             attempts,
@@ -833,15 +858,28 @@ impl Client {
         Ok(backed_up)
     }
 
-    /// The open connection to `address`, or a new one made within `timeout`.
+    /// The open connection to `address`, or a new one made within `timeout`. One the node
+    /// closed since it was last used (a restart, an idle connection let go) is replaced,
+    /// not tried: the request sent its way failed, and went to another member after a
+    /// pause (found in review).
     async fn channel(&self, address: &str, timeout: Duration) -> std::io::Result<Rc<Channel>> {
-        if let Some(channel) = self.inner.state.borrow().channels.get(address) {
+        if let Some(channel) = self.inner.state.borrow().channels.get(address)
+            && !channel.is_broken()
+        {
             return Ok(Rc::clone(channel));
         }
         let channel = Rc::new(with_timeout(timeout, Channel::connect(address, timeout)).await?);
-        // Another task may have connected meanwhile: keep the first.
+        // Another task may have connected meanwhile: keep the first that works.
         let mut state = self.inner.state.borrow_mut();
-        let kept = state.channels.entry(address.to_string()).or_insert(channel);
+        let kept = state
+            .channels
+            .entry(address.to_string())
+            .and_modify(|kept| {
+                if kept.is_broken() {
+                    *kept = Rc::clone(&channel);
+                }
+            })
+            .or_insert(channel);
         Ok(Rc::clone(kept))
     }
 
@@ -1080,11 +1118,19 @@ pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topol
     let mut encoder = FrameEncoder::new();
     encode_topology_request(&mut encoder).expect("an empty frame fits");
     let encoder = &encoder;
+    if seeds.is_empty() {
+        return Err(ClientError::NoCluster(
+            "no member's address was given".to_string(),
+        ));
+    }
     let mut errors = Vec::new();
     let mut asked: Vec<Asking<'_>> = Vec::new();
     for seed in seeds {
         let Some(address) = client_address(seed, 0) else {
-            errors.push(format!("{seed}: not HOST:PORT"));
+            errors.push(format!(
+                "{seed}: not HOST:PORT (with a port below 65535: clients connect at the \
+                 port after it)"
+            ));
             continue;
         };
         asked.push(Box::pin(async move {
@@ -1148,7 +1194,7 @@ pub(crate) async fn with_timeout<T>(
     work: impl Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
     future::or(work, async {
-        glommio::timer::sleep(timeout).await;
+        glommio::timer::sleep(timeout.min(crate::clock::WAIT_MAX)).await;
         Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             // What was left of the request's time (9.990057597s read as noise).

@@ -15,7 +15,7 @@ pub type ClusterStatus = (Vec<CoreRows>, Vec<(u64, String)>);
 /// core is asked at once with what is left, so a silent node costs one timeout, not one per
 /// core, and the whole call never takes longer than that.
 pub async fn cluster_status(options: ClientOptions) -> Result<ClusterStatus, ClientError> {
-    let deadline = crate::clock::now() + options.attempt_timeout;
+    let deadline = crate::clock::deadline_in(options.attempt_timeout);
     let client = Client::connect(options).await?;
     let timeout = deadline.saturating_duration_since(crate::clock::now());
     let topology = client.topology().clone();

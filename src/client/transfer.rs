@@ -16,7 +16,7 @@ pub async fn transfer_leader(
     group: u32,
     to: u64,
 ) -> Result<Duration, String> {
-    let deadline = crate::clock::now() + options.request_timeout;
+    let deadline = crate::clock::deadline_in(options.request_timeout);
     let attempt_timeout = options.attempt_timeout;
     let seeds = options.seeds.clone();
     let client = Client::connect(options).await.map_err(|e| e.to_string())?;
@@ -66,6 +66,13 @@ pub async fn transfer_leader(
                 let mut asked: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
                 asked.extend(seeds.iter().cloned());
                 match fetch_topology(&asked, attempt_timeout.min(left)).await {
+                    Ok(fresh) if !topology.same_cluster(&fresh) => {
+                        last_error = format!(
+                            "node {ask}, named the leader, is not in the layout, and a member \
+                             asked again answered for another cluster: {}",
+                            topology.other_cluster(&fresh)
+                        );
+                    }
                     Ok(fresh) => {
                         topology = fresh;
                         last_error = format!("node {ask}, named the leader, joined since");
@@ -94,7 +101,10 @@ pub async fn transfer_leader(
         let asked = exchange_noting_send(
             &address,
             &encoder,
-            (attempt_timeout.min(left), (attempt_timeout * 5).min(left)),
+            (
+                attempt_timeout.min(left),
+                attempt_timeout.saturating_mul(5).min(left),
+            ),
             decode_transfer_outcome,
             &sent,
         );

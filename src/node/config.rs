@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::proto::topology::{GROUPS_MAX, client_address, peer_address};
+use crate::proto::topology::{CORES_MAX, GROUPS_MAX, client_address, peer_address};
 use crate::raft::NodeId;
 use crate::wire::Timing;
 
@@ -18,10 +18,6 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 8 << 20;
 /// `--election-ticks` at most: with the default 10 ms tick, almost three hours. Bounded so
 /// that the timers' arithmetic (twice it, and a random share of it) cannot overflow.
 pub const ELECTION_TICKS_MAX: u32 = 1 << 20;
-
-/// `--cores` at most: two ports a core must fit above a node's base port, and a node's
-/// threads and WALs stay countable.
-pub const CORES_MAX: u16 = 1024;
 
 /// `--tick-ms` at most: a node that stops finishes its turn at its next tick, so SIGTERM
 /// waits up to one tick.

@@ -9,6 +9,11 @@ use crate::wire::{ContentError, DecodeError, EncodeError, FrameEncoder, FrameErr
 /// broken or hostile node's layout must not make it allocate without bound.
 pub const GROUPS_MAX: u32 = 1 << 20;
 
+/// `--cores` at most: two ports a core must fit above a node's base port, and a node's
+/// threads and WALs stay countable. A client asks every core of every member at once
+/// (`cohort status`): a hostile layout must not make it open millions of connections.
+pub const CORES_MAX: u16 = 1024;
+
 /// A cluster as clients see it. Identical on every node, except `node_id`.
 ///
 /// Ports: a node has one base address `host:P`; its core c takes peer connections on
@@ -53,6 +58,28 @@ impl Topology {
     pub fn address_of(&self, node_id: u64, group: u32) -> Option<String> {
         let (_, base) = self.members.iter().find(|(id, _)| *id == node_id)?;
         client_address(base, core_of(group, self.cores))
+    }
+
+    /// Whether `fresh`, a layout asked for again, is of the cluster `self` was: the same
+    /// id and shape (a cluster's cores and groups never change). A member's address reused by
+    /// another cluster (a redeploy) must not move a live client over to it, where it would
+    /// go on writing (found in review).
+    pub fn same_cluster(&self, fresh: &Topology) -> bool {
+        (self.cluster_id, self.cores, self.groups) == (fresh.cluster_id, fresh.cores, fresh.groups)
+    }
+
+    /// How `fresh` differs from `self`'s cluster, in words.
+    pub fn other_cluster(&self, fresh: &Topology) -> String {
+        format!(
+            "node {} says cluster {} of {} cores and {} groups, not cluster {} of {} and {}",
+            fresh.node_id,
+            fresh.cluster_id,
+            fresh.cores,
+            fresh.groups,
+            self.cluster_id,
+            self.cores,
+            self.groups
+        )
     }
 }
 
@@ -135,6 +162,9 @@ pub fn decode_topology(frame: &Bytes) -> Result<Topology, DecodeError> {
     };
     if table.groups() > GROUPS_MAX {
         return too_large("groups", table.groups() as usize, GROUPS_MAX as usize);
+    }
+    if table.cores() > CORES_MAX {
+        return too_large("cores", usize::from(table.cores()), usize::from(CORES_MAX));
     }
     // A node's layout lists the members of all its groups: while a member is replaced,
     // one group may hold the new member and another the old, so more than one group takes.
@@ -239,25 +269,33 @@ mod tests {
 
     /// Goal (reviews 232, 234): a layout naming more groups or members than a cluster has
     /// (a broken or hostile node) is refused: a client allocated for each group, dialed
-    /// each member, and the load generator read every group once before its run.
+    /// each member, and the load generator read every group once before its run. Or more
+    /// cores (found in review: `cohort status` asks every core of every member at once).
     #[test]
     fn a_topology_of_more_groups_or_members_than_a_cluster_has_is_refused() {
         let many = (1..=2 * crate::raft::MEMBERS_MAX as u64 + 1)
             .map(|id| (id, format!("127.0.0.1:{}", 7000 + 100 * id)))
             .collect::<Vec<_>>();
-        for (groups, members, said) in [
+        for (cores, groups, members, said) in [
             (
+                2,
                 GROUPS_MAX + 1,
                 many[..3].to_vec(),
                 "1048577 groups: at most 1048576",
             ),
-            (8, many.clone(), "129 members: at most 128"),
-            (GROUPS_MAX, many[..128].to_vec(), ""),
+            (2, 8, many.clone(), "129 members: at most 128"),
+            (
+                CORES_MAX + 1,
+                8,
+                many[..3].to_vec(),
+                "1025 cores: at most 1024",
+            ),
+            (CORES_MAX, GROUPS_MAX, many[..128].to_vec(), ""),
         ] {
             let topology = Topology {
                 cluster_id: 1,
                 node_id: 1,
-                cores: 2,
+                cores,
                 groups,
                 members,
                 timing: Timing::default(),

@@ -127,7 +127,7 @@ pub use incarnations::DataLost;
 pub use queue::{MESSAGE_OVERHEAD_BYTES, SendError};
 pub use reason::CloseReason;
 pub use shared::{Inbound, TransportStats};
-pub use socket::{SocketOptions, dial, listen, listening_socket, tune_accepted};
+pub use socket::{SocketOptions, dial, keep_alive, listen, listening_socket, tune_accepted};
 
 use shared::{Peer, Shared};
 

@@ -41,13 +41,21 @@ fn tune(socket: &Socket, options: SocketOptions) -> io::Result<()> {
     let buffer_bytes = options.buffer_bytes;
     socket.set_send_buffer_size(buffer_bytes)?;
     socket.set_recv_buffer_size(buffer_bytes)?;
+    keep_alive(socket)?;
+    socket.set_tcp_user_timeout(Some(options.unacked_timeout))?;
+    Ok(())
+}
+
+/// Probes `socket` once idle for [`KEEPALIVE_IDLE`], and fails it when the probes go
+/// unanswered: a client's connection too, where a NAT or firewall that forgot it drops its
+/// packets silently (found in review: the next request then waited a whole attempt, and
+/// counted as maybe taken in).
+pub fn keep_alive(socket: &Socket) -> io::Result<()> {
     let keepalive = TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
-    socket.set_tcp_keepalive(&keepalive)?;
-    socket.set_tcp_user_timeout(Some(options.unacked_timeout))?;
-    Ok(())
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 fn new_socket(addr: SocketAddr, options: SocketOptions) -> io::Result<Socket> {
