@@ -261,7 +261,8 @@ impl WalLog {
                 // Found by an operator: a first start on a small disk said only this.
                 format!(
                     ". Each core's WAL needs room for segments of --segment-mib ({} MiB here) \
-                     as it starts: free room, or give a smaller --segment-mib on a new data dir",
+                     as it starts: free room, or give a smaller --segment-mib (it may change \
+                     between restarts; every node of a cluster should have the same)",
                     config.segment_bytes >> 20
                 )
             } else {
