@@ -1067,8 +1067,16 @@ impl CoreLog for WalLog {
     }
 
     fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+        // Short of room for the next segment, the groups that hold the oldest snapshot too,
+        // whatever the soft limit: freed, it becomes the next. Found by a tester: a log that
+        // filled a small disk by itself (a soft limit larger than the disk, entries too few
+        // for a group's own snapshot) took no writes for good, room or not.
+        let kept = match self.short_of_space() {
+            Some(_) => (self.segments_kept).min(self.wal.segment_count().saturating_sub(1)),
+            None => self.segments_kept,
+        };
         self.wal
-            .groups_holding_old_segments(self.segments_kept)
+            .groups_holding_old_segments(kept)
             .into_iter()
             .map(|group| GroupId(group as u32))
             .collect()
@@ -1972,6 +1980,24 @@ mod tests {
             }
             assert!(!log.wal.needs_prepare(), "no next segment below the cap");
             assert!(log.short_of_space().is_none() && !log.at_cap);
+        });
+    }
+
+    /// Goal (found by a tester): a log that cannot make its next segment (a full disk) names
+    /// the groups that hold its oldest segment, for them to snapshot and free it, whatever
+    /// the soft limit (here none); with room, it names none. Method: a log filled up to its
+    /// next segment, whose build then fails.
+    #[test]
+    fn a_log_short_of_room_names_the_groups_that_hold_its_oldest_segment() {
+        in_log_dir("short-names-oldest", |dir| async move {
+            let mut log = open_log(&dir).await;
+            fill_until_not_ready(&mut log);
+            assert!(log.wal.segment_count() >= 2);
+            assert_eq!(log.groups_holding_old_segments(), []);
+            let full = io::Error::new(io::ErrorKind::StorageFull, "injected: no room");
+            log.build_failed_with(&full);
+            assert!(log.short_of_space().is_some());
+            assert_eq!(log.groups_holding_old_segments(), [GroupId(GROUP)]);
         });
     }
 
