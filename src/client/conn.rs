@@ -14,13 +14,19 @@ use crate::transport::{FrameReader, ReadFrameError};
 use crate::wire::limits::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::wire::{DecodeError, FrameEncoder};
 
-/// Turns `host:port` into a socket address, blocking while it asks.
-type Lookup = fn(&str) -> io::Result<SocketAddr>;
+/// Turns `host:port` into its socket addresses (at least one), blocking while it asks.
+type Lookup = fn(&str) -> io::Result<Vec<SocketAddr>>;
 
-/// The system resolver's first address for `address`.
-fn system_lookup(address: &str) -> io::Result<SocketAddr> {
-    (address.to_socket_addrs()?.next())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))
+/// The system resolver's addresses for `address`, in its order.
+fn system_lookup(address: &str) -> io::Result<Vec<SocketAddr>> {
+    let found: Vec<SocketAddr> = address.to_socket_addrs()?.collect();
+    match found.is_empty() {
+        true => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the name has no address",
+        )),
+        false => Ok(found),
+    }
 }
 
 /// How often a dial looks for its lookup thread's answer.
@@ -30,8 +36,8 @@ const LOOKUP_POLL: Duration = Duration::from_millis(5);
 /// ports of one host, and one dialed before stands in for all while DNS is down).
 #[derive(Default)]
 struct Name {
-    /// The address its last lookup that succeeded found, and when.
-    known: Option<(IpAddr, Instant)>,
+    /// The addresses its last lookup that succeeded found, and when.
+    known: Option<(Vec<IpAddr>, Instant)>,
     /// The lookup of it running, by number, and since when: one at a time per name, so that
     /// dials while DNS is down wait for that one rather than each start a thread that
     /// blocks for the resolver's whole timeout. One running past [`LOOKUP_STUCK`] is taken
@@ -71,21 +77,48 @@ pub(crate) async fn dial(address: &str, timeout: Duration) -> io::Result<TcpStre
     dial_with(address, timeout, system_lookup).await
 }
 
+/// Each address a name has is tried in turn, each given an even share of the time left, until
+/// one connects (found in review: only the first was, so a name whose first address is not
+/// the one the node listens on, as `localhost` giving `::1` first to a node on 127.0.0.1,
+/// or a name of several machines with the first down, could not be dialed).
 async fn dial_with(address: &str, timeout: Duration, lookup: Lookup) -> io::Result<TcpStream> {
     let deadline = crate::clock::deadline_in(timeout);
-    let addr = resolve(address, timeout, lookup).await?;
-    let left = deadline.saturating_duration_since(crate::clock::now());
-    if left.is_zero() {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "no time left to connect",
-        ));
+    let addrs = resolve(address, timeout, lookup).await?;
+    let mut failed = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(crate::clock::now());
+        if left.is_zero() {
+            failed.push(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no time left to connect",
+            ));
+            break;
+        }
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match TcpStream::connect_timeout(addr, share).await {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(io::Error::from)?;
+                return Ok(stream);
+            }
+            Err(error) => failed.push(io::Error::from(error)),
+        }
     }
-    let stream = TcpStream::connect_timeout(addr, left)
-        .await
-        .map_err(io::Error::from)?;
-    stream.set_nodelay(true).map_err(io::Error::from)?;
-    Ok(stream)
+    let last = failed
+        .pop()
+        .expect("an address was tried, or no time was left");
+    match failed.is_empty() {
+        true => Err(last),
+        false => {
+            let tried: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            Err(io::Error::new(
+                last.kind(),
+                format!(
+                    "none of its addresses ({}) connected; the last: {last}",
+                    tried.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 /// `address` as a socket address: an IP address at once; a host name through `lookup` on a
@@ -95,9 +128,9 @@ async fn dial_with(address: &str, timeout: Duration, lookup: Lookup) -> io::Resu
 /// whole timeout (seconds, several tries) while DNS is down: on the loop, that stalled every
 /// request of the client's executor, far past their own timeouts; on the executor's one
 /// blocking thread, a hung lookup held up every later one.
-async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result<SocketAddr> {
+async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result<Vec<SocketAddr>> {
     if let Ok(addr) = address.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(vec![addr]);
     }
     let Some((host, port)) =
         (address.rsplit_once(':')).and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
@@ -114,9 +147,9 @@ async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result
         let (known, answered, failed) = {
             let names = name_table();
             let name = names.get(host);
-            let known = (name.and_then(|n| n.known))
+            let known = (name.and_then(|n| n.known.as_ref()))
                 .filter(|(_, at)| now.saturating_duration_since(*at) < KNOWN_ADDRESS_TTL)
-                .map(|(ip, _)| SocketAddr::new(ip, port));
+                .map(|(ips, _)| ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect());
             let answered = match &ended_before {
                 Ok(before) => name.is_some_and(|n| n.ended > *before),
                 Err(_) => true,
@@ -125,9 +158,9 @@ async fn resolve(address: &str, timeout: Duration, lookup: Lookup) -> io::Result
         };
         let waited = now.saturating_duration_since(start);
         if (answered || (known.is_some() && waited >= timeout / 2))
-            && let Some(addr) = known
+            && let Some(addrs) = known
         {
-            return Ok(addr);
+            return Ok(addrs);
         }
         if answered {
             return Err(match (ended_before, failed) {
@@ -175,8 +208,9 @@ fn ask(host: &str, address: &str, lookup: Lookup) -> io::Result<u64> {
             }
             name.ended += 1;
             match found {
-                Ok(addr) => {
-                    name.known = Some((addr.ip(), crate::clock::now()));
+                Ok(addrs) => {
+                    let ips = addrs.iter().map(SocketAddr::ip).collect();
+                    name.known = Some((ips, crate::clock::now()));
                     name.failed = None;
                 }
                 Err(error) => name.failed = Some((error.kind(), error.to_string())),
@@ -284,7 +318,7 @@ mod tests {
     /// as `hung` the first time, at once after; `once.test:<port>` at once the first time,
     /// as `hung` after.
     #[allow(clippy::disallowed_methods)] // blocks its thread, as a resolver does
-    fn test_lookup(address: &str) -> io::Result<SocketAddr> {
+    fn test_lookup(address: &str) -> io::Result<Vec<SocketAddr>> {
         let (host, port) = address.rsplit_once(':').expect("host:port");
         if host == "hung-many.test" {
             HUNG_MANY_LOOKUPS.fetch_add(1, Ordering::SeqCst);
@@ -301,10 +335,37 @@ mod tests {
         if hangs {
             return Err(io::Error::other("no DNS"));
         }
-        Ok(SocketAddr::from((
-            [127, 0, 0, 1],
-            port.parse().expect("a port"),
-        )))
+        let port = port.parse().expect("a port");
+        let at = |ip: [u8; 4]| SocketAddr::from((ip, port));
+        Ok(match host {
+            // Nothing listens at 127.0.0.2 where the tests' listeners are on 127.0.0.1.
+            "second.test" => vec![at([127, 0, 0, 2]), at([127, 0, 0, 1])],
+            "nowhere.test" => vec![at([127, 0, 0, 2]), at([127, 0, 0, 3])],
+            _ => vec![at([127, 0, 0, 1])],
+        })
+    }
+
+    /// Goal (found in review): a name is dialed at each of its addresses in turn, not only
+    /// at its first; where none connects, the error names them all. Method: a name whose
+    /// first address refuses; one whose every address does.
+    #[test]
+    fn a_name_is_dialed_at_each_of_its_addresses_in_turn() {
+        let (_listener, port) = listener();
+        let (second, nowhere) = crate::node::on_one_executor("dial-each", move || async move {
+            let timeout = Duration::from_secs(2);
+            let second = dial_with(&format!("second.test:{port}"), timeout, test_lookup).await;
+            let nowhere = dial_with(&format!("nowhere.test:{port}"), timeout, test_lookup).await;
+            (second.map(drop), nowhere.map(drop))
+        })
+        .expect("executor");
+        assert!(second.is_ok(), "{second:?}");
+        let said = nowhere.expect_err("nothing listens there").to_string();
+        assert!(
+            said.contains(&format!(
+                "none of its addresses (127.0.0.2:{port}, 127.0.0.3:{port})"
+            )),
+            "{said}"
+        );
     }
 
     /// A listener on 127.0.0.1 and its port.
@@ -442,7 +503,7 @@ mod tests {
     #[test]
     fn a_host_name_is_looked_up_and_dialed() {
         // Where the resolver sends "localhost" first (127.0.0.1, or ::1 on some systems).
-        let first = system_lookup("localhost:0").expect("localhost resolves");
+        let first = system_lookup("localhost:0").expect("localhost resolves")[0];
         let listener = std::net::TcpListener::bind(first).expect("bind");
         let address = format!(
             "localhost:{}",
