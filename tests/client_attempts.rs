@@ -765,48 +765,16 @@ fn a_connection_the_node_closed_is_replaced_not_tried() {
 #[test]
 fn a_client_does_not_take_another_clusters_layout_when_it_asks_again() {
     let (result, heard) = cohort::node::on_one_executor("client-other-cluster", || async {
-        let heard = Rc::new(Cell::new(0));
-        let to_3 = heard.clone();
-        let node3 = fake_member(3, 1, Vec::new(), move |stream, topology| {
-            let heard = to_3.clone();
-            answer_frames(stream, topology, move |commands| {
-                heard.set(heard.get() + commands.len());
-                let written = Outcome::Results(vec![OpResult::Written].into());
-                Some(vec![written; commands.len()])
-            })
-        });
-        let asked = Rc::new(Cell::new(0));
-        let node1 = fake_member(1, 1, Vec::new(), move |mut stream, mut topology| {
-            let (asked, node3) = (asked.clone(), node3.clone());
-            async move {
-                let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
-                let (mut encoder, mut copy) = (FrameEncoder::new(), Vec::new());
-                while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
-                    match decode_client_frame(&frame) {
-                        Ok(ClientFrame::TopologyRequest) => {
-                            if asked.replace(asked.get() + 1) > 0 {
-                                topology.cluster_id = 2;
-                                topology.members.push((3, node3.clone()));
-                            }
-                            encode_topology(&mut encoder, &topology).expect("fits");
-                        }
-                        Ok(ClientFrame::Requests(requests)) => {
-                            let responses: Vec<Response> = (requests.iter().flatten())
-                                .map(|request| Response {
-                                    client_id: request.command.client_id,
-                                    sequence: request.command.sequence,
-                                    outcome: not_leader_hint(3, node3.clone()),
-                                })
-                                .collect();
-                            encode_responses(&mut encoder, &responses).expect("fits");
-                        }
-                        _ => continue,
-                    }
-                    send_frame(&mut stream, &mut encoder, &mut copy)
-                        .await
-                        .expect("write");
-                }
-            }
+        let (node3, heard) = writes_taker();
+        let (hint, asked) = (node3.clone(), Rc::new(Cell::new(0)));
+        let node1 = fake_member(1, 1, Vec::new(), move |stream, topology| {
+            let node3 = hint.clone();
+            let later = move |layout: &mut Topology| {
+                layout.cluster_id = 2;
+                layout.members.push((3, node3.clone()));
+            };
+            let told = (hint.clone(), asked.clone());
+            layouts_then_hints(stream, topology, later, Duration::ZERO, told)
         });
         let mut options = ClientOptions::new(vec![node1], 5);
         options.request_timeout = Duration::from_secs(1);
@@ -816,6 +784,90 @@ fn a_client_does_not_take_another_clusters_layout_when_it_asks_again() {
     .expect("executor");
     assert!(result.is_err(), "{result:?}");
     assert_eq!(heard, 0, "node 3 of another cluster was written to");
+}
+
+/// Goal (review 265): a layout of another cluster that comes first, asked again, does not
+/// keep the client from the layout of its own that comes later (the whole refresh was
+/// dropped). Method: node 1 names node 3 the leader, and asked again at once says it is of
+/// cluster 2; node 2 says 100 ms later that node 3 is of cluster 1. The put reaches node 3.
+#[test]
+fn a_layout_of_another_cluster_asked_again_does_not_hide_a_later_one_of_its_own() {
+    let (result, heard) = cohort::node::on_one_executor("client-first-other", || async {
+        let (node3, heard) = writes_taker();
+        let to_2 = (node3.clone(), Rc::new(Cell::new(0)));
+        let to_1 = (node3.clone(), Rc::new(Cell::new(0)));
+        let node2 = fake_member(2, 1, Vec::new(), move |stream, topology| {
+            let node3 = to_2.0.clone();
+            let later = move |layout: &mut Topology| layout.members.push((3, node3.clone()));
+            let delay = Duration::from_millis(100);
+            layouts_then_hints(stream, topology, later, delay, to_2.clone())
+        });
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let later = |layout: &mut Topology| layout.cluster_id = 2;
+            layouts_then_hints(stream, topology, later, Duration::ZERO, to_1.clone())
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.request_timeout = Duration::from_secs(5);
+        let client = Client::connect(options).await.expect("connect");
+        (one_put(&client).await, heard.get())
+    })
+    .expect("executor");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(heard, 1);
+}
+
+/// A member that takes every write, and the count of those it took.
+fn writes_taker() -> (String, Rc<Cell<usize>>) {
+    let heard = Rc::new(Cell::new(0));
+    let counted = heard.clone();
+    let base = fake_member(3, 1, Vec::new(), move |stream, topology| {
+        let heard = counted.clone();
+        answer_frames(stream, topology, move |commands| {
+            heard.set(heard.get() + commands.len());
+            let written = Outcome::Results(vec![OpResult::Written].into());
+            Some(vec![written; commands.len()])
+        })
+    });
+    (base, heard)
+}
+
+/// Answers the node's first topology request (`asked` counts them) with `topology`, later
+/// ones with it as `later` changes it, `delay` later; and every request with "node 3 at
+/// `node3` leads".
+async fn layouts_then_hints(
+    mut stream: TcpStream,
+    mut topology: Topology,
+    later: impl Fn(&mut Topology),
+    delay: Duration,
+    (node3, asked): (String, Rc<Cell<usize>>),
+) {
+    let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+    let (mut encoder, mut copy) = (FrameEncoder::new(), Vec::new());
+    while let Ok(Some(frame)) = reader.read_frame(&mut stream).await {
+        match decode_client_frame(&frame) {
+            Ok(ClientFrame::TopologyRequest) => {
+                if asked.replace(asked.get() + 1) > 0 {
+                    later(&mut topology);
+                    glommio::timer::sleep(delay).await;
+                }
+                encode_topology(&mut encoder, &topology).expect("fits");
+            }
+            Ok(ClientFrame::Requests(requests)) => {
+                let responses: Vec<Response> = (requests.iter().flatten())
+                    .map(|request| Response {
+                        client_id: request.command.client_id,
+                        sequence: request.command.sequence,
+                        outcome: not_leader_hint(3, node3.clone()),
+                    })
+                    .collect();
+                encode_responses(&mut encoder, &responses).expect("fits");
+            }
+            _ => continue,
+        }
+        send_frame(&mut stream, &mut encoder, &mut copy)
+            .await
+            .expect("write");
+    }
 }
 
 /// Answers topology requests with `topology` and the first requests frame with `Written`

@@ -264,7 +264,7 @@ impl CoreLog for SimLog {
         self.snapshot_unsynced
     }
 
-    fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+    fn groups_holding_old_segments(&self) -> Vec<(GroupId, LogIndex)> {
         Vec::new()
     }
 }

@@ -477,12 +477,13 @@ fn a_quiet_group_is_named_once_its_old_entry_is_all_that_keeps_old_segments() {
         block_on(wal.sync()).expect("sync");
     }
     let segments = wal.storage().segment_seqs().len();
-    assert_eq!(wal.groups_holding_old_segments(segments), Vec::<u64>::new());
-    assert_eq!(wal.groups_holding_old_segments(2), vec![1]);
+    assert_eq!(wal.groups_holding_old_segments(segments), []);
+    // Group 1's one entry (index 1) is in the oldest segment.
+    assert_eq!(wal.groups_holding_old_segments(2), [(1, 1)]);
     // Once group 1 snapshots too, the next sync frees every segment but the newest.
     wal.mark_snapshot(1, 1, 1).expect("snapshot");
     block_on(wal.sync()).expect("sync");
-    assert_eq!(wal.groups_holding_old_segments(1), Vec::<u64>::new());
+    assert_eq!(wal.groups_holding_old_segments(1), []);
     assert!(
         wal.storage().segment_seqs().len() < segments,
         "{:?}",

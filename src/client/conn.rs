@@ -95,12 +95,27 @@ async fn dial_with(address: &str, timeout: Duration, lookup: Lookup) -> io::Resu
             break;
         }
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match TcpStream::connect_timeout(addr, share).await {
+        if share.is_zero() {
+            failed.push(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no time left to connect",
+            ));
+            break;
+        }
+        match TcpStream::connect_timeout(addr, share)
+            .await
+            .map_err(io::Error::from)
+        {
             Ok(stream) => {
                 stream.set_nodelay(true).map_err(io::Error::from)?;
                 return Ok(stream);
             }
-            Err(error) => failed.push(io::Error::from(error)),
+            // Out of files: every other address would be too, and the caller tells it by
+            // its OS error (review 265: the error that named every address lost it).
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                return Err(error);
+            }
+            Err(error) => failed.push(error),
         }
     }
     let last = failed

@@ -11,7 +11,7 @@ use crate::proto::topology::{Topology, client_address};
 use crate::wire::FrameEncoder;
 
 use super::conn::{exchange, exchange_noting_send};
-use super::session::{ClientOptions, fetch_topology};
+use super::session::{ClientOptions, fetch_topology, fetch_topology_like};
 
 /// How long to wait between two asks while a group is busy (a change under way, a learner
 /// catching up, a leader handing over).
@@ -240,9 +240,7 @@ async fn change_group(
 async fn refresh(options: &ClientOptions, topology: &mut Topology) {
     let mut seeds: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
     seeds.extend(options.seeds.iter().cloned());
-    if let Ok(fresh) = fetch_topology(&seeds, options.attempt_timeout).await
-        && topology.same_cluster(&fresh)
-    {
+    if let Ok(fresh) = fetch_topology_like(&seeds, options.attempt_timeout, topology).await {
         *topology = fresh;
     }
 }

@@ -320,14 +320,13 @@ impl Client {
                 seeds.push(seed.clone());
             }
         }
-        let asked = fetch_topology(&seeds, self.inner.options.attempt_timeout);
+        let known = self.topology();
+        let asked = fetch_topology_like(&seeds, self.inner.options.attempt_timeout, &known);
         let fetched = future::or(async { Some(asked.await) }, async {
             glommio::timer::sleep(deadline - now).await;
             None
         });
-        if let Some(Ok(topology)) = fetched.await
-            && self.inner.topology.borrow().same_cluster(&topology)
-        {
+        if let Some(Ok(topology)) = fetched.await {
             // Connections to addresses the layout no longer lists (a member removed, or
             // moved to another address), and those the node closed, go: kept, each held its
             // socket for the client's life (found in review).
@@ -1115,6 +1114,26 @@ type Asking<'a> = Pin<Box<dyn Future<Output = Result<Topology, String>> + 'a>>;
 /// nothing while another answers (asked in turn, each for a whole `timeout`, a silent first
 /// member held up every refresh).
 pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topology, ClientError> {
+    fetch_topology_of(seeds, timeout, None).await
+}
+
+/// [`fetch_topology`] asked again by a client that knows the layout `known`: an answer of
+/// another cluster (or of other cores or groups) counts as that seed's failure, and the first
+/// answer of `known`'s cluster is taken (found in review: the first answer was taken, and
+/// one of another cluster made the whole refresh be dropped).
+pub(crate) async fn fetch_topology_like(
+    seeds: &[String],
+    timeout: Duration,
+    known: &Topology,
+) -> Result<Topology, ClientError> {
+    fetch_topology_of(seeds, timeout, Some(known)).await
+}
+
+async fn fetch_topology_of(
+    seeds: &[String],
+    timeout: Duration,
+    known: Option<&Topology>,
+) -> Result<Topology, ClientError> {
     let mut encoder = FrameEncoder::new();
     encode_topology_request(&mut encoder).expect("an empty frame fits");
     let encoder = &encoder;
@@ -1137,6 +1156,10 @@ pub async fn fetch_topology(seeds: &[String], timeout: Duration) -> Result<Topol
             match exchange(&address, encoder, timeout, timeout, decode_topology).await {
                 Ok(topology) if topology.members.is_empty() => {
                     Err(format!("{seed}: knows no members yet"))
+                }
+                Ok(topology) if known.is_some_and(|known| !known.same_cluster(&topology)) => {
+                    let known = known.expect("checked just above");
+                    Err(format!("{seed}: {}", known.other_cluster(&topology)))
                 }
                 Ok(topology) => Ok(topology),
                 Err(error) => Err(format!("{seed} (clients of core 0 at {address}): {error}")),

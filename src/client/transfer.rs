@@ -7,7 +7,7 @@ use crate::proto::transfer::{TransferOutcome, decode_transfer_outcome, encode_tr
 use crate::wire::FrameEncoder;
 
 use super::conn::exchange_noting_send;
-use super::session::{Client, ClientOptions, fetch_topology};
+use super::session::{Client, ClientOptions, fetch_topology_like};
 use crate::proto::topology::Topology;
 
 /// Hand `group` to node `to`; Ok(how long it took) once `to` leads it.
@@ -65,14 +65,7 @@ pub async fn transfer_leader(
                 let left = deadline.saturating_duration_since(crate::clock::now());
                 let mut asked: Vec<String> = topology.members.iter().map(|m| m.1.clone()).collect();
                 asked.extend(seeds.iter().cloned());
-                match fetch_topology(&asked, attempt_timeout.min(left)).await {
-                    Ok(fresh) if !topology.same_cluster(&fresh) => {
-                        last_error = format!(
-                            "node {ask}, named the leader, is not in the layout, and a member \
-                             asked again answered for another cluster: {}",
-                            topology.other_cluster(&fresh)
-                        );
-                    }
+                match fetch_topology_like(&asked, attempt_timeout.min(left), &topology).await {
                     Ok(fresh) => {
                         topology = fresh;
                         last_error = format!("node {ask}, named the leader, joined since");

@@ -1066,7 +1066,7 @@ impl CoreLog for WalLog {
         encoded
     }
 
-    fn groups_holding_old_segments(&self) -> Vec<GroupId> {
+    fn groups_holding_old_segments(&self) -> Vec<(GroupId, LogIndex)> {
         // Short of room for the next segment, the groups that hold the oldest snapshot too,
         // whatever the soft limit: freed, it becomes the next. Found by a tester: a log that
         // filled a small disk by itself (a soft limit larger than the disk, entries too few
@@ -1078,7 +1078,7 @@ impl CoreLog for WalLog {
         self.wal
             .groups_holding_old_segments(kept)
             .into_iter()
-            .map(|group| GroupId(group as u32))
+            .map(|(group, through)| (GroupId(group as u32), LogIndex(through)))
             .collect()
     }
 
@@ -1997,7 +1997,9 @@ mod tests {
             let full = io::Error::new(io::ErrorKind::StorageFull, "injected: no room");
             log.build_failed_with(&full);
             assert!(log.short_of_space().is_some());
-            assert_eq!(log.groups_holding_old_segments(), [GroupId(GROUP)]);
+            let named = log.groups_holding_old_segments();
+            assert_eq!(named.len(), 1, "{named:?}");
+            assert_eq!(named[0].0, GroupId(GROUP));
         });
     }
 

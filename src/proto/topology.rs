@@ -62,8 +62,9 @@ impl Topology {
 
     /// Whether `fresh`, a layout asked for again, is of the cluster `self` was: the same
     /// id and shape (a cluster's cores and groups never change). A member's address reused by
-    /// another cluster (a redeploy) must not move a live client over to it, where it would
-    /// go on writing (found in review).
+    /// another cluster (a redeploy) must not move a live client's layout over to it, where it
+    /// would go on writing to that cluster's members (found in review). (Requests carry no
+    /// cluster id: one sent to such an address still reaches the other cluster.)
     pub fn same_cluster(&self, fresh: &Topology) -> bool {
         (self.cluster_id, self.cores, self.groups) == (fresh.cluster_id, fresh.cores, fresh.groups)
     }

@@ -178,9 +178,11 @@ pub trait CoreLog {
         false
     }
     /// The groups whose old entries alone keep the log over its size limit (the log frees
-    /// a segment only once every group is done with it): the core snapshots them early, so
-    /// a quiet group never makes the log grow without bound.
-    fn groups_holding_old_segments(&self) -> Vec<GroupId>;
+    /// a segment only once every group is done with it), or keep it from making its next
+    /// segment while it is short of room: the core snapshots them early, so a quiet group
+    /// never makes the log grow without bound. Each with the last of its entries in those
+    /// segments: a snapshot there frees its share of them.
+    fn groups_holding_old_segments(&self) -> Vec<(GroupId, LogIndex)>;
 }
 
 /// Where the core loop sends Raft messages. Sending never waits: a message that cannot be
@@ -743,8 +745,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .maintain()
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
         self.tell_peers_log_state();
-        for group in self.log.groups_holding_old_segments() {
-            self.snapshot(group.0);
+        let short = self.log.short_of_space().is_some();
+        for (group, through) in self.log.groups_holding_old_segments() {
+            // Short of room, a snapshot short of the segment's entries frees nothing and
+            // spends the room kept for markers, which the one that would free it needs
+            // (found in review): it waits until the group applied them.
+            let behind = (self.groups.get(&group.0)).is_some_and(|g| g.replica.applied() < through);
+            if !(short && behind) {
+                self.snapshot(group.0);
+            }
         }
         // A group whose last snapshot is still being encoded or stored stays due: taken off
         // the list now, it would come back only with its next Ready, which a quiet group

@@ -81,6 +81,13 @@ impl GroupLog {
         self.entries.get(usize::try_from(offset).ok()?)
     }
 
+    /// The last live entry in a segment older than `seq`, if any: a snapshot there frees this
+    /// group's share of those segments.
+    pub fn last_index_before_segment(&self, seq: u64) -> Option<u64> {
+        let count = self.entries.partition_point(|e| e.segment_seq < seq);
+        (count > 0).then(|| self.first_index + count as u64 - 1)
+    }
+
     /// The segment of the first live entry: no older segment holds a live entry of this group.
     pub fn oldest_segment(&self) -> Option<u64> {
         self.entries.front().map(|e| e.segment_seq)

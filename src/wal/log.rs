@@ -270,17 +270,18 @@ impl<S: Storage> Wal<S> {
     /// The groups whose oldest live entry lies outside the newest `segments_kept` segments:
     /// while one of them keeps it alive, no older segment can be freed. Empty while the WAL
     /// holds no more than `segments_kept` segments.
-    pub fn groups_holding_old_segments(&self, segments_kept: usize) -> Vec<u64> {
+    /// Each with the last of its entries in those older segments: a snapshot there frees its
+    /// share of them.
+    pub fn groups_holding_old_segments(&self, segments_kept: usize) -> Vec<(u64, u64)> {
         let kept = segments_kept.max(1);
         if self.segments.len() <= kept {
             return Vec::new();
         }
         let oldest_kept = self.segments[self.segments.len() - kept];
-        let mut groups: Vec<u64> = self
+        let mut groups: Vec<(u64, u64)> = self
             .groups
             .iter()
-            .filter(|(_, log)| log.oldest_segment().is_some_and(|seq| seq < oldest_kept))
-            .map(|(&group, _)| group)
+            .filter_map(|(&group, log)| Some((group, log.last_index_before_segment(oldest_kept)?)))
             .collect();
         groups.sort_unstable();
         groups
