@@ -1067,12 +1067,14 @@ impl CoreLog for WalLog {
     }
 
     fn groups_holding_old_segments(&self) -> Vec<(GroupId, LogIndex)> {
-        // Short of room for the next segment, the groups that hold the oldest snapshot too,
+        // Short of room for the next segment, the groups that hold the oldest snapshot,
         // whatever the soft limit: freed, it becomes the next. Found by a tester: a log that
         // filled a small disk by itself (a soft limit larger than the disk, entries too few
-        // for a group's own snapshot) took no writes for good, room or not.
+        // for a group's own snapshot) took no writes for good, room or not. Only those, each
+        // with its last entry there: one that holds a later old segment too must not wait
+        // to apply that before it frees the oldest (review 266).
         let kept = match self.short_of_space() {
-            Some(_) => (self.segments_kept).min(self.wal.segment_count().saturating_sub(1)),
+            Some(_) => self.wal.segment_count().saturating_sub(1),
             None => self.segments_kept,
         };
         self.wal

@@ -749,8 +749,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         for (group, through) in self.log.groups_holding_old_segments() {
             // Short of room, a snapshot short of the segment's entries frees nothing and
             // spends the room kept for markers, which the one that would free it needs
-            // (found in review): it waits until the group applied them.
-            let behind = (self.groups.get(&group.0)).is_some_and(|g| g.replica.applied() < through);
+            // (found in review): it waits until the group's state applied them (what a
+            // snapshot covers; the replica hears of what a held Ready applied only later).
+            let behind =
+                (self.groups.get(&group.0)).is_some_and(|g| g.kv.applied_index() < through.0);
             if !(short && behind) {
                 self.snapshot(group.0);
             }
@@ -759,9 +761,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // the list now, it would come back only with its next Ready, which a quiet group
         // with no followers to heartbeat may never have. So does one held back since it
         // became due (found in review: due while its last snapshot was encoded, it took the
-        // next past one a follower was loading).
+        // next past one a follower was loading). Short of room, none is taken for being due:
+        // the room kept for markers is for the snapshots that free a segment (review 266).
         let mut due = self.snapshots_due.iter().copied();
-        if let Some(id) = due.find(|&id| self.may_snapshot(id) && !self.snapshot_held(id)) {
+        if !short && let Some(id) = due.find(|&id| self.may_snapshot(id) && !self.snapshot_held(id))
+        {
             self.snapshots_due.remove(&id);
             self.snapshot(id);
         }
