@@ -1361,6 +1361,29 @@ fn serve_logged(
         .expect("cohort serve starts")
 }
 
+/// Goal (found by an operator): a node whose core runs many groups sums their role changes
+/// up once a second, and its start line says its groups by their rule, where it printed a
+/// line per group at each start and each leader's loss (16,384 of them) and every group's
+/// number in one line. Method: 3 nodes of 130 groups on one core each; a few per group
+/// still with 8 (the other tests).
+#[test]
+fn a_node_of_many_groups_sums_their_role_changes_up() {
+    let flags = NodeFlags {
+        groups: 130,
+        segment_mib: 1,
+        ..NodeFlags::default()
+    };
+    let cluster = start_as_given("many-groups", &flags);
+    wait_for_log(&cluster, 1, "groups changed role", 1);
+    let log = cluster.log(1);
+    assert!(
+        log.contains("clients on ") && log.contains(", 130 groups: 0 to 129\n"),
+        "{log}"
+    );
+    assert!(!log.contains(" group 0: "), "a line for a group:\n{log}");
+    finish(cluster);
+}
+
 /// A second process on a data dir in use is refused at once, before it opens anything in it,
 /// and the node that holds the dir goes on and stops cleanly.
 #[test]

@@ -10,6 +10,7 @@ mod incarnation;
 mod log;
 mod members_view;
 mod resolve;
+mod role_lines;
 mod runtime;
 mod snapshot_file;
 

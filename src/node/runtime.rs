@@ -597,9 +597,9 @@ async fn run_core(
     let listener = crate::transport::listen(client_addr, client_sockets)
         .map_err(|e| format!("core {core}: cannot listen for clients on {client_addr}: {e}"))?;
     say(&format!(
-        "node {} core {core}: peers on {listen}, clients on {client_addr}, groups {:?}",
+        "node {} core {core}: peers on {listen}, clients on {client_addr}, {}",
         config.id,
-        group_ids.iter().collect::<Vec<_>>()
+        groups_said(&group_ids, config.cores)
     ));
     if let Some(listening) = listening {
         // Nobody waits any more once the node is stopping: nothing to tell.
@@ -674,17 +674,9 @@ async fn run_core(
         tick_length: Some(config.tick),
     };
     let node = config.id;
+    let role_lines = super::role_lines::RoleLines::new(node.0, core, group_ids.len());
     let on_role = Box::new(move |group: u32, role: Role, leader: u64, term: u64| {
-        if role == Role::Leader || role == Role::Follower {
-            // A follower may know no leader yet (it heard of a newer term from a candidate).
-            let leader = match leader {
-                0 => "no leader known yet".to_string(),
-                leader => format!("leader {leader}"),
-            };
-            say(&format!(
-                "node {node} group {group}: {role} in term {term} ({leader})"
-            ));
-        }
+        role_lines.changed(group, role, leader, term);
     });
     let on_members = {
         let topology = Rc::clone(&topology);
@@ -982,6 +974,22 @@ async fn tick(every: Duration, election_ticks: u32, inbox: Inbox<Input>, stop: A
             inbox.push_now(Input::Tick);
         }
     }
+}
+
+/// The groups of a core, as its start line says them: each where they are a few, the rule
+/// that picks them where they are many (16,384 numbers made one line of 100 KB).
+fn groups_said(groups: &BTreeSet<u32>, cores: u16) -> String {
+    let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
+        return "no groups".to_string();
+    };
+    if groups.len() <= super::role_lines::GROUPS_SAID_EACH_MAX {
+        return format!("groups {:?}", groups.iter().collect::<Vec<_>>());
+    }
+    let step = match cores {
+        1 => String::new(),
+        cores => format!(", one in {cores}"),
+    };
+    format!("{} groups: {first} to {last}{step}", groups.len())
 }
 
 /// One line on stdout, stamped with the time as the log's lines are (found by an operator:

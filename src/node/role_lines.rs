@@ -1,0 +1,145 @@
+//! The role changes a node prints: a line for each group where a core runs a few, and where
+//! it runs many, one line a second that counts them (found by an operator: 16,384 groups
+//! printed 16,384 lines at each start, and as many again at each leader's loss).
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::raft::Role;
+
+/// Groups on one core up to which each group's role changes get a line of their own.
+pub const GROUPS_SAID_EACH_MAX: usize = 64;
+
+/// How often a core of many groups sums up their role changes.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
+
+/// Role changes of one core since they were last said.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    leader: usize,
+    follower: usize,
+    /// The lowest and highest terms among them.
+    terms: Option<(u64, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, role: Role, term: u64) {
+        match role {
+            Role::Leader => self.leader += 1,
+            _ => self.follower += 1,
+        }
+        let (low, high) = self.terms.unwrap_or((term, term));
+        self.terms = Some((low.min(term), high.max(term)));
+    }
+
+    /// The line that says them, if there were any; then none are left.
+    fn take_line(&mut self, prefix: &str) -> Option<String> {
+        let tally = std::mem::take(self);
+        let (low, high) = tally.terms?;
+        let terms = match low == high {
+            true => format!("term {low}"),
+            false => format!("terms {low} to {high}"),
+        };
+        Some(format!(
+            "{prefix}: {} groups changed role ({terms}): now leader of {}, follower of {} \
+             (`cohort status` lists each)",
+            tally.leader + tally.follower,
+            tally.leader,
+            tally.follower
+        ))
+    }
+}
+
+/// Says the role changes of the groups of one core: what the core's `on_role` hook calls.
+pub struct RoleLines {
+    prefix: String,
+    /// None: a line per change.
+    tally: Option<Rc<RefCell<Tally>>>,
+}
+
+impl RoleLines {
+    /// For core `core` of node `node`, which runs `groups` groups. Where it runs more than
+    /// [`GROUPS_SAID_EACH_MAX`], a task on the core's executor sums the changes up each
+    /// second until this is dropped (which says what is left).
+    pub fn new(node: u64, core: u16, groups: usize) -> RoleLines {
+        let prefix = format!("node {node} core {core}");
+        if groups <= GROUPS_SAID_EACH_MAX {
+            return RoleLines {
+                prefix: format!("node {node}"),
+                tally: None,
+            };
+        }
+        let tally = Rc::new(RefCell::new(Tally::default()));
+        glommio::spawn_local(say_each_second(Rc::downgrade(&tally), prefix.clone())).detach();
+        RoleLines {
+            prefix,
+            tally: Some(tally),
+        }
+    }
+
+    /// Group `group` became `role` in `term`, knowing `leader` (0: none yet).
+    pub fn changed(&self, group: u32, role: Role, leader: u64, term: u64) {
+        if role != Role::Leader && role != Role::Follower {
+            return;
+        }
+        let Some(tally) = &self.tally else {
+            // A follower may know no leader yet (it heard of a newer term from a candidate).
+            let leader = match leader {
+                0 => "no leader known yet".to_string(),
+                leader => format!("leader {leader}"),
+            };
+            super::say(&format!(
+                "{} group {group}: {role} in term {term} ({leader})",
+                self.prefix
+            ));
+            return;
+        };
+        tally.borrow_mut().add(role, term);
+    }
+}
+
+impl Drop for RoleLines {
+    fn drop(&mut self) {
+        let line =
+            (self.tally.as_ref()).and_then(|tally| tally.borrow_mut().take_line(&self.prefix));
+        if let Some(line) = line {
+            super::say(&line);
+        }
+    }
+}
+
+async fn say_each_second(tally: Weak<RefCell<Tally>>, prefix: String) {
+    loop {
+        glommio::timer::sleep(SUMMARY_EVERY).await;
+        let Some(tally) = tally.upgrade() else {
+            return;
+        };
+        let line = tally.borrow_mut().take_line(&prefix);
+        if let Some(line) = line {
+            super::say(&line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_says_its_changes_once() {
+        let mut tally = Tally::default();
+        assert_eq!(tally.take_line("node 1 core 0"), None);
+        tally.add(Role::Leader, 3);
+        tally.add(Role::Follower, 2);
+        tally.add(Role::Follower, 3);
+        assert_eq!(
+            tally.take_line("node 1 core 0").as_deref(),
+            Some(
+                "node 1 core 0: 3 groups changed role (terms 2 to 3): now leader of 1, \
+                 follower of 2 (`cohort status` lists each)"
+            )
+        );
+        assert_eq!(tally, Tally::default());
+    }
+}
