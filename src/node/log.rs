@@ -178,6 +178,14 @@ fn spawn_snapshot_write(
     .detach();
 }
 
+/// Said of a snapshot file that could not be written for want of room.
+const NO_ROOM: &str = " for want of room";
+
+/// Whether `error` says the disk is full.
+fn is_no_room(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ENOSPC) || error.kind() == io::ErrorKind::StorageFull
+}
+
 /// A WAL error as an I/O error: `WouldBlock` where the next segment is not prepared and
 /// `StorageFull` where the disk had no room to make it (nothing was written: see
 /// [`must_wait`]), `Other` for the rest.
@@ -612,11 +620,13 @@ impl WalLog {
     fn finish_snapshot_writes(&mut self, retry: bool) -> io::Result<()> {
         let now = crate::clock::now();
         let mut done = Vec::new();
+        let mut no_room = false;
         for (&group, write) in &mut self.snapshots_writing {
             match write.written.borrow_mut().take() {
                 None => {}
                 Some(Ok(())) => done.push(group),
                 Some(Err(error)) => {
+                    no_room |= is_no_room(&error);
                     write.failures += 1;
                     let delay = snapshot_retry_delay(write.failures);
                     tracing::warn!(
@@ -629,6 +639,11 @@ impl WalLog {
                     );
                     write.retry_at = Some(now + delay);
                 }
+            }
+        }
+        if no_room && self.room_for_snapshots() {
+            for write in self.snapshots_writing.values_mut() {
+                write.retry_at = write.retry_at.map(|_| now);
             }
         }
         for group in done {
@@ -678,6 +693,20 @@ impl WalLog {
     }
 
     /// Takes the next segment if its build is done (see [`WalLog::segment_built`]).
+    /// A snapshot's file found no room: the spare segments go, to make it (the next
+    /// segment is built from scratch once there is room again). Whether any went.
+    fn room_for_snapshots(&mut self) -> bool {
+        let dropped = self.wal.storage_mut().drop_spares();
+        if dropped > 0 {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                dropped,
+                "a snapshot's file found no room: deleted the spare WAL segments kept for reuse"
+            );
+        }
+        dropped > 0
+    }
+
     fn take_built(&mut self) -> io::Result<()> {
         let done = self
             .building
@@ -924,8 +953,10 @@ impl CoreLog for WalLog {
         glommio::spawn_local(async move {
             let job = move || {
                 let state = crate::shard::core::load_snapshot(&snapshot)?;
-                snapshot_file::write(&dir, group.0, &snapshot)
-                    .map_err(|error| format!("its file cannot be written: {error}"))?;
+                snapshot_file::write(&dir, group.0, &snapshot).map_err(|error| {
+                    let room = if is_no_room(&error) { NO_ROOM } else { "" };
+                    format!("its file cannot be written{room}: {error}")
+                })?;
                 Ok(state)
             };
             let outcome = lane.off_loop(job).await;
@@ -980,7 +1011,10 @@ impl CoreLog for WalLog {
                 }
                 Err(why) => {
                     let failures = self.receives_failed.get(&group).map_or(0, |f| f.0) + 1;
-                    let wait = snapshot_retry_delay(failures);
+                    let mut wait = snapshot_retry_delay(failures);
+                    if why.contains(NO_ROOM) && self.room_for_snapshots() {
+                        wait = Duration::ZERO;
+                    }
                     let retry_at = crate::clock::now() + wait;
                     self.receives_failed.insert(group, (failures, retry_at));
                     tracing::warn!(
@@ -2002,6 +2036,33 @@ mod tests {
             let named = log.groups_holding_old_segments();
             assert_eq!(named.len(), 1, "{named:?}");
             assert_eq!(named[0].0, GroupId(GROUP));
+        });
+    }
+
+    /// Goal (found by a tester): a snapshot's file that finds no room makes the spare
+    /// segments go (two held 16 MiB of a full disk while every snapshot write failed), once.
+    /// Method: a spare left in the folder, found at a reopen that builds no segment (at its
+    /// cap), so none takes it.
+    #[test]
+    fn spares_go_when_a_snapshot_finds_no_room() {
+        in_log_dir("spares-go", |dir| async move {
+            let mut log = open_log(&dir).await;
+            stop(&mut log).await;
+            drop(log);
+            let spare = dir.join(format!("{:020}.wal.spare", 0));
+            std::fs::write(&spare, vec![0u8; 4096]).expect("a spare");
+            let mut config = config(&dir);
+            config.wal_segments_max = 1;
+            let bootstrap = Persisted::bootstrap(&VOTERS);
+            let groups = BTreeSet::from([GROUP]);
+            let (mut log, _) = WalLog::open(&dir, &config, &groups, Ok(&bootstrap))
+                .await
+                .expect("reopen");
+            let no_room = io::Error::from_raw_os_error(libc::ENOSPC);
+            assert!(is_no_room(&no_room) && !is_no_room(&io::Error::other("other")));
+            assert!(spare.exists(), "taken at open");
+            assert!(log.room_for_snapshots());
+            assert!(!spare.exists() && !log.room_for_snapshots());
         });
     }
 

@@ -3,6 +3,7 @@
 //! printed 16,384 lines at each start, and as many again at each leader's loss).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -14,39 +15,37 @@ pub const GROUPS_SAID_EACH_MAX: usize = 64;
 /// How often a core of many groups sums up their role changes.
 const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
-/// Role changes of one core since they were last said.
+/// The groups of one core whose role changed since they were last said, each with its
+/// latest role and term (a follower is told twice, as it learns of a term and then of its
+/// leader: counted once, as it is now; review 268).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Tally {
-    leader: usize,
-    follower: usize,
-    /// The lowest and highest terms among them.
-    terms: Option<(u64, u64)>,
+    changed: BTreeMap<u32, (Role, u64)>,
 }
 
 impl Tally {
-    fn add(&mut self, role: Role, term: u64) {
-        match role {
-            Role::Leader => self.leader += 1,
-            _ => self.follower += 1,
-        }
-        let (low, high) = self.terms.unwrap_or((term, term));
-        self.terms = Some((low.min(term), high.max(term)));
+    fn add(&mut self, group: u32, role: Role, term: u64) {
+        self.changed.insert(group, (role, term));
     }
 
     /// The line that says them, if there were any; then none are left.
     fn take_line(&mut self, prefix: &str) -> Option<String> {
-        let tally = std::mem::take(self);
-        let (low, high) = tally.terms?;
+        let changed = std::mem::take(&mut self.changed);
+        let low = changed.values().map(|&(_, term)| term).min()?;
+        let high = changed.values().map(|&(_, term)| term).max()?;
+        let leader = changed
+            .values()
+            .filter(|(role, _)| *role == Role::Leader)
+            .count();
         let terms = match low == high {
             true => format!("term {low}"),
             false => format!("terms {low} to {high}"),
         };
         Some(format!(
-            "{prefix}: {} groups changed role ({terms}): now leader of {}, follower of {} \
+            "{prefix}: {} groups changed role ({terms}): now leader of {leader}, follower of {} \
              (`cohort status` lists each)",
-            tally.leader + tally.follower,
-            tally.leader,
-            tally.follower
+            changed.len(),
+            changed.len() - leader
         ))
     }
 }
@@ -95,7 +94,7 @@ impl RoleLines {
             ));
             return;
         };
-        tally.borrow_mut().add(role, term);
+        tally.borrow_mut().add(group, role, term);
     }
 }
 
@@ -130,14 +129,17 @@ mod tests {
     fn a_tally_says_its_changes_once() {
         let mut tally = Tally::default();
         assert_eq!(tally.take_line("node 1 core 0"), None);
-        tally.add(Role::Leader, 3);
-        tally.add(Role::Follower, 2);
-        tally.add(Role::Follower, 3);
+        tally.add(0, Role::Leader, 3);
+        tally.add(1, Role::Follower, 2);
+        tally.add(2, Role::Follower, 3);
+        // Told twice (a term, then its leader), or deposed: counted once, as it is now.
+        tally.add(1, Role::Follower, 2);
+        tally.add(0, Role::Follower, 4);
         assert_eq!(
             tally.take_line("node 1 core 0").as_deref(),
             Some(
-                "node 1 core 0: 3 groups changed role (terms 2 to 3): now leader of 1, \
-                 follower of 2 (`cohort status` lists each)"
+                "node 1 core 0: 3 groups changed role (terms 2 to 4): now leader of 0, \
+                 follower of 3 (`cohort status` lists each)"
             )
         );
         assert_eq!(tally, Tally::default());
