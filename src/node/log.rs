@@ -181,9 +181,10 @@ fn spawn_snapshot_write(
 /// Said of a snapshot file that could not be written for want of room.
 const NO_ROOM: &str = " for want of room";
 
-/// Whether `error` says the disk is full.
+/// Whether `error` says the disk is full (or the user's quota of it: review 269).
 fn is_no_room(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::ENOSPC) || error.kind() == io::ErrorKind::StorageFull
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || error.kind() == io::ErrorKind::StorageFull
 }
 
 /// A WAL error as an I/O error: `WouldBlock` where the next segment is not prepared and
@@ -620,13 +621,16 @@ impl WalLog {
     fn finish_snapshot_writes(&mut self, retry: bool) -> io::Result<()> {
         let now = crate::clock::now();
         let mut done = Vec::new();
-        let mut no_room = false;
+        let mut no_room_for = None;
         for (&group, write) in &mut self.snapshots_writing {
             match write.written.borrow_mut().take() {
                 None => {}
                 Some(Ok(())) => done.push(group),
                 Some(Err(error)) => {
-                    no_room |= is_no_room(&error);
+                    if is_no_room(&error) {
+                        let bytes = write.snapshot.data.len() as u64;
+                        no_room_for = Some(no_room_for.unwrap_or(0).max(bytes));
+                    }
                     write.failures += 1;
                     let delay = snapshot_retry_delay(write.failures);
                     tracing::warn!(
@@ -641,7 +645,9 @@ impl WalLog {
                 }
             }
         }
-        if no_room && self.room_for_snapshots() {
+        if let Some(needed) = no_room_for
+            && self.room_for_snapshots(needed)
+        {
             for write in self.snapshots_writing.values_mut() {
                 write.retry_at = write.retry_at.map(|_| now);
             }
@@ -692,10 +698,16 @@ impl WalLog {
         Ok(())
     }
 
-    /// Takes the next segment if its build is done (see [`WalLog::segment_built`]).
-    /// A snapshot's file found no room: the spare segments go, to make it (the next
-    /// segment is built from scratch once there is room again). Whether any went.
-    fn room_for_snapshots(&mut self) -> bool {
+    /// A snapshot's file of `needed` bytes found no room: the spare segments go, to make
+    /// it (the next segment is built from scratch once there is room again), where that and
+    /// the room left would hold it; kept otherwise, for the next segment (review 269: deleted
+    /// in vain, they left the core short of a segment sooner). Whether any went.
+    fn room_for_snapshots(&mut self, needed: u64) -> bool {
+        let spares = self.wal.storage_mut().spare_bytes();
+        let available = crate::sys::available_bytes(&self.dir).unwrap_or(0);
+        if spares == 0 || available.saturating_add(spares) < needed {
+            return false;
+        }
         let dropped = self.wal.storage_mut().drop_spares();
         if dropped > 0 {
             tracing::warn!(
@@ -707,6 +719,7 @@ impl WalLog {
         dropped > 0
     }
 
+    /// Takes the next segment if its build is done (see [`WalLog::segment_built`]).
     fn take_built(&mut self) -> io::Result<()> {
         let done = self
             .building
@@ -1012,7 +1025,11 @@ impl CoreLog for WalLog {
                 Err(why) => {
                     let failures = self.receives_failed.get(&group).map_or(0, |f| f.0) + 1;
                     let mut wait = snapshot_retry_delay(failures);
-                    if why.contains(NO_ROOM) && self.room_for_snapshots() {
+                    let needed = match &message.body {
+                        MessageBody::InstallSnapshot(snapshot) => snapshot.data.len() as u64,
+                        _ => 0,
+                    };
+                    if why.contains(NO_ROOM) && self.room_for_snapshots(needed) {
                         wait = Duration::ZERO;
                     }
                     let retry_at = crate::clock::now() + wait;
@@ -2040,7 +2057,8 @@ mod tests {
     }
 
     /// Goal (found by a tester): a snapshot's file that finds no room makes the spare
-    /// segments go (two held 16 MiB of a full disk while every snapshot write failed), once.
+    /// segments go (two held 16 MiB of a full disk while every snapshot write failed), once,
+    /// and only where they and the room left would hold it (review 269).
     /// Method: a spare left in the folder, found at a reopen that builds no segment (at its
     /// cap), so none takes it.
     #[test]
@@ -2059,10 +2077,14 @@ mod tests {
                 .await
                 .expect("reopen");
             let no_room = io::Error::from_raw_os_error(libc::ENOSPC);
-            assert!(is_no_room(&no_room) && !is_no_room(&io::Error::other("other")));
+            let quota = io::Error::from_raw_os_error(libc::EDQUOT);
+            assert!(is_no_room(&no_room) && is_no_room(&quota));
+            assert!(!is_no_room(&io::Error::other("other")));
             assert!(spare.exists(), "taken at open");
-            assert!(log.room_for_snapshots());
-            assert!(!spare.exists() && !log.room_for_snapshots());
+            // Kept where even with it the snapshot would not fit.
+            assert!(!log.room_for_snapshots(u64::MAX) && spare.exists());
+            assert!(log.room_for_snapshots(1));
+            assert!(!spare.exists() && !log.room_for_snapshots(1));
         });
     }
 

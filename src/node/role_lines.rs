@@ -33,19 +33,20 @@ impl Tally {
         let changed = std::mem::take(&mut self.changed);
         let low = changed.values().map(|&(_, term)| term).min()?;
         let high = changed.values().map(|&(_, term)| term).max()?;
-        let leader = changed
-            .values()
-            .filter(|(role, _)| *role == Role::Leader)
-            .count();
+        let count = |wanted: Role| changed.values().filter(|(role, _)| *role == wanted).count();
+        let (leader, follower) = (count(Role::Leader), count(Role::Follower));
         let terms = match low == high {
             true => format!("term {low}"),
             false => format!("terms {low} to {high}"),
         };
+        let electing = match changed.len() - leader - follower {
+            0 => String::new(),
+            electing => format!(", in an election {electing}"),
+        };
         Some(format!(
-            "{prefix}: {} groups changed role ({terms}): now leader of {leader}, follower of {} \
-             (`cohort status` lists each)",
-            changed.len(),
-            changed.len() - leader
+            "{prefix}: {} groups changed role ({terms}): now leader of {leader}, follower of \
+             {follower}{electing} (`cohort status` lists each)",
+            changed.len()
         ))
     }
 }
@@ -79,10 +80,13 @@ impl RoleLines {
 
     /// Group `group` became `role` in `term`, knowing `leader` (0: none yet).
     pub fn changed(&self, group: u32, role: Role, leader: u64, term: u64) {
-        if role != Role::Leader && role != Role::Follower {
+        if let Some(tally) = &self.tally {
+            // An election started counts too: the group is no longer what it was last said
+            // to be (review 269).
+            tally.borrow_mut().add(group, role, term);
             return;
         }
-        let Some(tally) = &self.tally else {
+        if role == Role::Leader || role == Role::Follower {
             // A follower may know no leader yet (it heard of a newer term from a candidate).
             let leader = match leader {
                 0 => "no leader known yet".to_string(),
@@ -92,9 +96,7 @@ impl RoleLines {
                 "{} group {group}: {role} in term {term} ({leader})",
                 self.prefix
             ));
-            return;
-        };
-        tally.borrow_mut().add(group, role, term);
+        }
     }
 }
 
@@ -135,11 +137,12 @@ mod tests {
         // Told twice (a term, then its leader), or deposed: counted once, as it is now.
         tally.add(1, Role::Follower, 2);
         tally.add(0, Role::Follower, 4);
+        tally.add(2, Role::Candidate, 5);
         assert_eq!(
             tally.take_line("node 1 core 0").as_deref(),
             Some(
-                "node 1 core 0: 3 groups changed role (terms 2 to 4): now leader of 0, \
-                 follower of 3 (`cohort status` lists each)"
+                "node 1 core 0: 3 groups changed role (terms 2 to 5): now leader of 0, \
+                 follower of 2, in an election 1 (`cohort status` lists each)"
             )
         );
         assert_eq!(tally, Tally::default());

@@ -273,6 +273,24 @@ pub fn send_signal(pid: u32, signal: Signal) {
     let _ = unsafe { libc::kill(pid, number) };
 }
 
+/// Bytes an unprivileged writer may still take on the file system of `path` (statvfs(3):
+/// available blocks times the fragment size).
+pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    // SAFETY: statvfs(3) reads a NUL-terminated path and writes one plain struct, zeroed here.
+    #[allow(unsafe_code)]
+    let (result, stats) = unsafe {
+        let mut stats: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut stats), stats)
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 /// Takes an exclusive `flock(2)` on `file` without waiting: `Ok(false)` if another open file
 /// description holds one. The lock lasts while the file stays open (the kernel drops it when
 /// the process ends, however it ends).

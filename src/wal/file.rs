@@ -402,6 +402,14 @@ impl FileStore {
         spares.len()
     }
 
+    /// The bytes the spare segment files hold.
+    pub fn spare_bytes(&self) -> u64 {
+        (self.spares.iter())
+            .filter_map(|spare| fs::metadata(spare).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
     /// Work that builds segment `seq` off the loop thread (see [`BuiltSegment`]): run the
     /// returned closure on a blocking thread, hand its result to [`FileStore::offer_built`],
     /// and the next `create(seq)` adopts it instead of writing 64 MiB on the loop.
