@@ -7,7 +7,8 @@
 //! Every decision here depends only on the applied commands, so every replica makes the same
 //! ones.
 //!
-//! A session evicted (see `limits::SESSIONS_MAX` and `limits::SESSION_BYTES_MAX`) while its
+//! A session evicted (see `limits::SESSIONS_MAX` and `limits::SESSION_BYTES_MAX`; the heaviest
+//! go first past the bytes, the least recently active past the count) while its
 //! client still sends `first_unacked == 1` (the answer to its first request has not reached
 //! it yet, whatever later ones did: its requests, however many it pipelined, and their
 //! retries) would look like a new client, and
@@ -20,6 +21,7 @@
 //! Registering a session through the log before the first request (the Raft thesis, §6.3)
 //! would close it, at a round trip per new client.
 
+use std::cmp::Reverse;
 use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashSet};
@@ -225,26 +227,45 @@ impl Sessions {
         }
     }
 
-    /// Forget the least recently active sessions (ties broken by client id, so every replica
-    /// forgets the same ones) until a tenth below both bounds, except `keep` (the session
-    /// just written: its client may retry what it was just answered).
+    /// Forget sessions, except `keep` (the session just written: its client may retry what
+    /// it was just answered), until a tenth below both bounds: past the byte bound the
+    /// heaviest first, then past the count bound the least recently active (ties broken by
+    /// log index, then client id, so every replica forgets the same ones). By age alone, a
+    /// few clients whose replies hold large values (a failed compare-and-swap on a 1 MiB
+    /// document keeps it) pushed out every light session of the group, each ~48 bytes,
+    /// before theirs (found in review): their clients' requests in flight came back expired.
     fn evict(&mut self, keep: u64) {
-        let mut by_age: Vec<(u64, u64)> = self
-            .by_client
-            .iter()
-            .filter(|&(&client, _)| client != keep)
-            .map(|(&client, s)| (s.last_index, client))
-            .collect();
-        by_age.sort_unstable();
         let (count_goal, bytes_goal) = (SESSIONS_MAX / 10 * 9, SESSION_BYTES_MAX / 10 * 9);
-        for (_, client) in by_age {
-            if self.by_client.len() <= count_goal && self.bytes <= bytes_goal {
-                break;
+        if self.bytes > bytes_goal {
+            let mut by_weight: Vec<(Reverse<usize>, u64, u64)> = (self.by_client.iter())
+                .filter(|&(&client, _)| client != keep)
+                .map(|(&client, s)| (Reverse(s.bytes), s.last_index, client))
+                .collect();
+            by_weight.sort_unstable();
+            for (_, _, client) in by_weight {
+                if self.bytes <= bytes_goal {
+                    break;
+                }
+                self.forget(client);
             }
-            let gone = self.by_client.remove(&client).expect("listed");
-            self.bytes -= gone.bytes;
-            self.forgotten.add(client);
         }
+        if self.by_client.len() > count_goal {
+            let mut by_age: Vec<(u64, u64)> = (self.by_client.iter())
+                .filter(|&(&client, _)| client != keep)
+                .map(|(&client, s)| (s.last_index, client))
+                .collect();
+            by_age.sort_unstable();
+            let excess = self.by_client.len() - count_goal;
+            for (_, client) in by_age.into_iter().take(excess) {
+                self.forget(client);
+            }
+        }
+    }
+
+    fn forget(&mut self, client: u64) {
+        let gone = self.by_client.remove(&client).expect("listed");
+        self.bytes -= gone.bytes;
+        self.forgotten.add(client);
     }
 
     /// Adds `session`, restored from a snapshot, weighing its replies.
@@ -442,6 +463,47 @@ mod tests {
         // One session heavier than the bound stays: it is the one just written.
         sessions.record(7_777, 1, 1, clients, value(SESSION_BYTES_MAX + 1));
         assert!(sessions.by_client.contains_key(&7_777));
+    }
+
+    /// Goal (found in review): past the byte bound, the heavy sessions that passed it go,
+    /// not every light one older than them (a client's requests in flight then came back
+    /// expired although its session weighed 48 bytes).
+    #[test]
+    fn past_the_byte_bound_the_heaviest_sessions_go_first() {
+        let mut sessions = Sessions::default();
+        let light = 1_000u64;
+        for client in 0..light {
+            sessions.record(client, 1, 1, client, written());
+        }
+        let big: Results = Arc::from([OpResult::Value(bytes::Bytes::from(vec![0; 4 << 20]))]);
+        let heavy = (SESSION_BYTES_MAX / (4 << 20)) as u64 + 2;
+        for client in light..light + heavy {
+            sessions.record(client, 1, 1, client, Arc::clone(&big));
+        }
+        assert!(sessions.bytes <= SESSION_BYTES_MAX, "{}", sessions.bytes);
+        for client in 0..light {
+            assert!(
+                sessions.by_client.contains_key(&client),
+                "light client {client} went"
+            );
+        }
+        let heavy_left = (light..light + heavy)
+            .filter(|c| sessions.by_client.contains_key(c))
+            .count();
+        assert!(heavy_left < heavy as usize, "no heavy session went");
+        assert!(
+            sessions.by_client.contains_key(&(light + heavy - 1)),
+            "the one just written"
+        );
+        // The count bound still forgets by age.
+        for client in 10_000..10_000 + SESSIONS_MAX as u64 {
+            sessions.record(client, 1, 1, client, written());
+        }
+        assert!(sessions.by_client.len() <= SESSIONS_MAX);
+        assert!(
+            !sessions.by_client.contains_key(&0),
+            "the least recently active went"
+        );
     }
 
     #[test]
