@@ -404,6 +404,41 @@ fn a_node_back_with_other_data_is_refused_and_finds_out() {
     });
 }
 
+/// Goal (found in review): an acceptor whose own disk cannot keep a peer's record does not
+/// answer its handshake, so the dialer sees failed dials (and warns of them in time), not
+/// connections established and closed at once, said at info at each dial. Method: node 2's
+/// record's temporary file is a directory; node 1 dials it for a second and establishes
+/// nothing; with the way cleared, it connects.
+#[test]
+fn a_dialer_refused_for_the_acceptors_own_disk_establishes_nothing() {
+    run_executor(|| async {
+        let name = format!("cohort-record-fails-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peers.incarnations");
+        let blocker = cohort::durable::temporary_twin(&path);
+        std::fs::create_dir(&blocker).unwrap();
+        let mut config2 = config(2, loopback_any_port(), &[(1, unused_addr())]);
+        config2.incarnations_file = Some(path);
+        config2.incarnation = 20;
+        let node2 = Transport::start(config2).expect("starts");
+        let mut config1 = config(1, loopback_any_port(), &[(2, node2.local_addr())]);
+        config1.incarnation = 10;
+        let node1 = Transport::start(config1).expect("starts");
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        assert_eq!(node1.stats().connections_established, 0);
+        std::fs::remove_dir(&blocker).unwrap();
+        common::transport::wait_until("node 1 connects", GUARD, || {
+            node1.stats().connections_established > 0
+        })
+        .await;
+        node1.close().await;
+        node2.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
 /// Who proved `node` lost its data, if one did within `guard`.
 async fn refused_in(node: &Transport, guard: Duration) -> Option<DataLost> {
     let refused = async { Some(node.refused_as_unknown().await) };

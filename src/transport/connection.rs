@@ -175,8 +175,13 @@ pub(super) async fn accept(
         // went out or its sending was given up.
         let _shut_down = ShutDownIfRefused(shared);
         // A member of this cluster whose data contradicts a record: our handshake tells it
-        // which we recorded, so that it finds out too, whichever of us changed.
-        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        // which we recorded, so that it finds out too, whichever of us changed. Not where
+        // our own disk failed to keep the record: answered, the dialer took the connection
+        // for established, and said so at each dial while its warning of failed dials never
+        // came (found in review).
+        if !matches!(error, HandshakeError::RecordFailed { .. }) {
+            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        }
         return Err(error.into());
     }
     send_handshake(shared, &mut stream, theirs.node_id).await?;

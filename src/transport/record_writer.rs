@@ -24,7 +24,12 @@ pub(super) struct Write(Arc<Mutex<WriteState>>);
 struct WriteState {
     /// `Ok`, or the error's kind and text (the text names the file).
     done: Option<Result<(), (io::ErrorKind, String)>>,
-    waiters: Vec<Waker>,
+    /// The tasks waiting, each under the number of its wait: a wait given up (its handshake
+    /// timed out) takes its waker out, so a write that hangs for days does not keep every
+    /// task that ever waited for it (found in review: each held its task's memory).
+    waiters: Vec<(u64, Waker)>,
+    /// The number of the next wait.
+    waits: u64,
 }
 
 impl WriteState {
@@ -37,13 +42,20 @@ impl WriteState {
 impl Write {
     /// Waits until the write is done; its outcome.
     pub async fn done(&self) -> io::Result<()> {
+        let wait = {
+            let mut state = self.0.lock().expect("not poisoned");
+            state.waits += 1;
+            state.waits
+        };
+        let _given_up = GivenUp { write: self, wait };
         poll_fn(|cx| {
             let mut state = self.0.lock().expect("not poisoned");
             if let Some(outcome) = state.outcome() {
                 return Poll::Ready(outcome);
             }
-            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                state.waiters.push(cx.waker().clone());
+            match state.waiters.iter_mut().find(|(w, _)| *w == wait) {
+                Some((_, waker)) => waker.clone_from(cx.waker()),
+                None => state.waiters.push((wait, cx.waker().clone())),
             }
             Poll::Pending
         })
@@ -58,8 +70,22 @@ impl Write {
     fn finish(&self, result: io::Result<()>) {
         let mut state = self.0.lock().expect("not poisoned");
         state.done = Some(result.map_err(|e| (e.kind(), e.to_string())));
-        for waiter in state.waiters.drain(..) {
+        for (_, waiter) in state.waiters.drain(..) {
             waiter.wake();
+        }
+    }
+}
+
+/// Takes a wait's waker out when the wait ends, done or given up.
+struct GivenUp<'a> {
+    write: &'a Write,
+    wait: u64,
+}
+
+impl Drop for GivenUp<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.write.0.lock() {
+            state.waiters.retain(|(w, _)| *w != self.wait);
         }
     }
 }
@@ -98,5 +124,31 @@ impl RecordWriter {
             )));
         }
         asked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal (found in review): waits given up on a write that never ends leave nothing
+    /// behind; a wait still on is woken when it ends.
+    #[test]
+    fn waits_given_up_leave_no_waker_behind() {
+        let write = Write::default();
+        for _ in 0..100 {
+            let polled =
+                futures_lite::future::block_on(futures_lite::future::poll_once(write.done()));
+            assert!(polled.is_none());
+        }
+        assert!(write.0.lock().unwrap().waiters.is_empty());
+        let finisher = write.clone();
+        let waiting = std::thread::spawn(move || futures_lite::future::block_on(write.done()));
+        while finisher.0.lock().unwrap().waiters.is_empty() {
+            std::thread::yield_now();
+        }
+        finisher.finish(Ok(()));
+        waiting.join().unwrap().unwrap();
+        assert!(finisher.0.lock().unwrap().waiters.is_empty());
     }
 }
