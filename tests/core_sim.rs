@@ -468,6 +468,7 @@ impl Node {
             },
             leader_balance_margin: Some(0),
             balance_every_ticks: 20,
+            kv_quota_bytes: 0,
             tick_length: None,
         };
         let log = SimLog {

@@ -489,6 +489,43 @@ fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     finish(cluster);
 }
 
+/// Goal: a cluster at its key-value quota refuses the writes that may add data at once (not
+/// after the client's timeout), saying why, and takes deletes, after which it takes writes
+/// again. Method: one group, a 1 MiB quota; 64 KiB values under new keys until a put is
+/// refused (the 17th at the earliest), a delete of the first key, a put again.
+#[test]
+fn a_cluster_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
+    let flags = NodeFlags {
+        groups: 1,
+        kv_quota_mib: Some(1),
+        ..NodeFlags::default()
+    };
+    let cluster = start_as_given("kv-quota", &flags);
+    let b1 = cluster.bases[0].clone();
+    let value = "v".repeat(64 << 10);
+    let mut refused = None;
+    for i in 0..64 {
+        let output = cohort_cli(&["put", &format!("key-{i}"), &value, "--nodes", &b1]);
+        if !output.status.success() {
+            refused = Some((i, output));
+            break;
+        }
+        // A tick (10 ms) counts what the state holds.
+        wait_ms(30);
+    }
+    let (i, output) = refused.expect("a put refused within 4 MiB");
+    assert!(i >= 16, "refused after {i} puts of 64 KiB, under 1 MiB");
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("quota") && said.contains("deletes"), "{said}");
+    let deleted = cohort_cli(&["delete", "key-0", "--nodes", &b1]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    wait_ms(30);
+    let again = cohort_cli(&["put", "key-0", &value, "--nodes", &b1]);
+    assert!(again.status.success(), "{again:?}");
+    finish(cluster);
+}
+
 /// A node restarted under its id on a wiped data dir (a replaced disk, an operator's slip)
 /// comes back on a new incarnation: the peers that knew it refuse it, and it stops with an
 /// error that says how to replace it, instead of voting again with nothing it acknowledged.

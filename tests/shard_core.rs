@@ -563,6 +563,7 @@ fn core_on(
         },
         leader_balance_margin: None,
         balance_every_ticks: 20,
+        kv_quota_bytes: 0,
         tick_length: None,
     };
     let mut hooks = Hooks::quiet();
@@ -906,6 +907,60 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
         let handed_over = events.borrow().contains(&Event::Sent("TimeoutNow"));
         assert_eq!(handed_over, !node_3_full, "{:?}", events.borrow());
     }
+}
+
+/// Goal: a core whose key-value state holds its quota refuses writes that may add data
+/// with `NoSpace` at once, takes deletes, and takes writes again once they freed room.
+/// Method: node 1 leads group 0 on a core of a 1,000-byte quota; a put of 1 KiB under a new
+/// key (about 1.1 KB with its key and slot) is taken and applied; at the next tick the state
+/// is counted; a second put is refused; a delete of the first key is taken; after a tick a
+/// put is taken again.
+#[test]
+fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
+    let events = Events::default();
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1, None, |shape| {
+        shape.kv_quota_bytes = 1_000;
+    });
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
+    let put_new = |sequence: u64| {
+        let key = Bytes::from(format!("key {sequence}"));
+        let value = Bytes::from(vec![7; 1024]);
+        request(1, sequence, Op::Put { key, value })
+    };
+    // Proposed, then committed by node 3's acknowledgement and applied.
+    let committed = |mut core: TestCore, input: Input| {
+        core = turn(core, &inbox, input);
+        let last = core.groups()[&0].replica.last_index();
+        let answer = from(3, 1, term, MessageBody::AppendResponse(ack(last)));
+        turn(core, &inbox, answer)
+    };
+    core = committed(core, put_new(1));
+    assert_eq!(
+        take_outcomes(&outbox),
+        [Outcome::Results(cohort::kv::written())]
+    );
+    core = turn(core, &inbox, Input::Tick);
+    core = turn(core, &inbox, put_new(2));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::NoSpace, message }]
+            if message.contains("quota") && message.contains("deletes")),
+        "{outcomes:?}"
+    );
+    let delete = Op::Delete {
+        key: Bytes::from_static(b"key 1"),
+    };
+    core = committed(core, request(1, 3, delete));
+    assert_eq!(take_outcomes(&outbox).len(), 1);
+    core = turn(core, &inbox, Input::Tick);
+    let _core = committed(core, put_new(4));
+    assert_eq!(
+        take_outcomes(&outbox),
+        [Outcome::Results(cohort::kv::written())]
+    );
 }
 
 /// Goal (found in review): the connections of a core together hold a bounded weight of

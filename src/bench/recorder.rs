@@ -425,6 +425,7 @@ pub fn error_kind(error: &ClientError) -> &'static str {
             ErrorCode::Malformed => "malformed",
             ErrorCode::SessionExpired => "session-expired",
             ErrorCode::Timeout => "server-timeout",
+            ErrorCode::NoSpace => "no-space",
             ErrorCode::Unknown => "refused",
         },
     }

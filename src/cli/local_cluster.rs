@@ -62,6 +62,10 @@ pub struct NodeFlags {
     /// Chunk size of the nodes' snapshot streams, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
+    /// MiB of keys and values each node may hold (see `serve --kv-quota-mib`) [default: a
+    /// quarter of the machine's memory].
+    #[arg(long)]
+    pub kv_quota_mib: Option<u64>,
 }
 
 impl NodeFlags {
@@ -91,6 +95,7 @@ impl Default for NodeFlags {
             lease_reads: false,
             broadcast_commit: false,
             snapshot_chunk_kib: 1024,
+            kv_quota_mib: None,
         }
     }
 }
@@ -655,6 +660,9 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     }
     if flags.broadcast_commit {
         args.push("--broadcast-commit".to_string());
+    }
+    if let Some(mib) = flags.kv_quota_mib {
+        args.extend(["--kv-quota-mib".to_string(), mib.to_string()]);
     }
     args
 }

@@ -113,6 +113,13 @@ pub struct ServeArgs {
     /// snapshot for a long time) never makes the WAL grow without bound (0: no limit).
     #[arg(long, default_value_t = 1024)]
     pub wal_soft_limit_mib: u64,
+    /// The MiB of keys and values (64 bytes more for each key) this node's groups may hold,
+    /// shared evenly by its cores; a leader whose core holds its share refuses writes that
+    /// may add data (puts, compare-and-swaps, put-if-absents) with a "no space" error, and
+    /// takes gets and deletes. Memory is what a state machine runs out of first, on every
+    /// member at once (0: no quota) [default: a quarter of the machine's memory].
+    #[arg(long)]
+    pub kv_quota_mib: Option<u64>,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
@@ -244,6 +251,10 @@ impl ServeArgs {
             wal_soft_limit_bytes: self.wal_soft_limit_mib.saturating_mul(1 << 20),
             wal_segments_max: 0,
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
+            kv_quota_bytes: match self.kv_quota_mib {
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => crate::sys::physical_memory_bytes() / 4,
+            },
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };
         config.validate().map_err(|e| e.to_string())?;

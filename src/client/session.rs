@@ -70,7 +70,7 @@ pub enum ClientError {
     NoCluster(String),
     /// The request broke a limit or made no sense; retrying will not help. Nothing was sent.
     Invalid(String),
-    /// The cluster refused it (session expired, malformed, too large), and no attempt of it
+    /// The cluster refused it (session expired, malformed, too large, no space), and no attempt of it
     /// may have been taken in before: it was not applied.
     Refused { code: ErrorCode, message: String },
     /// No answer within the request timeout; the write may or may not have been applied,

@@ -275,6 +275,12 @@ impl Command {
         self.ops.iter().all(Op::is_read)
     }
 
+    /// Whether it may add to what the store holds: a put, compare-and-swap or put-if-absent
+    /// (a store at its quota takes gets and deletes only).
+    pub fn may_add_data(&self) -> bool {
+        (self.ops.iter()).any(|op| !matches!(op, Op::Get { .. } | Op::Delete { .. }))
+    }
+
     /// Bytes [`Command::encode_into`] writes.
     pub fn encoded_len(&self) -> usize {
         let ops: usize = self

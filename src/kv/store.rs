@@ -82,6 +82,12 @@ impl KvStore {
         self.data.is_empty()
     }
 
+    /// What the keys and values weigh: their bytes, and 64 for each key's slot (the memory a
+    /// write quota counts; the table's spare slots and the sessions' answers are left out).
+    pub fn data_bytes(&self) -> u64 {
+        self.data.bytes() as u64
+    }
+
     /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_all`]) in
     /// order, handing each with its reply to `on_reply`. Entries must come in log order.
     ///

@@ -50,6 +50,8 @@ pub(crate) struct Table {
     /// As many as `tags`: zero or a power of two.
     slots: Vec<Slot>,
     len: usize,
+    /// The bytes of the keys and values held.
+    bytes: usize,
     hasher: RandomState,
 }
 
@@ -74,6 +76,11 @@ impl Table {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// What the pairs weigh: their keys' and values' bytes, and a slot (64 bytes) each.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes + self.len * std::mem::size_of::<Slot>()
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -142,8 +149,12 @@ impl Table {
             false => self.find(hash, key),
         };
         match found {
-            Ok(at) => self.slots[at].value = value,
+            Ok(at) => {
+                self.bytes = self.bytes - self.slots[at].value.len() + value.len();
+                self.slots[at].value = value;
+            }
             Err(mut at) => {
+                self.bytes += key.len() + value.len();
                 // Only a new key may grow the table (an overwrite at full load does not).
                 if (self.len + 1) * LOAD_DENOMINATOR > self.slots.len() * LOAD_NUMERATOR {
                     self.reserve(1);
@@ -164,8 +175,12 @@ impl Table {
             return None;
         }
         let mut hole = self.find(self.hash(key), key).ok()?;
-        let removed = std::mem::take(&mut self.slots[hole]).value;
+        let Slot {
+            key: gone,
+            value: removed,
+        } = std::mem::take(&mut self.slots[hole]);
         self.len -= 1;
+        self.bytes -= gone.len() + removed.len();
         // Shift back every pair of the run behind the hole that may sit there (its home is
         // not between the hole and where it is), so no probe meets an empty slot early.
         let mask = self.mask();
@@ -307,6 +322,11 @@ mod tests {
         }
         assert_eq!(count, table.len);
         assert!(table.len * LOAD_DENOMINATOR <= table.slots.len() * LOAD_NUMERATOR);
+        let held: usize = table.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert_eq!(
+            table.bytes(),
+            held + table.len * std::mem::size_of::<Slot>()
+        );
     }
 
     proptest! {

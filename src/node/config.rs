@@ -77,6 +77,9 @@ pub struct NodeConfig {
     pub wal_segments_max: u64,
     /// Bytes per chunk when a snapshot is streamed to a peer.
     pub snapshot_chunk_bytes: usize,
+    /// The bytes of keys and values (and 64 a key) the node's groups may hold, shared evenly
+    /// by its cores, before their leaders refuse writes that may add data (0: no quota).
+    pub kv_quota_bytes: u64,
     /// Hand leaderships over while this node leads at least two more of a core's groups than
     /// another node, plus this many (None: never).
     pub leader_balance_margin: Option<u32>,
@@ -336,6 +339,7 @@ mod tests {
             wal_soft_limit_bytes: 1 << 30,
             wal_segments_max: 0,
             snapshot_chunk_bytes: 1 << 20,
+            kv_quota_bytes: 0,
             leader_balance_margin: Some(0),
         }
     }

@@ -1317,6 +1317,7 @@ mod tests {
             wal_soft_limit_bytes: 0,
             wal_segments_max: 0,
             snapshot_chunk_bytes: 1 << 20,
+            kv_quota_bytes: 0,
             leader_balance_margin: None,
         }
     }

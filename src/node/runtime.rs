@@ -671,6 +671,10 @@ async fn run_core(
         // (2 × timeout did, for a group whose leadership began on it) saw no follower ready
         // and never balanced that group. Coprime periods move the look across all phases.
         balance_every_ticks: 2 * config.election_ticks + 1,
+        kv_quota_bytes: match config.kv_quota_bytes {
+            0 => 0,
+            node => (node / u64::from(config.cores)).max(1),
+        },
         tick_length: Some(config.tick),
     };
     let node = config.id;

@@ -53,6 +53,9 @@ pub enum ErrorCode {
     /// The exactly-once session is gone; start over with a new client id.
     SessionExpired,
     Timeout,
+    /// The node's key-value state is at its quota (`serve --kv-quota-mib`): it takes gets
+    /// and deletes only. Refused before it was proposed.
+    NoSpace,
 }
 
 /// The answer to one request.
@@ -604,6 +607,7 @@ pub fn encode_responses(
                     ErrorCode::Malformed => fb::ErrorCode::Malformed,
                     ErrorCode::SessionExpired => fb::ErrorCode::SessionExpired,
                     ErrorCode::Timeout => fb::ErrorCode::Timeout,
+                    ErrorCode::NoSpace => fb::ErrorCode::NoSpace,
                 };
                 data.push(message.as_bytes())?;
                 fb::AnswerKind::Error
@@ -712,6 +716,7 @@ pub fn decode_responses(frame: &Bytes) -> Result<Vec<Response>, DecodeError> {
                     fb::ErrorCode::Malformed => ErrorCode::Malformed,
                     fb::ErrorCode::SessionExpired => ErrorCode::SessionExpired,
                     fb::ErrorCode::Timeout => ErrorCode::Timeout,
+                    fb::ErrorCode::NoSpace => ErrorCode::NoSpace,
                     _ => ErrorCode::Unknown,
                 },
                 message: String::from_utf8_lossy(&data.take(record.data_end())?).into_owned(),
@@ -881,6 +886,14 @@ mod tests {
                 outcome: Outcome::Error {
                     code: ErrorCode::SessionExpired,
                     message: "gone".into(),
+                },
+            },
+            Response {
+                client_id: 1,
+                sequence: 5,
+                outcome: Outcome::Error {
+                    code: ErrorCode::NoSpace,
+                    message: "full".into(),
                 },
             },
         ];

@@ -321,6 +321,12 @@ pub struct CoreShape {
     pub leader_balance_margin: Option<u32>,
     /// Ticks between two looks at the leaders' spread.
     pub balance_every_ticks: u32,
+    /// The bytes the core's key-value states may hold ([`KvStore::data_bytes`], summed at
+    /// each tick) before its leaders refuse writes that may add to them (puts,
+    /// compare-and-swaps, put-if-absents) with `NoSpace`, taking gets and deletes: memory is
+    /// what a state machine runs out of first, on every replica at once, and a replay of
+    /// the log after would run out again (0: no quota).
+    pub kv_quota_bytes: u64,
     /// Some: the groups tick once per this length of the monotonic clock, counted at the
     /// start of every turn ([`TickClock`]), and `Input::Tick` only wakes the loop. None: once
     /// per `Input::Tick` (tests drive time by hand).
@@ -384,6 +390,9 @@ pub struct Core<L: CoreLog, N> {
     closed_conns: HashSet<ConnId>,
     hooks: Hooks,
     ticks: u64,
+    /// What the groups' key-value states hold ([`KvStore::data_bytes`]), as of the last
+    /// tick: against `CoreShape::kv_quota_bytes`.
+    kv_bytes: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -442,6 +451,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             closed_conns: HashSet::new(),
             hooks,
             ticks: 0,
+            kv_bytes: 0,
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -998,9 +1008,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     fn tick(&mut self) {
+        let mut kv_bytes = 0;
         for group in self.groups.values_mut() {
             group.replica.tick();
+            kv_bytes += group.kv.data_bytes();
         }
+        self.kv_bytes = kv_bytes;
         self.ticks += 1;
         // Snapshot chunks in flight on a dropped connection are lost: resend them now rather
         // than after a stall.
@@ -1513,6 +1526,22 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         )
     }
 
+    /// Why `command` is refused for the core's key-value quota, if it is: it may add to
+    /// states that hold the quota already.
+    fn at_kv_quota(&self, command: &crate::kv::Command) -> Option<String> {
+        let quota = self.shape.kv_quota_bytes;
+        (quota > 0 && self.kv_bytes >= quota && command.may_add_data()).then(|| {
+            let (node, core) = (self.shape.node_id, self.shape.core);
+            format!(
+                "node {node} takes no writes that may add data: the key-value state of its \
+                 core {core} holds {} of keys and values, at its quota of {} (its share of \
+                 `serve --kv-quota-mib`); deletes and gets are taken",
+                mib(self.kv_bytes),
+                mib(quota)
+            )
+        })
+    }
+
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
     /// or a majority of its voters cannot take the write, so it could not commit: their logs
     /// cannot grow (as their batches say), or, with one of them full, they have not answered
@@ -1596,21 +1625,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
                 if stopping && g.replica.lead_transferee().is_none() {
-                    Some(stopping_refusal(self.shape.node_id))
+                    Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
                 } else if request.command.is_read_only() {
                     None
+                } else if let Some(why) = self.at_kv_quota(&request.command) {
+                    Some((ErrorCode::NoSpace, why))
                 } else {
                     self.no_room_for_writes(group, g)
+                        .map(|why| (ErrorCode::Busy, why))
                 }
             });
-        if let Some(message) = no_room {
+        if let Some((code, message)) = no_room {
             let response = Response {
                 client_id: request.command.client_id,
                 sequence: request.command.sequence,
-                outcome: Outcome::Error {
-                    code: ErrorCode::Busy,
-                    message,
-                },
+                outcome: Outcome::Error { code, message },
             };
             return answers.push(Answer { conn, response });
         }
@@ -2307,6 +2336,11 @@ pub fn refused_at_stop(request: Result<Request, Refused>, why: &str) -> Response
         },
         Err(refused) => refused.response(),
     }
+}
+
+/// `bytes` in MiB, to a tenth.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 #[cfg(test)]

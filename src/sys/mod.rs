@@ -92,6 +92,23 @@ pub fn clock_ticks_per_second() -> u64 {
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
+/// The machine's physical memory, in bytes (0 if the system does not say).
+pub fn physical_memory_bytes() -> u64 {
+    // SAFETY: sysconf reads configuration values; it takes no pointers.
+    #[allow(unsafe_code)]
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let (pages, page) = (
+        u64::try_from(pages).unwrap_or(0),
+        u64::try_from(page).unwrap_or(0),
+    );
+    pages.saturating_mul(page)
+}
+
 /// CLOCK_BOOTTIME: monotonic, and counting the time the machine was suspended, which
 /// CLOCK_MONOTONIC (`Instant`) leaves out.
 pub fn boot_time() -> std::time::Duration {

@@ -532,10 +532,10 @@ pub struct OperationUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 6;
+pub const ENUM_MAX_ERROR_CODE: u16 = 7;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 7] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 8] = [
   ErrorCode::Unknown,
   ErrorCode::Busy,
   ErrorCode::TooLarge,
@@ -543,6 +543,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 7] = [
   ErrorCode::SessionExpired,
   ErrorCode::Timeout,
   ErrorCode::NotProposed,
+  ErrorCode::NoSpace,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -557,9 +558,10 @@ impl ErrorCode {
   pub const SessionExpired: Self = Self(4);
   pub const Timeout: Self = Self(5);
   pub const NotProposed: Self = Self(6);
+  pub const NoSpace: Self = Self(7);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 6;
+  pub const ENUM_MAX: u16 = 7;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unknown,
     Self::Busy,
@@ -568,6 +570,7 @@ impl ErrorCode {
     Self::SessionExpired,
     Self::Timeout,
     Self::NotProposed,
+    Self::NoSpace,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -579,6 +582,7 @@ impl ErrorCode {
       Self::SessionExpired => Some("SessionExpired"),
       Self::Timeout => Some("Timeout"),
       Self::NotProposed => Some("NotProposed"),
+      Self::NoSpace => Some("NoSpace"),
       _ => None,
     }
   }
