@@ -254,6 +254,11 @@ impl<S: Storage> Wal<S> {
         self.durable_lsn
     }
 
+    /// The lsn of the next record written.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
     /// The groups this WAL holds something for, ascending.
     pub fn groups(&self) -> impl Iterator<Item = (u64, GroupState)> + '_ {
         let mut groups: Vec<u64> = self.groups.keys().copied().collect();

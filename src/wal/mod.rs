@@ -201,15 +201,19 @@
 //! which nothing else was written, leaves no later record to prove it was synced. Such damage
 //! is taken for a torn tail and that batch is dropped. With syncs overlapping, the same holds
 //! for the last few batches: those whose syncs were in flight together, as none of their
-//! records knew the others durable. Raft's quorum still holds those entries
-//! on other nodes, but this node forgets that it acknowledged them. A vote, though, lives only
-//! on this node: forgotten, it could be given again in the same term. So a sync that made a
-//! new term or vote durable says so ([`SyncReport::vote_group`]), and the node's log then
-//! writes one more record and syncs it, whose `durable_lsn` proves the vote synced: damage to
-//! the vote is then refused as mid-log corruption. (It writes one at every open too, for a
-//! crash between the two syncs, and once there is room where there was none.) For the rest, closing the gap needs a
-//! second durable write per sync (a superblock with the synced length), which would double the
-//! sync cost; we choose not to pay it.
+//! records knew the others durable. Raft's quorum holds those entries on other nodes, but this
+//! node forgets that it acknowledged them, and with those nodes down a majority without them
+//! could elect a leader. A vote lives only on this node: forgotten, it could be given again
+//! in the same term. So a sync that made a new term or vote durable says so
+//! ([`SyncReport::vote_group`]), and the node's log then writes one more record and syncs it,
+//! whose `durable_lsn` proves the vote synced: damage to the vote is then refused as mid-log
+//! corruption. The node's log does the same after a sync of entries when nothing was written
+//! after it (an idle core; under load the next batch's records prove the last). (It writes
+//! one at every open too, for a crash between the two syncs, and once there is room where
+//! there was none.) What stays open is a crash within the sync between an acknowledgement
+//! and its proof; closing it needs a second durable write per sync on the acknowledgement's
+//! path (a superblock with the synced length), which would double the sync cost; we choose
+//! not to pay it.
 //!
 //! Finally every group's live entries must follow its snapshot without a hole; a hole means a
 //! segment holding live entries is lost, and `open` refuses.
