@@ -196,14 +196,22 @@ pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, 
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
+    let restore = |why: String| {
+        format!(
+            "{} is damaged: {why}. It says this node was a member of its cluster: write it \
+             again as two lines, `{MEMBER_FORMAT}` and `members=` with the members that \
+             `cohort members list` shows, as ID=HOST:PORT,…, and start the node again",
+            path.display()
+        )
+    };
     let mut lines = text.lines();
     let members = (lines.next() == Some(MEMBER_FORMAT))
         .then(|| lines.next()?.strip_prefix("members="))
         .flatten()
-        .ok_or_else(|| format!("{} is damaged: not `{MEMBER_FORMAT}`", path.display()))?;
+        .ok_or_else(|| restore(format!("not `{MEMBER_FORMAT}`")))?;
     super::config::parse_members(members)
         .map(Some)
-        .map_err(|error| format!("{} is damaged: {error}", path.display()))
+        .map_err(|error| restore(error.to_string()))
 }
 
 #[cfg(test)]

@@ -33,8 +33,12 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
         Ok(text) => {
             let (value, starts) = parse(&text).ok_or_else(|| {
                 format!(
-                    "{} is damaged: it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER",
-                    path.display()
+                    "{} is damaged: it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER. \
+                     If the log beside it is intact, move the file away and start the node: \
+                     its peers refuse it, each naming the `incarnation=` and `starts=` to put \
+                     back in a file of those three lines; then start it again. If not, {}",
+                    path.display(),
+                    super::snapshot_file::REPLACE_THE_NODE
                 )
             })?;
             (value, starts, false)

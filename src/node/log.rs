@@ -498,16 +498,18 @@ impl WalLog {
             Some(s) if s.meta.index.0 < marker => {
                 return Err(format!(
                     "group {group}: the WAL says a snapshot at {marker} was taken, but the \
-                     snapshot file holds {}",
-                    s.meta.index
+                     snapshot file holds {}: {}",
+                    s.meta.index,
+                    super::snapshot_file::REPLACE_THE_NODE
                 ));
             }
             Some(s) => s,
             None if marker > 0 => {
                 return Err(format!(
                     "group {group}: the WAL says a snapshot at {marker} was taken, but its file \
-                     is missing from {}",
-                    self.dir.display()
+                     is missing from {}: put it back if it was moved; else {}",
+                    self.dir.display(),
+                    super::snapshot_file::REPLACE_THE_NODE
                 ));
             }
             None => Snapshot::default(),

@@ -127,21 +127,25 @@ pub fn read(dir: &Path, group: u32) -> Result<Option<Snapshot>, String> {
         .map(Some)
         .map_err(|unread| match unread {
             Unread::OtherLayout => format!(
-                "{}: a snapshot file of a layout this build does not read (a newer build's, or its \
-             first bytes are damaged): keep it, as it may hold the group's state up to its \
-             index, and run the build that wrote it",
+                "{}: a snapshot file of a later layout than this build reads: a newer build \
+                 wrote it, or its first bytes are damaged. If this node ran a newer build, keep \
+                 the file (it may hold the group's state up to its index) and run that build; \
+                 if not, it is damaged: {REPLACE_THE_NODE}",
                 file.display()
             ),
             Unread::Damaged(what) => format!(
                 "{}: snapshot file is damaged ({what}); it holds the group's state up to its \
-             index, so the node will not start without it. What it acknowledged is on the \
-             other members: replace it as a dead node (`cohort members remove --id` with its \
-             id, at another member, then start a node with a new id and an empty data dir with \
-             --join), and keep this data dir to look into",
+                 index, so the node will not start without it: {REPLACE_THE_NODE}",
                 file.display()
             ),
         })
 }
+
+/// What to do with a node whose data is damaged (said after why).
+pub const REPLACE_THE_NODE: &str = "what it acknowledged is on the other members: replace it \
+     as a dead node (`cohort members remove --id` with its id, at another member, then start \
+     a node with a new id and an empty data dir with --join), and keep this data dir to look \
+     into";
 
 /// Why a snapshot file was not read.
 #[derive(Debug, PartialEq)]
@@ -156,7 +160,11 @@ fn decode(bytes: &Bytes, group: u32) -> Result<Snapshot, Unread> {
     let padded = match bytes.get(..4) {
         Some(magic) if magic == MAGIC => true,
         Some(magic) if magic == MAGIC_UNPADDED => false,
-        Some(magic) if magic.starts_with(MAGIC_PREFIX) => return Err(Unread::OtherLayout),
+        // A later layout is numbered on: any other byte there is damage (found by a tester:
+        // one flipped bit made `CSN"`, said to be a newer build's).
+        Some(magic) if magic.starts_with(MAGIC_PREFIX) && magic[3].is_ascii_digit() => {
+            return Err(Unread::OtherLayout);
+        }
         _ => return Err(Unread::Damaged("bad magic")),
     };
     decode_checked(bytes, group, padded).map_err(Unread::Damaged)
@@ -308,9 +316,14 @@ mod tests {
         fs::write(path(&dir, 3, 10), &newer).unwrap();
         let error = read(&dir, 3).unwrap_err();
         assert!(
-            error.contains("does not read") && !error.contains("file is damaged"),
+            error.contains("later layout") && !error.contains("file is damaged"),
             "{error}"
         );
+        // A flipped bit there is no layout (found by a tester: said to be a newer build's).
+        newer[..4].copy_from_slice(b"CSN\"");
+        fs::write(path(&dir, 3, 10), &newer).unwrap();
+        let error = read(&dir, 3).unwrap_err();
+        assert!(error.contains("file is damaged (bad magic)"), "{error}");
         fs::remove_file(path(&dir, 3, 10)).unwrap();
         // The first layout: the data right after its length.
         let mut old = MAGIC_UNPADDED.to_vec();
