@@ -63,7 +63,7 @@ pub struct NodeFlags {
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
     /// MiB of keys and values each node may hold (see `serve --kv-quota-mib`) [default: a
-    /// quarter of the machine's memory].
+    /// quarter of the memory this process may use, shared by the nodes].
     #[arg(long)]
     pub kv_quota_mib: Option<u64>,
 }
@@ -661,9 +661,11 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     if flags.broadcast_commit {
         args.push("--broadcast-commit".to_string());
     }
-    if let Some(mib) = flags.kv_quota_mib {
-        args.extend(["--kv-quota-mib".to_string(), mib.to_string()]);
-    }
+    // The nodes share one machine: each gets its share of the default quota (found in
+    // review: each took a quarter of the machine's memory).
+    let kv_quota_mib = (flags.kv_quota_mib)
+        .unwrap_or_else(|| ((crate::sys::memory_bytes() / 4 / NODES) >> 20).max(1));
+    args.extend(["--kv-quota-mib".to_string(), kv_quota_mib.to_string()]);
     args
 }
 

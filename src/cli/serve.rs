@@ -117,7 +117,8 @@ pub struct ServeArgs {
     /// shared evenly by its cores; a leader whose core holds its share refuses writes that
     /// may add data (puts, compare-and-swaps, put-if-absents) with a "no space" error, and
     /// takes gets and deletes. Memory is what a state machine runs out of first, on every
-    /// member at once (0: no quota) [default: a quarter of the machine's memory].
+    /// member at once (0: no quota) [default: a quarter of the memory this process may use:
+    /// the machine's, or its cgroup's limit].
     #[arg(long)]
     pub kv_quota_mib: Option<u64>,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).
@@ -253,7 +254,7 @@ impl ServeArgs {
             snapshot_chunk_bytes: self.snapshot_chunk_kib.saturating_mul(1 << 10),
             kv_quota_bytes: match self.kv_quota_mib {
                 Some(mib) => mib.saturating_mul(1 << 20),
-                None => crate::sys::physical_memory_bytes() / 4,
+                None => crate::sys::memory_bytes() / 4,
             },
             leader_balance_margin: (!self.no_leader_balance).then_some(self.leader_balance_margin),
         };

@@ -584,10 +584,16 @@ impl WalLog {
         let Some(state) = self.wal.group(group).and_then(|g| g.hard_state) else {
             return Ok(());
         };
+        // A record proves synced only what was durable when it was written: with a sync
+        // still in flight, not the records that sync carries (review 274: they were taken
+        // for proved, and never were).
+        let proves_all = self.wal.durable_lsn() == self.wal.next_lsn();
         match self.wal.set_hard_state(group, state) {
             Ok(()) => {
                 self.vote_proof_unsynced = true;
-                self.proved_through = self.wal.next_lsn();
+                if proves_all {
+                    self.proved_through = self.wal.next_lsn();
+                }
                 Ok(())
             }
             Err(WalError::NotReady { .. } | WalError::NoRoom { .. }) => {
@@ -632,13 +638,16 @@ impl WalLog {
     }
 
     /// The group whose hard state [`WalLog::prove_synced`] would write again, if a proof is
-    /// due: none before the log was quiet for [`PROOF_QUIET`] after the sync, nor where
-    /// something was written since (it proves the sync), or where a
+    /// due: none before the log was quiet for [`PROOF_QUIET`] after the sync, nor while a
+    /// sync is in flight (its end calls for a proof again), nor where something was written
+    /// since (it proves the sync), or where a
     /// vote waits for room to be proved (its proof will prove them too), nor while the next
     /// segment is not ready (the room left is kept for votes and snapshot markers).
     fn proof_due(&self) -> Option<u64> {
         let (next_lsn, group, synced_at) = self.synced_unproved?;
+        // Every record written durable (no sync in flight): the proof proves them all.
         let quiet = self.wal.next_lsn() == next_lsn
+            && self.wal.durable_lsn() == next_lsn
             && crate::clock::now().duration_since(synced_at) >= PROOF_QUIET;
         (quiet && self.vote_unproved.is_none() && !self.wal.needs_prepare()).then_some(group)
     }
@@ -1684,6 +1693,48 @@ mod tests {
         })
         .expect("executor");
         assert_damage_refused(&dir, b"entry 4");
+        std::fs::remove_dir_all(kept).expect("cleanup");
+    }
+
+    /// Goal (review 274): entries whose sync was in flight while the sync before it ended
+    /// and a proof was written are proved too (the proof proved only what was durable when
+    /// it was written, and they were taken for proved). Method: two batches, each with a
+    /// sync begun; the first finished; quiet past `PROOF_QUIET`; a third sync begun (as an
+    /// idle core's next tick would); the rest finished, then every sync the log asks for once
+    /// quiet; one bit of the second batch's last entry flipped: the log is refused.
+    #[test]
+    fn entries_synced_while_another_sync_ended_are_proved_too() {
+        let dir = temp_dir("entries-proof-overlap");
+        let (inner, kept) = (dir.clone(), dir.clone());
+        crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            let state = HardState {
+                term: Term(1),
+                vote: NodeId(1),
+                commit: LogIndex(0),
+            };
+            log.write(GROUP, &[], Some(state)).expect("write");
+            log.sync().await.expect("sync");
+            log.write(GROUP, &entries(2..=3, 1), None).expect("write");
+            let first = log.begin_sync().expect("sync begun");
+            log.write(GROUP, &entries(4..=5, 1), None).expect("write");
+            let second = log.begin_sync().expect("sync begun");
+            log.finish_sync(first.await).expect("sync");
+            glommio::timer::sleep(2 * PROOF_QUIET).await;
+            let third = log.begin_sync().expect("sync begun");
+            log.finish_sync(second.await).expect("sync");
+            log.finish_sync(third.await).expect("sync");
+            for _ in 0..10 {
+                glommio::timer::sleep(2 * PROOF_QUIET).await;
+                if !log.wants_sync() {
+                    return;
+                }
+                log.sync().await.expect("sync");
+            }
+            panic!("the log asks for syncs without end");
+        })
+        .expect("executor");
+        assert_damage_refused(&dir, b"entry 5");
         std::fs::remove_dir_all(kept).expect("cleanup");
     }
 

@@ -109,6 +109,45 @@ pub fn physical_memory_bytes() -> u64 {
     pages.saturating_mul(page)
 }
 
+/// The memory this process may use: the machine's, or less where its cgroup limits it (v2
+/// `memory.max`, v1 `memory.limit_in_bytes`: a container's limit, which the machine's count
+/// ignores); 0 if the system does not say.
+pub fn memory_bytes() -> u64 {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroups = read("/proc/self/cgroup").unwrap_or_default();
+    let limit = cgroup_memory_limit(&cgroups, read).unwrap_or(u64::MAX);
+    physical_memory_bytes().min(limit)
+}
+
+/// The smallest memory limit of the cgroups `cgroups` (as `/proc/self/cgroup` lists them)
+/// names, read with `read`; None where none is set. A path the process's mount namespace
+/// does not show (a container's) falls back to the hierarchy's root, which is then its own.
+fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let mut limit: Option<u64> = None;
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (root, file) = match controllers {
+            "" => ("/sys/fs/cgroup", "memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        let path = path.trim_end_matches('/');
+        let found =
+            read(&format!("{root}{path}/{file}")).or_else(|| read(&format!("{root}/{file}")));
+        // "max" (v2) sets none; v1 says none with a huge number, which the machine's bounds.
+        if let Some(bytes) = found.and_then(|text| text.trim().parse::<u64>().ok()) {
+            limit = Some(limit.map_or(bytes, |l| l.min(bytes)));
+        }
+    }
+    limit
+}
+
 /// CLOCK_BOOTTIME: monotonic, and counting the time the machine was suspended, which
 /// CLOCK_MONOTONIC (`Instant`) leaves out.
 pub fn boot_time() -> std::time::Duration {
@@ -329,6 +368,29 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Goal (review 274): a container's memory limit bounds what the node counts on, in
+    /// either cgroup version, and a limit of "max" or no memory controller bounds nothing.
+    #[test]
+    fn a_cgroup_memory_limit_is_found_in_either_version() {
+        let files = |path: &str| match path {
+            "/sys/fs/cgroup/app/memory.max" => Some("2147483648\n".to_string()),
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes" => Some("1073741824\n".to_string()),
+            "/sys/fs/cgroup/free/memory.max" => Some("max\n".to_string()),
+            _ => None,
+        };
+        assert_eq!(cgroup_memory_limit("0::/app\n", files), Some(2 << 30));
+        // v1, its path not shown in this namespace: the root's file.
+        assert_eq!(
+            cgroup_memory_limit("4:memory:/docker/abc\n", files),
+            Some(1 << 30)
+        );
+        assert_eq!(cgroup_memory_limit("0::/free\n", files), None);
+        assert_eq!(cgroup_memory_limit("3:cpuset:/\n", files), None);
+        assert!(memory_bytes() > 0);
+    }
+
     /// Goal: the affinity mask is read whole. Method: std counts the same mask (less a cgroup
     /// quota, if any), and the process runs on at least one CPU of it.
     #[test]

@@ -210,10 +210,11 @@
 //! corruption. The node's log does the same after a sync of entries when nothing was written
 //! after it (an idle core; under load the next batch's records prove the last). (It writes
 //! one at every open too, for a crash between the two syncs, and once there is room where
-//! there was none.) What stays open is a crash within the sync between an acknowledgement
-//! and its proof; closing it needs a second durable write per sync on the acknowledgement's
-//! path (a superblock with the synced length), which would double the sync cost; we choose
-//! not to pay it.
+//! there was none.) What stays open is a crash after an acknowledgement and before its proof
+//! is synced (5 ms of quiet and up to a tick on an idle core; until the next batch's sync
+//! under load; while no next segment is ready, until one is); closing it needs a second
+//! durable write per sync on the acknowledgement's path (a superblock with the synced
+//! length), which would double the sync cost; we choose not to pay it.
 //!
 //! Finally every group's live entries must follow its snapshot without a hole; a hole means a
 //! segment holding live entries is lost, and `open` refuses.
