@@ -324,6 +324,8 @@ impl CoreNet for SimNet {
     }
 
     fn set_log_full(&mut self, _full: bool) {}
+
+    fn set_kv_full(&mut self, _full: bool) {}
 }
 
 impl SimLog {
@@ -1124,6 +1126,7 @@ fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
         let input = Input::Peer {
             from,
             log_full: false,
+            kv_full: false,
             envelopes: vec![envelope],
         };
         node.input(t, input);

@@ -54,6 +54,7 @@ enum Event {
     StateReleased(u64),
     /// The core told its peers whether its log can still grow.
     SaidLogFull(bool),
+    SaidKvFull(bool),
     /// A whole snapshot from a peer was handed to the log to store.
     SnapshotReceived,
     /// The stopping core let the log finish its jobs off the loop.
@@ -420,6 +421,10 @@ impl CoreNet for RecordingNet {
     fn set_log_full(&mut self, full: bool) {
         self.events.borrow_mut().push(Event::SaidLogFull(full));
     }
+
+    fn set_kv_full(&mut self, full: bool) {
+        self.events.borrow_mut().push(Event::SaidKvFull(full));
+    }
 }
 
 /// Node 1's links to nodes 2 and 3, played by a test. What they take waits in `out` for the
@@ -601,6 +606,7 @@ fn peer(sender: u64, envelopes: Vec<Envelope>) -> Input {
     Input::Peer {
         from: sender,
         log_full: false,
+        kv_full: false,
         envelopes,
     }
 }
@@ -836,6 +842,12 @@ fn a_core_says_its_groups_have_no_leader_only_for_groups_that_hold_it() {
 /// A heartbeat answer from `sender` to node 1 in `term`, in a batch that says whether
 /// `sender`'s log is full.
 fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {
+    heartbeat_answer_saying(sender, term, (log_full, false))
+}
+
+/// A heartbeat answer from `sender` to node 1 in `term`, in a batch that says whether
+/// `sender`'s log is full and whether its key-value state holds its quota.
+fn heartbeat_answer_saying(sender: u64, term: u64, (log_full, kv_full): (bool, bool)) -> Input {
     let Input::Peer { envelopes, .. } = from(
         sender,
         1,
@@ -850,6 +862,7 @@ fn heartbeat_answer(sender: u64, term: u64, log_full: bool) -> Input {
     Input::Peer {
         from: sender,
         log_full,
+        kv_full,
         envelopes,
     }
 }
@@ -943,6 +956,10 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
         [Outcome::Results(cohort::kv::written())]
     );
     core = turn(core, &inbox, Input::Tick);
+    assert!(
+        events.borrow().contains(&Event::SaidKvFull(true)),
+        "its peers are told"
+    );
     core = turn(core, &inbox, put_new(2));
     let outcomes = take_outcomes(&outbox);
     assert!(
@@ -961,6 +978,42 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
         take_outcomes(&outbox),
         [Outcome::Results(cohort::kv::written())]
     );
+}
+
+/// Goal (review 274): a leader takes no writes that may add data while a member of the
+/// group that answers says its key-value state holds its quota (a follower applies what its
+/// leader commits, whatever its own quota), and takes them again once it no longer does.
+/// Method: node 1 leads group 0 (node 3 answers); node 3's heartbeat answer says its state
+/// is full: a put is refused with `NoSpace` naming node 3, a delete is not; node 3 says it has
+/// room: a put is proposed (no answer before node 3 acknowledges it).
+#[test]
+fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(
+        core,
+        &inbox,
+        heartbeat_answer_saying(3, term, (false, true)),
+    );
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::NoSpace, message }]
+            if message.contains("node(s) 3 holds its quota")),
+        "{outcomes:?}"
+    );
+    let delete = Op::Delete {
+        key: Bytes::from_static(b"k"),
+    };
+    core = turn(core, &inbox, request(1, 2, delete));
+    assert!(take_outcomes(&outbox).is_empty(), "a delete is proposed");
+    core = turn(
+        core,
+        &inbox,
+        heartbeat_answer_saying(3, term, (false, false)),
+    );
+    let _core = turn(core, &inbox, put(1, 3));
+    assert!(take_outcomes(&outbox).is_empty(), "a put is proposed");
 }
 
 /// Goal (found in review): the connections of a core together hold a bounded weight of

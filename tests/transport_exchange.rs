@@ -171,9 +171,10 @@ fn nodes_on_separate_executors_exchange_both_ways() {
     assert_eq!(received_by_2, traffic(1, 2));
 }
 
-/// Goal: a core whose log cannot grow says so to its peers, and says so no more once it can.
-/// Method: node 1 sends node 2 a message, is told its log is full, sends one more, is told it
-/// has room, sends a third; node 2 sees the flag of each batch as it was when sent.
+/// Goal: a core whose log cannot grow, or whose key-value state holds its quota, says so to
+/// its peers, and says so no more once it does not. Method: node 1 sends node 2 a message,
+/// is told its log is full, sends one more, is told it has room and its state is full, sends
+/// a third; node 2 sees the flags of each batch as they were when sent.
 #[test]
 fn a_full_log_is_said_in_the_batches_sent_while_it_is_full() {
     run_executor(|| async {
@@ -182,14 +183,19 @@ fn a_full_log_is_said_in_the_batches_sent_while_it_is_full() {
         let node1 = Transport::start(config(1, loopback_any_port(), &[(2, node2.local_addr())]))
             .expect("node 1 starts");
         let mut seen = Vec::new();
-        for (index, full) in [(1, false), (2, true), (3, false)] {
+        for (index, full, kv_full) in [(1, false, false), (2, true, false), (3, false, true)] {
             node1.set_log_full(full);
+            node1.set_kv_full(kv_full);
             let message = append(1, 2, 0, index, payload(1, 0, index));
             node1.send(NodeId(2), message).expect("queued");
             let batches = receive(&node2, 1, GUARD).await;
-            seen.extend(batches.iter().map(|b| b.sender_log_full));
+            seen.extend(
+                batches
+                    .iter()
+                    .map(|b| (b.sender_log_full, b.sender_kv_full)),
+            );
         }
-        assert_eq!(seen, [false, true, false]);
+        assert_eq!(seen, [(false, false), (true, false), (false, true)]);
         node1.close().await;
         node2.close().await;
     });

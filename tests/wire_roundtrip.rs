@@ -30,12 +30,12 @@ fn every_message_kind_round_trips() {
         "the fixture must cover every MessageBody variant"
     );
     let decoded = decode_frame(&encode(&envelopes)).expect("valid frame");
-    let sender_log_full = false;
     assert_eq!(
         decoded,
         DecodedFrame::Raft {
             envelopes,
-            sender_log_full
+            sender_log_full: false,
+            sender_kv_full: false,
         }
     );
 }
@@ -85,23 +85,27 @@ fn a_forwarded_batch_of_empty_commands_verifies() {
     assert_eq!(envelopes, [envelope]);
 }
 
-/// Goal: a core whose log cannot grow says so in every batch until it can again. Method: one
-/// encoder, told full then not, encodes three batches; each decodes with what it was told.
+/// Goal: a core whose log cannot grow, or whose key-value state holds its quota, says so in
+/// every batch until it no longer does. Method: one encoder, told each state in turn, encodes
+/// four batches; each decodes with what it was told.
 #[test]
-fn the_sender_says_whether_its_log_is_full_in_every_batch() {
+fn the_sender_says_whether_its_log_or_state_is_full_in_every_batch() {
     let envelopes = common::messages::one_of_every_kind();
     let mut encoder = FrameEncoder::new();
-    for full in [true, true, false] {
-        encoder.set_sender_log_full(full);
+    for (log_full, kv_full) in [(true, false), (true, true), (false, true), (false, false)] {
+        encoder.set_sender_log_full(log_full);
+        encoder.set_sender_kv_full(kv_full);
         encoder.encode_raft(envelopes.iter()).expect("encodes");
         let frame = Bytes::from(encoder.to_frame_vec());
         let Ok(DecodedFrame::Raft {
-            sender_log_full, ..
+            sender_log_full,
+            sender_kv_full,
+            ..
         }) = decode_frame(&frame)
         else {
             panic!("expected a Raft frame");
         };
-        assert_eq!(sender_log_full, full);
+        assert_eq!((sender_log_full, sender_kv_full), (log_full, kv_full));
     }
 }
 
@@ -233,8 +237,12 @@ proptest! {
     #[test]
     fn random_batches_round_trip(batch in common::messages::batch()) {
         let decoded = decode_frame(&encode(&batch)).expect("valid frame");
-        let sender_log_full = false;
-        prop_assert_eq!(decoded, DecodedFrame::Raft { envelopes: batch, sender_log_full });
+        let expected = DecodedFrame::Raft {
+            envelopes: batch,
+            sender_log_full: false,
+            sender_kv_full: false,
+        };
+        prop_assert_eq!(decoded, expected);
     }
 }
 

@@ -288,6 +288,10 @@ impl CoreNet for TransportNet {
     fn set_log_full(&mut self, full: bool) {
         self.0.set_log_full(full);
     }
+
+    fn set_kv_full(&mut self, full: bool) {
+        self.0.set_kv_full(full);
+    }
 }
 
 /// How much shorter than an election timeout of `election_ticks` a leader's lease is: a
@@ -944,6 +948,7 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
         let input = Input::Peer {
             from: inbound.from.0,
             log_full: inbound.sender_log_full,
+            kv_full: inbound.sender_kv_full,
             envelopes: inbound.envelopes,
         };
         // Past the clients: a flood of client frames must not hold back the heartbeats and

@@ -196,6 +196,9 @@ pub trait CoreNet {
     /// Tell the peers, from now on, whether this core's log can no longer grow (they then
     /// hand it no group and do not count on it to store writes).
     fn set_log_full(&mut self, full: bool);
+    /// Tell the peers, from now on, whether this core's key-value state holds its quota
+    /// (their leaders then take no writes that may add data).
+    fn set_kv_full(&mut self, full: bool);
 }
 
 /// Election timeouts some group of a core may go without a leader before the core says so
@@ -218,10 +221,12 @@ struct Transfer {
 
 /// Everything that reaches the loop.
 pub enum Input {
-    /// Raft messages from a peer's same core, and whether that core's log can no longer grow.
+    /// Raft messages from a peer's same core, whether that core's log can no longer grow,
+    /// and whether its key-value state holds its quota.
     Peer {
         from: u64,
         log_full: bool,
+        kv_full: bool,
         envelopes: Vec<Envelope>,
     },
     /// A client connection opened; its replies go to `outbox`, weighed in `held` until
@@ -393,6 +398,13 @@ pub struct Core<L: CoreLog, N> {
     /// What the groups' key-value states hold ([`KvStore::data_bytes`]), as of the last
     /// tick: against `CoreShape::kv_quota_bytes`.
     kv_bytes: u64,
+    /// Whether this core said its key-value state holds its quota (see
+    /// [`CoreNet::set_kv_full`]).
+    said_kv_full: bool,
+    /// Peers whose same core said its key-value state holds its quota: while one answers, a
+    /// group it is a member of takes no writes that may add data (each node checks its own
+    /// quota only where it leads; a follower applies what its leader commits).
+    peers_kv_full: BTreeSet<u64>,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -452,6 +464,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             hooks,
             ticks: 0,
             kv_bytes: 0,
+            said_kv_full: false,
+            peers_kv_full: BTreeSet::new(),
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -818,8 +832,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             Input::Peer {
                 from,
                 log_full,
+                kv_full,
                 envelopes,
             } => {
+                match kv_full {
+                    true => self.peers_kv_full.insert(from),
+                    false => self.peers_kv_full.remove(&from),
+                };
                 if log_full {
                     if self.peers_log_full.insert(from) {
                         // It drops TimeoutNow: a transfer to it not yet told to campaign is
@@ -1014,6 +1033,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             kv_bytes += group.kv.data_bytes();
         }
         self.kv_bytes = kv_bytes;
+        let quota = self.shape.kv_quota_bytes;
+        let kv_full = quota > 0 && kv_bytes >= quota;
+        if kv_full != self.said_kv_full {
+            self.net.set_kv_full(kv_full);
+            self.said_kv_full = kv_full;
+        }
         self.ticks += 1;
         // Snapshot chunks in flight on a dropped connection are lost: resend them now rather
         // than after a stall.
@@ -1526,18 +1551,49 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         )
     }
 
-    /// Why `command` is refused for the core's key-value quota, if it is: it may add to
-    /// states that hold the quota already.
-    fn at_kv_quota(&self, command: &crate::kv::Command) -> Option<String> {
-        let quota = self.shape.kv_quota_bytes;
-        (quota > 0 && self.kv_bytes >= quota && command.may_add_data()).then(|| {
-            let (node, core) = (self.shape.node_id, self.shape.core);
-            format!(
+    /// Why `command` is refused for a key-value quota, if it is: it may add to states that
+    /// hold one already, this core's, or that of a member of `group` that answers (a
+    /// follower applies what its leader commits, so its quota is kept where the group is led,
+    /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
+    /// on a smaller machine grew without bound). A member that does not answer applies
+    /// nothing meanwhile.
+    fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
+        if !command.may_add_data() {
+            return None;
+        }
+        let (node, core, quota) = (
+            self.shape.node_id,
+            self.shape.core,
+            self.shape.kv_quota_bytes,
+        );
+        if quota > 0 && self.kv_bytes >= quota {
+            return Some(format!(
                 "node {node} takes no writes that may add data: the key-value state of its \
                  core {core} holds {} of keys and values, at its quota of {} (its share of \
                  `serve --kv-quota-mib`); deletes and gets are taken",
                 mib(self.kv_bytes),
                 mib(quota)
+            ));
+        }
+        if self.peers_kv_full.is_empty() {
+            return None;
+        }
+        let conf = group.replica.conf_state();
+        let members = (conf.voters.iter())
+            .chain(&conf.voters_outgoing)
+            .chain(&conf.learners)
+            .chain(&conf.learners_next);
+        let full: BTreeSet<u64> = members
+            .filter(|m| self.peers_kv_full.contains(&m.0) && group.replica.peer_answers(**m))
+            .map(|m| m.0)
+            .collect();
+        let full: Vec<String> = full.iter().map(u64::to_string).collect();
+        (!full.is_empty()).then(|| {
+            format!(
+                "node {node} takes no writes that may add data: the key-value state of node(s) \
+                 {} holds its quota (`serve --kv-quota-mib`) on core {core}; deletes and gets \
+                 are taken",
+                full.join(", ")
             )
         })
     }
@@ -1628,7 +1684,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
                 } else if request.command.is_read_only() {
                     None
-                } else if let Some(why) = self.at_kv_quota(&request.command) {
+                } else if let Some(why) = self.at_kv_quota(&request.command, g) {
                     Some((ErrorCode::NoSpace, why))
                 } else {
                     self.no_room_for_writes(group, g)

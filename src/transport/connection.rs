@@ -314,11 +314,12 @@ async fn read_loop(
 /// Decodes one frame and hands its messages to the inbox, waiting while the inbox is full
 /// (which stops this reader, and TCP then stops the peer).
 async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), CloseReason> {
-    let (envelopes, sender_log_full) = match decode_frame(frame)? {
+    let (envelopes, sender_log_full, sender_kv_full) = match decode_frame(frame)? {
         DecodedFrame::Raft {
             envelopes,
             sender_log_full,
-        } => (envelopes, sender_log_full),
+            sender_kv_full,
+        } => (envelopes, sender_log_full, sender_kv_full),
         other => {
             return Err(CloseReason::FrameUnexpected {
                 kind: frame_kind(&other),
@@ -355,6 +356,7 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
         from: peer,
         envelopes,
         sender_log_full,
+        sender_kv_full,
         held_bytes,
         _held: held,
     };
@@ -382,6 +384,7 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
         peer.queue.borrow_mut().take_into(&mut batch);
         peer.room.notify();
         writer.set_sender_log_full(shared.log_full.get());
+        writer.set_sender_kv_full(shared.kv_full.get());
         let outcome = match writer.write_batch(&mut stream, &batch).await {
             Ok(outcome) => outcome,
             Err(error) => return error.into(),

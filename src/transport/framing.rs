@@ -274,6 +274,11 @@ impl FrameWriter {
         self.encoder.set_sender_log_full(full);
     }
 
+    /// See [`FrameEncoder::set_sender_kv_full`].
+    pub fn set_sender_kv_full(&mut self, full: bool) {
+        self.encoder.set_sender_kv_full(full);
+    }
+
     /// Encodes `batch` into as few frames as the frame bounds allow and writes each with one
     /// write. A batch within [`RAFT_MESSAGES_PER_FRAME_MAX`] messages and
     /// [`FRAME_PAYLOAD_BYTES_TARGET`] payload bytes (one loop turn of a healthy peer) is one

@@ -204,6 +204,7 @@ impl Transport {
             stats: Cell::default(),
             renewed: RefCell::default(),
             log_full: Cell::new(false),
+            kv_full: Cell::new(false),
             incarnations,
             inbox_bytes: budget::FifoBudget::new(inbox_bytes_max as u64),
             refusals: Default::default(),
@@ -334,6 +335,12 @@ impl Transport {
     /// (a full disk): they then hand it no group and do not count on it to store writes.
     pub fn set_log_full(&self, full: bool) {
         self.shared.log_full.set(full);
+    }
+
+    /// Says to every peer, in each batch from now on, whether this core's key-value state
+    /// holds its quota: their leaders then take no writes that may add data.
+    pub fn set_kv_full(&self, full: bool) {
+        self.shared.kv_full.set(full);
     }
 
     /// Whether a connection to `peer` has completed its handshake and not failed since, nor

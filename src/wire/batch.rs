@@ -151,7 +151,7 @@ impl Columns {
     pub(super) fn build(
         &self,
         fbb: &mut Builder,
-        sender_log_full: bool,
+        (sender_log_full, sender_kv_full): (bool, bool),
     ) -> WIPOffset<fb::RaftBatch<'static>> {
         let columnar = self.order.len() > self.tables.len();
         let args = fb::RaftBatchArgs {
@@ -168,6 +168,7 @@ impl Columns {
             sender_log_full,
             heartbeat_acknowledged_terms: (!self.heartbeat_terms.is_empty())
                 .then(|| fbb.create_vector(&self.heartbeat_terms)),
+            sender_kv_full,
         };
         fb::RaftBatch::create(fbb, &args)
     }
@@ -472,7 +473,7 @@ mod tests {
                     let table = encode_message(fbb, &mut scratch, &mut proposals, envelope);
                     columns.push_table(table);
                 }
-                let batch = columns.build(fbb, false);
+                let batch = columns.build(fbb, (false, false));
                 (fb::FrameBody::RaftBatch, batch.as_union_value())
             })
             .expect("encodes");

@@ -337,11 +337,13 @@ impl std::error::Error for EncodeError {}
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodedFrame {
     Handshake(Handshake),
-    /// The messages of one peer core's loop turn, for any number of groups, and whether that
-    /// core's log can no longer grow (see [`FrameEncoder::set_sender_log_full`]).
+    /// The messages of one peer core's loop turn, for any number of groups, whether that
+    /// core's log can no longer grow (see [`FrameEncoder::set_sender_log_full`]), and whether
+    /// its key-value state holds its quota (see [`FrameEncoder::set_sender_kv_full`]).
     Raft {
         envelopes: Vec<Envelope>,
         sender_log_full: bool,
+        sender_kv_full: bool,
     },
     /// Client traffic (a request batch, a topology request, an answer …), named by its
     /// body: verified, but not converted here (the client server reads the tables in place
@@ -369,6 +371,7 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
             Ok(DecodedFrame::Raft {
                 envelopes,
                 sender_log_full: batch.sender_log_full(),
+                sender_kv_full: batch.sender_kv_full(),
             })
         }
         // A body this build knows, on the wrong port (found in review: called unknown).
@@ -715,8 +718,10 @@ pub struct FrameEncoder {
     columns: Columns,
     scratch: AppendScratch,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
-    /// Said in every Raft batch: see [`FrameEncoder::set_sender_log_full`].
+    /// Said in every Raft batch: see [`FrameEncoder::set_sender_log_full`] and
+    /// [`FrameEncoder::set_sender_kv_full`].
     sender_log_full: bool,
+    sender_kv_full: bool,
 }
 
 impl Default for FrameEncoder {
@@ -735,6 +740,7 @@ impl FrameEncoder {
             scratch: AppendScratch::default(),
             proposals: Vec::new(),
             sender_log_full: false,
+            sender_kv_full: false,
         }
     }
 
@@ -772,9 +778,9 @@ impl FrameEncoder {
     /// room stayed taken as long as the encoder, counted by no bound.
     pub fn shed_room_over(&mut self, bytes_max: usize) {
         if self.room_bytes() > bytes_max {
-            let sender_log_full = self.sender_log_full;
+            let said = (self.sender_log_full, self.sender_kv_full);
             *self = FrameEncoder::new();
-            self.sender_log_full = sender_log_full;
+            (self.sender_log_full, self.sender_kv_full) = said;
         }
     }
 
@@ -864,6 +870,12 @@ impl FrameEncoder {
         self.sender_log_full = full;
     }
 
+    /// Say in every Raft batch from now on whether the sending core's key-value state holds
+    /// its quota: its peers' leaders then take no writes that may add data.
+    pub fn set_sender_kv_full(&mut self, full: bool) {
+        self.sender_kv_full = full;
+    }
+
     /// Encodes the messages of any number of groups into one frame.
     pub fn encode_raft<'a>(
         &mut self,
@@ -899,7 +911,8 @@ impl FrameEncoder {
                 self.columns.push_table(table);
             }
         }
-        let batch = self.columns.build(&mut self.fbb, self.sender_log_full);
+        let said = (self.sender_log_full, self.sender_kv_full);
+        let batch = self.columns.build(&mut self.fbb, said);
         self.finish(fb::FrameBody::RaftBatch, batch.as_union_value())
     }
 }

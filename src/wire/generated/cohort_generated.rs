@@ -6417,6 +6417,7 @@ impl<'a> RaftBatch<'a> {
   pub const VT_HEARTBEAT_RESPONSES: ::flatbuffers::VOffsetT = 18;
   pub const VT_SENDER_LOG_FULL: ::flatbuffers::VOffsetT = 20;
   pub const VT_HEARTBEAT_ACKNOWLEDGED_TERMS: ::flatbuffers::VOffsetT = 22;
+  pub const VT_SENDER_KV_FULL: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6437,6 +6438,7 @@ impl<'a> RaftBatch<'a> {
     if let Some(x) = args.appends { builder.add_appends(x); }
     if let Some(x) = args.order { builder.add_order(x); }
     if let Some(x) = args.messages { builder.add_messages(x); }
+    builder.add_sender_kv_full(args.sender_kv_full);
     builder.add_sender_log_full(args.sender_log_full);
     builder.finish()
   }
@@ -6512,6 +6514,13 @@ impl<'a> RaftBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(RaftBatch::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, None)}
   }
+  #[inline]
+  pub fn sender_kv_full(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(RaftBatch::VT_SENDER_KV_FULL, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RaftBatch<'_> {
@@ -6530,6 +6539,7 @@ impl ::flatbuffers::Verifiable for RaftBatch<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, HeartbeatResponseRecord>>>("heartbeat_responses", Self::VT_HEARTBEAT_RESPONSES, false)?
      .visit_field::<bool>("sender_log_full", Self::VT_SENDER_LOG_FULL, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("heartbeat_acknowledged_terms", Self::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, false)?
+     .visit_field::<bool>("sender_kv_full", Self::VT_SENDER_KV_FULL, false)?
      .finish();
     Ok(())
   }
@@ -6545,6 +6555,7 @@ pub struct RaftBatchArgs<'a> {
     pub heartbeat_responses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, HeartbeatResponseRecord>>>,
     pub sender_log_full: bool,
     pub heartbeat_acknowledged_terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub sender_kv_full: bool,
 }
 impl<'a> Default for RaftBatchArgs<'a> {
   #[inline]
@@ -6560,6 +6571,7 @@ impl<'a> Default for RaftBatchArgs<'a> {
       heartbeat_responses: None,
       sender_log_full: false,
       heartbeat_acknowledged_terms: None,
+      sender_kv_full: false,
     }
   }
 }
@@ -6610,6 +6622,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftBatchBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RaftBatch::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, heartbeat_acknowledged_terms);
   }
   #[inline]
+  pub fn add_sender_kv_full(&mut self, sender_kv_full: bool) {
+    self.fbb_.push_slot::<bool>(RaftBatch::VT_SENDER_KV_FULL, sender_kv_full, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RaftBatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RaftBatchBuilder {
@@ -6637,6 +6653,7 @@ impl ::core::fmt::Debug for RaftBatch<'_> {
       ds.field("heartbeat_responses", &self.heartbeat_responses());
       ds.field("sender_log_full", &self.sender_log_full());
       ds.field("heartbeat_acknowledged_terms", &self.heartbeat_acknowledged_terms());
+      ds.field("sender_kv_full", &self.sender_kv_full());
       ds.finish()
   }
 }
