@@ -663,9 +663,13 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     }
     // The nodes share one machine: each gets its share of the default quota (found in
     // review: each took a quarter of the machine's memory).
+    // Where the system does not say its memory (0), none, as `serve` (review 275: 1 MiB).
+    let memory_bytes = crate::sys::memory_bytes();
     let kv_quota_mib = (flags.kv_quota_mib)
-        .unwrap_or_else(|| ((crate::sys::memory_bytes() / 4 / NODES) >> 20).max(1));
-    args.extend(["--kv-quota-mib".to_string(), kv_quota_mib.to_string()]);
+        .or((memory_bytes > 0).then(|| ((memory_bytes / 4 / NODES) >> 20).max(1)));
+    if let Some(mib) = kv_quota_mib {
+        args.extend(["--kv-quota-mib".to_string(), mib.to_string()]);
+    }
     args
 }
 

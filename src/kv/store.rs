@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use foldhash::{HashMap, HashMapExt};
 
 use super::blob::Value;
-use super::command::{CommandError, CommandRef, OpRef};
+use super::command::{Command, CommandError, CommandRef, OpRef};
 use super::limits::{VALUE_BYTES_MAX, WRITE_RESULT_BYTES_MAX};
 use super::session::{Admission, Decision, Results, Sessions};
 use super::table::Table;
@@ -86,6 +86,21 @@ impl KvStore {
     /// write quota counts; the table's spare slots and the sessions' answers are left out).
     pub fn data_bytes(&self) -> u64 {
         self.data.bytes() as u64
+    }
+
+    /// Whether `command` was decided before (applied, refused, or its reply gone): applied
+    /// again, it changes nothing and gets that answer, or says its session expired.
+    pub fn decided(&self, command: &Command) -> bool {
+        let Command {
+            client_id,
+            sequence,
+            first_unacked,
+            ..
+        } = *command;
+        !matches!(
+            self.sessions.admit(client_id, sequence, first_unacked),
+            Admission::Apply
+        )
     }
 
     /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_all`]) in

@@ -619,37 +619,43 @@ impl WalLog {
     /// Acknowledgements leave before that proof is synced: a crash within that time still
     /// reads as a torn write.
     fn prove_synced(&mut self) -> io::Result<()> {
-        let Some((next_lsn, _, _)) = self.synced_unproved else {
+        let Some((next_lsn, group, _)) = self.synced_unproved else {
             return Ok(());
         };
         if self.wal.next_lsn() != next_lsn {
-            // Written since: those records prove the sync.
+            // Written since: those records, in the sync now begun, prove the sync (its end
+            // calls for a proof of them in turn).
             self.synced_unproved = None;
             return Ok(());
         }
-        match self.proof_due() {
-            Some(group) => {
-                self.synced_unproved = None;
-                self.prove_vote(group)
-            }
-            // Kept until there is room for the proof.
-            None => Ok(()),
+        if !self.proof_due() {
+            // Kept until the log was quiet, or there is room for the proof.
+            return Ok(());
         }
+        self.synced_unproved = None;
+        self.prove_vote(group)
     }
 
-    /// The group whose hard state [`WalLog::prove_synced`] would write again, if a proof is
-    /// due: none before the log was quiet for [`PROOF_QUIET`] after the sync, nor while a
-    /// sync is in flight (its end calls for a proof again), nor where something was written
-    /// since (it proves the sync), or where a
-    /// vote waits for room to be proved (its proof will prove them too), nor while the next
-    /// segment is not ready (the room left is kept for votes and snapshot markers).
-    fn proof_due(&self) -> Option<u64> {
-        let (next_lsn, group, synced_at) = self.synced_unproved?;
+    /// Whether a sync is due to prove the records a sync made durable last
+    /// ([`WalLog::prove_synced`]): once the log was quiet for [`PROOF_QUIET`] after it,
+    /// where records written since wait for a sync (a commit or a snapshot marker, which
+    /// asks for none: review 275 found that an idle leader's entries stayed unproved behind
+    /// its commit, staged and never written), or where nothing was written since, and no sync
+    /// is in flight (its end calls for a proof again), and no vote waits for room to be
+    /// proved (its proof will prove them too), and the next segment is ready (the room left
+    /// is kept for votes and snapshot markers).
+    fn proof_due(&self) -> bool {
+        let Some((next_lsn, _, synced_at)) = self.synced_unproved else {
+            return false;
+        };
         // Every record written durable (no sync in flight): the proof proves them all.
-        let quiet = self.wal.next_lsn() == next_lsn
-            && self.wal.durable_lsn() == next_lsn
-            && crate::clock::now().duration_since(synced_at) >= PROOF_QUIET;
-        (quiet && self.vote_unproved.is_none() && !self.wal.needs_prepare()).then_some(group)
+        let (written_since, every_record_durable) = (
+            self.wal.next_lsn() != next_lsn,
+            self.wal.durable_lsn() == next_lsn,
+        );
+        (written_since
+            || (every_record_durable && self.vote_unproved.is_none() && !self.wal.needs_prepare()))
+            && crate::clock::now().duration_since(synced_at) >= PROOF_QUIET
     }
 
     /// Whether `group`'s entries in the WAL are `entries`, no more and no less (indexes,
@@ -1212,7 +1218,7 @@ impl CoreLog for WalLog {
     }
 
     fn wants_sync(&self) -> bool {
-        self.wal.reclaim_waits_for_sync() || self.vote_proof_unsynced || self.proof_due().is_some()
+        self.wal.reclaim_waits_for_sync() || self.vote_proof_unsynced || self.proof_due()
     }
 
     type Synced = SyncDone;
@@ -1229,8 +1235,14 @@ impl CoreLog for WalLog {
         let report = self.wal.finish_sync(synced).map_err(io_error)?;
         // Only a sync that made records durable: an empty one (nothing to prove written)
         // would otherwise call for the next, without end.
+        // A proof writes a group's hard state again: one that has one (review 275).
+        let with_hard_state = (report.groups.iter()).find(|synced| {
+            self.wal
+                .group(synced.group)
+                .is_some_and(|g| g.hard_state.is_some())
+        });
         if report.durable_lsn > durable_before.max(self.proved_through)
-            && let Some(synced) = report.groups.first()
+            && let Some(synced) = with_hard_state
         {
             self.synced_unproved = Some((self.wal.next_lsn(), synced.group, crate::clock::now()));
         }
@@ -1689,6 +1701,51 @@ mod tests {
             settle(&mut log).await;
             log.write(GROUP, &entries(2..=4, 1), None).expect("write");
             log.sync().await.expect("sync");
+            settle(&mut log).await;
+        })
+        .expect("executor");
+        assert_damage_refused(&dir, b"entry 4");
+        std::fs::remove_dir_all(kept).expect("cleanup");
+    }
+
+    /// Goal (review 275): entries synced last are proved even where a record that asks for
+    /// no sync follows them: a leader's commit, learned from its followers' acks a moment
+    /// after its own sync (the core writes it and begins no sync; it stayed staged, and the
+    /// proof waited on an idle core for good). Method: entries synced, their commit written
+    /// 1 ms later with no sync, the log given the syncs it asks for; then the entries' last
+    /// record damaged: the log is refused, not cut short.
+    #[test]
+    fn entries_followed_by_a_commit_that_needs_no_sync_are_proved() {
+        let dir = temp_dir("entries-proof-commit");
+        let (inner, kept) = (dir.clone(), dir.clone());
+        crate::node::on_one_executor("wal-log-test", move || async move {
+            let mut log = open_log(&inner).await;
+            let state = HardState {
+                term: Term(1),
+                vote: NodeId(1),
+                commit: LogIndex(0),
+            };
+            log.write(GROUP, &[], Some(state)).expect("write");
+            let settle = async |log: &mut WalLog| {
+                for _ in 0..10 {
+                    glommio::timer::sleep(2 * PROOF_QUIET).await;
+                    if !log.wants_sync() {
+                        return;
+                    }
+                    log.sync().await.expect("sync");
+                }
+                panic!("the log asks for syncs without end");
+            };
+            log.sync().await.expect("sync");
+            settle(&mut log).await;
+            log.write(GROUP, &entries(2..=4, 1), None).expect("write");
+            log.sync().await.expect("sync");
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            let committed = HardState {
+                commit: LogIndex(4),
+                ..state
+            };
+            log.write(GROUP, &[], Some(committed)).expect("write");
             settle(&mut log).await;
         })
         .expect("executor");

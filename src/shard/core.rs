@@ -1558,7 +1558,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// on a smaller machine grew without bound). A member that does not answer applies
     /// nothing meanwhile.
     fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
-        if !command.may_add_data() {
+        // A retry of a write decided before adds nothing: its answer is kept (review 275: a
+        // put that filled the state got "no space" for its retry, and its client no answer).
+        if !command.may_add_data() || group.kv.decided(command) {
             return None;
         }
         let (node, core, quota) = (

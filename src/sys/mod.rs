@@ -120,8 +120,9 @@ pub fn memory_bytes() -> u64 {
 }
 
 /// The smallest memory limit of the cgroups `cgroups` (as `/proc/self/cgroup` lists them)
-/// names, read with `read`; None where none is set. A path the process's mount namespace
-/// does not show (a container's) falls back to the hierarchy's root, which is then its own.
+/// names and of every cgroup above them (a systemd slice's `MemoryMax`, a pod's limit: the
+/// leaf may say none), read with `read`; None where none is set. A path the process's mount
+/// namespace does not show (a container's) leaves the hierarchy's root, which is then its own.
 fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
     let mut limit: Option<u64> = None;
     for line in cgroups.lines() {
@@ -137,12 +138,18 @@ fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&str) -> Option<String>) -> 
             }
             _ => continue,
         };
-        let path = path.trim_end_matches('/');
-        let found =
-            read(&format!("{root}{path}/{file}")).or_else(|| read(&format!("{root}/{file}")));
-        // "max" (v2) sets none; v1 says none with a huge number, which the machine's bounds.
-        if let Some(bytes) = found.and_then(|text| text.trim().parse::<u64>().ok()) {
-            limit = Some(limit.map_or(bytes, |l| l.min(bytes)));
+        let mut path = path.trim_end_matches('/');
+        loop {
+            // "max" (v2) sets none; v1 says none with a huge number, which the machine's
+            // bounds.
+            let found = read(&format!("{root}{path}/{file}"));
+            if let Some(bytes) = found.and_then(|text| text.trim().parse::<u64>().ok()) {
+                limit = Some(limit.map_or(bytes, |l| l.min(bytes)));
+            }
+            match path.rfind('/') {
+                Some(parent) => path = &path[..parent],
+                None => break,
+            }
         }
     }
     limit
@@ -370,17 +377,25 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
 mod tests {
     use super::*;
 
-    /// Goal (review 274): a container's memory limit bounds what the node counts on, in
-    /// either cgroup version, and a limit of "max" or no memory controller bounds nothing.
+    /// Goal (review 274): a container's memory limit, or one on a cgroup above the
+    /// process's, bounds what the node counts on, in either cgroup version, and a limit of
+    /// "max" or no memory controller bounds nothing.
     #[test]
     fn a_cgroup_memory_limit_is_found_in_either_version() {
         let files = |path: &str| match path {
             "/sys/fs/cgroup/app/memory.max" => Some("2147483648\n".to_string()),
             "/sys/fs/cgroup/memory/memory.limit_in_bytes" => Some("1073741824\n".to_string()),
             "/sys/fs/cgroup/free/memory.max" => Some("max\n".to_string()),
+            "/sys/fs/cgroup/user.slice/memory.max" => Some("536870912\n".to_string()),
+            "/sys/fs/cgroup/user.slice/app.scope/memory.max" => Some("max\n".to_string()),
             _ => None,
         };
         assert_eq!(cgroup_memory_limit("0::/app\n", files), Some(2 << 30));
+        // A slice's limit bounds the scopes under it, which say none (review 275).
+        assert_eq!(
+            cgroup_memory_limit("0::/user.slice/app.scope\n", files),
+            Some(1 << 29)
+        );
         // v1, its path not shown in this namespace: the root's file.
         assert_eq!(
             cgroup_memory_limit("4:memory:/docker/abc\n", files),
