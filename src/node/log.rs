@@ -93,6 +93,10 @@ pub struct WalLog {
     /// [`WalLog::prove_synced`]): the log's next lsn when it ended, and a group whose hard
     /// state a proof may write again.
     synced_unproved: Option<(u64, u64, Instant)>,
+    /// The log's next lsn after the last record a proof must follow: entries, a truncation,
+    /// a snapshot marker (a commit alone needs none: dropped, it only moves back; votes are
+    /// proved apart).
+    unproved_through: u64,
     /// The log's next lsn after the last proof written: a sync that made nothing durable
     /// past it needs no proof of its own (else an idle core would prove its proofs).
     proved_through: u64,
@@ -335,6 +339,7 @@ impl WalLog {
             vote_proof_unsynced: false,
             vote_unproved: None,
             synced_unproved: None,
+            unproved_through: 0,
             proved_through: 0,
         };
         let mut recovered = BTreeMap::new();
@@ -637,25 +642,35 @@ impl WalLog {
     }
 
     /// Whether a sync is due to prove the records a sync made durable last
-    /// ([`WalLog::prove_synced`]): once the log was quiet for [`PROOF_QUIET`] after it,
-    /// where records written since wait for a sync (a commit or a snapshot marker, which
-    /// asks for none: review 275 found that an idle leader's entries stayed unproved behind
-    /// its commit, staged and never written), or where nothing was written since, and no sync
-    /// is in flight (its end calls for a proof again), and no vote waits for room to be
-    /// proved (its proof will prove them too), and the next segment is ready (the room left
-    /// is kept for votes and snapshot markers).
+    /// ([`WalLog::prove_synced`]), once the log was quiet for [`PROOF_QUIET`] (no record
+    /// written since the sync ended, or since the last written after it). Either records
+    /// written since wait for a sync (a commit, which asks for none: review 275 found an idle
+    /// leader's entries unproved behind its commit, staged and never written); or nothing was
+    /// written since, and then a proof is written where no sync is in flight (its end calls
+    /// for a proof again), no vote waits for room to be proved (that proof proves them too),
+    /// and the next segment is ready (the room left is kept for votes and snapshot markers).
     fn proof_due(&self) -> bool {
-        let Some((next_lsn, _, synced_at)) = self.synced_unproved else {
+        let Some((next_lsn, _, quiet_since)) = self.synced_unproved else {
             return false;
         };
-        // Every record written durable (no sync in flight): the proof proves them all.
         let (written_since, every_record_durable) = (
             self.wal.next_lsn() != next_lsn,
             self.wal.durable_lsn() == next_lsn,
         );
         (written_since
             || (every_record_durable && self.vote_unproved.is_none() && !self.wal.needs_prepare()))
-            && crate::clock::now().duration_since(synced_at) >= PROOF_QUIET
+            && crate::clock::now().duration_since(quiet_since) >= PROOF_QUIET
+    }
+
+    /// Notes a record written: one a proof must follow where `must_prove`, and, while a
+    /// proof waits, that the log is not quiet yet.
+    fn wrote(&mut self, must_prove: bool) {
+        if must_prove {
+            self.unproved_through = self.wal.next_lsn();
+        }
+        if let Some((_, _, quiet_since)) = &mut self.synced_unproved {
+            *quiet_since = crate::clock::now();
+        }
     }
 
     /// Whether `group`'s entries in the WAL are `entries`, no more and no less (indexes,
@@ -735,7 +750,7 @@ impl WalLog {
             let (index, term) = (write.snapshot.meta.index.0, write.snapshot.meta.term.0);
             if index > self.marker(group) {
                 match self.wal.mark_snapshot(u64::from(group), index, term) {
-                    Ok(()) => {}
+                    Ok(()) => self.wrote(true),
                     // The file stays durable; its marker goes in once the log has room.
                     Err(error) if error.nothing_written() => {
                         *write.written.borrow_mut() = Some(Ok(()));
@@ -866,13 +881,13 @@ impl WalLog {
         let last = self.wal.group(u64::from(group)).map_or(0, |s| s.last_index);
         let keeps_tail = last > index && self.wal.term(u64::from(group), index) == Some(term);
         if last > index && !keeps_tail {
-            self.wal
-                .truncate(u64::from(group), index + 1)
-                .map_err(io_error)?;
+            let truncated = self.wal.truncate(u64::from(group), index + 1);
+            self.wrote(truncated.is_ok());
+            truncated.map_err(io_error)?;
         }
-        self.wal
-            .mark_snapshot(u64::from(group), index, term)
-            .map_err(io_error)
+        let marked = self.wal.mark_snapshot(u64::from(group), index, term);
+        self.wrote(marked.is_ok());
+        marked.map_err(io_error)
     }
 
     /// [`CoreLog::stage`], failing with a [`must_wait`] error where the log cannot take a
@@ -965,9 +980,9 @@ impl WalLog {
                     })
                     .count()
                     .max(1);
-                self.wal
-                    .append_entries(group, first_index, &rest[..count])
-                    .map_err(io_error)?;
+                let appended = self.wal.append_entries(group, first_index, &rest[..count]);
+                self.wrote(appended.is_ok());
+                appended.map_err(io_error)?;
                 *written += count;
                 first_index += count as u64;
                 rest = &rest[count..];
@@ -980,6 +995,7 @@ impl WalLog {
                 commit: state.commit.0,
             };
             self.wal.set_hard_state(group, state).map_err(io_error)?;
+            self.wrote(false);
         }
         Ok(())
     }
@@ -1233,15 +1249,18 @@ impl CoreLog for WalLog {
     fn finish_sync(&mut self, synced: SyncDone) -> io::Result<()> {
         let durable_before = self.wal.durable_lsn();
         let report = self.wal.finish_sync(synced).map_err(io_error)?;
-        // Only a sync that made records durable: an empty one (nothing to prove written)
-        // would otherwise call for the next, without end.
+        // Only a sync that made durable records a proof must follow, none proved yet: an
+        // empty one, or one of a proof, would otherwise call for the next, without end, and
+        // one of a commit alone would cost an idle core a third sync (review 275).
+        let proved = durable_before.max(self.proved_through);
         // A proof writes a group's hard state again: one that has one (review 275).
         let with_hard_state = (report.groups.iter()).find(|synced| {
             self.wal
                 .group(synced.group)
                 .is_some_and(|g| g.hard_state.is_some())
         });
-        if report.durable_lsn > durable_before.max(self.proved_through)
+        if report.durable_lsn > proved
+            && self.unproved_through > proved
             && let Some(synced) = with_hard_state
         {
             self.synced_unproved = Some((self.wal.next_lsn(), synced.group, crate::clock::now()));
@@ -1712,8 +1731,9 @@ mod tests {
     /// no sync follows them: a leader's commit, learned from its followers' acks a moment
     /// after its own sync (the core writes it and begins no sync; it stayed staged, and the
     /// proof waited on an idle core for good). Method: entries synced, their commit written
-    /// 1 ms later with no sync, the log given the syncs it asks for; then the entries' last
-    /// record damaged: the log is refused, not cut short.
+    /// 10 ms later with no sync (no sync is due at once), the log given the syncs it asks for
+    /// (one: the commit's); then the entries' last record damaged: the log is refused, not cut
+    /// short.
     #[test]
     fn entries_followed_by_a_commit_that_needs_no_sync_are_proved() {
         let dir = temp_dir("entries-proof-commit");
@@ -1726,11 +1746,12 @@ mod tests {
                 commit: LogIndex(0),
             };
             log.write(GROUP, &[], Some(state)).expect("write");
+            // The syncs the log asks for once quiet, until it asks for none.
             let settle = async |log: &mut WalLog| {
-                for _ in 0..10 {
+                for syncs in 0..10 {
                     glommio::timer::sleep(2 * PROOF_QUIET).await;
                     if !log.wants_sync() {
-                        return;
+                        return syncs;
                     }
                     log.sync().await.expect("sync");
                 }
@@ -1740,13 +1761,17 @@ mod tests {
             settle(&mut log).await;
             log.write(GROUP, &entries(2..=4, 1), None).expect("write");
             log.sync().await.expect("sync");
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            // The acks come late (slow disks on the followers): a sync at once would go
+            // beside the client's next write; the log is quiet only from the commit on.
+            glommio::timer::sleep(2 * PROOF_QUIET).await;
             let committed = HardState {
                 commit: LogIndex(4),
                 ..state
             };
             log.write(GROUP, &[], Some(committed)).expect("write");
-            settle(&mut log).await;
+            assert!(!log.wants_sync(), "quiet from the last record written");
+            // The commit's sync proves the entries; a commit alone needs no proof.
+            assert_eq!(settle(&mut log).await, 1);
         })
         .expect("executor");
         assert_damage_refused(&dir, b"entry 4");

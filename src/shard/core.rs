@@ -1556,13 +1556,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies what its leader commits, so its quota is kept where the group is led,
     /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
     /// on a smaller machine grew without bound). A member that does not answer applies
-    /// nothing meanwhile.
+    /// nothing meanwhile. A retry of a write already decided is taken: it adds nothing (one
+    /// still in flight is refused, and its client then says the outcome is unknown).
     fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
-        // A retry of a write decided before adds nothing: its answer is kept (review 275: a
-        // put that filled the state got "no space" for its retry, and its client no answer).
-        if !command.may_add_data() || group.kv.decided(command) {
+        if !command.may_add_data() {
             return None;
         }
+        let why = self.kv_full(group)?;
+        // A retry of a write decided before adds nothing: its answer is kept (review 275: a
+        // put that filled the state got "no space" for its retry, and its client no answer).
+        (!group.kv.decided(command)).then_some(why)
+    }
+
+    /// Why writes that may add data are refused in `group` (see [`Core::at_kv_quota`]).
+    fn kv_full(&self, group: &Group) -> Option<String> {
         let (node, core, quota) = (
             self.shape.node_id,
             self.shape.core,

@@ -207,9 +207,10 @@
 //! in the same term. So a sync that made a new term or vote durable says so
 //! ([`SyncReport::vote_group`]), and the node's log then writes one more record and syncs it,
 //! whose `durable_lsn` proves the vote synced: damage to the vote is then refused as mid-log
-//! corruption. The node's log does the same after a sync of entries once the log was quiet
-//! 5 ms (an idle core: what was written since, a commit that asks for no sync, is synced then
-//! and proved in turn; under load the next batch's records prove the last). (It writes
+//! corruption. The node's log does the same after a sync of entries (or of a snapshot
+//! marker, a truncation) once the log was quiet 5 ms (an idle core: a commit written since,
+//! which asks for no sync, is synced then and proves them; under load the next batch's
+//! records prove the last). (It writes
 //! one at every open too, for a crash between the two syncs, and once there is room where
 //! there was none.) What stays open is a crash after an acknowledgement and before its proof
 //! is synced (5 ms of quiet and up to a tick on an idle core; until the next batch's sync
