@@ -130,8 +130,8 @@ impl fmt::Display for WalOpenError {
                 lost,
             } => write!(
                 f,
-                "{file} at offset {offset}: record {lsn} is corrupt, but later records prove \
-                 it was synced; truncating would lose {lost}; refusing to open"
+                "{file} at offset {offset}: record {lsn} is corrupt yet was synced; \
+                 truncating would lose {lost}; refusing to open"
             ),
             WalOpenError::NextSegmentBroken {
                 file,
@@ -143,8 +143,8 @@ impl fmt::Display for WalOpenError {
             } => write!(
                 f,
                 "{file}: {why}: record {lsn}, which goes on from the end of the log in \
-                 {previous} (offset {previous_end}), is missing or corrupt, but later records \
-                 prove it was synced; truncating would lose {lost}; refusing to open"
+                 {previous} (offset {previous_end}), is missing or corrupt yet was synced; \
+                 truncating would lose {lost}; refusing to open"
             ),
             WalOpenError::LogForks { file, offset, lsn } => write!(
                 f,

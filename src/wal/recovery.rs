@@ -281,10 +281,10 @@ pub async fn recover<S: Storage>(storage: &mut S) -> Result<Recovered, WalOpenEr
             }
             StopAction::Refuse => {
                 let lsn = expected.unwrap_or(1);
+                // One row refuses without a fork (see `decision`): a synced record damaged.
                 let lost = format!(
-                    "every record from lsn {lsn} on ({}), although a later record states that \
-                     the log was durable up to lsn {}",
-                    row.why,
+                    "every record from lsn {lsn} on (a later record says the log was durable up \
+                     to lsn {})",
                     later_durable(&segments, &salts, i, stop, expected).saturating_sub(1)
                 );
                 // Zeros to the segment's end, and a next segment that starts with no record
