@@ -1700,22 +1700,7 @@ mod tests {
         let (inner, kept) = (dir.clone(), dir.clone());
         crate::node::on_one_executor("wal-log-test", move || async move {
             let mut log = open_log(&inner).await;
-            let state = HardState {
-                term: Term(1),
-                vote: NodeId(1),
-                commit: LogIndex(0),
-            };
-            log.write(GROUP, &[], Some(state)).expect("write");
-            let settle = async |log: &mut WalLog| {
-                for _ in 0..10 {
-                    glommio::timer::sleep(2 * PROOF_QUIET).await;
-                    if !log.wants_sync() {
-                        return;
-                    }
-                    log.sync().await.expect("sync");
-                }
-                panic!("the log asks for syncs without end");
-            };
+            log.write(GROUP, &[], Some(TERM_1)).expect("write");
             log.sync().await.expect("sync");
             settle(&mut log).await;
             log.write(GROUP, &entries(2..=4, 1), None).expect("write");
@@ -1740,23 +1725,7 @@ mod tests {
         let (inner, kept) = (dir.clone(), dir.clone());
         crate::node::on_one_executor("wal-log-test", move || async move {
             let mut log = open_log(&inner).await;
-            let state = HardState {
-                term: Term(1),
-                vote: NodeId(1),
-                commit: LogIndex(0),
-            };
-            log.write(GROUP, &[], Some(state)).expect("write");
-            // The syncs the log asks for once quiet, until it asks for none.
-            let settle = async |log: &mut WalLog| {
-                for syncs in 0..10 {
-                    glommio::timer::sleep(2 * PROOF_QUIET).await;
-                    if !log.wants_sync() {
-                        return syncs;
-                    }
-                    log.sync().await.expect("sync");
-                }
-                panic!("the log asks for syncs without end");
-            };
+            log.write(GROUP, &[], Some(TERM_1)).expect("write");
             log.sync().await.expect("sync");
             settle(&mut log).await;
             log.write(GROUP, &entries(2..=4, 1), None).expect("write");
@@ -1766,7 +1735,7 @@ mod tests {
             glommio::timer::sleep(2 * PROOF_QUIET).await;
             let committed = HardState {
                 commit: LogIndex(4),
-                ..state
+                ..TERM_1
             };
             log.write(GROUP, &[], Some(committed)).expect("write");
             assert!(!log.wants_sync(), "quiet from the last record written");
@@ -1790,12 +1759,7 @@ mod tests {
         let (inner, kept) = (dir.clone(), dir.clone());
         crate::node::on_one_executor("wal-log-test", move || async move {
             let mut log = open_log(&inner).await;
-            let state = HardState {
-                term: Term(1),
-                vote: NodeId(1),
-                commit: LogIndex(0),
-            };
-            log.write(GROUP, &[], Some(state)).expect("write");
+            log.write(GROUP, &[], Some(TERM_1)).expect("write");
             log.sync().await.expect("sync");
             log.write(GROUP, &entries(2..=3, 1), None).expect("write");
             let first = log.begin_sync().expect("sync begun");
@@ -1806,18 +1770,31 @@ mod tests {
             let third = log.begin_sync().expect("sync begun");
             log.finish_sync(second.await).expect("sync");
             log.finish_sync(third.await).expect("sync");
-            for _ in 0..10 {
-                glommio::timer::sleep(2 * PROOF_QUIET).await;
-                if !log.wants_sync() {
-                    return;
-                }
-                log.sync().await.expect("sync");
-            }
-            panic!("the log asks for syncs without end");
+            settle(&mut log).await;
         })
         .expect("executor");
         assert_damage_refused(&dir, b"entry 5");
         std::fs::remove_dir_all(kept).expect("cleanup");
+    }
+
+    /// A hard state of term 1, voted for node 1, nothing committed.
+    const TERM_1: HardState = HardState {
+        term: Term(1),
+        vote: NodeId(1),
+        commit: LogIndex(0),
+    };
+
+    /// Gives `log` the syncs it asks for once quiet, until it asks for none, and says how
+    /// many.
+    async fn settle(log: &mut WalLog) -> usize {
+        for syncs in 0..10 {
+            glommio::timer::sleep(2 * PROOF_QUIET).await;
+            if !log.wants_sync() {
+                return syncs;
+            }
+            log.sync().await.expect("sync");
+        }
+        panic!("the log asks for syncs without end");
     }
 
     /// Flips one bit of the first record of `dir`'s log that holds the hard state (term,
