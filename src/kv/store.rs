@@ -88,8 +88,9 @@ impl KvStore {
         self.data.bytes() as u64
     }
 
-    /// Whether `command` was decided before (applied, refused, or its reply gone): applied
-    /// again, it changes nothing and gets that answer, or says its session expired.
+    /// Whether `command` was decided before (applied or refused) and its answer is kept:
+    /// applied again, it changes nothing and gets that answer. (One whose session is
+    /// unknown now may find it made by writes applied meanwhile.)
     pub fn decided(&self, command: &Command) -> bool {
         let Command {
             client_id,
@@ -97,9 +98,9 @@ impl KvStore {
             first_unacked,
             ..
         } = *command;
-        !matches!(
+        matches!(
             self.sessions.admit(client_id, sequence, first_unacked),
-            Admission::Apply
+            Admission::Duplicate(_)
         )
     }
 
