@@ -526,6 +526,55 @@ fn a_cluster_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     finish(cluster);
 }
 
+/// Goal (review 274): a follower applies what its leader commits, whatever its own quota, so
+/// while a member that answers holds its quota, the group's leader refuses the writes that
+/// may add data, naming it, and takes them again once deletes made room. Method: one group;
+/// node 3 killed (so another node leads) and started again with a 1 MiB quota, the others with
+/// the default; 64 KiB values under new keys until a put is refused (the 17th at the earliest),
+/// the refusal naming node 3; deletes of the first keys, a put again.
+#[test]
+fn a_cluster_refuses_writes_that_add_while_a_member_holds_its_quota() {
+    let flags = NodeFlags {
+        groups: 1,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_as_given("kv-quota-member", &flags);
+    cluster.kill(3);
+    let args = cluster.args_mut(3);
+    match args.iter().position(|arg| arg == "--kv-quota-mib") {
+        Some(at) => args[at + 1] = "1".to_string(),
+        None => args.extend(["--kv-quota-mib".to_string(), "1".to_string()]),
+    }
+    cluster.restart(3).expect("node 3 starts again");
+    let b1 = cluster.bases[0].clone();
+    let value = "v".repeat(64 << 10);
+    let mut refused = None;
+    for i in 0..64 {
+        let output = cohort_cli(&["put", &format!("key-{i}"), &value, "--nodes", &b1]);
+        if !output.status.success() {
+            refused = Some((i, output));
+            break;
+        }
+        // A tick (10 ms) counts what node 3 holds, its next heartbeat answer says so.
+        wait_ms(100);
+    }
+    let (i, output) = refused.expect("a put refused within 4 MiB");
+    assert!(i >= 16, "refused after {i} puts of 64 KiB, under 1 MiB");
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("node(s) 3 holds its quota"), "{said}");
+    for i in 0..4 {
+        let deleted = cohort_cli(&["delete", &format!("key-{i}"), "--nodes", &b1]);
+        assert!(deleted.status.success(), "{deleted:?}");
+    }
+    let again = eventually(
+        || cohort_cli(&["put", "key-0", &value, "--nodes", &b1]),
+        |output| output.status.success(),
+    );
+    assert!(again.status.success(), "{again:?}");
+    finish(cluster);
+}
+
 /// A node restarted under its id on a wiped data dir (a replaced disk, an operator's slip)
 /// comes back on a new incarnation: the peers that knew it refuse it, and it stops with an
 /// error that says how to replace it, instead of voting again with nothing it acknowledged.
