@@ -1556,18 +1556,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies what its leader commits, so its quota is kept where the group is led,
     /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
     /// on a smaller machine grew without bound). A member that does not answer applies
-    /// nothing meanwhile. A retry of a write decided or in flight is taken: it adds nothing.
+    /// nothing meanwhile. A retry of a write decided before is taken: it adds nothing.
     fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
         if !command.may_add_data() {
             return None;
         }
         let why = self.kv_full(group)?;
-        // A retry of a write decided before, or still in flight, adds nothing: it gets that
-        // write's answer (review 275: a put that filled the state got "no space" for its
-        // retry, and its client no answer).
-        let retry =
-            group.kv.decided(command) || group.holds_write(command.client_id, command.sequence);
-        (!retry).then_some(why)
+        // A retry of a write decided before adds nothing: it gets that write's answer
+        // (review 275: a put that filled the state got "no space" for its retry, and its
+        // client no answer). One still in flight is refused: let through, it would go in the
+        // log again, and a hostile client's copy with other operations could apply where
+        // the first did not (review 278); its client then says the outcome is unknown.
+        (!group.kv.decided(command)).then_some(why)
     }
 
     /// Why writes that may add data are refused in `group` (see [`Core::at_kv_quota`]).

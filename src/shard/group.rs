@@ -293,13 +293,6 @@ impl Group {
         answer_all(self.pending_writes.drain(..), &refused, out);
     }
 
-    /// Whether this leader holds the write `(client_id, sequence)`, taken in or proposed
-    /// and not yet applied.
-    pub(super) fn holds_write(&self, client_id: u64, sequence: u64) -> bool {
-        self.writes.contains((client_id, sequence))
-            || (self.pending_writes.iter()).any(|&(_, c, s)| (c, s) == (client_id, sequence))
-    }
-
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
     /// proposed "not the leader" with its address, as [`Group::propose_pending`] would at
     /// the next turn: for a core whose syncs are all at their cap, which takes no turn.
