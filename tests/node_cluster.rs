@@ -503,20 +503,8 @@ fn a_cluster_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     let cluster = start_as_given("kv-quota", &flags);
     let b1 = cluster.bases[0].clone();
     let value = "v".repeat(64 << 10);
-    let mut refused = None;
-    for i in 0..64 {
-        let output = cohort_cli(&["put", &format!("key-{i}"), &value, "--nodes", &b1]);
-        if !output.status.success() {
-            refused = Some((i, output));
-            break;
-        }
-        // A tick (10 ms) counts what the state holds.
-        wait_ms(30);
-    }
-    let (i, output) = refused.expect("a put refused within 4 MiB");
-    assert!(i >= 16, "refused after {i} puts of 64 KiB, under 1 MiB");
-    assert_eq!(output.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&output.stderr);
+    // A tick (10 ms) counts what the state holds.
+    let said = put_until_refused(&b1, &value, 30);
     assert!(said.contains("quota") && said.contains("deletes"), "{said}");
     let deleted = cohort_cli(&["delete", "key-0", "--nodes", &b1]);
     assert!(deleted.status.success(), "{deleted:?}");
@@ -548,20 +536,8 @@ fn a_cluster_refuses_writes_that_add_while_a_member_holds_its_quota() {
     cluster.restart(3).expect("node 3 starts again");
     let b1 = cluster.bases[0].clone();
     let value = "v".repeat(64 << 10);
-    let mut refused = None;
-    for i in 0..64 {
-        let output = cohort_cli(&["put", &format!("key-{i}"), &value, "--nodes", &b1]);
-        if !output.status.success() {
-            refused = Some((i, output));
-            break;
-        }
-        // A tick (10 ms) counts what node 3 holds, its next heartbeat answer says so.
-        wait_ms(100);
-    }
-    let (i, output) = refused.expect("a put refused within 4 MiB");
-    assert!(i >= 16, "refused after {i} puts of 64 KiB, under 1 MiB");
-    assert_eq!(output.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&output.stderr);
+    // A tick (10 ms) counts what node 3 holds, its next heartbeat answer says so.
+    let said = put_until_refused(&b1, &value, 100);
     assert!(said.contains("node(s) 3 holds its quota"), "{said}");
     for i in 0..4 {
         let deleted = cohort_cli(&["delete", &format!("key-{i}"), "--nodes", &b1]);
@@ -573,6 +549,25 @@ fn a_cluster_refuses_writes_that_add_while_a_member_holds_its_quota() {
     );
     assert!(again.status.success(), "{again:?}");
     finish(cluster);
+}
+
+/// Puts `value` (64 KiB) under new keys through `base`, `pause_ms` apart, until a put is
+/// refused (the 17th at the earliest: a 1 MiB quota), and returns what the refusal said;
+/// it must exit 1.
+fn put_until_refused(base: &str, value: &str, pause_ms: u64) -> String {
+    let mut refused = None;
+    for i in 0..64 {
+        let output = cohort_cli(&["put", &format!("key-{i}"), value, "--nodes", base]);
+        if !output.status.success() {
+            refused = Some((i, output));
+            break;
+        }
+        wait_ms(pause_ms);
+    }
+    let (i, output) = refused.expect("a put refused within 4 MiB");
+    assert!(i >= 16, "refused after {i} puts of 64 KiB, under 1 MiB");
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A node restarted under its id on a wiped data dir (a replaced disk, an operator's slip)

@@ -1699,12 +1699,7 @@ mod tests {
         let dir = temp_dir("entries-proof");
         let (inner, kept) = (dir.clone(), dir.clone());
         crate::node::on_one_executor("wal-log-test", move || async move {
-            let mut log = open_log(&inner).await;
-            log.write(GROUP, &[], Some(TERM_1)).expect("write");
-            log.sync().await.expect("sync");
-            settle(&mut log).await;
-            log.write(GROUP, &entries(2..=4, 1), None).expect("write");
-            log.sync().await.expect("sync");
+            let mut log = entries_synced_last(&inner).await;
             settle(&mut log).await;
         })
         .expect("executor");
@@ -1724,12 +1719,7 @@ mod tests {
         let dir = temp_dir("entries-proof-commit");
         let (inner, kept) = (dir.clone(), dir.clone());
         crate::node::on_one_executor("wal-log-test", move || async move {
-            let mut log = open_log(&inner).await;
-            log.write(GROUP, &[], Some(TERM_1)).expect("write");
-            log.sync().await.expect("sync");
-            settle(&mut log).await;
-            log.write(GROUP, &entries(2..=4, 1), None).expect("write");
-            log.sync().await.expect("sync");
+            let mut log = entries_synced_last(&inner).await;
             // The acks come late (slow disks on the followers): a sync at once would go
             // beside the client's next write; the log is quiet only from the commit on.
             glommio::timer::sleep(2 * PROOF_QUIET).await;
@@ -1783,6 +1773,18 @@ mod tests {
         vote: NodeId(1),
         commit: LogIndex(0),
     };
+
+    /// A log at `dir` whose last records, entries 2 to 4 of term 1, were just synced, after
+    /// a hard state synced and settled (see [`settle`]).
+    async fn entries_synced_last(dir: &Path) -> WalLog {
+        let mut log = open_log(dir).await;
+        log.write(GROUP, &[], Some(TERM_1)).expect("write");
+        log.sync().await.expect("sync");
+        settle(&mut log).await;
+        log.write(GROUP, &entries(2..=4, 1), None).expect("write");
+        log.sync().await.expect("sync");
+        log
+    }
 
     /// Gives `log` the syncs it asks for once quiet, until it asks for none, and says how
     /// many.
