@@ -990,8 +990,12 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
 /// group that answers says its key-value state holds its quota (a follower applies what its
 /// leader commits, whatever its own quota), and takes them again once it no longer does.
 /// Method: node 1 leads group 0 (node 3 answers); node 3's heartbeat answer says its state
-/// is full: a put is refused with `NoSpace` naming node 3, a delete is not; node 3 says it has
-/// room: a put is proposed (no answer before node 3 acknowledges it).
+/// is full: a put is refused with `NoSpace` naming node 3, a delete (its sequence, as nothing
+/// was proposed) is not; node 3 says it has room: a put is proposed (no answer before node 3
+/// acknowledges it); node 3 full again, and the put's connection closed: its retry on a new
+/// connection waits for it, adding no entry (refused, its client could not tell whether it
+/// applied; let through, a second copy went in the log: review 278), and gets its result
+/// once node 3 acknowledges it; a new put is refused.
 #[test]
 fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
     let events = Events::default();
@@ -1011,15 +1015,53 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
     let delete = Op::Delete {
         key: Bytes::from_static(b"k"),
     };
-    core = turn(core, &inbox, request(1, 2, delete));
+    core = turn(core, &inbox, request(1, 1, delete));
     assert!(take_outcomes(&outbox).is_empty(), "a delete is proposed");
     core = turn(
         core,
         &inbox,
         heartbeat_answer_saying(3, term, (false, false)),
     );
-    let _core = turn(core, &inbox, put(1, 3));
+    core = turn(core, &inbox, put(1, 3));
     assert!(take_outcomes(&outbox).is_empty(), "a put is proposed");
+    core = turn(
+        core,
+        &inbox,
+        heartbeat_answer_saying(3, term, (false, true)),
+    );
+    core = turn(core, &inbox, Input::Disconnected(1));
+    let last = core.groups()[&0].replica.last_index();
+    let outbox_2 = Inbox::new(16);
+    core = turn(core, &inbox, connected(2, outbox_2.clone()));
+    core = turn(core, &inbox, put(2, 3));
+    assert!(take_outcomes(&outbox_2).is_empty(), "the retry waits");
+    assert_eq!(
+        core.groups()[&0].replica.last_index(),
+        last,
+        "no second copy"
+    );
+    core = turn(core, &inbox, put(2, 4));
+    let outcomes = take_outcomes(&outbox_2);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::Error {
+                code: ErrorCode::NoSpace,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    let _core = turn(
+        core,
+        &inbox,
+        from(3, 1, term, MessageBody::AppendResponse(ack(last))),
+    );
+    let outcomes = take_outcomes(&outbox_2);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Results(_)]),
+        "{outcomes:?}"
+    );
 }
 
 /// Goal (found in review): the connections of a core together hold a bounded weight of

@@ -1556,7 +1556,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies what its leader commits, so its quota is kept where the group is led,
     /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
     /// on a smaller machine grew without bound). A member that does not answer applies
-    /// nothing meanwhile. A retry of a write decided before is taken: it adds nothing.
+    /// nothing meanwhile. A retry of a write decided before is taken: it adds nothing (as
+    /// one of a write still in flight, which [`Core::route`] lets wait for it).
     fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
         if !command.may_add_data() {
             return None;
@@ -1564,9 +1565,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let why = self.kv_full(group)?;
         // A retry of a write decided before adds nothing: it gets that write's answer
         // (review 275: a put that filled the state got "no space" for its retry, and its
-        // client no answer). One still in flight is refused: let through, it would go in the
-        // log again, and a hostile client's copy with other operations could apply where
-        // the first did not (review 278); its client then says the outcome is unknown.
+        // client no answer).
         (!group.kv.decided(command)).then_some(why)
     }
 
@@ -1694,6 +1693,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 if stopping && g.replica.lead_transferee().is_none() {
                     Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
                 } else if request.command.is_read_only() {
+                    None
+                } else if g.holds_write(request.command.client_id, request.command.sequence) {
+                    // A retry of a write this leader proposed waits for it and adds nothing
+                    // to the log or the state (see `Group::handle`).
                     None
                 } else if let Some(why) = self.at_kv_quota(&request.command, g) {
                     Some((ErrorCode::NoSpace, why))

@@ -201,6 +201,22 @@ impl Group {
         if self.replica.role() != Role::Leader {
             return answer(self.not_leader(&request));
         }
+        let (client_id, sequence) = (request.command.client_id, request.command.sequence);
+        if self.holds_write(client_id, sequence) {
+            // A retry of a write proposed in this term and not yet applied (its client timed
+            // out, or reconnected) waits for it: its answer comes here. Proposed again, it
+            // took the log's room twice, and under a key-value quota it was refused, its
+            // client left not knowing whether the first applied.
+            let term = self.replica.term();
+            let earlier = self.writes.insert((client_id, sequence), (conn, term));
+            if let Some((earlier, _)) = earlier
+                && earlier != conn
+            {
+                let again = self.not_leader_outcome(true);
+                answer_all([(earlier, client_id, sequence)].into_iter(), &again, out);
+            }
+            return;
+        }
         let bytes = request.command.encoded_len();
         if bytes > self.entry_bytes_max {
             let why = format!(
@@ -291,6 +307,15 @@ impl Group {
             },
         };
         answer_all(self.pending_writes.drain(..), &refused, out);
+    }
+
+    /// Whether this leader proposed the write `(client_id, sequence)` in its term and has not
+    /// applied it yet: a retry of it waits for it (see [`Group::handle`]), and adds nothing.
+    /// (One taken in and not yet proposed, in the same loop turn, is not counted: it is
+    /// proposed again, and its second copy applies as a duplicate.)
+    pub(super) fn holds_write(&self, client_id: u64, sequence: u64) -> bool {
+        let term = self.replica.term();
+        (self.writes.get((client_id, sequence))).is_some_and(|&(_, proposed)| proposed == term)
     }
 
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
@@ -619,8 +644,10 @@ impl Group {
         if closed.is_empty() {
             return;
         }
-        self.writes.retain(|(c, _)| !closed.contains(c));
-        // Their commands stay in the pending entry (see `propose_pending`).
+        // Their writes proposed stay, answered into the void when applied (see
+        // `Core::deliver`): a retry from the client's next connection waits for them rather
+        // than going in the log again (see `handle`). Their commands stay in the pending
+        // entry (see `propose_pending`).
         self.pending_writes.retain(|(c, ..)| !closed.contains(c));
         // The weights of the reads let go come off as they go (one pass, not a second over
         // those kept).
