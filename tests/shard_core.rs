@@ -1064,6 +1064,81 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
     );
 }
 
+/// Goal (review 279): a retry of a write whose connection closed before it was proposed
+/// waits for it too, whether the write is still taken in, not proposed (a core at its sync
+/// cap proposes nothing for many passes), or was proposed since: before, the closed
+/// connection's write went unheld, the retry was refused `NoSpace` under a quota, and the
+/// write applied. Method: node 1 leads group 0; in one pass a put on connection 1, node 3
+/// saying its state is full, connection 1 closing, and the put's retry on connection 2:
+/// no `NoSpace`, one entry, and the result on connection 2 once node 3 acknowledges it.
+/// Then a second put on connection 3, which closes in the same pass; node 3 full; its retry
+/// on connection 4: waits, no entry, its result once acknowledged.
+#[test]
+fn a_retry_of_a_write_whose_connection_closed_before_its_proposal_waits_for_it() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    let in_one_pass = |core: TestCore, inputs: Vec<Input>| {
+        for input in inputs {
+            inbox.push_now(input);
+        }
+        turn(core, &inbox, Input::Tick)
+    };
+    let last = core.groups()[&0].replica.last_index();
+    let outbox_2 = Inbox::new(16);
+    core = in_one_pass(
+        core,
+        vec![
+            put(1, 1),
+            heartbeat_answer_saying(3, term, (false, true)),
+            Input::Disconnected(1),
+            connected(2, outbox_2.clone()),
+            put(2, 1),
+        ],
+    );
+    assert!(take_outcomes(&outbox_2).is_empty(), "the retry waits");
+    let after_first = core.groups()[&0].replica.last_index();
+    assert_eq!(after_first, LogIndex(last.0 + 1), "one copy");
+    let acked = |index| from(3, 1, term, MessageBody::AppendResponse(ack(index)));
+    core = turn(core, &inbox, acked(after_first));
+    let outcomes = take_outcomes(&outbox_2);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Results(_)]),
+        "{outcomes:?}"
+    );
+    let outbox_4 = Inbox::new(16);
+    core = in_one_pass(
+        core,
+        vec![
+            heartbeat_answer_saying(3, term, (false, false)),
+            connected(3, Inbox::new(16)),
+            put(3, 2),
+            Input::Disconnected(3),
+        ],
+    );
+    let after_second = core.groups()[&0].replica.last_index();
+    assert_eq!(after_second, LogIndex(after_first.0 + 1), "proposed");
+    core = in_one_pass(
+        core,
+        vec![
+            heartbeat_answer_saying(3, term, (false, true)),
+            connected(4, outbox_4.clone()),
+            put(4, 2),
+        ],
+    );
+    assert!(take_outcomes(&outbox_4).is_empty(), "the retry waits");
+    assert_eq!(
+        core.groups()[&0].replica.last_index(),
+        after_second,
+        "no copy"
+    );
+    let _core = turn(core, &inbox, acked(after_second));
+    let outcomes = take_outcomes(&outbox_4);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Results(_)]),
+        "{outcomes:?}"
+    );
+}
+
 /// Goal (found in review): the connections of a core together hold a bounded weight of
 /// answers not yet written; once the core would hold more, those holding the most are cut
 /// off, not a client that reads (whose writer may hold a little while it writes). Before,
@@ -2482,26 +2557,37 @@ fn a_stopping_follower_does_not_campaign() {
 
 /// Goal: a leader whose other voters all say they take no group (their logs are full, or
 /// they stop too: nodes stopped together) stops at once, rather than wait out its grace for
-/// a handover that cannot happen. Method: node 1 leading group 0; nodes 2 and 3 say their
-/// logs are full; the stop comes with a grace of 50 ticks, then 50 ticks.
+/// a handover that cannot happen; so it does holding the write of a client that is gone
+/// (review 279: kept for the client's retry, it held the stop). Method: node 1 leading
+/// group 0, with and without a write proposed whose connection closed; nodes 2 and 3 say
+/// their logs are full; the stop comes with a grace of 50 ticks, then 50 ticks.
 #[test]
 fn a_leader_no_voter_can_take_over_from_stops_at_once() {
-    let events = Events::default();
-    let (mut core, inbox, _, term) = leader_1(&events, None);
-    core = turn(core, &inbox, heartbeat_answer(2, term, true));
-    core = turn(core, &inbox, heartbeat_answer(3, term, true));
-    let began = core.ticks();
-    inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
-    let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
-        for _ in 0..10 {
-            futures_lite::future::yield_now().await;
+    for client_gone in [false, true] {
+        let events = Events::default();
+        let (mut core, inbox, _, term) = leader_1(&events, None);
+        if client_gone {
+            core = turn(core, &inbox, put(1, 1));
+            core = turn(core, &inbox, Input::Disconnected(1));
+            assert_eq!(core.groups()[&0].waiting(), 1, "the write is held");
         }
-        // The grace's end, should the stop wait for it (pushed into a closed inbox if not).
-        for _ in 0..50 {
-            inbox.push_now(Input::Tick);
-        }
-    }));
-    assert!(core.unwrap().ticks() < began + 50, "stopped at once");
+        core = turn(core, &inbox, heartbeat_answer(2, term, true));
+        core = turn(core, &inbox, heartbeat_answer(3, term, true));
+        let began = core.ticks();
+        inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
+        let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
+            for _ in 0..10 {
+                futures_lite::future::yield_now().await;
+            }
+            // The grace's end, should the stop wait for it (pushed into a closed inbox if
+            // not).
+            for _ in 0..50 {
+                inbox.push_now(Input::Tick);
+            }
+        }));
+        let ticks = core.unwrap().ticks();
+        assert!(ticks < began + 50, "stopped at once ({client_gone})");
+    }
 }
 
 /// Goal: a node stopping after its work tells its peers to hand it no group (as one whose
@@ -2528,8 +2614,10 @@ fn a_stopping_follower_says_so_and_takes_no_group() {
 /// other live voter's log is full) refuses new writes as not taken (and a membership change
 /// as busy, which its client asks again, not as failed), and stops at the end of its grace
 /// though a write it proposed never commits; that write is answered "maybe proposed" as it
-/// lets its clients go. Method: node 1 leading group 0 proposes write 1; node 3 says its
-/// log is full; the stop comes with write 2 and a change, then 5 ticks.
+/// lets its clients go, as is its retry taken in while it stops (review 279: refused "nothing
+/// of this request was taken"). Method: node 1 leading group 0 proposes write 1; node 3
+/// says its log is full; the stop comes with write 2, write 1's retry and a change, then 5
+/// ticks.
 #[test]
 fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_grace() {
     let events = Events::default();
@@ -2540,6 +2628,7 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     let began = core.ticks();
     inbox.push_now(Input::StopAfterWork { grace_ticks: 5 });
     inbox.push_now(put(1, 2));
+    inbox.push_now(put(1, 1));
     let changed = Inbox::new(1);
     let change = MemberChange {
         group: 0,

@@ -614,17 +614,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Whether a stopping core has nothing left to finish: no client waits on its groups,
-    /// and it leads none that another voter could take (a handover under way, or one that
-    /// may yet be tried: a follower not heard from at the first look). A voter whose log is
-    /// full, or that stops too, takes none: nodes stopped together do not wait out their
-    /// grace for each other.
+    /// Whether a stopping core has nothing left to finish: no client waits on its groups
+    /// (the writes of closed connections wait for nobody: review 279, a cluster stopped
+    /// right after its clients were killed waited out its grace for them), and it leads none
+    /// that another voter could take (a handover under way, or one that may yet be tried: a
+    /// follower not heard from at the first look). A voter whose log is full, or that stops
+    /// too, takes none: nodes stopped together do not wait out their grace for each other.
     fn work_finished(&self) -> bool {
         let me = NodeId(self.shape.node_id);
         let may_take = |v: &NodeId| *v != me && !self.peers_log_full.contains(&v.0);
+        let open = |conn| self.outboxes.contains_key(&conn);
         self.groups.values().all(|g| {
             let others = g.replica.conf_state().voters.iter().any(may_take);
-            g.waiting() == 0 && !(g.replica.role() == Role::Leader && others)
+            g.waiting_on(open) == 0 && !(g.replica.role() == Role::Leader && others)
         })
     }
 
@@ -1690,13 +1692,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let no_room = (self.groups.get(&group))
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
-                if stopping && g.replica.lead_transferee().is_none() {
+                let (client_id, sequence) = (request.command.client_id, request.command.sequence);
+                if !request.command.is_read_only() && g.holds_write(client_id, sequence) {
+                    // A retry of a write this leader holds waits for it and adds nothing to
+                    // the log or the state (see `Group::handle`); a stopping leader finishes
+                    // that write anyway (it was told nothing of it was taken: review 279).
+                    None
+                } else if stopping && g.replica.lead_transferee().is_none() {
                     Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
                 } else if request.command.is_read_only() {
-                    None
-                } else if g.holds_write(request.command.client_id, request.command.sequence) {
-                    // A retry of a write this leader proposed waits for it and adds nothing
-                    // to the log or the state (see `Group::handle`).
                     None
                 } else if let Some(why) = self.at_kv_quota(&request.command, g) {
                     Some((ErrorCode::NoSpace, why))

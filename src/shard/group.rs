@@ -57,6 +57,8 @@ pub struct Group {
     /// (see [`crate::kv::CommandRef::read_all`]), and who asked for each (conn, client, sequence).
     pending: BytesMut,
     pending_writes: Vec<(ConnId, u64, u64)>,
+    /// The (client, sequence) of the commands in `pending`: a retry of one waits with it.
+    pending_keys: HashSet<(u64, u64)>,
     /// Since when (the replica's ticks) writes are held while no leader is known.
     held_leaderless_since: Option<u64>,
     /// Reads waiting for their ReadIndex round, by ctx.
@@ -99,6 +101,7 @@ impl Group {
             writes: InFlight::default(),
             pending: BytesMut::new(),
             pending_writes: Vec::new(),
+            pending_keys: HashSet::default(),
             held_leaderless_since: None,
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
@@ -114,12 +117,19 @@ impl Group {
         }
     }
 
-    /// Clients waiting on this group (for tests and shutdown).
+    /// Requests waiting on this group (for tests).
     pub fn waiting(&self) -> usize {
-        self.writes.len()
-            + self.pending_writes.len()
-            + self.reads_unconfirmed.len()
-            + self.reads_confirmed.len()
+        self.waiting_on(|_| true)
+    }
+
+    /// Requests waiting on this group from the connections `open` says are open: the
+    /// writes of closed ones stay until applied (see [`Group::forget_conns`]), but nobody
+    /// waits for their answers.
+    pub fn waiting_on(&self, open: impl Fn(ConnId) -> bool) -> usize {
+        let writes = self.writes.iter().filter(|(_, (conn, _))| open(*conn));
+        let pending = self.pending_writes.iter().filter(|(conn, ..)| open(*conn));
+        let reads = self.reads_unconfirmed.len() + self.reads_confirmed.len();
+        writes.count() + pending.count() + reads
     }
 
     fn not_leader(&self, request: &Request) -> Response {
@@ -202,6 +212,11 @@ impl Group {
             return answer(self.not_leader(&request));
         }
         let (client_id, sequence) = (request.command.client_id, request.command.sequence);
+        if self.pending_keys.contains(&(client_id, sequence)) {
+            // A retry of a write taken in and not yet proposed waits with it: the last
+            // connection to ask gets its answer (see `propose_pending`).
+            return self.pending_writes.push((conn, client_id, sequence));
+        }
         if self.holds_write(client_id, sequence) {
             // A retry of a write proposed in this term and not yet applied (its client timed
             // out, or reconnected) waits for it: its answer comes here. Proposed again, it
@@ -241,9 +256,8 @@ impl Group {
             }
         }
         request.command.encode_into(&mut self.pending);
-        let command = &request.command;
-        self.pending_writes
-            .push((conn, command.client_id, command.sequence));
+        self.pending_writes.push((conn, client_id, sequence));
+        self.pending_keys.insert((client_id, sequence));
     }
 
     /// Propose the writes taken in since the last call as one entry. If the group cannot take
@@ -276,17 +290,19 @@ impl Group {
             self.held_leaderless_since = None;
         }
         // Commands of a connection that closed meanwhile are proposed too: taken in is taken
-        // in, and their clients' retries are answered from the session.
+        // in, and their clients' retries wait for them, or are answered from the session.
         if self.pending.is_empty() || self.holds_writes() {
             return;
         }
         let data = self.pending.split().freeze();
+        self.pending_keys.clear();
         let refused = match self.replica.propose(data) {
             Ok(_) => {
                 let term = self.replica.term();
-                // The same request from two connections at once (a client that reuses its
-                // ids): the earlier is told to ask again, and gets its answer from the
-                // session; it waited for ever, and the later got the earlier's results.
+                // The same request from two connections (a client that reuses its ids, or
+                // one's retry after it reconnected, waiting with it: see `handle`): the
+                // earlier is told to ask again, and gets its answer from the session; it
+                // waited for ever, and the later got the earlier's results.
                 let mut displaced = Vec::new();
                 for (conn, client_id, sequence) in self.pending_writes.drain(..) {
                     let replaced = self.writes.insert((client_id, sequence), (conn, term));
@@ -309,13 +325,14 @@ impl Group {
         answer_all(self.pending_writes.drain(..), &refused, out);
     }
 
-    /// Whether this leader proposed the write `(client_id, sequence)` in its term and has not
-    /// applied it yet: a retry of it waits for it (see [`Group::handle`]), and adds nothing.
-    /// (One taken in and not yet proposed, in the same loop turn, is not counted: it is
-    /// proposed again, and its second copy applies as a duplicate.)
+    /// Whether this leader holds the write `(client_id, sequence)`, taken in, or proposed in
+    /// its term, and not applied yet: a retry of it waits for it (see [`Group::handle`]), and
+    /// adds nothing. (A write proposed in an older term may be lost: its retry is proposed.)
     pub(super) fn holds_write(&self, client_id: u64, sequence: u64) -> bool {
         let term = self.replica.term();
-        (self.writes.get((client_id, sequence))).is_some_and(|&(_, proposed)| proposed == term)
+        let key = (client_id, sequence);
+        self.pending_keys.contains(&key)
+            || (self.writes.get(key)).is_some_and(|&(_, proposed)| proposed == term)
     }
 
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
@@ -331,6 +348,7 @@ impl Group {
     /// Answers every write waiting to be proposed with `outcome`: none of them is in the log.
     fn refuse_pending(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
         self.pending.clear();
+        self.pending_keys.clear();
         answer_all(self.pending_writes.drain(..), outcome, out);
     }
 
@@ -644,11 +662,9 @@ impl Group {
         if closed.is_empty() {
             return;
         }
-        // Their writes proposed stay, answered into the void when applied (see
+        // Their writes stay, taken in or proposed, answered into the void (see
         // `Core::deliver`): a retry from the client's next connection waits for them rather
-        // than going in the log again (see `handle`). Their commands stay in the pending
-        // entry (see `propose_pending`).
-        self.pending_writes.retain(|(c, ..)| !closed.contains(c));
+        // than going in the log again (see `handle`).
         // The weights of the reads let go come off as they go (one pass, not a second over
         // those kept).
         let mut freed = 0;
@@ -720,7 +736,7 @@ fn answer_all(
 mod tests {
     use super::*;
     use crate::kv::{Command, Ops};
-    use crate::raft::{Config, Persisted};
+    use crate::raft::{Config, LogIndex, Persisted};
     use bytes::Bytes;
 
     fn request(sequence: u64, op: Op, consistency: Consistency) -> Request {
@@ -844,12 +860,71 @@ mod tests {
     }
 
     /// Goal (review 237): the same request (client id and sequence) from two connections at
-    /// once leaves neither without an answer: the earlier connection's waited for ever.
-    /// Method: a sole voter's leader takes a put on connection 1 and the same on
-    /// connection 2 before either is applied; connection 1 is told at once to ask again
-    /// (maybe proposed), and connection 2 gets the write's result once applied.
+    /// once leaves neither without an answer: the earlier connection's waited for ever; and
+    /// (review 279) it goes in the log once. Method: a sole voter's leader takes a put on
+    /// connection 1 and the same on connection 2 before either is applied, proposed between
+    /// them or together; connection 1 is told at once to ask again (maybe proposed), and
+    /// connection 2 gets the write's result once applied; one entry was proposed.
     #[test]
     fn the_same_request_from_two_connections_answers_both() {
+        for propose_between in [true, false] {
+            let (mut group, mut out) = sole_leader();
+            let last = group.replica.last_index();
+            group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);
+            let taken_in = group.pending.len();
+            if propose_between {
+                group.propose_pending(&mut out);
+            }
+            group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
+            if !propose_between {
+                assert_eq!(group.pending.len(), taken_in, "taken in once");
+            }
+            group.propose_pending(&mut out);
+            assert_eq!(
+                group.replica.last_index(),
+                LogIndex(last.0 + 1),
+                "one entry"
+            );
+            settle(&mut group, &mut out);
+            assert!(
+                matches!(&answers_to(&out, 1)[..], [Answer { response, .. }]
+                    if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
+                "{out:?}"
+            );
+            assert!(
+                matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
+                    if matches!(response.outcome, Outcome::Results(_))),
+                "{out:?}"
+            );
+        }
+    }
+
+    /// Goal (review 279): a retry waits only for a write proposed in this leader's term: one
+    /// of an older term may be lost (the replica may lead again before the core hears that it
+    /// stopped), so its retry is proposed anew, not left waiting for a write that never
+    /// applies. Method: a sole voter's leader holds a write of an older term (put in by hand,
+    /// as a leader re-elected before its Ready is handled leaves it); the same request on
+    /// connection 2 is proposed (one entry more) and answered once applied.
+    #[test]
+    fn a_retry_of_a_write_of_an_older_term_is_proposed_again() {
+        let (mut group, mut out) = sole_leader();
+        let older = Term(group.replica.term().0 - 1);
+        group.writes.insert((1, 1), (1, older));
+        let last = group.replica.last_index();
+        group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
+        group.propose_pending(&mut out);
+        assert_eq!(group.replica.last_index(), LogIndex(last.0 + 1), "proposed");
+        settle(&mut group, &mut out);
+        assert!(
+            matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::Results(_))),
+            "{out:?}"
+        );
+    }
+
+    /// A sole voter elected and settled, its clients answered at 127.0.0.1:7101; and where
+    /// answers go.
+    fn sole_leader() -> (Group, Vec<Answer>) {
         let mut replica = Replica::new(
             Config::new(NodeId(1)),
             7,
@@ -861,30 +936,18 @@ mod tests {
         let mut out = Vec::new();
         settle(&mut group, &mut out);
         out.clear();
-        let put = || Op::Put {
+        (group, out)
+    }
+
+    fn put() -> Op {
+        Op::Put {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"v"),
-        };
-        group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);
-        group.propose_pending(&mut out);
-        group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
-        group.propose_pending(&mut out);
-        settle(&mut group, &mut out);
-        let to = |conn| {
-            out.iter()
-                .filter(move |a| a.conn == conn)
-                .collect::<Vec<_>>()
-        };
-        assert!(
-            matches!(&to(1)[..], [Answer { response, .. }]
-                if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
-            "{out:?}"
-        );
-        assert!(
-            matches!(&to(2)[..], [Answer { response, .. }]
-                if matches!(response.outcome, Outcome::Results(_))),
-            "{out:?}"
-        );
+        }
+    }
+
+    fn answers_to(out: &[Answer], conn: ConnId) -> Vec<&Answer> {
+        out.iter().filter(|a| a.conn == conn).collect()
     }
 
     /// The sole voter's write committed and not applied (its Ready persisted, its committed
