@@ -2534,6 +2534,37 @@ fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
     assert_eq!(tried, BTreeSet::from([NodeId(2), NodeId(3)]));
 }
 
+/// Goal: a stopping leader hands its group to a follower heard from lately, not to one
+/// silent for four heartbeat intervals that Raft still counts active (found in a test: a
+/// node stopped a second after another was killed handed a group to the dead one, whose
+/// writes waited an election timeout). Method: node 1 leads group 0 with nodes 2 and 3
+/// caught up; 10 ticks (heartbeats every 2) with node 3 answering and node 2 silent; the
+/// stop hands the group to node 3 (node 2 comes first where both answer).
+#[test]
+fn a_stopping_leader_hands_its_group_to_a_follower_heard_from_lately() {
+    for node_2_silent in [true, false] {
+        let events = Events::default();
+        let (mut core, inbox, _, term) = leader_1(&events, None);
+        let last = core.groups()[&0].replica.last_index();
+        core = turn(
+            core,
+            &inbox,
+            from(2, 1, term, MessageBody::AppendResponse(ack(last))),
+        );
+        for _ in 0..10 {
+            core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(3, term, false));
+            if !node_2_silent {
+                core = turn(core, &inbox, heartbeat_answer(2, term, false));
+            }
+        }
+        core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 100 });
+        let to = core.groups()[&0].replica.lead_transferee();
+        let expected = if node_2_silent { 3 } else { 2 };
+        assert_eq!(to, Some(NodeId(expected)), "node 2 silent: {node_2_silent}");
+    }
+}
+
 /// Goal: a stopping node takes no group it follows on the way out: its election timeouts
 /// pass without a campaign (it would take the group only to hand it over again). Method:
 /// node 2, a follower that hears from no leader, told to stop with a long grace, then ticked

@@ -366,6 +366,11 @@ impl Replica {
         self.config.election_timeout_ticks
     }
 
+    /// Ticks between this replica's heartbeats, while it leads.
+    pub fn heartbeat_interval_ticks(&self) -> u32 {
+        self.config.heartbeat_interval_ticks
+    }
+
     /// While this leader hands leadership over: the voter it hands it to. Proposals are
     /// refused meanwhile ([`ProposeError::TransferInProgress`]).
     pub fn lead_transferee(&self) -> Option<NodeId> {

@@ -45,8 +45,8 @@ use crate::proto::status::{CoreRows, GroupRow};
 use crate::proto::topology::{client_address, core_of, group_of};
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{
-    Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, ProgressState,
-    Ready, Role, Snapshot, Term, TransferError,
+    Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, PeerStatus,
+    ProgressState, Ready, Role, Snapshot, Term, TransferError,
 };
 use crate::wire::Envelope;
 
@@ -405,6 +405,9 @@ pub struct Core<L: CoreLog, N> {
     /// group it is a member of takes no writes that may add data (each node checks its own
     /// quota only where it leads; a follower applies what its leader commits).
     peers_kv_full: BTreeSet<u64>,
+    /// The tick each peer's same core was last heard from (any batch): a group is handed
+    /// only to a peer heard from lately (see [`Core::hand_over_leaders`]).
+    peers_heard_tick: HashMap<u64, u64>,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -466,6 +469,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             kv_bytes: 0,
             said_kv_full: false,
             peers_kv_full: BTreeSet::new(),
+            peers_heard_tick: HashMap::new(),
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -837,6 +841,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 kv_full,
                 envelopes,
             } => {
+                self.peers_heard_tick.insert(from, self.ticks);
                 match kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
@@ -1380,6 +1385,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
         let stuck = self.said_sync_stuck;
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
+        let peers_heard_tick = &self.peers_heard_tick;
         let stopping = self.stopping_by.is_some();
         let short = self.log.short_of_space().is_some() || stuck || stopping;
         // For balance, only nodes every group of the core counts among its voters: one that
@@ -1396,12 +1402,23 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .iter()
             .map(|(&id, g)| {
                 let status = g.replica.status();
+                // A peer not heard from in four heartbeat intervals takes no group, though
+                // Raft counts it active until its next CheckQuorum round: handed one, a node
+                // that died a moment ago holds the group's writes until the handover times
+                // out, an election timeout (found in a test: a node stopped a second after
+                // another was killed handed a group to the dead one and waited 5 s out with
+                // `--election-ticks 500`).
+                let quiet_ticks = 4 * u64::from(g.replica.heartbeat_interval_ticks());
+                let heard = |p: &&PeerStatus| {
+                    (peers_heard_tick.get(&p.id.0)).is_some_and(|&at| ticks <= at + quiet_ticks)
+                };
                 let ready = status
                     .peers
                     .iter()
                     // Stopping, one heard from in the last round counts too: the first look
                     // may fall just after a check-quorum cleared every mark.
                     .filter(|p| p.recent_active || (stopping && g.replica.peer_answers(p.id)))
+                    .filter(heard)
                     // A follower whose queue is full would hold the group's writes while the
                     // queue drains.
                     .filter(|p| p.state == ProgressState::Replicate && !p.queue_full)
