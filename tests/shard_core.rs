@@ -755,8 +755,17 @@ fn leader_1(
     events: &Events,
     short_of_space: Option<String>,
 ) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
+    leader_1_gated(events, short_of_space, Gate::new(true))
+}
+
+/// As [`leader_1`], its syncs ending while `gate` is open.
+fn leader_1_gated(
+    events: &Events,
+    short_of_space: Option<String>,
+    gate: Gate,
+) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
     let log = (true, 0, false);
-    let (core, inbox) = core_of_groups(1, events, log, Gate::new(true), 1, short_of_space, |_| {});
+    let (core, inbox) = core_of_groups(1, events, log, gate, 1, short_of_space, |_| {});
     let (mut core, term) = elect_1(core, &inbox, events);
     assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
     let last = core.groups()[&0].replica.last_index();
@@ -2428,6 +2437,49 @@ fn requests_that_reach_a_stopping_core_are_answered() {
     assert_answered_busy_as_stopping(&changed);
 }
 
+/// Goal (review 281): a retry of a write the leader holds that reaches it while it stops,
+/// waiting for its syncs, waits for that write, answered as it is when the core lets its
+/// clients go ("maybe proposed"); it was told nothing of it was taken. Method: leader 1
+/// proposes write 1 (node 3 does not acknowledge it); write 2's sync is held; a stop comes,
+/// then write 1's retry on connection 2; the sync ends.
+#[test]
+fn a_retry_that_reaches_a_stopping_leader_waits_for_its_write() {
+    let (events, gate) = (Events::default(), Gate::new(true));
+    let (mut core, inbox, outbox, _) = leader_1_gated(&events, None, gate.clone());
+    core = turn(core, &inbox, put(1, 1));
+    gate.close();
+    inbox.push_now(put(1, 2));
+    let outbox_2 = Inbox::new(16);
+    let driver = async {
+        assert!(yield_until(|| gate.begun() > 0).await, "write 2's sync");
+        inbox.push_now(Input::Stop);
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        inbox.push_now(connected(2, outbox_2.clone()));
+        inbox.push_now(put(2, 1));
+        gate.open();
+    };
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), driver));
+    let outcomes = take_outcomes(&outbox_2);
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+    core.unwrap().let_clients_go();
+    let outcomes = take_outcomes(&outbox_2);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::NotLeader {
+                maybe_proposed: true,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    // Connection 1 was told at once to ask again for write 1, and write 2 is answered too.
+    let outcomes = take_outcomes(&outbox);
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+}
+
 /// Goal: once its loop stopped, a core answers every client still waiting (found in
 /// review: a leader's writes proposed and not yet committed, and its reads waiting for their
 /// round, went unanswered, the client learning only from the connection's end), and closes
@@ -2645,10 +2697,10 @@ fn a_stopping_follower_says_so_and_takes_no_group() {
 /// other live voter's log is full) refuses new writes as not taken (and a membership change
 /// as busy, which its client asks again, not as failed), and stops at the end of its grace
 /// though a write it proposed never commits; that write is answered "maybe proposed" as it
-/// lets its clients go, as is its retry taken in while it stops (review 279: refused "nothing
-/// of this request was taken"). Method: node 1 leading group 0 proposes write 1; node 3
-/// says its log is full; the stop comes with write 2, write 1's retry and a change, then 5
-/// ticks.
+/// lets its clients go, to its retry taken in on connection 2 while it stops (review 279:
+/// refused "nothing of this request was taken"), connection 1 told at once to ask again.
+/// Method: node 1 leading group 0 proposes write 1; node 3 says its log is full; the stop
+/// comes with write 2, write 1's retry and a change, then 5 ticks.
 #[test]
 fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_grace() {
     let events = Events::default();
@@ -2659,7 +2711,9 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     let began = core.ticks();
     inbox.push_now(Input::StopAfterWork { grace_ticks: 5 });
     inbox.push_now(put(1, 2));
-    inbox.push_now(put(1, 1));
+    let outbox_2 = Inbox::new(16);
+    inbox.push_now(connected(2, outbox_2.clone()));
+    inbox.push_now(put(2, 1));
     let changed = Inbox::new(1);
     let change = MemberChange {
         group: 0,
@@ -2672,18 +2726,23 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     });
     let refused = RefCell::new(Vec::new());
     let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
-        let some = || {
+        let both = || {
             refused.borrow_mut().extend(take_outcomes(&outbox));
-            !refused.borrow().is_empty()
+            refused.borrow().len() == 2
         };
-        assert!(yield_until(some).await, "write 2 is answered at once");
+        assert!(
+            yield_until(both).await,
+            "write 2 and the first wait for write 1 answered"
+        );
         for _ in 0..5 {
             inbox.push_now(Input::Tick);
         }
     }));
     assert!(
-        matches!(&refused.borrow()[..], [Outcome::Error { code: ErrorCode::Busy, message }]
-            if message.contains("stopping: nothing of this request was taken")),
+        matches!(&refused.borrow()[..], [
+            Outcome::Error { code: ErrorCode::Busy, message },
+            Outcome::NotLeader { leader: 1, maybe_proposed: true, .. },
+        ] if message.contains("stopping: nothing of this request was taken")),
         "{:?}",
         refused.borrow()
     );
@@ -2693,7 +2752,8 @@ fn a_leader_that_cannot_hand_over_refuses_writes_and_stops_at_the_end_of_its_gra
     assert_answered_busy_as_stopping(&changed);
     assert!(!events.borrow().contains(&Event::Sent("TimeoutNow")));
     core.let_clients_go();
-    let outcomes = take_outcomes(&outbox);
+    assert!(take_outcomes(&outbox).is_empty());
+    let outcomes = take_outcomes(&outbox_2);
     assert!(
         matches!(
             &outcomes[..],

@@ -137,6 +137,17 @@ impl<T> InFlight<T> {
         }
     }
 
+    pub fn get_mut(&mut self, (id, sequence): Key) -> Option<&mut T> {
+        let in_window = self.by_id.get_mut(&id).and_then(|window| {
+            let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
+            window.slots.get_mut(at)?.as_mut()
+        });
+        match in_window {
+            Some(value) => Some(value),
+            None => self.far.get_mut(&(id, sequence)),
+        }
+    }
+
     /// Empties it, handing over every value.
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         let far = self.far.drain().map(|(_, value)| value);
@@ -206,10 +217,13 @@ mod tests {
                         in_flight.remove((id, sequence)),
                         model.remove(&(id, sequence))
                     ),
-                    _ => prop_assert_eq!(
-                        in_flight.get((id, sequence)),
-                        model.get(&(id, sequence))
-                    ),
+                    _ => {
+                        prop_assert_eq!(in_flight.get((id, sequence)), model.get(&(id, sequence)));
+                        prop_assert_eq!(
+                            in_flight.get_mut((id, sequence)),
+                            model.get_mut(&(id, sequence))
+                        );
+                    }
                 }
                 for window in in_flight.by_id.values() {
                     prop_assert!(window.slots.front().is_some_and(Option::is_some));

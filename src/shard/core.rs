@@ -664,6 +664,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             match input {
                 Input::Requests { conn, requests } => {
                     for request in requests {
+                        // A retry of a write a group holds waits for it, answered as it is
+                        // when the core lets its clients go (review 281: told nothing of it
+                        // was taken).
+                        if let Ok(request) = &request
+                            && self.waits_with_held(conn, request, answers)
+                        {
+                            continue;
+                        }
                         let response = refused_at_stop(request, &why);
                         answers.push(Answer { conn, response });
                     }
@@ -1674,6 +1682,25 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         })
     }
 
+    /// Whether `request` is the retry of a write the group of its keys holds, and now waits
+    /// for it (see [`Group::wait_with_held`]).
+    fn waits_with_held(
+        &mut self,
+        conn: ConnId,
+        request: &Request,
+        answers: &mut Vec<Answer>,
+    ) -> bool {
+        let command = &request.command;
+        let Some(op) = command.ops.first().filter(|_| !command.is_read_only()) else {
+            return false;
+        };
+        let group = group_of(op.key(), self.shape.groups_total);
+        let key = (command.client_id, command.sequence);
+        (self.groups.get_mut(&group))
+            .filter(|g| g.replica.role() == Role::Leader)
+            .is_some_and(|g| g.wait_with_held(conn, key, answers))
+    }
+
     /// Hand a request to the group that owns all of its keys.
     fn route(&mut self, conn: ConnId, request: Request, answers: &mut Vec<Answer>) {
         let total = self.shape.groups_total;
@@ -1709,13 +1736,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let no_room = (self.groups.get(&group))
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
-                let (client_id, sequence) = (request.command.client_id, request.command.sequence);
-                if !request.command.is_read_only() && g.holds_write(client_id, sequence) {
-                    // A retry of a write this leader holds waits for it and adds nothing to
-                    // the log or the state (see `Group::handle`); a stopping leader finishes
-                    // that write anyway (it was told nothing of it was taken: review 279).
-                    None
-                } else if stopping && g.replica.lead_transferee().is_none() {
+                let refusal = if stopping && g.replica.lead_transferee().is_none() {
                     Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
                 } else if request.command.is_read_only() {
                     None
@@ -1724,7 +1745,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 } else {
                     self.no_room_for_writes(group, g)
                         .map(|why| (ErrorCode::Busy, why))
-                }
+                };
+                // A retry of a write this leader holds waits for it and adds nothing to the
+                // log or the state (see `Group::wait_with_held`); a stopping leader finishes
+                // that write anyway (it was told nothing of it was taken: review 279).
+                let key = (request.command.client_id, request.command.sequence);
+                refusal.filter(|_| request.command.is_read_only() || !g.holds_write(key))
             });
         if let Some((code, message)) = no_room {
             let response = Response {

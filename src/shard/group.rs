@@ -12,7 +12,7 @@ use crate::kv::{KvStore, Op, Reply, Results};
 use crate::proto::client::{
     ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request, Response, results_value_bytes,
 };
-use crate::proto::in_flight::InFlight;
+use crate::proto::in_flight::{InFlight, Key};
 use crate::proto::members::decode_addresses;
 use crate::raft::{
     ConfChange, ConfChangeKind, Entry, EntryKind, NodeId, ProposeError, ReadError, ReadState,
@@ -50,15 +50,16 @@ struct PendingRead {
 pub struct Group {
     pub replica: Replica,
     pub kv: KvStore,
-    /// Writes proposed here, by (client, sequence), with the term they were proposed in:
-    /// answered when applied.
-    writes: InFlight<(ConnId, Term)>,
+    /// Writes taken in (no term yet: their commands wait in `pending`) or proposed here (the
+    /// term they were proposed in), by (client, sequence), with the connection waiting for
+    /// each: answered when applied. One row a write: its retries, from any connection, wait
+    /// in it (see [`Group::wait_with_held`]).
+    writes: InFlight<(ConnId, Option<Term>)>,
     /// Writes taken in since the last [`Group::propose_pending`]: the commands of one entry
-    /// (see [`crate::kv::CommandRef::read_all`]), and who asked for each (conn, client, sequence).
+    /// (see [`crate::kv::CommandRef::read_all`]), and their (client, sequence), rows of
+    /// `writes`.
     pending: BytesMut,
-    pending_writes: Vec<(ConnId, u64, u64)>,
-    /// The (client, sequence) of the commands in `pending`: a retry of one waits with it.
-    pending_keys: HashSet<(u64, u64)>,
+    pending_writes: Vec<(u64, u64)>,
     /// Since when (the replica's ticks) writes are held while no leader is known.
     held_leaderless_since: Option<u64>,
     /// Reads waiting for their ReadIndex round, by ctx.
@@ -101,7 +102,6 @@ impl Group {
             writes: InFlight::default(),
             pending: BytesMut::new(),
             pending_writes: Vec::new(),
-            pending_keys: HashSet::default(),
             held_leaderless_since: None,
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
@@ -127,9 +127,7 @@ impl Group {
     /// waits for their answers.
     pub fn waiting_on(&self, open: impl Fn(ConnId) -> bool) -> usize {
         let writes = self.writes.iter().filter(|(_, (conn, _))| open(*conn));
-        let pending = self.pending_writes.iter().filter(|(conn, ..)| open(*conn));
-        let reads = self.reads_unconfirmed.len() + self.reads_confirmed.len();
-        writes.count() + pending.count() + reads
+        writes.count() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
     }
 
     fn not_leader(&self, request: &Request) -> Response {
@@ -211,25 +209,8 @@ impl Group {
         if self.replica.role() != Role::Leader {
             return answer(self.not_leader(&request));
         }
-        let (client_id, sequence) = (request.command.client_id, request.command.sequence);
-        if self.pending_keys.contains(&(client_id, sequence)) {
-            // A retry of a write taken in and not yet proposed waits with it: the last
-            // connection to ask gets its answer (see `propose_pending`).
-            return self.pending_writes.push((conn, client_id, sequence));
-        }
-        if self.holds_write(client_id, sequence) {
-            // A retry of a write proposed in this term and not yet applied (its client timed
-            // out, or reconnected) waits for it: its answer comes here. Proposed again, it
-            // took the log's room twice, and under a key-value quota it was refused, its
-            // client left not knowing whether the first applied.
-            let term = self.replica.term();
-            let earlier = self.writes.insert((client_id, sequence), (conn, term));
-            if let Some((earlier, _)) = earlier
-                && earlier != conn
-            {
-                let again = self.not_leader_outcome(true);
-                answer_all([(earlier, client_id, sequence)].into_iter(), &again, out);
-            }
+        let key = (request.command.client_id, request.command.sequence);
+        if self.wait_with_held(conn, key, out) {
             return;
         }
         let bytes = request.command.encoded_len();
@@ -239,7 +220,8 @@ impl Group {
                  message to a peer, or less with small WAL segments, --segment-mib)",
                 self.entry_bytes_max
             );
-            return answer(error_response(&request, ErrorCode::TooLarge, &why));
+            let response = error_response(&request, ErrorCode::TooLarge, &why);
+            return out.push(Answer { conn, response });
         }
         if self.pending.len() + bytes > self.entry_bytes_max {
             self.propose_pending(out);
@@ -256,10 +238,40 @@ impl Group {
             }
         }
         request.command.encode_into(&mut self.pending);
-        self.pending_writes.push((conn, client_id, sequence));
-        self.pending_keys.insert((client_id, sequence));
+        self.pending_writes.push(key);
+        // A row of an older term goes (its write may be lost, and is proposed again here):
+        // who waited there is told to ask again, and gets its answer from the session.
+        if let Some((earlier, _)) = self.writes.insert(key, (conn, None))
+            && earlier != conn
+        {
+            answer_all(
+                [(earlier, key)].into_iter(),
+                &self.not_leader_outcome(true),
+                out,
+            );
+        }
     }
 
+    /// If this leader holds the write `key` (see [`Group::holds_write`]), its retry on
+    /// `conn` waits for it: its answer comes to `conn`, and a connection that waited before
+    /// is told to ask again (it gets its answer from the session). Proposed again, a retry
+    /// took the log's room twice, and under a key-value quota it was refused, its client
+    /// left not knowing whether the first applied. Whether it waits.
+    pub(super) fn wait_with_held(&mut self, conn: ConnId, key: Key, out: &mut Vec<Answer>) -> bool {
+        if !self.holds_write(key) {
+            return false;
+        }
+        let row = self.writes.get_mut(key).expect("held");
+        let earlier = std::mem::replace(&mut row.0, conn);
+        if earlier != conn {
+            answer_all(
+                [(earlier, key)].into_iter(),
+                &self.not_leader_outcome(true),
+                out,
+            );
+        }
+        true
+    }
     /// Propose the writes taken in since the last call as one entry. If the group cannot take
     /// it (no longer the leader, too much uncommitted), every one of them is answered now.
     ///
@@ -295,25 +307,15 @@ impl Group {
             return;
         }
         let data = self.pending.split().freeze();
-        self.pending_keys.clear();
         let refused = match self.replica.propose(data) {
             Ok(_) => {
-                let term = self.replica.term();
-                // The same request from two connections (a client that reuses its ids, or
-                // one's retry after it reconnected, waiting with it: see `handle`): the
-                // earlier is told to ask again, and gets its answer from the session; it
-                // waited for ever, and the later got the earlier's results.
-                let mut displaced = Vec::new();
-                for (conn, client_id, sequence) in self.pending_writes.drain(..) {
-                    let replaced = self.writes.insert((client_id, sequence), (conn, term));
-                    if let Some((earlier, _)) = replaced
-                        && earlier != conn
-                    {
-                        displaced.push((earlier, client_id, sequence));
+                let term = Some(self.replica.term());
+                for key in self.pending_writes.drain(..) {
+                    // Gone only where an older copy applied and answered it.
+                    if let Some(row) = self.writes.get_mut(key) {
+                        row.1 = term;
                     }
                 }
-                let again = self.not_leader_outcome(true);
-                answer_all(displaced.into_iter(), &again, out);
                 return;
             }
             Err(ProposeError::NotLeader { .. }) => self.not_leader_outcome(false),
@@ -322,17 +324,24 @@ impl Group {
                 message: format!("{error:?}"),
             },
         };
-        answer_all(self.pending_writes.drain(..), &refused, out);
+        self.refuse_taken_in(&refused, out);
     }
 
-    /// Whether this leader holds the write `(client_id, sequence)`, taken in, or proposed in
-    /// its term, and not applied yet: a retry of it waits for it (see [`Group::handle`]), and
-    /// adds nothing. (A write proposed in an older term may be lost: its retry is proposed.)
-    pub(super) fn holds_write(&self, client_id: u64, sequence: u64) -> bool {
+    /// Whether this leader holds the write `key`, taken in, or proposed in its term, and not
+    /// applied yet: a retry of it waits for it (see [`Group::wait_with_held`]), and adds
+    /// nothing. (A write proposed in an older term may be lost: its retry is proposed.)
+    pub(super) fn holds_write(&self, key: Key) -> bool {
         let term = self.replica.term();
-        let key = (client_id, sequence);
-        self.pending_keys.contains(&key)
-            || (self.writes.get(key)).is_some_and(|&(_, proposed)| proposed == term)
+        (self.writes.get(key)).is_some_and(|&(_, proposed)| proposed.is_none_or(|t| t == term))
+    }
+
+    /// Answers the writes taken in since the last proposal with `outcome`, and lets go of
+    /// their rows.
+    fn refuse_taken_in(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
+        let writes = &mut self.writes;
+        let refused = (self.pending_writes.drain(..))
+            .filter_map(|key| writes.remove(key).map(|(conn, _)| (conn, key)));
+        answer_all(refused, outcome, out);
     }
 
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
@@ -348,8 +357,7 @@ impl Group {
     /// Answers every write waiting to be proposed with `outcome`: none of them is in the log.
     fn refuse_pending(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
         self.pending.clear();
-        self.pending_keys.clear();
-        answer_all(self.pending_writes.drain(..), outcome, out);
+        self.refuse_taken_in(outcome, out);
     }
 
     /// Whether commands wait to be proposed (those of closed connections too).
@@ -635,22 +643,23 @@ impl Group {
         self.answer_proposed(stale, &self.not_leader_outcome(true), out);
     }
 
-    /// Answers the writes proposed here in the terms `stale` picks with `outcome`.
+    /// Answers the writes proposed here in the terms `stale` picks with `outcome` (not those
+    /// taken in and not yet proposed: see [`Group::propose_pending`]).
     fn answer_proposed(
         &mut self,
         stale: impl Fn(Term) -> bool,
         outcome: &Outcome,
         out: &mut Vec<Answer>,
     ) {
-        let keys: Vec<(u64, u64)> = self
+        let keys: Vec<Key> = self
             .writes
             .iter()
-            .filter(|(_, (_, proposed))| stale(*proposed))
+            .filter(|(_, (_, proposed))| proposed.is_some_and(&stale))
             .map(|(key, _)| key)
             .collect();
-        let writes = keys.into_iter().map(|key @ (client_id, sequence)| {
+        let writes = keys.into_iter().map(|key| {
             let (conn, _) = self.writes.remove(key).expect("listed");
-            (conn, client_id, sequence)
+            (conn, key)
         });
         answer_all(writes, outcome, out);
     }
@@ -714,13 +723,13 @@ fn error_response(request: &Request, code: ErrorCode, message: &str) -> Response
     )
 }
 
-/// Answers each (connection, client, sequence) of `writes` with `outcome`.
+/// Answers each (connection, (client, sequence)) of `writes` with `outcome`.
 fn answer_all(
-    writes: impl Iterator<Item = (ConnId, u64, u64)>,
+    writes: impl Iterator<Item = (ConnId, Key)>,
     outcome: &Outcome,
     out: &mut Vec<Answer>,
 ) {
-    for (conn, client_id, sequence) in writes {
+    for (conn, (client_id, sequence)) in writes {
         out.push(Answer {
             conn,
             response: Response {
@@ -909,7 +918,7 @@ mod tests {
     fn a_retry_of_a_write_of_an_older_term_is_proposed_again() {
         let (mut group, mut out) = sole_leader();
         let older = Term(group.replica.term().0 - 1);
-        group.writes.insert((1, 1), (1, older));
+        group.writes.insert((1, 1), (1, Some(older)));
         let last = group.replica.last_index();
         group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
         group.propose_pending(&mut out);
@@ -917,6 +926,37 @@ mod tests {
         settle(&mut group, &mut out);
         assert!(
             matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::Results(_))),
+            "{out:?}"
+        );
+    }
+
+    /// Goal (review 281): retries of a write held back (the log takes no entries for a
+    /// moment) hold one row, whatever their number and connections: each added a row, without
+    /// bound, as new writes are refused once the entry is full. Method: a sole voter's leader
+    /// whose log waits takes write 1, then 10,000 retries of it on connections 2 and 3 in
+    /// turn; one row, each displaced connection told at once to ask again; the write is
+    /// taken in once, and once the log takes entries the last connection gets its result.
+    #[test]
+    fn retries_of_a_held_write_hold_one_row() {
+        let (mut group, mut out) = sole_leader();
+        group.log_waits = true;
+        group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);
+        let taken_in = group.pending.len();
+        for i in 0..10_000 {
+            let conn = 2 + i % 2;
+            group.handle(conn, request(1, put(), Consistency::Linearizable), &mut out);
+            group.propose_pending(&mut out);
+        }
+        assert_eq!(group.waiting(), 1);
+        assert_eq!(group.pending.len(), taken_in, "taken in once");
+        assert_eq!(out.len(), 10_000, "each displaced connection told");
+        out.clear();
+        group.log_waits = false;
+        group.propose_pending(&mut out);
+        settle(&mut group, &mut out);
+        assert!(
+            matches!(&answers_to(&out, 3)[..], [Answer { response, .. }]
                 if matches!(response.outcome, Outcome::Results(_))),
             "{out:?}"
         );
