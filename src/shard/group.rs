@@ -272,6 +272,7 @@ impl Group {
         }
         true
     }
+
     /// Propose the writes taken in since the last call as one entry. If the group cannot take
     /// it (no longer the leader, too much uncommitted), every one of them is answered now.
     ///
