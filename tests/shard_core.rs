@@ -1066,11 +1066,7 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
         &inbox,
         from(3, 1, term, MessageBody::AppendResponse(ack(last))),
     );
-    let outcomes = take_outcomes(&outbox_2);
-    assert!(
-        matches!(&outcomes[..], [Outcome::Results(_)]),
-        "{outcomes:?}"
-    );
+    assert_answered_with_results(&outbox_2);
 }
 
 /// Goal (review 279): a retry of a write whose connection closed before it was proposed
@@ -1109,11 +1105,7 @@ fn a_retry_of_a_write_whose_connection_closed_before_its_proposal_waits_for_it()
     assert_eq!(after_first, LogIndex(last.0 + 1), "one copy");
     let acked = |index| from(3, 1, term, MessageBody::AppendResponse(ack(index)));
     core = turn(core, &inbox, acked(after_first));
-    let outcomes = take_outcomes(&outbox_2);
-    assert!(
-        matches!(&outcomes[..], [Outcome::Results(_)]),
-        "{outcomes:?}"
-    );
+    assert_answered_with_results(&outbox_2);
     let outbox_4 = Inbox::new(16);
     core = in_one_pass(
         core,
@@ -1141,11 +1133,7 @@ fn a_retry_of_a_write_whose_connection_closed_before_its_proposal_waits_for_it()
         "no copy"
     );
     let _core = turn(core, &inbox, acked(after_second));
-    let outcomes = take_outcomes(&outbox_4);
-    assert!(
-        matches!(&outcomes[..], [Outcome::Results(_)]),
-        "{outcomes:?}"
-    );
+    assert_answered_with_results(&outbox_4);
 }
 
 /// Goal (found in review): the connections of a core together hold a bounded weight of
@@ -2324,6 +2312,15 @@ fn the_balancer_leaves_a_transfer_an_operator_asked_for_alone() {
 }
 
 /// Every answer the core put into `outbox` so far.
+/// Asserts that `outbox` got one answer since it was last looked at: a write's results.
+fn assert_answered_with_results(outbox: &Inbox<Vec<Response>>) {
+    let outcomes = take_outcomes(outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Results(_)]),
+        "{outcomes:?}"
+    );
+}
+
 fn take_outcomes(outbox: &Inbox<Vec<Response>>) -> Vec<Outcome> {
     let mut answers = Vec::new();
     let mut cx = Context::from_waker(Waker::noop());

@@ -901,11 +901,7 @@ mod tests {
                     if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
                 "{out:?}"
             );
-            assert!(
-                matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
-                    if matches!(response.outcome, Outcome::Results(_))),
-                "{out:?}"
-            );
+            assert!(answered_with_results(&out, 2), "{out:?}");
         }
     }
 
@@ -925,11 +921,7 @@ mod tests {
         group.propose_pending(&mut out);
         assert_eq!(group.replica.last_index(), LogIndex(last.0 + 1), "proposed");
         settle(&mut group, &mut out);
-        assert!(
-            matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
-                if matches!(response.outcome, Outcome::Results(_))),
-            "{out:?}"
-        );
+        assert!(answered_with_results(&out, 2), "{out:?}");
     }
 
     /// Goal (review 281): retries of a write held back (the log takes no entries for a
@@ -956,11 +948,7 @@ mod tests {
         group.log_waits = false;
         group.propose_pending(&mut out);
         settle(&mut group, &mut out);
-        assert!(
-            matches!(&answers_to(&out, 3)[..], [Answer { response, .. }]
-                if matches!(response.outcome, Outcome::Results(_))),
-            "{out:?}"
-        );
+        assert!(answered_with_results(&out, 3), "{out:?}");
     }
 
     /// A sole voter elected and settled, its clients answered at 127.0.0.1:7101; and where
@@ -989,6 +977,12 @@ mod tests {
 
     fn answers_to(out: &[Answer], conn: ConnId) -> Vec<&Answer> {
         out.iter().filter(|a| a.conn == conn).collect()
+    }
+
+    /// Whether `conn` got one answer in `out`, a write's results.
+    fn answered_with_results(out: &[Answer], conn: ConnId) -> bool {
+        matches!(&answers_to(out, conn)[..], [Answer { response, .. }]
+            if matches!(response.outcome, Outcome::Results(_)))
     }
 
     /// The sole voter's write committed and not applied (its Ready persisted, its committed
