@@ -2561,13 +2561,7 @@ fn a_leader_stopping_after_its_work_hands_its_group_over_and_stops_once_done() {
 #[test]
 fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
     let events = Events::default();
-    let (mut core, inbox, _, term) = leader_1(&events, None);
-    let last = core.groups()[&0].replica.last_index();
-    core = turn(
-        core,
-        &inbox,
-        from(2, 1, term, MessageBody::AppendResponse(ack(last))),
-    );
+    let (mut core, inbox, term) = leader_1_with_2_caught_up(&events);
     core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 100 });
     let mut tried = BTreeSet::new();
     for _ in 0..40 {
@@ -2583,6 +2577,14 @@ fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
     assert_eq!(tried, BTreeSet::from([NodeId(2), NodeId(3)]));
 }
 
+/// [`leader_1`], node 2 caught up too: the core, its inbox and the term.
+fn leader_1_with_2_caught_up(events: &Events) -> (TestCore, Inbox<Input>, u64) {
+    let (core, inbox, _, term) = leader_1(events, None);
+    let last = core.groups()[&0].replica.last_index();
+    let ack_2 = from(2, 1, term, MessageBody::AppendResponse(ack(last)));
+    (turn(core, &inbox, ack_2), inbox, term)
+}
+
 /// Goal: a stopping leader hands its group to a follower heard from lately, not to one
 /// silent for four heartbeat intervals that Raft still counts active (found in a test: a
 /// node stopped a second after another was killed handed a group to the dead one, whose
@@ -2593,13 +2595,7 @@ fn a_stopping_leader_tries_another_follower_after_a_failed_handover() {
 fn a_stopping_leader_hands_its_group_to_a_follower_heard_from_lately() {
     for node_2_silent in [true, false] {
         let events = Events::default();
-        let (mut core, inbox, _, term) = leader_1(&events, None);
-        let last = core.groups()[&0].replica.last_index();
-        core = turn(
-            core,
-            &inbox,
-            from(2, 1, term, MessageBody::AppendResponse(ack(last))),
-        );
+        let (mut core, inbox, term) = leader_1_with_2_caught_up(&events);
         for _ in 0..10 {
             core = turn(core, &inbox, Input::Tick);
             core = turn(core, &inbox, heartbeat_answer(3, term, false));

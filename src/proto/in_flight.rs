@@ -42,6 +42,13 @@ struct Window<T> {
     held: usize,
 }
 
+impl<T> Window<T> {
+    /// Where `sequence` sits in `slots`, if at or past `base`.
+    fn slot_of(&self, sequence: u64) -> Option<usize> {
+        usize::try_from(sequence.checked_sub(self.base)?).ok()
+    }
+}
+
 /// The most sequences a window holding `held` values may span once it takes one more: its
 /// memory stays within a few slots per value held (at its peak), whatever sequences come.
 fn span_allowed(held: usize) -> u64 {
@@ -112,7 +119,7 @@ impl<T> InFlight<T> {
 
     fn remove_from_window(&mut self, (id, sequence): Key) -> Option<T> {
         let window = self.by_id.get_mut(&id)?;
-        let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
+        let at = window.slot_of(sequence)?;
         let value = window.slots.get_mut(at)?.take()?;
         window.held -= 1;
         while window.slots.front().is_some_and(Option::is_none) {
@@ -127,7 +134,7 @@ impl<T> InFlight<T> {
 
     pub fn get(&self, (id, sequence): Key) -> Option<&T> {
         let in_window = self.by_id.get(&id).and_then(|window| {
-            let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
+            let at = window.slot_of(sequence)?;
             window.slots.get(at)?.as_ref()
         });
         match in_window {
@@ -139,7 +146,7 @@ impl<T> InFlight<T> {
 
     pub fn get_mut(&mut self, (id, sequence): Key) -> Option<&mut T> {
         let in_window = self.by_id.get_mut(&id).and_then(|window| {
-            let at = usize::try_from(sequence.checked_sub(window.base)?).ok()?;
+            let at = window.slot_of(sequence)?;
             window.slots.get_mut(at)?.as_mut()
         });
         match in_window {
