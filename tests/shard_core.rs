@@ -1424,25 +1424,32 @@ fn a_follower_whose_log_waits_still_takes_appends_and_timeout_now() {
 }
 
 /// Goal: a leader with room refuses writes its voters cannot store, saying which, and takes
-/// them again once they can. Method: node 1 leads; nodes 2 and 3 say their logs are full: a
-/// write is refused as busy, naming both. Node 3 says it has room again: the next write is
-/// proposed (staged), not refused.
+/// them again once they can; the retry of a write it proposed before is told why too (it
+/// waited for that write, which could not commit, and its client timed out told nothing of
+/// the full disks: found in `node_disk_full`). Method: node 1 leads and proposes write 1;
+/// nodes 2 and 3 say their logs are full: the retry of write 1, and write 2, are refused as
+/// busy, naming both. Node 3 says it has room again: the next write is proposed (staged),
+/// not refused.
 #[test]
 fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs() {
     let events = Events::default();
     let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(core, &inbox, put(1, 1));
+    assert_eq!(take_outcomes(&outbox), []);
     core = turn(core, &inbox, heartbeat_answer(2, term, true));
     core = turn(core, &inbox, heartbeat_answer(3, term, true));
-    core = turn(core, &inbox, put(1, 1));
-    let outcomes = take_outcomes(&outbox);
-    assert!(
-        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
-            if message.contains("cannot grow") && message.contains("nodes 2, 3")),
-        "{outcomes:?}"
-    );
+    for sequence in [1, 2] {
+        core = turn(core, &inbox, put(1, sequence));
+        let outcomes = take_outcomes(&outbox);
+        assert!(
+            matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+                if message.contains("cannot grow") && message.contains("nodes 2, 3")),
+            "write {sequence}: {outcomes:?}"
+        );
+    }
     core = turn(core, &inbox, heartbeat_answer(3, term, false));
     events.borrow_mut().clear();
-    core = turn(core, &inbox, put(1, 2));
+    core = turn(core, &inbox, put(1, 3));
     assert_eq!(take_outcomes(&outbox), []);
     assert!(
         events.borrow().contains(&Event::Staged),

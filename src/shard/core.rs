@@ -1736,21 +1736,32 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let no_room = (self.groups.get(&group))
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
+                // With whether a retry of a write this leader holds passes it: it waits for
+                // that write and adds nothing to the log or the state (see
+                // `Group::wait_with_held`). Past a stop (the stopping leader finishes that
+                // write anyway; it was told nothing of it was taken: review 279) and past the
+                // quota (its refusal is final). Not past logs without room: there the write
+                // may wait for as long as the disks are full, and the retry is told why, as
+                // busy (its client sent it before, so it knows the write may have been
+                // taken, and asks again); waiting, it timed out saying nothing of the disks
+                // (found in `node_disk_full`).
                 let refusal = if stopping && g.replica.lead_transferee().is_none() {
-                    Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id)))
+                    Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id), true))
                 } else if request.command.is_read_only() {
                     None
                 } else if let Some(why) = self.at_kv_quota(&request.command, g) {
-                    Some((ErrorCode::NoSpace, why))
+                    Some((ErrorCode::NoSpace, why, true))
                 } else {
                     self.no_room_for_writes(group, g)
-                        .map(|why| (ErrorCode::Busy, why))
+                        .map(|why| (ErrorCode::Busy, why, false))
                 };
-                // A retry of a write this leader holds waits for it and adds nothing to the
-                // log or the state (see `Group::wait_with_held`); a stopping leader finishes
-                // that write anyway (it was told nothing of it was taken: review 279).
                 let key = (request.command.client_id, request.command.sequence);
-                refusal.filter(|_| request.command.is_read_only() || !g.holds_write(key))
+                let waits = |held_passes| {
+                    held_passes && !request.command.is_read_only() && g.holds_write(key)
+                };
+                refusal
+                    .filter(|&(_, _, held_passes)| !waits(held_passes))
+                    .map(|(code, why, _)| (code, why))
             });
         if let Some((code, message)) = no_room {
             let response = Response {

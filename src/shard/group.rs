@@ -47,6 +47,20 @@ struct PendingRead {
     request: Request,
 }
 
+/// A write a leader holds, taken in or proposed: a row of [`Group::writes`].
+#[derive(Debug, Clone, Copy)]
+struct HeldWrite {
+    /// Who waits for its answer.
+    conn: ConnId,
+    /// The term it was proposed in; none while taken in.
+    proposed: Option<Term>,
+    /// Whether a copy proposed in an older term may yet commit (this row replaced that
+    /// one's): refused before it is proposed, it is answered "maybe proposed", not "not
+    /// taken" (found in review: a leader re-elected in one turn took a retry in, refused it
+    /// as it stopped, and said nothing of it was taken while the older copy committed).
+    older_copy: bool,
+}
+
 pub struct Group {
     pub replica: Replica,
     pub kv: KvStore,
@@ -54,7 +68,7 @@ pub struct Group {
     /// term they were proposed in), by (client, sequence), with the connection waiting for
     /// each: answered when applied. One row a write: its retries, from any connection, wait
     /// in it (see [`Group::wait_with_held`]).
-    writes: InFlight<(ConnId, Option<Term>)>,
+    writes: InFlight<HeldWrite>,
     /// Writes taken in since the last [`Group::propose_pending`]: the commands of one entry
     /// (see [`crate::kv::CommandRef::read_all`]), and their (client, sequence), rows of
     /// `writes`.
@@ -126,7 +140,7 @@ impl Group {
     /// writes of closed ones stay until applied (see [`Group::forget_conns`]), but nobody
     /// waits for their answers.
     pub fn waiting_on(&self, open: impl Fn(ConnId) -> bool) -> usize {
-        let writes = self.writes.iter().filter(|(_, (conn, _))| open(*conn));
+        let writes = self.writes.iter().filter(|(_, held)| open(held.conn));
         writes.count() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
     }
 
@@ -241,14 +255,20 @@ impl Group {
         self.pending_writes.push(key);
         // A row of an older term goes (its write may be lost, and is proposed again here):
         // who waited there is told to ask again, and gets its answer from the session.
-        if let Some((earlier, _)) = self.writes.insert(key, (conn, None))
-            && earlier != conn
-        {
-            answer_all(
-                [(earlier, key)].into_iter(),
-                &self.not_leader_outcome(true),
-                out,
-            );
+        let held = HeldWrite {
+            conn,
+            proposed: None,
+            older_copy: false,
+        };
+        if let Some(earlier) = self.writes.insert(key, held) {
+            self.writes.get_mut(key).expect("inserted").older_copy = true;
+            if earlier.conn != conn {
+                answer_all(
+                    [(earlier.conn, key)].into_iter(),
+                    &self.not_leader_outcome(true),
+                    out,
+                );
+            }
         }
     }
 
@@ -262,7 +282,7 @@ impl Group {
             return false;
         }
         let row = self.writes.get_mut(key).expect("held");
-        let earlier = std::mem::replace(&mut row.0, conn);
+        let earlier = std::mem::replace(&mut row.conn, conn);
         if earlier != conn {
             answer_all(
                 [(earlier, key)].into_iter(),
@@ -314,7 +334,7 @@ impl Group {
                 for key in self.pending_writes.drain(..) {
                     // Gone only where an older copy applied and answered it.
                     if let Some(row) = self.writes.get_mut(key) {
-                        row.1 = term;
+                        row.proposed = term;
                     }
                 }
                 return;
@@ -333,16 +353,24 @@ impl Group {
     /// nothing. (A write proposed in an older term may be lost: its retry is proposed.)
     pub(super) fn holds_write(&self, key: Key) -> bool {
         let term = self.replica.term();
-        (self.writes.get(key)).is_some_and(|&(_, proposed)| proposed.is_none_or(|t| t == term))
+        (self.writes.get(key)).is_some_and(|held| held.proposed.is_none_or(|t| t == term))
     }
 
     /// Answers the writes taken in since the last proposal with `outcome`, and lets go of
-    /// their rows.
+    /// their rows; those of which an older copy may yet commit, "maybe proposed".
     fn refuse_taken_in(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
-        let writes = &mut self.writes;
-        let refused = (self.pending_writes.drain(..))
-            .filter_map(|key| writes.remove(key).map(|(conn, _)| (conn, key)));
-        answer_all(refused, outcome, out);
+        let maybe_proposed = self.not_leader_outcome(true);
+        for key in self.pending_writes.drain(..) {
+            let Some(held) = self.writes.remove(key) else {
+                continue;
+            };
+            let outcome = if held.older_copy {
+                &maybe_proposed
+            } else {
+                outcome
+            };
+            answer_all([(held.conn, key)].into_iter(), outcome, out);
+        }
     }
 
     /// A node that no longer leads, and knows who does, answers the writes waiting to be
@@ -548,7 +576,9 @@ impl Group {
         let writes = &mut self.writes;
         self.kv
             .apply(index, &entry.data, |command, reply| {
-                let Some((conn, _)) = writes.remove((command.client_id, command.sequence)) else {
+                let Some(HeldWrite { conn, .. }) =
+                    writes.remove((command.client_id, command.sequence))
+                else {
                     return;
                 };
                 let outcome = match reply {
@@ -655,13 +685,12 @@ impl Group {
         let keys: Vec<Key> = self
             .writes
             .iter()
-            .filter(|(_, (_, proposed))| proposed.is_some_and(&stale))
+            .filter(|(_, held)| held.proposed.is_some_and(&stale))
             .map(|(key, _)| key)
             .collect();
-        let writes = keys.into_iter().map(|key| {
-            let (conn, _) = self.writes.remove(key).expect("listed");
-            (conn, key)
-        });
+        let writes = keys
+            .into_iter()
+            .map(|key| (self.writes.remove(key).expect("listed").conn, key));
         answer_all(writes, outcome, out);
     }
 
@@ -915,13 +944,50 @@ mod tests {
     fn a_retry_of_a_write_of_an_older_term_is_proposed_again() {
         let (mut group, mut out) = sole_leader();
         let older = Term(group.replica.term().0 - 1);
-        group.writes.insert((1, 1), (1, Some(older)));
+        let held = HeldWrite {
+            conn: 1,
+            proposed: Some(older),
+            older_copy: false,
+        };
+        group.writes.insert((1, 1), held);
         let last = group.replica.last_index();
         group.handle(2, request(1, put(), Consistency::Linearizable), &mut out);
         group.propose_pending(&mut out);
         assert_eq!(group.replica.last_index(), LogIndex(last.0 + 1), "proposed");
         settle(&mut group, &mut out);
         assert!(answered_with_results(&out, 2), "{out:?}");
+    }
+
+    /// Goal (review 282): a retry that replaced the row of a copy proposed in an older term
+    /// (which may yet commit), refused before it is proposed, is answered "maybe proposed",
+    /// not "nothing taken". Method: a sole voter's leader holds write 1 of an older term (by
+    /// hand, as above); its retry on the same connection and a new write 2 on connection 2
+    /// are taken in, then the node stops: write 1's answer says it may have been proposed,
+    /// write 2's that it was refused as busy.
+    #[test]
+    fn a_refused_retry_of_a_write_of_an_older_term_may_have_been_proposed() {
+        let (mut group, mut out) = sole_leader();
+        let held = HeldWrite {
+            conn: 1,
+            proposed: Some(Term(group.replica.term().0 - 1)),
+            older_copy: false,
+        };
+        group.writes.insert((1, 1), held);
+        group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);
+        group.handle(2, request(2, put(), Consistency::Linearizable), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        group.answer_all_at_stop("stopping", &mut out);
+        assert!(
+            matches!(&answers_to(&out, 1)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
+            "{out:?}"
+        );
+        assert!(
+            matches!(&answers_to(&out, 2)[..], [Answer { response, .. }]
+                if matches!(response.outcome, Outcome::Error { code: ErrorCode::Busy, .. })),
+            "{out:?}"
+        );
+        assert_eq!(group.waiting(), 0);
     }
 
     /// Goal (review 281): retries of a write held back (the log takes no entries for a
