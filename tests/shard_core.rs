@@ -2639,14 +2639,16 @@ fn a_stopping_follower_does_not_campaign() {
 }
 
 /// Goal: a leader whose other voters all say they take no group (their logs are full, or
-/// they stop too: nodes stopped together) stops at once, rather than wait out its grace for
-/// a handover that cannot happen; so it does holding the write of a client that is gone
-/// (review 279: kept for the client's retry, it held the stop). Method: node 1 leading
-/// group 0, with and without a write proposed whose connection closed; nodes 2 and 3 say
-/// their logs are full; the stop comes with a grace of 50 ticks, then 50 ticks.
+/// they stop too: nodes stopped together), or are not heard from (dead), stops at once,
+/// rather than wait out its grace for a handover that cannot happen; so it does holding the
+/// write of a client that is gone (review 279: kept for the client's retry, it held the
+/// stop). Method: node 1 leading group 0, with and without a write proposed whose
+/// connection closed; nodes 2 and 3 say their logs are full, or node 3 does for 10 ticks
+/// (heartbeats every 2) while node 2 is silent (it waited out its grace); the stop comes
+/// with a grace of 50 ticks, then 50 ticks.
 #[test]
 fn a_leader_no_voter_can_take_over_from_stops_at_once() {
-    for client_gone in [false, true] {
+    for (client_gone, node_2_silent) in [(false, false), (true, false), (false, true)] {
         let events = Events::default();
         let (mut core, inbox, _, term) = leader_1(&events, None);
         if client_gone {
@@ -2654,8 +2656,15 @@ fn a_leader_no_voter_can_take_over_from_stops_at_once() {
             core = turn(core, &inbox, Input::Disconnected(1));
             assert_eq!(core.groups()[&0].waiting(), 1, "the write is held");
         }
-        core = turn(core, &inbox, heartbeat_answer(2, term, true));
-        core = turn(core, &inbox, heartbeat_answer(3, term, true));
+        if node_2_silent {
+            for _ in 0..10 {
+                core = turn(core, &inbox, Input::Tick);
+                core = turn(core, &inbox, heartbeat_answer(3, term, true));
+            }
+        } else {
+            core = turn(core, &inbox, heartbeat_answer(2, term, true));
+            core = turn(core, &inbox, heartbeat_answer(3, term, true));
+        }
         let began = core.ticks();
         inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
         let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
@@ -2669,7 +2678,10 @@ fn a_leader_no_voter_can_take_over_from_stops_at_once() {
             }
         }));
         let ticks = core.unwrap().ticks();
-        assert!(ticks < began + 50, "stopped at once ({client_gone})");
+        assert!(
+            ticks < began + 50,
+            "stopped at once (client gone: {client_gone}, node 2 silent: {node_2_silent})"
+        );
     }
 }
 

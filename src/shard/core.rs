@@ -622,16 +622,33 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// (the writes of closed connections wait for nobody: review 279, a cluster stopped
     /// right after its clients were killed waited out its grace for them), and it leads none
     /// that another voter could take (a handover under way, or one that may yet be tried: a
-    /// follower not heard from at the first look). A voter whose log is full, or that stops
-    /// too, takes none: nodes stopped together do not wait out their grace for each other.
+    /// follower Raft did not count active at the first look). A voter whose log is full, or
+    /// that stops too, takes none: nodes stopped together do not wait out their grace for
+    /// each other; nor does one not heard from lately (see [`Core::heard_lately`]): a leader
+    /// whose other voters were one dead and one stopping waited out its grace (5.3 s with
+    /// `--election-ticks 500`).
     fn work_finished(&self) -> bool {
         let me = NodeId(self.shape.node_id);
-        let may_take = |v: &NodeId| *v != me && !self.peers_log_full.contains(&v.0);
         let open = |conn| self.outboxes.contains_key(&conn);
         self.groups.values().all(|g| {
+            let may_take = |v: &NodeId| {
+                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_lately(*v, g)
+            };
             let others = g.replica.conf_state().voters.iter().any(may_take);
             g.waiting_on(open) == 0 && !(g.replica.role() == Role::Leader && others)
         })
+    }
+
+    /// Whether `peer`'s core was heard from in the last four heartbeat intervals of group
+    /// `g`. One that was not takes no group (see [`Core::hand_over_leaders`]), though Raft
+    /// counts it active until its next CheckQuorum round: handed one, a node that died a
+    /// moment ago holds the group's writes until the handover times out, an election timeout
+    /// (found in a test: a node stopped a second after another was killed handed a group to
+    /// the dead one and waited 5 s out with `--election-ticks 500`); and a stopping leader
+    /// does not wait for it (see [`Core::work_finished`]).
+    fn heard_lately(&self, peer: NodeId, g: &Group) -> bool {
+        let quiet_ticks = 4 * u64::from(g.replica.heartbeat_interval_ticks());
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.ticks <= at + quiet_ticks)
     }
 
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
@@ -1393,7 +1410,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
         let stuck = self.said_sync_stuck;
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
-        let peers_heard_tick = &self.peers_heard_tick;
         let stopping = self.stopping_by.is_some();
         let short = self.log.short_of_space().is_some() || stuck || stopping;
         // For balance, only nodes every group of the core counts among its voters: one that
@@ -1410,16 +1426,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .iter()
             .map(|(&id, g)| {
                 let status = g.replica.status();
-                // A peer not heard from in four heartbeat intervals takes no group, though
-                // Raft counts it active until its next CheckQuorum round: handed one, a node
-                // that died a moment ago holds the group's writes until the handover times
-                // out, an election timeout (found in a test: a node stopped a second after
-                // another was killed handed a group to the dead one and waited 5 s out with
-                // `--election-ticks 500`).
-                let quiet_ticks = 4 * u64::from(g.replica.heartbeat_interval_ticks());
-                let heard = |p: &&PeerStatus| {
-                    (peers_heard_tick.get(&p.id.0)).is_some_and(|&at| ticks <= at + quiet_ticks)
-                };
+                let heard = |p: &&PeerStatus| self.heard_lately(p.id, g);
                 let ready = status
                     .peers
                     .iter()
