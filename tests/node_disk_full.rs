@@ -450,3 +450,40 @@ fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
     drop(disk);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Goal: a first start on a full disk says what to do, whichever of its first files meets
+/// the full disk (found in a test: the demo above failed writing the incarnation file,
+/// another node's first segment having taken the room, and said only "No space left on
+/// device"). Method: a 1 MiB tmpfs filled by a file; `cohort serve` of a new node there
+/// must fail, naming the room it needs.
+#[test]
+fn a_first_start_on_a_full_disk_says_what_to_do() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-fullstart-{}", std::process::id()));
+    let disk = match Tmpfs::mount(&dir, 1) {
+        Ok(disk) => disk,
+        Err(why) => {
+            common::skipped(&format!("a small disk needs root and mount ({why})"));
+            return;
+        }
+    };
+    let filler = std::fs::write(dir.join("filler"), vec![0u8; 2 << 20]);
+    assert!(filler.is_err(), "the file fills the disk");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            "1=127.0.0.1:1",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .output()
+        .expect("cohort runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("give a smaller --segment-mib"), "{stderr}");
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&dir);
+}

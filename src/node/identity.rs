@@ -166,10 +166,28 @@ fn holds_core_data(dir: &Path) -> bool {
     })
 }
 
+/// "cannot write `path`: `error`", and where the disk is full, what to do. A node's first
+/// start on a small disk fails at whichever of its first files meets the full disk (found in
+/// a test: a demo's node failed writing its incarnation file, another node's first segment
+/// having taken the room, and said only "No space left on device"; the WAL's error says
+/// what to do, with its segment size).
+pub(super) fn cannot_write(path: &Path, error: &std::io::Error) -> String {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    let what_to_do = match error.kind() {
+        StorageFull | QuotaExceeded => {
+            ". A node needs room for its files and for each core's WAL segments \
+             (--segment-mib) as it starts: free room, or give a smaller --segment-mib (every \
+             node of a cluster should have the same)"
+        }
+        _ => "",
+    };
+    format!("cannot write {}: {error}{what_to_do}", path.display())
+}
+
 fn record(dir: &Path, identity: Identity) -> Result<(), String> {
     let path = dir.join(FILE_NAME);
     crate::durable::replace_file(&path, identity.render().as_bytes())
-        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+        .map_err(|error| cannot_write(&path, &error))
 }
 
 /// Record that the node of `dir` is a member of its cluster, and the `members` (id, base
@@ -184,7 +202,7 @@ pub fn record_membership(dir: &Path, members: &BTreeMap<NodeId, String>) -> Resu
         .collect();
     let text = format!("{MEMBER_FORMAT}\nmembers={}\n", listed.join(","));
     crate::durable::replace_file(&path, text.as_bytes())
-        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+        .map_err(|error| cannot_write(&path, &error))
 }
 
 /// The members recorded in `dir` (see [`record_membership`]); None if the node of `dir` was

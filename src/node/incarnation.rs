@@ -85,7 +85,7 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
                 new,
             })
         }
-        Err(error) => Err(format!("cannot write {}: {error}", path.display())),
+        Err(error) => Err(super::identity::cannot_write(&path, &error)),
     }
 }
 
