@@ -17,8 +17,8 @@ const KINDS_MAX: usize = 256;
 #[derive(Debug, Default)]
 pub struct Repeats {
     seen: HashMap<String, Seen>,
-    /// When a warning of a kind not remembered (the kinds full) was last said.
-    unremembered_said_at: Option<Instant>,
+    /// The warnings of kinds not remembered (the kinds full), as one kind.
+    unremembered: Option<Seen>,
 }
 
 #[derive(Debug)]
@@ -37,16 +37,7 @@ impl Repeats {
 
     fn admit_at(&mut self, kind: &str, now: Instant) -> Option<u64> {
         if let Some(seen) = self.seen.get_mut(kind) {
-            if now.duration_since(seen.said_at) < REPEAT_EVERY {
-                seen.held += 1;
-                return None;
-            }
-            let held = seen.held;
-            *seen = Seen {
-                said_at: now,
-                held: 0,
-            };
-            return Some(held);
+            return seen.admit_at(now);
         }
         if self.seen.len() >= KINDS_MAX {
             // Those not said for a while are of no use to hold back the next.
@@ -61,13 +52,35 @@ impl Repeats {
             self.seen.insert(kind.to_string(), seen);
             return Some(0);
         }
-        match self.unremembered_said_at {
-            Some(said_at) if now.duration_since(said_at) < REPEAT_EVERY => None,
-            _ => {
-                self.unremembered_said_at = Some(now);
+        // Counted as one kind: said with the number held back since, as any (it said 0,
+        // found in review, however many it held back).
+        match &mut self.unremembered {
+            Some(seen) => seen.admit_at(now),
+            None => {
+                let seen = Seen {
+                    said_at: now,
+                    held: 0,
+                };
+                self.unremembered = Some(seen);
                 Some(0)
             }
         }
+    }
+}
+
+impl Seen {
+    /// See [`Repeats::admit`].
+    fn admit_at(&mut self, now: Instant) -> Option<u64> {
+        if now.duration_since(self.said_at) < REPEAT_EVERY {
+            self.held += 1;
+            return None;
+        }
+        let held = self.held;
+        *self = Seen {
+            said_at: now,
+            held: 0,
+        };
+        Some(held)
     }
 }
 
@@ -108,5 +121,13 @@ mod tests {
         let later = now + REPEAT_EVERY;
         assert_eq!(repeats.admit_at("new", later), Some(0));
         assert_eq!(repeats.seen.len(), 1);
+        // Those not remembered, as one kind, say how many of them were held back.
+        for kind in 0..KINDS_MAX - 1 {
+            assert_eq!(repeats.admit_at(&format!("fill {kind}"), later), Some(0));
+        }
+        assert_eq!(
+            repeats.admit_at("past again", later),
+            Some(KINDS_MAX as u64)
+        );
     }
 }
