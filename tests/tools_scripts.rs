@@ -81,6 +81,23 @@ fn rolling_stop_runs_and_node_1_stops_cleanly() {
     );
 }
 
+/// Goal: the script of stops with peers gone runs and prints both stops. Method: the script
+/// as a user runs it, with election timeouts of half a second.
+#[test]
+fn stop_with_peers_gone_runs_and_both_nodes_stop_cleanly() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("stop-with-peers-gone.sh", |base| {
+        vec![cohort.into(), base, "50".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    for node in ["node 3 (", "node 1 ("] {
+        let stopped = text.lines().any(|line| {
+            line.starts_with(node) && line.contains("stopped in") && line.ends_with("(status 0)")
+        });
+        assert!(stopped, "{text}");
+    }
+}
+
 /// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
 /// script as a user runs it.
 #[test]
