@@ -2617,6 +2617,49 @@ fn a_stopping_leader_hands_its_group_to_a_follower_heard_from_lately() {
     }
 }
 
+/// Goal: a stall of a core's own executor is not taken for its peers' silence (their
+/// batches wait in the sockets meanwhile): a leader that stops after one hands its group
+/// over, rather than stop at once as if no peer could take it (found in review: four
+/// heartbeat intervals of stall, and a stop left the group without a leader for an election
+/// timeout). Method: node 1 leads group 0 (elections of 100 ticks) with ticks from the clock
+/// (10 ms), nodes 2 and 3 caught up; its executor stalls 300 ms (30 ticks, past four
+/// heartbeat intervals of 2); then it stops: the group goes to a follower.
+#[test]
+#[allow(clippy::disallowed_methods)] // the stall is the point
+fn a_stall_of_its_own_is_not_taken_for_its_peers_silence() {
+    let events = Events::default();
+    let net = RecordingNet {
+        events: Rc::clone(&events),
+        wire: None,
+        full_queue_to: Rc::default(),
+    };
+    let setup = |shape: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut Hooks| {
+        shape.tick_length = Some(Duration::from_millis(10));
+        let mut config = Config::new(NodeId(1));
+        config.pre_vote = false;
+        config.election_timeout_ticks = 100;
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let group = groups.get_mut(&0).expect("group 0");
+        group.replica = Replica::new(config, 1, Persisted::bootstrap(&voters)).unwrap();
+        group.replica.campaign();
+    };
+    let (core, inbox) = core_on(1, net, (true, 0, false), Gate::new(true), 1, None, setup);
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let last = core.groups()[&0].replica.last_index();
+    for follower in [2, 3] {
+        core = turn(
+            core,
+            &inbox,
+            from(follower, 1, term, MessageBody::AppendResponse(ack(last))),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 1_000 });
+    assert!(core.ticks() >= 30, "{} ticks", core.ticks());
+    let to = core.groups()[&0].replica.lead_transferee();
+    assert!(matches!(to, Some(NodeId(2 | 3))), "{to:?}");
+}
+
 /// Goal: a stopping node takes no group it follows on the way out: its election timeouts
 /// pass without a campaign (it would take the group only to hand it over again). Method:
 /// node 2, a follower that hears from no leader, told to stop with a long grace, then ticked

@@ -405,9 +405,15 @@ pub struct Core<L: CoreLog, N> {
     /// group it is a member of takes no writes that may add data (each node checks its own
     /// quota only where it leads; a follower applies what its leader commits).
     peers_kv_full: BTreeSet<u64>,
-    /// The tick each peer's same core was last heard from (any batch): a group is handed
-    /// only to a peer heard from lately (see [`Core::hand_over_leaders`]).
+    /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
+    /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
+    /// The ticks, those of a stall counted as one: the clock of its peers' silence. A stall
+    /// of its own executor is no silence of theirs: their batches wait in the sockets, read
+    /// only once its loop yields; counted in full, it took every peer for gone after a stall
+    /// of four heartbeat intervals, and a leader stopping then stopped at once, its groups
+    /// left without a leader for an election timeout.
+    heard_ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -470,6 +476,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             said_kv_full: false,
             peers_kv_full: BTreeSet::new(),
             peers_heard_tick: HashMap::new(),
+            heard_ticks: 0,
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -513,7 +520,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.finish_persisted(&mut answers)?;
             // Time first: a lease read among the inputs must see every tick that passed.
             if let Some(clock) = &mut self.tick_clock {
-                for _ in 0..clock.owed(crate::clock::since_boot()) {
+                let owed = clock.owed(crate::clock::since_boot());
+                self.heard_ticks += owed.min(1);
+                for _ in 0..owed {
                     self.tick();
                 }
             }
@@ -640,7 +649,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether `peer`'s core was heard from in the last four heartbeat intervals of group
-    /// `g`. One that was not takes no group (see [`Core::hand_over_leaders`]), though Raft
+    /// `g` (a stall of this core's counted as one tick: see `Core::heard_ticks`). One that
+    /// was not takes no group (see [`Core::hand_over_leaders`]), though Raft
     /// counts it active until its next CheckQuorum round: handed one, a node that died a
     /// moment ago holds the group's writes until the handover times out, an election timeout
     /// (found in a test: a node stopped a second after another was killed handed a group to
@@ -648,7 +658,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// does not wait for it (see [`Core::work_finished`]).
     fn heard_lately(&self, peer: NodeId, g: &Group) -> bool {
         let quiet_ticks = 4 * u64::from(g.replica.heartbeat_interval_ticks());
-        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.ticks <= at + quiet_ticks)
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + quiet_ticks)
     }
 
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
@@ -866,7 +876,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 kv_full,
                 envelopes,
             } => {
-                self.peers_heard_tick.insert(from, self.ticks);
+                self.peers_heard_tick.insert(from, self.heard_ticks);
                 match kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
@@ -1023,7 +1033,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     refuses_writes: self.refuses_writes(),
                 });
             }
-            Input::Tick if self.tick_clock.is_none() => self.tick(),
+            Input::Tick if self.tick_clock.is_none() => {
+                self.heard_ticks += 1;
+                self.tick();
+            }
             // The clock's ticks were taken at the start of the turn.
             Input::Tick => {}
             // Stopping, a group it leads is handed over: its change waits for the new leader
