@@ -1459,6 +1459,62 @@ fn a_leader_refuses_writes_while_a_majority_of_its_voters_cannot_grow_their_logs
     drop(core);
 }
 
+/// Goal: the retry of a write that applied is answered from its session, though no log has
+/// room for it (review 283: refused as busy in the turn its write applied, whose result then
+/// went unheard, each retry after was refused as busy too, as it would have gone in the log
+/// again: its client timed out, "outcome unknown", though the write applied). Method: node 1
+/// proposes write 1; nodes 2 and 3 acknowledge its entry in batches that say their logs are
+/// full, and its retry comes in the same turn (refused as busy, then the write's result);
+/// the next retry gets the write's result, and nothing goes in the log.
+#[test]
+fn the_retry_of_a_write_that_applied_is_answered_from_its_session_though_no_log_has_room() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(core, &inbox, put(1, 1));
+    assert_eq!(take_outcomes(&outbox), []);
+    let last = core.groups()[&0].replica.last_index();
+    for sender in [2, 3] {
+        let Input::Peer {
+            from, envelopes, ..
+        } = from(sender, 1, term, MessageBody::AppendResponse(ack(last)))
+        else {
+            unreachable!("a peer's batch")
+        };
+        let full = Input::Peer {
+            from,
+            log_full: true,
+            kv_full: false,
+            envelopes,
+        };
+        inbox.push_now(full);
+    }
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [
+                Outcome::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                },
+                Outcome::Results(_)
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    core = turn(core, &inbox, put(1, 1));
+    assert_eq!(
+        take_outcomes(&outbox),
+        [Outcome::Results(cohort::kv::written())]
+    );
+    assert_eq!(
+        core.groups()[&0].replica.last_index(),
+        last,
+        "nothing proposed"
+    );
+}
+
 /// Goal: a leader refuses writes that a majority of its voters cannot take, one saying its
 /// log is full and another silent (found in review: the leader kept its term through the
 /// full node's answers and took writes that could only time out, "outcome unknown", each
@@ -2658,6 +2714,42 @@ fn a_stall_of_its_own_is_not_taken_for_its_peers_silence() {
     assert!(core.ticks() >= 30, "{} ticks", core.ticks());
     let to = core.groups()[&0].replica.lead_transferee();
     assert!(matches!(to, Some(NodeId(2 | 3))), "{to:?}");
+}
+
+/// Goal: a stopping leader waits out a silence of its followers shorter than an election
+/// timeout (review 283: four heartbeat intervals of it, a lost packet or busy peers, and the
+/// stop ended at once, its group left without a leader for an election timeout). Method:
+/// node 1 leads with nodes 2 and 3 caught up, both answering; 9 ticks pass with no answer
+/// (its election timeout is 10, heartbeats every 2); the stop comes, and a tick later both
+/// answer: the group is handed over (TimeoutNow sent).
+#[test]
+fn a_stopping_leader_waits_out_a_silence_shorter_than_an_election_timeout() {
+    let events = Events::default();
+    let (mut core, inbox, term) = leader_1_with_2_caught_up(&events);
+    core = turn(core, &inbox, heartbeat_answer(2, term, false));
+    core = turn(core, &inbox, heartbeat_answer(3, term, false));
+    for _ in 0..9 {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    inbox.push_now(Input::StopAfterWork { grace_ticks: 50 });
+    let (core, ()) = block_on(futures_lite::future::zip(core.run(), async {
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        inbox.push_now(Input::Tick);
+        inbox.push_now(heartbeat_answer(2, term, false));
+        inbox.push_now(heartbeat_answer(3, term, false));
+        // The grace's end, should the stop wait for it.
+        for _ in 0..50 {
+            inbox.push_now(Input::Tick);
+        }
+    }));
+    core.expect("stops");
+    assert!(
+        events.borrow().contains(&Event::Sent("TimeoutNow")),
+        "{:?}",
+        events.borrow()
+    );
 }
 
 /// Goal: a stopping node takes no group it follows on the way out: its election timeouts

@@ -50,6 +50,15 @@ pub enum Reply {
     TooLarge { value_bytes: u64 },
 }
 
+impl From<Decision> for Reply {
+    fn from(decision: Decision) -> Reply {
+        match decision {
+            Decision::Applied(results) => Reply::Results(results),
+            Decision::TooLarge { value_bytes } => Reply::TooLarge { value_bytes },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
     pub(crate) data: Table,
@@ -88,20 +97,20 @@ impl KvStore {
         self.data.bytes() as u64
     }
 
-    /// Whether `command` was decided before (applied or refused) and its answer is kept:
-    /// applied again, it changes nothing and gets that answer. (One whose session is
-    /// unknown now may find it made by writes applied meanwhile.)
-    pub fn decided(&self, command: &Command) -> bool {
+    /// The answer `command` got, if it was decided before (applied or refused) and its
+    /// answer is kept: applied again, it changes nothing and gets that answer. (One whose
+    /// session is unknown now may find it made by writes applied meanwhile.)
+    pub fn decided(&self, command: &Command) -> Option<Reply> {
         let Command {
             client_id,
             sequence,
             first_unacked,
             ..
         } = *command;
-        matches!(
-            self.sessions.admit(client_id, sequence, first_unacked),
-            Admission::Duplicate(_)
-        )
+        match self.sessions.admit(client_id, sequence, first_unacked) {
+            Admission::Duplicate(decision) => Some(decision.into()),
+            Admission::Apply | Admission::Expired => None,
+        }
     }
 
     /// Apply the commands of the entry at `index` (one or more: see [`CommandRef::read_all`]) in
@@ -146,10 +155,7 @@ impl KvStore {
             .sessions
             .admit(command.client_id, command.sequence, command.first_unacked)
         {
-            Admission::Duplicate(Decision::Applied(results)) => Reply::Results(results),
-            Admission::Duplicate(Decision::TooLarge { value_bytes }) => {
-                Reply::TooLarge { value_bytes }
-            }
+            Admission::Duplicate(decision) => decision.into(),
             Admission::Expired => Reply::SessionExpired,
             Admission::Apply => {
                 if let Some(value_bytes) = self.results_beyond_bound(ops) {

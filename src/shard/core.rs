@@ -633,15 +633,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// that another voter could take (a handover under way, or one that may yet be tried: a
     /// follower Raft did not count active at the first look). A voter whose log is full, or
     /// that stops too, takes none: nodes stopped together do not wait out their grace for
-    /// each other; nor does one not heard from lately (see [`Core::heard_lately`]): a leader
-    /// whose other voters were one dead and one stopping waited out its grace (5.3 s with
-    /// `--election-ticks 500`).
+    /// each other; nor does one not heard from for an election timeout (see
+    /// [`Core::heard_within`]): a leader whose other voters were one dead and one stopping
+    /// waited until its groups lost their quorum (6.2–7.2 s with `--election-ticks 500`, a
+    /// grace of 10 s).
     fn work_finished(&self) -> bool {
         let me = NodeId(self.shape.node_id);
         let open = |conn| self.outboxes.contains_key(&conn);
         self.groups.values().all(|g| {
+            // Not heard from for an election timeout: gone, as Raft's CheckQuorum counts it
+            // (a shorter silence, a lost packet or a busy peer, ended a stop that could still
+            // hand the group over: review 283).
+            let timeout = u64::from(g.replica.election_timeout_ticks());
             let may_take = |v: &NodeId| {
-                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_lately(*v, g)
+                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_within(*v, timeout)
             };
             let others = g.replica.conf_state().voters.iter().any(may_take);
             g.waiting_on(open) == 0 && !(g.replica.role() == Role::Leader && others)
@@ -649,16 +654,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether `peer`'s core was heard from in the last four heartbeat intervals of group
-    /// `g` (a stall of this core's counted as one tick: see `Core::heard_ticks`). One that
-    /// was not takes no group (see [`Core::hand_over_leaders`]), though Raft
+    /// `g`. One that was not takes no group (see [`Core::hand_over_leaders`]), though Raft
     /// counts it active until its next CheckQuorum round: handed one, a node that died a
     /// moment ago holds the group's writes until the handover times out, an election timeout
     /// (found in a test: a node stopped a second after another was killed handed a group to
-    /// the dead one and waited 5 s out with `--election-ticks 500`); and a stopping leader
-    /// does not wait for it (see [`Core::work_finished`]).
+    /// the dead one and waited 5 s out with `--election-ticks 500`).
     fn heard_lately(&self, peer: NodeId, g: &Group) -> bool {
-        let quiet_ticks = 4 * u64::from(g.replica.heartbeat_interval_ticks());
-        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + quiet_ticks)
+        self.heard_within(peer, 4 * u64::from(g.replica.heartbeat_interval_ticks()))
+    }
+
+    /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
+    /// counted as one: see `Core::heard_ticks`).
+    fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + ticks)
     }
 
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
@@ -1603,17 +1611,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies what its leader commits, so its quota is kept where the group is led,
     /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
     /// on a smaller machine grew without bound). A member that does not answer applies
-    /// nothing meanwhile. A retry of a write decided before is taken: it adds nothing (as
-    /// one of a write still in flight, which [`Core::route`] lets wait for it).
+    /// nothing meanwhile. (A retry of a write decided before, or still in flight, adds
+    /// nothing: [`Core::route`] answers it from the session, or lets it wait for its write.)
     fn at_kv_quota(&self, command: &crate::kv::Command, group: &Group) -> Option<String> {
         if !command.may_add_data() {
             return None;
         }
-        let why = self.kv_full(group)?;
-        // A retry of a write decided before adds nothing: it gets that write's answer
-        // (review 275: a put that filled the state got "no space" for its retry, and its
-        // client no answer).
-        (!group.kv.decided(command)).then_some(why)
+        self.kv_full(group)
     }
 
     /// Why writes that may add data are refused in `group` (see [`Core::at_kv_quota`]).
@@ -1753,7 +1757,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let stale_read =
             request.command.is_read_only() && request.consistency == Consistency::Stale;
         let stopping = self.stopping_by.is_some() && !stale_read;
-        let no_room = (self.groups.get(&group))
+        let refusal = (self.groups.get(&group))
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
                 // With whether a retry of a write this leader holds passes it: it waits for
@@ -1764,30 +1768,43 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 // may wait for as long as the disks are full, and the retry is told why, as
                 // busy (its client sent it before, so it knows the write may have been
                 // taken, and asks again); waiting, it timed out saying nothing of the disks
-                // (found in `node_disk_full`).
-                let refusal = if stopping && g.replica.lead_transferee().is_none() {
-                    Some((ErrorCode::Busy, stopping_refusal(self.shape.node_id), true))
+                // (found in `node_disk_full`). Checked before the quota, which a retry
+                // passes.
+                let (code, why, held_passes) = if stopping && g.replica.lead_transferee().is_none()
+                {
+                    (ErrorCode::Busy, stopping_refusal(self.shape.node_id), true)
                 } else if request.command.is_read_only() {
-                    None
-                } else if let Some(why) = self.at_kv_quota(&request.command, g) {
-                    Some((ErrorCode::NoSpace, why, true))
+                    return None;
+                } else if let Some(why) = self.no_room_for_writes(group, g) {
+                    (ErrorCode::Busy, why, false)
                 } else {
-                    self.no_room_for_writes(group, g)
-                        .map(|why| (ErrorCode::Busy, why, false))
+                    (
+                        ErrorCode::NoSpace,
+                        self.at_kv_quota(&request.command, g)?,
+                        true,
+                    )
                 };
-                let key = (request.command.client_id, request.command.sequence);
-                let waits = |held_passes| {
-                    held_passes && !request.command.is_read_only() && g.holds_write(key)
-                };
-                refusal
-                    .filter(|&(_, _, held_passes)| !waits(held_passes))
-                    .map(|(code, why, _)| (code, why))
+                if !request.command.is_read_only() {
+                    // A retry of a write decided before gets that write's answer from its
+                    // session: it adds nothing and needs no room (review 275: a put that
+                    // filled the state got "no space" for its retry; review 283: one
+                    // answered busy while its write applied, its result then lost, got busy
+                    // at each retry after, as it went in the log again).
+                    if let Some(reply) = g.kv.decided(&request.command) {
+                        return Some(super::group::outcome_of(reply));
+                    }
+                    let key = (request.command.client_id, request.command.sequence);
+                    if held_passes && g.holds_write(key) {
+                        return None;
+                    }
+                }
+                Some(Outcome::Error { code, message: why })
             });
-        if let Some((code, message)) = no_room {
+        if let Some(outcome) = refusal {
             let response = Response {
                 client_id: request.command.client_id,
                 sequence: request.command.sequence,
-                outcome: Outcome::Error { code, message },
+                outcome,
             };
             return answers.push(Answer { conn, response });
         }

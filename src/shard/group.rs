@@ -357,9 +357,18 @@ impl Group {
     }
 
     /// Answers the writes taken in since the last proposal with `outcome`, and lets go of
-    /// their rows; those of which an older copy may yet commit, "maybe proposed".
+    /// their rows; those of which an older copy may yet commit, "maybe proposed", naming no
+    /// leader where this node leads and refuses them (it stops, say: found in review, named,
+    /// it was asked again at once, in vain), as [`Group::answer_all_at_stop`] does.
     fn refuse_taken_in(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
-        let maybe_proposed = self.not_leader_outcome(true);
+        let maybe_proposed = match self.replica.role() {
+            Role::Leader => Outcome::NotLeader {
+                leader: 0,
+                address: String::new(),
+                maybe_proposed: true,
+            },
+            _ => self.not_leader_outcome(true),
+        };
         for key in self.pending_writes.drain(..) {
             let Some(held) = self.writes.remove(key) else {
                 continue;
@@ -581,25 +590,7 @@ impl Group {
                 else {
                     return;
                 };
-                let outcome = match reply {
-                    Reply::Results(results) => Outcome::Results(results),
-                    Reply::SessionExpired => Outcome::Error {
-                        code: ErrorCode::SessionExpired,
-                        message: "not applied now: this request's answer is no longer kept \
-                                  (its client session was forgotten, or moved past it); a new \
-                                  request starts over with a new client id"
-                            .to_string(),
-                    },
-                    Reply::TooLarge { value_bytes } => Outcome::Error {
-                        code: ErrorCode::TooLarge,
-                        message: format!(
-                            "not applied: its answer could carry {value_bytes} bytes of \
-                             values (its gets', and what its conditions may find), more than a \
-                             write's ({WRITE_RESULT_BYTES_MAX}): read, or compare large values, \
-                             in requests of their own"
-                        ),
-                    },
-                };
+                let outcome = outcome_of(reply);
                 out.push(Answer {
                     conn,
                     response: Response {
@@ -751,6 +742,29 @@ fn error_response(request: &Request, code: ErrorCode, message: &str) -> Response
             message: message.to_string(),
         },
     )
+}
+
+/// What a client is told of a write's `reply` from the state machine.
+pub(super) fn outcome_of(reply: Reply) -> Outcome {
+    match reply {
+        Reply::Results(results) => Outcome::Results(results),
+        Reply::SessionExpired => Outcome::Error {
+            code: ErrorCode::SessionExpired,
+            message: "not applied now: this request's answer is no longer kept (its client \
+                      session was forgotten, or moved past it); a new request starts over \
+                      with a new client id"
+                .to_string(),
+        },
+        Reply::TooLarge { value_bytes } => Outcome::Error {
+            code: ErrorCode::TooLarge,
+            message: format!(
+                "not applied: its answer could carry {value_bytes} bytes of values (its \
+                 gets', and what its conditions may find), more than a write's \
+                 ({WRITE_RESULT_BYTES_MAX}): read, or compare large values, in requests of \
+                 their own"
+            ),
+        },
+    }
 }
 
 /// Answers each (connection, (client, sequence)) of `writes` with `outcome`.
@@ -977,9 +991,20 @@ mod tests {
         group.handle(2, request(2, put(), Consistency::Linearizable), &mut out);
         assert!(out.is_empty(), "{out:?}");
         group.answer_all_at_stop("stopping", &mut out);
+        // Naming no leader: this one stops.
+        let maybe_proposed = |outcome: &Outcome| {
+            matches!(
+                outcome,
+                Outcome::NotLeader {
+                    leader: 0,
+                    maybe_proposed: true,
+                    ..
+                }
+            )
+        };
         assert!(
             matches!(&answers_to(&out, 1)[..], [Answer { response, .. }]
-                if matches!(response.outcome, Outcome::NotLeader { maybe_proposed: true, .. })),
+                if maybe_proposed(&response.outcome)),
             "{out:?}"
         );
         assert!(
