@@ -32,7 +32,7 @@ pub fn lock(dir: &Path) -> Result<DirLock, String> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| super::identity::cannot("open", &path, &e))?;
     let started = crate::clock::now();
     loop {
         match crate::sys::try_lock_exclusive(&file) {

@@ -172,16 +172,22 @@ fn holds_core_data(dir: &Path) -> bool {
 /// having taken the room, and said only "No space left on device"; the WAL's error says
 /// what to do, with its segment size).
 pub(super) fn cannot_write(path: &Path, error: &std::io::Error) -> String {
+    cannot("write", path, error)
+}
+
+/// "cannot `what` `path`: `error`", and where the disk is full (of blocks or of inodes),
+/// what to do (see [`cannot_write`]): for the files and folders a node makes as it starts.
+pub(super) fn cannot(what: &str, path: &Path, error: &std::io::Error) -> String {
     use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     let what_to_do = match error.kind() {
         StorageFull | QuotaExceeded => {
             ". A node needs room for its files and for each core's WAL segments \
-             (--segment-mib) as it starts: free room, or give a smaller --segment-mib (every \
-             node of a cluster should have the same)"
+             (--segment-mib) as it starts: free room (blocks, or inodes: `df -i`), or give a \
+             smaller --segment-mib (every node of a cluster should have the same)"
         }
         _ => "",
     };
-    format!("cannot write {}: {error}{what_to_do}", path.display())
+    format!("cannot {what} {}: {error}{what_to_do}", path.display())
 }
 
 fn record(dir: &Path, identity: Identity) -> Result<(), String> {

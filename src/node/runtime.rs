@@ -97,7 +97,7 @@ pub fn run_telling(
         refuse_missing_cpus(config.cores)?;
     }
     crate::durable::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| super::identity::cannot("create", &config.data_dir, &e))?;
     // Held until every core has stopped (this function returns).
     let _lock = super::dir_lock::lock(&config.data_dir)?;
     let identity = super::identity::Identity {
@@ -447,7 +447,7 @@ async fn run_core(
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
     crate::durable::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(|e| super::identity::cannot("create", &dir, &e))?;
     let refused_file = dir.join(REFUSED_FILE);
     let incarnation = super::incarnation::begin(&dir)?;
     // From here a start is counted: a refusal kept in any core's `refused_file` stops later
