@@ -995,6 +995,42 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     );
 }
 
+/// Goal (review 284): a write that may add data, refused where both the key-value quota and
+/// the voters' full logs hold, is told of the quota (final: delete, or raise it), not busy
+/// (its client asked again until it gave up, never told of the quota); the retry of a write
+/// the leader holds is told of the logs (it passes the quota). Method: node 1 leads and
+/// proposes write 1; node 2 says its log is full, node 3 that its log is full and its state
+/// holds its quota: write 2 is refused `NoSpace`, write 1's retry busy, naming the logs.
+#[test]
+fn at_the_quota_with_full_logs_a_new_write_hears_of_the_quota_and_a_held_one_of_the_logs() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    core = turn(core, &inbox, put(1, 1));
+    assert_eq!(take_outcomes(&outbox), []);
+    core = turn(core, &inbox, heartbeat_answer(2, term, true));
+    core = turn(core, &inbox, heartbeat_answer_saying(3, term, (true, true)));
+    core = turn(core, &inbox, put(1, 2));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::Error {
+                code: ErrorCode::NoSpace,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+            if message.contains("cannot grow")),
+        "{outcomes:?}"
+    );
+    drop(core);
+}
+
 /// Goal (review 274): a leader takes no writes that may add data while a member of the
 /// group that answers says its key-value state holds its quota (a follower applies what its
 /// leader commits, whatever its own quota), and takes them again once it no longer does.

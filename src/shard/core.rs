@@ -644,9 +644,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Not heard from for an election timeout: gone, as Raft's CheckQuorum counts it
             // (a shorter silence, a lost packet or a busy peer, ended a stop that could still
             // hand the group over: review 283).
+            // (Nor before the handover's own window: review 284, settings of long heartbeats
+            // made it the longer, and a stop ended with a group handed to a peer.)
             let timeout = u64::from(g.replica.election_timeout_ticks());
+            let silence = timeout.max(4 * u64::from(g.replica.heartbeat_interval_ticks()));
             let may_take = |v: &NodeId| {
-                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_within(*v, timeout)
+                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_within(*v, silence)
             };
             let others = g.replica.conf_state().voters.iter().any(may_take);
             g.waiting_on(open) == 0 && !(g.replica.role() == Role::Leader && others)
@@ -1760,43 +1763,37 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let refusal = (self.groups.get(&group))
             .filter(|g| g.replica.role() == Role::Leader)
             .and_then(|g| {
-                // With whether a retry of a write this leader holds passes it: it waits for
-                // that write and adds nothing to the log or the state (see
-                // `Group::wait_with_held`). Past a stop (the stopping leader finishes that
-                // write anyway; it was told nothing of it was taken: review 279) and past the
-                // quota (its refusal is final). Not past logs without room: there the write
-                // may wait for as long as the disks are full, and the retry is told why, as
-                // busy (its client sent it before, so it knows the write may have been
-                // taken, and asks again); waiting, it timed out saying nothing of the disks
-                // (found in `node_disk_full`). Checked before the quota, which a retry
-                // passes.
-                let (code, why, held_passes) = if stopping && g.replica.lead_transferee().is_none()
-                {
-                    (ErrorCode::Busy, stopping_refusal(self.shape.node_id), true)
-                } else if request.command.is_read_only() {
-                    return None;
-                } else if let Some(why) = self.no_room_for_writes(group, g) {
-                    (ErrorCode::Busy, why, false)
-                } else {
-                    (
-                        ErrorCode::NoSpace,
-                        self.at_kv_quota(&request.command, g)?,
-                        true,
-                    )
-                };
-                if !request.command.is_read_only() {
-                    // A retry of a write decided before gets that write's answer from its
-                    // session: it adds nothing and needs no room (review 275: a put that
-                    // filled the state got "no space" for its retry; review 283: one
-                    // answered busy while its write applied, its result then lost, got busy
-                    // at each retry after, as it went in the log again).
-                    if let Some(reply) = g.kv.decided(&request.command) {
-                        return Some(super::group::outcome_of(reply));
-                    }
-                    let key = (request.command.client_id, request.command.sequence);
-                    if held_passes && g.holds_write(key) {
+                // A retry of a write this leader holds waits for it and adds nothing to the
+                // log or the state (see `Group::wait_with_held`): past a stop (the stopping
+                // leader finishes that write anyway; it was told nothing of it was taken:
+                // review 279) and past the quota (its refusal is final). Not past logs
+                // without room: there the write may wait for as long as the disks are full,
+                // and the retry is told why, as busy (its client sent it before, so it
+                // knows the write may have been taken, and asks again); waiting, it timed
+                // out saying nothing of the disks (found in `node_disk_full`).
+                let key = (request.command.client_id, request.command.sequence);
+                let write = !request.command.is_read_only();
+                let held = || write && g.holds_write(key);
+                let (code, why) = if stopping && g.replica.lead_transferee().is_none() {
+                    if held() {
                         return None;
                     }
+                    (ErrorCode::Busy, stopping_refusal(self.shape.node_id))
+                } else if !write {
+                    return None;
+                } else if let Some(why) = self.at_kv_quota(&request.command, g).filter(|_| !held())
+                {
+                    (ErrorCode::NoSpace, why)
+                } else {
+                    (ErrorCode::Busy, self.no_room_for_writes(group, g)?)
+                };
+                // A retry of a write decided before gets that write's answer from its
+                // session: it adds nothing and needs no room (review 275: a put that filled
+                // the state got "no space" for its retry; review 283: one answered busy
+                // while its write applied, its result then lost, got busy at each retry
+                // after, as it went in the log again).
+                if write && let Some(reply) = g.kv.decided(&request.command) {
+                    return Some(super::group::outcome_of(reply));
                 }
                 Some(Outcome::Error { code, message: why })
             });

@@ -316,7 +316,7 @@ impl Group {
             let patience = 2 * u64::from(self.replica.election_timeout_ticks());
             if now >= *self.held_leaderless_since.get_or_insert(now) + patience {
                 self.held_leaderless_since = None;
-                self.refuse_pending(&self.not_leader_outcome(false), out);
+                self.refuse_pending(&self.not_leader_outcome(false), None, out);
                 self.answer_proposed(|_| true, &self.not_leader_outcome(true), out);
             }
         } else {
@@ -345,7 +345,7 @@ impl Group {
                 message: format!("{error:?}"),
             },
         };
-        self.refuse_taken_in(&refused, out);
+        self.refuse_taken_in(&refused, None, out);
     }
 
     /// Whether this leader holds the write `key`, taken in, or proposed in its term, and not
@@ -357,24 +357,29 @@ impl Group {
     }
 
     /// Answers the writes taken in since the last proposal with `outcome`, and lets go of
-    /// their rows; those of which an older copy may yet commit, "maybe proposed", naming no
-    /// leader where this node leads and refuses them (it stops, say: found in review, named,
-    /// it was asked again at once, in vain), as [`Group::answer_all_at_stop`] does.
-    fn refuse_taken_in(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
-        let maybe_proposed = match self.replica.role() {
-            Role::Leader => Outcome::NotLeader {
-                leader: 0,
-                address: String::new(),
-                maybe_proposed: true,
-            },
-            _ => self.not_leader_outcome(true),
+    /// their rows; those of which an older copy may yet commit with `maybe_proposed`, or
+    /// "not the leader, maybe proposed" with the leader's address (this node's, where it
+    /// leads: the client asks again here).
+    fn refuse_taken_in(
+        &mut self,
+        outcome: &Outcome,
+        maybe_proposed: Option<&Outcome>,
+        out: &mut Vec<Answer>,
+    ) {
+        let named;
+        let maybe_proposed = match maybe_proposed {
+            Some(given) => given,
+            None => {
+                named = self.not_leader_outcome(true);
+                &named
+            }
         };
         for key in self.pending_writes.drain(..) {
             let Some(held) = self.writes.remove(key) else {
                 continue;
             };
             let outcome = if held.older_copy {
-                &maybe_proposed
+                maybe_proposed
             } else {
                 outcome
             };
@@ -389,13 +394,19 @@ impl Group {
         if self.replica.role() == Role::Leader || self.replica.leader().is_none() {
             return;
         }
-        self.refuse_pending(&self.not_leader_outcome(false), out);
+        self.refuse_pending(&self.not_leader_outcome(false), None, out);
     }
 
-    /// Answers every write waiting to be proposed with `outcome`: none of them is in the log.
-    fn refuse_pending(&mut self, outcome: &Outcome, out: &mut Vec<Answer>) {
+    /// Answers every write waiting to be proposed with `outcome` (those of which an older
+    /// copy may yet commit: see [`Group::refuse_taken_in`]): none of them is in the log.
+    fn refuse_pending(
+        &mut self,
+        outcome: &Outcome,
+        maybe_proposed: Option<&Outcome>,
+        out: &mut Vec<Answer>,
+    ) {
         self.pending.clear();
-        self.refuse_taken_in(outcome, out);
+        self.refuse_taken_in(outcome, maybe_proposed, out);
     }
 
     /// Whether commands wait to be proposed (those of closed connections too).
@@ -406,11 +417,7 @@ impl Group {
     /// Answers the writes waiting to be proposed as busy, for `why`: none of them is in the
     /// log, so the client may send them again.
     pub(super) fn refuse_pending_as_busy(&mut self, why: &str, out: &mut Vec<Answer>) {
-        let busy = Outcome::Error {
-            code: ErrorCode::Busy,
-            message: why.to_string(),
-        };
-        self.refuse_pending(&busy, out);
+        self.refuse_pending(&busy(why), None, out);
     }
 
     /// The node stops: answers every request still waiting here. Writes not yet proposed,
@@ -419,12 +426,14 @@ impl Group {
     /// proposed", naming none, so their clients ask another node with the same sequence (a
     /// write is applied once, whichever answers).
     pub(super) fn answer_all_at_stop(&mut self, why: &str, out: &mut Vec<Answer>) {
-        self.refuse_pending_as_busy(why, out);
         let orphaned = Outcome::NotLeader {
             leader: 0,
             address: String::new(),
             maybe_proposed: true,
         };
+        // A retry that replaced an older copy's row too: named, it was asked again here at
+        // once, in vain (found in review).
+        self.refuse_pending(&busy(why), Some(&orphaned), out);
         self.answer_proposed(|_| true, &orphaned, out);
         let confirmed = self.reads_confirmed.drain(..).map(|(_, read)| read);
         self.reads_waiting_bytes = 0;
@@ -742,6 +751,14 @@ fn error_response(request: &Request, code: ErrorCode, message: &str) -> Response
             message: message.to_string(),
         },
     )
+}
+
+/// Refused as busy, for `why`.
+fn busy(why: &str) -> Outcome {
+    Outcome::Error {
+        code: ErrorCode::Busy,
+        message: why.to_string(),
+    }
 }
 
 /// What a client is told of a write's `reply` from the state machine.
