@@ -101,18 +101,20 @@ fn start_with(dir: &Path, flags: &NodeFlags) -> LocalCluster {
     LocalCluster::start(&exe, dir, flags).expect("cluster starts")
 }
 
+/// A tmpfs of `mib` on `dir`; None (said on stderr) where mounting needs a root this test
+/// does not have.
+fn small_disk(dir: &Path, mib: u64) -> Option<Tmpfs> {
+    Tmpfs::mount(dir, mib)
+        .map_err(|why| common::skipped(&format!("a small disk needs root and mount ({why})")))
+        .ok()
+}
+
 /// A `DISK_MIB` tmpfs for each of nodes 1 to 3 under `dir`; None (said on stderr) where
 /// mounting needs a root this test does not have.
 fn three_small_disks(dir: &Path) -> Option<Vec<Tmpfs>> {
     let mut disks = Vec::new();
     for id in 1..=3 {
-        match Tmpfs::mount(&dir.join(format!("node-{id}")), DISK_MIB) {
-            Ok(disk) => disks.push(disk),
-            Err(why) => {
-                common::skipped(&format!("a small disk needs root and mount ({why})"));
-                return None;
-            }
-        }
+        disks.push(small_disk(&dir.join(format!("node-{id}")), DISK_MIB)?);
     }
     Some(disks)
 }
@@ -284,12 +286,8 @@ fn write_past_node_3_filling(
 #[test]
 fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_writes() {
     let dir = std::env::temp_dir().join(format!("cohort-test-onefull-{}", std::process::id()));
-    let disk = match Tmpfs::mount(&dir.join("node-3"), DISK_MIB) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::skipped(&format!("a small disk needs root and mount ({why})"));
-            return;
-        }
+    let Some(disk) = small_disk(&dir.join("node-3"), DISK_MIB) else {
+        return;
     };
     let mut cluster = start_on(&dir, GROUPS);
     let bases = cluster.bases.clone();
@@ -353,12 +351,8 @@ fn a_node_whose_disk_alone_is_full_hands_its_groups_over_and_the_cluster_takes_w
 #[test]
 fn a_node_whose_log_alone_fills_its_disk_snapshots_to_free_it() {
     let dir = std::env::temp_dir().join(format!("cohort-test-logfull-{}", std::process::id()));
-    let disk = match Tmpfs::mount(&dir.join("node-3"), DISK_MIB) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::skipped(&format!("a small disk needs root and mount ({why})"));
-            return;
-        }
+    let Some(disk) = small_disk(&dir.join("node-3"), DISK_MIB) else {
+        return;
     };
     let cluster = start_on(&dir, 2);
     let bases = cluster.bases.clone();
@@ -415,12 +409,8 @@ fn node_holds_every_commit(status: &str, id: u64) -> bool {
 #[test]
 fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
     let dir = std::env::temp_dir().join(format!("cohort-test-diesatstart-{}", std::process::id()));
-    let disk = match Tmpfs::mount(&dir, 24) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::skipped(&format!("a small disk needs root and mount ({why})"));
-            return;
-        }
+    let Some(disk) = small_disk(&dir, 24) else {
+        return;
     };
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
         .args(["demo", "--seconds", "1", "--segment-mib", "32"])
@@ -459,12 +449,8 @@ fn a_demo_whose_node_dies_at_start_keeps_its_logs() {
 #[test]
 fn a_first_start_on_a_full_disk_says_what_to_do() {
     let dir = std::env::temp_dir().join(format!("cohort-test-fullstart-{}", std::process::id()));
-    let disk = match Tmpfs::mount(&dir, 1) {
-        Ok(disk) => disk,
-        Err(why) => {
-            common::skipped(&format!("a small disk needs root and mount ({why})"));
-            return;
-        }
+    let Some(disk) = small_disk(&dir, 1) else {
+        return;
     };
     let filler = std::fs::write(dir.join("filler"), vec![0u8; 2 << 20]);
     assert!(filler.is_err(), "the file fills the disk");
