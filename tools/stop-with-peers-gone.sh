@@ -59,8 +59,8 @@ stop() {
   [ "$status" = 0 ] || { echo "node $1 did not stop cleanly" >&2; exit 1; }
 }
 echo "a stop's grace: two election timeouts, $((2 * ticks * 10)) ms"
-kill -9 "${pids[2]}"
-wait "${pids[2]}" 2>/dev/null || true
+# Grouped: bash's "Killed" notice goes with the group's stderr.
+{ kill -9 "${pids[2]}"; wait "${pids[2]}"; } 2>/dev/null || true
 sleep 1
 stop 3 "(node 2 killed 1 s before; node 1 may take its groups)"
 sleep 1
