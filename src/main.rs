@@ -41,7 +41,8 @@ enum Command {
     /// few fresh keys they share for a while (break the cluster meanwhile), then every key's
     /// history is checked. Writes keys named cohort-check-<run>-<k>.
     Check(CheckArgs),
-    /// Write a value.
+    /// Write a value. Exits 1 where it failed having changed nothing (refused, or taken in
+    /// by no node), 4 where its outcome is unknown (it may have been applied).
     Put {
         key: String,
         /// The value. Without it, standard input is read to its end and written as it is,
@@ -64,7 +65,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Delete a key.
+    /// Delete a key. Exits 1 where it failed having changed nothing, 4 where its outcome is
+    /// unknown (it may have been applied).
     Delete {
         key: String,
         #[command(flatten)]
@@ -84,7 +86,8 @@ enum Command {
     #[command(subcommand)]
     Members(MembersCommand),
     /// Write VALUE only if the key holds the value --expected or --expected-file gives (or,
-    /// with --absent, has no value).
+    /// with --absent, has no value). Exits 2 where the condition failed (nothing written), 1
+    /// where it failed having changed nothing, 4 where its outcome is unknown.
     // One condition, required: a missing one is named with the others (`--absent` too).
     #[command(group = clap::ArgGroup::new("condition")
         .required(true)
