@@ -503,11 +503,12 @@ fn a_cluster_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     let cluster = start_as_given("kv-quota", &flags);
     let b1 = cluster.bases[0].clone();
     let value = "v".repeat(64 << 10);
-    // A tick (10 ms) counts what the state holds.
     let said = put_until_refused(&b1, &value, 30);
     assert!(said.contains("quota") && said.contains("deletes"), "{said}");
     let deleted = cohort_cli(&["delete", "key-0", "--nodes", &b1]);
     assert!(deleted.status.success(), "{deleted:?}");
+    // The followers apply the delete at the leader's next heartbeat (two ticks of 10 ms),
+    // and say they have room with their answer to it.
     wait_ms(30);
     let again = cohort_cli(&["put", "key-0", &value, "--nodes", &b1]);
     assert!(again.status.success(), "{again:?}");

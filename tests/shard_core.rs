@@ -932,11 +932,12 @@ fn a_leader_short_of_space_refuses_writes_and_hands_its_group_over() {
 }
 
 /// Goal: a core whose key-value state holds its quota refuses writes that may add data
-/// with `NoSpace` at once, takes deletes, and takes writes again once they freed room.
+/// with `NoSpace` at once, takes deletes, and takes writes again once they freed room: at
+/// the next turn, not the next tick (a tester's put right after its delete was refused).
 /// Method: node 1 leads group 0 on a core of a 1,000-byte quota; a put of 1 KiB under a new
-/// key (about 1.1 KB with its key and slot) is taken and applied; at the next tick the state
-/// is counted; a retry of the first put gets its answer; a second put is refused; a delete of
-/// the first key is taken; after a tick a put is taken again.
+/// key (about 1.1 KB with its key and slot) is taken and applied; a retry of the first put
+/// gets its answer; a second put is refused; a delete of the first key is taken; a put is
+/// taken again; no tick comes meanwhile.
 #[test]
 fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     let events = Events::default();
@@ -964,16 +965,15 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
         take_outcomes(&outbox),
         [Outcome::Results(cohort::kv::written())]
     );
-    core = turn(core, &inbox, Input::Tick);
-    assert!(
-        events.borrow().contains(&Event::SaidKvFull(true)),
-        "its peers are told"
-    );
     // A retry of the put that filled it gets its answer (review 275: "no space").
     core = committed(core, put_new(1));
     assert_eq!(
         take_outcomes(&outbox),
         [Outcome::Results(cohort::kv::written())]
+    );
+    assert!(
+        events.borrow().contains(&Event::SaidKvFull(true)),
+        "its peers are told"
     );
     core = turn(core, &inbox, put_new(2));
     let outcomes = take_outcomes(&outbox);
@@ -987,7 +987,6 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
     };
     core = committed(core, request(1, 3, delete));
     assert_eq!(take_outcomes(&outbox).len(), 1);
-    core = turn(core, &inbox, Input::Tick);
     let _core = committed(core, put_new(4));
     assert_eq!(
         take_outcomes(&outbox),

@@ -25,12 +25,14 @@
 //! the Ready before it. So a write that arrives during a sync does not wait for it, and the
 //! CPU work of a turn overlaps the disk.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -395,9 +397,9 @@ pub struct Core<L: CoreLog, N> {
     closed_conns: HashSet<ConnId>,
     hooks: Hooks,
     ticks: u64,
-    /// What the groups' key-value states hold ([`KvStore::data_bytes`]), as of the last
-    /// tick: against `CoreShape::kv_quota_bytes`.
-    kv_bytes: u64,
+    /// What the groups' key-value states hold ([`KvStore::data_bytes`]), kept by the groups
+    /// as they apply ([`Group::count_kv_in`]): against `CoreShape::kv_quota_bytes`.
+    kv_bytes: Rc<Cell<u64>>,
     /// Whether this core said its key-value state holds its quota (see
     /// [`CoreNet::set_kv_full`]).
     said_kv_full: bool,
@@ -457,12 +459,16 @@ pub struct Core<L: CoreLog, N> {
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
     pub fn new(
         shape: CoreShape,
-        groups: BTreeMap<u32, Group>,
+        mut groups: BTreeMap<u32, Group>,
         log: L,
         net: N,
         inbox: Inbox<Input>,
         hooks: Hooks,
     ) -> Self {
+        let kv_bytes = Rc::default();
+        for group in groups.values_mut() {
+            group.count_kv_in(Rc::clone(&kv_bytes));
+        }
         Core {
             groups,
             log,
@@ -472,7 +478,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             closed_conns: HashSet::new(),
             hooks,
             ticks: 0,
-            kv_bytes: 0,
+            kv_bytes,
             said_kv_full: false,
             peers_kv_full: BTreeSet::new(),
             peers_heard_tick: HashMap::new(),
@@ -516,6 +522,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let mut inputs = Vec::new();
         let mut answers = Vec::new();
         loop {
+            self.tell_peers_kv_state();
             self.next_event(&mut inputs).await;
             self.finish_persisted(&mut answers)?;
             // Time first: a lease read among the inputs must see every tick that passed.
@@ -1082,19 +1089,30 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         false
     }
 
-    fn tick(&mut self) {
-        let mut kv_bytes = 0;
-        for group in self.groups.values_mut() {
-            group.replica.tick();
-            kv_bytes += group.kv.data_bytes();
-        }
-        self.kv_bytes = kv_bytes;
+    /// Tells the peers whether the key-value state is at its quota after each turn's
+    /// applies, before the loop yields: the answers and the batches of the turn leave only
+    /// then, so a peer hears a follower's freed room with the answer to the heartbeat that
+    /// made it apply the delete. (Counted once a tick, a put right after the delete that made
+    /// room for it was refused `NoSpace`, and writes were taken past the quota until the
+    /// tick: found by a tester.)
+    fn tell_peers_kv_state(&mut self) {
         let quota = self.shape.kv_quota_bytes;
-        let kv_full = quota > 0 && kv_bytes >= quota;
+        let kv_full = quota > 0 && self.kv_bytes.get() >= quota;
         if kv_full != self.said_kv_full {
             self.net.set_kv_full(kv_full);
             self.said_kv_full = kv_full;
         }
+    }
+
+    fn tick(&mut self) {
+        for group in self.groups.values_mut() {
+            group.replica.tick();
+        }
+        debug_assert_eq!(
+            self.kv_bytes.get(),
+            self.groups.values().map(|g| g.kv.data_bytes()).sum::<u64>(),
+            "the groups keep the count of their key-value states"
+        );
         self.ticks += 1;
         // Snapshot chunks in flight on a dropped connection are lost: resend them now rather
         // than after a stall.
@@ -1630,12 +1648,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.shape.core,
             self.shape.kv_quota_bytes,
         );
-        if quota > 0 && self.kv_bytes >= quota {
+        let kv_bytes = self.kv_bytes.get();
+        if quota > 0 && kv_bytes >= quota {
             return Some(format!(
                 "node {node} takes no writes that may add data: the key-value state of its \
                  core {core} holds {} of keys and values, at its quota of {} (its share of \
                  `serve --kv-quota-mib`); deletes and gets are taken",
-                mib(self.kv_bytes),
+                mib(kv_bytes),
                 mib(quota)
             ));
         }

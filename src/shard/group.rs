@@ -5,6 +5,9 @@
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::kv::limits::WRITE_RESULT_BYTES_MAX;
@@ -106,6 +109,9 @@ pub struct Group {
     /// snapshot it did not install): for the core to free off the loop
     /// ([`crate::shard::core::CoreLog::release_state`]).
     pub retired: Vec<KvStore>,
+    /// What the key-value states of its core's groups hold together, kept as each applies
+    /// (see [`Group::count_kv_in`]).
+    core_kv_bytes: Rc<Cell<u64>>,
 }
 
 impl Group {
@@ -128,7 +134,22 @@ impl Group {
             applied_bytes_since_snapshot: 0,
             loaded: None,
             retired: Vec::new(),
+            core_kv_bytes: Rc::default(),
         }
+    }
+
+    /// From now on, counts what this group's key-value state holds into `total`, shared by
+    /// the groups of a core, which reads it after each turn (against its quota): kept as
+    /// each applies, so the core need not sum its groups at every turn.
+    pub fn count_kv_in(&mut self, total: Rc<Cell<u64>>) {
+        total.set(total.get() + self.kv.data_bytes());
+        self.core_kv_bytes = total;
+    }
+
+    /// What the state holds now, against `before`, into the core's count.
+    fn recount_kv(&self, before: u64) {
+        let total = &self.core_kv_bytes;
+        total.set((total.get() + self.kv.data_bytes()).saturating_sub(before));
     }
 
     /// Requests waiting on this group (for tests).
@@ -502,8 +523,10 @@ impl Group {
                     KvStore::decode_snapshot(&snapshot.data).map_err(|e| e.to_string())?
                 }
             };
+            let before = self.kv.data_bytes();
             self.retired
                 .push(std::mem::replace(&mut self.kv, installed));
+            self.recount_kv(before);
             self.members_changed = true;
             self.applied_bytes_since_snapshot = 0;
         }
@@ -591,8 +614,9 @@ impl Group {
             self.kv.skip(index);
             return Ok(());
         }
-        let writes = &mut self.writes;
-        self.kv
+        let (writes, before) = (&mut self.writes, self.kv.data_bytes());
+        let applied = self
+            .kv
             .apply(index, &entry.data, |command, reply| {
                 let Some(HeldWrite { conn, .. }) =
                     writes.remove((command.client_id, command.sequence))
@@ -609,7 +633,9 @@ impl Group {
                     },
                 });
             })
-            .map_err(|e| format!("entry {index}: {e}"))
+            .map_err(|e| format!("entry {index}: {e}"));
+        self.recount_kv(before);
+        applied
     }
 
     /// Take the member addresses of the conf change at `index` into the state machine. The
