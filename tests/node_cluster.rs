@@ -537,7 +537,7 @@ fn a_cluster_refuses_writes_that_add_while_a_member_holds_its_quota() {
     cluster.restart(3).expect("node 3 starts again");
     let b1 = cluster.bases[0].clone();
     let value = "v".repeat(64 << 10);
-    // A tick (10 ms) counts what node 3 holds, its next heartbeat answer says so.
+    // Node 3 counts what it holds as it applies, and its next batch says so.
     let said = put_until_refused(&b1, &value, 100);
     assert!(said.contains("node(s) 3 holds its quota"), "{said}");
     for i in 0..4 {

@@ -1104,6 +1104,45 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
     assert_answered_with_results(&outbox_2);
 }
 
+/// Goal (review 286): a member that said its key-value state holds its quota, and has not
+/// been heard from for four heartbeat intervals since (killed, say), holds no writes back:
+/// Raft counts it active until its next CheckQuorum round, up to two election timeouts, and
+/// puts were refused that long. Method: node 1 leads group 0; node 3's heartbeat answer says
+/// its state is full: a put is refused; ticks pass with node 3 silent, four heartbeat
+/// intervals and one: a put is proposed (no answer before node 3 acknowledges it).
+#[test]
+fn a_member_at_its_quota_not_heard_from_lately_holds_no_writes_back() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1(&events, None);
+    let full = heartbeat_answer_saying(3, term, (false, true));
+    core = turn(core, &inbox, full);
+    core = turn(core, &inbox, put(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::Error {
+                code: ErrorCode::NoSpace,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    let heartbeat = u64::from(core.groups()[&0].replica.heartbeat_interval_ticks());
+    for _ in 0..=4 * heartbeat {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    let replica = &core.groups()[&0].replica;
+    assert!(
+        replica.peer_answers(NodeId(3)),
+        "Raft counts node 3 active still"
+    );
+    let last = replica.last_index();
+    core = turn(core, &inbox, put(1, 2));
+    assert!(take_outcomes(&outbox).is_empty(), "proposed");
+    assert_eq!(core.groups()[&0].replica.last_index(), last.next());
+}
+
 /// Goal (review 279): a retry of a write whose connection closed before it was proposed
 /// waits for it too, whether the write is still taken in, not proposed (a core at its sync
 /// cap proposes nothing for many passes), or was proposed since: before, the closed

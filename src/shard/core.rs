@@ -333,8 +333,8 @@ pub struct CoreShape {
     pub leader_balance_margin: Option<u32>,
     /// Ticks between two looks at the leaders' spread.
     pub balance_every_ticks: u32,
-    /// The bytes the core's key-value states may hold ([`KvStore::data_bytes`], summed at
-    /// each tick) before its leaders refuse writes that may add to them (puts,
+    /// The bytes the core's key-value states may hold ([`KvStore::data_bytes`], counted as
+    /// they apply) before its leaders refuse writes that may add to them (puts,
     /// compare-and-swaps, put-if-absents) with `NoSpace`, taking gets and deletes: memory is
     /// what a state machine runs out of first, on every replica at once, and a replay of
     /// the log after would run out again (0: no quota).

@@ -66,6 +66,8 @@ struct HeldWrite {
 
 pub struct Group {
     pub replica: Replica,
+    /// Its state machine: set before the group goes to its core (`Core::new`), replaced
+    /// after only where a snapshot is installed ([`Group::apply_ready`]), which counts it.
     pub kv: KvStore,
     /// Writes taken in (no term yet: their commands wait in `pending`) or proposed here (the
     /// term they were proposed in), by (client, sequence), with the connection waiting for
@@ -139,9 +141,9 @@ impl Group {
     }
 
     /// From now on, counts what this group's key-value state holds into `total`, shared by
-    /// the groups of a core, which reads it after each turn (against its quota): kept as
-    /// each applies, so the core need not sum its groups at every turn.
-    pub fn count_kv_in(&mut self, total: Rc<Cell<u64>>) {
+    /// the groups of a core, which reads it (against its quota): kept as each applies, so the
+    /// core need not sum its groups at every turn. Called once, by `Core::new`.
+    pub(crate) fn count_kv_in(&mut self, total: Rc<Cell<u64>>) {
         total.set(total.get() + self.kv.data_bytes());
         self.core_kv_bytes = total;
     }
@@ -149,6 +151,7 @@ impl Group {
     /// What the state holds now, against `before`, into the core's count.
     fn recount_kv(&self, before: u64) {
         let total = &self.core_kv_bytes;
+        debug_assert!(total.get() >= before, "the count holds this group's state");
         total.set((total.get() + self.kv.data_bytes()).saturating_sub(before));
     }
 
