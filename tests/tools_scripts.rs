@@ -98,6 +98,22 @@ fn stop_with_peers_gone_runs_and_both_nodes_stop_cleanly() {
     }
 }
 
+/// Goal: the script that times a restarted node's redial runs, and prints a time for each
+/// round. Method: the script as a user runs it, one round, node 2 down half a second.
+#[test]
+fn redial_after_restart_runs_and_node_2_is_reached() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("redial-after-restart.sh", |base| {
+        vec![cohort.into(), base, "0.5".into(), "1".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    let reached = text.lines().any(|line| {
+        line.starts_with("round 1: node 2 down 0.5 s, reached by node 1 ")
+            && line.ends_with(" ms after its start")
+    });
+    assert!(reached, "{text}");
+}
+
 /// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
 /// script as a user runs it.
 #[test]

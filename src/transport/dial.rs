@@ -84,8 +84,8 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
 const DIAL_FAILURES_WARNED_FROM: u32 = 8;
 
 /// Whether the `failures`-th failed dial in a row is logged at warn: the 8th, 16th, 32nd
-/// and so on, ever more rarely (with the backoff at its 2 s cap, about 30 s, a minute, two
-/// minutes apart).
+/// and so on, ever more rarely (with the backoff at its 0.5 s cap, about 30 s, a minute, two
+/// minutes apart from the 64th on).
 fn worth_a_warning(failures: u32) -> bool {
     failures >= DIAL_FAILURES_WARNED_FROM && failures.is_power_of_two()
 }
