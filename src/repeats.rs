@@ -1,6 +1,6 @@
 //! Warnings that repeat for a reason that lasts (a peer run with other flags is refused at
-//! each of its dials, every 2 s, for as long as both run): the first of a kind is said, and
-//! later ones at most once a minute each, with how many were held back in between.
+//! each of its dials, every half second, for as long as both run): the first of a kind is
+//! said, and later ones at most once a minute each, with how many were held back in between.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1105,13 +1105,15 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
 }
 
 /// Goal (review 286): a member that said its key-value state holds its quota, and has not
-/// been heard from for four heartbeat intervals since (killed, say), holds no writes back:
-/// Raft counts it active until its next CheckQuorum round, up to two election timeouts, and
-/// puts were refused that long. Method: node 1 leads group 0; node 3's heartbeat answer says
-/// its state is full: a put is refused; ticks pass with node 3 silent, four heartbeat
-/// intervals and one: a put is proposed (no answer before node 3 acknowledges it).
+/// been heard from for an election timeout since (killed, say), holds no writes back: Raft
+/// counts it active for one or two CheckQuorum rounds, up to two election timeouts, and puts
+/// were refused that long; but one silent for a shorter while (busy, review 288) still does.
+/// Method: node 1 leads group 0; node 3's heartbeat answer says its state is full: a put is
+/// refused; ticks pass with node 3 silent and node 2 answering, up to an election timeout:
+/// a put is still refused; one tick more: a put is proposed (no answer before node 3
+/// acknowledges it) while Raft counts node 3 active still.
 #[test]
-fn a_member_at_its_quota_not_heard_from_lately_holds_no_writes_back() {
+fn a_member_at_its_quota_silent_for_an_election_timeout_holds_no_writes_back() {
     let events = Events::default();
     let (mut core, inbox, outbox, term) = leader_1(&events, None);
     let full = heartbeat_answer_saying(3, term, (false, true));
@@ -1128,17 +1130,33 @@ fn a_member_at_its_quota_not_heard_from_lately_holds_no_writes_back() {
         ),
         "{outcomes:?}"
     );
-    let heartbeat = u64::from(core.groups()[&0].replica.heartbeat_interval_ticks());
-    for _ in 0..=4 * heartbeat {
+    let replica = &core.groups()[&0].replica;
+    let heartbeat = u64::from(replica.heartbeat_interval_ticks());
+    let silence = u64::from(replica.election_timeout_ticks()).max(4 * heartbeat);
+    for _ in 0..silence {
         core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(2, term, false));
     }
+    core = turn(core, &inbox, put(1, 2));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Outcome::Error {
+                code: ErrorCode::NoSpace,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    core = turn(core, &inbox, Input::Tick);
     let replica = &core.groups()[&0].replica;
     assert!(
         replica.peer_answers(NodeId(3)),
         "Raft counts node 3 active still"
     );
     let last = replica.last_index();
-    core = turn(core, &inbox, put(1, 2));
+    core = turn(core, &inbox, put(1, 3));
     assert!(take_outcomes(&outbox).is_empty(), "proposed");
     assert_eq!(core.groups()[&0].replica.last_index(), last.next());
 }

@@ -610,6 +610,33 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
+    /// Whether `peer`'s core was heard from in the last four heartbeat intervals of group
+    /// `g`. One that was not takes no group (see [`Core::hand_over_leaders`]), though Raft
+    /// counts it active until its next CheckQuorum round: handed one, a node that died a
+    /// moment ago holds the group's writes until the handover times out, an election timeout
+    /// (found in a test: a node stopped a second after another was killed handed a group to
+    /// the dead one and waited 5 s out with `--election-ticks 500`).
+    fn heard_lately(&self, peer: NodeId, g: &Group) -> bool {
+        self.heard_within(peer, 4 * u64::from(g.replica.heartbeat_interval_ticks()))
+    }
+
+    /// Whether `peer`'s core was not heard from for an election timeout of group `g` (or the
+    /// handover's window, [`Core::heard_lately`], where settings make that the longer: review
+    /// 284): gone, as Raft's CheckQuorum counts a silent follower, though Raft itself may
+    /// count it active for one more round. A stop does not wait for such a voter to take a
+    /// group, nor a leader for such a member's key-value quota.
+    fn gone(&self, peer: NodeId, g: &Group) -> bool {
+        let timeout = u64::from(g.replica.election_timeout_ticks());
+        let silence = timeout.max(4 * u64::from(g.replica.heartbeat_interval_ticks()));
+        !self.heard_within(peer, silence)
+    }
+
+    /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
+    /// counted as one: see `Core::heard_ticks`).
+    fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + ticks)
+    }
+
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
     fn forget_closed_conns(&mut self) {
         if self.closed_conns.is_empty() {

@@ -184,8 +184,17 @@ impl Shared {
         if established {
             self.count(|stats| stats.connections_closed += 1);
         }
+        // Our own disk failing to record the peer's incarnation is not the peer's fault, nor
+        // counted as a refusal, but repeats at each dial as a refusal does: warned of as one,
+        // once a minute (review 288: twice a second per core and peer, at the dialers' cap).
+        let record_failed = matches!(
+            reason,
+            CloseReason::Handshake(HandshakeError::RecordFailed { .. })
+        );
         if reason.is_peer_fault() {
             self.count(|stats| stats.connections_refused += 1);
+        }
+        if reason.is_peer_fault() || record_failed {
             // By peer and reason: a reason need not name the peer (another cluster's id), and
             // an accepted peer is known by its address, whose port changes at each dial.
             let peer = peer.to_string();
@@ -206,12 +215,6 @@ impl Shared {
                 ),
                 None => tracing::debug!(%node, core, %peer, %reason, "peer connection closed"),
             }
-        } else if matches!(
-            reason,
-            CloseReason::Handshake(HandshakeError::RecordFailed { .. })
-        ) {
-            // Our own disk, not the peer: as loud, and not counted as a refusal.
-            tracing::warn!(%node, core, %peer, %reason, "peer connection closed");
         } else if matches!(
             reason,
             CloseReason::Shutdown | CloseReason::Superseded | CloseReason::PeerRemoved

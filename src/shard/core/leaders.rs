@@ -276,7 +276,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    /// Hand groups to other nodes ([`super::balance`]): every group this node leads while
+    /// Hand groups to other nodes ([`crate::shard::balance`]): every group this node leads while
     /// its log cannot grow or a sync is stuck, or once it is stopping, else one group if
     /// this node leads too many of this core's.
     pub(super) fn hand_over_leaders(&mut self) {

@@ -99,10 +99,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies what its leader commits, so its quota is kept where the group is led,
     /// as etcd's space alarm stops writes to the whole cluster; found in review: a follower
     /// on a smaller machine grew without bound). A member that does not answer applies
-    /// nothing meanwhile: one not heard from lately is not waited for (review 286: a member
-    /// killed at its quota kept its flag until Raft counted it inactive, up to two election
-    /// timeouts, and puts were refused that long after deletes made room). (A retry of a write decided before, or still in flight, adds
-    /// nothing: [`Core::route`] answers it from the session, or lets it wait for its write.)
+    /// nothing meanwhile (it applies what was taken once it is back, past its quota if it
+    /// must): one not heard from for an election timeout is not waited for (review 286: a
+    /// member killed at its quota kept its flag until Raft counted it inactive, up to two
+    /// election timeouts, and puts were refused that long after deletes made room; review
+    /// 288: four heartbeat intervals, 80 ms by default, took a busy member for gone). (A
+    /// retry of a write decided before, or still in flight, adds nothing: [`Core::route`]
+    /// answers it from the session, or lets it wait for its write.)
     pub(super) fn at_kv_quota(
         &self,
         command: &crate::kv::Command,
@@ -143,7 +146,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .filter(|m| {
                 self.peers_kv_full.contains(&m.0)
                     && group.replica.peer_answers(**m)
-                    && self.heard_lately(**m, group)
+                    && !self.gone(**m, group)
             })
             .map(|m| m.0)
             .collect();

@@ -6,7 +6,7 @@ use crate::proto::client::{ErrorCode, Outcome, Refused, Request, Response};
 use crate::proto::members::MemberOutcome;
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{NodeId, Role};
-use crate::shard::group::{Answer, Group};
+use crate::shard::group::Answer;
 
 use super::{Core, CoreLog, CoreNet, Input};
 
@@ -47,42 +47,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower Raft did not count active at the first look). A voter whose log is full, or
     /// that stops too, takes none: nodes stopped together do not wait out their grace for
     /// each other; nor does one not heard from for an election timeout (see
-    /// [`Core::heard_within`]): a leader whose other voters were one dead and one stopping
+    /// [`Core::gone`]): a leader whose other voters were one dead and one stopping
     /// waited until its groups lost their quorum (6.2–7.2 s with `--election-ticks 500`, a
     /// grace of 10 s).
     pub(super) fn work_finished(&self) -> bool {
         let me = NodeId(self.shape.node_id);
         let open = |conn| self.outboxes.contains_key(&conn);
         self.groups.values().all(|g| {
-            // Not heard from for an election timeout: gone, as Raft's CheckQuorum counts it
-            // (a shorter silence, a lost packet or a busy peer, ended a stop that could still
-            // hand the group over: review 283).
-            // (Nor before the handover's own window: review 284, settings of long heartbeats
-            // made it the longer, and a stop ended with a group handed to a peer.)
-            let timeout = u64::from(g.replica.election_timeout_ticks());
-            let silence = timeout.max(4 * u64::from(g.replica.heartbeat_interval_ticks()));
-            let may_take = |v: &NodeId| {
-                *v != me && !self.peers_log_full.contains(&v.0) && self.heard_within(*v, silence)
-            };
+            // Not heard from for an election timeout: gone (a shorter silence, a lost packet
+            // or a busy peer, ended a stop that could still hand the group over: review 283).
+            let may_take =
+                |v: &NodeId| *v != me && !self.peers_log_full.contains(&v.0) && !self.gone(*v, g);
             let others = g.replica.conf_state().voters.iter().any(may_take);
             g.waiting_on(open) == 0 && !(g.replica.role() == Role::Leader && others)
         })
-    }
-
-    /// Whether `peer`'s core was heard from in the last four heartbeat intervals of group
-    /// `g`. One that was not takes no group (see [`Core::hand_over_leaders`]), though Raft
-    /// counts it active until its next CheckQuorum round: handed one, a node that died a
-    /// moment ago holds the group's writes until the handover times out, an election timeout
-    /// (found in a test: a node stopped a second after another was killed handed a group to
-    /// the dead one and waited 5 s out with `--election-ticks 500`).
-    pub(super) fn heard_lately(&self, peer: NodeId, g: &Group) -> bool {
-        self.heard_within(peer, 4 * u64::from(g.replica.heartbeat_interval_ticks()))
-    }
-
-    /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
-    /// counted as one: see `Core::heard_ticks`).
-    pub(super) fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
-        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + ticks)
     }
 
     /// Once the inbox is closed: what it took in while the stop waited for the syncs in
