@@ -1626,6 +1626,27 @@ fn without_commit_broadcast_followers_learn_a_commit_from_the_next_heartbeat() {
     }
 }
 
+/// Goal: a leader told to broadcast commits for now sends a new commit index at once though
+/// its configuration does not (the core asks it while a peer's key-value state is full, so
+/// that followers apply the delete that frees it), and stops once told to. Method: as the
+/// test above, with `broadcast_commits_for_now` on for write "a", then off for write "b".
+#[test]
+fn commits_broadcast_for_now_reach_followers_at_once() {
+    let mut cluster = cluster(3, 0, |c| c.broadcast_commit = false);
+    let leader = elect(&mut cluster);
+    cluster.replica_mut(leader).broadcast_commits_for_now(true);
+    write(&mut cluster, leader, "a");
+    for follower in followers(&cluster, leader) {
+        assert_eq!(applied(&cluster, follower), ["a"], "{follower}");
+    }
+    cluster.replica_mut(leader).broadcast_commits_for_now(false);
+    write(&mut cluster, leader, "b");
+    assert_eq!(applied(&cluster, leader), ["a", "b"]);
+    for follower in followers(&cluster, leader) {
+        assert_eq!(applied(&cluster, follower), ["a"], "{follower}");
+    }
+}
+
 #[test]
 fn without_commit_broadcast_a_read_at_a_follower_still_sees_the_commit() {
     // The read round's heartbeat carries the commit index the follower waits for.

@@ -1161,6 +1161,81 @@ fn a_member_at_its_quota_silent_for_an_election_timeout_holds_no_writes_back() {
     assert_eq!(core.groups()[&0].replica.last_index(), last.next());
 }
 
+/// Goal: while a peer says its key-value state holds its quota, a leader sends each new
+/// commit index at once (the nodes' default sends it with the next heartbeat), so that the
+/// follower applies the delete that frees it and says so with its answer (a tester's put
+/// right after a delete was refused for the follower's quota up to three times); and no
+/// more once none says so. Method: node 1, whose replicas do not broadcast commits, leads
+/// group 0; node 3 says its state is full; a delete, proposed and acknowledged by node 3:
+/// appends go out in the acknowledgement's turn; node 3 says it has room; a put, likewise:
+/// none.
+#[test]
+fn a_leader_sends_commits_at_once_while_a_peer_holds_its_quota() {
+    let events = Events::default();
+    let net = RecordingNet {
+        events: Rc::clone(&events),
+        wire: None,
+        full_queue_to: Rc::default(),
+    };
+    let without_broadcast = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut _| {
+        let mut config = Config::new(NodeId(1));
+        (config.pre_vote, config.broadcast_commit) = (false, false);
+        let persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let group = groups.get_mut(&0).expect("group 0");
+        group.replica = Replica::new(config, 1, persisted).unwrap();
+    };
+    let log = (true, 0, false);
+    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, without_broadcast);
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
+    let appends = || {
+        events
+            .borrow()
+            .iter()
+            .filter(|e| **e == Event::Sent("AppendRequest"))
+            .count()
+    };
+    for (kv_full, op) in [
+        (
+            true,
+            Op::Delete {
+                key: Bytes::from_static(b"k"),
+            },
+        ),
+        (false, put_op()),
+    ] {
+        core = turn(
+            core,
+            &inbox,
+            heartbeat_answer_saying(3, term, (false, kv_full)),
+        );
+        core = turn(core, &inbox, request(1, 1 + u64::from(!kv_full), op));
+        let last = core.groups()[&0].replica.last_index();
+        let before = appends();
+        // Node 3's acknowledgement says its state is full too, as each of its batches does.
+        let Input::Peer { envelopes, .. } =
+            from(3, 1, term, MessageBody::AppendResponse(ack(last)))
+        else {
+            unreachable!()
+        };
+        let acked = Input::Peer {
+            from: 3,
+            log_full: false,
+            kv_full,
+            envelopes,
+        };
+        core = turn(core, &inbox, acked);
+        assert_eq!(take_outcomes(&outbox).len(), 1, "applied and answered");
+        let sent = appends() - before;
+        assert_eq!(
+            sent > 0,
+            kv_full,
+            "node 3 full: {kv_full}; appends sent: {sent}"
+        );
+    }
+}
+
 /// Goal (review 279): a retry of a write whose connection closed before it was proposed
 /// waits for it too, whether the write is still taken in, not proposed (a core at its sync
 /// cap proposes nothing for many passes), or was proposed since: before, the closed
@@ -4316,11 +4391,15 @@ fn a_snapshot_due_before_a_delivery_waits_for_the_follower_too() {
 
 /// A write by client 5 with `sequence`, on connection `conn`.
 fn put(conn: u64, sequence: u64) -> Input {
-    let put = Op::Put {
+    request(conn, sequence, put_op())
+}
+
+/// A put of 1 KiB under key `k`.
+fn put_op() -> Op {
+    Op::Put {
         key: Bytes::from_static(b"k"),
         value: Bytes::from(vec![7; 1024]),
-    };
-    request(conn, sequence, put)
+    }
 }
 
 /// Connection `conn` opened, its answers weighed among `held_by_core`'s: the core after it,

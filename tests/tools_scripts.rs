@@ -114,6 +114,21 @@ fn redial_after_restart_runs_and_node_2_is_reached() {
     assert!(reached, "{text}");
 }
 
+/// Goal: the script that counts puts refused right after a delete at the quota runs, and
+/// says how many rounds were refused. Method: the script as a user runs it, three rounds.
+#[test]
+fn quota_delete_then_put_runs_and_counts_rounds() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("quota-delete-then-put.sh", |base| {
+        vec![cohort.into(), base, "3".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    let counted = text.lines().any(|line| {
+        line.contains(" rounds refused at least once (") && line.ends_with("after the delete)")
+    });
+    assert!(counted && text.contains("filled: "), "{text}");
+}
+
 /// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
 /// script as a user runs it.
 #[test]

@@ -175,6 +175,9 @@ pub struct Replica {
     pub(crate) messages_after_persist: Vec<Message>,
     /// Appends must be offered to every follower at the next `ready()`.
     pub(crate) broadcast_pending: bool,
+    /// A new commit index goes to followers at once, whatever `Config::broadcast_commit`
+    /// says (see [`Replica::broadcast_commits_for_now`]).
+    pub(crate) commits_broadcast_now: bool,
     pub(crate) hard_state_handed_out: HardState,
     /// The term and vote the caller has made durable (the last Ready advanced that carried
     /// them). No message of a newer term or vote leaves before they are durable.
@@ -298,6 +301,7 @@ impl Replica {
             messages_now: Vec::new(),
             messages_after_persist: Vec::new(),
             broadcast_pending: false,
+            commits_broadcast_now: false,
             hard_state_handed_out: hard_state,
             term_vote_durable: (hard_state.term, hard_state.vote),
             soft_state_handed_out: (Role::Follower, NodeId::NONE),
@@ -423,6 +427,13 @@ impl Replica {
     /// would otherwise take a group only to hand it over again.
     pub fn stop_campaigning(&mut self) {
         self.campaigns = false;
+    }
+
+    /// While `on`, a leader sends a new commit index to its followers at once, as with
+    /// `Config::broadcast_commit`: for a caller that needs the followers to apply soon for a
+    /// while (a follower whose state machine is full applies the delete that frees it).
+    pub fn broadcast_commits_for_now(&mut self, on: bool) {
+        self.commits_broadcast_now = on;
     }
 
     /// Start an election now (with a pre-vote round if configured), as if the election

@@ -337,7 +337,7 @@ impl Replica {
         }
         let caught_up = progress.match_index == last_index;
         if self.maybe_commit() {
-            self.broadcast_pending |= self.config.broadcast_commit;
+            self.broadcast_pending |= self.config.broadcast_commit || self.commits_broadcast_now;
         } else if was_paused {
             self.maybe_send_append(from, true);
         }
@@ -568,7 +568,7 @@ impl Replica {
             own.maybe_update(persisted);
         }
         if self.maybe_commit() {
-            self.broadcast_pending |= self.config.broadcast_commit;
+            self.broadcast_pending |= self.config.broadcast_commit || self.commits_broadcast_now;
         }
     }
 }

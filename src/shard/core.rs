@@ -806,10 +806,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 envelopes,
             } => {
                 self.peers_heard_tick.insert(from, self.heard_ticks);
-                match kv_full {
+                let changed = match kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
                 };
+                if changed {
+                    self.broadcast_commits_while_peers_kv_full();
+                }
                 if log_full {
                     if self.peers_log_full.insert(from) {
                         // It drops TimeoutNow: a transfer to it not yet told to campaign is
