@@ -15,37 +15,9 @@ set -euo pipefail
 cohort=$(realpath "${1:-target/release/cohort}")
 base=${2:-19500}
 rounds=${3:-30}
-dir=$(mktemp -d)
-a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
-peers="1=$a1,2=$a2,3=$a3"
-pids=()
-cleanup() {
-  local status=$?
-  kill "${pids[@]}" $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$status" != 0 ]; then
-    for i in 1 2 3; do echo "--- node $i's log, its end:" >&2; tail -n 20 "$dir/n$i.log" >&2 || true; done
-  fi
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-for i in 1 2 3; do
-  # --stop-with-parent: a script killed outright (a test's time limit) leaves none running.
-  "$cohort" serve --id "$i" --peers "$peers" --data-dir "$dir/d$i" --groups 4 --cores 1 \
-    --kv-quota-mib 1 --stop-with-parent >>"$dir/n$i.log" 2>&1 &
-  pids[i]=$!
-done
-# Every group led: within 60 s, or the script fails.
-led() {
-  { "$cohort" status --nodes "$a1,$a2,$a3" 2>/dev/null || true; } \
-    | awk '$4 == "leader" { g[$3] = 1 } END { print length(g) }'
-}
-tenths=0
-until [ "$(led)" = 4 ]; do
-  [ "$tenths" -lt 600 ] || { echo "not every group had a leader within 60 s" >&2; exit 1; }
-  sleep 0.1
-  tenths=$((tenths + 1))
-done
+. "$(dirname "$0")/lib/three-nodes.sh" "$base"
+for i in 1 2 3; do start_node "$i" --groups 4 --cores 1 --kv-quota-mib 1; done
+wait_led 4
 value=$(head -c 8000 /dev/zero | tr '\0' x)
 put() { "$cohort" put --nodes "$a1" --timeout-ms 5000 "$1" "$value" >/dev/null 2>"$dir/err"; }
 # Puts until one is refused for the quota.

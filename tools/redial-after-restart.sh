@@ -15,27 +15,8 @@ cohort=$(realpath "${1:-target/release/cohort}")
 base=${2:-19400}
 down_s=${3:-1.5}
 rounds=${4:-3}
-dir=$(mktemp -d)
-a1=127.0.0.1:$base a2=127.0.0.1:$((base + 10)) a3=127.0.0.1:$((base + 20))
-peers="1=$a1,2=$a2,3=$a3"
-pids=()
-cleanup() {
-  local status=$?
-  kill "${pids[@]}" $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$status" != 0 ]; then
-    for i in 1 2 3; do echo "--- node $i's log, its end:" >&2; tail -n 20 "$dir/n$i.log" >&2 || true; done
-  fi
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-start() {
-  # --stop-with-parent: a script killed outright (a test's time limit) leaves none running.
-  "$cohort" serve --id "$1" --peers "$peers" --data-dir "$dir/d$1" --groups 2 \
-    --stop-with-parent >>"$dir/n$1.log" 2>&1 &
-  pids[$1]=$!
-}
-for i in 1 2 3; do start "$i"; done
+. "$(dirname "$0")/lib/three-nodes.sh" "$base"
+for i in 1 2 3; do start_node "$i" --groups 2; done
 # Node 1 connected to node 2 once it is up: within 60 s, or the script fails.
 reached() { grep -q "peer connection established.*peer=1" "$dir/n2.log"; }
 waited=0
@@ -50,7 +31,7 @@ for round in $(seq "$rounds"); do
   sleep "$down_s"
   mv "$dir/n2.log" "$dir/n2.before.log"
   began=$(date +%s%N)
-  start 2
+  start_node 2 --groups 2
   waited=0
   until [ -f "$dir/n2.log" ] && reached; do
     [ "$waited" -lt 6000 ] || { echo "node 1 did not connect within 30 s" >&2; exit 1; }
