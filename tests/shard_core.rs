@@ -976,11 +976,10 @@ fn a_core_at_its_kv_quota_refuses_writes_that_add_and_takes_deletes() {
         "its peers are told"
     );
     core = turn(core, &inbox, put_new(2));
-    let outcomes = take_outcomes(&outbox);
+    let message = refused_no_space(&outbox);
     assert!(
-        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::NoSpace, message }]
-            if message.contains("quota") && message.contains("deletes")),
-        "{outcomes:?}"
+        message.contains("quota") && message.contains("deletes"),
+        "{message}"
     );
     let delete = Op::Delete {
         key: Bytes::from_static(b"key 1"),
@@ -1009,17 +1008,7 @@ fn at_the_quota_with_full_logs_a_new_write_hears_of_the_quota_and_a_held_one_of_
     core = turn(core, &inbox, heartbeat_answer(2, term, true));
     core = turn(core, &inbox, heartbeat_answer_saying(3, term, (true, true)));
     core = turn(core, &inbox, put(1, 2));
-    let outcomes = take_outcomes(&outbox);
-    assert!(
-        matches!(
-            &outcomes[..],
-            [Outcome::Error {
-                code: ErrorCode::NoSpace,
-                ..
-            }]
-        ),
-        "{outcomes:?}"
-    );
+    refused_no_space(&outbox);
     core = turn(core, &inbox, put(1, 1));
     let outcomes = take_outcomes(&outbox);
     assert!(
@@ -1050,12 +1039,8 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
         heartbeat_answer_saying(3, term, (false, true)),
     );
     core = turn(core, &inbox, put(1, 1));
-    let outcomes = take_outcomes(&outbox);
-    assert!(
-        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::NoSpace, message }]
-            if message.contains("node(s) 3 holds its quota")),
-        "{outcomes:?}"
-    );
+    let message = refused_no_space(&outbox);
+    assert!(message.contains("node(s) 3 holds its quota"), "{message}");
     let delete = Op::Delete {
         key: Bytes::from_static(b"k"),
     };
@@ -1085,17 +1070,7 @@ fn a_leader_takes_no_writes_that_add_while_a_follower_holds_its_quota() {
         "no second copy"
     );
     core = turn(core, &inbox, put(2, 4));
-    let outcomes = take_outcomes(&outbox_2);
-    assert!(
-        matches!(
-            &outcomes[..],
-            [Outcome::Error {
-                code: ErrorCode::NoSpace,
-                ..
-            }]
-        ),
-        "{outcomes:?}"
-    );
+    refused_no_space(&outbox_2);
     let _core = turn(
         core,
         &inbox,
@@ -1119,17 +1094,7 @@ fn a_member_at_its_quota_silent_for_an_election_timeout_holds_no_writes_back() {
     let full = heartbeat_answer_saying(3, term, (false, true));
     core = turn(core, &inbox, full);
     core = turn(core, &inbox, put(1, 1));
-    let outcomes = take_outcomes(&outbox);
-    assert!(
-        matches!(
-            &outcomes[..],
-            [Outcome::Error {
-                code: ErrorCode::NoSpace,
-                ..
-            }]
-        ),
-        "{outcomes:?}"
-    );
+    refused_no_space(&outbox);
     let replica = &core.groups()[&0].replica;
     let heartbeat = u64::from(replica.heartbeat_interval_ticks());
     let silence = u64::from(replica.election_timeout_ticks()).max(4 * heartbeat);
@@ -1138,17 +1103,7 @@ fn a_member_at_its_quota_silent_for_an_election_timeout_holds_no_writes_back() {
         core = turn(core, &inbox, heartbeat_answer(2, term, false));
     }
     core = turn(core, &inbox, put(1, 2));
-    let outcomes = take_outcomes(&outbox);
-    assert!(
-        matches!(
-            &outcomes[..],
-            [Outcome::Error {
-                code: ErrorCode::NoSpace,
-                ..
-            }]
-        ),
-        "{outcomes:?}"
-    );
+    refused_no_space(&outbox);
     core = turn(core, &inbox, Input::Tick);
     let replica = &core.groups()[&0].replica;
     assert!(
@@ -4390,6 +4345,20 @@ fn a_snapshot_due_before_a_delivery_waits_for_the_follower_too() {
 }
 
 /// A write by client 5 with `sequence`, on connection `conn`.
+/// The one outcome `outbox` holds, which must be a `NoSpace` refusal: its message.
+fn refused_no_space(outbox: &Inbox<Vec<Response>>) -> String {
+    let outcomes = take_outcomes(outbox);
+    match &outcomes[..] {
+        [
+            Outcome::Error {
+                code: ErrorCode::NoSpace,
+                message,
+            },
+        ] => message.clone(),
+        _ => panic!("not one NoSpace refusal: {outcomes:?}"),
+    }
+}
+
 fn put(conn: u64, sequence: u64) -> Input {
     request(conn, sequence, put_op())
 }
