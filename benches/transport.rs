@@ -10,9 +10,11 @@
 //!   so the figure includes building messages, encoding, checksums, the verifier, decoding.
 //!
 //! Sender and receiver run on separate executors pinned to CPUs 0 and 1. Each figure is the
-//! median of three runs, raw and transport interleaved so both see the same machine. A last
-//! line per workload gives the wire codec's own rate on one core (no sockets): the ceiling
-//! the transport cannot pass. Run with `cargo bench --bench transport`
+//! median of three runs, raw and transport interleaved so both see the same machine. Beside
+//! each rate: how busy each side's thread was (its CPU time, the kernel's work on its behalf
+//! included, over the time it worked), which says which side bounds the rate. A last line
+//! per workload gives the wire codec's own rate on one core (no sockets): the ceiling the
+//! transport cannot pass. Run with `cargo bench --bench transport`
 //! (`COHORT_BENCH_ONLY=small|large` for one workload, `COHORT_BENCH_VERBOSE=1` for counters).
 
 // Benchmarks measure wall time; the clock module's rule is for the engine, not for this.
@@ -97,7 +99,43 @@ fn executor(cpu: usize) -> LocalExecutorBuilder {
         .name("bench")
 }
 
-/// Seconds from the sender's first write to the receiver's last byte.
+/// The CPU time this thread has had, the kernel's work on its behalf included (on loopback,
+/// a sender's system calls run much of the receiving side's TCP too), from the scheduler's
+/// statistics; `None` where the kernel does not keep them.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Marks the start of one side's work; [`Busy::end`] gives the share of it spent on CPU.
+struct Busy {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Busy {
+    fn start() -> Self {
+        Busy {
+            wall: Instant::now(),
+            cpu: thread_cpu(),
+        }
+    }
+
+    fn end(&self) -> Option<f64> {
+        let cpu = thread_cpu()?.checked_sub(self.cpu?)?;
+        Some(cpu.as_secs_f64() / self.wall.elapsed().as_secs_f64())
+    }
+}
+
+/// One run: seconds from the sender's first write to the receiver's last byte (or message),
+/// and the sender's and the receiver's busy shares.
+struct Run {
+    seconds: f64,
+    sender_busy: Option<f64>,
+    receiver_busy: Option<f64>,
+}
+
 /// The sockets of the raw pair are tuned as the transport's (buffer sizes, TCP_NODELAY): the
 /// same kernel path, so the raw figure is the limit the transport runs against.
 fn raw_socket_options() -> SocketOptions {
@@ -106,7 +144,7 @@ fn raw_socket_options() -> SocketOptions {
     TransportConfig::new(NodeId(1), 0, CLUSTER, listen, peers).socket_options()
 }
 
-fn raw_run(workload: Workload, payload: Bytes) -> f64 {
+fn raw_run(workload: Workload, payload: Bytes) -> Run {
     let frame = turn_frame(&workload, &payload);
     let turns = workload.messages / workload.messages_per_turn;
     let total_bytes = frame.len() * turns;
@@ -123,31 +161,37 @@ fn raw_run(workload: Workload, payload: Bytes) -> f64 {
             cohort::transport::tune_accepted(&stream, options).expect("tune");
             let mut buffer = vec![0u8; 256 << 10];
             let mut received = 0;
+            let mut busy = None;
             while received < total_bytes {
                 let read = stream.read(&mut buffer).await.expect("read");
                 assert!(read > 0, "raw sender closed early");
+                busy.get_or_insert_with(Busy::start);
                 received += read;
             }
-            Instant::now()
+            (Instant::now(), busy.and_then(|busy| busy.end()))
         })
         .expect("receiver executor");
     let addr = addr_rx.recv().expect("receiver address");
     let sender = executor(0)
         .spawn(move || async move {
             let mut stream = cohort::transport::dial(addr, raw_socket_options()).expect("dial");
-            let start = Instant::now();
+            let busy = Busy::start();
             for _ in 0..turns {
                 stream.write_all(&frame).await.expect("write");
             }
-            start
+            (busy.wall, busy.end())
         })
         .expect("sender executor");
-    let start = sender.join().expect("sender");
-    let end = receiver.join().expect("receiver");
-    end.duration_since(start).as_secs_f64()
+    let (start, sender_busy) = sender.join().expect("sender");
+    let (end, receiver_busy) = receiver.join().expect("receiver");
+    Run {
+        seconds: end.duration_since(start).as_secs_f64(),
+        sender_busy,
+        receiver_busy,
+    }
 }
 
-fn transport_run(workload: Workload, payload: Bytes) -> f64 {
+fn transport_run(workload: Workload, payload: Bytes) -> Run {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let receiver = executor(1)
@@ -159,17 +203,20 @@ fn transport_run(workload: Workload, payload: Bytes) -> f64 {
                     .expect("node 2");
             addr_tx.send(node2.local_addr()).expect("publish");
             let mut received = 0;
+            let mut busy = None;
             while received < workload.messages {
                 let batch = node2.recv().await.expect("inbox open");
+                busy.get_or_insert_with(Busy::start);
                 received += batch.envelopes.len();
             }
             let end = Instant::now();
+            let busy = busy.and_then(|busy| busy.end());
             done_tx.send(()).expect("done");
             if std::env::var_os("COHORT_BENCH_VERBOSE").is_some() {
                 eprintln!("receiver: {:?}", node2.stats());
             }
             node2.close().await;
-            end
+            (end, busy)
         })
         .expect("receiver executor");
     let addr = addr_rx.recv().expect("receiver address");
@@ -183,7 +230,7 @@ fn transport_run(workload: Workload, payload: Bytes) -> f64 {
             while !node1.is_connected(NodeId(2)) {
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             }
-            let start = Instant::now();
+            let busy = Busy::start();
             let mut index = 0u64;
             let mut full = 0u64;
             while (index as usize) < workload.messages {
@@ -204,6 +251,7 @@ fn transport_run(workload: Workload, payload: Bytes) -> f64 {
                 // batching as the raw run: one turn per write, one turn in the queue.
                 node1.drained(NodeId(2)).await.expect("open");
             }
+            let sender_busy = busy.end();
             while done_rx.try_recv().is_err() {
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             }
@@ -211,12 +259,16 @@ fn transport_run(workload: Workload, payload: Bytes) -> f64 {
                 eprintln!("sender: {:?} full={full}", node1.stats());
             }
             node1.close().await;
-            (start, full)
+            (busy.wall, sender_busy)
         })
         .expect("sender executor");
-    let (start, _full) = sender.join().expect("sender");
-    let end = receiver.join().expect("receiver");
-    end.duration_since(start).as_secs_f64()
+    let (start, sender_busy) = sender.join().expect("sender");
+    let (end, receiver_busy) = receiver.join().expect("receiver");
+    Run {
+        seconds: end.duration_since(start).as_secs_f64(),
+        sender_busy,
+        receiver_busy,
+    }
 }
 
 /// Messages per second one core can encode, and verify + decode, with the wire codec alone
@@ -248,6 +300,21 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The runs' median seconds, and how busy each side was in their median: "sender 98%
+/// busy, receiver 61%", or nothing where the kernel keeps no statistics.
+fn summary(runs: &[Run]) -> (f64, String) {
+    let seconds = median(runs.iter().map(|run| run.seconds).collect());
+    let busy = |side: fn(&Run) -> Option<f64>| {
+        let shares: Option<Vec<f64>> = runs.iter().map(side).collect();
+        shares.map(|shares| 100.0 * median(shares))
+    };
+    let shares = busy(|run| run.sender_busy).zip(busy(|run| run.receiver_busy));
+    let said = shares.map_or(String::new(), |(sender, receiver)| {
+        format!("  (sender {sender:.0}% busy, receiver {receiver:.0}%)")
+    });
+    (seconds, said)
+}
+
 fn main() {
     cohort::sys::raise_memlock_limit().expect("locked memory for io_uring");
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -269,20 +336,22 @@ fn main() {
             transport.push(transport_run(workload, payload.clone()));
         }
         let messages = workload.messages as f64;
-        let (raw_s, transport_s) = (median(raw), median(transport));
+        let ((raw_s, raw_busy), (transport_s, transport_busy)) =
+            (summary(&raw), summary(&transport));
         let mb = |seconds: f64| messages * workload.payload_bytes as f64 / seconds / 1e6;
         println!(
             "{:>16}: {} msgs in turns of {}, {:.0} wire bytes/msg",
             workload.name, workload.messages, workload.messages_per_turn, wire_bytes
         );
         println!(
-            "{:>16}  raw        {:>10.0} msgs/s  {:>8.0} MB/s payload",
+            "{:>16}  raw        {:>10.0} msgs/s  {:>8.0} MB/s payload{raw_busy}",
             "",
             messages / raw_s,
             mb(raw_s)
         );
         println!(
-            "{:>16}  transport  {:>10.0} msgs/s  {:>8.0} MB/s payload  = {:.0}% of raw",
+            "{:>16}  transport  {:>10.0} msgs/s  {:>8.0} MB/s payload  = {:.0}% of raw\
+             {transport_busy}",
             "",
             messages / transport_s,
             mb(transport_s),
