@@ -136,6 +136,22 @@ struct Run {
     receiver_busy: Option<f64>,
 }
 
+/// What each side of a run hands back: when it started (the sender) or ended (the
+/// receiver), and how busy it was.
+type Side = glommio::ExecutorJoinHandle<(Instant, Option<f64>)>;
+
+impl Run {
+    fn joined(sender: Side, receiver: Side) -> Run {
+        let (start, sender_busy) = sender.join().expect("sender");
+        let (end, receiver_busy) = receiver.join().expect("receiver");
+        Run {
+            seconds: end.duration_since(start).as_secs_f64(),
+            sender_busy,
+            receiver_busy,
+        }
+    }
+}
+
 /// The sockets of the raw pair are tuned as the transport's (buffer sizes, TCP_NODELAY): the
 /// same kernel path, so the raw figure is the limit the transport runs against.
 fn raw_socket_options() -> SocketOptions {
@@ -182,13 +198,7 @@ fn raw_run(workload: Workload, payload: Bytes) -> Run {
             (busy.wall, busy.end())
         })
         .expect("sender executor");
-    let (start, sender_busy) = sender.join().expect("sender");
-    let (end, receiver_busy) = receiver.join().expect("receiver");
-    Run {
-        seconds: end.duration_since(start).as_secs_f64(),
-        sender_busy,
-        receiver_busy,
-    }
+    Run::joined(sender, receiver)
 }
 
 fn transport_run(workload: Workload, payload: Bytes) -> Run {
@@ -262,13 +272,7 @@ fn transport_run(workload: Workload, payload: Bytes) -> Run {
             (busy.wall, sender_busy)
         })
         .expect("sender executor");
-    let (start, sender_busy) = sender.join().expect("sender");
-    let (end, receiver_busy) = receiver.join().expect("receiver");
-    Run {
-        seconds: end.duration_since(start).as_secs_f64(),
-        sender_busy,
-        receiver_busy,
-    }
+    Run::joined(sender, receiver)
 }
 
 /// Messages per second one core can encode, and verify + decode, with the wire codec alone
