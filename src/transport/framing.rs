@@ -36,6 +36,12 @@ const QUIET_BUFFER_BYTES_MAX: usize = RECEIVE_CHUNK_BYTES / 2;
 /// and trimming its heap; copying took p50 from 197-198 to 168-185 µs.
 const COPY_FRAME_BYTES_MAX: usize = 2 << 10;
 
+/// Frames of at least this size are read to their end and no further (see
+/// [`FrameReader::fill_at_most`]); smaller ones may share a read with the frames after them,
+/// which saves a read each time one ends mid-frame (review 289: cutting reads at every
+/// frame's end doubled the reads of a stream of small frames).
+const READ_CUT_FRAME_BYTES_MIN: usize = RECEIVE_CHUNK_BYTES / 4;
+
 /// The receive side of a connection: bytes read from the socket, split into whole frames.
 pub struct FrameReader {
     /// The bytes received (`..filled`), then initialised room for the next read, kept from
@@ -48,6 +54,9 @@ pub struct FrameReader {
     /// handshake allows a few hundred bytes, established connections a full frame.
     frame_bytes_max: usize,
     read_bytes_next: usize,
+    /// The size of the last frame split off: a reader that keeps its buffer makes room for
+    /// one as large at the start of the next (see [`FrameReader::fill_at_most`]).
+    last_frame_bytes: usize,
     /// Whether a buffer grown for a large frame is let go once the frame is split off (see
     /// [`FrameReader::let_go_of_large_buffers`]).
     lets_go_of_large_buffers: bool,
@@ -61,6 +70,7 @@ impl FrameReader {
             filled: 0,
             frame_bytes_max,
             read_bytes_next: READ_BYTES_MIN,
+            last_frame_bytes: 0,
             lets_go_of_large_buffers: false,
         }
     }
@@ -98,6 +108,7 @@ impl FrameReader {
             return Ok(None);
         }
         self.filled -= frame_bytes;
+        self.last_frame_bytes = frame_bytes;
         if frame_bytes <= COPY_FRAME_BYTES_MAX {
             let frame = Bytes::copy_from_slice(&self.buffer[..frame_bytes]);
             self.buffer.advance(frame_bytes);
@@ -140,12 +151,12 @@ impl FrameReader {
         }
     }
 
-    /// The bytes still missing from the frame at the front of the buffer, when its header
-    /// has arrived and been checked by [`FrameReader::next_frame`].
-    fn missing_bytes(&self) -> usize {
+    /// The size of the frame at the front of the buffer, when its header has arrived and
+    /// been checked by [`FrameReader::next_frame`].
+    fn frame_in_progress_bytes(&self) -> Option<usize> {
         match FrameHeader::parse(&self.buffer[..self.filled]) {
-            Ok(Some(header)) => header.frame_bytes().saturating_sub(self.filled),
-            _ => 0,
+            Ok(Some(header)) => Some(header.frame_bytes()),
+            _ => None,
         }
     }
 
@@ -179,32 +190,43 @@ impl FrameReader {
             // grew goes (found in review: up to 512 KiB kept by every idle client).
             self.buffer = BytesMut::new();
         }
-        let missing = self.missing_bytes();
+        let frame_bytes = self.frame_in_progress_bytes();
+        let missing = frame_bytes.map_or(0, |bytes| bytes.saturating_sub(self.filled));
         let pace = (self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES)))
             .min(offer_max)
             .max(1);
-        // A read ends where the frame in progress does. Bytes read past it start the next
-        // frame, and once the room behind them runs out they move to the front of the
+        // A read ends where a large frame in progress does. Bytes read past it start the
+        // next frame, and once the room behind them runs out they move to the front of the
         // buffer: with frames of 528 KiB and reads of 256 KiB, about half of every frame
         // was copied there, a third of the receiver's CPU (`cargo bench --bench transport`,
-        // 16 KiB messages). Ending at the frame's end, a read leaves nothing behind to move.
-        let offered = match missing {
-            0 => pace,
-            missing => pace.min(missing),
+        // 16 KiB messages).
+        let offered = match frame_bytes {
+            Some(bytes) if bytes >= READ_CUT_FRAME_BYTES_MIN && missing > 0 => pace.min(missing),
+            _ => pace,
         };
         let filled = self.filled;
         let wanted = filled + offered;
+        // Room for the whole frame in progress, made as soon as its header has arrived (what
+        // moves then is at most a read, not most of the frame); at a frame's start, for one
+        // as large as the last, so that a stream of frames of one size moves nothing even
+        // while the consumer holds its frames (review 289). A reader that meters what it
+        // takes (`offer_max`, a client's frame) makes no more room than it was allowed (an
+        // announced length is the peer's word), and one that lets go of large buffers
+        // makes none ahead.
+        let ahead = match frame_bytes {
+            Some(_) => filled + missing.min(offer_max),
+            None if self.lets_go_of_large_buffers => 0,
+            None => self.last_frame_bytes.min(offer_max),
+        };
+        let room = wanted.max(ahead);
+        if self.buffer.capacity() < room {
+            // The bytes move (to the front, or to a new allocation): only the received ones.
+            // Twice the offer besides, so the next reads use the room this one leaves
+            // (reserving touches no memory).
+            self.buffer.truncate(filled);
+            self.buffer.reserve((2 * offered).max(room - filled));
+        }
         if self.buffer.len() < wanted {
-            if self.buffer.capacity() < wanted {
-                // The bytes move (to the front, or to a new allocation): only the received
-                // ones. Room for the whole frame in progress (reserving touches no memory),
-                // and twice the offer, so the next reads use the room this one leaves.
-                // A reader that meters what it takes (`offer_max`, a client's frame) reserves
-                // no more than it was allowed: an announced length is the peer's word.
-                self.buffer.truncate(filled);
-                self.buffer
-                    .reserve((2 * offered).max(missing.min(offer_max)));
-            }
             self.buffer.resize(wanted, 0);
         }
         let result = stream.read(&mut self.buffer[filled..wanted]).await;
@@ -597,6 +619,75 @@ mod tests {
             assert_eq!(reader.buffered_bytes(), 0, "bytes of the next frame read");
             assert_eq!(reader.read_bytes_next(), RECEIVE_CHUNK_BYTES);
         }
+    }
+
+    /// Goal (review 289): frames of one large size stream without their bytes moving in the
+    /// buffer, whether the consumer drops each frame at once or holds the last few (as a
+    /// follower holds its entries until applied: then the buffer cannot be reused, and
+    /// room made only for a read at a time moved most of every frame to a new one). Method:
+    /// frames of 528 KiB from a stream that delivers all it is offered, the last 0, 1 or 8
+    /// held; the bytes received that moved, counted from the third frame on (the first
+    /// frames set the reader's pace), are none.
+    #[test]
+    fn large_frames_of_one_size_are_not_moved_held_or_not() {
+        let frames: Vec<Vec<u8>> = (0..12)
+            .map(|_| frame_of(&[snapshot_message(528 << 10)]))
+            .collect();
+        for hold in [0, 1, 8] {
+            let mut trickle = Trickle {
+                bytes: frames.concat(),
+                at: 0,
+                chunk: 1 << 20,
+            };
+            let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+            let (mut held, mut moved, mut read) = (Vec::new(), 0, 0);
+            while read < frames.len() {
+                if let Some(frame) = reader.next_frame().expect("valid") {
+                    assert_eq!(&frame[..], &frames[read][..]);
+                    read += 1;
+                    held.push(frame);
+                    if held.len() > hold {
+                        held.remove(0);
+                    }
+                    continue;
+                }
+                let (at, filled) = (reader.buffer.as_ptr(), reader.filled);
+                futures_lite::future::block_on(reader.fill(&mut trickle)).expect("reads");
+                if read >= 2 && filled > 0 && reader.buffer.as_ptr() != at {
+                    moved += filled;
+                }
+            }
+            assert_eq!(moved, 0, "bytes moved with {hold} frames held");
+        }
+    }
+
+    /// Goal (review 289): frames smaller than a read's cut share reads with the frames after
+    /// them (cutting each read at a frame's end doubled the reads of a stream of small
+    /// frames). Method: frames of about 3 KiB from a stream that delivers all it is
+    /// offered, the first read taking the first header alone: after the first frame, bytes of the
+    /// next are held.
+    #[test]
+    fn small_frames_share_reads() {
+        let frames: Vec<Vec<u8>> = (0..64)
+            .map(|i| frame_of(&[snapshot_message(3_000 + i)]))
+            .collect();
+        assert!(frames[0].len() < READ_CUT_FRAME_BYTES_MIN);
+        let mut trickle = Trickle {
+            bytes: frames.concat(),
+            at: 0,
+            chunk: 1 << 20,
+        };
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        // The first frame's header, alone: the next read knows where the frame ends.
+        futures_lite::future::block_on(reader.fill_at_most(&mut trickle, 100)).expect("reads");
+        let frame = futures_lite::future::block_on(reader.read_frame(&mut trickle))
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(&frame[..], &frames[0][..]);
+        assert!(
+            reader.buffered_bytes() > 0,
+            "the read stopped at the frame's end"
+        );
     }
 
     /// Goal: a metered reader holds room for what it may take, not for what a frame's
