@@ -151,15 +151,6 @@ impl FrameReader {
         }
     }
 
-    /// The size of the frame at the front of the buffer, when its header has arrived and
-    /// been checked by [`FrameReader::next_frame`].
-    fn frame_in_progress_bytes(&self) -> Option<usize> {
-        match FrameHeader::parse(&self.buffer[..self.filled]) {
-            Ok(Some(header)) => Some(header.frame_bytes()),
-            _ => None,
-        }
-    }
-
     /// Reads once from `stream` into the buffer. `Ok(0)`: the peer closed the connection.
     ///
     /// The read target must be initialised memory (`AsyncRead` takes `&mut [u8]` and the
@@ -190,7 +181,7 @@ impl FrameReader {
             // grew goes (found in review: up to 512 KiB kept by every idle client).
             self.buffer = BytesMut::new();
         }
-        let frame_bytes = self.frame_in_progress_bytes();
+        let frame_bytes = self.announced_frame_bytes();
         let missing = frame_bytes.map_or(0, |bytes| bytes.saturating_sub(self.filled));
         let pace = (self.read_bytes_next.max(missing.min(RECEIVE_CHUNK_BYTES)))
             .min(offer_max)
