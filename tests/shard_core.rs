@@ -1127,30 +1127,8 @@ fn a_member_at_its_quota_silent_for_an_election_timeout_holds_no_writes_back() {
 #[test]
 fn a_leader_sends_commits_at_once_while_a_peer_holds_its_quota() {
     let events = Events::default();
-    let net = RecordingNet {
-        events: Rc::clone(&events),
-        wire: None,
-        full_queue_to: Rc::default(),
-    };
-    let without_broadcast = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut _| {
-        let mut config = Config::new(NodeId(1));
-        (config.pre_vote, config.broadcast_commit) = (false, false);
-        let persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
-        let group = groups.get_mut(&0).expect("group 0");
-        group.replica = Replica::new(config, 1, persisted).unwrap();
-    };
-    let log = (true, 0, false);
-    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, without_broadcast);
-    let (mut core, term) = elect_1(core, &inbox, &events);
-    let outbox = Inbox::new(16);
-    core = turn(core, &inbox, connected(1, outbox.clone()));
-    let appends = || {
-        events
-            .borrow()
-            .iter()
-            .filter(|e| **e == Event::Sent("AppendRequest"))
-            .count()
-    };
+    let (mut core, inbox, outbox, term) = leader_1_without_broadcast(&events);
+    let appends = || appends_sent(&events);
     for (kv_full, op) in [
         (
             true,
@@ -1189,6 +1167,75 @@ fn a_leader_sends_commits_at_once_while_a_peer_holds_its_quota() {
             "node 3 full: {kv_full}; appends sent: {sent}"
         );
     }
+}
+
+/// Goal: a peer that said its key-value state holds its quota and then fell silent for an
+/// election timeout (killed, say) no longer has the leaders send each commit at once: it
+/// stayed in the set until it came back, and they did so for nothing. Method: node 1, whose
+/// replicas do not broadcast commits, leads group 0; node 3 says its state is full and then
+/// is silent while node 2 answers, for an election timeout and a tick; a put, proposed and
+/// acknowledged by node 2: applied, and no append goes out in the acknowledgement's turn.
+#[test]
+fn a_silent_peer_at_its_quota_has_commits_sent_as_without_it() {
+    let events = Events::default();
+    let (mut core, inbox, outbox, term) = leader_1_without_broadcast(&events);
+    core = turn(
+        core,
+        &inbox,
+        heartbeat_answer_saying(3, term, (false, true)),
+    );
+    let replica = &core.groups()[&0].replica;
+    let heartbeat = u64::from(replica.heartbeat_interval_ticks());
+    let silence = u64::from(replica.election_timeout_ticks()).max(4 * heartbeat);
+    for _ in 0..=silence {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(2, term, false));
+    }
+    core = turn(core, &inbox, request(1, 1, put_op()));
+    let last = core.groups()[&0].replica.last_index();
+    let before = appends_sent(&events);
+    core = turn(
+        core,
+        &inbox,
+        from(2, 1, term, MessageBody::AppendResponse(ack(last))),
+    );
+    assert_eq!(take_outcomes(&outbox).len(), 1, "applied and answered");
+    assert_eq!(core.groups()[&0].replica.commit(), last);
+    assert_eq!(appends_sent(&events) - before, 0, "the commit waits");
+}
+
+/// Node 1 leading group 0 of nodes 1–3 with a client on connection 1, its replica sending
+/// a new commit index with the next heartbeat or append (as the nodes' default does).
+fn leader_1_without_broadcast(
+    events: &Events,
+) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
+    let net = RecordingNet {
+        events: Rc::clone(events),
+        wire: None,
+        full_queue_to: Rc::default(),
+    };
+    let without_broadcast = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut _| {
+        let mut config = Config::new(NodeId(1));
+        (config.pre_vote, config.broadcast_commit) = (false, false);
+        let persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let group = groups.get_mut(&0).expect("group 0");
+        group.replica = Replica::new(config, 1, persisted).unwrap();
+    };
+    let log = (true, 0, false);
+    let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, without_broadcast);
+    let (mut core, term) = elect_1(core, &inbox, events);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
+    (core, inbox, outbox, term)
+}
+
+/// Appends node 1 has sent so far.
+fn appends_sent(events: &Events) -> usize {
+    events
+        .borrow()
+        .iter()
+        .filter(|e| **e == Event::Sent("AppendRequest"))
+        .count()
 }
 
 /// Goal (review 279): a retry of a write whose connection closed before it was proposed

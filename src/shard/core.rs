@@ -412,6 +412,9 @@ pub struct Core<L: CoreLog, N> {
     /// group it is a member of takes no writes that may add data (each node checks its own
     /// quota only where it leads; a follower applies what its leader commits).
     peers_kv_full: BTreeSet<u64>,
+    /// Whether some group's leader sends each commit at once for such a peer (see
+    /// [`Core::broadcast_commits_while_peers_kv_full`]).
+    broadcasting_commits: bool,
     /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
@@ -486,6 +489,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             kv_bytes,
             said_kv_full: false,
             peers_kv_full: BTreeSet::new(),
+            broadcasting_commits: false,
             peers_heard_tick: HashMap::new(),
             heard_ticks: 0,
             at_sync_cap_since: None,
@@ -1026,6 +1030,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         self.finish_transfers();
         self.finish_member_changes();
         self.watch_leaders();
+        self.broadcast_commits_while_peers_kv_full();
         // Here too, not only between turns: a core whose syncs are stuck soon has every slot
         // taken, and takes no turn.
         self.tell_peers_log_state();

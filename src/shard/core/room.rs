@@ -99,10 +99,22 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// follower applies the delete that makes room as its leader does, and says so with its
     /// answer, so that a put right after the delete's answer is not refused for the
     /// follower's quota (found by a tester: up to three times, within 27 ms of the delete).
+    /// Only where such a peer counts ([`Core::members_at_kv_quota`]): one that died saying so
+    /// stays in the set until it comes back, and the core's leaders sent each commit at once
+    /// meanwhile, for nothing. Called when a peer says it, and at every tick while one has
+    /// or while a group broadcasts, as peers fall silent or come back.
     pub(super) fn broadcast_commits_while_peers_kv_full(&mut self) {
-        let on = !self.peers_kv_full.is_empty();
-        for group in self.groups.values_mut() {
-            group.replica.broadcast_commits_for_now(on);
+        if self.peers_kv_full.is_empty() && !self.broadcasting_commits {
+            return;
+        }
+        let on: Vec<(u32, bool)> = (self.groups.iter())
+            .map(|(&id, group)| (id, !self.members_at_kv_quota(group).is_empty()))
+            .collect();
+        self.broadcasting_commits = on.iter().any(|&(_, on)| on);
+        for (id, on) in on {
+            if let Some(group) = self.groups.get_mut(&id) {
+                group.replica.broadcast_commits_for_now(on);
+            }
         }
     }
 
@@ -146,22 +158,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 mib(quota)
             ));
         }
-        if self.peers_kv_full.is_empty() {
-            return None;
-        }
-        let conf = group.replica.conf_state();
-        let members = (conf.voters.iter())
-            .chain(&conf.voters_outgoing)
-            .chain(&conf.learners)
-            .chain(&conf.learners_next);
-        let full: BTreeSet<u64> = members
-            .filter(|m| {
-                self.peers_kv_full.contains(&m.0)
-                    && group.replica.peer_answers(**m)
-                    && !self.gone(**m, group)
-            })
-            .map(|m| m.0)
-            .collect();
+        let full = self.members_at_kv_quota(group);
         let full: Vec<String> = full.iter().map(u64::to_string).collect();
         (!full.is_empty()).then(|| {
             format!(
@@ -171,6 +168,28 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 full.join(", ")
             )
         })
+    }
+
+    /// The members of `group` whose same core says its key-value state holds its quota and
+    /// that count for it: Raft counts them active, and they were heard from within an
+    /// election timeout (see [`Core::at_kv_quota`]).
+    fn members_at_kv_quota(&self, group: &Group) -> BTreeSet<u64> {
+        if self.peers_kv_full.is_empty() {
+            return BTreeSet::new();
+        }
+        let conf = group.replica.conf_state();
+        let members = (conf.voters.iter())
+            .chain(&conf.voters_outgoing)
+            .chain(&conf.learners)
+            .chain(&conf.learners_next);
+        members
+            .filter(|m| {
+                self.peers_kv_full.contains(&m.0)
+                    && group.replica.peer_answers(**m)
+                    && !self.gone(**m, group)
+            })
+            .map(|m| m.0)
+            .collect()
     }
 
     /// Why `group`, led here, cannot store a write now, if so: this node's log cannot grow,
