@@ -385,10 +385,7 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
         peer.room.notify();
         writer.set_sender_log_full(shared.log_full.get());
         writer.set_sender_kv_full(shared.kv_full.get());
-        let outcome = match writer.write_batch(&mut stream, &batch).await {
-            Ok(outcome) => outcome,
-            Err(error) => return error.into(),
-        };
+        let outcome = writer.write_batch(&mut stream, &batch).await;
         shared.count(|stats| {
             stats.frames_sent += outcome.frames as u64;
             stats.messages_sent += outcome.messages_written as u64;
@@ -402,6 +399,9 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
                 %error,
                 "messages dropped: they do not fit a frame"
             );
+        }
+        if let Some(error) = outcome.write_error {
+            return error.into();
         }
         batch.clear();
         if batch.capacity() > BATCH_CAPACITY_RETAINED_MAX {

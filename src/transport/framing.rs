@@ -278,6 +278,9 @@ pub struct WriteOutcome {
     /// logged by the caller); the connection stays up.
     pub messages_dropped: usize,
     pub encode_error: Option<EncodeError>,
+    /// The write that failed and ended the batch (the connection closes): the frames before
+    /// it are counted above all the same.
+    pub write_error: Option<io::Error>,
 }
 
 impl Default for FrameWriter {
@@ -312,7 +315,7 @@ impl FrameWriter {
         &mut self,
         stream: &mut S,
         batch: &[Envelope],
-    ) -> io::Result<WriteOutcome> {
+    ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
         let mut rest = batch;
         // Halves of a chunk that did not encode, the next on top: only a message that does
@@ -338,11 +341,14 @@ impl FrameWriter {
                 }
                 continue;
             }
-            write_frame(stream, &mut self.encoder, &mut self.copy).await?;
+            if let Err(error) = write_frame(stream, &mut self.encoder, &mut self.copy).await {
+                outcome.write_error = Some(error);
+                break;
+            }
             outcome.frames += 1;
             outcome.messages_written += chunk.len();
         }
-        Ok(outcome)
+        outcome
     }
 }
 
@@ -787,8 +793,8 @@ mod tests {
         batch.extend((5..10).map(heartbeat));
         let mut written = Vec::new();
         let mut writer = FrameWriter::new();
-        let outcome =
-            futures_lite::future::block_on(writer.write_batch(&mut written, &batch)).unwrap();
+        let outcome = futures_lite::future::block_on(writer.write_batch(&mut written, &batch));
+        assert!(outcome.write_error.is_none());
         assert_eq!(outcome.messages_dropped, 1);
         assert_eq!(outcome.messages_written, 10);
         let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
@@ -807,6 +813,48 @@ mod tests {
             }
         }
         assert_eq!(rounds, (0..10).collect::<Vec<u64>>());
+    }
+
+    /// Goal: a batch of several frames whose second write fails says what it wrote before
+    /// (the connection's counters left those frames out). Method: three messages of more
+    /// than half the payload target each, one frame each, to a stream that takes one write
+    /// and fails the next.
+    #[test]
+    fn a_failed_write_mid_batch_says_what_went_before() {
+        struct TakesOneWrite(usize);
+        impl futures_lite::AsyncWrite for TakesOneWrite {
+            fn poll_write(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<io::Result<usize>> {
+                self.0 += 1;
+                std::task::Poll::Ready(match self.0 {
+                    1 => Ok(buf.len()),
+                    _ => Err(io::ErrorKind::BrokenPipe.into()),
+                })
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let big = snapshot_message(FRAME_PAYLOAD_BYTES_TARGET / 2 + 1);
+        let batch = vec![big.clone(), big.clone(), big];
+        let mut writer = FrameWriter::new();
+        let mut stream = TakesOneWrite(0);
+        let outcome = futures_lite::future::block_on(writer.write_batch(&mut stream, &batch));
+        assert_eq!((outcome.frames, outcome.messages_written), (1, 1));
+        let error = outcome.write_error.expect("the second write failed");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]
