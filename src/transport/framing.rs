@@ -310,7 +310,8 @@ impl FrameWriter {
     /// Encodes `batch` into as few frames as the frame bounds allow and writes each with one
     /// write. A batch within [`RAFT_MESSAGES_PER_FRAME_MAX`] messages and
     /// [`FRAME_PAYLOAD_BYTES_TARGET`] payload bytes (one loop turn of a healthy peer) is one
-    /// frame and one write; larger batches are a few large writes, which costs nothing.
+    /// frame and one write; larger batches are a few large writes, which costs nothing. A
+    /// failed write ends the batch: the outcome says it, beside what went before it.
     pub async fn write_batch<S: AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
