@@ -121,16 +121,18 @@ impl fmt::Display for ClientError {
                 last_error,
             } => write!(
                 f,
-                "not done in time, after {attempts} attempts (last: {last_error}); the outcome \
-                 is unknown"
+                "not done in time, after {} (last: {last_error}); the outcome \
+                 is unknown",
+                attempts_said(*attempts)
             ),
             ClientError::Unavailable {
                 attempts,
                 last_error,
             } => write!(
                 f,
-                "not done in time, after {attempts} attempts (last: {last_error}); it changed \
-                 nothing"
+                "not done in time, after {} (last: {last_error}); it changed \
+                 nothing",
+                attempts_said(*attempts)
             ),
             ClientError::Unknown { code, message } => write!(
                 f,
@@ -142,6 +144,14 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+/// "1 attempt", "3 attempts" (a tester read "after 1 attempts").
+fn attempts_said(attempts: u32) -> String {
+    match attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    }
+}
 
 impl From<CommandError> for ClientError {
     fn from(error: CommandError) -> Self {
@@ -1228,4 +1238,29 @@ pub(crate) async fn with_timeout<T>(
         ))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: an error counts its attempts in words that agree (a tester read "after 1
+    /// attempts").
+    #[test]
+    fn an_error_says_one_attempt_or_many() {
+        let said = |attempts| {
+            ClientError::Timeout {
+                attempts,
+                last_error: "no answer in time".to_string(),
+            }
+            .to_string()
+        };
+        assert!(said(1).contains("after 1 attempt (last: no answer in time)"));
+        assert!(said(3).contains("after 3 attempts (last: no answer in time)"));
+        let unavailable = ClientError::Unavailable {
+            attempts: 1,
+            last_error: String::new(),
+        };
+        assert!(unavailable.to_string().contains("after 1 attempt ("));
+    }
 }
