@@ -2885,6 +2885,47 @@ fn a_stall_of_its_own_is_not_taken_for_its_peers_silence() {
     assert!(matches!(to, Some(NodeId(2 | 3))), "{to:?}");
 }
 
+/// Goal: a stall of a core's own executor is not taken for a sync that never ends: one that
+/// ended during the stall may not have been seen to when the stall's ticks are counted (a
+/// tester's leader, stopped with SIGSTOP and continued, warned that its device had stopped
+/// answering and handed its groups over). Method: node 1 leads group 0 with ticks from the
+/// clock (10 ms; a sync's patience is then a second); a write's sync begins and is held;
+/// the core's thread stalls 1.2 s; a turn; the sync ends: the core never said its log takes
+/// no writes.
+#[test]
+#[allow(clippy::disallowed_methods)] // the stall is the point
+fn a_stall_of_its_own_is_not_taken_for_a_sync_that_never_ends() {
+    let events = Events::default();
+    let gate = Gate::new(true);
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, &events, log, gate.clone(), 1, None, |shape| {
+        shape.tick_length = Some(Duration::from_millis(10));
+    });
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
+    gate.close();
+    let begun = gate.begun();
+    let driver = async {
+        inbox.push_now(put(1, 1));
+        assert!(
+            yield_until(|| gate.begun() > begun).await,
+            "the write's sync"
+        );
+        std::thread::sleep(Duration::from_millis(1_200));
+        inbox.push_now(heartbeat_answer(3, term, false));
+        for _ in 0..10 {
+            futures_lite::future::yield_now().await;
+        }
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
+    let events = events.borrow();
+    assert!(!events.contains(&Event::SaidLogFull(true)), "{events:?}");
+    assert!(events.contains(&Event::Synced), "{events:?}");
+}
+
 /// Goal: a stopping leader waits out a silence of its followers shorter than an election
 /// timeout (review 283: four heartbeat intervals of it, a lost packet or busy peers, and the
 /// stop ended at once, its group left without a leader for an election timeout). Method:

@@ -353,7 +353,7 @@ struct Persisting<S> {
     /// before it is.
     synced: Option<S>,
     readies: Vec<(u32, Ready)>,
-    /// The core's tick count when it began.
+    /// `Core::awake_ticks` when it began.
     began_tick: u64,
 }
 
@@ -415,15 +415,19 @@ pub struct Core<L: CoreLog, N> {
     /// Whether some group's leader sends each commit at once for such a peer (see
     /// [`Core::broadcast_commits_while_peers_kv_full`]).
     broadcasting_commits: bool,
-    /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
+    /// The tick each peer's same core was last heard from (any batch), in `awake_ticks`: a
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
-    /// The ticks, those of a stall counted as one: the clock of its peers' silence. A stall
-    /// of its own executor is no silence of theirs: their batches wait in the sockets, read
-    /// only once its loop yields; counted in full, it took every peer for gone after a stall
-    /// of four heartbeat intervals, and a leader stopping then stopped at once, its groups
-    /// left without a leader for an election timeout.
-    heard_ticks: u64,
+    /// The ticks, those of a stall counted as one: the clock of its peers' silence and of
+    /// its syncs' patience. A stall of its own executor is no silence of theirs: their
+    /// batches wait in the sockets, read only once its loop yields; counted in full, it took
+    /// every peer for gone after a stall of four heartbeat intervals, and a leader stopping
+    /// then stopped at once, its groups left without a leader for an election timeout. Nor
+    /// is it a sync that never ends: one that ended during the stall may not have been seen
+    /// to yet when the stall's ticks are counted (a tester's leader, stopped with SIGSTOP
+    /// and continued, warned that its device had stopped answering, and handed its groups
+    /// over).
+    awake_ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -491,7 +495,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             peers_kv_full: BTreeSet::new(),
             broadcasting_commits: false,
             peers_heard_tick: HashMap::new(),
-            heard_ticks: 0,
+            awake_ticks: 0,
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -537,7 +541,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Time first: a lease read among the inputs must see every tick that passed.
             if let Some(clock) = &mut self.tick_clock {
                 let owed = clock.owed(crate::clock::since_boot());
-                self.heard_ticks += owed.min(1);
+                self.awake_ticks += owed.min(1);
                 for _ in 0..owed {
                     self.tick();
                 }
@@ -636,9 +640,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
-    /// counted as one: see `Core::heard_ticks`).
+    /// counted as one: see `Core::awake_ticks`).
     fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
-        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + ticks)
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.awake_ticks <= at + ticks)
     }
 
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
@@ -809,7 +813,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 kv_full,
                 envelopes,
             } => {
-                self.peers_heard_tick.insert(from, self.heard_ticks);
+                self.peers_heard_tick.insert(from, self.awake_ticks);
                 let changed = match kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
@@ -970,7 +974,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 });
             }
             Input::Tick if self.tick_clock.is_none() => {
-                self.heard_ticks += 1;
+                self.awake_ticks += 1;
                 self.tick();
             }
             // The clock's ticks were taken at the start of the turn.
@@ -1291,7 +1295,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 sync,
                 synced: None,
                 readies,
-                began_tick: self.ticks,
+                began_tick: self.awake_ticks,
             });
         }
         self.after_persist(now, answers)

@@ -66,7 +66,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             format!(
                 "a sync of its log has not ended in {} ticks: the device may have stopped \
                  answering",
-                self.ticks - began
+                self.awake_ticks - began
             )
         })
     }
@@ -80,7 +80,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let patience = self.sync_patience_ticks();
         self.persisting
             .iter()
-            .any(|p| p.synced.is_none() && self.ticks >= p.began_tick + patience)
+            .any(|p| p.synced.is_none() && self.awake_ticks >= p.began_tick + patience)
     }
 
     /// See [`sync_patience_ticks`].
