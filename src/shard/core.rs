@@ -353,8 +353,14 @@ struct Persisting<S> {
     /// before it is.
     synced: Option<S>,
     readies: Vec<(u32, Ready)>,
-    /// `Core::awake_ticks` when it began.
+    /// The core's tick count when it began.
     began_tick: u64,
+    /// The core's tick count when the sync was last polled and found still in flight: what
+    /// [`Core::sync_stuck`] judges by, not the ticks since, so that a sync that ended while
+    /// the executor stalled is seen to end before its wait is counted (a tester's leader,
+    /// stopped with SIGSTOP and continued, counted the stall's ticks before the sync's end,
+    /// warned that its device had stopped answering, and handed its groups over).
+    pending_at_tick: u64,
 }
 
 /// Syncs a core keeps in flight at most. A turn while syncs are in flight hands out the
@@ -415,19 +421,15 @@ pub struct Core<L: CoreLog, N> {
     /// Whether some group's leader sends each commit at once for such a peer (see
     /// [`Core::broadcast_commits_while_peers_kv_full`]).
     broadcasting_commits: bool,
-    /// The tick each peer's same core was last heard from (any batch), in `awake_ticks`: a
+    /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
-    /// The ticks, those of a stall counted as one: the clock of its peers' silence and of
-    /// its syncs' patience. A stall of its own executor is no silence of theirs: their
-    /// batches wait in the sockets, read only once its loop yields; counted in full, it took
-    /// every peer for gone after a stall of four heartbeat intervals, and a leader stopping
-    /// then stopped at once, its groups left without a leader for an election timeout. Nor
-    /// is it a sync that never ends: one that ended during the stall may not have been seen
-    /// to yet when the stall's ticks are counted (a tester's leader, stopped with SIGSTOP
-    /// and continued, warned that its device had stopped answering, and handed its groups
-    /// over).
-    awake_ticks: u64,
+    /// The ticks, those of a stall counted as one: the clock of its peers' silence. A stall
+    /// of its own executor is no silence of theirs: their batches wait in the sockets, read
+    /// only once its loop yields; counted in full, it took every peer for gone after a stall
+    /// of four heartbeat intervals, and a leader stopping then stopped at once, its groups
+    /// left without a leader for an election timeout.
+    heard_ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
     /// The tick at which every sync slot was last found taken, while they still are.
@@ -495,7 +497,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             peers_kv_full: BTreeSet::new(),
             broadcasting_commits: false,
             peers_heard_tick: HashMap::new(),
-            awake_ticks: 0,
+            heard_ticks: 0,
             at_sync_cap_since: None,
             stopping_by: None,
             leaderless: None,
@@ -541,7 +543,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Time first: a lease read among the inputs must see every tick that passed.
             if let Some(clock) = &mut self.tick_clock {
                 let owed = clock.owed(crate::clock::since_boot());
-                self.awake_ticks += owed.min(1);
+                self.heard_ticks += owed.min(1);
                 for _ in 0..owed {
                     self.tick();
                 }
@@ -640,9 +642,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
-    /// counted as one: see `Core::awake_ticks`).
+    /// counted as one: see `Core::heard_ticks`).
     fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
-        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.awake_ticks <= at + ticks)
+        (self.peers_heard_tick.get(&peer.0)).is_some_and(|&at| self.heard_ticks <= at + ticks)
     }
 
     /// Forgets what the connections closed in this turn wait for: one pass over each group.
@@ -664,10 +666,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     async fn next_event(&mut self, inputs: &mut Vec<Input>) {
         let waits_for_room = !self.unstaged.is_empty() || self.log.entries_wait();
         let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
+        let ticks = self.ticks;
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
-                if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
-                    p.synced = Some(synced);
+                match p.sync.as_mut().poll(cx) {
+                    Poll::Ready(synced) => p.synced = Some(synced),
+                    Poll::Pending => p.pending_at_tick = ticks,
                 }
             }
             let room = waits_for_room && log.poll_room(cx).is_ready();
@@ -813,7 +817,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 kv_full,
                 envelopes,
             } => {
-                self.peers_heard_tick.insert(from, self.awake_ticks);
+                self.peers_heard_tick.insert(from, self.heard_ticks);
                 let changed = match kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
@@ -974,7 +978,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 });
             }
             Input::Tick if self.tick_clock.is_none() => {
-                self.awake_ticks += 1;
+                self.heard_ticks += 1;
                 self.tick();
             }
             // The clock's ticks were taken at the start of the turn.
@@ -1295,7 +1299,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 sync,
                 synced: None,
                 readies,
-                began_tick: self.awake_ticks,
+                began_tick: self.ticks,
+                pending_at_tick: self.ticks,
             });
         }
         self.after_persist(now, answers)

@@ -66,12 +66,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             format!(
                 "a sync of its log has not ended in {} ticks: the device may have stopped \
                  answering",
-                self.awake_ticks - began
+                self.ticks - began
             )
         })
     }
 
-    /// Whether a sync of the log has been in flight for [`Core::sync_patience_ticks`]: a
+    /// Whether a sync of the log was found in flight [`Core::sync_patience_ticks`] after it
+    /// began (when last polled, so a stall of the executor is not taken for it): a
     /// leader here then hands its groups over, as when its log cannot grow. Its followers hear
     /// from it (heartbeats need no sync) and would never elect another, while it commits
     /// nothing: a device that stopped answering would hold its groups for ever. It cannot
@@ -80,7 +81,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let patience = self.sync_patience_ticks();
         self.persisting
             .iter()
-            .any(|p| p.synced.is_none() && self.awake_ticks >= p.began_tick + patience)
+            .any(|p| p.synced.is_none() && p.pending_at_tick >= p.began_tick + patience)
     }
 
     /// See [`sync_patience_ticks`].
