@@ -355,12 +355,8 @@ struct Persisting<S> {
     readies: Vec<(u32, Ready)>,
     /// The core's tick count when it began.
     began_tick: u64,
-    /// The core's tick count when the sync was last polled and found still in flight: what
-    /// [`Core::sync_stuck`] judges by, not the ticks since, so that a sync that ended while
-    /// the executor stalled is seen to end before its wait is counted (a tester's leader,
-    /// stopped with SIGSTOP and continued, counted the stall's ticks before the sync's end,
-    /// warned that its device had stopped answering, and handed its groups over).
-    pending_at_tick: u64,
+    /// `Core::heard_ticks` when it began (see [`Core::sync_stuck`]).
+    began_heard_tick: u64,
 }
 
 /// Syncs a core keeps in flight at most. A turn while syncs are in flight hands out the
@@ -424,7 +420,8 @@ pub struct Core<L: CoreLog, N> {
     /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
-    /// The ticks, those of a stall counted as one: the clock of its peers' silence. A stall
+    /// The ticks, those of a stall counted as one: the clock of its peers' silence (and part
+    /// of a sync's patience, see [`Core::sync_stuck`]). A stall
     /// of its own executor is no silence of theirs: their batches wait in the sockets, read
     /// only once its loop yields; counted in full, it took every peer for gone after a stall
     /// of four heartbeat intervals, and a leader stopping then stopped at once, its groups
@@ -666,12 +663,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     async fn next_event(&mut self, inputs: &mut Vec<Input>) {
         let waits_for_room = !self.unstaged.is_empty() || self.log.entries_wait();
         let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
-        let ticks = self.ticks;
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
-                match p.sync.as_mut().poll(cx) {
-                    Poll::Ready(synced) => p.synced = Some(synced),
-                    Poll::Pending => p.pending_at_tick = ticks,
+                if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
+                    p.synced = Some(synced);
                 }
             }
             let room = waits_for_room && log.poll_room(cx).is_ready();
@@ -1300,7 +1295,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 synced: None,
                 readies,
                 began_tick: self.ticks,
-                pending_at_tick: self.ticks,
+                began_heard_tick: self.heard_ticks,
             });
         }
         self.after_persist(now, answers)

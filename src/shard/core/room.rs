@@ -71,17 +71,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         })
     }
 
-    /// Whether a sync of the log was found in flight [`Core::sync_patience_ticks`] after it
-    /// began (when last polled, so a stall of the executor is not taken for it): a
+    /// Whether a sync of the log has been in flight for [`Core::sync_patience_ticks`]: a
     /// leader here then hands its groups over, as when its log cannot grow. Its followers hear
     /// from it (heartbeats need no sync) and would never elect another, while it commits
     /// nothing: a device that stopped answering would hold its groups for ever. It cannot
     /// lead again meanwhile: a campaign's vote must be durable before it asks for any.
+    ///
+    /// A tenth of that wait must be ticks the core was awake for (`Core::heard_ticks`, a
+    /// stall of its own counted as one): a tester's leader, stopped with SIGSTOP for 1.5 s
+    /// and continued, counted the pause's ticks before it read the end of a sync that ended
+    /// meanwhile (io_uring hands it over when the thread next asks, some turns on), warned
+    /// that its device had stopped answering, and handed its groups over. A device whose
+    /// hangs stall the executor itself (a buffered write throttled, in the fallback mode) is
+    /// then found after that many stalls.
     pub(super) fn sync_stuck(&self) -> bool {
         let patience = self.sync_patience_ticks();
-        self.persisting
-            .iter()
-            .any(|p| p.synced.is_none() && p.pending_at_tick >= p.began_tick + patience)
+        self.persisting.iter().any(|p| {
+            p.synced.is_none()
+                && self.ticks >= p.began_tick + patience
+                && self.heard_ticks >= p.began_heard_tick + patience.div_ceil(10)
+        })
     }
 
     /// See [`sync_patience_ticks`].
