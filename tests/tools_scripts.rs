@@ -114,6 +114,24 @@ fn redial_after_restart_runs_and_node_2_is_reached() {
     assert!(reached, "{text}");
 }
 
+/// Goal: the script that pauses nodes under writes runs, and counts the warnings of a sync
+/// that had not ended. Method: the script as a user runs it, one round of pauses of 1.2 s
+/// (past a sync's patience of 1 s). The count itself is not asserted: a pause that meets no
+/// sync in flight proves nothing (`shard_core` checks the rule).
+#[test]
+fn pause_then_continue_runs_and_counts_warnings() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("pause-then-continue.sh", |base| {
+        vec![cohort.into(), base, "1.2".into(), "1".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    let counted = text.lines().any(|line| {
+        line.starts_with("3 pauses of 1.2 s under writes: ")
+            && line.ends_with(" warnings that a sync had not ended")
+    });
+    assert!(counted, "{text}");
+}
+
 /// Goal: the script that counts puts refused right after a delete at the quota runs, and
 /// says how many rounds were refused. Method: the script as a user runs it, three rounds.
 #[test]
