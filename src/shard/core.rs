@@ -421,11 +421,11 @@ pub struct Core<L: CoreLog, N> {
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
     /// The ticks, those of a stall counted as one: the clock of its peers' silence (and part
-    /// of a sync's patience, see [`Core::sync_stuck`]). A stall
-    /// of its own executor is no silence of theirs: their batches wait in the sockets, read
-    /// only once its loop yields; counted in full, it took every peer for gone after a stall
-    /// of four heartbeat intervals, and a leader stopping then stopped at once, its groups
-    /// left without a leader for an election timeout.
+    /// of a sync's patience, see [`Core::sync_stuck`]). A stall of its own executor is no
+    /// silence of theirs: their batches wait in the sockets, read only once its loop yields;
+    /// counted in full, it took every peer for gone after a stall of four heartbeat
+    /// intervals, and a leader stopping then stopped at once, its groups left without a
+    /// leader for an election timeout.
     heard_ticks: u64,
     /// Where ticks come from when they follow the clock (see `CoreShape::tick_length`).
     tick_clock: Option<TickClock>,
