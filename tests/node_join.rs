@@ -151,6 +151,36 @@ fn a_node_that_cannot_run_or_was_removed_is_never_added() {
     common::cluster::finish(cluster);
 }
 
+/// Goal (tester 290): a node removed from the cluster while it was down, started again as
+/// before (its data dir and `--peers`, no `--join`), stops saying it was removed. Its log
+/// never had the change, its peers refused its handshakes as an unknown node's and told it
+/// nothing, and the largest id dials no peer: it ran on for good, its groups campaigning in
+/// vain. Method: a cluster of 2 cores per node (each core must learn it); node 3, the largest
+/// id, is stopped, removed, and started again with its own command: it must exit with status
+/// 1, saying node 1 or 2 says it was removed, and stay unlisted.
+#[test]
+fn a_node_removed_while_down_and_started_again_stops_saying_so() {
+    let flags = NodeFlags {
+        cores: 2,
+        ..NodeFlags::default()
+    };
+    let mut cluster = start_with_flags("removed-while-down", flags);
+    let seed = cluster.bases[0].clone();
+    cluster.terminate(3).expect("node 3 stops");
+    let out = members(&["remove", "--id", "3"], &seed);
+    assert!(out.contains("voters [1, 2]"), "{out}");
+    cluster.restart(3).expect("node 3 starts again");
+    let status = cluster.wait_exit(3, Duration::from_secs(60));
+    let said = cluster.log(3);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{said}");
+    assert!(
+        said.contains("node 3 was removed from the cluster (while it was down: node "),
+        "{said}"
+    );
+    assert!(!listed(&seed, 3));
+    common::cluster::finish(cluster);
+}
+
 /// Goal: a join that fails once the node votes in some group leaves it running, and a join cut
 /// short finishes after a restart from the data dir. Method: a cluster of 2 cores per node; node
 /// 4's core-1 peer port is cut off (the others dial it), so within a 3 s join timeout it is

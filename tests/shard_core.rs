@@ -3795,7 +3795,7 @@ fn a_leader_does_not_store_a_snapshot_from_a_second_leader_of_its_term() {
 }
 
 /// What a core's members hook was told: the member ids, and whether this node was removed.
-type MembersTold = (Vec<u64>, bool);
+type MembersTold = (Vec<u64>, Vec<u64>);
 
 /// Goal (found in review): a core whose groups were restored from snapshots that hold the
 /// change removing this node tells the node at its first turn, though it applies no conf
@@ -3810,7 +3810,7 @@ fn a_core_restored_past_its_removal_says_so_at_its_first_turn() {
         wire: None,
         full_queue_to: Rc::default(),
     };
-    // (member ids, removed), as each call told them.
+    // (member ids, removed ids), as each call told them.
     let told: Rc<RefCell<Vec<MembersTold>>> = Rc::default();
     let hook_told = Rc::clone(&told);
     let setup = move |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, hooks: &mut Hooks| {
@@ -3818,12 +3818,14 @@ fn a_core_restored_past_its_removal_says_so_at_its_first_turn() {
         kv.apply_membership(5, vec![(1, "a:1".into()), (3, "c:1".into())], &[2]);
         hooks.on_members = Box::new(move |members, removed| {
             let ids = members.keys().copied().collect();
-            hook_told.borrow_mut().push((ids, removed));
+            hook_told
+                .borrow_mut()
+                .push((ids, removed.iter().copied().collect()));
         });
     };
     let (core, inbox) = core_on(2, net, (true, 0, false), Gate::new(true), 1, None, setup);
     turn(core, &inbox, Input::Tick);
-    assert_eq!(told.borrow()[..], [(vec![1, 3], true)]);
+    assert_eq!(told.borrow()[..], [(vec![1, 3], vec![2])]);
 }
 
 /// Goal (found in review): a follower stores no whole snapshot Raft would refuse: one from

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cohort::raft::NodeId;
@@ -149,5 +149,96 @@ fn a_wait_for_room_at_a_removed_peer_ends() {
             "{ended:?}"
         );
         std::rc::Rc::into_inner(node1).expect("one").close().await;
+    });
+}
+
+/// Goal (tester 290): a node removed from the cluster while it was down learns so from its
+/// peers, whichever of a pair dials: before, they refused its handshake as an unknown node's
+/// and told it nothing, and the node with the largest id dialed nobody, so it ran on for
+/// good, its groups campaigning in vain. Method: node 2 knows no peer and that its groups
+/// removed nodes 1 and 3. Node 1 dials it (the smaller id dials); node 3 probes it (it has
+/// heard nothing from node 2). Both must be told node 2 says they were removed, and their
+/// transports stop; node 2 counts both refused, and connects neither.
+#[test]
+fn a_node_removed_while_down_is_told_so_by_a_peer_it_dials_or_probes() {
+    run_executor(|| async {
+        let node2 = Transport::start(config(2, loopback_any_port(), &[])).expect("node 2");
+        node2.set_removed(BTreeSet::from([NodeId(1), NodeId(3)]));
+        let node1 = Transport::start(config(1, loopback_any_port(), &[(2, node2.local_addr())]))
+            .expect("node 1");
+        let mut node3_config = config(3, loopback_any_port(), &[(2, node2.local_addr())]);
+        node3_config.probe_after = Duration::from_millis(50);
+        let node3 = Transport::start(node3_config).expect("node 3");
+        for node in [&node1, &node3] {
+            let told = futures_lite::future::or(async { Some(node.told_removed().await) }, async {
+                glommio::timer::sleep(GUARD).await;
+                None
+            });
+            assert_eq!(told.await, Some(NodeId(2)), "node {}", node.node_id());
+            assert!(matches!(
+                node.send(NodeId(2), append(1, 2, 0, 1, payload(1, 0, 1))),
+                Err(SendError::Closed)
+            ));
+        }
+        let stats = node2.stats();
+        assert_eq!(stats.connections_refused, 2, "{stats:?}");
+        assert_eq!(stats.connections_established, 0, "{stats:?}");
+        for node in [node1, node2, node3] {
+            node.close().await;
+        }
+    });
+}
+
+/// Goal: a probe is sent only to a peer the node has heard nothing from, tells the prober
+/// nothing but that it was removed, and is not taken for the prober's fault. Method: nodes 3
+/// and 4 probe every 20 ms. Node 2 dials node 3 and they connect: over 300 ms, no probe.
+/// Then node 2 learns of node 4 at an address nobody listens on: node 4 hears nothing from
+/// it, and probes; node 2 answers none, counts none refused, and node 4 is not told it was
+/// removed.
+#[test]
+fn a_probe_goes_only_to_a_silent_peer_and_tells_nothing_but_a_removal() {
+    run_executor(|| async {
+        let probing = |node| {
+            let mut config = config(node, loopback_any_port(), &[]);
+            config.probe_after = Duration::from_millis(20);
+            Transport::start(config).expect("starts")
+        };
+        let (node3, node4) = (probing(3), probing(4));
+        let node2 = Transport::start(config(2, loopback_any_port(), &[(3, node3.local_addr())]))
+            .expect("node 2");
+        let node2_at = BTreeMap::from([(NodeId(2), node2.local_addr())]);
+        node3.set_peers(&node2_at);
+        wait_until("node 2 reaches node 3", GUARD, || {
+            node2.is_connected(NodeId(3))
+        })
+        .await;
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            node2.stats().probes_received,
+            0,
+            "a connected peer is not probed"
+        );
+
+        node2.set_peers(&BTreeMap::from([
+            (NodeId(3), node3.local_addr()),
+            (NodeId(4), unused_addr()),
+        ]));
+        node4.set_peers(&node2_at);
+        wait_until("node 4 probes node 2", GUARD, || {
+            node2.stats().probes_received >= 3
+        })
+        .await;
+        let stats = node2.stats();
+        assert_eq!(stats.connections_refused, 0, "{stats:?}");
+        assert_eq!(stats.connections_established, 1, "node 3 alone: {stats:?}");
+        assert!(node3.is_connected(NodeId(2)) && !node4.is_connected(NodeId(2)));
+        let told = futures_lite::future::or(async { Some(node4.told_removed().await) }, async {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            None
+        });
+        assert_eq!(told.await, None);
+        for node in [node2, node3, node4] {
+            node.close().await;
+        }
     });
 }

@@ -174,10 +174,23 @@ fn handshake_round_trips() {
         receiver: NodeId(7),
         ..Handshake::current(ClusterId(0xC0FFEE), NodeId(3), 1)
     };
-    let mut encoder = FrameEncoder::new();
-    encoder.encode_handshake(&handshake).expect("encodes");
-    let decoded = decode_frame(&Bytes::from(encoder.to_frame_vec())).expect("valid frame");
-    assert_eq!(decoded, DecodedFrame::Handshake(handshake));
+    let round_trip = |handshake: Handshake| {
+        let mut encoder = FrameEncoder::new();
+        encoder.encode_handshake(&handshake).expect("encodes");
+        let decoded = decode_frame(&Bytes::from(encoder.to_frame_vec())).expect("valid frame");
+        assert_eq!(decoded, DecodedFrame::Handshake(handshake));
+    };
+    round_trip(handshake);
+    // A probe, and the answer to a removed node.
+    round_trip(Handshake {
+        probe: true,
+        ..handshake
+    });
+    round_trip(Handshake::removed(
+        ClusterId(0xC0FFEE),
+        (NodeId(3), 1),
+        NodeId(7),
+    ));
 }
 
 /// Goal: client frames verify and read back in place. Method: a request with a put and a

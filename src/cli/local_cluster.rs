@@ -395,9 +395,8 @@ impl LocalCluster {
     }
 
     /// Waits for node `id`, just removed from the cluster, to stop by itself as it does once
-    /// its groups applied the change (status 1, saying it was removed), and after `patience`
-    /// (one cut off when the change committed never learns it) stops it with SIGTERM. An
-    /// error if it stopped otherwise.
+    /// its groups applied the change or a member told it (status 1, saying it was removed),
+    /// and after `patience` stops it with SIGTERM. An error if it stopped otherwise.
     pub fn wait_removed(&mut self, id: u64, patience: Duration) -> Result<(), String> {
         let said_removed =
             |cluster: &LocalCluster| cluster.log(id).contains("was removed from the cluster");

@@ -250,6 +250,11 @@ impl KvStore {
         self.removed.contains(&node)
     }
 
+    /// The nodes a conf change of the group removed.
+    pub fn removed(&self) -> &BTreeSet<u64> {
+        &self.removed
+    }
+
     /// Keep the addresses of the nodes `keep` says yes to.
     pub fn retain_members(&mut self, keep: impl Fn(u64) -> bool) {
         self.members.retain(|&node, _| keep(node));

@@ -626,6 +626,13 @@ async fn run_core(
             refused_file.clone(),
             (config.id, core),
         )),
+        glommio::spawn_local(stop_if_told_removed(
+            Rc::clone(&transport),
+            Rc::clone(&refused),
+            (Arc::clone(&stop), inbox.clone()),
+            Arc::clone(&removed_cores),
+            (config.id, core),
+        )),
         glommio::spawn_local(super::resolve::keep_peers_resolved(
             resolving.clone(),
             Rc::clone(&transport),
@@ -687,48 +694,49 @@ async fn run_core(
         role_lines.changed(group, role, leader, term);
     });
     let on_members = {
-        let topology = Rc::clone(&topology);
+        let (topology, transport) = (Rc::clone(&topology), Rc::clone(&transport));
         let (refused, inbox) = (Rc::clone(&refused), inbox.clone());
+        let removed_cores = Arc::clone(&removed_cores);
         let mut view = view;
-        Box::new(move |applied: &BTreeMap<u64, String>, removed: bool| {
-            let Some(changed) = view.on_applied(applied, removed) else {
-                return;
-            };
-            // Its log replayed at start (or a change applied) knows this node elsewhere: it
-            // stops, as when a peer refuses it, with why.
-            let members = &changed.members;
-            if let Some(why) = known_elsewhere((node, core), &listens, members, &mut said_elsewhere)
-            {
-                if refused.borrow().is_none() {
-                    *refused.borrow_mut() = Some(why);
-                    inbox.push_now(Input::Stop);
-                    stop_node.store(true, Ordering::SeqCst);
+        Box::new(
+            move |applied: &BTreeMap<u64, String>, removed: &BTreeSet<u64>| {
+                transport.set_removed(removed.iter().map(|&id| NodeId(id)).collect());
+                let Some(changed) = view.on_applied(applied, removed.contains(&node.0)) else {
+                    return;
+                };
+                // Its log replayed at start (or a change applied) knows this node elsewhere: it
+                // stops, as when a peer refuses it, with why.
+                let members = &changed.members;
+                if let Some(why) =
+                    known_elsewhere((node, core), &listens, members, &mut said_elsewhere)
+                {
+                    if refused.borrow().is_none() {
+                        *refused.borrow_mut() = Some(why);
+                        inbox.push_now(Input::Stop);
+                        stop_node.store(true, Ordering::SeqCst);
+                    }
+                    return;
                 }
-                return;
-            }
-            let ids: Vec<&u64> = changed.members.keys().collect();
-            say(&format!("node {node} core {core}: members {ids:?}"));
-            if changed.removed && removed_cores.mark(core) {
-                // Found by an operator: restarted on its data dir with its --peers, a removed
-                // node said it could be stopped, and ran on; a supervisor saw it healthy.
-                if refused.borrow().is_none() {
-                    *refused.borrow_mut() = Some(format!(
-                        "node {node} was removed from the cluster (no group of this node holds \
-                         it): it stops; an id is never used again: to add this machine again, \
-                         start it with a new --id, an empty --data-dir and --join"
-                    ));
-                    inbox.push_now(Input::Stop);
-                    stop_node.store(true, Ordering::SeqCst);
-                }
-            } else if changed.removed {
-                say(&format!(
-                    "node {node} core {core}: removed from every group of this core; the \
+                let ids: Vec<&u64> = changed.members.keys().collect();
+                say(&format!("node {node} core {core}: members {ids:?}"));
+                if changed.removed && removed_cores.mark(core) {
+                    // Found by an operator: restarted on its data dir with its --peers, a removed
+                    // node said it could be stopped, and ran on; a supervisor saw it healthy.
+                    if refused.borrow().is_none() {
+                        *refused.borrow_mut() = Some(removed_why(node, None));
+                        inbox.push_now(Input::Stop);
+                        stop_node.store(true, Ordering::SeqCst);
+                    }
+                } else if changed.removed {
+                    say(&format!(
+                        "node {node} core {core}: removed from every group of this core; the \
                      node stops once every core's groups removed it"
-                ));
-            }
-            set_topology_members(&topology, &changed.members);
-            resolving.push_now(changed.members);
-        })
+                    ));
+                }
+                set_topology_members(&topology, &changed.members);
+                resolving.push_now(changed.members);
+            },
+        )
     };
     let net = TransportNet(Rc::clone(&transport));
     // The core (dropped here) holds the transport too: in `net` and in `on_members`.
@@ -890,6 +898,46 @@ async fn stop_if_refused_as_unknown(
     *refused.borrow_mut() = Some(why);
     // At once, not after its work as on a signal: it must not vote or lead meanwhile. The
     // node's other cores stop after theirs (their peers refuse them too, if they lost theirs).
+    inbox.push_now(Input::Stop);
+    stop.store(true, Ordering::SeqCst);
+}
+
+/// Why the node stops, once every core's groups removed it: as their log or a snapshot says,
+/// or as a peer said (`by`) to a core whose log never had the change (the node was down).
+fn removed_why(node: NodeId, by: Option<NodeId>) -> String {
+    let how = match by {
+        None => "no group of this node holds it".to_string(),
+        Some(by) => format!("while it was down: node {by} says so, and no group holds it"),
+    };
+    format!(
+        "node {node} was removed from the cluster ({how}): it stops; an id is never used again: \
+         to add this machine again, start it with a new --id, an empty --data-dir and --join"
+    )
+}
+
+/// Marks this core removed once a peer says this node was removed from the cluster (the
+/// answer to a dial or a probe, see `transport::dial`): a node removed while it was down
+/// never applies the change, and would otherwise run on, its groups campaigning in vain.
+/// Once every core is marked (by this or by its groups' own log), the node stops, as a node
+/// whose log removed it does.
+async fn stop_if_told_removed(
+    transport: Rc<Transport>,
+    refused: Rc<RefCell<Option<String>>>,
+    (stop, inbox): (Arc<AtomicBool>, Inbox<Input>),
+    removed_cores: Arc<RemovedCores>,
+    (node, core): (NodeId, u16),
+) {
+    let by = transport.told_removed().await;
+    if !removed_cores.mark(core) {
+        say(&format!(
+            "node {node} core {core}: node {by} says this node was removed from the groups of \
+             this core; the node stops once every core's groups removed it"
+        ));
+        return;
+    }
+    if refused.borrow().is_none() {
+        *refused.borrow_mut() = Some(removed_why(node, Some(by)));
+    }
     inbox.push_now(Input::Stop);
     stop.store(true, Ordering::SeqCst);
 }

@@ -276,9 +276,9 @@ pub enum Input {
     },
 }
 
-/// Told every member's base address (node id → `host:port`) when they change, and whether
-/// a group of the core applied a change that removed this node.
-pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>, bool)>;
+/// Told every member's base address (node id → `host:port`) when they change, and the nodes
+/// the core's groups applied a change removing (this one, perhaps).
+pub type OnMembers = Box<dyn FnMut(&BTreeMap<u64, String>, &BTreeSet<u64>)>;
 pub type OnRole = Box<dyn FnMut(u32, Role, u64, u64)>;
 pub type OnLostEntries = Box<dyn FnMut(u32, &LostEntries)>;
 
@@ -287,7 +287,7 @@ pub struct Hooks {
     /// Called with (group, role, leader id, term) whenever a group's role changes.
     pub on_role: OnRole,
     /// Called with every member's base address (the union over this core's groups) when a
-    /// conf change or snapshot changed them, and whether one of them removed this node.
+    /// conf change or snapshot changed them, and the nodes any of them removed (the union).
     pub on_members: OnMembers,
     /// Called with (group, what) when this node, or a follower of a group it leads, is
     /// found to have lost entries it acknowledged (see [`LostEntries`]).

@@ -15,8 +15,8 @@ use super::socket::SocketOptions;
 use crate::wire::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_TIMEOUT_MS, INBOX_BATCHES_MAX,
     INBOX_BYTES_MAX, MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX,
-    RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN, RECONNECT_JITTER_PERCENT, SOCKET_BUFFER_BYTES,
-    UNACKED_TIMEOUT_MS,
+    PROBE_AFTER_MS, RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN, RECONNECT_JITTER_PERCENT,
+    SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
 
 /// Connections that may be in their handshake at once; past this, a new connection closes the
@@ -65,6 +65,9 @@ pub struct TransportConfig {
     /// `jitter_seed` (and the two node ids), so restarts replay and peers do not dial in step.
     pub reconnect_jitter_percent: u64,
     pub jitter_seed: u64,
+    /// A peer of a smaller id that nothing was heard from for this long is probed, to learn
+    /// whether it removed this node (see `wire::limits::PROBE_AFTER_MS`).
+    pub probe_after: Duration,
     /// The incarnation of this core's data, sent in every handshake (0: none, nothing to
     /// refuse this core by). See `incarnations.rs`.
     pub incarnation: u64,
@@ -109,6 +112,7 @@ impl TransportConfig {
             reconnect_delay_max: Duration::from_millis(RECONNECT_DELAY_MS_MAX),
             reconnect_jitter_percent: RECONNECT_JITTER_PERCENT,
             jitter_seed: 0,
+            probe_after: Duration::from_millis(PROBE_AFTER_MS),
             incarnation: 0,
             start: 0,
             incarnation_is_new: false,
@@ -148,8 +152,13 @@ impl TransportConfig {
         if self.peer_queue_messages_max == 0 || self.inbox_batches_max == 0 {
             return fail("queue bounds must be positive".into());
         }
-        if self.handshake_timeout.is_zero() || self.reconnect_delay_min.is_zero() {
-            return fail("handshake timeout and reconnect delay must be positive".into());
+        if self.handshake_timeout.is_zero()
+            || self.reconnect_delay_min.is_zero()
+            || self.probe_after.is_zero()
+        {
+            return fail(
+                "handshake timeout, reconnect delay and probe_after must be positive".into(),
+            );
         }
         // The kernel takes milliseconds in a u32, and zero would mean "the system default".
         if self.unacked_timeout.is_zero() || self.unacked_timeout.as_millis() > u128::from(u32::MAX)

@@ -41,11 +41,13 @@ pub(super) async fn with_timeout<T>(
     .await
 }
 
-/// Sends our handshake to `to`, with the incarnation we recorded for it.
+/// Sends our handshake to `to`, with the incarnation we recorded for it; a probe's if `probe`
+/// (see [`probe`]).
 async fn send_handshake<S: AsyncWrite + Unpin>(
     shared: &Shared,
     stream: &mut S,
     to: NodeId,
+    probe: bool,
 ) -> Result<(), CloseReason> {
     let config = &shared.config;
     let (own, receiver) = (shared.incarnations.own(), shared.incarnations.recorded(to));
@@ -57,14 +59,52 @@ async fn send_handshake<S: AsyncWrite + Unpin>(
         layout: config.layout,
         timing: config.timing,
         receiver: to,
+        probe,
         ..Handshake::current(config.cluster_id, config.node_id, config.core_index)
     };
+    write_handshake(stream, &ours).await
+}
+
+async fn write_handshake<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    handshake: &Handshake,
+) -> Result<(), CloseReason> {
     let mut encoder = FrameEncoder::new();
     encoder
-        .encode_handshake(&ours)
+        .encode_handshake(handshake)
         .expect("a handshake is a few dozen bytes and always fits a frame");
     stream.write_all(&encoder.to_frame_vec()).await?;
     Ok(())
+}
+
+/// If `theirs` is the answer that this node was removed (from `peer`, the node dialed), the
+/// transport shuts down ([`Shared::tell_removed`]) and the dial fails saying so.
+fn heed_removed(shared: &Shared, peer: &Peer, theirs: &Handshake) -> Result<(), CloseReason> {
+    let config = &shared.config;
+    if !theirs.says_removed(config.cluster_id, config.node_id, peer.id) {
+        return Ok(());
+    }
+    shared.tell_removed(peer.id);
+    Err(HandshakeError::ThisNodeRemoved { node_id: peer.id }.into())
+}
+
+/// Asks `peer`, a node of a smaller id (which dials this one, never the other way), whether
+/// it removed this node: its answer, a handshake saying so, is the only one it gives
+/// ([`heed_removed`]); otherwise it closes the connection ([`CloseReason::Probe`]).
+pub(super) async fn probe(shared: &Shared, peer: &Peer) -> CloseReason {
+    let config = &shared.config;
+    let asked = async {
+        let mut stream = socket::dial(peer.addr.get(), config.socket_options())?;
+        send_handshake(shared, &mut stream, peer.id, true).await?;
+        let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
+        let theirs = receive_handshake(&mut stream, &mut reader).await?;
+        heed_removed(shared, peer, &theirs)?;
+        Ok(())
+    };
+    match with_timeout(config.handshake_timeout, asked).await {
+        Err(reason) => reason,
+        Ok(()) => CloseReason::Probe,
+    }
 }
 
 async fn receive_handshake<S: AsyncRead + Unpin>(
@@ -102,9 +142,10 @@ pub(super) async fn dial(
 ) -> Result<(TcpStream, FrameReader), CloseReason> {
     let config = &shared.config;
     let mut stream = socket::dial(peer.addr.get(), config.socket_options())?;
-    send_handshake(shared, &mut stream, peer.id).await?;
+    send_handshake(shared, &mut stream, peer.id, false).await?;
     let mut reader = FrameReader::new(HANDSHAKE_FRAME_BYTES_MAX);
     let theirs = receive_handshake(&mut stream, &mut reader).await?;
+    heed_removed(shared, peer, &theirs)?;
     let expected = (config.layout, config.timing);
     theirs.check(config.cluster_id, config.core_index, expected, |_| true)?;
     if theirs.node_id != peer.id {
@@ -140,13 +181,30 @@ pub(super) async fn accept(
         (config.layout, config.timing),
         |node_id| shared.peer(node_id).is_some(),
     );
+    if let Err(HandshakeError::NodeUnknown { node_id }) = checked
+        && shared.was_removed(node_id)
+    {
+        // Its only answer: a node removed while it was down learns so, and stops.
+        let at = (config.node_id, config.core_index);
+        let _ = write_handshake(
+            &mut stream,
+            &Handshake::removed(config.cluster_id, at, node_id),
+        )
+        .await;
+        return Err(HandshakeError::NodeRemoved { node_id }.into());
+    }
+    if theirs.probe {
+        // Anything else, it learns nothing from: a peer that dials it knows it.
+        shared.count(|stats| stats.probes_received += 1);
+        return Err(CloseReason::Probe);
+    }
     match checked {
         Err(
             HandshakeError::LayoutMismatch { .. }
             | HandshakeError::TimingMismatch { .. }
             | HandshakeError::FoundersMismatch { .. },
         ) => {
-            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+            let _ = send_handshake(shared, &mut stream, theirs.node_id, false).await;
         }
         // A node of another protocol version learns why (found in review: it saw a closed
         // connection), from a handshake that says the version alone: nothing of this node.
@@ -162,7 +220,7 @@ pub(super) async fn accept(
     checked?;
     if let Err(error) = theirs.check_receiver(config.node_id) {
         // Our answer makes the dialer say who answered: its list of members is out of date.
-        let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+        let _ = send_handshake(shared, &mut stream, theirs.node_id, false).await;
         return Err(error.into());
     }
     if theirs.node_id > config.node_id {
@@ -180,11 +238,11 @@ pub(super) async fn accept(
         // for established, and said so at each dial while its warning of failed dials never
         // came (found in review).
         if !matches!(error, HandshakeError::RecordFailed { .. }) {
-            let _ = send_handshake(shared, &mut stream, theirs.node_id).await;
+            let _ = send_handshake(shared, &mut stream, theirs.node_id, false).await;
         }
         return Err(error.into());
     }
-    send_handshake(shared, &mut stream, theirs.node_id).await?;
+    send_handshake(shared, &mut stream, theirs.node_id, false).await?;
     if shared.incarnations.is_refused() {
         // Another connection proved our data lost while we answered.
         return Err(CloseReason::Shutdown);

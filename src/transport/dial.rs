@@ -80,6 +80,23 @@ pub(super) async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
     }
 }
 
+/// Probes `peer`, a node of a smaller id (which dials this one), each time nothing was heard
+/// from it for [`super::TransportConfig::probe_after`] ([`connection::probe`]): a node
+/// removed from the cluster while it was down is dialed by no peer, and learns that it was
+/// only from a probe's answer.
+pub(super) async fn probe_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
+    let mut frames = peer.frames_received.get();
+    loop {
+        glommio::timer::sleep(shared.config.probe_after).await;
+        let heard = peer.frames_received.get() != frames || peer.connection.borrow().is_some();
+        frames = peer.frames_received.get();
+        if !heard {
+            let reason = connection::probe(&shared, &peer).await;
+            shared.log_close(peer.id, false, &reason);
+        }
+    }
+}
+
 /// Failed dials in a row from which some are logged at warn.
 const DIAL_FAILURES_WARNED_FROM: u32 = 8;
 

@@ -18,6 +18,11 @@
 //! reconnection: after a failure it waits a capped, jittered, seeded backoff
 //! (`backoff.rs`) and dials again; the acceptor simply waits, and a new connection from a
 //! peer replaces the old one (a restarted peer dials before the old socket times out).
+//! A node probes a peer of a smaller id that it has heard nothing from for a while
+//! (`probe_after`): the probe's handshake asks only whether that peer removed it, and the
+//! connection closes once answered. A node removed from the cluster while it was down is
+//! dialed by no peer; it learns so from the answer to its dial or probe, and the transport
+//! shuts down ([`Transport::told_removed`], [`Transport::set_removed`]).
 //!
 //! **Peers change.** The config names the peers at start; [`Transport::set_peers`] replaces
 //! them as the cluster's membership changes: a new peer gets a queue (and a dialer, if this
@@ -130,6 +135,7 @@ pub use shared::{Inbound, TransportStats};
 pub use socket::{SocketOptions, dial, keep_alive, listen, listening_socket, tune_accepted};
 
 use shared::{Peer, Shared};
+use signal::Stop;
 
 /// Why a transport did not start.
 #[derive(Debug)]
@@ -163,7 +169,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Validates `config`, listens, and starts dialing the peers with larger ids. Must be
+    /// Validates `config`, listens, and starts dialing the peers with larger ids (and
+    /// probing the others, see the module doc). Must be
     /// called on a glommio executor thread; the transport's tasks run on that executor.
     pub fn start(config: TransportConfig) -> Result<Transport, StartError> {
         config.validate().map_err(StartError::Config)?;
@@ -206,13 +213,16 @@ impl Transport {
             log_full: Cell::new(false),
             kv_full: Cell::new(false),
             incarnations,
+            removed: RefCell::default(),
+            told_removed: Stop::default(),
+            removed_by: Cell::new(NodeId::NONE),
             inbox_bytes: budget::FifoBudget::new(inbox_bytes_max as u64),
             refusals: Default::default(),
         });
         shared.spawn(accept::accept_loop(Rc::clone(&shared), listener));
         let peers: Vec<Rc<Peer>> = shared.peers.borrow().values().cloned().collect();
         for peer in &peers {
-            shared.dial_if_ours(peer);
+            shared.dial_or_probe(peer);
         }
         Ok(Transport {
             shared,
@@ -315,6 +325,20 @@ impl Transport {
         self.shared.incarnations.refused().await
     }
 
+    /// The nodes this core's groups removed: one that dials or probes this core, and is no
+    /// longer a peer ([`Transport::set_peers`]), is told it was removed, and nothing else.
+    pub fn set_removed(&self, removed: BTreeSet<NodeId>) {
+        *self.shared.removed.borrow_mut() = removed;
+    }
+
+    /// Waits until a peer says this node was removed from the cluster (answering a dial, or
+    /// a probe of a peer with a smaller id: see `dial::probe_loop`), and says which peer; the
+    /// transport has shut down by then, as this core's groups hold this node no more.
+    pub async fn told_removed(&self) -> NodeId {
+        self.shared.told_removed.stopped().await;
+        self.shared.removed_by.get()
+    }
+
     /// The next received batch of messages, waiting for one. `None` once closed.
     pub async fn recv(&self) -> Option<Inbound> {
         self.inbox.recv().await
@@ -414,7 +438,7 @@ impl Transport {
         }
         drop(current);
         for peer in &added {
-            shared.dial_if_ours(peer);
+            shared.dial_or_probe(peer);
         }
     }
 

@@ -34,6 +34,9 @@ pub enum CloseReason {
     Superseded,
     /// The peer is no longer a member (see [`super::Transport::set_peers`]).
     PeerRemoved,
+    /// A probe (see `dial::probe_loop`): answered, if at all, only with whether the prober
+    /// was removed, and closed.
+    Probe,
     /// The transport is shutting down.
     Shutdown,
 }
@@ -105,6 +108,7 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
+            CloseReason::Probe => f.write_str("a probe, closed once answered"),
             CloseReason::Shutdown => f.write_str("transport shutting down"),
         }
     }

@@ -58,6 +58,9 @@ pub struct TransportStats {
     pub sends_refused_full: u64,
     /// Messages the writer could not encode (a sender bug; logged).
     pub messages_dropped_unencodable: u64,
+    /// Probes received from peers of larger ids that had heard nothing from this node for a
+    /// while (see [`super::TransportConfig::probe_after`]).
+    pub probes_received: u64,
 }
 
 pub(super) struct Peer {
@@ -123,6 +126,13 @@ pub(super) struct Shared {
     pub incarnations: Incarnations,
     /// Bytes of received frames not yet taken from the inbox (see [`Inbound`]).
     pub inbox_bytes: Rc<super::budget::FifoBudget>,
+    /// The nodes this core's groups removed (see [`super::Transport::set_removed`]): one that
+    /// dials or probes and is no longer a peer is told so.
+    pub removed: RefCell<BTreeSet<NodeId>>,
+    /// Thrown when a peer said this node was removed, with the peer that said so first; the
+    /// transport shuts down (see [`super::Transport::told_removed`]).
+    pub told_removed: Stop,
+    pub removed_by: Cell<NodeId>,
     /// Refusals warned of lately: one that lasts (a peer of other flags, dialed again every
     /// few seconds) is warned of once a minute, not at each dial.
     pub refusals: RefCell<Repeats>,
@@ -139,23 +149,40 @@ impl Shared {
         number
     }
 
+    /// Whether `id` is no peer and this core's groups removed it: it is told so.
+    pub fn was_removed(&self, id: NodeId) -> bool {
+        self.peer(id).is_none() && self.removed.borrow().contains(&id)
+    }
+
+    /// Peer `by` said this node was removed: the transport shuts down, and
+    /// [`super::Transport::told_removed`] says who said so first.
+    pub fn tell_removed(&self, by: NodeId) {
+        if !self.told_removed.is_stopped() {
+            self.removed_by.set(by);
+            self.told_removed.stop();
+        }
+        self.shutdown.stop();
+    }
+
     pub fn peer(&self, id: NodeId) -> Option<Rc<Peer>> {
         self.peers.borrow().get(&id).cloned()
     }
 
-    /// Starts dialing `peer` if this node is the one that dials it (the smaller id).
-    pub fn dial_if_ours(self: &Rc<Self>, peer: &Rc<Peer>) {
-        if peer.id > self.config.node_id {
-            let (shared, peer) = (Rc::clone(self), Rc::clone(peer));
-            self.spawn(async move {
-                let removed = Rc::clone(&peer);
-                futures_lite::future::or(
-                    super::dial::dial_loop(shared, peer),
-                    removed.removed.stopped(),
-                )
-                .await;
-            });
-        }
+    /// Starts dialing `peer` if this node is the one that dials it (the smaller id), else
+    /// probing it (see `dial::probe_loop`), until it is removed.
+    pub fn dial_or_probe(self: &Rc<Self>, peer: &Rc<Peer>) {
+        let (shared, peer) = (Rc::clone(self), Rc::clone(peer));
+        let dials = peer.id > self.config.node_id;
+        self.spawn(async move {
+            let removed = Rc::clone(&peer);
+            let task = async move {
+                match dials {
+                    true => super::dial::dial_loop(shared, peer).await,
+                    false => super::dial::probe_loop(shared, peer).await,
+                }
+            };
+            futures_lite::future::or(task, removed.removed.stopped()).await;
+        });
     }
 
     pub fn count(&self, update: impl FnOnce(&mut TransportStats)) {
@@ -217,7 +244,10 @@ impl Shared {
             }
         } else if matches!(
             reason,
-            CloseReason::Shutdown | CloseReason::Superseded | CloseReason::PeerRemoved
+            CloseReason::Shutdown
+                | CloseReason::Superseded
+                | CloseReason::PeerRemoved
+                | CloseReason::Probe
         ) {
             tracing::debug!(%node, core, %peer, %reason, "peer connection closed");
         } else if established {

@@ -480,6 +480,8 @@ fn decode_handshake(handshake: fb::Handshake<'_>) -> Result<Handshake, ContentEr
             lease_reads: handshake.timing_lease_reads(),
         },
         receiver: NodeId(handshake.receiver()),
+        probe: handshake.probe(),
+        receiver_removed: handshake.receiver_removed(),
     })
 }
 
@@ -858,6 +860,8 @@ impl FrameEncoder {
                     timing_lease_reads: handshake.timing.lease_reads,
                     founders: handshake.layout.founders,
                     receiver: handshake.receiver.0,
+                    probe: handshake.probe,
+                    receiver_removed: handshake.receiver_removed,
                 },
             );
             (fb::FrameBody::Handshake, table.as_union_value())

@@ -31,6 +31,11 @@ pub struct Handshake {
     /// The node the sender meant to reach: the one it dialed, or the dialer it answers
     /// (`NodeId::NONE`: not said, an older node or a tool).
     pub receiver: NodeId,
+    /// The sender dials only to learn whether the receiver's groups removed it: a node never
+    /// dials a peer of a smaller id, but probes one it has heard nothing from for a while.
+    pub probe: bool,
+    /// The receiver was removed from the cluster: the only answer a removed node gets.
+    pub receiver_removed: bool,
 }
 
 /// How a node spreads the groups over its cores: `--cores` and `--groups`, the same on every
@@ -122,7 +127,32 @@ impl Handshake {
             layout: Layout::default(),
             timing: Timing::default(),
             receiver: NodeId::NONE,
+            probe: false,
+            receiver_removed: false,
         }
+    }
+
+    /// The answer to node `removed` of `cluster_id`, which `node_id`'s core `core_index` no
+    /// longer knows and whose groups removed it: who says so, and nothing else of this node.
+    pub fn removed(
+        cluster_id: ClusterId,
+        (node_id, core_index): (NodeId, u16),
+        removed: NodeId,
+    ) -> Handshake {
+        Handshake {
+            receiver: removed,
+            receiver_removed: true,
+            ..Handshake::current(cluster_id, node_id, core_index)
+        }
+    }
+
+    /// Whether this is the answer that node `own` of `cluster_id` was removed, from the node
+    /// it dialed, `dialed`.
+    pub fn says_removed(&self, cluster_id: ClusterId, own: NodeId, dialed: NodeId) -> bool {
+        self.receiver_removed
+            && self.cluster_id == cluster_id
+            && self.receiver == own
+            && self.node_id == dialed
     }
 
     /// Refuses a handshake meant for another node than `own` (where it says which it meant).
@@ -149,6 +179,14 @@ pub enum HandshakeError {
         cluster_id_expected: ClusterId,
     },
     NodeUnknown {
+        node_id: NodeId,
+    },
+    /// The peer was removed from the cluster: it was told so, and nothing else.
+    NodeRemoved {
+        node_id: NodeId,
+    },
+    /// The peer says this node was removed from the cluster.
+    ThisNodeRemoved {
         node_id: NodeId,
     },
     NodeUnexpected {
@@ -241,6 +279,14 @@ impl std::fmt::Display for HandshakeError {
                 )
             }
             HandshakeError::NodeUnknown { node_id } => write!(f, "node {node_id} is not a peer"),
+            HandshakeError::NodeRemoved { node_id } => write!(
+                f,
+                "node {node_id} was removed from the cluster (told so: it stops)"
+            ),
+            HandshakeError::ThisNodeRemoved { node_id } => write!(
+                f,
+                "node {node_id} says this node was removed from the cluster"
+            ),
             HandshakeError::NodeUnexpected {
                 node_id,
                 node_id_expected,

@@ -131,6 +131,12 @@ pub const RECONNECT_DELAY_MS_MIN: u64 = 10;
 pub const RECONNECT_DELAY_MS_MAX: u64 = 500;
 pub const RECONNECT_JITTER_PERCENT: u64 = 25;
 
+/// A node probes a peer of a smaller id (which dials it, never the other way) once it has
+/// heard nothing from it for this long, and again as long as that lasts: a node removed from
+/// the cluster while it was down is dialed by nobody, and learns so only from such a probe's
+/// answer. A probe of a peer that is down costs a refused connect.
+pub const PROBE_AFTER_MS: u64 = 3_000;
+
 /// Bytes sent to a peer may go unacknowledged this long before the connection is closed
 /// (TCP_USER_TIMEOUT): a peer behind a partition that drops every segment is then redialed
 /// instead of waiting out the kernel's retransmission backoff, which reaches minutes. A live

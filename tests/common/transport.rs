@@ -16,8 +16,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 pub const CLUSTER: ClusterId = ClusterId(0xC0_4057);
 
-/// Where a peer with a smaller id "lives": never dialed (the smaller id dials), so any
-/// address will do.
+/// Where a peer with a smaller id "lives": never dialed (the smaller id dials), only probed
+/// after seconds of silence (a refused connect here), so any address will do; where nobody
+/// listens for a peer of a larger id, which is dialed.
 pub fn unused_addr() -> SocketAddr {
     "127.0.0.1:9".parse().expect("an address")
 }

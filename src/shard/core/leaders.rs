@@ -1,7 +1,7 @@
 //! Who leads a core's groups: the transfers and membership changes clients ask for, the
 //! handovers that balance leaders or empty a stopping node, the watch for groups without one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use crate::proto::topology::client_address;
@@ -18,8 +18,9 @@ use super::{Core, CoreLog, CoreNet, LEADERLESS_SAID_TIMEOUTS, TRANSFER_ATTEMPTS,
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Says when groups of the core have had no leader for [`LEADERLESS_SAID_TIMEOUTS`]
     /// election timeouts, once, and when every one has one again. A node cut off from a
-    /// majority, or removed from the cluster while it was down (its peers dial it no more,
-    /// and it dials only those of larger ids), said nothing: its groups campaigned in vain.
+    /// majority, or removed from the cluster while it was down and cut off from the peers
+    /// that would say so (see `transport::dial::probe_loop`), said nothing: its groups
+    /// campaigned in vain.
     pub(super) fn watch_leaders(&mut self) {
         // Only groups whose configuration holds this node: a node joining is added to one
         // group after another, and the others know no leader meanwhile (found in review).
@@ -266,13 +267,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             changed |= std::mem::take(&mut group.members_changed);
         }
         if changed {
-            let mut members = BTreeMap::new();
+            let (mut members, mut removed) = (BTreeMap::new(), BTreeSet::new());
             for group in self.groups.values() {
                 members.extend(group.kv.members().clone());
+                removed.extend(group.kv.removed());
             }
-            let me = self.shape.node_id;
-            let removed = self.groups.values().any(|g| g.kv.was_removed(me));
-            (self.hooks.on_members)(&members, removed);
+            (self.hooks.on_members)(&members, &removed);
         }
     }
 

@@ -3674,6 +3674,8 @@ impl<'a> Handshake<'a> {
   pub const VT_TIMING_LEASE_READS: ::flatbuffers::VOffsetT = 30;
   pub const VT_FOUNDERS: ::flatbuffers::VOffsetT = 32;
   pub const VT_RECEIVER: ::flatbuffers::VOffsetT = 34;
+  pub const VT_PROBE: ::flatbuffers::VOffsetT = 36;
+  pub const VT_RECEIVER_REMOVED: ::flatbuffers::VOffsetT = 38;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3700,6 +3702,8 @@ impl<'a> Handshake<'a> {
     builder.add_layout_cores(args.layout_cores);
     builder.add_core_index(args.core_index);
     builder.add_protocol_version(args.protocol_version);
+    builder.add_receiver_removed(args.receiver_removed);
+    builder.add_probe(args.probe);
     builder.add_timing_lease_reads(args.timing_lease_reads);
     builder.finish()
   }
@@ -3817,6 +3821,20 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Handshake::VT_RECEIVER, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn probe(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Handshake::VT_PROBE, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn receiver_removed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Handshake::VT_RECEIVER_REMOVED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3841,6 +3859,8 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<bool>("timing_lease_reads", Self::VT_TIMING_LEASE_READS, false)?
      .visit_field::<u64>("founders", Self::VT_FOUNDERS, false)?
      .visit_field::<u64>("receiver", Self::VT_RECEIVER, false)?
+     .visit_field::<bool>("probe", Self::VT_PROBE, false)?
+     .visit_field::<bool>("receiver_removed", Self::VT_RECEIVER_REMOVED, false)?
      .finish();
     Ok(())
   }
@@ -3862,6 +3882,8 @@ pub struct HandshakeArgs {
     pub timing_lease_reads: bool,
     pub founders: u64,
     pub receiver: u64,
+    pub probe: bool,
+    pub receiver_removed: bool,
 }
 impl<'a> Default for HandshakeArgs {
   #[inline]
@@ -3883,6 +3905,8 @@ impl<'a> Default for HandshakeArgs {
       timing_lease_reads: false,
       founders: 0,
       receiver: 0,
+      probe: false,
+      receiver_removed: false,
     }
   }
 }
@@ -3957,6 +3981,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Handshake::VT_RECEIVER, receiver, 0);
   }
   #[inline]
+  pub fn add_probe(&mut self, probe: bool) {
+    self.fbb_.push_slot::<bool>(Handshake::VT_PROBE, probe, false);
+  }
+  #[inline]
+  pub fn add_receiver_removed(&mut self, receiver_removed: bool) {
+    self.fbb_.push_slot::<bool>(Handshake::VT_RECEIVER_REMOVED, receiver_removed, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3990,6 +4022,8 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("timing_lease_reads", &self.timing_lease_reads());
       ds.field("founders", &self.founders());
       ds.field("receiver", &self.receiver());
+      ds.field("probe", &self.probe());
+      ds.field("receiver_removed", &self.receiver_removed());
       ds.finish()
   }
 }
