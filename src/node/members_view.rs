@@ -100,6 +100,19 @@ impl MembersView {
             members,
         })
     }
+
+    /// Of the nodes the core's groups removed, those no group lists (nor this view): the
+    /// ones the transport tells they were removed when they dial or probe. A node one group
+    /// removed and another still holds (a remove cut short) is not told, whether or not the
+    /// transport knows it as a peer yet (its address is resolved off the loop, later; review
+    /// 291: told, it stopped, and the group that held it lost a voter).
+    pub(super) fn unlisted(&self, removed: &BTreeSet<u64>) -> BTreeSet<NodeId> {
+        removed
+            .iter()
+            .filter(|id| !self.members.contains_key(id))
+            .map(|&id| NodeId(id))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +127,18 @@ mod tests {
         ids.iter()
             .map(|&id| (NodeId(id), format!("h{id}:7000")))
             .collect()
+    }
+
+    /// Goal (review 291): only a node no group lists is told it was removed. Method: node 4
+    /// removed by one group and still listed by another, then by none.
+    #[test]
+    fn only_a_removed_node_no_group_lists_is_told_so() {
+        let mut view = MembersView::at_start(NodeId(1), listed(&[1, 2, 3, 4]), &given(&[]));
+        let removed = BTreeSet::from([4]);
+        view.on_applied(&listed(&[1, 2, 3, 4]), false);
+        assert!(view.unlisted(&removed).is_empty());
+        view.on_applied(&listed(&[1, 2, 3]), false);
+        assert_eq!(view.unlisted(&removed), BTreeSet::from([NodeId(4)]));
     }
 
     fn ids(changed: Option<Changed>) -> Option<(Vec<u64>, bool)> {

@@ -700,8 +700,9 @@ async fn run_core(
         let mut view = view;
         Box::new(
             move |applied: &BTreeMap<u64, String>, removed: &BTreeSet<u64>| {
-                transport.set_removed(removed.iter().map(|&id| NodeId(id)).collect());
-                let Some(changed) = view.on_applied(applied, removed.contains(&node.0)) else {
+                let changed = view.on_applied(applied, removed.contains(&node.0));
+                transport.set_removed(view.unlisted(removed));
+                let Some(changed) = changed else {
                     return;
                 };
                 // Its log replayed at start (or a change applied) knows this node elsewhere: it
@@ -907,7 +908,10 @@ async fn stop_if_refused_as_unknown(
 fn removed_why(node: NodeId, by: Option<NodeId>) -> String {
     let how = match by {
         None => "no group of this node holds it".to_string(),
-        Some(by) => format!("while it was down: node {by} says so, and no group holds it"),
+        Some(by) => format!(
+            "node {by} says so: this node was down, cut off or behind when the change \
+             committed, and no group holds it"
+        ),
     };
     format!(
         "node {node} was removed from the cluster ({how}): it stops; an id is never used again: \

@@ -102,8 +102,9 @@ pub(super) async fn probe(shared: &Shared, peer: &Peer) -> CloseReason {
         Ok(())
     };
     match with_timeout(config.handshake_timeout, asked).await {
+        // What a peer that holds this node does: close.
+        Ok(()) | Err(CloseReason::PeerClosed) => CloseReason::Probe,
         Err(reason) => reason,
-        Ok(()) => CloseReason::Probe,
     }
 }
 

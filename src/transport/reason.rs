@@ -34,8 +34,8 @@ pub enum CloseReason {
     Superseded,
     /// The peer is no longer a member (see [`super::Transport::set_peers`]).
     PeerRemoved,
-    /// A probe (see `dial::probe_loop`): answered, if at all, only with whether the prober
-    /// was removed, and closed.
+    /// A probe (see `dial::probe_loop`), which asks only whether the prober was removed:
+    /// closed unanswered, as it was not.
     Probe,
     /// The transport is shutting down.
     Shutdown,
@@ -108,7 +108,9 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::Superseded => f.write_str("replaced by a newer connection"),
             CloseReason::PeerRemoved => f.write_str("the peer is no longer a member"),
-            CloseReason::Probe => f.write_str("a probe, closed once answered"),
+            CloseReason::Probe => {
+                f.write_str("a probe of whether the prober was removed: it was not")
+            }
             CloseReason::Shutdown => f.write_str("transport shutting down"),
         }
     }

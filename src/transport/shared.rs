@@ -58,8 +58,8 @@ pub struct TransportStats {
     pub sends_refused_full: u64,
     /// Messages the writer could not encode (a sender bug; logged).
     pub messages_dropped_unencodable: u64,
-    /// Probes received from peers of larger ids that had heard nothing from this node for a
-    /// while (see [`super::TransportConfig::probe_after`]).
+    /// Probes received (handshakes that ask only whether the sender was removed: see
+    /// [`super::TransportConfig::probe_after`]), answered or not.
     pub probes_received: u64,
 }
 
@@ -149,9 +149,10 @@ impl Shared {
         number
     }
 
-    /// Whether `id` is no peer and this core's groups removed it: it is told so.
+    /// Whether this core's groups removed `id`, and no group lists it: a node no longer a peer
+    /// is told so (see `connection::accept`).
     pub fn was_removed(&self, id: NodeId) -> bool {
-        self.peer(id).is_none() && self.removed.borrow().contains(&id)
+        self.removed.borrow().contains(&id)
     }
 
     /// Peer `by` said this node was removed: the transport shuts down, and
