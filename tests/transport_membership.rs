@@ -170,11 +170,8 @@ fn a_node_removed_while_down_is_told_so_by_a_peer_it_dials_or_probes() {
         node3_config.probe_after = Duration::from_millis(50);
         let node3 = Transport::start(node3_config).expect("node 3");
         for node in [&node1, &node3] {
-            let told = futures_lite::future::or(async { Some(node.told_removed().await) }, async {
-                glommio::timer::sleep(GUARD).await;
-                None
-            });
-            assert_eq!(told.await, Some(NodeId(2)), "node {}", node.node_id());
+            let told = told_removed_within(node, GUARD).await;
+            assert_eq!(told, Some(NodeId(2)), "node {}", node.node_id());
             assert!(matches!(
                 node.send(NodeId(2), append(1, 2, 0, 1, payload(1, 0, 1))),
                 Err(SendError::Closed)
@@ -240,14 +237,21 @@ fn a_probe_goes_only_to_a_silent_peer_and_tells_nothing_but_a_removal() {
         assert_eq!(stats.connections_established, 2, "nodes 1 and 3: {stats:?}");
         assert!(node3.is_connected(NodeId(2)) && !node4.is_connected(NodeId(2)));
         for node in [&node1, &node3, &node4] {
-            let told = futures_lite::future::or(async { Some(node.told_removed().await) }, async {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-                None
-            });
-            assert_eq!(told.await, None, "node {}", node.node_id());
+            let told = told_removed_within(node, Duration::from_millis(100)).await;
+            assert_eq!(told, None, "node {}", node.node_id());
         }
         for node in [node1, node2, node3, node4] {
             node.close().await;
         }
     });
+}
+
+/// Who told `node` it was removed, if anyone did within `guard`.
+async fn told_removed_within(node: &Transport, guard: Duration) -> Option<NodeId> {
+    let told = async { Some(node.told_removed().await) };
+    futures_lite::future::or(told, async {
+        glommio::timer::sleep(guard).await;
+        None
+    })
+    .await
 }
