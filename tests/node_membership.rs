@@ -330,6 +330,47 @@ fn a_dead_node_is_replaced_by_a_fresh_one_while_writes_go_on() {
     finish(cluster);
 }
 
+/// Goal (tester 291): removing a live node while another is down, which would leave each
+/// group voters of which no majority answers, is refused and changes nothing: before, the
+/// groups entered a joint configuration they could not leave, with no leader, and nothing
+/// could be removed or added until the dead node came back. Method: 3 nodes; node 1 is
+/// killed, and the leaders given 2 s (10 election timeouts) to count it silent; `members
+/// remove --id 3` must fail naming node 1, writes must still be taken, and removing node 1
+/// must then be done.
+#[test]
+fn removing_a_live_node_while_another_is_down_is_refused() {
+    let mut cluster = start_with("members-strict", 100_000);
+    let via = format!("{},{}", cluster.bases[1], cluster.bases[2]);
+    cluster.kill(1);
+    wait_ms(2_000);
+    let args = [
+        "members",
+        "remove",
+        "--id",
+        "3",
+        "--nodes",
+        &via,
+        "--timeout-ms",
+        "10000",
+    ];
+    let output = cohort_cli(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removing node 3 would leave group 0 with voters [1, 2], of which [1]"),
+        "{stderr}"
+    );
+    let put = cohort_cli(&["put", "strict-key", "v", "--nodes", &via]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let out = members(&["remove", "--id", "1"], &via);
+    assert!(out.contains("voters [2, 3]"), "{out}");
+    finish(cluster);
+}
+
 /// Goal (found in review): a node joining a group whose log is longer than one append
 /// (1,024 entries) applies the first entries, where it is no member yet, in a turn of its
 /// own. It then neither says it was removed nor drops its peers: before, it printed

@@ -17,10 +17,16 @@ struct Trio {
     groups: Vec<Group>,
     queue: VecDeque<Message>,
     answers: Vec<Answer>,
+    /// A node nothing reaches and nothing is heard from.
+    down: Option<u64>,
 }
 
 impl Trio {
     fn new() -> Trio {
+        Trio::with_check_quorum(false)
+    }
+
+    fn with_check_quorum(check_quorum: bool) -> Trio {
         let voters = [NodeId(1), NodeId(2), NodeId(3)];
         let groups = voters
             .iter()
@@ -28,7 +34,7 @@ impl Trio {
                 let mut config = Config::new(id);
                 // Elections on demand: no pre-vote, and no lease that makes voters refuse.
                 config.pre_vote = false;
-                config.check_quorum = false;
+                config.check_quorum = check_quorum;
                 // As a node runs them (`node::runtime`): a follower proposes nothing.
                 config.forward_proposals = false;
                 let addresses = voters.map(|v| (v.0, format!("node{v}:7000")));
@@ -42,6 +48,7 @@ impl Trio {
             groups,
             queue: VecDeque::new(),
             answers: Vec::new(),
+            down: None,
         };
         trio.groups[0].replica.campaign();
         trio.pump();
@@ -70,6 +77,12 @@ impl Trio {
             }
             while let Some(message) = self.queue.pop_front() {
                 moved = true;
+                if [message.from.0, message.to.0]
+                    .iter()
+                    .any(|&n| Some(n) == self.down)
+                {
+                    continue;
+                }
                 let to = (message.to.0 - 1) as usize;
                 // A node added beyond the three is down: what is sent to it is lost.
                 if let Some(group) = self.groups.get_mut(to) {
@@ -538,6 +551,49 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
         Err(MemberOutcome::Failed(why)) => assert!(why.contains("only voter"), "{why}"),
         other => panic!("wanted Failed, got {other:?}"),
     }
+}
+
+/// Goal (tester 291): a leader refuses a voter change after which the voters that answer it
+/// would be no majority: removing a live node of three while another was down put the group
+/// in a joint configuration it could not leave, with no leader, for good. Method: a trio
+/// with CheckQuorum on; node 2 goes down for two election timeouts of the leader. Removing
+/// node 3 is refused, naming node 2; removing node 2 is done.
+#[test]
+fn a_voter_change_that_leaves_no_answering_majority_is_refused() {
+    use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
+    use cohort::shard::membership;
+    let mut trio = Trio::with_check_quorum(true);
+    let change = |node, op| MemberChange { group: 0, node, op };
+    let remove_3 = change(3, MemberOp::Remove);
+    let outcome = membership::start(&mut trio.groups[0], 1, &remove_3, &BTreeSet::new());
+    assert!(matches!(outcome, Ok(())), "all answer: {outcome:?}");
+    let mut trio = Trio::with_check_quorum(true);
+    trio.down = Some(2);
+    let timeout = u64::from(trio.groups[0].replica.election_timeout_ticks());
+    for _ in 0..2 * timeout + 1 {
+        trio.groups[0].replica.tick();
+        trio.pump();
+    }
+    assert_eq!(trio.groups[0].replica.role(), Role::Leader);
+    match membership::start(&mut trio.groups[0], 1, &remove_3, &BTreeSet::new()) {
+        Err(MemberOutcome::Failed(why)) => assert!(
+            why.contains("removing node 3 would leave group 0 with voters [1, 2], of which [2]"),
+            "{why}"
+        ),
+        other => panic!("wanted Failed, got {other:?}"),
+    }
+    let outcome = membership::start(
+        &mut trio.groups[0],
+        1,
+        &change(2, MemberOp::Remove),
+        &BTreeSet::new(),
+    );
+    assert!(matches!(outcome, Ok(())), "{outcome:?}");
+    trio.pump();
+    assert_eq!(
+        trio.groups[0].replica.conf_state().voters,
+        [NodeId(1), NodeId(3)]
+    );
 }
 
 /// The leader of a group whose only voter it is, just elected: its first entry neither

@@ -140,6 +140,9 @@ pub fn start(
                     "node {node} is {lag} in group {name}: waiting for it to catch up"
                 )));
             }
+            let mut after = conf.voters.clone();
+            after.push(node);
+            keeps_an_answering_majority(replica, &after, name, &format!("promoting node {node}"))?;
             single(
                 ConfChangeKind::AddVoter,
                 ConfChangeTransition::Joint,
@@ -151,6 +154,10 @@ pub fn start(
         }
         MemberOp::Remove => {
             let transition = if conf.is_voter(node) {
+                let after: Vec<NodeId> =
+                    conf.voters.iter().copied().filter(|&v| v != node).collect();
+                let what = format!("removing node {node}");
+                keeps_an_answering_majority(replica, &after, name, &what)?;
                 ConfChangeTransition::Joint
             } else {
                 ConfChangeTransition::Auto
@@ -176,6 +183,36 @@ pub fn start(
         }
         Err(error) => Err(MemberOutcome::Busy(format!("group {name}: {error:?}"))),
     }
+}
+
+/// Refuses a voter change (`what`) after which the voters that answer this leader (in this
+/// CheckQuorum round or the one before) would not be a majority of the group's voters,
+/// `voters_after`: the group would enter a joint configuration it could not leave, nor elect a
+/// leader in, until enough of the silent ones came back, and removing a dead one, the way
+/// out, would need that configuration's quorum too (tester 291: removing a live node of three
+/// while another was down stopped the group for good). etcd's strict reconfiguration check
+/// refuses such changes as well.
+fn keeps_an_answering_majority(
+    replica: &Replica,
+    voters_after: &[NodeId],
+    group: u32,
+    what: &str,
+) -> Result<(), MemberOutcome> {
+    let answers = |v: NodeId| v == replica.id() || replica.peer_answers(v);
+    let silent: Vec<u64> = (voters_after.iter().copied())
+        .filter(|&v| !answers(v))
+        .map(|v| v.0)
+        .collect();
+    if 2 * silent.len() < voters_after.len() {
+        return Ok(());
+    }
+    let mut voters: Vec<u64> = voters_after.iter().map(|v| v.0).collect();
+    voters.sort_unstable();
+    Err(MemberOutcome::Failed(format!(
+        "{what} would leave group {group} with voters {voters:?}, of which {silent:?} have not \
+         answered its leader lately: no majority, and the group could neither commit nor elect \
+         a leader until they answered again. Bring them back, or remove the dead ones first"
+    )))
 }
 
 /// Whether this leader's configuration is the group's latest: it committed an entry of its
