@@ -588,11 +588,14 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     put_numbered(&bases, 24, "before-", 10);
     cluster.kill(3);
     std::fs::remove_dir_all(cluster.dir.join("node-3")).unwrap();
-    // It may be refused before all its cores said they listen.
-    let _ = cluster.restart(3);
-    let exited = eventually(|| cluster.exited(), |exited| !exited.is_empty());
-    assert_eq!(exited.len(), 1, "{exited:?}");
-    assert!(exited[0].starts_with("node 3 exited"), "{exited:?}");
+    // It may be refused before all its cores said they listen: then the restart fails,
+    // having seen it exit (found in a loaded run: waiting for the exit after that, the
+    // test saw none).
+    if let Ok(()) = cluster.restart(3) {
+        let exited = eventually(|| cluster.exited(), |exited| !exited.is_empty());
+        assert_eq!(exited.len(), 1, "{exited:?}");
+        assert!(exited[0].starts_with("node 3 exited"), "{exited:?}");
+    }
     let log = cluster.log(3);
     assert!(log.contains("knew this node with other data"), "{log}");
     assert!(

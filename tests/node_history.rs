@@ -302,3 +302,34 @@ fn cohort_check_finds_a_healthy_cluster_linearizable_and_refuses_stale_reads() {
     );
     finish(cluster);
 }
+
+/// Goal (tester 291): a check whose seed is gone by its end still gives its verdict: its last
+/// reads go to the members its clients learned, not to the seeds alone (they retried the
+/// dead seed for 30 s, then failed the whole run). Method: `cohort check --seconds 4` with
+/// node 1 alone as seed; node 1 is killed 2 s in; the check must pass.
+#[test]
+fn a_check_whose_seed_is_gone_by_its_end_still_gives_its_verdict() {
+    let mut cluster = start_with_flags("history-seed-gone", NodeFlags::default());
+    let seed = cluster.bases[0].clone();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["check", "--seconds", "4", "--nodes", &seed])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cohort check runs");
+    let check = common::process::Spawned::new(child);
+    wait_ms(2_000);
+    cluster.kill(1);
+    let output = check.wait_bounded();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("every key's history is linearizable"),
+        "{said}"
+    );
+    finish(cluster);
+}
