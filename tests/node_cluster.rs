@@ -591,10 +591,13 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
     // It may be refused before all its cores said they listen: then the restart fails,
     // having seen it exit (found in a loaded run: waiting for the exit after that, the
     // test saw none).
-    if let Ok(()) = cluster.restart(3) {
-        let exited = eventually(|| cluster.exited(), |exited| !exited.is_empty());
-        assert_eq!(exited.len(), 1, "{exited:?}");
-        assert!(exited[0].starts_with("node 3 exited"), "{exited:?}");
+    match cluster.restart(3) {
+        Ok(()) => {
+            let exited = eventually(|| cluster.exited(), |exited| !exited.is_empty());
+            assert_eq!(exited.len(), 1, "{exited:?}");
+            assert!(exited[0].starts_with("node 3 exited"), "{exited:?}");
+        }
+        Err(error) => assert!(error.contains("node 3 exited at start"), "{error}"),
     }
     let log = cluster.log(3);
     assert!(log.contains("knew this node with other data"), "{log}");

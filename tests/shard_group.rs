@@ -557,7 +557,10 @@ fn a_leader_asked_to_remove_itself_hands_over_or_waits_and_the_only_voter_refuse
 /// would be no majority: removing a live node of three while another was down put the group
 /// in a joint configuration it could not leave, with no leader, for good. Method: a trio
 /// with CheckQuorum on; node 2 goes down for two election timeouts of the leader. Removing
-/// node 3 is refused, naming node 2; removing node 2 is done.
+/// node 3 is refused, naming node 2, and so is removing the leader itself (review 293: it
+/// handed the group over, and its successor, just elected, let the change through); removing
+/// node 2 is done. And a leader just elected answers busy until a round tells it: node 3
+/// takes over while node 2 is down; asked to remove node 1, it is busy, then refuses.
 #[test]
 fn a_voter_change_that_leaves_no_answering_majority_is_refused() {
     use cohort::proto::members::{MemberChange, MemberOp, MemberOutcome};
@@ -582,6 +585,11 @@ fn a_voter_change_that_leaves_no_answering_majority_is_refused() {
         ),
         other => panic!("wanted Failed, got {other:?}"),
     }
+    let remove_1 = change(1, MemberOp::Remove);
+    match membership::start(&mut trio.groups[0], 1, &remove_1, &BTreeSet::new()) {
+        Err(MemberOutcome::Failed(why)) => assert!(why.contains("of which [2]"), "{why}"),
+        other => panic!("wanted Failed, got {other:?}"),
+    }
     let outcome = membership::start(
         &mut trio.groups[0],
         1,
@@ -594,6 +602,27 @@ fn a_voter_change_that_leaves_no_answering_majority_is_refused() {
         trio.groups[0].replica.conf_state().voters,
         [NodeId(1), NodeId(3)]
     );
+
+    let mut trio = Trio::with_check_quorum(true);
+    trio.down = Some(2);
+    trio.groups[0]
+        .replica
+        .transfer_leader(NodeId(3))
+        .expect("a voter");
+    trio.pump();
+    assert_eq!(trio.groups[2].replica.role(), Role::Leader);
+    match membership::start(&mut trio.groups[2], 3, &remove_1, &BTreeSet::new()) {
+        Err(MemberOutcome::Busy(why)) => assert!(why.contains("just elected"), "{why}"),
+        other => panic!("wanted Busy, got {other:?}"),
+    }
+    for _ in 0..timeout + 1 {
+        trio.groups[2].replica.tick();
+        trio.pump();
+    }
+    match membership::start(&mut trio.groups[2], 3, &remove_1, &BTreeSet::new()) {
+        Err(MemberOutcome::Failed(why)) => assert!(why.contains("of which [2]"), "{why}"),
+        other => panic!("wanted Failed, got {other:?}"),
+    }
 }
 
 /// The leader of a group whose only voter it is, just elected: its first entry neither

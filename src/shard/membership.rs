@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use crate::proto::members::{MemberChange, MemberOp, MemberOutcome, encode_addresses};
 use crate::raft::{
-    ConfChange, ConfChangeError, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, EntryKind,
-    NodeId, ProgressState, ProposeError, Replica, Role,
+    ConfChange, ConfChangeError, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, ConfState,
+    EntryKind, NodeId, ProgressState, ProposeError, Replica, Role,
 };
 
 use super::group::Group;
@@ -149,15 +149,17 @@ pub fn start(
                 Default::default(),
             )
         }
+        // Checked here, before handing the group over: the next leader, just elected, may
+        // not have told the silent voters yet (review 293).
         MemberOp::Remove if node.0 == me => {
+            let what = format!("removing node {node}");
+            keeps_an_answering_majority(replica, &voters_without(&conf, node), name, &what)?;
             return Err(hand_over(group, me, name, cannot_lead));
         }
         MemberOp::Remove => {
             let transition = if conf.is_voter(node) {
-                let after: Vec<NodeId> =
-                    conf.voters.iter().copied().filter(|&v| v != node).collect();
                 let what = format!("removing node {node}");
-                keeps_an_answering_majority(replica, &after, name, &what)?;
+                keeps_an_answering_majority(replica, &voters_without(&conf, node), name, &what)?;
                 ConfChangeTransition::Joint
             } else {
                 ConfChangeTransition::Auto
@@ -185,26 +187,50 @@ pub fn start(
     }
 }
 
+fn voters_without(conf: &ConfState, node: NodeId) -> Vec<NodeId> {
+    conf.voters.iter().copied().filter(|&v| v != node).collect()
+}
+
 /// Refuses a voter change (`what`) after which the voters that answer this leader (in this
 /// CheckQuorum round or the one before) would not be a majority of the group's voters,
 /// `voters_after`: the group would enter a joint configuration it could not leave, nor elect a
 /// leader in, until enough of the silent ones came back, and removing a dead one, the way
 /// out, would need that configuration's quorum too (tester 291: removing a live node of three
 /// while another was down stopped the group for good). etcd's strict reconfiguration check
-/// refuses such changes as well.
+/// refuses such changes as well. A leader in its first round counts only the voters it heard
+/// from in its term (Raft counts every one as answering until then, so that a new leader
+/// refuses no write), and answers busy where they are too few: within an election timeout
+/// it knows (review 293: a leader just elected let the change through). A voter that died
+/// within the last round or two still counts as answering.
 fn keeps_an_answering_majority(
     replica: &Replica,
     voters_after: &[NodeId],
     group: u32,
     what: &str,
 ) -> Result<(), MemberOutcome> {
-    let answers = |v: NodeId| v == replica.id() || replica.peer_answers(v);
+    if voters_after.is_empty() {
+        return Ok(());
+    }
+    let timeout = u64::from(replica.election_timeout_ticks());
+    let fresh = replica.ticks() < replica.leader_since_tick() + timeout;
+    let status = replica.status();
+    let answers = |v: NodeId| {
+        v == replica.id()
+            || (status.peers.iter())
+                .any(|p| p.id == v && if fresh { p.recent_active } else { p.answers })
+    };
     let silent: Vec<u64> = (voters_after.iter().copied())
         .filter(|&v| !answers(v))
         .map(|v| v.0)
         .collect();
     if 2 * silent.len() < voters_after.len() {
         return Ok(());
+    }
+    if fresh {
+        return Err(MemberOutcome::Busy(format!(
+            "{what}: the leader of group {group}, just elected, has not heard yet from voters \
+             {silent:?}, a majority of those the group would keep"
+        )));
     }
     let mut voters: Vec<u64> = voters_after.iter().map(|v| v.0).collect();
     voters.sort_unstable();
