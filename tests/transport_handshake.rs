@@ -441,10 +441,5 @@ fn a_dialer_refused_for_the_acceptors_own_disk_establishes_nothing() {
 
 /// Who proved `node` lost its data, if one did within `guard`.
 async fn refused_in(node: &Transport, guard: Duration) -> Option<DataLost> {
-    let refused = async { Some(node.refused_as_unknown().await) };
-    futures_lite::future::or(refused, async {
-        glommio::timer::sleep(guard).await;
-        None
-    })
-    .await
+    common::transport::within(guard, node.refused_as_unknown()).await
 }

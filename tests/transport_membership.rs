@@ -11,6 +11,7 @@ use cohort::raft::NodeId;
 use cohort::transport::{SendError, Transport};
 use common::transport::{
     append, config, loopback_any_port, payload, receive, run_executor, unused_addr, wait_until,
+    within,
 };
 
 const GUARD: Duration = Duration::from_secs(20);
@@ -139,11 +140,7 @@ fn a_wait_for_room_at_a_removed_peer_ends() {
         let wait = glommio::spawn_local(async move { waiting.wait_for_room(NodeId(2)).await });
         glommio::timer::sleep(Duration::from_millis(50)).await;
         node1.set_peers(&BTreeMap::new());
-        let ended = futures_lite::future::or(async { Some(wait.await) }, async {
-            glommio::timer::sleep(GUARD).await;
-            None
-        })
-        .await;
+        let ended = within(GUARD, wait).await;
         assert!(
             matches!(ended, Some(Err(SendError::PeerUnknown { .. }))),
             "{ended:?}"
@@ -248,10 +245,5 @@ fn a_probe_goes_only_to_a_silent_peer_and_tells_nothing_but_a_removal() {
 
 /// Who told `node` it was removed, if anyone did within `guard`.
 async fn told_removed_within(node: &Transport, guard: Duration) -> Option<NodeId> {
-    let told = async { Some(node.told_removed().await) };
-    futures_lite::future::or(told, async {
-        glommio::timer::sleep(guard).await;
-        None
-    })
-    .await
+    within(guard, node.told_removed()).await
 }

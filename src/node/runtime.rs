@@ -731,7 +731,7 @@ async fn run_core(
                 } else if changed.removed {
                     say(&format!(
                         "node {node} core {core}: removed from every group of this core; the \
-                     node stops once every core's groups removed it"
+                         node stops once every core's groups removed it"
                     ));
                 }
                 set_topology_members(&topology, &changed.members);

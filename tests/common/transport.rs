@@ -111,6 +111,16 @@ pub async fn receive(transport: &Transport, count: usize, guard: Duration) -> Ve
     batches
 }
 
+/// What `future` gives, if it does within `guard`.
+pub async fn within<T>(guard: Duration, future: impl Future<Output = T>) -> Option<T> {
+    let done = async { Some(future.await) };
+    futures_lite::future::or(done, async {
+        glommio::timer::sleep(guard).await;
+        None
+    })
+    .await
+}
+
 /// Waits until `condition` holds, checking every millisecond; panics after `guard`.
 pub async fn wait_until(what: &str, guard: Duration, mut condition: impl FnMut() -> bool) {
     let rounds = guard.as_millis() as u64;
