@@ -1347,9 +1347,11 @@ fn the_clients_holding_the_most_answers_when_the_core_holds_its_bound_are_cut_of
 
 /// Goal (found in review): a leader asked to remove itself hands its group to a voter whose
 /// log takes writes, never to one that says its log is full (which drops the TimeoutNow, at
-/// every ask, until the client gives up). Method: node 1 leads, node 2 silent; node 3 answers
-/// heartbeats saying its log is full, and node 1 is asked to remove itself: busy, and no
-/// TimeoutNow. Then node 3 says it has room, and the ask again hands the group to it.
+/// every ask, until the client gives up). Method: node 1 leads; node 2 answers heartbeats
+/// saying its log is full (silent, it would make the remove refused: the voters left could
+/// not make a majority, review 293), and node 3 too, and node 1 is asked to remove itself:
+/// busy, and no TimeoutNow. Then node 3 says it has room, and the ask again hands the group
+/// to it.
 #[test]
 fn a_leader_leaving_never_hands_its_group_to_a_voter_whose_log_is_full() {
     let events = Events::default();
@@ -1357,6 +1359,7 @@ fn a_leader_leaving_never_hands_its_group_to_a_voter_whose_log_is_full() {
     for node_3_full in [true, false] {
         for _ in 0..3 {
             core = turn(core, &inbox, Input::Tick);
+            core = turn(core, &inbox, heartbeat_answer(2, term, true));
             core = turn(core, &inbox, heartbeat_answer(3, term, node_3_full));
         }
         events.borrow_mut().clear();
@@ -2417,15 +2420,8 @@ fn the_balancer_hands_no_group_to_a_follower_whose_queue_is_full() {
 fn the_balancer_hands_no_group_to_a_node_another_group_removed() {
     let events = Events::default();
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
-    let reply = Inbox::new(4);
-    let change = MemberChange {
-        group: 1,
-        node: 3,
-        op: MemberOp::Remove,
-    };
-    core = turn(core, &inbox, Input::ChangeMember { change, reply });
-    // The joint configuration, then the entry that leaves it.
-    for _ in 0..2 {
+    // Group 1's acks from nodes 2 and 3 of its last entry.
+    let acks = |mut core: TestCore| {
         let last = core.groups()[&1].replica.last_index();
         for node in [2, 3] {
             let Input::Peer { mut envelopes, .. } =
@@ -2436,6 +2432,20 @@ fn the_balancer_hands_no_group_to_a_node_another_group_removed() {
             envelopes[0].group = GroupId(1);
             core = turn(core, &inbox, peer(node, envelopes));
         }
+        core
+    };
+    // Node 2 heard from: silent, the remove would be refused (review 293).
+    core = acks(core);
+    let reply = Inbox::new(4);
+    let change = MemberChange {
+        group: 1,
+        node: 3,
+        op: MemberOp::Remove,
+    };
+    core = turn(core, &inbox, Input::ChangeMember { change, reply });
+    // The joint configuration, then the entry that leaves it.
+    for _ in 0..2 {
+        core = acks(core);
     }
     let conf = core.groups()[&1].replica.conf_state().clone();
     assert_eq!(conf.voters, [NodeId(1), NodeId(2)], "{conf:?}");
