@@ -52,14 +52,15 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Read a value.
+    /// Read a value. Exits 2 where the key has no value (saying "(not found)" on standard
+    /// error, nothing on standard output), 1 where it failed.
     Get {
         key: String,
         /// How fresh the value must be.
         #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
         read: ReadMode,
         /// Write the value's bytes as they are, with no newline (for values that are not
-        /// text); a missing key is then an error.
+        /// text).
         #[arg(long)]
         raw: bool,
         #[command(flatten)]
@@ -393,6 +394,10 @@ fn main() -> ExitCode {
             format!("{line}\n").as_bytes(),
             ExitCode::from(client_cmd::CONDITION_FAILED_EXIT),
         ),
+        Ok(Printed::NotFound) => {
+            cohort::cli::say_err("(not found)");
+            ExitCode::from(client_cmd::NOT_FOUND_EXIT)
+        }
         Ok(Printed::OutcomeUnknown(error)) => {
             cohort::cli::say_err(&format!("cohort: {error}"));
             ExitCode::from(client_cmd::OUTCOME_UNKNOWN_EXIT)

@@ -310,12 +310,23 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
     );
     assert_eq!(to_full(&["get", "spare", "--nodes", &b1]), Some(1));
     assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
+    // A key with no value: nothing on stdout (a value of "(not found)" would print just
+    // that), said on stderr, and exit 2, a definite "no" apart from an error's 1.
+    for raw in [&[][..], &["--raw"]] {
+        let got = cohort_cli(&[&["get", "greeting", "--nodes", &b1][..], raw].concat());
+        assert_eq!(got.status.code(), Some(2), "{got:?}");
+        assert!(got.stdout.is_empty(), "{got:?}");
+        assert_eq!(String::from_utf8_lossy(&got.stderr), "(not found)\n");
+    }
     assert_eq!(
-        run(&["get", "greeting", "--nodes", &b1]),
+        run(&["put", "greeting", "(not found)", "--nodes", &b1]),
+        ok("OK\n")
+    );
+    assert_eq!(
+        run(&["get", "greeting", "--nodes", &b2]),
         ok("(not found)\n")
     );
-    let (fine, _, why) = run(&["get", "greeting", "--raw", "--nodes", &b1]);
-    assert!(!fine && why.contains("the key has no value"), "{why}");
+    assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
     // Any bytes, from standard input, back as they are.
     let value: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let put = cohort_cli_fed(&["put", "blob", "--nodes", &b2], &value);

@@ -102,6 +102,10 @@ pub enum Printed {
     ConditionFailed(String),
     /// A value's bytes as they are, with no newline.
     Raw(Bytes),
+    /// A read of a key that has no value: said on standard error, with nothing on standard
+    /// output, and told scripts by the exit status (see [`NOT_FOUND_EXIT`]). Printed as a
+    /// line "(not found)", it could not be told from a key holding those very bytes.
+    NotFound,
     /// No answer, or a refusal after an attempt that may have been taken in: a write may or
     /// may not have been applied, which the exit status tells scripts (see
     /// [`OUTCOME_UNKNOWN_EXIT`]). Said on standard error.
@@ -111,6 +115,10 @@ pub enum Printed {
 /// The exit status of `cohort cas` whose condition failed (nothing written): apart from 0
 /// (swapped) and 1 (an error), so that `if cohort cas lock --absent me` tells who won.
 pub const CONDITION_FAILED_EXIT: u8 = 2;
+
+/// The exit status of `cohort get` of a key that has no value: a definite "no", as a failed
+/// condition is (so the same status), apart from an error's 1, which says nothing was learnt.
+pub const NOT_FOUND_EXIT: u8 = CONDITION_FAILED_EXIT;
 
 /// The exit status of a command whose outcome is unknown ([`Printed::OutcomeUnknown`]): a
 /// script must not take it for a failure that wrote nothing (exit 1), such as a lock it did
@@ -193,9 +201,8 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
         };
         let line = match results.pop() {
             Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
-            Some(OpResult::NotFound) if raw => return Err("the key has no value".to_string()),
             Some(OpResult::Value(value)) => shown(&value),
-            Some(OpResult::NotFound) => "(not found)".to_string(),
+            Some(OpResult::NotFound) => return Ok(Printed::NotFound),
             Some(OpResult::Written) => "OK".to_string(),
             Some(OpResult::ConditionFailed { current }) => {
                 let now = current.map_or("the key has no value".to_string(), |value| {
