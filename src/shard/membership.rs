@@ -98,6 +98,12 @@ pub fn start(
         transition,
         context,
     };
+    // Checked before a leader removing itself hands the group over: the next leader, just
+    // elected, may not have heard from the silent voters yet (review 293).
+    if change.op == MemberOp::Remove && conf.is_voter(node) {
+        let what = format!("removing node {node}");
+        keeps_an_answering_majority(replica, &voters_without(&conf, node), name, &what)?;
+    }
     let proposal = match &change.op {
         // A learner does not vote: adding one changes no quorum, so it applies directly.
         MemberOp::AddLearner { address } => single(
@@ -149,20 +155,11 @@ pub fn start(
                 Default::default(),
             )
         }
-        // Checked here, before handing the group over: the next leader, just elected, may
-        // not have told the silent voters yet (review 293).
-        MemberOp::Remove if node.0 == me => {
-            let what = format!("removing node {node}");
-            keeps_an_answering_majority(replica, &voters_without(&conf, node), name, &what)?;
-            return Err(hand_over(group, me, name, cannot_lead));
-        }
+        MemberOp::Remove if node.0 == me => return Err(hand_over(group, me, name, cannot_lead)),
         MemberOp::Remove => {
-            let transition = if conf.is_voter(node) {
-                let what = format!("removing node {node}");
-                keeps_an_answering_majority(replica, &voters_without(&conf, node), name, &what)?;
-                ConfChangeTransition::Joint
-            } else {
-                ConfChangeTransition::Auto
+            let transition = match conf.is_voter(node) {
+                true => ConfChangeTransition::Joint,
+                false => ConfChangeTransition::Auto,
             };
             single(ConfChangeKind::Remove, transition, Default::default())
         }
