@@ -113,12 +113,12 @@ pub struct ServeArgs {
     /// snapshot for a long time) never makes the WAL grow without bound (0: no limit).
     #[arg(long, default_value_t = 1024)]
     pub wal_soft_limit_mib: u64,
-    /// The MiB of keys and values (64 bytes more for each key) this node's groups may hold,
-    /// shared evenly by its cores; a leader whose core, or a member of the group that
-    /// answers, holds its share refuses writes that may add data (puts, compare-and-swaps,
-    /// put-if-absents) with a "no space" error, and takes gets and deletes. Memory is what a state machine runs out of first, on every
-    /// member at once (0: no quota) [default: a quarter of the memory this process may use:
-    /// the machine's, or its cgroup's limit].
+    /// The MiB of keys and values (64 bytes more for each key) this node's groups may hold, shared
+    /// evenly by its cores; a leader whose core, or a member of the group that answers, holds its
+    /// share refuses writes that may add data (puts, compare-and-swaps, put-if-absents) with a "no
+    /// space" error, and takes gets and deletes. Memory is what a state machine runs out of first,
+    /// on every member at once (0: no quota) [default: a quarter of the memory this process may
+    /// use: the machine's, or its cgroup's limit].
     #[arg(long)]
     pub kv_quota_mib: Option<u64>,
     /// Size of the chunks a snapshot is streamed to a peer in, in KiB (1 to 8192).

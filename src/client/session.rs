@@ -70,8 +70,8 @@ pub enum ClientError {
     NoCluster(String),
     /// The request broke a limit or made no sense; retrying will not help. Nothing was sent.
     Invalid(String),
-    /// The cluster refused it (session expired, malformed, too large, no space), and no attempt of it
-    /// may have been taken in before: it was not applied.
+    /// The cluster refused it (session expired, malformed, too large, no space), and no attempt of
+    /// it may have been taken in before: it was not applied.
     Refused { code: ErrorCode, message: String },
     /// No answer within the request timeout; the write may or may not have been applied,
     /// and may still be, after this error is returned (it may wait in a leader's log for a

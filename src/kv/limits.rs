@@ -35,13 +35,13 @@ pub const REPLIES_PER_SESSION_MAX: usize = 4_096;
 /// newest reply is always kept.
 pub const REPLY_BYTES_PER_SESSION_MAX: usize = 1 << 20;
 
-/// Bytes of replies all sessions of one group keep together: past it the heaviest sessions
-/// are forgotten first (a few clients' large answers must not push out every light
-/// session), and their clients get `SessionExpired` as past `SESSIONS_MAX`. (In memory
-/// each session holds its replies in a ring of at most four times their slots, or 32 slots,
-/// of 24 bytes each: at the bounds, 64 MiB of replies of 48 bytes each and 65,536 sessions, about 180 MiB more,
-/// which the weight leaves out so that every replica, whatever its ring's history, weighs
-/// and so forgets the same sessions.)
+/// Bytes of replies all sessions of one group keep together: past it the heaviest sessions are
+/// forgotten first (a few clients' large answers must not push out every light session), and their
+/// clients get `SessionExpired` as past `SESSIONS_MAX`. (In memory each session holds its replies
+/// in a ring of at most four times their slots, or 32 slots, of 24 bytes each: at the bounds, 64
+/// MiB of replies of 48 bytes each and 65,536 sessions, about 180 MiB more, which the weight leaves
+/// out so that every replica, whatever its ring's history, weighs and so forgets the same
+/// sessions.)
 pub const SESSION_BYTES_MAX: usize = 64 << 20;
 
 /// Value bytes one write's answer may carry (the values its gets read and its failed

@@ -49,10 +49,10 @@ use super::storage::{Part, ReadCheckError, SegmentSyncer, Storage, copy_parts};
 /// How `FileStore` writes a sync's bytes and makes them durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
-    /// One O_DIRECT | O_DSYNC write of the staged blocks per segment, through the io_uring of
-    /// the current glommio executor (the production path; see the module doc). Where the
-    /// file system refuses O_DIRECT (or the probe cannot tell), the store runs in `IoUring`
-    /// mode instead ([`FileStore::direct_io_refused`] says why). Appending or syncing outside a glommio executor
+    /// One O_DIRECT | O_DSYNC write of the staged blocks per segment, through the io_uring of the
+    /// current glommio executor (the production path; see the module doc). Where the file system
+    /// refuses O_DIRECT (or the probe cannot tell), the store runs in `IoUring` mode instead
+    /// ([`FileStore::direct_io_refused`] says why). Appending or syncing outside a glommio executor
     /// thread panics (the staging buffer is the executor's DMA memory).
     Direct,
     /// A `pwrite` of the staged bytes into the page cache, then an fdatasync through the
