@@ -72,7 +72,7 @@ pub struct NodeConfig {
     /// oldest segments alive snapshot early (0: no limit).
     pub wal_soft_limit_bytes: u64,
     /// Segments one core's WAL may hold at once, two files each, as the process's open-files
-    /// limit leaves them (set at start: see `clients::wal_segments_max`; 0: no cap). At the
+    /// limit leaves them (set at start: see `open_files::wal_segments_max`; 0: no cap). At the
     /// cap the log takes no entries it can avoid until compaction frees a segment.
     pub wal_segments_max: u64,
     /// Bytes per chunk when a snapshot is streamed to a peer.

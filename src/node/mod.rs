@@ -9,6 +9,7 @@ pub mod identity;
 mod incarnation;
 mod log;
 mod members_view;
+mod open_files;
 mod resolve;
 mod role_lines;
 mod runtime;

@@ -82,7 +82,7 @@ pub fn run_telling(
     config.validate().map_err(|e| e.to_string())?;
     crate::sys::raise_memlock_limit().map_err(|e| e.to_string())?;
     let mut config = config;
-    let clients_max = fit_to_open_files(&mut config)?;
+    let clients_max = super::open_files::fit_to_open_files(&mut config)?;
     if let Err(error) = crate::sys::report_mapped_read_faults() {
         tracing::warn!(%error, "a SIGBUS from a mapped WAL segment will not be reported");
     }
@@ -313,77 +313,6 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     // Clients follow NotLeader hints; forwarding would hide the leader from them.
     raft.forward_proposals = false;
     raft
-}
-
-/// Raises this process's open-files limit to the hard one and fits `config` within it: the
-/// WAL's soft limit held lower and its segments capped where the files are few (see
-/// `clients::wal_limit_for_files`), said once; an error where a core cannot run within it.
-/// Returns how many client connections each core may serve.
-fn fit_to_open_files(config: &mut NodeConfig) -> Result<usize, String> {
-    let open_files = crate::sys::raise_open_files_limit();
-    // The soft limit asked for, where the open-files limit holds it lower.
-    let mut soft_limit_asked = None;
-    if let Ok(open_files) = open_files {
-        let held = super::clients::wal_limit_for_files(
-            open_files,
-            config.cores,
-            config.segment_bytes,
-            config.wal_soft_limit_bytes,
-            config.members.len(),
-        )?;
-        if let Some(held) = held {
-            soft_limit_asked = Some(std::mem::replace(&mut config.wal_soft_limit_bytes, held));
-        }
-    }
-    let kept_per_core = super::clients::files_kept_per_core(
-        config.segment_bytes,
-        config.wal_soft_limit_bytes,
-        config.members.len(),
-    );
-    let clients_max = match open_files {
-        Ok(open_files) => {
-            let clients_max =
-                super::clients::connections_max(open_files, config.cores, kept_per_core);
-            config.wal_segments_max = super::clients::wal_segments_max(
-                open_files,
-                config.cores,
-                config.members.len(),
-                clients_max,
-            );
-            // No limit (0) held to a terabyte of segments is not worth a warning: only below
-            // what a core counts for it otherwise (1 GiB).
-            let worth_saying = soft_limit_asked
-                .filter(|&asked| asked != 0 || config.wal_soft_limit_bytes < 1 << 30);
-            if let Some(asked) = worth_saying {
-                let asked = match asked {
-                    0 => "no limit".to_string(),
-                    bytes => format!("{} MiB", bytes >> 20),
-                };
-                tracing::warn!(
-                    "this process may open {open_files} files: each core's WAL is held to {} \
-                     MiB (--wal-soft-limit-mib: {asked}), past which its groups snapshot early, \
-                     and to {} segments of two files each, at which it takes no writes it can \
-                     hold back until one is freed, so that it leaves its peers and clients \
-                     theirs: raise the limit (`ulimit -n`, the hard one with `ulimit -Hn`, or \
-                     LimitNOFILE= in the unit), or use larger segments (--segment-mib)",
-                    config.wal_soft_limit_bytes >> 20,
-                    config.wal_segments_max
-                );
-            }
-            clients_max
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the open files limit");
-            super::clients::CLIENT_CONNECTIONS_MAX
-        }
-    };
-    if clients_max < super::clients::CLIENT_CONNECTIONS_MAX {
-        tracing::warn!(
-            "this process may open few files: each core serves at most {clients_max} clients \
-             at once (raise the hard limit, `ulimit -Hn`, or LimitNOFILE= in the unit)"
-        );
-    }
-    Ok(clients_max)
 }
 
 /// `--pin` puts core k on CPU k: refused before the data dir records `--cores`, where this
