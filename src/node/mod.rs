@@ -10,6 +10,7 @@ mod incarnation;
 mod log;
 mod members_view;
 mod open_files;
+mod refusals;
 mod resolve;
 mod role_lines;
 mod runtime;
@@ -17,4 +18,5 @@ mod snapshot_file;
 
 pub use config::{ConfigError, NodeConfig, SyncMode, parse_members};
 pub use executor::{off_loop, on_one_executor, start_executor};
-pub use runtime::{refused_for_lost_data, run, run_telling, run_until, say};
+pub use refusals::refused_for_lost_data;
+pub use runtime::{run, run_telling, run_until, say};
