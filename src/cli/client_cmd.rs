@@ -1,6 +1,7 @@
 //! `cohort put|get|delete|cas|status|leader transfer|members`: one request against a running
 //! cluster, printed plainly.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::time::Duration;
 
@@ -281,6 +282,36 @@ pub fn members_list(target: &Target) -> Result<String, String> {
     Ok(crate::client::render_membership(&topology, &rows))
 }
 
+/// Says each group's outcome of a membership change (`verb`) as it comes, and counts in
+/// `changed` the groups it was done in.
+fn reported<'a>(
+    node: u64,
+    verb: &'static str,
+    changed: &'a Cell<u32>,
+) -> impl FnMut(u32, &MemberOutcome) + 'a {
+    move |group, outcome| match outcome {
+        MemberOutcome::NotMember { why, .. } => {
+            super::say_err(&format!("group {group}: {why}: nothing to do"))
+        }
+        _ => {
+            changed.set(changed.get() + 1);
+            super::say_err(&format!("group {group}: {verb} node {node}: done"))
+        }
+    }
+}
+
+/// A membership change's `error`, saying that the groups it was done in before (`changed`)
+/// keep it, and how to go on.
+fn partly_done(error: String, verb: &str, changed: u32) -> String {
+    match changed {
+        0 => error,
+        n => format!(
+            "{error}; the {verb} was done in {n} group(s) before it (above), not in the rest: \
+             give the command again to finish (`cohort members list` shows where each node is)"
+        ),
+    }
+}
+
 /// `cohort members add|promote|remove`: make the change in every group, one at a time; with
 /// `then_promote`, an added learner is promoted once it caught up.
 pub fn members_change(
@@ -293,17 +324,17 @@ pub fn members_change(
     let verb = op.verb();
     let started = crate::clock::now();
     let (voters, learners) = crate::node::on_one_executor("cohort-members", move || async move {
-        let report = |verb: &'static str| {
-            move |group: u32, outcome: &MemberOutcome| match outcome {
-                MemberOutcome::NotMember { why, .. } => {
-                    super::say_err(&format!("group {group}: {why}: nothing to do"))
-                }
-                _ => super::say_err(&format!("group {group}: {verb} node {node}: done")),
-            }
-        };
-        let mut done = change_membership(&options, node, op, report(verb)).await?;
+        // Groups changed before a refusal stay changed (each is a change of its own, at its
+        // own leader): the error says so, and how to go on.
+        let (changed, promoted) = (Cell::new(0), Cell::new(0));
+        let mut done = change_membership(&options, node, op, reported(node, verb, &changed))
+            .await
+            .map_err(|error| partly_done(error.message, verb, changed.get()))?;
         if then_promote {
-            done = change_membership(&options, node, MemberOp::Promote, report("promote")).await?;
+            let promote = reported(node, "promote", &promoted);
+            done = change_membership(&options, node, MemberOp::Promote, promote)
+                .await
+                .map_err(|error| partly_done(error.message, "promote", promoted.get()))?;
         }
         Ok::<_, String>(done)
     })??;
@@ -311,4 +342,39 @@ pub fn members_change(
         "{verb} node {node}: done in every group ({:.1} s); voters {voters:?}, learners {learners:?}",
         started.elapsed().as_secs_f64()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: a membership change refused part way says that the groups before keep it, and
+    /// how to go on; one refused at its first group says nothing of the kind.
+    #[test]
+    fn a_change_refused_part_way_says_which_groups_keep_it() {
+        let changed = Cell::new(0);
+        let mut report = reported(3, "remove", &changed);
+        let done = MemberOutcome::Done {
+            voters: vec![1, 2],
+            learners: Vec::new(),
+        };
+        let nothing = MemberOutcome::NotMember {
+            why: "node 3 is in no configuration of group 1".to_string(),
+            removed: false,
+        };
+        report(0, &done);
+        report(1, &nothing);
+        report(2, &done);
+        assert_eq!(
+            changed.get(),
+            2,
+            "a group with nothing to do changed nothing"
+        );
+        let said = partly_done("group 3: refused".to_string(), "remove", changed.get());
+        assert!(said.starts_with("group 3: refused; "), "{said}");
+        assert!(said.contains("remove was done in 2 group(s)"), "{said}");
+        assert!(said.contains("give the command again"), "{said}");
+        let first = partly_done("group 0: refused".to_string(), "remove", 0);
+        assert_eq!(first, "group 0: refused");
+    }
 }
