@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::raft::{
 use crate::shard::core::{CoreLog, Received, Staged};
 
 use super::executor::Lane;
+use super::room_kept::{StateBytes, room_not_kept};
 use super::snapshot_file;
 use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
@@ -55,6 +57,9 @@ pub struct WalLog {
     /// The room the active segment keeps, while the next one is not ready, for what Raft
     /// cannot do without: a quarter of a segment (see [`CoreLog::entries_wait`]).
     reserve_bytes: usize,
+    /// What every core's key-value states weigh, and this core's index among them: the
+    /// room kept free on the disk for their snapshots (see [`super::room_kept`]).
+    states: (Arc<StateBytes>, u16),
     /// The last build of the next segment failed (the disk is full, most likely): why, and
     /// when to try again. Until a build succeeds the log takes no new entries it can avoid
     /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
@@ -329,6 +334,7 @@ impl WalLog {
             building: None,
             build_ended: Rc::default(),
             reserve_bytes: (config.segment_bytes / 4) as usize,
+            states: (Arc::new(StateBytes::new(1)), 0),
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshot_lane: Lane::new(),
@@ -421,6 +427,24 @@ impl WalLog {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
         }
         Ok((log, recovered))
+    }
+
+    /// Keeps room on the disk for the key-value states of every core of the node, of which
+    /// this is core `core` (alone, a log keeps room for its own core's).
+    pub fn keep_room_with(&mut self, states: Arc<StateBytes>, core: u16) {
+        self.states = (states, core);
+    }
+
+    /// Why the next segment, of `segment_bytes`, must not be made: it would leave less room
+    /// on the disk than the node keeps for snapshots of its states. Not where a spare segment
+    /// becomes it (no new room taken), nor where the disk's room cannot be read.
+    fn room_not_kept(&mut self, segment_bytes: u64) -> Option<String> {
+        if self.wal.storage_mut().spare_bytes() > 0 {
+            return None;
+        }
+        let available = crate::sys::available_bytes(&self.dir).ok()?;
+        let states = &self.states.0;
+        room_not_kept(available, segment_bytes, states.total(), states.cores())
     }
 
     /// Takes the outcome of building the next segment: puts it in place, or notes why it
@@ -1286,6 +1310,11 @@ impl CoreLog for WalLog {
         self.wal.needs_prepare() && self.wal.active_room_bytes() < self.reserve_bytes
     }
 
+    fn keep_room_for_states(&mut self, state_bytes: u64) {
+        let (states, core) = &self.states;
+        states.set(*core, state_bytes);
+    }
+
     fn short_of_space(&self) -> Option<&str> {
         match &self.build_failed {
             Some((why, _)) if self.wal.needs_prepare() => Some(why),
@@ -1351,6 +1380,10 @@ impl CoreLog for WalLog {
             && retry_due
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
         {
+            if let Some(why) = self.room_not_kept(size_bytes) {
+                self.build_failed_with(&io::Error::new(io::ErrorKind::StorageFull, why));
+                return Ok(());
+            }
             let job = self.wal.storage_mut().build_job(seq, size_bytes, header);
             let slot = Rc::new(RefCell::new(None));
             self.building = Some(Rc::clone(&slot));

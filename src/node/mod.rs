@@ -13,6 +13,7 @@ mod open_files;
 mod refusals;
 mod resolve;
 mod role_lines;
+mod room_kept;
 mod runtime;
 mod snapshot_file;
 

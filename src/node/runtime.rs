@@ -32,6 +32,7 @@ use super::refusals::{
     REFUSED_FILE, known_elsewhere, refused_before, removed_why, stop_if_refused_as_unknown,
     stop_if_told_removed,
 };
+use super::room_kept::StateBytes;
 
 /// Snapshot chunks in flight to one peer, per group, at most: 4 MiB with the default chunk.
 const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
@@ -148,6 +149,7 @@ pub fn run_telling(
     let config = Arc::new(config);
     let mut executors = Vec::new();
     let removed_cores = Arc::new(RemovedCores::new(config.cores));
+    let states = Arc::new(StateBytes::new(config.cores));
     for core in 0..config.cores {
         let placement = if config.pin_cores {
             Placement::Fixed(usize::from(core))
@@ -156,7 +158,7 @@ pub fn run_telling(
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let core_listening = listening.clone();
-        let core_removed = Arc::clone(&removed_cores);
+        let core_shared = (Arc::clone(&removed_cores), Arc::clone(&states));
         let executor = spawn_core(placement, core, Arc::clone(&stop), move || async move {
             let result = run_core(
                 &core_config,
@@ -165,7 +167,7 @@ pub fn run_telling(
                 core_listening,
                 clients_max,
                 founders,
-                core_removed,
+                core_shared,
             )
             .await;
             // A core that stopped the node for a reason of its own (removed from the cluster,
@@ -344,7 +346,7 @@ async fn run_core(
     listening: Option<std::sync::mpsc::Sender<u16>>,
     clients_max: usize,
     founders: u64,
-    removed_cores: Arc<RemovedCores>,
+    (removed_cores, states): (Arc<RemovedCores>, Arc<StateBytes>),
 ) -> Result<Option<String>, String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
@@ -379,7 +381,8 @@ async fn run_core(
          or start a new node: a new --id on an empty data dir, with --join",
     );
     let bootstrap = refused.map_or(Ok(&bootstrap), Err);
-    let (log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
+    let (mut log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
+    log.keep_room_with(states, core);
     // Every group holds a configuration, so none starts from these --peers: they are not
     // used, and say nothing of who the members are (found by an operator: a node restarted
     // with an extra id in --peers said only "peer removed" of it).

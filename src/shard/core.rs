@@ -150,6 +150,11 @@ pub trait CoreLog {
     fn release_state(&mut self, state: KvStore) {
         drop(state);
     }
+    /// What this core's key-value states weigh now, told before each
+    /// [`CoreLog::maintain`]: a log on a disk keeps that much room free (with its node's
+    /// other cores'), so that the snapshots which free its old segments always fit. By
+    /// default, nothing is kept.
+    fn keep_room_for_states(&mut self, _state_bytes: u64) {}
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
     /// The core is stopping: wait for the jobs in flight off the loop (snapshot files being
@@ -742,6 +747,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Keep the log's next segment ready, and take and store snapshots (of groups with no
     /// snapshot to install in flight).
     fn upkeep(&mut self) -> Result<(), String> {
+        self.log.keep_room_for_states(self.kv_bytes.get());
         self.log
             .maintain()
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
