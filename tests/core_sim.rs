@@ -197,10 +197,13 @@ impl CoreLog for SimLog {
         let delay = self.rng.borrow_mut().below(self.sync_delay_units_max + 1);
         let (now, due) = (Rc::clone(&self.now), self.now.get() + delay);
         let mut staged = Some((self.staged.clone(), self.written));
-        Ok(Box::pin(std::future::poll_fn(move |_| {
+        // No event ends it but the simulated clock: it asks to be polled again at every step
+        // (the core polls a sync only once its waker fired).
+        Ok(Box::pin(std::future::poll_fn(move |cx| {
             if now.get() >= due {
                 Poll::Ready(staged.take().expect("polled to the end once"))
             } else {
+                cx.waker().wake_by_ref();
                 Poll::Pending
             }
         })))

@@ -87,7 +87,10 @@ struct Gate(Rc<RefCell<GateState>>);
 
 struct GateState {
     open: bool,
-    waker: Option<Waker>,
+    /// One for each sync in flight: each is polled again only once its own waker fires.
+    wakers: Vec<Waker>,
+    /// Polls of syncs that were still in flight after them.
+    sync_polls_pending: usize,
     syncs_begun: usize,
     /// While closed, the syncs begun before this many end anyway (in the order they began).
     syncs_released: usize,
@@ -131,7 +134,8 @@ impl Gate {
     fn new(open: bool) -> Gate {
         Gate(Rc::new(RefCell::new(GateState {
             open,
-            waker: None,
+            wakers: Vec::new(),
+            sync_polls_pending: 0,
             syncs_begun: 0,
             syncs_released: 0,
             syncs_ended: Vec::new(),
@@ -160,7 +164,7 @@ impl Gate {
     fn set(&self, open: bool) {
         let mut state = self.0.borrow_mut();
         state.open = open;
-        if let Some(waker) = state.waker.take() {
+        for waker in state.wakers.drain(..) {
             waker.wake();
         }
     }
@@ -185,7 +189,7 @@ impl Gate {
     fn release_all_but_the_last(&self) {
         let mut state = self.0.borrow_mut();
         state.syncs_released = state.syncs_begun.saturating_sub(1);
-        if let Some(waker) = state.waker.take() {
+        for waker in state.wakers.drain(..) {
             waker.wake();
         }
     }
@@ -198,7 +202,7 @@ impl Gate {
     fn end_sync(&self, number: usize) {
         let mut state = self.0.borrow_mut();
         state.syncs_ended.push(number);
-        if let Some(waker) = state.waker.take() {
+        for waker in state.wakers.drain(..) {
             waker.wake();
         }
     }
@@ -266,7 +270,8 @@ impl CoreLog for RecordingLog {
                 {
                     return Poll::Ready(());
                 }
-                state.waker = Some(cx.waker().clone());
+                state.sync_polls_pending += 1;
+                state.wakers.push(cx.waker().clone());
                 Poll::Pending
             })
             .await
@@ -2674,6 +2679,44 @@ fn requests_that_reach_a_stopping_core_are_answered() {
     take_transfer_outcomes(&transfer, &mut transfers);
     assert_eq!(transfers, [TransferOutcome::NotLeader { leader: 0 }]);
     assert_answered_busy_as_stopping(&changed);
+}
+
+/// Goal (found by a tester): a sync that hangs is not polled at each of the loop's wake-ups.
+/// glommio's file I/O keeps a clone of the waker at every poll while pending, and a frozen
+/// file system under load made 32,767 of them in a few seconds: the core panicked. Method:
+/// leader 1's next write's sync is held while 1,000 ticks wake the core; each sync begun
+/// meanwhile (a few: ticks bring heartbeats) must have been polled (and left a waker) once,
+/// and end once let go (a stopping core waits for them).
+#[test]
+fn a_sync_that_hangs_is_not_polled_at_every_wake_up_of_the_loop() {
+    let (events, gate) = (Events::default(), Gate::new(true));
+    let (mut core, inbox, outbox, _) = leader_1_gated(&events, None, gate.clone());
+    core = turn(core, &inbox, put(1, 1));
+    let _ = take_outcomes(&outbox);
+    gate.close();
+    let before = gate.begun();
+    inbox.push_now(put(1, 2));
+    let driver = async {
+        assert!(
+            yield_until(|| gate.begun() > before).await,
+            "write 2's sync"
+        );
+        for _ in 0..1_000 {
+            inbox.push_now(Input::Tick);
+            futures_lite::future::yield_now().await;
+        }
+        let polls = (gate.0.borrow().sync_polls_pending, gate.begun() - before);
+        gate.open();
+        inbox.push_now(Input::Stop);
+        polls
+    };
+    let (core, (polls, syncs)) = block_on(futures_lite::future::zip(core.run(), driver));
+    core.expect("the core runs on");
+    assert!(syncs < 100, "{syncs} syncs begun");
+    assert_eq!(
+        polls, syncs,
+        "held syncs polled at wake-ups they did not make"
+    );
 }
 
 /// Goal (review 281): a retry of a write the leader holds that reaches it while it stops,

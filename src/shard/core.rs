@@ -58,6 +58,7 @@ use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 use super::tick_clock::TickClock;
+use super::woken_only::WokenOnly;
 
 mod leaders;
 mod room;
@@ -353,7 +354,9 @@ pub struct CoreShape {
 /// A sync in flight, and the Readies whose step 4 waits for it, in group order; a group's
 /// Readies, if several (pipelined), in the order they were handed out.
 struct Persisting<S> {
-    sync: Pin<Box<dyn Future<Output = S>>>,
+    /// Polled only once it woke: the loop polls every sync in flight at each of its
+    /// wake-ups (see [`super::woken_only`]).
+    sync: WokenOnly<Pin<Box<dyn Future<Output = S>>>>,
     /// What the sync handed back once it completed; it is finished when every sync begun
     /// before it is.
     synced: Option<S>,
@@ -670,7 +673,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let (inbox, persisting, log) = (&self.inbox, &mut self.persisting, &mut self.log);
         poll_fn(|cx| {
             for p in persisting.iter_mut().filter(|p| p.synced.is_none()) {
-                if let Poll::Ready(synced) = p.sync.as_mut().poll(cx) {
+                if let Poll::Ready(synced) = Pin::new(&mut p.sync).poll(cx) {
                     p.synced = Some(synced);
                 }
             }
@@ -1297,7 +1300,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 serve_before_sync(group, ready, answers).map_err(|e| format!("group {id}: {e}"))?;
             }
             self.persisting.push_back(Persisting {
-                sync,
+                sync: WokenOnly::new(sync),
                 synced: None,
                 readies,
                 began_tick: self.ticks,
@@ -1325,7 +1328,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     async fn wait_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         for persisting in &mut self.persisting {
             if persisting.synced.is_none() {
-                persisting.synced = Some(persisting.sync.as_mut().await);
+                persisting.synced = Some((&mut persisting.sync).await);
             }
         }
         self.finish_persisted(answers)

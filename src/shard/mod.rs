@@ -9,5 +9,6 @@ pub mod inbox;
 pub mod membership;
 pub mod snapshot_stream;
 pub mod tick_clock;
+mod woken_only;
 
 pub use group::{Answer, ConnId, Group};
