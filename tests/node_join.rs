@@ -476,13 +476,13 @@ fn a_node_joining_from_its_data_dir_refuses_a_layout_it_was_not_made_with() {
 /// (`--peers`) refuse each other, saying why. Before, each committed its own first entry in
 /// every group, naming its own voters, and they exchanged Raft messages: {1, 2} is a majority
 /// of both {1, 2, 3} and {1, 2, 4}, so a group could mix the two configurations (two leaders
-/// of one term). Method: node 1 starts with peers 1, 2, 3 and node 2 with peers 1, 2, 4, at
-/// the addresses each other is given; each must log the refusal.
+/// of one term). Then (found by a tester) the same ids with another port for one of them:
+/// each node's first entry named node 3 at its own address, and node 2 never reached the
+/// node 3 the others did. Method: node 1 starts with peers 1, 2, 3 and node 2 with peers 1,
+/// 2, 4, at the addresses each other is given; each must log the refusal. Then again with
+/// peers 1, 2, 3 for both, node 2 given another port for node 3.
 #[test]
 fn nodes_started_with_other_initial_voters_refuse_each_other() {
-    let dir = std::env::temp_dir().join(format!("cohort-test-founders-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let base = |_| format!("127.0.0.1:{}", free_port_run(2).expect("ports"));
     let bases: Vec<String> = (1..=4).map(base).collect();
     let peers = |ids: [usize; 3]| {
@@ -492,8 +492,20 @@ fn nodes_started_with_other_initial_voters_refuse_each_other() {
             .collect();
         listed.join(",")
     };
-    let mut nodes: Vec<Joining> = [(1, peers([1, 2, 3])), (2, peers([1, 2, 4]))]
+    refuse_each_other("founders", [peers([1, 2, 3]), peers([1, 2, 4])]);
+    let elsewhere = peers([1, 2, 3]).replace(&bases[2], &bases[3]);
+    refuse_each_other("founders-ports", [peers([1, 2, 3]), elsewhere]);
+}
+
+/// Nodes 1 and 2, started with `peers` each (in `tag`'s folder), must each log that the
+/// other was started with other initial voters.
+fn refuse_each_other(tag: &str, peers: [String; 2]) {
+    let dir = std::env::temp_dir().join(format!("cohort-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut nodes: Vec<Joining> = [1, 2]
         .into_iter()
+        .zip(peers)
         .map(|(id, peers)| {
             let log = dir.join(format!("node-{id}.log"));
             let out = std::fs::File::create(&log).unwrap();
@@ -510,7 +522,7 @@ fn nodes_started_with_other_initial_voters_refuse_each_other() {
         })
         .collect();
     for node in &mut nodes {
-        node.wait_for("was started with other initial voters (--peers) than this node");
+        node.wait_for("was started with other initial voters (--peers: other ids, or other ports");
     }
     for node in nodes {
         node.stop();

@@ -29,11 +29,11 @@ pub struct Identity {
     pub node_id: u64,
     pub cores: u16,
     pub groups: u32,
-    /// The digest of the initial voters (`--peers`) of the cluster this node started
-    /// ([`crate::wire::founders_digest`]), recorded at its first start and sent in its
-    /// handshakes; 0: not known (a node that joined, a dir recorded before this line was).
-    /// Not checked against the flags of a later start: `--peers` may name other members by
-    /// then.
+    /// The digest of the initial voters (`--peers`) of the cluster this node started, with their
+    /// ports ([`crate::wire::founders_digest_with_ports`]; a dir recorded before they counted has
+    /// [`crate::wire::founders_digest`]), recorded at its first start and sent in its handshakes;
+    /// 0: not known (a node that joined, a dir recorded before this line was). Not checked against
+    /// the flags of a later start: `--peers` may name other members by then.
     pub founders: u64,
 }
 

@@ -112,7 +112,7 @@ pub fn run_telling(
         groups: config.groups,
         // A node that starts a cluster records its initial voters; one that joins knows none.
         founders: match config.bootstrap {
-            true => crate::wire::founders_digest(config.members.keys().copied()),
+            true => crate::wire::founders_digest_with_ports(members_given(&config)),
             false => 0,
         },
     };
@@ -120,9 +120,8 @@ pub fn run_telling(
     // Only a node whose first start founded the cluster with these --peers: a joined node
     // (founders 0) restarted with --peers is refused by its cores below where a group holds
     // nothing yet, and warned that they are not used otherwise.
-    let digest = crate::wire::founders_digest(config.members.keys().copied());
     if config.bootstrap
-        && founders == digest
+        && crate::wire::founders_match(founders, members_given(&config))
         && super::identity::recorded_members(&config.data_dir)?.is_none()
     {
         super::identity::record_membership(&config.data_dir, &config.members)?;
@@ -321,6 +320,11 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft
 }
 
+/// The members `--peers` gives, each with its address.
+fn members_given(config: &NodeConfig) -> impl Iterator<Item = (NodeId, &str)> + Clone {
+    (config.members.iter()).map(|(id, address)| (*id, address.as_str()))
+}
+
 /// `--pin` puts core k on CPU k: refused before the data dir records `--cores`, where this
 /// process may not run on one of them (a later start with fewer cores would be refused).
 fn refuse_missing_cpus(cores: u16) -> Result<(), String> {
@@ -373,8 +377,8 @@ async fn run_core(
     // reach yet would start from a first entry of its own, unlike the cluster's at that
     // index, and a leader adding the node later would append onto it. (A dir from before
     // founders were recorded holds every group: nothing of it is refused.)
-    let digest = crate::wire::founders_digest(config.members.keys().copied());
-    let refused = (config.bootstrap && digest != founders).then_some(
+    let same = crate::wire::founders_match(founders, members_given(config));
+    let refused = (config.bootstrap && !same).then_some(
         "this data dir was first started with other --peers (other initial voters) or joined \
          its cluster with --join, and a group that holds nothing yet would start from these \
          --peers: start with the flags of its first start (--join for a node that joined), \

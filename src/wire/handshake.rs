@@ -49,15 +49,56 @@ pub struct Layout {
     pub founders: u64,
 }
 
-/// The digest of a cluster's initial voters (never 0, which means "not said"): FNV-1a over
-/// their ids, ascending, each as 8 little-endian bytes. Stable across builds: it is recorded
-/// in data dirs and sent in handshakes.
+/// The digest of a cluster's initial voters, as data dirs recorded it before their ports
+/// counted (never 0, which means "not said"): FNV-1a over their ids, ascending, each as 8
+/// little-endian bytes. Stable across builds: it is recorded in data dirs and sent in
+/// handshakes.
 pub fn founders_digest(voters: impl IntoIterator<Item = NodeId>) -> u64 {
     let mut ids: Vec<u64> = voters.into_iter().map(|id| id.0).collect();
     ids.sort_unstable();
     ids.dedup();
+    fnv1a(ids.iter().flat_map(|id| id.to_le_bytes()))
+}
+
+/// The digest of a cluster's initial voters and the ports they listen on (`--peers`: id →
+/// HOST:PORT), which a new data dir records and its node sends in handshakes (never 0): FNV-1a
+/// over the bytes `ports`, then for each id, ascending, its 8 little-endian bytes and its
+/// port's 2 (0 where the address has none). The first entry of every group names the members
+/// at their addresses, so nodes given other addresses for one member hold two first entries
+/// (found by a tester: a port mistyped in one node's --peers, and the two nodes never met:
+/// with a third down, the cluster took no writes). Ports, not hosts: a member may be named by
+/// its host name on one node and by its IP on another. Stable across builds.
+pub fn founders_digest_with_ports<'a>(members: impl IntoIterator<Item = (NodeId, &'a str)>) -> u64 {
+    let mut members: Vec<(u64, u16)> = (members.into_iter())
+        .map(|(id, address)| {
+            let port = address
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse().ok());
+            (id.0, port.unwrap_or(0))
+        })
+        .collect();
+    members.sort_unstable();
+    members.dedup();
+    let fields = members
+        .into_iter()
+        .flat_map(|(id, port)| id.to_le_bytes().into_iter().chain(port.to_le_bytes()));
+    fnv1a(b"ports".iter().copied().chain(fields))
+}
+
+/// Whether `recorded`, the founders a data dir recorded, are `members`: by their ids and
+/// ports, or by their ids alone where the dir recorded them before ports counted.
+pub fn founders_match<'a>(
+    recorded: u64,
+    members: impl IntoIterator<Item = (NodeId, &'a str)> + Clone,
+) -> bool {
+    recorded == founders_digest_with_ports(members.clone())
+        || recorded == founders_digest(members.into_iter().map(|(id, _)| id))
+}
+
+/// FNV-1a of `bytes`, never 0.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in ids.iter().flat_map(|id| id.to_le_bytes()) {
+    for byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -320,11 +361,12 @@ impl std::fmt::Display for HandshakeError {
             ),
             HandshakeError::FoundersMismatch { node_id } => write!(
                 f,
-                "node {node_id} was started with other initial voters (--peers) than this node: \
-                 the first entry of every group names them, and a group whose nodes hold two \
-                 such entries would mix two configurations (two leaders of one term). Every \
-                 node of a new cluster must get the same --peers; a node started with wrong \
-                 ones must be started again on an empty data dir"
+                "node {node_id} was started with other initial voters (--peers: other ids, or \
+                 other ports for them) than this node: the first entry of every group names \
+                 them, and a group whose nodes hold two such entries would mix two \
+                 configurations (two leaders of one term, or nodes that never reach each \
+                 other). Every node of a new cluster must get the same --peers; a node started \
+                 with wrong ones must be started again on an empty data dir"
             ),
             HandshakeError::TimingMismatch {
                 node_id,
@@ -484,6 +526,51 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal (found by a tester): a new data dir's founders are the ids with their ports, so
+    /// nodes given another port for one member refuse each other; host names may differ.
+    /// A dir recorded before ports counted (ids alone) still matches its --peers.
+    #[test]
+    fn the_founders_count_the_ports_of_the_initial_voters() {
+        let with = |members: &[(u64, &'static str)]| {
+            founders_digest_with_ports(members.iter().map(|&(id, at)| (NodeId(id), at)))
+        };
+        let ours = [
+            (1, "10.0.0.1:7000"),
+            (2, "10.0.0.2:7000"),
+            (3, "10.0.0.3:7000"),
+        ];
+        let digest = with(&ours);
+        assert_ne!(digest, 0);
+        assert_eq!(digest, with(&[ours[2], ours[0], ours[1]]), "in any order");
+        assert_eq!(
+            digest,
+            with(&[ours[0], ours[1], (3, "db3:7000")]),
+            "a name for an IP"
+        );
+        assert_ne!(
+            digest,
+            with(&[ours[0], ours[1], (3, "10.0.0.3:7005")]),
+            "another port"
+        );
+        assert_ne!(
+            digest,
+            with(&[ours[0], ours[1], (4, "10.0.0.3:7000")]),
+            "another id"
+        );
+        let ids = founders_digest([1, 2, 3].map(NodeId));
+        assert_ne!(digest, ids);
+        let members = ours.iter().map(|&(id, at)| (NodeId(id), at));
+        assert!(founders_match(digest, members.clone()));
+        assert!(
+            founders_match(ids, members.clone()),
+            "a dir recorded by ids alone"
+        );
+        assert!(!founders_match(
+            with(&[(1, "a:1"), (2, "b:2"), (3, "c:3")]),
+            members
+        ));
+    }
 
     /// Goal (found in review): nodes whose clusters were started with other initial voters
     /// refuse each other where both say theirs. The digest is of the ids alone (in any order),

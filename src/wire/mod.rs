@@ -51,4 +51,7 @@ pub use convert::{
     decode_frame, decoded_bytes, held_bytes,
 };
 pub use frame::{FrameError, FrameHeader};
-pub use handshake::{ClusterId, Handshake, Layout, Timing, founders_digest};
+pub use handshake::{
+    ClusterId, Handshake, Layout, Timing, founders_digest, founders_digest_with_ports,
+    founders_match,
+};
