@@ -616,6 +616,12 @@ fn a_node_restarted_on_a_wiped_data_dir_is_refused_and_stops() {
         log.contains("Replace it as a dead node: `cohort members remove --id 3`"),
         "{log}"
     );
+    // Found by a tester: a second machine given a live node's id is refused the same way,
+    // and the advice alone would remove the live node.
+    assert!(
+        log.contains("or it is another machine given the id of a node that still runs"),
+        "{log}"
+    );
     let refused_by_a_peer =
         (1..=2).any(|id| cluster.log(id).contains("node 3 is back with other data"));
     assert!(refused_by_a_peer, "no peer logged the refusal");

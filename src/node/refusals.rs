@@ -127,7 +127,8 @@ pub(super) async fn stop_if_refused_as_unknown(
         } => format!(
             "node {peer} knew this node with other data (incarnation {incarnation_recorded}), \
              and this core's data is new (its dir had no log at this start): this node lost \
-             what it acknowledged and the votes it gave"
+             what it acknowledged and the votes it gave, or it is another machine given the \
+             id of a node that still runs (then that node must not be removed)"
         ),
         DataLost::OlderCopy {
             peer,
@@ -143,7 +144,8 @@ pub(super) async fn stop_if_refused_as_unknown(
     let why = format!(
         "node {node} core {core}: {lost}, and must not take part under its id. Replace it as a \
          dead node: `cohort members remove --id {node}` at another member, then start a node \
-         with a new id on an empty data dir with --join"
+         with a new id on an empty data dir with --join (where node {node} runs on elsewhere, \
+         only the latter)"
     );
     if let Err(error) = crate::durable::replace_file(&refused_file, why.as_bytes()) {
         tracing::warn!(core, %error, "cannot keep the reason this node stops");
