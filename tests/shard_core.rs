@@ -1729,6 +1729,48 @@ fn a_leader_refuses_writes_while_one_voter_is_full_and_another_silent() {
     drop(core);
 }
 
+/// Goal (found by a tester): a leader elected while one voter is full and another silent
+/// cannot commit an entry of its term, so it serves no linearizable read: it says why, as it
+/// does for writes, where such reads waited out their clients' timeout saying nothing. Stale
+/// reads are served. Method: node 1 elected by node 3, which then falls silent; node 2 says
+/// its log is full at every tick; after 30 ticks a linearizable read and a stale one.
+#[test]
+fn a_new_leader_that_cannot_commit_says_why_it_serves_no_linearizable_read() {
+    let events = Events::default();
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1, None, |_| {});
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let outbox = Inbox::new(16);
+    core = turn(core, &inbox, connected(1, outbox.clone()));
+    for _ in 0..30 {
+        core = turn(core, &inbox, Input::Tick);
+        core = turn(core, &inbox, heartbeat_answer(2, term, true));
+    }
+    assert_eq!(core.groups()[&0].replica.role(), cohort::raft::Role::Leader);
+    core = turn(core, &inbox, get(1, 1));
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
+            if message.contains("nodes 2 say their logs cannot grow")
+                && message.contains("nodes 3 have not answered lately")
+                && message.contains("nor linearizable reads")),
+        "{outcomes:?}"
+    );
+    let Input::Requests { conn, mut requests } = get(1, 2) else {
+        unreachable!("a get is a request")
+    };
+    if let Some(Ok(request)) = requests.first_mut() {
+        request.consistency = Consistency::Stale;
+    }
+    core = turn(core, &inbox, Input::Requests { conn, requests });
+    let outcomes = take_outcomes(&outbox);
+    assert!(
+        matches!(&outcomes[..], [Outcome::Results(_)]),
+        "{outcomes:?}"
+    );
+    drop(core);
+}
+
 /// Node 1's core of one group, its link to the others recorded.
 fn core_1_on_a_recorded_wire(events: &Events) -> (TestCore, Inbox<Input>, Rc<RefCell<Wire>>) {
     let wire = Rc::new(RefCell::new(Wire::default()));

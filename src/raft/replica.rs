@@ -788,6 +788,12 @@ impl Replica {
                 .is_some_and(|p| p.recent_active || p.active_round_before)
     }
 
+    /// Whether this replica leads and committed an entry of its own term: until then it knows
+    /// no commit index to serve a linearizable read at, and its reads wait.
+    pub fn committed_in_its_term(&self) -> bool {
+        self.role == Role::Leader && self.log.term(self.log.committed) == Some(self.term)
+    }
+
     /// Whether this replica leads and a quorum (of each half of a joint configuration) has
     /// answered it in the current CheckQuorum round: it leads now, not only as far as it
     /// knows (a leader cut off may not have stepped down yet).

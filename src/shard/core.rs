@@ -1130,7 +1130,21 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     }
                     (ErrorCode::Busy, stopping_refusal(self.shape.node_id))
                 } else if !write {
-                    return None;
+                    // A leader that has committed nothing of its term serves no linearizable
+                    // read until it does: where its voters cannot take that entry, say why
+                    // (found by a tester: such reads waited out their timeout, saying
+                    // nothing, while writes were refused naming the full and silent nodes).
+                    if stale_read || g.replica.committed_in_its_term() {
+                        return None;
+                    }
+                    let why = self.no_room_for_writes(group, g)?;
+                    (
+                        ErrorCode::Busy,
+                        format!(
+                            "{why}; nor linearizable reads, until it commits an entry of its \
+                             term (stale reads are served)"
+                        ),
+                    )
                 } else if let Some(why) = self.at_kv_quota(&request.command, g).filter(|_| !held())
                 {
                     (ErrorCode::NoSpace, why)
