@@ -327,6 +327,12 @@ fn the_command_line_client_puts_gets_swaps_and_deletes() {
         ok("(not found)\n")
     );
     assert_eq!(run(&["delete", "greeting", "--nodes", &b3]), ok("OK\n"));
+    // A delete of a key that has no value is done: nothing to delete (review 295: it
+    // exited 2 as a get does).
+    assert_eq!(
+        run(&["delete", "greeting", "--nodes", &b3]),
+        ok("(not found)\n")
+    );
     // Any bytes, from standard input, back as they are.
     let value: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let put = cohort_cli_fed(&["put", "blob", "--nodes", &b2], &value);

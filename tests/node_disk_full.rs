@@ -361,7 +361,7 @@ fn a_node_whose_log_alone_fills_its_disk_snapshots_to_free_it() {
 fn a_full_log_leaves_room_for_snapshots_larger_than_a_segment() {
     if let Some(log) = log_fills_node_3_disk("logfull-room", 384) {
         assert!(
-            log.contains("for snapshots of its key-value state"),
+            log.contains("for the snapshots that free its log's old segments"),
             "{log}"
         );
     }

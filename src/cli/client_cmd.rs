@@ -161,6 +161,7 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
     crate::node::on_one_executor("cohort-client", move || async move {
         let client = Client::connect(options).await.map_err(|e| e.to_string())?;
         let mut raw = false;
+        let reading = matches!(command, KvCommand::Get { .. });
         let (op, consistency) = match command {
             KvCommand::Put { key, value } => (
                 Op::Put {
@@ -203,7 +204,9 @@ pub fn run(target: &Target, command: KvCommand) -> Result<Printed, String> {
         let line = match results.pop() {
             Some(OpResult::Value(value)) if raw => return Ok(Printed::Raw(value)),
             Some(OpResult::Value(value)) => shown(&value),
-            Some(OpResult::NotFound) => return Ok(Printed::NotFound),
+            Some(OpResult::NotFound) if reading => return Ok(Printed::NotFound),
+            // A delete of a key that has none: done, nothing to delete.
+            Some(OpResult::NotFound) => "(not found)".to_string(),
             Some(OpResult::Written) => "OK".to_string(),
             Some(OpResult::ConditionFailed { current }) => {
                 let now = current.map_or("the key has no value".to_string(), |value| {

@@ -26,7 +26,7 @@ use crate::raft::{
 use crate::shard::core::{CoreLog, Received, Staged};
 
 use super::executor::Lane;
-use super::room_kept::{StateBytes, room_not_kept};
+use super::room_kept::{StateBytes, room_for_snapshots, room_not_kept};
 use super::snapshot_file;
 use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
@@ -57,8 +57,8 @@ pub struct WalLog {
     /// The room the active segment keeps, while the next one is not ready, for what Raft
     /// cannot do without: a quarter of a segment (see [`CoreLog::entries_wait`]).
     reserve_bytes: usize,
-    /// What every core's key-value states weigh, and this core's index among them: the
-    /// room kept free on the disk for their snapshots (see [`super::room_kept`]).
+    /// The room every core keeps free on the disk for snapshots of its groups, and this
+    /// core's index among them (see [`super::room_kept`]).
     states: (Arc<StateBytes>, u16),
     /// The last build of the next segment failed (the disk is full, most likely): why, and
     /// when to try again. Until a build succeeds the log takes no new entries it can avoid
@@ -427,6 +427,11 @@ impl WalLog {
             log.sync().await.map_err(|e| format!("WAL sync: {e}"))?;
         }
         Ok((log, recovered))
+    }
+
+    /// Whether the next segment may be built now: no failed build waits for its retry.
+    fn build_retry_due(&self) -> bool {
+        (self.build_failed.as_ref()).is_none_or(|(_, at)| crate::clock::now() >= *at)
     }
 
     /// Keeps room on the disk for the key-value states of every core of the node, of which
@@ -1310,9 +1315,14 @@ impl CoreLog for WalLog {
         self.wal.needs_prepare() && self.wal.active_room_bytes() < self.reserve_bytes
     }
 
-    fn keep_room_for_states(&mut self, state_bytes: u64) {
-        let (states, core) = &self.states;
-        states.set(*core, state_bytes);
+    fn wants_state_bytes(&self) -> bool {
+        self.building.is_none() && self.build_retry_due() && self.wal.needs_prepare()
+    }
+
+    fn keep_room_for_states(&mut self, states: &mut dyn Iterator<Item = (u32, u64)>) {
+        let files = snapshot_file::newest_file_bytes(&self.dir).unwrap_or_default();
+        let (kept, core) = &self.states;
+        kept.set(*core, room_for_snapshots(states, &files));
     }
 
     fn short_of_space(&self) -> Option<&str> {
@@ -1340,10 +1350,7 @@ impl CoreLog for WalLog {
         {
             self.prove_vote(group)?;
         }
-        let retry_due = self
-            .build_failed
-            .as_ref()
-            .is_none_or(|(_, at)| crate::clock::now() >= *at);
+        let retry_due = self.build_retry_due();
         // Found by an operator: under a small open-files limit the WAL grew past what the
         // limit left it, and a sync that could not open its segment's O_DIRECT handle
         // poisoned the WAL and stopped the node. At the cap, no segment is made (the log

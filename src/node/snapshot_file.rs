@@ -22,6 +22,7 @@
 //! marker is written only after that, so a marker never names a snapshot that is not on disk;
 //! a crash in between leaves a file newer than the marker, which recovery prefers.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,30 @@ fn indexes(dir: &Path, group: u32) -> io::Result<Vec<u64>> {
     }
     found.sort_unstable();
     Ok(found)
+}
+
+/// The bytes of each group's newest snapshot file in `dir`, in one pass over it.
+pub(super) fn newest_file_bytes(dir: &Path) -> io::Result<BTreeMap<u32, u64>> {
+    let mut newest: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((group, index)) = (name.to_str())
+            .and_then(|name| name.strip_prefix("group-")?.strip_suffix(".snap"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(group, index)| Some((group.parse().ok()?, index.parse().ok()?)))
+        else {
+            continue;
+        };
+        if newest.get(&group).is_none_or(|&(at, _)| at < index) {
+            let bytes = entry.metadata().map_or(0, |meta| meta.len());
+            newest.insert(group, (index, bytes));
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .map(|(group, (_, bytes))| (group, bytes))
+        .collect())
 }
 
 /// Store `snapshot` of `group` durably; older snapshots of the group are deleted after.

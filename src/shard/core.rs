@@ -151,11 +151,17 @@ pub trait CoreLog {
     fn release_state(&mut self, state: KvStore) {
         drop(state);
     }
-    /// What this core's key-value states weigh now, told before each
-    /// [`CoreLog::maintain`]: a log on a disk keeps that much room free (with its node's
-    /// other cores'), so that the snapshots which free its old segments always fit. By
-    /// default, nothing is kept.
-    fn keep_room_for_states(&mut self, _state_bytes: u64) {}
+    /// Whether the log is about to make room for its next segment, and wants what each
+    /// group's key-value state weighs first ([`CoreLog::keep_room_for_states`]). By default,
+    /// never.
+    fn wants_state_bytes(&self) -> bool {
+        false
+    }
+    /// What each group's key-value state weighs (group, bytes), told before a
+    /// [`CoreLog::maintain`] where the log wants it: a log on a disk keeps room free for
+    /// their snapshots (with its node's other cores'), so that the snapshots which free its
+    /// old segments always fit.
+    fn keep_room_for_states(&mut self, _states: &mut dyn Iterator<Item = (u32, u64)>) {}
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
     /// The core is stopping: wait for the jobs in flight off the loop (snapshot files being
@@ -750,7 +756,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Keep the log's next segment ready, and take and store snapshots (of groups with no
     /// snapshot to install in flight).
     fn upkeep(&mut self) -> Result<(), String> {
-        self.log.keep_room_for_states(self.kv_bytes.get());
+        if self.log.wants_state_bytes() {
+            let mut states = (self.groups.iter()).map(|(&id, g)| (id, g.kv.data_bytes()));
+            self.log.keep_room_for_states(&mut states);
+        }
         self.log
             .maintain()
             .map_err(|e| format!("core {}: log upkeep failed: {e}", self.shape.core))?;
@@ -1137,7 +1146,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     if stale_read || g.replica.committed_in_its_term() {
                         return None;
                     }
-                    let why = self.no_room_for_writes(group, g)?;
+                    let why = self.voters_cannot_take(group, g)?;
                     (
                         ErrorCode::Busy,
                         format!(

@@ -215,6 +215,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 "node {me} takes no writes while it cannot grow its log: {why}"
             ));
         }
+        self.voters_cannot_take(id, group)
+    }
+
+    /// Why a majority of `group`'s voters cannot take an entry now, if so (see
+    /// [`Core::no_room_for_writes`]): a new leader then cannot commit one of its term, and
+    /// serves no linearizable read. Its own log aside: short of room, it still writes that
+    /// entry (the room kept in its active segment is for such records).
+    pub(super) fn voters_cannot_take(&self, id: u32, group: &Group) -> Option<String> {
+        let me = self.shape.node_id;
         if self.peers_log_full.is_empty() {
             return None;
         }
