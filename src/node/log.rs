@@ -60,6 +60,10 @@ pub struct WalLog {
     /// The room every core keeps free on the disk for snapshots of its groups, and this
     /// core's index among them (see [`super::room_kept`]).
     states: (Arc<StateBytes>, u16),
+    /// When this core last counted the room it keeps: a count is made before each build of
+    /// the next segment, and every [`ROOM_RECOUNT`] (at a start, the first comes before the
+    /// log is replayed; an idle core builds nothing for long).
+    room_counted_at: Option<Instant>,
     /// The last build of the next segment failed (the disk is full, most likely): why, and
     /// when to try again. Until a build succeeds the log takes no new entries it can avoid
     /// (see [`CoreLog::short_of_space`]), so the room left in the active segment goes to
@@ -137,6 +141,10 @@ struct SnapshotWrite {
 
 /// After a failed build of the next segment, the next try waits this long.
 const BUILD_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a core counts again the room it keeps for snapshots, besides before each build
+/// of its next segment (a pass over its folder: review 296).
+const ROOM_RECOUNT: Duration = Duration::from_secs(1);
 
 /// After a failed write of a snapshot file the next try waits this long, doubled for each
 /// failure in a row, up to [`SNAPSHOT_RETRY_MAX`]. On a disk with less room than the state,
@@ -335,6 +343,7 @@ impl WalLog {
             build_ended: Rc::default(),
             reserve_bytes: (config.segment_bytes / 4) as usize,
             states: (Arc::new(StateBytes::new(1)), 0),
+            room_counted_at: None,
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
             snapshot_lane: Lane::new(),
@@ -432,6 +441,16 @@ impl WalLog {
     /// Whether the next segment may be built now: no failed build waits for its retry.
     fn build_retry_due(&self) -> bool {
         (self.build_failed.as_ref()).is_none_or(|(_, at)| crate::clock::now() >= *at)
+    }
+
+    /// Whether [`CoreLog::maintain`] builds the next segment at its next call, the room kept
+    /// for snapshots allowing (not at the open-files cap, nor on a poisoned WAL).
+    fn builds_next(&self) -> bool {
+        self.wal.needs_prepare()
+            && self.building.is_none()
+            && self.build_retry_due()
+            && self.wal.segment_count() < self.segments_max
+            && self.wal.next_segment_plan().is_some()
     }
 
     /// Keeps room on the disk for the key-value states of every core of the node, of which
@@ -1316,13 +1335,15 @@ impl CoreLog for WalLog {
     }
 
     fn wants_state_bytes(&self) -> bool {
-        self.building.is_none() && self.build_retry_due() && self.wal.needs_prepare()
+        let old = (self.room_counted_at).is_none_or(|at| crate::clock::now() >= at + ROOM_RECOUNT);
+        old || self.builds_next()
     }
 
     fn keep_room_for_states(&mut self, states: &mut dyn Iterator<Item = (u32, u64)>) {
         let files = snapshot_file::newest_file_bytes(&self.dir).unwrap_or_default();
         let (kept, core) = &self.states;
         kept.set(*core, room_for_snapshots(states, &files));
+        self.room_counted_at = Some(crate::clock::now());
     }
 
     fn short_of_space(&self) -> Option<&str> {

@@ -36,11 +36,11 @@ impl StateBytes {
 
 /// The room snapshots of one core's groups take on its disk beyond their files there, taken
 /// one after another, each file replacing its group's last once written: each group's state
-/// (`states`: group, bytes as the write quota weighs them, keys, values and 64 for each key,
-/// more than a file of them takes) past its newest file (`files`), and the largest file, which
-/// is on the disk beside the new one until that is written. Not the whole state: most of it is
-/// in files already (review 295: counted again, a node whose state was half its disk took no
-/// writes but between snapshots of all of it).
+/// (`states`: group, about the bytes a file of it takes, `KvStore::snapshot_bytes_estimate`)
+/// past its newest file (`files`), and the largest file, which is on the disk beside the new
+/// one until that is written. Not the whole state: most of it is in files already (review
+/// 295: counted again, a node whose state was half its disk took no writes but between
+/// snapshots of all of it).
 pub fn room_for_snapshots(
     states: impl Iterator<Item = (u32, u64)>,
     files: &BTreeMap<u32, u64>,

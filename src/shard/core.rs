@@ -151,16 +151,16 @@ pub trait CoreLog {
     fn release_state(&mut self, state: KvStore) {
         drop(state);
     }
-    /// Whether the log is about to make room for its next segment, and wants what each
-    /// group's key-value state weighs first ([`CoreLog::keep_room_for_states`]). By default,
-    /// never.
+    /// Whether the log wants what each group's key-value state weighs now
+    /// ([`CoreLog::keep_room_for_states`]): it is about to build its next segment, or its last
+    /// figure is old. By default, never.
     fn wants_state_bytes(&self) -> bool {
         false
     }
-    /// What each group's key-value state weighs (group, bytes), told before a
-    /// [`CoreLog::maintain`] where the log wants it: a log on a disk keeps room free for
-    /// their snapshots (with its node's other cores'), so that the snapshots which free its
-    /// old segments always fit.
+    /// About what a snapshot file of each group's key-value state takes (group, bytes), told
+    /// before a [`CoreLog::maintain`] where the log wants it: a log on a disk keeps room free
+    /// for their snapshots (with its node's other cores'), so that the snapshots which free
+    /// its old segments always fit.
     fn keep_room_for_states(&mut self, _states: &mut dyn Iterator<Item = (u32, u64)>) {}
     /// Housekeeping between turns (e.g. preparing the next WAL segment off the hot path).
     fn maintain(&mut self) -> io::Result<()>;
@@ -757,7 +757,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// snapshot to install in flight).
     fn upkeep(&mut self) -> Result<(), String> {
         if self.log.wants_state_bytes() {
-            let mut states = (self.groups.iter()).map(|(&id, g)| (id, g.kv.data_bytes()));
+            let mut states =
+                (self.groups.iter()).map(|(&id, g)| (id, g.kv.snapshot_bytes_estimate()));
             self.log.keep_room_for_states(&mut states);
         }
         self.log
