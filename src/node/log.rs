@@ -26,7 +26,7 @@ use crate::raft::{
 use crate::shard::core::{CoreLog, Received, Staged};
 
 use super::executor::Lane;
-use super::room_kept::{StateBytes, room_for_snapshots, room_not_kept};
+use super::room_kept::{RoomKept, room_for_snapshots, room_not_kept};
 use super::snapshot_file;
 use crate::wal::{
     BuiltSegment, ENTRY_PREFIX_BYTES, EntryPayload, FileStore, SyncDone, SyncMode as WalSync, Wal,
@@ -59,7 +59,7 @@ pub struct WalLog {
     reserve_bytes: usize,
     /// The room every core keeps free on the disk for snapshots of its groups, and this
     /// core's index among them (see [`super::room_kept`]).
-    states: (Arc<StateBytes>, u16),
+    room_kept: (Arc<RoomKept>, u16),
     /// When this core last counted the room it keeps: a count is made before each build of
     /// the next segment, and every [`ROOM_RECOUNT`] (at a start, the first comes before the
     /// log is replayed; an idle core builds nothing for long).
@@ -342,7 +342,7 @@ impl WalLog {
             building: None,
             build_ended: Rc::default(),
             reserve_bytes: (config.segment_bytes / 4) as usize,
-            states: (Arc::new(StateBytes::new(1)), 0),
+            room_kept: (Arc::new(RoomKept::new(1)), 0),
             room_counted_at: None,
             build_failed: None,
             snapshots_writing: BTreeMap::new(),
@@ -453,10 +453,10 @@ impl WalLog {
             && self.wal.next_segment_plan().is_some()
     }
 
-    /// Keeps room on the disk for the key-value states of every core of the node, of which
-    /// this is core `core` (alone, a log keeps room for its own core's).
-    pub fn keep_room_with(&mut self, states: Arc<StateBytes>, core: u16) {
-        self.states = (states, core);
+    /// Keeps room on the disk for snapshots of every core of the node (`kept`), of which this
+    /// is core `core` (alone, a log keeps room for its own core's).
+    pub fn keep_room_with(&mut self, kept: Arc<RoomKept>, core: u16) {
+        self.room_kept = (kept, core);
     }
 
     /// Why the next segment, of `segment_bytes`, must not be made: it would leave less room
@@ -467,8 +467,8 @@ impl WalLog {
             return None;
         }
         let available = crate::sys::available_bytes(&self.dir).ok()?;
-        let states = &self.states.0;
-        room_not_kept(available, segment_bytes, states.total(), states.cores())
+        let kept = &self.room_kept.0;
+        room_not_kept(available, segment_bytes, kept.total(), kept.cores())
     }
 
     /// Takes the outcome of building the next segment: puts it in place, or notes why it
@@ -1341,7 +1341,7 @@ impl CoreLog for WalLog {
 
     fn keep_room_for_states(&mut self, states: &mut dyn Iterator<Item = (u32, u64)>) {
         let files = snapshot_file::newest_file_bytes(&self.dir).unwrap_or_default();
-        let (kept, core) = &self.states;
+        let (kept, core) = &self.room_kept;
         kept.set(*core, room_for_snapshots(states, &files));
         self.room_counted_at = Some(crate::clock::now());
     }

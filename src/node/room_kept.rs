@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The room each core keeps for snapshots of its groups (see [`room_for_snapshots`]), as it
 /// last counted it. The cores of a node share its disk, so each WAL keeps room for all of them.
 #[derive(Debug)]
-pub struct StateBytes(Box<[AtomicU64]>);
+pub struct RoomKept(Box<[AtomicU64]>);
 
-impl StateBytes {
-    pub fn new(cores: u16) -> StateBytes {
-        StateBytes((0..cores.max(1)).map(|_| AtomicU64::new(0)).collect())
+impl RoomKept {
+    pub fn new(cores: u16) -> RoomKept {
+        RoomKept((0..cores.max(1)).map(|_| AtomicU64::new(0)).collect())
     }
 
     /// Core `core` keeps `bytes` now.
@@ -87,7 +87,7 @@ mod tests {
     /// every core's groups, and two segments of growth a core.
     #[test]
     fn a_segment_is_made_only_where_it_leaves_room_for_the_states_snapshots() {
-        let states = StateBytes::new(2);
+        let states = RoomKept::new(2);
         states.set(0, 3 << 20);
         states.set(1, 1 << 20);
         states.set(2, 1 << 40); // no such core: ignored

@@ -32,7 +32,7 @@ use super::refusals::{
     REFUSED_FILE, known_elsewhere, refused_before, removed_why, stop_if_refused_as_unknown,
     stop_if_told_removed,
 };
-use super::room_kept::StateBytes;
+use super::room_kept::RoomKept;
 
 /// Snapshot chunks in flight to one peer, per group, at most: 4 MiB with the default chunk.
 const SNAPSHOT_WINDOW_CHUNKS: usize = 4;
@@ -148,7 +148,7 @@ pub fn run_telling(
     let config = Arc::new(config);
     let mut executors = Vec::new();
     let removed_cores = Arc::new(RemovedCores::new(config.cores));
-    let states = Arc::new(StateBytes::new(config.cores));
+    let room_kept = Arc::new(RoomKept::new(config.cores));
     for core in 0..config.cores {
         let placement = if config.pin_cores {
             Placement::Fixed(usize::from(core))
@@ -157,7 +157,7 @@ pub fn run_telling(
         };
         let (core_config, core_stop) = (Arc::clone(&config), Arc::clone(&stop));
         let core_listening = listening.clone();
-        let core_shared = (Arc::clone(&removed_cores), Arc::clone(&states));
+        let core_shared = (Arc::clone(&removed_cores), Arc::clone(&room_kept));
         let executor = spawn_core(placement, core, Arc::clone(&stop), move || async move {
             let result = run_core(
                 &core_config,
@@ -350,7 +350,7 @@ async fn run_core(
     listening: Option<std::sync::mpsc::Sender<u16>>,
     clients_max: usize,
     founders: u64,
-    (removed_cores, states): (Arc<RemovedCores>, Arc<StateBytes>),
+    (removed_cores, room_kept): (Arc<RemovedCores>, Arc<RoomKept>),
 ) -> Result<Option<String>, String> {
     let group_ids: BTreeSet<u32> = config.groups_of_core(core).collect();
     let dir = config.data_dir.join(format!("core-{core}"));
@@ -386,7 +386,7 @@ async fn run_core(
     );
     let bootstrap = refused.map_or(Ok(&bootstrap), Err);
     let (mut log, recovered) = WalLog::open(&dir, config, &group_ids, bootstrap).await?;
-    log.keep_room_with(states, core);
+    log.keep_room_with(room_kept, core);
     // Every group holds a configuration, so none starts from these --peers: they are not
     // used, and say nothing of who the members are (found by an operator: a node restarted
     // with an extra id in --peers said only "peer removed" of it).
