@@ -1404,8 +1404,7 @@ impl CoreLog for WalLog {
                 self.at_cap = true;
                 self.build_failed = Some((why, crate::clock::now()));
             }
-        } else if self.building.is_none()
-            && retry_due
+        } else if self.builds_next()
             && let Some((seq, size_bytes, header)) = self.wal.next_segment_plan()
         {
             if let Some(why) = self.room_not_kept(size_bytes) {
