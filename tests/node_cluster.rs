@@ -1630,8 +1630,10 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
 }
 
 /// Goal: a node stopped while it waits for a held port stops at once and cleanly (it waited
-/// out the ten seconds, then failed as if the port had stayed taken). Method: a node on a
-/// port this test holds throughout, sent SIGTERM once it says it waits.
+/// out the ten seconds, then failed as if the port had stayed taken), and a first start
+/// makes no data dir before its ports are free (a dir made then recorded the address, and
+/// a start at another port was refused as a node moved). Method: a node on a port this test
+/// holds throughout, sent SIGTERM once it says it waits.
 #[test]
 fn a_node_stopped_while_its_port_is_held_stops_cleanly() {
     let mut started = HeldPortNode::start("port-stop");
@@ -1643,6 +1645,7 @@ fn a_node_stopped_while_its_port_is_held_stops_cleanly() {
         "{}",
         started.log()
     );
+    assert!(!started.dir.join("data").join("cohort.id").exists());
 }
 
 /// Goal: a node asked to pin more cores than it has CPUs says so and writes nothing: it used

@@ -110,7 +110,7 @@ fn refused(dir: &Path, id: u64, base: &str, seed: &str, extra: &[&str], why: &st
 /// refuse, or that was removed is never made a member. Method: on a running cluster, node 4
 /// joins with another `--cluster-id`, then with `--lease-reads` (the cluster runs without),
 /// then node 5 with its peer port held by another socket (the node waits 10 s for it, then
-/// stops); node 3 is removed and started again with `--join` on its own data dir. Each must
+/// stops, its data dir not made); node 3 is removed and started again with `--join` on its own data dir. Each must
 /// exit with the reason, and `members list` must not show it. Removing node 3 again, or node
 /// 33, must fail saying it is in no group.
 #[test]
@@ -133,6 +133,8 @@ fn a_node_that_cannot_run_or_was_removed_is_never_added() {
 
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     refused(&dir, 5, &base, &seed, &[], "cannot listen");
+    // Nothing written: a start at a free port is not refused as the node moved.
+    assert!(!dir.join("node-5").join("cohort.id").exists());
 
     cluster.terminate(3).expect("node 3 stops");
     let out = members(&["remove", "--id", "3"], &seed);

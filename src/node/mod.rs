@@ -10,6 +10,7 @@ mod incarnation;
 mod log;
 mod members_view;
 mod open_files;
+mod ports;
 mod refusals;
 mod resolve;
 mod role_lines;

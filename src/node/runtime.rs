@@ -101,6 +101,30 @@ pub fn run_telling(
     if config.pin_cores {
         refuse_missing_cpus(config.cores)?;
     }
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
+        // disk that no longer answers) ends the process at once, with status 1: what was
+        // acknowledged was synced before it was. Registered first, so the first signal sees
+        // the flag still down.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    // A node whose terminal closes stops as on SIGTERM, rather than being cut mid-turn by
+    // SIGHUP's default action (what `--sync never` took is lost then). Never as a second
+    // signal: a closing terminal often sends two (the shell's, then the kernel's). And not
+    // where SIGHUP was ignored (`nohup`): that node was asked to outlive its terminal.
+    let hangup = signal_hook::consts::SIGHUP;
+    if !crate::sys::signal_ignored(hangup) {
+        signal_hook::flag::register(hangup, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {hangup}: {e}"))?;
+    }
+    if super::identity::read(&config.data_dir)?.is_none()
+        && !super::ports::free_before_first_start(&config, &stop)?
+    {
+        say(&format!("node {}: stopped before it served", config.id));
+        return Ok(());
+    }
     crate::durable::create_dir_all(&config.data_dir)
         .map_err(|e| super::identity::cannot("create", &config.data_dir, &e))?;
     // Held until every core has stopped (this function returns).
@@ -125,24 +149,6 @@ pub fn run_telling(
         && super::identity::recorded_members(&config.data_dir)?.is_none()
     {
         super::identity::record_membership(&config.data_dir, &config.members)?;
-    }
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // A signal that finds the node stopping already (a second Ctrl-C, a stop stuck on a
-        // disk that no longer answers) ends the process at once, with status 1: what was
-        // acknowledged was synced before it was. Registered first, so the first signal sees
-        // the flag still down.
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
-            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
-    }
-    // A node whose terminal closes stops as on SIGTERM, rather than being cut mid-turn by
-    // SIGHUP's default action (what `--sync never` took is lost then). Never as a second
-    // signal: a closing terminal often sends two (the shell's, then the kernel's). And not
-    // where SIGHUP was ignored (`nohup`): that node was asked to outlive its terminal.
-    let hangup = signal_hook::consts::SIGHUP;
-    if !crate::sys::signal_ignored(hangup) {
-        signal_hook::flag::register(hangup, Arc::clone(&stop))
-            .map_err(|e| format!("cannot handle signal {hangup}: {e}"))?;
     }
     refused_before(&config)?;
     let config = Arc::new(config);
@@ -478,7 +484,7 @@ async fn run_core(
     let client_addr = config
         .client_addr(config.id, core)
         .map_err(|e| e.to_string())?;
-    if !wait_for_ports(core, &[listen, client_addr], &stop).await? {
+    if !super::ports::wait_for_ports(core, &[listen, client_addr], &stop).await? {
         // Stopped before it served: nothing was written past what recovery found.
         say(&format!(
             "node {} core {core}: stopped before it served",
@@ -710,47 +716,6 @@ fn set_topology_members(topology: &RefCell<Topology>, members: &BTreeMap<u64, St
         .iter()
         .map(|(id, base)| (*id, base.clone()))
         .collect();
-}
-
-/// How long a core waits for its ports to come free at start.
-const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Waits until every one of `addrs` can be bound (as the node binds them: SO_REUSEADDR), for
-/// up to [`PORT_WAIT`]. A process of this node killed a moment ago can still hold its
-/// listening sockets: the kernel tears its io_uring down in the background, and an accept in
-/// flight keeps the socket open until then. A port still taken after that is an error.
-/// False when the node was stopped while it waited (a Ctrl-C must not wait out the ports).
-async fn wait_for_ports(
-    core: u16,
-    addrs: &[std::net::SocketAddr],
-    stop: &AtomicBool,
-) -> Result<bool, String> {
-    let started = crate::clock::now();
-    let mut said = false;
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        let taken = addrs
-            .iter()
-            .find_map(|addr| match std::net::TcpListener::bind(addr) {
-                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Some((*addr, error)),
-                _ => None,
-            });
-        let Some((addr, error)) = taken else {
-            return Ok(true);
-        };
-        if started.elapsed() >= PORT_WAIT {
-            return Err(format!("core {core}: cannot listen on {addr}: {error}"));
-        }
-        if !said {
-            say(&format!(
-                "core {core}: {addr} is still in use (a process that just ended?): waiting up to {PORT_WAIT:?}"
-            ));
-            said = true;
-        }
-        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
