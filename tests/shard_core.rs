@@ -1720,8 +1720,8 @@ fn a_leader_refuses_writes_while_one_voter_is_full_and_another_silent() {
         } else {
             assert!(
                 matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
-                    if message.contains("nodes 2 say their logs cannot grow")
-                        && message.contains("nodes 3 have not answered lately")),
+                    if message.contains("node 2 says its log cannot grow")
+                        && message.contains("node 3 has not answered lately")),
                 "{outcomes:?}"
             );
         }
@@ -1751,8 +1751,8 @@ fn a_new_leader_that_cannot_commit_says_why_it_serves_no_linearizable_read() {
     let outcomes = take_outcomes(&outbox);
     assert!(
         matches!(&outcomes[..], [Outcome::Error { code: ErrorCode::Busy, message }]
-            if message.contains("nodes 2 say their logs cannot grow")
-                && message.contains("nodes 3 have not answered lately")
+            if message.contains("node 2 says its log cannot grow")
+                && message.contains("node 3 has not answered lately")
                 && message.contains("nor linearizable reads")),
         "{outcomes:?}"
     );

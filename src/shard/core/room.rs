@@ -239,21 +239,29 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             })
             .collect();
         (!stuck.is_empty()).then(|| {
-            let nodes = |pick: &dyn Fn(&NodeId) -> bool| -> String {
+            let nodes = |pick: &dyn Fn(&NodeId) -> bool| -> Vec<String> {
                 let voters = stuck.iter().flat_map(|voters| voters.iter());
                 let picked: BTreeSet<u64> = voters.filter(|v| pick(v)).map(|v| v.0).collect();
-                let picked: Vec<String> = picked.iter().map(u64::to_string).collect();
-                picked.join(", ")
+                picked.iter().map(u64::to_string).collect()
             };
             let (full_nodes, silent_nodes) = (nodes(&full), nodes(&|v| !full(v) && silent(v)));
-            let silent_part = match silent_nodes.is_empty() {
-                true => String::new(),
-                false => format!("; nodes {silent_nodes} have not answered lately"),
+            let full_part = match full_nodes.as_slice() {
+                [one] => {
+                    format!("node {one} says its log cannot grow, a full disk?, or that it stops")
+                }
+                many => format!(
+                    "nodes {} say their logs cannot grow, a full disk?, or that they stop",
+                    many.join(", ")
+                ),
+            };
+            let silent_part = match silent_nodes.as_slice() {
+                [] => String::new(),
+                [one] => format!("; node {one} has not answered lately"),
+                many => format!("; nodes {} have not answered lately", many.join(", ")),
             };
             format!(
                 "node {me} takes no writes for group {id}: too few of its voters can take them \
-                 (nodes {full_nodes} say their logs cannot grow, a full disk?, or that they \
-                 stop{silent_part})"
+                 ({full_part}{silent_part})"
             )
         })
     }
