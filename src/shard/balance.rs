@@ -11,9 +11,10 @@
 //!
 //! Raft holds a group's writes while it hands the group over, and gives a handover up after
 //! an election timeout (two, where its TimeoutNow went out late). A handover that did not
-//! complete (a target that cannot win, or falls behind again) is not tried again at every
-//! look: [`Handovers`] backs off from that pair, and from that target with any other group (a
-//! target too slow to take one group over is likely too slow for the next).
+//! complete (a target that cannot win, or falls behind again), or whose target lost the group
+//! within [`HANDOVER_PROBATION_LOOKS`] looks, is not tried again at every look: [`Handovers`]
+//! backs off from that pair, and from that target with any other group (a target too slow to
+//! take one group over is likely too slow for the next).
 //!
 //! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
@@ -36,6 +37,15 @@ pub const HANDOVER_LAG_ENTRIES_MAX: u64 = PROMOTE_LAG_ENTRIES_MAX;
 /// one look at the leaders, then two, four, … up to this many (52 s with a node's defaults:
 /// 10 ms ticks, a look every 41 ticks). A handover that completes forgets its pair's wait.
 pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
+
+/// A handover counts as done once its target has led the group for this many looks at the
+/// leaders (13 s with a node's defaults), and as failed if it lost the group before (found
+/// by a tester: a node whose link lost 30% of its packets took each group it was handed, and
+/// lost it to an election 0.2 to 7 s later; it then led fewer than the others, and was
+/// handed another, about one every 2 s for as long as the loss lasted, each one writes held
+/// for an election; its waits never grew, a handover that completed having reset them). A
+/// target that holds it only waits no more: nothing else waits for the probation.
+pub const HANDOVER_PROBATION_LOOKS: u64 = 32;
 
 /// What a core knows of one of its groups.
 #[derive(Clone, Debug)]
@@ -69,8 +79,11 @@ pub struct Handovers {
     /// The wait after a first failure, in ticks: one look at the leaders.
     wait_ticks_min: u64,
     wait_ticks_max: u64,
-    /// Per group, the target of the handover started and not judged yet.
-    started: BTreeMap<u32, u64>,
+    /// How long a target must lead a group handed to it for the handover to count as done.
+    probation_ticks: u64,
+    /// Per group, the target of the handover started and not judged yet, and the tick it
+    /// was first seen leading (None: not yet).
+    started: BTreeMap<u32, (u64, Option<u64>)>,
     /// Per (group, target) whose last handover failed: not tried before this tick, and the
     /// wait that ends then (doubled at the next failure).
     backoff: BTreeMap<(u32, u64), (u64, u64)>,
@@ -86,6 +99,7 @@ impl Handovers {
         Handovers {
             wait_ticks_min: look_ticks,
             wait_ticks_max: look_ticks * HANDOVER_BACKOFF_LOOKS_MAX,
+            probation_ticks: look_ticks * HANDOVER_PROBATION_LOOKS,
             started: BTreeMap::new(),
             backoff: BTreeMap::new(),
             target_backoff: BTreeMap::new(),
@@ -94,33 +108,46 @@ impl Handovers {
 
     /// The balancer started handing `group` to `to`.
     pub fn started(&mut self, group: u32, to: u64) {
-        self.started.insert(group, to);
+        self.started.insert(group, (to, None));
     }
 
     /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
-    /// waits of a pair and a target whose handover completed; make a pair and a target whose
-    /// handover failed wait, each twice as long as after its last failure (a target once
+    /// waits of a pair and a target whose handover completed and whose target has led the
+    /// group since for the probation; make a pair and a target whose handover failed wait, each twice as long as after its last failure (a target once
     /// per judgement, however many of its handovers failed: an evacuation's several groups
-    /// to one target failing at once took its wait from one look to 2^k).
+    /// to one target failing at once took its wait from one look to 2^k); where the target
+    /// took the group and lost it within the probation, at least the probation's length.
     pub fn judge(&mut self, now: u64, state: impl Fn(u32, u64) -> HandoverState) {
         let (min, max) = (self.wait_ticks_min, self.wait_ticks_max);
+        let probation = self.probation_ticks;
         let (backoff, target_backoff) = (&mut self.backoff, &mut self.target_backoff);
         let mut targets_judged = std::collections::BTreeSet::new();
-        let wait_more = |last: Option<&(u64, u64)>| {
-            let wait = last.map_or(min, |&(_, last)| (last * 2).min(max));
+        // At least `least`: a target that led the group and lost it waits a probation's
+        // length at once (it showed it cannot hold one; from a look, it was handed one
+        // every few seconds until its waits doubled up to that).
+        let wait_more = |last: Option<&(u64, u64)>, least: u64| {
+            let wait = last.map_or(least, |&(_, last)| (last * 2).clamp(least, max));
             (now + wait, wait)
         };
-        self.started.retain(|&group, &mut to| {
+        self.started.retain(|&group, (to, led_from)| {
+            let to = *to;
             match state(group, to) {
+                // Led by no one known: an election, perhaps one the target is losing.
                 HandoverState::Going => return true,
+                HandoverState::Done if now < *led_from.get_or_insert(now) + probation => {
+                    return true;
+                }
                 HandoverState::Done => {
                     backoff.remove(&(group, to));
                     target_backoff.remove(&to);
                 }
                 HandoverState::Failed => {
-                    backoff.insert((group, to), wait_more(backoff.get(&(group, to))));
+                    let least = if led_from.is_some() { probation } else { min };
+                    let pair = wait_more(backoff.get(&(group, to)), least);
+                    backoff.insert((group, to), pair);
                     if targets_judged.insert(to) {
-                        target_backoff.insert(to, wait_more(target_backoff.get(&to)));
+                        let target = wait_more(target_backoff.get(&to), least);
+                        target_backoff.insert(to, target);
                     }
                 }
             }
@@ -381,15 +408,46 @@ mod tests {
             waits.push(now - judged);
         }
         assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 1280, 1280]);
-        // One still under way is judged later; one that completes resets the wait.
+        // One still under way is judged later; one whose target then leads through the
+        // probation (32 looks) resets the wait.
         handovers.started(4, 3);
         handovers.judge(now + 10, |_, _| HandoverState::Going);
         assert!(handovers.may_try(4, 3, now + 10));
         handovers.judge(now + 20, |_, _| HandoverState::Done);
+        handovers.judge(now + 330, |_, _| HandoverState::Done);
+        assert!(!handovers.started.is_empty(), "judged within the probation");
+        handovers.judge(now + 340, |_, _| HandoverState::Done);
         handovers.started(4, 3);
-        handovers.judge(now + 30, |_, _| HandoverState::Failed);
-        assert!(!handovers.may_try(4, 3, now + 39));
-        assert!(handovers.may_try(4, 3, now + 40));
+        handovers.judge(now + 350, |_, _| HandoverState::Failed);
+        assert!(!handovers.may_try(4, 3, now + 359));
+        assert!(handovers.may_try(4, 3, now + 360));
+    }
+
+    /// Goal (found by a tester): a target that takes each group it is handed and loses it
+    /// to an election soon after (a lossy link) waits a probation (32 looks), then longer
+    /// after each loss; it was handed a group at every few looks. Method: group 4 handed to
+    /// node 3, which leads it at the next look and has lost it 2 looks later, five times.
+    #[test]
+    fn a_target_that_loses_each_group_soon_after_it_took_it_waits_longer_each_time() {
+        let mut handovers = Handovers::new(10);
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            assert!(handovers.may_try(4, 3, now));
+            handovers.started(4, 3);
+            now += 10;
+            handovers.judge(now, |_, _| HandoverState::Done);
+            now += 10;
+            handovers.judge(now, |_, _| HandoverState::Going);
+            now += 10;
+            handovers.judge(now, |_, _| HandoverState::Failed);
+            let judged = now;
+            while !handovers.may_try(5, 3, now) {
+                now += 10;
+            }
+            waits.push(now - judged);
+        }
+        assert_eq!(waits, [320, 640, 1280, 1280, 1280]);
     }
 
     /// Goal (found in review): handovers of several groups to one target that fail at once
