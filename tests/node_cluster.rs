@@ -1539,38 +1539,72 @@ struct HeldPortNode {
     dir: std::path::PathBuf,
 }
 
+/// `cohort serve` as node 1 of a cluster of one at `base`, on `dir/data`, its output in
+/// `dir/log_name` (appended to).
+fn serve_alone(dir: &std::path::Path, base: &str, log_name: &str) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(log_name))
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["serve", "--id", "1", "--peers", &format!("1={base}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cohort serve starts")
+}
+
+/// Whether `dir/log_name` says `what` within 10 s.
+fn log_says(dir: &std::path::Path, log_name: &str, what: &str) -> bool {
+    for _ in 0..400 {
+        if read_log(dir, log_name).contains(what) {
+            return true;
+        }
+        wait_ms(25);
+    }
+    false
+}
+
+fn read_log(dir: &std::path::Path, log_name: &str) -> String {
+    std::fs::read_to_string(dir.join(log_name)).unwrap_or_default()
+}
+
 impl HeldPortNode {
-    fn start(name: &str) -> HeldPortNode {
+    /// With `served_before`, the node first serves once on its data dir and stops, so that
+    /// the held port meets a restart (the cores' own wait); else it meets the node's first
+    /// start (the wait before the data dir is made).
+    fn start(name: &str, served_before: bool) -> HeldPortNode {
         // Both of the node's ports (peers at the base, clients one above) below the ephemeral
         // range, so no outgoing connection of a test running beside this one takes the second.
         let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
-        let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
-        let base = holder.local_addr().unwrap();
+        let base = format!("127.0.0.1:{port}");
         let dir = std::env::temp_dir().join(format!("cohort-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("node.log")).unwrap();
-        let node = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
-            .args([
-                "serve",
-                "--id",
-                "1",
-                "--peers",
-                &format!("1={base}"),
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("cohort serve starts");
+        if served_before {
+            let mut first = serve_alone(&dir, &base, "first.log");
+            let served = log_says(&dir, "first.log", "peers on");
+            cohort::sys::send_signal(first.id(), cohort::sys::Signal::Terminate);
+            let status = eventually_exits(&mut first, Duration::from_secs(60));
+            let said = read_log(&dir, "first.log");
+            assert!(served && status.is_some_and(|s| s.success()), "{said}");
+        }
+        let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
+        let node = serve_alone(&dir, &base, "node.log");
         let started = HeldPortNode {
             holder: Some(holder),
             node,
             dir,
         };
+        let whose = match served_before {
+            true => "core 0: ",
+            false => "node 1: ",
+        };
         assert!(
-            started.said("is still in use"),
+            started.said(&format!("{whose}{base} is still in use")),
             "no word of the held port:\n{}",
             started.log()
         );
@@ -1583,18 +1617,19 @@ impl HeldPortNode {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+        read_log(&self.dir, "node.log")
     }
 
     /// Whether the log says `what` within 10 s.
     fn said(&self, what: &str) -> bool {
-        for _ in 0..400 {
-            if self.log().contains(what) {
-                return true;
-            }
-            wait_ms(25);
-        }
-        false
+        log_says(&self.dir, "node.log", what)
+    }
+
+    /// Sends SIGTERM; whether the node then exits with status 0 within a minute.
+    fn stops_cleanly(&mut self) -> bool {
+        cohort::sys::send_signal(self.node.id(), cohort::sys::Signal::Terminate);
+        let status = eventually_exits(&mut self.node, Duration::from_secs(60));
+        status.is_some_and(|s| s.success())
     }
 }
 
@@ -1606,21 +1641,20 @@ impl Drop for HeldPortNode {
     }
 }
 
+/// Goal: a node restarted right after a crash can find its port still held for a moment (the
+/// kernel tears the old process's io_uring down in the background): it waits, says so, and
+/// starts once the port is free. Method: a node that served once, started again while this
+/// test holds its peer port, which it then lets go.
 #[test]
 fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
-    // A node restarted right after a crash can find its port still held for a moment (the
-    // kernel tears the old process's io_uring down in the background). It waits, says so,
-    // and starts once the port is free.
-    let mut started = HeldPortNode::start("port");
+    let mut started = HeldPortNode::start("port", true);
     started.holder = None;
     assert!(
         started.said("peers on"),
         "did not start once the port was free:\n{}",
         started.log()
     );
-    cohort::sys::send_signal(started.node.id(), cohort::sys::Signal::Terminate);
-    let status = eventually_exits(&mut started.node, Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()), "{}", started.log());
+    assert!(started.stops_cleanly(), "{}", started.log());
     // A clean stop closes the transport and waits for its tasks.
     assert!(
         !started.log().contains("still shared at shutdown"),
@@ -1630,22 +1664,53 @@ fn a_node_whose_port_is_still_held_waits_for_it_and_then_serves() {
 }
 
 /// Goal: a node stopped while it waits for a held port stops at once and cleanly (it waited
-/// out the ten seconds, then failed as if the port had stayed taken), and a first start
-/// makes no data dir before its ports are free (a dir made then recorded the address, and
-/// a start at another port was refused as a node moved). Method: a node on a port this test
-/// holds throughout, sent SIGTERM once it says it waits.
+/// out the ten seconds, then failed as if the port had stayed taken). Method: a node that
+/// served once, started again on a port this test holds throughout, sent SIGTERM once it
+/// says it waits.
 #[test]
 fn a_node_stopped_while_its_port_is_held_stops_cleanly() {
-    let mut started = HeldPortNode::start("port-stop");
-    cohort::sys::send_signal(started.node.id(), cohort::sys::Signal::Terminate);
-    let status = eventually_exits(&mut started.node, Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()), "{}", started.log());
+    let mut started = HeldPortNode::start("port-stop", true);
+    assert!(started.stops_cleanly(), "{}", started.log());
     assert!(
         !started.log().contains("cannot listen"),
         "{}",
         started.log()
     );
-    assert!(!started.dir.join("data").join("cohort.id").exists());
+}
+
+/// Goal: a first start whose port another program holds, or whose address is not this
+/// machine's, writes nothing to its data dir, so that the node can then be started at
+/// another address (a dir made first recorded the address, and a start at another was
+/// refused as a node moved). Method: a new node on a port this test holds, stopped with
+/// SIGTERM while it waits; then at an address of no machine here (refused at once); then
+/// at a free port, where it serves.
+#[test]
+fn a_first_start_that_cannot_listen_writes_nothing_and_the_node_starts_elsewhere() {
+    let mut started = HeldPortNode::start("port-first", false);
+    assert!(started.stops_cleanly(), "{}", started.log());
+    let dir = started.dir.clone();
+    assert!(
+        !dir.join("data").join("cohort.id").exists(),
+        "{}",
+        started.log()
+    );
+
+    // TEST-NET-1 (RFC 5737): an address no interface of this machine has.
+    let mut elsewhere = serve_alone(&dir, "192.0.2.1:7000", "node.log");
+    let status = eventually_exits(&mut elsewhere, Duration::from_secs(60));
+    assert!(status.is_some_and(|s| !s.success()), "{}", started.log());
+    assert!(started.log().contains("is it an address of this machine?"));
+    assert!(
+        !dir.join("data").join("cohort.id").exists(),
+        "{}",
+        started.log()
+    );
+
+    let port = cohort::cli::local_cluster::free_port_run(2).expect("two free ports");
+    started.node = serve_alone(&dir, &format!("127.0.0.1:{port}"), "node.log");
+    let at = format!("peers on 127.0.0.1:{port}");
+    assert!(started.said(&at), "{}", started.log());
+    assert!(started.stops_cleanly(), "{}", started.log());
 }
 
 /// Goal: a node asked to pin more cores than it has CPUs says so and writes nothing: it used

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const FILE_NAME: &str = "lock";
@@ -23,8 +24,9 @@ pub struct DirLock {
 }
 
 /// Locks `dir` (which must exist) for this process, or says which dir is in use. Waits up
-/// to [`ENDED_HOLDER_WAIT`] while the process the lock names has ended or is ending.
-pub fn lock(dir: &Path) -> Result<DirLock, String> {
+/// to [`ENDED_HOLDER_WAIT`] while the process the lock names has ended or is ending, unless
+/// `stop` is set meanwhile (None: a signal stopped the node before it started).
+pub fn lock(dir: &Path, stop: &AtomicBool) -> Result<Option<DirLock>, String> {
     let path = dir.join(FILE_NAME);
     let mut file = OpenOptions::new()
         .create(true)
@@ -42,7 +44,7 @@ pub fn lock(dir: &Path) -> Result<DirLock, String> {
                 let _ = file
                     .set_len(0)
                     .and_then(|()| writeln!(file, "{}", std::process::id()));
-                return Ok(DirLock { _file: file });
+                return Ok(Some(DirLock { _file: file }));
             }
             Ok(false) => {
                 let holder = std::fs::read_to_string(&path).ok();
@@ -60,6 +62,9 @@ pub fn lock(dir: &Path) -> Result<DirLock, String> {
                         dir.display(),
                         path.display()
                     ));
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
                 }
                 #[allow(clippy::disallowed_methods)] // at start, before any executor runs
                 std::thread::sleep(Duration::from_millis(10));
@@ -112,12 +117,13 @@ mod tests {
     fn a_locked_dir_is_refused_until_the_lock_is_dropped() {
         let dir = std::env::temp_dir().join(format!("cohort-dir-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let held = lock(&dir).unwrap();
-        let refused = lock(&dir).unwrap_err();
+        let running = AtomicBool::new(false);
+        let held = lock(&dir, &running).unwrap();
+        let refused = lock(&dir, &running).unwrap_err();
         let me = format!("in use by process {}", std::process::id());
         assert!(refused.contains(&me), "at once: {refused}");
         drop(held);
-        lock(&dir).unwrap();
+        assert!(lock(&dir, &running).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

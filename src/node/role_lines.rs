@@ -21,6 +21,9 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Tally {
     changed: BTreeMap<u32, (Role, u64)>,
+    /// What each group was when last said: one back to it (a pre-vote that failed) did not
+    /// change (review 298).
+    said: BTreeMap<u32, (Role, u64)>,
 }
 
 impl Tally {
@@ -30,7 +33,11 @@ impl Tally {
 
     /// The line that says them, if there were any; then none are left.
     fn take_line(&mut self, prefix: &str) -> Option<String> {
-        let changed = std::mem::take(&mut self.changed);
+        let said = &mut self.said;
+        let changed: BTreeMap<u32, (Role, u64)> = std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter(|&(group, now)| said.insert(group, now) != Some(now))
+            .collect();
         let low = changed.values().map(|&(_, term)| term).min()?;
         let high = changed.values().map(|&(_, term)| term).max()?;
         let count = |wanted: Role| changed.values().filter(|(role, _)| *role == wanted).count();
@@ -164,7 +171,14 @@ mod tests {
                  follower of 2, in an election 1 (`cohort status` lists each)"
             )
         );
-        assert_eq!(tally, Tally::default());
+        assert!(tally.changed.is_empty());
+        // Back to what was said (a pre-vote that failed, in terms 2 and 4): nothing to say.
+        tally.add(1, Role::PreCandidate, 2);
+        tally.add(1, Role::Follower, 2);
+        tally.add(0, Role::Follower, 4);
+        assert_eq!(tally.take_line("node 1 core 0"), None);
+        tally.add(0, Role::Leader, 5);
+        assert!(tally.take_line("node 1 core 0").is_some());
     }
 
     #[test]

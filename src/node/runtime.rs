@@ -119,16 +119,21 @@ pub fn run_telling(
         signal_hook::flag::register(hangup, Arc::clone(&stop))
             .map_err(|e| format!("cannot handle signal {hangup}: {e}"))?;
     }
-    if super::identity::read(&config.data_dir)?.is_none()
-        && !super::ports::free_before_first_start(&config, &stop)?
+    let stopped = || say(&format!("node {}: stopped before it served", config.id));
+    let first_start = super::identity::read(&config.data_dir)?.is_none();
+    if first_start && !super::ports::free_before_first_start(&config, &stop)?
+        || stop.load(Ordering::SeqCst)
     {
-        say(&format!("node {}: stopped before it served", config.id));
+        stopped();
         return Ok(());
     }
     crate::durable::create_dir_all(&config.data_dir)
         .map_err(|e| super::identity::cannot("create", &config.data_dir, &e))?;
     // Held until every core has stopped (this function returns).
-    let _lock = super::dir_lock::lock(&config.data_dir)?;
+    let Some(_lock) = super::dir_lock::lock(&config.data_dir, &stop)? else {
+        stopped();
+        return Ok(());
+    };
     let identity = super::identity::Identity {
         cluster_id: config.cluster_id,
         node_id: config.id.0,

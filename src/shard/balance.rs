@@ -43,9 +43,13 @@ pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
 /// by a tester: a node whose link lost 30% of its packets took each group it was handed, and
 /// lost it to an election 0.2 to 7 s later; it then led fewer than the others, and was
 /// handed another, about one every 2 s for as long as the loss lasted, each one writes held
-/// for an election; its waits never grew, a handover that completed having reset them). A
-/// target that holds it only waits no more: nothing else waits for the probation.
+/// for an election; its waits never grew, a handover that completed having reset them). The
+/// probation only delays forgetting the waits: it holds no handover back. A target that hands
+/// the group on within it (its own stop, an operator's transfer) counts as having lost it.
 pub const HANDOVER_PROBATION_LOOKS: u64 = 32;
+
+// A loss within the probation waits at least the probation, at most the longest wait.
+const _: () = assert!(HANDOVER_PROBATION_LOOKS <= HANDOVER_BACKOFF_LOOKS_MAX);
 
 /// What a core knows of one of its groups.
 #[derive(Clone, Debug)]
@@ -72,6 +76,16 @@ pub enum HandoverState {
     Failed,
 }
 
+/// A handover started, not judged yet.
+#[derive(Debug)]
+struct Started {
+    to: u64,
+    /// The tick it was started at.
+    at: u64,
+    /// The tick its target was first seen leading the group (None: not yet).
+    led_from: Option<u64>,
+}
+
 /// The handovers a core's balancer started, and how long to leave each (group, target) pair
 /// alone whose last handover did not complete.
 #[derive(Debug)]
@@ -81,9 +95,8 @@ pub struct Handovers {
     wait_ticks_max: u64,
     /// How long a target must lead a group handed to it for the handover to count as done.
     probation_ticks: u64,
-    /// Per group, the target of the handover started and not judged yet, and the tick it
-    /// was first seen leading (None: not yet).
-    started: BTreeMap<u32, (u64, Option<u64>)>,
+    /// Per group, the handover started and not judged yet.
+    started: BTreeMap<u32, Started>,
     /// Per (group, target) whose last handover failed: not tried before this tick, and the
     /// wait that ends then (doubled at the next failure).
     backoff: BTreeMap<(u32, u64), (u64, u64)>,
@@ -106,17 +119,28 @@ impl Handovers {
         }
     }
 
-    /// The balancer started handing `group` to `to`.
-    pub fn started(&mut self, group: u32, to: u64) {
-        self.started.insert(group, (to, None));
+    /// The balancer started handing `group` to `to` at tick `now`.
+    pub fn started(&mut self, group: u32, to: u64, now: u64) {
+        let led_from = None;
+        self.started.insert(
+            group,
+            Started {
+                to,
+                at: now,
+                led_from,
+            },
+        );
     }
 
     /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
     /// waits of a pair and a target whose handover completed and whose target has led the
-    /// group since for the probation; make a pair and a target whose handover failed wait, each twice as long as after its last failure (a target once
-    /// per judgement, however many of its handovers failed: an evacuation's several groups
-    /// to one target failing at once took its wait from one look to 2^k); where the target
-    /// took the group and lost it within the probation, at least the probation's length.
+    /// group since for the probation (those of failures judged before the handover started:
+    /// a loss of another group to that target meanwhile still counts); make a pair and a
+    /// target whose handover failed wait, each twice as long as after its last failure (a
+    /// target once per judgement, however many of its handovers failed: an evacuation's
+    /// several groups to one target failing at once took its wait from one look to 2^k);
+    /// where the target took the group and lost it within the probation, at least the
+    /// probation's length.
     pub fn judge(&mut self, now: u64, state: impl Fn(u32, u64) -> HandoverState) {
         let (min, max) = (self.wait_ticks_min, self.wait_ticks_max);
         let probation = self.probation_ticks;
@@ -129,20 +153,33 @@ impl Handovers {
             let wait = last.map_or(least, |&(_, last)| (last * 2).clamp(least, max));
             (now + wait, wait)
         };
-        self.started.retain(|&group, (to, led_from)| {
-            let to = *to;
-            match state(group, to) {
+        // A wait set no later than `at`, by a failure judged before the handover started.
+        let set_by = |at: u64| move |&(not_before, wait): &(u64, u64)| not_before - wait <= at;
+        self.started.retain(|&group, started| {
+            let (to, state) = (started.to, state(group, started.to));
+            if state == HandoverState::Done && started.led_from.is_none() {
+                started.led_from = Some(now);
+            }
+            match state {
                 // Led by no one known: an election, perhaps one the target is losing.
                 HandoverState::Going => return true,
-                HandoverState::Done if now < *led_from.get_or_insert(now) + probation => {
+                HandoverState::Done if now < started.led_from.unwrap_or(now) + probation => {
                     return true;
                 }
                 HandoverState::Done => {
-                    backoff.remove(&(group, to));
-                    target_backoff.remove(&to);
+                    if backoff.get(&(group, to)).is_some_and(set_by(started.at)) {
+                        backoff.remove(&(group, to));
+                    }
+                    if target_backoff.get(&to).is_some_and(set_by(started.at)) {
+                        target_backoff.remove(&to);
+                    }
                 }
                 HandoverState::Failed => {
-                    let least = if led_from.is_some() { probation } else { min };
+                    let least = if started.led_from.is_some() {
+                        probation
+                    } else {
+                        min
+                    };
                     let pair = wait_more(backoff.get(&(group, to)), least);
                     backoff.insert((group, to), pair);
                     if targets_judged.insert(to) {
@@ -390,7 +427,7 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..10 {
             assert!(handovers.may_try(4, 3, now));
-            handovers.started(4, 3);
+            handovers.started(4, 3, now);
             now += 10;
             handovers.judge(now, |_, _| HandoverState::Failed);
             let judged = now;
@@ -410,14 +447,14 @@ mod tests {
         assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 1280, 1280]);
         // One still under way is judged later; one whose target then leads through the
         // probation (32 looks) resets the wait.
-        handovers.started(4, 3);
+        handovers.started(4, 3, now);
         handovers.judge(now + 10, |_, _| HandoverState::Going);
         assert!(handovers.may_try(4, 3, now + 10));
         handovers.judge(now + 20, |_, _| HandoverState::Done);
         handovers.judge(now + 330, |_, _| HandoverState::Done);
         assert!(!handovers.started.is_empty(), "judged within the probation");
         handovers.judge(now + 340, |_, _| HandoverState::Done);
-        handovers.started(4, 3);
+        handovers.started(4, 3, now);
         handovers.judge(now + 350, |_, _| HandoverState::Failed);
         assert!(!handovers.may_try(4, 3, now + 359));
         assert!(handovers.may_try(4, 3, now + 360));
@@ -434,7 +471,7 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..5 {
             assert!(handovers.may_try(4, 3, now));
-            handovers.started(4, 3);
+            handovers.started(4, 3, now);
             now += 10;
             handovers.judge(now, |_, _| HandoverState::Done);
             now += 10;
@@ -450,6 +487,34 @@ mod tests {
         assert_eq!(waits, [320, 640, 1280, 1280, 1280]);
     }
 
+    /// Goal (review 298): a handover whose probation ends forgets only the waits of failures
+    /// judged before it started: a loss of another group to the same target meanwhile still
+    /// counts, and the next loss waits twice as long. Method: group 4 handed to node 3 at
+    /// tick 0 and led from 10; group 5 handed at 20, led at 30, lost at 40 (node 3 waits 320
+    /// ticks, to 360); group 4's probation ends at 330; group 6 is lost at 380.
+    #[test]
+    fn a_probation_that_ends_keeps_the_waits_of_losses_after_its_start() {
+        use HandoverState::{Done, Failed};
+        let mut handovers = Handovers::new(10);
+        handovers.started(4, 3, 0);
+        handovers.judge(10, |_, _| Done);
+        handovers.started(5, 3, 20);
+        handovers.judge(30, |_, _| Done);
+        handovers.judge(40, |group, _| if group == 4 { Done } else { Failed });
+        handovers.judge(330, |_, _| Done);
+        assert!(handovers.started.is_empty(), "group 4's probation ended");
+        assert!(
+            !handovers.may_try(6, 3, 359),
+            "the loss of group 5 still counts"
+        );
+        assert!(handovers.may_try(6, 3, 360));
+        handovers.started(6, 3, 360);
+        handovers.judge(370, |_, _| Done);
+        handovers.judge(380, |_, _| Failed);
+        assert!(!handovers.may_try(7, 3, 380 + 639));
+        assert!(handovers.may_try(7, 3, 380 + 640));
+    }
+
     /// Goal (found in review): handovers of several groups to one target that fail at once
     /// double the target's wait once, not once per group. Method: four groups' handovers to
     /// node 3 judged failed together: the target waits one look.
@@ -457,7 +522,7 @@ mod tests {
     fn failures_of_one_target_judged_together_double_its_wait_once() {
         let mut handovers = Handovers::new(10);
         for group in 0..4 {
-            handovers.started(group, 3);
+            handovers.started(group, 3, 0);
         }
         handovers.judge(10, |_, _| HandoverState::Failed);
         assert!(!handovers.may_try(9, 3, 19));

@@ -383,7 +383,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             match replica.transfer_leader(NodeId(to)) {
                 Ok(()) => {
                     tracing::info!(group, to, "{why}: handing the group over");
-                    self.handovers.started(group, to);
+                    self.handovers.started(group, to, self.ticks);
                 }
                 Err(error) => tracing::debug!(group, to, %error, "{why}: no handover"),
             }
