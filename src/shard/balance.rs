@@ -35,7 +35,8 @@ pub const HANDOVER_LAG_ENTRIES_MAX: u64 = PROMOTE_LAG_ENTRIES_MAX;
 
 /// A handover that did not complete is not tried again, for the same group and target, for
 /// one look at the leaders, then two, four, … up to this many (52 s with a node's defaults:
-/// 10 ms ticks, a look every 41 ticks). A handover that completes forgets its pair's wait.
+/// 10 ms ticks, a look every 41 ticks). A handover whose target then holds the group for
+/// [`HANDOVER_PROBATION_LOOKS`] forgets its pair's wait.
 pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
 
 /// A handover counts as done once its target has led the group for this many looks at the
@@ -121,15 +122,12 @@ impl Handovers {
 
     /// The balancer started handing `group` to `to` at tick `now`.
     pub fn started(&mut self, group: u32, to: u64, now: u64) {
-        let led_from = None;
-        self.started.insert(
-            group,
-            Started {
-                to,
-                at: now,
-                led_from,
-            },
-        );
+        let started = Started {
+            to,
+            at: now,
+            led_from: None,
+        };
+        self.started.insert(group, started);
     }
 
     /// At tick `now`, judge the handovers started, by `state(group, target)`: forget the
