@@ -127,6 +127,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Goal (review 298): a node stopped while it waits for a holder that is ending to let
+    /// go of the lock stops at once, rather than waiting the holder out (signals are taken
+    /// before this wait). Method: the lock held here, its file naming a pid that has ended,
+    /// and the stop already set: no lock, and no wait.
+    #[test]
+    fn a_stop_ends_the_wait_for_an_ending_holder() {
+        let dir = std::env::temp_dir().join(format!("cohort-dir-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let held = lock(&dir, &AtomicBool::new(false)).unwrap();
+        // Pids stop below 2^22 on Linux: this one has ended.
+        std::fs::write(dir.join(FILE_NAME), format!("{}\n", u32::MAX - 1)).unwrap();
+        let started = crate::clock::now();
+        assert!(lock(&dir, &AtomicBool::new(true)).unwrap().is_none());
+        assert!(started.elapsed() < ENDED_HOLDER_WAIT / 2);
+        drop(held);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_process_that_ended_or_is_ending_is_told_from_one_that_runs() {
         assert!(!has_ended(std::process::id()));
