@@ -367,6 +367,61 @@ fn a_full_log_leaves_room_for_snapshots_larger_than_a_segment() {
     }
 }
 
+/// Goal (found in a test of session 71): a node whose file system has no inode left (used
+/// up by other programs' files, say) says so, though `df -h` shows room: it said only "No
+/// space left on device", and nothing it could free without a new file. Once files can be
+/// made again it takes writes by itself. Method: node 3 on a 64 MiB tmpfs of 24 inodes, the
+/// others on the machine's disk; 8 KiB values written in rounds of 256 until `cohort status`
+/// shows node 3's log cannot grow; then the tmpfs may hold 10,000: node 3 must hold every
+/// group's commit again.
+#[test]
+fn a_node_out_of_inodes_says_so_and_goes_on_once_files_can_be_made() {
+    let dir = std::env::temp_dir().join(format!("cohort-test-inodes-{}", std::process::id()));
+    let disk = Tmpfs::mount_with_inodes(&dir.join("node-3"), 64, 24)
+        .map_err(|why| common::skipped(&format!("a small disk needs root and mount ({why})")));
+    let Ok(disk) = disk else {
+        return;
+    };
+    let cluster = start_on(&dir, 2);
+    let bases = cluster.bases.clone();
+    let status = || {
+        let status = cohort_cli(&["status", "--nodes", &bases.join(",")]);
+        String::from_utf8_lossy(&status.stdout).into_owned()
+    };
+    let mut said = String::new();
+    // At most 160 MiB: 16 segments of 1 MiB take node 3's inodes.
+    for round in 0..80u64 {
+        let clients = bases.clone();
+        cohort::node::on_one_executor("writer", move || async move {
+            let client = connect(clients, 22 + round, Duration::from_secs(10)).await;
+            for i in round * 256..(round + 1) * 256 {
+                let result = client.put(&key(i % 16), &value(i % 16)).await;
+                assert!(result.is_ok(), "write {i}: {result:?}");
+            }
+        })
+        .expect("writer executor");
+        said = status();
+        if said.contains("3    0    takes no writes") {
+            break;
+        }
+    }
+    assert!(
+        said.contains("no inode left for a new file"),
+        "{said}\n{}",
+        cluster.log(3)
+    );
+    disk.set_inodes(10_000).expect("more inodes");
+    let said = eventually(status, |status| node_holds_every_commit(status, 3));
+    assert!(
+        node_holds_every_commit(&said, 3),
+        "node 3 never caught up:\n{said}\n{}",
+        cluster.log(3)
+    );
+    finish(cluster);
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Writes 8 KiB values over `keys` keys, three times node 3's `DISK_MIB` disk in all, on a
 /// cluster of two groups whose node 3 alone is on that disk, with 1 MiB segments and no
 /// snapshot before 64 MiB of log; then node 3 must take writes and hold every group's commit

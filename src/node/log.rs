@@ -216,6 +216,21 @@ fn is_no_room(error: &io::Error) -> bool {
         || error.kind() == io::ErrorKind::StorageFull
 }
 
+/// `error`, and where it says the disk in `dir` is full while it has no file left to make
+/// (its inodes used up, though `df -h` shows room), so (found in a test of this session:
+/// "No space left on device" with 48 MiB free, and nothing the node could free without a
+/// new file).
+fn no_room_said(dir: &Path, error: &io::Error) -> String {
+    let inodes_gone = is_no_room(error) && crate::sys::available_inodes(dir).is_ok_and(|n| n == 0);
+    match inodes_gone {
+        true => format!(
+            "{error} (its file system has no inode left for a new file, though it may have \
+             bytes free: see `df -i`; the node goes on once files can be made)"
+        ),
+        false => error.to_string(),
+    }
+}
+
 /// A WAL error as an I/O error: `WouldBlock` where the next segment is not prepared and
 /// `StorageFull` where the disk had no room to make it (nothing was written: see
 /// [`must_wait`]), `Other` for the rest.
@@ -524,6 +539,7 @@ impl WalLog {
 
     /// Notes that the next segment could not be made, and when to try again.
     fn build_failed_with(&mut self, error: &io::Error) {
+        let error = no_room_said(&self.dir, error);
         if self.build_failed.is_none() || std::mem::take(&mut self.at_cap) {
             tracing::error!(
                 dir = %self.dir.display(),
@@ -533,7 +549,7 @@ impl WalLog {
             );
         }
         let retry_at = crate::clock::now() + BUILD_RETRY;
-        self.build_failed = Some((error.to_string(), retry_at));
+        self.build_failed = Some((error, retry_at));
     }
 
     /// What group `group` left on disk: its latest snapshot file (if any) and the WAL's
@@ -774,6 +790,7 @@ impl WalLog {
                     }
                     write.failures += 1;
                     let delay = snapshot_retry_delay(write.failures);
+                    let error = no_room_said(&self.dir, &error);
                     tracing::warn!(
                         group,
                         index = write.snapshot.meta.index.0,
@@ -1110,6 +1127,7 @@ impl CoreLog for WalLog {
                 let state = crate::shard::core::load_snapshot(&snapshot)?;
                 snapshot_file::write(&dir, group.0, &snapshot).map_err(|error| {
                     let room = if is_no_room(&error) { NO_ROOM } else { "" };
+                    let error = no_room_said(&dir, &error);
                     format!("its file cannot be written{room}: {error}")
                 })?;
                 Ok(state)

@@ -339,6 +339,17 @@ pub fn send_signal(pid: u32, signal: Signal) {
 /// Bytes an unprivileged writer may still take on the file system of `path` (statvfs(3):
 /// available blocks times the fragment size).
 pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
+    let stats = statvfs(path)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+/// Files an unprivileged writer may still make on the file system of `path` (statvfs(3):
+/// its free inodes; 0 where they are used up, though bytes may be free).
+pub fn available_inodes(path: &std::path::Path) -> io::Result<u64> {
+    Ok(statvfs(path)?.f_favail)
+}
+
+fn statvfs(path: &std::path::Path) -> io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
@@ -351,7 +362,7 @@ pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
     if result != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    Ok(stats)
 }
 
 /// Takes an exclusive `flock(2)` on `file` without waiting: `Ok(false)` if another open file

@@ -28,11 +28,32 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 impl Tmpfs {
     /// Mounts a tmpfs of `size_mib` on `dir` (created if missing).
     pub fn mount(dir: &Path, size_mib: u64) -> Result<Tmpfs, String> {
+        Tmpfs::mount_with(dir, &format!("size={size_mib}m"))
+    }
+
+    /// Mounts a tmpfs of `size_mib` that holds at most `inodes` files and folders.
+    pub fn mount_with_inodes(dir: &Path, size_mib: u64, inodes: u64) -> Result<Tmpfs, String> {
+        Tmpfs::mount_with(dir, &format!("size={size_mib}m,nr_inodes={inodes}"))
+    }
+
+    /// Lets it hold up to `inodes` files and folders, keeping its files.
+    pub fn set_inodes(&self, inodes: u64) -> Result<(), String> {
+        let options = format!("remount,nr_inodes={inodes}");
+        run("mount", &["-o", &options, &self.dir.to_string_lossy()])
+    }
+
+    fn mount_with(dir: &Path, options: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let size = format!("size={size_mib}m");
         run(
             "mount",
-            &["-t", "tmpfs", "-o", &size, "tmpfs", &dir.to_string_lossy()],
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                options,
+                "tmpfs",
+                &dir.to_string_lossy(),
+            ],
         )?;
         Ok(Tmpfs {
             dir: dir.to_path_buf(),
