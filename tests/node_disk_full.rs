@@ -367,7 +367,7 @@ fn a_full_log_leaves_room_for_snapshots_larger_than_a_segment() {
     }
 }
 
-/// Goal (found in a test of session 71): a node whose file system has no inode left (used
+/// Goal (found by hand): a node whose file system has no inode left (used
 /// up by other programs' files, say) says so, though `df -h` shows room: it said only "No
 /// space left on device", and nothing it could free without a new file. Once files can be
 /// made again it takes writes by itself. Method: node 3 on a 64 MiB tmpfs of 24 inodes, the

@@ -216,10 +216,10 @@ fn is_no_room(error: &io::Error) -> bool {
         || error.kind() == io::ErrorKind::StorageFull
 }
 
-/// `error`, and where it says the disk in `dir` is full while it has no file left to make
-/// (its inodes used up, though `df -h` shows room), so (found in a test of this session:
-/// "No space left on device" with 48 MiB free, and nothing the node could free without a
-/// new file).
+/// `error`, and where it says the disk in `dir` is full while the disk can make no new file
+/// (its inodes used up, though `df -h` shows room), that too: a node on a tmpfs of 24
+/// inodes said only "No space left on device" with 48 MiB free, and could free nothing
+/// without a new file (its snapshot's).
 fn no_room_said(dir: &Path, error: &io::Error) -> String {
     let inodes_gone = is_no_room(error) && crate::sys::available_inodes(dir).is_ok_and(|n| n == 0);
     match inodes_gone {
