@@ -121,7 +121,9 @@ pub fn run_telling(
     }
     let stopped = || say(&format!("node {}: stopped before it served", config.id));
     let first_start = super::identity::read(&config.data_dir)?.is_none();
-    if first_start && !super::ports::free_before_first_start(&config, &stop)?
+    // A first start waits for its ports (false: stopped meanwhile); any start stops here
+    // on a signal that came before.
+    if (first_start && !super::ports::free_before_first_start(&config, &stop)?)
         || stop.load(Ordering::SeqCst)
     {
         stopped();
