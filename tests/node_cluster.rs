@@ -466,6 +466,66 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
 /// acknowledged. It says so, the leaders it acknowledged them to say so,
 /// and they send it the log again: before, they probed it at its old match index, which it
 /// refused, forever, and it never held those writes again.
+/// Goal: a client whose group's leader freezes (SIGSTOP: a stalled machine, or one gone
+/// without a word, its connections open and silent) stops waiting on it once another node
+/// leads, not at the end of its attempt. Method: a client with an attempt and a request
+/// timeout of 15 s writes to group 0 (learning its leader), the leader is frozen, and the
+/// client writes again: it must be answered by another node, once it was elected. Before,
+/// the write waited on the frozen leader for the whole attempt and failed with a timeout.
+#[test]
+fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
+    let mut cluster = start("frozen-leader");
+    let bases = cluster.bases.clone();
+    let key = (0..)
+        .map(|i| format!("frozen-{i}").into_bytes())
+        .find(|key| cohort::proto::topology::group_of(key, GROUPS) == 0)
+        .expect("a key of group 0");
+    let (learned_tx, learned) = std::sync::mpsc::channel();
+    let (frozen_tx, frozen) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        cohort::node::on_one_executor("frozen-leader", move || async move {
+            let mut options = ClientOptions::new(bases, 7);
+            options.attempt_timeout = Duration::from_secs(15);
+            options.request_timeout = Duration::from_secs(15);
+            let client = cohort::client::Client::connect_retrying(options, Duration::from_secs(20))
+                .await
+                .expect("the cluster answers");
+            let put = |value: &'static [u8]| {
+                let op = Op::Put {
+                    key: Bytes::from(key.clone()),
+                    value: Bytes::from_static(value),
+                };
+                client.execute_batch_traced(vec![(vec![op].into(), Consistency::Linearizable)])
+            };
+            let first = put(b"1").await.pop().expect("an answer");
+            first.result.expect("the first write");
+            learned_tx
+                .send(first.node.expect("a node answered"))
+                .expect("the test waits");
+            while frozen.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            let second = put(b"2").await.pop().expect("an answer");
+            (second.node, second.result.map(drop))
+        })
+        .expect("client executor")
+    });
+    let leader = learned.recv().expect("the client wrote");
+    cluster.pause(leader);
+    frozen_tx.send(()).expect("the client waits");
+    let (node, result) = client.join().expect("the client thread");
+    cluster.resume(leader);
+    assert!(
+        result.is_ok(),
+        "the write while node {leader} was frozen: {result:?}"
+    );
+    assert!(
+        node.is_some_and(|node| node != leader),
+        "answered by {node:?}, the frozen leader being {leader}"
+    );
+    finish(cluster);
+}
+
 #[test]
 fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     let mut cluster = start("wiped");

@@ -132,6 +132,25 @@ fn pause_then_continue_runs_and_counts_warnings() {
     assert!(counted, "{text}");
 }
 
+/// Goal: the script that freezes a leader under load runs, and says how long the load
+/// waited. Method: the script as a user runs it, one freeze of 1 s. The waits themselves are
+/// not asserted (`node_cluster` checks that a client leaves a frozen leader).
+#[test]
+fn frozen_leader_runs_and_says_the_longest_waits() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("frozen-leader.sh", |base| {
+        vec![cohort.into(), base, "1".into(), "200".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    let said = text.lines().any(|line| {
+        line.starts_with("node 1 (leader of ")
+            && line.contains(" of 8 groups) frozen 1 s under 200 writes/s: longest service ")
+            && line.contains(", longest request ")
+            && line.ends_with(" requests failed")
+    });
+    assert!(said, "{text}");
+}
+
 /// Goal: the script that counts puts refused right after a delete at the quota runs, and
 /// says how many rounds were refused. Method: the script as a user runs it, three rounds.
 #[test]

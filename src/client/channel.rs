@@ -40,6 +40,9 @@ struct Shared {
     /// read, and the node sees the end at once, though the channel lives on in the client
     /// until it is replaced (a stopping node waits for its clients to close their ends).
     socket: socket2::Socket,
+    /// When other members were last asked about this connection's silence (one asking for
+    /// all the attempts that wait on it).
+    asked_at: Option<Instant>,
 }
 
 /// The answers to one attempt of a batch, over any number of channels: each request's
@@ -107,6 +110,11 @@ impl Attempt {
     pub(crate) fn take(&self, place: usize) -> Option<(Result<Outcome, String>, Instant)> {
         self.inner.borrow_mut().answers[place].take()
     }
+
+    /// Whether the request at `place` has its answer (or why none will come).
+    pub(crate) fn is_answered(&self, place: usize) -> bool {
+        self.inner.borrow().answers[place].is_some()
+    }
 }
 
 impl Shared {
@@ -140,6 +148,7 @@ impl Channel {
             broken: None,
             silent_since: crate::clock::now(),
             socket,
+            asked_at: None,
         }));
         let (reader, writer) = crate::transport::split(stream);
         let (reading, writing) = (Running::new(), Running::new());
@@ -212,6 +221,33 @@ impl Channel {
     pub(crate) fn is_dead(&self, patience: Duration) -> bool {
         let shared = self.shared.borrow();
         shared.broken.is_some() || shared.silent_since.elapsed() >= patience
+    }
+
+    /// How long the connection has said nothing while requests waited on it (zero when none
+    /// waits, or it broke), where that is at least `patience` and it was not asked about in
+    /// the last `every`; it then counts as asked about now.
+    pub(crate) fn silence_to_ask_about(
+        &self,
+        patience: Duration,
+        every: Duration,
+    ) -> Option<Duration> {
+        let mut shared = self.shared.borrow_mut();
+        let now = crate::clock::now();
+        let silent = now.saturating_duration_since(shared.silent_since);
+        let asked_lately =
+            (shared.asked_at).is_some_and(|at| now.saturating_duration_since(at) < every);
+        if shared.broken.is_some() || shared.waiters.is_empty() || silent < patience || asked_lately
+        {
+            return None;
+        }
+        shared.asked_at = Some(now);
+        Some(silent)
+    }
+
+    /// Break the connection: every request waiting on it is answered `reason` (the client
+    /// takes them as maybe taken in, and sends them elsewhere).
+    pub(crate) fn give_up(&self, reason: String) {
+        self.shared.borrow_mut().break_with(reason);
     }
 }
 

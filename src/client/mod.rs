@@ -6,6 +6,7 @@ mod conn;
 mod members;
 mod results_fit;
 mod session;
+mod silence;
 mod status;
 mod transfer;
 mod unanswered;

@@ -29,6 +29,7 @@ use crate::wire::FrameEncoder;
 
 use super::channel::{Attempt, Channel};
 use super::conn::exchange;
+use super::silence;
 use super::unanswered::Unanswered;
 
 #[derive(Clone, Debug)]
@@ -526,12 +527,31 @@ impl Client {
                 }
             }
             // Every answer, or the end of the attempt's time: whatever is missing then went
-            // unanswered.
-            let attempt_over = glommio::timer::Timer::new(left());
-            future::or(attempt.all_answered(), async {
-                attempt_over.await;
-            })
-            .await;
+            // unanswered. Past an election timeout, connections silent that long are asked
+            // about (`watch_silence`).
+            let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
+            let first_wait = glommio::timer::Timer::new(left().min(allowed));
+            let all_answered = future::or(
+                async {
+                    attempt.all_answered().await;
+                    true
+                },
+                async {
+                    first_wait.await;
+                    false
+                },
+            );
+            if !all_answered.await && !left().is_zero() {
+                let attempt_over = glommio::timer::Timer::new(left());
+                let watched = self.watch_silence(&waiting.sent, slots, &attempt, allowed);
+                future::or(attempt.all_answered(), async {
+                    let over = async {
+                        attempt_over.await;
+                    };
+                    future::or(over, watched).await;
+                })
+                .await;
+            }
             for (address, channel, members) in waiting.sent.take() {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
@@ -673,7 +693,13 @@ impl Client {
                         Some(Err(reason)) => {
                             slot.last_error = format!("{address}: {reason}");
                             self.drop_channel(&address, &channel);
-                            slot.node = Some(self.other_member(node));
+                            // To the leader another member named (`watch_silence`), or
+                            // anyone else.
+                            let named = self.inner.state.borrow().leaders.get(&slot.group).copied();
+                            slot.node = Some(match named {
+                                Some(leader) if leader != node => leader,
+                                _ => self.other_member(node),
+                            });
                             pause = true;
                         }
                         None => {
@@ -790,6 +816,64 @@ impl Client {
             }
         }
         by_address
+    }
+
+    /// Until dropped, every quarter of `allowed` (an election timeout): a connection of this
+    /// attempt that has said nothing for `allowed` while its requests wait has the other
+    /// members asked who leads their groups (at most once per half of `allowed`, whichever
+    /// attempts wait on it); where the answer of the newest term names another node, the
+    /// client stops waiting on it, and the requests go to that leader (as maybe taken in:
+    /// sent again with the same sequence numbers, never applied twice). Found by a tester:
+    /// a frozen leader held its clients' requests for the attempt's whole time (2 s),
+    /// though another was elected in 0.4 s; a machine gone without a word does the same.
+    async fn watch_silence(
+        &self,
+        queued: &Queued,
+        slots: &[Option<Slot>],
+        attempt: &Attempt,
+        allowed: Duration,
+    ) {
+        let topology = self.topology();
+        loop {
+            glommio::timer::sleep(allowed / 4).await;
+            let mut silent = Vec::new();
+            for (_, channel, members) in queued.borrow().iter() {
+                let waiting: Vec<&Slot> = (members.iter())
+                    .filter(|&&i| !attempt.is_answered(i))
+                    .filter_map(|&i| slots[i].as_ref())
+                    .collect();
+                let Some(first) = waiting.first() else {
+                    continue;
+                };
+                let Some(silence) = channel.silence_to_ask_about(allowed, allowed / 2) else {
+                    continue;
+                };
+                let mut groups: Vec<u32> = waiting.iter().map(|slot| slot.group).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                let node = first.node.expect("routed");
+                silent.push((Rc::clone(channel), node, groups, silence));
+            }
+            let asked = (silent.iter())
+                .map(|(_, node, groups, _)| {
+                    let core = core_of(groups[0], topology.cores);
+                    silence::ask_others(&topology, *node, core, allowed / 2)
+                })
+                .collect();
+            let answers = join_all(asked).await;
+            for ((channel, node, groups, silence), answers) in silent.into_iter().zip(answers) {
+                let moved = silence::moved(&answers, &groups, node);
+                let Some(first) = moved.first() else {
+                    continue;
+                };
+                let mut state = self.inner.state.borrow_mut();
+                for group in &moved {
+                    state.leaders.insert(group.group, group.leader);
+                }
+                drop(state);
+                channel.give_up(first.reason(node, silence));
+            }
+        }
     }
 
     fn reroute(&self, members: &[usize], slots: &mut [Option<Slot>]) {
@@ -1198,7 +1282,7 @@ async fn fetch_topology_of(
 }
 
 /// The outputs of `futures`, in their order, once all are done; they run together.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(super) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

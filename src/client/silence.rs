@@ -1,0 +1,184 @@
+//! A connection that says nothing while requests wait on it (its node frozen, its machine
+//! gone, the network to it cut): the other members are asked who leads its groups, and where
+//! one names another leader the client stops waiting on it.
+
+use std::time::Duration;
+
+use crate::proto::status::{CoreRows, decode_status, encode_status_request};
+use crate::proto::topology::{Topology, client_address};
+use crate::wire::{FrameEncoder, Timing};
+
+use super::conn::exchange;
+use super::session::join_all;
+
+/// How long a connection may say nothing while requests wait on it before the other members
+/// are asked about it: the cluster's election timeout, the earliest its followers may elect
+/// another leader (200 ms where the layout does not say it; from 20 ms to a minute, whatever
+/// a broken node's layout says).
+pub(super) fn silence_allowed(timing: Timing) -> Duration {
+    let said = Duration::from_micros(u64::from(timing.tick_us) * u64::from(timing.election_ticks));
+    match said.is_zero() {
+        true => Duration::from_millis(200),
+        false => said.clamp(Duration::from_millis(20), Duration::from_secs(60)),
+    }
+}
+
+/// A group that another member says is led by a node other than the silent one.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Moved {
+    pub group: u32,
+    pub leader: u64,
+    pub term: u64,
+    pub told_by: u64,
+}
+
+impl Moved {
+    /// Why the client stops waiting on `silent`, silent for `silence`.
+    pub(super) fn reason(&self, silent: u64, silence: Duration) -> String {
+        format!(
+            "node {silent} said nothing for {} ms while requests waited, and node {} says \
+             node {} leads group {} now (term {})",
+            silence.as_millis(),
+            self.told_by,
+            self.leader,
+            self.group,
+            self.term
+        )
+    }
+}
+
+/// For each of `groups`, the leader that the answer of the highest term names, where that is
+/// a node other than `silent`: none where an election is on, where it still leads, or where
+/// a member cut off from the others names an older leader than another member does.
+pub(super) fn moved(answers: &[CoreRows], groups: &[u32], silent: u64) -> Vec<Moved> {
+    let mut moved = Vec::new();
+    for &group in groups {
+        let rows = answers.iter().flat_map(|core| {
+            (core.groups.iter())
+                .filter(|row| row.group == group)
+                .map(move |row| (row, core.node_id))
+        });
+        // The newest term; of its answers, one that names a leader, the leader's own first.
+        let newest =
+            rows.max_by_key(|&(row, told_by)| (row.term, row.leader != 0, row.leader == told_by));
+        if let Some((row, told_by)) = newest
+            && row.leader != 0
+            && row.leader != silent
+        {
+            moved.push(Moved {
+                group,
+                leader: row.leader,
+                term: row.term,
+                told_by,
+            });
+        }
+    }
+    moved
+}
+
+/// The state of core `core`'s groups, from every member but `silent`, all asked at once,
+/// each on its own connection, within `timeout`: the answers that came.
+pub(super) async fn ask_others(
+    topology: &Topology,
+    silent: u64,
+    core: u16,
+    timeout: Duration,
+) -> Vec<CoreRows> {
+    let mut encoder = FrameEncoder::new();
+    encode_status_request(&mut encoder).expect("an empty frame fits");
+    let addresses = (topology.members.iter())
+        .filter(|(node, _)| *node != silent)
+        .filter_map(|(_, base)| client_address(base, core));
+    let asked = addresses
+        .map(|address| {
+            let encoder = &encoder;
+            async move { exchange(&address, encoder, timeout, timeout, decode_status).await }
+        })
+        .collect();
+    join_all(asked).await.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::status::GroupRow;
+
+    fn core(node_id: u64, rows: &[(u32, u64, u64)]) -> CoreRows {
+        let groups = rows
+            .iter()
+            .map(|&(group, leader, term)| GroupRow {
+                group,
+                role: if leader == node_id {
+                    "leader"
+                } else {
+                    "follower"
+                },
+                leader,
+                term,
+                commit: 0,
+                applied: 0,
+                last_index: 0,
+                peers: Vec::new(),
+                voters: vec![1, 2, 3],
+                learners: Vec::new(),
+                joint: false,
+            })
+            .collect();
+        CoreRows {
+            node_id,
+            core: 0,
+            groups,
+            refuses_writes: None,
+        }
+    }
+
+    #[test]
+    fn a_group_moved_where_the_newest_term_names_another_leader() {
+        // Node 1 is silent. Group 0: node 2 leads it in term 6 (node 3 heard of it). Group 2:
+        // node 3 still names node 1, and node 2 knows no leader, both in term 5.
+        let answers = [
+            core(2, &[(0, 2, 6), (2, 0, 5)]),
+            core(3, &[(0, 2, 6), (2, 1, 5)]),
+        ];
+        let found = moved(&answers, &[0, 2], 1);
+        let want = Moved {
+            group: 0,
+            leader: 2,
+            term: 6,
+            told_by: 2,
+        };
+        assert_eq!(found, [want]);
+    }
+
+    #[test]
+    fn an_older_term_that_names_another_leader_is_not_taken() {
+        // Node 3, cut off since term 4, names node 2; node 2 says node 1 leads, in term 5.
+        let answers = [core(3, &[(0, 2, 4)]), core(2, &[(0, 1, 5)])];
+        assert_eq!(moved(&answers, &[0], 1), []);
+        // In an election (no leader known in the newest term) nothing moved either.
+        let answers = [core(3, &[(0, 2, 4)]), core(2, &[(0, 0, 5)])];
+        assert_eq!(moved(&answers, &[0], 1), []);
+        // No answer, or none about the group: nothing to go on.
+        assert_eq!(moved(&[], &[0], 1), []);
+        assert_eq!(moved(&[core(2, &[(1, 2, 9)])], &[0], 1), []);
+    }
+
+    #[test]
+    fn the_silence_allowed_is_the_election_timeout() {
+        let timing = |tick_us, election_ticks| Timing {
+            tick_us,
+            election_ticks,
+            lease_reads: false,
+        };
+        assert_eq!(
+            silence_allowed(timing(10_000, 20)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(silence_allowed(timing(0, 0)), Duration::from_millis(200));
+        assert_eq!(silence_allowed(timing(1_000, 3)), Duration::from_millis(20));
+        assert_eq!(
+            silence_allowed(timing(u32::MAX, u32::MAX)),
+            Duration::from_secs(60)
+        );
+    }
+}
