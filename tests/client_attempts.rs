@@ -727,6 +727,42 @@ fn an_unreachable_member_holds_up_only_the_requests_sent_to_it() {
     }
 }
 
+/// Goal: a leader whose connection cannot be made within an election timeout (its machine
+/// gone: its SYNs dropped) is given up, and the request goes to another member, not held
+/// for the attempt's time (followers that had not noticed the loss yet sent clients back to
+/// it, and each waited there for 2 s). Method: node 1 answers the first request "node 2
+/// leads" and every later one; node 2's connections never complete; attempt and request
+/// timeouts of 10 s (the layout says no election timeout: the client takes 200 ms). Before,
+/// the connection to node 2 took all 10 s and the put failed.
+#[test]
+fn a_leader_that_cannot_be_reached_within_an_election_timeout_is_given_up() {
+    let (result, took) = cohort::node::on_one_executor("client-gone-leader", || async {
+        let to_node2 = slow_to_accept(Duration::from_secs(60));
+        let (host, port) = to_node2.rsplit_once(':').expect("host:port");
+        let node2 = format!("{host}:{}", port.parse::<u16>().expect("a port") - 1);
+        let redirected = Rc::new(Cell::new(false));
+        let node1 = fake_member(1, 1, vec![(2, node2)], move |stream, topology| {
+            let (to_node2, redirected) = (to_node2.clone(), Rc::clone(&redirected));
+            answer_frames(stream, topology, move |commands| {
+                let outcome = match redirected.replace(true) {
+                    false => not_leader_hint(2, to_node2.clone()),
+                    true => Outcome::Results(vec![OpResult::Written].into()),
+                };
+                Some(vec![outcome; commands.len()])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node1], 5);
+        options.attempt_timeout = Duration::from_secs(10);
+        options.request_timeout = Duration::from_secs(10);
+        let client = Client::connect(options).await.expect("connect");
+        let start = Instant::now();
+        let result = one_put(&client).await;
+        (result, start.elapsed())
+    })
+    .expect("executor");
+    assert!(result.is_ok(), "{result:?} after {took:?}");
+}
+
 /// Goal (found in review): a request to a node that closed the client's connection since it
 /// was last used (a restart, an idle connection let go) goes on a new connection to it at
 /// once; it failed on the closed one and went to another member, here one that never

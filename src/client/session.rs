@@ -469,12 +469,23 @@ impl Client {
                 pause = true;
             }
             // Every address at once: connecting to one that does not answer (a machine off)
-            // takes the attempt's time, and in turn left the others' requests none (found in
-            // review: no request of a batch was ever answered).
+            // took the attempt's time, and in turn left the others' requests none (found in
+            // review: no request of a batch was ever answered). A connection not made within
+            // an election timeout is given up, as a silent one is (`watch_silence`): a leader
+            // whose machine was gone held its clients for the attempt's 2 s while another was
+            // elected, sent back to it by followers that had not noticed yet.
+            let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
             let queued = &waiting.sent;
             let sends = (routed.iter())
                 .map(|(address, members)| {
-                    self.send(address, members, slots, &attempt, queued, left())
+                    self.send(
+                        address,
+                        members,
+                        slots,
+                        &attempt,
+                        queued,
+                        left().min(allowed),
+                    )
                 })
                 .collect();
             let sent = join_all(sends).await;
@@ -529,7 +540,6 @@ impl Client {
             // Every answer, or the end of the attempt's time: whatever is missing then went
             // unanswered. Past an election timeout, connections silent that long are asked
             // about (`watch_silence`).
-            let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
             let first_wait = glommio::timer::Timer::new(left().min(allowed));
             let all_answered = future::or(
                 async {
