@@ -481,11 +481,12 @@ fn retries_without_a_leader_back_off() {
         })]
     }
     match put_against_for(no_leader, Duration::from_secs(2)) {
-        // Pauses of at most 25, 50, 100, 200, 400, 500, 500 … ms: at least 7 attempts fit
-        // 2 s; about 12 on average, and never more than the pauses of at least 5, 10, 20,
-        // 40, 80, 100, 100 … ms allow (24). No node proposed it: nothing was applied.
+        // Pauses of at most 25, 50, 100, 100 … ms (half the election timeout of 200 ms that
+        // a layout that says none is taken to have): at least 20 attempts fit 2 s; about 33
+        // on average, and never more than the pauses of at least 5, 10, 20, 20 … ms allow
+        // (102). No node proposed it: nothing was applied.
         Err(ClientError::Unavailable { attempts, .. }) => {
-            assert!((2..=24).contains(&attempts), "{attempts} attempts");
+            assert!((2..=102).contains(&attempts), "{attempts} attempts");
         }
         other => panic!("expected a definite timeout, got {other:?}"),
     }
@@ -624,7 +625,7 @@ fn hints_that_send_a_client_round_between_nodes_are_followed_with_pauses() {
     match result {
         // As in `retries_without_a_leader_back_off`, and the first hint followed at once.
         Err(ClientError::Unavailable { attempts, .. }) => {
-            assert!((2..=25).contains(&attempts), "{attempts} attempts");
+            assert!((2..=103).contains(&attempts), "{attempts} attempts");
         }
         other => panic!("expected a definite timeout, got {other:?}"),
     }

@@ -460,18 +460,15 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
     finish(cluster);
 }
 
-/// A node restarted under its id with its log's files deleted but the rest of its dir kept
-/// (what a machine crash under --sync never does to the unsynced end of a log, at its
-/// extreme) keeps its incarnation, so its peers let it in, and no longer holds writes it
-/// acknowledged. It says so, the leaders it acknowledged them to say so,
-/// and they send it the log again: before, they probed it at its old match index, which it
-/// refused, forever, and it never held those writes again.
 /// Goal: a client whose group's leader freezes (SIGSTOP: a stalled machine, or one gone
 /// without a word, its connections open and silent) stops waiting on it once another node
-/// leads, not at the end of its attempt. Method: a client with an attempt and a request
-/// timeout of 15 s writes to group 0 (learning its leader), the leader is frozen, and the
-/// client writes again: it must be answered by another node, once it was elected. Before,
-/// the write waited on the frozen leader for the whole attempt and failed with a timeout.
+/// leads, not at the end of its attempt, and what it sent the frozen leader is applied once.
+/// Method: a client with an attempt and a request timeout of 15 s writes "1" to a key of
+/// group 0 (learning its leader), the leader is frozen, and the client writes "2": it must
+/// be answered by another node. It writes "3", the frozen node goes on, and after a few
+/// election timeouts a linearizable read still finds "3" (the "2" given up on the frozen
+/// node, applied again late, would have put "2" back). Before, the write of "2" waited on
+/// the frozen leader for the whole attempt and failed with a timeout.
 #[test]
 fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
     let mut cluster = start("frozen-leader");
@@ -482,6 +479,8 @@ fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
         .expect("a key of group 0");
     let (learned_tx, learned) = std::sync::mpsc::channel();
     let (frozen_tx, frozen) = std::sync::mpsc::channel::<()>();
+    let (wrote_tx, wrote) = std::sync::mpsc::channel();
+    let (resumed_tx, resumed) = std::sync::mpsc::channel::<()>();
     let client = std::thread::spawn(move || {
         cohort::node::on_one_executor("frozen-leader", move || async move {
             let mut options = ClientOptions::new(bases, 7);
@@ -506,26 +505,48 @@ fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
             let second = put(b"2").await.pop().expect("an answer");
-            (second.node, second.result.map(drop))
+            let third = put(b"3").await.pop().expect("an answer");
+            let written = (second.node, second.result.map(drop), third.result.map(drop));
+            wrote_tx.send(written).expect("the test waits");
+            while resumed.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            glommio::timer::sleep(Duration::from_secs(2)).await;
+            client.get(&key, Consistency::Linearizable).await
         })
         .expect("client executor")
     });
     let leader = learned.recv().expect("the client wrote");
     cluster.pause(leader);
     frozen_tx.send(()).expect("the client waits");
-    let (node, result) = client.join().expect("the client thread");
+    let (node, second, third) = wrote.recv().expect("the client wrote again");
     cluster.resume(leader);
+    resumed_tx.send(()).expect("the client waits");
+    let read = client.join().expect("the client thread");
     assert!(
-        result.is_ok(),
-        "the write while node {leader} was frozen: {result:?}"
+        second.is_ok(),
+        "the write while node {leader} was frozen: {second:?}"
     );
     assert!(
         node.is_some_and(|node| node != leader),
         "answered by {node:?}, the frozen leader being {leader}"
     );
+    assert!(third.is_ok(), "the write after it: {third:?}");
+    let read = read.unwrap_or_else(|e| panic!("the read after node {leader} went on: {e}"));
+    assert_eq!(
+        read.as_deref(),
+        Some(&b"3"[..]),
+        "read after node {leader} went on"
+    );
     finish(cluster);
 }
 
+/// A node restarted under its id with its log's files deleted but the rest of its dir kept
+/// (what a machine crash under --sync never does to the unsynced end of a log, at its
+/// extreme) keeps its incarnation, so its peers let it in, and no longer holds writes it
+/// acknowledged. It says so, the leaders it acknowledged them to say so,
+/// and they send it the log again: before, they probed it at its old match index, which it
+/// refused, forever, and it never held those writes again.
 #[test]
 fn a_node_restarted_without_its_log_files_is_reported_and_sent_the_log_again() {
     let mut cluster = start("wiped");

@@ -41,8 +41,14 @@ struct Shared {
     /// until it is replaced (a stopping node waits for its clients to close their ends).
     socket: socket2::Socket,
     /// When other members were last asked about this connection's silence (one asking for
-    /// all the attempts that wait on it).
-    asked_at: Option<Instant>,
+    /// all the attempts that wait on it), and how long after that the next may be.
+    asked: Option<Asked>,
+}
+
+#[derive(Clone, Copy)]
+struct Asked {
+    at: Instant,
+    wait: Duration,
 }
 
 /// The answers to one attempt of a batch, over any number of channels: each request's
@@ -148,7 +154,7 @@ impl Channel {
             broken: None,
             silent_since: crate::clock::now(),
             socket,
-            asked_at: None,
+            asked: None,
         }));
         let (reader, writer) = crate::transport::split(stream);
         let (reading, writing) = (Running::new(), Running::new());
@@ -223,31 +229,50 @@ impl Channel {
         shared.broken.is_some() || shared.silent_since.elapsed() >= patience
     }
 
-    /// How long the connection has said nothing while requests waited on it (zero when none
-    /// waits, or it broke), where that is at least `patience` and it was not asked about in
-    /// the last `every`; it then counts as asked about now.
-    pub(crate) fn silence_to_ask_about(
-        &self,
-        patience: Duration,
-        every: Duration,
-    ) -> Option<Duration> {
-        let mut shared = self.shared.borrow_mut();
-        let now = crate::clock::now();
-        let silent = now.saturating_duration_since(shared.silent_since);
-        let asked_lately =
-            (shared.asked_at).is_some_and(|at| now.saturating_duration_since(at) < every);
-        if shared.broken.is_some() || shared.waiters.is_empty() || silent < patience || asked_lately
-        {
-            return None;
-        }
-        shared.asked_at = Some(now);
-        Some(silent)
+    /// Since when the connection has said nothing while requests waited on it; None when
+    /// none waits, or it broke.
+    pub(crate) fn silent_since(&self) -> Option<Instant> {
+        let shared = self.shared.borrow();
+        let quiet = shared.broken.is_none() && !shared.waiters.is_empty();
+        quiet.then_some(shared.silent_since)
     }
 
-    /// Break the connection: every request waiting on it is answered `reason` (the client
-    /// takes them as maybe taken in, and sends them elsewhere).
-    pub(crate) fn give_up(&self, reason: String) {
-        self.shared.borrow_mut().break_with(reason);
+    /// Whether other members may be asked about this connection's silence now, which then
+    /// counts as asked: yes if it spoke since it was last asked about (the next asking
+    /// `first_wait` after this one), or if the wait after the last asking is over.
+    pub(crate) fn ask_about_silence(&self, first_wait: Duration) -> bool {
+        let mut shared = self.shared.borrow_mut();
+        let now = crate::clock::now();
+        let wait = match shared.asked {
+            Some(asked) if asked.at >= shared.silent_since => {
+                if now.saturating_duration_since(asked.at) < asked.wait {
+                    return false;
+                }
+                asked.wait
+            }
+            _ => first_wait,
+        };
+        shared.asked = Some(Asked { at: now, wait });
+        true
+    }
+
+    /// The last asking found its node still leading (a slow node, an election under way):
+    /// the next waits twice as long, up to `most`, so that many clients of a node that is
+    /// only slow do not ask its peers many times a second each.
+    pub(crate) fn asked_in_vain(&self, most: Duration) {
+        if let Some(asked) = &mut self.shared.borrow_mut().asked {
+            asked.wait = (asked.wait * 2).min(most);
+        }
+    }
+
+    /// Break the connection if it has said nothing since `since` (it may have answered while
+    /// other members were asked about it): every request waiting on it is answered `reason`
+    /// (the client takes them as maybe taken in, and sends them elsewhere).
+    pub(crate) fn give_up_if_silent_since(&self, since: Instant, reason: String) {
+        let mut shared = self.shared.borrow_mut();
+        if shared.broken.is_none() && shared.silent_since == since {
+            shared.break_with(reason);
+        }
     }
 }
 

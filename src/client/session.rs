@@ -538,30 +538,9 @@ impl Client {
                 }
             }
             // Every answer, or the end of the attempt's time: whatever is missing then went
-            // unanswered. Past an election timeout, connections silent that long are asked
-            // about (`watch_silence`).
-            let first_wait = glommio::timer::Timer::new(left().min(allowed));
-            let all_answered = future::or(
-                async {
-                    attempt.all_answered().await;
-                    true
-                },
-                async {
-                    first_wait.await;
-                    false
-                },
-            );
-            if !all_answered.await && !left().is_zero() {
-                let attempt_over = glommio::timer::Timer::new(left());
-                let watched = self.watch_silence(&waiting.sent, slots, &attempt, allowed);
-                future::or(attempt.all_answered(), async {
-                    let over = async {
-                        attempt_over.await;
-                    };
-                    future::or(over, watched).await;
-                })
+            // unanswered.
+            self.answers_or_end(&attempt, &waiting.sent, slots, (left(), allowed))
                 .await;
-            }
             for (address, channel, members) in waiting.sent.take() {
                 for i in members {
                     let Some(slot) = slots[i].as_mut() else {
@@ -703,8 +682,8 @@ impl Client {
                         Some(Err(reason)) => {
                             slot.last_error = format!("{address}: {reason}");
                             self.drop_channel(&address, &channel);
-                            // To the leader another member named (`watch_silence`), or
-                            // anyone else.
+                            // To the leader last named (by an answer, a hint, or another
+                            // member asked about a silent connection), or anyone else.
                             let named = self.inner.state.borrow().leaders.get(&slot.group).copied();
                             slot.node = Some(match named {
                                 Some(leader) if leader != node => leader,
@@ -828,14 +807,53 @@ impl Client {
         by_address
     }
 
-    /// Until dropped, every quarter of `allowed` (an election timeout): a connection of this
-    /// attempt that has said nothing for `allowed` while its requests wait has the other
-    /// members asked who leads their groups (at most once per half of `allowed`, whichever
-    /// attempts wait on it); where the answer of the newest term names another node, the
-    /// client stops waiting on it, and the requests go to that leader (as maybe taken in:
-    /// sent again with the same sequence numbers, never applied twice). Found by a tester:
-    /// a frozen leader held its clients' requests for the attempt's whole time (2 s),
-    /// though another was elected in 0.4 s; a machine gone without a word does the same.
+    /// Until every request of `attempt` has its answer, or for `left`: past `allowed` (an
+    /// election timeout), the connections silent that long are asked about
+    /// (`watch_silence`). An attempt answered within `allowed` costs one timer, as before.
+    async fn answers_or_end(
+        &self,
+        attempt: &Attempt,
+        queued: &Queued,
+        slots: &[Option<Slot>],
+        (left, allowed): (Duration, Duration),
+    ) {
+        let end = crate::clock::now() + left;
+        let first_wait = glommio::timer::Timer::new(left.min(allowed));
+        let all_answered = future::or(
+            async {
+                attempt.all_answered().await;
+                true
+            },
+            async {
+                first_wait.await;
+                false
+            },
+        );
+        let rest = end.saturating_duration_since(crate::clock::now());
+        if all_answered.await || rest.is_zero() {
+            return;
+        }
+        let attempt_over = glommio::timer::Timer::new(rest);
+        let watched = self.watch_silence(queued, slots, attempt, allowed);
+        future::or(attempt.all_answered(), async {
+            let over = async {
+                attempt_over.await;
+            };
+            future::or(over, watched).await;
+        })
+        .await;
+    }
+
+    /// Until dropped: a connection of this attempt that has said nothing for `allowed` (an
+    /// election timeout) while its requests wait has the other members asked who leads
+    /// their groups (at most once per half of `allowed`, whichever attempts wait on it, then
+    /// less often while they find its node still leading); where the answer of the newest
+    /// term names another node for any of them, the client stops waiting on it, and the
+    /// requests go to those leaders, or elsewhere (as maybe taken in: sent again with the
+    /// same sequence numbers, never applied twice). Found by a tester: a frozen leader held
+    /// its clients' requests for the attempt's whole time (2 s), though another was elected
+    /// in 0.4 s; a machine gone without a word does the same. Stale reads are left out (any
+    /// member serves them: that their node leads nothing says nothing of it).
     async fn watch_silence(
         &self,
         queued: &Queued,
@@ -843,45 +861,57 @@ impl Client {
         attempt: &Attempt,
         allowed: Duration,
     ) {
-        let topology = self.topology();
         loop {
-            glommio::timer::sleep(allowed / 4).await;
+            glommio::timer::sleep(silence::look_every(allowed)).await;
             let mut silent = Vec::new();
             for (_, channel, members) in queued.borrow().iter() {
+                let Some(since) = channel.silent_since() else {
+                    continue;
+                };
+                if crate::clock::now().saturating_duration_since(since) < allowed {
+                    continue;
+                }
                 let waiting: Vec<&Slot> = (members.iter())
                     .filter(|&&i| !attempt.is_answered(i))
                     .filter_map(|&i| slots[i].as_ref())
+                    .filter(|slot| slot.request.consistency != Consistency::Stale)
                     .collect();
                 let Some(first) = waiting.first() else {
                     continue;
                 };
-                let Some(silence) = channel.silence_to_ask_about(allowed, allowed / 2) else {
+                if !channel.ask_about_silence(silence::first_ask_wait(allowed)) {
                     continue;
-                };
+                }
                 let mut groups: Vec<u32> = waiting.iter().map(|slot| slot.group).collect();
                 groups.sort_unstable();
                 groups.dedup();
                 let node = first.node.expect("routed");
-                silent.push((Rc::clone(channel), node, groups, silence));
+                silent.push((Rc::clone(channel), node, groups, since));
             }
+            if silent.is_empty() {
+                continue;
+            }
+            let topology = self.topology();
             let asked = (silent.iter())
                 .map(|(_, node, groups, _)| {
                     let core = core_of(groups[0], topology.cores);
-                    silence::ask_others(&topology, *node, core, allowed / 2)
+                    silence::ask_others(&topology, *node, core, silence::first_ask_wait(allowed))
                 })
                 .collect();
             let answers = join_all(asked).await;
-            for ((channel, node, groups, silence), answers) in silent.into_iter().zip(answers) {
+            for ((channel, node, groups, since), answers) in silent.into_iter().zip(answers) {
                 let moved = silence::moved(&answers, &groups, node);
-                let Some(first) = moved.first() else {
+                if moved.is_empty() {
+                    channel.asked_in_vain(silence::ask_wait_most(allowed));
                     continue;
-                };
+                }
                 let mut state = self.inner.state.borrow_mut();
                 for group in &moved {
                     state.leaders.insert(group.group, group.leader);
                 }
                 drop(state);
-                channel.give_up(first.reason(node, silence));
+                let silence = crate::clock::now().saturating_duration_since(since);
+                channel.give_up_if_silent_since(since, silence::reason(node, silence, &moved));
             }
         }
     }
@@ -1167,10 +1197,13 @@ impl Client {
 
     /// A jittered wait before the next attempt, so retries do not hammer an election or a
     /// cluster that is down: 5–25 ms at first, doubling with each pause the request took
-    /// before (`pauses`), up to 100–500 ms; never past `deadline`.
+    /// before (`pauses`), up to a fifth to all of half an election timeout (20–100 ms by
+    /// default; at least 5–25 ms, at most 100–500 ms); never past `deadline`. Found by a
+    /// tester: the pauses grew to 100–500 ms during an election of 0.2–0.4 s, and a killed
+    /// leader's clients were answered 1.1–1.4 s after it died.
     async fn pause(&self, pauses: u32, deadline: Instant) {
-        let ceiling_ms = (25u64 << pauses.min(5)).min(500);
-        let floor_ms = ceiling_ms / 5;
+        let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
+        let (floor_ms, ceiling_ms) = pause_range_ms(pauses, allowed);
         let jitter_ms = self
             .inner
             .state
@@ -1292,6 +1325,15 @@ async fn fetch_topology_of(
 }
 
 /// The outputs of `futures`, in their order, once all are done; they run together.
+/// The pause after `pauses` pauses, in ms, between a fifth of a ceiling and the ceiling:
+/// 25 ms doubled with each pause before, up to half of `allowed` (an election timeout), kept
+/// within 25 and 500 ms.
+fn pause_range_ms(pauses: u32, allowed: Duration) -> (u64, u64) {
+    let most_ms = (allowed.as_millis() / 2).clamp(25, 500) as u64;
+    let ceiling_ms = (25u64 << pauses.min(5)).min(most_ms);
+    (ceiling_ms / 5, ceiling_ms)
+}
+
 pub(super) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
@@ -1337,6 +1379,20 @@ pub(crate) async fn with_timeout<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: pauses between attempts grow to half an election timeout at most (a tester:
+    /// grown to 100–500 ms during an election of 0.2–0.4 s, they held a killed leader's
+    /// clients for 1.1–1.4 s), within 25 and 500 ms whatever the layout says.
+    #[test]
+    fn pauses_grow_to_half_an_election_timeout() {
+        let ms = Duration::from_millis;
+        let grown: Vec<_> = (0..7).map(|p| pause_range_ms(p, ms(200)).1).collect();
+        assert_eq!(grown, [25, 50, 100, 100, 100, 100, 100]);
+        assert_eq!(pause_range_ms(0, ms(200)), (5, 25));
+        assert_eq!(pause_range_ms(9, ms(20)), (5, 25));
+        assert_eq!(pause_range_ms(9, ms(400)), (40, 200));
+        assert_eq!(pause_range_ms(9, Duration::from_secs(60)), (100, 500));
+    }
 
     /// Goal: an error counts its attempts in words that agree (a tester read "after 1
     /// attempts").

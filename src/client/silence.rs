@@ -23,6 +23,26 @@ pub(super) fn silence_allowed(timing: Timing) -> Duration {
     }
 }
 
+/// How often an attempt that waits past an election timeout (`allowed`) looks at the
+/// silence of its connections.
+pub(super) fn look_every(allowed: Duration) -> Duration {
+    allowed / 4
+}
+
+/// The wait between the first asking about a connection's silence and the next (the next
+/// asking and its answers come within an election timeout of the first), and how long the
+/// members have to answer each.
+pub(super) fn first_ask_wait(allowed: Duration) -> Duration {
+    allowed / 2
+}
+
+/// The longest wait between askings about one connection: askings that found its node still
+/// leading double the wait up to this (two election timeouts: a leader whose disk stopped
+/// hands its groups over after a second, and its clients should learn of it soon after).
+pub(super) fn ask_wait_most(allowed: Duration) -> Duration {
+    allowed * 2
+}
+
 /// A group that another member says is led by a node other than the silent one.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Moved {
@@ -32,19 +52,29 @@ pub(super) struct Moved {
     pub told_by: u64,
 }
 
-impl Moved {
-    /// Why the client stops waiting on `silent`, silent for `silence`.
-    pub(super) fn reason(&self, silent: u64, silence: Duration) -> String {
-        format!(
-            "node {silent} said nothing for {} ms while requests waited, and node {} says \
-             node {} leads group {} now (term {})",
-            silence.as_millis(),
-            self.told_by,
-            self.leader,
-            self.group,
-            self.term
-        )
+/// Why the client stops waiting on `silent`, silent for `silence`: the groups `moved` (not
+/// empty), at most three named.
+pub(super) fn reason(silent: u64, silence: Duration, moved: &[Moved]) -> String {
+    let mut named: Vec<String> = (moved.iter().take(3))
+        .map(|m| {
+            let Moved {
+                group,
+                leader,
+                term,
+                told_by,
+            } = m;
+            format!("group {group}: node {leader}, term {term}, as node {told_by} says")
+        })
+        .collect();
+    if moved.len() > 3 {
+        named.push(format!("and {} more", moved.len() - 3));
     }
+    format!(
+        "node {silent} said nothing for {} ms while requests waited, and other nodes lead some \
+         of their groups now ({})",
+        silence.as_millis(),
+        named.join("; ")
+    )
 }
 
 /// For each of `groups`, the leader that the answer of the highest term names, where that is
@@ -161,6 +191,27 @@ mod tests {
         // No answer, or none about the group: nothing to go on.
         assert_eq!(moved(&[], &[0], 1), []);
         assert_eq!(moved(&[core(2, &[(1, 2, 9)])], &[0], 1), []);
+    }
+
+    #[test]
+    fn the_reason_names_at_most_three_groups() {
+        let moved = |group| Moved {
+            group,
+            leader: 2,
+            term: 7,
+            told_by: 3,
+        };
+        let one = reason(1, Duration::from_millis(412), &[moved(0)]);
+        assert_eq!(
+            one,
+            "node 1 said nothing for 412 ms while requests waited, and other nodes lead some of \
+             their groups now (group 0: node 2, term 7, as node 3 says)"
+        );
+        let five = reason(1, Duration::from_millis(412), &[0, 1, 2, 3, 4].map(moved));
+        assert!(
+            five.ends_with("group 2: node 2, term 7, as node 3 says; and 2 more)"),
+            "{five}"
+        );
     }
 
     #[test]

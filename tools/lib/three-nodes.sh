@@ -13,6 +13,8 @@ peers="1=$a1,2=$a2,3=$a3"
 pids=()
 cleanup() {
   local status=$?
+  # A node a script stopped (SIGSTOP) and did not continue would never take the SIGTERM.
+  kill -CONT "${pids[@]}" 2>/dev/null || true
   kill "${pids[@]}" $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
   if [ "$status" != 0 ]; then
