@@ -764,6 +764,39 @@ fn a_leader_that_cannot_be_reached_within_an_election_timeout_is_given_up() {
     assert!(result.is_ok(), "{result:?} after {took:?}");
 }
 
+/// Goal (found by a tester): a stale read sent to a member that says nothing (frozen, or its
+/// machine gone) goes to another member once the connection was silent for an election
+/// timeout, not after the attempt's time (2 s), since any member serves it. Method: node 1
+/// takes connections and never answers; node 2 answers every read; eight stale reads, each
+/// sent to a member at random, attempt and request timeouts of 3 s. Before, a read sent to
+/// node 1 failed after 3 s (all eight went to node 2 one time in 256).
+#[test]
+fn a_stale_read_leaves_a_silent_member_for_another() {
+    let results = cohort::node::on_one_executor("client-stale-silent", || async {
+        let node2 = fake_member(2, 1, vec![(1, mute_member())], |stream, topology| {
+            answer_frames(stream, topology, |commands| {
+                Some(vec![
+                    Outcome::Results(vec![OpResult::NotFound].into());
+                    commands.len()
+                ])
+            })
+        });
+        let mut options = ClientOptions::new(vec![node2], 5);
+        options.attempt_timeout = Duration::from_secs(3);
+        options.request_timeout = Duration::from_secs(3);
+        let client = Client::connect(options).await.expect("connect");
+        let mut results = Vec::new();
+        for _ in 0..8 {
+            results.push(client.get(b"k", Consistency::Stale).await);
+        }
+        results
+    })
+    .expect("executor");
+    for result in results {
+        assert!(matches!(result, Ok(None)), "{result:?}");
+    }
+}
+
 /// Goal (found in review): a request to a node that closed the client's connection since it
 /// was last used (a restart, an idle connection let go) goes on a new connection to it at
 /// once; it failed on the closed one and went to another member, here one that never

@@ -218,6 +218,18 @@ impl Channel {
         self.shared.borrow_mut().waiters.remove(key);
     }
 
+    /// Stop waiting for `keys` on this connection: each is answered `reason` at once (the
+    /// client sends its request elsewhere); a late answer is dropped.
+    pub(crate) fn abandon(&self, keys: &[Key], reason: &str) {
+        let mut shared = self.shared.borrow_mut();
+        let now = crate::clock::now();
+        for &key in keys {
+            if let Some((attempt, place)) = shared.waiters.remove(key) {
+                attempt.deliver(place, Err(reason.to_string()), now);
+            }
+        }
+    }
+
     /// Unusable: closed, or broken.
     pub(crate) fn is_broken(&self) -> bool {
         self.shared.borrow().broken.is_some()

@@ -681,7 +681,11 @@ impl Client {
                         }
                         Some(Err(reason)) => {
                             slot.last_error = format!("{address}: {reason}");
-                            self.drop_channel(&address, &channel);
+                            // Not one its stale read was taken from (`watch_silence`): it
+                            // may still carry others' requests, and answer them.
+                            if channel.is_broken() {
+                                self.drop_channel(&address, &channel);
+                            }
                             // To the leader last named (by an answer, a hint, or another
                             // member asked about a silent connection), or anyone else.
                             let named = self.inner.state.borrow().leaders.get(&slot.group).copied();
@@ -852,8 +856,9 @@ impl Client {
     /// requests go to those leaders, or elsewhere (as maybe taken in: sent again with the
     /// same sequence numbers, never applied twice). Found by a tester: a frozen leader held
     /// its clients' requests for the attempt's whole time (2 s), though another was elected
-    /// in 0.4 s; a machine gone without a word does the same. Stale reads are left out (any
-    /// member serves them: that their node leads nothing says nothing of it).
+    /// in 0.4 s; a machine gone without a word does the same. Stale reads, which any member
+    /// serves at once, are not asked about: they go to another member (found by the same
+    /// tester: one-shot stale reads sent to a frozen follower waited 2 s).
     async fn watch_silence(
         &self,
         queued: &Queued,
@@ -871,11 +876,26 @@ impl Client {
                 if crate::clock::now().saturating_duration_since(since) < allowed {
                     continue;
                 }
-                let waiting: Vec<&Slot> = (members.iter())
+                let (stale, waiting): (Vec<&Slot>, Vec<&Slot>) = (members.iter())
                     .filter(|&&i| !attempt.is_answered(i))
                     .filter_map(|&i| slots[i].as_ref())
-                    .filter(|slot| slot.request.consistency != Consistency::Stale)
-                    .collect();
+                    .partition(|slot| slot.request.consistency == Consistency::Stale);
+                if !stale.is_empty() {
+                    let keys: Vec<_> = (stale.iter())
+                        .map(|slot| {
+                            (
+                                slot.request.command.client_id,
+                                slot.request.command.sequence,
+                            )
+                        })
+                        .collect();
+                    let silence = crate::clock::now().saturating_duration_since(since);
+                    let reason = format!(
+                        "said nothing for {} ms; a stale read goes to another member",
+                        silence.as_millis()
+                    );
+                    channel.abandon(&keys, &reason);
+                }
                 let Some(first) = waiting.first() else {
                     continue;
                 };
