@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cohort::cli::local_cluster::{LocalCluster, NodeFlags};
 use cohort::cli::serve::SyncFlag;
 use cohort::client::{ClientError, ClientOptions};
-use cohort::kv::{Command, Op};
+use cohort::kv::{Command, Op, OpResult};
 use cohort::proto::client::{Consistency, ErrorCode, Outcome, Request};
 use common::cluster::{
     GROUPS, cohort_cli, eventually, files_ending, finish, put_all, raw_request, raw_requests,
@@ -464,10 +464,10 @@ fn acknowledged_writes_survive_a_killed_leader_and_a_whole_cluster_restart() {
 /// without a word, its connections open and silent) stops waiting on it once another node
 /// leads, not at the end of its attempt, and what it sent the frozen leader is applied once.
 /// Method: a client with an attempt and a request timeout of 15 s writes "1" to a key of
-/// group 0 (learning its leader), the leader is frozen, and the client writes "2": it must
-/// be answered by another node. It writes "3", the frozen node goes on, and after a few
-/// election timeouts a linearizable read still finds "3" (the "2" given up on the frozen
-/// node, applied again late, would have put "2" back). Before, the write of "2" waited on
+/// group 0 (learning its leader), the leader is frozen, and the client swaps "1" for "2":
+/// it must be answered by another node, swapped (a swap applied twice, the frozen leader's
+/// copy and the retry, would answer "found 2"). It writes "3", the frozen node goes on, and
+/// after a few election timeouts a linearizable read finds "3". Before, the swap waited on
 /// the frozen leader for the whole attempt and failed with a timeout.
 #[test]
 fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
@@ -489,12 +489,14 @@ fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
             let client = cohort::client::Client::connect_retrying(options, Duration::from_secs(20))
                 .await
                 .expect("the cluster answers");
+            let run = |op: Op| {
+                client.execute_batch_traced(vec![(vec![op].into(), Consistency::Linearizable)])
+            };
             let put = |value: &'static [u8]| {
-                let op = Op::Put {
+                run(Op::Put {
                     key: Bytes::from(key.clone()),
                     value: Bytes::from_static(value),
-                };
-                client.execute_batch_traced(vec![(vec![op].into(), Consistency::Linearizable)])
+                })
             };
             let first = put(b"1").await.pop().expect("an answer");
             first.result.expect("the first write");
@@ -504,9 +506,15 @@ fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
             while frozen.try_recv().is_err() {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
-            let second = put(b"2").await.pop().expect("an answer");
+            let swap = Op::CompareAndSwap {
+                key: Bytes::from(key.clone()),
+                expected: Some(Bytes::from_static(b"1")),
+                value: Bytes::from_static(b"2"),
+            };
+            let second = run(swap).await.pop().expect("an answer");
             let third = put(b"3").await.pop().expect("an answer");
-            let written = (second.node, second.result.map(drop), third.result.map(drop));
+            let swapped = second.result.map(|results| results.to_vec());
+            let written = (second.node, swapped, third.result.map(drop));
             wrote_tx.send(written).expect("the test waits");
             while resumed.try_recv().is_err() {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -523,9 +531,11 @@ fn a_client_stops_waiting_on_a_frozen_leader_once_another_leads() {
     cluster.resume(leader);
     resumed_tx.send(()).expect("the client waits");
     let read = client.join().expect("the client thread");
-    assert!(
-        second.is_ok(),
-        "the write while node {leader} was frozen: {second:?}"
+    let second = second.unwrap_or_else(|e| panic!("the swap while node {leader} was frozen: {e}"));
+    assert_eq!(
+        second,
+        [OpResult::Written],
+        "the swap while node {leader} was frozen"
     );
     assert!(
         node.is_some_and(|node| node != leader),

@@ -219,7 +219,10 @@ impl Channel {
     }
 
     /// Stop waiting for `keys` on this connection: each is answered `reason` at once (the
-    /// client sends its request elsewhere); a late answer is dropped.
+    /// client sends its request elsewhere); a late answer is dropped. A connection nothing
+    /// waits on any more is closed: kept, its silence would count from the next request
+    /// (review 301: stale reads kept going to a silent member's connection, piled up there,
+    /// and were refused as backed up).
     pub(crate) fn abandon(&self, keys: &[Key], reason: &str) {
         let mut shared = self.shared.borrow_mut();
         let now = crate::clock::now();
@@ -227,6 +230,9 @@ impl Channel {
             if let Some((attempt, place)) = shared.waiters.remove(key) {
                 attempt.deliver(place, Err(reason.to_string()), now);
             }
+        }
+        if shared.waiters.is_empty() {
+            shared.break_with(reason.to_string());
         }
     }
 

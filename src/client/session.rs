@@ -270,6 +270,8 @@ struct State {
     /// Derived client ids with at least one request applied (so their group holds a session).
     applied: HashSet<u64>,
     leaders: HashMap<u32, u64>,
+    /// When this client last gave a connection to each node up for its silence.
+    given_up: HashMap<u64, Instant>,
     channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
     rng: Prng,
@@ -301,6 +303,7 @@ impl Client {
             unanswered: HashMap::new(),
             applied: HashSet::new(),
             leaders: HashMap::new(),
+            given_up: HashMap::new(),
             channels: HashMap::new(),
             encoder: FrameEncoder::new(),
             rng,
@@ -451,6 +454,8 @@ impl Client {
             }
             attempts += 1;
             let mut pause = false;
+            // A node refused as busy, or its connection backed up: the pauses grow longer.
+            let mut busy = false;
             // The attempt's waits together (its connections, then its answers) end by its
             // end, and that is no later than the deadline.
             let attempt_end = crate::clock::now()
@@ -470,22 +475,17 @@ impl Client {
             }
             // Every address at once: connecting to one that does not answer (a machine off)
             // took the attempt's time, and in turn left the others' requests none (found in
-            // review: no request of a batch was ever answered). A connection not made within
-            // an election timeout is given up, as a silent one is (`watch_silence`): a leader
-            // whose machine was gone held its clients for the attempt's 2 s while another was
-            // elected, sent back to it by followers that had not noticed yet.
+            // review: no request of a batch was ever answered). A node whose connection was
+            // given up lately for its silence (`watch_silence`) has an election timeout to
+            // connect: a leader whose machine was gone held its clients for the attempt's 2 s
+            // while another was elected, sent back to it by followers that had not noticed.
             let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
             let queued = &waiting.sent;
             let sends = (routed.iter())
                 .map(|(address, members)| {
-                    self.send(
-                        address,
-                        members,
-                        slots,
-                        &attempt,
-                        queued,
-                        left().min(allowed),
-                    )
+                    let node = members.first().and_then(|&i| slots[i].as_ref()?.node);
+                    let dial = left().min(self.dial_patience(node, allowed));
+                    self.send(address, members, slots, &attempt, queued, dial)
                 })
                 .collect();
             let sent = join_all(sends).await;
@@ -506,7 +506,7 @@ impl Client {
                                 slot.last_error = format!("{address}: its connection is backed up");
                             }
                         }
-                        pause = true;
+                        (pause, busy) = (true, true);
                     }
                     Err(error) => {
                         // Found by a benchmarker: past its open-files limit, a client's
@@ -650,7 +650,7 @@ impl Client {
                         })) => {
                             slot.refused_busy = Some(message.clone());
                             slot.last_error = message;
-                            pause = true;
+                            (pause, busy) = (true, true);
                         }
                         // Refused before anything of it was applied: safe to send again as
                         // a new client.
@@ -709,7 +709,7 @@ impl Client {
                 }
             }
             if pause {
-                self.pause(pauses, deadline).await;
+                self.pause(pauses, deadline, busy).await;
                 pauses += 1;
                 self.refresh_topology(deadline).await;
             }
@@ -879,7 +879,10 @@ impl Client {
                 let (stale, waiting): (Vec<&Slot>, Vec<&Slot>) = (members.iter())
                     .filter(|&&i| !attempt.is_answered(i))
                     .filter_map(|&i| slots[i].as_ref())
-                    .partition(|slot| slot.request.consistency == Consistency::Stale);
+                    .partition(|slot| {
+                        let stale = slot.request.consistency == Consistency::Stale;
+                        stale && slot.request.command.is_read_only()
+                    });
                 if !stale.is_empty() {
                     let keys: Vec<_> = (stale.iter())
                         .map(|slot| {
@@ -929,11 +932,20 @@ impl Client {
                 for group in &moved {
                     state.leaders.insert(group.group, group.leader);
                 }
+                state.given_up.insert(node, crate::clock::now());
                 drop(state);
                 let silence = crate::clock::now().saturating_duration_since(since);
                 channel.give_up_if_silent_since(since, silence::reason(node, silence, &moved));
             }
         }
+    }
+
+    /// How long a dial of `node` may take ([`silence::dial_patience`]).
+    fn dial_patience(&self, node: Option<u64>, allowed: Duration) -> Duration {
+        let state = self.inner.state.borrow();
+        let given_up = node.and_then(|node| state.given_up.get(&node));
+        let lately = given_up.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed));
+        silence::dial_patience(allowed, lately)
     }
 
     fn reroute(&self, members: &[usize], slots: &mut [Option<Slot>]) {
@@ -1218,12 +1230,13 @@ impl Client {
     /// A jittered wait before the next attempt, so retries do not hammer an election or a
     /// cluster that is down: 5–25 ms at first, doubling with each pause the request took
     /// before (`pauses`), up to a fifth to all of half an election timeout (20–100 ms by
-    /// default; at least 5–25 ms, at most 100–500 ms); never past `deadline`. Found by a
-    /// tester: the pauses grew to 100–500 ms during an election of 0.2–0.4 s, and a killed
-    /// leader's clients were answered 1.1–1.4 s after it died.
-    async fn pause(&self, pauses: u32, deadline: Instant) {
+    /// default; at least 5–25 ms, at most 100–500 ms), or to 100–500 ms after a node refused
+    /// as busy (`busy`); never past `deadline`. Found by a tester: the pauses grew to
+    /// 100–500 ms during an election of 0.2–0.4 s, and a killed leader's clients were
+    /// answered 1.05–1.67 s after it died.
+    async fn pause(&self, pauses: u32, deadline: Instant, busy: bool) {
         let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
-        let (floor_ms, ceiling_ms) = pause_range_ms(pauses, allowed);
+        let (floor_ms, ceiling_ms) = pause_range_ms(pauses, allowed, busy);
         let jitter_ms = self
             .inner
             .state
@@ -1344,16 +1357,20 @@ async fn fetch_topology_of(
     .await
 }
 
-/// The outputs of `futures`, in their order, once all are done; they run together.
 /// The pause after `pauses` pauses, in ms, between a fifth of a ceiling and the ceiling:
 /// 25 ms doubled with each pause before, up to half of `allowed` (an election timeout), kept
-/// within 25 and 500 ms.
-fn pause_range_ms(pauses: u32, allowed: Duration) -> (u64, u64) {
-    let most_ms = (allowed.as_millis() / 2).clamp(25, 500) as u64;
+/// within 25 and 500 ms; up to 500 ms where a node refused as busy (`busy`: overloaded, or
+/// its disk full), whatever the election timeout (review 301).
+fn pause_range_ms(pauses: u32, allowed: Duration, busy: bool) -> (u64, u64) {
+    let most_ms = match busy {
+        true => 500,
+        false => (allowed.as_millis() / 2).clamp(25, 500) as u64,
+    };
     let ceiling_ms = (25u64 << pauses.min(5)).min(most_ms);
     (ceiling_ms / 5, ceiling_ms)
 }
 
+/// The outputs of `futures`, in their order, once all are done; they run together.
 pub(super) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
@@ -1406,12 +1423,20 @@ mod tests {
     #[test]
     fn pauses_grow_to_half_an_election_timeout() {
         let ms = Duration::from_millis;
-        let grown: Vec<_> = (0..7).map(|p| pause_range_ms(p, ms(200)).1).collect();
+        let grown: Vec<_> = (0..7)
+            .map(|p| pause_range_ms(p, ms(200), false).1)
+            .collect();
         assert_eq!(grown, [25, 50, 100, 100, 100, 100, 100]);
-        assert_eq!(pause_range_ms(0, ms(200)), (5, 25));
-        assert_eq!(pause_range_ms(9, ms(20)), (5, 25));
-        assert_eq!(pause_range_ms(9, ms(400)), (40, 200));
-        assert_eq!(pause_range_ms(9, Duration::from_secs(60)), (100, 500));
+        assert_eq!(pause_range_ms(0, ms(200), false), (5, 25));
+        assert_eq!(pause_range_ms(9, ms(20), false), (5, 25));
+        assert_eq!(pause_range_ms(9, ms(400), false), (40, 200));
+        assert_eq!(
+            pause_range_ms(9, Duration::from_secs(60), false),
+            (100, 500)
+        );
+        // After a refusal as busy (overload, a full disk) they grow as they did before.
+        let busy: Vec<_> = (0..7).map(|p| pause_range_ms(p, ms(200), true).1).collect();
+        assert_eq!(busy, [25, 50, 100, 200, 400, 500, 500]);
     }
 
     /// Goal: an error counts its attempts in words that agree (a tester read "after 1

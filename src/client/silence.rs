@@ -29,9 +29,8 @@ pub(super) fn look_every(allowed: Duration) -> Duration {
     allowed / 4
 }
 
-/// The wait between the first asking about a connection's silence and the next (the next
-/// asking and its answers come within an election timeout of the first), and how long the
-/// members have to answer each.
+/// The wait between the first asking about a connection's silence and the next, and how
+/// long the members have to answer each (half an election timeout).
 pub(super) fn first_ask_wait(allowed: Duration) -> Duration {
     allowed / 2
 }
@@ -41,6 +40,23 @@ pub(super) fn first_ask_wait(allowed: Duration) -> Duration {
 /// hands its groups over after a second, and its clients should learn of it soon after).
 pub(super) fn ask_wait_most(allowed: Duration) -> Duration {
     allowed * 2
+}
+
+/// How long a dial of `node` may take: an election timeout (`allowed`) where this client gave
+/// a connection to it up lately (`given_up_lately`: its machine may be gone, and followers
+/// that have not noticed yet send clients back to it), else at least 1.5 s (a SYN lost and
+/// sent again after 1 s, a client farther than an election timeout, a slow name lookup).
+pub(super) fn dial_patience(allowed: Duration, given_up_lately: bool) -> Duration {
+    match given_up_lately {
+        true => allowed,
+        false => allowed.max(Duration::from_millis(1_500)),
+    }
+}
+
+/// How long after the client gave a node's connection up it counts as given up lately: four
+/// election timeouts, enough for the elections of the groups it led.
+pub(super) fn given_up_for(allowed: Duration) -> Duration {
+    allowed * 4
 }
 
 /// A group that another member says is led by a node other than the silent one.
@@ -212,6 +228,17 @@ mod tests {
             five.ends_with("group 2: node 2, term 7, as node 3 says; and 2 more)"),
             "{five}"
         );
+    }
+
+    #[test]
+    fn the_waits_keep_their_order() {
+        let allowed = Duration::from_millis(200);
+        assert!(look_every(allowed) < first_ask_wait(allowed));
+        assert!(first_ask_wait(allowed) < ask_wait_most(allowed));
+        assert!(ask_wait_most(allowed) < given_up_for(allowed));
+        assert_eq!(dial_patience(allowed, true), allowed);
+        assert_eq!(dial_patience(allowed, false), Duration::from_millis(1_500));
+        assert_eq!(dial_patience(allowed * 10, false), allowed * 10);
     }
 
     #[test]
