@@ -539,7 +539,7 @@ impl Client {
             }
             // Every answer, or the end of the attempt's time: whatever is missing then went
             // unanswered.
-            self.answers_or_end(&attempt, &waiting.sent, slots, (left(), allowed))
+            self.answers_or_end(&attempt, &waiting.sent, slots, left(), allowed)
                 .await;
             for (address, channel, members) in waiting.sent.take() {
                 for i in members {
@@ -681,8 +681,8 @@ impl Client {
                         }
                         Some(Err(reason)) => {
                             slot.last_error = format!("{address}: {reason}");
-                            // Not one its stale read was taken from (`watch_silence`): it
-                            // may still carry others' requests, and answer them.
+                            // Kept where only this request was taken from it (a stale read,
+                            // `watch_silence`): it may still carry others' and answer them.
                             if channel.is_broken() {
                                 self.drop_channel(&address, &channel);
                             }
@@ -819,7 +819,8 @@ impl Client {
         attempt: &Attempt,
         queued: &Queued,
         slots: &[Option<Slot>],
-        (left, allowed): (Duration, Duration),
+        left: Duration,
+        allowed: Duration,
     ) {
         let end = crate::clock::now() + left;
         let first_wait = glommio::timer::Timer::new(left.min(allowed));
