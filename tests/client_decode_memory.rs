@@ -60,6 +60,7 @@ fn frame_of_gets(requests: u64, ops: usize) -> Bytes {
     };
     let requests: Vec<Request> = (1..=requests)
         .map(|sequence| Request {
+            forward_to: 0,
             command: Command {
                 client_id: 7,
                 sequence,

@@ -679,6 +679,7 @@ impl SimClient {
             1
         };
         let request = Request {
+            forward_to: 0,
             command: Command {
                 client_id,
                 sequence: *sequence,

@@ -831,6 +831,7 @@ fn held_at(base: &str, writes: &BTreeMap<u64, String>) -> usize {
     }
     let reads: Vec<Request> = (writes.keys().zip(1..))
         .map(|(i, sequence)| Request {
+            forward_to: 0,
             command: Command {
                 client_id: 98,
                 sequence,
@@ -991,6 +992,7 @@ fn bad_clients_get_clear_errors_and_the_node_keeps_serving() {
     // check): to every node, so their group's leader takes both in. Its table of writes in
     // flight once stretched over the gap, and the node died of it.
     let far_apart = |sequence| Request {
+        forward_to: 0,
         command: Command {
             client_id: 77,
             sequence,
@@ -1909,6 +1911,7 @@ fn a_leader_stopped_under_load_answers_every_write_it_took() {
                 }
                 let requests: Vec<Request> = (next..next + 16)
                     .map(|i| Request {
+                        forward_to: 0,
                         command: Command {
                             client_id: 1 << 40 | i as u64,
                             sequence: 1,

@@ -4601,6 +4601,7 @@ fn request(conn: u64, sequence: u64, op: Op) -> Input {
         ops: smallvec![op],
     };
     let request = Request {
+        forward_to: 0,
         command,
         consistency: Consistency::Linearizable,
     };
@@ -4897,6 +4898,7 @@ fn stale_gets(conn: u64, sequences: std::ops::RangeInclusive<u64>) -> Input {
                 }],
             };
             Ok(Request {
+                forward_to: 0,
                 command,
                 consistency: Consistency::Stale,
             })
@@ -4940,6 +4942,7 @@ fn a_client_is_cut_off_by_the_bytes_of_the_answers_it_left_unread() {
             .collect(),
     };
     let request = Request {
+        forward_to: 0,
         command,
         consistency: Consistency::Stale,
     };
@@ -5251,6 +5254,7 @@ fn writes(batch: &[(u64, usize)]) -> Input {
             }],
         };
         Ok(Request {
+            forward_to: 0,
             command,
             consistency: Consistency::Linearizable,
         })

@@ -10,7 +10,8 @@ use cohort::kv::{Command, Op, OpResult};
 use cohort::proto::client::{ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request};
 use cohort::proto::members::encode_addresses;
 
-use cohort::raft::{Config, Message, NodeId, Persisted, Replica, Role};
+use cohort::raft::{Config, Message, MessageBody, NodeId, Persisted, Replica, Role};
+use cohort::shard::group::FORWARDED_CONN;
 use cohort::shard::{Answer, Group};
 
 struct Trio {
@@ -19,6 +20,8 @@ struct Trio {
     answers: Vec<Answer>,
     /// A node nothing reaches and nothing is heard from.
     down: Option<u64>,
+    /// Writes and reads followers forward are lost on their way.
+    lose_forwards: bool,
 }
 
 impl Trio {
@@ -49,6 +52,7 @@ impl Trio {
             queue: VecDeque::new(),
             answers: Vec::new(),
             down: None,
+            lose_forwards: false,
         };
         trio.groups[0].replica.campaign();
         trio.pump();
@@ -75,6 +79,8 @@ impl Trio {
                 // As the core does after every turn (a no-op unless members changed).
                 group.forget_non_members();
             }
+            // No connection waits for a leader's answers to forwarded writes.
+            self.answers.retain(|answer| answer.conn != FORWARDED_CONN);
             while let Some(message) = self.queue.pop_front() {
                 moved = true;
                 if [message.from.0, message.to.0]
@@ -84,10 +90,26 @@ impl Trio {
                     continue;
                 }
                 let to = (message.to.0 - 1) as usize;
-                // A node added beyond the three is down: what is sent to it is lost.
-                if let Some(group) = self.groups.get_mut(to) {
-                    group.replica.step(message).unwrap();
+                let forwarded = matches!(
+                    message.body,
+                    MessageBody::ForwardProposal { .. } | MessageBody::ReadIndexRequest { .. }
+                );
+                if forwarded && self.lose_forwards {
+                    continue;
                 }
+                // A node added beyond the three is down: what is sent to it is lost.
+                let Some(group) = self.groups.get_mut(to) else {
+                    continue;
+                };
+                // Taken by the core, as `Core::take_forwarded` does.
+                if let MessageBody::ForwardProposal { data } = &message.body {
+                    let commands = (data.iter())
+                        .flat_map(|payload| Command::decode_all(payload).unwrap())
+                        .collect();
+                    group.take_forwarded(message.term, commands, &mut self.answers);
+                    continue;
+                }
+                group.replica.step(message).unwrap();
             }
             if !moved {
                 return;
@@ -105,6 +127,7 @@ impl Trio {
 
 fn request(sequence: u64, consistency: Consistency, ops: Vec<Op>) -> Request {
     Request {
+        forward_to: 0,
         command: Command {
             client_id: 77,
             sequence,
@@ -170,6 +193,78 @@ fn a_follower_points_writes_and_linearizable_reads_at_the_leader() {
     assert_eq!(trio.ask(1, write), std::slice::from_ref(&hint));
     let read = request(2, Consistency::Linearizable, vec![get("a")]);
     assert_eq!(trio.ask(2, read), [hint]);
+}
+
+/// Goal: a follower forwards the writes and linearizable reads that ask it to (a client
+/// that cannot reach the leader) and answers them itself, each write applied once; those
+/// that do not ask are pointed at the leader as before. Method: a compare-and-swap from
+/// absent, forwarded by node 2 twice (a retry): both answered "written" (the retry from
+/// the session: applied twice, it would find the value and fail); a read forwarded by node
+/// 3 finds the value; the same read not asked to be forwarded, or asked to be forwarded to
+/// another node, gets the leader's address.
+#[test]
+fn a_follower_forwards_writes_and_reads_that_ask_it_and_answers_them() {
+    let mut trio = Trio::new();
+    let swap = Op::CompareAndSwap {
+        key: Bytes::from_static(b"k"),
+        expected: None,
+        value: Bytes::from_static(b"1"),
+    };
+    let mut write = request(1, Consistency::Linearizable, vec![swap]);
+    assert_eq!(trio.ask(1, write.clone()), [not_leader(1, false)]);
+    write.forward_to = 1;
+    let written = Outcome::Results(vec![OpResult::Written].into());
+    assert_eq!(trio.ask(1, write.clone()), std::slice::from_ref(&written));
+    assert_eq!(trio.ask(1, write), [written]);
+    for (n, group) in trio.groups.iter().enumerate() {
+        assert_eq!(
+            group.kv.get(b"k"),
+            OpResult::Value(Bytes::from_static(b"1")),
+            "node {n}"
+        );
+        assert_eq!(group.waiting(), 0, "node {n}");
+    }
+    let mut read = request(2, Consistency::Linearizable, vec![get("k")]);
+    assert_eq!(trio.ask(2, read.clone()), [not_leader(1, false)]);
+    // Asked to forward to a node it does not follow: it names its leader.
+    read.forward_to = 3;
+    assert_eq!(trio.ask(2, read.clone()), [not_leader(1, false)]);
+    read.forward_to = 1;
+    assert_eq!(trio.ask(2, read), [value("1")]);
+}
+
+/// Goal: a write or read a follower forwarded that the leader never takes (dropped: busy,
+/// stopping, at its quota, or lost) is answered "not the leader" after two election
+/// timeouts, the write as maybe proposed, so its client asks again: a leader says nothing of
+/// what it drops. Method: node 2 forwards both and they are lost; all three tick (node 1's
+/// heartbeats keep its leadership) for two election timeouts, then once more.
+#[test]
+fn what_a_follower_forwarded_in_vain_is_answered_after_two_election_timeouts() {
+    let mut trio = Trio::new();
+    trio.lose_forwards = true;
+    let mut write = request(1, Consistency::Linearizable, vec![put("a", "1")]);
+    let mut read = request(2, Consistency::Linearizable, vec![get("a")]);
+    (write.forward_to, read.forward_to) = (1, 1);
+    assert_eq!(trio.ask(1, write), []);
+    assert_eq!(trio.ask(1, read), []);
+    assert_eq!(trio.groups[1].waiting(), 2);
+    let patience = 2 * trio.groups[1].replica.election_timeout_ticks();
+    let tick = |trio: &mut Trio| {
+        for group in &mut trio.groups {
+            group.replica.tick();
+        }
+        trio.pump();
+    };
+    for _ in 1..patience {
+        tick(&mut trio);
+        assert!(trio.answers.is_empty(), "{:?}", trio.answers);
+    }
+    tick(&mut trio);
+    let mut outcomes: Vec<Outcome> = trio.answers.drain(..).map(|a| a.response.outcome).collect();
+    outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
+    assert_eq!(outcomes, [not_leader(1, false), not_leader(1, true)]);
+    assert_eq!(trio.groups[0].replica.role(), Role::Leader);
+    assert_eq!(trio.groups[1].waiting(), 0);
 }
 
 #[test]

@@ -202,6 +202,7 @@ fn client_request_batch_verifies_and_reads_in_place() {
     use cohort::proto::client::{Consistency, Request, encode_requests};
     use smallvec::smallvec;
     let request = Request {
+        forward_to: 0,
         command: Command {
             client_id: 42,
             sequence: 7,

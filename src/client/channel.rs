@@ -285,12 +285,14 @@ impl Channel {
 
     /// Break the connection if it has said nothing since `since` (it may have answered while
     /// other members were asked about it): every request waiting on it is answered `reason`
-    /// (the client takes them as maybe taken in, and sends them elsewhere).
-    pub(crate) fn give_up_if_silent_since(&self, since: Instant, reason: String) {
+    /// (the client takes them as maybe taken in, and sends them elsewhere). Whether it did.
+    pub(crate) fn give_up_if_silent_since(&self, since: Instant, reason: String) -> bool {
         let mut shared = self.shared.borrow_mut();
-        if shared.broken.is_none() && shared.silent_since == since {
+        let silent = shared.broken.is_none() && shared.silent_since == since;
+        if silent {
             shared.break_with(reason);
         }
+        silent
     }
 }
 
@@ -441,6 +443,7 @@ mod tests {
                 .expect("connects");
             glommio::timer::sleep(Duration::from_millis(150)).await;
             let request = Request {
+                forward_to: 0,
                 command: Command {
                     client_id: 1,
                     sequence: 1,
@@ -529,6 +532,7 @@ mod tests {
     /// A put of `value_bytes` by client 1 at `sequence`.
     fn put_of(sequence: u64, value_bytes: usize) -> Request {
         Request {
+            forward_to: 0,
             command: Command {
                 client_id: 1,
                 sequence,

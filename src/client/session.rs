@@ -170,6 +170,9 @@ struct Slot {
     maybe_taken: bool,
     /// An attempt was answered "not the leader": a next one pauses before it follows a hint.
     redirected: bool,
+    /// The request goes to `node`, a member that does not lead its group, for it to forward
+    /// to the leader, which this client cannot reach (see `Client::route`).
+    relayed: bool,
     /// An attempt was answered "not the leader" by a leader that may have proposed the
     /// request before it lost its term: the request may commit all the same.
     proposal_orphaned: bool,
@@ -188,6 +191,12 @@ struct Slot {
 }
 
 impl Slot {
+    /// The next attempt goes to `node` (not relayed: `Client::route` decides that).
+    fn go_to(&mut self, node: u64) {
+        self.node = Some(node);
+        self.relayed = false;
+    }
+
     /// Whether the request may have been applied, although no answer said so: it writes,
     /// and an attempt may have been taken in, or a leader that may have proposed it lost its
     /// term.
@@ -272,6 +281,10 @@ struct State {
     leaders: HashMap<u32, u64>,
     /// When this client last gave a connection to each node up for its silence.
     given_up: HashMap<u64, Instant>,
+    /// Nodes that lead while this client cannot reach them (see `Client::watch_silence`):
+    /// their groups' requests go through another member until the window ends; forgotten
+    /// once the node answers.
+    cut_off: HashMap<u64, silence::CutOff>,
     channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
     rng: Prng,
@@ -304,6 +317,7 @@ impl Client {
             applied: HashSet::new(),
             leaders: HashMap::new(),
             given_up: HashMap::new(),
+            cut_off: HashMap::new(),
             channels: HashMap::new(),
             encoder: FrameEncoder::new(),
             rng,
@@ -532,7 +546,8 @@ impl Client {
                                 }
                             }
                         }
-                        self.reroute(&members, slots);
+                        // Not for want of files here: that says nothing of the node.
+                        self.reroute(&members, slots, out_of_files.is_none());
                         pause = true;
                     }
                 }
@@ -554,6 +569,10 @@ impl Client {
                     let (answer, arrived) = attempt.take(i).unzip();
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
+                    if matches!(answer, Some(Ok(_))) {
+                        // It answers this client again: its groups' requests go to it.
+                        self.inner.state.borrow_mut().cut_off.remove(&node);
+                    }
                     let redirected_before = slot.redirected;
                     if let Some(Ok(Outcome::NotLeader { maybe_proposed, .. })) = &answer {
                         slot.redirected = true;
@@ -591,9 +610,9 @@ impl Client {
                         }
                         Some(Ok(Outcome::Results(result))) => {
                             let mut state = self.inner.state.borrow_mut();
-                            // Any member answers a stale read: only other answers name the
-                            // leader.
-                            if slot.request.consistency != Consistency::Stale {
+                            // Any member answers a stale read, and one relayed: only other
+                            // answers name the leader.
+                            if slot.request.consistency != Consistency::Stale && !slot.relayed {
                                 state.leaders.insert(slot.group, node);
                             }
                             // Not for an id retired meanwhile (another of its requests
@@ -612,7 +631,7 @@ impl Client {
                         // Naming itself: it leads again, in a new term, and its write of an
                         // older term may not commit; the retry goes to it again.
                         Some(Ok(Outcome::NotLeader { leader, .. })) if leader != 0 => {
-                            slot.node = Some(leader);
+                            slot.go_to(leader);
                             // The group's next requests go there at once too: a leader
                             // learnt only from answers kept sending them to a node that
                             // stopped leading.
@@ -641,7 +660,7 @@ impl Client {
                         Some(Ok(Outcome::NotLeader { .. })) => {
                             // No leader known (an election is on): ask someone else.
                             slot.last_error = "no leader known".to_string();
-                            slot.node = Some(self.other_member(node));
+                            slot.go_to(self.other_member(node));
                             pause = true;
                         }
                         Some(Ok(Outcome::Error {
@@ -686,13 +705,7 @@ impl Client {
                             if channel.is_broken() {
                                 self.drop_channel(&address, &channel);
                             }
-                            // To the leader last named (by an answer, a hint, or another
-                            // member asked about a silent connection), or anyone else.
-                            let named = self.inner.state.borrow().leaders.get(&slot.group).copied();
-                            slot.node = Some(match named {
-                                Some(leader) if leader != node => leader,
-                                _ => self.other_member(node),
-                            });
+                            slot.go_to(self.next_after_silence(slot.group, node));
                             pause = true;
                         }
                         None => {
@@ -702,7 +715,7 @@ impl Client {
                             if channel.is_dead(options.attempt_timeout) {
                                 self.drop_channel(&address, &channel);
                             }
-                            slot.node = Some(self.other_member(node));
+                            slot.go_to(self.next_after_silence(slot.group, node));
                             pause = true;
                         }
                     }
@@ -777,7 +790,18 @@ impl Client {
         let pending = slots.iter_mut().enumerate();
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
             let stale = slot.request.consistency == Consistency::Stale;
-            let node = (slot.node).unwrap_or_else(|| self.leader_guess(slot.group, stale));
+            let mut node = (slot.node).unwrap_or_else(|| self.leader_guess(slot.group, stale));
+            // A leader this client cannot reach, while the other members hear it: the request
+            // goes to one of them, which forwards it (a stale read, which any member serves,
+            // is just served there).
+            if !slot.relayed && self.is_cut_off(node) {
+                slot.request.forward_to = if stale { 0 } else { node };
+                node = self.other_member(node);
+                slot.relayed = !stale;
+            }
+            if !slot.relayed {
+                slot.request.forward_to = 0;
+            }
             slot.node = Some(node);
             let place = (node, core_of(slot.group, cores));
             by_place
@@ -802,7 +826,7 @@ impl Client {
                     for i in members {
                         if let Some(slot) = slots[i].as_mut() {
                             slot.last_error = why.clone();
-                            slot.node = Some(self.other_member(node));
+                            slot.go_to(self.other_member(node));
                         }
                     }
                 }
@@ -926,6 +950,17 @@ impl Client {
             for ((channel, node, groups, since), answers) in silent.into_iter().zip(answers) {
                 let moved = silence::moved(&answers, &groups, node);
                 if moved.is_empty() {
+                    // The members hear it lead, and this client does not: its requests go
+                    // through them (found by a tester: a leader its clients could not reach,
+                    // while its peers could, held them for as long as the cut lasted).
+                    if let Some(lead) = silence::still_leads(&answers, &groups, node) {
+                        let silence = crate::clock::now().saturating_duration_since(since);
+                        let reason = silence::cut_off_reason(node, silence, &lead);
+                        if channel.give_up_if_silent_since(since, reason) {
+                            self.mark_cut_off(node, allowed);
+                        }
+                        continue;
+                    }
                     channel.asked_in_vain(silence::ask_wait_most(allowed));
                     continue;
                 }
@@ -941,19 +976,78 @@ impl Client {
         }
     }
 
+    /// `node` leads while this client cannot reach it: its groups' requests go through
+    /// another member for a window of four election timeouts (`allowed`), doubled, up to
+    /// fifty, each time it is found cut off again soon after the last window ended (a cut
+    /// that lasts costs an election timeout or so per window, as the client tries it again).
+    fn mark_cut_off(&self, node: u64, allowed: Duration) {
+        let now = crate::clock::now();
+        let mut state = self.inner.state.borrow_mut();
+        let window = match state.cut_off.get(&node) {
+            Some(cut) if now < cut.until + cut.window => silence::next_window(cut.window, allowed),
+            _ => silence::given_up_for(allowed),
+        };
+        let cut = silence::CutOff {
+            until: now + window,
+            window,
+        };
+        state.cut_off.insert(node, cut);
+        state.given_up.insert(node, now);
+    }
+
     /// How long a dial of `node` may take ([`silence::dial_patience`]).
     fn dial_patience(&self, node: Option<u64>, allowed: Duration) -> Duration {
         let state = self.inner.state.borrow();
         let given_up = node.and_then(|node| state.given_up.get(&node));
         let lately = given_up.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed));
-        silence::dial_patience(allowed, lately)
+        // Found cut off, and not heard from since: most likely still.
+        let cut_off = node.is_some_and(|node| state.cut_off.contains_key(&node));
+        silence::dial_patience(allowed, lately || cut_off)
     }
 
-    fn reroute(&self, members: &[usize], slots: &mut [Option<Slot>]) {
+    /// Whether requests for `node` go through another member now (see
+    /// [`Client::watch_silence`]).
+    fn is_cut_off(&self, node: u64) -> bool {
+        let state = self.inner.state.borrow();
+        (state.cut_off.get(&node)).is_some_and(|cut| crate::clock::now() < cut.until)
+    }
+
+    /// Where a request of `group` goes after its connection to `node` failed or went silent:
+    /// to the leader last named (by an answer, a hint, or another member asked about a
+    /// silent connection) if another node; to `node` again if it leads but this client
+    /// cannot reach it (`Client::route` sends it through another member); or anyone else.
+    fn next_after_silence(&self, group: u32, node: u64) -> u64 {
+        let named = self.inner.state.borrow().leaders.get(&group).copied();
+        match named {
+            Some(leader) if leader != node => leader,
+            _ if self.is_cut_off(node) => node,
+            _ => self.other_member(node),
+        }
+    }
+
+    /// The requests of `members` could not be sent to their node: they go elsewhere (see
+    /// [`Client::next_after_silence`]). Where the node is named as their groups' leader and
+    /// `unreachable` (the dial failed, for a cause other than this process's want of files:
+    /// its SYNs unanswered, refused, or a route dropped), it is taken for cut off (see
+    /// [`Client::mark_cut_off`]) and they go through another member, which forwards them to
+    /// it, or names the leader it knows (found by a tester: its followers sent clients back
+    /// to a leader they could not reach, round and round, for as long as the cut lasted).
+    fn reroute(&self, members: &[usize], slots: &mut [Option<Slot>], unreachable: bool) {
+        let Some(node) = members.iter().find_map(|&i| slots[i].as_ref()?.node) else {
+            return;
+        };
+        let named = {
+            let state = self.inner.state.borrow();
+            let mut waiting = members.iter().filter_map(|&i| slots[i].as_ref());
+            waiting.any(|slot| state.leaders.get(&slot.group) == Some(&node))
+        };
+        if unreachable && named {
+            let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
+            self.mark_cut_off(node, allowed);
+        }
         for &i in members {
             if let Some(slot) = slots[i].as_mut() {
-                let node = slot.node.expect("routed");
-                slot.node = Some(self.other_member(node));
+                slot.go_to(self.next_after_silence(slot.group, node));
             }
         }
     }
@@ -1085,6 +1179,7 @@ impl Client {
             u64::from(group)
         };
         let mut request = Request {
+            forward_to: 0,
             command: Command {
                 // Numbered below, once the request is known to be valid.
                 client_id: 0,
@@ -1109,6 +1204,7 @@ impl Client {
             node: None,
             maybe_taken: false,
             redirected: false,
+            relayed: false,
             proposal_orphaned: false,
             tag,
             renewed: false,

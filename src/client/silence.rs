@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::proto::status::{CoreRows, decode_status, encode_status_request};
+use crate::proto::status::{CoreRows, GroupRow, decode_status, encode_status_request};
 use crate::proto::topology::{Topology, client_address};
 use crate::wire::{FrameEncoder, Timing};
 
@@ -59,6 +59,57 @@ pub(super) fn given_up_for(allowed: Duration) -> Duration {
     allowed * 4
 }
 
+/// The window after which a client tries a node it found cut off again (see
+/// `Client::mark_cut_off`): four election timeouts at first, and then, found cut off again
+/// soon after a window ended, twice the last, up to fifty election timeouts (`allowed`).
+pub(super) fn next_window(last: Duration, allowed: Duration) -> Duration {
+    (last * 2).clamp(given_up_for(allowed), allowed * 50)
+}
+
+/// A node that leads while this client cannot reach it: until `until`, its groups' requests
+/// go through another member; `window` is how long that was.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CutOff {
+    pub until: std::time::Instant,
+    pub window: Duration,
+}
+
+/// A group that the members say the silent node still leads.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct StillLeads {
+    pub group: u32,
+    pub term: u64,
+    pub told_by: u64,
+}
+
+/// One of `groups` that the answer of the highest term says `silent` still leads (the other
+/// members hear from it: a cut between this client and it, not between it and its peers);
+/// None where none says so.
+pub(super) fn still_leads(answers: &[CoreRows], groups: &[u32], silent: u64) -> Option<StillLeads> {
+    groups.iter().find_map(|&group| {
+        let (row, told_by) = newest_row(answers, group)?;
+        (row.leader == silent).then_some(StillLeads {
+            group,
+            term: row.term,
+            told_by,
+        })
+    })
+}
+
+/// Why the client stops waiting on `silent`, silent for `silence`, which other members say
+/// still leads (`lead`).
+pub(super) fn cut_off_reason(silent: u64, silence: Duration, lead: &StillLeads) -> String {
+    let StillLeads {
+        group,
+        term,
+        told_by,
+    } = lead;
+    format!(
+        "node {silent} said nothing for {} ms while requests waited, while other members hear          it lead (group {group}, term {term}, as node {told_by} says): this client cannot          reach it; its requests go through another member, which forwards them",
+        silence.as_millis()
+    )
+}
+
 /// A group that another member says is led by a node other than the silent one.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Moved {
@@ -99,15 +150,7 @@ pub(super) fn reason(silent: u64, silence: Duration, moved: &[Moved]) -> String 
 pub(super) fn moved(answers: &[CoreRows], groups: &[u32], silent: u64) -> Vec<Moved> {
     let mut moved = Vec::new();
     for &group in groups {
-        let rows = answers.iter().flat_map(|core| {
-            (core.groups.iter())
-                .filter(|row| row.group == group)
-                .map(move |row| (row, core.node_id))
-        });
-        // The newest term; of its answers, one that names a leader, the leader's own first.
-        let newest =
-            rows.max_by_key(|&(row, told_by)| (row.term, row.leader != 0, row.leader == told_by));
-        if let Some((row, told_by)) = newest
+        if let Some((row, told_by)) = newest_row(answers, group)
             && row.leader != 0
             && row.leader != silent
         {
@@ -120,6 +163,17 @@ pub(super) fn moved(answers: &[CoreRows], groups: &[u32], silent: u64) -> Vec<Mo
         }
     }
     moved
+}
+
+/// Of the answers' rows for `group`, the one of the newest term, and who said it; of those,
+/// one that names a leader, the leader's own first.
+fn newest_row(answers: &[CoreRows], group: u32) -> Option<(&GroupRow, u64)> {
+    let rows = answers.iter().flat_map(|core| {
+        (core.groups.iter())
+            .filter(move |row| row.group == group)
+            .map(move |row| (row, core.node_id))
+    });
+    rows.max_by_key(|&(row, told_by)| (row.term, row.leader != 0, row.leader == told_by))
 }
 
 /// The state of core `core`'s groups, from every member but `silent`, all asked at once,
@@ -194,6 +248,43 @@ mod tests {
             told_by: 2,
         };
         assert_eq!(found, [want]);
+    }
+
+    /// Goal: the client takes a silent node for cut off from it (not from its peers) only
+    /// where the newest term's answer names it as the leader. Method: group 2 of the first
+    /// test (node 3 names node 1 in term 5, node 2 knows no leader); node 2 naming node 1 in
+    /// an older term than node 3's election; a group moved.
+    #[test]
+    fn a_silent_node_still_leads_where_the_newest_term_names_it() {
+        let answers = [
+            core(2, &[(0, 2, 6), (2, 0, 5)]),
+            core(3, &[(0, 2, 6), (2, 1, 5)]),
+        ];
+        let want = StillLeads {
+            group: 2,
+            term: 5,
+            told_by: 3,
+        };
+        assert_eq!(still_leads(&answers, &[0, 2], 1), Some(want));
+        assert_eq!(still_leads(&answers, &[0], 1), None);
+        let electing = [core(2, &[(0, 1, 5)]), core(3, &[(0, 0, 6)])];
+        assert_eq!(still_leads(&electing, &[0], 1), None);
+        assert_eq!(still_leads(&[], &[0], 1), None);
+    }
+
+    /// Goal: a node found cut off again soon after a window ended is tried again less and
+    /// less often, from four election timeouts to fifty.
+    #[test]
+    fn cut_off_windows_double_from_four_to_fifty_election_timeouts() {
+        let allowed = Duration::from_millis(200);
+        let first = given_up_for(allowed);
+        assert_eq!(first, Duration::from_millis(800));
+        let windows: Vec<u128> = std::iter::successors(Some(first), |&w| {
+            Some(next_window(w, allowed)).filter(|&next| next != w)
+        })
+        .map(|w| w.as_millis())
+        .collect();
+        assert_eq!(windows, [800, 1_600, 3_200, 6_400, 10_000]);
     }
 
     #[test]

@@ -333,6 +333,13 @@ impl Command {
         }
     }
 
+    /// Read every command of `data`, an entry's payload (see [`CommandRef::read_all`]), each
+    /// checked. Keys and values are slices of `data`.
+    pub fn decode_all(data: &Bytes) -> Result<Vec<Command>, CommandError> {
+        let commands = CommandRef::read_all(data, &mut Vec::new())?;
+        Ok(commands.into_iter().map(|c| c.to_command(data)).collect())
+    }
+
     /// Read the one command of `data`. Keys and values are slices of `data`.
     pub fn decode(data: &Bytes) -> Result<Command, CommandError> {
         let mut reader = Reader { data, at: 0 };

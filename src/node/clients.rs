@@ -995,6 +995,7 @@ mod tests {
         use crate::kv::{Command, Op};
         use crate::proto::client::{Consistency, Request, encode_requests};
         let request = Request {
+            forward_to: 0,
             command: Command {
                 client_id: 1,
                 sequence,

@@ -40,6 +40,12 @@ pub enum Consistency {
 pub struct Request {
     pub command: Command,
     pub consistency: Consistency,
+    /// A node that does not lead the request's group, and knows that this node does (0:
+    /// none), forwards the request to it over its peer connection and answers it itself,
+    /// rather than answer "not the leader". A client asks it of another member where it
+    /// cannot reach a leader that the members still hear (see `client::silence`); where the
+    /// member knows another leader, the client learns of that one as before.
+    pub forward_to: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,10 +206,22 @@ fn requests_of(
         }
         .into());
     }
+    let forward_to = batch.forward_to();
+    if let Some(len) = forward_to.map(|forward_to| forward_to.len())
+        && len != records.len()
+    {
+        let (column, expected) = ("forward_to", records.len());
+        return Err(ContentError::ColumnLengthWrong {
+            column,
+            len,
+            expected,
+        }
+        .into());
+    }
     let mut ops = Column::new(batch.ops(), "ops");
     let mut data = Runs::new(frame, batch.data(), "data");
     let mut decoded = Vec::with_capacity(records.len());
-    for record in records.iter() {
+    for (n, record) in records.iter().enumerate() {
         let refuse = |error| Refused {
             client_id: record.client_id(),
             sequence: record.sequence(),
@@ -261,6 +279,7 @@ fn requests_of(
             None => Err(refuse(CommandError::Malformed("unknown read consistency"))),
             Some(consistency) => match command.validate() {
                 Ok(()) => Ok(Request {
+                    forward_to: forward_to.map_or(0, |forward_to| forward_to.get(n)),
                     command,
                     consistency,
                 }),
@@ -323,8 +342,11 @@ where
     // The columns sized first: grown by doubling, their reallocations took 3% of the load
     // generator's CPU in `cohort bench --depth 16 --batch 64`.
     let (mut request_count, mut op_count, mut data_bytes) = (0, 0, 0);
+    // Whether any asks to be forwarded: else the batch carries no column for it.
+    let mut asks_forward = false;
     for request in requests.clone() {
         request_count += 1;
+        asks_forward |= request.forward_to != 0;
         op_count += request.command.ops.len();
         for op in &request.command.ops {
             let (_, expected, value) = op_parts(op);
@@ -333,6 +355,7 @@ where
         }
     }
     let mut records = Vec::with_capacity(request_count);
+    let mut forward_to = Vec::with_capacity(if asks_forward { request_count } else { 0 });
     let mut ops = Vec::with_capacity(op_count);
     let mut data = DataColumn(Vec::with_capacity(data_bytes.min(FRAME_BODY_BYTES_MAX)));
     for request in requests {
@@ -355,6 +378,9 @@ where
             Consistency::Lease => fb::ReadConsistency::Lease,
             Consistency::Stale => fb::ReadConsistency::Stale,
         };
+        if asks_forward {
+            forward_to.push(request.forward_to);
+        }
         let command = &request.command;
         records.push(fb::RequestRecord::new(
             command.client_id,
@@ -371,6 +397,8 @@ where
             records: Some(fbb.create_vector(&records)),
             ops: Some(fbb.create_vector(&ops)),
             data: Some(fbb.create_vector(&data.0)),
+            // Absent where no request asks it: the common batch carries nothing more.
+            forward_to: asks_forward.then(|| fbb.create_vector(&forward_to)),
         };
         let batch = fb::ClientRequestBatch::create(fbb, &args);
         (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
@@ -779,6 +807,7 @@ mod tests {
     #[test]
     fn requests_round_trip_and_values_borrow_the_frame() {
         let request = Request {
+            forward_to: 0,
             command: Command {
                 client_id: 3,
                 sequence: 9,
@@ -825,6 +854,7 @@ mod tests {
     #[test]
     fn a_request_over_a_limit_is_refused_alone() {
         let good = Request {
+            forward_to: 0,
             command: Command {
                 client_id: 1,
                 sequence: 1,
@@ -906,6 +936,7 @@ mod tests {
     fn flipped_bits_and_a_frame_of_the_other_side_are_refused() {
         let mut encoder = FrameEncoder::new();
         let request = Request {
+            forward_to: 0,
             command: Command {
                 client_id: 1,
                 sequence: 1,
@@ -933,6 +964,7 @@ mod tests {
     /// A request of every operation kind and consistency, and a response of every outcome.
     fn every_kind() -> (Vec<Request>, Vec<Response>) {
         let request = |sequence, ops: Ops, consistency| Request {
+            forward_to: 0,
             command: Command {
                 client_id: 3,
                 sequence,
@@ -1120,6 +1152,64 @@ mod tests {
         let per_response = (frame(&encoder).len() - one) / 100;
         // One ResponseRecord: two u64, two u32 ends, the kind and the error code, padded.
         assert!(per_response <= 32, "{per_response} bytes per response");
+    }
+
+    /// Goal: the ask to forward travels per request, and a batch where none asks carries no
+    /// column for it; a column of another length than the records is refused whole.
+    /// Method: a batch of three, the middle one asking; one of one, asking; one of none; a
+    /// hand-made column of two for one request.
+    #[test]
+    fn the_ask_to_forward_travels_per_request() {
+        let put = |sequence, forward_to| Request {
+            forward_to,
+            command: Command {
+                client_id: 1,
+                sequence,
+                first_unacked: 1,
+                ops: smallvec![Op::Put {
+                    key: b("k"),
+                    value: b("v"),
+                }],
+            },
+            consistency: Consistency::Linearizable,
+        };
+        let mut encoder = FrameEncoder::new();
+        for asked in [&[put(1, 0), put(2, 7), put(3, 0)][..], &[put(1, 7)]] {
+            encode_requests(&mut encoder, asked).unwrap();
+            let decoded = decode_requests(&frame(&encoder)).unwrap();
+            assert_eq!(decoded, asked.iter().cloned().map(Ok).collect::<Vec<_>>());
+        }
+        let none = [put(1, 0), put(2, 0)];
+        encode_requests(&mut encoder, &none).unwrap();
+        let bytes = frame(&encoder);
+        let root = open_frame(&bytes).unwrap();
+        let batch = root.body_as_client_request_batch().unwrap();
+        assert!(batch.forward_to().is_none(), "no column where none asks");
+        encoder
+            .encode_with(|fbb| {
+                let records = [fb::RequestRecord::new(
+                    1,
+                    1,
+                    1,
+                    0,
+                    fb::ReadConsistency::Stale,
+                )];
+                let args = fb::ClientRequestBatchArgs {
+                    records: Some(fbb.create_vector(&records)),
+                    forward_to: Some(fbb.create_vector(&[7u64, 0])),
+                    ..Default::default()
+                };
+                let batch = fb::ClientRequestBatch::create(fbb, &args);
+                (fb::FrameBody::ClientRequestBatch, batch.as_union_value())
+            })
+            .unwrap();
+        let error = content_error(decode_requests(&frame(&encoder)));
+        let expected = ContentError::ColumnLengthWrong {
+            column: "forward_to",
+            len: 2,
+            expected: 1,
+        };
+        assert_eq!(error, expected);
     }
 
     /// A request batch of hand-made columns: what a buggy or hostile client could send.

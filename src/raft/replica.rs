@@ -488,6 +488,19 @@ impl Replica {
         self.propose_batch(vec![data])
     }
 
+    /// A follower that knows its leader sends it `data` to propose as one entry, whatever
+    /// `Config::forward_proposals` says (that is whether [`Replica::propose_batch`] forwards
+    /// on its own), and says to whom; None where it leads, or knows no leader. The leader
+    /// says nothing back: the entry shows as committed, or never does.
+    pub fn forward(&mut self, data: Bytes) -> Option<NodeId> {
+        if self.role == Role::Leader || self.leader.is_none() || self.leader == self.id {
+            return None;
+        }
+        let to = self.leader;
+        self.send_now(to, MessageBody::ForwardProposal { data: vec![data] });
+        Some(to)
+    }
+
     /// Propose a batch of commands; on the leader they take consecutive indexes.
     pub fn propose_batch(&mut self, batch: Vec<Bytes>) -> Result<Proposed, ProposeError> {
         assert!(

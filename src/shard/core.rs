@@ -60,6 +60,7 @@ use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 use super::tick_clock::TickClock;
 use super::woken_only::WokenOnly;
 
+mod forwarded;
 mod leaders;
 mod room;
 mod snapshots;
@@ -933,11 +934,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         // A stopping node takes no group (its peers were told its log is
                         // full, but one may have asked before it heard).
                         MessageBody::TimeoutNow if self.stopping_by.is_some() => continue,
-                        // A shard's followers never forward reads: a peer that asks one
-                        // (broken or hostile) would take the leader's room for its clients',
-                        // and an answer to one confirms a read no one forwarded.
-                        MessageBody::ReadIndexRequest { .. }
-                        | MessageBody::ReadIndexResponse { .. } => continue,
+                        // Writes a follower forwards for a client that cannot reach this
+                        // leader (reads it forwards are Raft's own ReadIndex round).
+                        MessageBody::ForwardProposal { data } => {
+                            let from = (message.from, message.term);
+                            self.take_forwarded(group.0, from, data, answers);
+                            continue;
+                        }
                         _ => message,
                     };
                     // A message for a group this core does not run is a misrouted peer:
@@ -1171,7 +1174,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
                 Some(Outcome::Error { code, message: why })
             });
-        if let Some(outcome) = refusal {
+        // A write a follower forwards (see `Group::forward_write`) is refused where its own
+        // key-value state, a copy of the leader's, is at the quota: dropped by the leader,
+        // it would wait out the client's time.
+        let forwarded_at_quota = (self.groups.get(&group))
+            .filter(|g| request.forward_to != 0 && g.replica.role() != Role::Leader)
+            .filter(|g| g.kv.decided(&request.command).is_none())
+            .and_then(|g| self.at_kv_quota(&request.command, g))
+            .map(|why| Outcome::Error {
+                code: ErrorCode::NoSpace,
+                message: why,
+            });
+        if let Some(outcome) = refusal.or(forwarded_at_quota) {
             let response = Response {
                 client_id: request.command.client_id,
                 sequence: request.command.sequence,

@@ -6,12 +6,13 @@
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::kv::limits::WRITE_RESULT_BYTES_MAX;
-use crate::kv::{KvStore, Op, Reply, Results};
+use crate::kv::{Command, KvStore, Op, Reply, Results};
 use crate::proto::client::{
     ANSWER_VALUE_BYTES_MAX, Consistency, ErrorCode, Outcome, Request, Response, results_value_bytes,
 };
@@ -35,6 +36,11 @@ pub const READS_WAITING_BYTES_MAX: usize = 64 << 20;
 /// A client connection of this core, as the loop numbers them.
 pub type ConnId = u64;
 
+/// Who waits for the writes a follower forwarded to this leader: no connection of its own
+/// (the loop numbers those from 1). Their answers go nowhere; the follower answers its
+/// client when it applies them.
+pub const FORWARDED_CONN: ConnId = ConnId::MAX;
+
 /// A reply for the client on connection `conn`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -48,6 +54,8 @@ struct PendingRead {
     /// What it counts for in `Group::reads_waiting_bytes`.
     weight: usize,
     request: Request,
+    /// When (the replica's ticks) a follower asked its leader to confirm it.
+    forwarded_at: Option<u64>,
 }
 
 /// A write a leader holds, taken in or proposed: a row of [`Group::writes`].
@@ -62,6 +70,8 @@ struct HeldWrite {
     /// taken" (found in review: a leader re-elected in one turn took a retry in, refused it
     /// as it stopped, and said nothing of it was taken while the older copy committed).
     older_copy: bool,
+    /// When (the replica's ticks) a follower took it in to forward to its leader.
+    forwarded_at: Option<u64>,
 }
 
 pub struct Group {
@@ -81,6 +91,15 @@ pub struct Group {
     pending_writes: Vec<(u64, u64)>,
     /// Since when (the replica's ticks) writes are held while no leader is known.
     held_leaderless_since: Option<u64>,
+    /// Writes this follower took in to forward to its leader at the next
+    /// [`Group::propose_pending`] (the commands of one entry), and their (client, sequence).
+    to_forward: BytesMut,
+    to_forward_writes: Vec<Key>,
+    /// Writes and reads this follower forwarded (by (client, sequence), and by ctx), oldest
+    /// first, with when: those still unanswered after [`Group::forward_patience_ticks`] are
+    /// answered "not the leader" (a leader says nothing of those it drops).
+    forwarded_writes: VecDeque<(Key, u64)>,
+    forwarded_reads: VecDeque<(u64, u64)>,
     /// Reads waiting for their ReadIndex round, by ctx.
     reads_unconfirmed: HashMap<u64, PendingRead>,
     /// Reads confirmed at an index the state machine has not reached yet.
@@ -124,6 +143,10 @@ impl Group {
             writes: InFlight::default(),
             pending: BytesMut::new(),
             pending_writes: Vec::new(),
+            to_forward: BytesMut::new(),
+            to_forward_writes: Vec::new(),
+            forwarded_writes: VecDeque::new(),
+            forwarded_reads: VecDeque::new(),
             held_leaderless_since: None,
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
@@ -197,7 +220,8 @@ impl Group {
             if request.consistency == Consistency::Stale {
                 return answer(self.serve_read(&request));
             }
-            if self.replica.role() != Role::Leader {
+            let forwarded = self.replica.role() != Role::Leader;
+            if forwarded && !self.forwards(request.forward_to) {
                 return answer(self.not_leader(&request));
             }
             // Raft bounds the reads it has not confirmed; confirmed ones wait here for the
@@ -229,10 +253,15 @@ impl Group {
                     let mut request = request;
                     keys_of_their_own(&mut request);
                     self.reads_waiting_bytes += weight;
+                    let forwarded_at = forwarded.then(|| self.replica.ticks());
+                    if let Some(at) = forwarded_at {
+                        self.forwarded_reads.push_back((ctx, at));
+                    }
                     let read = PendingRead {
                         conn,
                         weight,
                         request,
+                        forwarded_at,
                     };
                     self.reads_unconfirmed.insert(ctx, read);
                 }
@@ -245,21 +274,33 @@ impl Group {
             };
         }
         if self.replica.role() != Role::Leader {
+            if self.forwards(request.forward_to) {
+                return self.forward_write(conn, request, out);
+            }
             return answer(self.not_leader(&request));
         }
         let key = (request.command.client_id, request.command.sequence);
         if self.wait_with_held(conn, key, out) {
             return;
         }
-        let bytes = request.command.encoded_len();
+        if let Err(outcome) = self.take_in(conn, &request.command, out) {
+            let response = response(&request, outcome);
+            out.push(Answer { conn, response });
+        }
+    }
+
+    /// A leader takes the write `command` in, for `conn`, into the entry it proposes at the
+    /// next [`Group::propose_pending`]; or says why not.
+    fn take_in(
+        &mut self,
+        conn: ConnId,
+        command: &Command,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), Outcome> {
+        let key = (command.client_id, command.sequence);
+        let bytes = command.encoded_len();
         if bytes > self.entry_bytes_max {
-            let why = format!(
-                "a write of {bytes} bytes; one log entry holds at most {} here (the largest \
-                 message to a peer, or less with small WAL segments, --segment-mib)",
-                self.entry_bytes_max
-            );
-            let response = error_response(&request, ErrorCode::TooLarge, &why);
-            return out.push(Answer { conn, response });
+            return Err(self.too_large(bytes));
         }
         if self.pending.len() + bytes > self.entry_bytes_max {
             self.propose_pending(out);
@@ -271,11 +312,10 @@ impl Group {
                 } else {
                     "leadership is being handed over and this group holds all it can"
                 };
-                let response = error_response(&request, ErrorCode::Busy, why);
-                return out.push(Answer { conn, response });
+                return Err(busy(why));
             }
         }
-        request.command.encode_into(&mut self.pending);
+        command.encode_into(&mut self.pending);
         self.pending_writes.push(key);
         // A row of an older term goes (its write may be lost, and is proposed again here):
         // who waited there is told to ask again, and gets its answer from the session.
@@ -283,15 +323,176 @@ impl Group {
             conn,
             proposed: None,
             older_copy: false,
+            forwarded_at: None,
         };
         if let Some(earlier) = self.writes.insert(key, held) {
             self.writes.get_mut(key).expect("inserted").older_copy = true;
-            if earlier.conn != conn {
-                answer_all(
-                    [(earlier.conn, key)].into_iter(),
-                    &self.not_leader_outcome(true),
-                    out,
-                );
+            self.tell_earlier(earlier.conn, conn, key, out);
+        }
+        Ok(())
+    }
+
+    /// "Too large" for a write of `bytes`.
+    fn too_large(&self, bytes: usize) -> Outcome {
+        Outcome::Error {
+            code: ErrorCode::TooLarge,
+            message: format!(
+                "a write of {bytes} bytes; one log entry holds at most {} here (the largest \
+                 message to a peer, or less with small WAL segments, --segment-mib)",
+                self.entry_bytes_max
+            ),
+        }
+    }
+
+    /// The write `key` waited on `earlier` and now waits on `conn`: `earlier`, if another
+    /// connection (or a follower's forwarding), is told to ask again; it gets its answer from
+    /// the session.
+    fn tell_earlier(&self, earlier: ConnId, conn: ConnId, key: Key, out: &mut Vec<Answer>) {
+        if earlier != conn {
+            answer_all(
+                [(earlier, key)].into_iter(),
+                &self.not_leader_outcome(true),
+                out,
+            );
+        }
+    }
+
+    /// Whether this follower forwards a request that asks it to forward to `to`
+    /// (`Request::forward_to`): `to` is the leader it knows, another node. Where it knows
+    /// another leader, its answer names that one (a client that could not reach `to` may
+    /// have found it gone).
+    fn forwards(&self, to: u64) -> bool {
+        let leader = self.replica.leader();
+        to != 0
+            && leader.0 == to
+            && self.replica.role() != Role::Leader
+            && leader != self.replica.id()
+    }
+
+    /// A follower takes the write of `request` in to forward to its leader at the next
+    /// [`Group::propose_pending`], and answers it when it applies it: a client that cannot
+    /// reach the leader, while this node can, asked it to (found by a tester: a leader its
+    /// clients could not reach kept its groups, and the clients waited, for as long as the cut
+    /// lasted). Answered at once where it was decided already (a retry); a retry of one it
+    /// forwarded in this term waits for that.
+    fn forward_write(&mut self, conn: ConnId, request: Request, out: &mut Vec<Answer>) {
+        let command = &request.command;
+        let key = (command.client_id, command.sequence);
+        if let Some(reply) = self.kv.decided(command) {
+            let outcome = outcome_of(reply);
+            return out.push(Answer {
+                conn,
+                response: response(&request, outcome),
+            });
+        }
+        if self.wait_with_held(conn, key, out) {
+            return;
+        }
+        let bytes = command.encoded_len();
+        if bytes > self.entry_bytes_max {
+            let response = response(&request, self.too_large(bytes));
+            return out.push(Answer { conn, response });
+        }
+        if self.to_forward.len() + bytes > self.entry_bytes_max {
+            self.forward_taken_in(out);
+        }
+        command.encode_into(&mut self.to_forward);
+        self.to_forward_writes.push(key);
+        let at = self.replica.ticks();
+        self.forwarded_writes.push_back((key, at));
+        let held = HeldWrite {
+            conn,
+            proposed: Some(self.replica.term()),
+            older_copy: false,
+            forwarded_at: Some(at),
+        };
+        if let Some(earlier) = self.writes.insert(key, held) {
+            self.tell_earlier(earlier.conn, conn, key, out);
+        }
+    }
+
+    /// Sends the writes taken in to forward to the leader, as one entry. Where there is none
+    /// to send them to now (an election began, or this node leads), they are answered "not
+    /// the leader" (maybe proposed: a copy forwarded before may yet commit).
+    fn forward_taken_in(&mut self, out: &mut Vec<Answer>) {
+        if self.to_forward.is_empty() {
+            return;
+        }
+        let data = self.to_forward.split().freeze();
+        let keys = std::mem::take(&mut self.to_forward_writes);
+        if self.replica.forward(data).is_some() {
+            return;
+        }
+        let outcome = self.not_leader_outcome(true);
+        let unsent = keys.into_iter().filter_map(|key| {
+            let held = self.writes.get(key)?;
+            held.forwarded_at?;
+            Some((self.writes.remove(key).expect("held").conn, key))
+        });
+        let unsent: Vec<(ConnId, Key)> = unsent.collect();
+        answer_all(unsent.into_iter(), &outcome, out);
+    }
+
+    /// How long a follower waits for a write or read it forwarded (two election timeouts):
+    /// then it answers "not the leader", and its client asks again.
+    fn forward_patience_ticks(&self) -> u64 {
+        2 * u64::from(self.replica.election_timeout_ticks())
+    }
+
+    /// Answers "not the leader" the writes and reads this follower forwarded that are still
+    /// unanswered after [`Group::forward_patience_ticks`]: the leader dropped them (busy, at
+    /// its quota, stopping), or lost its place.
+    fn give_up_forwarded(&mut self, out: &mut Vec<Answer>) {
+        let (now, patience) = (self.replica.ticks(), self.forward_patience_ticks());
+        let maybe_proposed = self.not_leader_outcome(true);
+        while let Some(&(key, at)) = self.forwarded_writes.front()
+            && at + patience <= now
+        {
+            self.forwarded_writes.pop_front();
+            if self
+                .writes
+                .get(key)
+                .is_some_and(|held| held.forwarded_at == Some(at))
+            {
+                let conn = self.writes.remove(key).expect("held").conn;
+                answer_all([(conn, key)].into_iter(), &maybe_proposed, out);
+            }
+        }
+        while let Some(&(ctx, at)) = self.forwarded_reads.front()
+            && at + patience <= now
+        {
+            self.forwarded_reads.pop_front();
+            self.answer_forwarded_read(ctx, out);
+        }
+    }
+
+    /// Answers the forwarded read `ctx` "not the leader", if it still waits for its leader.
+    fn answer_forwarded_read(&mut self, ctx: u64, out: &mut Vec<Answer>) {
+        let Some(read) = self.reads_unconfirmed.remove(&ctx) else {
+            return;
+        };
+        self.reads_waiting_bytes -= read.weight;
+        out.push(Answer {
+            conn: read.conn,
+            response: self.not_leader(&read.request),
+        });
+    }
+
+    /// A leader takes in `commands`, which a follower of `term` forwarded (see
+    /// [`Group::forward_write`]), as it takes its clients' writes: one it holds, or decided,
+    /// is not taken again; one it cannot take is dropped, and the follower's wait ends it.
+    /// Dropped too where this node does not lead in `term`.
+    pub fn take_forwarded(&mut self, term: Term, commands: Vec<Command>, out: &mut Vec<Answer>) {
+        if self.replica.role() != Role::Leader || self.replica.term() != term {
+            return;
+        }
+        for command in commands {
+            let key = (command.client_id, command.sequence);
+            if self.holds_write(key) || self.kv.decided(&command).is_some() {
+                continue;
+            }
+            if let Err(outcome) = self.take_in(FORWARDED_CONN, &command, out) {
+                tracing::debug!(?outcome, "a forwarded write dropped");
             }
         }
     }
@@ -307,13 +508,7 @@ impl Group {
         }
         let row = self.writes.get_mut(key).expect("held");
         let earlier = std::mem::replace(&mut row.conn, conn);
-        if earlier != conn {
-            answer_all(
-                [(earlier, key)].into_iter(),
-                &self.not_leader_outcome(true),
-                out,
-            );
-        }
+        self.tell_earlier(earlier, conn, key, out);
         true
     }
 
@@ -333,7 +528,12 @@ impl Group {
     /// proposed while it led (which [`Group::leadership_changed`] leaves waiting while no
     /// leader is known), are answered "not the leader", so their clients ask another node
     /// rather than wait here until the cut heals.
+    ///
+    /// A follower sends its leader the writes it took in to forward (see
+    /// [`Group::forward_write`]), and answers those it forwarded that waited too long.
     pub fn propose_pending(&mut self, out: &mut Vec<Answer>) {
+        self.give_up_forwarded(out);
+        self.forward_taken_in(out);
         let leaderless = self.replica.role() != Role::Leader && self.replica.leader().is_none();
         if leaderless && (!self.pending.is_empty() || !self.writes.is_empty()) {
             let now = self.replica.ticks();
@@ -458,6 +658,9 @@ impl Group {
         // A retry that replaced an older copy's row too: named, it was asked again here at
         // once, in vain (found in review).
         self.refuse_pending(&busy(why), Some(&orphaned), out);
+        // Those taken in to forward wait in `writes` as proposed: answered just below.
+        self.to_forward.clear();
+        self.to_forward_writes.clear();
         self.answer_proposed(|_| true, &orphaned, out);
         let confirmed = self.reads_confirmed.drain(..).map(|(_, read)| read);
         self.reads_waiting_bytes = 0;
@@ -701,6 +904,15 @@ impl Group {
         }
         let stale = |proposed: Term| !leading || proposed < term;
         self.answer_proposed(stale, &self.not_leader_outcome(true), out);
+        // Reads it forwarded to a leader it no longer follows: that one's answer would not be
+        // taken (see `Replica::read_index`).
+        let forwarded: Vec<u64> = (self.reads_unconfirmed.iter())
+            .filter(|(_, read)| read.forwarded_at.is_some())
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in forwarded {
+            self.answer_forwarded_read(ctx, out);
+        }
     }
 
     /// Answers the writes proposed here in the terms `stale` picks with `outcome` (not those
@@ -840,6 +1052,7 @@ mod tests {
 
     fn request(sequence: u64, op: Op, consistency: Consistency) -> Request {
         Request {
+            forward_to: 0,
             command: Command {
                 client_id: 1,
                 sequence,
@@ -1008,6 +1221,7 @@ mod tests {
             conn: 1,
             proposed: Some(older),
             older_copy: false,
+            forwarded_at: None,
         };
         group.writes.insert((1, 1), held);
         let last = group.replica.last_index();
@@ -1031,6 +1245,7 @@ mod tests {
             conn: 1,
             proposed: Some(Term(group.replica.term().0 - 1)),
             older_copy: false,
+            forwarded_at: None,
         };
         group.writes.insert((1, 1), held);
         group.handle(1, request(1, put(), Consistency::Linearizable), &mut out);

@@ -86,6 +86,7 @@ pub fn cohort_cli(args: &[&str]) -> std::process::Output {
 /// client-side check and following no hint; return the answer.
 pub fn raw_request(address: &str, op: Op, consistency: Consistency) -> Outcome {
     let request = Request {
+        forward_to: 0,
         command: Command {
             client_id: 99,
             sequence: 1,

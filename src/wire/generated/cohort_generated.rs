@@ -8622,6 +8622,7 @@ impl<'a> ClientRequestBatch<'a> {
   pub const VT_RECORDS: ::flatbuffers::VOffsetT = 6;
   pub const VT_OPS: ::flatbuffers::VOffsetT = 8;
   pub const VT_DATA: ::flatbuffers::VOffsetT = 10;
+  pub const VT_FORWARD_TO: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8633,6 +8634,7 @@ impl<'a> ClientRequestBatch<'a> {
     args: &'args ClientRequestBatchArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClientRequestBatch<'bldr>> {
     let mut builder = ClientRequestBatchBuilder::new(_fbb);
+    if let Some(x) = args.forward_to { builder.add_forward_to(x); }
     if let Some(x) = args.data { builder.add_data(x); }
     if let Some(x) = args.ops { builder.add_ops(x); }
     if let Some(x) = args.records { builder.add_records(x); }
@@ -8669,6 +8671,13 @@ impl<'a> ClientRequestBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ClientRequestBatch::VT_DATA, None)}
   }
+  #[inline]
+  pub fn forward_to(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(ClientRequestBatch::VT_FORWARD_TO, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClientRequestBatch<'_> {
@@ -8681,6 +8690,7 @@ impl ::flatbuffers::Verifiable for ClientRequestBatch<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, RequestRecord>>>("records", Self::VT_RECORDS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, OpRecord>>>("ops", Self::VT_OPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("forward_to", Self::VT_FORWARD_TO, false)?
      .finish();
     Ok(())
   }
@@ -8690,6 +8700,7 @@ pub struct ClientRequestBatchArgs<'a> {
     pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, RequestRecord>>>,
     pub ops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, OpRecord>>>,
     pub data: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub forward_to: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for ClientRequestBatchArgs<'a> {
   #[inline]
@@ -8699,6 +8710,7 @@ impl<'a> Default for ClientRequestBatchArgs<'a> {
       records: None,
       ops: None,
       data: None,
+      forward_to: None,
     }
   }
 }
@@ -8725,6 +8737,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClientRequestBatchBuilder<'a,
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClientRequestBatch::VT_DATA, data);
   }
   #[inline]
+  pub fn add_forward_to(&mut self, forward_to: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClientRequestBatch::VT_FORWARD_TO, forward_to);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClientRequestBatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClientRequestBatchBuilder {
@@ -8746,6 +8762,7 @@ impl ::core::fmt::Debug for ClientRequestBatch<'_> {
       ds.field("records", &self.records());
       ds.field("ops", &self.ops());
       ds.field("data", &self.data());
+      ds.field("forward_to", &self.forward_to());
       ds.finish()
   }
 }
