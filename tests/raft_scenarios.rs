@@ -1868,6 +1868,27 @@ fn a_leader_that_does_not_forward_drops_forwarded_proposals() {
     }
 }
 
+/// Goal (review 302): reads followers forward take at most half of a leader's room for reads,
+/// the rest kept for its own clients' (a broken or hostile member could otherwise fill it).
+/// Method: room for 4; a follower asks 3, then the leader's own reads are asked until
+/// refused: 2 are taken (the follower's third was dropped), where 1 would be with the
+/// follower's 3 taken.
+#[test]
+fn reads_followers_forward_take_at_most_half_the_room() {
+    let mut config = Config::new(NodeId(1));
+    config.pending_reads_max = 4;
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut leader = leader_of_term_2(config, Persisted::bootstrap(&voters));
+    for ctx in 1..=3 {
+        let ask = term_2(2, 1, MessageBody::ReadIndexRequest { ctx });
+        leader.step(ask).expect("a valid message");
+    }
+    let own = (10..20)
+        .take_while(|&ctx| leader.read_index(ctx).is_ok())
+        .count();
+    assert_eq!(own, 2);
+}
+
 /// A late success of index 0 (a follower's answer to a message of an older term, sent at its
 /// newer term) does not end the probe of a new leader's fresh progress, whose match is 0:
 /// it once made the leader send that follower its whole log from index 1, or a snapshot.

@@ -881,15 +881,17 @@ fn heartbeat_answer_saying(sender: u64, term: u64, (log_full, kv_full): (bool, b
     }
 }
 
-/// Goal (review 233): a leader answers no read a peer asks (a shard's followers never
-/// forward reads): a broken or hostile peer's asks took the room the leader keeps for its
-/// clients' reads, and every client read was refused as busy.
+/// Goal: a leader answers the reads a member forwards (for a client that cannot reach the
+/// leader), and no read another node asks (review 233: a broken or hostile peer's asks took
+/// the room the leader keeps for its clients' reads; a member's take at most half of it, see
+/// `raft_scenarios`). Method: node 9, no member, asks, and the round that would confirm it
+/// runs: nothing is answered; then node 3 asks: answered.
 #[test]
-fn a_leader_answers_no_read_a_peer_asks() {
+fn a_leader_answers_the_reads_a_member_forwards_and_no_other_node_s() {
     let events = Events::default();
     let (core, inbox, _outbox, term) = leader_1(&events, None);
     let ask = MessageBody::ReadIndexRequest { ctx: 5 };
-    let mut core = turn(core, &inbox, from(3, 1, term, ask));
+    let mut core = turn(core, &inbox, from(9, 1, term, ask.clone()));
     // The round that would confirm it: node 3 answers every heartbeat's round.
     for _ in 0..10 {
         core = turn(core, &inbox, Input::Tick);
@@ -903,6 +905,56 @@ fn a_leader_answers_no_read_a_peer_asks() {
         !events.borrow().contains(&Event::Sent("ReadIndexResponse")),
         "{:?}",
         events.borrow()
+    );
+    core = turn(core, &inbox, from(3, 1, term, ask));
+    for _ in 0..10 {
+        core = turn(core, &inbox, Input::Tick);
+        let answer = MessageBody::HeartbeatResponse(HeartbeatResponse {
+            read_round: 1_000,
+            short_of_commit: None,
+        });
+        core = turn(core, &inbox, from(3, 1, term, answer));
+    }
+    drop(core);
+    assert!(
+        events.borrow().contains(&Event::Sent("ReadIndexResponse")),
+        "{:?}",
+        events.borrow()
+    );
+}
+
+/// Goal: a leader takes in the writes a member forwards (for a client that cannot reach it),
+/// and drops a payload that is not a run of valid commands (committed, it would stop the
+/// group on every replica: each command is checked before it is proposed) and whatever a
+/// node that is no member forwards. Method: node 3 forwards garbage, node 9 a valid put:
+/// the leader's log does not grow; node 3 forwards the put: one entry more.
+#[test]
+fn a_leader_takes_the_writes_a_member_forwards_and_drops_garbage() {
+    let events = Events::default();
+    let (mut core, inbox, _outbox, term) = leader_1(&events, None);
+    let last = |core: &TestCore| core.groups()[&0].replica.last_index().0;
+    let before = last(&core);
+    let forward = |data: Bytes| MessageBody::ForwardProposal { data: vec![data] };
+    let garbage = forward(Bytes::from_static(b"no command at all"));
+    core = turn(core, &inbox, from(3, 1, term, garbage));
+    assert_eq!(last(&core), before, "garbage taken");
+    let put = Command {
+        client_id: 5,
+        sequence: 1,
+        first_unacked: 1,
+        ops: smallvec![Op::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+        }],
+    }
+    .encode();
+    core = turn(core, &inbox, from(9, 1, term, forward(put.clone())));
+    assert_eq!(last(&core), before, "taken from a node that is no member");
+    core = turn(core, &inbox, from(3, 1, term, forward(put)));
+    assert_eq!(
+        last(&core),
+        before + 1,
+        "a member's forwarded put not taken"
     );
 }
 

@@ -283,6 +283,14 @@ impl Channel {
         }
     }
 
+    /// Whether an asking about this silence found its node still leading before the one
+    /// under way (whose first wait was `first_wait`: an asking in vain doubled it).
+    pub(crate) fn asked_in_vain_before(&self, first_wait: Duration) -> bool {
+        let shared = self.shared.borrow();
+        (shared.asked)
+            .is_some_and(|asked| asked.at >= shared.silent_since && asked.wait > first_wait)
+    }
+
     /// Break the connection if it has said nothing since `since` (it may have answered while
     /// other members were asked about it): every request waiting on it is answered `reason`
     /// (the client takes them as maybe taken in, and sends them elsewhere). Whether it did.

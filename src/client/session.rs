@@ -495,15 +495,27 @@ impl Client {
             // while another was elected, sent back to it by followers that had not noticed.
             let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
             let queued = &waiting.sent;
+            // Whether each dial was cut short by the attempt's end to less than an election
+            // timeout: its failure then says nothing of the node (review 302).
+            let mut cut_short = Vec::with_capacity(routed.len());
             let sends = (routed.iter())
                 .map(|(address, members)| {
                     let node = members.first().and_then(|&i| slots[i].as_ref()?.node);
-                    let dial = left().min(self.dial_patience(node, allowed));
-                    self.send(address, members, slots, &attempt, queued, dial)
+                    let patience = self.dial_patience(node, allowed);
+                    cut_short.push(left() < allowed);
+                    self.send(
+                        address,
+                        members,
+                        slots,
+                        &attempt,
+                        queued,
+                        left().min(patience),
+                    )
                 })
                 .collect();
             let sent = join_all(sends).await;
-            for ((address, members), sent) in routed.into_iter().zip(sent) {
+            let sent = sent.into_iter().zip(cut_short);
+            for ((address, members), (sent, cut_short)) in routed.into_iter().zip(sent) {
                 match sent {
                     // A connection was had: no earlier want of files explains what follows.
                     Ok(backed_up) if backed_up.is_empty() => {
@@ -546,8 +558,11 @@ impl Client {
                                 }
                             }
                         }
-                        // Not for want of files here: that says nothing of the node.
-                        self.reroute(&members, slots, out_of_files.is_none());
+                        // Not for want of files here, nor a dial the attempt's end cut short:
+                        // those say nothing of the node.
+                        let timed_out = error.kind() == std::io::ErrorKind::TimedOut;
+                        let unreachable = out_of_files.is_none() && !(timed_out && cut_short);
+                        self.reroute(&members, slots, unreachable);
                         pause = true;
                     }
                 }
@@ -794,9 +809,11 @@ impl Client {
             // A leader this client cannot reach, while the other members hear it: the request
             // goes to one of them, which forwards it (a stale read, which any member serves,
             // is just served there).
-            if !slot.relayed && self.is_cut_off(node) {
+            if !slot.relayed
+                && let Some(via) = self.cut_off_via(node)
+            {
                 slot.request.forward_to = if stale { 0 } else { node };
-                node = self.other_member(node);
+                node = via.unwrap_or_else(|| self.other_member(node));
                 slot.relayed = !stale;
             }
             if !slot.relayed {
@@ -953,11 +970,15 @@ impl Client {
                     // The members hear it lead, and this client does not: its requests go
                     // through them (found by a tester: a leader its clients could not reach,
                     // while its peers could, held them for as long as the cut lasted).
-                    if let Some(lead) = silence::still_leads(&answers, &groups, node) {
+                    // Found twice, not once: a leader only slow for an election timeout (a
+                    // stalled sync, a pause) keeps its clients (review 302).
+                    if let Some(lead) = silence::still_leads(&answers, &groups, node)
+                        && channel.asked_in_vain_before(silence::first_ask_wait(allowed))
+                    {
                         let silence = crate::clock::now().saturating_duration_since(since);
                         let reason = silence::cut_off_reason(node, silence, &lead);
                         if channel.give_up_if_silent_since(since, reason) {
-                            self.mark_cut_off(node, allowed);
+                            self.mark_cut_off(node, Some(lead.told_by), allowed);
                         }
                         continue;
                     }
@@ -980,7 +1001,7 @@ impl Client {
     /// another member for a window of four election timeouts (`allowed`), doubled, up to
     /// fifty, each time it is found cut off again soon after the last window ended (a cut
     /// that lasts costs an election timeout or so per window, as the client tries it again).
-    fn mark_cut_off(&self, node: u64, allowed: Duration) {
+    fn mark_cut_off(&self, node: u64, via: Option<u64>, allowed: Duration) {
         let now = crate::clock::now();
         let mut state = self.inner.state.borrow_mut();
         let window = match state.cut_off.get(&node) {
@@ -990,6 +1011,7 @@ impl Client {
         let cut = silence::CutOff {
             until: now + window,
             window,
+            via,
         };
         state.cut_off.insert(node, cut);
         state.given_up.insert(node, now);
@@ -1000,16 +1022,24 @@ impl Client {
         let state = self.inner.state.borrow();
         let given_up = node.and_then(|node| state.given_up.get(&node));
         let lately = given_up.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed));
-        // Found cut off, and not heard from since: most likely still.
-        let cut_off = node.is_some_and(|node| state.cut_off.contains_key(&node));
-        silence::dial_patience(allowed, lately || cut_off)
+        // Found cut off lately (within its window, or one more): most likely still.
+        let now = crate::clock::now();
+        let cut_off = node.and_then(|node| state.cut_off.get(&node));
+        let cut_lately = cut_off.is_some_and(|cut| now < cut.until + cut.window);
+        silence::dial_patience(allowed, lately || cut_lately)
     }
 
     /// Whether requests for `node` go through another member now (see
     /// [`Client::watch_silence`]).
     fn is_cut_off(&self, node: u64) -> bool {
+        self.cut_off_via(node).is_some()
+    }
+
+    /// Where `node` is cut off now, the member its requests go through, if one was named.
+    fn cut_off_via(&self, node: u64) -> Option<Option<u64>> {
         let state = self.inner.state.borrow();
-        (state.cut_off.get(&node)).is_some_and(|cut| crate::clock::now() < cut.until)
+        let cut = state.cut_off.get(&node)?;
+        (crate::clock::now() < cut.until).then_some(cut.via)
     }
 
     /// Where a request of `group` goes after its connection to `node` failed or went silent:
@@ -1043,7 +1073,7 @@ impl Client {
         };
         if unreachable && named {
             let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
-            self.mark_cut_off(node, allowed);
+            self.mark_cut_off(node, None, allowed);
         }
         for &i in members {
             if let Some(slot) = slots[i].as_mut() {

@@ -67,11 +67,13 @@ pub(super) fn next_window(last: Duration, allowed: Duration) -> Duration {
 }
 
 /// A node that leads while this client cannot reach it: until `until`, its groups' requests
-/// go through another member; `window` is how long that was.
+/// go through another member (`via`, where a member said it hears the node lead; else one
+/// at random); `window` is how long that was.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CutOff {
     pub until: std::time::Instant,
     pub window: Duration,
+    pub via: Option<u64>,
 }
 
 /// A group that the members say the silent node still leads.
@@ -105,7 +107,9 @@ pub(super) fn cut_off_reason(silent: u64, silence: Duration, lead: &StillLeads) 
         told_by,
     } = lead;
     format!(
-        "node {silent} said nothing for {} ms while requests waited, while other members hear          it lead (group {group}, term {term}, as node {told_by} says): this client cannot          reach it; its requests go through another member, which forwards them",
+        "node {silent} said nothing for {} ms while requests waited, while other members hear \
+         it lead (group {group}, term {term}, as node {told_by} says): this client cannot \
+         reach it; its requests go through node {told_by}, which forwards them",
         silence.as_millis()
     )
 }

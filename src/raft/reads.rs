@@ -103,7 +103,13 @@ impl Replica {
     /// `from` is the follower that asked, or this node.
     pub(crate) fn leader_read(&mut self, ctx: u64, from: NodeId) -> Result<(), ReadError> {
         debug_assert_eq!(self.role, Role::Leader);
-        let pending_max = self.config.pending_reads_max;
+        // Reads followers forward take at most half the room, the rest kept for this node's
+        // own (review 233: a broken or hostile peer's asks took all of it, and every read of
+        // the leader's clients was refused as busy).
+        let pending_max = match from == self.id {
+            true => self.config.pending_reads_max,
+            false => self.config.pending_reads_max.div_ceil(2),
+        };
         if self.reads.len() >= pending_max {
             return Err(ReadError::Backpressure {
                 pending: self.reads.len(),

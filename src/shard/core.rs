@@ -934,8 +934,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         // A stopping node takes no group (its peers were told its log is
                         // full, but one may have asked before it heard).
                         MessageBody::TimeoutNow if self.stopping_by.is_some() => continue,
-                        // Writes a follower forwards for a client that cannot reach this
-                        // leader (reads it forwards are Raft's own ReadIndex round).
+                        // Reads and writes a follower forwards for a client that cannot reach
+                        // this leader: only from a member (the reads are Raft's own ReadIndex
+                        // round, bounded by its `pending_reads_max`).
+                        MessageBody::ReadIndexRequest { .. }
+                            if !self.is_member(group.0, message.from) =>
+                        {
+                            continue;
+                        }
                         MessageBody::ForwardProposal { data } => {
                             let from = (message.from, message.term);
                             self.take_forwarded(group.0, from, data, answers);
@@ -1092,7 +1098,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Hand a request to the group that owns all of its keys.
-    fn route(&mut self, conn: ConnId, request: Request, answers: &mut Vec<Answer>) {
+    fn route(&mut self, conn: ConnId, mut request: Request, answers: &mut Vec<Answer>) {
+        // A stopping node forwards nothing: it would wait for what it forwarded, and its stop
+        // for that (review 302). It names the leader instead.
+        if self.stopping_by.is_some() {
+            request.forward_to = 0;
+        }
         let total = self.shape.groups_total;
         let mut keys = request
             .command
@@ -1175,10 +1186,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 Some(Outcome::Error { code, message: why })
             });
         // A write a follower forwards (see `Group::forward_write`) is refused where its own
-        // key-value state, a copy of the leader's, is at the quota: dropped by the leader,
-        // it would wait out the client's time.
-        let forwarded_at_quota = (self.groups.get(&group))
-            .filter(|g| request.forward_to != 0 && g.replica.role() != Role::Leader)
+        // key-value state, a copy of the leader's, is at the quota: the leader would drop it,
+        // and its client would be told "not the leader" and send it again, until its time ran
+        // out.
+        let forwarded_at_quota = (request.forward_to != 0)
+            .then(|| self.groups.get(&group))
+            .flatten()
+            .filter(|g| g.forwards(request.forward_to))
             .filter(|g| g.kv.decided(&request.command).is_none())
             .and_then(|g| self.at_kv_quota(&request.command, g))
             .map(|why| Outcome::Error {

@@ -54,8 +54,9 @@ struct PendingRead {
     /// What it counts for in `Group::reads_waiting_bytes`.
     weight: usize,
     request: Request,
-    /// When (the replica's ticks) a follower asked its leader to confirm it.
-    forwarded_at: Option<u64>,
+    /// When (the replica's ticks) a follower asked its leader to confirm it, and which node
+    /// that was.
+    forwarded: Option<(u64, NodeId)>,
 }
 
 /// A write a leader holds, taken in or proposed: a row of [`Group::writes`].
@@ -151,7 +152,7 @@ impl Group {
             reads_unconfirmed: HashMap::new(),
             reads_confirmed: Vec::new(),
             reads_waiting_bytes: 0,
-            next_ctx: 1,
+            next_ctx: first_read_ctx(),
             client_address,
             members_changed: false,
             entry_bytes_max: usize::MAX,
@@ -253,15 +254,16 @@ impl Group {
                     let mut request = request;
                     keys_of_their_own(&mut request);
                     self.reads_waiting_bytes += weight;
-                    let forwarded_at = forwarded.then(|| self.replica.ticks());
-                    if let Some(at) = forwarded_at {
+                    let forwarded =
+                        forwarded.then(|| (self.replica.ticks(), self.replica.leader()));
+                    if let Some((at, _)) = forwarded {
                         self.forwarded_reads.push_back((ctx, at));
                     }
                     let read = PendingRead {
                         conn,
                         weight,
                         request,
-                        forwarded_at,
+                        forwarded,
                     };
                     self.reads_unconfirmed.insert(ctx, read);
                 }
@@ -361,7 +363,7 @@ impl Group {
     /// (`Request::forward_to`): `to` is the leader it knows, another node. Where it knows
     /// another leader, its answer names that one (a client that could not reach `to` may
     /// have found it gone).
-    fn forwards(&self, to: u64) -> bool {
+    pub(super) fn forwards(&self, to: u64) -> bool {
         let leader = self.replica.leader();
         to != 0
             && leader.0 == to
@@ -444,6 +446,13 @@ impl Group {
     /// its quota, stopping), or lost its place.
     fn give_up_forwarded(&mut self, out: &mut Vec<Answer>) {
         let (now, patience) = (self.replica.ticks(), self.forward_patience_ticks());
+        let due = |front: Option<u64>| front.is_some_and(|at| at + patience <= now);
+        // Called every turn for every group: nothing more where nothing is due (review 302).
+        if !due(self.forwarded_writes.front().map(|f| f.1))
+            && !due(self.forwarded_reads.front().map(|f| f.1))
+        {
+            return;
+        }
         let maybe_proposed = self.not_leader_outcome(true);
         while let Some(&(key, at)) = self.forwarded_writes.front()
             && at + patience <= now
@@ -906,8 +915,9 @@ impl Group {
         self.answer_proposed(stale, &self.not_leader_outcome(true), out);
         // Reads it forwarded to a leader it no longer follows: that one's answer would not be
         // taken (see `Replica::read_index`).
+        let leader = self.replica.leader();
         let forwarded: Vec<u64> = (self.reads_unconfirmed.iter())
-            .filter(|(_, read)| read.forwarded_at.is_some())
+            .filter(|(_, read)| read.forwarded.is_some_and(|(_, to)| to != leader))
             .map(|(&ctx, _)| ctx)
             .collect();
         for ctx in forwarded {
@@ -957,6 +967,18 @@ impl Group {
         self.reads_confirmed.retain(|(_, p)| kept(p));
         self.reads_waiting_bytes -= freed;
     }
+}
+
+/// The first ctx a group gives its reads: drawn, not 1. A follower's reads are confirmed by
+/// its leader, which answers with the ctx it was asked; a node restarted in the same term
+/// could take that leader's late answer to its previous run's read for its own read of the
+/// same ctx, then served at an index that may miss a write (review 302). Below 2^63: ctxs
+/// never wrap.
+fn first_read_ctx() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish() >> 1
 }
 
 /// What a waiting read takes in memory: itself, its operations, and its keys (copied out
@@ -1213,6 +1235,15 @@ mod tests {
     /// applies. Method: a sole voter's leader holds a write of an older term (put in by hand,
     /// as a leader re-elected before its Ready is handled leaves it); the same request on
     /// connection 2 is proposed (one entry more) and answered once applied.
+    /// Goal (review 302): each group, and each run of a node, numbers its reads from a
+    /// drawn start, not from 1 (see `first_read_ctx`), below 2^63.
+    #[test]
+    fn reads_are_numbered_from_a_drawn_start() {
+        let (a, b) = (first_read_ctx(), first_read_ctx());
+        assert_ne!(a, b);
+        assert!(a < 1 << 63 && b < 1 << 63);
+    }
+
     #[test]
     fn a_retry_of_a_write_of_an_older_term_is_proposed_again() {
         let (mut group, mut out) = sole_leader();

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::kv::Command;
+use crate::proto::topology::group_of;
 use crate::raft::{NodeId, Role, Term};
 use crate::shard::group::Answer;
 
@@ -30,19 +31,35 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if g.replica.role() != Role::Leader || self.stopping_by.is_some() {
             return;
         }
+        if !self.is_member(group, from) {
+            return;
+        }
         if let Some(why) = self.no_room_for_writes(group, g) {
             tracing::debug!(group, from = from.0, why, "forwarded writes dropped");
             return;
         }
         let mut commands = Vec::new();
+        let total = self.shape.groups_total;
         for payload in &data {
-            match Command::decode_all(payload) {
+            let decoded = Command::decode_all(payload).map_err(|e| e.to_string());
+            let misplaced = |commands: &Vec<Command>| {
+                let mut keys = commands
+                    .iter()
+                    .flat_map(|c| c.ops.iter().map(|op| op.key()));
+                keys.any(|key| group_of(key, total) != group)
+            };
+            match decoded {
+                Ok(decoded) if misplaced(&decoded) => {
+                    let why = "a key of another group";
+                    tracing::warn!(group, from = from.0, why, "forwarded writes dropped");
+                    return;
+                }
                 Ok(decoded) => commands.extend(decoded),
-                Err(error) => {
+                Err(why) => {
                     tracing::warn!(
                         group,
                         from = from.0,
-                        %error,
+                        why,
                         "a forwarded entry that is not a run of valid commands: dropped"
                     );
                     return;
@@ -53,5 +70,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if let Some(g) = self.groups.get_mut(&group) {
             g.take_forwarded(term, commands, answers);
         }
+    }
+
+    /// Whether `node` is a member of `group` here (a voter or a learner, of either half of a
+    /// joint configuration): only members forward to its leader.
+    pub(super) fn is_member(&self, group: u32, node: NodeId) -> bool {
+        (self.groups.get(&group)).is_some_and(|g| g.replica.conf_state().members().contains(&node))
     }
 }
