@@ -9,8 +9,8 @@
 # (`cohort bench --rate RATE`), drops every TCP segment to or from node 1's client port (not
 # its peer port) for CUT_S seconds 3 s into the measured time, and prints the load's longest
 # waits (`service` from each request's send, `request` from when the open loop meant to send
-# it), how many requests failed, and how many groups node 1 led before and after (none moved:
-# no election). Needs root and iptables.
+# it), how many requests failed, and how many groups node 1 led before and right after (none
+# moved: no election). Needs root and iptables.
 #
 #   tools/unreachable-leader.sh [COHORT=target/release/cohort] [BASE_PORT=19700] [CUT_S=4]
 #                               [RATE=500]
@@ -36,7 +36,7 @@ seconds=$(awk -v c="$cut_s" 'BEGIN { printf "%d", c + 6 }')
   >"$dir/bench.log" 2>&1) &
 load=$!
 sleep 4
-# Asked of nodes 2 and 3 (node 1's client port is cut while it matters).
+# Groups node 1 leads, as the nodes say (node 1's own rows, or the others' leader column).
 led_by_1() {
   { "$cohort" status --nodes "$a2,$a3" 2>/dev/null || true; } \
     | awk '$1 != 1 && $4 != "leader" && $5 == 1 { g[$3] = 1 } $1 == 1 && $4 == "leader" { g[$3] = 1 }
@@ -50,11 +50,14 @@ iptables -w -A "$chain" -p tcp --sport "$client_port" -j DROP
 # Dropped on arrival, as a lost segment is (see tests/common/netfilter.rs).
 iptables -w -I INPUT -i lo -j "$chain"
 sleep "$cut_s"
-during=$(led_by_1)
 uncut
-wait "$load" || { cat "$dir/bench.log" >&2; exit 1; }
+# Asked after the heal: a status asks every member, and would wait for node 1 while cut.
+after=$(led_by_1)
+# A bench that stalls says so and fails: its verdict is the result then.
+verdict=
+wait "$load" || verdict=" (the load failed: $(grep '^cohort: ' "$dir/bench.log" | tail -n 1))"
 max() { awk -v what="$1" '$1 == what { print $(NF - 1), $NF; exit }' "$dir/bench.log"; }
-failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" || echo "? requests failed")
-echo "node 1 (leader of $before of 8 groups; $during at the end of the cut) unreachable from" \
+failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" | head -n 1 || echo "? requests failed")
+echo "node 1 (leader of $before of 8 groups; $after right after the cut) unreachable from" \
   "its clients for ${cut_s} s under ${rate} writes/s: longest service $(max service)," \
-  "longest request $(max request); ${failed}"
+  "longest request $(max request); ${failed}${verdict}"
