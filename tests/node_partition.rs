@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -407,14 +407,15 @@ fn leader_named_by_others(bases: &[String], not: u64, group: u32) -> Vec<u64> {
 /// Goal (found by a tester): a leader that its clients cannot reach, while its peers can,
 /// keeps its groups (no election happens) and held its clients' requests for as long as the
 /// cut lasted. Its clients now send them through another member, which forwards them and
-/// answers; each write is applied once, and reads stay linearizable. Method: a client swaps
-/// x from i to i + 1, and reads it back after each swap (a swap applied twice would fail the
-/// next): five times, then group 0's leader's client port is cut (its peer port is not: its
-/// connection to the client goes silent), then for 3 s more (past the client's first
-/// windows of going round the leader, 0.8 and 1.6 s, after which it tries the leader again)
-/// and at least 20 times; a new client (which cannot connect to the leader at all) swaps
-/// once more; the other members still name the same leader; after the heal a read finds the
-/// last swap.
+/// answers; each write is applied once, reads stay linearizable, and after the heal the
+/// clients go back to the leader. Method: a client swaps x from i to i + 1, and reads it
+/// back after each swap (a swap applied twice would fail the next): five times, then group
+/// 0's leader's client port is cut (its peer port is not: its connection to the client goes
+/// silent), then for 3 s more (past the first windows after which the client probes the
+/// leader, 0.8 and 1.6 s) and at least 20 times; a new client (which cannot connect to the
+/// leader at all) swaps once more; the other members still name the same leader; after the
+/// heal the first client swaps on until the leader itself answers (within 15 s: the next
+/// probe); a read finds the last swap.
 #[test]
 fn a_leader_its_clients_cannot_reach_serves_them_through_the_other_members() {
     if !netfilter::available_or_skip() {
@@ -431,43 +432,74 @@ fn a_leader_its_clients_cannot_reach_serves_them_through_the_other_members() {
     let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
         .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
         .expect("a port");
-    // Swaps x from `i` to `i + 1` and reads it back; how long that took.
-    async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> Duration {
+    // Swaps x from `i` to `i + 1` and reads it back: how long that took, and which node
+    // answered the swap.
+    async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Duration, u64) {
         let began = cohort::clock::now();
         let swap = Op::CompareAndSwap {
             key: Bytes::copy_from_slice(x),
             expected: Some(Bytes::from(i.to_string())),
             value: Bytes::from((i + 1).to_string()),
         };
-        let swapped = client.execute(vec![swap], Consistency::Linearizable).await;
-        assert_eq!(swapped.unwrap(), [OpResult::Written], "swap {i}");
+        let requests = vec![(vec![swap].into(), Consistency::Linearizable)];
+        let answer = client.execute_batch_traced(requests).await.remove(0);
+        assert_eq!(answer.result.unwrap()[..], [OpResult::Written], "swap {i}");
         let read = client.get(x, Consistency::Linearizable).await.unwrap();
         assert_eq!(read.as_deref(), Some((i + 1).to_string().as_bytes()));
-        began.elapsed()
+        (began.elapsed(), answer.node.expect("answered"))
     }
-    let (swaps, slowest, cut) = {
-        let x = x.clone();
-        with_client(&bases, 11, async move |client| {
-            for i in 0..5 {
-                swap_and_read(client, &x, i).await;
-            }
-            let cut = Partition::isolate_port(client_port).expect("partition");
-            let (mut i, mut slowest) = (5u64, Duration::ZERO);
-            let start = cohort::clock::now();
-            while i < 25 || start.elapsed() < Duration::from_secs(3) {
-                slowest = slowest.max(swap_and_read(client, &x, i).await);
-                i += 1;
-            }
-            (i, slowest, cut)
+    // x's value, between the two clients.
+    let value = Arc::new(AtomicU64::new(0));
+    let healed = Arc::new(AtomicBool::new(false));
+    let (cut_made, cut_given) = std::sync::mpsc::channel();
+    let first = {
+        let (bases, x, value, healed) = (bases.clone(), x.clone(), value.clone(), healed.clone());
+        std::thread::spawn(move || {
+            with_client(&bases, 11, async move |client| {
+                for i in 0..5 {
+                    swap_and_read(client, &x, i).await;
+                }
+                let cut = Partition::isolate_port(client_port).expect("partition");
+                let (mut i, mut slowest) = (5u64, Duration::ZERO);
+                let start = cohort::clock::now();
+                while i < 25 || start.elapsed() < Duration::from_secs(3) {
+                    slowest = slowest.max(swap_and_read(client, &x, i).await.0);
+                    i += 1;
+                }
+                value.store(i, Ordering::SeqCst);
+                cut_made.send(cut).expect("the test waits");
+                while !healed.load(Ordering::SeqCst) {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                let healed_at = cohort::clock::now();
+                let mut i = value.load(Ordering::SeqCst);
+                loop {
+                    let (_, by) = swap_and_read(client, &x, i).await;
+                    i += 1;
+                    if by == leader {
+                        break;
+                    }
+                    let waited = healed_at.elapsed();
+                    assert!(
+                        waited < Duration::from_secs(15),
+                        "not back at node {leader}"
+                    );
+                }
+                (i, slowest, healed_at.elapsed())
+            })
         })
     };
-    let swaps = {
-        let x = x.clone();
-        with_client(&bases, 13, async move |client| {
-            swap_and_read(client, &x, swaps).await;
-            swaps + 1
-        })
-    };
+    let cut = cut_given.recv().expect("the first client made the cut");
+    let swapped = value.load(Ordering::SeqCst);
+    let x2 = x.clone();
+    let relayed = with_client(&bases, 13, async move |client| {
+        swap_and_read(client, &x2, swapped).await.1
+    });
+    assert_ne!(
+        relayed, leader,
+        "a client that cannot reach node {leader} was answered by it"
+    );
+    value.store(swapped + 1, Ordering::SeqCst);
     let named = leader_named_by_others(&bases, leader, 0);
     assert!(
         !named.is_empty() && named.iter().all(|&n| n == leader),
@@ -476,12 +508,15 @@ fn a_leader_its_clients_cannot_reach_serves_them_through_the_other_members() {
     );
     assert!(cut.dropped_segments() > 0, "the cut dropped nothing");
     drop(cut);
+    healed.store(true, Ordering::SeqCst);
+    let (swaps, slowest, back_after) = first.join().expect("every swap succeeded, once");
     let after = with_client(&bases, 12, async move |client| {
         client.get(&x, Consistency::Linearizable).await.unwrap()
     });
     assert_eq!(after.as_deref(), Some(swaps.to_string().as_bytes()));
     eprintln!(
-        "{swaps} swaps and reads through the other members; the slowest pair took {slowest:?}"
+        "{swaps} swaps and reads, the slowest pair through the other members {slowest:?}; \
+         back at node {leader} {back_after:?} after the heal"
     );
     finish(cluster);
 }

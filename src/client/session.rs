@@ -720,6 +720,9 @@ impl Client {
                             if channel.is_broken() {
                                 self.drop_channel(&address, &channel);
                             }
+                            if slot.relayed {
+                                self.relay_failed(node);
+                            }
                             slot.go_to(self.next_after_silence(slot.group, node));
                             pause = true;
                         }
@@ -729,6 +732,9 @@ impl Client {
                             // A connection that said nothing for a whole attempt is stuck.
                             if channel.is_dead(options.attempt_timeout) {
                                 self.drop_channel(&address, &channel);
+                            }
+                            if slot.relayed {
+                                self.relay_failed(node);
                             }
                             slot.go_to(self.next_after_silence(slot.group, node));
                             pause = true;
@@ -810,7 +816,7 @@ impl Client {
             // goes to one of them, which forwards it (a stale read, which any member serves,
             // is just served there).
             if !slot.relayed
-                && let Some(via) = self.cut_off_via(node)
+                && let Some(via) = self.cut_off_via(node, slot.group)
             {
                 slot.request.forward_to = if stale { 0 } else { node };
                 node = via.unwrap_or_else(|| self.other_member(node));
@@ -998,23 +1004,59 @@ impl Client {
     }
 
     /// `node` leads while this client cannot reach it: its groups' requests go through
-    /// another member for a window of four election timeouts (`allowed`), doubled, up to
-    /// fifty, each time it is found cut off again soon after the last window ended (a cut
-    /// that lasts costs an election timeout or so per window, as the client tries it again).
+    /// another member (`via`, or the one named before) until a probe finds it reachable,
+    /// sent after four election timeouts (`allowed`), then after twice as long each time one
+    /// finds it still cut off, up to fifty (see [`Client::cut_off_via`]).
     fn mark_cut_off(&self, node: u64, via: Option<u64>, allowed: Duration) {
         let now = crate::clock::now();
         let mut state = self.inner.state.borrow_mut();
-        let window = match state.cut_off.get(&node) {
-            Some(cut) if now < cut.until + cut.window => silence::next_window(cut.window, allowed),
-            _ => silence::given_up_for(allowed),
+        let (window, via) = match state.cut_off.get(&node) {
+            Some(cut) if now < cut.until + cut.window => {
+                (silence::next_window(cut.window, allowed), via.or(cut.via))
+            }
+            Some(cut) => (silence::given_up_for(allowed), via.or(cut.via)),
+            None => (silence::given_up_for(allowed), via),
         };
         let cut = silence::CutOff {
             until: now + window,
             window,
             via,
+            probing: false,
         };
         state.cut_off.insert(node, cut);
         state.given_up.insert(node, now);
+    }
+
+    /// A relay (a member requests for a cut-off node went through) failed: those requests go
+    /// through another member, at random.
+    fn relay_failed(&self, relay: u64) {
+        for cut in self.inner.state.borrow_mut().cut_off.values_mut() {
+            if cut.via == Some(relay) {
+                cut.via = None;
+            }
+        }
+    }
+
+    /// Probes `node`, cut off, at its address for `group`, beside the requests that go round
+    /// it: reachable, it is no longer cut off; else the next probe waits twice as long.
+    fn probe(&self, node: u64, group: u32) {
+        let address = self.inner.topology.borrow().address_of(node, group);
+        let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
+        let client = self.clone();
+        let probed = async move {
+            // A full dial's patience: a far client's SYNs take longer than an election
+            // timeout, and nothing waits on the probe.
+            let patience = silence::dial_patience(allowed, false);
+            let reached = match address {
+                Some(address) => silence::reachable(&address, patience).await,
+                None => false,
+            };
+            match reached {
+                true => _ = client.inner.state.borrow_mut().cut_off.remove(&node),
+                false => client.mark_cut_off(node, None, allowed),
+            }
+        };
+        glommio::spawn_local(probed).detach();
     }
 
     /// How long a dial of `node` may take ([`silence::dial_patience`]).
@@ -1032,14 +1074,23 @@ impl Client {
     /// Whether requests for `node` go through another member now (see
     /// [`Client::watch_silence`]).
     fn is_cut_off(&self, node: u64) -> bool {
-        self.cut_off_via(node).is_some()
+        self.inner.state.borrow().cut_off.contains_key(&node)
     }
 
-    /// Where `node` is cut off now, the member its requests go through, if one was named.
-    fn cut_off_via(&self, node: u64) -> Option<Option<u64>> {
-        let state = self.inner.state.borrow();
-        let cut = state.cut_off.get(&node)?;
-        (crate::clock::now() < cut.until).then_some(cut.via)
+    /// Where `node` is cut off, the member the requests of `group` go through, if one was
+    /// named; past its window, a probe of it is sent (one at a time).
+    fn cut_off_via(&self, node: u64, group: u32) -> Option<Option<u64>> {
+        let (via, probe) = {
+            let mut state = self.inner.state.borrow_mut();
+            let cut = state.cut_off.get_mut(&node)?;
+            let probe = !cut.probing && crate::clock::now() >= cut.until;
+            cut.probing |= probe;
+            (cut.via, probe)
+        };
+        if probe {
+            self.probe(node, group);
+        }
+        Some(via)
     }
 
     /// Where a request of `group` goes after its connection to `node` failed or went silent:
@@ -1074,6 +1125,8 @@ impl Client {
         if unreachable && named {
             let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
             self.mark_cut_off(node, None, allowed);
+        } else if unreachable {
+            self.relay_failed(node);
         }
         for &i in members {
             if let Some(slot) = slots[i].as_mut() {

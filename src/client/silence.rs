@@ -59,21 +59,34 @@ pub(super) fn given_up_for(allowed: Duration) -> Duration {
     allowed * 4
 }
 
-/// The window after which a client tries a node it found cut off again (see
-/// `Client::mark_cut_off`): four election timeouts at first, and then, found cut off again
-/// soon after a window ended, twice the last, up to fifty election timeouts (`allowed`).
+/// The wait after which a client probes a node it found cut off (see `Client::mark_cut_off`):
+/// four election timeouts at first, and then, found cut off again soon after a wait ended,
+/// twice the last, up to fifty election timeouts (`allowed`).
 pub(super) fn next_window(last: Duration, allowed: Duration) -> Duration {
     (last * 2).clamp(given_up_for(allowed), allowed * 50)
 }
 
-/// A node that leads while this client cannot reach it: until `until`, its groups' requests
-/// go through another member (`via`, where a member said it hears the node lead; else one
-/// at random); `window` is how long that was.
+/// A node that leads while this client cannot reach it: its groups' requests go through
+/// another member (`via`, where a member said it hears the node lead; else one at random)
+/// until it is found reachable again, by a probe (see [`reachable`]) sent once `until` is past
+/// (`probing` while it is under way); `window` is how long the last wait was.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CutOff {
     pub until: std::time::Instant,
     pub window: Duration,
     pub via: Option<u64>,
+    pub probing: bool,
+}
+
+/// Whether the node at `address` answers a `status` request within `patience`: a probe of a
+/// node found cut off, sent beside the requests that go round it (trying it with them cost
+/// them an election timeout or so at each window's end).
+pub(super) async fn reachable(address: &str, patience: Duration) -> bool {
+    let mut encoder = FrameEncoder::new();
+    encode_status_request(&mut encoder).expect("an empty frame fits");
+    exchange(address, &encoder, patience, patience, decode_status)
+        .await
+        .is_ok()
 }
 
 /// A group that the members say the silent node still leads.
