@@ -57,7 +57,9 @@ after=$(led_by_1)
 verdict=
 wait "$load" || verdict=" (the load failed: $(grep '^cohort: ' "$dir/bench.log" | tail -n 1))"
 max() { awk -v what="$1" '$1 == what { print $(NF - 1), $NF; exit }' "$dir/bench.log"; }
+p999() { awk -v what="$1" '$1 == what { print $8, $9; exit }' "$dir/bench.log"; }
 failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" | head -n 1 || echo "? requests failed")
 echo "node 1 (leader of $before of 8 groups; $after right after the cut) unreachable from" \
-  "its clients for ${cut_s} s under ${rate} writes/s: longest service $(max service)," \
+  "its clients for ${cut_s} s under ${rate} writes/s: service p99.9 $(p999 service)," \
+  "longest service $(max service)," \
   "longest request $(max request); ${failed}${verdict}"
