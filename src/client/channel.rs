@@ -474,6 +474,86 @@ mod tests {
         assert_eq!(dead, (false, true));
     }
 
+    /// A channel to a listener that never answers, with stale reads 1 and 2 (client 1)
+    /// waiting on it; the attempt they wait in.
+    async fn silent_channel() -> (Channel, Rc<Attempt>, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let channel = Channel::connect(&address, Duration::from_secs(1))
+            .await
+            .expect("connects");
+        let request = |sequence| Request {
+            forward_to: 0,
+            command: Command {
+                client_id: 1,
+                sequence,
+                first_unacked: 1,
+                ops: [Op::Get { key: "k".into() }].into_iter().collect(),
+            },
+            consistency: Consistency::Stale,
+        };
+        let mut encoder = FrameEncoder::new();
+        encode_requests(&mut encoder, [&request(1), &request(2)]).expect("encodes");
+        let attempt = Attempt::new(2);
+        let keys = [((1, 1), 0), ((1, 2), 1)];
+        channel
+            .send(&encoder, keys.into_iter(), &attempt)
+            .expect("sends");
+        (channel, attempt, listener)
+    }
+
+    /// Goal (review 301: no test covered these): the members are asked about a silent
+    /// connection at most once per wait, the wait doubling while askings find its node still
+    /// leading, and an asking counts as in vain before only after one was; the connection is
+    /// given up only if it stayed silent since the asking began. Method: a channel to a
+    /// listener that never answers, asked twice at once (waits of 300 ms: the second is too
+    /// soon), then found in vain.
+    #[test]
+    fn askings_about_a_silent_connection_back_off_and_a_give_up_needs_its_silence() {
+        let first_wait = Duration::from_millis(300);
+        let said = crate::node::on_one_executor("channel-test", move || async move {
+            let (channel, attempt, _listener) = silent_channel().await;
+            let since = channel.silent_since().expect("requests wait");
+            let mut said = vec![channel.ask_about_silence(first_wait)];
+            said.push(channel.ask_about_silence(first_wait));
+            said.push(channel.asked_in_vain_before(first_wait));
+            channel.asked_in_vain(first_wait * 4);
+            said.push(channel.asked_in_vain_before(first_wait));
+            // Not silent since an older moment: kept.
+            let older = since - Duration::from_millis(1);
+            said.push(channel.give_up_if_silent_since(older, "older".into()));
+            said.push(channel.is_broken());
+            said.push(channel.give_up_if_silent_since(since, "silent".into()));
+            said.push(channel.is_broken());
+            let answer = attempt.take(0).map(|(answer, _)| answer);
+            (said, answer)
+        })
+        .expect("executor");
+        let (said, answer) = said;
+        let want = [true, false, false, true, false, false, true, true];
+        assert_eq!(said, want);
+        assert_eq!(answer, Some(Err("silent".to_string())));
+    }
+
+    /// Goal (review 301: no test covered it): stale reads abandoned on a silent connection
+    /// are answered with the reason, and the connection is closed once nothing is left
+    /// waiting on it (stale reads piled up on a silent member's connection). Method: two
+    /// reads waiting; the first abandoned: the channel still open; the second: closed.
+    #[test]
+    fn a_connection_left_with_nothing_to_wait_on_is_closed() {
+        let said = crate::node::on_one_executor("channel-test", move || async move {
+            let (channel, attempt, _listener) = silent_channel().await;
+            channel.abandon(&[(1, 1)], "gone elsewhere");
+            let first = (attempt.take(0).map(|(a, _)| a), channel.is_broken());
+            channel.abandon(&[(1, 2)], "gone elsewhere");
+            let second = (attempt.take(1).map(|(a, _)| a), channel.is_broken());
+            (first, second)
+        })
+        .expect("executor");
+        let gone = Some(Err("gone elsewhere".to_string()));
+        assert_eq!(said, ((gone.clone(), false), (gone, true)));
+    }
+
     /// Goal (review 236): a call that queues more than `OUTGOING_BYTES_MAX` at once on a
     /// channel whose node reads is not refused (the first cap refused the frames of one large
     /// batch before the writer ran). Method: 80 frames of 512 KiB queued at once to a listener
