@@ -809,13 +809,16 @@ impl Client {
         let cores = self.inner.topology.borrow().cores;
         let mut by_place: BTreeMap<(u64, u16), (u32, Vec<usize>)> = BTreeMap::new();
         let pending = slots.iter_mut().enumerate();
+        // Most often none is: no look-up per request then.
+        let any_cut_off = !self.inner.state.borrow().cut_off.is_empty();
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
             let stale = slot.request.consistency == Consistency::Stale;
             let mut node = (slot.node).unwrap_or_else(|| self.leader_guess(slot.group, stale));
             // A leader this client cannot reach, while the other members hear it: the request
             // goes to one of them, which forwards it (a stale read, which any member serves,
             // is just served there).
-            if !slot.relayed
+            if any_cut_off
+                && !slot.relayed
                 && let Some(via) = self.cut_off_via(node, slot.group)
             {
                 slot.request.forward_to = if stale { 0 } else { node };
