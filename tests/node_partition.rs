@@ -67,6 +67,21 @@ fn put(bases: &[String], seed: u64, key: &[u8], value: &str) {
     });
 }
 
+/// Once the leader balance is done (group 0's leader then stays where it is): a key of group
+/// 0 named after `name`, written "0"; the node that leads group 0; and its client port.
+fn group_0_key_and_leader(bases: &[String], name: &str) -> (Vec<u8>, u64, u16) {
+    wait_for_leaders(bases, &[(1, 2), (2, 2), (3, 2)], 60);
+    let x = key_in(0, name);
+    put(bases, 1, &x, "0");
+    let leads_0 = |node| led_by(bases, node).is_some_and(|led| led.contains(&0));
+    let leader_of_0 = || (1..=3u64).find(|&node| leads_0(node));
+    let leader = eventually(leader_of_0, Option::is_some).expect("group 0 has a leader");
+    let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
+        .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
+        .expect("a port");
+    (x, leader, client_port)
+}
+
 /// What a read of `key` at node `node` itself returns (no hint followed).
 fn read_at(bases: &[String], node: u64, key: &[u8], consistency: Consistency) -> Outcome {
     let address = client_address(&bases[node as usize - 1], 0).expect("an address");
@@ -323,16 +338,9 @@ fn a_write_whose_answer_was_lost_is_applied_once_when_retried() {
     }
     let cluster = start_with_flags("lost-answers", NodeFlags::default());
     let bases = cluster.bases.clone();
-    // Once the leader balance is done, group 0's leader stays where it is.
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
-    let x = key_in(0, "chain");
-    put(&bases, 1, &x, "0");
+    let (x, leader, client_port) = group_0_key_and_leader(&bases, "chain");
     let leads_0 = |node| led_by(&bases, node).is_some_and(|led| led.contains(&0));
     let leader_of_0 = || (1..=3u64).find(|&node| leads_0(node));
-    let leader = eventually(leader_of_0, Option::is_some).expect("group 0 has a leader");
-    let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
-        .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
-        .expect("a port");
     let stop = Arc::new(AtomicBool::new(false));
     let chain = {
         let (bases, x, stop) = (bases.clone(), x.clone(), Arc::clone(&stop));
@@ -423,15 +431,7 @@ fn a_leader_its_clients_cannot_reach_serves_them_through_the_other_members() {
     }
     let cluster = start_with_flags("client-cut", NodeFlags::default());
     let bases = cluster.bases.clone();
-    wait_for_leaders(&bases, &[(1, 2), (2, 2), (3, 2)], 60);
-    let x = key_in(0, "relayed");
-    put(&bases, 1, &x, "0");
-    let leads_0 = |node| led_by(&bases, node).is_some_and(|led| led.contains(&0));
-    let leader_of_0 = || (1..=3u64).find(|&node| leads_0(node));
-    let leader = eventually(leader_of_0, Option::is_some).expect("group 0 has a leader");
-    let client_port: u16 = client_address(&bases[leader as usize - 1], 0)
-        .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
-        .expect("a port");
+    let (x, leader, client_port) = group_0_key_and_leader(&bases, "relayed");
     // Swaps x from `i` to `i + 1` and reads it back: how long that took, and which node
     // answered the swap.
     async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Duration, u64) {

@@ -21,10 +21,7 @@ rate=${4:-500}
 for i in 1 2 3; do start_node "$i" --groups 8; done
 wait_led 8
 seconds=$(awk -v f="$freeze_s" 'BEGIN { printf "%d", f + 6 }')
-(cd "$dir" && exec "$cohort" bench --nodes "$a1,$a2,$a3" --read-percent 0 --rate "$rate" \
-  --clients 4 --seconds "$seconds" --warmup-seconds 1 --ceiling-seconds 0 --quiet \
-  >"$dir/bench.log" 2>&1) &
-load=$!
+start_writes "$rate" "$seconds"
 sleep 4
 led=$({ "$cohort" status --nodes "$a1,$a2,$a3" 2>/dev/null || true; } \
   | awk '$1 == 1 && $4 == "leader" { n++ } END { print n + 0 }')
@@ -32,7 +29,6 @@ kill -STOP "${pids[1]}"
 sleep "$freeze_s"
 kill -CONT "${pids[1]}"
 wait "$load" || { cat "$dir/bench.log" >&2; exit 1; }
-max() { awk -v what="$1" '$1 == what { print $(NF - 1), $NF; exit }' "$dir/bench.log"; }
 failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" || echo "? requests failed")
 echo "node 1 (leader of $led of 8 groups) frozen ${freeze_s} s under ${rate} writes/s:" \
-  "longest service $(max service), longest request $(max request); ${failed}"
+  "longest service $(longest service), longest request $(longest request); ${failed}"

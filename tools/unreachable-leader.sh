@@ -31,10 +31,7 @@ trap 'uncut; cleanup' EXIT
 for i in 1 2 3; do start_node "$i" --groups 8; done
 wait_led 8
 seconds=$(awk -v c="$cut_s" 'BEGIN { printf "%d", c + 6 }')
-(cd "$dir" && exec "$cohort" bench --nodes "$a1,$a2,$a3" --read-percent 0 --rate "$rate" \
-  --clients 4 --seconds "$seconds" --warmup-seconds 1 --ceiling-seconds 0 --quiet \
-  >"$dir/bench.log" 2>&1) &
-load=$!
+start_writes "$rate" "$seconds"
 sleep 4
 # Groups node 1 leads, as the nodes say (node 1's own rows, or the others' leader column).
 led_by_1() {
@@ -56,10 +53,9 @@ after=$(led_by_1)
 # A bench that stalls says so and fails: its verdict is the result then.
 verdict=
 wait "$load" || verdict=" (the load failed: $(grep '^cohort: ' "$dir/bench.log" | tail -n 1))"
-max() { awk -v what="$1" '$1 == what { print $(NF - 1), $NF; exit }' "$dir/bench.log"; }
 p999() { awk -v what="$1" '$1 == what { print $8, $9; exit }' "$dir/bench.log"; }
 failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" | head -n 1 || echo "? requests failed")
 echo "node 1 (leader of $before of 8 groups; $after right after the cut) unreachable from" \
   "its clients for ${cut_s} s under ${rate} writes/s: service p99.9 $(p999 service)," \
-  "longest service $(max service)," \
-  "longest request $(max request); ${failed}${verdict}"
+  "longest service $(longest service)," \
+  "longest request $(longest request); ${failed}${verdict}"

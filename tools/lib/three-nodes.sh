@@ -4,7 +4,9 @@
 # (indexed by node id), and a cleanup on exit that kills the nodes and any job the script
 # left, shows the end of each node's log if the script failed, and removes the folder.
 # `start_node ID FLAGS…` starts one node; `wait_led GROUPS` waits until every group has a
-# leader.
+# leader; `start_writes RATE SECONDS` starts an open-loop write load on the three (its pid in
+# `load`, its output in $dir/bench.log), and `longest WHAT` says the load's longest `service`
+# or `request` wait.
 #
 #   . "$(dirname "$0")/lib/three-nodes.sh" "$base"
 dir=$(mktemp -d)
@@ -44,3 +46,14 @@ wait_led() {
     tenths=$((tenths + 1))
   done
 }
+# Starts an open-loop load of RATE writes/s for SECONDS measured seconds (after one of
+# warm-up) on the three nodes: its pid in `load`, its output in $dir/bench.log.
+start_writes() {
+  (cd "$dir" && exec "$cohort" bench --nodes "$a1,$a2,$a3" --read-percent 0 --rate "$1" \
+    --clients 4 --seconds "$2" --warmup-seconds 1 --ceiling-seconds 0 --quiet \
+    >"$dir/bench.log" 2>&1) &
+  load=$!
+}
+# The load's longest `service` (from each request's send) or `request` (from when the open
+# loop meant to send it) wait, as the bench printed it.
+longest() { awk -v what="$1" '$1 == what { print $(NF - 1), $NF; exit }' "$dir/bench.log"; }
