@@ -281,10 +281,12 @@ struct State {
     leaders: HashMap<u32, u64>,
     /// When this client last gave a connection to each node up for its silence.
     given_up: HashMap<u64, Instant>,
-    /// Nodes that lead while this client cannot reach them (see `Client::watch_silence`):
-    /// their groups' requests go through another member until the window ends; forgotten
-    /// once the node answers.
-    cut_off: HashMap<u64, silence::CutOff>,
+    /// The cores of nodes that lead while this client cannot reach them, by (node, core)
+    /// (see `Client::watch_silence`): their groups' requests go through another member
+    /// until a probe or an answer finds them reachable. By core: a cut may take one port of
+    /// a node and leave the others (found by a tester: an answer of another core ended the
+    /// cut-off, and the next dial of the cut port waited out its patience).
+    cut_off: HashMap<(u64, u16), silence::CutOff>,
     channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
     rng: Prng,
@@ -500,8 +502,11 @@ impl Client {
             let mut cut_short = Vec::with_capacity(routed.len());
             let sends = (routed.iter())
                 .map(|(address, members)| {
-                    let node = members.first().and_then(|&i| slots[i].as_ref()?.node);
-                    let patience = self.dial_patience(node, allowed);
+                    let place = members.first().and_then(|&i| {
+                        let slot = slots[i].as_ref()?;
+                        Some((slot.node?, self.core_of(slot.group)))
+                    });
+                    let patience = self.dial_patience(place, allowed);
                     cut_short.push(left() < allowed);
                     self.send(
                         address,
@@ -586,7 +591,16 @@ impl Client {
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
                     if matches!(answer, Some(Ok(_))) {
                         // It answers this client again: its groups' requests go to it.
-                        self.inner.state.borrow_mut().cut_off.remove(&node);
+                        let core = self.core_of(slot.group);
+                        let mut state = self.inner.state.borrow_mut();
+                        state.cut_off.remove(&(node, core));
+                        // A relay that answers is kept for the next requests round that leader.
+                        let leader = slot.request.forward_to;
+                        if let Some(cut) = state.cut_off.get_mut(&(leader, core))
+                            && slot.relayed
+                        {
+                            cut.via = Some(node);
+                        }
                     }
                     let redirected_before = slot.redirected;
                     if let Some(Ok(Outcome::NotLeader { maybe_proposed, .. })) = &answer {
@@ -822,7 +836,7 @@ impl Client {
                 && let Some(via) = self.cut_off_via(node, slot.group)
             {
                 slot.request.forward_to = if stale { 0 } else { node };
-                node = via.unwrap_or_else(|| self.other_member(node));
+                node = self.relay_for(node, via);
                 slot.relayed = !stale;
             }
             if !slot.relayed {
@@ -987,7 +1001,8 @@ impl Client {
                         let silence = crate::clock::now().saturating_duration_since(since);
                         let reason = silence::cut_off_reason(node, silence, &lead);
                         if channel.give_up_if_silent_since(since, reason) {
-                            self.mark_cut_off(node, Some(lead.told_by), allowed);
+                            let place = (node, self.core_of(groups[0]));
+                            self.mark_cut_off(place, Some(lead.told_by), allowed);
                         }
                         continue;
                     }
@@ -1010,10 +1025,10 @@ impl Client {
     /// another member (`via`, or the one named before) until a probe finds it reachable,
     /// sent after four election timeouts (`allowed`), then after twice as long each time one
     /// finds it still cut off, up to fifty (see [`Client::cut_off_via`]).
-    fn mark_cut_off(&self, node: u64, via: Option<u64>, allowed: Duration) {
+    fn mark_cut_off(&self, place: (u64, u16), via: Option<u64>, allowed: Duration) {
         let now = crate::clock::now();
         let mut state = self.inner.state.borrow_mut();
-        let (window, via) = match state.cut_off.get(&node) {
+        let (window, via) = match state.cut_off.get(&place) {
             Some(cut) if now < cut.until + cut.window => {
                 (silence::next_window(cut.window, allowed), via.or(cut.via))
             }
@@ -1026,23 +1041,60 @@ impl Client {
             via,
             probing: false,
         };
-        state.cut_off.insert(node, cut);
-        state.given_up.insert(node, now);
+        state.cut_off.insert(place, cut);
+        state.given_up.insert(place.0, now);
     }
 
-    /// A relay (a member requests for a cut-off node went through) failed: those requests go
-    /// through another member, at random.
+    /// A relay (a member requests for a cut-off node went through) failed: it counts as
+    /// given up (a relay is picked among the others for a while, see [`Client::relay_for`]),
+    /// and the requests it relayed go through another member.
     fn relay_failed(&self, relay: u64) {
-        for cut in self.inner.state.borrow_mut().cut_off.values_mut() {
+        let mut state = self.inner.state.borrow_mut();
+        state.given_up.insert(relay, crate::clock::now());
+        for cut in state.cut_off.values_mut() {
             if cut.via == Some(relay) {
                 cut.via = None;
             }
         }
     }
 
+    /// The member that the requests for `node`, cut off, go through: `via` (one that said
+    /// it hears `node` lead) unless given up lately, else one at random of the members not
+    /// given up lately (found by a tester: with a member down, or the relay stopped, half
+    /// the requests went to it, again and again), else any other.
+    fn relay_for(&self, node: u64, via: Option<u64>) -> u64 {
+        let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
+        let fit: Vec<u64> = {
+            let state = self.inner.state.borrow();
+            let lately = |n: u64| {
+                let at = state.given_up.get(&n);
+                at.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed))
+            };
+            if let Some(via) = via.filter(|&v| v != node && !lately(v)) {
+                return via;
+            }
+            let topology = self.inner.topology.borrow();
+            (topology.members.iter())
+                .map(|m| m.0)
+                .filter(|&m| m != node && !lately(m))
+                .collect()
+        };
+        if fit.is_empty() {
+            return self.other_member(node);
+        }
+        let pick = self.inner.state.borrow_mut().rng.below(fit.len() as u64);
+        fit[pick as usize]
+    }
+
+    /// The core of this cluster's nodes that `group` lives on.
+    fn core_of(&self, group: u32) -> u16 {
+        core_of(group, self.inner.topology.borrow().cores)
+    }
+
     /// Probes `node`, cut off, at its address for `group`, beside the requests that go round
     /// it: reachable, it is no longer cut off; else the next probe waits twice as long.
     fn probe(&self, node: u64, group: u32) {
+        let place = (node, self.core_of(group));
         let address = self.inner.topology.borrow().address_of(node, group);
         let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
         let client = self.clone();
@@ -1055,29 +1107,30 @@ impl Client {
                 None => false,
             };
             match reached {
-                true => _ = client.inner.state.borrow_mut().cut_off.remove(&node),
-                false => client.mark_cut_off(node, None, allowed),
+                true => _ = client.inner.state.borrow_mut().cut_off.remove(&place),
+                false => client.mark_cut_off(place, None, allowed),
             }
         };
         glommio::spawn_local(probed).detach();
     }
 
     /// How long a dial of `node` may take ([`silence::dial_patience`]).
-    fn dial_patience(&self, node: Option<u64>, allowed: Duration) -> Duration {
+    fn dial_patience(&self, place: Option<(u64, u16)>, allowed: Duration) -> Duration {
+        let node = place.map(|(node, _)| node);
         let state = self.inner.state.borrow();
         let given_up = node.and_then(|node| state.given_up.get(&node));
         let lately = given_up.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed));
         // Found cut off lately (within its window, or one more): most likely still.
         let now = crate::clock::now();
-        let cut_off = node.and_then(|node| state.cut_off.get(&node));
+        let cut_off = place.and_then(|place| state.cut_off.get(&place));
         let cut_lately = cut_off.is_some_and(|cut| now < cut.until + cut.window);
         silence::dial_patience(allowed, lately || cut_lately)
     }
 
     /// Whether requests for `node` go through another member now (see
     /// [`Client::watch_silence`]).
-    fn is_cut_off(&self, node: u64) -> bool {
-        self.inner.state.borrow().cut_off.contains_key(&node)
+    fn is_cut_off(&self, place: (u64, u16)) -> bool {
+        self.inner.state.borrow().cut_off.contains_key(&place)
     }
 
     /// Where `node` is cut off, the member the requests of `group` go through, if one was
@@ -1085,7 +1138,7 @@ impl Client {
     fn cut_off_via(&self, node: u64, group: u32) -> Option<Option<u64>> {
         let (via, probe) = {
             let mut state = self.inner.state.borrow_mut();
-            let cut = state.cut_off.get_mut(&node)?;
+            let cut = state.cut_off.get_mut(&(node, self.core_of(group)))?;
             let probe = !cut.probing && crate::clock::now() >= cut.until;
             cut.probing |= probe;
             (cut.via, probe)
@@ -1104,7 +1157,7 @@ impl Client {
         let named = self.inner.state.borrow().leaders.get(&group).copied();
         match named {
             Some(leader) if leader != node => leader,
-            _ if self.is_cut_off(node) => node,
+            _ if self.is_cut_off((node, self.core_of(group))) => node,
             _ => self.other_member(node),
         }
     }
@@ -1127,7 +1180,9 @@ impl Client {
         };
         if unreachable && named {
             let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
-            self.mark_cut_off(node, None, allowed);
+            let group = members.iter().find_map(|&i| Some(slots[i].as_ref()?.group));
+            let core = self.core_of(group.expect("a waiting request"));
+            self.mark_cut_off((node, core), None, allowed);
         } else if unreachable {
             self.relay_failed(node);
         }
