@@ -3,6 +3,7 @@
 
 mod channel;
 mod conn;
+mod cut_off;
 mod members;
 mod results_fit;
 mod session;

@@ -29,6 +29,7 @@ use crate::wire::FrameEncoder;
 
 use super::channel::{Attempt, Channel};
 use super::conn::exchange;
+use super::cut_off::{CutOffs, Place};
 use super::silence;
 use super::unanswered::Unanswered;
 
@@ -279,14 +280,15 @@ struct State {
     /// Derived client ids with at least one request applied (so their group holds a session).
     applied: HashSet<u64>,
     leaders: HashMap<u32, u64>,
-    /// When this client last gave a connection to each node up for its silence.
+    /// When this client last gave each node up: its connection silent, a dial of it failed,
+    /// a request it relayed failed, or it was found cut off.
     given_up: HashMap<u64, Instant>,
     /// The cores of nodes that lead while this client cannot reach them, by (node, core)
     /// (see `Client::watch_silence`): their groups' requests go through another member
     /// until a probe or an answer finds them reachable. By core: a cut may take one port of
     /// a node and leave the others (found by a tester: an answer of another core ended the
     /// cut-off, and the next dial of the cut port waited out its patience).
-    cut_off: HashMap<(u64, u16), silence::CutOff>,
+    cut_off: CutOffs,
     channels: HashMap<String, Rc<Channel>>,
     encoder: FrameEncoder,
     rng: Prng,
@@ -319,7 +321,7 @@ impl Client {
             applied: HashSet::new(),
             leaders: HashMap::new(),
             given_up: HashMap::new(),
-            cut_off: HashMap::new(),
+            cut_off: CutOffs::default(),
             channels: HashMap::new(),
             encoder: FrameEncoder::new(),
             rng,
@@ -363,8 +365,13 @@ impl Client {
             let listed: std::collections::BTreeSet<String> = (topology.members.iter())
                 .flat_map(|(_, base)| (0..topology.cores).filter_map(|c| client_address(base, c)))
                 .collect();
-            (self.inner.state.borrow_mut().channels)
+            let mut state = self.inner.state.borrow_mut();
+            (state.channels)
                 .retain(|address, channel| listed.contains(address) && !channel.is_broken());
+            // Nor are members no longer listed cut off, or relays (review 304).
+            let member = |node: u64| topology.members.iter().any(|m| m.0 == node);
+            state.cut_off.retain_members(member);
+            drop(state);
             *self.inner.topology.borrow_mut() = topology;
         }
     }
@@ -589,18 +596,10 @@ impl Client {
                     let (answer, arrived) = attempt.take(i).unzip();
                     // No answer, or a broken connection: the node may have taken it in.
                     slot.maybe_taken |= matches!(answer, None | Some(Err(_)));
-                    if matches!(answer, Some(Ok(_))) {
-                        // It answers this client again: its groups' requests go to it.
-                        let core = self.core_of(slot.group);
-                        let mut state = self.inner.state.borrow_mut();
-                        state.cut_off.remove(&(node, core));
-                        // A relay that answers is kept for the next requests round that leader.
-                        let leader = slot.request.forward_to;
-                        if let Some(cut) = state.cut_off.get_mut(&(leader, core))
-                            && slot.relayed
-                        {
-                            cut.via = Some(node);
-                        }
+                    if matches!(answer, Some(Ok(_)))
+                        && !self.inner.state.borrow().cut_off.is_empty()
+                    {
+                        self.heard_from(slot, node, answer.as_ref());
                     }
                     let redirected_before = slot.redirected;
                     if let Some(Ok(Outcome::NotLeader { maybe_proposed, .. })) = &answer {
@@ -825,6 +824,8 @@ impl Client {
         let pending = slots.iter_mut().enumerate();
         // Most often none is: no look-up per request then.
         let any_cut_off = !self.inner.state.borrow().cut_off.is_empty();
+        // The relay picked for each cut-off place this time: one per place, not per request.
+        let mut relays: Vec<(Place, u64)> = Vec::new();
         for (i, slot) in pending.filter_map(|(i, s)| s.as_mut().map(|s| (i, s))) {
             let stale = slot.request.consistency == Consistency::Stale;
             let mut node = (slot.node).unwrap_or_else(|| self.leader_guess(slot.group, stale));
@@ -836,7 +837,15 @@ impl Client {
                 && let Some(via) = self.cut_off_via(node, slot.group)
             {
                 slot.request.forward_to = if stale { 0 } else { node };
-                node = self.relay_for(node, via);
+                let cut = (node, core_of(slot.group, cores));
+                node = match relays.iter().find(|(place, _)| *place == cut) {
+                    Some(&(_, relay)) => relay,
+                    None => {
+                        let relay = self.relay_for(cut.0, cut.1, via);
+                        relays.push((cut, relay));
+                        relay
+                    }
+                };
                 slot.relayed = !stale;
             }
             if !slot.relayed {
@@ -865,6 +874,9 @@ impl Client {
                     };
                     for i in members {
                         if let Some(slot) = slots[i].as_mut() {
+                            if slot.relayed {
+                                self.relay_failed(node);
+                            }
                             slot.last_error = why.clone();
                             slot.go_to(self.other_member(node));
                         }
@@ -1021,28 +1033,51 @@ impl Client {
         }
     }
 
-    /// `node` leads while this client cannot reach it: its groups' requests go through
-    /// another member (`via`, or the one named before) until a probe finds it reachable,
-    /// sent after four election timeouts (`allowed`), then after twice as long each time one
-    /// finds it still cut off, up to fifty (see [`Client::cut_off_via`]).
-    fn mark_cut_off(&self, place: (u64, u16), via: Option<u64>, allowed: Duration) {
+    /// `place` leads while this client cannot reach it: its groups' requests go through
+    /// another member (`via`, or the one named before) until a probe finds it reachable (see
+    /// [`CutOffs`]). Not in a cluster of one node: there is no other member.
+    fn mark_cut_off(&self, place: Place, via: Option<u64>, allowed: Duration) {
+        if self
+            .inner
+            .topology
+            .borrow()
+            .members
+            .iter()
+            .all(|m| m.0 == place.0)
+        {
+            return;
+        }
         let now = crate::clock::now();
         let mut state = self.inner.state.borrow_mut();
-        let (window, via) = match state.cut_off.get(&place) {
-            Some(cut) if now < cut.until + cut.window => {
-                (silence::next_window(cut.window, allowed), via.or(cut.via))
-            }
-            Some(cut) => (silence::given_up_for(allowed), via.or(cut.via)),
-            None => (silence::given_up_for(allowed), via),
-        };
-        let cut = silence::CutOff {
-            until: now + window,
-            window,
-            via,
-            probing: false,
-        };
-        state.cut_off.insert(place, cut);
+        state.cut_off.mark(place, via, now, allowed);
         state.given_up.insert(place.0, now);
+    }
+
+    /// `node` answered `slot`'s request (`answer`): that core of it is not cut off. A relay
+    /// that answered with results is kept for the next requests round their leader; one that
+    /// named that leader back (it forwarded nothing: it stops, or knows no better) failed
+    /// (review 304: kept for any answer, a stopping relay had requests bounce off it).
+    fn heard_from(&self, slot: &Slot, node: u64, answer: Option<&Result<Outcome, String>>) {
+        let core = self.core_of(slot.group);
+        self.inner
+            .state
+            .borrow_mut()
+            .cut_off
+            .heard_from((node, core));
+        if !slot.relayed {
+            return;
+        }
+        let leader = slot.request.forward_to;
+        match answer {
+            Some(Ok(Outcome::Results(_))) => {
+                let mut state = self.inner.state.borrow_mut();
+                state.cut_off.relay_answered((leader, core), node);
+            }
+            Some(Ok(Outcome::NotLeader { leader: named, .. })) if *named == leader => {
+                self.relay_failed(node);
+            }
+            _ => {}
+        }
     }
 
     /// A relay (a member requests for a cut-off node went through) failed: it counts as
@@ -1051,32 +1086,33 @@ impl Client {
     fn relay_failed(&self, relay: u64) {
         let mut state = self.inner.state.borrow_mut();
         state.given_up.insert(relay, crate::clock::now());
-        for cut in state.cut_off.values_mut() {
-            if cut.via == Some(relay) {
-                cut.via = None;
-            }
-        }
+        state.cut_off.relay_failed(relay);
     }
 
-    /// The member that the requests for `node`, cut off, go through: `via` (one that said
-    /// it hears `node` lead) unless given up lately, else one at random of the members not
-    /// given up lately (found by a tester: with a member down, or the relay stopped, half
-    /// the requests went to it, again and again), else any other.
-    fn relay_for(&self, node: u64, via: Option<u64>) -> u64 {
+    /// The member that the requests for `node`'s core `core`, cut off, go through: `via`
+    /// (one that said it hears `node` lead, or the last relay that answered) unless given up
+    /// lately, else one at random of the members not given up lately and not cut off on that
+    /// core (found by a tester: with a member down, or the relay stopped, half the requests
+    /// went to it, again and again), else any other.
+    fn relay_for(&self, node: u64, core: u16, via: Option<u64>) -> u64 {
         let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
         let fit: Vec<u64> = {
             let state = self.inner.state.borrow();
-            let lately = |n: u64| {
-                let at = state.given_up.get(&n);
-                at.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed))
+            let topology = self.inner.topology.borrow();
+            let now = crate::clock::now();
+            let fits = |n: u64| {
+                let lately = (state.given_up.get(&n)).is_some_and(|&at| {
+                    now.saturating_duration_since(at) < silence::given_up_for(allowed)
+                });
+                n != node && !lately && !state.cut_off.contains((n, core))
             };
-            if let Some(via) = via.filter(|&v| v != node && !lately(v)) {
+            let member = |n: u64| topology.members.iter().any(|m| m.0 == n);
+            if let Some(via) = via.filter(|&v| fits(v) && member(v)) {
                 return via;
             }
-            let topology = self.inner.topology.borrow();
             (topology.members.iter())
                 .map(|m| m.0)
-                .filter(|&m| m != node && !lately(m))
+                .filter(|&m| fits(m))
                 .collect()
         };
         if fit.is_empty() {
@@ -1091,13 +1127,13 @@ impl Client {
         core_of(group, self.inner.topology.borrow().cores)
     }
 
-    /// Probes `node`, cut off, at its address for `group`, beside the requests that go round
-    /// it: reachable, it is no longer cut off; else the next probe waits twice as long.
-    fn probe(&self, node: u64, group: u32) {
-        let place = (node, self.core_of(group));
-        let address = self.inner.topology.borrow().address_of(node, group);
+    /// Probes `place`, cut off, at its address for `group`, beside the requests that go
+    /// round it, and hands the result to [`CutOffs::probed`] for marking `generation`. The
+    /// probe holds no client alive: one dropped meanwhile takes no result.
+    fn probe(&self, place: Place, group: u32, generation: u64) {
+        let address = self.inner.topology.borrow().address_of(place.0, group);
         let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
-        let client = self.clone();
+        let inner = Rc::downgrade(&self.inner);
         let probed = async move {
             // A full dial's patience: a far client's SYNs take longer than an election
             // timeout, and nothing waits on the probe.
@@ -1106,47 +1142,41 @@ impl Client {
                 Some(address) => silence::reachable(&address, patience).await,
                 None => false,
             };
-            match reached {
-                true => _ = client.inner.state.borrow_mut().cut_off.remove(&place),
-                false => client.mark_cut_off(place, None, allowed),
+            if let Some(inner) = inner.upgrade() {
+                let now = crate::clock::now();
+                let cuts = &mut inner.state.borrow_mut().cut_off;
+                cuts.probed(place, generation, reached, now, allowed);
             }
         };
         glommio::spawn_local(probed).detach();
     }
 
-    /// How long a dial of `node` may take ([`silence::dial_patience`]).
-    fn dial_patience(&self, place: Option<(u64, u16)>, allowed: Duration) -> Duration {
-        let node = place.map(|(node, _)| node);
+    /// How long a dial of `place` may take ([`silence::dial_patience`]).
+    fn dial_patience(&self, place: Option<Place>, allowed: Duration) -> Duration {
         let state = self.inner.state.borrow();
-        let given_up = node.and_then(|node| state.given_up.get(&node));
+        let given_up = place.and_then(|(node, _)| state.given_up.get(&node));
         let lately = given_up.is_some_and(|at| at.elapsed() < silence::given_up_for(allowed));
-        // Found cut off lately (within its window, or one more): most likely still.
-        let now = crate::clock::now();
-        let cut_off = place.and_then(|place| state.cut_off.get(&place));
-        let cut_lately = cut_off.is_some_and(|cut| now < cut.until + cut.window);
-        silence::dial_patience(allowed, lately || cut_lately)
+        // Found cut off, and not found reachable since: most likely still.
+        let cut_off = place.is_some_and(|place| state.cut_off.contains(place));
+        silence::dial_patience(allowed, lately || cut_off)
     }
 
-    /// Whether requests for `node` go through another member now (see
+    /// Whether requests for `place` go through another member now (see
     /// [`Client::watch_silence`]).
-    fn is_cut_off(&self, place: (u64, u16)) -> bool {
-        self.inner.state.borrow().cut_off.contains_key(&place)
+    fn is_cut_off(&self, place: Place) -> bool {
+        self.inner.state.borrow().cut_off.contains(place)
     }
 
-    /// Where `node` is cut off, the member the requests of `group` go through, if one was
-    /// named; past its window, a probe of it is sent (one at a time).
+    /// Where `node`'s core for `group` is cut off, the relay named for it, if any; a probe of
+    /// it is sent where one is due.
     fn cut_off_via(&self, node: u64, group: u32) -> Option<Option<u64>> {
-        let (via, probe) = {
-            let mut state = self.inner.state.borrow_mut();
-            let cut = state.cut_off.get_mut(&(node, self.core_of(group)))?;
-            let probe = !cut.probing && crate::clock::now() >= cut.until;
-            cut.probing |= probe;
-            (cut.via, probe)
-        };
-        if probe {
-            self.probe(node, group);
+        let place = (node, self.core_of(group));
+        let now = crate::clock::now();
+        let detour = self.inner.state.borrow_mut().cut_off.detour(place, now)?;
+        if let Some(generation) = detour.probe {
+            self.probe(place, group, generation);
         }
-        Some(via)
+        Some(detour.via)
     }
 
     /// Where a request of `group` goes after its connection to `node` failed or went silent:

@@ -59,23 +59,11 @@ pub(super) fn given_up_for(allowed: Duration) -> Duration {
     allowed * 4
 }
 
-/// The wait after which a client probes a node it found cut off (see `Client::mark_cut_off`):
-/// four election timeouts at first, and then, found cut off again soon after a wait ended,
-/// twice the last, up to fifty election timeouts (`allowed`).
+/// The wait before the next probe of a place found cut off, after a probe found it still
+/// cut off (see `cut_off::CutOffs::probed`): twice the last (`last`; four election timeouts
+/// at first), up to fifty election timeouts (`allowed`).
 pub(super) fn next_window(last: Duration, allowed: Duration) -> Duration {
     (last * 2).clamp(given_up_for(allowed), allowed * 50)
-}
-
-/// A node that leads while this client cannot reach it: its groups' requests go through
-/// another member (`via`, where a member said it hears the node lead; else one at random)
-/// until it is found reachable again, by a probe (see [`reachable`]) sent once `until` is past
-/// (`probing` while it is under way); `window` is how long the last wait was.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct CutOff {
-    pub until: std::time::Instant,
-    pub window: Duration,
-    pub via: Option<u64>,
-    pub probing: bool,
 }
 
 /// Whether the node at `address` answers a `status` request within `patience`: a probe of a
@@ -122,7 +110,7 @@ pub(super) fn cut_off_reason(silent: u64, silence: Duration, lead: &StillLeads) 
     format!(
         "node {silent} said nothing for {} ms while requests waited, while other members hear \
          it lead (group {group}, term {term}, as node {told_by} says): this client cannot \
-         reach it; its requests go through node {told_by}, which forwards them",
+         reach it; its requests go through another member, which forwards them",
         silence.as_millis()
     )
 }
