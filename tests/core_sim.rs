@@ -52,7 +52,7 @@ use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Recei
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
 use cohort::sim::{Disk, Operation, RegisterOp, check_register, skewed_clocks};
-use cohort::wire::Envelope;
+use cohort::wire::{Envelope, SenderSays};
 use smallvec::smallvec;
 
 /// Nodes 1 to 3 start as the voters of every group; 4 and 5 start empty, as spares that
@@ -326,9 +326,7 @@ impl CoreNet for SimNet {
         Vec::new()
     }
 
-    fn set_log_full(&mut self, _full: bool) {}
-
-    fn set_kv_full(&mut self, _full: bool) {}
+    fn say(&mut self, _says: SenderSays) {}
 }
 
 impl SimLog {
@@ -1129,8 +1127,7 @@ fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
         drop(wires);
         let input = Input::Peer {
             from,
-            log_full: false,
-            kv_full: false,
+            says: SenderSays::default(),
             envelopes: vec![envelope],
         };
         node.input(t, input);

@@ -23,8 +23,8 @@ use cohort::kv::{Op, OpResult};
 use cohort::proto::client::{Consistency, Outcome};
 use cohort::proto::topology::{client_address, group_of, peer_address};
 use common::cluster::{
-    GROUPS, eventually, files_ending, finish, put_all, raw_request, start_with_flags,
-    wait_for_leaders, wait_ms, with_client,
+    GROUPS, eventually, files_ending, finish, leaders_per_node, put_all, raw_request,
+    start_with_flags, wait_for_leaders, wait_ms, with_client,
 };
 use common::netfilter::{self, Partition};
 
@@ -71,6 +71,12 @@ fn put(bases: &[String], seed: u64, key: &[u8], value: &str) {
 /// 0 named after `name`, written "0"; the node that leads group 0; and its client port.
 fn group_0_key_and_leader(bases: &[String], name: &str) -> (Vec<u8>, u64, u16) {
     wait_for_leaders(bases, &[(1, 2), (2, 2), (3, 2)], 60);
+    group_0_key_and_its_leader(bases, name)
+}
+
+/// [`group_0_key_and_leader`] where leaders are not balanced: once every group has one.
+fn group_0_key_and_its_leader(bases: &[String], name: &str) -> (Vec<u8>, u64, u16) {
+    eventually(|| leaders_per_node(bases), Option::is_some).expect("every group has a leader");
     let x = key_in(0, name);
     put(bases, 1, &x, "0");
     let leads_0 = |node| led_by(bases, node).is_some_and(|led| led.contains(&0));
@@ -80,6 +86,87 @@ fn group_0_key_and_leader(bases: &[String], name: &str) -> (Vec<u8>, u64, u16) {
         .and_then(|a| a.rsplit_once(':')?.1.parse().ok())
         .expect("a port");
     (x, leader, client_port)
+}
+
+/// Swaps x from `i` to `i + 1` and reads it back: how long that took, and which node answered
+/// the swap.
+async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Duration, u64) {
+    let began = cohort::clock::now();
+    let swap = Op::CompareAndSwap {
+        key: Bytes::copy_from_slice(x),
+        expected: Some(Bytes::from(i.to_string())),
+        value: Bytes::from((i + 1).to_string()),
+    };
+    let requests = vec![(vec![swap].into(), Consistency::Linearizable)];
+    let answer = client.execute_batch_traced(requests).await.remove(0);
+    assert_eq!(answer.result.unwrap()[..], [OpResult::Written], "swap {i}");
+    let read = client.get(x, Consistency::Linearizable).await.unwrap();
+    assert_eq!(read.as_deref(), Some((i + 1).to_string().as_bytes()));
+    (began.elapsed(), answer.node.expect("answered"))
+}
+
+/// Goal: a leader its clients reach only through the other members (its client port cut,
+/// its peer port not) hands them its groups, so that each request takes one hop again, not
+/// two; every write is still applied once. Method: a client swaps x from i to i + 1 and reads
+/// it back (a swap applied twice would fail the next), five times; group 0's leader's client
+/// port is cut; the client swaps on until a swap is answered by a node that both other
+/// members name as group 0's leader (within 10 s: the client's detection, three looks at the
+/// leaders of 0.41 s, the handover). Before the change the members named the cut leader for
+/// as long as the cut lasted. After the heal, a read finds the last swap.
+#[test]
+fn a_leader_its_clients_reach_only_through_the_other_members_hands_them_its_groups() {
+    if !netfilter::available_or_skip() {
+        return;
+    }
+    let cluster = start_with_flags("client-cut-moved", NodeFlags::default());
+    let bases = cluster.bases.clone();
+    let (x, leader, client_port) = group_0_key_and_leader(&bases, "moved");
+    let others: Vec<String> = (bases.iter().enumerate())
+        .filter(|&(i, _)| i as u64 + 1 != leader)
+        .map(|(_, base)| base.clone())
+        .collect();
+    let x2 = x.clone();
+    let (swaps, new_leader, moved_after, cut) = with_client(&bases, 11, async move |client| {
+        for i in 0..5 {
+            swap_and_read(client, &x2, i).await;
+        }
+        let cut = Partition::isolate_port(client_port).expect("partition");
+        let start = cohort::clock::now();
+        let mut i = 5;
+        loop {
+            let (_, by) = swap_and_read(client, &x2, i).await;
+            i += 1;
+            let mut options = ClientOptions::new(others.clone(), 5);
+            options.attempt_timeout = Duration::from_millis(500);
+            let (rows, _) = cohort::client::cluster_status(options)
+                .await
+                .unwrap_or_default();
+            let named: Vec<u64> = (rows.iter())
+                .filter(|core| core.node_id != leader)
+                .flat_map(|core| core.groups.iter().filter(|g| g.group == 0))
+                .map(|g| g.leader)
+                .collect();
+            if by != leader && named.len() == 2 && named.iter().all(|&n| n == by) {
+                return (i, by, start.elapsed(), cut);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "after {i} swaps, the members name {named:?} as group 0's leader, the last swap \
+                 answered by node {by}: node {leader} kept the group"
+            );
+        }
+    });
+    assert!(cut.dropped_segments() > 0, "the cut dropped nothing");
+    drop(cut);
+    let after = with_client(&bases, 12, async move |client| {
+        client.get(&x, Consistency::Linearizable).await.unwrap()
+    });
+    assert_eq!(after.as_deref(), Some(swaps.to_string().as_bytes()));
+    eprintln!(
+        "{swaps} swaps and reads; node {new_leader} led group 0 and answered {moved_after:?} \
+         after the cut of node {leader}'s client port"
+    );
+    finish(cluster);
 }
 
 /// What a read of `key` at node `node` itself returns (no hint followed).
@@ -423,31 +510,22 @@ fn leader_named_by_others(bases: &[String], not: u64, group: u32) -> Vec<u64> {
 /// leader, 0.8 and 1.6 s) and at least 20 times; a new client (which cannot connect to the
 /// leader at all) swaps once more; the other members still name the same leader; after the
 /// heal the first client swaps on until the leader itself answers (within 15 s: the next
-/// probe); a read finds the last swap.
+/// probe); a read finds the last swap. Leaders are not balanced (`--no-leader-balance`):
+/// balanced, the cut leader hands its groups over (the next test).
 #[test]
 fn a_leader_its_clients_cannot_reach_serves_them_through_the_other_members() {
     if !netfilter::available_or_skip() {
         return;
     }
-    let cluster = start_with_flags("client-cut", NodeFlags::default());
+    // Leaders not balanced: they stay where elections put them, and the cut leader keeps its
+    // groups (balanced, it hands them over: the next test).
+    let flags = NodeFlags {
+        no_leader_balance: true,
+        ..NodeFlags::default()
+    };
+    let cluster = start_with_flags("client-cut", flags);
     let bases = cluster.bases.clone();
-    let (x, leader, client_port) = group_0_key_and_leader(&bases, "relayed");
-    // Swaps x from `i` to `i + 1` and reads it back: how long that took, and which node
-    // answered the swap.
-    async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Duration, u64) {
-        let began = cohort::clock::now();
-        let swap = Op::CompareAndSwap {
-            key: Bytes::copy_from_slice(x),
-            expected: Some(Bytes::from(i.to_string())),
-            value: Bytes::from((i + 1).to_string()),
-        };
-        let requests = vec![(vec![swap].into(), Consistency::Linearizable)];
-        let answer = client.execute_batch_traced(requests).await.remove(0);
-        assert_eq!(answer.result.unwrap()[..], [OpResult::Written], "swap {i}");
-        let read = client.get(x, Consistency::Linearizable).await.unwrap();
-        assert_eq!(read.as_deref(), Some((i + 1).to_string().as_bytes()));
-        (began.elapsed(), answer.node.expect("answered"))
-    }
+    let (x, leader, client_port) = group_0_key_and_its_leader(&bases, "relayed");
     // x's value, between the two clients.
     let value = Arc::new(AtomicU64::new(0));
     let healed = Arc::new(AtomicBool::new(false));

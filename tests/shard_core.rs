@@ -30,7 +30,7 @@ use cohort::shard::answers_held::{
 use cohort::shard::core::{Core, CoreLog, CoreNet, CoreShape, Hooks, Input, Received, Staged};
 use cohort::shard::inbox::Inbox;
 use cohort::shard::snapshot_stream::{SNAPSHOT_BYTES_MAX, StreamConfig};
-use cohort::wire::Envelope;
+use cohort::wire::{Envelope, SenderSays};
 use futures_lite::future::block_on;
 use smallvec::smallvec;
 
@@ -55,6 +55,8 @@ enum Event {
     /// The core told its peers whether its log can still grow.
     SaidLogFull(bool),
     SaidKvFull(bool),
+    /// The core told its peers whether its clients reach it only through other members.
+    SaidClientsRelay(bool),
     /// A whole snapshot from a peer was handed to the log to store.
     SnapshotReceived,
     /// The stopping core let the log finish its jobs off the loop.
@@ -400,6 +402,8 @@ impl CoreLog for RecordingLog {
 /// too, for the test to deliver (or the wire to refuse).
 struct RecordingNet {
     events: Events,
+    /// What the core last said of itself.
+    said: SenderSays,
     wire: Option<Rc<RefCell<Wire>>>,
     /// While set, the queue to this node is full: appends to it are refused (the rest
     /// recorded only, as before).
@@ -423,12 +427,19 @@ impl CoreNet for RecordingNet {
         Vec::new()
     }
 
-    fn set_log_full(&mut self, full: bool) {
-        self.events.borrow_mut().push(Event::SaidLogFull(full));
-    }
-
-    fn set_kv_full(&mut self, full: bool) {
-        self.events.borrow_mut().push(Event::SaidKvFull(full));
+    /// Each change is an event of its own.
+    fn say(&mut self, says: SenderSays) {
+        let was = std::mem::replace(&mut self.said, says);
+        let mut events = self.events.borrow_mut();
+        if says.log_full != was.log_full {
+            events.push(Event::SaidLogFull(says.log_full));
+        }
+        if says.kv_full != was.kv_full {
+            events.push(Event::SaidKvFull(says.kv_full));
+        }
+        if says.clients_relay != was.clients_relay {
+            events.push(Event::SaidClientsRelay(says.clients_relay));
+        }
     }
 }
 
@@ -522,6 +533,7 @@ fn core_of_groups(
     reshape: impl FnOnce(&mut CoreShape),
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::default(),
@@ -610,8 +622,7 @@ fn from(sender: u64, to: u64, term: u64, body: MessageBody) -> Input {
 fn peer(sender: u64, envelopes: Vec<Envelope>) -> Input {
     Input::Peer {
         from: sender,
-        log_full: false,
-        kv_full: false,
+        says: SenderSays::default(),
         envelopes,
     }
 }
@@ -873,10 +884,14 @@ fn heartbeat_answer_saying(sender: u64, term: u64, (log_full, kv_full): (bool, b
     ) else {
         unreachable!()
     };
-    Input::Peer {
-        from: sender,
+    let says = SenderSays {
         log_full,
         kv_full,
+        ..SenderSays::default()
+    };
+    Input::Peer {
+        from: sender,
+        says,
         envelopes,
     }
 }
@@ -1209,10 +1224,13 @@ fn a_leader_sends_commits_at_once_while_a_peer_holds_its_quota() {
         else {
             unreachable!()
         };
+        let says = SenderSays {
+            kv_full,
+            ..SenderSays::default()
+        };
         let acked = Input::Peer {
             from: 3,
-            log_full: false,
-            kv_full,
+            says,
             envelopes,
         };
         core = turn(core, &inbox, acked);
@@ -1267,6 +1285,7 @@ fn leader_1_without_broadcast(
     events: &Events,
 ) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::default(),
@@ -1709,10 +1728,13 @@ fn the_retry_of_a_write_that_applied_is_answered_from_its_session_though_no_log_
         else {
             unreachable!("a peer's batch")
         };
+        let says = SenderSays {
+            log_full: true,
+            ..SenderSays::default()
+        };
         let full = Input::Peer {
             from,
-            log_full: true,
-            kv_full: false,
+            says,
             envelopes,
         };
         inbox.push_now(full);
@@ -1827,6 +1849,7 @@ fn a_new_leader_that_cannot_commit_says_why_it_serves_no_linearizable_read() {
 fn core_1_on_a_recorded_wire(events: &Events) -> (TestCore, Inbox<Input>, Rc<RefCell<Wire>>) {
     let wire = Rc::new(RefCell::new(Wire::default()));
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(events),
         wire: Some(Rc::clone(&wire)),
         full_queue_to: Rc::default(),
@@ -2339,14 +2362,24 @@ fn balancing_leader_1_of_two_groups(
     events: &Events,
     full_queue_to: &Rc<Cell<Option<u64>>>,
 ) -> (TestCore, Inbox<Input>, Vec<u64>) {
+    leader_1_of_two_groups(events, full_queue_to, Some(0))
+}
+
+/// [`balancing_leader_1_of_two_groups`], balancing with `margin` (None: not at all).
+fn leader_1_of_two_groups(
+    events: &Events,
+    full_queue_to: &Rc<Cell<Option<u64>>>,
+    margin: Option<u32>,
+) -> (TestCore, Inbox<Input>, Vec<u64>) {
     let log = (true, 0, false);
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::clone(full_queue_to),
     };
     let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 2, None, |shape, _, _| {
-        shape.leader_balance_margin = Some(0);
+        shape.leader_balance_margin = margin;
         shape.balance_every_ticks = BALANCE_EVERY_TICKS;
     });
     let campaigning = |core: &TestCore| {
@@ -2569,6 +2602,126 @@ fn the_balancer_hands_no_group_to_a_node_another_group_removed() {
             core = turn(core, &inbox, peer(answer.message.from.0, vec![answer]));
         }
     }
+}
+
+/// Ticks up to the next look at the leaders, node 3 answering every heartbeat and forwarding a
+/// read to every group before each (for a client that cannot reach node 1), and with
+/// `client`, a client's read on connection 1 (with this sequence) at the first; the groups
+/// node 1 is handing to node 3 after the look.
+fn a_look_relayed(
+    mut core: TestCore,
+    inbox: &Inbox<Input>,
+    terms: &[u64],
+    client: Option<u64>,
+) -> (TestCore, Vec<u32>) {
+    if let Some(sequence) = client {
+        core = turn(core, inbox, get(1, sequence));
+    }
+    let forwarded_read = |_| MessageBody::ReadIndexRequest { ctx: 7 };
+    loop {
+        core = turn(
+            core,
+            inbox,
+            to_1_in_every_group(3, terms, heartbeat_answered),
+        );
+        core = turn(core, inbox, to_1_in_every_group(3, terms, forwarded_read));
+        core = turn(core, inbox, Input::Tick);
+        if core.ticks().is_multiple_of(u64::from(BALANCE_EVERY_TICKS)) {
+            let handing = handing_to_3(&core);
+            return (core, handing);
+        }
+    }
+}
+
+/// Goal: a leader whose clients reach it only through other members (every request comes
+/// forwarded) hands its groups to them and says so to its peers, after three looks at the
+/// leaders; a client request in each look keeps it leading; one that comes while it says
+/// so ends the saying. Method: node 1 leads two groups; node 3 replicates
+/// both and forwards a read to each at every tick. For six looks a client's read comes once
+/// a look: nothing is handed over. Then only forwarded reads: nothing before the third look,
+/// and at it both groups are being handed to node 3, the core having said its clients relay.
+/// A client's read: at the next look the core says they no longer do.
+#[test]
+fn a_leader_whose_clients_relay_hands_its_groups_to_the_relay_and_says_so() {
+    let events = Events::default();
+    // Balancing, with a margin that hands nothing over for balance.
+    let margin = Some(u32::MAX);
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), margin);
+    core = turn(core, &inbox, connected(1, Inbox::new(64)));
+    let mut handing;
+    for sequence in 1..=6 {
+        (core, handing) = a_look_relayed(core, &inbox, &terms, Some(sequence));
+        assert_eq!(handing, [0u32; 0], "look {sequence}");
+    }
+    let said = |relay| events.borrow().contains(&Event::SaidClientsRelay(relay));
+    assert!(!said(true), "{:?}", events.borrow());
+    for look in 1..=2 {
+        (core, handing) = a_look_relayed(core, &inbox, &terms, None);
+        assert_eq!(handing, [0u32; 0], "look {look} of forwarded requests only");
+    }
+    assert!(!said(true), "{:?}", events.borrow());
+    (core, handing) = a_look_relayed(core, &inbox, &terms, None);
+    assert_eq!(handing, [0, 1], "{:?}", events.borrow());
+    assert!(said(true), "{:?}", events.borrow());
+    assert!(!said(false), "{:?}", events.borrow());
+    (core, _) = a_look_relayed(core, &inbox, &terms, Some(7));
+    assert!(said(false), "{:?}", events.borrow());
+    drop(core);
+}
+
+/// Goal: with leaders not balanced (`--no-leader-balance`: they stay where elections put
+/// them), a leader whose clients relay keeps its groups, and says nothing of it. Method: as
+/// above, without balancing: ten looks of forwarded requests only hand nothing over.
+#[test]
+fn a_leader_not_balancing_keeps_its_groups_when_its_clients_relay() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), None);
+    for look in 1..=10 {
+        let handing;
+        (core, handing) = a_look_relayed(core, &inbox, &terms, None);
+        assert_eq!(handing, [0u32; 0], "look {look}");
+    }
+    let said = events.borrow().contains(&Event::SaidClientsRelay(true));
+    assert!(!said, "{:?}", events.borrow());
+}
+
+/// Goal: the balancer hands no group to a peer that says its clients relay (they would
+/// relay to it again), and does once it no longer says so. Method: node 1 leads two groups,
+/// node 3 replicates both, caught up, and would be handed one at the first look; for three
+/// looks node 3's batches say its clients relay: nothing is handed over. Then they say
+/// nothing of it: node 3 is handed a group (the test can fail).
+#[test]
+fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
+    let relay = SenderSays {
+        clients_relay: true,
+        ..SenderSays::default()
+    };
+    let start = core.ticks();
+    while core.ticks() < start + 3 * u64::from(BALANCE_EVERY_TICKS) {
+        core = turn(core, &inbox, Input::Tick);
+        assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
+        let Input::Peer { envelopes, .. } = to_1_in_every_group(3, &terms, heartbeat_answered)
+        else {
+            unreachable!()
+        };
+        let says = relay;
+        core = turn(
+            core,
+            &inbox,
+            Input::Peer {
+                from: 3,
+                says,
+                envelopes,
+            },
+        );
+    }
+    let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
+    assert!(
+        handed,
+        "node 3, no longer saying its clients relay, was handed no group"
+    );
 }
 
 /// Goal: a handover the balancer started that did not complete is not tried again at every
@@ -3001,6 +3154,7 @@ fn a_stopping_leader_hands_its_group_to_a_follower_heard_from_lately() {
 fn a_stall_of_its_own_is_not_taken_for_its_peers_silence() {
     let events = Events::default();
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(&events),
         wire: None,
         full_queue_to: Rc::default(),
@@ -3953,6 +4107,7 @@ type MembersTold = (Vec<u64>, Vec<u64>);
 fn a_core_restored_past_its_removal_says_so_at_its_first_turn() {
     let events = Events::default();
     let net = RecordingNet {
+        said: SenderSays::default(),
         events: Rc::clone(&events),
         wire: None,
         full_queue_to: Rc::default(),

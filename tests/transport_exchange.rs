@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cohort::raft::{MessageBody, NodeId};
 use cohort::transport::Transport;
-use cohort::wire::Envelope;
+use cohort::wire::{Envelope, SenderSays};
 use common::transport::{
     append, config, loopback_any_port, payload, receive, run_executor, unused_addr,
 };
@@ -184,18 +184,26 @@ fn a_full_log_is_said_in_the_batches_sent_while_it_is_full() {
             .expect("node 1 starts");
         let mut seen = Vec::new();
         for (index, full, kv_full) in [(1, false, false), (2, true, false), (3, false, true)] {
-            node1.set_log_full(full);
-            node1.set_kv_full(kv_full);
+            node1.say(SenderSays {
+                log_full: full,
+                kv_full,
+                clients_relay: index == 3,
+            });
             let message = append(1, 2, 0, index, payload(1, 0, index));
             node1.send(NodeId(2), message).expect("queued");
             let batches = receive(&node2, 1, GUARD).await;
             seen.extend(
                 batches
                     .iter()
-                    .map(|b| (b.sender_log_full, b.sender_kv_full)),
+                    .map(|b| (b.sender.log_full, b.sender.kv_full, b.sender.clients_relay)),
             );
         }
-        assert_eq!(seen, [(false, false), (true, false), (false, true)]);
+        let said = [
+            (false, false, false),
+            (true, false, false),
+            (false, true, true),
+        ];
+        assert_eq!(seen, said);
         node1.close().await;
         node2.close().await;
     });

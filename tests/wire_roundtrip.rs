@@ -6,7 +6,9 @@ mod common;
 use bytes::Bytes;
 use cohort::raft::MessageBody;
 use cohort::raft::NodeId;
-use cohort::wire::{ClusterId, DecodedFrame, FrameEncoder, Handshake, decode_frame, fb};
+use cohort::wire::{
+    ClusterId, DecodedFrame, FrameEncoder, Handshake, SenderSays, decode_frame, fb,
+};
 use proptest::prelude::*;
 
 fn encode(envelopes: &[cohort::wire::Envelope]) -> Bytes {
@@ -34,8 +36,7 @@ fn every_message_kind_round_trips() {
         decoded,
         DecodedFrame::Raft {
             envelopes,
-            sender_log_full: false,
-            sender_kv_full: false,
+            sender: SenderSays::default(),
         }
     );
 }
@@ -85,27 +86,27 @@ fn a_forwarded_batch_of_empty_commands_verifies() {
     assert_eq!(envelopes, [envelope]);
 }
 
-/// Goal: a core whose log cannot grow, or whose key-value state holds its quota, says so in
-/// every batch until it no longer does. Method: one encoder, told each state in turn, encodes
-/// four batches; each decodes with what it was told.
+/// Goal: a core whose log cannot grow, whose key-value state holds its quota, or whose
+/// clients relay, says so in every batch until it no longer does. Method: one encoder, told
+/// each of the eight states in turn, encodes a batch in each; each decodes with what it was
+/// told.
 #[test]
-fn the_sender_says_whether_its_log_or_state_is_full_in_every_batch() {
+fn the_sender_says_what_it_says_of_itself_in_every_batch() {
     let envelopes = common::messages::one_of_every_kind();
     let mut encoder = FrameEncoder::new();
-    for (log_full, kv_full) in [(true, false), (true, true), (false, true), (false, false)] {
-        encoder.set_sender_log_full(log_full);
-        encoder.set_sender_kv_full(kv_full);
+    for bits in [1, 3, 7, 6, 4, 5, 2, 0] {
+        let says = SenderSays {
+            log_full: bits & 1 != 0,
+            kv_full: bits & 2 != 0,
+            clients_relay: bits & 4 != 0,
+        };
+        encoder.set_sender(says);
         encoder.encode_raft(envelopes.iter()).expect("encodes");
         let frame = Bytes::from(encoder.to_frame_vec());
-        let Ok(DecodedFrame::Raft {
-            sender_log_full,
-            sender_kv_full,
-            ..
-        }) = decode_frame(&frame)
-        else {
+        let Ok(DecodedFrame::Raft { sender, .. }) = decode_frame(&frame) else {
             panic!("expected a Raft frame");
         };
-        assert_eq!((sender_log_full, sender_kv_full), (log_full, kv_full));
+        assert_eq!(sender, says);
     }
 }
 
@@ -253,8 +254,7 @@ proptest! {
         let decoded = decode_frame(&encode(&batch)).expect("valid frame");
         let expected = DecodedFrame::Raft {
             envelopes: batch,
-            sender_log_full: false,
-            sender_kv_full: false,
+            sender: SenderSays::default(),
         };
         prop_assert_eq!(decoded, expected);
     }

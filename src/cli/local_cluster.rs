@@ -59,6 +59,9 @@ pub struct NodeFlags {
     /// Send a new commit index to followers at once (see `serve --broadcast-commit`).
     #[arg(long)]
     pub broadcast_commit: bool,
+    /// Leaders stay where elections put them (see `serve --no-leader-balance`).
+    #[arg(long)]
+    pub no_leader_balance: bool,
     /// Chunk size of the nodes' snapshot streams, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub snapshot_chunk_kib: usize,
@@ -94,6 +97,7 @@ impl Default for NodeFlags {
             wal_soft_limit_mib: 1024,
             lease_reads: false,
             broadcast_commit: false,
+            no_leader_balance: false,
             snapshot_chunk_kib: 1024,
             kv_quota_mib: None,
         }
@@ -659,6 +663,9 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     }
     if flags.broadcast_commit {
         args.push("--broadcast-commit".to_string());
+    }
+    if flags.no_leader_balance {
+        args.push("--no-leader-balance".to_string());
     }
     // The nodes share one machine: each gets its share of the default quota (found in
     // review: each took a quarter of the machine's memory).

@@ -126,9 +126,13 @@ pub struct ServeArgs {
     pub snapshot_chunk_kib: usize,
     /// Leader balancing: while this node leads at least two more of a core's groups than
     /// another node, plus this many, it hands one at a time to the node that leads the fewest.
+    /// A core whose clients reach it only through the other members (its client port cut off
+    /// from them) hands them every group it leads, and is handed none for a while.
     #[arg(long, default_value_t = 0, conflicts_with = "no_leader_balance")]
     pub leader_balance_margin: u32,
-    /// No leader balancing: leaders stay where elections put them.
+    /// No leader balancing: leaders stay where elections put them (a node whose log cannot grow,
+    /// or that stops, still hands its groups over), even where clients reach a leader only
+    /// through the other members.
     #[arg(long)]
     pub no_leader_balance: bool,
     /// Stop, as on SIGTERM, once the process that started this node exits (local clusters

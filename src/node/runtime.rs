@@ -22,7 +22,7 @@ use crate::transport::{SendError, SocketOptions, Transport, TransportConfig};
 use crate::wire::limits::{
     MESSAGE_PAYLOAD_BYTES_MAX, PEER_QUEUE_BYTES_MAX, SOCKET_BUFFER_BYTES, UNACKED_TIMEOUT_MS,
 };
-use crate::wire::{ClusterId, Envelope, Layout};
+use crate::wire::{ClusterId, Envelope, Layout, SenderSays};
 
 use super::client_conns::Conns;
 use super::config::{NodeConfig, SyncMode};
@@ -303,12 +303,8 @@ impl CoreNet for TransportNet {
             .collect()
     }
 
-    fn set_log_full(&mut self, full: bool) {
-        self.0.set_log_full(full);
-    }
-
-    fn set_kv_full(&mut self, full: bool) {
-        self.0.set_kv_full(full);
+    fn say(&mut self, says: SenderSays) {
+        self.0.say(says);
     }
 }
 
@@ -730,8 +726,7 @@ async fn receive_peers(transport: Rc<Transport>, inbox: Inbox<Input>) {
         let weight = 1 + inbound.held_bytes / FRAME_BYTES_PER_INBOX_ITEM;
         let input = Input::Peer {
             from: inbound.from.0,
-            log_full: inbound.sender_log_full,
-            kv_full: inbound.sender_kv_full,
+            says: inbound.sender,
             envelopes: inbound.envelopes,
         };
         // Past the clients: a flood of client frames must not hold back the heartbeats and

@@ -244,14 +244,16 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
     })
 }
 
-/// For a node whose log cannot grow: each group `me` leads, with the voter to hand it to,
-/// skipping `busy` groups (a handover under way): of those that could take over now, the one
-/// leading fewest groups, counting those handed to it here (ties by id). Handing them all to
-/// the first put every group of the node on one other, whose share balance then moved again.
+/// For a node whose log cannot grow, or whose clients relay: each group `me` leads, with the
+/// voter to hand it to, skipping `busy` groups (a handover under way): of those that could take
+/// over now, the one of the lowest `rank`, then leading fewest groups, counting those handed
+/// to it here (ties by id). Handing them all to the first put every group of the node on one
+/// other, whose share balance then moved again.
 pub fn pick_evacuations(
     me: u64,
     groups: &[GroupView],
     busy: impl Fn(u32) -> bool,
+    rank: impl Fn(u64) -> u8,
 ) -> Vec<(u32, u64)> {
     let mut led: BTreeMap<u64, u32> = BTreeMap::new();
     for group in groups {
@@ -260,8 +262,8 @@ pub fn pick_evacuations(
     let mut picks = Vec::new();
     for group in groups.iter().filter(|g| g.leader == me && !busy(g.group)) {
         let successors = group.ready_successors.iter().filter(|&&node| node != me);
-        let Some(&to) =
-            successors.min_by_key(|&&node| (led.get(&node).copied().unwrap_or(0), node))
+        let Some(&to) = successors
+            .min_by_key(|&&node| (rank(node), led.get(&node).copied().unwrap_or(0), node))
         else {
             continue;
         };
@@ -533,7 +535,7 @@ mod tests {
         groups[1].leader = 1;
         groups[2].ready_successors = vec![];
         // Group 2 has no voter ready to take over; group 3 is being handed over already.
-        let picks = pick_evacuations(2, &groups, |g| g == 3);
+        let picks = pick_evacuations(2, &groups, |g| g == 3, |_| 0);
         // Node 3 leads none (node 1 leads group 1).
         assert_eq!(picks, vec![(0, 3)]);
     }
@@ -547,7 +549,26 @@ mod tests {
             group.ready_successors = vec![1, 3];
         }
         groups[4].leader = 3;
-        let picks = pick_evacuations(2, &groups, |_| false);
+        let picks = pick_evacuations(2, &groups, |_| false, |_| 0);
         assert_eq!(picks, vec![(0, 1), (1, 1), (2, 3), (3, 1)]);
+    }
+
+    /// Goal: a node whose clients relay hands its groups to the members they relay through
+    /// (rank 0), spread over them, before any other; a voter of a higher rank takes a group
+    /// only where none of a lower one can.
+    #[test]
+    fn an_evacuation_goes_to_the_voters_of_the_lowest_rank_first() {
+        let mut groups: Vec<GroupView> = (0..5).map(|g| view(g, 2)).collect();
+        groups[4].ready_successors = vec![1, 4];
+        let rank = |node| match node {
+            3 | 4 => 0,
+            1 => 1,
+            _ => 2,
+        };
+        let picks = pick_evacuations(2, &groups, |_| false, rank);
+        assert_eq!(picks, vec![(0, 3), (1, 3), (2, 3), (3, 3), (4, 4)]);
+        groups[4].ready_successors = vec![1];
+        let picks = pick_evacuations(2, &groups, |_| false, rank);
+        assert_eq!(picks[4], (4, 1));
     }
 }

@@ -50,10 +50,11 @@ use crate::raft::{
     Entry, EntryKind, GroupId, LogIndex, LostEntries, Message, MessageBody, NodeId, Ready, Role,
     Snapshot, Term,
 };
-use crate::wire::Envelope;
+use crate::wire::{Envelope, SenderSays};
 
 use super::answers_held::{ANSWER_WEIGHT_CORE_HELD_MAX, AnswersHeld};
 use super::balance::Handovers;
+use super::client_reach::ClientReach;
 use super::group::{Answer, ConnId, Group};
 use super::inbox::Inbox;
 use super::snapshot_stream::{SnapshotStreams, StreamConfig};
@@ -62,6 +63,7 @@ use super::woken_only::WokenOnly;
 
 mod forwarded;
 mod leaders;
+mod reach;
 mod room;
 mod snapshots;
 mod stop;
@@ -213,12 +215,11 @@ pub trait CoreNet {
     /// The peers whose connection was renewed since the last call: what was in flight to
     /// them may be lost.
     fn take_renewed(&mut self) -> Vec<u64>;
-    /// Tell the peers, from now on, whether this core's log can no longer grow (they then
-    /// hand it no group and do not count on it to store writes).
-    fn set_log_full(&mut self, full: bool);
-    /// Tell the peers, from now on, whether this core's key-value state holds its quota
-    /// (their leaders then take no writes that may add data).
-    fn set_kv_full(&mut self, full: bool);
+    /// Tell the peers, from now on, what this core says of itself: whether its log can no
+    /// longer grow (they then hand it no group and do not count on it to store writes), its
+    /// key-value state holds its quota (their leaders then take no writes that may add data),
+    /// its clients relay (they then hand it no group).
+    fn say(&mut self, says: SenderSays);
 }
 
 /// Election timeouts some group of a core may go without a leader before the core says so
@@ -241,12 +242,10 @@ struct Transfer {
 
 /// Everything that reaches the loop.
 pub enum Input {
-    /// Raft messages from a peer's same core, whether that core's log can no longer grow,
-    /// and whether its key-value state holds its quota.
+    /// Raft messages from a peer's same core, and what that core says of itself.
     Peer {
         from: u64,
-        log_full: bool,
-        kv_full: bool,
+        says: SenderSays,
         envelopes: Vec<Envelope>,
     },
     /// A client connection opened; its replies go to `outbox`, weighed in `held` until
@@ -422,9 +421,8 @@ pub struct Core<L: CoreLog, N> {
     /// What the groups' key-value states hold ([`KvStore::data_bytes`]), kept by the groups
     /// as they apply ([`Group::count_kv_in`]): against `CoreShape::kv_quota_bytes`.
     kv_bytes: Rc<Cell<u64>>,
-    /// Whether this core said its key-value state holds its quota (see
-    /// [`CoreNet::set_kv_full`]).
-    said_kv_full: bool,
+    /// What this core last told its peers of itself (see [`CoreNet::say`]).
+    said: SenderSays,
     /// Peers whose same core said its key-value state holds its quota: while one answers, a
     /// group it is a member of takes no writes that may add data (each node checks its own
     /// quota only where it leads; a follower applies what its leader commits).
@@ -457,10 +455,13 @@ pub struct Core<L: CoreLog, N> {
     /// The handovers the leader balancer started, and the pairs it leaves alone for a while.
     handovers: Handovers,
     /// The peers whose same core said, in its last batch, that its log cannot grow: they
-    /// take no new entries and will not lead (see [`CoreNet::set_log_full`]).
+    /// take no new entries and will not lead (see [`CoreNet::say`]).
     peers_log_full: BTreeSet<u64>,
-    /// What this core last told its peers about its own log.
-    said_log_full: bool,
+    /// The peers whose same core said, in its last batch, that its clients relay: they are
+    /// handed no group (see [`ClientReach`]).
+    peers_clients_relay: BTreeSet<u64>,
+    /// Whether this core's clients reach it only through other members.
+    reach: ClientReach,
     /// A sync has been in flight too long ([`Core::sync_stuck`]), and the core said so.
     said_sync_stuck: bool,
     /// Whether this core said it refused a leader's entry too large for its log (said once:
@@ -505,7 +506,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             hooks,
             ticks: 0,
             kv_bytes,
-            said_kv_full: false,
+            said: SenderSays::default(),
             peers_kv_full: BTreeSet::new(),
             broadcasting_commits: false,
             peers_heard_tick: HashMap::new(),
@@ -525,7 +526,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             transfers: Vec::new(),
             handovers: Handovers::new(u64::from(shape.balance_every_ticks.max(1))),
             peers_log_full: BTreeSet::new(),
-            said_log_full: false,
+            peers_clients_relay: BTreeSet::new(),
+            reach: ClientReach::new(u64::from(shape.balance_every_ticks.max(1))),
             said_sync_stuck: false,
             said_entry_too_large: false,
             member_changes: Vec::new(),
@@ -828,19 +830,22 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         match input {
             Input::Peer {
                 from,
-                log_full,
-                kv_full,
+                says,
                 envelopes,
             } => {
                 self.peers_heard_tick.insert(from, self.heard_ticks);
-                let changed = match kv_full {
+                match says.clients_relay {
+                    true => self.peers_clients_relay.insert(from),
+                    false => self.peers_clients_relay.remove(&from),
+                };
+                let changed = match says.kv_full {
                     true => self.peers_kv_full.insert(from),
                     false => self.peers_kv_full.remove(&from),
                 };
                 if changed {
                     self.broadcast_commits_while_peers_kv_full();
                 }
-                if log_full {
+                if says.log_full {
                     if self.peers_log_full.insert(from) {
                         // It drops TimeoutNow: a transfer to it not yet told to campaign is
                         // given up (one told may be campaigning already: it runs its time).
@@ -942,6 +947,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                         {
                             continue;
                         }
+                        MessageBody::ReadIndexRequest { .. } => {
+                            self.note_relayed(group.0, message.from);
+                            message
+                        }
                         MessageBody::ForwardProposal { data } => {
                             let from = (message.from, message.term);
                             self.take_forwarded(group.0, from, data, answers);
@@ -962,6 +971,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.outboxes.insert(conn, (outbox, held));
             }
             Input::Requests { conn, requests } => {
+                self.reach.heard_directly(requests.len());
                 for request in requests {
                     match request {
                         Ok(request) => self.route(conn, request, answers),
@@ -979,6 +989,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.closed_conns.insert(conn);
             }
             Input::Status(reply) => {
+                self.reach.heard_directly(1);
                 let groups = self
                     .groups
                     .iter()
@@ -1019,8 +1030,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     self.shape.node_id, change.group
                 )));
             }
-            Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
-            Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
+            Input::TransferLeader { group, to, reply } => {
+                self.reach.heard_directly(1);
+                self.start_transfer(group, to, reply);
+            }
+            Input::ChangeMember { change, reply } => {
+                self.reach.heard_directly(1);
+                self.start_member_change(change, reply);
+            }
             Input::Stop => return true,
             Input::StopAfterWork { grace_ticks } => {
                 if self.stopping_by.is_none() {
@@ -1068,6 +1085,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let every = u64::from(self.shape.balance_every_ticks.max(1));
         // Stopping, at every tick: a handover given up, or a follower not ready at the last
         // look, is tried again within the grace.
+        if self.ticks.is_multiple_of(every) && self.shape.leader_balance_margin.is_some() {
+            self.watch_client_reach();
+        }
         if self.ticks.is_multiple_of(every) || self.stopping_by.is_some() {
             self.hand_over_leaders();
         }

@@ -3,6 +3,7 @@
 
 pub mod answers_held;
 pub mod balance;
+pub mod client_reach;
 pub mod core;
 pub mod group;
 pub mod inbox;

@@ -373,12 +373,8 @@ async fn read_loop(
 /// Decodes one frame and hands its messages to the inbox, waiting while the inbox is full
 /// (which stops this reader, and TCP then stops the peer).
 async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), CloseReason> {
-    let (envelopes, sender_log_full, sender_kv_full) = match decode_frame(frame)? {
-        DecodedFrame::Raft {
-            envelopes,
-            sender_log_full,
-            sender_kv_full,
-        } => (envelopes, sender_log_full, sender_kv_full),
+    let (envelopes, sender) = match decode_frame(frame)? {
+        DecodedFrame::Raft { envelopes, sender } => (envelopes, sender),
         other => {
             return Err(CloseReason::FrameUnexpected {
                 kind: frame_kind(&other),
@@ -414,8 +410,7 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
     let inbound = Inbound {
         from: peer,
         envelopes,
-        sender_log_full,
-        sender_kv_full,
+        sender,
         held_bytes,
         _held: held,
     };
@@ -442,8 +437,7 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
         }
         peer.queue.borrow_mut().take_into(&mut batch);
         peer.room.notify();
-        writer.set_sender_log_full(shared.log_full.get());
-        writer.set_sender_kv_full(shared.kv_full.get());
+        writer.set_sender(shared.says.get());
         let outcome = writer.write_batch(&mut stream, &batch).await;
         shared.count(|stats| {
             stats.frames_sent += outcome.frames as u64;

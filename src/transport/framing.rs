@@ -12,7 +12,7 @@ use crate::wire::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_TARGET,
     RAFT_MESSAGES_PER_FRAME_MAX, RECEIVE_CHUNK_BYTES,
 };
-use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader};
+use crate::wire::{EncodeError, Envelope, FrameEncoder, FrameError, FrameHeader, SenderSays};
 
 /// The smallest read offered to the kernel. Reads start here, double while they come back
 /// full, up to [`RECEIVE_CHUNK_BYTES`], and otherwise follow what arrives; a quiet connection
@@ -297,14 +297,9 @@ impl FrameWriter {
         }
     }
 
-    /// Say in every batch from now on whether this core's log can no longer grow.
-    pub fn set_sender_log_full(&mut self, full: bool) {
-        self.encoder.set_sender_log_full(full);
-    }
-
-    /// See [`FrameEncoder::set_sender_kv_full`].
-    pub fn set_sender_kv_full(&mut self, full: bool) {
-        self.encoder.set_sender_kv_full(full);
+    /// See [`FrameEncoder::set_sender`].
+    pub fn set_sender(&mut self, sender: SenderSays) {
+        self.encoder.set_sender(sender);
     }
 
     /// Encodes `batch` into as few frames as the frame bounds allow and writes each with one

@@ -121,7 +121,7 @@ use std::time::Duration;
 use glommio::channels::local_channel::{self, LocalReceiver};
 
 use crate::raft::{MessageBody, NodeId};
-use crate::wire::Envelope;
+use crate::wire::{Envelope, SenderSays};
 
 pub use accept::AcceptFailures;
 pub use backoff::Backoff;
@@ -210,8 +210,7 @@ impl Transport {
             connections_begun: Cell::new(0),
             stats: Cell::default(),
             renewed: RefCell::default(),
-            log_full: Cell::new(false),
-            kv_full: Cell::new(false),
+            says: Cell::default(),
             incarnations,
             removed: RefCell::default(),
             told_removed: Stop::default(),
@@ -355,16 +354,10 @@ impl Transport {
         std::mem::take(&mut *self.shared.renewed.borrow_mut())
     }
 
-    /// Tell every peer, in each batch from now on, whether this core's log can no longer grow
-    /// (a full disk): they then hand it no group and do not count on it to store writes.
-    pub fn set_log_full(&self, full: bool) {
-        self.shared.log_full.set(full);
-    }
-
-    /// Says to every peer, in each batch from now on, whether this core's key-value state
-    /// holds its quota: their leaders then take no writes that may add data.
-    pub fn set_kv_full(&self, full: bool) {
-        self.shared.kv_full.set(full);
+    /// Tell every peer, in each batch from now on, what this core says of itself: whether its
+    /// log can no longer grow, its key-value state holds its quota, its clients relay.
+    pub fn say(&self, says: SenderSays) {
+        self.shared.says.set(says);
     }
 
     /// Whether a connection to `peer` has completed its handshake and not failed since, nor

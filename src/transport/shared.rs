@@ -12,7 +12,7 @@ use glommio::channels::local_channel::LocalSender;
 
 use crate::raft::NodeId;
 use crate::repeats::Repeats;
-use crate::wire::Envelope;
+use crate::wire::{Envelope, SenderSays};
 
 use super::config::TransportConfig;
 use super::incarnations::Incarnations;
@@ -27,11 +27,8 @@ use crate::wire::handshake::HandshakeError;
 pub struct Inbound {
     pub from: NodeId,
     pub envelopes: Vec<Envelope>,
-    /// The sending core's log can no longer grow (see [`super::Transport::set_log_full`]).
-    pub sender_log_full: bool,
-    /// The sending core's key-value state holds its quota (see
-    /// [`super::Transport::set_kv_full`]).
-    pub sender_kv_full: bool,
+    /// What the sending core says of itself (see [`super::Transport::say`]).
+    pub sender: SenderSays,
     /// What the messages hold: the frame their payloads are slices of, and what decoding
     /// made besides ([`crate::wire::decoded_bytes`]).
     pub held_bytes: usize,
@@ -119,10 +116,8 @@ pub(super) struct Shared {
     /// Peers with a connection established since [`super::Transport::take_renewed`] last
     /// asked (a set: bounded by the peers, whether anyone asks or not).
     pub renewed: RefCell<BTreeSet<NodeId>>,
-    /// Said to every peer in each batch: see [`super::Transport::set_log_full`] and
-    /// [`super::Transport::set_kv_full`].
-    pub log_full: Cell<bool>,
-    pub kv_full: Cell<bool>,
+    /// Said to every peer in each batch: see [`super::Transport::say`].
+    pub says: Cell<SenderSays>,
     pub incarnations: Incarnations,
     /// Bytes of received frames not yet taken from the inbox (see [`Inbound`]).
     pub inbox_bytes: Rc<super::budget::FifoBudget>,

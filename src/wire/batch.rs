@@ -20,6 +20,7 @@ use super::columns::{Column, left_over};
 use super::convert::{Builder, ContentError, Envelope, decode_table_message};
 use super::fb;
 use super::limits::RAFT_MESSAGES_PER_FRAME_MAX;
+use super::sender_says::SenderSays;
 
 /// An append of one entry with at least this much payload goes as a table: its payload is
 /// then copied into the frame once instead of twice (into the batch's payload column, then
@@ -151,7 +152,7 @@ impl Columns {
     pub(super) fn build(
         &self,
         fbb: &mut Builder,
-        (sender_log_full, sender_kv_full): (bool, bool),
+        sender: SenderSays,
     ) -> WIPOffset<fb::RaftBatch<'static>> {
         let columnar = self.order.len() > self.tables.len();
         let args = fb::RaftBatchArgs {
@@ -165,10 +166,11 @@ impl Columns {
             heartbeats: (!self.heartbeats.is_empty()).then(|| fbb.create_vector(&self.heartbeats)),
             heartbeat_responses: (!self.heartbeat_responses.is_empty())
                 .then(|| fbb.create_vector(&self.heartbeat_responses)),
-            sender_log_full,
+            sender_log_full: sender.log_full,
             heartbeat_acknowledged_terms: (!self.heartbeat_terms.is_empty())
                 .then(|| fbb.create_vector(&self.heartbeat_terms)),
-            sender_kv_full,
+            sender_kv_full: sender.kv_full,
+            sender_clients_relay: sender.clients_relay,
         };
         fb::RaftBatch::create(fbb, &args)
     }
@@ -494,7 +496,7 @@ mod tests {
                     let table = encode_message(fbb, &mut scratch, &mut proposals, envelope);
                     columns.push_table(table);
                 }
-                let batch = columns.build(fbb, (false, false));
+                let batch = columns.build(fbb, SenderSays::default());
                 (fb::FrameBody::RaftBatch, batch.as_union_value())
             })
             .expect("encodes");

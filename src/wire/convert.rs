@@ -29,6 +29,7 @@ use super::handshake::{ClusterId, Handshake, Layout, Timing};
 use super::limits::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, HANDSHAKE_MAGIC, RAFT_MESSAGES_PER_FRAME_MAX,
 };
+use super::sender_says::SenderSays;
 
 /// A Raft message and the group it belongs to: the unit the transport moves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -337,13 +338,11 @@ impl std::error::Error for EncodeError {}
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodedFrame {
     Handshake(Handshake),
-    /// The messages of one peer core's loop turn, for any number of groups, whether that
-    /// core's log can no longer grow (see [`FrameEncoder::set_sender_log_full`]), and whether
-    /// its key-value state holds its quota (see [`FrameEncoder::set_sender_kv_full`]).
+    /// The messages of one peer core's loop turn, for any number of groups, and what that
+    /// core says of itself (see [`FrameEncoder::set_sender`]).
     Raft {
         envelopes: Vec<Envelope>,
-        sender_log_full: bool,
-        sender_kv_full: bool,
+        sender: SenderSays,
     },
     /// Client traffic (a request batch, a topology request, an answer …), named by its
     /// body: verified, but not converted here (the client server reads the tables in place
@@ -368,11 +367,12 @@ pub fn decode_frame(frame: &Bytes) -> Result<DecodedFrame, DecodeError> {
             for (message_index, envelope) in envelopes.iter().enumerate() {
                 check_numbers(&envelope.message, message_index)?;
             }
-            Ok(DecodedFrame::Raft {
-                envelopes,
-                sender_log_full: batch.sender_log_full(),
-                sender_kv_full: batch.sender_kv_full(),
-            })
+            let sender = SenderSays {
+                log_full: batch.sender_log_full(),
+                kv_full: batch.sender_kv_full(),
+                clients_relay: batch.sender_clients_relay(),
+            };
+            Ok(DecodedFrame::Raft { envelopes, sender })
         }
         // A body this build knows, on the wrong port (found in review: called unknown).
         other => match other.variant_name() {
@@ -720,10 +720,8 @@ pub struct FrameEncoder {
     columns: Columns,
     scratch: AppendScratch,
     proposals: Vec<WIPOffset<fb::Proposal<'static>>>,
-    /// Said in every Raft batch: see [`FrameEncoder::set_sender_log_full`] and
-    /// [`FrameEncoder::set_sender_kv_full`].
-    sender_log_full: bool,
-    sender_kv_full: bool,
+    /// Said in every Raft batch: see [`FrameEncoder::set_sender`].
+    sender: SenderSays,
 }
 
 impl Default for FrameEncoder {
@@ -741,8 +739,7 @@ impl FrameEncoder {
             columns: Columns::default(),
             scratch: AppendScratch::default(),
             proposals: Vec::new(),
-            sender_log_full: false,
-            sender_kv_full: false,
+            sender: SenderSays::default(),
         }
     }
 
@@ -780,9 +777,9 @@ impl FrameEncoder {
     /// room stayed taken as long as the encoder, counted by no bound.
     pub fn shed_room_over(&mut self, bytes_max: usize) {
         if self.room_bytes() > bytes_max {
-            let said = (self.sender_log_full, self.sender_kv_full);
+            let sender = self.sender;
             *self = FrameEncoder::new();
-            (self.sender_log_full, self.sender_kv_full) = said;
+            self.sender = sender;
         }
     }
 
@@ -868,16 +865,9 @@ impl FrameEncoder {
         })
     }
 
-    /// Say in every Raft batch from now on whether the sending core's log can no longer grow
-    /// (a full disk): its peers then hand it no group and do not count on it to store writes.
-    pub fn set_sender_log_full(&mut self, full: bool) {
-        self.sender_log_full = full;
-    }
-
-    /// Say in every Raft batch from now on whether the sending core's key-value state holds
-    /// its quota: its peers' leaders then take no writes that may add data.
-    pub fn set_sender_kv_full(&mut self, full: bool) {
-        self.sender_kv_full = full;
+    /// Say `sender` in every Raft batch from now on: what the sending core says of itself.
+    pub fn set_sender(&mut self, sender: SenderSays) {
+        self.sender = sender;
     }
 
     /// Encodes the messages of any number of groups into one frame.
@@ -915,8 +905,7 @@ impl FrameEncoder {
                 self.columns.push_table(table);
             }
         }
-        let said = (self.sender_log_full, self.sender_kv_full);
-        let batch = self.columns.build(&mut self.fbb, said);
+        let batch = self.columns.build(&mut self.fbb, self.sender);
         self.finish(fb::FrameBody::RaftBatch, batch.as_union_value())
     }
 }

@@ -67,6 +67,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
         }
         commands.retain(|c| self.at_kv_quota(c, g).is_none() || g.kv.decided(c).is_some());
+        self.reach.relayed_by(from.0);
         if let Some(g) = self.groups.get_mut(&group) {
             g.take_forwarded(term, commands, answers);
         }

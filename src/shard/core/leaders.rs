@@ -82,7 +82,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         };
         let cannot_take = match to == self.shape.node_id {
             // Its log cannot grow, a sync is stuck, or it stops: it hands its groups over.
-            true => self.said_log_full,
+            true => self.said.log_full,
             false => self.peers_log_full.contains(&to),
         };
         if cannot_take && g.replica.role() == Role::Leader {
@@ -137,7 +137,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     pub(super) fn finish_transfers(&mut self) {
         let (me, ticks, every) = (self.shape.node_id, self.ticks, self.transfer_ticks());
         let (groups, peers_log_full) = (&mut self.groups, &self.peers_log_full);
-        let me_cannot_lead = self.said_log_full;
+        let me_cannot_lead = self.said.log_full;
         self.transfers.retain_mut(|transfer| {
             let replica = &mut groups
                 .get_mut(&transfer.group)
@@ -277,8 +277,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Hand groups to other nodes ([`crate::shard::balance`]): every group this node leads while
-    /// its log cannot grow or a sync is stuck, or once it is stopping, else one group if
-    /// this node leads too many of this core's.
+    /// its log cannot grow or a sync is stuck, once it is stopping, or while its clients
+    /// relay (to the members they relay through first), else one group if this node leads
+    /// too many of this core's. A peer whose clients relay is handed none, unless this node
+    /// must hand its groups over and no other can take one.
     pub(super) fn hand_over_leaders(&mut self) {
         let (me, ticks) = (self.shape.node_id, self.ticks);
         let groups = &self.groups;
@@ -294,6 +296,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         });
         let stuck = self.said_sync_stuck;
         let (peers_log_full, handovers) = (&self.peers_log_full, &self.handovers);
+        let (peers_relay, reach) = (&self.peers_clients_relay, &self.reach);
+        let relay = self.said.clients_relay;
         let stopping = self.stopping_by.is_some();
         let short = self.log.short_of_space().is_some() || stuck || stopping;
         // For balance, only nodes every group of the core counts among its voters: one that
@@ -330,6 +334,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     // A learner cannot take over: it does not vote.
                     .filter(|p| status.conf_state.voters.contains(&p.id))
                     .filter(|p| !peers_log_full.contains(&p.id.0))
+                    .filter(|p| short || !peers_relay.contains(&p.id.0))
                     .filter(|p| short || voters_everywhere.contains(&p.id))
                     .map(|p| p.id.0);
                 // Stopping, or taking no writes, no waiting out the back-off from handovers
@@ -353,11 +358,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 }
             })
             .collect();
-        let picks = if short {
+        let picks = if short || relay {
             let groups = &self.groups;
-            pick_evacuations(me, &views, |group| {
-                groups[&group].replica.lead_transferee().is_some()
-            })
+            let busy = |group| groups[&group].replica.lead_transferee().is_some();
+            // The members this core's clients relay through reach them; a peer whose own
+            // clients relay is the last resort.
+            let rank = |to| match (peers_relay.contains(&to), reach.relays_through(to)) {
+                (true, _) => 2,
+                (false, true) => 0,
+                (false, false) => 1,
+            };
+            pick_evacuations(me, &views, busy, rank)
         } else if let Some(margin) = self.shape.leader_balance_margin
             && !self.handover_under_way()
         {
@@ -371,6 +382,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             "this node's log cannot sync"
         } else if short {
             "this node cannot grow its log"
+        } else if relay {
+            "its clients reach this node's core only through other members"
         } else {
             "leader balance"
         };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::raft::NodeId;
 use crate::shard::group::Group;
+use crate::wire::SenderSays;
 
 use super::{Core, CoreLog, CoreNet};
 
@@ -19,10 +20,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     pub(super) fn tell_peers_kv_state(&mut self) {
         let quota = self.shape.kv_quota_bytes;
         let kv_full = quota > 0 && self.kv_bytes.get() >= quota;
-        if kv_full != self.said_kv_full {
-            self.net.set_kv_full(kv_full);
-            self.said_kv_full = kv_full;
-        }
+        self.say(|says| says.kv_full = kv_full);
     }
 
     /// Tells the peers, if it changed, whether this core's log takes no writes it could
@@ -45,9 +43,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
         // A stopping node is to be handed no group, as one whose log is full.
         let log_full = self.log.short_of_space().is_some() || stuck || self.stopping_by.is_some();
-        if log_full != self.said_log_full {
-            self.net.set_log_full(log_full);
-            self.said_log_full = log_full;
+        self.say(|says| says.log_full = log_full);
+    }
+
+    /// Tells the peers what this core says of itself, if `change` changes it.
+    pub(super) fn say(&mut self, change: impl FnOnce(&mut SenderSays)) {
+        let mut says = self.said;
+        change(&mut says);
+        if says != self.said {
+            self.said = says;
+            self.net.say(says);
         }
     }
 

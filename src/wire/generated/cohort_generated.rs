@@ -6452,6 +6452,7 @@ impl<'a> RaftBatch<'a> {
   pub const VT_SENDER_LOG_FULL: ::flatbuffers::VOffsetT = 20;
   pub const VT_HEARTBEAT_ACKNOWLEDGED_TERMS: ::flatbuffers::VOffsetT = 22;
   pub const VT_SENDER_KV_FULL: ::flatbuffers::VOffsetT = 24;
+  pub const VT_SENDER_CLIENTS_RELAY: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6472,6 +6473,7 @@ impl<'a> RaftBatch<'a> {
     if let Some(x) = args.appends { builder.add_appends(x); }
     if let Some(x) = args.order { builder.add_order(x); }
     if let Some(x) = args.messages { builder.add_messages(x); }
+    builder.add_sender_clients_relay(args.sender_clients_relay);
     builder.add_sender_kv_full(args.sender_kv_full);
     builder.add_sender_log_full(args.sender_log_full);
     builder.finish()
@@ -6555,6 +6557,13 @@ impl<'a> RaftBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(RaftBatch::VT_SENDER_KV_FULL, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn sender_clients_relay(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(RaftBatch::VT_SENDER_CLIENTS_RELAY, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RaftBatch<'_> {
@@ -6574,6 +6583,7 @@ impl ::flatbuffers::Verifiable for RaftBatch<'_> {
      .visit_field::<bool>("sender_log_full", Self::VT_SENDER_LOG_FULL, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("heartbeat_acknowledged_terms", Self::VT_HEARTBEAT_ACKNOWLEDGED_TERMS, false)?
      .visit_field::<bool>("sender_kv_full", Self::VT_SENDER_KV_FULL, false)?
+     .visit_field::<bool>("sender_clients_relay", Self::VT_SENDER_CLIENTS_RELAY, false)?
      .finish();
     Ok(())
   }
@@ -6590,6 +6600,7 @@ pub struct RaftBatchArgs<'a> {
     pub sender_log_full: bool,
     pub heartbeat_acknowledged_terms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub sender_kv_full: bool,
+    pub sender_clients_relay: bool,
 }
 impl<'a> Default for RaftBatchArgs<'a> {
   #[inline]
@@ -6606,6 +6617,7 @@ impl<'a> Default for RaftBatchArgs<'a> {
       sender_log_full: false,
       heartbeat_acknowledged_terms: None,
       sender_kv_full: false,
+      sender_clients_relay: false,
     }
   }
 }
@@ -6660,6 +6672,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RaftBatchBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(RaftBatch::VT_SENDER_KV_FULL, sender_kv_full, false);
   }
   #[inline]
+  pub fn add_sender_clients_relay(&mut self, sender_clients_relay: bool) {
+    self.fbb_.push_slot::<bool>(RaftBatch::VT_SENDER_CLIENTS_RELAY, sender_clients_relay, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RaftBatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RaftBatchBuilder {
@@ -6688,6 +6704,7 @@ impl ::core::fmt::Debug for RaftBatch<'_> {
       ds.field("sender_log_full", &self.sender_log_full());
       ds.field("heartbeat_acknowledged_terms", &self.heartbeat_acknowledged_terms());
       ds.field("sender_kv_full", &self.sender_kv_full());
+      ds.field("sender_clients_relay", &self.sender_clients_relay());
       ds.finish()
   }
 }
