@@ -110,7 +110,7 @@ async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Du
 /// two; every write is still applied once. Method: a client swaps x from i to i + 1 and reads
 /// it back (a swap applied twice would fail the next), five times; group 0's leader's client
 /// port is cut; the client swaps on until a swap is answered by a node that both other
-/// members name as group 0's leader (within 10 s: the client's detection, three looks at the
+/// members name as group 0's leader (within 10 s: the client's detection, four looks at the
 /// leaders of 0.41 s, the handover). Before the change the members named the cut leader for
 /// as long as the cut lasted. After the heal, a read finds the last swap.
 #[test]

@@ -2609,15 +2609,25 @@ fn the_balancer_hands_no_group_to_a_node_another_group_removed() {
 /// `client`, a client's read on connection 1 (with this sequence) at the first; the groups
 /// node 1 is handing to node 3 after the look.
 fn a_look_relayed(
-    mut core: TestCore,
+    core: TestCore,
     inbox: &Inbox<Input>,
     terms: &[u64],
     client: Option<u64>,
 ) -> (TestCore, Vec<u32>) {
+    let forwarded_read = |_| MessageBody::ReadIndexRequest { ctx: 7 };
+    a_look_forwarding(core, inbox, terms, (client, &forwarded_read))
+}
+
+/// [`a_look_relayed`], node 3 forwarding `forwarded(group)` to each group.
+fn a_look_forwarding(
+    mut core: TestCore,
+    inbox: &Inbox<Input>,
+    terms: &[u64],
+    (client, forwarded_read): (Option<u64>, &dyn Fn(u32) -> MessageBody),
+) -> (TestCore, Vec<u32>) {
     if let Some(sequence) = client {
         core = turn(core, inbox, get(1, sequence));
     }
-    let forwarded_read = |_| MessageBody::ReadIndexRequest { ctx: 7 };
     loop {
         core = turn(
             core,
@@ -2634,11 +2644,11 @@ fn a_look_relayed(
 }
 
 /// Goal: a leader whose clients reach it only through other members (every request comes
-/// forwarded) hands its groups to them and says so to its peers, after three looks at the
+/// forwarded) hands its groups to them and says so to its peers, after four looks at the
 /// leaders; a client request in each look keeps it leading; one that comes while it says
 /// so ends the saying. Method: node 1 leads two groups; node 3 replicates
 /// both and forwards a read to each at every tick. For six looks a client's read comes once
-/// a look: nothing is handed over. Then only forwarded reads: nothing before the third look,
+/// a look: nothing is handed over. Then only forwarded reads: nothing before the fourth look,
 /// and at it both groups are being handed to node 3, the core having said its clients relay.
 /// A client's read: at the next look the core says they no longer do.
 #[test]
@@ -2655,7 +2665,7 @@ fn a_leader_whose_clients_relay_hands_its_groups_to_the_relay_and_says_so() {
     }
     let said = |relay| events.borrow().contains(&Event::SaidClientsRelay(relay));
     assert!(!said(true), "{:?}", events.borrow());
-    for look in 1..=2 {
+    for look in 1..=3 {
         (core, handing) = a_look_relayed(core, &inbox, &terms, None);
         assert_eq!(handing, [0u32; 0], "look {look} of forwarded requests only");
     }
@@ -2685,6 +2695,103 @@ fn a_leader_not_balancing_keeps_its_groups_when_its_clients_relay() {
     assert!(!said, "{:?}", events.borrow());
 }
 
+/// Goal (review 305): writes forwarded alone count as relayed too. Method: as above, node 3
+/// forwarding a put to each group at every tick, and no read: both groups are being handed to
+/// node 3 at the fourth look, not before.
+#[test]
+fn a_leader_whose_clients_relay_only_writes_hands_its_groups_over_too() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), Some(u32::MAX));
+    let put = |group| {
+        let command = Command {
+            client_id: 5,
+            sequence: 1,
+            first_unacked: 1,
+            ops: smallvec![Op::Put {
+                key: key_of_group(group, 2),
+                value: Bytes::from_static(b"v"),
+            }],
+        };
+        MessageBody::ForwardProposal {
+            data: vec![command.encode()],
+        }
+    };
+    for look in 1..=4 {
+        let handing;
+        (core, handing) = a_look_forwarding(core, &inbox, &terms, (None, &put));
+        let want: &[u32] = if look < 4 { &[] } else { &[0, 1] };
+        assert_eq!(handing, want, "look {look}");
+    }
+}
+
+/// Goal (review 305): a transfer an operator asks for to a peer that says its clients relay is
+/// refused, saying why: that peer would hand the group on at its next look, the transfer said
+/// done undone. Method: node 3, caught up, says its clients relay; group 0 is asked to go to
+/// it.
+#[test]
+fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), Some(0));
+    let relay = SenderSays {
+        clients_relay: true,
+        ..SenderSays::default()
+    };
+    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+    core = turn(core, &inbox, saying(answers, relay));
+    let (_core, reply) = ask_transfer(core, &inbox, 0, 3);
+    let mut outcomes = Vec::new();
+    take_transfer_outcomes(&reply, &mut outcomes);
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)]
+            if why.contains("node 3 says its clients reach it only through other members")),
+        "{outcomes:?}"
+    );
+}
+
+/// Goal (review 305): a stopping leader hands its groups to a peer that says its clients relay
+/// where no other voter can take them (the last resort: its stop would otherwise wait out the
+/// grace, the groups without a leader after). Method: node 1 leads two groups, node 2 is
+/// silent, node 3 is caught up and says its clients relay; node 1 is told to stop: both
+/// groups are being handed to node 3 within a look.
+#[test]
+fn a_stopping_leader_hands_its_groups_to_a_peer_whose_clients_relay_if_no_other_can_take_them() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), Some(0));
+    let relay = SenderSays {
+        clients_relay: true,
+        ..SenderSays::default()
+    };
+    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+    core = turn(core, &inbox, saying(answers, relay));
+    core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 1000 });
+    let start = core.ticks();
+    while handing_to_3(&core).len() < 2 {
+        let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+        core = turn(core, &inbox, saying(answers, relay));
+        core = turn(core, &inbox, Input::Tick);
+        assert!(
+            core.ticks() < start + u64::from(BALANCE_EVERY_TICKS),
+            "{:?}",
+            events.borrow()
+        );
+    }
+}
+
+/// `input`, a peer's batch, saying `says`.
+fn saying(input: Input, says: SenderSays) -> Input {
+    let Input::Peer {
+        from, envelopes, ..
+    } = input
+    else {
+        unreachable!("a peer's batch")
+    };
+    Input::Peer {
+        from,
+        says,
+        envelopes,
+    }
+}
+
 /// Goal: the balancer hands no group to a peer that says its clients relay (they would
 /// relay to it again), and does once it no longer says so. Method: node 1 leads two groups,
 /// node 3 replicates both, caught up, and would be handed one at the first look; for three
@@ -2700,22 +2807,10 @@ fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
     };
     let start = core.ticks();
     while core.ticks() < start + 3 * u64::from(BALANCE_EVERY_TICKS) {
+        let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+        core = turn(core, &inbox, saying(answers, relay));
         core = turn(core, &inbox, Input::Tick);
         assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
-        let Input::Peer { envelopes, .. } = to_1_in_every_group(3, &terms, heartbeat_answered)
-        else {
-            unreachable!()
-        };
-        let says = relay;
-        core = turn(
-            core,
-            &inbox,
-            Input::Peer {
-                from: 3,
-                says,
-                envelopes,
-            },
-        );
     }
     let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
     assert!(

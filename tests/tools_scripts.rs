@@ -154,8 +154,9 @@ fn frozen_leader_runs_and_says_the_longest_waits() {
 
 /// Goal: the script that cuts a leader off from its clients under load runs, and says how
 /// long the load waited and whether the leader kept its groups. Method: the script as a user
-/// runs it, one cut of 1 s. The waits are not asserted (`node_partition` checks that clients
-/// are served through the other members).
+/// runs it, one cut of 1 s, with a serve flag passed on (`--no-leader-balance`). The waits
+/// are not asserted (`node_partition` checks that clients are served through the other
+/// members, and that a balanced leader hands them its groups).
 #[test]
 fn unreachable_leader_runs_and_says_the_longest_waits() {
     if !common::netfilter::available_or_skip() {
@@ -163,12 +164,14 @@ fn unreachable_leader_runs_and_says_the_longest_waits() {
     }
     let cohort = env!("CARGO_BIN_EXE_cohort");
     let (output, text) = tool("unreachable-leader.sh", |base| {
-        vec![cohort.into(), base, "1".into(), "200".into()]
+        let no_balance = "--no-leader-balance".into();
+        vec![cohort.into(), base, "1".into(), "200".into(), no_balance]
     });
     assert!(output.status.success(), "{text}");
     let said = text.lines().any(|line| {
         line.starts_with("node 1 (leader of ")
             && line.contains(" right after the cut) unreachable from its clients for 1 s under ")
+            && line.contains(" writes/s: service p50 ")
             && line.contains(", longest request ")
             && line.contains(" requests failed")
     });

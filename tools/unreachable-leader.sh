@@ -3,22 +3,25 @@
 # route or a link between the clients and that node alone). Its peers hear from it, so no
 # election happens: before session 73 its clients waited, and their requests failed, for as
 # long as the cut lasted. A client now sends such a leader's requests through another member,
-# which forwards them to it and answers.
+# which forwards them to it and answers; and since session 74 the leader, once only forwarded
+# requests reach it, hands its groups to those members (one hop a request again, not two).
 #
 # Starts three `cohort serve` nodes (8 groups) on loopback under an open-loop write load
 # (`cohort bench --rate RATE`), drops every TCP segment to or from node 1's client port (not
 # its peer port) for CUT_S seconds 3 s into the measured time, and prints the load's longest
 # waits (`service` from each request's send, `request` from when the open loop meant to send
-# it), how many requests failed, and how many groups node 1 led before and right after (none
-# moved: no election). Needs root and iptables.
+# it), its percentiles of `service`, how many requests failed, and how many groups node 1 led
+# before and right after (none moved with `--no-leader-balance`, passed on with EXTRA below).
+# Needs root and iptables.
 #
 #   tools/unreachable-leader.sh [COHORT=target/release/cohort] [BASE_PORT=19700] [CUT_S=4]
-#                               [RATE=500]
+#                               [RATE=500] [EXTRA serve flags…]
 set -euo pipefail
 cohort=$(realpath "${1:-target/release/cohort}")
 base=${2:-19700}
 cut_s=${3:-4}
 rate=${4:-500}
+shift $(($# < 4 ? $# : 4))
 command -v iptables >/dev/null || { echo "needs iptables (and root)" >&2; exit 1; }
 . "$(dirname "$0")/lib/three-nodes.sh" "$base"
 chain=cohort-unreachable-$$
@@ -28,7 +31,7 @@ uncut() {
   iptables -w -X "$chain" 2>/dev/null || true
 }
 trap 'uncut; cleanup' EXIT
-for i in 1 2 3; do start_node "$i" --groups 8; done
+for i in 1 2 3; do start_node "$i" --groups 8 "$@"; done
 wait_led 8
 seconds=$(awk -v c="$cut_s" 'BEGIN { printf "%d", c + 6 }')
 start_writes "$rate" "$seconds"
@@ -53,9 +56,12 @@ after=$(led_by_1)
 # A bench that stalls says so and fails: its verdict is the result then.
 verdict=
 wait "$load" || verdict=" (the load failed: $(grep '^cohort: ' "$dir/bench.log" | tail -n 1))"
-p999() { awk -v what="$1" '$1 == what { print $8, $9; exit }' "$dir/bench.log"; }
+percentiles() {
+  awk -v what="$1" '$1 == what { print "p50", $2, $3 ", p90", $4, $5 ", p99", $6, $7 ", p99.9", $8, $9; exit }' \
+    "$dir/bench.log"
+}
 failed=$(grep -o "[0-9]* requests failed" "$dir/bench.log" | head -n 1 || echo "? requests failed")
 echo "node 1 (leader of $before of 8 groups; $after right after the cut) unreachable from" \
-  "its clients for ${cut_s} s under ${rate} writes/s: service p99.9 $(p999 service)," \
+  "its clients for ${cut_s} s under ${rate} writes/s: service $(percentiles service)," \
   "longest service $(longest service)," \
   "longest request $(longest request); ${failed}${verdict}"

@@ -18,7 +18,9 @@
 //!
 //! A node whose log cannot grow (a full disk) takes no writes, so it hands every group it
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
-//! every batch, and they leave it out of the voters that could take over.
+//! every batch, and they leave it out of the voters that could take over. So does a core whose
+//! clients reach it only through the other members (see [`super::client_reach`]): it hands
+//! its groups over, to the members they relay through where those lead as few as any.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +48,8 @@ pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
 /// handed another, about one every 2 s for as long as the loss lasted, each one writes held
 /// for an election; its waits never grew, a handover that completed having reset them). The
 /// probation only delays forgetting the waits: it holds no handover back. A target that hands
-/// the group on within it (its own stop, an operator's transfer) counts as having lost it.
+/// the group on within it (its own stop, an operator's transfer, its clients relaying) counts
+/// as having lost it.
 pub const HANDOVER_PROBATION_LOOKS: u64 = 32;
 
 // A loss within the probation waits at least the probation, at most the longest wait.
@@ -246,14 +249,14 @@ pub fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32,
 
 /// For a node whose log cannot grow, or whose clients relay: each group `me` leads, with the
 /// voter to hand it to, skipping `busy` groups (a handover under way): of those that could take
-/// over now, the one of the lowest `rank`, then leading fewest groups, counting those handed
-/// to it here (ties by id). Handing them all to the first put every group of the node on one
-/// other, whose share balance then moved again.
+/// over now, and not a `last_resort` where another could, the one leading fewest groups,
+/// counting those handed to it here, then a `preferred` one (then by id). Handing them all to
+/// the first put every group of the node on one other, whose share balance then moved again.
 pub fn pick_evacuations(
     me: u64,
     groups: &[GroupView],
     busy: impl Fn(u32) -> bool,
-    rank: impl Fn(u64) -> u8,
+    (last_resort, preferred): (impl Fn(u64) -> bool, impl Fn(u64) -> bool),
 ) -> Vec<(u32, u64)> {
     let mut led: BTreeMap<u64, u32> = BTreeMap::new();
     for group in groups {
@@ -262,9 +265,10 @@ pub fn pick_evacuations(
     let mut picks = Vec::new();
     for group in groups.iter().filter(|g| g.leader == me && !busy(g.group)) {
         let successors = group.ready_successors.iter().filter(|&&node| node != me);
-        let Some(&to) = successors
-            .min_by_key(|&&node| (rank(node), led.get(&node).copied().unwrap_or(0), node))
-        else {
+        let Some(&to) = successors.min_by_key(|&&node| {
+            let led = led.get(&node).copied().unwrap_or(0);
+            (last_resort(node), led, !preferred(node), node)
+        }) else {
             continue;
         };
         *led.entry(to).or_insert(0) += 1;
@@ -535,7 +539,7 @@ mod tests {
         groups[1].leader = 1;
         groups[2].ready_successors = vec![];
         // Group 2 has no voter ready to take over; group 3 is being handed over already.
-        let picks = pick_evacuations(2, &groups, |g| g == 3, |_| 0);
+        let picks = pick_evacuations(2, &groups, |g| g == 3, (|_| false, |_| false));
         // Node 3 leads none (node 1 leads group 1).
         assert_eq!(picks, vec![(0, 3)]);
     }
@@ -549,26 +553,25 @@ mod tests {
             group.ready_successors = vec![1, 3];
         }
         groups[4].leader = 3;
-        let picks = pick_evacuations(2, &groups, |_| false, |_| 0);
+        let picks = pick_evacuations(2, &groups, |_| false, (|_| false, |_| false));
         assert_eq!(picks, vec![(0, 1), (1, 1), (2, 3), (3, 1)]);
     }
 
-    /// Goal: a node whose clients relay hands its groups to the members they relay through
-    /// (rank 0), spread over them, before any other; a voter of a higher rank takes a group
-    /// only where none of a lower one can.
+    /// Goal: an evacuation spreads the groups over the voters that can take them, a preferred
+    /// one first among those leading as few (review 305: preferred first put every group of a
+    /// node whose clients relay through one member on that member, whose balancer then moved
+    /// half of them again); a last resort takes a group only where no other can. Method: node 2
+    /// leads five groups; nodes 1 and 3 can take each, node 3 preferred; node 4, a last
+    /// resort, can take group 4, then is the only one that can.
     #[test]
-    fn an_evacuation_goes_to_the_voters_of_the_lowest_rank_first() {
+    fn an_evacuation_spreads_the_groups_preferring_and_a_last_resort_takes_what_is_left() {
         let mut groups: Vec<GroupView> = (0..5).map(|g| view(g, 2)).collect();
-        groups[4].ready_successors = vec![1, 4];
-        let rank = |node| match node {
-            3 | 4 => 0,
-            1 => 1,
-            _ => 2,
-        };
-        let picks = pick_evacuations(2, &groups, |_| false, rank);
-        assert_eq!(picks, vec![(0, 3), (1, 3), (2, 3), (3, 3), (4, 4)]);
-        groups[4].ready_successors = vec![1];
-        let picks = pick_evacuations(2, &groups, |_| false, rank);
-        assert_eq!(picks[4], (4, 1));
+        groups[4].ready_successors = vec![1, 3, 4];
+        let ranks = (|node| node == 4, |node| node == 3);
+        let picks = pick_evacuations(2, &groups, |_| false, ranks);
+        assert_eq!(picks, vec![(0, 3), (1, 1), (2, 3), (3, 1), (4, 3)]);
+        groups[4].ready_successors = vec![4];
+        let picks = pick_evacuations(2, &groups, |_| false, ranks);
+        assert_eq!(picks[4], (4, 4));
     }
 }

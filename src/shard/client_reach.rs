@@ -5,8 +5,18 @@
 //! says so to its peers, whose balancers then hand it none (`balance::pick_evacuations`).
 //!
 //! Counted at the core, not per group: a client takes a (node, core) for cut off, not a group
-//! (`client::cut_off`). Any request a client sent the core itself (a write, a read, a
-//! status, a transfer) shows that clients reach it, and ends the saying at once.
+//! (`client::cut_off`). A read or write a client sent the core itself shows that clients reach
+//! it, and ends the saying at the next look. Status requests, transfers and membership changes
+//! do not count: they come from operators and monitoring, often from hosts other than the
+//! clients' (review 305).
+//!
+//! Where one client host alone is cut off from a node, and no other client sends that core
+//! requests, the core hands its groups over all the same, and again each time they are handed
+//! back while that lasts (every 34 to 128 looks).
+//!
+//! Peers of a build before this ignore the saying: their balancers hand such a core groups,
+//! and it hands them over again, as often as their back-off lets them (a target that lost a
+//! group within the probation waits at least that long).
 
 use std::collections::BTreeSet;
 
@@ -15,18 +25,23 @@ use super::balance::{HANDOVER_BACKOFF_LOOKS_MAX, HANDOVER_PROBATION_LOOKS};
 /// Looks at the leaders (`CoreShape::balance_every_ticks` apart: 0.41 s with a node's
 /// defaults) that found requests forwarded to this core's groups, with no client request since
 /// the last that did, before the core says its clients relay. Looks that find nothing at all
-/// (an idle client) neither count nor reset. Three: a client goes back to a leader it took
-/// for cut off once a probe answers, its first four election timeouts (0.8 s) after it began
-/// to relay, so a core healed meanwhile hears a client directly before it hands anything
-/// over.
-pub const RELAYED_LOOKS: u32 = 3;
+/// (an idle client) neither count nor reset. Four, at least three looks' time (1.2 s) after
+/// the first relayed request: a client probes a leader it took for cut off four election
+/// timeouts (0.8 s by default) after it took it so, and goes back to it once the probe
+/// answers, so that a cut healed within that time ends before the core hands anything over.
+/// (A cut healed later may not: the client's next probe comes twice as long after, and so on,
+/// up to fifty election timeouts.)
+pub const RELAYED_LOOKS: u32 = 4;
 
-/// Looks the core says its clients relay for, at first: the balancers' probation (13 s with a
-/// node's defaults). It then says nothing, the balancers may hand it groups again, and where
-/// its clients still relay it finds so again and says it twice as long, up to
+/// Looks the core says its clients relay for, at first: the balancers' probation and two (14 s
+/// with a node's defaults). It then says nothing, the balancers may hand it groups again, and
+/// where its clients still relay it finds so again and says it twice as long, up to
 /// [`HANDOVER_BACKOFF_LOOKS_MAX`] looks. A look that finds a client request while the core
-/// leads a group starts the doubling over.
-pub const RELAY_SAID_LOOKS_MIN: u64 = HANDOVER_PROBATION_LOOKS;
+/// leads a group starts the doubling over. Longer than the probation: the core's own
+/// judgement of its handovers counts one whose target led the group for the probation,
+/// from the look after, as done; a group handed back to it before that, as failed, and it
+/// would back off from that target, often the member its clients relay through (review 305).
+pub const RELAY_SAID_LOOKS_MIN: u64 = HANDOVER_PROBATION_LOOKS + 2;
 
 /// What a look found changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +64,8 @@ pub struct ClientReach {
     direct: u64,
     /// Requests members forwarded to this core's groups it leads, since the last look.
     relayed: u64,
-    /// The members that forwarded, since the last look that found a client request.
+    /// The members that forwarded, since the last look that found a client request or the end
+    /// of the last saying.
     relays: BTreeSet<u64>,
     /// Looks that found forwarded requests and no client request, since the last that found
     /// one.
@@ -74,7 +90,7 @@ impl ClientReach {
         }
     }
 
-    /// Clients sent the core `requests` requests.
+    /// Clients sent the core `requests` reads and writes.
     pub fn heard_directly(&mut self, requests: usize) {
         self.direct += requests as u64;
     }
@@ -174,15 +190,15 @@ mod tests {
     }
 
     #[test]
-    fn only_forwarded_requests_for_three_looks_say_the_clients_relay() {
+    fn only_forwarded_requests_for_four_looks_say_the_clients_relay() {
         let (mut reach, mut now) = (ClientReach::new(LOOK), 0);
-        assert!(looks(&mut reach, &mut now, 2, (5, 0)).is_empty());
+        assert!(looks(&mut reach, &mut now, 3, (5, 0)).is_empty());
         // Idle looks neither count nor reset.
         assert!(looks(&mut reach, &mut now, 4, (0, 0)).is_empty());
-        assert_eq!(looks(&mut reach, &mut now, 1, (5, 0)), [relay(32)]);
+        assert_eq!(looks(&mut reach, &mut now, 1, (5, 0)), [relay(34)]);
         assert!(reach.says_relay() && reach.relays_through(2) && !reach.relays_through(3));
-        // Said for 32 looks, relayed or not.
-        assert!(looks(&mut reach, &mut now, 15, (5, 0)).is_empty());
+        // Said for 34 looks, relayed or not.
+        assert!(looks(&mut reach, &mut now, 17, (5, 0)).is_empty());
         assert!(looks(&mut reach, &mut now, 16, (0, 0)).is_empty());
         assert_eq!(
             looks(&mut reach, &mut now, 1, (0, 0)),
@@ -196,10 +212,10 @@ mod tests {
         let (mut reach, mut now) = (ClientReach::new(LOOK), 0);
         // A single client request among the forwarded ones: clients reach the core.
         for _ in 0..10 {
-            assert!(looks(&mut reach, &mut now, 2, (5, 0)).is_empty());
+            assert!(looks(&mut reach, &mut now, 3, (5, 0)).is_empty());
             assert!(looks(&mut reach, &mut now, 1, (5, 1)).is_empty());
         }
-        assert_eq!(looks(&mut reach, &mut now, 3, (5, 0)), [relay(32)]);
+        assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(34)]);
         assert_eq!(
             looks(&mut reach, &mut now, 1, (0, 1)),
             [ReachChange::Direct]
@@ -218,19 +234,19 @@ mod tests {
         }
         assert_eq!(
             said,
-            [relay(32), relay(64), relay(128), relay(128)],
+            [relay(34), relay(68), relay(128), relay(128)],
             "doubling up to the longest wait"
         );
         // Heard directly while leading nothing: the saying ends, the doubling stays.
         reach.heard_directly(1);
         now += LOOK;
         assert_eq!(reach.look(now, false), ReachChange::Direct);
-        assert_eq!(looks(&mut reach, &mut now, 3, (5, 0)), [relay(128)]);
+        assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(128)]);
         // Heard directly while leading: the next saying starts over at the shortest.
         assert_eq!(
             looks(&mut reach, &mut now, 1, (0, 1)),
             [ReachChange::Direct]
         );
-        assert_eq!(looks(&mut reach, &mut now, 3, (5, 0)), [relay(32)]);
+        assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(34)]);
     }
 }

@@ -989,7 +989,6 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 self.closed_conns.insert(conn);
             }
             Input::Status(reply) => {
-                self.reach.heard_directly(1);
                 let groups = self
                     .groups
                     .iter()
@@ -1030,14 +1029,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     self.shape.node_id, change.group
                 )));
             }
-            Input::TransferLeader { group, to, reply } => {
-                self.reach.heard_directly(1);
-                self.start_transfer(group, to, reply);
-            }
-            Input::ChangeMember { change, reply } => {
-                self.reach.heard_directly(1);
-                self.start_member_change(change, reply);
-            }
+            Input::TransferLeader { group, to, reply } => self.start_transfer(group, to, reply),
+            Input::ChangeMember { change, reply } => self.start_member_change(change, reply),
             Input::Stop => return true,
             Input::StopAfterWork { grace_ticks } => {
                 if self.stopping_by.is_none() {
@@ -1083,11 +1076,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // taken, and takes no turn.
         self.tell_peers_log_state();
         let every = u64::from(self.shape.balance_every_ticks.max(1));
-        // Stopping, at every tick: a handover given up, or a follower not ready at the last
-        // look, is tried again within the grace.
         if self.ticks.is_multiple_of(every) && self.shape.leader_balance_margin.is_some() {
             self.watch_client_reach();
         }
+        // Stopping, at every tick: a handover given up, or a follower not ready at the last
+        // look, is tried again within the grace.
         if self.ticks.is_multiple_of(every) || self.stopping_by.is_some() {
             self.hand_over_leaders();
         }

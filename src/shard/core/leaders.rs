@@ -75,21 +75,17 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     pub(super) fn start_transfer(&mut self, group: u32, to: u64, reply: Inbox<TransferOutcome>) {
+        let cannot_take = match to == self.shape.node_id {
+            // Its log cannot grow, a sync is stuck, or it stops: it hands its groups over.
+            true => self.said.log_full.then(|| cannot_lead_here(to, group)),
+            false => cannot_lead(to, &self.peers_log_full, &self.peers_clients_relay),
+        };
         let Some(g) = self.groups.get_mut(&group) else {
             let why = format!("group {group} does not live on core {}", self.shape.core);
             reply.push_now(TransferOutcome::Failed(why));
             return;
         };
-        let cannot_take = match to == self.shape.node_id {
-            // Its log cannot grow, a sync is stuck, or it stops: it hands its groups over.
-            true => self.said.log_full,
-            false => self.peers_log_full.contains(&to),
-        };
-        if cannot_take && g.replica.role() == Role::Leader {
-            let why = match to == self.shape.node_id {
-                true => cannot_lead_here(to, group),
-                false => cannot_lead(to),
-            };
+        if let Some(why) = cannot_take.filter(|_| g.replica.role() == Role::Leader) {
             reply.push_now(TransferOutcome::Failed(why));
             return;
         }
@@ -137,6 +133,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     pub(super) fn finish_transfers(&mut self) {
         let (me, ticks, every) = (self.shape.node_id, self.ticks, self.transfer_ticks());
         let (groups, peers_log_full) = (&mut self.groups, &self.peers_log_full);
+        let peers_relay = &self.peers_clients_relay;
         let me_cannot_lead = self.said.log_full;
         self.transfers.retain_mut(|transfer| {
             let replica = &mut groups
@@ -159,8 +156,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 return true;
             } else if leader != me {
                 TransferOutcome::NotLeader { leader }
-            } else if peers_log_full.contains(&to) {
-                TransferOutcome::Failed(cannot_lead(to))
+            } else if let Some(why) = cannot_lead(to, peers_log_full, peers_relay) {
+                TransferOutcome::Failed(why)
             } else if to == me && me_cannot_lead {
                 TransferOutcome::Failed(cannot_lead_here(me, group))
             } else if transfer.attempts_left > 0 {
@@ -361,14 +358,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let picks = if short || relay {
             let groups = &self.groups;
             let busy = |group| groups[&group].replica.lead_transferee().is_some();
-            // The members this core's clients relay through reach them; a peer whose own
-            // clients relay is the last resort.
-            let rank = |to| match (peers_relay.contains(&to), reach.relays_through(to)) {
-                (true, _) => 2,
-                (false, true) => 0,
-                (false, false) => 1,
-            };
-            pick_evacuations(me, &views, busy, rank)
+            // A peer whose own clients relay is the last resort (of a core that must hand its
+            // groups over); while this core's clients relay, of the voters leading as few,
+            // one they relay through, which they reach.
+            let last_resort = |to| peers_relay.contains(&to);
+            let preferred = |to| relay && reach.relays_through(to);
+            pick_evacuations(me, &views, busy, (last_resort, preferred))
         } else if let Some(margin) = self.shape.leader_balance_margin
             && !self.handover_under_way()
         {
@@ -414,12 +409,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 }
 
-/// Why a transfer to `to` is refused: it said it cannot lead.
-pub(super) fn cannot_lead(to: u64) -> String {
-    format!(
-        "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no group \
-         until it can"
-    )
+/// Why a transfer to `to`, a peer, is refused, if it is: it said it cannot lead (its log is
+/// among `log_full`), or that its clients reach it only through other members (among
+/// `relay`: it would hand the group on at its next look, the transfer said done undone).
+pub(super) fn cannot_lead(
+    to: u64,
+    log_full: &BTreeSet<u64>,
+    relay: &BTreeSet<u64>,
+) -> Option<String> {
+    if log_full.contains(&to) {
+        return Some(format!(
+            "node {to} says its log cannot grow (a full disk?) or that it stops: it takes no \
+             group until it can"
+        ));
+    }
+    relay.contains(&to).then(|| {
+        format!(
+            "node {to} says its clients reach it only through other members (its client port \
+             cut off from them?): it hands the groups it leads over, and takes none for a while"
+        )
+    })
 }
 
 /// Why a group is not handed to this node, which leads it: it is handing it over (found in
