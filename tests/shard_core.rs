@@ -2731,13 +2731,7 @@ fn a_leader_whose_clients_relay_only_writes_hands_its_groups_over_too() {
 #[test]
 fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
     let events = Events::default();
-    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), Some(0));
-    let relay = SenderSays {
-        clients_relay: true,
-        ..SenderSays::default()
-    };
-    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
-    core = turn(core, &inbox, saying(answers, relay));
+    let (core, inbox, _) = leader_1_beside_3_relaying(&events);
     let (_core, reply) = ask_transfer(core, &inbox, 0, 3);
     let mut outcomes = Vec::new();
     take_transfer_outcomes(&reply, &mut outcomes);
@@ -2756,18 +2750,12 @@ fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
 #[test]
 fn a_stopping_leader_hands_its_groups_to_a_peer_whose_clients_relay_if_no_other_can_take_them() {
     let events = Events::default();
-    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), Some(0));
-    let relay = SenderSays {
-        clients_relay: true,
-        ..SenderSays::default()
-    };
-    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
-    core = turn(core, &inbox, saying(answers, relay));
+    let (mut core, inbox, terms) = leader_1_beside_3_relaying(&events);
     core = turn(core, &inbox, Input::StopAfterWork { grace_ticks: 1000 });
     let start = core.ticks();
     while handing_to_3(&core).len() < 2 {
         let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
-        core = turn(core, &inbox, saying(answers, relay));
+        core = turn(core, &inbox, saying(answers, RELAYING));
         core = turn(core, &inbox, Input::Tick);
         assert!(
             core.ticks() < start + u64::from(BALANCE_EVERY_TICKS),
@@ -2775,6 +2763,22 @@ fn a_stopping_leader_hands_its_groups_to_a_peer_whose_clients_relay_if_no_other_
             events.borrow()
         );
     }
+}
+
+/// What a core whose clients relay says of itself.
+const RELAYING: SenderSays = SenderSays {
+    log_full: false,
+    kv_full: false,
+    clients_relay: true,
+};
+
+/// Node 1 leading two groups, balancing, node 3 caught up in both and saying its clients
+/// relay, node 2 silent.
+fn leader_1_beside_3_relaying(events: &Events) -> (TestCore, Inbox<Input>, Vec<u64>) {
+    let (mut core, inbox, terms) = leader_1_of_two_groups(events, &Rc::default(), Some(0));
+    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+    core = turn(core, &inbox, saying(answers, RELAYING));
+    (core, inbox, terms)
 }
 
 /// `input`, a peer's batch, saying `says`.
@@ -2801,14 +2805,10 @@ fn saying(input: Input, says: SenderSays) -> Input {
 fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
     let events = Events::default();
     let (mut core, inbox, terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
-    let relay = SenderSays {
-        clients_relay: true,
-        ..SenderSays::default()
-    };
     let start = core.ticks();
     while core.ticks() < start + 3 * u64::from(BALANCE_EVERY_TICKS) {
         let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
-        core = turn(core, &inbox, saying(answers, relay));
+        core = turn(core, &inbox, saying(answers, RELAYING));
         core = turn(core, &inbox, Input::Tick);
         assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
     }
