@@ -78,6 +78,11 @@ pub enum HandoverState {
     Going,
     /// Raft gave it up, or another node took over.
     Failed,
+    /// The target led the group, and handed it on because it says its clients reach it only
+    /// through the other members (see [`super::client_reach`]): no failure of its own to
+    /// take or keep a group, and its saying keeps the balancers from handing it more. Judged
+    /// as failed where the target never led the group.
+    HandedOn,
 }
 
 /// A handover started, not judged yet.
@@ -175,7 +180,8 @@ impl Handovers {
                         target_backoff.remove(&to);
                     }
                 }
-                HandoverState::Failed => {
+                HandoverState::HandedOn if started.led_from.is_some() => {}
+                HandoverState::Failed | HandoverState::HandedOn => {
                     let least = if started.led_from.is_some() {
                         probation
                     } else {
@@ -489,6 +495,25 @@ mod tests {
             waits.push(now - judged);
         }
         assert_eq!(waits, [320, 640, 1280, 1280, 1280]);
+    }
+
+    /// Goal (tester 306): a target that led a group it was handed and handed it on because its
+    /// clients relay is not backed off from: its own saying keeps the balancers from handing
+    /// it more for as long as that lasts, and a healed node backed off from waited up to 52 s
+    /// for a group. One that never led the group is, as after any failure. Method: group 4
+    /// handed to node 3, led at the next look, handed on at the one after; then handed again
+    /// and handed on before node 3 led it.
+    #[test]
+    fn a_target_that_hands_a_group_on_as_its_clients_relay_is_not_backed_off_from() {
+        let mut handovers = Handovers::new(10);
+        handovers.started(4, 3, 0);
+        handovers.judge(10, |_, _| HandoverState::Done);
+        handovers.judge(20, |_, _| HandoverState::HandedOn);
+        assert!(handovers.started.is_empty());
+        assert!(handovers.may_try(4, 3, 20) && handovers.may_try(5, 3, 20));
+        handovers.started(4, 3, 20);
+        handovers.judge(30, |_, _| HandoverState::HandedOn);
+        assert!(!handovers.may_try(4, 3, 30) && !handovers.may_try(5, 3, 30));
     }
 
     /// Goal (review 298): a handover whose probation ends forgets only the waits of failures

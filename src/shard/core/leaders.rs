@@ -280,13 +280,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// must hand its groups over and no other can take one.
     pub(super) fn hand_over_leaders(&mut self) {
         let (me, ticks) = (self.shape.node_id, self.ticks);
-        let groups = &self.groups;
+        let (groups, peers_relay) = (&self.groups, &self.peers_clients_relay);
         self.handovers.judge(ticks, |group, to| {
             let replica = &groups[&group].replica;
             if replica.leader().0 == to {
                 HandoverState::Done
             } else if replica.leader().is_none() || replica.lead_transferee() == Some(NodeId(to)) {
                 HandoverState::Going
+            } else if peers_relay.contains(&to) {
+                HandoverState::HandedOn
             } else {
                 HandoverState::Failed
             }

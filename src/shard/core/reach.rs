@@ -35,7 +35,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     seconds,
                     "clients reach this core only through other members, which forward their \
                      requests (is its client port cut off from them?): it hands the groups it \
-                     leads to those members, and its peers hand it none for this long"
+                     leads to the other members (spread by how many each leads, those it \
+                     names first among equals), and its peers hand it none for this long"
                 );
             }
             ReachChange::Direct => tracing::info!(
