@@ -32,7 +32,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     core,
                     through = ?members,
                     ticks = for_ticks,
-                    seconds,
+                    seconds = %format_args!("{seconds:.1}"),
                     "clients reach this core only through other members, which forward their \
                      requests (is its client port cut off from them?): it hands the groups it \
                      leads to the other members (spread by how many each leads, those it \
