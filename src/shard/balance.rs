@@ -20,7 +20,8 @@
 //! leads to a voter that could take over ([`pick_evacuations`]). It says so to its peers in
 //! every batch, and they leave it out of the voters that could take over. So does a core whose
 //! clients reach it only through the other members (see [`super::client_reach`]): it hands
-//! its groups over, to the members they relay through where those lead as few as any.
+//! its groups over, spread by how many each member leads, one they relay through first among
+//! equals; a group it hands on so is no failure its peers back off from.
 
 use std::collections::BTreeMap;
 
@@ -48,8 +49,9 @@ pub const HANDOVER_BACKOFF_LOOKS_MAX: u64 = 128;
 /// handed another, about one every 2 s for as long as the loss lasted, each one writes held
 /// for an election; its waits never grew, a handover that completed having reset them). The
 /// probation only delays forgetting the waits: it holds no handover back. A target that hands
-/// the group on within it (its own stop, an operator's transfer, its clients relaying) counts
-/// as having lost it.
+/// the group on within it (its own stop, an operator's transfer) counts as having lost it; one
+/// that hands it on because its clients relay does not ([`HandoverState::HandedOn`]): its
+/// saying so keeps the balancers from handing it more.
 pub const HANDOVER_PROBATION_LOOKS: u64 = 32;
 
 // A loss within the probation waits at least the probation, at most the longest wait.

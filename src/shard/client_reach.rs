@@ -36,8 +36,8 @@ pub const RELAYED_LOOKS: u32 = 4;
 /// Looks the core says its clients relay for, at first: the balancers' probation and two (14 s
 /// with a node's defaults). It then says nothing, the balancers may hand it groups again, and
 /// where its clients still relay it finds so again and says it twice as long, up to
-/// [`HANDOVER_BACKOFF_LOOKS_MAX`] looks. A look that finds a client request while the core
-/// leads a group starts the doubling over. Longer than the probation: the core's own
+/// [`HANDOVER_BACKOFF_LOOKS_MAX`] looks. Each look that finds a client request while the core
+/// leads a group halves the next saying's start (it never goes below this). Longer than the probation: the core's own
 /// judgement of its handovers counts one whose target led the group for the probation,
 /// from the look after, as done; a group handed back to it before that, as failed, and it
 /// would back off from that target, often the member its clients relay through (review 305).
@@ -120,8 +120,11 @@ impl ClientReach {
         if direct > 0 {
             self.looks_relayed = 0;
             self.relays.clear();
+            // Each look that finds the core leading and reached halves the next saying's start:
+            // one stray request (a client whose cut is partial) does not start it over at the
+            // shortest (review 307).
             if leads {
-                self.said_ticks = 0;
+                self.said_ticks /= 2;
             }
             return match self.said_until.take() {
                 Some(_) => ReachChange::Direct,
@@ -224,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn each_saying_after_another_lasts_twice_as_long_until_a_client_reaches_a_leader() {
+    fn each_saying_after_another_lasts_twice_as_long_until_clients_reach_a_leader() {
         let (mut reach, mut now) = (ClientReach::new(LOOK), 0);
         let mut said = Vec::new();
         while said.len() < 4 {
@@ -242,11 +245,18 @@ mod tests {
         now += LOOK;
         assert_eq!(reach.look(now, false), ReachChange::Direct);
         assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(128)]);
-        // Heard directly while leading: the next saying starts over at the shortest.
+        // Heard directly once while leading: the next saying starts at half the last doubled.
         assert_eq!(
             looks(&mut reach, &mut now, 1, (0, 1)),
             [ReachChange::Direct]
         );
+        assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(128)]);
+        // Three times: at the shortest.
+        assert_eq!(
+            looks(&mut reach, &mut now, 1, (0, 1)),
+            [ReachChange::Direct]
+        );
+        assert_eq!(looks(&mut reach, &mut now, 2, (0, 1)), []);
         assert_eq!(looks(&mut reach, &mut now, 4, (5, 0)), [relay(34)]);
     }
 }

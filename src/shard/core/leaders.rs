@@ -275,8 +275,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Hand groups to other nodes ([`crate::shard::balance`]): every group this node leads while
     /// its log cannot grow or a sync is stuck, once it is stopping, or while its clients
-    /// relay (to the members they relay through first), else one group if this node leads
-    /// too many of this core's. A peer whose clients relay is handed none, unless this node
+    /// relay (spread by load, a member they relay through first among equals), else one group
+    /// if this node leads too many of this core's. A peer whose clients relay is handed none, unless this node
     /// must hand its groups over and no other can take one.
     pub(super) fn hand_over_leaders(&mut self) {
         let (me, ticks) = (self.shape.node_id, self.ticks);
