@@ -1111,6 +1111,9 @@ enum CatchUp {
     FromTheLog,
 }
 
+/// Writes a round waits for before the next: each group's writes of a round are one entry.
+const WRITES_PER_ROUND: usize = 5;
+
 /// Node 3 is down while the others write about 3 MB and snapshot every 10 entries, keeping
 /// `catch_up_entries` behind each snapshot; then it is restarted and must catch up, `how`.
 fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
@@ -1139,7 +1142,11 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         .filter(|key| cohort::proto::topology::group_of(key, GROUPS) != quiet)
         .take(3000)
         .collect();
-    // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth).
+    // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth), in
+    // rounds of five writes: a few hundred entries per group. A leader that has not heard
+    // node 3 is gone goes on sending it appends (256 in flight per group) that its transport
+    // queues until node 3 is back, when they arrive: with 3,000 writes in rounds of 50 (about
+    // 60 entries per group) they held every entry, and no group needed a snapshot.
     // Each group's term once it has a leader again: a group whose leader changes after this
     // (an election on a loaded machine, a handover by the leader balancer) has one that
     // compacted as a follower, which keeps nothing behind its snapshots.
@@ -1150,7 +1157,7 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         .iter()
         .map(|key| (key.clone(), vec![b'x'; 1000]))
         .collect();
-    put_all(&bases, 20, pairs);
+    put_all(&bases, 20, pairs, WRITES_PER_ROUND);
     for id in 1..=2 {
         let core = cluster.dir.join(format!("node-{id}")).join("core-0");
         // The last snapshots are written off the loop and free segments at the next sync
@@ -1205,7 +1212,8 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
     match how {
         CatchUp::BySnapshot => assert!(
             !installed.is_empty(),
-            "{catch_up_entries} entries kept, and node 3 installed no snapshot"
+            "{catch_up_entries} entries kept, and node 3 installed no snapshot:\n{last_table}\n\
+             node 3's log:\n{log}"
         ),
         CatchUp::FromTheLog => {
             let terms_after = terms_after.expect("set when caught up");

@@ -388,7 +388,7 @@ fn a_follower_cut_off_while_its_peers_compact_catches_up_from_a_snapshot_after_t
         .iter()
         .map(|(key, value)| (key.clone(), value.clone().into_bytes()))
         .collect();
-    put_all(&majority, 2, pairs);
+    put_all(&majority, 2, pairs, 50);
     for id in 1..=2 {
         let core = cluster.dir.join(format!("node-{id}")).join("core-0");
         assert!(

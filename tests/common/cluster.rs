@@ -187,10 +187,11 @@ pub fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Writes every (key, value) of `pairs` through a client of `bases`, in batches of 50.
-pub fn put_all(bases: &[String], seed: u64, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
+/// Writes every (key, value) of `pairs` through a client of `bases`, `per_round` at once,
+/// each round after the last is answered.
+pub fn put_all(bases: &[String], seed: u64, pairs: Vec<(Vec<u8>, Vec<u8>)>, per_round: usize) {
     with_client(bases, seed, async move |client| {
-        for round in pairs.chunks(50) {
+        for round in pairs.chunks(per_round) {
             let batch = round
                 .iter()
                 .map(|(key, value)| {
