@@ -111,8 +111,9 @@ async fn swap_and_read(client: &cohort::client::Client, x: &[u8], i: u64) -> (Du
 /// it back (a swap applied twice would fail the next), five times; group 0's leader's client
 /// port is cut; the client swaps on until a swap is answered by a node that both other
 /// members name as group 0's leader (within 10 s: the client's detection, four looks at the
-/// leaders of 0.41 s, the handover). Before the change the members named the cut leader for
-/// as long as the cut lasted. After the heal, a read finds the last swap.
+/// leaders of 0.41 s, the handover), the new leader's `cohort status` saying why it hands
+/// none back. Before the change the members named the cut leader for as long as the cut lasted.
+/// After the heal, a read finds the last swap.
 #[test]
 fn a_leader_its_clients_reach_only_through_the_other_members_hands_them_its_groups() {
     if !netfilter::available_or_skip() {
@@ -147,6 +148,12 @@ fn a_leader_its_clients_reach_only_through_the_other_members_hands_them_its_grou
                 .map(|g| g.leader)
                 .collect();
             if by != leader && named.len() == 2 && named.iter().all(|&n| n == by) {
+                // `cohort status` at the new leader says why it hands none back (it heard
+                // so with the handover; the other member, once it hears from the cut node).
+                let at_new: Vec<_> = rows.into_iter().filter(|c| c.node_id == by).collect();
+                let table = cohort::proto::status::render(&at_new);
+                let why = format!("hands no group to node {leader}: clients reach it only");
+                assert!(table.contains(&why), "{table}");
                 return (i, by, start.elapsed(), cut);
             }
             assert!(

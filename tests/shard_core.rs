@@ -2674,9 +2674,23 @@ fn a_leader_whose_clients_relay_hands_its_groups_to_the_relay_and_says_so() {
     assert_eq!(handing, [0, 1], "{:?}", events.borrow());
     assert!(said(true), "{:?}", events.borrow());
     assert!(!said(false), "{:?}", events.borrow());
+    let rows;
+    (core, rows) = status_now(core, &inbox);
+    assert_eq!(rows.clients_relay_through, [3], "{rows:?}");
     (core, _) = a_look_relayed(core, &inbox, &terms, Some(7));
     assert!(said(false), "{:?}", events.borrow());
-    drop(core);
+    let (_, rows) = status_now(core, &inbox);
+    assert_eq!(rows.clients_relay_through, [0u64; 0], "{rows:?}");
+}
+
+/// The core's answer to `cohort status`, asked now.
+fn status_now(core: TestCore, inbox: &Inbox<Input>) -> (TestCore, CoreRows) {
+    let status = Inbox::new(1);
+    let core = turn(core, inbox, Input::Status(status.clone()));
+    let mut rows = Vec::new();
+    let _ = status.poll_take_all(&mut Context::from_waker(Waker::noop()), &mut rows);
+    assert_eq!(rows.len(), 1, "one core answers");
+    (core, rows.remove(0))
 }
 
 /// Goal: with leaders not balanced (`--no-leader-balance`: they stay where elections put
@@ -2815,6 +2829,9 @@ fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
         core = turn(core, &inbox, Input::Tick);
         assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
     }
+    let rows;
+    (core, rows) = status_now(core, &inbox);
+    assert_eq!(rows.peers_clients_relay, [3], "{rows:?}");
     let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
     assert!(
         handed,

@@ -234,6 +234,8 @@ mod tests {
             core: 0,
             groups,
             refuses_writes: None,
+            clients_relay_through: Vec::new(),
+            peers_clients_relay: Vec::new(),
         }
     }
 

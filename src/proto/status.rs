@@ -56,6 +56,11 @@ pub struct CoreRows {
     /// Why the core takes no writes, if it takes none (its log cannot grow on a full disk, or
     /// a sync of its log does not end): it then leads no group.
     pub refuses_writes: Option<String>,
+    /// While this core says its clients reach it only through other members: those members,
+    /// to which it hands the groups it leads (`shard::client_reach`). Empty otherwise.
+    pub clients_relay_through: Vec<u64>,
+    /// The peers that say so of their own clients: this core hands them no group.
+    pub peers_clients_relay: Vec<u64>,
 }
 
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
@@ -172,11 +177,16 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
             .refuses_writes
             .as_deref()
             .map(|why| fbb.create_string(why));
+        let mut ids = |ids: &[u64]| (!ids.is_empty()).then(|| fbb.create_vector(ids));
+        let clients_relay_through = ids(&rows.clients_relay_through);
+        let peers_clients_relay = ids(&rows.peers_clients_relay);
         let args = fb::CoreStatusArgs {
             node_id: rows.node_id,
             core: rows.core,
             groups,
             log_full,
+            clients_relay_through,
+            peers_clients_relay,
         };
         let table = fb::CoreStatus::create(fbb, &args);
         (fb::FrameBody::CoreStatus, table.as_union_value())
@@ -228,6 +238,14 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
         core: table.core(),
         groups,
         refuses_writes: table.log_full().map(str::to_string),
+        clients_relay_through: table
+            .clients_relay_through()
+            .map(|ids| ids.iter().collect())
+            .unwrap_or_default(),
+        peers_clients_relay: table
+            .peers_clients_relay()
+            .map(|ids| ids.iter().collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -240,6 +258,22 @@ pub fn render(cores: &[CoreRows]) -> String {
             out += &format!(
                 "{:<4} {:<4} takes no writes: {why}\n",
                 core.node_id, core.core
+            );
+        }
+        if !core.clients_relay_through.is_empty() {
+            out += &format!(
+                "{:<4} {:<4} clients reach it only through {}: it hands its groups to them\n",
+                core.node_id,
+                core.core,
+                nodes(&core.clients_relay_through)
+            );
+        }
+        if !core.peers_clients_relay.is_empty() {
+            out += &format!(
+                "{:<4} {:<4} hands no group to {}: clients reach it only through other members\n",
+                core.node_id,
+                core.core,
+                nodes(&core.peers_clients_relay)
             );
         }
         for g in &core.groups {
@@ -297,6 +331,15 @@ fn peer_state(peer: &PeerRow) -> String {
     said
 }
 
+/// "node 2" or "nodes 2, 3".
+fn nodes(ids: &[u64]) -> String {
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    match list.len() {
+        1 => format!("node {}", list[0]),
+        _ => format!("nodes {}", list.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +386,8 @@ mod tests {
                 joint: true,
             }],
             refuses_writes: None,
+            clients_relay_through: Vec::new(),
+            peers_clients_relay: Vec::new(),
         };
         let mut encoder = FrameEncoder::new();
         encode_status(&mut encoder, &rows).unwrap();
@@ -369,7 +414,7 @@ mod tests {
             refuses_writes: Some(
                 "its log cannot grow: cannot make the next WAL segment: No space left".to_string(),
             ),
-            ..rows
+            ..rows.clone()
         };
         encode_status(&mut encoder, &full).unwrap();
         let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
@@ -377,6 +422,32 @@ mod tests {
         let table = render(&[decoded]);
         assert!(
             table.contains("2    1    takes no writes: its log cannot grow: cannot make"),
+            "{table}"
+        );
+        // A core whose clients relay, and one that hands such peers no group.
+        let relaying = CoreRows {
+            clients_relay_through: vec![1, 3],
+            ..rows.clone()
+        };
+        let beside = CoreRows {
+            node_id: 3,
+            peers_clients_relay: vec![2],
+            ..rows
+        };
+        for core in [&relaying, &beside] {
+            encode_status(&mut encoder, core).unwrap();
+            let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
+            assert_eq!(&decoded, core);
+        }
+        let table = render(&[relaying, beside]);
+        assert!(
+            table.contains(
+                "2    1    clients reach it only through nodes 1, 3: it hands its groups to them\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("3    1    hands no group to node 2: clients reach it only through"),
             "{table}"
         );
     }

@@ -106,6 +106,15 @@ impl ClientReach {
         self.said_until.is_some()
     }
 
+    /// While the core says its clients relay: the members they relay through. Empty
+    /// otherwise.
+    pub fn relaying_through(&self) -> Vec<u64> {
+        match self.said_until {
+            Some(_) => self.relays.iter().copied().collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Whether `member` forwarded requests to this core since a client last reached it.
     pub fn relays_through(&self, member: u64) -> bool {
         self.relays.contains(&member)

@@ -1008,6 +1008,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     core: self.shape.core,
                     groups,
                     refuses_writes: self.refuses_writes(),
+                    clients_relay_through: self.reach.relaying_through(),
+                    peers_clients_relay: self.peers_clients_relay.iter().copied().collect(),
                 });
             }
             Input::Tick if self.tick_clock.is_none() => {

@@ -9949,6 +9949,8 @@ impl<'a> CoreStatus<'a> {
   pub const VT_CORE: ::flatbuffers::VOffsetT = 6;
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
   pub const VT_LOG_FULL: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CLIENTS_RELAY_THROUGH: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PEERS_CLIENTS_RELAY: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9961,6 +9963,8 @@ impl<'a> CoreStatus<'a> {
   ) -> ::flatbuffers::WIPOffset<CoreStatus<'bldr>> {
     let mut builder = CoreStatusBuilder::new(_fbb);
     builder.add_node_id(args.node_id);
+    if let Some(x) = args.peers_clients_relay { builder.add_peers_clients_relay(x); }
+    if let Some(x) = args.clients_relay_through { builder.add_clients_relay_through(x); }
     if let Some(x) = args.log_full { builder.add_log_full(x); }
     if let Some(x) = args.groups { builder.add_groups(x); }
     builder.add_core(args.core);
@@ -9996,6 +10000,20 @@ impl<'a> CoreStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CoreStatus::VT_LOG_FULL, None)}
   }
+  #[inline]
+  pub fn clients_relay_through(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(CoreStatus::VT_CLIENTS_RELAY_THROUGH, None)}
+  }
+  #[inline]
+  pub fn peers_clients_relay(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(CoreStatus::VT_PEERS_CLIENTS_RELAY, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CoreStatus<'_> {
@@ -10008,6 +10026,8 @@ impl ::flatbuffers::Verifiable for CoreStatus<'_> {
      .visit_field::<u16>("core", Self::VT_CORE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupStatus>>>>("groups", Self::VT_GROUPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("log_full", Self::VT_LOG_FULL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("clients_relay_through", Self::VT_CLIENTS_RELAY_THROUGH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("peers_clients_relay", Self::VT_PEERS_CLIENTS_RELAY, false)?
      .finish();
     Ok(())
   }
@@ -10017,6 +10037,8 @@ pub struct CoreStatusArgs<'a> {
     pub core: u16,
     pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupStatus<'a>>>>>,
     pub log_full: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub clients_relay_through: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub peers_clients_relay: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for CoreStatusArgs<'a> {
   #[inline]
@@ -10026,6 +10048,8 @@ impl<'a> Default for CoreStatusArgs<'a> {
       core: 0,
       groups: None,
       log_full: None,
+      clients_relay_through: None,
+      peers_clients_relay: None,
     }
   }
 }
@@ -10052,6 +10076,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CoreStatusBuilder<'a, 'b, A> 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_LOG_FULL, log_full);
   }
   #[inline]
+  pub fn add_clients_relay_through(&mut self, clients_relay_through: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_CLIENTS_RELAY_THROUGH, clients_relay_through);
+  }
+  #[inline]
+  pub fn add_peers_clients_relay(&mut self, peers_clients_relay: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CoreStatus::VT_PEERS_CLIENTS_RELAY, peers_clients_relay);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CoreStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CoreStatusBuilder {
@@ -10073,6 +10105,8 @@ impl ::core::fmt::Debug for CoreStatus<'_> {
       ds.field("core", &self.core());
       ds.field("groups", &self.groups());
       ds.field("log_full", &self.log_full());
+      ds.field("clients_relay_through", &self.clients_relay_through());
+      ds.field("peers_clients_relay", &self.peers_clients_relay());
       ds.finish()
   }
 }
