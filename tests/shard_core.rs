@@ -2759,6 +2759,38 @@ fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
     );
 }
 
+/// Goal (review 307): a transfer under way to a peer that starts saying its clients relay is
+/// not tried again when its try ends: it fails, saying why (taken, the group would be handed
+/// on at that peer's next look). Method: node 3, caught up, is asked to take group 0 and
+/// does not (it ignores TimeoutNow); its batches then say its clients relay. The transfer
+/// fails with that reason at its first try's end, within two looks (tried again, it would
+/// fail after three tries, for another reason).
+#[test]
+fn a_transfer_to_a_peer_that_starts_saying_its_clients_relay_fails_saying_why() {
+    let events = Events::default();
+    let (mut core, inbox, terms) = leader_1_of_two_groups(&events, &Rc::default(), None);
+    let reply;
+    (core, reply) = ask_transfer(core, &inbox, 0, 3);
+    let mut outcomes = Vec::new();
+    let start = core.ticks();
+    while outcomes.is_empty() {
+        assert!(
+            core.ticks() < start + 2 * u64::from(BALANCE_EVERY_TICKS),
+            "{:?}",
+            events.borrow()
+        );
+        let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+        core = turn(core, &inbox, saying(answers, RELAYING));
+        core = turn(core, &inbox, Input::Tick);
+        take_transfer_outcomes(&reply, &mut outcomes);
+    }
+    assert!(
+        matches!(&outcomes[..], [TransferOutcome::Failed(why)]
+            if why.contains("node 3 says its clients reach it only through other members")),
+        "{outcomes:?}"
+    );
+}
+
 /// Goal (review 305): a stopping leader hands its groups to a peer that says its clients relay
 /// where no other voter can take them (the last resort: its stop would otherwise wait out the
 /// grace, the groups without a leader after). Method: node 1 leads two groups, node 2 is
@@ -2836,6 +2868,110 @@ fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
     assert!(
         handed,
         "node 3, no longer saying its clients relay, was handed no group"
+    );
+}
+
+/// Goal (review 307): a peer that took a group from the balancer and handed it on because
+/// its clients relay is not backed off from: its saying so already keeps it from being handed
+/// more, and once it stops it is handed a group again at once (backed off as from a failure,
+/// a healed node led nothing for up to 52 s: tester 306). Method: node 1 leads two groups,
+/// node 3 replicates both, caught up, and is handed one at the first look; node 3 takes it
+/// (an append of the next term), which node 1 sees at the next look; then node 3 says its
+/// clients relay and hands it back (TimeoutNow; node 1 wins with node 3's vote). For three
+/// looks, while node 3 says so, it is handed nothing; once it stops, it is handed a group
+/// within two looks (the test can fail: judged a failure, the handover waits a probation,
+/// 32 looks).
+#[test]
+fn a_peer_that_hands_a_group_on_because_its_clients_relay_is_not_backed_off_from() {
+    let events = Events::default();
+    let (mut core, inbox, mut terms) = balancing_leader_1_of_two_groups(&events, &Rc::default());
+    let look = u64::from(BALANCE_EVERY_TICKS);
+    let answered = |core, terms: &[u64], says| {
+        let answers = to_1_in_every_group(3, terms, heartbeat_answered);
+        turn(core, &inbox, saying(answers, says))
+    };
+    let handed = loop {
+        core = answered(core, &terms, SenderSays::default());
+        core = turn(core, &inbox, Input::Tick);
+        if let [group] = handing_to_3(&core)[..] {
+            break group;
+        }
+        assert!(core.ticks() < 2 * look, "{:?}", events.borrow());
+    };
+    let to_1 = |from: u64, term: u64, body| {
+        let message = Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: Term(term),
+            body,
+        };
+        peer(
+            from,
+            vec![Envelope {
+                group: GroupId(handed),
+                message,
+            }],
+        )
+    };
+    // Node 3 takes the group over: its first append, in the next term.
+    let g = handed as usize;
+    terms[g] += 1;
+    let replica = &core.groups()[&handed].replica;
+    let (last, last_term) = (replica.last_index(), replica.term());
+    let append = MessageBody::AppendRequest(AppendRequest {
+        prev_log_index: last,
+        prev_log_term: last_term,
+        entries: Vec::new().into(),
+        commit: last,
+    });
+    core = turn(core, &inbox, to_1(3, terms[g], append));
+    assert_eq!(core.groups()[&handed].replica.leader(), NodeId(3));
+    // Seen leading at a look, node 3 heartbeating the group and answering node 1's.
+    let heartbeat = MessageBody::Heartbeat(Heartbeat {
+        commit: last,
+        read_round: 0,
+        acknowledged: last,
+        acknowledged_term: last_term,
+        commit_term: last_term,
+    });
+    let start = core.ticks();
+    while core.ticks() < start + look {
+        let body = |group| match group == handed {
+            true => heartbeat.clone(),
+            false => heartbeat_answered(group),
+        };
+        core = turn(core, &inbox, to_1_in_every_group(3, &terms, body));
+        core = turn(core, &inbox, Input::Tick);
+    }
+    assert_eq!(core.groups()[&handed].replica.leader(), NodeId(3));
+    // Its clients relay: it says so and hands the group back to node 1, voting for it.
+    core = answered(core, &terms, RELAYING);
+    core = turn(core, &inbox, to_1(3, terms[g], MessageBody::TimeoutNow));
+    assert_eq!(
+        core.groups()[&handed].replica.role(),
+        cohort::raft::Role::Candidate
+    );
+    terms[g] = core.groups()[&handed].replica.term().0;
+    let vote = MessageBody::VoteResponse(VoteResponse { reject: false });
+    core = turn(core, &inbox, to_1(3, terms[g], vote));
+    let led = |core: &TestCore| core.groups()[&handed].replica.role() == cohort::raft::Role::Leader;
+    assert!(led(&core), "node 1 won the group back");
+    let last = core.groups()[&handed].replica.last_index();
+    core = turn(
+        core,
+        &inbox,
+        to_1(3, terms[g], MessageBody::AppendResponse(ack(last))),
+    );
+    let start = core.ticks();
+    while core.ticks() < start + 3 * look {
+        core = answered(core, &terms, RELAYING);
+        core = turn(core, &inbox, Input::Tick);
+        assert_eq!(handing_to_3(&core), [0u32; 0], "at tick {}", core.ticks());
+    }
+    let handed_again = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
+    assert!(
+        handed_again,
+        "node 3, which handed its group on while its clients relayed, was backed off from"
     );
 }
 
