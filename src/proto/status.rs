@@ -254,27 +254,20 @@ pub fn render(cores: &[CoreRows]) -> String {
     let mut out =
         String::from("node core group role          leader term   commit     applied    last\n");
     for core in cores {
-        if let Some(why) = &core.refuses_writes {
-            out += &format!(
-                "{:<4} {:<4} takes no writes: {why}\n",
-                core.node_id, core.core
-            );
-        }
-        if !core.clients_relay_through.is_empty() {
-            out += &format!(
-                "{:<4} {:<4} clients reach it only through {}: it hands its groups to them\n",
-                core.node_id,
-                core.core,
-                nodes(&core.clients_relay_through)
-            );
-        }
-        if !core.peers_clients_relay.is_empty() {
-            out += &format!(
-                "{:<4} {:<4} hands no group to {}: clients reach it only through other members\n",
-                core.node_id,
-                core.core,
-                nodes(&core.peers_clients_relay)
-            );
+        // What the core says of itself, a line each, above its groups.
+        let said = [
+            (core.refuses_writes.as_ref()).map(|why| format!("takes no writes: {why}")),
+            (!core.clients_relay_through.is_empty()).then(|| {
+                let through = nodes(&core.clients_relay_through);
+                format!("clients reach it only through {through}: it hands its groups to them")
+            }),
+            (!core.peers_clients_relay.is_empty()).then(|| {
+                let peers = nodes(&core.peers_clients_relay);
+                format!("hands no group to {peers}: clients reach it only through other members")
+            }),
+        ];
+        for line in said.into_iter().flatten() {
+            out += &format!("{:<4} {:<4} {line}\n", core.node_id, core.core);
         }
         for g in &core.groups {
             // None known: "-", not a node id 0 (found by an operator).
