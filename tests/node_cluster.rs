@@ -1111,7 +1111,8 @@ enum CatchUp {
     FromTheLog,
 }
 
-/// Writes a round waits for before the next: each group's writes of a round are one entry.
+/// Writes per round, each round sent once the last is answered: a group's writes of one
+/// round become one entry.
 const WRITES_PER_ROUND: usize = 5;
 
 /// Node 3 is down while the others write about 3 MB and snapshot every 10 entries, keeping
@@ -1143,10 +1144,11 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         .take(3000)
         .collect();
     // Node 3 is down while about 3 MB of values are written (three 1 MiB segments' worth), in
-    // rounds of five writes: a few hundred entries per group. A leader that has not heard
-    // node 3 is gone goes on sending it appends (256 in flight per group) that its transport
-    // queues until node 3 is back, when they arrive: with 3,000 writes in rounds of 50 (about
-    // 60 entries per group) they held every entry, and no group needed a snapshot.
+    // rounds of five writes: a few hundred entries per group. Each leader that replicated to
+    // node 3 goes on sending it one append per turn until 256 are unanswered
+    // (`inflight_appends_max`), and its transport holds them until node 3 is back, when they
+    // arrive: with 3,000 writes in rounds of 50 (about 60 entries per group) they held every
+    // entry, and no group needed a snapshot (checked below).
     // Each group's term once it has a leader again: a group whose leader changes after this
     // (an election on a loaded machine, a handover by the leader balancer) has one that
     // compacted as a follower, which keeps nothing behind its snapshots.
@@ -1167,6 +1169,30 @@ fn snapshots_bound_the_wal_and_a_follower_behind_them_catches_up(
         assert!(
             files_ending(&core, ".snap") > 0,
             "node {id} wrote no snapshot"
+        );
+    }
+    if how == CatchUp::BySnapshot {
+        // Every written group's leader is further past node 3 than the appends it may hold
+        // for it, the entries it keeps behind its snapshots, and those between two.
+        let in_flight = cohort::raft::Config::new(cohort::raft::NodeId(1)).inflight_appends_max;
+        let beyond = in_flight as u64 + catch_up_entries + 10;
+        let up = bases[..2].to_vec();
+        let (rows, _) = cohort::node::on_one_executor("status", move || async move {
+            cohort::client::cluster_status(ClientOptions::new(up, 23)).await
+        })
+        .unwrap()
+        .unwrap();
+        let leaders = (rows.iter().flat_map(|core| &core.groups))
+            .filter(|g| g.role == "leader" && g.group != quiet);
+        let ahead: Vec<(u32, u64)> = leaders
+            .map(|g| {
+                let node_3 = g.peers.iter().find(|p| p.node_id == 3);
+                (g.group, g.last_index - node_3.map_or(0, |p| p.match_index))
+            })
+            .collect();
+        assert!(
+            ahead.len() == GROUPS as usize - 1 && ahead.iter().all(|&(_, n)| n > beyond),
+            "(group, entries its leader is past node 3): {ahead:?}, not all past {beyond}"
         );
     }
     // Back up, node 3 is behind the start of its peers' logs, and by more than 10 entries.

@@ -2670,6 +2670,10 @@ fn a_leader_whose_clients_relay_hands_its_groups_to_the_relay_and_says_so() {
         assert_eq!(handing, [0u32; 0], "look {look} of forwarded requests only");
     }
     assert!(!said(true), "{:?}", events.borrow());
+    // Not said yet: `cohort status` names no relay either.
+    let rows;
+    (core, rows) = status_now(core, &inbox);
+    assert_eq!(rows.clients_relay_through, [0u64; 0], "{rows:?}");
     (core, handing) = a_look_relayed(core, &inbox, &terms, None);
     assert_eq!(handing, [0, 1], "{:?}", events.borrow());
     assert!(said(true), "{:?}", events.borrow());
@@ -2677,6 +2681,11 @@ fn a_leader_whose_clients_relay_hands_its_groups_to_the_relay_and_says_so() {
     let rows;
     (core, rows) = status_now(core, &inbox);
     assert_eq!(rows.clients_relay_through, [3], "{rows:?}");
+    let table = cohort::proto::status::render(&[rows]);
+    assert!(
+        table.contains("clients' requests come to it only forwarded, by node 3: it hands"),
+        "{table}"
+    );
     (core, _) = a_look_relayed(core, &inbox, &terms, Some(7));
     assert!(said(false), "{:?}", events.borrow());
     let (_, rows) = status_now(core, &inbox);
@@ -2749,7 +2758,7 @@ fn a_leader_whose_clients_relay_only_writes_hands_its_groups_over_too() {
 fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
     let events = Events::default();
     let (core, inbox, _) = leader_1_beside_3_relaying(&events);
-    let (_core, reply) = ask_transfer(core, &inbox, 0, 3);
+    let (mut core, reply) = ask_transfer(core, &inbox, 0, 3);
     let mut outcomes = Vec::new();
     take_transfer_outcomes(&reply, &mut outcomes);
     assert!(
@@ -2757,6 +2766,17 @@ fn a_transfer_to_a_peer_whose_clients_relay_is_refused_saying_why() {
             if why.contains("node 3 says its clients reach it only through other members")),
         "{outcomes:?}"
     );
+    // `cohort status` says so while node 3 is heard from, and forgets it once node 3 has been
+    // silent for an election timeout (what it said may have changed unheard).
+    let rows;
+    (core, rows) = status_now(core, &inbox);
+    assert_eq!(rows.peers_clients_relay, [3], "{rows:?}");
+    let timeout = core.groups()[&0].replica.election_timeout_ticks();
+    for _ in 0..=timeout {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    let (_, rows) = status_now(core, &inbox);
+    assert_eq!(rows.peers_clients_relay, [0u64; 0], "{rows:?}");
 }
 
 /// Goal (review 307): a transfer under way to a peer that starts saying its clients relay is
@@ -2864,6 +2884,12 @@ fn the_balancer_hands_no_group_to_a_peer_whose_clients_relay() {
     let rows;
     (core, rows) = status_now(core, &inbox);
     assert_eq!(rows.peers_clients_relay, [3], "{rows:?}");
+    // A batch that says nothing of it ends it, in `cohort status` too.
+    let answers = to_1_in_every_group(3, &terms, heartbeat_answered);
+    core = turn(core, &inbox, answers);
+    let rows;
+    (core, rows) = status_now(core, &inbox);
+    assert_eq!(rows.peers_clients_relay, [0u64; 0], "{rows:?}");
     let handed = caught_up_node_3_is_handed_a_group(core, &inbox, &terms, &events);
     assert!(
         handed,

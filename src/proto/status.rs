@@ -57,9 +57,11 @@ pub struct CoreRows {
     /// a sync of its log does not end): it then leads no group.
     pub refuses_writes: Option<String>,
     /// While this core says its clients reach it only through other members: those members,
-    /// to which it hands the groups it leads (`shard::client_reach`). Empty otherwise.
+    /// which forward their requests (it hands the groups it leads to the other members,
+    /// spread by how many each leads: `shard::client_reach`). Empty otherwise.
     pub clients_relay_through: Vec<u64>,
-    /// The peers that say so of their own clients: this core hands them no group.
+    /// The peers heard from lately that say so of their own clients: this core hands them no
+    /// group.
     pub peers_clients_relay: Vec<u64>,
 }
 
@@ -177,9 +179,9 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
             .refuses_writes
             .as_deref()
             .map(|why| fbb.create_string(why));
-        let mut ids = |ids: &[u64]| (!ids.is_empty()).then(|| fbb.create_vector(ids));
-        let clients_relay_through = ids(&rows.clients_relay_through);
-        let peers_clients_relay = ids(&rows.peers_clients_relay);
+        let mut id_vector = |ids: &[u64]| (!ids.is_empty()).then(|| fbb.create_vector(ids));
+        let clients_relay_through = id_vector(&rows.clients_relay_through);
+        let peers_clients_relay = id_vector(&rows.peers_clients_relay);
         let args = fb::CoreStatusArgs {
             node_id: rows.node_id,
             core: rows.core,
@@ -258,8 +260,11 @@ pub fn render(cores: &[CoreRows]) -> String {
         let said = [
             (core.refuses_writes.as_ref()).map(|why| format!("takes no writes: {why}")),
             (!core.clients_relay_through.is_empty()).then(|| {
-                let through = nodes(&core.clients_relay_through);
-                format!("clients reach it only through {through}: it hands its groups to them")
+                let by = nodes(&core.clients_relay_through);
+                format!(
+                    "clients' requests come to it only forwarded, by {by}: it hands the groups \
+                     it leads to the other members"
+                )
             }),
             (!core.peers_clients_relay.is_empty()).then(|| {
                 let peers = nodes(&core.peers_clients_relay);
@@ -324,8 +329,9 @@ fn peer_state(peer: &PeerRow) -> String {
     said
 }
 
-/// "node 2" or "nodes 2, 3".
+/// "node 2" or "nodes 2, 3", of a list that is not empty.
 fn nodes(ids: &[u64]) -> String {
+    debug_assert!(!ids.is_empty());
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
     match list.len() {
         1 => format!("node {}", list[0]),
@@ -435,7 +441,8 @@ mod tests {
         let table = render(&[relaying, beside]);
         assert!(
             table.contains(
-                "2    1    clients reach it only through nodes 1, 3: it hands its groups to them\n"
+                "2    1    clients' requests come to it only forwarded, by nodes 1, 3: it hands \
+                 the groups it leads to the other members\n"
             ),
             "{table}"
         );

@@ -655,6 +655,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         !self.heard_within(peer, silence)
     }
 
+    /// Whether `peer`'s core was heard from within an election timeout (see [`Core::gone`]):
+    /// what it last said of itself is still news. A core says it in every batch it sends, so
+    /// a peer that heard it change heard the change; one that hears nothing from it forgets.
+    fn heard_lately_by_core(&self, peer: u64) -> bool {
+        (self.groups.values().next()).is_some_and(|g| !self.gone(NodeId(peer), g))
+    }
+
     /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
     /// counted as one: see `Core::heard_ticks`).
     fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
@@ -1009,7 +1016,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     groups,
                     refuses_writes: self.refuses_writes(),
                     clients_relay_through: self.reach.relaying_through(),
-                    peers_clients_relay: self.peers_clients_relay.iter().copied().collect(),
+                    peers_clients_relay: (self.peers_clients_relay.iter())
+                        .filter(|&&peer| self.heard_lately_by_core(peer))
+                        .copied()
+                        .collect(),
                 });
             }
             Input::Tick if self.tick_clock.is_none() => {
