@@ -239,17 +239,19 @@ async fn answer_frames(
     topology: Topology,
     mut answer: impl FnMut(&[&Command]) -> Option<Vec<Outcome>>,
 ) {
-    answer_commands(stream, topology, move |commands| {
+    answer_commands(stream, topology, Duration::ZERO, move |commands| {
         let outcomes = answer(commands).unwrap_or_default();
         outcomes.into_iter().map(Some).collect()
     })
     .await;
 }
 
-/// As [`answer_frames`], with an outcome or None (no answer) for each command, in order.
+/// As [`answer_frames`], with an outcome or None (no answer) for each command, in order,
+/// each frame's answers `delay` after it came.
 async fn answer_commands(
     mut stream: TcpStream,
     topology: Topology,
+    delay: Duration,
     mut answer: impl FnMut(&[&Command]) -> Vec<Option<Outcome>>,
 ) {
     let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
@@ -279,6 +281,9 @@ async fn answer_commands(
                     .collect();
                 if responses.is_empty() {
                     continue;
+                }
+                if !delay.is_zero() {
+                    glommio::timer::sleep(delay).await;
                 }
                 encode_responses(&mut encoder, &responses).expect("answers fit a frame");
             }
@@ -490,6 +495,57 @@ fn retries_without_a_leader_back_off() {
         }
         other => panic!("expected a definite timeout, got {other:?}"),
     }
+}
+
+/// Goal: a request every attempt of which is refused untaken ("no leader known") ends
+/// "unavailable" at its deadline, never "outcome unknown": no attempt starts with less time
+/// left than the floor of the pause before it (at least 5 ms), which would go unanswered and
+/// count as maybe taken in (found by tester 308: a pause that ended a moment before the
+/// deadline sent one attempt more, with no time left for its answer). Method: 100 clients
+/// at once, each with a 400 ms request timeout, against a node that answers "no leader
+/// known" 5 ms after each request: every one ends Unavailable. Before, a last attempt that
+/// started with less than 5 ms left (one request in 20 or so) ended Timeout.
+#[test]
+fn a_request_refused_untaken_until_its_deadline_ends_unavailable() {
+    const CLIENTS: u64 = 100;
+    let results = cohort::node::on_one_executor("refused-to-the-end", || async {
+        let no_leader = |commands: &[&Command]| {
+            let outcome = Outcome::NotLeader {
+                leader: 0,
+                address: String::new(),
+                maybe_proposed: false,
+            };
+            vec![Some(outcome); commands.len()]
+        };
+        let base = fake_node(4, move |stream, topology| {
+            answer_commands(stream, topology, Duration::from_millis(5), no_leader)
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|seed| {
+                let mut options = ClientOptions::new(vec![base.clone()], seed);
+                options.request_timeout = Duration::from_millis(400);
+                glommio::spawn_local(async move {
+                    let client = Client::connect(options).await.expect("connect");
+                    let mut results = client.execute_batch(puts(1)).await;
+                    results.pop().expect("one result").map(drop)
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for client in clients {
+            results.push(client.await);
+        }
+        results
+    })
+    .expect("executor");
+    let not_unavailable: Vec<_> = (results.iter())
+        .filter(|result| !matches!(result, Err(ClientError::Unavailable { .. })))
+        .collect();
+    assert!(
+        not_unavailable.is_empty(),
+        "{} of {CLIENTS}: {not_unavailable:?}",
+        not_unavailable.len()
+    );
 }
 
 /// Answers like a group that forgets each client's session as soon as it applied one of its
@@ -1719,7 +1775,7 @@ fn a_request_refused_as_busy_then_unanswered_says_why_it_was_refused() {
 fn a_busy_refusal_is_named_only_for_the_request_it_refused() {
     let errors = cohort::node::on_one_executor("client-refusals", move || async move {
         let base = fake_node(4, move |stream, topology| {
-            answer_commands(stream, topology, move |commands| {
+            answer_commands(stream, topology, Duration::ZERO, move |commands| {
                 let busy = Outcome::Error {
                     code: ErrorCode::Busy,
                     message: "node 1 takes no writes: its log cannot grow".to_string(),
@@ -1771,7 +1827,7 @@ fn a_request_whose_leader_has_no_address_says_so() {
         .expect("a key of another group");
     let error = cohort::node::on_one_executor("client-no-address", move || async move {
         let base = fake_node(4, move |stream, topology| {
-            answer_commands(stream, topology, move |commands| {
+            answer_commands(stream, topology, Duration::ZERO, move |commands| {
                 let to_node_7 = Outcome::NotLeader {
                     leader: 7,
                     address: "127.0.0.1:1".to_string(),

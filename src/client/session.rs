@@ -464,6 +464,8 @@ impl Client {
         let options = &self.inner.options;
         let deadline = crate::clock::deadline_in(options.request_timeout);
         let (mut attempts, mut pauses) = (0, 0);
+        // Set by a pause that left less than its own floor before the deadline.
+        let mut no_time_left = false;
         loop {
             for (slot, answer) in slots.iter_mut().zip(&answers) {
                 if answer.is_some()
@@ -472,7 +474,8 @@ impl Client {
                     self.answered(&slot.request);
                 }
             }
-            if slots.iter().all(Option::is_none) || crate::clock::now() >= deadline {
+            if slots.iter().all(Option::is_none) || no_time_left || crate::clock::now() >= deadline
+            {
                 break;
             }
             attempts += 1;
@@ -756,9 +759,17 @@ impl Client {
                 }
             }
             if pause {
-                self.pause(pauses, deadline, busy).await;
+                let floor = self.pause(pauses, deadline, busy).await;
                 pauses += 1;
-                self.refresh_topology(deadline).await;
+                // No attempt with less time left than the pause's floor: its answer would
+                // hardly come in time, and an attempt unanswered may have been taken in, so
+                // a request every node refused untaken ("no leader known") ended "outcome
+                // unknown" rather than "unavailable" (found by tester 308: a pause that ended
+                // a moment before the deadline sent one more attempt with no time left).
+                no_time_left = deadline.saturating_duration_since(crate::clock::now()) < floor;
+                if !no_time_left {
+                    self.refresh_topology(deadline).await;
+                }
             }
         }
         // What still waits is given up (`Waiting`'s drop).
@@ -1501,8 +1512,8 @@ impl Client {
     /// default; at least 5–25 ms, at most 100–500 ms), or to 100–500 ms after a node refused
     /// as busy (`busy`); never past `deadline`. Found by a tester: the pauses grew to
     /// 100–500 ms during an election of 0.2–0.4 s, and a killed leader's clients were
-    /// answered 1.05–1.67 s after it died.
-    async fn pause(&self, pauses: u32, deadline: Instant, busy: bool) {
+    /// answered 1.05–1.67 s after it died. Returns the pause's floor.
+    async fn pause(&self, pauses: u32, deadline: Instant, busy: bool) -> Duration {
         let allowed = silence::silence_allowed(self.inner.topology.borrow().timing);
         let (floor_ms, ceiling_ms) = pause_range_ms(pauses, allowed, busy);
         let jitter_ms = self
@@ -1514,6 +1525,7 @@ impl Client {
         let pause = Duration::from_millis(floor_ms + jitter_ms)
             .min(deadline.saturating_duration_since(crate::clock::now()));
         glommio::timer::sleep(pause).await;
+        Duration::from_millis(floor_ms)
     }
 
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
