@@ -1,5 +1,5 @@
 //! Files replaced whole and durably (a crash leaves either the old content or the new), large
-//! ones past the page cache; directories created durably.
+//! ones past the page cache, and read back as text; directories created durably.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,6 +18,19 @@ use bytes::{Buf, BufMut, BytesMut};
 /// that reached Raft unstored, while no store of it runs.)
 pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace_via_twin(path, |temporary| write_file(temporary, &[bytes], false))
+}
+
+/// The text of one of the small files a node keeps in its data dir (its identity, membership,
+/// incarnations), None where there is none. Bytes that are not UTF-8 (damage) come back
+/// replaced (U+FFFD), so the file's parser says it is damaged and what to do about it, as for
+/// any other damage, rather than "stream did not contain valid UTF-8" (found by hand: a byte
+/// of 0xFF written over each file).
+pub fn read_text(path: &Path) -> io::Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// How [`replace_file_past_cache`] wrote a file.

@@ -100,11 +100,11 @@ impl Identity {
 /// The identity recorded in `dir`, if it has one.
 pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
     let path = dir.join(FILE_NAME);
-    match fs::read_to_string(&path) {
-        Ok(text) => Identity::parse(&text)
+    match crate::durable::read_text(&path) {
+        Ok(Some(text)) => Identity::parse(&text)
             .map(Some)
             .map_err(|why| format!("{} is damaged: {why}", path.display())),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Ok(None) => Ok(None),
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
@@ -215,9 +215,9 @@ pub fn record_membership(dir: &Path, members: &BTreeMap<NodeId, String>) -> Resu
 /// never a member.
 pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, String> {
     let path = dir.join(MEMBER_FILE_NAME);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let text = match crate::durable::read_text(&path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
         Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
     let restore = |why: String| {
@@ -281,6 +281,11 @@ mod tests {
         assert!(recorded_members(&dir).unwrap_err().contains("damaged"));
         fs::write(dir.join(FILE_NAME), "cohort data dir v1\ncluster_id=x\n").unwrap();
         assert!(read(&dir).unwrap_err().contains("damaged"));
+        // Bytes that are not text are damage too, said as such (not "invalid UTF-8").
+        fs::write(dir.join(MEMBER_FILE_NAME), b"\xff").unwrap();
+        assert!(recorded_members(&dir).unwrap_err().contains("is damaged"));
+        fs::write(dir.join(FILE_NAME), b"\xff").unwrap();
+        assert!(read(&dir).unwrap_err().contains("is damaged"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

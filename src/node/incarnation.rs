@@ -29,8 +29,8 @@ pub struct Incarnation {
 /// counted again.
 pub fn begin(dir: &Path) -> Result<Incarnation, String> {
     let path = dir.join(FILE_NAME);
-    let (value, starts, new) = match fs::read_to_string(&path) {
-        Ok(text) => {
+    let (value, starts, new) = match crate::durable::read_text(&path) {
+        Ok(Some(text)) => {
             let (value, starts) = parse(&text).ok_or_else(|| {
                 format!(
                     "{} is damaged: it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER. \
@@ -43,7 +43,7 @@ pub fn begin(dir: &Path) -> Result<Incarnation, String> {
             })?;
             (value, starts, false)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        Ok(None) => {
             let listing_failed = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
             let mut has_log = false;
             // An entry that cannot be read may be a log: fail rather than take the data for new.
@@ -148,6 +148,8 @@ mod tests {
         assert_ne!(again.value, first.value);
         fs::write(dir.join(FILE_NAME), "something else\n").unwrap();
         assert!(begin(&dir).unwrap_err().contains("damaged"));
+        fs::write(dir.join(FILE_NAME), b"\xff").unwrap();
+        assert!(begin(&dir).unwrap_err().contains("is damaged"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -27,13 +27,13 @@ pub(super) fn refused_before(config: &NodeConfig) -> Result<(), String> {
             .data_dir
             .join(format!("core-{core}"))
             .join(REFUSED_FILE);
-        match std::fs::read_to_string(&refused_file) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        match crate::durable::read_text(&refused_file) {
+            Ok(None) => {}
             // Unreadable, it may say the node was refused: never start past it.
             Err(error) => {
                 return Err(format!("cannot read {}: {error}", refused_file.display()));
             }
-            Ok(why) => {
+            Ok(Some(why)) => {
                 return Err(format!(
                     "{} (said at an earlier start and kept in {}: removed, the node starts \
                      again; on another data dir it is refused again by every peer that knew its \

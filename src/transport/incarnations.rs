@@ -30,7 +30,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -320,9 +319,9 @@ pub enum DataLost {
 }
 
 fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+    let text = match crate::durable::read_text(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(BTreeMap::new()),
         Err(error) => {
             return Err(io::Error::new(
                 error.kind(),
@@ -379,6 +378,7 @@ mod tests {
     use super::*;
     use crate::wire::ClusterId;
     use futures_lite::future::block_on;
+    use std::fs;
 
     /// A handshake from `node` on data `(incarnation, count of starts)` that recorded this core
     /// as `(incarnation, count of starts)`.
@@ -590,8 +590,13 @@ mod tests {
         };
         assert_eq!(older.recorded(NodeId(2)), none);
         fs::write(&file, format!("{FORMAT}\n2=20/x\n")).unwrap();
-        let error = Incarnations::load(me, false, Some(file)).err().unwrap();
+        let error = Incarnations::load(me, false, Some(file.clone()))
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("damaged"), "{error}");
+        fs::write(&file, b"\xff").unwrap();
+        let error = Incarnations::load(me, false, Some(file)).err().unwrap();
+        assert!(error.to_string().contains("is damaged"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
