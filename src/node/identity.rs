@@ -233,9 +233,14 @@ pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, 
         .then(|| lines.next()?.strip_prefix("members="))
         .flatten()
         .ok_or_else(|| restore(format!("not `{MEMBER_FORMAT}`")))?;
-    super::config::parse_members(members)
-        .map(Some)
-        .map_err(|error| restore(error.to_string()))
+    let members = super::config::parse_members(members).map_err(|e| restore(e.to_string()))?;
+    // Checked as `--peers` is: a node that dials these (to join again, or with no seed
+    // answering) must not find out only then.
+    for (id, address) in &members {
+        crate::proto::members::check_address(address)
+            .map_err(|why| restore(format!("member {id}: {why}")))?;
+    }
+    Ok(Some(members))
 }
 
 #[cfg(test)]
@@ -279,6 +284,13 @@ mod tests {
         assert_eq!(recorded_members(&dir), Ok(Some(members)));
         fs::write(dir.join(MEMBER_FILE_NAME), "cohort member v1\nmembers=x\n").unwrap();
         assert!(recorded_members(&dir).unwrap_err().contains("damaged"));
+        fs::write(
+            dir.join(MEMBER_FILE_NAME),
+            "cohort member v1\nmembers=1=x\n",
+        )
+        .unwrap();
+        let error = recorded_members(&dir).unwrap_err();
+        assert!(error.contains("member 1: address `x`"), "{error}");
         fs::write(dir.join(FILE_NAME), "cohort data dir v1\ncluster_id=x\n").unwrap();
         assert!(read(&dir).unwrap_err().contains("damaged"));
         // Bytes that are not text are damage too, said as such (not "invalid UTF-8").
