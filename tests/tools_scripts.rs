@@ -193,6 +193,26 @@ fn quota_delete_then_put_runs_and_counts_rounds() {
     assert!(counted && text.contains("filled: "), "{text}");
 }
 
+/// Goal: the script that measures an idle cluster of many groups runs, and says each node's
+/// CPU and role changes. Method: the script as a user runs it, 70 groups (a core of more
+/// than 64 sums its role changes up), for a second.
+#[test]
+fn idle_groups_runs_and_says_each_nodes_cpu() {
+    let cohort = env!("CARGO_BIN_EXE_cohort");
+    let (output, text) = tool("idle-groups.sh", |base| {
+        vec![cohort.into(), base, "70".into(), "1".into()]
+    });
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("70 groups: every one led "), "{text}");
+    for node in 1..=3 {
+        let said = text.lines().any(|line| {
+            line.starts_with(&format!("node {node}: ")) && line.ends_with(" role changes")
+        });
+        assert!(said, "{text}");
+    }
+    assert!(text.contains(" µs a second per group"), "{text}");
+}
+
 /// Goal: a node restarted on a wiped data dir stops, and the script shows why. Method: the
 /// script as a user runs it.
 #[test]
