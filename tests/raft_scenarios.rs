@@ -191,6 +191,67 @@ fn a_role_taken_without_a_ready_is_not_handed_out_again() {
     assert_eq!(node.ready().soft_state(), None);
 }
 
+/// Goal: an idle leader's heartbeats are taken alone, without a Ready (a core of thousands
+/// of idle groups made, staged and advanced one for each heartbeat), and only where a Ready
+/// would carry nothing more: not with a proposal to send, nor with a Ready in flight, nor
+/// with a commit to hand out, nor with entries applied that no Ready said. Method: node 1
+/// leads term 2; its heartbeat round, alone; then a proposal; a Ready taken and not
+/// advanced; an acknowledgement that commits; entries taken as durable and committed.
+#[test]
+fn an_idle_leaders_heartbeats_are_taken_without_a_ready_and_nothing_more_is() {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let config = Config::new(NodeId(1));
+    let mut leader = leader_of_term_2(config.clone(), Persisted::bootstrap(&voters));
+    let heartbeat_round = |leader: &mut Replica| {
+        for _ in 0..config.heartbeat_interval_ticks {
+            leader.tick();
+        }
+    };
+    heartbeat_round(&mut leader);
+    let alone = leader.take_messages_alone().expect("heartbeats alone");
+    assert_eq!(alone.len(), 2, "{alone:?}");
+    assert!(
+        alone
+            .iter()
+            .all(|m| matches!(m.body, MessageBody::Heartbeat(_)))
+    );
+    assert!(!leader.has_ready(), "nothing left for a Ready");
+    assert!(leader.take_messages_alone().is_none(), "none left");
+
+    leader.propose(Bytes::from_static(b"x")).unwrap();
+    heartbeat_round(&mut leader);
+    assert!(leader.take_messages_alone().is_none(), "a proposal to send");
+    let ready = leader.ready();
+    heartbeat_round(&mut leader);
+    assert!(leader.take_messages_alone().is_none(), "a Ready in flight");
+    leader.advance(ready.ack());
+    let last = leader.last_index();
+    leader.step(term_2(2, 1, acked(last.0))).unwrap();
+    heartbeat_round(&mut leader);
+    assert!(
+        leader.take_messages_alone().is_none(),
+        "a commit to hand out"
+    );
+    persist(&mut leader);
+    heartbeat_round(&mut leader);
+    assert!(leader.take_messages_alone().is_some(), "idle again");
+
+    // Applied without a Ready (durable here, committed meanwhile): a Ready says so first.
+    leader.propose(Bytes::from_static(b"y")).unwrap();
+    persist(&mut leader);
+    let last = leader.last_index();
+    leader.step(term_2(2, 1, acked(last.0))).unwrap();
+    assert_eq!(leader.take_committed_durable().len(), 1);
+    heartbeat_round(&mut leader);
+    assert!(
+        leader.take_messages_alone().is_none(),
+        "what was applied is unsaid"
+    );
+    persist(&mut leader);
+    heartbeat_round(&mut leader);
+    assert!(leader.take_messages_alone().is_some(), "idle again");
+}
+
 #[test]
 fn three_nodes_elect_one_leader_and_apply_writes_in_the_same_order() {
     let mut cluster = cluster(3, 0, |_| {});

@@ -1289,6 +1289,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
         }
         for (&id, group) in &mut self.groups {
+            // An idle group's heartbeats, or its answers to them, go without a Ready.
+            if let Some(messages) = group.replica.take_messages_alone() {
+                let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
+                send_all(out, id, group, messages);
+                continue;
+            }
             if !group.replica.has_ready() && !group.replica.has_pipelined_ready() {
                 continue;
             }
