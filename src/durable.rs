@@ -21,16 +21,21 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The text of one of the small files a node keeps in its data dir (its identity, membership,
-/// incarnations), None where there is none. Bytes that are not UTF-8 (damage) come back
-/// replaced (U+FFFD), so the file's parser says it is damaged and what to do about it, as for
-/// any other damage, rather than "stream did not contain valid UTF-8" (found by hand: a byte
-/// of 0xFF written over each file).
+/// incarnations), None where there is none. Bytes that are not UTF-8 are an error of kind
+/// `InvalidData` that says so in words a caller puts after "is damaged: ", with what to do
+/// about that file, as for any other damage (found by hand: a byte of 0xFF written over each
+/// file gave "stream did not contain valid UTF-8" and nothing more).
 pub fn read_text(path: &Path) -> io::Result<Option<String>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    String::from_utf8(bytes).map(Some).map_err(|error| {
+        let at = error.utf8_error().valid_up_to();
+        let why = format!("its bytes are not text (not UTF-8 from byte {at})");
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    })
 }
 
 /// How [`replace_file_past_cache`] wrote a file.

@@ -10,7 +10,7 @@
 # them with the CPU per group.
 #
 #   tools/idle-groups.sh [COHORT=target/release/cohort] [BASE_PORT=19600] [GROUPS=1000] \
-#       [SECONDS=5] [SERVE FLAGS…]
+#       [SECONDS=5, whole seconds] [SERVE FLAGS…]
 set -euo pipefail
 cohort=$(realpath "${1:-target/release/cohort}")
 base=${2:-19600}

@@ -100,11 +100,13 @@ impl Identity {
 /// The identity recorded in `dir`, if it has one.
 pub fn read(dir: &Path) -> Result<Option<Identity>, String> {
     let path = dir.join(FILE_NAME);
+    let damaged = |why: String| format!("{} is damaged: {why}", path.display());
     match crate::durable::read_text(&path) {
-        Ok(Some(text)) => Identity::parse(&text)
-            .map(Some)
-            .map_err(|why| format!("{} is damaged: {why}", path.display())),
+        Ok(Some(text)) => Identity::parse(&text).map(Some).map_err(damaged),
         Ok(None) => Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            Err(damaged(error.to_string()))
+        }
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
@@ -215,11 +217,6 @@ pub fn record_membership(dir: &Path, members: &BTreeMap<NodeId, String>) -> Resu
 /// never a member.
 pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, String> {
     let path = dir.join(MEMBER_FILE_NAME);
-    let text = match crate::durable::read_text(&path) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(None),
-        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-    };
     let restore = |why: String| {
         format!(
             "{} is damaged: {why}. It says this node was a member of its cluster: write it \
@@ -227,6 +224,14 @@ pub fn recorded_members(dir: &Path) -> Result<Option<BTreeMap<NodeId, String>>, 
              `cohort members list` shows, as ID=HOST:PORT,…, and start the node again",
             path.display()
         )
+    };
+    let text = match crate::durable::read_text(&path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(restore(error.to_string()));
+        }
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
     };
     let mut lines = text.lines();
     let members = (lines.next() == Some(MEMBER_FORMAT))

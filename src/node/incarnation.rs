@@ -29,19 +29,26 @@ pub struct Incarnation {
 /// counted again.
 pub fn begin(dir: &Path) -> Result<Incarnation, String> {
     let path = dir.join(FILE_NAME);
+    let damaged = |why: &str| {
+        format!(
+            "{} is damaged: {why}. If the log beside it is intact, move the file away and start \
+             the node: its peers refuse it, each naming the `incarnation=` and `starts=` to put \
+             back in a file of those three lines; then start it again. If not, {}",
+            path.display(),
+            super::snapshot_file::REPLACE_THE_NODE
+        )
+    };
     let (value, starts, new) = match crate::durable::read_text(&path) {
         Ok(Some(text)) => {
             let (value, starts) = parse(&text).ok_or_else(|| {
-                format!(
-                    "{} is damaged: it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER. \
-                     If the log beside it is intact, move the file away and start the node: \
-                     its peers refuse it, each naming the `incarnation=` and `starts=` to put \
-                     back in a file of those three lines; then start it again. If not, {}",
-                    path.display(),
-                    super::snapshot_file::REPLACE_THE_NODE
-                )
+                damaged(&format!(
+                    "it is not `{FORMAT}`, incarnation=NUMBER and starts=NUMBER"
+                ))
             })?;
             (value, starts, false)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(damaged(&error.to_string()));
         }
         Ok(None) => {
             let listing_failed = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());

@@ -114,14 +114,18 @@ impl Replica {
     /// theirs. The new leader leaves instead, or this one once the transfer is abandoned
     /// (asked again after every Ready).
     pub(crate) fn maybe_leave_joint(&mut self) {
-        if self.role == Role::Leader
+        if self.leaves_joint_next() {
+            self.append_own(EntryKind::ConfChange, ConfChange::leave_joint().encode());
+            self.pending_conf_index = self.log.last_index();
+        }
+    }
+
+    /// Whether this leader leaves its joint configuration at its next Ready's advance.
+    pub(crate) fn leaves_joint_next(&self) -> bool {
+        self.role == Role::Leader
             && self.lead_transferee.is_none()
             && self.conf.is_joint()
             && self.conf.auto_leave
             && self.log.applied >= self.pending_conf_index
-        {
-            self.append_own(EntryKind::ConfChange, ConfChange::leave_joint().encode());
-            self.pending_conf_index = self.log.last_index();
-        }
     }
 }

@@ -154,14 +154,18 @@ impl Replica {
     /// The messages to send now, where they are all a Ready would carry (a leader's
     /// heartbeats, a follower's answers to them: an idle group's whole traffic), taken
     /// without one; None where a Ready is due for more, or is in flight, or the term or vote
-    /// is not durable. A Ready made, staged, handed back and advanced for each heartbeat cost
-    /// a core of thousands of idle groups most of its time. (A Ready also says what
-    /// `take_committed_durable` applied: while that is unsaid, one is due.)
+    /// is not durable. A Ready made, staged, handed back and advanced for each heartbeat took
+    /// about a fifth of the CPU of three nodes with 1,000 idle groups (418 ms a second against
+    /// 332 without). Nor where the Ready's advance would do something: say what
+    /// `take_committed_durable` applied, or leave a joint configuration (a leader whose
+    /// transfer was given up leaves it there; found in review: an idle group stayed joint,
+    /// and `members` changes waited, until a write came).
     pub fn take_messages_alone(&mut self) -> Option<Vec<Message>> {
         let alone = self.readies_in_flight == 0
             && !self.messages_now.is_empty()
             && (self.term, self.vote) == self.term_vote_durable
             && self.log.applying <= self.log.applied
+            && !self.leaves_joint_next()
             && !self.has_more_than_messages();
         alone.then(|| std::mem::take(&mut self.messages_now))
     }

@@ -390,6 +390,14 @@ impl Cluster {
         let Some(replica) = node.replica.as_mut() else {
             return Ok(false);
         };
+        // As a core does: an idle group's heartbeats, or its answers to them, go alone.
+        if let Some(messages) = replica.take_messages_alone() {
+            for message in messages {
+                node.holds_what_is_promised(&message)?;
+                self.network.send(now, message, &mut self.rng);
+            }
+            return Ok(true);
+        }
         if !replica.has_ready() && !replica.has_pipelined_ready() {
             return Ok(false);
         }

@@ -319,16 +319,6 @@ pub enum DataLost {
 }
 
 fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
-    let text = match crate::durable::read_text(path) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(BTreeMap::new()),
-        Err(error) => {
-            return Err(io::Error::new(
-                error.kind(),
-                format!("cannot read {}: {error}", path.display()),
-            ));
-        }
-    };
     let damaged = |why: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -339,6 +329,19 @@ fn read(path: &Path) -> io::Result<BTreeMap<NodeId, Seen>> {
                 path.display()
             ),
         )
+    };
+    let text = match crate::durable::read_text(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(BTreeMap::new()),
+        Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+            return Err(damaged(error.to_string()));
+        }
+        Err(error) => {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot read {}: {error}", path.display()),
+            ));
+        }
     };
     let mut lines = text.lines();
     if lines.next() != Some(FORMAT) {

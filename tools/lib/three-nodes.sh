@@ -36,14 +36,14 @@ start_node() {
 }
 # Waits until each of GROUPS groups has a leader: within 60 s, or the script fails.
 wait_led() {
-  local until=$((SECONDS + 60)) led
+  local deadline=$((SECONDS + 60)) led
   while true; do
     led=$({ "$cohort" status --nodes "$a1,$a2,$a3" 2>/dev/null || true; } \
       | awk '$4 == "leader" { g[$3] = 1 } END { print length(g) }')
     [ "$led" = "$1" ] && return 0
     # By the clock: a status of thousands of groups, or of a node that does not answer,
     # takes a while (counted in rounds of 0.1 s, the 60 s took over 10 minutes).
-    [ "$SECONDS" -lt "$until" ] || { echo "not every group had a leader within 60 s ($led of $1)" >&2; exit 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { echo "not every group had a leader within 60 s ($led of $1)" >&2; exit 1; }
     sleep 0.1
   done
 }

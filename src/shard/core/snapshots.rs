@@ -46,16 +46,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
 
     /// Whether group `id` is due for a snapshot: enough entries (see
     /// [`SNAPSHOT_STATE_PER_LOG_BYTES_MAX`]), or enough bytes of entries, were applied since
-    /// its last one, and no snapshot of it is streaming to a follower: compacting past the
-    /// streamed one would leave that follower, once it holds it, a gap that only the next
-    /// snapshot fills, and under steady writes a stream that never catches up (the entries
-    /// a compaction keeps behind the snapshot reach only so far), nor one delivered whole
-    /// lately to a follower whose log does not reach it yet (it is loading it). The log's
-    /// size limit still snapshots such a group ([`CoreLog::groups_holding_old_segments`]).
+    /// its last one. Whether or not it is held ([`Core::snapshot_held`]): a group found due
+    /// after a Ready stays due, and is taken once no snapshot of it streams to a follower or
+    /// is being loaded by one (see `Core::upkeep`). Judged only after a Ready, a held group
+    /// was dropped, and one whose heartbeats go without a Ready (an idle one) waited for its
+    /// next write to be found again (found in review).
     pub(super) fn snapshot_due(&self, id: u32) -> bool {
-        if self.snapshot_held(id) {
-            return false;
-        }
         let (every, every_bytes) = (self.shape.snapshot_entries, self.shape.snapshot_log_bytes);
         let group = &self.groups[&id];
         let since = group.replica.applying().0 - group.replica.snapshot_index().0;
@@ -69,7 +65,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     /// Whether group `id`'s entry and byte triggers wait (see [`Core::snapshot_due`]): a
-    /// snapshot of it streams to a follower, or one that received it whole is loading it.
+    /// snapshot of it streams to a follower (compacting past it would leave that follower,
+    /// once it holds it, a gap only the next snapshot fills, and under steady writes a stream
+    /// that never catches up: the entries a compaction keeps behind the snapshot reach only
+    /// so far), or one that received it whole lately is loading it (its log does not reach
+    /// it yet). The log's size limit still snapshots such a group
+    /// ([`CoreLog::groups_holding_old_segments`]).
     pub(super) fn snapshot_held(&self, id: u32) -> bool {
         self.streams.streaming(id) || self.follower_installing(id)
     }
