@@ -281,7 +281,7 @@ fn an_idle_groups_heartbeats_are_taken_without_a_ready_and_nothing_more_is() {
     follower.step(heartbeat(follower.commit())).unwrap();
     assert!(
         follower.take_messages_alone().is_none(),
-        "term 2 is not durable"
+        "a new term to write and say"
     );
     persist(&mut follower);
     follower.step(heartbeat(follower.commit())).unwrap();

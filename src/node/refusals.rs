@@ -29,6 +29,14 @@ pub(super) fn refused_before(config: &NodeConfig) -> Result<(), String> {
             .join(REFUSED_FILE);
         match crate::durable::read_text(&refused_file) {
             Ok(None) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(format!(
+                    "{} is damaged: {error}. It says a core of this node was refused for lost \
+                     data at an earlier start, and why: removed, the node starts again (see \
+                     `cohort serve`'s refusal at that start in its log)",
+                    refused_file.display()
+                ));
+            }
             // Unreadable, it may say the node was refused: never start past it.
             Err(error) => {
                 return Err(format!("cannot read {}: {error}", refused_file.display()));

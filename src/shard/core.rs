@@ -793,11 +793,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // became due (found in review: due while its last snapshot was encoded, it took the
         // next past one a follower was loading). Short of room, none is taken for being due:
         // the room kept for markers is for the snapshots that free a segment (review 266).
+        // Judged again when taken: a snapshot taken meanwhile (the one in flight, or one the
+        // log's size limit asked for while it was held) may have made it due no longer
+        // (review 314).
         let mut due = self.snapshots_due.iter().copied();
         if !short && let Some(id) = due.find(|&id| self.may_snapshot(id) && !self.snapshot_held(id))
         {
             self.snapshots_due.remove(&id);
-            self.snapshot(id);
+            if self.snapshot_due(id) {
+                self.snapshot(id);
+            }
         }
         for (group, index, data) in self.log.take_encoded() {
             self.compact(group.0, index, data)?;
