@@ -164,8 +164,7 @@ impl Replica {
         let alone = self.readies_in_flight == 0
             && !self.messages_now.is_empty()
             && (self.term, self.vote) == self.term_vote_durable
-            && self.log.applying <= self.log.applied
-            && !self.leaves_joint_next()
+            && !self.advance_would_act()
             && !self.has_more_than_messages();
         alone.then(|| std::mem::take(&mut self.messages_now))
     }
@@ -361,6 +360,15 @@ impl Replica {
         if self.role == Role::Leader {
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(bytes);
         }
+    }
+
+    /// Whether advancing a Ready that carried only messages would change anything: it would
+    /// say what `take_committed_durable` applied, or have a leader leave its joint
+    /// configuration. Kept in step with [`Replica::advance`]: while this holds, messages are
+    /// not taken alone ([`Replica::take_messages_alone`]), and the Ready that carries them is
+    /// advanced.
+    fn advance_would_act(&self) -> bool {
+        self.log.applying > self.log.applied || self.leaves_joint_next()
     }
 
     /// The caller finished the obligations of the last Ready.
