@@ -272,8 +272,9 @@ impl CoreLog for SimLog {
     }
 }
 
-/// A message on its way: (due time, sender, receiver) → what it carries.
-type InFlight = BTreeMap<(u64, u64), (u64, u64, Envelope)>;
+/// A message on its way: (due time, sender, receiver) → what it carries (None: a keepalive,
+/// an empty batch).
+type InFlight = BTreeMap<(u64, u64), (u64, u64, Option<Envelope>)>;
 
 /// The network: messages in flight, and which pairs of nodes are cut off.
 struct Wires {
@@ -291,6 +292,25 @@ struct Wires {
     refused: u64,
     rng: Prng,
     now: Now,
+    /// Per node, the peers that restarted since it last asked (`CoreNet::take_renewed`).
+    renewed: BTreeMap<u64, BTreeSet<u64>>,
+    /// Heartbeats that told a follower to go quiet.
+    quiet_heartbeats: u64,
+}
+
+impl Wires {
+    /// Put `what` on the link from `from` to `to`, unless the link drops it.
+    fn put(&mut self, from: u64, to: u64, what: Option<Envelope>) {
+        let drop_permille = self.drop_permille;
+        if self.rng.chance(drop_permille, 1000) {
+            return;
+        }
+        let due = self.now.get() + 1 + self.rng.below(self.delay_units_max);
+        self.sent += 1;
+        let order = self.sent;
+        self.in_flight.insert((due, order), (from, to, what));
+        *self.on_link.entry((from, to)).or_default() += 1;
+    }
 }
 
 struct SimNet {
@@ -307,26 +327,30 @@ impl CoreNet for SimNet {
             wires.refused += 1;
             return false;
         }
-        let drop_permille = wires.drop_permille;
-        if wires.rng.chance(drop_permille, 1000) {
-            return true;
+        if matches!(&envelope.message.body, MessageBody::Heartbeat(h) if h.quiesce) {
+            wires.quiet_heartbeats += 1;
         }
-        let delay_units_max = wires.delay_units_max;
-        let due = wires.now.get() + 1 + wires.rng.below(delay_units_max);
-        wires.sent += 1;
-        let order = wires.sent;
-        wires
-            .in_flight
-            .insert((due, order), (self.from, to, envelope));
-        *wires.on_link.entry((self.from, to)).or_default() += 1;
+        wires.put(self.from, to, Some(envelope));
         true
     }
 
     fn take_renewed(&mut self) -> Vec<u64> {
-        Vec::new()
+        let mut wires = self.wires.borrow_mut();
+        let renewed = wires.renewed.remove(&self.from).unwrap_or_default();
+        renewed.into_iter().collect()
     }
 
     fn say(&mut self, _says: SenderSays) {}
+
+    /// As the transport does: an empty batch to each peer with nothing on its link.
+    fn keep_alive(&mut self) {
+        let mut wires = self.wires.borrow_mut();
+        for to in (1..=NODES).filter(|&to| to != self.from) {
+            if wires.on_link.get(&(self.from, to)).is_none_or(|&n| n == 0) {
+                wires.put(self.from, to, None);
+            }
+        }
+    }
 }
 
 impl SimLog {
@@ -389,8 +413,7 @@ impl Node {
     /// empty until it is added.
     fn bootstrap(
         id: u64,
-        seed: u64,
-        lease_reads: bool,
+        shape: &SimShape,
         now: &Now,
         wires: &Rc<RefCell<Wires>>,
         full_disk: &FullDisk,
@@ -418,16 +441,23 @@ impl Node {
             lost_entries: Rc::default(),
             full_disk: full_disk.clone(),
         };
-        node.start(seed, lease_reads, now, wires);
+        node.start(shape, now, wires);
         node
     }
 
     /// Start (or restart) the node's core from what its log kept, as a node recovers from
     /// its WAL and snapshot files.
-    fn start(&mut self, seed: u64, lease_reads: bool, now: &Now, wires: &Rc<RefCell<Wires>>) {
-        let id = self.id;
+    fn start(&mut self, shape: &SimShape, now: &Now, wires: &Rc<RefCell<Wires>>) {
+        let (id, seed) = (self.id, shape.seed);
         let mut config = Config::new(NodeId(id));
-        config.lease_reads = lease_reads;
+        config.lease_reads = shape.lease_reads;
+        config.quiesce = shape.quiesce;
+        // Its peers' connections to it are new: they wake the quiet groups it led.
+        let mut wires_now = wires.borrow_mut();
+        for peer in (1..=NODES).filter(|&peer| peer != id) {
+            wires_now.renewed.entry(peer).or_default().insert(id);
+        }
+        drop(wires_now);
         let disks = std::mem::take(&mut self.recovered);
         *self.durable.borrow_mut() = Durable {
             disks: disks.clone(),
@@ -836,6 +866,8 @@ struct SimShape {
     /// `TICK_UNITS`: at most what leases absorb.
     clock_skew_permille_max: u64,
     full_disks: bool,
+    /// Idle groups go quiet (`raft::Config::quiesce`): the cores keep each other alive.
+    quiesce: bool,
 }
 
 impl SimShape {
@@ -852,6 +884,7 @@ impl SimShape {
             link_messages_max: rng.chance(1, 3).then(|| 2 + rng.below(30)),
             clock_skew_permille_max: rng.below(lease_safe_skew_permille() + 1),
             full_disks: rng.chance(1, 2),
+            quiesce: rng.chance(1, 2),
         }
     }
 }
@@ -887,6 +920,8 @@ struct Done {
     /// Replicas whose state was found the same as another's at the same applied index.
     replicas_compared: u64,
     sessions_renewed: u64,
+    /// Heartbeats that told a follower to go quiet (seeds with `SimShape::quiesce`).
+    quiet_heartbeats: u64,
     writes_answered: usize,
     reads_answered: usize,
 }
@@ -906,6 +941,7 @@ impl Done {
         self.replicas_compared += other.replicas_compared;
         self.member_changes += other.member_changes;
         self.sessions_renewed += other.sessions_renewed;
+        self.quiet_heartbeats += other.quiet_heartbeats;
         self.writes_answered += other.writes_answered;
         self.reads_answered += other.reads_answered;
     }
@@ -925,6 +961,8 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         refused: 0,
         rng: Prng::new(shape.seed ^ 0x3E7),
         now: Rc::clone(&now),
+        renewed: BTreeMap::new(),
+        quiet_heartbeats: 0,
     }));
     let full_disk = FullDisk {
         enabled: shape.full_disks,
@@ -932,7 +970,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         refusals: Rc::default(),
     };
     let mut nodes: Vec<Node> = (1..=NODES)
-        .map(|id| Node::bootstrap(id, shape.seed, shape.lease_reads, &now, &wires, &full_disk))
+        .map(|id| Node::bootstrap(id, shape, &now, &wires, &full_disk))
         .collect();
     let mut clocks = skewed_clocks(NODES, TICK_UNITS, shape.clock_skew_permille_max, shape.seed);
     let keys: Vec<Bytes> = (0..KEYS).map(|k| Bytes::from(format!("key-{k}"))).collect();
@@ -981,7 +1019,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
         {
             for &index in crashed {
                 let node = &mut nodes[index];
-                node.start(shape.seed, shape.lease_reads, &now, &wires);
+                node.start(shape, &now, &wires);
                 for client in &clients {
                     let (conn, outbox, held) = client.conns[index].clone();
                     node.inbox.push_now(Input::Connected { conn, outbox, held });
@@ -1020,6 +1058,7 @@ fn run(shape: &SimShape) -> Result<Done, String> {
     }
     compare_replicas(&mut nodes, &now, end, &mut done)?;
     done.sends_refused = wires.borrow().refused;
+    done.quiet_heartbeats = wires.borrow().quiet_heartbeats;
     done.stages_refused = full_disk.refusals.get();
     check_histories(clients, end, done)
 }
@@ -1128,7 +1167,7 @@ fn deliver(t: u64, nodes: &mut [Node], wires: &Rc<RefCell<Wires>>) {
         let input = Input::Peer {
             from,
             says: SenderSays::default(),
-            envelopes: vec![envelope],
+            envelopes: envelope.into_iter().collect(),
         };
         node.input(t, input);
     }
@@ -1326,7 +1365,7 @@ fn sweep(part: u64, parts: u64) {
         assert!(total.stalls > 0 && total.cuts > 0 && total.handovers > 0);
         assert!(total.crashes > 0 && total.member_changes > 0 && total.power_losses > 0);
         assert!(total.replicas_compared > 0 && total.handovers_done > 0);
-        assert!(total.stages_refused > 0);
+        assert!(total.stages_refused > 0 && total.quiet_heartbeats > 0);
     }
 }
 

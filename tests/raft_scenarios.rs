@@ -275,6 +275,7 @@ fn an_idle_groups_heartbeats_are_taken_without_a_ready_and_nothing_more_is() {
             acknowledged: commit,
             acknowledged_term: Term::ZERO,
             commit_term: Term::ZERO,
+            quiesce: false,
         });
         term_2(1, 2, body)
     };
@@ -849,6 +850,7 @@ fn a_node_that_lost_entries_votes_for_no_candidate_short_of_the_commit_it_was_to
             acknowledged: LogIndex(5),
             acknowledged_term: Term::ZERO,
             commit_term: Term::ZERO,
+            quiesce: false,
         };
         wiped
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))
@@ -1208,6 +1210,7 @@ fn a_follower_takes_no_second_leader_in_a_term() {
         acknowledged: last,
         acknowledged_term: term,
         commit_term: term,
+        quiesce: false,
     };
     let append = AppendRequest {
         prev_log_index: last,
@@ -2176,6 +2179,7 @@ fn a_voter_moved_to_a_newer_term_without_a_leader_still_keeps_the_lease() {
             acknowledged: LogIndex(1),
             acknowledged_term: Term::ZERO,
             commit_term: Term::ZERO,
+            quiesce: false,
         };
         let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
         heard.term = voter.term().next();
@@ -2361,6 +2365,7 @@ fn a_commit_a_leader_names_past_the_log_is_not_written_as_this_nodes_commit() {
         acknowledged: LogIndex(10),
         acknowledged_term: Term(3),
         commit_term: Term(3),
+        quiesce: false,
     };
     let mut heard = term_2(1, 2, MessageBody::Heartbeat(heartbeat));
     heard.term = Term(3);
@@ -2482,6 +2487,7 @@ fn a_node_whose_older_log_came_back_votes_for_no_candidate_behind_the_commit_it_
             acknowledged: LogIndex(5),
             acknowledged_term: Term(2),
             commit_term: Term(commit_term),
+            quiesce: false,
         };
         restored
             .step(term_2(1, 2, MessageBody::Heartbeat(heartbeat)))

@@ -427,6 +427,9 @@ impl CoreNet for RecordingNet {
         Vec::new()
     }
 
+    /// Its tests' groups never go quiet (`raft::Config::quiesce` is off): nothing to keep.
+    fn keep_alive(&mut self) {}
+
     /// Each change is an event of its own.
     fn say(&mut self, says: SenderSays) {
         let was = std::mem::replace(&mut self.said, says);
@@ -733,6 +736,7 @@ fn a_log_short_of_space_drops_appends_and_timeout_now_but_answers_heartbeats() {
         acknowledged: LogIndex(0),
         acknowledged_term: Term::ZERO,
         commit_term: Term::ZERO,
+        quiesce: false,
     };
     inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
     inbox.push_now(from(1, 2, 2, MessageBody::TimeoutNow));
@@ -2150,6 +2154,7 @@ fn heartbeat_naming(index: LogIndex) -> Heartbeat {
         acknowledged: index,
         acknowledged_term: Term::ZERO,
         commit_term: Term::ZERO,
+        quiesce: false,
     }
 }
 
@@ -2959,6 +2964,7 @@ fn a_peer_that_hands_a_group_on_because_its_clients_relay_is_not_backed_off_from
         acknowledged: last,
         acknowledged_term: last_term,
         commit_term: last_term,
+        quiesce: false,
     });
     let start = core.ticks();
     while core.ticks() < start + look {
@@ -3730,6 +3736,7 @@ fn a_follower_whose_sync_does_not_end_answers_heartbeats_and_keeps_few_readies()
                 acknowledged: LogIndex(2),
                 acknowledged_term: Term(2),
                 commit_term: Term(2),
+                quiesce: false,
             };
             inbox.push_now(from(1, 2, 2, MessageBody::Heartbeat(heartbeat)));
             inbox.push_now(Input::Tick);
@@ -4420,6 +4427,7 @@ fn a_follower_does_not_store_a_snapshot_raft_would_refuse() {
         acknowledged: LogIndex(1),
         acknowledged_term: Term(1),
         commit_term: Term(1),
+        quiesce: false,
     };
     let mut kv = cohort::kv::KvStore::new();
     kv.skip(10);

@@ -23,6 +23,7 @@ fn sweep(part: u64, parts: u64) {
     let mut conf_changes = 0;
     let mut pipelined = 0;
     let mut reads = 0;
+    let mut quieted = 0;
     for seed in start..end {
         match run(&SimOptions::for_seed(seed)) {
             Ok(report) => {
@@ -32,13 +33,15 @@ fn sweep(part: u64, parts: u64) {
                 conf_changes += report.conf_changes;
                 pipelined += report.readies_pipelined;
                 reads += report.reads_checked;
+                quieted += report.quiet_heartbeats;
             }
             Err(failure) => panic!("{failure}"),
         }
     }
     println!(
         "seeds {start}..{end}: {elections} elections, {writes} client writes applied, \
-         {crashes} crashes, {conf_changes} conf changes applied, {pipelined} Readies pipelined, {reads} reads checked"
+         {crashes} crashes, {conf_changes} conf changes applied, {pipelined} Readies pipelined, {reads} reads checked, \
+         {quieted} heartbeats that quieted a group"
     );
     // A sweep in which nothing happens proves nothing: each count is of what took effect
     // (applied, answered), not of what was merely proposed.
@@ -49,7 +52,8 @@ fn sweep(part: u64, parts: u64) {
                 && crashes > 0
                 && conf_changes > 0
                 && pipelined > 0
-                && reads > 0)
+                && reads > 0
+                && quieted > 0)
     );
 }
 

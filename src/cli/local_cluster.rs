@@ -59,6 +59,9 @@ pub struct NodeFlags {
     /// Send a new commit index to followers at once (see `serve --broadcast-commit`).
     #[arg(long)]
     pub broadcast_commit: bool,
+    /// Keep every group's timers running when it is idle (see `serve --no-quiesce`).
+    #[arg(long)]
+    pub no_quiesce: bool,
     /// Leaders stay where elections put them (see `serve --no-leader-balance`).
     #[arg(long)]
     pub no_leader_balance: bool,
@@ -97,6 +100,7 @@ impl Default for NodeFlags {
             wal_soft_limit_mib: 1024,
             lease_reads: false,
             broadcast_commit: false,
+            no_quiesce: false,
             no_leader_balance: false,
             snapshot_chunk_kib: 1024,
             kv_quota_mib: None,
@@ -663,6 +667,9 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
     }
     if flags.broadcast_commit {
         args.push("--broadcast-commit".to_string());
+    }
+    if flags.no_quiesce {
+        args.push("--no-quiesce".to_string());
     }
     if flags.no_leader_balance {
         args.push("--no-leader-balance".to_string());

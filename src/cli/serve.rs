@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// up to one heartbeat later on an idle group, and a lone write costs two messages fewer.
     #[arg(long)]
     pub broadcast_commit: bool,
+    /// Keep every group's timers running when it is idle. By default an idle group whose
+    /// followers hold the leader's whole log goes quiet: its leader stops heartbeating and its
+    /// followers stop their election timers, until a write, a read or a message wakes it, or
+    /// until a follower's node stops hearing the leader's node (each core sends its peers a
+    /// keepalive every heartbeat interval), when it campaigns as it would have.
+    #[arg(long)]
+    pub no_quiesce: bool,
     /// A number shared by every member; nodes of another cluster are refused [default: 1;
     /// with --join: the cluster's].
     #[arg(long)]
@@ -249,6 +256,7 @@ impl ServeArgs {
             },
             lease_reads: self.lease_reads,
             broadcast_commit: self.broadcast_commit,
+            quiesce: !self.no_quiesce,
             segment_bytes: self.segment_mib.saturating_mul(1 << 20),
             snapshot_entries: self.snapshot_entries,
             snapshot_log_bytes: self.snapshot_log_mib.saturating_mul(1 << 20),

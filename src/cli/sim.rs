@@ -36,6 +36,7 @@ struct Totals {
     crashes: u64,
     conf_changes: u64,
     readies_pipelined: u64,
+    quiet_heartbeats: u64,
 }
 
 impl Totals {
@@ -48,6 +49,7 @@ impl Totals {
         self.crashes += report.crashes;
         self.conf_changes += report.conf_changes;
         self.readies_pipelined += report.readies_pipelined;
+        self.quiet_heartbeats += report.quiet_heartbeats;
     }
 }
 
@@ -108,7 +110,7 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
     outln!(
         "cohort sim: {} seeds passed in {:.1} s on {threads} threads: {} elections, {} entries \
          committed, {} client writes applied, {} reads checked, {} crashes, {} membership \
-         changes, {} Readies pipelined",
+         changes, {} Readies pipelined, {} heartbeats that quieted a group",
         totals.seeds,
         started.elapsed().as_secs_f64(),
         totals.elections,
@@ -117,7 +119,8 @@ pub fn run(args: &SimArgs) -> Result<(), String> {
         totals.reads_checked,
         totals.crashes,
         totals.conf_changes,
-        totals.readies_pipelined
+        totals.readies_pipelined,
+        totals.quiet_heartbeats,
     );
     match failures.first() {
         None => Ok(()),

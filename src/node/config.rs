@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub lease_reads: bool,
     /// Send a new commit index to followers at once (`raft::Config::broadcast_commit`).
     pub broadcast_commit: bool,
+    /// Idle groups stop their timers (`raft::Config::quiesce`).
+    pub quiesce: bool,
     /// WAL segment size in bytes.
     pub segment_bytes: u64,
     /// Entries applied since a group's last snapshot before it takes the next (0: never).
@@ -332,6 +334,7 @@ mod tests {
             sync: SyncMode::Always,
             lease_reads: false,
             broadcast_commit: false,
+            quiesce: true,
             segment_bytes: 64 << 20,
             snapshot_entries: 100_000,
             snapshot_log_bytes: 8 << 20,

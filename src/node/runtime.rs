@@ -306,6 +306,10 @@ impl CoreNet for TransportNet {
     fn say(&mut self, says: SenderSays) {
         self.0.say(says);
     }
+
+    fn keep_alive(&mut self) {
+        self.0.keep_alive();
+    }
 }
 
 /// How much shorter than an election timeout of `election_ticks` a leader's lease is: a
@@ -323,6 +327,7 @@ fn raft_config(config: &NodeConfig, id: NodeId) -> Config {
     raft.lease_reads = config.lease_reads;
     raft.lease_clock_drift_ticks = lease_margin_ticks(config.election_ticks);
     raft.broadcast_commit = config.broadcast_commit;
+    raft.quiesce = config.quiesce;
     raft.catch_up_entries_max = config.snapshot_catch_up_entries;
     // Clients follow NotLeader hints; forwarding would hide the leader from them.
     raft.forward_proposals = false;

@@ -70,6 +70,11 @@ pub struct Config {
     /// Most bytes (`Entry::size_bytes`) of entries kept behind a snapshot; the oldest go
     /// first. What a lagging follower's catch-up may cost the leader in memory, per group.
     pub catch_up_bytes_max: u64,
+    /// An idle leader whose followers hold its whole log stops heartbeating, and they stop
+    /// their election timers, until something changes (see `quiesce.rs`). An idle group then
+    /// costs nothing but its tick count, but the caller must wake followers whose leader's
+    /// node falls silent ([`crate::raft::Replica::wake_leader_silent`]) or restarts.
+    pub quiesce: bool,
 }
 
 impl Config {
@@ -94,6 +99,7 @@ impl Config {
             broadcast_commit: true,
             catch_up_entries_max: 5_000,
             catch_up_bytes_max: 4 << 20,
+            quiesce: false,
         }
     }
 

@@ -137,6 +137,9 @@ pub struct Heartbeat {
     /// The leader's term of its entry at `commit` (0: not known). A follower that lost
     /// entries it acknowledged votes for no candidate whose last entry is behind it.
     pub commit_term: Term,
+    /// The leader stops heartbeating after this one: a follower that holds its whole log,
+    /// committed, stops its election timer (see `quiesce.rs`).
+    pub quiesce: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Files: `replica.rs` (state and API), `election.rs`, `replication.rs`, `reads.rs`,
-//! `membership.rs` + `confchange.rs`, `ready.rs`, `log.rs`, `progress.rs`, `quorum.rs`.
+//! `membership.rs` + `confchange.rs`, `quiesce.rs` (idle groups stop their timers), `ready.rs`, `log.rs`, `progress.rs`, `quorum.rs`.
 
 mod confchange;
 mod config;
@@ -34,6 +34,7 @@ mod log;
 mod membership;
 mod message;
 mod progress;
+mod quiesce;
 mod quorum;
 mod reads;
 mod ready;

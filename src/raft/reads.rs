@@ -80,6 +80,11 @@ impl ReadQueue {
         self.unassigned > 0
     }
 
+    /// No read waits for a round or for the commit index.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.len() == 0 && self.unassigned == 0
+    }
+
     fn len(&self) -> usize {
         self.pending.len() + self.awaiting_commit.len()
     }

@@ -150,6 +150,8 @@ pub struct Replica {
     /// lease this replica helped that leader hold runs on regardless (see `in_lease`).
     pub(crate) leader_heard_tick: Option<u64>,
     pub(crate) election_elapsed: u32,
+    /// The timers are stopped: an idle group (see `quiesce.rs`).
+    pub(crate) quiesced: bool,
     /// Whether an election timeout makes this replica campaign: not on a node that stops
     /// (see [`Replica::stop_campaigning`]).
     pub(crate) campaigns: bool,
@@ -287,6 +289,7 @@ impl Replica {
             leader_since_tick: 0,
             leader_heard_tick: None,
             election_elapsed: 0,
+            quiesced: false,
             campaigns: true,
             heartbeat_elapsed: 0,
             election_timeout_randomized: config.election_timeout_ticks,
@@ -415,6 +418,9 @@ impl Replica {
     /// Advance logical time by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        if self.quiesced && self.tick_quiesced() {
+            return;
+        }
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -454,6 +460,9 @@ impl Replica {
     /// messages are handled; a message that breaks the protocol's shape is refused.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         validate(&message, self.id)?;
+        if self.quiesced && !self.keeps_quiet(&message) {
+            self.wake();
+        }
         if matches!(
             message.body,
             MessageBody::SnapshotChunk(_) | MessageBody::SnapshotAck { .. }
@@ -926,6 +935,7 @@ impl Replica {
         }
         self.leader = NodeId::NONE;
         self.election_elapsed = 0;
+        self.quiesced = false;
         self.heartbeat_elapsed = 0;
         self.randomize_election_timeout();
         self.votes.clear();
@@ -962,6 +972,7 @@ impl Replica {
         self.role = Role::PreCandidate;
         self.leader = NodeId::NONE;
         self.election_elapsed = 0;
+        self.quiesced = false;
         self.randomize_election_timeout();
     }
 

@@ -32,7 +32,9 @@ impl Replica {
         self.tick_snapshot_retries();
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
-            self.broadcast_heartbeat();
+            let quiesce = self.may_quiesce();
+            self.send_heartbeats(quiesce);
+            self.quiesced = quiesce;
         }
     }
 
@@ -123,6 +125,7 @@ impl Replica {
             MessageBody::Heartbeat(heartbeat) => {
                 self.heard_from_leader(from);
                 self.on_heartbeat(from, heartbeat);
+                self.quiesce_on(&heartbeat);
             }
             MessageBody::InstallSnapshot(snapshot) => {
                 self.heard_from_leader(from);
@@ -400,8 +403,15 @@ impl Replica {
         self.confirm_read_rounds();
     }
 
-    /// Every member is sent a heartbeat carrying a new read round.
+    /// Every member is sent a heartbeat carrying a new read round; a quiesced leader wakes
+    /// (its followers do on this heartbeat).
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        self.wake();
+        self.send_heartbeats(false);
+    }
+
+    /// Every member is sent a heartbeat carrying a new read round, marked `quiesce` if so.
+    fn send_heartbeats(&mut self, quiesce: bool) {
         let round = self.reads.start_round(self.ticks);
         let id = self.id;
         if let Some(own) = self.progress_mut(id) {
@@ -424,6 +434,7 @@ impl Replica {
                 acknowledged: match_index,
                 acknowledged_term: term_at(match_index),
                 commit_term: term_at(commit),
+                quiesce,
             };
             self.send_now(to, MessageBody::Heartbeat(heartbeat));
         }

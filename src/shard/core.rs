@@ -220,6 +220,10 @@ pub trait CoreNet {
     /// key-value state holds its quota (their leaders then take no writes that may add data),
     /// its clients relay (they then hand it no group).
     fn say(&mut self, says: SenderSays);
+    /// Send every peer to which nothing is queued an empty batch, so that it hears from this
+    /// core though its groups are quiet: a follower's node wakes a quiet group only when it
+    /// stops hearing the leader's node (see [`Core::wake_quiet_groups`]).
+    fn keep_alive(&mut self);
 }
 
 /// Election timeouts some group of a core may go without a leader before the core says so
@@ -662,6 +666,37 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         (self.groups.values().next()).is_some_and(|g| !self.gone(NodeId(peer), g))
     }
 
+    /// Wakes the quiet groups whose leader's node this core no longer hears (gone for an
+    /// election timeout: they campaign as if their timers had run), or has a new connection
+    /// from (`renewed`: it may have restarted and lead no more; they wait an election timeout
+    /// from now, as if they had just heard it). A quiet follower hears nothing from its
+    /// leader, so the leader's node vouches for it: every core sends its peers a keepalive
+    /// every heartbeat interval ([`CoreNet::keep_alive`]).
+    fn wake_quiet_groups(&mut self, renewed: &[u64]) {
+        let Some(first) = self.groups.values().next() else {
+            return;
+        };
+        let silent: Vec<u64> = (self.peers_heard_tick.keys())
+            .filter(|&&peer| self.gone(NodeId(peer), first))
+            .copied()
+            .collect();
+        if silent.is_empty() && renewed.is_empty() {
+            return;
+        }
+        for g in self.groups.values_mut() {
+            let replica = &mut g.replica;
+            if !replica.is_quiesced() || replica.role() == Role::Leader {
+                continue;
+            }
+            let leader = replica.leader().0;
+            if renewed.contains(&leader) {
+                replica.wake();
+            } else if silent.contains(&leader) {
+                replica.wake_leader_silent();
+            }
+        }
+    }
+
     /// Whether `peer`'s core was heard from in the last `ticks` (a stall of this core's
     /// counted as one: see `Core::heard_ticks`).
     fn heard_within(&self, peer: NodeId, ticks: u64) -> bool {
@@ -1066,8 +1101,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     }
 
     fn tick(&mut self) {
+        let renewed = self.net.take_renewed();
+        self.wake_quiet_groups(&renewed);
         for group in self.groups.values_mut() {
             group.replica.tick();
+        }
+        let keepalive_every = (self.groups.values().next()).map_or(1, |g| {
+            u64::from(g.replica.heartbeat_interval_ticks().max(1))
+        });
+        if self.ticks.is_multiple_of(keepalive_every) {
+            self.net.keep_alive();
         }
         debug_assert_eq!(
             self.kv_bytes.get(),
@@ -1077,7 +1120,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         self.ticks += 1;
         // Snapshot chunks in flight on a dropped connection are lost: resend them now rather
         // than after a stall.
-        for peer in self.net.take_renewed() {
+        for peer in renewed {
             self.streams.resend_to(peer);
         }
         for (to, group) in self.streams.tick() {

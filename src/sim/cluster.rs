@@ -12,6 +12,7 @@ use crate::raft::{
 
 use super::checker::Checker;
 use super::disk::{Disk, StateMachine};
+use super::liveness::Liveness;
 use super::network::{Network, NetworkFaults};
 
 /// One simulated machine: a replica while it is up, and always its disk.
@@ -129,6 +130,8 @@ pub struct Cluster {
     /// Every follower a leader reported as having lost entries it acknowledged, with that
     /// leader. Only a disk that forgot what it made durable may cause one.
     pub lost_entries: Vec<(NodeId, LostEntries)>,
+    /// What each node knows of the others' nodes, to wake quiet groups by.
+    pub liveness: Liveness,
 }
 
 impl Cluster {
@@ -177,6 +180,7 @@ impl Cluster {
             torn_write_permille: 0,
             crashes: 0,
             lost_entries: Vec::new(),
+            liveness: Liveness::default(),
             trace_from: std::env::var("COHORT_SIM_TRACE_FROM")
                 .ok()
                 .and_then(|t| t.parse().ok()),
@@ -245,7 +249,13 @@ impl Cluster {
     }
 
     pub fn tick(&mut self, id: NodeId) -> Result<(), String> {
-        if let Some(replica) = self.node_mut(id).replica.as_mut() {
+        let heard: Vec<NodeId> = (self.nodes.iter())
+            .filter(|n| n.id != id && n.is_up() && !self.network.is_cut(n.id, id))
+            .map(|n| n.id)
+            .collect();
+        let node = &mut self.nodes[(id.0 - 1) as usize];
+        if let Some(replica) = node.replica.as_mut() {
+            self.liveness.before_tick(id, replica, &heard);
             replica.tick();
             self.after_input(id)?;
         }
@@ -597,6 +607,8 @@ impl Cluster {
         let node = self.node_mut(id);
         node.recorded_commit = replica.commit();
         node.replica = Some(replica);
+        let ids = self.ids();
+        self.liveness.restarted(id, ids.into_iter());
         Ok(())
     }
 

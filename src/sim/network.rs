@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
-use crate::raft::{Message, NodeId, Prng};
+use crate::raft::{Message, MessageBody, NodeId, Prng};
 
 /// Fault rates of the network, in parts per thousand.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,8 @@ pub struct Network {
     cut: BTreeSet<(NodeId, NodeId)>,
     pub sent: u64,
     pub delivered: u64,
+    /// Heartbeats sent that told a follower to go quiet.
+    pub quiet_heartbeats: u64,
 }
 
 impl Network {
@@ -66,11 +68,15 @@ impl Network {
             cut: BTreeSet::new(),
             sent: 0,
             delivered: 0,
+            quiet_heartbeats: 0,
         }
     }
 
     pub fn send(&mut self, now: u64, message: Message, rng: &mut Prng) {
         self.sent += 1;
+        if matches!(&message.body, MessageBody::Heartbeat(heartbeat) if heartbeat.quiesce) {
+            self.quiet_heartbeats += 1;
+        }
         if rng.chance(self.faults.drop_permille, 1000) {
             return;
         }

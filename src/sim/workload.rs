@@ -40,6 +40,8 @@ pub struct SimOptions {
     /// which is what an old-term commit by counting needs to go wrong (Raft paper, figure 8).
     pub append_entries_max: usize,
     pub broadcast_commit: bool,
+    /// Idle groups go quiet (`raft::Config::quiesce`), woken as a core wakes them.
+    pub quiesce: bool,
 }
 
 impl SimOptions {
@@ -82,6 +84,7 @@ impl SimOptions {
             broadcast_commit: rng.chance(1, 2),
             clock_skew_permille_max: rng.below(skew_safe + 1),
             torn_write_permille: rng.below(30),
+            quiesce: rng.chance(1, 2),
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct SimReport {
     /// Configuration changes that some node applied.
     pub conf_changes: u64,
     pub readies_pipelined: u64,
+    /// Heartbeats that told a follower to go quiet (`SimOptions::quiesce`).
+    pub quiet_heartbeats: u64,
 }
 
 /// A violated property, with everything needed to replay it.
@@ -151,8 +156,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     let (lease_reads, pre_vote, check_quorum) =
         (options.lease_reads, options.pre_vote, options.check_quorum);
-    let (append_entries_max, broadcast_commit) =
-        (options.append_entries_max, options.broadcast_commit);
+    let (append_entries_max, broadcast_commit, quiesce) = (
+        options.append_entries_max,
+        options.broadcast_commit,
+        options.quiesce,
+    );
     let config = Box::new(move |id| {
         let mut config = Cluster::test_config(id);
         config.lease_reads = lease_reads;
@@ -160,6 +168,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
         config.check_quorum = check_quorum;
         config.append_entries_max = append_entries_max;
         config.broadcast_commit = broadcast_commit;
+        config.quiesce = quiesce;
         config
     });
     let mut cluster = Cluster::new(options.voters, options.spares, options.seed, config);
@@ -197,6 +206,7 @@ fn run_checked(options: &SimOptions) -> Result<SimReport, SimFailure> {
     report.reads_checked = cluster.checker.reads_checked;
     report.messages = cluster.network.sent;
     report.readies_pipelined = cluster.readies_pipelined;
+    report.quiet_heartbeats = cluster.network.quiet_heartbeats;
     report.crashes = cluster.crashes;
     report.writes_applied = cluster.writes_applied.len() as u64;
     report.conf_changes = cluster.conf_changes_applied.len() as u64;

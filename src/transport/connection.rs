@@ -396,9 +396,6 @@ async fn deliver(shared: &Shared, peer: NodeId, frame: &Bytes) -> Result<(), Clo
         stats.frames_received += 1;
         stats.messages_received += messages;
     });
-    if envelopes.is_empty() {
-        return Ok(());
-    }
     // Wait for the frame's share of the inbox's bytes first (this reader then stops, and TCP
     // stops the peer): frames waiting are bounded in bytes, not only in number. A frame
     // weighs what its messages hold, the frame and what decoding made besides; frames are
@@ -427,9 +424,10 @@ async fn write_loop(shared: &Shared, peer: &Peer, mut stream: WriteHalf<TcpStrea
     let mut writer = FrameWriter::new();
     let mut batch = Vec::new();
     loop {
-        while peer.queue.borrow().is_empty() {
+        while peer.queue.borrow().is_empty() && !peer.keepalive_due.get() {
             peer.work.notified().await;
         }
+        peer.keepalive_due.set(false);
         // Woken before a shutdown in the same turn (this core found to have lost its data,
         // say): the queue goes nowhere (found in review: one more batch left).
         if shared.shutdown.is_stopped() {

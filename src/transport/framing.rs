@@ -313,6 +313,18 @@ impl FrameWriter {
         batch: &[Envelope],
     ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
+        if batch.is_empty() {
+            // A keepalive: one frame with no message, which says the sender and what it says
+            // of itself.
+            match self.encoder.encode_raft(batch.iter()) {
+                Ok(()) => match write_frame(stream, &mut self.encoder, &mut self.copy).await {
+                    Ok(()) => outcome.frames = 1,
+                    Err(error) => outcome.write_error = Some(error),
+                },
+                Err(error) => outcome.encode_error = Some(error),
+            }
+            return outcome;
+        }
         let mut rest = batch;
         // Halves of a chunk that did not encode, the next on top: only a message that does
         // not fit a frame alone is dropped, not the heartbeats and votes beside it.
@@ -776,6 +788,7 @@ mod tests {
                 acknowledged: crate::raft::LogIndex(0),
                 acknowledged_term: Term(0),
                 commit_term: Term(0),
+                quiesce: false,
             }))
         };
         let command = Bytes::from_static(&[1; 11]);

@@ -360,6 +360,18 @@ impl Transport {
         self.shared.says.set(says);
     }
 
+    /// Sends every connected peer to which nothing is queued an empty batch: a keepalive,
+    /// which tells it this core is alive though none of its groups has anything to say (they
+    /// went quiet: see `raft::Config::quiesce`). Costs one small frame per peer.
+    pub fn keep_alive(&self) {
+        for peer in self.shared.peers.borrow().values() {
+            if peer.connection.borrow().is_some() && peer.queue.borrow().is_empty() {
+                peer.keepalive_due.set(true);
+                peer.work.notify();
+            }
+        }
+    }
+
     /// Whether a connection to `peer` has completed its handshake and not failed since, nor
     /// the transport shut down (by [`Transport::close`], or itself, refused for lost data: its
     /// tasks are then dropped without clearing their slots).

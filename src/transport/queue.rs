@@ -224,6 +224,7 @@ mod tests {
             acknowledged: LogIndex(0),
             acknowledged_term: Term(0),
             commit_term: Term(0),
+            quiesce: false,
         });
         for body in [append, heartbeat] {
             let mut one = envelope();

@@ -77,6 +77,9 @@ pub(super) struct Peer {
     /// Frames received from the peer, on any connection: the dialer starts its backoff over
     /// only after a connection that carried some.
     pub frames_received: Cell<u64>,
+    /// The writer owes the peer a frame though nothing is queued: an empty batch, which says
+    /// this core is alive (see [`super::Transport::keep_alive`]).
+    pub keepalive_due: Cell<bool>,
 }
 
 impl Peer {
@@ -94,6 +97,7 @@ impl Peer {
             connection: RefCell::new(None),
             removed: Stop::default(),
             frames_received: Cell::new(0),
+            keepalive_due: Cell::new(false),
         }
     }
 }

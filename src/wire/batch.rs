@@ -108,10 +108,11 @@ impl Columns {
                 fb::MessageColumn::AppendResponse
             }
             // The column has no room for what the follower acknowledged beyond the commit (nor
-            // for a commit term apart from the acknowledged one).
+            // for a commit term apart from the acknowledged one, nor for `quiesce`).
             MessageBody::Heartbeat(heartbeat)
                 if heartbeat.acknowledged <= heartbeat.commit
-                    && heartbeat.commit_term == heartbeat.acknowledged_term =>
+                    && heartbeat.commit_term == heartbeat.acknowledged_term
+                    && !heartbeat.quiesce =>
             {
                 self.heartbeats.push(fb::HeartbeatRecord::new(
                     from,
@@ -287,6 +288,7 @@ pub(super) fn decode_raft_batch(
                     acknowledged: LogIndex(record.commit()),
                     acknowledged_term: term,
                     commit_term: term,
+                    quiesce: false,
                 });
                 let (from, to, term) = (record.from(), record.to(), record.term());
                 envelope(record.group(), from, to, term, body)
@@ -463,6 +465,7 @@ mod tests {
                     acknowledged: LogIndex(5),
                     acknowledged_term: Term(2),
                     commit_term: Term(2),
+                    quiesce: false,
                 }),
             ),
             envelope(

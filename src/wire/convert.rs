@@ -552,6 +552,7 @@ fn decode_body(
                 acknowledged: LogIndex(heartbeat.acknowledged().max(heartbeat.commit())),
                 acknowledged_term: Term(heartbeat.acknowledged_term()),
                 commit_term: Term(heartbeat.commit_term()),
+                quiesce: heartbeat.quiesce(),
             })
         }
         fb::RaftBody::HeartbeatResponse => {
@@ -975,6 +976,7 @@ pub(super) fn encode_message(
                 },
                 acknowledged_term: heartbeat.acknowledged_term.0,
                 commit_term: heartbeat.commit_term.0,
+                quiesce: heartbeat.quiesce,
             };
             (
                 fb::RaftBody::Heartbeat,

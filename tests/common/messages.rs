@@ -99,15 +99,24 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
         vote_request().prop_map(MessageBody::VoteRequest),
         any::<bool>().prop_map(|reject| MessageBody::VoteResponse(VoteResponse { reject })),
         // What the follower acknowledged is never below the commit (capped at it).
-        (number(), number(), any::<u64>(), number(), number()).prop_map(|(c, a, r, t, ct)| {
-            MessageBody::Heartbeat(Heartbeat {
-                commit: LogIndex(c.min(a)),
-                read_round: r,
-                acknowledged: LogIndex(c.max(a)),
-                acknowledged_term: Term(t),
-                commit_term: Term(ct),
-            })
-        }),
+        (
+            number(),
+            number(),
+            any::<u64>(),
+            number(),
+            number(),
+            any::<bool>()
+        )
+            .prop_map(|(c, a, r, t, ct, quiesce)| {
+                MessageBody::Heartbeat(Heartbeat {
+                    commit: LogIndex(c.min(a)),
+                    read_round: r,
+                    acknowledged: LogIndex(c.max(a)),
+                    acknowledged_term: Term(t),
+                    commit_term: Term(ct),
+                    quiesce,
+                })
+            },),
         // The heartbeat of a follower that has the commit, in the commit's term: the form
         // that travels as a column (the one above, with independent numbers, almost never is).
         (number(), any::<u64>(), number()).prop_map(|(c, r, t)| {
@@ -117,6 +126,7 @@ pub fn body() -> impl Strategy<Value = MessageBody> {
                 acknowledged: LogIndex(c),
                 acknowledged_term: Term(t),
                 commit_term: Term(t),
+                quiesce: false,
             })
         }),
         (any::<u64>(), proptest::option::of(number())).prop_map(|(r, short)| {
@@ -211,6 +221,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             acknowledged: LogIndex(4),
             acknowledged_term: Term(3),
             commit_term: Term(3),
+            quiesce: false,
         }),
         MessageBody::Heartbeat(Heartbeat {
             commit: LogIndex(4),
@@ -218,6 +229,7 @@ pub fn one_of_every_kind() -> Vec<Envelope> {
             acknowledged: LogIndex(9),
             acknowledged_term: Term(5),
             commit_term: Term(2),
+            quiesce: false,
         }),
         MessageBody::HeartbeatResponse(HeartbeatResponse {
             read_round: 6,

@@ -51,6 +51,7 @@ fn config(dir: &Path) -> NodeConfig {
         sync: SyncMode::Never,
         lease_reads: false,
         broadcast_commit: false,
+        quiesce: true,
         segment_bytes: 1 << 20,
         snapshot_entries: 0,
         snapshot_log_bytes: 0,

@@ -4551,6 +4551,7 @@ impl<'a> Heartbeat<'a> {
   pub const VT_ACKNOWLEDGED: ::flatbuffers::VOffsetT = 8;
   pub const VT_ACKNOWLEDGED_TERM: ::flatbuffers::VOffsetT = 10;
   pub const VT_COMMIT_TERM: ::flatbuffers::VOffsetT = 12;
+  pub const VT_QUIESCE: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4567,6 +4568,7 @@ impl<'a> Heartbeat<'a> {
     builder.add_acknowledged(args.acknowledged);
     builder.add_read_round(args.read_round);
     builder.add_commit(args.commit);
+    builder.add_quiesce(args.quiesce);
     builder.finish()
   }
 
@@ -4606,6 +4608,13 @@ impl<'a> Heartbeat<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Heartbeat::VT_COMMIT_TERM, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn quiesce(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Heartbeat::VT_QUIESCE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Heartbeat<'_> {
@@ -4619,6 +4628,7 @@ impl ::flatbuffers::Verifiable for Heartbeat<'_> {
      .visit_field::<u64>("acknowledged", Self::VT_ACKNOWLEDGED, false)?
      .visit_field::<u64>("acknowledged_term", Self::VT_ACKNOWLEDGED_TERM, false)?
      .visit_field::<u64>("commit_term", Self::VT_COMMIT_TERM, false)?
+     .visit_field::<bool>("quiesce", Self::VT_QUIESCE, false)?
      .finish();
     Ok(())
   }
@@ -4629,6 +4639,7 @@ pub struct HeartbeatArgs {
     pub acknowledged: u64,
     pub acknowledged_term: u64,
     pub commit_term: u64,
+    pub quiesce: bool,
 }
 impl<'a> Default for HeartbeatArgs {
   #[inline]
@@ -4639,6 +4650,7 @@ impl<'a> Default for HeartbeatArgs {
       acknowledged: 0,
       acknowledged_term: 0,
       commit_term: 0,
+      quiesce: false,
     }
   }
 }
@@ -4669,6 +4681,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Heartbeat::VT_COMMIT_TERM, commit_term, 0);
   }
   #[inline]
+  pub fn add_quiesce(&mut self, quiesce: bool) {
+    self.fbb_.push_slot::<bool>(Heartbeat::VT_QUIESCE, quiesce, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HeartbeatBuilder {
@@ -4691,6 +4707,7 @@ impl ::core::fmt::Debug for Heartbeat<'_> {
       ds.field("acknowledged", &self.acknowledged());
       ds.field("acknowledged_term", &self.acknowledged_term());
       ds.field("commit_term", &self.commit_term());
+      ds.field("quiesce", &self.quiesce());
       ds.finish()
   }
 }

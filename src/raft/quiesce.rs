@@ -1,0 +1,116 @@
+//! Quiescence: an idle group whose followers hold all the leader holds stops its timers.
+//!
+//! A leader with nothing to send (every member holds its whole log, all of it committed, no
+//! read, transfer or membership change under way) sends its next heartbeat marked `quiesce`
+//! and stops heartbeating. A follower that gets that heartbeat holding the leader's whole log
+//! stops its election timer. Ticks still count (leases are measured in them), but nothing
+//! else happens on a tick, and no message flows until something changes.
+//!
+//! Waking:
+//! - a leader wakes on any input that makes it act (a proposal, a read, a transfer, a
+//!   member's message other than a plain answer to a heartbeat), and at the first tick
+//!   after which it is no longer idle: it heartbeats again at once;
+//! - a follower wakes on any message but the quiescing heartbeat itself, and when the
+//!   caller says the leader's node fell silent ([`Replica::wake_leader_silent`]: the node
+//!   keeps a cheap per-connection keepalive and knows when a peer stops talking) or may have
+//!   restarted ([`Replica::wake`]).
+//!
+//! Safety is untouched: a quiesced follower counts as having just heard its leader, so it
+//! refuses to help elect another (it only ever refuses longer than Raft asks); a quiesced
+//! leader's lease runs out on its ticks as ever, since no heartbeat round renews it. A
+//! follower that misses the quiescing heartbeat, or does not hold the leader's log, keeps
+//! its timer: at its timeout its pre-vote wakes the leader, which heartbeats again.
+
+use super::message::{Heartbeat, Message, MessageBody};
+use super::progress::ProgressState;
+use super::replica::Replica;
+use super::types::Role;
+
+impl Replica {
+    /// Whether this replica's timers are stopped (see the module docs).
+    pub fn is_quiesced(&self) -> bool {
+        self.quiesced
+    }
+
+    /// Whether this leader may stop heartbeating: it is idle, and every member is known to
+    /// hold its whole log, committed.
+    pub(crate) fn may_quiesce(&self) -> bool {
+        let last = self.log.last_index();
+        self.config.quiesce
+            && self.role == Role::Leader
+            && self.lead_transferee.is_none()
+            && !self.conf.is_joint()
+            && self.pending_conf_index <= self.log.applied
+            && self.log.committed == last
+            && self.log.applied == last
+            && self.reads.is_idle()
+            && !self.broadcast_pending
+            && self.progress.iter().all(|p| {
+                p.id == self.id
+                    || (p.match_index == last
+                        && p.state == ProgressState::Replicate
+                        && p.inflights.len() == 0)
+            })
+    }
+
+    /// One tick of a quiesced replica: true if it stays quiesced (the tick did nothing
+    /// more), false if it woke and the tick is to run as usual.
+    pub(crate) fn tick_quiesced(&mut self) -> bool {
+        if self.role != Role::Leader || self.may_quiesce() {
+            return true;
+        }
+        self.wake();
+        false
+    }
+
+    /// Start the timers again: a leader heartbeats at its next tick, a follower's election
+    /// timer runs on from where it stopped (as if it had just heard its leader). For a caller
+    /// that learns something the group cannot: the leader's node may have restarted.
+    pub fn wake(&mut self) {
+        if !self.quiesced {
+            return;
+        }
+        self.quiesced = false;
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed = self.config.heartbeat_interval_ticks;
+            self.election_elapsed = 0;
+        }
+    }
+
+    /// A quiesced follower whose leader's node has been silent for at least an election
+    /// timeout wakes as if its timer had never stopped: it last heard the leader when it
+    /// quiesced, so it campaigns within an election timeout (it grants votes as Raft says:
+    /// an election timeout after it last heard the leader).
+    pub fn wake_leader_silent(&mut self) {
+        if !self.quiesced || self.role == Role::Leader {
+            return;
+        }
+        self.wake();
+        let timeout = self.config.election_timeout_ticks;
+        let silent = (self.leader_heard_tick).map_or(u64::from(timeout), |at| self.ticks - at);
+        self.election_elapsed = u32::try_from(silent).unwrap_or(u32::MAX).min(timeout);
+    }
+
+    /// Whether `message` leaves this quiesced replica quiet: a plain answer to a heartbeat
+    /// (the answers to the quiescing heartbeat come after it), or the quiescing heartbeat
+    /// (the follower then quiesces again in `quiesce_on`). Every other message wakes it.
+    pub(crate) fn keeps_quiet(&self, message: &Message) -> bool {
+        match &message.body {
+            MessageBody::HeartbeatResponse(response) => {
+                self.role == Role::Leader && response.short_of_commit.is_none()
+            }
+            MessageBody::Heartbeat(heartbeat) => heartbeat.quiesce,
+            _ => false,
+        }
+    }
+
+    /// A follower told by its leader's heartbeat to quiesce does so if its log is the
+    /// leader's whole log, committed: there is nothing left for it to learn.
+    pub(crate) fn quiesce_on(&mut self, heartbeat: &Heartbeat) {
+        self.quiesced = heartbeat.quiesce
+            && self.role == Role::Follower
+            && heartbeat.acknowledged == heartbeat.commit
+            && self.log.committed == heartbeat.commit
+            && self.log.last_index() == heartbeat.commit;
+    }
+}

@@ -1,0 +1,200 @@
+//! Stories of quiet groups (`raft::Config::quiesce`): an idle group stops its timers and its
+//! messages, and wakes for a write, a read, a follower that missed the word, or a leader
+//! whose node went silent or restarted. Each drives the simulator's cluster, whose nodes
+//! wake their groups as a core does (`cohort::sim::Liveness`); its safety checker runs under
+//! every story.
+
+use cohort::raft::{NodeId, Role};
+use cohort::sim::Cluster;
+
+const SEED: u64 = 11;
+
+fn quiet_cluster(voters: u64) -> Cluster {
+    Cluster::new(
+        voters,
+        0,
+        SEED,
+        Box::new(|id| {
+            let mut config = Cluster::test_config(id);
+            config.quiesce = true;
+            config
+        }),
+    )
+}
+
+/// Tick until some node leads, and everything it holds is committed everywhere.
+fn elect(cluster: &mut Cluster) -> NodeId {
+    for _ in 0..500 {
+        if let Some(leader) = cluster.leader() {
+            return leader;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    panic!("no leader after 500 ticks");
+}
+
+/// Whether every node that is up is quiet.
+fn all_quiet(cluster: &Cluster) -> bool {
+    (cluster.ids().into_iter())
+        .filter(|&id| cluster.node(id).is_up())
+        .all(|id| cluster.replica(id).is_quiesced())
+}
+
+/// Ticks until every node that is up is quiet; panics after `ticks`.
+fn tick_until_quiet(cluster: &mut Cluster, ticks: u32) {
+    for _ in 0..ticks {
+        if all_quiet(cluster) {
+            return;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    let states: Vec<_> = (cluster.ids().into_iter())
+        .map(|id| {
+            (
+                id,
+                cluster.replica(id).role(),
+                cluster.replica(id).is_quiesced(),
+            )
+        })
+        .collect();
+    panic!("not all quiet after {ticks} ticks: {states:?}");
+}
+
+fn election_timeout(cluster: &Cluster) -> u32 {
+    cluster.replica(NodeId(1)).election_timeout_ticks()
+}
+
+/// Goal: an idle group goes quiet (no message for many election timeouts, no election), a
+/// write wakes it and commits everywhere, and it goes quiet again.
+#[test]
+fn an_idle_group_goes_quiet_and_a_write_wakes_it() {
+    let mut cluster = quiet_cluster(3);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, b"x=1").unwrap();
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let (sent, term) = (cluster.network.sent, cluster.replica(leader).term());
+    cluster.tick_all(10 * election_timeout(&cluster)).unwrap();
+    assert_eq!(cluster.network.sent, sent, "a quiet group sends nothing");
+    assert_eq!(cluster.replica(leader).term(), term);
+    assert!(all_quiet(&cluster));
+
+    cluster.propose(leader, b"x=2").unwrap();
+    cluster.stabilize().unwrap();
+    let last = cluster.replica(leader).last_index();
+    for id in cluster.ids() {
+        assert_eq!(
+            cluster.replica(id).commit(),
+            last,
+            "node {id} has the write"
+        );
+        assert!(!cluster.replica(id).is_quiesced(), "node {id} woke");
+    }
+    tick_until_quiet(&mut cluster, 20);
+    assert_eq!(cluster.replica(leader).term(), term, "no election");
+}
+
+/// Goal: a linearizable read on a quiet leader is served (it heartbeats a round again).
+#[test]
+fn a_read_on_a_quiet_leader_wakes_it_and_is_answered() {
+    let mut cluster = quiet_cluster(3);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let ctx = cluster.read(leader).unwrap();
+    cluster.stabilize().unwrap();
+    cluster.tick_all(2).unwrap();
+    assert!(
+        cluster.node(leader).reads_answered.contains_key(&ctx),
+        "the read is answered"
+    );
+}
+
+/// Goal: when the quiet leader's node falls silent (cut off from both followers), the
+/// followers' nodes notice and they elect one of them, within a few election timeouts;
+/// without the wake the group would wait for the cut to heal.
+#[test]
+fn followers_of_a_quiet_leader_cut_off_elect_another() {
+    let mut cluster = quiet_cluster(3);
+    let old = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    cluster.isolate(old);
+    let timeout = election_timeout(&cluster);
+    let mut new = None;
+    for _ in 0..5 * timeout {
+        cluster.tick_all(1).unwrap();
+        new = cluster.leaders().into_iter().find(|&id| id != old);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.expect("the followers elect a leader while the old one is cut off");
+    assert!(cluster.replica(new).term() > cluster.replica(old).term());
+    cluster.propose(new, b"after").unwrap();
+    cluster.stabilize().unwrap();
+    cluster.heal();
+    cluster.tick_all(2 * timeout).unwrap();
+    assert_eq!(
+        cluster.replica(old).role(),
+        Role::Follower,
+        "the old leader stepped down"
+    );
+}
+
+/// Goal: a quiet leader that crashes and restarts at once (its peers never find it silent,
+/// they see a new connection) is replaced: the group has a leader again.
+#[test]
+fn a_quiet_leader_that_restarts_at_once_is_replaced() {
+    let mut cluster = quiet_cluster(3);
+    let old = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let term = cluster.replica(old).term();
+    cluster.crash(old);
+    cluster.restart(old).unwrap();
+    let timeout = election_timeout(&cluster);
+    for _ in 0..6 * timeout {
+        cluster.tick_all(1).unwrap();
+        if cluster.leader().is_some() {
+            break;
+        }
+    }
+    let leader = cluster.leader().expect("a leader again");
+    assert!(cluster.replica(leader).term() > term);
+}
+
+/// Goal: a follower that misses the quieting heartbeat keeps its timer, and its pre-vote
+/// at the timeout wakes the leader instead of deposing it: no new term, and the group goes
+/// quiet again.
+#[test]
+fn a_follower_that_missed_the_word_wakes_the_leader_without_an_election() {
+    let mut cluster = quiet_cluster(3);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    let follower = (cluster.ids().into_iter())
+        .find(|&id| id != leader)
+        .unwrap();
+    // Cut the leader's messages to one follower while the group quiets.
+    cluster.network.cut_link(leader, follower);
+    for _ in 0..20 {
+        cluster.tick_all(1).unwrap();
+        if cluster.replica(leader).is_quiesced() {
+            break;
+        }
+    }
+    assert!(
+        cluster.replica(leader).is_quiesced(),
+        "the leader went quiet"
+    );
+    assert!(
+        !cluster.replica(follower).is_quiesced(),
+        "it never heard the word"
+    );
+    cluster.heal();
+    let term = cluster.replica(leader).term();
+    let timeout = election_timeout(&cluster);
+    tick_until_quiet(&mut cluster, 5 * timeout);
+    assert_eq!(cluster.replica(leader).term(), term, "no election");
+    assert_eq!(cluster.leader(), Some(leader));
+}
