@@ -60,8 +60,8 @@ fn tick_until_quiet(cluster: &mut Cluster, ticks: u32) {
     panic!("not all quiet after {ticks} ticks: {states:?}");
 }
 
-fn election_timeout(cluster: &Cluster) -> u32 {
-    cluster.replica(NodeId(1)).election_timeout_ticks()
+fn election_timeout() -> u32 {
+    Cluster::test_config(NodeId(1)).election_timeout_ticks
 }
 
 /// Goal: an idle group goes quiet (no message for many election timeouts, no election), a
@@ -74,7 +74,7 @@ fn an_idle_group_goes_quiet_and_a_write_wakes_it() {
     cluster.stabilize().unwrap();
     tick_until_quiet(&mut cluster, 20);
     let (sent, term) = (cluster.network.sent, cluster.replica(leader).term());
-    cluster.tick_all(10 * election_timeout(&cluster)).unwrap();
+    cluster.tick_all(10 * election_timeout()).unwrap();
     assert_eq!(cluster.network.sent, sent, "a quiet group sends nothing");
     assert_eq!(cluster.replica(leader).term(), term);
     assert!(all_quiet(&cluster));
@@ -120,7 +120,7 @@ fn followers_of_a_quiet_leader_cut_off_elect_another() {
     cluster.stabilize().unwrap();
     tick_until_quiet(&mut cluster, 20);
     cluster.isolate(old);
-    let timeout = election_timeout(&cluster);
+    let timeout = election_timeout();
     let mut new = None;
     for _ in 0..5 * timeout {
         cluster.tick_all(1).unwrap();
@@ -153,7 +153,7 @@ fn a_quiet_leader_that_restarts_at_once_is_replaced() {
     let term = cluster.replica(old).term();
     cluster.crash(old);
     cluster.restart(old).unwrap();
-    let timeout = election_timeout(&cluster);
+    let timeout = election_timeout();
     for _ in 0..6 * timeout {
         cluster.tick_all(1).unwrap();
         if cluster.leader().is_some() {
@@ -193,8 +193,57 @@ fn a_follower_that_missed_the_word_wakes_the_leader_without_an_election() {
     );
     cluster.heal();
     let term = cluster.replica(leader).term();
-    let timeout = election_timeout(&cluster);
+    let timeout = election_timeout();
     tick_until_quiet(&mut cluster, 5 * timeout);
     assert_eq!(cluster.replica(leader).term(), term, "no election");
     assert_eq!(cluster.leader(), Some(leader));
+}
+
+/// Goal: a connection between the leader's node and its followers' that breaks and comes
+/// back (no restart) wakes the group on both sides, and it goes quiet again in the same term.
+/// Woken alone, the followers would time out with the leader still quiet, and one would
+/// elect itself with the other's vote.
+#[test]
+fn a_renewed_connection_without_a_restart_causes_no_election() {
+    let mut cluster = quiet_cluster(3);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let term = cluster.replica(leader).term();
+    let ids = cluster.ids();
+    cluster.liveness.restarted(leader, ids.iter().copied());
+    for &follower in ids.iter().filter(|&&id| id != leader) {
+        cluster
+            .liveness
+            .restarted(follower, std::iter::once(leader));
+    }
+    cluster.tick_all(1).unwrap();
+    assert!(!all_quiet(&cluster), "the group woke");
+    cluster.tick_all(5 * election_timeout()).unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    for id in ids {
+        assert_eq!(cluster.replica(id).term(), term, "node {id}: no election");
+    }
+}
+
+/// Goal: when a member's node falls silent while the group is quiet, the leader wakes and
+/// stays awake: Raft watches the member again (CheckQuorum, and the answers `cohort status`
+/// and the membership guards read say it is silent), and the group does not go quiet
+/// while it stays so.
+#[test]
+fn a_member_that_falls_silent_wakes_the_quiet_leader_for_good() {
+    let mut cluster = quiet_cluster(3);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let dead = (cluster.ids().into_iter())
+        .find(|&id| id != leader)
+        .unwrap();
+    cluster.crash(dead);
+    cluster.tick_all(4 * election_timeout()).unwrap();
+    let status = cluster.replica(leader).status();
+    assert_eq!(status.role, Role::Leader, "a majority is left");
+    assert!(!status.quiesced, "awake while a member is silent");
+    let peer = status.peers.iter().find(|p| p.id == dead).unwrap();
+    assert!(!peer.answers, "node {dead} is said to be silent");
 }

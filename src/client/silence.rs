@@ -227,6 +227,7 @@ mod tests {
                 voters: vec![1, 2, 3],
                 learners: Vec::new(),
                 joint: false,
+                quiet: false,
             })
             .collect();
         CoreRows {

@@ -46,6 +46,8 @@ pub struct GroupRow {
     pub learners: Vec<u64>,
     /// A membership change is under way (the group runs on its old and new voters).
     pub joint: bool,
+    /// Idle, its timers stopped until a write, a read or a message wakes it.
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +124,7 @@ impl GroupRow {
             voters: ids(&status.conf_state.voters),
             learners: ids(&status.conf_state.learners),
             joint: status.conf_state.is_joint(),
+            quiet: status.quiesced,
         }
     }
 }
@@ -170,6 +173,7 @@ pub fn encode_status(encoder: &mut FrameEncoder, rows: &CoreRows) -> Result<(), 
                 voters,
                 learners,
                 joint: row.joint,
+                quiet: row.quiet,
             };
             groups.push(fb::GroupStatus::create(fbb, &args));
         }
@@ -233,6 +237,7 @@ pub fn decode_status(frame: &Bytes) -> Result<CoreRows, DecodeError> {
             voters: g.voters().map(|v| v.iter().collect()).unwrap_or_default(),
             learners: g.learners().map(|v| v.iter().collect()).unwrap_or_default(),
             joint: g.joint(),
+            quiet: g.quiet(),
         })
         .collect();
     Ok(CoreRows {
@@ -281,7 +286,7 @@ pub fn render(cores: &[CoreRows]) -> String {
                 id => id.to_string(),
             };
             out += &format!(
-                "{:<4} {:<4} {:<5} {:<13} {:<6} {:<6} {:<10} {:<10} {}\n",
+                "{:<4} {:<4} {:<5} {:<13} {:<6} {:<6} {:<10} {:<10} {}{}\n",
                 core.node_id,
                 core.core,
                 g.group,
@@ -290,7 +295,8 @@ pub fn render(cores: &[CoreRows]) -> String {
                 g.term,
                 g.commit,
                 g.applied,
-                g.last_index
+                g.last_index,
+                if g.quiet { " quiet" } else { "" }
             );
             for p in &g.peers {
                 out += &format!(
@@ -383,6 +389,7 @@ mod tests {
                 voters: vec![1, 2, 3],
                 learners: vec![4],
                 joint: true,
+                quiet: false,
             }],
             refuses_writes: None,
             clients_relay_through: Vec::new(),
@@ -409,6 +416,18 @@ mod tests {
         };
         let table = render(&[leaderless]);
         assert!(table.contains("pre-candidate -      7 "), "{table}");
+        let quiet = CoreRows {
+            groups: vec![GroupRow {
+                quiet: true,
+                peers: Vec::new(),
+                ..rows.groups[0].clone()
+            }],
+            ..rows.clone()
+        };
+        encode_status(&mut encoder, &quiet).unwrap();
+        let decoded = decode_status(&Bytes::from(encoder.to_frame_vec())).unwrap();
+        assert_eq!(decoded, quiet);
+        assert!(render(&[decoded]).contains(" 101 quiet\n"), "said quiet");
         let full = CoreRows {
             refuses_writes: Some(
                 "its log cannot grow: cannot make the next WAL segment: No space left".to_string(),

@@ -32,8 +32,9 @@ impl Replica {
         self.quiesced
     }
 
-    /// Whether this leader may stop heartbeating: it is idle, and every member is known to
-    /// hold its whole log, committed.
+    /// Whether this leader may stop heartbeating: it is idle, and every member answered
+    /// lately and is known to hold its whole log (the heartbeat that quiets it carries the
+    /// commit). A member that stops answering keeps the group awake, as Raft watches it.
     pub(crate) fn may_quiesce(&self) -> bool {
         let last = self.log.last_index();
         self.config.quiesce
@@ -48,6 +49,7 @@ impl Replica {
             && self.progress.iter().all(|p| {
                 p.id == self.id
                     || (p.match_index == last
+                        && p.recent_active
                         && p.state == ProgressState::Replicate
                         && p.inflights.len() == 0)
             })
@@ -63,9 +65,12 @@ impl Replica {
         false
     }
 
-    /// Start the timers again: a leader heartbeats at its next tick, a follower's election
-    /// timer runs on from where it stopped (as if it had just heard its leader). For a caller
-    /// that learns something the group cannot: the leader's node may have restarted.
+    /// Start the timers again: a leader heartbeats at its next tick, and counts its members
+    /// unheard from until they answer (its CheckQuorum then judges what it hears from now
+    /// on, not the answers from before it went quiet); a follower's election timer runs on
+    /// from where it stopped (as if it had just heard its leader). For a caller that learns
+    /// something the group cannot: the leader's node, or a member's, may have restarted or
+    /// gone silent.
     pub fn wake(&mut self) {
         if !self.quiesced {
             return;
@@ -74,6 +79,10 @@ impl Replica {
         if self.role == Role::Leader {
             self.heartbeat_elapsed = self.config.heartbeat_interval_ticks;
             self.election_elapsed = 0;
+            let id = self.id;
+            for p in &mut self.progress {
+                p.recent_active = p.id == id;
+            }
         }
     }
 

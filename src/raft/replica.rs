@@ -107,6 +107,8 @@ pub struct Status {
     pub conf_state: ConfState,
     /// Per follower (leader only).
     pub peers: Vec<PeerStatus>,
+    /// The group is idle and its timers are stopped (see `quiesce.rs`).
+    pub quiesced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -859,6 +861,7 @@ impl Replica {
             snapshot_index: self.log.snapshot_index(),
             conf_state: self.conf.clone(),
             peers,
+            quiesced: self.quiesced,
         }
     }
 

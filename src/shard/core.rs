@@ -669,9 +669,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// Wakes the quiet groups whose leader's node this core no longer hears (gone for an
     /// election timeout: they campaign as if their timers had run), or has a new connection
     /// from (`renewed`: it may have restarted and lead no more; they wait an election timeout
-    /// from now, as if they had just heard it). A quiet follower hears nothing from its
-    /// leader, so the leader's node vouches for it: every core sends its peers a keepalive
-    /// every heartbeat interval ([`CoreNet::keep_alive`]).
+    /// from now, as if they had just heard it); and the quiet leaders with a member whose
+    /// node is gone or renewed (they heartbeat again: Raft watches a silent member, and a
+    /// restarted one, or one that lost the connection, learns the leader and the commit). A
+    /// quiet group hears nothing of its members, so their nodes vouch for them: every core
+    /// sends its peers a keepalive every heartbeat interval ([`CoreNet::keep_alive`]).
     fn wake_quiet_groups(&mut self, renewed: &[u64]) {
         let Some(first) = self.groups.values().next() else {
             return;
@@ -683,13 +685,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if silent.is_empty() && renewed.is_empty() {
             return;
         }
+        let news = |peer: &NodeId| renewed.contains(&peer.0) || silent.contains(&peer.0);
         for g in self.groups.values_mut() {
             let replica = &mut g.replica;
-            if !replica.is_quiesced() || replica.role() == Role::Leader {
+            if !replica.is_quiesced() {
                 continue;
             }
             let leader = replica.leader().0;
-            if renewed.contains(&leader) {
+            if replica.role() == Role::Leader {
+                let conf = replica.conf_state();
+                if conf.voters.iter().chain(&conf.learners).any(news) {
+                    replica.wake();
+                }
+            } else if renewed.contains(&leader) {
                 replica.wake();
             } else if silent.contains(&leader) {
                 replica.wake_leader_silent();

@@ -1,5 +1,7 @@
 //! What each simulated node knows of its peers' nodes: when it last heard one, and which
-//! restarted. A node wakes its quiet groups from it as a core does (`Core::wake_quiet_groups`).
+//! restarted. A node wakes its quiet groups from it as a core does (`Core::wake_quiet_groups`):
+//! a follower whose leader's node fell silent or restarted, a leader with a member whose node
+//! did.
 //!
 //! A real core hears each peer's core at least every heartbeat interval, as a keepalive if
 //! nothing else, for as long as the peer runs and the link between them carries anything; a
@@ -41,16 +43,25 @@ impl Liveness {
         for &peer in &renewed {
             self.renewed.remove(&(id, peer));
         }
-        if !replica.is_quiesced() || replica.role() == Role::Leader {
+        if !replica.is_quiesced() {
+            return;
+        }
+        let silence = u64::from(replica.election_timeout_ticks())
+            .max(4 * u64::from(replica.heartbeat_interval_ticks()));
+        let heard_at = |peer: NodeId| self.heard_tick.get(&(id, peer)).copied();
+        let silent = |peer: NodeId| heard_at(peer).is_none_or(|at| now >= at + silence);
+        if replica.role() == Role::Leader {
+            let conf = replica.conf_state();
+            let mut members = conf.voters.iter().chain(&conf.learners);
+            if members.any(|&m| m != id && (renewed.contains(&m) || silent(m))) {
+                replica.wake();
+            }
             return;
         }
         let leader = replica.leader();
-        let silence = u64::from(replica.election_timeout_ticks())
-            .max(4 * u64::from(replica.heartbeat_interval_ticks()));
-        let heard_at = self.heard_tick.get(&(id, leader)).copied();
         if renewed.contains(&leader) {
             replica.wake();
-        } else if heard_at.is_none_or(|at| now >= at + silence) {
+        } else if silent(leader) {
             replica.wake_leader_silent();
         }
     }

@@ -85,8 +85,9 @@ pub const HANDSHAKE_MAGIC: u32 = 0x434F_4854;
 /// Incremented on every incompatible change of the tables after the handshake. 2: an append's
 /// entries are a vector of structs and one payload vector, no longer a table each. 3: a batch's
 /// appends, append responses, heartbeats and heartbeat responses travel as columns of structs
-/// (`batch.rs`), no longer as two tables per message.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// (`batch.rs`), no longer as two tables per message. 4: a leader stops heartbeating an idle
+/// group (`Heartbeat.quiesce`), which a follower of version 3 would take for a dead leader.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 // ---- per process: the transport -------------------------------------------------------------
 

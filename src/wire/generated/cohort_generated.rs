@@ -9707,6 +9707,7 @@ impl<'a> GroupStatus<'a> {
   pub const VT_VOTERS: ::flatbuffers::VOffsetT = 20;
   pub const VT_LEARNERS: ::flatbuffers::VOffsetT = 22;
   pub const VT_JOINT: ::flatbuffers::VOffsetT = 24;
+  pub const VT_QUIET: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9727,6 +9728,7 @@ impl<'a> GroupStatus<'a> {
     if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.peers { builder.add_peers(x); }
     builder.add_group(args.group);
+    builder.add_quiet(args.quiet);
     builder.add_joint(args.joint);
     builder.add_role(args.role);
     builder.finish()
@@ -9810,6 +9812,13 @@ impl<'a> GroupStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(GroupStatus::VT_JOINT, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn quiet(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GroupStatus::VT_QUIET, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupStatus<'_> {
@@ -9829,6 +9838,7 @@ impl ::flatbuffers::Verifiable for GroupStatus<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
      .visit_field::<bool>("joint", Self::VT_JOINT, false)?
+     .visit_field::<bool>("quiet", Self::VT_QUIET, false)?
      .finish();
     Ok(())
   }
@@ -9845,6 +9855,7 @@ pub struct GroupStatusArgs<'a> {
     pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub learners: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub joint: bool,
+    pub quiet: bool,
 }
 impl<'a> Default for GroupStatusArgs<'a> {
   #[inline]
@@ -9861,6 +9872,7 @@ impl<'a> Default for GroupStatusArgs<'a> {
       voters: None,
       learners: None,
       joint: false,
+      quiet: false,
     }
   }
 }
@@ -9915,6 +9927,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A>
     self.fbb_.push_slot::<bool>(GroupStatus::VT_JOINT, joint, false);
   }
   #[inline]
+  pub fn add_quiet(&mut self, quiet: bool) {
+    self.fbb_.push_slot::<bool>(GroupStatus::VT_QUIET, quiet, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupStatusBuilder {
@@ -9943,6 +9959,7 @@ impl ::core::fmt::Debug for GroupStatus<'_> {
       ds.field("voters", &self.voters());
       ds.field("learners", &self.learners());
       ds.field("joint", &self.joint());
+      ds.field("quiet", &self.quiet());
       ds.finish()
   }
 }
