@@ -240,10 +240,65 @@ fn a_member_that_falls_silent_wakes_the_quiet_leader_for_good() {
         .find(|&id| id != leader)
         .unwrap();
     cluster.crash(dead);
+    // Woken when its node finds the dead one's silent, it says so at once (Raft alone would
+    // take an election timeout or two), and the live one answers.
+    for _ in 0..3 * election_timeout() {
+        if !cluster.replica(leader).is_quiesced() {
+            break;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    let status = cluster.replica(leader).status();
+    assert!(!status.quiesced, "woken by the silence");
+    let answers = |status: &cohort::raft::Status, id| {
+        status.peers.iter().find(|p| p.id == id).unwrap().answers
+    };
+    let live = (cluster.ids().into_iter())
+        .find(|&id| id != leader && id != dead)
+        .unwrap();
+    assert!(
+        !answers(&status, dead),
+        "node {dead} is said to be silent at once"
+    );
+    assert!(answers(&status, live), "node {live} answers");
     cluster.tick_all(4 * election_timeout()).unwrap();
     let status = cluster.replica(leader).status();
     assert_eq!(status.role, Role::Leader, "a majority is left");
     assert!(!status.quiesced, "awake while a member is silent");
     let peer = status.peers.iter().find(|p| p.id == dead).unwrap();
     assert!(!peer.answers, "node {dead} is said to be silent");
+}
+
+/// Goal: two members that fall silent together are both said silent when the quiet leader
+/// wakes (review 317: only the first was, the leader being awake by the second, and a
+/// membership guard that counts answering voters trusted the other).
+#[test]
+fn two_members_that_fall_silent_together_are_both_said_silent() {
+    let mut cluster = quiet_cluster(5);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    let others: Vec<NodeId> = (cluster.ids().into_iter())
+        .filter(|&id| id != leader)
+        .collect();
+    let dead = [others[0], others[1]];
+    for id in dead {
+        cluster.crash(id);
+    }
+    for _ in 0..3 * election_timeout() {
+        if !cluster.replica(leader).is_quiesced() {
+            break;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+    let status = cluster.replica(leader).status();
+    assert!(!status.quiesced, "woken by the silence");
+    for peer in &status.peers {
+        assert_eq!(
+            peer.answers,
+            !dead.contains(&peer.id),
+            "node {}: {status:?}",
+            peer.id
+        );
+    }
 }

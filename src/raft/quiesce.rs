@@ -24,7 +24,7 @@
 use super::message::{Heartbeat, Message, MessageBody};
 use super::progress::ProgressState;
 use super::replica::Replica;
-use super::types::Role;
+use super::types::{NodeId, Role};
 
 impl Replica {
     /// Whether this replica's timers are stopped (see the module docs).
@@ -65,9 +65,11 @@ impl Replica {
         false
     }
 
-    /// Start the timers again: a leader heartbeats at its next tick, and counts its members
-    /// unheard from until they answer (its CheckQuorum then judges what it hears from now
-    /// on, not the answers from before it went quiet); a follower's election timer runs on
+    /// Start the timers again: a leader heartbeats at its next tick, and starts a CheckQuorum
+    /// round as a new leader does (its members not heard from in it yet, each counted as
+    /// answering for this first round: [`Replica::peer_answers`]), so that it judges what it
+    /// hears from now on, not the answers from before it went quiet; a follower's election
+    /// timer runs on
     /// from where it stopped (as if it had just heard its leader). For a caller that learns
     /// something the group cannot: the leader's node, or a member's, may have restarted or
     /// gone silent.
@@ -82,7 +84,24 @@ impl Replica {
             let id = self.id;
             for p in &mut self.progress {
                 p.recent_active = p.id == id;
+                p.active_round_before = true;
             }
+        }
+    }
+
+    /// A quiet leader whose members' nodes the caller found silent (for an election timeout)
+    /// wakes, and counts those members as not answering at once: Raft, woken, would take one
+    /// or two election timeouts to find them so, and the callers that ask which members
+    /// answer (`cohort status`, the membership guards) would trust them meanwhile. All at
+    /// once: woken, the leader is no longer quiet, and a second call would do nothing.
+    pub fn wake_members_silent(&mut self, members: &[NodeId]) {
+        if !self.quiesced || self.role != Role::Leader {
+            return;
+        }
+        self.wake();
+        for p in (self.progress.iter_mut()).filter(|p| members.contains(&p.id)) {
+            p.recent_active = false;
+            p.active_round_before = false;
         }
     }
 

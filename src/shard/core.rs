@@ -56,6 +56,7 @@ use super::answers_held::{ANSWER_WEIGHT_CORE_HELD_MAX, AnswersHeld};
 use super::balance::Handovers;
 use super::client_reach::ClientReach;
 use super::group::{Answer, ConnId, Group};
+use super::groups::Groups;
 use super::inbox::Inbox;
 use super::snapshot_stream::{SnapshotStreams, StreamConfig};
 use super::tick_clock::TickClock;
@@ -413,7 +414,7 @@ const SNAPSHOT_STATE_PER_LOG_BYTES_MAX: u64 = 8;
 
 pub struct Core<L: CoreLog, N> {
     shape: CoreShape,
-    groups: BTreeMap<u32, Group>,
+    groups: Groups,
     log: L,
     net: N,
     inbox: Inbox<Input>,
@@ -501,7 +502,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             group.count_kv_in(Rc::clone(&kv_bytes));
         }
         Core {
-            groups,
+            groups: Groups::new(groups),
             log,
             net,
             inbox,
@@ -685,8 +686,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if silent.is_empty() && renewed.is_empty() {
             return;
         }
-        let news = |peer: &NodeId| renewed.contains(&peer.0) || silent.contains(&peer.0);
-        for g in self.groups.values_mut() {
+        for g in self.groups.all_unwoken_mut() {
             let replica = &mut g.replica;
             if !replica.is_quiesced() {
                 continue;
@@ -694,7 +694,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             let leader = replica.leader().0;
             if replica.role() == Role::Leader {
                 let conf = replica.conf_state();
-                if conf.voters.iter().chain(&conf.learners).any(news) {
+                let members = conf.voters.iter().chain(&conf.learners);
+                let (gone, back): (Vec<NodeId>, Vec<NodeId>) = members
+                    .filter(|m| silent.contains(&m.0) || renewed.contains(&m.0))
+                    .partition(|m| silent.contains(&m.0));
+                if !gone.is_empty() {
+                    replica.wake_members_silent(&gone);
+                } else if !back.is_empty() {
                     replica.wake();
                 }
             } else if renewed.contains(&leader) {
@@ -702,6 +708,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             } else if silent.contains(&leader) {
                 replica.wake_leader_silent();
             }
+            g.awake |= !g.replica.is_quiesced();
         }
     }
 
@@ -792,7 +799,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// them for the end of the sync. A group whose Ready in flight (or waiting) still has
     /// entries to apply or a snapshot to install applies nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        for (&id, group) in &mut self.groups {
+        // A group asleep has applied all it committed.
+        for (&id, group) in self.groups.awake_mut() {
             if !Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
                 let entries = group.replica.take_committed_durable();
                 group
@@ -1111,8 +1119,10 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     fn tick(&mut self) {
         let renewed = self.net.take_renewed();
         self.wake_quiet_groups(&renewed);
-        for group in self.groups.values_mut() {
+        // A quiet group's tick only counts (or wakes it): it stays asleep unless it woke.
+        for group in self.groups.all_unwoken_mut() {
             group.replica.tick();
+            group.awake |= !group.replica.is_quiesced();
         }
         let keepalive_every = (self.groups.values().next()).map_or(1, |g| {
             u64::from(g.replica.heartbeat_interval_ticks().max(1))
@@ -1288,8 +1298,13 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             };
             return answers.push(Answer { conn, response });
         }
+        let log_waits = self.log.entries_wait();
         match self.groups.get_mut(&group) {
-            Some(g) => g.handle(conn, request, answers),
+            // A group asleep was not told of the log's waits since it fell asleep.
+            Some(g) => {
+                g.log_waits = log_waits;
+                g.handle(conn, request, answers)
+            }
             None => answers.push(refuse(format!(
                 "group {group} lives on core {}, not core {}: ask the topology again",
                 core_of(group, self.shape.cores),
@@ -1311,7 +1326,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// in a Ready still in flight is told so too, where a Ready's role would come after it:
     /// its retry is answered from the session).
     fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
-        for (&id, group) in &mut self.groups {
+        // A group asleep has nothing to send.
+        for (&id, group) in self.groups.awake_mut() {
             let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
             send_needing_no_sync(&mut self.hooks, out, (id, group), answers);
         }
@@ -1321,9 +1337,25 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// need not wait, stage the writes and begin their sync; step 4 comes at once if nothing
     /// waits for a sync, else when it ends ([`Core::finish_persisted`]).
     fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
+        debug_assert!(
+            self.groups.values().all(|g| g.awake || g.may_sleep()),
+            "a group asleep has work: something changed it without waking it (shard::groups)"
+        );
+        let turned = self.turn_awake(answers);
+        // What a turn leaves quiet with nothing to do sleeps until something touches it.
+        for (_, group) in self.groups.awake_mut() {
+            group.awake = !group.may_sleep();
+        }
+        turned
+    }
+
+    /// [`Core::turn`] for the groups awake.
+    fn turn_awake(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         let short = self.log.short_of_space();
         let log_waits = self.log.entries_wait();
-        for group in self.groups.values_mut() {
+        // A group asleep has nothing waiting (`Group::may_sleep`), and what wakes it wakes
+        // it for the turn after (`shard::groups`).
+        for (_, group) in self.groups.awake_mut() {
             if let Some(why) = short.filter(|_| group.has_pending()) {
                 // Writes held back before the log ran short (none are taken in since).
                 group.refuse_pending_as_follower(answers);
@@ -1344,7 +1376,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             stage_or_hold(&mut self.log, waiting, &mut readies, &mut self.unstaged)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
         }
-        for (&id, group) in &mut self.groups {
+        for (&id, group) in self.groups.awake_mut() {
             // An idle group's heartbeats, or its answers to them, go without a Ready.
             if let Some(messages) = group.replica.take_messages_alone() {
                 let out = (&mut self.net, &mut self.streams, &self.peers_log_full);

@@ -134,6 +134,9 @@ pub struct Group {
     /// What the key-value states of its core's groups hold together, kept as each applies
     /// (see [`Group::count_kv_in`]).
     core_kv_bytes: Rc<Cell<u64>>,
+    /// The core's turns look at this group (see `shard::groups`): set by every mutable
+    /// access, cleared by a turn that finds it asleep ([`Group::may_sleep`]).
+    pub awake: bool,
 }
 
 impl Group {
@@ -161,7 +164,31 @@ impl Group {
             loaded: None,
             retired: Vec::new(),
             core_kv_bytes: Rc::default(),
+            awake: true,
         }
+    }
+
+    /// Whether a turn may stop looking at this group until something touches it: its replica
+    /// is quiet with nothing to hand out and no Ready in flight, and nothing waits in the
+    /// group (no write, forward or read, no state to load or let go of).
+    pub fn may_sleep(&self) -> bool {
+        let replica = &self.replica;
+        replica.is_quiesced()
+            && replica.readies_in_flight() == 0
+            && replica.applying() == replica.applied()
+            && !replica.has_ready()
+            && !replica.has_pipelined_ready()
+            && self.writes.is_empty()
+            && self.pending.is_empty()
+            && self.to_forward.is_empty()
+            && self.forwarded_writes.is_empty()
+            && self.forwarded_reads.is_empty()
+            && self.reads_unconfirmed.is_empty()
+            && self.reads_confirmed.is_empty()
+            && self.held_leaderless_since.is_none()
+            && self.loaded.is_none()
+            && self.retired.is_empty()
+            && !self.members_changed
     }
 
     /// From now on, counts what this group's key-value state holds into `total`, shared by

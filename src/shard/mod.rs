@@ -6,6 +6,7 @@ pub mod balance;
 pub mod client_reach;
 pub mod core;
 pub mod group;
+pub mod groups;
 pub mod inbox;
 pub mod membership;
 pub mod snapshot_stream;

@@ -52,8 +52,12 @@ impl Liveness {
         let silent = |peer: NodeId| heard_at(peer).is_none_or(|at| now >= at + silence);
         if replica.role() == Role::Leader {
             let conf = replica.conf_state();
-            let mut members = conf.voters.iter().chain(&conf.learners);
-            if members.any(|&m| m != id && (renewed.contains(&m) || silent(m))) {
+            let members = (conf.voters.iter().chain(&conf.learners)).filter(|&&m| m != id);
+            let gone: Vec<NodeId> = members.clone().copied().filter(|&m| silent(m)).collect();
+            let back = members.clone().any(|m| renewed.contains(m));
+            if !gone.is_empty() {
+                replica.wake_members_silent(&gone);
+            } else if back {
                 replica.wake();
             }
             return;

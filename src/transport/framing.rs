@@ -824,6 +824,35 @@ mod tests {
         assert_eq!(rounds, (0..10).collect::<Vec<u64>>());
     }
 
+    /// Goal: an empty batch (a core's keepalive) is one frame, which decodes to no message
+    /// and what the sender says of itself, so the peer hears from a core whose groups are
+    /// all quiet.
+    #[test]
+    fn an_empty_batch_is_one_frame_that_says_the_sender() {
+        let mut writer = FrameWriter::new();
+        let says = crate::wire::SenderSays {
+            kv_full: true,
+            ..Default::default()
+        };
+        writer.set_sender(says);
+        let mut written = Vec::new();
+        let outcome = futures_lite::future::block_on(writer.write_batch(&mut written, &[]));
+        assert!(outcome.write_error.is_none() && outcome.encode_error.is_none());
+        assert_eq!((outcome.frames, outcome.messages_written), (1, 0));
+        let mut reader = FrameReader::new(FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
+        let mut source = futures_lite::io::Cursor::new(written);
+        futures_lite::future::block_on(reader.fill(&mut source)).unwrap();
+        let frame = reader.next_frame().unwrap().expect("a whole frame");
+        let crate::wire::DecodedFrame::Raft { envelopes, sender } =
+            crate::wire::decode_frame(&frame).unwrap()
+        else {
+            panic!("a raft frame")
+        };
+        assert!(envelopes.is_empty());
+        assert_eq!(sender, says);
+        assert!(reader.next_frame().unwrap().is_none(), "one frame");
+    }
+
     /// Goal: a batch of several frames whose second write fails says what it wrote before
     /// (the connection's counters left those frames out). Method: three messages of more
     /// than half the payload target each, one frame each, to a stream that takes one write

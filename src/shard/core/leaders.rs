@@ -260,7 +260,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// apply no conf change, and a removed node restarted so said nothing (found in review).
     pub(super) fn publish_members(&mut self) {
         let mut changed = !std::mem::replace(&mut self.members_published, true);
-        for group in self.groups.values_mut() {
+        // A group asleep applied nothing since the turn that put it to sleep looked.
+        for (_, group) in self.groups.awake_mut() {
             changed |= std::mem::take(&mut group.members_changed);
         }
         if changed {
