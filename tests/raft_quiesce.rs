@@ -60,6 +60,25 @@ fn tick_until_quiet(cluster: &mut Cluster, ticks: u32) {
     panic!("not all quiet after {ticks} ticks: {states:?}");
 }
 
+/// A cluster of `voters` quiet nodes, its leader elected, everything committed, all quiet.
+fn led_and_quiet(voters: u64) -> (Cluster, NodeId) {
+    let mut cluster = quiet_cluster(voters);
+    let leader = elect(&mut cluster);
+    cluster.stabilize().unwrap();
+    tick_until_quiet(&mut cluster, 20);
+    (cluster, leader)
+}
+
+/// Ticks until `id` is no longer quiet, for at most three election timeouts.
+fn tick_until_awake(cluster: &mut Cluster, id: NodeId) {
+    for _ in 0..3 * election_timeout() {
+        if !cluster.replica(id).is_quiesced() {
+            return;
+        }
+        cluster.tick_all(1).unwrap();
+    }
+}
+
 fn election_timeout() -> u32 {
     Cluster::test_config(NodeId(1)).election_timeout_ticks
 }
@@ -97,10 +116,7 @@ fn an_idle_group_goes_quiet_and_a_write_wakes_it() {
 /// Goal: a linearizable read on a quiet leader is served (it heartbeats a round again).
 #[test]
 fn a_read_on_a_quiet_leader_wakes_it_and_is_answered() {
-    let mut cluster = quiet_cluster(3);
-    let leader = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, leader) = led_and_quiet(3);
     let ctx = cluster.read(leader).unwrap();
     cluster.stabilize().unwrap();
     cluster.tick_all(2).unwrap();
@@ -115,10 +131,7 @@ fn a_read_on_a_quiet_leader_wakes_it_and_is_answered() {
 /// without the wake the group would wait for the cut to heal.
 #[test]
 fn followers_of_a_quiet_leader_cut_off_elect_another() {
-    let mut cluster = quiet_cluster(3);
-    let old = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, old) = led_and_quiet(3);
     cluster.isolate(old);
     let timeout = election_timeout();
     let mut new = None;
@@ -146,10 +159,7 @@ fn followers_of_a_quiet_leader_cut_off_elect_another() {
 /// they see a new connection) is replaced: the group has a leader again.
 #[test]
 fn a_quiet_leader_that_restarts_at_once_is_replaced() {
-    let mut cluster = quiet_cluster(3);
-    let old = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, old) = led_and_quiet(3);
     let term = cluster.replica(old).term();
     cluster.crash(old);
     cluster.restart(old).unwrap();
@@ -205,10 +215,7 @@ fn a_follower_that_missed_the_word_wakes_the_leader_without_an_election() {
 /// elect itself with the other's vote.
 #[test]
 fn a_renewed_connection_without_a_restart_causes_no_election() {
-    let mut cluster = quiet_cluster(3);
-    let leader = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, leader) = led_and_quiet(3);
     let term = cluster.replica(leader).term();
     let ids = cluster.ids();
     cluster.liveness.restarted(leader, ids.iter().copied());
@@ -232,22 +239,14 @@ fn a_renewed_connection_without_a_restart_causes_no_election() {
 /// while it stays so.
 #[test]
 fn a_member_that_falls_silent_wakes_the_quiet_leader_for_good() {
-    let mut cluster = quiet_cluster(3);
-    let leader = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, leader) = led_and_quiet(3);
     let dead = (cluster.ids().into_iter())
         .find(|&id| id != leader)
         .unwrap();
     cluster.crash(dead);
     // Woken when its node finds the dead one's silent, it says so at once (Raft alone would
     // take an election timeout or two), and the live one answers.
-    for _ in 0..3 * election_timeout() {
-        if !cluster.replica(leader).is_quiesced() {
-            break;
-        }
-        cluster.tick_all(1).unwrap();
-    }
+    tick_until_awake(&mut cluster, leader);
     let status = cluster.replica(leader).status();
     assert!(!status.quiesced, "woken by the silence");
     let answers = |status: &cohort::raft::Status, id| {
@@ -274,10 +273,7 @@ fn a_member_that_falls_silent_wakes_the_quiet_leader_for_good() {
 /// membership guard that counts answering voters trusted the other).
 #[test]
 fn two_members_that_fall_silent_together_are_both_said_silent() {
-    let mut cluster = quiet_cluster(5);
-    let leader = elect(&mut cluster);
-    cluster.stabilize().unwrap();
-    tick_until_quiet(&mut cluster, 20);
+    let (mut cluster, leader) = led_and_quiet(5);
     let others: Vec<NodeId> = (cluster.ids().into_iter())
         .filter(|&id| id != leader)
         .collect();
@@ -285,12 +281,7 @@ fn two_members_that_fall_silent_together_are_both_said_silent() {
     for id in dead {
         cluster.crash(id);
     }
-    for _ in 0..3 * election_timeout() {
-        if !cluster.replica(leader).is_quiesced() {
-            break;
-        }
-        cluster.tick_all(1).unwrap();
-    }
+    tick_until_awake(&mut cluster, leader);
     let status = cluster.replica(leader).status();
     assert!(!status.quiesced, "woken by the silence");
     for peer in &status.peers {
