@@ -408,6 +408,8 @@ struct RecordingNet {
     /// While set, the queue to this node is full: appends to it are refused (the rest
     /// recorded only, as before).
     full_queue_to: Rc<Cell<Option<u64>>>,
+    /// Keepalives the core asked for.
+    keepalives: Rc<Cell<u64>>,
 }
 
 impl CoreNet for RecordingNet {
@@ -427,8 +429,9 @@ impl CoreNet for RecordingNet {
         Vec::new()
     }
 
-    /// Its tests' groups never go quiet (`raft::Config::quiesce` is off): nothing to keep.
-    fn keep_alive(&mut self) {}
+    fn keep_alive(&mut self) {
+        self.keepalives.set(self.keepalives.get() + 1);
+    }
 
     /// Each change is an event of its own.
     fn say(&mut self, says: SenderSays) {
@@ -540,6 +543,7 @@ fn core_of_groups(
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
     };
     let setup = move |shape: &mut CoreShape, _: &mut _, _: &mut _| reshape(shape);
     core_on(id, net, log, gate, groups, short_of_space, setup)
@@ -827,6 +831,30 @@ fn ticks_from_the_clock_count_a_stall_in_full() {
     // One wake-up, as the timer task gives after a stall.
     let core = turn(core, &inbox, Input::Tick);
     assert!(core.ticks() >= 30, "{} ticks after {stall:?}", core.ticks());
+}
+
+/// Goal: a core asks its transport for a keepalive once a heartbeat interval, whatever its
+/// groups do, so that its peers hear it while its groups are quiet (they wake a quiet group
+/// whose leader's node they stop hearing). Method: 20 ticks of a core whose groups tick with
+/// heartbeats every 2 ticks, counted by a net that records each call.
+#[test]
+fn a_core_keeps_its_peers_hearing_it_once_a_heartbeat_interval() {
+    let events = Events::default();
+    let keepalives: Rc<Cell<u64>> = Rc::default();
+    let net = RecordingNet {
+        said: SenderSays::default(),
+        events: Rc::clone(&events),
+        wire: None,
+        full_queue_to: Rc::default(),
+        keepalives: Rc::clone(&keepalives),
+    };
+    let log = (true, 0, false);
+    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_, _, _| {});
+    let interval = u64::from(core.groups()[&0].replica.heartbeat_interval_ticks());
+    for _ in 0..20 {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    assert_eq!(keepalives.get(), 20 / interval);
 }
 
 /// Connection `conn` opened, its answers to go to `outbox`, weighed on a core of its own.
@@ -1293,6 +1321,7 @@ fn leader_1_without_broadcast(
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
     };
     let without_broadcast = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut _| {
         let mut config = Config::new(NodeId(1));
@@ -1857,6 +1886,7 @@ fn core_1_on_a_recorded_wire(events: &Events) -> (TestCore, Inbox<Input>, Rc<Ref
         events: Rc::clone(events),
         wire: Some(Rc::clone(&wire)),
         full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
     };
     let log = (true, 0, false);
     let (core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, |_, _, _| {});
@@ -2382,6 +2412,7 @@ fn leader_1_of_two_groups(
         events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::clone(full_queue_to),
+        keepalives: Rc::default(),
     };
     let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 2, None, |shape, _, _| {
         shape.leader_balance_margin = margin;
@@ -3441,6 +3472,7 @@ fn a_stall_of_its_own_is_not_taken_for_its_peers_silence() {
         events: Rc::clone(&events),
         wire: None,
         full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
     };
     let setup = |shape: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut Hooks| {
         shape.tick_length = Some(Duration::from_millis(10));
@@ -4395,6 +4427,7 @@ fn a_core_restored_past_its_removal_says_so_at_its_first_turn() {
         events: Rc::clone(&events),
         wire: None,
         full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
     };
     // (member ids, removed ids), as each call told them.
     let told: Rc<RefCell<Vec<MembersTold>>> = Rc::default();

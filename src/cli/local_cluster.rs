@@ -62,6 +62,9 @@ pub struct NodeFlags {
     /// Keep every group's timers running when it is idle (see `serve --no-quiesce`).
     #[arg(long)]
     pub no_quiesce: bool,
+    /// Ticks without a leader before a follower campaigns (see `serve --election-ticks`).
+    #[arg(long, default_value_t = 20)]
+    pub election_ticks: u32,
     /// Leaders stay where elections put them (see `serve --no-leader-balance`).
     #[arg(long)]
     pub no_leader_balance: bool,
@@ -101,6 +104,7 @@ impl Default for NodeFlags {
             lease_reads: false,
             broadcast_commit: false,
             no_quiesce: false,
+            election_ticks: 20,
             no_leader_balance: false,
             snapshot_chunk_kib: 1024,
             kv_quota_mib: None,
@@ -656,6 +660,8 @@ fn node_args(dir: &Path, id: u64, flags: &NodeFlags, cluster_id: u64) -> Vec<Str
         &flags.wal_soft_limit_mib.to_string(),
         "--snapshot-chunk-kib",
         &flags.snapshot_chunk_kib.to_string(),
+        "--election-ticks",
+        &flags.election_ticks.to_string(),
         "--stop-with-parent",
         "--cluster-id",
         &cluster_id.to_string(),
