@@ -3,10 +3,10 @@
 //!
 //! A core may hold thousands of groups, most of them idle and quiet (`raft::Config::quiesce`):
 //! a turn that looked at each of them (its pending writes, its Ready) cost more than all the
-//! messages the quiet saved. Every mutable access through [`Groups::get_mut`],
-//! [`Groups::values_mut`] or [`Groups::iter_mut`] wakes the group it hands out, so no path that
-//! can give a group work leaves it asleep; only the loops that know what they change (a tick, a
-//! turn) walk the groups without waking them.
+//! messages the quiet saved. Every mutable access through [`Groups::get_mut`] or
+//! [`Groups::values_mut`] wakes the group it hands out, so no path that can give a group work
+//! leaves it asleep; only the loops that know what they change (a tick, a turn) walk the
+//! groups without waking them.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -33,11 +33,6 @@ impl Groups {
     /// Every group, each woken.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
         self.map.values_mut().map(woken)
-    }
-
-    /// Every group with its id, each woken.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Group)> {
-        self.map.iter_mut().map(|(id, group)| (id, woken(group)))
     }
 
     /// The groups awake, in order: what a turn looks at.
