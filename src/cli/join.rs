@@ -115,6 +115,8 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
     let failed = Arc::new(Mutex::new(None));
     let (added_tx, added) = std::sync::mpsc::channel();
     let node_ended = Arc::new(AtomicBool::new(false));
+    let taking_back = Arc::new(AtomicBool::new(false));
+    let (joiner_ends, joiner_ended) = std::sync::mpsc::channel::<()>();
     let joiner = Joiner {
         options: joining,
         id: args.id,
@@ -131,13 +133,24 @@ pub fn run(args: &ServeArgs, seeds: &[String], stop: Arc<AtomicBool>) -> Result<
         failed: Arc::clone(&failed),
         added: added_tx,
         node_ended: Arc::clone(&node_ended),
+        taking_back: Arc::clone(&taking_back),
     };
     std::thread::Builder::new()
         .name("cohort-joiner".to_string())
-        .spawn(move || joiner.run(&listening))
+        .spawn(move || {
+            joiner.run(&listening);
+            drop(joiner_ends);
+        })
         .map_err(|e| format!("cannot start the joiner: {e}"))?;
     let (cores, groups) = (start.config.cores, start.config.groups);
     let ran = crate::node::run_telling(start.config, stop, Some(listening_tx));
+    if ran.is_err() && taking_back.load(Ordering::SeqCst) {
+        // A join that found the node removed takes it out of the groups it added it to, and
+        // the node stops on its own once the last of them applied it, maybe before the joiner
+        // has the answer: the joiner's word on how it went is to be said too (found under
+        // load: only the node's reason was).
+        let _ = joiner_ended.recv_timeout(2 * TAKE_BACK_WAIT);
+    }
     if start.new_to_cluster
         && ran.is_err()
         && crate::node::refused_for_lost_data(&args.data_dir, cores)
@@ -290,6 +303,8 @@ struct Joiner {
     added: Sender<Vec<u32>>,
     /// Set once the node stopped: the joiner asks no other group to add it.
     node_ended: Arc<AtomicBool>,
+    /// Set once the joiner found the node removed, and takes it out of the groups again.
+    taking_back: Arc<AtomicBool>,
 }
 
 impl Joiner {
@@ -305,6 +320,7 @@ impl Joiner {
         let (options, data_dir, listen) = (self.options, self.data_dir, self.listen);
         let (mut members, from_disk, was_member) = (self.members, self.from_disk, self.was_member);
         let (added, node_ended, timing) = (self.added, self.node_ended, self.timing);
+        let taking_back = self.taking_back;
         let ended = Arc::clone(&node_ended);
         let joined = crate::node::on_one_executor("cohort-joiner", move || async move {
             if let Some(recorded) = from_disk {
@@ -340,6 +356,7 @@ impl Joiner {
                 was_member,
                 added,
                 node_ended: &node_ended,
+                taking_back: &taking_back,
             };
             join(&options, joining).await
         });
@@ -489,6 +506,8 @@ struct Joining<'a> {
     added: Sender<Vec<u32>>,
     /// Set once the node stopped.
     node_ended: &'a AtomicBool,
+    /// Set before it takes the node out of groups again ([`take_back`]).
+    taking_back: &'a AtomicBool,
 }
 
 /// Become a learner of every group (unless the data dir says it was a member already: then
@@ -502,6 +521,7 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
         was_member,
         added,
         node_ended,
+        taking_back,
     } = joining;
     let say = |line: String| {
         use std::io::Write;
@@ -531,7 +551,7 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
             Ok(_) => {}
             // A group removed it before (a join cut short, then a remove): its id is spent.
             Err(error) if error.not_member => {
-                let why = take_back(options, id, &groups, &error.message).await;
+                let why = take_back(options, id, &groups, &error.message, taking_back).await;
                 return Err(JoinError::removed(id, &why, 0));
             }
             // Groups that added it keep it as a learner, of no use while it is down (its
@@ -570,7 +590,7 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
     let (voters, _) = match promoted {
         Ok(done) => done,
         Err(error) if error.not_member => {
-            let why = take_back(options, id, &groups, &error.message).await;
+            let why = take_back(options, id, &groups, &error.message, taking_back).await;
             return Err(JoinError::removed(id, &why, promoted_groups));
         }
         Err(error) => {
@@ -599,10 +619,17 @@ async fn join(options: &ClientOptions, joining: Joining<'_>) -> Result<(), JoinE
 /// attempt's time), each for its share (one that cannot answer, its quorum lost, would keep
 /// a node that knows it may not run for the whole join timeout), going on past one that
 /// fails. Returns `why` it was refused, and how that went.
-async fn take_back(options: &ClientOptions, id: u64, groups: &[u32], why: &str) -> String {
+async fn take_back(
+    options: &ClientOptions,
+    id: u64,
+    groups: &[u32],
+    why: &str,
+    taking_back: &AtomicBool,
+) -> String {
     if groups.is_empty() {
         return why.to_string();
     }
+    taking_back.store(true, Ordering::SeqCst);
     crate::node::say(&format!(
         "node {id}: removed from the cluster; taking itself out of groups {groups:?}"
     ));
