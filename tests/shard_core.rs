@@ -857,6 +857,78 @@ fn a_core_keeps_its_peers_hearing_it_once_a_heartbeat_interval() {
     assert_eq!(keepalives.get(), 20 / interval);
 }
 
+/// Goal: a quiet group asleep on its core takes no ticks, and is given those it slept through
+/// when woken (`shard::groups`): a follower woken because its leader's node fell silent then
+/// campaigns within an election timeout, as if its timer had run all along (without those
+/// ticks it would wait a whole timeout more). Method: node 1 follows node 2, whose quieting
+/// heartbeat puts group 0 to sleep; node 2 then says nothing, and node 1's core ticks.
+#[test]
+fn a_sleeping_group_takes_no_ticks_and_is_given_them_when_woken() {
+    let events = Events::default();
+    let quiet = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut Hooks| {
+        let mut config = Config::new(NodeId(1));
+        (config.pre_vote, config.quiesce) = (false, true);
+        let persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let replica = Replica::new(config, 1, persisted).unwrap();
+        groups.insert(0, Group::new(replica, Box::new(|_| String::new())));
+    };
+    let net = RecordingNet {
+        said: SenderSays::default(),
+        events: Rc::clone(&events),
+        wire: None,
+        full_queue_to: Rc::default(),
+        keepalives: Rc::default(),
+    };
+    let log = (true, 0, false);
+    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, quiet);
+    let heartbeat = MessageBody::Heartbeat(Heartbeat {
+        commit: LogIndex(1),
+        read_round: 0,
+        acknowledged: LogIndex(1),
+        acknowledged_term: Term(1),
+        commit_term: Term(1),
+        quiesce: true,
+    });
+    core = turn(core, &inbox, from(2, 1, 2, heartbeat));
+    fn replica(core: &TestCore) -> &Replica {
+        &core.groups()[&0].replica
+    }
+    assert!(replica(&core).is_quiesced());
+    assert_eq!(replica(&core).leader(), NodeId(2));
+    let (slept_at, timeout) = (
+        replica(&core).ticks(),
+        replica(&core).election_timeout_ticks(),
+    );
+    let mut woke_at = None;
+    for _ in 0..3 * timeout {
+        core = turn(core, &inbox, Input::Tick);
+        if !replica(&core).is_quiesced() {
+            woke_at = Some(core.ticks());
+            break;
+        }
+        assert_eq!(
+            replica(&core).ticks(),
+            slept_at,
+            "a group asleep takes no tick"
+        );
+    }
+    let woke_at = woke_at.expect("node 2's silence woke the group");
+    assert_eq!(
+        replica(&core).ticks(),
+        core.ticks(),
+        "woken, given every tick"
+    );
+    events.take();
+    while core.ticks() < woke_at + u64::from(timeout) {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    let sent = events.take();
+    assert!(
+        sent.contains(&Event::Sent("VoteRequest")),
+        "campaigned within a timeout of the wake: {sent:?}"
+    );
+}
+
 /// Connection `conn` opened, its answers to go to `outbox`, weighed on a core of its own.
 fn connected(conn: u64, outbox: Inbox<Vec<Response>>) -> Input {
     Input::Connected {

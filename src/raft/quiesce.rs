@@ -65,6 +65,15 @@ impl Replica {
         false
     }
 
+    /// Counts `ticks` that this quiesced replica's caller held back while it slept (see
+    /// `shard::groups`): each would only have counted, as nothing reached the replica
+    /// meanwhile ([`Replica::tick`] of a quiet replica does nothing more, and a quiet leader
+    /// stops being idle only on an input). Called before anything else reaches it.
+    pub fn count_quiet_ticks(&mut self, ticks: u64) {
+        debug_assert!(self.quiesced || ticks == 0, "only a quiet replica sleeps");
+        self.ticks += ticks;
+    }
+
     /// Start the timers again: a leader heartbeats at its next tick, and starts a CheckQuorum
     /// round as a new leader does (its members not heard from in it yet, each counted as
     /// answering for this first round: [`Replica::peer_answers`]), so that it judges what it

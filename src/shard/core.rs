@@ -545,7 +545,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         }
     }
 
-    pub fn groups(&self) -> &BTreeMap<u32, Group> {
+    pub fn groups(&self) -> &Groups {
         &self.groups
     }
 
@@ -686,29 +686,40 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if silent.is_empty() && renewed.is_empty() {
             return;
         }
-        for g in self.groups.all_unwoken_mut() {
-            let replica = &mut g.replica;
-            if !replica.is_quiesced() {
-                continue;
-            }
+        // Only the groups to wake are woken (and given the ticks they slept through).
+        let touched: Vec<u32> = (self.groups.iter())
+            .filter(|(_, g)| g.replica.is_quiesced())
+            .filter(|(_, g)| {
+                let replica = &g.replica;
+                if replica.role() != Role::Leader {
+                    let leader = replica.leader().0;
+                    return renewed.contains(&leader) || silent.contains(&leader);
+                }
+                let conf = replica.conf_state();
+                (conf.voters.iter().chain(&conf.learners))
+                    .any(|m| silent.contains(&m.0) || renewed.contains(&m.0))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in touched {
+            let replica = &mut self.groups.get_mut(&id).expect("listed above").replica;
             let leader = replica.leader().0;
             if replica.role() == Role::Leader {
                 let conf = replica.conf_state();
-                let members = conf.voters.iter().chain(&conf.learners);
-                let (gone, back): (Vec<NodeId>, Vec<NodeId>) = members
-                    .filter(|m| silent.contains(&m.0) || renewed.contains(&m.0))
-                    .partition(|m| silent.contains(&m.0));
-                if !gone.is_empty() {
-                    replica.wake_members_silent(&gone);
-                } else if !back.is_empty() {
+                let gone: Vec<NodeId> = (conf.voters.iter().chain(&conf.learners))
+                    .filter(|m| silent.contains(&m.0))
+                    .copied()
+                    .collect();
+                if gone.is_empty() {
                     replica.wake();
+                } else {
+                    replica.wake_members_silent(&gone);
                 }
             } else if renewed.contains(&leader) {
                 replica.wake();
-            } else if silent.contains(&leader) {
+            } else {
                 replica.wake_leader_silent();
             }
-            g.awake |= !g.replica.is_quiesced();
         }
     }
 
@@ -723,7 +734,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if self.closed_conns.is_empty() {
             return;
         }
-        for group in self.groups.values_mut() {
+        // A group asleep waits for no connection (`Group::may_sleep`).
+        for (_, group) in self.groups.awake_mut() {
             group.forget_conns(&self.closed_conns);
         }
         self.closed_conns.clear();
@@ -1119,11 +1131,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     fn tick(&mut self) {
         let renewed = self.net.take_renewed();
         self.wake_quiet_groups(&renewed);
-        // A quiet group's tick only counts (or wakes it): it stays asleep unless it woke.
-        for group in self.groups.all_unwoken_mut() {
-            group.replica.tick();
-            group.awake |= !group.replica.is_quiesced();
-        }
+        self.groups.tick();
         let keepalive_every = (self.groups.values().next()).map_or(1, |g| {
             u64::from(g.replica.heartbeat_interval_ticks().max(1))
         });
@@ -1338,14 +1346,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// waits for a sync, else when it ends ([`Core::finish_persisted`]).
     fn turn(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         debug_assert!(
-            self.groups.values().all(|g| g.awake || g.may_sleep()),
+            self.groups.asleep().all(Group::may_sleep),
             "a group asleep has work: something changed it without waking it (shard::groups)"
         );
         let turned = self.turn_awake(answers);
         // What a turn leaves quiet with nothing to do sleeps until something touches it.
-        for (_, group) in self.groups.awake_mut() {
-            group.awake = !group.may_sleep();
-        }
+        self.groups.sleep_idle();
         turned
     }
 

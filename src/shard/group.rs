@@ -134,9 +134,6 @@ pub struct Group {
     /// What the key-value states of its core's groups hold together, kept as each applies
     /// (see [`Group::count_kv_in`]).
     core_kv_bytes: Rc<Cell<u64>>,
-    /// The core's turns look at this group (see `shard::groups`): set by every mutable
-    /// access, cleared by a turn that finds it asleep ([`Group::may_sleep`]).
-    pub awake: bool,
 }
 
 impl Group {
@@ -164,7 +161,6 @@ impl Group {
             loaded: None,
             retired: Vec::new(),
             core_kv_bytes: Rc::default(),
-            awake: true,
         }
     }
 

@@ -25,7 +25,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         // Only groups whose configuration holds this node: a node joining is added to one
         // group after another, and the others know no leader meanwhile (found in review).
         let me = NodeId(self.shape.node_id);
-        let without = (self.groups.values())
+        // A group asleep is quiet, which it is only with a leader.
+        let without = (self.groups.awake())
             .filter(|g| g.replica.leader().is_none())
             .filter(|g| {
                 let conf = g.replica.conf_state();
@@ -313,6 +314,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             .groups
             .iter()
             .map(|(&id, g)| {
+                // Only a group this node leads can be handed over: the others count only
+                // their leader (and a status is dear, at every look at thousands of groups).
+                let leader = g.replica.leader().0;
+                if leader != me {
+                    let led_since_tick = 0;
+                    let ready_successors = Vec::new();
+                    return GroupView {
+                        group: id,
+                        leader,
+                        ready_successors,
+                        led_since_tick,
+                    };
+                }
                 let status = g.replica.status();
                 let heard = |p: &&PeerStatus| self.heard_lately(p.id, g);
                 let ready = status
@@ -352,7 +366,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 };
                 GroupView {
                     group: id,
-                    leader: status.leader.0,
+                    leader,
                     ready_successors,
                     led_since_tick: g.replica.leader_since_tick(),
                 }
