@@ -857,30 +857,42 @@ fn a_core_keeps_its_peers_hearing_it_once_a_heartbeat_interval() {
     assert_eq!(keepalives.get(), 20 / interval);
 }
 
-/// Goal: a quiet group asleep on its core takes no ticks, and is given those it slept through
-/// when woken (`shard::groups`): a follower woken because its leader's node fell silent then
-/// campaigns within an election timeout, as if its timer had run all along (without those
-/// ticks it would wait a whole timeout more). Method: node 1 follows node 2, whose quieting
-/// heartbeat puts group 0 to sleep; node 2 then says nothing, and node 1's core ticks.
-#[test]
-fn a_sleeping_group_takes_no_ticks_and_is_given_them_when_woken() {
-    let events = Events::default();
-    let quiet = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut Hooks| {
-        let mut config = Config::new(NodeId(1));
+/// A core of node `id` whose group 0 (of nodes 1 to 3) goes quiet when idle, its net
+/// recording to `events`.
+fn quiet_core(id: u64, events: &Events) -> (TestCore, Inbox<Input>) {
+    let quiet = move |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut Hooks| {
+        let mut config = Config::new(NodeId(id));
         (config.pre_vote, config.quiesce) = (false, true);
         let persisted = Persisted::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
-        let replica = Replica::new(config, 1, persisted).unwrap();
+        let replica = Replica::new(config, id, persisted).unwrap();
         groups.insert(0, Group::new(replica, Box::new(|_| String::new())));
     };
     let net = RecordingNet {
         said: SenderSays::default(),
-        events: Rc::clone(&events),
+        events: Rc::clone(events),
         wire: None,
         full_queue_to: Rc::default(),
         keepalives: Rc::default(),
     };
-    let log = (true, 0, false);
-    let (mut core, inbox) = core_on(1, net, log, Gate::new(true), 1, None, quiet);
+    core_on(id, net, (true, 0, false), Gate::new(true), 1, None, quiet)
+}
+
+fn replica_0(core: &TestCore) -> &Replica {
+    &core.groups()[&0].replica
+}
+
+/// Goal: a quiet group asleep on its core takes no ticks, and is given those it slept through
+/// when woken (`shard::groups`): a follower woken because its leader's node fell silent then
+/// campaigns within an election timeout, as if its timer had run all along (without those
+/// ticks it would wait a whole timeout more). Method: node 1 follows node 2, whose quieting
+/// heartbeat puts group 0 to sleep; node 2 then says nothing, and node 1's core ticks until
+/// the group wakes, and then for an election timeout less two ticks: woken with its timer
+/// run out, it campaigns by then whatever its randomized timeout (below twice the timeout);
+/// woken with its timer at zero, it campaigns after a timeout less one at the earliest.
+#[test]
+fn a_sleeping_group_takes_no_ticks_and_is_given_them_when_woken() {
+    let events = Events::default();
+    let (mut core, inbox) = quiet_core(1, &events);
     let heartbeat = MessageBody::Heartbeat(Heartbeat {
         commit: LogIndex(1),
         read_round: 0,
@@ -890,42 +902,111 @@ fn a_sleeping_group_takes_no_ticks_and_is_given_them_when_woken() {
         quiesce: true,
     });
     core = turn(core, &inbox, from(2, 1, 2, heartbeat));
-    fn replica(core: &TestCore) -> &Replica {
-        &core.groups()[&0].replica
-    }
-    assert!(replica(&core).is_quiesced());
-    assert_eq!(replica(&core).leader(), NodeId(2));
-    let (slept_at, timeout) = (
-        replica(&core).ticks(),
-        replica(&core).election_timeout_ticks(),
-    );
-    let mut woke_at = None;
-    for _ in 0..3 * timeout {
-        core = turn(core, &inbox, Input::Tick);
-        if !replica(&core).is_quiesced() {
-            woke_at = Some(core.ticks());
-            break;
-        }
+    assert!(replica_0(&core).is_quiesced());
+    assert_eq!(replica_0(&core).leader(), NodeId(2));
+    let slept_at = replica_0(&core).ticks();
+    let timeout = u64::from(replica_0(&core).election_timeout_ticks());
+    events.take();
+    while replica_0(&core).is_quiesced() {
+        assert!(
+            core.ticks() < 3 * timeout,
+            "node 2's silence woke the group"
+        );
         assert_eq!(
-            replica(&core).ticks(),
+            replica_0(&core).ticks(),
             slept_at,
             "a group asleep takes no tick"
         );
+        core = turn(core, &inbox, Input::Tick);
     }
-    let woke_at = woke_at.expect("node 2's silence woke the group");
     assert_eq!(
-        replica(&core).ticks(),
+        replica_0(&core).ticks(),
         core.ticks(),
         "woken, given every tick"
     );
-    events.take();
-    while core.ticks() < woke_at + u64::from(timeout) {
+    for _ in 0..timeout - 2 {
         core = turn(core, &inbox, Input::Tick);
     }
     let sent = events.take();
     assert!(
         sent.contains(&Event::Sent("VoteRequest")),
         "campaigned within a timeout of the wake: {sent:?}"
+    );
+}
+
+/// Goal (review 319): a quiet leader that an input makes busy without waking it is still
+/// ticked: asked to hand its group over, it sends TimeoutNow, and when no answer comes it
+/// gives the transfer up within an election timeout or two (a group asleep on its core was
+/// never ticked, and its transfer, which refuses writes, never ended). Method: node 1 leads
+/// group 0, its followers answer until it goes quiet; a transfer to node 2, then ticks and
+/// no answer.
+#[test]
+fn a_quiet_leader_whose_transfer_gets_no_answer_gives_it_up() {
+    let events = Events::default();
+    let (core, inbox) = quiet_core(1, &events);
+    let (mut core, term) = elect_1(core, &inbox, &events);
+    let last = replica_0(&core).last_index();
+    for follower in [2, 3] {
+        let acked = from(follower, 1, term, MessageBody::AppendResponse(ack(last)));
+        core = turn(core, &inbox, acked);
+    }
+    let timeout = u64::from(replica_0(&core).election_timeout_ticks());
+    let start = core.ticks();
+    while !replica_0(&core).is_quiesced() {
+        assert!(core.ticks() < start + 5 * timeout, "the leader went quiet");
+        core = turn(core, &inbox, Input::Tick);
+        for follower in [2, 3] {
+            core = turn(core, &inbox, heartbeat_answer(follower, term, false));
+        }
+    }
+    let (mut core, _reply) = ask_transfer(core, &inbox, 0, 2);
+    assert_eq!(replica_0(&core).lead_transferee(), Some(NodeId(2)));
+    for _ in 0..3 * timeout {
+        core = turn(core, &inbox, Input::Tick);
+    }
+    assert_eq!(
+        replica_0(&core).lead_transferee(),
+        None,
+        "the transfer was given up"
+    );
+}
+
+/// Goal: a core's groups start at most `CAMPAIGNS_PER_TICK_MAX` elections in one tick, and
+/// the others whose timers ran out campaign at the ticks after (thousands of groups started
+/// at once, all campaigning within one election timeout, held their cores up past it, and
+/// their elections ran into each other for ever). Method: 1,000 groups of node 1 with
+/// election timeouts of 10 to 19 ticks (about 100 run out at each tick, and again at each
+/// timeout while no answer comes from the peers); the vote requests of each tick counted
+/// (two each: nodes 2 and 3), and every group seen campaigning (none is left waiting).
+#[test]
+fn a_core_starts_at_most_its_pace_of_elections_in_a_tick() {
+    let events = Events::default();
+    let log = (true, 0, false);
+    let (mut core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1000, None, |_| {});
+    let per_tick_max = 2 * cohort::shard::groups::CAMPAIGNS_PER_TICK_MAX as usize;
+    let mut campaigned = BTreeSet::new();
+    for _ in 0..100 {
+        events.take();
+        core = turn(core, &inbox, Input::Tick);
+        let sent = events.take();
+        let requests = sent
+            .iter()
+            .filter(|e| **e == Event::Sent("VoteRequest"))
+            .count();
+        assert!(
+            requests <= per_tick_max,
+            "{requests} vote requests in a tick"
+        );
+        for (&id, group) in core.groups() {
+            if group.replica.role() == cohort::raft::Role::Candidate {
+                campaigned.insert(id);
+            }
+        }
+    }
+    assert_eq!(
+        campaigned.len(),
+        1000,
+        "every group campaigned within 100 ticks"
     );
 }
 

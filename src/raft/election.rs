@@ -8,13 +8,17 @@ use super::types::{NodeId, Role};
 
 impl Replica {
     /// Followers and candidates: campaign once the randomized timeout passes.
-    pub(crate) fn tick_election(&mut self) {
+    pub(crate) fn tick_election(&mut self, campaigns_left: &mut u32) {
         // Saturating: a node that may not campaign, hearing no leader, counts on for good.
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.election_timeout_randomized
             && self.is_promotable()
             && self.campaigns
         {
+            let Some(left) = campaigns_left.checked_sub(1) else {
+                return;
+            };
+            *campaigns_left = left;
             self.election_elapsed = 0;
             self.start_election(self.first_election_round());
         }

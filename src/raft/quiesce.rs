@@ -55,6 +55,16 @@ impl Replica {
             })
     }
 
+    /// Whether this replica is quiet and its next ticks would only count: a follower's do, and
+    /// a leader's while it may stay quiet ([`Replica::may_quiesce`]). A quiet leader that an
+    /// input made busy without waking it (a transfer it began, a configuration change it
+    /// proposed, a follower's progress that fell back) wakes at its next tick, which must
+    /// come (review 319: asleep on its core, it was never ticked, and a transfer whose
+    /// TimeoutNow got no answer never ended).
+    pub fn stays_quiet(&self) -> bool {
+        self.quiesced && (self.role != Role::Leader || self.may_quiesce())
+    }
+
     /// One tick of a quiesced replica: true if it stays quiesced (the tick did nothing
     /// more), false if it woke and the tick is to run as usual.
     pub(crate) fn tick_quiesced(&mut self) -> bool {
@@ -65,12 +75,15 @@ impl Replica {
         false
     }
 
-    /// Counts `ticks` that this quiesced replica's caller held back while it slept (see
-    /// `shard::groups`): each would only have counted, as nothing reached the replica
-    /// meanwhile ([`Replica::tick`] of a quiet replica does nothing more, and a quiet leader
-    /// stops being idle only on an input). Called before anything else reaches it.
+    /// Counts `ticks` that this replica's caller held back while it slept (see
+    /// `shard::groups`), which it may only do while the replica [stays
+    /// quiet](Replica::stays_quiet) and nothing reaches it: each tick would only have
+    /// counted. Called before anything else reaches it.
     pub fn count_quiet_ticks(&mut self, ticks: u64) {
-        debug_assert!(self.quiesced || ticks == 0, "only a quiet replica sleeps");
+        debug_assert!(
+            self.stays_quiet() || ticks == 0,
+            "only a replica that stays quiet sleeps"
+        );
         self.ticks += ticks;
     }
 

@@ -419,6 +419,15 @@ impl Replica {
 
     /// Advance logical time by one tick.
     pub fn tick(&mut self) {
+        let mut unpaced = u32::MAX;
+        self.tick_paced(&mut unpaced);
+    }
+
+    /// [`Replica::tick`], starting an election only while `campaigns_left` is above zero
+    /// (taking one): a timer that runs out with none left stays run out, and the replica
+    /// campaigns at the first later tick that has one. For a caller that paces the
+    /// elections of its many groups (`shard::groups`); delaying an election is always safe.
+    pub fn tick_paced(&mut self, campaigns_left: &mut u32) {
         self.ticks += 1;
         if self.quiesced && self.tick_quiesced() {
             return;
@@ -426,7 +435,7 @@ impl Replica {
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
-            self.tick_election();
+            self.tick_election(campaigns_left);
         }
     }
 

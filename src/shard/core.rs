@@ -502,7 +502,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             group.count_kv_in(Rc::clone(&kv_bytes));
         }
         Core {
-            groups: Groups::new(groups),
+            groups: Groups::new(groups, shape.node_id),
             log,
             net,
             inbox,

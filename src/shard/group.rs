@@ -165,11 +165,11 @@ impl Group {
     }
 
     /// Whether a turn may stop looking at this group until something touches it: its replica
-    /// is quiet with nothing to hand out and no Ready in flight, and nothing waits in the
+    /// stays quiet at its next ticks (`Replica::stays_quiet`) with nothing to hand out and no Ready in flight, and nothing waits in the
     /// group (no write, forward or read, no state to load or let go of).
     pub fn may_sleep(&self) -> bool {
         let replica = &self.replica;
-        replica.is_quiesced()
+        replica.stays_quiet()
             && replica.readies_in_flight() == 0
             && replica.applying() == replica.applied()
             && !replica.has_ready()
