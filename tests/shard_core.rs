@@ -833,6 +833,34 @@ fn ticks_from_the_clock_count_a_stall_in_full() {
     assert!(core.ticks() >= 30, "{} ticks after {stall:?}", core.ticks());
 }
 
+/// Goal (review 320): the ticks a turn owes after a stall share one budget of elections: the
+/// stall ran out every follower's timer at once, and a budget for each tick owed started as
+/// many elections as pacing is there to prevent. Method: 1,000 groups of node 1, ticks of
+/// 10 ms from the clock, a stall of 300 ms (30 ticks, every election timeout run out), then
+/// one turn; its vote requests counted (two an election: nodes 2 and 3).
+#[test]
+#[allow(clippy::disallowed_methods)] // the stall is the point
+fn the_ticks_owed_after_a_stall_start_one_tick_s_elections() {
+    let events = Events::default();
+    let tick = Duration::from_millis(10);
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1000, None, |shape| {
+        shape.tick_length = Some(tick);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let core = turn(core, &inbox, Input::Tick);
+    assert!(core.ticks() >= 30, "{} ticks owed", core.ticks());
+    let requests = (events.take().iter())
+        .filter(|e| **e == Event::Sent("VoteRequest"))
+        .count();
+    let per_tick_max = 2 * cohort::shard::groups::CAMPAIGNS_PER_TICK_MAX as usize;
+    assert!(requests > 0, "the timers ran out");
+    assert!(
+        requests <= per_tick_max,
+        "{requests} vote requests in a turn"
+    );
+}
+
 /// Goal: a core asks its transport for a keepalive once a heartbeat interval, whatever its
 /// groups do, so that its peers hear it while its groups are quiet (they wake a quiet group
 /// whose leader's node they stop hearing). Method: 20 ticks of a core whose groups tick with
@@ -974,10 +1002,11 @@ fn a_quiet_leader_whose_transfer_gets_no_answer_gives_it_up() {
 /// Goal: a core's groups start at most `CAMPAIGNS_PER_TICK_MAX` elections in one tick, and
 /// the others whose timers ran out campaign at the ticks after (thousands of groups started
 /// at once, all campaigning within one election timeout, held their cores up past it, and
-/// their elections ran into each other for ever). Method: 1,000 groups of node 1 with
-/// election timeouts of 10 to 19 ticks (about 100 run out at each tick, and again at each
-/// timeout while no answer comes from the peers); the vote requests of each tick counted
-/// (two each: nodes 2 and 3), and every group seen campaigning (none is left waiting).
+/// their elections ran into each other for ever). Method: 1,000 groups of node 1, whose
+/// election timers all run out at the same tick (the replicas' random draws are seeded
+/// alike), and again at each timeout while no answer comes from the peers; the vote requests
+/// of each tick counted (two each: nodes 2 and 3), and every group seen campaigning (none is
+/// left waiting).
 #[test]
 fn a_core_starts_at_most_its_pace_of_elections_in_a_tick() {
     let events = Events::default();

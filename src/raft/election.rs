@@ -15,7 +15,9 @@ impl Replica {
             && self.is_promotable()
             && self.campaigns
         {
-            let Some(left) = campaigns_left.checked_sub(1) else {
+            // One that cannot campaign yet (see `start_election`) takes none of the budget.
+            let cost = u32::from(!self.has_unapplied_conf_changes());
+            let Some(left) = campaigns_left.checked_sub(cost) else {
                 return;
             };
             *campaigns_left = left;

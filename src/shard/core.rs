@@ -371,11 +371,41 @@ struct Persisting<S> {
     /// What the sync handed back once it completed; it is finished when every sync begun
     /// before it is.
     synced: Option<S>,
+    /// The Readies that wait for it, in group order, one a group.
     readies: Vec<(u32, Ready)>,
+    /// Readies that need no sync of their own, each behind its group's in `readies`, in the
+    /// order they came. Kept apart: inserted into `readies`, each moved every Ready after it,
+    /// and with thousands of groups electing at once that was a third of a core's time.
+    behind: BTreeMap<u32, Vec<Ready>>,
     /// The core's tick count when it began.
     began_tick: u64,
     /// `Core::heard_ticks` when it began (see [`Core::sync_stuck`]).
     began_heard_tick: u64,
+}
+
+impl<S> Persisting<S> {
+    /// Every Ready that waited for this sync, in group order, a group's own in the order
+    /// they came.
+    fn in_order(self) -> Vec<(u32, Ready)> {
+        let mut behind = self.behind;
+        if behind.is_empty() {
+            return self.readies;
+        }
+        let mut all =
+            Vec::with_capacity(self.readies.len() + behind.values().map(Vec::len).sum::<usize>());
+        for (id, ready) in self.readies {
+            all.push((id, ready));
+            let more = behind.remove(&id).unwrap_or_default();
+            all.extend(more.into_iter().map(|ready| (id, ready)));
+        }
+        // A Ready left out would never be advanced: its group would stay at its cap of
+        // Readies in flight for good.
+        assert!(
+            behind.is_empty(),
+            "a Ready behind is behind one of its group's"
+        );
+        all
+    }
 }
 
 /// Syncs a core keeps in flight at most. A turn while syncs are in flight hands out the
@@ -563,6 +593,9 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             if let Some(clock) = &mut self.tick_clock {
                 let owed = clock.owed(crate::clock::since_boot());
                 self.heard_ticks += owed.min(1);
+                if owed > 0 {
+                    self.groups.pace_campaigns();
+                }
                 for _ in 0..owed {
                     self.tick();
                 }
@@ -794,14 +827,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         id: u32,
         such: impl Fn(&Ready) -> bool,
     ) -> bool {
-        // The Readies of a sync are in group order (taken from the groups' map; a group's
-        // pipelined Readies follow its first).
+        // The Readies of a sync are in group order, one a group (taken from the groups in
+        // order); a group's pipelined Readies are behind it (`Persisting::behind`).
         persisting.iter().any(|p| {
-            let from = p.readies.partition_point(|(g, _)| *g < id);
-            p.readies[from..]
-                .iter()
-                .take_while(|(g, _)| *g == id)
-                .any(|(_, ready)| such(ready))
+            let first = p.readies.binary_search_by_key(&id, |(g, _)| *g);
+            first.is_ok_and(|at| such(&p.readies[at].1))
+                || p.behind
+                    .get(&id)
+                    .is_some_and(|behind| behind.iter().any(&such))
         }) || unstaged.iter().any(|(g, ready, _)| *g == id && such(ready))
     }
 
@@ -1092,6 +1125,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             }
             Input::Tick if self.tick_clock.is_none() => {
                 self.heard_ticks += 1;
+                self.groups.pace_campaigns();
                 self.tick();
             }
             // The clock's ticks were taken at the start of the turn.
@@ -1458,10 +1492,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .rev()
                 .find(|p| p.readies.binary_search_by_key(&id, |(g, _)| *g).is_ok());
             match last {
-                Some(persisting) => {
-                    let at = persisting.readies.partition_point(|(g, _)| *g <= id);
-                    persisting.readies.insert(at, (id, ready));
-                }
+                Some(persisting) => persisting.behind.entry(id).or_default().push(ready),
                 None => now.push((id, ready)),
             }
         }
@@ -1476,10 +1507,15 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 let group = self.groups.get_mut(id).expect("listed above");
                 serve_before_sync(group, ready, answers).map_err(|e| format!("group {id}: {e}"))?;
             }
+            debug_assert!(
+                readies.windows(2).all(|w| w[0].0 < w[1].0),
+                "a sync waits for one Ready a group, in group order"
+            );
             self.persisting.push_back(Persisting {
                 sync: WokenOnly::new(sync),
                 synced: None,
                 readies,
+                behind: BTreeMap::new(),
                 began_tick: self.ticks,
                 began_heard_tick: self.heard_ticks,
             });
@@ -1491,12 +1527,12 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// step 4 for the Readies that waited for each.
     fn finish_persisted(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
         while self.persisting.front().is_some_and(|p| p.synced.is_some()) {
-            let persisting = self.persisting.pop_front().expect("checked above");
-            let synced = persisting.synced.expect("checked above");
+            let mut persisting = self.persisting.pop_front().expect("checked above");
+            let synced = persisting.synced.take().expect("checked above");
             self.log
                 .finish_sync(synced)
                 .map_err(|e| format!("core {}: log sync failed: {e}", self.shape.core))?;
-            self.after_persist(persisting.readies, answers)?;
+            self.after_persist(persisting.in_order(), answers)?;
         }
         Ok(())
     }

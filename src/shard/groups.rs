@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Index, RangeBounds};
 
 use super::group::Group;
+use crate::raft::Prng;
 
 pub struct Groups {
     /// The groups' ids, ascending; `slots[i]` is group `ids[i]`.
@@ -32,6 +33,8 @@ pub struct Groups {
     ticks: u64,
     /// Sets this node's order of ticking apart from its peers' (see [`Groups::tick`]).
     salt: u64,
+    /// Elections the groups may still start before the next [`Groups::pace_campaigns`].
+    campaigns_left: u32,
 }
 
 /// The most elections a core's groups start in one tick. Thousands of groups started at once
@@ -55,6 +58,7 @@ impl Groups {
             slots,
             ticks: 0,
             salt,
+            campaigns_left: CAMPAIGNS_PER_TICK_MAX,
         }
     }
 
@@ -128,22 +132,32 @@ impl Groups {
     /// One tick: the groups awake take it (one that is quiet only counts it), those asleep
     /// are given it when woken.
     ///
-    /// At most [`CAMPAIGNS_PER_TICK_MAX`] of them start an election in one tick; the others
-    /// whose timers ran out campaign at a later tick. The groups are ticked from a slot drawn
-    /// at each tick from the tick and the node (`salt`): nodes that went in the same order
-    /// would campaign for the same groups at once and split their votes, and one order kept
-    /// would leave the last groups waiting while the first took every campaign.
+    /// They start elections only while the budget of [`Groups::pace_campaigns`] lasts; the
+    /// others whose timers ran out campaign at a later tick. The groups are ticked from a
+    /// slot drawn at each tick, from the tick and the node (`salt`): nodes that went in the
+    /// same order would campaign for the same groups at once and split their votes, and one
+    /// order kept would leave the last groups waiting while the first took every campaign.
     pub fn tick(&mut self) {
         self.ticks += 1;
-        let mut left = CAMPAIGNS_PER_TICK_MAX;
-        let mixed = (self.ticks ^ self.salt.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let start = usize::try_from(mixed >> 32).unwrap_or(0) % self.slots.len().max(1);
+        let len = u64::try_from(self.slots.len()).unwrap_or(u64::MAX).max(1);
+        let drawn = Prng::new(self.salt.rotate_left(32) ^ self.ticks).below(len);
+        let start = usize::try_from(drawn).unwrap_or(0);
+        let mut left = self.campaigns_left;
         for (_, group) in self.awake_mut_in(start..) {
             group.replica.tick_paced(&mut left);
         }
         for (_, group) in self.awake_mut_in(..start) {
             group.replica.tick_paced(&mut left);
         }
+        self.campaigns_left = left;
+    }
+
+    /// A new budget of [`CAMPAIGNS_PER_TICK_MAX`] elections for the ticks that follow: once
+    /// for each tick of the clock, however many ticks a turn gives at once (after a stall,
+    /// every follower's timer runs out in the same turn: one budget for each tick owed
+    /// started as many elections as the pacing is there to prevent; review 320).
+    pub fn pace_campaigns(&mut self) {
+        self.campaigns_left = CAMPAIGNS_PER_TICK_MAX;
     }
 
     /// Puts to sleep the groups awake that are quiet with nothing to do
