@@ -412,6 +412,19 @@ struct RecordingNet {
     keepalives: Rc<Cell<u64>>,
 }
 
+impl RecordingNet {
+    /// A net that records to `events`, with no wire, no queue full and no keepalive counted.
+    fn new(events: &Events) -> RecordingNet {
+        RecordingNet {
+            said: SenderSays::default(),
+            events: Rc::clone(events),
+            wire: None,
+            full_queue_to: Rc::default(),
+            keepalives: Rc::default(),
+        }
+    }
+}
+
 impl CoreNet for RecordingNet {
     fn send(&mut self, envelope: Envelope) -> bool {
         self.events
@@ -538,13 +551,7 @@ fn core_of_groups(
     short_of_space: Option<String>,
     reshape: impl FnOnce(&mut CoreShape),
 ) -> (Core<RecordingLog, RecordingNet>, Inbox<Input>) {
-    let net = RecordingNet {
-        said: SenderSays::default(),
-        events: Rc::clone(events),
-        wire: None,
-        full_queue_to: Rc::default(),
-        keepalives: Rc::default(),
-    };
+    let net = RecordingNet::new(events);
     let setup = move |shape: &mut CoreShape, _: &mut _, _: &mut _| reshape(shape);
     core_on(id, net, log, gate, groups, short_of_space, setup)
 }
@@ -814,41 +821,38 @@ fn elect_1(mut core: TestCore, inbox: &Inbox<Input>, events: &Events) -> (TestCo
     (turn(core, inbox, from(3, 1, term, vote)), term)
 }
 
+/// A core of node 1 with `groups` groups and ticks of 10 ms from the clock, after a stall of
+/// 300 ms (30 ticks, longer than any election timeout) and one turn, as the timer task gives
+/// one wake-up after a stall; what it sent is in `events`.
+#[allow(clippy::disallowed_methods)] // the stall is the point
+fn stalled_core(groups: u32, events: &Events) -> TestCore {
+    let tick = Duration::from_millis(10);
+    let log = (true, 0, false);
+    let (core, inbox) = core_of_groups(1, events, log, Gate::new(true), groups, None, |shape| {
+        shape.tick_length = Some(tick);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    turn(core, &inbox, Input::Tick)
+}
+
 /// A core whose executor stalls: with ticks from the clock, its groups get every tick the
 /// stall spanned at the next turn, before its inputs. A timer task that pushed one tick per
 /// wake-up gave one, so a leader's lease, counted in its ticks, outlived real time.
 #[test]
-#[allow(clippy::disallowed_methods)] // the stall is the point
 fn ticks_from_the_clock_count_a_stall_in_full() {
-    let events = Events::default();
-    let tick = Duration::from_millis(10);
-    let log = (true, 0, false);
-    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1, None, |shape| {
-        shape.tick_length = Some(tick);
-    });
-    let stall = Duration::from_millis(300);
-    std::thread::sleep(stall);
-    // One wake-up, as the timer task gives after a stall.
-    let core = turn(core, &inbox, Input::Tick);
-    assert!(core.ticks() >= 30, "{} ticks after {stall:?}", core.ticks());
+    let core = stalled_core(1, &Events::default());
+    assert!(core.ticks() >= 30, "{} ticks after the stall", core.ticks());
 }
 
 /// Goal (review 320): the ticks a turn owes after a stall share one budget of elections: the
 /// stall ran out every follower's timer at once, and a budget for each tick owed started as
-/// many elections as pacing is there to prevent. Method: 1,000 groups of node 1, ticks of
-/// 10 ms from the clock, a stall of 300 ms (30 ticks, every election timeout run out), then
-/// one turn; its vote requests counted (two an election: nodes 2 and 3).
+/// many elections as pacing is there to prevent. Method: 1,000 groups of node 1 after a
+/// stall (every election timeout run out) and one turn; its vote requests counted (two an
+/// election: nodes 2 and 3).
 #[test]
-#[allow(clippy::disallowed_methods)] // the stall is the point
 fn the_ticks_owed_after_a_stall_start_one_tick_s_elections() {
     let events = Events::default();
-    let tick = Duration::from_millis(10);
-    let log = (true, 0, false);
-    let (core, inbox) = core_of_groups(1, &events, log, Gate::new(true), 1000, None, |shape| {
-        shape.tick_length = Some(tick);
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let core = turn(core, &inbox, Input::Tick);
+    let core = stalled_core(1000, &events);
     assert!(core.ticks() >= 30, "{} ticks owed", core.ticks());
     let requests = (events.take().iter())
         .filter(|e| **e == Event::Sent("VoteRequest"))
@@ -895,13 +899,7 @@ fn quiet_core(id: u64, events: &Events) -> (TestCore, Inbox<Input>) {
         let replica = Replica::new(config, id, persisted).unwrap();
         groups.insert(0, Group::new(replica, Box::new(|_| String::new())));
     };
-    let net = RecordingNet {
-        said: SenderSays::default(),
-        events: Rc::clone(events),
-        wire: None,
-        full_queue_to: Rc::default(),
-        keepalives: Rc::default(),
-    };
+    let net = RecordingNet::new(events);
     core_on(id, net, (true, 0, false), Gate::new(true), 1, None, quiet)
 }
 
@@ -1498,13 +1496,7 @@ fn a_silent_peer_at_its_quota_has_commits_sent_as_without_it() {
 fn leader_1_without_broadcast(
     events: &Events,
 ) -> (TestCore, Inbox<Input>, Inbox<Vec<Response>>, u64) {
-    let net = RecordingNet {
-        said: SenderSays::default(),
-        events: Rc::clone(events),
-        wire: None,
-        full_queue_to: Rc::default(),
-        keepalives: Rc::default(),
-    };
+    let net = RecordingNet::new(events);
     let without_broadcast = |_: &mut CoreShape, groups: &mut BTreeMap<u32, Group>, _: &mut _| {
         let mut config = Config::new(NodeId(1));
         (config.pre_vote, config.broadcast_commit) = (false, false);

@@ -453,6 +453,11 @@ impl Replica {
         self.commits_broadcast_now = on;
     }
 
+    /// Whether [`Replica::broadcast_commits_for_now`] is on.
+    pub fn broadcasts_commits_now(&self) -> bool {
+        self.commits_broadcast_now
+    }
+
     /// Start an election now (with a pre-vote round if configured), as if the election
     /// timeout had passed.
     pub fn campaign(&mut self) {

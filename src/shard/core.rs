@@ -468,6 +468,8 @@ pub struct Core<L: CoreLog, N> {
     /// The tick each peer's same core was last heard from (any batch), in `heard_ticks`: a
     /// group is handed only to a peer heard from lately (see [`Core::heard_lately`]).
     peers_heard_tick: HashMap<u64, u64>,
+    /// The peers found silent at the last look of [`Core::wake_quiet_groups`], in order.
+    peers_silent: Vec<u64>,
     /// The ticks, those of a stall counted as one: the clock of its peers' silence (and part
     /// of a sync's patience, see [`Core::sync_stuck`]). A stall of its own executor is no
     /// silence of theirs: their batches wait in the sockets, read only once its loop yields;
@@ -545,6 +547,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             peers_kv_full: BTreeSet::new(),
             broadcasting_commits: false,
             peers_heard_tick: HashMap::new(),
+            peers_silent: Vec::new(),
             heard_ticks: 0,
             at_sync_cap_since: None,
             stopping_by: None,
@@ -712,11 +715,20 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         let Some(first) = self.groups.values().next() else {
             return;
         };
-        let silent: Vec<u64> = (self.peers_heard_tick.keys())
+        let mut silent: Vec<u64> = (self.peers_heard_tick.keys())
             .filter(|&&peer| self.gone(NodeId(peer), first))
             .copied()
             .collect();
-        if silent.is_empty() && renewed.is_empty() {
+        silent.sort_unstable();
+        // A look at every group when a peer falls silent, and once an election timeout while
+        // one stays so (a leader may have gone quiet just before its CheckQuorum round found
+        // the member silent), not at every tick (review 319: a peer down made each tick pass
+        // over every group).
+        let timeout = u64::from(first.replica.election_timeout_ticks().max(1));
+        let newly = silent.iter().any(|peer| !self.peers_silent.contains(peer));
+        let round = !silent.is_empty() && self.ticks.is_multiple_of(timeout);
+        self.peers_silent.clone_from(&silent);
+        if renewed.is_empty() && !newly && !round {
             return;
         }
         // Only the groups to wake are woken (and given the ticks they slept through).

@@ -122,12 +122,19 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         if self.peers_kv_full.is_empty() && !self.broadcasting_commits {
             return;
         }
-        let on: Vec<(u32, bool)> = (self.groups.iter())
-            .map(|(&id, group)| (id, !self.members_at_kv_quota(group).is_empty()))
+        let marks: Vec<(u32, bool, bool)> = (self.groups.iter())
+            .map(|(&id, group)| {
+                let on = !self.members_at_kv_quota(group).is_empty();
+                (id, group.replica.broadcasts_commits_now(), on)
+            })
             .collect();
-        self.broadcasting_commits = on.iter().any(|&(_, on)| on);
-        for (id, on) in on {
-            if let Some(group) = self.groups.get_mut(&id) {
+        self.broadcasting_commits = marks.iter().any(|&(_, _, on)| on);
+        // Only the groups whose mark changes are woken: at every tick while a peer is full,
+        // waking each group kept every one awake (review 319).
+        for (id, was, on) in marks {
+            if was != on
+                && let Some(group) = self.groups.get_mut(&id)
+            {
                 group.replica.broadcast_commits_for_now(on);
             }
         }
