@@ -339,6 +339,20 @@ impl Replica {
         entries
     }
 
+    /// Whether [`Replica::take_committed_durable`] would hand out entries now.
+    pub fn has_committed_durable(&self) -> bool {
+        let next = self.log.next_to_apply();
+        self.snapshot_to_persist.is_none()
+            && next <= self.log.committed.min(self.log.persisted)
+            && (self.log.entry(next)).is_some_and(|e| e.kind != EntryKind::ConfChange)
+    }
+
+    /// Whether reads were confirmed or aborted since the last Ready or
+    /// [`Replica::take_read_states`].
+    pub fn has_read_states(&self) -> bool {
+        !self.reads.ready.is_empty() || !self.reads.aborted.is_empty()
+    }
+
     /// The reads confirmed (each to serve once applied up to its index) and aborted since
     /// the last Ready, as that Ready would carry them. May be called while a Ready is in
     /// flight: a read waits for no write to be durable.

@@ -844,24 +844,6 @@ impl Replica {
     }
 
     pub fn status(&self) -> Status {
-        let peers = if self.role == Role::Leader {
-            self.progress
-                .iter()
-                .filter(|p| p.id != self.id)
-                .map(|p| PeerStatus {
-                    id: p.id,
-                    match_index: p.match_index,
-                    next_index: p.next_index,
-                    state: p.state,
-                    inflight_appends: p.inflights.len(),
-                    recent_active: p.recent_active,
-                    answers: p.recent_active || p.active_round_before,
-                    queue_full: p.queue_full,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         Status {
             id: self.id,
             role: self.role,
@@ -874,9 +856,27 @@ impl Replica {
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot_index(),
             conf_state: self.conf.clone(),
-            peers,
+            peers: self.peer_statuses().collect(),
             quiesced: self.quiesced,
         }
+    }
+
+    /// What [`Replica::status`] says of each peer (none but where this replica leads),
+    /// without the rest: for a look at thousands of groups.
+    pub fn peer_statuses(&self) -> impl Iterator<Item = PeerStatus> + '_ {
+        let leads = self.role == Role::Leader;
+        (self.progress.iter())
+            .filter(move |p| leads && p.id != self.id)
+            .map(|p| PeerStatus {
+                id: p.id,
+                match_index: p.match_index,
+                next_index: p.next_index,
+                state: p.state,
+                inflight_appends: p.inflights.len(),
+                recent_active: p.recent_active,
+                answers: p.recent_active || p.active_round_before,
+                queue_full: p.queue_full,
+            })
     }
 
     // ---- shared helpers -------------------------------------------------------------

@@ -518,6 +518,9 @@ pub struct Core<L: CoreLog, N> {
     unstaged: Vec<(u32, Ready, Staged)>,
     /// Whether [`Core::publish_members`] told the node the members once.
     members_published: bool,
+    /// Whether the log waited for room, and was short of it, at the last turn (see
+    /// [`Core::turn`]).
+    log_state_turned: (bool, bool),
 }
 
 impl<L: CoreLog, N: CoreNet> Core<L, N> {
@@ -570,6 +573,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             said_entry_too_large: false,
             member_changes: Vec::new(),
             members_published: false,
+            log_state_turned: (false, false),
             streams: SnapshotStreams::new(shape.snapshot_stream),
             snapshots_due: BTreeSet::new(),
             persisting: VecDeque::new(),
@@ -856,8 +860,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// them for the end of the sync. A group whose Ready in flight (or waiting) still has
     /// entries to apply or a snapshot to install applies nothing before them.
     fn apply_committed_meanwhile(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        // A group asleep has applied all it committed.
-        for (&id, group) in self.groups.awake_mut() {
+        // A group untouched since the last turn has nothing new to apply (`shard::groups`).
+        for (&id, group) in self.groups.touched_mut() {
             if !Self::waits_to_apply(&self.persisting, &self.unstaged, id) {
                 let entries = group.replica.take_committed_durable();
                 group
@@ -1380,8 +1384,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// in a Ready still in flight is told so too, where a Ready's role would come after it:
     /// its retry is answered from the session).
     fn send_what_needs_no_sync(&mut self, answers: &mut Vec<Answer>) {
-        // A group asleep has nothing to send.
-        for (&id, group) in self.groups.awake_mut() {
+        // A group untouched since the last turn has nothing to send (`shard::groups`).
+        for (&id, group) in self.groups.touched_mut() {
             let out = (&mut self.net, &mut self.streams, &self.peers_log_full);
             send_needing_no_sync(&mut self.hooks, out, (id, group), answers);
         }
@@ -1395,20 +1399,49 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             self.groups.asleep().all(Group::may_sleep),
             "a group asleep has work: something changed it without waking it (shard::groups)"
         );
-        let turned = self.turn_awake(answers);
+        let short = self.log.short_of_space().map(str::to_owned);
+        let log_waits = self.log.entries_wait();
+        // Whether the log takes entries, and has room, changes what every group with writes
+        // waiting does with them: each hears it at its next turn.
+        let log_state = (log_waits, short.is_some());
+        if std::mem::replace(&mut self.log_state_turned, log_state) != log_state {
+            self.groups.touch_awake();
+        }
+        #[cfg(debug_assertions)]
+        self.assert_untouched_idle();
+        // The groups touched since the last turn: what touches one from here on touches it
+        // for the next.
+        let turning = self.groups.take_touched();
+        let turned = self.turn_touched(&turning, short, log_waits, answers);
         // What a turn leaves quiet with nothing to do sleeps until something touches it.
-        self.groups.sleep_idle();
+        self.groups.sleep_idle(&turning);
         turned
     }
 
-    /// [`Core::turn`] for the groups awake.
-    fn turn_awake(&mut self, answers: &mut Vec<Answer>) -> Result<(), String> {
-        let short = self.log.short_of_space();
-        let log_waits = self.log.entries_wait();
-        // A group asleep has nothing waiting (`Group::may_sleep`), and what wakes it wakes
-        // it for the turn after (`shard::groups`).
-        for (_, group) in self.groups.awake_mut() {
-            if let Some(why) = short.filter(|_| group.has_pending()) {
+    /// Every group awake that no turn looked at since something touched it has nothing to do
+    /// (`shard::groups`): a path that gave one work without touching it would leave that work
+    /// undone until a tick.
+    #[cfg(debug_assertions)]
+    fn assert_untouched_idle(&self) {
+        for (&id, group) in self.groups.untouched() {
+            let waits_to_apply = Self::waits_to_apply(&self.persisting, &self.unstaged, id);
+            assert!(
+                !group.has_turn_work(waits_to_apply, READIES_IN_FLIGHT_PER_GROUP_MAX),
+                "group {id} has work that nothing touched it for (shard::groups)"
+            );
+        }
+    }
+
+    /// [`Core::turn`] for the groups at `turning`: those touched since the last.
+    fn turn_touched(
+        &mut self,
+        turning: &[usize],
+        short: Option<String>,
+        log_waits: bool,
+        answers: &mut Vec<Answer>,
+    ) -> Result<(), String> {
+        for (_, group) in self.groups.slots_mut(turning) {
+            if let Some(why) = short.as_deref().filter(|_| group.has_pending()) {
                 // Writes held back before the log ran short (none are taken in since).
                 group.refuse_pending_as_follower(answers);
                 let me = self.shape.node_id;
@@ -1428,7 +1461,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             stage_or_hold(&mut self.log, waiting, &mut readies, &mut self.unstaged)
                 .map_err(|e| format!("core {}: log write failed: {e}", self.shape.core))?;
         }
-        for (&id, group) in self.groups.awake_mut() {
+        for (&id, group) in self.groups.slots_mut(turning) {
             // An idle group's heartbeats, or its answers to them, go without a Ready.
             if let Some(messages) = group.replica.take_messages_alone() {
                 let out = (&mut self.net, &mut self.streams, &self.peers_log_full);

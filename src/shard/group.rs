@@ -187,6 +187,25 @@ impl Group {
             && !self.members_changed
     }
 
+    /// Whether a turn would find work here: a Ready (or, with Readies in flight and fewer
+    /// than `readies_max`, a pipelined one), committed entries durable here to apply (unless
+    /// `waits_to_apply`: a Ready in flight must apply its own first), reads confirmed or
+    /// aborted, writes to propose that nothing holds, or writes to forward. For a check that
+    /// what has work was touched (`Core::turn`).
+    #[cfg(debug_assertions)]
+    pub(super) fn has_turn_work(&self, waits_to_apply: bool, readies_max: u32) -> bool {
+        let replica = &self.replica;
+        let ready = match replica.readies_in_flight() {
+            0 => replica.has_ready(),
+            n => n < readies_max && replica.has_pipelined_ready(),
+        };
+        ready
+            || (!waits_to_apply && replica.has_committed_durable())
+            || replica.has_read_states()
+            || (!self.pending.is_empty() && !self.holds_writes())
+            || !self.to_forward.is_empty()
+    }
+
     /// From now on, counts what this group's key-value state holds into `total`, shared by
     /// the groups of a core, which reads it (against its quota): kept as each applies, so the
     /// core need not sum its groups at every turn. Called once, by `Core::new`.

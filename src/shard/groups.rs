@@ -1,22 +1,33 @@
-//! A core's groups, and which of them its ticks and turns look at: each group an input or a
-//! tick touched, until a turn finds it quiet with nothing to do (asleep).
+//! A core's groups, and which of them its ticks and turns look at: its ticks, each group an
+//! input or a tick touched, until a turn finds it quiet with nothing to do (asleep); its turns,
+//! the groups touched since the last turn.
 //!
 //! A core may hold thousands of groups, most of them idle and quiet (`raft::Config::quiesce`):
 //! a tick or a turn that looked at each of them cost more than all the messages the quiet
-//! saved. So the core keeps a list of the groups awake, and only those are ticked and turned.
+//! saved. So the core keeps a list of the groups awake, and only those are ticked.
 //! A group asleep is not ticked at all: each tick would only have counted (a replica that
 //! stays quiet does nothing more on a tick: `Replica::stays_quiet`), so it is given the ticks
 //! it slept through when something wakes it, before anything else reaches it. Its ticks also
 //! pace the core's elections (see [`CAMPAIGNS_PER_TICK_MAX`]).
 //!
 //! Every mutable access through [`Groups::get_mut`] or [`Groups::values_mut`] wakes the group
-//! it hands out, so no path that can give a group work leaves it asleep. What reads a group
+//! it hands out, so no path that can give a group work leaves it asleep.
+//!
+//! Nor does a group that nothing touched since a turn looked at it have work for the next:
+//! what gives a replica work is a message, a proposal or a read (handed to it through
+//! [`Groups::get_mut`]), the end of a Ready's sync (the same), or a tick. So a turn looks only
+//! at the groups touched since the last ([`Groups::take_touched`]): under load on thousands of
+//! groups, a turn that passed over each group awake spent a tenth of the core's time finding
+//! most of them with nothing to do. (What the log says to every group, that it takes no
+//! entries for a moment or is short of room, touches them all: `Core::turn`.)
+//!
+//! What reads a group
 //! without waking it ([`Groups::get`], [`Groups::iter`]) must not read its tick count, which
 //! stops while it sleeps: nothing on a sleeping group depends on time (a quiet leader's lease
 //! runs out on ticks, and so is checked only on a woken replica).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::{Index, RangeBounds};
+use std::ops::Index;
 
 use super::group::Group;
 use crate::raft::Prng;
@@ -25,8 +36,13 @@ pub struct Groups {
     /// The groups' ids, ascending; `slots[i]` is group `ids[i]`.
     ids: Vec<u32>,
     slots: Vec<Group>,
-    /// The slots of the groups awake: what a tick and a turn look at.
+    /// The slots of the groups awake: what a tick looks at.
     awake: BTreeSet<usize>,
+    /// The slots of the groups touched since the last [`Groups::take_touched`], each once:
+    /// what the next turn looks at. Every one is awake.
+    touched: Vec<usize>,
+    /// Whether each slot is in `touched`.
+    is_touched: Vec<bool>,
     /// For each slot asleep, the count of [`Groups::ticks`] when it fell asleep.
     slept_at: Vec<Option<u64>>,
     /// Ticks the core gave its groups.
@@ -48,11 +64,13 @@ pub struct Groups {
 pub const CAMPAIGNS_PER_TICK_MAX: u32 = 32;
 
 impl Groups {
-    /// Every group starts awake; `salt` tells this node's groups from its peers'.
+    /// Every group starts awake and touched; `salt` tells this node's groups from its peers'.
     pub fn new(map: BTreeMap<u32, Group>, salt: u64) -> Groups {
         let (ids, slots): (Vec<u32>, Vec<Group>) = map.into_iter().unzip();
         Groups {
             awake: (0..ids.len()).collect(),
+            touched: (0..ids.len()).collect(),
+            is_touched: vec![true; ids.len()],
             slept_at: vec![None; ids.len()],
             ids,
             slots,
@@ -99,14 +117,23 @@ impl Groups {
         (self.slots.iter().zip(&self.slept_at)).filter_map(|(g, at)| at.is_some().then_some(g))
     }
 
-    /// Group `id`, woken.
+    /// The groups awake that nothing touched since the last [`Groups::take_touched`], in
+    /// order, each with its id.
+    pub fn untouched(&self) -> impl Iterator<Item = (&u32, &Group)> {
+        (self.awake.iter())
+            .filter(|&&slot| !self.is_touched[slot])
+            .map(|&slot| (&self.ids[slot], &self.slots[slot]))
+    }
+
+    /// Group `id`, woken and touched.
     pub fn get_mut(&mut self, id: &u32) -> Option<&mut Group> {
         let slot = self.slot(*id)?;
         self.wake(slot);
         Some(&mut self.slots[slot])
     }
 
-    /// Every group, in order, each woken: not for a path taken at every tick or turn.
+    /// Every group, in order, each woken and touched: not for a path taken at every tick or
+    /// turn.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
         for slot in 0..self.slots.len() {
             self.wake(slot);
@@ -114,19 +141,41 @@ impl Groups {
         self.slots.iter_mut()
     }
 
-    /// The groups awake, in order: what a turn looks at.
-    pub fn awake_mut(&mut self) -> AwakeMut<'_> {
-        self.awake_mut_in(..)
+    /// The groups awake, in order, none touched: for a pass that gives them no work.
+    pub fn awake_mut(&mut self) -> SlotsMut<'_, impl Iterator<Item = &usize>> {
+        SlotsMut::new(&self.ids, &mut self.slots, self.awake.iter())
     }
 
-    /// The groups awake whose slots are in `slots`, in order.
-    fn awake_mut_in(&mut self, slots: impl RangeBounds<usize>) -> AwakeMut<'_> {
-        AwakeMut {
-            ids: &self.ids,
-            rest: &mut self.slots,
-            rest_from: 0,
-            awake: self.awake.range(slots),
+    /// The groups touched since the last [`Groups::take_touched`], in order.
+    pub fn touched_mut(&mut self) -> SlotsMut<'_, impl Iterator<Item = &usize>> {
+        self.touched.sort_unstable();
+        SlotsMut::new(&self.ids, &mut self.slots, self.touched.iter())
+    }
+
+    /// Touches every group awake (for what they all must hear: see the module docs).
+    pub fn touch_awake(&mut self) {
+        for &slot in &self.awake {
+            touch(&mut self.touched, &mut self.is_touched, slot);
         }
+    }
+
+    /// The slots of the groups touched since the last call, in order, for a turn to look at
+    /// ([`Groups::slots_mut`]); what touches a group from now on touches it for the next.
+    pub fn take_touched(&mut self) -> Vec<usize> {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        for &slot in &touched {
+            self.is_touched[slot] = false;
+        }
+        touched
+    }
+
+    /// The groups at `slots` (ascending, as [`Groups::take_touched`] gives them), in order.
+    pub fn slots_mut<'s>(
+        &'s mut self,
+        slots: &'s [usize],
+    ) -> SlotsMut<'s, std::slice::Iter<'s, usize>> {
+        SlotsMut::new(&self.ids, &mut self.slots, slots.iter())
     }
 
     /// One tick: the groups awake take it (one that is quiet only counts it), those asleep
@@ -143,13 +192,12 @@ impl Groups {
         let drawn = Prng::new(self.salt.rotate_left(32) ^ self.ticks).below(len);
         let start = usize::try_from(drawn).unwrap_or(0);
         let mut left = self.campaigns_left;
-        for (_, group) in self.awake_mut_in(start..) {
-            group.replica.tick_paced(&mut left);
-        }
-        for (_, group) in self.awake_mut_in(..start) {
-            group.replica.tick_paced(&mut left);
+        let from_start = self.awake.range(start..).chain(self.awake.range(..start));
+        for &slot in from_start {
+            self.slots[slot].replica.tick_paced(&mut left);
         }
         self.campaigns_left = left;
+        self.touch_awake();
     }
 
     /// A new budget of [`CAMPAIGNS_PER_TICK_MAX`] elections for the ticks that follow: once
@@ -160,29 +208,36 @@ impl Groups {
         self.campaigns_left = CAMPAIGNS_PER_TICK_MAX;
     }
 
-    /// Puts to sleep the groups awake that are quiet with nothing to do
-    /// ([`Group::may_sleep`]), until something touches them.
-    pub fn sleep_idle(&mut self) {
-        let (slots, slept_at, ticks) = (&self.slots, &mut self.slept_at, self.ticks);
-        self.awake.retain(|&slot| {
-            let sleeps = slots[slot].may_sleep();
-            if sleeps {
-                slept_at[slot] = Some(ticks);
+    /// Puts to sleep the groups at `turned` (the slots a turn looked at) that are quiet with
+    /// nothing to do ([`Group::may_sleep`]) and not touched since, until something touches
+    /// them. (A group awake that no turn looks at did not change since one last did.)
+    pub fn sleep_idle(&mut self, turned: &[usize]) {
+        for &slot in turned {
+            if !self.is_touched[slot] && self.slots[slot].may_sleep() {
+                self.awake.remove(&slot);
+                self.slept_at[slot] = Some(self.ticks);
             }
-            !sleeps
-        });
+        }
     }
 
     fn slot(&self, id: u32) -> Option<usize> {
         self.ids.binary_search(&id).ok()
     }
 
-    /// Wakes the group at `slot`, giving it the ticks it slept through.
+    /// Wakes the group at `slot`, giving it the ticks it slept through, and touches it.
     fn wake(&mut self, slot: usize) {
         if let Some(at) = self.slept_at[slot].take() {
             self.slots[slot].replica.count_quiet_ticks(self.ticks - at);
             self.awake.insert(slot);
         }
+        touch(&mut self.touched, &mut self.is_touched, slot);
+    }
+}
+
+/// Adds `slot` to `touched`, unless it is there (`is_touched`).
+fn touch(touched: &mut Vec<usize>, is_touched: &mut [bool], slot: usize) {
+    if !std::mem::replace(&mut is_touched[slot], true) {
+        touched.push(slot);
     }
 }
 
@@ -203,23 +258,36 @@ impl<'a> IntoIterator for &'a Groups {
     }
 }
 
-/// The groups awake, each with its id, in order (see [`Groups::awake_mut`]).
-pub struct AwakeMut<'a> {
+/// Some of the groups, each with its id, in order (see [`Groups::awake_mut`],
+/// [`Groups::touched_mut`], [`Groups::slots_mut`]).
+pub struct SlotsMut<'a, I> {
     ids: &'a [u32],
     /// The slots from `rest_from` on, not handed out yet.
     rest: &'a mut [Group],
     rest_from: usize,
-    awake: std::collections::btree_set::Range<'a, usize>,
+    /// The slots to hand out, ascending.
+    slots: I,
 }
 
-impl<'a> Iterator for AwakeMut<'a> {
+impl<'a, I> SlotsMut<'a, I> {
+    fn new(ids: &'a [u32], groups: &'a mut [Group], slots: I) -> Self {
+        SlotsMut {
+            ids,
+            rest: groups,
+            rest_from: 0,
+            slots,
+        }
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a usize>> Iterator for SlotsMut<'a, I> {
     type Item = (&'a u32, &'a mut Group);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let &slot = self.awake.next()?;
+        let &slot = self.slots.next()?;
         let rest = std::mem::take(&mut self.rest);
         let (group, rest) = (rest[slot - self.rest_from..].split_first_mut())
-            .expect("the slots awake are the groups' slots, each once, in order");
+            .expect("the slots handed out are the groups' slots, each once, in order");
         self.rest = rest;
         self.rest_from = slot + 1;
         Some((&self.ids[slot], group))

@@ -7,8 +7,9 @@ use crate::proto::members::{MemberChange, MemberOp, MemberOutcome};
 use crate::proto::topology::client_address;
 use crate::proto::transfer::TransferOutcome;
 use crate::raft::{NodeId, PeerStatus, ProgressState, Role, TransferError};
+use crate::shard::Group;
 use crate::shard::balance::{
-    GroupView, HANDOVER_LAG_ENTRIES_MAX, HandoverState, pick_evacuations, pick_handover,
+    GroupView, HANDOVER_LAG_ENTRIES_MAX, HandoverState, Led, pick_evacuations, pick_handover,
 };
 use crate::shard::inbox::Inbox;
 use crate::shard::membership;
@@ -261,8 +262,8 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
     /// apply no conf change, and a removed node restarted so said nothing (found in review).
     pub(super) fn publish_members(&mut self) {
         let mut changed = !std::mem::replace(&mut self.members_published, true);
-        // A group asleep applied nothing since the turn that put it to sleep looked.
-        for (_, group) in self.groups.awake_mut() {
+        // A group untouched since the last turn applied nothing since (`shard::groups`).
+        for (_, group) in self.groups.touched_mut() {
             changed |= std::mem::take(&mut group.members_changed);
         }
         if changed {
@@ -310,69 +311,62 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             v.retain(|n| g.replica.conf_state().voters.contains(n));
             v
         });
-        let views: Vec<GroupView> = self
-            .groups
-            .iter()
-            .map(|(&id, g)| {
-                // Only a group this node leads can be handed over: the others count only
-                // their leader (and a status is dear, at every look at thousands of groups).
-                let leader = g.replica.leader().0;
-                if leader != me {
-                    let led_since_tick = 0;
-                    let ready_successors = Vec::new();
-                    return GroupView {
+        // Which peers could take over a group this node leads now.
+        let successors = |id: u32, g: &Group| -> Vec<u64> {
+            let (replica, last_index) = (&g.replica, g.replica.last_index());
+            let heard = |p: &PeerStatus| self.heard_lately(p.id, g);
+            let ready = (replica.peer_statuses())
+                // Stopping, one heard from in the last round counts too: the first look may
+                // fall just after a check-quorum cleared every mark.
+                .filter(|p| p.recent_active || (stopping && replica.peer_answers(p.id)))
+                .filter(heard)
+                // A follower whose queue is full would hold the group's writes while the
+                // queue drains.
+                .filter(|p| p.state == ProgressState::Replicate && !p.queue_full)
+                // Replicating from its first answer, however far behind: Raft would hold the
+                // group's writes while it caught up, and give up.
+                .filter(|p| {
+                    last_index.0.saturating_sub(p.match_index.0) <= HANDOVER_LAG_ENTRIES_MAX
+                })
+                // A learner cannot take over: it does not vote.
+                .filter(|p| replica.conf_state().voters.contains(&p.id))
+                .filter(|p| !peers_log_full.contains(&p.id.0))
+                .filter(|p| short || !peers_relay.contains(&p.id.0))
+                .filter(|p| short || voters_everywhere.contains(&p.id))
+                .map(|p| p.id.0);
+            // Stopping, or taking no writes, no waiting out the back-off from handovers that
+            // failed before: the stop has a grace's worth of tries, and a group whose leader
+            // takes no writes is down until one succeeds (found in review: up to a minute).
+            // But one not backed off goes first: the same target picked at every tick (a peer
+            // paused, its sockets open) used the whole grace while another could take over
+            // (found in review).
+            let (fresh, backed_off): (Vec<u64>, Vec<u64>) =
+                ready.partition(|&to| handovers.may_try(id, to, ticks));
+            if short && fresh.is_empty() {
+                backed_off
+            } else {
+                fresh
+            }
+        };
+        let picks = if short || relay {
+            let views: Vec<GroupView> = (self.groups.iter())
+                .map(|(&id, g)| {
+                    // Only a group this node leads can be handed over: the others count only
+                    // their leader.
+                    let leader = g.replica.leader().0;
+                    let led = leader == me;
+                    GroupView {
                         group: id,
                         leader,
-                        ready_successors,
-                        led_since_tick,
-                    };
-                }
-                let status = g.replica.status();
-                let heard = |p: &&PeerStatus| self.heard_lately(p.id, g);
-                let ready = status
-                    .peers
-                    .iter()
-                    // Stopping, one heard from in the last round counts too: the first look
-                    // may fall just after a check-quorum cleared every mark.
-                    .filter(|p| p.recent_active || (stopping && g.replica.peer_answers(p.id)))
-                    .filter(heard)
-                    // A follower whose queue is full would hold the group's writes while the
-                    // queue drains.
-                    .filter(|p| p.state == ProgressState::Replicate && !p.queue_full)
-                    // Replicating from its first answer, however far behind: Raft would hold
-                    // the group's writes while it caught up, and give up.
-                    .filter(|p| {
-                        status.last_index.0.saturating_sub(p.match_index.0)
-                            <= HANDOVER_LAG_ENTRIES_MAX
-                    })
-                    // A learner cannot take over: it does not vote.
-                    .filter(|p| status.conf_state.voters.contains(&p.id))
-                    .filter(|p| !peers_log_full.contains(&p.id.0))
-                    .filter(|p| short || !peers_relay.contains(&p.id.0))
-                    .filter(|p| short || voters_everywhere.contains(&p.id))
-                    .map(|p| p.id.0);
-                // Stopping, or taking no writes, no waiting out the back-off from handovers
-                // that failed before: the stop has a grace's worth of tries, and a group whose
-                // leader takes no writes is down until one succeeds (found in review: up to
-                // a minute). But one not backed off goes first: the same target picked at
-                // every tick (a peer paused, its sockets open) used the whole grace while
-                // another could take over (found in review).
-                let (fresh, backed_off): (Vec<u64>, Vec<u64>) =
-                    ready.partition(|&to| handovers.may_try(id, to, ticks));
-                let ready_successors = if short && fresh.is_empty() {
-                    backed_off
-                } else {
-                    fresh
-                };
-                GroupView {
-                    group: id,
-                    leader,
-                    ready_successors,
-                    led_since_tick: g.replica.leader_since_tick(),
-                }
-            })
-            .collect();
-        let picks = if short || relay {
+                        ready_successors: if led { successors(id, g) } else { Vec::new() },
+                        led_since_tick: if led {
+                            g.replica.leader_since_tick()
+                        } else {
+                            0
+                        },
+                    }
+                })
+                .collect();
             let groups = &self.groups;
             let busy = |group| groups[&group].replica.lead_transferee().is_some();
             // A peer whose own clients relay is the last resort (of a core that must hand its
@@ -384,7 +378,26 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         } else if let Some(margin) = self.shape.leader_balance_margin
             && !self.handover_under_way()
         {
-            pick_handover(me, &views, margin).into_iter().collect()
+            let led: Vec<Led> = (self.groups.iter())
+                .map(|(&id, g)| {
+                    let leader = g.replica.leader().0;
+                    Led {
+                        group: id,
+                        leader,
+                        led_since_tick: if leader == me {
+                            g.replica.leader_since_tick()
+                        } else {
+                            0
+                        },
+                    }
+                })
+                .collect();
+            let voters: Vec<u64> = voters_everywhere.iter().map(|n| n.0).collect();
+            let groups = &self.groups;
+            let successors = |id| successors(id, &groups[&id]);
+            pick_handover(me, &led, &voters, margin, successors)
+                .into_iter()
+                .collect()
         } else {
             Vec::new()
         };
