@@ -4021,6 +4021,51 @@ fn a_ready_the_log_has_no_room_for_waits_and_goes_in_before_the_groups_next_one(
 }
 
 #[test]
+fn a_group_whose_waiting_ready_went_in_behind_its_sync_hands_out_its_next_at_the_next_turn() {
+    // Goal (review 321): the turn that stages a Ready that waited for room (one that needs
+    // no sync of its own, behind its group's sync in flight) hands out no other Ready of
+    // that group: the entries that arrived in the same turn go in at the next turn, whatever
+    // group its input is for, not at the group's next tick or sync. Method: a follower's
+    // first append syncs (held); a commit, with no entries, waits for room; room comes back
+    // with entry 3; then a batch for no group.
+    let events = Events::default();
+    let gate = Gate::new(false);
+    let (core, inbox) = core_with(2, &events, true, 0, false, gate.clone());
+    let append = |entries: Vec<Entry>, commit: u64| {
+        MessageBody::AppendRequest(AppendRequest {
+            prev_log_index: LogIndex(2),
+            prev_log_term: Term(2),
+            entries: entries.into(),
+            commit: LogIndex(commit),
+        })
+    };
+    let first = MessageBody::AppendRequest(empty_entry_2(LogIndex(1)));
+    inbox.push_now(from(1, 2, 2, first));
+    let staged = || gate.0.borrow().staged.contains(&(0, 3));
+    let driver = async {
+        assert!(
+            yield_until(|| gate.begun() == 1).await,
+            "{:?}",
+            events.borrow()
+        );
+        gate.set_no_room(true);
+        inbox.push_now(from(1, 2, 2, append(Vec::new(), 2)));
+        assert!(yield_until(|| events.borrow().contains(&Event::NoRoom)).await);
+        inbox.push_now(from(1, 2, 2, append(vec![kib_write(2)], 2)));
+        gate.set_no_room(false);
+        for _ in 0..50 {
+            futures_lite::future::yield_now().await;
+        }
+        assert!(!staged(), "the group handed out two Readies in one turn");
+        inbox.push_now(peer(3, Vec::new()));
+        assert!(yield_until(staged).await, "{:?}", events.borrow());
+        gate.open();
+        inbox.push_now(Input::Stop);
+    };
+    run_beside(core, driver);
+}
+
+#[test]
 fn a_leader_whose_write_waits_for_log_room_keeps_sending_heartbeats() {
     // Goal: a group whose Ready waits for room is not silent (its followers would depose
     // it): its heartbeats leave at every heartbeat tick, and its write, which node 3

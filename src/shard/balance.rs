@@ -222,8 +222,9 @@ impl Handovers {
 /// The group node `me` should hand over, and to whom; None when the spread is fine, an
 /// election is on somewhere, or no voter leading two fewer (plus `margin`) could take one now.
 ///
-/// `voters` are the nodes a group may go to; `successors(group)` says which of them could
-/// take a group `me` leads now (as [`GroupView::ready_successors`]). It is asked only where
+/// `voters` are the only nodes a group may go to (every successor is one of them);
+/// `successors(group)` says which of them could take a group `me` leads now (as
+/// [`GroupView::ready_successors`]). It is asked only where
 /// the answer counts, and once a group: most looks hand nothing over, and the group led
 /// longest usually has the answer (asked of each group at every look, thousands of groups
 /// cost a core a tenth of its time).
@@ -241,23 +242,19 @@ pub fn pick_handover(
     for group in groups {
         *led.entry(group.leader).or_insert(0) += 1;
     }
-    for &voter in voters {
-        led.entry(voter).or_insert(0);
-    }
     // A node leading two more than another (plus the margin) hands it one: each handover
     // narrows the spread, none is ever handed back, and it ends with no two voters up more
     // than one apart (plus the margin). A cap at the fair share alone left 2, 2, 0 of four
     // groups as it was for good (found in review).
     let mine = led.get(&me).copied().unwrap_or(0);
     // The least loaded first; ties by id, so every node agrees on the order.
-    let mut takers: Vec<(u32, u64)> = led
-        .iter()
+    let mut takers: Vec<(u32, u64)> = (voters.iter())
+        .map(|&node| (led.get(&node).copied().unwrap_or(0), node))
         // Saturating: a margin near u32::MAX means "almost never" (found in review: it
         // wrapped, and two nodes handed one group back and forth at every look).
-        .filter(|&(&node, &count)| {
+        .filter(|&(count, node)| {
             node != me && count.saturating_add(2).saturating_add(margin) <= mine
         })
-        .map(|(&node, &count)| (count, node))
         .collect();
     takers.sort_unstable();
     if takers.is_empty() {
@@ -324,9 +321,11 @@ mod tests {
                 led_since_tick: g.led_since_tick,
             })
             .collect();
-        let voters: Vec<u64> = (groups.iter())
+        let mut voters: Vec<u64> = (groups.iter())
             .flat_map(|g| g.ready_successors.iter().copied())
             .collect();
+        voters.sort_unstable();
+        voters.dedup();
         let successors = |id| {
             let view = groups.iter().find(|g| g.group == id).expect("a group");
             view.ready_successors.clone()

@@ -1512,6 +1512,11 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             // Group order, as the rest of the turn and `Persisting` expect.
             readies.sort_by_key(|(id, _)| *id);
         }
+        // A group whose waiting Ready was staged this turn handed out no other: the next turn
+        // looks at it again (review 321: what it had meanwhile waited for a tick).
+        for id in &waited_ids {
+            self.groups.get_mut(id);
+        }
         // A group whose Ready waits hands out no other, but does not fall silent (a leader
         // would be deposed, a transfer never leave): what needs no sync goes, as at the sync
         // cap.

@@ -392,7 +392,16 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                     }
                 })
                 .collect();
-            let voters: Vec<u64> = voters_everywhere.iter().map(|n| n.0).collect();
+            // A voter that no group could hand over to now is left out at once: else, as the
+            // one leading fewest (a node down leads none), every look asked every group
+            // (review 321). The same settings hold for every group of a node.
+            let takes = |v: &NodeId| {
+                let heard = (self.groups.values().next()).is_some_and(|g| self.heard_lately(*v, g));
+                heard && !peers_log_full.contains(&v.0) && !peers_relay.contains(&v.0)
+            };
+            let voters: Vec<u64> = (voters_everywhere.iter().filter(|v| takes(v)))
+                .map(|n| n.0)
+                .collect();
             let groups = &self.groups;
             let successors = |id| successors(id, &groups[&id]);
             pick_handover(me, &led, &voters, margin, successors)
