@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What an idle cluster of many Raft groups costs: each core ticks every group and looks at it
-# in each turn of its loop, and the groups' leaders heartbeat their followers every
-# --heartbeat-ticks until the groups go quiet (or for good, with --no-quiesce).
+# What an idle cluster of many Raft groups costs: each core ticks the groups awake and looks at
+# those touched in each turn of its loop, and the groups' leaders heartbeat their followers
+# every --heartbeat-ticks until the groups go quiet and sleep (or for good, with --no-quiesce).
 #
 # Starts three `cohort serve` nodes of one core each on loopback with --groups GROUPS (and
 # any serve flags after the arguments), waits until every group has a leader (60 s at most:
