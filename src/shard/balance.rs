@@ -60,15 +60,11 @@ const _: () = assert!(HANDOVER_PROBATION_LOOKS <= HANDOVER_BACKOFF_LOOKS_MAX);
 /// What a core knows of one of its groups.
 #[derive(Clone, Debug)]
 pub struct GroupView {
-    pub group: u32,
-    /// The leader this replica follows (0: none known).
-    pub leader: u64,
+    pub led: Led,
     /// When this node leads: the voters that could take over now (recently heard from,
     /// replicating, not probing or receiving a snapshot, at most
     /// [`HANDOVER_LAG_ENTRIES_MAX`] entries behind, and not backed off from).
     pub ready_successors: Vec<u64>,
-    /// When this node leads: the tick of the core's replicas at which it began to.
-    pub led_since_tick: u64,
 }
 
 /// Who leads one of a core's groups, for the balance ([`pick_handover`]).
@@ -291,10 +287,13 @@ pub fn pick_evacuations(
 ) -> Vec<(u32, u64)> {
     let mut led: BTreeMap<u64, u32> = BTreeMap::new();
     for group in groups {
-        *led.entry(group.leader).or_insert(0) += 1;
+        *led.entry(group.led.leader).or_insert(0) += 1;
     }
     let mut picks = Vec::new();
-    for group in groups.iter().filter(|g| g.leader == me && !busy(g.group)) {
+    for group in groups
+        .iter()
+        .filter(|g| g.led.leader == me && !busy(g.led.group))
+    {
         let successors = group.ready_successors.iter().filter(|&&node| node != me);
         let Some(&to) = successors.min_by_key(|&&node| {
             let led = led.get(&node).copied().unwrap_or(0);
@@ -303,7 +302,7 @@ pub fn pick_evacuations(
             continue;
         };
         *led.entry(to).or_insert(0) += 1;
-        picks.push((group.group, to));
+        picks.push((group.led.group, to));
     }
     picks
 }
@@ -314,20 +313,14 @@ mod tests {
 
     /// [`super::pick_handover`] of `groups`, their successors as each view has them.
     fn pick_handover(me: u64, groups: &[GroupView], margin: u32) -> Option<(u32, u64)> {
-        let led: Vec<Led> = (groups.iter())
-            .map(|g| Led {
-                group: g.group,
-                leader: g.leader,
-                led_since_tick: g.led_since_tick,
-            })
-            .collect();
+        let led: Vec<Led> = groups.iter().map(|g| g.led).collect();
         let mut voters: Vec<u64> = (groups.iter())
             .flat_map(|g| g.ready_successors.iter().copied())
             .collect();
         voters.sort_unstable();
         voters.dedup();
         let successors = |id| {
-            let view = groups.iter().find(|g| g.group == id).expect("a group");
+            let view = groups.iter().find(|g| g.led.group == id).expect("a group");
             view.ready_successors.clone()
         };
         super::pick_handover(me, &led, &voters, margin, successors)
@@ -335,10 +328,12 @@ mod tests {
 
     fn view(group: u32, leader: u64) -> GroupView {
         GroupView {
-            group,
-            leader,
+            led: Led {
+                group,
+                leader,
+                led_since_tick: 0,
+            },
             ready_successors: vec![1, 2, 3],
-            led_since_tick: 0,
         }
     }
 
@@ -349,8 +344,8 @@ mod tests {
     #[test]
     fn the_group_led_longest_is_handed_over_first() {
         let mut groups = vec![view(0, 2), view(1, 2), view(2, 3)];
-        groups[0].led_since_tick = 900;
-        groups[1].led_since_tick = 5;
+        groups[0].led.led_since_tick = 900;
+        groups[1].led.led_since_tick = 5;
         assert_eq!(pick_handover(2, &groups, 0), Some((1, 1)));
     }
 
@@ -370,7 +365,7 @@ mod tests {
         // Node 2 leads 7 of 8 groups, node 1 leads 1, node 3 none: node 2 gives its first
         // group to node 3.
         let mut groups: Vec<GroupView> = (0..8).map(|g| view(g, 2)).collect();
-        groups[0].leader = 1;
+        groups[0].led.leader = 1;
         assert_eq!(pick_handover(2, &groups, 0), Some((1, 3)));
         // The others lead no more than their share: they keep what they have.
         assert_eq!(pick_handover(1, &groups, 0), None);
@@ -390,12 +385,12 @@ mod tests {
                 break;
             }
             for (group, to) in picks {
-                groups[group as usize].leader = to;
+                groups[group as usize].led.leader = to;
                 handovers += 1;
             }
             assert!(handovers <= 8, "handovers never stop");
         }
-        let count = |node| groups.iter().filter(|g| g.leader == node).count();
+        let count = |node| groups.iter().filter(|g| g.led.leader == node).count();
         let mut counts = [count(1), count(2), count(3)];
         counts.sort_unstable();
         assert_eq!(counts, [2, 3, 3]);
@@ -428,7 +423,7 @@ mod tests {
             .collect();
         assert_eq!(pick_handover(1, &groups, 0), Some((0, 3)));
         assert_eq!(pick_handover(2, &groups, 0), Some((2, 3)));
-        groups[0].leader = 3;
+        groups[0].led.leader = 3;
         for me in [1, 2, 3] {
             assert_eq!(pick_handover(me, &groups, 0), None, "node {me}");
         }
@@ -437,9 +432,9 @@ mod tests {
     #[test]
     fn nothing_moves_during_an_election_or_to_a_voter_that_lags() {
         let mut groups: Vec<GroupView> = (0..6).map(|g| view(g, 1)).collect();
-        groups[3].leader = 0;
+        groups[3].led.leader = 0;
         assert_eq!(pick_handover(1, &groups, 0), None);
-        groups[3].leader = 1;
+        groups[3].led.leader = 1;
         // Nodes 2 and 3 lead nothing, but neither can take over anywhere: nothing moves.
         // Then node 3 catches up in group 5, and gets it.
         for group in &mut groups {
@@ -458,10 +453,10 @@ mod tests {
         for group in &mut groups {
             group.ready_successors = vec![3];
         }
-        groups[0].leader = 3;
-        groups[1].leader = 3;
+        groups[0].led.leader = 3;
+        groups[1].led.leader = 3;
         assert_eq!(pick_handover(2, &groups, 0), Some((2, 3)));
-        groups[2].leader = 3;
+        groups[2].led.leader = 3;
         assert_eq!(pick_handover(2, &groups, 0), None);
         assert_eq!(pick_handover(3, &groups, 0), None);
     }
@@ -638,7 +633,7 @@ mod tests {
     #[test]
     fn a_node_that_cannot_grow_its_log_hands_over_every_group_it_leads() {
         let mut groups: Vec<GroupView> = (0..4).map(|g| view(g, 2)).collect();
-        groups[1].leader = 1;
+        groups[1].led.leader = 1;
         groups[2].ready_successors = vec![];
         // Group 2 has no voter ready to take over; group 3 is being handed over already.
         let picks = pick_evacuations(2, &groups, |g| g == 3, (|_| false, |_| false));
@@ -654,7 +649,7 @@ mod tests {
         for group in &mut groups[..4] {
             group.ready_successors = vec![1, 3];
         }
-        groups[4].leader = 3;
+        groups[4].led.leader = 3;
         let picks = pick_evacuations(2, &groups, |_| false, (|_| false, |_| false));
         assert_eq!(picks, vec![(0, 1), (1, 1), (2, 3), (3, 1)]);
     }

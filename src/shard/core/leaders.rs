@@ -311,6 +311,18 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
             v.retain(|n| g.replica.conf_state().voters.contains(n));
             v
         });
+        let led_of = |id: u32, g: &Group| {
+            let leader = g.replica.leader().0;
+            let led_since_tick = match leader == me {
+                true => g.replica.leader_since_tick(),
+                false => 0,
+            };
+            Led {
+                group: id,
+                leader,
+                led_since_tick,
+            }
+        };
         // Which peers could take over a group this node leads now.
         let successors = |id: u32, g: &Group| -> Vec<u64> {
             let (replica, last_index) = (&g.replica, g.replica.last_index());
@@ -353,17 +365,14 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
                 .map(|(&id, g)| {
                     // Only a group this node leads can be handed over: the others count only
                     // their leader.
-                    let leader = g.replica.leader().0;
-                    let led = leader == me;
+                    let led = led_of(id, g);
+                    let ready_successors = match led.leader == me {
+                        true => successors(id, g),
+                        false => Vec::new(),
+                    };
                     GroupView {
-                        group: id,
-                        leader,
-                        ready_successors: if led { successors(id, g) } else { Vec::new() },
-                        led_since_tick: if led {
-                            g.replica.leader_since_tick()
-                        } else {
-                            0
-                        },
+                        led,
+                        ready_successors,
                     }
                 })
                 .collect();
@@ -378,20 +387,7 @@ impl<L: CoreLog, N: CoreNet> Core<L, N> {
         } else if let Some(margin) = self.shape.leader_balance_margin
             && !self.handover_under_way()
         {
-            let led: Vec<Led> = (self.groups.iter())
-                .map(|(&id, g)| {
-                    let leader = g.replica.leader().0;
-                    Led {
-                        group: id,
-                        leader,
-                        led_since_tick: if leader == me {
-                            g.replica.leader_since_tick()
-                        } else {
-                            0
-                        },
-                    }
-                })
-                .collect();
+            let led: Vec<Led> = self.groups.iter().map(|(&id, g)| led_of(id, g)).collect();
             // A voter that no group could hand over to now is left out at once: else, as the
             // one leading fewest (a node down leads none), every look asked every group
             // (review 321). The same settings hold for every group of a node.
